@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* util: small parsing and time helpers shared by every binary. */
+#ifndef RDMIG_UTIL_H
+#define RDMIG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic clock in nanoseconds. */
+uint64_t now_ns(void);
+
+/*
+ * Parses a byte size with an optional binary suffix: "4096", "4K", "64M",
+ * "1G" (K = 1024).  Returns 0 or -EINVAL / -ERANGE.
+ */
+int parse_size(const char *s, uint64_t *out);
+
+/* Parses an unsigned decimal integer in [min, max]. */
+int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/*
+ * Splits "host:port" (or "[v6]:port") into its parts.  host and port are
+ * written into caller buffers.  A missing port takes def_port.
+ */
+int parse_hostport(const char *s, const char *def_port, char *host, size_t hostlen, char *port,
+		   size_t portlen);
+
+/* Formats a byte count as "64.0 MiB" into buf. */
+const char *fmt_bytes(uint64_t bytes, char *buf, size_t len);
+
+/* Sets O_NONBLOCK on fd.  Returns 0 or -errno. */
+int fd_set_nonblock(int fd);
+
+#endif

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "util.h"
+
+static void test_parse_size(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(parse_size("4K", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(parse_size("64M", &v), 0);
+	assert_int_equal(v, 64ull << 20);
+	assert_int_equal(parse_size("1GiB", &v), 0);
+	assert_int_equal(v, 1ull << 30);
+	assert_int_equal(parse_size("", &v), -EINVAL);
+	assert_int_equal(parse_size("-1", &v), -EINVAL);
+	assert_int_equal(parse_size("12Q", &v), -EINVAL);
+	assert_int_equal(parse_size("99999999999999999999", &v), -ERANGE);
+	assert_int_equal(parse_size("17179869184G", &v), -ERANGE);
+}
+
+static void test_parse_uint(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_uint("10", 1, 20, &v), 0);
+	assert_int_equal(v, 10);
+	assert_int_equal(parse_uint("0", 1, 20, &v), -ERANGE);
+	assert_int_equal(parse_uint("21", 1, 20, &v), -ERANGE);
+	assert_int_equal(parse_uint("1x", 1, 20, &v), -EINVAL);
+	assert_int_equal(parse_uint("+1", 1, 20, &v), -EINVAL);
+}
+
+static void test_parse_hostport(void **state)
+{
+	char host[64], port[16];
+
+	assert_int_equal(parse_hostport("192.0.2.1:7471", "1", host, sizeof(host), port,
+					sizeof(port)),
+			 0);
+	assert_string_equal(host, "192.0.2.1");
+	assert_string_equal(port, "7471");
+	assert_int_equal(parse_hostport("192.0.2.1", "7471", host, sizeof(host), port,
+					sizeof(port)),
+			 0);
+	assert_string_equal(port, "7471");
+	assert_int_equal(parse_hostport("[2001:db8::1]:9", NULL, host, sizeof(host), port,
+					sizeof(port)),
+			 0);
+	assert_string_equal(host, "2001:db8::1");
+	assert_string_equal(port, "9");
+	assert_int_equal(parse_hostport("[2001:db8::1", NULL, host, sizeof(host), port,
+					sizeof(port)),
+			 -EINVAL);
+	assert_int_equal(parse_hostport(":80", NULL, host, sizeof(host), port, sizeof(port)),
+			 -EINVAL);
+	assert_int_equal(parse_hostport("h:", NULL, host, sizeof(host), port, sizeof(port)),
+			 -EINVAL);
+}
+
+static void test_fmt_bytes(void **state)
+{
+	char buf[32];
+
+	assert_string_equal(fmt_bytes(512, buf, sizeof(buf)), "512 B");
+	assert_string_equal(fmt_bytes(64ull << 20, buf, sizeof(buf)), "64.0 MiB");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_parse_uint),
+		cmocka_unit_test(test_parse_hostport),
+		cmocka_unit_test(test_fmt_bytes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
