@@ -26,6 +26,17 @@
 
 #define IMG_PAGE_SIZE 4096u
 
+/*
+ * Magic words, CRIU's values, little-endian u32 at the start of each file.
+ * inventory.img has only its own; the others have IMG_MAGIC_COMMON first
+ * when inventory's img_version is 2.  pages-<id>.img has none.
+ */
+#define IMG_MAGIC_COMMON    0x54564319u
+#define IMG_MAGIC_INVENTORY 0x58313116u
+#define IMG_MAGIC_PSTREE    0x50273030u
+#define IMG_MAGIC_MM        0x57492820u
+#define IMG_MAGIC_PAGEMAP   0x56084025u
+
 /* Pagemap entry flags, CRIU's values. */
 #define IMG_PE_PARENT  (1u << 0)
 #define IMG_PE_LAZY    (1u << 1)
@@ -85,10 +96,76 @@ struct img_set {
 	size_t nr_tasks;
 };
 
+/* Largest protobuf record accepted; a bigger size word is -ERANGE. */
+#define IMG_MAX_RECORD (16u << 20)
+/* Largest image file read into memory (pages files are never read). */
+#define IMG_MAX_FILE (1ull << 30)
+/* Largest valid pid: the kernel's PID_MAX_LIMIT on 64-bit. */
+#define IMG_PID_MAX 4194304
+
+/*
+ * Reads the images directory dir.  Every task of pstree.img gets an
+ * img_task; one with neither mm-<pid>.img nor pagemap-<pid>.img (a zombie)
+ * has has_memory == false, one with only one of the two is -ENOENT.
+ * pages-<id>.img is not read, only stat()ed: it must exist and hold at least
+ * pages_file_size bytes when some entry is PE_PRESENT; when none is (e.g.
+ * `criu dump --lazy-pages` of a process with no non-lazy pages) it may be
+ * absent.  PE_PARENT data is not followed into parent/ images: such lazy
+ * ranges get pages_off == IMG_NO_OFFSET.
+ *
+ * Returns 0 and *out (free with image_set_free()), or a negative errno:
+ * -ENOENT (missing file), -EBADMSG (corrupt or inconsistent content),
+ * -ERANGE (record size, img_version, pid or page count out of range),
+ * -ENOMEM, or the errno of a failed open/read/stat.
+ */
 int image_set_open(const char *dir, struct img_set **out);
+/* Frees set and everything it points to; NULL is a no-op. */
 void image_set_free(struct img_set *set);
+/* The task with virtual pid pid, or NULL.  The set owns it. */
 struct img_task *image_set_task(const struct img_set *set, int32_t pid);
-/* Writes "<dir>/pages-<id>.img" into buf. */
+/*
+ * Writes "<dir>/pages-<id>.img" into buf.  Returns 0, -EINVAL for a task
+ * without memory, or -ENAMETOOLONG when len is too small.
+ */
 int image_pages_path(const struct img_set *set, const struct img_task *task, char *buf, size_t len);
+
+/*
+ * True if CRIU's restorer registers this VMA with userfaultfd, i.e. its
+ * faults reach the lazy-pages daemon: private anonymous, not locked, not
+ * hugetlb, not vDSO/vvar/vsyscall.  Guard VMAs never get here.
+ */
+bool image_vma_can_be_lazy(const struct img_vma *vma);
+
+/*
+ * Lower-level parsers over one image file's bytes, buf[0..len), exactly as
+ * stored on disk.  image_set_open() is built on them; they also let the
+ * fuzzer and tests drive the parsing without files.  name appears in log
+ * messages only.  img_version is inventory's (1: no common magic, 2: common
+ * magic before the per-type magic); other values are -ERANGE.  Same errno
+ * convention as image_set_open().  On error, no output is set and nothing
+ * needs freeing.
+ */
+int image_parse_inventory_buf(const void *buf, size_t len, const char *name,
+			      uint32_t *img_version);
+/* *pids is malloc()ed, in pstree order, each in [1, IMG_PID_MAX], no duplicates. */
+int image_parse_pstree_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
+			   int32_t **pids, size_t *nr_pids);
+/*
+ * Fills task->vmas / nr_vmas (which must be empty): guard VMAs dropped,
+ * sorted, checked for alignment and overlap.
+ */
+int image_parse_mm_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
+		       struct img_task *task);
+/*
+ * Fills task->pages_id, entries, pages_file_size and the lazy set
+ * (lazy, nr_lazy, lazy_bytes), which must be empty.  The lazy set is cut
+ * along task->vmas, so parse the mm image first: a PE_LAZY page outside
+ * every VMA is -EBADMSG.  *v42 (may be NULL) is set when some entry carries
+ * the CRIU 4.2 page count (field 5).
+ */
+int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
+			    struct img_task *task, bool *v42);
+/* Frees the arrays the parsers filled in and zeroes them; pid is kept. */
+void image_task_clear(struct img_task *task);
 
 #endif

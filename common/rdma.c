@@ -1,2 +1,856 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "rdma.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <rdma/rdma_cma.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "log.h"
+#include "util.h"
+
+/* wr_id layout: the kind in the top byte, a slot index below it. */
+#define WR_KIND_SHIFT 56
+#define WR_KIND_RECV  1ull
+#define WR_KIND_SEND  2ull
+#define WR_KIND_READ  3ull
+#define WR_SLOT_MASK  ((1ull << WR_KIND_SHIFT) - 1)
+
+/* Completions handled per wakeup, so one busy endpoint cannot starve the loop. */
+#define CQ_POLL_BUDGET 256
+#define CQ_ACK_BATCH   32
+
+struct pending_send {
+	STAILQ_ENTRY(pending_send) link;
+	size_t len;
+	uint8_t data[];
+};
+
+struct rdma_ep {
+	struct event_base *base;
+	struct rdma_listener *listener; /* set for accepted endpoints */
+	struct rdma_event_channel *cm_ch; /* own channel, connecting side only */
+	struct event *cm_ev;
+	struct rdma_cm_id *id;
+	struct ibv_pd *pd;
+	struct ibv_comp_channel *comp_ch;
+	struct event *comp_ev;
+	struct ibv_cq *cq;
+	unsigned int cq_unacked;
+	struct rdma_ep_params params;
+	const struct rdma_ep_ops *ops;
+	void *arg;
+
+	uint8_t *recv_buf;
+	struct ibv_mr *recv_mr;
+	uint8_t *send_buf;
+	struct ibv_mr *send_mr;
+	uint32_t *send_free; /* stack of free send slots */
+	uint32_t nr_send_free;
+	STAILQ_HEAD(, pending_send) send_queue;
+
+	uint64_t *read_cookie; /* per read slot */
+	uint32_t *read_free;   /* stack of free read slots */
+	uint32_t nr_read_free;
+
+	bool connected;
+	bool closing;
+	bool closed_reported;
+	char name[160];
+};
+
+struct rdma_listener {
+	struct event_base *base;
+	struct rdma_event_channel *cm_ch;
+	struct event *cm_ev;
+	struct rdma_cm_id *id;
+	struct rdma_ep_params params;
+	rdma_accept_cb accept_cb;
+	void *arg;
+	char name[96];
+};
+
+void rdma_ep_params_init(struct rdma_ep_params *p)
+{
+	p->max_msg = 64 * 1024;
+	p->recv_depth = 32;
+	p->send_depth = 32;
+	p->max_reads = 64;
+	p->timeout_ms = 5000;
+}
+
+static void sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (!sa) {
+		snprintf(buf, len, "?");
+		return;
+	}
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(buf, len, "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(buf, len, "[%s]:%u", host, port);
+	} else {
+		snprintf(buf, len, "family %d", sa->sa_family);
+	}
+}
+
+static void ep_update_name(struct rdma_ep *ep)
+{
+	char peer[80];
+
+	sockaddr_str(rdma_get_peer_addr(ep->id), peer, sizeof(peer));
+	snprintf(ep->name, sizeof(ep->name), "%s (%s)", peer,
+		 ep->id->verbs ? ibv_get_device_name(ep->id->verbs->device) : "no device");
+}
+
+const char *rdma_ep_name(const struct rdma_ep *ep)
+{
+	return ep->name;
+}
+
+struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep)
+{
+	return ep->pd;
+}
+
+void rdma_ep_set_ops(struct rdma_ep *ep, const struct rdma_ep_ops *ops, void *arg)
+{
+	ep->ops = ops;
+	ep->arg = arg;
+}
+
+uint32_t rdma_ep_read_slots(const struct rdma_ep *ep)
+{
+	return ep->connected && !ep->closing ? ep->nr_read_free : 0;
+}
+
+/* Reports the end of the connection once; the owner still has to close. */
+static void ep_report_closed(struct rdma_ep *ep, int reason)
+{
+	if (ep->closed_reported || ep->closing)
+		return;
+	ep->closed_reported = true;
+	ep->connected = false;
+	if (ep->ops && ep->ops->closed)
+		ep->ops->closed(ep, reason, ep->arg);
+}
+
+static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
+{
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)(ep->recv_buf + (size_t)slot * ep->params.max_msg),
+		.length = ep->params.max_msg,
+		.lkey = ep->recv_mr->lkey,
+	};
+	struct ibv_recv_wr wr = {
+		.wr_id = (WR_KIND_RECV << WR_KIND_SHIFT) | slot,
+		.sg_list = &sge,
+		.num_sge = 1,
+	};
+	struct ibv_recv_wr *bad;
+	int ret;
+
+	ret = ibv_post_recv(ep->id->qp, &wr, &bad);
+	if (ret) {
+		log_err("ibv_post_recv on %s: %s", ep->name, strerror(ret));
+		return -ret;
+	}
+	return 0;
+}
+
+static int ep_post_send_slot(struct rdma_ep *ep, uint32_t slot, size_t len)
+{
+	struct ibv_sge sge = {
+		.addr = (uintptr_t)(ep->send_buf + (size_t)slot * ep->params.max_msg),
+		.length = (uint32_t)len,
+		.lkey = ep->send_mr->lkey,
+	};
+	struct ibv_send_wr wr = {
+		.wr_id = (WR_KIND_SEND << WR_KIND_SHIFT) | slot,
+		.sg_list = &sge,
+		.num_sge = 1,
+		.opcode = IBV_WR_SEND,
+		.send_flags = IBV_SEND_SIGNALED,
+	};
+	struct ibv_send_wr *bad;
+	int ret;
+
+	ret = ibv_post_send(ep->id->qp, &wr, &bad);
+	if (ret) {
+		log_err("ibv_post_send (SEND %zu bytes) on %s: %s", len, ep->name, strerror(ret));
+		ep->send_free[ep->nr_send_free++] = slot;
+		return -ret;
+	}
+	return 0;
+}
+
+int rdma_ep_send(struct rdma_ep *ep, const void *buf, size_t len)
+{
+	struct pending_send *ps;
+	uint32_t slot;
+
+	if (!ep->connected || ep->closing)
+		return -ENOTCONN;
+	if (len == 0 || len > ep->params.max_msg)
+		return -EMSGSIZE;
+	if (ep->nr_send_free == 0 || !STAILQ_EMPTY(&ep->send_queue)) {
+		/* Keep message order: once anything waits, everything waits. */
+		ps = malloc(sizeof(*ps) + len);
+		if (!ps)
+			return -ENOMEM;
+		ps->len = len;
+		memcpy(ps->data, buf, len);
+		STAILQ_INSERT_TAIL(&ep->send_queue, ps, link);
+		return 0;
+	}
+	slot = ep->send_free[--ep->nr_send_free];
+	memcpy(ep->send_buf + (size_t)slot * ep->params.max_msg, buf, len);
+	return ep_post_send_slot(ep, slot, len);
+}
+
+static void ep_flush_send_queue(struct rdma_ep *ep)
+{
+	struct pending_send *ps;
+	uint32_t slot;
+
+	while (ep->nr_send_free > 0 && (ps = STAILQ_FIRST(&ep->send_queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&ep->send_queue, link);
+		slot = ep->send_free[--ep->nr_send_free];
+		memcpy(ep->send_buf + (size_t)slot * ep->params.max_msg, ps->data, ps->len);
+		if (ep_post_send_slot(ep, slot, ps->len) < 0) {
+			free(ps);
+			ep_report_closed(ep, -EIO);
+			return;
+		}
+		free(ps);
+	}
+}
+
+int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+		 uint32_t len, uint64_t cookie)
+{
+	struct ibv_sge sge = {.addr = (uintptr_t)local, .length = len, .lkey = lkey};
+	struct ibv_send_wr wr = {
+		.sg_list = &sge,
+		.num_sge = 1,
+		.opcode = IBV_WR_RDMA_READ,
+		.send_flags = IBV_SEND_SIGNALED,
+	};
+	struct ibv_send_wr *bad;
+	uint32_t slot;
+	int ret;
+
+	if (!ep->connected || ep->closing)
+		return -ENOTCONN;
+	if (len == 0)
+		return -EINVAL;
+	if (ep->nr_read_free == 0)
+		return -EAGAIN;
+	slot = ep->read_free[--ep->nr_read_free];
+	ep->read_cookie[slot] = cookie;
+	wr.wr_id = (WR_KIND_READ << WR_KIND_SHIFT) | slot;
+	wr.wr.rdma.remote_addr = raddr;
+	wr.wr.rdma.rkey = rkey;
+	ret = ibv_post_send(ep->id->qp, &wr, &bad);
+	if (ret) {
+		log_err("ibv_post_send (READ %u bytes at 0x%" PRIx64 ") on %s: %s", len, raddr,
+			ep->name, strerror(ret));
+		ep->read_free[ep->nr_read_free++] = slot;
+		return -ret;
+	}
+	return 0;
+}
+
+int rdma_ep_reg(struct rdma_ep *ep, void *addr, size_t len, int access, struct ibv_mr **out)
+{
+	struct ibv_mr *mr;
+
+	if (!ep->pd)
+		return -ENOTCONN;
+	mr = ibv_reg_mr(ep->pd, addr, len, access);
+	if (!mr) {
+		int err = errno ? errno : ENOMEM;
+
+		log_err("ibv_reg_mr(%p, %zu bytes, access 0x%x) on %s: %s%s", addr, len, access,
+			ep->name, strerror(err),
+			err == ENOMEM || err == EPERM ? " (check RLIMIT_MEMLOCK: ulimit -l)" : "");
+		return -err;
+	}
+	*out = mr;
+	return 0;
+}
+
+static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
+{
+	uint64_t kind = wc->wr_id >> WR_KIND_SHIFT;
+	uint32_t slot = (uint32_t)(wc->wr_id & WR_SLOT_MASK);
+	int status = 0;
+
+	if (wc->status != IBV_WC_SUCCESS) {
+		status = wc->status == IBV_WC_WR_FLUSH_ERR ? -ECANCELED : -EIO;
+		if (status != -ECANCELED)
+			log_err("completion error on %s: %s (vendor 0x%x, %s)", ep->name,
+				ibv_wc_status_str(wc->status), wc->vendor_err,
+				kind == WR_KIND_READ   ? "READ"
+				: kind == WR_KIND_SEND ? "SEND"
+						       : "RECV");
+	}
+	switch (kind) {
+	case WR_KIND_RECV:
+		if (status == 0 && ep->ops && ep->ops->recv)
+			ep->ops->recv(ep, ep->recv_buf + (size_t)slot * ep->params.max_msg,
+				      wc->byte_len, ep->arg);
+		if (status == 0 && !ep->closing && ep_post_recv(ep, slot) < 0)
+			ep_report_closed(ep, -EIO);
+		break;
+	case WR_KIND_SEND:
+		ep->send_free[ep->nr_send_free++] = slot;
+		if (status == 0 && !ep->closing)
+			ep_flush_send_queue(ep);
+		break;
+	case WR_KIND_READ:
+		ep->read_free[ep->nr_read_free++] = slot;
+		if (ep->ops && ep->ops->read_done)
+			ep->ops->read_done(ep, ep->read_cookie[slot], status, ep->arg);
+		break;
+	default:
+		log_err("completion with unknown wr_id 0x%" PRIx64 " on %s", wc->wr_id, ep->name);
+		status = -EIO;
+		break;
+	}
+	if (status == -EIO)
+		ep_report_closed(ep, -EIO);
+}
+
+static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_ep *ep = arg;
+	struct ibv_wc wc[16];
+	struct ibv_cq *cq;
+	void *ctx;
+	int budget = CQ_POLL_BUDGET;
+	int n, i;
+
+	/* The channel fd is non-blocking: drain every pending notification. */
+	while (ibv_get_cq_event(ep->comp_ch, &cq, &ctx) == 0)
+		ep->cq_unacked++;
+	if (ep->cq_unacked >= CQ_ACK_BATCH) {
+		ibv_ack_cq_events(ep->cq, ep->cq_unacked);
+		ep->cq_unacked = 0;
+	}
+	/* Re-arm before polling so a completion landing in between still wakes us. */
+	if (ibv_req_notify_cq(ep->cq, 0)) {
+		log_err("ibv_req_notify_cq on %s failed", ep->name);
+		ep_report_closed(ep, -EIO);
+		return;
+	}
+	while (budget > 0 && !ep->closing) {
+		n = ibv_poll_cq(ep->cq, (int)ARRAY_SIZE(wc), wc);
+		if (n < 0) {
+			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
+			ep_report_closed(ep, -EIO);
+			return;
+		}
+		if (n == 0)
+			return;
+		for (i = 0; i < n && !ep->closing; i++)
+			ep_handle_wc(ep, &wc[i]);
+		budget -= n;
+	}
+	if (budget <= 0 && !ep->closing)
+		event_active(ep->comp_ev, EV_READ, 0);
+}
+
+static int ep_setup_verbs(struct rdma_ep *ep)
+{
+	struct ibv_qp_init_attr qpa = {0};
+	struct ibv_context *verbs = ep->id->verbs;
+	const struct rdma_ep_params *p = &ep->params;
+	size_t recv_bytes = (size_t)p->recv_depth * p->max_msg;
+	size_t send_bytes = (size_t)p->send_depth * p->max_msg;
+	uint32_t i;
+	int ret;
+
+	ep_update_name(ep);
+	ep->pd = ibv_alloc_pd(verbs);
+	if (!ep->pd) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_alloc_pd on %s: %s", ep->name, strerror(-ret));
+		goto out;
+	}
+	ep->comp_ch = ibv_create_comp_channel(verbs);
+	if (!ep->comp_ch) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_create_comp_channel on %s: %s", ep->name, strerror(-ret));
+		goto out;
+	}
+	ret = fd_set_nonblock(ep->comp_ch->fd);
+	if (ret < 0)
+		goto out;
+	ep->cq = ibv_create_cq(verbs, (int)(p->recv_depth + p->send_depth + p->max_reads + 1), ep,
+			       ep->comp_ch, 0);
+	if (!ep->cq) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_create_cq on %s: %s", ep->name, strerror(-ret));
+		goto out;
+	}
+	if (ibv_req_notify_cq(ep->cq, 0)) {
+		ret = -EIO;
+		log_err("ibv_req_notify_cq on %s failed", ep->name);
+		goto out;
+	}
+	qpa.send_cq = ep->cq;
+	qpa.recv_cq = ep->cq;
+	qpa.qp_type = IBV_QPT_RC;
+	qpa.cap.max_send_wr = p->send_depth + p->max_reads;
+	qpa.cap.max_recv_wr = p->recv_depth;
+	qpa.cap.max_send_sge = 1;
+	qpa.cap.max_recv_sge = 1;
+	if (rdma_create_qp(ep->id, ep->pd, &qpa)) {
+		ret = -errno;
+		log_err("rdma_create_qp on %s: %s", ep->name, strerror(errno));
+		goto out;
+	}
+
+	ep->recv_buf = aligned_alloc(4096, recv_bytes);
+	ep->send_buf = aligned_alloc(4096, send_bytes);
+	ep->send_free = calloc(p->send_depth, sizeof(*ep->send_free));
+	ep->read_cookie = calloc(p->max_reads, sizeof(*ep->read_cookie));
+	ep->read_free = calloc(p->max_reads, sizeof(*ep->read_free));
+	if (!ep->recv_buf || !ep->send_buf || !ep->send_free || !ep->read_cookie ||
+	    !ep->read_free) {
+		ret = -ENOMEM;
+		log_err("out of memory for %s buffers", ep->name);
+		goto out;
+	}
+	ret = rdma_ep_reg(ep, ep->recv_buf, recv_bytes, IBV_ACCESS_LOCAL_WRITE, &ep->recv_mr);
+	if (ret < 0)
+		goto out;
+	ret = rdma_ep_reg(ep, ep->send_buf, send_bytes, 0, &ep->send_mr);
+	if (ret < 0)
+		goto out;
+	for (i = 0; i < p->send_depth; i++)
+		ep->send_free[i] = p->send_depth - 1 - i;
+	ep->nr_send_free = p->send_depth;
+	for (i = 0; i < p->max_reads; i++)
+		ep->read_free[i] = p->max_reads - 1 - i;
+	ep->nr_read_free = p->max_reads;
+	for (i = 0; i < p->recv_depth; i++) {
+		ret = ep_post_recv(ep, i);
+		if (ret < 0)
+			goto out;
+	}
+	ep->comp_ev = event_new(ep->base, ep->comp_ch->fd, EV_READ | EV_PERSIST, ep_comp_cb, ep);
+	if (!ep->comp_ev || event_add(ep->comp_ev, NULL) < 0) {
+		ret = -ENOMEM;
+		log_err("cannot watch the completion channel of %s", ep->name);
+		goto out;
+	}
+	ret = 0;
+out:
+	return ret;
+}
+
+/* Both directions get as many READs in flight as both devices allow. */
+static void ep_conn_param(struct rdma_ep *ep, struct rdma_conn_param *cp, const struct rdma_conn_param *req)
+{
+	struct ibv_device_attr da;
+	int resp = 16, init = 16;
+
+	if (ibv_query_device(ep->id->verbs, &da) == 0) {
+		resp = da.max_qp_rd_atom;
+		init = da.max_qp_init_rd_atom;
+	}
+	memset(cp, 0, sizeof(*cp));
+	cp->responder_resources = (uint8_t)(resp > 255 ? 255 : resp);
+	cp->initiator_depth = (uint8_t)(init > 255 ? 255 : init);
+	if (req) {
+		if (cp->responder_resources > req->initiator_depth)
+			cp->responder_resources = req->initiator_depth;
+		if (cp->initiator_depth > req->responder_resources)
+			cp->initiator_depth = req->responder_resources;
+	}
+	cp->retry_count = 7;
+	/* 7 = retry forever on receiver-not-ready: the peer reposts buffers from its loop. */
+	cp->rnr_retry_count = 7;
+}
+
+static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_ep *ep = arg;
+	struct pending_send *ps;
+
+	if (ep->cq_unacked)
+		ibv_ack_cq_events(ep->cq, ep->cq_unacked);
+	if (ep->id && ep->id->qp)
+		rdma_destroy_qp(ep->id);
+	if (ep->comp_ev)
+		event_free(ep->comp_ev);
+	if (ep->cq)
+		ibv_destroy_cq(ep->cq);
+	if (ep->comp_ch)
+		ibv_destroy_comp_channel(ep->comp_ch);
+	if (ep->recv_mr)
+		ibv_dereg_mr(ep->recv_mr);
+	if (ep->send_mr)
+		ibv_dereg_mr(ep->send_mr);
+	if (ep->pd && ibv_dealloc_pd(ep->pd))
+		log_warn("ibv_dealloc_pd on %s failed: memory regions still registered?",
+			 ep->name);
+	if (ep->id)
+		rdma_destroy_id(ep->id);
+	if (ep->cm_ev)
+		event_free(ep->cm_ev);
+	if (ep->cm_ch)
+		rdma_destroy_event_channel(ep->cm_ch);
+	while ((ps = STAILQ_FIRST(&ep->send_queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&ep->send_queue, link);
+		free(ps);
+	}
+	free(ep->recv_buf);
+	free(ep->send_buf);
+	free(ep->send_free);
+	free(ep->read_cookie);
+	free(ep->read_free);
+	free(ep);
+}
+
+void rdma_ep_close(struct rdma_ep *ep)
+{
+	static const struct timeval zero = {0, 0};
+
+	if (!ep || ep->closing)
+		return;
+	ep->closing = true;
+	if (ep->connected)
+		rdma_disconnect(ep->id);
+	ep->connected = false;
+	if (ep->comp_ev)
+		event_del(ep->comp_ev);
+	if (ep->cm_ev)
+		event_del(ep->cm_ev);
+	/* Stray rdma_cm events for this id must not find the endpoint any more. */
+	if (ep->id)
+		ep->id->context = NULL;
+	if (event_base_once(ep->base, -1, EV_TIMEOUT, ep_free_cb, ep, &zero) < 0) {
+		log_err("cannot schedule the release of %s; releasing now", ep->name);
+		ep_free_cb(-1, 0, ep);
+	}
+}
+
+static struct rdma_ep *ep_alloc(struct event_base *base, const struct rdma_ep_params *params)
+{
+	struct rdma_ep *ep = calloc(1, sizeof(*ep));
+
+	if (!ep)
+		return NULL;
+	ep->base = base;
+	if (params)
+		ep->params = *params;
+	else
+		rdma_ep_params_init(&ep->params);
+	STAILQ_INIT(&ep->send_queue);
+	snprintf(ep->name, sizeof(ep->name), "(connecting)");
+	return ep;
+}
+
+static int cm_event_errno(const struct rdma_cm_event *ev)
+{
+	switch (ev->event) {
+	case RDMA_CM_EVENT_REJECTED:
+		return -ECONNREFUSED;
+	case RDMA_CM_EVENT_UNREACHABLE:
+		return -EHOSTUNREACH;
+	case RDMA_CM_EVENT_ADDR_ERROR:
+	case RDMA_CM_EVENT_ROUTE_ERROR:
+		return ev->status < 0 ? ev->status : -EHOSTUNREACH;
+	case RDMA_CM_EVENT_DEVICE_REMOVAL:
+		return -ENODEV;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		return -ECONNRESET;
+	default:
+		return ev->status < 0 ? ev->status : -EIO;
+	}
+}
+
+/* Events of one endpoint, whichever channel they came from; ev is already acked. */
+static void ep_handle_cm(struct rdma_ep *ep, const struct rdma_cm_event *ev)
+{
+	struct rdma_conn_param cp;
+	int ret;
+
+	switch (ev->event) {
+	case RDMA_CM_EVENT_ADDR_RESOLVED:
+		ret = ep_setup_verbs(ep);
+		if (ret == 0 && rdma_resolve_route(ep->id, (int)ep->params.timeout_ms)) {
+			ret = -errno;
+			log_err("rdma_resolve_route to %s: %s", ep->name, strerror(errno));
+		}
+		if (ret < 0)
+			ep_report_closed(ep, ret);
+		break;
+	case RDMA_CM_EVENT_ROUTE_RESOLVED:
+		ep_conn_param(ep, &cp, NULL);
+		if (rdma_connect(ep->id, &cp)) {
+			ret = -errno;
+			log_err("rdma_connect to %s: %s", ep->name, strerror(errno));
+			ep_report_closed(ep, ret);
+		}
+		break;
+	case RDMA_CM_EVENT_ESTABLISHED:
+		ep->connected = true;
+		ep_update_name(ep);
+		log_debug("connected to %s", ep->name);
+		if (ep->ops && ep->ops->established)
+			ep->ops->established(ep, ep->arg);
+		break;
+	case RDMA_CM_EVENT_DISCONNECTED:
+		log_info("peer %s disconnected", ep->name);
+		ep_report_closed(ep, -ECONNRESET);
+		break;
+	case RDMA_CM_EVENT_TIMEWAIT_EXIT:
+		break;
+	case RDMA_CM_EVENT_ADDR_ERROR:
+	case RDMA_CM_EVENT_ROUTE_ERROR:
+	case RDMA_CM_EVENT_UNREACHABLE:
+	case RDMA_CM_EVENT_REJECTED:
+	case RDMA_CM_EVENT_CONNECT_ERROR:
+	case RDMA_CM_EVENT_DEVICE_REMOVAL:
+	default:
+		ret = cm_event_errno(ev);
+		log_err("%s on %s: %s", rdma_event_str(ev->event), ep->name, strerror(-ret));
+		ep_report_closed(ep, ret);
+		break;
+	}
+}
+
+static void ep_cm_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_ep *ep = arg;
+	struct rdma_cm_event *ev, copy;
+
+	while (!ep->closing && rdma_get_cm_event(ep->cm_ch, &ev) == 0) {
+		copy = *ev;
+		rdma_ack_cm_event(ev);
+		ep_handle_cm(ep, &copy);
+	}
+}
+
+int rdma_ep_connect(struct event_base *base, const char *addr, const char *port,
+		    const struct rdma_ep_params *params, const struct rdma_ep_ops *ops, void *arg,
+		    struct rdma_ep **out)
+{
+	struct rdma_addrinfo hints = {0}, *res = NULL;
+	struct rdma_ep *ep;
+	int ret;
+
+	ep = ep_alloc(base, params);
+	if (!ep)
+		return -ENOMEM;
+	ep->ops = ops;
+	ep->arg = arg;
+	snprintf(ep->name, sizeof(ep->name), "%s:%s", addr, port);
+	hints.ai_port_space = RDMA_PS_TCP;
+	ret = rdma_getaddrinfo(addr, port, &hints, &res);
+	if (ret) {
+		ret = errno ? -errno : -EINVAL;
+		log_err("rdma_getaddrinfo(%s:%s): %s", addr, port, strerror(-ret));
+		goto out;
+	}
+	ep->cm_ch = rdma_create_event_channel();
+	if (!ep->cm_ch) {
+		ret = -errno;
+		log_err("rdma_create_event_channel: %s%s", strerror(errno),
+			errno == ENODEV || errno == ENOENT ? " (no RDMA device: is rdma_ucm loaded?)"
+							   : "");
+		goto out;
+	}
+	ret = fd_set_nonblock(ep->cm_ch->fd);
+	if (ret < 0)
+		goto out;
+	if (rdma_create_id(ep->cm_ch, &ep->id, ep, RDMA_PS_TCP)) {
+		ret = -errno;
+		log_err("rdma_create_id: %s", strerror(errno));
+		goto out;
+	}
+	ep->cm_ev = event_new(base, ep->cm_ch->fd, EV_READ | EV_PERSIST, ep_cm_cb, ep);
+	if (!ep->cm_ev || event_add(ep->cm_ev, NULL) < 0) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (rdma_resolve_addr(ep->id, NULL, res->ai_dst_addr, (int)ep->params.timeout_ms)) {
+		ret = -errno;
+		log_err("rdma_resolve_addr(%s:%s): %s", addr, port, strerror(errno));
+		goto out;
+	}
+	*out = ep;
+	ret = 0;
+out:
+	if (res)
+		rdma_freeaddrinfo(res);
+	if (ret < 0) {
+		ep->closing = true;
+		ep_free_cb(-1, 0, ep);
+	}
+	return ret;
+}
+
+static void listener_handle_request(struct rdma_listener *l, struct rdma_cm_id *id,
+				    const struct rdma_conn_param *req)
+{
+	struct rdma_conn_param cp;
+	struct rdma_ep *ep;
+	int ret;
+
+	ep = ep_alloc(l->base, &l->params);
+	if (!ep) {
+		rdma_reject(id, NULL, 0);
+		rdma_destroy_id(id);
+		return;
+	}
+	ep->listener = l;
+	ep->id = id;
+	id->context = ep;
+	ret = ep_setup_verbs(ep);
+	if (ret == 0)
+		ret = l->accept_cb(l, ep, l->arg);
+	if (ret == 0) {
+		ep_conn_param(ep, &cp, req);
+		if (rdma_accept(id, &cp)) {
+			ret = -errno;
+			log_err("rdma_accept from %s: %s", ep->name, strerror(errno));
+		}
+	}
+	if (ret < 0) {
+		log_warn("refused connection from %s: %s", ep->name, strerror(-ret));
+		rdma_reject(id, NULL, 0);
+		ep->closing = true;
+		ep_free_cb(-1, 0, ep);
+	}
+}
+
+static void listener_cm_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_listener *l = arg;
+	struct rdma_cm_event *ev, copy;
+	struct rdma_conn_param req;
+
+	while (rdma_get_cm_event(l->cm_ch, &ev) == 0) {
+		copy = *ev;
+		req = ev->param.conn;
+		rdma_ack_cm_event(ev);
+		if (copy.event == RDMA_CM_EVENT_CONNECT_REQUEST) {
+			listener_handle_request(l, copy.id, &req);
+		} else if (copy.id == l->id) {
+			log_warn("%s on listener %s", rdma_event_str(copy.event), l->name);
+		} else if (copy.id->context) {
+			ep_handle_cm(copy.id->context, &copy);
+		}
+	}
+}
+
+int rdma_listener_create(struct event_base *base, const char *addr, const char *port,
+			 const struct rdma_ep_params *params, rdma_accept_cb accept_cb, void *arg,
+			 struct rdma_listener **out)
+{
+	struct rdma_addrinfo hints = {0}, *res = NULL;
+	struct rdma_listener *l;
+	int ret;
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->base = base;
+	l->accept_cb = accept_cb;
+	l->arg = arg;
+	if (params)
+		l->params = *params;
+	else
+		rdma_ep_params_init(&l->params);
+	snprintf(l->name, sizeof(l->name), "%s:%s", addr ? addr : "*", port);
+	hints.ai_flags = RAI_PASSIVE;
+	hints.ai_port_space = RDMA_PS_TCP;
+	if (rdma_getaddrinfo(addr, port, &hints, &res)) {
+		ret = errno ? -errno : -EINVAL;
+		log_err("rdma_getaddrinfo(%s): %s", l->name, strerror(-ret));
+		goto out;
+	}
+	l->cm_ch = rdma_create_event_channel();
+	if (!l->cm_ch) {
+		ret = -errno;
+		log_err("rdma_create_event_channel: %s%s", strerror(errno),
+			errno == ENODEV || errno == ENOENT ? " (no RDMA device: is rdma_ucm loaded?)"
+							   : "");
+		goto out;
+	}
+	ret = fd_set_nonblock(l->cm_ch->fd);
+	if (ret < 0)
+		goto out;
+	if (rdma_create_id(l->cm_ch, &l->id, l, RDMA_PS_TCP)) {
+		ret = -errno;
+		log_err("rdma_create_id: %s", strerror(errno));
+		goto out;
+	}
+	if (rdma_bind_addr(l->id, res->ai_src_addr)) {
+		ret = -errno;
+		log_err("rdma_bind_addr(%s): %s%s", l->name, strerror(errno),
+			errno == EADDRNOTAVAIL || errno == ENODEV
+				? " (no RDMA device on that address?)"
+				: "");
+		goto out;
+	}
+	if (rdma_listen(l->id, 16)) {
+		ret = -errno;
+		log_err("rdma_listen(%s): %s", l->name, strerror(errno));
+		goto out;
+	}
+	l->cm_ev = event_new(base, l->cm_ch->fd, EV_READ | EV_PERSIST, listener_cm_cb, l);
+	if (!l->cm_ev || event_add(l->cm_ev, NULL) < 0) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	log_debug("listening for RDMA connections on %s", l->name);
+	*out = l;
+	ret = 0;
+out:
+	if (res)
+		rdma_freeaddrinfo(res);
+	if (ret < 0)
+		rdma_listener_destroy(l);
+	return ret;
+}
+
+int rdma_listener_port(const struct rdma_listener *l)
+{
+	return ntohs(rdma_get_src_port(l->id));
+}
+
+void rdma_listener_destroy(struct rdma_listener *l)
+{
+	if (!l)
+		return;
+	if (l->cm_ev)
+		event_free(l->cm_ev);
+	if (l->id)
+		rdma_destroy_id(l->id);
+	if (l->cm_ch)
+		rdma_destroy_event_channel(l->cm_ch);
+	free(l);
+}

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * rdma: reliable-connected RDMA endpoints driven by one libevent loop.
+ *
+ * An endpoint is one rdma_cm id with its own protection domain, completion
+ * channel, completion queue and RC queue pair.  Both its rdma_cm events and
+ * its completions are fd events on the caller's event_base, so nothing here
+ * blocks and no thread is created.  An endpoint carries:
+ *  - messages: each rdma_ep_send() is one SEND, received whole by the peer's
+ *    recv callback (length = the SEND length, at most params.max_msg);
+ *  - one-sided RDMA READs posted with rdma_ep_read(), up to params.max_reads
+ *    outstanding; completions come back through read_done in any order.
+ *
+ * Errors are logged with the failing call, the errno text and the device and
+ * address involved, and returned as negative errno values.
+ *
+ * Lifetime: the owner of an endpoint calls rdma_ep_close() exactly once, from
+ * anywhere including its own callbacks; the memory is released later from
+ * the loop, so a callback never runs on freed memory.  After close no
+ * callback is invoked.  closed() tells the owner the connection is gone
+ * (peer disconnect, transport error); the owner must still call
+ * rdma_ep_close().  Memory regions registered in the endpoint's PD must be
+ * deregistered by their owner before rdma_ep_close().
+ */
+#ifndef RDMIG_RDMA_H
+#define RDMIG_RDMA_H
+
+#include <event2/event.h>
+#include <infiniband/verbs.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct rdma_ep;
+struct rdma_listener;
+
+struct rdma_ep_ops {
+	void (*established)(struct rdma_ep *ep, void *arg);
+	/* buf is valid only during the call. */
+	void (*recv)(struct rdma_ep *ep, const void *buf, size_t len, void *arg);
+	/* status is 0, or a negative errno for a failed or flushed READ. */
+	void (*read_done)(struct rdma_ep *ep, uint64_t cookie, int status, void *arg);
+	/* reason is a negative errno: -ECONNRESET for a peer disconnect. */
+	void (*closed)(struct rdma_ep *ep, int reason, void *arg);
+};
+
+struct rdma_ep_params {
+	uint32_t max_msg;    /* largest message, bytes (default 64 KiB) */
+	uint32_t recv_depth; /* receive buffers posted (default 32) */
+	uint32_t send_depth; /* send buffers; more sends are queued in software (default 32) */
+	uint32_t max_reads;  /* READs outstanding per endpoint (default 64) */
+	uint32_t timeout_ms; /* address/route resolution timeout (default 5000) */
+};
+
+/* Fills p with defaults. */
+void rdma_ep_params_init(struct rdma_ep_params *p);
+
+/*
+ * Accepting side.  For each incoming connection a new endpoint is created
+ * and accept_cb decides: return 0 after setting the endpoint's ops with
+ * rdma_ep_set_ops(), or a negative errno to reject it.  The listener owns
+ * nothing of an accepted endpoint; the accept_cb's caller does.
+ */
+typedef int (*rdma_accept_cb)(struct rdma_listener *l, struct rdma_ep *ep, void *arg);
+
+int rdma_listener_create(struct event_base *base, const char *addr, const char *port,
+			 const struct rdma_ep_params *params, rdma_accept_cb accept_cb, void *arg,
+			 struct rdma_listener **out);
+/* The bound port, useful with port "0". */
+int rdma_listener_port(const struct rdma_listener *l);
+void rdma_listener_destroy(struct rdma_listener *l);
+
+/* Connecting side: established() or closed() follows. */
+int rdma_ep_connect(struct event_base *base, const char *addr, const char *port,
+		    const struct rdma_ep_params *params, const struct rdma_ep_ops *ops, void *arg,
+		    struct rdma_ep **out);
+
+void rdma_ep_set_ops(struct rdma_ep *ep, const struct rdma_ep_ops *ops, void *arg);
+
+/* The endpoint's protection domain, valid once the endpoint exists. */
+struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep);
+
+/* Registers [addr, addr+len) in the endpoint's PD.  Caller owns *out. */
+int rdma_ep_reg(struct rdma_ep *ep, void *addr, size_t len, int access, struct ibv_mr **out);
+
+/* Copies buf into a send buffer and posts it. */
+int rdma_ep_send(struct rdma_ep *ep, const void *buf, size_t len);
+
+/*
+ * Posts one RDMA READ of len bytes from (raddr, rkey) into local (lkey).
+ * Returns -EAGAIN when max_reads are already outstanding.
+ */
+int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+		 uint32_t len, uint64_t cookie);
+/* READs that can still be posted now. */
+uint32_t rdma_ep_read_slots(const struct rdma_ep *ep);
+
+/* "192.0.2.1:7471 (rxe0)" for log messages. */
+const char *rdma_ep_name(const struct rdma_ep *ep);
+
+void rdma_ep_close(struct rdma_ep *ep);
+
+#endif

@@ -1,0 +1,56 @@
+# Thin wrapper around meson; see README.md.
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+MESON_OPTS ?=
+RESULTS ?= $(BUILD)/results
+
+.PHONY: all deps compile check check-unit check-host check-rxe check-asan demo bench fuzz format clean
+
+all: compile
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+compile: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+# Everything: unit tests, host integration tests, soft-RoCE tests.
+check: deps
+	@$(MAKE) --no-print-directory compile
+	@scripts/check all
+
+check-unit: compile
+	@scripts/check unit
+
+check-host: compile
+	@scripts/check host
+
+check-rxe: compile
+	@scripts/check rxe
+
+# Unit and host tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+check-asan: deps
+	@test -f $(ASAN_BUILD)/build.ninja || meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false
+	ninja -C $(ASAN_BUILD)
+	@BUILD=$(ASAN_BUILD) scripts/check unit host
+
+demo: deps
+	@$(MAKE) --no-print-directory compile
+	@scripts/demo
+
+bench: deps
+	@$(MAKE) --no-print-directory compile
+	@bench/run
+
+fuzz:
+	@test -f build-fuzz/build.ninja || CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false
+	ninja -C build-fuzz
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -1,0 +1,243 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "auth.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/*
+ * Bumped whenever the transcript layout changes, so proofs of different
+ * layouts can never match each other.
+ */
+static const char auth_label[] = "rdmig control auth v1";
+
+/* label, role, id, two hellos: see auth_transcript_encode(). */
+#define AUTH_TRANSCRIPT_MAX                                                                        \
+	(1 + sizeof(auth_label) + 1 + 1 + AUTH_MIGRATION_ID_MAX + 2 * (4 + 4 + 8 + 4 + 4 + AUTH_NONCE_LEN))
+
+struct auth_secret {
+	size_t len;
+	bool perms_loose;
+	uint8_t buf[];
+};
+
+static int secret_new(const void *buf, size_t len, struct auth_secret **out)
+{
+	struct auth_secret *s;
+
+	if (len < AUTH_SECRET_MIN || len > AUTH_SECRET_MAX) {
+		log_err("secret of %zu bytes rejected: it must be %d..%d bytes", len,
+			AUTH_SECRET_MIN, AUTH_SECRET_MAX);
+		return -EINVAL;
+	}
+	s = malloc(sizeof(*s) + len);
+	if (!s)
+		return -ENOMEM;
+	s->len = len;
+	s->perms_loose = false;
+	memcpy(s->buf, buf, len);
+	*out = s;
+	return 0;
+}
+
+int auth_secret_from_buf(const void *buf, size_t len, struct auth_secret **out)
+{
+	return secret_new(buf, len, out);
+}
+
+int auth_secret_load_file(const char *path, struct auth_secret **out)
+{
+	/* Room for the longest secret, a "\r\n", and one byte to detect excess. */
+	uint8_t buf[AUTH_SECRET_MAX + 3];
+	size_t len = 0;
+	struct stat st;
+	ssize_t n;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("cannot open secret file %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		log_err("cannot stat secret file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		log_err("secret file %s is not a regular file", path);
+		goto out;
+	}
+	while (len < sizeof(buf)) {
+		n = read(fd, buf + len, sizeof(buf) - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			log_err("cannot read secret file %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	/* Files written by echo or an editor end in a newline that is not part of the secret. */
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len < AUTH_SECRET_MIN || len > AUTH_SECRET_MAX) {
+		ret = -EINVAL;
+		log_err("secret file %s: %s secret: it must be %d..%d bytes", path,
+			len < AUTH_SECRET_MIN ? "too short a" : "too long a", AUTH_SECRET_MIN,
+			AUTH_SECRET_MAX);
+		goto out;
+	}
+	ret = secret_new(buf, len, out);
+	if (ret < 0)
+		goto out;
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		(*out)->perms_loose = true;
+		log_warn("secret file %s is readable or writable by group or others (mode %04o): "
+			 "chmod 600 it",
+			 path, (unsigned)(st.st_mode & 07777));
+	}
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	close(fd);
+	return ret;
+}
+
+bool auth_secret_perms_loose(const struct auth_secret *s)
+{
+	return s->perms_loose;
+}
+
+void auth_secret_free(struct auth_secret *s)
+{
+	if (!s)
+		return;
+	OPENSSL_cleanse(s->buf, s->len);
+	free(s);
+}
+
+/* Logs the OpenSSL error queue under one message, then clears it. */
+static void auth_log_ssl(const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char txt[256] = "no OpenSSL error recorded";
+
+	if (e)
+		ERR_error_string_n(e, txt, sizeof(txt));
+	log_err("%s: %s", what, txt);
+	ERR_clear_error();
+}
+
+int auth_nonce(uint8_t out[AUTH_NONCE_LEN])
+{
+	if (RAND_bytes(out, AUTH_NONCE_LEN) != 1) {
+		auth_log_ssl("RAND_bytes for an authentication nonce");
+		return -EIO;
+	}
+	return 0;
+}
+
+static uint8_t *put_be(uint8_t *p, uint64_t v, unsigned bytes)
+{
+	for (unsigned i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+	return p + bytes;
+}
+
+static uint8_t *put_hello(uint8_t *p, const struct auth_hello *h)
+{
+	p = put_be(p, h->min_version, 4);
+	p = put_be(p, h->max_version, 4);
+	p = put_be(p, h->features, 8);
+	p = put_be(p, h->page_size, 4);
+	p = put_be(p, h->channel, 4);
+	memcpy(p, h->nonce, AUTH_NONCE_LEN);
+	return p + AUTH_NONCE_LEN;
+}
+
+/*
+ * Variable-length parts carry a length byte so that no two different
+ * transcripts encode to the same bytes.
+ */
+static int auth_transcript_encode(enum auth_role prover, const struct auth_transcript *t,
+				  uint8_t *buf, size_t *len)
+{
+	size_t id_len;
+	uint8_t *p = buf;
+
+	if (prover != AUTH_ROLE_SOURCE && prover != AUTH_ROLE_DEST)
+		return -EINVAL;
+	if (!t->migration_id)
+		return -EINVAL;
+	id_len = strnlen(t->migration_id, AUTH_MIGRATION_ID_MAX + 1);
+	if (id_len == 0 || id_len > AUTH_MIGRATION_ID_MAX)
+		return -EINVAL;
+	*p++ = (uint8_t)(sizeof(auth_label) - 1);
+	memcpy(p, auth_label, sizeof(auth_label) - 1);
+	p += sizeof(auth_label) - 1;
+	*p++ = (uint8_t)prover;
+	*p++ = (uint8_t)id_len;
+	memcpy(p, t->migration_id, id_len);
+	p += id_len;
+	p = put_hello(p, &t->source);
+	p = put_hello(p, &t->dest);
+	*len = (size_t)(p - buf);
+	return 0;
+}
+
+int auth_proof_compute(const struct auth_secret *s, enum auth_role prover,
+		       const struct auth_transcript *t, uint8_t out[AUTH_PROOF_LEN])
+{
+	uint8_t msg[AUTH_TRANSCRIPT_MAX];
+	size_t msg_len, out_len = 0;
+	int ret;
+
+	ret = auth_transcript_encode(prover, t, msg, &msg_len);
+	if (ret < 0) {
+		log_err("cannot build the authentication transcript: invalid role %d or "
+			"migration id",
+			(int)prover);
+		return ret;
+	}
+	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->buf, s->len, msg, msg_len, out,
+		       AUTH_PROOF_LEN, &out_len) ||
+	    out_len != AUTH_PROOF_LEN) {
+		auth_log_ssl("HMAC-SHA256 of the authentication transcript");
+		OPENSSL_cleanse(out, AUTH_PROOF_LEN);
+		return -EIO;
+	}
+	return 0;
+}
+
+int auth_proof_verify(const struct auth_secret *s, enum auth_role prover,
+		      const struct auth_transcript *t, const uint8_t *proof, size_t len)
+{
+	uint8_t expect[AUTH_PROOF_LEN];
+	int ret;
+
+	if (!proof || len != AUTH_PROOF_LEN)
+		return -EACCES;
+	ret = auth_proof_compute(s, prover, t, expect);
+	if (ret < 0)
+		goto out;
+	ret = CRYPTO_memcmp(expect, proof, AUTH_PROOF_LEN) == 0 ? 0 : -EACCES;
+out:
+	OPENSSL_cleanse(expect, sizeof(expect));
+	return ret;
+}

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * auth: the per-migration shared secret and the mutual HMAC proofs of the
+ * control protocol (docs/protocol.md, "Authentication").
+ *
+ * A proof is HMAC-SHA256(secret, transcript) where the transcript encodes a
+ * domain-separation label, the prover's role, the migration id and the
+ * negotiated fields and nonces of both Hellos, always source first.  The
+ * role makes a proof useless when reflected back to its sender, the
+ * migration id and the nonces make it useless in any other migration or
+ * connection.  All cryptography is OpenSSL libcrypto; comparisons are
+ * constant-time and secret copies are cleansed before they are freed.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef RDMIG_AUTH_H
+#define RDMIG_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define AUTH_SECRET_MIN 16
+#define AUTH_SECRET_MAX 1024
+#define AUTH_NONCE_LEN	32
+#define AUTH_PROOF_LEN	32
+/* Longest migration id accepted in a transcript (ctrl enforces the charset). */
+#define AUTH_MIGRATION_ID_MAX 64
+
+/* Values match the protocol's Role enum. */
+enum auth_role {
+	AUTH_ROLE_SOURCE = 1,
+	AUTH_ROLE_DEST = 2,
+};
+
+struct auth_secret;
+
+/*
+ * Reads the secret from a file: its whole content, less one trailing "\n"
+ * or "\r\n", must be AUTH_SECRET_MIN..AUTH_SECRET_MAX bytes.  A file that
+ * group or others may read or write is accepted with a warning (see
+ * auth_secret_perms_loose()).  Returns -EINVAL for a bad length or a file
+ * that is not regular, or the errno of open/read.  Caller owns *out and
+ * releases it with auth_secret_free().
+ */
+int auth_secret_load_file(const char *path, struct auth_secret **out);
+
+/* Copies len bytes of buf into a new secret; same length rule. */
+int auth_secret_from_buf(const void *buf, size_t len, struct auth_secret **out);
+
+/* True when the file the secret came from was group/world accessible. */
+bool auth_secret_perms_loose(const struct auth_secret *s);
+
+/* Cleanses and frees; NULL is fine. */
+void auth_secret_free(struct auth_secret *s);
+
+/* Fills out with AUTH_NONCE_LEN bytes from the OpenSSL CSPRNG; -EIO on failure. */
+int auth_nonce(uint8_t out[AUTH_NONCE_LEN]);
+
+/* One side's Hello fields that the proofs bind. */
+struct auth_hello {
+	uint32_t min_version;
+	uint32_t max_version;
+	uint64_t features;
+	uint32_t page_size;
+	uint32_t channel;
+	uint8_t nonce[AUTH_NONCE_LEN];
+};
+
+/* Everything both proofs of a connection cover.  Borrowed pointers. */
+struct auth_transcript {
+	const char *migration_id; /* 1..AUTH_MIGRATION_ID_MAX bytes */
+	struct auth_hello source;
+	struct auth_hello dest;
+};
+
+/* Computes the proof of `prover` over t into out. */
+int auth_proof_compute(const struct auth_secret *s, enum auth_role prover,
+		       const struct auth_transcript *t, uint8_t out[AUTH_PROOF_LEN]);
+
+/*
+ * Checks a received proof of `prover` in constant time.  Returns 0 when it
+ * matches, -EACCES when it does not (including a wrong length), or another
+ * negative errno when it cannot be computed.
+ */
+int auth_proof_verify(const struct auth_secret *s, enum auth_role prover,
+		      const struct auth_transcript *t, const uint8_t *proof, size_t len);
+
+#endif

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "uffd.h"
+
+#include <errno.h>
+#include <linux/userfaultfd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+int uffd_check_fd(int fd)
+{
+	static const char want[] = "anon_inode:[userfaultfd]";
+	char path[64], target[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	return strcmp(target, want) == 0 ? 0 : -ENOTTY;
+}
+
+int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied)
+{
+	struct uffdio_copy c = {
+		.dst = dst,
+		.src = (uint64_t)(uintptr_t)src,
+		.len = len,
+		.mode = 0,
+	};
+	int ret = 0;
+
+	if (ioctl(uffd, UFFDIO_COPY, &c) < 0)
+		ret = -errno;
+	*copied = c.copy > 0 ? (uint64_t)c.copy : 0;
+	return ret;
+}
+
+int uffd_zeropage(int uffd, uint64_t addr)
+{
+	struct uffdio_zeropage z = {.range = {.start = addr, .len = 4096}, .mode = 0};
+
+	if (ioctl(uffd, UFFDIO_ZEROPAGE, &z) < 0)
+		return -errno;
+	return 0;
+}
+
+int uffd_unregister(int uffd, uint64_t addr, uint64_t len)
+{
+	struct uffdio_range r = {.start = addr, .len = len};
+
+	if (ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0)
+		return -errno;
+	return 0;
+}
+
+int uffd_probe_alive(int uffd)
+{
+	/* Above mmap_min_addr (64 KiB), far below anything a process maps. */
+	struct uffdio_writeprotect wp = {.range = {.start = 1ull << 20, .len = 4096}, .mode = 0};
+
+	if (ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) == 0)
+		return 1;
+	if (errno == ESRCH)
+		return 0;
+	if (errno == ENOENT || errno == EAGAIN || errno == EINVAL)
+		return 1;
+	return -errno;
+}
+
+bool uffd_err_gone(int err)
+{
+	return err == -ESRCH || err == -ENOSPC;
+}

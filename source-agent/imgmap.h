@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * imgmap: a CRIU images directory mapped for serving.
+ *
+ * Opens the images with image_set_open(), maps every pages-<id>.img
+ * read-only and private (the mapping ibv_reg_mr accepts for REMOTE_READ on
+ * a read-only file), and computes an xxh3-64 checksum of every lazy range
+ * and, optionally, of every lazy page, so the destination can verify what
+ * it fetched.  The checkpoint is never modified.
+ *
+ * Ownership: imgmap_open() returns a map the caller frees with
+ * imgmap_close(); the image set, mappings and tables inside belong to it.
+ * Memory regions registered over the mappings must be deregistered before
+ * imgmap_close().
+ */
+#ifndef RDMIG_IMGMAP_H
+#define RDMIG_IMGMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image.h"
+
+struct imgmap_file {
+	uint32_t pages_id;
+	char *path;
+	void *base; /* NULL for an empty file */
+	size_t len;
+};
+
+/* One lazy range of one task, ready to advertise. */
+struct imgmap_range {
+	uint64_t img_vaddr;
+	uint64_t len;
+	uint32_t file;   /* index into imgmap.files */
+	uint64_t offset; /* in that file */
+	uint64_t csum;   /* xxh3-64 of the range's bytes */
+	uint64_t *page_hashes; /* len / 4096 entries, or NULL */
+};
+
+struct imgmap_task {
+	int32_t pid;
+	struct imgmap_range *ranges; /* sorted by img_vaddr */
+	size_t nr_ranges;
+};
+
+struct imgmap {
+	struct img_set *set;
+	struct imgmap_file *files;
+	size_t nr_files;
+	struct imgmap_task *tasks;
+	size_t nr_tasks;
+	uint64_t lazy_bytes;
+	uint64_t digest; /* xxh3-64 over every range checksum, in table order */
+};
+
+int imgmap_open(const char *dir, bool page_hashes, struct imgmap **out);
+void imgmap_close(struct imgmap *map);
+
+const struct imgmap_task *imgmap_task(const struct imgmap *map, int32_t pid);
+
+/*
+ * Finds the bytes of [img_vaddr, img_vaddr + len) of task pid.  The span must
+ * lie inside one lazy range; anything else is -ERANGE (-ESRCH for an unknown
+ * pid), so a peer can only ever read checkpoint pages it was offered.
+ */
+int imgmap_locate(const struct imgmap *map, int32_t pid, uint64_t img_vaddr, uint64_t len,
+		  const void **data);
+
+#endif

@@ -1,0 +1,99 @@
+# shellcheck shell=bash
+# TAP helpers for the test bed's own tests (test/rxe/t/*.t) and for any
+# shell test that drives test/rxe/run. Source it, call tap_plan, then the
+# assertions; tap_done prints nothing but sets the exit status.
+
+TAP_RXE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TAP_RUN=$TAP_RXE_DIR/run
+tap_n=0
+tap_failed=0
+
+tap_plan() {
+	echo "1..$1"
+}
+
+tap_diag() {
+	printf '%s\n' "$@" | sed 's/^/# /'
+}
+
+# tap_ok STATUS DESCRIPTION: pass when STATUS (of a command run just before)
+# is 0.
+tap_ok() {
+	tap_n=$((tap_n + 1))
+	if [[ $1 -eq 0 ]]; then
+		echo "ok $tap_n - $2"
+	else
+		echo "not ok $tap_n - $2"
+		tap_failed=$((tap_failed + 1))
+	fi
+}
+
+# tap_is GOT WANT DESCRIPTION
+tap_is() {
+	[[ $1 == "$2" ]]
+	tap_ok $? "$3"
+	[[ $1 == "$2" ]] || tap_diag "got:  '$1'" "want: '$2'"
+}
+
+# tap_like TEXT ERE DESCRIPTION: TEXT has a line matching ERE.
+tap_like() {
+	grep -qE -- "$2" <<<"$1"
+	local st=$?
+	tap_ok $st "$3"
+	[[ $st -eq 0 ]] || tap_diag "no line matches /$2/ in:" "$(tail -n 20 <<<"$1")"
+}
+
+# tap_unlike TEXT ERE DESCRIPTION
+tap_unlike() {
+	! grep -qE -- "$2" <<<"$1"
+	local st=$?
+	tap_ok $st "$3"
+	[[ $st -eq 0 ]] || tap_diag "unexpected line matching /$2/:" "$(grep -E -- "$2" <<<"$1" | head -n 5)"
+}
+
+# tap_cmp A OP B DESCRIPTION: numeric comparison (OP: -lt -le -gt -ge -eq).
+tap_cmp() {
+	[[ $1 =~ ^[0-9]+$ && $3 =~ ^[0-9]+$ ]] && test "$1" "$2" "$3"
+	local st=$?
+	tap_ok $st "$4"
+	[[ $st -eq 0 ]] || tap_diag "wanted: '$1' $2 '$3'"
+}
+
+# tap_run ARG...: run test/rxe/run ARG..., leaving RUN_OUT, RUN_ERR,
+# RUN_STATUS and RUN_SECS (wall time, whole seconds).
+tap_run() {
+	local o e t
+	o=$(mktemp) && e=$(mktemp) || return 1
+	t=$(date +%s)
+	"$TAP_RUN" "$@" >"$o" 2>"$e"
+	RUN_STATUS=$?
+	RUN_SECS=$(($(date +%s) - t))
+	# shellcheck disable=SC2034 # read by the test scripts
+	RUN_OUT=$(<"$o")
+	# shellcheck disable=SC2034
+
+	RUN_ERR=$(<"$e")
+	rm -f "$o" "$e"
+	local args="$*"
+	args=$(tr -s '\n\t ' '   ' <<<"$args")
+	[[ ${#args} -gt 100 ]] && args="${args:0:100}..."
+	tap_diag "run $args -> status $RUN_STATUS in $RUN_SECS s"
+}
+
+tap_done() {
+	[[ $tap_failed -eq 0 ]]
+}
+
+# tap_skip DESCRIPTION REASON
+tap_skip() {
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n - $1 # SKIP $2"
+}
+
+# tap_one_line TEXT DESCRIPTION: TEXT (a captured stderr) is exactly one
+# line of the form "rxe: ...", the test bed's promise for every failure.
+tap_one_line() {
+	[[ -n $1 && $(wc -l <<<"$1") -eq 1 && $1 == "rxe: "* ]]
+	tap_ok $? "$2"
+	[[ -n $1 && $(wc -l <<<"$1") -eq 1 && $1 == "rxe: "* ]] || tap_diag "stderr was:" "$1"
+}
