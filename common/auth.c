@@ -22,7 +22,8 @@ static const char auth_label[] = "rdmig control auth v1";
 
 /* label, role, id, two hellos: see auth_transcript_encode(). */
 #define AUTH_TRANSCRIPT_MAX                                                                        \
-	(1 + sizeof(auth_label) + 1 + 1 + AUTH_MIGRATION_ID_MAX + 2 * (4 + 4 + 8 + 4 + 4 + AUTH_NONCE_LEN))
+	(1 + sizeof(auth_label) + 1 + 1 + AUTH_MIGRATION_ID_MAX +                                  \
+	 2 * (4 + 4 + 8 + 4 + 4 + AUTH_NONCE_LEN))
 
 struct auth_secret {
 	size_t len;
@@ -181,13 +182,16 @@ static int auth_transcript_encode(enum auth_role prover, const struct auth_trans
 	size_t id_len;
 	uint8_t *p = buf;
 
-	if (prover != AUTH_ROLE_SOURCE && prover != AUTH_ROLE_DEST)
+	if (prover != AUTH_ROLE_SOURCE && prover != AUTH_ROLE_DEST) {
+		log_err("authentication transcript: invalid prover role %d", (int)prover);
 		return -EINVAL;
-	if (!t->migration_id)
+	}
+	id_len = t->migration_id ? strnlen(t->migration_id, AUTH_MIGRATION_ID_MAX + 1) : 0;
+	if (id_len == 0 || id_len > AUTH_MIGRATION_ID_MAX) {
+		log_err("authentication transcript: migration id must be 1..%d bytes",
+			AUTH_MIGRATION_ID_MAX);
 		return -EINVAL;
-	id_len = strnlen(t->migration_id, AUTH_MIGRATION_ID_MAX + 1);
-	if (id_len == 0 || id_len > AUTH_MIGRATION_ID_MAX)
-		return -EINVAL;
+	}
 	*p++ = (uint8_t)(sizeof(auth_label) - 1);
 	memcpy(p, auth_label, sizeof(auth_label) - 1);
 	p += sizeof(auth_label) - 1;
@@ -209,12 +213,8 @@ int auth_proof_compute(const struct auth_secret *s, enum auth_role prover,
 	int ret;
 
 	ret = auth_transcript_encode(prover, t, msg, &msg_len);
-	if (ret < 0) {
-		log_err("cannot build the authentication transcript: invalid role %d or "
-			"migration id",
-			(int)prover);
+	if (ret < 0)
 		return ret;
-	}
 	if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, s->buf, s->len, msg, msg_len, out,
 		       AUTH_PROOF_LEN, &out_len) ||
 	    out_len != AUTH_PROOF_LEN) {

@@ -17,21 +17,21 @@ _Static_assert((int)AUTH_ROLE_DEST == (int)CTRL_ROLE_DEST, "role values differ")
 /* ---- names ------------------------------------------------------------ */
 
 static const char *const type_names[] = {
-	[RDMIG_MSG__BODY_HELLO] = "Hello",
-	[RDMIG_MSG__BODY_AUTH_PROOF] = "AuthProof",
-	[RDMIG_MSG__BODY_AUTH_RESULT] = "AuthResult",
-	[RDMIG_MSG__BODY_ABORT] = "Abort",
-	[RDMIG_MSG__BODY_MEM_REGIONS] = "MemRegions",
-	[RDMIG_MSG__BODY_IMAGE_FILE] = "ImageFile",
-	[RDMIG_MSG__BODY_TASK_TABLE] = "TaskTable",
-	[RDMIG_MSG__BODY_PAGE_HASHES] = "PageHashes",
-	[RDMIG_MSG__BODY_IMAGES_DONE] = "ImagesDone",
-	[RDMIG_MSG__BODY_READ_REQ] = "ReadReq",
-	[RDMIG_MSG__BODY_READ_RESP] = "ReadResp",
-	[RDMIG_MSG__BODY_PROGRESS] = "Progress",
-	[RDMIG_MSG__BODY_KEEPALIVE] = "Keepalive",
-	[RDMIG_MSG__BODY_DONE] = "Done",
-	[RDMIG_MSG__BODY_DONE_ACK] = "DoneAck",
+    [RDMIG_MSG__BODY_HELLO] = "Hello",
+    [RDMIG_MSG__BODY_AUTH_PROOF] = "AuthProof",
+    [RDMIG_MSG__BODY_AUTH_RESULT] = "AuthResult",
+    [RDMIG_MSG__BODY_ABORT] = "Abort",
+    [RDMIG_MSG__BODY_MEM_REGIONS] = "MemRegions",
+    [RDMIG_MSG__BODY_IMAGE_FILE] = "ImageFile",
+    [RDMIG_MSG__BODY_TASK_TABLE] = "TaskTable",
+    [RDMIG_MSG__BODY_PAGE_HASHES] = "PageHashes",
+    [RDMIG_MSG__BODY_IMAGES_DONE] = "ImagesDone",
+    [RDMIG_MSG__BODY_READ_REQ] = "ReadReq",
+    [RDMIG_MSG__BODY_READ_RESP] = "ReadResp",
+    [RDMIG_MSG__BODY_PROGRESS] = "Progress",
+    [RDMIG_MSG__BODY_KEEPALIVE] = "Keepalive",
+    [RDMIG_MSG__BODY_DONE] = "Done",
+    [RDMIG_MSG__BODY_DONE_ACK] = "DoneAck",
 };
 
 static bool type_known(int type)
@@ -49,19 +49,19 @@ const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
 const char *ctrl_abort_str(uint32_t code)
 {
 	static const char *const names[] = {
-		[ABORT_CODE__ABORT_UNSPEC] = "unspecified",
-		[CTRL_ABORT_PROTOCOL] = "protocol error",
-		[CTRL_ABORT_VERSION] = "no common protocol version",
-		[CTRL_ABORT_AUTH] = "authentication failed",
-		[CTRL_ABORT_MIGRATION] = "migration mismatch",
-		[CTRL_ABORT_FEATURES] = "no common transport",
-		[CTRL_ABORT_IMAGES] = "image stream failed",
-		[CTRL_ABORT_READ] = "source cannot serve pages",
-		[CTRL_ABORT_VERIFY] = "checksum mismatch",
-		[CTRL_ABORT_RESTORE] = "restore failed",
-		[CTRL_ABORT_TIMEOUT] = "timeout",
-		[CTRL_ABORT_CANCELLED] = "cancelled",
-		[CTRL_ABORT_INTERNAL] = "internal error",
+	    [ABORT_CODE__ABORT_UNSPEC] = "unspecified",
+	    [CTRL_ABORT_PROTOCOL] = "protocol error",
+	    [CTRL_ABORT_VERSION] = "no common protocol version",
+	    [CTRL_ABORT_AUTH] = "authentication failed",
+	    [CTRL_ABORT_MIGRATION] = "migration mismatch",
+	    [CTRL_ABORT_FEATURES] = "no common transport",
+	    [CTRL_ABORT_IMAGES] = "image stream failed",
+	    [CTRL_ABORT_READ] = "source cannot serve pages",
+	    [CTRL_ABORT_VERIFY] = "checksum mismatch",
+	    [CTRL_ABORT_RESTORE] = "restore failed",
+	    [CTRL_ABORT_TIMEOUT] = "timeout",
+	    [CTRL_ABORT_CANCELLED] = "cancelled",
+	    [CTRL_ABORT_INTERNAL] = "internal error",
 	};
 
 	return code < sizeof(names) / sizeof(names[0]) ? names[code] : "unknown abort code";
@@ -81,22 +81,22 @@ const char *ctrl_role_str(enum ctrl_role role)
 const char *ctrl_phase_str(enum ctrl_phase ph)
 {
 	static const char *const names[] = {
-		[CTRL_PH_HELLO] = "hello",
-		[CTRL_PH_DEST_PROOF] = "dest-proof",
-		[CTRL_PH_SOURCE_RESULT] = "source-result",
-		[CTRL_PH_SOURCE_PROOF] = "source-proof",
-		[CTRL_PH_DEST_RESULT] = "dest-result",
-		[CTRL_PH_IMAGES] = "images",
-		[CTRL_PH_POSTCOPY] = "postcopy",
-		[CTRL_PH_DONE] = "done",
-		[CTRL_PH_CLOSED] = "closed",
+	    [CTRL_PH_HELLO] = "hello",
+	    [CTRL_PH_DEST_PROOF] = "dest-proof",
+	    [CTRL_PH_SOURCE_RESULT] = "source-result",
+	    [CTRL_PH_SOURCE_PROOF] = "source-proof",
+	    [CTRL_PH_DEST_RESULT] = "dest-result",
+	    [CTRL_PH_IMAGES] = "images",
+	    [CTRL_PH_POSTCOPY] = "postcopy",
+	    [CTRL_PH_DONE] = "done",
+	    [CTRL_PH_CLOSED] = "closed",
 	};
 
 	return (unsigned)ph < CTRL_PH_COUNT ? names[ph] : "invalid phase";
 }
 
 static int err_set(struct ctrl_err *e, uint32_t code, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int err_set(struct ctrl_err *e, uint32_t code, int ret, const char *fmt, ...)
 {
@@ -551,8 +551,8 @@ int ctrl_validate_file_name(const char *name, struct ctrl_err *e)
 	if (len == 0)
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "empty file name");
 	if (len > CTRL_FILE_NAME_MAX)
-		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
-			       "file name longer than %d bytes", CTRL_FILE_NAME_MAX);
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "file name longer than %d bytes",
+			       CTRL_FILE_NAME_MAX);
 	/* Names are logged: say which rule failed, never echo the raw bytes. */
 	for (size_t i = 0; i < len; i++)
 		if (!name_char(name[i], true))
@@ -804,8 +804,7 @@ static int validate_known(const struct ctrl_state *st, int32_t pid, uint64_t vad
 	return 0;
 }
 
-static int validate_task_table(const struct ctrl_state *st, const TaskTable *t,
-			       struct ctrl_err *e)
+static int validate_task_table(const struct ctrl_state *st, const TaskTable *t, struct ctrl_err *e)
 {
 	int ret;
 
@@ -842,8 +841,8 @@ static int validate_page_hashes(const struct ctrl_state *st, const PageHashes *p
 			       "PageHashes pid %" PRId32 ": first page 0x%" PRIx64
 			       " not aligned or out of the address space",
 			       p->pid, p->first_vaddr);
-	return validate_known(st, p->pid, p->first_vaddr, (uint64_t)p->n_hashes * ps,
-			      "PageHashes", e);
+	return validate_known(st, p->pid, p->first_vaddr, (uint64_t)p->n_hashes * ps, "PageHashes",
+			      e);
 }
 
 static int validate_read_req(const struct ctrl_state *st, const ReadReq *r, struct ctrl_err *e)
@@ -942,21 +941,21 @@ static const struct {
 	uint64_t feature; /* required negotiated feature, or 0 */
 	bool data;
 } legal[] = {
-	[RDMIG_MSG__BODY_HELLO] = {PH(HELLO), PH(HELLO), 0, true},
-	[RDMIG_MSG__BODY_AUTH_PROOF] = {PH(SOURCE_PROOF), PH(DEST_PROOF), 0, true},
-	[RDMIG_MSG__BODY_AUTH_RESULT] = {PH(SOURCE_RESULT), PH(DEST_RESULT), 0, true},
-	[RDMIG_MSG__BODY_ABORT] = {PH_NOT_CLOSE, PH_NOT_CLOSE, 0, true},
-	[RDMIG_MSG__BODY_MEM_REGIONS] = {PH(IMAGES), 0, CTRL_FEAT_RDMA_READ, false},
-	[RDMIG_MSG__BODY_IMAGE_FILE] = {PH(IMAGES), 0, 0, false},
-	[RDMIG_MSG__BODY_TASK_TABLE] = {PH(IMAGES), 0, 0, false},
-	[RDMIG_MSG__BODY_PAGE_HASHES] = {PH(IMAGES), 0, CTRL_FEAT_VERIFY_PAGES, false},
-	[RDMIG_MSG__BODY_IMAGES_DONE] = {PH(IMAGES), 0, 0, false},
-	[RDMIG_MSG__BODY_READ_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_TCP_READ, true},
-	[RDMIG_MSG__BODY_READ_RESP] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_TCP_READ, true},
-	[RDMIG_MSG__BODY_PROGRESS] = {0, PH(POSTCOPY), 0, false},
-	[RDMIG_MSG__BODY_KEEPALIVE] = {PH_AUTHED, PH_AUTHED, 0, true},
-	[RDMIG_MSG__BODY_DONE] = {0, PH(POSTCOPY), 0, false},
-	[RDMIG_MSG__BODY_DONE_ACK] = {PH(DONE), 0, 0, false},
+    [RDMIG_MSG__BODY_HELLO] = {PH(HELLO), PH(HELLO), 0, true},
+    [RDMIG_MSG__BODY_AUTH_PROOF] = {PH(SOURCE_PROOF), PH(DEST_PROOF), 0, true},
+    [RDMIG_MSG__BODY_AUTH_RESULT] = {PH(SOURCE_RESULT), PH(DEST_RESULT), 0, true},
+    [RDMIG_MSG__BODY_ABORT] = {PH_NOT_CLOSE, PH_NOT_CLOSE, 0, true},
+    [RDMIG_MSG__BODY_MEM_REGIONS] = {PH(IMAGES), 0, CTRL_FEAT_RDMA_READ, false},
+    [RDMIG_MSG__BODY_IMAGE_FILE] = {PH(IMAGES), 0, 0, false},
+    [RDMIG_MSG__BODY_TASK_TABLE] = {PH(IMAGES), 0, 0, false},
+    [RDMIG_MSG__BODY_PAGE_HASHES] = {PH(IMAGES), 0, CTRL_FEAT_VERIFY_PAGES, false},
+    [RDMIG_MSG__BODY_IMAGES_DONE] = {PH(IMAGES), 0, 0, false},
+    [RDMIG_MSG__BODY_READ_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_TCP_READ, true},
+    [RDMIG_MSG__BODY_READ_RESP] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_TCP_READ, true},
+    [RDMIG_MSG__BODY_PROGRESS] = {0, PH(POSTCOPY), 0, false},
+    [RDMIG_MSG__BODY_KEEPALIVE] = {PH_AUTHED, PH_AUTHED, 0, true},
+    [RDMIG_MSG__BODY_DONE] = {0, PH(POSTCOPY), 0, false},
+    [RDMIG_MSG__BODY_DONE_ACK] = {PH(DONE), 0, 0, false},
 };
 
 static enum ctrl_role role_other(enum ctrl_role r)
@@ -988,8 +987,9 @@ static int state_legal(const struct ctrl_state *st, enum ctrl_role sender, Rdmig
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO, "%s", name);
 	phases = sender == CTRL_ROLE_SOURCE ? legal[type].source : legal[type].dest;
 	if (!(phases & (1u << st->phase)))
-		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO, "%s from the %s is illegal in phase %s",
-			       name, ctrl_role_str(sender), ctrl_phase_str(st->phase));
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
+			       "%s from the %s is illegal in phase %s", name, ctrl_role_str(sender),
+			       ctrl_phase_str(st->phase));
 	if (type == RDMIG_MSG__BODY_HELLO &&
 	    (sender == st->self ? st->mine.present : st->theirs.present))
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO, "second Hello from the %s",
@@ -1140,8 +1140,8 @@ static int apply_task_table(struct ctrl_state *st, const TaskTable *t, struct ct
 	if (!st->table_open)
 		st->table_next = 0;
 	if (t->n_ranges)
-		st->table_next = t->ranges[t->n_ranges - 1]->img_vaddr +
-				 t->ranges[t->n_ranges - 1]->len;
+		st->table_next =
+		    t->ranges[t->n_ranges - 1]->img_vaddr + t->ranges[t->n_ranges - 1]->len;
 	st->table_pid = t->pid;
 	st->table_open = !(t->has_flags && (t->flags & CTRL_TASK_TABLE_LAST));
 	if (!st->table_open)
@@ -1161,9 +1161,8 @@ static int apply_images_done(struct ctrl_state *st, const ImagesDone *d, struct 
 	if (d->files != st->files_done || d->tasks != st->tables_done ||
 	    d->lazy_bytes != st->lazy_bytes)
 		return err_set(e, CTRL_ABORT_IMAGES, -EINVAL,
-			       "ImagesDone announces %" PRIu32 " files, %" PRIu32
-			       " tasks, %" PRIu64 " lazy bytes; the stream had %" PRIu32
-			       ", %" PRIu32 ", %" PRIu64,
+			       "ImagesDone announces %" PRIu32 " files, %" PRIu32 " tasks, %" PRIu64
+			       " lazy bytes; the stream had %" PRIu32 ", %" PRIu32 ", %" PRIu64,
 			       d->files, d->tasks, d->lazy_bytes, st->files_done, st->tables_done,
 			       st->lazy_bytes);
 	st->phase = CTRL_PH_POSTCOPY;
@@ -1196,8 +1195,8 @@ static int state_apply(struct ctrl_state *st, enum ctrl_role sender, const Rdmig
 	case RDMIG_MSG__BODY_HELLO:
 		return apply_hello(st, sender, m->hello, e);
 	case RDMIG_MSG__BODY_AUTH_PROOF:
-		st->phase = st->phase == CTRL_PH_DEST_PROOF ? CTRL_PH_SOURCE_RESULT
-							    : CTRL_PH_DEST_RESULT;
+		st->phase =
+		    st->phase == CTRL_PH_DEST_PROOF ? CTRL_PH_SOURCE_RESULT : CTRL_PH_DEST_RESULT;
 		return 0;
 	case RDMIG_MSG__BODY_AUTH_RESULT:
 		if (!m->auth_result->ok)

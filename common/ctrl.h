@@ -156,7 +156,7 @@ struct ctrl_hello {
 	uint64_t features;
 	uint32_t page_size;
 	const char *migration_id;
-	const uint8_t *nonce; /* AUTH_NONCE_LEN bytes */
+	const uint8_t *nonce;	   /* AUTH_NONCE_LEN bytes */
 	const char *agent_version; /* may be NULL */
 };
 

@@ -167,8 +167,7 @@ static void *img_array_push(void **arr, size_t *nr, size_t *cap, size_t elem)
 	return memset((char *)*arr + (*nr)++ * elem, 0, elem);
 }
 
-int image_parse_inventory_buf(const void *buf, size_t len, const char *name,
-			      uint32_t *img_version)
+int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uint32_t *img_version)
 {
 	Criuimg__InventoryEntry *inv = NULL;
 	struct img_cursor c;
@@ -329,7 +328,7 @@ static int img_vma_cmp(const void *a, const void *b)
 bool image_vma_can_be_lazy(const struct img_vma *vma)
 {
 	const uint32_t no_status =
-		IMG_VMA_AREA_VDSO | IMG_VMA_AREA_VSYSCALL | IMG_VMA_AREA_VVAR | IMG_VMA_AREA_GUARD;
+	    IMG_VMA_AREA_VDSO | IMG_VMA_AREA_VSYSCALL | IMG_VMA_AREA_VVAR | IMG_VMA_AREA_GUARD;
 
 	if ((vma->flags & (MAP_ANONYMOUS | MAP_PRIVATE)) != (MAP_ANONYMOUS | MAP_PRIVATE))
 		return false;
@@ -397,12 +396,12 @@ int image_parse_mm_buf(const void *buf, size_t len, const char *name, uint32_t i
 			goto out;
 		}
 		vmas[nr] = (struct img_vma){
-			.start = ve->start,
-			.end = ve->end,
-			.pgoff = ve->pgoff,
-			.prot = ve->prot,
-			.flags = ve->flags,
-			.status = ve->status,
+		    .start = ve->start,
+		    .end = ve->end,
+		    .pgoff = ve->pgoff,
+		    .prot = ve->prot,
+		    .flags = ve->flags,
+		    .status = ve->status,
 		};
 		nr++;
 	}
@@ -486,8 +485,8 @@ static int img_pagemap_add_lazy(struct img_pagemap_state *st, const struct img_t
 			return -ENOMEM;
 		lr->vaddr = cur;
 		lr->len = seg_end - cur;
-		lr->pages_off = pe->flags & IMG_PE_PRESENT ? pe->pages_off + (cur - pe->vaddr)
-							   : IMG_NO_OFFSET;
+		lr->pages_off =
+		    pe->flags & IMG_PE_PRESENT ? pe->pages_off + (cur - pe->vaddr) : IMG_NO_OFFSET;
 		st->lazy_bytes += lr->len;
 		cur = seg_end;
 		i++;
@@ -515,8 +514,9 @@ static int img_pagemap_add_entry(struct img_pagemap_state *st, const struct img_
 		/* 4.2 leaves the old field at 0; anything else must agree. */
 		if (pme->has_compat_nr_pages && pme->compat_nr_pages &&
 		    pme->compat_nr_pages != pme->nr_pages) {
-			log_err("%s: offset %zu: entry 0x%" PRIx64 ": page counts disagree (%" PRIu32
-				" in field 2, %" PRIu64 " in field 5)",
+			log_err("%s: offset %zu: entry 0x%" PRIx64
+				": page counts disagree (%" PRIu32 " in field 2, %" PRIu64
+				" in field 5)",
 				name, rec_off, e.vaddr, pme->compat_nr_pages, pme->nr_pages);
 			ret = -EBADMSG;
 			goto out;
@@ -591,8 +591,8 @@ static int img_pagemap_add_entry(struct img_pagemap_state *st, const struct img_
 		if (ret < 0)
 			goto out;
 	}
-	slot = img_array_push((void **)&st->entries, &st->nr_entries, &st->cap_entries,
-			      sizeof(*slot));
+	slot =
+	    img_array_push((void **)&st->entries, &st->nr_entries, &st->cap_entries, sizeof(*slot));
 	if (!slot) {
 		ret = -ENOMEM;
 		goto out;

@@ -15,7 +15,8 @@
  * trusted: lengths, counts and addresses are checked before use.
  *
  * Ownership: image_set_open() returns a set the caller frees with
- * image_set_free(); every pointer inside it belongs to the set.
+ * image_set_free(); every pointer inside it belongs to the set.  A set is
+ * never modified after image_set_open() returns, so threads may share it.
  */
 #ifndef RDMIG_IMAGE_H
 #define RDMIG_IMAGE_H
@@ -34,7 +35,7 @@
 #define IMG_MAGIC_COMMON    0x54564319u
 #define IMG_MAGIC_INVENTORY 0x58313116u
 #define IMG_MAGIC_PSTREE    0x50273030u
-#define IMG_MAGIC_MM        0x57492820u
+#define IMG_MAGIC_MM	    0x57492820u
 #define IMG_MAGIC_PAGEMAP   0x56084025u
 
 /* Pagemap entry flags, CRIU's values. */
@@ -53,7 +54,7 @@
 
 struct img_vma {
 	uint64_t start; /* dump-time address, page aligned */
-	uint64_t end;   /* exclusive */
+	uint64_t end;	/* exclusive */
 	uint64_t pgoff;
 	uint32_t prot;
 	uint32_t flags; /* mmap flags */
@@ -69,15 +70,15 @@ struct img_pagemap_entry {
 
 /* One PE_LAZY run inside one VMA: one UFFDIO_COPY never crosses it. */
 struct img_lazy_range {
-	uint64_t vaddr;     /* dump-time start address */
-	uint64_t len;       /* bytes, a multiple of IMG_PAGE_SIZE */
+	uint64_t vaddr;	    /* dump-time start address */
+	uint64_t len;	    /* bytes, a multiple of IMG_PAGE_SIZE */
 	uint64_t pages_off; /* offset in pages-<pages_id>.img, or IMG_NO_OFFSET */
 };
 
 struct img_task {
-	int32_t pid;       /* virtual pid from pstree.img */
-	bool has_memory;   /* false when the task has no mm/pagemap (zombie) */
-	uint32_t pages_id; /* from the PagemapHead */
+	int32_t pid;	      /* virtual pid from pstree.img */
+	bool has_memory;      /* false when the task has no mm/pagemap (zombie) */
+	uint32_t pages_id;    /* from the PagemapHead */
 	struct img_vma *vmas; /* sorted by start, guard VMAs dropped */
 	size_t nr_vmas;
 	struct img_pagemap_entry *entries; /* sorted by vaddr */
@@ -145,8 +146,7 @@ bool image_vma_can_be_lazy(const struct img_vma *vma);
  * convention as image_set_open().  On error, no output is set and nothing
  * needs freeing.
  */
-int image_parse_inventory_buf(const void *buf, size_t len, const char *name,
-			      uint32_t *img_version);
+int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uint32_t *img_version);
 /* *pids is malloc()ed, in pstree order, each in [1, IMG_PID_MAX], no duplicates. */
 int image_parse_pstree_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
 			   int32_t **pids, size_t *nr_pids);

@@ -321,8 +321,8 @@ int imgwrite_pages_file(const char *dir, const struct imgwrite_task *task)
 			if (task->fill) {
 				ret = task->fill(task->opaque, task->pid, vaddr, chunk + used);
 				if (ret < 0) {
-					log_err("%s: offset %" PRIu64
-						": filling page 0x%" PRIx64 ": %s",
+					log_err("%s: offset %" PRIu64 ": filling page 0x%" PRIx64
+						": %s",
 						path, off + used, vaddr, strerror(-ret));
 					break;
 				}

@@ -44,8 +44,8 @@ typedef int (*imgwrite_fill_fn)(void *opaque, int32_t pid, uint64_t vaddr, void 
 /* One process.  All arrays are borrowed for the duration of the call. */
 struct imgwrite_task {
 	int32_t pid;
-	int32_t ppid;  /* 0 for the root */
-	bool zombie;   /* pstree entry only: no mm, pagemap or pages file */
+	int32_t ppid; /* 0 for the root */
+	bool zombie;  /* pstree entry only: no mm, pagemap or pages file */
 	uint32_t pages_id;
 	const struct img_vma *vmas; /* written in this order */
 	size_t nr_vmas;

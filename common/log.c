@@ -13,10 +13,10 @@ enum log_level log_level_current = LOG_LVL_INFO;
 static const char *log_prog = "rdmig";
 
 static const char *const level_names[] = {
-	[LOG_LVL_ERR] = "error",
-	[LOG_LVL_WARN] = "warn",
-	[LOG_LVL_INFO] = "info",
-	[LOG_LVL_DEBUG] = "debug",
+    [LOG_LVL_ERR] = "error",
+    [LOG_LVL_WARN] = "warn",
+    [LOG_LVL_INFO] = "info",
+    [LOG_LVL_DEBUG] = "debug",
 };
 
 void log_init(const char *prog, enum log_level level)

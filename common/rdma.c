@@ -34,7 +34,7 @@ struct pending_send {
 
 struct rdma_ep {
 	struct event_base *base;
-	struct rdma_listener *listener; /* set for accepted endpoints */
+	struct rdma_listener *listener;	  /* set for accepted endpoints */
 	struct rdma_event_channel *cm_ch; /* own channel, connecting side only */
 	struct event *cm_ev;
 	struct rdma_cm_id *id;
@@ -155,14 +155,14 @@ static void ep_report_closed(struct rdma_ep *ep, int reason)
 static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 {
 	struct ibv_sge sge = {
-		.addr = (uintptr_t)(ep->recv_buf + (size_t)slot * ep->params.max_msg),
-		.length = ep->params.max_msg,
-		.lkey = ep->recv_mr->lkey,
+	    .addr = (uintptr_t)(ep->recv_buf + (size_t)slot * ep->params.max_msg),
+	    .length = ep->params.max_msg,
+	    .lkey = ep->recv_mr->lkey,
 	};
 	struct ibv_recv_wr wr = {
-		.wr_id = (WR_KIND_RECV << WR_KIND_SHIFT) | slot,
-		.sg_list = &sge,
-		.num_sge = 1,
+	    .wr_id = (WR_KIND_RECV << WR_KIND_SHIFT) | slot,
+	    .sg_list = &sge,
+	    .num_sge = 1,
 	};
 	struct ibv_recv_wr *bad;
 	int ret;
@@ -178,16 +178,16 @@ static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 static int ep_post_send_slot(struct rdma_ep *ep, uint32_t slot, size_t len)
 {
 	struct ibv_sge sge = {
-		.addr = (uintptr_t)(ep->send_buf + (size_t)slot * ep->params.max_msg),
-		.length = (uint32_t)len,
-		.lkey = ep->send_mr->lkey,
+	    .addr = (uintptr_t)(ep->send_buf + (size_t)slot * ep->params.max_msg),
+	    .length = (uint32_t)len,
+	    .lkey = ep->send_mr->lkey,
 	};
 	struct ibv_send_wr wr = {
-		.wr_id = (WR_KIND_SEND << WR_KIND_SHIFT) | slot,
-		.sg_list = &sge,
-		.num_sge = 1,
-		.opcode = IBV_WR_SEND,
-		.send_flags = IBV_SEND_SIGNALED,
+	    .wr_id = (WR_KIND_SEND << WR_KIND_SHIFT) | slot,
+	    .sg_list = &sge,
+	    .num_sge = 1,
+	    .opcode = IBV_WR_SEND,
+	    .send_flags = IBV_SEND_SIGNALED,
 	};
 	struct ibv_send_wr *bad;
 	int ret;
@@ -248,10 +248,10 @@ int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
 {
 	struct ibv_sge sge = {.addr = (uintptr_t)local, .length = len, .lkey = lkey};
 	struct ibv_send_wr wr = {
-		.sg_list = &sge,
-		.num_sge = 1,
-		.opcode = IBV_WR_RDMA_READ,
-		.send_flags = IBV_SEND_SIGNALED,
+	    .sg_list = &sge,
+	    .num_sge = 1,
+	    .opcode = IBV_WR_RDMA_READ,
+	    .send_flags = IBV_SEND_SIGNALED,
 	};
 	struct ibv_send_wr *bad;
 	uint32_t slot;
@@ -469,7 +469,8 @@ out:
 }
 
 /* Both directions get as many READs in flight as both devices allow. */
-static void ep_conn_param(struct rdma_ep *ep, struct rdma_conn_param *cp, const struct rdma_conn_param *req)
+static void ep_conn_param(struct rdma_ep *ep, struct rdma_conn_param *cp,
+			  const struct rdma_conn_param *req)
 {
 	struct ibv_device_attr da;
 	int resp = 16, init = 16;
@@ -512,8 +513,7 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 	if (ep->send_mr)
 		ibv_dereg_mr(ep->send_mr);
 	if (ep->pd && ibv_dealloc_pd(ep->pd))
-		log_warn("ibv_dealloc_pd on %s failed: memory regions still registered?",
-			 ep->name);
+		log_warn("ibv_dealloc_pd on %s failed: memory regions still registered?", ep->name);
 	if (ep->id)
 		rdma_destroy_id(ep->id);
 	if (ep->cm_ev)
@@ -678,8 +678,9 @@ int rdma_ep_connect(struct event_base *base, const char *addr, const char *port,
 	if (!ep->cm_ch) {
 		ret = -errno;
 		log_err("rdma_create_event_channel: %s%s", strerror(errno),
-			errno == ENODEV || errno == ENOENT ? " (no RDMA device: is rdma_ucm loaded?)"
-							   : "");
+			errno == ENODEV || errno == ENOENT
+			    ? " (no RDMA device: is rdma_ucm loaded?)"
+			    : "");
 		goto out;
 	}
 	ret = fd_set_nonblock(ep->cm_ch->fd);
@@ -796,8 +797,9 @@ int rdma_listener_create(struct event_base *base, const char *addr, const char *
 	if (!l->cm_ch) {
 		ret = -errno;
 		log_err("rdma_create_event_channel: %s%s", strerror(errno),
-			errno == ENODEV || errno == ENOENT ? " (no RDMA device: is rdma_ucm loaded?)"
-							   : "");
+			errno == ENODEV || errno == ENOENT
+			    ? " (no RDMA device: is rdma_ucm loaded?)"
+			    : "");
 		goto out;
 	}
 	ret = fd_set_nonblock(l->cm_ch->fd);
@@ -812,8 +814,8 @@ int rdma_listener_create(struct event_base *base, const char *addr, const char *
 		ret = -errno;
 		log_err("rdma_bind_addr(%s): %s%s", l->name, strerror(errno),
 			errno == EADDRNOTAVAIL || errno == ENODEV
-				? " (no RDMA device on that address?)"
-				: "");
+			    ? " (no RDMA device on that address?)"
+			    : "");
 		goto out;
 	}
 	if (rdma_listen(l->id, 16)) {

@@ -336,7 +336,8 @@ enum lazy_state lazyset_lookup(const struct lazyset *ls, uint64_t rt_addr)
 	return LAZY_NONE;
 }
 
-/* Claims pending pages [idx, ...) of extent e, at most max_pages, stopping at the first non-pending. */
+/* Claims pending pages [idx, ...) of extent e, at most max_pages, stopping at the first
+ * non-pending. */
 static void ls_claim(struct lazyset *ls, const struct lz_ext *e, uint64_t idx, uint64_t max_pages,
 		     struct lazy_run *run)
 {
@@ -354,10 +355,10 @@ static void ls_claim(struct lazyset *ls, const struct lz_ext *e, uint64_t idx, u
 	ls->nr_pending -= n;
 	ls->nr_inflight += n;
 	*run = (struct lazy_run){
-		.rt_addr = e->rt_start + (idx - e->first) * P,
-		.img_vaddr = r->img_start + idx * P,
-		.len = n * P,
-		.pages_off = range_pages_off(r, idx),
+	    .rt_addr = e->rt_start + (idx - e->first) * P,
+	    .img_vaddr = r->img_start + idx * P,
+	    .len = n * P,
+	    .pages_off = range_pages_off(r, idx),
 	};
 	ls->cursor = run->rt_addr + run->len;
 }
@@ -436,10 +437,10 @@ int lazyset_first_inflight(const struct lazyset *ls, uint64_t img_vaddr, uint64_
 		stop = e->first + e->npages < i1 ? e->first + e->npages : i1;
 		stop = bitmap_next_clear(r->inflight, idx, stop);
 		*run = (struct lazy_run){
-			.rt_addr = e->rt_start + (idx - e->first) * P,
-			.img_vaddr = r->img_start + idx * P,
-			.len = (stop - idx) * P,
-			.pages_off = range_pages_off(r, idx),
+		    .rt_addr = e->rt_start + (idx - e->first) * P,
+		    .img_vaddr = r->img_start + idx * P,
+		    .len = (stop - idx) * P,
+		    .pages_off = range_pages_off(r, idx),
 		};
 		return 0;
 	}
@@ -447,7 +448,8 @@ int lazyset_first_inflight(const struct lazyset *ls, uint64_t img_vaddr, uint64_
 }
 
 /* In-flight pages inside [img_vaddr, +len) leave flight: installed, or pending again. */
-static uint64_t ls_settle(struct lazyset *ls, uint64_t img_vaddr, uint64_t len, bool back_to_pending)
+static uint64_t ls_settle(struct lazyset *ls, uint64_t img_vaddr, uint64_t len,
+			  bool back_to_pending)
 {
 	uint64_t end_addr = img_vaddr + len, total = 0;
 
@@ -502,10 +504,10 @@ static void ls_split_at(struct lazyset *ls, uint64_t addr)
 	tail = ls->spare[--ls->nr_spare];
 	head = (addr - e->rt_start) / P;
 	*tail = (struct lz_ext){
-		.rt_start = addr,
-		.npages = e->npages - head,
-		.first = e->first + head,
-		.r = e->r,
+	    .rt_start = addr,
+	    .npages = e->npages - head,
+	    .first = e->first + head,
+	    .r = e->r,
 	};
 	e->npages = head;
 	memmove(&ls->by_rt[i + 2], &ls->by_rt[i + 1],
@@ -638,7 +640,7 @@ int lazyset_check(const struct lazyset *ls)
 		if (i && ext_rt_end(ls->by_rt[i - 1]) > e->rt_start)
 			return ret;
 		if (i && ext_img_start(ls->by_img[i - 1]) + ls->by_img[i - 1]->npages * P >
-				 ext_img_start(ls->by_img[i]))
+			     ext_img_start(ls->by_img[i]))
 			return ret;
 	}
 	for (size_t i = 0; i < ls->nr_ranges; i++) {

@@ -34,7 +34,7 @@ struct lazyset;
 struct lazy_run {
 	uint64_t rt_addr;   /* run-time address of the first page */
 	uint64_t img_vaddr; /* dump-time address of the first page */
-	uint64_t len;       /* bytes, a multiple of LAZY_PAGE_SIZE */
+	uint64_t len;	    /* bytes, a multiple of LAZY_PAGE_SIZE */
 	uint64_t pages_off; /* offset of the first page in pages-<id>.img, or IMG_NO_OFFSET */
 };
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,7 @@
 enum lpsock_state {
 	LP_LISTENING,
 	LP_HEADER,   /* reading the 4-byte pid / FIN word */
-	LP_FD,       /* pid read, waiting for the 1-byte message with the fd */
+	LP_FD,	     /* pid read, waiting for the 1-byte message with the fd */
 	LP_FINISHED, /* FIN seen: only the hang-up may follow */
 	LP_CLOSED,
 };
@@ -46,6 +47,7 @@ struct lpsock {
 	size_t cap_seen;
 	uint32_t nr_tasks;
 	uint32_t nr_zombies;
+	bool fin;
 };
 
 static struct lpsock *lpsock_new(void)
@@ -144,7 +146,7 @@ static void lpsock_close(struct lpsock *ls)
 
 /* Reports garbage or a broken stream, then drops the client as criu lazy-pages does. */
 __attribute__((format(printf, 3, 4))) static void lpsock_fail(struct lpsock *ls, int err,
-							     const char *fmt, ...)
+							      const char *fmt, ...)
 {
 	char reason[256];
 	va_list ap;
@@ -178,10 +180,10 @@ static ssize_t lpsock_recv(struct lpsock *ls, void *buf, size_t len, int *fds, s
 	} ctrl;
 	struct iovec iov = {.iov_base = buf, .iov_len = len};
 	struct msghdr mh = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = ctrl.buf,
-		.msg_controllen = sizeof(ctrl.buf),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = ctrl.buf,
+	    .msg_controllen = sizeof(ctrl.buf),
 	};
 	ssize_t n;
 
@@ -280,6 +282,7 @@ static int lpsock_header_done(struct lpsock *ls)
 		log_info("restore finished: %" PRIu32 " processes, %" PRIu32 " zombies",
 			 ls->nr_tasks, ls->nr_zombies);
 		ls->state = LP_FINISHED;
+		ls->fin = true;
 		if (ls->ops->finished)
 			ls->ops->finished(ls->arg);
 		return 0;
@@ -308,6 +311,7 @@ static int lpsock_header_done(struct lpsock *ls)
 static int lpsock_fd_done(struct lpsock *ls, int *fds, size_t nr_fds, pid_t sender)
 {
 	int32_t pid = ls->pid;
+	char what[128];
 	int ret;
 
 	if (nr_fds != 1) {
@@ -316,18 +320,22 @@ static int lpsock_fd_done(struct lpsock *ls, int *fds, size_t nr_fds, pid_t send
 			    pid, nr_fds);
 		return -EBADMSG;
 	}
-	ret = uffd_check_fd(fds[0]);
+	ret = uffd_check_fd(fds[0], what, sizeof(what));
 	if (ret < 0) {
 		close(fds[0]);
-		lpsock_fail(ls, -EBADMSG, "pid %" PRId32 ": the fd sent is not a userfaultfd (%s)",
-			    pid, strerror(-ret));
+		lpsock_fail(ls, -EBADMSG,
+			    "pid %" PRId32 ": the fd sent is not a userfaultfd but %s", pid, what);
 		return -EBADMSG;
 	}
 	ls->state = LP_HEADER;
 	ls->nr_tasks++;
 	log_info("pid %" PRId32 ": userfaultfd received (fd %d, from process %d)", pid, fds[0],
 		 (int)sender);
-	ret = ls->ops->task ? ls->ops->task(ls->arg, pid, fds[0], sender) : (close(fds[0]), 0);
+	if (!ls->ops->task) {
+		close(fds[0]);
+		return 0;
+	}
+	ret = ls->ops->task(ls->arg, pid, fds[0], sender);
 	if (ret < 0) {
 		lpsock_fail(ls, ret, "pid %" PRId32 ": rejected: %s", pid, strerror(-ret));
 		return ret;
@@ -378,8 +386,8 @@ static int lpsock_step(struct lpsock *ls)
 			    "restorer closed the connection before restore finished "
 			    "(%s; %" PRIu32 " processes received)",
 			    ls->state == LP_FD ? "a userfaultfd was announced but not sent"
-			    : ls->hdr_len ? "in the middle of a pid"
-					  : "between records",
+			    : ls->hdr_len      ? "in the middle of a pid"
+					       : "between records",
 			    ls->nr_tasks);
 		return -1;
 	}
@@ -407,7 +415,7 @@ static void lpsock_conn_cb(evutil_socket_t fd, short what, void *arg)
 	struct lpsock *ls = arg;
 
 	for (int i = 0; i < LPSOCK_BUDGET; i++) {
-		/* Callbacks may free ls: look at nothing of it after a -1. */
+		/* The error callback may free ls: nothing of it is touched after a -1. */
 		if (lpsock_step(ls) <= 0)
 			return;
 	}
@@ -491,8 +499,7 @@ const char *lpsock_path(const struct lpsock *ls)
 
 bool lpsock_finished(const struct lpsock *ls)
 {
-	return ls->state == LP_FINISHED || (ls->state == LP_CLOSED && ls->nr_tasks + ls->nr_zombies &&
-					    false);
+	return ls->fin;
 }
 
 uint32_t lpsock_nr_tasks(const struct lpsock *ls)

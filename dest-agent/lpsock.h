@@ -18,8 +18,9 @@
  * process's real pid comes from SCM_CREDENTIALS (SO_PASSCRED): CRIU sends
  * each record from the restored process itself.
  *
- * Lifetime: lpsock_free() closes everything; it may be called from any
- * ops callback except that the lpsock must not be used afterwards.
+ * Lifetime: lpsock_free() closes everything.  It may be called from the
+ * error callback (the lpsock is not touched after it returns), not from
+ * the other callbacks.
  */
 #ifndef RDMIG_LPSOCK_H
 #define RDMIG_LPSOCK_H

@@ -1,50 +1,820 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* rdmig-dest: resolves userfaultfd faults from rdmig-source. */
+/*
+ * rdmig-dest: serves the lazy pages of processes restored by
+ * `criu restore --lazy-pages`; a drop-in for `criu lazy-pages`.
+ *
+ * Startup mirrors criu lazy-pages: the socket is listening before the
+ * daemon forks, and readiness is the '\0' byte on --status-fd.  Then one
+ * libevent loop runs the lazy-pages socket, the fault engine, the page
+ * source and the signals until every page is installed.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "engine.h"
+#include "image.h"
 #include "log.h"
+#include "lpsock.h"
+#include "pagesrc.h"
+#include "ctrl.h"
+#include "netsrc.h"
+#include "pagesrc_local.h"
 #include "rdmig-config.h"
+#include "staging.h"
+#include "util.h"
 
-static void usage(FILE *f)
+/* Staging slots kept for faults beyond the drain's; faults may also take any free slot. */
+#define DEST_FAULT_SLOTS 32
+/* After a stop request, how long killed processes get to disappear. */
+#define DEST_ABORT_GRACE_S 10
+
+/* Parsed configuration: set once in main(), then read-only. */
+struct dest_opts {
+	const char *images_dir;
+	const char *work_dir;
+	const char *pidfile;
+	const char *log_file;
+	const char *inject;
+	int status_fd;
+	bool daemon;
+	bool local;
+	int verbose;
+	/* network source: rdmig-source at host:port */
+	char src_host[256];
+	char src_port[16];
+	const char *src_addr; /* --address (criu lazy-pages spelling) */
+	const char *src_port_opt;
+	const char *migration_id;
+	const char *secret_file;
+	enum xport_kind kind;
+	bool verify;
+	unsigned int connect_timeout_s;
+	unsigned int dead_after_s;
+	uint32_t max_reads;
+	struct engine_config ecfg;
+};
+
+struct dest {
+	struct dest_opts o;
+	struct img_set *imgs;
+	struct event_base *base;
+	struct staging *st;
+	struct pagesrc *src;
+	struct engine *eng;
+	struct lpsock *lp;
+	struct event *sig_ev[2];
+	struct event *abort_ev;
+	uint64_t t_first; /* first userfaultfd received */
+	uint64_t t_done;
+	int done_status; /* engine's, 1 until it reports */
+	bool restore_failed;
+	bool stopping;
+	/* network source */
+	struct netsrc *ns;
+	struct auth_secret *secret;
+	struct event *ack_ev;
+	bool net_failed;
+	bool images_ready;
+	bool done_acked;
+};
+
+enum {
+	OPT_STATUS_FD = 256,
+	OPT_PIDFILE,
+	OPT_READAHEAD,
+	OPT_DRAIN_DEPTH,
+	OPT_DRAIN_CHUNK,
+	OPT_FETCH_TIMEOUT,
+	OPT_LOCAL,
+	OPT_INJECT,
+	OPT_SOURCE,
+	OPT_ADDRESS,
+	OPT_PORT,
+	OPT_PAGE_SERVER,
+	OPT_TRANSPORT,
+	OPT_MIGRATION,
+	OPT_SECRET_FILE,
+	OPT_VERIFY,
+	OPT_CONNECT_TIMEOUT,
+	OPT_DEAD_AFTER,
+	OPT_MAX_READS,
+};
+
+static void dest_usage(FILE *f)
 {
-	fprintf(f, "Usage: rdmig-dest [OPTIONS]\n"
-		   "Serve the lazy pages of a restored process (drop-in for criu lazy-pages).\n\n"
-		   "  -v, --verbose      more logging (repeat for debug)\n"
-		   "  -h, --help         show this help and exit\n"
-		   "  -V, --version      show the version and exit\n");
+	fprintf(f,
+		"Usage: rdmig-dest -D DIR [OPTIONS]\n"
+		"Serve the lazy pages of processes restored by `criu restore --lazy-pages`\n"
+		"(a drop-in for `criu lazy-pages`).\n\n"
+		"  -D, --images-dir DIR   CRIU images directory\n"
+		"  -W, --work-dir DIR     where lazy-pages.socket is created (default: DIR)\n"
+		"      --status-fd FD     write one '\\0' byte to FD when ready, then close it\n"
+		"  -d, --daemon           run in the background once the socket listens\n"
+		"      --pidfile FILE     write the daemon's pid to FILE\n"
+		"  -o, --log-file FILE    log to FILE instead of stderr\n"
+		"  -v, --verbose          debug logging (every fault and copy)\n"
+		"      --source HOST[:PORT]  fetch pages from rdmig-source (port 7471)\n"
+		"      --address HOST, --port PORT, --page-server\n"
+		"                         the same, spelled as for `criu lazy-pages`\n"
+		"  -t, --transport rdma|tcp  page transport (default rdma)\n"
+		"  -m, --migration-id ID  the migration to take over from the source\n"
+		"      --secret-file FILE the migration's secret (16..1024 bytes)\n"
+		"      --verify           check every page against the source's checksum\n"
+		"      --connect-timeout SEC  give up reaching the source after SEC (default 60)\n"
+		"      --dead-after SEC   the source is lost after SEC of silence (default 10)\n"
+		"      --max-reads N      reads in flight to the source (default 64)\n"
+		"      --local            serve pages from the images' own pages files\n"
+		"      --readahead PAGES  pages fetched per fault, the faulting one included "
+		"(default 16)\n"
+		"      --drain-depth N    background requests in flight (default 8)\n"
+		"      --drain-chunk SIZE bytes per background request (default 256K)\n"
+		"      --fetch-timeout SEC  stop a process whose pages take longer (default 30)\n"
+		"      --inject SPEC      testing: faults of the local source, e.g.\n"
+		"                         delay=US,fail-after=N,gone-after=N,hang-after=N,\n"
+		"                         corrupt-after=N,verify\n"
+		"  -h, --help             show this help and exit\n"
+		"  -V, --version          show the version and exit\n");
+}
+
+/* Returns 0, 1 (help/version printed: exit 0) or -EINVAL (exit 2). */
+static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"images-dir", required_argument, NULL, 'D'},
+	    {"work-dir", required_argument, NULL, 'W'},
+	    {"status-fd", required_argument, NULL, OPT_STATUS_FD},
+	    {"daemon", no_argument, NULL, 'd'},
+	    {"pidfile", required_argument, NULL, OPT_PIDFILE},
+	    {"log-file", required_argument, NULL, 'o'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"local", no_argument, NULL, OPT_LOCAL},
+	    {"source", required_argument, NULL, OPT_SOURCE},
+	    {"address", required_argument, NULL, OPT_ADDRESS},
+	    {"port", required_argument, NULL, OPT_PORT},
+	    {"page-server", no_argument, NULL, OPT_PAGE_SERVER},
+	    {"transport", required_argument, NULL, 't'},
+	    {"migration-id", required_argument, NULL, 'm'},
+	    {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
+	    {"max-reads", required_argument, NULL, OPT_MAX_READS},
+	    {"readahead", required_argument, NULL, OPT_READAHEAD},
+	    {"drain-depth", required_argument, NULL, OPT_DRAIN_DEPTH},
+	    {"drain-chunk", required_argument, NULL, OPT_DRAIN_CHUNK},
+	    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
+	    {"inject", required_argument, NULL, OPT_INJECT},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	uint64_t v;
+	int c, ret;
+
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":D:W:do:vhVt:m:", longopts, NULL)) != -1) {
+		ret = 0;
+		switch (c) {
+		case 'D':
+			o->images_dir = optarg;
+			break;
+		case 'W':
+			o->work_dir = optarg;
+			break;
+		case OPT_STATUS_FD:
+			ret = parse_uint(optarg, 0, INT32_MAX, &v);
+			o->status_fd = (int)v;
+			break;
+		case 'd':
+			o->daemon = true;
+			break;
+		case OPT_PIDFILE:
+			o->pidfile = optarg;
+			break;
+		case 'o':
+			o->log_file = optarg;
+			break;
+		case 'v':
+			o->verbose++;
+			break;
+		case OPT_LOCAL:
+			o->local = true;
+			break;
+		case OPT_READAHEAD:
+			ret = parse_uint(optarg, 1, 1024, &v);
+			o->ecfg.readahead_pages = (uint32_t)v;
+			break;
+		case OPT_DRAIN_DEPTH:
+			ret = parse_uint(optarg, 1, 1024, &v);
+			o->ecfg.drain_depth = (uint32_t)v;
+			break;
+		case OPT_DRAIN_CHUNK:
+			ret = parse_size(optarg, &v);
+			if (ret == 0 && (v < 4096 || v > (64u << 20) || v % 4096))
+				ret = -ERANGE;
+			o->ecfg.drain_chunk = v;
+			break;
+		case OPT_FETCH_TIMEOUT:
+			ret = parse_uint(optarg, 1, 86400, &v);
+			o->ecfg.fetch_timeout_ms = (uint32_t)v * 1000;
+			break;
+		case OPT_INJECT:
+			o->inject = optarg;
+			break;
+		case OPT_SOURCE:
+			ret = parse_hostport(optarg, "7471", o->src_host, sizeof(o->src_host),
+					     o->src_port, sizeof(o->src_port));
+			break;
+		case OPT_ADDRESS:
+			o->src_addr = optarg;
+			break;
+		case OPT_PORT:
+			ret = parse_uint(optarg, 1, 65535, &v);
+			o->src_port_opt = optarg;
+			break;
+		case OPT_PAGE_SERVER:
+			break;
+		case 't':
+			ret = xport_kind_parse(optarg, &o->kind);
+			break;
+		case 'm':
+			o->migration_id = optarg;
+			break;
+		case OPT_SECRET_FILE:
+			o->secret_file = optarg;
+			break;
+		case OPT_VERIFY:
+			o->verify = true;
+			break;
+		case OPT_CONNECT_TIMEOUT:
+		case OPT_DEAD_AFTER:
+			ret = parse_uint(optarg, 1, 86400, &v);
+			if (c == OPT_CONNECT_TIMEOUT)
+				o->connect_timeout_s = (unsigned int)v;
+			else
+				o->dead_after_s = (unsigned int)v;
+			break;
+		case OPT_MAX_READS:
+			ret = parse_uint(optarg, 1, 1024, &v);
+			o->max_reads = (uint32_t)v;
+			break;
+		case 'h':
+			dest_usage(stdout);
+			return 1;
+		case 'V':
+			printf("rdmig-dest %s\n", RDMIG_VERSION);
+			return 1;
+		case ':':
+			fprintf(stderr, "rdmig-dest: option '%s' needs an argument\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		default:
+			fprintf(stderr, "rdmig-dest: unknown option '%s'; try --help\n",
+				argv[optind - 1]);
+			return -EINVAL;
+		}
+		if (ret < 0) {
+			fprintf(stderr, "rdmig-dest: %s %s: %s\n", argv[optind - 2], optarg,
+				ret == -ERANGE ? "out of range" : "not a valid value");
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "rdmig-dest: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (!o->images_dir) {
+		fprintf(stderr, "rdmig-dest: -D/--images-dir is required\n");
+		return -EINVAL;
+	}
+	if (o->src_addr) {
+		if (strlen(o->src_addr) >= sizeof(o->src_host)) {
+			fprintf(stderr, "rdmig-dest: --address too long\n");
+			return -EINVAL;
+		}
+		snprintf(o->src_host, sizeof(o->src_host), "%s", o->src_addr);
+		snprintf(o->src_port, sizeof(o->src_port), "%s",
+			 o->src_port_opt ? o->src_port_opt : "7471");
+	}
+	if (o->local == !!o->src_host[0]) {
+		fprintf(stderr, "rdmig-dest: give exactly one page source: --source HOST[:PORT] "
+				"(or --address/--port) or --local\n");
+		return -EINVAL;
+	}
+	if (o->src_host[0] && (!o->migration_id || !o->secret_file)) {
+		fprintf(stderr, "rdmig-dest: --source needs --migration-id and --secret-file\n");
+		return -EINVAL;
+	}
+	if (!o->work_dir)
+		o->work_dir = o->images_dir;
+	return 0;
+}
+
+/* The page source: one branch per transport. */
+static int dest_open_source(struct dest *d)
+{
+	struct pagesrc_local_inject inj;
+	int ret;
+
+	if (d->o.local) {
+		if (d->o.inject) {
+			ret = pagesrc_local_parse_inject(d->o.inject, &inj);
+			if (ret < 0)
+				return ret;
+			log_warn("local source: fault injection on: %s", d->o.inject);
+		}
+		return pagesrc_local_create(d->base, d->imgs, d->o.inject ? &inj : NULL, &d->src);
+	}
+	return netsrc_pagesrc(d->ns, d->st, &d->src);
+}
+
+/* ---- lazy-pages socket -> engine ---- */
+
+static int dest_on_task(void *arg, int32_t pid, int uffd, pid_t sender)
+{
+	struct dest *d = arg;
+
+	if (!d->t_first)
+		d->t_first = now_ns();
+	return engine_add_task(d->eng, pid, uffd, sender);
+}
+
+static void dest_on_zombie(void *arg, int32_t pid)
+{
+	struct dest *d = arg;
+
+	engine_add_zombie(d->eng, pid);
+}
+
+static void dest_on_finished(void *arg)
+{
+	struct dest *d = arg;
+
+	if (!d->t_first)
+		d->t_first = now_ns();
+	engine_restore_finished(d->eng);
+}
+
+static void dest_abort_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dest *d = arg;
+
+	log_err("stopped processes did not disappear within %d s; exiting anyway",
+		DEST_ABORT_GRACE_S);
+	event_base_loopexit(d->base, NULL);
+}
+
+/* Stop everything: kill what cannot complete, then leave once it is gone. */
+static void dest_stop(struct dest *d, const char *reason)
+{
+	struct timeval tv = {.tv_sec = DEST_ABORT_GRACE_S};
+
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	engine_abort(d->eng, reason);
+	d->abort_ev = evtimer_new(d->base, dest_abort_timeout_cb, d);
+	if (d->abort_ev)
+		evtimer_add(d->abort_ev, &tv);
+}
+
+static void dest_on_lp_error(void *arg, int err, const char *reason)
+{
+	struct dest *d = arg;
+
+	if (lpsock_finished(d->lp)) {
+		log_warn("lazy-pages socket after restore finished: %s (ignored)", reason);
+		return;
+	}
+	/* criu restore fails now (EPIPE on its next send) and kills its tasks; so do we. */
+	d->restore_failed = true;
+	log_err("restore failed: %s", reason);
+	dest_stop(d, "restore failed");
+}
+
+static const struct lpsock_ops dest_lp_ops = {
+    .task = dest_on_task,
+    .zombie = dest_on_zombie,
+    .finished = dest_on_finished,
+    .error = dest_on_lp_error,
+};
+
+/* ---- engine -> owner ---- */
+
+static void dest_on_task_failed(void *arg, int32_t pid, pid_t real_pid, int err)
+{
+	log_err("pid %" PRId32 ": migration failed for this process (%s)", pid, strerror(-err));
+}
+
+static void dest_ack_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dest *d = arg;
+
+	log_err("the source did not acknowledge Done; it keeps its checkpoint");
+	event_base_loopexit(d->base, NULL);
+}
+
+static void dest_on_done(void *arg, int status)
+{
+	struct dest *d = arg;
+	struct engine_stats s;
+	struct timeval tv = {.tv_sec = 10};
+
+	d->done_status = status;
+	d->t_done = now_ns();
+	if (!d->ns || d->net_failed) {
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	if (status != 0) {
+		netsrc_abort(d->ns, CTRL_ABORT_RESTORE,
+			     "the restored processes could not get all their pages");
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	/* Every page is in: let the source release its checkpoint, then leave. */
+	engine_get_stats(d->eng, &s);
+	if (netsrc_send_done(d->ns, s.c.pages_fault + s.c.pages_drain, s.c.bytes) < 0) {
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	d->ack_ev = evtimer_new(d->base, dest_ack_timeout_cb, d);
+	if (!d->ack_ev || evtimer_add(d->ack_ev, &tv) < 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+/* ---- rdmig-source -> owner ---- */
+
+static void dest_net_images_ready(void *arg)
+{
+	struct dest *d = arg;
+
+	d->images_ready = true;
+	event_base_loopbreak(d->base);
+}
+
+static void dest_net_failed(void *arg, int err, const char *reason)
+{
+	struct dest *d = arg;
+
+	d->net_failed = true;
+	if (!d->images_ready) {
+		event_base_loopbreak(d->base);
+		return;
+	}
+	/* The page source reported itself gone: the engine stops what still needs pages. */
+	if (d->eng && engine_remaining(d->eng) == 0 && d->done_status == 0)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void dest_net_done_acked(void *arg, bool ok, const char *reason)
+{
+	struct dest *d = arg;
+
+	d->done_acked = ok;
+	if (ok)
+		log_info("the source confirmed every page arrived and released its checkpoint");
+	else
+		log_err("the source refused Done: %s", reason ? reason : "no reason");
+	event_base_loopexit(d->base, NULL);
+}
+
+static const struct netsrc_ops dest_net_ops = {
+    .images_ready = dest_net_images_ready,
+    .failed = dest_net_failed,
+    .done_acked = dest_net_done_acked,
+};
+
+/* Connects to rdmig-source and waits until the images are here. */
+static int dest_fetch_images(struct dest *d)
+{
+	struct netsrc_config nc = {
+	    .kind = d->o.kind,
+	    .host = d->o.src_host,
+	    .port = d->o.src_port,
+	    .migration_id = d->o.migration_id,
+	    .images_dir = d->o.images_dir,
+	    .verify = d->o.verify,
+	    .connect_timeout_s = d->o.connect_timeout_s,
+	    .dead_after_s = d->o.dead_after_s,
+	    .max_reads = d->o.max_reads,
+	};
+	int ret;
+
+	ret = auth_secret_load_file(d->o.secret_file, &d->secret);
+	if (ret < 0) {
+		log_err("secret file %s: %s", d->o.secret_file, strerror(-ret));
+		return ret;
+	}
+	if (auth_secret_perms_loose(d->secret))
+		log_warn("secret file %s is readable by others", d->o.secret_file);
+	nc.secret = d->secret;
+	ret = netsrc_connect(d->base, &nc, &dest_net_ops, d, &d->ns);
+	if (ret < 0)
+		return ret;
+	event_base_dispatch(d->base);
+	if (!d->images_ready)
+		return d->net_failed ? -ECONNABORTED : -EINTR;
+	return 0;
+}
+
+static const struct engine_ops dest_engine_ops = {
+    .task_failed = dest_on_task_failed,
+    .done = dest_on_done,
+};
+
+static void dest_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct dest *d = arg;
+	uint64_t left = engine_remaining(d->eng);
+
+	if (d->stopping) {
+		log_err("signal %d again: exiting now", (int)sig);
+		event_base_loopexit(d->base, NULL);
+		return;
+	}
+	if (left)
+		log_err("signal %d with %" PRIu64 " lazy pages not installed: killing the restored "
+			"processes that still need them (a process whose pid is unknown stays "
+			"blocked until rdmig-dest exits)",
+			(int)sig, left);
+	else
+		log_warn("signal %d: stopping", (int)sig);
+	dest_stop(d, "signal");
+}
+
+/* ---- startup ---- */
+
+static int dest_redirect_log(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (dup2(fd, STDERR_FILENO) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static int dest_write_pidfile(const char *path)
+{
+	char buf[32];
+	int fd, n, ret = 0;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("pidfile %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		ret = errno ? -errno : -EIO;
+		log_err("pidfile %s: write: %s", path, strerror(-ret));
+	}
+	close(fd);
+	return ret;
+}
+
+/*
+ * Forks; the parent waits until the child says it is ready (socket
+ * listening, pidfile written) and exits with its verdict, so a caller
+ * that sees `rdmig-dest -d` return 0 can start the restore at once.
+ * Returns in the child with *ready_fd to report on, or < 0.
+ */
+static int dest_daemonize(int *ready_fd)
+{
+	int pfd[2], devnull;
+	pid_t pid;
+	char ok;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0) {
+		close(pfd[1]);
+		if (read(pfd[0], &ok, 1) == 1 && ok == 0)
+			_exit(0);
+		_exit(1);
+	}
+	close(pfd[0]);
+	setsid();
+	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		dup2(devnull, STDOUT_FILENO);
+		close(devnull);
+	}
+	*ready_fd = pfd[1];
+	return 0;
+}
+
+static void dest_report_ready(int fd, bool ok)
+{
+	char b = ok ? 0 : 1;
+
+	if (fd < 0)
+		return;
+	if (write(fd, &b, 1) != 1)
+		log_warn("status fd %d: %s", fd, strerror(errno));
+	close(fd);
+}
+
+static int dest_setup_loop(struct dest *d)
+{
+	static const int sigs[2] = {SIGINT, SIGTERM};
+	uint64_t slot = d->o.ecfg.drain_chunk;
+	int ret;
+
+	if (!d->base)
+		d->base = event_base_new();
+	if (!d->base)
+		return -ENOMEM;
+	if ((uint64_t)d->o.ecfg.readahead_pages * IMG_PAGE_SIZE > slot)
+		slot = (uint64_t)d->o.ecfg.readahead_pages * IMG_PAGE_SIZE;
+	ret = staging_create(slot, d->o.ecfg.drain_depth + DEST_FAULT_SLOTS, &d->st);
+	if (ret < 0)
+		return ret;
+	ret = dest_open_source(d);
+	if (ret < 0)
+		return ret;
+	ret = engine_create(d->base, d->imgs, d->src, d->st, &d->o.ecfg, &dest_engine_ops, d,
+			    &d->eng);
+	if (ret < 0)
+		return ret;
+	ret = lpsock_start(d->lp, d->base, d->imgs, &dest_lp_ops, d);
+	if (ret < 0)
+		return ret;
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < 2; i++) {
+		d->sig_ev[i] = evsignal_new(d->base, sigs[i], dest_signal_cb, d);
+		if (!d->sig_ev[i] || event_add(d->sig_ev[i], NULL) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- the end ---- */
+
+static void dest_print_task(void *arg, const struct engine_task_info *i)
+{
+	char forked[48] = "";
+
+	if (i->parent_id)
+		snprintf(forked, sizeof(forked), " (forked from task %" PRIu32 ")", i->parent_id);
+	log_info("task %" PRIu32 ": pid %" PRId32 "%s process %d: %s, lazy %" PRIu64
+		 ", fault %" PRIu64 ", drain %" PRIu64 ", zero %" PRIu64 ", dropped %" PRIu64
+		 ", left %" PRIu64 ", faults %" PRIu64 " (lazy %" PRIu64 "), fault p50 %" PRIu64
+		 " us p99 %" PRIu64 " us",
+		 i->id, i->pid, forked, (int)i->real_pid, engine_task_state_name(i->state),
+		 i->lazy_pages, i->c.pages_fault, i->c.pages_drain, i->c.zero_pages,
+		 i->c.pages_dropped, i->remaining, i->c.faults, i->c.faults_lazy,
+		 i->fault_p50_ns / 1000, i->fault_p99_ns / 1000);
+}
+
+static void dest_summary(struct dest *d, int code)
+{
+	struct engine_stats s;
+	char hist[512];
+	uint64_t ms = d->t_first && d->t_done > d->t_first ? (d->t_done - d->t_first) / 1000000 : 0;
+	double mbps = 0;
+
+	if (!d->eng)
+		return;
+	engine_for_each_task(d->eng, dest_print_task, d);
+	engine_get_stats(d->eng, &s);
+	if (s.fault_count)
+		log_info("fault latency histogram (lower bound in us:count): %s",
+			 latstat_format_hist(engine_fault_latency(d->eng), hist, sizeof(hist)));
+	if (s.drain_ns)
+		mbps = (double)s.c.pages_drain * IMG_PAGE_SIZE / 1e6 / ((double)s.drain_ns / 1e9);
+	log_info("summary: status=%s tasks=%" PRIu32 " forks=%" PRIu64 " zombies=%" PRIu32
+		 " failed=%" PRIu32 " lazy=%" PRIu64 " fault=%" PRIu64 " drain=%" PRIu64
+		 " zero=%" PRIu64 " dropped=%" PRIu64 " left=%" PRIu64 " remaps=%" PRIu64
+		 " removes=%" PRIu64 " unmaps=%" PRIu64 " bytes=%" PRIu64 " time_ms=%" PRIu64
+		 " faults=%" PRIu64 " lazy_faults=%" PRIu64 " timed=%" PRIu64
+		 " fault_p50_us=%" PRIu64 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f",
+		 code == 0 ? "ok" : "failed", s.tasks, s.c.forks, s.zombies, s.tasks_failed,
+		 s.lazy_pages, s.c.pages_fault, s.c.pages_drain, s.c.zero_pages, s.c.pages_dropped,
+		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.bytes, ms, s.c.faults,
+		 s.c.faults_lazy, s.fault_count, s.fault_p50_ns / 1000, s.fault_p99_ns / 1000,
+		 mbps);
+}
+
+static void dest_cleanup(struct dest *d)
+{
+	/* The source first: after it nothing writes into staging or completes a request. */
+	pagesrc_destroy(d->src);
+	engine_free(d->eng);
+	netsrc_free(d->ns);
+	auth_secret_free(d->secret);
+	if (d->ack_ev)
+		event_free(d->ack_ev);
+	staging_free(d->st);
+	lpsock_free(d->lp);
+	for (int i = 0; i < 2; i++)
+		if (d->sig_ev[i])
+			event_free(d->sig_ev[i]);
+	if (d->abort_ev)
+		event_free(d->abort_ev);
+	if (d->base)
+		event_base_free(d->base);
+	image_set_free(d->imgs);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
-	enum log_level level = LOG_LVL_INFO;
-	int c;
+	struct dest d = {.o = {.status_fd = -1}, .done_status = 1};
+	int ready_fd = -1, ret, code = 1;
 
-	log_init(argv[0], level);
-	while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
-		switch (c) {
-		case 'v':
-			if (level < LOG_LVL_DEBUG)
-				level++;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("rdmig-dest %s\n", RDMIG_VERSION);
-			return 0;
-		default:
-			fprintf(stderr, "rdmig-dest: try --help\n");
-			return 2;
+	log_init(argv[0], LOG_LVL_INFO);
+	engine_config_default(&d.o.ecfg);
+	d.o.kind = XPORT_RDMA;
+	d.o.connect_timeout_s = 60;
+	d.o.dead_after_s = 10;
+	d.o.max_reads = 64;
+	ret = dest_parse_opts(argc, argv, &d.o);
+	if (ret != 0)
+		return ret > 0 ? 0 : 2;
+	log_set_level(d.o.verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	if (d.o.log_file && (ret = dest_redirect_log(d.o.log_file)) < 0) {
+		fprintf(stderr, "rdmig-dest: log file %s: %s\n", d.o.log_file, strerror(-ret));
+		return 1;
+	}
+	log_hook_libevent();
+	if (d.o.local) {
+		ret = image_set_open(d.o.images_dir, &d.imgs);
+		if (ret < 0) {
+			log_err("images %s: %s", d.o.images_dir, strerror(-ret));
+			goto out;
 		}
 	}
-	log_set_level(level);
-	return 0;
+	ret = lpsock_listen(d.o.work_dir, &d.lp);
+	if (ret < 0)
+		goto out;
+	if (d.o.daemon) {
+		if (!d.o.log_file)
+			log_info("daemonizing; the log goes to /dev/null (use -o FILE)");
+		ret = dest_daemonize(&ready_fd);
+		if (ret < 0) {
+			log_err("daemonize: %s", strerror(-ret));
+			goto out;
+		}
+		if (!d.o.log_file)
+			dest_redirect_log("/dev/null");
+	}
+	if (!d.o.local) {
+		/* After daemonizing: a forked child must not inherit RDMA resources. */
+		d.base = event_base_new();
+		if (!d.base || dest_fetch_images(&d) < 0) {
+			log_err("cannot get the images from the source; nothing was restored");
+			goto out;
+		}
+		ret = image_set_open(d.o.images_dir, &d.imgs);
+		if (ret < 0) {
+			log_err("received images in %s: %s", d.o.images_dir, strerror(-ret));
+			netsrc_abort(d.ns, CTRL_ABORT_IMAGES, "the received images do not parse");
+			goto out;
+		}
+		ret = netsrc_check_images(d.ns, d.imgs);
+		if (ret < 0) {
+			netsrc_abort(d.ns, CTRL_ABORT_IMAGES,
+				     "the images and the range tables disagree");
+			goto out;
+		}
+	}
+	ret = dest_setup_loop(&d);
+	if (ret < 0) {
+		log_err("setup: %s", strerror(-ret));
+		goto out;
+	}
+	if (d.o.pidfile && (ret = dest_write_pidfile(d.o.pidfile)) < 0)
+		goto out;
+	dest_report_ready(d.o.status_fd, true);
+	dest_report_ready(ready_fd, true);
+	ready_fd = -1;
+	event_base_dispatch(d.base);
+	if (!d.t_done)
+		d.t_done = now_ns();
+	code = d.done_status == 0 && !d.restore_failed && !d.stopping ? 0 : 1;
+	if (d.ns && code == 0 && !d.done_acked)
+		code = 1;
+	dest_summary(&d, code);
+out:
+	dest_report_ready(ready_fd, false);
+	dest_cleanup(&d);
+	return code;
 }

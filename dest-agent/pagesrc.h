@@ -50,11 +50,11 @@ typedef void (*pagesrc_gone_fn)(struct pagesrc *src, int err, const char *reason
 
 struct pagesrc_req {
 	/* Filled by the submitter; read-only for the source. */
-	int32_t pid;        /* virtual pid of the image the pages belong to */
+	int32_t pid;	    /* virtual pid of the image the pages belong to */
 	uint64_t img_vaddr; /* dump-time address of the first page */
-	uint64_t len;       /* bytes, a multiple of 4096 */
+	uint64_t len;	    /* bytes, a multiple of 4096 */
 	uint64_t pages_off; /* offset in the images' pages-<id>.img, or IMG_NO_OFFSET */
-	void *dst;          /* where the pages go, inside the staging region */
+	void *dst;	    /* where the pages go, inside the staging region */
 	uint64_t dst_off;   /* dst - staging_base() */
 	enum pagesrc_prio prio;
 	uint64_t cookie; /* the submitter's */

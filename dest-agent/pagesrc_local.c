@@ -18,9 +18,12 @@ struct local_src;
 struct local_req {
 	struct local_src *ls;
 	struct pagesrc_req *req;
-	struct event *ev;
+	uint64_t nth;
+	struct event *timer; /* with an injected delay only */
 	TAILQ_ENTRY(local_req) link;
 };
+
+TAILQ_HEAD(local_req_list, local_req);
 
 struct local_src {
 	struct event_base *base;
@@ -30,7 +33,15 @@ struct local_src {
 	int *fds; /* per task of imgs, -1 until opened */
 	uint64_t nr_submitted;
 	bool gone;
-	TAILQ_HEAD(, local_req) reqs;
+	/*
+	 * One read per loop iteration, fault requests first: a fault never
+	 * waits behind more than one background read, and uffd events are
+	 * polled between reads.
+	 */
+	struct event *work_ev;
+	struct local_req_list waiting; /* delayed, or hung by injection */
+	struct local_req_list ready_fault;
+	struct local_req_list ready_drain;
 };
 
 static int local_parse_count(const char *val, uint64_t *out)
@@ -123,8 +134,8 @@ static int local_read(struct local_src *ls, const struct pagesrc_req *req, void 
 	if (ret < 0)
 		return ret;
 	while (done < req->len) {
-		ssize_t n = pread(fd, (char *)buf + done, req->len - done,
-				  (off_t)(req->pages_off + done));
+		ssize_t n =
+		    pread(fd, (char *)buf + done, req->len - done, (off_t)(req->pages_off + done));
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -141,95 +152,144 @@ static int local_read(struct local_src *ls, const struct pagesrc_req *req, void 
 	return 0;
 }
 
-static void local_finish(struct local_req *lr, int status)
+static struct local_req_list *local_ready_list(struct local_src *ls, const struct local_req *lr)
 {
-	struct local_src *ls = lr->ls;
-	struct pagesrc_req *req = lr->req;
+	return lr->req->prio == PAGESRC_PRIO_FAULT ? &ls->ready_fault : &ls->ready_drain;
+}
 
-	TAILQ_REMOVE(&ls->reqs, lr, link);
-	event_free(lr->ev);
+static void local_req_free(struct local_req *lr)
+{
+	if (lr->timer)
+		event_free(lr->timer);
 	free(lr);
-	pagesrc_complete(req, status);
+}
+
+/* Finds and unlinks the wrapper of req, or NULL. */
+static struct local_req *local_unlink(struct local_src *ls, const struct pagesrc_req *req)
+{
+	struct local_req_list *lists[] = {&ls->waiting, &ls->ready_fault, &ls->ready_drain};
+	struct local_req *lr;
+
+	for (size_t i = 0; i < 3; i++) {
+		TAILQ_FOREACH(lr, lists[i], link)
+		{
+			if (lr->req == req) {
+				TAILQ_REMOVE(lists[i], lr, link);
+				return lr;
+			}
+		}
+	}
+	return NULL;
 }
 
 static void local_gone_all(struct local_src *ls)
 {
+	struct local_req_list *lists[] = {&ls->waiting, &ls->ready_fault, &ls->ready_drain};
+	struct local_req *lr;
+
 	ls->gone = true;
 	pagesrc_report_gone(ls->src, -ECONNRESET, "injected: source gone");
-	while (!TAILQ_EMPTY(&ls->reqs))
-		local_finish(TAILQ_FIRST(&ls->reqs), -ECONNRESET);
+	for (size_t i = 0; i < 3; i++) {
+		while ((lr = TAILQ_FIRST(lists[i]))) {
+			struct pagesrc_req *req = lr->req;
+
+			TAILQ_REMOVE(lists[i], lr, link);
+			local_req_free(lr);
+			pagesrc_complete(req, -ECONNRESET);
+		}
+	}
 }
 
-static void local_req_cb(evutil_socket_t fd, short what, void *arg)
+static void local_work_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct local_req *lr = arg;
-	struct local_src *ls = lr->ls;
-	struct pagesrc_req *req = lr->req;
-	uint64_t nth = (uint64_t)(uintptr_t)req->src_priv;
+	struct local_src *ls = arg;
+	struct local_req_list *list =
+	    TAILQ_EMPTY(&ls->ready_fault) ? &ls->ready_drain : &ls->ready_fault;
+	struct local_req *lr = TAILQ_FIRST(list);
+	struct pagesrc_req *req;
 	int status;
 
-	if (ls->inj.gone_after && nth > ls->inj.gone_after) {
+	if (!lr)
+		return;
+	TAILQ_REMOVE(list, lr, link);
+	req = lr->req;
+	if (ls->inj.gone_after && lr->nth > ls->inj.gone_after) {
+		/* Back in line: going away completes every request, this one too. */
+		TAILQ_INSERT_HEAD(list, lr, link);
 		local_gone_all(ls);
 		return;
 	}
-	if (ls->inj.fail_after && nth > ls->inj.fail_after) {
-		log_debug("local source: injected failure of request %" PRIu64, nth);
+	if (ls->inj.fail_after && lr->nth > ls->inj.fail_after) {
+		log_debug("local source: injected failure of request %" PRIu64, lr->nth);
 		status = -EIO;
 	} else {
 		status = local_read(ls, req, req->dst);
-		if (status == 0 && ls->inj.corrupt_after && nth > ls->inj.corrupt_after)
+		if (status == 0 && ls->inj.corrupt_after && lr->nth > ls->inj.corrupt_after)
 			((volatile uint8_t *)req->dst)[req->len / 2] ^= 0x5a;
 	}
-	local_finish(lr, status);
+	local_req_free(lr);
+	if (!TAILQ_EMPTY(&ls->ready_fault) || !TAILQ_EMPTY(&ls->ready_drain))
+		event_active(ls->work_ev, EV_TIMEOUT, 0);
+	pagesrc_complete(req, status);
+}
+
+static void local_delay_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct local_req *lr = arg;
+	struct local_src *ls = lr->ls;
+
+	TAILQ_REMOVE(&ls->waiting, lr, link);
+	TAILQ_INSERT_TAIL(local_ready_list(ls, lr), lr, link);
+	event_active(ls->work_ev, EV_TIMEOUT, 0);
 }
 
 static int local_submit(void *ctx, struct pagesrc_req *req)
 {
 	struct local_src *ls = ctx;
-	struct timeval tv = {0};
 	struct local_req *lr;
-	uint64_t nth;
 
 	if (ls->gone)
 		return -ECONNRESET;
-	nth = ++ls->nr_submitted;
 	lr = calloc(1, sizeof(*lr));
 	if (!lr)
 		return -EAGAIN;
 	lr->ls = ls;
 	lr->req = req;
-	lr->ev = event_new(ls->base, -1, 0, local_req_cb, lr);
-	if (!lr->ev) {
-		free(lr);
-		return -EAGAIN;
-	}
-	/* The request number rides in src_priv: it decides which injections apply. */
-	req->src_priv = (void *)(uintptr_t)nth;
-	TAILQ_INSERT_TAIL(&ls->reqs, lr, link);
-	if (ls->inj.hang_after && nth > ls->inj.hang_after) {
-		log_debug("local source: request %" PRIu64 " will never complete (injected)", nth);
+	lr->nth = ++ls->nr_submitted;
+	if (ls->inj.hang_after && lr->nth > ls->inj.hang_after) {
+		log_debug("local source: request %" PRIu64 " will never complete (injected)",
+			  lr->nth);
+		TAILQ_INSERT_TAIL(&ls->waiting, lr, link);
 		return 0;
 	}
-	tv.tv_sec = ls->inj.delay_us / 1000000;
-	tv.tv_usec = ls->inj.delay_us % 1000000;
-	event_add(lr->ev, &tv);
+	if (ls->inj.delay_us) {
+		struct timeval tv = {
+		    .tv_sec = ls->inj.delay_us / 1000000,
+		    .tv_usec = ls->inj.delay_us % 1000000,
+		};
+
+		lr->timer = evtimer_new(ls->base, local_delay_cb, lr);
+		if (!lr->timer || evtimer_add(lr->timer, &tv) < 0) {
+			local_req_free(lr);
+			return -EAGAIN;
+		}
+		TAILQ_INSERT_TAIL(&ls->waiting, lr, link);
+		return 0;
+	}
+	TAILQ_INSERT_TAIL(local_ready_list(ls, lr), lr, link);
+	/* Deferred: a completion never runs inside submit. */
+	event_active(ls->work_ev, EV_TIMEOUT, 0);
 	return 0;
 }
 
 static int local_cancel(void *ctx, struct pagesrc_req *req)
 {
-	struct local_src *ls = ctx;
-	struct local_req *lr;
+	struct local_req *lr = local_unlink(ctx, req);
 
-	TAILQ_FOREACH(lr, &ls->reqs, link) {
-		if (lr->req == req) {
-			TAILQ_REMOVE(&ls->reqs, lr, link);
-			event_free(lr->ev);
-			free(lr);
-			return 0;
-		}
-	}
-	return -ENOENT;
+	if (!lr)
+		return -ENOENT;
+	local_req_free(lr);
+	return 0;
 }
 
 static int local_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *buf, uint64_t len)
@@ -266,13 +326,17 @@ static int local_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *
 static void local_destroy(void *ctx)
 {
 	struct local_src *ls = ctx;
+	struct local_req_list *lists[] = {&ls->waiting, &ls->ready_fault, &ls->ready_drain};
 	struct local_req *lr;
 
-	while ((lr = TAILQ_FIRST(&ls->reqs))) {
-		TAILQ_REMOVE(&ls->reqs, lr, link);
-		event_free(lr->ev);
-		free(lr);
+	for (size_t i = 0; i < 3; i++) {
+		while ((lr = TAILQ_FIRST(lists[i]))) {
+			TAILQ_REMOVE(lists[i], lr, link);
+			local_req_free(lr);
+		}
 	}
+	if (ls->work_ev)
+		event_free(ls->work_ev);
 	for (size_t i = 0; i < ls->imgs->nr_tasks; i++)
 		if (ls->fds[i] >= 0)
 			close(ls->fds[i]);
@@ -281,11 +345,11 @@ static void local_destroy(void *ctx)
 }
 
 static const struct pagesrc_ops local_ops = {
-	.name = "local pages",
-	.submit = local_submit,
-	.cancel = local_cancel,
-	.verify = local_verify,
-	.destroy = local_destroy,
+    .name = "local pages",
+    .submit = local_submit,
+    .cancel = local_cancel,
+    .verify = local_verify,
+    .destroy = local_destroy,
 };
 
 int pagesrc_local_create(struct event_base *base, const struct img_set *imgs,
@@ -307,11 +371,13 @@ int pagesrc_local_create(struct event_base *base, const struct img_set *imgs,
 	ls->imgs = imgs;
 	if (inj)
 		ls->inj = *inj;
-	TAILQ_INIT(&ls->reqs);
-	ls->src = pagesrc_new(&local_ops, ls);
+	TAILQ_INIT(&ls->waiting);
+	TAILQ_INIT(&ls->ready_fault);
+	TAILQ_INIT(&ls->ready_drain);
+	ls->work_ev = event_new(base, -1, 0, local_work_cb, ls);
+	ls->src = ls->work_ev ? pagesrc_new(&local_ops, ls) : NULL;
 	if (!ls->src) {
-		free(ls->fds);
-		free(ls);
+		local_destroy(ls);
 		return -ENOMEM;
 	}
 	*out = ls->src;

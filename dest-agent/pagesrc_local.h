@@ -17,12 +17,12 @@
 #include "pagesrc.h"
 
 struct pagesrc_local_inject {
-	uint32_t delay_us;      /* before each completion */
-	uint64_t fail_after;    /* requests after the Nth fail with -EIO (0: never) */
-	uint64_t gone_after;    /* after the Nth request the source is gone (0: never) */
-	uint64_t hang_after;    /* requests after the Nth never complete (0: never) */
+	uint32_t delay_us;	/* before each completion */
+	uint64_t fail_after;	/* requests after the Nth fail with -EIO (0: never) */
+	uint64_t gone_after;	/* after the Nth request the source is gone (0: never) */
+	uint64_t hang_after;	/* requests after the Nth never complete (0: never) */
 	uint64_t corrupt_after; /* requests after the Nth get one wrong byte (0: never) */
-	int verify;             /* compare the data with the file before it is installed */
+	int verify;		/* compare the data with the file before it is installed */
 };
 
 /*

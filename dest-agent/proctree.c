@@ -67,7 +67,8 @@ int proctree_kill(int pidfd, pid_t pid)
 
 	if (syscall(SYS_pidfd_send_signal, pidfd, SIGSTOP, NULL, 0) < 0) {
 		ret = -errno;
-		log_err("pid %d: cannot stop it: %s", (int)pid, strerror(-ret));
+		if (ret != -ESRCH)
+			log_err("pid %d: cannot stop it: %s", (int)pid, strerror(-ret));
 		return ret;
 	}
 	tree = calloc(PROCTREE_MAX, sizeof(*tree));
@@ -107,7 +108,8 @@ int proctree_kill(int pidfd, pid_t pid)
 		return ret;
 	}
 	for (size_t i = 1; tree && i < n; i++) {
-		log_warn("pid %d: killing descendant %d of %d", (int)tree[i], (int)tree[i], (int)pid);
+		log_warn("pid %d: killing descendant %d of %d", (int)tree[i], (int)tree[i],
+			 (int)pid);
 		kill(tree[i], SIGKILL);
 	}
 	free(tree);

@@ -2,6 +2,7 @@
 #include "staging.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct staging {
 	uint32_t nr_slots;
 	uint32_t nr_free;
 	int *free_stack; /* LIFO: the most recently used slot is the warmest in cache */
+	bool *in_use;
 };
 
 int staging_create(uint64_t slot_size, uint32_t nr_slots, struct staging **out)
@@ -35,7 +37,8 @@ int staging_create(uint64_t slot_size, uint32_t nr_slots, struct staging **out)
 	if (!st)
 		return -ENOMEM;
 	st->free_stack = calloc(nr_slots, sizeof(*st->free_stack));
-	if (!st->free_stack) {
+	st->in_use = calloc(nr_slots, sizeof(*st->in_use));
+	if (!st->free_stack || !st->in_use) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -70,23 +73,30 @@ void staging_free(struct staging *st)
 	if (st->base)
 		munmap(st->base, st->len);
 	free(st->free_stack);
+	free(st->in_use);
 	free(st);
 }
 
 int staging_get(struct staging *st)
 {
+	int slot;
+
 	if (st->nr_free == 0)
 		return -EBUSY;
-	return st->free_stack[--st->nr_free];
+	slot = st->free_stack[--st->nr_free];
+	st->in_use[slot] = true;
+	return slot;
 }
 
 void staging_put(struct staging *st, int slot)
 {
-	if (slot < 0 || (uint32_t)slot >= st->nr_slots || st->nr_free == st->nr_slots) {
-		log_err("staging: bad slot %d returned (%" PRIu32 " free of %" PRIu32 ")", slot,
-			st->nr_free, st->nr_slots);
+	if (slot < 0 || (uint32_t)slot >= st->nr_slots || !st->in_use[slot]) {
+		log_err("staging: slot %d returned but not in use (%" PRIu32 " free of %" PRIu32
+			")",
+			slot, st->nr_free, st->nr_slots);
 		return;
 	}
+	st->in_use[slot] = false;
 	st->free_stack[st->nr_free++] = slot;
 }
 

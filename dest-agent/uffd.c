@@ -8,27 +8,32 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-int uffd_check_fd(int fd)
+int uffd_check_fd(int fd, char *what, size_t len)
 {
 	static const char want[] = "anon_inode:[userfaultfd]";
-	char path[64], target[64];
+	char path[64], target[256];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
+	if (n < 0) {
+		if (what)
+			snprintf(what, len, "unreadable: %s", strerror(errno));
 		return -errno;
+	}
 	target[n] = '\0';
+	if (what)
+		snprintf(what, len, "%s", target);
 	return strcmp(target, want) == 0 ? 0 : -ENOTTY;
 }
 
 int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied)
 {
 	struct uffdio_copy c = {
-		.dst = dst,
-		.src = (uint64_t)(uintptr_t)src,
-		.len = len,
-		.mode = 0,
+	    .dst = dst,
+	    .src = (uint64_t)(uintptr_t)src,
+	    .len = len,
+	    .mode = 0,
 	};
 	int ret = 0;
 

@@ -13,10 +13,14 @@
 #define RDMIG_UFFD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-/* 0 if fd is a userfaultfd; -ENOTTY if it is something else; -errno on failure. */
-int uffd_check_fd(int fd);
+/*
+ * 0 if fd is a userfaultfd; -ENOTTY if it is something else; -errno on
+ * failure.  what (may be NULL) gets what the fd is, e.g. "pipe:[1234]".
+ */
+int uffd_check_fd(int fd, char *what, size_t len);
 
 /* UFFDIO_COPY of len bytes from src to dst; *copied gets the bytes installed (also on error). */
 int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *copied);

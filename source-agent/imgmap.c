@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ctrl.h"
 #include "log.h"
 
 static int map_file(struct imgmap_file *f)
@@ -126,7 +128,7 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 				return -ENOMEM;
 			for (p = 0; p < lr->len / IMG_PAGE_SIZE; p++)
 				r->page_hashes[p] =
-					XXH3_64bits(data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
+				    XXH3_64bits(data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
 		}
 		mt->nr_ranges++;
 		map->lazy_bytes += lr->len;
@@ -137,7 +139,6 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 int imgmap_open(const char *dir, bool page_hashes, struct imgmap **out)
 {
 	struct imgmap *map;
-	XXH3_state_t *st = NULL;
 	size_t i, j;
 	int ret;
 
@@ -158,19 +159,13 @@ int imgmap_open(const char *dir, bool page_hashes, struct imgmap **out)
 		if (ret < 0)
 			goto out;
 	}
-	st = XXH3_createState();
-	if (!st || XXH3_64bits_reset(st) == XXH_ERROR) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	/* The same fold the destination computes over the tables it receives. */
+	map->digest = 0;
 	for (i = 0; i < map->nr_tasks; i++)
 		for (j = 0; j < map->tasks[i].nr_ranges; j++)
-			XXH3_64bits_update(st, &map->tasks[i].ranges[j].csum, sizeof(uint64_t));
-	map->digest = XXH3_64bits_digest(st);
+			map->digest = ctrl_digest_add(map->digest, map->tasks[i].ranges[j].csum);
 	ret = 0;
 out:
-	if (st)
-		XXH3_freeState(st);
 	if (ret < 0) {
 		imgmap_close(map);
 		map = NULL;

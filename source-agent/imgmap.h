@@ -33,9 +33,9 @@ struct imgmap_file {
 struct imgmap_range {
 	uint64_t img_vaddr;
 	uint64_t len;
-	uint32_t file;   /* index into imgmap.files */
-	uint64_t offset; /* in that file */
-	uint64_t csum;   /* xxh3-64 of the range's bytes */
+	uint32_t file;	       /* index into imgmap.files */
+	uint64_t offset;       /* in that file */
+	uint64_t csum;	       /* xxh3-64 of the range's bytes */
 	uint64_t *page_hashes; /* len / 4096 entries, or NULL */
 };
 

@@ -1,35 +1,168 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-/* rdmig-source: serves CRIU images for one-sided RDMA READ. */
+/*
+ * rdmig-source: serves CRIU checkpoints for post-copy migration.
+ *
+ * Each migration is an images directory plus a per-migration secret.  The
+ * agent maps the pages files, checksums them, and waits for rdmig-dest to
+ * connect; see session.h for what happens on a connection.
+ */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "rdmig-config.h"
+#include "session.h"
+#include "util.h"
+#include "xport.h"
+
+#define DEFAULT_PORT "7471"
+
+struct src_opts {
+	const char *listen;
+	const char *log_file;
+	bool once;
+};
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: rdmig-source [OPTIONS]\n"
-		   "Serve a dumped process's memory to rdmig-dest over RDMA or TCP.\n\n"
-		   "  -v, --verbose      more logging (repeat for debug)\n"
-		   "  -h, --help         show this help and exit\n"
-		   "  -V, --version      show the version and exit\n");
+	fprintf(f,
+		"Usage: rdmig-source [OPTIONS] --migration ID:IMAGES_DIR:SECRET_FILE...\n"
+		"Serve dumped processes' memory (CRIU images) to rdmig-dest.\n\n"
+		"  -l, --listen ADDR[:PORT]   address to listen on (default 0.0.0.0:%s)\n"
+		"  -t, --transport rdma|tcp   page transport (default rdma)\n"
+		"  -m, --migration ID:DIR:SECRET_FILE\n"
+		"                             serve the images in DIR as migration ID; the\n"
+		"                             destination must prove it knows the secret\n"
+		"                             (repeat for several migrations)\n"
+		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
+		"  -1, --once                 exit once every migration is done\n"
+		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
+		"      --dead-after S         drop a silent destination after S s (10)\n"
+		"  -o, --log-file FILE        log to FILE instead of stderr\n"
+		"  -v, --verbose              more logging (repeat for debug)\n"
+		"  -h, --help                 show this help and exit\n"
+		"  -V, --version              show the version and exit\n",
+		DEFAULT_PORT);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct src_agent *a = arg;
+
+	log_warn("caught signal %d: stopping; the checkpoints stay on disk", (int)sig);
+	event_base_loopexit(a->base, NULL);
+}
+
+static int accept_cb(struct xport_listener *l, struct xport *x, void *arg)
+{
+	return src_session_start(arg, x);
+}
+
+static int add_migration(struct src_agent *a, char *spec, bool verify)
+{
+	char *id = spec, *dir, *secret;
+	struct src_migration *m;
+	int ret;
+
+	dir = strchr(id, ':');
+	secret = dir ? strchr(dir + 1, ':') : NULL;
+	if (!dir || !secret) {
+		fprintf(stderr, "rdmig-source: --migration wants ID:DIR:SECRET_FILE, got '%s'\n",
+			spec);
+		return -EINVAL;
+	}
+	*dir++ = '\0';
+	*secret++ = '\0';
+	if (src_mig_find(&a->migrations, id)) {
+		fprintf(stderr, "rdmig-source: migration '%s' given twice\n", id);
+		return -EEXIST;
+	}
+	ret = src_mig_create(id, dir, secret, verify, &m);
+	if (ret < 0)
+		return ret;
+	LIST_INSERT_HEAD(&a->migrations, m, link);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
+	enum { OPT_VERIFY = 256, OPT_HS_TIMEOUT, OPT_DEAD_AFTER };
 	static const struct option opts[] = {
-		{"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"transport", required_argument, NULL, 't'},
+	    {"migration", required_argument, NULL, 'm'},
+	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"once", no_argument, NULL, '1'},
+	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
+	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
+	    {"log-file", required_argument, NULL, 'o'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
+	struct src_agent a = {
+	    .kind = XPORT_RDMA,
+	    .handshake_timeout_s = 10,
+	    .dead_after_s = 10,
+	};
+	struct src_opts o = {.listen = "0.0.0.0"};
 	enum log_level level = LOG_LVL_INFO;
-	int c;
+	struct xport_listener *listener = NULL;
+	struct event *sigint = NULL, *sigterm = NULL;
+	struct src_migration *m;
+	struct xport_params xp;
+	char *specs[64];
+	int nspecs = 0, c, i, ret = 1;
+	char host[256], port[16];
+	uint64_t v;
 
+	LIST_INIT(&a.migrations);
+	LIST_INIT(&a.sessions);
 	log_init(argv[0], level);
-	while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
 		switch (c) {
+		case 'l':
+			o.listen = optarg;
+			break;
+		case 't':
+			if (xport_kind_parse(optarg, &a.kind) < 0) {
+				fprintf(stderr, "rdmig-source: --transport is rdma or tcp\n");
+				return 2;
+			}
+			break;
+		case 'm':
+			if (nspecs == (int)ARRAY_SIZE(specs)) {
+				fprintf(stderr, "rdmig-source: too many --migration\n");
+				return 2;
+			}
+			specs[nspecs++] = optarg;
+			break;
+		case OPT_VERIFY:
+			a.verify = true;
+			break;
+		case '1':
+			a.exit_when_done = true;
+			break;
+		case OPT_HS_TIMEOUT:
+		case OPT_DEAD_AFTER:
+			if (parse_uint(optarg, 1, 3600, &v) < 0) {
+				fprintf(stderr, "rdmig-source: bad number of seconds '%s'\n",
+					optarg);
+				return 2;
+			}
+			if (c == OPT_HS_TIMEOUT)
+				a.handshake_timeout_s = (unsigned int)v;
+			else
+				a.dead_after_s = (unsigned int)v;
+			break;
+		case 'o':
+			o.log_file = optarg;
+			break;
 		case 'v':
 			if (level < LOG_LVL_DEBUG)
 				level++;
@@ -45,6 +178,66 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind != argc) {
+		fprintf(stderr, "rdmig-source: unexpected argument '%s' (try --help)\n",
+			argv[optind]);
+		return 2;
+	}
+	if (nspecs == 0) {
+		fprintf(stderr, "rdmig-source: nothing to serve: give --migration (try --help)\n");
+		return 2;
+	}
+	if (parse_hostport(o.listen, DEFAULT_PORT, host, sizeof(host), port, sizeof(port)) < 0) {
+		fprintf(stderr, "rdmig-source: bad --listen '%s'\n", o.listen);
+		return 2;
+	}
+	if (o.log_file && !freopen(o.log_file, "a", stderr)) {
+		fprintf(stdout, "rdmig-source: cannot open log file %s: %s\n", o.log_file,
+			strerror(errno));
+		return 1;
+	}
 	log_set_level(level);
-	return 0;
+	log_hook_libevent();
+	a.base = event_base_new();
+	if (!a.base) {
+		log_err("event_base_new failed");
+		return 1;
+	}
+	for (i = 0; i < nspecs; i++)
+		if (add_migration(&a, specs[i], a.verify) < 0)
+			goto out;
+	sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
+	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
+	if (!sigint || !sigterm || event_add(sigint, NULL) < 0 || event_add(sigterm, NULL) < 0) {
+		log_err("cannot install signal events");
+		goto out;
+	}
+	xport_params_init(&xp);
+	/* A TCP connection also carries page data: 1 MiB ReadResps. */
+	if (a.kind == XPORT_TCP)
+		xp.max_msg = 2u << 20;
+	if (xport_listen(a.base, a.kind, host, port, &xp, accept_cb, &a, &listener) < 0)
+		goto out;
+	log_info("listening on %s:%d (%s)", host, xport_listener_port(listener),
+		 xport_kind_str(a.kind));
+	event_base_dispatch(a.base);
+	ret = src_mig_all_done(&a.migrations) ? 0 : (a.exit_when_done ? 1 : 0);
+out:
+	src_session_close_all(&a);
+	xport_listener_destroy(listener);
+	/* Let deferred releases of closed connections run. */
+	event_base_loop(a.base, EVLOOP_NONBLOCK);
+	while ((m = LIST_FIRST(&a.migrations)) != NULL) {
+		LIST_REMOVE(m, link);
+		if (m->state != SRC_MIG_DONE)
+			log_warn("migration %s not completed; its checkpoint stays in %s", m->id,
+				 m->dir);
+		src_mig_destroy(m);
+	}
+	if (sigint)
+		event_free(sigint);
+	if (sigterm)
+		event_free(sigterm);
+	event_base_free(a.base);
+	return ret;
 }

@@ -75,7 +75,8 @@ int main(int argc, char **argv)
 			    (int)sizeof(path))
 				continue;
 			if (nr == cap) {
-				char **nn = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*nn));
+				char **nn =
+				    realloc(names, (cap = cap ? cap * 2 : 64) * sizeof(*nn));
 
 				if (!nn)
 					return 1;

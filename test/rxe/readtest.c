@@ -29,7 +29,7 @@
 #define READTEST_MAGIC 0x52445254u /* "RDRT" */
 #define DEFAULT_PORT   "7470"
 #define MAX_CHUNKS     8
-#define PAGE           4096u
+#define PAGE	       4096u
 
 /* Sent by the server once connected; all fields little-endian. */
 struct rt_advert {
@@ -66,6 +66,9 @@ struct readtest {
 	uint64_t chunks[MAX_CHUNKS];
 	int nr_chunks;
 	const char *json_path;
+	uint64_t wait_ns; /* keep retrying the connection until this deadline */
+	struct rdma_ep_params params;
+	struct event *retry_ev;
 
 	/* server */
 	struct rdma_listener *listener;
@@ -126,11 +129,11 @@ static void srv_established(struct rdma_ep *ep, void *arg)
 {
 	struct rt_conn *c = arg;
 	struct rt_advert adv = {
-		.magic = htole32(READTEST_MAGIC),
-		.rkey = htole32(c->mr->rkey),
-		.addr = htole64((uintptr_t)c->rt->buf),
-		.len = htole64(c->rt->size),
-		.seed = htole64(c->rt->seed),
+	    .magic = htole32(READTEST_MAGIC),
+	    .rkey = htole32(c->mr->rkey),
+	    .addr = htole64((uintptr_t)c->rt->buf),
+	    .len = htole64(c->rt->size),
+	    .seed = htole64(c->rt->seed),
 	};
 	int ret;
 
@@ -181,9 +184,9 @@ static void srv_closed(struct rdma_ep *ep, int reason, void *arg)
 }
 
 static const struct rdma_ep_ops srv_ops = {
-	.established = srv_established,
-	.recv = srv_recv,
-	.closed = srv_closed,
+    .established = srv_established,
+    .recv = srv_recv,
+    .closed = srv_closed,
 };
 
 static int srv_accept(struct rdma_listener *l, struct rdma_ep *ep, void *arg)
@@ -220,8 +223,8 @@ static int serve(struct readtest *rt)
 		return ret;
 	}
 	buf_fill(rt->buf, rt->size, rt->seed);
-	ret = rdma_listener_create(rt->base, rt->addr, rt->port, NULL, srv_accept, rt,
-				   &rt->listener);
+	ret =
+	    rdma_listener_create(rt->base, rt->addr, rt->port, NULL, srv_accept, rt, &rt->listener);
 	if (ret < 0)
 		return ret;
 	printf("serving %s on %s:%d\n", fmt_bytes(rt->size, sz, sizeof(sz)),
@@ -289,8 +292,8 @@ static void cli_report(struct readtest *rt)
 		if (!f) {
 			log_err("cannot write %s: %s", rt->json_path, strerror(errno));
 		} else {
-			fprintf(f, "{\"size\": %" PRIu64 ", \"depth\": %u, \"passes\": [", rt->adv.len,
-				rt->depth);
+			fprintf(f, "{\"size\": %" PRIu64 ", \"depth\": %u, \"passes\": [",
+				rt->adv.len, rt->depth);
 			for (i = 0; i < rt->nr_chunks; i++)
 				fprintf(f,
 					"%s{\"chunk\": %" PRIu64 ", \"bytes\": %" PRIu64
@@ -298,7 +301,7 @@ static void cli_report(struct readtest *rt)
 					i ? ", " : "", rt->passes[i].chunk, rt->passes[i].bytes,
 					rt->passes[i].ns,
 					rt->passes[i].ns ? (double)rt->passes[i].bytes * 1e3 /
-								   (double)rt->passes[i].ns
+							       (double)rt->passes[i].ns
 							 : 0.0,
 					rt->passes[i].bad ? "false" : "true");
 			fprintf(f, "]}\n");
@@ -396,8 +399,8 @@ static void cli_recv(struct rdma_ep *ep, const void *buf, size_t len, void *arg)
 	rt->adv.len = le64toh(adv.len);
 	rt->adv.seed = le64toh(adv.seed);
 	rt->have_adv = true;
-	rt->buf = mmap(NULL, rt->adv.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-		       0);
+	rt->buf =
+	    mmap(NULL, rt->adv.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (rt->buf == MAP_FAILED) {
 		log_err("mmap %" PRIu64 " bytes: %s", rt->adv.len, strerror(errno));
 		rt->buf = NULL;
@@ -419,7 +422,17 @@ static void cli_established(struct rdma_ep *ep, void *arg)
 static void cli_closed(struct rdma_ep *ep, int reason, void *arg)
 {
 	struct readtest *rt = arg;
+	struct timeval tv = {0, 250000};
 
+	/* A server that is still starting refuses or is unreachable: try again. */
+	if (!rt->have_adv && !rt->finished && now_ns() < rt->wait_ns &&
+	    (reason == -ECONNREFUSED || reason == -EHOSTUNREACH || reason == -ETIMEDOUT)) {
+		log_debug("%s not ready (%s), retrying", rdma_ep_name(ep), strerror(-reason));
+		rdma_ep_close(ep);
+		rt->ep = NULL;
+		event_add(rt->retry_ev, &tv);
+		return;
+	}
 	if (!rt->finished) {
 		log_err("connection to %s lost: %s", rdma_ep_name(ep), strerror(-reason));
 		rt_finish(rt, 1);
@@ -427,11 +440,19 @@ static void cli_closed(struct rdma_ep *ep, int reason, void *arg)
 }
 
 static const struct rdma_ep_ops cli_ops = {
-	.established = cli_established,
-	.recv = cli_recv,
-	.read_done = cli_read_done,
-	.closed = cli_closed,
+    .established = cli_established,
+    .recv = cli_recv,
+    .read_done = cli_read_done,
+    .closed = cli_closed,
 };
+
+static void cli_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct readtest *rt = arg;
+
+	if (rdma_ep_connect(rt->base, rt->addr, rt->port, &rt->params, &cli_ops, rt, &rt->ep) < 0)
+		rt_finish(rt, 1);
+}
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
@@ -480,6 +501,7 @@ static void usage(FILE *f)
 		"  -k, --chunks LIST    chunk sizes, comma separated (default 4K,64K,1M)\n"
 		"  -d, --depth N        READs outstanding (default 32)\n"
 		"  -j, --json FILE      write the figures as JSON\n"
+		"  -w, --wait SEC       retry connecting for up to SEC seconds (default 30)\n"
 		"  -v, --verbose        more logging\n"
 		"  -h, --help           show this help\n"
 		"  -V, --version        show the version\n",
@@ -489,29 +511,28 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"serve", no_argument, NULL, 's'},   {"connect", required_argument, NULL, 'c'},
-		{"addr", required_argument, NULL, 'a'}, {"port", required_argument, NULL, 'p'},
-		{"size", required_argument, NULL, 'S'}, {"once", no_argument, NULL, '1'},
-		{"chunks", required_argument, NULL, 'k'}, {"depth", required_argument, NULL, 'd'},
-		{"json", required_argument, NULL, 'j'}, {"verbose", no_argument, NULL, 'v'},
-		{"help", no_argument, NULL, 'h'},       {"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
+	    {"serve", no_argument, NULL, 's'},	      {"connect", required_argument, NULL, 'c'},
+	    {"addr", required_argument, NULL, 'a'},   {"port", required_argument, NULL, 'p'},
+	    {"size", required_argument, NULL, 'S'},   {"once", no_argument, NULL, '1'},
+	    {"chunks", required_argument, NULL, 'k'}, {"depth", required_argument, NULL, 'd'},
+	    {"json", required_argument, NULL, 'j'},   {"wait", required_argument, NULL, 'w'},
+	    {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
 	};
 	struct readtest rt = {
-		.port = DEFAULT_PORT,
-		.size = 64ull << 20,
-		.seed = 0x726469676d696721ull,
-		.depth = 32,
+	    .port = DEFAULT_PORT,
+	    .size = 64ull << 20,
+	    .seed = 0x726469676d696721ull,
+	    .depth = 32,
 	};
 	enum log_level level = LOG_LVL_INFO;
 	struct event *sigint = NULL, *sigterm = NULL;
-	struct rdma_ep_params params;
-	uint64_t v;
+	uint64_t v, wait_s = 30;
 	int c, ret;
 
 	log_init(argv[0], level);
 	parse_chunks(&rt, "4K,64K,1M");
-	while ((c = getopt_long(argc, argv, "sc:a:p:S:1k:d:j:vhV", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "sc:a:p:S:1k:d:j:w:vhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			rt.serve = true;
@@ -552,6 +573,14 @@ int main(int argc, char **argv)
 		case 'j':
 			rt.json_path = optarg;
 			break;
+		case 'w':
+			if (parse_uint(optarg, 0, 3600, &v) < 0) {
+				fprintf(stderr, "rdmig-readtest: bad --wait '%s' (0..3600)\n",
+					optarg);
+				return 2;
+			}
+			wait_s = v;
+			break;
 		case 'v':
 			if (level < LOG_LVL_DEBUG)
 				level++;
@@ -588,10 +617,14 @@ int main(int argc, char **argv)
 	if (rt.serve) {
 		ret = serve(&rt);
 	} else {
-		rdma_ep_params_init(&params);
-		if (params.max_reads < rt.depth)
-			params.max_reads = rt.depth;
-		ret = rdma_ep_connect(rt.base, rt.addr, rt.port, &params, &cli_ops, &rt, &rt.ep);
+		rdma_ep_params_init(&rt.params);
+		if (rt.params.max_reads < rt.depth)
+			rt.params.max_reads = rt.depth;
+		rt.wait_ns = now_ns() + wait_s * 1000000000ull;
+		rt.retry_ev = evtimer_new(rt.base, cli_retry, &rt);
+		ret = rt.retry_ev ? rdma_ep_connect(rt.base, rt.addr, rt.port, &rt.params, &cli_ops,
+						    &rt, &rt.ep)
+				  : -ENOMEM;
 	}
 	if (ret < 0) {
 		ret = 1;
@@ -608,6 +641,8 @@ out:
 		rdma_listener_destroy(rt.listener);
 	/* Run the deferred releases scheduled by the closes above. */
 	event_base_loop(rt.base, EVLOOP_NONBLOCK);
+	if (rt.retry_ev)
+		event_free(rt.retry_ev);
 	if (sigint)
 		event_free(sigint);
 	if (sigterm)

@@ -13,12 +13,15 @@
  * as PE_LAZY without data, as `criu dump --lazy-pages` does.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "imgwrite.h"
@@ -39,6 +42,7 @@ struct mk_opts {
 	bool holes;
 	bool lazy_only;
 	bool guard;
+	bool verify;
 	uint32_t nr_tasks;
 	uint32_t nr_zombies;
 	bool fixed_seed;
@@ -67,7 +71,7 @@ static void mk_usage(FILE *f)
 	fprintf(f,
 		"usage: rdmig-mkimage -D DIR [--size 64M] [--pid N] [--vmas K] [--zero-frac F]\n"
 		"                     [--holes] [--encoding 3.17|4.2] [--lazy-only] [--guard]\n"
-		"                     [--tasks N] [--zombies Z] [--seed S]\n"
+		"                     [--tasks N] [--zombies Z] [--seed S] [--verify]\n"
 		"Writes a CRIU images directory for a synthetic process.\n"
 		"  -D, --images-dir DIR  output directory (created if needed)\n"
 		"  --size SIZE           mapped bytes per task, split over the VMAs (default 64M)\n"
@@ -78,29 +82,32 @@ static void mk_usage(FILE *f)
 		"  --encoding E          pagemap page count encoding, 3.17 or 4.2 (default 4.2)\n"
 		"  --lazy-only           lazy pages without data, as `criu dump --lazy-pages`\n"
 		"  --guard               append a CRIU 4.2 guard VMA to each mm image\n"
-		"  --tasks N             processes N (pids pid..pid+N-1, children of the first)\n"
+		"  --tasks N             number of processes, pids pid..pid+N-1, children of the\n"
+		"                        first (default 1)\n"
 		"  --zombies Z           the last Z tasks are zombies (no memory)\n"
 		"  --seed S              pattern seed for all tasks (default: per pid,\n"
-		"                        pattern_seed_for_pid())\n");
+		"                        pattern_seed_for_pid())\n"
+		"  --verify              read the images back and check every dumped page\n");
 }
 
 static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 {
 	static const struct option longopts[] = {
-		{"images-dir", required_argument, NULL, 'D'},
-		{"size", required_argument, NULL, 's'},
-		{"pid", required_argument, NULL, 'p'},
-		{"vmas", required_argument, NULL, 'v'},
-		{"zero-frac", required_argument, NULL, 'z'},
-		{"holes", no_argument, NULL, 'H'},
-		{"encoding", required_argument, NULL, 'e'},
-		{"lazy-only", no_argument, NULL, 'l'},
-		{"guard", no_argument, NULL, 'g'},
-		{"tasks", required_argument, NULL, 't'},
-		{"zombies", required_argument, NULL, 'Z'},
-		{"seed", required_argument, NULL, 'S'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"images-dir", required_argument, NULL, 'D'},
+	    {"size", required_argument, NULL, 's'},
+	    {"pid", required_argument, NULL, 'p'},
+	    {"vmas", required_argument, NULL, 'v'},
+	    {"zero-frac", required_argument, NULL, 'z'},
+	    {"holes", no_argument, NULL, 'H'},
+	    {"encoding", required_argument, NULL, 'e'},
+	    {"lazy-only", no_argument, NULL, 'l'},
+	    {"guard", no_argument, NULL, 'g'},
+	    {"tasks", required_argument, NULL, 't'},
+	    {"zombies", required_argument, NULL, 'Z'},
+	    {"seed", required_argument, NULL, 'S'},
+	    {"verify", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	uint64_t v;
 	char *end;
@@ -158,6 +165,9 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 			ret = parse_uint(optarg, 0, UINT64_MAX, &o->seed);
 			o->fixed_seed = true;
 			break;
+		case 'V':
+			o->verify = true;
+			break;
 		case 'h':
 			mk_usage(stdout);
 			exit(0);
@@ -185,8 +195,8 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 		return -EINVAL;
 	}
 	if ((uint64_t)o->pid + o->nr_tasks - 1 > IMG_PID_MAX) {
-		log_err("--pid %" PRId32 " --tasks %" PRIu32 ": pids past %d", o->pid,
-			o->nr_tasks, IMG_PID_MAX);
+		log_err("--pid %" PRId32 " --tasks %" PRIu32 ": pids past %d", o->pid, o->nr_tasks,
+			IMG_PID_MAX);
 		return -EINVAL;
 	}
 	return 0;
@@ -210,11 +220,11 @@ static int mk_layout_vmas(const struct mk_opts *o, struct mk_task *t)
 		if (i == o->nr_vmas - 1 || used + n > pages - 4ull * (o->nr_vmas - 1 - i))
 			n = pages - used - 4ull * (o->nr_vmas - 1 - i);
 		t->vmas[i] = (struct img_vma){
-			.start = addr,
-			.end = addr + n * IMG_PAGE_SIZE,
-			.prot = PROT_READ | PROT_WRITE,
-			.flags = MAP_PRIVATE | MAP_ANONYMOUS,
-			.status = 1u, /* VMA_AREA_REGULAR */
+		    .start = addr,
+		    .end = addr + n * IMG_PAGE_SIZE,
+		    .prot = PROT_READ | PROT_WRITE,
+		    .flags = MAP_PRIVATE | MAP_ANONYMOUS,
+		    .status = 1u, /* VMA_AREA_REGULAR */
 		};
 		used += n;
 		addr += n * IMG_PAGE_SIZE;
@@ -223,8 +233,8 @@ static int mk_layout_vmas(const struct mk_opts *o, struct mk_task *t)
 	}
 	/* A guard range over the middle of the first VMA, as MADV_GUARD_INSTALL leaves. */
 	t->guard = (struct img_vma){
-		.start = t->vmas[0].start + IMG_PAGE_SIZE,
-		.end = t->vmas[0].start + 2 * IMG_PAGE_SIZE,
+	    .start = t->vmas[0].start + IMG_PAGE_SIZE,
+	    .end = t->vmas[0].start + 2 * IMG_PAGE_SIZE,
 	};
 	return 0;
 }
@@ -233,8 +243,7 @@ static int mk_push_page(struct mk_task *t, uint64_t vaddr, uint32_t flags)
 {
 	struct img_pagemap_entry *last = t->nr_entries ? &t->entries[t->nr_entries - 1] : NULL;
 
-	if (last && last->flags == flags &&
-	    last->vaddr + last->nr_pages * IMG_PAGE_SIZE == vaddr) {
+	if (last && last->flags == flags && last->vaddr + last->nr_pages * IMG_PAGE_SIZE == vaddr) {
 		last->nr_pages++;
 		return 0;
 	}
@@ -248,9 +257,9 @@ static int mk_push_page(struct mk_task *t, uint64_t vaddr, uint32_t flags)
 		t->cap_entries = ncap;
 	}
 	t->entries[t->nr_entries++] = (struct img_pagemap_entry){
-		.vaddr = vaddr,
-		.nr_pages = 1,
-		.flags = flags,
+	    .vaddr = vaddr,
+	    .nr_pages = 1,
+	    .flags = flags,
 	};
 	return 0;
 }
@@ -303,6 +312,54 @@ static int mk_fill_page(void *opaque, int32_t pid, uint64_t vaddr, void *page)
 	return 0;
 }
 
+/* Checks every PE_PRESENT page of task t against the pattern. */
+static int mk_verify_task(const struct mk_opts *o, const struct img_set *set,
+			  const struct img_task *t)
+{
+	uint64_t seed = o->fixed_seed ? o->seed : pattern_seed_for_pid(t->pid);
+	uint8_t page[IMG_PAGE_SIZE];
+	char path[PATH_MAX];
+	int fd, ret;
+
+	ret = image_pages_path(set, t, path, sizeof(path));
+	if (ret < 0)
+		return ret;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = -errno;
+		/* No PE_PRESENT entry: the parser allows a missing pages file. */
+		if (ret == -ENOENT && t->pages_file_size == 0)
+			return 0;
+		log_err("%s: open: %s", path, strerror(-ret));
+		return ret;
+	}
+	for (size_t i = 0; ret == 0 && i < t->nr_entries; i++) {
+		const struct img_pagemap_entry *e = &t->entries[i];
+
+		if (!(e->flags & IMG_PE_PRESENT))
+			continue;
+		for (uint64_t p = 0; ret == 0 && p < e->nr_pages; p++) {
+			uint64_t off = e->pages_off + p * IMG_PAGE_SIZE, bad = 0;
+			ssize_t n = pread(fd, page, sizeof(page), (off_t)off);
+
+			if (n != (ssize_t)sizeof(page)) {
+				ret = n < 0 ? -errno : -EBADMSG;
+				log_err("%s: offset %" PRIu64 ": read: %s", path, off,
+					n < 0 ? strerror(-ret) : "short read");
+			} else if (pattern_check(page, e->vaddr + p * IMG_PAGE_SIZE, seed, &bad) <
+				   0) {
+				ret = -EBADMSG;
+				log_err("%s: offset %" PRIu64 ": word for 0x%" PRIx64
+					" does not match the pattern: %s",
+					path, off + (bad & (IMG_PAGE_SIZE - 1)), bad,
+					strerror(-ret));
+			}
+		}
+	}
+	close(fd);
+	return ret;
+}
+
 static int mk_summary(const struct mk_opts *o)
 {
 	struct img_set *set = NULL;
@@ -316,28 +373,35 @@ static int mk_summary(const struct mk_opts *o)
 	if (ret < 0)
 		return ret;
 	for (size_t i = 0; i < set->nr_tasks; i++) {
+		if (o->verify && set->tasks[i].has_memory) {
+			ret = mk_verify_task(o, set, &set->tasks[i]);
+			if (ret < 0)
+				goto out;
+		}
 		lazy += set->tasks[i].lazy_bytes;
 		pages += set->tasks[i].pages_file_size;
 		vmas += set->tasks[i].nr_vmas;
 	}
 	printf("%s: %zu tasks (%" PRIu32 " zombies), %zu VMAs, lazy %s, pages files %s, "
-	       "encoding %s%s, seed %s\n",
+	       "encoding %s%s, seed %s%s\n",
 	       o->dir, set->nr_tasks, o->nr_zombies, vmas, fmt_bytes(lazy, b1, sizeof(b1)),
 	       fmt_bytes(pages, b2, sizeof(b2)), o->encoding == IMGWRITE_ENC_42 ? "4.2" : "3.17",
-	       o->lazy_only ? " lazy-only" : "", o->fixed_seed ? "fixed" : "per pid");
+	       o->lazy_only ? " lazy-only" : "", o->fixed_seed ? "fixed" : "per pid",
+	       o->verify ? ", verified" : "");
+out:
 	image_set_free(set);
-	return 0;
+	return ret;
 }
 
 int main(int argc, char **argv)
 {
 	struct mk_opts o = {
-		.size = 64ull << 20,
-		.pid = 4242,
-		.nr_vmas = 4,
-		.zero_frac = 0.1,
-		.nr_tasks = 1,
-		.encoding = IMGWRITE_ENC_42,
+	    .size = 64ull << 20,
+	    .pid = 4242,
+	    .nr_vmas = 4,
+	    .zero_frac = 0.1,
+	    .nr_tasks = 1,
+	    .encoding = IMGWRITE_ENC_42,
 	};
 	struct imgwrite_opts wo = {.img_version = 2};
 	struct imgwrite_task *wt = NULL;
@@ -359,12 +423,12 @@ int main(int argc, char **argv)
 		int32_t pid = o.pid + (int32_t)i;
 
 		wt[i] = (struct imgwrite_task){
-			.pid = pid,
-			.ppid = i ? o.pid : 0,
-			.zombie = i >= o.nr_tasks - o.nr_zombies,
-			.pages_id = i + 1,
-			.fill = mk_fill_page,
-			.opaque = &o,
+		    .pid = pid,
+		    .ppid = i ? o.pid : 0,
+		    .zombie = i >= o.nr_tasks - o.nr_zombies,
+		    .pages_id = i + 1,
+		    .fill = mk_fill_page,
+		    .opaque = &o,
 		};
 		if (wt[i].zombie)
 			continue;

@@ -23,12 +23,12 @@
 #include "pattern.h"
 
 #define ANON_PRIV (MAP_PRIVATE | MAP_ANONYMOUS)
-#define RW        (PROT_READ | PROT_WRITE)
-#define SEED      1234u
-#define PID       10
-#define ZOMBIE    11
+#define RW	  (PROT_READ | PROT_WRITE)
+#define SEED	  1234u
+#define PID	  10
+#define ZOMBIE	  11
 #define PAGES_ID  7u
-#define P         IMG_PAGE_SIZE
+#define P	  IMG_PAGE_SIZE
 
 #define PE_LP (IMG_PE_LAZY | IMG_PE_PRESENT)
 
@@ -37,30 +37,30 @@
  * every kind of run, and the second one crosses the A/B boundary.
  */
 static const struct img_vma std_vmas[] = {
-	{.start = 0x10000, .end = 0x20000, .prot = RW, .flags = ANON_PRIV, .status = 1},
-	{.start = 0x20000, .end = 0x28000, .prot = PROT_READ, .flags = ANON_PRIV, .status = 1},
-	{.start = 0x40000, .end = 0x50000, .prot = RW, .flags = ANON_PRIV, .status = 1},
+    {.start = 0x10000, .end = 0x20000, .prot = RW, .flags = ANON_PRIV, .status = 1},
+    {.start = 0x20000, .end = 0x28000, .prot = PROT_READ, .flags = ANON_PRIV, .status = 1},
+    {.start = 0x40000, .end = 0x50000, .prot = RW, .flags = ANON_PRIV, .status = 1},
 };
 static const struct img_vma std_guard = {.start = 0x11000, .end = 0x12000};
 static const struct img_pagemap_entry std_entries[] = {
-	{.vaddr = 0x10000, .nr_pages = 4, .flags = IMG_PE_PRESENT},
-	{.vaddr = 0x14000, .nr_pages = 16, .flags = PE_LP},
-	{.vaddr = 0x24000, .nr_pages = 2, .flags = IMG_PE_PARENT},
-	{.vaddr = 0x26000, .nr_pages = 2, .flags = IMG_PE_LAZY | IMG_PE_PARENT},
-	{.vaddr = 0x40000, .nr_pages = 3, .flags = IMG_PE_LAZY},
-	{.vaddr = 0x44000, .nr_pages = 2, .flags = PE_LP},
+    {.vaddr = 0x10000, .nr_pages = 4, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x14000, .nr_pages = 16, .flags = PE_LP},
+    {.vaddr = 0x24000, .nr_pages = 2, .flags = IMG_PE_PARENT},
+    {.vaddr = 0x26000, .nr_pages = 2, .flags = IMG_PE_LAZY | IMG_PE_PARENT},
+    {.vaddr = 0x40000, .nr_pages = 3, .flags = IMG_PE_LAZY},
+    {.vaddr = 0x44000, .nr_pages = 2, .flags = PE_LP},
 };
 
 /* What the parser must derive from the standard task. */
 static const struct img_lazy_range std_lazy[] = {
-	{.vaddr = 0x14000, .len = 12 * P, .pages_off = 4 * P},
-	{.vaddr = 0x20000, .len = 4 * P, .pages_off = 16 * P},
-	{.vaddr = 0x26000, .len = 2 * P, .pages_off = IMG_NO_OFFSET},
-	{.vaddr = 0x40000, .len = 3 * P, .pages_off = IMG_NO_OFFSET},
-	{.vaddr = 0x44000, .len = 2 * P, .pages_off = 20 * P},
+    {.vaddr = 0x14000, .len = 12 * P, .pages_off = 4 * P},
+    {.vaddr = 0x20000, .len = 4 * P, .pages_off = 16 * P},
+    {.vaddr = 0x26000, .len = 2 * P, .pages_off = IMG_NO_OFFSET},
+    {.vaddr = 0x40000, .len = 3 * P, .pages_off = IMG_NO_OFFSET},
+    {.vaddr = 0x44000, .len = 2 * P, .pages_off = 20 * P},
 };
-static const uint64_t std_pages_off[] = {0, 4 * P, IMG_NO_OFFSET, IMG_NO_OFFSET,
-					 IMG_NO_OFFSET, 20 * P};
+static const uint64_t std_pages_off[] = {0,	4 * P, IMG_NO_OFFSET, IMG_NO_OFFSET, IMG_NO_OFFSET,
+					 20 * P};
 
 struct fixture {
 	char dir[256];
@@ -91,13 +91,13 @@ static int setup(void **state)
 	memcpy(f->vmas, std_vmas, sizeof(std_vmas));
 	memcpy(f->entries, std_entries, sizeof(std_entries));
 	f->tasks[0] = (struct imgwrite_task){
-		.pid = PID,
-		.pages_id = PAGES_ID,
-		.vmas = f->vmas,
-		.nr_vmas = 3,
-		.entries = f->entries,
-		.nr_entries = 6,
-		.fill = fill_pattern,
+	    .pid = PID,
+	    .pages_id = PAGES_ID,
+	    .vmas = f->vmas,
+	    .nr_vmas = 3,
+	    .entries = f->entries,
+	    .nr_entries = 6,
+	    .fill = fill_pattern,
 	};
 	f->tasks[1] = (struct imgwrite_task){.pid = ZOMBIE, .ppid = PID, .zombie = true};
 	f->opts = (struct imgwrite_opts){.img_version = 2, .encoding = IMGWRITE_ENC_42};
@@ -247,8 +247,7 @@ static void check_std_task(const struct img_set *set, const struct img_task *t)
 	check_lazy_data(set, t, SEED);
 }
 
-static void roundtrip(struct fixture *f, enum imgwrite_encoding enc, uint32_t version,
-		      bool legacy)
+static void roundtrip(struct fixture *f, enum imgwrite_encoding enc, uint32_t version, bool legacy)
 {
 	struct img_set *set = NULL;
 	const struct img_task *t;
@@ -300,12 +299,12 @@ static void test_lazy_clipping(void **state)
 {
 	struct fixture *f = *state;
 	static const struct img_vma vmas[] = {
-		{.start = 0x1000, .end = 0x2000, .flags = ANON_PRIV},
-		{.start = 0x2000, .end = 0x3000, .flags = ANON_PRIV},
-		{.start = 0x3000, .end = 0x9000, .flags = ANON_PRIV},
+	    {.start = 0x1000, .end = 0x2000, .flags = ANON_PRIV},
+	    {.start = 0x2000, .end = 0x3000, .flags = ANON_PRIV},
+	    {.start = 0x3000, .end = 0x9000, .flags = ANON_PRIV},
 	};
 	static const struct img_pagemap_entry entries[] = {
-		{.vaddr = 0x1000, .nr_pages = 8, .flags = PE_LP},
+	    {.vaddr = 0x1000, .nr_pages = 8, .flags = PE_LP},
 	};
 	struct img_set *set = NULL;
 	const struct img_task *t;
@@ -356,10 +355,10 @@ static void fixture_dir(char *buf, size_t len, const char *name)
 static void check_fixture(const char *name, bool v42)
 {
 	static const struct img_lazy_range lazy[] = {
-		{.vaddr = 0x7f0000002000, .len = P, .pages_off = P},
-		{.vaddr = 0x7f0000003000, .len = P, .pages_off = 2 * P},
-		{.vaddr = 0x7f0000010000, .len = 2 * P, .pages_off = IMG_NO_OFFSET},
-		{.vaddr = 0x7f0000013000, .len = P, .pages_off = 3 * P},
+	    {.vaddr = 0x7f0000002000, .len = P, .pages_off = P},
+	    {.vaddr = 0x7f0000003000, .len = P, .pages_off = 2 * P},
+	    {.vaddr = 0x7f0000010000, .len = 2 * P, .pages_off = IMG_NO_OFFSET},
+	    {.vaddr = 0x7f0000013000, .len = P, .pages_off = 3 * P},
 	};
 	struct img_set *set = NULL;
 	const struct img_task *t;
@@ -524,8 +523,8 @@ static void test_reject_lazy_outside_vmas(void **state)
 	struct fixture *f = *state;
 
 	/* Entirely in the gap between B and C. */
-	f->entries[4] = (struct img_pagemap_entry){.vaddr = 0x30000, .nr_pages = 3,
-						   .flags = IMG_PE_LAZY};
+	f->entries[4] =
+	    (struct img_pagemap_entry){.vaddr = 0x30000, .nr_pages = 3, .flags = IMG_PE_LAZY};
 	write_std(f);
 	assert_int_equal(open_rc(f), -EBADMSG);
 	/* Starting in B and running into the gap. */
@@ -540,8 +539,7 @@ static void test_reject_lazy_outside_vmas(void **state)
 	assert_int_equal(open_rc(f), -EBADMSG);
 	/* Below the first VMA. */
 	memcpy(f->entries, std_entries, sizeof(std_entries));
-	f->entries[0] = (struct img_pagemap_entry){.vaddr = 0x8000, .nr_pages = 2,
-						   .flags = PE_LP};
+	f->entries[0] = (struct img_pagemap_entry){.vaddr = 0x8000, .nr_pages = 2, .flags = PE_LP};
 	write_std(f);
 	assert_int_equal(open_rc(f), -EBADMSG);
 	/* A non-lazy entry outside the VMAs is not the lazy daemon's business. */
@@ -639,8 +637,8 @@ static void test_reject_bad_entries(void **state)
 	write_std(f);
 	assert_int_equal(open_rc(f), -EBADMSG);
 	memcpy(f->entries, std_entries, sizeof(std_entries));
-	f->entries[5] = (struct img_pagemap_entry){.vaddr = 0xffffffffffff0000ull,
-						   .nr_pages = 17, .flags = IMG_PE_PARENT};
+	f->entries[5] = (struct img_pagemap_entry){
+	    .vaddr = 0xffffffffffff0000ull, .nr_pages = 17, .flags = IMG_PE_PARENT};
 	write_std(f);
 	assert_int_equal(open_rc(f), -ERANGE);
 	/* Up to the last page of the address space is fine. */
@@ -648,15 +646,17 @@ static void test_reject_bad_entries(void **state)
 	write_std(f);
 	assert_int_equal(open_rc(f), 0);
 	/* A page count too big for the 3.17 encoding is refused by the writer. */
-	f->entries[5] = (struct img_pagemap_entry){.vaddr = 0x100000000000ull,
-						   .nr_pages = 1ull << 32, .flags = IMG_PE_PARENT};
+	f->entries[5] = (struct img_pagemap_entry){
+	    .vaddr = 0x100000000000ull, .nr_pages = 1ull << 32, .flags = IMG_PE_PARENT};
 	f->opts.encoding = IMGWRITE_ENC_317;
 	assert_int_equal(imgwrite_dir(f->dir, &f->opts, f->tasks, 2), -ERANGE);
 	f->opts.encoding = IMGWRITE_ENC_42;
 	write_std(f);
 	assert_int_equal(open_rc(f), 0);
 	static const uint32_t bad_flags[] = {
-		8, IMG_PE_PARENT | IMG_PE_PRESENT, IMG_PE_LAZY | 0x100,
+	    8,
+	    IMG_PE_PARENT | IMG_PE_PRESENT,
+	    IMG_PE_LAZY | 0x100,
 	};
 	for (size_t i = 0; i < sizeof(bad_flags) / sizeof(bad_flags[0]); i++) {
 		memcpy(f->entries, std_entries, sizeof(std_entries));
@@ -728,8 +728,8 @@ static void test_reject_bad_pids(void **state)
 }
 
 /* Packs one PagemapEntry record with both page count fields under test control. */
-static void push_entry(struct imgwrite_buf *b, uint64_t vaddr, bool has2, uint32_t n2,
-		       bool has5, uint64_t n5)
+static void push_entry(struct imgwrite_buf *b, uint64_t vaddr, bool has2, uint32_t n2, bool has5,
+		       uint64_t n5)
 {
 	Criuimg__PagemapEntry pe = CRIUIMG__PAGEMAP_ENTRY__INIT;
 	size_t size;
@@ -817,6 +817,44 @@ static void test_pagemap_buf_counts(void **state)
 	imgwrite_buf_free(&b);
 }
 
+/* CRIU's framing, byte for byte, for one lazy entry in both encodings. */
+static void test_writer_bytes(void **state)
+{
+	static const uint8_t v317[] = {
+	    0x19, 0x43, 0x56, 0x54, 0x25, 0x40, 0x08, 0x56, 0x02, 0x00,
+	    0x00, 0x00, 0x08, 0x01, 0x0c, 0x00, 0x00, 0x00, 0x08, 0x80,
+	    0x80, 0xd8, 0xa2, 0xa3, 0xe2, 0x1f, 0x10, 0x10, 0x20, 0x02,
+	};
+	static const uint8_t v42_tail[] = {0x0e, 0x00, 0x00, 0x00, 0x08, 0x80, 0x80, 0xd8, 0xa2,
+					   0xa3, 0xe2, 0x1f, 0x10, 0x00, 0x20, 0x02, 0x28, 0x10};
+	static const struct img_pagemap_entry e = {
+	    .vaddr = 0x7f1234560000, .nr_pages = 16, .flags = IMG_PE_LAZY};
+	struct imgwrite_task t = {.pid = 1, .pages_id = 1, .entries = &e, .nr_entries = 1};
+	struct imgwrite_opts o = {.img_version = 2, .encoding = IMGWRITE_ENC_317};
+	struct imgwrite_buf b = {0};
+
+	assert_int_equal(imgwrite_pagemap_buf(&b, &o, &t), 0);
+	assert_int_equal(b.len, sizeof(v317));
+	assert_memory_equal(b.data, v317, sizeof(v317));
+	imgwrite_buf_free(&b);
+	o.encoding = IMGWRITE_ENC_42;
+	assert_int_equal(imgwrite_pagemap_buf(&b, &o, &t), 0);
+	assert_int_equal(b.len, 14 + sizeof(v42_tail));
+	assert_memory_equal(b.data, v317, 14);
+	assert_memory_equal(b.data + 14, v42_tail, sizeof(v42_tail));
+	imgwrite_buf_free(&b);
+	/* inventory.img: its own magic only, then InventoryEntry{img_version 2, fdinfo_per_id}. */
+	{
+		static const uint8_t inv[] = {0x16, 0x31, 0x31, 0x58, 0x04, 0x00,
+					      0x00, 0x00, 0x08, 0x02, 0x10, 0x01};
+
+		assert_int_equal(imgwrite_inventory_buf(&b, 2), 0);
+		assert_int_equal(b.len, sizeof(inv));
+		assert_memory_equal(b.data, inv, sizeof(inv));
+		imgwrite_buf_free(&b);
+	}
+}
+
 static void test_vma_can_be_lazy(void **state)
 {
 	struct img_vma v = {.flags = ANON_PRIV, .prot = RW, .status = 1};
@@ -859,26 +897,27 @@ static void test_pattern(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_roundtrip_317, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_roundtrip_42_guard, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_roundtrip_v1_legacy_flags, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lazy_clipping, setup, teardown),
-		cmocka_unit_test(test_fixture_317),
-		cmocka_unit_test(test_fixture_42),
-		cmocka_unit_test_setup_teardown(test_reject_truncated_record, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_wrong_magic, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_inventory, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_unsorted_pagemap, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_lazy_outside_vmas, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_oversized_record, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_pages_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_missing_files, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_bad_entries, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_bad_vmas, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reject_bad_pids, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pagemap_buf_counts, setup, teardown),
-		cmocka_unit_test(test_vma_can_be_lazy),
-		cmocka_unit_test(test_pattern),
+	    cmocka_unit_test_setup_teardown(test_roundtrip_317, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_roundtrip_42_guard, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_roundtrip_v1_legacy_flags, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lazy_clipping, setup, teardown),
+	    cmocka_unit_test(test_fixture_317),
+	    cmocka_unit_test(test_fixture_42),
+	    cmocka_unit_test_setup_teardown(test_reject_truncated_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_wrong_magic, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_inventory, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_unsorted_pagemap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_lazy_outside_vmas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_oversized_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_pages_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_missing_files, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_bad_entries, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_bad_vmas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reject_bad_pids, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pagemap_buf_counts, setup, teardown),
+	    cmocka_unit_test(test_writer_bytes),
+	    cmocka_unit_test(test_vma_can_be_lazy),
+	    cmocka_unit_test(test_pattern),
 	};
 
 	log_init("test_image", LOG_LVL_INFO);

@@ -11,14 +11,14 @@
 
 #include "lazyset.h"
 
-#define PG LAZY_PAGE_SIZE
+#define PG   LAZY_PAGE_SIZE
 #define BASE 0x7e0000000000ull
 
 /* Three ranges: 16 pages, a 4-page gap, 8 pages, then (new VMA, touching) 32 pages. */
 static struct img_lazy_range three_ranges[] = {
-	{.vaddr = BASE, .len = 16 * PG, .pages_off = 0},
-	{.vaddr = BASE + 20 * PG, .len = 8 * PG, .pages_off = 16 * PG},
-	{.vaddr = BASE + 28 * PG, .len = 32 * PG, .pages_off = IMG_NO_OFFSET},
+    {.vaddr = BASE, .len = 16 * PG, .pages_off = 0},
+    {.vaddr = BASE + 20 * PG, .len = 8 * PG, .pages_off = 16 * PG},
+    {.vaddr = BASE + 28 * PG, .len = 32 * PG, .pages_off = IMG_NO_OFFSET},
 };
 
 static struct lazyset *make_set(struct img_lazy_range *r, size_t n)
@@ -54,8 +54,8 @@ static void test_create_lookup(void **state)
 static void test_create_rejects_bad_ranges(void **state)
 {
 	struct img_lazy_range overlap[] = {
-		{.vaddr = BASE, .len = 4 * PG},
-		{.vaddr = BASE + 2 * PG, .len = 4 * PG},
+	    {.vaddr = BASE, .len = 4 * PG},
+	    {.vaddr = BASE + 2 * PG, .len = 4 * PG},
 	};
 	struct img_lazy_range unaligned[] = {{.vaddr = BASE + 1, .len = PG}};
 	struct img_task t = {.pid = 1, .lazy = overlap, .nr_lazy = 2};
@@ -386,9 +386,9 @@ static void model_set(struct model *m, const struct lazy_run *r, int st)
 static void test_random_against_model(void **state)
 {
 	struct img_lazy_range ranges[] = {
-		{.vaddr = BASE, .len = 40 * PG, .pages_off = 0},
-		{.vaddr = BASE + 48 * PG, .len = 24 * PG, .pages_off = 40 * PG},
-		{.vaddr = BASE + 72 * PG, .len = 32 * PG, .pages_off = 64 * PG},
+	    {.vaddr = BASE, .len = 40 * PG, .pages_off = 0},
+	    {.vaddr = BASE + 48 * PG, .len = 24 * PG, .pages_off = 40 * PG},
+	    {.vaddr = BASE + 72 * PG, .len = 32 * PG, .pages_off = 64 * PG},
 	};
 	const uint64_t span = 160; /* run-time addresses used: BASE .. BASE + span pages */
 
@@ -439,18 +439,21 @@ static void test_random_against_model(void **state)
 					break;
 				model_check_run(&m, &run, M_INFLIGHT);
 				if (rnd() & 1) {
-					assert_int_equal(lazyset_complete(ls, run.img_vaddr, run.len),
-							 run.len / PG);
+					assert_int_equal(
+					    lazyset_complete(ls, run.img_vaddr, run.len),
+					    run.len / PG);
 					model_set(&m, &run, M_NONE);
 				} else {
-					assert_int_equal(lazyset_unclaim(ls, run.img_vaddr, run.len),
-							 run.len / PG);
+					assert_int_equal(
+					    lazyset_unclaim(ls, run.img_vaddr, run.len),
+					    run.len / PG);
 					model_set(&m, &run, M_PENDING);
 				}
 				break;
 			case 3: /* remove */
 				for (size_t k = 0; k < m.n; k++)
-					if (m.st[k] != M_NONE && m.rt[k] >= a && m.rt[k] < a + len) {
+					if (m.st[k] != M_NONE && m.rt[k] >= a &&
+					    m.rt[k] < a + len) {
 						m.st[k] = M_NONE;
 						want++;
 					}
@@ -463,7 +466,8 @@ static void test_random_against_model(void **state)
 				if ((to < a + len && a < to + len))
 					break;
 				for (size_t k = 0; k < m.n; k++)
-					if (m.st[k] != M_NONE && m.rt[k] >= to && m.rt[k] < to + len)
+					if (m.st[k] != M_NONE && m.rt[k] >= to &&
+					    m.rt[k] < to + len)
 						m.st[k] = M_NONE;
 				for (size_t k = 0; k < m.n; k++)
 					if (m.st[k] != M_NONE && m.rt[k] >= a && m.rt[k] < a + len)
@@ -511,16 +515,16 @@ static void test_random_against_model(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_create_lookup),
-		cmocka_unit_test(test_create_rejects_bad_ranges),
-		cmocka_unit_test(test_claim_fault_readahead),
-		cmocka_unit_test(test_complete_unclaim),
-		cmocka_unit_test(test_claim_next_order_and_wrap),
-		cmocka_unit_test(test_remove_edges),
-		cmocka_unit_test(test_remap_edges),
-		cmocka_unit_test(test_clone_for_fork),
-		cmocka_unit_test(test_large_drain),
-		cmocka_unit_test(test_random_against_model),
+	    cmocka_unit_test(test_create_lookup),
+	    cmocka_unit_test(test_create_rejects_bad_ranges),
+	    cmocka_unit_test(test_claim_fault_readahead),
+	    cmocka_unit_test(test_complete_unclaim),
+	    cmocka_unit_test(test_claim_next_order_and_wrap),
+	    cmocka_unit_test(test_remove_edges),
+	    cmocka_unit_test(test_remap_edges),
+	    cmocka_unit_test(test_clone_for_fork),
+	    cmocka_unit_test(test_large_drain),
+	    cmocka_unit_test(test_random_against_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,7 +8,11 @@
 RXE_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RXE_PROJECT=$(git -C "$RXE_LIB" rev-parse --show-toplevel 2>/dev/null) ||
 	RXE_PROJECT=$(cd "$RXE_LIB/../../.." && pwd)
+# Kernel and initramfs; RDMIG_RXE_CACHE may share them between checkouts.
 RXE_CACHE=${RDMIG_RXE_CACHE:-$RXE_PROJECT/.cache/rxe}
+# Run directories must be inside the project tree: it is the guests' only
+# writable share.
+RXE_RUNS=$RXE_PROJECT/.cache/rxe/runs
 
 # Modules the initramfs needs to mount the root; dependencies are added
 # from modules.dep, so only the leaves are named here.
@@ -269,8 +273,8 @@ rxe_initramfs_prepare() {
 # not pile up without bound.
 rxe_prune_runs() {
 	local keep=${RDMIG_RXE_KEEP_RUNS:-20}
-	[[ -d $RXE_CACHE/runs ]] || return 0
-	find "$RXE_CACHE/runs" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' |
+	[[ -d $RXE_RUNS ]] || return 0
+	find "$RXE_RUNS" -mindepth 1 -maxdepth 1 -type d -printf '%T@ %p\n' |
 		sort -rn | tail -n +"$((keep + 1))" | cut -d' ' -f2- |
 		while IFS= read -r d; do rm -rf "$d"; done
 }

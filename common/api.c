@@ -1,0 +1,1456 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "api.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "rdmig-config.h"
+#include "util.h"
+
+/* Linux's PID_MAX_LIMIT: no pid can be larger. */
+#define API_PID_MAX 4194304
+/* Room for a dest host name or IPv6 literal. */
+#define API_HOST_MAX	253
+#define API_HEADERS_MAX (16 * 1024)
+
+struct api_server {
+	struct event_base *base;
+	struct evhttp *http;
+	const struct api_ops *ops;
+	void *agent;
+	enum api_role role;
+	size_t max_body;
+	char *sock_path; /* set only for a socket this server bound */
+	dev_t sock_dev;
+	ino_t sock_ino;
+	struct evhttp_bound_socket *tcp_bound;
+	int tcp_port;
+};
+
+static const char *const state_names[API_STATE__COUNT] = {
+    [API_STATE_PENDING] = "pending",	 [API_STATE_DUMPING] = "dumping",
+    [API_STATE_SERVING] = "serving",	 [API_STATE_CONNECTING] = "connecting",
+    [API_STATE_RECEIVING] = "receiving", [API_STATE_RESTORING] = "restoring",
+    [API_STATE_POSTCOPY] = "postcopy",	 [API_STATE_DRAINING] = "draining",
+    [API_STATE_DONE] = "done",		 [API_STATE_FAILED] = "failed",
+    [API_STATE_ABORTED] = "aborted",	 [API_STATE_ROLLED_BACK] = "rolled_back",
+};
+
+const char *api_state_str(enum api_state s)
+{
+	if ((unsigned)s >= API_STATE__COUNT)
+		return "unknown";
+	return state_names[s];
+}
+
+int api_state_parse(const char *s, enum api_state *out)
+{
+	for (size_t i = 0; i < API_STATE__COUNT; i++) {
+		if (strcmp(s, state_names[i]) == 0) {
+			*out = (enum api_state)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+bool api_state_is_final(enum api_state s)
+{
+	return s == API_STATE_DONE || s == API_STATE_FAILED || s == API_STATE_ABORTED ||
+	       s == API_STATE_ROLLED_BACK;
+}
+
+const char *api_role_str(enum api_role r)
+{
+	return r == API_ROLE_DEST ? "dest" : "source";
+}
+
+const char *api_transport_str(enum api_transport t)
+{
+	return t == API_TRANSPORT_TCP ? "tcp" : "rdma";
+}
+
+int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->message, sizeof(e->message), fmt, ap);
+	va_end(ap);
+	return neg_errno;
+}
+
+void api_migration_view_init(struct api_migration_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	v->fault_p50_us = -1;
+	v->fault_p99_us = -1;
+	v->freeze_ms = -1;
+	v->total_ms = -1;
+}
+
+/* --- JSON builders ------------------------------------------------------- */
+
+/* Steals value; records a failure in *ok so builders check once at the end. */
+static void api_set(json_t *obj, const char *key, json_t *value, bool *ok)
+{
+	if (!value || json_object_set_new(obj, key, value) < 0)
+		*ok = false;
+}
+
+static json_t *api_json_str(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *api_json_u64(uint64_t v)
+{
+	/* json_int_t is signed 64-bit: clamp instead of wrapping negative. */
+	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
+}
+
+static json_t *api_json_opt_i64(int64_t v)
+{
+	return v < 0 ? json_null() : json_integer(v);
+}
+
+static json_t *api_json_time(int64_t unix_ms)
+{
+	char buf[80];
+	struct tm tm;
+	time_t t;
+
+	if (unix_ms <= 0)
+		return json_null();
+	t = (time_t)(unix_ms / 1000);
+	if (!gmtime_r(&t, &tm))
+		return json_null();
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (int)(unix_ms % 1000));
+	return json_string(buf);
+}
+
+json_t *api_migration_to_json(const struct api_migration_view *v)
+{
+	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
+	       *times = json_object();
+	bool ok = m && progress && lat && times;
+
+	if (!ok)
+		goto out;
+	api_set(m, "id", api_json_str(v->id), &ok);
+	api_set(m, "role", json_string(api_role_str(v->role)), &ok);
+	api_set(m, "state", json_string(api_state_str(v->state)), &ok);
+	api_set(m, "final", json_boolean(api_state_is_final(v->state)), &ok);
+	api_set(m, "error", api_json_str(v->error), &ok);
+	api_set(m, "source", api_json_str(v->source), &ok);
+	api_set(m, "dest", api_json_str(v->dest), &ok);
+	api_set(m, "transport", json_string(api_transport_str(v->transport)), &ok);
+	api_set(m, "pid", v->pid > 0 ? json_integer(v->pid) : json_null(), &ok);
+	api_set(m, "images_dir", api_json_str(v->images_dir), &ok);
+	api_set(m, "verify", json_boolean(v->verify), &ok);
+
+	api_set(progress, "pages_total", api_json_u64(v->pages_total), &ok);
+	api_set(progress, "pages_fetched", api_json_u64(v->pages_fetched), &ok);
+	api_set(progress, "pages_remaining", api_json_u64(v->pages_remaining), &ok);
+	api_set(progress, "faults", api_json_u64(v->faults), &ok);
+	api_set(progress, "bytes", api_json_u64(v->bytes), &ok);
+	api_set(m, "progress", progress, &ok);
+	progress = NULL;
+
+	api_set(lat, "fault_p50", api_json_opt_i64(v->fault_p50_us), &ok);
+	api_set(lat, "fault_p99", api_json_opt_i64(v->fault_p99_us), &ok);
+	api_set(m, "latency_us", lat, &ok);
+	lat = NULL;
+
+	api_set(times, "created", api_json_time(v->created_unix_ms), &ok);
+	api_set(times, "finished", api_json_time(v->finished_unix_ms), &ok);
+	api_set(times, "freeze_ms", api_json_opt_i64(v->freeze_ms), &ok);
+	api_set(times, "total_ms", api_json_opt_i64(v->total_ms), &ok);
+	api_set(m, "times", times, &ok);
+	times = NULL;
+out:
+	json_decref(progress);
+	json_decref(lat);
+	json_decref(times);
+	if (!ok) {
+		json_decref(m);
+		return NULL;
+	}
+	return m;
+}
+
+/* --- Request validation ---------------------------------------------------- */
+
+/* Storage that the borrowed pointers of a parsed api_start_req point into. */
+struct api_start_buf {
+	char id[API_ID_MAX + 1];
+	char host[API_HOST_MAX + 1];
+	uint8_t secret[API_SECRET_MAX];
+};
+
+#define ROLE_SRC (1u << API_ROLE_SOURCE)
+#define ROLE_DST (1u << API_ROLE_DEST)
+#define ROLE_ANY (ROLE_SRC | ROLE_DST)
+
+struct api_field {
+	const char *name;
+	json_type type; /* JSON_TRUE stands for "boolean" */
+	unsigned roles;
+};
+
+static const struct api_field start_fields[] = {
+    {"id", JSON_STRING, ROLE_ANY},	   {"pid", JSON_INTEGER, ROLE_SRC},
+    {"images_dir", JSON_STRING, ROLE_ANY}, {"dest", JSON_STRING, ROLE_SRC},
+    {"source", JSON_STRING, ROLE_DST},	   {"transport", JSON_STRING, ROLE_ANY},
+    {"secret", JSON_STRING, ROLE_ANY},	   {"secret_file", JSON_STRING, ROLE_ANY},
+    {"verify", JSON_TRUE, ROLE_ANY},	   {"work_dir", JSON_STRING, ROLE_DST},
+    {"restore", JSON_TRUE, ROLE_DST},	   {"criu_opts", JSON_OBJECT, ROLE_ANY},
+};
+
+static const struct api_field criu_fields[] = {
+    {"shell_job", JSON_TRUE, ROLE_ANY},	       {"tcp_established", JSON_TRUE, ROLE_ANY},
+    {"ext_unix_sk", JSON_TRUE, ROLE_ANY},      {"file_locks", JSON_TRUE, ROLE_ANY},
+    {"link_remap", JSON_TRUE, ROLE_ANY},       {"leave_running", JSON_TRUE, ROLE_SRC},
+    {"manage_cgroups", JSON_STRING, ROLE_ANY}, {"log_level", JSON_INTEGER, ROLE_ANY},
+};
+
+static const char *api_type_name(json_type t)
+{
+	switch (t) {
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+		return "an integer";
+	case JSON_TRUE:
+		return "a boolean";
+	case JSON_OBJECT:
+		return "an object";
+	default:
+		return "something else";
+	}
+}
+
+/*
+ * Copies a client-chosen name into buf for a message: printable ASCII only
+ * and bounded, so an odd key cannot garble the error or the log.
+ */
+static const char *api_safe_name(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	if (!s)
+		s = "";
+	for (i = 0; s[i] && i + 4 < len; i++)
+		buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	if (s[i] && i + 4 < len) {
+		memcpy(buf + i, "...", 3);
+		i += 3;
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+/* Rejects unknown keys, keys of the other role and wrong types. */
+static int api_check_fields(const json_t *obj, const struct api_field *fields, size_t n,
+			    enum api_role role, const char *prefix, struct api_error *err)
+{
+	char name[44];
+
+	for (void *it = json_object_iter((json_t *)obj); it;
+	     it = json_object_iter_next((json_t *)obj, it)) {
+		const char *key = json_object_iter_key(it);
+		const json_t *value = json_object_iter_value(it);
+		const struct api_field *f = NULL;
+
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(fields[i].name, key) == 0) {
+				f = &fields[i];
+				break;
+			}
+		}
+		if (!f)
+			return api_error_set(err, -EINVAL, "unknown field \"%s%s\"", prefix,
+					     api_safe_name(key, name, sizeof(name)));
+		if (!(f->roles & (1u << role)))
+			return api_error_set(err, -EINVAL,
+					     "field \"%s%s\" is not accepted by the %s agent",
+					     prefix, key, api_role_str(role));
+		if (f->type == JSON_TRUE ? !json_is_boolean(value) : json_typeof(value) != f->type)
+			return api_error_set(err, -EINVAL, "field \"%s%s\" must be %s", prefix, key,
+					     api_type_name(f->type));
+	}
+	return 0;
+}
+
+static bool api_id_valid(const char *id)
+{
+	size_t len = strnlen(id, API_ID_MAX + 1);
+
+	if (len == 0 || len > API_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = id[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static int api_check_path(const char *field, const char *p, struct api_error *err)
+{
+	size_t len = strnlen(p, API_PATH_MAX + 1);
+
+	if (p[0] != '/')
+		return api_error_set(err, -EINVAL, "field \"%s\" must be an absolute path", field);
+	if (len > API_PATH_MAX)
+		return api_error_set(err, -EINVAL, "field \"%s\" is longer than %d bytes", field,
+				     API_PATH_MAX);
+	for (size_t i = 0; i < len; i++) {
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			return api_error_set(err, -EINVAL,
+					     "field \"%s\" contains a control character", field);
+	}
+	return 0;
+}
+
+/* "host", "host:port", "[v6]" or "[v6]:port"; host into buf, port 0 when absent. */
+static int api_check_hostport(const char *field, const char *s, char *host, size_t hostlen,
+			      uint16_t *port, struct api_error *err)
+{
+	char portbuf[8];
+	bool v6 = s[0] == '[';
+	uint64_t v;
+
+	if (strnlen(s, API_HOSTPORT_MAX + 1) > API_HOSTPORT_MAX ||
+	    parse_hostport(s, "", host, hostlen, portbuf, sizeof(portbuf)) < 0)
+		goto bad;
+	for (const char *c = host; *c; c++) {
+		bool ok = (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f') ||
+			  (*c >= 'A' && *c <= 'F') || *c == '.';
+
+		if (v6)
+			ok = ok || *c == ':';
+		else
+			ok = ok || (*c >= 'g' && *c <= 'z') || (*c >= 'G' && *c <= 'Z') ||
+			     *c == '-' || *c == '_';
+		if (!ok)
+			goto bad;
+	}
+	*port = 0;
+	if (portbuf[0]) {
+		if (parse_uint(portbuf, 1, 65535, &v) < 0)
+			goto bad;
+		*port = (uint16_t)v;
+	}
+	return 0;
+bad:
+	return api_error_set(err, -EINVAL,
+			     "field \"%s\" must be \"host\" or \"host:port\" with a numeric port "
+			     "1..65535 (IPv6 in brackets)",
+			     field);
+}
+
+static int api_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int api_b64val(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Strict hex into out (at most cap bytes); returns the length or -EINVAL / -ERANGE. */
+static long api_hex_decode(const char *s, size_t len, uint8_t *out, size_t cap)
+{
+	if (len % 2)
+		return -EINVAL;
+	if (len / 2 > cap)
+		return -ERANGE;
+	for (size_t i = 0; i < len; i += 2) {
+		int hi = api_hexval(s[i]), lo = api_hexval(s[i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i / 2] = (uint8_t)(hi << 4 | lo);
+	}
+	return (long)(len / 2);
+}
+
+/* Strict RFC 4648 base64 with padding, no whitespace. */
+static long api_b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
+{
+	size_t n = 0, pad = 0;
+
+	if (len == 0 || len % 4)
+		return -EINVAL;
+	if (s[len - 1] == '=')
+		pad = s[len - 2] == '=' ? 2 : 1;
+	if (len / 4 * 3 - pad > cap)
+		return -ERANGE;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		uint32_t w = 0;
+
+		for (int k = 0; k < 4; k++) {
+			bool padpos = i + 4 == len && (size_t)k >= 4 - pad;
+
+			v[k] = padpos ? 0 : api_b64val(s[i + (size_t)k]);
+			if (v[k] < 0)
+				return -EINVAL;
+			w = w << 6 | (uint32_t)v[k];
+		}
+		out[n++] = (uint8_t)(w >> 16);
+		if (i + 4 < len || pad < 2)
+			out[n++] = (uint8_t)(w >> 8);
+		if (i + 4 < len || pad < 1)
+			out[n++] = (uint8_t)w;
+	}
+	return (long)n;
+}
+
+/* Never quotes the value: it is a secret even when malformed. */
+static int api_decode_secret(const char *s, size_t len, struct api_start_buf *b, size_t *out_len,
+			     struct api_error *err)
+{
+	long n;
+
+	if (len > 4 && strncmp(s, "hex:", 4) == 0)
+		n = api_hex_decode(s + 4, len - 4, b->secret, sizeof(b->secret));
+	else if (len > 7 && strncmp(s, "base64:", 7) == 0)
+		n = api_b64_decode(s + 7, len - 7, b->secret, sizeof(b->secret));
+	else
+		return api_error_set(err, -EINVAL,
+				     "field \"secret\" must start with \"hex:\" or \"base64:\"");
+	if (n == -EINVAL)
+		return api_error_set(err, -EINVAL, "field \"secret\" is not valid %s",
+				     s[0] == 'h' ? "hex" : "base64");
+	if (n < API_SECRET_MIN || n > API_SECRET_MAX)
+		return api_error_set(err, -EINVAL, "field \"secret\" must decode to %d..%d bytes",
+				     API_SECRET_MIN, API_SECRET_MAX);
+	*out_len = (size_t)n;
+	return 0;
+}
+
+static void api_generate_id(char *buf, size_t len)
+{
+	uint8_t r[6];
+
+	if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+		/* No entropy yet (early boot): ids need to be unique, not secret. */
+		uint64_t x = now_ns() ^ ((uint64_t)getpid() << 32);
+
+		memcpy(r, &x, sizeof(r));
+	}
+	snprintf(buf, len, "m-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
+}
+
+static int api_parse_criu(const json_t *obj, enum api_role role, struct api_criu_opts *c,
+			  struct api_error *err)
+{
+	static const char *const cgroup_modes[] = {"soft", "full", "strict", "ignore"};
+	const json_t *v;
+	int ret;
+
+	c->log_level = -1;
+	if (!obj)
+		return 0;
+	ret = api_check_fields(obj, criu_fields, ARRAY_SIZE(criu_fields), role, "criu_opts.", err);
+	if (ret)
+		return ret;
+	c->shell_job = json_is_true(json_object_get(obj, "shell_job"));
+	c->tcp_established = json_is_true(json_object_get(obj, "tcp_established"));
+	c->ext_unix_sk = json_is_true(json_object_get(obj, "ext_unix_sk"));
+	c->file_locks = json_is_true(json_object_get(obj, "file_locks"));
+	c->link_remap = json_is_true(json_object_get(obj, "link_remap"));
+	c->leave_running = json_is_true(json_object_get(obj, "leave_running"));
+	v = json_object_get(obj, "manage_cgroups");
+	if (v) {
+		for (size_t i = 0; i < ARRAY_SIZE(cgroup_modes); i++) {
+			if (strcmp(json_string_value(v), cgroup_modes[i]) == 0)
+				c->manage_cgroups = cgroup_modes[i];
+		}
+		if (!c->manage_cgroups)
+			return api_error_set(err, -EINVAL,
+					     "field \"criu_opts.manage_cgroups\" must be one of "
+					     "soft, full, strict, ignore");
+	}
+	v = json_object_get(obj, "log_level");
+	if (v) {
+		if (json_integer_value(v) < 0 || json_integer_value(v) > 4)
+			return api_error_set(err, -EINVAL,
+					     "field \"criu_opts.log_level\" must be 0..4");
+		c->log_level = (int)json_integer_value(v);
+	}
+	return 0;
+}
+
+/* Validates a POST /v1/migrations body into r; r points into root and b. */
+static int api_parse_start(enum api_role role, const json_t *root, struct api_start_req *r,
+			   struct api_start_buf *b, struct api_error *err)
+{
+	const char *peer_field = role == API_ROLE_SOURCE ? "dest" : "source";
+	const json_t *v;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->role = role;
+	r->restore = true;
+	ret = api_check_fields(root, start_fields, ARRAY_SIZE(start_fields), role, "", err);
+	if (ret)
+		return ret;
+
+	v = json_object_get(root, "id");
+	if (v) {
+		if (!api_id_valid(json_string_value(v)))
+			return api_error_set(err, -EINVAL,
+					     "field \"id\" must be 1..%d characters of "
+					     "[A-Za-z0-9._-]",
+					     API_ID_MAX);
+		snprintf(b->id, sizeof(b->id), "%s", json_string_value(v));
+	} else {
+		api_generate_id(b->id, sizeof(b->id));
+		r->id_generated = true;
+	}
+	r->id = b->id;
+
+	v = json_object_get(root, "transport");
+	if (v) {
+		if (strcmp(json_string_value(v), "rdma") == 0)
+			r->transport = API_TRANSPORT_RDMA;
+		else if (strcmp(json_string_value(v), "tcp") == 0)
+			r->transport = API_TRANSPORT_TCP;
+		else
+			return api_error_set(err, -EINVAL,
+					     "field \"transport\" must be \"rdma\" or \"tcp\"");
+	}
+
+	v = json_object_get(root, peer_field);
+	if (!v)
+		return api_error_set(err, -EINVAL, "field \"%s\" is required", peer_field);
+	r->peer = json_string_value(v);
+	ret = api_check_hostport(peer_field, r->peer, b->host, sizeof(b->host), &r->peer_port, err);
+	if (ret)
+		return ret;
+	r->peer_host = b->host;
+
+	v = json_object_get(root, "images_dir");
+	if (v) {
+		ret = api_check_path("images_dir", json_string_value(v), err);
+		if (ret)
+			return ret;
+		r->images_dir = json_string_value(v);
+	}
+	v = json_object_get(root, "pid");
+	if (v) {
+		json_int_t pid = json_integer_value(v);
+
+		if (pid < 1 || pid > API_PID_MAX)
+			return api_error_set(err, -EINVAL, "field \"pid\" must be 1..%d",
+					     API_PID_MAX);
+		r->pid = (pid_t)pid;
+	}
+	if (role == API_ROLE_SOURCE && (r->pid > 0) == (r->images_dir != NULL))
+		return api_error_set(err, -EINVAL,
+				     "give exactly one of \"pid\" (dump a running process) or "
+				     "\"images_dir\" (serve existing images)");
+	if (role == API_ROLE_DEST && !r->images_dir)
+		return api_error_set(err, -EINVAL, "field \"images_dir\" is required");
+
+	v = json_object_get(root, "work_dir");
+	if (v) {
+		ret = api_check_path("work_dir", json_string_value(v), err);
+		if (ret)
+			return ret;
+		r->work_dir = json_string_value(v);
+	}
+
+	v = json_object_get(root, "secret_file");
+	if (v) {
+		ret = api_check_path("secret_file", json_string_value(v), err);
+		if (ret)
+			return ret;
+		r->secret_file = json_string_value(v);
+	}
+	v = json_object_get(root, "secret");
+	if (v) {
+		if (r->secret_file)
+			return api_error_set(err, -EINVAL,
+					     "give \"secret\" or \"secret_file\", not both");
+		ret = api_decode_secret(json_string_value(v), json_string_length(v), b,
+					&r->secret_len, err);
+		if (ret)
+			return ret;
+		r->secret = b->secret;
+	}
+
+	r->verify = json_is_true(json_object_get(root, "verify"));
+	v = json_object_get(root, "restore");
+	if (v)
+		r->restore = json_is_true(v);
+	return api_parse_criu(json_object_get(root, "criu_opts"), role, &r->criu, err);
+}
+
+/* --- HTTP plumbing ------------------------------------------------------- */
+
+static const char *api_reason(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 413:
+		return "Payload Too Large";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+static const char *api_code_for(int status)
+{
+	switch (status) {
+	case 400:
+		return "invalid_request";
+	case 403:
+		return "forbidden";
+	case 404:
+		return "not_found";
+	case 405:
+		return "method_not_allowed";
+	case 409:
+		return "conflict";
+	case 413:
+		return "payload_too_large";
+	case 501:
+		return "not_implemented";
+	case 503:
+		return "unavailable";
+	default:
+		return "internal";
+	}
+}
+
+static int api_status_from_errno(int neg_errno)
+{
+	switch (neg_errno) {
+	case -EINVAL:
+		return 400;
+	case -EPERM:
+	case -EACCES:
+		return 403;
+	case -ENOENT:
+		return 404;
+	case -EEXIST:
+	case -EBUSY:
+	case -EALREADY:
+		return 409;
+	case -EOPNOTSUPP:
+		return 501;
+	case -EAGAIN:
+	case -ENOSPC:
+	case -ENOMEM:
+	case -EMFILE:
+	case -ENFILE:
+		return 503;
+	default:
+		return 500;
+	}
+}
+
+static const char *api_method_str(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	default:
+		return "?";
+	}
+}
+
+/* Sends body (stolen) with status; falls back to a fixed 500 if it cannot be encoded. */
+static void api_reply(struct evhttp_request *req, int status, json_t *body)
+{
+	static const char oom[] =
+	    "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}\n";
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+
+	evhttp_add_header(hdr, "Content-Type", "application/json");
+	evhttp_add_header(hdr, "Cache-Control", "no-store");
+	/* evhttp would send a HEAD response's body too. */
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		status = text ? status : 500;
+	} else if (!text || evbuffer_add(out, text, strlen(text)) < 0 ||
+		   evbuffer_add(out, "\n", 1) < 0) {
+		evbuffer_drain(out, evbuffer_get_length(out));
+		evbuffer_add(out, oom, sizeof(oom) - 1);
+		status = 500;
+	}
+	evhttp_send_reply(req, status, api_reason(status), NULL);
+	free(text);
+	json_decref(body);
+}
+
+static void api_reply_error(struct evhttp_request *req, int status, const char *code,
+			    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void api_reply_error(struct evhttp_request *req, int status, const char *code,
+			    const char *fmt, ...)
+{
+	char msg[API_ERROR_MSG_MAX], uri[128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_debug("api: %s %s: %d %s", api_method_str(evhttp_request_get_command(req)),
+		  api_safe_name(evhttp_request_get_uri(req), uri, sizeof(uri)), status, msg);
+	api_reply(req, status,
+		  json_pack("{s:{s:s,s:s}}", "error", "code", code ? code : api_code_for(status),
+			    "message", msg));
+}
+
+/* Answers a failed callback: its message, or one built from the errno. */
+static void api_reply_failure(struct evhttp_request *req, int ret, const struct api_error *err,
+			      const char *what, const char *id)
+{
+	int status = err->status ? err->status : api_status_from_errno(ret);
+
+	if (status < 400 || status > 599)
+		status = 500;
+	if (err->message[0])
+		api_reply_error(req, status, NULL, "%s", err->message);
+	else if (ret == -ENOENT)
+		api_reply_error(req, status, NULL, "no migration \"%s\"", id);
+	else if (ret == -EEXIST)
+		api_reply_error(req, status, NULL, "migration \"%s\" already exists", id);
+	else if (ret == -EBUSY || ret == -EALREADY)
+		api_reply_error(req, status, NULL, "%s %s is not possible in its current state",
+				what, id);
+	else if (status == 503)
+		api_reply_error(req, status, NULL, "%s %s: the agent cannot take it now (%s)", what,
+				id, strerror(-ret));
+	else
+		api_reply_error(req, status, NULL, "%s %s failed: %s", what, id, strerror(-ret));
+}
+
+/* Writes the migration as JSON (or a minimal stand-in if the agent lost it). */
+static json_t *api_resource(struct api_server *s, const char *id)
+{
+	struct api_migration_view v;
+
+	api_migration_view_init(&v);
+	v.id = id;
+	v.role = s->role;
+	if (s->ops->get(s->agent, id, &v) < 0)
+		return json_pack("{s:s}", "id", id);
+	return api_migration_to_json(&v);
+}
+
+static void api_method_not_allowed(struct evhttp_request *req, const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+	api_reply_error(req, 405, NULL, "%s is not allowed here (allowed: %s)",
+			api_method_str(evhttp_request_get_command(req)), allow[0] ? allow : "none");
+}
+
+struct api_count {
+	json_int_t total;
+	json_int_t active;
+};
+
+static int api_count_cb(void *ctx, const struct api_migration_view *v)
+{
+	struct api_count *c = ctx;
+
+	c->total++;
+	if (!api_state_is_final(v->state))
+		c->active++;
+	return 0;
+}
+
+static void api_handle_health(struct api_server *s, struct evhttp_request *req)
+{
+	struct api_count c = {0};
+	int ret = s->ops->list(s->agent, api_count_cb, &c);
+
+	if (ret < 0) {
+		api_reply_error(req, 500, NULL, "cannot list migrations: %s", strerror(-ret));
+		return;
+	}
+	api_reply(req, 200,
+		  json_pack("{s:s,s:s,s:s,s:I,s:I}", "status", "ok", "role", api_role_str(s->role),
+			    "version", RDMIG_VERSION, "migrations", c.total, "active", c.active));
+}
+
+static int api_list_cb(void *ctx, const struct api_migration_view *v)
+{
+	json_t *m = api_migration_to_json(v);
+
+	if (!m || json_array_append_new(ctx, m) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static void api_handle_list(struct api_server *s, struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+	int ret = arr ? s->ops->list(s->agent, api_list_cb, arr) : -ENOMEM;
+
+	if (ret < 0) {
+		json_decref(arr);
+		api_reply_error(req, 500, NULL, "cannot list migrations: %s", strerror(-ret));
+		return;
+	}
+	api_reply(req, 200, json_pack("{s:o}", "migrations", arr));
+}
+
+static void api_handle_get(struct api_server *s, struct evhttp_request *req, const char *id)
+{
+	struct api_migration_view v;
+	int ret;
+
+	api_migration_view_init(&v);
+	v.id = id;
+	v.role = s->role;
+	ret = s->ops->get(s->agent, id, &v);
+	if (ret == -ENOENT) {
+		api_reply_error(req, 404, NULL, "no migration \"%s\"", id);
+		return;
+	}
+	if (ret < 0) {
+		api_reply_error(req, 500, NULL, "cannot read migration \"%s\": %s", id,
+				strerror(-ret));
+		return;
+	}
+	api_reply(req, 200, api_migration_to_json(&v));
+}
+
+/*
+ * Wipes what held the secret: the raw body (linearised in place) and the
+ * parsed string.  Best effort: evbuffer chains freed by the pullup are not
+ * cleansed.
+ */
+static void api_wipe_secret(json_t *root)
+{
+	json_t *v = root ? json_object_get(root, "secret") : NULL;
+
+	/* Writing through the const pointer is fine: jansson owns a plain heap copy. */
+	if (json_is_string(v))
+		explicit_bzero((char *)json_string_value(v), json_string_length(v));
+}
+
+/* Parses a JSON body; on failure the reply has been sent and NULL returned. */
+static json_t *api_read_json(struct api_server *s, struct evhttp_request *req, bool wipe)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	unsigned char *raw;
+	json_error_t jerr;
+	json_t *root;
+	char *near;
+
+	if (len > s->max_body) {
+		api_reply_error(req, 413, NULL, "the body is %zu bytes, the limit is %zu", len,
+				s->max_body);
+		return NULL;
+	}
+	if (len == 0) {
+		api_reply_error(req, 400, "invalid_json",
+				"the body is empty; expected a JSON object");
+		return NULL;
+	}
+	raw = evbuffer_pullup(in, -1);
+	if (!raw) {
+		api_reply_error(req, 503, NULL, "out of memory");
+		return NULL;
+	}
+	root = json_loadb((const char *)raw, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (wipe)
+		explicit_bzero(raw, len);
+	if (!root) {
+		/* jansson quotes the offending token ("near '...'"): it may be a secret. */
+		near = strstr(jerr.text, " near ");
+		if (near)
+			*near = '\0';
+		api_reply_error(req, 400, "invalid_json", "invalid JSON at line %d column %d: %s",
+				jerr.line, jerr.column, jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(root)) {
+		json_decref(root);
+		api_reply_error(req, 400, "invalid_json", "the body must be a JSON object");
+		return NULL;
+	}
+	return root;
+}
+
+static void api_handle_start(struct api_server *s, struct evhttp_request *req)
+{
+	struct api_error err = {0};
+	struct api_start_req sr;
+	struct api_start_buf *b = NULL;
+	char location[sizeof("/v1/migrations/") + API_ID_MAX];
+	json_t *root;
+	int ret;
+
+	root = api_read_json(s, req, true);
+	if (!root)
+		goto out;
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		api_reply_error(req, 503, NULL, "out of memory");
+		goto out;
+	}
+	ret = api_parse_start(s->role, root, &sr, b, &err);
+	if (ret < 0) {
+		log_info("api: migration request rejected: %s", err.message);
+		api_reply_error(req, 400, NULL, "%s", err.message);
+		goto out;
+	}
+	ret = s->ops->start(s->agent, &sr, &err);
+	if (ret < 0) {
+		log_info("api: migration %s not started: %s", sr.id,
+			 err.message[0] ? err.message : strerror(-ret));
+		api_reply_failure(req, ret, &err, "start of migration", sr.id);
+		goto out;
+	}
+	log_info("api: migration %s started (%s, transport %s, peer %s)", sr.id,
+		 api_role_str(s->role), api_transport_str(sr.transport), sr.peer);
+	snprintf(location, sizeof(location), "/v1/migrations/%s", sr.id);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
+	api_reply(req, 202, api_resource(s, sr.id));
+out:
+	if (b)
+		explicit_bzero(b, sizeof(*b));
+	free(b);
+	api_wipe_secret(root);
+	json_decref(root);
+}
+
+static void api_handle_abort(struct api_server *s, struct evhttp_request *req, const char *id)
+{
+	struct api_error err = {0};
+	int ret = s->ops->abort(s->agent, id, &err);
+
+	if (ret == 0) {
+		log_info("api: abort of migration %s requested", id);
+		api_reply(req, 202, api_resource(s, id));
+	} else if (ret == -EALREADY) {
+		api_reply(req, 200, api_resource(s, id));
+	} else {
+		api_reply_failure(req, ret, &err, "abort of migration", id);
+	}
+}
+
+static void api_handle_rollback(struct api_server *s, struct evhttp_request *req, const char *id)
+{
+	struct api_error err = {0};
+	json_t *root = NULL;
+	int ret;
+
+	if (!s->ops->rollback) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "");
+		api_reply_error(req, 405, NULL, "rollback is only possible on the source agent");
+		return;
+	}
+	/* The body is optional; if present it must be an empty object. */
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0) {
+		root = api_read_json(s, req, false);
+		if (!root)
+			return;
+		if (json_object_size(root) > 0) {
+			json_decref(root);
+			api_reply_error(req, 400, NULL, "rollback takes no fields");
+			return;
+		}
+		json_decref(root);
+	}
+	ret = s->ops->rollback(s->agent, id, &err);
+	if (ret < 0) {
+		api_reply_failure(req, ret, &err, "rollback of migration", id);
+		return;
+	}
+	log_info("api: rollback of migration %s requested", id);
+	api_reply(req, 202, api_resource(s, id));
+}
+
+enum api_route_kind {
+	API_ROUTE_NONE,
+	API_ROUTE_HEALTH,
+	API_ROUTE_MIGRATIONS,
+	API_ROUTE_MIGRATION,
+	API_ROUTE_ROLLBACK,
+};
+
+/* Matches path; for item routes copies the id (already validated) into id. */
+static enum api_route_kind api_route(const char *path, char id[API_ID_MAX + 1])
+{
+	static const char coll[] = "/v1/migrations";
+	const char *rest, *slash;
+	size_t idlen;
+
+	if (!path)
+		return API_ROUTE_NONE;
+	if (strcmp(path, "/v1/health") == 0)
+		return API_ROUTE_HEALTH;
+	if (strncmp(path, coll, sizeof(coll) - 1) != 0)
+		return API_ROUTE_NONE;
+	rest = path + sizeof(coll) - 1;
+	if (*rest == '\0')
+		return API_ROUTE_MIGRATIONS;
+	if (*rest != '/')
+		return API_ROUTE_NONE;
+	rest++;
+	slash = strchr(rest, '/');
+	idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	if (idlen == 0 || idlen > API_ID_MAX)
+		return API_ROUTE_NONE;
+	memcpy(id, rest, idlen);
+	id[idlen] = '\0';
+	/* An id that could never be valid names nothing. */
+	if (!api_id_valid(id))
+		return API_ROUTE_NONE;
+	if (!slash)
+		return API_ROUTE_MIGRATION;
+	if (strcmp(slash, "/rollback") == 0)
+		return API_ROUTE_ROLLBACK;
+	return API_ROUTE_NONE;
+}
+
+/* The one evhttp callback: routes and dispatches; every handler answers before returning. */
+static void api_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct api_server *s = arg;
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	bool get = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+	char id[API_ID_MAX + 1], buf[128];
+
+	log_debug("api: %s %s", api_method_str(cmd),
+		  api_safe_name(evhttp_request_get_uri(req), buf, sizeof(buf)));
+	switch (api_route(uri ? evhttp_uri_get_path(uri) : NULL, id)) {
+	case API_ROUTE_HEALTH:
+		if (get)
+			api_handle_health(s, req);
+		else
+			api_method_not_allowed(req, "GET, HEAD");
+		break;
+	case API_ROUTE_MIGRATIONS:
+		if (get)
+			api_handle_list(s, req);
+		else if (cmd == EVHTTP_REQ_POST)
+			api_handle_start(s, req);
+		else
+			api_method_not_allowed(req, "GET, HEAD, POST");
+		break;
+	case API_ROUTE_MIGRATION:
+		if (get)
+			api_handle_get(s, req, id);
+		else if (cmd == EVHTTP_REQ_DELETE)
+			api_handle_abort(s, req, id);
+		else
+			api_method_not_allowed(req, "GET, HEAD, DELETE");
+		break;
+	case API_ROUTE_ROLLBACK:
+		if (cmd == EVHTTP_REQ_POST)
+			api_handle_rollback(s, req, id);
+		else
+			api_method_not_allowed(req, "POST");
+		break;
+	case API_ROUTE_NONE:
+	default:
+		api_reply_error(req, 404, NULL, "no such resource");
+		break;
+	}
+}
+
+/* --- Listeners ----------------------------------------------------------- */
+
+/* Creates the missing parent directories of path (0755). */
+static int api_mkdir_parents(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat st;
+	char *p;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	p = strrchr(dir, '/');
+	if (!p || p == dir)
+		return 0;
+	*p = '\0';
+	for (p = dir + 1;; p++) {
+		bool end = *p == '\0';
+
+		if (!end && *p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+			log_err("api: cannot create directory %s: %s", dir, strerror(errno));
+			return -errno;
+		}
+		if (end)
+			break;
+		*p = '/';
+	}
+	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		log_err("api: %s is not a directory", dir);
+		return -ENOTDIR;
+	}
+	return 0;
+}
+
+/*
+ * The socket path is taken: decides whether it is stale.  0: stale and
+ * removed (retry bind); -EADDRINUSE: an agent accepts on it; -EEXIST: not
+ * a socket, left alone.
+ */
+static int api_unix_probe(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd = -1, ret;
+
+	if (lstat(sa->sun_path, &st) < 0) {
+		ret = errno == ENOENT ? 0 : -errno;
+		if (ret)
+			log_err("api: cannot stat %s: %s", sa->sun_path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		log_err("api: %s exists and is not a socket; not replacing it", sa->sun_path);
+		ret = -EEXIST;
+		goto out;
+	}
+	/* Non-blocking: a live agent with a full backlog answers EAGAIN, not a hang. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("api: socket: %s", strerror(errno));
+		goto out;
+	}
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 || errno == EAGAIN) {
+		log_err("api: another agent is already listening on %s", sa->sun_path);
+		ret = -EADDRINUSE;
+		goto out;
+	}
+	if (errno != ECONNREFUSED) {
+		ret = -errno;
+		log_err("api: cannot probe %s: %s", sa->sun_path, strerror(errno));
+		goto out;
+	}
+	log_info("api: replacing stale socket %s", sa->sun_path);
+	ret = 0;
+	if (unlink(sa->sun_path) < 0 && errno != ENOENT) {
+		ret = -errno;
+		log_err("api: cannot remove stale socket %s: %s", sa->sun_path, strerror(errno));
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+static int api_unix_listen(struct api_server *s, const char *path, mode_t mode)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	bool bound = false;
+	struct stat st;
+	int fd = -1, ret;
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		log_err("api: socket path %s is too long", path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	ret = api_mkdir_parents(path);
+	if (ret)
+		goto out;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("api: socket: %s", strerror(errno));
+		goto out;
+	}
+	/*
+	 * Linux creates the socket file with the socket inode's mode less the
+	 * umask: setting it first means the file is never more open than
+	 * mode, with no umask juggling (which would race with other threads).
+	 */
+	if (fchmod(fd, mode) < 0) {
+		ret = -errno;
+		log_err("api: fchmod socket: %s", strerror(errno));
+		goto out;
+	}
+	for (int attempt = 0;; attempt++) {
+		if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			break;
+		ret = -errno;
+		if (ret != -EADDRINUSE || attempt > 0) {
+			log_err("api: cannot bind %s: %s", path, strerror(-ret));
+			goto out;
+		}
+		ret = api_unix_probe(&sa);
+		if (ret)
+			goto out;
+	}
+	bound = true;
+	/* The umask may have dropped bits the caller asked for. */
+	if (chmod(path, mode) < 0 || lstat(path, &st) < 0) {
+		ret = -errno;
+		log_err("api: cannot set the mode of %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (listen(fd, SOMAXCONN) < 0) {
+		ret = -errno;
+		log_err("api: listen on %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!evhttp_accept_socket_with_handle(s->http, fd)) {
+		ret = -ENOMEM;
+		log_err("api: cannot serve %s", path);
+		goto out;
+	}
+	fd = -1; /* evhttp closes it now */
+	s->sock_path = strdup(path);
+	if (!s->sock_path) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	s->sock_dev = st.st_dev;
+	s->sock_ino = st.st_ino;
+	log_info("api: listening on %s (mode %04o)", path, (unsigned)mode);
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (ret && bound)
+		unlink(path);
+	return ret;
+}
+
+static bool api_addr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
+static int api_tcp_listen(struct api_server *s, const char *hostport)
+{
+	char host[API_HOST_MAX + 1], port[8];
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	uint64_t p;
+	int fd;
+
+	if (parse_hostport(hostport, NULL, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    parse_uint(port, 0, 65535, &p) < 0) {
+		log_err("api: bad TCP listen address \"%s\": expected host:port", hostport);
+		return -EINVAL;
+	}
+	s->tcp_bound = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)p);
+	if (!s->tcp_bound) {
+		int e = errno ? errno : EADDRNOTAVAIL;
+
+		log_err("api: cannot listen on TCP %s: %s", hostport, strerror(e));
+		return -e;
+	}
+	fd = evhttp_bound_socket_get_fd(s->tcp_bound);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		log_err("api: getsockname on TCP %s: %s", hostport, strerror(errno));
+		return -errno;
+	}
+	s->tcp_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						     : ((struct sockaddr_in *)&ss)->sin_port);
+	if (!api_addr_is_loopback(&ss))
+		log_warn("api: TCP listener %s is not on loopback: the API is unauthenticated, "
+			 "firewall it",
+			 hostport);
+	log_info("api: listening on TCP %s, port %d (unauthenticated)", host, s->tcp_port);
+	return 0;
+}
+
+int api_server_create(struct event_base *base, const struct api_config *cfg,
+		      const struct api_ops *ops, void *agent, struct api_server **out)
+{
+	const char *path = cfg->socket_path;
+	bool fd_taken = false; /* listen_fd handed to evhttp, which closes it */
+	struct api_server *s = NULL;
+	int ret;
+
+	if (!ops->start || !ops->get || !ops->list || !ops->abort ||
+	    cfg->max_body > API_BODY_MAX_LIMIT) {
+		log_err("api: bad configuration (missing callbacks or body limit over %u)",
+			API_BODY_MAX_LIMIT);
+		ret = -EINVAL;
+		goto out;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	s->base = base;
+	s->ops = ops;
+	s->agent = agent;
+	s->role = cfg->role;
+	s->tcp_port = -ENOENT;
+	s->max_body = cfg->max_body ? cfg->max_body : API_BODY_MAX_DEFAULT;
+	s->http = evhttp_new(base);
+	if (!s->http) {
+		ret = -ENOMEM;
+		log_err("api: evhttp_new failed");
+		goto out;
+	}
+	evhttp_set_gencb(s->http, api_request_cb, s);
+	/* Let every method reach the router, which answers 405 in JSON. */
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+						EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_max_headers_size(s->http, API_HEADERS_MAX);
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)(s->max_body * API_BODY_HARD_FACTOR));
+	evhttp_set_timeout(s->http, cfg->timeout_s ? (int)cfg->timeout_s : API_TIMEOUT_DEFAULT_S);
+
+	if (cfg->listen_fd > 0) {
+		ret = fd_set_nonblock(cfg->listen_fd);
+		if (!ret && !evhttp_accept_socket_with_handle(s->http, cfg->listen_fd))
+			ret = -ENOMEM;
+		if (ret) {
+			log_err("api: cannot serve inherited fd %d: %s", cfg->listen_fd,
+				strerror(-ret));
+			goto out;
+		}
+		fd_taken = true;
+		log_info("api: serving inherited socket fd %d", cfg->listen_fd);
+	} else {
+		if (!path)
+			path = cfg->role == API_ROLE_DEST ? API_SOCKET_DEST : API_SOCKET_SOURCE;
+		if (path[0]) {
+			ret = api_unix_listen(s, path, cfg->socket_mode ? cfg->socket_mode : 0600);
+			if (ret)
+				goto out;
+		}
+	}
+	if (cfg->tcp) {
+		ret = api_tcp_listen(s, cfg->tcp);
+		if (ret)
+			goto out;
+	}
+	if (!s->sock_path && !s->tcp_bound && cfg->listen_fd <= 0) {
+		log_err("api: no listener configured");
+		ret = -EINVAL;
+		goto out;
+	}
+	*out = s;
+	s = NULL;
+	ret = 0;
+out:
+	if (ret && cfg->listen_fd > 0 && !fd_taken)
+		close(cfg->listen_fd);
+	api_server_destroy(s);
+	return ret;
+}
+
+void api_server_destroy(struct api_server *s)
+{
+	struct stat st;
+
+	if (!s)
+		return;
+	if (s->http)
+		evhttp_free(s->http);
+	/* Only our own socket: a successor agent may have replaced it meanwhile. */
+	if (s->sock_path && lstat(s->sock_path, &st) == 0 && st.st_dev == s->sock_dev &&
+	    st.st_ino == s->sock_ino && unlink(s->sock_path) < 0)
+		log_warn("api: cannot remove %s: %s", s->sock_path, strerror(errno));
+	free(s->sock_path);
+	free(s);
+}
+
+int api_server_tcp_port(const struct api_server *s)
+{
+	return s->tcp_port;
+}
+
+const char *api_server_socket_path(const struct api_server *s)
+{
+	return s->sock_path;
+}

@@ -1,0 +1,247 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * api: the agents' local HTTP/1.1 + JSON API (docs/api.md), served by
+ * libevent's evhttp on the agent's one event loop.
+ *
+ * The module owns routing, request validation and the JSON shapes; it knows
+ * nothing about migrations.  The agent implements struct api_ops and fills
+ * plain C views; the module turns them into JSON, so both agents report the
+ * same resource shape.  All callbacks run in the event loop and must not
+ * block: start() begins the work and returns, progress is read back through
+ * get()/list().
+ *
+ * Listeners: a UNIX socket (default API_SOCKET_SOURCE / API_SOCKET_DEST,
+ * mode 0600, i.e. root-only) or an inherited listening fd (systemd socket
+ * activation), plus an optional TCP listener.  TCP is NOT authenticated:
+ * bind it to loopback or protect it otherwise.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef RDMIG_API_H
+#define RDMIG_API_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define API_SOCKET_SOURCE "/run/rdmig/source.sock"
+#define API_SOCKET_DEST	  "/run/rdmig/dest.sock"
+
+#define API_BODY_MAX_DEFAULT (64u * 1024)
+/*
+ * Bodies above the configured limit get a JSON 413 from the module.  Bodies
+ * above API_BODY_HARD_FACTOR times the limit are refused by evhttp itself,
+ * before routing, with its own (HTML) 413 page: that bounds the memory one
+ * request can pin.
+ */
+#define API_BODY_HARD_FACTOR  16
+#define API_BODY_MAX_LIMIT    (16u << 20) /* largest max_body accepted */
+#define API_TIMEOUT_DEFAULT_S 30
+
+#define API_ID_MAX	  64 /* [A-Za-z0-9._-]{1,64} */
+#define API_SECRET_MIN	  16 /* bytes after decoding */
+#define API_SECRET_MAX	  1024
+#define API_ERROR_MSG_MAX 256
+#define API_PATH_MAX	  4095
+#define API_HOSTPORT_MAX  262 /* "[" 253 "]:" 5 */
+
+enum api_role {
+	API_ROLE_SOURCE = 0,
+	API_ROLE_DEST,
+};
+
+enum api_transport {
+	API_TRANSPORT_RDMA = 0,
+	API_TRANSPORT_TCP,
+};
+
+/* Migration states as the API reports them; the last four are final. */
+enum api_state {
+	API_STATE_PENDING = 0,
+	API_STATE_DUMPING,    /* source: criu dump running */
+	API_STATE_SERVING,    /* source: images mapped, waiting for / serving the dest */
+	API_STATE_CONNECTING, /* dest: control connection and handshake */
+	API_STATE_RECEIVING,  /* dest: fetching the non-lazy images */
+	API_STATE_RESTORING,  /* dest: criu restore running */
+	API_STATE_POSTCOPY,   /* process runs on the dest, faults served remotely */
+	API_STATE_DRAINING,   /* background fetch of the remaining pages */
+	API_STATE_DONE,
+	API_STATE_FAILED,
+	API_STATE_ABORTED,
+	API_STATE_ROLLED_BACK,
+	API_STATE__COUNT,
+};
+
+const char *api_state_str(enum api_state s);
+/* Parses a state name; -EINVAL when unknown. */
+int api_state_parse(const char *s, enum api_state *out);
+bool api_state_is_final(enum api_state s);
+const char *api_role_str(enum api_role r);
+const char *api_transport_str(enum api_transport t);
+
+/*
+ * What the agent reports about one migration.  Every pointer is borrowed:
+ * it must stay valid until the callback that produced the view returns
+ * (the module converts the view at once).  NULL strings and -1 numbers
+ * become JSON null; every key is always present, whatever the role.
+ */
+struct api_migration_view {
+	const char *id;
+	enum api_role role;
+	enum api_state state;
+	const char *error;  /* why it failed/aborted, NULL otherwise */
+	const char *source; /* "host:port" of the source agent's endpoint, or NULL */
+	const char *dest;   /* "host:port" of the destination agent's endpoint, or NULL */
+	enum api_transport transport;
+	pid_t pid;		/* source started from a pid; 0: none */
+	const char *images_dir; /* NULL: none */
+	bool verify;
+	uint64_t pages_total;
+	uint64_t pages_fetched; /* installed on the dest / read from the source */
+	uint64_t pages_remaining;
+	uint64_t faults;      /* userfaultfd faults resolved remotely */
+	uint64_t bytes;	      /* page bytes moved */
+	int64_t fault_p50_us; /* -1: no sample yet */
+	int64_t fault_p99_us;
+	int64_t created_unix_ms;  /* wall clock; 0: unknown */
+	int64_t finished_unix_ms; /* 0: not finished */
+	int64_t freeze_ms;	  /* downtime: process frozen until it ran again; -1: n/a yet */
+	int64_t total_ms;	  /* start to final state (or to now); -1: n/a */
+};
+
+/* Fills v with "unknown" values (-1 / 0 / NULL) so agents set only what they know. */
+void api_migration_view_init(struct api_migration_view *v);
+
+/* The resource JSON of v (docs/api.md, "Migration resource").  New reference, NULL on ENOMEM. */
+json_t *api_migration_to_json(const struct api_migration_view *v);
+
+/* Options handed to criu dump (source) or criu restore (dest). */
+struct api_criu_opts {
+	bool shell_job;
+	bool tcp_established;
+	bool ext_unix_sk;
+	bool file_locks;
+	bool link_remap;
+	bool leave_running;	    /* source only */
+	const char *manage_cgroups; /* NULL, "soft", "full", "strict" or "ignore" */
+	int log_level;		    /* 0..4, -1: criu's default */
+};
+
+/*
+ * A validated POST /v1/migrations body.  Everything is borrowed for the
+ * duration of api_ops.start() only: copy what the migration keeps.  The
+ * inline secret is wiped by the module when start() returns.
+ */
+struct api_start_req {
+	enum api_role role;
+	const char *id; /* always set: from the body, or generated ("m-" + 12 hex) */
+	bool id_generated;
+	enum api_transport transport; /* default rdma */
+	const char *peer;	      /* source: the "dest" field; dest: the "source" field */
+	const char *peer_host;	      /* host part, without IPv6 brackets */
+	uint16_t peer_port;	      /* 0: not given, the agent's default port */
+	pid_t pid;		      /* source: >0, or 0 when images_dir is given */
+	const char *images_dir;	      /* absolute; source: with pid == 0; dest: required */
+	const char *work_dir;	      /* dest: absolute or NULL (= images_dir) */
+	const uint8_t *secret;	      /* decoded inline secret, or NULL */
+	size_t secret_len;	      /* API_SECRET_MIN..API_SECRET_MAX when set */
+	const char *secret_file;      /* absolute path, or NULL; never both secret forms */
+	bool verify;		      /* checksum pages; default false */
+	bool restore;		      /* dest: run criu restore itself; default true */
+	struct api_criu_opts criu;
+};
+
+/*
+ * A failure a callback reports.  The HTTP status derives from the errno the
+ * callback returns, unless status is set:
+ *   -EINVAL 400, -EPERM/-EACCES 403, -ENOENT 404, -EEXIST/-EBUSY/-EALREADY 409,
+ *   -EOPNOTSUPP 501, -EAGAIN/-ENOSPC/-ENOMEM/-EMFILE/-ENFILE 503, others 500.
+ * message is shown to the client; never put a secret in it.
+ */
+struct api_error {
+	int status;
+	char message[API_ERROR_MSG_MAX];
+};
+
+/* Formats e->message and returns neg_errno, for `return api_error_set(err, -EEXIST, ...)`. */
+int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Called by list() once per migration; a non-zero return stops the walk and is returned. */
+typedef int (*api_emit_fn)(void *ctx, const struct api_migration_view *v);
+
+/*
+ * Implemented by the agent.  All run in the event loop, must not block,
+ * and receive the agent pointer given to api_server_create().
+ */
+struct api_ops {
+	/*
+	 * Starts a migration.  0: accepted (202).  -EEXIST: the id exists
+	 * (409).  -EAGAIN: the agent cannot take it now (503).  -EINVAL:
+	 * the request is valid JSON but unusable here (400).
+	 */
+	int (*start)(void *agent, const struct api_start_req *req, struct api_error *err);
+	/* Fills *out (pre-initialised with api_migration_view_init()); -ENOENT when unknown. */
+	int (*get)(void *agent, const char *id, struct api_migration_view *out);
+	/* Calls emit() for every migration the agent still knows, oldest first. */
+	int (*list)(void *agent, api_emit_fn emit, void *ctx);
+	/*
+	 * Aborts.  0: abort under way (202).  -EALREADY: already in a final
+	 * state, nothing done (200).  -ENOENT: unknown (404).
+	 */
+	int (*abort)(void *agent, const char *id, struct api_error *err);
+	/*
+	 * Source only (NULL on the dest: the route answers 405).  0: rollback
+	 * under way (202).  -ENOENT (404).  -EBUSY: not possible in the
+	 * current state (409).
+	 */
+	int (*rollback)(void *agent, const char *id, struct api_error *err);
+};
+
+struct api_config {
+	enum api_role role;
+	/* UNIX socket path; NULL: the role's default; "": no UNIX socket. */
+	const char *socket_path;
+	/* 0: 0600.  The parent directory is created 0755 when missing. */
+	mode_t socket_mode;
+	/*
+	 * > 0: an already listening stream socket (e.g. systemd's fd 3),
+	 * used instead of socket_path.  api_server_create() takes ownership,
+	 * also when it fails.
+	 */
+	int listen_fd;
+	/* NULL: no TCP listener.  "host:port" (port 0 picks one).  Unauthenticated. */
+	const char *tcp;
+	size_t max_body;    /* 0: API_BODY_MAX_DEFAULT; at most API_BODY_MAX_LIMIT */
+	unsigned timeout_s; /* idle connection timeout; 0: API_TIMEOUT_DEFAULT_S */
+};
+
+struct api_server;
+
+/*
+ * Creates the listeners and starts serving on base.  A stale UNIX socket
+ * (nothing accepts on it) is replaced; a live one is -EADDRINUSE; a path
+ * that exists and is not a socket is -EEXIST.  ops and agent must outlive
+ * the server.  Caller owns *out.
+ */
+int api_server_create(struct event_base *base, const struct api_config *cfg,
+		      const struct api_ops *ops, void *agent, struct api_server **out);
+
+/*
+ * Closes the listeners and open connections, and removes the UNIX socket if
+ * it is still the one this server created.  Not from inside an api_ops
+ * callback.  NULL is fine.
+ */
+void api_server_destroy(struct api_server *s);
+
+/* The TCP port actually bound, or -ENOENT without a TCP listener. */
+int api_server_tcp_port(const struct api_server *s);
+
+/* The UNIX socket path served, or NULL. */
+const char *api_server_socket_path(const struct api_server *s);
+
+#endif

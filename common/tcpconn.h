@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * tcpconn: message connections over TCP, driven by one libevent loop; the
+ * TCP counterpart of rdma.h with the same callback shape.
+ *
+ * Framing: each message is a u32 big-endian length followed by that many
+ * bytes, 1..params.max_frame.  A frame length of 0 or above the maximum is
+ * refused before anything is allocated for it: the connection reports
+ * closed(-EMSGSIZE) or closed(-EBADMSG).  Each received frame is delivered whole to
+ * recv(), in order.
+ *
+ * Backpressure: tcpconn_send() queues in user space.  Above
+ * params.send_high_water tcpconn_send_blocked() turns true and the optional
+ * writable() callback fires once the queue has drained to half of it;
+ * above params.send_max tcpconn_send() refuses with -ENOBUFS.  Senders of
+ * bulk data (image chunks, ReadResp) stop when blocked and resume in
+ * writable().
+ *
+ * Lifetime: as with rdma_ep, the owner calls tcpconn_close() exactly once,
+ * from anywhere including its own callbacks.  No callback runs after it.
+ * Queued output is still flushed, then the socket is shut down and the
+ * memory released from the loop, bounded by params.linger_ms.  closed()
+ * says the connection is gone (peer close: -ECONNRESET; error: -errno;
+ * connect timeout: -ETIMEDOUT; bad frame: -EMSGSIZE/-EBADMSG); the owner
+ * must still call tcpconn_close().
+ *
+ * Host names are resolved with getaddrinfo(), which may block; pass
+ * numeric addresses from event callbacks.
+ */
+#ifndef RDMIG_TCPCONN_H
+#define RDMIG_TCPCONN_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Largest max_frame accepted. */
+#define TCPCONN_FRAME_LIMIT (16u << 20)
+
+struct tcpconn;
+struct tcpconn_listener;
+
+struct tcpconn_ops {
+	void (*established)(struct tcpconn *c, void *arg);
+	/* buf is valid only during the call. */
+	void (*recv)(struct tcpconn *c, const void *buf, size_t len, void *arg);
+	/* reason is a negative errno. */
+	void (*closed)(struct tcpconn *c, int reason, void *arg);
+	/* Optional: the send queue drained below half the high water mark. */
+	void (*writable)(struct tcpconn *c, void *arg);
+};
+
+struct tcpconn_params {
+	uint32_t max_frame;	     /* largest frame payload, both ways (default 64 KiB) */
+	uint32_t connect_timeout_ms; /* default 5000 */
+	uint32_t linger_ms;	     /* flush and drain after close (default 2000) */
+	uint32_t frames_per_wakeup;  /* frames delivered per read event (default 64) */
+	size_t send_high_water;	     /* default 4 MiB */
+	size_t send_max;	     /* default 64 MiB */
+};
+
+/* Fills p with the defaults. */
+void tcpconn_params_init(struct tcpconn_params *p);
+
+/*
+ * Accepting side.  For each connection accept_cb sets the ops with
+ * tcpconn_set_ops() and returns 0, or returns a negative errno to drop it.
+ * established() follows right after a 0.  The caller owns accepted
+ * connections.
+ */
+typedef int (*tcpconn_accept_cb)(struct tcpconn_listener *l, struct tcpconn *c, void *arg);
+
+/* host NULL listens on every address; port "0" picks a free port. params may be NULL. */
+int tcpconn_listen(struct event_base *base, const char *host, const char *port,
+		   const struct tcpconn_params *params, tcpconn_accept_cb accept_cb, void *arg,
+		   struct tcpconn_listener **out);
+int tcpconn_listener_port(const struct tcpconn_listener *l);
+/* Stops accepting; accepted connections are not affected. */
+void tcpconn_listener_destroy(struct tcpconn_listener *l);
+
+/*
+ * Connecting side: tries each resolved address in turn; established() or
+ * closed() follows from the loop.  params may be NULL.  Caller owns *out.
+ */
+int tcpconn_connect(struct event_base *base, const char *host, const char *port,
+		    const struct tcpconn_params *params, const struct tcpconn_ops *ops, void *arg,
+		    struct tcpconn **out);
+
+void tcpconn_set_ops(struct tcpconn *c, const struct tcpconn_ops *ops, void *arg);
+
+/*
+ * Queues one frame (buf is copied).  -ENOTCONN before established or after
+ * closed, -EMSGSIZE for 0 or more than max_frame bytes, -ENOBUFS when the
+ * queue would pass send_max.
+ */
+int tcpconn_send(struct tcpconn *c, const void *buf, size_t len);
+
+/* Bytes queued and not yet handed to the kernel. */
+size_t tcpconn_pending_bytes(const struct tcpconn *c);
+/* True from passing send_high_water until writable() fires. */
+bool tcpconn_send_blocked(const struct tcpconn *c);
+
+/* "192.0.2.1:7471" for log messages. */
+const char *tcpconn_name(const struct tcpconn *c);
+
+void tcpconn_close(struct tcpconn *c);
+
+#endif

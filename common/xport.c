@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "xport.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "rdma.h"
+#include "tcpconn.h"
+
+struct xport {
+	enum xport_kind kind;
+	struct rdma_ep *ep;
+	struct tcpconn *tc;
+	const struct xport_ops *ops;
+	void *arg;
+};
+
+struct xport_listener {
+	enum xport_kind kind;
+	struct rdma_listener *rl;
+	struct tcpconn_listener *tl;
+	struct xport_params params;
+	xport_accept_cb cb;
+	void *arg;
+};
+
+int xport_kind_parse(const char *s, enum xport_kind *kind)
+{
+	if (strcmp(s, "rdma") == 0)
+		*kind = XPORT_RDMA;
+	else if (strcmp(s, "tcp") == 0)
+		*kind = XPORT_TCP;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *xport_kind_str(enum xport_kind kind)
+{
+	return kind == XPORT_RDMA ? "rdma" : "tcp";
+}
+
+void xport_params_init(struct xport_params *p)
+{
+	p->max_msg = 64 * 1024;
+	p->max_reads = 64;
+	p->timeout_ms = 5000;
+}
+
+/* ---- trampolines: the transports' callbacks to ours ---- */
+
+static void rdma_established(struct rdma_ep *ep, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->established)
+		x->ops->established(x, x->arg);
+}
+
+static void rdma_recv(struct rdma_ep *ep, const void *buf, size_t len, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->recv)
+		x->ops->recv(x, buf, len, x->arg);
+}
+
+static void rdma_read_done(struct rdma_ep *ep, uint64_t cookie, int status, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->read_done)
+		x->ops->read_done(x, cookie, status, x->arg);
+}
+
+static void rdma_closed(struct rdma_ep *ep, int reason, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->closed)
+		x->ops->closed(x, reason, x->arg);
+}
+
+static const struct rdma_ep_ops xport_rdma_ops = {
+    .established = rdma_established,
+    .recv = rdma_recv,
+    .read_done = rdma_read_done,
+    .closed = rdma_closed,
+};
+
+static void tcp_established(struct tcpconn *c, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->established)
+		x->ops->established(x, x->arg);
+}
+
+static void tcp_recv(struct tcpconn *c, const void *buf, size_t len, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->recv)
+		x->ops->recv(x, buf, len, x->arg);
+}
+
+static void tcp_closed(struct tcpconn *c, int reason, void *arg)
+{
+	struct xport *x = arg;
+
+	if (x->ops && x->ops->closed)
+		x->ops->closed(x, reason, x->arg);
+}
+
+static const struct tcpconn_ops xport_tcp_ops = {
+    .established = tcp_established,
+    .recv = tcp_recv,
+    .closed = tcp_closed,
+};
+
+static void rdma_params(const struct xport_params *p, struct rdma_ep_params *rp)
+{
+	rdma_ep_params_init(rp);
+	if (p) {
+		rp->max_msg = p->max_msg;
+		rp->max_reads = p->max_reads;
+		rp->timeout_ms = p->timeout_ms;
+	}
+}
+
+static void tcp_params(const struct xport_params *p, struct tcpconn_params *tp)
+{
+	tcpconn_params_init(tp);
+	if (p) {
+		tp->max_frame = p->max_msg;
+		tp->connect_timeout_ms = p->timeout_ms;
+	}
+}
+
+/* ---- listening ---- */
+
+static int accept_common(struct xport_listener *l, struct xport *x)
+{
+	int ret = l->cb(l, x, l->arg);
+
+	if (ret < 0)
+		free(x);
+	return ret;
+}
+
+static int rdma_accept(struct rdma_listener *rl, struct rdma_ep *ep, void *arg)
+{
+	struct xport_listener *l = arg;
+	struct xport *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -ENOMEM;
+	x->kind = XPORT_RDMA;
+	x->ep = ep;
+	rdma_ep_set_ops(ep, &xport_rdma_ops, x);
+	return accept_common(l, x);
+}
+
+static int tcp_accept(struct tcpconn_listener *tl, struct tcpconn *c, void *arg)
+{
+	struct xport_listener *l = arg;
+	struct xport *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return -ENOMEM;
+	x->kind = XPORT_TCP;
+	x->tc = c;
+	tcpconn_set_ops(c, &xport_tcp_ops, x);
+	return accept_common(l, x);
+}
+
+int xport_listen(struct event_base *base, enum xport_kind kind, const char *host, const char *port,
+		 const struct xport_params *p, xport_accept_cb cb, void *arg,
+		 struct xport_listener **out)
+{
+	struct xport_listener *l = calloc(1, sizeof(*l));
+	struct rdma_ep_params rp;
+	struct tcpconn_params tp;
+	int ret;
+
+	if (!l)
+		return -ENOMEM;
+	l->kind = kind;
+	l->cb = cb;
+	l->arg = arg;
+	if (kind == XPORT_RDMA) {
+		rdma_params(p, &rp);
+		ret = rdma_listener_create(base, host, port, &rp, rdma_accept, l, &l->rl);
+	} else {
+		tcp_params(p, &tp);
+		ret = tcpconn_listen(base, host, port, &tp, tcp_accept, l, &l->tl);
+	}
+	if (ret < 0) {
+		free(l);
+		return ret;
+	}
+	*out = l;
+	return 0;
+}
+
+int xport_listener_port(const struct xport_listener *l)
+{
+	return l->kind == XPORT_RDMA ? rdma_listener_port(l->rl) : tcpconn_listener_port(l->tl);
+}
+
+void xport_listener_destroy(struct xport_listener *l)
+{
+	if (!l)
+		return;
+	if (l->rl)
+		rdma_listener_destroy(l->rl);
+	if (l->tl)
+		tcpconn_listener_destroy(l->tl);
+	free(l);
+}
+
+/* ---- connections ---- */
+
+int xport_connect(struct event_base *base, enum xport_kind kind, const char *host, const char *port,
+		  const struct xport_params *p, const struct xport_ops *ops, void *arg,
+		  struct xport **out)
+{
+	struct xport *x = calloc(1, sizeof(*x));
+	struct rdma_ep_params rp;
+	struct tcpconn_params tp;
+	int ret;
+
+	if (!x)
+		return -ENOMEM;
+	x->kind = kind;
+	x->ops = ops;
+	x->arg = arg;
+	if (kind == XPORT_RDMA) {
+		rdma_params(p, &rp);
+		ret = rdma_ep_connect(base, host, port, &rp, &xport_rdma_ops, x, &x->ep);
+	} else {
+		tcp_params(p, &tp);
+		ret = tcpconn_connect(base, host, port, &tp, &xport_tcp_ops, x, &x->tc);
+	}
+	if (ret < 0) {
+		free(x);
+		return ret;
+	}
+	*out = x;
+	return 0;
+}
+
+void xport_set_ops(struct xport *x, const struct xport_ops *ops, void *arg)
+{
+	x->ops = ops;
+	x->arg = arg;
+}
+
+enum xport_kind xport_kind(const struct xport *x)
+{
+	return x->kind;
+}
+
+int xport_send(struct xport *x, const void *buf, size_t len)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_send(x->ep, buf, len)
+				     : tcpconn_send(x->tc, buf, len);
+}
+
+size_t xport_pending(const struct xport *x)
+{
+	return x->kind == XPORT_TCP ? tcpconn_pending_bytes(x->tc) : 0;
+}
+
+const char *xport_name(const struct xport *x)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_name(x->ep) : tcpconn_name(x->tc);
+}
+
+int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr **out)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_reg(x->ep, addr, len, access, out);
+}
+
+int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+	       uint32_t len, uint64_t cookie)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_read(x->ep, local, lkey, raddr, rkey, len, cookie);
+}
+
+uint32_t xport_read_slots(const struct xport *x)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_read_slots(x->ep) : 0;
+}
+
+void xport_close(struct xport *x)
+{
+	if (!x)
+		return;
+	/* The transports defer their own release; nothing calls back into x after this. */
+	if (x->kind == XPORT_RDMA)
+		rdma_ep_close(x->ep);
+	else
+		tcpconn_close(x->tc);
+	free(x);
+}

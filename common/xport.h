@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * xport: one message connection between the agents, over RDMA or TCP.
+ *
+ * The agents speak the same control protocol over both transports; this
+ * module hides which one carries it.  Over RDMA a message is one SEND and
+ * page data moves by one-sided READ (xport_read); over TCP messages are
+ * length-framed on a stream and page data comes in ReadResp messages, so
+ * xport_read is not available there.
+ *
+ * Lifetime follows rdma.h and tcpconn.h: the owner calls xport_close()
+ * exactly once, from anywhere, including its own callbacks; no callback
+ * runs afterwards.  closed() reports the end of the connection; the owner
+ * must still close.  A listener hands each accepted connection to
+ * accept_cb, which sets its ops with xport_set_ops() and owns it from then.
+ */
+#ifndef RDMIG_XPORT_H
+#define RDMIG_XPORT_H
+
+#include <event2/event.h>
+#include <infiniband/verbs.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum xport_kind {
+	XPORT_RDMA,
+	XPORT_TCP,
+};
+
+struct xport;
+struct xport_listener;
+
+struct xport_ops {
+	void (*established)(struct xport *x, void *arg);
+	/* buf is valid only during the call. */
+	void (*recv)(struct xport *x, const void *buf, size_t len, void *arg);
+	/* RDMA only: a READ posted with xport_read() finished (0 or -errno). */
+	void (*read_done)(struct xport *x, uint64_t cookie, int status, void *arg);
+	/* reason is a negative errno. */
+	void (*closed)(struct xport *x, int reason, void *arg);
+};
+
+struct xport_params {
+	uint32_t max_msg;   /* largest message either way */
+	uint32_t max_reads; /* RDMA: READs outstanding */
+	uint32_t timeout_ms;
+};
+
+typedef int (*xport_accept_cb)(struct xport_listener *l, struct xport *x, void *arg);
+
+/* "rdma" or "tcp" into *kind; -EINVAL otherwise. */
+int xport_kind_parse(const char *s, enum xport_kind *kind);
+const char *xport_kind_str(enum xport_kind kind);
+
+void xport_params_init(struct xport_params *p);
+
+int xport_listen(struct event_base *base, enum xport_kind kind, const char *host, const char *port,
+		 const struct xport_params *p, xport_accept_cb cb, void *arg,
+		 struct xport_listener **out);
+int xport_listener_port(const struct xport_listener *l);
+void xport_listener_destroy(struct xport_listener *l);
+
+int xport_connect(struct event_base *base, enum xport_kind kind, const char *host, const char *port,
+		  const struct xport_params *p, const struct xport_ops *ops, void *arg,
+		  struct xport **out);
+void xport_set_ops(struct xport *x, const struct xport_ops *ops, void *arg);
+
+enum xport_kind xport_kind(const struct xport *x);
+int xport_send(struct xport *x, const void *buf, size_t len);
+/* Bytes queued but not yet on the wire (TCP); 0 for RDMA. */
+size_t xport_pending(const struct xport *x);
+const char *xport_name(const struct xport *x);
+
+/* RDMA only (-EOPNOTSUPP otherwise): see rdma_ep_reg() / rdma_ep_read(). */
+int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr **out);
+int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+	       uint32_t len, uint64_t cookie);
+uint32_t xport_read_slots(const struct xport *x);
+
+void xport_close(struct xport *x);
+
+#endif

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * engine: the destination's fault engine.
+ *
+ * One engine serves every restored process of one restore on one libevent
+ * loop.  Per process (a "task") it holds the userfaultfd, non-blocking and
+ * watched for reading, and the lazy set of pages still to install:
+ *  - PAGEFAULT on a pending lazy page: the page plus read-ahead is fetched
+ *    from the page source at fault priority and installed with UFFDIO_COPY;
+ *    on a page already in flight: nothing (that COPY wakes the thread); on
+ *    anything else (never dumped, or installed and then dropped): a zero
+ *    page (UFFDIO_ZEROPAGE).
+ *  - FORK: a new task for the child with the parent's remaining and
+ *    in-flight pages, fetched from the parent's image; REMAP: the pages
+ *    move; REMOVE: the range is unregistered and dropped; UNMAP: dropped.
+ *  - COPY failing with EAGAIN (an mm change is queued): events are read
+ *    first, then the copy is retried at the pages' current place; EEXIST /
+ *    ENOENT: nothing left to install there; ESRCH / ENOSPC: the process is
+ *    gone: its uffd is closed and its pages dropped.
+ * After the restorer's FIN a background drain fetches the remaining pages,
+ * a bounded number of requests at a time; queued fault requests always go
+ * first.
+ *
+ * A userfaultfd is never closed while its process may still need pages:
+ * only when the process is done (nothing pending or in flight, after FIN)
+ * or gone.  When pages cannot be had (the source fails for good, a fetch
+ * does not complete within the timeout, fetched data fails verification
+ * repeatedly) the process is stopped: the engine logs the pid and address,
+ * keeps the uffd open (its threads stay blocked, never see zeros), and
+ * SIGKILLs the process and its descendants through a pidfd taken from the
+ * SCM_CREDENTIALS of its lazy-pages socket record.  A child forked during
+ * post-copy has no pid of its own here (the kernel reports none); it is
+ * killed through its parent's tree.  A failed process that cannot be
+ * killed stays blocked as long as the engine runs.
+ *
+ * Everything runs on the loop thread; callbacks never block.
+ */
+#ifndef RDMIG_ENGINE_H
+#define RDMIG_ENGINE_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "image.h"
+#include "latstat.h"
+#include "pagesrc.h"
+#include "staging.h"
+
+struct engine;
+
+struct engine_config {
+	uint32_t readahead_pages; /* pages fetched per fault, the faulting one included */
+	uint32_t drain_depth;	  /* background requests in flight at most */
+	uint64_t drain_chunk;	  /* bytes per background request */
+	uint32_t fetch_timeout_ms;
+	uint32_t max_retries;	  /* per request, for -EAGAIN and failed verification */
+	uint32_t events_budget;	  /* uffd messages per task per wakeup */
+	uint32_t latency_samples; /* kept for exact percentiles, engine-wide */
+};
+
+/* Fills the defaults: 16 pages, 8 x 256 KiB, 30 s, 3 retries, 64 events, 65536 samples. */
+void engine_config_default(struct engine_config *cfg);
+
+struct engine_ops {
+	/*
+	 * A process could not get its pages and was stopped (killed when its
+	 * pid is known).  pid is the image pid, real_pid 0 if unknown.
+	 */
+	void (*task_failed)(void *arg, int32_t pid, pid_t real_pid, int err);
+	/*
+	 * After FIN (or engine_abort()), every task is done or gone and nothing
+	 * is in flight.  status: 0, or -EIO if some process failed, or
+	 * -ECANCELED after engine_abort().  Called once, from the loop.
+	 */
+	void (*done)(void *arg, int status);
+};
+
+struct engine_counters {
+	uint64_t faults;	/* PAGEFAULT messages */
+	uint64_t faults_lazy;	/* of them on lazy pages (pending or in flight) */
+	uint64_t zero_pages;	/* UFFDIO_ZEROPAGE installed */
+	uint64_t pages_fault;	/* installed by fault requests (read-ahead included) */
+	uint64_t pages_drain;	/* installed by the background drain */
+	uint64_t pages_dropped; /* unmapped, removed, or their process gone first */
+	uint64_t bytes;		/* installed by UFFDIO_COPY */
+	uint64_t requests;	/* submitted to the page source, retries included */
+	uint64_t retries;
+	uint64_t eagain; /* COPY / ZEROPAGE deferred by a queued mm change */
+	uint64_t forks;
+	uint64_t remaps;
+	uint64_t removes;
+	uint64_t unmaps;
+};
+
+enum engine_task_state {
+	ENGINE_TASK_ACTIVE,
+	ENGINE_TASK_FAILED, /* stopped; waiting for the process to disappear */
+	ENGINE_TASK_DONE,   /* every page installed; uffd closed */
+	ENGINE_TASK_GONE,   /* the process exited; uffd closed */
+};
+
+struct engine_task_info {
+	uint32_t id;	    /* engine-local, 1.. in arrival order */
+	uint32_t parent_id; /* task it was forked from, 0 for a restored one */
+	int32_t pid;	    /* image pid its pages come from */
+	pid_t real_pid;	    /* process to stop on failure (the parent's for a fork), 0 unknown */
+	enum engine_task_state state;
+	uint64_t lazy_pages; /* at start (a fork child: what the parent had left) */
+	uint64_t remaining;
+	struct engine_counters c;
+	uint64_t fault_p50_ns;
+	uint64_t fault_p99_ns;
+};
+
+struct engine_stats {
+	struct engine_counters c;
+	uint32_t tasks;
+	uint32_t zombies;
+	uint32_t tasks_done;
+	uint32_t tasks_gone;
+	uint32_t tasks_failed;
+	uint64_t lazy_pages; /* sum over tasks, fork children included */
+	uint64_t remaining;
+	uint64_t drain_ns; /* first drain submit to last drain completion */
+	uint64_t fault_p50_ns;
+	uint64_t fault_p90_ns;
+	uint64_t fault_p99_ns;
+	uint64_t fault_max_ns;
+	uint64_t fault_count; /* latency samples: faults resolved by a COPY */
+};
+
+/*
+ * Everything is borrowed and must outlive the engine: imgs, src (destroy
+ * it before engine_free() so no completion comes late), st, cfg is copied.
+ */
+int engine_create(struct event_base *base, const struct img_set *imgs, struct pagesrc *src,
+		  struct staging *st, const struct engine_config *cfg, const struct engine_ops *ops,
+		  void *arg, struct engine **out);
+void engine_free(struct engine *e);
+
+/*
+ * A restored process's userfaultfd (taken over: closed by the engine).
+ * sender: the real pid that sent it, 0 if unknown.  Returns 0 or a
+ * negative errno (-ESRCH: pid not in the images; the uffd is then closed).
+ */
+int engine_add_task(struct engine *e, int32_t pid, int uffd, pid_t sender);
+void engine_add_zombie(struct engine *e, int32_t pid);
+/* The restorer's FIN: the background drain may start. */
+void engine_restore_finished(struct engine *e);
+/*
+ * Stops serving: processes with pages left are stopped as after a fetch
+ * failure (killed when known); done follows with -ECANCELED once they are
+ * gone.  reason goes to the log.
+ */
+void engine_abort(struct engine *e, const char *reason);
+
+void engine_get_stats(struct engine *e, struct engine_stats *out);
+/* Calls fn for each task, in arrival order. */
+void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),
+			  void *arg);
+/* Fault-to-install latency of every task so far; valid until engine_free(). */
+const struct latstat *engine_fault_latency(const struct engine *e);
+/* Pages not installed yet in processes that may still need them. */
+uint64_t engine_remaining(const struct engine *e);
+const char *engine_task_state_name(enum engine_task_state s);
+
+#endif

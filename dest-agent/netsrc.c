@@ -1,0 +1,872 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "netsrc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "ctrl.h"
+#include "log.h"
+#include "rdmig-config.h"
+#include "util.h"
+
+#define TICK_S 1
+
+struct ns_range {
+	uint64_t img_vaddr;
+	uint64_t len;
+	uint64_t raddr;
+	uint32_t rkey;
+	uint64_t xxh3;
+	uint64_t *hashes;   /* per page, with VERIFY_PAGES */
+	uint8_t *have_hash; /* per page */
+	uint64_t nr_hashes;
+	uint64_t verified_bytes;
+};
+
+struct ns_task {
+	int32_t pid;
+	struct ns_range *ranges;
+	size_t nr;
+	size_t cap;
+	bool complete;
+};
+
+TAILQ_HEAD(ns_reqs, pagesrc_req);
+
+struct netsrc {
+	struct event_base *base;
+	struct netsrc_config cfg;
+	char *host, *port, *id, *dir;
+	const struct netsrc_ops *ops;
+	void *arg;
+
+	struct xport *x;
+	struct ctrl_state st;
+	uint8_t nonce[AUTH_NONCE_LEN];
+	char name[160];
+	struct event *tick;
+	struct event *retry;
+	uint64_t start_ns;
+	uint64_t last_rx_ns;
+	uint64_t ka_seq;
+	bool established;
+	bool images_ready;
+	bool failed;
+	bool verify; /* negotiated */
+
+	int file_fd;
+	char file_path[4096];
+
+	struct ns_task *tasks;
+	size_t nr_tasks;
+	uint64_t digest;
+
+	struct pagesrc *src;
+	struct staging *staging;
+	struct ibv_mr *staging_mr;
+	struct ns_reqs pending;
+	uint32_t inflight;
+	uint64_t next_cookie;
+
+	struct netsrc_stats stats;
+};
+
+static void ns_connect_now(struct netsrc *ns);
+
+const char *netsrc_name(const struct netsrc *ns)
+{
+	return ns->name;
+}
+
+void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out)
+{
+	*out = ns->stats;
+}
+
+static struct ns_task *ns_task_find(struct netsrc *ns, int32_t pid)
+{
+	size_t i;
+
+	for (i = 0; i < ns->nr_tasks; i++)
+		if (ns->tasks[i].pid == pid)
+			return &ns->tasks[i];
+	return NULL;
+}
+
+/* The range of pid holding [img_vaddr, img_vaddr + len), or NULL. */
+static struct ns_range *ns_range_find(struct netsrc *ns, int32_t pid, uint64_t img_vaddr,
+				      uint64_t len)
+{
+	struct ns_task *t = ns_task_find(ns, pid);
+	size_t lo = 0, hi;
+
+	if (!t)
+		return NULL;
+	hi = t->nr;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (t->ranges[mid].img_vaddr <= img_vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	if (img_vaddr + len > t->ranges[lo - 1].img_vaddr + t->ranges[lo - 1].len)
+		return NULL;
+	return &t->ranges[lo - 1];
+}
+
+static void ns_file_close(struct netsrc *ns)
+{
+	if (ns->file_fd >= 0)
+		close(ns->file_fd);
+	ns->file_fd = -1;
+}
+
+static int ns_send(struct netsrc *ns, struct ctrl_out *o)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	int ret;
+
+	ret = ctrl_state_send(&ns->st, &o->msg);
+	if (ret == 0)
+		ret = ctrl_pack_alloc(&o->msg, &buf, &len);
+	if (ret == 0)
+		ret = xport_send(ns->x, buf, len);
+	if (ret < 0)
+		log_err("%s: cannot send %s: %s", ns->name, ctrl_msg_type_str(o->msg.body_case),
+			strerror(-ret));
+	free(buf);
+	ctrl_out_release(o);
+	return ret;
+}
+
+/* Completes every request the source still holds, with err. */
+static void ns_flush_requests(struct netsrc *ns, int err)
+{
+	struct pagesrc_req *req;
+
+	while ((req = TAILQ_FIRST(&ns->pending)) != NULL) {
+		TAILQ_REMOVE(&ns->pending, req, src_link);
+		ns->inflight--;
+		pagesrc_complete(req, err);
+	}
+}
+
+/* The connection is over for good: tell the owner once, fail what is in flight. */
+static void ns_fail(struct netsrc *ns, int err, const char *reason)
+{
+	if (ns->failed)
+		return;
+	ns->failed = true;
+	log_err("%s: %s", ns->name, reason);
+	if (!ns->images_ready)
+		log_info("%s: received %" PRIu64 " memory regions and %" PRIu64
+			 " range tables before the failure",
+			 ns->name, ns->stats.regions, ns->stats.tables);
+	if (ns->x) {
+		xport_close(ns->x);
+		ns->x = NULL;
+	}
+	ns_file_close(ns);
+	if (ns->src)
+		pagesrc_report_gone(ns->src, err, reason);
+	ns_flush_requests(ns, err);
+	if (ns->ops->failed)
+		ns->ops->failed(ns->arg, err, reason);
+}
+
+static void ns_abort(struct netsrc *ns, uint32_t code, const char *reason)
+{
+	struct ctrl_out o;
+
+	if (ns->x && ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_ABORT) == 0 &&
+	    ctrl_msg_abort(&o, code, reason) == 0)
+		ns_send(ns, &o);
+	ns_fail(ns, -ECONNABORTED, reason);
+}
+
+void netsrc_abort(struct netsrc *ns, uint32_t code, const char *reason)
+{
+	ns_abort(ns, code, reason);
+}
+
+/* ---- handshake ---- */
+
+static void ns_established(struct xport *x, void *arg)
+{
+	struct netsrc *ns = arg;
+	struct ctrl_hello h = {
+	    .role = CTRL_ROLE_DEST,
+	    .channel = CTRL_CHANNEL_CONTROL,
+	    .page_size = IMG_PAGE_SIZE,
+	    .migration_id = ns->id,
+	    .nonce = ns->nonce,
+	    .agent_version = "rdmig-dest " RDMIG_VERSION,
+	};
+	struct ctrl_out o;
+
+	ns->established = true;
+	ns->last_rx_ns = now_ns();
+	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s", ns->id, xport_name(x));
+	log_info("%s: connected over %s", ns->name, xport_kind_str(ns->cfg.kind));
+	h.features = ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
+	if (ns->cfg.verify)
+		h.features |= CTRL_FEAT_VERIFY_PAGES;
+	if (auth_nonce(ns->nonce) < 0 || ctrl_msg_hello(&o, &h) < 0 || ns_send(ns, &o) < 0)
+		ns_fail(ns, -EIO, "cannot send Hello");
+}
+
+static void on_hello(struct netsrc *ns)
+{
+	const struct ctrl_negotiated *neg = ctrl_state_negotiated(&ns->st);
+	uint64_t want = ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
+	uint8_t proof[AUTH_PROOF_LEN];
+	struct auth_transcript t;
+	struct ctrl_out o;
+
+	if (!(neg->features & want)) {
+		ns_abort(ns, CTRL_ABORT_FEATURES,
+			 "the source does not serve pages over this transport");
+		return;
+	}
+	ns->verify = neg->features & CTRL_FEAT_VERIFY_PAGES;
+	if (ns->cfg.verify && !ns->verify) {
+		ns_abort(ns, CTRL_ABORT_FEATURES,
+			 "verification asked for but the source offers no page checksums "
+			 "(rdmig-source --verify)");
+		return;
+	}
+	if (ctrl_state_transcript(&ns->st, &t) < 0 ||
+	    auth_proof_compute(ns->cfg.secret, AUTH_ROLE_DEST, &t, proof) < 0 ||
+	    ctrl_msg_auth_proof(&o, proof) < 0 || ns_send(ns, &o) < 0)
+		ns_fail(ns, -EIO, "cannot send the authentication proof");
+}
+
+static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
+{
+	struct auth_transcript t;
+	struct ctrl_out o;
+
+	if (ctrl_state_transcript(&ns->st, &t) < 0 ||
+	    auth_proof_verify(ns->cfg.secret, AUTH_ROLE_SOURCE, &t, p->hmac.data, p->hmac.len) <
+		0) {
+		if (ctrl_msg_auth_result(&o, false, "authentication failed") == 0)
+			ns_send(ns, &o);
+		ns_fail(ns, -EACCES, "the source failed to prove it knows the migration's secret");
+		return;
+	}
+	ctrl_state_set_peer_verified(&ns->st);
+	if (ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
+		ns_fail(ns, -EIO, "cannot confirm authentication");
+		return;
+	}
+	log_info("%s: mutual authentication done; receiving images into %s", ns->name, ns->dir);
+}
+
+/* ---- images ---- */
+
+static int on_image_file(struct netsrc *ns, const ImageFile *f)
+{
+	size_t off = 0;
+	ssize_t n;
+	int ret;
+
+	if (ns->file_fd < 0) {
+		snprintf(ns->file_path, sizeof(ns->file_path), "%s/%s", ns->dir, f->name);
+		/* Never follow a link or replace an existing file: the name is the peer's. */
+		ns->file_fd =
+		    open(ns->file_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (ns->file_fd < 0) {
+			ret = -errno;
+			log_err("%s: cannot create %s: %s%s", ns->name, ns->file_path,
+				strerror(errno),
+				errno == EEXIST ? " (the images directory must start empty)" : "");
+			return ret;
+		}
+		if (ftruncate(ns->file_fd, (off_t)f->total_size) < 0) {
+			ret = -errno;
+			log_err("%s: cannot size %s to %" PRIu64 " bytes: %s", ns->name,
+				ns->file_path, f->total_size, strerror(errno));
+			return ret;
+		}
+	}
+	while (f->has_data && off < f->data.len) {
+		n = pwrite(ns->file_fd, f->data.data + off, f->data.len - off,
+			   (off_t)(f->offset + off));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = -errno;
+			log_err("%s: cannot write %s at offset %" PRIu64 ": %s", ns->name,
+				ns->file_path, f->offset + off, strerror(errno));
+			return ret;
+		}
+		off += (size_t)n;
+	}
+	ns->stats.file_bytes += off;
+	if (f->has_flags && (f->flags & CTRL_IMAGE_FILE_LAST)) {
+		if (fsync(ns->file_fd) < 0) {
+			ret = -errno;
+			log_err("%s: cannot flush %s: %s", ns->name, ns->file_path,
+				strerror(errno));
+			return ret;
+		}
+		ns_file_close(ns);
+		ns->stats.files++;
+	}
+	return 0;
+}
+
+static int on_task_table(struct netsrc *ns, const TaskTable *tt)
+{
+	struct ns_task *t = ns_task_find(ns, tt->pid);
+	size_t i;
+
+	if (!t) {
+		struct ns_task *nt = realloc(ns->tasks, (ns->nr_tasks + 1) * sizeof(*nt));
+
+		if (!nt)
+			return -ENOMEM;
+		ns->tasks = nt;
+		t = &ns->tasks[ns->nr_tasks++];
+		memset(t, 0, sizeof(*t));
+		t->pid = tt->pid;
+	} else if (t->complete) {
+		log_err("%s: a second range table for pid %d", ns->name, tt->pid);
+		return -EPROTO;
+	}
+	if (t->nr + tt->n_ranges > t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 64;
+		struct ns_range *nr;
+
+		while (cap < t->nr + tt->n_ranges)
+			cap *= 2;
+		nr = realloc(t->ranges, cap * sizeof(*nr));
+		if (!nr)
+			return -ENOMEM;
+		t->ranges = nr;
+		t->cap = cap;
+	}
+	for (i = 0; i < tt->n_ranges; i++) {
+		const LazyRange *lr = tt->ranges[i];
+		struct ns_range *r = &t->ranges[t->nr++];
+
+		memset(r, 0, sizeof(*r));
+		r->img_vaddr = lr->img_vaddr;
+		r->len = lr->len;
+		r->raddr = lr->has_remote_addr ? lr->remote_addr : 0;
+		r->rkey = lr->has_rkey ? lr->rkey : 0;
+		r->xxh3 = lr->xxh3;
+		ns->digest = ctrl_digest_add(ns->digest, lr->xxh3);
+		ns->stats.ranges++;
+		ns->stats.lazy_bytes += lr->len;
+	}
+	if (tt->has_flags && (tt->flags & CTRL_TASK_TABLE_LAST)) {
+		t->complete = true;
+		ns->stats.tables++;
+	}
+	return 0;
+}
+
+static int on_page_hashes(struct netsrc *ns, const PageHashes *ph)
+{
+	size_t i;
+
+	for (i = 0; i < ph->n_hashes; i++) {
+		uint64_t va = ph->first_vaddr + (uint64_t)i * IMG_PAGE_SIZE;
+		struct ns_range *r = ns_range_find(ns, ph->pid, va, IMG_PAGE_SIZE);
+		uint64_t idx;
+
+		if (!r) {
+			log_err("%s: page hash for pid %d at 0x%" PRIx64 " outside its ranges",
+				ns->name, ph->pid, va);
+			return -ERANGE;
+		}
+		if (!r->hashes) {
+			r->hashes = calloc(r->len / IMG_PAGE_SIZE, sizeof(*r->hashes));
+			r->have_hash = calloc(r->len / IMG_PAGE_SIZE, 1);
+			if (!r->hashes || !r->have_hash)
+				return -ENOMEM;
+		}
+		idx = (va - r->img_vaddr) / IMG_PAGE_SIZE;
+		if (!r->have_hash[idx])
+			r->nr_hashes++;
+		r->have_hash[idx] = 1;
+		r->hashes[idx] = ph->hashes[i];
+	}
+	return 0;
+}
+
+static void on_images_done(struct netsrc *ns)
+{
+	char sz[32], lz[32];
+	size_t i, j;
+
+	if (ns->file_fd >= 0) {
+		ns_abort(ns, CTRL_ABORT_IMAGES, "ImagesDone with a file still open");
+		return;
+	}
+	if (ns->verify) {
+		for (i = 0; i < ns->nr_tasks; i++) {
+			for (j = 0; j < ns->tasks[i].nr; j++) {
+				const struct ns_range *r = &ns->tasks[i].ranges[j];
+
+				if (r->nr_hashes != r->len / IMG_PAGE_SIZE) {
+					ns_abort(ns, CTRL_ABORT_IMAGES,
+						 "page checksums missing for a range");
+					return;
+				}
+			}
+		}
+	}
+	ns->images_ready = true;
+	log_info("%s: received %" PRIu64 " image files (%s), %" PRIu64 " range tables, %s lazy%s",
+		 ns->name, ns->stats.files, fmt_bytes(ns->stats.file_bytes, sz, sizeof(sz)),
+		 ns->stats.tables, fmt_bytes(ns->stats.lazy_bytes, lz, sizeof(lz)),
+		 ns->verify ? ", with page checksums" : "");
+	if (ns->ops->images_ready)
+		ns->ops->images_ready(ns->arg);
+}
+
+/* ---- post-copy ---- */
+
+static void on_read_resp(struct netsrc *ns, const ReadResp *rr)
+{
+	struct pagesrc_req *req;
+
+	TAILQ_FOREACH(req, &ns->pending, src_link)
+	if ((uint64_t)(uintptr_t)req->src_priv == rr->cookie)
+		break;
+	if (!req) {
+		ns_abort(ns, CTRL_ABORT_PROTOCOL, "ReadResp for no outstanding request");
+		return;
+	}
+	if (rr->status == 0 && (!rr->has_data || rr->data.len != req->len)) {
+		ns_abort(ns, CTRL_ABORT_PROTOCOL, "ReadResp with the wrong length");
+		return;
+	}
+	TAILQ_REMOVE(&ns->pending, req, src_link);
+	ns->inflight--;
+	if (rr->status == 0) {
+		memcpy(req->dst, rr->data.data, req->len);
+		ns->stats.reads++;
+		ns->stats.read_bytes += req->len;
+		pagesrc_complete(req, 0);
+	} else {
+		log_err("%s: the source cannot serve pid %d at 0x%" PRIx64 ": %s", ns->name,
+			req->pid, req->img_vaddr, strerror(-rr->status));
+		pagesrc_complete(req, rr->status);
+	}
+}
+
+static void ns_read_done(struct xport *x, uint64_t cookie, int status, void *arg)
+{
+	struct netsrc *ns = arg;
+	struct pagesrc_req *req = (struct pagesrc_req *)(uintptr_t)cookie;
+
+	TAILQ_REMOVE(&ns->pending, req, src_link);
+	ns->inflight--;
+	if (status == 0) {
+		ns->stats.reads++;
+		ns->stats.read_bytes += req->len;
+	}
+	pagesrc_complete(req, status == 0 ? 0 : -EIO);
+}
+
+static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
+{
+	struct netsrc *ns = arg;
+	RdmigMsg *m = NULL;
+	uint32_t code;
+	const char *why;
+	int ret = 0;
+
+	ns->last_rx_ns = now_ns();
+	if (ctrl_state_recv(&ns->st, buf, len, &m) < 0) {
+		why = ctrl_state_error(&ns->st, &code);
+		ns_abort(ns, code, why);
+		return;
+	}
+	switch (m->body_case) {
+	case RDMIG_MSG__BODY_HELLO:
+		on_hello(ns);
+		break;
+	case RDMIG_MSG__BODY_AUTH_RESULT:
+		if (!m->auth_result->ok)
+			ns_fail(ns, -EACCES,
+				"the source refused our authentication (wrong secret or migration "
+				"id?)");
+		break;
+	case RDMIG_MSG__BODY_AUTH_PROOF:
+		on_auth_proof(ns, m->auth_proof);
+		break;
+	case RDMIG_MSG__BODY_MEM_REGIONS:
+		ns->stats.regions += m->mem_regions->n_regions;
+		break;
+	case RDMIG_MSG__BODY_IMAGE_FILE:
+		ret = on_image_file(ns, m->image_file);
+		if (ret < 0)
+			ns_abort(ns, CTRL_ABORT_IMAGES,
+				 ret == -ENOSPC ? "cannot store the images: no space left"
+						: "cannot store the images");
+		break;
+	case RDMIG_MSG__BODY_TASK_TABLE:
+		ret = on_task_table(ns, m->task_table);
+		if (ret < 0)
+			ns_abort(ns, CTRL_ABORT_IMAGES, "bad range table");
+		break;
+	case RDMIG_MSG__BODY_PAGE_HASHES:
+		ret = on_page_hashes(ns, m->page_hashes);
+		if (ret < 0)
+			ns_abort(ns, CTRL_ABORT_IMAGES, "bad page checksums");
+		break;
+	case RDMIG_MSG__BODY_IMAGES_DONE:
+		on_images_done(ns);
+		break;
+	case RDMIG_MSG__BODY_READ_RESP:
+		on_read_resp(ns, m->read_resp);
+		break;
+	case RDMIG_MSG__BODY_KEEPALIVE:
+		break;
+	case RDMIG_MSG__BODY_DONE_ACK:
+		if (ns->ops->done_acked)
+			ns->ops->done_acked(ns->arg, m->done_ack->ok, m->done_ack->reason);
+		break;
+	case RDMIG_MSG__BODY_ABORT: {
+		char reason[320];
+
+		snprintf(reason, sizeof(reason), "the source aborted: %s (%s)",
+			 m->abort->reason ? m->abort->reason : "no reason",
+			 ctrl_abort_str(m->abort->code));
+		ns_fail(ns, -ECONNABORTED, reason);
+		break;
+	}
+	default:
+		ns_abort(ns, CTRL_ABORT_PROTOCOL, "unexpected message");
+		break;
+	}
+	ctrl_free(m);
+}
+
+static void ns_closed(struct xport *x, int reason, void *arg)
+{
+	struct netsrc *ns = arg;
+	struct timeval tv = {0, 300000};
+	char why[160];
+
+	/* A source still starting up refuses: try again until the deadline. */
+	if (!ns->established && !ns->failed &&
+	    now_ns() - ns->start_ns < (uint64_t)ns->cfg.connect_timeout_s * 1000000000ull) {
+		log_debug("%s: not reachable yet (%s), retrying", ns->name, strerror(-reason));
+		xport_close(ns->x);
+		ns->x = NULL;
+		event_add(ns->retry, &tv);
+		return;
+	}
+	snprintf(why, sizeof(why), "connection to the source lost: %s", strerror(-reason));
+	ns_fail(ns, reason, why);
+}
+
+static const struct xport_ops ns_xops = {
+    .established = ns_established,
+    .recv = ns_recv,
+    .read_done = ns_read_done,
+    .closed = ns_closed,
+};
+
+static void ns_connect_now(struct netsrc *ns)
+{
+	struct xport_params xp;
+	int ret;
+
+	xport_params_init(&xp);
+	xp.max_reads = ns->cfg.max_reads;
+	if (ns->cfg.kind == XPORT_TCP)
+		xp.max_msg = 2u << 20;
+	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
+	ret = xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, &ns_xops, ns, &ns->x);
+	if (ret < 0) {
+		ns->x = NULL;
+		ns_fail(ns, ret, "cannot connect to the source");
+	}
+}
+
+static void ns_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ns_connect_now(arg);
+}
+
+static void ns_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct netsrc *ns = arg;
+	uint64_t now = now_ns();
+	struct ctrl_out o;
+	char why[128];
+
+	if (ns->failed)
+		return;
+	if (!ctrl_state_authenticated(&ns->st)) {
+		if (now - ns->start_ns > (uint64_t)ns->cfg.connect_timeout_s * 1000000000ull) {
+			snprintf(why, sizeof(why),
+				 "no authenticated connection to the source within %u s",
+				 ns->cfg.connect_timeout_s);
+			ns_fail(ns, -ETIMEDOUT, why);
+		}
+		return;
+	}
+	if (now - ns->last_rx_ns > (uint64_t)ns->cfg.dead_after_s * 1000000000ull) {
+		snprintf(why, sizeof(why), "the source has been silent for %u s",
+			 ns->cfg.dead_after_s);
+		ns_fail(ns, -ETIMEDOUT, why);
+		return;
+	}
+	if (ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
+	    ctrl_msg_keepalive(&o, ++ns->ka_seq, now) == 0)
+		ns_send(ns, &o);
+}
+
+int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
+		   const struct netsrc_ops *ops, void *arg, struct netsrc **out)
+{
+	struct timeval tv = {TICK_S, 0};
+	struct netsrc *ns;
+
+	ns = calloc(1, sizeof(*ns));
+	if (!ns)
+		return -ENOMEM;
+	ns->base = base;
+	ns->cfg = *cfg;
+	ns->ops = ops;
+	ns->arg = arg;
+	ns->file_fd = -1;
+	TAILQ_INIT(&ns->pending);
+	ns->host = strdup(cfg->host);
+	ns->port = strdup(cfg->port);
+	ns->id = strdup(cfg->migration_id);
+	ns->dir = strdup(cfg->images_dir);
+	ns->tick = event_new(base, -1, EV_PERSIST, ns_tick, ns);
+	ns->retry = evtimer_new(base, ns_retry_cb, ns);
+	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->tick || !ns->retry ||
+	    event_add(ns->tick, &tv) < 0) {
+		netsrc_free(ns);
+		return -ENOMEM;
+	}
+	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s:%s", ns->id, ns->host,
+		 ns->port);
+	ns->start_ns = now_ns();
+	ns_connect_now(ns);
+	*out = ns;
+	return 0;
+}
+
+void netsrc_free(struct netsrc *ns)
+{
+	size_t i, j;
+
+	if (!ns)
+		return;
+	if (ns->staging_mr)
+		ibv_dereg_mr(ns->staging_mr);
+	if (ns->x)
+		xport_close(ns->x);
+	ns_file_close(ns);
+	if (ns->tick)
+		event_free(ns->tick);
+	if (ns->retry)
+		event_free(ns->retry);
+	for (i = 0; i < ns->nr_tasks; i++) {
+		for (j = 0; j < ns->tasks[i].nr; j++) {
+			free(ns->tasks[i].ranges[j].hashes);
+			free(ns->tasks[i].ranges[j].have_hash);
+		}
+		free(ns->tasks[i].ranges);
+	}
+	free(ns->tasks);
+	free(ns->host);
+	free(ns->port);
+	free(ns->id);
+	free(ns->dir);
+	free(ns);
+}
+
+int netsrc_check_images(struct netsrc *ns, const struct img_set *imgs)
+{
+	size_t i, j;
+
+	for (i = 0; i < imgs->nr_tasks; i++) {
+		const struct img_task *it = &imgs->tasks[i];
+		struct ns_task *t = ns_task_find(ns, it->pid);
+		size_t n = it->has_memory ? it->nr_lazy : 0;
+
+		if (n == 0 && !t)
+			continue;
+		if (!t || !t->complete || t->nr != n) {
+			log_err("%s: pid %d has %zu lazy ranges in the images but %zu in the "
+				"source's table",
+				ns->name, it->pid, n, t ? t->nr : 0);
+			return -EBADMSG;
+		}
+		for (j = 0; j < n; j++) {
+			if (t->ranges[j].img_vaddr != it->lazy[j].vaddr ||
+			    t->ranges[j].len != it->lazy[j].len) {
+				log_err("%s: pid %d range %zu differs: images 0x%" PRIx64
+					"+%" PRIu64 ", table 0x%" PRIx64 "+%" PRIu64,
+					ns->name, it->pid, j, it->lazy[j].vaddr, it->lazy[j].len,
+					t->ranges[j].img_vaddr, t->ranges[j].len);
+				return -EBADMSG;
+			}
+		}
+	}
+	for (i = 0; i < ns->nr_tasks; i++) {
+		if (!image_set_task(imgs, ns->tasks[i].pid)) {
+			log_err(
+			    "%s: the source sent a table for pid %d, which is not in the images",
+			    ns->name, ns->tasks[i].pid);
+			return -EBADMSG;
+		}
+	}
+	return 0;
+}
+
+/* ---- the page source ---- */
+
+static int nsrc_submit(void *ctx, struct pagesrc_req *req)
+{
+	struct netsrc *ns = ctx;
+	struct ns_range *r;
+	struct ctrl_out o;
+	int ret;
+
+	if (ns->failed || !ns->x)
+		return -ENOTCONN;
+	if (ns->inflight >= ns->cfg.max_reads)
+		return -EAGAIN;
+	r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
+	if (!r) {
+		log_err("%s: pid %d 0x%" PRIx64 "+%" PRIu64 " is in no range the source offered",
+			ns->name, req->pid, req->img_vaddr, req->len);
+		return -ERANGE;
+	}
+	if (ns->cfg.kind == XPORT_RDMA) {
+		ret = xport_read(ns->x, req->dst, ns->staging_mr->lkey,
+				 r->raddr + (req->img_vaddr - r->img_vaddr), r->rkey,
+				 (uint32_t)req->len, (uint64_t)(uintptr_t)req);
+	} else {
+		req->src_priv = (void *)(uintptr_t)++ns->next_cookie;
+		ret = ctrl_msg_read_req(&o, ns->next_cookie, req->pid, req->img_vaddr,
+					(uint32_t)req->len);
+		if (ret == 0)
+			ret = ns_send(ns, &o);
+	}
+	if (ret < 0)
+		return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
+	TAILQ_INSERT_TAIL(&ns->pending, req, src_link);
+	ns->inflight++;
+	return 0;
+}
+
+static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *buf, uint64_t len)
+{
+	struct netsrc *ns = ctx;
+	struct ns_range *r;
+	uint64_t p, idx;
+
+	if (!ns->verify)
+		return 0;
+	r = ns_range_find(ns, pid, img_vaddr, len);
+	if (!r || !r->hashes)
+		return -ERANGE;
+	for (p = 0; p < len; p += IMG_PAGE_SIZE) {
+		idx = (img_vaddr + p - r->img_vaddr) / IMG_PAGE_SIZE;
+		if (XXH3_64bits((const uint8_t *)buf + p, IMG_PAGE_SIZE) != r->hashes[idx]) {
+			ns->stats.verify_failures++;
+			log_err("%s: pid %d page 0x%" PRIx64
+				" does not match the source's checksum",
+				ns->name, pid, img_vaddr + p);
+			return -EBADMSG;
+		}
+	}
+	ns->stats.pages_verified += len / IMG_PAGE_SIZE;
+	r->verified_bytes += len;
+	return 0;
+}
+
+static void nsrc_destroy(void *ctx)
+{
+	struct netsrc *ns = ctx;
+
+	/* Forget every request: the engine no longer waits for them. */
+	TAILQ_INIT(&ns->pending);
+	ns->inflight = 0;
+	ns->src = NULL;
+	if (ns->x && ns->cfg.kind == XPORT_RDMA) {
+		/* READs may still target staging: stop the connection first. */
+		xport_close(ns->x);
+		ns->x = NULL;
+	}
+}
+
+static const struct pagesrc_ops nsrc_ops = {
+    .name = "network",
+    .submit = nsrc_submit,
+    .verify = nsrc_verify,
+    .destroy = nsrc_destroy,
+};
+
+int netsrc_pagesrc(struct netsrc *ns, struct staging *st, struct pagesrc **out)
+{
+	int ret;
+
+	if (ns->cfg.kind == XPORT_RDMA) {
+		ret = xport_reg(ns->x, staging_base(st), staging_len(st), IBV_ACCESS_LOCAL_WRITE,
+				&ns->staging_mr);
+		if (ret < 0)
+			return ret;
+	}
+	ns->staging = st;
+	ns->src = pagesrc_new(&nsrc_ops, ns);
+	if (!ns->src)
+		return -ENOMEM;
+	*out = ns->src;
+	return 0;
+}
+
+void netsrc_send_progress(struct netsrc *ns, uint64_t pages, uint64_t bytes, uint64_t faults)
+{
+	struct ctrl_out o;
+
+	if (ns->x && ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_PROGRESS) == 0 &&
+	    ctrl_msg_progress(&o, pages, bytes, faults) == 0)
+		ns_send(ns, &o);
+}
+
+int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes)
+{
+	struct ctrl_done d = {.pages = pages, .bytes = bytes, .digest = ns->digest};
+	struct ctrl_out o;
+	size_t i, j;
+	int ret;
+
+	if (!ns->x)
+		return -ENOTCONN;
+	for (i = 0; i < ns->nr_tasks; i++)
+		for (j = 0; j < ns->tasks[i].nr; j++)
+			if (ns->verify &&
+			    ns->tasks[i].ranges[j].verified_bytes >= ns->tasks[i].ranges[j].len)
+				d.ranges_verified++;
+	ret = ctrl_msg_done(&o, &d);
+	if (ret == 0)
+		ret = ns_send(ns, &o);
+	return ret;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * netsrc: the destination's side of one migration's connection to
+ * rdmig-source, and the page source (pagesrc.h) that fetches over it.
+ *
+ * It connects, proves knowledge of the per-migration secret and checks the
+ * source's proof (docs/protocol.md), then receives the image files into
+ * the images directory (lazy parts of the pages files stay holes, so the
+ * offsets CRIU computes stay right), the per-task range tables with their
+ * checksums, and optionally per-page checksums.  Once the images are
+ * complete it reports images_ready; the owner then opens the images,
+ * checks them against the tables (netsrc_check_images), and builds the
+ * fault engine on netsrc_pagesrc():
+ *  - over RDMA, a fetch is one one-sided READ from (remote_addr, rkey) of
+ *    the range into the registered staging slot; the source CPU is idle;
+ *  - over TCP, a fetch is a ReadReq answered by a ReadResp.
+ * With verification negotiated, every page is checked against the source's
+ * XXH3 before it may be installed.
+ *
+ * Ownership: the owner frees the netsrc with netsrc_free() after
+ * destroying the pagesrc it handed out.  Callbacks run on the loop.
+ */
+#ifndef RDMIG_NETSRC_H
+#define RDMIG_NETSRC_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth.h"
+#include "image.h"
+#include "pagesrc.h"
+#include "staging.h"
+#include "xport.h"
+
+struct netsrc;
+
+struct netsrc_config {
+	enum xport_kind kind;
+	const char *host;
+	const char *port;
+	const char *migration_id;
+	const struct auth_secret *secret; /* borrowed */
+	const char *images_dir;
+	bool verify;			/* require per-page checksums */
+	unsigned int connect_timeout_s; /* connection + handshake + retries */
+	unsigned int dead_after_s;	/* silence before the source counts as lost */
+	uint32_t max_reads;		/* RDMA READs / TCP reads in flight */
+};
+
+struct netsrc_stats {
+	uint64_t files;
+	uint64_t file_bytes;
+	uint64_t regions;
+	uint64_t tables;
+	uint64_t ranges;
+	uint64_t lazy_bytes;
+	uint64_t reads;
+	uint64_t read_bytes;
+	uint64_t pages_verified;
+	uint64_t verify_failures;
+};
+
+struct netsrc_ops {
+	/* Every image file is written and the tables are complete. */
+	void (*images_ready)(void *arg);
+	/*
+	 * The migration cannot go on: before images_ready this is fatal; after
+	 * it, the page source has also been reported gone.
+	 */
+	void (*failed)(void *arg, int err, const char *reason);
+	/* The source answered Done: ok means it released the checkpoint. */
+	void (*done_acked)(void *arg, bool ok, const char *reason);
+};
+
+int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
+		   const struct netsrc_ops *ops, void *arg, struct netsrc **out);
+void netsrc_free(struct netsrc *ns);
+
+/*
+ * Refuses images whose lazy ranges differ from the tables the source sent:
+ * a page the source never offered must not be fetched, and one it offered
+ * must not be zero-filled.
+ */
+int netsrc_check_images(struct netsrc *ns, const struct img_set *imgs);
+
+/* A page source over this connection; the staging region is registered for RDMA. */
+int netsrc_pagesrc(struct netsrc *ns, struct staging *st, struct pagesrc **out);
+
+/* Progress for the source's log; best effort. */
+void netsrc_send_progress(struct netsrc *ns, uint64_t pages, uint64_t bytes, uint64_t faults);
+/* Every page is installed: tell the source, which then releases the checkpoint. */
+int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes);
+/* Best-effort Abort with a reason. */
+void netsrc_abort(struct netsrc *ns, uint32_t code, const char *reason);
+
+void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out);
+const char *netsrc_name(const struct netsrc *ns);
+
+#endif

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "migration.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctrl.h"
+#include "log.h"
+#include "util.h"
+
+const char *src_mig_state_str(enum src_mig_state st)
+{
+	switch (st) {
+	case SRC_MIG_READY:
+		return "ready";
+	case SRC_MIG_SERVING:
+		return "serving";
+	case SRC_MIG_DONE:
+		return "done";
+	case SRC_MIG_FAILED:
+		return "failed";
+	}
+	return "?";
+}
+
+int src_mig_create(const char *id, const char *dir, const char *secret_file, bool page_hashes,
+		   struct src_migration **out)
+{
+	struct src_migration *m;
+	struct ctrl_err e;
+	char sz[32];
+	uint64_t t0 = now_ns();
+	int ret;
+
+	ret = ctrl_validate_migration_id(id, &e);
+	if (ret < 0) {
+		log_err("migration id '%s': %s", id, e.text);
+		return ret;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->dir = strdup(dir);
+	if (!m->dir) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = auth_secret_load_file(secret_file, &m->secret);
+	if (ret < 0) {
+		log_err("migration %s: cannot load the secret from %s: %s", id, secret_file,
+			strerror(-ret));
+		goto out;
+	}
+	if (auth_secret_perms_loose(m->secret))
+		log_warn("migration %s: secret file %s is readable by others", id, secret_file);
+	ret = imgmap_open(dir, page_hashes, &m->map);
+	if (ret < 0) {
+		log_err("migration %s: cannot serve images in %s: %s", id, dir, strerror(-ret));
+		goto out;
+	}
+	m->state = SRC_MIG_READY;
+	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
+		 "%.2f s",
+		 id, m->map->nr_tasks, fmt_bytes(m->map->lazy_bytes, sz, sizeof(sz)), dir,
+		 (double)(now_ns() - t0) / 1e9);
+	ret = 0;
+out:
+	if (ret < 0) {
+		src_mig_destroy(m);
+		m = NULL;
+	}
+	*out = m;
+	return ret;
+}
+
+void src_mig_destroy(struct src_migration *m)
+{
+	if (!m)
+		return;
+	imgmap_close(m->map);
+	auth_secret_free(m->secret);
+	free(m->dir);
+	free(m);
+}
+
+struct src_migration *src_mig_find(struct src_mig_list *list, const char *id)
+{
+	struct src_migration *m;
+
+	LIST_FOREACH(m, list, link)
+	if (strcmp(m->id, id) == 0)
+		return m;
+	return NULL;
+}
+
+bool src_mig_all_done(const struct src_mig_list *list)
+{
+	const struct src_migration *m;
+
+	LIST_FOREACH(m, list, link)
+	if (m->state != SRC_MIG_DONE)
+		return false;
+	return true;
+}

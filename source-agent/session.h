@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * session: one destination connection on the source.
+ *
+ * A session authenticates the destination for one migration (HMAC proof of
+ * the per-migration secret, docs/protocol.md), and only then registers the
+ * checkpoint's pages files in the connection's own protection domain
+ * (REMOTE_READ only), streams the image files (lazy ranges as holes), the
+ * range tables with remote addresses and rkeys, and the page checksums.
+ * Over TCP it answers ReadReqs from the mapped files.  On Done with the
+ * right digest it marks the migration done and deregisters everything.
+ *
+ * A session that fails or loses its peer deregisters its memory and ends;
+ * the migration and its checkpoint stay, ready for another destination.
+ */
+#ifndef RDMIG_SRC_SESSION_H
+#define RDMIG_SRC_SESSION_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <sys/queue.h>
+
+#include "migration.h"
+#include "xport.h"
+
+struct src_session;
+
+/* The source agent: parsed configuration plus what it serves. */
+struct src_agent {
+	struct event_base *base;
+	enum xport_kind kind;
+	bool verify;	     /* offer per-page checksums */
+	bool exit_when_done; /* stop once every migration is done */
+	unsigned int handshake_timeout_s;
+	unsigned int dead_after_s;
+	struct src_mig_list migrations;
+	LIST_HEAD(, src_session) sessions;
+};
+
+/* Takes ownership of x (an accepted connection). */
+int src_session_start(struct src_agent *a, struct xport *x);
+/* Ends every session (agent shutdown). */
+void src_session_close_all(struct src_agent *a);
+
+#endif

@@ -1,0 +1,1120 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * api + apiclient: a real api_server on a UNIX socket (and TCP) in a temp
+ * dir, its event loop in a second thread, a fake agent behind the ops
+ * table, and every route exercised over real HTTP with apiclient.  The fake
+ * agent is only touched by the loop thread while a request is in flight;
+ * the test thread reads it after the response arrived.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "api.h"
+#include "apiclient.h"
+#include "log.h"
+
+/* The inline secret of the tests, and its two encodings. */
+#define SECRET_RAW "correct horse battery staple!"
+#define SECRET_HEX "636f727265637420686f727365206261747465727920737461706c6521"
+#define SECRET_B64 "Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZSE="
+
+#define FAKE_MAX 32
+
+struct fake_mig {
+	char id[API_ID_MAX + 1];
+	enum api_state state;
+	char peer[API_HOSTPORT_MAX + 1];
+	enum api_transport transport;
+	pid_t pid;
+};
+
+struct fake_agent {
+	enum api_role role;
+	struct fake_mig migs[FAKE_MAX];
+	size_t n;
+	bool busy;
+	int starts; /* start() calls that reached the agent */
+	/* The last request start() saw. */
+	char last_host[300];
+	uint16_t last_port;
+	pid_t last_pid;
+	char last_images[256];
+	char last_work[256];
+	char last_secret_file[256];
+	uint8_t last_secret[API_SECRET_MAX];
+	size_t last_secret_len;
+	bool last_verify, last_restore, last_id_generated;
+	enum api_transport last_transport;
+	struct api_criu_opts last_criu;
+	char last_cgroups[16];
+};
+
+static struct fake_mig *fake_find(struct fake_agent *a, const char *id)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		if (strcmp(a->migs[i].id, id) == 0)
+			return &a->migs[i];
+	}
+	return NULL;
+}
+
+static void fake_copy(char *dst, size_t len, const char *src)
+{
+	snprintf(dst, len, "%s", src ? src : "");
+}
+
+static int fake_start(void *agent, const struct api_start_req *req, struct api_error *err)
+{
+	struct fake_agent *a = agent;
+	struct fake_mig *m;
+
+	a->starts++;
+	fake_copy(a->last_host, sizeof(a->last_host), req->peer_host);
+	a->last_port = req->peer_port;
+	a->last_pid = req->pid;
+	fake_copy(a->last_images, sizeof(a->last_images), req->images_dir);
+	fake_copy(a->last_work, sizeof(a->last_work), req->work_dir);
+	fake_copy(a->last_secret_file, sizeof(a->last_secret_file), req->secret_file);
+	a->last_secret_len = req->secret ? req->secret_len : 0;
+	if (req->secret)
+		memcpy(a->last_secret, req->secret, req->secret_len);
+	a->last_verify = req->verify;
+	a->last_restore = req->restore;
+	a->last_id_generated = req->id_generated;
+	a->last_transport = req->transport;
+	a->last_criu = req->criu;
+	fake_copy(a->last_cgroups, sizeof(a->last_cgroups), req->criu.manage_cgroups);
+	if (a->busy)
+		return api_error_set(err, -EAGAIN, "the agent is busy");
+	if (fake_find(a, req->id))
+		return -EEXIST;
+	if (a->n == FAKE_MAX)
+		return -ENOSPC;
+	m = &a->migs[a->n++];
+	memset(m, 0, sizeof(*m));
+	fake_copy(m->id, sizeof(m->id), req->id);
+	fake_copy(m->peer, sizeof(m->peer), req->peer);
+	m->transport = req->transport;
+	m->pid = req->pid;
+	m->state = API_STATE_PENDING;
+	return 0;
+}
+
+static void fake_view(struct fake_agent *a, const struct fake_mig *m, struct api_migration_view *v)
+{
+	v->id = m->id;
+	v->role = a->role;
+	v->state = m->state;
+	v->error = m->state == API_STATE_FAILED ? "the peer went away" : NULL;
+	if (a->role == API_ROLE_SOURCE)
+		v->dest = m->peer;
+	else
+		v->source = m->peer;
+	v->transport = m->transport;
+	v->pid = m->pid;
+	v->pages_total = 100;
+	v->pages_fetched = 40;
+	v->pages_remaining = 60;
+	v->faults = 7;
+	v->bytes = 40 * 4096;
+	v->fault_p50_us = 12;
+	v->created_unix_ms = 1700000000123;
+}
+
+static int fake_get(void *agent, const char *id, struct api_migration_view *out)
+{
+	struct fake_agent *a = agent;
+	struct fake_mig *m = fake_find(a, id);
+
+	if (!m)
+		return -ENOENT;
+	fake_view(a, m, out);
+	return 0;
+}
+
+static int fake_list(void *agent, api_emit_fn emit, void *ctx)
+{
+	struct fake_agent *a = agent;
+
+	for (size_t i = 0; i < a->n; i++) {
+		struct api_migration_view v;
+		int ret;
+
+		api_migration_view_init(&v);
+		fake_view(a, &a->migs[i], &v);
+		ret = emit(ctx, &v);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int fake_abort(void *agent, const char *id, struct api_error *err)
+{
+	struct fake_mig *m = fake_find(agent, id);
+
+	if (!m)
+		return -ENOENT;
+	if (api_state_is_final(m->state))
+		return -EALREADY;
+	m->state = API_STATE_ABORTED;
+	return 0;
+}
+
+static int fake_rollback(void *agent, const char *id, struct api_error *err)
+{
+	struct fake_mig *m = fake_find(agent, id);
+
+	if (!m)
+		return -ENOENT;
+	if (api_state_is_final(m->state))
+		return api_error_set(err, -EBUSY, "migration %s is %s: nothing to roll back", id,
+				     api_state_str(m->state));
+	m->state = API_STATE_ROLLED_BACK;
+	return 0;
+}
+
+static const struct api_ops fake_ops = {
+    .start = fake_start,
+    .get = fake_get,
+    .list = fake_list,
+    .abort = fake_abort,
+    .rollback = fake_rollback,
+};
+
+static const struct api_ops fake_ops_dest = {
+    .start = fake_start,
+    .get = fake_get,
+    .list = fake_list,
+    .abort = fake_abort,
+};
+
+/* --- A server with its loop in a thread --------------------------------- */
+
+struct env {
+	char dir[64];
+	char sock[128];
+	struct event_base *base;
+	struct api_server *srv;
+	pthread_t thread;
+	bool running;
+	struct fake_agent agent;
+	struct apiclient_target t;
+	struct apiclient_target tcp;
+	char tcp_port[8];
+};
+
+static char log_path[128];
+static char tmp_root[32];
+
+static void set_sun_path(struct sockaddr_un *sa, const char *path)
+{
+	assert_true(strlen(path) < sizeof(sa->sun_path));
+	memcpy(sa->sun_path, path, strlen(path) + 1);
+}
+
+static void *env_loop(void *arg)
+{
+	struct env *e = arg;
+
+	event_base_loop(e->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	return NULL;
+}
+
+/* With inherit, the socket is created here and passed as listen_fd (as systemd does). */
+static struct env *env_start(enum api_role role, const char *tcp, bool inherit)
+{
+	struct env *e = calloc(1, sizeof(*e));
+	struct api_config cfg = {.role = role, .tcp = tcp};
+
+	assert_non_null(e);
+	snprintf(e->dir, sizeof(e->dir), "%s/XXXXXX", tmp_root);
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->sock, sizeof(e->sock), "%s/run/api.sock", e->dir);
+	e->agent.role = role;
+	e->base = event_base_new();
+	assert_non_null(e->base);
+	cfg.socket_path = e->sock;
+	if (inherit) {
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		char run[96];
+
+		snprintf(run, sizeof(run), "%s/run", e->dir);
+		assert_int_equal(mkdir(run, 0700), 0);
+		set_sun_path(&sa, e->sock);
+		cfg.listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		assert_true(cfg.listen_fd > 0);
+		assert_int_equal(bind(cfg.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		assert_int_equal(listen(cfg.listen_fd, 8), 0);
+	}
+	assert_int_equal(api_server_create(e->base, &cfg,
+					   role == API_ROLE_SOURCE ? &fake_ops : &fake_ops_dest,
+					   &e->agent, &e->srv),
+			 0);
+	e->t.unix_path = e->sock;
+	e->t.timeout_ms = 5000;
+	if (tcp) {
+		snprintf(e->tcp_port, sizeof(e->tcp_port), "%d", api_server_tcp_port(e->srv));
+		e->tcp.host = "127.0.0.1";
+		e->tcp.port = e->tcp_port;
+		e->tcp.timeout_ms = 5000;
+	}
+	assert_int_equal(pthread_create(&e->thread, NULL, env_loop, e), 0);
+	e->running = true;
+	return e;
+}
+
+static void env_stop(struct env *e)
+{
+	if (!e)
+		return;
+	if (e->running) {
+		event_base_loopbreak(e->base);
+		pthread_join(e->thread, NULL);
+	}
+	api_server_destroy(e->srv);
+	event_base_free(e->base);
+	rmdir(strcat(e->dir, "/run"));
+	e->dir[strlen(e->dir) - 4] = '\0';
+	rmdir(e->dir);
+	free(e);
+}
+
+/* No response may ever carry the secret, in any encoding. */
+static void assert_no_secret(const struct apiclient_resp *r)
+{
+	assert_null(strstr(r->body, SECRET_RAW));
+	assert_null(strstr(r->body, SECRET_HEX));
+	assert_null(strstr(r->body, SECRET_B64));
+	assert_null(strstr(r->body, "636f727265637420")); /* a prefix of the hex form */
+	assert_null(strstr(r->location, "636f7272"));
+}
+
+/* Sends a request, expects status, returns the parsed JSON body (caller decrefs). */
+static json_t *req_json(struct env *e, const char *method, const char *path, const char *body,
+			int status, struct apiclient_resp *keep)
+{
+	struct apiclient_resp r;
+	json_error_t jerr;
+	json_t *j;
+
+	assert_int_equal(apiclient_request(&e->t, method, path, body, body ? strlen(body) : 0, &r),
+			 0);
+	if (r.status != status)
+		fprintf(stderr, "# %s %s: %d %s\n", method, path, r.status, r.body);
+	assert_int_equal(r.status, status);
+	assert_no_secret(&r);
+	assert_string_equal(r.content_type, "application/json");
+	j = json_loads(r.body, 0, &jerr);
+	assert_non_null(j);
+	if (keep)
+		*keep = r;
+	else
+		apiclient_resp_release(&r);
+	return j;
+}
+
+/* Expects a JSON error with status and code whose message contains `has`. */
+static void expect_error(struct env *e, const char *method, const char *path, const char *body,
+			 int status, const char *code, const char *has)
+{
+	json_t *j = req_json(e, method, path, body, status, NULL);
+	const char *c = NULL, *msg = NULL;
+
+	assert_int_equal(json_unpack(j, "{s:{s:s,s:s}}", "error", "code", &c, "message", &msg), 0);
+	assert_string_equal(c, code);
+	if (has && !strstr(msg, has))
+		fail_msg("message \"%s\" lacks \"%s\"", msg, has);
+	json_decref(j);
+}
+
+static int group_setup(void **state)
+{
+	*state = env_start(API_ROLE_SOURCE, "127.0.0.1:0", false);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	env_stop(*state);
+	return 0;
+}
+
+/* --- Routes ---------------------------------------------------------------- */
+
+static void test_health(void **state)
+{
+	struct env *e = *state;
+	json_t *j = req_json(e, "GET", "/v1/health", NULL, 200, NULL);
+	const char *status, *role, *version;
+	json_int_t n = -1;
+
+	assert_int_equal(json_unpack(j, "{s:s,s:s,s:s,s:I}", "status", &status, "role", &role,
+				     "version", &version, "migrations", &n),
+			 0);
+	assert_string_equal(status, "ok");
+	assert_string_equal(role, "source");
+	assert_true(strlen(version) > 0);
+	assert_int_equal(n, (json_int_t)e->agent.n);
+	json_decref(j);
+	/* A query string does not change the route. */
+	json_decref(req_json(e, "GET", "/v1/health?verbose=1", NULL, 200, NULL));
+}
+
+static void check_resource_shape(json_t *m)
+{
+	static const char *const keys[] = {
+	    "id",	 "role", "state",      "final",	 "error",    "source",	   "dest",
+	    "transport", "pid",	 "images_dir", "verify", "progress", "latency_us", "times"};
+	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
+
+	assert_true(json_is_object(m));
+	assert_int_equal(json_object_size(m), sizeof(keys) / sizeof(keys[0]));
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		assert_non_null(json_object_get(m, keys[i]));
+	assert_int_equal(json_unpack(m, "{s:{s:I,s:I,s:I,s:I,s:I}}", "progress", "pages_total",
+				     &total, "pages_fetched", &fetched, "pages_remaining",
+				     &remaining, "faults", &faults, "bytes", &bytes),
+			 0);
+	assert_int_equal(total, 100);
+	assert_int_equal(fetched, 40);
+	assert_int_equal(remaining, 60);
+	assert_int_equal(faults, 7);
+	assert_int_equal(bytes, 40 * 4096);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(m, "latency_us"), "fault_p50")), 12);
+	/* Unknown values are null, not 0 or -1. */
+	assert_true(json_is_null(json_object_get(json_object_get(m, "latency_us"), "fault_p99")));
+	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "freeze_ms")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(m, "times"), "created")),
+	    "2023-11-14T22:13:20.123Z");
+}
+
+static void test_start_202(void **state)
+{
+	struct env *e = *state;
+	struct apiclient_resp r;
+	int before = e->agent.starts;
+	json_t *m;
+
+	m = req_json(
+	    e, "POST", "/v1/migrations",
+	    "{\"id\":\"m1\",\"pid\":4242,\"dest\":\"192.0.2.7:7471\",\"transport\":\"tcp\","
+	    "\"secret\":\"hex:" SECRET_HEX "\",\"verify\":true,"
+	    "\"criu_opts\":{\"shell_job\":true,\"manage_cgroups\":\"soft\","
+	    "\"log_level\":4,\"leave_running\":true}}",
+	    202, &r);
+	assert_string_equal(r.location, "/v1/migrations/m1");
+	apiclient_resp_release(&r);
+	check_resource_shape(m);
+	assert_string_equal(json_string_value(json_object_get(m, "id")), "m1");
+	assert_string_equal(json_string_value(json_object_get(m, "state")), "pending");
+	assert_string_equal(json_string_value(json_object_get(m, "dest")), "192.0.2.7:7471");
+	assert_string_equal(json_string_value(json_object_get(m, "transport")), "tcp");
+	assert_int_equal(json_integer_value(json_object_get(m, "pid")), 4242);
+	assert_false(json_is_true(json_object_get(m, "final")));
+	json_decref(m);
+
+	/* What the agent got: typed, decoded, defaults applied. */
+	assert_int_equal(e->agent.starts, before + 1);
+	assert_string_equal(e->agent.last_host, "192.0.2.7");
+	assert_int_equal(e->agent.last_port, 7471);
+	assert_int_equal(e->agent.last_pid, 4242);
+	assert_int_equal(e->agent.last_transport, API_TRANSPORT_TCP);
+	assert_int_equal(e->agent.last_secret_len, strlen(SECRET_RAW));
+	assert_memory_equal(e->agent.last_secret, SECRET_RAW, strlen(SECRET_RAW));
+	assert_true(e->agent.last_verify);
+	assert_false(e->agent.last_id_generated);
+	assert_true(e->agent.last_criu.shell_job);
+	assert_true(e->agent.last_criu.leave_running);
+	assert_false(e->agent.last_criu.tcp_established);
+	assert_string_equal(e->agent.last_cgroups, "soft");
+	assert_int_equal(e->agent.last_criu.log_level, 4);
+}
+
+static void test_start_variants(void **state)
+{
+	struct env *e = *state;
+	struct apiclient_resp r;
+	const char *id;
+	json_t *m;
+
+	/* No id: one is generated and used in Location; base64 secret; IPv6 peer, no port. */
+	m = req_json(e, "POST", "/v1/migrations",
+		     "{\"images_dir\":\"/var/lib/rdmig/img\",\"dest\":\"[2001:db8::1]\","
+		     "\"secret\":\"base64:" SECRET_B64 "\"}",
+		     202, &r);
+	id = json_string_value(json_object_get(m, "id"));
+	assert_non_null(id);
+	assert_int_equal(strlen(id), 14);
+	assert_memory_equal(id, "m-", 2);
+	assert_string_equal(r.location + strlen("/v1/migrations/"), id);
+	apiclient_resp_release(&r);
+	assert_true(e->agent.last_id_generated);
+	assert_string_equal(e->agent.last_host, "2001:db8::1");
+	assert_int_equal(e->agent.last_port, 0);
+	assert_int_equal(e->agent.last_pid, 0);
+	assert_string_equal(e->agent.last_images, "/var/lib/rdmig/img");
+	assert_int_equal(e->agent.last_transport, API_TRANSPORT_RDMA);
+	assert_memory_equal(e->agent.last_secret, SECRET_RAW, strlen(SECRET_RAW));
+	assert_false(e->agent.last_verify);
+	assert_int_equal(e->agent.last_criu.log_level, -1);
+	json_decref(m);
+
+	/* secret_file instead of an inline secret. */
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"m.file_1\",\"pid\":1,\"dest\":\"node-b.example:1\","
+			     "\"secret_file\":\"/etc/rdmig/secret\"}",
+			     202, NULL));
+	assert_string_equal(e->agent.last_secret_file, "/etc/rdmig/secret");
+	assert_int_equal(e->agent.last_secret_len, 0);
+	assert_string_equal(e->agent.last_host, "node-b.example");
+}
+
+static void test_start_validation(void **state)
+{
+	static const struct {
+		const char *body;
+		const char *code;
+		const char *has;
+	} bad[] = {
+	    {"{\"pid\":1,\"dest\":\"h:1\"", "invalid_json", "line 1"},
+	    {"not json", "invalid_json", "invalid JSON"},
+	    {"[1,2]", "invalid_json", "JSON object"},
+	    {"", "invalid_json", "empty"},
+	    {"{\"pid\":1,\"dest\":\"h:1\"} trailing", "invalid_json", "invalid JSON"},
+	    {"{\"pid\":1,\"pid\":2,\"dest\":\"h:1\"}", "invalid_json", "duplicate"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"bogus\":1}", "invalid_request",
+	     "unknown field \"bogus\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":{\"x\":true}}", "invalid_request",
+	     "criu_opts.x"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"work_dir\":\"/w\"}", "invalid_request",
+	     "not accepted by the source agent"},
+	    {"{\"id\":\"../etc\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"a b\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
+	     "\"pid\":1,\"dest\":\"h:1\"}",
+	     "invalid_request", "1..64"},
+	    {"{\"id\":7,\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "must be a string"},
+	    {"{\"images_dir\":\"relative/dir\",\"dest\":\"h:1\"}", "invalid_request",
+	     "absolute path"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"secret_file\":\"secret\"}", "invalid_request",
+	     "absolute path"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"secret\":\"hex:00112233\"}", "invalid_request",
+	     "16..1024 bytes"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"secret\":\"hex:zz112233445566778899aabbccddeeff\"}",
+	     "invalid_request", "not valid hex"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"secret\":\"" SECRET_HEX "\"}", "invalid_request",
+	     "\"hex:\" or \"base64:\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"secret\":\"base64:" SECRET_B64 "x\"}",
+	     "invalid_request", "not valid base64"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"secret\":\"hex:" SECRET_HEX "\","
+	     "\"secret_file\":\"/s\"}",
+	     "invalid_request", "not both"},
+	    {"{\"pid\":1,\"images_dir\":\"/i\",\"dest\":\"h:1\"}", "invalid_request",
+	     "exactly one"},
+	    {"{\"dest\":\"h:1\"}", "invalid_request", "exactly one"},
+	    {"{\"pid\":\"12\",\"dest\":\"h:1\"}", "invalid_request", "must be an integer"},
+	    {"{\"pid\":1.5,\"dest\":\"h:1\"}", "invalid_request", "must be an integer"},
+	    {"{\"pid\":0,\"dest\":\"h:1\"}", "invalid_request", "\"pid\" must be 1.."},
+	    {"{\"pid\":99999999999,\"dest\":\"h:1\"}", "invalid_request", "\"pid\" must be 1.."},
+	    {"{\"pid\":1}", "invalid_request", "\"dest\" is required"},
+	    {"{\"pid\":1,\"dest\":\"h:port\"}", "invalid_request", "numeric port"},
+	    {"{\"pid\":1,\"dest\":\"h:70000\"}", "invalid_request", "numeric port"},
+	    {"{\"pid\":1,\"dest\":\"h:\"}", "invalid_request", "numeric port"},
+	    {"{\"pid\":1,\"dest\":\"a b:1\"}", "invalid_request", "numeric port"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"transport\":\"udp\"}", "invalid_request",
+	     "\"rdma\" or \"tcp\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"verify\":\"yes\"}", "invalid_request",
+	     "must be a boolean"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":{\"log_level\":9}}", "invalid_request",
+	     "0..4"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":{\"manage_cgroups\":\"all\"}}",
+	     "invalid_request", "soft, full"},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":[]}", "invalid_request",
+	     "must be an object"},
+	};
+	struct env *e = *state;
+	int before = e->agent.starts;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		expect_error(e, "POST", "/v1/migrations", bad[i].body[0] ? bad[i].body : NULL, 400,
+			     bad[i].code, bad[i].has);
+	/* None of them reached the agent. */
+	assert_int_equal(e->agent.starts, before);
+	/* A malformed body around a secret does not quote it back. */
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"pid\":1,\"dest\":\"h:1\",\"secret\":hex:" SECRET_HEX "}", 400,
+		     "invalid_json", "line 1");
+}
+
+static void test_start_conflicts(void **state)
+{
+	struct env *e = *state;
+
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"dup\",\"pid\":2,\"dest\":\"h:1\"}", 202, NULL));
+	expect_error(e, "POST", "/v1/migrations", "{\"id\":\"dup\",\"pid\":3,\"dest\":\"h:1\"}",
+		     409, "conflict", "migration \"dup\" already exists");
+	e->agent.busy = true;
+	expect_error(e, "POST", "/v1/migrations", "{\"id\":\"busy\",\"pid\":3,\"dest\":\"h:1\"}",
+		     503, "unavailable", "the agent is busy");
+	e->agent.busy = false;
+	expect_error(e, "GET", "/v1/migrations/busy", NULL, 404, "not_found", "busy");
+}
+
+static void test_get_and_list(void **state)
+{
+	struct env *e = *state;
+	json_t *j, *arr;
+	size_t i;
+
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"g1\",\"pid\":5,\"dest\":\"h:1\"}", 202, NULL));
+	j = req_json(e, "GET", "/v1/migrations/g1", NULL, 200, NULL);
+	check_resource_shape(j);
+	assert_string_equal(json_string_value(json_object_get(j, "id")), "g1");
+	json_decref(j);
+
+	j = req_json(e, "GET", "/v1/migrations", NULL, 200, NULL);
+	arr = json_object_get(j, "migrations");
+	assert_true(json_is_array(arr));
+	assert_int_equal(json_array_size(arr), e->agent.n);
+	for (i = 0; i < json_array_size(arr); i++)
+		check_resource_shape(json_array_get(arr, i));
+	json_decref(j);
+
+	expect_error(e, "GET", "/v1/migrations/nope", NULL, 404, "not_found", "\"nope\"");
+	expect_error(e, "DELETE", "/v1/migrations/nope", NULL, 404, "not_found", "nope");
+	expect_error(e, "POST", "/v1/migrations/nope/rollback", NULL, 404, "not_found", "nope");
+}
+
+static void test_abort(void **state)
+{
+	struct env *e = *state;
+	json_t *j;
+
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"ab\",\"pid\":5,\"dest\":\"h:1\"}", 202, NULL));
+	j = req_json(e, "DELETE", "/v1/migrations/ab", NULL, 202, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "aborted");
+	assert_true(json_is_true(json_object_get(j, "final")));
+	json_decref(j);
+	/* Already final: 200, nothing changes. */
+	j = req_json(e, "DELETE", "/v1/migrations/ab", NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "aborted");
+	json_decref(j);
+}
+
+static void test_rollback(void **state)
+{
+	struct env *e = *state;
+	json_t *j;
+
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"rb\",\"pid\":5,\"dest\":\"h:1\"}", 202, NULL));
+	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true}", 400,
+		     "invalid_request", "no fields");
+	j = req_json(e, "POST", "/v1/migrations/rb/rollback", "{}", 202, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "rolled_back");
+	json_decref(j);
+	expect_error(e, "POST", "/v1/migrations/rb/rollback", NULL, 409, "conflict",
+		     "nothing to roll back");
+}
+
+static void test_method_not_allowed(void **state)
+{
+	static const struct {
+		const char *method, *path, *allow;
+	} cases[] = {
+	    {"PUT", "/v1/migrations", "GET, HEAD, POST"},
+	    {"DELETE", "/v1/migrations", "GET, HEAD, POST"},
+	    {"POST", "/v1/health", "GET, HEAD"},
+	    {"PATCH", "/v1/migrations/m1", "GET, HEAD, DELETE"},
+	    {"POST", "/v1/migrations/m1", "GET, HEAD, DELETE"},
+	    {"GET", "/v1/migrations/m1/rollback", "POST"},
+	    {"OPTIONS", "/v1/health", "GET, HEAD"},
+	};
+	struct env *e = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct apiclient_resp r;
+		json_t *j = req_json(e, cases[i].method, cases[i].path, NULL, 405, &r);
+
+		assert_string_equal(r.allow, cases[i].allow);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+		    "method_not_allowed");
+		apiclient_resp_release(&r);
+		json_decref(j);
+	}
+}
+
+static void test_not_found_paths(void **state)
+{
+	static const char *const paths[] = {
+	    "/",
+	    "/v1",
+	    "/v2/health",
+	    "/v1/healthz",
+	    "/v1/migrations/",
+	    "/v1/migrationsx",
+	    "/v1/migrations/a/b",
+	    "/v1/migrations/a/rollback/x",
+	    "/v1/migrations/%2e%2e",
+	    "/v1/migrations/"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+	};
+	struct env *e = *state;
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		expect_error(e, "GET", paths[i], NULL, 404, "not_found", NULL);
+}
+
+static void test_body_limits(void **state)
+{
+	struct env *e = *state;
+	size_t len = API_BODY_MAX_DEFAULT + 1000;
+	char *big = malloc(len + 1);
+	struct apiclient_resp r;
+
+	assert_non_null(big);
+	/* Valid JSON, just too large: the module's JSON 413. */
+	memset(big, ' ', len);
+	big[0] = '{';
+	big[len - 1] = '}';
+	big[len] = '\0';
+	expect_error(e, "POST", "/v1/migrations", big, 413, "payload_too_large", "limit");
+	free(big);
+
+	/* Above the hard cap evhttp refuses on the Content-Length alone. */
+	len = (size_t)API_BODY_MAX_DEFAULT * API_BODY_HARD_FACTOR + 1;
+	big = calloc(1, len + 1);
+	assert_non_null(big);
+	memset(big, ' ', len);
+	assert_int_equal(apiclient_request(&e->t, "POST", "/v1/migrations", big, len, &r), 0);
+	assert_int_equal(r.status, 413);
+	apiclient_resp_release(&r);
+	free(big);
+	/* The server lives on. */
+	json_decref(req_json(e, "GET", "/v1/health", NULL, 200, NULL));
+}
+
+static void test_malformed_http(void **state)
+{
+	static const char *const raw[] = {
+	    "garbage\r\n\r\n",
+	    "GET /v1/health HTTP/9.9\r\n\r\n",
+	    "GET /v1/health HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+	};
+	struct env *e = *state;
+	struct apiclient_resp r;
+
+	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+		int ret = apiclient_request_raw(&e->t, raw[i], strlen(raw[i]), &r);
+
+		/* evhttp answers 400 or just drops the connection; never a 2xx. */
+		if (ret == 0) {
+			assert_true(r.status >= 400 && r.status < 500);
+			apiclient_resp_release(&r);
+		} else {
+			assert_int_equal(ret, -EPROTO);
+		}
+	}
+	json_decref(req_json(e, "GET", "/v1/health", NULL, 200, NULL));
+}
+
+static void test_head_and_tcp(void **state)
+{
+	struct env *e = *state;
+	struct apiclient_resp r;
+	json_t *j;
+
+	assert_int_equal(apiclient_request(&e->t, "HEAD", "/v1/health", NULL, 0, &r), 0);
+	assert_int_equal(r.status, 200);
+	assert_int_equal(r.body_len, 0);
+	apiclient_resp_release(&r);
+
+	assert_true(api_server_tcp_port(e->srv) > 0);
+	assert_int_equal(apiclient_request(&e->tcp, "GET", "/v1/health", NULL, 0, &r), 0);
+	assert_int_equal(r.status, 200);
+	j = json_loads(r.body, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "role")), "source");
+	json_decref(j);
+	apiclient_resp_release(&r);
+}
+
+/* --- Without a shared server ---------------------------------------------- */
+
+static void test_view_json(void **state)
+{
+	struct api_migration_view v;
+	enum api_state st;
+	json_t *j;
+
+	api_migration_view_init(&v);
+	v.id = "x";
+	v.role = API_ROLE_DEST;
+	v.state = API_STATE_ROLLED_BACK;
+	v.source = "10.0.0.1:7471";
+	v.pages_total = UINT64_MAX; /* clamped, not negative */
+	v.freeze_ms = 0;
+	j = api_migration_to_json(&v);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "role")), "dest");
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "rolled_back");
+	assert_true(json_is_true(json_object_get(j, "final")));
+	assert_true(json_is_null(json_object_get(j, "dest")));
+	assert_true(json_is_null(json_object_get(j, "pid")));
+	assert_true(json_is_null(json_object_get(j, "error")));
+	assert_true(json_is_null(json_object_get(json_object_get(j, "times"), "created")));
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(j, "times"), "freeze_ms")), 0);
+	assert_true(
+	    json_integer_value(json_object_get(json_object_get(j, "progress"), "pages_total")) > 0);
+	json_decref(j);
+
+	for (int s = 0; s < API_STATE__COUNT; s++) {
+		assert_int_equal(api_state_parse(api_state_str(s), &st), 0);
+		assert_int_equal(st, s);
+		assert_int_equal(api_state_is_final(s), s >= API_STATE_DONE);
+	}
+	assert_int_equal(api_state_parse("running", &st), -EINVAL);
+	assert_string_equal(api_state_str(API_STATE__COUNT), "unknown");
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	assert_non_null(d);
+	while (readdir(d))
+		n++;
+	closedir(d);
+	return n;
+}
+
+static void test_socket_lifecycle(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct api_server *a = NULL, *b = NULL;
+	struct api_config cfg = {.role = API_ROLE_SOURCE};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char dir[96], path[160];
+	struct fake_agent ag = {0};
+	struct stat st;
+	int fds = count_fds(), fd;
+
+	assert_non_null(base);
+	snprintf(dir, sizeof(dir), "%s/lifeXXXXXX", tmp_root);
+	assert_non_null(mkdtemp(dir));
+	/* Missing parents are created; the socket is 0600. */
+	snprintf(path, sizeof(path), "%s/a/b/api.sock", dir);
+	cfg.socket_path = path;
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), 0);
+	assert_string_equal(api_server_socket_path(a), path);
+	assert_int_equal(api_server_tcp_port(a), -ENOENT);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* A live agent on the path: refused, and its socket left alone. */
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &b), -EADDRINUSE);
+	assert_int_equal(lstat(path, &st), 0);
+	api_server_destroy(a);
+	/* Destroy removes the socket and closes every fd. */
+	assert_int_equal(lstat(path, &st), -1);
+	assert_int_equal(count_fds(), fds);
+
+	/* A stale socket (nobody accepts) is replaced. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	set_sun_path(&sa, path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	cfg.socket_mode = 0660;
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), 0);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	api_server_destroy(a);
+
+	/* A regular file is never replaced. */
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EEXIST);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	unlink(path);
+
+	/* No listener at all, and bad TCP addresses, are configuration errors. */
+	cfg.socket_path = "";
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EINVAL);
+	cfg.tcp = "localhost";
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EINVAL);
+	assert_int_equal(count_fds(), fds);
+
+	snprintf(path, sizeof(path), "%s/a/b", dir);
+	rmdir(path);
+	snprintf(path, sizeof(path), "%s/a", dir);
+	rmdir(path);
+	rmdir(dir);
+	event_base_free(base);
+}
+
+static void test_dest_role(void **state)
+{
+	struct env *e = env_start(API_ROLE_DEST, NULL, false);
+	json_t *j;
+
+	j = req_json(e, "GET", "/v1/health", NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "role")), "dest");
+	json_decref(j);
+	j = req_json(e, "POST", "/v1/migrations",
+		     "{\"id\":\"d1\",\"source\":\"192.0.2.1:7471\",\"images_dir\":\"/img\","
+		     "\"work_dir\":\"/work\",\"restore\":false,\"transport\":\"rdma\","
+		     "\"secret\":\"base64:" SECRET_B64 "\"}",
+		     202, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "source")), "192.0.2.1:7471");
+	assert_true(json_is_null(json_object_get(j, "dest")));
+	json_decref(j);
+	assert_false(e->agent.last_restore);
+	assert_string_equal(e->agent.last_work, "/work");
+	assert_string_equal(e->agent.last_images, "/img");
+	assert_string_equal(e->agent.last_host, "192.0.2.1");
+
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"source\":\"h:1\",\"images_dir\":\"/img\",\"pid\":3}", 400,
+		     "invalid_request", "not accepted by the dest agent");
+	expect_error(e, "POST", "/v1/migrations", "{\"source\":\"h:1\"}", 400, "invalid_request",
+		     "\"images_dir\" is required");
+	expect_error(e, "POST", "/v1/migrations", "{\"images_dir\":\"/i\"}", 400, "invalid_request",
+		     "\"source\" is required");
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"source\":\"h:1\",\"images_dir\":\"/i\",\"work_dir\":\"w\"}", 400,
+		     "invalid_request", "absolute");
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"source\":\"h:1\",\"images_dir\":\"/i\","
+		     "\"criu_opts\":{\"leave_running\":true}}",
+		     400, "invalid_request", "criu_opts.leave_running");
+	expect_error(e, "POST", "/v1/migrations/d1/rollback", NULL, 405, "method_not_allowed",
+		     "source agent");
+	env_stop(e);
+}
+
+static void test_inherited_fd(void **state)
+{
+	struct env *e = env_start(API_ROLE_SOURCE, NULL, true);
+	struct stat st;
+	json_t *j;
+
+	assert_null(api_server_socket_path(e->srv));
+	j = req_json(e, "GET", "/v1/health", NULL, 200, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "status")), "ok");
+	json_decref(j);
+	event_base_loopbreak(e->base);
+	pthread_join(e->thread, NULL);
+	e->running = false;
+	api_server_destroy(e->srv);
+	e->srv = NULL;
+	/* The socket file belongs to whoever made it (systemd): left in place. */
+	assert_int_equal(lstat(e->sock, &st), 0);
+	unlink(e->sock);
+	env_stop(e);
+}
+
+static void test_client_errors(void **state)
+{
+	struct apiclient_target t = {.timeout_ms = 1000};
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct apiclient_resp r;
+	char path[128], buf[160];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/none.sock", tmp_root);
+	t.unix_path = path;
+	assert_int_equal(apiclient_request(&t, "GET", "/v1/health", NULL, 0, &r), -ENOENT);
+	assert_string_equal(apiclient_target_str(&t, buf, sizeof(buf)), path);
+	/* A socket file nobody listens on. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	set_sun_path(&sa, path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(apiclient_request(&t, "GET", "/v1/health", NULL, 0, &r), -ECONNREFUSED);
+	close(fd);
+	unlink(path);
+	/* Requests that cannot be written safely. */
+	assert_int_equal(apiclient_request(&t, "GET", "/v1/he alth", NULL, 0, &r), -EINVAL);
+	assert_int_equal(apiclient_request(&t, "GET", "v1/health", NULL, 0, &r), -EINVAL);
+	t.host = "::1";
+	t.port = "7";
+	assert_string_equal(apiclient_target_str(&t, buf, sizeof(buf)), "[::1]:7");
+}
+
+/* A stub server that answers a fixed response, to test the client's reader. */
+struct stub {
+	int lfd;
+	const char *reply;
+	pthread_t th;
+};
+
+static void *stub_serve(void *arg)
+{
+	struct stub *s = arg;
+	char buf[4096];
+	int c = accept(s->lfd, NULL, NULL);
+
+	if (c < 0)
+		return NULL;
+	(void)!read(c, buf, sizeof(buf));
+	(void)!write(c, s->reply, strlen(s->reply));
+	close(c);
+	return NULL;
+}
+
+static int stub_request(const char *reply, struct apiclient_resp *r)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct apiclient_target t = {.timeout_ms = 2000};
+	struct stub s = {.reply = reply};
+	int ret;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/stub.sock", tmp_root);
+	unlink(sa.sun_path);
+	s.lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(s.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(s.lfd, 1), 0);
+	assert_int_equal(pthread_create(&s.th, NULL, stub_serve, &s), 0);
+	t.unix_path = sa.sun_path;
+	ret = apiclient_request(&t, "GET", "/x", NULL, 0, r);
+	pthread_join(s.th, NULL);
+	close(s.lfd);
+	unlink(sa.sun_path);
+	return ret;
+}
+
+static void test_client_reader(void **state)
+{
+	struct apiclient_resp r;
+
+	assert_int_equal(stub_request("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				      "3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+				      &r),
+			 0);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "abcde");
+	apiclient_resp_release(&r);
+	assert_int_equal(
+	    stub_request("HTTP/1.0 404 Not Found\r\nlocation: /a\r\n\r\nuntil close", &r), 0);
+	assert_int_equal(r.status, 404);
+	assert_string_equal(r.reason, "Not Found");
+	assert_string_equal(r.location, "/a");
+	assert_string_equal(r.body, "until close");
+	apiclient_resp_release(&r);
+	assert_int_equal(stub_request("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\n"
+				      "Content-Length: 2\r\n\r\n{}",
+				      &r),
+			 0);
+	assert_int_equal(r.status, 202);
+	assert_string_equal(r.body, "{}");
+	apiclient_resp_release(&r);
+	/* Truncated and malformed responses. */
+	assert_int_equal(stub_request("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", &r),
+			 -EPROTO);
+	assert_int_equal(stub_request("SSH-2.0-OpenSSH\r\n\r\n", &r), -EPROTO);
+	assert_int_equal(stub_request("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", &r),
+			 -EMSGSIZE);
+	assert_int_equal(stub_request("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+				      "zz\r\n",
+				      &r),
+			 -EPROTO);
+	assert_int_equal(stub_request("HTTP/1.1 200 OK\r\n", &r), -EPROTO);
+}
+
+/* Runs last: nothing logged during the whole run carried the secret. */
+static void test_secret_never_logged(void **state)
+{
+	FILE *f = fopen(log_path, "r");
+	char *buf = calloc(1, 1 << 22);
+	size_t n;
+
+	assert_non_null(f);
+	assert_non_null(buf);
+	n = fread(buf, 1, (1 << 22) - 1, f);
+	fclose(f);
+	assert_true(n > 0); /* the API did log (debug level) */
+	assert_non_null(strstr(buf, "api: migration m1 started"));
+	assert_null(strstr(buf, SECRET_RAW));
+	assert_null(strstr(buf, SECRET_HEX));
+	assert_null(strstr(buf, SECRET_B64));
+	assert_null(strstr(buf, "636f727265637420"));
+	free(buf);
+}
+
+int main(void)
+{
+	/* One group (one TAP plan); the tests after test_head_and_tcp ignore the shared server. */
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_health),
+	    cmocka_unit_test(test_start_202),
+	    cmocka_unit_test(test_start_variants),
+	    cmocka_unit_test(test_start_validation),
+	    cmocka_unit_test(test_start_conflicts),
+	    cmocka_unit_test(test_get_and_list),
+	    cmocka_unit_test(test_abort),
+	    cmocka_unit_test(test_rollback),
+	    cmocka_unit_test(test_method_not_allowed),
+	    cmocka_unit_test(test_not_found_paths),
+	    cmocka_unit_test(test_body_limits),
+	    cmocka_unit_test(test_malformed_http),
+	    cmocka_unit_test(test_head_and_tcp),
+	    cmocka_unit_test(test_view_json),
+	    cmocka_unit_test(test_socket_lifecycle),
+	    cmocka_unit_test(test_dest_role),
+	    cmocka_unit_test(test_inherited_fd),
+	    cmocka_unit_test(test_client_errors),
+	    cmocka_unit_test(test_client_reader),
+	    cmocka_unit_test(test_secret_never_logged),
+	};
+	int fails, logfd;
+
+	snprintf(tmp_root, sizeof(tmp_root), "/tmp/rdmig-api-XXXXXX");
+	if (!mkdtemp(tmp_root) || evthread_use_pthreads() < 0)
+		return 99;
+	/* Everything the API logs goes to a file that the last test searches. */
+	snprintf(log_path, sizeof(log_path), "%s/log", tmp_root);
+	logfd = open(log_path, O_CREAT | O_WRONLY | O_TRUNC | O_APPEND, 0600);
+	if (logfd < 0 || dup2(logfd, STDERR_FILENO) < 0)
+		return 99;
+	close(logfd);
+	setvbuf(stderr, NULL, _IONBF, 0);
+	log_init("test_api", LOG_LVL_DEBUG);
+
+	fails = cmocka_run_group_tests(tests, group_setup, group_teardown);
+	if (fails == 0) {
+		unlink(log_path);
+		rmdir(tmp_root);
+	} else {
+		/* cmocka wrote the failure details to stderr, i.e. into the log. */
+		printf("# failure details and the API log: %s\n", log_path);
+	}
+	return fails;
+}

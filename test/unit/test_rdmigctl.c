@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/* rdmigctl's cli module: argument parsing, request bodies and output formatting. */
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "../../rdmigctl/cli.h"
+#include "api.h"
+
+/* A command line split on spaces, with storage that outlives the parse. */
+struct line {
+	char store[512];
+	char *argv[32];
+	int argc;
+	char *err; /* what cli_parse wrote to its error stream */
+	size_t errlen;
+};
+
+static int parse(struct line *l, const char *cmdline, struct cli_args *a)
+{
+	FILE *err = open_memstream(&l->err, &l->errlen);
+	int ret;
+
+	assert_non_null(err);
+	snprintf(l->store, sizeof(l->store), "rdmigctl %s", cmdline);
+	l->argc = 0;
+	for (char *save, *tok = strtok_r(l->store, " ", &save); tok && l->argc < 31;
+	     tok = strtok_r(NULL, " ", &save))
+		l->argv[l->argc++] = tok;
+	l->argv[l->argc] = NULL;
+	ret = cli_parse(l->argc, l->argv, a, err);
+	fclose(err);
+	return ret;
+}
+
+static void line_free(struct line *l)
+{
+	free(l->err);
+	l->err = NULL;
+}
+
+static void test_parse_ok(void **state)
+{
+	struct cli_args a;
+	struct line l;
+
+	assert_int_equal(parse(&l, "health", &a), 0);
+	assert_int_equal(a.cmd, CLI_CMD_HEALTH);
+	assert_string_equal(cli_socket_path(&a), API_SOCKET_SOURCE);
+	assert_int_equal(a.timeout_ms, 10000);
+	line_free(&l);
+
+	/* Global options before and after the command. */
+	assert_int_equal(parse(&l, "--agent dest -t 3 health --json", &a), 0);
+	assert_true(a.json);
+	assert_int_equal(a.timeout_ms, 3000);
+	assert_string_equal(cli_socket_path(&a), API_SOCKET_DEST);
+	line_free(&l);
+	assert_int_equal(parse(&l, "health --socket /tmp/x.sock", &a), 0);
+	assert_string_equal(cli_socket_path(&a), "/tmp/x.sock");
+	line_free(&l);
+
+	assert_int_equal(parse(&l,
+			       "migrate --pid 1234 --to 10.0.0.2:7471 --transport tcp "
+			       "--secret-file /etc/rdmig/s --id m.1 --verify -w",
+			       &a),
+			 0);
+	assert_int_equal(a.cmd, CLI_CMD_MIGRATE);
+	assert_int_equal(a.pid, 1234);
+	assert_string_equal(a.to, "10.0.0.2:7471");
+	assert_string_equal(a.transport, "tcp");
+	assert_string_equal(a.secret_file, "/etc/rdmig/s");
+	assert_string_equal(a.id, "m.1");
+	assert_true(a.verify);
+	assert_true(a.wait);
+	assert_false(a.watch);
+	line_free(&l);
+
+	assert_int_equal(parse(&l, "migrate -i img --to [2001:db8::2]:9", &a), 0);
+	assert_string_equal(a.images_dir, "img");
+	assert_int_equal(a.pid, 0);
+	line_free(&l);
+
+	/* -w is --watch for status; the ID may come before or after options. */
+	assert_int_equal(parse(&l, "status m1 -w", &a), 0);
+	assert_int_equal(a.cmd, CLI_CMD_STATUS);
+	assert_string_equal(a.id, "m1");
+	assert_true(a.watch);
+	assert_false(a.wait);
+	line_free(&l);
+	assert_int_equal(parse(&l, "status", &a), 0);
+	assert_null(a.id);
+	line_free(&l);
+	assert_int_equal(parse(&l, "--api 127.0.0.1:8080 abort m-2", &a), 0);
+	assert_int_equal(a.cmd, CLI_CMD_ABORT);
+	assert_string_equal(a.api, "127.0.0.1:8080");
+	assert_string_equal(a.id, "m-2");
+	line_free(&l);
+	assert_int_equal(parse(&l, "rollback m-2", &a), 0);
+	assert_int_equal(a.cmd, CLI_CMD_ROLLBACK);
+	line_free(&l);
+
+	/* --help and --version win over missing arguments. */
+	assert_int_equal(parse(&l, "--version", &a), 0);
+	assert_true(a.version);
+	line_free(&l);
+	assert_int_equal(parse(&l, "migrate --help", &a), 0);
+	assert_true(a.help);
+	assert_int_equal(a.cmd, CLI_CMD_MIGRATE);
+	line_free(&l);
+}
+
+static void test_parse_errors(void **state)
+{
+	static const struct {
+		const char *line;
+		const char *says;
+	} bad[] = {
+	    {"", "no command given"},
+	    {"frobnicate", "unknown command \"frobnicate\""},
+	    {"health --bogus", "unknown option --bogus"},
+	    {"health -x", "unknown option -x"},
+	    {"health extra", "unexpected argument \"extra\""},
+	    {"--pid 3 migrate --to h", "belongs after its command"},
+	    {"status --pid 3", "not valid for status"},
+	    {"health -w", "not valid for health"},
+	    {"migrate --to h", "either --pid or --images"},
+	    {"migrate --pid 3 --images /i --to h", "either --pid or --images"},
+	    {"migrate --pid 3", "--to is required"},
+	    {"migrate --pid 0 --to h", "--pid wants a process id"},
+	    {"migrate --pid 12x --to h", "--pid wants a process id"},
+	    {"migrate --pid 3 --to h:99999", "--to wants HOST"},
+	    {"migrate --pid 3 --to h --transport udp", "rdma or tcp"},
+	    {"migrate --pid 3 --to h --id a/b", "invalid migration id"},
+	    {"migrate --pid 3 --to", "needs an argument"},
+	    {"abort", "needs a migration ID"},
+	    {"abort a b", "unexpected argument \"b\""},
+	    {"rollback ../x", "invalid migration id"},
+	    {"status a b", "unexpected argument \"b\""},
+	    {"--socket /s --api h:1 health", "exclude each other"},
+	    {"--api localhost health", "--api wants HOST:PORT"},
+	    {"--agent both health", "source or dest"},
+	    {"-t 0 health", "1..3600"},
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct cli_args a;
+		struct line l;
+
+		assert_int_equal(parse(&l, bad[i].line, &a), -EINVAL);
+		if (!strstr(l.err, bad[i].says) || strncmp(l.err, "rdmigctl: ", 10) != 0 ||
+		    !strstr(l.err, "--help"))
+			fail_msg("\"%s\": got \"%s\"", bad[i].line, l.err);
+		line_free(&l);
+	}
+}
+
+static void test_migrate_body(void **state)
+{
+	struct cli_args a;
+	struct line l;
+	char *body, err[128], cwd[PATH_MAX], want[PATH_MAX + 16];
+	json_t *j;
+
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(parse(&l, "migrate -i imgs --to h:1 --secret-file s.key --verify", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_non_null(j);
+	snprintf(want, sizeof(want), "%s/imgs", strcmp(cwd, "/") ? cwd : "");
+	assert_string_equal(json_string_value(json_object_get(j, "images_dir")), want);
+	snprintf(want, sizeof(want), "%s/s.key", strcmp(cwd, "/") ? cwd : "");
+	assert_string_equal(json_string_value(json_object_get(j, "secret_file")), want);
+	assert_string_equal(json_string_value(json_object_get(j, "dest")), "h:1");
+	assert_true(json_is_true(json_object_get(j, "verify")));
+	/* Unset options are left to the agent's defaults. */
+	assert_null(json_object_get(j, "id"));
+	assert_null(json_object_get(j, "pid"));
+	assert_null(json_object_get(j, "transport"));
+	assert_int_equal(json_object_size(j), 4);
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	assert_int_equal(parse(&l, "migrate --pid 77 --to h --id x1 --transport tcp", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_int_equal(json_integer_value(json_object_get(j, "pid")), 77);
+	assert_string_equal(json_string_value(json_object_get(j, "id")), "x1");
+	assert_string_equal(json_string_value(json_object_get(j, "transport")), "tcp");
+	assert_null(json_object_get(j, "verify"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+}
+
+static void test_error_message(void **state)
+{
+	char buf[128];
+
+	assert_string_equal(cli_error_message(404, "Not Found",
+					      "{\"error\":{\"code\":\"not_found\","
+					      "\"message\":\"no migration \\\"x\\\"\"}}",
+					      buf, sizeof(buf)),
+			    "no migration \"x\"");
+	/* evhttp's own HTML pages and other bodies fall back to the status line. */
+	assert_string_equal(
+	    cli_error_message(413, "Request Entity Too Large", "<HTML><HEAD>", buf, sizeof(buf)),
+	    "HTTP 413 Request Entity Too Large");
+	assert_string_equal(cli_error_message(500, "", NULL, buf, sizeof(buf)), "HTTP 500 error");
+}
+
+static json_t *sample(const char *id, enum api_state st, const char *error)
+{
+	struct api_migration_view v;
+
+	api_migration_view_init(&v);
+	v.id = id;
+	v.state = st;
+	v.error = error;
+	v.dest = "10.0.0.2:7471";
+	v.pid = 4242;
+	v.pages_total = 100;
+	v.pages_fetched = 40;
+	v.pages_remaining = 60;
+	v.faults = 7;
+	v.bytes = 40 * 4096;
+	v.fault_p50_us = 12;
+	v.total_ms = 3200;
+	v.freeze_ms = 85;
+	return api_migration_to_json(&v);
+}
+
+static char *capture(void (*fn)(FILE *, const json_t *), const json_t *j)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	assert_non_null(f);
+	fn(f, j);
+	fclose(f);
+	return out;
+}
+
+static void test_format(void **state)
+{
+	json_t *m = sample("m1", API_STATE_POSTCOPY, NULL);
+	json_t *failed = sample("m2", API_STATE_FAILED, "the peer went away");
+	json_t *arr = json_array(), *h;
+	char line[256], *out;
+
+	assert_string_equal(cli_format_progress(m, line, sizeof(line)),
+			    "m1  postcopy  40.0%  40/100 pages  160.0 KiB  7 faults  p50 12 us  "
+			    "p99 -  3200 ms");
+	assert_non_null(
+	    strstr(cli_format_progress(failed, line, sizeof(line)), "(the peer went away)"));
+	/* A short buffer truncates, it does not overflow. */
+	assert_int_equal(strlen(cli_format_progress(m, line, 10)), 9);
+
+	out = capture(cli_print_report, m);
+	assert_non_null(strstr(out, "migration m1 (source): postcopy\n"));
+	assert_non_null(strstr(out, "  pid:        4242\n"));
+	assert_non_null(strstr(out, "  pages:      40 of 100 fetched, 60 remaining (40.0%)\n"));
+	assert_non_null(strstr(out, "  faults:     7 (latency p50 12 us, p99 -)\n"));
+	assert_non_null(strstr(out, "  downtime:   85 ms\n"));
+	assert_null(strstr(out, "error:"));
+	free(out);
+	out = capture(cli_print_report, failed);
+	assert_non_null(strstr(out, "  error:      the peer went away\n"));
+	free(out);
+
+	out = capture(cli_print_table, arr);
+	assert_string_equal(out, "no migrations\n");
+	free(out);
+	json_array_append(arr, m);
+	json_array_append(arr, failed);
+	out = capture(cli_print_table, arr);
+	assert_int_equal(strncmp(out, "ID  ROLE    STATE", 17), 0);
+	assert_non_null(strstr(out, "\nm1  source  postcopy        40.0%"));
+	assert_non_null(strstr(out, "\nm2  source  failed  "));
+	assert_non_null(strstr(out, "160.0 KiB"));
+	free(out);
+
+	h = json_pack("{s:s,s:s,s:s,s:i,s:i}", "status", "ok", "role", "dest", "version", "0.1.0",
+		      "migrations", 3, "active", 1);
+	out = capture(cli_print_health, h);
+	assert_string_equal(out, "ok: dest agent 0.1.0, 3 migrations (1 active)\n");
+	free(out);
+
+	json_decref(h);
+	json_decref(arr);
+	json_decref(m);
+	json_decref(failed);
+}
+
+static void test_usage(void **state)
+{
+	static const enum cli_cmd cmds[] = {CLI_CMD_NONE,   CLI_CMD_HEALTH, CLI_CMD_MIGRATE,
+					    CLI_CMD_STATUS, CLI_CMD_ABORT,  CLI_CMD_ROLLBACK};
+	static const char *const says[] = {"COMMAND", "health",	  "--pid PID",
+					   "--watch", "abort ID", "rollback ID"};
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char *out = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&out, &len);
+
+		cli_usage(f, cmds[i]);
+		fclose(f);
+		assert_int_equal(strncmp(out, "Usage: rdmigctl", 15), 0);
+		assert_non_null(strstr(out, says[i]));
+		assert_non_null(strstr(out, "--socket PATH"));
+		free(out);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_parse_ok),	 cmocka_unit_test(test_parse_errors),
+	    cmocka_unit_test(test_migrate_body), cmocka_unit_test(test_error_message),
+	    cmocka_unit_test(test_format),	 cmocka_unit_test(test_usage),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
