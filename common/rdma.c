@@ -23,7 +23,7 @@
 #define WR_SLOT_MASK  ((1ull << WR_KIND_SHIFT) - 1)
 
 /* Completions handled per wakeup, so one busy endpoint cannot starve the loop. */
-#define CQ_POLL_BUDGET 256
+#define CQ_POLL_BUDGET 64
 #define CQ_ACK_BATCH   32
 
 struct pending_send {
@@ -41,6 +41,7 @@ struct rdma_ep {
 	struct ibv_pd *pd;
 	struct ibv_comp_channel *comp_ch;
 	struct event *comp_ev;
+	struct event *resume_ev; /* continues a poll that used up its budget */
 	struct ibv_cq *cq;
 	unsigned int cq_unacked;
 	struct rdma_ep_params params;
@@ -374,8 +375,24 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 			ep_handle_wc(ep, &wc[i]);
 		budget -= n;
 	}
-	if (budget <= 0 && !ep->closing)
-		event_active(ep->comp_ev, EV_READ, 0);
+	/*
+	 * More may be waiting.  A zero timeout, not event_active(): an event
+	 * re-activated while libevent runs its queue runs again in the same
+	 * pass, and over rxe each completion can trigger the next, so other fds
+	 * (a userfaultfd with faults) would wait until the CQ ran dry.
+	 */
+	if (budget <= 0 && !ep->closing) {
+		static const struct timeval now = {0, 0};
+
+		event_add(ep->resume_ev, &now);
+	}
+}
+
+static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_ep *ep = arg;
+
+	ep_comp_cb(ep->comp_ch->fd, EV_READ, ep);
 }
 
 static int ep_setup_verbs(struct rdma_ep *ep)
@@ -458,7 +475,8 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 			goto out;
 	}
 	ep->comp_ev = event_new(ep->base, ep->comp_ch->fd, EV_READ | EV_PERSIST, ep_comp_cb, ep);
-	if (!ep->comp_ev || event_add(ep->comp_ev, NULL) < 0) {
+	ep->resume_ev = evtimer_new(ep->base, ep_resume_cb, ep);
+	if (!ep->comp_ev || !ep->resume_ev || event_add(ep->comp_ev, NULL) < 0) {
 		ret = -ENOMEM;
 		log_err("cannot watch the completion channel of %s", ep->name);
 		goto out;
@@ -504,6 +522,8 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		rdma_destroy_qp(ep->id);
 	if (ep->comp_ev)
 		event_free(ep->comp_ev);
+	if (ep->resume_ev)
+		event_free(ep->resume_ev);
 	if (ep->cq)
 		ibv_destroy_cq(ep->cq);
 	if (ep->comp_ch)
@@ -544,6 +564,8 @@ void rdma_ep_close(struct rdma_ep *ep)
 	ep->connected = false;
 	if (ep->comp_ev)
 		event_del(ep->comp_ev);
+	if (ep->resume_ev)
+		event_del(ep->resume_ev);
 	if (ep->cm_ev)
 		event_del(ep->cm_ev);
 	/* Stray rdma_cm events for this id must not find the endpoint any more. */

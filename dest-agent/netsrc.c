@@ -59,7 +59,8 @@ struct netsrc {
 	bool established;
 	bool images_ready;
 	bool failed;
-	bool verify; /* negotiated */
+	bool finished; /* the source acknowledged Done */
+	bool verify;   /* negotiated */
 
 	int file_fd;
 	char file_path[4096];
@@ -79,6 +80,22 @@ struct netsrc {
 };
 
 static void ns_connect_now(struct netsrc *ns);
+
+/*
+ * Closing disconnects the queue pair at once, so no READ lands in staging
+ * afterwards; only then may the staging region leave the endpoint's PD.
+ */
+static void ns_close_xport(struct netsrc *ns)
+{
+	if (ns->x) {
+		xport_close(ns->x);
+		ns->x = NULL;
+	}
+	if (ns->staging_mr) {
+		ibv_dereg_mr(ns->staging_mr);
+		ns->staging_mr = NULL;
+	}
+}
 
 const char *netsrc_name(const struct netsrc *ns)
 {
@@ -174,10 +191,7 @@ static void ns_fail(struct netsrc *ns, int err, const char *reason)
 		log_info("%s: received %" PRIu64 " memory regions and %" PRIu64
 			 " range tables before the failure",
 			 ns->name, ns->stats.regions, ns->stats.tables);
-	if (ns->x) {
-		xport_close(ns->x);
-		ns->x = NULL;
-	}
+	ns_close_xport(ns);
 	ns_file_close(ns);
 	if (ns->src)
 		pagesrc_report_gone(ns->src, err, reason);
@@ -540,6 +554,7 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 	case RDMIG_MSG__BODY_KEEPALIVE:
 		break;
 	case RDMIG_MSG__BODY_DONE_ACK:
+		ns->finished = m->done_ack->ok;
 		if (ns->ops->done_acked)
 			ns->ops->done_acked(ns->arg, m->done_ack->ok, m->done_ack->reason);
 		break;
@@ -565,6 +580,11 @@ static void ns_closed(struct xport *x, int reason, void *arg)
 	struct timeval tv = {0, 300000};
 	char why[160];
 
+	if (ns->finished) {
+		/* The source hangs up after DoneAck: the migration is over. */
+		ns_close_xport(ns);
+		return;
+	}
 	/* A source still starting up refuses: try again until the deadline. */
 	if (!ns->established && !ns->failed &&
 	    now_ns() - ns->start_ns < (uint64_t)ns->cfg.connect_timeout_s * 1000000000ull) {
@@ -676,10 +696,7 @@ void netsrc_free(struct netsrc *ns)
 
 	if (!ns)
 		return;
-	if (ns->staging_mr)
-		ibv_dereg_mr(ns->staging_mr);
-	if (ns->x)
-		xport_close(ns->x);
+	ns_close_xport(ns);
 	ns_file_close(ns);
 	if (ns->tick)
 		event_free(ns->tick);
@@ -810,11 +827,9 @@ static void nsrc_destroy(void *ctx)
 	TAILQ_INIT(&ns->pending);
 	ns->inflight = 0;
 	ns->src = NULL;
-	if (ns->x && ns->cfg.kind == XPORT_RDMA) {
-		/* READs may still target staging: stop the connection first. */
-		xport_close(ns->x);
-		ns->x = NULL;
-	}
+	/* READs may still target staging: stop the connection first. */
+	if (ns->cfg.kind == XPORT_RDMA)
+		ns_close_xport(ns);
 }
 
 static const struct pagesrc_ops nsrc_ops = {

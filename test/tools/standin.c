@@ -317,6 +317,16 @@ static int map_vmas(const struct img_task *t)
 				p == MAP_FAILED ? strerror(errno) : "moved by the kernel");
 			return -1;
 		}
+		/*
+		 * With THP "always", writing one non-lazy page before registration
+		 * would fault in a whole zeroed 2 MiB page, and the lazy pages
+		 * around it would never fault: criu restore fills small pages.
+		 */
+		if (madvise(p, v->end - v->start, MADV_NOHUGEPAGE) < 0 && errno != EINVAL) {
+			fprintf(stderr, "rdmig-standin: pid %d: madvise %#" PRIx64 ": %s\n", t->pid,
+				v->start, strerror(errno));
+			return -1;
+		}
 	}
 	return 0;
 }

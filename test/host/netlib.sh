@@ -1,0 +1,126 @@
+# Helpers of the network host tests (sourced after lib.sh's variables are set).
+#
+# rdmig-source serves a synthetic images dir over TCP on 127.0.0.1, on a
+# port the kernel picks (listen on port 0, read the port from the log), so
+# parallel runs never clash.  rdmig-dest fetches the images and serves the
+# stand-in.  Every process started here is killed on exit, even on failure.
+# Binaries: RDMIG_SOURCE besides lib.sh's RDMIG_DEST, RDMIG_STANDIN,
+# RDMIG_MKIMAGE.
+
+. "$(dirname "$0")/lib.sh"
+: "${RDMIG_SOURCE:?}"
+
+net_pids=()
+src_pid=
+src_port=
+
+net_cleanup() {
+	local p
+	for p in "${net_pids[@]}"; do
+		if kill -0 "$p" 2>/dev/null; then
+			kill -KILL "$p" 2>/dev/null
+			wait "$p" 2>/dev/null
+		fi
+	done
+	cleanup
+}
+trap net_cleanup EXIT
+
+# track PID: kill it on exit if still running.
+track() { net_pids+=("$1"); }
+
+# secret FILE [BYTES]: a fresh random secret, readable by the owner only.
+secret() {
+	head -c "${2:-32}" /dev/urandom >"$1" && chmod 600 "$1"
+}
+
+# start_source LOG [args...]: rdmig-source -t tcp on 127.0.0.1, any free port.
+# Returns once it listens (sets src_pid, src_port) or fails if it exited.
+start_source() {
+	local log=$1 i
+	shift
+	src_port=
+	"$RDMIG_SOURCE" -t tcp -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
+	src_pid=$!
+	track "$src_pid"
+	for i in $(seq 200); do
+		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (tcp).*/\1/p' "$log")
+		[ -n "$src_port" ] && return 0
+		kill -0 "$src_pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "# rdmig-source did not start listening"
+	diag_file "$log"
+	return 1
+}
+
+# wait_pid PID [SECONDS]: waits for a child (killing it after SECONDS, 30 by
+# default); its exit code goes to $code (137 when it had to be killed).
+wait_pid() {
+	local pid=$1 i
+	for i in $(seq $((${2:-30} * 10))); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "# process $pid still running after ${2:-30} s: killing it"
+		kill -KILL "$pid"
+	fi
+	wait "$pid"
+	code=$?
+}
+
+# alive PID: the process runs (and is not a zombie we could reap).
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# wait_log FILE PATTERN [SECONDS]: waits until FILE has a line matching PATTERN.
+wait_log() {
+	local i
+	for i in $(seq $((${3:-10} * 20))); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "# '$2' not in $1 after ${3:-10} s"
+	return 1
+}
+
+# net_args ID SECRET: rdmig-dest's options to take migration ID from the source.
+net_args() {
+	echo "--source 127.0.0.1:$src_port -t tcp -m $1 --secret-file $2"
+}
+
+# dir_sum DIR: a checksum of the names, sizes, modes and contents of DIR's files.
+dir_sum() {
+	(cd "$1" && find . -type f -printf '%p %s %m\n' | sort && find . -type f -print0 |
+		sort -z | xargs -0 md5sum) | md5sum | cut -d' ' -f1
+}
+
+# no_images DIR: DIR holds no image file (the socket rdmig-dest made is fine).
+no_images() {
+	[ -z "$(find "$1" -type f -print -quit)" ] || {
+		echo "# files in $1:"
+		ls -la "$1" | sed 's/^/# /'
+		return 1
+	}
+}
+
+# same_meta SRC DST: every image but the pages files is byte-identical, and
+# the pages files have the source's size.
+same_meta() {
+	local f n
+	for f in "$1"/*.img; do
+		n=${f##*/}
+		case $n in
+		pages-*) [ "$(stat -c %s "$f")" = "$(stat -c %s "$2/$n" 2>/dev/null)" ] ;;
+		*) cmp -s "$f" "$2/$n" ;;
+		esac || {
+			echo "# $n differs"
+			return 1
+		}
+	done
+}
+
+# never_wrong OUT: the stand-in never reported a wrong byte.
+never_wrong() {
+	! grep -q 'MISMATCH\|mismatches [1-9]' "$1"
+}

@@ -1,0 +1,68 @@
+#!/bin/bash
+# Runs inside a soft-RoCE guest (or natively): one side of a synthetic
+# post-copy migration, or both.
+#   migrate.sh source|dest|both
+# Environment: RDMIG_BUILD (build dir), RDMIG_SECRET (secret file),
+# RDMIG_SIZE (image size, default 64M), RDMIG_THREADS (default 4),
+# RDMIG_TRANSPORT (rdma|tcp, default rdma), RDMIG_PORT (default 7471),
+# RDMIG_ADDR (own address), RDMIG_SOURCE_ADDR (dest side),
+# RDMIG_STANDIN_ARGS, RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS (extra options).
+set -u
+role=${1:?usage: migrate.sh source|dest|both}
+B=${RDMIG_BUILD:?}
+secret=${RDMIG_SECRET:?}
+size=${RDMIG_SIZE:-64M}
+threads=${RDMIG_THREADS:-4}
+kind=${RDMIG_TRANSPORT:-rdma}
+port=${RDMIG_PORT:-7471}
+work=$(mktemp -d /tmp/rdmig-migrate.XXXXXX)
+
+source_side() {
+	mkdir -p "$work/src"
+	"$B/test/rdmig-mkimage" -D "$work/src" --size "$size" --holes || return 1
+	# shellcheck disable=SC2086
+	"$B/source-agent/rdmig-source" -t "$kind" -l "$RDMIG_ADDR:$port" \
+		-m "m1:$work/src:$secret" --verify --once ${RDMIG_SOURCE_ARGS:-}
+}
+
+dest_side() {
+	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st i
+	mkdir -p "$work/dst"
+	# shellcheck disable=SC2086
+	"$B/dest-agent/rdmig-dest" --source "$src:$port" -t "$kind" -m m1 \
+		--secret-file "$secret" --verify -D "$work/dst" --connect-timeout 120 \
+		--status-fd 3 ${RDMIG_DEST_ARGS:-} 3>"$work/ready" &
+	dpid=$!
+	for i in $(seq 600); do
+		[ -s "$work/ready" ] && break
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.2
+	done
+	if [ ! -s "$work/ready" ]; then
+		echo "migrate: rdmig-dest never became ready" >&2
+		wait "$dpid"
+		return 1
+	fi
+	# shellcheck disable=SC2086
+	"$B/test/rdmig-standin" -D "$work/dst" --threads "$threads" ${RDMIG_STANDIN_ARGS:-}
+	st=$?
+	wait "$dpid" || st=1
+	return $st
+}
+
+case $role in
+source) source_side ;;
+dest) dest_side ;;
+both)
+	source_side &
+	spid=$!
+	dest_side
+	st=$?
+	wait "$spid" || st=1
+	exit $st
+	;;
+*)
+	echo "migrate.sh: unknown role $role" >&2
+	exit 2
+	;;
+esac
