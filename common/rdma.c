@@ -657,7 +657,13 @@ static void ep_handle_cm(struct rdma_ep *ep, const struct rdma_cm_event *ev)
 	case RDMA_CM_EVENT_DEVICE_REMOVAL:
 	default:
 		ret = cm_event_errno(ev);
-		log_err("%s on %s: %s", rdma_event_str(ev->event), ep->name, strerror(-ret));
+		/* Before the connection exists the owner may retry: it logs the final word. */
+		if (ep->connected || ep->listener)
+			log_err("%s on %s: %s", rdma_event_str(ev->event), ep->name,
+				strerror(-ret));
+		else
+			log_debug("%s on %s: %s", rdma_event_str(ev->event), ep->name,
+				  strerror(-ret));
 		ep_report_closed(ep, ret);
 		break;
 	}

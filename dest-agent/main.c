@@ -736,15 +736,16 @@ static void dest_drain_closing(struct event_base *base, unsigned int max_ms)
 			event_free(tick);
 		return;
 	}
-	while (now_ns() < end &&
-	       event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED | EVENT_BASE_COUNT_ACTIVE) >
-		   1)
+	while (now_ns() < end && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
+								     EVENT_BASE_COUNT_ACTIVE) > 1)
 		event_base_loop(base, EVLOOP_ONCE);
 	event_free(tick);
 }
 
 static void dest_cleanup(struct dest *d)
 {
+	bool net = d->ns != NULL;
+
 	/* The source first: after it nothing writes into staging or completes a request. */
 	pagesrc_destroy(d->src);
 	engine_free(d->eng);
@@ -759,7 +760,7 @@ static void dest_cleanup(struct dest *d)
 			event_free(d->sig_ev[i]);
 	if (d->abort_ev)
 		event_free(d->abort_ev);
-	if (d->ns && d->base)
+	if (net && d->base)
 		dest_drain_closing(d->base, 3000);
 	if (d->base)
 		event_base_free(d->base);

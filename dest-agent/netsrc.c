@@ -594,7 +594,9 @@ static void ns_closed(struct xport *x, int reason, void *arg)
 		event_add(ns->retry, &tv);
 		return;
 	}
-	snprintf(why, sizeof(why), "connection to the source lost: %s", strerror(-reason));
+	snprintf(why, sizeof(why), "%s: %s",
+		 ns->established ? "connection to the source lost" : "cannot reach the source",
+		 strerror(-reason));
 	ns_fail(ns, reason, why);
 }
 

@@ -57,6 +57,34 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(a->base, NULL);
 }
 
+static void drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/*
+ * Runs the loop (at most max_ms) until the connections closed by the
+ * sessions are released: their queued output (a DoneAck, an Abort) written
+ * and the peer's FIN seen.  Exiting sooner would lose it, or send a RST.
+ * Every other event of the base must be freed: only this tick may remain.
+ */
+static void drain_closing(struct event_base *base, unsigned int max_ms)
+{
+	struct timeval tv = {0, 20000};
+	uint64_t end = now_ns() + (uint64_t)max_ms * 1000000;
+	struct event *tick = event_new(base, -1, EV_PERSIST, drain_tick, NULL);
+
+	if (!tick || event_add(tick, &tv) < 0) {
+		log_warn("cannot wait for the closed connections to flush");
+		if (tick)
+			event_free(tick);
+		return;
+	}
+	while (now_ns() < end && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
+								     EVENT_BASE_COUNT_ACTIVE) > 1)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(tick);
+}
+
 static int accept_cb(struct xport_listener *l, struct xport *x, void *arg)
 {
 	return src_session_start(arg, x);
@@ -224,9 +252,12 @@ int main(int argc, char **argv)
 	ret = src_mig_all_done(&a.migrations) ? 0 : (a.exit_when_done ? 1 : 0);
 out:
 	src_session_close_all(&a);
-	xport_listener_destroy(listener);
-	/* Let deferred releases of closed connections run. */
+	/*
+	 * Release the closed connections first: accepted rdma_cm ids hang off
+	 * the listener's event channel, which must outlive them.
+	 */
 	event_base_loop(a.base, EVLOOP_NONBLOCK);
+	xport_listener_destroy(listener);
 	while ((m = LIST_FIRST(&a.migrations)) != NULL) {
 		LIST_REMOVE(m, link);
 		if (m->state != SRC_MIG_DONE)
@@ -238,6 +269,8 @@ out:
 		event_free(sigint);
 	if (sigterm)
 		event_free(sigterm);
+	/* Let the closed connections flush and be released. */
+	drain_closing(a.base, 3000);
 	event_base_free(a.base);
 	return ret;
 }

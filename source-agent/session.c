@@ -24,6 +24,7 @@ struct src_session {
 	struct xport *x;
 	struct ctrl_state st;
 	struct src_migration *mig; /* borrowed once the Hello named it */
+	bool owner;		   /* authenticated: holds mig (mig->busy) */
 	uint8_t nonce[AUTH_NONCE_LEN];
 	struct ibv_mr **mrs; /* per imgmap file, RDMA only */
 	size_t nr_mrs;
@@ -53,7 +54,7 @@ static void sess_release_memory(struct src_session *s)
 
 static void sess_free(struct src_session *s)
 {
-	if (s->mig) {
+	if (s->owner) {
 		s->mig->busy = false;
 		if (s->mig->state == SRC_MIG_SERVING)
 			s->mig->state = SRC_MIG_READY;
@@ -139,8 +140,8 @@ static int on_hello(struct src_session *s, const Hello *h)
 		sess_abort(s, CTRL_ABORT_MIGRATION, "migration is being served to another peer");
 		return -EBUSY;
 	}
+	/* The migration is claimed only once the peer has proven the secret. */
 	s->mig = m;
-	m->busy = true;
 	snprintf(s->name, sizeof(s->name), "migration %s, peer %s", m->id, xport_name(s->x));
 	ret = auth_nonce(s->nonce);
 	if (ret < 0) {
@@ -177,6 +178,15 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 		sess_free(s);
 		return -EACCES;
 	}
+	/* Another peer may have authenticated during this one's handshake. */
+	if (s->mig->busy || s->mig->state == SRC_MIG_DONE) {
+		sess_abort(s, CTRL_ABORT_MIGRATION,
+			   s->mig->busy ? "migration is being served to another peer"
+					: "migration already completed");
+		return -EBUSY;
+	}
+	s->mig->busy = true;
+	s->owner = true;
 	ctrl_state_set_peer_verified(&s->st);
 	ret = ctrl_msg_auth_result(&o, true, NULL);
 	if (ret == 0)
