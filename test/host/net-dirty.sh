@@ -3,7 +3,7 @@
 # error, exit 1, the file not overwritten; the source keeps its checkpoint
 # and serves a destination with a clean dir afterwards.
 . "$(dirname "$0")/netlib.sh"
-plan 9
+plan 13
 
 mkimage "$T/src" --size 16M
 secret "$T/secret"
@@ -33,5 +33,30 @@ check "a clean dir then: every page verified" eval "test $rc -eq 0 && standin_ok
 check "... rdmig-dest exits 0" test "$code" -eq 0
 wait_pid "$src_pid" 20
 check "... rdmig-source --once exits 0" test "$code" -eq 0
-[ "$tap_failed" -eq 0 ] || { diag_file "$T/dest.log"; diag_file "$T/source.log"; diag_file "$T/dest2.log"; }
+
+# The restore fails on the destination (a zombie the images do not know):
+# the processes are stopped, and the source hears why and keeps its checkpoint.
+mkdir "$T/dst3"
+sum0=$(dir_sum "$T/src")
+start_source "$T/source3.log" -m "m1:$T/src:$T/secret" --once
+# shellcheck disable=SC2046
+start_dest "$T/dest3.log" -D "$T/dst3" $(net_args m1 "$T/secret") --drain-depth 1 --drain-chunk 4K
+timeout 60 "$RDMIG_STANDIN" -D "$T/dst3" --threads 2 --zombie 9999 >"$T/standin3.out" 2>&1
+rc=$?
+wait_dest
+check "unknown zombie: rdmig-dest exits 1 naming it" \
+	eval "test $code -eq 1 && grep -q 'zombie pid 9999 is not in the images' '$T/dest3.log'"
+check "... the stand-in fails and never saw a wrong byte" \
+	eval "test $rc -ne 0 && never_wrong '$T/standin3.out'"
+check "... the source hears the restore failed and keeps its checkpoint" \
+	grep -q "the destination aborted: .*(restore failed); keeping the checkpoint" "$T/source3.log"
+check "... which is untouched, and the source still serves it" \
+	eval "test $(dir_sum "$T/src") = $sum0 && alive $src_pid"
+[ "$tap_failed" -eq 0 ] || {
+	diag_file "$T/dest.log"
+	diag_file "$T/source.log"
+	diag_file "$T/dest2.log"
+	diag_file "$T/dest3.log"
+	diag_file "$T/source3.log"
+}
 finish

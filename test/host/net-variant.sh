@@ -4,7 +4,7 @@
 # change happens while pages are still on the source.  --verify on both sides.
 . "$(dirname "$0")/netlib.sh"
 variant=${1:?usage: net-variant.sh fork|mremap|madvise|munmap|zombie}
-plan 10
+plan 9
 
 slow=(--verify --drain-depth 1 --drain-chunk 4K --readahead 4)
 secret "$T/secret"

@@ -44,7 +44,7 @@ start_source() {
 	src_pid=$!
 	track "$src_pid"
 	for i in $(seq 200); do
-		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (tcp).*/\1/p' "$log")
+		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (tcp).*/\1/p' "$log" 2>/dev/null)
 		[ -n "$src_port" ] && return 0
 		kill -0 "$src_pid" 2>/dev/null || break
 		sleep 0.05

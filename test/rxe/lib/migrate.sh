@@ -6,7 +6,8 @@
 # RDMIG_SIZE (image size, default 64M), RDMIG_THREADS (default 4),
 # RDMIG_TRANSPORT (rdma|tcp, default rdma), RDMIG_PORT (default 7471),
 # RDMIG_ADDR (own address), RDMIG_SOURCE_ADDR (dest side),
-# RDMIG_STANDIN_ARGS, RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS (extra options).
+# RDMIG_STANDIN_ARGS, RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS, RDMIG_MKIMAGE_ARGS
+# (extra options).
 set -u
 role=${1:?usage: migrate.sh source|dest|both}
 B=${RDMIG_BUILD:?}
@@ -19,7 +20,8 @@ work=$(mktemp -d /tmp/rdmig-migrate.XXXXXX)
 
 source_side() {
 	mkdir -p "$work/src"
-	"$B/test/rdmig-mkimage" -D "$work/src" --size "$size" --holes || return 1
+	# shellcheck disable=SC2086
+	"$B/test/rdmig-mkimage" -D "$work/src" --size "$size" --holes ${RDMIG_MKIMAGE_ARGS:-} || return 1
 	# shellcheck disable=SC2086
 	"$B/source-agent/rdmig-source" -t "$kind" -l "$RDMIG_ADDR:$port" \
 		-m "m1:$work/src:$secret" --verify --once ${RDMIG_SOURCE_ARGS:-}

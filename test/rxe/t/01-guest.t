@@ -7,6 +7,7 @@
 tap_plan 13
 
 project=$(git -C "$TAP_RXE_DIR" rev-parse --show-toplevel)
+mkdir -p "$project/.cache/rxe"
 scratch=$(mktemp -d "$project/.cache/rxe/t01.XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 token=$RANDOM$RANDOM

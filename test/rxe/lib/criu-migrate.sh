@@ -1,0 +1,284 @@
+#!/bin/bash
+# Runs inside a soft-RoCE guest: post-copy migration of a real process
+# (rdmig-workload) with unmodified CRIU, one side or both.
+#   criu-migrate.sh source|dest|both    rdmig-source / rdmig-dest + criu restore
+#   criu-migrate.sh criu                CRIU's own lazy migration, one guest
+# source: start the workload in its own pid namespace, `criu dump` it
+#   (a normal dump), then serve the images with rdmig-source --once.
+# dest: rdmig-dest receives the images and listens on lazy-pages.socket;
+#   `criu restore --lazy-pages` restores the workload; the workload then
+#   verifies all its memory twice (while still rewriting it), and rdmig-dest
+#   must exit 0 once every page moved.
+# criu: `criu dump --lazy-pages --port`, `criu lazy-pages --page-server`,
+#   `criu restore --lazy-pages`, same checks.
+# Prints `criu-migrate: ...` lines, among them one `times: ...` line.
+# Environment: RDMIG_BUILD (build dir), RDMIG_SECRET (secret file),
+# RDMIG_SIZE_MB (default 64), RDMIG_THREADS (2), RDMIG_TRANSPORT (rdma|tcp),
+# RDMIG_PORT (7471), RDMIG_ADDR, RDMIG_SOURCE_ADDR (dest side),
+# RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS, RDMIG_CRIU_DIR (default
+# /tmp/rdmig-criu: same path in both guests), RDMIG_KEEP_LOGS (a directory
+# to copy the CRIU and agent logs to).
+set -u
+role=${1:?usage: criu-migrate.sh source|dest|both|criu}
+B=${RDMIG_BUILD:?}
+size=${RDMIG_SIZE_MB:-64}
+threads=${RDMIG_THREADS:-2}
+kind=${RDMIG_TRANSPORT:-rdma}
+port=${RDMIG_PORT:-7471}
+top=${RDMIG_CRIU_DIR:-/tmp/rdmig-criu}
+wl=$B/test/rdmig-workload
+# The workload's report and check files: the same paths before and after.
+report=$top/report
+check=$top/check
+
+say() { echo "criu-migrate: $*"; }
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+keep_logs() {
+	[ -n "${RDMIG_KEEP_LOGS:-}" ] || return 0
+	mkdir -p "$RDMIG_KEEP_LOGS" && cp -f "$@" "$RDMIG_KEEP_LOGS"/ 2>/dev/null
+	return 0
+}
+
+# ask_check [exit]: have the workload verify all memory, print its verdict.
+ask_check() {
+	local i
+	rm -f "$report"
+	echo "${1:-check}" >"$check"
+	for i in $(seq 600); do
+		[ -s "$report" ] && break
+		sleep 0.1
+	done
+	if [ ! -s "$report" ]; then
+		say "no report from the workload"
+		return 1
+	fi
+	cat "$report"
+	grep -q '^workload: OK' "$report"
+}
+
+# The generation number of the last report.
+last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
+
+# start_workload: in its own pid namespace and session, fds away from us,
+# cwd /; sets wpid (its pid here).
+start_workload() {
+	local i
+	rm -rf "$top/pid"
+	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads "$threads" \
+		--report "$report" --check-file "$check" --pid-file "$top/pid" \
+		</dev/null >/dev/null 2>&1) &
+	for i in $(seq 600); do
+		[ -s "$top/pid" ] && break
+		sleep 0.1
+	done
+	wpid=$(pgrep -x rdmig-workload | head -n 1)
+	if [ -z "$wpid" ]; then
+		say "the workload did not start"
+		return 1
+	fi
+	say "workload pid $wpid (1 in its namespace), $size MiB, $threads threads"
+}
+
+# dump DIR [CRIU ARGS...]: criu dump of the workload.
+dump() {
+	local dir=$1
+	shift
+	mkdir -p "$dir"
+	criu dump -t "$wpid" -D "$dir" -v4 -o dump.log "$@"
+}
+
+# wait_gone PID SECS
+wait_gone() {
+	local i
+	for i in $(seq $(($2 * 10))); do
+		kill -0 "$1" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# after_restore: the restored workload verifies twice, then exits.
+after_restore() {
+	local g0=$1 g1 g2
+	sleep 1
+	ask_check || return 1
+	g1=$(last_gen)
+	sleep 1
+	ask_check exit || return 1
+	g2=$(last_gen)
+	if [ "$g1" -gt "$g0" ] && [ "$g2" -gt "$g1" ]; then
+		say "workload kept rewriting after restore: generation $g0 -> $g1 -> $g2"
+	else
+		say "workload did not progress: generation $g0 -> $g1 -> $g2"
+		return 1
+	fi
+}
+
+source_side() {
+	local t0 t1 st
+	rm -rf "$top/dump" && mkdir -p "$top/dump"
+	start_workload || return 1
+	sleep 1
+	ask_check || return 1
+	say "before dump: generation $(last_gen)"
+	last_gen >"$top/gen0"
+	[ -n "${RDMIG_SHARED_DIR:-}" ] && cp "$top/gen0" "$RDMIG_SHARED_DIR/gen0"
+	t0=$(now)
+	dump "$top/dump"
+	st=$?
+	t1=$(now)
+	keep_logs "$top/dump/dump.log"
+	if [ $st -ne 0 ]; then
+		say "criu dump failed ($st)"
+		grep -E 'Error|error' "$top/dump/dump.log" | tail -n 5
+		return 1
+	fi
+	say "dumped in $(secs "$t0" "$t1") s: $(du -sh "$top/dump" | cut -f1)"
+	echo "$(secs "$t0" "$t1")" >"$top/t_dump"
+	[ -n "${RDMIG_SHARED_DIR:-}" ] && cp "$top/t_dump" "$RDMIG_SHARED_DIR/t_dump"
+	# shellcheck disable=SC2086
+	"$B/source-agent/rdmig-source" -t "$kind" -l "$RDMIG_ADDR:$port" \
+		-m "m1:$top/dump:$RDMIG_SECRET" --verify --once ${RDMIG_SOURCE_ARGS:-} \
+		2>&1 | sed -u 's/^/source: /'
+	return "${PIPESTATUS[0]}"
+}
+
+dest_side() {
+	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st=0 i t0 t1 t2 t3 g0
+	rm -rf "$top/restore" "$top/work" && mkdir -p "$top/restore" "$top/work"
+	t0=$(now)
+	# shellcheck disable=SC2086
+	"$B/dest-agent/rdmig-dest" --source "$src:$port" -t "$kind" -m m1 \
+		--secret-file "$RDMIG_SECRET" --verify -D "$top/restore" -W "$top/work" \
+		--connect-timeout 300 --status-fd 3 -o "$top/work/rdmig-dest.log" \
+		${RDMIG_DEST_ARGS:-} 3>"$top/work/ready" &
+	dpid=$!
+	for i in $(seq 3000); do
+		[ -s "$top/work/ready" ] && break
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	t1=$(now)
+	if [ ! -s "$top/work/ready" ]; then
+		say "rdmig-dest never became ready"
+		wait "$dpid"
+		cat "$top/work/rdmig-dest.log"
+		return 1
+	fi
+	say "rdmig-dest ready: $(ls "$top/restore" | wc -l) image files received"
+	t1=$(now)
+	(cd "$top/work" && criu restore -D "$top/restore" -W "$top/work" --lazy-pages -d \
+		-v4 -o restore.log)
+	st=$?
+	t2=$(now)
+	keep_logs "$top/work/restore.log"
+	if [ $st -ne 0 ]; then
+		say "criu restore failed ($st)"
+		grep -E 'Error|error' "$top/work/restore.log" | tail -n 8
+		kill "$dpid" 2>/dev/null
+		wait "$dpid"
+		cat "$top/work/rdmig-dest.log"
+		return 1
+	fi
+	say "restored in $(secs "$t1" "$t2") s"
+	if ! wait_gone "$dpid" 600; then
+		say "rdmig-dest still running after 600 s"
+		kill "$dpid"
+		st=1
+	fi
+	wait "$dpid" || st=1
+	t3=$(now)
+	keep_logs "$top/work/rdmig-dest.log"
+	sed 's/^/dest: /' "$top/work/rdmig-dest.log"
+	[ $st -eq 0 ] && say "rdmig-dest exited 0" || say "rdmig-dest failed"
+	g0=$(cat "${RDMIG_SHARED_DIR:-$top}/gen0" 2>/dev/null || echo 0)
+	after_restore "$g0" || st=1
+	say "times: transport=$kind dump=$(cat "${RDMIG_SHARED_DIR:-$top}/t_dump" 2>/dev/null || echo ?)" \
+		"images+ready=$(secs "$t0" "$t1") restore=$(secs "$t1" "$t2")" \
+		"all_pages=$(secs "$t1" "$t3") (s, from restore start)"
+	return $st
+}
+
+# CRIU's own post-copy, one guest: lazy dump + page server, lazy-pages
+# daemon over TCP on loopback, lazy restore.
+criu_side() {
+	local t0 t1 t2 t3 t4 dpid lpid st=0 i g0 cport=$((port + 1))
+	rm -rf "$top/cdump" "$top/crestore" "$top/cwork"
+	mkdir -p "$top/cdump" "$top/crestore" "$top/cwork"
+	start_workload || return 1
+	sleep 1
+	ask_check || return 1
+	g0=$(last_gen)
+	say "before dump: generation $g0"
+	t0=$(now)
+	(cd "$top/cdump" && exec criu dump -t "$wpid" -D "$top/cdump" -v4 -o dump.log \
+		--lazy-pages --address 127.0.0.1 --port "$cport" --status-fd 3 3>"$top/cdump.ready") &
+	dpid=$!
+	for i in $(seq 3000); do
+		[ -s "$top/cdump.ready" ] && break
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.05
+	done
+	t1=$(now)
+	if [ ! -s "$top/cdump.ready" ]; then
+		say "criu dump --lazy-pages never became ready"
+		wait "$dpid"
+		grep -E 'Error' "$top/cdump/dump.log" | tail -n 5
+		return 1
+	fi
+	say "lazy dump ready in $(secs "$t0" "$t1") s: $(du -sh "$top/cdump" | cut -f1)"
+	cp -a "$top/cdump/." "$top/crestore/"
+	(cd "$top/cwork" && exec criu lazy-pages --page-server --address 127.0.0.1 \
+		--port "$cport" -D "$top/crestore" -W "$top/cwork" -v4 -o lazy-pages.log \
+		--status-fd 3 3>"$top/cwork/ready") &
+	lpid=$!
+	for i in $(seq 3000); do
+		[ -s "$top/cwork/ready" ] && break
+		kill -0 "$lpid" 2>/dev/null || break
+		sleep 0.05
+	done
+	t2=$(now)
+	(cd "$top/cwork" && criu restore -D "$top/crestore" -W "$top/cwork" --lazy-pages -d \
+		-v4 -o restore.log)
+	st=$?
+	t3=$(now)
+	if [ $st -ne 0 ]; then
+		say "criu restore failed ($st)"
+		grep -E 'Error' "$top/cwork/restore.log" | tail -n 8
+		kill "$lpid" "$dpid" 2>/dev/null
+		return 1
+	fi
+	say "restored in $(secs "$t2" "$t3") s"
+	wait_gone "$lpid" 600 || { say "criu lazy-pages still running"; st=1; }
+	wait "$lpid" || { say "criu lazy-pages failed"; st=1; }
+	t4=$(now)
+	wait "$dpid" || { say "criu dump --lazy-pages failed"; st=1; }
+	keep_logs "$top/cdump/dump.log" "$top/cwork/lazy-pages.log" "$top/cwork/restore.log"
+	[ $st -eq 0 ] && say "criu lazy-pages exited 0"
+	after_restore "$g0" || st=1
+	say "times: transport=criu-tcp dump=$(secs "$t0" "$t1") restore=$(secs "$t2" "$t3")" \
+		"all_pages=$(secs "$t2" "$t4") (s, from restore start)"
+	return $st
+}
+
+mkdir -p "$top"
+case $role in
+source) source_side ;;
+dest) dest_side ;;
+both)
+	: "${RDMIG_SECRET:?}"
+	source_side &
+	spid=$!
+	dest_side
+	st=$?
+	wait "$spid" || st=1
+	exit $st
+	;;
+criu) criu_side ;;
+*)
+	echo "criu-migrate.sh: unknown role $role" >&2
+	exit 2
+	;;
+esac
