@@ -55,6 +55,7 @@ struct rdma_ep {
 	uint32_t *send_free; /* stack of free send slots */
 	uint32_t nr_send_free;
 	STAILQ_HEAD(, pending_send) send_queue;
+	size_t queued_bytes; /* in send_queue, not yet posted */
 
 	uint64_t *read_cookie; /* per read slot */
 	uint32_t *read_free;   /* stack of free read slots */
@@ -135,6 +136,11 @@ void rdma_ep_set_ops(struct rdma_ep *ep, const struct rdma_ep_ops *ops, void *ar
 {
 	ep->ops = ops;
 	ep->arg = arg;
+}
+
+size_t rdma_ep_pending(const struct rdma_ep *ep)
+{
+	return ep->queued_bytes;
 }
 
 uint32_t rdma_ep_read_slots(const struct rdma_ep *ep)
@@ -219,6 +225,7 @@ int rdma_ep_send(struct rdma_ep *ep, const void *buf, size_t len)
 		ps->len = len;
 		memcpy(ps->data, buf, len);
 		STAILQ_INSERT_TAIL(&ep->send_queue, ps, link);
+		ep->queued_bytes += len;
 		return 0;
 	}
 	slot = ep->send_free[--ep->nr_send_free];
@@ -233,6 +240,7 @@ static void ep_flush_send_queue(struct rdma_ep *ep)
 
 	while (ep->nr_send_free > 0 && (ps = STAILQ_FIRST(&ep->send_queue)) != NULL) {
 		STAILQ_REMOVE_HEAD(&ep->send_queue, link);
+		ep->queued_bytes -= ps->len;
 		slot = ep->send_free[--ep->nr_send_free];
 		memcpy(ep->send_buf + (size_t)slot * ep->params.max_msg, ps->data, ps->len);
 		if (ep_post_send_slot(ep, slot, ps->len) < 0) {

@@ -91,6 +91,9 @@ int rdma_ep_send(struct rdma_ep *ep, const void *buf, size_t len);
  */
 int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 		 uint32_t len, uint64_t cookie);
+/* Bytes of messages waiting in software for a free send buffer. */
+size_t rdma_ep_pending(const struct rdma_ep *ep);
+
 /* READs that can still be posted now. */
 uint32_t rdma_ep_read_slots(const struct rdma_ep *ep);
 

@@ -271,7 +271,7 @@ int xport_send(struct xport *x, const void *buf, size_t len)
 
 size_t xport_pending(const struct xport *x)
 {
-	return x->kind == XPORT_TCP ? tcpconn_pending_bytes(x->tc) : 0;
+	return x->kind == XPORT_TCP ? tcpconn_pending_bytes(x->tc) : rdma_ep_pending(x->ep);
 }
 
 const char *xport_name(const struct xport *x)

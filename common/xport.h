@@ -67,7 +67,7 @@ void xport_set_ops(struct xport *x, const struct xport_ops *ops, void *arg);
 
 enum xport_kind xport_kind(const struct xport *x);
 int xport_send(struct xport *x, const void *buf, size_t len);
-/* Bytes queued but not yet on the wire (TCP); 0 for RDMA. */
+/* Bytes queued in software, not yet handed to the network. */
 size_t xport_pending(const struct xport *x);
 const char *xport_name(const struct xport *x);
 

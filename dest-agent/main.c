@@ -44,6 +44,7 @@ struct dest_opts {
 	const char *pidfile;
 	const char *log_file;
 	const char *inject;
+	const char *latency_out;
 	int status_fd;
 	bool daemon;
 	bool local;
@@ -107,6 +108,7 @@ enum {
 	OPT_CONNECT_TIMEOUT,
 	OPT_DEAD_AFTER,
 	OPT_MAX_READS,
+	OPT_LATENCY_OUT,
 };
 
 static void dest_usage(FILE *f)
@@ -138,6 +140,8 @@ static void dest_usage(FILE *f)
 		"      --drain-depth N    background requests in flight (default 8)\n"
 		"      --drain-chunk SIZE bytes per background request (default 256K)\n"
 		"      --fetch-timeout SEC  stop a process whose pages take longer (default 30)\n"
+		"      --latency-out FILE at exit, write the fault latency samples to FILE\n"
+		"                         (nanoseconds, one per line; for benchmarks)\n"
 		"      --inject SPEC      testing: faults of the local source, e.g.\n"
 		"                         delay=US,fail-after=N,gone-after=N,hang-after=N,\n"
 		"                         corrupt-after=N,verify\n"
@@ -173,6 +177,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"drain-chunk", required_argument, NULL, OPT_DRAIN_CHUNK},
 	    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
 	    {"inject", required_argument, NULL, OPT_INJECT},
+	    {"latency-out", required_argument, NULL, OPT_LATENCY_OUT},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -229,6 +234,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_INJECT:
 			o->inject = optarg;
+			break;
+		case OPT_LATENCY_OUT:
+			o->latency_out = optarg;
 			break;
 		case OPT_SOURCE:
 			ret = parse_hostport(optarg, "7471", o->src_host, sizeof(o->src_host),
@@ -714,6 +722,26 @@ static void dest_summary(struct dest *d, int code)
 		 mbps);
 }
 
+/* --latency-out: the engine's fault latency samples, one per line (ns). */
+static void dest_write_latencies(struct dest *d)
+{
+	const struct latstat *ls;
+	FILE *f;
+
+	if (!d->o.latency_out || !d->eng)
+		return;
+	ls = engine_fault_latency(d->eng);
+	f = fopen(d->o.latency_out, "we");
+	if (!f) {
+		log_warn("--latency-out %s: %s", d->o.latency_out, strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < ls->nr_samples; i++)
+		fprintf(f, "%" PRIu64 "\n", ls->samples[i]);
+	if (fclose(f) != 0)
+		log_warn("--latency-out %s: %s", d->o.latency_out, strerror(errno));
+}
+
 static void dest_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
 }
@@ -845,6 +873,7 @@ int main(int argc, char **argv)
 	if (d.ns && code == 0 && !d.done_acked)
 		code = 1;
 	dest_summary(&d, code);
+	dest_write_latencies(&d);
 out:
 	dest_report_ready(ready_fd, false);
 	dest_cleanup(&d);

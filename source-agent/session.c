@@ -18,6 +18,33 @@
 
 #define KEEPALIVE_S 1
 
+/* Bytes the transport may hold before the image stream waits. */
+#define STREAM_HIGH_WATER (4u << 20)
+
+struct hole {
+	uint64_t off;
+	uint64_t len;
+};
+
+struct src_stream {
+	struct dirent **ents;
+	int n;
+	int idx;
+	bool in_file;
+	int fd;		     /* a file read with pread, or -1 */
+	const uint8_t *data; /* a mapped pages file, or NULL */
+	uint64_t size;
+	uint64_t cur;
+	struct hole *holes;
+	size_t nh;
+	size_t hi;
+	uint32_t files;
+	int err;
+	char name[256];
+	uint8_t buf[CTRL_FILE_CHUNK_MAX];
+	struct event *pump;
+};
+
 struct src_session {
 	LIST_ENTRY(src_session) link;
 	struct src_agent *agent;
@@ -33,11 +60,7 @@ struct src_session {
 	uint64_t last_rx_ns;
 	uint64_t ka_seq;
 	char name[160];
-};
-
-struct hole {
-	uint64_t off;
-	uint64_t len;
+	struct src_stream stream;
 };
 
 static void sess_release_memory(struct src_session *s)
@@ -52,6 +75,8 @@ static void sess_release_memory(struct src_session *s)
 	s->nr_mrs = 0;
 }
 
+static void stream_free(struct src_stream *st);
+
 static void sess_free(struct src_session *s)
 {
 	if (s->owner) {
@@ -59,6 +84,7 @@ static void sess_free(struct src_session *s)
 		if (s->mig->state == SRC_MIG_SERVING)
 			s->mig->state = SRC_MIG_READY;
 	}
+	stream_free(&s->stream);
 	sess_release_memory(s);
 	if (s->tick)
 		event_free(s->tick);
@@ -287,132 +313,148 @@ static int file_holes(const struct imgmap *map, size_t file, struct hole **out, 
 	return 0;
 }
 
-static int send_file(struct src_session *s, const char *name, const char *path)
+/*
+ * The image files go out a chunk at a time, paced by what the transport
+ * still holds, so a large image neither fills memory nor trips the TCP
+ * send limit; the loop stays free for other peers meanwhile.
+ */
+static bool stream_open_next(struct src_session *s)
 {
+	struct src_stream *st = &s->stream;
 	const struct imgmap *map = s->mig->map;
-	struct hole *holes = NULL;
-	struct ctrl_hole ch[CTRL_HOLES_MAX];
-	struct ctrl_file_chunk c;
-	struct ctrl_out o;
-	const uint8_t *data = NULL;
-	uint8_t *buf = NULL;
-	size_t nh = 0, hi = 0, i;
-	uint64_t size, cur = 0;
-	struct stat st;
-	int fd = -1, ret = 0;
-
-	for (i = 0; i < map->nr_files; i++) {
-		if (strcmp(map->files[i].path, path) == 0) {
-			ret = file_holes(map, i, &holes, &nh);
-			if (ret < 0)
-				goto out;
-			data = map->files[i].base;
-			size = map->files[i].len;
-			goto stream;
-		}
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		ret = -errno;
-		log_err("%s: cannot read image %s: %s", s->name, path, strerror(errno));
-		goto out;
-	}
-	size = (uint64_t)st.st_size;
-	if (size > 0) {
-		ssize_t n;
-
-		buf = malloc(size);
-		if (!buf) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		n = pread(fd, buf, size, 0);
-		if (n < 0 || (uint64_t)n != size) {
-			ret = n < 0 ? -errno : -EIO;
-			log_err("%s: short read of image %s", s->name, path);
-			goto out;
-		}
-		data = buf;
-	}
-stream:
-	do {
-		uint64_t end = size, dlen;
-		size_t k = 0;
-
-		if (hi < nh && holes[hi].off < end)
-			end = holes[hi].off;
-		dlen = end > cur ? end - cur : 0;
-		if (dlen > CTRL_FILE_CHUNK_MAX)
-			dlen = CTRL_FILE_CHUNK_MAX;
-		memset(&c, 0, sizeof(c));
-		c.name = name;
-		c.total_size = size;
-		c.offset = cur;
-		c.data = dlen ? data + cur : NULL;
-		c.data_len = dlen;
-		cur += dlen;
-		while (hi < nh && holes[hi].off == cur && k < CTRL_HOLES_MAX) {
-			uint64_t hlen = holes[hi].len;
-
-			if (holes[hi].off + hlen > size)
-				hlen = size - holes[hi].off;
-			ch[k].offset = holes[hi].off;
-			ch[k].len = hlen;
-			cur += hlen;
-			k++;
-			hi++;
-		}
-		c.holes = k ? ch : NULL;
-		c.nr_holes = k;
-		c.last = cur >= size;
-		ret = ctrl_msg_image_file(&o, &c);
-		if (ret == 0)
-			ret = sess_send(s, &o);
-	} while (ret == 0 && cur < size);
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	free(holes);
-	return ret;
-}
-
-static int send_files(struct src_session *s, uint32_t *count)
-{
-	struct dirent **ents = NULL;
 	char path[4096];
 	struct ctrl_err e;
-	struct stat st;
-	int n, i, ret = 0;
+	struct stat sb;
+	size_t i;
 
-	n = scandir(s->mig->dir, &ents, NULL, alphasort);
-	if (n < 0) {
-		ret = -errno;
-		log_err("%s: cannot list %s: %s", s->name, s->mig->dir, strerror(errno));
-		return ret;
-	}
-	*count = 0;
-	for (i = 0; i < n; i++) {
-		const char *name = ents[i]->d_name;
+	while (st->idx < st->n) {
+		const char *name = st->ents[st->idx++]->d_name;
 
-		if (ret < 0 || name[0] == '.')
+		if (name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", s->mig->dir, name);
 		/* Only regular files: a `parent` link or sockets are not images to ship. */
-		if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+		if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode))
 			continue;
 		if (ctrl_validate_file_name(name, &e) < 0) {
 			log_warn("%s: not sending %s: %s", s->name, name, e.text);
 			continue;
 		}
-		ret = send_file(s, name, path);
-		if (ret == 0)
-			(*count)++;
+		snprintf(st->name, sizeof(st->name), "%s", name);
+		st->cur = 0;
+		st->hi = 0;
+		st->nh = 0;
+		free(st->holes);
+		st->holes = NULL;
+		st->data = NULL;
+		for (i = 0; i < map->nr_files; i++) {
+			if (strcmp(map->files[i].path, path) == 0) {
+				if (file_holes(map, i, &st->holes, &st->nh) < 0)
+					return false;
+				st->data = map->files[i].base;
+				st->size = map->files[i].len;
+				break;
+			}
+		}
+		if (i == map->nr_files) {
+			st->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			if (st->fd < 0 || fstat(st->fd, &sb) < 0) {
+				log_err("%s: cannot read image %s: %s", s->name, path,
+					strerror(errno));
+				st->err = -EIO;
+				return false;
+			}
+			st->size = (uint64_t)sb.st_size;
+		}
+		st->in_file = true;
+		return true;
 	}
-	for (i = 0; i < n; i++)
-		free(ents[i]);
-	free(ents);
+	return false;
+}
+
+static void stream_close_file(struct src_stream *st)
+{
+	if (st->fd >= 0)
+		close(st->fd);
+	st->fd = -1;
+	st->in_file = false;
+}
+
+/* Sends the next chunk of the current file. */
+static int stream_chunk(struct src_session *s)
+{
+	struct src_stream *st = &s->stream;
+	struct ctrl_hole ch[CTRL_HOLES_MAX];
+	struct ctrl_file_chunk c;
+	struct ctrl_out o;
+	uint64_t end = st->size, dlen;
+	const uint8_t *data = NULL;
+	size_t k = 0;
+	int ret;
+
+	if (st->hi < st->nh && st->holes[st->hi].off < end)
+		end = st->holes[st->hi].off;
+	dlen = end > st->cur ? end - st->cur : 0;
+	if (dlen > CTRL_FILE_CHUNK_MAX)
+		dlen = CTRL_FILE_CHUNK_MAX;
+	if (dlen && st->data) {
+		data = st->data + st->cur;
+	} else if (dlen) {
+		ssize_t n = pread(st->fd, st->buf, dlen, (off_t)st->cur);
+
+		if (n < 0 || (uint64_t)n != dlen) {
+			log_err("%s: short read of image %s at offset %" PRIu64 ": %s", s->name,
+				st->name, st->cur, n < 0 ? strerror(errno) : "file shrank");
+			return -EIO;
+		}
+		data = st->buf;
+	}
+	memset(&c, 0, sizeof(c));
+	c.name = st->name;
+	c.total_size = st->size;
+	c.offset = st->cur;
+	c.data = data;
+	c.data_len = dlen;
+	st->cur += dlen;
+	while (st->hi < st->nh && st->holes[st->hi].off == st->cur && k < CTRL_HOLES_MAX) {
+		uint64_t hlen = st->holes[st->hi].len;
+
+		if (st->holes[st->hi].off + hlen > st->size)
+			hlen = st->size - st->holes[st->hi].off;
+		ch[k].offset = st->holes[st->hi].off;
+		ch[k].len = hlen;
+		st->cur += hlen;
+		k++;
+		st->hi++;
+	}
+	c.holes = k ? ch : NULL;
+	c.nr_holes = k;
+	c.last = st->cur >= st->size;
+	ret = ctrl_msg_image_file(&o, &c);
+	if (ret == 0)
+		ret = sess_send(s, &o);
+	if (ret == 0 && c.last) {
+		stream_close_file(st);
+		st->files++;
+	}
 	return ret;
+}
+
+static void stream_free(struct src_stream *st)
+{
+	int i;
+
+	stream_close_file(st);
+	for (i = 0; i < st->n; i++)
+		free(st->ents[i]);
+	free(st->ents);
+	st->ents = NULL;
+	st->n = 0;
+	free(st->holes);
+	st->holes = NULL;
+	if (st->pump)
+		event_free(st->pump);
+	st->pump = NULL;
 }
 
 static int send_tables(struct src_session *s, uint32_t *tasks)
@@ -491,14 +533,61 @@ static int send_page_hashes(struct src_session *s)
 	return ret;
 }
 
-/* The peer is authenticated for this migration: now, and only now, expose memory. */
-static void sess_start_stream(struct src_session *s)
+static void stream_finish(struct src_session *s)
 {
 	const struct ctrl_negotiated *neg = ctrl_state_negotiated(&s->st);
 	struct ctrl_out o;
-	uint32_t files = 0, tasks = 0;
+	uint32_t tasks = 0;
 	char sz[32];
+	int ret;
+
+	ret = send_tables(s, &tasks);
+	if (ret == 0 && (neg->features & CTRL_FEAT_VERIFY_PAGES))
+		ret = send_page_hashes(s);
+	if (ret == 0)
+		ret = ctrl_msg_images_done(&o, s->stream.files, tasks, s->mig->map->lazy_bytes);
+	if (ret == 0)
+		ret = sess_send(s, &o);
+	if (ret < 0) {
+		sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the range tables");
+		return;
+	}
+	log_info("%s: sent %u image files and %u range tables; %s of lazy pages to serve", s->name,
+		 s->stream.files, tasks, fmt_bytes(s->mig->map->lazy_bytes, sz, sizeof(sz)));
+	stream_free(&s->stream);
+}
+
+static void stream_pump(evutil_socket_t fd, short what, void *arg)
+{
+	struct src_session *s = arg;
+	struct src_stream *st = &s->stream;
+	struct timeval tv = {0, 2000};
 	int ret = 0;
+
+	while (xport_pending(s->x) < STREAM_HIGH_WATER) {
+		if (!st->in_file && !stream_open_next(s)) {
+			if (st->err < 0) {
+				sess_abort(s, CTRL_ABORT_IMAGES, "cannot read the images");
+				return;
+			}
+			stream_finish(s);
+			return;
+		}
+		ret = stream_chunk(s);
+		if (ret < 0) {
+			sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the images");
+			return;
+		}
+	}
+	/* The transport is full: come back once some of it has gone out. */
+	event_add(st->pump, &tv);
+}
+
+/* The peer is authenticated for this migration: now, and only now, expose memory. */
+static void sess_start_stream(struct src_session *s)
+{
+	struct src_stream *st = &s->stream;
+	int ret;
 
 	log_info("%s: destination authenticated; sending images over %s", s->name,
 		 xport_kind_str(xport_kind(s->x)));
@@ -512,21 +601,19 @@ static void sess_start_stream(struct src_session *s)
 			return;
 		}
 	}
-	ret = send_files(s, &files);
-	if (ret == 0)
-		ret = send_tables(s, &tasks);
-	if (ret == 0 && (neg->features & CTRL_FEAT_VERIFY_PAGES))
-		ret = send_page_hashes(s);
-	if (ret == 0)
-		ret = ctrl_msg_images_done(&o, files, tasks, s->mig->map->lazy_bytes);
-	if (ret == 0)
-		ret = sess_send(s, &o);
-	if (ret < 0) {
-		sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the images");
+	st->n = scandir(s->mig->dir, &st->ents, NULL, alphasort);
+	if (st->n < 0) {
+		log_err("%s: cannot list %s: %s", s->name, s->mig->dir, strerror(errno));
+		st->n = 0;
+		sess_abort(s, CTRL_ABORT_IMAGES, "cannot list the images");
 		return;
 	}
-	log_info("%s: sent %u image files and %u range tables; %s of lazy pages to serve", s->name,
-		 files, tasks, fmt_bytes(s->mig->map->lazy_bytes, sz, sizeof(sz)));
+	st->pump = evtimer_new(s->agent->base, stream_pump, s);
+	if (!st->pump) {
+		sess_abort(s, CTRL_ABORT_INTERNAL, "out of memory");
+		return;
+	}
+	stream_pump(-1, 0, s);
 }
 
 static int on_read_req(struct src_session *s, const ReadReq *r)
@@ -675,6 +762,8 @@ int src_session_start(struct src_agent *a, struct xport *x)
 	struct src_session *s;
 
 	s = calloc(1, sizeof(*s));
+	if (s)
+		s->stream.fd = -1;
 	if (!s)
 		return -ENOMEM;
 	s->agent = a;

@@ -27,6 +27,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -89,6 +90,7 @@ struct opts {
 	bool fixed_seed;
 	uint64_t seed;
 	uint32_t fin_delay_ms;
+	bool after_drain;
 	uint32_t timeout_s;
 };
 
@@ -136,7 +138,8 @@ static void usage(FILE *f)
 		"usage: rdmig-standin -D IMAGES_DIR [-W WORK_DIR] [--threads N]\n"
 		"                     [--access seq|random|mixed] [--fork] [--mremap] [--madvise]\n"
 		"                     [--munmap] [--zombie PID]... [--pid PID] [--seed S]\n"
-		"                     [--fin-delay MS] [--split] [--send-pid N] [--timeout SEC]\n"
+		"                     [--fin-delay MS] [--touch-after-drain] [--split]\n"
+		"                     [--send-pid N] [--timeout SEC]\n"
 		"Stands in for processes restored by `criu restore --lazy-pages`.\n"
 		"  -D, --images-dir DIR  images written by rdmig-mkimage\n"
 		"  -W, --work-dir DIR    where lazy-pages.socket is (default: DIR)\n"
@@ -150,7 +153,9 @@ static void usage(FILE *f)
 		"  --pid PID             stand in for this process of the images only\n"
 		"                        (default: all of them; image zombies are announced)\n"
 		"  --seed S              pattern seed given to rdmig-mkimage --seed\n"
-		"  --fin-delay MS        let the processes fault MS before FIN is sent\n"
+		"  --fin-delay MS        let the processes fault MS before FIN is sent (FIN goes\n"
+		"                        sooner once every process has exited)\n"
+		"  --touch-after-drain   touch nothing until every lazy page is in (drain only)\n"
 		"  --split               send each pid a byte at a time\n"
 		"  --send-pid N          testing: announce pid N instead of the real one\n"
 		"  --timeout SEC         give up after SEC (default 120)\n");
@@ -169,6 +174,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		O_PID,
 		O_SEED,
 		O_FIN_DELAY,
+		O_AFTER_DRAIN,
 		O_SPLIT,
 		O_SEND_PID,
 		O_TIMEOUT,
@@ -186,6 +192,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	    {"pid", required_argument, NULL, O_PID},
 	    {"seed", required_argument, NULL, O_SEED},
 	    {"fin-delay", required_argument, NULL, O_FIN_DELAY},
+	    {"touch-after-drain", no_argument, NULL, O_AFTER_DRAIN},
 	    {"split", no_argument, NULL, O_SPLIT},
 	    {"send-pid", required_argument, NULL, O_SEND_PID},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -249,6 +256,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_FIN_DELAY:
 			ret = parse_uint(optarg, 0, 600000, &v);
 			o->fin_delay_ms = (uint32_t)v;
+			break;
+		case O_AFTER_DRAIN:
+			o->after_drain = true;
 			break;
 		case O_SPLIT:
 			o->split = true;
@@ -590,6 +600,45 @@ static uint64_t pct(const uint64_t *v, size_t n, unsigned p)
 	return v[rank ? rank - 1 : 0];
 }
 
+/*
+ * --touch-after-drain: waits, touching nothing, until mincore() shows every
+ * lazy page resident (the background drain installed them all).
+ */
+static void wait_drained(const struct img_task *t, const char *who)
+{
+	size_t cap = 0;
+	unsigned char *vec;
+	uint64_t t0 = mono_ns();
+
+	for (size_t i = 0; i < t->nr_lazy; i++)
+		if (t->lazy[i].len / PG > cap)
+			cap = t->lazy[i].len / PG;
+	vec = malloc(cap ? cap : 1);
+	if (!vec)
+		_exit(EXIT_SETUP);
+	for (;;) {
+		size_t i;
+
+		for (i = 0; i < t->nr_lazy; i++) {
+			size_t n = t->lazy[i].len / PG, k = 0;
+
+			if (mincore((void *)(uintptr_t)t->lazy[i].vaddr, t->lazy[i].len, vec) < 0)
+				break;
+			while (k < n && (vec[k] & 1))
+				k++;
+			if (k < n)
+				break;
+		}
+		if (i == t->nr_lazy)
+			break;
+		usleep(20000);
+	}
+	free(vec);
+	printf("rdmig-standin: %s: every lazy page in after %.3f s; touching now\n", who,
+	       (double)(mono_ns() - t0) / 1e9);
+	fflush(stdout);
+}
+
 /* Every page of every VMA, except those inside the variants' targets. */
 static struct page_ref *collect_pages(const struct img_task *t, const struct target *skip,
 				      size_t nr_skip, size_t *nr)
@@ -873,6 +922,8 @@ static void task_main(const struct opts *o, const struct img_set *set, const str
 	if (read(go_fd, b, 1) < 0)
 		_exit(EXIT_SETUP);
 	close(go_fd);
+	if (o->after_drain)
+		wait_drained(t, who);
 	pages = collect_pages(t, tg, 3, &n);
 	if (!pages)
 		_exit(EXIT_SETUP);
@@ -935,7 +986,7 @@ int main(int argc, char **argv)
 	struct opts o = {.threads = 4, .timeout_s = 120};
 	const struct img_task **tasks = NULL;
 	struct img_set *set = NULL;
-	int ready[2], go[2], sock = -1, code = 0, ret;
+	int ready[2], go[2], alive[2], sock = -1, code = 0, ret;
 	size_t nr = 0;
 	uint32_t fin = FIN;
 
@@ -969,7 +1020,9 @@ int main(int argc, char **argv)
 	signal(SIGALRM, on_alarm);
 	alarm(o.timeout_s);
 	sock = connect_socket(o.work_dir);
-	if (sock < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0)
+	/* alive: the tasks hold its write end until they exit (EOF: all gone). */
+	if (sock < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 ||
+	    pipe2(alive, O_CLOEXEC) < 0)
 		return EXIT_SETUP;
 	fflush(stdout);
 	/* One task at a time hands its uffd over, as criu's lazy_sock_mutex ensures. */
@@ -981,6 +1034,7 @@ int main(int argc, char **argv)
 			signal(SIGALRM, SIG_DFL);
 			close(ready[0]);
 			close(go[1]);
+			close(alive[0]);
 			task_main(&o, set, tasks[i], sock, ready[1], go[0]);
 		}
 		if (pid < 0) {
@@ -997,8 +1051,27 @@ int main(int argc, char **argv)
 	}
 	close(go[0]);
 	close(go[1]); /* go: the tasks run from here on */
-	if (code == 0 && o.fin_delay_ms)
-		usleep(o.fin_delay_ms * 1000u);
+	close(alive[1]);
+	if (code == 0 && o.fin_delay_ms) {
+		/* Until the delay is over or every task has exited (no more faults). */
+		struct pollfd pfd = {.fd = alive[0], .events = POLLIN};
+		uint64_t end = mono_ns() + (uint64_t)o.fin_delay_ms * 1000000u;
+		char c;
+
+		for (;;) {
+			uint64_t now = mono_ns();
+			int r;
+
+			if (now >= end)
+				break;
+			r = poll(&pfd, 1, (int)((end - now + 999999) / 1000000));
+			if (r > 0 && read(alive[0], &c, 1) <= 0)
+				break;
+			if (r < 0 && errno != EINTR)
+				break;
+		}
+	}
+	close(alive[0]);
 	for (size_t i = 0; code == 0 && i < o.nr_zombies; i++)
 		if (send_zombie(sock, o.zombies[i], o.split) < 0)
 			code = EXIT_SETUP;

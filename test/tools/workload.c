@@ -12,7 +12,10 @@
  *
  * On SIGUSR1, or when the --check-file path exists (it is removed then),
  * the main thread stops the workers (each holds its lock only while it
- * works on one page), verifies ALL pages, and writes one line to
+ * works on one page), verifies ALL pages (and, from the second check on,
+ * that a never-written 1 MiB mapping reads as zeros: left unread until
+ * then, a migration after the first check has never-dumped pages to fault
+ * in), and writes one line to
  * --report FILE, reopened by path each time (stdout need not survive a
  * CRIU restore):
  *   workload: OK verified N MiB, generation G
@@ -41,6 +44,8 @@
 
 #define PG    4096u
 #define WORDS (PG / sizeof(uint64_t))
+/* Mapped but never written: after a restore, reads must still see zeros. */
+#define ZERO_MIB 1
 
 struct worker {
 	pthread_t tid;
@@ -59,13 +64,15 @@ static struct {
 } opt = {.mib = 64, .threads = 2};
 
 static uint8_t *mem;
-static uint32_t *gens; /* per-page generation */
+static const uint64_t *zeros; /* ZERO_MIB never written: must read as zero */
+static uint32_t *gens;	      /* per-page generation */
 static size_t npages;
 static struct worker *workers;
 static atomic_uint_fast64_t rewritten;
 static atomic_int corrupt;    /* a worker found a bad page */
 static char corrupt_msg[256]; /* its description */
 static volatile sig_atomic_t check_req;
+static unsigned int checks_done;
 
 static uint64_t mix(uint64_t x)
 {
@@ -164,9 +171,21 @@ static int check_all(void)
 		memcpy(msg, corrupt_msg, sizeof(msg));
 		bad = 1;
 	}
+	/*
+	 * Not on the first check: left unread, those pages are never dumped.
+	 * First, so that a restored process faults them in while pages move.
+	 */
+	for (size_t k = 0; !bad && checks_done && k < ZERO_MIB * (1u << 20) / sizeof(*zeros); k++)
+		if (zeros[k]) {
+			snprintf(msg, sizeof(msg),
+				 "CORRUPT at %p never-written page: got %#" PRIx64,
+				 (const void *)&zeros[k], zeros[k]);
+			bad = 1;
+		}
 	for (size_t i = 0; !bad && i < npages; i++)
 		if (check_page(i, msg, sizeof(msg)) < 0)
 			bad = 1;
+	checks_done++;
 	uint64_t g = atomic_load(&rewritten);
 	if (bad)
 		snprintf(line, sizeof(line), "workload: %s\n", msg);
@@ -285,8 +304,16 @@ int main(int argc, char **argv)
 		opt.threads = (unsigned int)npages;
 	mem = mmap(NULL, npages * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	gens = calloc(npages, sizeof(*gens));
+	/*
+	 * Its own VMA, no transparent huge page (one would make some of it
+	 * present, and dumped): none of it is in the dump.
+	 */
+	zeros =
+	    mmap(NULL, ZERO_MIB << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (zeros != MAP_FAILED)
+		madvise((void *)zeros, ZERO_MIB << 20, MADV_NOHUGEPAGE);
 	workers = calloc(opt.threads, sizeof(*workers));
-	if (mem == MAP_FAILED || !gens || !workers) {
+	if (mem == MAP_FAILED || zeros == MAP_FAILED || !gens || !workers) {
 		fprintf(stderr, "workload: out of memory\n");
 		return 3;
 	}

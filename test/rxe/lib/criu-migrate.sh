@@ -43,10 +43,9 @@ keep_logs() {
 
 # ask_check [exit]: have the workload verify all memory, print its verdict.
 ask_check() {
-	local i
 	rm -f "$report"
 	echo "${1:-check}" >"$check"
-	for i in $(seq 600); do
+	for _ in $(seq 600); do
 		[ -s "$report" ] && break
 		sleep 0.1
 	done
@@ -64,12 +63,11 @@ last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
 # start_workload: in its own pid namespace and session, fds away from us,
 # cwd /; sets wpid (its pid here).
 start_workload() {
-	local i
 	rm -rf "$top/pid"
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads "$threads" \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" \
 		</dev/null >/dev/null 2>&1) &
-	for i in $(seq 600); do
+	for _ in $(seq 600); do
 		[ -s "$top/pid" ] && break
 		sleep 0.1
 	done
@@ -91,20 +89,25 @@ dump() {
 
 # wait_gone PID SECS
 wait_gone() {
-	local i
-	for i in $(seq $(($2 * 10))); do
+	for _ in $(seq $(($2 * 10))); do
 		kill -0 "$1" 2>/dev/null || return 0
 		sleep 0.1
 	done
 	return 1
 }
 
-# after_restore: the restored workload verifies twice, then exits.
-after_restore() {
-	local g0=$1 g1 g2
-	sleep 1
+# check_during: right after restore, while pages still move, the workload
+# verifies all its memory (faulting in what is missing); sets g1.
+check_during() {
+	say "verifying while pages still move"
 	ask_check || return 1
 	g1=$(last_gen)
+}
+
+# check_after G0: after every page moved, verify again and exit; the
+# generation must have grown at each step (the workload kept rewriting).
+check_after() {
+	local g0=$1 g2
 	sleep 1
 	ask_check exit || return 1
 	g2=$(last_gen)
@@ -118,7 +121,7 @@ after_restore() {
 
 source_side() {
 	local t0 t1 st
-	rm -rf "$top/dump" && mkdir -p "$top/dump"
+	rm -rf "$top/dump" "$top/t_dump_end" && mkdir -p "$top/dump"
 	start_workload || return 1
 	sleep 1
 	ask_check || return 1
@@ -135,8 +138,9 @@ source_side() {
 		grep -E 'Error|error' "$top/dump/dump.log" | tail -n 5
 		return 1
 	fi
-	say "dumped in $(secs "$t0" "$t1") s: $(du -sh "$top/dump" | cut -f1)"
-	echo "$(secs "$t0" "$t1")" >"$top/t_dump"
+	say "dumped in $(secs "$t0" "$t1") s: $(du -sh "$top/dump" | cut -f1) (ended $(date +%T.%N -d "@$t1"))"
+	secs "$t0" "$t1" >"$top/t_dump"
+	echo "$t1" >"$top/t_dump_end"
 	[ -n "${RDMIG_SHARED_DIR:-}" ] && cp "$top/t_dump" "$RDMIG_SHARED_DIR/t_dump"
 	# shellcheck disable=SC2086
 	"$B/source-agent/rdmig-source" -t "$kind" -l "$RDMIG_ADDR:$port" \
@@ -146,7 +150,7 @@ source_side() {
 }
 
 dest_side() {
-	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st=0 i t0 t1 t2 t3 g0
+	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st=0 hand t0 t1 t2 t3 g0 g1=0
 	rm -rf "$top/restore" "$top/work" && mkdir -p "$top/restore" "$top/work"
 	t0=$(now)
 	# shellcheck disable=SC2086
@@ -155,7 +159,7 @@ dest_side() {
 		--connect-timeout 300 --status-fd 3 -o "$top/work/rdmig-dest.log" \
 		${RDMIG_DEST_ARGS:-} 3>"$top/work/ready" &
 	dpid=$!
-	for i in $(seq 3000); do
+	for _ in $(seq 3000); do
 		[ -s "$top/work/ready" ] && break
 		kill -0 "$dpid" 2>/dev/null || break
 		sleep 0.1
@@ -167,8 +171,7 @@ dest_side() {
 		cat "$top/work/rdmig-dest.log"
 		return 1
 	fi
-	say "rdmig-dest ready: $(ls "$top/restore" | wc -l) image files received"
-	t1=$(now)
+	say "rdmig-dest ready at $(date +%T.%N -d "@$t1"): $(find "$top/restore" -type f | wc -l) image files received"
 	(cd "$top/work" && criu restore -D "$top/restore" -W "$top/work" --lazy-pages -d \
 		-v4 -o restore.log)
 	st=$?
@@ -183,6 +186,7 @@ dest_side() {
 		return 1
 	fi
 	say "restored in $(secs "$t1" "$t2") s"
+	check_during || st=1
 	if ! wait_gone "$dpid" 600; then
 		say "rdmig-dest still running after 600 s"
 		kill "$dpid"
@@ -192,19 +196,22 @@ dest_side() {
 	t3=$(now)
 	keep_logs "$top/work/rdmig-dest.log"
 	sed 's/^/dest: /' "$top/work/rdmig-dest.log"
-	[ $st -eq 0 ] && say "rdmig-dest exited 0" || say "rdmig-dest failed"
+	if [ $st -eq 0 ]; then say "rdmig-dest exited 0"; else say "rdmig-dest failed"; fi
 	g0=$(cat "${RDMIG_SHARED_DIR:-$top}/gen0" 2>/dev/null || echo 0)
-	after_restore "$g0" || st=1
+	check_after "$g0" || st=1
+	# handover: dump end to rdmig-dest ready (one guest only: one clock).
+	hand='?'
+	[ -s "$top/t_dump_end" ] && hand=$(secs "$(cat "$top/t_dump_end")" "$t1")
 	say "times: transport=$kind dump=$(cat "${RDMIG_SHARED_DIR:-$top}/t_dump" 2>/dev/null || echo ?)" \
-		"images+ready=$(secs "$t0" "$t1") restore=$(secs "$t1" "$t2")" \
-		"all_pages=$(secs "$t1" "$t3") (s, from restore start)"
+		"handover=$hand restore=$(secs "$t1" "$t2") all_pages=$(secs "$t1" "$t3")" \
+		"(s; all_pages from restore start)"
 	return $st
 }
 
 # CRIU's own post-copy, one guest: lazy dump + page server, lazy-pages
 # daemon over TCP on loopback, lazy restore.
 criu_side() {
-	local t0 t1 t2 t3 t4 dpid lpid st=0 i g0 cport=$((port + 1))
+	local t0 t1 t2 t3 t4 dpid lpid st=0 g0 g1=0 cport=$((port + 1))
 	rm -rf "$top/cdump" "$top/crestore" "$top/cwork"
 	mkdir -p "$top/cdump" "$top/crestore" "$top/cwork"
 	start_workload || return 1
@@ -216,7 +223,7 @@ criu_side() {
 	(cd "$top/cdump" && exec criu dump -t "$wpid" -D "$top/cdump" -v4 -o dump.log \
 		--lazy-pages --address 127.0.0.1 --port "$cport" --status-fd 3 3>"$top/cdump.ready") &
 	dpid=$!
-	for i in $(seq 3000); do
+	for _ in $(seq 3000); do
 		[ -s "$top/cdump.ready" ] && break
 		kill -0 "$dpid" 2>/dev/null || break
 		sleep 0.05
@@ -234,7 +241,7 @@ criu_side() {
 		--port "$cport" -D "$top/crestore" -W "$top/cwork" -v4 -o lazy-pages.log \
 		--status-fd 3 3>"$top/cwork/ready") &
 	lpid=$!
-	for i in $(seq 3000); do
+	for _ in $(seq 3000); do
 		[ -s "$top/cwork/ready" ] && break
 		kill -0 "$lpid" 2>/dev/null || break
 		sleep 0.05
@@ -251,15 +258,17 @@ criu_side() {
 		return 1
 	fi
 	say "restored in $(secs "$t2" "$t3") s"
+	check_during || st=1
 	wait_gone "$lpid" 600 || { say "criu lazy-pages still running"; st=1; }
 	wait "$lpid" || { say "criu lazy-pages failed"; st=1; }
 	t4=$(now)
 	wait "$dpid" || { say "criu dump --lazy-pages failed"; st=1; }
 	keep_logs "$top/cdump/dump.log" "$top/cwork/lazy-pages.log" "$top/cwork/restore.log"
 	[ $st -eq 0 ] && say "criu lazy-pages exited 0"
-	after_restore "$g0" || st=1
-	say "times: transport=criu-tcp dump=$(secs "$t0" "$t1") restore=$(secs "$t2" "$t3")" \
-		"all_pages=$(secs "$t2" "$t4") (s, from restore start)"
+	check_after "$g0" || st=1
+	say "times: transport=criu-tcp dump=$(secs "$t0" "$t1") handover=$(secs "$t1" "$t2")" \
+		"restore=$(secs "$t2" "$t3") all_pages=$(secs "$t2" "$t4")" \
+		"(s; all_pages from restore start)"
 	return $st
 }
 

@@ -1,0 +1,456 @@
+#!/usr/bin/python3
+"""bench/report.py RESULTS_DIR: turns one bench/run's raw outputs into
+results.json (machine, kernel, commit, every figure), one CSV per series,
+summary.md (printed by bench/run) and PNG plots made with gnuplot.
+
+Only the standard library.  A figure that was not measured is null in the
+JSON, empty in the CSVs and "not measured" in the table, with the reason.
+"""
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+
+MIB = 1 << 20
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def read_kv(path):
+    out = {}
+    for line in (read(path) or "").splitlines():
+        if "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def num(s):
+    try:
+        v = float(s)
+    except (TypeError, ValueError):
+        return None
+    return int(v) if v.is_integer() and "." not in str(s) else v
+
+
+def size_bytes(s):
+    m = re.fullmatch(r"(\d+)([KMG]?)", s)
+    return int(m.group(1)) * {"": 1, "K": 1 << 10, "M": MIB, "G": 1 << 30}[m.group(2)]
+
+
+def status(raw, sid):
+    v = (read(f"{raw}/{sid}.status") or "").strip()
+    return int(v) if v.isdigit() else None
+
+
+def pct(sorted_v, p):
+    """Nearest rank, as rdmig's latstat."""
+    if not sorted_v:
+        return None
+    n = len(sorted_v)
+    rank = -(-int(p * n * 1000) // 100000)  # ceil(p/100*n) without float error
+    return sorted_v[max(rank, 1) - 1]
+
+
+def summary_fields(text):
+    for line in reversed((text or "").splitlines()):
+        if "summary:" in line:
+            return dict(kv.split("=", 1) for kv in line.split("summary:", 1)[1].split() if "=" in kv)
+    return {}
+
+
+def r(v, nd=1):
+    return None if v is None else round(v, nd)
+
+
+def load_plan(path):
+    steps = []
+    for line in (read(path) or "").splitlines():
+        parts = line.split()
+        if len(parts) < 2:
+            continue
+        steps.append({"id": parts[0], "kind": parts[1], **dict(kv.split("=", 1) for kv in parts[2:])})
+    return steps
+
+
+def perftest_row(text, size, min_fields):
+    for line in (text or "").splitlines():
+        f = line.split()
+        if len(f) >= min_fields and f[0] == str(size) and all(num(x) is not None for x in f[:min_fields]):
+            return [num(x) for x in f]
+    return None
+
+
+def parse_cpu(text):
+    """The source's CPU from the sampler: during the drain (from the dest's
+    start mark to the last sample) and over its whole life."""
+    start = None
+    last = None
+    clk, ncpu = 100, 1
+    for line in (text or "").splitlines():
+        f = line.split()
+        if f[0] == "start":
+            start = [int(x) for x in f[1:5]]
+        elif f[0] == "sample":
+            last = [int(x) for x in f[1:5]]
+        elif f[0] == "clk_tck":
+            clk, ncpu = int(f[1]), int(f[3])
+    if not last:
+        return None
+    out = {"total_cpu_s": round(last[1] / clk, 3), "clk_tck": clk, "ncpu": ncpu,
+           "drain_cpu_s": None, "drain_wall_s": None, "drain_cpu_pct": None, "host_busy_pct": None}
+    if start:
+        wall = (last[0] - start[0]) / 1000
+        cpu = (last[1] - start[1]) / clk
+        out["drain_cpu_s"] = round(cpu, 3)
+        out["drain_wall_s"] = round(wall, 3)
+        if wall > 0:
+            out["drain_cpu_pct"] = round(100 * cpu / wall, 2)
+        dt = last[3] - start[3]
+        if dt > 0:
+            out["host_busy_pct"] = round(100 * (last[2] - start[2]) / dt, 1)
+    return out
+
+
+def main():
+    d = sys.argv[1]
+    raw = f"{d}/raw"
+    meta = json.loads(read(f"{d}/meta.json") or "{}")
+    plan = load_plan(f"{d}/plan")
+    for role in ("source", "dest", "both"):
+        g = read_kv(f"{raw}/meta.{role}")
+        if g:
+            meta.setdefault("guests", {})[role] = g
+    res = {"meta": meta, "perftest": {"read_lat": [], "read_bw": []}, "fault": [], "drain": [],
+           "source_cpu": [], "criu": [], "not_measured": [], "steps": []}
+    samples = {}
+
+    for s in plan:
+        sid, kind = s["id"], s["kind"]
+        st = status(raw, sid)
+        res["steps"].append({"id": int(sid), "kind": kind,
+                             "params": {k: v for k, v in s.items() if k not in ("id", "kind")},
+                             "status": st})
+        if kind == "lat":
+            row = perftest_row(read(f"{raw}/{sid}.out"), s["size"], 9)
+            e = {"size": int(s["size"]), "iters": int(s["iters"]), "status": st}
+            if row:
+                e.update(t_min_us=row[2], t_max_us=row[3], t_typical_us=row[4], t_avg_us=row[5],
+                         t_stdev_us=row[6], p99_us=row[7], p999_us=row[8])
+            res["perftest"]["read_lat"].append(e)
+        elif kind == "bw":
+            row = perftest_row(read(f"{raw}/{sid}.out"), s["size"], 5)
+            e = {"size": int(s["size"]), "iters": int(s["iters"]), "status": st}
+            if row:
+                # perftest's MB/sec are MiB/s; rdmig's are 10^6 bytes/s.
+                e.update(bw_peak_MiBps=row[2], bw_avg_MiBps=row[3],
+                         bw_avg_MBps=round(row[3] * MIB / 1e6, 2), msg_rate_Mpps=row[4])
+            res["perftest"]["read_bw"].append(e)
+        elif kind in ("fault", "drain"):
+            dest_log = read(f"{raw}/{sid}.dest")
+            sm = summary_fields(dest_log)
+            e = {"transport": s["transport"], "size": s["size"], "size_bytes": size_bytes(s["size"]),
+                 "threads": int(s.get("threads", 1)), "status": st, "summary_status": sm.get("status")}
+            for k in ("lazy", "fault", "drain", "bytes", "time_ms", "faults", "lazy_faults",
+                      "fault_p50_us", "fault_p99_us", "drain_MBps"):
+                e[k] = num(sm.get(k))
+            times = dict(line.split() for line in (read(f"{raw}/{sid}.times") or "").splitlines()
+                         if len(line.split()) == 2)
+            if "start" in times and "end" in times:
+                e["wall_ms"] = int(times["end"]) - int(times["start"])
+            lat = sorted(int(x) for x in (read(f"{raw}/{sid}.lat") or "").split() if x.isdigit())
+            if kind == "fault":
+                e["samples"] = len(lat)
+                for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+                    v = pct(lat, p)
+                    e[f"{name}_us"] = r(v / 1000 if v is not None else None)
+                e["min_us"] = r(lat[0] / 1000) if lat else None
+                e["max_us"] = r(lat[-1] / 1000) if lat else None
+                e["mean_us"] = r(sum(lat) / len(lat) / 1000) if lat else None
+                if e.get("time_ms"):
+                    e["faults_per_s"] = round((e["lazy_faults"] or 0) / (e["time_ms"] / 1000))
+                m = re.search(r"fault latency us min/p50/p90/p99/max ([\d./]+)", read(f"{raw}/{sid}.standin") or "")
+                if m:
+                    v = [float(x) for x in m.group(1).split("/")]
+                    e["standin_us"] = dict(zip(("min", "p50", "p90", "p99", "max"), v))
+                samples[(s["transport"], int(s.get("threads", 1)))] = lat
+                res["fault"].append(e)
+            else:
+                e["faults_running"] = s.get("faults") == "1"
+                if e.get("bytes") and e.get("time_ms"):
+                    e["migrate_MBps"] = round(e["bytes"] / 1e6 / (e["time_ms"] / 1000), 1)
+                res["drain"].append(e)
+                cpu = parse_cpu(read(f"{raw}/{sid}.cpu"))
+                if cpu is not None:
+                    res["source_cpu"].append({"transport": s["transport"], "size": s["size"],
+                                              "faults_running": e["faults_running"], **cpu})
+        elif kind == "criu":
+            out = read(f"{raw}/{sid}.out") or ""
+            m = re.search(r"times: (.*)", out)
+            e = {"mode": s["mode"], "transport": s.get("transport", "tcp"), "size_mb": int(s["size_mb"]),
+                 "threads": int(s["threads"]), "status": st}
+            if m and st == 0:
+                for kv in m.group(1).split():
+                    if "=" in kv:
+                        k, v = kv.split("=", 1)
+                        e[f"{k.replace('+', '_')}_s"] = num(v)
+            else:
+                why = "criu-migrate.sh failed (status %s)" % st
+                tail = [x for x in out.splitlines() if x.startswith("criu-migrate:")][-2:]
+                if tail:
+                    why += ": " + " / ".join(tail)
+                e["not_measured"] = why
+            e["fault_latency_us"] = None  # the workload does not time its faults
+            res["criu"].append(e)
+    if not any(c["mode"] == "criu" for c in res["criu"]):
+        res["not_measured"].append({"series": "criu", "reason": meta.get("criu_skip", "not in this run's plan")})
+    res["not_measured"].append({"series": "criu fault latency as seen by the workload",
+                                "reason": "rdmig-workload does not time its page faults"})
+
+    # ---- ratios against the targets ----
+    def first(lst, **kw):
+        for e in lst:
+            if all(e.get(k) == v for k, v in kw.items()):
+                return e
+        return None
+
+    lat = first(res["perftest"]["read_lat"], size=4096)
+    bw64 = first(res["perftest"]["read_bw"], size=65536)
+    f1 = first(res["fault"], transport="rdma", threads=1)
+    sizes = sorted({e["size_bytes"] for e in res["drain"]})
+    big = sizes[-1] if sizes else None
+    dr = first(res["drain"], transport="rdma", size_bytes=big, faults_running=False)
+    cpu_r = first(res["source_cpu"], transport="rdma", faults_running=False, size=dr["size"] if dr else None)
+    cpu_t = first(res["source_cpu"], transport="tcp", faults_running=False, size=dr["size"] if dr else None)
+    cr = first(res["criu"], mode="rdmig", transport="rdma")
+    cc = first(res["criu"], mode="criu")
+
+    def ratio(a, b):
+        return round(a / b, 3) if a is not None and b else None
+
+    targets = []
+
+    def target(name, value, op, goal, why_missing, basis):
+        met = None if value is None else (value <= goal if op == "<=" else value >= goal)
+        targets.append({"name": name, "ratio": value, "op": op, "goal": goal, "met": met,
+                        "basis": basis, "note": why_missing if value is None else None})
+
+    target("rdmig fault p50 / ib_read_lat 4 KiB typical",
+           ratio(f1 and f1.get("p50_us"), lat and lat.get("t_typical_us")), "<=", 1.5,
+           "fault or ib_read_lat figure missing",
+           "RDMA, 1 thread, read-ahead 1, no drain")
+    target("rdmig drain MB/s / ib_read_bw 64 KiB MB/s",
+           ratio(dr and dr.get("drain_MBps"), bw64 and bw64.get("bw_avg_MBps")), ">=", 0.9,
+           "drain or ib_read_bw figure missing",
+           "RDMA, %s, no faults" % (dr["size"] if dr else "?"))
+    target("rdmig time to fully migrate / CRIU lazy-pages time",
+           ratio(cr and cr.get("all_pages_s"), cc and cc.get("all_pages_s")), "<=", 0.5,
+           "CRIU series not measured: " + "; ".join(
+               x.get("not_measured", "") for x in (cr, cc) if x and x.get("not_measured")) if (cr or cc)
+           else "CRIU series not measured: " + meta.get("criu_skip", "not in the plan"),
+           "rdmig-workload %s MiB, restore start to every page in" % (cc["size_mb"] if cc else "?"))
+    target("rdmig-source CPU, RDMA drain / TCP drain",
+           ratio(cpu_r and cpu_r.get("drain_cpu_s"), cpu_t and cpu_t.get("drain_cpu_s")), "<=", 0.05,
+           "source CPU figures missing (or the TCP drain used no measurable CPU)",
+           "process utime+stime, %s, no faults" % (dr["size"] if dr else "?"))
+    res["targets"] = targets
+
+    with open(f"{d}/results.json", "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+
+    # ---- CSVs ----
+    def write_csv(name, rows, cols):
+        with open(f"{d}/{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for e in rows:
+                w.writerow(["" if e.get(c) is None else e.get(c) for c in cols])
+
+    write_csv("perftest_lat", res["perftest"]["read_lat"],
+              ["size", "iters", "t_min_us", "t_typical_us", "t_avg_us", "p99_us", "p999_us", "t_max_us", "status"])
+    write_csv("perftest_bw", res["perftest"]["read_bw"],
+              ["size", "iters", "bw_avg_MiBps", "bw_avg_MBps", "bw_peak_MiBps", "msg_rate_Mpps", "status"])
+    write_csv("fault", res["fault"],
+              ["transport", "size", "threads", "samples", "min_us", "p50_us", "p90_us", "p99_us", "p999_us",
+               "max_us", "mean_us", "faults_per_s", "time_ms", "status"])
+    write_csv("drain", res["drain"],
+              ["transport", "size", "size_bytes", "faults_running", "threads", "time_ms", "bytes", "drain_MBps",
+               "migrate_MBps", "drain", "fault", "wall_ms", "status"])
+    write_csv("source_cpu", res["source_cpu"],
+              ["transport", "size", "faults_running", "drain_cpu_s", "drain_wall_s", "drain_cpu_pct",
+               "host_busy_pct", "total_cpu_s"])
+    write_csv("criu", res["criu"],
+              ["mode", "transport", "size_mb", "threads", "dump_s", "images_ready_s", "restore_s", "all_pages_s",
+               "status", "not_measured"])
+    write_csv("targets", targets, ["name", "ratio", "op", "goal", "met", "basis", "note"])
+
+    # ---- markdown ----
+    def fmt(v):
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
+        return str(v)
+
+    md = []
+    g = meta.get("guests", {})
+    gk = next(iter(g.values()), {}).get("kernel", "?") if g else "?"
+    md.append(f"rdmig benchmark {meta.get('date', '?')}: {meta.get('mode', '?')} ({meta.get('profile', '?')}), "
+              f"commit {meta.get('commit', '?')[:12]}{' (dirty)' if meta.get('dirty') else ''}, "
+              f"host {meta.get('host_kernel', '?')} ({meta.get('host_ncpu', '?')} CPUs, load {meta.get('load_start', '?')}), "
+              f"guest kernel {gk}")
+    md.append("")
+    if lat or res["perftest"]["read_bw"]:
+        md.append("| transport limit (perftest) | value |")
+        md.append("|---|---|")
+    if lat:
+        md.append(f"| ib_read_lat 4 KiB typical / p99 / p99.9 (us) | {fmt(lat.get('t_typical_us'))} / "
+                  f"{fmt(lat.get('p99_us'))} / {fmt(lat.get('p999_us'))} |")
+    for b in res["perftest"]["read_bw"]:
+        md.append(f"| ib_read_bw {b['size'] // 1024} KiB (MB/s) | {fmt(b.get('bw_avg_MBps'))} |")
+    if lat or res["perftest"]["read_bw"]:
+        md.append("")
+    md.append("| fault latency (us) | transport | threads | faults | min | p50 | p90 | p99 | p99.9 | max |")
+    md.append("|---|---|---|---|---|---|---|---|---|---|")
+    for e in res["fault"]:
+        md.append(f"| {e['size']} image, random | {e['transport']} | {e['threads']} | {fmt(e.get('samples'))} | "
+                  + " | ".join(fmt(e.get(k)) for k in ("min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"))
+                  + " |")
+    md.append("")
+    md.append("| drain | transport | faults running | time to fully migrate (ms) | drain MB/s | source CPU in drain (s) |")
+    md.append("|---|---|---|---|---|---|")
+    for e in res["drain"]:
+        c = first(res["source_cpu"], transport=e["transport"], size=e["size"], faults_running=e["faults_running"])
+        md.append(f"| {e['size']} | {e['transport']} | {'yes (%d threads)' % e['threads'] if e['faults_running'] else 'no'} | "
+                  f"{fmt(e.get('time_ms'))} | {fmt(e.get('drain_MBps'))} | {fmt(c and c.get('drain_cpu_s'))} |")
+    md.append("")
+    if res["criu"]:
+        md.append("| workload migration | transport | MiB | time to fully migrate (s) | restore (s) |")
+        md.append("|---|---|---|---|---|")
+        for e in res["criu"]:
+            name = "CRIU lazy-pages" if e["mode"] == "criu" else "rdmig + criu restore"
+            if e.get("not_measured"):
+                md.append(f"| {name} | {e['transport']} | {e['size_mb']} | not measured: {e['not_measured']} | - |")
+            else:
+                md.append(f"| {name} | {e['transport']} | {e['size_mb']} | {fmt(e.get('all_pages_s'))} | "
+                          f"{fmt(e.get('restore_s'))} |")
+        md.append("")
+    for nm in res["not_measured"]:
+        md.append(f"Not measured: {nm['series']}: {nm['reason']}.")
+    md.append("")
+    md.append("| target | ratio | goal | met |")
+    md.append("|---|---|---|---|")
+    for t in targets:
+        met = "not measured" if t["met"] is None else "yes" if t["met"] else "**no**"
+        md.append(f"| {t['name']} ({t['basis']}) | {fmt(t['ratio'])} | {t['op']} {t['goal']} | {met} |")
+    with open(f"{d}/summary.md", "w") as f:
+        f.write("\n".join(md) + "\n")
+
+    plots(d, res, samples, lat, bw64)
+
+
+def plots(d, res, samples, lat, bw64):
+    pd = f"{d}/plot"
+    os.makedirs(pd, exist_ok=True)
+    term = "reset\nset terminal pngcairo size 800,480 font ',10'\n"
+    # Latency CDF: at most 400 points per series.
+    cdf_plots = []
+    for (tr, th), v in sorted(samples.items()):
+        if not v:
+            continue
+        fn = f"{pd}/cdf_{tr}_{th}.dat"
+        n = len(v)
+        step = max(1, n // 400)
+        with open(fn, "w") as f:
+            for i in list(range(0, n, step)) + [n - 1]:
+                f.write(f"{v[i] / 1000:.2f} {(i + 1) / n:.5f}\n")
+        cdf_plots.append(f"'{fn}' using 1:2 with lines lw 2 title 'rdmig {tr}, {th} thread{'s' if th > 1 else ''}'")
+    lows = [v[0] / 1000 for v in samples.values() if v]
+    extra = ""
+    if lat and lat.get("t_typical_us"):
+        lows.append(lat["t_typical_us"])
+    if lows:
+        extra = f"set xrange [{min(lows) * 0.7:.3g}:*]\n"
+    if lat and lat.get("t_typical_us"):
+        extra += f"set arrow from {lat['t_typical_us']},0 to {lat['t_typical_us']},1 nohead dt 2 lw 2\n" \
+                f"set label 'ib\\_read\\_lat typical' at {lat['t_typical_us']},0.05 rotate left offset -1,0\n"
+    if not cdf_plots:
+        cdf_plots = ["2 notitle"]
+        extra += "set label 'no fault samples' at graph 0.4,0.5\nset xrange [1:1000]\n"
+    gp = (term + f"set output '{d}/latency_cdf.png'\nset title 'rdmig single-page fault latency (random, read-ahead 1)'\n"
+          "set logscale x\nset xlabel 'latency (us)'\nset ylabel 'fraction of faults'\nset yrange [0:1]\n"
+          "set key bottom right\nset grid\n" + extra + "plot " + ", ".join(cdf_plots) + "\n")
+    # Throughput against size.
+    tp = []
+    for tr in ("rdma", "tcp"):
+        for fr in (False, True):
+            rows = sorted((e["size_bytes"] / MIB, e["drain_MBps"]) for e in res["drain"]
+                          if e["transport"] == tr and e["faults_running"] == fr and e.get("drain_MBps"))
+            if rows:
+                fn = f"{pd}/tput_{tr}_{int(fr)}.dat"
+                with open(fn, "w") as f:
+                    f.writelines(f"{a:g} {b}\n" for a, b in rows)
+                tp.append(f"'{fn}' using 1:2 with linespoints lw 2 title 'rdmig {tr}{', faults running' if fr else ''}'")
+    extra = ""
+    if bw64 and bw64.get("bw_avg_MBps"):
+        tp.append(f"{bw64['bw_avg_MBps']} with lines dt 2 lw 2 title 'ib\\_read\\_bw 64 KiB'")
+    if not tp:
+        tp = ["2 notitle"]
+        extra = "set label 'no drain figures' at graph 0.4,0.5\nset xrange [1:256]\nset yrange [0:1]\n"
+    gp += (term + f"set output '{d}/throughput.png'\nset title 'rdmig drain throughput against image size'\n"
+           "unset arrow\nunset label\nset logscale x 2\nset xlabel 'image size (MiB)'\nset ylabel 'MB/s'\n"
+           "set yrange [0:*]\nset key bottom right\nset grid\n" + extra + "plot " + ", ".join(tp) + "\n")
+    # RDMA against TCP against CRIU: time to fully migrate.
+    bars = []
+    for e in sorted(res["drain"], key=lambda e: (e["size_bytes"], e["transport"])):
+        if not e["faults_running"] and e.get("time_ms"):
+            bars.append((f"{e['transport'].upper()}\\n{e['size']}", e["time_ms"] / 1000, 1 if e["transport"] == "rdma" else 2))
+    for e in res["criu"]:
+        if e.get("all_pages_s") is not None:
+            name = "CRIU\\nlazy-pages" if e["mode"] == "criu" else f"rdmig {e['transport'].upper()}\\n+CRIU"
+            bars.append((f"{name} {e['size_mb']}M", e["all_pages_s"], 3 if e["mode"] == "criu" else 4))
+    fn = f"{pd}/compare.dat"
+    with open(fn, "w") as f:
+        for i, (lab, v, c) in enumerate(bars):
+            f.write(f'{i} {v} {c} "{lab}"\n')
+    title = "time to fully migrate: RDMA, TCP" + (", CRIU" if any(e.get("all_pages_s") is not None
+                                                                   for e in res["criu"]) else " (CRIU not measured)")
+    body = f"plot '{fn}' using 1:2:3:xticlabels(4) with boxes lc variable notitle\n" if bars else \
+        "set label 'no figures' at graph 0.4,0.5\nset xrange [0:1]\nset yrange [0:1]\nplot 2 notitle\n"
+    gp += (term + f"set output '{d}/compare.png'\nset title '{title}'\nunset arrow\nunset label\nunset logscale\n"
+           "set xlabel ''\nset ylabel 'seconds'\nset yrange [0:*]\nset xrange [-0.6:*]\nset style fill solid 0.7\n"
+           "set boxwidth 0.6\nset grid ytics\nset xtics font ',8'\n" + body)
+    # Scaling with faulting threads.
+    sc = []
+    for tr in ("rdma", "tcp"):
+        rows = sorted((e["threads"], e.get("p50_us"), e.get("p99_us")) for e in res["fault"]
+                      if e["transport"] == tr and e.get("p50_us") is not None)
+        if rows:
+            fn = f"{pd}/threads_{tr}.dat"
+            with open(fn, "w") as f:
+                f.writelines(f"{a} {b} {c}\n" for a, b, c in rows)
+            sc.append(f"'{fn}' using 1:2 with linespoints lw 2 title '{tr} p50'")
+            sc.append(f"'{fn}' using 1:3 with linespoints dt 2 lw 2 title '{tr} p99'")
+    body = ("plot " + ", ".join(sc) + "\n") if sc else "set label 'no figures' at graph 0.4,0.5\nset xrange [0:1]\nset yrange [0:1]\nplot 2 notitle\n"
+    gp += (term + f"set output '{d}/threads.png'\nset title 'fault latency against faulting threads'\nunset label\n"
+           "set xlabel 'threads'\nset ylabel 'latency (us)'\nset xrange [0.5:*]\nset xtics 1 font ',10'\n"
+           "set yrange [0:*]\nset key top left\nset grid\n" + body)
+    with open(f"{pd}/plots.gp", "w") as f:
+        f.write(gp)
+    p = subprocess.run(["gnuplot", f"{pd}/plots.gp"], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.stderr.write("bench: gnuplot failed: %s\n" % p.stderr.strip())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
