@@ -197,11 +197,17 @@ def main():
             m = re.search(r"times: (.*)", out)
             e = {"mode": s["mode"], "transport": s.get("transport", "tcp"), "size_mb": int(s["size_mb"]),
                  "threads": int(s["threads"]), "status": st}
-            if m and st == 0:
+            done = re.search(r"criu-migrate: (rdmig-dest exited 0|criu lazy-pages exited 0)", out)
+            if m and (st == 0 or done):
                 for kv in m.group(1).split():
                     if "=" in kv:
                         k, v = kv.split("=", 1)
                         e[f"{k.replace('+', '_')}_s"] = num(v)
+                if st != 0:
+                    # Every page moved, but a later check of the script failed.
+                    bad = [x for x in out.splitlines() if re.search(r"did not|failed|no report", x)]
+                    e["caveat"] = "criu-migrate.sh exited %s after every page moved: %s" % (
+                        st, bad[-1] if bad else "see raw output")
             else:
                 why = "criu-migrate.sh failed (status %s)" % st
                 tail = [x for x in out.splitlines() if x.startswith("criu-migrate:")][-2:]
@@ -270,7 +276,7 @@ def main():
     # ---- CSVs ----
     def write_csv(name, rows, cols):
         with open(f"{d}/{name}.csv", "w", newline="") as f:
-            w = csv.writer(f)
+            w = csv.writer(f, lineterminator="\n")
             w.writerow(cols)
             for e in rows:
                 w.writerow(["" if e.get(c) is None else e.get(c) for c in cols])
@@ -290,7 +296,7 @@ def main():
                "host_busy_pct", "total_cpu_s"])
     write_csv("criu", res["criu"],
               ["mode", "transport", "size_mb", "threads", "dump_s", "images_ready_s", "restore_s", "all_pages_s",
-               "status", "not_measured"])
+               "status", "not_measured", "caveat"])
     write_csv("targets", targets, ["name", "ratio", "op", "goal", "met", "basis", "note"])
 
     # ---- markdown ----
@@ -341,7 +347,8 @@ def main():
             if e.get("not_measured"):
                 md.append(f"| {name} | {e['transport']} | {e['size_mb']} | not measured: {e['not_measured']} | - |")
             else:
-                md.append(f"| {name} | {e['transport']} | {e['size_mb']} | {fmt(e.get('all_pages_s'))} | "
+                md.append(f"| {name} | {e['transport']} | {e['size_mb']} | {fmt(e.get('all_pages_s'))}"
+                          f"{' (caveat: ' + e['caveat'] + ')' if e.get('caveat') else ''} | "
                           f"{fmt(e.get('restore_s'))} |")
         md.append("")
     for nm in res["not_measured"]:

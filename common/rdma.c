@@ -63,6 +63,8 @@ struct rdma_ep {
 
 	bool connected;
 	bool closing;
+	bool lingering; /* closed by the owner; queued messages still leaving */
+	struct event *linger_ev;
 	bool closed_reported;
 	char name[160];
 };
@@ -158,6 +160,9 @@ static void ep_report_closed(struct rdma_ep *ep, int reason)
 	if (ep->ops && ep->ops->closed)
 		ep->ops->closed(ep, reason, ep->arg);
 }
+
+static bool ep_sends_idle(const struct rdma_ep *ep);
+static void ep_finish_close(struct rdma_ep *ep);
 
 static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 {
@@ -331,8 +336,10 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 		break;
 	case WR_KIND_SEND:
 		ep->send_free[ep->nr_send_free++] = slot;
-		if (status == 0 && !ep->closing)
+		if (status == 0 && (!ep->closing || ep->lingering))
 			ep_flush_send_queue(ep);
+		if (ep->lingering && ep_sends_idle(ep))
+			ep_finish_close(ep);
 		break;
 	case WR_KIND_READ:
 		ep->read_free[ep->nr_read_free++] = slot;
@@ -370,7 +377,7 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 		ep_report_closed(ep, -EIO);
 		return;
 	}
-	while (budget > 0 && !ep->closing) {
+	while (budget > 0 && (!ep->closing || ep->lingering)) {
 		n = ibv_poll_cq(ep->cq, (int)ARRAY_SIZE(wc), wc);
 		if (n < 0) {
 			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
@@ -379,7 +386,7 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		if (n == 0)
 			return;
-		for (i = 0; i < n && !ep->closing; i++)
+		for (i = 0; i < n && (!ep->closing || ep->lingering); i++)
 			ep_handle_wc(ep, &wc[i]);
 		budget -= n;
 	}
@@ -389,7 +396,7 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	 * pass, and over rxe each completion can trigger the next, so other fds
 	 * (a userfaultfd with faults) would wait until the CQ ran dry.
 	 */
-	if (budget <= 0 && !ep->closing) {
+	if (budget <= 0 && (!ep->closing || ep->lingering)) {
 		static const struct timeval now = {0, 0};
 
 		event_add(ep->resume_ev, &now);
@@ -532,6 +539,8 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		event_free(ep->comp_ev);
 	if (ep->resume_ev)
 		event_free(ep->resume_ev);
+	if (ep->linger_ev)
+		event_free(ep->linger_ev);
 	if (ep->cq)
 		ibv_destroy_cq(ep->cq);
 	if (ep->comp_ch)
@@ -560,13 +569,18 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 	free(ep);
 }
 
-void rdma_ep_close(struct rdma_ep *ep)
+static bool ep_sends_idle(const struct rdma_ep *ep)
+{
+	return ep->nr_send_free == ep->params.send_depth && STAILQ_EMPTY(&ep->send_queue);
+}
+
+static void ep_finish_close(struct rdma_ep *ep)
 {
 	static const struct timeval zero = {0, 0};
 
-	if (!ep || ep->closing)
-		return;
-	ep->closing = true;
+	ep->lingering = false;
+	if (ep->linger_ev)
+		event_del(ep->linger_ev);
 	if (ep->connected)
 		rdma_disconnect(ep->id);
 	ep->connected = false;
@@ -583,6 +597,37 @@ void rdma_ep_close(struct rdma_ep *ep)
 		log_err("cannot schedule the release of %s; releasing now", ep->name);
 		ep_free_cb(-1, 0, ep);
 	}
+}
+
+static void ep_linger_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_ep *ep = arg;
+
+	log_warn("%s: messages still queued at close after 2 s; dropping them", ep->name);
+	ep_finish_close(ep);
+}
+
+void rdma_ep_close(struct rdma_ep *ep)
+{
+	struct timeval tv = {2, 0};
+
+	if (!ep || ep->closing)
+		return;
+	ep->closing = true;
+	/* No callback after close, whatever still completes. */
+	ep->ops = NULL;
+	/*
+	 * A disconnect flushes SENDs not yet on the wire: a last DoneAck or
+	 * Abort would be lost.  Let them leave first, for a bounded time.
+	 */
+	if (ep->connected && !ep_sends_idle(ep)) {
+		ep->linger_ev = evtimer_new(ep->base, ep_linger_timeout, ep);
+		if (ep->linger_ev && evtimer_add(ep->linger_ev, &tv) == 0) {
+			ep->lingering = true;
+			return;
+		}
+	}
+	ep_finish_close(ep);
 }
 
 static struct rdma_ep *ep_alloc(struct event_base *base, const struct rdma_ep_params *params)
@@ -652,6 +697,12 @@ static void ep_handle_cm(struct rdma_ep *ep, const struct rdma_cm_event *ev)
 			ep->ops->established(ep, ep->arg);
 		break;
 	case RDMA_CM_EVENT_DISCONNECTED:
+		if (ep->lingering) {
+			/* The peer left: nothing queued can leave any more. */
+			ep->connected = false;
+			ep_finish_close(ep);
+			break;
+		}
 		log_info("peer %s disconnected", ep->name);
 		ep_report_closed(ep, -ECONNRESET);
 		break;
@@ -682,7 +733,7 @@ static void ep_cm_cb(evutil_socket_t fd, short what, void *arg)
 	struct rdma_ep *ep = arg;
 	struct rdma_cm_event *ev, copy;
 
-	while (!ep->closing && rdma_get_cm_event(ep->cm_ch, &ev) == 0) {
+	while ((!ep->closing || ep->lingering) && rdma_get_cm_event(ep->cm_ch, &ev) == 0) {
 		copy = *ev;
 		rdma_ack_cm_event(ev);
 		ep_handle_cm(ep, &copy);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 #include "rdma.h"
 #include "tcpconn.h"
 
@@ -309,4 +310,27 @@ void xport_close(struct xport *x)
 	else
 		tcpconn_close(x->tc);
 	free(x);
+}
+
+static void drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+void xport_drain_closing(struct event_base *base, unsigned int max_ms)
+{
+	struct timeval tv = {0, 20000};
+	uint64_t end = now_ns() + (uint64_t)max_ms * 1000000;
+	struct event *tick = event_new(base, -1, EV_PERSIST, drain_tick, NULL);
+
+	/* The tick keeps the loop turning; anything beyond it is a closing connection. */
+	if (!tick || event_add(tick, &tv) < 0) {
+		log_warn("cannot wait for closed connections to flush");
+		if (tick)
+			event_free(tick);
+		return;
+	}
+	while (now_ns() < end && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
+								     EVENT_BASE_COUNT_ACTIVE) > 1)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(tick);
 }

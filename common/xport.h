@@ -79,4 +79,12 @@ uint32_t xport_read_slots(const struct xport *x);
 
 void xport_close(struct xport *x);
 
+/*
+ * At exit: runs the loop (at most max_ms) until the connections already
+ * closed are released, their queued output (a DoneAck, an Abort) written
+ * and the peer's FIN seen; exiting sooner would lose it or send a RST.
+ * Every other event of the base must already be freed.
+ */
+void xport_drain_closing(struct event_base *base, unsigned int max_ms);
+
 #endif

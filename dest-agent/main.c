@@ -742,33 +742,6 @@ static void dest_write_latencies(struct dest *d)
 		log_warn("--latency-out %s: %s", d->o.latency_out, strerror(errno));
 }
 
-static void dest_drain_tick(evutil_socket_t fd, short what, void *arg)
-{
-}
-
-/*
- * Runs the loop (at most max_ms) until the connection to the source, closed
- * by netsrc, is released: its queued output (an Abort, say) is written and
- * the source's FIN seen.  Exiting sooner would lose the Abort, or send a RST.
- * Every other event of the base must be freed: only this tick may remain.
- */
-static void dest_drain_closing(struct event_base *base, unsigned int max_ms)
-{
-	struct timeval tv = {0, 20000};
-	uint64_t end = now_ns() + (uint64_t)max_ms * 1000000;
-	struct event *tick = event_new(base, -1, EV_PERSIST, dest_drain_tick, NULL);
-
-	if (!tick || event_add(tick, &tv) < 0) {
-		log_warn("cannot wait for the connection to the source to close");
-		if (tick)
-			event_free(tick);
-		return;
-	}
-	while (now_ns() < end && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
-								     EVENT_BASE_COUNT_ACTIVE) > 1)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(tick);
-}
 
 static void dest_cleanup(struct dest *d)
 {
@@ -789,7 +762,7 @@ static void dest_cleanup(struct dest *d)
 	if (d->abort_ev)
 		event_free(d->abort_ev);
 	if (net && d->base)
-		dest_drain_closing(d->base, 3000);
+		xport_drain_closing(d->base, 3000);
 	if (d->base)
 		event_base_free(d->base);
 	image_set_free(d->imgs);

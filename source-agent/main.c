@@ -57,34 +57,6 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(a->base, NULL);
 }
 
-static void drain_tick(evutil_socket_t fd, short what, void *arg)
-{
-}
-
-/*
- * Runs the loop (at most max_ms) until the connections closed by the
- * sessions are released: their queued output (a DoneAck, an Abort) written
- * and the peer's FIN seen.  Exiting sooner would lose it, or send a RST.
- * Every other event of the base must be freed: only this tick may remain.
- */
-static void drain_closing(struct event_base *base, unsigned int max_ms)
-{
-	struct timeval tv = {0, 20000};
-	uint64_t end = now_ns() + (uint64_t)max_ms * 1000000;
-	struct event *tick = event_new(base, -1, EV_PERSIST, drain_tick, NULL);
-
-	if (!tick || event_add(tick, &tv) < 0) {
-		log_warn("cannot wait for the closed connections to flush");
-		if (tick)
-			event_free(tick);
-		return;
-	}
-	while (now_ns() < end && event_base_get_num_events(base, EVENT_BASE_COUNT_ADDED |
-								     EVENT_BASE_COUNT_ACTIVE) > 1)
-		event_base_loop(base, EVLOOP_ONCE);
-	event_free(tick);
-}
-
 static int accept_cb(struct xport_listener *l, struct xport *x, void *arg)
 {
 	return src_session_start(arg, x);
@@ -270,7 +242,7 @@ out:
 	if (sigterm)
 		event_free(sigterm);
 	/* Let the closed connections flush and be released. */
-	drain_closing(a.base, 3000);
+	xport_drain_closing(a.base, 3000);
 	event_base_free(a.base);
 	return ret;
 }

@@ -82,7 +82,8 @@ image() {
 # machine's busy and total jiffies; "mark" lines once the dest has started
 # the stand-in (drain.ID) and the last sample before the source exits.
 cpu_sampler() {
-	local pid=$1 id=$2 st a c line marked=0 out="$raw/$id.cpu"
+	local pid=$1 id=$2 st a c line marked=0 out
+	out=$raw/$id.cpu
 	: >"$out"
 	while read -r st 2>/dev/null <"/proc/$pid/stat"; do
 		# shellcheck disable=SC2206 # split the fields
@@ -147,7 +148,7 @@ src_criu() {
 	RDMIG_BUILD=$B RDMIG_SECRET=$secret RDMIG_SIZE_MB=${p[size_mb]} \
 		RDMIG_THREADS=${p[threads]} RDMIG_TRANSPORT=${p[transport]} \
 		RDMIG_PORT=$((17500 + id)) RDMIG_SHARED_DIR=$sync/criu-$id \
-		RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu \
+		RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$id \
 		timeout 900 "$top/test/rxe/lib/criu-migrate.sh" source >"$raw/$id.source" 2>&1
 	echo $? >"$raw/$id.src_status"
 }
@@ -230,7 +231,7 @@ dst_criu() {
 	RDMIG_BUILD=$B RDMIG_SECRET=$secret RDMIG_SIZE_MB=${p[size_mb]} \
 		RDMIG_THREADS=${p[threads]} RDMIG_TRANSPORT=${p[transport]:-tcp} \
 		RDMIG_PORT=$((17500 + id)) RDMIG_SHARED_DIR=$sync/criu-$id \
-		RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu \
+		RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$id \
 		timeout 900 "$top/test/rxe/lib/criu-migrate.sh" $r >"$raw/$id.out" 2>&1
 }
 

@@ -42,7 +42,7 @@ tap_ok $? "results.json parses and holds every series"
 csvs_bad=
 for c in perftest_lat perftest_bw fault drain source_cpu targets; do
 	f=$out/r/$c.csv
-	if [ "$(wc -l <"$f" 2>/dev/null || echo 0)" -lt 2 ] || ! head -1 "$f" | grep -qE '^[a-z_0-9]+(,[a-z_0-9]+)+$'; then
+	if [ "$(wc -l <"$f" 2>/dev/null || echo 0)" -lt 2 ] || ! head -1 "$f" | grep -qE '^[A-Za-z_0-9]+(,[A-Za-z_0-9]+)+$'; then
 		csvs_bad="$csvs_bad $c"
 	fi
 done
