@@ -559,16 +559,18 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 		else
 			return api_error_set(err, -EINVAL,
 					     "field \"transport\" must be \"rdma\" or \"tcp\"");
+		r->transport_set = true;
 	}
 
 	v = json_object_get(root, peer_field);
-	if (!v)
-		return api_error_set(err, -EINVAL, "field \"%s\" is required", peer_field);
-	r->peer = json_string_value(v);
-	ret = api_check_hostport(peer_field, r->peer, b->host, sizeof(b->host), &r->peer_port, err);
-	if (ret)
-		return ret;
-	r->peer_host = b->host;
+	if (v) {
+		r->peer = json_string_value(v);
+		ret = api_check_hostport(peer_field, r->peer, b->host, sizeof(b->host),
+					 &r->peer_port, err);
+		if (ret)
+			return ret;
+		r->peer_host = b->host;
+	}
 
 	v = json_object_get(root, "images_dir");
 	if (v) {
@@ -592,6 +594,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 				     "\"images_dir\" (serve existing images)");
 	if (role == API_ROLE_DEST && !r->images_dir)
 		return api_error_set(err, -EINVAL, "field \"images_dir\" is required");
+	/* A source serving existing images needs no "dest": the destination connects. */
+	if (!r->peer && (role == API_ROLE_DEST || r->pid > 0))
+		return api_error_set(err, -EINVAL, "field \"%s\" is required", peer_field);
 
 	v = json_object_get(root, "work_dir");
 	if (v) {
@@ -984,7 +989,7 @@ static void api_handle_start(struct api_server *s, struct evhttp_request *req)
 		goto out;
 	}
 	log_info("api: migration %s started (%s, transport %s, peer %s)", sr.id,
-		 api_role_str(s->role), api_transport_str(sr.transport), sr.peer);
+		 api_role_str(s->role), api_transport_str(sr.transport), sr.peer ? sr.peer : "-");
 	snprintf(location, sizeof(location), "/v1/migrations/%s", sr.id);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
 	api_reply(req, 202, api_resource(s, sr.id));

@@ -141,17 +141,23 @@ struct api_start_req {
 	const char *id; /* always set: from the body, or generated ("m-" + 12 hex) */
 	bool id_generated;
 	enum api_transport transport; /* default rdma */
-	const char *peer;	      /* source: the "dest" field; dest: the "source" field */
-	const char *peer_host;	      /* host part, without IPv6 brackets */
-	uint16_t peer_port;	      /* 0: not given, the agent's default port */
-	pid_t pid;		      /* source: >0, or 0 when images_dir is given */
-	const char *images_dir;	      /* absolute; source: with pid == 0; dest: required */
-	const char *work_dir;	      /* dest: absolute or NULL (= images_dir) */
-	const uint8_t *secret;	      /* decoded inline secret, or NULL */
-	size_t secret_len;	      /* API_SECRET_MIN..API_SECRET_MAX when set */
-	const char *secret_file;      /* absolute path, or NULL; never both secret forms */
-	bool verify;		      /* checksum pages; default false */
-	bool restore;		      /* dest: run criu restore itself; default true */
+	bool transport_set;	      /* "transport" was in the body */
+	/*
+	 * source: the "dest" field, optional with images_dir (the destination
+	 * connects to the source), required with pid; dest: the "source"
+	 * field, required.  NULL when not given.
+	 */
+	const char *peer;
+	const char *peer_host;	 /* host part, without IPv6 brackets */
+	uint16_t peer_port;	 /* 0: not given, the agent's default port */
+	pid_t pid;		 /* source: >0, or 0 when images_dir is given */
+	const char *images_dir;	 /* absolute; source: with pid == 0; dest: required */
+	const char *work_dir;	 /* dest: absolute or NULL (= images_dir) */
+	const uint8_t *secret;	 /* decoded inline secret, or NULL */
+	size_t secret_len;	 /* API_SECRET_MIN..API_SECRET_MAX when set */
+	const char *secret_file; /* absolute path, or NULL; never both secret forms */
+	bool verify;		 /* checksum pages; default false */
+	bool restore;		 /* dest: run criu restore itself; default true */
 	struct api_criu_opts criu;
 };
 

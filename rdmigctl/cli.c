@@ -116,14 +116,17 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 	case CLI_CMD_MIGRATE:
 		fprintf(
 		    f,
-		    "Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR) --to "
-		    "HOST[:PORT]\n"
+		    "Usage: rdmigctl [OPTIONS] migrate (--pid PID --to HOST[:PORT] | --images "
+		    "DIR)\n"
 		    "                [--transport rdma|tcp] [--secret-file FILE] [--id ID]\n"
 		    "                [--verify] [--wait]\n"
 		    "Start a migration on the source agent.\n\n"
 		    "  -p, --pid PID          dump and migrate this running process tree\n"
 		    "  -i, --images DIR       serve images already dumped in DIR instead\n"
-		    "      --to HOST[:PORT]   the destination agent's migration endpoint\n"
+		    "      --to HOST[:PORT]   the destination agent's migration endpoint; "
+		    "optional\n"
+		    "                         with --images (the destination connects to the\n"
+		    "                         source; rdmig-source reports the peer it sees)\n"
 		    "      --transport T      rdma (default) or tcp\n"
 		    "      --secret-file F    the shared secret file, read by the agent\n"
 		    "      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
@@ -407,8 +410,9 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 	if (a->cmd == CLI_CMD_MIGRATE) {
 		if (!a->pid == !a->images_dir)
 			return cli_bad(err, a->cmd, "give either --pid or --images");
-		if (!a->to)
-			return cli_bad(err, a->cmd, "--to is required");
+		/* Existing images: the destination connects to the source, --to is informative. */
+		if (!a->to && a->pid)
+			return cli_bad(err, a->cmd, "--to is required with --pid");
 	}
 	return 0;
 }
@@ -460,7 +464,7 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 			goto out;
 		}
 	}
-	if (json_object_set_new(body, "dest", json_string(a->to)) < 0)
+	if (a->to && json_object_set_new(body, "dest", json_string(a->to)) < 0)
 		goto out;
 	if (a->transport && json_object_set_new(body, "transport", json_string(a->transport)) < 0)
 		goto out;

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_glue.h"
 #include "log.h"
 #include "rdmig-config.h"
 #include "session.h"
@@ -20,17 +21,22 @@
 #include "xport.h"
 
 #define DEFAULT_PORT "7471"
+#define EXIT_CONFIG  78 /* sysexits' EX_CONFIG */
 
 struct src_opts {
 	const char *listen;
 	const char *log_file;
 	bool once;
+	const char *api_socket;
+	const char *api_tcp;
+	char api_tcp_buf[300];
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: rdmig-source [OPTIONS] --migration ID:IMAGES_DIR:SECRET_FILE...\n"
+		"       rdmig-source [OPTIONS] --api-socket PATH [--migration ...]\n"
 		"Serve dumped processes' memory (CRIU images) to rdmig-dest.\n\n"
 		"  -l, --listen ADDR[:PORT]   address to listen on (default 0.0.0.0:%s)\n"
 		"  -t, --transport rdma|tcp   page transport (default rdma)\n"
@@ -39,14 +45,19 @@ static void usage(FILE *f)
 		"                             destination must prove it knows the secret\n"
 		"                             (repeat for several migrations)\n"
 		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
+		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
+		"                             socket, mode 0600 (conventionally %s)\n"
+		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
+		"                             UNAUTHENTICATED: keep it on loopback\n"
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
 		"  -v, --verbose              more logging (repeat for debug)\n"
 		"  -h, --help                 show this help and exit\n"
-		"  -V, --version              show the version and exit\n",
-		DEFAULT_PORT);
+		"  -V, --version              show the version and exit\n"
+		"With an API, --migration is optional: migrations can be started later.\n",
+		DEFAULT_PORT, API_SOCKET_SOURCE);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -65,6 +76,7 @@ static int accept_cb(struct xport_listener *l, struct xport *x, void *arg)
 static int add_migration(struct src_agent *a, char *spec, bool verify)
 {
 	char *id = spec, *dir, *secret;
+	struct auth_secret *sec;
 	struct src_migration *m;
 	int ret;
 
@@ -81,21 +93,43 @@ static int add_migration(struct src_agent *a, char *spec, bool verify)
 		fprintf(stderr, "rdmig-source: migration '%s' given twice\n", id);
 		return -EEXIST;
 	}
-	ret = src_mig_create(id, dir, secret, verify, &m);
+	ret = src_mig_load_secret(id, secret, &sec);
 	if (ret < 0)
 		return ret;
-	LIST_INSERT_HEAD(&a->migrations, m, link);
+	ret = src_mig_create(id, dir, sec, verify, &m);
+	if (ret < 0)
+		return ret;
+	TAILQ_INSERT_TAIL(&a->migrations, m, link);
+	return 0;
+}
+
+/* "PORT" means 127.0.0.1:PORT: the API is unauthenticated. */
+static int parse_api_tcp(struct src_opts *o, const char *arg)
+{
+	char host[256], port[16];
+	uint64_t v;
+
+	if (strspn(arg, "0123456789") == strlen(arg))
+		snprintf(o->api_tcp_buf, sizeof(o->api_tcp_buf), "127.0.0.1:%s", arg);
+	else
+		snprintf(o->api_tcp_buf, sizeof(o->api_tcp_buf), "%s", arg);
+	if (parse_hostport(o->api_tcp_buf, NULL, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    parse_uint(port, 0, 65535, &v) < 0)
+		return -EINVAL;
+	o->api_tcp = o->api_tcp_buf;
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	enum { OPT_VERIFY = 256, OPT_HS_TIMEOUT, OPT_DEAD_AFTER };
+	enum { OPT_VERIFY = 256, OPT_HS_TIMEOUT, OPT_DEAD_AFTER, OPT_API_SOCKET, OPT_API_TCP };
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"transport", required_argument, NULL, 't'},
 	    {"migration", required_argument, NULL, 'm'},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
+	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"once", no_argument, NULL, '1'},
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
@@ -121,7 +155,7 @@ int main(int argc, char **argv)
 	char host[256], port[16];
 	uint64_t v;
 
-	LIST_INIT(&a.migrations);
+	TAILQ_INIT(&a.migrations);
 	LIST_INIT(&a.sessions);
 	log_init(argv[0], level);
 	while ((c = getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
@@ -144,6 +178,22 @@ int main(int argc, char **argv)
 			break;
 		case OPT_VERIFY:
 			a.verify = true;
+			break;
+		case OPT_API_SOCKET:
+			if (!optarg[0] || optarg[0] != '/') {
+				fprintf(stderr,
+					"rdmig-source: --api-socket wants an absolute path\n");
+				return 2;
+			}
+			o.api_socket = optarg;
+			break;
+		case OPT_API_TCP:
+			if (parse_api_tcp(&o, optarg) < 0) {
+				fprintf(stderr,
+					"rdmig-source: --api-tcp wants [HOST:]PORT, not '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case '1':
 			a.exit_when_done = true;
@@ -183,8 +233,9 @@ int main(int argc, char **argv)
 			argv[optind]);
 		return 2;
 	}
-	if (nspecs == 0) {
-		fprintf(stderr, "rdmig-source: nothing to serve: give --migration (try --help)\n");
+	if (nspecs == 0 && !o.api_socket && !o.api_tcp) {
+		fprintf(stderr, "rdmig-source: nothing to serve: give --migration, or --api-socket "
+				"to take migrations through the API (try --help)\n");
 		return 2;
 	}
 	if (parse_hostport(o.listen, DEFAULT_PORT, host, sizeof(host), port, sizeof(port)) < 0) {
@@ -220,9 +271,22 @@ int main(int argc, char **argv)
 		goto out;
 	log_info("listening on %s:%d (%s)", host, xport_listener_port(listener),
 		 xport_kind_str(a.kind));
+	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+		 xport_listener_port(listener));
+	if (o.api_socket || o.api_tcp) {
+		struct src_api_opts ao = {.socket_path = o.api_socket, .tcp = o.api_tcp};
+
+		ret = src_api_start(&a, &ao);
+		if (ret < 0) {
+			ret = ret == -EADDRINUSE || ret == -EEXIST ? EXIT_CONFIG : 1;
+			goto out;
+		}
+		ret = 1;
+	}
 	event_base_dispatch(a.base);
 	ret = src_mig_all_done(&a.migrations) ? 0 : (a.exit_when_done ? 1 : 0);
 out:
+	src_api_stop(&a);
 	src_session_close_all(&a);
 	/*
 	 * Release the closed connections first: accepted rdma_cm ids hang off
@@ -230,9 +294,9 @@ out:
 	 */
 	event_base_loop(a.base, EVLOOP_NONBLOCK);
 	xport_listener_destroy(listener);
-	while ((m = LIST_FIRST(&a.migrations)) != NULL) {
-		LIST_REMOVE(m, link);
-		if (m->state != SRC_MIG_DONE)
+	while ((m = TAILQ_FIRST(&a.migrations)) != NULL) {
+		TAILQ_REMOVE(&a.migrations, m, link);
+		if (m->state != SRC_MIG_DONE && m->state != SRC_MIG_ABORTED)
 			log_warn("migration %s not completed; its checkpoint stays in %s", m->id,
 				 m->dir);
 		src_mig_destroy(m);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ctrl.h"
 #include "log.h"
@@ -22,14 +23,39 @@ const char *src_mig_state_str(enum src_mig_state st)
 		return "done";
 	case SRC_MIG_FAILED:
 		return "failed";
+	case SRC_MIG_ABORTED:
+		return "aborted";
 	}
 	return "?";
 }
 
-int src_mig_create(const char *id, const char *dir, const char *secret_file, bool page_hashes,
+int64_t src_unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int src_mig_load_secret(const char *id, const char *secret_file, struct auth_secret **out)
+{
+	int ret;
+
+	ret = auth_secret_load_file(secret_file, out);
+	if (ret < 0) {
+		log_err("migration %s: cannot load the secret from %s: %s", id, secret_file,
+			strerror(-ret));
+		return ret;
+	}
+	if (auth_secret_perms_loose(*out))
+		log_warn("migration %s: secret file %s is readable by others", id, secret_file);
+	return 0;
+}
+
+int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
 		   struct src_migration **out)
 {
-	struct src_migration *m;
+	struct src_migration *m = NULL;
 	struct ctrl_err e;
 	char sz[32];
 	uint64_t t0 = now_ns();
@@ -38,30 +64,29 @@ int src_mig_create(const char *id, const char *dir, const char *secret_file, boo
 	ret = ctrl_validate_migration_id(id, &e);
 	if (ret < 0) {
 		log_err("migration id '%s': %s", id, e.text);
-		return ret;
+		goto out;
 	}
 	m = calloc(1, sizeof(*m));
-	if (!m)
-		return -ENOMEM;
+	if (!m) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->secret = secret;
+	secret = NULL;
+	m->verify = page_hashes;
+	m->created_unix_ms = src_unix_ms();
 	m->dir = strdup(dir);
 	if (!m->dir) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = auth_secret_load_file(secret_file, &m->secret);
-	if (ret < 0) {
-		log_err("migration %s: cannot load the secret from %s: %s", id, secret_file,
-			strerror(-ret));
-		goto out;
-	}
-	if (auth_secret_perms_loose(m->secret))
-		log_warn("migration %s: secret file %s is readable by others", id, secret_file);
 	ret = imgmap_open(dir, page_hashes, &m->map);
 	if (ret < 0) {
 		log_err("migration %s: cannot serve images in %s: %s", id, dir, strerror(-ret));
 		goto out;
 	}
+	m->lazy_bytes = m->map->lazy_bytes;
 	m->state = SRC_MIG_READY;
 	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
 		 "%.2f s",
@@ -69,6 +94,7 @@ int src_mig_create(const char *id, const char *dir, const char *secret_file, boo
 		 (double)(now_ns() - t0) / 1e9);
 	ret = 0;
 out:
+	auth_secret_free(secret);
 	if (ret < 0) {
 		src_mig_destroy(m);
 		m = NULL;
@@ -84,14 +110,27 @@ void src_mig_destroy(struct src_migration *m)
 	imgmap_close(m->map);
 	auth_secret_free(m->secret);
 	free(m->dir);
+	free(m->dest);
 	free(m);
+}
+
+void src_mig_set_aborted(struct src_migration *m, const char *why)
+{
+	m->state = SRC_MIG_ABORTED;
+	m->finished_unix_ms = src_unix_ms();
+	snprintf(m->error, sizeof(m->error), "%s", why);
+	imgmap_close(m->map);
+	m->map = NULL;
+	auth_secret_free(m->secret);
+	m->secret = NULL;
+	log_info("migration %s aborted (%s); its checkpoint stays in %s", m->id, why, m->dir);
 }
 
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id)
 {
 	struct src_migration *m;
 
-	LIST_FOREACH(m, list, link)
+	TAILQ_FOREACH(m, list, link)
 	if (strcmp(m->id, id) == 0)
 		return m;
 	return NULL;
@@ -101,7 +140,7 @@ bool src_mig_all_done(const struct src_mig_list *list)
 {
 	const struct src_migration *m;
 
-	LIST_FOREACH(m, list, link)
+	TAILQ_FOREACH(m, list, link)
 	if (m->state != SRC_MIG_DONE)
 		return false;
 	return true;

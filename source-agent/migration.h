@@ -26,36 +26,67 @@ enum src_mig_state {
 	SRC_MIG_SERVING, /* a destination is authenticated and fetching */
 	SRC_MIG_DONE,	 /* the destination has every page, verified */
 	SRC_MIG_FAILED,
+	SRC_MIG_ABORTED, /* aborted through the API: unmapped, refused to peers */
 };
 
+#define SRC_MIG_ERROR_MAX 160
+
 struct src_migration {
-	LIST_ENTRY(src_migration) link;
+	TAILQ_ENTRY(src_migration) link;
 	char id[AUTH_MIGRATION_ID_MAX + 1];
 	char *dir;
+	char *dest; /* the destination as an API request named it, or NULL */
 	struct auth_secret *secret;
-	struct imgmap *map;
+	struct imgmap *map; /* NULL once aborted */
 	enum src_mig_state state;
 	bool busy;	       /* a session holds it */
+	bool verify;	       /* page checksums computed: offered to destinations */
+	uint64_t lazy_bytes;   /* the map's, kept after it is released */
 	uint64_t reads_served; /* TCP ReadReqs answered */
 	uint64_t bytes_served; /* by ReadResp */
 	uint64_t started_ns;
 	uint64_t done_ns;
+	int64_t created_unix_ms;  /* wall clock */
+	int64_t finished_unix_ms; /* 0: not final */
+	char peer[128];		  /* the last authenticated destination, "" before */
+	char error[SRC_MIG_ERROR_MAX];
+	/* The destination's last Progress (or its Done): pages installed there. */
+	bool has_progress;
+	uint64_t prog_pages;
+	uint64_t prog_bytes;
+	uint64_t prog_faults;
 };
 
-LIST_HEAD(src_mig_list, src_migration);
+TAILQ_HEAD(src_mig_list, src_migration);
 
 const char *src_mig_state_str(enum src_mig_state st);
 
 /*
- * Maps dir and loads the secret file.  page_hashes: compute per-page
- * checksums so destinations can verify every page.
+ * Loads a --migration / "secret_file" secret, warning when the file is
+ * readable by others.  Caller owns *out.
  */
-int src_mig_create(const char *id, const char *dir, const char *secret_file, bool page_hashes,
+int src_mig_load_secret(const char *id, const char *secret_file, struct auth_secret **out);
+
+/*
+ * Maps dir and takes ownership of secret (also on failure).  page_hashes:
+ * compute per-page checksums so destinations can verify every page.
+ * Blocks while the images are read and checksummed.
+ */
+int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
 		   struct src_migration **out);
 void src_mig_destroy(struct src_migration *m);
+
+/*
+ * Marks a migration that no session holds any more aborted, with why, and
+ * releases its mapping and secret; the images stay on disk.
+ */
+void src_mig_set_aborted(struct src_migration *m, const char *why);
 
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id);
 /* True when every migration in the list is done. */
 bool src_mig_all_done(const struct src_mig_list *list);
+
+/* Wall clock, ms since the epoch. */
+int64_t src_unix_ms(void);
 
 #endif

@@ -136,7 +136,7 @@ static uint64_t sess_features(const struct src_session *s)
 {
 	uint64_t f = s->agent->kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
 
-	if (s->agent->verify)
+	if (s->mig && s->mig->verify)
 		f |= CTRL_FEAT_VERIFY_PAGES;
 	return f;
 }
@@ -161,6 +161,10 @@ static int on_hello(struct src_session *s, const Hello *h)
 	if (m->state == SRC_MIG_DONE) {
 		sess_abort(s, CTRL_ABORT_MIGRATION, "migration already completed");
 		return -EALREADY;
+	}
+	if (m->state == SRC_MIG_ABORTED) {
+		sess_abort(s, CTRL_ABORT_MIGRATION, "migration was aborted on the source");
+		return -ECANCELED;
 	}
 	if (m->busy) {
 		sess_abort(s, CTRL_ABORT_MIGRATION, "migration is being served to another peer");
@@ -213,6 +217,7 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	}
 	s->mig->busy = true;
 	s->owner = true;
+	snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
 	ctrl_state_set_peer_verified(&s->st);
 	ret = ctrl_msg_auth_result(&o, true, NULL);
 	if (ret == 0)
@@ -652,6 +657,10 @@ static void on_done(struct src_session *s, const Done *d)
 	}
 	m->state = SRC_MIG_DONE;
 	m->done_ns = now_ns();
+	m->finished_unix_ms = src_unix_ms();
+	m->has_progress = true;
+	m->prog_pages = d->pages;
+	m->prog_bytes = d->bytes;
 	if (ctrl_msg_done_ack(&o, true, NULL) == 0)
 		sess_send(s, &o);
 	log_info("migration %s done: the destination installed %" PRIu64 " pages (%s), %" PRIu64
@@ -698,6 +707,12 @@ static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 	case RDMIG_MSG__BODY_PROGRESS:
 		log_debug("%s: progress %" PRIu64 " pages, %" PRIu64 " faults", s->name,
 			  m->progress->pages, m->progress->faults);
+		if (s->owner) {
+			s->mig->has_progress = true;
+			s->mig->prog_pages = m->progress->pages;
+			s->mig->prog_bytes = m->progress->bytes;
+			s->mig->prog_faults = m->progress->faults;
+		}
 		break;
 	case RDMIG_MSG__BODY_KEEPALIVE:
 		break;
@@ -791,4 +806,18 @@ void src_session_close_all(struct src_agent *a)
 
 	while ((s = LIST_FIRST(&a->sessions)) != NULL)
 		sess_abort(s, CTRL_ABORT_CANCELLED, "source agent shutting down");
+}
+
+void src_session_cancel(struct src_agent *a, const struct src_migration *m, const char *reason)
+{
+	struct src_session *s;
+
+	for (;;) {
+		LIST_FOREACH(s, &a->sessions, link)
+		if (s->mig == m)
+			break;
+		if (!s)
+			return;
+		sess_abort(s, CTRL_ABORT_CANCELLED, reason);
+	}
 }

@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <sys/queue.h>
 
+#include "api.h"
 #include "migration.h"
 #include "xport.h"
 
@@ -35,10 +36,17 @@ struct src_agent {
 	unsigned int dead_after_s;
 	struct src_mig_list migrations;
 	LIST_HEAD(, src_session) sessions;
+	struct api_server *api; /* NULL: no API */
+	char endpoint[300];	/* "host:port" destinations connect to */
 };
 
 /* Takes ownership of x (an accepted connection). */
 int src_session_start(struct src_agent *a, struct xport *x);
+/*
+ * Ends the sessions that serve m or are authenticating for it, sending
+ * Abort(CANCELLED) with reason.
+ */
+void src_session_cancel(struct src_agent *a, const struct src_migration *m, const char *reason);
 /* Ends every session (agent shutdown). */
 void src_session_close_all(struct src_agent *a);
 

@@ -488,6 +488,14 @@ static void test_start_variants(void **state)
 	assert_string_equal(e->agent.last_secret_file, "/etc/rdmig/secret");
 	assert_int_equal(e->agent.last_secret_len, 0);
 	assert_string_equal(e->agent.last_host, "node-b.example");
+
+	/* Existing images need no "dest": the destination connects to the source. */
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"m.nodest\",\"images_dir\":\"/img\","
+			     "\"secret_file\":\"/etc/rdmig/secret\"}",
+			     202, NULL));
+	assert_string_equal(e->agent.last_host, "");
+	assert_string_equal(e->agent.last_images, "/img");
 }
 
 static void test_start_validation(void **state)

@@ -136,7 +136,7 @@ static void test_parse_errors(void **state)
 	    {"health -w", "not valid for health"},
 	    {"migrate --to h", "either --pid or --images"},
 	    {"migrate --pid 3 --images /i --to h", "either --pid or --images"},
-	    {"migrate --pid 3", "--to is required"},
+	    {"migrate --pid 3", "--to is required with --pid"},
 	    {"migrate --pid 0 --to h", "--pid wants a process id"},
 	    {"migrate --pid 12x --to h", "--pid wants a process id"},
 	    {"migrate --pid 3 --to h:99999", "--to wants HOST"},
@@ -199,6 +199,16 @@ static void test_migrate_body(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "x1");
 	assert_string_equal(json_string_value(json_object_get(j, "transport")), "tcp");
 	assert_null(json_object_get(j, "verify"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	/* --images without --to: no "dest" (the destination connects to the source). */
+	assert_int_equal(parse(&l, "migrate -i /imgs --secret-file /s --id m2", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_null(json_object_get(j, "dest"));
+	assert_string_equal(json_string_value(json_object_get(j, "images_dir")), "/imgs");
 	json_decref(j);
 	free(body);
 	line_free(&l);

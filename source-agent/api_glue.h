@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * api_glue: rdmig-source's side of the agents' API (common/api.h,
+ * docs/api.md).  Starts migrations of images already dumped, reports them,
+ * and aborts them; the destination still connects to the source's listener
+ * exactly as for a --migration given on the command line.
+ *
+ * State mapping (src_mig_state -> api_state): ready and serving -> serving
+ * (images mapped; waiting for or serving the destination), done -> done,
+ * failed -> failed, aborted -> aborted.  pending and dumping are unused
+ * until the agent dumps processes itself.
+ */
+#ifndef RDMIG_SRC_API_GLUE_H
+#define RDMIG_SRC_API_GLUE_H
+
+#include "session.h"
+
+struct src_api_opts {
+	const char *socket_path; /* UNIX socket, or NULL */
+	const char *tcp;	 /* "host:port" (already checked), or NULL */
+};
+
+/*
+ * Serves the API on a->base.  -EADDRINUSE: another agent listens on the
+ * socket; -EEXIST: the path exists and is not a socket.
+ */
+int src_api_start(struct src_agent *a, const struct src_api_opts *o);
+
+/* Stops serving; never from inside an API callback.  Fine without an API. */
+void src_api_stop(struct src_agent *a);
+
+#endif
