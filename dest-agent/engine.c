@@ -108,6 +108,7 @@ struct engine {
 	struct ereq_list active;
 	struct ereq_list orphans;
 	uint32_t nr_drain_inflight;
+	uint32_t nr_fault_inflight;
 	uint32_t next_id;
 	uint32_t nr_zombies;
 	uint32_t nr_failed;
@@ -126,6 +127,9 @@ struct engine {
 };
 
 static void engine_pump(struct engine *e);
+
+/* Drain read size while faults are in flight: 64 KiB. */
+#define DRAIN_FAULTING_PAGES 16
 static void task_install(struct etask *t, struct ereq *r);
 static void task_read_events(struct etask *t);
 
@@ -313,6 +317,8 @@ static void task_flush_reqs(struct etask *t)
 		TAILQ_REMOVE(&e->active, r, alink);
 		if (!r->fault)
 			e->nr_drain_inflight--;
+		else
+			e->nr_fault_inflight--;
 		if (t->ls)
 			lazyset_unclaim(t->ls, r->pr.img_vaddr, r->pr.len);
 		if (pagesrc_cancel(&r->pr) == 0) {
@@ -465,6 +471,8 @@ static int req_submit(struct ereq *r)
 			e->nr_drain_inflight++;
 			if (!e->drain_first_ns)
 				e->drain_first_ns = now_ns();
+		} else {
+			e->nr_fault_inflight++;
 		}
 	}
 	return ret;
@@ -495,6 +503,8 @@ static void req_done_cb(struct pagesrc_req *pr, int status)
 	if (!r->fault) {
 		e->nr_drain_inflight--;
 		e->drain_last_ns = now_ns();
+	} else {
+		e->nr_fault_inflight--;
 	}
 	if (t->state != ENGINE_TASK_ACTIVE) {
 		if (t->ls)
@@ -662,6 +672,7 @@ static void engine_pump(struct engine *e)
 {
 	struct ereq *r;
 	uint64_t chunk_pages;
+	uint32_t depth;
 	int slot, ret;
 
 	/* Completions inside submit would recurse; the outer call finishes the job. */
@@ -690,8 +701,19 @@ static void engine_pump(struct engine *e)
 	chunk_pages = e->cfg.drain_chunk / PG;
 	if (chunk_pages > staging_slot_size(e->st) / PG)
 		chunk_pages = staging_slot_size(e->st) / PG;
+	/*
+	 * Fetches share one queue to the source, so a fault waits behind every
+	 * drain read already posted: while faults are in flight, keep the
+	 * drain to one small read, and let it run wide again when they stop.
+	 */
+	depth = e->cfg.drain_depth;
+	if (e->nr_fault_inflight) {
+		depth = 1;
+		if (chunk_pages > DRAIN_FAULTING_PAGES)
+			chunk_pages = DRAIN_FAULTING_PAGES;
+	}
 	while (e->finished && !e->aborting && TAILQ_EMPTY(&e->fault_q) &&
-	       e->nr_drain_inflight < e->cfg.drain_depth && !pagesrc_is_gone(e->src)) {
+	       e->nr_drain_inflight < depth && !pagesrc_is_gone(e->src)) {
 		struct etask *t = engine_next_drain_task(e);
 		struct lazy_run run;
 
@@ -1173,6 +1195,8 @@ static void engine_timeout(struct engine *e, struct ereq *r, uint64_t now)
 	}
 	if (!r->fault)
 		e->nr_drain_inflight--;
+	else
+		e->nr_fault_inflight--;
 	r->state = ER_ORPHANED;
 	t->nr_reqs--;
 	TAILQ_INSERT_TAIL(&e->orphans, r, qlink);

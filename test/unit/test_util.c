@@ -45,23 +45,19 @@ static void test_parse_hostport(void **state)
 {
 	char host[64], port[16];
 
-	assert_int_equal(parse_hostport("192.0.2.1:7471", "1", host, sizeof(host), port,
-					sizeof(port)),
-			 0);
+	assert_int_equal(
+	    parse_hostport("192.0.2.1:7471", "1", host, sizeof(host), port, sizeof(port)), 0);
 	assert_string_equal(host, "192.0.2.1");
 	assert_string_equal(port, "7471");
-	assert_int_equal(parse_hostport("192.0.2.1", "7471", host, sizeof(host), port,
-					sizeof(port)),
-			 0);
+	assert_int_equal(
+	    parse_hostport("192.0.2.1", "7471", host, sizeof(host), port, sizeof(port)), 0);
 	assert_string_equal(port, "7471");
-	assert_int_equal(parse_hostport("[2001:db8::1]:9", NULL, host, sizeof(host), port,
-					sizeof(port)),
-			 0);
+	assert_int_equal(
+	    parse_hostport("[2001:db8::1]:9", NULL, host, sizeof(host), port, sizeof(port)), 0);
 	assert_string_equal(host, "2001:db8::1");
 	assert_string_equal(port, "9");
-	assert_int_equal(parse_hostport("[2001:db8::1", NULL, host, sizeof(host), port,
-					sizeof(port)),
-			 -EINVAL);
+	assert_int_equal(
+	    parse_hostport("[2001:db8::1", NULL, host, sizeof(host), port, sizeof(port)), -EINVAL);
 	assert_int_equal(parse_hostport(":80", NULL, host, sizeof(host), port, sizeof(port)),
 			 -EINVAL);
 	assert_int_equal(parse_hostport("h:", NULL, host, sizeof(host), port, sizeof(port)),
@@ -79,10 +75,10 @@ static void test_fmt_bytes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_size),
-		cmocka_unit_test(test_parse_uint),
-		cmocka_unit_test(test_parse_hostport),
-		cmocka_unit_test(test_fmt_bytes),
+	    cmocka_unit_test(test_parse_size),
+	    cmocka_unit_test(test_parse_uint),
+	    cmocka_unit_test(test_parse_hostport),
+	    cmocka_unit_test(test_fmt_bytes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
