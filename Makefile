@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 MESON_OPTS ?=
 RESULTS ?= $(BUILD)/results
 
-.PHONY: all deps compile check check-unit check-host check-rxe check-asan demo bench fuzz format clean
+.PHONY: all deps compile check check-unit check-host check-rxe check-style check-asan demo bench fuzz format clean
 
 all: compile
 
@@ -30,6 +30,9 @@ check-host: compile
 
 check-rxe: compile
 	@scripts/check rxe
+
+check-style:
+	@scripts/check style
 
 # Unit and host tests under AddressSanitizer + UndefinedBehaviorSanitizer.
 check-asan: deps

@@ -594,8 +594,8 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 				     "\"images_dir\" (serve existing images)");
 	if (role == API_ROLE_DEST && !r->images_dir)
 		return api_error_set(err, -EINVAL, "field \"images_dir\" is required");
-	/* A source serving existing images needs no "dest": the destination connects. */
-	if (!r->peer && (role == API_ROLE_DEST || r->pid > 0))
+	/* The source needs no "dest": the destination connects to it. */
+	if (!r->peer && role == API_ROLE_DEST)
 		return api_error_set(err, -EINVAL, "field \"%s\" is required", peer_field);
 
 	v = json_object_get(root, "work_dir");

@@ -29,6 +29,7 @@
 #include "netsrc.h"
 #include "pagesrc_local.h"
 #include "rdmig-config.h"
+#include "restore.h"
 #include "staging.h"
 #include "util.h"
 
@@ -36,6 +37,10 @@
 #define DEST_FAULT_SLOTS 32
 /* After a stop request, how long killed processes get to disappear. */
 #define DEST_ABORT_GRACE_S 10
+/* --criu-opt may be given this many times. */
+#define DEST_MAX_CRIU_OPTS 64
+/* After the migration ended, how long a still running criu restore may take. */
+#define DEST_RESTORE_WAIT_MS 30000
 
 /* Parsed configuration: set once in main(), then read-only. */
 struct dest_opts {
@@ -62,6 +67,11 @@ struct dest_opts {
 	unsigned int dead_after_s;
 	uint32_t max_reads;
 	struct engine_config ecfg;
+	/* --restore: run criu restore ourselves */
+	bool restore;
+	const char *criu;
+	const char *criu_opts[DEST_MAX_CRIU_OPTS];
+	size_t nr_criu_opts;
 };
 
 struct dest {
@@ -86,6 +96,11 @@ struct dest {
 	bool net_failed;
 	bool images_ready;
 	bool done_acked;
+	/* --restore */
+	struct restore *rs;
+	uint64_t restore_ms;
+	bool criu_failed;
+	bool loop_over;
 };
 
 enum {
@@ -109,6 +124,9 @@ enum {
 	OPT_DEAD_AFTER,
 	OPT_MAX_READS,
 	OPT_LATENCY_OUT,
+	OPT_RESTORE,
+	OPT_CRIU,
+	OPT_CRIU_OPT,
 };
 
 static void dest_usage(FILE *f)
@@ -135,6 +153,10 @@ static void dest_usage(FILE *f)
 		"      --dead-after SEC   the source is lost after SEC of silence (default 10)\n"
 		"      --max-reads N      reads in flight to the source (default 64)\n"
 		"      --local            serve pages from the images' own pages files\n"
+		"      --restore          once ready, run `criu restore --lazy-pages -d` on the\n"
+		"                         images (log: WORK/restore.log) and wait for it\n"
+		"      --criu PATH        the criu binary for --restore (default: criu in PATH)\n"
+		"      --criu-opt OPT     one more argument for criu restore (repeatable)\n"
 		"      --readahead PAGES  pages fetched per fault, the faulting one included "
 		"(default 16)\n"
 		"      --drain-depth N    background requests in flight (default 8)\n"
@@ -178,6 +200,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
 	    {"inject", required_argument, NULL, OPT_INJECT},
 	    {"latency-out", required_argument, NULL, OPT_LATENCY_OUT},
+	    {"restore", no_argument, NULL, OPT_RESTORE},
+	    {"criu", required_argument, NULL, OPT_CRIU},
+	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -237,6 +262,20 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_LATENCY_OUT:
 			o->latency_out = optarg;
+			break;
+		case OPT_RESTORE:
+			o->restore = true;
+			break;
+		case OPT_CRIU:
+			o->criu = optarg;
+			break;
+		case OPT_CRIU_OPT:
+			if (o->nr_criu_opts == DEST_MAX_CRIU_OPTS) {
+				fprintf(stderr, "rdmig-dest: more than %d --criu-opt\n",
+					DEST_MAX_CRIU_OPTS);
+				return -EINVAL;
+			}
+			o->criu_opts[o->nr_criu_opts++] = optarg;
 			break;
 		case OPT_SOURCE:
 			ret = parse_hostport(optarg, "7471", o->src_host, sizeof(o->src_host),
@@ -320,6 +359,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	}
 	if (o->src_host[0] && (!o->migration_id || !o->secret_file)) {
 		fprintf(stderr, "rdmig-dest: --source needs --migration-id and --secret-file\n");
+		return -EINVAL;
+	}
+	if ((o->criu || o->nr_criu_opts) && !o->restore) {
+		fprintf(stderr, "rdmig-dest: --criu and --criu-opt need --restore\n");
 		return -EINVAL;
 	}
 	if (!o->work_dir)
@@ -560,6 +603,56 @@ static void dest_signal_cb(evutil_socket_t sig, short what, void *arg)
 	dest_stop(d, "signal");
 }
 
+/* ---- --restore: criu restore -> owner ---- */
+
+static void dest_on_restore_exit(void *arg, const struct restore_result *res)
+{
+	struct dest *d = arg;
+
+	d->restore_ms = res->ms;
+	if (res->ok) {
+		if (res->root_pid)
+			log_info("criu restore done in %" PRIu64 " ms: restored root pid %d",
+				 res->ms, (int)res->root_pid);
+		else
+			log_info("criu restore done in %" PRIu64 " ms: restored root pid unknown",
+				 res->ms);
+		return;
+	}
+	d->criu_failed = true;
+	d->restore_failed = true;
+	if (res->log_err < 0)
+		log_err("restore failed: criu restore %s after %" PRIu64 " ms; its log %s: %s",
+			res->how, res->ms, res->log_path, strerror(-res->log_err));
+	else
+		log_err("restore failed: criu restore %s after %" PRIu64 " ms; see %s: %s",
+			res->how, res->ms, res->log_path,
+			res->last_error[0] ? res->last_error : "(no Error line)");
+	/* The source keeps its checkpoint: the workload can be restored there again. */
+	if (d->ns && !d->net_failed && !d->done_acked)
+		netsrc_abort(d->ns, CTRL_ABORT_RESTORE, "criu restore failed on the destination");
+	if (!d->loop_over)
+		dest_stop(d, "criu restore failed");
+}
+
+static const struct restore_ops dest_restore_ops = {
+    .exited = dest_on_restore_exit,
+};
+
+/* Runs criu restore once the socket listens and the readiness byte is out. */
+static int dest_start_restore(struct dest *d)
+{
+	struct restore_config rc = {
+	    .criu = d->o.criu,
+	    .images_dir = d->o.images_dir,
+	    .work_dir = d->o.work_dir,
+	    .extra = d->o.criu_opts,
+	    .nr_extra = d->o.nr_criu_opts,
+	};
+
+	return restore_start(d->base, &rc, &dest_restore_ops, d, &d->rs);
+}
+
 /* ---- startup ---- */
 
 static int dest_redirect_log(const char *path)
@@ -699,9 +792,12 @@ static void dest_summary(struct dest *d, int code)
 	char hist[512];
 	uint64_t ms = d->t_first && d->t_done > d->t_first ? (d->t_done - d->t_first) / 1000000 : 0;
 	double mbps = 0;
+	char restore[40] = "";
 
 	if (!d->eng)
 		return;
+	if (d->o.restore)
+		snprintf(restore, sizeof(restore), " restore_ms=%" PRIu64, d->restore_ms);
 	engine_for_each_task(d->eng, dest_print_task, d);
 	engine_get_stats(d->eng, &s);
 	if (s.fault_count)
@@ -714,12 +810,12 @@ static void dest_summary(struct dest *d, int code)
 		 " zero=%" PRIu64 " dropped=%" PRIu64 " left=%" PRIu64 " remaps=%" PRIu64
 		 " removes=%" PRIu64 " unmaps=%" PRIu64 " bytes=%" PRIu64 " time_ms=%" PRIu64
 		 " faults=%" PRIu64 " lazy_faults=%" PRIu64 " timed=%" PRIu64
-		 " fault_p50_us=%" PRIu64 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f",
+		 " fault_p50_us=%" PRIu64 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f%s",
 		 code == 0 ? "ok" : "failed", s.tasks, s.c.forks, s.zombies, s.tasks_failed,
 		 s.lazy_pages, s.c.pages_fault, s.c.pages_drain, s.c.zero_pages, s.c.pages_dropped,
 		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.bytes, ms, s.c.faults,
-		 s.c.faults_lazy, s.fault_count, s.fault_p50_ns / 1000, s.fault_p99_ns / 1000,
-		 mbps);
+		 s.c.faults_lazy, s.fault_count, s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps,
+		 restore);
 }
 
 /* --latency-out: the engine's fault latency samples, one per line (ns). */
@@ -742,12 +838,12 @@ static void dest_write_latencies(struct dest *d)
 		log_warn("--latency-out %s: %s", d->o.latency_out, strerror(errno));
 }
 
-
 static void dest_cleanup(struct dest *d)
 {
 	bool net = d->ns != NULL;
 
 	/* The source first: after it nothing writes into staging or completes a request. */
+	restore_free(d->rs);
 	pagesrc_destroy(d->src);
 	engine_free(d->eng);
 	netsrc_free(d->ns);
@@ -839,10 +935,21 @@ int main(int argc, char **argv)
 	dest_report_ready(d.o.status_fd, true);
 	dest_report_ready(ready_fd, true);
 	ready_fd = -1;
+	if (d.o.restore && (ret = dest_start_restore(&d)) < 0) {
+		log_err("restore failed: criu restore could not be started: %s", strerror(-ret));
+		if (d.ns)
+			netsrc_abort(d.ns, CTRL_ABORT_RESTORE,
+				     "criu restore could not be started on the destination");
+		goto out;
+	}
 	event_base_dispatch(d.base);
+	d.loop_over = true;
 	if (!d.t_done)
 		d.t_done = now_ns();
-	code = d.done_status == 0 && !d.restore_failed && !d.stopping ? 0 : 1;
+	/* The pages may all be in before criu itself has exited. */
+	if (restore_running(d.rs))
+		restore_wait(d.rs, DEST_RESTORE_WAIT_MS);
+	code = d.done_status == 0 && !d.restore_failed && !d.stopping && !d.criu_failed ? 0 : 1;
 	if (d.ns && code == 0 && !d.done_acked)
 		code = 1;
 	dest_summary(&d, code);

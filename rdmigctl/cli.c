@@ -116,16 +116,16 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 	case CLI_CMD_MIGRATE:
 		fprintf(
 		    f,
-		    "Usage: rdmigctl [OPTIONS] migrate (--pid PID --to HOST[:PORT] | --images "
-		    "DIR)\n"
-		    "                [--transport rdma|tcp] [--secret-file FILE] [--id ID]\n"
+		    "Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
+		    "                [--to HOST[:PORT]] [--transport rdma|tcp]\n"
+		    "                [--secret-file FILE] [--id ID]\n"
 		    "                [--verify] [--wait]\n"
 		    "Start a migration on the source agent.\n\n"
-		    "  -p, --pid PID          dump and migrate this running process tree\n"
+		    "  -p, --pid PID          the agent dumps this running process tree (criu\n"
+		    "                         dump) and serves its images\n"
 		    "  -i, --images DIR       serve images already dumped in DIR instead\n"
-		    "      --to HOST[:PORT]   the destination agent's migration endpoint; "
-		    "optional\n"
-		    "                         with --images (the destination connects to the\n"
+		    "      --to HOST[:PORT]   the destination agent's migration endpoint;\n"
+		    "                         informative (the destination connects to the\n"
 		    "                         source; rdmig-source reports the peer it sees)\n"
 		    "      --transport T      rdma (default) or tcp\n"
 		    "      --secret-file F    the shared secret file, read by the agent\n"
@@ -410,9 +410,7 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 	if (a->cmd == CLI_CMD_MIGRATE) {
 		if (!a->pid == !a->images_dir)
 			return cli_bad(err, a->cmd, "give either --pid or --images");
-		/* Existing images: the destination connects to the source, --to is informative. */
-		if (!a->to && a->pid)
-			return cli_bad(err, a->cmd, "--to is required with --pid");
+		/* The destination connects to the source: --to is informative. */
 	}
 	return 0;
 }

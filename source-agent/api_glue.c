@@ -2,9 +2,13 @@
 #include "api_glue.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "auth.h"
@@ -14,9 +18,15 @@
 static enum api_state glue_state(enum src_mig_state st)
 {
 	switch (st) {
+	case SRC_MIG_DUMPING:
+		return API_STATE_DUMPING;
 	case SRC_MIG_READY:
 	case SRC_MIG_SERVING:
 		return API_STATE_SERVING;
+	case SRC_MIG_RESTORING:
+		return API_STATE_RESTORING;
+	case SRC_MIG_ROLLED_BACK:
+		return API_STATE_ROLLED_BACK;
 	case SRC_MIG_DONE:
 		return API_STATE_DONE;
 	case SRC_MIG_FAILED:
@@ -53,7 +63,9 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->source = a->endpoint[0] ? a->endpoint : NULL;
 	v->dest = m->peer[0] ? m->peer : m->dest;
 	v->transport = a->kind == XPORT_TCP ? API_TRANSPORT_TCP : API_TRANSPORT_RDMA;
+	v->pid = m->pid;
 	v->images_dir = m->dir;
+	v->freeze_ms = m->freeze_ms;
 	v->verify = m->verify;
 	v->pages_total = m->lazy_bytes / IMG_PAGE_SIZE;
 	v->pages_fetched = glue_max(m->prog_pages, m->bytes_served / IMG_PAGE_SIZE);
@@ -91,6 +103,156 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 	return 0;
 }
 
+static void glue_copy_opts(const struct api_criu_opts *in, struct src_criu_opts *out)
+{
+	out->shell_job = in->shell_job;
+	out->tcp_established = in->tcp_established;
+	out->ext_unix_sk = in->ext_unix_sk;
+	out->file_locks = in->file_locks;
+	out->link_remap = in->link_remap;
+	out->leave_running = in->leave_running;
+	snprintf(out->manage_cgroups, sizeof(out->manage_cgroups), "%s",
+		 in->manage_cgroups ? in->manage_cgroups : "");
+	out->log_level = in->log_level;
+}
+
+/* mkdir -p path: parents 0755, path itself 0700. */
+static int glue_mkdir_root(const char *path)
+{
+	char buf[API_PATH_MAX + 1], *p;
+	struct stat st;
+	int ret = 0;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = strchr(buf + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+			ret = -errno;
+			goto out;
+		}
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		goto out;
+	}
+	if (stat(buf, &st) < 0)
+		ret = -errno;
+	else if (!S_ISDIR(st.st_mode))
+		ret = -ENOTDIR;
+out:
+	if (ret < 0)
+		log_err("images root %s: cannot create %s: %s", path, buf, strerror(-ret));
+	return ret;
+}
+
+/* why = "WHAT failed (STATUS); see DIR/LOG: LAST ERROR LINE" */
+static void glue_criu_failure(const struct src_migration *m, const char *what, int wstatus,
+			      const char *log, char *why, size_t len)
+{
+	char st[48], tail[320];
+
+	src_criu_status_str(wstatus, st, sizeof(st));
+	src_criu_log_tail(m->dir, log, tail, sizeof(tail));
+	snprintf(why, len, "%s failed (%s); see %s/%s: %s", what, st, m->dir, log,
+		 tail[0] ? tail : "(no log written)");
+}
+
+static void glue_dump_exit(void *arg, int wstatus, uint64_t elapsed_ns)
+{
+	struct src_migration *m = arg;
+	char why[SRC_MIG_ERROR_MAX];
+	int ret;
+
+	src_criu_run_free(m->job);
+	m->job = NULL;
+	/* CRIU freezes the tree when it starts and leaves it dumped (dead) when it exits. */
+	m->freeze_ms = (int64_t)(elapsed_ns / 1000000);
+	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+		glue_criu_failure(m, "criu dump", wstatus, "dump.log", why, sizeof(why));
+		log_err("migration %s: %s", m->id, why);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	}
+	log_info("migration %s: process %d dumped to %s in %" PRId64 " ms", m->id, (int)m->pid,
+		 m->dir, m->freeze_ms);
+	ret = src_mig_map(m);
+	if (ret < 0) {
+		/* The checkpoint is complete: a rollback can still restore it. */
+		m->images_complete = true;
+		snprintf(why, sizeof(why), "criu dump succeeded but its images in %s cannot be "
+					   "served: %s",
+			 m->dir, strerror(-ret));
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+	}
+}
+
+/*
+ * A migration of req->pid: creates <images-root>/<id> and starts criu dump
+ * into it; the migration is dumping until glue_dump_exit().  Takes secret.
+ */
+static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
+			   struct auth_secret *secret, struct src_migration **out,
+			   struct api_error *err)
+{
+	struct src_migration *m = NULL;
+	struct src_criu_argv av;
+	char dir[API_PATH_MAX + 1];
+	bool made = false;
+	int ret;
+
+	*out = NULL;
+	if (snprintf(dir, sizeof(dir), "%s/%s", a->images_root, req->id) >= (int)sizeof(dir)) {
+		ret = api_error_set(err, -EINVAL, "images root %s: path too long", a->images_root);
+		goto out;
+	}
+	ret = glue_mkdir_root(a->images_root);
+	if (ret < 0) {
+		ret = api_error_set(err, -EIO, "cannot create the images root %s: %s",
+				    a->images_root, strerror(-ret));
+		goto out;
+	}
+	if (mkdir(dir, 0700) < 0) {
+		ret = -errno;
+		log_err("migration %s: cannot create %s: %s", req->id, dir, strerror(-ret));
+		ret = api_error_set(err, ret == -EEXIST ? -EEXIST : -EIO,
+				    "cannot create the images dir %s: %s%s", dir, strerror(-ret),
+				    ret == -EEXIST ? " (an earlier checkpoint; the agent never "
+						     "overwrites one)"
+						   : "");
+		goto out;
+	}
+	made = true;
+	ret = src_mig_new(req->id, dir, secret, req->verify || a->verify, &m);
+	secret = NULL; /* src_mig_new took it */
+	if (ret < 0) {
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL, "cannot start: %s",
+				    strerror(-ret));
+		goto out;
+	}
+	m->pid = req->pid;
+	glue_copy_opts(&req->criu, &m->criu);
+	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log",
+				  &m->criu);
+	if (ret == 0)
+		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_dump_exit, m, &m->job);
+	if (ret < 0) {
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO,
+				    "cannot run %s dump: %s", a->criu, strerror(-ret));
+		goto out;
+	}
+	*out = m;
+	m = NULL;
+	ret = 0;
+out:
+	if (ret < 0 && made)
+		rmdir(dir);
+	src_mig_destroy(m);
+	auth_secret_free(secret);
+	return ret;
+}
+
 static int glue_start(void *agent, const struct api_start_req *req, struct api_error *err)
 {
 	struct src_agent *a = agent;
@@ -99,12 +261,6 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	enum xport_kind want;
 	int ret;
 
-	if (req->pid > 0) {
-		ret = api_error_set(err, -EOPNOTSUPP,
-				    "pid: dumping by the agent is not implemented yet; dump with "
-				    "criu and pass images_dir");
-		goto out;
-	}
 	old = src_mig_find(&a->migrations, req->id);
 	if (old) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
@@ -124,6 +280,13 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	ret = glue_secret(req, &secret, err);
 	if (ret < 0)
 		goto out;
+	if (req->pid > 0) {
+		ret = glue_start_dump(a, req, secret, &m, err);
+		secret = NULL; /* glue_start_dump took it */
+		if (ret < 0)
+			goto out;
+		goto add;
+	}
 	/* The agent's --verify offers checksums for every migration. */
 	ret = src_mig_create(req->id, req->images_dir, secret, req->verify || a->verify, &m);
 	secret = NULL; /* src_mig_create took it */
@@ -133,6 +296,8 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    strerror(-ret));
 		goto out;
 	}
+	glue_copy_opts(&req->criu, &m->criu);
+add:
 	if (req->peer) {
 		m->dest = strdup(req->peer);
 		if (!m->dest) {
@@ -141,8 +306,11 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 		}
 	}
 	TAILQ_INSERT_TAIL(&a->migrations, m, link);
-	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
-		 m->dir, a->endpoint, xport_kind_str(a->kind));
+	if (m->state == SRC_MIG_DUMPING)
+		log_info("migration %s: dumping process %d to %s", m->id, (int)m->pid, m->dir);
+	else
+		log_info("migration %s: serving %s to a destination that connects to %s (%s)",
+			 m->id, m->dir, a->endpoint, xport_kind_str(a->kind));
 	m = NULL;
 	ret = 0;
 out:
@@ -189,8 +357,75 @@ static int glue_abort(void *agent, const char *id, struct api_error *err)
 		return api_error_set(err, -ENOENT, "no migration \"%s\"", id);
 	if (glue_final(m))
 		return -EALREADY;
+	if (m->job)
+		return api_error_set(err, -EBUSY,
+				     "criu %s is running (pid %d): stopping it could leave the "
+				     "process frozen; retry once it ended",
+				     m->state == SRC_MIG_DUMPING ? "dump" : "restore",
+				     (int)src_criu_run_pid(m->job));
 	src_session_cancel(a, m, "migration aborted on the source");
 	src_mig_set_aborted(m, "aborted through the API");
+	return 0;
+}
+
+static void glue_restore_exit(void *arg, int wstatus, uint64_t elapsed_ns)
+{
+	struct src_migration *m = arg;
+	char why[SRC_MIG_ERROR_MAX];
+
+	src_criu_run_free(m->job);
+	m->job = NULL;
+	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+		glue_criu_failure(m, "rollback: criu restore", wstatus, "restore-rollback.log",
+				  why, sizeof(why));
+		log_err("migration %s: %s", m->id, why);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	}
+	log_info("migration %s rolled back: restored from %s in %.2f s; the process runs on the "
+		 "source again",
+		 m->id, m->dir, (double)elapsed_ns / 1e9);
+	src_mig_finish(m, SRC_MIG_ROLLED_BACK, NULL);
+}
+
+/* 0 when m may be rolled back, else the 409 (or -EALREADY) with why. */
+static int glue_rollback_allowed(const struct src_migration *m, struct api_error *err)
+{
+	switch (m->state) {
+	case SRC_MIG_DONE:
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" is done: the destination has every page "
+				     "and runs the process; rolling back would fork it",
+				     m->id);
+	case SRC_MIG_ROLLED_BACK:
+		return api_error_set(err, -EALREADY, "migration \"%s\" is already rolled back",
+				     m->id);
+	case SRC_MIG_DUMPING:
+	case SRC_MIG_RESTORING:
+		return api_error_set(err, -EBUSY,
+				     "criu %s is running for migration \"%s\"; retry once it "
+				     "ended",
+				     m->state == SRC_MIG_DUMPING ? "dump" : "restore", m->id);
+	case SRC_MIG_SERVING:
+		return api_error_set(err, -EBUSY,
+				     "destination %s is fetching migration \"%s\" and may run "
+				     "the process already: abort the migration first",
+				     m->peer, m->id);
+	case SRC_MIG_READY:
+	case SRC_MIG_FAILED:
+	case SRC_MIG_ABORTED:
+		break;
+	}
+	if (!m->images_complete)
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" has no complete checkpoint (the dump "
+				     "failed, and criu leaves the process running then)",
+				     m->id);
+	if (m->criu.leave_running)
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" was dumped with leave_running: the process "
+				     "still runs on the source",
+				     m->id);
 	return 0;
 }
 
@@ -198,13 +433,34 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 {
 	struct src_agent *a = agent;
 	struct src_migration *m = src_mig_find(&a->migrations, id);
+	struct src_criu_argv av;
+	char why[SRC_MIG_ERROR_MAX];
+	int ret;
 
 	if (!m)
 		return api_error_set(err, -ENOENT, "no migration \"%s\"", id);
-	return api_error_set(err, -EOPNOTSUPP,
-			     "rollback is not implemented on the source yet; the checkpoint "
-			     "stays in %s: abort the migration and restore it with criu",
-			     m->dir);
+	ret = glue_rollback_allowed(m, err);
+	if (ret < 0)
+		return ret;
+	/* Peers still authenticating for it are turned away. */
+	src_session_cancel(a, m, "migration rolled back on the source");
+	imgmap_close(m->map);
+	m->map = NULL;
+	m->state = SRC_MIG_RESTORING;
+	m->error[0] = '\0';
+	m->finished_unix_ms = 0;
+	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir,
+				  "restore-rollback.log", &m->criu);
+	if (ret == 0)
+		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_restore_exit, m, &m->job);
+	if (ret < 0) {
+		snprintf(why, sizeof(why), "rollback: cannot run %s restore: %s", a->criu,
+			 strerror(-ret));
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "%s", why);
+	}
+	log_info("migration %s: rolling back: restoring %s on the source", m->id, m->dir);
+	return 0;
 }
 
 static const struct api_ops glue_ops = {

@@ -20,7 +20,8 @@
 #include "util.h"
 #include "xport.h"
 
-#define DEFAULT_PORT "7471"
+#define DEFAULT_PORT	     "7471"
+#define DEFAULT_IMAGES_ROOT "/var/lib/rdmig/images"
 #define EXIT_CONFIG  78 /* sysexits' EX_CONFIG */
 
 struct src_opts {
@@ -49,6 +50,9 @@ static void usage(FILE *f)
 		"                             socket, mode 0600 (conventionally %s)\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
 		"                             UNAUTHENTICATED: keep it on loopback\n"
+		"      --images-root DIR      where API migrations of a pid are dumped, one\n"
+		"                             directory per id (default %s, made 0700)\n"
+		"      --criu PATH            the criu binary for dumps and rollbacks (criu)\n"
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
@@ -57,7 +61,7 @@ static void usage(FILE *f)
 		"  -h, --help                 show this help and exit\n"
 		"  -V, --version              show the version and exit\n"
 		"With an API, --migration is optional: migrations can be started later.\n",
-		DEFAULT_PORT, API_SOCKET_SOURCE);
+		DEFAULT_PORT, API_SOCKET_SOURCE, DEFAULT_IMAGES_ROOT);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -122,7 +126,15 @@ static int parse_api_tcp(struct src_opts *o, const char *arg)
 
 int main(int argc, char **argv)
 {
-	enum { OPT_VERIFY = 256, OPT_HS_TIMEOUT, OPT_DEAD_AFTER, OPT_API_SOCKET, OPT_API_TCP };
+	enum {
+		OPT_VERIFY = 256,
+		OPT_HS_TIMEOUT,
+		OPT_DEAD_AFTER,
+		OPT_API_SOCKET,
+		OPT_API_TCP,
+		OPT_IMAGES_ROOT,
+		OPT_CRIU,
+	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"transport", required_argument, NULL, 't'},
@@ -130,6 +142,8 @@ int main(int argc, char **argv)
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
+	    {"images-root", required_argument, NULL, OPT_IMAGES_ROOT},
+	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"once", no_argument, NULL, '1'},
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
@@ -143,6 +157,8 @@ int main(int argc, char **argv)
 	    .kind = XPORT_RDMA,
 	    .handshake_timeout_s = 10,
 	    .dead_after_s = 10,
+	    .images_root = DEFAULT_IMAGES_ROOT,
+	    .criu = "criu",
 	};
 	struct src_opts o = {.listen = "0.0.0.0"};
 	enum log_level level = LOG_LVL_INFO;
@@ -194,6 +210,21 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
+			break;
+		case OPT_IMAGES_ROOT:
+			if (optarg[0] != '/' || strlen(optarg) > 3000) {
+				fprintf(stderr,
+					"rdmig-source: --images-root wants an absolute path\n");
+				return 2;
+			}
+			a.images_root = optarg;
+			break;
+		case OPT_CRIU:
+			if (!optarg[0]) {
+				fprintf(stderr, "rdmig-source: --criu wants a program\n");
+				return 2;
+			}
+			a.criu = optarg;
 			break;
 		case '1':
 			a.exit_when_done = true;
@@ -296,7 +327,8 @@ out:
 	xport_listener_destroy(listener);
 	while ((m = TAILQ_FIRST(&a.migrations)) != NULL) {
 		TAILQ_REMOVE(&a.migrations, m, link);
-		if (m->state != SRC_MIG_DONE && m->state != SRC_MIG_ABORTED)
+		if (m->state != SRC_MIG_DONE && m->state != SRC_MIG_ABORTED &&
+		    m->state != SRC_MIG_ROLLED_BACK)
 			log_warn("migration %s not completed; its checkpoint stays in %s", m->id,
 				 m->dir);
 		src_mig_destroy(m);

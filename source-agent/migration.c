@@ -15,6 +15,8 @@
 const char *src_mig_state_str(enum src_mig_state st)
 {
 	switch (st) {
+	case SRC_MIG_DUMPING:
+		return "dumping";
 	case SRC_MIG_READY:
 		return "ready";
 	case SRC_MIG_SERVING:
@@ -25,6 +27,10 @@ const char *src_mig_state_str(enum src_mig_state st)
 		return "failed";
 	case SRC_MIG_ABORTED:
 		return "aborted";
+	case SRC_MIG_RESTORING:
+		return "restoring";
+	case SRC_MIG_ROLLED_BACK:
+		return "rolled back";
 	}
 	return "?";
 }
@@ -52,13 +58,11 @@ int src_mig_load_secret(const char *id, const char *secret_file, struct auth_sec
 	return 0;
 }
 
-int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
-		   struct src_migration **out)
+int src_mig_new(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
+		struct src_migration **out)
 {
 	struct src_migration *m = NULL;
 	struct ctrl_err e;
-	char sz[32];
-	uint64_t t0 = now_ns();
 	int ret;
 
 	ret = ctrl_validate_migration_id(id, &e);
@@ -75,26 +79,59 @@ int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, 
 	m->secret = secret;
 	secret = NULL;
 	m->verify = page_hashes;
+	m->state = SRC_MIG_DUMPING;
+	m->freeze_ms = -1;
+	m->criu.log_level = -1;
 	m->created_unix_ms = src_unix_ms();
 	m->dir = strdup(dir);
 	if (!m->dir) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = imgmap_open(dir, page_hashes, &m->map);
-	if (ret < 0) {
-		log_err("migration %s: cannot serve images in %s: %s", id, dir, strerror(-ret));
-		goto out;
-	}
-	m->lazy_bytes = m->map->lazy_bytes;
-	m->state = SRC_MIG_READY;
-	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
-		 "%.2f s",
-		 id, m->map->nr_tasks, fmt_bytes(m->map->lazy_bytes, sz, sizeof(sz)), dir,
-		 (double)(now_ns() - t0) / 1e9);
 	ret = 0;
 out:
 	auth_secret_free(secret);
+	if (ret < 0) {
+		src_mig_destroy(m);
+		m = NULL;
+	}
+	*out = m;
+	return ret;
+}
+
+int src_mig_map(struct src_migration *m)
+{
+	uint64_t t0 = now_ns();
+	char sz[32];
+	int ret;
+
+	ret = imgmap_open(m->dir, m->verify, &m->map);
+	if (ret < 0) {
+		log_err("migration %s: cannot serve images in %s: %s", m->id, m->dir,
+			strerror(-ret));
+		return ret;
+	}
+	m->lazy_bytes = m->map->lazy_bytes;
+	m->images_complete = true;
+	m->state = SRC_MIG_READY;
+	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
+		 "%.2f s",
+		 m->id, m->map->nr_tasks, fmt_bytes(m->map->lazy_bytes, sz, sizeof(sz)), m->dir,
+		 (double)(now_ns() - t0) / 1e9);
+	return 0;
+}
+
+int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
+		   struct src_migration **out)
+{
+	struct src_migration *m = NULL;
+	int ret;
+
+	ret = src_mig_new(id, dir, secret, page_hashes, &m);
+	if (ret < 0)
+		goto out;
+	ret = src_mig_map(m);
+out:
 	if (ret < 0) {
 		src_mig_destroy(m);
 		m = NULL;
@@ -107,6 +144,7 @@ void src_mig_destroy(struct src_migration *m)
 {
 	if (!m)
 		return;
+	src_criu_run_free(m->job);
 	imgmap_close(m->map);
 	auth_secret_free(m->secret);
 	free(m->dir);
@@ -124,6 +162,17 @@ void src_mig_set_aborted(struct src_migration *m, const char *why)
 	auth_secret_free(m->secret);
 	m->secret = NULL;
 	log_info("migration %s aborted (%s); its checkpoint stays in %s", m->id, why, m->dir);
+}
+
+void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *why)
+{
+	m->state = st;
+	m->finished_unix_ms = src_unix_ms();
+	snprintf(m->error, sizeof(m->error), "%s", why ? why : "");
+	imgmap_close(m->map);
+	m->map = NULL;
+	auth_secret_free(m->secret);
+	m->secret = NULL;
 }
 
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id)

@@ -19,17 +19,21 @@
 #include <sys/queue.h>
 
 #include "auth.h"
+#include "criurun.h"
 #include "imgmap.h"
 
 enum src_mig_state {
+	SRC_MIG_DUMPING, /* the agent's criu dump runs; not mapped yet */
 	SRC_MIG_READY,	 /* mapped, waiting for a destination */
 	SRC_MIG_SERVING, /* a destination is authenticated and fetching */
 	SRC_MIG_DONE,	 /* the destination has every page, verified */
 	SRC_MIG_FAILED,
 	SRC_MIG_ABORTED, /* aborted through the API: unmapped, refused to peers */
+	SRC_MIG_RESTORING,   /* rollback: criu restore runs on the source */
+	SRC_MIG_ROLLED_BACK, /* the workload runs on the source again */
 };
 
-#define SRC_MIG_ERROR_MAX 160
+#define SRC_MIG_ERROR_MAX 512
 
 struct src_migration {
 	TAILQ_ENTRY(src_migration) link;
@@ -37,8 +41,13 @@ struct src_migration {
 	char *dir;
 	char *dest; /* the destination as an API request named it, or NULL */
 	struct auth_secret *secret;
-	struct imgmap *map; /* NULL once aborted */
+	struct imgmap *map; /* NULL while dumping and once aborted */
 	enum src_mig_state state;
+	pid_t pid;		    /* dumped by the agent; 0: images given */
+	bool images_complete;	    /* a plain dump that succeeded (or images given) */
+	struct src_criu_opts criu;  /* for the dump and a rollback's restore */
+	struct src_criu_run *job;   /* criu dump or restore running, or NULL */
+	int64_t freeze_ms;	    /* criu dump's run time; -1: not dumped by the agent */
 	bool busy;	       /* a session holds it */
 	bool verify;	       /* page checksums computed: offered to destinations */
 	uint64_t lazy_bytes;   /* the map's, kept after it is released */
@@ -68,6 +77,17 @@ const char *src_mig_state_str(enum src_mig_state st);
 int src_mig_load_secret(const char *id, const char *secret_file, struct auth_secret **out);
 
 /*
+ * A migration of dir that is not mapped yet (state dumping); takes
+ * ownership of secret (also on failure).
+ */
+int src_mig_new(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
+		struct src_migration **out);
+/*
+ * Maps m's images (ready); blocks while they are read and checksummed.
+ */
+int src_mig_map(struct src_migration *m);
+
+/*
  * Maps dir and takes ownership of secret (also on failure).  page_hashes:
  * compute per-page checksums so destinations can verify every page.
  * Blocks while the images are read and checksummed.
@@ -81,6 +101,12 @@ void src_mig_destroy(struct src_migration *m);
  * releases its mapping and secret; the images stay on disk.
  */
 void src_mig_set_aborted(struct src_migration *m, const char *why);
+
+/*
+ * Makes m final (failed, rolled back...) with why (NULL: no error), and
+ * releases its mapping and secret; the images stay on disk.
+ */
+void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *why);
 
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id);
 /* True when every migration in the list is done. */

@@ -37,6 +37,8 @@ struct src_agent {
 	struct src_mig_list migrations;
 	LIST_HEAD(, src_session) sessions;
 	struct api_server *api; /* NULL: no API */
+	const char *images_root; /* where the agent's dumps go: <root>/<id> */
+	const char *criu;	 /* the criu binary (PATH searched without a '/') */
 	char endpoint[300];	/* "host:port" destinations connect to */
 };
 

@@ -6,7 +6,7 @@
 # output or log.  Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 27
+plan 28
 
 mkimage "$T/src" --size 16M
 mkdir "$T/dst" "$T/dst-aborted"
@@ -75,16 +75,16 @@ check "a destination connecting for m2 is refused (exit 1)" \
 	eval "test $code -eq 1 && grep -q 'the source aborted: migration was aborted on the source' '$T/dest-aborted.log'"
 check "... and wrote no image file" no_images "$T/dst-aborted"
 
-"${CTL[@]}" migrate --pid 1 --to 127.0.0.1:1 --secret-file "$T/secret" >"$T/pid.out" 2>&1
-check "migrate --pid exits 1: dumping by the agent is not implemented yet" \
-	eval "test $? -eq 1 && grep -q 'pid: dumping by the agent is not implemented yet; dump with criu and pass images_dir' '$T/pid.out'"
+"${CTL[@]}" rollback nosuch >"$T/rollback-unknown.out" 2>&1
+check "rollback of an unknown id exits 1: 404, no such migration" \
+	eval "test $? -eq 1 && grep -q 'no migration \"nosuch\"' '$T/rollback-unknown.out'"
 "${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id m3 --transport rdma \
 	>"$T/transport.out" 2>&1
 check "migrate --transport rdma on a tcp source exits 1 naming the transport" \
 	eval "test $? -eq 1 && grep -q 'this source serves over tcp' '$T/transport.out'"
 "${CTL[@]}" rollback m1 >"$T/rollback.out" 2>&1
-check "rollback exits 1: not implemented on the source yet" \
-	eval "test $? -eq 1 && grep -q 'rollback is not implemented on the source yet' '$T/rollback.out'"
+check "rollback of a done migration exits 1: 409, it would fork the process" \
+	eval "test $? -eq 1 && grep -q 'is done: the destination has every page' '$T/rollback.out'"
 "${CTL[@]}" status m3 >"$T/m3.out" 2>&1
 check "refused requests created no migration" \
 	eval "test $? -eq 1 && grep -q 'no migration \"m3\"' '$T/m3.out'"
@@ -98,6 +98,19 @@ if command -v curl >/dev/null; then
 else
 	tap_n=$((tap_n + 1))
 	echo "ok $tap_n - an inline hex: secret starts a migration # SKIP no curl"
+fi
+
+# The HTTP statuses of a refused rollback: unknown 404, done 409.
+if command -v curl >/dev/null; then
+	c404=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$sock" -X POST \
+		http://localhost/v1/migrations/nosuch/rollback)
+	c409=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$sock" -X POST \
+		http://localhost/v1/migrations/m1/rollback)
+	check "rollback answers 404 for an unknown id, 409 for a done migration" \
+		test "$c404 $c409" = "404 409"
+else
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n - rollback answers 404 for an unknown id, 409 for a done migration # SKIP no curl"
 fi
 
 "${CTL[@]}" status --json >"$T/list.json" 2>&1

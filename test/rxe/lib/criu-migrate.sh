@@ -15,7 +15,8 @@
 # Environment: RDMIG_BUILD (build dir), RDMIG_SECRET (secret file),
 # RDMIG_SIZE_MB (default 64), RDMIG_THREADS (2), RDMIG_TRANSPORT (rdma|tcp),
 # RDMIG_PORT (7471), RDMIG_ADDR, RDMIG_SOURCE_ADDR (dest side),
-# RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS, RDMIG_CRIU_DIR (default
+# RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS, RDMIG_DEST_RESTORE (1: rdmig-dest
+# --restore runs criu restore itself, the script does not), RDMIG_CRIU_DIR (default
 # /tmp/rdmig-criu: same path in both guests), RDMIG_KEEP_LOGS (a directory
 # to copy the CRIU and agent logs to).
 set -u
@@ -150,14 +151,15 @@ source_side() {
 }
 
 dest_side() {
-	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st=0 hand t0 t1 t2 t3 g0 g1=0
+	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st=0 hand t0 t1 t2 t3 g0 g1=0 own=()
 	rm -rf "$top/restore" "$top/work" && mkdir -p "$top/restore" "$top/work"
+	[ "${RDMIG_DEST_RESTORE:-0}" = 1 ] && own=(--restore)
 	t0=$(now)
 	# shellcheck disable=SC2086
 	"$B/dest-agent/rdmig-dest" --source "$src:$port" -t "$kind" -m m1 \
 		--secret-file "$RDMIG_SECRET" --verify -D "$top/restore" -W "$top/work" \
 		--connect-timeout 300 --status-fd 3 -o "$top/work/rdmig-dest.log" \
-		${RDMIG_DEST_ARGS:-} 3>"$top/work/ready" &
+		"${own[@]}" ${RDMIG_DEST_ARGS:-} 3>"$top/work/ready" &
 	dpid=$!
 	for _ in $(seq 3000); do
 		[ -s "$top/work/ready" ] && break
@@ -172,9 +174,22 @@ dest_side() {
 		return 1
 	fi
 	say "rdmig-dest ready at $(date +%T.%N -d "@$t1"): $(find "$top/restore" -type f | wc -l) image files received"
-	(cd "$top/work" && criu restore -D "$top/restore" -W "$top/work" --lazy-pages -d \
-		-v4 -o restore.log)
-	st=$?
+	if [ ${#own[@]} -gt 0 ]; then
+		# rdmig-dest runs criu restore: wait for its verdict in the log.
+		st=1
+		for _ in $(seq 3000); do
+			grep -q 'criu restore done in' "$top/work/rdmig-dest.log" && { st=0; break; }
+			grep -q 'restore failed' "$top/work/rdmig-dest.log" && break
+			kill -0 "$dpid" 2>/dev/null || break
+			sleep 0.1
+		done
+		grep -h 'criu restore done in\|restore failed' "$top/work/rdmig-dest.log" |
+			sed 's/^.*rdmig-dest\[[0-9]*\] [a-z]*: /rdmig-dest: /;s/^/criu-migrate: /'
+	else
+		(cd "$top/work" && criu restore -D "$top/restore" -W "$top/work" --lazy-pages -d \
+			-v4 -o restore.log)
+		st=$?
+	fi
 	t2=$(now)
 	keep_logs "$top/work/restore.log"
 	if [ $st -ne 0 ]; then

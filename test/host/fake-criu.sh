@@ -1,0 +1,31 @@
+#!/bin/bash
+# A stand-in for criu in the host tests of rdmig-source's own dump and
+# rollback: `dump ... -D DIR` writes a synthetic checkpoint there with
+# rdmig-mkimage (after FAKE_CRIU_DELAY seconds, default 1, so the test sees
+# the migration dumping); `restore ... -D DIR` succeeds unless DIR holds a
+# file named fail-restore.  Every call's arguments go to DIR/fake-criu.args.
+verb=$1
+args="$*"
+dir=
+while [ $# -gt 0 ]; do
+	[ "$1" = -D ] && dir=$2
+	shift
+done
+[ -n "$dir" ] || exit 2
+echo "$args" >>"$dir/fake-criu.args"
+case $verb in
+dump)
+	sleep "${FAKE_CRIU_DELAY:-1}"
+	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M >"$dir/mkimage.out" 2>&1 || exit 1
+	echo "(00.100000) Dumping finished successfully" >"$dir/dump.log"
+	;;
+restore)
+	if [ -e "$dir/fail-restore" ]; then
+		printf '(00.000100) Restoring\n(00.000200) Error (criu/cr-restore.c:42): fake restore failure\n(00.000300) Restoring FAILED.\n' \
+			>"$dir/restore-rollback.log"
+		exit 1
+	fi
+	echo "(00.100000) Restore finished successfully" >"$dir/restore-rollback.log"
+	;;
+*) exit 2 ;;
+esac
