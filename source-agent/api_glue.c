@@ -181,8 +181,9 @@ static void glue_dump_exit(void *arg, int wstatus, uint64_t elapsed_ns)
 	if (ret < 0) {
 		/* The checkpoint is complete: a rollback can still restore it. */
 		m->images_complete = true;
-		snprintf(why, sizeof(why), "criu dump succeeded but its images in %s cannot be "
-					   "served: %s",
+		snprintf(why, sizeof(why),
+			 "criu dump succeeded but its images in %s cannot be "
+			 "served: %s",
 			 m->dir, strerror(-ret));
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 	}
@@ -233,13 +234,13 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 	}
 	m->pid = req->pid;
 	glue_copy_opts(&req->criu, &m->criu);
-	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log",
-				  &m->criu);
+	ret =
+	    src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log", &m->criu);
 	if (ret == 0)
 		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_dump_exit, m, &m->job);
 	if (ret < 0) {
-		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO,
-				    "cannot run %s dump: %s", a->criu, strerror(-ret));
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s dump: %s",
+				    a->criu, strerror(-ret));
 		goto out;
 	}
 	*out = m;
@@ -376,8 +377,8 @@ static void glue_restore_exit(void *arg, int wstatus, uint64_t elapsed_ns)
 	src_criu_run_free(m->job);
 	m->job = NULL;
 	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-		glue_criu_failure(m, "rollback: criu restore", wstatus, "restore-rollback.log",
-				  why, sizeof(why));
+		glue_criu_failure(m, "rollback: criu restore", wstatus, "restore-rollback.log", why,
+				  sizeof(why));
 		log_err("migration %s: %s", m->id, why);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
@@ -449,8 +450,8 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	m->state = SRC_MIG_RESTORING;
 	m->error[0] = '\0';
 	m->finished_unix_ms = 0;
-	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir,
-				  "restore-rollback.log", &m->criu);
+	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir, "restore-rollback.log",
+				  &m->criu);
 	if (ret == 0)
 		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_restore_exit, m, &m->job);
 	if (ret < 0) {

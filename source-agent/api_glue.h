@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * api_glue: rdmig-source's side of the agents' API (common/api.h,
- * docs/api.md).  Starts migrations of images already dumped, reports them,
- * and aborts them; the destination still connects to the source's listener
+ * docs/api.md).  Starts migrations of images already dumped or of a
+ * running pid (the agent runs criu dump into <images-root>/<id>, see
+ * criurun.h), reports them, aborts them and rolls them back (criu restore
+ * on the source); the destination still connects to the source's listener
  * exactly as for a --migration given on the command line.
  *
- * State mapping (src_mig_state -> api_state): ready and serving -> serving
- * (images mapped; waiting for or serving the destination), done -> done,
- * failed -> failed, aborted -> aborted.  pending and dumping are unused
- * until the agent dumps processes itself.
+ * State mapping (src_mig_state -> api_state): dumping -> dumping, ready
+ * and serving -> serving (images mapped; waiting for or serving the
+ * destination), done -> done, failed -> failed, aborted -> aborted,
+ * restoring (rollback) -> restoring, rolled back -> rolled_back.
  */
 #ifndef RDMIG_SRC_API_GLUE_H
 #define RDMIG_SRC_API_GLUE_H

@@ -38,8 +38,7 @@ static int argv_add(struct src_criu_argv *a, const char *s)
 }
 
 int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu_verb verb,
-			pid_t pid, const char *dir, const char *log,
-			const struct src_criu_opts *o)
+			pid_t pid, const char *dir, const char *log, const struct src_criu_opts *o)
 {
 	int ret = 0;
 
@@ -104,8 +103,8 @@ static void run_cb(evutil_socket_t fd, short what, void *arg)
 	r->cb(r->arg, wstatus, now_ns() - r->started_ns);
 }
 
-int src_criu_spawn(struct event_base *base, const char *what, char *const argv[],
-		   const char *cwd, src_criu_exit_fn cb, void *arg, struct src_criu_run **out)
+int src_criu_spawn(struct event_base *base, const char *what, char *const argv[], const char *cwd,
+		   src_criu_exit_fn cb, void *arg, struct src_criu_run **out)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -151,8 +150,8 @@ int src_criu_spawn(struct event_base *base, const char *what, char *const argv[]
 	if (ret == 0)
 		ret = -posix_spawnattr_setsigdefault(&attr, &def);
 	if (ret == 0)
-		ret = -posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-							  POSIX_SPAWN_SETSIGDEF);
+		ret = -posix_spawnattr_setflags(&attr,
+						POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 	if (ret < 0) {
 		log_err("%s: cannot set up the spawn: %s", what, strerror(-ret));
 		goto out;
@@ -231,8 +230,7 @@ static void tail_copy(const char *s, const char *e, char *buf, size_t len)
 {
 	const char *p;
 
-	if (*s == '(' && (p = memchr(s, ')', (size_t)(e - s))) != NULL && p + 1 < e &&
-	    p[1] == ' ')
+	if (*s == '(' && (p = memchr(s, ')', (size_t)(e - s))) != NULL && p + 1 < e && p[1] == ' ')
 		s = p + 2;
 	snprintf(buf, len, "%.*s", (int)(e - s), s);
 }

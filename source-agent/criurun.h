@@ -23,9 +23,9 @@ struct src_criu_opts {
 	bool ext_unix_sk;
 	bool file_locks;
 	bool link_remap;
-	bool leave_running;	 /* dump only */
-	char manage_cgroups[8];	 /* "" or soft/full/strict/ignore */
-	int log_level;		 /* -1: -v4 */
+	bool leave_running;	/* dump only */
+	char manage_cgroups[8]; /* "" or soft/full/strict/ignore */
+	int log_level;		/* -1: -v4 */
 };
 
 enum src_criu_verb {
@@ -49,8 +49,7 @@ struct src_criu_argv {
  * criu, dir and log must outlive *a.
  */
 int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu_verb verb,
-			pid_t pid, const char *dir, const char *log,
-			const struct src_criu_opts *o);
+			pid_t pid, const char *dir, const char *log, const struct src_criu_opts *o);
 
 struct src_criu_run;
 
@@ -64,8 +63,8 @@ typedef void (*src_criu_exit_fn)(void *arg, int wstatus, uint64_t elapsed_ns);
  * the event loop, after the child is reaped; it may free the run.
  * Caller owns *out.
  */
-int src_criu_spawn(struct event_base *base, const char *what, char *const argv[],
-		   const char *cwd, src_criu_exit_fn cb, void *arg, struct src_criu_run **out);
+int src_criu_spawn(struct event_base *base, const char *what, char *const argv[], const char *cwd,
+		   src_criu_exit_fn cb, void *arg, struct src_criu_run **out);
 
 pid_t src_criu_run_pid(const struct src_criu_run *r);
 

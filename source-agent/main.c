@@ -20,9 +20,9 @@
 #include "util.h"
 #include "xport.h"
 
-#define DEFAULT_PORT	     "7471"
+#define DEFAULT_PORT	    "7471"
 #define DEFAULT_IMAGES_ROOT "/var/lib/rdmig/images"
-#define EXIT_CONFIG  78 /* sysexits' EX_CONFIG */
+#define EXIT_CONFIG	    78 /* sysexits' EX_CONFIG */
 
 struct src_opts {
 	const char *listen;

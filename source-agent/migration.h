@@ -28,7 +28,7 @@ enum src_mig_state {
 	SRC_MIG_SERVING, /* a destination is authenticated and fetching */
 	SRC_MIG_DONE,	 /* the destination has every page, verified */
 	SRC_MIG_FAILED,
-	SRC_MIG_ABORTED, /* aborted through the API: unmapped, refused to peers */
+	SRC_MIG_ABORTED,     /* aborted through the API: unmapped, refused to peers */
 	SRC_MIG_RESTORING,   /* rollback: criu restore runs on the source */
 	SRC_MIG_ROLLED_BACK, /* the workload runs on the source again */
 };
@@ -43,16 +43,16 @@ struct src_migration {
 	struct auth_secret *secret;
 	struct imgmap *map; /* NULL while dumping and once aborted */
 	enum src_mig_state state;
-	pid_t pid;		    /* dumped by the agent; 0: images given */
-	bool images_complete;	    /* a plain dump that succeeded (or images given) */
-	struct src_criu_opts criu;  /* for the dump and a rollback's restore */
-	struct src_criu_run *job;   /* criu dump or restore running, or NULL */
-	int64_t freeze_ms;	    /* criu dump's run time; -1: not dumped by the agent */
-	bool busy;	       /* a session holds it */
-	bool verify;	       /* page checksums computed: offered to destinations */
-	uint64_t lazy_bytes;   /* the map's, kept after it is released */
-	uint64_t reads_served; /* TCP ReadReqs answered */
-	uint64_t bytes_served; /* by ReadResp */
+	pid_t pid;		   /* dumped by the agent; 0: images given */
+	bool images_complete;	   /* a plain dump that succeeded (or images given) */
+	struct src_criu_opts criu; /* for the dump and a rollback's restore */
+	struct src_criu_run *job;  /* criu dump or restore running, or NULL */
+	int64_t freeze_ms;	   /* criu dump's run time; -1: not dumped by the agent */
+	bool busy;		   /* a session holds it */
+	bool verify;		   /* page checksums computed: offered to destinations */
+	uint64_t lazy_bytes;	   /* the map's, kept after it is released */
+	uint64_t reads_served;	   /* TCP ReadReqs answered */
+	uint64_t bytes_served;	   /* by ReadResp */
 	uint64_t started_ns;
 	uint64_t done_ns;
 	int64_t created_unix_ms;  /* wall clock */

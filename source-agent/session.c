@@ -171,8 +171,9 @@ static int on_hello(struct src_session *s, const Hello *h)
 		sess_abort(s, CTRL_ABORT_MIGRATION,
 			   m->state == SRC_MIG_DUMPING ? "migration is still being dumped on the "
 							 "source"
-			   : m->state == SRC_MIG_FAILED ? "migration failed on the source"
-							: "migration was rolled back on the source");
+			   : m->state == SRC_MIG_FAILED
+			       ? "migration failed on the source"
+			       : "migration was rolled back on the source");
 		return m->state == SRC_MIG_DUMPING ? -EAGAIN : -ECANCELED;
 	}
 	if (m->busy) {
@@ -220,7 +221,7 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	/* Another peer may have authenticated during this one's handshake. */
 	if (s->mig->busy || s->mig->state != SRC_MIG_READY) {
 		sess_abort(s, CTRL_ABORT_MIGRATION,
-			   s->mig->busy			       ? "migration is being served to another peer"
+			   s->mig->busy ? "migration is being served to another peer"
 			   : s->mig->state == SRC_MIG_DONE ? "migration already completed"
 							   : "migration is no longer served");
 		return -EBUSY;

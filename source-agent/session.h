@@ -36,10 +36,10 @@ struct src_agent {
 	unsigned int dead_after_s;
 	struct src_mig_list migrations;
 	LIST_HEAD(, src_session) sessions;
-	struct api_server *api; /* NULL: no API */
+	struct api_server *api;	 /* NULL: no API */
 	const char *images_root; /* where the agent's dumps go: <root>/<id> */
 	const char *criu;	 /* the criu binary (PATH searched without a '/') */
-	char endpoint[300];	/* "host:port" destinations connect to */
+	char endpoint[300];	 /* "host:port" destinations connect to */
 };
 
 /* Takes ownership of x (an accepted connection). */
