@@ -707,7 +707,7 @@ static void engine_pump(struct engine *e)
 	 * drain to one small read, and let it run wide again when they stop.
 	 */
 	depth = e->cfg.drain_depth;
-	if (e->nr_fault_inflight) {
+	if (e->cfg.drain_yields && e->nr_fault_inflight) {
 		depth = 1;
 		if (chunk_pages > DRAIN_FAULTING_PAGES)
 			chunk_pages = DRAIN_FAULTING_PAGES;

@@ -58,6 +58,12 @@ struct engine_config {
 	uint32_t max_retries;	  /* per request, for -EAGAIN and failed verification */
 	uint32_t events_budget;	  /* uffd messages per task per wakeup */
 	uint32_t latency_samples; /* kept for exact percentiles, engine-wide */
+	/*
+	 * While faults are in flight, keep the drain to one 64 KiB fetch so
+	 * faults do not queue behind it.  Worth it when a fetch is cheap for
+	 * the source (RDMA READ); over TCP it starves the drain.
+	 */
+	bool drain_yields;
 };
 
 /* Fills the defaults: 16 pages, 8 x 256 KiB, 30 s, 3 retries, 64 events, 65536 samples. */

@@ -752,6 +752,8 @@ static int dest_setup_loop(struct dest *d)
 	ret = dest_open_source(d);
 	if (ret < 0)
 		return ret;
+	/* One-sided READs cost the source nothing: let faults overtake the drain there. */
+	d->o.ecfg.drain_yields = !d->o.local && d->o.kind == XPORT_RDMA;
 	ret = engine_create(d->base, d->imgs, d->src, d->st, &d->o.ecfg, &dest_engine_ops, d,
 			    &d->eng);
 	if (ret < 0)
