@@ -740,6 +740,34 @@ static void ep_cm_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * A non-blocking rdma_cm event channel and one id on it, context ctx.  On
+ * failure whatever was created is left in *ch / *id for the caller's cleanup.
+ */
+static int cm_open(void *ctx, struct rdma_event_channel **ch, struct rdma_cm_id **id)
+{
+	int ret;
+
+	*ch = rdma_create_event_channel();
+	if (!*ch) {
+		ret = -errno;
+		log_err("rdma_create_event_channel: %s%s", strerror(errno),
+			errno == ENODEV || errno == ENOENT
+			    ? " (no RDMA device: is rdma_ucm loaded?)"
+			    : "");
+		return ret;
+	}
+	ret = fd_set_nonblock((*ch)->fd);
+	if (ret < 0)
+		return ret;
+	if (rdma_create_id(*ch, id, ctx, RDMA_PS_TCP)) {
+		ret = -errno;
+		log_err("rdma_create_id: %s", strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
 int rdma_ep_connect(struct event_base *base, const char *addr, const char *port,
 		    const struct rdma_ep_params *params, const struct rdma_ep_ops *ops, void *arg,
 		    struct rdma_ep **out)
@@ -761,23 +789,9 @@ int rdma_ep_connect(struct event_base *base, const char *addr, const char *port,
 		log_err("rdma_getaddrinfo(%s:%s): %s", addr, port, strerror(-ret));
 		goto out;
 	}
-	ep->cm_ch = rdma_create_event_channel();
-	if (!ep->cm_ch) {
-		ret = -errno;
-		log_err("rdma_create_event_channel: %s%s", strerror(errno),
-			errno == ENODEV || errno == ENOENT
-			    ? " (no RDMA device: is rdma_ucm loaded?)"
-			    : "");
-		goto out;
-	}
-	ret = fd_set_nonblock(ep->cm_ch->fd);
+	ret = cm_open(ep, &ep->cm_ch, &ep->id);
 	if (ret < 0)
 		goto out;
-	if (rdma_create_id(ep->cm_ch, &ep->id, ep, RDMA_PS_TCP)) {
-		ret = -errno;
-		log_err("rdma_create_id: %s", strerror(errno));
-		goto out;
-	}
 	ep->cm_ev = event_new(base, ep->cm_ch->fd, EV_READ | EV_PERSIST, ep_cm_cb, ep);
 	if (!ep->cm_ev || event_add(ep->cm_ev, NULL) < 0) {
 		ret = -ENOMEM;
@@ -880,23 +894,9 @@ int rdma_listener_create(struct event_base *base, const char *addr, const char *
 		log_err("rdma_getaddrinfo(%s): %s", l->name, strerror(-ret));
 		goto out;
 	}
-	l->cm_ch = rdma_create_event_channel();
-	if (!l->cm_ch) {
-		ret = -errno;
-		log_err("rdma_create_event_channel: %s%s", strerror(errno),
-			errno == ENODEV || errno == ENOENT
-			    ? " (no RDMA device: is rdma_ucm loaded?)"
-			    : "");
-		goto out;
-	}
-	ret = fd_set_nonblock(l->cm_ch->fd);
+	ret = cm_open(l, &l->cm_ch, &l->id);
 	if (ret < 0)
 		goto out;
-	if (rdma_create_id(l->cm_ch, &l->id, l, RDMA_PS_TCP)) {
-		ret = -errno;
-		log_err("rdma_create_id: %s", strerror(errno));
-		goto out;
-	}
 	if (rdma_bind_addr(l->id, res->ai_src_addr)) {
 		ret = -errno;
 		log_err("rdma_bind_addr(%s): %s%s", l->name, strerror(errno),
