@@ -183,6 +183,8 @@ dest_side() {
 			kill -0 "$dpid" 2>/dev/null || break
 			sleep 0.1
 		done
+		# rdmig-dest may log its verdict and exit between two looks above.
+		grep -q 'criu restore done in' "$top/work/rdmig-dest.log" && st=0
 		grep -h 'criu restore done in\|restore failed' "$top/work/rdmig-dest.log" |
 			sed 's/^.*rdmig-dest\[[0-9]*\] [a-z]*: /rdmig-dest: /;s/^/criu-migrate: /'
 	else
