@@ -103,6 +103,9 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->fault_p99_us = -1;
 	v->freeze_ms = -1;
 	v->total_ms = -1;
+	v->restore_ms = -1;
+	v->resumed_ms = -1;
+	v->downtime_ms = -1;
 }
 
 /* --- JSON builders ------------------------------------------------------- */
@@ -162,6 +165,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "error", api_json_str(v->error), &ok);
 	api_set(m, "source", api_json_str(v->source), &ok);
 	api_set(m, "dest", api_json_str(v->dest), &ok);
+	api_set(m, "dest_state", api_json_str(v->dest_state), &ok);
 	api_set(m, "transport", json_string(api_transport_str(v->transport)), &ok);
 	api_set(m, "pid", v->pid > 0 ? json_integer(v->pid) : json_null(), &ok);
 	api_set(m, "images_dir", api_json_str(v->images_dir), &ok);
@@ -184,6 +188,9 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(times, "finished", api_json_time(v->finished_unix_ms), &ok);
 	api_set(times, "freeze_ms", api_json_opt_i64(v->freeze_ms), &ok);
 	api_set(times, "total_ms", api_json_opt_i64(v->total_ms), &ok);
+	api_set(times, "restore_ms", api_json_opt_i64(v->restore_ms), &ok);
+	api_set(times, "resumed_ms", api_json_opt_i64(v->resumed_ms), &ok);
+	api_set(times, "downtime_ms", api_json_opt_i64(v->downtime_ms), &ok);
 	api_set(m, "times", times, &ok);
 	times = NULL;
 out:
@@ -223,6 +230,7 @@ static const struct api_field start_fields[] = {
     {"secret", JSON_STRING, ROLE_ANY},	   {"secret_file", JSON_STRING, ROLE_ANY},
     {"verify", JSON_TRUE, ROLE_ANY},	   {"work_dir", JSON_STRING, ROLE_DST},
     {"restore", JSON_TRUE, ROLE_DST},	   {"criu_opts", JSON_OBJECT, ROLE_ANY},
+    {"advertise", JSON_STRING, ROLE_SRC},  {"dest_images_dir", JSON_STRING, ROLE_SRC},
 };
 
 static const struct api_field criu_fields[] = {
@@ -592,11 +600,33 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 		return api_error_set(err, -EINVAL,
 				     "give exactly one of \"pid\" (dump a running process) or "
 				     "\"images_dir\" (serve existing images)");
-	if (role == API_ROLE_DEST && !r->images_dir)
-		return api_error_set(err, -EINVAL, "field \"images_dir\" is required");
-	/* The source needs no "dest": the destination connects to it. */
+	/* The source needs no "dest": an orchestrator may start the destination itself. */
 	if (!r->peer && role == API_ROLE_DEST)
 		return api_error_set(err, -EINVAL, "field \"%s\" is required", peer_field);
+
+	v = json_object_get(root, "advertise");
+	if (v) {
+		char host[API_HOST_MAX + 1];
+		uint16_t port;
+
+		if (!r->peer)
+			return api_error_set(err, -EINVAL, "field \"advertise\" needs \"dest\"");
+		ret = api_check_hostport("advertise", json_string_value(v), host, sizeof(host),
+					 &port, err);
+		if (ret)
+			return ret;
+		r->advertise = json_string_value(v);
+	}
+	v = json_object_get(root, "dest_images_dir");
+	if (v) {
+		if (!r->peer)
+			return api_error_set(err, -EINVAL,
+					     "field \"dest_images_dir\" needs \"dest\"");
+		ret = api_check_path("dest_images_dir", json_string_value(v), err);
+		if (ret)
+			return ret;
+		r->dest_images_dir = json_string_value(v);
+	}
 
 	v = json_object_get(root, "work_dir");
 	if (v) {

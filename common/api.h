@@ -30,6 +30,11 @@
 
 #define API_SOCKET_SOURCE "/run/rdmig/source.sock"
 #define API_SOCKET_DEST	  "/run/rdmig/dest.sock"
+/*
+ * The destination agent's TCP API port when a source's "dest" names no
+ * port.  The source hands a migration over to that API (docs/api.md).
+ */
+#define API_DEST_PORT_DEFAULT 7472
 
 #define API_BODY_MAX_DEFAULT (64u * 1024)
 /*
@@ -93,9 +98,10 @@ struct api_migration_view {
 	const char *id;
 	enum api_role role;
 	enum api_state state;
-	const char *error;  /* why it failed/aborted, NULL otherwise */
-	const char *source; /* "host:port" of the source agent's endpoint, or NULL */
-	const char *dest;   /* "host:port" of the destination agent's endpoint, or NULL */
+	const char *error;	/* why it failed/aborted, NULL otherwise */
+	const char *source;	/* "host:port" of the source agent's endpoint, or NULL */
+	const char *dest;	/* source: "host:port" of the destination agent's API, or NULL */
+	const char *dest_state; /* source: the destination agent's state as last seen, or NULL */
 	enum api_transport transport;
 	pid_t pid;		/* source started from a pid; 0: none */
 	const char *images_dir; /* NULL: none */
@@ -109,8 +115,21 @@ struct api_migration_view {
 	int64_t fault_p99_us;
 	int64_t created_unix_ms;  /* wall clock; 0: unknown */
 	int64_t finished_unix_ms; /* 0: not finished */
-	int64_t freeze_ms;	  /* downtime: process frozen until it ran again; -1: n/a yet */
-	int64_t total_ms;	  /* start to final state (or to now); -1: n/a */
+	int64_t freeze_ms; /* source: frozen by criu dump until the images were on disk; -1 */
+	int64_t total_ms;  /* start to final state (or to now); -1: n/a */
+	/*
+	 * dest: how long criu restore ran, and the time from accepting the
+	 * request to the restored workload running again; -1: not (yet).
+	 */
+	int64_t restore_ms;
+	int64_t resumed_ms;
+	/*
+	 * source with a destination agent: the workload's downtime, from the
+	 * freeze to running on the destination.  Summed from durations each
+	 * host measures itself (freeze to handover here, request to resume
+	 * there), so the hosts' clocks need not agree.  -1: not (yet) known.
+	 */
+	int64_t downtime_ms;
 };
 
 /* Fills v with "unknown" values (-1 / 0 / NULL) so agents set only what they know. */
@@ -143,15 +162,26 @@ struct api_start_req {
 	enum api_transport transport; /* default rdma */
 	bool transport_set;	      /* "transport" was in the body */
 	/*
-	 * source: the "dest" field, optional with images_dir (the destination
-	 * connects to the source), required with pid; dest: the "source"
-	 * field, required.  NULL when not given.
+	 * source: the "dest" field, the destination agent's API (TCP); when
+	 * given, the source hands the migration over to that agent once it
+	 * serves.  Optional: without it an orchestrator starts the
+	 * destination side itself.  dest: the "source" field, the source
+	 * agent's data endpoint, required.  NULL when not given.
 	 */
 	const char *peer;
-	const char *peer_host;	 /* host part, without IPv6 brackets */
-	uint16_t peer_port;	 /* 0: not given, the agent's default port */
+	const char *peer_host; /* host part, without IPv6 brackets */
+	uint16_t peer_port;    /* 0: not given, the agent's default port */
+	/*
+	 * source only, with "dest": the data endpoint the destination should
+	 * connect to ("advertise"; NULL: the local address of the connection
+	 * to the destination agent, with the listener's port), and the
+	 * images directory to ask for there ("dest_images_dir"; NULL: the
+	 * destination agent chooses).
+	 */
+	const char *advertise;
+	const char *dest_images_dir;
 	pid_t pid;		 /* source: >0, or 0 when images_dir is given */
-	const char *images_dir;	 /* absolute; source: with pid == 0; dest: required */
+	const char *images_dir;	 /* absolute; source: with pid == 0; dest: NULL = agent's choice */
 	const char *work_dir;	 /* dest: absolute or NULL (= images_dir) */
 	const uint8_t *secret;	 /* decoded inline secret, or NULL */
 	size_t secret_len;	 /* API_SECRET_MIN..API_SECRET_MAX when set */

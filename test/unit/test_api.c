@@ -381,9 +381,10 @@ static void test_health(void **state)
 
 static void check_resource_shape(json_t *m)
 {
-	static const char *const keys[] = {
-	    "id",	 "role", "state",      "final",	 "error",    "source",	   "dest",
-	    "transport", "pid",	 "images_dir", "verify", "progress", "latency_us", "times"};
+	static const char *const keys[] = {"id",	"role",	      "state",	    "final",
+					   "error",	"source",     "dest",	    "dest_state",
+					   "transport", "pid",	      "images_dir", "verify",
+					   "progress",	"latency_us", "times"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
@@ -404,6 +405,9 @@ static void check_resource_shape(json_t *m)
 	/* Unknown values are null, not 0 or -1. */
 	assert_true(json_is_null(json_object_get(json_object_get(m, "latency_us"), "fault_p99")));
 	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "freeze_ms")));
+	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "downtime_ms")));
+	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "resumed_ms")));
+	assert_true(json_is_null(json_object_get(m, "dest_state")));
 	assert_string_equal(
 	    json_string_value(json_object_get(json_object_get(m, "times"), "created")),
 	    "2023-11-14T22:13:20.123Z");
@@ -912,8 +916,8 @@ static void test_dest_role(void **state)
 	expect_error(e, "POST", "/v1/migrations",
 		     "{\"source\":\"h:1\",\"images_dir\":\"/img\",\"pid\":3}", 400,
 		     "invalid_request", "not accepted by the dest agent");
-	expect_error(e, "POST", "/v1/migrations", "{\"source\":\"h:1\"}", 400, "invalid_request",
-		     "\"images_dir\" is required");
+	expect_error(e, "POST", "/v1/migrations", "{\"source\":\"h:1\",\"advertise\":\"h:2\"}", 400,
+		     "invalid_request", "not accepted by the dest agent");
 	expect_error(e, "POST", "/v1/migrations", "{\"images_dir\":\"/i\"}", 400, "invalid_request",
 		     "\"source\" is required");
 	expect_error(e, "POST", "/v1/migrations",
