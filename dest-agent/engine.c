@@ -780,11 +780,30 @@ static void task_zero(struct etask *t, uint64_t addr)
 	task_fail(t, ret, addr, "UFFDIO_ZEROPAGE");
 }
 
+/* Queues the fetch of a claimed run ahead of the drain; unclaims it on failure. */
+static int task_queue_fault(struct etask *t, const struct lazy_run *run, uint64_t addr,
+			    uint64_t now)
+{
+	struct engine *e = t->eng;
+	struct ereq *r = req_new(t, run, true, now);
+
+	if (!r) {
+		lazyset_unclaim(t->ls, run->img_vaddr, run->len);
+		task_fail(t, -ENOMEM, addr, "fault request");
+		return -ENOMEM;
+	}
+	log_debug("pid %" PRId32 ": fault %#" PRIx64 ": fetch %#" PRIx64 "+%" PRIu64, t->pid, addr,
+		  run->img_vaddr, run->len);
+	r->state = ER_QUEUED;
+	TAILQ_INSERT_TAIL(&e->fault_q, r, qlink);
+	TAILQ_INSERT_TAIL(&e->active, r, alink);
+	return 0;
+}
+
 static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 {
 	struct engine *e = t->eng;
 	struct lazy_run run;
-	struct ereq *r;
 
 	addr &= ~(uint64_t)(PG - 1);
 	t->c.faults++;
@@ -797,19 +816,31 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 		e->c.faults_lazy++;
 		if (t->state != ENGINE_TASK_ACTIVE)
 			return; /* stopped: the thread stays blocked, never sees a zero page */
+		/*
+		 * The faulting page travels alone, ahead of its read-ahead: the
+		 * thread waits for one page's round trip, not for the whole
+		 * window's transfer and COPY.
+		 */
 		lazyset_claim_fault(t->ls, addr, e->cfg.readahead_pages, &run);
-		r = req_new(t, &run, true, now);
-		if (!r) {
-			lazyset_unclaim(t->ls, run.img_vaddr, run.len);
-			task_fail(t, -ENOMEM, addr, "fault request");
+		if (run.len > PG) {
+			struct lazy_run ahead = {
+			    .rt_addr = run.rt_addr + PG,
+			    .img_vaddr = run.img_vaddr + PG,
+			    .len = run.len - PG,
+			    .pages_off =
+				run.pages_off == IMG_NO_OFFSET ? IMG_NO_OFFSET : run.pages_off + PG,
+			};
+
+			run.len = PG;
+			if (task_queue_fault(t, &run, addr, now) < 0) {
+				lazyset_unclaim(t->ls, ahead.img_vaddr, ahead.len);
+				return;
+			}
+			task_queue_fault(t, &ahead, addr, now);
+		} else if (task_queue_fault(t, &run, addr, now) < 0) {
 			return;
 		}
-		log_debug("pid %" PRId32 ": fault %#" PRIx64 ": fetch %#" PRIx64 "+%" PRIu64,
-			  t->pid, addr, run.img_vaddr, run.len);
 		task_add_waiter(t, addr, now);
-		r->state = ER_QUEUED;
-		TAILQ_INSERT_TAIL(&e->fault_q, r, qlink);
-		TAILQ_INSERT_TAIL(&e->active, r, alink);
 		engine_pump(e);
 		break;
 	case LAZY_INFLIGHT:

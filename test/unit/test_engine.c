@@ -366,7 +366,8 @@ static void test_faults_then_drain(void **state)
 	assert_int_equal(s.c.pages_drain, 0);
 	assert_int_equal(s.c.zero_pages, 2);
 	assert_int_equal(s.c.faults_lazy, 6);
-	assert_int_equal(f->ts.fault_submits, 6);
+	/* The faulting page goes alone, its read-ahead behind it: 3, 40, 64, 100 split. */
+	assert_int_equal(f->ts.fault_submits, 10);
 	/* 3..6, 40..43, 63, 64..67, 100..103, 191 */
 	assert_int_equal(s.c.pages_fault, 4 + 4 + 1 + 4 + 4 + 1);
 	assert_int_equal(f->done_calls, 0);
@@ -475,9 +476,12 @@ static void test_remove(void **state)
 	assert_int_equal(atomic_load(&app_errors), 0);
 	engine_get_stats(f->eng, &s);
 	assert_int_equal(s.c.removes, 1);
-	/* 70..73 were installed before; the other 60 pages of the half were dropped. */
-	assert_int_equal(s.c.pages_dropped, 60);
-	assert_int_equal(s.c.pages_fault + s.c.pages_drain, 192 - 60);
+	/*
+	 * 70 was installed before; its read-ahead 71..73 may land before the
+	 * madvise or be dropped with the other 60 pages of the half.
+	 */
+	assert_in_range(s.c.pages_dropped, 60, 63);
+	assert_int_equal(s.c.pages_fault + s.c.pages_drain + s.c.pages_dropped, 192);
 	assert_int_equal(f->done_status, 0);
 }
 
