@@ -120,6 +120,62 @@ out:
 	return ret;
 }
 
+int auth_secret_read_fd(int fd, struct auth_secret **out)
+{
+	/* One byte more than the longest secret, to detect excess. */
+	uint8_t buf[AUTH_SECRET_MAX + 1];
+	size_t len = 0;
+	ssize_t n;
+	int ret;
+
+	while (len < sizeof(buf)) {
+		n = read(fd, buf + len, sizeof(buf) - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			log_err("cannot read the secret from fd %d: %s", fd, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len < AUTH_SECRET_MIN || len > AUTH_SECRET_MAX) {
+		ret = -EINVAL;
+		log_err("secret from fd %d: %s secret: it must be %d..%d bytes", fd,
+			len < AUTH_SECRET_MIN ? "too short a" : "too long a", AUTH_SECRET_MIN,
+			AUTH_SECRET_MAX);
+		goto out;
+	}
+	ret = secret_new(buf, len, out);
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return ret;
+}
+
+int auth_secret_write_fd(const struct auth_secret *s, int fd)
+{
+	size_t off = 0;
+	ssize_t n;
+
+	while (off < s->len) {
+		n = write(fd, s->buf + off, s->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			log_err("cannot write the secret to fd %d: %s", fd, strerror(errno));
+			return -errno;
+		}
+		if (n == 0) {
+			log_err("cannot write the secret to fd %d: short write", fd);
+			return -EIO;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
 bool auth_secret_perms_loose(const struct auth_secret *s)
 {
 	return s->perms_loose;

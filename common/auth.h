@@ -48,6 +48,25 @@ int auth_secret_load_file(const char *path, struct auth_secret **out);
 /* Copies len bytes of buf into a new secret; same length rule. */
 int auth_secret_from_buf(const void *buf, size_t len, struct auth_secret **out);
 
+/*
+ * Reads the secret from fd until end of file: every byte read is the
+ * secret, exactly (no trailing newline is removed, unlike
+ * auth_secret_load_file(), so binary secrets pass unchanged).  Meant for a
+ * pipe a supervising process wrote the secret into, so the secret is never
+ * on a command line, in the environment or in a file.  Same length rule;
+ * -EINVAL past AUTH_SECRET_MAX.  fd stays open and owned by the caller.
+ * Caller owns *out.
+ */
+int auth_secret_read_fd(int fd, struct auth_secret **out);
+
+/*
+ * Writes the secret's bytes to fd (blocking, all of them): the other end
+ * of auth_secret_read_fd().  A pipe holds AUTH_SECRET_MAX bytes without a
+ * reader, so writing into a fresh pipe never waits.  Returns 0, -EIO on a
+ * short write, or the errno of write.
+ */
+int auth_secret_write_fd(const struct auth_secret *s, int fd);
+
 /* True when the file the secret came from was group/world accessible. */
 bool auth_secret_perms_loose(const struct auth_secret *s);
 

@@ -7,6 +7,10 @@
  * daemon forks, and readiness is the '\0' byte on --status-fd.  Then one
  * libevent loop runs the lazy-pages socket, the fault engine, the page
  * source and the signals until every page is installed.
+ *
+ * --serve runs the API daemon instead (supervisor.c), which starts this
+ * one-shot mode once per migration as its worker, with --secret-fd and
+ * --progress-fd (progress.h).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -14,6 +18,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +33,11 @@
 #include "ctrl.h"
 #include "netsrc.h"
 #include "pagesrc_local.h"
+#include "progress.h"
 #include "rdmig-config.h"
 #include "restore.h"
 #include "staging.h"
+#include "supervisor.h"
 #include "util.h"
 
 /* Staging slots kept for faults beyond the drain's; faults may also take any free slot. */
@@ -41,6 +48,14 @@
 #define DEST_MAX_CRIU_OPTS 64
 /* After the migration ended, how long a still running criu restore may take. */
 #define DEST_RESTORE_WAIT_MS 30000
+/* --progress-fd: counters every tick; the final lines get this long to leave. */
+#define DEST_PROGRESS_TICK_MS  250
+#define DEST_PROGRESS_FLUSH_MS 2000
+/*
+ * engine_get_stats() sorts the latency samples: with more than this many,
+ * counters go out at most once a second so the fault path is not held up.
+ */
+#define DEST_PROGRESS_CHEAP_SAMPLES 16384
 
 /* Parsed configuration: set once in main(), then read-only. */
 struct dest_opts {
@@ -72,6 +87,15 @@ struct dest_opts {
 	const char *criu;
 	const char *criu_opts[DEST_MAX_CRIU_OPTS];
 	size_t nr_criu_opts;
+	/* the worker of a supervisor */
+	int secret_fd;
+	int progress_fd;
+	/* --serve */
+	bool serve;
+	struct sup_config sup;
+	char api_tcp_buf[300];
+	int oneshot_opt; /* the first option that --serve does not take, 0: none */
+	int serve_opt;	 /* the first option only --serve takes, 0: none */
 };
 
 struct dest {
@@ -101,6 +125,17 @@ struct dest {
 	uint64_t restore_ms;
 	bool criu_failed;
 	bool loop_over;
+	int stop_sig; /* the signal that stopped us, 0: none */
+	/* --progress-fd */
+	struct progress_writer *pw;
+	struct event *prog_tick;
+	enum api_state reported;
+	bool fin_seen;
+	uint64_t lazy_total; /* lazy pages of the images */
+	uint64_t stats_ns;   /* last engine_get_stats() for counters */
+	uint64_t last_lat_count;
+	uint64_t last_remaining;
+	char error[PROGRESS_ERROR_MAX]; /* why the migration failed: the first cause */
 };
 
 enum {
@@ -127,14 +162,23 @@ enum {
 	OPT_RESTORE,
 	OPT_CRIU,
 	OPT_CRIU_OPT,
+	OPT_SECRET_FD,
+	OPT_PROGRESS_FD,
+	OPT_SERVE,
+	OPT_API_SOCKET,
+	OPT_API_TCP,
+	OPT_WORK_ROOT,
+	OPT_MAX_MIGRATIONS,
 };
 
 static void dest_usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: rdmig-dest -D DIR [OPTIONS]\n"
+		"       rdmig-dest --serve [SERVE OPTIONS]\n"
 		"Serve the lazy pages of processes restored by `criu restore --lazy-pages`\n"
-		"(a drop-in for `criu lazy-pages`).\n\n"
+		"(a drop-in for `criu lazy-pages`); with --serve, run migrations started\n"
+		"through the HTTP/JSON API.\n\n"
 		"  -D, --images-dir DIR   CRIU images directory\n"
 		"  -W, --work-dir DIR     where lazy-pages.socket is created (default: DIR)\n"
 		"      --status-fd FD     write one '\\0' byte to FD when ready, then close it\n"
@@ -148,6 +192,8 @@ static void dest_usage(FILE *f)
 		"  -t, --transport rdma|tcp  page transport (default rdma)\n"
 		"  -m, --migration-id ID  the migration to take over from the source\n"
 		"      --secret-file FILE the migration's secret (16..1024 bytes)\n"
+		"      --secret-fd FD     read the secret from FD to its end, every byte of it\n"
+		"      --progress-fd FD   report progress to FD as JSON lines (for --serve)\n"
 		"      --verify           check every page against the source's checksum\n"
 		"      --connect-timeout SEC  give up reaching the source after SEC (default 60)\n"
 		"      --dead-after SEC   the source is lost after SEC of silence (default 10)\n"
@@ -168,7 +214,86 @@ static void dest_usage(FILE *f)
 		"                         delay=US,fail-after=N,gone-after=N,hang-after=N,\n"
 		"                         corrupt-after=N,verify\n"
 		"  -h, --help             show this help and exit\n"
-		"  -V, --version          show the version and exit\n");
+		"  -V, --version          show the version and exit\n"
+		"\nSERVE OPTIONS\n"
+		"      --serve            serve the API and run one worker per migration\n"
+		"      --api-socket PATH  the API's UNIX socket (default " API_SOCKET_DEST ")\n"
+		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
+		"                         unauthenticated\n"
+		"      --work-root DIR    default images directories: DIR/ID "
+		"(default " SUP_WORK_ROOT_DEFAULT ")\n"
+		"      --max-migrations N migrations running at once (default 4)\n"
+		"      --criu PATH, -o FILE, -v  as above, -v also for the workers\n");
+}
+
+/* "PORT" means 127.0.0.1:PORT: the API is unauthenticated. */
+static int dest_parse_api_tcp(struct dest_opts *o, const char *arg)
+{
+	char host[256], port[16];
+	uint64_t v;
+
+	if (strspn(arg, "0123456789") == strlen(arg))
+		snprintf(o->api_tcp_buf, sizeof(o->api_tcp_buf), "127.0.0.1:%s", arg);
+	else
+		snprintf(o->api_tcp_buf, sizeof(o->api_tcp_buf), "%s", arg);
+	if (parse_hostport(o->api_tcp_buf, NULL, host, sizeof(host), port, sizeof(port)) < 0 ||
+	    parse_uint(port, 0, 65535, &v) < 0)
+		return -EINVAL;
+	o->sup.api_tcp = o->api_tcp_buf;
+	return 0;
+}
+
+static bool dest_opt_serve_only(int c)
+{
+	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_WORK_ROOT ||
+	       c == OPT_MAX_MIGRATIONS;
+}
+
+/* Options of both modes, and those of --serve; every other one is the one-shot mode's. */
+static bool dest_opt_serve_ok(int c)
+{
+	if (dest_opt_serve_only(c))
+		return true;
+	switch (c) {
+	case OPT_CRIU:
+	case 'o':
+	case 'v':
+	case 'h':
+	case 'V':
+		return true;
+	default:
+		return false;
+	}
+}
+
+static const char *dest_opt_name(const struct option *longopts, int c)
+{
+	for (const struct option *o = longopts; o->name; o++)
+		if (o->val == c)
+			return o->name;
+	return "?";
+}
+
+/* The --serve checks, after every option was read. */
+static int dest_check_serve(const struct option *longopts, struct dest_opts *o)
+{
+	if (o->oneshot_opt) {
+		fprintf(stderr,
+			"rdmig-dest: --%s is not an option of --serve (the agent gives its "
+			"workers their options)\n",
+			dest_opt_name(longopts, o->oneshot_opt));
+		return -EINVAL;
+	}
+	if (o->sup.api_socket && o->sup.api_socket[0] != '/') {
+		fprintf(stderr, "rdmig-dest: --api-socket wants an absolute path\n");
+		return -EINVAL;
+	}
+	if (o->sup.work_root[0] != '/') {
+		fprintf(stderr, "rdmig-dest: --work-root wants an absolute path\n");
+		return -EINVAL;
+	}
+	o->sup.verbose = o->verbose > 0;
+	return 0;
 }
 
 /* Returns 0, 1 (help/version printed: exit 0) or -EINVAL (exit 2). */
@@ -203,6 +328,13 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"restore", no_argument, NULL, OPT_RESTORE},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
+	    {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
+	    {"progress-fd", required_argument, NULL, OPT_PROGRESS_FD},
+	    {"serve", no_argument, NULL, OPT_SERVE},
+	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
+	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
+	    {"work-root", required_argument, NULL, OPT_WORK_ROOT},
+	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -213,6 +345,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":D:W:do:vhVt:m:", longopts, NULL)) != -1) {
 		ret = 0;
+		if (!o->oneshot_opt && c != ':' && c != '?' && !dest_opt_serve_ok(c))
+			o->oneshot_opt = c;
+		if (!o->serve_opt && dest_opt_serve_only(c))
+			o->serve_opt = c;
 		switch (c) {
 		case 'D':
 			o->images_dir = optarg;
@@ -299,6 +435,31 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		case OPT_SECRET_FILE:
 			o->secret_file = optarg;
 			break;
+		case OPT_SECRET_FD:
+		case OPT_PROGRESS_FD:
+			/* 0..2 are stdio: a secret or progress there is a mistake. */
+			ret = parse_uint(optarg, 3, INT32_MAX, &v);
+			if (c == OPT_SECRET_FD)
+				o->secret_fd = (int)v;
+			else
+				o->progress_fd = (int)v;
+			break;
+		case OPT_SERVE:
+			o->serve = true;
+			break;
+		case OPT_API_SOCKET:
+			o->sup.api_socket = optarg;
+			break;
+		case OPT_API_TCP:
+			ret = dest_parse_api_tcp(o, optarg);
+			break;
+		case OPT_WORK_ROOT:
+			o->sup.work_root = optarg;
+			break;
+		case OPT_MAX_MIGRATIONS:
+			ret = parse_uint(optarg, 1, 1024, &v);
+			o->sup.max_running = (unsigned int)v;
+			break;
 		case OPT_VERIFY:
 			o->verify = true;
 			break;
@@ -339,6 +500,13 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		fprintf(stderr, "rdmig-dest: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
+	if (o->serve)
+		return dest_check_serve(longopts, o);
+	if (o->serve_opt) {
+		fprintf(stderr, "rdmig-dest: --%s needs --serve\n",
+			dest_opt_name(longopts, o->serve_opt));
+		return -EINVAL;
+	}
 	if (!o->images_dir) {
 		fprintf(stderr, "rdmig-dest: -D/--images-dir is required\n");
 		return -EINVAL;
@@ -357,8 +525,15 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 				"(or --address/--port) or --local\n");
 		return -EINVAL;
 	}
-	if (o->src_host[0] && (!o->migration_id || !o->secret_file)) {
-		fprintf(stderr, "rdmig-dest: --source needs --migration-id and --secret-file\n");
+	if (o->src_host[0] && (!o->migration_id || (!o->secret_file) == (o->secret_fd < 0))) {
+		fprintf(stderr,
+			"rdmig-dest: --source needs --migration-id and one of --secret-file "
+			"and --secret-fd\n");
+		return -EINVAL;
+	}
+	if (o->progress_fd >= 0 && o->daemon) {
+		fprintf(stderr, "rdmig-dest: --progress-fd reports on the process its reader "
+				"started: not with --daemon\n");
 		return -EINVAL;
 	}
 	if ((o->criu || o->nr_criu_opts) && !o->restore) {
@@ -388,6 +563,161 @@ static int dest_open_source(struct dest *d)
 	return netsrc_pagesrc(d->ns, d->st, &d->src);
 }
 
+/* ---- --progress-fd: what the supervisor hears ---- */
+
+/* The first cause is what the supervisor reports: later errors are its consequences. */
+__attribute__((format(printf, 2, 3))) static void dest_fail(struct dest *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (d->error[0])
+		return;
+	va_start(ap, fmt);
+	vsnprintf(d->error, sizeof(d->error), fmt, ap);
+	va_end(ap);
+}
+
+/* States only move forward: an event arriving late cannot take one back. */
+static void dest_report(struct dest *d, enum api_state st, int64_t restore_ms)
+{
+	struct progress_msg m;
+
+	if (progress_state_rank(st) <= progress_state_rank(d->reported))
+		return;
+	d->reported = st;
+	if (!d->pw)
+		return;
+	progress_msg_init(&m);
+	m.has_state = true;
+	m.state = st;
+	m.restore_ms = restore_ms;
+	progress_writer_send(d->pw, &m);
+}
+
+/*
+ * The workload runs here (with --restore: criu exited 0; without: the
+ * restorer's FIN).  The drain starts at FIN, but is reported after this,
+ * so the states stay in their documented order.
+ */
+static void dest_report_resumed(struct dest *d, int64_t restore_ms)
+{
+	dest_report(d, API_STATE_POSTCOPY, restore_ms);
+	if (d->fin_seen && d->reported == API_STATE_POSTCOPY && engine_remaining(d->eng) > 0)
+		dest_report(d, API_STATE_DRAINING, -1);
+}
+
+static uint64_t dest_images_lazy_pages(const struct img_set *imgs)
+{
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; imgs && i < imgs->nr_tasks; i++)
+		bytes += imgs->tasks[i].lazy_bytes;
+	return bytes / IMG_PAGE_SIZE;
+}
+
+/*
+ * Fills c from the engine.  Unless forced, false when nothing moved since
+ * the last time, or when the latency samples are many and the last look
+ * is less than a second old (engine_get_stats() sorts them).
+ */
+static bool dest_counters(struct dest *d, bool force, struct progress_counters *c)
+{
+	const struct latstat *lat = engine_fault_latency(d->eng);
+	uint64_t now = now_ns(), remaining = engine_remaining(d->eng), settled;
+	struct engine_stats s;
+
+	if (!force && d->stats_ns && lat->count == d->last_lat_count &&
+	    remaining == d->last_remaining)
+		return false;
+	if (!force && lat->nr_samples > DEST_PROGRESS_CHEAP_SAMPLES &&
+	    now - d->stats_ns < 1000000000ull)
+		return false;
+	engine_get_stats(d->eng, &s);
+	d->stats_ns = now;
+	d->last_lat_count = lat->count;
+	d->last_remaining = remaining;
+	if (!d->lazy_total)
+		d->lazy_total = dest_images_lazy_pages(d->imgs);
+	/* Fork children add their copy of the parent's pages to the total. */
+	c->pages_total = s.lazy_pages > d->lazy_total ? s.lazy_pages : d->lazy_total;
+	c->pages_fetched = s.c.pages_fault + s.c.pages_drain;
+	if (c->pages_fetched > c->pages_total)
+		c->pages_fetched = c->pages_total;
+	/* Before FIN the engine knows only the processes handed over so far. */
+	settled = c->pages_fetched + s.c.pages_dropped;
+	if (d->fin_seen)
+		c->pages_remaining = s.remaining < c->pages_total ? s.remaining : c->pages_total;
+	else
+		c->pages_remaining = c->pages_total > settled ? c->pages_total - settled : 0;
+	c->faults = s.c.faults;
+	c->bytes = s.c.bytes;
+	c->fault_p50_us = s.fault_count ? (int64_t)(s.fault_p50_ns / 1000) : -1;
+	c->fault_p99_us = s.fault_count ? (int64_t)(s.fault_p99_ns / 1000) : -1;
+	return true;
+}
+
+static void dest_progress_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct dest *d = arg;
+	struct netsrc_stats ns;
+	struct progress_msg m;
+
+	/* netsrc has no "authenticated" callback: the first image data tells. */
+	if (d->ns && !d->images_ready) {
+		netsrc_get_stats(d->ns, &ns);
+		if (ns.files || ns.file_bytes || ns.regions || ns.tables)
+			dest_report(d, API_STATE_RECEIVING, -1);
+		return;
+	}
+	if (!d->eng)
+		return;
+	progress_msg_init(&m);
+	if (!dest_counters(d, false, &m.c))
+		return;
+	m.has_counters = true;
+	progress_writer_send(d->pw, &m);
+}
+
+static int dest_progress_start(struct dest *d)
+{
+	struct timeval tv = {.tv_usec = DEST_PROGRESS_TICK_MS * 1000};
+	int ret;
+
+	ret = progress_writer_create(d->base, d->o.progress_fd, &d->pw);
+	if (ret < 0)
+		goto out;
+	d->prog_tick = event_new(d->base, -1, EV_PERSIST, dest_progress_tick, d);
+	if (!d->prog_tick || event_add(d->prog_tick, &tv) < 0) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (!d->o.local)
+		dest_report(d, API_STATE_CONNECTING, -1);
+out:
+	if (ret < 0)
+		log_err("--progress-fd %d: %s", d->o.progress_fd, strerror(-ret));
+	return ret;
+}
+
+/* The verdict with the last counters, in one line that is never dropped. */
+static void dest_progress_end(struct dest *d, int code)
+{
+	struct progress_msg m;
+
+	if (!d->pw)
+		return;
+	progress_msg_init(&m);
+	m.has_state = true;
+	m.state = code == 0 ? API_STATE_DONE : API_STATE_FAILED;
+	if (code != 0)
+		snprintf(m.error, sizeof(m.error), "%s",
+			 d->error[0] ? d->error : "the migration failed; see the worker's log");
+	if (d->eng)
+		m.has_counters = dest_counters(d, true, &m.c);
+	progress_writer_send(d->pw, &m);
+	progress_writer_flush(d->pw, DEST_PROGRESS_FLUSH_MS);
+}
+
 /* ---- lazy-pages socket -> engine ---- */
 
 static int dest_on_task(void *arg, int32_t pid, int uffd, pid_t sender)
@@ -412,7 +742,11 @@ static void dest_on_finished(void *arg)
 
 	if (!d->t_first)
 		d->t_first = now_ns();
+	d->fin_seen = true;
 	engine_restore_finished(d->eng);
+	/* An external restore says it is done here; ours when criu exits. */
+	if (!d->o.restore || d->reported == API_STATE_POSTCOPY)
+		dest_report_resumed(d, -1);
 }
 
 static void dest_abort_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -449,6 +783,7 @@ static void dest_on_lp_error(void *arg, int err, const char *reason)
 	/* criu restore fails now (EPIPE on its next send) and kills its tasks; so do we. */
 	d->restore_failed = true;
 	log_err("restore failed: %s", reason);
+	dest_fail(d, "restore failed: %s", reason);
 	dest_stop(d, "restore failed");
 }
 
@@ -464,6 +799,8 @@ static const struct lpsock_ops dest_lp_ops = {
 static void dest_on_task_failed(void *arg, int32_t pid, pid_t real_pid, int err)
 {
 	log_err("pid %" PRId32 ": migration failed for this process (%s)", pid, strerror(-err));
+	dest_fail(arg, "restored process %" PRId32 " could not get its pages and was stopped (%s)",
+		  pid, strerror(-err));
 }
 
 static void dest_ack_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -471,6 +808,7 @@ static void dest_ack_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct dest *d = arg;
 
 	log_err("the source did not acknowledge Done; it keeps its checkpoint");
+	dest_fail(d, "the source did not acknowledge Done; it keeps its checkpoint");
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -487,8 +825,14 @@ static void dest_on_done(void *arg, int status)
 		return;
 	}
 	if (status != 0) {
-		netsrc_abort(d->ns, CTRL_ABORT_RESTORE,
-			     "the restored processes could not get all their pages");
+		dest_fail(d, "the restored processes could not get all their pages");
+		/* Told apart on the source: stopped on purpose, not a broken restore. */
+		if (d->stop_sig)
+			netsrc_abort(d->ns, CTRL_ABORT_CANCELLED,
+				     "migration aborted on the destination");
+		else
+			netsrc_abort(d->ns, CTRL_ABORT_RESTORE,
+				     "the restored processes could not get all their pages");
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
@@ -510,6 +854,7 @@ static void dest_net_images_ready(void *arg)
 	struct dest *d = arg;
 
 	d->images_ready = true;
+	dest_report(d, API_STATE_RECEIVING, -1);
 	event_base_loopbreak(d->base);
 }
 
@@ -518,6 +863,10 @@ static void dest_net_failed(void *arg, int err, const char *reason)
 	struct dest *d = arg;
 
 	d->net_failed = true;
+	if (!d->images_ready)
+		dest_fail(d, "cannot get the images from the source: %s", reason);
+	else
+		dest_fail(d, "%s", reason);
 	if (!d->images_ready) {
 		event_base_loopbreak(d->base);
 		return;
@@ -536,6 +885,8 @@ static void dest_net_done_acked(void *arg, bool ok, const char *reason)
 		log_info("the source confirmed every page arrived and released its checkpoint");
 	else
 		log_err("the source refused Done: %s", reason ? reason : "no reason");
+	if (!ok)
+		dest_fail(d, "the source refused Done: %s", reason ? reason : "no reason");
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -561,13 +912,17 @@ static int dest_fetch_images(struct dest *d)
 	};
 	int ret;
 
-	ret = auth_secret_load_file(d->o.secret_file, &d->secret);
-	if (ret < 0) {
-		log_err("secret file %s: %s", d->o.secret_file, strerror(-ret));
-		return ret;
+	/* --secret-fd was read at startup. */
+	if (!d->secret) {
+		ret = auth_secret_load_file(d->o.secret_file, &d->secret);
+		if (ret < 0) {
+			log_err("secret file %s: %s", d->o.secret_file, strerror(-ret));
+			dest_fail(d, "secret file %s: %s", d->o.secret_file, strerror(-ret));
+			return ret;
+		}
+		if (auth_secret_perms_loose(d->secret))
+			log_warn("secret file %s is readable by others", d->o.secret_file);
 	}
-	if (auth_secret_perms_loose(d->secret))
-		log_warn("secret file %s is readable by others", d->o.secret_file);
 	nc.secret = d->secret;
 	ret = netsrc_connect(d->base, &nc, &dest_net_ops, d, &d->ns);
 	if (ret < 0)
@@ -593,6 +948,8 @@ static void dest_signal_cb(evutil_socket_t sig, short what, void *arg)
 		event_base_loopexit(d->base, NULL);
 		return;
 	}
+	d->stop_sig = (int)sig;
+	dest_fail(d, "stopped by signal %d", (int)sig);
 	if (left)
 		log_err("signal %d with %" PRIu64 " lazy pages not installed: killing the restored "
 			"processes that still need them (a process whose pid is unknown stays "
@@ -617,6 +974,8 @@ static void dest_on_restore_exit(void *arg, const struct restore_result *res)
 		else
 			log_info("criu restore done in %" PRIu64 " ms: restored root pid unknown",
 				 res->ms);
+		if (!d->stopping)
+			dest_report_resumed(d, (int64_t)res->ms);
 		return;
 	}
 	d->criu_failed = true;
@@ -628,6 +987,10 @@ static void dest_on_restore_exit(void *arg, const struct restore_result *res)
 		log_err("restore failed: criu restore %s after %" PRIu64 " ms; see %s: %s",
 			res->how, res->ms, res->log_path,
 			res->last_error[0] ? res->last_error : "(no Error line)");
+	dest_fail(d, "criu restore %s after %" PRIu64 " ms; see %s: %s", res->how, res->ms,
+		  res->log_path,
+		  res->log_err < 0 ? strerror(-res->log_err)
+				   : (res->last_error[0] ? res->last_error : "(no Error line)"));
 	/* The source keeps its checkpoint: the workload can be restored there again. */
 	if (d->ns && !d->net_failed && !d->done_acked)
 		netsrc_abort(d->ns, CTRL_ABORT_RESTORE, "criu restore failed on the destination");
@@ -854,6 +1217,9 @@ static void dest_cleanup(struct dest *d)
 		event_free(d->ack_ev);
 	staging_free(d->st);
 	lpsock_free(d->lp);
+	if (d->prog_tick)
+		event_free(d->prog_tick);
+	progress_writer_free(d->pw);
 	for (int i = 0; i < 2; i++)
 		if (d->sig_ev[i])
 			event_free(d->sig_ev[i]);
@@ -868,7 +1234,11 @@ static void dest_cleanup(struct dest *d)
 
 int main(int argc, char **argv)
 {
-	struct dest d = {.o = {.status_fd = -1}, .done_status = 1};
+	struct dest d = {
+	    .o = {.status_fd = -1, .secret_fd = -1, .progress_fd = -1},
+	    .done_status = 1,
+	    .reported = API_STATE_PENDING,
+	};
 	int ready_fd = -1, ret, code = 1;
 
 	log_init(argv[0], LOG_LVL_INFO);
@@ -877,6 +1247,8 @@ int main(int argc, char **argv)
 	d.o.connect_timeout_s = 60;
 	d.o.dead_after_s = 10;
 	d.o.max_reads = 64;
+	d.o.sup.work_root = SUP_WORK_ROOT_DEFAULT;
+	d.o.sup.max_running = SUP_MAX_MIGRATIONS_DEFAULT;
 	ret = dest_parse_opts(argc, argv, &d.o);
 	if (ret != 0)
 		return ret > 0 ? 0 : 2;
@@ -886,6 +1258,25 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_hook_libevent();
+	if (d.o.serve) {
+		d.o.sup.criu = d.o.criu;
+		return sup_run(&d.o.sup);
+	}
+	if (d.o.progress_fd >= 0) {
+		/* Before anything can fail, so the supervisor hears why; never with -d. */
+		signal(SIGPIPE, SIG_IGN);
+		d.base = event_base_new();
+		if (!d.base || dest_progress_start(&d) < 0)
+			goto out;
+	}
+	if (d.o.secret_fd >= 0) {
+		ret = auth_secret_read_fd(d.o.secret_fd, &d.secret);
+		close(d.o.secret_fd);
+		if (ret < 0) {
+			dest_fail(&d, "no usable secret on --secret-fd: %s", strerror(-ret));
+			goto out;
+		}
+	}
 	if (d.o.local) {
 		ret = image_set_open(d.o.images_dir, &d.imgs);
 		if (ret < 0) {
@@ -909,19 +1300,25 @@ int main(int argc, char **argv)
 	}
 	if (!d.o.local) {
 		/* After daemonizing: a forked child must not inherit RDMA resources. */
-		d.base = event_base_new();
+		if (!d.base)
+			d.base = event_base_new();
 		if (!d.base || dest_fetch_images(&d) < 0) {
 			log_err("cannot get the images from the source; nothing was restored");
+			dest_fail(&d,
+				  "cannot get the images from the source; nothing was restored");
 			goto out;
 		}
 		ret = image_set_open(d.o.images_dir, &d.imgs);
 		if (ret < 0) {
 			log_err("received images in %s: %s", d.o.images_dir, strerror(-ret));
+			dest_fail(&d, "the received images in %s do not parse: %s", d.o.images_dir,
+				  strerror(-ret));
 			netsrc_abort(d.ns, CTRL_ABORT_IMAGES, "the received images do not parse");
 			goto out;
 		}
 		ret = netsrc_check_images(d.ns, d.imgs);
 		if (ret < 0) {
+			dest_fail(&d, "the received images and the source's range tables disagree");
 			netsrc_abort(d.ns, CTRL_ABORT_IMAGES,
 				     "the images and the range tables disagree");
 			goto out;
@@ -930,6 +1327,7 @@ int main(int argc, char **argv)
 	ret = dest_setup_loop(&d);
 	if (ret < 0) {
 		log_err("setup: %s", strerror(-ret));
+		dest_fail(&d, "setup: %s", strerror(-ret));
 		goto out;
 	}
 	if (d.o.pidfile && (ret = dest_write_pidfile(d.o.pidfile)) < 0)
@@ -937,8 +1335,11 @@ int main(int argc, char **argv)
 	dest_report_ready(d.o.status_fd, true);
 	dest_report_ready(ready_fd, true);
 	ready_fd = -1;
+	/* Images in, socket listening: the restore runs (ours) or may start (external). */
+	dest_report(&d, API_STATE_RESTORING, -1);
 	if (d.o.restore && (ret = dest_start_restore(&d)) < 0) {
 		log_err("restore failed: criu restore could not be started: %s", strerror(-ret));
+		dest_fail(&d, "criu restore could not be started: %s", strerror(-ret));
 		if (d.ns)
 			netsrc_abort(d.ns, CTRL_ABORT_RESTORE,
 				     "criu restore could not be started on the destination");
@@ -958,6 +1359,7 @@ int main(int argc, char **argv)
 	dest_write_latencies(&d);
 out:
 	dest_report_ready(ready_fd, false);
+	dest_progress_end(&d, code);
 	dest_cleanup(&d);
 	return code;
 }

@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * progress: what a migration worker (rdmig-dest in one-shot mode with
+ * --progress-fd) tells its supervisor (rdmig-dest --serve), one JSON object
+ * per line on a pipe:
+ *
+ *   {"state":"connecting"}
+ *   {"state":"postcopy","restore_ms":812}
+ *   {"pages_total":4096,"pages_fetched":1200,"pages_remaining":2896,
+ *    "faults":37,"bytes":4915200,"fault_p50_us":95,"fault_p99_us":410}
+ *   {"state":"failed","error":"criu restore exited with status 1 ..."}
+ *
+ * A line carries a state change, counters, or both.  The states a worker
+ * may report are connecting, receiving, restoring, postcopy, draining,
+ * done and failed; "aborted" is the supervisor's own verdict.  The counters
+ * are all five counts together (fault_p50_us / fault_p99_us may be absent
+ * or null before the first fault).
+ *
+ * The decoder treats the line as hostile: the worker runs the fault path
+ * and talks to the network, the supervisor must not be confused by it.
+ * Lines longer than PROGRESS_LINE_MAX, bad JSON, duplicate keys, a state
+ * outside the list, wrong types, negative or out-of-range numbers and an
+ * error text over PROGRESS_ERROR_MAX are refused whole; unknown keys are
+ * ignored (a newer worker may say more).  Control characters in the error
+ * text are replaced, so it can go to logs and the API as it is.
+ *
+ * The writer (worker side) never blocks the worker's loop: the fd is made
+ * non-blocking and lines wait in a bounded buffer, flushed when the pipe
+ * is writable.  A counters line is dropped while earlier lines still wait
+ * (the next one supersedes it); a state line is never dropped, except when
+ * the supervisor is gone (EPIPE), which only disables reporting.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef RDMIG_PROGRESS_H
+#define RDMIG_PROGRESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+struct event_base;
+
+/* Longest line accepted, newline included. */
+#define PROGRESS_LINE_MAX 4096
+/* Longest error text, NUL included. */
+#define PROGRESS_ERROR_MAX 256
+/* restore_ms above this (a year) is nonsense, refused. */
+#define PROGRESS_MS_MAX (366ll * 24 * 3600 * 1000)
+
+struct progress_counters {
+	uint64_t pages_total;
+	uint64_t pages_fetched;
+	uint64_t pages_remaining;
+	uint64_t faults;
+	uint64_t bytes;
+	int64_t fault_p50_us; /* -1: no sample yet */
+	int64_t fault_p99_us;
+};
+
+struct progress_msg {
+	bool has_state;
+	enum api_state state;		/* with has_state */
+	char error[PROGRESS_ERROR_MAX]; /* "" when none */
+	int64_t restore_ms;		/* -1: not in the line */
+	bool has_counters;
+	struct progress_counters c;
+};
+
+/* An empty message: no state, no counters, restore_ms -1, latencies -1. */
+void progress_msg_init(struct progress_msg *m);
+
+/* True for the states a worker may report. */
+bool progress_state_reportable(enum api_state s);
+
+/*
+ * The order a migration goes through its states: pending 0, connecting,
+ * receiving, restoring, postcopy, draining, then the final ones (6).  A
+ * state report that does not move forward is stale and ignored.
+ */
+int progress_state_rank(enum api_state s);
+
+/*
+ * Encodes m as one line, '\n' included, into buf (NUL-terminated).
+ * Returns the line's length, -EINVAL if m is not encodable (an unreportable
+ * state, nothing to say), -ENOSPC if buf is too small.
+ */
+int progress_encode(const struct progress_msg *m, char *buf, size_t len);
+
+/*
+ * Decodes one line (len bytes, a trailing '\n' optional, no NUL needed)
+ * into *out.  Returns 0, -E2BIG for a line over PROGRESS_LINE_MAX, or
+ * -EINVAL for anything malformed (see above); *out is then unspecified.
+ */
+int progress_decode(const char *line, size_t len, struct progress_msg *out);
+
+struct progress_writer;
+
+/*
+ * A writer on fd (taken over: made non-blocking and close-on-exec, closed
+ * by progress_writer_free()) whose pending lines are flushed from base.
+ * Caller owns *out.
+ */
+int progress_writer_create(struct event_base *base, int fd, struct progress_writer **out);
+
+/*
+ * Queues m.  With m->has_state the line is kept until written; a
+ * counters-only line is dropped when earlier lines still wait.  Returns 0
+ * when queued (or deliberately dropped), -EPIPE once the reader is gone,
+ * -ENOMEM, or -ENOSPC when the bounded queue is full.
+ */
+int progress_writer_send(struct progress_writer *w, const struct progress_msg *m);
+
+/*
+ * Writes what is still queued, waiting up to timeout_ms for the pipe.
+ * Blocks: for after the event loop only.  Returns 0 or -ETIMEDOUT /
+ * -EPIPE.
+ */
+int progress_writer_flush(struct progress_writer *w, int timeout_ms);
+
+/* Lines dropped so far (counters superseded, queue full). */
+uint64_t progress_writer_dropped(const struct progress_writer *w);
+
+/* Closes the fd; NULL is fine. */
+void progress_writer_free(struct progress_writer *w);
+
+#endif

@@ -1,0 +1,1072 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * supervisor: rdmig-dest --serve (see supervisor.h).
+ */
+#include "supervisor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "auth.h"
+#include "log.h"
+#include "progress.h"
+#include "proctree.h"
+#include "util.h"
+
+extern char **environ;
+
+/* Finished migrations kept for GET; older ones are forgotten. */
+#define SUP_KEEP_FINAL 64
+/*
+ * After SIGTERM, how long workers get to stop: their own grace for killed
+ * processes (10 s) plus the wait for a criu restore still running (30 s).
+ */
+#define SUP_STOP_WAIT_S 45
+/* Progress bytes read per wakeup: a flooding worker cannot starve the API. */
+#define SUP_READ_BUDGET (64 * 1024)
+/* What is left in the pipe of a worker that exited; bounded all the same. */
+#define SUP_READ_LAST (1024 * 1024)
+/* Malformed progress lines logged per migration; the rest are only counted. */
+#define SUP_BAD_LINES_LOGGED 5
+/* The worker's fds for the progress pipe and the secret pipe. */
+#define SUP_CHILD_PROGRESS_FD 3
+#define SUP_CHILD_SECRET_FD   4
+/* Pipe ends meant for the child are moved above this, clear of 3 and 4. */
+#define SUP_FD_FLOOR	      10
+#define SUP_ARGV_MAX	      48
+#define SUP_DATA_PORT_DEFAULT 7471
+
+struct sup;
+
+/* One migration: its worker while it runs, its record afterwards. */
+struct sup_mig {
+	TAILQ_ENTRY(sup_mig) link;
+	struct sup *sup;
+	char id[API_ID_MAX + 1];
+	char source[API_HOSTPORT_MAX + 1]; /* as the request gave it */
+	char images_dir[PATH_MAX];
+	char work_dir[PATH_MAX];
+	enum api_transport transport;
+	bool verify;
+	bool restore;
+	/* The state the worker reported last; the verdict once it exited. */
+	enum api_state state;
+	bool final;
+	char error[PROGRESS_ERROR_MAX];
+	bool reported_done;
+	bool reported_failed;
+	bool abort_requested;
+	bool shutdown; /* aborted because the agent stops */
+	struct progress_counters c;
+	int64_t restore_ms;
+	int64_t resumed_ms;
+	int64_t created_unix_ms;
+	int64_t finished_unix_ms;
+	uint64_t t_accept_ns;
+	uint64_t t_final_ns;
+	/* the worker */
+	pid_t pid;
+	int pidfd;
+	struct event *exit_ev;
+	int prog_fd;
+	struct event *prog_ev;
+	struct evbuffer *prog_buf;
+	bool prog_skip; /* dropping the rest of an oversized line */
+	unsigned int bad_lines;
+};
+
+TAILQ_HEAD(sup_mig_list, sup_mig);
+
+struct sup {
+	const struct sup_config *cfg;
+	struct event_base *base;
+	struct api_server *api;
+	struct sup_mig_list migs;
+	unsigned int nr_running;
+	unsigned int nr_final;
+	struct event *sig_ev[2];
+	struct event *stop_ev;
+	bool stopping;
+	char work_root[PATH_MAX];
+};
+
+static int64_t sup_unix_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct sup_mig *sup_find(struct sup *s, const char *id)
+{
+	struct sup_mig *m;
+
+	TAILQ_FOREACH(m, &s->migs, link)
+	if (strcmp(m->id, id) == 0)
+		return m;
+	return NULL;
+}
+
+static void sup_mig_free(struct sup_mig *m)
+{
+	if (!m)
+		return;
+	if (m->exit_ev)
+		event_free(m->exit_ev);
+	if (m->prog_ev)
+		event_free(m->prog_ev);
+	if (m->prog_buf)
+		evbuffer_free(m->prog_buf);
+	if (m->pidfd >= 0)
+		close(m->pidfd);
+	if (m->prog_fd >= 0)
+		close(m->prog_fd);
+	free(m);
+}
+
+/* ---- directories ---- */
+
+/* mkdir -p path: missing parents 0755, path itself 0700. */
+static int sup_mkdir_p(const char *path)
+{
+	char buf[PATH_MAX], *p;
+	struct stat st;
+	int ret = 0;
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
+		ret = -ENAMETOOLONG;
+		goto out;
+	}
+	for (p = strchr(buf + 1, '/'); p; p = strchr(p + 1, '/')) {
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+			ret = -errno;
+			goto out;
+		}
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
+		ret = -errno;
+		goto out;
+	}
+	if (stat(buf, &st) < 0)
+		ret = -errno;
+	else if (!S_ISDIR(st.st_mode))
+		ret = -ENOTDIR;
+out:
+	if (ret < 0)
+		log_err("cannot create directory %s: %s", buf, strerror(-ret));
+	return ret;
+}
+
+/* 1 if dir holds any entry, 0 if empty, or a negative errno. */
+static int sup_dir_used(const char *dir)
+{
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	errno = 0;
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			ret = 1;
+			break;
+		}
+	}
+	if (!de && errno)
+		ret = -errno;
+	closedir(d);
+	return ret;
+}
+
+/*
+ * Makes dir (0700) if it is missing and resolves it into out.  With
+ * must_be_empty an existing directory with anything in it is -EEXIST: the
+ * worker writes received images with O_EXCL and never over other files.
+ * *made tells whether we created it, so a failed start can remove it.
+ */
+static int sup_prepare_dir(const char *what, const char *dir, bool must_be_empty, char *out,
+			   bool *made, struct api_error *err)
+{
+	struct stat st;
+	int ret;
+
+	*made = false;
+	if (mkdir(dir, 0700) == 0) {
+		*made = true;
+	} else if (errno != EEXIST) {
+		ret = -errno;
+		log_err("%s %s: cannot create it: %s", what, dir, strerror(-ret));
+		return api_error_set(err, ret == -ENOENT || ret == -ENOTDIR ? -EINVAL : -EIO,
+				     "%s %s: cannot create it: %s", what, dir, strerror(-ret));
+	}
+	if (!realpath(dir, out)) {
+		ret = -errno;
+		log_err("%s %s: %s", what, dir, strerror(-ret));
+		ret = api_error_set(err, -EINVAL, "%s %s: %s", what, dir, strerror(-ret));
+		goto out;
+	}
+	if (stat(out, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		ret = api_error_set(err, -EINVAL, "%s %s is not a directory", what, dir);
+		goto out;
+	}
+	ret = must_be_empty ? sup_dir_used(out) : 0;
+	if (ret < 0) {
+		log_err("%s %s: cannot read it: %s", what, out, strerror(-ret));
+		ret = api_error_set(err, -EIO, "%s %s: cannot read it: %s", what, out,
+				    strerror(-ret));
+		goto out;
+	}
+	if (ret > 0) {
+		ret = api_error_set(err, -EEXIST,
+				    "%s %s is not empty: the agent never receives images over "
+				    "other files",
+				    what, out);
+		goto out;
+	}
+	return 0;
+out:
+	if (*made)
+		rmdir(dir);
+	*made = false;
+	return ret;
+}
+
+/* ---- the worker's view ---- */
+
+static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
+{
+	uint64_t end = m->final ? m->t_final_ns : now_ns();
+
+	v->id = m->id;
+	v->role = API_ROLE_DEST;
+	v->state = m->state;
+	v->error = m->error[0] && (m->final || m->reported_failed) ? m->error : NULL;
+	v->source = m->source;
+	v->transport = m->transport;
+	v->images_dir = m->images_dir;
+	v->verify = m->verify;
+	v->pages_total = m->c.pages_total;
+	v->pages_fetched = m->c.pages_fetched;
+	v->pages_remaining = m->c.pages_remaining;
+	v->faults = m->c.faults;
+	v->bytes = m->c.bytes;
+	v->fault_p50_us = m->c.fault_p50_us;
+	v->fault_p99_us = m->c.fault_p99_us;
+	v->created_unix_ms = m->created_unix_ms;
+	v->finished_unix_ms = m->finished_unix_ms;
+	v->total_ms = (int64_t)((end - m->t_accept_ns) / 1000000);
+	v->restore_ms = m->restore_ms;
+	v->resumed_ms = m->resumed_ms;
+}
+
+/* ---- progress from the worker ---- */
+
+static void sup_apply_state(struct sup_mig *m, const struct progress_msg *p)
+{
+	if (p->state == API_STATE_DONE || p->state == API_STATE_FAILED) {
+		/* The verdict waits for the exit: a worker may still fail after "done". */
+		if (m->reported_done || m->reported_failed)
+			return;
+		m->reported_done = p->state == API_STATE_DONE;
+		m->reported_failed = p->state == API_STATE_FAILED;
+		if (m->reported_failed)
+			snprintf(m->error, sizeof(m->error), "%s",
+				 p->error[0] ? p->error : "the worker reported a failure");
+		log_info("migration %s: worker %d reports %s%s%s", m->id, (int)m->pid,
+			 api_state_str(p->state), m->reported_failed ? ": " : "",
+			 m->reported_failed ? m->error : "");
+		return;
+	}
+	if (m->reported_done || m->reported_failed ||
+	    progress_state_rank(p->state) <= progress_state_rank(m->state))
+		return;
+	m->state = p->state;
+	if (p->state == API_STATE_POSTCOPY && m->resumed_ms < 0)
+		m->resumed_ms = (int64_t)((now_ns() - m->t_accept_ns) / 1000000);
+	if (p->state == API_STATE_POSTCOPY)
+		log_info("migration %s: %s: the workload runs here, %" PRId64
+			 " ms after the request",
+			 m->id, api_state_str(p->state), m->resumed_ms);
+	else
+		log_info("migration %s: %s", m->id, api_state_str(p->state));
+}
+
+static void sup_handle_line(struct sup_mig *m, const char *line, size_t len)
+{
+	struct progress_msg p;
+	int ret;
+
+	ret = progress_decode(line, len, &p);
+	if (ret < 0) {
+		if (m->bad_lines++ < SUP_BAD_LINES_LOGGED)
+			log_warn(
+			    "migration %s: ignoring a malformed progress line of %zu bytes from "
+			    "worker %d: %s",
+			    m->id, len, (int)m->pid,
+			    ret == -E2BIG ? "too long" : "not a progress object");
+		return;
+	}
+	if (p.restore_ms >= 0 && m->restore_ms < 0)
+		m->restore_ms = p.restore_ms;
+	if (p.has_counters)
+		m->c = p.c;
+	if (p.has_state)
+		sup_apply_state(m, &p);
+}
+
+/* Splits what arrived into lines, each bounded by PROGRESS_LINE_MAX. */
+static void sup_parse_lines(struct sup_mig *m)
+{
+	size_t n;
+	char *line;
+
+	for (;;) {
+		line = evbuffer_readln(m->prog_buf, &n, EVBUFFER_EOL_LF);
+		if (!line) {
+			if (evbuffer_get_length(m->prog_buf) > PROGRESS_LINE_MAX) {
+				if (!m->prog_skip && m->bad_lines++ < SUP_BAD_LINES_LOGGED)
+					log_warn("migration %s: worker %d sends a progress line "
+						 "over %d bytes: dropping it",
+						 m->id, (int)m->pid, PROGRESS_LINE_MAX);
+				evbuffer_drain(m->prog_buf, evbuffer_get_length(m->prog_buf));
+				m->prog_skip = true;
+			}
+			return;
+		}
+		if (m->prog_skip)
+			m->prog_skip = false; /* the end of the oversized line */
+		else
+			sup_handle_line(m, line, n);
+		free(line);
+	}
+}
+
+/* Reads up to budget bytes: 1 at end of file, 0 otherwise, or a negative errno. */
+static int sup_read_progress(struct sup_mig *m, size_t budget)
+{
+	size_t got = 0;
+	int n, ret = 0;
+
+	while (got < budget) {
+		n = evbuffer_read(m->prog_buf, m->prog_fd, 4096);
+		if (n > 0) {
+			got += (size_t)n;
+			sup_parse_lines(m);
+			continue;
+		}
+		if (n == 0) {
+			ret = 1;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			ret = -errno;
+		break;
+	}
+	return ret;
+}
+
+static void sup_progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup_mig *m = arg;
+	int ret = sup_read_progress(m, SUP_READ_BUDGET);
+
+	if (ret == 0)
+		return;
+	/* End of file or a broken pipe: the worker's exit (pidfd) decides the rest. */
+	if (ret < 0)
+		log_warn("migration %s: progress pipe of worker %d: %s", m->id, (int)m->pid,
+			 strerror(-ret));
+	event_del(m->prog_ev);
+}
+
+/* ---- the worker's exit ---- */
+
+static void sup_forget_old(struct sup *s)
+{
+	struct sup_mig *m, *next;
+
+	for (m = TAILQ_FIRST(&s->migs); m && s->nr_final > SUP_KEEP_FINAL; m = next) {
+		next = TAILQ_NEXT(m, link);
+		if (!m->final)
+			continue;
+		TAILQ_REMOVE(&s->migs, m, link);
+		s->nr_final--;
+		log_debug("migration %s: forgotten (more than %d finished)", m->id, SUP_KEEP_FINAL);
+		sup_mig_free(m);
+	}
+}
+
+static void sup_verdict(struct sup_mig *m, int wstatus)
+{
+	char how[64];
+
+	if (WIFEXITED(wstatus))
+		snprintf(how, sizeof(how), "worker exited with status %d", WEXITSTATUS(wstatus));
+	else if (WIFSIGNALED(wstatus))
+		snprintf(how, sizeof(how), "worker killed by signal %d", WTERMSIG(wstatus));
+	else
+		snprintf(how, sizeof(how), "worker ended with wait status %#x", wstatus);
+
+	if (m->reported_done && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
+		m->state = API_STATE_DONE;
+		m->error[0] = '\0';
+	} else if (m->abort_requested) {
+		m->state = API_STATE_ABORTED;
+		snprintf(m->error, sizeof(m->error), "%s",
+			 m->shutdown ? "aborted: the destination agent is shutting down"
+				     : "aborted through the API");
+	} else {
+		m->state = API_STATE_FAILED;
+		if (!m->reported_failed)
+			snprintf(m->error, sizeof(m->error), "%s%s", how,
+				 m->reported_done ? " after reporting done" : "");
+	}
+	m->final = true;
+	m->t_final_ns = now_ns();
+	m->finished_unix_ms = sup_unix_ms();
+	if (m->state == API_STATE_DONE)
+		log_info("migration %s: done in %" PRIu64 " ms (%" PRIu64 " pages, %" PRIu64
+			 " faults); %s",
+			 m->id, (m->t_final_ns - m->t_accept_ns) / 1000000, m->c.pages_fetched,
+			 m->c.faults, how);
+	else
+		log_info("migration %s: %s: %s (%s; its log: %s/rdmig-dest.log)", m->id,
+			 api_state_str(m->state), m->error, how, m->work_dir);
+}
+
+static void sup_exit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup_mig *m = arg;
+	struct sup *s = m->sup;
+	int wstatus = 0;
+	pid_t p;
+
+	do
+		p = waitpid(m->pid, &wstatus, WNOHANG);
+	while (p < 0 && errno == EINTR);
+	if (p == 0)
+		return; /* not yet: the event is persistent */
+	if (p < 0) {
+		log_err("migration %s: worker %d: waitpid: %s", m->id, (int)m->pid,
+			strerror(errno));
+		wstatus = W_EXITCODE(255, 0);
+	}
+	/* Everything the worker wrote is in the pipe now: read it before judging. */
+	if (m->prog_ev) {
+		event_del(m->prog_ev);
+		sup_read_progress(m, SUP_READ_LAST);
+	}
+	event_del(m->exit_ev);
+	close(m->pidfd);
+	m->pidfd = -1;
+	close(m->prog_fd);
+	m->prog_fd = -1;
+	sup_verdict(m, wstatus);
+	s->nr_running--;
+	s->nr_final++;
+	sup_forget_old(s);
+	if (s->stopping && s->nr_running == 0)
+		event_base_loopexit(s->base, NULL);
+}
+
+/* ---- starting a worker ---- */
+
+/* The argv of a worker; every string lives here or in the migration. */
+struct sup_argv {
+	char *v[SUP_ARGV_MAX];
+	int n;
+	char source[API_HOSTPORT_MAX + 8];
+	char log[PATH_MAX + 32];
+	char secret_fd[16];
+	char progress_fd[16];
+	char cgroups[64];
+	char level[32];
+};
+
+static void sup_arg(struct sup_argv *a, const char *s)
+{
+	/* Callers stay well below the bound; the last slot is the NULL. */
+	if (a->n < SUP_ARGV_MAX - 1)
+		a->v[a->n++] = (char *)s;
+	a->v[a->n] = NULL;
+}
+
+static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
+			  const struct api_start_req *req, struct sup_argv *a)
+{
+	const char *host = req->peer_host;
+	unsigned int port = req->peer_port ? req->peer_port : SUP_DATA_PORT_DEFAULT;
+	const struct api_criu_opts *c = &req->criu;
+
+	a->n = 0;
+	if ((size_t)snprintf(a->log, sizeof(a->log), "%s/rdmig-dest.log", m->work_dir) >=
+	    sizeof(a->log))
+		return -ENAMETOOLONG;
+	snprintf(a->source, sizeof(a->source), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	snprintf(a->secret_fd, sizeof(a->secret_fd), "%d", SUP_CHILD_SECRET_FD);
+	snprintf(a->progress_fd, sizeof(a->progress_fd), "%d", SUP_CHILD_PROGRESS_FD);
+	sup_arg(a, "rdmig-dest");
+	sup_arg(a, "-D");
+	sup_arg(a, m->images_dir);
+	sup_arg(a, "-W");
+	sup_arg(a, m->work_dir);
+	sup_arg(a, "--source");
+	sup_arg(a, a->source);
+	sup_arg(a, "-t");
+	sup_arg(a, api_transport_str(m->transport));
+	sup_arg(a, "-m");
+	sup_arg(a, m->id);
+	sup_arg(a, "--secret-fd");
+	sup_arg(a, a->secret_fd);
+	sup_arg(a, "--progress-fd");
+	sup_arg(a, a->progress_fd);
+	sup_arg(a, "-o");
+	sup_arg(a, a->log);
+	if (m->verify)
+		sup_arg(a, "--verify");
+	if (s->cfg->verbose)
+		sup_arg(a, "-v");
+	if (!m->restore)
+		return 0;
+	sup_arg(a, "--restore");
+	if (s->cfg->criu) {
+		sup_arg(a, "--criu");
+		sup_arg(a, s->cfg->criu);
+	}
+	/* One argv element each: "--criu-opt X" would let X be read as an option. */
+	if (c->shell_job)
+		sup_arg(a, "--criu-opt=--shell-job");
+	if (c->tcp_established)
+		sup_arg(a, "--criu-opt=--tcp-established");
+	if (c->ext_unix_sk)
+		sup_arg(a, "--criu-opt=--ext-unix-sk");
+	if (c->file_locks)
+		sup_arg(a, "--criu-opt=--file-locks");
+	if (c->link_remap)
+		sup_arg(a, "--criu-opt=--link-remap");
+	if (c->manage_cgroups) {
+		snprintf(a->cgroups, sizeof(a->cgroups), "--criu-opt=--manage-cgroups=%s",
+			 c->manage_cgroups);
+		sup_arg(a, a->cgroups);
+	}
+	if (c->log_level >= 0) {
+		snprintf(a->level, sizeof(a->level), "--criu-opt=-v%d", c->log_level);
+		sup_arg(a, a->level);
+	}
+	return 0;
+}
+
+/* Moves fd above SUP_FD_FLOOR (close-on-exec), so dup2 onto 3 and 4 cannot clash. */
+static int sup_fd_high(int *fd)
+{
+	int nfd = fcntl(*fd, F_DUPFD_CLOEXEC, SUP_FD_FLOOR);
+
+	if (nfd < 0)
+		return -errno;
+	close(*fd);
+	*fd = nfd;
+	return 0;
+}
+
+/*
+ * posix_spawn of the worker with fds 0/1 on /dev/null, 2 the agent's log,
+ * 3 the progress pipe, 4 the secret pipe, nothing else; default signal
+ * handling; its own process group, so a terminal's ^C reaches the
+ * supervisor only, which then stops the workers in order.
+ */
+static int sup_spawn(struct sup_mig *m, char *const argv[], int prog_w, int secret_r)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
+	int ret;
+
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGINT);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	ret = posix_spawnattr_setsigmask(&attr, &none);
+	if (!ret)
+		ret = posix_spawnattr_setsigdefault(&attr, &dfl);
+	if (!ret)
+		ret = posix_spawnattr_setpgroup(&attr, 0);
+	if (!ret)
+		ret = posix_spawnattr_setflags(
+		    &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+	if (!ret)
+		ret = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+	if (!ret)
+		ret =
+		    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	if (!ret)
+		ret = posix_spawn_file_actions_adddup2(&fa, prog_w, SUP_CHILD_PROGRESS_FD);
+	if (!ret)
+		ret = posix_spawn_file_actions_adddup2(&fa, secret_r, SUP_CHILD_SECRET_FD);
+	if (!ret)
+		ret = posix_spawn_file_actions_addclosefrom_np(&fa, SUP_CHILD_SECRET_FD + 1);
+	if (ret) {
+		ret = -ret;
+		log_err("migration %s: worker spawn setup: %s", m->id, strerror(-ret));
+		goto out;
+	}
+	/* /proc/self/exe: this very binary, even if the file was replaced since. */
+	ret = posix_spawn(&m->pid, "/proc/self/exe", &fa, &attr, argv, environ);
+	if (ret) {
+		ret = -ret;
+		m->pid = 0;
+		log_err("migration %s: cannot start a worker (/proc/self/exe): %s", m->id,
+			strerror(-ret));
+		goto out;
+	}
+out:
+	posix_spawnattr_destroy(&attr);
+	posix_spawn_file_actions_destroy(&fa);
+	return ret;
+}
+
+/*
+ * The secret goes into a pipe before the worker exists: at most
+ * AUTH_SECRET_MAX bytes, which a pipe buffers whole, and the write end is
+ * closed at once, so the worker reads it to end of file.
+ */
+static int sup_secret_pipe(const struct api_start_req *req, int *read_end, struct api_error *err)
+{
+	struct auth_secret *secret = NULL;
+	int p[2] = {-1, -1}, ret;
+
+	if (req->secret)
+		ret = auth_secret_from_buf(req->secret, req->secret_len, &secret);
+	else if (req->secret_file)
+		ret = auth_secret_load_file(req->secret_file, &secret);
+	else
+		return api_error_set(err, -EINVAL,
+				     "give \"secret\" or \"secret_file\": the destination agent "
+				     "has no default secret");
+	if (ret < 0) {
+		if (req->secret)
+			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
+					    "field \"secret\" is not usable: %s", strerror(-ret));
+		else
+			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
+					    "secret_file %s: %s", req->secret_file, strerror(-ret));
+		goto out;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		ret = -errno;
+		log_err("secret pipe: %s", strerror(-ret));
+		ret = api_error_set(err, ret, "cannot create a pipe: %s", strerror(-ret));
+		goto out;
+	}
+	ret = auth_secret_write_fd(secret, p[1]);
+	if (ret == 0)
+		ret = sup_fd_high(&p[0]);
+	if (ret < 0) {
+		ret = api_error_set(err, -EIO, "cannot hand the secret over: %s", strerror(-ret));
+		goto out;
+	}
+	*read_end = p[0];
+	p[0] = -1;
+out:
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+	auth_secret_free(secret);
+	return ret;
+}
+
+/* Spawns m's worker and starts watching it; on failure nothing is left running. */
+static int sup_start_worker(struct sup *s, struct sup_mig *m, const struct api_start_req *req,
+			    struct api_error *err)
+{
+	struct sup_argv a;
+	int prog[2] = {-1, -1}, secret_r = -1, ret;
+
+	ret = sup_build_argv(s, m, req, &a);
+	if (ret < 0) {
+		ret = api_error_set(err, -EINVAL, "work_dir %s: path too long", m->work_dir);
+		goto out;
+	}
+	ret = sup_secret_pipe(req, &secret_r, err);
+	if (ret < 0)
+		goto out;
+	if (pipe2(prog, O_CLOEXEC) < 0 || sup_fd_high(&prog[1]) < 0 ||
+	    fd_set_nonblock(prog[0]) < 0) {
+		ret = -errno;
+		log_err("migration %s: progress pipe: %s", m->id, strerror(-ret));
+		ret = api_error_set(err, -EIO, "cannot create a pipe: %s", strerror(-ret));
+		goto out;
+	}
+	m->prog_buf = evbuffer_new();
+	m->prog_ev = event_new(s->base, prog[0], EV_READ | EV_PERSIST, sup_progress_cb, m);
+	if (!m->prog_buf || !m->prog_ev) {
+		ret = api_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	m->prog_fd = prog[0];
+	prog[0] = -1;
+	ret = sup_spawn(m, a.v, prog[1], secret_r);
+	if (ret < 0) {
+		ret = api_error_set(err, -EIO, "cannot start a worker: %s", strerror(-ret));
+		goto out;
+	}
+	ret = proctree_pidfd_open(m->pid);
+	if (ret >= 0) {
+		m->pidfd = ret;
+		m->exit_ev = event_new(s->base, m->pidfd, EV_READ | EV_PERSIST, sup_exit_cb, m);
+		ret = m->exit_ev && event_add(m->exit_ev, NULL) == 0 &&
+			      event_add(m->prog_ev, NULL) == 0
+			  ? 0
+			  : -ENOMEM;
+	}
+	if (ret < 0) {
+		log_err("migration %s: cannot watch worker %d: %s; stopping it", m->id, (int)m->pid,
+			strerror(-ret));
+		/* Nothing was restored yet: the worker is still connecting. */
+		kill(m->pid, SIGKILL);
+		while (waitpid(m->pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		ret = api_error_set(err, -EIO, "cannot watch the worker: %s", strerror(-ret));
+		goto out;
+	}
+out:
+	if (prog[0] >= 0)
+		close(prog[0]);
+	if (prog[1] >= 0)
+		close(prog[1]);
+	if (secret_r >= 0)
+		close(secret_r);
+	return ret;
+}
+
+/* No two running workers may share a directory: sockets and images would mix. */
+static int sup_check_dirs(struct sup *s, const struct sup_mig *m, struct api_error *err)
+{
+	const struct sup_mig *o;
+
+	TAILQ_FOREACH(o, &s->migs, link)
+	{
+		if (o->final)
+			continue;
+		if (strcmp(o->images_dir, m->images_dir) == 0 ||
+		    strcmp(o->work_dir, m->work_dir) == 0 ||
+		    strcmp(o->images_dir, m->work_dir) == 0 ||
+		    strcmp(o->work_dir, m->images_dir) == 0)
+			return api_error_set(err, -EBUSY,
+					     "migration \"%s\" (running) uses the same directory",
+					     o->id);
+	}
+	return 0;
+}
+
+/* ---- API callbacks ---- */
+
+static int sup_api_start(void *agent, const struct api_start_req *req, struct api_error *err)
+{
+	struct sup *s = agent;
+	struct sup_mig *m = NULL, *old;
+	char dir[PATH_MAX];
+	bool made_images = false, made_work = false;
+	int ret;
+
+	if (s->stopping) {
+		ret = api_error_set(err, -EAGAIN, "the destination agent is shutting down");
+		goto out;
+	}
+	old = sup_find(s, req->id);
+	if (old) {
+		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
+				    api_state_str(old->state));
+		goto out;
+	}
+	if (s->nr_running >= s->cfg->max_running) {
+		ret = api_error_set(err, -EAGAIN,
+				    "%u migrations are running, the most this agent runs at once "
+				    "(--max-migrations)",
+				    s->nr_running);
+		goto out;
+	}
+	m = calloc(1, sizeof(*m));
+	if (!m) {
+		ret = api_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	m->sup = s;
+	m->pidfd = -1;
+	m->prog_fd = -1;
+	m->state = API_STATE_PENDING;
+	m->restore_ms = -1;
+	m->resumed_ms = -1;
+	m->c.fault_p50_us = -1;
+	m->c.fault_p99_us = -1;
+	m->t_accept_ns = now_ns();
+	m->created_unix_ms = sup_unix_ms();
+	snprintf(m->id, sizeof(m->id), "%s", req->id);
+	snprintf(m->source, sizeof(m->source), "%s", req->peer);
+	m->transport = req->transport;
+	m->verify = req->verify;
+	m->restore = req->restore;
+
+	if (req->images_dir)
+		snprintf(dir, sizeof(dir), "%s", req->images_dir);
+	else if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", s->work_root, req->id) >=
+		 sizeof(dir)) {
+		ret = api_error_set(err, -EINVAL, "work root %s: path too long", s->work_root);
+		goto out;
+	}
+	ret = sup_prepare_dir("images_dir", dir, true, m->images_dir, &made_images, err);
+	if (ret < 0)
+		goto out;
+	if (req->work_dir) {
+		ret =
+		    sup_prepare_dir("work_dir", req->work_dir, false, m->work_dir, &made_work, err);
+		if (ret < 0)
+			goto out;
+	} else {
+		snprintf(m->work_dir, sizeof(m->work_dir), "%s", m->images_dir);
+	}
+	ret = sup_check_dirs(s, m, err);
+	if (ret < 0)
+		goto out;
+	ret = sup_start_worker(s, m, req, err);
+	if (ret < 0)
+		goto out;
+	TAILQ_INSERT_TAIL(&s->migs, m, link);
+	s->nr_running++;
+	log_info("migration %s: worker %d started: source %s over %s, images %s, work %s%s%s",
+		 m->id, (int)m->pid, m->source, api_transport_str(m->transport), m->images_dir,
+		 m->work_dir, m->restore ? ", running criu restore" : ", for an external restore",
+		 m->verify ? ", verified" : "");
+	m = NULL;
+	ret = 0;
+out:
+	if (ret < 0 && made_work)
+		rmdir(m->work_dir);
+	if (ret < 0 && made_images)
+		rmdir(m->images_dir);
+	sup_mig_free(m);
+	return ret;
+}
+
+static int sup_api_get(void *agent, const char *id, struct api_migration_view *out)
+{
+	const struct sup_mig *m = sup_find(agent, id);
+
+	if (!m)
+		return -ENOENT;
+	sup_view(m, out);
+	return 0;
+}
+
+static int sup_api_list(void *agent, api_emit_fn emit, void *ctx)
+{
+	struct sup *s = agent;
+	struct api_migration_view v;
+	const struct sup_mig *m;
+	int ret;
+
+	TAILQ_FOREACH(m, &s->migs, link)
+	{
+		api_migration_view_init(&v);
+		sup_view(m, &v);
+		ret = emit(ctx, &v);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* SIGTERM: the worker stops the restored processes that still need pages and aborts. */
+static int sup_stop_worker(struct sup_mig *m, bool shutdown)
+{
+	if (m->abort_requested)
+		return 0;
+	if (kill(m->pid, SIGTERM) < 0) {
+		log_err("migration %s: cannot signal worker %d: %s", m->id, (int)m->pid,
+			strerror(errno));
+		return -errno;
+	}
+	m->abort_requested = true;
+	m->shutdown = shutdown;
+	log_info("migration %s: stopping worker %d (%s)", m->id, (int)m->pid,
+		 shutdown ? "the agent is shutting down" : "aborted through the API");
+	return 0;
+}
+
+static int sup_api_abort(void *agent, const char *id, struct api_error *err)
+{
+	struct sup_mig *m = sup_find(agent, id);
+	int ret;
+
+	if (!m)
+		return api_error_set(err, -ENOENT, "no migration \"%s\"", id);
+	if (m->final)
+		return -EALREADY;
+	ret = sup_stop_worker(m, false);
+	if (ret < 0)
+		return api_error_set(err, ret, "cannot stop the worker: %s", strerror(-ret));
+	return 0;
+}
+
+static const struct api_ops sup_api_ops = {
+    .start = sup_api_start,
+    .get = sup_api_get,
+    .list = sup_api_list,
+    .abort = sup_api_abort,
+    .rollback = NULL, /* nothing to roll back here: the route answers 405 */
+};
+
+/* ---- signals ---- */
+
+static void sup_stop_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup *s = arg;
+
+	log_err("%u workers still running %d s after the stop request: leaving them to finish "
+		"their own shutdown",
+		s->nr_running, SUP_STOP_WAIT_S);
+	event_base_loopexit(s->base, NULL);
+}
+
+static void sup_signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval tv = {.tv_sec = SUP_STOP_WAIT_S};
+	struct sup *s = arg;
+	struct sup_mig *m;
+
+	if (s->stopping) {
+		log_err("signal %d again: exiting now; %u workers finish their shutdown alone",
+			(int)sig, s->nr_running);
+		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	s->stopping = true;
+	log_warn("signal %d: stopping: refusing new migrations, stopping %u workers", (int)sig,
+		 s->nr_running);
+	TAILQ_FOREACH(m, &s->migs, link)
+	if (!m->final)
+		sup_stop_worker(m, true);
+	if (s->nr_running == 0) {
+		event_base_loopexit(s->base, NULL);
+		return;
+	}
+	s->stop_ev = evtimer_new(s->base, sup_stop_timeout_cb, s);
+	if (!s->stop_ev || evtimer_add(s->stop_ev, &tv) < 0)
+		event_base_loopexit(s->base, NULL);
+}
+
+/* ---- the daemon ---- */
+
+static int sup_setup(struct sup *s)
+{
+	static const int sigs[2] = {SIGINT, SIGTERM};
+	struct api_config ac = {
+	    .role = API_ROLE_DEST,
+	    .socket_path = s->cfg->api_socket,
+	    .tcp = s->cfg->api_tcp,
+	};
+	int ret;
+
+	if (!realpath(s->cfg->work_root, s->work_root)) {
+		ret = -errno;
+		log_err("work root %s: %s", s->cfg->work_root, strerror(-ret));
+		goto out;
+	}
+	s->base = event_base_new();
+	if (!s->base) {
+		ret = -ENOMEM;
+		log_err("event_base_new failed");
+		goto out;
+	}
+	/* evhttp writes to clients that may have gone. */
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < 2; i++) {
+		s->sig_ev[i] = evsignal_new(s->base, sigs[i], sup_signal_cb, s);
+		if (!s->sig_ev[i] || event_add(s->sig_ev[i], NULL) < 0) {
+			ret = -ENOMEM;
+			log_err("cannot install signal events");
+			goto out;
+		}
+	}
+	ret = api_server_create(s->base, &ac, &sup_api_ops, s, &s->api);
+	if (ret < 0) {
+		log_err("api: cannot serve on %s%s%s: %s",
+			s->cfg->api_socket ? s->cfg->api_socket : API_SOCKET_DEST,
+			s->cfg->api_tcp ? " and " : "", s->cfg->api_tcp ? s->cfg->api_tcp : "",
+			strerror(-ret));
+		goto out;
+	}
+	if (api_server_socket_path(s->api))
+		log_info("api: serving on %s", api_server_socket_path(s->api));
+	if (s->cfg->api_tcp)
+		log_info("api: serving on TCP port %d (unauthenticated)",
+			 api_server_tcp_port(s->api));
+	ret = 0;
+out:
+	return ret;
+}
+
+int sup_run(const struct sup_config *cfg)
+{
+	struct sup s = {.cfg = cfg};
+	struct sup_mig *m;
+	int ret, code = 1;
+
+	TAILQ_INIT(&s.migs);
+	ret = sup_mkdir_p(cfg->work_root);
+	if (ret < 0)
+		goto out;
+	ret = sup_setup(&s);
+	if (ret < 0) {
+		code = ret == -EADDRINUSE || ret == -EEXIST ? 78 : 1;
+		goto out;
+	}
+	log_info("serving migrations: images under %s, at most %u at once", s.work_root,
+		 cfg->max_running);
+	event_base_dispatch(s.base);
+	code = 0;
+out:
+	api_server_destroy(s.api);
+	while ((m = TAILQ_FIRST(&s.migs)) != NULL) {
+		TAILQ_REMOVE(&s.migs, m, link);
+		/* Its progress writes now fail with EPIPE; it goes on unreported. */
+		if (!m->final)
+			log_warn("migration %s: worker %d still running; no longer supervised",
+				 m->id, (int)m->pid);
+		sup_mig_free(m);
+	}
+	if (s.stop_ev)
+		event_free(s.stop_ev);
+	for (int i = 0; i < 2; i++)
+		if (s.sig_ev[i])
+			event_free(s.sig_ev[i]);
+	if (s.base)
+		event_base_free(s.base);
+	return code;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * supervisor: `rdmig-dest --serve`, the destination agent's API daemon.
+ *
+ * One libevent loop serves the agents' HTTP API (common/api.h, role dest)
+ * and runs one WORKER process per migration: this same binary in one-shot
+ * mode (-D IMAGES -W WORK --source ... -m ID [--restore ...]), started with
+ * posix_spawn.  A worker owns everything of its migration: the connection
+ * and RDMA resources, the userfaultfds, criu restore and the restored
+ * processes' fate.  A worker that crashes or is killed takes only its own
+ * migration down, and a migration's memory registrations and uffds are
+ * released by the kernel when its worker exits.
+ *
+ * The supervisor hands the secret to the worker through a pipe
+ * (--secret-fd: never on a command line, in the environment or in a file),
+ * reads its progress lines (--progress-fd, progress.h) and watches its exit
+ * through a pidfd.  The API view of a migration comes from those reports;
+ * its final state from the worker's exit: done only when the worker
+ * reported done and exited 0.  DELETE sends the worker SIGTERM (it stops
+ * the restored processes that still need pages and tells the source, which
+ * keeps its checkpoint); the migration is aborted once the worker exited.
+ *
+ * SIGTERM/SIGINT: new migrations are refused (503), every worker gets
+ * SIGTERM, and the supervisor exits once they are gone (bounded); a worker
+ * still running then is left to finish its own bounded shutdown, never
+ * killed: SIGKILL would leave its restored processes reading zeros.
+ */
+#ifndef RDMIG_SUPERVISOR_H
+#define RDMIG_SUPERVISOR_H
+
+#include <stdbool.h>
+
+#define SUP_WORK_ROOT_DEFAULT	   "/run/rdmig/dest"
+#define SUP_MAX_MIGRATIONS_DEFAULT 4
+
+/* Borrowed for the lifetime of sup_run(). */
+struct sup_config {
+	const char *api_socket; /* NULL: API_SOCKET_DEST; "": none */
+	const char *api_tcp;	/* "host:port" or NULL: no TCP listener */
+	const char *work_root;	/* parent of the default images directories */
+	unsigned int max_running;
+	const char *criu; /* handed to workers as --criu; NULL: criu from PATH */
+	bool verbose;	  /* workers log with -v too */
+};
+
+/*
+ * Serves until SIGTERM/SIGINT.  Returns the process exit code: 0 after a
+ * signal, 78 (EX_CONFIG) when the API cannot listen, 1 on other failures.
+ */
+int sup_run(const struct sup_config *cfg);
+
+#endif
