@@ -403,6 +403,26 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+int rdma_ep_poll(struct rdma_ep *ep)
+{
+	struct ibv_wc wc[16];
+	int n, i;
+
+	if (ep->closing && !ep->lingering)
+		return -ENOTCONN;
+	if (!ep->cq)
+		return -ENOTCONN;
+	n = ibv_poll_cq(ep->cq, (int)ARRAY_SIZE(wc), wc);
+	if (n < 0) {
+		log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
+		ep_report_closed(ep, -EIO);
+		return -EIO;
+	}
+	for (i = 0; i < n && (!ep->closing || ep->lingering); i++)
+		ep_handle_wc(ep, &wc[i]);
+	return n;
+}
+
 static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rdma_ep *ep = arg;

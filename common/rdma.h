@@ -94,6 +94,14 @@ int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
 /* Bytes of messages waiting in software for a free send buffer. */
 size_t rdma_ep_pending(const struct rdma_ep *ep);
 
+/*
+ * Polls the completion queue once, without waiting, and runs the callbacks
+ * of what completed.  Returns how many completions ran, or a negative errno
+ * (-ENOTCONN once closing).  For callers that spin briefly on a latency-
+ * critical READ instead of waiting for the completion channel's wakeup.
+ */
+int rdma_ep_poll(struct rdma_ep *ep);
+
 /* READs that can still be posted now. */
 uint32_t rdma_ep_read_slots(const struct rdma_ep *ep);
 

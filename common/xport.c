@@ -295,6 +295,13 @@ int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint
 	return rdma_ep_read(x->ep, local, lkey, raddr, rkey, len, cookie);
 }
 
+int xport_poll(struct xport *x)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_poll(x->ep);
+}
+
 uint32_t xport_read_slots(const struct xport *x)
 {
 	return x->kind == XPORT_RDMA ? rdma_ep_read_slots(x->ep) : 0;

@@ -77,6 +77,11 @@ int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint
 	       uint32_t len, uint64_t cookie);
 uint32_t xport_read_slots(const struct xport *x);
 
+/*
+ * RDMA only: runs the callbacks of completions already there, without
+ * waiting (rdma_ep_poll()).  Returns how many ran, or a negative errno.
+ */
+int xport_poll(struct xport *x);
 void xport_close(struct xport *x);
 
 /*

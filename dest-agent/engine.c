@@ -143,6 +143,7 @@ void engine_config_default(struct engine_config *cfg)
 	    .max_retries = 3,
 	    .events_budget = 64,
 	    .latency_samples = 65536,
+	    .fault_poll_us = 1000,
 	};
 }
 
@@ -357,6 +358,8 @@ static void task_gone(struct etask *t, const char *why)
 			 why);
 	task_flush_reqs(t);
 	t->state = ENGINE_TASK_GONE;
+	if (t->eng->ops.task_settled)
+		t->eng->ops.task_settled(t->eng->arg, t->id);
 	t->c.pages_dropped += left;
 	t->eng->c.pages_dropped += left;
 	task_close_uffd(t);
@@ -422,6 +425,8 @@ static void task_maybe_done(struct etask *t)
 		 t->pid, t->id, t->lazy_pages, t->c.pages_fault, t->c.pages_drain,
 		 t->c.pages_dropped, t->c.zero_pages);
 	t->state = ENGINE_TASK_DONE;
+	if (t->eng->ops.task_settled)
+		t->eng->ops.task_settled(t->eng->arg, t->id);
 	task_close_uffd(t);
 	task_release_pidfd(t);
 	lazyset_free(t->ls);
@@ -888,6 +893,8 @@ static void task_on_fork(struct etask *t, int child_uffd)
 	}
 	c->lazy_pages = lazyset_remaining(c->ls);
 	e->lazy_pages += c->lazy_pages;
+	if (e->ops.task_added)
+		e->ops.task_added(e->arg, c->id, c->uffd, c->pidfd, c->real_pid);
 	log_info("pid %" PRId32 " (task %" PRIu32 "): fork: child is task %" PRIu32
 		 " (uffd %d), %" PRIu64 " lazy pages to fetch for it",
 		 t->pid, t->id, c->id, child_uffd, c->lazy_pages);
@@ -1036,13 +1043,36 @@ static void task_retry_parked(struct etask *t)
 	task_maybe_done(t);
 }
 
+/*
+ * A fault's READ completes after one network round trip.  Waking the loop
+ * through the completion channel adds an interrupt, a wakeup and a trip
+ * through epoll, which under soft-RoCE costs as much as the round trip
+ * itself.  So spin on the source, bounded, until a waiting fault resolves;
+ * on a real NIC the spin lasts microseconds.
+ */
+static void engine_spin_faults(struct engine *e)
+{
+	uint64_t resolved = e->lat.count, end;
+
+	if (!e->cfg.fault_poll_us || !e->nr_fault_inflight)
+		return;
+	end = now_ns() + (uint64_t)e->cfg.fault_poll_us * 1000;
+	while (e->nr_fault_inflight && e->lat.count == resolved && !e->aborting) {
+		if (pagesrc_poll(e->src) < 0 || now_ns() >= end)
+			return;
+	}
+}
+
 static void task_uffd_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct etask *t = arg;
+	struct engine *e = t->eng;
 
 	task_read_events(t);
 	if (!TAILQ_EMPTY(&t->parked) || t->nr_zero_retry)
-		engine_schedule_retry(t->eng);
+		engine_schedule_retry(e);
+	/* t may be gone once completions run. */
+	engine_spin_faults(e);
 }
 
 static void task_pidfd_cb(evutil_socket_t fd, short what, void *arg)
@@ -1133,6 +1163,8 @@ int engine_add_task(struct engine *e, int32_t pid, int uffd, pid_t sender)
 	}
 	t->lazy_pages = lazyset_total(t->ls);
 	e->lazy_pages += t->lazy_pages;
+	if (e->ops.task_added)
+		e->ops.task_added(e->arg, t->id, t->uffd, t->pidfd, t->real_pid);
 	log_info("pid %" PRId32 " (task %" PRIu32 "): %" PRIu64 " lazy pages (%s) in %zu ranges, "
 		 "process %d",
 		 pid, t->id, t->lazy_pages, fmt_bytes(t->lazy_pages * PG, b, sizeof(b)),

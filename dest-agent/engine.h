@@ -64,9 +64,19 @@ struct engine_config {
 	 * the source (RDMA READ); over TCP it starves the drain.
 	 */
 	bool drain_yields;
+	/*
+	 * After posting fault fetches, spin on the page source for up to
+	 * this long until a waiting fault is resolved, instead of sleeping
+	 * until the loop wakes (0: never).  Only sources with a poll
+	 * operation (RDMA) spin.
+	 */
+	uint32_t fault_poll_us;
 };
 
-/* Fills the defaults: 16 pages, 8 x 256 KiB, 30 s, 3 retries, 64 events, 65536 samples. */
+/*
+ * Fills the defaults: 16 pages, 8 x 256 KiB, 30 s, 3 retries, 64 events,
+ * 65536 samples, 1000 us fault spin.
+ */
 void engine_config_default(struct engine_config *cfg);
 
 struct engine_ops {
@@ -81,6 +91,14 @@ struct engine_ops {
 	 * -ECANCELED after engine_abort().  Called once, from the loop.
 	 */
 	void (*done)(void *arg, int status);
+	/*
+	 * Optional.  A task was taken over (also a forked child): its uffd
+	 * and pidfd (-1: none) are the engine's, valid during the call, for
+	 * the owner to duplicate (the guard holds copies, guard.h).
+	 */
+	void (*task_added)(void *arg, uint32_t id, int uffd, int pidfd, pid_t real_pid);
+	/* Optional.  Task id has all its pages, or its process is gone. */
+	void (*task_settled)(void *arg, uint32_t id);
 };
 
 struct engine_counters {

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "guard.h"
 #include "image.h"
 #include "log.h"
 #include "lpsock.h"
@@ -99,6 +100,7 @@ struct dest_opts {
 };
 
 struct dest {
+	struct guard *guard; /* holds uffd duplicates: see guard.h */
 	struct dest_opts o;
 	struct img_set *imgs;
 	struct event_base *base;
@@ -933,9 +935,27 @@ static int dest_fetch_images(struct dest *d)
 	return 0;
 }
 
+static void dest_on_task_added(void *arg, uint32_t id, int uffd, int pidfd, pid_t real_pid)
+{
+	struct dest *d = arg;
+
+	if (d->guard)
+		guard_add(d->guard, id, uffd, pidfd, real_pid);
+}
+
+static void dest_on_task_settled(void *arg, uint32_t id)
+{
+	struct dest *d = arg;
+
+	if (d->guard)
+		guard_forget(d->guard, id);
+}
+
 static const struct engine_ops dest_engine_ops = {
     .task_failed = dest_on_task_failed,
     .done = dest_on_done,
+    .task_added = dest_on_task_added,
+    .task_settled = dest_on_task_settled,
 };
 
 static void dest_signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -1209,6 +1229,8 @@ static void dest_cleanup(struct dest *d)
 
 	/* The source first: after it nothing writes into staging or completes a request. */
 	restore_free(d->rs);
+	/* Without a release, the guard now kills the processes still missing pages. */
+	guard_free(d->guard);
 	pagesrc_destroy(d->src);
 	engine_free(d->eng);
 	netsrc_free(d->ns);
@@ -1298,6 +1320,12 @@ int main(int argc, char **argv)
 		if (!d.o.log_file)
 			dest_redirect_log("/dev/null");
 	}
+	/* After daemonizing (the guard watches this very process), before any RDMA resource. */
+	ret = guard_start(&d.guard);
+	if (ret < 0)
+		log_warn("no guard process (%s): if rdmig-dest dies mid-migration, restored "
+			 "processes read zeros where pages are missing",
+			 strerror(-ret));
 	if (!d.o.local) {
 		/* After daemonizing: a forked child must not inherit RDMA resources. */
 		if (!d.base)
@@ -1357,6 +1385,8 @@ int main(int argc, char **argv)
 		code = 1;
 	dest_summary(&d, code);
 	dest_write_latencies(&d);
+	if (code == 0 && d.guard)
+		guard_release(d.guard);
 out:
 	dest_report_ready(ready_fd, false);
 	dest_progress_end(&d, code);

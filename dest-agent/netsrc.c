@@ -834,9 +834,17 @@ static void nsrc_destroy(void *ctx)
 		ns_close_xport(ns);
 }
 
+static int nsrc_poll(void *ctx)
+{
+	struct netsrc *ns = ctx;
+
+	return ns->x ? xport_poll(ns->x) : -ENOTCONN;
+}
+
 static const struct pagesrc_ops nsrc_ops = {
     .name = "network",
     .submit = nsrc_submit,
+    .poll = nsrc_poll,
     .verify = nsrc_verify,
     .destroy = nsrc_destroy,
 };

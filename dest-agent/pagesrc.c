@@ -55,6 +55,15 @@ int pagesrc_submit(struct pagesrc *src, struct pagesrc_req *req)
 	return src->ops->submit(src->ctx, req);
 }
 
+int pagesrc_poll(struct pagesrc *src)
+{
+	if (!src->ops->poll)
+		return -EOPNOTSUPP;
+	if (src->gone_err)
+		return src->gone_err;
+	return src->ops->poll(src->ctx);
+}
+
 int pagesrc_cancel(struct pagesrc_req *req)
 {
 	if (!req->src->ops->cancel)

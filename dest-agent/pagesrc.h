@@ -76,6 +76,11 @@ struct pagesrc_ops {
 	int (*cancel)(void *ctx, struct pagesrc_req *req);
 	/* Optional.  0 if buf holds the right data for (pid, img_vaddr, len). */
 	int (*verify)(void *ctx, int32_t pid, uint64_t img_vaddr, const void *buf, uint64_t len);
+	/*
+	 * Optional.  Completes what the transport already has, without
+	 * waiting; returns how many requests completed or a negative errno.
+	 */
+	int (*poll)(void *ctx);
 	/* Stops all I/O and frees ctx; no callback afterwards. */
 	void (*destroy)(void *ctx);
 };
@@ -95,6 +100,8 @@ int pagesrc_submit(struct pagesrc *src, struct pagesrc_req *req);
 int pagesrc_cancel(struct pagesrc_req *req);
 int pagesrc_verify(const struct pagesrc_req *req, const void *buf, uint64_t len);
 bool pagesrc_is_gone(const struct pagesrc *src);
+/* ops->poll, or -EOPNOTSUPP when the source has none. */
+int pagesrc_poll(struct pagesrc *src);
 
 /* Transport side. */
 void pagesrc_complete(struct pagesrc_req *req, int status);
