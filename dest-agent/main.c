@@ -161,6 +161,7 @@ enum {
 	OPT_DEAD_AFTER,
 	OPT_MAX_READS,
 	OPT_LATENCY_OUT,
+	OPT_FAULT_POLL,
 	OPT_RESTORE,
 	OPT_CRIU,
 	OPT_CRIU_OPT,
@@ -210,6 +211,9 @@ static void dest_usage(FILE *f)
 		"      --drain-depth N    background requests in flight (default 8)\n"
 		"      --drain-chunk SIZE bytes per background request (default 256K)\n"
 		"      --fetch-timeout SEC  stop a process whose pages take longer (default 30)\n"
+		"      --fault-poll US    after posting a fault's RDMA READ, poll for its\n"
+		"                         completion for up to US microseconds before\n"
+		"                         sleeping (default 1000; 0: never)\n"
 		"      --latency-out FILE at exit, write the fault latency samples to FILE\n"
 		"                         (nanoseconds, one per line; for benchmarks)\n"
 		"      --inject SPEC      testing: faults of the local source, e.g.\n"
@@ -327,6 +331,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
 	    {"inject", required_argument, NULL, OPT_INJECT},
 	    {"latency-out", required_argument, NULL, OPT_LATENCY_OUT},
+	    {"fault-poll", required_argument, NULL, OPT_FAULT_POLL},
 	    {"restore", no_argument, NULL, OPT_RESTORE},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
@@ -397,6 +402,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_INJECT:
 			o->inject = optarg;
+			break;
+		case OPT_FAULT_POLL:
+			ret = parse_uint(optarg, 0, 100000, &v);
+			o->ecfg.fault_poll_us = (uint32_t)v;
 			break;
 		case OPT_LATENCY_OUT:
 			o->latency_out = optarg;
