@@ -24,6 +24,8 @@ enum {
 	OPT_VERIFY,
 	OPT_WAIT,
 	OPT_WATCH,
+	OPT_ADVERTISE,
+	OPT_DEST_IMAGES,
 };
 
 #define M_GLOBAL   0u /* every command, and before the command */
@@ -49,6 +51,8 @@ static const struct option cli_options[] = {
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"wait", no_argument, NULL, OPT_WAIT},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"advertise", required_argument, NULL, OPT_ADVERTISE},
+    {"dest-images", required_argument, NULL, OPT_DEST_IMAGES},
     {NULL, 0, NULL, 0},
 };
 
@@ -64,6 +68,8 @@ static unsigned cli_option_mask(int code)
 	case OPT_ID:
 	case OPT_VERIFY:
 	case OPT_WAIT:
+	case OPT_ADVERTISE:
+	case OPT_DEST_IMAGES:
 		return M_MIGRATE;
 	case OPT_WATCH:
 		return M_STATUS;
@@ -114,27 +120,34 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			globals);
 		break;
 	case CLI_CMD_MIGRATE:
-		fprintf(
-		    f,
-		    "Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
-		    "                [--to HOST[:PORT]] [--transport rdma|tcp]\n"
-		    "                [--secret-file FILE] [--id ID]\n"
-		    "                [--verify] [--wait]\n"
-		    "Start a migration on the source agent.\n\n"
-		    "  -p, --pid PID          the agent dumps this running process tree (criu\n"
-		    "                         dump) and serves its images\n"
-		    "  -i, --images DIR       serve images already dumped in DIR instead\n"
-		    "      --to HOST[:PORT]   the destination agent's migration endpoint;\n"
-		    "                         informative (the destination connects to the\n"
-		    "                         source; rdmig-source reports the peer it sees)\n"
-		    "      --transport T      rdma (default) or tcp\n"
-		    "      --secret-file F    the shared secret file, read by the agent\n"
-		    "      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
-		    "                         default: chosen by the agent\n"
-		    "      --verify           checksum every page\n"
-		    "  -w, --wait             follow the migration and print the final report;\n"
-		    "                         exit 1 unless it ends \"done\"\n%s",
-		    globals);
+		fprintf(f,
+			"Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
+			"                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
+			"                [--dest-images DIR]] [--transport rdma|tcp]\n"
+			"                [--secret-file FILE] [--id ID] [--verify] [--wait]\n"
+			"Start a migration on the source agent.\n\n"
+			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
+			"                         dump) and serves its images\n"
+			"  -i, --images DIR       serve images already dumped in DIR instead\n"
+			"      --to HOST[:PORT]   the destination agent's API (port default %d):\n"
+			"                         once the images are served, the source agent\n"
+			"                         hands the migration over to it (with the\n"
+			"                         secret: see rdmigctl(8), SECURITY); without\n"
+			"                         --to, start the destination side yourself\n"
+			"      --advertise H[:P]  where the destination is to connect to the\n"
+			"                         source (default: its listener's address, or\n"
+			"                         its address towards the destination agent)\n"
+			"      --dest-images DIR  the images directory on the destination\n"
+			"                         (absolute; default: its agent chooses)\n"
+			"      --transport T      rdma (default) or tcp\n"
+			"      --secret-file F    the shared secret file, read by the agent\n"
+			"      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
+			"                         default: chosen by the agent\n"
+			"      --verify           checksum every page\n"
+			"  -w, --wait             follow the migration, then print its report:\n"
+			"                         downtime, times, pages, faults; exit 1 with\n"
+			"                         the reason unless it ends \"done\"\n%s",
+			API_DEST_PORT_DEFAULT, globals);
 		break;
 	case CLI_CMD_STATUS:
 		fprintf(
@@ -271,6 +284,21 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 			    err, a->cmd,
 			    "--to wants HOST or HOST:PORT (IPv6 in brackets), not \"%s\"", arg);
 		a->to = arg;
+		break;
+	case OPT_ADVERTISE:
+		if (cli_check_hostport(arg, false) < 0)
+			return cli_bad(
+			    err, a->cmd,
+			    "--advertise wants HOST or HOST:PORT (IPv6 in brackets), not \"%s\"",
+			    arg);
+		a->advertise = arg;
+		break;
+	case OPT_DEST_IMAGES:
+		/* A path on the destination host: nothing here can make it absolute. */
+		if (arg[0] != '/')
+			return cli_bad(err, a->cmd,
+				       "--dest-images wants an absolute path, not \"%s\"", arg);
+		a->dest_images = arg;
 		break;
 	case OPT_TRANSPORT:
 		if (strcmp(arg, "rdma") != 0 && strcmp(arg, "tcp") != 0)
@@ -410,7 +438,9 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 	if (a->cmd == CLI_CMD_MIGRATE) {
 		if (!a->pid == !a->images_dir)
 			return cli_bad(err, a->cmd, "give either --pid or --images");
-		/* The destination connects to the source: --to is informative. */
+		if ((a->advertise || a->dest_images) && !a->to)
+			return cli_bad(err, a->cmd, "%s needs --to (the destination agent)",
+				       a->advertise ? "--advertise" : "--dest-images");
 	}
 	return 0;
 }
@@ -463,6 +493,11 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 		}
 	}
 	if (a->to && json_object_set_new(body, "dest", json_string(a->to)) < 0)
+		goto out;
+	if (a->advertise && json_object_set_new(body, "advertise", json_string(a->advertise)) < 0)
+		goto out;
+	if (a->dest_images &&
+	    json_object_set_new(body, "dest_images_dir", json_string(a->dest_images)) < 0)
 		goto out;
 	if (a->transport && json_object_set_new(body, "transport", json_string(a->transport)) < 0)
 		goto out;
@@ -569,6 +604,7 @@ const char *cli_format_progress(const json_t *m, char *buf, size_t len)
 {
 	char pct[16], bytes[32], p50[24], p99[24], total[24];
 	const char *err = json_string_value(json_object_get(m, "error"));
+	const char *dest_state = json_string_value(json_object_get(m, "dest_state"));
 	int n;
 
 	n = snprintf(buf, len, "%s  %s  %s  %lld/%lld pages  %s  %lld faults  p50 %s  p99 %s  %s",
@@ -580,8 +616,28 @@ const char *cli_format_progress(const json_t *m, char *buf, size_t len)
 		     cli_us(cli_int(m, "latency_us", "fault_p50"), p50, sizeof(p50)),
 		     cli_us(cli_int(m, "latency_us", "fault_p99"), p99, sizeof(p99)),
 		     cli_ms(cli_int(m, "times", "total_ms"), total, sizeof(total)));
+	if (dest_state && n > 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, "  dest %s", dest_state);
 	if (err && n > 0 && (size_t)n < len)
 		snprintf(buf + n, len - (size_t)n, "  (%s)", err);
+	return buf;
+}
+
+/*
+ * The downtime when known; else, with only the dump's freeze known, that
+ * as a lower bound (">=85 ms").
+ */
+static const char *cli_downtime(const json_t *m, char *buf, size_t len)
+{
+	long long down = cli_int(m, "times", "downtime_ms"),
+		  freeze = cli_int(m, "times", "freeze_ms");
+	char t[24];
+
+	if (down >= 0)
+		return cli_ms(down, buf, len);
+	if (freeze < 0)
+		return cli_ms(-1, buf, len);
+	snprintf(buf, len, ">=%s", cli_ms(freeze, t, sizeof(t)));
 	return buf;
 }
 
@@ -612,16 +668,17 @@ void cli_print_table(FILE *f, const json_t *migrations)
 			cli_str(m, NULL, "id"), cli_str(m, NULL, "role"), cli_str(m, NULL, "state"),
 			cli_percent(m, pct, sizeof(pct)), pages,
 			cli_bytes(cli_int(m, "progress", "bytes"), bytes, sizeof(bytes)),
-			cli_int(m, "progress", "faults"),
-			cli_ms(cli_int(m, "times", "freeze_ms"), down, sizeof(down)),
+			cli_int(m, "progress", "faults"), cli_downtime(m, down, sizeof(down)),
 			cli_ms(cli_int(m, "times", "total_ms"), total, sizeof(total)));
 	}
 }
 
 void cli_print_report(FILE *f, const json_t *m)
 {
-	char pct[16], bytes[32], p50[24], p99[24], down[24], total[24];
+	char pct[16], bytes[32], p50[24], p99[24], down[24], total[24], t[24];
 	const char *err = json_string_value(json_object_get(m, "error"));
+	const char *dest_state = json_string_value(json_object_get(m, "dest_state"));
+	bool source = strcmp(cli_str(m, NULL, "role"), "source") == 0;
 	long long pid = cli_int(m, NULL, "pid");
 
 	fprintf(f, "migration %s (%s): %s\n", cli_str(m, NULL, "id"), cli_str(m, NULL, "role"),
@@ -629,7 +686,11 @@ void cli_print_report(FILE *f, const json_t *m)
 	fprintf(f, "  transport:  %s%s\n", cli_str(m, NULL, "transport"),
 		json_is_true(json_object_get(m, "verify")) ? ", pages verified" : "");
 	fprintf(f, "  source:     %s\n", cli_str(m, NULL, "source"));
-	fprintf(f, "  dest:       %s\n", cli_str(m, NULL, "dest"));
+	if (dest_state)
+		fprintf(f, "  dest:       %s (destination agent: %s)\n", cli_str(m, NULL, "dest"),
+			dest_state);
+	else
+		fprintf(f, "  dest:       %s\n", cli_str(m, NULL, "dest"));
 	if (pid > 0)
 		fprintf(f, "  pid:        %lld\n", pid);
 	if (json_is_string(json_object_get(m, "images_dir")))
@@ -643,8 +704,18 @@ void cli_print_report(FILE *f, const json_t *m)
 		cli_int(m, "progress", "faults"),
 		cli_us(cli_int(m, "latency_us", "fault_p50"), p50, sizeof(p50)),
 		cli_us(cli_int(m, "latency_us", "fault_p99"), p99, sizeof(p99)));
-	fprintf(f, "  downtime:   %s\n",
-		cli_ms(cli_int(m, "times", "freeze_ms"), down, sizeof(down)));
+	fprintf(f, "  downtime:   %s%s\n", cli_downtime(m, down, sizeof(down)),
+		cli_int(m, "times", "downtime_ms") >= 0 ? " (frozen on the source until running "
+							  "on the destination)"
+							: "");
+	if (source)
+		fprintf(f, "  dump:       %s (criu dump; the workload is frozen from its start)\n",
+			cli_ms(cli_int(m, "times", "freeze_ms"), t, sizeof(t)));
+	fprintf(f, "  restore:    %s (criu restore on the destination)\n",
+		cli_ms(cli_int(m, "times", "restore_ms"), t, sizeof(t)));
+	if (!source)
+		fprintf(f, "  resumed:    %s after the destination took the migration\n",
+			cli_ms(cli_int(m, "times", "resumed_ms"), t, sizeof(t)));
 	fprintf(f, "  total:      %s\n",
 		cli_ms(cli_int(m, "times", "total_ms"), total, sizeof(total)));
 	fprintf(f, "  created:    %s\n", cli_str(m, "times", "created"));

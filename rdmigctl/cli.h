@@ -41,7 +41,9 @@ struct cli_args {
 	const char *id; /* also status/abort/rollback's ID */
 	pid_t pid;
 	const char *images_dir;
-	const char *to;
+	const char *to;		 /* the destination agent's API: the source hands over to it */
+	const char *advertise;	 /* with --to: where the destination connects */
+	const char *dest_images; /* with --to: the images directory there (absolute) */
 	const char *transport;
 	const char *secret_file;
 	bool verify;

@@ -21,6 +21,9 @@
 #include "rdmig-config.h"
 #include "util.h"
 
+/* Polls, 500 ms apart, for a destination agent's last figures. */
+#define CTL_LINGER_POLLS 10
+
 struct ctl {
 	struct cli_args a;
 	struct apiclient_target t;
@@ -116,6 +119,21 @@ static int ctl_final_status(const json_t *m)
 }
 
 /*
+ * A source's migration can be done before its destination agent reported
+ * its last figures (resume time, latencies): those are worth a short wait.
+ */
+static bool ctl_dest_pending(const json_t *m)
+{
+	const char *state = json_string_value(json_object_get(m, "state"));
+	const char *ds = json_string_value(json_object_get(m, "dest_state"));
+	enum api_state s;
+
+	if (!state || strcmp(state, "done") != 0 || !ds || strcmp(ds, "unreachable") == 0)
+		return false;
+	return api_state_parse(ds, &s) < 0 || !api_state_is_final(s);
+}
+
+/*
  * Follows a migration until it is final: a redrawn line on a terminal, one
  * line per second otherwise (or one JSON object per line with --json).
  */
@@ -124,7 +142,7 @@ static int ctl_watch(struct ctl *c, const char *id)
 	bool tty = isatty(STDOUT_FILENO) && !c->a.json;
 	char path[128], line[512];
 	json_t *m = NULL;
-	int status, ret;
+	int status, ret, linger = 0;
 
 	snprintf(path, sizeof(path), "/v1/migrations/%s", id);
 	for (;;) {
@@ -145,9 +163,10 @@ static int ctl_watch(struct ctl *c, const char *id)
 			printf("%s\n", cli_format_progress(m, line, sizeof(line)));
 		}
 		fflush(stdout);
-		if (json_is_true(json_object_get(m, "final")))
+		if (json_is_true(json_object_get(m, "final")) &&
+		    (!ctl_dest_pending(m) || ++linger > CTL_LINGER_POLLS))
 			break;
-		ctl_sleep_ms(tty ? 500 : 1000);
+		ctl_sleep_ms(tty || linger ? 500 : 1000);
 	}
 	if (tty)
 		fputc('\n', stdout);

@@ -12,8 +12,10 @@
 
 #include "api.h"
 #include "auth.h"
+#include "handover.h"
 #include "image.h"
 #include "log.h"
+#include "util.h"
 
 static enum api_state glue_state(enum src_mig_state st)
 {
@@ -47,21 +49,32 @@ static uint64_t glue_max(uint64_t a, uint64_t b)
 	return a > b ? a : b;
 }
 
+/* A destination agent's counter (-1: not reported) against the source's own. */
+static uint64_t glue_max_dest(uint64_t own, int64_t dest)
+{
+	return dest > 0 ? glue_max(own, (uint64_t)dest) : own;
+}
+
 /*
  * Over TCP the source counts the pages it answered; over RDMA the
- * destination reads them one-sided, so only its Progress messages tell.
+ * destination reads them one-sided, so only its Progress messages tell,
+ * or its agent's API after a handover.  Latencies and the restore and
+ * resume times only the destination agent knows.
  */
 static void glue_view(const struct src_agent *a, const struct src_migration *m,
 		      struct api_migration_view *v)
 {
 	int64_t end = m->finished_unix_ms ? m->finished_unix_ms : src_unix_ms();
+	const struct src_dest_report *r = &m->dr;
 
 	v->id = m->id;
 	v->role = API_ROLE_SOURCE;
 	v->state = glue_state(m->state);
 	v->error = m->error[0] ? m->error : NULL;
 	v->source = a->endpoint[0] ? a->endpoint : NULL;
-	v->dest = m->peer[0] ? m->peer : m->dest;
+	/* With a destination agent, its API; else the data peer the source saw. */
+	v->dest = m->dest ? m->dest : m->peer[0] ? m->peer : NULL;
+	v->dest_state = r->state[0] ? r->state : NULL;
 	v->transport = a->kind == XPORT_TCP ? API_TRANSPORT_TCP : API_TRANSPORT_RDMA;
 	v->pid = m->pid;
 	v->images_dir = m->dir;
@@ -69,20 +82,39 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->verify = m->verify;
 	v->pages_total = m->lazy_bytes / IMG_PAGE_SIZE;
 	v->pages_fetched = glue_max(m->prog_pages, m->bytes_served / IMG_PAGE_SIZE);
+	v->pages_fetched = glue_max_dest(v->pages_fetched, r->pages_fetched);
 	if (v->pages_fetched > v->pages_total)
 		v->pages_fetched = v->pages_total;
 	v->pages_remaining = v->pages_total - v->pages_fetched;
-	v->faults = m->prog_faults;
-	v->bytes = glue_max(m->prog_bytes, m->bytes_served);
+	v->faults = glue_max_dest(m->prog_faults, r->faults);
+	v->bytes = glue_max_dest(glue_max(m->prog_bytes, m->bytes_served), r->bytes);
+	v->fault_p50_us = r->fault_p50_us;
+	v->fault_p99_us = r->fault_p99_us;
+	v->restore_ms = r->restore_ms;
+	v->resumed_ms = r->resumed_ms;
+	/* Each host measured its own part: no clock needs to agree. */
+	if (m->handover_ms >= 0 && r->resumed_ms >= 0)
+		v->downtime_ms = m->handover_ms + r->resumed_ms;
 	v->created_unix_ms = m->created_unix_ms;
 	v->finished_unix_ms = m->finished_unix_ms;
 	v->total_ms = end >= m->created_unix_ms ? end - m->created_unix_ms : 0;
 }
 
-/* The secret of a start request: inline, or the agent reads secret_file. */
+/* The bytes of a start request's secret, kept for a handover only. */
+struct glue_secret_bytes {
+	uint8_t buf[AUTH_SECRET_MAX + 3];
+	size_t len;
+};
+
+/*
+ * The secret of a start request: inline, or the agent reads secret_file.
+ * With a destination agent to hand over to, its bytes go to *bytes too
+ * (the file is then read here: auth_secret does not give them back).
+ */
 static int glue_secret(const struct api_start_req *req, struct auth_secret **out,
-		       struct api_error *err)
+		       struct glue_secret_bytes *bytes, struct api_error *err)
 {
+	bool loose = false;
 	int ret;
 
 	if (req->secret) {
@@ -90,13 +122,27 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 		if (ret < 0)
 			return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
 					     "field \"secret\" is not usable: %s", strerror(-ret));
+		if (req->peer) {
+			memcpy(bytes->buf, req->secret, req->secret_len);
+			bytes->len = req->secret_len;
+		}
 		return 0;
 	}
 	if (!req->secret_file)
 		return api_error_set(err, -EINVAL,
 				     "give \"secret\" or \"secret_file\": this source has no "
 				     "default secret");
-	ret = src_mig_load_secret(req->id, req->secret_file, out);
+	if (!req->peer) {
+		ret = src_mig_load_secret(req->id, req->secret_file, out);
+	} else {
+		ret = src_handover_read_secret(req->secret_file, bytes->buf, sizeof(bytes->buf),
+					       &bytes->len, &loose);
+		if (ret == 0)
+			ret = auth_secret_from_buf(bytes->buf, bytes->len, out);
+		if (ret == 0 && loose)
+			log_warn("migration %s: secret file %s is readable by others", req->id,
+				 req->secret_file);
+	}
 	if (ret < 0)
 		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL, "secret_file %s: %s",
 				     req->secret_file, strerror(-ret));
@@ -172,6 +218,7 @@ static void glue_dump_exit(void *arg, int wstatus, uint64_t elapsed_ns)
 	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
 		glue_criu_failure(m, "criu dump", wstatus, "dump.log", why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
+		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
 	}
@@ -185,8 +232,11 @@ static void glue_dump_exit(void *arg, int wstatus, uint64_t elapsed_ns)
 			 "criu dump succeeded but its images in %s cannot be "
 			 "served: %s",
 			 m->dir, strerror(-ret));
+		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
 	}
+	src_handover_begin(m->handover);
 }
 
 /*
@@ -236,6 +286,8 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 	glue_copy_opts(&req->criu, &m->criu);
 	ret =
 	    src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log", &m->criu);
+	/* The workload's downtime starts here: criu freezes it first. */
+	m->freeze_start_ns = now_ns();
 	if (ret == 0)
 		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_dump_exit, m, &m->job);
 	if (ret < 0) {
@@ -259,6 +311,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	struct src_agent *a = agent;
 	struct auth_secret *secret = NULL;
 	struct src_migration *m = NULL, *old;
+	struct glue_secret_bytes bytes = {.len = 0};
 	enum xport_kind want;
 	int ret;
 
@@ -278,7 +331,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    xport_kind_str(want));
 		goto out;
 	}
-	ret = glue_secret(req, &secret, err);
+	ret = glue_secret(req, &secret, &bytes, err);
 	if (ret < 0)
 		goto out;
 	if (req->pid > 0) {
@@ -300,9 +353,19 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	glue_copy_opts(&req->criu, &m->criu);
 add:
 	if (req->peer) {
-		m->dest = strdup(req->peer);
-		if (!m->dest) {
-			ret = api_error_set(err, -ENOMEM, "out of memory");
+		struct src_handover_params hp = {
+		    .host = req->peer_host,
+		    .port = req->peer_port,
+		    .advertise = req->advertise,
+		    .dest_images_dir = req->dest_images_dir,
+		    .secret = bytes.buf,
+		    .secret_len = bytes.len,
+		};
+
+		ret = src_handover_new(a, m, &hp, &m->handover);
+		if (ret < 0) {
+			ret = api_error_set(err, ret, "dest %s: cannot prepare the handover: %s",
+					    req->peer, strerror(-ret));
 			goto out;
 		}
 	}
@@ -312,9 +375,13 @@ add:
 	else
 		log_info("migration %s: serving %s to a destination that connects to %s (%s)",
 			 m->id, m->dir, a->endpoint, xport_kind_str(a->kind));
+	/* Images given: it serves already, so the destination agent can be asked now. */
+	if (m->state == SRC_MIG_READY)
+		src_handover_begin(m->handover);
 	m = NULL;
 	ret = 0;
 out:
+	explicit_bzero(&bytes, sizeof(bytes));
 	src_mig_destroy(m);
 	auth_secret_free(secret);
 	return ret;
@@ -364,6 +431,7 @@ static int glue_abort(void *agent, const char *id, struct api_error *err)
 				     "process frozen; retry once it ended",
 				     m->state == SRC_MIG_DUMPING ? "dump" : "restore",
 				     (int)src_criu_run_pid(m->job));
+	src_handover_stop(m->handover);
 	src_session_cancel(a, m, "migration aborted on the source");
 	src_mig_set_aborted(m, "aborted through the API");
 	return 0;
@@ -443,7 +511,8 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	ret = glue_rollback_allowed(m, err);
 	if (ret < 0)
 		return ret;
-	/* Peers still authenticating for it are turned away. */
+	/* Peers still authenticating for it are turned away; so is the destination agent. */
+	src_handover_stop(m->handover);
 	src_session_cancel(a, m, "migration rolled back on the source");
 	imgmap_close(m->map);
 	m->map = NULL;

@@ -7,6 +7,7 @@
  * connect; see session.h for what happens on a connection.
  */
 #include <errno.h>
+#include <event2/dns.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -302,8 +303,10 @@ int main(int argc, char **argv)
 		goto out;
 	log_info("listening on %s:%d (%s)", host, xport_listener_port(listener),
 		 xport_kind_str(a.kind));
+	a.port = xport_listener_port(listener);
+	snprintf(a.listen_host, sizeof(a.listen_host), "%s", host);
 	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
-		 xport_listener_port(listener));
+		 a.port);
 	if (o.api_socket || o.api_tcp) {
 		struct src_api_opts ao = {.socket_path = o.api_socket, .tcp = o.api_tcp};
 
@@ -333,6 +336,9 @@ out:
 				 m->dir);
 		src_mig_destroy(m);
 	}
+	/* After the migrations: their handovers' connections may use it. */
+	if (a.dns)
+		evdns_base_free(a.dns, 0);
 	if (sigint)
 		event_free(sigint);
 	if (sigterm)

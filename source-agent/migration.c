@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "ctrl.h"
+#include "handover.h"
 #include "log.h"
 #include "util.h"
 
@@ -81,6 +82,9 @@ int src_mig_new(const char *id, const char *dir, struct auth_secret *secret, boo
 	m->verify = page_hashes;
 	m->state = SRC_MIG_DUMPING;
 	m->freeze_ms = -1;
+	m->handover_ms = -1;
+	m->dr.pages_total = m->dr.pages_fetched = m->dr.bytes = m->dr.faults = -1;
+	m->dr.fault_p50_us = m->dr.fault_p99_us = m->dr.restore_ms = m->dr.resumed_ms = -1;
 	m->criu.log_level = -1;
 	m->created_unix_ms = src_unix_ms();
 	m->dir = strdup(dir);
@@ -144,6 +148,7 @@ void src_mig_destroy(struct src_migration *m)
 {
 	if (!m)
 		return;
+	src_handover_free(m->handover);
 	src_criu_run_free(m->job);
 	imgmap_close(m->map);
 	auth_secret_free(m->secret);

@@ -8,8 +8,8 @@
  * destination leaves it untouched, so the workload can be restored on
  * either host, and a new destination connection may take over.
  *
- * Ownership: the list owns its migrations; a migration owns its imgmap and
- * secret.  Sessions borrow a migration while they serve it.
+ * Ownership: the list owns its migrations; a migration owns its imgmap,
+ * secret and handover.  Sessions and the handover borrow a migration.
  */
 #ifndef RDMIG_SRC_MIGRATION_H
 #define RDMIG_SRC_MIGRATION_H
@@ -35,11 +35,32 @@ enum src_mig_state {
 
 #define SRC_MIG_ERROR_MAX 512
 
+struct src_handover;
+
+/*
+ * What the destination agent last reported through the handover
+ * (handover.h); numbers are -1 until it reported them.
+ */
+struct src_dest_report {
+	char state[16];	 /* its API state, "unreachable", or "" before it answered */
+	char error[256]; /* its "error", or "" */
+	bool seen;	 /* a migration resource was read at least once */
+	int64_t pages_total;
+	int64_t pages_fetched;
+	int64_t bytes;
+	int64_t faults;
+	int64_t fault_p50_us;
+	int64_t fault_p99_us;
+	int64_t restore_ms;
+	int64_t resumed_ms; /* from accepting the handover to the workload running there */
+};
+
 struct src_migration {
 	TAILQ_ENTRY(src_migration) link;
 	char id[AUTH_MIGRATION_ID_MAX + 1];
 	char *dir;
-	char *dest; /* the destination as an API request named it, or NULL */
+	char *dest; /* the destination agent's API "host:port" (handover), or NULL */
+	struct src_handover *handover; /* owned; NULL without a destination agent */
 	struct auth_secret *secret;
 	struct imgmap *map; /* NULL while dumping and once aborted */
 	enum src_mig_state state;
@@ -48,6 +69,9 @@ struct src_migration {
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
 	struct src_criu_run *job;  /* criu dump or restore running, or NULL */
 	int64_t freeze_ms;	   /* criu dump's run time; -1: not dumped by the agent */
+	uint64_t freeze_start_ns;  /* monotonic, when criu dump started; 0: no dump */
+	int64_t handover_ms;	   /* from the freeze to the handover request; -1 */
+	struct src_dest_report dr; /* the destination agent's view */
 	bool busy;		   /* a session holds it */
 	bool verify;		   /* page checksums computed: offered to destinations */
 	uint64_t lazy_bytes;	   /* the map's, kept after it is released */

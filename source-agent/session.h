@@ -40,6 +40,10 @@ struct src_agent {
 	const char *images_root; /* where the agent's dumps go: <root>/<id> */
 	const char *criu;	 /* the criu binary (PATH searched without a '/') */
 	char endpoint[300];	 /* "host:port" destinations connect to */
+	int port;		 /* the data listener's port */
+	char listen_host[256];	 /* its address as given ("0.0.0.0": any) */
+	/* Name lookups of the handovers without blocking; made on first use, owned. */
+	struct evdns_base *dns;
 };
 
 /* Takes ownership of x (an accepted connection). */

@@ -89,6 +89,19 @@ static void test_parse_ok(void **state)
 	assert_int_equal(parse(&l, "migrate -i img --to [2001:db8::2]:9", &a), 0);
 	assert_string_equal(a.images_dir, "img");
 	assert_int_equal(a.pid, 0);
+	assert_null(a.advertise);
+	assert_null(a.dest_images);
+	line_free(&l);
+
+	/* The handover's options ride with --to. */
+	assert_int_equal(parse(&l,
+			       "migrate --pid 9 --to 192.0.2.2 --advertise 192.0.2.1:7000 "
+			       "--dest-images /var/lib/rdmig/x",
+			       &a),
+			 0);
+	assert_string_equal(a.to, "192.0.2.2");
+	assert_string_equal(a.advertise, "192.0.2.1:7000");
+	assert_string_equal(a.dest_images, "/var/lib/rdmig/x");
 	line_free(&l);
 
 	/* -w is --watch for status; the ID may come before or after options. */
@@ -142,6 +155,11 @@ static void test_parse_errors(void **state)
 	    {"migrate --pid 3 --to h --transport udp", "rdma or tcp"},
 	    {"migrate --pid 3 --to h --id a/b", "invalid migration id"},
 	    {"migrate --pid 3 --to", "needs an argument"},
+	    {"migrate --pid 3 --advertise h", "--advertise needs --to"},
+	    {"migrate --pid 3 --dest-images /d", "--dest-images needs --to"},
+	    {"migrate --pid 3 --to h --dest-images rel/d", "--dest-images wants an absolute path"},
+	    {"migrate --pid 3 --to h --advertise h:0", "--advertise wants HOST"},
+	    {"status --advertise h", "not valid for status"},
 	    {"abort", "needs a migration ID"},
 	    {"abort a b", "unexpected argument \"b\""},
 	    {"rollback ../x", "invalid migration id"},
@@ -202,7 +220,18 @@ static void test_migrate_body(void **state)
 	free(body);
 	line_free(&l);
 
-	/* --images without --to: no "dest" (the destination connects to the source). */
+	assert_int_equal(
+	    parse(&l, "migrate --pid 5 --to h --advertise 10.0.0.1 --dest-images /d", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "dest")), "h");
+	assert_string_equal(json_string_value(json_object_get(j, "advertise")), "10.0.0.1");
+	assert_string_equal(json_string_value(json_object_get(j, "dest_images_dir")), "/d");
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	/* --images without --to: no "dest" (the destination side is started by other means). */
 	assert_int_equal(parse(&l, "migrate -i /imgs --secret-file /s --id m2", &a), 0);
 	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
 	j = json_loads(body, 0, NULL);
@@ -250,6 +279,30 @@ static json_t *sample(const char *id, enum api_state st, const char *error)
 	return api_migration_to_json(&v);
 }
 
+/* A source's migration handed over to a destination agent. */
+static json_t *sample_handover(void)
+{
+	struct api_migration_view v;
+
+	api_migration_view_init(&v);
+	v.id = "h1";
+	v.state = API_STATE_DONE;
+	v.dest = "192.0.2.2:7472";
+	v.dest_state = "done";
+	v.pages_total = 100;
+	v.pages_fetched = 100;
+	v.bytes = 100 * 4096;
+	v.faults = 9;
+	v.fault_p50_us = 150;
+	v.fault_p99_us = 900;
+	v.freeze_ms = 800;
+	v.restore_ms = 300;
+	v.resumed_ms = 450;
+	v.downtime_ms = 1270;
+	v.total_ms = 12345;
+	return api_migration_to_json(&v);
+}
+
 static char *capture(void (*fn)(FILE *, const json_t *), const json_t *j)
 {
 	char *out = NULL;
@@ -266,6 +319,7 @@ static void test_format(void **state)
 {
 	json_t *m = sample("m1", API_STATE_POSTCOPY, NULL);
 	json_t *failed = sample("m2", API_STATE_FAILED, "the peer went away");
+	json_t *ho = sample_handover();
 	json_t *arr = json_array(), *h;
 	char line[256], *out;
 
@@ -282,9 +336,24 @@ static void test_format(void **state)
 	assert_non_null(strstr(out, "  pid:        4242\n"));
 	assert_non_null(strstr(out, "  pages:      40 of 100 fetched, 60 remaining (40.0%)\n"));
 	assert_non_null(strstr(out, "  faults:     7 (latency p50 12 us, p99 -)\n"));
-	assert_non_null(strstr(out, "  downtime:   85 ms\n"));
+	/* Only the dump's freeze known: a lower bound. */
+	assert_non_null(strstr(out, "  downtime:   >=85 ms\n"));
+	assert_non_null(strstr(out, "  dump:       85 ms (criu dump"));
+	assert_non_null(strstr(out, "  restore:    - ("));
+	assert_non_null(strstr(out, "  dest:       10.0.0.2:7471\n"));
 	assert_null(strstr(out, "error:"));
 	free(out);
+	out = capture(cli_print_report, ho);
+	assert_non_null(strstr(out, "migration h1 (source): done\n"));
+	assert_non_null(strstr(out, "  dest:       192.0.2.2:7472 (destination agent: done)\n"));
+	assert_non_null(strstr(out, "  downtime:   1270 ms (frozen on the source until running on "
+				    "the destination)\n"));
+	assert_non_null(strstr(out, "  dump:       800 ms (criu dump"));
+	assert_non_null(strstr(out, "  restore:    300 ms (criu restore on the destination)\n"));
+	assert_non_null(strstr(out, "  faults:     9 (latency p50 150 us, p99 900 us)\n"));
+	assert_non_null(strstr(out, "  total:      12.3 s\n"));
+	free(out);
+	assert_non_null(strstr(cli_format_progress(ho, line, sizeof(line)), "  12.3 s  dest done"));
 	out = capture(cli_print_report, failed);
 	assert_non_null(strstr(out, "  error:      the peer went away\n"));
 	free(out);
@@ -299,6 +368,12 @@ static void test_format(void **state)
 	assert_non_null(strstr(out, "\nm1  source  postcopy        40.0%"));
 	assert_non_null(strstr(out, "\nm2  source  failed  "));
 	assert_non_null(strstr(out, "160.0 KiB"));
+	assert_non_null(strstr(out, "  >=85 ms    3200 ms\n"));
+	free(out);
+	json_array_clear(arr);
+	json_array_append(arr, ho);
+	out = capture(cli_print_table, arr);
+	assert_non_null(strstr(out, "  1270 ms     12.3 s\n"));
 	free(out);
 
 	h = json_pack("{s:s,s:s,s:s,s:i,s:i}", "status", "ok", "role", "dest", "version", "0.1.0",
@@ -311,6 +386,7 @@ static void test_format(void **state)
 	json_decref(arr);
 	json_decref(m);
 	json_decref(failed);
+	json_decref(ho);
 }
 
 static void test_usage(void **state)

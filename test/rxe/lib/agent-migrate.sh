@@ -41,7 +41,12 @@ ask_check() {
 }
 last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
 
+# start_workload: sets wpid.  The new one is the workload that did not run
+# before: its --pid-file says 1 (it is its pid namespace's init), and an
+# earlier workload may still run, reading the same check file.
 start_workload() {
+	local before p
+	before=" $(all_workloads | tr '\n' ' ') "
 	rm -f "$top/pid"
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" \
@@ -50,7 +55,10 @@ start_workload() {
 		[ -s "$top/pid" ] && break
 		sleep 0.1
 	done
-	wpid=$(workload_pid)
+	wpid=
+	for p in $(all_workloads); do
+		case $before in *" $p "*) ;; *) wpid=$p ;; esac
+	done
 	[ -n "$wpid" ] || {
 		say "the workload did not start"
 		return 1
@@ -61,11 +69,31 @@ start_workload() {
 # live PID: runs and is not a zombie (a restored workload that exited stays
 # one: the guest's init does not reap it).
 live() { [ -n "$1" ] && grep -q '^State:[[:space:]]*[^Z]' "/proc/$1/status" 2>/dev/null; }
-# The pid of the running (not zombie) workload, or nothing.
-workload_pid() {
+# Every running (not zombie) workload, one pid a line.
+all_workloads() {
 	local p
 	for p in $(pgrep -x rdmig-workload); do
-		live "$p" && echo "$p" && return 0
+		live "$p" && echo "$p"
+	done
+}
+# stop_workloads: none may survive into the next part (they share the
+# report and check files); older workloads ignore "exit" in the check file.
+stop_workloads() {
+	local p
+	for p in $(all_workloads); do
+		gone "$p" 10 && continue
+		say "workload $p still runs: killing it"
+		kill -KILL "$p"
+		gone "$p" 10
+	done
+}
+# diag WHAT: what a failed check needs (printed as `agent-migrate: diag: ...`).
+diag() {
+	local p
+	say "diag: $1"
+	say "diag: report: $(cat "$report" 2>/dev/null || echo '(none)')"
+	for p in $(pgrep -x rdmig-workload); do
+		say "diag: workload $p: $(grep -E '^(State|Threads|NSpid):' "/proc/$p/status" 2>/dev/null | tr -s '\t\n' '  ')"
 	done
 }
 gone() {
@@ -133,7 +161,7 @@ note "a1: waiting for done"
 wait_state a1 done 30 || st=1
 ask_check exit || st=1
 note "a1: checked"
-gone "$(workload_pid)" 10
+stop_workloads
 
 note "part 2"
 # 2. Dump by the agent, no destination, roll back on the source.
@@ -156,16 +184,22 @@ if wait_state b1 rolled_back 120; then
 			say "b1: rolled back workload kept rewriting: generation $g0 -> $g1 -> $g2"
 		else
 			say "b1: rolled back workload did not progress: generation $g0 -> $g1 -> $g2"
+			diag "b1 generations (dumped pid $wpid)"
 			st=1
 		fi
 	else
+		diag "b1: no good report after the rollback (dumped pid $wpid)"
 		st=1
 	fi
 else
 	"${ctl[@]}" status b1
 	grep -E 'Error' "$top/images/b1/restore-rollback.log" | tail -n 5
+	diag "b1: not rolled back"
 	st=1
 fi
+[ $st -eq 0 ] || grep -E 'Error|Restor.*(finished|FAILED)' "$top/images/b1/restore-rollback.log" |
+	tail -n 5 | sed 's/^/agent-migrate: diag: rollback log: /'
+stop_workloads
 "${ctl[@]}" rollback a1 2>&1 | sed 's/^/agent-migrate: /'
 
 kill -TERM "$spid"

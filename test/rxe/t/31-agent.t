@@ -38,6 +38,11 @@ tap_like "$out" 'agent-migrate: rdmigctl: .*a1.* is done: the destination has ev
 tap_like "$out" '^agent-migrate: b1 states:.* serving$' "b1: dumping -> serving"
 tap_like "$out" '^agent-migrate: b1 states:.* rolled_back$' "b1: rollback -> rolled_back"
 tap_like "$out" 'agent-migrate: b1: rolled back workload kept rewriting' "b1: the workload runs on the source again and verifies its memory"
+if ! grep -q 'agent-migrate: b1: rolled back workload kept rewriting' <<<"$out"; then
+	tap_diag "b1 diagnosis:" \
+		"$(grep -E 'agent-migrate: (workload|b1|diag|part 2)|agent-migrate: workload: ' <<<"$out")" \
+		"$(grep -E '^source: .*(b1|rollback)' <<<"$out" | tail -n 15)"
+fi
 tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "never a wrong page"
 tap_like "$out" 'source: .*migration b1 rolled back: restored from' "the source logs the rollback"
 tap_done

@@ -1,0 +1,791 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "handover.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+
+#include "api.h"
+#include "log.h"
+#include "util.h"
+
+#define HO_POLL_MS	  500
+#define HO_POST_TIMEOUT_S 10
+#define HO_POLL_TIMEOUT_S 5
+/*
+ * Once the source is final, the destination's last figures (its resume
+ * time, the final latencies) are still awaited this long.
+ */
+#define HO_LINGER_MS	30000
+#define HO_BODY_MAX	(1 << 20)
+#define HO_HEADERS_MAX	(16 * 1024)
+#define HO_WHY_MAX	320
+#define HO_ENDPOINT_MAX (API_HOSTPORT_MAX + 8)
+
+enum ho_phase {
+	HO_IDLE,   /* the migration does not serve yet */
+	HO_HEALTH, /* GET /v1/health: is it a destination agent? */
+	HO_POST,   /* POST /v1/migrations */
+	HO_POLL,   /* accepted: GET /v1/migrations/{id} every HO_POLL_MS */
+	HO_ENDED,
+};
+
+struct src_handover {
+	struct src_agent *a;
+	struct src_migration *m;
+	struct evhttp_connection *conn;
+	struct evhttp_request *req; /* in flight, or NULL */
+	struct event *timer;	    /* the next poll, or the deferred close */
+	enum ho_phase phase;
+	/*
+	 * What the request's error callback said; it is not called when the
+	 * connection is refused (libevent then clobbers errno too).
+	 */
+	bool req_error;
+	enum evhttp_request_error req_err;
+	bool unreachable; /* the last poll failed */
+	uint64_t source_final_ns;
+	char host[API_HOSTPORT_MAX + 1];
+	uint16_t port;
+	char name[HO_ENDPOINT_MAX]; /* "host:port", "[v6]:port" */
+	char *advertise;
+	char *dest_images_dir;
+	uint8_t secret[AUTH_SECRET_MAX];
+	size_t secret_len;
+};
+
+static void ho_wipe_secret(struct src_handover *h)
+{
+	explicit_bzero(h->secret, sizeof(h->secret));
+	h->secret_len = 0;
+}
+
+static void ho_schedule(struct src_handover *h, int ms)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	if (evtimer_add(h->timer, &tv) < 0)
+		log_err("migration %s: cannot schedule the next look at destination agent %s",
+			h->m->id, h->name);
+}
+
+/*
+ * The connection cannot be freed from inside its own request callback
+ * (libevent still uses it on return): the timer does it.
+ */
+static void ho_end(struct src_handover *h)
+{
+	h->phase = HO_ENDED;
+	ho_wipe_secret(h);
+	ho_schedule(h, 0);
+}
+
+static bool ho_source_final(const struct src_migration *m)
+{
+	return m->state == SRC_MIG_DONE || m->state == SRC_MIG_FAILED ||
+	       m->state == SRC_MIG_ABORTED || m->state == SRC_MIG_ROLLED_BACK;
+}
+
+/* Copies a JSON string that a remote agent chose, printable ASCII only. */
+static void ho_copy_text(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	for (i = 0; src && src[i] && i + 1 < len; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+/* -1 for null or missing. */
+static int64_t ho_int(const json_t *m, const char *group, const char *key)
+{
+	const json_t *v = group ? json_object_get(m, group) : m;
+
+	v = v ? json_object_get(v, key) : NULL;
+	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+}
+
+static json_t *ho_body_json(struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = in ? evbuffer_get_length(in) : 0;
+	const char *p;
+
+	if (len == 0)
+		return NULL;
+	p = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
+	return p ? json_loadb(p, len, 0, NULL) : NULL;
+}
+
+/* The agent's error message, else "HTTP <status> <reason>". */
+static void ho_http_error(struct evhttp_request *req, int status, char *buf, size_t len)
+{
+	json_t *j = ho_body_json(req);
+	const char *msg = NULL, *line = evhttp_request_get_response_code_line(req);
+
+	if (j && json_unpack(j, "{s:{s:s}}", "error", "message", &msg) == 0 && msg[0]) {
+		char text[API_ERROR_MSG_MAX];
+
+		ho_copy_text(text, sizeof(text), msg);
+		snprintf(buf, len, "%s (HTTP %d)", text, status);
+	} else {
+		snprintf(buf, len, "HTTP %d %s", status, line && line[0] ? line : "error");
+	}
+	json_decref(j);
+}
+
+/* Why a request got no answer, from what libevent left behind. */
+static void ho_transport_error(struct src_handover *h, char *buf, size_t len)
+{
+	struct bufferevent *bev = h->conn ? evhttp_connection_get_bufferevent(h->conn) : NULL;
+	int dns = bev ? bufferevent_socket_get_dns_error(bev) : 0;
+
+	if (dns)
+		snprintf(buf, len, "cannot resolve %s: %s", h->host, evutil_gai_strerror(dns));
+	else if (!h->req_error)
+		snprintf(buf, len, "connection refused");
+	else if (h->req_err == EVREQ_HTTP_TIMEOUT)
+		snprintf(buf, len, "no answer within %d s",
+			 h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S);
+	else if (h->req_err == EVREQ_HTTP_EOF)
+		snprintf(buf, len, "cannot connect, or the connection closed before an answer");
+	else
+		snprintf(buf, len, "no valid HTTP answer");
+}
+
+static void ho_mirror(struct src_handover *h, const json_t *j)
+{
+	struct src_dest_report *r = &h->m->dr;
+	const char *st = json_string_value(json_object_get(j, "state"));
+	const char *err = json_string_value(json_object_get(j, "error"));
+	char old[sizeof(r->state)];
+
+	snprintf(old, sizeof(old), "%s", r->state);
+	ho_copy_text(r->state, sizeof(r->state), st ? st : "");
+	ho_copy_text(r->error, sizeof(r->error), err);
+	r->seen = true;
+	r->pages_total = ho_int(j, "progress", "pages_total");
+	r->pages_fetched = ho_int(j, "progress", "pages_fetched");
+	r->bytes = ho_int(j, "progress", "bytes");
+	r->faults = ho_int(j, "progress", "faults");
+	r->fault_p50_us = ho_int(j, "latency_us", "fault_p50");
+	r->fault_p99_us = ho_int(j, "latency_us", "fault_p99");
+	r->restore_ms = ho_int(j, "times", "restore_ms");
+	r->resumed_ms = ho_int(j, "times", "resumed_ms");
+	if (strcmp(old, r->state) != 0)
+		log_info("migration %s: destination agent %s reports %s%s%s", h->m->id, h->name,
+			 r->state[0] ? r->state : "no state", r->error[0] ? ": " : "", r->error);
+}
+
+static void ho_done(struct evhttp_request *req, void *arg);
+
+static void ho_error_cb(enum evhttp_request_error e, void *arg)
+{
+	struct src_handover *h = arg;
+
+	h->req_error = true;
+	h->req_err = e;
+}
+
+/* Wipes the request body (it holds the secret) once libevent is done with it. */
+static void ho_body_cleanup(const void *data, size_t len, void *arg)
+{
+	explicit_bzero((void *)data, len);
+	free((void *)data);
+}
+
+/* Sends a request; body (owned, wiped and freed whatever happens) may be NULL. */
+static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const char *path,
+		      char *body, int timeout_s)
+{
+	struct evhttp_request *req;
+	struct evkeyvalq *hdr;
+	int ret;
+
+	req = evhttp_request_new(ho_done, h);
+	if (!req) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	evhttp_request_set_error_cb(req, ho_error_cb);
+	hdr = evhttp_request_get_output_headers(req);
+	if (evhttp_add_header(hdr, "Host", h->name) < 0 ||
+	    evhttp_add_header(hdr, "Accept", "application/json") < 0 ||
+	    evhttp_add_header(hdr, "User-Agent", "rdmig-source") < 0) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	if (body) {
+		if (evhttp_add_header(hdr, "Content-Type", "application/json") < 0 ||
+		    evbuffer_add_reference(evhttp_request_get_output_buffer(req), body,
+					   strlen(body), ho_body_cleanup, NULL) < 0) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		body = NULL; /* the buffer's now */
+	}
+	evhttp_connection_set_timeout(h->conn, timeout_s);
+	h->req_error = false;
+	if (evhttp_make_request(h->conn, req, type, path) < 0) {
+		/* libevent released the request. */
+		req = NULL;
+		ret = -EIO;
+		goto out;
+	}
+	h->req = req;
+	req = NULL;
+	ret = 0;
+out:
+	if (req)
+		evhttp_request_free(req);
+	if (body)
+		ho_body_cleanup(body, strlen(body), NULL);
+	if (ret < 0)
+		log_err("migration %s: cannot send a request to destination agent %s: %s", h->m->id,
+			h->name, strerror(-ret));
+	return ret;
+}
+
+static void ho_fail(struct src_handover *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
+ * The destination agent did not take the migration.  Unless a destination
+ * already fetches it (then the data connection decides), the migration
+ * fails and keeps its checkpoint, so it can be rolled back.
+ */
+static void ho_fail(struct src_handover *h, const char *fmt, ...)
+{
+	struct src_migration *m = h->m;
+	char why[SRC_MIG_ERROR_MAX], what[HO_WHY_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	/* Long texts from the remote agent are cut, never overflow. */
+	if (snprintf(why, sizeof(why), "destination agent %s %s", h->name, what) >=
+	    (int)sizeof(why))
+		log_debug("migration %s: the handover's failure text was cut", m->id);
+	ho_end(h);
+	if (ho_source_final(m))
+		return;
+	if (m->state == SRC_MIG_SERVING || m->busy) {
+		log_warn("migration %s: %s; destination %s fetches it already: serving on", m->id,
+			 why, m->peer);
+		return;
+	}
+	log_err("migration %s: %s; the checkpoint stays in %s for a rollback", m->id, why, m->dir);
+	src_session_cancel(h->a, m, "the handover to the destination agent failed");
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
+/*
+ * "host:port" the destination agent is to connect to: advertise; else the
+ * listener's own address when it is bound to one (the data network may not
+ * be the one the API is reached on); else our side of the API connection.
+ */
+static int ho_source_endpoint(struct src_handover *h, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[API_HOSTPORT_MAX + 1], port[8], listener[8];
+	evutil_socket_t fd = -1;
+	int ret;
+
+	snprintf(listener, sizeof(listener), "%d", h->a->port);
+	snprintf(port, sizeof(port), "%s", listener);
+	if (h->advertise) {
+		/* Validated by the API: "host", "host:port" or "[v6]:port". */
+		if (parse_hostport(h->advertise, listener, host, sizeof(host), port, sizeof(port)) <
+		    0)
+			return -EINVAL;
+		goto fmt;
+	}
+	if (h->a->listen_host[0] && strcmp(h->a->listen_host, "0.0.0.0") != 0 &&
+	    strcmp(h->a->listen_host, "::") != 0) {
+		snprintf(host, sizeof(host), "%s", h->a->listen_host);
+		goto fmt;
+	}
+	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(h->conn));
+	if (fd >= 0) {
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+			return -errno;
+	} else {
+		/* The agent closed the connection after its answer: ask the routing table. */
+		const struct sockaddr *peer = evhttp_connection_get_addr(h->conn);
+
+		if (!peer)
+			return -ENOTCONN;
+		fd = socket(peer->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		ret = connect(fd, peer,
+			      peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							  : sizeof(struct sockaddr_in));
+		if (ret == 0)
+			ret = getsockname(fd, (struct sockaddr *)&ss, &sl);
+		ret = ret < 0 ? -errno : 0;
+		close(fd);
+		if (ret < 0)
+			return ret;
+	}
+	ret = getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0, NI_NUMERICHOST);
+	if (ret != 0)
+		return -EINVAL;
+fmt:
+	if ((size_t)snprintf(buf, len, strchr(host, ':') ? "[%s]:%s" : "%s:%s", host, port) >= len)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+/* The restore's criu options: all but leave_running, and only those set. */
+static int ho_criu_opts(const struct src_criu_opts *o, json_t *body)
+{
+	json_t *c = json_object();
+	int ret = -ENOMEM;
+
+	if (!c)
+		goto out;
+	if ((o->shell_job && json_object_set_new(c, "shell_job", json_true()) < 0) ||
+	    (o->tcp_established && json_object_set_new(c, "tcp_established", json_true()) < 0) ||
+	    (o->ext_unix_sk && json_object_set_new(c, "ext_unix_sk", json_true()) < 0) ||
+	    (o->file_locks && json_object_set_new(c, "file_locks", json_true()) < 0) ||
+	    (o->link_remap && json_object_set_new(c, "link_remap", json_true()) < 0) ||
+	    (o->manage_cgroups[0] &&
+	     json_object_set_new(c, "manage_cgroups", json_string(o->manage_cgroups)) < 0) ||
+	    (o->log_level >= 0 &&
+	     json_object_set_new(c, "log_level", json_integer(o->log_level)) < 0))
+		goto out;
+	ret = 0;
+	if (json_object_size(c) > 0) {
+		ret = json_object_set_new(body, "criu_opts", c) < 0 ? -ENOMEM : 0;
+		c = NULL;
+	}
+out:
+	json_decref(c);
+	return ret;
+}
+
+/*
+ * The POST body.  The secret is spliced in as text so that its only copy
+ * is this buffer, which the request wipes once sent (jansson would leave
+ * freed copies behind).
+ */
+static int ho_post_body(struct src_handover *h, const char *source, char **out)
+{
+	struct src_migration *m = h->m;
+	json_t *j = json_object();
+	char *rest = NULL, *body = NULL, b64[((AUTH_SECRET_MAX + 2) / 3) * 4 + 1];
+	size_t len;
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!j || json_object_set_new(j, "id", json_string(m->id)) < 0 ||
+	    json_object_set_new(j, "source", json_string(source)) < 0 ||
+	    json_object_set_new(j, "transport",
+				json_string(h->a->kind == XPORT_TCP ? "tcp" : "rdma")) < 0 ||
+	    json_object_set_new(j, "verify", json_boolean(m->verify)) < 0 ||
+	    (h->dest_images_dir &&
+	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0))
+		goto out;
+	ret = ho_criu_opts(&m->criu, j);
+	if (ret < 0)
+		goto out;
+	ret = -ENOMEM;
+	rest = json_dumps(j, JSON_COMPACT);
+	if (!rest || rest[0] != '{')
+		goto out;
+	EVP_EncodeBlock((unsigned char *)b64, h->secret, (int)h->secret_len);
+	len = strlen("{\"secret\":\"base64:\",") + strlen(b64) + strlen(rest);
+	body = malloc(len + 1);
+	if (!body)
+		goto out;
+	snprintf(body, len + 1, "{\"secret\":\"base64:%s\",%s", b64, rest + 1);
+	*out = body;
+	ret = 0;
+out:
+	explicit_bzero(b64, sizeof(b64));
+	free(rest);
+	json_decref(j);
+	return ret;
+}
+
+static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int status)
+{
+	struct src_migration *m = h->m;
+	char why[HO_WHY_MAX], source[HO_ENDPOINT_MAX], *body = NULL;
+	const char *role;
+	json_t *j;
+	int ret;
+
+	if (status == 0) {
+		ho_transport_error(h, why, sizeof(why));
+		snprintf(m->dr.state, sizeof(m->dr.state), "unreachable");
+		ho_fail(h, "unreachable: %s", why);
+		return;
+	}
+	if (status != HTTP_OK) {
+		ho_http_error(req, status, why, sizeof(why));
+		ho_fail(h, "refused: %s", why);
+		return;
+	}
+	j = ho_body_json(req);
+	role = json_string_value(json_object_get(j, "role"));
+	if (!role || strcmp(role, "dest") != 0) {
+		ho_copy_text(why, sizeof(why), role ? role : "none");
+		json_decref(j);
+		ho_fail(h, "refused: it is not a destination agent (its /v1/health says role %s)",
+			why);
+		return;
+	}
+	json_decref(j);
+	ret = ho_source_endpoint(h, source, sizeof(source));
+	if (ret < 0) {
+		ho_fail(h,
+			"cannot be told where to connect: no local address (%s); give "
+			"\"advertise\"",
+			strerror(-ret));
+		return;
+	}
+	ret = ho_post_body(h, source, &body);
+	ho_wipe_secret(h);
+	if (ret < 0) {
+		ho_fail(h, "cannot be asked: %s", strerror(-ret));
+		return;
+	}
+	/* The downtime runs from the freeze; the destination measures the rest. */
+	if (m->freeze_start_ns)
+		m->handover_ms = (int64_t)((now_ns() - m->freeze_start_ns) / 1000000);
+	log_info("migration %s: handing over to destination agent %s, to connect to %s (%s)", m->id,
+		 h->name, source, xport_kind_str(h->a->kind));
+	h->phase = HO_POST;
+	if (ho_request(h, EVHTTP_REQ_POST, "/v1/migrations", body, HO_POST_TIMEOUT_S) < 0)
+		ho_fail(h, "cannot be asked: the request could not be sent");
+}
+
+static void ho_on_post(struct src_handover *h, struct evhttp_request *req, int status)
+{
+	char why[HO_WHY_MAX];
+	json_t *j;
+
+	if (status == 0) {
+		ho_transport_error(h, why, sizeof(why));
+		ho_fail(h, "did not take the migration: %s", why);
+		return;
+	}
+	if (status != 202 && status != HTTP_OK && status != 201) {
+		ho_http_error(req, status, why, sizeof(why));
+		ho_fail(h, "refused: %s", why);
+		return;
+	}
+	j = ho_body_json(req);
+	if (j)
+		ho_mirror(h, j);
+	json_decref(j);
+	log_info("migration %s: destination agent %s took it (HTTP %d)", h->m->id, h->name, status);
+	h->phase = HO_POLL;
+	ho_schedule(h, HO_POLL_MS);
+}
+
+static bool ho_dest_final(const char *st)
+{
+	enum api_state s;
+
+	return api_state_parse(st, &s) == 0 && api_state_is_final(s);
+}
+
+/* After a poll: go on, end, or fail the source when the destination gave up before fetching. */
+static void ho_after_poll(struct src_handover *h)
+{
+	struct src_migration *m = h->m;
+	const struct src_dest_report *r = &m->dr;
+	uint64_t now = now_ns();
+	char why[SRC_MIG_ERROR_MAX];
+
+	if (ho_source_final(m) && !h->source_final_ns)
+		h->source_final_ns = now;
+	if (!h->unreachable && ho_dest_final(r->state)) {
+		bool gave_up = strcmp(r->state, "done") != 0;
+
+		if (!gave_up && ho_source_final(m)) {
+			ho_end(h);
+			return;
+		}
+		/*
+		 * The destination ended without the pages: nobody will fetch
+		 * them, so the source fails too and keeps the checkpoint.  A
+		 * session still open decides first.
+		 */
+		if (gave_up && !ho_source_final(m) && m->state != SRC_MIG_SERVING && !m->busy) {
+			if (snprintf(why, sizeof(why),
+				     "destination agent %s: the migration %s there%s%s", h->name,
+				     r->state, r->error[0] ? ": " : "",
+				     r->error) >= (int)sizeof(why))
+				log_debug("migration %s: the destination's error was cut", m->id);
+			log_err("migration %s: %s; the checkpoint stays in %s for a rollback",
+				m->id, why, m->dir);
+			src_session_cancel(h->a, m, "the destination agent gave the migration up");
+			src_mig_finish(m, SRC_MIG_FAILED, why);
+			ho_end(h);
+			return;
+		}
+		if (gave_up && ho_source_final(m)) {
+			ho_end(h);
+			return;
+		}
+	}
+	if (h->source_final_ns && now - h->source_final_ns > HO_LINGER_MS * 1000000ull) {
+		ho_end(h);
+		return;
+	}
+	ho_schedule(h, HO_POLL_MS);
+}
+
+static void ho_on_poll(struct src_handover *h, struct evhttp_request *req, int status)
+{
+	char why[HO_WHY_MAX];
+	json_t *j = status == HTTP_OK ? ho_body_json(req) : NULL;
+
+	if (j && json_is_object(j)) {
+		if (h->unreachable)
+			log_info("migration %s: destination agent %s answers again", h->m->id,
+				 h->name);
+		h->unreachable = false;
+		ho_mirror(h, j);
+	} else {
+		if (status == 0)
+			ho_transport_error(h, why, sizeof(why));
+		else
+			ho_http_error(req, status, why, sizeof(why));
+		if (!h->unreachable)
+			log_warn("migration %s: destination agent %s unreachable (%s); the data "
+				 "connection decides the migration's fate",
+				 h->m->id, h->name, why);
+		h->unreachable = true;
+		snprintf(h->m->dr.state, sizeof(h->m->dr.state), "unreachable");
+	}
+	json_decref(j);
+	ho_after_poll(h);
+}
+
+static void ho_done(struct evhttp_request *req, void *arg)
+{
+	struct src_handover *h = arg;
+	int status = req ? evhttp_request_get_response_code(req) : 0;
+
+	h->req = NULL;
+	switch (h->phase) {
+	case HO_HEALTH:
+		ho_on_health(h, req, status);
+		break;
+	case HO_POST:
+		ho_on_post(h, req, status);
+		break;
+	case HO_POLL:
+		ho_on_poll(h, req, status);
+		break;
+	case HO_IDLE:
+	case HO_ENDED:
+		break;
+	}
+}
+
+static void ho_poll(struct src_handover *h)
+{
+	char path[32 + API_ID_MAX];
+
+	if (h->req) {
+		ho_schedule(h, HO_POLL_MS);
+		return;
+	}
+	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
+	if (ho_request(h, EVHTTP_REQ_GET, path, NULL, HO_POLL_TIMEOUT_S) < 0)
+		ho_schedule(h, HO_POLL_MS);
+}
+
+static void ho_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct src_handover *h = arg;
+
+	if (h->phase == HO_POLL) {
+		ho_poll(h);
+	} else if (h->phase == HO_ENDED && h->conn) {
+		evhttp_connection_free(h->conn);
+		h->conn = NULL;
+		h->req = NULL;
+	}
+}
+
+int src_handover_new(struct src_agent *a, struct src_migration *m,
+		     const struct src_handover_params *p, struct src_handover **out)
+{
+	struct src_handover *h;
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (p->secret_len > sizeof(h->secret) || strlen(p->host) > API_HOSTPORT_MAX)
+		return -EINVAL;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		goto out;
+	h->a = a;
+	h->m = m;
+	h->port = p->port ? p->port : API_DEST_PORT_DEFAULT;
+	snprintf(h->host, sizeof(h->host), "%s", p->host);
+	snprintf(h->name, sizeof(h->name), strchr(h->host, ':') ? "[%s]:%u" : "%s:%u", h->host,
+		 (unsigned)h->port);
+	memcpy(h->secret, p->secret, p->secret_len);
+	h->secret_len = p->secret_len;
+	h->timer = evtimer_new(a->base, ho_tick, h);
+	if (!h->timer)
+		goto out;
+	if (p->advertise && !(h->advertise = strdup(p->advertise)))
+		goto out;
+	if (p->dest_images_dir && !(h->dest_images_dir = strdup(p->dest_images_dir)))
+		goto out;
+	free(m->dest);
+	m->dest = strdup(h->name);
+	if (!m->dest)
+		goto out;
+	*out = h;
+	h = NULL;
+	ret = 0;
+out:
+	src_handover_free(h);
+	return ret;
+}
+
+void src_handover_begin(struct src_handover *h)
+{
+	struct src_agent *a;
+
+	if (!h || h->phase != HO_IDLE)
+		return;
+	a = h->a;
+	h->phase = HO_HEALTH;
+	if (!a->dns) {
+		/* Reads resolv.conf and hosts once; lookups then never block the loop. */
+		a->dns = evdns_base_new(a->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						     EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (!a->dns)
+			log_warn("no asynchronous DNS: destination agents must be given as "
+				 "addresses");
+	}
+	h->conn = evhttp_connection_base_new(a->base, a->dns, h->host, h->port);
+	if (!h->conn) {
+		ho_fail(h, "unreachable: cannot create a connection (%s)", strerror(ENOMEM));
+		return;
+	}
+	evhttp_connection_set_max_body_size(h->conn, HO_BODY_MAX);
+	evhttp_connection_set_max_headers_size(h->conn, HO_HEADERS_MAX);
+	evhttp_connection_set_retries(h->conn, 0);
+	log_info("migration %s serves: asking destination agent %s to take it", h->m->id, h->name);
+	if (ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S) < 0)
+		ho_fail(h, "unreachable: the request could not be sent");
+}
+
+void src_handover_stop(struct src_handover *h)
+{
+	if (!h)
+		return;
+	ho_wipe_secret(h);
+	h->phase = HO_ENDED;
+	evtimer_del(h->timer);
+	/* Pending requests go with the connection, without their callbacks. */
+	if (h->conn)
+		evhttp_connection_free(h->conn);
+	h->conn = NULL;
+	h->req = NULL;
+}
+
+void src_handover_free(struct src_handover *h)
+{
+	if (!h)
+		return;
+	src_handover_stop(h);
+	if (h->timer)
+		event_free(h->timer);
+	free(h->advertise);
+	free(h->dest_images_dir);
+	free(h);
+}
+
+int src_handover_read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, bool *loose)
+{
+	struct stat st;
+	size_t got = 0;
+	ssize_t n;
+	int fd, ret;
+
+	*len = 0;
+	/* Room for the longest secret, a "\r\n", and one byte to detect excess. */
+	if (cap < AUTH_SECRET_MAX + 3)
+		return -EINVAL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		ret = -errno;
+		log_err("cannot open secret file %s: %s", path, strerror(errno));
+		return ret;
+	}
+	if (fstat(fd, &st) < 0) {
+		ret = -errno;
+		log_err("cannot stat secret file %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
+		log_err("secret file %s is not a regular file", path);
+		goto out;
+	}
+	*loose = (st.st_mode & 077) != 0;
+	while (got < AUTH_SECRET_MAX + 3) {
+		n = read(fd, buf + got, AUTH_SECRET_MAX + 3 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = -errno;
+			log_err("cannot read secret file %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	/* The same rule as auth_secret_load_file(): a trailing newline is not the secret. */
+	if (got > 0 && buf[got - 1] == '\n')
+		got--;
+	if (got > 0 && buf[got - 1] == '\r')
+		got--;
+	if (got < AUTH_SECRET_MIN || got > AUTH_SECRET_MAX) {
+		ret = -EINVAL;
+		log_err("secret file %s: the secret must be %d..%d bytes", path, AUTH_SECRET_MIN,
+			AUTH_SECRET_MAX);
+		goto out;
+	}
+	*len = got;
+	ret = 0;
+out:
+	if (ret < 0)
+		explicit_bzero(buf, cap);
+	close(fd);
+	return ret;
+}

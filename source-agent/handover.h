@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * handover: the source hands a migration over to the destination agent's
+ * API (docs/api.md, "Handover"), so one `rdmigctl migrate --to HOST` drives
+ * both sides.
+ *
+ * Once the migration serves, the source asks the destination agent for
+ * GET /v1/health (a dest agent must answer), then POSTs /v1/migrations with
+ * the migration's id, the source's data endpoint (advertise, the listener's
+ * address, or the local end of the API connection), its transport, its
+ * secret (inline), verify, the restore's criu_opts and the images directory
+ * wanted there.  A 202 starts a poll of GET /v1/migrations/{id} every
+ * 500 ms; what the destination reports is mirrored into the migration
+ * (struct src_dest_report).  A refusal (HTTP error, no connection, no
+ * answer in time) before any destination fetches the migration fails it,
+ * keeping its checkpoint for a rollback.  After the 202, an unreachable
+ * destination agent changes nothing but dest_state ("unreachable"): the
+ * data connection decides the migration's fate.
+ *
+ * Everything runs on the agent's event loop through libevent's evhttp
+ * client and evdns (no blocking name lookups), with bounded timeouts.  The
+ * secret travels in the clear over the destination's TCP API: keep that on
+ * a management network, behind a firewall or in an SSH tunnel.  No rkey or
+ * address leaves with it: the data connection still authenticates first.
+ *
+ * Ownership: a migration owns its handover (src_migration.handover); the
+ * handover borrows the agent and the migration, and owns its copy of the
+ * secret (wiped once sent, or when the handover stops) and its connection.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef RDMIG_SRC_HANDOVER_H
+#define RDMIG_SRC_HANDOVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "session.h"
+
+struct src_handover;
+
+struct src_handover_params {
+	const char *host;	     /* the destination agent's API: name or address, no brackets */
+	uint16_t port;		     /* 0: API_DEST_PORT_DEFAULT */
+	const char *advertise;	     /* "host[:port]" for the destination to connect to, or NULL */
+	const char *dest_images_dir; /* or NULL: the destination agent chooses */
+	const uint8_t *secret;	     /* copied */
+	size_t secret_len;
+};
+
+/*
+ * Prepares the handover of m (nothing is sent yet) and sets m->dest to the
+ * destination agent's "host:port".  Caller (the migration) owns *out.
+ */
+int src_handover_new(struct src_agent *a, struct src_migration *m,
+		     const struct src_handover_params *p, struct src_handover **out);
+
+/* The migration serves: starts talking to the destination agent. */
+void src_handover_begin(struct src_handover *h);
+
+/*
+ * Stops talking to the destination agent (abort, rollback, a failed dump)
+ * and wipes the secret; what was reported so far stays.  Not from inside
+ * the handover's own callbacks.  NULL is fine.
+ */
+void src_handover_stop(struct src_handover *h);
+
+/* Stops and frees.  NULL is fine. */
+void src_handover_free(struct src_handover *h);
+
+/*
+ * Reads a secret file by the rules of auth_secret_load_file() (its whole
+ * content less one trailing "\n" or "\r\n", AUTH_SECRET_MIN..MAX bytes)
+ * into buf (cap: at least AUTH_SECRET_MAX + 3), so the handover can send
+ * the bytes the source authenticates with.  *loose: the file is
+ * accessible to group or others.
+ */
+int src_handover_read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, bool *loose);
+
+#endif

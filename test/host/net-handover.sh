@@ -1,0 +1,304 @@
+#!/bin/bash
+# rdmig-source hands a migration over to the destination agent's API
+# (rdmigctl migrate --to HOST:PORT, the request's "dest"), against
+# rdmig-fakedest, a stand-in for that API served by the project's own API
+# module (the dest role's validation), which runs the real rdmig-dest and
+# rdmig-standin when a migration comes.  (1) A dumped pid goes all the way
+# to done; the destination got the source's endpoint, the transport, the
+# same secret bytes and the images dir asked for; the report's downtime is
+# at least the freeze; the destination's latencies are mirrored.  (2) A
+# destination agent that is down, (3) one that refuses (503), (4) one that
+# never answers, (5) a source agent in its place, (6) one that gives the
+# migration up before fetching: the migration fails with the reason and
+# keeps its checkpoint; a rollback works.  (7) A destination agent lost
+# after its 202 leaves the migration serving, dest_state "unreachable".
+# (8) The real destination agent, rdmig-dest --serve (when built with it),
+# with a criu restore stand-in: done, downtime and latencies reported.
+# (9) A source listening on any address tells the destination its own
+# address on the connection to the destination agent.
+# The secret is in no output and no log.  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
+. "$(dirname "$0")/netlib.sh"
+: "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
+plan 37
+
+fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
+secret "$T/secret"
+mkimage "$T/src" --size 4M
+sock=$T/run/source.sock
+root=$T/images
+CTL=("$RDMIG_CTL" --socket "$sock")
+
+# state ID / json ID KEY: a field of the migration.
+json() { "${CTL[@]}" status "$1" --json 2>/dev/null | sed -n "s/.*\"$2\": \"*\([^\",]*\)\"*,*$/\1/p" | head -n 1; }
+state() { json "$1" state; }
+# wait_json ID KEY VALUE [SECS]
+wait_json() {
+	for _ in $(seq $((${4:-20} * 10))); do
+		[ "$(json "$1" "$2")" = "$3" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_fake NAME [ARGS...]: rdmig-fakedest recording into $T/NAME; sets
+# fake_pid and fake_port.
+start_fake() {
+	local name=$1
+	shift
+	mkdir -p "$T/$name"
+	"$RDMIG_FAKEDEST" --record "$T/$name" --port-file "$T/$name.port" "$@" \
+		>"$T/$name.log" 2>&1 &
+	fake_pid=$!
+	track "$fake_pid"
+	for _ in $(seq 100); do
+		[ -s "$T/$name.port" ] && break
+		sleep 0.05
+	done
+	fake_port=$(cat "$T/$name.port" 2>/dev/null)
+}
+
+# What the fake runs for a migration: rdmig-dest takes it from the source,
+# the stand-in plays the restored process ("resumed" once it can run).
+cat >"$T/dest-run.sh" <<'EOF'
+#!/bin/bash
+d=$FAKEDEST_DIR/images
+mkdir -p "$d"
+"$RDMIG_DEST" -D "$d" --source "$FAKEDEST_SOURCE:$FAKEDEST_PORT" -t "$FAKEDEST_TRANSPORT" \
+	-m "$FAKEDEST_ID" --secret-file "$FAKEDEST_SECRET_FILE" --status-fd 3 \
+	3>"$FAKEDEST_DIR/ready" >"$FAKEDEST_DIR/dest.log" 2>&1 &
+dp=$!
+for _ in $(seq 200); do
+	[ -s "$FAKEDEST_DIR/ready" ] && break
+	kill -0 $dp 2>/dev/null || exit 1
+	sleep 0.05
+done
+touch "$FAKEDEST_DIR/resumed"
+timeout 60 "$RDMIG_STANDIN" -D "$d" --threads 2 >"$FAKEDEST_DIR/standin.out" 2>&1 || exit 1
+wait $dp
+EOF
+chmod +x "$T/dest-run.sh"
+
+start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake_criu" \
+	--api-tcp 127.0.0.1:0
+
+# (1) All the way, from a pid.
+start_fake ok --run "$T/dest-run.sh" --faults 3 --latency 11,99
+ok_port=$fake_port
+"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h1 --to "127.0.0.1:$ok_port" \
+	--dest-images /srv/rdmig/h1 --wait >"$T/h1.out" 2>"$T/h1.err"
+rc=$?
+check "migrate --pid --to --wait exits 0: the migration is done" \
+	eval "test $rc -eq 0 && grep -q '^migration h1 (source): done' '$T/h1.out'"
+check "... the report names the destination agent and its final state" \
+	grep -q "^  dest:       127.0.0.1:$ok_port (destination agent: done)" "$T/h1.out"
+check "... the destination agent got the source's endpoint and transport" \
+	eval "grep -qx 'source=127.0.0.1:$src_port' '$T/ok/h1.req' && grep -qx 'transport=tcp' '$T/ok/h1.req'"
+check "... the migration's secret, inline (base64), byte for byte" \
+	eval "grep -qx 'secret_file=' '$T/ok/h1.req' && cmp -s '$T/ok/h1.secret' '$T/secret'"
+check "... and the images dir asked for" grep -qx 'images_dir=/srv/rdmig/h1' "$T/ok/h1.req"
+check "rdmig-dest took it from the source: the stand-in verified every page" \
+	standin_ok "$T/ok/h1/standin.out" 1024
+"${CTL[@]}" status h1 --json >"$T/h1.json" 2>&1
+freeze=$(json h1 freeze_ms)
+down=$(json h1 downtime_ms)
+check "downtime_ms ($down) is reported and at least freeze_ms ($freeze, >= 1 s)" \
+	eval "[ -n '$down' ] && [ '$down' != null ] && [ '$freeze' -ge 1000 ] && [ '$down' -ge '$freeze' ]"
+check "the destination's state, latencies and restore time are mirrored" \
+	eval "grep -q '\"dest_state\": \"done\"' '$T/h1.json' && grep -q '\"fault_p50\": 11,' '$T/h1.json' && grep -q '\"fault_p99\": 99' '$T/h1.json' && ! grep -q '\"restore_ms\": null' '$T/h1.json'"
+check "the report gives downtime, dump, restore, total and the latencies" \
+	eval "grep -Eq '^  downtime:   [0-9.]+ m?s \(frozen' '$T/h1.out' && grep -Eq '^  dump:       [0-9.]+ m?s' '$T/h1.out' && grep -Eq '^  restore:    [0-9.]+ m?s' '$T/h1.out' && grep -Eq '^  total:      [0-9.]+ m?s' '$T/h1.out' && grep -q 'latency p50 11 us, p99 99 us' '$T/h1.out'"
+check "the source logs the handover" \
+	grep -q "migration h1: destination agent 127.0.0.1:$ok_port took it (HTTP 202)" "$T/source.log"
+
+# (2) The destination agent is down.
+start_fake gone
+dead_port=$fake_port
+kill -KILL "$fake_pid"
+wait "$fake_pid" 2>/dev/null
+"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h2 --to "127.0.0.1:$dead_port" \
+	--wait >"$T/h2.out" 2>"$T/h2.err"
+rc=$?
+check "a destination agent that is down: --wait exits 1 with one line saying why" \
+	eval "test $rc -eq 1 && test \$(wc -l <'$T/h2.err') -eq 1 && grep -q '^rdmigctl: migration h2 failed: destination agent 127.0.0.1:$dead_port unreachable: connection refused' '$T/h2.err'"
+check "... the checkpoint stays" test -s "$root/h2/pages-1.img"
+mkdir "$T/dst-h2"
+# shellcheck disable=SC2046
+timeout 30 "$RDMIG_DEST" -D "$T/dst-h2" $(net_args h2 "$T/secret") --connect-timeout 5 \
+	>"$T/dest-h2.log" 2>&1
+code=$?
+check "... a destination connecting for it is refused" \
+	eval "test $code -eq 1 && grep -q 'migration failed on the source' '$T/dest-h2.log'"
+"${CTL[@]}" rollback h2 >"$T/h2-rb.out" 2>&1
+check "... and it can be rolled back" eval "test $? -eq 0 && wait_json h2 state rolled_back"
+
+# (3) It refuses.
+start_fake busy --refuse "no room for another migration"
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h3 \
+	--to "127.0.0.1:$fake_port" --wait >"$T/h3.out" 2>"$T/h3.err"
+rc=$?
+check "a refusing destination agent (503): exit 1, its message" \
+	eval "test $rc -eq 1 && grep -q '^rdmigctl: migration h3 failed: destination agent 127.0.0.1:$fake_port refused: no room for another migration (HTTP 503)' '$T/h3.err'"
+"${CTL[@]}" rollback h3 >/dev/null 2>&1
+check "... images given: rolled back from them" wait_json h3 state rolled_back
+
+# (4) It never answers.
+start_fake silent --silent
+t0=$(date +%s)
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h4 \
+	--to "127.0.0.1:$fake_port" --wait >"$T/h4.out" 2>"$T/h4.err" &
+wpid=$!
+sleep 2
+"${CTL[@]}" --timeout 1 health >"$T/h4-health.out" 2>&1
+hrc=$?
+wait "$wpid"
+rc=$?
+secs=$(($(date +%s) - t0))
+check "a silent destination agent: failed after the 10 s timeout ($secs s)" \
+	eval "test $rc -eq 1 && grep -q 'destination agent 127.0.0.1:$fake_port unreachable: no answer within 10 s' '$T/h4.err' && test $secs -ge 9 && test $secs -le 30"
+check "... while it waited, the source's API answered within 1 s (nothing blocks)" \
+	test "$hrc" -eq 0
+
+# (5) A source agent in its place.
+api_port=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/source.log")
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h5 \
+	--to "127.0.0.1:$api_port" --wait >"$T/h5.out" 2>"$T/h5.err"
+check "a source agent as destination: refused, it is not a destination agent" \
+	eval "test $? -eq 1 && grep -q 'refused: it is not a destination agent (its /v1/health says role source)' '$T/h5.err'"
+
+# (6) It takes the migration, then gives it up before fetching.
+start_fake quit --run 'exit 3'
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h6 \
+	--to "127.0.0.1:$fake_port" --wait >"$T/h6.out" 2>"$T/h6.err"
+check "a destination agent that gives up: failed, with its error" \
+	eval "test $? -eq 1 && grep -q 'destination agent 127.0.0.1:$fake_port: the migration failed there: command exited 3' '$T/h6.err'"
+
+# (7) Accepted, then lost: the data connection decides.
+start_fake lost
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h7 \
+	--to "127.0.0.1:$fake_port" --advertise 192.0.2.9 >"$T/h7.out" 2>&1
+check "--advertise HOST: the destination is told HOST and the listener's port" \
+	eval "wait_json h7 dest_state connecting && grep -qx 'source=192.0.2.9:$src_port' '$T/lost/h7.req'"
+kill -KILL "$fake_pid"
+check "a destination agent lost after its 202: dest_state unreachable" \
+	wait_json h7 dest_state unreachable
+check "... the migration still serves" test "$(state h7)" = serving
+"${CTL[@]}" status h7 >"$T/h7-status.out" 2>&1
+check "rdmigctl status shows the destination agent and its state" \
+	grep -q "^  dest:       127.0.0.1:$fake_port (destination agent: unreachable)" "$T/h7-status.out"
+"${CTL[@]}" abort h7 >/dev/null 2>&1
+check "... it can be aborted" wait_json h7 state aborted
+
+# Requests the API refuses before any handover.
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h8 \
+	--advertise 10.0.0.1 >"$T/h8.out" 2>&1
+check "--advertise without --to: usage error (exit 2)" \
+	eval "test $? -eq 2 && grep -q -- '--advertise needs --to' '$T/h8.out'"
+curl -s --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
+	-d "{\"id\":\"h9\",\"images_dir\":\"$T/src\",\"secret_file\":\"$T/secret\",\"advertise\":\"10.0.0.1\"}" \
+	http://localhost/v1/migrations >"$T/h9.out" 2>&1
+check "the API: advertise needs dest (400)" grep -q 'field \\"advertise\\" needs \\"dest\\"' "$T/h9.out"
+
+# (8) rdmig-dest --serve.  Its "criu restore": the stand-in is the restored
+# process; it returns once that runs, as criu restore -d does.
+cat >"$T/criu-restore" <<'EOF'
+#!/bin/bash
+D= W= pidf=
+echo "$*" >>"${0%/*}/criu-restore.args"
+while [ $# -gt 0 ]; do
+	case $1 in
+	-D) D=$2; shift ;;
+	-W) W=$2; shift ;;
+	--pidfile) pidf=$2; shift ;;
+	esac
+	shift
+done
+"$RDMIG_STANDIN" -D "$D" -W "$W" --threads 2 >"$W/standin.out" 2>&1 </dev/null &
+s=$!
+for _ in $(seq 400); do
+	grep -q "restore finished" "$W/standin.out" 2>/dev/null && break
+	kill -0 $s 2>/dev/null || exit 1
+	sleep 0.05
+done
+[ -z "$pidf" ] || echo $s >"$pidf"
+EOF
+chmod +x "$T/criu-restore"
+real=0
+if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
+	real=1
+	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 \
+		--work-root "$T/droot" --criu "$T/criu-restore" >"$T/dest-agent.log" 2>&1 &
+	dagent=$!
+	track "$dagent"
+	for _ in $(seq 100); do
+		dport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/dest-agent.log")
+		[ -n "$dport" ] && break
+		sleep 0.05
+	done
+	"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h10 --to "127.0.0.1:$dport" \
+		--wait >"$T/h10.out" 2>"$T/h10.err"
+	rc=$?
+	check "rdmig-dest --serve takes the handover: done" \
+		eval "test $rc -eq 0 && grep -q '^  dest:       127.0.0.1:$dport (destination agent: done)' '$T/h10.out'"
+	check "... its criu restore ran on the images in WORK_ROOT/ID, every page verified" \
+		eval "test -f '$T/droot/h10/inventory.img' && standin_ok \$(find '$T/droot/h10' -name standin.out | head -n 1) 1024"
+	freeze=$(json h10 freeze_ms)
+	down=$(json h10 downtime_ms)
+	check "... downtime_ms ($down) >= freeze_ms ($freeze), restore time reported" \
+		eval "[ '$down' -ge '$freeze' ] 2>/dev/null && [ '$(json h10 restore_ms)' -ge 0 ] 2>/dev/null"
+	curl -s --unix-socket "$T/run/dest.sock" http://localhost/v1/migrations/h10 >"$T/h10-dest.json"
+	dp50=$(sed -n 's/.*"fault_p50":\([0-9a-z]*\).*/\1/p' "$T/h10-dest.json")
+	dp99=$(sed -n 's/.*"fault_p99":\([0-9a-z]*\).*/\1/p' "$T/h10-dest.json")
+	check "... fault latencies as the destination agent reports them ($dp50/$dp99 us)" \
+		eval "[ -n '$dp50' ] && [ '$(json h10 fault_p50)' = '$dp50' ] && [ '$(json h10 fault_p99)' = '$dp99' ]"
+	kill -TERM "$dagent"
+else
+	for d in "rdmig-dest --serve takes the handover: done" \
+		"... its criu restore ran on the images in WORK_ROOT/ID, every page verified" \
+		"... downtime_ms >= freeze_ms, restore time reported" \
+		"... fault latencies as the destination agent reports them"; do
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n - $d # SKIP rdmig-dest has no --serve"
+	done
+fi
+
+# (9) A listener on 0.0.0.0: the address of the API connection's local end.
+"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" >"$T/source-any.log" 2>&1 &
+any_pid=$!
+track "$any_pid"
+for _ in $(seq 100); do
+	any_port=$(sed -n 's/.*listening on 0\.0\.0\.0:\([0-9]*\) (tcp).*/\1/p' "$T/source-any.log")
+	[ -n "$any_port" ] && [ -S "$T/run/any.sock" ] && break
+	sleep 0.05
+done
+start_fake wild
+"$RDMIG_CTL" --socket "$T/run/any.sock" migrate --images "$T/src" --secret-file "$T/secret" \
+	--id h11 --to "127.0.0.1:$fake_port" >"$T/h11.out" 2>&1
+for _ in $(seq 100); do
+	[ -s "$T/wild/h11.req" ] && break
+	sleep 0.05
+done
+check "a source on 0.0.0.0 tells its address towards the destination agent" \
+	grep -qx "source=127.0.0.1:$any_port" "$T/wild/h11.req"
+kill -TERM "$any_pid"
+wait_pid "$any_pid" 20
+check "... and stops on SIGTERM (exit 0) with a handover polling" test "$code" -eq 0
+
+"${CTL[@]}" status >"$T/table.out" 2>&1
+check "the table shows the downtime of h1" grep -Eq "^h1 +source +done .* [0-9.]+ m?s +[0-9.]+ m?s$" "$T/table.out"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
+b64=$(base64 -w0 "$T/secret")
+check "the secret (its base64) is in no rdmigctl output and no source log" \
+	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T/source.log'"
+check "the requests refused by the API started no handover: 7 in all" \
+	eval "test \$(grep -c 'asking destination agent' '$T/source.log') -eq $((7 + real))"
+[ "$tap_failed" -eq 0 ] || {
+	diag_file "$T/source.log" 80
+	for f in "$T"/*.err "$T"/h1.out; do diag_file "$f" 20; done
+	diag_file "$T/ok/h1/dest.log"
+	diag_file "$T/ok.log"
+	diag_file "$T/dest-agent.log" 60
+	diag_file "$T/h10.out"
+}
+finish

@@ -1,0 +1,166 @@
+#!/bin/bash
+# Runs in a soft-RoCE guest pair (test/rxe/t/33-handover.t, make demo): one
+# command migrates a running process between the hosts, the source agent
+# handing the migration over to the destination agent's API.
+#   handover-migrate.sh source   guest A: rdmig-source with its API;
+#       rdmig-workload runs here; `rdmigctl migrate --pid P --to B --wait`
+#       dumps it (criu dump by the agent), serves it over RDMA and hands it
+#       over; prints rdmigctl's progress and report.
+#   handover-migrate.sh dest     guest B: `rdmig-dest --serve --api-tcp
+#       0.0.0.0:7472`, which receives the images, runs criu restore
+#       --lazy-pages and serves the faults; the workload then runs here and
+#       verifies all its memory while its pages still move, and again
+#       after the last one, rewriting it all along.
+# The guests meet in RDMIG_SHARED_DIR: "gen0" (the workload's generation
+# before the dump), "migrated" (rdmigctl's exit status), "verified" (the
+# destination's verdict).  Prints `handover: ...` lines.  Environment:
+# RDMIG_BUILD, RDMIG_SECRET, RDMIG_ADDR, RDMIG_PEER_ADDR, RDMIG_SHARED_DIR,
+# RDMIG_SIZE_MB (default 64), RDMIG_ID (h1), RDMIG_KEEP_LOGS (a directory).
+set -u
+role=${1:?usage: handover-migrate.sh source|dest}
+B=${RDMIG_BUILD:?}
+shared=${RDMIG_SHARED_DIR:?}
+size=${RDMIG_SIZE_MB:-64}
+id=${RDMIG_ID:-h1}
+api_port=7472
+# The same paths in both guests: the restored workload reopens them by name.
+top=/tmp/rdmig-handover
+wl=$B/test/rdmig-workload
+report=$top/report
+check=$top/check
+ctl=$B/rdmigctl/rdmigctl
+
+say() { echo "handover: $*"; }
+
+keep_logs() {
+	[ -n "${RDMIG_KEEP_LOGS:-}" ] || return 0
+	mkdir -p "$RDMIG_KEEP_LOGS" && cp -f "$@" "$RDMIG_KEEP_LOGS"/ 2>/dev/null
+	return 0
+}
+
+# ask_check [exit]: the workload verifies all its memory; prints its verdict.
+ask_check() {
+	rm -f "$report"
+	echo "${1:-check}" >"$check"
+	for _ in $(seq 1200); do
+		[ -s "$report" ] && break
+		sleep 0.1
+	done
+	[ -s "$report" ] || {
+		say "no report from the workload"
+		return 1
+	}
+	say "$(cat "$report")"
+	grep -q '^workload: OK' "$report"
+}
+last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
+
+# wait_file FILE SECS
+wait_file() {
+	for _ in $(seq $(($2 * 10))); do
+		[ -e "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+source_side() {
+	local sock=$top/source.sock spid wpid st=0
+	rm -rf "$top" && mkdir -p "$top"
+	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
+		--api-socket "$sock" --images-root "$top/images" -o "$top/source.log" &
+	spid=$!
+	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
+		--report "$report" --check-file "$check" --pid-file "$top/pid" \
+		</dev/null >/dev/null 2>&1) &
+	wait_file "$top/pid" 60
+	wpid=$(pgrep -x rdmig-workload | head -n 1)
+	if [ -z "$wpid" ] || ! wait_file "$sock" 10; then
+		say "the workload or rdmig-source did not start"
+		echo 1 >"$shared/migrated"
+		return 1
+	fi
+	sleep 1
+	ask_check || st=1
+	say "before dump: generation $(last_gen)"
+	last_gen >"$shared/gen0"
+	# The destination agent's API must answer before the migration starts.
+	for _ in $(seq 1200); do
+		"$ctl" --api "$RDMIG_PEER_ADDR:$api_port" --timeout 2 health >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	say "destination agent: $("$ctl" --api "$RDMIG_PEER_ADDR:$api_port" health 2>&1)"
+	# --wait: the progress lines, then the report.
+	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
+		--secret-file "$RDMIG_SECRET" --verify --wait 2>&1 | sed -u 's/^/handover: /'
+	st=${PIPESTATUS[0]}
+	say "rdmigctl migrate exited $st"
+	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
+	echo
+	echo "$st" >"$shared/migrated"
+	wait_file "$shared/verified" 600 || say "no verdict from the destination"
+	kill -TERM "$spid"
+	wait "$spid"
+	keep_logs "$top/source.log" "$top/images/$id/dump.log"
+	sed 's/^/source: /' "$top/source.log"
+	return "$st"
+}
+
+dest_side() {
+	local sock=$top/dest.sock dpid st=0 g0 g1 g2 s
+	rm -rf "$top" && mkdir -p "$top"
+	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
+		--work-root "$top/dest" -o "$top/dest.log" &
+	dpid=$!
+	# Verify while pages still move: as soon as the workload runs here.
+	for _ in $(seq 6000); do
+		s=$("$ctl" --socket "$sock" status "$id" --json 2>/dev/null |
+			sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p')
+		case $s in postcopy | draining | done | failed | aborted) break ;; esac
+		[ -e "$shared/migrated" ] && break
+		sleep 0.1
+	done
+	say "the destination agent's state: ${s:-none}"
+	if [ "$s" = postcopy ] || [ "$s" = draining ] || [ "$s" = "done" ]; then
+		if [ "$s" = "done" ]; then
+			say "verifying after the last page (done before the first look)"
+		else
+			say "verifying while pages still move ($s)"
+		fi
+		ask_check || st=1
+		g1=$(last_gen)
+	else
+		st=1
+	fi
+	wait_file "$shared/migrated" 900 || say "no word from the source"
+	[ "$(cat "$shared/migrated" 2>/dev/null)" = 0 ] || st=1
+	g0=$(cat "$shared/gen0" 2>/dev/null || echo 0)
+	if [ $st -eq 0 ]; then
+		sleep 1
+		ask_check exit || st=1
+		g2=$(last_gen)
+		if [ "${g1:-0}" -gt "$g0" ] && [ "${g2:-0}" -gt "${g1:-0}" ]; then
+			say "the workload kept rewriting on the destination: generation $g0 -> $g1 -> $g2"
+		else
+			say "the workload did not progress: generation $g0 -> ${g1:-?} -> ${g2:-?}"
+			st=1
+		fi
+	fi
+	"$ctl" --socket "$sock" status "$id" 2>&1 | sed 's/^/handover: dest agent: /'
+	echo "$st" >"$shared/verified"
+	kill -TERM "$dpid"
+	wait "$dpid"
+	keep_logs "$top/dest.log" "$top/dest/$id/restore.log"
+	sed 's/^/dest: /' "$top/dest.log"
+	[ $st -eq 0 ] || grep -h 'Error' "$top/dest/$id/restore.log" 2>/dev/null | tail -n 5
+	return $st
+}
+
+case $role in
+source) source_side ;;
+dest) dest_side ;;
+*)
+	echo "handover-migrate.sh: unknown role $role" >&2
+	exit 2
+	;;
+esac

@@ -1,0 +1,79 @@
+#!/bin/bash
+# One command migrates a running process between two soft-RoCE hosts:
+# guest A runs rdmig-source with its API and rdmig-workload (64 MiB, two
+# threads rewriting and checking it); guest B runs `rdmig-dest --serve
+# --api-tcp 0.0.0.0:7472`.  `rdmigctl migrate --pid P --to 192.0.2.2 --wait`
+# on A: the source agent dumps the workload (real CRIU), serves it for RDMA
+# READ and hands the migration over to B's API, which restores it with
+# criu restore --lazy-pages and serves its faults.  The workload verifies
+# all its memory on B as soon as B's agent reports it running (usually
+# while pages still move) and after the last one; the report gives the
+# downtime, total time, pages, bytes and faults.  Guest
+# side: lib/handover-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/handover-migrate.sh
+tap_plan 15
+
+for b in source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload; do
+	if [[ ! -x $build/$b ]]; then
+		echo "Bail out! $build/$b is not built (run make)"
+		exit 1
+	fi
+done
+if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
+	echo "Bail out! rdmig-dest has no --serve (the destination agent's API)"
+	exit 1
+fi
+if ! command -v criu >/dev/null; then
+	echo "Bail out! criu is not installed (apt-get install criu)"
+	exit 1
+fi
+mkdir -p "$top/.cache/rxe"
+secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
+trap 'rm -rf "$secrets"' EXIT
+head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=64"
+
+tap_run --timeout 900 --grace 60 --pair \
+	--source "$env_common $mig source" \
+	--dest "$env_common $mig dest"
+out="$RUN_OUT$RUN_ERR"
+tap_is "$RUN_STATUS" 0 "rdmigctl migrate --pid --to: the pair run exits 0"
+tap_like "$out" '^\[source\] handover: destination agent: ok: dest agent' \
+	"guest B's rdmig-dest --serve answers on its TCP API"
+tap_like "$out" '^\[source\] handover: migration h1 started' "migrate --pid --to --wait starts h1"
+tap_like "$out" '^\[source\] handover: migration h1 \(source\): done$' "the report says done"
+tap_like "$out" '^\[source\] handover:   dest: +192\.0\.2\.2:7472 \(destination agent: done\)' \
+	"... the destination agent on 192.0.2.2:7472 says done too"
+tap_like "$out" '^\[source\] source: .*handing over to destination agent 192\.0\.2\.2:7472, to connect to 192\.0\.2\.1:7471 \(rdma\)' \
+	"the source told the destination to connect to its RDMA listener"
+tap_like "$out" '^\[dest\] dest: .*migration h1: postcopy' "the workload ran on guest B while pages moved"
+tap_like "$out" '^\[dest\] handover: verifying (while pages still move|after the last page)' \
+	"the destination agent reported the workload running; it was checked at once"
+tap_diag "$(grep -h '^\[dest\] handover: verifying' <<<"$RUN_OUT")"
+tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
+	"the workload verified 64 MiB on guest B twice, rewriting it all along"
+tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "never a wrong page"
+
+json=$(grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1)
+num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$json"; }
+down=$(num downtime_ms)
+freeze=$(num freeze_ms)
+total=$(num total_ms)
+pages=$(num pages_total)
+fetched=$(num pages_fetched)
+bytes=$(num bytes)
+faults=$(num faults)
+tap_cmp "${down:-x}" -ge "${freeze:-y}" "downtime_ms ($down) is reported and >= the dump's freeze_ms ($freeze)"
+tap_cmp "${total:-x}" -ge "${down:-y}" "total_ms ($total) >= downtime_ms"
+tap_cmp "${pages:-x}" -ge 16384 "pages_total ($pages) covers the 64 MiB"
+[[ -n $pages && $fetched == "$pages" && ${bytes:-0} -ge 67108864 ]]
+tap_ok $? "every page moved: $fetched of $pages, $bytes bytes"
+tap_like "$out" '^\[source\] handover:   faults: +[0-9]+ \(latency p50 [0-9]+ us, p99 [0-9]+ us\)' \
+	"the report gives the faults and their p50/p99 latency ($faults faults)"
+tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|total\|faults\|moved\):' <<<"$RUN_OUT" | sed 's/^\[source\] handover: *//' | tr -s ' ' | paste -sd ';' -)"
+tap_done
