@@ -1,0 +1,93 @@
+#!/bin/bash
+# Rollback after the destination is lost during post-copy, host pair, real
+# CRIU 3.17, RDMA (rxe).  rdmig-source runs with its API; `rdmigctl migrate
+# --pid` dumps rdmig-workload (64 MiB, 2 threads); in the dest guest
+# `rdmig-dest --restore` restores it, with a drain slowed to one page at a
+# time so that pages remain; then the destination is lost:
+#   (kill) rdmig-dest gets kill -9;
+#   (link) the dest guest's eth0 goes down (the agents' --dead-after 5).
+# The source must notice, keep its checkpoint (state serving, files
+# unchanged), refuse a rollback while the destination fetched; the restored
+# workload on the destination must be killed, never run on with missing
+# memory (kill: by rdmig-dest's guard process; link: by rdmig-dest once the
+# source fell silent); `rdmigctl rollback` then restores the workload on the
+# source (rolled_back), where it verifies all its memory and keeps
+# rewriting it.
+# Guest side: lib/rollback-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/rollback-migrate.sh
+size=64
+tap_plan 31
+
+for b in source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload; do
+	if [[ ! -x $build/$b ]]; then
+		echo "Bail out! $build/$b is not built (run make)"
+		exit 1
+	fi
+done
+for t in criu ip; do
+	if ! command -v $t >/dev/null; then
+		echo "Bail out! $t is not installed (scripts/install-deps)"
+		exit 1
+	fi
+done
+mkdir -p "$top/.cache/rxe"
+secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
+trap 'rm -rf "$secrets"' EXIT
+head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=$size RDMIG_DEAD_AFTER=5"
+
+tap_run --timeout 540 --grace 120 --pair \
+	--source "$env_common $mig source" \
+	--dest "$env_common $mig dest"
+# Per side, so that a failed assertion shows the lines of that side.
+src=$(grep -a '^\[source\] ' <<<"$RUN_OUT")
+dst=$(grep -a '^\[dest\] ' <<<"$RUN_OUT")
+tap_is "$RUN_STATUS" 0 "host pair: both sides of both cases run to their end (exit 0)"
+
+# check_case ID: the assertions both cases share.
+check_case() {
+	local id=$1 rss
+	tap_like "$src" "rollback-migrate: migration $id started \\(dumping\\)" "$id: migrate --pid: the agent dumps"
+	tap_like "$src" "rollback-migrate: $id states:.* serving\$" "$id: dumping -> serving"
+	tap_like "$dst" "rollback-migrate: $id: criu restore done in [0-9]+ ms: restored root pid [0-9]+" \
+		"$id: rdmig-dest --restore restored the workload on the destination"
+	tap_like "$src" "rollback-migrate: $id: rollback while the destination fetches: status 1 \\(.*is fetching" \
+		"$id: a rollback while the destination fetches is refused"
+	rss=$(sed -n "s/.*rollback-migrate: $id: .* with the workload at \\([0-9]*\\) of $size MiB resident.*/\\1/p" <<<"$dst" | head -n 1)
+	tap_cmp "${rss:-999}" -lt "$size" "$id: the destination was lost with pages still remaining (${rss:-?} of $size MiB resident)"
+	tap_like "$src" "rollback-migrate: $id: the source noticed the loss " "$id: the source noticed the lost destination"
+	tap_like "$src" "rollback-migrate: $id: after the loss: state serving, error null," \
+		"$id: the source keeps the migration (state serving, no error) for a retry or a rollback"
+	tap_like "$src" "rollback-migrate: $id: the checkpoint is unchanged after the loss" "$id: the source keeps its checkpoint unchanged"
+	tap_like "$dst" "rollback-migrate: $id: the restored workload was killed " \
+		"$id: the restored workload on the destination was killed, never ran on with missing pages"
+	tap_like "$src" "rollback-migrate: $id states:.* rolled_back\$" "$id: rdmigctl rollback -> rolled_back"
+	tap_like "$src" "rollback-migrate: $id: the rolled back workload verified its memory and kept rewriting it" \
+		"$id: the rolled back workload verifies $size MiB and its generation advances"
+	tap_like "$src" "source: .*migration $id rolled back: restored from" "$id: the source logs the rollback"
+}
+
+check_case r-kill
+tap_like "$src" 'source: .*destination lost \(.*\); keeping the checkpoint for a retry or a rollback' \
+	"r-kill: the source logs the lost destination and keeps the checkpoint"
+check_case r-link
+tap_like "$src" 'source: .*the destination fell silent' "r-link: the source's keepalive timeout found the silent destination"
+tap_like "$dst" 'dest: .*the source has been silent for [0-9]+ s|dest: .*connection to the source lost' \
+	"r-link: rdmig-dest noticed the lost source"
+tap_like "$dst" 'dest: .*lazy pages not installed: stopping the process' "r-link: rdmig-dest stopped the process that still needed pages"
+tap_like "$dst" 'rollback-migrate: r-link: rdmig-dest exited with status 1$' "r-link: rdmig-dest exits 1"
+tap_unlike "$src" '^\[source\] rollback-migrate: r-[a-z]+: (workload: CORRUPT|no report|FAILED)' \
+	"the source: never a wrong page, every step ran"
+
+tap_diag "$(grep -hE 'rollback-migrate: r-[a-z]+: (killed|link|the source noticed|after the loss|the restored workload|the rolled back)' <<<"$RUN_OUT")"
+if [[ $tap_failed -gt 0 ]]; then
+	tap_diag "--- the failed run, rollback-migrate lines:" "$(grep -a 'rollback-migrate: ' <<<"$RUN_OUT")"
+	tap_diag "--- the agents' errors:" "$(grep -aE '(source|dest): .* (error|warn): ' <<<"$RUN_OUT" | tail -n 40)"
+	tap_diag "--- stderr:" "$(tail -n 20 <<<"$RUN_ERR")"
+fi
+tap_done

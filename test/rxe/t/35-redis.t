@@ -1,0 +1,70 @@
+#!/bin/bash
+# A real application from Debian: redis-server (no persistence, listening on
+# 127.0.0.1) holds 20000 keys of 2 KiB (about 40 MiB of values) in the source
+# guest of a host pair; a plain `criu dump` (no client connection open, so no
+# --tcp-established), rdmig-source serves it, rdmig-dest and `criu restore
+# --lazy-pages` restore it in the dest guest over RDMA (rxe).  There, redis
+# must answer PING, and every value is read back while pages still move and
+# again after the drain: the digest of all keys and values, DBSIZE and DEBUG
+# DIGEST must match the source's and the expected data.  Guest side:
+# lib/redis-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/redis-migrate.sh
+keys=20000
+tap_plan 15
+
+for b in source-agent/rdmig-source dest-agent/rdmig-dest; do
+	if [[ ! -x $build/$b ]]; then
+		echo "Bail out! $build/$b is not built (run make)"
+		exit 1
+	fi
+done
+for t in criu redis-server redis-cli; do
+	if ! command -v $t >/dev/null; then
+		echo "Bail out! $t is not installed (scripts/install-deps)"
+		exit 1
+	fi
+done
+mkdir -p "$top/.cache/rxe"
+secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
+trap 'rm -rf "$secrets"' EXIT
+head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+# The digest of the data set, computed here from the generator alone.
+want=$(RDMIG_REDIS_KEYS=$keys "$mig" expect)
+tap_diag "expected digest of $keys keys: $want"
+# A slowed drain, so that the first full read overlaps the background transfer.
+env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_REDIS_KEYS=$keys RDMIG_REDIS_EXPECT=$want"
+
+tap_run --timeout 420 --grace 60 --pair \
+	--source "$env_common $mig source" \
+	--dest "$env_common RDMIG_DEST_ARGS='--drain-depth 1 --drain-chunk 64K' $mig dest"
+out=$RUN_OUT$RUN_ERR
+tap_is "$RUN_STATUS" 0 "host pair: redis dumped, served over RDMA, restored lazily: exits 0"
+tap_like "$out" "redis-migrate: source dbsize $keys," "source: redis holds $keys keys"
+tap_like "$out" "redis-migrate: source digest $want " "source: the loaded data has the expected digest"
+tap_like "$out" 'redis-migrate: dumped in ' "source: criu dump of redis-server (listening socket, no client) succeeds"
+tap_like "$out" 'redis-migrate: restored in [0-9.]+ s: redis-server pid [0-9]+' \
+	"dest: criu restore --lazy-pages of redis-server succeeds"
+tap_like "$out" '^\[dest\] redis-migrate: ping after restore: PONG$' "dest: redis answers PING right after restore"
+tap_like "$out" 'redis-migrate: digest while pages move: .*rdmig-dest running at start: yes' \
+	"dest: the first full read began while rdmig-dest was still moving pages"
+tap_like "$out" 'redis-migrate: digest while pages moved matches the source and the expected data' \
+	"dest: every value read while pages moved is right"
+tap_like "$out" "redis-migrate: dbsize matches the source: $keys\$" "dest: DBSIZE matches the source ($keys)"
+tap_like "$out" 'redis-migrate: digest after the drain matches the source and the expected data' \
+	"dest: every value read after the drain is right"
+tap_like "$out" 'redis-migrate: DEBUG DIGEST matches the source' "dest: redis's own DEBUG DIGEST matches the source's"
+tap_like "$out" 'summary: status=ok .* left=0 ' "dest: rdmig-dest installed every lazy page (left=0)"
+tap_like "$out" 'summary: .* lazy_faults=[1-9]' "dest: redis's faults were served by rdmig-dest"
+tap_like "$out" 'redis-migrate: rdmig-dest exited 0' "dest: rdmig-dest exits 0"
+tap_like "$out" 'source: .*migration m1 done: .* checkpoint released' "source: rdmig-source saw Done"
+tap_diag "$(grep -hE 'redis-migrate: (loaded|dumped|restored|digest while|times:)' <<<"$RUN_OUT")"
+tap_diag "$(grep -h 'summary:' <<<"$RUN_OUT" | sed 's/.*summary: //')"
+if [[ $tap_failed -gt 0 ]]; then
+	tap_diag "--- output of the failed run:" "$(tail -n 80 <<<"$out")"
+fi
+tap_done
