@@ -122,6 +122,7 @@ struct engine {
 	struct engine_counters c;
 	uint64_t lazy_pages;
 	uint64_t drain_first_ns;
+	uint64_t last_fault_ns; /* last fault on a lazy page, for drain_quiet_ms */
 	uint64_t drain_last_ns;
 	struct latstat lat;
 };
@@ -144,6 +145,7 @@ void engine_config_default(struct engine_config *cfg)
 	    .events_budget = 64,
 	    .latency_samples = 65536,
 	    .fault_poll_us = 1000,
+	    .drain_quiet_ms = 0,
 	};
 }
 
@@ -712,7 +714,9 @@ static void engine_pump(struct engine *e)
 	 * drain to one small read, and let it run wide again when they stop.
 	 */
 	depth = e->cfg.drain_depth;
-	if (e->cfg.drain_yields && e->nr_fault_inflight) {
+	if (e->cfg.drain_yields && (e->nr_fault_inflight ||
+				    (e->last_fault_ns && now_ns() - e->last_fault_ns <
+							     e->cfg.drain_quiet_ms * 1000000ull))) {
 		depth = 1;
 		if (chunk_pages > DRAIN_FAULTING_PAGES)
 			chunk_pages = DRAIN_FAULTING_PAGES;
@@ -819,6 +823,7 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 	case LAZY_PENDING:
 		t->c.faults_lazy++;
 		e->c.faults_lazy++;
+		e->last_fault_ns = now;
 		if (t->state != ENGINE_TASK_ACTIVE)
 			return; /* stopped: the thread stays blocked, never sees a zero page */
 		/*
@@ -851,6 +856,7 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 	case LAZY_INFLIGHT:
 		t->c.faults_lazy++;
 		e->c.faults_lazy++;
+		e->last_fault_ns = now;
 		log_debug("pid %" PRId32 ": fault %#" PRIx64 ": already in flight", t->pid, addr);
 		task_add_waiter(t, addr, now);
 		break;
@@ -1436,6 +1442,11 @@ uint64_t engine_remaining(const struct engine *e)
 	if (t->ls && (t->state == ENGINE_TASK_ACTIVE || t->state == ENGINE_TASK_FAILED))
 		n += lazyset_remaining(t->ls);
 	return n;
+}
+
+void engine_get_counters(const struct engine *e, struct engine_counters *out)
+{
+	*out = e->c;
 }
 
 void engine_get_stats(struct engine *e, struct engine_stats *out)

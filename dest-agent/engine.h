@@ -65,6 +65,13 @@ struct engine_config {
 	 */
 	bool drain_yields;
 	/*
+	 * With drain_yields: the drain also stays narrow until this long after
+	 * the last fault on a lazy page.  Faults come in bursts; a drain that
+	 * goes wide between two faults of a burst puts megabytes in the
+	 * queue ahead of the next one.
+	 */
+	uint32_t drain_quiet_ms;
+	/*
 	 * After posting fault fetches, spin on the page source for up to
 	 * this long until a waiting fault is resolved, instead of sleeping
 	 * until the loop wakes (0: never).  Only sources with a poll
@@ -75,7 +82,7 @@ struct engine_config {
 
 /*
  * Fills the defaults: 16 pages, 8 x 256 KiB, 30 s, 3 retries, 64 events,
- * 65536 samples, 1000 us fault spin.
+ * 65536 samples, 1000 us fault spin, no drain quiet time.
  */
 void engine_config_default(struct engine_config *cfg);
 
@@ -180,6 +187,8 @@ void engine_restore_finished(struct engine *e);
  */
 void engine_abort(struct engine *e, const char *reason);
 
+/* The engine-wide counters alone: cheap, unlike engine_get_stats() (percentiles). */
+void engine_get_counters(const struct engine *e, struct engine_counters *out);
 void engine_get_stats(struct engine *e, struct engine_stats *out);
 /* Calls fn for each task, in arrival order. */
 void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),

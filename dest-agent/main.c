@@ -100,7 +100,8 @@ struct dest_opts {
 };
 
 struct dest {
-	struct guard *guard; /* holds uffd duplicates: see guard.h */
+	struct guard *guard;	       /* holds uffd duplicates: see guard.h */
+	struct event *src_progress_ev; /* Progress to the source, every second */
 	struct dest_opts o;
 	struct img_set *imgs;
 	struct event_base *base;
@@ -162,6 +163,7 @@ enum {
 	OPT_MAX_READS,
 	OPT_LATENCY_OUT,
 	OPT_FAULT_POLL,
+	OPT_DRAIN_QUIET,
 	OPT_RESTORE,
 	OPT_CRIU,
 	OPT_CRIU_OPT,
@@ -211,6 +213,9 @@ static void dest_usage(FILE *f)
 		"      --drain-depth N    background requests in flight (default 8)\n"
 		"      --drain-chunk SIZE bytes per background request (default 256K)\n"
 		"      --fetch-timeout SEC  stop a process whose pages take longer (default 30)\n"
+		"      --drain-quiet MS   over RDMA, keep the drain to one 64 KiB read until MS\n"
+		"                         after the last fault (default 0: only while faults\n"
+		"                         are in flight); lower fault latency, longer drain\n"
 		"      --fault-poll US    after posting a fault's RDMA READ, poll for its\n"
 		"                         completion for up to US microseconds before\n"
 		"                         sleeping (default 1000; 0: never)\n"
@@ -332,6 +337,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"inject", required_argument, NULL, OPT_INJECT},
 	    {"latency-out", required_argument, NULL, OPT_LATENCY_OUT},
 	    {"fault-poll", required_argument, NULL, OPT_FAULT_POLL},
+	    {"drain-quiet", required_argument, NULL, OPT_DRAIN_QUIET},
 	    {"restore", no_argument, NULL, OPT_RESTORE},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
@@ -402,6 +408,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_INJECT:
 			o->inject = optarg;
+			break;
+		case OPT_DRAIN_QUIET:
+			ret = parse_uint(optarg, 0, 60000, &v);
+			o->ecfg.drain_quiet_ms = (uint32_t)v;
 			break;
 		case OPT_FAULT_POLL:
 			ret = parse_uint(optarg, 0, 100000, &v);
@@ -1126,6 +1136,18 @@ static void dest_report_ready(int fd, bool ok)
 	close(fd);
 }
 
+/* Tells the source how far the migration is, for its API (pages fetched, faults). */
+static void dest_src_progress_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct dest *d = arg;
+	struct engine_counters c;
+
+	if (!d->ns || d->net_failed || !d->eng)
+		return;
+	engine_get_counters(d->eng, &c);
+	netsrc_send_progress(d->ns, c.pages_fault + c.pages_drain, c.bytes, c.faults_lazy);
+}
+
 static int dest_setup_loop(struct dest *d)
 {
 	static const int sigs[2] = {SIGINT, SIGTERM};
@@ -1157,6 +1179,13 @@ static int dest_setup_loop(struct dest *d)
 	for (int i = 0; i < 2; i++) {
 		d->sig_ev[i] = evsignal_new(d->base, sigs[i], dest_signal_cb, d);
 		if (!d->sig_ev[i] || event_add(d->sig_ev[i], NULL) < 0)
+			return -ENOMEM;
+	}
+	if (d->ns) {
+		struct timeval tv = {.tv_sec = 1};
+
+		d->src_progress_ev = event_new(d->base, -1, EV_PERSIST, dest_src_progress_cb, d);
+		if (!d->src_progress_ev || event_add(d->src_progress_ev, &tv) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -1238,6 +1267,8 @@ static void dest_cleanup(struct dest *d)
 
 	/* The source first: after it nothing writes into staging or completes a request. */
 	restore_free(d->rs);
+	if (d->src_progress_ev)
+		event_free(d->src_progress_ev);
 	/* Without a release, the guard now kills the processes still missing pages. */
 	guard_free(d->guard);
 	pagesrc_destroy(d->src);

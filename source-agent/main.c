@@ -279,6 +279,9 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
+	/* freopen() leaves stderr fully buffered: the log must be readable as it grows. */
+	if (o.log_file)
+		setvbuf(stderr, NULL, _IONBF, 0);
 	log_set_level(level);
 	log_hook_libevent();
 	a.base = event_base_new();
