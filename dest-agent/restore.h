@@ -2,15 +2,19 @@
 /*
  * restore: rdmig-dest running `criu restore --lazy-pages` itself (--restore).
  *
- * restore_start() spawns criu (posix_spawn, no shell) in the work
- * directory once the lazy-pages socket listens:
+ * restore_start() spawns criu in the work directory once the lazy-pages
+ * socket listens:
  *   criu restore -D IMAGES -W WORK --lazy-pages -d -v4 -o restore.log
  *        --pidfile WORK/restore.pid [extra options]
- * and watches it through a pidfd in the event loop.  When criu exits, the
- * exited callback gets the verdict: the time from spawn to exit, the
- * restored root pid (from criu's --pidfile) or, on failure, the last
- * "Error" line of restore.log.  After the loop, restore_wait() reaps a
- * criu still running (blocking, bounded; the loop is over by then).
+ * through common/criuproc.h (posix_spawn, no shell, watched by a pidfd in
+ * the event loop; criu inherits the agent's stdout and its fds that are
+ * not close-on-exec, so --criu-opt may pass --inherit-fd).  When criu
+ * exits, the exited callback gets the verdict: the time from spawn to
+ * exit, the restored root pid (from criu's --pidfile) or, on failure, the
+ * last "Error" line of restore.log.  After the loop, restore_wait() reaps
+ * a criu still running (blocking, bounded; the loop is over by then).
+ *
+ * Threading: the event loop's thread only.
  *
  * Ownership: restore_free() kills and reaps a criu still running; call
  * it before freeing the event base.
@@ -66,8 +70,5 @@ bool restore_running(const struct restore *r);
 int restore_wait(struct restore *r, int timeout_ms);
 
 void restore_free(struct restore *r);
-
-/* Testing/diagnostics: the last line of path containing "Error", or "". */
-int restore_last_error(const char *path, char *buf, size_t len);
 
 #endif

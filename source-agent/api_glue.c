@@ -17,11 +17,14 @@
 #include "log.h"
 #include "util.h"
 
-static enum api_state glue_state(enum src_mig_state st)
+static enum api_state glue_state(const struct src_migration *m)
 {
-	switch (st) {
+	switch (m->state) {
 	case SRC_MIG_DUMPING:
 		return API_STATE_DUMPING;
+	case SRC_MIG_MAPPING:
+		/* Dumped by the agent: dumping until it serves, as before the offload. */
+		return m->pid > 0 ? API_STATE_DUMPING : API_STATE_PENDING;
 	case SRC_MIG_READY:
 	case SRC_MIG_SERVING:
 		return API_STATE_SERVING;
@@ -41,7 +44,7 @@ static enum api_state glue_state(enum src_mig_state st)
 
 static bool glue_final(const struct src_migration *m)
 {
-	return api_state_is_final(glue_state(m->state));
+	return api_state_is_final(glue_state(m));
 }
 
 static uint64_t glue_max(uint64_t a, uint64_t b)
@@ -69,7 +72,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 
 	v->id = m->id;
 	v->role = API_ROLE_SOURCE;
-	v->state = glue_state(m->state);
+	v->state = glue_state(m);
 	v->error = m->error[0] ? m->error : NULL;
 	v->source = a->endpoint[0] ? a->endpoint : NULL;
 	/* With a destination agent, its API; else the data peer the source saw. */
@@ -193,30 +196,73 @@ out:
 	return ret;
 }
 
-/* why = "WHAT failed (STATUS); see DIR/LOG: LAST ERROR LINE" */
-static void glue_criu_failure(const struct src_migration *m, const char *what, int wstatus,
-			      const char *log, char *why, size_t len)
+/* why = "WHAT failed (STATUS); see DIR/LOG: LAST ERROR LINE" (at most 319 bytes of it) */
+static void glue_criu_failure(const struct src_migration *m, const char *what,
+			      const struct criuproc_exit *e, const char *log, char *why, size_t len)
 {
-	char st[48], tail[320];
+	char st[48];
 
-	src_criu_status_str(wstatus, st, sizeof(st));
-	src_criu_log_tail(m->dir, log, tail, sizeof(tail));
-	snprintf(why, len, "%s failed (%s); see %s/%s: %s", what, st, m->dir, log,
-		 tail[0] ? tail : "(no log written)");
+	src_criu_status_str(e, st, sizeof(st));
+	snprintf(why, len, "%s failed (%s); see %s/%s: %.319s", what, st, m->dir, log,
+		 e->log_tail[0] ? e->log_tail : "(no log written)");
 }
 
-static void glue_dump_exit(void *arg, int wstatus, uint64_t elapsed_ns)
+/* The offload thread, started with the first migration that needs it. */
+static struct offload *glue_offload(struct src_agent *a)
+{
+	if (!a->offload && offload_new(a->base, &a->offload) < 0)
+		return NULL;
+	return a->offload;
+}
+
+/* m's images are mapped (ret 0: it serves now) or cannot be. */
+static void glue_mapped(struct src_migration *m, int ret)
+{
+	struct src_agent *a = m->agent;
+	char why[SRC_MIG_ERROR_MAX];
+
+	if (ret < 0) {
+		if (m->pid > 0)
+			snprintf(why, sizeof(why),
+				 "criu dump succeeded but its images in %s cannot be "
+				 "served: %s",
+				 m->dir, strerror(-ret));
+		else
+			snprintf(why, sizeof(why), "images_dir %s: cannot serve these images: %s",
+				 m->dir, strerror(-ret));
+		src_handover_stop(m->handover);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	}
+	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
+		 m->dir, a->endpoint, xport_kind_str(a->kind));
+	src_handover_begin(m->handover);
+}
+
+/* Hands m's images to the offload thread: m is mapping until glue_mapped(). */
+static int glue_map(struct src_agent *a, struct src_migration *m)
+{
+	struct offload *o = glue_offload(a);
+	int ret = o ? src_mig_map_start(m, o, a->map_delay_ms, glue_mapped) : -ENOMEM;
+
+	if (ret == 0)
+		log_info("migration %s: mapping and checksumming %s in the background", m->id,
+			 m->dir);
+	return ret;
+}
+
+static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 {
 	struct src_migration *m = arg;
 	char why[SRC_MIG_ERROR_MAX];
 	int ret;
 
-	src_criu_run_free(m->job);
+	criuproc_free(m->job);
 	m->job = NULL;
 	/* CRIU freezes the tree when it starts and leaves it dumped (dead) when it exits. */
-	m->freeze_ms = (int64_t)(elapsed_ns / 1000000);
-	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-		glue_criu_failure(m, "criu dump", wstatus, "dump.log", why, sizeof(why));
+	m->freeze_ms = (int64_t)(e->elapsed_ns / 1000000);
+	if (!e->ok) {
+		glue_criu_failure(m, "criu dump", e, "dump.log", why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
 		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
@@ -224,19 +270,17 @@ static void glue_dump_exit(void *arg, int wstatus, uint64_t elapsed_ns)
 	}
 	log_info("migration %s: process %d dumped to %s in %" PRId64 " ms", m->id, (int)m->pid,
 		 m->dir, m->freeze_ms);
-	ret = src_mig_map(m);
+	/* The checkpoint is complete: a rollback can restore it whatever the mapping does. */
+	m->images_complete = true;
+	ret = glue_map(m->agent, m);
 	if (ret < 0) {
-		/* The checkpoint is complete: a rollback can still restore it. */
-		m->images_complete = true;
 		snprintf(why, sizeof(why),
 			 "criu dump succeeded but its images in %s cannot be "
 			 "served: %s",
 			 m->dir, strerror(-ret));
 		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
-		return;
 	}
-	src_handover_begin(m->handover);
 }
 
 /*
@@ -289,7 +333,8 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 	/* The workload's downtime starts here: criu freezes it first. */
 	m->freeze_start_ns = now_ns();
 	if (ret == 0)
-		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_dump_exit, m, &m->job);
+		ret = src_criu_start(a->base, m->id, &av, m->dir, "dump.log", glue_dump_exit, m,
+				     &m->job);
 	if (ret < 0) {
 		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s dump: %s",
 				    a->criu, strerror(-ret));
@@ -306,6 +351,20 @@ out:
 	return ret;
 }
 
+/* images_dir names a directory the agent can list and read (a quick look, no reading). */
+static int glue_check_images_dir(const char *dir)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	if (access(dir, R_OK | X_OK) < 0)
+		return -errno;
+	return 0;
+}
+
 static int glue_start(void *agent, const struct api_start_req *req, struct api_error *err)
 {
 	struct src_agent *a = agent;
@@ -318,7 +377,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	old = src_mig_find(&a->migrations, req->id);
 	if (old) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
-				    api_state_str(glue_state(old->state)));
+				    api_state_str(glue_state(old)));
 		goto out;
 	}
 	want = req->transport == API_TRANSPORT_TCP ? XPORT_TCP : XPORT_RDMA;
@@ -341,17 +400,27 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 			goto out;
 		goto add;
 	}
-	/* The agent's --verify offers checksums for every migration. */
-	ret = src_mig_create(req->id, req->images_dir, secret, req->verify || a->verify, &m);
-	secret = NULL; /* src_mig_create took it */
+	/*
+	 * Only what answers at once is checked here: parsing, mapping and
+	 * checksumming read the whole checkpoint and run on the offload thread.
+	 */
+	ret = glue_check_images_dir(req->images_dir);
 	if (ret < 0) {
-		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
-				    "images_dir %s: cannot serve these images: %s", req->images_dir,
+		ret = api_error_set(err, -EINVAL, "images_dir %s: cannot serve these images: %s",
+				    req->images_dir, strerror(-ret));
+		goto out;
+	}
+	/* The agent's --verify offers checksums for every migration. */
+	ret = src_mig_new(req->id, req->images_dir, secret, req->verify || a->verify, &m);
+	secret = NULL; /* src_mig_new took it */
+	if (ret < 0) {
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL, "cannot start: %s",
 				    strerror(-ret));
 		goto out;
 	}
 	glue_copy_opts(&req->criu, &m->criu);
 add:
+	m->agent = a;
 	if (req->peer) {
 		struct src_handover_params hp = {
 		    .host = req->peer_host,
@@ -369,15 +438,19 @@ add:
 			goto out;
 		}
 	}
+	/* Images given: the destination agent is asked once they are mapped (glue_mapped). */
+	if (req->pid == 0) {
+		ret = glue_map(a, m);
+		if (ret < 0) {
+			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO,
+					    "images_dir %s: cannot have them mapped: %s",
+					    req->images_dir, strerror(-ret));
+			goto out;
+		}
+	}
 	TAILQ_INSERT_TAIL(&a->migrations, m, link);
 	if (m->state == SRC_MIG_DUMPING)
 		log_info("migration %s: dumping process %d to %s", m->id, (int)m->pid, m->dir);
-	else
-		log_info("migration %s: serving %s to a destination that connects to %s (%s)",
-			 m->id, m->dir, a->endpoint, xport_kind_str(a->kind));
-	/* Images given: it serves already, so the destination agent can be asked now. */
-	if (m->state == SRC_MIG_READY)
-		src_handover_begin(m->handover);
 	m = NULL;
 	ret = 0;
 out:
@@ -430,22 +503,23 @@ static int glue_abort(void *agent, const char *id, struct api_error *err)
 				     "criu %s is running (pid %d): stopping it could leave the "
 				     "process frozen; retry once it ended",
 				     m->state == SRC_MIG_DUMPING ? "dump" : "restore",
-				     (int)src_criu_run_pid(m->job));
-	src_handover_stop(m->handover);
+				     (int)criuproc_pid(m->job));
+	/* The destination agent's side stops too, once it may have been told of the migration. */
+	src_handover_abort(m->handover);
 	src_session_cancel(a, m, "migration aborted on the source");
 	src_mig_set_aborted(m, "aborted through the API");
 	return 0;
 }
 
-static void glue_restore_exit(void *arg, int wstatus, uint64_t elapsed_ns)
+static void glue_restore_exit(void *arg, const struct criuproc_exit *e)
 {
 	struct src_migration *m = arg;
 	char why[SRC_MIG_ERROR_MAX];
 
-	src_criu_run_free(m->job);
+	criuproc_free(m->job);
 	m->job = NULL;
-	if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
-		glue_criu_failure(m, "rollback: criu restore", wstatus, "restore-rollback.log", why,
+	if (!e->ok) {
+		glue_criu_failure(m, "rollback: criu restore", e, "restore-rollback.log", why,
 				  sizeof(why));
 		log_err("migration %s: %s", m->id, why);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
@@ -453,7 +527,7 @@ static void glue_restore_exit(void *arg, int wstatus, uint64_t elapsed_ns)
 	}
 	log_info("migration %s rolled back: restored from %s in %.2f s; the process runs on the "
 		 "source again",
-		 m->id, m->dir, (double)elapsed_ns / 1e9);
+		 m->id, m->dir, (double)e->elapsed_ns / 1e9);
 	src_mig_finish(m, SRC_MIG_ROLLED_BACK, NULL);
 }
 
@@ -480,6 +554,14 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 				     "destination %s is fetching migration \"%s\" and may run "
 				     "the process already: abort the migration first",
 				     m->peer, m->id);
+	case SRC_MIG_MAPPING:
+		/* A dump the agent made is complete already: its mapping is let go. */
+		if (m->pid == 0)
+			return api_error_set(err, -EBUSY,
+					     "the images of migration \"%s\" are still being "
+					     "checked; retry once it serves",
+					     m->id);
+		break;
 	case SRC_MIG_READY:
 	case SRC_MIG_FAILED:
 	case SRC_MIG_ABORTED:
@@ -514,6 +596,7 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	/* Peers still authenticating for it are turned away; so is the destination agent. */
 	src_handover_stop(m->handover);
 	src_session_cancel(a, m, "migration rolled back on the source");
+	src_mig_map_cancel(m);
 	imgmap_close(m->map);
 	m->map = NULL;
 	m->state = SRC_MIG_RESTORING;
@@ -522,7 +605,8 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir, "restore-rollback.log",
 				  &m->criu);
 	if (ret == 0)
-		ret = src_criu_spawn(a->base, m->id, av.v, m->dir, glue_restore_exit, m, &m->job);
+		ret = src_criu_start(a->base, m->id, &av, m->dir, "restore-rollback.log",
+				     glue_restore_exit, m, &m->job);
 	if (ret < 0) {
 		snprintf(why, sizeof(why), "rollback: cannot run %s restore: %s", a->criu,
 			 strerror(-ret));

@@ -1,20 +1,28 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * criurun: runs one criu command (dump or restore) from the source agent's
- * event loop without blocking it.
+ * criurun: the criu commands of the source agent (dump, and the restore of
+ * a rollback): their command lines, how they are started, and the wording
+ * of their results.
  *
- * The command is started with posix_spawnp (no shell; stdin and stdout on
- * /dev/null, stderr the agent's, no other fd inherited) and watched through
- * a pidfd: when criu exits, the pidfd becomes readable, the child is reaped
- * and the owner's callback gets its wait status and how long it ran.
+ * A command runs through common/criuproc.h, from the event loop without
+ * blocking it: posix_spawnp (no shell; stdin and stdout on /dev/null,
+ * stderr the agent's, no other fd inherited) in the images directory,
+ * watched through a pidfd; when criu exits the owner's callback gets its
+ * status, how long it ran and, on failure, its log's last error line
+ * without criu's time stamp (its last line when none has "Error").
+ *
+ * Threading: the event loop's thread only.
  */
 #ifndef RDMIG_SRC_CRIURUN_H
 #define RDMIG_SRC_CRIURUN_H
 
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "criuproc.h"
 
 /* The criu options a migration was started with (docs/api.md, criu_opts). */
 struct src_criu_opts {
@@ -51,38 +59,18 @@ struct src_criu_argv {
 int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu_verb verb,
 			pid_t pid, const char *dir, const char *log, const struct src_criu_opts *o);
 
-struct src_criu_run;
-
-/* wstatus as from waitpid(); elapsed_ns from the spawn to the reaping. */
-typedef void (*src_criu_exit_fn)(void *arg, int wstatus, uint64_t elapsed_ns);
-
 /*
- * Starts argv (argv[0] searched in PATH when it has no '/') in directory
- * cwd (NULL: the agent's).  what names
- * the run in logs (borrowed until the run is freed).  cb runs once, from
- * the event loop, after the child is reaped; it may free the run.
- * Caller owns *out.
+ * Starts av with dir as its working directory; log is criu's -o file in
+ * dir, read for the failure's last error line.  what names the run in
+ * logs (the migration id).  cb runs once, from the loop, after criu is
+ * reaped, and may free the run.  Caller owns *out (criuproc_free(): a
+ * criu still running is left alone, never killed midway).
  */
-int src_criu_spawn(struct event_base *base, const char *what, char *const argv[], const char *cwd,
-		   src_criu_exit_fn cb, void *arg, struct src_criu_run **out);
-
-pid_t src_criu_run_pid(const struct src_criu_run *r);
-
-/*
- * Stops watching.  A child still running is left alone (killing criu in
- * the middle of a dump or restore could leave the workload frozen or half
- * restored) and logged.  NULL is fine.
- */
-void src_criu_run_free(struct src_criu_run *r);
-
-/*
- * The last line of dir/log with "Error" in it (else the last non-empty
- * line), for a failure message; "" when the file cannot be read.  Reads at
- * most the file's last 64 KiB.
- */
-void src_criu_log_tail(const char *dir, const char *log, char *buf, size_t len);
+int src_criu_start(struct event_base *base, const char *what, const struct src_criu_argv *av,
+		   const char *dir, const char *log, criuproc_exit_fn cb, void *arg,
+		   struct criuproc **out);
 
 /* "exit status N", "killed by signal N" */
-void src_criu_status_str(int wstatus, char *buf, size_t len);
+void src_criu_status_str(const struct criuproc_exit *e, char *buf, size_t len);
 
 #endif

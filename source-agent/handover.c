@@ -30,6 +30,8 @@
 #define HO_POLL_MS	  500
 #define HO_POST_TIMEOUT_S 10
 #define HO_POLL_TIMEOUT_S 5
+/* An abort is best effort: the source's own state is final already. */
+#define HO_ABORT_TIMEOUT_S 5
 /*
  * Once the source is final, the destination's last figures (its resume
  * time, the final latencies) are still awaited this long.
@@ -62,6 +64,14 @@ struct src_handover {
 	bool req_error;
 	enum evhttp_request_error req_err;
 	bool unreachable; /* the last poll failed */
+	/*
+	 * The POST was sent: the destination agent may have the migration, so
+	 * an abort on the source is passed on to it.
+	 */
+	bool posted;
+	struct evhttp_request *del_req; /* the abort's DELETE in flight, or NULL */
+	bool del_error;			/* as req_error, for the DELETE */
+	enum evhttp_request_error del_err;
 	uint64_t source_final_ns;
 	char host[API_HOSTPORT_MAX + 1];
 	uint16_t port;
@@ -152,23 +162,33 @@ static void ho_http_error(struct evhttp_request *req, int status, char *buf, siz
 	json_decref(j);
 }
 
-/* Why a request got no answer, from what libevent left behind. */
-static void ho_transport_error(struct src_handover *h, char *buf, size_t len)
+/*
+ * Why a request got no answer, from what libevent left behind: seen and e
+ * are what its error callback recorded, timeout_s the limit it had.
+ */
+static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_request_error e,
+			       int timeout_s, char *buf, size_t len)
 {
 	struct bufferevent *bev = h->conn ? evhttp_connection_get_bufferevent(h->conn) : NULL;
 	int dns = bev ? bufferevent_socket_get_dns_error(bev) : 0;
 
 	if (dns)
 		snprintf(buf, len, "cannot resolve %s: %s", h->host, evutil_gai_strerror(dns));
-	else if (!h->req_error)
+	else if (!seen)
 		snprintf(buf, len, "connection refused");
-	else if (h->req_err == EVREQ_HTTP_TIMEOUT)
-		snprintf(buf, len, "no answer within %d s",
-			 h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S);
-	else if (h->req_err == EVREQ_HTTP_EOF)
+	else if (e == EVREQ_HTTP_TIMEOUT)
+		snprintf(buf, len, "no answer within %d s", timeout_s);
+	else if (e == EVREQ_HTTP_EOF)
 		snprintf(buf, len, "cannot connect, or the connection closed before an answer");
 	else
 		snprintf(buf, len, "no valid HTTP answer");
+}
+
+/* The same for the request of the current phase. */
+static void ho_phase_error(struct src_handover *h, char *buf, size_t len)
+{
+	ho_transport_error(h, h->req_error, h->req_err,
+			   h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S, buf, len);
 }
 
 static void ho_mirror(struct src_handover *h, const json_t *j)
@@ -212,20 +232,25 @@ static void ho_body_cleanup(const void *data, size_t len, void *arg)
 	free((void *)data);
 }
 
-/* Sends a request; body (owned, wiped and freed whatever happens) may be NULL. */
-static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const char *path,
-		      char *body, int timeout_s)
+/*
+ * Sends a request on h->conn, queued behind any request in flight there;
+ * body (owned, wiped and freed whatever happens) may be NULL.  cb and
+ * errcb get h; *sent is the request until its cb runs.
+ */
+static int ho_send(struct src_handover *h, enum evhttp_cmd_type type, const char *path, char *body,
+		   int timeout_s, void (*cb)(struct evhttp_request *, void *),
+		   void (*errcb)(enum evhttp_request_error, void *), struct evhttp_request **sent)
 {
 	struct evhttp_request *req;
 	struct evkeyvalq *hdr;
 	int ret;
 
-	req = evhttp_request_new(ho_done, h);
+	req = evhttp_request_new(cb, h);
 	if (!req) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	evhttp_request_set_error_cb(req, ho_error_cb);
+	evhttp_request_set_error_cb(req, errcb);
 	hdr = evhttp_request_get_output_headers(req);
 	if (evhttp_add_header(hdr, "Host", h->name) < 0 ||
 	    evhttp_add_header(hdr, "Accept", "application/json") < 0 ||
@@ -243,14 +268,13 @@ static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const c
 		body = NULL; /* the buffer's now */
 	}
 	evhttp_connection_set_timeout(h->conn, timeout_s);
-	h->req_error = false;
 	if (evhttp_make_request(h->conn, req, type, path) < 0) {
 		/* libevent released the request. */
 		req = NULL;
 		ret = -EIO;
 		goto out;
 	}
-	h->req = req;
+	*sent = req;
 	req = NULL;
 	ret = 0;
 out:
@@ -262,6 +286,14 @@ out:
 		log_err("migration %s: cannot send a request to destination agent %s: %s", h->m->id,
 			h->name, strerror(-ret));
 	return ret;
+}
+
+/* A request of the handover's phases: its answer goes to ho_done(). */
+static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const char *path,
+		      char *body, int timeout_s)
+{
+	h->req_error = false;
+	return ho_send(h, type, path, body, timeout_s, ho_done, ho_error_cb, &h->req);
 }
 
 static void ho_fail(struct src_handover *h, const char *fmt, ...)
@@ -438,7 +470,7 @@ static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int
 	int ret;
 
 	if (status == 0) {
-		ho_transport_error(h, why, sizeof(why));
+		ho_phase_error(h, why, sizeof(why));
 		snprintf(m->dr.state, sizeof(m->dr.state), "unreachable");
 		ho_fail(h, "unreachable: %s", why);
 		return;
@@ -478,8 +510,11 @@ static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int
 	log_info("migration %s: handing over to destination agent %s, to connect to %s (%s)", m->id,
 		 h->name, source, xport_kind_str(h->a->kind));
 	h->phase = HO_POST;
-	if (ho_request(h, EVHTTP_REQ_POST, "/v1/migrations", body, HO_POST_TIMEOUT_S) < 0)
+	if (ho_request(h, EVHTTP_REQ_POST, "/v1/migrations", body, HO_POST_TIMEOUT_S) < 0) {
 		ho_fail(h, "cannot be asked: the request could not be sent");
+		return;
+	}
+	h->posted = true;
 }
 
 static void ho_on_post(struct src_handover *h, struct evhttp_request *req, int status)
@@ -488,7 +523,7 @@ static void ho_on_post(struct src_handover *h, struct evhttp_request *req, int s
 	json_t *j;
 
 	if (status == 0) {
-		ho_transport_error(h, why, sizeof(why));
+		ho_phase_error(h, why, sizeof(why));
 		ho_fail(h, "did not take the migration: %s", why);
 		return;
 	}
@@ -573,7 +608,7 @@ static void ho_on_poll(struct src_handover *h, struct evhttp_request *req, int s
 		ho_mirror(h, j);
 	} else {
 		if (status == 0)
-			ho_transport_error(h, why, sizeof(why));
+			ho_phase_error(h, why, sizeof(why));
 		else
 			ho_http_error(req, status, why, sizeof(why));
 		if (!h->unreachable)
@@ -628,7 +663,7 @@ static void ho_tick(evutil_socket_t fd, short what, void *arg)
 
 	if (h->phase == HO_POLL) {
 		ho_poll(h);
-	} else if (h->phase == HO_ENDED && h->conn) {
+	} else if (h->phase == HO_ENDED && h->conn && !h->del_req) {
 		evhttp_connection_free(h->conn);
 		h->conn = NULL;
 		h->req = NULL;
@@ -674,6 +709,18 @@ out:
 	return ret;
 }
 
+/* A connection to the destination agent (no I/O until a request is made). */
+static int ho_connect(struct src_handover *h)
+{
+	h->conn = evhttp_connection_base_new(h->a->base, h->a->dns, h->host, h->port);
+	if (!h->conn)
+		return -ENOMEM;
+	evhttp_connection_set_max_body_size(h->conn, HO_BODY_MAX);
+	evhttp_connection_set_max_headers_size(h->conn, HO_HEADERS_MAX);
+	evhttp_connection_set_retries(h->conn, 0);
+	return 0;
+}
+
 void src_handover_begin(struct src_handover *h)
 {
 	struct src_agent *a;
@@ -690,14 +737,10 @@ void src_handover_begin(struct src_handover *h)
 			log_warn("no asynchronous DNS: destination agents must be given as "
 				 "addresses");
 	}
-	h->conn = evhttp_connection_base_new(a->base, a->dns, h->host, h->port);
-	if (!h->conn) {
+	if (ho_connect(h) < 0) {
 		ho_fail(h, "unreachable: cannot create a connection (%s)", strerror(ENOMEM));
 		return;
 	}
-	evhttp_connection_set_max_body_size(h->conn, HO_BODY_MAX);
-	evhttp_connection_set_max_headers_size(h->conn, HO_HEADERS_MAX);
-	evhttp_connection_set_retries(h->conn, 0);
 	log_info("migration %s serves: asking destination agent %s to take it", h->m->id, h->name);
 	if (ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S) < 0)
 		ho_fail(h, "unreachable: the request could not be sent");
@@ -710,6 +753,9 @@ void src_handover_stop(struct src_handover *h)
 	ho_wipe_secret(h);
 	h->phase = HO_ENDED;
 	evtimer_del(h->timer);
+	/* An abort's DELETE keeps the connection until it is answered (ho_delete_done). */
+	if (h->del_req)
+		return;
 	/* Pending requests go with the connection, without their callbacks. */
 	if (h->conn)
 		evhttp_connection_free(h->conn);
@@ -717,10 +763,85 @@ void src_handover_stop(struct src_handover *h)
 	h->req = NULL;
 }
 
+static void ho_delete_error_cb(enum evhttp_request_error e, void *arg)
+{
+	struct src_handover *h = arg;
+
+	h->del_error = true;
+	h->del_err = e;
+}
+
+static void ho_delete_done(struct evhttp_request *req, void *arg)
+{
+	struct src_handover *h = arg;
+	int status = req ? evhttp_request_get_response_code(req) : 0;
+	const char *id = h->m->id;
+	char why[HO_WHY_MAX];
+
+	h->del_req = NULL;
+	if (status == 0) {
+		ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S, why,
+				   sizeof(why));
+		log_warn("migration %s: destination agent %s could not be told to abort it: %s", id,
+			 h->name, why);
+	} else if (status == 202) {
+		log_info("migration %s: destination agent %s aborts it too (HTTP 202)", id,
+			 h->name);
+	} else if (status == HTTP_OK) {
+		log_info("migration %s: destination agent %s had ended it already (HTTP 200)", id,
+			 h->name);
+	} else {
+		ho_http_error(req, status, why, sizeof(why));
+		log_warn("migration %s: destination agent %s did not abort it: %s", id, h->name,
+			 why);
+	}
+	/* Not from inside the connection's own callback: the timer frees it (HO_ENDED). */
+	ho_schedule(h, 0);
+}
+
+void src_handover_abort(struct src_handover *h)
+{
+	char path[32 + API_ID_MAX];
+
+	if (!h)
+		return;
+	/*
+	 * The DELETE goes on the same connection as a POST or poll still in
+	 * flight, behind it, so it never overtakes the POST that creates
+	 * the migration there.  Their answers are ignored from now on.
+	 */
+	ho_wipe_secret(h);
+	h->phase = HO_ENDED;
+	evtimer_del(h->timer);
+	if (!h->posted || h->del_req) {
+		src_handover_stop(h);
+		return;
+	}
+	if (!h->conn && ho_connect(h) < 0) {
+		log_warn("migration %s: destination agent %s could not be told to abort it: %s",
+			 h->m->id, h->name, strerror(ENOMEM));
+		return;
+	}
+	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
+	h->del_error = false;
+	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, HO_ABORT_TIMEOUT_S, ho_delete_done,
+		    ho_delete_error_cb, &h->del_req) < 0) {
+		src_handover_stop(h);
+		return;
+	}
+	log_info("migration %s: telling destination agent %s to abort it too", h->m->id, h->name);
+}
+
 void src_handover_free(struct src_handover *h)
 {
 	if (!h)
 		return;
+	if (h->del_req) {
+		log_warn("migration %s: destination agent %s did not answer the abort before the "
+			 "agent stopped",
+			 h->m->id, h->name);
+		h->del_req = NULL;
+	}
 	src_handover_stop(h);
 	if (h->timer)
 		event_free(h->timer);

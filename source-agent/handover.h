@@ -15,7 +15,9 @@
  * answer in time) before any destination fetches the migration fails it,
  * keeping its checkpoint for a rollback.  After the 202, an unreachable
  * destination agent changes nothing but dest_state ("unreachable"): the
- * data connection decides the migration's fate.
+ * data connection decides the migration's fate.  An abort on the source
+ * is passed on: DELETE /v1/migrations/{id} to the destination agent once
+ * the POST went out (best effort, 5 s, logged), so its side stops too.
  *
  * Everything runs on the agent's event loop through libevent's evhttp
  * client and evdns (no blocking name lookups), with bounded timeouts.  The
@@ -66,7 +68,18 @@ void src_handover_begin(struct src_handover *h);
  */
 void src_handover_stop(struct src_handover *h);
 
-/* Stops and frees.  NULL is fine. */
+/*
+ * The migration was aborted on the source: stops talking to the
+ * destination agent as src_handover_stop() does and, if the POST went out
+ * (the agent may have the migration, even without a 202 seen), sends it
+ * DELETE /v1/migrations/{id}, queued behind a request still in flight so
+ * it cannot overtake the POST.  Asynchronous, at most 5 s, best effort:
+ * the outcome is only logged.  Not from inside the handover's own
+ * callbacks.  NULL is fine.
+ */
+void src_handover_abort(struct src_handover *h);
+
+/* Stops and frees; an abort's DELETE still unanswered is dropped (logged).  NULL is fine. */
 void src_handover_free(struct src_handover *h);
 
 /*

@@ -15,6 +15,50 @@
 #include "ctrl.h"
 #include "log.h"
 
+/*
+ * A range is hashed in steps of this much, and page hashes in batches of
+ * this many bytes' worth, so a cancelled open stops within one step.
+ */
+#define IMGMAP_STEP (16u << 20)
+
+static bool imgmap_stopped(const atomic_bool *stop)
+{
+	return stop && atomic_load(stop);
+}
+
+/* XXH3-64 of [data, data + len): the same value as one XXH3_64bits() call. */
+static int range_csum(const uint8_t *data, uint64_t len, const atomic_bool *stop, uint64_t *out)
+{
+	XXH3_state_t *st;
+	uint64_t off, n;
+	int ret = 0;
+
+	if (len <= IMGMAP_STEP) {
+		*out = XXH3_64bits(data, len);
+		return 0;
+	}
+	st = XXH3_createState();
+	if (!st || XXH3_64bits_reset(st) != XXH_OK) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (off = 0; off < len; off += n) {
+		if (imgmap_stopped(stop)) {
+			ret = -ECANCELED;
+			goto out;
+		}
+		n = len - off < IMGMAP_STEP ? len - off : IMGMAP_STEP;
+		if (XXH3_64bits_update(st, data + off, n) != XXH_OK) {
+			ret = -EINVAL;
+			goto out;
+		}
+	}
+	*out = XXH3_64bits_digest(st);
+out:
+	XXH3_freeState(st);
+	return ret;
+}
+
 static int map_file(struct imgmap_file *f)
 {
 	struct stat st;
@@ -80,7 +124,7 @@ static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *id
 }
 
 static int task_build(struct imgmap *map, const struct img_task *t, struct imgmap_task *mt,
-		      bool page_hashes)
+		      bool page_hashes, const atomic_bool *stop)
 {
 	const struct imgmap_file *f;
 	uint32_t idx;
@@ -102,6 +146,8 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		struct imgmap_range *r = &mt->ranges[i];
 		const uint8_t *data;
 
+		if (imgmap_stopped(stop))
+			return -ECANCELED;
 		if (lr->pages_off == IMG_NO_OFFSET) {
 			/* A dump --lazy-pages image: the pages never reached the disk. */
 			log_err("%s: task %d range 0x%" PRIx64 "+%" PRIu64
@@ -121,14 +167,19 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		r->len = lr->len;
 		r->file = idx;
 		r->offset = lr->pages_off;
-		r->csum = XXH3_64bits(data, lr->len);
+		ret = range_csum(data, lr->len, stop, &r->csum);
+		if (ret < 0)
+			return ret;
 		if (page_hashes) {
 			r->page_hashes = calloc(lr->len / IMG_PAGE_SIZE, sizeof(uint64_t));
 			if (!r->page_hashes)
 				return -ENOMEM;
-			for (p = 0; p < lr->len / IMG_PAGE_SIZE; p++)
+			for (p = 0; p < lr->len / IMG_PAGE_SIZE; p++) {
+				if (p % (IMGMAP_STEP / IMG_PAGE_SIZE) == 0 && imgmap_stopped(stop))
+					return -ECANCELED;
 				r->page_hashes[p] =
 				    XXH3_64bits(data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
+			}
 		}
 		mt->nr_ranges++;
 		map->lazy_bytes += lr->len;
@@ -136,7 +187,7 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 	return 0;
 }
 
-int imgmap_open(const char *dir, bool page_hashes, struct imgmap **out)
+int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, struct imgmap **out)
 {
 	struct imgmap *map;
 	size_t i, j;
@@ -154,7 +205,7 @@ int imgmap_open(const char *dir, bool page_hashes, struct imgmap **out)
 		goto out;
 	}
 	for (i = 0; i < map->set->nr_tasks; i++) {
-		ret = task_build(map, &map->set->tasks[i], &map->tasks[i], page_hashes);
+		ret = task_build(map, &map->set->tasks[i], &map->tasks[i], page_hashes, stop);
 		map->nr_tasks = i + 1;
 		if (ret < 0)
 			goto out;

@@ -12,10 +12,16 @@
  * imgmap_close(); the image set, mappings and tables inside belong to it.
  * Memory regions registered over the mappings must be deregistered before
  * imgmap_close().
+ *
+ * Threading: imgmap_open() reads every byte of the lazy ranges, which
+ * takes as long as reading the pages files once; the source agent runs it
+ * on its offload thread (offload.h), never in the event loop.  A map is
+ * used by one thread at a time; it holds no reference to anything else.
  */
 #ifndef RDMIG_IMGMAP_H
 #define RDMIG_IMGMAP_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,7 +61,12 @@ struct imgmap {
 	uint64_t digest; /* xxh3-64 over every range checksum, in table order */
 };
 
-int imgmap_open(const char *dir, bool page_hashes, struct imgmap **out);
+/*
+ * Maps and checksums the images in dir.  stop (NULL: never) is polled
+ * between steps of at most 16 MiB: once it is set the open gives up with
+ * -ECANCELED.  Errors are logged with the file involved.
+ */
+int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, struct imgmap **out);
 void imgmap_close(struct imgmap *map);
 
 const struct imgmap_task *imgmap_task(const struct imgmap *map, int32_t pid);

@@ -16,6 +16,7 @@
 
 #include "api_glue.h"
 #include "log.h"
+#include "offload.h"
 #include "rdmig-config.h"
 #include "session.h"
 #include "util.h"
@@ -57,6 +58,8 @@ static void usage(FILE *f)
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
+		"      --test-map-delay MS    testing: the background mapping of each API\n"
+		"                             migration waits MS ms before it starts\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
 		"  -v, --verbose              more logging (repeat for debug)\n"
 		"  -h, --help                 show this help and exit\n"
@@ -135,6 +138,7 @@ int main(int argc, char **argv)
 		OPT_API_TCP,
 		OPT_IMAGES_ROOT,
 		OPT_CRIU,
+		OPT_TEST_MAP_DELAY,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -148,6 +152,7 @@ int main(int argc, char **argv)
 	    {"once", no_argument, NULL, '1'},
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
+	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
 	    {"log-file", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -242,6 +247,14 @@ int main(int argc, char **argv)
 			else
 				a.dead_after_s = (unsigned int)v;
 			break;
+		case OPT_TEST_MAP_DELAY:
+			if (parse_uint(optarg, 0, 600000, &v) < 0) {
+				fprintf(stderr, "rdmig-source: bad --test-map-delay '%s'\n",
+					optarg);
+				return 2;
+			}
+			a.map_delay_ms = (unsigned int)v;
+			break;
 		case 'o':
 			o.log_file = optarg;
 			break;
@@ -325,6 +338,9 @@ int main(int argc, char **argv)
 out:
 	src_api_stop(&a);
 	src_session_close_all(&a);
+	/* A mapping that ends in the loop pass below must not start a handover. */
+	TAILQ_FOREACH(m, &a.migrations, link)
+	src_mig_map_cancel(m);
 	/*
 	 * Release the closed connections first: accepted rdma_cm ids hang off
 	 * the listener's event channel, which must outlive them.
@@ -339,6 +355,8 @@ out:
 				 m->dir);
 		src_mig_destroy(m);
 	}
+	/* After the migrations let their map jobs go: those are released here. */
+	offload_free(a.offload);
 	/* After the migrations: their handovers' connections may use it. */
 	if (a.dns)
 		evdns_base_free(a.dns, 0);

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -18,6 +19,8 @@ const char *src_mig_state_str(enum src_mig_state st)
 	switch (st) {
 	case SRC_MIG_DUMPING:
 		return "dumping";
+	case SRC_MIG_MAPPING:
+		return "mapping";
 	case SRC_MIG_READY:
 		return "ready";
 	case SRC_MIG_SERVING:
@@ -103,38 +106,151 @@ out:
 	return ret;
 }
 
-int src_mig_map(struct src_migration *m)
-{
-	uint64_t t0 = now_ns();
-	char sz[32];
+/* A map job: what the offload thread needs, and what it found. */
+struct src_map_job {
+	struct offload_job job;
+	/* Loop side. */
+	struct src_migration *m; /* NULL once the migration let the job go */
+	src_mig_mapped_fn cb;
+	/* Worker inputs: copies, the job may outlive its migration. */
+	char id[AUTH_MIGRATION_ID_MAX + 1];
+	char *dir;
+	bool page_hashes;
+	unsigned int delay_ms;
+	/* Worker outputs, read by the loop once the job is back. */
+	struct imgmap *map;
 	int ret;
+	uint64_t ns;
+};
 
-	ret = imgmap_open(m->dir, m->verify, &m->map);
+static struct src_map_job *map_job_of(struct offload_job *oj)
+{
+	return (struct src_map_job *)((char *)oj - offsetof(struct src_map_job, job));
+}
+
+/* m's images are in (ret 0: map owned by m now): ready, logged. */
+static void mig_mapped(struct src_migration *m, int ret, struct imgmap *map, uint64_t ns)
+{
+	char sz[32];
+
 	if (ret < 0) {
 		log_err("migration %s: cannot serve images in %s: %s", m->id, m->dir,
 			strerror(-ret));
-		return ret;
+		return;
 	}
-	m->lazy_bytes = m->map->lazy_bytes;
+	m->map = map;
+	m->lazy_bytes = map->lazy_bytes;
 	m->images_complete = true;
 	m->state = SRC_MIG_READY;
 	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
 		 "%.2f s",
-		 m->id, m->map->nr_tasks, fmt_bytes(m->map->lazy_bytes, sz, sizeof(sz)), m->dir,
-		 (double)(now_ns() - t0) / 1e9);
-	return 0;
+		 m->id, map->nr_tasks, fmt_bytes(map->lazy_bytes, sz, sizeof(sz)), m->dir,
+		 (double)ns / 1e9);
+}
+
+/* Offload thread: touches nothing but the job. */
+static void map_job_run(struct offload_job *oj)
+{
+	struct src_map_job *j = map_job_of(oj);
+	struct timespec step = {0, 10 * 1000 * 1000};
+	uint64_t t0 = now_ns();
+
+	j->ret = 0;
+	while (now_ns() - t0 < (uint64_t)j->delay_ms * 1000000u) {
+		if (offload_job_cancelled(oj)) {
+			j->ret = -ECANCELED;
+			break;
+		}
+		nanosleep(&step, NULL);
+	}
+	if (j->ret == 0)
+		j->ret = imgmap_open(j->dir, j->page_hashes, &oj->cancelled, &j->map);
+	j->ns = now_ns() - t0;
+}
+
+static void map_job_done(struct offload_job *oj, bool ran)
+{
+	struct src_map_job *j = map_job_of(oj);
+	struct src_migration *m = j->m;
+	int ret = ran ? j->ret : -ECANCELED;
+
+	if (!m) {
+		if (j->map)
+			log_info("migration %s: it ended while its images in %s were being mapped: "
+				 "mapping released",
+				 j->id, j->dir);
+		goto out;
+	}
+	m->map_job = NULL;
+	mig_mapped(m, ret, j->map, j->ns);
+	if (ret == 0)
+		j->map = NULL; /* m's now */
+	j->cb(m, ret);
+out:
+	imgmap_close(j->map);
+	free(j->dir);
+	free(j);
+}
+
+int src_mig_map_start(struct src_migration *m, struct offload *o, unsigned int delay_ms,
+		      src_mig_mapped_fn cb)
+{
+	struct src_map_job *j;
+	int ret;
+
+	j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	j->dir = strdup(m->dir);
+	if (!j->dir) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	j->job.run = map_job_run;
+	j->job.done = map_job_done;
+	j->m = m;
+	j->cb = cb;
+	snprintf(j->id, sizeof(j->id), "%s", m->id);
+	j->page_hashes = m->verify;
+	j->delay_ms = delay_ms;
+	ret = offload_submit(o, &j->job);
+	if (ret < 0)
+		goto out;
+	m->map_job = j;
+	m->state = SRC_MIG_MAPPING;
+	j = NULL;
+out:
+	if (j) {
+		log_err("migration %s: cannot have its images in %s mapped: %s", m->id, m->dir,
+			strerror(-ret));
+		free(j->dir);
+		free(j);
+	}
+	return ret;
+}
+
+void src_mig_map_cancel(struct src_migration *m)
+{
+	if (!m->map_job)
+		return;
+	m->map_job->m = NULL;
+	offload_cancel(&m->map_job->job);
+	m->map_job = NULL;
 }
 
 int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
 		   struct src_migration **out)
 {
 	struct src_migration *m = NULL;
+	struct imgmap *map = NULL;
+	uint64_t t0 = now_ns();
 	int ret;
 
 	ret = src_mig_new(id, dir, secret, page_hashes, &m);
 	if (ret < 0)
 		goto out;
-	ret = src_mig_map(m);
+	ret = imgmap_open(m->dir, m->verify, NULL, &map);
+	mig_mapped(m, ret, map, now_ns() - t0);
 out:
 	if (ret < 0) {
 		src_mig_destroy(m);
@@ -148,8 +264,9 @@ void src_mig_destroy(struct src_migration *m)
 {
 	if (!m)
 		return;
+	src_mig_map_cancel(m);
 	src_handover_free(m->handover);
-	src_criu_run_free(m->job);
+	criuproc_free(m->job);
 	imgmap_close(m->map);
 	auth_secret_free(m->secret);
 	free(m->dir);
@@ -162,6 +279,7 @@ void src_mig_set_aborted(struct src_migration *m, const char *why)
 	m->state = SRC_MIG_ABORTED;
 	m->finished_unix_ms = src_unix_ms();
 	snprintf(m->error, sizeof(m->error), "%s", why);
+	src_mig_map_cancel(m);
 	imgmap_close(m->map);
 	m->map = NULL;
 	auth_secret_free(m->secret);
@@ -174,6 +292,7 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 	m->state = st;
 	m->finished_unix_ms = src_unix_ms();
 	snprintf(m->error, sizeof(m->error), "%s", why ? why : "");
+	src_mig_map_cancel(m);
 	imgmap_close(m->map);
 	m->map = NULL;
 	auth_secret_free(m->secret);

@@ -9,7 +9,13 @@
  * either host, and a new destination connection may take over.
  *
  * Ownership: the list owns its migrations; a migration owns its imgmap,
- * secret and handover.  Sessions and the handover borrow a migration.
+ * secret and handover.  Sessions and the handover borrow a migration.  A
+ * map job in flight belongs to the offload (offload.h), not to the
+ * migration: the migration only points at it until it comes back or is
+ * let go (src_mig_map_cancel()).
+ *
+ * Threading: everything here runs on the event loop's thread; only the
+ * map job's work runs on the offload thread, on copies of what it needs.
  */
 #ifndef RDMIG_SRC_MIGRATION_H
 #define RDMIG_SRC_MIGRATION_H
@@ -21,9 +27,11 @@
 #include "auth.h"
 #include "criurun.h"
 #include "imgmap.h"
+#include "offload.h"
 
 enum src_mig_state {
 	SRC_MIG_DUMPING, /* the agent's criu dump runs; not mapped yet */
+	SRC_MIG_MAPPING, /* the offload thread maps and checksums the images */
 	SRC_MIG_READY,	 /* mapped, waiting for a destination */
 	SRC_MIG_SERVING, /* a destination is authenticated and fetching */
 	SRC_MIG_DONE,	 /* the destination has every page, verified */
@@ -35,7 +43,9 @@ enum src_mig_state {
 
 #define SRC_MIG_ERROR_MAX 512
 
+struct src_agent;
 struct src_handover;
+struct src_map_job;
 
 /*
  * What the destination agent last reported through the handover
@@ -59,15 +69,17 @@ struct src_migration {
 	TAILQ_ENTRY(src_migration) link;
 	char id[AUTH_MIGRATION_ID_MAX + 1];
 	char *dir;
-	char *dest; /* the destination agent's API "host:port" (handover), or NULL */
+	struct src_agent *agent; /* borrowed, for the API's callbacks; NULL: --migration */
+	char *dest;		 /* the destination agent's API "host:port" (handover), or NULL */
 	struct src_handover *handover; /* owned; NULL without a destination agent */
 	struct auth_secret *secret;
-	struct imgmap *map; /* NULL while dumping and once aborted */
+	struct imgmap *map;	     /* NULL until mapped, and once final */
+	struct src_map_job *map_job; /* in flight (the offload's), or NULL */
 	enum src_mig_state state;
 	pid_t pid;		   /* dumped by the agent; 0: images given */
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
-	struct src_criu_run *job;  /* criu dump or restore running, or NULL */
+	struct criuproc *job;	   /* criu dump or restore running, or NULL */
 	int64_t freeze_ms;	   /* criu dump's run time; -1: not dumped by the agent */
 	uint64_t freeze_start_ns;  /* monotonic, when criu dump started; 0: no dump */
 	int64_t handover_ms;	   /* from the freeze to the handover request; -1 */
@@ -107,14 +119,31 @@ int src_mig_load_secret(const char *id, const char *secret_file, struct auth_sec
 int src_mig_new(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
 		struct src_migration **out);
 /*
- * Maps m's images (ready); blocks while they are read and checksummed.
+ * The result of src_mig_map_start(), on the loop: ret 0, m is ready (its
+ * map set); < 0, m is still mapping, and the callee decides its fate.
  */
-int src_mig_map(struct src_migration *m);
+typedef void (*src_mig_mapped_fn)(struct src_migration *m, int ret);
+
+/*
+ * Maps and checksums m's images on the offload thread o, without blocking
+ * the loop; m is mapping until cb runs.  delay_ms (testing) makes the job
+ * wait that long first.  src_mig_map_cancel() lets the job go.
+ */
+int src_mig_map_start(struct src_migration *m, struct offload *o, unsigned int delay_ms,
+		      src_mig_mapped_fn cb);
+
+/*
+ * Lets m's map job go, if any: cb will not be called; the job stops early
+ * and its result is released when it comes back.  src_mig_finish(),
+ * src_mig_set_aborted() and src_mig_destroy() call it.
+ */
+void src_mig_map_cancel(struct src_migration *m);
 
 /*
  * Maps dir and takes ownership of secret (also on failure).  page_hashes:
  * compute per-page checksums so destinations can verify every page.
- * Blocks while the images are read and checksummed.
+ * Blocks while the images are read and checksummed: for the agent's
+ * startup (--migration), before the loop runs.
  */
 int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
 		   struct src_migration **out);

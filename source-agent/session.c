@@ -141,6 +141,28 @@ static uint64_t sess_features(const struct src_session *s)
 	return f;
 }
 
+/* Why a migration in state st has nothing to serve (yet, or any more). */
+static const char *sess_not_served(enum src_mig_state st)
+{
+	switch (st) {
+	case SRC_MIG_DUMPING:
+		return "migration is still being dumped on the source";
+	case SRC_MIG_MAPPING:
+		return "migration is still being mapped on the source";
+	case SRC_MIG_FAILED:
+		return "migration failed on the source";
+	case SRC_MIG_RESTORING:
+	case SRC_MIG_ROLLED_BACK:
+		return "migration was rolled back on the source";
+	case SRC_MIG_READY:
+	case SRC_MIG_SERVING:
+	case SRC_MIG_DONE:
+	case SRC_MIG_ABORTED:
+		break;
+	}
+	return "migration is not served";
+}
+
 static int on_hello(struct src_session *s, const Hello *h)
 {
 	struct ctrl_hello mine = {
@@ -167,14 +189,9 @@ static int on_hello(struct src_session *s, const Hello *h)
 		return -ECANCELED;
 	}
 	if (m->state != SRC_MIG_READY && m->state != SRC_MIG_SERVING) {
-		/* Dumping, failed, being rolled back or rolled back: nothing to serve. */
-		sess_abort(s, CTRL_ABORT_MIGRATION,
-			   m->state == SRC_MIG_DUMPING ? "migration is still being dumped on the "
-							 "source"
-			   : m->state == SRC_MIG_FAILED
-			       ? "migration failed on the source"
-			       : "migration was rolled back on the source");
-		return m->state == SRC_MIG_DUMPING ? -EAGAIN : -ECANCELED;
+		sess_abort(s, CTRL_ABORT_MIGRATION, sess_not_served(m->state));
+		return m->state == SRC_MIG_DUMPING || m->state == SRC_MIG_MAPPING ? -EAGAIN
+										  : -ECANCELED;
 	}
 	if (m->busy) {
 		sess_abort(s, CTRL_ABORT_MIGRATION, "migration is being served to another peer");

@@ -22,6 +22,7 @@
 
 #include "api.h"
 #include "migration.h"
+#include "offload.h"
 #include "xport.h"
 
 struct src_session;
@@ -44,6 +45,9 @@ struct src_agent {
 	char listen_host[256];	 /* its address as given ("0.0.0.0": any) */
 	/* Name lookups of the handovers without blocking; made on first use, owned. */
 	struct evdns_base *dns;
+	/* Maps API migrations' images off the loop; made on first use, owned. */
+	struct offload *offload;
+	unsigned int map_delay_ms; /* testing: each map job waits this long first */
 };
 
 /* Takes ownership of x (an accepted connection). */

@@ -28,7 +28,12 @@ check "rdmigctl health: ok, source agent, no migration" \
 
 "${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id m1 >"$T/migrate.out" 2>&1
 check "rdmigctl migrate --images --secret-file (no --to) exits 0" test $? -eq 0
-check "... and names the migration, serving" grep -q "^migration m1 started (serving)" "$T/migrate.out"
+check "... and names the migration, pending while its images are mapped" \
+	grep -q "^migration m1 started (pending)" "$T/migrate.out"
+for _ in $(seq 200); do
+	"${CTL[@]}" status m1 2>/dev/null | grep -q '^migration m1 (source): serving' && break
+	sleep 0.1
+done
 "${CTL[@]}" status m1 >"$T/status1.out" 2>&1
 check "rdmigctl status m1 shows it serving its images" \
 	eval "grep -q '^migration m1 (source): serving' '$T/status1.out' && grep -q 'images: *$T/src' '$T/status1.out'"
@@ -94,7 +99,7 @@ if command -v curl >/dev/null; then
 	curl -s --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
 		-d "{\"id\":\"m4\",\"images_dir\":\"$T/src\",\"transport\":\"tcp\",\"secret\":\"hex:$(xxd -p "$T/secret" | tr -d '\n')\"}" \
 		http://localhost/v1/migrations >"$T/inline.out" 2>&1
-	check "an inline hex: secret starts a migration" grep -q '"state":"serving"' "$T/inline.out"
+	check "an inline hex: secret starts a migration" grep -q '"state":"pending"' "$T/inline.out"
 else
 	tap_n=$((tap_n + 1))
 	echo "ok $tap_n - an inline hex: secret starts a migration # SKIP no curl"

@@ -15,11 +15,15 @@
 # (8) The real destination agent, rdmig-dest --serve (when built with it),
 # with a criu restore stand-in: done, downtime and latencies reported.
 # (9) A source listening on any address tells the destination its own
-# address on the connection to the destination agent.
+# address on the connection to the destination agent.  (10) An abort on
+# the source after the POST is passed on: the destination agent gets
+# DELETE (rdmig-fakedest records it; rdmig-dest --serve reports aborted);
+# a lost one is logged as not told; (11) before the POST, nothing is sent;
+# (12) while the POST waits for its answer, the DELETE follows it.
 # The secret is in no output and no log.  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 37
+plan 46
 
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -143,6 +147,7 @@ check "... images given: rolled back from them" wait_json h3 state rolled_back
 
 # (4) It never answers.
 start_fake silent --silent
+silent_port=$fake_port
 t0=$(date +%s)
 "${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h4 \
 	--to "127.0.0.1:$fake_port" --wait >"$T/h4.out" 2>"$T/h4.err" &
@@ -187,6 +192,43 @@ check "rdmigctl status shows the destination agent and its state" \
 	grep -q "^  dest:       127.0.0.1:$fake_port (destination agent: unreachable)" "$T/h7-status.out"
 "${CTL[@]}" abort h7 >/dev/null 2>&1
 check "... it can be aborted" wait_json h7 state aborted
+check "... the lost destination agent cannot be told: logged" \
+	wait_log "$T/source.log" "migration h7: destination agent 127.0.0.1:$fake_port could not be told to abort it: connection refused"
+
+# (10) Aborted on the source after the 202: the destination agent gets DELETE.
+start_fake ab
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h12 \
+	--to "127.0.0.1:$fake_port" >"$T/h12.out" 2>&1
+wait_json h12 dest_state connecting
+"${CTL[@]}" abort h12 >"$T/h12-abort.out" 2>&1
+rc=$?
+check "an abort after the 202: exit 0, aborted on the source" \
+	eval "test $rc -eq 0 && test \"\$(state h12)\" = aborted"
+check "... the destination agent got DELETE while it was connecting" \
+	eval "wait_log '$T/ab/h12.abort' '^connecting\$' && test \$(wc -l <'$T/ab/h12.abort') -eq 1"
+curl -s "http://127.0.0.1:$fake_port/v1/migrations/h12" >"$T/h12-dest.json"
+check "... and reports it aborted" grep -q '"state":"aborted"' "$T/h12-dest.json"
+check "... the source logs the answer" \
+	wait_log "$T/source.log" "migration h12: destination agent 127.0.0.1:$fake_port aborts it too (HTTP 202)"
+
+# (11) Aborted before the POST went out (the agent never answers health).
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h13 \
+	--to "127.0.0.1:$silent_port" >"$T/h13.out" 2>&1
+wait_log "$T/source.log" "migration h13 serves: asking destination agent" >/dev/null
+"${CTL[@]}" abort h13 >"$T/h13-abort.out" 2>&1
+check "an abort before the POST: aborted, no DELETE sent" \
+	eval "test $? -eq 0 && test \"\$(state h13)\" = aborted && ! grep -q 'migration h13: telling destination agent' '$T/source.log'"
+
+# (12) Aborted while the POST waits for its answer: the DELETE follows it.
+start_fake slowpost --post-delay 1500
+"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h15 \
+	--to "127.0.0.1:$fake_port" >"$T/h15.out" 2>&1
+wait_log "$T/source.log" "migration h15: handing over to destination agent" >/dev/null
+"${CTL[@]}" abort h15 >"$T/h15-abort.out" 2>&1
+check "an abort while the POST is unanswered: aborted on the source at once" \
+	eval "test $? -eq 0 && test \"\$(state h15)\" = aborted"
+check "... the destination agent took the POST, then got the DELETE" \
+	eval "wait_log '$T/source.log' 'migration h15: destination agent 127.0.0.1:$fake_port aborts it too (HTTP 202)' && grep -qx connecting '$T/slowpost/h15.abort'"
 
 # Requests the API refuses before any handover.
 "${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h8 \
@@ -250,12 +292,26 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	dp99=$(sed -n 's/.*"fault_p99":\([0-9a-z]*\).*/\1/p' "$T/h10-dest.json")
 	check "... fault latencies as the destination agent reports them ($dp50/$dp99 us)" \
 		eval "[ -n '$dp50' ] && [ '$(json h10 fault_p50)' = '$dp50' ] && [ '$(json h10 fault_p99)' = '$dp99' ]"
+	# Its worker cannot reach 127.0.0.1:1: it is still connecting when the source aborts.
+	"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h14 \
+		--to "127.0.0.1:$dport" --advertise 127.0.0.1:1 >"$T/h14.out" 2>&1
+	wait_log "$T/source.log" "migration h14: destination agent 127.0.0.1:$dport took it" 20 >/dev/null
+	"${CTL[@]}" abort h14 >"$T/h14-abort.out" 2>&1
+	rc=$?
+	for _ in $(seq 150); do
+		curl -s --unix-socket "$T/run/dest.sock" http://localhost/v1/migrations/h14 >"$T/h14-dest.json"
+		grep -q '"final":true' "$T/h14-dest.json" && break
+		sleep 0.1
+	done
+	check "... an abort on the source aborts the migration there too" \
+		eval "test $rc -eq 0 && grep -q '\"state\":\"aborted\"' '$T/h14-dest.json' && grep -q 'aborted through the API' '$T/h14-dest.json'"
 	kill -TERM "$dagent"
 else
 	for d in "rdmig-dest --serve takes the handover: done" \
 		"... its criu restore ran on the images in WORK_ROOT/ID, every page verified" \
 		"... downtime_ms >= freeze_ms, restore time reported" \
-		"... fault latencies as the destination agent reports them"; do
+		"... fault latencies as the destination agent reports them" \
+		"... an abort on the source aborts the migration there too"; do
 		tap_n=$((tap_n + 1))
 		echo "ok $tap_n - $d # SKIP rdmig-dest has no --serve"
 	done
@@ -291,8 +347,8 @@ check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 b64=$(base64 -w0 "$T/secret")
 check "the secret (its base64) is in no rdmigctl output and no source log" \
 	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T/source.log'"
-check "the requests refused by the API started no handover: 7 in all" \
-	eval "test \$(grep -c 'asking destination agent' '$T/source.log') -eq $((7 + real))"
+check "the requests refused by the API started no handover: $((10 + 2 * real)) in all" \
+	eval "test \$(grep -c 'asking destination agent' '$T/source.log') -eq $((10 + 2 * real))"
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 80
 	for f in "$T"/*.err "$T"/h1.out; do diag_file "$f" 20; done

@@ -18,6 +18,11 @@
  *   (none)      the migration stays connecting.
  *   --refuse MSG   answers every POST with 503 and MSG.
  *   --silent       listens on 127.0.0.1 but never answers (nor accepts).
+ *   --post-delay MS  answers a POST only after MS ms (blocking: it is a
+ *                  stand-in), so the source can act while its POST waits.
+ * A DELETE of a migration that is not final records <id>.abort (the state
+ * it was in, one line) before aborting it, so the test sees the source
+ * pass an abort on.
  * A done migration reports --faults N and --latency P50,P99 (µs).
  * The bound TCP port goes to --port-file.
  */
@@ -57,6 +62,7 @@ static struct {
 	const char *record;
 	const char *run;
 	const char *refuse;
+	long post_delay_ms;
 	long faults;
 	long p50, p99;
 	struct fake_mig migs[FAKE_MAX];
@@ -150,6 +156,8 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 	struct fake_mig *m;
 	int ret;
 
+	if (fk.post_delay_ms > 0)
+		usleep((useconds_t)fk.post_delay_ms * 1000);
 	if (fk.refuse)
 		return api_error_set(err, -EAGAIN, "%s", fk.refuse);
 	if (fake_find(req->id))
@@ -235,11 +243,16 @@ static int fake_list(void *agent, api_emit_fn emit, void *ctx)
 static int fake_abort(void *agent, const char *id, struct api_error *err)
 {
 	struct fake_mig *m = fake_find(id);
+	char path[4200], line[32];
 
 	if (!m)
 		return api_error_set(err, -ENOENT, "no migration \"%s\"", id);
 	if (api_state_is_final(m->state))
 		return -EALREADY;
+	snprintf(path, sizeof(path), "%s/%s.abort", fk.record, id);
+	snprintf(line, sizeof(line), "%s\n", api_state_str(m->state));
+	if (fake_write(path, line, strlen(line)) < 0)
+		log_warn("cannot record the abort of %s in %s", id, path);
 	if (m->child > 0)
 		kill(m->child, SIGTERM);
 	m->state = API_STATE_ABORTED;
@@ -314,6 +327,7 @@ int main(int argc, char **argv)
 	    {"faults", required_argument, NULL, 'f'},
 	    {"latency", required_argument, NULL, 'l'},
 	    {"silent", no_argument, NULL, 's'},
+	    {"post-delay", required_argument, NULL, 'd'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct api_config cfg = {.role = API_ROLE_DEST, .socket_path = "", .tcp = "127.0.0.1:0"};
@@ -349,6 +363,9 @@ int main(int argc, char **argv)
 		case 's':
 			silent = true;
 			break;
+		case 'd':
+			fk.post_delay_ms = atol(optarg);
+			break;
 		case 'l':
 			if (sscanf(optarg, "%ld,%ld", &fk.p50, &fk.p99) != 2)
 				return 2;
@@ -356,7 +373,7 @@ int main(int argc, char **argv)
 		default:
 			fprintf(stderr, "usage: rdmig-fakedest --record DIR [--api-tcp H:P] "
 					"[--port-file F] [--run CMD] [--refuse MSG] [--faults N] "
-					"[--latency P50,P99] [--silent]\n");
+					"[--latency P50,P99] [--silent] [--post-delay MS]\n");
 			return 2;
 		}
 	}
