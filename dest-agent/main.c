@@ -616,9 +616,8 @@ static void dest_report(struct dest *d, enum api_state st, int64_t restore_ms)
 }
 
 /*
- * The workload runs here (with --restore: criu exited 0; without: the
- * restorer's FIN).  The drain starts at FIN, but is reported after this,
- * so the states stay in their documented order.
+ * The workload runs here: the restorer's FIN.  The drain starts at FIN, but
+ * is reported after this, so the states stay in their documented order.
  */
 static void dest_report_resumed(struct dest *d, int64_t restore_ms)
 {
@@ -677,6 +676,22 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 	return true;
 }
 
+/* criu restore's own run time, known when it exits (after the FIN). */
+static void dest_report_restore_ms(struct dest *d, int64_t restore_ms)
+{
+	struct progress_msg m;
+
+	if (!d->pw)
+		return;
+	progress_msg_init(&m);
+	m.restore_ms = restore_ms;
+	/* A line needs a state or counters; the ticks repeat restore_ms if this one is dropped. */
+	if (!d->eng || !dest_counters(d, true, &m.c))
+		return;
+	m.has_counters = true;
+	progress_writer_send(d->pw, &m);
+}
+
 static void dest_progress_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct dest *d = arg;
@@ -696,6 +711,8 @@ static void dest_progress_tick(evutil_socket_t fd, short what, void *arg)
 	if (!dest_counters(d, false, &m.c))
 		return;
 	m.has_counters = true;
+	if (d->restore_ms && !d->criu_failed)
+		m.restore_ms = (int64_t)d->restore_ms;
 	progress_writer_send(d->pw, &m);
 }
 
@@ -765,9 +782,12 @@ static void dest_on_finished(void *arg)
 		d->t_first = now_ns();
 	d->fin_seen = true;
 	engine_restore_finished(d->eng);
-	/* An external restore says it is done here; ours when criu exits. */
-	if (!d->o.restore || d->reported == API_STATE_POSTCOPY)
-		dest_report_resumed(d, -1);
+	/*
+	 * CRIU sends FIN once every task is restored, right before it lets them
+	 * run: the downtime ends here, not when criu exits (with -d it still
+	 * cleans up, competing for the CPU with the resumed workload).
+	 */
+	dest_report_resumed(d, -1);
 }
 
 static void dest_abort_timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -1014,7 +1034,7 @@ static void dest_on_restore_exit(void *arg, const struct restore_result *res)
 			log_info("criu restore done in %" PRIu64 " ms: restored root pid unknown",
 				 res->ms);
 		if (!d->stopping)
-			dest_report_resumed(d, (int64_t)res->ms);
+			dest_report_restore_ms(d, (int64_t)res->ms);
 		return;
 	}
 	d->criu_failed = true;
