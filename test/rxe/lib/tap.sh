@@ -97,3 +97,37 @@ tap_one_line() {
 	tap_ok $? "$2"
 	[[ -n $1 && $(wc -l <<<"$1") -eq 1 && $1 == "rxe: "* ]] || tap_diag "stderr was:" "$1"
 }
+
+# rxe_require_built BUILD BIN...: bail out unless every BIN (a path under
+# BUILD) is built.
+rxe_require_built() {
+	local build=$1 b
+	shift
+	for b in "$@"; do
+		if [[ ! -x $build/$b ]]; then
+			echo "Bail out! $build/$b is not built (run make)"
+			exit 1
+		fi
+	done
+}
+
+# rxe_require_cmds CMD...: bail out unless every CMD is installed.
+rxe_require_cmds() {
+	local c
+	for c in "$@"; do
+		if ! command -v "$c" >/dev/null; then
+			echo "Bail out! $c is not installed (scripts/install-deps)"
+			exit 1
+		fi
+	done
+}
+
+# rxe_secret TOP: a fresh 32-byte secret, $secrets/s, under TOP/.cache/rxe
+# (the share both guests can read), removed when the test exits.
+rxe_secret() {
+	mkdir -p "$1/.cache/rxe"
+	secrets=$(mktemp -d "$1/.cache/rxe/secrets.XXXXXX") || exit 1
+	# shellcheck disable=SC2064 # expand now: the path is fixed
+	trap "rm -rf '$secrets'" EXIT
+	head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+}

@@ -13,16 +13,8 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 tap_plan 14
 
-for b in source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload; do
-	if [[ ! -x $build/$b ]]; then
-		echo "Bail out! $build/$b is not built (run make)"
-		exit 1
-	fi
-done
-mkdir -p "$top/.cache/rxe"
-secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
-trap 'rm -rf "$secrets"' EXIT
-head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
+rxe_secret "$top"
 
 tap_run --timeout 240 -- sh -c "RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s $top/test/rxe/lib/agent-migrate.sh"
 out="$RUN_OUT$RUN_ERR"

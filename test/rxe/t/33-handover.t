@@ -18,24 +18,13 @@ case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
 tap_plan 15
 
-for b in source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload; do
-	if [[ ! -x $build/$b ]]; then
-		echo "Bail out! $build/$b is not built (run make)"
-		exit 1
-	fi
-done
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
 	echo "Bail out! rdmig-dest has no --serve (the destination agent's API)"
 	exit 1
 fi
-if ! command -v criu >/dev/null; then
-	echo "Bail out! criu is not installed (apt-get install criu)"
-	exit 1
-fi
-mkdir -p "$top/.cache/rxe"
-secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
-trap 'rm -rf "$secrets"' EXIT
-head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+rxe_require_cmds criu
+rxe_secret "$top"
 env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=64"
 
 tap_run --timeout 900 --grace 60 --pair \

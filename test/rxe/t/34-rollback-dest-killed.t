@@ -23,22 +23,9 @@ mig=$top/test/rxe/lib/rollback-migrate.sh
 size=64
 tap_plan 31
 
-for b in source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload; do
-	if [[ ! -x $build/$b ]]; then
-		echo "Bail out! $build/$b is not built (run make)"
-		exit 1
-	fi
-done
-for t in criu ip; do
-	if ! command -v $t >/dev/null; then
-		echo "Bail out! $t is not installed (scripts/install-deps)"
-		exit 1
-	fi
-done
-mkdir -p "$top/.cache/rxe"
-secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
-trap 'rm -rf "$secrets"' EXIT
-head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
+rxe_require_cmds criu ip
+rxe_secret "$top"
 env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=$size RDMIG_DEAD_AFTER=5"
 
 tap_run --timeout 540 --grace 120 --pair \

@@ -17,22 +17,9 @@ mig=$top/test/rxe/lib/redis-migrate.sh
 keys=20000
 tap_plan 15
 
-for b in source-agent/rdmig-source dest-agent/rdmig-dest; do
-	if [[ ! -x $build/$b ]]; then
-		echo "Bail out! $build/$b is not built (run make)"
-		exit 1
-	fi
-done
-for t in criu redis-server redis-cli; do
-	if ! command -v $t >/dev/null; then
-		echo "Bail out! $t is not installed (scripts/install-deps)"
-		exit 1
-	fi
-done
-mkdir -p "$top/.cache/rxe"
-secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
-trap 'rm -rf "$secrets"' EXIT
-head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest
+rxe_require_cmds criu redis-server redis-cli
+rxe_secret "$top"
 # The digest of the data set, computed here from the generator alone.
 want=$(RDMIG_REDIS_KEYS=$keys "$mig" expect)
 tap_diag "expected digest of $keys keys: $want"

@@ -17,22 +17,9 @@ case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/runc-migrate.sh
 tap_plan 22
 
-for b in source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-workload; do
-	if [[ ! -x $build/$b ]]; then
-		echo "Bail out! $build/$b is not built (run make)"
-		exit 1
-	fi
-done
-for c in runc criu python3; do
-	if ! command -v "$c" >/dev/null; then
-		echo "Bail out! $c is not installed (scripts/install-deps, or apt-get install runc criu)"
-		exit 1
-	fi
-done
-mkdir -p "$top/.cache/rxe"
-secrets=$(mktemp -d "$top/.cache/rxe/secrets.XXXXXX")
-trap 'rm -rf "$secrets"' EXIT
-head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-workload
+rxe_require_cmds runc criu python3
+rxe_secret "$top"
 env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=32"
 
 check_runc() {
