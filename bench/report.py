@@ -3,6 +3,11 @@
 results.json (machine, kernel, commit, every figure), one CSV per series,
 summary.md (printed by bench/run) and PNG plots made with gnuplot.
 
+The CRIU steps also yield the fault latency as the workload sees it:
+rdmig-workload times its first touch of every page after restore
+(ID.wlat: one sample in ns per page that was missing, and a
+"workload: fault latency" line in its report).
+
 Only the standard library.  A figure that was not measured is null in the
 JSON, empty in the CSVs and "not measured" in the table, with the reason.
 """
@@ -58,6 +63,40 @@ def pct(sorted_v, p):
     n = len(sorted_v)
     rank = -(-int(p * n * 1000) // 100000)  # ceil(p/100*n) without float error
     return sorted_v[max(rank, 1) - 1]
+
+
+WL_LINE = re.compile(r"workload: fault latency us min/p50/p90/p99/max ([\d./]+) over (\d+) faults, "
+                     r"first touch of (\d+) pages after restore \((\d+) resident")
+WL_NONE = re.compile(r"workload: fault latency: none of (\d+) pages was missing")
+
+
+def workload_latency(out, wlat):
+    """The workload's own fault times after restore, or None: from its
+    samples if there are any, else from its report line."""
+    m = WL_LINE.search(out or "")
+    none = WL_NONE.search(out or "")
+    if not m and not none:
+        return None, []
+    e = {"faults": 0, "pages": None, "resident": None}
+    for k in ("min", "p50", "p90", "p99", "p999", "max", "mean"):
+        e[f"{k}_us"] = None
+    if none:
+        e["pages"] = int(none.group(1))
+        e["resident"] = e["pages"]
+        return e, []
+    v = [float(x) for x in m.group(1).split("/")]
+    e.update(faults=int(m.group(2)), pages=int(m.group(3)), resident=int(m.group(4)),
+             **dict(zip(("min_us", "p50_us", "p90_us", "p99_us", "max_us"), v)))
+    lat = sorted(int(x) for x in (wlat or "").split() if x.isdigit())
+    if lat and len(lat) == e["faults"]:
+        for name, p in (("p50", 50), ("p90", 90), ("p99", 99), ("p999", 99.9)):
+            e[f"{name}_us"] = r(pct(lat, p) / 1000)
+        e["min_us"] = r(lat[0] / 1000)
+        e["max_us"] = r(lat[-1] / 1000)
+        e["mean_us"] = r(sum(lat) / len(lat) / 1000)
+    else:
+        lat = []
+    return e, lat
 
 
 def summary_fields(text):
@@ -130,8 +169,9 @@ def main():
         if g:
             meta.setdefault("guests", {})[role] = g
     res = {"meta": meta, "perftest": {"read_lat": [], "read_bw": []}, "fault": [], "drain": [],
-           "source_cpu": [], "criu": [], "not_measured": [], "steps": []}
+           "source_cpu": [], "criu": [], "criu_fault": [], "not_measured": [], "steps": []}
     samples = {}
+    wsamples = {}
 
     for s in plan:
         sid, kind = s["id"], s["kind"]
@@ -196,7 +236,7 @@ def main():
             out = read(f"{raw}/{sid}.out") or ""
             m = re.search(r"times: (.*)", out)
             e = {"mode": s["mode"], "transport": s.get("transport", "tcp"), "size_mb": int(s["size_mb"]),
-                 "threads": int(s["threads"]), "status": st}
+                 "threads": int(s["threads"]), "drain": s.get("drain", "default"), "status": st}
             done = re.search(r"criu-migrate: (rdmig-dest exited 0|criu lazy-pages exited 0)", out)
             if m and (st == 0 or done):
                 for kv in m.group(1).split():
@@ -214,12 +254,32 @@ def main():
                 if tail:
                     why += ": " + " / ".join(tail)
                 e["not_measured"] = why
-            e["fault_latency_us"] = None  # the workload does not time its faults
+            wl, wlat = workload_latency(out, read(f"{raw}/{sid}.wlat"))
+            if wl and re.search(r"CORRUPT|FAILED", out):
+                wl = None  # times of a wrong run are no figure
+            e["fault_latency_us"] = wl
             res["criu"].append(e)
+            if wl:
+                res["criu_fault"].append({"mode": e["mode"], "transport": e["transport"],
+                                          "size_mb": e["size_mb"], "threads": e["threads"],
+                                          "drain": e["drain"], **wl,
+                                          "samples": len(wlat), "status": st})
+                if wlat:
+                    wsamples[(e["mode"], e["transport"], e["drain"])] = wlat
     if not any(c["mode"] == "criu" for c in res["criu"]):
         res["not_measured"].append({"series": "criu", "reason": meta.get("criu_skip", "not in this run's plan")})
-    res["not_measured"].append({"series": "criu fault latency as seen by the workload",
-                                "reason": "rdmig-workload does not time its page faults"})
+    for mode in ("rdmig", "criu"):
+        if any(c["mode"] == mode for c in res["criu_fault"]):
+            continue
+        ran = [c for c in res["criu"] if c["mode"] == mode]
+        if not ran:
+            why = meta.get("criu_skip") or "not in this run's plan"
+        elif any(c.get("not_measured") for c in ran):
+            why = "the migration failed"
+        else:
+            why = "the workload reported no fault times"
+        res["not_measured"].append({"series": "fault latency as seen by the workload (%s)" % (
+            "rdmig + criu restore" if mode == "rdmig" else "CRIU lazy-pages"), "reason": why})
 
     # ---- ratios against the targets ----
     def first(lst, **kw):
@@ -236,7 +296,7 @@ def main():
     dr = first(res["drain"], transport="rdma", size_bytes=big, faults_running=False)
     cpu_r = first(res["source_cpu"], transport="rdma", faults_running=False, size=dr["size"] if dr else None)
     cpu_t = first(res["source_cpu"], transport="tcp", faults_running=False, size=dr["size"] if dr else None)
-    cr = first(res["criu"], mode="rdmig", transport="rdma")
+    cr = first(res["criu"], mode="rdmig", transport="rdma", drain="default")
     cc = first(res["criu"], mode="criu")
 
     def ratio(a, b):
@@ -296,7 +356,10 @@ def main():
                "host_busy_pct", "total_cpu_s"])
     write_csv("criu", res["criu"],
               ["mode", "transport", "size_mb", "threads", "dump_s", "images_ready_s", "restore_s", "all_pages_s",
-               "status", "not_measured", "caveat"])
+               "status", "not_measured", "caveat", "drain"])
+    write_csv("criu_fault", res["criu_fault"],
+              ["mode", "transport", "size_mb", "threads", "pages", "resident", "faults", "min_us", "p50_us",
+               "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "samples", "status", "drain"])
     write_csv("targets", targets, ["name", "ratio", "op", "goal", "met", "basis", "note"])
 
     # ---- markdown ----
@@ -343,13 +406,36 @@ def main():
         md.append("| workload migration | transport | MiB | time to fully migrate (s) | restore (s) |")
         md.append("|---|---|---|---|---|")
         for e in res["criu"]:
-            name = "CRIU lazy-pages" if e["mode"] == "criu" else "rdmig + criu restore"
+            name = criu_name(e)
             if e.get("not_measured"):
                 md.append(f"| {name} | {e['transport']} | {e['size_mb']} | not measured: {e['not_measured']} | - |")
             else:
                 md.append(f"| {name} | {e['transport']} | {e['size_mb']} | {fmt(e.get('all_pages_s'))}"
                           f"{' (caveat: ' + e['caveat'] + ')' if e.get('caveat') else ''} | "
                           f"{fmt(e.get('restore_s'))} |")
+        md.append("")
+    if res["criu_fault"]:
+        md.append("| fault latency as seen by the workload (us) | transport | MiB | pages touched | faults "
+                  "| min | p50 | p90 | p99 | max |")
+        md.append("|---|---|---|---|---|---|---|---|---|---|")
+        for e in res["criu_fault"]:
+            md.append(f"| {criu_name(e)} | {e['transport']} | {e['size_mb']} | {fmt(e.get('pages'))} | "
+                      f"{fmt(e.get('faults'))} | "
+                      + " | ".join(fmt(e.get(k)) for k in ("min_us", "p50_us", "p90_us", "p99_us", "max_us")) + " |")
+        md.append("")
+        md.append("First touch of every page after the restore, by whichever of the workload's threads came "
+                  "first; a fault is a page mincore() called missing just before the touch.")
+        md.append("")
+        for e in res["criu_fault"]:
+            if not e.get("faults"):
+                md.append(f"- {criu_name(e)}, {e['transport']}: no page was missing at the workload's first "
+                          f"touch (all {e.get('pages')} already in).")
+        wc = first(res["criu_fault"], mode="criu")
+        for wr in res["criu_fault"]:
+            if wr["mode"] == "rdmig" and wc and wr.get("p50_us") and wc.get("p50_us"):
+                md.append(f"- Workload-seen fault latency, {criu_name(wr)} over {wr['transport'].upper()} / CRIU "
+                          f"lazy-pages: p50 {fmt(ratio(wr['p50_us'], wc['p50_us']))}, "
+                          f"p99 {fmt(ratio(wr.get('p99_us'), wc.get('p99_us')))}.")
         md.append("")
     for nm in res["not_measured"]:
         md.append(f"Not measured: {nm['series']}: {nm['reason']}.")
@@ -362,10 +448,25 @@ def main():
     with open(f"{d}/summary.md", "w") as f:
         f.write("\n".join(md) + "\n")
 
-    plots(d, res, samples, lat, bw64)
+    plots(d, res, samples, lat, bw64, wsamples)
 
 
-def plots(d, res, samples, lat, bw64):
+def criu_name(e):
+    if e["mode"] == "criu":
+        return "CRIU lazy-pages"
+    return "rdmig + criu restore" + (", drain slowed" if e.get("drain") == "slow" else "")
+
+
+def cdf_file(fn, v):
+    """At most 400 points of the CDF of v (sorted ns) in us."""
+    n = len(v)
+    step = max(1, n // 400)
+    with open(fn, "w") as f:
+        for i in list(range(0, n, step)) + [n - 1]:
+            f.write(f"{v[i] / 1000:.2f} {(i + 1) / n:.5f}\n")
+
+
+def plots(d, res, samples, lat, bw64, wsamples):
     pd = f"{d}/plot"
     os.makedirs(pd, exist_ok=True)
     term = "reset\nset terminal pngcairo size 800,480 font ',10'\n"
@@ -423,7 +524,8 @@ def plots(d, res, samples, lat, bw64):
             bars.append((f"{e['transport'].upper()}\\n{e['size']}", e["time_ms"] / 1000, 1 if e["transport"] == "rdma" else 2))
     for e in res["criu"]:
         if e.get("all_pages_s") is not None:
-            name = "CRIU\\nlazy-pages" if e["mode"] == "criu" else f"rdmig {e['transport'].upper()}\\n+CRIU"
+            name = "CRIU\\nlazy-pages" if e["mode"] == "criu" else f"rdmig {e['transport'].upper()}\\n+CRIU" + (
+                " slow" if e.get("drain") == "slow" else "")
             bars.append((f"{name} {e['size_mb']}M", e["all_pages_s"], 3 if e["mode"] == "criu" else 4))
     fn = f"{pd}/compare.dat"
     with open(fn, "w") as f:
@@ -451,6 +553,19 @@ def plots(d, res, samples, lat, bw64):
     gp += (term + f"set output '{d}/threads.png'\nset title 'fault latency against faulting threads'\nunset label\n"
            "set xlabel 'threads'\nset ylabel 'latency (us)'\nset xrange [0.5:*]\nset xtics 1 font ',10'\n"
            "set yrange [0:*]\nset key top left\nset grid\n" + body)
+    # The workload's own view: rdmig against CRIU lazy-pages.
+    wp = []
+    for (mode, tr, drain), v in sorted(wsamples.items()):
+        fn = f"{pd}/wcdf_{mode}_{tr}_{drain}.dat"
+        cdf_file(fn, v)
+        name = criu_name({"mode": mode, "drain": drain}) + ("" if mode == "criu" else f", {tr}")
+        wp.append(f"'{fn}' using 1:2 with lines lw 2 title '{name}'")
+    body = ("plot " + ", ".join(wp) + "\n") if wp else \
+        "set label 'no samples (CRIU not measured)' at graph 0.3,0.5\nset xrange [1:1000]\nplot 2 notitle\n"
+    gp += (term + f"set output '{d}/workload_latency_cdf.png'\n"
+           "set title 'fault latency as seen by the workload (first touch after restore)'\n"
+           "unset arrow\nunset label\nset logscale x\nset xlabel 'latency (us)'\nset ylabel 'fraction of faults'\n"
+           "set xrange [*:*]\nset yrange [0:1]\nset xtics autofreq font ',10'\nset key bottom right\nset grid\n" + body)
     with open(f"{pd}/plots.gp", "w") as f:
         f.write(gp)
     p = subprocess.run(["gnuplot", f"{pd}/plots.gp"], capture_output=True, text=True)

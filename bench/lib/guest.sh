@@ -10,7 +10,8 @@
 #   BENCH_VERIFY  1: the agents run with --verify
 #   RDMIG_ADDR, RDMIG_SOURCE_ADDR, RDMIG_RXE_DEV (from the test bed)
 # Kinds: lat, bw (perftest), fault, drain (rdmig + rdmig-standin),
-# criu (test/rxe/lib/criu-migrate.sh: rdmig or CRIU's own lazy-pages).
+# criu (test/rxe/lib/criu-migrate.sh: rdmig or CRIU's own lazy-pages; the
+# workload's own fault times go to ID.wlat).
 # Progress goes to stderr, one line a step.
 set -u
 role=${1:?usage: guest.sh source|dest|both}
@@ -221,17 +222,19 @@ dst_rdmig() {
 }
 
 dst_criu() {
-	local id=$1 r=dest
+	local id=$1 r=dest slow=
 	if [ "${p[mode]}" = criu ]; then
 		r=criu
 	elif [ "$role" = both ]; then
 		r=both
 	fi
+	# drain=slow: one 4 KiB page at a time, so the workload meets faults.
+	[ "${p[drain]:-}" = slow ] && slow='--drain-depth 1 --drain-chunk 4K'
 	mkdir -p "$sync/criu-$id"
-	RDMIG_BUILD=$B RDMIG_SECRET=$secret RDMIG_SIZE_MB=${p[size_mb]} \
+	RDMIG_BUILD=$B RDMIG_SECRET=$secret RDMIG_SIZE_MB=${p[size_mb]} RDMIG_DEST_ARGS=$slow \
 		RDMIG_THREADS=${p[threads]} RDMIG_TRANSPORT=${p[transport]:-tcp} \
 		RDMIG_PORT=$((17500 + id)) RDMIG_SHARED_DIR=$sync/criu-$id \
-		RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$id \
+		RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$id RDMIG_FAULT_SAMPLES_OUT=$raw/$id.wlat \
 		timeout 900 "$top/test/rxe/lib/criu-migrate.sh" $r >"$raw/$id.out" 2>&1
 }
 

@@ -8,17 +8,26 @@
 # dest: rdmig-dest receives the images and listens on lazy-pages.socket;
 #   `criu restore --lazy-pages` restores the workload; the workload then
 #   verifies all its memory twice (while still rewriting it), and rdmig-dest
-#   must exit 0 once every page moved.
+#   must exit 0 once every page moved.  With RDMIG_VARIANT=fork|mremap|
+#   madvise the first verification right after restore is that variant
+#   instead (test/tools/workload.c): a child verifies the memory, or part
+#   of it moves, or part is dropped and part unmapped.  The second one,
+#   after the last page, is a full check, then the workload exits.
 # criu: `criu dump --lazy-pages --port`, `criu lazy-pages --page-server`,
 #   `criu restore --lazy-pages`, same checks.
-# Prints `criu-migrate: ...` lines, among them one `times: ...` line.
+# The workload times its first touch of every page after restore
+# (--time-faults) and its report, printed, has a `workload: fault latency`
+# line.  Prints `criu-migrate: ...` lines, among them one `times: ...` line.
 # Environment: RDMIG_BUILD (build dir), RDMIG_SECRET (secret file),
 # RDMIG_SIZE_MB (default 64), RDMIG_THREADS (2), RDMIG_TRANSPORT (rdma|tcp),
 # RDMIG_PORT (7471), RDMIG_ADDR, RDMIG_SOURCE_ADDR (dest side),
 # RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS, RDMIG_DEST_RESTORE (1: rdmig-dest
 # --restore runs criu restore itself, the script does not), RDMIG_CRIU_DIR (default
 # /tmp/rdmig-criu: same path in both guests), RDMIG_KEEP_LOGS (a directory
-# to copy the CRIU and agent logs to).
+# to copy the CRIU and agent logs to), RDMIG_VARIANT (above),
+# RDMIG_FAULT_TIMES (default 1; 0: the workload does not time its faults),
+# RDMIG_FAULT_SAMPLES_OUT (a file to copy the workload's fault times to,
+# ns one a line).
 set -u
 role=${1:?usage: criu-migrate.sh source|dest|both|criu}
 B=${RDMIG_BUILD:?}
@@ -28,9 +37,18 @@ kind=${RDMIG_TRANSPORT:-rdma}
 port=${RDMIG_PORT:-7471}
 top=${RDMIG_CRIU_DIR:-/tmp/rdmig-criu}
 wl=$B/test/rdmig-workload
+variant=${RDMIG_VARIANT:-}
+case $variant in
+'' | fork | mremap | madvise) ;;
+*)
+	echo "criu-migrate.sh: RDMIG_VARIANT must be fork, mremap or madvise" >&2
+	exit 2
+	;;
+esac
 # The workload's report and check files: the same paths before and after.
 report=$top/report
 check=$top/check
+samples=$top/fault-samples
 
 say() { echo "criu-migrate: $*"; }
 now() { date +%s.%N; }
@@ -42,10 +60,12 @@ keep_logs() {
 	return 0
 }
 
-# ask_check [exit]: have the workload verify all memory, print its verdict.
+# ask_check [REQUEST]: have the workload verify all memory (or do REQUEST:
+# exit, fork, mremap, madvise), print its verdict.
 ask_check() {
 	rm -f "$report"
-	echo "${1:-check}" >"$check"
+	# Renamed into place: the workload must never read a half-written request.
+	echo "${1:-check}" >"$check.new" && mv -f "$check.new" "$check"
 	for _ in $(seq 600); do
 		[ -s "$report" ] && break
 		sleep 0.1
@@ -55,24 +75,41 @@ ask_check() {
 		return 1
 	fi
 	cat "$report"
-	grep -q '^workload: OK' "$report"
+	grep -qE '^workload: ([a-z]+ )?OK' "$report"
 }
 
 # The generation number of the last report.
-last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
+last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report" | head -n 1; }
+
+# stop_workload: kill what is left of this run's workload (after a failure,
+# or one that did not exit), so that later runs in the guest have the CPU.
+stop_workload() {
+	local p
+	# A restored process's command line is in its (lazy) memory: bounded.
+	for p in $(timeout 10 pgrep -f -- "--report $report( |\$)"); do
+		kill -KILL "$p" 2>/dev/null
+	done
+	return 0
+}
 
 # start_workload: in its own pid namespace and session, fds away from us,
 # cwd /; sets wpid (its pid here).
 start_workload() {
-	rm -rf "$top/pid"
+	local up timing=()
+	rm -rf "$top/pid" "$samples"
+	[ "${RDMIG_FAULT_TIMES:-1}" = 1 ] && timing=(--time-faults --fault-samples "$samples")
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads "$threads" \
-		--report "$report" --check-file "$check" --pid-file "$top/pid" \
+		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
 		</dev/null >/dev/null 2>&1) &
+	up=$!
 	for _ in $(seq 600); do
 		[ -s "$top/pid" ] && break
 		sleep 0.1
 	done
-	wpid=$(pgrep -x rdmig-workload | head -n 1)
+	# Ours is unshare's child: other workloads (restored ones, zombies) may
+	# run in this guest too.
+	wpid=$(pgrep -x -P "$up" rdmig-workload | head -n 1)
+	[ -n "$wpid" ] || wpid=$(pgrep -x -P "$(pgrep -P "$up" | head -n 1)" rdmig-workload | head -n 1)
 	if [ -z "$wpid" ]; then
 		say "the workload did not start"
 		return 1
@@ -100,9 +137,13 @@ wait_gone() {
 # check_during: right after restore, while pages still move, the workload
 # verifies all its memory (faulting in what is missing); sets g1.
 check_during() {
-	say "verifying while pages still move"
-	ask_check || return 1
+	say "verifying while pages still move${variant:+: $variant}"
+	ask_check "${variant:-check}" || return 1
 	g1=$(last_gen)
+	if [ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && [ -f "$samples" ]; then
+		cp -f "$samples" "$RDMIG_FAULT_SAMPLES_OUT"
+	fi
+	return 0
 }
 
 # check_after G0: after every page moved, verify again and exit; the
@@ -125,7 +166,10 @@ source_side() {
 	rm -rf "$top/dump" "$top/t_dump_end" && mkdir -p "$top/dump"
 	start_workload || return 1
 	sleep 1
-	ask_check || return 1
+	ask_check || {
+		stop_workload
+		return 1
+	}
 	say "before dump: generation $(last_gen)"
 	last_gen >"$top/gen0"
 	[ -n "${RDMIG_SHARED_DIR:-}" ] && cp "$top/gen0" "$RDMIG_SHARED_DIR/gen0"
@@ -137,6 +181,7 @@ source_side() {
 	if [ $st -ne 0 ]; then
 		say "criu dump failed ($st)"
 		grep -E 'Error|error' "$top/dump/dump.log" | tail -n 5
+		stop_workload
 		return 1
 	fi
 	say "dumped in $(secs "$t0" "$t1") s: $(du -sh "$top/dump" | cut -f1) (ended $(date +%T.%N -d "@$t1"))"
@@ -152,7 +197,7 @@ source_side() {
 
 dest_side() {
 	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st=0 hand t0 t1 t2 t3 g0 g1=0 own=()
-	rm -rf "$top/restore" "$top/work" && mkdir -p "$top/restore" "$top/work"
+	rm -rf "$top/restore" "$top/work" "$samples" && mkdir -p "$top/restore" "$top/work"
 	[ "${RDMIG_DEST_RESTORE:-0}" = 1 ] && own=(--restore)
 	t0=$(now)
 	# shellcheck disable=SC2086
@@ -219,6 +264,7 @@ dest_side() {
 	# handover: dump end to rdmig-dest ready (one guest only: one clock).
 	hand='?'
 	[ -s "$top/t_dump_end" ] && hand=$(secs "$(cat "$top/t_dump_end")" "$t1")
+	stop_workload
 	say "times: transport=$kind dump=$(cat "${RDMIG_SHARED_DIR:-$top}/t_dump" 2>/dev/null || echo ?)" \
 		"handover=$hand restore=$(secs "$t1" "$t2") all_pages=$(secs "$t1" "$t3")" \
 		"(s; all_pages from restore start)"
@@ -233,7 +279,10 @@ criu_side() {
 	mkdir -p "$top/cdump" "$top/crestore" "$top/cwork"
 	start_workload || return 1
 	sleep 1
-	ask_check || return 1
+	ask_check || {
+		stop_workload
+		return 1
+	}
 	g0=$(last_gen)
 	say "before dump: generation $g0"
 	t0=$(now)
@@ -250,6 +299,7 @@ criu_side() {
 		say "criu dump --lazy-pages never became ready"
 		wait "$dpid"
 		grep -E 'Error' "$top/cdump/dump.log" | tail -n 5
+		stop_workload
 		return 1
 	fi
 	say "lazy dump ready in $(secs "$t0" "$t1") s: $(du -sh "$top/cdump" | cut -f1)"
@@ -272,6 +322,7 @@ criu_side() {
 		say "criu restore failed ($st)"
 		grep -E 'Error' "$top/cwork/restore.log" | tail -n 8
 		kill "$lpid" "$dpid" 2>/dev/null
+		stop_workload
 		return 1
 	fi
 	say "restored in $(secs "$t2" "$t3") s"
@@ -283,6 +334,7 @@ criu_side() {
 	keep_logs "$top/cdump/dump.log" "$top/cwork/lazy-pages.log" "$top/cwork/restore.log"
 	[ $st -eq 0 ] && say "criu lazy-pages exited 0"
 	check_after "$g0" || st=1
+	stop_workload
 	say "times: transport=criu-tcp dump=$(secs "$t0" "$t1") handover=$(secs "$t1" "$t2")" \
 		"restore=$(secs "$t2" "$t3") all_pages=$(secs "$t2" "$t4")" \
 		"(s; all_pages from restore start)"
