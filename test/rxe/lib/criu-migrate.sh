@@ -126,6 +126,18 @@ dump() {
 }
 
 # wait_gone PID SECS
+# stamp_exit PID FILE: in the background, writes the time PID ends to FILE.
+# The daemon's end is when every page is in, whatever the workload's check
+# in the foreground is still doing; sets stamp_pid.
+stamp_exit() {
+	rm -f "$2"
+	(
+		while kill -0 "$1" 2>/dev/null; do sleep 0.05; done
+		now >"$2"
+	) &
+	stamp_pid=$!
+}
+
 wait_gone() {
 	for _ in $(seq $(($2 * 10))); do
 		kill -0 "$1" 2>/dev/null || return 0
@@ -248,6 +260,7 @@ dest_side() {
 		return 1
 	fi
 	say "restored in $(secs "$t1" "$t2") s"
+	stamp_exit "$dpid" "$top/t_dest_exit"
 	check_during || st=1
 	if ! wait_gone "$dpid" 600; then
 		say "rdmig-dest still running after 600 s"
@@ -255,7 +268,8 @@ dest_side() {
 		st=1
 	fi
 	wait "$dpid" || st=1
-	t3=$(now)
+	wait "$stamp_pid"
+	t3=$(cat "$top/t_dest_exit" 2>/dev/null || now)
 	keep_logs "$top/work/rdmig-dest.log"
 	sed 's/^/dest: /' "$top/work/rdmig-dest.log"
 	if [ $st -eq 0 ]; then say "rdmig-dest exited 0"; else say "rdmig-dest failed"; fi
@@ -326,10 +340,12 @@ criu_side() {
 		return 1
 	fi
 	say "restored in $(secs "$t2" "$t3") s"
+	stamp_exit "$lpid" "$top/t_lp_exit"
 	check_during || st=1
 	wait_gone "$lpid" 600 || { say "criu lazy-pages still running"; st=1; }
 	wait "$lpid" || { say "criu lazy-pages failed"; st=1; }
-	t4=$(now)
+	wait "$stamp_pid"
+	t4=$(cat "$top/t_lp_exit" 2>/dev/null || now)
 	wait "$dpid" || { say "criu dump --lazy-pages failed"; st=1; }
 	keep_logs "$top/cdump/dump.log" "$top/cwork/lazy-pages.log" "$top/cwork/restore.log"
 	[ $st -eq 0 ] && say "criu lazy-pages exited 0"
