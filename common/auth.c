@@ -55,13 +55,31 @@ int auth_secret_from_buf(const void *buf, size_t len, struct auth_secret **out)
 	return secret_new(buf, len, out);
 }
 
+/* Reads fd until end of file or until buf is full; *len: bytes read. */
+static int secret_read_all(int fd, uint8_t *buf, size_t cap, size_t *len)
+{
+	ssize_t n;
+
+	*len = 0;
+	while (*len < cap) {
+		n = read(fd, buf + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		*len += (size_t)n;
+	}
+	return 0;
+}
+
 int auth_secret_load_file(const char *path, struct auth_secret **out)
 {
 	/* Room for the longest secret, a "\r\n", and one byte to detect excess. */
 	uint8_t buf[AUTH_SECRET_MAX + 3];
 	size_t len = 0;
 	struct stat st;
-	ssize_t n;
 	int fd, ret;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -80,18 +98,10 @@ int auth_secret_load_file(const char *path, struct auth_secret **out)
 		log_err("secret file %s is not a regular file", path);
 		goto out;
 	}
-	while (len < sizeof(buf)) {
-		n = read(fd, buf + len, sizeof(buf) - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			log_err("cannot read secret file %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+	ret = secret_read_all(fd, buf, sizeof(buf), &len);
+	if (ret < 0) {
+		log_err("cannot read secret file %s: %s", path, strerror(-ret));
+		goto out;
 	}
 	/* Files written by echo or an editor end in a newline that is not part of the secret. */
 	if (len > 0 && buf[len - 1] == '\n')
@@ -125,21 +135,12 @@ int auth_secret_read_fd(int fd, struct auth_secret **out)
 	/* One byte more than the longest secret, to detect excess. */
 	uint8_t buf[AUTH_SECRET_MAX + 1];
 	size_t len = 0;
-	ssize_t n;
 	int ret;
 
-	while (len < sizeof(buf)) {
-		n = read(fd, buf + len, sizeof(buf) - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret = -errno;
-			log_err("cannot read the secret from fd %d: %s", fd, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+	ret = secret_read_all(fd, buf, sizeof(buf), &len);
+	if (ret < 0) {
+		log_err("cannot read the secret from fd %d: %s", fd, strerror(-ret));
+		goto out;
 	}
 	if (len < AUTH_SECRET_MIN || len > AUTH_SECRET_MAX) {
 		ret = -EINVAL;
@@ -173,6 +174,15 @@ int auth_secret_write_fd(const struct auth_secret *s, int fd)
 		}
 		off += (size_t)n;
 	}
+	return 0;
+}
+
+int auth_secret_copy(const struct auth_secret *s, uint8_t *buf, size_t cap, size_t *len)
+{
+	if (cap < s->len)
+		return -ENOSPC;
+	memcpy(buf, s->buf, s->len);
+	*len = s->len;
 	return 0;
 }
 

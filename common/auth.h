@@ -67,6 +67,12 @@ int auth_secret_read_fd(int fd, struct auth_secret **out);
  */
 int auth_secret_write_fd(const struct auth_secret *s, int fd);
 
+/*
+ * Copies the secret's bytes into buf (the source hands them to a
+ * destination agent); the caller cleanses buf.  -ENOSPC if cap is short.
+ */
+int auth_secret_copy(const struct auth_secret *s, uint8_t *buf, size_t cap, size_t *len);
+
 /* True when the file the secret came from was group/world accessible. */
 bool auth_secret_perms_loose(const struct auth_secret *s);
 

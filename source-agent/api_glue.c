@@ -105,19 +105,17 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 
 /* The bytes of a start request's secret, kept for a handover only. */
 struct glue_secret_bytes {
-	uint8_t buf[AUTH_SECRET_MAX + 3];
+	uint8_t buf[AUTH_SECRET_MAX];
 	size_t len;
 };
 
 /*
  * The secret of a start request: inline, or the agent reads secret_file.
- * With a destination agent to hand over to, its bytes go to *bytes too
- * (the file is then read here: auth_secret does not give them back).
+ * With a destination agent to hand over to, its bytes go to *bytes too.
  */
 static int glue_secret(const struct api_start_req *req, struct auth_secret **out,
 		       struct glue_secret_bytes *bytes, struct api_error *err)
 {
-	bool loose = false;
 	int ret;
 
 	if (req->secret) {
@@ -135,16 +133,13 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 		return api_error_set(err, -EINVAL,
 				     "give \"secret\" or \"secret_file\": this source has no "
 				     "default secret");
-	if (!req->peer) {
-		ret = src_mig_load_secret(req->id, req->secret_file, out);
-	} else {
-		ret = src_handover_read_secret(req->secret_file, bytes->buf, sizeof(bytes->buf),
-					       &bytes->len, &loose);
-		if (ret == 0)
-			ret = auth_secret_from_buf(bytes->buf, bytes->len, out);
-		if (ret == 0 && loose)
-			log_warn("migration %s: secret file %s is readable by others", req->id,
-				 req->secret_file);
+	ret = src_mig_load_secret(req->id, req->secret_file, out);
+	if (ret == 0 && req->peer) {
+		ret = auth_secret_copy(*out, bytes->buf, sizeof(bytes->buf), &bytes->len);
+		if (ret < 0) {
+			auth_secret_free(*out);
+			*out = NULL;
+		}
 	}
 	if (ret < 0)
 		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL, "secret_file %s: %s",

@@ -82,13 +82,4 @@ void src_handover_abort(struct src_handover *h);
 /* Stops and frees; an abort's DELETE still unanswered is dropped (logged).  NULL is fine. */
 void src_handover_free(struct src_handover *h);
 
-/*
- * Reads a secret file by the rules of auth_secret_load_file() (its whole
- * content less one trailing "\n" or "\r\n", AUTH_SECRET_MIN..MAX bytes)
- * into buf (cap: at least AUTH_SECRET_MAX + 3), so the handover can send
- * the bytes the source authenticates with.  *loose: the file is
- * accessible to group or others.
- */
-int src_handover_read_secret(const char *path, uint8_t *buf, size_t cap, size_t *len, bool *loose);
-
 #endif
