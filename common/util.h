@@ -33,4 +33,11 @@ const char *fmt_bytes(uint64_t bytes, char *buf, size_t len);
 /* Sets O_NONBLOCK on fd.  Returns 0 or -errno. */
 int fd_set_nonblock(int fd);
 
+/*
+ * mkdir -p path: missing parents 0755, path itself 0700 (an existing path
+ * is fine if it is a directory).  Returns 0 or a negative errno
+ * (-ENOTDIR, -ENAMETOOLONG, mkdir's); logging is the caller's.
+ */
+int mkdir_private(const char *path);
+
 #endif

@@ -143,39 +143,6 @@ static void sup_mig_free(struct sup_mig *m)
 
 /* ---- directories ---- */
 
-/* mkdir -p path: missing parents 0755, path itself 0700. */
-static int sup_mkdir_p(const char *path)
-{
-	char buf[PATH_MAX], *p;
-	struct stat st;
-	int ret = 0;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) {
-		ret = -ENAMETOOLONG;
-		goto out;
-	}
-	for (p = strchr(buf + 1, '/'); p; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
-			ret = -errno;
-			goto out;
-		}
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
-		ret = -errno;
-		goto out;
-	}
-	if (stat(buf, &st) < 0)
-		ret = -errno;
-	else if (!S_ISDIR(st.st_mode))
-		ret = -ENOTDIR;
-out:
-	if (ret < 0)
-		log_err("cannot create directory %s: %s", buf, strerror(-ret));
-	return ret;
-}
-
 /* 1 if dir holds any entry, 0 if empty, or a negative errno. */
 static int sup_dir_used(const char *dir)
 {
@@ -1039,9 +1006,11 @@ int sup_run(const struct sup_config *cfg)
 	int ret, code = 1;
 
 	TAILQ_INIT(&s.migs);
-	ret = sup_mkdir_p(cfg->work_root);
-	if (ret < 0)
+	ret = mkdir_private(cfg->work_root);
+	if (ret < 0) {
+		log_err("cannot create directory %s: %s", cfg->work_root, strerror(-ret));
 		goto out;
+	}
 	ret = sup_setup(&s);
 	if (ret < 0) {
 		code = ret == -EADDRINUSE || ret == -EEXIST ? 78 : 1;

@@ -160,37 +160,6 @@ static void glue_copy_opts(const struct api_criu_opts *in, struct src_criu_opts 
 	out->log_level = in->log_level;
 }
 
-/* mkdir -p path: parents 0755, path itself 0700. */
-static int glue_mkdir_root(const char *path)
-{
-	char buf[API_PATH_MAX + 1], *p;
-	struct stat st;
-	int ret = 0;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (p = strchr(buf + 1, '/'); p; p = strchr(p + 1, '/')) {
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
-			ret = -errno;
-			goto out;
-		}
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) < 0 && errno != EEXIST) {
-		ret = -errno;
-		goto out;
-	}
-	if (stat(buf, &st) < 0)
-		ret = -errno;
-	else if (!S_ISDIR(st.st_mode))
-		ret = -ENOTDIR;
-out:
-	if (ret < 0)
-		log_err("images root %s: cannot create %s: %s", path, buf, strerror(-ret));
-	return ret;
-}
-
 /* why = "WHAT failed (STATUS); see DIR/LOG: LAST ERROR LINE" (at most 319 bytes of it) */
 static void glue_criu_failure(const struct src_migration *m, const char *what,
 			      const struct criuproc_exit *e, const char *log, char *why, size_t len)
@@ -297,8 +266,9 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 		ret = api_error_set(err, -EINVAL, "images root %s: path too long", a->images_root);
 		goto out;
 	}
-	ret = glue_mkdir_root(a->images_root);
+	ret = mkdir_private(a->images_root);
 	if (ret < 0) {
+		log_err("images root %s: cannot create it: %s", a->images_root, strerror(-ret));
 		ret = api_error_set(err, -EIO, "cannot create the images root %s: %s",
 				    a->images_root, strerror(-ret));
 		goto out;
