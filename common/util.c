@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -168,4 +170,13 @@ int mkdir_private(const char *path)
 	if (stat(buf, &st) < 0)
 		return -errno;
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+int proc_harden(bool secrets)
+{
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		return -errno;
+	if (secrets && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		return -errno;
+	return 0;
 }

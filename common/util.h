@@ -3,6 +3,7 @@
 #ifndef RDMIG_UTIL_H
 #define RDMIG_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,5 +40,20 @@ int fd_set_nonblock(int fd);
  * (-ENOTDIR, -ENAMETOOLONG, mkdir's); logging is the caller's.
  */
 int mkdir_private(const char *path);
+
+/*
+ * The first thing every binary's main() does.  Ignores SIGPIPE: a write to
+ * a peer that has gone (an API client that timed out, a destination that
+ * closed) must be an EPIPE for that one connection, never the death of the
+ * process and of every migration it serves.  The children the agents start
+ * get the default back (criuproc.c, the supervisor's spawn).
+ *
+ * secrets: the process will hold migration secrets; it is made
+ * non-dumpable (PR_SET_DUMPABLE 0): no core file, no ptrace or
+ * /proc/PID/mem from other processes of the same user.  The process
+ * itself still reads its own /proc/self, and exec() makes a child (criu)
+ * dumpable again.  Returns 0 or a negative errno (the caller logs it).
+ */
+int proc_harden(bool secrets);
 
 #endif

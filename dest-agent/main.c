@@ -1195,7 +1195,6 @@ static int dest_setup_loop(struct dest *d)
 	ret = lpsock_start(d->lp, d->base, d->imgs, &dest_lp_ops, d);
 	if (ret < 0)
 		return ret;
-	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < 2; i++) {
 		d->sig_ev[i] = evsignal_new(d->base, sigs[i], dest_signal_cb, d);
 		if (!d->sig_ev[i] || event_add(d->sig_ev[i], NULL) < 0)
@@ -1324,6 +1323,12 @@ int main(int argc, char **argv)
 	int ready_fd = -1, ret, code = 1;
 
 	log_init(argv[0], LOG_LVL_INFO);
+	/* Every mode: the supervisor, its workers (exec'd again) and single runs. */
+	ret = proc_harden(true);
+	if (ret < 0) {
+		log_err("cannot ignore SIGPIPE or turn core dumps off: %s", strerror(-ret));
+		return 1;
+	}
 	engine_config_default(&d.o.ecfg);
 	d.o.kind = XPORT_RDMA;
 	d.o.connect_timeout_s = 60;
@@ -1346,7 +1351,6 @@ int main(int argc, char **argv)
 	}
 	if (d.o.progress_fd >= 0) {
 		/* Before anything can fail, so the supervisor hears why; never with -d. */
-		signal(SIGPIPE, SIG_IGN);
 		d.base = event_base_new();
 		if (!d.base || dest_progress_start(&d) < 0)
 			goto out;

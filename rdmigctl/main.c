@@ -338,6 +338,9 @@ int main(int argc, char **argv)
 	enum log_level level = LOG_LVL_WARN;
 
 	log_init(argv[0], level);
+	/* A daemon that closes mid-request is an error to report, not a signal. */
+	if (proc_harden(false) < 0)
+		log_warn("cannot ignore SIGPIPE");
 	if (cli_parse(argc, argv, &c.a, stderr) < 0)
 		return CLI_EXIT_USAGE;
 	if (c.a.version) {

@@ -177,9 +177,15 @@ int main(int argc, char **argv)
 	char host[256], port[16];
 	uint64_t v;
 
+	log_init(argv[0], level);
+	ret = proc_harden(true);
+	if (ret < 0) {
+		log_err("cannot ignore SIGPIPE or turn core dumps off: %s", strerror(-ret));
+		return 1;
+	}
+	ret = 1;
 	TAILQ_INIT(&a.migrations);
 	LIST_INIT(&a.sessions);
-	log_init(argv[0], level);
 	while ((c = getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':

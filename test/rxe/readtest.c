@@ -531,6 +531,8 @@ int main(int argc, char **argv)
 	int c, ret;
 
 	log_init(argv[0], level);
+	/* A peer that goes away is an EPIPE to report, not a signal. */
+	proc_harden(false);
 	parse_chunks(&rt, "4K,64K,1M");
 	while ((c = getopt_long(argc, argv, "sc:a:p:S:1k:d:j:w:vhV", opts, NULL)) != -1) {
 		switch (c) {

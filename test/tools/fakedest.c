@@ -340,6 +340,8 @@ int main(int argc, char **argv)
 	int c, ret = 1;
 
 	log_init(argv[0], LOG_LVL_INFO);
+	/* A peer that goes away is an EPIPE to report, not a signal. */
+	proc_harden(false);
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		switch (c) {
 		case 't':

@@ -991,6 +991,8 @@ int main(int argc, char **argv)
 	uint32_t fin = FIN;
 
 	log_init(argv[0], LOG_LVL_WARN);
+	/* A peer that goes away is an EPIPE to report, not a signal. */
+	proc_harden(false);
 	if (parse_opts(argc, argv, &o) < 0)
 		return EXIT_USAGE;
 	ret = image_set_open(o.images_dir, &set);

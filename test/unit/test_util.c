@@ -4,7 +4,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -72,13 +76,34 @@ static void test_fmt_bytes(void **state)
 	assert_string_equal(fmt_bytes(64ull << 20, buf, sizeof(buf)), "64.0 MiB");
 }
 
+/* In a child: the test runner itself stays as it was. */
+static void test_proc_harden(void **state)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fds[2];
+
+		if (proc_harden(true) < 0 || prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0 ||
+		    pipe(fds) < 0)
+			_exit(1);
+		close(fds[0]);
+		/* Writing to a pipe without reader: EPIPE, and the process lives. */
+		_exit(write(fds[1], "x", 1) < 0 ? 0 : 2);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_size),
-	    cmocka_unit_test(test_parse_uint),
-	    cmocka_unit_test(test_parse_hostport),
-	    cmocka_unit_test(test_fmt_bytes),
+	    cmocka_unit_test(test_parse_size),	   cmocka_unit_test(test_parse_uint),
+	    cmocka_unit_test(test_parse_hostport), cmocka_unit_test(test_fmt_bytes),
+	    cmocka_unit_test(test_proc_harden),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

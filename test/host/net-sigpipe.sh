@@ -1,0 +1,68 @@
+#!/bin/bash
+# An agent never dies of writing to a peer that has gone (finding 4 of the
+# security review).  API clients send a request to a stopped rdmig-source
+# and close without reading the answer; once the agent runs again it writes
+# its answers into closed sockets (EPIPE).  The agent must stay alive and
+# keep answering /v1/health; a raw peer that closes right after its Hello
+# does the same on the data listener.
+. "$(dirname "$0")/netlib.sh"
+: "${RDMIG_CTL:?}"
+plan 5
+command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not found"; exit 0; }
+
+mkimage "$T/src" --size 4M
+secret "$T/secret"
+sock=$T/run/source.sock
+start_source "$T/source.log" -m "m1:$T/src:$T/secret" --api-socket "$sock"
+wait_log "$T/source.log" "api: serving on $sock" >/dev/null
+
+# gone SOCKET N: N clients send GET /v1/migrations and close at once.
+gone() {
+	timeout 20 python3 - "$@" <<'PY'
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.sendall(b"GET /v1/migrations HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    s.close()
+PY
+}
+
+kill -STOP "$src_pid"
+gone "$sock" 20 >"$T/gone.out" 2>&1
+check "20 clients sent a request to the stopped agent and closed" test $? -eq 0
+kill -CONT "$src_pid"
+sleep 1
+check "rdmig-source is still alive after answering into closed sockets" alive "$src_pid"
+"$RDMIG_CTL" --socket "$sock" health --json >"$T/health.json" 2>&1
+check "... and /v1/health answers ok" grep -q '"status": *"ok"' "$T/health.json"
+
+# The data listener: a peer sends a Hello and resets the connection at once.
+timeout 10 python3 - "$src_port" <<'PY' >"$T/rst.out" 2>&1
+import os, socket, struct, sys
+def varint(n):
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+def field(num, wt, v):
+    return varint(num << 3 | wt) + (varint(v) if wt == 0 else varint(len(v)) + v)
+hello = (field(1, 0, 1) + field(2, 0, 1) + field(3, 0, 2) + field(4, 0, 2) + field(5, 2, b"m1") +
+         field(6, 2, os.urandom(32)) + field(7, 0, 4096) + field(9, 0, 0))
+msg = field(1, 0, 1) + field(2, 2, hello)
+for _ in range(20):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.sendall(struct.pack(">I", len(msg)) + msg)
+    s.close()
+PY
+sleep 1
+check "rdmig-source is still alive after peers reset their connections" alive "$src_pid"
+"$RDMIG_CTL" --socket "$sock" health --json >"$T/health2.json" 2>&1
+check "... and /v1/health still answers ok" grep -q '"status": *"ok"' "$T/health2.json"
+[ "$tap_failed" -eq 0 ] || { diag_file "$T/source.log" 30; diag_file "$T/health.json"; }
+finish
