@@ -15,56 +15,7 @@ start_source "$T/source.log" -m "m1:$T/src:$T/secret" --once --handshake-timeout
 
 # raw PORT CASE: one hostile peer; prints what the source answered (hex) or EOF.
 raw() {
-	timeout 10 python3 - "$@" <<'PY'
-import os, socket, struct, sys, time
-port, case = int(sys.argv[1]), sys.argv[2]
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-def field(num, wt, payload):
-    key = varint(num << 3 | wt)
-    return key + (varint(payload) if wt == 0 else varint(len(payload)) + payload)
-def hello(mig=b"m1"):
-    h = (field(1, 0, 1) + field(2, 0, 1) + field(3, 0, 2) + field(4, 0, 2) +
-         field(5, 2, mig) + field(6, 2, os.urandom(32)) + field(7, 0, 4096) + field(9, 0, 0))
-    return h
-def msg(seq, num, body):
-    return field(1, 0, seq) + field(num, 2, body)
-def frame(b):
-    return struct.pack(">I", len(b)) + b
-data = {
-    "garbage": b"GET / HTTP/1.0\r\n\r\n" + os.urandom(64),
-    "oversized": struct.pack(">I", 0x7FFFFFFF) + b"x" * 16,
-    "empty": struct.pack(">I", 0),
-    "short-header": b"\x00\x00",
-    "undecodable": frame(b"\xff" * 32),
-    # seq 1, ReadReq{cookie 1, pid 4242, img_vaddr 0x10000, len 4096}: well formed, before Hello
-    "readreq-first": frame(msg(1, 11, field(1, 0, 1) + field(2, 0, 4242) + field(3, 0, 0x10000) + field(4, 0, 4096))),
-    "bad-seq": frame(msg(7, 2, hello())),
-    "silent": b"",
-    "hello-then-silent": frame(msg(1, 2, hello())),
-}[case]
-s = socket.create_connection(("127.0.0.1", port))
-s.sendall(data)
-if case == "short-header":
-    s.shutdown(socket.SHUT_WR)
-s.settimeout(8)
-got = b""
-try:
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
-except Exception as e:
-    print("error", e)
-print(case, "answer", got.hex() if got else "EOF")
-PY
+	timeout 10 python3 "$(dirname "$0")/rawpeer.py" "$@"
 }
 
 for c in garbage oversized empty short-header undecodable readreq-first bad-seq; do
@@ -89,13 +40,18 @@ check "a silent peer is dropped after the handshake timeout" \
 	eval "grep -q 'aborting: no authentication in time' '$log' && grep -q 'silent answer [0-9a-f]' '$T/raw-silent.out'"
 
 # A peer that names the migration, then never proves anything, must not lock it.
+n0=$(grep -c 'connection from' "$log")
 raw "$src_port" hello-then-silent >"$T/raw-hello.out" 2>&1 &
 rpid=$!
 track "$rpid"
 raw "$src_port" silent >"$T/raw-silent2.out" 2>&1 &
 spid=$!
 track "$spid"
-wait_log "$log" "connection from.*" 5
+# Both connected before the destination does.
+for _ in $(seq 100); do
+	[ "$(grep -c 'connection from' "$log")" -ge $((n0 + 2)) ] && break
+	sleep 0.05
+done
 sleep 0.3
 # shellcheck disable=SC2046
 start_dest "$T/dest.log" -D "$T/dst" $(net_args m1 "$T/secret")

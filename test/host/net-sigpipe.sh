@@ -39,27 +39,7 @@ check "rdmig-source is still alive after answering into closed sockets" alive "$
 check "... and /v1/health answers ok" grep -q '"status": *"ok"' "$T/health.json"
 
 # The data listener: a peer sends a Hello and resets the connection at once.
-timeout 10 python3 - "$src_port" <<'PY' >"$T/rst.out" 2>&1
-import os, socket, struct, sys
-def varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-def field(num, wt, v):
-    return varint(num << 3 | wt) + (varint(v) if wt == 0 else varint(len(v)) + v)
-hello = (field(1, 0, 1) + field(2, 0, 1) + field(3, 0, 2) + field(4, 0, 2) + field(5, 2, b"m1") +
-         field(6, 2, os.urandom(32)) + field(7, 0, 4096) + field(9, 0, 0))
-msg = field(1, 0, 1) + field(2, 2, hello)
-for _ in range(20):
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.sendall(struct.pack(">I", len(msg)) + msg)
-    s.close()
-PY
+timeout 10 python3 "$(dirname "$0")/rawpeer.py" "$src_port" resets 20 >"$T/rst.out" 2>&1
 sleep 1
 check "rdmig-source is still alive after peers reset their connections" alive "$src_pid"
 "$RDMIG_CTL" --socket "$sock" health --json >"$T/health2.json" 2>&1
