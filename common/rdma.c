@@ -32,6 +32,17 @@ struct pending_send {
 	uint8_t data[];
 };
 
+/*
+ * The message buffers of one direction: slots [0, n0) in part 0, made with
+ * the endpoint; [n0, n) in part 1, made once the peer is trusted.
+ */
+struct ep_bufs {
+	uint8_t *buf[2];
+	struct ibv_mr *mr[2];
+	uint32_t n0;
+	uint32_t n; /* slots usable now */
+};
+
 struct rdma_ep {
 	struct event_base *base;
 	struct rdma_listener *listener;	  /* set for accepted endpoints */
@@ -48,10 +59,9 @@ struct rdma_ep {
 	const struct rdma_ep_ops *ops;
 	void *arg;
 
-	uint8_t *recv_buf;
-	struct ibv_mr *recv_mr;
-	uint8_t *send_buf;
-	struct ibv_mr *send_mr;
+	struct ep_bufs recv;
+	struct ep_bufs send;
+	bool trusted;	     /* rdma_ep_set_trusted() called */
 	uint32_t *send_free; /* stack of free send slots */
 	uint32_t nr_send_free;
 	STAILQ_HEAD(, pending_send) send_queue;
@@ -85,6 +95,7 @@ void rdma_ep_params_init(struct rdma_ep_params *p)
 	p->max_msg = 64 * 1024;
 	p->recv_depth = 32;
 	p->send_depth = 32;
+	p->preauth_depth = 0;
 	p->max_reads = 64;
 	p->timeout_ms = 5000;
 }
@@ -164,12 +175,44 @@ static void ep_report_closed(struct rdma_ep *ep, int reason)
 static bool ep_sends_idle(const struct rdma_ep *ep);
 static void ep_finish_close(struct rdma_ep *ep);
 
+static uint8_t *bufs_slot(const struct rdma_ep *ep, const struct ep_bufs *b, uint32_t slot,
+			  uint32_t *lkey)
+{
+	int part = slot >= b->n0;
+
+	if (lkey)
+		*lkey = b->mr[part]->lkey;
+	return b->buf[part] + (size_t)(slot - (part ? b->n0 : 0)) * ep->params.max_msg;
+}
+
+/* Makes and registers part `part` of b: count more slots, not usable yet. */
+static int bufs_add(struct rdma_ep *ep, struct ep_bufs *b, int part, uint32_t count, int access)
+{
+	size_t bytes = (size_t)count * ep->params.max_msg;
+
+	b->buf[part] = aligned_alloc(4096, bytes);
+	if (!b->buf[part]) {
+		log_err("out of memory for %s buffers", ep->name);
+		return -ENOMEM;
+	}
+	return rdma_ep_reg(ep, b->buf[part], bytes, access, &b->mr[part]);
+}
+
+static void bufs_free(struct ep_bufs *b)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if (b->mr[i])
+			ibv_dereg_mr(b->mr[i]);
+		free(b->buf[i]);
+	}
+}
+
 static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 {
 	struct ibv_sge sge = {
-	    .addr = (uintptr_t)(ep->recv_buf + (size_t)slot * ep->params.max_msg),
 	    .length = ep->params.max_msg,
-	    .lkey = ep->recv_mr->lkey,
 	};
 	struct ibv_recv_wr wr = {
 	    .wr_id = (WR_KIND_RECV << WR_KIND_SHIFT) | slot,
@@ -179,6 +222,7 @@ static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 	struct ibv_recv_wr *bad;
 	int ret;
 
+	sge.addr = (uintptr_t)bufs_slot(ep, &ep->recv, slot, &sge.lkey);
 	ret = ibv_post_recv(ep->id->qp, &wr, &bad);
 	if (ret) {
 		log_err("ibv_post_recv on %s: %s", ep->name, strerror(ret));
@@ -190,9 +234,7 @@ static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 static int ep_post_send_slot(struct rdma_ep *ep, uint32_t slot, size_t len)
 {
 	struct ibv_sge sge = {
-	    .addr = (uintptr_t)(ep->send_buf + (size_t)slot * ep->params.max_msg),
 	    .length = (uint32_t)len,
-	    .lkey = ep->send_mr->lkey,
 	};
 	struct ibv_send_wr wr = {
 	    .wr_id = (WR_KIND_SEND << WR_KIND_SHIFT) | slot,
@@ -204,6 +246,7 @@ static int ep_post_send_slot(struct rdma_ep *ep, uint32_t slot, size_t len)
 	struct ibv_send_wr *bad;
 	int ret;
 
+	sge.addr = (uintptr_t)bufs_slot(ep, &ep->send, slot, &sge.lkey);
 	ret = ibv_post_send(ep->id->qp, &wr, &bad);
 	if (ret) {
 		log_err("ibv_post_send (SEND %zu bytes) on %s: %s", len, ep->name, strerror(ret));
@@ -234,7 +277,7 @@ int rdma_ep_send(struct rdma_ep *ep, const void *buf, size_t len)
 		return 0;
 	}
 	slot = ep->send_free[--ep->nr_send_free];
-	memcpy(ep->send_buf + (size_t)slot * ep->params.max_msg, buf, len);
+	memcpy(bufs_slot(ep, &ep->send, slot, NULL), buf, len);
 	return ep_post_send_slot(ep, slot, len);
 }
 
@@ -247,7 +290,7 @@ static void ep_flush_send_queue(struct rdma_ep *ep)
 		STAILQ_REMOVE_HEAD(&ep->send_queue, link);
 		ep->queued_bytes -= ps->len;
 		slot = ep->send_free[--ep->nr_send_free];
-		memcpy(ep->send_buf + (size_t)slot * ep->params.max_msg, ps->data, ps->len);
+		memcpy(bufs_slot(ep, &ep->send, slot, NULL), ps->data, ps->len);
 		if (ep_post_send_slot(ep, slot, ps->len) < 0) {
 			free(ps);
 			ep_report_closed(ep, -EIO);
@@ -329,8 +372,8 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 	switch (kind) {
 	case WR_KIND_RECV:
 		if (status == 0 && ep->ops && ep->ops->recv)
-			ep->ops->recv(ep, ep->recv_buf + (size_t)slot * ep->params.max_msg,
-				      wc->byte_len, ep->arg);
+			ep->ops->recv(ep, bufs_slot(ep, &ep->recv, slot, NULL), wc->byte_len,
+				      ep->arg);
 		if (status == 0 && !ep->closing && ep_post_recv(ep, slot) < 0)
 			ep_report_closed(ep, -EIO);
 		break;
@@ -430,13 +473,56 @@ static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
 	ep_comp_cb(ep->comp_ch->fd, EV_READ, ep);
 }
 
+/* Slots [send.n, n) become free send slots. */
+static void ep_add_send_slots(struct rdma_ep *ep, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = ep->send.n; i < n; i++)
+		ep->send_free[ep->nr_send_free++] = i;
+	ep->send.n = n;
+}
+
+/* Slots [recv.n, n) are posted for receiving. */
+static int ep_add_recv_slots(struct rdma_ep *ep, uint32_t n)
+{
+	int ret;
+
+	for (; ep->recv.n < n; ep->recv.n++) {
+		ret = ep_post_recv(ep, ep->recv.n);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+int rdma_ep_set_trusted(struct rdma_ep *ep)
+{
+	const struct rdma_ep_params *p = &ep->params;
+	int ret = 0;
+
+	if (ep->trusted || ep->closing || !ep->id || !ep->id->qp)
+		return ep->trusted ? 0 : -ENOTCONN;
+	ep->trusted = true;
+	if (ep->recv.n0 < p->recv_depth)
+		ret =
+		    bufs_add(ep, &ep->recv, 1, p->recv_depth - ep->recv.n0, IBV_ACCESS_LOCAL_WRITE);
+	if (ret == 0)
+		ret = ep_add_recv_slots(ep, p->recv_depth);
+	if (ret == 0 && ep->send.n0 < p->send_depth)
+		ret = bufs_add(ep, &ep->send, 1, p->send_depth - ep->send.n0, 0);
+	if (ret < 0)
+		return ret;
+	ep_add_send_slots(ep, p->send_depth);
+	ep_flush_send_queue(ep);
+	return 0;
+}
+
 static int ep_setup_verbs(struct rdma_ep *ep)
 {
 	struct ibv_qp_init_attr qpa = {0};
 	struct ibv_context *verbs = ep->id->verbs;
 	const struct rdma_ep_params *p = &ep->params;
-	size_t recv_bytes = (size_t)p->recv_depth * p->max_msg;
-	size_t send_bytes = (size_t)p->send_depth * p->max_msg;
 	uint32_t i;
 	int ret;
 
@@ -481,34 +567,31 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 		goto out;
 	}
 
-	ep->recv_buf = aligned_alloc(4096, recv_bytes);
-	ep->send_buf = aligned_alloc(4096, send_bytes);
 	ep->send_free = calloc(p->send_depth, sizeof(*ep->send_free));
 	ep->read_cookie = calloc(p->max_reads, sizeof(*ep->read_cookie));
 	ep->read_free = calloc(p->max_reads, sizeof(*ep->read_free));
-	if (!ep->recv_buf || !ep->send_buf || !ep->send_free || !ep->read_cookie ||
-	    !ep->read_free) {
+	if (!ep->send_free || !ep->read_cookie || !ep->read_free) {
 		ret = -ENOMEM;
 		log_err("out of memory for %s buffers", ep->name);
 		goto out;
 	}
-	ret = rdma_ep_reg(ep, ep->recv_buf, recv_bytes, IBV_ACCESS_LOCAL_WRITE, &ep->recv_mr);
+	/* An untrusted peer gets a few buffers; the rest once it has proven itself. */
+	ep->recv.n0 =
+	    p->preauth_depth && p->preauth_depth < p->recv_depth ? p->preauth_depth : p->recv_depth;
+	ep->send.n0 =
+	    p->preauth_depth && p->preauth_depth < p->send_depth ? p->preauth_depth : p->send_depth;
+	ret = bufs_add(ep, &ep->recv, 0, ep->recv.n0, IBV_ACCESS_LOCAL_WRITE);
+	if (ret == 0)
+		ret = bufs_add(ep, &ep->send, 0, ep->send.n0, 0);
 	if (ret < 0)
 		goto out;
-	ret = rdma_ep_reg(ep, ep->send_buf, send_bytes, 0, &ep->send_mr);
-	if (ret < 0)
-		goto out;
-	for (i = 0; i < p->send_depth; i++)
-		ep->send_free[i] = p->send_depth - 1 - i;
-	ep->nr_send_free = p->send_depth;
+	ep_add_send_slots(ep, ep->send.n0);
 	for (i = 0; i < p->max_reads; i++)
 		ep->read_free[i] = p->max_reads - 1 - i;
 	ep->nr_read_free = p->max_reads;
-	for (i = 0; i < p->recv_depth; i++) {
-		ret = ep_post_recv(ep, i);
-		if (ret < 0)
-			goto out;
-	}
+	ret = ep_add_recv_slots(ep, ep->recv.n0);
+	if (ret < 0)
+		goto out;
 	ep->comp_ev = event_new(ep->base, ep->comp_ch->fd, EV_READ | EV_PERSIST, ep_comp_cb, ep);
 	ep->resume_ev = evtimer_new(ep->base, ep_resume_cb, ep);
 	if (!ep->comp_ev || !ep->resume_ev || event_add(ep->comp_ev, NULL) < 0) {
@@ -565,10 +648,8 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		ibv_destroy_cq(ep->cq);
 	if (ep->comp_ch)
 		ibv_destroy_comp_channel(ep->comp_ch);
-	if (ep->recv_mr)
-		ibv_dereg_mr(ep->recv_mr);
-	if (ep->send_mr)
-		ibv_dereg_mr(ep->send_mr);
+	bufs_free(&ep->recv);
+	bufs_free(&ep->send);
 	if (ep->pd && ibv_dealloc_pd(ep->pd))
 		log_warn("ibv_dealloc_pd on %s failed: memory regions still registered?", ep->name);
 	if (ep->id)
@@ -581,8 +662,6 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		STAILQ_REMOVE_HEAD(&ep->send_queue, link);
 		free(ps);
 	}
-	free(ep->recv_buf);
-	free(ep->send_buf);
 	free(ep->send_free);
 	free(ep->read_cookie);
 	free(ep->read_free);
@@ -591,7 +670,7 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 
 static bool ep_sends_idle(const struct rdma_ep *ep)
 {
-	return ep->nr_send_free == ep->params.send_depth && STAILQ_EMPTY(&ep->send_queue);
+	return ep->nr_send_free == ep->send.n && STAILQ_EMPTY(&ep->send_queue);
 }
 
 static void ep_finish_close(struct rdma_ep *ep)

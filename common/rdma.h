@@ -47,6 +47,12 @@ struct rdma_ep_params {
 	uint32_t max_msg;    /* largest message, bytes (default 64 KiB) */
 	uint32_t recv_depth; /* receive buffers posted (default 32) */
 	uint32_t send_depth; /* send buffers; more sends are queued in software (default 32) */
+	/*
+	 * Buffers each way until rdma_ep_set_trusted() (0: all from the
+	 * start, the default): a peer that has proven nothing gets a few
+	 * registered buffers, not the full depth.
+	 */
+	uint32_t preauth_depth;
 	uint32_t max_reads;  /* READs outstanding per endpoint (default 64) */
 	uint32_t timeout_ms; /* address/route resolution timeout (default 5000) */
 };
@@ -75,6 +81,12 @@ int rdma_ep_connect(struct event_base *base, const char *addr, const char *port,
 		    struct rdma_ep **out);
 
 void rdma_ep_set_ops(struct rdma_ep *ep, const struct rdma_ep_ops *ops, void *arg);
+
+/*
+ * The peer has authenticated: registers and posts the rest of the
+ * buffers (params.preauth_depth).  Returns 0 or a negative errno.
+ */
+int rdma_ep_set_trusted(struct rdma_ep *ep);
 
 /* The endpoint's protection domain, valid once the endpoint exists. */
 struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep);

@@ -36,6 +36,7 @@ struct tcpconn {
 	bool shut_wr;
 	bool free_scheduled;
 	bool over_high;
+	bool trusted;	 /* tcpconn_set_trusted() called */
 	char target[96]; /* host:port asked for, for connect errors */
 	char name[96];
 };
@@ -53,6 +54,7 @@ struct tcpconn_listener {
 void tcpconn_params_init(struct tcpconn_params *p)
 {
 	p->max_frame = 64 * 1024;
+	p->preauth_max_frame = 0;
 	p->connect_timeout_ms = 5000;
 	p->linger_ms = 2000;
 	p->frames_per_wakeup = 64;
@@ -66,7 +68,8 @@ static int params_check(const struct tcpconn_params *in, struct tcpconn_params *
 		tcpconn_params_init(out);
 		return 0;
 	}
-	if (in->max_frame == 0 || in->max_frame > TCPCONN_FRAME_LIMIT || !in->frames_per_wakeup ||
+	if (in->max_frame == 0 || in->max_frame > TCPCONN_FRAME_LIMIT ||
+	    in->preauth_max_frame > in->max_frame || !in->frames_per_wakeup ||
 	    in->send_high_water == 0 || in->send_max < in->send_high_water) {
 		log_err("invalid tcp connection parameters: max_frame %u (1..%u), send_high_water "
 			"%zu, send_max %zu",
@@ -115,6 +118,20 @@ void tcpconn_set_ops(struct tcpconn *c, const struct tcpconn_ops *ops, void *arg
 {
 	c->ops = ops;
 	c->arg = arg;
+}
+
+/* The largest frame accepted from the peer now. */
+static uint32_t conn_rx_max(const struct tcpconn *c)
+{
+	return c->trusted || !c->params.preauth_max_frame ? c->params.max_frame
+							  : c->params.preauth_max_frame;
+}
+
+void tcpconn_set_trusted(struct tcpconn *c)
+{
+	c->trusted = true;
+	if (c->bev && !c->closing)
+		bufferevent_setwatermark(c->bev, EV_READ, 0, FRAME_HDR + (size_t)conn_rx_max(c));
 }
 
 static struct tcpconn *conn_alloc(struct event_base *base, const struct tcpconn_params *params)
@@ -214,15 +231,17 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	uint32_t budget = c->params.frames_per_wakeup;
 	uint8_t hdr[FRAME_HDR];
 	uint8_t *p;
-	uint32_t len;
+	uint32_t len, max;
 
 	while (!c->closing && !c->closed_reported && evbuffer_get_length(in) >= FRAME_HDR) {
 		evbuffer_copyout(in, hdr, FRAME_HDR);
 		len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 |
 		      hdr[3];
-		if (len == 0 || len > c->params.max_frame) {
-			log_err("frame of %u bytes from %s: %s (maximum %u); closing", len, c->name,
-				len ? "too large" : "empty", c->params.max_frame);
+		max = conn_rx_max(c);
+		if (len == 0 || len > max) {
+			log_err("frame of %u bytes from %s: %s (maximum %u%s); closing", len,
+				c->name, len ? "too large" : "empty", max,
+				max < c->params.max_frame ? " before authentication" : "");
 			conn_report_closed(c, len ? -EMSGSIZE : -EBADMSG);
 			return;
 		}
@@ -344,7 +363,7 @@ static int conn_setup_bev(struct tcpconn *c, evutil_socket_t fd)
 		return -ENOMEM;
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	/* One whole frame is the most the input buffer ever needs to hold. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, FRAME_HDR + (size_t)c->params.max_frame);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, FRAME_HDR + (size_t)conn_rx_max(c));
 	bufferevent_setwatermark(c->bev, EV_WRITE, c->params.send_high_water / 2, 0);
 	return 0;
 }

@@ -9,6 +9,11 @@
  * closed(-EMSGSIZE) or closed(-EBADMSG).  Each received frame is delivered whole to
  * recv(), in order.
  *
+ * Untrusted peers: with params.preauth_max_frame set, frames received are
+ * limited to it (and the input buffer to one such frame) until the owner
+ * calls tcpconn_set_trusted(), once the peer has proven who it is; a peer
+ * that has proven nothing cannot make the agent hold megabytes.
+ *
  * Backpressure: tcpconn_send() queues in user space.  Above
  * params.send_high_water tcpconn_send_blocked() turns true and the optional
  * writable() callback fires once the queue has drained to half of it;
@@ -53,6 +58,7 @@ struct tcpconn_ops {
 
 struct tcpconn_params {
 	uint32_t max_frame;	     /* largest frame payload, both ways (default 64 KiB) */
+	uint32_t preauth_max_frame;  /* largest received before trusted; 0: max_frame (default) */
 	uint32_t connect_timeout_ms; /* default 5000 */
 	uint32_t linger_ms;	     /* flush and drain after close (default 2000) */
 	uint32_t frames_per_wakeup;  /* frames delivered per read event (default 64) */
@@ -88,6 +94,13 @@ int tcpconn_connect(struct event_base *base, const char *host, const char *port,
 		    struct tcpconn **out);
 
 void tcpconn_set_ops(struct tcpconn *c, const struct tcpconn_ops *ops, void *arg);
+
+/*
+ * The peer has authenticated: frames up to params.max_frame from now on.
+ * Safe from the recv() callback: the next frame is checked against the new
+ * limit.
+ */
+void tcpconn_set_trusted(struct tcpconn *c);
 
 /*
  * Queues one frame (buf is copied).  -ENOTCONN before established or after

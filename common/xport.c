@@ -48,6 +48,7 @@ void xport_params_init(struct xport_params *p)
 	p->max_msg = 64 * 1024;
 	p->max_reads = 64;
 	p->timeout_ms = 5000;
+	p->untrusted = true;
 }
 
 /* ---- trampolines: the transports' callbacks to ours ---- */
@@ -128,6 +129,7 @@ static void rdma_params(const struct xport_params *p, struct rdma_ep_params *rp)
 		rp->max_msg = p->max_msg;
 		rp->max_reads = p->max_reads;
 		rp->timeout_ms = p->timeout_ms;
+		rp->preauth_depth = p->untrusted ? XPORT_PREAUTH_DEPTH : 0;
 	}
 }
 
@@ -137,6 +139,9 @@ static void tcp_params(const struct xport_params *p, struct tcpconn_params *tp)
 	if (p) {
 		tp->max_frame = p->max_msg;
 		tp->connect_timeout_ms = p->timeout_ms;
+		if (p->untrusted)
+			tp->preauth_max_frame =
+			    p->max_msg < XPORT_PREAUTH_MAX_MSG ? p->max_msg : XPORT_PREAUTH_MAX_MSG;
 	}
 }
 
@@ -257,6 +262,14 @@ void xport_set_ops(struct xport *x, const struct xport_ops *ops, void *arg)
 {
 	x->ops = ops;
 	x->arg = arg;
+}
+
+int xport_set_trusted(struct xport *x)
+{
+	if (x->kind == XPORT_RDMA)
+		return rdma_ep_set_trusted(x->ep);
+	tcpconn_set_trusted(x->tc);
+	return 0;
 }
 
 enum xport_kind xport_kind(const struct xport *x)

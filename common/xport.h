@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 #include <infiniband/verbs.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,10 +41,20 @@ struct xport_ops {
 	void (*closed)(struct xport *x, int reason, void *arg);
 };
 
+/*
+ * Until the owner calls xport_set_trusted() (the peer proved the secret), a
+ * connection made with params.untrusted receives messages of at most
+ * XPORT_PREAUTH_MAX_MSG bytes over TCP, and has XPORT_PREAUTH_DEPTH
+ * registered buffers each way over RDMA (~256 KiB instead of ~4 MiB).
+ */
+#define XPORT_PREAUTH_MAX_MSG (64u << 10)
+#define XPORT_PREAUTH_DEPTH   2
+
 struct xport_params {
 	uint32_t max_msg;   /* largest message either way */
 	uint32_t max_reads; /* RDMA: READs outstanding */
 	uint32_t timeout_ms;
+	bool untrusted; /* small limits until xport_set_trusted() (default true) */
 };
 
 typedef int (*xport_accept_cb)(struct xport_listener *l, struct xport *x, void *arg);
@@ -64,6 +75,13 @@ int xport_connect(struct event_base *base, enum xport_kind kind, const char *hos
 		  const struct xport_params *p, const struct xport_ops *ops, void *arg,
 		  struct xport **out);
 void xport_set_ops(struct xport *x, const struct xport_ops *ops, void *arg);
+
+/*
+ * The peer has authenticated: lifts the pre-authentication limits (see
+ * XPORT_PREAUTH_MAX_MSG).  Safe from the recv() callback; the next
+ * message may use the full size.  Returns 0 or a negative errno.
+ */
+int xport_set_trusted(struct xport *x);
 
 enum xport_kind xport_kind(const struct xport *x);
 int xport_send(struct xport *x, const void *buf, size_t len);

@@ -280,6 +280,10 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 		ns_fail(ns, -EACCES, "the source failed to prove it knows the migration's secret");
 		return;
 	}
+	if (xport_set_trusted(ns->x) < 0) {
+		ns_fail(ns, -ENOMEM, "no buffers for the authenticated source");
+		return;
+	}
 	ctrl_state_set_peer_verified(&ns->st);
 	if (ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
 		ns_fail(ns, -EIO, "cannot confirm authentication");

@@ -58,6 +58,10 @@ static void usage(FILE *f)
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
+		"      --max-preauth N        at most N connections authenticating at once;\n"
+		"                             more are closed at once (%d)\n"
+		"      --max-preauth-per-addr N\n"
+		"                             at most N of them from one address (%d)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
@@ -65,7 +69,8 @@ static void usage(FILE *f)
 		"  -h, --help                 show this help and exit\n"
 		"  -V, --version              show the version and exit\n"
 		"With an API, --migration is optional: migrations can be started later.\n",
-		DEFAULT_PORT, API_SOCKET_SOURCE, DEFAULT_IMAGES_ROOT);
+		DEFAULT_PORT, API_SOCKET_SOURCE, DEFAULT_IMAGES_ROOT, SRC_MAX_PREAUTH_DEFAULT,
+		SRC_MAX_PREAUTH_PER_ADDR_DEFAULT);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -139,6 +144,8 @@ int main(int argc, char **argv)
 		OPT_IMAGES_ROOT,
 		OPT_CRIU,
 		OPT_TEST_MAP_DELAY,
+		OPT_MAX_PREAUTH,
+		OPT_MAX_PREAUTH_PER_ADDR,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -153,6 +160,8 @@ int main(int argc, char **argv)
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
+	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
+	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
 	    {"log-file", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -163,6 +172,8 @@ int main(int argc, char **argv)
 	    .kind = XPORT_RDMA,
 	    .handshake_timeout_s = 10,
 	    .dead_after_s = 10,
+	    .max_preauth = SRC_MAX_PREAUTH_DEFAULT,
+	    .max_preauth_per_addr = SRC_MAX_PREAUTH_PER_ADDR_DEFAULT,
 	    .images_root = DEFAULT_IMAGES_ROOT,
 	    .criu = "criu",
 	};
@@ -252,6 +263,18 @@ int main(int argc, char **argv)
 				a.handshake_timeout_s = (unsigned int)v;
 			else
 				a.dead_after_s = (unsigned int)v;
+			break;
+		case OPT_MAX_PREAUTH:
+		case OPT_MAX_PREAUTH_PER_ADDR:
+			if (parse_uint(optarg, 1, 100000, &v) < 0) {
+				fprintf(stderr, "rdmig-source: bad number of connections '%s'\n",
+					optarg);
+				return 2;
+			}
+			if (c == OPT_MAX_PREAUTH)
+				a.max_preauth = (unsigned int)v;
+			else
+				a.max_preauth_per_addr = (unsigned int)v;
 			break;
 		case OPT_TEST_MAP_DELAY:
 			if (parse_uint(optarg, 0, 600000, &v) < 0) {

@@ -60,6 +60,7 @@ struct src_session {
 	uint64_t last_rx_ns;
 	uint64_t ka_seq;
 	char name[160];
+	char addr[64]; /* the peer's address without its port */
 	struct src_stream stream;
 };
 
@@ -242,6 +243,11 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 			   : s->mig->state == SRC_MIG_DONE ? "migration already completed"
 							   : "migration is no longer served");
 		return -EBUSY;
+	}
+	ret = xport_set_trusted(s->x);
+	if (ret < 0) {
+		sess_abort(s, CTRL_ABORT_INTERNAL, "no buffers for an authenticated peer");
+		return ret;
 	}
 	s->mig->busy = true;
 	s->owner = true;
@@ -799,11 +805,66 @@ static const struct xport_ops sess_ops = {
     .closed = sess_closed,
 };
 
+/* "192.0.2.1" of "192.0.2.1:7471", "::1" of "[::1]:7471 (rxe0)". */
+static void peer_addr(const char *name, char *out, size_t len)
+{
+	size_t n = strcspn(name, " ");
+	const char *colon;
+
+	if (name[0] == '[') {
+		name++;
+		n = strcspn(name, "]");
+	} else {
+		colon = memrchr(name, ':', n);
+		if (colon)
+			n = (size_t)(colon - name);
+	}
+	snprintf(out, len, "%.*s", (int)n, name);
+}
+
+/*
+ * Whether one more unauthenticated connection from addr fits: those hold
+ * buffers and a session for up to the handshake timeout on nothing but
+ * the peer's word, so their number is bounded, and per address so that
+ * one host cannot take every place.
+ */
+static bool preauth_room(const struct src_agent *a, const char *addr)
+{
+	const struct src_session *s;
+	unsigned int all = 0, same = 0;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->owner)
+			continue;
+		all++;
+		if (strcmp(s->addr, addr) == 0)
+			same++;
+	}
+	if (all >= a->max_preauth) {
+		log_warn("connection from %s refused: %u connections are authenticating "
+			 "(--max-preauth)",
+			 addr, all);
+		return false;
+	}
+	if (same >= a->max_preauth_per_addr) {
+		log_warn("connection from %s refused: %u connections from that address are "
+			 "authenticating (--max-preauth-per-addr)",
+			 addr, same);
+		return false;
+	}
+	return true;
+}
+
 int src_session_start(struct src_agent *a, struct xport *x)
 {
 	struct timeval tv = {KEEPALIVE_S, 0};
 	struct src_session *s;
+	char addr[64];
 
+	peer_addr(xport_name(x), addr, sizeof(addr));
+	if (!preauth_room(a, addr))
+		return -EBUSY;
 	s = calloc(1, sizeof(*s));
 	if (s)
 		s->stream.fd = -1;
@@ -811,6 +872,7 @@ int src_session_start(struct src_agent *a, struct xport *x)
 		return -ENOMEM;
 	s->agent = a;
 	s->x = x;
+	snprintf(s->addr, sizeof(s->addr), "%s", addr);
 	s->started_ns = s->last_rx_ns = now_ns();
 	snprintf(s->name, sizeof(s->name), "peer %s", xport_name(x));
 	ctrl_state_init(&s->st, CTRL_ROLE_SOURCE, s->name);

@@ -35,6 +35,9 @@ struct src_agent {
 	bool exit_when_done; /* stop once every migration is done */
 	unsigned int handshake_timeout_s;
 	unsigned int dead_after_s;
+	/* Connections that have not proven a secret yet: in all, and per address. */
+	unsigned int max_preauth;
+	unsigned int max_preauth_per_addr;
 	struct src_mig_list migrations;
 	LIST_HEAD(, src_session) sessions;
 	struct api_server *api;	 /* NULL: no API */
@@ -50,7 +53,14 @@ struct src_agent {
 	unsigned int map_delay_ms; /* testing: each map job waits this long first */
 };
 
-/* Takes ownership of x (an accepted connection). */
+#define SRC_MAX_PREAUTH_DEFAULT		 64
+#define SRC_MAX_PREAUTH_PER_ADDR_DEFAULT 8
+
+/*
+ * Takes ownership of x (an accepted connection), or refuses it with -EBUSY
+ * when it would pass max_preauth or max_preauth_per_addr (the caller
+ * closes it at once).
+ */
 int src_session_start(struct src_agent *a, struct xport *x);
 /*
  * Ends the sessions that serve m or are authenticating for it, sending

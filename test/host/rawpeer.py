@@ -9,8 +9,8 @@ rawpeer.py PORT probe ID       a Hello for ID, then a wrong AuthProof; prints
 rawpeer.py PORT flood N HOLD ADDR...
                                opens N unauthenticated connections from the
                                local addresses ADDR... in turn (within 10 s),
-                               every tenth sending a 1 MiB frame header, the
-                               others 48 KiB of a 60 KiB frame; holds them
+                               every tenth starting a 1 MiB frame, the others
+                               60 KiB of a 64 KiB frame; holds them
                                HOLD seconds; prints JSON counts
 Always to 127.0.0.1.  Messages are hand-encoded protobuf (proto/rdmig.proto).
 """
@@ -236,9 +236,9 @@ def pump(sel, s, v, ev):
             return
         try:
             if v["big"]:
-                s.send(struct.pack(">I", 1 << 20) + b"x" * 1024)
+                s.send(struct.pack(">I", 1 << 20) + os.urandom(60 << 10))
             else:
-                s.send(struct.pack(">I", 60 << 10) + os.urandom(48 << 10))
+                s.send(struct.pack(">I", 64 << 10) + os.urandom(60 << 10))
         except OSError:
             pass
         v["sent"] = True

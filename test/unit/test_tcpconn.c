@@ -51,6 +51,7 @@ struct ctx {
 	bool srv_close_in_recv;
 	bool cli_close_in_established;
 	bool srv_reply_when_all;
+	bool srv_trust_after_first; /* tcpconn_set_trusted() in the first recv() */
 };
 
 static void finish(struct ctx *x)
@@ -126,6 +127,8 @@ static void srv_recv(struct tcpconn *c, const void *buf, size_t len, void *arg)
 	    !check(buf, len, x->srv_got))
 		x->srv_bad_frame = true;
 	x->srv_got++;
+	if (x->srv_trust_after_first && x->srv_got == 1)
+		tcpconn_set_trusted(c);
 	if (x->srv_close_in_recv) {
 		tcpconn_close(c);
 		x->srv = NULL;
@@ -352,6 +355,47 @@ static void hostile_header(const uint8_t hdr[4], uint32_t max_frame, int expect)
 	close(fd);
 }
 
+/* Before tcpconn_set_trusted() frames are limited to preauth_max_frame. */
+static void test_preauth_frame_limit(void **state)
+{
+	struct ctx x;
+
+	ctx_init(&x);
+	x.params.max_frame = 1u << 20;
+	x.params.preauth_max_frame = 1024;
+	x.sizes[0] = 100;
+	x.sizes[1] = 2000;
+	x.nr_sizes = 2;
+	listen_any(&x);
+	connect_cli(&x);
+	ctx_run(&x);
+	assert_int_equal(x.srv_got, 1);
+	assert_false(x.srv_bad_frame);
+	assert_int_equal(x.srv_closed, -EMSGSIZE);
+}
+
+/* Trusted from inside recv(): the very next frame may be max_frame. */
+static void test_trusted_lifts_limit(void **state)
+{
+	struct ctx x;
+
+	ctx_init(&x);
+	x.params.max_frame = 1u << 20;
+	x.params.preauth_max_frame = 1024;
+	x.sizes[0] = 100;
+	x.sizes[1] = 2000;
+	x.sizes[2] = 1u << 20;
+	x.nr_sizes = 3;
+	x.srv_trust_after_first = true;
+	x.srv_reply_when_all = true;
+	listen_any(&x);
+	connect_cli(&x);
+	ctx_run(&x);
+	assert_int_equal(x.srv_got, 3);
+	assert_false(x.srv_bad_frame);
+	assert_int_equal(x.srv_closed, -ECONNRESET);
+}
+
 static void test_hostile_frame_length(void **state)
 {
 	static const uint8_t huge[4] = {0xff, 0xff, 0xff, 0xff};
@@ -477,6 +521,8 @@ int main(void)
 	    cmocka_unit_test(test_frames_whole_and_in_order),
 	    cmocka_unit_test(test_many_small_frames_with_budget),
 	    cmocka_unit_test(test_send_limits),
+	    cmocka_unit_test(test_preauth_frame_limit),
+	    cmocka_unit_test(test_trusted_lifts_limit),
 	    cmocka_unit_test(test_hostile_frame_length),
 	    cmocka_unit_test(test_peer_close_mid_frame),
 	    cmocka_unit_test(test_close_inside_callbacks),
