@@ -50,8 +50,14 @@ struct src_session {
 	struct src_agent *agent;
 	struct xport *x;
 	struct ctrl_state st;
-	struct src_migration *mig; /* borrowed once the Hello named it */
-	bool owner;		   /* authenticated: holds mig (mig->busy) */
+	/*
+	 * Borrowed once the Hello named it, if it exists; NULL otherwise, and
+	 * again when it is cancelled before the proof (src_session_cancel()).
+	 */
+	struct src_migration *mig;
+	/* Owned: a random secret, checked when mig has none; no proof matches it. */
+	struct auth_secret *decoy;
+	bool owner; /* authenticated: holds mig (mig->busy) */
 	uint8_t nonce[AUTH_NONCE_LEN];
 	struct ibv_mr **mrs; /* per imgmap file, RDMA only */
 	size_t nr_mrs;
@@ -87,6 +93,7 @@ static void sess_free(struct src_session *s)
 	}
 	stream_free(&s->stream);
 	sess_release_memory(s);
+	auth_secret_free(s->decoy);
 	if (s->tick)
 		event_free(s->tick);
 	xport_close(s->x);
@@ -133,37 +140,61 @@ static bool sess_range_known(void *arg, int32_t pid, uint64_t img_vaddr, uint64_
 	return s->mig && imgmap_locate(s->mig->map, pid, img_vaddr, len, &data) == 0;
 }
 
+/*
+ * The same for every migration id: page checksums are offered whatever the
+ * migration has, and a destination that asks for them for a migration
+ * without them is told so after the proof (sess_refusal()).
+ */
 static uint64_t sess_features(const struct src_session *s)
 {
-	uint64_t f = s->agent->kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
-
-	if (s->mig && s->mig->verify)
-		f |= CTRL_FEAT_VERIFY_PAGES;
-	return f;
+	return (s->agent->kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ) |
+	       CTRL_FEAT_VERIFY_PAGES;
 }
 
-/* Why a migration in state st has nothing to serve (yet, or any more). */
-static const char *sess_not_served(enum src_mig_state st)
+/*
+ * Why an authenticated peer cannot have its migration now, or NULL.  Only
+ * said after the proof: before it every id gets the same answers.
+ */
+static const char *sess_refusal(const struct src_session *s, int *err)
 {
-	switch (st) {
+	const struct src_migration *m = s->mig;
+
+	*err = -ECANCELED;
+	switch (m->state) {
 	case SRC_MIG_DUMPING:
+		*err = -EAGAIN;
 		return "migration is still being dumped on the source";
 	case SRC_MIG_MAPPING:
+		*err = -EAGAIN;
 		return "migration is still being mapped on the source";
-	case SRC_MIG_FAILED:
-		return "migration failed on the source";
-	case SRC_MIG_RESTORING:
-	case SRC_MIG_ROLLED_BACK:
-		return "migration was rolled back on the source";
 	case SRC_MIG_READY:
 	case SRC_MIG_SERVING:
-	case SRC_MIG_DONE:
-	case SRC_MIG_ABORTED:
 		break;
+	default:
+		/* A final migration has dropped its secret: no proof gets here. */
+		return "migration is no longer served";
 	}
-	return "migration is not served";
+	if (m->busy) {
+		*err = -EBUSY;
+		return "migration is being served to another peer";
+	}
+	if ((ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES) && !m->verify) {
+		*err = -EINVAL;
+		return "no page checksums for this migration (rdmig-source --verify, or "
+		       "\"verify\": "
+		       "true when it is started)";
+	}
+	return NULL;
 }
 
+/*
+ * Before the peer's proof the source answers every id alike (finding 11 of
+ * the security review): unknown, dumping, mapping, serving, done or
+ * aborted, the peer gets the same Hello and, for a wrong proof, the same
+ * "authentication failed" after the same HMAC work.  A migration without a
+ * secret (unknown, or final: its secret is dropped) is checked against a
+ * random decoy that no proof matches.
+ */
 static int on_hello(struct src_session *s, const Hello *h)
 {
 	struct ctrl_hello mine = {
@@ -172,42 +203,27 @@ static int on_hello(struct src_session *s, const Hello *h)
 	    .page_size = IMG_PAGE_SIZE,
 	    .agent_version = "rdmig-source " RDMIG_VERSION,
 	};
-	struct src_migration *m;
 	struct ctrl_out o;
+	uint8_t junk[32];
 	int ret;
 
-	m = src_mig_find(&s->agent->migrations, h->migration_id);
-	if (!m) {
-		sess_abort(s, CTRL_ABORT_MIGRATION, "no such migration on this source");
-		return -ENOENT;
-	}
-	if (m->state == SRC_MIG_DONE) {
-		sess_abort(s, CTRL_ABORT_MIGRATION, "migration already completed");
-		return -EALREADY;
-	}
-	if (m->state == SRC_MIG_ABORTED) {
-		sess_abort(s, CTRL_ABORT_MIGRATION, "migration was aborted on the source");
-		return -ECANCELED;
-	}
-	if (m->state != SRC_MIG_READY && m->state != SRC_MIG_SERVING) {
-		sess_abort(s, CTRL_ABORT_MIGRATION, sess_not_served(m->state));
-		return m->state == SRC_MIG_DUMPING || m->state == SRC_MIG_MAPPING ? -EAGAIN
-										  : -ECANCELED;
-	}
-	if (m->busy) {
-		sess_abort(s, CTRL_ABORT_MIGRATION, "migration is being served to another peer");
-		return -EBUSY;
-	}
 	/* The migration is claimed only once the peer has proven the secret. */
-	s->mig = m;
-	snprintf(s->name, sizeof(s->name), "migration %s, peer %s", m->id, xport_name(s->x));
-	ret = auth_nonce(s->nonce);
+	s->mig = src_mig_find(&s->agent->migrations, h->migration_id);
+	snprintf(s->name, sizeof(s->name), "migration %s, peer %s", h->migration_id,
+		 xport_name(s->x));
+	/* Made for every id alike, so that no answer comes sooner for some. */
+	ret = auth_nonce(junk);
+	if (ret == 0)
+		ret = auth_secret_from_buf(junk, sizeof(junk), &s->decoy);
+	explicit_bzero(junk, sizeof(junk));
+	if (ret == 0)
+		ret = auth_nonce(s->nonce);
 	if (ret < 0) {
 		sess_abort(s, CTRL_ABORT_INTERNAL, "no randomness for a nonce");
 		return ret;
 	}
 	mine.features = sess_features(s);
-	mine.migration_id = m->id;
+	mine.migration_id = h->migration_id;
 	mine.nonce = s->nonce;
 	ret = ctrl_msg_hello(&o, &mine);
 	if (ret == 0)
@@ -222,12 +238,15 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	uint8_t proof[AUTH_PROOF_LEN];
 	struct auth_transcript t;
 	struct ctrl_out o;
+	const char *why;
 	int ret;
 
 	ret = ctrl_state_transcript(&s->st, &t);
 	if (ret == 0)
-		ret = auth_proof_verify(s->mig->secret, AUTH_ROLE_DEST, &t, p->hmac.data,
-					p->hmac.len);
+		ret = auth_proof_verify(s->mig && s->mig->secret ? s->mig->secret : s->decoy,
+					AUTH_ROLE_DEST, &t, p->hmac.data, p->hmac.len);
+	if (ret == 0 && (!s->mig || !s->mig->secret))
+		ret = -EACCES;
 	if (ret < 0) {
 		/* Nothing about the checkpoint has left this host. */
 		log_warn("%s: the peer's proof is wrong: refusing it", s->name);
@@ -236,13 +255,11 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 		sess_free(s);
 		return -EACCES;
 	}
-	/* Another peer may have authenticated during this one's handshake. */
-	if (s->mig->busy || s->mig->state != SRC_MIG_READY) {
-		sess_abort(s, CTRL_ABORT_MIGRATION,
-			   s->mig->busy ? "migration is being served to another peer"
-			   : s->mig->state == SRC_MIG_DONE ? "migration already completed"
-							   : "migration is no longer served");
-		return -EBUSY;
+	/* The state may also have changed during the handshake. */
+	why = sess_refusal(s, &ret);
+	if (why) {
+		sess_abort(s, CTRL_ABORT_MIGRATION, why);
+		return ret;
 	}
 	ret = xport_set_trusted(s->x);
 	if (ret < 0) {
@@ -902,6 +919,10 @@ void src_session_cancel(struct src_agent *a, const struct src_migration *m, cons
 {
 	struct src_session *s;
 
+	/* Not authenticated yet: told nothing now, refused at the proof like any peer. */
+	LIST_FOREACH(s, &a->sessions, link)
+	if (s->mig == m && !s->owner)
+		s->mig = NULL;
 	for (;;) {
 		LIST_FOREACH(s, &a->sessions, link)
 		if (s->mig == m)

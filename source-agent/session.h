@@ -63,8 +63,9 @@ struct src_agent {
  */
 int src_session_start(struct src_agent *a, struct xport *x);
 /*
- * Ends the sessions that serve m or are authenticating for it, sending
- * Abort(CANCELLED) with reason.
+ * Ends the session that serves m, sending Abort(CANCELLED) with reason;
+ * sessions still authenticating for m forget it (their proof will fail
+ * like any other, nothing is said before).  Before m is destroyed.
  */
 void src_session_cancel(struct src_agent *a, const struct src_migration *m, const char *reason);
 /* Ends every session (agent shutdown). */

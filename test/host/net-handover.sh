@@ -131,7 +131,7 @@ timeout 30 "$RDMIG_DEST" -D "$T/dst-h2" $(net_args h2 "$T/secret") --connect-tim
 	>"$T/dest-h2.log" 2>&1
 code=$?
 check "... a destination connecting for it is refused" \
-	eval "test $code -eq 1 && grep -q 'migration failed on the source' '$T/dest-h2.log'"
+	eval "test $code -eq 1 && grep -q 'the source refused our authentication' '$T/dest-h2.log'"
 "${CTL[@]}" rollback h2 >"$T/h2-rb.out" 2>&1
 check "... and it can be rolled back" eval "test $? -eq 0 && wait_json h2 state rolled_back"
 

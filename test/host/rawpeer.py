@@ -151,7 +151,7 @@ def recv_frame(s):
 
 
 def describe(body):
-    """A message as text, with what differs per connection (seq, nonce) left out."""
+    """A message as text, without what differs per connection (seq, nonce, id)."""
     parts = []
     for num, v in fields(body):
         if num == 1:
@@ -160,6 +160,8 @@ def describe(body):
         for n2, v2 in fields(v):
             if num == 2 and n2 == 6:
                 v2 = "nonce(%d)" % len(v2)
+            elif num == 2 and n2 == 5:
+                v2 = "(the id asked for)"
             elif isinstance(v2, bytes):
                 v2 = v2.decode("utf-8", "replace")
             inner.append("%d=%s" % (n2, v2))
