@@ -4,6 +4,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,98 @@
 #include "log.h"
 
 /*
+ * Pages files that change while they are served.
+ *
+ * The pages files are mapped, not copied: a checkpoint is as large as the
+ * workload's memory, and RDMA serves it straight from the page cache.  But
+ * a mapped file that is truncated under the mapping turns every CPU access
+ * past its new end into SIGBUS, which killed the agent and every migration
+ * it served (finding 6 of the security review).  The choices:
+ *  - a private copy (read into anonymous memory, or MAP_POPULATE + mlock)
+ *    doubles the memory and does not help: truncation drops the page cache
+ *    pages from every mapping, private or locked, and the next access
+ *    faults all the same;
+ *  - fstat() checks before each access race with the truncation;
+ *  - so every CPU read of a mapping runs under a SIGBUS guard: a
+ *    thread-local sigjmp_buf that the SIGBUS handler jumps back to when the
+ *    fault happened inside a guarded copy (imgmap_copy(), the checksums of
+ *    imgmap_open()); the copy returns -EFAULT and the caller fails that
+ *    migration.  A SIGBUS anywhere else still kills the process as before.
+ * RDMA READs are served by the device (or rdma_rxe) from the pages the
+ * memory region pinned: they stay valid after a truncation and a READ
+ * returns the old bytes, never a fault.  What a truncation, a rewrite in
+ * place or a file renamed over the original changes without any fault is
+ * caught by imgmap_check() (the inode, size and mtime of the file mapped,
+ * from its kept fd and from its path), which the session runs before it
+ * streams the images and every second while it serves: the migration
+ * fails within a second, naming the file, and the agent goes on.  Pages
+ * files are opened O_NOFOLLOW | O_NONBLOCK and must be regular files (a
+ * FIFO would block the opening thread forever); world-writable ones are
+ * refused.
+ */
+
+/* Set while this thread runs a guarded read of a mapping; NULL otherwise. */
+static _Thread_local sigjmp_buf *guard_jb;
+
+static void guard_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	if (guard_jb)
+		siglongjmp(*guard_jb, 1);
+	/* Not a guarded read: the default action once the fault repeats. */
+	signal(SIGBUS, SIG_DFL);
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa = {.sa_sigaction = guard_sigbus, .sa_flags = SA_SIGINFO};
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, NULL) < 0)
+		log_warn("cannot catch SIGBUS: a pages file truncated while served will stop "
+			 "the agent: %s",
+			 strerror(errno));
+}
+
+/* Runs fn(arg), turning a SIGBUS inside it into -EFAULT; fn holds nothing to release. */
+static int guarded(int (*fn)(void *), void *arg)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	sigjmp_buf jb;
+	int ret;
+
+	pthread_once(&once, guard_install);
+	if (sigsetjmp(jb, 1)) {
+		guard_jb = NULL;
+		return -EFAULT;
+	}
+	guard_jb = &jb;
+	ret = fn(arg);
+	guard_jb = NULL;
+	return ret;
+}
+
+struct copy_args {
+	void *dst;
+	const void *src;
+	size_t len;
+};
+
+static int copy_fn(void *arg)
+{
+	struct copy_args *c = arg;
+
+	memcpy(c->dst, c->src, c->len);
+	return 0;
+}
+
+int imgmap_copy(void *dst, const void *src, size_t len)
+{
+	struct copy_args c = {dst, src, len};
+
+	return guarded(copy_fn, &c);
+}
+
+/*
  * A range is hashed in steps of this much, and page hashes in batches of
  * this many bytes' worth, so a cancelled open stops within one step.
  */
@@ -26,68 +121,84 @@ static bool imgmap_stopped(const atomic_bool *stop)
 	return stop && atomic_load(stop);
 }
 
-/* XXH3-64 of [data, data + len): the same value as one XXH3_64bits() call. */
-static int range_csum(const uint8_t *data, uint64_t len, const atomic_bool *stop, uint64_t *out)
-{
-	XXH3_state_t *st;
-	uint64_t off, n;
-	int ret = 0;
+/* The checksums of one range, computed under the SIGBUS guard. */
+struct csum_args {
+	const uint8_t *data;
+	uint64_t len;
+	const atomic_bool *stop;
+	XXH3_state_t *st; /* allocated by the caller: nothing to free after a jump */
+	uint64_t *csum;	  /* XXH3-64 of the range: the same value as one XXH3_64bits() */
+	uint64_t *hashes; /* len / 4096 page hashes, or NULL */
+};
 
-	if (len <= IMGMAP_STEP) {
-		*out = XXH3_64bits(data, len);
-		return 0;
-	}
-	st = XXH3_createState();
-	if (!st || XXH3_64bits_reset(st) != XXH_OK) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (off = 0; off < len; off += n) {
-		if (imgmap_stopped(stop)) {
-			ret = -ECANCELED;
-			goto out;
+static int csum_fn(void *arg)
+{
+	struct csum_args *c = arg;
+	uint64_t off, n, p;
+
+	if (c->len <= IMGMAP_STEP) {
+		*c->csum = XXH3_64bits(c->data, c->len);
+	} else {
+		if (XXH3_64bits_reset(c->st) != XXH_OK)
+			return -EINVAL;
+		for (off = 0; off < c->len; off += n) {
+			if (imgmap_stopped(c->stop))
+				return -ECANCELED;
+			n = c->len - off < IMGMAP_STEP ? c->len - off : IMGMAP_STEP;
+			if (XXH3_64bits_update(c->st, c->data + off, n) != XXH_OK)
+				return -EINVAL;
 		}
-		n = len - off < IMGMAP_STEP ? len - off : IMGMAP_STEP;
-		if (XXH3_64bits_update(st, data + off, n) != XXH_OK) {
-			ret = -EINVAL;
-			goto out;
-		}
+		*c->csum = XXH3_64bits_digest(c->st);
 	}
-	*out = XXH3_64bits_digest(st);
-out:
-	XXH3_freeState(st);
-	return ret;
+	for (p = 0; c->hashes && p < c->len / IMG_PAGE_SIZE; p++) {
+		if (p % (IMGMAP_STEP / IMG_PAGE_SIZE) == 0 && imgmap_stopped(c->stop))
+			return -ECANCELED;
+		c->hashes[p] = XXH3_64bits(c->data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
+	}
+	return 0;
 }
 
 static int map_file(struct imgmap_file *f)
 {
 	struct stat st;
-	int fd, ret;
+	int ret;
 
-	fd = open(f->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
+	/* Not a FIFO's open blocking this thread, not a symlink to anything. */
+	f->fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (f->fd < 0) {
 		ret = -errno;
 		log_err("cannot open %s: %s", f->path, strerror(errno));
 		return ret;
 	}
-	if (fstat(fd, &st) < 0) {
+	if (fstat(f->fd, &st) < 0) {
 		ret = -errno;
 		log_err("cannot stat %s: %s", f->path, strerror(errno));
-		goto out;
+		return ret;
 	}
+	if (!S_ISREG(st.st_mode)) {
+		log_err("%s: not a regular file: refusing to serve it", f->path);
+		return -EINVAL;
+	}
+	if (st.st_mode & S_IWOTH) {
+		log_err("%s: writable by anyone: anyone could change the checkpoint while it is "
+			"served; refusing it",
+			f->path);
+		return -EPERM;
+	}
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->mtime = st.st_mtim;
 	f->len = (size_t)st.st_size;
-	ret = 0;
 	if (f->len == 0)
-		goto out;
-	f->base = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, fd, 0);
+		return 0;
+	f->base = mmap(NULL, f->len, PROT_READ, MAP_PRIVATE, f->fd, 0);
 	if (f->base == MAP_FAILED) {
 		ret = -errno;
 		f->base = NULL;
 		log_err("cannot map %s (%zu bytes): %s", f->path, f->len, strerror(errno));
+		return ret;
 	}
-out:
-	close(fd);
-	return ret;
+	return 0;
 }
 
 static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *idx)
@@ -111,6 +222,7 @@ static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *id
 		return -ENOMEM;
 	map->files = files;
 	memset(&files[map->nr_files], 0, sizeof(*files));
+	files[map->nr_files].fd = -1;
 	files[map->nr_files].pages_id = t->pages_id;
 	files[map->nr_files].path = strdup(path);
 	if (!files[map->nr_files].path)
@@ -126,9 +238,10 @@ static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *id
 static int task_build(struct imgmap *map, const struct img_task *t, struct imgmap_task *mt,
 		      bool page_hashes, const atomic_bool *stop)
 {
+	struct csum_args c = {.stop = stop};
 	const struct imgmap_file *f;
 	uint32_t idx;
-	size_t i, p;
+	size_t i;
 	int ret;
 
 	mt->pid = t->pid;
@@ -139,52 +252,62 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		return ret;
 	f = &map->files[idx];
 	mt->ranges = calloc(t->nr_lazy, sizeof(*mt->ranges));
-	if (!mt->ranges)
-		return -ENOMEM;
+	c.st = XXH3_createState();
+	if (!mt->ranges || !c.st) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	for (i = 0; i < t->nr_lazy; i++) {
 		const struct img_lazy_range *lr = &t->lazy[i];
 		struct imgmap_range *r = &mt->ranges[i];
-		const uint8_t *data;
 
+		ret = -ECANCELED;
 		if (imgmap_stopped(stop))
-			return -ECANCELED;
+			goto out;
 		if (lr->pages_off == IMG_NO_OFFSET) {
 			/* A dump --lazy-pages image: the pages never reached the disk. */
 			log_err("%s: task %d range 0x%" PRIx64 "+%" PRIu64
 				" has no data in the images (dumped with --lazy-pages?)",
 				f->path, t->pid, lr->vaddr, lr->len);
-			return -ENODATA;
+			ret = -ENODATA;
+			goto out;
 		}
 		if (lr->pages_off > f->len || lr->len > f->len - lr->pages_off) {
 			log_err("%s: task %d range 0x%" PRIx64 " needs bytes %" PRIu64 "..%" PRIu64
 				" but the file has %zu",
 				f->path, t->pid, lr->vaddr, lr->pages_off, lr->pages_off + lr->len,
 				f->len);
-			return -EBADMSG;
+			ret = -EBADMSG;
+			goto out;
 		}
-		data = (const uint8_t *)f->base + lr->pages_off;
 		r->img_vaddr = lr->vaddr;
 		r->len = lr->len;
 		r->file = idx;
 		r->offset = lr->pages_off;
-		ret = range_csum(data, lr->len, stop, &r->csum);
-		if (ret < 0)
-			return ret;
 		if (page_hashes) {
 			r->page_hashes = calloc(lr->len / IMG_PAGE_SIZE, sizeof(uint64_t));
-			if (!r->page_hashes)
-				return -ENOMEM;
-			for (p = 0; p < lr->len / IMG_PAGE_SIZE; p++) {
-				if (p % (IMGMAP_STEP / IMG_PAGE_SIZE) == 0 && imgmap_stopped(stop))
-					return -ECANCELED;
-				r->page_hashes[p] =
-				    XXH3_64bits(data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
+			if (!r->page_hashes) {
+				ret = -ENOMEM;
+				goto out;
 			}
 		}
+		c.data = (const uint8_t *)f->base + lr->pages_off;
+		c.len = lr->len;
+		c.csum = &r->csum;
+		c.hashes = r->page_hashes;
+		ret = guarded(csum_fn, &c);
+		if (ret == -EFAULT)
+			log_err("%s: changed while being read (truncated?): cannot serve it",
+				f->path);
+		if (ret < 0)
+			goto out;
 		mt->nr_ranges++;
 		map->lazy_bytes += lr->len;
 	}
-	return 0;
+	ret = 0;
+out:
+	XXH3_freeState(c.st);
+	return ret;
 }
 
 int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, struct imgmap **out)
@@ -240,6 +363,8 @@ void imgmap_close(struct imgmap *map)
 	for (i = 0; i < map->nr_files; i++) {
 		if (map->files[i].base)
 			munmap(map->files[i].base, map->files[i].len);
+		if (map->files[i].fd >= 0)
+			close(map->files[i].fd);
 		free(map->files[i].path);
 	}
 	free(map->files);
@@ -288,4 +413,35 @@ int imgmap_locate(const struct imgmap *map, int32_t pid, uint64_t img_vaddr, uin
 		*data = (const uint8_t *)f->base + r->offset + (img_vaddr - r->img_vaddr);
 	}
 	return 0;
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+int imgmap_check(const struct imgmap *map, char *why, size_t len)
+{
+	const struct imgmap_file *f;
+	const char *what = NULL;
+	struct stat st;
+	size_t i;
+
+	for (i = 0; i < map->nr_files && !what; i++) {
+		f = &map->files[i];
+		if (fstat(f->fd, &st) < 0)
+			what = strerror(errno);
+		else if ((size_t)st.st_size != f->len)
+			what = "its size changed";
+		else if (!same_time(&st.st_mtim, &f->mtime))
+			what = "rewritten";
+		else if (lstat(f->path, &st) < 0)
+			what = errno == ENOENT ? "removed" : strerror(errno);
+		else if (st.st_dev != f->dev || st.st_ino != f->ino)
+			what = "replaced by another file";
+	}
+	if (!what)
+		return 0;
+	snprintf(why, len, "pages file %s changed while served (%s)", f->path, what);
+	return -ESTALE;
 }

@@ -13,6 +13,13 @@
  * Memory regions registered over the mappings must be deregistered before
  * imgmap_close().
  *
+ * Pages files that change while served (truncated, rewritten, replaced,
+ * turned into a FIFO) must not kill the agent: every CPU read of a mapping
+ * goes through imgmap_copy() or the checksumming in imgmap_open(), which
+ * turn the SIGBUS of a truncated file into -EFAULT, and imgmap_check()
+ * notices any other change.  The migration then fails; the agent lives.
+ * See the comment at the top of imgmap.c for why this way.
+ *
  * Threading: imgmap_open() reads every byte of the lazy ranges, which
  * takes as long as reading the pages files once; the source agent runs it
  * on its offload thread (offload.h), never in the event loop.  A map is
@@ -25,6 +32,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "image.h"
 
@@ -33,6 +42,10 @@ struct imgmap_file {
 	char *path;
 	void *base; /* NULL for an empty file */
 	size_t len;
+	int fd;	   /* the file mapped, kept open for imgmap_check(); -1 */
+	dev_t dev; /* what it was when mapped */
+	ino_t ino;
+	struct timespec mtime;
 };
 
 /* One lazy range of one task, ready to advertise. */
@@ -78,5 +91,18 @@ const struct imgmap_task *imgmap_task(const struct imgmap *map, int32_t pid);
  */
 int imgmap_locate(const struct imgmap *map, int32_t pid, uint64_t img_vaddr, uint64_t len,
 		  const void **data);
+
+/*
+ * memcpy() from a mapping of map's (src as imgmap_locate() gave it):
+ * -EFAULT instead of a SIGBUS when the file shrank under the mapping.  Any
+ * thread.
+ */
+int imgmap_copy(void *dst, const void *src, size_t len);
+
+/*
+ * Whether every pages file is still the one mapped, with the same size and
+ * modification time: 0, or -ESTALE with why (naming the file) in why.
+ */
+int imgmap_check(const struct imgmap *map, char *why, size_t len);
 
 #endif

@@ -67,6 +67,7 @@ struct src_session {
 	uint64_t ka_seq;
 	char name[160];
 	char addr[64]; /* the peer's address without its port */
+	uint8_t *rbuf; /* a ReadResp's data, copied out of the mapping; CTRL_READ_MAX */
 	struct src_stream stream;
 };
 
@@ -94,6 +95,7 @@ static void sess_free(struct src_session *s)
 	stream_free(&s->stream);
 	sess_release_memory(s);
 	auth_secret_free(s->decoy);
+	free(s->rbuf);
 	if (s->tick)
 		event_free(s->tick);
 	xport_close(s->x);
@@ -130,6 +132,38 @@ static void sess_abort(struct src_session *s, uint32_t code, const char *reason)
 	    ctrl_msg_abort(&o, code, reason) == 0)
 		sess_send(s, &o);
 	sess_free(s);
+}
+
+/*
+ * A pages file of the migration changed under the session (imgmap.c): the
+ * migration fails, naming the file; the agent and its other migrations go
+ * on.  err: the copy's -EFAULT, or imgmap_check()'s -ESTALE with why.
+ */
+static void sess_fail_changed(struct src_session *s, const char *why)
+{
+	struct src_migration *m = s->mig;
+	char buf[SRC_MIG_ERROR_MAX];
+
+	if (!why) {
+		if (imgmap_check(m->map, buf, sizeof(buf)) == 0)
+			snprintf(buf, sizeof(buf), "a pages file in %s shrank while served",
+				 m->dir);
+		why = buf;
+	}
+	log_err("migration %s: %s: the migration fails", m->id, why);
+	sess_abort(s, CTRL_ABORT_IMAGES, why);
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
+/* The owner's migration's pages files are still those mapped, or it failed. */
+static bool sess_images_intact(struct src_session *s)
+{
+	char why[SRC_MIG_ERROR_MAX];
+
+	if (!s->owner || !s->mig->map || imgmap_check(s->mig->map, why, sizeof(why)) == 0)
+		return true;
+	sess_fail_changed(s, why);
+	return false;
 }
 
 static bool sess_range_known(void *arg, int32_t pid, uint64_t img_vaddr, uint64_t len)
@@ -413,10 +447,12 @@ static bool stream_open_next(struct src_session *s)
 			}
 		}
 		if (i == map->nr_files) {
-			st->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-			if (st->fd < 0 || fstat(st->fd, &sb) < 0) {
+			/* A FIFO swapped in since the lstat() must not block the loop. */
+			st->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+			if (st->fd < 0 || fstat(st->fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
 				log_err("%s: cannot read image %s: %s", s->name, path,
-					strerror(errno));
+					st->fd < 0 || errno ? strerror(errno)
+							    : "not a regular file any more");
 				st->err = -EIO;
 				return false;
 			}
@@ -454,7 +490,10 @@ static int stream_chunk(struct src_session *s)
 	if (dlen > CTRL_FILE_CHUNK_MAX)
 		dlen = CTRL_FILE_CHUNK_MAX;
 	if (dlen && st->data) {
-		data = st->data + st->cur;
+		ret = imgmap_copy(st->buf, st->data + st->cur, dlen);
+		if (ret < 0)
+			return ret;
+		data = st->buf;
 	} else if (dlen) {
 		ssize_t n = pread(st->fd, st->buf, dlen, (off_t)st->cur);
 
@@ -630,6 +669,10 @@ static void stream_pump(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		ret = stream_chunk(s);
+		if (ret == -EFAULT) {
+			sess_fail_changed(s, NULL);
+			return;
+		}
 		if (ret < 0) {
 			sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the images");
 			return;
@@ -645,6 +688,8 @@ static void sess_start_stream(struct src_session *s)
 	struct src_stream *st = &s->stream;
 	int ret;
 
+	if (!sess_images_intact(s))
+		return;
 	log_info("%s: destination authenticated; sending images over %s", s->name,
 		 xport_kind_str(xport_kind(s->x)));
 	s->mig->state = SRC_MIG_SERVING;
@@ -679,7 +724,16 @@ static int on_read_req(struct src_session *s, const ReadReq *r)
 	int status, ret;
 
 	status = imgmap_locate(s->mig->map, r->pid, r->img_vaddr, r->len, &data);
-	ret = ctrl_msg_read_resp(&o, r->cookie, status, status == 0 ? data : NULL,
+	if (status == 0 && !s->rbuf && !(s->rbuf = malloc(CTRL_READ_MAX))) {
+		sess_abort(s, CTRL_ABORT_INTERNAL, "out of memory");
+		return -ENOMEM;
+	}
+	/* Copied out of the mapping under the SIGBUS guard: the file may have shrunk. */
+	if (status == 0 && imgmap_copy(s->rbuf, data, r->len) < 0) {
+		sess_fail_changed(s, NULL);
+		return -EFAULT;
+	}
+	ret = ctrl_msg_read_resp(&o, r->cookie, status, status == 0 ? s->rbuf : NULL,
 				 status == 0 ? r->len : 0);
 	if (ret == 0)
 		ret = sess_send(s, &o);
@@ -811,6 +865,8 @@ static void sess_tick(evutil_socket_t fd, short what, void *arg)
 		sess_abort(s, CTRL_ABORT_TIMEOUT, "the destination fell silent");
 		return;
 	}
+	if (!sess_images_intact(s))
+		return;
 	if (ctrl_state_authenticated(&s->st) &&
 	    ctrl_state_may_send(&s->st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
 	    ctrl_msg_keepalive(&o, ++s->ka_seq, now) == 0)

@@ -16,18 +16,6 @@ sock=$T/run/source.sock
 root=$T/images/root
 CTL=("$RDMIG_CTL" --socket "$sock")
 
-# state ID: the migration's state.
-state() { "${CTL[@]}" status "$1" --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
-# wait_state ID STATE: up to 20 s.
-wait_state() {
-	local i
-	for i in $(seq 200); do
-		[ "$(state "$1")" = "$2" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake"
 # No --to: the destination is started by hand below (--to would hand the
 # migration over to a destination agent's API: net-handover.sh).

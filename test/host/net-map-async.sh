@@ -25,15 +25,6 @@ fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 sock=$T/run/source.sock
 CTL=("$RDMIG_CTL" --socket "$sock")
 
-state() { "${CTL[@]}" status "$1" --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
-# wait_state ID STATE [SECS]: up to SECS (20) seconds.
-wait_state() {
-	for _ in $(seq $((${3:-20} * 10))); do
-		[ "$(state "$1")" = "$2" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
 # post ID JSON-FIELDS: POST /v1/migrations; prints "HTTP_CODE SECONDS", the body goes to $T/ID.post.
 post() {
 	curl -s -o "$T/$1.post" -w '%{http_code} %{time_total}\n' --max-time 5 \

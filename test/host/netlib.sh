@@ -70,6 +70,20 @@ wait_pid() {
 	code=$?
 }
 
+# state ID: the migration's state, through the API (the caller's CTL array:
+# rdmigctl and its --socket).
+state() { "${CTL[@]}" status "$1" --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
+
+# wait_state ID STATE [SECS]: waits up to SECS (20) seconds for that state.
+wait_state() {
+	for _ in $(seq $((${3:-20} * 10))); do
+		[ "$(state "$1")" = "$2" ] && return 0
+		sleep 0.1
+	done
+	echo "# $1 is $(state "$1"), not $2"
+	return 1
+}
+
 # alive PID: the process runs (and is not a zombie we could reap).
 alive() { kill -0 "$1" 2>/dev/null; }
 
