@@ -174,6 +174,7 @@ enum {
 	OPT_API_TCP,
 	OPT_WORK_ROOT,
 	OPT_MAX_MIGRATIONS,
+	OPT_MAX_PENDING,
 };
 
 static void dest_usage(FILE *f)
@@ -234,7 +235,11 @@ static void dest_usage(FILE *f)
 		"      --work-root DIR    default images directories: DIR/ID "
 		"(default " SUP_WORK_ROOT_DEFAULT ")\n"
 		"      --max-migrations N migrations running at once (default 4)\n"
-		"      --criu PATH, -o FILE, -v  as above, -v also for the workers\n");
+		"      --max-pending N    migrations waiting for their source to connect and\n"
+		"                         authenticate (default 4); each waits at most\n"
+		"                         --connect-timeout (given to the workers)\n"
+		"      --connect-timeout SEC, --criu PATH, -o FILE, -v  as above, for the\n"
+		"                         workers too\n");
 }
 
 /* "PORT" means 127.0.0.1:PORT: the API is unauthenticated. */
@@ -257,7 +262,7 @@ static int dest_parse_api_tcp(struct dest_opts *o, const char *arg)
 static bool dest_opt_serve_only(int c)
 {
 	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_WORK_ROOT ||
-	       c == OPT_MAX_MIGRATIONS;
+	       c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING;
 }
 
 /* Options of both modes, and those of --serve; every other one is the one-shot mode's. */
@@ -267,6 +272,7 @@ static bool dest_opt_serve_ok(int c)
 		return true;
 	switch (c) {
 	case OPT_CRIU:
+	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
 	case 'o':
 	case 'v':
 	case 'h':
@@ -348,6 +354,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"work-root", required_argument, NULL, OPT_WORK_ROOT},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
+	    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -478,8 +485,12 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			o->sup.work_root = optarg;
 			break;
 		case OPT_MAX_MIGRATIONS:
+		case OPT_MAX_PENDING:
 			ret = parse_uint(optarg, 1, 1024, &v);
-			o->sup.max_running = (unsigned int)v;
+			if (c == OPT_MAX_MIGRATIONS)
+				o->sup.max_running = (unsigned int)v;
+			else
+				o->sup.max_pending = (unsigned int)v;
 			break;
 		case OPT_VERIFY:
 			o->verify = true;
@@ -1336,6 +1347,7 @@ int main(int argc, char **argv)
 	d.o.max_reads = 64;
 	d.o.sup.work_root = SUP_WORK_ROOT_DEFAULT;
 	d.o.sup.max_running = SUP_MAX_MIGRATIONS_DEFAULT;
+	d.o.sup.max_pending = SUP_MAX_PENDING_DEFAULT;
 	ret = dest_parse_opts(argc, argv, &d.o);
 	if (ret != 0)
 		return ret > 0 ? 0 : 2;
@@ -1347,6 +1359,7 @@ int main(int argc, char **argv)
 	log_hook_libevent();
 	if (d.o.serve) {
 		d.o.sup.criu = d.o.criu;
+		d.o.sup.connect_timeout_s = d.o.connect_timeout_s;
 		return sup_run(&d.o.sup);
 	}
 	if (d.o.progress_fd >= 0) {

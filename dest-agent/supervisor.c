@@ -89,6 +89,7 @@ struct sup_mig {
 	struct evbuffer *prog_buf;
 	bool prog_skip; /* dropping the rest of an oversized line */
 	unsigned int bad_lines;
+	bool pending; /* its source has not authenticated yet: counted in nr_pending */
 };
 
 TAILQ_HEAD(sup_mig_list, sup_mig);
@@ -98,7 +99,8 @@ struct sup {
 	struct event_base *base;
 	struct api_server *api;
 	struct sup_mig_list migs;
-	unsigned int nr_running;
+	unsigned int nr_running; /* workers alive, pending ones included */
+	unsigned int nr_pending;
 	unsigned int nr_final;
 	struct event *sig_ev[2];
 	struct event *stop_ev;
@@ -249,6 +251,16 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 
 /* ---- progress from the worker ---- */
 
+/* Past connecting, the worker's source has proven the secret: a running slot now. */
+static void sup_mig_authenticated(struct sup_mig *m)
+{
+	if (!m->pending ||
+	    progress_state_rank(m->state) <= progress_state_rank(API_STATE_CONNECTING))
+		return;
+	m->pending = false;
+	m->sup->nr_pending--;
+}
+
 static void sup_apply_state(struct sup_mig *m, const struct progress_msg *p)
 {
 	if (p->state == API_STATE_DONE || p->state == API_STATE_FAILED) {
@@ -269,6 +281,7 @@ static void sup_apply_state(struct sup_mig *m, const struct progress_msg *p)
 	    progress_state_rank(p->state) <= progress_state_rank(m->state))
 		return;
 	m->state = p->state;
+	sup_mig_authenticated(m);
 	if (p->state == API_STATE_POSTCOPY && m->resumed_ms < 0)
 		m->resumed_ms = (int64_t)((now_ns() - m->t_accept_ns) / 1000000);
 	if (p->state == API_STATE_POSTCOPY)
@@ -452,6 +465,10 @@ static void sup_exit_cb(evutil_socket_t fd, short what, void *arg)
 	close(m->prog_fd);
 	m->prog_fd = -1;
 	sup_verdict(m, wstatus);
+	if (m->pending) {
+		m->pending = false;
+		s->nr_pending--;
+	}
 	s->nr_running--;
 	s->nr_final++;
 	sup_forget_old(s);
@@ -469,6 +486,7 @@ struct sup_argv {
 	char log[PATH_MAX + 32];
 	char secret_fd[16];
 	char progress_fd[16];
+	char connect_timeout[16];
 	char cgroups[64];
 	char level[32];
 };
@@ -514,6 +532,12 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	sup_arg(a, a->log);
 	if (m->verify)
 		sup_arg(a, "--verify");
+	if (s->cfg->connect_timeout_s) {
+		snprintf(a->connect_timeout, sizeof(a->connect_timeout), "%u",
+			 s->cfg->connect_timeout_s);
+		sup_arg(a, "--connect-timeout");
+		sup_arg(a, a->connect_timeout);
+	}
 	if (s->cfg->verbose)
 		sup_arg(a, "-v");
 	if (!m->restore)
@@ -772,11 +796,20 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 				    api_state_str(old->state));
 		goto out;
 	}
-	if (s->nr_running >= s->cfg->max_running) {
+	if (s->nr_running - s->nr_pending >= s->cfg->max_running) {
 		ret = api_error_set(err, -EAGAIN,
 				    "%u migrations are running, the most this agent runs at once "
 				    "(--max-migrations)",
-				    s->nr_running);
+				    s->nr_running - s->nr_pending);
+		goto out;
+	}
+	if (s->nr_pending >= s->cfg->max_pending) {
+		ret =
+		    api_error_set(err, -EAGAIN,
+				  "%u migrations are waiting for their source to connect, the most "
+				  "this agent keeps waiting (--max-pending); each waits at most "
+				  "--connect-timeout",
+				  s->nr_pending);
 		goto out;
 	}
 	m = calloc(1, sizeof(*m));
@@ -826,6 +859,8 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 		goto out;
 	TAILQ_INSERT_TAIL(&s->migs, m, link);
 	s->nr_running++;
+	m->pending = true;
+	s->nr_pending++;
 	log_info("migration %s: worker %d started: source %s over %s, images %s, work %s%s%s",
 		 m->id, (int)m->pid, m->source, api_transport_str(m->transport), m->images_dir,
 		 m->work_dir, m->restore ? ", running criu restore" : ", for an external restore",

@@ -32,15 +32,27 @@
 
 #define SUP_WORK_ROOT_DEFAULT	   "/run/rdmig/dest"
 #define SUP_MAX_MIGRATIONS_DEFAULT 4
+#define SUP_MAX_PENDING_DEFAULT	   4
 
 /* Borrowed for the lifetime of sup_run(). */
 struct sup_config {
 	const char *api_socket; /* NULL: API_SOCKET_DEST; "": none */
 	const char *api_tcp;	/* "host:port" or NULL: no TCP listener */
 	const char *work_root;	/* parent of the default images directories */
+	/*
+	 * Slots: at most max_running workers whose source has authenticated
+	 * (receiving and on), and at most max_pending still connecting to
+	 * theirs; a POST that finds either full is refused (503).  A pending
+	 * worker whose source does not authenticate within connect_timeout_s
+	 * fails and frees its place, so requests naming a source that never
+	 * answers hold places for that long at most, and never the running
+	 * ones.  At most max_running + max_pending workers exist.
+	 */
 	unsigned int max_running;
-	const char *criu; /* handed to workers as --criu; NULL: criu from PATH */
-	bool verbose;	  /* workers log with -v too */
+	unsigned int max_pending;
+	unsigned int connect_timeout_s; /* handed to the workers; 0: their default */
+	const char *criu;		/* handed to workers as --criu; NULL: criu from PATH */
+	bool verbose;			/* workers log with -v too */
 };
 
 /*

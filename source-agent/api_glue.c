@@ -330,6 +330,35 @@ static int glue_check_images_dir(const char *dir)
 	return 0;
 }
 
+/*
+ * Keeps at most --max-migrations: the final migration that finished first
+ * is forgotten (its record only: mapping and secret went when it ended,
+ * the checkpoint stays on disk); with none final, -EAGAIN (503).
+ */
+static int glue_make_room(struct src_agent *a, struct api_error *err)
+{
+	struct src_migration *m;
+	unsigned int n = 0;
+
+	TAILQ_FOREACH(m, &a->migrations, link)
+	n++;
+	if (n < a->max_migrations)
+		return 0;
+	m = src_mig_oldest_final(&a->migrations);
+	if (!m)
+		return api_error_set(err, -EAGAIN,
+				     "%u migrations are not final, the most this agent keeps "
+				     "(--max-migrations)",
+				     n);
+	log_info("migration %s (%s) forgotten: the agent keeps at most %u migrations "
+		 "(--max-migrations)",
+		 m->id, src_mig_state_str(m->state), a->max_migrations);
+	src_session_cancel(a, m, "migration forgotten");
+	TAILQ_REMOVE(&a->migrations, m, link);
+	src_mig_destroy(m);
+	return 0;
+}
+
 static int glue_start(void *agent, const struct api_start_req *req, struct api_error *err)
 {
 	struct src_agent *a = agent;
@@ -345,6 +374,9 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    api_state_str(glue_state(old)));
 		goto out;
 	}
+	ret = glue_make_room(a, err);
+	if (ret < 0)
+		goto out;
 	want = req->transport == API_TRANSPORT_TCP ? XPORT_TCP : XPORT_RDMA;
 	if (req->transport_set && want != a->kind) {
 		ret = api_error_set(err, -EBUSY,

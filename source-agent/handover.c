@@ -108,12 +108,6 @@ static void ho_end(struct src_handover *h)
 	ho_schedule(h, 0);
 }
 
-static bool ho_source_final(const struct src_migration *m)
-{
-	return m->state == SRC_MIG_DONE || m->state == SRC_MIG_FAILED ||
-	       m->state == SRC_MIG_ABORTED || m->state == SRC_MIG_ROLLED_BACK;
-}
-
 /* Copies a JSON string that a remote agent chose, printable ASCII only. */
 static void ho_copy_text(char *dst, size_t len, const char *src)
 {
@@ -318,7 +312,7 @@ static void ho_fail(struct src_handover *h, const char *fmt, ...)
 	    (int)sizeof(why))
 		log_debug("migration %s: the handover's failure text was cut", m->id);
 	ho_end(h);
-	if (ho_source_final(m))
+	if (src_mig_final(m))
 		return;
 	if (m->state == SRC_MIG_SERVING || m->busy) {
 		log_warn("migration %s: %s; destination %s fetches it already: serving on", m->id,
@@ -556,12 +550,12 @@ static void ho_after_poll(struct src_handover *h)
 	uint64_t now = now_ns();
 	char why[SRC_MIG_ERROR_MAX];
 
-	if (ho_source_final(m) && !h->source_final_ns)
+	if (src_mig_final(m) && !h->source_final_ns)
 		h->source_final_ns = now;
 	if (!h->unreachable && ho_dest_final(r->state)) {
 		bool gave_up = strcmp(r->state, "done") != 0;
 
-		if (!gave_up && ho_source_final(m)) {
+		if (!gave_up && src_mig_final(m)) {
 			ho_end(h);
 			return;
 		}
@@ -570,7 +564,7 @@ static void ho_after_poll(struct src_handover *h)
 		 * them, so the source fails too and keeps the checkpoint.  A
 		 * session still open decides first.
 		 */
-		if (gave_up && !ho_source_final(m) && m->state != SRC_MIG_SERVING && !m->busy) {
+		if (gave_up && !src_mig_final(m) && m->state != SRC_MIG_SERVING && !m->busy) {
 			if (snprintf(why, sizeof(why),
 				     "destination agent %s: the migration %s there%s%s", h->name,
 				     r->state, r->error[0] ? ": " : "",
@@ -583,7 +577,7 @@ static void ho_after_poll(struct src_handover *h)
 			ho_end(h);
 			return;
 		}
-		if (gave_up && ho_source_final(m)) {
+		if (gave_up && src_mig_final(m)) {
 			ho_end(h);
 			return;
 		}

@@ -62,6 +62,9 @@ static void usage(FILE *f)
 		"                             more are closed at once (%d)\n"
 		"      --max-preauth-per-addr N\n"
 		"                             at most N of them from one address (%d)\n"
+		"      --max-migrations N     keep at most N migrations: the oldest final one\n"
+		"                             is forgotten, a start with N not final is\n"
+		"                             refused (%d)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
@@ -70,7 +73,7 @@ static void usage(FILE *f)
 		"  -V, --version              show the version and exit\n"
 		"With an API, --migration is optional: migrations can be started later.\n",
 		DEFAULT_PORT, API_SOCKET_SOURCE, DEFAULT_IMAGES_ROOT, SRC_MAX_PREAUTH_DEFAULT,
-		SRC_MAX_PREAUTH_PER_ADDR_DEFAULT);
+		SRC_MAX_PREAUTH_PER_ADDR_DEFAULT, SRC_MAX_MIGRATIONS_DEFAULT);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -146,6 +149,7 @@ int main(int argc, char **argv)
 		OPT_TEST_MAP_DELAY,
 		OPT_MAX_PREAUTH,
 		OPT_MAX_PREAUTH_PER_ADDR,
+		OPT_MAX_MIGRATIONS,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -162,6 +166,7 @@ int main(int argc, char **argv)
 	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
 	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
+	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
 	    {"log-file", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -174,6 +179,7 @@ int main(int argc, char **argv)
 	    .dead_after_s = 10,
 	    .max_preauth = SRC_MAX_PREAUTH_DEFAULT,
 	    .max_preauth_per_addr = SRC_MAX_PREAUTH_PER_ADDR_DEFAULT,
+	    .max_migrations = SRC_MAX_MIGRATIONS_DEFAULT,
 	    .images_root = DEFAULT_IMAGES_ROOT,
 	    .criu = "criu",
 	};
@@ -266,15 +272,17 @@ int main(int argc, char **argv)
 			break;
 		case OPT_MAX_PREAUTH:
 		case OPT_MAX_PREAUTH_PER_ADDR:
+		case OPT_MAX_MIGRATIONS:
 			if (parse_uint(optarg, 1, 100000, &v) < 0) {
-				fprintf(stderr, "rdmig-source: bad number of connections '%s'\n",
-					optarg);
+				fprintf(stderr, "rdmig-source: bad number '%s'\n", optarg);
 				return 2;
 			}
 			if (c == OPT_MAX_PREAUTH)
 				a.max_preauth = (unsigned int)v;
-			else
+			else if (c == OPT_MAX_PREAUTH_PER_ADDR)
 				a.max_preauth_per_addr = (unsigned int)v;
+			else
+				a.max_migrations = (unsigned int)v;
 			break;
 		case OPT_TEST_MAP_DELAY:
 			if (parse_uint(optarg, 0, 600000, &v) < 0) {

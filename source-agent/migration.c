@@ -309,6 +309,22 @@ struct src_migration *src_mig_find(struct src_mig_list *list, const char *id)
 	return NULL;
 }
 
+bool src_mig_final(const struct src_migration *m)
+{
+	return m->state == SRC_MIG_DONE || m->state == SRC_MIG_FAILED ||
+	       m->state == SRC_MIG_ABORTED || m->state == SRC_MIG_ROLLED_BACK;
+}
+
+struct src_migration *src_mig_oldest_final(struct src_mig_list *list)
+{
+	struct src_migration *m, *best = NULL;
+
+	TAILQ_FOREACH(m, list, link)
+	if (src_mig_final(m) && (!best || m->finished_unix_ms < best->finished_unix_ms))
+		best = m;
+	return best;
+}
+
 bool src_mig_all_done(const struct src_mig_list *list)
 {
 	const struct src_migration *m;

@@ -162,6 +162,10 @@ void src_mig_set_aborted(struct src_migration *m, const char *why);
 void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *why);
 
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id);
+/* Done, failed, aborted or rolled back: nothing more happens to it. */
+bool src_mig_final(const struct src_migration *m);
+/* The final migration that finished first, or NULL. */
+struct src_migration *src_mig_oldest_final(struct src_mig_list *list);
 /* True when every migration in the list is done. */
 bool src_mig_all_done(const struct src_mig_list *list);
 

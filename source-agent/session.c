@@ -760,9 +760,7 @@ static void on_done(struct src_session *s, const Done *d)
 			   "Done digest does not match the ranges this source sent");
 		return;
 	}
-	m->state = SRC_MIG_DONE;
 	m->done_ns = now_ns();
-	m->finished_unix_ms = src_unix_ms();
 	m->has_progress = true;
 	m->prog_pages = d->pages;
 	m->prog_bytes = d->bytes;
@@ -772,7 +770,9 @@ static void on_done(struct src_session *s, const Done *d)
 		 " ranges verified, in %.2f s; checkpoint released",
 		 m->id, d->pages, fmt_bytes(d->bytes, sz, sizeof(sz)), d->ranges_verified,
 		 (double)(m->done_ns - m->started_ns) / 1e9);
+	/* Its regions go with the session; the mapping and the secret at once after. */
 	sess_free(s);
+	src_mig_finish(m, SRC_MIG_DONE, NULL);
 	if (a->exit_when_done && src_mig_all_done(&a->migrations))
 		event_base_loopexit(a->base, NULL);
 }

@@ -38,6 +38,11 @@ struct src_agent {
 	/* Connections that have not proven a secret yet: in all, and per address. */
 	unsigned int max_preauth;
 	unsigned int max_preauth_per_addr;
+	/*
+	 * Migrations kept: past it the final one that finished first is
+	 * forgotten, and a start with this many not final is refused.
+	 */
+	unsigned int max_migrations;
 	struct src_mig_list migrations;
 	LIST_HEAD(, src_session) sessions;
 	struct api_server *api;	 /* NULL: no API */
@@ -55,6 +60,7 @@ struct src_agent {
 
 #define SRC_MAX_PREAUTH_DEFAULT		 64
 #define SRC_MAX_PREAUTH_PER_ADDR_DEFAULT 8
+#define SRC_MAX_MIGRATIONS_DEFAULT	 256
 
 /*
  * Takes ownership of x (an accepted connection), or refuses it with -EBUSY
