@@ -50,8 +50,15 @@ check "... logged as too large before authentication" \
 # ~3 MiB; the migration's own send queue is at most a few MiB more.  Without
 # the caps the 500 peers' 60 KiB would be 30 MiB, and with frames of 2 MiB
 # allowed before authentication, 1 GiB.
-check "the source's peak RSS grew by less than 16 MiB ($(((peak_kb - base_kb) / 1024)) MiB)" \
-	eval "test -n '$base_kb' && test -n '$peak_kb' && test $((peak_kb - base_kb)) -lt $((16 * 1024))"
+rss_msg="the source's peak RSS grew by less than 16 MiB ($(((peak_kb - base_kb) / 1024)) MiB)"
+if ldd "$RDMIG_SOURCE" 2>/dev/null | grep -q libasan; then
+	# ASan's quarantine and shadow memory grow with every allocation, capped or not.
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n - $rss_msg # SKIP under AddressSanitizer"
+else
+	check "$rss_msg" \
+		eval "test -n '$base_kb' && test -n '$peak_kb' && test $((peak_kb - base_kb)) -lt $((16 * 1024))"
+fi
 check "rdmig-source is still serving" alive "$src_pid"
 
 timeout 30 python3 "$(dirname "$0")/rawpeer.py" "$src_port" flood 160 2 \
