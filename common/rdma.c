@@ -940,7 +940,8 @@ static void listener_handle_request(struct rdma_listener *l, struct rdma_cm_id *
 		}
 	}
 	if (ret < 0) {
-		log_warn("refused connection from %s: %s", ep->name, strerror(-ret));
+		/* Each cause was logged where it arose, the accept callback's rate-limited. */
+		log_debug("refused connection from %s: %s", ep->name, strerror(-ret));
 		rdma_reject(id, NULL, 0);
 		ep->closing = true;
 		ep_free_cb(-1, 0, ep);

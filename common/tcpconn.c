@@ -567,7 +567,9 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 	conn_set_nodelay(c);
 	ret = l->accept_cb(l, c, l->arg);
 	if (ret < 0) {
-		log_warn("refused connection from %s on %s: %s", c->name, l->name, strerror(-ret));
+		/* The callback says why (and how often): a flood of these must not flood the log.
+		 */
+		log_debug("refused connection from %s on %s: %s", c->name, l->name, strerror(-ret));
 		conn_free(c);
 		return;
 	}

@@ -901,10 +901,11 @@ static void peer_addr(const char *name, char *out, size_t len)
  * the peer's word, so their number is bounded, and per address so that
  * one host cannot take every place.
  */
-static bool preauth_room(const struct src_agent *a, const char *addr)
+static bool preauth_room(struct src_agent *a, const char *addr)
 {
 	const struct src_session *s;
 	unsigned int all = 0, same = 0;
+	uint64_t now = now_ns();
 
 	LIST_FOREACH(s, &a->sessions, link)
 	{
@@ -914,19 +915,24 @@ static bool preauth_room(const struct src_agent *a, const char *addr)
 		if (strcmp(s->addr, addr) == 0)
 			same++;
 	}
-	if (all >= a->max_preauth) {
+	if (all < a->max_preauth && same < a->max_preauth_per_addr)
+		return true;
+	/* A flood must not flood the log too: one line a second. */
+	a->preauth_refused++;
+	if (now - a->preauth_log_ns < 1000000000ull)
+		return false;
+	if (all >= a->max_preauth)
 		log_warn("connection from %s refused: %u connections are authenticating "
-			 "(--max-preauth)",
-			 addr, all);
-		return false;
-	}
-	if (same >= a->max_preauth_per_addr) {
+			 "(--max-preauth); %u refused since the last such line",
+			 addr, all, a->preauth_refused);
+	else
 		log_warn("connection from %s refused: %u connections from that address are "
-			 "authenticating (--max-preauth-per-addr)",
-			 addr, same);
-		return false;
-	}
-	return true;
+			 "authenticating (--max-preauth-per-addr); %u refused since the last "
+			 "such line",
+			 addr, same, a->preauth_refused);
+	a->preauth_log_ns = now;
+	a->preauth_refused = 0;
+	return false;
 }
 
 int src_session_start(struct src_agent *a, struct xport *x)

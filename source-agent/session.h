@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "api.h"
@@ -38,6 +39,8 @@ struct src_agent {
 	/* Connections that have not proven a secret yet: in all, and per address. */
 	unsigned int max_preauth;
 	unsigned int max_preauth_per_addr;
+	uint64_t preauth_log_ns;      /* last refusal logged: at most one a second */
+	unsigned int preauth_refused; /* refused since */
 	/*
 	 * Migrations kept: past it the final one that finished first is
 	 * forgotten, and a start with this many not final is refused.

@@ -7,7 +7,7 @@
 # the migration completes and the agent's peak RSS stays bounded.  Then
 # 20 addresses at once meet the global --max-preauth (64).
 . "$(dirname "$0")/netlib.sh"
-plan 10
+plan 11
 command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not found"; exit 0; }
 
 # rss_kb PID FIELD: VmRSS or VmHWM (peak) of PID, in KiB.
@@ -41,6 +41,8 @@ check "at most 8 held per address ($(jq_ "$T/flood.json" held_per_addr_max)), 32
 	eval "test '$(jq_ "$T/flood.json" held_per_addr_max)' -le 8 && test '$(jq_ "$T/flood.json" held)' -le 32"
 check "the excess was refused at once (--max-preauth-per-addr)" \
 	grep -q "authenticating (--max-preauth-per-addr)" "$log"
+check "... logged at most once a second, not once per connection ($(grep -c ' refused: ' "$log") lines)" \
+	test "$(grep -c ' refused: ' "$log")" -le 15
 over=$(jq_ "$T/flood.json" oversized)
 check "every peer sending a 1 MiB frame before authenticating was closed ($(jq_ "$T/flood.json" oversized_closed) of $over)" \
 	eval "test '$over' -gt 0 && test '$(jq_ "$T/flood.json" oversized_closed)' = '$over'"
