@@ -4,10 +4,10 @@
 # and close without reading the answer; once the agent runs again it writes
 # its answers into closed sockets (EPIPE).  The agent must stay alive and
 # keep answering /v1/health; a raw peer that closes right after its Hello
-# does the same on the data listener.
+# does the same on the data listener; and rdmig-dest --serve's API too.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 5
+plan 6
 command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not found"; exit 0; }
 
 mkimage "$T/src" --size 4M
@@ -44,5 +44,18 @@ sleep 1
 check "rdmig-source is still alive after peers reset their connections" alive "$src_pid"
 "$RDMIG_CTL" --socket "$sock" health --json >"$T/health2.json" 2>&1
 check "... and /v1/health still answers ok" grep -q '"status": *"ok"' "$T/health2.json"
-[ "$tap_failed" -eq 0 ] || { diag_file "$T/source.log" 30; diag_file "$T/health.json"; }
+# The same for rdmig-dest --serve's API.
+dsock=$T/run/dest.sock
+"$RDMIG_DEST" --serve --api-socket "$dsock" --work-root "$T/root" -o "$T/sup.log" &
+sup_pid=$!
+track "$sup_pid"
+wait_log "$T/sup.log" "api: serving on $dsock" >/dev/null
+kill -STOP "$sup_pid"
+gone "$dsock" 20 >"$T/gone-dest.out" 2>&1
+kill -CONT "$sup_pid"
+sleep 1
+"$RDMIG_CTL" --socket "$dsock" health --json >"$T/health-dest.json" 2>&1
+check "rdmig-dest --serve too: alive after answering into closed sockets, health ok" \
+	eval "alive $sup_pid && grep -q '\"status\": *\"ok\"' '$T/health-dest.json'"
+[ "$tap_failed" -eq 0 ] || { diag_file "$T/source.log" 30; diag_file "$T/health.json"; diag_file "$T/sup.log" 10; }
 finish
