@@ -3,10 +3,15 @@
 #ifndef RDMIG_UTIL_H
 #define RDMIG_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Longest migration id; the rule is MIGRATION_ID_RULE. */
+#define MIGRATION_ID_MAX  64
+#define MIGRATION_ID_RULE "1..64 characters of [A-Za-z0-9._-], the first a letter or a digit"
 
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
@@ -39,5 +44,12 @@ int fd_set_nonblock(int fd);
  * (-ENOTDIR, -ENAMETOOLONG, mkdir's); logging is the caller's.
  */
 int mkdir_private(const char *path);
+
+/*
+ * A migration id names directories and appears in logs and URLs, so the
+ * rule is [A-Za-z0-9][A-Za-z0-9._-]{0,63}: never ".", "..", a hidden name
+ * or something an option parser would take for an option ("-x").
+ */
+bool migration_id_valid(const char *id);
 
 #endif

@@ -37,6 +37,7 @@
 struct sup_config {
 	const char *api_socket; /* NULL: API_SOCKET_DEST; "": none */
 	const char *api_tcp;	/* "host:port" or NULL: no TCP listener */
+	const char *api_group;	/* --api-group: NULL, the UNIX socket is root's only */
 	const char *work_root;	/* parent of the default images directories */
 	unsigned int max_running;
 	const char *criu; /* handed to workers as --criu; NULL: criu from PATH */

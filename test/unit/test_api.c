@@ -524,6 +524,11 @@ static void test_start_validation(void **state)
 	    {"{\"id\":\"../etc\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
 	    {"{\"id\":\"\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
 	    {"{\"id\":\"a b\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\".\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "first a letter"},
+	    {"{\"id\":\"..\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "first a letter"},
+	    {"{\"id\":\".hidden\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"-x\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"_x\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
 	    {"{\"id\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
 	     "\"pid\":1,\"dest\":\"h:1\"}",
 	     "invalid_request", "1..64"},
