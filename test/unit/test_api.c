@@ -939,6 +939,7 @@ static void test_peer_credentials(void **state)
 	static const gid_t member[] = {54329}, other[] = {65534};
 	struct env *e;
 	struct stat st;
+	char run[96];
 
 	if (geteuid() != 0) {
 		skip(); /* needs root to become nobody */
@@ -970,6 +971,17 @@ static void test_peer_credentials(void **state)
 	assert_int_equal(chmod(e->dir, 0711), 0);
 	assert_int_equal(chmod(e->sock, 0666), 0);
 	assert_int_equal(as_nobody(e->sock, 54329, member, 1), 4);
+	env_stop(e);
+
+	/* An inherited (systemd) socket: the same check, whatever mode its unit gave it. */
+	e = env_start(API_ROLE_SOURCE, NULL, true);
+	snprintf(run, sizeof(run), "%s/run", e->dir);
+	assert_int_equal(chmod(e->dir, 0711), 0);
+	assert_int_equal(chmod(run, 0755), 0);
+	assert_int_equal(chmod(e->sock, 0666), 0);
+	assert_int_equal(as_nobody(e->sock, 65534, NULL, 0), 4);
+	json_decref(req_json(e, "GET", "/v1/health", NULL, 200, NULL));
+	unlink(e->sock); /* systemd's file: the server leaves it */
 	env_stop(e);
 	assert_int_equal(chmod(tmp_root, 0700), 0);
 }
