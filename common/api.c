@@ -4,14 +4,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -19,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "rdmig-config.h"
 #include "util.h"
@@ -41,6 +45,9 @@ struct api_server {
 	ino_t sock_ino;
 	struct evhttp_bound_socket *tcp_bound;
 	int tcp_port;
+	bool group_set; /* --api-group: its members may use the UNIX socket too */
+	gid_t gid;
+	char group[64];
 };
 
 static const char *const state_names[API_STATE__COUNT] = {
@@ -94,6 +101,14 @@ int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
 	vsnprintf(e->message, sizeof(e->message), fmt, ap);
 	va_end(ap);
 	return neg_errno;
+}
+
+int api_error_secret_file(struct api_error *e, int ret, const char *path)
+{
+	if (ret == -ENOMEM)
+		return api_error_set(e, -ENOMEM, "out of memory reading secret_file %s", path);
+	return api_error_set(e, -EINVAL, "secret_file %s is not usable: it must be %s", path,
+			     AUTH_SECRET_FILE_RULE);
 }
 
 void api_migration_view_init(struct api_migration_view *v)
@@ -306,22 +321,6 @@ static int api_check_fields(const json_t *obj, const struct api_field *fields, s
 					     api_type_name(f->type));
 	}
 	return 0;
-}
-
-static bool api_id_valid(const char *id)
-{
-	size_t len = strnlen(id, API_ID_MAX + 1);
-
-	if (len == 0 || len > API_ID_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = id[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
 }
 
 static int api_check_path(const char *field, const char *p, struct api_error *err)
@@ -546,11 +545,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 
 	v = json_object_get(root, "id");
 	if (v) {
-		if (!api_id_valid(json_string_value(v)))
+		if (!migration_id_valid(json_string_value(v)))
 			return api_error_set(err, -EINVAL,
-					     "field \"id\" must be 1..%d characters of "
-					     "[A-Za-z0-9._-]",
-					     API_ID_MAX);
+					     "field \"id\" must be " MIGRATION_ID_RULE);
 		snprintf(b->id, sizeof(b->id), "%s", json_string_value(v));
 	} else {
 		api_generate_id(b->id, sizeof(b->id));
@@ -683,6 +680,10 @@ static const char *api_reason(int status)
 		return "Conflict";
 	case 413:
 		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 421:
+		return "Misdirected Request";
 	case 501:
 		return "Not Implemented";
 	case 503:
@@ -707,6 +708,10 @@ static const char *api_code_for(int status)
 		return "conflict";
 	case 413:
 		return "payload_too_large";
+	case 415:
+		return "unsupported_media_type";
+	case 421:
+		return "misdirected_request";
 	case 501:
 		return "not_implemented";
 	case 503:
@@ -988,6 +993,205 @@ static json_t *api_read_json(struct api_server *s, struct evhttp_request *req, b
 	return root;
 }
 
+/* --- Callers ------------------------------------------------------------ */
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59 /* Linux >= 4.13 */
+#endif
+
+static bool api_addr_is_loopback(const struct sockaddr_storage *ss);
+
+/* Before SO_PEERGROUPS: the supplementary groups of the peer's pid now. */
+static bool api_proc_in_group(pid_t pid, gid_t gid)
+{
+	char path[64], line[4096];
+	bool in = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!in && fgets(line, sizeof(line), f)) {
+		char *p = line + 7, *end;
+
+		if (strncmp(line, "Groups:", 7) != 0)
+			continue;
+		for (;;) {
+			unsigned long g = strtoul(p, &end, 10);
+
+			if (end == p)
+				break;
+			if ((gid_t)g == gid)
+				in = true;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return in;
+}
+
+/* Whether the peer of UNIX socket fd had gid among its groups when it connected. */
+static bool api_peer_in_group(int fd, const struct ucred *cred, gid_t gid)
+{
+	gid_t small[64], *g = small;
+	socklen_t len = sizeof(small);
+	bool in = false;
+
+	if (cred->gid == gid)
+		return true;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0) {
+		if (errno == ENOPROTOOPT)
+			return api_proc_in_group(cred->pid, gid);
+		if (errno != ERANGE || len <= sizeof(small))
+			return false;
+		g = malloc(len);
+		if (!g || getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, g, &len) < 0)
+			goto out;
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		in = in || g[i] == gid;
+out:
+	if (g != small)
+		free(g);
+	return in;
+}
+
+/* "localhost", "[::1]" or an IPv4 literal in 127/8, each with an optional ":port". */
+static bool api_host_is_loopback(const char *host)
+{
+	char name[64];
+	const char *port;
+	struct in_addr a;
+	size_t len;
+
+	if (!host)
+		return false;
+	port = host[0] == '[' ? strchr(host, ']') : strchr(host, ':');
+	if (port && host[0] == '[')
+		port++;
+	len = port ? (size_t)(port - host) : strlen(host);
+	if (len == 0 || len >= sizeof(name))
+		return false;
+	if (port && *port &&
+	    (port[0] != ':' || !port[1] || strlen(port + 1) > 5 ||
+	     strspn(port + 1, "0123456789") != strlen(port + 1)))
+		return false;
+	memcpy(name, host, len);
+	name[len] = '\0';
+	if (strcasecmp(name, "localhost") == 0 || strcmp(name, "[::1]") == 0)
+		return true;
+	return inet_pton(AF_INET, name, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/*
+ * Who may use the API (docs/api.md, "Callers").  On a UNIX socket: root,
+ * or a member of --api-group, from the peer's credentials at connect time
+ * (SO_PEERCRED, SO_PEERGROUPS); the socket file's mode is only the first
+ * fence, and an inherited (systemd) socket has whatever mode its unit
+ * gave it.  On a TCP connection to a loopback address: a Host that names
+ * loopback, so that a web page whose name an attacker rebinds to
+ * 127.0.0.1 cannot drive the API from a browser.  Checked per request:
+ * evhttp has no per-connection hook that the TLS wrapping of the TCP
+ * listener leaves free.  Answers and returns false when refused.
+ */
+static bool api_authorize_local(struct api_server *s, struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	const char *host;
+	char buf[80], hbuf[80];
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		log_warn("api: request refused: cannot tell who sent it");
+		api_reply_error(req, 403, NULL, "cannot identify the caller");
+		return false;
+	}
+	if (ss.ss_family == AF_UNIX) {
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+			log_warn("api: request refused: SO_PEERCRED: %s", strerror(errno));
+			api_reply_error(req, 403, NULL, "cannot identify the caller");
+			return false;
+		}
+		if (cred.uid == 0 || (s->group_set && api_peer_in_group(fd, &cred, s->gid)))
+			return true;
+		log_warn("api: refused %s %s from uid %u (pid %d): only root%s%s may use this API",
+			 api_method_str(evhttp_request_get_command(req)),
+			 api_safe_name(evhttp_request_get_uri(req), buf, sizeof(buf)),
+			 (unsigned)cred.uid, (int)cred.pid, s->group_set ? " and group " : "",
+			 s->group_set ? s->group : "");
+		api_reply_error(req, 403, NULL, "uid %u may not use this API: only root%s%s may",
+				(unsigned)cred.uid, s->group_set ? " and members of group " : "",
+				s->group_set ? s->group : "");
+		return false;
+	}
+	if (!api_addr_is_loopback(&ss))
+		return true;
+	host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
+	if (api_host_is_loopback(host))
+		return true;
+	log_warn("api: refused %s %s on loopback TCP: Host \"%s\" is not a loopback name",
+		 api_method_str(evhttp_request_get_command(req)),
+		 api_safe_name(evhttp_request_get_uri(req), buf, sizeof(buf)),
+		 api_safe_name(host, hbuf, sizeof(hbuf)));
+	api_reply_error(req, 421, NULL,
+			"on a loopback address the Host header must be localhost, 127.0.0.1 or "
+			"[::1] (with an optional port)");
+	return false;
+}
+
+/*
+ * application/json, optionally "; charset=utf-8": no HTML form can send
+ * that across origins without a CORS preflight, which the API never
+ * grants.
+ */
+static bool api_content_type_json(const char *ct)
+{
+	const char *p = ct;
+
+	if (!p || strncasecmp(p, "application/json", 16) != 0)
+		return false;
+	p += 16;
+	p += strspn(p, " \t");
+	if (*p == '\0')
+		return true;
+	if (*p++ != ';')
+		return false;
+	p += strspn(p, " \t");
+	if (strncasecmp(p, "charset=", 8) != 0)
+		return false;
+	p += 8;
+	if (strncasecmp(p, "utf-8", 5) == 0)
+		p += 5;
+	else if (strncasecmp(p, "\"utf-8\"", 7) == 0)
+		p += 7;
+	else
+		return false;
+	p += strspn(p, " \t");
+	return *p == '\0';
+}
+
+/* Every POST, with or without a body, must say it is JSON; answers 415 when not. */
+static bool api_require_json(struct evhttp_request *req)
+{
+	const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+	char buf[80];
+
+	if (api_content_type_json(ct))
+		return true;
+	api_reply_error(req, 415, NULL,
+			"Content-Type must be application/json (optionally ; charset=utf-8), not "
+			"\"%s\"",
+			ct ? api_safe_name(ct, buf, sizeof(buf)) : "");
+	return false;
+}
+
 static void api_handle_start(struct api_server *s, struct evhttp_request *req)
 {
 	struct api_error err = {0};
@@ -997,6 +1201,8 @@ static void api_handle_start(struct api_server *s, struct evhttp_request *req)
 	json_t *root;
 	int ret;
 
+	if (!api_require_json(req))
+		return;
 	root = api_read_json(s, req, true);
 	if (!root)
 		goto out;
@@ -1057,6 +1263,8 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 		api_reply_error(req, 405, NULL, "rollback is only possible on the source agent");
 		return;
 	}
+	if (!api_require_json(req))
+		return;
 	/* The body is optional; if present it must be an empty object. */
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0) {
 		root = api_read_json(s, req, false);
@@ -1112,7 +1320,7 @@ static enum api_route_kind api_route(const char *path, char id[API_ID_MAX + 1])
 	memcpy(id, rest, idlen);
 	id[idlen] = '\0';
 	/* An id that could never be valid names nothing. */
-	if (!api_id_valid(id))
+	if (!migration_id_valid(id))
 		return API_ROUTE_NONE;
 	if (!slash)
 		return API_ROUTE_MIGRATION;
@@ -1132,6 +1340,8 @@ static void api_request_cb(struct evhttp_request *req, void *arg)
 
 	log_debug("api: %s %s", api_method_str(cmd),
 		  api_safe_name(evhttp_request_get_uri(req), buf, sizeof(buf)));
+	if (!api_authorize_local(s, req))
+		return;
 	switch (api_route(uri ? evhttp_uri_get_path(uri) : NULL, id)) {
 	case API_ROUTE_HEALTH:
 		if (get)
@@ -1297,6 +1507,12 @@ static int api_unix_listen(struct api_server *s, const char *path, mode_t mode)
 			goto out;
 	}
 	bound = true;
+	/* Members of --api-group connect through the group bits (0660). */
+	if (s->group_set && lchown(path, (uid_t)-1, s->gid) < 0) {
+		ret = -errno;
+		log_err("api: cannot give %s to group %s: %s", path, s->group, strerror(errno));
+		goto out;
+	}
 	/* The umask may have dropped bits the caller asked for. */
 	if (chmod(path, mode) < 0 || lstat(path, &st) < 0) {
 		ret = -errno;
@@ -1321,7 +1537,8 @@ static int api_unix_listen(struct api_server *s, const char *path, mode_t mode)
 	}
 	s->sock_dev = st.st_dev;
 	s->sock_ino = st.st_ino;
-	log_info("api: listening on %s (mode %04o)", path, (unsigned)mode);
+	log_info("api: listening on %s (mode %04o, group %s)", path, (unsigned)mode,
+		 s->group_set ? s->group : "root");
 	ret = 0;
 out:
 	if (fd >= 0)
@@ -1382,6 +1599,32 @@ static int api_tcp_listen(struct api_server *s, const char *hostport)
 	return 0;
 }
 
+/* --api-group: a group name, or a numeric gid; resolved once, at start. */
+static int api_resolve_group(struct api_server *s, const char *name)
+{
+	struct group *gr;
+	uint64_t v;
+
+	if (strlen(name) >= sizeof(s->group)) {
+		log_err("api: group name \"%s\" is too long", name);
+		return -EINVAL;
+	}
+	errno = 0;
+	gr = getgrnam(name);
+	if (gr) {
+		s->gid = gr->gr_gid;
+	} else if (parse_uint(name, 0, UINT32_MAX - 1, &v) == 0) {
+		s->gid = (gid_t)v;
+	} else {
+		log_err("api: no group \"%s\"%s%s", name, errno ? ": " : "",
+			errno ? strerror(errno) : "");
+		return -ENOENT;
+	}
+	s->group_set = true;
+	snprintf(s->group, sizeof(s->group), "%s", name);
+	return 0;
+}
+
 int api_server_create(struct event_base *base, const struct api_config *cfg,
 		      const struct api_ops *ops, void *agent, struct api_server **out)
 {
@@ -1408,6 +1651,11 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 	s->role = cfg->role;
 	s->tcp_port = -ENOENT;
 	s->max_body = cfg->max_body ? cfg->max_body : API_BODY_MAX_DEFAULT;
+	if (cfg->group) {
+		ret = api_resolve_group(s, cfg->group);
+		if (ret)
+			goto out;
+	}
 	s->http = evhttp_new(base);
 	if (!s->http) {
 		ret = -ENOMEM;
@@ -1439,7 +1687,10 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 		if (!path)
 			path = cfg->role == API_ROLE_DEST ? API_SOCKET_DEST : API_SOCKET_SOURCE;
 		if (path[0]) {
-			ret = api_unix_listen(s, path, cfg->socket_mode ? cfg->socket_mode : 0600);
+			ret = api_unix_listen(s, path,
+					      cfg->socket_mode ? cfg->socket_mode
+					      : s->group_set   ? 0660
+							       : 0600);
 			if (ret)
 				goto out;
 		}

@@ -11,9 +11,12 @@
  * get()/list().
  *
  * Listeners: a UNIX socket (default API_SOCKET_SOURCE / API_SOCKET_DEST,
- * mode 0600, i.e. root-only) or an inherited listening fd (systemd socket
- * activation), plus an optional TCP listener.  TCP is NOT authenticated:
- * bind it to loopback or protect it otherwise.
+ * mode 0600, i.e. root-only; 0660 with api_config.group) or an inherited
+ * listening fd (systemd socket activation), plus an optional TCP listener.
+ * Every request on a UNIX socket must come from root or a member of the
+ * configured group (403); every POST must be Content-Type application/json
+ * (415); a request on a loopback TCP address must name loopback in its
+ * Host header (421).
  *
  * Functions return 0 or a negative errno.
  */
@@ -27,6 +30,8 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+
+#include "util.h"
 
 #define API_SOCKET_SOURCE "/run/rdmig/source.sock"
 #define API_SOCKET_DEST	  "/run/rdmig/dest.sock"
@@ -47,8 +52,8 @@
 #define API_BODY_MAX_LIMIT    (16u << 20) /* largest max_body accepted */
 #define API_TIMEOUT_DEFAULT_S 30
 
-#define API_ID_MAX	  64 /* [A-Za-z0-9._-]{1,64} */
-#define API_SECRET_MIN	  16 /* bytes after decoding */
+#define API_ID_MAX	  MIGRATION_ID_MAX /* migration_id_valid() in util.h */
+#define API_SECRET_MIN	  16		   /* bytes after decoding */
 #define API_SECRET_MAX	  1024
 #define API_ERROR_MSG_MAX 256
 #define API_PATH_MAX	  4095
@@ -207,6 +212,15 @@ struct api_error {
 int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/*
+ * The answer to a "secret_file" that auth_secret_load_file() refused with
+ * ret: one message, whatever the reason (missing, a symlink, a FIFO, the
+ * wrong owner or mode, a bad length), so that a caller learns nothing
+ * about the path beyond "not usable"; the agent's log has the reason.
+ * Returns -ENOMEM (503) or -EINVAL (400).
+ */
+int api_error_secret_file(struct api_error *e, int ret, const char *path);
+
 /* Called by list() once per migration; a non-zero return stops the walk and is returned. */
 typedef int (*api_emit_fn)(void *ctx, const struct api_migration_view *v);
 
@@ -242,8 +256,20 @@ struct api_config {
 	enum api_role role;
 	/* UNIX socket path; NULL: the role's default; "": no UNIX socket. */
 	const char *socket_path;
-	/* 0: 0600.  The parent directory is created 0755 when missing. */
+	/*
+	 * 0: 0600, or 0660 with a group.  The parent directory is created
+	 * 0755 when missing.
+	 */
 	mode_t socket_mode;
+	/*
+	 * --api-group: NULL, only root may use the UNIX socket (or the
+	 * inherited one); else also the members of this group (a name or a
+	 * gid), and the socket file gets this group.  Checked on every
+	 * request with the peer's credentials (SO_PEERCRED, SO_PEERGROUPS);
+	 * others get a JSON 403.  An unknown group fails api_server_create()
+	 * with -ENOENT.
+	 */
+	const char *group;
 	/*
 	 * > 0: an already listening stream socket (e.g. systemd's fd 3),
 	 * used instead of socket_path.  api_server_create() takes ownership,

@@ -441,17 +441,20 @@ int apiclient_request(const struct apiclient_target *t, const char *method, cons
 		      const void *body, size_t body_len, struct apiclient_resp *out)
 {
 	struct ac_buf req = {0};
-	char line[512];
+	char line[1024], host[300];
 	int ret, n;
 	bool with_len = body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
 
 	memset(out, 0, sizeof(*out));
 	if (!ac_token_ok(method, false) || !ac_token_ok(path, true) || strlen(path) > 400)
 		return -EINVAL;
+	/* host:port, IPv6 in brackets: the agents check Host on loopback. */
+	if (t->host)
+		apiclient_target_str(t, host, sizeof(host));
 	n = snprintf(line, sizeof(line),
 		     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rdmigctl/%s\r\n"
 		     "Accept: application/json\r\nConnection: close\r\n",
-		     method, path, t->host ? t->host : "localhost", RDMIG_VERSION);
+		     method, path, t->host ? host : "localhost", RDMIG_VERSION);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -EINVAL;
 	ret = ac_buf_add(&req, line, (size_t)n);

@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,14 +26,21 @@ static const char auth_label[] = "rdmig control auth v1";
 	(1 + sizeof(auth_label) + 1 + 1 + AUTH_MIGRATION_ID_MAX +                                  \
 	 2 * (4 + 4 + 8 + 4 + 4 + AUTH_NONCE_LEN))
 
+/*
+ * The secret lives in its own anonymous mapping so that madvise() can keep
+ * it out of core dumps (MADV_DONTDUMP) and mlock() out of swap; a heap
+ * object would share its pages with everything else.
+ */
 struct auth_secret {
 	size_t len;
-	bool perms_loose;
+	size_t map_len;
 	uint8_t buf[];
 };
 
 static int secret_new(const void *buf, size_t len, struct auth_secret **out)
 {
+	long page = sysconf(_SC_PAGESIZE);
+	size_t map_len;
 	struct auth_secret *s;
 
 	if (len < AUTH_SECRET_MIN || len > AUTH_SECRET_MAX) {
@@ -40,11 +48,19 @@ static int secret_new(const void *buf, size_t len, struct auth_secret **out)
 			AUTH_SECRET_MIN, AUTH_SECRET_MAX);
 		return -EINVAL;
 	}
-	s = malloc(sizeof(*s) + len);
-	if (!s)
+	if (page <= 0)
+		page = 4096;
+	map_len = (sizeof(*s) + len + (size_t)page - 1) / (size_t)page * (size_t)page;
+	s = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s == MAP_FAILED)
 		return -ENOMEM;
+	if (madvise(s, map_len, MADV_DONTDUMP) < 0)
+		log_warn("secret memory: madvise(MADV_DONTDUMP): %s", strerror(errno));
+	/* Best effort: a low RLIMIT_MEMLOCK only lets the page reach swap. */
+	if (mlock(s, map_len) < 0)
+		log_debug("secret memory: mlock: %s", strerror(errno));
 	s->len = len;
-	s->perms_loose = false;
+	s->map_len = map_len;
 	memcpy(s->buf, buf, len);
 	*out = s;
 	return 0;
@@ -74,6 +90,50 @@ static int secret_read_all(int fd, uint8_t *buf, size_t cap, size_t *len)
 	return 0;
 }
 
+static const char *secret_file_kind(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR:
+		return "a directory";
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFSOCK:
+		return "a socket";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	default:
+		return "not a regular file";
+	}
+}
+
+/*
+ * The rules of AUTH_SECRET_FILE_RULE on an open file, before any byte is
+ * read: nothing but a regular file can make read() wait for another
+ * process, and only root (or the agent's own user) may have written it.
+ */
+static int secret_file_check(const char *path, const struct stat *st)
+{
+	if (!S_ISREG(st->st_mode)) {
+		log_err("secret file %s refused: it is %s; it must be %s", path,
+			secret_file_kind(st->st_mode), AUTH_SECRET_FILE_RULE);
+		return -EINVAL;
+	}
+	if (st->st_uid != 0 && st->st_uid != geteuid()) {
+		log_err("secret file %s refused: it is owned by uid %u; it must be %s", path,
+			(unsigned)st->st_uid, AUTH_SECRET_FILE_RULE);
+		return -EACCES;
+	}
+	if (st->st_mode & (S_IRWXG | S_IRWXO)) {
+		log_err("secret file %s refused: its mode %04o lets group or others in; it must be "
+			"%s (chmod 600 it)",
+			path, (unsigned)(st->st_mode & 07777), AUTH_SECRET_FILE_RULE);
+		return -EACCES;
+	}
+	return 0;
+}
+
 int auth_secret_load_file(const char *path, struct auth_secret **out)
 {
 	/* Room for the longest secret, a "\r\n", and one byte to detect excess. */
@@ -82,10 +142,17 @@ int auth_secret_load_file(const char *path, struct auth_secret **out)
 	struct stat st;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/*
+	 * O_NONBLOCK: opening a FIFO or a tty returns at once instead of
+	 * waiting for a writer or a carrier; O_NOFOLLOW: a symlink as the
+	 * last component is refused (ELOOP), never followed.
+	 */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		ret = -errno;
-		log_err("cannot open secret file %s: %s", path, strerror(errno));
+		log_err("secret file %s refused: %s; it must be %s", path,
+			errno == ELOOP ? "it is a symbolic link" : strerror(errno),
+			AUTH_SECRET_FILE_RULE);
 		return ret;
 	}
 	if (fstat(fd, &st) < 0) {
@@ -93,11 +160,9 @@ int auth_secret_load_file(const char *path, struct auth_secret **out)
 		log_err("cannot stat secret file %s: %s", path, strerror(errno));
 		goto out;
 	}
-	if (!S_ISREG(st.st_mode)) {
-		ret = -EINVAL;
-		log_err("secret file %s is not a regular file", path);
+	ret = secret_file_check(path, &st);
+	if (ret < 0)
 		goto out;
-	}
 	ret = secret_read_all(fd, buf, sizeof(buf), &len);
 	if (ret < 0) {
 		log_err("cannot read secret file %s: %s", path, strerror(-ret));
@@ -116,14 +181,6 @@ int auth_secret_load_file(const char *path, struct auth_secret **out)
 		goto out;
 	}
 	ret = secret_new(buf, len, out);
-	if (ret < 0)
-		goto out;
-	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		(*out)->perms_loose = true;
-		log_warn("secret file %s is readable or writable by group or others (mode %04o): "
-			 "chmod 600 it",
-			 path, (unsigned)(st.st_mode & 07777));
-	}
 out:
 	OPENSSL_cleanse(buf, sizeof(buf));
 	close(fd);
@@ -186,17 +243,12 @@ int auth_secret_copy(const struct auth_secret *s, uint8_t *buf, size_t cap, size
 	return 0;
 }
 
-bool auth_secret_perms_loose(const struct auth_secret *s)
-{
-	return s->perms_loose;
-}
-
 void auth_secret_free(struct auth_secret *s)
 {
 	if (!s)
 		return;
 	OPENSSL_cleanse(s->buf, s->len);
-	free(s);
+	munmap(s, s->map_len);
 }
 
 /* Logs the OpenSSL error queue under one message, then clears it. */

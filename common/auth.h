@@ -36,12 +36,28 @@ enum auth_role {
 struct auth_secret;
 
 /*
+ * What a secret file must be; also the API's answer when one is refused,
+ * which says nothing about whether the path exists.
+ */
+#define AUTH_SECRET_FILE_RULE                                                                      \
+	"a regular file (not a symbolic link) owned by root, of mode 0600 or stricter, "           \
+	"holding 16..1024 bytes"
+
+/*
  * Reads the secret from a file: its whole content, less one trailing "\n"
- * or "\r\n", must be AUTH_SECRET_MIN..AUTH_SECRET_MAX bytes.  A file that
- * group or others may read or write is accepted with a warning (see
- * auth_secret_perms_loose()).  Returns -EINVAL for a bad length or a file
- * that is not regular, or the errno of open/read.  Caller owns *out and
- * releases it with auth_secret_free().
+ * or "\r\n", must be AUTH_SECRET_MIN..AUTH_SECRET_MAX bytes, and the file
+ * must follow AUTH_SECRET_FILE_RULE (owned by root or by this process's
+ * effective user; no group or other permission bit).  A refused file is
+ * never read: the path is opened O_NOFOLLOW | O_NONBLOCK and checked with
+ * fstat() first, so a FIFO, a tty, a socket or a device cannot make the
+ * caller wait; O_NONBLOCK also turns a conflicting file lease (and, on old
+ * kernels, a mandatory lock) into an error instead of a wait.  What
+ * remains is reading at most 1027 bytes of a local regular file, which is
+ * why the agents call this on their event loop and can still answer a
+ * refused file with a 400 at once (a secret file on a hung network or
+ * FUSE filesystem would stall it: keep secret files on local storage).  Logs the precise reason.
+ * Returns -EINVAL (not a regular file, bad length), -EACCES (owner or mode), -ELOOP (a symlink), or
+ * the errno of open/read.  Caller owns *out and releases it with auth_secret_free().
  */
 int auth_secret_load_file(const char *path, struct auth_secret **out);
 
@@ -73,10 +89,11 @@ int auth_secret_write_fd(const struct auth_secret *s, int fd);
  */
 int auth_secret_copy(const struct auth_secret *s, uint8_t *buf, size_t cap, size_t *len);
 
-/* True when the file the secret came from was group/world accessible. */
-bool auth_secret_perms_loose(const struct auth_secret *s);
-
-/* Cleanses and frees; NULL is fine. */
+/*
+ * Cleanses and frees; NULL is fine.  Every secret is held in memory kept
+ * out of core dumps (MADV_DONTDUMP) and, when RLIMIT_MEMLOCK allows, out
+ * of swap (mlock).
+ */
 void auth_secret_free(struct auth_secret *s);
 
 /* Fills out with AUTH_NONCE_LEN bytes from the OpenSSL CSPRNG; -EIO on failure. */

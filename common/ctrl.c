@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "log.h"
+#include "util.h"
 
 _Static_assert((int)AUTH_ROLE_SOURCE == (int)CTRL_ROLE_SOURCE, "role values differ");
 _Static_assert((int)AUTH_ROLE_DEST == (int)CTRL_ROLE_DEST, "role values differ");
@@ -583,6 +584,10 @@ int ctrl_validate_migration_id(const char *id, struct ctrl_err *e)
 			return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
 				       "migration id has a forbidden byte 0x%02x at %zu",
 				       (unsigned char)id[i], i);
+	/* The one rule of every id (util.h); above, only the detail for the message. */
+	if (!migration_id_valid(id))
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "migration id must start with a letter or a digit");
 	return 0;
 }
 

@@ -229,7 +229,7 @@ uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);
 
 /* A plain file name: 1..CTRL_FILE_NAME_MAX of [A-Za-z0-9._+-], not starting with '.', no "..". */
 int ctrl_validate_file_name(const char *name, struct ctrl_err *e);
-/* 1..CTRL_MIGRATION_ID_MAX of [A-Za-z0-9._-]. */
+/* migration_id_valid() (util.h): [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
 int ctrl_validate_migration_id(const char *id, struct ctrl_err *e);
 /* NULL or at most max bytes of printable ASCII; `what` names the field. */
 int ctrl_validate_text(const char *s, size_t max, const char *what, struct ctrl_err *e);

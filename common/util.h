@@ -9,6 +9,10 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Longest migration id; the rule is MIGRATION_ID_RULE. */
+#define MIGRATION_ID_MAX  64
+#define MIGRATION_ID_RULE "1..64 characters of [A-Za-z0-9._-], the first a letter or a digit"
+
 /* Monotonic clock in nanoseconds. */
 uint64_t now_ns(void);
 
@@ -55,5 +59,12 @@ int mkdir_private(const char *path);
  * dumpable again.  Returns 0 or a negative errno (the caller logs it).
  */
 int proc_harden(bool secrets);
+
+/*
+ * A migration id names directories and appears in logs and URLs, so the
+ * rule is [A-Za-z0-9][A-Za-z0-9._-]{0,63}: never ".", "..", a hidden name
+ * or something an option parser would take for an option ("-x").
+ */
+bool migration_id_valid(const char *id);
 
 #endif

@@ -172,6 +172,7 @@ enum {
 	OPT_SERVE,
 	OPT_API_SOCKET,
 	OPT_API_TCP,
+	OPT_API_GROUP,
 	OPT_WORK_ROOT,
 	OPT_MAX_MIGRATIONS,
 	OPT_MAX_PENDING,
@@ -232,6 +233,8 @@ static void dest_usage(FILE *f)
 		"      --api-socket PATH  the API's UNIX socket (default " API_SOCKET_DEST ")\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
 		"                         unauthenticated\n"
+		"      --api-group GROUP  members of GROUP may use the API socket too (mode\n"
+		"                         0660, group GROUP); default: root only (0600)\n"
 		"      --work-root DIR    default images directories: DIR/ID "
 		"(default " SUP_WORK_ROOT_DEFAULT ")\n"
 		"      --max-migrations N migrations running at once (default 4)\n"
@@ -261,8 +264,8 @@ static int dest_parse_api_tcp(struct dest_opts *o, const char *arg)
 
 static bool dest_opt_serve_only(int c)
 {
-	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_WORK_ROOT ||
-	       c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING;
+	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_API_GROUP ||
+	       c == OPT_WORK_ROOT || c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING;
 }
 
 /* Options of both modes, and those of --serve; every other one is the one-shot mode's. */
@@ -352,6 +355,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"serve", no_argument, NULL, OPT_SERVE},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
+	    {"api-group", required_argument, NULL, OPT_API_GROUP},
 	    {"work-root", required_argument, NULL, OPT_WORK_ROOT},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
 	    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
@@ -480,6 +484,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_API_TCP:
 			ret = dest_parse_api_tcp(o, optarg);
+			break;
+		case OPT_API_GROUP:
+			o->sup.api_group = optarg;
 			break;
 		case OPT_WORK_ROOT:
 			o->sup.work_root = optarg;
@@ -972,8 +979,6 @@ static int dest_fetch_images(struct dest *d)
 			dest_fail(d, "secret file %s: %s", d->o.secret_file, strerror(-ret));
 			return ret;
 		}
-		if (auth_secret_perms_loose(d->secret))
-			log_warn("secret file %s is readable by others", d->o.secret_file);
 	}
 	nc.secret = d->secret;
 	ret = netsrc_connect(d->base, &nc, &dest_net_ops, d, &d->ns);

@@ -664,8 +664,7 @@ static int sup_secret_pipe(const struct api_start_req *req, int *read_end, struc
 			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
 					    "field \"secret\" is not usable: %s", strerror(-ret));
 		else
-			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
-					    "secret_file %s: %s", req->secret_file, strerror(-ret));
+			ret = api_error_secret_file(err, ret, req->secret_file);
 		goto out;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -992,6 +991,7 @@ static int sup_setup(struct sup *s)
 	    .role = API_ROLE_DEST,
 	    .socket_path = s->cfg->api_socket,
 	    .tcp = s->cfg->api_tcp,
+	    .group = s->cfg->api_group,
 	};
 	int ret;
 

@@ -38,6 +38,7 @@
 struct sup_config {
 	const char *api_socket; /* NULL: API_SOCKET_DEST; "": none */
 	const char *api_tcp;	/* "host:port" or NULL: no TCP listener */
+	const char *api_group;	/* --api-group: NULL, the UNIX socket is root's only */
 	const char *work_root;	/* parent of the default images directories */
 	/*
 	 * Slots: at most max_running workers whose source has authenticated

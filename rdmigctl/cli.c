@@ -188,16 +188,6 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 	}
 }
 
-static bool cli_id_valid(const char *id)
-{
-	size_t len = strlen(id);
-
-	if (len == 0 || len > API_ID_MAX)
-		return false;
-	return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
-	       len;
-}
-
 static int cli_bad(FILE *err, enum cli_cmd cmd, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -311,10 +301,9 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 		a->secret_file = arg;
 		break;
 	case OPT_ID:
-		if (!cli_id_valid(arg))
+		if (!migration_id_valid(arg))
 			return cli_bad(err, a->cmd,
-				       "invalid migration id \"%s\" (1..64 of [A-Za-z0-9._-])",
-				       arg);
+				       "invalid migration id \"%s\" (" MIGRATION_ID_RULE ")", arg);
 		a->id = arg;
 		break;
 	case OPT_VERIFY:
@@ -432,8 +421,8 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 		a->id = rest[n];
 		break;
 	}
-	if (a->id && !cli_id_valid(a->id))
-		return cli_bad(err, a->cmd, "invalid migration id \"%s\" (1..64 of [A-Za-z0-9._-])",
+	if (a->id && !migration_id_valid(a->id))
+		return cli_bad(err, a->cmd, "invalid migration id \"%s\" (" MIGRATION_ID_RULE ")",
 			       a->id);
 	if (a->cmd == CLI_CMD_MIGRATE) {
 		if (!a->pid == !a->images_dir)

@@ -142,8 +142,7 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 		}
 	}
 	if (ret < 0)
-		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL, "secret_file %s: %s",
-				     req->secret_file, strerror(-ret));
+		return api_error_secret_file(err, ret, req->secret_file);
 	return 0;
 }
 
@@ -629,6 +628,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    /* "": no UNIX socket (NULL would mean the default path). */
 	    .socket_path = o->socket_path ? o->socket_path : "",
 	    .tcp = o->tcp,
+	    .group = o->group,
 	};
 	int ret;
 

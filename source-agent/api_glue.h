@@ -20,6 +20,7 @@
 struct src_api_opts {
 	const char *socket_path; /* UNIX socket, or NULL */
 	const char *tcp;	 /* "host:port" (already checked), or NULL */
+	const char *group;	 /* --api-group, or NULL: the socket is root's only */
 };
 
 /*

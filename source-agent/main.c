@@ -32,6 +32,7 @@ struct src_opts {
 	bool once;
 	const char *api_socket;
 	const char *api_tcp;
+	const char *api_group;
 	char api_tcp_buf[300];
 };
 
@@ -52,6 +53,8 @@ static void usage(FILE *f)
 		"                             socket, mode 0600 (conventionally %s)\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
 		"                             UNAUTHENTICATED: keep it on loopback\n"
+		"      --api-group GROUP      members of GROUP may use the API socket too\n"
+		"                             (mode 0660, group GROUP); default: root only\n"
 		"      --images-root DIR      where API migrations of a pid are dumped, one\n"
 		"                             directory per id (default %s, made 0700)\n"
 		"      --criu PATH            the criu binary for dumps and rollbacks (criu)\n"
@@ -144,6 +147,7 @@ int main(int argc, char **argv)
 		OPT_DEAD_AFTER,
 		OPT_API_SOCKET,
 		OPT_API_TCP,
+		OPT_API_GROUP,
 		OPT_IMAGES_ROOT,
 		OPT_CRIU,
 		OPT_TEST_MAP_DELAY,
@@ -158,6 +162,7 @@ int main(int argc, char **argv)
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
+	    {"api-group", required_argument, NULL, OPT_API_GROUP},
 	    {"images-root", required_argument, NULL, OPT_IMAGES_ROOT},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"once", no_argument, NULL, '1'},
@@ -239,6 +244,9 @@ int main(int argc, char **argv)
 					optarg);
 				return 2;
 			}
+			break;
+		case OPT_API_GROUP:
+			o.api_group = optarg;
 			break;
 		case OPT_IMAGES_ROOT:
 			if (optarg[0] != '/' || strlen(optarg) > 3000) {
@@ -361,7 +369,8 @@ int main(int argc, char **argv)
 	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
 		 a.port);
 	if (o.api_socket || o.api_tcp) {
-		struct src_api_opts ao = {.socket_path = o.api_socket, .tcp = o.api_tcp};
+		struct src_api_opts ao = {
+		    .socket_path = o.api_socket, .tcp = o.api_tcp, .group = o.api_group};
 
 		ret = src_api_start(&a, &ao);
 		if (ret < 0) {

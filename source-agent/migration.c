@@ -57,8 +57,6 @@ int src_mig_load_secret(const char *id, const char *secret_file, struct auth_sec
 			strerror(-ret));
 		return ret;
 	}
-	if (auth_secret_perms_loose(*out))
-		log_warn("migration %s: secret file %s is readable by others", id, secret_file);
 	return 0;
 }
 

@@ -107,8 +107,8 @@ TAILQ_HEAD(src_mig_list, src_migration);
 const char *src_mig_state_str(enum src_mig_state st);
 
 /*
- * Loads a --migration / "secret_file" secret, warning when the file is
- * readable by others.  Caller owns *out.
+ * Loads a --migration / "secret_file" secret (auth_secret_load_file(): a
+ * file that breaks AUTH_SECRET_FILE_RULE is refused).  Caller owns *out.
  */
 int src_mig_load_secret(const char *id, const char *secret_file, struct auth_secret **out);
 

@@ -109,9 +109,9 @@ fi
 # The HTTP statuses of a refused rollback: unknown 404, done 409.
 if command -v curl >/dev/null; then
 	c404=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$sock" -X POST \
-		http://localhost/v1/migrations/nosuch/rollback)
+		-H 'Content-Type: application/json' http://localhost/v1/migrations/nosuch/rollback)
 	c409=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$sock" -X POST \
-		http://localhost/v1/migrations/m1/rollback)
+		-H 'Content-Type: application/json' http://localhost/v1/migrations/m1/rollback)
 	check "rollback answers 404 for an unknown id, 409 for a done migration" \
 		test "$c404 $c409" = "404 409"
 else

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -224,6 +226,8 @@ struct env {
 
 static char log_path[128];
 static char tmp_root[32];
+/* api_config.group of the next env_start(); NULL: root only. */
+static const char *env_group;
 
 static void set_sun_path(struct sockaddr_un *sa, const char *path)
 {
@@ -243,7 +247,7 @@ static void *env_loop(void *arg)
 static struct env *env_start(enum api_role role, const char *tcp, bool inherit)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	struct api_config cfg = {.role = role, .tcp = tcp};
+	struct api_config cfg = {.role = role, .tcp = tcp, .group = env_group};
 
 	assert_non_null(e);
 	snprintf(e->dir, sizeof(e->dir), "%s/XXXXXX", tmp_root);
@@ -524,6 +528,11 @@ static void test_start_validation(void **state)
 	    {"{\"id\":\"../etc\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
 	    {"{\"id\":\"\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
 	    {"{\"id\":\"a b\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\".\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "first a letter"},
+	    {"{\"id\":\"..\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "first a letter"},
+	    {"{\"id\":\".hidden\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"-x\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
+	    {"{\"id\":\"_x\",\"pid\":1,\"dest\":\"h:1\"}", "invalid_request", "\"id\""},
 	    {"{\"id\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\","
 	     "\"pid\":1,\"dest\":\"h:1\"}",
 	     "invalid_request", "1..64"},
@@ -773,6 +782,224 @@ static void test_head_and_tcp(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "role")), "source");
 	json_decref(j);
 	apiclient_resp_release(&r);
+}
+
+/* Sends raw on t; returns the status (0: no HTTP answer) and keeps the body's error code. */
+static int raw_status(const struct apiclient_target *t, const char *raw, char *code, size_t len)
+{
+	struct apiclient_resp r;
+	json_t *j;
+	int status;
+
+	if (apiclient_request_raw(t, raw, strlen(raw), &r) < 0)
+		return 0;
+	status = r.status;
+	j = json_loads(r.body, 0, NULL);
+	snprintf(code, len, "%s",
+		 j ? json_string_value(json_object_get(json_object_get(j, "error"), "code")) ?: ""
+		   : "");
+	json_decref(j);
+	apiclient_resp_release(&r);
+	return status;
+}
+
+/* Every POST must say application/json (charset utf-8 at most): 415 otherwise.  Own server:
+ * its connections close with it (test_socket_lifecycle counts fds). */
+static void test_content_type(void **state)
+{
+	static const struct {
+		const char *ct; /* NULL: no Content-Type header */
+		int status;
+	} cases[] = {
+	    {"application/json", 202},
+	    {"application/json; charset=utf-8", 202},
+	    {"APPLICATION/JSON;charset=\"UTF-8\"", 202},
+	    {"application/json ; charset=utf-8 ", 202},
+	    {NULL, 415},
+	    {"application/x-www-form-urlencoded", 415},
+	    {"text/plain", 415},
+	    {"multipart/form-data; boundary=x", 415},
+	    {"application/jsonx", 415},
+	    {"application/json; charset=latin1", 415},
+	    {"application/json; boundary=x", 415},
+	};
+	static const char body[] = "{\"pid\":3,\"dest\":\"h:1\"}";
+	struct env *e = env_start(API_ROLE_SOURCE, "127.0.0.1:0", false);
+	char raw[512], ctl[128], code[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(ctl, sizeof(ctl), "Content-Type: %s\r\n", cases[i].ct ? cases[i].ct : "");
+		snprintf(raw, sizeof(raw),
+			 "POST /v1/migrations HTTP/1.1\r\nHost: localhost\r\n%s"
+			 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			 cases[i].ct ? ctl : "", strlen(body), body);
+		if (raw_status(&e->t, raw, code, sizeof(code)) != cases[i].status)
+			fail_msg("Content-Type \"%s\": not %d",
+				 cases[i].ct ? cases[i].ct : "(none)", cases[i].status);
+		if (cases[i].status == 415)
+			assert_string_equal(code, "unsupported_media_type");
+	}
+	/* A rollback with no body still needs it. */
+	snprintf(raw, sizeof(raw),
+		 "POST /v1/migrations/x/rollback HTTP/1.1\r\nHost: localhost\r\n"
+		 "Content-Length: 0\r\nConnection: close\r\n\r\n");
+	assert_int_equal(raw_status(&e->t, raw, code, sizeof(code)), 415);
+	env_stop(e);
+}
+
+/* On loopback TCP, Host must name loopback (DNS rebinding); the UNIX socket does not care. */
+static void test_host_header(void **state)
+{
+	static const struct {
+		const char *host; /* NULL: no Host header */
+		int status;
+	} cases[] = {
+	    {"localhost", 200},
+	    {"LocalHost:7472", 200},
+	    {"127.0.0.1", 200},
+	    {"127.0.0.1:80", 200},
+	    {"127.9.8.7:1", 200},
+	    {"[::1]", 200},
+	    {"[::1]:7472", 200},
+	    {NULL, 421},
+	    {"", 421},
+	    {"evil.example", 421},
+	    {"localhost.evil.example", 421},
+	    {"127.0.0.1.nip.io", 421},
+	    {"10.0.0.1", 421},
+	    {"localhost:", 421},
+	    {"localhost:123456", 421},
+	    {"localhost:80x", 421},
+	    {"[::2]", 421},
+	    {"::1", 421},
+	};
+	struct env *e = env_start(API_ROLE_SOURCE, "127.0.0.1:0", false);
+	char raw[256], hl[128], code[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(hl, sizeof(hl), "Host: %s\r\n", cases[i].host ? cases[i].host : "");
+		snprintf(raw, sizeof(raw),
+			 "GET /v1/health HTTP/1.%d\r\n%sConnection: close\r\n\r\n",
+			 cases[i].host ? 1 : 0, cases[i].host ? hl : "");
+		if (raw_status(&e->tcp, raw, code, sizeof(code)) != cases[i].status)
+			fail_msg("Host \"%s\": not %d", cases[i].host ? cases[i].host : "(none)",
+				 cases[i].status);
+		if (cases[i].status == 421)
+			assert_string_equal(code, "misdirected_request");
+	}
+	assert_int_equal(raw_status(&e->t,
+				    "GET /v1/health HTTP/1.1\r\nHost: evil.example\r\n"
+				    "Connection: close\r\n\r\n",
+				    code, sizeof(code)),
+			 200);
+	env_stop(e);
+}
+
+/*
+ * In a child that becomes nobody with the given groups: GET /v1/health on
+ * path.  Only system calls after fork (the parent has threads).  Exit
+ * code: the status / 100, 9 when no HTTP answer came.
+ */
+static int as_nobody(const char *path, gid_t gid, const gid_t *groups, int ngroups)
+{
+	static const char req[] = "GET /v1/health HTTP/1.0\r\n\r\n";
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int status;
+	pid_t pid;
+
+	set_sun_path(&sa, path);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char buf[64] = "";
+		int fd;
+
+		if (setgroups((size_t)ngroups, groups) < 0 || setresgid(gid, gid, gid) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(8);
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+		    write(fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1 ||
+		    read(fd, buf, sizeof(buf) - 1) < 12 || memcmp(buf, "HTTP/1.", 7) != 0)
+			_exit(9);
+		_exit(buf[9] - '0');
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * SO_PEERCRED on the UNIX socket: root and members of --api-group (as the
+ * primary or a supplementary group) are served, anyone else gets 403 even
+ * when the socket file's mode would let them connect.
+ */
+static void test_peer_credentials(void **state)
+{
+	static const gid_t member[] = {54329}, other[] = {65534};
+	struct env *e;
+	struct stat st;
+	char run[96];
+
+	if (geteuid() != 0) {
+		skip(); /* needs root to become nobody */
+		return;
+	}
+	/* nobody must reach the sockets: the file modes decide the rest. */
+	assert_int_equal(chmod(tmp_root, 0711), 0);
+	env_group = "54329"; /* a gid, so no group needs to exist */
+	e = env_start(API_ROLE_SOURCE, NULL, false);
+	env_group = NULL;
+	assert_int_equal(stat(e->sock, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0660);
+	assert_int_equal(st.st_gid, 54329);
+	assert_int_equal(chmod(e->dir, 0711), 0);
+
+	assert_int_equal(as_nobody(e->sock, 65534, other, 1), 9);  /* mode 0660: no connect */
+	assert_int_equal(as_nobody(e->sock, 54329, NULL, 0), 2);   /* primary group */
+	assert_int_equal(as_nobody(e->sock, 65534, member, 1), 2); /* supplementary */
+	assert_int_equal(chmod(e->sock, 0666), 0);
+	assert_int_equal(as_nobody(e->sock, 65534, other, 1), 4); /* connects, 403 */
+	assert_int_equal(as_nobody(e->sock, 65534, NULL, 0), 4);
+	json_decref(req_json(e, "GET", "/v1/health", NULL, 200, NULL)); /* root */
+	env_stop(e);
+
+	/* No group: root only, whatever the mode. */
+	e = env_start(API_ROLE_DEST, NULL, false);
+	assert_int_equal(stat(e->sock, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(chmod(e->dir, 0711), 0);
+	assert_int_equal(chmod(e->sock, 0666), 0);
+	assert_int_equal(as_nobody(e->sock, 54329, member, 1), 4);
+	env_stop(e);
+
+	/* An inherited (systemd) socket: the same check, whatever mode its unit gave it. */
+	e = env_start(API_ROLE_SOURCE, NULL, true);
+	snprintf(run, sizeof(run), "%s/run", e->dir);
+	assert_int_equal(chmod(e->dir, 0711), 0);
+	assert_int_equal(chmod(run, 0755), 0);
+	assert_int_equal(chmod(e->sock, 0666), 0);
+	assert_int_equal(as_nobody(e->sock, 65534, NULL, 0), 4);
+	json_decref(req_json(e, "GET", "/v1/health", NULL, 200, NULL));
+	unlink(e->sock); /* systemd's file: the server leaves it */
+	env_stop(e);
+	assert_int_equal(chmod(tmp_root, 0700), 0);
+}
+
+/* An unknown --api-group fails the start. */
+static void test_unknown_group(void **state)
+{
+	struct api_config cfg = {.role = API_ROLE_SOURCE,
+				 .socket_path = "",
+				 .tcp = "127.0.0.1:0",
+				 .group = "no-such-group-rdmig"};
+	struct event_base *base = event_base_new();
+	struct api_server *srv = NULL;
+
+	assert_non_null(base);
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, NULL, &srv), -ENOENT);
+	assert_null(srv);
+	event_base_free(base);
 }
 
 /* --- Without a shared server ---------------------------------------------- */
@@ -1097,10 +1324,14 @@ int main(void)
 	    cmocka_unit_test(test_body_limits),
 	    cmocka_unit_test(test_malformed_http),
 	    cmocka_unit_test(test_head_and_tcp),
+	    cmocka_unit_test(test_content_type),
+	    cmocka_unit_test(test_host_header),
 	    cmocka_unit_test(test_view_json),
 	    cmocka_unit_test(test_socket_lifecycle),
 	    cmocka_unit_test(test_dest_role),
 	    cmocka_unit_test(test_inherited_fd),
+	    cmocka_unit_test(test_peer_credentials),
+	    cmocka_unit_test(test_unknown_group),
 	    cmocka_unit_test(test_client_errors),
 	    cmocka_unit_test(test_client_reader),
 	    cmocka_unit_test(test_secret_never_logged),

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -247,22 +248,143 @@ static void test_secret_file(void **state)
 	snprintf(line, sizeof(line), "%s\n", secret_txt);
 	write_file(d->path, line, strlen(line), 0600);
 	assert_int_equal(load_capturing(d->path, &from_file, err, sizeof(err)), 0);
-	assert_false(auth_secret_perms_loose(from_file));
-	assert_null(strstr(err, "group or others"));
+	assert_string_equal(err, "");
 	assert_int_equal(auth_proof_compute(from_file, AUTH_ROLE_DEST, &t, p1), 0);
 	assert_int_equal(auth_proof_compute(from_buf, AUTH_ROLE_DEST, &t, p2), 0);
 	assert_memory_equal(p1, p2, AUTH_PROOF_LEN);
 	auth_secret_free(from_file);
 	from_file = NULL;
 
-	/* World-readable: accepted, with a warning naming the file. */
-	write_file(d->path, secret_txt, strlen(secret_txt), 0644);
+	/* Stricter than 0600 is fine. */
+	write_file(d->path, secret_txt, strlen(secret_txt), 0400);
 	assert_int_equal(load_capturing(d->path, &from_file, err, sizeof(err)), 0);
-	assert_true(auth_secret_perms_loose(from_file));
-	assert_non_null(strstr(err, "group or others"));
-	assert_non_null(strstr(err, d->path));
 	auth_secret_free(from_file);
 	auth_secret_free(from_buf);
+}
+
+/* Any group or other bit: refused, never just a warning; the log names file and rule. */
+static void test_secret_file_loose_modes(void **state)
+{
+	static const mode_t modes[] = {0644, 0640, 0604, 0660, 0601, 0610, 0602, 0620};
+	struct tmpdir *d = *state;
+	struct auth_secret *s = NULL;
+	char err[2048];
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		write_file(d->path, secret_txt, strlen(secret_txt), modes[i]);
+		assert_int_equal(load_capturing(d->path, &s, err, sizeof(err)), -EACCES);
+		assert_null(s);
+		assert_non_null(strstr(err, d->path));
+		assert_non_null(strstr(err, "group or others"));
+		assert_non_null(strstr(err, "mode 0600 or stricter"));
+	}
+}
+
+/* Owned by someone else than root (and than us): refused. */
+static void test_secret_file_foreign_owner(void **state)
+{
+	struct tmpdir *d = *state;
+	struct auth_secret *s = NULL;
+	char err[2048];
+
+	write_file(d->path, secret_txt, strlen(secret_txt), 0600);
+	if (geteuid() != 0 || chown(d->path, 65534, 65534) < 0) {
+		skip(); /* needs root to give the file away */
+		return;
+	}
+	assert_int_equal(load_capturing(d->path, &s, err, sizeof(err)), -EACCES);
+	assert_null(s);
+	assert_non_null(strstr(err, "owned by uid 65534"));
+}
+
+/* A symlink to a good file is refused: the last component is never followed. */
+static void test_secret_file_symlink(void **state)
+{
+	struct tmpdir *d = *state;
+	struct auth_secret *s = NULL;
+	char link[160], err[2048];
+
+	write_file(d->path, secret_txt, strlen(secret_txt), 0600);
+	snprintf(link, sizeof(link), "%s/link", d->dir);
+	assert_int_equal(symlink(d->path, link), 0);
+	assert_int_equal(load_capturing(link, &s, err, sizeof(err)), -ELOOP);
+	assert_null(s);
+	assert_non_null(strstr(err, "symbolic link"));
+	unlink(link);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	fail_msg("auth_secret_load_file() blocked");
+}
+
+/*
+ * A FIFO without a writer and a pty without a reader-side peer would each
+ * block a plain open()/read() for ever: both are refused at once (the alarm
+ * fails the test instead of hanging it), before any byte is read.
+ */
+static void test_secret_file_not_regular(void **state)
+{
+	struct tmpdir *d = *state;
+	struct auth_secret *s = NULL;
+	char fifo[160], err[2048];
+	const char *pts;
+	int master;
+
+	signal(SIGALRM, on_alarm);
+	alarm(5);
+	snprintf(fifo, sizeof(fifo), "%s/fifo", d->dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(load_capturing(fifo, &s, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "a FIFO"));
+	unlink(fifo);
+
+	master = posix_openpt(O_RDWR | O_NOCTTY);
+	assert_true(master >= 0);
+	assert_int_equal(grantpt(master), 0);
+	assert_int_equal(unlockpt(master), 0);
+	pts = ptsname(master);
+	assert_non_null(pts);
+	assert_int_equal(load_capturing(pts, &s, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "a character device"));
+	close(master);
+
+	/* The controlling tty, if any (ENXIO without one): refused either way. */
+	assert_true(load_capturing("/dev/tty", &s, err, sizeof(err)) < 0);
+	assert_int_equal(load_capturing("/dev/null", &s, err, sizeof(err)), -EINVAL);
+	assert_int_equal(load_capturing(d->dir, &s, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "a directory"));
+	alarm(0);
+	signal(SIGALRM, SIG_DFL);
+	assert_null(s);
+}
+
+/* Mappings of this process whose VmFlags carry "dd" (MADV_DONTDUMP). */
+static int dontdump_mappings(void)
+{
+	FILE *f = fopen("/proc/self/smaps", "r");
+	char line[512];
+	int n = 0;
+
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmFlags:", 8) == 0 && strstr(line, " dd"))
+			n++;
+	fclose(f);
+	return n;
+}
+
+/* Every secret lives in its own mapping that core dumps leave out. */
+static void test_secret_dontdump(void **state)
+{
+	struct auth_secret *s = NULL;
+	int before = dontdump_mappings();
+
+	s = secret_of(secret_txt);
+	assert_int_equal(dontdump_mappings(), before + 1);
+	auth_secret_free(s);
+	assert_int_equal(dontdump_mappings(), before);
 }
 
 static void test_secret_file_rejects(void **state)
@@ -280,7 +402,6 @@ static void test_secret_file_rejects(void **state)
 	write_file(d->path, big, AUTH_SECRET_MAX + 1, 0600);
 	assert_int_equal(load_capturing(d->path, &s, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "too long"));
-	assert_int_equal(load_capturing(d->dir, &s, err, sizeof(err)), -EINVAL);
 	assert_int_equal(load_capturing("/nonexistent/rdmig/secret", &s, err, sizeof(err)),
 			 -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/rdmig/secret"));
@@ -297,6 +418,12 @@ int main(void)
 	    cmocka_unit_test(test_secret_lengths),
 	    cmocka_unit_test_setup_teardown(test_secret_file, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_secret_file_rejects, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_file_loose_modes, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_file_foreign_owner, tmp_setup,
+					    tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_file_symlink, tmp_setup, tmp_teardown),
+	    cmocka_unit_test_setup_teardown(test_secret_file_not_regular, tmp_setup, tmp_teardown),
+	    cmocka_unit_test(test_secret_dontdump),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -710,6 +710,11 @@ static void test_text_rules(void **state)
 	assert_int_equal(ctrl_validate_migration_id("a.b_c-9", NULL), 0);
 	assert_int_equal(ctrl_validate_migration_id("a+b", NULL), -EINVAL);
 	assert_int_equal(ctrl_validate_migration_id("", NULL), -EINVAL);
+	assert_int_equal(ctrl_validate_migration_id(".", NULL), -EINVAL);
+	assert_int_equal(ctrl_validate_migration_id("..", NULL), -EINVAL);
+	assert_int_equal(ctrl_validate_migration_id(".hidden", NULL), -EINVAL);
+	assert_int_equal(ctrl_validate_migration_id("-x", NULL), -EINVAL);
+	assert_int_equal(ctrl_validate_migration_id("9.x", NULL), 0);
 }
 
 /* ---- the state machine ---------------------------------------------------- */

@@ -98,12 +98,32 @@ static void test_proc_harden(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* [A-Za-z0-9][A-Za-z0-9._-]{0,63}, and nothing else. */
+static void test_migration_id_valid(void **state)
+{
+	static const char *const good[] = {"a", "Z", "7", "m-0123abcd", "job_7.a-b", "a..b", "x."};
+	static const char *const bad[] = {"",	 ".",	"..",  ".hidden", "-x",	 "_x",
+					  "a/b", "a b", "a+b", "é",	  "a\n", NULL};
+	char id[MIGRATION_ID_MAX + 2];
+
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++)
+		assert_true(migration_id_valid(good[i]));
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		assert_false(migration_id_valid(bad[i]));
+	memset(id, 'i', sizeof(id));
+	id[MIGRATION_ID_MAX] = '\0';
+	assert_true(migration_id_valid(id));
+	id[MIGRATION_ID_MAX] = 'i';
+	id[MIGRATION_ID_MAX + 1] = '\0';
+	assert_false(migration_id_valid(id));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),	   cmocka_unit_test(test_parse_uint),
 	    cmocka_unit_test(test_parse_hostport), cmocka_unit_test(test_fmt_bytes),
-	    cmocka_unit_test(test_proc_harden),
+	    cmocka_unit_test(test_proc_harden),	   cmocka_unit_test(test_migration_id_valid),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
