@@ -24,6 +24,22 @@ int safepath_open_dir(const char *path)
 	return fd < 0 ? -errno : fd;
 }
 
+const char *safepath_strerror(int err)
+{
+	switch (err) {
+	case -ELOOP:
+		return "a symbolic link on the way (links are not followed)";
+	case -EPERM:
+		return "a directory not owned by root";
+	case -EACCES:
+		return "a directory writable by group or others";
+	case -EXDEV:
+		return "a path that leaves its root";
+	default:
+		return strerror(-err);
+	}
+}
+
 int safepath_check_trusted(int fd)
 {
 	struct stat st;

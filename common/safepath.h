@@ -25,6 +25,13 @@
 int safepath_open_dir(const char *path);
 
 /*
+ * The reason for one of this module's errors, for messages: -ELOOP "a
+ * symbolic link on the way", -EPERM / -EACCES (untrusted), -EXDEV; else
+ * strerror().
+ */
+const char *safepath_strerror(int err);
+
+/*
  * 0 when the directory fd is owned by root or the agent's euid and not
  * writable by group or others; -EPERM for a foreign owner, -EACCES for a
  * loose mode, -ENOTDIR, or fstat's error.

@@ -64,7 +64,7 @@ static int map_file(struct imgmap_file *f)
 	struct stat st;
 	int fd, ret;
 
-	fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		ret = -errno;
 		log_err("cannot open %s: %s", f->path, strerror(errno));

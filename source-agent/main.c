@@ -53,7 +53,9 @@ static void usage(FILE *f)
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
 		"                             UNAUTHENTICATED: keep it on loopback\n"
 		"      --images-root DIR      where API migrations of a pid are dumped, one\n"
-		"                             directory per id (default %s, made 0700)\n"
+		"                             directory per id, and the only place an API\n"
+		"                             images_dir may be (default %s, made\n"
+		"                             0700; root-owned, not group/other-writable)\n"
 		"      --criu PATH            the criu binary for dumps and rollbacks (criu)\n"
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
@@ -164,6 +166,7 @@ int main(int argc, char **argv)
 	    .handshake_timeout_s = 10,
 	    .dead_after_s = 10,
 	    .images_root = DEFAULT_IMAGES_ROOT,
+	    .images_root_fd = -1,
 	    .criu = "criu",
 	};
 	struct src_opts o = {.listen = "0.0.0.0"};
