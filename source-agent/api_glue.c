@@ -359,6 +359,19 @@ static int glue_check_image_files(int dirfd, char *bad, size_t len)
 }
 
 /*
+ * path, as written, names something below the images root (as configured
+ * or resolved), without "." or ".." components.
+ */
+static bool glue_below_root(const struct src_agent *a, const char *path)
+{
+	const char *rel;
+
+	return (safepath_below(a->images_root_real, path, &rel) ||
+		safepath_below(a->images_root, path, &rel)) &&
+	       safepath_check_rel(rel) == 0;
+}
+
+/*
  * images_dir must resolve below --images-root, every directory from the
  * root down to it root's and not group/other-writable, its image files
  * root's regular files: then nobody but root can change what the agent
@@ -372,10 +385,12 @@ static int glue_check_images_dir(const struct src_agent *a, const char *dir, cha
 	char bad[256];
 	int fd, ret;
 
-	if (!realpath(dir, real))
+	/* As written first, so a path elsewhere is refused without a look at it. */
+	ret = !glue_below_root(a, dir) ? -EACCES : realpath(dir, real) ? 0 : -errno;
+	if (ret == -ENOENT || ret == -ENOTDIR)
 		return api_error_set(err, -EINVAL, "images_dir %s: cannot serve these images: %s",
-				     dir, strerror(errno));
-	if (!safepath_below(a->images_root_real, real, &rel) || !*rel)
+				     dir, strerror(-ret));
+	if (ret < 0 || !safepath_below(a->images_root_real, real, &rel) || !*rel)
 		return api_error_set(err, -EACCES,
 				     "images_dir %s: not below the images root %s (--images-root): "
 				     "the agent serves only images below it",

@@ -13,7 +13,7 @@
 # the migration fails naming the rule, and no such file is created.
 # Needs curl and python3.
 . "$(dirname "$0")/netlib.sh"
-plan 24
+plan 25
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 command -v python3 >/dev/null || { echo "1..0 # SKIP python3 not found"; exit 0; }
 
@@ -74,6 +74,8 @@ c=$(api "$ssock" b1)
 check "... nothing is served: no migration b1 ($c)" test "$c" = 404
 refused spost b2 images_dir "$iroot/../private" 403 "not below the images root" \
 	"source: R/../private"
+refused spost b3 images_dir "$T/no-such" 403 "not below the images root" \
+	"source: a missing path outside the root, 403 too (whether it exists is not told)"
 # (c) Links below the root.
 refused spost c1 images_dir "$iroot/link" 403 "not below the images root" \
 	"source: a link below the root to outside"
@@ -88,7 +90,7 @@ refused spost d3 images_dir "$iroot/nobody" 403 "not owned by root" \
 	"source: an images_dir not owned by root"
 c=$(api "$ssock" "")
 check "... none of them became a migration" \
-	eval "test '$c' = 200 && ! grep -qE '\"(b2|c1|c2|d1|d2|d3)\"' '$T/resp'"
+	eval "test '$c' = 200 && ! grep -qE '\"(b2|b3|c1|c2|d1|d2|d3)\"' '$T/resp'"
 c=$(spost g1 "\"images_dir\":\"$iroot/good\"")
 check "source: a root-owned images_dir below the root: 202 ($c)" test "$c" = 202
 
