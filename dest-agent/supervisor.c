@@ -168,7 +168,7 @@ static int sup_make_dir(const struct sup *s, const char *what, const char *want,
 		return api_error_set(err, -EINVAL,
 				     "%s %s: give a path below the work root %s, without \".\", "
 				     "\"..\" or empty components",
-				     what, want, s->work_root);
+				     what, rel, s->work_root);
 	if ((size_t)snprintf(out, len, "%s/%s", s->work_root, rel) >= len)
 		return api_error_set(err, -EINVAL, "%s %s: path too long", what, rel);
 	fd = safepath_mkdir(s->root_fd, rel, 0700);

@@ -276,8 +276,12 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 	if (fd < 0) {
 		ret = fd;
 		log_err("migration %s: cannot create %s: %s", req->id, dir, strerror(-ret));
-		ret = api_error_set(err, ret == -EEXIST ? -EEXIST : -EIO,
-				    "cannot create the images dir %s: %s%s", dir, strerror(-ret),
+		ret = api_error_set(err,
+				    ret == -EEXIST  ? -EEXIST
+				    : ret == -EXDEV ? -EINVAL
+						    : -EIO,
+				    "cannot create the images dir %s: %s%s", dir,
+				    safepath_strerror(ret),
 				    ret == -EEXIST ? " (an earlier checkpoint; the agent never "
 						     "overwrites one)"
 						   : "");
