@@ -129,6 +129,7 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
 			"                         dump) and serves its images\n"
 			"  -i, --images DIR       serve images already dumped in DIR instead\n"
+			"                         (below the source agent's --images-root)\n"
 			"      --to HOST[:PORT]   the destination agent's API (port default %d):\n"
 			"                         once the images are served, the source agent\n"
 			"                         hands the migration over to it (with the\n"
