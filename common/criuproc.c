@@ -60,11 +60,16 @@ int criuproc_log_tail(const char *path, unsigned int flags, char *buf, size_t le
 	int fd, ret;
 
 	buf[0] = '\0';
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* criu wrote it in a directory the agent made: a link there is not its log. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		ret = -errno;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = -EINVAL;
 		goto out;
 	}
 	/* A failing criu at -v4 writes megabytes; its errors come at the end. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "imgname.h"
 #include "log.h"
 #include "util.h"
 
@@ -565,6 +566,11 @@ int ctrl_validate_file_name(const char *name, struct ctrl_err *e)
 			       name);
 	if (strstr(name, ".."))
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "file name \"%s\" contains \"..\"",
+			       name);
+	/* The receiver creates the file: only the names CRIU writes (imgname.h). */
+	if (!imgname_allowed(name))
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "file name \"%s\" is not one CRIU writes into an images directory",
 			       name);
 	return 0;
 }

@@ -681,7 +681,8 @@ static int img_read_file(const char *path, void **buf, size_t *len)
 	size_t got = 0;
 	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* A link is not followed: images are plain files in their directory. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		ret = -errno;
 		if (ret != -ENOENT)
@@ -810,11 +811,11 @@ static int img_check_pages_file(const struct img_set *set, const struct img_task
 	ret = image_pages_path(set, task, path, sizeof(path));
 	if (ret < 0)
 		return ret;
-	if (stat(path, &st) < 0) {
+	if (lstat(path, &st) < 0) {
 		ret = -errno;
 		if (ret == -ENOENT && task->pages_file_size == 0)
 			return 0;
-		log_err("%s: stat: %s (pagemap needs %" PRIu64 " bytes)", path, strerror(-ret),
+		log_err("%s: lstat: %s (pagemap needs %" PRIu64 " bytes)", path, strerror(-ret),
 			task->pages_file_size);
 		return ret;
 	}

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -61,6 +62,23 @@ static struct lpsock *lpsock_new(void)
 	return ls;
 }
 
+/*
+ * A socket left by an earlier run of this agent's user is removed; anything
+ * else by that name (a file, a link, someone else's socket) is -EEXIST.
+ */
+static int lpsock_remove_stale(int dirfd)
+{
+	struct stat st;
+
+	if (fstatat(dirfd, LPSOCK_NAME, &st, AT_SYMLINK_NOFOLLOW) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()))
+		return -EEXIST;
+	if (unlinkat(dirfd, LPSOCK_NAME, 0) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
 int lpsock_listen(const char *work_dir, struct lpsock **out)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -83,9 +101,11 @@ int lpsock_listen(const char *work_dir, struct lpsock **out)
 	else
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dirfd,
 			 LPSOCK_NAME);
-	if (unlinkat(dirfd, LPSOCK_NAME, 0) < 0 && errno != ENOENT) {
-		ret = -errno;
-		log_err("%s: cannot remove the stale socket: %s", ls->path, strerror(-ret));
+	ret = lpsock_remove_stale(dirfd);
+	if (ret < 0) {
+		log_err("%s: cannot remove the stale socket: %s", ls->path,
+			ret == -EEXIST ? "it is not a socket of this agent's user"
+				       : strerror(-ret));
 		goto out;
 	}
 	ls->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -430,15 +450,37 @@ static int lpsock_arm_conn(struct lpsock *ls)
 	return 0;
 }
 
+int lpsock_peer_check(int fd, uid_t *uid)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+
+	*uid = (uid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+		return -errno;
+	*uid = uc.uid;
+	return uc.uid == 0 || uc.uid == geteuid() ? 0 : -EPERM;
+}
+
 static void lpsock_accept_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct lpsock *ls = arg;
-	int one = 1, conn;
+	int one = 1, conn, ret;
+	uid_t uid;
 
 	conn = accept4(ls->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (conn < 0) {
 		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
 			log_warn("%s: accept: %s", ls->path, strerror(errno));
+		return;
+	}
+	/* Userfaultfds restored as root come only from root's criu: others wait outside. */
+	ret = lpsock_peer_check(conn, &uid);
+	if (ret < 0) {
+		log_warn("%s: refusing a connection from uid %d: %s", ls->path, (int)uid,
+			 ret == -EPERM ? "only root (or this agent's user) restores"
+				       : strerror(-ret));
+		close(conn);
 		return;
 	}
 	/* Exactly one restore per daemon, as with criu lazy-pages. */

@@ -54,9 +54,11 @@ struct lpsock_ops {
 };
 
 /*
- * Creates <work_dir>/lazy-pages.socket (any stale one is unlinked first)
- * and listens on it.  Needs no event loop, so it can run before the
- * process daemonizes.  Returns 0 and *out, or a negative errno.
+ * Creates <work_dir>/lazy-pages.socket (a stale socket of this agent's
+ * user is unlinked first; any other file by that name is -EEXIST, never
+ * removed) and listens on it.  Only a client of root or the agent's euid
+ * (SO_PEERCRED) is accepted; others are closed and the socket waits on.  Needs no event loop, so it
+ * can run before the process daemonizes.  Returns 0 and *out, or a negative errno.
  */
 int lpsock_listen(const char *work_dir, struct lpsock **out);
 /*
@@ -69,6 +71,11 @@ int lpsock_start(struct lpsock *ls, struct event_base *base, const struct img_se
 int lpsock_attach(struct event_base *base, int fd, const struct img_set *imgs,
 		  const struct lpsock_ops *ops, void *arg, struct lpsock **out);
 void lpsock_free(struct lpsock *ls);
+/*
+ * 0 when the peer of the connected socket fd is root or this process's
+ * euid, -EPERM otherwise (getsockopt's error if it fails); *uid: its uid.
+ */
+int lpsock_peer_check(int fd, uid_t *uid);
 
 /* The socket's path, for messages. */
 const char *lpsock_path(const struct lpsock *ls);

@@ -235,8 +235,9 @@ static void dest_usage(FILE *f)
 		"                         unauthenticated\n"
 		"      --api-group GROUP  members of GROUP may use the API socket too (mode\n"
 		"                         0660, group GROUP); default: root only (0600)\n"
-		"      --work-root DIR    default images directories: DIR/ID "
-		"(default " SUP_WORK_ROOT_DEFAULT ")\n"
+		"      --work-root DIR    every directory a migration writes is made\n"
+		"                         below it, DIR/ID by default (default\n"
+		"                         " SUP_WORK_ROOT_DEFAULT ", root-owned, 0700)\n"
 		"      --max-migrations N migrations running at once (default 4)\n"
 		"      --max-pending N    migrations waiting for their source to connect and\n"
 		"                         authenticate (default 4); each waits at most\n"
@@ -1095,7 +1096,8 @@ static int dest_start_restore(struct dest *d)
 
 static int dest_redirect_log(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	/* Never through a link: under --serve the path is in a directory the agent made. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	int ret = 0;
 
 	if (fd < 0)
@@ -1111,7 +1113,7 @@ static int dest_write_pidfile(const char *path)
 	char buf[32];
 	int fd, n, ret = 0;
 
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
 	if (fd < 0) {
 		ret = -errno;
 		log_err("pidfile %s: %s", path, strerror(-ret));

@@ -13,6 +13,7 @@
 
 #include "ctrl.h"
 #include "log.h"
+#include "safepath.h"
 #include "rdmig-config.h"
 #include "util.h"
 
@@ -63,6 +64,7 @@ struct netsrc {
 	bool verify;   /* negotiated */
 
 	int file_fd;
+	int dir_fd; /* the images directory: received files are created beneath it */
 	char file_path[4096];
 
 	struct ns_task *tasks;
@@ -303,15 +305,14 @@ static int on_image_file(struct netsrc *ns, const ImageFile *f)
 	if (ns->file_fd < 0) {
 		snprintf(ns->file_path, sizeof(ns->file_path), "%s/%s", ns->dir, f->name);
 		/* Never follow a link or replace an existing file: the name is the peer's. */
-		ns->file_fd =
-		    open(ns->file_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (ns->file_fd < 0) {
-			ret = -errno;
+		ret = safepath_openat(ns->dir_fd, f->name, O_WRONLY | O_CREAT | O_EXCL, 0600);
+		if (ret < 0) {
 			log_err("%s: cannot create %s: %s%s", ns->name, ns->file_path,
-				strerror(errno),
-				errno == EEXIST ? " (the images directory must start empty)" : "");
+				strerror(-ret),
+				ret == -EEXIST ? " (the images directory must start empty)" : "");
 			return ret;
 		}
+		ns->file_fd = ret;
 		if (ftruncate(ns->file_fd, (off_t)f->total_size) < 0) {
 			ret = -errno;
 			log_err("%s: cannot size %s to %" PRIu64 " bytes: %s", ns->name,
@@ -676,6 +677,15 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	ns->ops = ops;
 	ns->arg = arg;
 	ns->file_fd = -1;
+	ns->dir_fd = safepath_open_dir(cfg->images_dir);
+	if (ns->dir_fd < 0) {
+		int ret = ns->dir_fd;
+
+		log_err("migration %s: images dir %s: %s", cfg->migration_id, cfg->images_dir,
+			strerror(-ret));
+		free(ns);
+		return ret;
+	}
 	TAILQ_INIT(&ns->pending);
 	ns->host = strdup(cfg->host);
 	ns->port = strdup(cfg->port);
@@ -720,6 +730,7 @@ void netsrc_free(struct netsrc *ns)
 	free(ns->port);
 	free(ns->id);
 	free(ns->dir);
+	close(ns->dir_fd);
 	free(ns);
 }
 

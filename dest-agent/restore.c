@@ -39,7 +39,7 @@ static pid_t restore_read_pidfile(const char *path)
 	ssize_t n;
 	int fd;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd < 0) {
 		log_warn("criu pidfile %s: %s", path, strerror(errno));
 		return 0;

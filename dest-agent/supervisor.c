@@ -27,6 +27,7 @@
 #include "log.h"
 #include "progress.h"
 #include "proctree.h"
+#include "safepath.h"
 #include "util.h"
 
 extern char **environ;
@@ -106,6 +107,7 @@ struct sup {
 	struct event *stop_ev;
 	bool stopping;
 	char work_root[PATH_MAX];
+	int root_fd; /* work_root, trusted: every directory is made beneath it */
 };
 
 static int64_t sup_unix_ms(void)
@@ -145,80 +147,57 @@ static void sup_mig_free(struct sup_mig *m)
 
 /* ---- directories ---- */
 
-/* 1 if dir holds any entry, 0 if empty, or a negative errno. */
-static int sup_dir_used(const char *dir)
-{
-	struct dirent *de;
-	DIR *d;
-	int ret = 0;
-
-	d = opendir(dir);
-	if (!d)
-		return -errno;
-	errno = 0;
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-			ret = 1;
-			break;
-		}
-	}
-	if (!de && errno)
-		ret = -errno;
-	closedir(d);
-	return ret;
-}
-
 /*
- * Makes dir (0700) if it is missing and resolves it into out.  With
- * must_be_empty an existing directory with anything in it is -EEXIST: the
- * worker writes received images with O_EXCL and never over other files.
- * *made tells whether we created it, so a failed start can remove it.
+ * Creates the directory a start request names (want: absolute below the
+ * work root, or relative to it; NULL: the migration's id) beneath the
+ * root's fd, and writes its path into out.  It must not exist: the worker
+ * writes received images, logs and its socket only where the agent made
+ * a fresh directory, never into one someone else prepared.  Nothing
+ * outside the work root is ever named: 403 (400 for a malformed name).
  */
-static int sup_prepare_dir(const char *what, const char *dir, bool must_be_empty, char *out,
-			   bool *made, struct api_error *err)
+static int sup_make_dir(const struct sup *s, const char *what, const char *want, const char *id,
+			char *out, size_t len, struct api_error *err)
 {
-	struct stat st;
-	int ret;
+	const char *rel = want ? want : id;
+	int fd;
 
-	*made = false;
-	if (mkdir(dir, 0700) == 0) {
-		*made = true;
-	} else if (errno != EEXIST) {
-		ret = -errno;
-		log_err("%s %s: cannot create it: %s", what, dir, strerror(-ret));
-		return api_error_set(err, ret == -ENOENT || ret == -ENOTDIR ? -EINVAL : -EIO,
-				     "%s %s: cannot create it: %s", what, dir, strerror(-ret));
+	if (want && want[0] == '/' && (!safepath_below(s->work_root, want, &rel) || !*rel))
+		return api_error_set(err, -EACCES,
+				     "%s %s: not below the work root %s (--work-root): the agent "
+				     "creates the directories it writes, below its root",
+				     what, want, s->work_root);
+	if (safepath_check_rel(rel) < 0)
+		return api_error_set(err, -EINVAL,
+				     "%s %s: give a path below the work root %s, without \".\", "
+				     "\"..\" or empty components",
+				     what, rel, s->work_root);
+	if ((size_t)snprintf(out, len, "%s/%s", s->work_root, rel) >= len)
+		return api_error_set(err, -EINVAL, "%s %s: path too long", what, rel);
+	fd = safepath_mkdir(s->root_fd, rel, 0700);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
 	}
-	if (!realpath(dir, out)) {
-		ret = -errno;
-		log_err("%s %s: %s", what, dir, strerror(-ret));
-		ret = api_error_set(err, -EINVAL, "%s %s: %s", what, dir, strerror(-ret));
-		goto out;
+	log_err("%s %s: cannot create it: %s", what, out, strerror(-fd));
+	switch (fd) {
+	case -EEXIST:
+		return api_error_set(err, -EEXIST,
+				     "%s %s exists: the agent receives only into a directory it "
+				     "creates",
+				     what, out);
+	case -ELOOP:
+		return api_error_set(err, -EACCES,
+				     "%s %s: a symbolic link on the way (not followed below the "
+				     "work root)",
+				     what, out);
+	case -ENOENT:
+	case -ENOTDIR:
+		return api_error_set(err, -EINVAL, "%s %s: its parent is not a directory: %s", what,
+				     out, strerror(-fd));
+	default:
+		return api_error_set(err, -EIO, "%s %s: cannot create it: %s", what, out,
+				     strerror(-fd));
 	}
-	if (stat(out, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		ret = api_error_set(err, -EINVAL, "%s %s is not a directory", what, dir);
-		goto out;
-	}
-	ret = must_be_empty ? sup_dir_used(out) : 0;
-	if (ret < 0) {
-		log_err("%s %s: cannot read it: %s", what, out, strerror(-ret));
-		ret = api_error_set(err, -EIO, "%s %s: cannot read it: %s", what, out,
-				    strerror(-ret));
-		goto out;
-	}
-	if (ret > 0) {
-		ret = api_error_set(err, -EEXIST,
-				    "%s %s is not empty: the agent never receives images over "
-				    "other files",
-				    what, out);
-		goto out;
-	}
-	return 0;
-out:
-	if (*made)
-		rmdir(dir);
-	*made = false;
-	return ret;
 }
 
 /* ---- the worker's view ---- */
@@ -781,7 +760,6 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 {
 	struct sup *s = agent;
 	struct sup_mig *m = NULL, *old;
-	char dir[PATH_MAX];
 	bool made_images = false, made_work = false;
 	int ret;
 
@@ -832,21 +810,17 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	m->verify = req->verify;
 	m->restore = req->restore;
 
-	if (req->images_dir)
-		snprintf(dir, sizeof(dir), "%s", req->images_dir);
-	else if ((size_t)snprintf(dir, sizeof(dir), "%s/%s", s->work_root, req->id) >=
-		 sizeof(dir)) {
-		ret = api_error_set(err, -EINVAL, "work root %s: path too long", s->work_root);
-		goto out;
-	}
-	ret = sup_prepare_dir("images_dir", dir, true, m->images_dir, &made_images, err);
+	ret = sup_make_dir(s, "images_dir", req->images_dir, req->id, m->images_dir,
+			   sizeof(m->images_dir), err);
 	if (ret < 0)
 		goto out;
+	made_images = true;
 	if (req->work_dir) {
-		ret =
-		    sup_prepare_dir("work_dir", req->work_dir, false, m->work_dir, &made_work, err);
+		ret = sup_make_dir(s, "work_dir", req->work_dir, req->id, m->work_dir,
+				   sizeof(m->work_dir), err);
 		if (ret < 0)
 			goto out;
+		made_work = true;
 	} else {
 		snprintf(m->work_dir, sizeof(m->work_dir), "%s", m->images_dir);
 	}
@@ -1000,6 +974,12 @@ static int sup_setup(struct sup *s)
 		log_err("work root %s: %s", s->cfg->work_root, strerror(-ret));
 		goto out;
 	}
+	s->root_fd = safepath_open_dir(s->work_root);
+	ret = s->root_fd < 0 ? s->root_fd : safepath_check_trusted(s->root_fd);
+	if (ret < 0) {
+		log_err("work root %s: %s", s->work_root, safepath_strerror(ret));
+		goto out;
+	}
 	s->base = event_base_new();
 	if (!s->base) {
 		ret = -ENOMEM;
@@ -1036,7 +1016,7 @@ out:
 
 int sup_run(const struct sup_config *cfg)
 {
-	struct sup s = {.cfg = cfg};
+	struct sup s = {.cfg = cfg, .root_fd = -1};
 	struct sup_mig *m;
 	int ret, code = 1;
 
@@ -1072,5 +1052,7 @@ out:
 			event_free(s.sig_ev[i]);
 	if (s.base)
 		event_base_free(s.base);
+	if (s.root_fd >= 0)
+		close(s.root_fd);
 	return code;
 }

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "api_glue.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +17,9 @@
 #include "auth.h"
 #include "handover.h"
 #include "image.h"
+#include "imgname.h"
 #include "log.h"
+#include "safepath.h"
 #include "util.h"
 
 static enum api_state glue_state(const struct src_migration *m)
@@ -258,30 +263,30 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 	struct src_criu_argv av;
 	char dir[API_PATH_MAX + 1];
 	bool made = false;
-	int ret;
+	int fd, ret;
 
 	*out = NULL;
-	if (snprintf(dir, sizeof(dir), "%s/%s", a->images_root, req->id) >= (int)sizeof(dir)) {
+	if (snprintf(dir, sizeof(dir), "%s/%s", a->images_root_real, req->id) >= (int)sizeof(dir)) {
 		ret = api_error_set(err, -EINVAL, "images root %s: path too long", a->images_root);
 		goto out;
 	}
-	ret = mkdir_private(a->images_root);
-	if (ret < 0) {
-		log_err("images root %s: cannot create it: %s", a->images_root, strerror(-ret));
-		ret = api_error_set(err, -EIO, "cannot create the images root %s: %s",
-				    a->images_root, strerror(-ret));
-		goto out;
-	}
-	if (mkdir(dir, 0700) < 0) {
-		ret = -errno;
+	/* Made here, beneath the root's fd: nobody else can have planted anything in it. */
+	fd = safepath_mkdir(a->images_root_fd, req->id, 0700);
+	if (fd < 0) {
+		ret = fd;
 		log_err("migration %s: cannot create %s: %s", req->id, dir, strerror(-ret));
-		ret = api_error_set(err, ret == -EEXIST ? -EEXIST : -EIO,
-				    "cannot create the images dir %s: %s%s", dir, strerror(-ret),
+		ret = api_error_set(err,
+				    ret == -EEXIST  ? -EEXIST
+				    : ret == -EXDEV ? -EINVAL
+						    : -EIO,
+				    "cannot create the images dir %s: %s%s", dir,
+				    safepath_strerror(ret),
 				    ret == -EEXIST ? " (an earlier checkpoint; the agent never "
 						     "overwrites one)"
 						   : "");
 		goto out;
 	}
+	close(fd);
 	made = true;
 	ret = src_mig_new(req->id, dir, secret, req->verify || a->verify, &m);
 	secret = NULL; /* src_mig_new took it */
@@ -315,17 +320,97 @@ out:
 	return ret;
 }
 
-/* images_dir names a directory the agent can list and read (a quick look, no reading). */
-static int glue_check_images_dir(const char *dir)
+/*
+ * The image files of the directory dirfd, as listed (no reading): those
+ * the agent would serve must be regular files of root's.  *bad names the
+ * first that is not.
+ */
+static int glue_check_image_files(int dirfd, char *bad, size_t len)
 {
+	struct dirent *de;
 	struct stat st;
+	int fd, ret = 0;
+	DIR *d;
 
-	if (stat(dir, &st) < 0)
+	fd = dup(dirfd);
+	if (fd < 0)
 		return -errno;
-	if (!S_ISDIR(st.st_mode))
-		return -ENOTDIR;
-	if (access(dir, R_OK | X_OK) < 0)
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
 		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!imgname_allowed(de->d_name))
+			continue;
+		if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			ret = -errno;
+		} else if (S_ISLNK(st.st_mode)) {
+			ret = -ELOOP;
+		} else if (!S_ISREG(st.st_mode)) {
+			ret = -EBADF;
+		} else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+			ret = -EPERM;
+		}
+		if (ret < 0) {
+			snprintf(bad, len, "%s", de->d_name);
+			break;
+		}
+	}
+	closedir(d);
+	return ret;
+}
+
+/*
+ * path, as written, names something below the images root (as configured
+ * or resolved), without "." or ".." components.
+ */
+static bool glue_below_root(const struct src_agent *a, const char *path)
+{
+	const char *rel;
+
+	return (safepath_below(a->images_root_real, path, &rel) ||
+		safepath_below(a->images_root, path, &rel)) &&
+	       safepath_check_rel(rel) == 0;
+}
+
+/*
+ * images_dir must resolve below --images-root, every directory from the
+ * root down to it root's and not group/other-writable, its image files
+ * root's regular files: then nobody but root can change what the agent
+ * serves, or point it elsewhere.  A quick look, no reading; real receives
+ * the resolved path.
+ */
+static int glue_check_images_dir(const struct src_agent *a, const char *dir, char *real,
+				 struct api_error *err)
+{
+	const char *rel;
+	char bad[256];
+	int fd, ret;
+
+	/* As written first, so a path elsewhere is refused without a look at it. */
+	ret = !glue_below_root(a, dir) ? -EACCES : realpath(dir, real) ? 0 : -errno;
+	if (ret == -ENOENT || ret == -ENOTDIR)
+		return api_error_set(err, -EINVAL, "images_dir %s: cannot serve these images: %s",
+				     dir, strerror(-ret));
+	if (ret < 0 || !safepath_below(a->images_root_real, real, &rel) || !*rel)
+		return api_error_set(err, -EACCES,
+				     "images_dir %s: not below the images root %s (--images-root): "
+				     "the agent serves only images below it",
+				     dir, a->images_root_real);
+	fd = safepath_open_trusted_dir(a->images_root_fd, rel);
+	if (fd < 0)
+		return api_error_set(err, fd == -ENOENT || fd == -ENOTDIR ? -EINVAL : -EACCES,
+				     "images_dir %s: refused: %s", dir, safepath_strerror(fd));
+	ret = glue_check_image_files(fd, bad, sizeof(bad));
+	close(fd);
+	if (ret < 0)
+		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EACCES,
+				     "images_dir %s: refused: %s is %s", dir, bad,
+				     ret == -ELOOP   ? "a symbolic link"
+				     : ret == -EBADF ? "not a regular file"
+				     : ret == -EPERM ? "not owned by root"
+						     : strerror(-ret));
 	return 0;
 }
 
@@ -364,6 +449,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	struct auth_secret *secret = NULL;
 	struct src_migration *m = NULL, *old;
 	struct glue_secret_bytes bytes = {.len = 0};
+	char real[PATH_MAX];
 	enum xport_kind want;
 	int ret;
 
@@ -400,14 +486,11 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	 * Only what answers at once is checked here: parsing, mapping and
 	 * checksumming read the whole checkpoint and run on the offload thread.
 	 */
-	ret = glue_check_images_dir(req->images_dir);
-	if (ret < 0) {
-		ret = api_error_set(err, -EINVAL, "images_dir %s: cannot serve these images: %s",
-				    req->images_dir, strerror(-ret));
+	ret = glue_check_images_dir(a, req->images_dir, real, err);
+	if (ret < 0)
 		goto out;
-	}
 	/* The agent's --verify offers checksums for every migration. */
-	ret = src_mig_new(req->id, req->images_dir, secret, req->verify || a->verify, &m);
+	ret = src_mig_new(req->id, real, secret, req->verify || a->verify, &m);
 	secret = NULL; /* src_mig_new took it */
 	if (ret < 0) {
 		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL, "cannot start: %s",
@@ -573,6 +656,13 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 				     "migration \"%s\" was dumped with leave_running: the process "
 				     "still runs on the source",
 				     m->id);
+	/* criu restore runs as root: only in a directory the agent made and dumped into. */
+	if (m->pid <= 0)
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" serves images it was given (images_dir): "
+				     "only checkpoints this agent dumped itself (pid) are rolled "
+				     "back",
+				     m->id);
 	return 0;
 }
 
@@ -621,6 +711,30 @@ static const struct api_ops glue_ops = {
     .rollback = glue_rollback,
 };
 
+/*
+ * The images root: made (0700) when missing, then it must be root's and
+ * not group/other-writable; kept open, so every path below it is resolved
+ * beneath this fd.
+ */
+static int glue_open_root(struct src_agent *a)
+{
+	int ret = mkdir_private(a->images_root);
+
+	if (ret == 0 && !realpath(a->images_root, a->images_root_real))
+		ret = -errno;
+	if (ret == 0) {
+		a->images_root_fd = safepath_open_dir(a->images_root_real);
+		ret = a->images_root_fd < 0 ? a->images_root_fd : 0;
+	}
+	if (ret == 0)
+		ret = safepath_check_trusted(a->images_root_fd);
+	if (ret < 0) {
+		log_err("images root %s: %s", a->images_root, safepath_strerror(ret));
+		return ret;
+	}
+	return 0;
+}
+
 int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 {
 	struct api_config cfg = {
@@ -632,6 +746,9 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	};
 	int ret;
 
+	ret = glue_open_root(a);
+	if (ret < 0)
+		return ret;
 	ret = api_server_create(a->base, &cfg, &glue_ops, a, &a->api);
 	if (ret < 0) {
 		log_err("api: cannot serve on %s%s%s: %s", o->socket_path ? o->socket_path : "",
@@ -651,4 +768,7 @@ void src_api_stop(struct src_agent *a)
 {
 	api_server_destroy(a->api);
 	a->api = NULL;
+	if (a->images_root_fd >= 0)
+		close(a->images_root_fd);
+	a->images_root_fd = -1;
 }

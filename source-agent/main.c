@@ -56,7 +56,9 @@ static void usage(FILE *f)
 		"      --api-group GROUP      members of GROUP may use the API socket too\n"
 		"                             (mode 0660, group GROUP); default: root only\n"
 		"      --images-root DIR      where API migrations of a pid are dumped, one\n"
-		"                             directory per id (default %s, made 0700)\n"
+		"                             directory per id, and the only place an API\n"
+		"                             images_dir may be (default %s, made\n"
+		"                             0700; root-owned, not group/other-writable)\n"
 		"      --criu PATH            the criu binary for dumps and rollbacks (criu)\n"
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
@@ -186,6 +188,7 @@ int main(int argc, char **argv)
 	    .max_preauth_per_addr = SRC_MAX_PREAUTH_PER_ADDR_DEFAULT,
 	    .max_migrations = SRC_MAX_MIGRATIONS_DEFAULT,
 	    .images_root = DEFAULT_IMAGES_ROOT,
+	    .images_root_fd = -1,
 	    .criu = "criu",
 	};
 	struct src_opts o = {.listen = "0.0.0.0"};

@@ -50,10 +50,13 @@ struct src_agent {
 	LIST_HEAD(, src_session) sessions;
 	struct api_server *api;	 /* NULL: no API */
 	const char *images_root; /* where the agent's dumps go: <root>/<id> */
-	const char *criu;	 /* the criu binary (PATH searched without a '/') */
-	char endpoint[300];	 /* "host:port" destinations connect to */
-	int port;		 /* the data listener's port */
-	char listen_host[256];	 /* its address as given ("0.0.0.0": any) */
+	/* With the API: images_root opened and resolved at start (trusted), owned. */
+	int images_root_fd;
+	char images_root_real[4096];
+	const char *criu;      /* the criu binary (PATH searched without a '/') */
+	char endpoint[300];    /* "host:port" destinations connect to */
+	int port;	       /* the data listener's port */
+	char listen_host[256]; /* its address as given ("0.0.0.0": any) */
 	/* Name lookups of the handovers without blocking; made on first use, owned. */
 	struct evdns_base *dns;
 	/* Maps API migrations' images off the loop; made on first use, owned. */

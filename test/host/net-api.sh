@@ -18,7 +18,7 @@ sum0=$(dir_sum "$T/src")
 sock=$T/run/source.sock
 CTL=("$RDMIG_CTL" --socket "$sock")
 
-start_source "$T/source.log" --api-socket "$sock"
+start_source "$T/source.log" --api-socket "$sock" --images-root "$T"
 check "rdmig-source starts with --api-socket and no --migration" alive "$src_pid"
 wait_log "$T/source.log" "api: serving on $sock" >/dev/null
 check "the API socket is mode 0600" test "$(stat -c %a "$sock" 2>/dev/null)" = 600

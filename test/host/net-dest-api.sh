@@ -5,12 +5,12 @@
 # criu that records its arguments, starts rdmig-standin as the restored
 # process and exits once the restore finished, as `criu restore -d` does.
 # Checked: the state sequence, done with full counters and times, the
-# images in WORK_ROOT/ID, Done on the source, 409/400/405/404/503, an
+# images in WORK_ROOT/ID, Done on the source, 409/403/400/405/404/503, an
 # abort (aborted; the source keeps its checkpoint and serves it again), a
 # shutdown by SIGTERM, and the secret in no worker's cmdline or environ
 # and in no log.  Needs curl and python3.
 . "$(dirname "$0")/netlib.sh"
-plan 35
+plan 36
 
 mkimage "$T/src" --size 16M
 # A printable secret, so any leak is easy to grep for.
@@ -158,8 +158,11 @@ check "no secret: 400, the dest has no default secret" \
 	eval "test $c4 = 400 && grep -q 'no default secret' '$T/resp'"
 c5=$(api POST /v1/migrations '{"id":"b5","source":"127.0.0.1:1","secret_file":"'"$T"'/no-such"}')
 c6=$(api POST /v1/migrations '{"id":"b6","source":"127.0.0.1:1","images_dir":"'"$T"'/src","secret":"base64:'"$sec64"'"}')
-check "unreadable secret_file: 400; non-empty images_dir: 409 ($c5 $c6)" \
-	eval "test '$c5 $c6' = '400 409' && grep -q 'is not empty' '$T/resp'"
+check "unreadable secret_file: 400; an images_dir outside the work root: 403 ($c5 $c6)" \
+	eval "test '$c5 $c6' = '400 403' && grep -q 'not below the work root $root (--work-root)' '$T/resp'"
+c7=$(api POST /v1/migrations '{"id":"b7","source":"127.0.0.1:1","images_dir":"'"$root"'/m1","secret":"base64:'"$sec64"'"}')
+check "an existing images_dir below the root: 409, the agent writes only where it created ($c7)" \
+	eval "test '$c7' = 409 && grep -q 'exists: the agent receives only into a directory it creates' '$T/resp'"
 code=$(api GET /v1/migrations/b6)
 check "refused requests created no migration and no directory" \
 	eval "test $code = 404 && test ! -e '$root/b4' && test ! -e '$root/b5' && test -z \"\$(ls '$root' | grep -v '^m1\$')\""

@@ -27,9 +27,12 @@ plan 46
 
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
-mkimage "$T/src" --size 4M
 sock=$T/run/source.sock
 root=$T/images
+# API images_dirs must be below the source's --images-root.
+src=$root/src
+mkdir -p "$root"
+mkimage "$src" --size 4M
 CTL=("$RDMIG_CTL" --socket "$sock")
 
 # state ID / json ID KEY: a field of the migration.
@@ -137,19 +140,20 @@ check "... and it can be rolled back" eval "test $? -eq 0 && wait_json h2 state 
 
 # (3) It refuses.
 start_fake busy --refuse "no room for another migration"
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h3 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h3 \
 	--to "127.0.0.1:$fake_port" --wait >"$T/h3.out" 2>"$T/h3.err"
 rc=$?
 check "a refusing destination agent (503): exit 1, its message" \
 	eval "test $rc -eq 1 && grep -q '^rdmigctl: migration h3 failed: destination agent 127.0.0.1:$fake_port refused: no room for another migration (HTTP 503)' '$T/h3.err'"
-"${CTL[@]}" rollback h3 >/dev/null 2>&1
-check "... images given: rolled back from them" wait_json h3 state rolled_back
+"${CTL[@]}" rollback h3 >"$T/h3-rollback.out" 2>&1
+check "... images given: no rollback, criu restore runs only in the agent's own dumps" \
+	eval "test $? -eq 1 && grep -q 'only checkpoints this agent dumped itself (pid) are rolled back' '$T/h3-rollback.out'"
 
 # (4) It never answers.
 start_fake silent --silent
 silent_port=$fake_port
 t0=$(date +%s)
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h4 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h4 \
 	--to "127.0.0.1:$fake_port" --wait >"$T/h4.out" 2>"$T/h4.err" &
 wpid=$!
 sleep 2
@@ -165,21 +169,21 @@ check "... while it waited, the source's API answered within 1 s (nothing blocks
 
 # (5) A source agent in its place.
 api_port=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/source.log")
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h5 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h5 \
 	--to "127.0.0.1:$api_port" --wait >"$T/h5.out" 2>"$T/h5.err"
 check "a source agent as destination: refused, it is not a destination agent" \
 	eval "test $? -eq 1 && grep -q 'refused: it is not a destination agent (its /v1/health says role source)' '$T/h5.err'"
 
 # (6) It takes the migration, then gives it up before fetching.
 start_fake quit --run 'exit 3'
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h6 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h6 \
 	--to "127.0.0.1:$fake_port" --wait >"$T/h6.out" 2>"$T/h6.err"
 check "a destination agent that gives up: failed, with its error" \
 	eval "test $? -eq 1 && grep -q 'destination agent 127.0.0.1:$fake_port: the migration failed there: command exited 3' '$T/h6.err'"
 
 # (7) Accepted, then lost: the data connection decides.
 start_fake lost
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h7 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h7 \
 	--to "127.0.0.1:$fake_port" --advertise 192.0.2.9 >"$T/h7.out" 2>&1
 check "--advertise HOST: the destination is told HOST and the listener's port" \
 	eval "wait_json h7 dest_state connecting && grep -qx 'source=192.0.2.9:$src_port' '$T/lost/h7.req'"
@@ -197,7 +201,7 @@ check "... the lost destination agent cannot be told: logged" \
 
 # (10) Aborted on the source after the 202: the destination agent gets DELETE.
 start_fake ab
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h12 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h12 \
 	--to "127.0.0.1:$fake_port" >"$T/h12.out" 2>&1
 wait_json h12 dest_state connecting
 "${CTL[@]}" abort h12 >"$T/h12-abort.out" 2>&1
@@ -212,7 +216,7 @@ check "... the source logs the answer" \
 	wait_log "$T/source.log" "migration h12: destination agent 127.0.0.1:$fake_port aborts it too (HTTP 202)"
 
 # (11) Aborted before the POST went out (the agent never answers health).
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h13 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h13 \
 	--to "127.0.0.1:$silent_port" >"$T/h13.out" 2>&1
 wait_log "$T/source.log" "migration h13 serves: asking destination agent" >/dev/null
 "${CTL[@]}" abort h13 >"$T/h13-abort.out" 2>&1
@@ -221,7 +225,7 @@ check "an abort before the POST: aborted, no DELETE sent" \
 
 # (12) Aborted while the POST waits for its answer: the DELETE follows it.
 start_fake slowpost --post-delay 1500
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h15 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h15 \
 	--to "127.0.0.1:$fake_port" >"$T/h15.out" 2>&1
 wait_log "$T/source.log" "migration h15: handing over to destination agent" >/dev/null
 "${CTL[@]}" abort h15 >"$T/h15-abort.out" 2>&1
@@ -231,12 +235,12 @@ check "... the destination agent took the POST, then got the DELETE" \
 	eval "wait_log '$T/source.log' 'migration h15: destination agent 127.0.0.1:$fake_port aborts it too (HTTP 202)' && grep -qx connecting '$T/slowpost/h15.abort'"
 
 # Requests the API refuses before any handover.
-"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h8 \
+"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h8 \
 	--advertise 10.0.0.1 >"$T/h8.out" 2>&1
 check "--advertise without --to: usage error (exit 2)" \
 	eval "test $? -eq 2 && grep -q -- '--advertise needs --to' '$T/h8.out'"
 curl -s --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
-	-d "{\"id\":\"h9\",\"images_dir\":\"$T/src\",\"secret_file\":\"$T/secret\",\"advertise\":\"10.0.0.1\"}" \
+	-d "{\"id\":\"h9\",\"images_dir\":\"$src\",\"secret_file\":\"$T/secret\",\"advertise\":\"10.0.0.1\"}" \
 	http://localhost/v1/migrations >"$T/h9.out" 2>&1
 check "the API: advertise needs dest (400)" grep -q 'field \\"advertise\\" needs \\"dest\\"' "$T/h9.out"
 
@@ -293,7 +297,7 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	check "... fault latencies as the destination agent reports them ($dp50/$dp99 us)" \
 		eval "[ -n '$dp50' ] && [ '$(json h10 fault_p50)' = '$dp50' ] && [ '$(json h10 fault_p99)' = '$dp99' ]"
 	# Its worker cannot reach 127.0.0.1:1: it is still connecting when the source aborts.
-	"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h14 \
+	"${CTL[@]}" migrate --images "$src" --secret-file "$T/secret" --id h14 \
 		--to "127.0.0.1:$dport" --advertise 127.0.0.1:1 >"$T/h14.out" 2>&1
 	wait_log "$T/source.log" "migration h14: destination agent 127.0.0.1:$dport took it" 20 >/dev/null
 	"${CTL[@]}" abort h14 >"$T/h14-abort.out" 2>&1
@@ -318,7 +322,7 @@ else
 fi
 
 # (9) A listener on 0.0.0.0: the address of the API connection's local end.
-"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" >"$T/source-any.log" 2>&1 &
+"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" --images-root "$root" >"$T/source-any.log" 2>&1 &
 any_pid=$!
 track "$any_pid"
 for _ in $(seq 100); do
@@ -327,7 +331,7 @@ for _ in $(seq 100); do
 	sleep 0.05
 done
 start_fake wild
-"$RDMIG_CTL" --socket "$T/run/any.sock" migrate --images "$T/src" --secret-file "$T/secret" \
+"$RDMIG_CTL" --socket "$T/run/any.sock" migrate --images "$src" --secret-file "$T/secret" \
 	--id h11 --to "127.0.0.1:$fake_port" >"$T/h11.out" 2>&1
 for _ in $(seq 100); do
 	[ -s "$T/wild/h11.req" ] && break

@@ -20,7 +20,7 @@ shm=$(mktemp -d /dev/shm/rdmig-map.XXXXXX 2>/dev/null) || shm=$(mktemp -d "$T/sh
 trap 'rm -rf "$shm"; net_cleanup' EXIT
 mkimage "$shm/big" --size 256M
 secret "$T/secret"
-mkdir "$T/empty" "$T/dst"
+mkdir "$shm/empty" "$T/dst"
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 sock=$T/run/source.sock
 CTL=("$RDMIG_CTL" --socket "$sock")
@@ -43,7 +43,7 @@ poll_health() {
 }
 
 start_source "$T/source.log" --api-socket "$sock" --verify --test-map-delay 2000 \
-	--images-root "$T/images" --criu "$fake_criu"
+	--images-root "$shm" --criu "$fake_criu"
 wait_log "$T/source.log" "api: serving on $sock" >/dev/null
 
 # 1. A big image set: the API answers while it is mapped.
@@ -105,14 +105,14 @@ sleep 2.5
 check "... its mapping, dropped, does not bring it back" test "$(state r1)" = rolled_back
 
 # 5. Images that cannot be served.
-read -r code _ < <(post e1 "\"images_dir\":\"$T/no-such-dir\"")
+read -r code _ < <(post e1 "\"images_dir\":\"$shm/no-such-dir\"")
 check "a missing images_dir: 400 at once, naming it" \
-	eval "test '$code' = 400 && grep -q 'images_dir $T/no-such-dir: cannot serve these images: No such file or directory' '$T/e1.post'"
-read -r code _ < <(post e2 "\"images_dir\":\"$T/empty\"")
+	eval "test '$code' = 400 && grep -q 'images_dir $shm/no-such-dir: cannot serve these images: No such file or directory' '$T/e1.post'"
+read -r code _ < <(post e2 "\"images_dir\":\"$shm/empty\"")
 check "an empty images_dir: 202, then failed" \
 	eval "test '$code' = 202 && wait_state e2 failed"
 "${CTL[@]}" status e2 --json >"$T/e2.json" 2>&1
-check "... with the reason" grep -q "\"error\": \"images_dir $T/empty: cannot serve these images: " "$T/e2.json"
+check "... with the reason" grep -q "\"error\": \"images_dir $shm/empty: cannot serve these images: " "$T/e2.json"
 "${CTL[@]}" rollback e2 >"$T/rollback-e2.out" 2>&1
 check "... and no rollback (no complete checkpoint)" \
 	eval "test $? -eq 1 && grep -q 'no complete checkpoint' '$T/rollback-e2.out'"

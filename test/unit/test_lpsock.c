@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -427,6 +428,50 @@ static void test_owner_rejects(void **state)
 	close(uffd);
 }
 
+/* SO_PEERCRED: a client of another uid is refused, root's accepted. */
+static void test_peer_uid(void **state)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	socklen_t len;
+	int l, c, conn, status;
+	uid_t uid;
+	pid_t pid;
+
+	/* An abstract name: no file permissions in the way of the other uid. */
+	snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "rdmig-lpsock-test-%d", (int)getpid());
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(sa.sun_path + 1));
+	l = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&sa, len), 0);
+	assert_int_equal(listen(l, 4), 0);
+	c = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sa, len), 0);
+	conn = accept(l, NULL, NULL);
+	assert_int_equal(lpsock_peer_check(conn, &uid), 0);
+	assert_int_equal(uid, geteuid());
+	close(conn);
+	close(c);
+	if (geteuid() != 0) {
+		close(l);
+		skip();
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (setresgid(65534, 65534, 65534) < 0 || setresuid(65534, 65534, 65534) < 0)
+			_exit(2);
+		c = socket(AF_UNIX, SOCK_STREAM, 0);
+		_exit(connect(c, (struct sockaddr *)&sa, len) == 0 ? 0 : 3);
+	}
+	conn = accept(l, NULL, NULL);
+	assert_true(conn >= 0);
+	assert_int_equal(lpsock_peer_check(conn, &uid), -EPERM);
+	assert_int_equal(uid, 65534);
+	close(conn);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+	close(l);
+}
+
 /* The real socket: created in the work dir, stale file replaced, one client only. */
 static void test_listen_and_accept(void **state)
 {
@@ -440,8 +485,16 @@ static void test_listen_and_accept(void **state)
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/%s", dir, LPSOCK_NAME);
+	/* A file that is not a socket is never removed: the agent did not make it. */
 	stale = open(path, O_CREAT | O_WRONLY, 0600);
 	assert_true(stale >= 0);
+	close(stale);
+	assert_int_equal(lpsock_listen(dir, &ls), -EEXIST);
+	assert_int_equal(unlink(path), 0);
+	/* A socket of an earlier run is. */
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	stale = socket(AF_UNIX, SOCK_STREAM, 0);
+	assert_int_equal(bind(stale, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	close(stale);
 	assert_int_equal(lpsock_listen(dir, &ls), 0);
 	assert_string_equal(lpsock_path(ls), path);
@@ -521,6 +574,7 @@ int main(void)
 	    T(test_pid_twice),
 	    T(test_data_after_fin),
 	    T(test_owner_rejects),
+	    cmocka_unit_test(test_peer_uid),
 	    cmocka_unit_test(test_listen_and_accept),
 	    cmocka_unit_test(test_long_work_dir),
 	};
