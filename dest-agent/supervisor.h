@@ -41,6 +41,8 @@ struct sup_config {
 	unsigned int max_running;
 	const char *criu; /* handed to workers as --criu; NULL: criu from PATH */
 	bool verbose;	  /* workers log with -v too */
+	/* The TCP API's TLS options (common/tls.h), or NULL: none. */
+	const struct tls_opts *tls;
 };
 
 /*

@@ -597,6 +597,10 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    /* "": no UNIX socket (NULL would mean the default path). */
 	    .socket_path = o->socket_path ? o->socket_path : "",
 	    .tcp = o->tcp,
+	    .tls = o->tls,
+	    .allow = o->allow,
+	    .nallow = o->nallow,
+	    .insecure_tcp = o->insecure_tcp,
 	};
 	int ret;
 
@@ -610,8 +614,8 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	if (o->socket_path)
 		log_info("api: serving on %s", api_server_socket_path(a->api));
 	if (o->tcp)
-		log_info("api: serving on TCP port %d (unauthenticated)",
-			 api_server_tcp_port(a->api));
+		log_info("api: serving on TCP port %d (%s)", api_server_tcp_port(a->api),
+			 o->tls ? "mutual TLS" : "plain HTTP, loopback only");
 	return 0;
 }
 

@@ -83,7 +83,7 @@ EOF
 chmod +x "$T/dest-run.sh"
 
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake_criu" \
-	--api-tcp 127.0.0.1:0
+	--api-tcp 127.0.0.1:0 --insecure-api
 
 # (1) All the way, from a pid.
 start_fake ok --run "$T/dest-run.sh" --faults 3 --latency 11,99
@@ -267,7 +267,7 @@ chmod +x "$T/criu-restore"
 real=0
 if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	real=1
-	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 \
+	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 --insecure-api \
 		--work-root "$T/droot" --criu "$T/criu-restore" >"$T/dest-agent.log" 2>&1 &
 	dagent=$!
 	track "$dagent"

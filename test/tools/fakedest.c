@@ -330,7 +330,9 @@ int main(int argc, char **argv)
 	    {"post-delay", required_argument, NULL, 'd'},
 	    {NULL, 0, NULL, 0},
 	};
-	struct api_config cfg = {.role = API_ROLE_DEST, .socket_path = "", .tcp = "127.0.0.1:0"};
+	/* Plain HTTP on loopback: what a source without TLS may hand over to. */
+	struct api_config cfg = {
+	    .role = API_ROLE_DEST, .socket_path = "", .tcp = "127.0.0.1:0", .insecure_tcp = true};
 	const char *port_file = NULL;
 	bool silent = false;
 	struct event_base *base;
