@@ -106,6 +106,13 @@ const char *tls_peer_name(const SSL *ssl, char *buf, size_t len);
  */
 bool tls_peer_allowed(const SSL *ssl, const char *const *allow, size_t n);
 
+/*
+ * Whether host (a name or an address literal, no brackets) is this host's
+ * loopback without a name lookup: "localhost", 127.0.0.0/8, ::1 or a
+ * v4-mapped 127 address.  Plain HTTP may go there, nowhere else.
+ */
+bool tls_host_is_loopback(const char *host);
+
 /* OpenSSL's queued errors, most recent first, as one line (queue cleared). */
 const char *tls_error_text(char *buf, size_t len);
 

@@ -22,6 +22,7 @@
 # (12) while the POST waits for its answer, the DELETE follows it.
 # The secret is in no output and no log.  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
 . "$(dirname "$0")/netlib.sh"
+. "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
 plan 46
 
@@ -242,33 +243,16 @@ check "the API: advertise needs dest (400)" grep -q 'field \\"advertise\\" needs
 
 # (8) rdmig-dest --serve.  Its "criu restore": the stand-in is the restored
 # process; it returns once that runs, as criu restore -d does.
-cat >"$T/criu-restore" <<'EOF'
-#!/bin/bash
-D= W= pidf=
-echo "$*" >>"${0%/*}/criu-restore.args"
-while [ $# -gt 0 ]; do
-	case $1 in
-	-D) D=$2; shift ;;
-	-W) W=$2; shift ;;
-	--pidfile) pidf=$2; shift ;;
-	esac
-	shift
-done
-"$RDMIG_STANDIN" -D "$D" -W "$W" --threads 2 >"$W/standin.out" 2>&1 </dev/null &
-s=$!
-for _ in $(seq 400); do
-	grep -q "restore finished" "$W/standin.out" 2>/dev/null && break
-	kill -0 $s 2>/dev/null || exit 1
-	sleep 0.05
-done
-[ -z "$pidf" ] || echo $s >"$pidf"
-EOF
-chmod +x "$T/criu-restore"
 real=0
 if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	real=1
-	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 --insecure-api \
-		--work-root "$T/droot" --criu "$T/criu-restore" >"$T/dest-agent.log" 2>&1 &
+	# The real agents hand over inside mutual TLS: a TLS source of its own.
+	pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
+		pki_cert "$T/pki" source "DNS:source.test" || exit 1
+	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 \
+		$(pki_tls_args "$T/pki" dest) --allow-peer source.test \
+		--work-root "$T/droot" --criu "$(dirname "$0")/fake-criu-restore.sh" \
+		>"$T/dest-agent.log" 2>&1 &
 	dagent=$!
 	track "$dagent"
 	for _ in $(seq 100); do
@@ -276,6 +260,10 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 		[ -n "$dport" ] && break
 		sleep 0.05
 	done
+	plain_src_pid=$src_pid
+	start_source "$T/source-tls.log" --api-socket "$T/run/source-tls.sock" \
+		--images-root "$root" --criu "$fake_criu" $(pki_tls_args "$T/pki" source)
+	CTL=("$RDMIG_CTL" --socket "$T/run/source-tls.sock")
 	"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h10 --to "127.0.0.1:$dport" \
 		--wait >"$T/h10.out" 2>"$T/h10.err"
 	rc=$?
@@ -295,7 +283,7 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	# Its worker cannot reach 127.0.0.1:1: it is still connecting when the source aborts.
 	"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h14 \
 		--to "127.0.0.1:$dport" --advertise 127.0.0.1:1 >"$T/h14.out" 2>&1
-	wait_log "$T/source.log" "migration h14: destination agent 127.0.0.1:$dport took it" 20 >/dev/null
+	wait_log "$T/source-tls.log" "migration h14: destination agent 127.0.0.1:$dport took it" 20 >/dev/null
 	"${CTL[@]}" abort h14 >"$T/h14-abort.out" 2>&1
 	rc=$?
 	for _ in $(seq 150); do
@@ -305,7 +293,9 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	done
 	check "... an abort on the source aborts the migration there too" \
 		eval "test $rc -eq 0 && grep -q '\"state\":\"aborted\"' '$T/h14-dest.json' && grep -q 'aborted through the API' '$T/h14-dest.json'"
-	kill -TERM "$dagent"
+	kill -TERM "$dagent" "$src_pid"
+	CTL=("$RDMIG_CTL" --socket "$sock")
+	src_pid=$plain_src_pid
 else
 	for d in "rdmig-dest --serve takes the handover: done" \
 		"... its criu restore ran on the images in WORK_ROOT/ID, every page verified" \
@@ -346,9 +336,9 @@ wait_pid "$src_pid" 20
 check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 b64=$(base64 -w0 "$T/secret")
 check "the secret (its base64) is in no rdmigctl output and no source log" \
-	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T/source.log'"
+	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T'/source*.log"
 check "the requests refused by the API started no handover: $((10 + 2 * real)) in all" \
-	eval "test \$(grep -c 'asking destination agent' '$T/source.log') -eq $((10 + 2 * real))"
+	eval "test \$(cat '$T/source.log' '$T/source-tls.log' 2>/dev/null | grep -c 'asking destination agent') -eq $((10 + 2 * real))"
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 80
 	for f in "$T"/*.err "$T"/h1.out; do diag_file "$f" 20; done

@@ -39,3 +39,9 @@ subjectAltName=$san"
 	chmod 600 "$dir/$name.key"
 	rm -f "$dir/$name.csr" "$dir/$name.err"
 }
+
+# pki_tls_args DIR NAME: the --tls-cert/--tls-key/--tls-ca options for NAME's
+# certificate and the CA DIR/ca.pem.
+pki_tls_args() {
+	echo "--tls-cert $1/$2.pem --tls-key $1/$2.key --tls-ca $1/ca.pem"
+}
