@@ -251,7 +251,7 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 		pki_cert "$T/pki" source "DNS:source.test" || exit 1
 	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 \
 		$(pki_tls_args "$T/pki" dest) --allow-peer source.test \
-		--work-root "$T/droot" --criu "$(dirname "$0")/fake-criu-restore.sh" \
+		--work-root "$T/droot" --criu "$(cd "$(dirname "$0")" && pwd)/fake-criu-restore.sh" \
 		>"$T/dest-agent.log" 2>&1 &
 	dagent=$!
 	track "$dagent"
