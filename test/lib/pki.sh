@@ -45,3 +45,13 @@ subjectAltName=$san"
 pki_tls_args() {
 	echo "--tls-cert $1/$2.pem --tls-key $1/$2.key --tls-ca $1/ca.pem"
 }
+
+# pki_agents DIR SOURCE_ADDR DEST_ADDR: a CA and the two agents' certificates
+# of a handover test: "source" (SAN DNS:source.rdmig.test and SOURCE_ADDR)
+# and "dest" (SAN DNS:dest.rdmig.test and DEST_ADDR, the address the
+# source hands over to).
+pki_agents() {
+	pki_ca "$1" &&
+		pki_cert "$1" source "DNS:source.rdmig.test,IP:$2" &&
+		pki_cert "$1" dest "DNS:dest.rdmig.test,IP:$3"
+}
