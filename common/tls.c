@@ -4,9 +4,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -109,6 +111,28 @@ static int tls_fail(const char *what, const char *file)
 	return -EINVAL;
 }
 
+/*
+ * A server's handshake that fails ends in an alert it sends: log it with
+ * the client's address (evhttp drops such a connection silently).
+ */
+static void tls_server_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[64] = "?";
+	long v;
+
+	if (!(where & SSL_CB_WRITE_ALERT) || SSL_alert_type_string(ret)[0] != 'F')
+		return;
+	if (getpeername(SSL_get_fd(ssl), (struct sockaddr *)&ss, &sl) == 0)
+		getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), NULL, 0,
+			    NI_NUMERICHOST);
+	v = SSL_get_verify_result(ssl);
+	log_warn("tls: refused a client from %s: %s%s%s", host, SSL_alert_desc_string_long(ret),
+		 v != X509_V_OK ? ": " : "",
+		 v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+}
+
 int tls_ctx_new(enum tls_role role, const struct tls_opts *o, SSL_CTX **out)
 {
 	SSL_CTX *ctx;
@@ -154,6 +178,7 @@ int tls_ctx_new(enum tls_role role, const struct tls_opts *o, SSL_CTX **out)
 		if (names)
 			SSL_CTX_set_client_CA_list(ctx, names);
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+		SSL_CTX_set_info_callback(ctx, tls_server_info_cb);
 	} else {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	}

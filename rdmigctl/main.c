@@ -6,6 +6,7 @@
  * 2 usage.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -368,6 +369,8 @@ int main(int argc, char **argv)
 	} else {
 		c.t.unix_path = cli_socket_path(&c.a);
 	}
+	/* OpenSSL writes with write(2): an agent that closes must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
 	if (c.a.api_tls && tls_ctx_new(TLS_CLIENT, &c.a.tls, &tls) < 0)
 		return CLI_EXIT_FAILURE;
 	c.t.tls = tls;

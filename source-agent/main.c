@@ -320,6 +320,9 @@ int main(int argc, char **argv)
 		log_err("event_base_new failed");
 		return 1;
 	}
+	/* OpenSSL writes with write(2): a peer that goes must not kill the agent. */
+	if (tls_opts_any(&o.tls))
+		signal(SIGPIPE, SIG_IGN);
 	/* The client side talks to destination agents; the server side is the TCP API's. */
 	if (tls_opts_any(&o.tls) &&
 	    (tls_ctx_new(TLS_CLIENT, &o.tls, &a.tls_client) < 0 ||

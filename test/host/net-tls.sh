@@ -11,7 +11,7 @@
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}"
-plan 26
+plan 28
 
 P=$T/pki
 pki_ca "$P" &&
@@ -149,16 +149,29 @@ sport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/source.log")
 rc=$?
 check "rdmigctl refuses an agent whose certificate does not name the host it reached" \
 	eval "test $rc -eq 1 && grep -q 'its certificate is refused: hostname mismatch\|IP address mismatch' '$T/ctl5.out'"
-# No --secret-file: the source makes the secret and hands it over in TLS.
-"${CTLS[@]}" --api "https://localhost:$sport" migrate --images "$T/src" --id t1 \
-	--to "localhost:$tport" --transport tcp --wait >"$T/t1.out" 2>&1
-rc=$?
+# tls_migrate ID DEST: migrate --images over the source's TLS API and wait,
+# without --secret-file (the source makes the secret); output in $T/ID.out,
+# exit status in rc.
+tls_migrate() {
+	"${CTLS[@]}" --api "https://localhost:$sport" migrate --images "$T/src" --id "$1" \
+		--to "$2" --transport tcp --wait >"$T/$1.out" 2>&1
+	rc=$?
+}
+tls_migrate t1 "localhost:$tport"
 check "migrate over the source's TLS API, handed over in mutual TLS, no secret file: done" \
 	eval "test $rc -eq 0 && grep -q '^  dest:       localhost:$tport (destination agent: done)' '$T/t1.out'"
 check "... the destination's criu restore verified every page" \
 	eval "standin_ok \$(find '$T/tls/t1' -name standin.out | head -n 1) 1024"
 check "... the source generated the migration's secret and logged none of it" \
 	eval "grep -q 'migration t1: handing over to destination agent localhost:$tport' '$T/source.log' && ! grep -qi 'base64:' '$T/source.log' '$T/tls.log'"
+
+# The source agent's own certificate has no IP SAN: as a destination
+# reached by address it is not the agent named, whatever the CA says.
+tls_migrate t4 "127.0.0.1:$sport"
+check "a destination agent whose certificate does not name the dest host: failed, TLS said why" \
+	eval "test $rc -eq 1 && grep -q 'destination agent 127.0.0.1:$sport unreachable: TLS: its certificate is refused: IP address mismatch' '$T/t4.out'"
+check "the agents log the clients refused at the handshake, with their address" \
+	eval "grep -q 'tls: refused a client from 127.0.0.1: .*' '$T/tls.log'"
 
 # (5) A source the destination agent does not allow cannot hand over.
 "$RDMIG_SOURCE" -t tcp -l 127.0.0.1:0 --api-socket "$T/run/stranger.sock" \
