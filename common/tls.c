@@ -279,9 +279,8 @@ static bool tls_first_name(const char *name, void *arg)
 	return true;
 }
 
-const char *tls_peer_name(const SSL *ssl, char *buf, size_t len)
+const char *tls_cert_name(X509 *cert, char *buf, size_t len)
 {
-	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 	struct tls_name_buf b = {buf, len};
 
 	if (!cert)
@@ -289,6 +288,11 @@ const char *tls_peer_name(const SSL *ssl, char *buf, size_t len)
 	else if (!tls_each_name(cert, tls_first_name, &b))
 		snprintf(buf, len, "(no name)");
 	return buf;
+}
+
+const char *tls_peer_name(const SSL *ssl, char *buf, size_t len)
+{
+	return tls_cert_name(ssl ? SSL_get0_peer_certificate(ssl) : NULL, buf, len);
 }
 
 struct tls_allow_list {
@@ -306,13 +310,17 @@ static bool tls_name_listed(const char *name, void *arg)
 	return false;
 }
 
-bool tls_peer_allowed(const SSL *ssl, const char *const *allow, size_t n)
+bool tls_cert_allowed(X509 *cert, const char *const *allow, size_t n)
 {
 	struct tls_allow_list l = {allow, n};
-	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 
+	return cert && n > 0 && tls_each_name(cert, tls_name_listed, &l);
+}
+
+bool tls_peer_allowed(const SSL *ssl, const char *const *allow, size_t n)
+{
 	/* The handshake verified the chain; a failed verification never gets here. */
-	if (!cert || n == 0 || SSL_get_verify_result(ssl) != X509_V_OK)
+	if (!ssl || SSL_get_verify_result(ssl) != X509_V_OK)
 		return false;
-	return tls_each_name(cert, tls_name_listed, &l);
+	return tls_cert_allowed(SSL_get0_peer_certificate(ssl), allow, n);
 }

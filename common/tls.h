@@ -99,6 +99,10 @@ int tls_client_expect_host(SSL *ssl, const char *host);
  */
 const char *tls_peer_name(const SSL *ssl, char *buf, size_t len);
 
+/* The same two for a certificate at hand (cert may be NULL). */
+const char *tls_cert_name(X509 *cert, char *buf, size_t len);
+bool tls_cert_allowed(X509 *cert, const char *const *allow, size_t n);
+
 /*
  * Whether the peer's certificate names one of allow[0..n): any SAN DNS
  * name, or the subject's CN when there is no SAN DNS name, compared
