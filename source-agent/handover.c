@@ -74,6 +74,7 @@ struct src_handover {
 	 */
 	bool req_error;
 	enum evhttp_request_error req_err;
+	uint64_t req_sent_ns;
 	bool unreachable; /* the last poll failed */
 	/*
 	 * The POST was sent: the destination agent may have the migration, so
@@ -83,6 +84,7 @@ struct src_handover {
 	struct evhttp_request *del_req; /* the abort's DELETE in flight, or NULL */
 	bool del_error;			/* as req_error, for the DELETE */
 	enum evhttp_request_error del_err;
+	uint64_t del_sent_ns;
 	uint64_t source_final_ns;
 	char host[API_HOSTPORT_MAX + 1];
 	uint16_t port;
@@ -173,20 +175,37 @@ static void ho_http_error(struct evhttp_request *req, int status, char *buf, siz
 	json_decref(j);
 }
 
+/* The first OpenSSL error the connection queued (libevent adds errnos: skipped); 0: none. */
+static unsigned long ho_tls_error(struct bufferevent *bev)
+{
+	unsigned long e, first = 0;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (!first && ERR_GET_LIB(e) != 0)
+			first = e;
+	return first;
+}
+
 /*
  * Why a request got no answer, from what libevent left behind: seen and e
- * are what its error callback recorded, timeout_s the limit it had.
+ * are what its error callback recorded, timeout_s the limit it had,
+ * sent_ns when it was sent (over TLS, a handshake that times out is not
+ * reported to the callback: the time tells it from a refusal).
  */
 static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_request_error e,
-			       int timeout_s, char *buf, size_t len)
+			       int timeout_s, uint64_t sent_ns, char *buf, size_t len)
 {
 	struct bufferevent *bev = h->conn ? evhttp_connection_get_bufferevent(h->conn) : NULL;
 	int dns = bev ? bufferevent_socket_get_dns_error(bev) : 0;
 	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
-	unsigned long tls_err = ssl ? bufferevent_get_openssl_error(bev) : 0;
+	unsigned long tls_err = ssl ? ho_tls_error(bev) : 0;
 	long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	char why[200];
 
+	if (!seen && now_ns() - sent_ns >= (uint64_t)timeout_s * 1000000000ull) {
+		seen = true;
+		e = EVREQ_HTTP_TIMEOUT;
+	}
 	if (dns)
 		snprintf(buf, len, "cannot resolve %s: %s", h->host, evutil_gai_strerror(dns));
 	else if (verify != X509_V_OK)
@@ -209,7 +228,8 @@ static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_re
 static void ho_phase_error(struct src_handover *h, char *buf, size_t len)
 {
 	ho_transport_error(h, h->req_error, h->req_err,
-			   h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S, buf, len);
+			   h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S,
+			   h->req_sent_ns, buf, len);
 }
 
 static void ho_mirror(struct src_handover *h, const json_t *j)
@@ -342,6 +362,7 @@ static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const c
 		      char *body, int timeout_s)
 {
 	h->req_error = false;
+	h->req_sent_ns = now_ns();
 	return ho_send(h, type, path, body, timeout_s, ho_done, ho_error_cb, &h->req);
 }
 
@@ -874,8 +895,8 @@ static void ho_delete_done(struct evhttp_request *req, void *arg)
 
 	h->del_req = NULL;
 	if (status == 0) {
-		ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S, why,
-				   sizeof(why));
+		ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S, h->del_sent_ns,
+				   why, sizeof(why));
 		log_warn("migration %s: destination agent %s could not be told to abort it: %s", id,
 			 h->name, why);
 	} else if (status == 202) {
@@ -918,6 +939,7 @@ void src_handover_abort(struct src_handover *h)
 	}
 	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
 	h->del_error = false;
+	h->del_sent_ns = now_ns();
 	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, HO_ABORT_TIMEOUT_S, ho_delete_done,
 		    ho_delete_error_cb, &h->del_req) < 0) {
 		src_handover_stop(h);

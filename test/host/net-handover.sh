@@ -20,13 +20,21 @@
 # DELETE (rdmig-fakedest records it; rdmig-dest --serve reports aborted);
 # a lost one is logged as not told; (11) before the POST, nothing is sent;
 # (12) while the POST waits for its answer, the DELETE follows it.
-# The secret is in no output and no log.  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
+# The secret is in no output and no log.  Every handover runs inside
+# mutual TLS, with certificates made here (test/lib/pki.sh): the source
+# agents present "source", the destination agents "dest" and allow only
+# "source".  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
+# shellcheck disable=SC2046 # pki_tls_args gives several words
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
 plan 46
 
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
+pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
+	pki_cert "$T/pki" source "DNS:source.test,IP:127.0.0.1" || exit 1
+src_tls=$(pki_tls_args "$T/pki" source)
+dest_tls="$(pki_tls_args "$T/pki" dest) --allow-peer source.test"
 secret "$T/secret"
 mkimage "$T/src" --size 4M
 sock=$T/run/source.sock
@@ -51,7 +59,7 @@ start_fake() {
 	local name=$1
 	shift
 	mkdir -p "$T/$name"
-	"$RDMIG_FAKEDEST" --record "$T/$name" --port-file "$T/$name.port" "$@" \
+	"$RDMIG_FAKEDEST" --record "$T/$name" --port-file "$T/$name.port" $dest_tls "$@" \
 		>"$T/$name.log" 2>&1 &
 	fake_pid=$!
 	track "$fake_pid"
@@ -83,8 +91,9 @@ wait $dp
 EOF
 chmod +x "$T/dest-run.sh"
 
+# Its TLS API answers the source certificate too: (5) hands over to it.
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake_criu" \
-	--api-tcp 127.0.0.1:0 --insecure-api
+	--api-tcp 127.0.0.1:0 $src_tls --allow-peer source.test
 
 # (1) All the way, from a pid.
 start_fake ok --run "$T/dest-run.sh" --faults 3 --latency 11,99
@@ -207,7 +216,8 @@ check "an abort after the 202: exit 0, aborted on the source" \
 	eval "test $rc -eq 0 && test \"\$(state h12)\" = aborted"
 check "... the destination agent got DELETE while it was connecting" \
 	eval "wait_log '$T/ab/h12.abort' '^connecting\$' && test \$(wc -l <'$T/ab/h12.abort') -eq 1"
-curl -s "http://127.0.0.1:$fake_port/v1/migrations/h12" >"$T/h12-dest.json"
+curl -s --cacert "$T/pki/ca.pem" --cert "$T/pki/source.pem" --key "$T/pki/source.key" \
+	"https://127.0.0.1:$fake_port/v1/migrations/h12" >"$T/h12-dest.json"
 check "... and reports it aborted" grep -q '"state":"aborted"' "$T/h12-dest.json"
 check "... the source logs the answer" \
 	wait_log "$T/source.log" "migration h12: destination agent 127.0.0.1:$fake_port aborts it too (HTTP 202)"
@@ -246,11 +256,7 @@ check "the API: advertise needs dest (400)" grep -q 'field \\"advertise\\" needs
 real=0
 if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	real=1
-	# The real agents hand over inside mutual TLS: a TLS source of its own.
-	pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
-		pki_cert "$T/pki" source "DNS:source.test" || exit 1
-	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 \
-		$(pki_tls_args "$T/pki" dest) --allow-peer source.test \
+	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 $dest_tls \
 		--work-root "$T/droot" --criu "$(cd "$(dirname "$0")" && pwd)/fake-criu-restore.sh" \
 		>"$T/dest-agent.log" 2>&1 &
 	dagent=$!
@@ -260,10 +266,6 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 		[ -n "$dport" ] && break
 		sleep 0.05
 	done
-	plain_src_pid=$src_pid
-	start_source "$T/source-tls.log" --api-socket "$T/run/source-tls.sock" \
-		--images-root "$root" --criu "$fake_criu" $(pki_tls_args "$T/pki" source)
-	CTL=("$RDMIG_CTL" --socket "$T/run/source-tls.sock")
 	"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h10 --to "127.0.0.1:$dport" \
 		--wait >"$T/h10.out" 2>"$T/h10.err"
 	rc=$?
@@ -283,7 +285,7 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	# Its worker cannot reach 127.0.0.1:1: it is still connecting when the source aborts.
 	"${CTL[@]}" migrate --images "$T/src" --secret-file "$T/secret" --id h14 \
 		--to "127.0.0.1:$dport" --advertise 127.0.0.1:1 >"$T/h14.out" 2>&1
-	wait_log "$T/source-tls.log" "migration h14: destination agent 127.0.0.1:$dport took it" 20 >/dev/null
+	wait_log "$T/source.log" "migration h14: destination agent 127.0.0.1:$dport took it" 20 >/dev/null
 	"${CTL[@]}" abort h14 >"$T/h14-abort.out" 2>&1
 	rc=$?
 	for _ in $(seq 150); do
@@ -293,9 +295,7 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	done
 	check "... an abort on the source aborts the migration there too" \
 		eval "test $rc -eq 0 && grep -q '\"state\":\"aborted\"' '$T/h14-dest.json' && grep -q 'aborted through the API' '$T/h14-dest.json'"
-	kill -TERM "$dagent" "$src_pid"
-	CTL=("$RDMIG_CTL" --socket "$sock")
-	src_pid=$plain_src_pid
+	kill -TERM "$dagent"
 else
 	for d in "rdmig-dest --serve takes the handover: done" \
 		"... its criu restore ran on the images in WORK_ROOT/ID, every page verified" \
@@ -308,7 +308,8 @@ else
 fi
 
 # (9) A listener on 0.0.0.0: the address of the API connection's local end.
-"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" >"$T/source-any.log" 2>&1 &
+"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" $src_tls \
+	>"$T/source-any.log" 2>&1 &
 any_pid=$!
 track "$any_pid"
 for _ in $(seq 100); do
@@ -338,7 +339,7 @@ b64=$(base64 -w0 "$T/secret")
 check "the secret (its base64) is in no rdmigctl output and no source log" \
 	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T'/source*.log"
 check "the requests refused by the API started no handover: $((10 + 2 * real)) in all" \
-	eval "test \$(cat '$T/source.log' '$T/source-tls.log' 2>/dev/null | grep -c 'asking destination agent') -eq $((10 + 2 * real))"
+	eval "test \$(grep -c 'asking destination agent' '$T/source.log') -eq $((10 + 2 * real))"
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 80
 	for f in "$T"/*.err "$T"/h1.out; do diag_file "$f" 20; done
