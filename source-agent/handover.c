@@ -190,7 +190,8 @@ static unsigned long ho_tls_error(struct bufferevent *bev)
  * Why a request got no answer, from what libevent left behind: seen and e
  * are what its error callback recorded, timeout_s the limit it had,
  * sent_ns when it was sent (over TLS, a handshake that times out is not
- * reported to the callback: the time tells it from a refusal).
+ * reported to the callback: the time, near the limit, tells it from a
+ * refusal, which is immediate).
  */
 static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_request_error e,
 			       int timeout_s, uint64_t sent_ns, char *buf, size_t len)
@@ -202,7 +203,8 @@ static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_re
 	long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
 	char why[200];
 
-	if (!seen && now_ns() - sent_ns >= (uint64_t)timeout_s * 1000000000ull) {
+	/* libevent's timer starts from its cached time, a little before sent_ns. */
+	if (!seen && now_ns() - sent_ns >= (uint64_t)timeout_s * 900000000ull) {
 		seen = true;
 		e = EVREQ_HTTP_TIMEOUT;
 	}
