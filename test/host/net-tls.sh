@@ -11,7 +11,7 @@
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}"
-plan 28
+plan 29
 
 P=$T/pki
 pki_ca "$P" &&
@@ -119,6 +119,15 @@ check "an allowed certificate (SAN DNS, matched without case): 200 from /v1/heal
 	eval "test '$got' = '200 0' && grep -q '\"status\":\"ok\"' '$T/got.json'"
 got=$(get root --cacert "$P/ca.pem" --cert "$P/cn-only.pem" --key "$P/cn-only.key")
 check "a certificate without SAN DNS is matched by its CN: 200 ($got)" test "$got" = "200 0"
+# A client that connects and never says hello holds no one up.
+exec 3<>"/dev/tcp/127.0.0.1/$tport"
+t0=$(date +%s%N)
+code=$(curl -s -o /dev/null -w '%{http_code}' -m 5 --unix-socket "$T/run/tls.sock" \
+	http://localhost/v1/health)
+ms=$((($(date +%s%N) - t0) / 1000000))
+exec 3<&-
+check "a handshake that never comes blocks nothing: the UNIX socket answers ($code, $ms ms)" \
+	eval "test '$code' = 200 && test $ms -lt 1000"
 got=$(get root --tls-max 1.2 --cacert "$P/ca.pem" --cert "$P/operator.pem" --key "$P/operator.key")
 check "TLS 1.2 is refused: TLS 1.3 only ($got)" eval "[[ '$got' == '000 '[1-9]* ]]"
 
