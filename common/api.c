@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <grp.h>
@@ -25,6 +26,7 @@
 #include "auth.h"
 #include "log.h"
 #include "rdmig-config.h"
+#include "tls.h"
 #include "util.h"
 
 /* Linux's PID_MAX_LIMIT: no pid can be larger. */
@@ -48,6 +50,11 @@ struct api_server {
 	bool group_set; /* --api-group: its members may use the UNIX socket too */
 	gid_t gid;
 	char group[64];
+	/* The TCP listener's own evhttp when it speaks TLS (evhttp's bevcb is per evhttp). */
+	struct evhttp *https;
+	SSL_CTX *tls;
+	const char *const *allow;
+	size_t nallow;
 };
 
 static const char *const state_names[API_STATE__COUNT] = {
@@ -1378,6 +1385,35 @@ static void api_request_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
+/*
+ * The TLS listener's callback: the handshake authenticated the client (a
+ * certificate of the CA); this authorizes it, on every request, against
+ * the allow-list.  A connection without TLS here (evhttp falls back to a
+ * plain one when the bevcb fails) is refused as well.
+ */
+static void api_tls_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct api_server *s = arg;
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	char name[TLS_NAME_MAX], *addr = NULL;
+	ev_uint16_t port = 0;
+
+	if (ssl && tls_peer_allowed(ssl, s->allow, s->nallow)) {
+		api_request_cb(req, arg);
+		return;
+	}
+	if (evcon)
+		evhttp_connection_get_peer(evcon, &addr, &port);
+	tls_peer_name(ssl, name, sizeof(name));
+	log_warn("api: refused %s from %s port %u: certificate \"%s\" is not in --allow-peer",
+		 api_method_str(evhttp_request_get_command(req)), addr ? addr : "?", (unsigned)port,
+		 name);
+	api_reply_error(req, 403, NULL, "certificate \"%s\" is not allowed to use this agent",
+			name);
+}
+
 /* --- Listeners ----------------------------------------------------------- */
 
 /* Creates the missing parent directories of path (0755). */
@@ -1564,11 +1600,54 @@ static bool api_addr_is_loopback(const struct sockaddr_storage *ss)
 	return false;
 }
 
-static int api_tcp_listen(struct api_server *s, const char *hostport)
+/* A TLS connection for evhttp: the handshake runs before any HTTP. */
+static struct bufferevent *api_tls_bev(struct event_base *base, void *arg)
 {
+	struct api_server *s = arg;
+	struct bufferevent *bev;
+	SSL *ssl = SSL_new(s->tls);
+
+	if (!ssl) {
+		log_err("api: cannot set up TLS for a connection: out of memory");
+		return NULL;
+	}
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					     BEV_OPT_CLOSE_ON_FREE);
+	if (!bev) {
+		SSL_free(ssl);
+		log_err("api: cannot set up TLS for a connection: out of memory");
+	}
+	return bev;
+}
+
+static struct evhttp *api_http_new(struct api_server *s, unsigned timeout_s,
+				   void (*cb)(struct evhttp_request *, void *))
+{
+	struct evhttp *http = evhttp_new(s->base);
+
+	if (!http) {
+		log_err("api: evhttp_new failed");
+		return NULL;
+	}
+	evhttp_set_gencb(http, cb, s);
+	/* Let every method reach the router, which answers 405 in JSON. */
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+					     EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+					     EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+					     EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_max_headers_size(http, API_HEADERS_MAX);
+	evhttp_set_max_body_size(http, (ev_ssize_t)(s->max_body * API_BODY_HARD_FACTOR));
+	evhttp_set_timeout(http, timeout_s ? (int)timeout_s : API_TIMEOUT_DEFAULT_S);
+	return http;
+}
+
+static int api_tcp_listen(struct api_server *s, const struct api_config *cfg)
+{
+	const char *hostport = cfg->tcp;
 	char host[API_HOST_MAX + 1], port[8];
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	struct evhttp *http = s->http;
 	uint64_t p;
 	int fd;
 
@@ -1577,7 +1656,29 @@ static int api_tcp_listen(struct api_server *s, const char *hostport)
 		log_err("api: bad TCP listen address \"%s\": expected host:port", hostport);
 		return -EINVAL;
 	}
-	s->tcp_bound = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)p);
+	if (!cfg->tls && !cfg->insecure_tcp) {
+		log_err("api: the TCP API %s would be plain HTTP, open to anyone who reaches it: "
+			"give --tls-cert, --tls-key, --tls-ca and --allow-peer (or, on loopback "
+			"only, --insecure-api)",
+			hostport);
+		return -EPERM;
+	}
+	if (cfg->tls) {
+		if (cfg->nallow == 0) {
+			log_err("api: the TLS API %s has no --allow-peer: nobody could use it",
+				hostport);
+			return -EINVAL;
+		}
+		s->https = api_http_new(s, cfg->timeout_s, api_tls_request_cb);
+		if (!s->https)
+			return -ENOMEM;
+		s->tls = cfg->tls;
+		s->allow = cfg->allow;
+		s->nallow = cfg->nallow;
+		evhttp_set_bevcb(s->https, api_tls_bev, s);
+		http = s->https;
+	}
+	s->tcp_bound = evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)p);
 	if (!s->tcp_bound) {
 		int e = errno ? errno : EADDRNOTAVAIL;
 
@@ -1591,11 +1692,14 @@ static int api_tcp_listen(struct api_server *s, const char *hostport)
 	}
 	s->tcp_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 						     : ((struct sockaddr_in *)&ss)->sin_port);
-	if (!api_addr_is_loopback(&ss))
-		log_warn("api: TCP listener %s is not on loopback: the API is unauthenticated, "
-			 "firewall it",
-			 hostport);
-	log_info("api: listening on TCP %s, port %d (unauthenticated)", host, s->tcp_port);
+	if (!cfg->tls && !api_addr_is_loopback(&ss)) {
+		log_err("api: --insecure-api serves plain HTTP on loopback only, and %s is not: "
+			"give --tls-cert, --tls-key, --tls-ca and --allow-peer",
+			hostport);
+		return -EPERM;
+	}
+	log_info("api: listening on TCP %s, port %d (%s)", host, s->tcp_port,
+		 cfg->tls ? "mutual TLS" : "plain HTTP, loopback only");
 	return 0;
 }
 
@@ -1656,21 +1760,11 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 		if (ret)
 			goto out;
 	}
-	s->http = evhttp_new(base);
+	s->http = api_http_new(s, cfg->timeout_s, api_request_cb);
 	if (!s->http) {
 		ret = -ENOMEM;
-		log_err("api: evhttp_new failed");
 		goto out;
 	}
-	evhttp_set_gencb(s->http, api_request_cb, s);
-	/* Let every method reach the router, which answers 405 in JSON. */
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
-						EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	evhttp_set_max_headers_size(s->http, API_HEADERS_MAX);
-	evhttp_set_max_body_size(s->http, (ev_ssize_t)(s->max_body * API_BODY_HARD_FACTOR));
-	evhttp_set_timeout(s->http, cfg->timeout_s ? (int)cfg->timeout_s : API_TIMEOUT_DEFAULT_S);
 
 	if (cfg->listen_fd > 0) {
 		ret = fd_set_nonblock(cfg->listen_fd);
@@ -1696,7 +1790,7 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 		}
 	}
 	if (cfg->tcp) {
-		ret = api_tcp_listen(s, cfg->tcp);
+		ret = api_tcp_listen(s, cfg);
 		if (ret)
 			goto out;
 	}
@@ -1723,6 +1817,8 @@ void api_server_destroy(struct api_server *s)
 		return;
 	if (s->http)
 		evhttp_free(s->http);
+	if (s->https)
+		evhttp_free(s->https);
 	/* Only our own socket: a successor agent may have replaced it meanwhile. */
 	if (s->sock_path && lstat(s->sock_path, &st) == 0 && st.st_dev == s->sock_dev &&
 	    st.st_ino == s->sock_ino && unlink(s->sock_path) < 0)

@@ -16,7 +16,10 @@
  * Every request on a UNIX socket must come from root or a member of the
  * configured group (403); every POST must be Content-Type application/json
  * (415); a request on a loopback TCP address must name loopback in its
- * Host header (421).
+ * Host header (421).  The TCP listener speaks
+ * mutual TLS (common/tls.h): a client without a certificate of the CA
+ * gets no HTTP, one whose certificate names no allowed peer gets 403 on
+ * every request.  Plain HTTP over TCP only on loopback, when asked for.
  *
  * Functions return 0 or a negative errno.
  */
@@ -276,8 +279,19 @@ struct api_config {
 	 * also when it fails.
 	 */
 	int listen_fd;
-	/* NULL: no TCP listener.  "host:port" (port 0 picks one).  Unauthenticated. */
+	/* NULL: no TCP listener.  "host:port" (port 0 picks one). */
 	const char *tcp;
+	/*
+	 * The TCP listener's TLS server context (tls_ctx_new(TLS_SERVER)),
+	 * borrowed for the server's lifetime, and the certificate names
+	 * allowed to call (borrowed; at least one with TLS).  NULL: plain
+	 * HTTP, refused (-EPERM) unless insecure_tcp and the listener is on
+	 * loopback.
+	 */
+	struct ssl_ctx_st *tls;
+	const char *const *allow;
+	size_t nallow;
+	bool insecure_tcp;
 	size_t max_body;    /* 0: API_BODY_MAX_DEFAULT; at most API_BODY_MAX_LIMIT */
 	unsigned timeout_s; /* idle connection timeout; 0: API_TIMEOUT_DEFAULT_S */
 };

@@ -14,9 +14,20 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "log.h"
 #include "rdmig-config.h"
+#include "tls.h"
 #include "util.h"
+
+/* A connected socket, with TLS on it when ssl is set. */
+struct ac_conn {
+	int fd;
+	SSL *ssl;
+	const char *host; /* for messages */
+};
 
 /* A growable byte buffer; always NUL-terminated when p != NULL. */
 struct ac_buf {
@@ -150,14 +161,88 @@ out:
 	return 0;
 }
 
+/* Logs why TLS failed on c: the certificate check, else OpenSSL's reason. */
+static void ac_tls_log(const struct ac_conn *c, const char *what)
+{
+	long v = SSL_get_verify_result(c->ssl);
+	char why[256];
+
+	if (v != X509_V_OK)
+		log_err("tls: %s with %s: its certificate is refused: %s", what, c->host,
+			X509_verify_cert_error_string(v));
+	else
+		log_err("tls: %s with %s: %s", what, c->host, tls_error_text(why, sizeof(why)));
+}
+
+/*
+ * One SSL_write or SSL_read in the manner of send/recv on a non-blocking
+ * socket: the byte count, 0 at the end of the stream, or -1 with errno
+ * (EAGAIN once it waited for what TLS needs; ECONNABORTED when TLS failed).
+ */
+static ssize_t ac_tls_io(struct ac_conn *c, void *p, size_t len, bool write, uint64_t deadline)
+{
+	int n, e, ret;
+
+	ERR_clear_error();
+	n = write ? SSL_write(c->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len))
+		  : SSL_read(c->ssl, p, (int)(len > INT32_MAX ? INT32_MAX : len));
+	if (n > 0)
+		return n;
+	e = SSL_get_error(c->ssl, n);
+	switch (e) {
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		ret = ac_wait(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+		errno = ret ? -ret : EAGAIN;
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0)
+			errno = ECONNRESET;
+		return -1;
+	default:
+		ac_tls_log(c, write ? "sending" : "receiving");
+		errno = ECONNABORTED;
+		return -1;
+	}
+}
+
+/* Runs the TLS handshake on c->fd, checking the server's certificate names host. */
+static int ac_tls_start(struct ac_conn *c, SSL_CTX *ctx, const char *host, uint64_t deadline)
+{
+	int n, e, ret;
+
+	c->ssl = SSL_new(ctx);
+	if (!c->ssl)
+		return -ENOMEM;
+	if (SSL_set_fd(c->ssl, c->fd) != 1 || tls_client_expect_host(c->ssl, host) < 0)
+		return -ENOMEM;
+	for (;;) {
+		ERR_clear_error();
+		n = SSL_connect(c->ssl);
+		if (n == 1)
+			return 0;
+		e = SSL_get_error(c->ssl, n);
+		if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+			break;
+		ret = ac_wait(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+		if (ret)
+			return ret;
+	}
+	ac_tls_log(c, "handshake");
+	return -ECONNABORTED;
+}
+
 /*
  * Writes the request.  A peer that answers early and closes (e.g. a 413)
  * shows up as EPIPE/ECONNRESET: stop writing and read what it said.
  */
-static int ac_send_all(int fd, const char *p, size_t len, uint64_t deadline)
+static int ac_send_all(struct ac_conn *c, const char *p, size_t len, uint64_t deadline)
 {
 	while (len > 0) {
-		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		ssize_t n = c->ssl ? ac_tls_io(c, (void *)p, len, true, deadline)
+				   : send(c->fd, p, len, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			int ret = -errno;
@@ -166,7 +251,7 @@ static int ac_send_all(int fd, const char *p, size_t len, uint64_t deadline)
 				return 0;
 			if (ret != -EAGAIN && ret != -EINTR)
 				return ret;
-			ret = ac_wait(fd, POLLOUT, deadline);
+			ret = ac_wait(c->fd, POLLOUT, deadline);
 			if (ret)
 				return ret;
 			continue;
@@ -178,7 +263,7 @@ static int ac_send_all(int fd, const char *p, size_t len, uint64_t deadline)
 }
 
 /* Appends what the socket has; returns the byte count, 0 at EOF, or -errno. */
-static ssize_t ac_fill(int fd, struct ac_buf *b, size_t limit, uint64_t deadline)
+static ssize_t ac_fill(struct ac_conn *c, struct ac_buf *b, size_t limit, uint64_t deadline)
 {
 	for (;;) {
 		ssize_t n;
@@ -189,7 +274,8 @@ static ssize_t ac_fill(int fd, struct ac_buf *b, size_t limit, uint64_t deadline
 		ret = ac_buf_reserve(b, 16384);
 		if (ret)
 			return ret;
-		n = recv(fd, b->p + b->len, b->cap - b->len - 1, 0);
+		n = c->ssl ? ac_tls_io(c, b->p + b->len, b->cap - b->len - 1, false, deadline)
+			   : recv(c->fd, b->p + b->len, b->cap - b->len - 1, 0);
 		if (n > 0) {
 			b->len += (size_t)n;
 			b->p[b->len] = '\0';
@@ -201,7 +287,7 @@ static ssize_t ac_fill(int fd, struct ac_buf *b, size_t limit, uint64_t deadline
 			return 0;
 		if (errno != EAGAIN && errno != EINTR)
 			return -errno;
-		ret = ac_wait(fd, POLLIN, deadline);
+		ret = ac_wait(c->fd, POLLIN, deadline);
 		if (ret)
 			return ret;
 	}
@@ -287,10 +373,11 @@ static int ac_parse_head(const char *head, size_t end, struct apiclient_resp *r,
 }
 
 /* Makes sure b holds at least need bytes; EOF before that is a truncated response. */
-static int ac_need(int fd, struct ac_buf *b, size_t need, size_t limit, uint64_t deadline)
+static int ac_need(struct ac_conn *c, struct ac_buf *b, size_t need, size_t limit,
+		   uint64_t deadline)
 {
 	while (b->len < need) {
-		ssize_t n = ac_fill(fd, b, limit, deadline);
+		ssize_t n = ac_fill(c, b, limit, deadline);
 
 		if (n < 0)
 			return (int)n;
@@ -301,7 +388,7 @@ static int ac_need(int fd, struct ac_buf *b, size_t need, size_t limit, uint64_t
 }
 
 /* Decodes a chunked body starting at off into body. */
-static int ac_read_chunked(int fd, struct ac_buf *b, size_t off, struct ac_buf *body,
+static int ac_read_chunked(struct ac_conn *c, struct ac_buf *b, size_t off, struct ac_buf *body,
 			   uint64_t deadline)
 {
 	const size_t limit = APICLIENT_HEADERS_MAX + APICLIENT_BODY_MAX + 64 * 1024;
@@ -314,7 +401,7 @@ static int ac_read_chunked(int fd, struct ac_buf *b, size_t off, struct ac_buf *
 		while (!(eol = memmem(b->p + off, b->len - off, "\r\n", 2))) {
 			if (b->len - off > 64)
 				return -EPROTO;
-			ret = ac_need(fd, b, b->len + 1, limit, deadline);
+			ret = ac_need(c, b, b->len + 1, limit, deadline);
 			if (ret)
 				return ret;
 		}
@@ -327,7 +414,7 @@ static int ac_read_chunked(int fd, struct ac_buf *b, size_t off, struct ac_buf *
 		off = (size_t)(eol - b->p) + 2;
 		if (sz == 0) /* trailers, if any, are ignored with the connection */
 			return 0;
-		ret = ac_need(fd, b, off + sz + 2, limit, deadline);
+		ret = ac_need(c, b, off + sz + 2, limit, deadline);
 		if (ret)
 			return ret;
 		if (b->p[off + sz] != '\r' || b->p[off + sz + 1] != '\n')
@@ -339,7 +426,8 @@ static int ac_read_chunked(int fd, struct ac_buf *b, size_t off, struct ac_buf *
 	}
 }
 
-static int ac_read_response(int fd, bool head, uint64_t deadline, struct apiclient_resp *r)
+static int ac_read_response(struct ac_conn *c, bool head, uint64_t deadline,
+			    struct apiclient_resp *r)
 {
 	const size_t limit = APICLIENT_HEADERS_MAX + APICLIENT_BODY_MAX;
 	struct ac_buf b = {0}, body = {0};
@@ -356,7 +444,7 @@ static int ac_read_response(int fd, bool head, uint64_t deadline, struct apiclie
 				ret = -EMSGSIZE;
 				goto out;
 			}
-			n = ac_fill(fd, &b, limit, deadline);
+			n = ac_fill(c, &b, limit, deadline);
 			if (n <= 0) {
 				ret = n < 0 ? (int)n : -EPROTO;
 				goto out;
@@ -375,17 +463,17 @@ static int ac_read_response(int fd, bool head, uint64_t deadline, struct apiclie
 	if (head || r->status == 204 || r->status == 304) {
 		ret = ac_buf_add(&body, "", 0);
 	} else if (h.chunked) {
-		ret = ac_read_chunked(fd, &b, h.end, &body, deadline);
+		ret = ac_read_chunked(c, &b, h.end, &body, deadline);
 		if (!ret)
 			ret = ac_buf_add(&body, "", 0);
 	} else if (h.content_length >= 0) {
-		ret = ac_need(fd, &b, h.end + (size_t)h.content_length, limit, deadline);
+		ret = ac_need(c, &b, h.end + (size_t)h.content_length, limit, deadline);
 		if (!ret)
 			ret = ac_buf_add(&body, b.p + h.end, (size_t)h.content_length);
 	} else {
 		ssize_t n;
 
-		while ((n = ac_fill(fd, &b, limit, deadline)) > 0)
+		while ((n = ac_fill(c, &b, limit, deadline)) > 0)
 			;
 		ret = n < 0 ? (int)n : ac_buf_add(&body, b.p + h.end, b.len - h.end);
 	}
@@ -405,24 +493,30 @@ static int ac_exchange(const struct apiclient_target *t, const char *req, size_t
 {
 	int ms = t->timeout_ms > 0 ? t->timeout_ms : APICLIENT_TIMEOUT_DEFAULT_MS;
 	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull;
-	int fd = -1, ret;
+	struct ac_conn c = {.fd = -1, .host = t->host};
+	int ret;
 
 	memset(out, 0, sizeof(*out));
 	if (t->host)
-		ret = ac_connect_tcp(t->host, t->port ? t->port : "80", deadline, &fd);
+		ret = ac_connect_tcp(t->host, t->port ? t->port : (t->tls ? "443" : "80"), deadline,
+				     &c.fd);
 	else if (t->unix_path)
-		ret = ac_connect_unix(t->unix_path, deadline, &fd);
+		ret = ac_connect_unix(t->unix_path, deadline, &c.fd);
 	else
 		ret = -EINVAL;
+	if (!ret && t->host && t->tls)
+		ret = ac_tls_start(&c, t->tls, t->host, deadline);
 	if (ret)
 		goto out;
-	ret = ac_send_all(fd, req, len, deadline);
+	ret = ac_send_all(&c, req, len, deadline);
 	if (ret)
 		goto out;
-	ret = ac_read_response(fd, head, deadline, out);
+	ret = ac_read_response(&c, head, deadline, out);
 out:
-	if (fd >= 0)
-		close(fd);
+	/* No close_notify: the answer is read, and the agent closes too. */
+	SSL_free(c.ssl);
+	if (c.fd >= 0)
+		close(c.fd);
 	return ret;
 }
 
@@ -492,8 +586,9 @@ void apiclient_resp_release(struct apiclient_resp *r)
 const char *apiclient_target_str(const struct apiclient_target *t, char *buf, size_t len)
 {
 	if (t->host)
-		snprintf(buf, len, strchr(t->host, ':') ? "[%s]:%s" : "%s:%s", t->host,
-			 t->port ? t->port : "80");
+		snprintf(buf, len, strchr(t->host, ':') ? "%s[%s]:%s" : "%s%s:%s",
+			 t->tls ? "https://" : "", t->host,
+			 t->port ? t->port : (t->tls ? "443" : "80"));
 	else
 		snprintf(buf, len, "%s", t->unix_path ? t->unix_path : "(none)");
 	return buf;

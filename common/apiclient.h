@@ -11,7 +11,9 @@
  *
  * Functions return 0 or a negative errno: the connect errno (-ENOENT,
  * -ECONNREFUSED, -EACCES, ...), -ETIMEDOUT, -EPROTO for a malformed
- * response, -EMSGSIZE for one over the limits, -EINVAL for a bad request.
+ * response, -EMSGSIZE for one over the limits, -EINVAL for a bad request,
+ * -ECONNABORTED when TLS fails (the handshake, a certificate refused
+ * either way; the reason is logged).
  */
 #ifndef RDMIG_APICLIENT_H
 #define RDMIG_APICLIENT_H
@@ -26,6 +28,11 @@ struct apiclient_target {
 	const char *unix_path; /* used when host is NULL */
 	const char *host;      /* TCP: name or address (no brackets) */
 	const char *port;
+	/*
+	 * TCP over mutual TLS: a client context (tls_ctx_new(TLS_CLIENT)),
+	 * borrowed; the server's certificate must name host.  NULL: plain.
+	 */
+	struct ssl_ctx_st *tls;
 	int timeout_ms; /* whole exchange; 0: APICLIENT_TIMEOUT_DEFAULT_MS */
 };
 

@@ -39,6 +39,7 @@
 #include "restore.h"
 #include "staging.h"
 #include "supervisor.h"
+#include "tls.h"
 #include "util.h"
 
 /* Staging slots kept for faults beyond the drain's; faults may also take any free slot. */
@@ -95,6 +96,7 @@ struct dest_opts {
 	bool serve;
 	struct sup_config sup;
 	char api_tcp_buf[300];
+	struct tls_opts tls;
 	int oneshot_opt; /* the first option that --serve does not take, 0: none */
 	int serve_opt;	 /* the first option only --serve takes, 0: none */
 };
@@ -231,8 +233,15 @@ static void dest_usage(FILE *f)
 		"\nSERVE OPTIONS\n"
 		"      --serve            serve the API and run one worker per migration\n"
 		"      --api-socket PATH  the API's UNIX socket (default " API_SOCKET_DEST ")\n"
-		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
-		"                         unauthenticated\n"
+		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
+		"                         with mutual TLS: needs the --tls-* options and\n"
+		"                         --allow-peer, or --insecure-api\n"
+		"      --tls-cert FILE    this agent's certificate (PEM)\n"
+		"      --tls-key FILE     its private key (PEM)\n"
+		"      --tls-ca FILE      the CA that signs every peer's certificate\n"
+		"      --allow-peer NAME  a certificate name (SAN DNS, else CN) allowed to use\n"
+		"                         the TLS API: source agents, operators (repeatable)\n"
+		"      --insecure-api     plain HTTP on --api-tcp, on loopback only\n"
 		"      --api-group GROUP  members of GROUP may use the API socket too (mode\n"
 		"                         0660, group GROUP); default: root only (0600)\n"
 		"      --work-root DIR    every directory a migration writes is made\n"
@@ -266,7 +275,9 @@ static int dest_parse_api_tcp(struct dest_opts *o, const char *arg)
 static bool dest_opt_serve_only(int c)
 {
 	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_API_GROUP ||
-	       c == OPT_WORK_ROOT || c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING;
+	       c == OPT_WORK_ROOT || c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING ||
+	       c == TLS_OPT_CERT || c == TLS_OPT_KEY || c == TLS_OPT_CA ||
+	       c == TLS_OPT_ALLOW_PEER || c == TLS_OPT_INSECURE_API;
 }
 
 /* Options of both modes, and those of --serve; every other one is the one-shot mode's. */
@@ -313,6 +324,9 @@ static int dest_check_serve(const struct option *longopts, struct dest_opts *o)
 		fprintf(stderr, "rdmig-dest: --work-root wants an absolute path\n");
 		return -EINVAL;
 	}
+	if (tls_opts_check(&o->tls, o->sup.api_tcp != NULL, "rdmig-dest") < 0)
+		return -EINVAL;
+	o->sup.tls = &o->tls;
 	o->sup.verbose = o->verbose > 0;
 	return 0;
 }
@@ -362,6 +376,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    TLS_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
 	uint64_t v;
@@ -526,8 +541,14 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 				argv[optind - 1]);
 			return -EINVAL;
 		default:
-			fprintf(stderr, "rdmig-dest: unknown option '%s'; try --help\n",
-				argv[optind - 1]);
+			ret = tls_opts_handle(&o->tls, c, optarg, "rdmig-dest");
+			if (ret == 1) {
+				ret = 0;
+				break;
+			}
+			if (ret == 0)
+				fprintf(stderr, "rdmig-dest: unknown option '%s'; try --help\n",
+					argv[optind - 1]);
 			return -EINVAL;
 		}
 		if (ret < 0) {

@@ -28,6 +28,7 @@
 #include "progress.h"
 #include "proctree.h"
 #include "safepath.h"
+#include "tls.h"
 #include "util.h"
 
 extern char **environ;
@@ -99,6 +100,7 @@ struct sup {
 	const struct sup_config *cfg;
 	struct event_base *base;
 	struct api_server *api;
+	SSL_CTX *tls; /* the TCP API's, or NULL */
 	struct sup_mig_list migs;
 	unsigned int nr_running; /* workers alive, pending ones included */
 	unsigned int nr_pending;
@@ -961,11 +963,15 @@ static void sup_signal_cb(evutil_socket_t sig, short what, void *arg)
 static int sup_setup(struct sup *s)
 {
 	static const int sigs[2] = {SIGINT, SIGTERM};
+	const struct tls_opts *tls = s->cfg->tls;
 	struct api_config ac = {
 	    .role = API_ROLE_DEST,
 	    .socket_path = s->cfg->api_socket,
 	    .tcp = s->cfg->api_tcp,
 	    .group = s->cfg->api_group,
+	    .allow = tls ? tls->allow : NULL,
+	    .nallow = tls ? tls->nallow : 0,
+	    .insecure_tcp = tls && tls->insecure_api,
 	};
 	int ret;
 
@@ -996,6 +1002,12 @@ static int sup_setup(struct sup *s)
 			goto out;
 		}
 	}
+	if (s->cfg->api_tcp && tls && tls_opts_any(tls)) {
+		ret = tls_ctx_new(TLS_SERVER, tls, &s->tls);
+		if (ret < 0)
+			goto out;
+		ac.tls = s->tls;
+	}
 	ret = api_server_create(s->base, &ac, &sup_api_ops, s, &s->api);
 	if (ret < 0) {
 		log_err("api: cannot serve on %s%s%s: %s",
@@ -1007,8 +1019,8 @@ static int sup_setup(struct sup *s)
 	if (api_server_socket_path(s->api))
 		log_info("api: serving on %s", api_server_socket_path(s->api));
 	if (s->cfg->api_tcp)
-		log_info("api: serving on TCP port %d (unauthenticated)",
-			 api_server_tcp_port(s->api));
+		log_info("api: serving on TCP port %d (%s)", api_server_tcp_port(s->api),
+			 s->tls ? "mutual TLS" : "plain HTTP, loopback only");
 	ret = 0;
 out:
 	return ret;
@@ -1028,7 +1040,11 @@ int sup_run(const struct sup_config *cfg)
 	}
 	ret = sup_setup(&s);
 	if (ret < 0) {
-		code = ret == -EADDRINUSE || ret == -EEXIST ? 78 : 1;
+		/* A socket in use, a plain TCP API refused, TLS files unusable: configuration. */
+		bool config =
+		    ret == -EADDRINUSE || ret == -EEXIST || ret == -EPERM || ret == -EINVAL;
+
+		code = config ? 78 : 1;
 		goto out;
 	}
 	log_info("serving migrations: images under %s, at most %u at once", s.work_root,
@@ -1054,5 +1070,6 @@ out:
 		event_base_free(s.base);
 	if (s.root_fd >= 0)
 		close(s.root_fd);
+	SSL_CTX_free(s.tls);
 	return code;
 }

@@ -54,6 +54,8 @@ struct sup_config {
 	unsigned int connect_timeout_s; /* handed to the workers; 0: their default */
 	const char *criu;		/* handed to workers as --criu; NULL: criu from PATH */
 	bool verbose;			/* workers log with -v too */
+	/* The TCP API's TLS options (common/tls.h), or NULL: none. */
+	const struct tls_opts *tls;
 };
 
 /*

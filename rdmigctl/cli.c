@@ -53,6 +53,7 @@ static const struct option cli_options[] = {
     {"watch", no_argument, NULL, OPT_WATCH},
     {"advertise", required_argument, NULL, OPT_ADVERTISE},
     {"dest-images", required_argument, NULL, OPT_DEST_IMAGES},
+    TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -104,7 +105,14 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 	    "  -s, --socket PATH    the agent's UNIX socket (default " API_SOCKET_SOURCE ",\n"
 	    "                       or " API_SOCKET_DEST " with --agent dest)\n"
 	    "      --agent ROLE     source (default) or dest: which default socket\n"
-	    "  -a, --api HOST:PORT  the agent's TCP listener instead (unauthenticated)\n"
+	    "  -a, --api https://HOST:PORT\n"
+	    "                       the agent's TCP listener instead, over mutual TLS\n"
+	    "                       (the agent's certificate must name HOST)\n"
+	    "      --tls-cert FILE  with https: this operator's certificate (PEM)\n"
+	    "      --tls-key FILE   its private key (PEM)\n"
+	    "      --tls-ca FILE    the CA that signs the agents' certificates\n"
+	    "  -a, --api HOST:PORT  plain HTTP: only an agent's --insecure-api loopback\n"
+	    "                       listener answers\n"
 	    "  -t, --timeout SECS   per request (default 10)\n"
 	    "  -j, --json           print the API's JSON instead of text\n"
 	    "  -v, --verbose        more logging\n"
@@ -233,8 +241,15 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 		a->socket_path = arg;
 		break;
 	case 'a':
+		a->api_tls = strncmp(arg, "https://", 8) == 0;
+		if (a->api_tls)
+			arg += 8;
+		else if (strncmp(arg, "http://", 7) == 0)
+			arg += 7;
 		if (cli_check_hostport(arg, true) < 0)
-			return cli_bad(err, a->cmd, "--api wants HOST:PORT, not \"%s\"", arg);
+			return cli_bad(err, a->cmd,
+				       "--api wants https://HOST:PORT (or HOST:PORT), not \"%s\"",
+				       arg);
 		a->api = arg;
 		break;
 	case OPT_AGENT:
@@ -325,6 +340,8 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 			a->watch = true;
 		break;
 	default:
+		if (tls_opts_handle(&a->tls, c, arg, "rdmigctl") == 1)
+			break;
 		return cli_bad(err, a->cmd, "unhandled option %s", name);
 	}
 	return 0;
@@ -401,6 +418,18 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 		return 0;
 	if (a->socket_path && a->api)
 		return cli_bad(err, a->cmd, "--socket and --api exclude each other");
+	if (a->tls.nallow || a->tls.insecure_api)
+		return cli_bad(err, a->cmd,
+			       "--allow-peer and --insecure-api are the agents' options");
+	if (tls_opts_any(&a->tls) != a->api_tls)
+		return cli_bad(err, a->cmd,
+			       a->api_tls
+				   ? "--api https:// wants --tls-cert, --tls-key and --tls-ca"
+				   : "--tls-cert, --tls-key and --tls-ca go with --api "
+				     "https://HOST:PORT");
+	if (a->api_tls && !(a->tls.cert && a->tls.key && a->tls.ca))
+		return cli_bad(err, a->cmd,
+			       "--api https:// wants --tls-cert, --tls-key and --tls-ca");
 
 	switch (a->cmd) {
 	case CLI_CMD_HEALTH:

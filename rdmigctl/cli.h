@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "tls.h"
+
 #define CLI_EXIT_OK	 0
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE	 2
@@ -33,7 +35,9 @@ struct cli_args {
 	bool version; /* --version */
 	int verbose;
 	const char *socket_path; /* --socket; NULL: the agent's default */
-	const char *api;	 /* --api HOST:PORT */
+	const char *api;	 /* --api HOST:PORT, without its "https://" */
+	bool api_tls;		 /* --api https://HOST:PORT: mutual TLS */
+	struct tls_opts tls;	 /* --tls-cert, --tls-key, --tls-ca */
 	bool dest_agent;	 /* --agent dest */
 	int timeout_ms;		 /* --timeout, per request */
 	bool json;

@@ -6,6 +6,7 @@
  * 2 usage.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "cli.h"
 #include "log.h"
 #include "rdmig-config.h"
+#include "tls.h"
 #include "util.h"
 
 /* Polls, 500 ms apart, for a destination agent's last figures. */
@@ -39,6 +41,10 @@ static int ctl_transport_error(const struct ctl *c, int ret)
 	case -ETIMEDOUT:
 		fprintf(stderr, "rdmigctl: the agent at %s did not answer within %d s\n", c->where,
 			c->t.timeout_ms / 1000);
+		break;
+	case -ECONNABORTED:
+		fprintf(stderr, "rdmigctl: no TLS session with the agent at %s (see above)\n",
+			c->where);
 		break;
 	case -EPROTO:
 	case -EMSGSIZE:
@@ -336,6 +342,8 @@ int main(int argc, char **argv)
 {
 	struct ctl c = {0};
 	enum log_level level = LOG_LVL_WARN;
+	SSL_CTX *tls = NULL;
+	int ret;
 
 	log_init(argv[0], level);
 	/* A daemon that closes mid-request is an error to report, not a signal. */
@@ -364,21 +372,34 @@ int main(int argc, char **argv)
 	} else {
 		c.t.unix_path = cli_socket_path(&c.a);
 	}
+	/* OpenSSL writes with write(2): an agent that closes must not kill us. */
+	signal(SIGPIPE, SIG_IGN);
+	if (c.a.api_tls && tls_ctx_new(TLS_CLIENT, &c.a.tls, &tls) < 0)
+		return CLI_EXIT_FAILURE;
+	c.t.tls = tls;
 	apiclient_target_str(&c.t, c.where, sizeof(c.where));
 
 	switch (c.a.cmd) {
 	case CLI_CMD_HEALTH:
-		return ctl_health(&c);
+		ret = ctl_health(&c);
+		break;
 	case CLI_CMD_MIGRATE:
-		return ctl_migrate(&c);
+		ret = ctl_migrate(&c);
+		break;
 	case CLI_CMD_STATUS:
-		return ctl_status(&c);
+		ret = ctl_status(&c);
+		break;
 	case CLI_CMD_ABORT:
-		return ctl_abort(&c);
+		ret = ctl_abort(&c);
+		break;
 	case CLI_CMD_ROLLBACK:
-		return ctl_rollback(&c);
+		ret = ctl_rollback(&c);
+		break;
 	default:
 		cli_usage(stderr, CLI_CMD_NONE);
-		return CLI_EXIT_USAGE;
+		ret = CLI_EXIT_USAGE;
+		break;
 	}
+	SSL_CTX_free(tls);
+	return ret;
 }

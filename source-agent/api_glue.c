@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "api.h"
 #include "auth.h"
 #include "handover.h"
@@ -20,6 +22,7 @@
 #include "imgname.h"
 #include "log.h"
 #include "safepath.h"
+#include "tls.h"
 #include "util.h"
 
 static enum api_state glue_state(const struct src_migration *m)
@@ -108,6 +111,9 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->total_ms = end >= m->created_unix_ms ? end - m->created_unix_ms : 0;
 }
 
+/* Bytes of a secret the source makes for a migration given none. */
+#define GLUE_SECRET_GEN_LEN 32
+
 /* The bytes of a start request's secret, kept for a handover only. */
 struct glue_secret_bytes {
 	uint8_t buf[AUTH_SECRET_MAX];
@@ -115,8 +121,29 @@ struct glue_secret_bytes {
 };
 
 /*
- * The secret of a start request: inline, or the agent reads secret_file.
- * With a destination agent to hand over to, its bytes go to *bytes too.
+ * A fresh secret for a migration handed over without one: only the
+ * destination agent learns it, inside the handover's mutual TLS (or on
+ * loopback), so no operator file has to exist on both hosts.
+ */
+static int glue_secret_generate(struct auth_secret **out, struct glue_secret_bytes *bytes,
+				struct api_error *err)
+{
+	int ret;
+
+	if (RAND_bytes(bytes->buf, GLUE_SECRET_GEN_LEN) != 1)
+		return api_error_set(err, -EIO, "cannot generate a secret: no randomness");
+	bytes->len = GLUE_SECRET_GEN_LEN;
+	ret = auth_secret_from_buf(bytes->buf, bytes->len, out);
+	if (ret < 0)
+		return api_error_set(err, ret, "cannot keep a generated secret: %s",
+				     strerror(-ret));
+	return 0;
+}
+
+/*
+ * The secret of a start request: inline, the agent reads secret_file, or,
+ * with "dest" and neither, a generated one.  With a destination agent to
+ * hand over to, its bytes go to *bytes too.
  */
 static int glue_secret(const struct api_start_req *req, struct auth_secret **out,
 		       struct glue_secret_bytes *bytes, struct api_error *err)
@@ -134,10 +161,12 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 		}
 		return 0;
 	}
+	if (!req->secret_file && req->peer)
+		return glue_secret_generate(out, bytes, err);
 	if (!req->secret_file)
 		return api_error_set(err, -EINVAL,
-				     "give \"secret\" or \"secret_file\": this source has no "
-				     "default secret");
+				     "give \"secret\" or \"secret_file\", or \"dest\" for the "
+				     "source to make one: this source has no default secret");
 	ret = src_mig_load_secret(req->id, req->secret_file, out);
 	if (ret == 0 && req->peer) {
 		ret = auth_secret_copy(*out, bytes->buf, sizeof(bytes->buf), &bytes->len);
@@ -472,6 +501,15 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    xport_kind_str(want));
 		goto out;
 	}
+	/* The secret goes inline in the handover: only inside mutual TLS, or on loopback. */
+	if (req->peer && !a->tls_client && !tls_host_is_loopback(req->peer_host)) {
+		ret = api_error_set(err, -EINVAL,
+				    "dest %s: a handover carries the migration's secret, and this "
+				    "source has no TLS (--tls-cert, --tls-key, --tls-ca): it hands "
+				    "over to a loopback destination agent only",
+				    req->peer);
+		goto out;
+	}
 	ret = glue_secret(req, &secret, &bytes, err);
 	if (ret < 0)
 		goto out;
@@ -743,6 +781,10 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    .socket_path = o->socket_path ? o->socket_path : "",
 	    .tcp = o->tcp,
 	    .group = o->group,
+	    .tls = o->tls,
+	    .allow = o->allow,
+	    .nallow = o->nallow,
+	    .insecure_tcp = o->insecure_tcp,
 	};
 	int ret;
 
@@ -759,8 +801,8 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	if (o->socket_path)
 		log_info("api: serving on %s", api_server_socket_path(a->api));
 	if (o->tcp)
-		log_info("api: serving on TCP port %d (unauthenticated)",
-			 api_server_tcp_port(a->api));
+		log_info("api: serving on TCP port %d (%s)", api_server_tcp_port(a->api),
+			 o->tls ? "mutual TLS" : "plain HTTP, loopback only");
 	return 0;
 }
 

@@ -21,6 +21,11 @@ struct src_api_opts {
 	const char *socket_path; /* UNIX socket, or NULL */
 	const char *tcp;	 /* "host:port" (already checked), or NULL */
 	const char *group;	 /* --api-group, or NULL: the socket is root's only */
+	/* The TCP listener's TLS (api_config's tls, allow, nallow, insecure_tcp). */
+	struct ssl_ctx_st *tls;
+	const char *const *allow;
+	size_t nallow;
+	bool insecure_tcp;
 };
 
 /*

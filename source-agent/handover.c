@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -21,10 +22,13 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "api.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 #define HO_POLL_MS	  500
@@ -54,6 +58,13 @@ struct src_handover {
 	struct src_agent *a;
 	struct src_migration *m;
 	struct evhttp_connection *conn;
+	/*
+	 * Over TLS, a connection the destination agent closed is replaced
+	 * rather than reconnected (its SSL object cannot start over); the
+	 * old one may be the one whose callback runs, so the timer frees it.
+	 */
+	struct evhttp_connection *stale;
+	bool conn_used;
 	struct evhttp_request *req; /* in flight, or NULL */
 	struct event *timer;	    /* the next poll, or the deferred close */
 	enum ho_phase phase;
@@ -63,6 +74,7 @@ struct src_handover {
 	 */
 	bool req_error;
 	enum evhttp_request_error req_err;
+	uint64_t req_sent_ns;
 	bool unreachable; /* the last poll failed */
 	/*
 	 * The POST was sent: the destination agent may have the migration, so
@@ -72,6 +84,7 @@ struct src_handover {
 	struct evhttp_request *del_req; /* the abort's DELETE in flight, or NULL */
 	bool del_error;			/* as req_error, for the DELETE */
 	enum evhttp_request_error del_err;
+	uint64_t del_sent_ns;
 	uint64_t source_final_ns;
 	char host[API_HOSTPORT_MAX + 1];
 	uint16_t port;
@@ -156,18 +169,47 @@ static void ho_http_error(struct evhttp_request *req, int status, char *buf, siz
 	json_decref(j);
 }
 
+/* The first OpenSSL error the connection queued (libevent adds errnos: skipped); 0: none. */
+static unsigned long ho_tls_error(struct bufferevent *bev)
+{
+	unsigned long e, first = 0;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (!first && ERR_GET_LIB(e) != 0)
+			first = e;
+	return first;
+}
+
 /*
  * Why a request got no answer, from what libevent left behind: seen and e
- * are what its error callback recorded, timeout_s the limit it had.
+ * are what its error callback recorded, timeout_s the limit it had,
+ * sent_ns when it was sent (over TLS, a handshake that times out is not
+ * reported to the callback: the time, near the limit, tells it from a
+ * refusal, which is immediate).
  */
 static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_request_error e,
-			       int timeout_s, char *buf, size_t len)
+			       int timeout_s, uint64_t sent_ns, char *buf, size_t len)
 {
 	struct bufferevent *bev = h->conn ? evhttp_connection_get_bufferevent(h->conn) : NULL;
 	int dns = bev ? bufferevent_socket_get_dns_error(bev) : 0;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+	unsigned long tls_err = ssl ? ho_tls_error(bev) : 0;
+	long verify = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
+	char why[200];
 
+	/* libevent's timer starts from its cached time, a little before sent_ns. */
+	if (!seen && now_ns() - sent_ns >= (uint64_t)timeout_s * 900000000ull) {
+		seen = true;
+		e = EVREQ_HTTP_TIMEOUT;
+	}
 	if (dns)
 		snprintf(buf, len, "cannot resolve %s: %s", h->host, evutil_gai_strerror(dns));
+	else if (verify != X509_V_OK)
+		snprintf(buf, len, "TLS: its certificate is refused: %s",
+			 X509_verify_cert_error_string(verify));
+	else if (tls_err)
+		snprintf(buf, len, "TLS handshake failed: %s",
+			 (ERR_error_string_n(tls_err, why, sizeof(why)), why));
 	else if (!seen)
 		snprintf(buf, len, "connection refused");
 	else if (e == EVREQ_HTTP_TIMEOUT)
@@ -182,7 +224,8 @@ static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_re
 static void ho_phase_error(struct src_handover *h, char *buf, size_t len)
 {
 	ho_transport_error(h, h->req_error, h->req_err,
-			   h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S, buf, len);
+			   h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S,
+			   h->req_sent_ns, buf, len);
 }
 
 static void ho_mirror(struct src_handover *h, const json_t *j)
@@ -226,6 +269,30 @@ static void ho_body_cleanup(const void *data, size_t len, void *arg)
 	free((void *)data);
 }
 
+static int ho_connect(struct src_handover *h);
+
+/*
+ * Over TLS, a connection whose socket is gone (the agent closed it) with
+ * nothing in flight is set aside and a new one made for the next request.
+ */
+static int ho_conn_fresh(struct src_handover *h)
+{
+	struct bufferevent *bev;
+
+	if (!h->conn)
+		return ho_connect(h);
+	bev = evhttp_connection_get_bufferevent(h->conn);
+	if (!h->a->tls_client || !h->conn_used || h->req || h->del_req ||
+	    bufferevent_getfd(bev) >= 0)
+		return 0;
+	if (h->stale)
+		evhttp_connection_free(h->stale);
+	h->stale = h->conn;
+	h->conn = NULL;
+	ho_schedule(h, 0);
+	return ho_connect(h);
+}
+
 /*
  * Sends a request on h->conn, queued behind any request in flight there;
  * body (owned, wiped and freed whatever happens) may be NULL.  cb and
@@ -261,7 +328,11 @@ static int ho_send(struct src_handover *h, enum evhttp_cmd_type type, const char
 		}
 		body = NULL; /* the buffer's now */
 	}
+	ret = ho_conn_fresh(h);
+	if (ret < 0)
+		goto out;
 	evhttp_connection_set_timeout(h->conn, timeout_s);
+	h->conn_used = true;
 	if (evhttp_make_request(h->conn, req, type, path) < 0) {
 		/* libevent released the request. */
 		req = NULL;
@@ -287,6 +358,7 @@ static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const c
 		      char *body, int timeout_s)
 {
 	h->req_error = false;
+	h->req_sent_ns = now_ns();
 	return ho_send(h, type, path, body, timeout_s, ho_done, ho_error_cb, &h->req);
 }
 
@@ -655,6 +727,10 @@ static void ho_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct src_handover *h = arg;
 
+	if (h->stale) {
+		evhttp_connection_free(h->stale);
+		h->stale = NULL;
+	}
 	if (h->phase == HO_POLL) {
 		ho_poll(h);
 	} else if (h->phase == HO_ENDED && h->conn && !h->del_req) {
@@ -703,12 +779,50 @@ out:
 	return ret;
 }
 
+/*
+ * A mutual TLS connection to the destination agent: our certificate, its
+ * certificate checked against the CA and the host the operator named.
+ */
+static int ho_connect_tls(struct src_handover *h)
+{
+	struct bufferevent *bev = NULL;
+	SSL *ssl = SSL_new(h->a->tls_client);
+
+	if (!ssl)
+		return -ENOMEM;
+	if (tls_client_expect_host(ssl, h->host) < 0) {
+		SSL_free(ssl);
+		return -EINVAL;
+	}
+	bev = bufferevent_openssl_socket_new(h->a->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+					     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (!bev) {
+		SSL_free(ssl);
+		return -ENOMEM;
+	}
+	/* evhttp frames every answer; a close without close_notify is its end. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	h->conn =
+	    evhttp_connection_base_bufferevent_new(h->a->base, h->a->dns, bev, h->host, h->port);
+	if (!h->conn) {
+		bufferevent_free(bev);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* A connection to the destination agent (no I/O until a request is made). */
 static int ho_connect(struct src_handover *h)
 {
-	h->conn = evhttp_connection_base_new(h->a->base, h->a->dns, h->host, h->port);
-	if (!h->conn)
-		return -ENOMEM;
+	int ret = 0;
+
+	h->conn_used = false;
+	if (h->a->tls_client)
+		ret = ho_connect_tls(h);
+	else if (!(h->conn = evhttp_connection_base_new(h->a->base, h->a->dns, h->host, h->port)))
+		ret = -ENOMEM;
+	if (ret < 0)
+		return ret;
 	evhttp_connection_set_max_body_size(h->conn, HO_BODY_MAX);
 	evhttp_connection_set_max_headers_size(h->conn, HO_HEADERS_MAX);
 	evhttp_connection_set_retries(h->conn, 0);
@@ -755,6 +869,9 @@ void src_handover_stop(struct src_handover *h)
 		evhttp_connection_free(h->conn);
 	h->conn = NULL;
 	h->req = NULL;
+	if (h->stale)
+		evhttp_connection_free(h->stale);
+	h->stale = NULL;
 }
 
 static void ho_delete_error_cb(enum evhttp_request_error e, void *arg)
@@ -774,8 +891,8 @@ static void ho_delete_done(struct evhttp_request *req, void *arg)
 
 	h->del_req = NULL;
 	if (status == 0) {
-		ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S, why,
-				   sizeof(why));
+		ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S, h->del_sent_ns,
+				   why, sizeof(why));
 		log_warn("migration %s: destination agent %s could not be told to abort it: %s", id,
 			 h->name, why);
 	} else if (status == 202) {
@@ -818,6 +935,7 @@ void src_handover_abort(struct src_handover *h)
 	}
 	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
 	h->del_error = false;
+	h->del_sent_ns = now_ns();
 	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, HO_ABORT_TIMEOUT_S, ho_delete_done,
 		    ho_delete_error_cb, &h->del_req) < 0) {
 		src_handover_stop(h);

@@ -19,6 +19,7 @@
 #include "offload.h"
 #include "rdmig-config.h"
 #include "session.h"
+#include "tls.h"
 #include "util.h"
 #include "xport.h"
 
@@ -34,6 +35,7 @@ struct src_opts {
 	const char *api_tcp;
 	const char *api_group;
 	char api_tcp_buf[300];
+	struct tls_opts tls;
 };
 
 static void usage(FILE *f)
@@ -51,8 +53,16 @@ static void usage(FILE *f)
 		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
 		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
 		"                             socket, mode 0600 (conventionally %s)\n"
-		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1);\n"
-		"                             UNAUTHENTICATED: keep it on loopback\n"
+		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
+		"                             with mutual TLS: needs the --tls-* options\n"
+		"                             and --allow-peer, or --insecure-api\n"
+		"      --tls-cert FILE        this agent's certificate (PEM), for the TLS\n"
+		"                             API and the handover to destination agents\n"
+		"      --tls-key FILE         its private key (PEM)\n"
+		"      --tls-ca FILE          the CA that signs every peer's certificate\n"
+		"      --allow-peer NAME      a certificate name (SAN DNS, else CN) allowed\n"
+		"                             to use the TLS API (repeat for several)\n"
+		"      --insecure-api         plain HTTP on --api-tcp, on loopback only\n"
 		"      --api-group GROUP      members of GROUP may use the API socket too\n"
 		"                             (mode 0660, group GROUP); default: root only\n"
 		"      --images-root DIR      where API migrations of a pid are dumped, one\n"
@@ -178,6 +188,7 @@ int main(int argc, char **argv)
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
+	    TLS_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
 	struct src_agent a = {
@@ -197,6 +208,7 @@ int main(int argc, char **argv)
 	struct event *sigint = NULL, *sigterm = NULL;
 	struct src_migration *m;
 	struct xport_params xp;
+	SSL_CTX *tls_server = NULL;
 	char *specs[64];
 	int nspecs = 0, c, i, ret = 1;
 	char host[256], port[16];
@@ -317,7 +329,11 @@ int main(int argc, char **argv)
 			printf("rdmig-source %s\n", RDMIG_VERSION);
 			return 0;
 		default:
-			fprintf(stderr, "rdmig-source: try --help\n");
+			ret = tls_opts_handle(&o.tls, c, optarg, "rdmig-source");
+			if (ret == 1)
+				break;
+			if (ret == 0)
+				fprintf(stderr, "rdmig-source: try --help\n");
 			return 2;
 		}
 	}
@@ -331,6 +347,8 @@ int main(int argc, char **argv)
 				"to take migrations through the API (try --help)\n");
 		return 2;
 	}
+	if (tls_opts_check(&o.tls, o.api_tcp != NULL, "rdmig-source") < 0)
+		return 2;
 	if (parse_hostport(o.listen, DEFAULT_PORT, host, sizeof(host), port, sizeof(port)) < 0) {
 		fprintf(stderr, "rdmig-source: bad --listen '%s'\n", o.listen);
 		return 2;
@@ -349,6 +367,16 @@ int main(int argc, char **argv)
 	if (!a.base) {
 		log_err("event_base_new failed");
 		return 1;
+	}
+	/* OpenSSL writes with write(2): a peer that goes must not kill the agent. */
+	if (tls_opts_any(&o.tls))
+		signal(SIGPIPE, SIG_IGN);
+	/* The client side talks to destination agents; the server side is the TCP API's. */
+	if (tls_opts_any(&o.tls) &&
+	    (tls_ctx_new(TLS_CLIENT, &o.tls, &a.tls_client) < 0 ||
+	     (o.api_tcp && tls_ctx_new(TLS_SERVER, &o.tls, &tls_server) < 0))) {
+		ret = EXIT_CONFIG;
+		goto out;
 	}
 	for (i = 0; i < nspecs; i++)
 		if (add_migration(&a, specs[i], a.verify) < 0)
@@ -373,11 +401,19 @@ int main(int argc, char **argv)
 		 a.port);
 	if (o.api_socket || o.api_tcp) {
 		struct src_api_opts ao = {
-		    .socket_path = o.api_socket, .tcp = o.api_tcp, .group = o.api_group};
+		    .socket_path = o.api_socket,
+		    .tcp = o.api_tcp,
+		    .group = o.api_group,
+		    .tls = tls_server,
+		    .allow = o.tls.allow,
+		    .nallow = o.tls.nallow,
+		    .insecure_tcp = o.tls.insecure_api,
+		};
 
 		ret = src_api_start(&a, &ao);
 		if (ret < 0) {
-			ret = ret == -EADDRINUSE || ret == -EEXIST ? EXIT_CONFIG : 1;
+			ret =
+			    ret == -EADDRINUSE || ret == -EEXIST || ret == -EPERM ? EXIT_CONFIG : 1;
 			goto out;
 		}
 		ret = 1;
@@ -416,5 +452,7 @@ out:
 	/* Let the closed connections flush and be released. */
 	xport_drain_closing(a.base, 3000);
 	event_base_free(a.base);
+	SSL_CTX_free(tls_server);
+	SSL_CTX_free(a.tls_client);
 	return ret;
 }

@@ -62,6 +62,11 @@ struct src_agent {
 	/* Maps API migrations' images off the loop; made on first use, owned. */
 	struct offload *offload;
 	unsigned int map_delay_ms; /* testing: each map job waits this long first */
+	/*
+	 * The handovers' TLS client context (--tls-*), owned; NULL: plain
+	 * HTTP, to loopback destination agents only.
+	 */
+	struct ssl_ctx_st *tls_client;
 };
 
 #define SRC_MAX_PREAUTH_DEFAULT		 64

@@ -95,7 +95,7 @@ c=$(spost g1 "\"images_dir\":\"$iroot/good\"")
 check "source: a root-owned images_dir below the root: 202 ($c)" test "$c" = 202
 
 # (a) The destination agent.
-"$RDMIG_DEST" --serve --api-socket "$dsock" --api-tcp 127.0.0.1:0 --work-root "$droot" \
+"$RDMIG_DEST" --serve --api-socket "$dsock" --api-tcp 127.0.0.1:0 --insecure-api --work-root "$droot" \
 	--criu /bin/false -o "$T/sup.log" &
 sup_pid=$!
 track "$sup_pid"

@@ -22,33 +22,11 @@ sum0=$(dir_sum "$T/src")
 sock=$T/run/dest.sock
 root=$T/root
 
-# The fake criu: records "cwd=... args=...", takes a second (so polling sees
+# The fake criu records "cwd=... args=...", takes a second (so polling sees
 # "restoring"), plays the restored process with the stand-in, writes
 # --pidfile and exits once FIN is sent, as criu restore -d does.
-cat >"$T/criu" <<'EOS'
-#!/bin/bash
-D= W= pidf=
-echo "cwd=$PWD args=$*" >>"$FAKE_CRIU_ARGS"
-sleep 1
-while [ $# -gt 0 ]; do
-	case $1 in
-	-D) D=$2; shift ;;
-	-W) W=$2; shift ;;
-	--pidfile) pidf=$2; shift ;;
-	esac
-	shift
-done
-"$RDMIG_STANDIN" -D "$D" -W "$W" --threads 2 >"$W/standin.out" 2>&1 </dev/null &
-s=$!
-for _ in $(seq 400); do
-	grep -q "restore finished" "$W/standin.out" 2>/dev/null && break
-	kill -0 $s 2>/dev/null || exit 1
-	sleep 0.05
-done
-echo $s >"$pidf"
-EOS
-chmod +x "$T/criu"
-export FAKE_CRIU_ARGS=$T/criu.args
+cp "$(dirname "$0")/fake-criu-restore.sh" "$T/criu"
+export FAKE_CRIU_ARGS=$T/criu.args FAKE_CRIU_DELAY=1
 
 # api METHOD PATH [BODY]: the body goes to $T/resp, the HTTP status to stdout.
 api() {

@@ -20,12 +20,21 @@
 # DELETE (rdmig-fakedest records it; rdmig-dest --serve reports aborted);
 # a lost one is logged as not told; (11) before the POST, nothing is sent;
 # (12) while the POST waits for its answer, the DELETE follows it.
-# The secret is in no output and no log.  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
+# The secret is in no output and no log.  Every handover runs inside
+# mutual TLS, with certificates made here (test/lib/pki.sh): the source
+# agents present "source", the destination agents "dest" and allow only
+# "source".  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
+# shellcheck disable=SC2046 # pki_tls_args gives several words
 . "$(dirname "$0")/netlib.sh"
+. "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
 plan 46
 
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
+pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
+	pki_cert "$T/pki" source "DNS:source.test,IP:127.0.0.1" || exit 1
+src_tls=$(pki_tls_args "$T/pki" source)
+dest_tls="$(pki_tls_args "$T/pki" dest) --allow-peer source.test"
 secret "$T/secret"
 sock=$T/run/source.sock
 root=$T/images
@@ -53,7 +62,7 @@ start_fake() {
 	local name=$1
 	shift
 	mkdir -p "$T/$name"
-	"$RDMIG_FAKEDEST" --record "$T/$name" --port-file "$T/$name.port" "$@" \
+	"$RDMIG_FAKEDEST" --record "$T/$name" --port-file "$T/$name.port" $dest_tls "$@" \
 		>"$T/$name.log" 2>&1 &
 	fake_pid=$!
 	track "$fake_pid"
@@ -85,8 +94,9 @@ wait $dp
 EOF
 chmod +x "$T/dest-run.sh"
 
+# Its TLS API answers the source certificate too: (5) hands over to it.
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake_criu" \
-	--api-tcp 127.0.0.1:0
+	--api-tcp 127.0.0.1:0 $src_tls --allow-peer source.test
 
 # (1) All the way, from a pid.
 start_fake ok --run "$T/dest-run.sh" --faults 3 --latency 11,99
@@ -210,7 +220,8 @@ check "an abort after the 202: exit 0, aborted on the source" \
 	eval "test $rc -eq 0 && test \"\$(state h12)\" = aborted"
 check "... the destination agent got DELETE while it was connecting" \
 	eval "wait_log '$T/ab/h12.abort' '^connecting\$' && test \$(wc -l <'$T/ab/h12.abort') -eq 1"
-curl -s "http://127.0.0.1:$fake_port/v1/migrations/h12" >"$T/h12-dest.json"
+curl -s --cacert "$T/pki/ca.pem" --cert "$T/pki/source.pem" --key "$T/pki/source.key" \
+	"https://127.0.0.1:$fake_port/v1/migrations/h12" >"$T/h12-dest.json"
 check "... and reports it aborted" grep -q '"state":"aborted"' "$T/h12-dest.json"
 check "... the source logs the answer" \
 	wait_log "$T/source.log" "migration h12: destination agent 127.0.0.1:$fake_port aborts it too (HTTP 202)"
@@ -246,33 +257,12 @@ check "the API: advertise needs dest (400)" grep -q 'field \\"advertise\\" needs
 
 # (8) rdmig-dest --serve.  Its "criu restore": the stand-in is the restored
 # process; it returns once that runs, as criu restore -d does.
-cat >"$T/criu-restore" <<'EOF'
-#!/bin/bash
-D= W= pidf=
-echo "$*" >>"${0%/*}/criu-restore.args"
-while [ $# -gt 0 ]; do
-	case $1 in
-	-D) D=$2; shift ;;
-	-W) W=$2; shift ;;
-	--pidfile) pidf=$2; shift ;;
-	esac
-	shift
-done
-"$RDMIG_STANDIN" -D "$D" -W "$W" --threads 2 >"$W/standin.out" 2>&1 </dev/null &
-s=$!
-for _ in $(seq 400); do
-	grep -q "restore finished" "$W/standin.out" 2>/dev/null && break
-	kill -0 $s 2>/dev/null || exit 1
-	sleep 0.05
-done
-[ -z "$pidf" ] || echo $s >"$pidf"
-EOF
-chmod +x "$T/criu-restore"
 real=0
 if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 	real=1
-	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 \
-		--work-root "$T/droot" --criu "$T/criu-restore" >"$T/dest-agent.log" 2>&1 &
+	"$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 $dest_tls \
+		--work-root "$T/droot" --criu "$(cd "$(dirname "$0")" && pwd)/fake-criu-restore.sh" \
+		>"$T/dest-agent.log" 2>&1 &
 	dagent=$!
 	track "$dagent"
 	for _ in $(seq 100); do
@@ -322,7 +312,8 @@ else
 fi
 
 # (9) A listener on 0.0.0.0: the address of the API connection's local end.
-"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" --images-root "$root" >"$T/source-any.log" 2>&1 &
+"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" --images-root "$root" $src_tls \
+	>"$T/source-any.log" 2>&1 &
 any_pid=$!
 track "$any_pid"
 for _ in $(seq 100); do
@@ -350,7 +341,7 @@ wait_pid "$src_pid" 20
 check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 b64=$(base64 -w0 "$T/secret")
 check "the secret (its base64) is in no rdmigctl output and no source log" \
-	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T/source.log'"
+	eval "! grep -qF -e '$b64' '$T'/*.out '$T'/*.err '$T'/*.json '$T'/source*.log"
 check "the requests refused by the API started no handover: $((10 + 2 * real)) in all" \
 	eval "test \$(grep -c 'asking destination agent' '$T/source.log') -eq $((10 + 2 * real))"
 [ "$tap_failed" -eq 0 ] || {

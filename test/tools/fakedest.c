@@ -42,6 +42,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "tls.h"
 #include "util.h"
 
 #define FAKE_MAX 16
@@ -328,9 +329,13 @@ int main(int argc, char **argv)
 	    {"latency", required_argument, NULL, 'l'},
 	    {"silent", no_argument, NULL, 's'},
 	    {"post-delay", required_argument, NULL, 'd'},
+	    TLS_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
+	/* Without the TLS options, plain HTTP on loopback (a source without TLS may go there). */
 	struct api_config cfg = {.role = API_ROLE_DEST, .socket_path = "", .tcp = "127.0.0.1:0"};
+	struct tls_opts tls = {0};
+	SSL_CTX *ctx = NULL;
 	const char *port_file = NULL;
 	bool silent = false;
 	struct event_base *base;
@@ -373,12 +378,24 @@ int main(int argc, char **argv)
 				return 2;
 			break;
 		default:
-			fprintf(stderr, "usage: rdmig-fakedest --record DIR [--api-tcp H:P] "
-					"[--port-file F] [--run CMD] [--refuse MSG] [--faults N] "
-					"[--latency P50,P99] [--silent] [--post-delay MS]\n");
+			if (tls_opts_handle(&tls, c, optarg, "rdmig-fakedest") == 1)
+				break;
+			fprintf(stderr,
+				"usage: rdmig-fakedest --record DIR [--api-tcp H:P] "
+				"[--port-file F] [--run CMD] [--refuse MSG] [--faults N] "
+				"[--latency P50,P99] [--silent] [--post-delay MS] "
+				"[--tls-cert F --tls-key F --tls-ca F --allow-peer NAME]\n");
 			return 2;
 		}
 	}
+	if (tls_opts_check(&tls, true, "rdmig-fakedest") < 0)
+		return 2;
+	if (tls_opts_any(&tls) && tls_ctx_new(TLS_SERVER, &tls, &ctx) < 0)
+		return 1;
+	cfg.tls = ctx;
+	cfg.allow = tls.allow;
+	cfg.nallow = tls.nallow;
+	cfg.insecure_tcp = !ctx;
 	if (silent)
 		return fake_silent(port_file);
 	if (!fk.record)
@@ -400,5 +417,6 @@ out:
 	event_free(chld);
 	event_free(term);
 	event_base_free(base);
+	SSL_CTX_free(ctx);
 	return ret;
 }

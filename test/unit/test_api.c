@@ -247,7 +247,8 @@ static void *env_loop(void *arg)
 static struct env *env_start(enum api_role role, const char *tcp, bool inherit)
 {
 	struct env *e = calloc(1, sizeof(*e));
-	struct api_config cfg = {.role = role, .tcp = tcp, .group = env_group};
+	struct api_config cfg = {
+	    .role = role, .tcp = tcp, .group = env_group, .insecure_tcp = true};
 
 	assert_non_null(e);
 	snprintf(e->dir, sizeof(e->dir), "%s/XXXXXX", tmp_root);
@@ -1109,6 +1110,12 @@ static void test_socket_lifecycle(void **state)
 	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EINVAL);
 	cfg.tcp = "localhost";
 	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EINVAL);
+	/* Plain HTTP over TCP: never without insecure_tcp, and then on loopback only. */
+	cfg.tcp = "127.0.0.1:0";
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EPERM);
+	cfg.insecure_tcp = true;
+	cfg.tcp = "0.0.0.0:0";
+	assert_int_equal(api_server_create(base, &cfg, &fake_ops, &ag, &a), -EPERM);
 	assert_int_equal(count_fds(), fds);
 
 	snprintf(path, sizeof(path), "%s/a/b", dir);

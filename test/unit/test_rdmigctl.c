@@ -118,6 +118,18 @@ static void test_parse_ok(void **state)
 	assert_int_equal(a.cmd, CLI_CMD_ABORT);
 	assert_string_equal(a.api, "127.0.0.1:8080");
 	assert_string_equal(a.id, "m-2");
+	assert_false(a.api_tls);
+	line_free(&l);
+	assert_int_equal(parse(&l,
+			       "--api https://node-a:7480 --tls-cert c.pem --tls-key c.key "
+			       "--tls-ca ca.pem health",
+			       &a),
+			 0);
+	assert_true(a.api_tls);
+	assert_string_equal(a.api, "node-a:7480");
+	assert_string_equal(a.tls.cert, "c.pem");
+	assert_string_equal(a.tls.key, "c.key");
+	assert_string_equal(a.tls.ca, "ca.pem");
 	line_free(&l);
 	assert_int_equal(parse(&l, "rollback m-2", &a), 0);
 	assert_int_equal(a.cmd, CLI_CMD_ROLLBACK);
@@ -168,7 +180,12 @@ static void test_parse_errors(void **state)
 	    {"migrate --pid 3 --id -x", "invalid migration id"},
 	    {"status a b", "unexpected argument \"b\""},
 	    {"--socket /s --api h:1 health", "exclude each other"},
-	    {"--api localhost health", "--api wants HOST:PORT"},
+	    {"--api localhost health", "--api wants https://HOST:PORT"},
+	    {"--api https://h:1 health", "wants --tls-cert, --tls-key and --tls-ca"},
+	    {"--api https://h:1 --tls-cert c --tls-key k health", "wants --tls-cert"},
+	    {"--api h:1 --tls-cert c --tls-key k --tls-ca a health", "go with --api https://"},
+	    {"--api https://h:1 --tls-cert c --tls-key k --tls-ca a --allow-peer x health",
+	     "the agents' options"},
 	    {"--agent both health", "source or dest"},
 	    {"-t 0 health", "1..3600"},
 	};

@@ -7,18 +7,23 @@
 #       dumps it (criu dump by the agent), serves it over RDMA and hands it
 #       over; prints rdmigctl's progress and report.
 #   handover-migrate.sh dest     guest B: `rdmig-dest --serve --api-tcp
-#       0.0.0.0:7472`, which receives the images, runs criu restore
+#       0.0.0.0:7472` (mutual TLS), which receives the images, runs criu restore
 #       --lazy-pages and serves the faults; the workload then runs here and
 #       verifies all its memory while its pages still move, and again
 #       after the last one, rewriting it all along.
 # The guests meet in RDMIG_SHARED_DIR: "gen0" (the workload's generation
 # before the dump), "migrated" (rdmigctl's exit status), "verified" (the
-# destination's verdict).  Prints `handover: ...` lines.  Environment:
-# RDMIG_BUILD, RDMIG_SECRET, RDMIG_ADDR, RDMIG_PEER_ADDR, RDMIG_SHARED_DIR,
-# RDMIG_SIZE_MB (default 64), RDMIG_ID (h1), RDMIG_KEEP_LOGS (a directory).
+# destination's verdict).  The handover runs over mutual TLS with the
+# certificates in RDMIG_PKI (test/lib/pki.sh's pki_agents: "source" and
+# "dest", whose SAN has the destination's address), and the source agent
+# makes the migration's secret (no secret file).  Prints `handover: ...`
+# lines.  Environment: RDMIG_BUILD, RDMIG_PKI, RDMIG_ADDR, RDMIG_PEER_ADDR,
+# RDMIG_SHARED_DIR, RDMIG_SIZE_MB (default 64), RDMIG_ID (h1),
+# RDMIG_KEEP_LOGS (a directory).
 set -u
 role=${1:?usage: handover-migrate.sh source|dest}
 B=${RDMIG_BUILD:?}
+pki=${RDMIG_PKI:?}
 shared=${RDMIG_SHARED_DIR:?}
 size=${RDMIG_SIZE_MB:-64}
 id=${RDMIG_ID:-h1}
@@ -31,6 +36,8 @@ check=$top/check
 ctl=$B/rdmigctl/rdmigctl
 
 say() { echo "handover: $*"; }
+# tls NAME: the agent NAME's --tls-cert/--tls-key/--tls-ca.
+tls() { echo "--tls-cert $pki/$1.pem --tls-key $pki/$1.key --tls-ca $pki/ca.pem"; }
 
 keep_logs() {
 	[ -n "${RDMIG_KEEP_LOGS:-}" ] || return 0
@@ -67,8 +74,10 @@ wait_file() {
 source_side() {
 	local sock=$top/source.sock spid wpid st=0
 	rm -rf "$top" && mkdir -p "$top"
+	# shellcheck disable=SC2046 # the options are words
 	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
-		--api-socket "$sock" --images-root "$top/images" -o "$top/source.log" &
+		--api-socket "$sock" --images-root "$top/images" $(tls source) \
+		-o "$top/source.log" &
 	spid=$!
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" \
@@ -84,15 +93,19 @@ source_side() {
 	ask_check || st=1
 	say "before dump: generation $(last_gen)"
 	last_gen >"$shared/gen0"
-	# The destination agent's API must answer before the migration starts.
+	# The destination agent's API must answer (over mutual TLS, as the
+	# source agent) before the migration starts.
+	local dapi=("$ctl" --api "https://$RDMIG_PEER_ADDR:$api_port")
+	# shellcheck disable=SC2207 # the options are words
+	dapi+=($(tls source))
 	for _ in $(seq 1200); do
-		"$ctl" --api "$RDMIG_PEER_ADDR:$api_port" --timeout 2 health >/dev/null 2>&1 && break
+		"${dapi[@]}" --timeout 2 health >/dev/null 2>&1 && break
 		sleep 0.1
 	done
-	say "destination agent: $("$ctl" --api "$RDMIG_PEER_ADDR:$api_port" health 2>&1)"
-	# --wait: the progress lines, then the report.
+	say "destination agent: $("${dapi[@]}" health 2>&1)"
+	# --wait: the progress lines, then the report.  No secret: the agent makes one.
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
-		--secret-file "$RDMIG_SECRET" --verify --wait 2>&1 | sed -u 's/^/handover: /'
+		--verify --wait 2>&1 | sed -u 's/^/handover: /'
 	st=${PIPESTATUS[0]}
 	say "rdmigctl migrate exited $st"
 	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
@@ -109,8 +122,10 @@ source_side() {
 dest_side() {
 	local sock=$top/dest.sock dpid st=0 g0 g1 g2 s
 	rm -rf "$top" && mkdir -p "$top"
+	# shellcheck disable=SC2046 # the options are words
 	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
-		--work-root "$top/dest" -o "$top/dest.log" &
+		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
+		-o "$top/dest.log" &
 	dpid=$!
 	# Verify while pages still move: as soon as the workload runs here.
 	for _ in $(seq 6000); do

@@ -2,7 +2,9 @@
 # One command migrates a running process between two soft-RoCE hosts:
 # guest A runs rdmig-source with its API and rdmig-workload (64 MiB, two
 # threads rewriting and checking it); guest B runs `rdmig-dest --serve
-# --api-tcp 0.0.0.0:7472`.  `rdmigctl migrate --pid P --to 192.0.2.2 --wait`
+# --api-tcp 0.0.0.0:7472` with mutual TLS (certificates made here).
+# `rdmigctl migrate --pid P --to 192.0.2.2 --wait` (no secret file: the
+# source agent makes the secret and hands it over inside TLS)
 # on A: the source agent dumps the workload (real CRIU), serves it for RDMA
 # READ and hands the migration over to B's API, which restores it with
 # criu restore --lazy-pages and serves its faults.  The workload verifies
@@ -16,7 +18,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 15
+tap_plan 17
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
@@ -24,8 +26,14 @@ if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
 	exit 1
 fi
 rxe_require_cmds criu
+# The agents' certificates, made here, read by the guests through the share.
 rxe_secret "$top"
-env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=64"
+. "$top/test/lib/pki.sh"
+pki_agents "$secrets/pki" 192.0.2.1 192.0.2.2 || {
+	echo "Bail out! cannot make the test PKI (openssl)"
+	exit 1
+}
+env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64"
 
 tap_run --timeout 900 --grace 60 --pair \
 	--source "$env_common $mig source" \
@@ -33,7 +41,11 @@ tap_run --timeout 900 --grace 60 --pair \
 out="$RUN_OUT$RUN_ERR"
 tap_is "$RUN_STATUS" 0 "rdmigctl migrate --pid --to: the pair run exits 0"
 tap_like "$out" '^\[source\] handover: destination agent: ok: dest agent' \
-	"guest B's rdmig-dest --serve answers on its TCP API"
+	"guest B's rdmig-dest --serve answers on its TCP API, over mutual TLS"
+tap_like "$out" '^\[dest\] dest: .*api: listening on TCP 0\.0\.0\.0, port 7472 \(mutual TLS\)' \
+	"... which is TLS only"
+tap_unlike "$out" 'api: refused|TLS handshake failed|certificate is refused' \
+	"... and the source agent's certificate passed, both ways"
 tap_like "$out" '^\[source\] handover: migration h1 started' "migrate --pid --to --wait starts h1"
 tap_like "$out" '^\[source\] handover: migration h1 \(source\): done$' "the report says done"
 tap_like "$out" '^\[source\] handover:   dest: +192\.0\.2\.2:7472 \(destination agent: done\)' \

@@ -1,0 +1,26 @@
+#!/bin/bash
+# A stand-in for `criu restore --lazy-pages` in the host tests of
+# rdmig-dest --serve: runs rdmig-stand-in (RDMIG_STANDIN) on -D/-W, which
+# plays the restored process and verifies every page it faults in (its
+# output: W/standin.out); returns, like criu restore -d, once it runs.
+# FAKE_CRIU_ARGS: a file to append "cwd=... args=..." to; FAKE_CRIU_DELAY:
+# seconds to take first (default 0).
+D= W= pidf=
+[ -z "${FAKE_CRIU_ARGS:-}" ] || echo "cwd=$PWD args=$*" >>"$FAKE_CRIU_ARGS"
+sleep "${FAKE_CRIU_DELAY:-0}"
+while [ $# -gt 0 ]; do
+	case $1 in
+	-D) D=$2; shift ;;
+	-W) W=$2; shift ;;
+	--pidfile) pidf=$2; shift ;;
+	esac
+	shift
+done
+"${RDMIG_STANDIN:?}" -D "$D" -W "$W" --threads 2 >"$W/standin.out" 2>&1 </dev/null &
+s=$!
+for _ in $(seq 400); do
+	grep -q "restore finished" "$W/standin.out" 2>/dev/null && break
+	kill -0 $s 2>/dev/null || exit 1
+	sleep 0.05
+done
+[ -z "$pidf" ] || echo $s >"$pidf"
