@@ -155,9 +155,7 @@ static int ns_send(struct netsrc *ns, struct ctrl_out *o)
 	size_t len;
 	int ret;
 
-	ret = ctrl_state_send(&ns->st, &o->msg);
-	if (ret == 0)
-		ret = ctrl_pack_alloc(&o->msg, &buf, &len);
+	ret = ctrl_state_encode(&ns->st, &o->msg, &buf, &len);
 	if (ret == 0)
 		ret = xport_send(ns->x, buf, len);
 	if (ret < 0)
@@ -281,7 +279,8 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 		return;
 	}
 	ctrl_state_set_peer_verified(&ns->st);
-	if (ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
+	if (ctrl_state_derive_keys(&ns->st, ns->cfg.secret) < 0 ||
+	    ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
 		ns_fail(ns, -EIO, "cannot confirm authentication");
 		return;
 	}
@@ -616,6 +615,7 @@ static void ns_connect_now(struct netsrc *ns)
 	xp.max_reads = ns->cfg.max_reads;
 	if (ns->cfg.kind == XPORT_TCP)
 		xp.max_msg = 2u << 20;
+	ctrl_state_clear(&ns->st);
 	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
 	ret = xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, &ns_xops, ns, &ns->x);
 	if (ret < 0) {
@@ -700,6 +700,7 @@ void netsrc_free(struct netsrc *ns)
 		return;
 	ns_close_xport(ns);
 	ns_file_close(ns);
+	ctrl_state_clear(&ns->st);
 	if (ns->tick)
 		event_free(ns->tick);
 	if (ns->retry)

@@ -30,7 +30,7 @@ def field(num, wt, payload):
     key = varint(num << 3 | wt)
     return key + (varint(payload) if wt == 0 else varint(len(payload)) + payload)
 def hello(mig=b"m1"):
-    h = (field(1, 0, 1) + field(2, 0, 1) + field(3, 0, 2) + field(4, 0, 2) +
+    h = (field(1, 0, 2) + field(2, 0, 2) + field(3, 0, 2) + field(4, 0, 2) +
          field(5, 2, mig) + field(6, 2, os.urandom(32)) + field(7, 0, 4096) + field(9, 0, 0))
     return h
 def msg(seq, num, body):
