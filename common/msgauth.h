@@ -26,7 +26,7 @@
 
 #define MSGAUTH_KEY_LEN 32
 /* 128 bits: the first failed tag ends the migration, so a forger gets one try. */
-#define MSGAUTH_TAG_LEN 16
+#define MSGAUTH_TAG_LEN	 16
 #define MSGAUTH_SALT_LEN (2 * AUTH_NONCE_LEN)
 /* label, transcript hash, direction byte */
 #define MSGAUTH_INFO_LEN (sizeof(MSGAUTH_LABEL) - 1 + AUTH_TRANSCRIPT_HASH_LEN + 1)

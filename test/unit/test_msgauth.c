@@ -257,9 +257,9 @@ static void test_not_ready(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_known_answers), cmocka_unit_test(test_keys_bound),
-	    cmocka_unit_test(test_roundtrip),	  cmocka_unit_test(test_tamper),
-	    cmocka_unit_test(test_replay_reorder), cmocka_unit_test(test_truncation),
+	    cmocka_unit_test(test_known_answers),   cmocka_unit_test(test_keys_bound),
+	    cmocka_unit_test(test_roundtrip),	    cmocka_unit_test(test_tamper),
+	    cmocka_unit_test(test_replay_reorder),  cmocka_unit_test(test_truncation),
 	    cmocka_unit_test(test_wrong_direction), cmocka_unit_test(test_not_ready),
 	};
 
