@@ -2,6 +2,7 @@
 #include "msgauth.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -66,6 +67,17 @@ out:
 	return ret;
 }
 
+/* Keys the direction's cipher context once; each message then only sets a nonce. */
+static int msgauth_key_ctx(struct msgauth_key *k)
+{
+	k->ctx = EVP_CIPHER_CTX_new();
+	if (!k->ctx || !EVP_EncryptInit_ex(k->ctx, EVP_aes_256_gcm(), NULL, k->key, NULL)) {
+		msgauth_log_ssl("AES-256-GCM context for a session key");
+		return -EIO;
+	}
+	return 0;
+}
+
 int msgauth_init(struct msgauth *ma, const struct auth_secret *s, const struct auth_transcript *t,
 		 enum auth_role self)
 {
@@ -82,6 +94,10 @@ int msgauth_init(struct msgauth *ma, const struct auth_secret *s, const struct a
 	ret = msgauth_derive_key(s, t, out, ma->send.key);
 	if (ret == 0)
 		ret = msgauth_derive_key(s, t, in, ma->recv.key);
+	if (ret == 0)
+		ret = msgauth_key_ctx(&ma->send);
+	if (ret == 0)
+		ret = msgauth_key_ctx(&ma->recv);
 	if (ret < 0) {
 		msgauth_clear(ma);
 		return ret;
@@ -90,36 +106,29 @@ int msgauth_init(struct msgauth *ma, const struct auth_secret *s, const struct a
 	return 0;
 }
 
-/* HMAC-SHA256(key, be64(seq) || msg), the first MSGAUTH_TAG_LEN bytes. */
+/*
+ * GMAC: AES-256-GCM with msg as additional data and nothing to encrypt,
+ * nonce 0^32 || be64(next).  Each nonce is used once per key: the counter
+ * only moves forward and each direction has its own key.
+ */
 static int msgauth_tag(const struct msgauth_key *k, const void *msg, size_t len,
 		       uint8_t tag[MSGAUTH_TAG_LEN])
 {
-	uint8_t seq[8], full[32];
-	char digest[] = "SHA256";
-	OSSL_PARAM params[2];
-	EVP_MAC_CTX *ctx = NULL;
-	EVP_MAC *mac = NULL;
-	size_t out_len = 0;
-	int ret = 0;
+	uint8_t iv[12] = {0}, none[16];
+	int out_len = 0;
 
+	if (len > INT_MAX)
+		return -EMSGSIZE;
 	for (int i = 0; i < 8; i++)
-		seq[i] = (uint8_t)(k->next >> (56 - 8 * i));
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
-	params[1] = OSSL_PARAM_construct_end();
-	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	if (!ctx || !EVP_MAC_init(ctx, k->key, MSGAUTH_KEY_LEN, params) ||
-	    !EVP_MAC_update(ctx, seq, sizeof(seq)) || !EVP_MAC_update(ctx, msg, len) ||
-	    !EVP_MAC_final(ctx, full, &out_len, sizeof(full)) || out_len != sizeof(full)) {
-		msgauth_log_ssl("HMAC-SHA256 of a control message");
-		ret = -EIO;
-	} else {
-		memcpy(tag, full, MSGAUTH_TAG_LEN);
+		iv[4 + i] = (uint8_t)(k->next >> (56 - 8 * i));
+	if (!EVP_EncryptInit_ex(k->ctx, NULL, NULL, NULL, iv) ||
+	    !EVP_EncryptUpdate(k->ctx, NULL, &out_len, msg, (int)len) ||
+	    !EVP_EncryptFinal_ex(k->ctx, none, &out_len) ||
+	    !EVP_CIPHER_CTX_ctrl(k->ctx, EVP_CTRL_AEAD_GET_TAG, MSGAUTH_TAG_LEN, tag)) {
+		msgauth_log_ssl("AES-256-GMAC of a control message");
+		return -EIO;
 	}
-	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(mac);
-	OPENSSL_cleanse(full, sizeof(full));
-	return ret;
+	return 0;
 }
 
 int msgauth_seal(struct msgauth *ma, const void *msg, size_t len, uint8_t tag[MSGAUTH_TAG_LEN])
@@ -154,5 +163,7 @@ int msgauth_open(struct msgauth *ma, const void *msg, size_t len, const uint8_t 
 
 void msgauth_clear(struct msgauth *ma)
 {
+	EVP_CIPHER_CTX_free(ma->send.ctx);
+	EVP_CIPHER_CTX_free(ma->recv.ctx);
 	OPENSSL_cleanse(ma, sizeof(*ma));
 }

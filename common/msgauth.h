@@ -7,13 +7,21 @@
  * HKDF-SHA256: IKM = the migration's secret, salt = the source's nonce then
  * the destination's, info = a label, the SHA-256 of the authenticated
  * transcript (auth_transcript_hash()) and the direction.  Every message
- * then carries HMAC-SHA256(key of its direction, be64(n) || bytes)
- * truncated to MSGAUTH_TAG_LEN bytes, where n counts the sealed messages
- * of that direction from 0 and is never sent: a replayed, reordered,
- * dropped, truncated or reflected message fails to open.
+ * then carries a MSGAUTH_TAG_LEN-byte AES-256-GMAC tag: AES-256-GCM under
+ * the key of its direction, with the message as the only (additional,
+ * unencrypted) data and the 96-bit nonce 0^32 || be64(n), where n counts
+ * the sealed messages of that direction from 0 and is never sent: a
+ * replayed, reordered, dropped, truncated or reflected message fails to
+ * open.  GMAC rather than HMAC-SHA256 for speed: it runs at 4 times the
+ * rate here (AES-NI and carry-less multiply), and every page sent over TCP
+ * passes through it twice.
  *
- * Keys and counters live in the caller's struct msgauth (no heap);
- * msgauth_clear() cleanses it.  Functions return 0 or a negative errno.
+ * The caller owns struct msgauth: after a successful msgauth_init() it
+ * holds one keyed OpenSSL cipher context per direction (the AES key
+ * schedule is set up once, a message costs only its GHASH), which
+ * msgauth_clear() frees along with
+ * cleansing the keys.  Not thread-safe; a copy shares the contexts.
+ * Functions return 0 or a negative errno.
  */
 #ifndef RDMIG_MSGAUTH_H
 #define RDMIG_MSGAUTH_H
@@ -25,7 +33,7 @@
 #include "auth.h"
 
 #define MSGAUTH_KEY_LEN 32
-/* 128 bits: the first failed tag ends the migration, so a forger gets one try. */
+/* 128 bits, the full GCM tag: the first failed tag ends the migration. */
 #define MSGAUTH_TAG_LEN	 16
 #define MSGAUTH_SALT_LEN (2 * AUTH_NONCE_LEN)
 /* label, transcript hash, direction byte */
@@ -39,9 +47,12 @@ enum msgauth_dir {
 	MSGAUTH_DEST_TO_SOURCE = 2,
 };
 
+struct evp_cipher_ctx_st;
+
 struct msgauth_key {
 	uint8_t key[MSGAUTH_KEY_LEN];
-	uint64_t next; /* implicit sequence number of the next message */
+	uint64_t next;		       /* implicit sequence number of the next message */
+	struct evp_cipher_ctx_st *ctx; /* AES-256-GCM keyed with key */
 };
 
 struct msgauth {
@@ -59,12 +70,15 @@ int msgauth_derive_key(const struct auth_secret *s, const struct auth_transcript
 
 /*
  * Both keys of the side `self` (sending key: self to peer), counters at 0.
- * On failure ma is left cleared (not ready).
+ * ma must be zeroed or cleared before; on failure it is left cleared.
  */
 int msgauth_init(struct msgauth *ma, const struct auth_secret *s, const struct auth_transcript *t,
 		 enum auth_role self);
 
-/* Tags the next outgoing message and advances the sending counter. */
+/*
+ * Tags the next outgoing message and advances the sending counter.
+ * -EMSGSIZE above INT_MAX bytes.
+ */
 int msgauth_seal(struct msgauth *ma, const void *msg, size_t len, uint8_t tag[MSGAUTH_TAG_LEN]);
 
 /*
@@ -76,7 +90,7 @@ int msgauth_seal(struct msgauth *ma, const void *msg, size_t len, uint8_t tag[MS
 int msgauth_open(struct msgauth *ma, const void *msg, size_t len, const uint8_t *tag,
 		 size_t tag_len);
 
-/* Cleanses the keys; ma is not ready afterwards. */
+/* Frees the contexts and cleanses the keys; ma is not ready afterwards. */
 void msgauth_clear(struct msgauth *ma);
 
 #endif
