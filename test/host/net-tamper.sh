@@ -37,24 +37,28 @@ dest_args() {
 	echo "--source 127.0.0.1:$px_port -t tcp -m $1 --secret-file $T/secret"
 }
 
-# untampered SRC DST: no byte of DST differs from SRC but for the zeros of
-# parts never written (a file in progress, holes).
+# untampered SRC DST: every file of DST is one of SRC, and none of its bytes
+# differs from SRC's but for the zeros of parts never written (a file in
+# progress, holes).
 untampered() {
 	local f n bad=0
-	for f in "$2"/*.img; do
-		[ -e "$f" ] || continue
+	while IFS= read -r f; do
 		n=${f##*/}
-		if [ -n "$(cmp -l "$1/$n" "$f" 2>/dev/null | awk '$3 != 0')" ]; then
+		if [ ! -f "$1/$n" ]; then
+			echo "# $n is not a file of the source"
+			bad=1
+		elif [ -n "$(cmp -l "$1/$n" "$f" 2>/dev/null | awk '$3 != 0')" ]; then
 			echo "# $n has bytes the source never sent"
 			bad=1
 		fi
-	done
+	done < <(find "$2" -type f)
 	return $bad
 }
 
-# 1. A flipped byte in the first image file chunk (body field 7, ImageFile).
+# 1. A flipped byte in the first image file chunk (body field 7, ImageFile):
+# offset 30 is in the data of inventory.img (the last 16 bytes are the MAC).
 start_source "$T/source-file.log" -m "m1:$T/src:$T/secret"
-proxy "$T/proxy-file.log" --type 7 --offset 40
+proxy "$T/proxy-file.log" --type 7 --offset 30
 # shellcheck disable=SC2046
 timeout 30 "$RDMIG_DEST" -D "$T/dst-file" $(dest_args m1) --connect-timeout 5 \
 	--status-fd 9 9>"$T/status-file" >"$T/dest-file.log" 2>&1
