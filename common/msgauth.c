@@ -24,16 +24,45 @@ static void msgauth_log_ssl(const char *what)
 	log_err("%s: %s", what, txt);
 }
 
-int msgauth_derive_key(const struct auth_secret *s, const struct auth_transcript *t,
-		       enum msgauth_dir dir, uint8_t key[MSGAUTH_KEY_LEN])
+/* 32 bytes of HKDF-SHA256 with the secret as IKM. */
+static int msgauth_hkdf(const struct auth_secret *s, const void *salt, size_t salt_len,
+			const void *info, size_t info_len, uint8_t out[32])
 {
-	uint8_t ikm[AUTH_SECRET_MAX], salt[MSGAUTH_SALT_LEN], info[MSGAUTH_INFO_LEN];
+	uint8_t ikm[AUTH_SECRET_MAX];
 	char digest[] = "SHA256";
-	const size_t label_len = sizeof(MSGAUTH_LABEL) - 1;
 	EVP_KDF_CTX *kctx = NULL;
 	EVP_KDF *kdf = NULL;
 	OSSL_PARAM params[5];
 	size_t ikm_len = 0;
+	int ret;
+
+	ret = auth_secret_copy(s, ikm, sizeof(ikm), &ikm_len);
+	if (ret < 0)
+		goto out;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm, ikm_len);
+	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, salt_len);
+	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, info_len);
+	params[4] = OSSL_PARAM_construct_end();
+	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	if (!kctx || EVP_KDF_derive(kctx, out, 32, params) != 1) {
+		msgauth_log_ssl("HKDF-SHA256 of a key");
+		OPENSSL_cleanse(out, 32);
+		ret = -EIO;
+	}
+out:
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	OPENSSL_cleanse(ikm, sizeof(ikm));
+	return ret;
+}
+
+int msgauth_derive_key(const struct auth_secret *s, const struct auth_transcript *t,
+		       enum msgauth_dir dir, uint8_t key[MSGAUTH_KEY_LEN])
+{
+	uint8_t salt[MSGAUTH_SALT_LEN], info[MSGAUTH_INFO_LEN];
+	const size_t label_len = sizeof(MSGAUTH_LABEL) - 1;
 	int ret;
 
 	if (dir != MSGAUTH_SOURCE_TO_DEST && dir != MSGAUTH_DEST_TO_SOURCE)
@@ -45,26 +74,7 @@ int msgauth_derive_key(const struct auth_secret *s, const struct auth_transcript
 	info[label_len + AUTH_TRANSCRIPT_HASH_LEN] = (uint8_t)dir;
 	memcpy(salt, t->source.nonce, AUTH_NONCE_LEN);
 	memcpy(salt + AUTH_NONCE_LEN, t->dest.nonce, AUTH_NONCE_LEN);
-	ret = auth_secret_copy(s, ikm, sizeof(ikm), &ikm_len);
-	if (ret < 0)
-		goto out;
-	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, digest, 0);
-	params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, ikm, ikm_len);
-	params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, salt, sizeof(salt));
-	params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info));
-	params[4] = OSSL_PARAM_construct_end();
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	kctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-	if (!kctx || EVP_KDF_derive(kctx, key, MSGAUTH_KEY_LEN, params) != 1) {
-		msgauth_log_ssl("HKDF-SHA256 of a session key");
-		OPENSSL_cleanse(key, MSGAUTH_KEY_LEN);
-		ret = -EIO;
-	}
-out:
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	OPENSSL_cleanse(ikm, sizeof(ikm));
-	return ret;
+	return msgauth_hkdf(s, salt, sizeof(salt), info, sizeof(info), key);
 }
 
 /* Keys the direction's cipher context once; each message then only sets a nonce. */
@@ -159,6 +169,58 @@ int msgauth_open(struct msgauth *ma, const void *msg, size_t len, const uint8_t 
 	if (ret == 0)
 		ma->recv.next++;
 	return ret;
+}
+
+int msgauth_page_key(const struct auth_secret *s, const char *migration_id,
+		     uint8_t key[MSGAUTH_PAGE_KEY_LEN])
+{
+	size_t id_len = migration_id ? strnlen(migration_id, AUTH_MIGRATION_ID_MAX + 1) : 0;
+
+	if (id_len == 0 || id_len > AUTH_MIGRATION_ID_MAX)
+		return -EINVAL;
+	return msgauth_hkdf(s, migration_id, id_len, MSGAUTH_PAGE_LABEL,
+			    sizeof(MSGAUTH_PAGE_LABEL) - 1, key);
+}
+
+int msgauth_pages_init(struct msgauth_pages *mp, const uint8_t key[MSGAUTH_PAGE_KEY_LEN])
+{
+	char digest[] = "SHA256";
+	OSSL_PARAM params[2];
+	EVP_MAC *mac;
+
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+	params[1] = OSSL_PARAM_construct_end();
+	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	mp->ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	if (!mp->ctx || !EVP_MAC_init(mp->ctx, key, MSGAUTH_PAGE_KEY_LEN, params)) {
+		msgauth_log_ssl("HMAC-SHA256 context for page tags");
+		return -EIO;
+	}
+	return 0;
+}
+
+int msgauth_page_tag(struct msgauth_pages *mp, const void *page, size_t len, uint64_t *tag)
+{
+	uint8_t full[32];
+	size_t out_len = 0;
+
+	/* A NULL key re-initialises the context with the key it was given. */
+	if (!EVP_MAC_init(mp->ctx, NULL, 0, NULL) || !EVP_MAC_update(mp->ctx, page, len) ||
+	    !EVP_MAC_final(mp->ctx, full, &out_len, sizeof(full)) || out_len != sizeof(full)) {
+		msgauth_log_ssl("HMAC-SHA256 of a page");
+		return -EIO;
+	}
+	*tag = 0;
+	for (int i = 7; i >= 0; i--)
+		*tag = *tag << 8 | full[i];
+	return 0;
+}
+
+void msgauth_pages_free(struct msgauth_pages *mp)
+{
+	EVP_MAC_CTX_free(mp->ctx);
+	mp->ctx = NULL;
 }
 
 void msgauth_clear(struct msgauth *ma)

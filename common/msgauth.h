@@ -48,6 +48,7 @@ enum msgauth_dir {
 };
 
 struct evp_cipher_ctx_st;
+struct evp_mac_ctx_st;
 
 struct msgauth_key {
 	uint8_t key[MSGAUTH_KEY_LEN];
@@ -92,5 +93,30 @@ int msgauth_open(struct msgauth *ma, const void *msg, size_t len, const uint8_t 
 
 /* Frees the contexts and cleanses the keys; ma is not ready afterwards. */
 void msgauth_clear(struct msgauth *ma);
+
+/*
+ * Page tags (FEAT_VERIFY_PAGES): what PageHashes carries for every lazy
+ * page, in place of an unkeyed checksum, so that a page altered where no
+ * message MAC covers it (an RDMA READ payload) cannot be made to match:
+ * the first 8 bytes of HMAC-SHA256(page key, page) as a little-endian
+ * u64.  The page key is HKDF-SHA256 of the secret with the migration id as
+ * salt and MSGAUTH_PAGE_LABEL as info: per migration, not per connection,
+ * because the source computes the tags once, when it maps the images.
+ */
+#define MSGAUTH_PAGE_KEY_LEN 32
+#define MSGAUTH_PAGE_LABEL   "rdmig page tag v2"
+
+int msgauth_page_key(const struct auth_secret *s, const char *migration_id,
+		     uint8_t key[MSGAUTH_PAGE_KEY_LEN]);
+
+/* A keyed context for page tags; one thread at a time. */
+struct msgauth_pages {
+	struct evp_mac_ctx_st *ctx;
+};
+
+/* Caller frees with msgauth_pages_free() (also after a failure). */
+int msgauth_pages_init(struct msgauth_pages *mp, const uint8_t key[MSGAUTH_PAGE_KEY_LEN]);
+int msgauth_page_tag(struct msgauth_pages *mp, const void *page, size_t len, uint64_t *tag);
+void msgauth_pages_free(struct msgauth_pages *mp);
 
 #endif

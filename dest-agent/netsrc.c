@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include <openssl/crypto.h>
 
 #include "ctrl.h"
 #include "log.h"
@@ -59,8 +59,9 @@ struct netsrc {
 	bool established;
 	bool images_ready;
 	bool failed;
-	bool finished; /* the source acknowledged Done */
-	bool verify;   /* negotiated */
+	bool finished;		    /* the source acknowledged Done */
+	bool verify;		    /* negotiated */
+	struct msgauth_pages pages; /* keyed with the migration's page key when cfg.verify */
 
 	int file_fd;
 	char file_path[4096];
@@ -658,6 +659,21 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 		ns_send(ns, &o);
 }
 
+/* The page tags PageHashes carries are keyed with the migration's page key. */
+static int netsrc_pages_init(struct netsrc *ns)
+{
+	uint8_t key[MSGAUTH_PAGE_KEY_LEN];
+	int ret;
+
+	ret = msgauth_page_key(ns->cfg.secret, ns->id, key);
+	if (ret == 0)
+		ret = msgauth_pages_init(&ns->pages, key);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (ret < 0)
+		log_err("%s: cannot set up the page tag key: %s", ns->name, strerror(-ret));
+	return ret;
+}
+
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		   const struct netsrc_ops *ops, void *arg, struct netsrc **out)
 {
@@ -686,6 +702,10 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	}
 	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s:%s", ns->id, ns->host,
 		 ns->port);
+	if (cfg->verify && netsrc_pages_init(ns) < 0) {
+		netsrc_free(ns);
+		return -EIO;
+	}
 	ns->start_ns = now_ns();
 	ns_connect_now(ns);
 	*out = ns;
@@ -701,6 +721,7 @@ void netsrc_free(struct netsrc *ns)
 	ns_close_xport(ns);
 	ns_file_close(ns);
 	ctrl_state_clear(&ns->st);
+	msgauth_pages_free(&ns->pages);
 	if (ns->tick)
 		event_free(ns->tick);
 	if (ns->retry)
@@ -800,7 +821,7 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 {
 	struct netsrc *ns = ctx;
 	struct ns_range *r;
-	uint64_t p, idx;
+	uint64_t p, idx, tag;
 
 	if (!ns->verify)
 		return 0;
@@ -809,7 +830,9 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 		return -ERANGE;
 	for (p = 0; p < len; p += IMG_PAGE_SIZE) {
 		idx = (img_vaddr + p - r->img_vaddr) / IMG_PAGE_SIZE;
-		if (XXH3_64bits((const uint8_t *)buf + p, IMG_PAGE_SIZE) != r->hashes[idx]) {
+		if (msgauth_page_tag(&ns->pages, (const uint8_t *)buf + p, IMG_PAGE_SIZE, &tag) < 0)
+			return -EIO;
+		if (tag != r->hashes[idx]) {
 			ns->stats.verify_failures++;
 			log_err("%s: pid %d page 0x%" PRIx64
 				" does not match the source's checksum",

@@ -14,6 +14,7 @@
 
 #include "ctrl.h"
 #include "log.h"
+#include "msgauth.h"
 
 /*
  * A range is hashed in steps of this much, and page hashes in batches of
@@ -124,7 +125,7 @@ static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *id
 }
 
 static int task_build(struct imgmap *map, const struct img_task *t, struct imgmap_task *mt,
-		      bool page_hashes, const atomic_bool *stop)
+		      struct msgauth_pages *pages, const atomic_bool *stop)
 {
 	const struct imgmap_file *f;
 	uint32_t idx;
@@ -170,15 +171,17 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		ret = range_csum(data, lr->len, stop, &r->csum);
 		if (ret < 0)
 			return ret;
-		if (page_hashes) {
+		if (pages) {
 			r->page_hashes = calloc(lr->len / IMG_PAGE_SIZE, sizeof(uint64_t));
 			if (!r->page_hashes)
 				return -ENOMEM;
 			for (p = 0; p < lr->len / IMG_PAGE_SIZE; p++) {
 				if (p % (IMGMAP_STEP / IMG_PAGE_SIZE) == 0 && imgmap_stopped(stop))
 					return -ECANCELED;
-				r->page_hashes[p] =
-				    XXH3_64bits(data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
+				ret = msgauth_page_tag(pages, data + p * IMG_PAGE_SIZE,
+						       IMG_PAGE_SIZE, &r->page_hashes[p]);
+				if (ret < 0)
+					return ret;
 			}
 		}
 		mt->nr_ranges++;
@@ -187,8 +190,10 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 	return 0;
 }
 
-int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, struct imgmap **out)
+int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
+		struct imgmap **out)
 {
+	struct msgauth_pages pages = {0};
 	struct imgmap *map;
 	size_t i, j;
 	int ret;
@@ -196,7 +201,9 @@ int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, stru
 	map = calloc(1, sizeof(*map));
 	if (!map)
 		return -ENOMEM;
-	ret = image_set_open(dir, &map->set);
+	ret = page_key ? msgauth_pages_init(&pages, page_key) : 0;
+	if (ret == 0)
+		ret = image_set_open(dir, &map->set);
 	if (ret < 0)
 		goto out;
 	map->tasks = calloc(map->set->nr_tasks ? map->set->nr_tasks : 1, sizeof(*map->tasks));
@@ -205,7 +212,8 @@ int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, stru
 		goto out;
 	}
 	for (i = 0; i < map->set->nr_tasks; i++) {
-		ret = task_build(map, &map->set->tasks[i], &map->tasks[i], page_hashes, stop);
+		ret = task_build(map, &map->set->tasks[i], &map->tasks[i], page_key ? &pages : NULL,
+				 stop);
 		map->nr_tasks = i + 1;
 		if (ret < 0)
 			goto out;
@@ -217,6 +225,7 @@ int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, stru
 			map->digest = ctrl_digest_add(map->digest, map->tasks[i].ranges[j].csum);
 	ret = 0;
 out:
+	msgauth_pages_free(&pages);
 	if (ret < 0) {
 		imgmap_close(map);
 		map = NULL;

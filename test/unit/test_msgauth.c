@@ -245,6 +245,51 @@ static void test_wrong_direction(void **state)
 	ends_fini(&e);
 }
 
+/*
+ * Page tags: the key from
+ *   openssl kdf -keylen 32 -kdfopt digest:SHA256 -kdfopt hexkey:<secret>
+ *     -kdfopt salt:mig-42 -kdfopt info:"rdmig page tag v2" HKDF
+ * and the tag, the first 8 bytes of
+ *   openssl dgst -sha256 -mac HMAC -macopt hexkey:<key> <page>
+ * read as a little-endian u64, of a page of bytes (7 i + 3) mod 256.
+ */
+static void test_page_tags(void **state)
+{
+	static const char kat_page_key[] =
+	    "7ec461cbc216fcfdf33d0b8887cdbcf80feac7074ffc9ab5e471c430d2dcd732";
+	struct auth_secret *s = secret_of(secret_txt);
+	uint8_t key[MSGAUTH_PAGE_KEY_LEN], page[4096];
+	struct msgauth_pages mp = {0};
+	char hex[2 * MSGAUTH_PAGE_KEY_LEN + 1];
+	uint64_t tag, again;
+
+	for (size_t i = 0; i < sizeof(page); i++)
+		page[i] = (uint8_t)(7 * i + 3);
+	assert_int_equal(msgauth_page_key(s, "mig-42", key), 0);
+	hex_of(key, sizeof(key), hex);
+	assert_string_equal(hex, kat_page_key);
+	assert_int_equal(msgauth_page_key(s, "", key), -EINVAL);
+	assert_int_equal(msgauth_page_key(s, "mig-42", key), 0);
+	assert_int_equal(msgauth_pages_init(&mp, key), 0);
+	assert_int_equal(msgauth_page_tag(&mp, page, sizeof(page), &tag), 0);
+	assert_true(tag == 0xa9798670563392f7ull);
+	/* The context is reused: the same page, the same tag; one bit off, another. */
+	assert_int_equal(msgauth_page_tag(&mp, page, sizeof(page), &again), 0);
+	assert_true(again == tag);
+	page[4095] ^= 1;
+	assert_int_equal(msgauth_page_tag(&mp, page, sizeof(page), &again), 0);
+	assert_true(again != tag);
+	msgauth_pages_free(&mp);
+	/* Another migration id: another key, another tag. */
+	page[4095] ^= 1;
+	assert_int_equal(msgauth_page_key(s, "mig-43", key), 0);
+	assert_int_equal(msgauth_pages_init(&mp, key), 0);
+	assert_int_equal(msgauth_page_tag(&mp, page, sizeof(page), &again), 0);
+	assert_true(again != tag);
+	msgauth_pages_free(&mp);
+	auth_secret_free(s);
+}
+
 static void test_not_ready(void **state)
 {
 	struct msgauth ma;
@@ -261,7 +306,8 @@ int main(void)
 	    cmocka_unit_test(test_known_answers),   cmocka_unit_test(test_keys_bound),
 	    cmocka_unit_test(test_roundtrip),	    cmocka_unit_test(test_tamper),
 	    cmocka_unit_test(test_replay_reorder),  cmocka_unit_test(test_truncation),
-	    cmocka_unit_test(test_wrong_direction), cmocka_unit_test(test_not_ready),
+	    cmocka_unit_test(test_wrong_direction), cmocka_unit_test(test_page_tags),
+	    cmocka_unit_test(test_not_ready),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
