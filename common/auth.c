@@ -359,3 +359,21 @@ out:
 	OPENSSL_cleanse(expect, sizeof(expect));
 	return ret;
 }
+
+int auth_transcript_hash(const struct auth_transcript *t, uint8_t out[AUTH_TRANSCRIPT_HASH_LEN])
+{
+	uint8_t msg[2 * AUTH_TRANSCRIPT_MAX];
+	size_t a, b;
+	int ret;
+
+	ret = auth_transcript_encode(AUTH_ROLE_DEST, t, msg, &a);
+	if (ret == 0)
+		ret = auth_transcript_encode(AUTH_ROLE_SOURCE, t, msg + a, &b);
+	if (ret < 0)
+		return ret;
+	if (!EVP_Digest(msg, a + b, out, NULL, EVP_sha256(), NULL)) {
+		auth_log_ssl("SHA-256 of the authentication transcript");
+		return -EIO;
+	}
+	return 0;
+}

@@ -20,10 +20,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AUTH_SECRET_MIN 16
-#define AUTH_SECRET_MAX 1024
-#define AUTH_NONCE_LEN	32
-#define AUTH_PROOF_LEN	32
+#define AUTH_SECRET_MIN		 16
+#define AUTH_SECRET_MAX		 1024
+#define AUTH_NONCE_LEN		 32
+#define AUTH_PROOF_LEN		 32
+#define AUTH_TRANSCRIPT_HASH_LEN 32
 /* Longest migration id accepted in a transcript (ctrl enforces the charset). */
 #define AUTH_MIGRATION_ID_MAX 64
 
@@ -127,5 +128,11 @@ int auth_proof_compute(const struct auth_secret *s, enum auth_role prover,
  */
 int auth_proof_verify(const struct auth_secret *s, enum auth_role prover,
 		      const struct auth_transcript *t, const uint8_t *proof, size_t len);
+
+/*
+ * SHA-256 of both transcripts the proofs cover, T(DEST) then T(SOURCE): what
+ * session keys are bound to (msgauth.h).  0 or a negative errno.
+ */
+int auth_transcript_hash(const struct auth_transcript *t, uint8_t out[AUTH_TRANSCRIPT_HASH_LEN]);
 
 #endif

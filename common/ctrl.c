@@ -115,9 +115,11 @@ static int err_set(struct ctrl_err *e, uint32_t code, int ret, const char *fmt, 
 
 /* ---- codec ------------------------------------------------------------ */
 
+/* The message's own bytes: with its MAC, a message fits one RDMA receive buffer. */
 static size_t type_limit(RdmigMsg__BodyCase type)
 {
-	return type == RDMIG_MSG__BODY_READ_RESP ? CTRL_DATA_MSG_MAX : CTRL_MSG_MAX;
+	return type == RDMIG_MSG__BODY_READ_RESP ? CTRL_DATA_MSG_MAX - MSGAUTH_TAG_LEN
+						 : CTRL_MSG_MAX - MSGAUTH_TAG_LEN;
 }
 
 int ctrl_pack(const RdmigMsg *m, uint8_t *buf, size_t cap, size_t *len)
@@ -141,7 +143,8 @@ int ctrl_pack(const RdmigMsg *m, uint8_t *buf, size_t cap, size_t *len)
 	return 0;
 }
 
-int ctrl_pack_alloc(const RdmigMsg *m, uint8_t **buf, size_t *len)
+/* Packs into a new buffer with `extra` bytes of room after the message. */
+static int pack_alloc(const RdmigMsg *m, size_t extra, uint8_t **buf, size_t *len)
 {
 	uint8_t *p;
 	size_t cap;
@@ -150,7 +153,7 @@ int ctrl_pack_alloc(const RdmigMsg *m, uint8_t **buf, size_t *len)
 	if (!type_known((int)m->body_case))
 		return ctrl_pack(m, NULL, 0, len);
 	cap = rdmig_msg__get_packed_size(m);
-	p = malloc(cap ? cap : 1);
+	p = malloc(cap + extra ? cap + extra : 1);
 	if (!p)
 		return -ENOMEM;
 	ret = ctrl_pack(m, p, cap, len);
@@ -160,6 +163,11 @@ int ctrl_pack_alloc(const RdmigMsg *m, uint8_t **buf, size_t *len)
 	}
 	*buf = p;
 	return 0;
+}
+
+int ctrl_pack_alloc(const RdmigMsg *m, uint8_t **buf, size_t *len)
+{
+	return pack_alloc(m, 0, buf, len);
 }
 
 int ctrl_unpack(const void *buf, size_t len, RdmigMsg **out)
@@ -1265,13 +1273,76 @@ out:
 	return ret;
 }
 
+int ctrl_state_encode(struct ctrl_state *st, RdmigMsg *m, uint8_t **buf, size_t *len)
+{
+	/* Decided before the message moves the phase: the dest's AuthResult goes unsealed. */
+	bool seal = ctrl_state_authenticated(st);
+	uint8_t *p = NULL;
+	size_t n = 0;
+	int ret;
+
+	*buf = NULL;
+	if (seal && !st->mac.ready) {
+		ret = err_set(&st->err, CTRL_ABORT_INTERNAL, -EPERM, "no session keys");
+		log_err("refusing to send %s to %s: %s", ctrl_msg_type_str(m->body_case),
+			st->peer_name, st->err.text);
+		return ret;
+	}
+	ret = ctrl_state_send(st, m);
+	if (ret == 0)
+		ret = pack_alloc(m, seal ? MSGAUTH_TAG_LEN : 0, &p, &n);
+	if (ret == 0 && seal) {
+		ret = msgauth_seal(&st->mac, p, n, p + n);
+		n += MSGAUTH_TAG_LEN;
+	}
+	if (ret < 0) {
+		free(p);
+		return ret;
+	}
+	*buf = p;
+	*len = n;
+	return 0;
+}
+
+/*
+ * Checks and strips the MAC of a message received after the handshake,
+ * before anything of it is decoded.
+ */
+static int state_open(struct ctrl_state *st, const uint8_t *buf, size_t *len)
+{
+	uint64_t n = st->mac.recv.next;
+	size_t body;
+
+	if (!st->mac.ready)
+		return err_set(&st->err, CTRL_ABORT_INTERNAL, -EPERM, "no session keys");
+	if (*len <= MSGAUTH_TAG_LEN)
+		return err_set(&st->err, CTRL_ABORT_AUTH, -EBADMSG,
+			       "control message failed authentication (%zu bytes, no room for "
+			       "its MAC)",
+			       *len);
+	body = *len - MSGAUTH_TAG_LEN;
+	if (msgauth_open(&st->mac, buf, body, buf + body, MSGAUTH_TAG_LEN) < 0)
+		return err_set(&st->err, CTRL_ABORT_AUTH, -EBADMSG,
+			       "control message failed authentication (message %" PRIu64
+			       " of the %s since the handshake, %zu bytes)",
+			       n, ctrl_role_str(role_other(st->self)), *len);
+	*len = body;
+	return 0;
+}
+
 int ctrl_state_recv(struct ctrl_state *st, const void *buf, size_t len, RdmigMsg **out)
 {
 	enum ctrl_role peer = role_other(st->self);
+	uint64_t mac_next = st->mac.recv.next;
 	RdmigMsg *m = NULL;
 	int ret;
 
 	*out = NULL;
+	if (ctrl_state_authenticated(st)) {
+		ret = state_open(st, buf, &len);
+		if (ret < 0)
+			goto out;
+	}
 	ret = ctrl_unpack(buf, len, &m);
 	if (ret == -EMSGSIZE) {
 		err_set(&st->err, CTRL_ABORT_PROTOCOL, ret, "message of %zu bytes over the limit",
@@ -1300,8 +1371,11 @@ int ctrl_state_recv(struct ctrl_state *st, const void *buf, size_t len, RdmigMsg
 	*out = m;
 	m = NULL;
 out:
-	if (ret < 0)
+	if (ret < 0) {
+		/* Like the rest of st, the MAC counter only moves for an admitted message. */
+		st->mac.recv.next = mac_next;
 		log_err("control message from %s refused: %s", st->peer_name, st->err.text);
+	}
 	ctrl_free(m);
 	return ret;
 }
@@ -1309,6 +1383,27 @@ out:
 void ctrl_state_set_peer_verified(struct ctrl_state *st)
 {
 	st->peer_verified = true;
+}
+
+int ctrl_state_derive_keys(struct ctrl_state *st, const struct auth_secret *s)
+{
+	struct auth_transcript t;
+	int ret;
+
+	ret = ctrl_state_transcript(st, &t);
+	if (ret == 0)
+		ret =
+		    msgauth_init(&st->mac, s, &t,
+				 st->self == CTRL_ROLE_SOURCE ? AUTH_ROLE_SOURCE : AUTH_ROLE_DEST);
+	if (ret < 0)
+		log_err("cannot derive the session keys with %s: %s", st->peer_name,
+			strerror(-ret));
+	return ret;
+}
+
+void ctrl_state_clear(struct ctrl_state *st)
+{
+	msgauth_clear(&st->mac);
 }
 
 bool ctrl_state_authenticated(const struct ctrl_state *st)

@@ -13,8 +13,9 @@
  *    image bytes out before the peer has been authenticated.
  *
  * Sending:   build with a ctrl_msg_*() builder into a struct ctrl_out,
- *            ctrl_state_send(), ctrl_pack(), transport send, ctrl_out_release().
- * Receiving: ctrl_state_recv() (decode + sequence + phase + validation),
+ *            ctrl_state_encode() (ctrl_state_send(), ctrl_pack() and the MAC),
+ *            transport send, ctrl_out_release().
+ * Receiving: ctrl_state_recv() (MAC + decode + sequence + phase + validation),
  *            act on the message, ctrl_free().  On failure send
  *            Abort(ctrl_state_error()) and close.
  *
@@ -29,14 +30,16 @@
 #include <stdint.h>
 
 #include "auth.h"
+#include "msgauth.h"
 #include "rdmig.pb-c.h"
 
-#define CTRL_PROTO_VERSION     1
-#define CTRL_PROTO_MIN_VERSION 1
+/* 2: every message after the handshake carries a MAC (msgauth.h); 1 is refused. */
+#define CTRL_PROTO_VERSION     2
+#define CTRL_PROTO_MIN_VERSION 2
 
 /* Limits; docs/protocol.md "Limits" explains each. */
-#define CTRL_MSG_MAX	       (64u * 1024)	       /* a whole message, except ReadResp */
-#define CTRL_READ_MAX	       (1u << 20)	       /* ReadReq.len, ReadResp.data */
+#define CTRL_MSG_MAX	       (64u * 1024) /* a whole message and its MAC, except ReadResp */
+#define CTRL_READ_MAX	       (1u << 20)   /* ReadReq.len, ReadResp.data */
 #define CTRL_DATA_MSG_MAX      (CTRL_READ_MAX + 1024u) /* a ReadResp with its envelope */
 #define CTRL_FILE_CHUNK_MAX    (48u * 1024)
 #define CTRL_FILE_NAME_MAX     128
@@ -321,6 +324,9 @@ struct ctrl_state {
 	uint32_t tables_done;
 	uint64_t lazy_bytes;
 
+	/* Session keys, from ctrl_state_derive_keys(). */
+	struct msgauth mac;
+
 	struct ctrl_err err;
 };
 
@@ -353,6 +359,28 @@ int ctrl_state_recv(struct ctrl_state *st, const void *buf, size_t len, RdmigMsg
 
 /* Records that the peer's AuthProof verified.  Only then may we say ok. */
 void ctrl_state_set_peer_verified(struct ctrl_state *st);
+
+/*
+ * Derives the session keys from the secret and the transcript (both Hellos
+ * known) once the peer's proof verified.  From the images phase (data
+ * channel: postcopy) on, every message either way carries a MAC:
+ * ctrl_state_encode() appends it, ctrl_state_recv() checks and strips it
+ * and refuses the message ("control message failed authentication",
+ * ABORT_AUTH) when it does not match.  Without keys nothing is sent or
+ * accepted in those phases.
+ */
+int ctrl_state_derive_keys(struct ctrl_state *st, const struct auth_secret *s);
+
+/*
+ * What agents send with: ctrl_state_send(), then the packed message with
+ * its MAC when one is due, in a malloc()ed buffer the caller frees (*buf is
+ * NULL on failure).  A failure after ctrl_state_send() leaves the
+ * connection unusable: abort it.
+ */
+int ctrl_state_encode(struct ctrl_state *st, RdmigMsg *m, uint8_t **buf, size_t *len);
+
+/* Cleanses the session keys; call before freeing or re-initialising st. */
+void ctrl_state_clear(struct ctrl_state *st);
 
 /* True once both proofs are through: data may flow. */
 bool ctrl_state_authenticated(const struct ctrl_state *st);

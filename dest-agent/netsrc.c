@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <unistd.h>
-#include <xxhash.h>
+#include <openssl/crypto.h>
 
 #include "ctrl.h"
 #include "log.h"
@@ -60,8 +60,9 @@ struct netsrc {
 	bool established;
 	bool images_ready;
 	bool failed;
-	bool finished; /* the source acknowledged Done */
-	bool verify;   /* negotiated */
+	bool finished;		    /* the source acknowledged Done */
+	bool verify;		    /* negotiated */
+	struct msgauth_pages pages; /* keyed with the migration's page key when cfg.verify */
 
 	int file_fd;
 	int dir_fd; /* the images directory: received files are created beneath it */
@@ -157,9 +158,7 @@ static int ns_send(struct netsrc *ns, struct ctrl_out *o)
 	size_t len;
 	int ret;
 
-	ret = ctrl_state_send(&ns->st, &o->msg);
-	if (ret == 0)
-		ret = ctrl_pack_alloc(&o->msg, &buf, &len);
+	ret = ctrl_state_encode(&ns->st, &o->msg, &buf, &len);
 	if (ret == 0)
 		ret = xport_send(ns->x, buf, len);
 	if (ret < 0)
@@ -287,7 +286,8 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 		return;
 	}
 	ctrl_state_set_peer_verified(&ns->st);
-	if (ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
+	if (ctrl_state_derive_keys(&ns->st, ns->cfg.secret) < 0 ||
+	    ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
 		ns_fail(ns, -EIO, "cannot confirm authentication");
 		return;
 	}
@@ -621,6 +621,7 @@ static void ns_connect_now(struct netsrc *ns)
 	xp.max_reads = ns->cfg.max_reads;
 	if (ns->cfg.kind == XPORT_TCP)
 		xp.max_msg = 2u << 20;
+	ctrl_state_clear(&ns->st);
 	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
 	ret = xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, &ns_xops, ns, &ns->x);
 	if (ret < 0) {
@@ -663,6 +664,21 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 		ns_send(ns, &o);
 }
 
+/* The page tags PageHashes carries are keyed with the migration's page key. */
+static int netsrc_pages_init(struct netsrc *ns)
+{
+	uint8_t key[MSGAUTH_PAGE_KEY_LEN];
+	int ret;
+
+	ret = msgauth_page_key(ns->cfg.secret, ns->id, key);
+	if (ret == 0)
+		ret = msgauth_pages_init(&ns->pages, key);
+	OPENSSL_cleanse(key, sizeof(key));
+	if (ret < 0)
+		log_err("%s: cannot set up the page tag key: %s", ns->name, strerror(-ret));
+	return ret;
+}
+
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		   const struct netsrc_ops *ops, void *arg, struct netsrc **out)
 {
@@ -700,6 +716,10 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	}
 	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s:%s", ns->id, ns->host,
 		 ns->port);
+	if (cfg->verify && netsrc_pages_init(ns) < 0) {
+		netsrc_free(ns);
+		return -EIO;
+	}
 	ns->start_ns = now_ns();
 	ns_connect_now(ns);
 	*out = ns;
@@ -714,6 +734,8 @@ void netsrc_free(struct netsrc *ns)
 		return;
 	ns_close_xport(ns);
 	ns_file_close(ns);
+	ctrl_state_clear(&ns->st);
+	msgauth_pages_free(&ns->pages);
 	if (ns->tick)
 		event_free(ns->tick);
 	if (ns->retry)
@@ -814,7 +836,7 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 {
 	struct netsrc *ns = ctx;
 	struct ns_range *r;
-	uint64_t p, idx;
+	uint64_t p, idx, tag;
 
 	if (!ns->verify)
 		return 0;
@@ -823,7 +845,9 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 		return -ERANGE;
 	for (p = 0; p < len; p += IMG_PAGE_SIZE) {
 		idx = (img_vaddr + p - r->img_vaddr) / IMG_PAGE_SIZE;
-		if (XXH3_64bits((const uint8_t *)buf + p, IMG_PAGE_SIZE) != r->hashes[idx]) {
+		if (msgauth_page_tag(&ns->pages, (const uint8_t *)buf + p, IMG_PAGE_SIZE, &tag) < 0)
+			return -EIO;
+		if (tag != r->hashes[idx]) {
 			ns->stats.verify_failures++;
 			log_err("%s: pid %d page 0x%" PRIx64
 				" does not match the source's checksum",

@@ -17,6 +17,7 @@
 
 #include "ctrl.h"
 #include "log.h"
+#include "msgauth.h"
 
 /*
  * Pages files that change while they are served.
@@ -126,9 +127,10 @@ struct csum_args {
 	const uint8_t *data;
 	uint64_t len;
 	const atomic_bool *stop;
-	XXH3_state_t *st; /* allocated by the caller: nothing to free after a jump */
-	uint64_t *csum;	  /* XXH3-64 of the range: the same value as one XXH3_64bits() */
-	uint64_t *hashes; /* len / 4096 page hashes, or NULL */
+	XXH3_state_t *st;	     /* allocated by the caller: nothing to free after a jump */
+	uint64_t *csum;		     /* XXH3-64 of the range: the same value as one XXH3_64bits() */
+	uint64_t *hashes;	     /* len / 4096 page tags, or NULL */
+	struct msgauth_pages *pages; /* the keyed tagger, with hashes */
 };
 
 static int csum_fn(void *arg)
@@ -151,9 +153,14 @@ static int csum_fn(void *arg)
 		*c->csum = XXH3_64bits_digest(c->st);
 	}
 	for (p = 0; c->hashes && p < c->len / IMG_PAGE_SIZE; p++) {
+		int ret;
+
 		if (p % (IMGMAP_STEP / IMG_PAGE_SIZE) == 0 && imgmap_stopped(c->stop))
 			return -ECANCELED;
-		c->hashes[p] = XXH3_64bits(c->data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE);
+		ret = msgauth_page_tag(c->pages, c->data + p * IMG_PAGE_SIZE, IMG_PAGE_SIZE,
+				       &c->hashes[p]);
+		if (ret < 0)
+			return ret;
 	}
 	return 0;
 }
@@ -236,7 +243,7 @@ static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *id
 }
 
 static int task_build(struct imgmap *map, const struct img_task *t, struct imgmap_task *mt,
-		      bool page_hashes, const atomic_bool *stop)
+		      struct msgauth_pages *pages, const atomic_bool *stop)
 {
 	struct csum_args c = {.stop = stop};
 	const struct imgmap_file *f;
@@ -284,7 +291,7 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		r->len = lr->len;
 		r->file = idx;
 		r->offset = lr->pages_off;
-		if (page_hashes) {
+		if (pages) {
 			r->page_hashes = calloc(lr->len / IMG_PAGE_SIZE, sizeof(uint64_t));
 			if (!r->page_hashes) {
 				ret = -ENOMEM;
@@ -295,6 +302,7 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		c.len = lr->len;
 		c.csum = &r->csum;
 		c.hashes = r->page_hashes;
+		c.pages = pages;
 		ret = guarded(csum_fn, &c);
 		if (ret == -EFAULT)
 			log_err("%s: changed while being read (truncated?): cannot serve it",
@@ -310,8 +318,10 @@ out:
 	return ret;
 }
 
-int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, struct imgmap **out)
+int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
+		struct imgmap **out)
 {
+	struct msgauth_pages pages = {0};
 	struct imgmap *map;
 	size_t i, j;
 	int ret;
@@ -319,7 +329,9 @@ int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, stru
 	map = calloc(1, sizeof(*map));
 	if (!map)
 		return -ENOMEM;
-	ret = image_set_open(dir, &map->set);
+	ret = page_key ? msgauth_pages_init(&pages, page_key) : 0;
+	if (ret == 0)
+		ret = image_set_open(dir, &map->set);
 	if (ret < 0)
 		goto out;
 	map->tasks = calloc(map->set->nr_tasks ? map->set->nr_tasks : 1, sizeof(*map->tasks));
@@ -328,7 +340,8 @@ int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, stru
 		goto out;
 	}
 	for (i = 0; i < map->set->nr_tasks; i++) {
-		ret = task_build(map, &map->set->tasks[i], &map->tasks[i], page_hashes, stop);
+		ret = task_build(map, &map->set->tasks[i], &map->tasks[i], page_key ? &pages : NULL,
+				 stop);
 		map->nr_tasks = i + 1;
 		if (ret < 0)
 			goto out;
@@ -340,6 +353,7 @@ int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, stru
 			map->digest = ctrl_digest_add(map->digest, map->tasks[i].ranges[j].csum);
 	ret = 0;
 out:
+	msgauth_pages_free(&pages);
 	if (ret < 0) {
 		imgmap_close(map);
 		map = NULL;

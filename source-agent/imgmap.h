@@ -55,7 +55,7 @@ struct imgmap_range {
 	uint32_t file;	       /* index into imgmap.files */
 	uint64_t offset;       /* in that file */
 	uint64_t csum;	       /* xxh3-64 of the range's bytes */
-	uint64_t *page_hashes; /* len / 4096 entries, or NULL */
+	uint64_t *page_hashes; /* page tags (msgauth.h), len / 4096 entries, or NULL */
 };
 
 struct imgmap_task {
@@ -75,11 +75,13 @@ struct imgmap {
 };
 
 /*
- * Maps and checksums the images in dir.  stop (NULL: never) is polled
- * between steps of at most 16 MiB: once it is set the open gives up with
- * -ECANCELED.  Errors are logged with the file involved.
+ * Maps and checksums the images in dir; with page_key (NULL: none) also
+ * tags every lazy page with it (msgauth_page_tag()).  stop (NULL: never)
+ * is polled between steps of at most 16 MiB: once it is set the open gives
+ * up with -ECANCELED.  Errors are logged with the file involved.
  */
-int imgmap_open(const char *dir, bool page_hashes, const atomic_bool *stop, struct imgmap **out);
+int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
+		struct imgmap **out);
 void imgmap_close(struct imgmap *map);
 
 const struct imgmap_task *imgmap_task(const struct imgmap *map, int32_t pid);

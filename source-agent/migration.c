@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include <time.h>
 
 #include "ctrl.h"
@@ -114,6 +115,7 @@ struct src_map_job {
 	char id[AUTH_MIGRATION_ID_MAX + 1];
 	char *dir;
 	bool page_hashes;
+	uint8_t page_key[MSGAUTH_PAGE_KEY_LEN];
 	unsigned int delay_ms;
 	/* Worker outputs, read by the loop once the job is back. */
 	struct imgmap *map;
@@ -162,7 +164,8 @@ static void map_job_run(struct offload_job *oj)
 		nanosleep(&step, NULL);
 	}
 	if (j->ret == 0)
-		j->ret = imgmap_open(j->dir, j->page_hashes, &oj->cancelled, &j->map);
+		j->ret = imgmap_open(j->dir, j->page_hashes ? j->page_key : NULL, &oj->cancelled,
+				     &j->map);
 	j->ns = now_ns() - t0;
 }
 
@@ -186,6 +189,7 @@ static void map_job_done(struct offload_job *oj, bool ran)
 	j->cb(m, ret);
 out:
 	imgmap_close(j->map);
+	OPENSSL_cleanse(j->page_key, sizeof(j->page_key));
 	free(j->dir);
 	free(j);
 }
@@ -210,6 +214,8 @@ int src_mig_map_start(struct src_migration *m, struct offload *o, unsigned int d
 	j->cb = cb;
 	snprintf(j->id, sizeof(j->id), "%s", m->id);
 	j->page_hashes = m->verify;
+	if (m->verify && (ret = msgauth_page_key(m->secret, m->id, j->page_key)) < 0)
+		goto out;
 	j->delay_ms = delay_ms;
 	ret = offload_submit(o, &j->job);
 	if (ret < 0)
@@ -221,6 +227,7 @@ out:
 	if (j) {
 		log_err("migration %s: cannot have its images in %s mapped: %s", m->id, m->dir,
 			strerror(-ret));
+		OPENSSL_cleanse(j->page_key, sizeof(j->page_key));
 		free(j->dir);
 		free(j);
 	}
@@ -239,15 +246,19 @@ void src_mig_map_cancel(struct src_migration *m)
 int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, bool page_hashes,
 		   struct src_migration **out)
 {
+	uint8_t page_key[MSGAUTH_PAGE_KEY_LEN];
 	struct src_migration *m = NULL;
 	struct imgmap *map = NULL;
 	uint64_t t0 = now_ns();
 	int ret;
 
 	ret = src_mig_new(id, dir, secret, page_hashes, &m);
+	if (ret == 0 && m->verify)
+		ret = msgauth_page_key(m->secret, m->id, page_key);
 	if (ret < 0)
 		goto out;
-	ret = imgmap_open(m->dir, m->verify, NULL, &map);
+	ret = imgmap_open(m->dir, m->verify ? page_key : NULL, NULL, &map);
+	OPENSSL_cleanse(page_key, sizeof(page_key));
 	mig_mapped(m, ret, map, now_ns() - t0);
 out:
 	if (ret < 0) {

@@ -96,6 +96,7 @@ static void sess_free(struct src_session *s)
 	sess_release_memory(s);
 	auth_secret_free(s->decoy);
 	free(s->rbuf);
+	ctrl_state_clear(&s->st);
 	if (s->tick)
 		event_free(s->tick);
 	xport_close(s->x);
@@ -109,9 +110,7 @@ static int sess_send(struct src_session *s, struct ctrl_out *o)
 	size_t len;
 	int ret;
 
-	ret = ctrl_state_send(&s->st, &o->msg);
-	if (ret == 0)
-		ret = ctrl_pack_alloc(&o->msg, &buf, &len);
+	ret = ctrl_state_encode(&s->st, &o->msg, &buf, &len);
 	if (ret == 0)
 		ret = xport_send(s->x, buf, len);
 	if (ret < 0)
@@ -304,7 +303,9 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	s->owner = true;
 	snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
 	ctrl_state_set_peer_verified(&s->st);
-	ret = ctrl_msg_auth_result(&o, true, NULL);
+	ret = ctrl_state_derive_keys(&s->st, s->mig->secret);
+	if (ret == 0)
+		ret = ctrl_msg_auth_result(&o, true, NULL);
 	if (ret == 0)
 		ret = sess_send(s, &o);
 	if (ret == 0)

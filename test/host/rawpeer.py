@@ -39,7 +39,7 @@ def field(num, wt, payload):
 
 
 def hello(mig=b"m1"):
-    return (field(1, 0, 1) + field(2, 0, 1) + field(3, 0, 2) + field(4, 0, 2) +
+    return (field(1, 0, 2) + field(2, 0, 2) + field(3, 0, 2) + field(4, 0, 2) +
             field(5, 2, mig) + field(6, 2, os.urandom(32)) + field(7, 0, 4096) +
             field(9, 0, 0))
 
