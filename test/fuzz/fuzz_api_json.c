@@ -121,8 +121,11 @@ static void fuzz_cli(unsigned kind, const char *text, size_t len)
 		json_decref(j);
 		return;
 	}
-	if (!j)
+	/* As rdmigctl's ctl_call() does with every answer. */
+	if (!j || cli_clean_json(j) < 0) {
+		json_decref(j);
 		return;
+	}
 	f = open_memstream(&out, &out_len);
 	fuzz_check(f != NULL);
 	if (kind == 2) {
