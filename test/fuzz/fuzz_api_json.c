@@ -3,20 +3,24 @@
  * libFuzzer target for the JSON the agents and rdmigctl read from others:
  * the POST /v1/migrations body parser of both agents (common/api.c,
  * api_start_parse()) and rdmigctl's readers of the agents' answers
- * (rdmigctl/cli.c: a migration resource, the list, /v1/health, an error).
+ * (rdmigctl/cli.c: a migration resource, the list, /v1/health, an error)
+ * and the source's reader of the destination agent's answers after a
+ * handover (source-agent/destreport.c).
  *
- * Input: one selector byte, then the JSON text.  Selector % 6:
+ * Input: one selector byte, then the JSON text.  Selector % 7:
  *   0 a start request to the source agent, 1 to the destination agent,
  *   2 a migration resource as `rdmigctl status` and `--watch` print it,
  *   3 a GET /v1/migrations answer (the table), 4 a /v1/health answer,
- *   5 an error answer (the message rdmigctl prints).
+ *   5 an error answer (the message rdmigctl prints),
+ *   6 the destination agent's resource or error answer, read by the source.
  *
  * Besides crashes, it aborts when an accepted start request breaks what
  * api.h promises the agent (valid id, absolute clean paths, secret length,
  * one of pid / images_dir on the source, a peer on the destination), when
  * a refusal is not -EINVAL with a printable message, when the message
- * quotes the secret, or when rdmigctl would print a control character
- * (other than the newline) that an agent put in its answer.
+ * quotes the secret, when rdmigctl would print a control character
+ * (other than the newline) that an agent put in its answer, or when the
+ * source keeps a destination's text unclean or a number out of range.
  *
  * Run: `make fuzz FUZZ_TARGETS=api_json` (docs/testing.md, "Fuzzing").
  */
@@ -26,6 +30,7 @@
 
 #include "api.h"
 #include "cli.h"
+#include "destreport.h"
 #include "fuzz.h"
 #include "log.h"
 
@@ -143,6 +148,40 @@ static void fuzz_cli(unsigned kind, const char *text, size_t len)
 	json_decref(j);
 }
 
+static void fuzz_check_report_int(int64_t v, int64_t max)
+{
+	fuzz_check(v == -1 || (v >= 0 && v <= max));
+}
+
+/* The source's view of what a destination agent answered. */
+static void fuzz_dest_report(const char *text, size_t len)
+{
+	json_t *j = json_loadb(text, len, 0, NULL);
+	struct src_dest_report r;
+	char msg[API_ERROR_MSG_MAX];
+
+	memset(&r, 0x5a, sizeof(r));
+	dest_report_parse(j, &r);
+	fuzz_check(r.seen);
+	fuzz_check(strnlen(r.state, sizeof(r.state)) < sizeof(r.state));
+	fuzz_check(strnlen(r.error, sizeof(r.error)) < sizeof(r.error));
+	fuzz_check_printable(r.state, strlen(r.state), false);
+	fuzz_check_printable(r.error, strlen(r.error), false);
+	fuzz_check_report_int(r.pages_total, INT64_MAX);
+	fuzz_check_report_int(r.pages_fetched, INT64_MAX);
+	fuzz_check_report_int(r.bytes, INT64_MAX);
+	fuzz_check_report_int(r.faults, INT64_MAX);
+	fuzz_check_report_int(r.fault_p50_us, INT64_MAX);
+	fuzz_check_report_int(r.fault_p99_us, INT64_MAX);
+	fuzz_check_report_int(r.restore_ms, DEST_REPORT_MS_MAX);
+	fuzz_check_report_int(r.resumed_ms, DEST_REPORT_MS_MAX);
+	if (dest_report_error_message(j, msg, sizeof(msg))) {
+		fuzz_check(msg[0] != '\0' && strnlen(msg, sizeof(msg)) < sizeof(msg));
+		fuzz_check_printable(msg, strlen(msg), false);
+	}
+	json_decref(j);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *text = (const char *)data + 1;
@@ -151,9 +190,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	log_set_level(LOG_LVL_ERR);
-	kind = data[0] % 6;
+	kind = data[0] % 7;
 	if (kind < 2)
 		fuzz_start(kind == 0 ? API_ROLE_SOURCE : API_ROLE_DEST, text, size - 1);
+	else if (kind == 6)
+		fuzz_dest_report(text, size - 1);
 	else
 		fuzz_cli(kind, text, size - 1);
 	return 0;

@@ -364,6 +364,10 @@ static void gen_api_json(void)
 	gen_json_input("health", 4,
 		       "{\"status\":\"ok\",\"role\":\"dest\",\"version\":\"0.1.0\","
 		       "\"migrations\":2,\"active\":1}");
+	gen_json_value("dest-resource", 6, gen_resource(API_ROLE_DEST, API_STATE_POSTCOPY));
+	gen_json_input("dest-error", 6,
+		       "{\"error\":{\"code\":\"conflict\",\"message\":\"migration web-7 "
+		       "exists\"}}");
 	gen_json_input("error", 5,
 		       "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field \\\"pid\\\" "
 		       "must be 1..4194304\"}}");
