@@ -204,9 +204,9 @@ struct api_error {
 };
 
 /*
- * The POST /v1/migrations body parser on its own (the server uses it for
- * every request; the fuzz target test/fuzz/fuzz_api_json.c calls it
- * directly).  root is the body as the server loads it (json_loadb() with
+ * The parser the server runs on every POST /v1/migrations body, callable
+ * on its own (for the fuzz target test/fuzz/fuzz_api_json.c).  root is
+ * the body as the server loads it (json_loadb() with
  * JSON_REJECT_DUPLICATES, an object).  Validates it for role into *r,
  * whose pointers borrow from root and from *buf; *buf is allocated also
  * on failure and released, wiped, with api_start_buf_free().  Returns 0,

@@ -8,8 +8,8 @@
  * from progress_encode(), lazy-pages records as criu writes them.  Each
  * input's format is described at the top of its target.  Usage:
  *     BUILD/test/fuzz/fuzz-gen-corpus test/fuzz/corpus
- * Existing files of the four targets are overwritten, others (saved
- * crashes) are kept.
+ * The files it names are overwritten; others (crash-*, regress-*, the
+ * minimised min-* of fuzzing runs) are kept.
  */
 #include <errno.h>
 #include <stdarg.h>
