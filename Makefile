@@ -48,9 +48,14 @@ bench: deps
 	@$(MAKE) --no-print-directory compile
 	@bench/run
 
+# libFuzzer targets (clang), each run for FUZZ_SECONDS (default 60); FUZZ_TARGETS picks some.
+# Only the targets are built: the rest of the tree is gcc's business.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= image ctrl api_json lpsock progress
 fuzz:
 	@test -f build-fuzz/build.ninja || CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false
-	ninja -C build-fuzz
+	ninja -C build-fuzz $(addprefix test/fuzz/fuzz_,$(FUZZ_TARGETS))
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz $(FUZZ_TARGETS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -666,6 +666,22 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 	return api_parse_criu(json_object_get(root, "criu_opts"), role, &r->criu, err);
 }
 
+int api_start_parse(enum api_role role, const json_t *root, struct api_start_req *r,
+		    struct api_start_buf **buf, struct api_error *err)
+{
+	*buf = calloc(1, sizeof(**buf));
+	if (!*buf)
+		return -ENOMEM;
+	return api_parse_start(role, root, r, *buf, err);
+}
+
+void api_start_buf_free(struct api_start_buf *b)
+{
+	if (b)
+		explicit_bzero(b, sizeof(*b));
+	free(b);
+}
+
 /* --- HTTP plumbing ------------------------------------------------------- */
 
 static const char *api_reason(int status)

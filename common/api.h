@@ -211,6 +211,20 @@ struct api_error {
 	char message[API_ERROR_MSG_MAX];
 };
 
+/*
+ * The parser the server runs on every POST /v1/migrations body, callable
+ * on its own (for the fuzz target test/fuzz/fuzz_api_json.c).  root is
+ * the body as the server loads it (json_loadb() with
+ * JSON_REJECT_DUPLICATES, an object).  Validates it for role into *r,
+ * whose pointers borrow from root and from *buf; *buf is allocated also
+ * on failure and released, wiped, with api_start_buf_free().  Returns 0,
+ * -EINVAL with err->message set, or -ENOMEM.
+ */
+struct api_start_buf;
+int api_start_parse(enum api_role role, const json_t *root, struct api_start_req *r,
+		    struct api_start_buf **buf, struct api_error *err);
+void api_start_buf_free(struct api_start_buf *b);
+
 /* Formats e->message and returns neg_errno, for `return api_error_set(err, -EEXIST, ...)`. */
 int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

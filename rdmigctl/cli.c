@@ -541,6 +541,20 @@ out:
 	return ret;
 }
 
+/* Control characters and DEL become '?'; true when s had any. */
+static bool cli_clean_text(char *s)
+{
+	bool dirty = false;
+
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+			*s = '?';
+			dirty = true;
+		}
+	}
+	return dirty;
+}
+
 const char *cli_error_message(int status, const char *reason, const char *body, char *buf,
 			      size_t len)
 {
@@ -552,7 +566,35 @@ const char *cli_error_message(int status, const char *reason, const char *body, 
 	else
 		snprintf(buf, len, "HTTP %d %s", status, reason && reason[0] ? reason : "error");
 	json_decref(j);
+	cli_clean_text(buf);
 	return buf;
+}
+
+int cli_clean_json(json_t *j)
+{
+	char *s;
+	int ret = 0;
+
+	if (json_is_object(j)) {
+		for (void *it = json_object_iter(j); it && ret == 0;
+		     it = json_object_iter_next(j, it))
+			ret = cli_clean_json(json_object_iter_value(it));
+		return ret;
+	}
+	if (json_is_array(j)) {
+		for (size_t i = 0; i < json_array_size(j) && ret == 0; i++)
+			ret = cli_clean_json(json_array_get(j, i));
+		return ret;
+	}
+	if (!json_is_string(j))
+		return 0;
+	s = strdup(json_string_value(j));
+	if (!s)
+		return -ENOMEM;
+	if (cli_clean_text(s) && json_string_set(j, s) < 0)
+		ret = -ENOMEM;
+	free(s);
+	return ret;
 }
 
 /* --- Reading resources ----------------------------------------------------- */

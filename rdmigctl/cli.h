@@ -74,9 +74,17 @@ const char *cli_socket_path(const struct cli_args *a);
  */
 int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t errlen);
 
-/* The API's error message in body, else "HTTP <status> <reason>". */
+/* The API's error message in body, else "HTTP <status> <reason>"; control characters become '?'. */
 const char *cli_error_message(int status, const char *reason, const char *body, char *buf,
 			      size_t len);
+
+/*
+ * Replaces control characters and DEL in every string value of j by '?'.
+ * An agent's answer reaches the operator's terminal, where an escape
+ * sequence in, say, a migration's error text would be obeyed: rdmigctl
+ * cleans every answer before reading it.  Returns 0 or -ENOMEM.
+ */
+int cli_clean_json(json_t *j);
 
 /* One line of progress for a migration resource (no newline). */
 const char *cli_format_progress(const json_t *m, char *buf, size_t len);

@@ -83,7 +83,9 @@ static int ctl_call(struct ctl *c, const char *method, const char *path, const c
 		goto out;
 	}
 	*j = json_loads(r.body, 0, NULL);
-	if (!*j) {
+	if (!*j || cli_clean_json(*j) < 0) {
+		json_decref(*j);
+		*j = NULL;
 		fprintf(stderr, "rdmigctl: the agent at %s sent invalid JSON (HTTP %d)\n", c->where,
 			r.status);
 		ret = CLI_EXIT_FAILURE;

@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 
 #include "api.h"
+#include "destreport.h"
 #include "log.h"
 #include "tls.h"
 #include "util.h"
@@ -121,25 +122,6 @@ static void ho_end(struct src_handover *h)
 	ho_schedule(h, 0);
 }
 
-/* Copies a JSON string that a remote agent chose, printable ASCII only. */
-static void ho_copy_text(char *dst, size_t len, const char *src)
-{
-	size_t i;
-
-	for (i = 0; src && src[i] && i + 1 < len; i++)
-		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
-	dst[i] = '\0';
-}
-
-/* -1 for null or missing. */
-static int64_t ho_int(const json_t *m, const char *group, const char *key)
-{
-	const json_t *v = group ? json_object_get(m, group) : m;
-
-	v = v ? json_object_get(v, key) : NULL;
-	return json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
-}
-
 static json_t *ho_body_json(struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -156,12 +138,10 @@ static json_t *ho_body_json(struct evhttp_request *req)
 static void ho_http_error(struct evhttp_request *req, int status, char *buf, size_t len)
 {
 	json_t *j = ho_body_json(req);
-	const char *msg = NULL, *line = evhttp_request_get_response_code_line(req);
+	const char *line = evhttp_request_get_response_code_line(req);
+	char text[API_ERROR_MSG_MAX];
 
-	if (j && json_unpack(j, "{s:{s:s}}", "error", "message", &msg) == 0 && msg[0]) {
-		char text[API_ERROR_MSG_MAX];
-
-		ho_copy_text(text, sizeof(text), msg);
+	if (dest_report_error_message(j, text, sizeof(text))) {
 		snprintf(buf, len, "%s (HTTP %d)", text, status);
 	} else {
 		snprintf(buf, len, "HTTP %d %s", status, line && line[0] ? line : "error");
@@ -231,22 +211,10 @@ static void ho_phase_error(struct src_handover *h, char *buf, size_t len)
 static void ho_mirror(struct src_handover *h, const json_t *j)
 {
 	struct src_dest_report *r = &h->m->dr;
-	const char *st = json_string_value(json_object_get(j, "state"));
-	const char *err = json_string_value(json_object_get(j, "error"));
 	char old[sizeof(r->state)];
 
 	snprintf(old, sizeof(old), "%s", r->state);
-	ho_copy_text(r->state, sizeof(r->state), st ? st : "");
-	ho_copy_text(r->error, sizeof(r->error), err);
-	r->seen = true;
-	r->pages_total = ho_int(j, "progress", "pages_total");
-	r->pages_fetched = ho_int(j, "progress", "pages_fetched");
-	r->bytes = ho_int(j, "progress", "bytes");
-	r->faults = ho_int(j, "progress", "faults");
-	r->fault_p50_us = ho_int(j, "latency_us", "fault_p50");
-	r->fault_p99_us = ho_int(j, "latency_us", "fault_p99");
-	r->restore_ms = ho_int(j, "times", "restore_ms");
-	r->resumed_ms = ho_int(j, "times", "resumed_ms");
+	dest_report_parse(j, r);
 	if (strcmp(old, r->state) != 0)
 		log_info("migration %s: destination agent %s reports %s%s%s", h->m->id, h->name,
 			 r->state[0] ? r->state : "no state", r->error[0] ? ": " : "", r->error);
@@ -549,7 +517,7 @@ static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int
 	j = ho_body_json(req);
 	role = json_string_value(json_object_get(j, "role"));
 	if (!role || strcmp(role, "dest") != 0) {
-		ho_copy_text(why, sizeof(why), role ? role : "none");
+		dest_report_text(why, sizeof(why), role ? role : "none");
 		json_decref(j);
 		ho_fail(h, "refused: it is not a destination agent (its /v1/health says role %s)",
 			why);

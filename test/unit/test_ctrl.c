@@ -1165,7 +1165,7 @@ static void test_state_read_checks(void **state)
 static void test_state_mac(void **state)
 {
 	struct ctrl_file_chunk a = {
-	    .name = "a.img", .total_size = 4, .data = "abcd", .data_len = 4, .last = true};
+	    .name = "core-1.img", .total_size = 4, .data = "abcd", .data_len = 4, .last = true};
 	static uint8_t good[256];
 	uint8_t *buf = NULL;
 	struct pair p;

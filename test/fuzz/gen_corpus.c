@@ -1,0 +1,498 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * Writes the seed corpora of fuzz_ctrl, fuzz_api_json, fuzz_lpsock and
+ * fuzz_progress (test/fuzz/corpus/<target>/) with the project's own
+ * encoders: whole control sessions built with the ctrl_msg_*() builders and
+ * checked by both peers' ctrl_state, request bodies from rdmigctl's
+ * cli_migrate_body(), resources from api_migration_to_json(), progress lines
+ * from progress_encode(), lazy-pages records as criu writes them.  Each
+ * input's format is described at the top of its target.  Usage:
+ *     BUILD/test/fuzz/fuzz-gen-corpus test/fuzz/corpus
+ * The files it names are overwritten; others (crash-*, regress-*, the
+ * minimised min-* of fuzzing runs) are kept.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api.h"
+#include "cli.h"
+#include "ctrl.h"
+#include "log.h"
+#include "lpsock.h"
+#include "progress.h"
+
+static const char *gen_top;
+
+static void gen_die(const char *what)
+{
+	fprintf(stderr, "fuzz-gen-corpus: %s\n", what);
+	exit(1);
+}
+
+static void gen_write(const char *target, const char *name, const void *data, size_t len)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", gen_top, target);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST)
+		gen_die(path);
+	snprintf(path, sizeof(path), "%s/%s/%s", gen_top, target, name);
+	f = fopen(path, "wb");
+	if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0)
+		gen_die(path);
+}
+
+/* A growing byte buffer. */
+struct gen_buf {
+	uint8_t data[64 * 1024];
+	size_t len;
+};
+
+static void gen_put(struct gen_buf *b, const void *p, size_t len)
+{
+	if (len > sizeof(b->data) - b->len)
+		gen_die("input too large");
+	memcpy(b->data + b->len, p, len);
+	b->len += len;
+}
+
+static void gen_byte(struct gen_buf *b, uint8_t v)
+{
+	gen_put(b, &v, 1);
+}
+
+/* ---- control sessions (fuzz_ctrl) ---- */
+
+struct gen_sess {
+	struct ctrl_state src, dst;
+	struct gen_buf in;
+};
+
+static bool gen_range_known(void *arg, int32_t pid, uint64_t vaddr, uint64_t len)
+{
+	return true;
+}
+
+static void gen_sess_init(struct gen_sess *s, bool range_check)
+{
+	memset(s, 0, sizeof(*s));
+	ctrl_state_init(&s->src, CTRL_ROLE_SOURCE, "dest");
+	ctrl_state_init(&s->dst, CTRL_ROLE_DEST, "source");
+	if (range_check)
+		ctrl_state_set_range_check(&s->src, gen_range_known, NULL);
+	gen_byte(&s->in, range_check ? 1 : 0);
+}
+
+/* Sends o from one side to the other and records the frame; both sides must agree. */
+static void gen_send(struct gen_sess *s, bool from_dest, struct ctrl_out *o, int built)
+{
+	struct ctrl_state *snd = from_dest ? &s->dst : &s->src;
+	struct ctrl_state *rcv = from_dest ? &s->src : &s->dst;
+	uint8_t *buf = NULL;
+	RdmigMsg *m = NULL;
+	size_t len;
+
+	if (built < 0 || ctrl_state_send(snd, &o->msg) < 0 ||
+	    ctrl_pack_alloc(&o->msg, &buf, &len) < 0 || ctrl_state_recv(rcv, buf, len, &m) < 0)
+		gen_die("a session message was refused");
+	if (m->body_case == RDMIG_MSG__BODY_AUTH_PROOF)
+		ctrl_state_set_peer_verified(rcv);
+	gen_byte(&s->in, from_dest ? 1 : 0);
+	gen_byte(&s->in, (uint8_t)len);
+	gen_byte(&s->in, (uint8_t)(len >> 8));
+	gen_put(&s->in, buf, len);
+	ctrl_free(m);
+	free(buf);
+	ctrl_out_release(o);
+}
+
+static void gen_hellos(struct gen_sess *s, uint64_t src_feat, uint64_t dst_feat,
+		       enum ctrl_channel ch)
+{
+	static const uint8_t nonce_s[AUTH_NONCE_LEN] = {1, 2, 3, 4};
+	static const uint8_t nonce_d[AUTH_NONCE_LEN] = {5, 6, 7, 8};
+	struct ctrl_hello h = {
+	    .role = CTRL_ROLE_SOURCE,
+	    .channel = ch,
+	    .features = src_feat,
+	    .page_size = 4096,
+	    .migration_id = "m-fuzz",
+	    .nonce = nonce_s,
+	    .agent_version = "rdmig 0.1.0",
+	};
+	struct ctrl_out o;
+
+	gen_send(s, false, &o, ctrl_msg_hello(&o, &h));
+	h.role = CTRL_ROLE_DEST;
+	h.features = dst_feat;
+	h.nonce = nonce_d;
+	gen_send(s, true, &o, ctrl_msg_hello(&o, &h));
+}
+
+/* Both proofs; with dest_refused the source answers the first one "no". */
+static void gen_auth(struct gen_sess *s, bool dest_refused)
+{
+	static const uint8_t proof[AUTH_PROOF_LEN] = {0xa5, 0x5a};
+	struct ctrl_out o;
+
+	gen_send(s, true, &o, ctrl_msg_auth_proof(&o, proof));
+	if (dest_refused) {
+		/* The harness counts every proof as right: refuse without claiming ok. */
+		gen_send(s, false, &o, ctrl_msg_auth_result(&o, false, "authentication failed"));
+		return;
+	}
+	gen_send(s, false, &o, ctrl_msg_auth_result(&o, true, NULL));
+	gen_send(s, false, &o, ctrl_msg_auth_proof(&o, proof));
+	gen_send(s, true, &o, ctrl_msg_auth_result(&o, true, NULL));
+}
+
+static void gen_images(struct gen_sess *s, bool rdma, bool verify)
+{
+	static const uint8_t inv[] = {0x54, 0x0f, 0x2d, 0x58, 0x01, 0x02};
+	static const uint8_t chunk[96] = {0x11, 0x22, 0x33};
+	const struct ctrl_hole holes[] = {{8192, 4096}};
+	const struct ctrl_region regs[] = {{0x10000000, 0x200000, 0x1234}};
+	struct ctrl_range r[] = {
+	    {0x400000, 0x2000, rdma, 0x10000000, 0x1234, 0x1111},
+	    {0x404000, 0x1000, rdma, 0x10002000, 0x1234, 0x2222},
+	};
+	const uint64_t hashes[] = {1, 2};
+	struct ctrl_file_chunk c = {
+	    .name = "inventory.img",
+	    .total_size = sizeof(inv),
+	    .data = inv,
+	    .data_len = sizeof(inv),
+	    .last = true,
+	};
+	uint64_t lazy = 0x2000 + 0x1000 + 0x2000;
+	struct ctrl_out o;
+
+	if (rdma)
+		gen_send(s, false, &o, ctrl_msg_mem_regions(&o, regs, 1));
+	gen_send(s, false, &o, ctrl_msg_image_file(&o, &c));
+	c = (struct ctrl_file_chunk){
+	    .name = "pages-1.img", .total_size = 16384, .data = chunk, .data_len = sizeof(chunk)};
+	gen_send(s, false, &o, ctrl_msg_image_file(&o, &c));
+	c = (struct ctrl_file_chunk){.name = "pages-1.img",
+				     .total_size = 16384,
+				     .offset = 4096,
+				     .data = chunk,
+				     .data_len = sizeof(chunk),
+				     .holes = holes,
+				     .nr_holes = 1,
+				     .last = true};
+	gen_send(s, false, &o, ctrl_msg_image_file(&o, &c));
+	gen_send(s, false, &o, ctrl_msg_task_table(&o, 100, r, 1, false));
+	gen_send(s, false, &o, ctrl_msg_task_table(&o, 100, r + 1, 1, true));
+	r[0].img_vaddr = 0x10000;
+	r[0].remote_addr = 0x10100000;
+	gen_send(s, false, &o, ctrl_msg_task_table(&o, 101, r, 1, true));
+	if (verify)
+		gen_send(s, false, &o, ctrl_msg_page_hashes(&o, 100, 0x400000, hashes, 2));
+	gen_send(s, false, &o, ctrl_msg_images_done(&o, 2, 2, lazy));
+}
+
+static void gen_postcopy(struct gen_sess *s, bool tcp, bool control)
+{
+	static const uint8_t page[64] = {0x42};
+	const struct ctrl_done d = {.pages = 4, .bytes = 16384, .ranges_verified = 0};
+	struct ctrl_out o;
+
+	if (tcp) {
+		gen_send(s, true, &o, ctrl_msg_read_req(&o, 7, 100, 0x400000, 4096));
+		gen_send(s, false, &o, ctrl_msg_read_resp(&o, 7, 0, page, sizeof(page)));
+		gen_send(s, true, &o, ctrl_msg_read_req(&o, 8, 101, 0x10000, 4096));
+		gen_send(s, false, &o, ctrl_msg_read_resp(&o, 8, -EIO, NULL, 0));
+	}
+	gen_send(s, true, &o, ctrl_msg_keepalive(&o, 1, 123456789));
+	gen_send(s, false, &o, ctrl_msg_keepalive(&o, 1, 123456790));
+	if (!control)
+		return;
+	gen_send(s, true, &o, ctrl_msg_progress(&o, 2, 8192, 1));
+	gen_send(s, true, &o, ctrl_msg_done(&o, &d));
+	gen_send(s, false, &o, ctrl_msg_done_ack(&o, true, NULL));
+}
+
+static void gen_ctrl(void)
+{
+	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
+		       verify = CTRL_FEAT_VERIFY_PAGES;
+	struct ctrl_out o;
+	struct gen_sess s;
+
+	for (int rc = 0; rc < 2; rc++) {
+		char name[64];
+
+		gen_sess_init(&s, rc);
+		gen_hellos(&s, tcp | rdma | verify, tcp | verify, CTRL_CHANNEL_CONTROL);
+		gen_auth(&s, false);
+		gen_images(&s, false, true);
+		gen_postcopy(&s, true, true);
+		snprintf(name, sizeof(name), "tcp-verify%s", rc ? "-rangecheck" : "");
+		gen_write("ctrl", name, s.in.data, s.in.len);
+	}
+	gen_sess_init(&s, false);
+	gen_hellos(&s, rdma | tcp, rdma, CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, false);
+	gen_images(&s, true, false);
+	gen_postcopy(&s, false, true);
+	gen_write("ctrl", "rdma", s.in.data, s.in.len);
+
+	gen_sess_init(&s, true);
+	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_DATA);
+	gen_auth(&s, false);
+	gen_postcopy(&s, true, false);
+	gen_write("ctrl", "tcp-data-channel", s.in.data, s.in.len);
+
+	gen_sess_init(&s, false);
+	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, true);
+	gen_write("ctrl", "auth-refused", s.in.data, s.in.len);
+
+	gen_sess_init(&s, false);
+	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
+	gen_send(&s, true, &o, ctrl_msg_abort(&o, CTRL_ABORT_MIGRATION, "no such migration"));
+	gen_write("ctrl", "abort", s.in.data, s.in.len);
+}
+
+/* ---- API JSON (fuzz_api_json) ---- */
+
+static void gen_json_input(const char *name, uint8_t kind, const char *text)
+{
+	struct gen_buf b = {.len = 0};
+
+	gen_byte(&b, kind);
+	gen_put(&b, text, strlen(text));
+	gen_write("api_json", name, b.data, b.len);
+}
+
+static void gen_json_value(const char *name, uint8_t kind, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	if (!text)
+		gen_die("json_dumps");
+	gen_json_input(name, kind, text);
+	free(text);
+	json_decref(j);
+}
+
+static void gen_migrate_body(const char *name, const struct cli_args *a)
+{
+	char *body, err[128];
+
+	if (cli_migrate_body(a, &body, err, sizeof(err)) < 0)
+		gen_die(err);
+	gen_json_input(name, 0, body);
+	free(body);
+}
+
+static json_t *gen_resource(enum api_role role, enum api_state state)
+{
+	struct api_migration_view v;
+
+	api_migration_view_init(&v);
+	v.id = role == API_ROLE_SOURCE ? "m-1f2e3d4c5b6a" : "web-7";
+	v.role = role;
+	v.state = state;
+	v.error = state == API_STATE_FAILED ? "criu restore exited with status 1" : NULL;
+	v.source = "192.0.2.1:7471";
+	v.dest = role == API_ROLE_SOURCE ? "192.0.2.2:7472" : NULL;
+	v.dest_state = role == API_ROLE_SOURCE ? "postcopy" : NULL;
+	v.transport = API_TRANSPORT_TCP;
+	v.pid = role == API_ROLE_SOURCE ? 4242 : 0;
+	v.images_dir = "/var/lib/rdmig/images/web-7";
+	v.verify = true;
+	v.pages_total = 4096;
+	v.pages_fetched = 1200;
+	v.pages_remaining = 2896;
+	v.faults = 37;
+	v.bytes = 4915200;
+	v.fault_p50_us = 95;
+	v.fault_p99_us = 410;
+	v.created_unix_ms = 1796300000000;
+	v.finished_unix_ms = api_state_is_final(state) ? 1796300012345 : 0;
+	v.freeze_ms = 85;
+	v.total_ms = 12345;
+	v.restore_ms = 812;
+	v.resumed_ms = 990;
+	v.downtime_ms = 1075;
+	return api_migration_to_json(&v);
+}
+
+static void gen_api_json(void)
+{
+	struct cli_args a = {.pid = 4242,
+			     .id = "web-7",
+			     .to = "192.0.2.2:7472",
+			     .advertise = "192.0.2.1:7471",
+			     .dest_images = "/var/lib/rdmig/in",
+			     .transport = "tcp",
+			     .secret_file = "/etc/rdmig/secret",
+			     .verify = true};
+	json_t *list;
+
+	gen_migrate_body("start-source-pid", &a);
+	a = (struct cli_args){.images_dir = "/var/lib/rdmig/images/web-7", .transport = "rdma"};
+	gen_migrate_body("start-source-images", &a);
+	gen_json_input("start-source-inline", 0,
+		       "{\"id\":\"m.2_x-\",\"pid\":1,\"dest\":\"[2001:db8::2]:7472\","
+		       "\"secret\":\"hex:00112233445566778899aabbccddeeff\","
+		       "\"criu_opts\":{\"shell_job\":true,\"tcp_established\":false,"
+		       "\"ext_unix_sk\":true,\"file_locks\":true,\"link_remap\":true,"
+		       "\"leave_running\":true,\"manage_cgroups\":\"soft\",\"log_level\":4}}");
+	gen_json_input("start-dest", 1,
+		       "{\"id\":\"web-7\",\"source\":\"192.0.2.1:7471\",\"transport\":\"tcp\","
+		       "\"secret\":\"base64:AAECAwQFBgcICQoLDA0ODxAREhM=\",\"verify\":true,"
+		       "\"images_dir\":\"/srv/rdmig/in\",\"work_dir\":\"/srv/rdmig/work\","
+		       "\"restore\":false,\"criu_opts\":{\"manage_cgroups\":\"ignore\","
+		       "\"log_level\":0}}");
+	gen_json_input("start-dest-min", 1, "{\"source\":\"src.example\"}");
+	gen_json_input("start-refused", 0, "{\"pid\":1,\"images_dir\":\"/x\",\"bogus\":1}");
+
+	gen_json_value("resource-source", 2, gen_resource(API_ROLE_SOURCE, API_STATE_POSTCOPY));
+	gen_json_value("resource-dest-failed", 2, gen_resource(API_ROLE_DEST, API_STATE_FAILED));
+	list = json_pack("{s:[o,o]}", "migrations", gen_resource(API_ROLE_SOURCE, API_STATE_DONE),
+			 gen_resource(API_ROLE_DEST, API_STATE_DRAINING));
+	gen_json_value("list", 3, list);
+	gen_json_input("list-empty", 3, "{\"migrations\":[]}");
+	gen_json_input("health", 4,
+		       "{\"status\":\"ok\",\"role\":\"dest\",\"version\":\"0.1.0\","
+		       "\"migrations\":2,\"active\":1}");
+	gen_json_value("dest-resource", 6, gen_resource(API_ROLE_DEST, API_STATE_POSTCOPY));
+	gen_json_input("dest-error", 6,
+		       "{\"error\":{\"code\":\"conflict\",\"message\":\"migration web-7 "
+		       "exists\"}}");
+	gen_json_input("error", 5,
+		       "{\"error\":{\"code\":\"invalid_request\",\"message\":\"field \\\"pid\\\" "
+		       "must be 1..4194304\"}}");
+}
+
+/* ---- lazy-pages records (fuzz_lpsock) ---- */
+
+#define GEN_FD_UFFD 1
+#define GEN_SHUT_WR 4
+
+static void gen_chunk(struct gen_buf *b, uint8_t ctl, const void *p, size_t len)
+{
+	gen_byte(b, ctl);
+	gen_byte(b, (uint8_t)len);
+	gen_put(b, p, len);
+}
+
+static void gen_word(struct gen_buf *b, uint8_t ctl, int32_t v)
+{
+	gen_chunk(b, ctl, &v, sizeof(v));
+}
+
+static void gen_lpsock(void)
+{
+	const uint32_t fin = LPSOCK_FIN;
+	struct gen_buf b = {.len = 0};
+	uint8_t split[6];
+	int32_t pid = 101;
+
+	/* As criu restore writes it: pid, a byte with the uffd, zombies, FIN. */
+	gen_byte(&b, 0);
+	gen_word(&b, 0, 100);
+	gen_chunk(&b, GEN_FD_UFFD, "", 1);
+	gen_word(&b, 0, 101);
+	gen_chunk(&b, GEN_FD_UFFD, "", 1);
+	gen_word(&b, 0, -102);
+	gen_chunk(&b, 0, &fin, sizeof(fin));
+	gen_write("lpsock", "restore", b.data, b.len);
+
+	/* Split across writes, a pid's bytes in two chunks. */
+	b.len = 0;
+	gen_byte(&b, 0);
+	memcpy(split, &pid, 4);
+	memcpy(split + 4, &fin, 2);
+	gen_chunk(&b, 0, split, 2);
+	gen_chunk(&b, 0, split + 2, 2);
+	gen_chunk(&b, GEN_FD_UFFD, "", 1);
+	gen_chunk(&b, 0, (const uint8_t *)&fin, 4);
+	gen_write("lpsock", "split", b.data, b.len);
+
+	/* Without images: any pid; the hang-up before FIN is a failure. */
+	b.len = 0;
+	gen_byte(&b, 1);
+	gen_word(&b, 0, 7);
+	gen_chunk(&b, GEN_FD_UFFD, "", 1);
+	gen_word(&b, GEN_SHUT_WR, -8);
+	gen_write("lpsock", "no-images-hangup", b.data, b.len);
+
+	b.len = 0;
+	gen_byte(&b, 0);
+	gen_chunk(&b, 0, &fin, sizeof(fin));
+	gen_write("lpsock", "fin-only", b.data, b.len);
+}
+
+/* ---- progress lines (fuzz_progress) ---- */
+
+static void gen_progress(void)
+{
+	struct gen_buf all = {.len = 0};
+	static const enum api_state states[] = {
+	    API_STATE_CONNECTING, API_STATE_RECEIVING, API_STATE_RESTORING,
+	    API_STATE_POSTCOPY,	  API_STATE_DRAINING,  API_STATE_DONE,
+	};
+	struct progress_msg m;
+	char line[PROGRESS_LINE_MAX + 1];
+	int n;
+
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		progress_msg_init(&m);
+		m.has_state = true;
+		m.state = states[i];
+		if (states[i] == API_STATE_POSTCOPY)
+			m.restore_ms = 812;
+		n = progress_encode(&m, line, sizeof(line));
+		if (n < 0)
+			gen_die("progress_encode");
+		gen_put(&all, line, (size_t)n);
+		gen_write("progress", api_state_str(states[i]), line, (size_t)n);
+	}
+	progress_msg_init(&m);
+	m.has_counters = true;
+	m.c = (struct progress_counters){4096, 1200, 2896, 37, 4915200, 95, 410};
+	n = progress_encode(&m, line, sizeof(line));
+	if (n < 0)
+		gen_die("progress_encode");
+	gen_put(&all, line, (size_t)n);
+	gen_write("progress", "counters", line, (size_t)n);
+	m.c.fault_p50_us = m.c.fault_p99_us = -1;
+	n = progress_encode(&m, line, sizeof(line));
+	if (n < 0)
+		gen_die("progress_encode");
+	gen_write("progress", "counters-no-latency", line, (size_t)n);
+	progress_msg_init(&m);
+	m.has_state = true;
+	m.state = API_STATE_FAILED;
+	snprintf(m.error, sizeof(m.error), "criu restore exited with status 1: \"x\"\t\\");
+	n = progress_encode(&m, line, sizeof(line));
+	if (n < 0)
+		gen_die("progress_encode");
+	gen_put(&all, line, (size_t)n);
+	gen_write("progress", "failed", line, (size_t)n);
+	gen_write("progress", "session", all.data, all.len);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: fuzz-gen-corpus CORPUS_DIR\n");
+		return 2;
+	}
+	gen_top = argv[1];
+	log_init("fuzz-gen-corpus", LOG_LVL_ERR);
+	gen_ctrl();
+	gen_api_json();
+	gen_lpsock();
+	gen_progress();
+	return 0;
+}
