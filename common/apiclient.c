@@ -542,9 +542,10 @@ int apiclient_request(const struct apiclient_target *t, const char *method, cons
 	memset(out, 0, sizeof(*out));
 	if (!ac_token_ok(method, false) || !ac_token_ok(path, true) || strlen(path) > 400)
 		return -EINVAL;
-	/* host:port, IPv6 in brackets: the agents check Host on loopback. */
+	/* host:port, IPv6 in brackets, no scheme: the agents check Host on loopback. */
 	if (t->host)
-		apiclient_target_str(t, host, sizeof(host));
+		snprintf(host, sizeof(host), strchr(t->host, ':') ? "[%s]:%s" : "%s:%s", t->host,
+			 t->port ? t->port : (t->tls ? "443" : "80"));
 	n = snprintf(line, sizeof(line),
 		     "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: rdmigctl/%s\r\n"
 		     "Accept: application/json\r\nConnection: close\r\n",

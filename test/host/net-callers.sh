@@ -48,7 +48,7 @@ track "$pty_pid"
 for _ in $(seq 100); do [ -s "$T/pty" ] && break; sleep 0.05; done
 tty=$(cat "$T/pty")
 
-start_source "$T/source.log" --api-socket "$T/run/source.sock" --api-tcp 0 --insecure-api --api-group "$gid"
+start_source "$T/source.log" --api-socket "$T/run/source.sock" --images-root "$T" --api-tcp 0 --insecure-api --api-group "$gid"
 "$RDMIG_DEST" --serve --api-socket "$T/run/dest.sock" --api-tcp 127.0.0.1:0 --insecure-api --api-group "$gid" \
 	--work-root "$T/root" -o "$T/sup.log" &
 sup_pid=$!

@@ -15,7 +15,7 @@ secret "$T/secret"
 mkdir "$T/dst"
 sock=$T/run/source.sock
 CTL=("$RDMIG_CTL" --socket "$sock")
-start_source "$T/source.log" --api-socket "$sock" --max-migrations 2
+start_source "$T/source.log" --api-socket "$sock" --images-root "$T" --max-migrations 2
 wait_log "$T/source.log" "api: serving on $sock" >/dev/null
 mapped() { grep -c "$T/src/pages-1.img" "/proc/$src_pid/maps"; }
 # start ID: POST /v1/migrations; prints the HTTP status.

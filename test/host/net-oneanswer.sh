@@ -16,7 +16,7 @@ mkdir "$T/dst" "$T/dst2"
 sock=$T/run/source.sock
 CTL=("$RDMIG_CTL" --socket "$sock")
 start_source "$T/source.log" -m "ready:$T/src:$T/secret" -m "done:$T/src:$T/secret" \
-	--api-socket "$sock" --test-map-delay 60000
+	--api-socket "$sock" --images-root "$T" --test-map-delay 60000
 wait_log "$T/source.log" "api: serving on $sock" >/dev/null
 # shellcheck disable=SC2046
 start_dest "$T/dest.log" -D "$T/dst" $(net_args done "$T/secret")

@@ -151,7 +151,7 @@ rc=$?
 check "... plain HTTP against the TLS listener gets nowhere (exit 1)" test $rc -eq 1
 
 # (4) A TLS source agent: its own API is TLS, its handovers are.
-start_source "$T/source.log" --api-socket "$T/run/source.sock" --images-root "$T/images" \
+start_source "$T/source.log" --api-socket "$T/run/source.sock" --images-root "$T" \
 	--api-tcp 127.0.0.1:0 $(pki_tls_args "$P" source) --allow-peer operator.test || exit 1
 sport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/source.log")
 "${CTLS[@]}" --api "https://127.0.0.1:$sport" health >"$T/ctl5.out" 2>&1
@@ -184,7 +184,7 @@ check "the agents log the clients refused at the handshake, with their address" 
 
 # (5) A source the destination agent does not allow cannot hand over.
 "$RDMIG_SOURCE" -t tcp -l 127.0.0.1:0 --api-socket "$T/run/stranger.sock" \
-	--images-root "$T/images2" $(pki_tls_args "$P" stranger) >"$T/stranger-src.log" 2>&1 &
+	--images-root "$T" $(pki_tls_args "$P" stranger) >"$T/stranger-src.log" 2>&1 &
 track $!
 wait_log "$T/stranger-src.log" "api: serving on" >/dev/null
 "$RDMIG_CTL" --socket "$T/run/stranger.sock" migrate --images "$T/src" --id t2 \
@@ -195,7 +195,7 @@ check "a source agent not in the destination's --allow-peer: failed, 403 said wh
 
 # (6) A source without TLS hands over to loopback only.
 "$RDMIG_SOURCE" -t tcp -l 127.0.0.1:0 --api-socket "$T/run/plain-src.sock" \
-	--images-root "$T/images3" >"$T/plain-src.log" 2>&1 &
+	--images-root "$T" >"$T/plain-src.log" 2>&1 &
 track $!
 wait_log "$T/plain-src.log" "api: serving on" >/dev/null
 "$RDMIG_CTL" --socket "$T/run/plain-src.sock" migrate --images "$T/src" --id t3 \
