@@ -1054,6 +1054,11 @@ static int hello_negotiate(const struct ctrl_hello_seen *a, const struct ctrl_he
 	uint32_t lo = a->a.min_version > b->a.min_version ? a->a.min_version : b->a.min_version;
 	uint32_t hi = a->a.max_version < b->a.max_version ? a->a.max_version : b->a.max_version;
 
+	/* Whatever the Hellos offer, never a version without the MAC (found by fuzz_ctrl). */
+	if (lo < CTRL_PROTO_MIN_VERSION)
+		lo = CTRL_PROTO_MIN_VERSION;
+	if (hi > CTRL_PROTO_VERSION)
+		hi = CTRL_PROTO_VERSION;
 	if (lo > hi)
 		return err_set(e, CTRL_ABORT_VERSION, -EPROTONOSUPPORT,
 			       "no common protocol version: %" PRIu32 "..%" PRIu32

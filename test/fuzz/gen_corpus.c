@@ -21,6 +21,7 @@
 #include "api.h"
 #include "cli.h"
 #include "ctrl.h"
+#include "fuzz.h"
 #include "log.h"
 #include "lpsock.h"
 #include "progress.h"
@@ -70,6 +71,7 @@ static void gen_byte(struct gen_buf *b, uint8_t v)
 
 struct gen_sess {
 	struct ctrl_state src, dst;
+	const struct auth_secret *secret;
 	struct gen_buf in;
 };
 
@@ -78,9 +80,10 @@ static bool gen_range_known(void *arg, int32_t pid, uint64_t vaddr, uint64_t len
 	return true;
 }
 
-static void gen_sess_init(struct gen_sess *s, bool range_check)
+static void gen_sess_init(struct gen_sess *s, const struct auth_secret *secret, bool range_check)
 {
 	memset(s, 0, sizeof(*s));
+	s->secret = secret;
 	ctrl_state_init(&s->src, CTRL_ROLE_SOURCE, "dest");
 	ctrl_state_init(&s->dst, CTRL_ROLE_DEST, "source");
 	if (range_check)
@@ -88,24 +91,62 @@ static void gen_sess_init(struct gen_sess *s, bool range_check)
 	gen_byte(&s->in, range_check ? 1 : 0);
 }
 
-/* Sends o from one side to the other and records the frame; both sides must agree. */
+static void gen_sess_fini(struct gen_sess *s)
+{
+	ctrl_state_clear(&s->src);
+	ctrl_state_clear(&s->dst);
+}
+
+static void gen_frame(struct gen_sess *s, uint8_t sel, const uint8_t *msg, size_t len)
+{
+	gen_byte(&s->in, sel);
+	gen_byte(&s->in, (uint8_t)len);
+	gen_byte(&s->in, (uint8_t)(len >> 8));
+	gen_put(&s->in, msg, len);
+}
+
+/*
+ * Records o from the source as a frame with the extra selector bits sel
+ * (SEL_RAW, SEL_TAMPER: the receiver must refuse it) without sending it;
+ * o stays built, for gen_send().
+ */
+static void gen_refused(struct gen_sess *s, uint8_t sel, struct ctrl_out *o)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+
+	o->msg.seq = s->src.send_seq + 1;
+	if (ctrl_pack_alloc(&o->msg, &buf, &len) < 0)
+		gen_die("cannot pack a message");
+	gen_frame(s, sel, buf, len);
+	free(buf);
+}
+
+/*
+ * Sends o from one side to the other as the agents do (MAC included once
+ * both are authenticated) and records the frame without its MAC, which
+ * fuzz_ctrl appends itself; both sides must agree.
+ */
 static void gen_send(struct gen_sess *s, bool from_dest, struct ctrl_out *o, int built)
 {
 	struct ctrl_state *snd = from_dest ? &s->dst : &s->src;
 	struct ctrl_state *rcv = from_dest ? &s->src : &s->dst;
+	bool sealed = ctrl_state_authenticated(snd);
 	uint8_t *buf = NULL;
 	RdmigMsg *m = NULL;
-	size_t len;
+	size_t len, body;
 
-	if (built < 0 || ctrl_state_send(snd, &o->msg) < 0 ||
-	    ctrl_pack_alloc(&o->msg, &buf, &len) < 0 || ctrl_state_recv(rcv, buf, len, &m) < 0)
+	if (built < 0 || ctrl_state_encode(snd, &o->msg, &buf, &len) < 0 ||
+	    ctrl_state_recv(rcv, buf, len, &m) < 0)
 		gen_die("a session message was refused");
-	if (m->body_case == RDMIG_MSG__BODY_AUTH_PROOF)
+	body = sealed ? len - MSGAUTH_TAG_LEN : len;
+	/* Both proofs are right here: the receiver verified it, as an agent would. */
+	if (m->body_case == RDMIG_MSG__BODY_AUTH_PROOF) {
 		ctrl_state_set_peer_verified(rcv);
-	gen_byte(&s->in, from_dest ? 1 : 0);
-	gen_byte(&s->in, (uint8_t)len);
-	gen_byte(&s->in, (uint8_t)(len >> 8));
-	gen_put(&s->in, buf, len);
+		if (ctrl_state_derive_keys(rcv, s->secret) < 0)
+			gen_die("cannot derive the session keys");
+	}
+	gen_frame(s, from_dest ? SEL_FROM_DEST : 0, buf, body);
 	ctrl_free(m);
 	free(buf);
 	ctrl_out_release(o);
@@ -175,6 +216,8 @@ static void gen_images(struct gen_sess *s, bool rdma, bool verify)
 	if (rdma)
 		gen_send(s, false, &o, ctrl_msg_mem_regions(&o, regs, 1));
 	gen_send(s, false, &o, ctrl_msg_image_file(&o, &c));
+	c.name = "core-1.img";
+	gen_send(s, false, &o, ctrl_msg_image_file(&o, &c));
 	c = (struct ctrl_file_chunk){
 	    .name = "pages-1.img", .total_size = 16384, .data = chunk, .data_len = sizeof(chunk)};
 	gen_send(s, false, &o, ctrl_msg_image_file(&o, &c));
@@ -194,7 +237,7 @@ static void gen_images(struct gen_sess *s, bool rdma, bool verify)
 	gen_send(s, false, &o, ctrl_msg_task_table(&o, 101, r, 1, true));
 	if (verify)
 		gen_send(s, false, &o, ctrl_msg_page_hashes(&o, 100, 0x400000, hashes, 2));
-	gen_send(s, false, &o, ctrl_msg_images_done(&o, 2, 2, lazy));
+	gen_send(s, false, &o, ctrl_msg_images_done(&o, 3, 2, lazy));
 }
 
 static void gen_postcopy(struct gen_sess *s, bool tcp, bool control)
@@ -222,42 +265,72 @@ static void gen_ctrl(void)
 {
 	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
 		       verify = CTRL_FEAT_VERIFY_PAGES;
+	static const uint8_t inv[] = {0x54, 0x0f, 0x2d, 0x58};
+	const struct ctrl_file_chunk c = {
+	    .name = "inventory.img",
+	    .total_size = sizeof(inv),
+	    .data = inv,
+	    .data_len = sizeof(inv),
+	    .last = true,
+	};
+	struct auth_secret *secret;
 	struct ctrl_out o;
 	struct gen_sess s;
 
+	if (auth_secret_from_buf(FUZZ_CTRL_SECRET, strlen(FUZZ_CTRL_SECRET), &secret) < 0)
+		gen_die("cannot make the secret");
 	for (int rc = 0; rc < 2; rc++) {
 		char name[64];
 
-		gen_sess_init(&s, rc);
+		gen_sess_init(&s, secret, rc);
 		gen_hellos(&s, tcp | rdma | verify, tcp | verify, CTRL_CHANNEL_CONTROL);
 		gen_auth(&s, false);
 		gen_images(&s, false, true);
 		gen_postcopy(&s, true, true);
 		snprintf(name, sizeof(name), "tcp-verify%s", rc ? "-rangecheck" : "");
 		gen_write("ctrl", name, s.in.data, s.in.len);
+		gen_sess_fini(&s);
 	}
-	gen_sess_init(&s, false);
+	gen_sess_init(&s, secret, false);
 	gen_hellos(&s, rdma | tcp, rdma, CTRL_CHANNEL_CONTROL);
 	gen_auth(&s, false);
 	gen_images(&s, true, false);
 	gen_postcopy(&s, false, true);
 	gen_write("ctrl", "rdma", s.in.data, s.in.len);
+	gen_sess_fini(&s);
 
-	gen_sess_init(&s, true);
+	gen_sess_init(&s, secret, true);
 	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_DATA);
 	gen_auth(&s, false);
 	gen_postcopy(&s, true, false);
 	gen_write("ctrl", "tcp-data-channel", s.in.data, s.in.len);
+	gen_sess_fini(&s);
 
-	gen_sess_init(&s, false);
+	/* After the handshake: a message without its MAC, one with a bit flipped, then the real
+	 * one. */
+	gen_sess_init(&s, secret, false);
+	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, false);
+	if (ctrl_msg_image_file(&o, &c) < 0)
+		gen_die("cannot build an ImageFile");
+	gen_refused(&s, SEL_RAW, &o);
+	gen_refused(&s, SEL_TAMPER, &o);
+	gen_send(&s, false, &o, 0);
+	gen_write("ctrl", "mac-refused", s.in.data, s.in.len);
+	gen_sess_fini(&s);
+
+	gen_sess_init(&s, secret, false);
 	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
 	gen_auth(&s, true);
 	gen_write("ctrl", "auth-refused", s.in.data, s.in.len);
+	gen_sess_fini(&s);
 
-	gen_sess_init(&s, false);
+	gen_sess_init(&s, secret, false);
 	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
 	gen_send(&s, true, &o, ctrl_msg_abort(&o, CTRL_ABORT_MIGRATION, "no such migration"));
 	gen_write("ctrl", "abort", s.in.data, s.in.len);
+	gen_sess_fini(&s);
+	auth_secret_free(secret);
 }
 
 /* ---- API JSON (fuzz_api_json) ---- */

@@ -977,6 +977,19 @@ static void test_state_hello_mismatch(void **state)
 	assert_int_equal(err_code(&p.src), CTRL_ABORT_FEATURES);
 	pair_fini(&p);
 
+	/* Two Hellos that both speak only version 1: refused, not negotiated. */
+	pair_init(&p, CTRL_FEAT_TCP_READ, CTRL_FEAT_TCP_READ);
+	hello_of(&o, &p, CTRL_ROLE_SOURCE);
+	o.body.hello.min_version = o.body.hello.max_version = 1;
+	pass(&p.src, &p.dst, &o);
+	hello_of(&o, &p, CTRL_ROLE_DEST);
+	o.body.hello.min_version = o.body.hello.max_version = 1;
+	len = forge(&p.src, &o, 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EPROTONOSUPPORT);
+	assert_int_equal(err_code(&p.src), CTRL_ABORT_VERSION);
+	assert_null(ctrl_state_negotiated(&p.src));
+	pair_fini(&p);
+
 	/* A peer claiming our own role, and a second Hello. */
 	pair_init(&p, CTRL_FEAT_TCP_READ, CTRL_FEAT_TCP_READ);
 	hello_of(&o, &p, CTRL_ROLE_SOURCE);
