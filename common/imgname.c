@@ -108,6 +108,8 @@ static const struct imgname_rule imgname_rules[] = {
     {"stats-dump", IMGNAME_RAW},
     {"stats-restore", IMGNAME_RAW},
     {"irmap-cache", IMGNAME_RAW},
+    /* Not CRIU's: runc writes it at checkpoint and its restore reads it back. */
+    {"descriptors.json", IMGNAME_RAW},
 };
 
 /* s starts with a number as printf writes it (%u or %x); returns its end or NULL. */

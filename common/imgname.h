@@ -9,7 +9,9 @@
  * "<prefix>-<decimal>.img" ("pages-1.img", "core-42.img"),
  * "<prefix>-<hex>.img" ("ghost-file-1a.img", "tcp-stream-3f.img"),
  * "tmpfs-<decimal>.tar.gz.img", "tmpfs-dev-<decimal>.tar.gz.img" and
- * CRIU's service files "stats-dump", "stats-restore", "irmap-cache".
+ * CRIU's service files "stats-dump", "stats-restore", "irmap-cache"; and
+ * runc's "descriptors.json" (the container's stdio descriptors, which
+ * "runc restore" needs beside the images).
  * Numbers are written as CRIU's printf writes them: no sign, no leading
  * zero, at most 20 digits (16 in hex).  The table follows CRIU's
  * imgset_template (criu/image-desc.c) of CRIU 3.17 to 4.2; plugins'

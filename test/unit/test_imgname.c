@@ -57,7 +57,7 @@ static void test_criu_names(void **state)
 	    "ghost-file-1a.img", "stats-dump",	       "tmpfs-dev-63.tar.gz.img",
 	    "irmap-cache",	 "posix-timers-9.img", "pidfd.img",
 	    "binfmt-misc.img",	 "binfmt-misc-3.img",  "signal-p-12.img",
-	    "sk-queues.img"};
+	    "sk-queues.img",	 "descriptors.json"};
 	static const char *const bad[] = {"../x",
 					  "x/y",
 					  ".bashrc",
