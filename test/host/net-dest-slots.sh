@@ -5,7 +5,7 @@
 # whose source authenticated takes a --max-migrations slot.  Binaries:
 # netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
-plan 5
+plan 6
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 mkimage "$T/src" --size 4M
@@ -51,5 +51,10 @@ check "a migration whose source answers is then accepted (202) and authenticates
 	eval "test \"\$(post r1 $src_port)\" = 202 && wait_dstate r1 restoring"
 check "with r1 authenticated, --max-migrations 1 is reached: 503" \
 	eval "test \"\$(post b4 1)\" = 503 && grep -q 'running.*--max-migrations' '$T/b4.resp'"
+# r1's worker waits for a restore that never comes: abort it, so that no
+# worker outlives the test.
+curl -s -o /dev/null --unix-socket "$sock" -X DELETE http://localhost/v1/migrations/r1
+check "r1 aborted through the API: its worker is gone" \
+	eval "wait_dstate r1 aborted && ! pgrep -f -- 'rdmig-dest -D $T/root/r1' >/dev/null"
 [ "$tap_failed" -eq 0 ] || { diag_file "$T/sup.log" 30; for f in "$T"/*.resp; do diag_file "$f"; done; }
 finish
