@@ -1086,7 +1086,6 @@ static bool api_host_is_loopback(const char *host)
 {
 	char name[64];
 	const char *port;
-	struct in_addr a;
 	size_t len;
 
 	if (!host)
@@ -1103,9 +1102,10 @@ static bool api_host_is_loopback(const char *host)
 		return false;
 	memcpy(name, host, len);
 	name[len] = '\0';
-	if (strcasecmp(name, "localhost") == 0 || strcmp(name, "[::1]") == 0)
-		return true;
-	return inet_pton(AF_INET, name, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+	/* Of the bracketed (IPv6) forms, only "[::1]" itself. */
+	if (name[0] == '[')
+		return strcmp(name, "[::1]") == 0;
+	return tls_host_is_loopback(name);
 }
 
 /*
