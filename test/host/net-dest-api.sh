@@ -95,8 +95,10 @@ jget "$T/resp" 'j["state"]' >"$T/m1.states"
 follow m1 "$T/m1.states"
 check "m1 ends done, no error" \
 	eval "test \"\$(jget '$T/m1.json' 'j[\"state\"],j[\"error\"]')\" = \"('done', None)\""
-check "the states polled moved forward, pending to done through restoring ($(tr '\n' ' ' <"$T/m1.states"))" \
-	eval "in_order '$T/m1.states' && grep -qx pending '$T/m1.states' && grep -qx restoring '$T/m1.states' && tail -1 '$T/m1.states' | grep -qx done"
+# Polling may miss a short state (a busy machine), so the polled list is
+# only checked for order and ends; the supervisor's log below has them all.
+check "the states polled moved forward, pending to done ($(tr '\n' ' ' <"$T/m1.states"))" \
+	eval "in_order '$T/m1.states' && head -1 '$T/m1.states' | grep -qx pending && tail -1 '$T/m1.states' | grep -qx done"
 seq_logged=$(sup_states m1)
 check "the supervisor saw every state: $seq_logged" \
 	eval "echo '$seq_logged' | grep -Eqx 'connecting receiving restoring postcopy( draining)? done'"

@@ -30,9 +30,9 @@ dstate() {
 	curl -s --unix-socket "$sock" "http://localhost/v1/migrations/$1" |
 		sed -n 's/.*"state": *"\([a-z_]*\)".*/\1/p' | head -1
 }
-# wait_dstate ID STATE: up to 10 s.
+# wait_dstate ID STATE: up to 30 s (a bound for slow machines, not a timing check).
 wait_dstate() {
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do
 		[ "$(dstate "$1")" = "$2" ] && return 0
 		sleep 0.1
 	done
