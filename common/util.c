@@ -198,3 +198,22 @@ bool migration_id_valid(const char *id)
 	}
 	return true;
 }
+
+int opendir_at(int dirfd, DIR **out)
+{
+	int fd = dup(dirfd);
+	DIR *d;
+
+	*out = NULL;
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
+	/* A duplicate shares the offset: another reader may have moved it. */
+	rewinddir(d);
+	*out = d;
+	return 0;
+}

@@ -3,6 +3,7 @@
 #ifndef RDMIG_UTIL_H
 #define RDMIG_UTIL_H
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,12 @@ int fd_set_nonblock(int fd);
  * (-ENOTDIR, -ENAMETOOLONG, mkdir's); logging is the caller's.
  */
 int mkdir_private(const char *path);
+
+/*
+ * A directory stream over a duplicate of dirfd, from its start (the caller
+ * keeps dirfd; closedir() the result).  Returns 0 or a negative errno.
+ */
+int opendir_at(int dirfd, DIR **out);
 
 /*
  * The first thing every binary's main() does.  Ignores SIGPIPE: a write to

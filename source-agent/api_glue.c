@@ -21,6 +21,7 @@
 #include "image.h"
 #include "imgname.h"
 #include "log.h"
+#include "records.h"
 #include "safepath.h"
 #include "tls.h"
 #include "util.h"
@@ -358,17 +359,12 @@ static int glue_check_image_files(int dirfd, char *bad, size_t len)
 {
 	struct dirent *de;
 	struct stat st;
-	int fd, ret = 0;
+	int ret;
 	DIR *d;
 
-	fd = dup(dirfd);
-	if (fd < 0)
-		return -errno;
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
+	ret = opendir_at(dirfd, &d);
+	if (ret < 0)
+		return ret;
 	while ((de = readdir(d)) != NULL) {
 		if (!imgname_allowed(de->d_name))
 			continue;
@@ -467,6 +463,7 @@ static int glue_make_room(struct src_agent *a, struct api_error *err)
 		 "(--max-migrations)",
 		 m->id, src_mig_state_str(m->state), a->max_migrations);
 	src_session_cancel(a, m, "migration forgotten");
+	src_records_forget(a->records, m->id);
 	TAILQ_REMOVE(&a->migrations, m, link);
 	src_mig_destroy(m);
 	return 0;
@@ -566,6 +563,8 @@ add:
 		}
 	}
 	TAILQ_INSERT_TAIL(&a->migrations, m, link);
+	m->records = a->records;
+	src_records_save(a->records, m);
 	if (m->state == SRC_MIG_DUMPING)
 		log_info("migration %s: dumping process %d to %s", m->id, (int)m->pid, m->dir);
 	m = NULL;
@@ -684,6 +683,13 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 	case SRC_MIG_ABORTED:
 		break;
 	}
+	if (m->restore_interrupted)
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\": the source agent restarted while its "
+				     "rollback's criu restore ran, so the process may run again "
+				     "already; see %s/restore-rollback.log, and restore by hand "
+				     "only if it does not run",
+				     m->id, m->dir);
 	if (!m->images_complete)
 		return api_error_set(err, -EBUSY,
 				     "migration \"%s\" has no complete checkpoint (the dump "
@@ -723,9 +729,9 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	src_mig_map_cancel(m);
 	imgmap_close(m->map);
 	m->map = NULL;
-	m->state = SRC_MIG_RESTORING;
 	m->error[0] = '\0';
 	m->finished_unix_ms = 0;
+	src_mig_set_state(m, SRC_MIG_RESTORING);
 	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir, "restore-rollback.log",
 				  &m->criu);
 	if (ret == 0)
@@ -773,6 +779,138 @@ static int glue_open_root(struct src_agent *a)
 	return 0;
 }
 
+/* criu's dump.log in dir ends with its success line: the checkpoint is complete. */
+static bool glue_dump_log_ok(const char *dir)
+{
+	char path[PATH_MAX], line[512], last[512] = "";
+	FILE *f;
+
+	if (snprintf(path, sizeof(path), "%s/dump.log", dir) >= (int)sizeof(path))
+		return false;
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (line[0] != '\n')
+			memcpy(last, line, sizeof(last));
+	fclose(f);
+	return strstr(last, "Dumping finished successfully") != NULL;
+}
+
+/*
+ * A migration from its record, as the agent left it: final ones are shown
+ * as they ended; one cut short in criu dump or restore fails (whatever
+ * criu did meanwhile, the agent cannot tell for sure); one mapped or
+ * served is mapped again and serves, so a destination can reconnect and
+ * a rollback works.
+ */
+static void glue_reload_one(void *arg, struct src_record *rec)
+{
+	struct src_agent *a = arg;
+	struct src_migration *m = NULL;
+	char why[SRC_MIG_ERROR_MAX];
+	const char *rel;
+	int ret;
+
+	if (src_mig_find(&a->migrations, rec->id))
+		return;
+	if (!safepath_below(a->images_root_real, rec->dir, &rel) || !*rel ||
+	    safepath_check_rel(rel) < 0) {
+		log_err("records: migration %s skipped: its images dir %s is not below the "
+			"images root %s",
+			rec->id, rec->dir, a->images_root_real);
+		return;
+	}
+	ret = src_mig_new(rec->id, rec->dir, rec->secret, rec->verify, &m);
+	rec->secret = NULL; /* src_mig_new took it */
+	if (ret < 0) {
+		log_err("records: migration %s skipped: %s", rec->id, strerror(-ret));
+		return;
+	}
+	m->agent = a;
+	m->pid = rec->pid;
+	m->criu = rec->criu;
+	m->images_complete = rec->images_complete;
+	m->restore_interrupted = rec->restore_interrupted;
+	m->created_unix_ms = rec->created_unix_ms;
+	m->finished_unix_ms = rec->finished_unix_ms;
+	m->freeze_ms = rec->freeze_ms;
+	m->handover_ms = rec->handover_ms;
+	m->lazy_bytes = rec->lazy_bytes;
+	snprintf(m->peer, sizeof(m->peer), "%s", rec->peer);
+	snprintf(m->error, sizeof(m->error), "%s", rec->error);
+	if (rec->dest)
+		m->dest = strdup(rec->dest);
+	TAILQ_INSERT_TAIL(&a->migrations, m, link);
+	m->records = a->records;
+	log_info("records: migration %s was %s when the agent stopped (images %s)", m->id,
+		 src_mig_state_str(rec->state), m->dir);
+	switch (rec->state) {
+	case SRC_MIG_DONE:
+	case SRC_MIG_FAILED:
+	case SRC_MIG_ABORTED:
+	case SRC_MIG_ROLLED_BACK:
+		src_mig_reloaded(m, rec->state);
+		return;
+	case SRC_MIG_DUMPING:
+		/* criu is not the agent's child any more: its log tells how it ended. */
+		m->images_complete = m->pid > 0 && glue_dump_log_ok(m->dir);
+		snprintf(why, sizeof(why),
+			 "the source agent restarted while criu dump ran; the checkpoint in %s "
+			 "is %s",
+			 m->dir,
+			 m->images_complete ? "complete (see dump.log): roll back to run the "
+					      "process here again"
+					    : "incomplete (see dump.log)");
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	case SRC_MIG_RESTORING:
+		m->restore_interrupted = true;
+		src_mig_reloaded(m, SRC_MIG_RESTORING);
+		src_mig_finish(m, SRC_MIG_FAILED,
+			       "the source agent restarted while the rollback's criu restore ran: "
+			       "see restore-rollback.log");
+		return;
+	case SRC_MIG_MAPPING:
+	case SRC_MIG_READY:
+	case SRC_MIG_SERVING:
+		break;
+	}
+	if (!m->secret) {
+		src_mig_finish(m, SRC_MIG_FAILED,
+			       "the source agent restarted and this migration's secret is gone "
+			       "from its records: no destination can prove it");
+		return;
+	}
+	/* "dumping" (nothing runs) -> mapping -> ready, as a migration of given images. */
+	m->error[0] = '\0';
+	ret = glue_map(a, m);
+	if (ret < 0) {
+		snprintf(why, sizeof(why), "after a restart: cannot have %s mapped again: %s",
+			 m->dir, strerror(-ret));
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+	}
+}
+
+/* The records below the root: opened, and every migration they keep known again. */
+static int glue_reload(struct src_agent *a)
+{
+	int ret = src_records_open(a->images_root_fd, a->images_root_real, &a->records);
+
+	if (ret < 0)
+		return ret;
+	ret = src_records_load(a->records, glue_reload_one, a);
+	if (ret < 0) {
+		log_err("records: cannot read %s: %s", src_records_path(a->records),
+			strerror(-ret));
+		return ret;
+	}
+	if (ret > 0)
+		log_warn("records: %d record(s) in %s skipped (see above)", ret,
+			 src_records_path(a->records));
+	return 0;
+}
+
 int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 {
 	struct api_config cfg = {
@@ -789,6 +927,8 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	int ret;
 
 	ret = glue_open_root(a);
+	if (ret == 0)
+		ret = glue_reload(a);
 	if (ret < 0)
 		return ret;
 	ret = api_server_create(a->base, &cfg, &glue_ops, a, &a->api);
@@ -808,8 +948,15 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 
 void src_api_stop(struct src_agent *a)
 {
+	struct src_migration *m;
+
 	api_server_destroy(a->api);
 	a->api = NULL;
+	/* What the shutdown does to them (sessions closed) changes nothing a restart needs. */
+	TAILQ_FOREACH(m, &a->migrations, link)
+	m->records = NULL;
+	src_records_close(a->records);
+	a->records = NULL;
 	if (a->images_root_fd >= 0)
 		close(a->images_root_fd);
 	a->images_root_fd = -1;

@@ -13,6 +13,7 @@
 #include "ctrl.h"
 #include "handover.h"
 #include "log.h"
+#include "records.h"
 #include "util.h"
 
 const char *src_mig_state_str(enum src_mig_state st)
@@ -38,6 +39,55 @@ const char *src_mig_state_str(enum src_mig_state st)
 		return "rolled back";
 	}
 	return "?";
+}
+
+int src_mig_state_parse(const char *s, enum src_mig_state *out)
+{
+	enum src_mig_state st;
+
+	for (st = SRC_MIG_DUMPING; st <= SRC_MIG_ROLLED_BACK; st++)
+		if (strcmp(s, src_mig_state_str(st)) == 0) {
+			*out = st;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+#define ST(x)	(1u << (x))
+#define ST_ENDS (ST(SRC_MIG_FAILED) | ST(SRC_MIG_ABORTED))
+
+/*
+ * The legal transitions, by state left.  A migration given its images
+ * starts "dumping" too (nothing runs) and goes straight to mapping or,
+ * mapped at startup (--migration), ready.  Done and rolled back are ends;
+ * failed and aborted ones may still be rolled back (restoring).
+ */
+static const unsigned int mig_next[] = {
+    [SRC_MIG_DUMPING] = ST(SRC_MIG_MAPPING) | ST(SRC_MIG_READY) | ST_ENDS,
+    [SRC_MIG_MAPPING] = ST(SRC_MIG_READY) | ST(SRC_MIG_RESTORING) | ST_ENDS,
+    [SRC_MIG_READY] = ST(SRC_MIG_SERVING) | ST(SRC_MIG_RESTORING) | ST_ENDS,
+    [SRC_MIG_SERVING] = ST(SRC_MIG_READY) | ST(SRC_MIG_DONE) | ST_ENDS,
+    [SRC_MIG_DONE] = 0,
+    [SRC_MIG_FAILED] = ST(SRC_MIG_RESTORING),
+    [SRC_MIG_ABORTED] = ST(SRC_MIG_RESTORING),
+    [SRC_MIG_RESTORING] = ST(SRC_MIG_ROLLED_BACK) | ST(SRC_MIG_FAILED),
+    [SRC_MIG_ROLLED_BACK] = 0,
+};
+
+int src_mig_set_state(struct src_migration *m, enum src_mig_state st)
+{
+	if (!(mig_next[m->state] & ST(st))) {
+		log_err("migration %s: no transition from %s to %s: ignored", m->id,
+			src_mig_state_str(m->state), src_mig_state_str(st));
+		return -EINVAL;
+	}
+	log_debug("migration %s: %s -> %s", m->id, src_mig_state_str(m->state),
+		  src_mig_state_str(st));
+	m->state = st;
+	/* A record that cannot be written is logged there: the migration goes on. */
+	if (m->records)
+		src_records_save(m->records, m);
+	return 0;
 }
 
 int64_t src_unix_ms(void)
@@ -141,7 +191,7 @@ static void mig_mapped(struct src_migration *m, int ret, struct imgmap *map, uin
 	m->map = map;
 	m->lazy_bytes = map->lazy_bytes;
 	m->images_complete = true;
-	m->state = SRC_MIG_READY;
+	src_mig_set_state(m, SRC_MIG_READY);
 	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
 		 "%.2f s",
 		 m->id, map->nr_tasks, fmt_bytes(map->lazy_bytes, sz, sizeof(sz)), m->dir,
@@ -221,7 +271,7 @@ int src_mig_map_start(struct src_migration *m, struct offload *o, unsigned int d
 	if (ret < 0)
 		goto out;
 	m->map_job = j;
-	m->state = SRC_MIG_MAPPING;
+	src_mig_set_state(m, SRC_MIG_MAPPING);
 	j = NULL;
 out:
 	if (j) {
@@ -285,20 +335,17 @@ void src_mig_destroy(struct src_migration *m)
 
 void src_mig_set_aborted(struct src_migration *m, const char *why)
 {
-	m->state = SRC_MIG_ABORTED;
-	m->finished_unix_ms = src_unix_ms();
-	snprintf(m->error, sizeof(m->error), "%s", why);
-	src_mig_map_cancel(m);
-	imgmap_close(m->map);
-	m->map = NULL;
-	auth_secret_free(m->secret);
-	m->secret = NULL;
+	src_mig_finish(m, SRC_MIG_ABORTED, why);
 	log_info("migration %s aborted (%s); its checkpoint stays in %s", m->id, why, m->dir);
 }
 
 void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *why)
 {
-	m->state = st;
+	if (!(mig_next[m->state] & ST(st))) {
+		log_err("migration %s: %s cannot become %s (%s): ignored", m->id,
+			src_mig_state_str(m->state), src_mig_state_str(st), why ? why : "no error");
+		return;
+	}
 	m->finished_unix_ms = src_unix_ms();
 	snprintf(m->error, sizeof(m->error), "%s", why ? why : "");
 	src_mig_map_cancel(m);
@@ -306,6 +353,7 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 	m->map = NULL;
 	auth_secret_free(m->secret);
 	m->secret = NULL;
+	src_mig_set_state(m, st);
 }
 
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id)
@@ -318,10 +366,20 @@ struct src_migration *src_mig_find(struct src_mig_list *list, const char *id)
 	return NULL;
 }
 
+bool src_mig_final_state(enum src_mig_state st)
+{
+	return st == SRC_MIG_DONE || st == SRC_MIG_FAILED || st == SRC_MIG_ABORTED ||
+	       st == SRC_MIG_ROLLED_BACK;
+}
+
 bool src_mig_final(const struct src_migration *m)
 {
-	return m->state == SRC_MIG_DONE || m->state == SRC_MIG_FAILED ||
-	       m->state == SRC_MIG_ABORTED || m->state == SRC_MIG_ROLLED_BACK;
+	return src_mig_final_state(m->state);
+}
+
+void src_mig_reloaded(struct src_migration *m, enum src_mig_state st)
+{
+	m->state = st;
 }
 
 struct src_migration *src_mig_oldest_final(struct src_mig_list *list)

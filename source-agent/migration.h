@@ -46,6 +46,7 @@ enum src_mig_state {
 struct src_agent;
 struct src_handover;
 struct src_map_job;
+struct src_records;
 
 /*
  * What the destination agent last reported through the handover
@@ -75,7 +76,14 @@ struct src_migration {
 	struct auth_secret *secret;
 	struct imgmap *map;	     /* NULL until mapped, and once final */
 	struct src_map_job *map_job; /* in flight (the offload's), or NULL */
-	enum src_mig_state state;
+	enum src_mig_state state;    /* written by src_mig_set_state() only */
+	/* Borrowed: where the record is kept (records.h); NULL: not kept (--migration). */
+	struct src_records *records;
+	/*
+	 * The agent restarted while this migration's rollback restore ran:
+	 * whether the process runs again is unknown, so no second restore.
+	 */
+	bool restore_interrupted;
 	pid_t pid;		   /* dumped by the agent; 0: images given */
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
@@ -105,6 +113,16 @@ struct src_migration {
 TAILQ_HEAD(src_mig_list, src_migration);
 
 const char *src_mig_state_str(enum src_mig_state st);
+/* The state named s (src_mig_state_str()'s words): 0, or -EINVAL. */
+int src_mig_state_parse(const char *s, enum src_mig_state *out);
+
+/*
+ * The one way a migration changes state: only the transitions of the
+ * table in migration.c are taken (-EINVAL and an error logged otherwise),
+ * each logged, and the record saved when the migration has one.  Set
+ * error, times and flags first: the record is written from m as it is.
+ */
+int src_mig_set_state(struct src_migration *m, enum src_mig_state st);
 
 /*
  * Loads a --migration / "secret_file" secret (auth_secret_load_file(): a
@@ -164,6 +182,12 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 struct src_migration *src_mig_find(struct src_mig_list *list, const char *id);
 /* Done, failed, aborted or rolled back: nothing more happens to it. */
 bool src_mig_final(const struct src_migration *m);
+bool src_mig_final_state(enum src_mig_state st);
+/*
+ * The state a record gave m (records.h), set once when the agent starts,
+ * before anything acts on m: not a transition, and not saved again.
+ */
+void src_mig_reloaded(struct src_migration *m, enum src_mig_state st);
 /* The final migration that finished first, or NULL. */
 struct src_migration *src_mig_oldest_final(struct src_mig_list *list);
 /* True when every migration in the list is done. */

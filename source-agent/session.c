@@ -89,8 +89,9 @@ static void sess_free(struct src_session *s)
 {
 	if (s->owner) {
 		s->mig->busy = false;
-		if (s->mig->state == SRC_MIG_SERVING)
-			s->mig->state = SRC_MIG_READY;
+		/* A destination that reported Done makes it done next, not ready. */
+		if (s->mig->state == SRC_MIG_SERVING && !s->mig->done_ns)
+			src_mig_set_state(s->mig, SRC_MIG_READY);
 	}
 	stream_free(&s->stream);
 	sess_release_memory(s);
@@ -693,7 +694,7 @@ static void sess_start_stream(struct src_session *s)
 		return;
 	log_info("%s: destination authenticated; sending images over %s", s->name,
 		 xport_kind_str(xport_kind(s->x)));
-	s->mig->state = SRC_MIG_SERVING;
+	src_mig_set_state(s->mig, SRC_MIG_SERVING);
 	if (!s->mig->started_ns)
 		s->mig->started_ns = now_ns();
 	if (xport_kind(s->x) == XPORT_RDMA) {

@@ -53,6 +53,8 @@ struct src_agent {
 	/* With the API: images_root opened and resolved at start (trusted), owned. */
 	int images_root_fd;
 	char images_root_real[4096];
+	/* With the API: the migrations' records below the images root (records.h), owned. */
+	struct src_records *records;
 	const char *criu;      /* the criu binary (PATH searched without a '/') */
 	char endpoint[300];    /* "host:port" destinations connect to */
 	int port;	       /* the data listener's port */

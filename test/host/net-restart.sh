@@ -1,0 +1,128 @@
+#!/bin/bash
+# A restarted rdmig-source knows its migrations again (issue "post-copy that
+# survives", item 2): every state change of an API migration is written to
+# IMAGES_ROOT/.records/ID.json (0600, atomically), its secret beside it
+# while it may be served.  Killed with SIGKILL and started again, the agent
+# reloads every record: a migration that served serves again (a
+# destination then takes every page), one killed in criu dump is failed
+# but can be rolled back (the dump completed), final ones keep their end.
+# Corrupt or foreign records are skipped with an error naming the file.
+# fake-criu.sh stands in for criu, as in net-criu.sh.
+. "$(dirname "$0")/netlib.sh"
+: "${RDMIG_CTL:?}"
+plan 15
+
+fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
+secret "$T/secret"
+sec64=$(base64 -w0 "$T/secret")
+mkdir "$T/dst"
+sock=$T/run/source.sock
+root=$T/images/root
+rec=$root/.records
+CTL=("$RDMIG_CTL" --socket "$sock")
+src_args=(--api-socket "$sock" --images-root "$root" --criu "$fake")
+
+# jfield FILE EXPR: a value of the JSON in FILE (EXPR indexes `j`).
+jfield() {
+	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null
+}
+post() {
+	curl -s -o "$T/$1.post" -w '%{http_code}' --unix-socket "$sock" -X POST \
+		-H 'Content-Type: application/json' -d "$2" http://localhost/v1/migrations
+}
+
+start_source "$T/source1.log" "${src_args[@]}"
+wait_log "$T/source1.log" "api: serving on" >/dev/null
+mkdir -p "$root/given"
+mkimage "$root/given" --size 4M
+# s1: images given, inline secret: serving.  a1: aborted (final).  d1: dumping when killed.
+c1=$(post s1 "{\"id\":\"s1\",\"images_dir\":\"$root/given\",\"secret\":\"base64:$sec64\"}")
+wait_state s1 serving
+c2=$(post a1 "{\"id\":\"a1\",\"images_dir\":\"$root/given\",\"secret\":\"base64:$sec64\"}")
+wait_state a1 serving
+"${CTL[@]}" abort a1 >/dev/null 2>&1
+wait_state a1 aborted
+check "s1 and a1 started (202 202): s1 serving, a1 aborted" \
+	eval "test '$c1 $c2' = '202 202' && test \"\$(state s1)\" = serving"
+check "records: the directory is 0700, each record 0600, s1's secret kept, a1's gone" \
+	eval "test \"\$(stat -c %a '$rec')\" = 700 && test \"\$(stat -c %a '$rec/s1.json')\" = 600 &&
+	      test \"\$(stat -c %a '$rec/s1.secret')\" = 600 && cmp -s '$rec/s1.secret' '$T/secret' &&
+	      test -f '$rec/a1.json' && ! test -e '$rec/a1.secret'"
+check "... and a record is the migration: s1 is ready with its images dir" \
+	eval "test \"\$(jfield '$rec/s1.json' 'j[\"state\"],j[\"images_dir\"],j[\"pid\"]')\" = \"('ready', '$root/given', 0)\""
+
+FAKE_CRIU_DELAY=3 "${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id d1 >/dev/null 2>&1
+wait_state d1 dumping
+# A record that is not JSON, one naming images outside the root: both skipped.
+echo 'not json' >"$rec/bad.json"
+chmod 600 "$rec/bad.json"
+sed -e 's/"s1"/"x1"/' -e "s#$root/given#/etc#" "$rec/s1.json" >"$rec/x1.json"
+cp -p "$rec/s1.secret" "$rec/x1.secret"
+chmod 600 "$rec/x1.json"
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+# criu outlives the agent (it is not killed with it) and finishes the dump.
+wait_log "$root/d1/dump.log" "Dumping finished successfully" 10 >/dev/null
+
+start_source "$T/source2.log" "${src_args[@]}"
+wait_log "$T/source2.log" "api: serving on" >/dev/null
+"${CTL[@]}" status --json >"$T/list.json" 2>&1
+check "after SIGKILL and a restart: s1, a1 and d1 are known again, nothing else" \
+	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'd1', 's1']\""
+check "... the corrupt record and the one outside the root are skipped, named" \
+	eval "grep -q 'records: $rec/bad.json skipped: not JSON' '$T/source2.log' &&
+	      grep -q 'records: migration x1 skipped: its images dir /etc is not below' '$T/source2.log'"
+wait_state s1 serving
+"${CTL[@]}" status a1 --json >"$T/a1.json" 2>&1
+check "a1 is still aborted, with its error" \
+	eval "test \"\$(jfield '$T/a1.json' 'j[\"state\"],j[\"error\"]')\" = \"('aborted', 'aborted through the API')\""
+"${CTL[@]}" status d1 --json >"$T/d1.json" 2>&1
+check "d1, cut short in criu dump, is failed and says the checkpoint is complete" \
+	eval "test \"\$(jfield '$T/d1.json' 'j[\"state\"]')\" = failed && grep -q 'restarted while criu dump ran; the checkpoint in $root/d1 is complete' '$T/d1.json'"
+
+# shellcheck disable=SC2046
+start_dest "$T/dest.log" -D "$T/dst" $(net_args s1 "$T/secret")
+timeout 60 "$RDMIG_STANDIN" -D "$T/dst" --threads 2 >"$T/standin.out" 2>&1
+rc=$?
+wait_dest
+check "a destination takes s1 from the restarted source: every page verified" \
+	eval "test $rc -eq 0 && standin_ok '$T/standin.out' 1024 && test $code -eq 0"
+wait_state s1 done
+check "s1 is done, its record says so, its secret file is gone" \
+	eval "test \"\$(jfield '$rec/s1.json' 'j[\"state\"]')\" = done && ! test -e '$rec/s1.secret'"
+
+"${CTL[@]}" rollback d1 >"$T/d1-rb.out" 2>&1
+check "rdmigctl rollback d1 after the restart exits 0" test $? -eq 0
+wait_state d1 rolled_back
+check "d1 is rolled back: criu restore ran with its dump's options" \
+	eval "test \"\$(state d1)\" = rolled_back && grep -q '^restore -D $root/d1 -d -v4 -o restore-rollback.log' '$root/d1/fake-criu.args'"
+
+# A restore cut short: the next agent refuses a second one (the process may run).
+"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id r1 >/dev/null 2>&1
+wait_state r1 serving
+python3 - "$rec/r1.json" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+j["state"] = "restoring"
+open(sys.argv[1], "w").write(json.dumps(j))
+PY
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
+start_source "$T/source3.log" "${src_args[@]}"
+wait_log "$T/source3.log" "api: serving on" >/dev/null
+"${CTL[@]}" rollback r1 >"$T/r1-rb.out" 2>&1
+check "a rollback whose restore was cut short is not run twice (409, says why)" \
+	eval "test $? -eq 1 && grep -q 'restarted while its rollback.s criu restore ran' '$T/r1-rb.out'"
+"${CTL[@]}" status --json >"$T/list3.json" 2>&1
+check "a third start: s1 done, d1 rolled back, a1 aborted, r1 failed" \
+	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done')]\""
+check "no secret is left on disk for a final migration" \
+	eval "! ls '$rec'/*.secret 2>/dev/null | grep -v x1.secret | grep -q ."
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+[ "$tap_failed" -eq 0 ] || {
+	for f in "$T"/source*.log "$T/dest.log"; do diag_file "$f" 30; done
+	for f in "$T"/*.out "$T"/*.json "$T"/*.post; do diag_file "$f" 5; done
+}
+finish
