@@ -479,6 +479,12 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	enum xport_kind want;
 	int ret;
 
+	if (a->stopping) {
+		ret = api_error_set(err, -EAGAIN,
+				    "the agent is stopping (it was signalled): it finishes the "
+				    "migrations in progress and starts no new one");
+		goto out;
+	}
 	old = src_mig_find(&a->migrations, req->id);
 	if (old) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,

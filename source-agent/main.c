@@ -73,6 +73,8 @@ static void usage(FILE *f)
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
+		"      --shutdown-timeout S   on SIGTERM/SIGINT, wait at most S s for the\n"
+		"                             migrations in progress (0: until they end; 0)\n"
 		"      --max-preauth N        at most N connections authenticating at once;\n"
 		"                             more are closed at once (%d)\n"
 		"      --max-preauth-per-addr N\n"
@@ -91,12 +93,95 @@ static void usage(FILE *f)
 		SRC_MAX_PREAUTH_PER_ADDR_DEFAULT, SRC_MAX_MIGRATIONS_DEFAULT);
 }
 
-static void on_signal(evutil_socket_t sig, short what, void *arg)
+#define STOP_TICK_MS 500
+
+/* The migrations a stop waits for; with leaving, each is logged with what stopping does to it. */
+static unsigned int migrations_in_progress(struct src_agent *a, bool leaving)
 {
+	struct src_migration *m;
+	unsigned int n = 0;
+
+	TAILQ_FOREACH(m, &a->migrations, link)
+	{
+		if (!src_mig_in_progress(m))
+			continue;
+		n++;
+		if (!leaving)
+			continue;
+		if (m->state == SRC_MIG_SERVING)
+			log_warn(
+			    "leaving migration %s served: destination %s loses its source, and "
+			    "its processes that still need pages stop; the checkpoint stays in "
+			    "%s",
+			    m->id, m->peer[0] ? m->peer : "?", m->dir);
+		else
+			log_warn("leaving migration %s %s: criu goes on without the agent; a "
+				 "restarted agent finds its result in %s",
+				 m->id, src_mig_state_str(m->state), m->dir);
+	}
+	return n;
+}
+
+static void stop_now(struct src_agent *a, const char *why)
+{
+	log_warn("stopping now (%s)", why);
+	migrations_in_progress(a, true);
+	event_base_loopexit(a->base, NULL);
+}
+
+static void stop_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct timeval tv = {0, STOP_TICK_MS * 1000};
 	struct src_agent *a = arg;
 
-	log_warn("caught signal %d: stopping; the checkpoints stay on disk", (int)sig);
-	event_base_loopexit(a->base, NULL);
+	if (migrations_in_progress(a, false) == 0) {
+		log_info("every migration in progress has ended: stopping");
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	if (a->shutdown_timeout_s &&
+	    now_ns() - a->stop_ns >= (uint64_t)a->shutdown_timeout_s * 1000000000u) {
+		stop_now(a, "--shutdown-timeout");
+		return;
+	}
+	evtimer_add(a->stop_tick, &tv);
+}
+
+/*
+ * In post-copy the workload's only copy runs on the destination on this
+ * agent's pages: a first signal stops new work and waits for what is in
+ * progress; a second one (or --shutdown-timeout) stops at once.
+ */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct timeval tv = {0, STOP_TICK_MS * 1000};
+	struct src_agent *a = arg;
+	unsigned int n;
+
+	if (a->stopping) {
+		stop_now(a, "signalled again");
+		return;
+	}
+	n = migrations_in_progress(a, false);
+	if (n == 0 || !a->stop_tick) {
+		log_warn("caught signal %d: stopping; the checkpoints stay on disk", (int)sig);
+		if (n)
+			migrations_in_progress(a, true);
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	a->stopping = true;
+	a->stop_ns = now_ns();
+	if (a->shutdown_timeout_s)
+		log_warn("caught signal %d: stopping once the %u migration(s) in progress end, "
+			 "within %u s (--shutdown-timeout); no new ones; a second signal stops "
+			 "at once",
+			 (int)sig, n, a->shutdown_timeout_s);
+	else
+		log_warn("caught signal %d: stopping once the %u migration(s) in progress end; "
+			 "no new ones; a second signal stops at once",
+			 (int)sig, n);
+	evtimer_add(a->stop_tick, &tv);
 }
 
 static int accept_cb(struct xport_listener *l, struct xport *x, void *arg)
@@ -166,6 +251,7 @@ int main(int argc, char **argv)
 		OPT_MAX_PREAUTH,
 		OPT_MAX_PREAUTH_PER_ADDR,
 		OPT_MAX_MIGRATIONS,
+		OPT_SHUTDOWN_TIMEOUT,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -180,6 +266,7 @@ int main(int argc, char **argv)
 	    {"once", no_argument, NULL, '1'},
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
+	    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
 	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
 	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
@@ -293,6 +380,14 @@ int main(int argc, char **argv)
 			else
 				a.dead_after_s = (unsigned int)v;
 			break;
+		case OPT_SHUTDOWN_TIMEOUT:
+			if (parse_uint(optarg, 0, 86400, &v) < 0) {
+				fprintf(stderr, "rdmig-source: bad --shutdown-timeout '%s'\n",
+					optarg);
+				return 2;
+			}
+			a.shutdown_timeout_s = (unsigned int)v;
+			break;
 		case OPT_MAX_PREAUTH:
 		case OPT_MAX_PREAUTH_PER_ADDR:
 		case OPT_MAX_MIGRATIONS:
@@ -381,6 +476,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < nspecs; i++)
 		if (add_migration(&a, specs[i], a.verify) < 0)
 			goto out;
+	a.stop_tick = evtimer_new(a.base, stop_tick_cb, &a);
 	sigint = evsignal_new(a.base, SIGINT, on_signal, &a);
 	sigterm = evsignal_new(a.base, SIGTERM, on_signal, &a);
 	if (!sigint || !sigterm || event_add(sigint, NULL) < 0 || event_add(sigterm, NULL) < 0) {
@@ -449,6 +545,8 @@ out:
 		event_free(sigint);
 	if (sigterm)
 		event_free(sigterm);
+	if (a.stop_tick)
+		event_free(a.stop_tick);
 	/* Let the closed connections flush and be released. */
 	xport_drain_closing(a.base, 3000);
 	event_base_free(a.base);

@@ -377,6 +377,12 @@ bool src_mig_final(const struct src_migration *m)
 	return src_mig_final_state(m->state);
 }
 
+bool src_mig_in_progress(const struct src_migration *m)
+{
+	return m->state == SRC_MIG_SERVING ||
+	       ((m->state == SRC_MIG_DUMPING || m->state == SRC_MIG_RESTORING) && m->job);
+}
+
 void src_mig_reloaded(struct src_migration *m, enum src_mig_state st)
 {
 	m->state = st;

@@ -184,6 +184,11 @@ struct src_migration *src_mig_find(struct src_mig_list *list, const char *id);
 bool src_mig_final(const struct src_migration *m);
 bool src_mig_final_state(enum src_mig_state st);
 /*
+ * A destination fetches it (the workload may run there on this source's
+ * pages), or criu runs for it: a stopping agent waits for these.
+ */
+bool src_mig_in_progress(const struct src_migration *m);
+/*
  * The state a record gave m (records.h), set once when the agent starts,
  * before anything acts on m: not a transition, and not saved again.
  */

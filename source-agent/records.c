@@ -131,23 +131,21 @@ static json_t *rec_json(const struct src_migration *m)
 
 	if (!criu)
 		return NULL;
-	j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-		      "s:I, s:I, s:I}",
-		      "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state),
-		      "images_dir", m->dir, "pid", (json_int_t)m->pid, "dest",
-		      m->dest ? json_string(m->dest) : json_null(), "peer", m->peer, "error",
-		      m->error, "images_complete", m->images_complete, "verify", m->verify,
-		      "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
-		      "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
-		      (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms,
-		      "handover_ms", (json_int_t)m->handover_ms, "lazy_bytes",
-		      (json_int_t)m->lazy_bytes);
+	j = json_pack(
+	    "{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
+	    "s:I, s:I, s:I}",
+	    "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state), "images_dir",
+	    m->dir, "pid", (json_int_t)m->pid, "dest", m->dest ? json_string(m->dest) : json_null(),
+	    "peer", m->peer, "error", m->error, "images_complete", m->images_complete, "verify",
+	    m->verify, "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
+	    "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
+	    (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms, "handover_ms",
+	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes);
 	return j;
 }
 
 /* The secret beside the record: written once, while the migration may still be served. */
-static int rec_save_secret(struct src_records *r, const struct src_migration *m,
-			   const char *name)
+static int rec_save_secret(struct src_records *r, const struct src_migration *m, const char *name)
 {
 	uint8_t buf[AUTH_SECRET_MAX];
 	struct stat st;

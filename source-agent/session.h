@@ -69,6 +69,15 @@ struct src_agent {
 	 * HTTP, to loopback destination agents only.
 	 */
 	struct ssl_ctx_st *tls_client;
+	/*
+	 * Stopping (a first SIGTERM/SIGINT): no new migrations; the loop ends
+	 * once none is in progress (src_mig_in_progress()), at a second
+	 * signal, or after shutdown_timeout_s (0: no limit).
+	 */
+	bool stopping;
+	unsigned int shutdown_timeout_s;
+	uint64_t stop_ns;	 /* monotonic, when stopping began */
+	struct event *stop_tick; /* owned; checks the migrations while stopping */
 };
 
 #define SRC_MAX_PREAUTH_DEFAULT		 64
