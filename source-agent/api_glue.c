@@ -228,6 +228,11 @@ static void glue_mapped(struct src_migration *m, int ret)
 		else
 			snprintf(why, sizeof(why), "images_dir %s: cannot serve these images: %s",
 				 m->dir, strerror(-ret));
+		if (ret == -ESTALE)
+			snprintf(why, sizeof(why),
+				 "the images in %s changed while the agent was stopped (not the "
+				 "digest its record has): not served",
+				 m->dir);
 		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
@@ -843,6 +848,7 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	m->freeze_ms = rec->freeze_ms;
 	m->handover_ms = rec->handover_ms;
 	m->lazy_bytes = rec->lazy_bytes;
+	m->digest = rec->digest;
 	snprintf(m->peer, sizeof(m->peer), "%s", rec->peer);
 	snprintf(m->error, sizeof(m->error), "%s", rec->error);
 	if (rec->dest)

@@ -178,24 +178,36 @@ static struct src_map_job *map_job_of(struct offload_job *oj)
 	return (struct src_map_job *)((char *)oj - offsetof(struct src_map_job, job));
 }
 
-/* m's images are in (ret 0: map owned by m now): ready, logged. */
-static void mig_mapped(struct src_migration *m, int ret, struct imgmap *map, uint64_t ns)
+/*
+ * m's images are in (ret 0): m owns map now, ready, logged.  Otherwise the
+ * failure, logged (-ESTALE: not the images its record was made with), and
+ * map stays the caller's.
+ */
+static int mig_mapped(struct src_migration *m, int ret, struct imgmap *map, uint64_t ns)
 {
 	char sz[32];
 
+	if (ret == 0 && m->digest && m->digest != map->digest) {
+		log_err("migration %s: the images in %s changed since its record was written "
+			"(digest %016" PRIx64 ", now %016" PRIx64 ")",
+			m->id, m->dir, m->digest, map->digest);
+		return -ESTALE;
+	}
 	if (ret < 0) {
 		log_err("migration %s: cannot serve images in %s: %s", m->id, m->dir,
 			strerror(-ret));
-		return;
+		return ret;
 	}
 	m->map = map;
 	m->lazy_bytes = map->lazy_bytes;
+	m->digest = map->digest;
 	m->images_complete = true;
 	src_mig_set_state(m, SRC_MIG_READY);
 	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
 		 "%.2f s",
 		 m->id, map->nr_tasks, fmt_bytes(map->lazy_bytes, sz, sizeof(sz)), m->dir,
 		 (double)ns / 1e9);
+	return 0;
 }
 
 /* Offload thread: touches nothing but the job. */
@@ -233,7 +245,7 @@ static void map_job_done(struct offload_job *oj, bool ran)
 		goto out;
 	}
 	m->map_job = NULL;
-	mig_mapped(m, ret, j->map, j->ns);
+	ret = mig_mapped(m, ret, j->map, j->ns);
 	if (ret == 0)
 		j->map = NULL; /* m's now */
 	j->cb(m, ret);
@@ -309,7 +321,9 @@ int src_mig_create(const char *id, const char *dir, struct auth_secret *secret, 
 		goto out;
 	ret = imgmap_open(m->dir, m->verify ? page_key : NULL, NULL, &map);
 	OPENSSL_cleanse(page_key, sizeof(page_key));
-	mig_mapped(m, ret, map, now_ns() - t0);
+	ret = mig_mapped(m, ret, map, now_ns() - t0);
+	if (ret < 0)
+		imgmap_close(map);
 out:
 	if (ret < 0) {
 		src_mig_destroy(m);

@@ -84,6 +84,11 @@ struct src_migration {
 	 * whether the process runs again is unknown, so no second restore.
 	 */
 	bool restore_interrupted;
+	/*
+	 * The images' digest (imgmap's) once mapped, kept in the record; a
+	 * migration reloaded after a restart must map to the same one.
+	 */
+	uint64_t digest;
 	pid_t pid;		   /* dumped by the agent; 0: images given */
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */

@@ -128,19 +128,21 @@ static json_t *rec_criu_json(const struct src_criu_opts *c)
 static json_t *rec_json(const struct src_migration *m)
 {
 	json_t *j, *criu = rec_criu_json(&m->criu);
+	char digest[24];
 
 	if (!criu)
 		return NULL;
+	snprintf(digest, sizeof(digest), "%016" PRIx64, m->digest);
 	j = json_pack(
 	    "{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-	    "s:I, s:I, s:I}",
+	    "s:I, s:I, s:I, s:s}",
 	    "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state), "images_dir",
 	    m->dir, "pid", (json_int_t)m->pid, "dest", m->dest ? json_string(m->dest) : json_null(),
 	    "peer", m->peer, "error", m->error, "images_complete", m->images_complete, "verify",
 	    m->verify, "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
 	    "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
 	    (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms, "handover_ms",
-	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes);
+	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes, "digest", digest);
 	return j;
 }
 
@@ -284,19 +286,20 @@ static int rec_parse_criu(json_t *c, struct src_criu_opts *o)
 static int rec_parse(json_t *j, const char *id, struct src_record *rec, const char **why)
 {
 	json_int_t version, pid, created, finished, freeze, handover, lazy;
-	const char *rid, *state, *dir, *peer, *error;
+	const char *rid, *state, *dir, *peer, *error, *digest;
+	char *end;
 	int complete, verify, interrupted;
 	json_t *dest, *criu;
 
 	if (json_unpack(j,
 			"{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-			"s:I, s:I, s:I}",
+			"s:I, s:I, s:I, s:s}",
 			"version", &version, "id", &rid, "state", &state, "images_dir", &dir, "pid",
 			&pid, "dest", &dest, "peer", &peer, "error", &error, "images_complete",
 			&complete, "verify", &verify, "restore_interrupted", &interrupted,
 			"criu_opts", &criu, "created_unix_ms", &created, "finished_unix_ms",
 			&finished, "freeze_ms", &freeze, "handover_ms", &handover, "lazy_bytes",
-			&lazy) < 0) {
+			&lazy, "digest", &digest) < 0) {
 		*why = "a field is missing or of the wrong type";
 		return -EINVAL;
 	}
@@ -315,6 +318,12 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	if (dir[0] != '/' || pid < 0 || pid > INT_MAX || lazy < 0 ||
 	    (!json_is_null(dest) && !json_is_string(dest))) {
 		*why = "a value out of range";
+		return -EINVAL;
+	}
+	errno = 0;
+	rec->digest = strtoull(digest, &end, 16);
+	if (errno || *end || strlen(digest) != 16) {
+		*why = "a bad digest";
 		return -EINVAL;
 	}
 	if (rec_parse_criu(criu, &rec->criu) < 0) {

@@ -52,6 +52,7 @@ struct src_record {
 	int64_t freeze_ms;
 	int64_t handover_ms;
 	uint64_t lazy_bytes;
+	uint64_t digest; /* 0: never mapped */
 	/* Its secret, when the record has one (not final); the callee may take it (NULL it). */
 	struct auth_secret *secret;
 };

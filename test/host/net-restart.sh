@@ -10,7 +10,7 @@
 # fake-criu.sh stands in for criu, as in net-criu.sh.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 15
+plan 16
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -38,12 +38,16 @@ mkimage "$root/given" --size 4M
 # s1: images given, inline secret: serving.  a1: aborted (final).  d1: dumping when killed.
 c1=$(post s1 "{\"id\":\"s1\",\"images_dir\":\"$root/given\",\"secret\":\"base64:$sec64\"}")
 wait_state s1 serving
+mkdir -p "$root/other"
+mkimage "$root/other" --size 4M
+c3=$(post c1 "{\"id\":\"c1\",\"images_dir\":\"$root/other\",\"secret\":\"base64:$sec64\"}")
+wait_state c1 serving
 c2=$(post a1 "{\"id\":\"a1\",\"images_dir\":\"$root/given\",\"secret\":\"base64:$sec64\"}")
 wait_state a1 serving
 "${CTL[@]}" abort a1 >/dev/null 2>&1
 wait_state a1 aborted
-check "s1 and a1 started (202 202): s1 serving, a1 aborted" \
-	eval "test '$c1 $c2' = '202 202' && test \"\$(state s1)\" = serving"
+check "s1, c1 and a1 started (202 202 202): s1 serving, a1 aborted" \
+	eval "test '$c1 $c3 $c2' = '202 202 202' && test \"\$(state s1)\" = serving"
 check "records: the directory is 0700, each record 0600, s1's secret kept, a1's gone" \
 	eval "test \"\$(stat -c %a '$rec')\" = 700 && test \"\$(stat -c %a '$rec/s1.json')\" = 600 &&
 	      test \"\$(stat -c %a '$rec/s1.secret')\" = 600 && cmp -s '$rec/s1.secret' '$T/secret' &&
@@ -61,14 +65,21 @@ cp -p "$rec/s1.secret" "$rec/x1.secret"
 chmod 600 "$rec/x1.json"
 kill -KILL "$src_pid"
 wait "$src_pid" 2>/dev/null
+# c1's pages change while no agent runs: its digest no longer matches the record.
+pages=$(ls "$root/other"/pages-*.img | head -1)
+printf 'X' | dd of="$pages" bs=1 seek=4096 conv=notrunc status=none
 # criu outlives the agent (it is not killed with it) and finishes the dump.
 wait_log "$root/d1/dump.log" "Dumping finished successfully" 10 >/dev/null
 
 start_source "$T/source2.log" "${src_args[@]}"
 wait_log "$T/source2.log" "api: serving on" >/dev/null
 "${CTL[@]}" status --json >"$T/list.json" 2>&1
-check "after SIGKILL and a restart: s1, a1 and d1 are known again, nothing else" \
-	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'd1', 's1']\""
+check "after SIGKILL and a restart: s1, c1, a1 and d1 are known again, nothing else" \
+	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'c1', 'd1', 's1']\""
+wait_state c1 failed
+"${CTL[@]}" status c1 --json >"$T/c1.json" 2>&1
+check "c1, whose pages changed while the agent was down, fails: not served" \
+	grep -q "the images in $root/other changed while the agent was stopped" "$T/c1.json"
 check "... the corrupt record and the one outside the root are skipped, named" \
 	eval "grep -q 'records: $rec/bad.json skipped: not JSON' '$T/source2.log' &&
 	      grep -q 'records: migration x1 skipped: its images dir /etc is not below' '$T/source2.log'"
@@ -115,8 +126,8 @@ wait_log "$T/source3.log" "api: serving on" >/dev/null
 check "a rollback whose restore was cut short is not run twice (409, says why)" \
 	eval "test $? -eq 1 && grep -q 'restarted while its rollback.s criu restore ran' '$T/r1-rb.out'"
 "${CTL[@]}" status --json >"$T/list3.json" 2>&1
-check "a third start: s1 done, d1 rolled back, a1 aborted, r1 failed" \
-	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done')]\""
+check "a third start: s1 done, d1 rolled back, a1 aborted, c1 and r1 failed" \
+	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('c1', 'failed'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done')]\""
 check "no secret is left on disk for a final migration" \
 	eval "! ls '$rec'/*.secret 2>/dev/null | grep -v x1.secret | grep -q ."
 kill -TERM "$src_pid"
