@@ -20,15 +20,15 @@
 #include "util.h"
 
 /* CRIU's command numbers and page flags (criu/page-xfer.c, pagemap.h). */
-#define PS_IOV_ADD_F	  6u
-#define PS_IOV_GET	  7u
-#define PS_IOV_CLOSE	  0x1023u
-#define PS_CMD_BITS	  16
-#define PE_PRESENT	  4u
-#define PS_REPLY_CMD	  ((PE_PRESENT << PS_CMD_BITS) | PS_IOV_ADD_F)
-#define PS_HDR_MAX	  32u
-#define PS_HDR_317	  24u
-#define PS_HDR_42	  32u
+#define PS_IOV_ADD_F 6u
+#define PS_IOV_GET   7u
+#define PS_IOV_CLOSE 0x1023u
+#define PS_CMD_BITS  16
+#define PE_PRESENT   4u
+#define PS_REPLY_CMD ((PE_PRESENT << PS_CMD_BITS) | PS_IOV_ADD_F)
+#define PS_HDR_MAX   32u
+#define PS_HDR_317   24u
+#define PS_HDR_42    32u
 
 /* One PS_IOV_GET: part of a request, queued, then in flight. */
 struct ps_get {
@@ -50,8 +50,8 @@ struct criupsrv {
 	const struct criupsrv_ops *ops;
 	void *arg;
 
-	struct ps_req_list reqs;    /* outstanding requests */
-	struct ps_get_list tosend;  /* GETs not written yet, in order */
+	struct ps_req_list reqs;     /* outstanding requests */
+	struct ps_get_list tosend;   /* GETs not written yet, in order */
 	struct ps_get_list inflight; /* GETs written, replies due in this order */
 	size_t ninflight;
 
@@ -69,9 +69,9 @@ struct criupsrv {
 	size_t status_got;
 
 	bool connecting;
-	bool closing;	  /* criupsrv_close() called */
-	bool close_sent;  /* PS_IOV_CLOSE in the output */
-	bool dead;	  /* failed or closed: no more I/O */
+	bool closing;	 /* criupsrv_close() called */
+	bool close_sent; /* PS_IOV_CLOSE in the output */
+	bool dead;	 /* failed or closed: no more I/O */
 };
 
 static void ps_put32(uint8_t *p, uint32_t v)
@@ -325,8 +325,7 @@ static void ps_read_cb(evutil_socket_t fd, short what, void *arg)
 					"requests outstanding",
 					ps->name, ps->ninflight);
 			else
-				log_err("criu page server %s: recv: %s", ps->name,
-					strerror(errno));
+				log_err("criu page server %s: recv: %s", ps->name, strerror(errno));
 			ps_fail(ps, n == 0 ? -ECONNRESET : -errno);
 			return;
 		}
@@ -423,8 +422,8 @@ int criupsrv_connect(struct event_base *base, const char *host, const char *port
 		     struct criupsrv **out)
 {
 	struct addrinfo hints = {
-		.ai_socktype = SOCK_STREAM,
-		.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
+	    .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV,
 	};
 	struct addrinfo *ai = NULL;
 	char name[64];
@@ -434,8 +433,7 @@ int criupsrv_connect(struct event_base *base, const char *host, const char *port
 	snprintf(name, sizeof(name), "%s:%s", host, port);
 	gai = getaddrinfo(host, port, &hints, &ai);
 	if (gai) {
-		log_err("criu page server %s: not a numeric address: %s", name,
-			gai_strerror(gai));
+		log_err("criu page server %s: not a numeric address: %s", name, gai_strerror(gai));
 		return -EINVAL;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -1,11 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * criupsrv against a fake `criu dump --lazy-pages` page server: a thread on
- * the other end of a socketpair (or of a loopback TCP connection) that
- * follows the protocol as docs/protocol.md states it: PS_IOV_GET headers
- * in, ADD_F|PE_PRESENT replies out, shortened at the end of its "pipe
- * buffers", served strictly in order, PS_IOV_CLOSE answered with an int32
- * 0 and followed by a wait for the client's end of file.  Every page is
+ * criupsrv against a fake `criu dump --lazy-pages` page server
+ * (fake_psrv.h), on a socketpair or a loopback TCP connection.  Every page is
  * checked against the pattern of its dump-time address, in both header
  * layouts, and the failures (a hang-up mid-reply, a reply that breaks the
  * protocol, a refused connection) complete every request with an error,
@@ -28,194 +24,18 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "fake_psrv.h"
 #include "pattern.h"
 #include "source-agent/criupsrv.h"
+#include "util.h"
 
 #define PAGE 4096u
 
 /* The fake dump's lazy memory: two tasks. */
-struct frange {
-	uint32_t pid;
-	uint64_t vaddr;
-	uint64_t nr;
-};
-
-static const struct frange franges[] = {
+static const struct fake_range franges[] = {
     {100, 0x10000000ull, 300},
     {101, 0x7f0000000000ull, 2100},
 };
-
-enum fmode {
-	F_GOOD = 0,
-	F_HANGUP_MID_DATA, /* closes after half of the first reply's pages */
-	F_BAD_PID,	   /* answers with another dst_id */
-	F_ZERO_PAGES,	   /* answers with nr_pages 0 */
-};
-
-struct fake {
-	int fd;
-	bool v42;
-	uint64_t chunk; /* pages per pipe buffer: replies end at a multiple */
-	enum fmode mode;
-	/* Results, read after the join. */
-	int gets;
-	uint64_t first_get_vaddr[64];
-	bool saw_close;
-	bool saw_eof_after_close;
-	bool protocol_error; /* the client sent something the dump would refuse */
-	pthread_t thread;
-	int listen_fd; /* >= 0: accept on it first */
-};
-
-/* Blocking read or write of exactly len bytes; -1 on end of file or error. */
-static int xfer_full(int fd, void *buf, size_t len, bool out)
-{
-	uint8_t *p = buf;
-	ssize_t n;
-
-	while (len) {
-		n = out ? send(fd, p, len, MSG_NOSIGNAL) : read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int read_full(int fd, void *buf, size_t len)
-{
-	return xfer_full(fd, buf, len, false);
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	return xfer_full(fd, (void *)buf, len, true);
-}
-
-static void fhdr_put(const struct fake *f, uint8_t *h, uint32_t cmd, uint64_t nr, uint64_t vaddr,
-		     uint64_t dst)
-{
-	uint32_t nr32 = (uint32_t)nr;
-
-	memset(h, 0, 32);
-	memcpy(h, &cmd, 4);
-	if (f->v42) {
-		memcpy(h + 8, &nr, 8);
-		memcpy(h + 16, &vaddr, 8);
-		memcpy(h + 24, &dst, 8);
-	} else {
-		memcpy(h + 4, &nr32, 4);
-		memcpy(h + 8, &vaddr, 8);
-		memcpy(h + 16, &dst, 8);
-	}
-}
-
-static void fhdr_get(const struct fake *f, const uint8_t *h, uint32_t *cmd, uint64_t *nr,
-		     uint64_t *vaddr, uint64_t *dst)
-{
-	uint32_t nr32;
-
-	memcpy(cmd, h, 4);
-	if (f->v42) {
-		memcpy(nr, h + 8, 8);
-		memcpy(vaddr, h + 16, 8);
-		memcpy(dst, h + 24, 8);
-	} else {
-		memcpy(&nr32, h + 4, 4);
-		*nr = nr32;
-		memcpy(vaddr, h + 8, 8);
-		memcpy(dst, h + 16, 8);
-	}
-}
-
-static const struct frange *frange_of(uint64_t pid, uint64_t vaddr)
-{
-	size_t i;
-
-	for (i = 0; i < sizeof(franges) / sizeof(franges[0]); i++)
-		if (franges[i].pid == pid && vaddr >= franges[i].vaddr &&
-		    vaddr < franges[i].vaddr + franges[i].nr * PAGE)
-			return &franges[i];
-	return NULL;
-}
-
-/* Answers one GET the way the dump does; returns -1 to end the session. */
-static int fake_serve_get(struct fake *f, uint64_t nr, uint64_t vaddr, uint64_t dst)
-{
-	const struct frange *r = frange_of(dst, vaddr);
-	uint64_t in_chunk, n, i, end;
-	uint8_t hdr[32], *pages;
-	size_t hlen = f->v42 ? 32 : 24, len;
-	int ret;
-
-	if (f->gets < 64)
-		f->first_get_vaddr[f->gets] = vaddr;
-	f->gets++;
-	/* The dump only knows PE_LAZY ranges of its own pids. */
-	if (!r || vaddr % PAGE || nr == 0) {
-		f->protocol_error = true;
-		return -1;
-	}
-	/* Shortened to the end of the pipe buffer that holds vaddr. */
-	in_chunk = f->chunk - ((vaddr - r->vaddr) / PAGE) % f->chunk;
-	end = (r->vaddr + r->nr * PAGE - vaddr) / PAGE;
-	n = nr < in_chunk ? nr : in_chunk;
-	n = n < end ? n : end;
-	fhdr_put(f, hdr, (4u << 16) | 6u, f->mode == F_ZERO_PAGES ? 0 : n, vaddr,
-		 f->mode == F_BAD_PID ? dst + 1 : dst);
-	if (write_full(f->fd, hdr, hlen) < 0)
-		return -1;
-	if (f->mode == F_ZERO_PAGES || f->mode == F_BAD_PID)
-		return 0;
-	len = n * PAGE;
-	pages = malloc(len);
-	assert_non_null(pages);
-	for (i = 0; i < n; i++)
-		pattern_fill(pages + i * PAGE, vaddr + i * PAGE, pattern_seed_for_pid((int32_t)dst));
-	if (f->mode == F_HANGUP_MID_DATA)
-		len /= 2;
-	ret = write_full(f->fd, pages, len);
-	free(pages);
-	return f->mode == F_HANGUP_MID_DATA ? -1 : ret;
-}
-
-static void *fake_main(void *arg)
-{
-	struct fake *f = arg;
-	size_t hlen = f->v42 ? 32 : 24;
-	uint64_t nr, vaddr, dst;
-	uint8_t hdr[32], c;
-	int32_t zero = 0;
-	uint32_t cmd;
-
-	if (f->listen_fd >= 0) {
-		f->fd = accept(f->listen_fd, NULL, NULL);
-		if (f->fd < 0)
-			return NULL;
-	}
-	while (read_full(f->fd, hdr, hlen) == 0) {
-		fhdr_get(f, hdr, &cmd, &nr, &vaddr, &dst);
-		if (cmd == 0x1023) {
-			f->saw_close = true;
-			if (write_full(f->fd, &zero, sizeof(zero)) < 0)
-				break;
-			/* The dump waits for the client's end of file. */
-			f->saw_eof_after_close = read(f->fd, &c, 1) == 0;
-			break;
-		}
-		if (cmd != 7) {
-			f->protocol_error = true;
-			break;
-		}
-		if (fake_serve_get(f, nr, vaddr, dst) < 0)
-			break;
-	}
-	close(f->fd);
-	return NULL;
-}
 
 /* The client side: requests, the loop, what the callbacks saw. */
 struct treq {
@@ -231,8 +51,7 @@ struct tctx {
 	size_t nreqs;
 	size_t ndone;
 	bool close_when_done;
-	int failed_calls, failed_err;
-	int closed_calls, closed_status;
+	struct fake_end end;
 };
 
 static void t_done(struct criupsrv_req *r, int status, void *arg)
@@ -249,22 +68,14 @@ static void t_done(struct criupsrv_req *r, int status, void *arg)
 
 static void t_failed(struct criupsrv *ps, int err, void *arg)
 {
-	struct tctx *x = arg;
-
 	(void)ps;
-	x->failed_calls++;
-	x->failed_err = err;
-	event_base_loopexit(x->base, NULL);
+	fake_end_failed(&((struct tctx *)arg)->end, err);
 }
 
 static void t_closed(struct criupsrv *ps, int status, void *arg)
 {
-	struct tctx *x = arg;
-
 	(void)ps;
-	x->closed_calls++;
-	x->closed_status = status;
-	event_base_loopexit(x->base, NULL);
+	fake_end_closed(&((struct tctx *)arg)->end, status);
 }
 
 static const struct criupsrv_ops t_ops = {.failed = t_failed, .closed = t_closed};
@@ -293,32 +104,32 @@ static void check_pages(const struct treq *t)
 				 0);
 }
 
-static void start_pair(struct tctx *x, struct fake *f, bool v42, uint64_t chunk, enum fmode mode)
+static void start_pair(struct tctx *x, struct fake_psrv *f, bool v42, uint64_t chunk,
+		       enum fake_mode mode)
 {
-	int sv[2];
+	int fd;
 
 	memset(f, 0, sizeof(*f));
 	f->v42 = v42;
 	f->chunk = chunk;
 	f->mode = mode;
-	f->listen_fd = -1;
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	f->fd = sv[1];
-	assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+	f->ranges = franges;
+	f->nr_ranges = ARRAY_SIZE(franges);
+	fake_psrv_start_pair(f, &fd);
 	x->base = event_base_new();
+	x->end.base = x->base;
 	assert_non_null(x->base);
-	assert_int_equal(criupsrv_open_fd(x->base, sv[0],
-					  v42 ? CRIUPSRV_WIRE_42 : CRIUPSRV_WIRE_317, "fake",
-					  &t_ops, x, &x->ps),
+	assert_int_equal(criupsrv_open_fd(x->base, fd, v42 ? CRIUPSRV_WIRE_42 : CRIUPSRV_WIRE_317,
+					  "fake", &t_ops, x, &x->ps),
 			 0);
 }
 
-static void finish(struct tctx *x, struct fake *f)
+static void finish(struct tctx *x, struct fake_psrv *f)
 {
 	size_t i;
 
 	criupsrv_free(x->ps);
-	pthread_join(f->thread, NULL);
+	fake_psrv_join(f);
 	event_base_free(x->base);
 	for (i = 0; i < x->nreqs; i++)
 		free(x->reqs[i].r.buf);
@@ -332,10 +143,10 @@ static void finish(struct tctx *x, struct fake *f)
 static void pull_everything(bool v42, uint64_t chunk)
 {
 	struct tctx x = {0};
-	struct fake f;
+	struct fake_psrv f;
 	size_t i;
 
-	start_pair(&x, &f, v42, chunk, F_GOOD);
+	start_pair(&x, &f, v42, chunk, FAKE_GOOD);
 	x.nreqs = 4;
 	x.reqs = calloc(x.nreqs, sizeof(*x.reqs));
 	treq_init(&x.reqs[0], &x, 100, franges[0].vaddr, 300);
@@ -350,9 +161,9 @@ static void pull_everything(bool v42, uint64_t chunk)
 	for (i = 0; i < x.nreqs; i++)
 		assert_int_equal(x.reqs[i].done_calls, 0);
 	event_base_dispatch(x.base);
-	assert_int_equal(x.failed_calls, 0);
-	assert_int_equal(x.closed_calls, 1);
-	assert_int_equal(x.closed_status, 0);
+	assert_int_equal(x.end.failed_calls, 0);
+	assert_int_equal(x.end.closed_calls, 1);
+	assert_int_equal(x.end.closed_status, 0);
 	for (i = 0; i < x.nreqs; i++) {
 		assert_int_equal(x.reqs[i].done_calls, 1);
 		assert_int_equal(x.reqs[i].status, 0);
@@ -392,12 +203,12 @@ static void test_pull_short_replies(void **state)
 static void test_prioritize(void **state)
 {
 	struct tctx x = {0};
-	struct fake f;
+	struct fake_psrv f;
 	size_t i, nbg = CRIUPSRV_MAX_INFLIGHT + 8;
 	uint64_t fault_vaddr = franges[1].vaddr + 2000 * PAGE;
 
 	(void)state;
-	start_pair(&x, &f, false, 819, F_GOOD);
+	start_pair(&x, &f, false, 819, FAKE_GOOD);
 	x.nreqs = nbg + 1;
 	x.reqs = calloc(x.nreqs, sizeof(*x.reqs));
 	for (i = 0; i < nbg; i++)
@@ -408,22 +219,22 @@ static void test_prioritize(void **state)
 		assert_int_equal(criupsrv_get(x.ps, &x.reqs[i].r), 0);
 	assert_int_equal(criupsrv_prioritize(x.ps, &x.reqs[nbg].r), 0);
 	event_base_dispatch(x.base);
-	assert_int_equal(x.closed_status, 0);
+	assert_int_equal(x.end.closed_status, 0);
 	for (i = 0; i < x.nreqs; i++) {
 		assert_int_equal(x.reqs[i].status, 0);
 		check_pages(&x.reqs[i]);
 	}
 	/* Once sent, a GET cannot be overtaken any more. */
 	finish(&x, &f);
-	assert_int_equal(f.first_get_vaddr[0], fault_vaddr);
+	assert_int_equal(f.get_vaddr[0], fault_vaddr);
 	assert_int_equal(f.gets, (int)x.nreqs);
 }
 
 /* Failures: every outstanding request ends with the error, once. */
-static void fail_with(enum fmode mode, int want)
+static void fail_with(enum fake_mode mode, int want)
 {
 	struct tctx x = {0};
-	struct fake f;
+	struct fake_psrv f;
 	size_t i;
 
 	start_pair(&x, &f, true, 819, mode);
@@ -435,9 +246,9 @@ static void fail_with(enum fmode mode, int want)
 	for (i = 0; i < x.nreqs; i++)
 		assert_int_equal(criupsrv_get(x.ps, &x.reqs[i].r), 0);
 	event_base_dispatch(x.base);
-	assert_int_equal(x.failed_calls, 1);
-	assert_int_equal(x.failed_err, want);
-	assert_int_equal(x.closed_calls, 0);
+	assert_int_equal(x.end.failed_calls, 1);
+	assert_int_equal(x.end.failed_err, want);
+	assert_int_equal(x.end.closed_calls, 0);
 	for (i = 0; i < x.nreqs; i++) {
 		assert_int_equal(x.reqs[i].done_calls, 1);
 		assert_int_equal(x.reqs[i].status, want);
@@ -449,24 +260,24 @@ static void fail_with(enum fmode mode, int want)
 static void test_hangup_mid_reply(void **state)
 {
 	(void)state;
-	fail_with(F_HANGUP_MID_DATA, -ECONNRESET);
+	fail_with(FAKE_HANGUP_MID_DATA, -ECONNRESET);
 }
 
 static void test_bad_replies(void **state)
 {
 	(void)state;
-	fail_with(F_BAD_PID, -EPROTO);
-	fail_with(F_ZERO_PAGES, -EPROTO);
+	fail_with(FAKE_BAD_PID, -EPROTO);
+	fail_with(FAKE_ZERO_PAGES, -EPROTO);
 }
 
 static void test_bad_requests(void **state)
 {
 	struct tctx x = {0};
-	struct fake f;
+	struct fake_psrv f;
 	struct treq t;
 
 	(void)state;
-	start_pair(&x, &f, false, 819, F_GOOD);
+	start_pair(&x, &f, false, 819, FAKE_GOOD);
 	treq_init(&t, &x, 100, franges[0].vaddr + 1, 1);
 	assert_int_equal(criupsrv_get(x.ps, &t.r), -EINVAL);
 	t.r.vaddr = franges[0].vaddr;
@@ -477,8 +288,8 @@ static void test_bad_requests(void **state)
 	assert_int_equal(criupsrv_close(x.ps), 0);
 	assert_int_equal(criupsrv_close(x.ps), -ESHUTDOWN);
 	event_base_dispatch(x.base);
-	assert_int_equal(x.closed_calls, 1);
-	assert_int_equal(x.closed_status, 0);
+	assert_int_equal(x.end.closed_calls, 1);
+	assert_int_equal(x.end.closed_status, 0);
 	finish(&x, &f);
 	assert_true(f.saw_close);
 	assert_true(f.saw_eof_after_close);
@@ -491,7 +302,7 @@ static void test_tcp_connect(void **state)
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sin);
 	struct tctx x = {0};
-	struct fake f;
+	struct fake_psrv f;
 	char port[16];
 	int lfd;
 
@@ -506,9 +317,11 @@ static void test_tcp_connect(void **state)
 
 	memset(&f, 0, sizeof(f));
 	f.chunk = 64;
-	f.listen_fd = lfd;
-	assert_int_equal(pthread_create(&f.thread, NULL, fake_main, &f), 0);
+	f.ranges = franges;
+	f.nr_ranges = ARRAY_SIZE(franges);
+	fake_psrv_start_listen(&f, lfd);
 	x.base = event_base_new();
+	x.end.base = x.base;
 	assert_int_equal(
 	    criupsrv_connect(x.base, "127.0.0.1", port, CRIUPSRV_WIRE_317, &t_ops, &x, &x.ps), 0);
 	x.nreqs = 1;
@@ -519,7 +332,7 @@ static void test_tcp_connect(void **state)
 	event_base_dispatch(x.base);
 	assert_int_equal(x.reqs[0].status, 0);
 	check_pages(&x.reqs[0]);
-	assert_int_equal(x.closed_status, 0);
+	assert_int_equal(x.end.closed_status, 0);
 	finish(&x, &f);
 	assert_true(f.saw_eof_after_close);
 
@@ -527,25 +340,27 @@ static void test_tcp_connect(void **state)
 	close(lfd);
 	memset(&x, 0, sizeof(x));
 	x.base = event_base_new();
+	x.end.base = x.base;
 	assert_int_equal(
 	    criupsrv_connect(x.base, "127.0.0.1", port, CRIUPSRV_WIRE_317, &t_ops, &x, &x.ps), 0);
 	event_base_dispatch(x.base);
-	assert_int_equal(x.failed_calls, 1);
-	assert_int_equal(x.failed_err, -ECONNREFUSED);
+	assert_int_equal(x.end.failed_calls, 1);
+	assert_int_equal(x.end.failed_err, -ECONNREFUSED);
 	criupsrv_free(x.ps);
 	event_base_free(x.base);
 	/* Names are not looked up on the loop. */
 	assert_int_equal(
-	    criupsrv_connect(NULL, "localhost", port, CRIUPSRV_WIRE_317, &t_ops, &x, &x.ps), -EINVAL);
+	    criupsrv_connect(NULL, "localhost", port, CRIUPSRV_WIRE_317, &t_ops, &x, &x.ps),
+	    -EINVAL);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_pull_317),	      cmocka_unit_test(test_pull_42),
+	    cmocka_unit_test(test_pull_317),	       cmocka_unit_test(test_pull_42),
 	    cmocka_unit_test(test_pull_short_replies), cmocka_unit_test(test_prioritize),
 	    cmocka_unit_test(test_hangup_mid_reply),   cmocka_unit_test(test_bad_replies),
-	    cmocka_unit_test(test_bad_requests),      cmocka_unit_test(test_tcp_connect),
+	    cmocka_unit_test(test_bad_requests),       cmocka_unit_test(test_tcp_connect),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
