@@ -45,8 +45,8 @@ static int write_full(int fd, const void *buf, size_t len)
 	return xfer_full(fd, (void *)buf, len, true);
 }
 
-static void fhdr_put(const struct fake_psrv *f, uint8_t *h, uint32_t cmd, uint64_t nr, uint64_t vaddr,
-		     uint64_t dst)
+static void fhdr_put(const struct fake_psrv *f, uint8_t *h, uint32_t cmd, uint64_t nr,
+		     uint64_t vaddr, uint64_t dst)
 {
 	uint32_t nr32 = (uint32_t)nr;
 
@@ -167,7 +167,6 @@ static void *fake_main(void *arg)
 	close(f->fd);
 	return NULL;
 }
-
 
 void fake_psrv_start_pair(struct fake_psrv *f, int *client_fd)
 {

@@ -97,10 +97,16 @@ static void start(struct tctx *x, struct fake_psrv *f, enum fake_mode mode)
 		x->lazy[i].len = franges[i].nr * PAGE;
 		x->lazy[i].pages_off = IMG_NO_OFFSET;
 	}
-	x->tasks[0] = (struct img_task){.pid = 100, .has_memory = true, .lazy = &x->lazy[0],
-					.nr_lazy = 2, .lazy_bytes = 310 * PAGE};
-	x->tasks[1] = (struct img_task){.pid = 101, .has_memory = true, .lazy = &x->lazy[2],
-					.nr_lazy = 1, .lazy_bytes = 2100 * PAGE};
+	x->tasks[0] = (struct img_task){.pid = 100,
+					.has_memory = true,
+					.lazy = &x->lazy[0],
+					.nr_lazy = 2,
+					.lazy_bytes = 310 * PAGE};
+	x->tasks[1] = (struct img_task){.pid = 101,
+					.has_memory = true,
+					.lazy = &x->lazy[2],
+					.nr_lazy = 1,
+					.lazy_bytes = 2100 * PAGE};
 	x->set.tasks = x->tasks;
 	x->set.nr_tasks = 2;
 	memset(f, 0, sizeof(*f));
