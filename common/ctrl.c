@@ -34,11 +34,14 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_KEEPALIVE] = "Keepalive",
     [RDMIG_MSG__BODY_DONE] = "Done",
     [RDMIG_MSG__BODY_DONE_ACK] = "DoneAck",
+    [RDMIG_MSG__BODY_STAGE_REGION] = "StageRegion",
+    [RDMIG_MSG__BODY_STAGE_REQ] = "StageReq",
 };
 
 static bool type_known(int type)
 {
-	return type >= RDMIG_MSG__BODY_HELLO && type <= RDMIG_MSG__BODY_DONE_ACK;
+	return (type >= RDMIG_MSG__BODY_HELLO && type <= RDMIG_MSG__BODY_DONE_ACK) ||
+	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -523,6 +526,35 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason)
 	return 0;
 }
 
+int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r)
+{
+	StageRegion *b = &o->body.stage_region;
+
+	out_reset(o, RDMIG_MSG__BODY_STAGE_REGION);
+	stage_region__init(b);
+	b->pid = pid;
+	b->img_vaddr = r->img_vaddr;
+	b->len = r->len;
+	b->has_remote_addr = b->has_rkey = r->has_remote;
+	b->remote_addr = r->remote_addr;
+	b->rkey = r->rkey;
+	b->xxh3 = r->xxh3;
+	o->msg.stage_region = b;
+	return 0;
+}
+
+int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr)
+{
+	StageReq *b = &o->body.stage_req;
+
+	out_reset(o, RDMIG_MSG__BODY_STAGE_REQ);
+	stage_req__init(b);
+	b->pid = pid;
+	b->img_vaddr = img_vaddr;
+	o->msg.stage_req = b;
+	return 0;
+}
+
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3)
 {
 	uint8_t le[8];
@@ -834,9 +866,59 @@ static int validate_task_table(const struct ctrl_state *st, const TaskTable *t, 
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
 			       "TaskTable pid %" PRId32 ": unknown flags 0x%" PRIx32, t->pid,
 			       t->flags);
+	/* A lazy dump's ranges get their remote address when staged (StageRegion). */
 	return ctrl_validate_ranges(t->ranges, t->n_ranges, st->neg.page_size,
-				    st->neg.features & CTRL_FEAT_RDMA_READ, st->regions,
-				    st->nr_regions, e);
+				    (st->neg.features & CTRL_FEAT_RDMA_READ) &&
+					!(st->neg.features & CTRL_FEAT_LAZY_DUMP),
+				    st->regions, st->nr_regions, e);
+}
+
+/*
+ * StageRegion: one known range, its remote bytes (RDMA) inside an
+ * announced region; the same rules as a TaskTable range, which it
+ * completes.
+ */
+static int validate_stage_region(const struct ctrl_state *st, const StageRegion *r,
+				 struct ctrl_err *e)
+{
+	LazyRange g = LAZY_RANGE__INIT;
+	LazyRange *gp = &g;
+	int ret;
+
+	ret = validate_pid(r->pid, "StageRegion", e);
+	if (ret < 0)
+		return ret;
+	g.img_vaddr = r->img_vaddr;
+	g.len = r->len;
+	g.has_remote_addr = r->has_remote_addr;
+	g.remote_addr = r->remote_addr;
+	g.has_rkey = r->has_rkey;
+	g.rkey = r->rkey;
+	g.xxh3 = r->xxh3;
+	ret =
+	    ctrl_validate_ranges(&gp, 1, st->neg.page_size, st->neg.features & CTRL_FEAT_RDMA_READ,
+				 st->regions, st->nr_regions, e);
+	if (ret < 0)
+		return ret;
+	return validate_known(st, r->pid, r->img_vaddr, r->len, "StageRegion", e);
+}
+
+static int validate_stage_req(const struct ctrl_state *st, const StageReq *r, struct ctrl_err *e)
+{
+	uint32_t ps = st->neg.page_size;
+	int ret;
+
+	ret = validate_pid(r->pid, "StageReq", e);
+	if (ret == 0)
+		ret = check_page_size(ps, "StageReq", e);
+	if (ret < 0)
+		return ret;
+	if (!vrange_ok(r->img_vaddr, ps, ps))
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "StageReq pid %" PRId32 ": 0x%" PRIx64
+			       " not page aligned or out of the address space",
+			       r->pid, r->img_vaddr);
+	return validate_known(st, r->pid, r->img_vaddr, ps, "StageReq", e);
 }
 
 static int validate_page_hashes(const struct ctrl_state *st, const PageHashes *p,
@@ -930,6 +1012,10 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 		return validate_read_req(st, m->read_req, e);
 	case RDMIG_MSG__BODY_READ_RESP:
 		return validate_read_resp(m->read_resp, e);
+	case RDMIG_MSG__BODY_STAGE_REGION:
+		return validate_stage_region(st, m->stage_region, e);
+	case RDMIG_MSG__BODY_STAGE_REQ:
+		return validate_stage_req(st, m->stage_req, e);
 	case RDMIG_MSG__BODY_DONE_ACK:
 		return ctrl_validate_text(m->done_ack->reason, CTRL_TEXT_MAX, "DoneAck.reason", e);
 	case RDMIG_MSG__BODY_IMAGES_DONE:
@@ -975,6 +1061,8 @@ static const struct {
     [RDMIG_MSG__BODY_KEEPALIVE] = {PH_AUTHED, PH_AUTHED, 0, true},
     [RDMIG_MSG__BODY_DONE] = {0, PH(POSTCOPY), 0, false},
     [RDMIG_MSG__BODY_DONE_ACK] = {PH(DONE), 0, 0, false},
+    [RDMIG_MSG__BODY_STAGE_REGION] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_LAZY_DUMP, false},
+    [RDMIG_MSG__BODY_STAGE_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_LAZY_DUMP, false},
 };
 
 static enum ctrl_role role_other(enum ctrl_role r)

@@ -58,6 +58,8 @@
 #define CTRL_FEAT_RDMA_READ    ((uint64_t)FEATURE__FEAT_RDMA_READ)
 #define CTRL_FEAT_TCP_READ     ((uint64_t)FEATURE__FEAT_TCP_READ)
 #define CTRL_FEAT_VERIFY_PAGES ((uint64_t)FEATURE__FEAT_VERIFY_PAGES)
+/* Lazy dump: TaskTable ranges are staged later (StageRegion), asked for by StageReq. */
+#define CTRL_FEAT_LAZY_DUMP ((uint64_t)FEATURE__FEAT_LAZY_DUMP)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
@@ -142,6 +144,8 @@ struct ctrl_out {
 		PageHashes page_hashes;
 		ImagesDone images_done;
 		ReadReq read_req;
+		StageRegion stage_region;
+		StageReq stage_req;
 		ReadResp read_resp;
 		Progress progress;
 		Keepalive keepalive;
@@ -221,6 +225,9 @@ int ctrl_msg_progress(struct ctrl_out *o, uint64_t pages, uint64_t bytes, uint64
 int ctrl_msg_keepalive(struct ctrl_out *o, uint64_t seq, uint64_t time_ns);
 int ctrl_msg_done(struct ctrl_out *o, const struct ctrl_done *d);
 int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
+/* FEAT_LAZY_DUMP: r is one TaskTable range, now staged (has_remote over RDMA). */
+int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
+int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

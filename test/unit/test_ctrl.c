@@ -1171,6 +1171,92 @@ static void test_state_read_checks(void **state)
 }
 
 /*
+ * FEAT_LAZY_DUMP over RDMA: TaskTable ranges come without a remote
+ * address, StageRegion gives it later (inside an announced region, for a
+ * known range), StageReq goes the other way; without the feature neither
+ * message is legal and a range without its remote address is refused.
+ */
+static void test_state_lazy_dump(void **state)
+{
+	struct ctrl_region reg = {0x10000000, 1u << 20, 0x77};
+	struct ctrl_range r = {.img_vaddr = 0x10000, .len = 8192, .xxh3 = 5};
+	struct ctrl_range staged = r;
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m;
+	size_t len;
+	int calls = 0;
+
+	(void)state;
+	pair_init(&p, CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP,
+		  CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP);
+	ctrl_state_set_range_check(&p.src, only_pid_7, &calls);
+	ctrl_state_set_range_check(&p.dst, only_pid_7, &calls);
+	handshake(&p);
+	assert_true(ctrl_state_negotiated(&p.src)->features & CTRL_FEAT_LAZY_DUMP);
+	ctrl_msg_mem_regions(&o, &reg, 1);
+	pass(&p.src, &p.dst, &o);
+	/* Not staged yet: no remote address in the table, and none needed. */
+	ctrl_msg_task_table(&o, 7, &r, 1, true);
+	pass(&p.src, &p.dst, &o);
+	/* Not in postcopy yet. */
+	ctrl_msg_stage_region(&o, 7, &r);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_images_done(&o, 0, 1, 8192);
+	pass(&p.src, &p.dst, &o);
+
+	ctrl_msg_stage_req(&o, 7, 0x10000);
+	pass(&p.dst, &p.src, &o);
+	staged.has_remote = true;
+	staged.remote_addr = 0x10000000;
+	staged.rkey = 0x77;
+	ctrl_msg_stage_region(&o, 7, &staged);
+	assert_int_equal(xfer(&p.src, &p.dst, &o, &m), 0);
+	assert_int_equal(m->stage_region->remote_addr, 0x10000000);
+	assert_int_equal(m->stage_region->xxh3, 5);
+	ctrl_free(m);
+	/* The source never asks; the destination never stages. */
+	ctrl_msg_stage_req(&o, 7, 0x10000);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_stage_region(&o, 7, &staged);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	/* Received: outside every region, without remote, unknown range, unaligned. */
+	staged.remote_addr = 0x10100000 - 4096;
+	ctrl_msg_stage_region(&o, 7, &staged);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -ERANGE);
+	ctrl_msg_stage_region(&o, 7, &r);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	staged.remote_addr = 0x10000000;
+	staged.img_vaddr = 0x30000;
+	ctrl_msg_stage_region(&o, 7, &staged);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -ESRCH);
+	ctrl_msg_stage_req(&o, 7, 0x10010);
+	len = forge(&p.src, &o, p.src.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EINVAL);
+	ctrl_msg_stage_req(&o, 8, 0x10000);
+	len = forge(&p.src, &o, p.src.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -ESRCH);
+	pair_fini(&p);
+
+	/* An old peer: no FEAT_LAZY_DUMP in common. */
+	pair_init(&p, CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP, CTRL_FEAT_RDMA_READ);
+	handshake(&p);
+	assert_false(ctrl_state_negotiated(&p.src)->features & CTRL_FEAT_LAZY_DUMP);
+	ctrl_msg_mem_regions(&o, &reg, 1);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_task_table(&o, 7, &r, 1, true);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	pair_fini(&p);
+}
+
+/*
  * After the handshake every message carries a MAC: a flipped byte, a
  * missing MAC, a replay or a message reflected to its sender is refused
  * with ABORT_AUTH before it is decoded, and leaves the state as it was.
@@ -1435,6 +1521,7 @@ int main(void)
 	    cmocka_unit_test(test_state_mac),
 	    cmocka_unit_test(test_state_stream_rules),
 	    cmocka_unit_test(test_state_read_checks),
+	    cmocka_unit_test(test_state_lazy_dump),
 	    cmocka_unit_test(test_state_data_channel),
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),

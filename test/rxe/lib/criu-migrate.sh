@@ -3,6 +3,8 @@
 # (rdmig-workload) with unmodified CRIU, one side or both.
 #   criu-migrate.sh source|dest|both    rdmig-source / rdmig-dest + criu restore
 #   criu-migrate.sh criu                CRIU's own lazy migration, one guest
+#   criu-migrate.sh psget               rdmig-psget pulls a lazy dump's pages
+#   criu-migrate.sh psget-fail          ... and breaks its transfer instead
 # source: start the workload in its own pid namespace, `criu dump` it
 #   (a normal dump), then serve the images with rdmig-source --once.
 # dest: rdmig-dest receives the images and listens on lazy-pages.socket;
@@ -15,6 +17,17 @@
 #   after the last page, is a full check, then the workload exits.
 # criu: `criu dump --lazy-pages --port`, `criu lazy-pages --page-server`,
 #   `criu restore --lazy-pages`, same checks.
+# psget: `criu dump --leave-stopped` (plain), then `criu dump --lazy-pages
+#   --leave-stopped` of the same stopped workload; rdmig-psget
+#   (source-agent/criupsrv.c) pulls every lazy page from the dump's page
+#   server and compares it with the plain dump's copy; prints its JSON line
+#   as `criu-migrate: psget: {...}`, then the workload's state after the lazy
+#   transfer, then SIGCONT and a full check of its memory.
+# psget-fail: `criu dump --lazy-pages --leave-stopped` of the running
+#   workload, SIGSTOP of it while the dump holds it (unless
+#   RDMIG_PSGET_NOSTOP=1), `rdmig-psget --break` makes the dump's transfer
+#   fail (CRIU then resumes the tasks); prints the workload's state after
+#   the dump exits, then SIGCONT and a full check.
 # The workload times its first touch of every page after restore
 # (--time-faults) and its report, printed, has a `workload: fault latency`
 # line.  Prints `criu-migrate: ...` lines, among them one `times: ...` line.
@@ -357,6 +370,109 @@ criu_side() {
 	return $st
 }
 
+# start_checked: start the workload and have it verify itself; sets g0.
+start_checked() {
+	start_workload || return 1
+	sleep 1
+	ask_check || {
+		stop_workload
+		return 1
+	}
+	g0=$(last_gen)
+	say "before dump: generation $g0"
+}
+
+# lazy_dump_ready DIR PORT: `criu dump --lazy-pages --leave-stopped` of the
+# workload into DIR, its page server on 127.0.0.1:PORT; waits for its
+# status byte; sets dpid.
+lazy_dump_ready() {
+	local dir=$1 cport=$2
+	rm -rf "$dir" "$dir.ready" && mkdir -p "$dir"
+	(cd "$dir" && exec criu dump -t "$wpid" -D "$dir" -v4 -o dump.log \
+		--lazy-pages --leave-stopped --address 127.0.0.1 --port "$cport" \
+		--status-fd 3 3>"$dir.ready") &
+	dpid=$!
+	for _ in $(seq 3000); do
+		[ -s "$dir.ready" ] && break
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.05
+	done
+	[ -s "$dir.ready" ] && return 0
+	say "criu dump --lazy-pages never became ready"
+	wait "$dpid"
+	grep -E 'Error' "$dir/dump.log" | tail -n 5
+	return 1
+}
+
+# lazy_dump_end DIR WHAT: the dump's verdict line from its log, the
+# workload's state "after WHAT", then SIGCONT, a full check and its exit.
+lazy_dump_end() {
+	local state
+	keep_logs "$1/dump.log"
+	grep -E 'Lazy pages transfer' "$1/dump.log" |
+		sed 's/^.*\(Lazy pages transfer\)/criu-migrate: dump: \1/'
+	sleep 1
+	state=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/$wpid/status" 2>/dev/null)
+	say "after $2 the workload is in state ${state:-gone}"
+	kill -CONT "$wpid" 2>/dev/null
+	sleep 1
+	if ask_check exit; then
+		say "workload after SIGCONT: generation $g0 -> $(last_gen)"
+	else
+		stop_workload
+		return 1
+	fi
+	stop_workload
+}
+
+# rdmig-psget as the client of `criu dump --lazy-pages`, one guest.
+psget_side() {
+	local dpid st=0 g0 out
+	rm -rf "$top/pdump" && mkdir -p "$top/pdump"
+	start_checked || return 1
+	# Both dumps see the same memory: the first leaves the tasks stopped.
+	if ! dump "$top/pdump" --leave-stopped; then
+		say "plain criu dump failed"
+		stop_workload
+		return 1
+	fi
+	keep_logs "$top/pdump/dump.log"
+	lazy_dump_ready "$top/ldump" $((port + 2)) || {
+		stop_workload
+		return 1
+	}
+	say "lazy dump ready: $(du -sh "$top/ldump" | cut -f1)"
+	out=$("$B/test/rdmig-psget" -D "$top/ldump" --address 127.0.0.1 --port $((port + 2)) \
+		--compare "$top/pdump") || st=1
+	say "psget: $out"
+	wait "$dpid" || { say "criu dump --lazy-pages failed"; st=1; }
+	lazy_dump_end "$top/ldump" "the lazy transfer" || st=1
+	return $st
+}
+
+# A lazy dump whose transfer fails: the source tasks must stay stopped.
+psget_fail_side() {
+	local dpid st=0 g0 out
+	start_checked || return 1
+	lazy_dump_ready "$top/fdump" $((port + 3)) || {
+		stop_workload
+		return 1
+	}
+	# What rdmig-source does after the status byte (design.md section 11).
+	[ "${RDMIG_PSGET_NOSTOP:-0}" = 1 ] || kill -STOP "$wpid"
+	out=$("$B/test/rdmig-psget" -D "$top/fdump" --address 127.0.0.1 --port $((port + 3)) \
+		--break) || st=1
+	say "psget: $out"
+	if wait "$dpid"; then
+		say "criu dump --lazy-pages exited 0"
+		st=1
+	else
+		say "criu dump --lazy-pages failed, as it should"
+	fi
+	lazy_dump_end "$top/fdump" "the failed lazy transfer" || st=1
+	return $st
+}
+
 mkdir -p "$top"
 case $role in
 source) source_side ;;
@@ -371,6 +487,8 @@ both)
 	exit $st
 	;;
 criu) criu_side ;;
+psget) psget_side ;;
+psget-fail) psget_fail_side ;;
 *)
 	echo "criu-migrate.sh: unknown role $role" >&2
 	exit 2

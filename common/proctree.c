@@ -59,6 +59,40 @@ static int proctree_known(const pid_t *set, size_t n, pid_t pid)
 	return 0;
 }
 
+/*
+ * SIGSTOPs every descendant of tree[0] found by scanning /proc, each as it
+ * is found so it cannot fork past the scan; appends them to tree (room for
+ * PROCTREE_MAX).  Returns the new count.
+ */
+static size_t proctree_stop_descendants(pid_t *tree, size_t n)
+{
+	for (int pass = 0; pass < PROCTREE_PASSES; pass++) {
+		size_t before = n;
+		DIR *d = opendir("/proc");
+		struct dirent *de;
+
+		if (!d)
+			break;
+		while ((de = readdir(d)) && n < PROCTREE_MAX) {
+			pid_t child, ppid;
+
+			if (!isdigit((unsigned char)de->d_name[0]))
+				continue;
+			child = (pid_t)atoi(de->d_name);
+			ppid = proctree_ppid(de->d_name);
+			if (ppid > 0 && proctree_known(tree, n, ppid) &&
+			    !proctree_known(tree, n, child)) {
+				kill(child, SIGSTOP);
+				tree[n++] = child;
+			}
+		}
+		closedir(d);
+		if (n == before)
+			break;
+	}
+	return n;
+}
+
 int proctree_kill(int pidfd, pid_t pid)
 {
 	pid_t *tree;
@@ -74,30 +108,7 @@ int proctree_kill(int pidfd, pid_t pid)
 	tree = calloc(PROCTREE_MAX, sizeof(*tree));
 	if (tree) {
 		tree[0] = pid;
-		for (int pass = 0; pass < PROCTREE_PASSES; pass++) {
-			size_t before = n;
-			DIR *d = opendir("/proc");
-			struct dirent *de;
-
-			if (!d)
-				break;
-			while ((de = readdir(d)) && n < PROCTREE_MAX) {
-				pid_t child, ppid;
-
-				if (!isdigit((unsigned char)de->d_name[0]))
-					continue;
-				child = (pid_t)atoi(de->d_name);
-				ppid = proctree_ppid(de->d_name);
-				if (ppid > 0 && proctree_known(tree, n, ppid) &&
-				    !proctree_known(tree, n, child)) {
-					kill(child, SIGSTOP);
-					tree[n++] = child;
-				}
-			}
-			closedir(d);
-			if (n == before)
-				break;
-		}
+		n = proctree_stop_descendants(tree, n);
 	} else {
 		log_warn("pid %d: out of memory: killing it without its descendants", (int)pid);
 	}
@@ -112,6 +123,28 @@ int proctree_kill(int pidfd, pid_t pid)
 			 (int)pid);
 		kill(tree[i], SIGKILL);
 	}
+	free(tree);
+	return (int)n;
+}
+
+int proctree_stop(int pidfd, pid_t pid)
+{
+	pid_t *tree;
+	size_t n;
+	int ret;
+
+	if (syscall(SYS_pidfd_send_signal, pidfd, SIGSTOP, NULL, 0) < 0) {
+		ret = -errno;
+		log_err("pid %d: cannot stop it: %s", (int)pid, strerror(-ret));
+		return ret;
+	}
+	tree = calloc(PROCTREE_MAX, sizeof(*tree));
+	if (!tree) {
+		log_err("pid %d: out of memory: its descendants are not stopped", (int)pid);
+		return -ENOMEM;
+	}
+	tree[0] = pid;
+	n = proctree_stop_descendants(tree, 1);
 	free(tree);
 	return (int)n;
 }

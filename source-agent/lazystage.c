@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * lazystage: a lazy dump's pages staged from CRIU's page server (see
+ * lazystage.h).
+ */
+#include "lazystage.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "log.h"
+
+struct lazystage_task {
+	int32_t pid;
+	size_t first; /* its units: [first, first + n) */
+	size_t n;
+};
+
+struct lazystage {
+	struct criupsrv *ps;
+	const struct lazystage_ops *ops;
+	void *arg;
+	struct lazystage_unit *units;
+	size_t nr_units;
+	struct lazystage_task *tasks;
+	size_t nr_tasks;
+	uint8_t *area;
+	size_t area_len;
+	size_t next;	 /* the background pull's next unit */
+	size_t bg_asked; /* background units asked for, not staged yet */
+	size_t staged;
+	bool closing, dead;
+};
+
+static void ls_unit_done(struct criupsrv_req *r, int status, void *arg);
+
+/* Cuts every lazy range of set into units; lays them out in the area. */
+static int ls_build(struct lazystage *ls, const struct img_set *set)
+{
+	const struct img_task *t;
+	struct lazystage_unit *u;
+	uint64_t off, len, area = 0;
+	size_t i, j, n = 0;
+
+	for (i = 0; i < set->nr_tasks; i++)
+		for (j = 0; j < set->tasks[i].nr_lazy; j++)
+			n += (set->tasks[i].lazy[j].len + LAZYSTAGE_UNIT - 1) / LAZYSTAGE_UNIT;
+	ls->units = calloc(n ? n : 1, sizeof(*ls->units));
+	ls->tasks = calloc(set->nr_tasks ? set->nr_tasks : 1, sizeof(*ls->tasks));
+	if (!ls->units || !ls->tasks)
+		return -ENOMEM;
+	for (i = 0; i < set->nr_tasks; i++) {
+		t = &set->tasks[i];
+		ls->tasks[i].pid = t->pid;
+		ls->tasks[i].first = ls->nr_units;
+		for (j = 0; j < t->nr_lazy; j++) {
+			for (off = 0; off < t->lazy[j].len; off += len) {
+				len = t->lazy[j].len - off;
+				if (len > LAZYSTAGE_UNIT)
+					len = LAZYSTAGE_UNIT;
+				u = &ls->units[ls->nr_units++];
+				u->pid = t->pid;
+				u->img_vaddr = t->lazy[j].vaddr + off;
+				u->len = len;
+				u->area_off = area;
+				u->req.vpid = (uint32_t)t->pid;
+				u->req.vaddr = u->img_vaddr;
+				u->req.nr_pages = len / IMG_PAGE_SIZE;
+				u->req.done = ls_unit_done;
+				u->req.arg = ls;
+				area += len;
+			}
+		}
+		ls->tasks[i].n = ls->nr_units - ls->tasks[i].first;
+	}
+	ls->nr_tasks = set->nr_tasks;
+	if (!area)
+		return 0;
+	/* Touched only as replies land: a lazy set's worth of RSS at most. */
+	ls->area = mmap(NULL, area, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ls->area == MAP_FAILED) {
+		ls->area = NULL;
+		log_err("lazy dump: cannot map a %" PRIu64 "-byte staging area: %s", area,
+			strerror(errno));
+		return -ENOMEM;
+	}
+	ls->area_len = area;
+	for (i = 0; i < ls->nr_units; i++)
+		ls->units[i].req.buf = ls->area + ls->units[i].area_off;
+	return 0;
+}
+
+static int ls_ask(struct lazystage *ls, struct lazystage_unit *u)
+{
+	int ret = criupsrv_get(ls->ps, &u->req);
+
+	if (ret < 0) {
+		log_err("lazy dump: cannot ask for %" PRIu64 " bytes at %#" PRIx64 " of pid %d: %s",
+			u->len, u->img_vaddr, u->pid, strerror(-ret));
+		return ret;
+	}
+	u->state = LAZYSTAGE_ASKED;
+	return 0;
+}
+
+/* Keeps LAZYSTAGE_WINDOW background units asked for. */
+static void ls_pump(struct lazystage *ls)
+{
+	struct lazystage_unit *u;
+
+	while (!ls->dead && !ls->closing && ls->bg_asked < LAZYSTAGE_WINDOW &&
+	       ls->next < ls->nr_units) {
+		u = &ls->units[ls->next++];
+		if (u->state != LAZYSTAGE_NOT_ASKED)
+			continue;
+		if (ls_ask(ls, u) < 0)
+			return;
+		ls->bg_asked++;
+	}
+}
+
+static void ls_unit_done(struct criupsrv_req *r, int status, void *arg)
+{
+	struct lazystage_unit *u =
+	    (struct lazystage_unit *)((char *)r - offsetof(struct lazystage_unit, req));
+	struct lazystage *ls = arg;
+
+	/* A failure is reported once, by the session's failed(). */
+	if (status < 0)
+		return;
+	u->csum = XXH3_64bits(ls->area + u->area_off, u->len);
+	u->state = LAZYSTAGE_STAGED;
+	ls->staged++;
+	if (!u->wanted)
+		ls->bg_asked--;
+	ls->ops->staged(ls, u, ls->arg);
+	ls_pump(ls);
+}
+
+static void ls_failed(struct criupsrv *ps, int err, void *arg)
+{
+	struct lazystage *ls = arg;
+
+	(void)ps;
+	ls->dead = true;
+	log_err("lazy dump: the page server failed after %zu of %zu units: %s", ls->staged,
+		ls->nr_units, strerror(-err));
+	ls->ops->failed(ls, err, ls->arg);
+}
+
+static void ls_closed(struct criupsrv *ps, int status, void *arg)
+{
+	struct lazystage *ls = arg;
+
+	(void)ps;
+	ls->dead = true;
+	ls->ops->closed(ls, status, ls->arg);
+}
+
+static const struct criupsrv_ops ls_psrv_ops = {.failed = ls_failed, .closed = ls_closed};
+
+static int ls_new(const struct img_set *set, const struct lazystage_ops *ops, void *arg,
+		  struct lazystage **out)
+{
+	struct lazystage *ls;
+	int ret;
+
+	*out = NULL;
+	ls = calloc(1, sizeof(*ls));
+	if (!ls)
+		return -ENOMEM;
+	ls->ops = ops;
+	ls->arg = arg;
+	ret = ls_build(ls, set);
+	if (ret < 0) {
+		lazystage_free(ls);
+		return ret;
+	}
+	*out = ls;
+	return 0;
+}
+
+static enum criupsrv_wire ls_wire(const struct img_set *set)
+{
+	return set->pagemap_v42 ? CRIUPSRV_WIRE_42 : CRIUPSRV_WIRE_317;
+}
+
+int lazystage_open(struct event_base *base, const struct img_set *set, const char *host,
+		   const char *port, const struct lazystage_ops *ops, void *arg,
+		   struct lazystage **out)
+{
+	struct lazystage *ls;
+	int ret;
+
+	ret = ls_new(set, ops, arg, &ls);
+	if (ret < 0)
+		return ret;
+	ret = criupsrv_connect(base, host, port, ls_wire(set), &ls_psrv_ops, ls, &ls->ps);
+	if (ret < 0) {
+		lazystage_free(ls);
+		return ret;
+	}
+	ls_pump(ls);
+	*out = ls;
+	return 0;
+}
+
+int lazystage_open_fd(struct event_base *base, const struct img_set *set, int fd,
+		      const struct lazystage_ops *ops, void *arg, struct lazystage **out)
+{
+	struct lazystage *ls;
+	int ret;
+
+	*out = NULL;
+	ret = ls_new(set, ops, arg, &ls);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	ret = criupsrv_open_fd(base, fd, ls_wire(set), "lazy dump", &ls_psrv_ops, ls, &ls->ps);
+	if (ret < 0) {
+		lazystage_free(ls);
+		return ret;
+	}
+	ls_pump(ls);
+	*out = ls;
+	return 0;
+}
+
+void lazystage_area(const struct lazystage *ls, void **base, size_t *len)
+{
+	*base = ls->area;
+	*len = ls->area_len;
+}
+
+const struct lazystage_unit *lazystage_units(const struct lazystage *ls, size_t *n)
+{
+	*n = ls->nr_units;
+	return ls->units;
+}
+
+static struct lazystage_unit *ls_find(const struct lazystage *ls, int32_t pid, uint64_t img_vaddr)
+{
+	const struct lazystage_task *t = NULL;
+	size_t i, lo, hi, mid;
+	struct lazystage_unit *u;
+
+	for (i = 0; i < ls->nr_tasks && !t; i++)
+		if (ls->tasks[i].pid == pid)
+			t = &ls->tasks[i];
+	if (!t)
+		return NULL;
+	lo = t->first;
+	hi = t->first + t->n;
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		u = &ls->units[mid];
+		if (u->img_vaddr == img_vaddr)
+			return u;
+		if (u->img_vaddr < img_vaddr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+const struct lazystage_unit *lazystage_find(const struct lazystage *ls, int32_t pid,
+					    uint64_t img_vaddr)
+{
+	return ls_find(ls, pid, img_vaddr);
+}
+
+int lazystage_want(struct lazystage *ls, int32_t pid, uint64_t img_vaddr)
+{
+	struct lazystage_unit *u = ls_find(ls, pid, img_vaddr);
+	int ret;
+
+	if (!u)
+		return -ENOENT;
+	if (ls->dead || ls->closing)
+		return -ESHUTDOWN;
+	if (u->state == LAZYSTAGE_STAGED)
+		return 0;
+	if (u->state == LAZYSTAGE_NOT_ASKED) {
+		ret = ls_ask(ls, u);
+		if (ret < 0)
+			return ret;
+		u->wanted = true;
+	}
+	ret = criupsrv_prioritize(ls->ps, &u->req);
+	/* Already on the wire: it comes first anyway. */
+	return ret == -EALREADY ? 0 : ret;
+}
+
+size_t lazystage_staged(const struct lazystage *ls)
+{
+	return ls->staged;
+}
+
+int lazystage_close(struct lazystage *ls)
+{
+	if (ls->dead || ls->closing)
+		return -ESHUTDOWN;
+	ls->closing = true;
+	return criupsrv_close(ls->ps);
+}
+
+void lazystage_free(struct lazystage *ls)
+{
+	if (!ls)
+		return;
+	criupsrv_free(ls->ps);
+	if (ls->area)
+		munmap(ls->area, ls->area_len);
+	free(ls->units);
+	free(ls->tasks);
+	free(ls);
+}

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * lazystage: the staging area of a lazy-dump migration (design.md §11).
+ *
+ * The lazy pages of `criu dump --lazy-pages` exist only in the frozen
+ * dump's page server.  lazystage cuts the images' lazy ranges into units
+ * of at most LAZYSTAGE_UNIT bytes (never across a lazy range, so never
+ * across a VMA), allocates one anonymous area of their total size (the
+ * caller registers it for REMOTE_READ: lazystage_area()), and fills it
+ * from the page server through criupsrv: units in table order, at most
+ * LAZYSTAGE_WINDOW of them asked for at a time, so that a unit a
+ * destination fault waits for (lazystage_want()) overtakes the background
+ * pull after at most a window's worth of replies already in the pipe.
+ * Each unit, once all its pages are in, gets its XXH3-64 and is reported
+ * through staged(); the destination may READ it from then on, not before.
+ *
+ * Event loop: everything on the caller's loop (criupsrv is non-blocking);
+ * callbacks never run from inside a lazystage_*() call.  staged() may call
+ * lazystage_want() and lazystage_close(); failed() and closed() may free.
+ *
+ * Ownership: lazystage_open() keeps a pointer to set, which must outlive
+ * the stage; the area and the units are the stage's, valid until
+ * lazystage_free() (deregister the area before).  Functions return 0 or a
+ * negative errno.
+ */
+#ifndef RDMIG_SRC_LAZYSTAGE_H
+#define RDMIG_SRC_LAZYSTAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "criupsrv.h"
+#include "image.h"
+
+struct event_base;
+struct lazystage;
+
+/* Largest unit: one TaskTable range under FEAT_LAZY_DUMP (protocol.md §11.2). */
+#define LAZYSTAGE_UNIT (256u << 10)
+/* Units asked for at once by the background pull (16 MiB). */
+#define LAZYSTAGE_WINDOW 64u
+
+enum lazystage_state {
+	LAZYSTAGE_NOT_ASKED = 0,
+	LAZYSTAGE_ASKED,
+	LAZYSTAGE_STAGED,
+};
+
+struct lazystage_unit {
+	int32_t pid;
+	uint64_t img_vaddr;
+	uint64_t len;
+	uint64_t area_off; /* where its bytes are in the area */
+	uint64_t csum;	   /* XXH3-64, once staged */
+	enum lazystage_state state;
+	bool wanted; /* asked for by a fault, ahead of the pull */
+	struct criupsrv_req req;
+};
+
+struct lazystage_ops {
+	/* u's pages are in the area at u->area_off; u->csum is set. */
+	void (*staged)(struct lazystage *ls, const struct lazystage_unit *u, void *arg);
+	/* The page server failed (criupsrv's error); no unit is staged after it. */
+	void (*failed)(struct lazystage *ls, int err, void *arg);
+	/* lazystage_close() ended the dump's session; status is its int32 or -errno. */
+	void (*closed)(struct lazystage *ls, int status, void *arg);
+};
+
+/*
+ * Builds the units of set's lazy ranges and the area, and connects to the
+ * dump's page server at host:port (numeric).  The pull starts at once.
+ */
+int lazystage_open(struct event_base *base, const struct img_set *set, const char *host,
+		   const char *port, const struct lazystage_ops *ops, void *arg,
+		   struct lazystage **out);
+
+/*
+ * The same over an already connected socket fd (owned by the stage from
+ * the call on, even on failure); for tests.
+ */
+int lazystage_open_fd(struct event_base *base, const struct img_set *set, int fd,
+		      const struct lazystage_ops *ops, void *arg, struct lazystage **out);
+
+/* The area to register: base and length (0 when nothing is lazy). */
+void lazystage_area(const struct lazystage *ls, void **base, size_t *len);
+
+/* Units in table order: tasks in images order, addresses ascending. */
+const struct lazystage_unit *lazystage_units(const struct lazystage *ls, size_t *n);
+
+/*
+ * The unit of pid that starts at img_vaddr, or NULL (not a unit start:
+ * the destination only names units from the tables).
+ */
+const struct lazystage_unit *lazystage_find(const struct lazystage *ls, int32_t pid,
+					    uint64_t img_vaddr);
+
+/*
+ * A fault waits for the unit of pid at img_vaddr: ask for it before any
+ * unit not asked for yet.  0 (also when it is already staged or asked),
+ * -ENOENT for no such unit, -ESHUTDOWN after a failure or close.
+ */
+int lazystage_want(struct lazystage *ls, int32_t pid, uint64_t img_vaddr);
+
+/* Units staged so far, and in all. */
+size_t lazystage_staged(const struct lazystage *ls);
+
+/*
+ * Ends the dump's session (PS_IOV_CLOSE) once the units asked for are in;
+ * nothing more is pulled.  closed() follows.
+ */
+int lazystage_close(struct lazystage *ls);
+
+/* Releases the stage, its area and its session.  NULL is fine. */
+void lazystage_free(struct lazystage *ls);
+
+#endif
