@@ -97,7 +97,7 @@ const char *api_role_str(enum api_role r)
 
 const char *api_transport_str(enum api_transport t)
 {
-	return t == API_TRANSPORT_TCP ? "tcp" : "rdma";
+	return t == API_TRANSPORT_TLS ? "tls" : t == API_TRANSPORT_TCP ? "tcp" : "rdma";
 }
 
 int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
@@ -568,9 +568,12 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 			r->transport = API_TRANSPORT_RDMA;
 		else if (strcmp(json_string_value(v), "tcp") == 0)
 			r->transport = API_TRANSPORT_TCP;
+		else if (strcmp(json_string_value(v), "tls") == 0)
+			r->transport = API_TRANSPORT_TLS;
 		else
-			return api_error_set(err, -EINVAL,
-					     "field \"transport\" must be \"rdma\" or \"tcp\"");
+			return api_error_set(
+			    err, -EINVAL,
+			    "field \"transport\" must be \"rdma\", \"tcp\" or \"tls\"");
 		r->transport_set = true;
 	}
 

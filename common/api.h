@@ -70,6 +70,7 @@ enum api_role {
 enum api_transport {
 	API_TRANSPORT_RDMA = 0,
 	API_TRANSPORT_TCP,
+	API_TRANSPORT_TLS, /* TCP inside mutual TLS */
 };
 
 /* Migration states as the API reports them; the last four are final. */

@@ -503,6 +503,15 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	sup_arg(a, a->source);
 	sup_arg(a, "-t");
 	sup_arg(a, api_transport_str(m->transport));
+	/* The agent's own identity: the source admits it by --allow-dest. */
+	if (m->transport == API_TRANSPORT_TLS) {
+		sup_arg(a, "--tls-cert");
+		sup_arg(a, s->cfg->tls->cert);
+		sup_arg(a, "--tls-key");
+		sup_arg(a, s->cfg->tls->key);
+		sup_arg(a, "--tls-ca");
+		sup_arg(a, s->cfg->tls->ca);
+	}
 	sup_arg(a, "-m");
 	sup_arg(a, m->id);
 	sup_arg(a, "--secret-fd");
@@ -773,6 +782,12 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	if (old) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
 				    api_state_str(old->state));
+		goto out;
+	}
+	if (req->transport == API_TRANSPORT_TLS && !(s->cfg->tls && tls_opts_any(s->cfg->tls))) {
+		ret = api_error_set(err, -EINVAL,
+				    "transport \"tls\": this destination agent has no certificate "
+				    "(start it with --tls-cert, --tls-key and --tls-ca)");
 		goto out;
 	}
 	if (s->nr_running - s->nr_pending >= s->cfg->max_running) {

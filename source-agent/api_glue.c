@@ -25,6 +25,14 @@
 #include "tls.h"
 #include "util.h"
 
+/* The transport this source serves, as the API names it. */
+static enum api_transport glue_transport(const struct src_agent *a)
+{
+	if (a->kind == XPORT_RDMA)
+		return API_TRANSPORT_RDMA;
+	return a->data_tls ? API_TRANSPORT_TLS : API_TRANSPORT_TCP;
+}
+
 static enum api_state glue_state(const struct src_migration *m)
 {
 	switch (m->state) {
@@ -86,7 +94,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	/* With a destination agent, its API; else the data peer the source saw. */
 	v->dest = m->dest ? m->dest : m->peer[0] ? m->peer : NULL;
 	v->dest_state = r->state[0] ? r->state : NULL;
-	v->transport = a->kind == XPORT_TCP ? API_TRANSPORT_TCP : API_TRANSPORT_RDMA;
+	v->transport = glue_transport(a);
 	v->pid = m->pid;
 	v->images_dir = m->dir;
 	v->freeze_ms = m->freeze_ms;
@@ -479,7 +487,6 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	struct src_migration *m = NULL, *old;
 	struct glue_secret_bytes bytes = {.len = 0};
 	char real[PATH_MAX];
-	enum xport_kind want;
 	int ret;
 
 	old = src_mig_find(&a->migrations, req->id);
@@ -491,14 +498,14 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	ret = glue_make_room(a, err);
 	if (ret < 0)
 		goto out;
-	want = req->transport == API_TRANSPORT_TCP ? XPORT_TCP : XPORT_RDMA;
-	if (req->transport_set && want != a->kind) {
+	if (req->transport_set && req->transport != glue_transport(a)) {
 		ret = api_error_set(err, -EBUSY,
 				    "transport: this source serves over %s (its --transport), "
 				    "not %s; omit \"transport\" or use a source started with "
 				    "--transport %s",
-				    xport_kind_str(a->kind), xport_kind_str(want),
-				    xport_kind_str(want));
+				    api_transport_str(glue_transport(a)),
+				    api_transport_str(req->transport),
+				    api_transport_str(req->transport));
 		goto out;
 	}
 	/* The secret goes inline in the handover: only inside mutual TLS, or on loopback. */

@@ -67,6 +67,8 @@ struct src_agent {
 	 * HTTP, to loopback destination agents only.
 	 */
 	struct ssl_ctx_st *tls_client;
+	/* --transport tls: the data listener is TCP inside mutual TLS. */
+	bool data_tls;
 };
 
 #define SRC_MAX_PREAUTH_DEFAULT		 64

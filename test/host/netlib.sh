@@ -34,17 +34,18 @@ secret() {
 	head -c "${2:-32}" /dev/urandom >"$1" && chmod 600 "$1"
 }
 
-# start_source LOG [args...]: rdmig-source -t tcp on 127.0.0.1, any free port.
-# Returns once it listens (sets src_pid, src_port) or fails if it exited.
+# start_source LOG [args...]: rdmig-source -t tcp (or -t $SRC_TRANSPORT) on
+# 127.0.0.1, any free port.  Returns once it listens (sets src_pid, src_port)
+# or fails if it exited.
 start_source() {
 	local log=$1 i
 	shift
 	src_port=
-	"$RDMIG_SOURCE" -t tcp -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
+	"$RDMIG_SOURCE" -t "${SRC_TRANSPORT:-tcp}" -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
 	src_pid=$!
 	track "$src_pid"
 	for i in $(seq 200); do
-		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (tcp).*/\1/p' "$log" 2>/dev/null)
+		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (t[cl][ps]).*/\1/p' "$log" 2>/dev/null)
 		[ -n "$src_port" ] && return 0
 		kill -0 "$src_pid" 2>/dev/null || break
 		sleep 0.05

@@ -505,6 +505,15 @@ static void test_start_variants(void **state)
 			     202, NULL));
 	assert_string_equal(e->agent.last_host, "");
 	assert_string_equal(e->agent.last_images, "/img");
+
+	/* "tls": TCP inside mutual TLS, a transport of its own, shown as given. */
+	m = req_json(e, "POST", "/v1/migrations",
+		     "{\"id\":\"m.tls\",\"images_dir\":\"/img\",\"transport\":\"tls\","
+		     "\"secret_file\":\"/etc/rdmig/secret\"}",
+		     202, NULL);
+	assert_int_equal(e->agent.last_transport, API_TRANSPORT_TLS);
+	assert_string_equal(json_string_value(json_object_get(m, "transport")), "tls");
+	json_decref(m);
 }
 
 static void test_start_validation(void **state)
@@ -565,7 +574,7 @@ static void test_start_validation(void **state)
 	    {"{\"pid\":1,\"dest\":\"h:\"}", "invalid_request", "numeric port"},
 	    {"{\"pid\":1,\"dest\":\"a b:1\"}", "invalid_request", "numeric port"},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"transport\":\"udp\"}", "invalid_request",
-	     "\"rdma\" or \"tcp\""},
+	     "\"tcp\" or \"tls\""},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"verify\":\"yes\"}", "invalid_request",
 	     "must be a boolean"},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":{\"log_level\":9}}", "invalid_request",
