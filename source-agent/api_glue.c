@@ -240,7 +240,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 		return;
 	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
-		 m->dir, a->endpoint, xport_kind_str(a->kind));
+		 m->dir, a->endpoint, api_transport_str(glue_transport(a)));
 	src_handover_begin(m->handover);
 }
 

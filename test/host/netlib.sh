@@ -99,9 +99,10 @@ wait_log() {
 	return 1
 }
 
-# net_args ID SECRET: rdmig-dest's options to take migration ID from the source.
+# net_args ID SECRET: rdmig-dest's options to take migration ID from the
+# source (its $SRC_TRANSPORT; for tls, $DEST_DATA_TLS gives the --tls-* options).
 net_args() {
-	echo "--source 127.0.0.1:$src_port -t tcp -m $1 --secret-file $2"
+	echo "--source 127.0.0.1:$src_port -t ${SRC_TRANSPORT:-tcp} ${DEST_DATA_TLS:-} -m $1 --secret-file $2"
 }
 
 # dir_sum DIR: a checksum of the names, sizes, modes and contents of DIR's files.
