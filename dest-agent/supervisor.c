@@ -641,20 +641,15 @@ static int sup_secret_pipe(const struct api_start_req *req, int *read_end, struc
 	struct auth_secret *secret = NULL;
 	int p[2] = {-1, -1}, ret;
 
-	if (req->secret)
-		ret = auth_secret_from_buf(req->secret, req->secret_len, &secret);
-	else if (req->secret_file)
-		ret = auth_secret_load_file(req->secret_file, &secret);
-	else
+	/* A secret_file's bytes are in req->secret: the API module read it off the loop. */
+	if (!req->secret)
 		return api_error_set(err, -EINVAL,
 				     "give \"secret\" or \"secret_file\": the destination agent "
 				     "has no default secret");
+	ret = auth_secret_from_buf(req->secret, req->secret_len, &secret);
 	if (ret < 0) {
-		if (req->secret)
-			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
-					    "field \"secret\" is not usable: %s", strerror(-ret));
-		else
-			ret = api_error_secret_file(err, ret, req->secret_file);
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
+				    "field \"secret\" is not usable: %s", strerror(-ret));
 		goto out;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0) {

@@ -149,7 +149,8 @@ static int glue_secret_generate(struct auth_secret **out, struct glue_secret_byt
 }
 
 /*
- * The secret of a start request: inline, the agent reads secret_file, or,
+ * The secret of a start request: inline or from secret_file (the API
+ * module read the file off the loop: its bytes are in req->secret), or,
  * with "dest" and neither, a generated one.  With a destination agent to
  * hand over to, its bytes go to *bytes too.
  */
@@ -169,23 +170,11 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 		}
 		return 0;
 	}
-	if (!req->secret_file && req->peer)
+	if (req->peer)
 		return glue_secret_generate(out, bytes, err);
-	if (!req->secret_file)
-		return api_error_set(err, -EINVAL,
-				     "give \"secret\" or \"secret_file\", or \"dest\" for the "
-				     "source to make one: this source has no default secret");
-	ret = src_mig_load_secret(req->id, req->secret_file, out);
-	if (ret == 0 && req->peer) {
-		ret = auth_secret_copy(*out, bytes->buf, sizeof(bytes->buf), &bytes->len);
-		if (ret < 0) {
-			auth_secret_free(*out);
-			*out = NULL;
-		}
-	}
-	if (ret < 0)
-		return api_error_secret_file(err, ret, req->secret_file);
-	return 0;
+	return api_error_set(err, -EINVAL,
+			     "give \"secret\" or \"secret_file\", or \"dest\" for the "
+			     "source to make one: this source has no default secret");
 }
 
 static void glue_copy_opts(const struct api_criu_opts *in, struct src_criu_opts *out)
@@ -792,6 +781,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    .allow = o->allow,
 	    .nallow = o->nallow,
 	    .insecure_tcp = o->insecure_tcp,
+	    .test_secret_delay_ms = o->test_secret_delay_ms,
 	};
 	int ret;
 

@@ -35,6 +35,7 @@ struct src_opts {
 	const char *api_tcp;
 	const char *api_group;
 	char api_tcp_buf[300];
+	unsigned int secret_delay_ms; /* --test-secret-delay */
 	struct tls_opts tls;
 	/* --allow-dest: the certificate names admitted on a TLS data listener. */
 	const char *allow_dest[TLS_ALLOW_MAX];
@@ -90,6 +91,8 @@ static void usage(FILE *f)
 		"                             refused (%d)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
+		"      --test-secret-delay MS testing: each API secret_file read waits MS ms\n"
+		"                             first (as on a slow mount), off the loop\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
 		"  -v, --verbose              more logging (repeat for debug)\n"
 		"  -h, --help                 show this help and exit\n"
@@ -195,6 +198,7 @@ int main(int argc, char **argv)
 		OPT_MAX_PREAUTH_PER_ADDR,
 		OPT_MAX_MIGRATIONS,
 		OPT_ALLOW_DEST,
+		OPT_TEST_SECRET_DELAY,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -210,6 +214,7 @@ int main(int argc, char **argv)
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
+	    {"test-secret-delay", required_argument, NULL, OPT_TEST_SECRET_DELAY},
 	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
@@ -349,12 +354,15 @@ int main(int argc, char **argv)
 				a.max_migrations = (unsigned int)v;
 			break;
 		case OPT_TEST_MAP_DELAY:
+		case OPT_TEST_SECRET_DELAY:
 			if (parse_uint(optarg, 0, 600000, &v) < 0) {
-				fprintf(stderr, "rdmig-source: bad --test-map-delay '%s'\n",
-					optarg);
+				fprintf(stderr, "rdmig-source: bad number of ms '%s'\n", optarg);
 				return 2;
 			}
-			a.map_delay_ms = (unsigned int)v;
+			if (c == OPT_TEST_MAP_DELAY)
+				a.map_delay_ms = (unsigned int)v;
+			else
+				o.secret_delay_ms = (unsigned int)v;
 			break;
 		case 'o':
 			o.log_file = optarg;
@@ -461,6 +469,7 @@ int main(int argc, char **argv)
 		    .allow = o.tls.allow,
 		    .nallow = o.tls.nallow,
 		    .insecure_tcp = o.tls.insecure_api,
+		    .test_secret_delay_ms = o.secret_delay_ms,
 		};
 
 		ret = src_api_start(&a, &ao);

@@ -16,10 +16,10 @@
 # GID is a group number no group has: setpriv gives it to the test's
 # nobody processes directly, so nothing is added to /etc/group.
 . "$(dirname "$0")/netlib.sh"
-plan 40
+plan 43
 
 command -v curl >/dev/null && command -v setpriv >/dev/null && command -v python3 >/dev/null || {
-	for _ in $(seq 40); do
+	for _ in $(seq 43); do
 		tap_n=$((tap_n + 1))
 		echo "ok $tap_n - # SKIP needs curl, setpriv and python3"
 	done
@@ -177,6 +177,41 @@ wait_pid "$sup_pid" 10
 check "both agents exit and remove their sockets" \
 	eval "test ! -e '$T/run/source.sock' && test ! -e '$T/run/dest.sock'"
 check "no group was created" eval "! getent group $gid >/dev/null"
+
+# A secret file whose read is slow.  No file here can make a local read
+# block (a FIFO or tty is refused before it is read), so
+# --test-secret-delay makes the read on the API's offload thread wait 5 s
+# first, as on a hung mount: the loop answers /v1/health meanwhile, and the
+# start is answered once the file is read.
+start_source "$T/slow.log" --api-socket "$T/run/slow.sock" --images-root "$T" \
+	--test-secret-delay 5000
+curl -s -o "$T/slow.resp" -w '%{http_code}' --max-time 20 --unix-socket "$T/run/slow.sock" \
+	-X POST -H 'Content-Type: application/json' \
+	-d "{\"id\":\"slow1\",\"images_dir\":\"$T/src\",\"secret_file\":\"$T/secret\"}" \
+	http://localhost/v1/migrations >"$T/slow.code" &
+post_pid=$!
+wait_log "$T/slow.log" "api: migration slow1: reading its secret_file" 5 >/dev/null
+health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$T/run/slow.sock" \
+	http://localhost/v1/health)
+kill -0 "$post_pid" 2>/dev/null
+pending=$?
+wait "$post_pid"
+check "a slow secret_file read: /v1/health answers 200 while the start waits ($health, $pending)" \
+	test "$health $pending" = "200 0"
+check "... then the start is answered 202, the migration serves" \
+	eval "test \"\$(cat '$T/slow.code')\" = 202 && grep -q 'api: migration slow1 started' '$T/slow.log'"
+# A client that leaves before its answer: the late answer goes nowhere.
+curl -s -o /dev/null --max-time 1 --unix-socket "$T/run/slow.sock" -X POST \
+	-H 'Content-Type: application/json' \
+	-d "{\"id\":\"slow2\",\"images_dir\":\"$T/src\",\"secret_file\":\"$T/secret\"}" \
+	http://localhost/v1/migrations
+wait_log "$T/slow.log" "api: migration slow2 started" 15 >/dev/null
+health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --unix-socket "$T/run/slow.sock" \
+	http://localhost/v1/health)
+check "... a client gone before its answer: the agent lives on and answers ($health)" \
+	eval "alive $src_pid && test '$health' = 200"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 10
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 40
 	diag_file "$T/sup.log" 40
