@@ -16,10 +16,10 @@
 # GID is a group number no group has: setpriv gives it to the test's
 # nobody processes directly, so nothing is added to /etc/group.
 . "$(dirname "$0")/netlib.sh"
-plan 43
+plan 45
 
 command -v curl >/dev/null && command -v setpriv >/dev/null && command -v python3 >/dev/null || {
-	for _ in $(seq 43); do
+	for _ in $(seq 45); do
 		tap_n=$((tap_n + 1))
 		echo "ok $tap_n - # SKIP needs curl, setpriv and python3"
 	done
@@ -212,6 +212,55 @@ check "... a client gone before its answer: the agent lives on and answers ($hea
 	eval "alive $src_pid && test '$health' = 200"
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 10
+
+# A read that really hangs: a secret file on a FUSE mount whose read
+# returns only once the test releases it (test/tools/hangfs.py; skipped
+# where FUSE cannot be mounted).
+hang=$T/hang
+mkdir -p "$hang/mnt"
+fuse_pid=
+if /usr/bin/python3 -c 'import fusepy' 2>/dev/null; then
+	/usr/bin/python3 "$(dirname "$0")/../tools/hangfs.py" "$hang/mnt" "$hang/release" \
+		>"$hang.log" 2>&1 &
+	fuse_pid=$!
+	track "$fuse_pid"
+	for _ in $(seq 100); do
+		[ -f "$hang/mnt/secret" ] && break
+		sleep 0.05
+	done
+fi
+if [ -f "$hang/mnt/secret" ] &&
+	start_source "$T/hang-src.log" --api-socket "$T/run/hang.sock" --images-root "$T"; then
+	curl -s -o "$T/hang.resp" -w '%{http_code}' --max-time 30 --unix-socket "$T/run/hang.sock" \
+		-X POST -H 'Content-Type: application/json' \
+		-d "{\"id\":\"hang1\",\"images_dir\":\"$T/src\",\"secret_file\":\"$hang/mnt/secret\"}" \
+		http://localhost/v1/migrations >"$T/hang.code" &
+	post_pid=$!
+	wait_log "$hang.log" "read of /secret waits" 10 >/dev/null
+	health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$T/run/hang.sock" \
+		http://localhost/v1/health)
+	kill -0 "$post_pid" 2>/dev/null
+	pending=$?
+	touch "$hang/release"
+	wait "$post_pid"
+	check "a secret_file on a hung FUSE mount: /v1/health answers while its read hangs ($health, $pending)" \
+		eval "grep -q 'read of /secret waits' '$hang.log' && test '$health $pending' = '200 0'"
+	check "... released, the read ends and the start is answered 202" \
+		eval "test \"\$(cat '$T/hang.code')\" = 202 && grep -q 'api: migration hang1 started' '$T/hang-src.log'"
+else
+	for d in "a secret_file on a hung FUSE mount: /v1/health answers while its read hangs" \
+		"... released, the read ends and the start is answered 202"; do
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n - $d # SKIP no FUSE mount here (python3-fusepy, /dev/fuse)"
+	done
+fi
+touch "$hang/release"
+[ -n "$fuse_pid" ] && kill -TERM "$fuse_pid" 2>/dev/null
+umount -l "$hang/mnt" 2>/dev/null
+if alive "$src_pid"; then
+	kill -TERM "$src_pid"
+	wait_pid "$src_pid" 10
+fi
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 40
 	diag_file "$T/sup.log" 40
