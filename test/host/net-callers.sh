@@ -183,23 +183,31 @@ check "no group was created" eval "! getent group $gid >/dev/null"
 # --test-secret-delay makes the read on the API's offload thread wait 5 s
 # first, as on a hung mount: the loop answers /v1/health meanwhile, and the
 # start is answered once the file is read.
+# read_waits NAME FILE LOG PATTERN: on the source serving $T/run/NAME.sock,
+# POSTs migration NAME with secret_file FILE in the background, waits for
+# PATTERN in LOG (the read under way), then GETs /v1/health: sets health
+# (its status), pending (0: the POST still unanswered) and post_pid; the
+# POST's status goes to $T/NAME.code.
+read_waits() {
+	curl -s -o "$T/$1.resp" -w '%{http_code}' --max-time 30 --unix-socket "$T/run/$1.sock" \
+		-X POST -H 'Content-Type: application/json' \
+		-d "{\"id\":\"$1\",\"images_dir\":\"$T/src\",\"secret_file\":\"$2\"}" \
+		http://localhost/v1/migrations >"$T/$1.code" &
+	post_pid=$!
+	wait_log "$3" "$4" 10 >/dev/null
+	health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$T/run/$1.sock" \
+		http://localhost/v1/health)
+	kill -0 "$post_pid" 2>/dev/null
+	pending=$?
+}
 start_source "$T/slow.log" --api-socket "$T/run/slow.sock" --images-root "$T" \
 	--test-secret-delay 5000
-curl -s -o "$T/slow.resp" -w '%{http_code}' --max-time 20 --unix-socket "$T/run/slow.sock" \
-	-X POST -H 'Content-Type: application/json' \
-	-d "{\"id\":\"slow1\",\"images_dir\":\"$T/src\",\"secret_file\":\"$T/secret\"}" \
-	http://localhost/v1/migrations >"$T/slow.code" &
-post_pid=$!
-wait_log "$T/slow.log" "api: migration slow1: reading its secret_file" 5 >/dev/null
-health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$T/run/slow.sock" \
-	http://localhost/v1/health)
-kill -0 "$post_pid" 2>/dev/null
-pending=$?
+read_waits slow "$T/secret" "$T/slow.log" "api: migration slow: reading its secret_file"
 wait "$post_pid"
 check "a slow secret_file read: /v1/health answers 200 while the start waits ($health, $pending)" \
 	test "$health $pending" = "200 0"
 check "... then the start is answered 202, the migration serves" \
-	eval "test \"\$(cat '$T/slow.code')\" = 202 && grep -q 'api: migration slow1 started' '$T/slow.log'"
+	eval "test \"\$(cat '$T/slow.code')\" = 202 && grep -q 'api: migration slow started' '$T/slow.log'"
 # A client that leaves before its answer: the late answer goes nowhere.
 curl -s -o /dev/null --max-time 1 --unix-socket "$T/run/slow.sock" -X POST \
 	-H 'Content-Type: application/json' \
@@ -224,29 +232,17 @@ if /usr/bin/python3 -c 'import fusepy' 2>/dev/null; then
 		>"$hang.log" 2>&1 &
 	fuse_pid=$!
 	track "$fuse_pid"
-	for _ in $(seq 100); do
-		[ -f "$hang/mnt/secret" ] && break
-		sleep 0.05
-	done
+	wait_for_file "$hang/mnt/secret"
 fi
 if [ -f "$hang/mnt/secret" ] &&
 	start_source "$T/hang-src.log" --api-socket "$T/run/hang.sock" --images-root "$T"; then
-	curl -s -o "$T/hang.resp" -w '%{http_code}' --max-time 30 --unix-socket "$T/run/hang.sock" \
-		-X POST -H 'Content-Type: application/json' \
-		-d "{\"id\":\"hang1\",\"images_dir\":\"$T/src\",\"secret_file\":\"$hang/mnt/secret\"}" \
-		http://localhost/v1/migrations >"$T/hang.code" &
-	post_pid=$!
-	wait_log "$hang.log" "read of /secret waits" 10 >/dev/null
-	health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$T/run/hang.sock" \
-		http://localhost/v1/health)
-	kill -0 "$post_pid" 2>/dev/null
-	pending=$?
+	read_waits hang "$hang/mnt/secret" "$hang.log" "read of /secret waits"
 	touch "$hang/release"
 	wait "$post_pid"
 	check "a secret_file on a hung FUSE mount: /v1/health answers while its read hangs ($health, $pending)" \
 		eval "grep -q 'read of /secret waits' '$hang.log' && test '$health $pending' = '200 0'"
 	check "... released, the read ends and the start is answered 202" \
-		eval "test \"\$(cat '$T/hang.code')\" = 202 && grep -q 'api: migration hang1 started' '$T/hang-src.log'"
+		eval "test \"\$(cat '$T/hang.code')\" = 202 && grep -q 'api: migration hang started' '$T/hang-src.log'"
 else
 	for d in "a secret_file on a hung FUSE mount: /v1/health answers while its read hangs" \
 		"... released, the read ends and the start is answered 202"; do

@@ -88,6 +88,16 @@ wait_state() {
 # alive PID: the process runs (and is not a zombie we could reap).
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# wait_for_file FILE [SECONDS]: waits (5 s by default) until FILE exists.
+wait_for_file() {
+	local i
+	for i in $(seq $((${2:-5} * 20))); do
+		[ -e "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # wait_log FILE PATTERN [SECONDS]: waits until FILE has a line matching PATTERN.
 wait_log() {
 	local i
