@@ -499,7 +499,7 @@ def plots(d, res, samples, lat, bw64, wsamples):
           "set key bottom right\nset grid\n" + extra + "plot " + ", ".join(cdf_plots) + "\n")
     # Throughput against size.
     tp = []
-    for tr in ("rdma", "tcp"):
+    for tr in ("rdma", "tcp", "tls"):
         for fr in (False, True):
             rows = sorted((e["size_bytes"] / MIB, e["drain_MBps"]) for e in res["drain"]
                           if e["transport"] == tr and e["faults_running"] == fr and e.get("drain_MBps"))
@@ -540,7 +540,7 @@ def plots(d, res, samples, lat, bw64, wsamples):
            "set boxwidth 0.6\nset grid ytics\nset xtics font ',8'\n" + body)
     # Scaling with faulting threads.
     sc = []
-    for tr in ("rdma", "tcp"):
+    for tr in ("rdma", "tcp", "tls"):
         rows = sorted((e["threads"], e.get("p50_us"), e.get("p99_us")) for e in res["fault"]
                       if e["transport"] == tr and e.get("p50_us") is not None)
         if rows:

@@ -25,6 +25,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "offload.h"
 #include "rdmig-config.h"
 #include "tls.h"
 #include "util.h"
@@ -55,6 +56,10 @@ struct api_server {
 	SSL_CTX *tls;
 	const char *const *allow;
 	size_t nallow;
+	/* Reads the start requests' secret files off the loop; made on first use. */
+	struct offload *offload;
+	unsigned int secret_delay_ms; /* testing: api_config.test_secret_delay_ms */
+	bool stopping;		      /* api_server_destroy() under way */
 };
 
 static const char *const state_names[API_STATE__COUNT] = {
@@ -97,7 +102,7 @@ const char *api_role_str(enum api_role r)
 
 const char *api_transport_str(enum api_transport t)
 {
-	return t == API_TRANSPORT_TCP ? "tcp" : "rdma";
+	return t == API_TRANSPORT_TLS ? "tls" : t == API_TRANSPORT_TCP ? "tcp" : "rdma";
 }
 
 int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
@@ -568,9 +573,12 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 			r->transport = API_TRANSPORT_RDMA;
 		else if (strcmp(json_string_value(v), "tcp") == 0)
 			r->transport = API_TRANSPORT_TCP;
+		else if (strcmp(json_string_value(v), "tls") == 0)
+			r->transport = API_TRANSPORT_TLS;
 		else
-			return api_error_set(err, -EINVAL,
-					     "field \"transport\" must be \"rdma\" or \"tcp\"");
+			return api_error_set(
+			    err, -EINVAL,
+			    "field \"transport\" must be \"rdma\", \"tcp\" or \"tls\"");
 		r->transport_set = true;
 	}
 
@@ -1215,12 +1223,139 @@ static bool api_require_json(struct evhttp_request *req)
 	return false;
 }
 
+/* Hands a parsed request, its secret in hand, to the agent and answers it. */
+static void api_start_finish(struct api_server *s, struct evhttp_request *req,
+			     const struct api_start_req *sr, int ret, struct api_error *err)
+{
+	char location[sizeof("/v1/migrations/") + API_ID_MAX];
+
+	if (ret == 0)
+		ret = s->ops->start(s->agent, sr, err);
+	if (ret < 0) {
+		log_info("api: migration %s not started: %s", sr->id,
+			 err->message[0] ? err->message : strerror(-ret));
+		api_reply_failure(req, ret, err, "start of migration", sr->id);
+		return;
+	}
+	log_info("api: migration %s started (%s, transport %s, peer %s)", sr->id,
+		 api_role_str(s->role), api_transport_str(sr->transport),
+		 sr->peer ? sr->peer : "-");
+	snprintf(location, sizeof(location), "/v1/migrations/%s", sr->id);
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
+	api_reply(req, 202, api_resource(s, sr->id));
+}
+
+static void api_start_release(json_t *root, struct api_start_buf *b)
+{
+	if (b)
+		explicit_bzero(b, sizeof(*b));
+	free(b);
+	api_wipe_secret(root);
+	json_decref(root);
+}
+
+/*
+ * A start request waiting for its secret_file, read on the offload thread.
+ * The request, its body and the parse of it live here until done()
+ * answers: if the client goes meanwhile, libevent detaches the request from
+ * its connection and the late answer only frees it.
+ */
+struct api_pending {
+	struct offload_job job; /* first: the job is the pending request */
+	struct api_server *s;
+	struct evhttp_request *req;
+	json_t *root;
+	struct api_start_buf *b;
+	struct api_start_req sr;
+	/* The worker's: its own copy of the path, and what it read. */
+	char *path;
+	unsigned int delay_ms;
+	struct auth_secret *secret;
+	int ret;
+};
+
+/* Offload thread: the read that may block (a hung network or FUSE mount). */
+static void api_pending_run(struct offload_job *j)
+{
+	struct api_pending *p = (struct api_pending *)j;
+	struct timespec ts = {p->delay_ms / 1000, (long)(p->delay_ms % 1000) * 1000000};
+
+	if (p->delay_ms)
+		nanosleep(&ts, NULL);
+	p->ret = auth_secret_load_file(p->path, &p->secret);
+}
+
+static void api_pending_done(struct offload_job *j, bool ran)
+{
+	struct api_pending *p = (struct api_pending *)j;
+	struct api_error err = {0};
+	int ret = 0;
+
+	if (!ran || p->s->stopping) {
+		api_reply_error(p->req, 503, NULL, "the agent is shutting down");
+		goto out;
+	}
+	if (p->ret < 0)
+		ret = api_error_secret_file(&err, p->ret, p->path);
+	else
+		ret = auth_secret_copy(p->secret, p->b->secret, sizeof(p->b->secret),
+				       &p->sr.secret_len);
+	if (ret == 0)
+		p->sr.secret = p->b->secret;
+	api_start_finish(p->s, p->req, &p->sr, ret, &err);
+out:
+	auth_secret_free(p->secret);
+	free(p->path);
+	api_start_release(p->root, p->b);
+	free(p);
+}
+
+/* Queues the read of sr's secret_file; on success root and b belong to it. */
+static int api_start_async(struct api_server *s, struct evhttp_request *req, json_t *root,
+			   struct api_start_buf *b, const struct api_start_req *sr)
+{
+	struct api_pending *p;
+	int ret;
+
+	if (!s->offload) {
+		ret = offload_new(s->base, &s->offload);
+		if (ret < 0) {
+			log_err("api: cannot start the thread that reads secret files: %s",
+				strerror(-ret));
+			return ret;
+		}
+	}
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->path = strdup(sr->secret_file);
+	if (!p->path) {
+		free(p);
+		return -ENOMEM;
+	}
+	p->job.run = api_pending_run;
+	p->job.done = api_pending_done;
+	p->s = s;
+	p->req = req;
+	p->root = root;
+	p->b = b;
+	p->sr = *sr;
+	p->delay_ms = s->secret_delay_ms;
+	ret = offload_submit(s->offload, &p->job);
+	if (ret < 0) {
+		free(p->path);
+		free(p);
+		return ret;
+	}
+	log_info("api: migration %s: reading its secret_file %s off the loop", sr->id, p->path);
+	return 0;
+}
+
 static void api_handle_start(struct api_server *s, struct evhttp_request *req)
 {
 	struct api_error err = {0};
 	struct api_start_req sr;
 	struct api_start_buf *b = NULL;
-	char location[sizeof("/v1/migrations/") + API_ID_MAX];
 	json_t *root;
 	int ret;
 
@@ -1240,24 +1375,16 @@ static void api_handle_start(struct api_server *s, struct evhttp_request *req)
 		api_reply_error(req, 400, NULL, "%s", err.message);
 		goto out;
 	}
-	ret = s->ops->start(s->agent, &sr, &err);
-	if (ret < 0) {
-		log_info("api: migration %s not started: %s", sr.id,
-			 err.message[0] ? err.message : strerror(-ret));
-		api_reply_failure(req, ret, &err, "start of migration", sr.id);
+	if (sr.secret_file) {
+		ret = api_start_async(s, req, root, b, &sr);
+		if (ret == 0)
+			return;
+		api_reply_error(req, 503, NULL, "cannot read secret_file now: %s", strerror(-ret));
 		goto out;
 	}
-	log_info("api: migration %s started (%s, transport %s, peer %s)", sr.id,
-		 api_role_str(s->role), api_transport_str(sr.transport), sr.peer ? sr.peer : "-");
-	snprintf(location, sizeof(location), "/v1/migrations/%s", sr.id);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
-	api_reply(req, 202, api_resource(s, sr.id));
+	api_start_finish(s, req, &sr, 0, &err);
 out:
-	if (b)
-		explicit_bzero(b, sizeof(*b));
-	free(b);
-	api_wipe_secret(root);
-	json_decref(root);
+	api_start_release(root, b);
 }
 
 static void api_handle_abort(struct api_server *s, struct evhttp_request *req, const char *id)
@@ -1771,6 +1898,7 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 	s->role = cfg->role;
 	s->tcp_port = -ENOENT;
 	s->max_body = cfg->max_body ? cfg->max_body : API_BODY_MAX_DEFAULT;
+	s->secret_delay_ms = cfg->test_secret_delay_ms;
 	if (cfg->group) {
 		ret = api_resolve_group(s, cfg->group);
 		if (ret)
@@ -1831,6 +1959,9 @@ void api_server_destroy(struct api_server *s)
 
 	if (!s)
 		return;
+	/* Pending starts are answered (503) while their connections still exist. */
+	s->stopping = true;
+	offload_free(s->offload);
 	if (s->http)
 		evhttp_free(s->http);
 	if (s->https)

@@ -70,6 +70,7 @@ enum api_role {
 enum api_transport {
 	API_TRANSPORT_RDMA = 0,
 	API_TRANSPORT_TCP,
+	API_TRANSPORT_TLS, /* TCP inside mutual TLS */
 };
 
 /* Migration states as the API reports them; the last four are final. */
@@ -188,12 +189,18 @@ struct api_start_req {
 	 */
 	const char *advertise;
 	const char *dest_images_dir;
-	pid_t pid;		 /* source: >0, or 0 when images_dir is given */
-	const char *images_dir;	 /* absolute; source: with pid == 0; dest: NULL = agent's choice */
-	const char *work_dir;	 /* dest: absolute or NULL (= images_dir) */
-	const uint8_t *secret;	 /* decoded inline secret, or NULL */
+	pid_t pid;		/* source: >0, or 0 when images_dir is given */
+	const char *images_dir; /* absolute; source: with pid == 0; dest: NULL = agent's choice */
+	const char *work_dir;	/* dest: absolute or NULL (= images_dir) */
+	/*
+	 * The secret's bytes: decoded from "secret", or read from
+	 * "secret_file" by the module before start() is called (on its
+	 * offload thread, so a file on a hung mount stalls only that request;
+	 * a refused file is answered 400 without calling start()).
+	 */
+	const uint8_t *secret;
 	size_t secret_len;	 /* API_SECRET_MIN..API_SECRET_MAX when set */
-	const char *secret_file; /* absolute path, or NULL; never both secret forms */
+	const char *secret_file; /* absolute path it came from, or NULL: inline or none */
 	bool verify;		 /* checksum pages; default false */
 	bool restore;		 /* dest: run criu restore itself; default true */
 	struct api_criu_opts criu;
@@ -308,6 +315,8 @@ struct api_config {
 	bool insecure_tcp;
 	size_t max_body;    /* 0: API_BODY_MAX_DEFAULT; at most API_BODY_MAX_LIMIT */
 	unsigned timeout_s; /* idle connection timeout; 0: API_TIMEOUT_DEFAULT_S */
+	/* Testing: each secret_file read waits this long first, as on a slow mount. */
+	unsigned int test_secret_delay_ms;
 };
 
 struct api_server;

@@ -53,10 +53,10 @@ struct auth_secret;
  * fstat() first, so a FIFO, a tty, a socket or a device cannot make the
  * caller wait; O_NONBLOCK also turns a conflicting file lease (and, on old
  * kernels, a mandatory lock) into an error instead of a wait.  What
- * remains is reading at most 1027 bytes of a local regular file, which is
- * why the agents call this on their event loop and can still answer a
- * refused file with a 400 at once (a secret file on a hung network or
- * FUSE filesystem would stall it: keep secret files on local storage).  Logs the precise reason.
+ * remains is reading at most 1027 bytes of a regular file, which may still
+ * block on a hung network or FUSE filesystem: the API module calls this on
+ * its offload thread, never on the event loop.  Thread-safe.  Logs the
+ * precise reason.
  * Returns -EINVAL (not a regular file, bad length), -EACCES (owner or mode), -ELOOP (a symlink), or
  * the errno of open/read.  Caller owns *out and releases it with auth_secret_free().
  */

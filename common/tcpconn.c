@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -14,7 +15,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "log.h"
+#include "tls.h"
 
 #define FRAME_HDR 4u
 
@@ -37,7 +42,9 @@ struct tcpconn {
 	bool free_scheduled;
 	bool over_high;
 	bool trusted;	 /* tcpconn_set_trusted() called */
+	bool accepted;	 /* from a listener: the TLS server side */
 	char target[96]; /* host:port asked for, for connect errors */
+	char host[96];	 /* the host asked for: the name the server's certificate must give */
 	char name[96];
 };
 
@@ -70,7 +77,8 @@ static int params_check(const struct tcpconn_params *in, struct tcpconn_params *
 	}
 	if (in->max_frame == 0 || in->max_frame > TCPCONN_FRAME_LIMIT ||
 	    in->preauth_max_frame > in->max_frame || !in->frames_per_wakeup ||
-	    in->send_high_water == 0 || in->send_max < in->send_high_water) {
+	    in->send_high_water == 0 || in->send_max < in->send_high_water ||
+	    (in->tls_nallow && !in->tls_allow)) {
 		log_err("invalid tcp connection parameters: max_frame %u (1..%u), send_high_water "
 			"%zu, send_max %zu",
 			in->max_frame, TCPCONN_FRAME_LIMIT, in->send_high_water, in->send_max);
@@ -97,6 +105,11 @@ static void sockaddr_fmt(const struct sockaddr *sa, char *buf, size_t len)
 	} else {
 		snprintf(buf, len, "address family %d", sa->sa_family);
 	}
+}
+
+bool tcpconn_is_tls(const struct tcpconn *c)
+{
+	return c->params.tls != NULL;
 }
 
 const char *tcpconn_name(const struct tcpconn *c)
@@ -288,24 +301,93 @@ static int sock_errno(void)
 
 static int conn_try_next(struct tcpconn *c);
 
+/*
+ * Why TLS failed on c, into buf: the certificate check, else OpenSSL's
+ * first reason (libevent also queues errnos: skipped).  0 when TLS gave no
+ * reason (a socket error or EOF), else -EACCES (certificate) or -EPROTO.
+ */
+static int conn_tls_why(struct tcpconn *c, char *buf, size_t len)
+{
+	SSL *ssl = c->params.tls ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+	unsigned long e, first = 0;
+	long v;
+
+	if (!ssl)
+		return 0;
+	while ((e = bufferevent_get_openssl_error(c->bev)) != 0)
+		if (!first && ERR_GET_LIB(e) != 0)
+			first = e;
+	v = SSL_get_verify_result(ssl);
+	if (v != X509_V_OK && !SSL_is_init_finished(ssl)) {
+		snprintf(buf, len, "TLS: %s certificate is refused: %s",
+			 c->accepted ? "the client's" : "its", X509_verify_cert_error_string(v));
+		return -EACCES;
+	}
+	if (!first)
+		return 0;
+	snprintf(buf, len, "TLS: ");
+	ERR_error_string_n(first, buf + strlen(buf), len - strlen(buf));
+	return -EPROTO;
+}
+
+/*
+ * The handshake is over (TLS), or the TCP connect is: admits the peer.  An
+ * accepted TLS client must name an allowed peer; nothing it sent is read.
+ */
+static void conn_established(struct tcpconn *c)
+{
+	char name[TLS_NAME_MAX];
+	SSL *ssl;
+
+	if (c->timer)
+		event_del(c->timer);
+	if (!c->accepted) {
+		conn_update_name(c);
+		conn_set_nodelay(c);
+		freeaddrinfo(c->ai_list);
+		c->ai_list = c->ai_next = NULL;
+	}
+	if (c->accepted && c->params.tls) {
+		ssl = bufferevent_openssl_get_ssl(c->bev);
+		if (!tls_peer_allowed(ssl, c->params.tls_allow, c->params.tls_nallow)) {
+			log_warn("tls: refused a connection from %s: certificate \"%s\" is not "
+				 "allowed",
+				 c->name, tls_peer_name(ssl, name, sizeof(name)));
+			conn_report_closed(c, -EACCES);
+			return;
+		}
+		log_info("tls: connection from %s, certificate \"%s\"", c->name,
+			 tls_peer_name(ssl, name, sizeof(name)));
+	}
+	c->connected = true;
+	log_debug("%s connection %s established", c->params.tls ? "tls" : "tcp", c->name);
+	bufferevent_enable(c->bev, EV_READ);
+	if (c->ops && c->ops->established)
+		c->ops->established(c, c->arg);
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct tcpconn *c = arg;
+	char why[256];
 	int err;
 
 	if (c->closing || c->closed_reported)
 		return;
 	if (what & BEV_EVENT_CONNECTED) {
-		event_del(c->timer);
-		c->connected = true;
-		conn_update_name(c);
-		conn_set_nodelay(c);
-		freeaddrinfo(c->ai_list);
-		c->ai_list = c->ai_next = NULL;
-		log_debug("tcp connection to %s established", c->name);
-		bufferevent_enable(bev, EV_READ);
-		if (c->ops && c->ops->established)
-			c->ops->established(c, c->arg);
+		conn_established(c);
+		return;
+	}
+	err = conn_tls_why(c, why, sizeof(why));
+	if (err < 0) {
+		/* Another address would present the same certificate: no retry. */
+		log_err("%s %s: %s", c->connected ? "connection" : "handshake with", c->name, why);
+		conn_report_closed(c, err);
+		return;
+	}
+	if (!c->connected && c->accepted) {
+		log_info("client %s closed before the TLS handshake was over", c->name);
+		conn_report_closed(c, -ECONNRESET);
 		return;
 	}
 	if (!c->connected) {
@@ -357,10 +439,32 @@ static void conn_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static int conn_setup_bev(struct tcpconn *c, evutil_socket_t fd)
 {
 	/* Deferred callbacks: none of ours ever runs inside a tcpconn_*() call. */
-	c->bev =
-	    bufferevent_socket_new(c->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-	if (!c->bev)
-		return -ENOMEM;
+	const int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+	SSL *ssl;
+
+	if (!c->params.tls) {
+		c->bev = bufferevent_socket_new(c->base, fd, opts);
+		if (!c->bev)
+			return -ENOMEM;
+	} else {
+		ssl = SSL_new(c->params.tls);
+		if (!ssl)
+			return -ENOMEM;
+		if (!c->accepted && tls_client_expect_host(ssl, c->host) < 0) {
+			log_err("tls: cannot expect the name %s of %s", c->host, c->target);
+			SSL_free(ssl);
+			return -EINVAL;
+		}
+		c->bev = bufferevent_openssl_socket_new(
+		    c->base, fd, ssl,
+		    c->accepted ? BUFFEREVENT_SSL_ACCEPTING : BUFFEREVENT_SSL_CONNECTING, opts);
+		if (!c->bev) {
+			SSL_free(ssl);
+			return -ENOMEM;
+		}
+		/* The framing and the MAC'd protocol tell a cut stream; TLS need not. */
+		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	}
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	/* One whole frame is the most the input buffer ever needs to hold. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, FRAME_HDR + (size_t)conn_rx_max(c));
@@ -377,8 +481,9 @@ static int conn_try_next(struct tcpconn *c)
 	while ((ai = c->ai_next)) {
 		c->ai_next = ai->ai_next;
 		sockaddr_fmt(ai->ai_addr, c->name, sizeof(c->name));
-		if (conn_setup_bev(c, -1) < 0) {
-			err = ENOMEM;
+		err = conn_setup_bev(c, -1);
+		if (err < 0) {
+			err = -err;
 			break;
 		}
 		if (bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
@@ -410,6 +515,7 @@ int tcpconn_connect(struct event_base *base, const char *host, const char *port,
 	c->ops = ops;
 	c->arg = arg;
 	snprintf(c->target, sizeof(c->target), "%s:%s", host, port);
+	snprintf(c->host, sizeof(c->host), "%s", host);
 	snprintf(c->name, sizeof(c->name), "%s", c->target);
 	ret = getaddrinfo(host, port, &hints, &c->ai_list);
 	if (ret) {
@@ -556,6 +662,7 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 	}
 	sockaddr_fmt(sa, c->name, sizeof(c->name));
 	snprintf(c->target, sizeof(c->target), "%s", c->name);
+	c->accepted = true;
 	ret = conn_setup_bev(c, fd);
 	if (ret < 0) {
 		log_err("no memory for connection %s on %s", c->name, l->name);
@@ -563,7 +670,8 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 		conn_free(c);
 		return;
 	}
-	c->connected = true;
+	/* Over TLS the connection is established once the handshake admits the client. */
+	c->connected = !c->params.tls;
 	conn_set_nodelay(c);
 	ret = l->accept_cb(l, c, l->arg);
 	if (ret < 0) {
@@ -575,6 +683,8 @@ static void listener_accept_cb(struct evconnlistener *lev, evutil_socket_t fd, s
 	}
 	log_debug("accepted tcp connection from %s on %s", c->name, l->name);
 	bufferevent_enable(c->bev, EV_READ);
+	if (c->params.tls)
+		return;
 	if (c->ops && c->ops->established)
 		c->ops->established(c, c->arg);
 }

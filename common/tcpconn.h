@@ -29,6 +29,15 @@
  * connect timeout: -ETIMEDOUT; bad frame: -EMSGSIZE/-EBADMSG); the owner
  * must still call tcpconn_close().
  *
+ * TLS: with params.tls (an SSL_CTX from tls_ctx_new(), borrowed: it must
+ * outlive every connection made with it) the frames travel inside TLS
+ * (bufferevent_openssl).  established() then follows the handshake: a
+ * connecting side has checked the server's certificate against the host it
+ * was asked to reach (tls_client_expect_host()); an accepting side has the
+ * client's certificate, verified by the context, and admits it only when it
+ * names one of params.tls_allow (tls_peer_allowed()); a refused or failed
+ * handshake is closed(-EACCES or -EPROTO) and nothing was received.
+ *
  * Host names are resolved with getaddrinfo(), which may block; pass
  * numeric addresses from event callbacks.
  */
@@ -39,6 +48,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct ssl_ctx_st;
 
 /* Largest max_frame accepted. */
 #define TCPCONN_FRAME_LIMIT (16u << 20)
@@ -64,6 +75,10 @@ struct tcpconn_params {
 	uint32_t frames_per_wakeup;  /* frames delivered per read event (default 64) */
 	size_t send_high_water;	     /* default 4 MiB */
 	size_t send_max;	     /* default 64 MiB */
+	struct ssl_ctx_st *tls;	     /* borrowed; NULL: plain TCP (default) */
+	/* Accepting side with tls: the certificate names admitted; borrowed. */
+	const char *const *tls_allow;
+	size_t tls_nallow;
 };
 
 /* Fills p with the defaults. */
@@ -113,6 +128,9 @@ int tcpconn_send(struct tcpconn *c, const void *buf, size_t len);
 size_t tcpconn_pending_bytes(const struct tcpconn *c);
 /* True from passing send_high_water until writable() fires. */
 bool tcpconn_send_blocked(const struct tcpconn *c);
+
+/* Whether c carries TLS (params.tls). */
+bool tcpconn_is_tls(const struct tcpconn *c);
 
 /* "192.0.2.1:7471" for log messages. */
 const char *tcpconn_name(const struct tcpconn *c);

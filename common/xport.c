@@ -43,12 +43,26 @@ const char *xport_kind_str(enum xport_kind kind)
 	return kind == XPORT_RDMA ? "rdma" : "tcp";
 }
 
+int xport_transport_parse(const char *s, enum xport_kind *kind, bool *tls)
+{
+	*tls = strcmp(s, "tls") == 0;
+	return xport_kind_parse(*tls ? "tcp" : s, kind);
+}
+
+const char *xport_transport_str(enum xport_kind kind, bool tls)
+{
+	return kind == XPORT_TCP && tls ? "tls" : xport_kind_str(kind);
+}
+
 void xport_params_init(struct xport_params *p)
 {
 	p->max_msg = 64 * 1024;
 	p->max_reads = 64;
 	p->timeout_ms = 5000;
 	p->untrusted = true;
+	p->tls = NULL;
+	p->tls_allow = NULL;
+	p->tls_nallow = 0;
 }
 
 /* ---- trampolines: the transports' callbacks to ours ---- */
@@ -139,6 +153,9 @@ static void tcp_params(const struct xport_params *p, struct tcpconn_params *tp)
 	if (p) {
 		tp->max_frame = p->max_msg;
 		tp->connect_timeout_ms = p->timeout_ms;
+		tp->tls = p->tls;
+		tp->tls_allow = p->tls_allow;
+		tp->tls_nallow = p->tls_nallow;
 		if (p->untrusted)
 			tp->preauth_max_frame =
 			    p->max_msg < XPORT_PREAUTH_MAX_MSG ? p->max_msg : XPORT_PREAUTH_MAX_MSG;

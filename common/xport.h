@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ssl_ctx_st;
+
 enum xport_kind {
 	XPORT_RDMA,
 	XPORT_TCP,
@@ -55,6 +57,11 @@ struct xport_params {
 	uint32_t max_reads; /* RDMA: READs outstanding */
 	uint32_t timeout_ms;
 	bool untrusted; /* small limits until xport_set_trusted() (default true) */
+	/* TCP inside mutual TLS (tcpconn.h, "TLS"): the context and, listening,
+	 * the certificate names admitted; borrowed.  NULL: plain TCP. */
+	struct ssl_ctx_st *tls;
+	const char *const *tls_allow;
+	size_t tls_nallow;
 };
 
 typedef int (*xport_accept_cb)(struct xport_listener *l, struct xport *x, void *arg);
@@ -62,6 +69,13 @@ typedef int (*xport_accept_cb)(struct xport_listener *l, struct xport *x, void *
 /* "rdma" or "tcp" into *kind; -EINVAL otherwise. */
 int xport_kind_parse(const char *s, enum xport_kind *kind);
 const char *xport_kind_str(enum xport_kind kind);
+
+/*
+ * The agents' --transport names: "rdma", "tcp", or "tls" (TCP inside mutual
+ * TLS: XPORT_TCP with *tls true); -EINVAL otherwise.
+ */
+int xport_transport_parse(const char *s, enum xport_kind *kind, bool *tls);
+const char *xport_transport_str(enum xport_kind kind, bool tls);
 
 void xport_params_init(struct xport_params *p);
 

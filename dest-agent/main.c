@@ -79,6 +79,7 @@ struct dest_opts {
 	const char *migration_id;
 	const char *secret_file;
 	enum xport_kind kind;
+	bool data_tls; /* --transport tls: TCP inside mutual TLS (--tls-*) */
 	bool verify;
 	unsigned int connect_timeout_s;
 	unsigned int dead_after_s;
@@ -120,6 +121,7 @@ struct dest {
 	bool stopping;
 	/* network source */
 	struct netsrc *ns;
+	SSL_CTX *tls; /* --transport tls: the data connection's client context */
 	struct auth_secret *secret;
 	struct event *ack_ev;
 	bool net_failed;
@@ -198,7 +200,9 @@ static void dest_usage(FILE *f)
 		"      --source HOST[:PORT]  fetch pages from rdmig-source (port 7471)\n"
 		"      --address HOST, --port PORT, --page-server\n"
 		"                         the same, spelled as for `criu lazy-pages`\n"
-		"  -t, --transport rdma|tcp  page transport (default rdma)\n"
+		"  -t, --transport rdma|tcp|tls  page transport (default rdma); tls: TCP\n"
+		"                         inside mutual TLS (--tls-*): the source's\n"
+		"                         certificate must name the --source host\n"
 		"  -m, --migration-id ID  the migration to take over from the source\n"
 		"      --secret-file FILE the migration's secret (16..1024 bytes)\n"
 		"      --secret-fd FD     read the secret from FD to its end, every byte of it\n"
@@ -236,7 +240,8 @@ static void dest_usage(FILE *f)
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
 		"                         with mutual TLS: needs the --tls-* options and\n"
 		"                         --allow-peer, or --insecure-api\n"
-		"      --tls-cert FILE    this agent's certificate (PEM)\n"
+		"      --tls-cert FILE    this agent's certificate (PEM), for the TLS API\n"
+		"                         and the workers' --transport tls (also one-shot)\n"
 		"      --tls-key FILE     its private key (PEM)\n"
 		"      --tls-ca FILE      the CA that signs every peer's certificate\n"
 		"      --allow-peer NAME  a certificate name (SAN DNS, else CN) allowed to use\n"
@@ -276,7 +281,6 @@ static bool dest_opt_serve_only(int c)
 {
 	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_API_GROUP ||
 	       c == OPT_WORK_ROOT || c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING ||
-	       c == TLS_OPT_CERT || c == TLS_OPT_KEY || c == TLS_OPT_CA ||
 	       c == TLS_OPT_ALLOW_PEER || c == TLS_OPT_INSECURE_API;
 }
 
@@ -288,6 +292,9 @@ static bool dest_opt_serve_ok(int c)
 	switch (c) {
 	case OPT_CRIU:
 	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
+	case TLS_OPT_CERT:	  /* the API's, and handed to the workers */
+	case TLS_OPT_KEY:
+	case TLS_OPT_CA:
 	case 'o':
 	case 'v':
 	case 'h':
@@ -475,7 +482,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		case OPT_PAGE_SERVER:
 			break;
 		case 't':
-			ret = xport_kind_parse(optarg, &o->kind);
+			ret = xport_transport_parse(optarg, &o->kind, &o->data_tls);
 			break;
 		case 'm':
 			o->migration_id = optarg;
@@ -599,6 +606,14 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	}
 	if ((o->criu || o->nr_criu_opts) && !o->restore) {
 		fprintf(stderr, "rdmig-dest: --criu and --criu-opt need --restore\n");
+		return -EINVAL;
+	}
+	if (tls_opts_check(&o->tls, false, "rdmig-dest") < 0)
+		return -EINVAL;
+	if (o->data_tls != tls_opts_any(&o->tls)) {
+		fprintf(stderr, "rdmig-dest: %s\n",
+			o->data_tls ? "--transport tls wants --tls-cert, --tls-key and --tls-ca"
+				    : "without --serve, --tls-* are for --transport tls");
 		return -EINVAL;
 	}
 	if (!o->work_dir)
@@ -993,6 +1008,14 @@ static int dest_fetch_images(struct dest *d)
 	};
 	int ret;
 
+	if (d->o.data_tls) {
+		ret = tls_ctx_new(TLS_CLIENT, &d->o.tls, &d->tls);
+		if (ret < 0) {
+			dest_fail(d, "TLS: cannot load --tls-cert, --tls-key or --tls-ca");
+			return ret;
+		}
+		nc.tls = d->tls;
+	}
 	/* --secret-fd was read at startup. */
 	if (!d->secret) {
 		ret = auth_secret_load_file(d->o.secret_file, &d->secret);
@@ -1349,6 +1372,7 @@ static void dest_cleanup(struct dest *d)
 		xport_drain_closing(d->base, 3000);
 	if (d->base)
 		event_base_free(d->base);
+	SSL_CTX_free(d->tls);
 	image_set_free(d->imgs);
 }
 

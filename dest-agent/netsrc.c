@@ -621,6 +621,7 @@ static void ns_connect_now(struct netsrc *ns)
 	xp.max_reads = ns->cfg.max_reads;
 	if (ns->cfg.kind == XPORT_TCP)
 		xp.max_msg = 2u << 20;
+	xp.tls = ns->cfg.tls;
 	ctrl_state_clear(&ns->st);
 	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
 	ret = xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, &ns_xops, ns, &ns->x);

@@ -46,6 +46,8 @@ struct netsrc_config {
 	unsigned int connect_timeout_s; /* connection + handshake + retries */
 	unsigned int dead_after_s;	/* silence before the source counts as lost */
 	uint32_t max_reads;		/* RDMA READs / TCP reads in flight */
+	/* TCP inside TLS (xport_params.tls): the client context, borrowed. */
+	struct ssl_ctx_st *tls;
 };
 
 struct netsrc_stats {

@@ -503,6 +503,15 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	sup_arg(a, a->source);
 	sup_arg(a, "-t");
 	sup_arg(a, api_transport_str(m->transport));
+	/* The agent's own identity: the source admits it by --allow-dest. */
+	if (m->transport == API_TRANSPORT_TLS) {
+		sup_arg(a, "--tls-cert");
+		sup_arg(a, s->cfg->tls->cert);
+		sup_arg(a, "--tls-key");
+		sup_arg(a, s->cfg->tls->key);
+		sup_arg(a, "--tls-ca");
+		sup_arg(a, s->cfg->tls->ca);
+	}
 	sup_arg(a, "-m");
 	sup_arg(a, m->id);
 	sup_arg(a, "--secret-fd");
@@ -632,20 +641,15 @@ static int sup_secret_pipe(const struct api_start_req *req, int *read_end, struc
 	struct auth_secret *secret = NULL;
 	int p[2] = {-1, -1}, ret;
 
-	if (req->secret)
-		ret = auth_secret_from_buf(req->secret, req->secret_len, &secret);
-	else if (req->secret_file)
-		ret = auth_secret_load_file(req->secret_file, &secret);
-	else
+	/* A secret_file's bytes are in req->secret: the API module read it off the loop. */
+	if (!req->secret)
 		return api_error_set(err, -EINVAL,
 				     "give \"secret\" or \"secret_file\": the destination agent "
 				     "has no default secret");
+	ret = auth_secret_from_buf(req->secret, req->secret_len, &secret);
 	if (ret < 0) {
-		if (req->secret)
-			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
-					    "field \"secret\" is not usable: %s", strerror(-ret));
-		else
-			ret = api_error_secret_file(err, ret, req->secret_file);
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
+				    "field \"secret\" is not usable: %s", strerror(-ret));
 		goto out;
 	}
 	if (pipe2(p, O_CLOEXEC) < 0) {
@@ -773,6 +777,12 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	if (old) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
 				    api_state_str(old->state));
+		goto out;
+	}
+	if (req->transport == API_TRANSPORT_TLS && !(s->cfg->tls && tls_opts_any(s->cfg->tls))) {
+		ret = api_error_set(err, -EINVAL,
+				    "transport \"tls\": this destination agent has no certificate "
+				    "(start it with --tls-cert, --tls-key and --tls-ca)");
 		goto out;
 	}
 	if (s->nr_running - s->nr_pending >= s->cfg->max_running) {

@@ -131,7 +131,7 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		fprintf(f,
 			"Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
 			"                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
-			"                [--dest-images DIR]] [--transport rdma|tcp]\n"
+			"                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
 			"                [--secret-file FILE] [--id ID] [--verify] [--wait]\n"
 			"Start a migration on the source agent.\n\n"
 			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
@@ -149,7 +149,8 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			"      --dest-images DIR  the images directory on the destination\n"
 			"                         (absolute, below its --work-root, new;\n"
 			"                         default: its agent chooses)\n"
-			"      --transport T      rdma (default) or tcp\n"
+			"      --transport T      rdma (default), tcp, or tls (TCP inside mutual\n"
+			"                         TLS); the source agent's own --transport\n"
 			"      --secret-file F    the shared secret file, read by the agent\n"
 			"      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
 			"                         default: chosen by the agent\n"
@@ -308,8 +309,9 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 		a->dest_images = arg;
 		break;
 	case OPT_TRANSPORT:
-		if (strcmp(arg, "rdma") != 0 && strcmp(arg, "tcp") != 0)
-			return cli_bad(err, a->cmd, "--transport is rdma or tcp, not \"%s\"", arg);
+		if (strcmp(arg, "rdma") != 0 && strcmp(arg, "tcp") != 0 && strcmp(arg, "tls") != 0)
+			return cli_bad(err, a->cmd, "--transport is rdma, tcp or tls, not \"%s\"",
+				       arg);
 		a->transport = arg;
 		break;
 	case OPT_SECRET_FILE:

@@ -26,6 +26,14 @@
 #include "tls.h"
 #include "util.h"
 
+/* The transport this source serves, as the API names it. */
+static enum api_transport glue_transport(const struct src_agent *a)
+{
+	if (a->kind == XPORT_RDMA)
+		return API_TRANSPORT_RDMA;
+	return a->data_tls ? API_TRANSPORT_TLS : API_TRANSPORT_TCP;
+}
+
 static enum api_state glue_state(const struct src_migration *m)
 {
 	switch (m->state) {
@@ -87,7 +95,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	/* With a destination agent, its API; else the data peer the source saw. */
 	v->dest = m->dest ? m->dest : m->peer[0] ? m->peer : NULL;
 	v->dest_state = r->state[0] ? r->state : NULL;
-	v->transport = a->kind == XPORT_TCP ? API_TRANSPORT_TCP : API_TRANSPORT_RDMA;
+	v->transport = glue_transport(a);
 	v->pid = m->pid;
 	v->images_dir = m->dir;
 	v->freeze_ms = m->freeze_ms;
@@ -142,7 +150,8 @@ static int glue_secret_generate(struct auth_secret **out, struct glue_secret_byt
 }
 
 /*
- * The secret of a start request: inline, the agent reads secret_file, or,
+ * The secret of a start request: inline or from secret_file (the API
+ * module read the file off the loop: its bytes are in req->secret), or,
  * with "dest" and neither, a generated one.  With a destination agent to
  * hand over to, its bytes go to *bytes too.
  */
@@ -162,23 +171,11 @@ static int glue_secret(const struct api_start_req *req, struct auth_secret **out
 		}
 		return 0;
 	}
-	if (!req->secret_file && req->peer)
+	if (req->peer)
 		return glue_secret_generate(out, bytes, err);
-	if (!req->secret_file)
-		return api_error_set(err, -EINVAL,
-				     "give \"secret\" or \"secret_file\", or \"dest\" for the "
-				     "source to make one: this source has no default secret");
-	ret = src_mig_load_secret(req->id, req->secret_file, out);
-	if (ret == 0 && req->peer) {
-		ret = auth_secret_copy(*out, bytes->buf, sizeof(bytes->buf), &bytes->len);
-		if (ret < 0) {
-			auth_secret_free(*out);
-			*out = NULL;
-		}
-	}
-	if (ret < 0)
-		return api_error_secret_file(err, ret, req->secret_file);
-	return 0;
+	return api_error_set(err, -EINVAL,
+			     "give \"secret\" or \"secret_file\", or \"dest\" for the "
+			     "source to make one: this source has no default secret");
 }
 
 static void glue_copy_opts(const struct api_criu_opts *in, struct src_criu_opts *out)
@@ -238,7 +235,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 		return;
 	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
-		 m->dir, a->endpoint, xport_kind_str(a->kind));
+		 m->dir, a->endpoint, api_transport_str(glue_transport(a)));
 	src_handover_begin(m->handover);
 }
 
@@ -481,7 +478,6 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	struct src_migration *m = NULL, *old;
 	struct glue_secret_bytes bytes = {.len = 0};
 	char real[PATH_MAX];
-	enum xport_kind want;
 	int ret;
 
 	if (a->stopping) {
@@ -499,14 +495,14 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	ret = glue_make_room(a, err);
 	if (ret < 0)
 		goto out;
-	want = req->transport == API_TRANSPORT_TCP ? XPORT_TCP : XPORT_RDMA;
-	if (req->transport_set && want != a->kind) {
+	if (req->transport_set && req->transport != glue_transport(a)) {
 		ret = api_error_set(err, -EBUSY,
 				    "transport: this source serves over %s (its --transport), "
 				    "not %s; omit \"transport\" or use a source started with "
 				    "--transport %s",
-				    xport_kind_str(a->kind), xport_kind_str(want),
-				    xport_kind_str(want));
+				    api_transport_str(glue_transport(a)),
+				    api_transport_str(req->transport),
+				    api_transport_str(req->transport));
 		goto out;
 	}
 	/* The secret goes inline in the handover: only inside mutual TLS, or on loopback. */
@@ -935,6 +931,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    .allow = o->allow,
 	    .nallow = o->nallow,
 	    .insecure_tcp = o->insecure_tcp,
+	    .test_secret_delay_ms = o->test_secret_delay_ms,
 	};
 	int ret;
 

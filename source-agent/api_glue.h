@@ -26,6 +26,7 @@ struct src_api_opts {
 	const char *const *allow;
 	size_t nallow;
 	bool insecure_tcp;
+	unsigned int test_secret_delay_ms; /* --test-secret-delay (api_config) */
 };
 
 /*

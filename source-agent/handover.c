@@ -468,7 +468,7 @@ static int ho_post_body(struct src_handover *h, const char *source, char **out)
 	if (!j || json_object_set_new(j, "id", json_string(m->id)) < 0 ||
 	    json_object_set_new(j, "source", json_string(source)) < 0 ||
 	    json_object_set_new(j, "transport",
-				json_string(h->a->kind == XPORT_TCP ? "tcp" : "rdma")) < 0 ||
+				json_string(xport_transport_str(h->a->kind, h->a->data_tls))) < 0 ||
 	    json_object_set_new(j, "verify", json_boolean(m->verify)) < 0 ||
 	    (h->dest_images_dir &&
 	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0))
@@ -542,7 +542,7 @@ static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int
 	if (m->freeze_start_ns)
 		m->handover_ms = (int64_t)((now_ns() - m->freeze_start_ns) / 1000000);
 	log_info("migration %s: handing over to destination agent %s, to connect to %s (%s)", m->id,
-		 h->name, source, xport_kind_str(h->a->kind));
+		 h->name, source, xport_transport_str(h->a->kind, h->a->data_tls));
 	h->phase = HO_POST;
 	if (ho_request(h, EVHTTP_REQ_POST, "/v1/migrations", body, HO_POST_TIMEOUT_S) < 0) {
 		ho_fail(h, "cannot be asked: the request could not be sent");

@@ -35,7 +35,11 @@ struct src_opts {
 	const char *api_tcp;
 	const char *api_group;
 	char api_tcp_buf[300];
+	unsigned int secret_delay_ms; /* --test-secret-delay */
 	struct tls_opts tls;
+	/* --allow-dest: the certificate names admitted on a TLS data listener. */
+	const char *allow_dest[TLS_ALLOW_MAX];
+	size_t nallow_dest;
 };
 
 static void usage(FILE *f)
@@ -45,7 +49,10 @@ static void usage(FILE *f)
 		"       rdmig-source [OPTIONS] --api-socket PATH [--migration ...]\n"
 		"Serve dumped processes' memory (CRIU images) to rdmig-dest.\n\n"
 		"  -l, --listen ADDR[:PORT]   address to listen on (default 0.0.0.0:%s)\n"
-		"  -t, --transport rdma|tcp   page transport (default rdma)\n"
+		"  -t, --transport rdma|tcp|tls\n"
+		"                             page transport (default rdma); tls: TCP inside\n"
+		"                             mutual TLS with the --tls-* identity, for\n"
+		"                             destinations named by --allow-dest\n"
 		"  -m, --migration ID:DIR:SECRET_FILE\n"
 		"                             serve the images in DIR as migration ID; the\n"
 		"                             destination must prove it knows the secret\n"
@@ -62,6 +69,8 @@ static void usage(FILE *f)
 		"      --tls-ca FILE          the CA that signs every peer's certificate\n"
 		"      --allow-peer NAME      a certificate name (SAN DNS, else CN) allowed\n"
 		"                             to use the TLS API (repeat for several)\n"
+		"      --allow-dest NAME      a certificate name (SAN DNS, else CN) allowed\n"
+		"                             to fetch pages over --transport tls (repeat)\n"
 		"      --insecure-api         plain HTTP on --api-tcp, on loopback only\n"
 		"      --api-group GROUP      members of GROUP may use the API socket too\n"
 		"                             (mode 0660, group GROUP); default: root only\n"
@@ -84,6 +93,8 @@ static void usage(FILE *f)
 		"                             refused (%d)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
+		"      --test-secret-delay MS testing: each API secret_file read waits MS ms\n"
+		"                             first (as on a slow mount), off the loop\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
 		"  -v, --verbose              more logging (repeat for debug)\n"
 		"  -h, --help                 show this help and exit\n"
@@ -236,6 +247,26 @@ static int parse_api_tcp(struct src_opts *o, const char *arg)
 	return 0;
 }
 
+/* --transport tls wants the --tls-* identity and says which destinations may connect. */
+static int check_data_tls(const struct src_agent *a, const struct src_opts *o)
+{
+	if (a->data_tls && !tls_opts_any(&o->tls)) {
+		fprintf(stderr, "rdmig-source: --transport tls wants --tls-cert, --tls-key and "
+				"--tls-ca\n");
+		return -EINVAL;
+	}
+	if (a->data_tls && !o->nallow_dest) {
+		fprintf(stderr, "rdmig-source: --transport tls wants at least one --allow-dest "
+				"NAME (the certificate names of the destinations it serves)\n");
+		return -EINVAL;
+	}
+	if (!a->data_tls && o->nallow_dest) {
+		fprintf(stderr, "rdmig-source: --allow-dest is for --transport tls\n");
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	enum {
@@ -252,6 +283,8 @@ int main(int argc, char **argv)
 		OPT_MAX_PREAUTH_PER_ADDR,
 		OPT_MAX_MIGRATIONS,
 		OPT_SHUTDOWN_TIMEOUT,
+		OPT_ALLOW_DEST,
+		OPT_TEST_SECRET_DELAY,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -268,9 +301,11 @@ int main(int argc, char **argv)
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
 	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
+	    {"test-secret-delay", required_argument, NULL, OPT_TEST_SECRET_DELAY},
 	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
+	    {"allow-dest", required_argument, NULL, OPT_ALLOW_DEST},
 	    {"log-file", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
@@ -316,10 +351,21 @@ int main(int argc, char **argv)
 			o.listen = optarg;
 			break;
 		case 't':
-			if (xport_kind_parse(optarg, &a.kind) < 0) {
-				fprintf(stderr, "rdmig-source: --transport is rdma or tcp\n");
+			if (xport_transport_parse(optarg, &a.kind, &a.data_tls) < 0) {
+				fprintf(stderr, "rdmig-source: --transport is rdma, tcp or tls\n");
 				return 2;
 			}
+			break;
+		case OPT_ALLOW_DEST:
+			if (!optarg[0] || strlen(optarg) >= TLS_NAME_MAX ||
+			    o.nallow_dest == TLS_ALLOW_MAX) {
+				fprintf(stderr,
+					"rdmig-source: --allow-dest wants a certificate "
+					"name (at most %d of them)\n",
+					TLS_ALLOW_MAX);
+				return 2;
+			}
+			o.allow_dest[o.nallow_dest++] = optarg;
 			break;
 		case 'm':
 			if (nspecs == (int)ARRAY_SIZE(specs)) {
@@ -403,12 +449,15 @@ int main(int argc, char **argv)
 				a.max_migrations = (unsigned int)v;
 			break;
 		case OPT_TEST_MAP_DELAY:
+		case OPT_TEST_SECRET_DELAY:
 			if (parse_uint(optarg, 0, 600000, &v) < 0) {
-				fprintf(stderr, "rdmig-source: bad --test-map-delay '%s'\n",
-					optarg);
+				fprintf(stderr, "rdmig-source: bad number of ms '%s'\n", optarg);
 				return 2;
 			}
-			a.map_delay_ms = (unsigned int)v;
+			if (c == OPT_TEST_MAP_DELAY)
+				a.map_delay_ms = (unsigned int)v;
+			else
+				o.secret_delay_ms = (unsigned int)v;
 			break;
 		case 'o':
 			o.log_file = optarg;
@@ -442,7 +491,8 @@ int main(int argc, char **argv)
 				"to take migrations through the API (try --help)\n");
 		return 2;
 	}
-	if (tls_opts_check(&o.tls, o.api_tcp != NULL, "rdmig-source") < 0)
+	if (tls_opts_check(&o.tls, o.api_tcp != NULL, "rdmig-source") < 0 ||
+	    check_data_tls(&a, &o) < 0)
 		return 2;
 	if (parse_hostport(o.listen, DEFAULT_PORT, host, sizeof(host), port, sizeof(port)) < 0) {
 		fprintf(stderr, "rdmig-source: bad --listen '%s'\n", o.listen);
@@ -466,10 +516,13 @@ int main(int argc, char **argv)
 	/* OpenSSL writes with write(2): a peer that goes must not kill the agent. */
 	if (tls_opts_any(&o.tls))
 		signal(SIGPIPE, SIG_IGN);
-	/* The client side talks to destination agents; the server side is the TCP API's. */
+	/*
+	 * The client side talks to destination agents; the server side is the
+	 * TCP API's and the TLS data listener's: one identity for both.
+	 */
 	if (tls_opts_any(&o.tls) &&
 	    (tls_ctx_new(TLS_CLIENT, &o.tls, &a.tls_client) < 0 ||
-	     (o.api_tcp && tls_ctx_new(TLS_SERVER, &o.tls, &tls_server) < 0))) {
+	     ((o.api_tcp || a.data_tls) && tls_ctx_new(TLS_SERVER, &o.tls, &tls_server) < 0))) {
 		ret = EXIT_CONFIG;
 		goto out;
 	}
@@ -487,10 +540,18 @@ int main(int argc, char **argv)
 	/* A TCP connection also carries page data: 1 MiB ReadResps. */
 	if (a.kind == XPORT_TCP)
 		xp.max_msg = 2u << 20;
+	if (a.data_tls) {
+		xp.tls = tls_server;
+		xp.tls_allow = o.allow_dest;
+		xp.tls_nallow = o.nallow_dest;
+	} else if (a.kind == XPORT_TCP && tls_opts_any(&o.tls) && !tls_host_is_loopback(host)) {
+		log_warn("--transport tcp: page contents cross the network in clear; "
+			 "--transport tls encrypts them");
+	}
 	if (xport_listen(a.base, a.kind, host, port, &xp, accept_cb, &a, &listener) < 0)
 		goto out;
 	log_info("listening on %s:%d (%s)", host, xport_listener_port(listener),
-		 xport_kind_str(a.kind));
+		 xport_transport_str(a.kind, a.data_tls));
 	a.port = xport_listener_port(listener);
 	snprintf(a.listen_host, sizeof(a.listen_host), "%s", host);
 	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
@@ -500,10 +561,11 @@ int main(int argc, char **argv)
 		    .socket_path = o.api_socket,
 		    .tcp = o.api_tcp,
 		    .group = o.api_group,
-		    .tls = tls_server,
+		    .tls = o.api_tcp ? tls_server : NULL,
 		    .allow = o.tls.allow,
 		    .nallow = o.tls.nallow,
 		    .insecure_tcp = o.tls.insecure_api,
+		    .test_secret_delay_ms = o.secret_delay_ms,
 		};
 
 		ret = src_api_start(&a, &ao);

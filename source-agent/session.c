@@ -693,7 +693,7 @@ static void sess_start_stream(struct src_session *s)
 	if (!sess_images_intact(s))
 		return;
 	log_info("%s: destination authenticated; sending images over %s", s->name,
-		 xport_kind_str(xport_kind(s->x)));
+		 xport_transport_str(xport_kind(s->x), s->agent->data_tls));
 	src_mig_set_state(s->mig, SRC_MIG_SERVING);
 	if (!s->mig->started_ns)
 		s->mig->started_ns = now_ns();

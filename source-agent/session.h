@@ -78,6 +78,8 @@ struct src_agent {
 	unsigned int shutdown_timeout_s;
 	uint64_t stop_ns;	 /* monotonic, when stopping began */
 	struct event *stop_tick; /* owned; checks the migrations while stopping */
+	/* --transport tls: the data listener is TCP inside mutual TLS. */
+	bool data_tls;
 };
 
 #define SRC_MAX_PREAUTH_DEFAULT		 64

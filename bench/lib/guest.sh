@@ -8,6 +8,8 @@
 #   BENCH_SYNC    a directory both sides see: ready.ID, done.ID, drain.ID
 #   BENCH_BUILD   the build directory; BENCH_SECRET the secret file
 #   BENCH_VERIFY  1: the agents run with --verify
+#   BENCH_PKI     for transport=tls: ca.pem, source.* (naming the source's
+#                 address) and dest.* (dest.bench), as test/lib/pki.sh makes
 #   RDMIG_ADDR, RDMIG_SOURCE_ADDR, RDMIG_RXE_DEV (from the test bed)
 # Kinds: lat, bw (perftest), fault, drain (rdmig + rdmig-standin),
 # criu (test/rxe/lib/criu-migrate.sh: rdmig or CRIU's own lazy-pages; the
@@ -21,6 +23,7 @@ sync=${BENCH_SYNC:?}
 B=${BENCH_BUILD:?}
 secret=${BENCH_SECRET:?}
 verify=${BENCH_VERIFY:-0}
+pki=${BENCH_PKI:-}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 dev=${RDMIG_RXE_DEV:-}
 work=/tmp/rdmig-bench.$role
@@ -115,6 +118,13 @@ src_perftest() {
 	echo $? >"$raw/$id.src_status"
 }
 
+# tls_args NAME: the --tls-* options of certificate NAME for transport=tls.
+tls_args() {
+	[ "${p[transport]}" = tls ] || return 0
+	echo "--tls-cert $pki/$1.pem --tls-key $pki/$1.key --tls-ca $pki/ca.pem"
+	[ "$1" = source ] && echo "--allow-dest dest.bench"
+}
+
 src_rdmig() {
 	local id=$1 pid
 	local vflag=
@@ -125,8 +135,9 @@ src_rdmig() {
 		touch "$sync/ready.$id"
 		return
 	fi
+	# shellcheck disable=SC2046 # tls_args gives several words
 	"$B/source-agent/rdmig-source" -t "${p[transport]}" -l "$RDMIG_ADDR:$((17500 + id))" \
-		-m "m$id:$work/img:$secret" --once $vflag >"$raw/$id.source" 2>&1 &
+		-m "m$id:$work/img:$secret" --once $vflag $(tls_args source) >"$raw/$id.source" 2>&1 &
 	pid=$!
 	cpu_sampler "$pid" "$id" &
 	local spid=$!
@@ -195,8 +206,9 @@ dst_rdmig() {
 	else
 		sargs=(--touch-after-drain --threads 1)
 	fi
+	# shellcheck disable=SC2046 # tls_args gives several words
 	"$B/dest-agent/rdmig-dest" --source "$src:$((17500 + id))" -t "${p[transport]}" \
-		-m "m$id" --secret-file "$secret" "${vflag[@]}" -D "$work/dst" \
+		-m "m$id" --secret-file "$secret" "${vflag[@]}" $(tls_args dest) -D "$work/dst" \
 		--connect-timeout 120 --status-fd 3 --latency-out "$raw/$id.lat" "${dargs[@]}" \
 		3>"$work/ready" 2>"$raw/$id.dest" &
 	dpid=$!

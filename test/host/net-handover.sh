@@ -23,7 +23,9 @@
 # The secret is in no output and no log.  Every handover runs inside
 # mutual TLS, with certificates made here (test/lib/pki.sh): the source
 # agents present "source", the destination agents "dest" and allow only
-# "source".  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
+# "source".  With the argument "tls" the pages travel inside mutual TLS too
+# (rdmig-source -t tls --allow-dest, the destinations' workers with the
+# "dest" certificate).  Binaries: RDMIG_CTL, RDMIG_FAKEDEST.
 # shellcheck disable=SC2046 # pki_tls_args gives several words
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
@@ -34,6 +36,15 @@ fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
 	pki_cert "$T/pki" source "DNS:source.test,IP:127.0.0.1" || exit 1
 src_tls=$(pki_tls_args "$T/pki" source)
+# The data transport: tcp, or tls (the source admits the "dest" certificate,
+# named localhost; the workers present it, via DEST_DATA_TLS to dest-run.sh).
+tr=${1:-tcp}
+SRC_TRANSPORT=$tr
+export DEST_DATA_TLS=
+if [ "$tr" = tls ]; then
+	src_tls="$src_tls --allow-dest localhost"
+	DEST_DATA_TLS=$(pki_tls_args "$T/pki" dest)
+fi
 dest_tls="$(pki_tls_args "$T/pki" dest) --allow-peer source.test"
 secret "$T/secret"
 sock=$T/run/source.sock
@@ -80,7 +91,7 @@ cat >"$T/dest-run.sh" <<'EOF'
 d=$FAKEDEST_DIR/images
 mkdir -p "$d"
 "$RDMIG_DEST" -D "$d" --source "$FAKEDEST_SOURCE:$FAKEDEST_PORT" -t "$FAKEDEST_TRANSPORT" \
-	-m "$FAKEDEST_ID" --secret-file "$FAKEDEST_SECRET_FILE" --status-fd 3 \
+	$DEST_DATA_TLS -m "$FAKEDEST_ID" --secret-file "$FAKEDEST_SECRET_FILE" --status-fd 3 \
 	3>"$FAKEDEST_DIR/ready" >"$FAKEDEST_DIR/dest.log" 2>&1 &
 dp=$!
 for _ in $(seq 200); do
@@ -109,7 +120,7 @@ check "migrate --pid --to --wait exits 0: the migration is done" \
 check "... the report names the destination agent and its final state" \
 	grep -q "^  dest:       127.0.0.1:$ok_port (destination agent: done)" "$T/h1.out"
 check "... the destination agent got the source's endpoint and transport" \
-	eval "grep -qx 'source=127.0.0.1:$src_port' '$T/ok/h1.req' && grep -qx 'transport=tcp' '$T/ok/h1.req'"
+	eval "grep -qx 'source=127.0.0.1:$src_port' '$T/ok/h1.req' && grep -qx 'transport=$tr' '$T/ok/h1.req'"
 check "... the migration's secret, inline (base64), byte for byte" \
 	eval "grep -qx 'secret_file=' '$T/ok/h1.req' && cmp -s '$T/ok/h1.secret' '$T/secret'"
 check "... and the images dir asked for" grep -qx 'images_dir=/srv/rdmig/h1' "$T/ok/h1.req"
@@ -312,12 +323,12 @@ else
 fi
 
 # (9) A listener on 0.0.0.0: the address of the API connection's local end.
-"$RDMIG_SOURCE" -t tcp -l 0.0.0.0:0 --api-socket "$T/run/any.sock" --images-root "$root" $src_tls \
+"$RDMIG_SOURCE" -t "$tr" -l 0.0.0.0:0 --api-socket "$T/run/any.sock" --images-root "$root" $src_tls \
 	>"$T/source-any.log" 2>&1 &
 any_pid=$!
 track "$any_pid"
 for _ in $(seq 100); do
-	any_port=$(sed -n 's/.*listening on 0\.0\.0\.0:\([0-9]*\) (tcp).*/\1/p' "$T/source-any.log")
+	any_port=$(sed -n "s/.*listening on 0\.0\.0\.0:\([0-9]*\) ($tr).*/\1/p" "$T/source-any.log")
 	[ -n "$any_port" ] && [ -S "$T/run/any.sock" ] && break
 	sleep 0.05
 done

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}"
-plan 29
+plan 30
 
 P=$T/pki
 pki_ca "$P" &&
@@ -81,6 +81,11 @@ serve_dest plain --insecure-api
 code=$(curl -s -o "$T/plain.json" -w '%{http_code}' "http://127.0.0.1:$dport/v1/health")
 check "loopback with --insecure-api: starts, plain HTTP answers 200" \
 	eval "test '$code' = 200 && grep -q '\"role\":\"dest\"' '$T/plain.json' && grep -q 'plain HTTP, loopback only' '$T/plain.log'"
+code=$(curl -s -o "$T/plain-tls.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+	-d '{"id":"pt1","source":"127.0.0.1:1","transport":"tls","secret":"hex:00112233445566778899aabbccddeeff"}' \
+	"http://127.0.0.1:$dport/v1/migrations")
+check "... a migration over \"transport\": \"tls\" to an agent without certificates: 400, says why" \
+	eval "test '$code' = 400 && grep -q 'this destination agent has no certificate' '$T/plain-tls.json'"
 
 # (2) The TLS destination agent: the source agents and an operator may call.
 serve_dest tls $(pki_tls_args "$P" dest) --allow-peer source.test --allow-peer OPERATOR.test \

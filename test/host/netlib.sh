@@ -34,17 +34,18 @@ secret() {
 	head -c "${2:-32}" /dev/urandom >"$1" && chmod 600 "$1"
 }
 
-# start_source LOG [args...]: rdmig-source -t tcp on 127.0.0.1, any free port.
-# Returns once it listens (sets src_pid, src_port) or fails if it exited.
+# start_source LOG [args...]: rdmig-source -t tcp (or -t $SRC_TRANSPORT) on
+# 127.0.0.1, any free port.  Returns once it listens (sets src_pid, src_port)
+# or fails if it exited.
 start_source() {
 	local log=$1 i
 	shift
 	src_port=
-	"$RDMIG_SOURCE" -t tcp -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
+	"$RDMIG_SOURCE" -t "${SRC_TRANSPORT:-tcp}" -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
 	src_pid=$!
 	track "$src_pid"
 	for i in $(seq 200); do
-		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (tcp).*/\1/p' "$log" 2>/dev/null)
+		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (t[cl][ps]).*/\1/p' "$log" 2>/dev/null)
 		[ -n "$src_port" ] && return 0
 		kill -0 "$src_pid" 2>/dev/null || break
 		sleep 0.05
@@ -87,6 +88,16 @@ wait_state() {
 # alive PID: the process runs (and is not a zombie we could reap).
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# wait_for_file FILE [SECONDS]: waits (5 s by default) until FILE exists.
+wait_for_file() {
+	local i
+	for i in $(seq $((${2:-5} * 20))); do
+		[ -e "$1" ] && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
 # wait_log FILE PATTERN [SECONDS]: waits until FILE has a line matching PATTERN.
 wait_log() {
 	local i
@@ -98,9 +109,10 @@ wait_log() {
 	return 1
 }
 
-# net_args ID SECRET: rdmig-dest's options to take migration ID from the source.
+# net_args ID SECRET: rdmig-dest's options to take migration ID from the
+# source (its $SRC_TRANSPORT; for tls, $DEST_DATA_TLS gives the --tls-* options).
 net_args() {
-	echo "--source 127.0.0.1:$src_port -t tcp -m $1 --secret-file $2"
+	echo "--source 127.0.0.1:$src_port -t ${SRC_TRANSPORT:-tcp} ${DEST_DATA_TLS:-} -m $1 --secret-file $2"
 }
 
 # dir_sum DIR: a checksum of the names, sizes, modes and contents of DIR's files.

@@ -7,9 +7,11 @@
  * (u32 big-endian length, payload) and flips one byte of one frame's
  * payload: the Nth frame (--frame N), or the first frame carrying body
  * field T (--type T: 7 ImageFile, 12 ReadResp, ...; proto/rdmig.proto).
- * Without either it only forwards: the control case.
+ * Without either it only forwards: the control case.  A stream whose
+ * frames travel inside TLS has no framing to follow: --byte B flips byte B
+ * (from 0) of the raw source-to-destination stream instead.
  *
- *   rdmig-flipproxy --to HOST:PORT [--frame N | --type T] [--offset O]
+ *   rdmig-flipproxy --to HOST:PORT [--frame N | --type T | --byte B] [--offset O]
  *
  * It listens on 127.0.0.1, a port the kernel picks, and prints
  * "listening on 127.0.0.1:PORT" then, when it tampers, "flipped frame N
@@ -42,6 +44,8 @@ struct s2d {
 	uint64_t want_frame; /* 0: not by number */
 	int want_type;	     /* -1: not by type */
 	uint32_t offset;     /* in the payload; clamped to its last byte */
+	int64_t want_byte;   /* -1: not by stream position */
+	uint64_t bytes;	     /* stream bytes seen so far */
 	int done;
 };
 
@@ -106,9 +110,29 @@ static uint32_t flip_pos(const struct s2d *s)
 	return s->want_type >= 0 && pos < known ? known : pos;
 }
 
+/* Flips byte --byte of the raw stream if it is in buf[0..n). */
+static void tamper_raw(struct s2d *s, uint8_t *buf, size_t n)
+{
+	uint64_t at = (uint64_t)s->want_byte;
+
+	if (!s->done && at >= s->bytes && at < s->bytes + n) {
+		uint8_t *p = buf + (at - s->bytes), was = *p;
+
+		*p ^= 0x20;
+		s->done = 1;
+		printf("flipped stream byte %llu: 0x%02x -> 0x%02x\n", (unsigned long long)at, was,
+		       *p);
+	}
+	s->bytes += n;
+}
+
 /* Walks the frames of buf[0..n), flipping the chosen byte in place. */
 static void tamper(struct s2d *s, uint8_t *buf, size_t n)
 {
+	if (s->want_byte >= 0) {
+		tamper_raw(s, buf, n);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (s->hdr_have < 4) {
 			s->hdr[s->hdr_have++] = buf[i];
@@ -166,13 +190,11 @@ static int pump(int from, int to, struct s2d *s)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"to", required_argument, NULL, 't'},
-	    {"frame", required_argument, NULL, 'f'},
-	    {"type", required_argument, NULL, 'y'},
-	    {"offset", required_argument, NULL, 'o'},
-	    {NULL, 0, NULL, 0},
+	    {"to", required_argument, NULL, 't'},   {"frame", required_argument, NULL, 'f'},
+	    {"type", required_argument, NULL, 'y'}, {"offset", required_argument, NULL, 'o'},
+	    {"byte", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
 	};
-	struct s2d s = {.want_type = -1, .type = -1};
+	struct s2d s = {.want_type = -1, .type = -1, .want_byte = -1};
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(sa);
 	const char *to = NULL;
@@ -192,9 +214,12 @@ int main(int argc, char **argv)
 		case 'o':
 			s.offset = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
+		case 'b':
+			s.want_byte = (int64_t)strtoull(optarg, NULL, 0);
+			break;
 		default:
 			fprintf(stderr,
-				"usage: %s --to HOST:PORT [--frame N | --type T] "
+				"usage: %s --to HOST:PORT [--frame N | --type T | --byte B] "
 				"[--offset O]\n",
 				argv[0]);
 			return 2;
@@ -238,7 +263,10 @@ int main(int argc, char **argv)
 		if (p[1].revents && pump(sfd, dfd, &s) <= 0)
 			break;
 	}
-	printf("closed after %llu frames from the source\n", (unsigned long long)s.frame);
+	if (s.want_byte >= 0)
+		printf("closed after %llu bytes from the source\n", (unsigned long long)s.bytes);
+	else
+		printf("closed after %llu frames from the source\n", (unsigned long long)s.frame);
 	close(dfd);
 	close(sfd);
 	return 0;

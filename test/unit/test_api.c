@@ -213,6 +213,7 @@ static const struct api_ops fake_ops_dest = {
 
 struct env {
 	char dir[64];
+	char secret_file[96]; /* dir/secret: SECRET_RAW, 0600, for "secret_file" */
 	char sock[128];
 	struct event_base *base;
 	struct api_server *srv;
@@ -249,11 +250,17 @@ static struct env *env_start(enum api_role role, const char *tcp, bool inherit)
 	struct env *e = calloc(1, sizeof(*e));
 	struct api_config cfg = {
 	    .role = role, .tcp = tcp, .group = env_group, .insecure_tcp = true};
+	int fd;
 
 	assert_non_null(e);
 	snprintf(e->dir, sizeof(e->dir), "%s/XXXXXX", tmp_root);
 	assert_non_null(mkdtemp(e->dir));
 	snprintf(e->sock, sizeof(e->sock), "%s/run/api.sock", e->dir);
+	snprintf(e->secret_file, sizeof(e->secret_file), "%s/secret", e->dir);
+	fd = open(e->secret_file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, SECRET_RAW, strlen(SECRET_RAW)), (ssize_t)strlen(SECRET_RAW));
+	close(fd);
 	e->agent.role = role;
 	e->base = event_base_new();
 	assert_non_null(e->base);
@@ -297,6 +304,7 @@ static void env_stop(struct env *e)
 	}
 	api_server_destroy(e->srv);
 	event_base_free(e->base);
+	unlink(e->secret_file);
 	rmdir(strcat(e->dir, "/run"));
 	e->dir[strlen(e->dir) - 4] = '\0';
 	rmdir(e->dir);
@@ -464,7 +472,9 @@ static void test_start_variants(void **state)
 {
 	struct env *e = *state;
 	struct apiclient_resp r;
+	char body[512];
 	const char *id;
+	size_t n;
 	json_t *m;
 
 	/* No id: one is generated and used in Location; base64 secret; IPv6 peer, no port. */
@@ -489,22 +499,41 @@ static void test_start_variants(void **state)
 	assert_int_equal(e->agent.last_criu.log_level, -1);
 	json_decref(m);
 
-	/* secret_file instead of an inline secret. */
-	json_decref(req_json(e, "POST", "/v1/migrations",
-			     "{\"id\":\"m.file_1\",\"pid\":1,\"dest\":\"node-b.example:1\","
-			     "\"secret_file\":\"/etc/rdmig/secret\"}",
-			     202, NULL));
-	assert_string_equal(e->agent.last_secret_file, "/etc/rdmig/secret");
-	assert_int_equal(e->agent.last_secret_len, 0);
+	/* secret_file: the module reads it off the loop; the agent gets its bytes. */
+	snprintf(body, sizeof(body),
+		 "{\"id\":\"m.file_1\",\"pid\":1,\"dest\":\"node-b.example:1\","
+		 "\"secret_file\":\"%s\"}",
+		 e->secret_file);
+	json_decref(req_json(e, "POST", "/v1/migrations", body, 202, NULL));
+	assert_string_equal(e->agent.last_secret_file, e->secret_file);
+	assert_int_equal(e->agent.last_secret_len, strlen(SECRET_RAW));
+	assert_memory_equal(e->agent.last_secret, SECRET_RAW, strlen(SECRET_RAW));
 	assert_string_equal(e->agent.last_host, "node-b.example");
 
+	/* One that cannot be read: 400, one message, and the agent never called. */
+	n = e->agent.n;
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"id\":\"m.file_2\",\"pid\":1,\"dest\":\"h:1\","
+		     "\"secret_file\":\"/nonexistent/rdmig-secret\"}",
+		     400, "invalid_request", "secret_file /nonexistent/rdmig-secret is not usable");
+	assert_int_equal(e->agent.n, n);
+
 	/* Existing images need no "dest": the destination connects to the source. */
-	json_decref(req_json(e, "POST", "/v1/migrations",
-			     "{\"id\":\"m.nodest\",\"images_dir\":\"/img\","
-			     "\"secret_file\":\"/etc/rdmig/secret\"}",
-			     202, NULL));
+	snprintf(body, sizeof(body),
+		 "{\"id\":\"m.nodest\",\"images_dir\":\"/img\",\"secret_file\":\"%s\"}",
+		 e->secret_file);
+	json_decref(req_json(e, "POST", "/v1/migrations", body, 202, NULL));
 	assert_string_equal(e->agent.last_host, "");
 	assert_string_equal(e->agent.last_images, "/img");
+
+	/* "tls": TCP inside mutual TLS, a transport of its own, shown as given. */
+	m = req_json(e, "POST", "/v1/migrations",
+		     "{\"id\":\"m.tls\",\"images_dir\":\"/img\",\"transport\":\"tls\","
+		     "\"secret\":\"base64:" SECRET_B64 "\"}",
+		     202, NULL);
+	assert_int_equal(e->agent.last_transport, API_TRANSPORT_TLS);
+	assert_string_equal(json_string_value(json_object_get(m, "transport")), "tls");
+	json_decref(m);
 }
 
 static void test_start_validation(void **state)
@@ -565,7 +594,7 @@ static void test_start_validation(void **state)
 	    {"{\"pid\":1,\"dest\":\"h:\"}", "invalid_request", "numeric port"},
 	    {"{\"pid\":1,\"dest\":\"a b:1\"}", "invalid_request", "numeric port"},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"transport\":\"udp\"}", "invalid_request",
-	     "\"rdma\" or \"tcp\""},
+	     "\"tcp\" or \"tls\""},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"verify\":\"yes\"}", "invalid_request",
 	     "must be a boolean"},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":{\"log_level\":9}}", "invalid_request",

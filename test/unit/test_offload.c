@@ -21,7 +21,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
-#include "source-agent/offload.h"
+#include "offload.h"
 
 #define NJOBS 8
 

@@ -164,7 +164,7 @@ static void test_parse_errors(void **state)
 	    {"migrate --pid 0 --to h", "--pid wants a process id"},
 	    {"migrate --pid 12x --to h", "--pid wants a process id"},
 	    {"migrate --pid 3 --to h:99999", "--to wants HOST"},
-	    {"migrate --pid 3 --to h --transport udp", "rdma or tcp"},
+	    {"migrate --pid 3 --to h --transport udp", "rdma, tcp or tls"},
 	    {"migrate --pid 3 --to h --id a/b", "invalid migration id"},
 	    {"migrate --pid 3 --to", "needs an argument"},
 	    {"migrate --pid 3 --advertise h", "--advertise needs --to"},

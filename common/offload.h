@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * offload: one background thread that runs the agent's blocking jobs
+ * offload: one background thread that runs an agent's blocking jobs
  * (mapping and checksumming a checkpoint, which reads every byte of its
- * pages files) so the event loop keeps serving the API, the keepalives and
- * the other migrations meanwhile.
+ * pages files; reading an API request's secret file, which may sit on a
+ * hung network or FUSE mount) so the event loop keeps serving the API, the
+ * keepalives and the other migrations meanwhile.
  *
  * The handoff is memcached's: the loop appends a job to a locked queue and
  * wakes the worker with a condition variable; the worker runs it, appends
@@ -26,8 +27,8 @@
  *
  * Functions return 0 or a negative errno.
  */
-#ifndef RDMIG_SRC_OFFLOAD_H
-#define RDMIG_SRC_OFFLOAD_H
+#ifndef RDMIG_OFFLOAD_H
+#define RDMIG_OFFLOAD_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
