@@ -486,6 +486,7 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	const char *host = req->peer_host;
 	unsigned int port = req->peer_port ? req->peer_port : SUP_DATA_PORT_DEFAULT;
 	const struct api_criu_opts *c = &req->criu;
+	int level;
 
 	a->n = 0;
 	if ((size_t)snprintf(a->log, sizeof(a->log), "%s/rdmig-dest.log", m->work_dir) >=
@@ -544,8 +545,10 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 			 c->manage_cgroups);
 		sup_arg(a, a->cgroups);
 	}
-	if (c->log_level >= 0) {
-		snprintf(a->level, sizeof(a->level), "--criu-opt=-v%d", c->log_level);
+	/* The request's level, else the agent's; the worker's default otherwise. */
+	level = c->log_level >= 0 ? c->log_level : s->cfg->criu_log_level;
+	if (level >= 0) {
+		snprintf(a->level, sizeof(a->level), "--criu-log-level=%d", level);
 		sup_arg(a, a->level);
 	}
 	return 0;
