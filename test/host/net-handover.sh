@@ -118,8 +118,9 @@ check "rdmig-dest took it from the source: the stand-in verified every page" \
 "${CTL[@]}" status h1 --json >"$T/h1.json" 2>&1
 freeze=$(json h1 freeze_ms)
 down=$(json h1 downtime_ms)
-check "downtime_ms ($down) is reported and at least freeze_ms ($freeze, >= 1 s)" \
-	eval "[ -n '$down' ] && [ '$down' != null ] && [ '$freeze' -ge 1000 ] && [ '$down' -ge '$freeze' ]"
+hand=$(json h1 handover_ms)
+check "downtime_ms ($down) >= handover_ms ($hand, freeze to POST) >= freeze_ms ($freeze, >= 1 s)" \
+	eval "[ -n '$down' ] && [ '$down' != null ] && [ '$freeze' -ge 1000 ] && [ '$hand' -ge '$freeze' ] && [ '$down' -ge '$hand' ]"
 check "the destination's state, latencies and restore time are mirrored" \
 	eval "grep -q '\"dest_state\": \"done\"' '$T/h1.json' && grep -q '\"fault_p50\": 11,' '$T/h1.json' && grep -q '\"fault_p99\": 99' '$T/h1.json' && ! grep -q '\"restore_ms\": null' '$T/h1.json'"
 check "the report gives downtime, dump, restore, total and the latencies" \
