@@ -8,10 +8,15 @@
 #   BENCH_SYNC    a directory both sides see: ready.ID, done.ID, drain.ID
 #   BENCH_BUILD   the build directory; BENCH_SECRET the secret file
 #   BENCH_VERIFY  1: the agents run with --verify
+#   BENCH_PKI     the agents' certificates (downtime steps; test/lib/pki.sh)
 #   RDMIG_ADDR, RDMIG_SOURCE_ADDR, RDMIG_RXE_DEV (from the test bed)
 # Kinds: lat, bw (perftest), fault, drain (rdmig + rdmig-standin),
 # criu (test/rxe/lib/criu-migrate.sh: rdmig or CRIU's own lazy-pages; the
-# workload's own fault times go to ID.wlat).
+# workload's own fault times go to ID.wlat), downtime (pair only: rdmig's
+# agents, `rdmigctl migrate --pid --to --wait` by
+# test/rxe/lib/handover-migrate.sh, its status JSON in ID.source; or
+# CRIU's own lazy migration by criu-migrate.sh criu in the dest guest; the
+# workload's fault times to ID.wlat).
 # Progress goes to stderr, one line a step.
 set -u
 role=${1:?usage: guest.sh source|dest|both}
@@ -154,6 +159,29 @@ src_criu() {
 	echo $? >"$raw/$id.src_status"
 }
 
+# downtime_env ID: the environment of a downtime step's scripts.
+downtime_env() {
+	echo "RDMIG_BUILD=$B RDMIG_SIZE_MB=${p[size_mb]} RDMIG_PKI=${BENCH_PKI:-}" \
+		"RDMIG_SHARED_DIR=$sync/dt-$1 RDMIG_ID=dt$1 RDMIG_SECRET=$secret" \
+		"RDMIG_PORT=$((17500 + $1)) RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$1" \
+		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat"
+}
+
+src_downtime() {
+	local id=$1
+	mkdir -p "$sync/dt-$id"
+	touch "$sync/ready.$id"
+	if [ "${p[mode]}" != rdmig ]; then
+		echo 0 >"$raw/$id.src_status"
+		return
+	fi
+	# level=4: the rows before criu ran at -v2 (the agents ran it at -v4).
+	# shellcheck disable=SC2046 # the environment: words
+	env $(downtime_env "$id") RDMIG_CTL_ARGS="${p[level]:+--criu-log-level ${p[level]}}" \
+		timeout 900 "$top/test/rxe/lib/handover-migrate.sh" source >"$raw/$id.source" 2>&1
+	echo $? >"$raw/$id.src_status"
+}
+
 source_step() {
 	local id=$1 kind=$2
 	case $kind in
@@ -161,6 +189,7 @@ source_step() {
 	bw) src_perftest "$id" ib_read_bw ;;
 	fault | drain) src_rdmig "$id" ;;
 	criu) src_criu "$id" ;;
+	downtime) src_downtime "$id" ;;
 	esac
 	# Wait for the dest to finish the step before the next one.
 	wait_file "$sync/done.$id" 1200 || say "step $id: the dest never finished"
@@ -238,6 +267,14 @@ dst_criu() {
 		timeout 900 "$top/test/rxe/lib/criu-migrate.sh" $r >"$raw/$id.out" 2>&1
 }
 
+dst_downtime() {
+	local id=$1 script=handover-migrate.sh role=dest
+	mkdir -p "$sync/dt-$id"
+	[ "${p[mode]}" = rdmig ] || script=criu-migrate.sh role=criu
+	# shellcheck disable=SC2046 # the environment: words
+	env $(downtime_env "$id") timeout 900 "$top/test/rxe/lib/$script" $role >"$raw/$id.out" 2>&1
+}
+
 dest_step() {
 	local id=$1 kind=$2 st t0
 	if ! wait_file "$sync/ready.$id" 1200; then
@@ -252,6 +289,7 @@ dest_step() {
 	bw) dst_perftest "$id" ib_read_bw ;;
 	fault | drain) dst_rdmig "$id" "$kind" ;;
 	criu) dst_criu "$id" ;;
+	downtime) dst_downtime "$id" ;;
 	*) false ;;
 	esac
 	st=$?
