@@ -556,6 +556,9 @@ add:
 					    req->peer, strerror(-ret));
 			goto out;
 		}
+		/* A dump runs: the destination agent's round trip fits in it. */
+		if (req->pid > 0)
+			src_handover_prepare(m->handover);
 	}
 	/* Images given: the destination agent is asked once they are mapped (glue_mapped). */
 	if (req->pid == 0) {

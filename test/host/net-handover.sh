@@ -28,7 +28,7 @@
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 46
+plan 47
 
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
@@ -127,6 +127,8 @@ check "the report gives downtime, dump, restore, total and the latencies" \
 	eval "grep -Eq '^  downtime:   [0-9.]+ m?s \(frozen' '$T/h1.out' && grep -Eq '^  dump:       [0-9.]+ m?s' '$T/h1.out' && grep -Eq '^  restore:    [0-9.]+ m?s' '$T/h1.out' && grep -Eq '^  total:      [0-9.]+ m?s' '$T/h1.out' && grep -q 'latency p50 11 us, p99 99 us' '$T/h1.out'"
 check "the source logs the handover" \
 	grep -q "migration h1: destination agent 127.0.0.1:$ok_port took it (HTTP 202)" "$T/source.log"
+check "... whose health check ran during the dump: only the POST was left in the freeze" \
+	eval "grep -q 'migration h1: checking destination agent 127.0.0.1:$ok_port during the dump' '$T/source.log' && grep -q 'migration h1 serves: asking destination agent 127.0.0.1:$ok_port to take it (its health checked during the dump)' '$T/source.log'"
 
 # (2) The destination agent is down.
 start_fake gone
