@@ -373,7 +373,7 @@ def main():
                "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "samples", "status", "drain"])
     write_csv("downtime", res["downtime"],
               ["name", "mode", "criu_level", "size_mb", "downtime_s", "dump_s", "handover_s", "restore_s",
-               "criu_restore_s", "faults", "workload_faults", "all_pages_s", "status", "not_measured"])
+               "source_prep_s", "receive_s", "criu_restore_s", "faults", "workload_faults", "all_pages_s", "status", "not_measured"])
     write_csv("targets", targets, ["name", "ratio", "op", "goal", "met", "basis", "note"])
 
     # ---- markdown ----
@@ -461,12 +461,15 @@ def main():
                 continue
             md.append(f"| {e['name']} | {e['size_mb']} | "
                       + " | ".join(fmt(e.get(k)) for k in ("downtime_s", "dump_s", "handover_s", "restore_s"))
-                      + f" | {fmt(e.get('faults'))} | {fmt(e.get('all_pages_s'))} |")
+                      + f" | {fmt(e.get('workload_faults'))}"
+                      + (f" ({fmt(e.get('faults'))} userfaultfd)" if e["mode"] == "rdmig" else "")
+                      + f" | {fmt(e.get('all_pages_s'))} |")
         md.append("")
         md.append("Dump: freeze to the dump's end (CRIU lazy: its page server up); handover: images to the "
                   "destination and its restore started; restore: to the restored workload running (rdmig: "
-                  "the restorer's FIN). Faults: pages the workload found missing at its first touch after "
-                  "the resume (rdmig: the destination's userfaultfd faults).")
+                  "the restorer's FIN). Faults: pages the workload found missing (mincore) at its first touch "
+                  "after the resume; for rdmig also the destination's userfaultfd faults (read-ahead "
+                  "makes one fault bring 16 pages).")
         md.append("")
     for nm in res["not_measured"]:
         md.append(f"Not measured: {nm['series']}: {nm['reason']}.")
@@ -530,6 +533,8 @@ def downtime_row(raw, sid, s, st):
     e.update(downtime_s=ms(tm["downtime_ms"]), dump_s=ms(tm["freeze_ms"]),
              handover_s=ms(tm["handover_ms"] - tm["freeze_ms"] + tm["received_ms"]),
              restore_s=ms(tm["resumed_ms"] - tm["received_ms"]), criu_restore_s=ms(tm.get("restore_ms")),
+             # The handover's two halves: the source's (mapping, checksums, the POST), the destination's.
+             source_prep_s=ms(tm["handover_ms"] - tm["freeze_ms"]), receive_s=ms(tm["received_ms"]),
              faults=(j.get("progress") or {}).get("faults"), all_pages_s=ms(tm.get("total_ms")))
     return e
 

@@ -22,7 +22,8 @@
 # RDMIG_KEEP_LOGS (a directory), RDMIG_CTL_ARGS (more `rdmigctl migrate`
 # options, words), RDMIG_FAULT_SAMPLES_OUT (the workload times its first
 # touch of every page after the restore and its samples, ns one a line, are
-# copied there: bench/, section downtime).
+# copied there: bench/, section downtime), RDMIG_VERIFY (default 1: the
+# agent and the migration --verify; 0: without, rdmigctl's default).
 set -u
 role=${1:?usage: handover-migrate.sh source|dest}
 B=${RDMIG_BUILD:?}
@@ -38,6 +39,8 @@ report=$top/report
 check=$top/check
 ctl=$B/rdmigctl/rdmigctl
 samples=$top/fault-samples
+vflag=--verify
+[ "${RDMIG_VERIFY:-1}" = 0 ] && vflag=
 
 say() { echo "handover: $*"; }
 # tls NAME: the agent NAME's --tls-cert/--tls-key/--tls-ca.
@@ -79,7 +82,8 @@ source_side() {
 	local sock=$top/source.sock spid wpid st=0
 	rm -rf "$top" && mkdir -p "$top"
 	# shellcheck disable=SC2046 # the options are words
-	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
+	# shellcheck disable=SC2086 # vflag: a word or none
+	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" $vflag \
 		--api-socket "$sock" --images-root "$top/images" $(tls source) \
 		-o "$top/source.log" &
 	spid=$!
@@ -110,9 +114,9 @@ source_side() {
 	done
 	say "destination agent: $("${dapi[@]}" health 2>&1)"
 	# --wait: the progress lines, then the report.  No secret: the agent makes one.
-	# shellcheck disable=SC2086 # RDMIG_CTL_ARGS: words
+	# shellcheck disable=SC2086 # RDMIG_CTL_ARGS: words; vflag: a word or none
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
-		--verify ${RDMIG_CTL_ARGS:-} --wait 2>&1 | sed -u 's/^/handover: /'
+		$vflag ${RDMIG_CTL_ARGS:-} --wait 2>&1 | sed -u 's/^/handover: /'
 	st=${PIPESTATUS[0]}
 	say "rdmigctl migrate exited $st"
 	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
