@@ -520,7 +520,9 @@ static void ho_on_early_health(struct src_handover *h, struct evhttp_request *re
 	log_info("migration %s: destination agent %s did not answer its health check during the "
 		 "dump (HTTP %d); asking again once the migration serves",
 		 h->m->id, h->name, status);
-	/* Not freed from inside its own callback: the timer does it. */
+	/* Not freed from inside its own callback: the timer does it (an older one goes now). */
+	if (h->stale)
+		evhttp_connection_free(h->stale);
 	h->stale = h->conn;
 	h->conn = NULL;
 	h->phase = HO_IDLE;
