@@ -8,6 +8,12 @@ rdmig-workload times its first touch of every page after restore
 (ID.wlat: one sample in ns per page that was missing, and a
 "workload: fault latency" line in its report).
 
+The downtime steps split the workload's freeze into its parts: for rdmig
+from the source agent's status JSON (times.freeze_ms, handover_ms,
+downtime_ms and the destination's received_ms, resumed_ms, restore_ms,
+progress.faults; docs/api.md), for CRIU's own lazy migration from
+criu-migrate.sh's `times:` line (wall clock around each criu command).
+
 Only the standard library.  A figure that was not measured is null in the
 JSON, empty in the CSVs and "not measured" in the table, with the reason.
 """
@@ -169,7 +175,7 @@ def main():
         if g:
             meta.setdefault("guests", {})[role] = g
     res = {"meta": meta, "perftest": {"read_lat": [], "read_bw": []}, "fault": [], "drain": [],
-           "source_cpu": [], "criu": [], "criu_fault": [], "not_measured": [], "steps": []}
+           "source_cpu": [], "criu": [], "criu_fault": [], "downtime": [], "not_measured": [], "steps": []}
     samples = {}
     wsamples = {}
 
@@ -266,6 +272,10 @@ def main():
                                           "samples": len(wlat), "status": st})
                 if wlat:
                     wsamples[(e["mode"], e["transport"], e["drain"])] = wlat
+        elif kind == "downtime":
+            res["downtime"].append(downtime_row(raw, sid, s, st))
+    if not res["downtime"]:
+        res["not_measured"].append({"series": "downtime", "reason": meta.get("downtime_skip") or "not in this run's plan"})
     if not any(c["mode"] == "criu" for c in res["criu"]):
         res["not_measured"].append({"series": "criu", "reason": meta.get("criu_skip", "not in this run's plan")})
     for mode in ("rdmig", "criu"):
@@ -327,6 +337,7 @@ def main():
            ratio(cpu_r and cpu_r.get("drain_cpu_s"), cpu_t and cpu_t.get("drain_cpu_s")), "<=", 0.05,
            "source CPU figures missing (or the TCP drain used no measurable CPU)",
            "process utime+stime, %s, no faults" % (dr["size"] if dr else "?"))
+    dt_targets(res["downtime"], target, ratio)
     res["targets"] = targets
 
     with open(f"{d}/results.json", "w") as f:
@@ -360,6 +371,9 @@ def main():
     write_csv("criu_fault", res["criu_fault"],
               ["mode", "transport", "size_mb", "threads", "pages", "resident", "faults", "min_us", "p50_us",
                "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "samples", "status", "drain"])
+    write_csv("downtime", res["downtime"],
+              ["name", "mode", "criu_level", "size_mb", "downtime_s", "dump_s", "handover_s", "restore_s",
+               "source_prep_s", "receive_s", "criu_restore_s", "faults", "workload_faults", "all_pages_s", "status", "not_measured"])
     write_csv("targets", targets, ["name", "ratio", "op", "goal", "met", "basis", "note"])
 
     # ---- markdown ----
@@ -437,6 +451,26 @@ def main():
                           f"lazy-pages: p50 {fmt(ratio(wr['p50_us'], wc['p50_us']))}, "
                           f"p99 {fmt(ratio(wr.get('p99_us'), wc.get('p99_us')))}.")
         md.append("")
+    if res["downtime"]:
+        md.append("| downtime (s) | MiB | downtime | dump | handover | restore (to running) | "
+                  "faults after the resume | freeze to every page in |")
+        md.append("|---|---|---|---|---|---|---|---|")
+        for e in res["downtime"]:
+            if e.get("not_measured"):
+                md.append(f"| {e['name']} | {e['size_mb']} | not measured: {e['not_measured']} | - | - | - | - | - |")
+                continue
+            md.append(f"| {e['name']} | {e['size_mb']} | "
+                      + " | ".join(fmt(e.get(k)) for k in ("downtime_s", "dump_s", "handover_s", "restore_s"))
+                      + f" | {fmt(e.get('workload_faults'))}"
+                      + (f" ({fmt(e.get('faults'))} userfaultfd)" if e["mode"] == "rdmig" else "")
+                      + f" | {fmt(e.get('all_pages_s'))} |")
+        md.append("")
+        md.append("Dump: freeze to the dump's end (CRIU lazy: its page server up); handover: images to the "
+                  "destination and its restore started; restore: to the restored workload running (rdmig: "
+                  "the restorer's FIN). Faults: pages the workload found missing (mincore) at its first touch "
+                  "after the resume; for rdmig also the destination's userfaultfd faults (read-ahead "
+                  "makes one fault bring 16 pages).")
+        md.append("")
     for nm in res["not_measured"]:
         md.append(f"Not measured: {nm['series']}: {nm['reason']}.")
     md.append("")
@@ -449,6 +483,85 @@ def main():
         f.write("\n".join(md) + "\n")
 
     plots(d, res, samples, lat, bw64, wsamples)
+
+
+def dt_name(mode, level):
+    if mode == "criu":
+        return f"CRIU lazy-pages (-v{level or 4})"
+    return "rdmig agents" + (f" (criu -v{level}, as before)" if level else "")
+
+
+def downtime_row(raw, sid, s, st):
+    """One downtime step: the freeze's parts in seconds, or why not."""
+    level = s.get("level")
+    e = {"mode": s["mode"], "criu_level": int(level) if level else None, "size_mb": int(s["size_mb"]),
+         "status": st, "name": dt_name(s["mode"], level)}
+    out = read(f"{raw}/{sid}.out") or ""
+    wl, _ = workload_latency(out, read(f"{raw}/{sid}.wlat"))
+    e["workload_faults"] = wl["faults"] if wl else None
+    if s["mode"] == "criu":
+        m = re.search(r"times: (.*)", out)
+        t = {}
+        for kv in (m.group(1).split() if m else []):
+            if "=" in kv:
+                k, v = kv.split("=", 1)
+                t[k] = num(v)
+        if st != 0 or t.get("restore") is None:
+            e["not_measured"] = "criu-migrate.sh failed (status %s)" % st
+            return e
+        e.update(dump_s=t["dump"], handover_s=t["handover"], restore_s=t["restore"],
+                 criu_restore_s=t["restore"], faults=e["workload_faults"])
+        # From the freeze, as rdmig's total_ms (its all_pages counts from the restore).
+        if t.get("all_pages") is not None:
+            e["all_pages_s"] = round(t["dump"] + t["handover"] + t["all_pages"], 2)
+        e["downtime_s"] = round(t["dump"] + t["handover"] + t["restore"], 2)
+        return e
+    src = read(f"{raw}/{sid}.source") or ""
+    js = [x.split("handover: json: ", 1)[1] for x in src.splitlines() if "handover: json: " in x]
+    try:
+        j = json.loads(js[-1]) if js else None
+    except ValueError:
+        j = None
+    sst = (read(f"{raw}/{sid}.src_status") or "").strip()
+    tm = (j or {}).get("times") or {}
+    need = ("freeze_ms", "handover_ms", "received_ms", "resumed_ms", "downtime_ms")
+    if st != 0 or sst != "0" or any(not isinstance(tm.get(k), int) for k in need):
+        e["not_measured"] = "migration failed (dest status %s, source status %s)%s" % (
+            st, sst or "?", "" if j else ", no status JSON")
+        return e
+    ms = lambda v: None if v is None else round(v / 1000, 2)
+    e.update(downtime_s=ms(tm["downtime_ms"]), dump_s=ms(tm["freeze_ms"]),
+             handover_s=ms(tm["handover_ms"] - tm["freeze_ms"] + tm["received_ms"]),
+             restore_s=ms(tm["resumed_ms"] - tm["received_ms"]), criu_restore_s=ms(tm.get("restore_ms")),
+             # The handover's two halves: the source's (mapping, checksums, the POST), the destination's.
+             source_prep_s=ms(tm["handover_ms"] - tm["freeze_ms"]), receive_s=ms(tm["received_ms"]),
+             faults=(j.get("progress") or {}).get("faults"), all_pages_s=ms(tm.get("total_ms")))
+    return e
+
+
+def dt_targets(rows, target, ratio):
+    """The downtime targets of issue 10, from the largest and smallest sizes measured."""
+    ok = [e for e in rows if not e.get("not_measured")]
+    crit = [e for e in ok if e["mode"] == "criu"]
+    rd = [e for e in ok if e["mode"] == "rdmig"]
+    now = [e for e in rd if not e["criu_level"]]
+    big = max((e["size_mb"] for e in crit), default=None)
+    cbig = next((e for e in crit if e["size_mb"] == big), None)
+    best = min((e for e in rd if e["size_mb"] == big), key=lambda e: e["downtime_s"], default=None)
+    nbig = next((e for e in now if e["size_mb"] == big), None)
+    sizes = sorted(e["size_mb"] for e in now)
+    lo = next((e for e in now if sizes and e["size_mb"] == sizes[0]), None)
+    hi = next((e for e in now if sizes and e["size_mb"] == sizes[-1]), None)
+    miss = "downtime series not measured (or a migration failed)"
+    target("rdmig downtime (best) / CRIU lazy-pages downtime",
+           ratio(best and best["downtime_s"], cbig and cbig["downtime_s"]), "<=", 0.8, miss,
+           "freeze to running, %s MiB, %s" % (big or "?", best["name"] if best else "?"))
+    target("rdmig downtime, largest / smallest workload",
+           ratio(hi and hi["downtime_s"], lo and lo["downtime_s"]) if hi is not lo else None, "<=", 1.25, miss,
+           "%s MiB / %s MiB" % (sizes[-1] if sizes else "?", sizes[0] if sizes else "?"))
+    target("rdmig restore / CRIU lazy-pages restore",
+           ratio(nbig and nbig["restore_s"], cbig and cbig["restore_s"]), "<=", 1.2, miss,
+           "restore start to running, %s MiB" % (big or "?"))
 
 
 def criu_name(e):
@@ -464,6 +577,13 @@ def cdf_file(fn, v):
     with open(fn, "w") as f:
         for i in list(range(0, n, step)) + [n - 1]:
             f.write(f"{v[i] / 1000:.2f} {(i + 1) / n:.5f}\n")
+
+
+def line_plot(png, title, axes, lines, empty):
+    """gnuplot commands for one plot of lines, or of the note empty without any."""
+    body = ("plot " + ", ".join(lines) + "\n") if lines else empty + "plot 2 notitle\n"
+    return (f"set output '{png}'\nset title '{title}'\nunset arrow\nunset label\n" + axes
+            + "set xtics autofreq font ',10'\nset grid\n" + body)
 
 
 def plots(d, res, samples, lat, bw64, wsamples):
@@ -560,12 +680,27 @@ def plots(d, res, samples, lat, bw64, wsamples):
         cdf_file(fn, v)
         name = criu_name({"mode": mode, "drain": drain}) + ("" if mode == "criu" else f", {tr}")
         wp.append(f"'{fn}' using 1:2 with lines lw 2 title '{name}'")
-    body = ("plot " + ", ".join(wp) + "\n") if wp else \
-        "set label 'no samples (CRIU not measured)' at graph 0.3,0.5\nset xrange [1:1000]\nplot 2 notitle\n"
-    gp += (term + f"set output '{d}/workload_latency_cdf.png'\n"
-           "set title 'fault latency as seen by the workload (first touch after restore)'\n"
-           "unset arrow\nunset label\nset logscale x\nset xlabel 'latency (us)'\nset ylabel 'fraction of faults'\n"
-           "set xrange [*:*]\nset yrange [0:1]\nset xtics autofreq font ',10'\nset key bottom right\nset grid\n" + body)
+    gp += term + line_plot(f"{d}/workload_latency_cdf.png",
+                           "fault latency as seen by the workload (first touch after restore)",
+                           "set logscale x\nset xlabel 'latency (us)'\nset ylabel 'fraction of faults'\n"
+                           "set xrange [*:*]\nset yrange [0:1]\nset key bottom right\n", wp,
+                           "set label 'no samples (CRIU not measured)' at graph 0.3,0.5\nset xrange [1:1000]\n")
+    # The downtime against the workload's size, one line per flow.
+    dl = []
+    for name in dict.fromkeys(e["name"] for e in res["downtime"]):
+        rows = sorted((e["size_mb"], e["downtime_s"]) for e in res["downtime"]
+                      if e["name"] == name and e.get("downtime_s") is not None)
+        if rows:
+            fn = f"{pd}/downtime_{len(dl)}.dat"
+            with open(fn, "w") as f:
+                f.writelines(f"{a} {b}\n" for a, b in rows)
+            dl.append(f"'{fn}' using 1:2 with linespoints lw 2 title '{name}'")
+    gp += term + line_plot(f"{d}/downtime.png",
+                           "downtime (freeze to running on the destination) against memory size",
+                           "unset logscale\nset xlabel 'workload memory (MiB)'\nset ylabel 'seconds'\n"
+                           "set xrange [0:*]\nset yrange [0:*]\nset key top left\n", dl,
+                           "set label 'no figures (downtime not measured)' at graph 0.3,0.5\n"
+                           "set xrange [0:1]\nset yrange [0:1]\n")
     with open(f"{pd}/plots.gp", "w") as f:
         f.write(gp)
     p = subprocess.run(["gnuplot", f"{pd}/plots.gp"], capture_output=True, text=True)

@@ -132,6 +132,8 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->total_ms = -1;
 	v->restore_ms = -1;
 	v->resumed_ms = -1;
+	v->received_ms = -1;
+	v->handover_ms = -1;
 	v->downtime_ms = -1;
 }
 
@@ -218,6 +220,8 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(times, "restore_ms", api_json_opt_i64(v->restore_ms), &ok);
 	api_set(times, "resumed_ms", api_json_opt_i64(v->resumed_ms), &ok);
 	api_set(times, "downtime_ms", api_json_opt_i64(v->downtime_ms), &ok);
+	api_set(times, "handover_ms", api_json_opt_i64(v->handover_ms), &ok);
+	api_set(times, "received_ms", api_json_opt_i64(v->received_ms), &ok);
 	api_set(m, "times", times, &ok);
 	times = NULL;
 out:

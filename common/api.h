@@ -132,6 +132,10 @@ struct api_migration_view {
 	 */
 	int64_t restore_ms;
 	int64_t resumed_ms;
+	/* dest: from accepting the request to every image in (criu restore starts); -1 */
+	int64_t received_ms;
+	/* source: from the freeze to sending the handover request; -1 */
+	int64_t handover_ms;
 	/*
 	 * source with a destination agent: the workload's downtime, from the
 	 * freeze to running on the destination.  Summed from durations each

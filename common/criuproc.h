@@ -34,6 +34,16 @@
 struct event_base;
 struct criuproc;
 
+/*
+ * The -v level the agents give criu unless told otherwise: criu's own
+ * default (errors and warnings).  -v4 logs every VMA and pagemap entry
+ * while the workload is frozen, which made the agents' dump about 3x and
+ * their restore about 5x slower than criu run by hand (docs/performance.md,
+ * "Downtime"); failures are still explained, by the log's Error lines.
+ */
+#define CRIU_LOG_LEVEL_DEFAULT 2
+#define CRIU_LOG_LEVEL_MAX     4
+
 /* criuproc_spec.flags */
 #define CRIUPROC_STDOUT_NULL (1u << 0) /* stdout on /dev/null too (else inherited) */
 #define CRIUPROC_CLOSE_FDS   (1u << 1) /* no fd above stderr inherited (else all not CLOEXEC) */

@@ -27,6 +27,7 @@
 
 #include "engine.h"
 #include "guard.h"
+#include "criuproc.h"
 #include "image.h"
 #include "log.h"
 #include "lpsock.h"
@@ -90,6 +91,7 @@ struct dest_opts {
 	const char *criu;
 	const char *criu_opts[DEST_MAX_CRIU_OPTS];
 	size_t nr_criu_opts;
+	int criu_log_level; /* -1: CRIU_LOG_LEVEL_DEFAULT */
 	/* the worker of a supervisor */
 	int secret_fd;
 	int progress_fd;
@@ -171,6 +173,7 @@ enum {
 	OPT_RESTORE,
 	OPT_CRIU,
 	OPT_CRIU_OPT,
+	OPT_CRIU_LOG_LEVEL,
 	OPT_SECRET_FD,
 	OPT_PROGRESS_FD,
 	OPT_SERVE,
@@ -216,6 +219,8 @@ static void dest_usage(FILE *f)
 		"                         images (log: WORK/restore.log) and wait for it\n"
 		"      --criu PATH        the criu binary for --restore (default: criu in PATH)\n"
 		"      --criu-opt OPT     one more argument for criu restore (repeatable)\n"
+		"      --criu-log-level N criu restore's -vN, 0..4 (default 2; 4 slows the\n"
+		"                         restore, and so the downtime, several times)\n"
 		"      --readahead PAGES  pages fetched per fault, the faulting one included "
 		"(default 16)\n"
 		"      --drain-depth N    background requests in flight (default 8)\n"
@@ -291,6 +296,7 @@ static bool dest_opt_serve_ok(int c)
 		return true;
 	switch (c) {
 	case OPT_CRIU:
+	case OPT_CRIU_LOG_LEVEL:
 	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
 	case TLS_OPT_CERT:	  /* the API's, and handed to the workers */
 	case TLS_OPT_KEY:
@@ -372,6 +378,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"restore", no_argument, NULL, OPT_RESTORE},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
+	    {"criu-log-level", required_argument, NULL, OPT_CRIU_LOG_LEVEL},
 	    {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
 	    {"progress-fd", required_argument, NULL, OPT_PROGRESS_FD},
 	    {"serve", no_argument, NULL, OPT_SERVE},
@@ -467,6 +474,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 				return -EINVAL;
 			}
 			o->criu_opts[o->nr_criu_opts++] = optarg;
+			break;
+		case OPT_CRIU_LOG_LEVEL:
+			ret = parse_uint(optarg, 0, CRIU_LOG_LEVEL_MAX, &v);
+			o->criu_log_level = (int)v;
 			break;
 		case OPT_SOURCE:
 			ret = parse_hostport(optarg, "7471", o->src_host, sizeof(o->src_host),
@@ -604,8 +615,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 				"started: not with --daemon\n");
 		return -EINVAL;
 	}
-	if ((o->criu || o->nr_criu_opts) && !o->restore) {
-		fprintf(stderr, "rdmig-dest: --criu and --criu-opt need --restore\n");
+	if ((o->criu || o->nr_criu_opts || o->criu_log_level >= 0) && !o->restore) {
+		fprintf(stderr,
+			"rdmig-dest: --criu, --criu-opt and --criu-log-level need --restore\n");
 		return -EINVAL;
 	}
 	if (tls_opts_check(&o->tls, false, "rdmig-dest") < 0)
@@ -1129,6 +1141,7 @@ static int dest_start_restore(struct dest *d)
 	    .criu = d->o.criu,
 	    .images_dir = d->o.images_dir,
 	    .work_dir = d->o.work_dir,
+	    .log_level = d->o.criu_log_level,
 	    .extra = d->o.criu_opts,
 	    .nr_extra = d->o.nr_criu_opts,
 	};
@@ -1395,6 +1408,7 @@ int main(int argc, char **argv)
 	engine_config_default(&d.o.ecfg);
 	d.o.kind = XPORT_RDMA;
 	d.o.connect_timeout_s = 60;
+	d.o.criu_log_level = -1;
 	d.o.dead_after_s = 10;
 	d.o.max_reads = 64;
 	d.o.sup.work_root = SUP_WORK_ROOT_DEFAULT;
@@ -1411,6 +1425,7 @@ int main(int argc, char **argv)
 	log_hook_libevent();
 	if (d.o.serve) {
 		d.o.sup.criu = d.o.criu;
+		d.o.sup.criu_log_level = d.o.criu_log_level;
 		d.o.sup.connect_timeout_s = d.o.connect_timeout_s;
 		return sup_run(&d.o.sup);
 	}

@@ -19,7 +19,7 @@
 #include "log.h"
 #include "util.h"
 
-/* Fixed arguments: "criu restore -D X -W X --lazy-pages -d -v4 -o X --pidfile X" + NULL. */
+/* Fixed arguments: "criu restore -D X -W X --lazy-pages -d -vN -o X --pidfile X" + NULL. */
 #define RESTORE_FIXED_ARGS 14
 
 struct restore {
@@ -29,6 +29,7 @@ struct restore {
 	char work[PATH_MAX];
 	char pidfile[PATH_MAX];
 	char log_path[PATH_MAX];
+	char level[16]; /* "-vN" */
 };
 
 /* criu's --pidfile: the restored root task. */
@@ -111,7 +112,9 @@ static int restore_spawn(struct restore *r, struct event_base *base,
 	argv[i++] = r->work;
 	argv[i++] = "--lazy-pages";
 	argv[i++] = "-d";
-	argv[i++] = "-v4";
+	snprintf(r->level, sizeof(r->level), "-v%d",
+		 cfg->log_level >= 0 ? cfg->log_level : CRIU_LOG_LEVEL_DEFAULT);
+	argv[i++] = r->level;
 	argv[i++] = "-o";
 	argv[i++] = r->log_path;
 	argv[i++] = "--pidfile";
@@ -123,10 +126,10 @@ static int restore_spawn(struct restore *r, struct event_base *base,
 	ret = criuproc_spawn(base, &spec, restore_exited, r, &r->proc);
 	if (ret < 0)
 		goto out;
-	log_info("criu restore started (pid %d): %s restore -D %s -W %s --lazy-pages -d -v4 -o %s "
+	log_info("criu restore started (pid %d): %s restore -D %s -W %s --lazy-pages -d %s -o %s "
 		 "--pidfile %s%s",
-		 (int)criuproc_pid(r->proc), criu, images, r->work, r->log_path, r->pidfile,
-		 cfg->nr_extra ? " ..." : "");
+		 (int)criuproc_pid(r->proc), criu, images, r->work, r->level, r->log_path,
+		 r->pidfile, cfg->nr_extra ? " ..." : "");
 	for (size_t k = 0; k < cfg->nr_extra; k++)
 		log_info("criu restore option: %s", cfg->extra[k]);
 out:

@@ -4,7 +4,7 @@
  *
  * restore_start() spawns criu in the work directory once the lazy-pages
  * socket listens:
- *   criu restore -D IMAGES -W WORK --lazy-pages -d -v4 -o restore.log
+ *   criu restore -D IMAGES -W WORK --lazy-pages -d -vN -o restore.log
  *        --pidfile WORK/restore.pid [extra options]
  * through common/criuproc.h (posix_spawn, no shell, watched by a pidfd in
  * the event loop; criu inherits the agent's stdout and its fds that are
@@ -35,6 +35,7 @@ struct restore_config {
 	const char *criu; /* a path, or a name looked up in PATH (default "criu") */
 	const char *images_dir;
 	const char *work_dir;
+	int log_level;		  /* criu's -v: 0..4; < 0: CRIU_LOG_LEVEL_DEFAULT */
 	const char *const *extra; /* appended to criu's arguments */
 	size_t nr_extra;
 };

@@ -78,6 +78,7 @@ struct sup_mig {
 	struct progress_counters c;
 	int64_t restore_ms;
 	int64_t resumed_ms;
+	int64_t received_ms; /* accepted to the worker's "restoring": the images are in */
 	int64_t created_unix_ms;
 	int64_t finished_unix_ms;
 	uint64_t t_accept_ns;
@@ -228,6 +229,7 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->total_ms = (int64_t)((end - m->t_accept_ns) / 1000000);
 	v->restore_ms = m->restore_ms;
 	v->resumed_ms = m->resumed_ms;
+	v->received_ms = m->received_ms;
 }
 
 /* ---- progress from the worker ---- */
@@ -263,6 +265,9 @@ static void sup_apply_state(struct sup_mig *m, const struct progress_msg *p)
 		return;
 	m->state = p->state;
 	sup_mig_authenticated(m);
+	/* The worker reports each state as it enters it: these times have no tick in them. */
+	if (p->state >= API_STATE_RESTORING && p->state <= API_STATE_DONE && m->received_ms < 0)
+		m->received_ms = (int64_t)((now_ns() - m->t_accept_ns) / 1000000);
 	if (p->state == API_STATE_POSTCOPY && m->resumed_ms < 0)
 		m->resumed_ms = (int64_t)((now_ns() - m->t_accept_ns) / 1000000);
 	if (p->state == API_STATE_POSTCOPY)
@@ -486,6 +491,7 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	const char *host = req->peer_host;
 	unsigned int port = req->peer_port ? req->peer_port : SUP_DATA_PORT_DEFAULT;
 	const struct api_criu_opts *c = &req->criu;
+	int level;
 
 	a->n = 0;
 	if ((size_t)snprintf(a->log, sizeof(a->log), "%s/rdmig-dest.log", m->work_dir) >=
@@ -553,8 +559,10 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 			 c->manage_cgroups);
 		sup_arg(a, a->cgroups);
 	}
-	if (c->log_level >= 0) {
-		snprintf(a->level, sizeof(a->level), "--criu-opt=-v%d", c->log_level);
+	/* The request's level, else the agent's; the worker's default otherwise. */
+	level = c->log_level >= 0 ? c->log_level : s->cfg->criu_log_level;
+	if (level >= 0) {
+		snprintf(a->level, sizeof(a->level), "--criu-log-level=%d", level);
 		sup_arg(a, a->level);
 	}
 	return 0;
@@ -812,6 +820,7 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	m->state = API_STATE_PENDING;
 	m->restore_ms = -1;
 	m->resumed_ms = -1;
+	m->received_ms = -1;
 	m->c.fault_p50_us = -1;
 	m->c.fault_p99_us = -1;
 	m->t_accept_ns = now_ns();

@@ -26,6 +26,7 @@ enum {
 	OPT_WATCH,
 	OPT_ADVERTISE,
 	OPT_DEST_IMAGES,
+	OPT_CRIU_LOG_LEVEL,
 };
 
 #define M_GLOBAL   0u /* every command, and before the command */
@@ -53,6 +54,7 @@ static const struct option cli_options[] = {
     {"watch", no_argument, NULL, OPT_WATCH},
     {"advertise", required_argument, NULL, OPT_ADVERTISE},
     {"dest-images", required_argument, NULL, OPT_DEST_IMAGES},
+    {"criu-log-level", required_argument, NULL, OPT_CRIU_LOG_LEVEL},
     TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
@@ -71,6 +73,7 @@ static unsigned cli_option_mask(int code)
 	case OPT_WAIT:
 	case OPT_ADVERTISE:
 	case OPT_DEST_IMAGES:
+	case OPT_CRIU_LOG_LEVEL:
 		return M_MIGRATE;
 	case OPT_WATCH:
 		return M_STATUS;
@@ -131,8 +134,12 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		fprintf(f,
 			"Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
 			"                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
-			"                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
-			"                [--secret-file FILE] [--id ID] [--verify] [--wait]\n"
+			"                [--dest-images DIR]] [--transport rdma|tcp|tls]
+"
+			"                [--secret-file FILE] [--id ID] [--verify]
+"
+			"                [--criu-log-level N] [--wait]
+"
 			"Start a migration on the source agent.\n\n"
 			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
 			"                         dump) and serves its images\n"
@@ -155,6 +162,9 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			"      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
 			"                         default: chosen by the agent\n"
 			"      --verify           checksum every page\n"
+			"      --criu-log-level N criu's -vN for the dump and the restore, 0..4\n"
+			"                         (default: the agents', 2); 4 makes the freeze\n"
+			"                         several times longer\n"
 			"  -w, --wait             follow the migration, then print its report:\n"
 			"                         downtime, times, pages, faults; exit 1 with\n"
 			"                         the reason unless it ends \"done\"\n%s",
@@ -328,6 +338,11 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 	case OPT_VERIFY:
 		a->verify = true;
 		break;
+	case OPT_CRIU_LOG_LEVEL:
+		if (parse_uint(arg, 0, 4, &v) < 0)
+			return cli_bad(err, a->cmd, "--criu-log-level is 0..4, not \"%s\"", arg);
+		a->criu_log_level = (int)v;
+		break;
 	case OPT_WAIT:
 		a->wait = true;
 		break;
@@ -397,6 +412,7 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 
 	memset(a, 0, sizeof(*a));
 	a->timeout_ms = 10000;
+	a->criu_log_level = -1;
 	first = cli_getopt(argc, argv, a, true, err);
 	if (first < 0)
 		return first;
@@ -534,6 +550,11 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 	}
 	if (a->verify && json_object_set_new(body, "verify", json_true()) < 0)
 		goto out;
+	if (a->criu_log_level >= 0) {
+		v = json_pack("{s:i}", "log_level", a->criu_log_level);
+		if (!v || json_object_set_new(body, "criu_opts", v) < 0)
+			goto out;
+	}
 	*out = json_dumps(body, JSON_COMPACT);
 	ret = *out ? 0 : -ENOMEM;
 out:

@@ -112,6 +112,8 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->fault_p99_us = r->fault_p99_us;
 	v->restore_ms = r->restore_ms;
 	v->resumed_ms = r->resumed_ms;
+	v->received_ms = r->received_ms;
+	v->handover_ms = m->handover_ms;
 	/* Each host measured its own part: no clock needs to agree. */
 	if (m->handover_ms >= 0 && r->resumed_ms >= 0)
 		v->downtime_ms = m->handover_ms + r->resumed_ms;
@@ -558,6 +560,9 @@ add:
 					    req->peer, strerror(-ret));
 			goto out;
 		}
+		/* A dump runs: the destination agent's round trip fits in it. */
+		if (req->pid > 0)
+			src_handover_prepare(m->handover);
 	}
 	/* Images given: the destination agent is asked once they are mapped (glue_mapped). */
 	if (req->pid == 0) {

@@ -24,7 +24,8 @@ int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu
 
 	memset(a, 0, sizeof(*a));
 	snprintf(a->pid, sizeof(a->pid), "%d", (int)pid);
-	snprintf(a->level, sizeof(a->level), "-v%d", o->log_level >= 0 ? o->log_level : 4);
+	snprintf(a->level, sizeof(a->level), "-v%d",
+		 o->log_level >= 0 ? o->log_level : CRIU_LOG_LEVEL_DEFAULT);
 	ret |= argv_add(a, criu);
 	if (verb == SRC_CRIU_DUMP) {
 		ret |= argv_add(a, "dump");

@@ -33,7 +33,7 @@ struct src_criu_opts {
 	bool link_remap;
 	bool leave_running;	/* dump only */
 	char manage_cgroups[8]; /* "" or soft/full/strict/ignore */
-	int log_level;		/* -1: -v4 */
+	int log_level;		/* -1: CRIU_LOG_LEVEL_DEFAULT */
 };
 
 enum src_criu_verb {

@@ -39,6 +39,7 @@ void dest_report_parse(const json_t *j, struct src_dest_report *r)
 	r->fault_p99_us = dest_report_int(j, "latency_us", "fault_p99", INT64_MAX);
 	r->restore_ms = dest_report_int(j, "times", "restore_ms", DEST_REPORT_MS_MAX);
 	r->resumed_ms = dest_report_int(j, "times", "resumed_ms", DEST_REPORT_MS_MAX);
+	r->received_ms = dest_report_int(j, "times", "received_ms", DEST_REPORT_MS_MAX);
 }
 
 bool dest_report_error_message(const json_t *j, char *buf, size_t len)

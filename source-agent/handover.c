@@ -50,6 +50,7 @@
 enum ho_phase {
 	HO_IDLE,   /* the migration does not serve yet */
 	HO_HEALTH, /* GET /v1/health: is it a destination agent? */
+	HO_READY,  /* it is (asked during the dump); the POST waits for the migration to serve */
 	HO_POST,   /* POST /v1/migrations */
 	HO_POLL,   /* accepted: GET /v1/migrations/{id} every HO_POLL_MS */
 	HO_ENDED,
@@ -66,6 +67,7 @@ struct src_handover {
 	 */
 	struct evhttp_connection *stale;
 	bool conn_used;
+	bool serving;		    /* src_handover_begin() was called */
 	struct evhttp_request *req; /* in flight, or NULL */
 	struct event *timer;	    /* the next poll, or the deferred close */
 	enum ho_phase phase;
@@ -495,17 +497,51 @@ out:
 	return ret;
 }
 
+static void ho_post(struct src_handover *h);
+
+/*
+ * The answer to a health check sent during the dump: ready for the POST,
+ * or (whatever went wrong) back to idle, for src_handover_begin() to ask
+ * again and fail the migration if it must.
+ */
+static void ho_on_early_health(struct src_handover *h, struct evhttp_request *req, int status)
+{
+	json_t *j = status == HTTP_OK ? ho_body_json(req) : NULL;
+	const char *role = json_string_value(json_object_get(j, "role"));
+	bool ok = role && strcmp(role, "dest") == 0;
+
+	json_decref(j);
+	if (ok) {
+		h->phase = HO_READY;
+		log_debug("migration %s: destination agent %s answers; the POST waits for the dump",
+			  h->m->id, h->name);
+		return;
+	}
+	log_info("migration %s: destination agent %s did not answer its health check during the "
+		 "dump (HTTP %d); asking again once the migration serves",
+		 h->m->id, h->name, status);
+	/* Not freed from inside its own callback: the timer does it (an older one goes now). */
+	if (h->stale)
+		evhttp_connection_free(h->stale);
+	h->stale = h->conn;
+	h->conn = NULL;
+	h->phase = HO_IDLE;
+	ho_schedule(h, 0);
+}
+
 static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int status)
 {
-	struct src_migration *m = h->m;
-	char why[HO_WHY_MAX], source[HO_ENDPOINT_MAX], *body = NULL;
 	const char *role;
+	char why[HO_WHY_MAX];
 	json_t *j;
-	int ret;
 
+	if (!h->serving) {
+		ho_on_early_health(h, req, status);
+		return;
+	}
 	if (status == 0) {
 		ho_phase_error(h, why, sizeof(why));
-		snprintf(m->dr.state, sizeof(m->dr.state), "unreachable");
+		snprintf(h->m->dr.state, sizeof(h->m->dr.state), "unreachable");
 		ho_fail(h, "unreachable: %s", why);
 		return;
 	}
@@ -524,6 +560,16 @@ static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int
 		return;
 	}
 	json_decref(j);
+	ho_post(h);
+}
+
+/* POST /v1/migrations: the destination agent is asked to take the migration. */
+static void ho_post(struct src_handover *h)
+{
+	struct src_migration *m = h->m;
+	char source[HO_ENDPOINT_MAX], *body = NULL;
+	int ret;
+
 	ret = ho_source_endpoint(h, source, sizeof(source));
 	if (ret < 0) {
 		ho_fail(h,
@@ -673,6 +719,7 @@ static void ho_done(struct evhttp_request *req, void *arg)
 		ho_on_poll(h, req, status);
 		break;
 	case HO_IDLE:
+	case HO_READY:
 	case HO_ENDED:
 		break;
 	}
@@ -797,13 +844,12 @@ static int ho_connect(struct src_handover *h)
 	return 0;
 }
 
-void src_handover_begin(struct src_handover *h)
+/* GET /v1/health on a new connection: 0, or a negative errno (nothing sent). */
+static int ho_health(struct src_handover *h)
 {
-	struct src_agent *a;
+	struct src_agent *a = h->a;
+	int ret;
 
-	if (!h || h->phase != HO_IDLE)
-		return;
-	a = h->a;
 	h->phase = HO_HEALTH;
 	if (!a->dns) {
 		/* Reads resolv.conf and hosts once; lookups then never block the loop. */
@@ -813,12 +859,43 @@ void src_handover_begin(struct src_handover *h)
 			log_warn("no asynchronous DNS: destination agents must be given as "
 				 "addresses");
 	}
-	if (ho_connect(h) < 0) {
-		ho_fail(h, "unreachable: cannot create a connection (%s)", strerror(ENOMEM));
+	ret = ho_connect(h);
+	if (ret == 0)
+		ret = ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S);
+	return ret;
+}
+
+void src_handover_prepare(struct src_handover *h)
+{
+	if (!h || h->phase != HO_IDLE)
+		return;
+	log_info("migration %s: checking destination agent %s during the dump", h->m->id, h->name);
+	if (ho_health(h) < 0) {
+		/* No answer will come: begin() starts over on a new connection. */
+		if (h->conn)
+			evhttp_connection_free(h->conn);
+		h->conn = NULL;
+		h->phase = HO_IDLE;
+	}
+}
+
+void src_handover_begin(struct src_handover *h)
+{
+	if (!h || h->serving)
+		return;
+	h->serving = true;
+	if (h->phase == HO_READY) {
+		log_info("migration %s serves: asking destination agent %s to take it (its health "
+			 "checked during the dump)",
+			 h->m->id, h->name);
+		ho_post(h);
 		return;
 	}
+	/* A health check still in flight goes on to the POST when answered. */
+	if (h->phase != HO_IDLE)
+		return;
 	log_info("migration %s serves: asking destination agent %s to take it", h->m->id, h->name);
-	if (ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S) < 0)
+	if (ho_health(h) < 0)
 		ho_fail(h, "unreachable: the request could not be sent");
 }
 

@@ -58,7 +58,15 @@ struct src_handover_params {
 int src_handover_new(struct src_agent *a, struct src_migration *m,
 		     const struct src_handover_params *p, struct src_handover **out);
 
-/* The migration serves: starts talking to the destination agent. */
+/*
+ * While the workload is frozen for its dump: checks the destination
+ * agent's /v1/health now (TLS handshake included), so that once the
+ * migration serves only the POST is left in the freeze.  Its failure
+ * changes nothing: src_handover_begin() then starts over.
+ */
+void src_handover_prepare(struct src_handover *h);
+
+/* The migration serves: starts talking to the destination agent (or POSTs, prepared). */
 void src_handover_begin(struct src_handover *h);
 
 /*

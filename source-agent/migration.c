@@ -136,7 +136,8 @@ int src_mig_new(const char *id, const char *dir, struct auth_secret *secret, boo
 	m->freeze_ms = -1;
 	m->handover_ms = -1;
 	m->dr.pages_total = m->dr.pages_fetched = m->dr.bytes = m->dr.faults = -1;
-	m->dr.fault_p50_us = m->dr.fault_p99_us = m->dr.restore_ms = m->dr.resumed_ms = -1;
+	m->dr.fault_p50_us = m->dr.fault_p99_us = m->dr.restore_ms = m->dr.resumed_ms =
+	    m->dr.received_ms = -1;
 	m->criu.log_level = -1;
 	m->created_unix_ms = src_unix_ms();
 	m->dir = strdup(dir);

@@ -63,7 +63,8 @@ struct src_dest_report {
 	int64_t fault_p50_us;
 	int64_t fault_p99_us;
 	int64_t restore_ms;
-	int64_t resumed_ms; /* from accepting the handover to the workload running there */
+	int64_t resumed_ms;  /* from accepting the handover to the workload running there */
+	int64_t received_ms; /* from accepting the handover to its images in */
 };
 
 struct src_migration {

@@ -8,12 +8,17 @@
 #   BENCH_SYNC    a directory both sides see: ready.ID, done.ID, drain.ID
 #   BENCH_BUILD   the build directory; BENCH_SECRET the secret file
 #   BENCH_VERIFY  1: the agents run with --verify
-#   BENCH_PKI     for transport=tls: ca.pem, source.* (naming the source's
+#   BENCH_PKI     the agents' certificates: for transport=tls and the
+#                 downtime steps: ca.pem, source.* (naming the source's
 #                 address) and dest.* (dest.bench), as test/lib/pki.sh makes
 #   RDMIG_ADDR, RDMIG_SOURCE_ADDR, RDMIG_RXE_DEV (from the test bed)
 # Kinds: lat, bw (perftest), fault, drain (rdmig + rdmig-standin),
 # criu (test/rxe/lib/criu-migrate.sh: rdmig or CRIU's own lazy-pages; the
-# workload's own fault times go to ID.wlat).
+# workload's own fault times go to ID.wlat), downtime (pair only: rdmig's
+# agents, `rdmigctl migrate --pid --to --wait` by
+# test/rxe/lib/handover-migrate.sh, its status JSON in ID.source; or
+# CRIU's own lazy migration by criu-migrate.sh criu in the dest guest; the
+# workload's fault times to ID.wlat).
 # Progress goes to stderr, one line a step.
 set -u
 role=${1:?usage: guest.sh source|dest|both}
@@ -165,6 +170,30 @@ src_criu() {
 	echo $? >"$raw/$id.src_status"
 }
 
+# downtime_env ID: the environment of a downtime step's scripts.
+downtime_env() {
+	echo "RDMIG_BUILD=$B RDMIG_SIZE_MB=${p[size_mb]} RDMIG_PKI=${BENCH_PKI:-}" \
+		"RDMIG_SHARED_DIR=$sync/dt-$1 RDMIG_ID=dt$1 RDMIG_SECRET=$secret" \
+		"RDMIG_PORT=$((17500 + $1)) RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$1" \
+		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat" \
+		"RDMIG_VERIFY=$verify"
+}
+
+src_downtime() {
+	local id=$1
+	mkdir -p "$sync/dt-$id"
+	touch "$sync/ready.$id"
+	if [ "${p[mode]}" != rdmig ]; then
+		echo 0 >"$raw/$id.src_status"
+		return
+	fi
+	# level=4: the rows before criu ran at -v2 (the agents ran it at -v4).
+	# shellcheck disable=SC2046 # the environment: words
+	env $(downtime_env "$id") RDMIG_CTL_ARGS="${p[level]:+--criu-log-level ${p[level]}}" \
+		timeout 900 "$top/test/rxe/lib/handover-migrate.sh" source >"$raw/$id.source" 2>&1
+	echo $? >"$raw/$id.src_status"
+}
+
 source_step() {
 	local id=$1 kind=$2
 	case $kind in
@@ -172,6 +201,7 @@ source_step() {
 	bw) src_perftest "$id" ib_read_bw ;;
 	fault | drain) src_rdmig "$id" ;;
 	criu) src_criu "$id" ;;
+	downtime) src_downtime "$id" ;;
 	esac
 	# Wait for the dest to finish the step before the next one.
 	wait_file "$sync/done.$id" 1200 || say "step $id: the dest never finished"
@@ -250,6 +280,14 @@ dst_criu() {
 		timeout 900 "$top/test/rxe/lib/criu-migrate.sh" $r >"$raw/$id.out" 2>&1
 }
 
+dst_downtime() {
+	local id=$1 script=handover-migrate.sh role=dest
+	mkdir -p "$sync/dt-$id"
+	[ "${p[mode]}" = rdmig ] || script=criu-migrate.sh role=criu
+	# shellcheck disable=SC2046 # the environment: words
+	env $(downtime_env "$id") timeout 900 "$top/test/rxe/lib/$script" $role >"$raw/$id.out" 2>&1
+}
+
 dest_step() {
 	local id=$1 kind=$2 st t0
 	if ! wait_file "$sync/ready.$id" 1200; then
@@ -264,6 +302,7 @@ dest_step() {
 	bw) dst_perftest "$id" ib_read_bw ;;
 	fault | drain) dst_rdmig "$id" "$kind" ;;
 	criu) dst_criu "$id" ;;
+	downtime) dst_downtime "$id" ;;
 	*) false ;;
 	esac
 	st=$?
@@ -290,6 +329,17 @@ mkdir -p "$work" "$raw" "$sync"
 		awk '/active_mtu/ { print $2; exit }')"
 } >"$raw/meta.$role"
 
+# warm_criu: before the first downtime step, criu and the agents are read
+# once through the guest's 9p root, so the first step's freeze does not pay
+# for a cold page cache (it did: the first dump in a guest ran 3-6x longer).
+warm_criu() {
+	grep -q ' downtime ' "$plan" || return 0
+	cat "$(command -v criu)" "$B/source-agent/rdmig-source" "$B/dest-agent/rdmig-dest" \
+		"$B/rdmigctl/rdmigctl" "$B/test/rdmig-workload" >/dev/null 2>&1
+	criu check >/dev/null 2>&1
+	return 0
+}
+
 run_side() {
 	local side=$1 id kind rest
 	while read -r id kind rest; do
@@ -303,6 +353,7 @@ run_side() {
 	done <"$plan"
 }
 
+warm_criu
 case $role in
 source) run_side source ;;
 dest) run_side dest ;;

@@ -24,8 +24,8 @@ check "rdmigctl migrate --pid exits 0, the migration is dumping" \
 	eval "test $? -eq 0 && grep -q '^migration d1 started (dumping)' '$T/d1.out'"
 check "the images root is made 0700, the dump goes to ROOT/ID" \
 	eval "test \"\$(stat -c %a '$root')\" = 700 && test -d '$root/d1'"
-check "criu dump gets -t PID -D DIR -v4 -o dump.log" \
-	grep -qx "dump -t $$ -D $root/d1 -v4 -o dump.log" "$root/d1/fake-criu.args"
+check "criu dump gets -t PID -D DIR -v2 -o dump.log (criu's own default level)" \
+	grep -qx "dump -t $$ -D $root/d1 -v2 -o dump.log" "$root/d1/fake-criu.args"
 wait_state d1 serving
 check "once dumped it is serving" test "$(state d1)" = serving
 "${CTL[@]}" status d1 --json >"$T/d1.json" 2>&1

@@ -30,7 +30,7 @@
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 46
+plan 47
 
 fake_criu=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 pki_ca "$T/pki" && pki_cert "$T/pki" dest "DNS:localhost,IP:127.0.0.1" &&
@@ -129,14 +129,17 @@ check "rdmig-dest took it from the source: the stand-in verified every page" \
 "${CTL[@]}" status h1 --json >"$T/h1.json" 2>&1
 freeze=$(json h1 freeze_ms)
 down=$(json h1 downtime_ms)
-check "downtime_ms ($down) is reported and at least freeze_ms ($freeze, >= 1 s)" \
-	eval "[ -n '$down' ] && [ '$down' != null ] && [ '$freeze' -ge 1000 ] && [ '$down' -ge '$freeze' ]"
+hand=$(json h1 handover_ms)
+check "downtime_ms ($down) >= handover_ms ($hand, freeze to POST) >= freeze_ms ($freeze, >= 1 s)" \
+	eval "[ -n '$down' ] && [ '$down' != null ] && [ '$freeze' -ge 1000 ] && [ '$hand' -ge '$freeze' ] && [ '$down' -ge '$hand' ]"
 check "the destination's state, latencies and restore time are mirrored" \
 	eval "grep -q '\"dest_state\": \"done\"' '$T/h1.json' && grep -q '\"fault_p50\": 11,' '$T/h1.json' && grep -q '\"fault_p99\": 99' '$T/h1.json' && ! grep -q '\"restore_ms\": null' '$T/h1.json'"
 check "the report gives downtime, dump, restore, total and the latencies" \
 	eval "grep -Eq '^  downtime:   [0-9.]+ m?s \(frozen' '$T/h1.out' && grep -Eq '^  dump:       [0-9.]+ m?s' '$T/h1.out' && grep -Eq '^  restore:    [0-9.]+ m?s' '$T/h1.out' && grep -Eq '^  total:      [0-9.]+ m?s' '$T/h1.out' && grep -q 'latency p50 11 us, p99 99 us' '$T/h1.out'"
 check "the source logs the handover" \
 	grep -q "migration h1: destination agent 127.0.0.1:$ok_port took it (HTTP 202)" "$T/source.log"
+check "... whose health check ran during the dump: only the POST was left in the freeze" \
+	eval "grep -q 'migration h1: checking destination agent 127.0.0.1:$ok_port during the dump' '$T/source.log' && grep -q 'migration h1 serves: asking destination agent 127.0.0.1:$ok_port to take it (its health checked during the dump)' '$T/source.log'"
 
 # (2) The destination agent is down.
 start_fake gone

@@ -106,7 +106,7 @@ check "s1 is done, its record says so, its secret file is gone" \
 check "rdmigctl rollback d1 after the restart exits 0" test $? -eq 0
 wait_state d1 rolled_back
 check "d1 is rolled back: criu restore ran with its dump's options" \
-	eval "test \"\$(state d1)\" = rolled_back && grep -q '^restore -D $root/d1 -d -v4 -o restore-rollback.log' '$root/d1/fake-criu.args'"
+	eval "test \"\$(state d1)\" = rolled_back && grep -q '^restore -D $root/d1 -d -v2 -o restore-rollback.log' '$root/d1/fake-criu.args'"
 
 # A restore cut short: the next agent refuses a second one (the process may run).
 "${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id r1 >/dev/null 2>&1

@@ -6,7 +6,7 @@
 # comes first).  A criu that runs rdmig-standin against the socket and
 # writes its --pidfile: rdmig-dest exits 0 and logs restore_ms and the pid.
 . "$(dirname "$0")/lib.sh"
-plan 17
+plan 19
 
 mkimage "$T/img" --size 16M
 
@@ -60,8 +60,8 @@ wait_dest
 check "failing criu: rdmig-dest exits 1" test "$code" -eq 1
 check "failing criu: the last Error line of restore.log is quoted" \
 	grep -q "restore failed: criu restore exited with status 1 .*; see $T/w2/restore.log: (00.002) Error (criu/cr-restore.c:2500): fake: Restoring FAILED." "$T/d2.log"
-check "failing criu: run in the work dir with the fixed options" \
-	grep -q "^cwd=$T/w2 args=restore -D $T/img -W $T/w2 --lazy-pages -d -v4 -o $T/w2/restore.log --pidfile $T/w2/restore.pid --fake=fail\$" "$T/criu.args"
+check "failing criu: run in the work dir with the fixed options (-v2 by default)" \
+	grep -q "^cwd=$T/w2 args=restore -D $T/img -W $T/w2 --lazy-pages -d -v2 -o $T/w2/restore.log --pidfile $T/w2/restore.pid --fake=fail\$" "$T/criu.args"
 
 # 3. A criu that cannot be run at all.
 mkdir "$T/w3"
@@ -73,9 +73,11 @@ check "missing criu: says so" grep -q "cannot run $T/no-such-criu: No such file 
 # 4. A criu whose restored processes (the stand-in) get every page.
 mkdir "$T/w4"
 start_dest "$T/d4.log" -D "$T/img" -W "$T/w4" --local --restore --criu "$T/criu" \
-	--criu-opt --fake=ok
+	--criu-opt --fake=ok --criu-log-level 4
 wait_dest
 check "working criu: rdmig-dest exits 0" test "$code" -eq 0
+check "working criu: --criu-log-level 4 is criu's -v4" \
+	grep -q "^cwd=$T/w4 args=restore -D $T/img -W $T/w4 --lazy-pages -d -v4 -o " "$T/criu.args"
 check "working criu: the stand-in saw every page" standin_ok "$T/w4/standin.out" 4096
 check "working criu: every lazy page accounted for" consistent "$T/d4.log"
 check "working criu: logs the restore time and the restored root pid" \
@@ -86,6 +88,8 @@ check "working criu: summary ok with restore_ms" \
 # 5. Options: --criu without --restore is refused; no --restore: drop-in (no restore_ms).
 "$RDMIG_DEST" -D "$T/img" --local --criu /bin/true >"$T/o" 2>&1
 check "--criu without --restore exits 2" test $? -eq 2
+"$RDMIG_DEST" -D "$T/img" --local --criu-log-level 1 >"$T/o" 2>&1
+check "--criu-log-level without --restore exits 2" test $? -eq 2
 start_dest "$T/d5.log" -D "$T/img" --local
 timeout 60 "$RDMIG_STANDIN" -D "$T/img" --threads 2 >"$T/standin5.out" 2>&1
 wait_dest

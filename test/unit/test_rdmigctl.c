@@ -240,6 +240,20 @@ static void test_migrate_body(void **state)
 	free(body);
 	line_free(&l);
 
+	/* criu's log level goes in criu_opts, the object the agent takes it from; 0 is a level. */
+	assert_int_equal(parse(&l, "migrate --pid 9 --criu-log-level 0", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(j, "criu_opts"), "log_level")), 0);
+	json_decref(j);
+	free(body);
+	line_free(&l);
+	assert_int_not_equal(parse(&l, "migrate --pid 9 --criu-log-level 5", &a), 0);
+	line_free(&l);
+	assert_int_not_equal(parse(&l, "status --criu-log-level 2", &a), 0);
+	line_free(&l);
+
 	assert_int_equal(
 	    parse(&l, "migrate --pid 5 --to h --advertise 10.0.0.1 --dest-images /d", &a), 0);
 	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);

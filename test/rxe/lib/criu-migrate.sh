@@ -40,7 +40,11 @@
 # to copy the CRIU and agent logs to), RDMIG_VARIANT (above),
 # RDMIG_FAULT_TIMES (default 1; 0: the workload does not time its faults),
 # RDMIG_FAULT_SAMPLES_OUT (a file to copy the workload's fault times to,
-# ns one a line).
+# ns one a line), RDMIG_CRIU_LEVEL (criu's -v in the criu role: default 4).
+# In the criu role the `times:` line's dump, handover and restore are the
+# freeze's parts: dump start to its page server up (the status fd), images
+# copied and `criu lazy-pages` up, `criu restore -d` (exits once the
+# restored tasks run).
 set -u
 role=${1:?usage: criu-migrate.sh source|dest|both|criu}
 B=${RDMIG_BUILD:?}
@@ -301,7 +305,7 @@ dest_side() {
 # CRIU's own post-copy, one guest: lazy dump + page server, lazy-pages
 # daemon over TCP on loopback, lazy restore.
 criu_side() {
-	local t0 t1 t2 t3 t4 dpid lpid st=0 g0 g1=0 cport=$((port + 1))
+	local t0 t1 t2 t3 t4 dpid lpid st=0 g0 g1=0 cport=$((port + 1)) clevel=${RDMIG_CRIU_LEVEL:-4}
 	rm -rf "$top/cdump" "$top/crestore" "$top/cwork"
 	mkdir -p "$top/cdump" "$top/crestore" "$top/cwork"
 	start_workload || return 1
@@ -313,7 +317,7 @@ criu_side() {
 	g0=$(last_gen)
 	say "before dump: generation $g0"
 	t0=$(now)
-	(cd "$top/cdump" && exec criu dump -t "$wpid" -D "$top/cdump" -v4 -o dump.log \
+	(cd "$top/cdump" && exec criu dump -t "$wpid" -D "$top/cdump" -v"$clevel" -o dump.log \
 		--lazy-pages --address 127.0.0.1 --port "$cport" --status-fd 3 3>"$top/cdump.ready") &
 	dpid=$!
 	for _ in $(seq 3000); do
@@ -332,7 +336,7 @@ criu_side() {
 	say "lazy dump ready in $(secs "$t0" "$t1") s: $(du -sh "$top/cdump" | cut -f1)"
 	cp -a "$top/cdump/." "$top/crestore/"
 	(cd "$top/cwork" && exec criu lazy-pages --page-server --address 127.0.0.1 \
-		--port "$cport" -D "$top/crestore" -W "$top/cwork" -v4 -o lazy-pages.log \
+		--port "$cport" -D "$top/crestore" -W "$top/cwork" -v"$clevel" -o lazy-pages.log \
 		--status-fd 3 3>"$top/cwork/ready") &
 	lpid=$!
 	for _ in $(seq 3000); do
@@ -342,7 +346,7 @@ criu_side() {
 	done
 	t2=$(now)
 	(cd "$top/cwork" && criu restore -D "$top/crestore" -W "$top/cwork" --lazy-pages -d \
-		-v4 -o restore.log)
+		-v"$clevel" -o restore.log)
 	st=$?
 	t3=$(now)
 	if [ $st -ne 0 ]; then

@@ -19,7 +19,11 @@
 # makes the migration's secret (no secret file).  Prints `handover: ...`
 # lines.  Environment: RDMIG_BUILD, RDMIG_PKI, RDMIG_ADDR, RDMIG_PEER_ADDR,
 # RDMIG_SHARED_DIR, RDMIG_SIZE_MB (default 64), RDMIG_ID (h1),
-# RDMIG_KEEP_LOGS (a directory).
+# RDMIG_KEEP_LOGS (a directory), RDMIG_CTL_ARGS (more `rdmigctl migrate`
+# options, words), RDMIG_FAULT_SAMPLES_OUT (the workload times its first
+# touch of every page after the restore and its samples, ns one a line, are
+# copied there: bench/, section downtime), RDMIG_VERIFY (default 1: the
+# agent and the migration --verify; 0: without, rdmigctl's default).
 set -u
 role=${1:?usage: handover-migrate.sh source|dest}
 B=${RDMIG_BUILD:?}
@@ -34,6 +38,9 @@ wl=$B/test/rdmig-workload
 report=$top/report
 check=$top/check
 ctl=$B/rdmigctl/rdmigctl
+samples=$top/fault-samples
+vflag=--verify
+[ "${RDMIG_VERIFY:-1}" = 0 ] && vflag=
 
 say() { echo "handover: $*"; }
 # tls NAME: the agent NAME's --tls-cert/--tls-key/--tls-ca.
@@ -75,12 +82,15 @@ source_side() {
 	local sock=$top/source.sock spid wpid st=0
 	rm -rf "$top" && mkdir -p "$top"
 	# shellcheck disable=SC2046 # the options are words
-	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
+	# shellcheck disable=SC2086 # vflag: a word or none
+	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" $vflag \
 		--api-socket "$sock" --images-root "$top/images" $(tls source) \
 		-o "$top/source.log" &
 	spid=$!
+	local timing=()
+	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$samples")
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
-		--report "$report" --check-file "$check" --pid-file "$top/pid" \
+		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
 		</dev/null >/dev/null 2>&1) &
 	wait_file "$top/pid" 60
 	wpid=$(pgrep -x rdmig-workload | head -n 1)
@@ -104,8 +114,9 @@ source_side() {
 	done
 	say "destination agent: $("${dapi[@]}" health 2>&1)"
 	# --wait: the progress lines, then the report.  No secret: the agent makes one.
+	# shellcheck disable=SC2086 # RDMIG_CTL_ARGS: words; vflag: a word or none
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
-		--verify --wait 2>&1 | sed -u 's/^/handover: /'
+		$vflag ${RDMIG_CTL_ARGS:-} --wait 2>&1 | sed -u 's/^/handover: /'
 	st=${PIPESTATUS[0]}
 	say "rdmigctl migrate exited $st"
 	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
@@ -144,6 +155,9 @@ dest_side() {
 		fi
 		ask_check || st=1
 		g1=$(last_gen)
+		if [ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && [ -f "$samples" ]; then
+			cp -f "$samples" "$RDMIG_FAULT_SAMPLES_OUT"
+		fi
 	else
 		st=1
 	fi

@@ -38,7 +38,8 @@ for f in r["fault"]:
 for d in r["drain"]:
     assert d["status"] == 0 and d["time_ms"] is not None and d["drain_MBps"] is not None, d
 assert len(r["drain"]) == 4 and len(r["source_cpu"]) == 4
-assert len(r["targets"]) == 4
+assert len(r["targets"]) == 7
+assert r["downtime"] == [] and any(n["series"] == "downtime" for n in r["not_measured"])
 assert any(n["series"] == "criu" for n in r["not_measured"])
 assert r["criu_fault"] == [], "no CRIU in the smoke"
 assert sum(n["series"].startswith("fault latency as seen by the workload") for n in r["not_measured"]) == 2
