@@ -134,12 +134,9 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		fprintf(f,
 			"Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
 			"                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
-			"                [--dest-images DIR]] [--transport rdma|tcp|tls]
-"
-			"                [--secret-file FILE] [--id ID] [--verify]
-"
-			"                [--criu-log-level N] [--wait]
-"
+			"                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
+			"                [--secret-file FILE] [--id ID] [--verify]\n"
+			"                [--criu-log-level N] [--wait]\n"
 			"Start a migration on the source agent.\n\n"
 			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
 			"                         dump) and serves its images\n"
