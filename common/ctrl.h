@@ -58,6 +58,7 @@
 #define CTRL_FEAT_RDMA_READ    ((uint64_t)FEATURE__FEAT_RDMA_READ)
 #define CTRL_FEAT_TCP_READ     ((uint64_t)FEATURE__FEAT_TCP_READ)
 #define CTRL_FEAT_VERIFY_PAGES ((uint64_t)FEATURE__FEAT_VERIFY_PAGES)
+#define CTRL_FEAT_FAULT_LANE   ((uint64_t)FEATURE__FEAT_FAULT_LANE)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
@@ -147,6 +148,7 @@ struct ctrl_out {
 		Keepalive keepalive;
 		Done done;
 		DoneAck done_ack;
+		FaultLane fault_lane;
 	} body;
 	void *scratch;
 };
@@ -221,6 +223,7 @@ int ctrl_msg_progress(struct ctrl_out *o, uint64_t pages, uint64_t bytes, uint64
 int ctrl_msg_keepalive(struct ctrl_out *o, uint64_t seq, uint64_t time_ns);
 int ctrl_msg_done(struct ctrl_out *o, const struct ctrl_done *d);
 int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
+int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

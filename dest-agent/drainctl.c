@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "drainctl.h"
 
-void drainctl_init(struct drainctl *dc, uint32_t max_depth, uint64_t max_chunk,
-		   uint64_t min_chunk, uint32_t quiet_ms, bool shared_queue)
+void drainctl_init(struct drainctl *dc, uint32_t max_depth, uint64_t max_chunk, uint64_t min_chunk,
+		   uint32_t quiet_ms, bool shared_queue)
 {
 	*dc = (struct drainctl){
 	    .max_depth = max_depth ? max_depth : 1,

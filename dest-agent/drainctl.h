@@ -48,8 +48,8 @@ struct drainctl {
 };
 
 /* Starts wide open: no fault has been seen. */
-void drainctl_init(struct drainctl *dc, uint32_t max_depth, uint64_t max_chunk,
-		   uint64_t min_chunk, uint32_t quiet_ms, bool shared_queue);
+void drainctl_init(struct drainctl *dc, uint32_t max_depth, uint64_t max_chunk, uint64_t min_chunk,
+		   uint32_t quiet_ms, bool shared_queue);
 /* A fault on a lazy page arrived at now. */
 void drainctl_fault(struct drainctl *dc, uint64_t now);
 /*
