@@ -1451,6 +1451,12 @@ void engine_get_counters(const struct engine *e, struct engine_counters *out)
 	*out = e->c;
 }
 
+void engine_set_fault_lane(struct engine *e, bool on)
+{
+	e->cfg.fault_lane = on;
+	e->dc.shared_queue = !on;
+}
+
 void engine_get_stats(struct engine *e, struct engine_stats *out)
 {
 	struct etask *t;

@@ -199,6 +199,8 @@ void engine_abort(struct engine *e, const char *reason);
 /* The engine-wide counters alone: cheap, unlike engine_get_stats() (percentiles). */
 void engine_get_counters(const struct engine *e, struct engine_counters *out);
 void engine_get_stats(struct engine *e, struct engine_stats *out);
+/* The page source got (or lost) a separate queue for faults: cfg.fault_lane from now on. */
+void engine_set_fault_lane(struct engine *e, bool on);
 /* Calls fn for each task, in arrival order. */
 void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),
 			  void *arg);

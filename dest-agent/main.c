@@ -990,10 +990,19 @@ static void dest_net_done_acked(void *arg, bool ok, const char *reason)
 	event_base_loopexit(d->base, NULL);
 }
 
+static void dest_net_lane_up(void *arg)
+{
+	struct dest *d = arg;
+
+	if (d->eng)
+		engine_set_fault_lane(d->eng, true);
+}
+
 static const struct netsrc_ops dest_net_ops = {
     .images_ready = dest_net_images_ready,
     .failed = dest_net_failed,
     .done_acked = dest_net_done_acked,
+    .lane_up = dest_net_lane_up,
 };
 
 /* Connects to rdmig-source and waits until the images are here. */

@@ -307,6 +307,8 @@ static void on_fault_lane(struct netsrc *ns, const FaultLane *fl)
 	}
 	ns->stats.fault_lane = true;
 	log_info("%s: fault lane up", ns->name);
+	if (ns->ops->lane_up)
+		ns->ops->lane_up(ns->arg);
 }
 
 static void on_auth_proof(struct netsrc *ns, const AuthProof *p)

@@ -82,6 +82,11 @@ struct netsrc_ops {
 	void (*failed)(void *arg, int err, const char *reason);
 	/* The source answered Done: ok means it released the checkpoint. */
 	void (*done_acked)(void *arg, bool ok, const char *reason);
+	/*
+	 * Optional: the fault lane is up.  It may come before or after
+	 * images_ready (the source answers once its image stream is out).
+	 */
+	void (*lane_up)(void *arg);
 };
 
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
