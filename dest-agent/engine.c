@@ -1482,8 +1482,8 @@ void engine_get_stats(struct engine *e, struct engine_stats *out)
 	out->fault_max_ns = e->lat.max_ns;
 	out->drain_depth = e->cfg.drain_yields ? e->dc.depth : e->cfg.drain_depth;
 	out->drain_chunk = e->cfg.drain_yields ? e->dc.chunk : e->cfg.drain_chunk;
-	out->drain_shrinks = e->dc.shrinks;
-	out->drain_grows = e->dc.grows;
+	out->drain_shrinks = e->cfg.drain_yields ? e->dc.shrinks : 0;
+	out->drain_grows = e->cfg.drain_yields ? e->dc.grows : 0;
 }
 
 void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),
