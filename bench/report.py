@@ -231,6 +231,14 @@ def main():
                 res["fault"].append(e)
             else:
                 e["faults_running"] = s.get("faults") == "1"
+                # RDMA: 2 = faults on their own queue pair (the fault lane), 1 = shared.
+                lm = re.search(r"lanes: fault_lane=(yes|no) lane_reads=(\d+) reads=(\d+) "
+                               r"drain_depth=(\d+) drain_chunk=(\d+) drain_shrinks=(\d+) drain_grows=(\d+)",
+                               dest_log or "")
+                e["lanes"] = (2 if lm.group(1) == "yes" else 1) if lm else None
+                if lm:
+                    e.update(lane_reads=int(lm.group(2)), drain_shrinks=int(lm.group(6)),
+                             drain_grows=int(lm.group(7)))
                 if e.get("bytes") and e.get("time_ms"):
                     e["migrate_MBps"] = round(e["bytes"] / 1e6 / (e["time_ms"] / 1000), 1)
                 res["drain"].append(e)
@@ -323,6 +331,12 @@ def main():
            ratio(f1 and f1.get("p50_us"), lat and lat.get("t_typical_us")), "<=", 1.5,
            "fault or ib_read_lat figure missing",
            "RDMA, 1 thread, read-ahead 1, no drain")
+    df = first(res["drain"], transport="rdma", size_bytes=big, faults_running=True, lanes=2)
+    target("rdmig fault p50 during the drain / without the drain",
+           ratio(df and df.get("fault_p50_us"), f1 and f1.get("p50_us")), "<=", 1.5,
+           "fault figure with or without the drain missing",
+           "RDMA, fault lane, %s drain with %s faulting threads; no drain: 1 thread"
+           % (df["size"] if df else "?", df["threads"] if df else "?"))
     target("rdmig drain MB/s / ib_read_bw 64 KiB MB/s",
            ratio(dr and dr.get("drain_MBps"), bw64 and bw64.get("bw_avg_MBps")), ">=", 0.9,
            "drain or ib_read_bw figure missing",
@@ -360,8 +374,9 @@ def main():
               ["transport", "size", "threads", "samples", "min_us", "p50_us", "p90_us", "p99_us", "p999_us",
                "max_us", "mean_us", "faults_per_s", "time_ms", "status"])
     write_csv("drain", res["drain"],
-              ["transport", "size", "size_bytes", "faults_running", "threads", "time_ms", "bytes", "drain_MBps",
-               "migrate_MBps", "drain", "fault", "wall_ms", "status"])
+              ["transport", "size", "size_bytes", "faults_running", "threads", "lanes", "time_ms", "bytes",
+               "drain_MBps", "migrate_MBps", "drain", "fault", "fault_p50_us", "fault_p99_us", "lane_reads",
+               "drain_shrinks", "drain_grows", "wall_ms", "status"])
     write_csv("source_cpu", res["source_cpu"],
               ["transport", "size", "faults_running", "drain_cpu_s", "drain_wall_s", "drain_cpu_pct",
                "host_busy_pct", "total_cpu_s"])
@@ -409,12 +424,17 @@ def main():
                   + " | ".join(fmt(e.get(k)) for k in ("min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"))
                   + " |")
     md.append("")
-    md.append("| drain | transport | faults running | time to fully migrate (ms) | drain MB/s | source CPU in drain (s) |")
-    md.append("|---|---|---|---|---|---|")
+    md.append("| drain | transport | faults running | queue pairs | time to fully migrate (ms) | drain MB/s "
+              "| fault p50 / p99 during the drain (us) | source CPU in drain (s) |")
+    md.append("|---|---|---|---|---|---|---|---|")
     for e in res["drain"]:
         c = first(res["source_cpu"], transport=e["transport"], size=e["size"], faults_running=e["faults_running"])
+        lanes = {2: "2 (fault lane)", 1: "1 (shared)"}.get(e.get("lanes"), "-")
+        flat = (f"{fmt(e.get('fault_p50_us'))} / {fmt(e.get('fault_p99_us'))}"
+                if e["faults_running"] else "-")
         md.append(f"| {e['size']} | {e['transport']} | {'yes (%d threads)' % e['threads'] if e['faults_running'] else 'no'} | "
-                  f"{fmt(e.get('time_ms'))} | {fmt(e.get('drain_MBps'))} | {fmt(c and c.get('drain_cpu_s'))} |")
+                  f"{lanes} | {fmt(e.get('time_ms'))} | {fmt(e.get('drain_MBps'))} | {flat} | "
+                  f"{fmt(c and c.get('drain_cpu_s'))} |")
     md.append("")
     if res["criu"]:
         md.append("| workload migration | transport | MiB | time to fully migrate (s) | restore (s) |")

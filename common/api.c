@@ -128,6 +128,9 @@ void api_migration_view_init(struct api_migration_view *v)
 	memset(v, 0, sizeof(*v));
 	v->fault_p50_us = -1;
 	v->fault_p99_us = -1;
+	v->drain_depth = -1;
+	v->drain_chunk = -1;
+	v->fault_lane_reads = -1;
 	v->freeze_ms = -1;
 	v->total_ms = -1;
 	v->restore_ms = -1;
@@ -182,8 +185,8 @@ static json_t *api_json_time(int64_t unix_ms)
 json_t *api_migration_to_json(const struct api_migration_view *v)
 {
 	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
-	       *times = json_object();
-	bool ok = m && progress && lat && times;
+	       *times = json_object(), *drain = json_object();
+	bool ok = m && progress && lat && times && drain;
 
 	if (!ok)
 		goto out;
@@ -213,6 +216,12 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "latency_us", lat, &ok);
 	lat = NULL;
 
+	api_set(drain, "depth", api_json_opt_i64(v->drain_depth), &ok);
+	api_set(drain, "chunk", api_json_opt_i64(v->drain_chunk), &ok);
+	api_set(drain, "fault_lane_reads", api_json_opt_i64(v->fault_lane_reads), &ok);
+	api_set(m, "drain", drain, &ok);
+	drain = NULL;
+
 	api_set(times, "created", api_json_time(v->created_unix_ms), &ok);
 	api_set(times, "finished", api_json_time(v->finished_unix_ms), &ok);
 	api_set(times, "freeze_ms", api_json_opt_i64(v->freeze_ms), &ok);
@@ -228,6 +237,7 @@ out:
 	json_decref(progress);
 	json_decref(lat);
 	json_decref(times);
+	json_decref(drain);
 	if (!ok) {
 		json_decref(m);
 		return NULL;

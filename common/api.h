@@ -122,6 +122,10 @@ struct api_migration_view {
 	uint64_t bytes;	      /* page bytes moved */
 	int64_t fault_p50_us; /* -1: no sample yet */
 	int64_t fault_p99_us;
+	/* dest over RDMA: the adaptive drain's width now, fault READs on the fault lane; -1 */
+	int64_t drain_depth;
+	int64_t drain_chunk; /* bytes */
+	int64_t fault_lane_reads;
 	int64_t created_unix_ms;  /* wall clock; 0: unknown */
 	int64_t finished_unix_ms; /* 0: not finished */
 	int64_t freeze_ms; /* source: frozen by criu dump until the images were on disk; -1 */

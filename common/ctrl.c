@@ -36,12 +36,14 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_DONE_ACK] = "DoneAck",
     [RDMIG_MSG__BODY_STAGE_REGION] = "StageRegion",
     [RDMIG_MSG__BODY_STAGE_REQ] = "StageReq",
+    [RDMIG_MSG__BODY_FAULT_LANE] = "FaultLane",
 };
 
 static bool type_known(int type)
 {
 	return (type >= RDMIG_MSG__BODY_HELLO && type <= RDMIG_MSG__BODY_DONE_ACK) ||
-	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ;
+	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ ||
+	       type == RDMIG_MSG__BODY_FAULT_LANE;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -485,6 +487,18 @@ int ctrl_msg_progress(struct ctrl_out *o, uint64_t pages, uint64_t bytes, uint64
 	b->bytes = bytes;
 	b->faults = faults;
 	o->msg.progress = b;
+	return 0;
+}
+
+int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn)
+{
+	FaultLane *b = &o->body.fault_lane;
+
+	out_reset(o, RDMIG_MSG__BODY_FAULT_LANE);
+	fault_lane__init(b);
+	b->qpn = qpn;
+	b->psn = psn;
+	o->msg.fault_lane = b;
 	return 0;
 }
 
@@ -1018,6 +1032,13 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 		return validate_stage_req(st, m->stage_req, e);
 	case RDMIG_MSG__BODY_DONE_ACK:
 		return ctrl_validate_text(m->done_ack->reason, CTRL_TEXT_MAX, "DoneAck.reason", e);
+	case RDMIG_MSG__BODY_FAULT_LANE:
+		if (m->fault_lane->qpn == 0 || m->fault_lane->qpn > 0xffffff ||
+		    m->fault_lane->psn > 0xffffff)
+			return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+				       "FaultLane qpn %" PRIu32 " psn %" PRIu32 " out of range",
+				       m->fault_lane->qpn, m->fault_lane->psn);
+		return 0;
 	case RDMIG_MSG__BODY_IMAGES_DONE:
 	case RDMIG_MSG__BODY_PROGRESS:
 	case RDMIG_MSG__BODY_KEEPALIVE:
@@ -1063,6 +1084,8 @@ static const struct {
     [RDMIG_MSG__BODY_DONE_ACK] = {PH(DONE), 0, 0, false},
     [RDMIG_MSG__BODY_STAGE_REGION] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_LAZY_DUMP, false},
     [RDMIG_MSG__BODY_STAGE_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_LAZY_DUMP, false},
+    [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY), PH(IMAGES) | PH(POSTCOPY),
+				    CTRL_FEAT_FAULT_LANE, false},
 };
 
 static enum ctrl_role role_other(enum ctrl_role r)

@@ -60,6 +60,7 @@
 #define CTRL_FEAT_VERIFY_PAGES ((uint64_t)FEATURE__FEAT_VERIFY_PAGES)
 /* Lazy dump: TaskTable ranges are staged later (StageRegion), asked for by StageReq. */
 #define CTRL_FEAT_LAZY_DUMP ((uint64_t)FEATURE__FEAT_LAZY_DUMP)
+#define CTRL_FEAT_FAULT_LANE   ((uint64_t)FEATURE__FEAT_FAULT_LANE)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
@@ -151,6 +152,7 @@ struct ctrl_out {
 		Keepalive keepalive;
 		Done done;
 		DoneAck done_ack;
+		FaultLane fault_lane;
 	} body;
 	void *scratch;
 };
@@ -228,6 +230,7 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
 /* FEAT_LAZY_DUMP: r is one TaskTable range, now staged (has_remote over RDMA). */
 int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
+int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

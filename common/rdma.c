@@ -20,6 +20,7 @@
 #define WR_KIND_RECV  1ull
 #define WR_KIND_SEND  2ull
 #define WR_KIND_READ  3ull
+#define WR_KIND_LANE  4ull /* a READ on the fault lane */
 #define WR_SLOT_MASK  ((1ull << WR_KIND_SHIFT) - 1)
 
 /* Completions handled per wakeup, so one busy endpoint cannot starve the loop. */
@@ -70,6 +71,22 @@ struct rdma_ep {
 	uint64_t *read_cookie; /* per read slot */
 	uint32_t *read_free;   /* stack of free read slots */
 	uint32_t nr_read_free;
+
+	/*
+	 * The fault lane: a second RC QP in the same PD with its own CQ (on
+	 * the same completion channel), connected by hand to the peer's lane
+	 * QP along the rdma_cm connection's path.  READs posted there never
+	 * wait behind the bulk READs of the first QP.
+	 */
+	struct ibv_cq *lane_cq;
+	struct ibv_qp *lane_qp;
+	unsigned int lane_unacked;
+	uint32_t lane_psn;
+	uint32_t lane_depth;
+	bool lane_up;
+	uint64_t *lane_cookie;
+	uint32_t *lane_free;
+	uint32_t nr_lane_free;
 
 	bool connected;
 	bool closing;
@@ -300,8 +317,10 @@ static void ep_flush_send_queue(struct rdma_ep *ep)
 	}
 }
 
-int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
-		 uint32_t len, uint64_t cookie)
+/* One signalled READ on qp, its cookie kept in a slot taken from the given pool. */
+static int ep_post_read(struct rdma_ep *ep, struct ibv_qp *qp, uint64_t kind, uint32_t *pool,
+			uint32_t *nr_free, uint64_t *cookies, void *local, uint32_t lkey,
+			uint64_t raddr, uint32_t rkey, uint32_t len, uint64_t cookie)
 {
 	struct ibv_sge sge = {.addr = (uintptr_t)local, .length = len, .lkey = lkey};
 	struct ibv_send_wr wr = {
@@ -318,21 +337,30 @@ int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
 		return -ENOTCONN;
 	if (len == 0)
 		return -EINVAL;
-	if (ep->nr_read_free == 0)
+	if (*nr_free == 0)
 		return -EAGAIN;
-	slot = ep->read_free[--ep->nr_read_free];
-	ep->read_cookie[slot] = cookie;
-	wr.wr_id = (WR_KIND_READ << WR_KIND_SHIFT) | slot;
+	slot = pool[--*nr_free];
+	cookies[slot] = cookie;
+	wr.wr_id = (kind << WR_KIND_SHIFT) | slot;
 	wr.wr.rdma.remote_addr = raddr;
 	wr.wr.rdma.rkey = rkey;
-	ret = ibv_post_send(ep->id->qp, &wr, &bad);
+	ret = ibv_post_send(qp, &wr, &bad);
 	if (ret) {
-		log_err("ibv_post_send (READ %u bytes at 0x%" PRIx64 ") on %s: %s", len, raddr,
-			ep->name, strerror(ret));
-		ep->read_free[ep->nr_read_free++] = slot;
+		log_err("ibv_post_send (%sREAD %u bytes at 0x%" PRIx64 ") on %s: %s",
+			kind == WR_KIND_LANE ? "fault-lane " : "", len, raddr, ep->name,
+			strerror(ret));
+		pool[(*nr_free)++] = slot;
 		return -ret;
 	}
 	return 0;
+}
+
+int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+		 uint32_t len, uint64_t cookie)
+{
+	return ep_post_read(ep, ep->id ? ep->id->qp : NULL, WR_KIND_READ, ep->read_free,
+			    &ep->nr_read_free, ep->read_cookie, local, lkey, raddr, rkey, len,
+			    cookie);
 }
 
 int rdma_ep_reg(struct rdma_ep *ep, void *addr, size_t len, int access, struct ibv_mr **out)
@@ -354,6 +382,144 @@ int rdma_ep_reg(struct rdma_ep *ep, void *addr, size_t len, int access, struct i
 	return 0;
 }
 
+/* A CQ of cqe entries on the endpoint's completion channel, armed. */
+static int ep_make_cq(struct rdma_ep *ep, int cqe, const char *what, struct ibv_cq **out)
+{
+	int ret;
+
+	*out = ibv_create_cq(ep->id->verbs, cqe, ep, ep->comp_ch, 0);
+	if (!*out) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_create_cq%s on %s: %s", what, ep->name, strerror(-ret));
+		return ret;
+	}
+	if (ibv_req_notify_cq(*out, 0)) {
+		log_err("ibv_req_notify_cq%s on %s failed", what, ep->name);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Moves the lane QP to state, with the attributes rdma_cm computed for the first QP. */
+static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t peer_qpn,
+		       uint32_t peer_psn)
+{
+	struct ibv_qp_attr a;
+	int mask = 0, ret;
+
+	memset(&a, 0, sizeof(a));
+	a.qp_state = state;
+	if (rdma_init_qp_attr(ep->id, &a, &mask)) {
+		ret = -errno;
+		log_err("rdma_init_qp_attr (fault lane, state %d) on %s: %s", state, ep->name,
+			strerror(errno));
+		return ret;
+	}
+	switch (state) {
+	case IBV_QPS_INIT:
+		/* Only READs cross the lane: nothing may write or send into it. */
+		a.qp_access_flags = IBV_ACCESS_REMOTE_READ;
+		break;
+	case IBV_QPS_RTR:
+		a.dest_qp_num = peer_qpn;
+		a.rq_psn = peer_psn;
+		break;
+	case IBV_QPS_RTS:
+		a.sq_psn = ep->lane_psn;
+		break;
+	default:
+		break;
+	}
+	ret = ibv_modify_qp(ep->lane_qp, &a, mask);
+	if (ret) {
+		log_err("ibv_modify_qp (fault lane to state %d) on %s: %s", state, ep->name,
+			strerror(ret));
+		return -ret;
+	}
+	return 0;
+}
+
+int rdma_ep_lane_create(struct rdma_ep *ep, uint32_t depth, uint32_t *qpn, uint32_t *psn)
+{
+	struct ibv_qp_init_attr qpa = {0};
+	uint32_t i;
+	int ret;
+
+	if (!ep->connected || ep->closing || !ep->pd)
+		return -ENOTCONN;
+	if (ep->lane_qp || depth == 0)
+		return -EINVAL;
+	ep->lane_cookie = calloc(depth, sizeof(*ep->lane_cookie));
+	ep->lane_free = calloc(depth, sizeof(*ep->lane_free));
+	if (!ep->lane_cookie || !ep->lane_free) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = ep_make_cq(ep, (int)depth + 1, " (fault lane)", &ep->lane_cq);
+	if (ret < 0)
+		goto out;
+	qpa.send_cq = ep->lane_cq;
+	qpa.recv_cq = ep->lane_cq;
+	qpa.qp_type = IBV_QPT_RC;
+	qpa.cap.max_send_wr = depth;
+	qpa.cap.max_recv_wr = 1;
+	qpa.cap.max_send_sge = 1;
+	qpa.cap.max_recv_sge = 1;
+	ep->lane_qp = ibv_create_qp(ep->pd, &qpa);
+	if (!ep->lane_qp) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_create_qp (fault lane) on %s: %s", ep->name, strerror(-ret));
+		goto out;
+	}
+	ret = lane_modify(ep, IBV_QPS_INIT, 0, 0);
+	if (ret < 0)
+		goto out;
+	ep->lane_psn = (uint32_t)(now_ns() ^ (uintptr_t)ep) & 0xffffff;
+	for (i = 0; i < depth; i++)
+		ep->lane_free[i] = depth - 1 - i;
+	ep->nr_lane_free = depth;
+	ep->lane_depth = depth;
+	*qpn = ep->lane_qp->qp_num;
+	*psn = ep->lane_psn;
+	ret = 0;
+out:
+	/* A half-made lane is released with the endpoint; it is never used. */
+	return ret;
+}
+
+int rdma_ep_lane_connect(struct rdma_ep *ep, uint32_t peer_qpn, uint32_t peer_psn)
+{
+	int ret;
+
+	if (!ep->connected || ep->closing)
+		return -ENOTCONN;
+	if (!ep->lane_qp || ep->lane_up || ep->nr_lane_free != ep->lane_depth)
+		return -EINVAL;
+	ret = lane_modify(ep, IBV_QPS_RTR, peer_qpn & 0xffffff, peer_psn & 0xffffff);
+	if (ret == 0)
+		ret = lane_modify(ep, IBV_QPS_RTS, 0, 0);
+	if (ret == 0) {
+		ep->lane_up = true;
+		log_debug("%s: fault lane up (QP %u to peer QP %u)", ep->name, ep->lane_qp->qp_num,
+			  peer_qpn);
+	}
+	return ret;
+}
+
+bool rdma_ep_lane_up(const struct rdma_ep *ep)
+{
+	return ep->lane_up && ep->connected && !ep->closing;
+}
+
+int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
+		       uint32_t rkey, uint32_t len, uint64_t cookie)
+{
+	if (!ep->lane_up)
+		return rdma_ep_read(ep, local, lkey, raddr, rkey, len, cookie);
+	return ep_post_read(ep, ep->lane_qp, WR_KIND_LANE, ep->lane_free, &ep->nr_lane_free,
+			    ep->lane_cookie, local, lkey, raddr, rkey, len, cookie);
+}
+
 static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 {
 	uint64_t kind = wc->wr_id >> WR_KIND_SHIFT;
@@ -366,6 +532,7 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 			log_err("completion error on %s: %s (vendor 0x%x, %s)", ep->name,
 				ibv_wc_status_str(wc->status), wc->vendor_err,
 				kind == WR_KIND_READ   ? "READ"
+				: kind == WR_KIND_LANE ? "fault-lane READ"
 				: kind == WR_KIND_SEND ? "SEND"
 						       : "RECV");
 	}
@@ -389,6 +556,11 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 		if (ep->ops && ep->ops->read_done)
 			ep->ops->read_done(ep, ep->read_cookie[slot], status, ep->arg);
 		break;
+	case WR_KIND_LANE:
+		ep->lane_free[ep->nr_lane_free++] = slot;
+		if (ep->ops && ep->ops->read_done)
+			ep->ops->read_done(ep, ep->lane_cookie[slot], status, ep->arg);
+		break;
 	default:
 		log_err("completion with unknown wr_id 0x%" PRIx64 " on %s", wc->wr_id, ep->name);
 		status = -EIO;
@@ -398,41 +570,68 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 		ep_report_closed(ep, -EIO);
 }
 
+/* Polls cq for at most budget completions; returns how many ran, or -EIO. */
+static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget)
+{
+	struct ibv_wc wc[16];
+	int done = 0, n, i;
+
+	while (done < budget && (!ep->closing || ep->lingering)) {
+		n = ibv_poll_cq(cq, (int)ARRAY_SIZE(wc), wc);
+		if (n < 0) {
+			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
+			ep_report_closed(ep, -EIO);
+			return -EIO;
+		}
+		if (n == 0)
+			break;
+		for (i = 0; i < n && (!ep->closing || ep->lingering); i++)
+			ep_handle_wc(ep, &wc[i]);
+		done += n;
+	}
+	return done;
+}
+
 static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rdma_ep *ep = arg;
-	struct ibv_wc wc[16];
 	struct ibv_cq *cq;
 	void *ctx;
 	int budget = CQ_POLL_BUDGET;
-	int n, i;
+	int n;
 
 	/* The channel fd is non-blocking: drain every pending notification. */
-	while (ibv_get_cq_event(ep->comp_ch, &cq, &ctx) == 0)
-		ep->cq_unacked++;
+	while (ibv_get_cq_event(ep->comp_ch, &cq, &ctx) == 0) {
+		if (cq == ep->lane_cq)
+			ep->lane_unacked++;
+		else
+			ep->cq_unacked++;
+	}
 	if (ep->cq_unacked >= CQ_ACK_BATCH) {
 		ibv_ack_cq_events(ep->cq, ep->cq_unacked);
 		ep->cq_unacked = 0;
 	}
+	if (ep->lane_unacked >= CQ_ACK_BATCH) {
+		ibv_ack_cq_events(ep->lane_cq, ep->lane_unacked);
+		ep->lane_unacked = 0;
+	}
 	/* Re-arm before polling so a completion landing in between still wakes us. */
-	if (ibv_req_notify_cq(ep->cq, 0)) {
+	if (ibv_req_notify_cq(ep->cq, 0) || (ep->lane_cq && ibv_req_notify_cq(ep->lane_cq, 0))) {
 		log_err("ibv_req_notify_cq on %s failed", ep->name);
 		ep_report_closed(ep, -EIO);
 		return;
 	}
-	while (budget > 0 && (!ep->closing || ep->lingering)) {
-		n = ibv_poll_cq(ep->cq, (int)ARRAY_SIZE(wc), wc);
-		if (n < 0) {
-			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
-			ep_report_closed(ep, -EIO);
+	/* The fault lane first: its completions are what a stopped thread waits for. */
+	if (ep->lane_cq) {
+		n = ep_poll_cq(ep, ep->lane_cq, budget);
+		if (n < 0)
 			return;
-		}
-		if (n == 0)
-			return;
-		for (i = 0; i < n && (!ep->closing || ep->lingering); i++)
-			ep_handle_wc(ep, &wc[i]);
 		budget -= n;
 	}
+	n = ep_poll_cq(ep, ep->cq, budget);
+	if (n < 0)
+		return;
+	budget -= n;
 	/*
 	 * More may be waiting.  A zero timeout, not event_active(): an event
 	 * re-activated while libevent runs its queue runs again in the same
@@ -448,22 +647,18 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 
 int rdma_ep_poll(struct rdma_ep *ep)
 {
-	struct ibv_wc wc[16];
-	int n, i;
+	int n;
 
 	if (ep->closing && !ep->lingering)
 		return -ENOTCONN;
 	if (!ep->cq)
 		return -ENOTCONN;
-	n = ibv_poll_cq(ep->cq, (int)ARRAY_SIZE(wc), wc);
-	if (n < 0) {
-		log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
-		ep_report_closed(ep, -EIO);
-		return -EIO;
+	if (ep->lane_cq) {
+		n = ep_poll_cq(ep, ep->lane_cq, 16);
+		if (n != 0)
+			return n;
 	}
-	for (i = 0; i < n && (!ep->closing || ep->lingering); i++)
-		ep_handle_wc(ep, &wc[i]);
-	return n;
+	return ep_poll_cq(ep, ep->cq, 16);
 }
 
 static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -542,18 +737,9 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 	ret = fd_set_nonblock(ep->comp_ch->fd);
 	if (ret < 0)
 		goto out;
-	ep->cq = ibv_create_cq(verbs, (int)(p->recv_depth + p->send_depth + p->max_reads + 1), ep,
-			       ep->comp_ch, 0);
-	if (!ep->cq) {
-		ret = -(errno ? errno : ENOMEM);
-		log_err("ibv_create_cq on %s: %s", ep->name, strerror(-ret));
+	ret = ep_make_cq(ep, (int)(p->recv_depth + p->send_depth + p->max_reads + 1), "", &ep->cq);
+	if (ret < 0)
 		goto out;
-	}
-	if (ibv_req_notify_cq(ep->cq, 0)) {
-		ret = -EIO;
-		log_err("ibv_req_notify_cq on %s failed", ep->name);
-		goto out;
-	}
 	qpa.send_cq = ep->cq;
 	qpa.recv_cq = ep->cq;
 	qpa.qp_type = IBV_QPT_RC;
@@ -636,6 +822,12 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 
 	if (ep->cq_unacked)
 		ibv_ack_cq_events(ep->cq, ep->cq_unacked);
+	if (ep->lane_unacked)
+		ibv_ack_cq_events(ep->lane_cq, ep->lane_unacked);
+	if (ep->lane_qp && ibv_destroy_qp(ep->lane_qp))
+		log_warn("ibv_destroy_qp (fault lane) on %s failed", ep->name);
+	if (ep->lane_cq)
+		ibv_destroy_cq(ep->lane_cq);
 	if (ep->id && ep->id->qp)
 		rdma_destroy_qp(ep->id);
 	if (ep->comp_ev)
@@ -665,6 +857,8 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 	free(ep->send_free);
 	free(ep->read_cookie);
 	free(ep->read_free);
+	free(ep->lane_cookie);
+	free(ep->lane_free);
 	free(ep);
 }
 
@@ -683,6 +877,13 @@ static void ep_finish_close(struct rdma_ep *ep)
 	if (ep->connected)
 		rdma_disconnect(ep->id);
 	ep->connected = false;
+	/* Like the disconnect for the first QP: no READ lands in local memory from now on. */
+	if (ep->lane_qp) {
+		struct ibv_qp_attr err = {.qp_state = IBV_QPS_ERR};
+
+		ibv_modify_qp(ep->lane_qp, &err, IBV_QP_STATE);
+		ep->lane_up = false;
+	}
 	if (ep->comp_ev)
 		event_del(ep->comp_ev);
 	if (ep->resume_ev)

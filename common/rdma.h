@@ -27,6 +27,7 @@
 
 #include <event2/event.h>
 #include <infiniband/verbs.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -103,11 +104,35 @@ int rdma_ep_send(struct rdma_ep *ep, const void *buf, size_t len);
  */
 int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 		 uint32_t len, uint64_t cookie);
+/*
+ * The fault lane: a second RC queue pair in the endpoint's PD, with its own
+ * completion queue, so latency-critical READs never queue behind bulk ones
+ * on the first QP.  It is connected without rdma_cm: each side creates its
+ * lane (rdma_ep_lane_create() returns the QP number and first PSN to give
+ * the peer over the authenticated control channel), then connects it to the
+ * peer's numbers along the endpoint's own path (rdma_ep_lane_connect()).
+ * Only READs cross it (remote access: READ only).  The endpoint owns the
+ * lane; it goes to the error state at close, like the first QP.
+ *
+ * Returns 0 or a negative errno; -ENOTCONN before the endpoint is
+ * established.  depth: READs outstanding on the lane.
+ */
+int rdma_ep_lane_create(struct rdma_ep *ep, uint32_t depth, uint32_t *qpn, uint32_t *psn);
+int rdma_ep_lane_connect(struct rdma_ep *ep, uint32_t peer_qpn, uint32_t peer_psn);
+bool rdma_ep_lane_up(const struct rdma_ep *ep);
+/*
+ * rdma_ep_read() on the fault lane once it is up (-EAGAIN when its depth is
+ * used up); on the first QP before that.  Completions reach read_done.
+ */
+int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
+		       uint32_t rkey, uint32_t len, uint64_t cookie);
+
 /* Bytes of messages waiting in software for a free send buffer. */
 size_t rdma_ep_pending(const struct rdma_ep *ep);
 
 /*
- * Polls the completion queue once, without waiting, and runs the callbacks
+ * Polls the completion queues once (the fault lane's first, the first QP's
+ * only if the lane had nothing), without waiting, and runs the callbacks
  * of what completed.  Returns how many completions ran, or a negative errno
  * (-ENOTCONN once closing).  For callers that spin briefly on a latency-
  * critical READ instead of waiting for the completion channel's wakeup.

@@ -325,6 +325,33 @@ int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint
 	return rdma_ep_read(x->ep, local, lkey, raddr, rkey, len, cookie);
 }
 
+int xport_lane_create(struct xport *x, uint32_t depth, uint32_t *qpn, uint32_t *psn)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_lane_create(x->ep, depth, qpn, psn);
+}
+
+int xport_lane_connect(struct xport *x, uint32_t peer_qpn, uint32_t peer_psn)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_lane_connect(x->ep, peer_qpn, peer_psn);
+}
+
+bool xport_lane_up(const struct xport *x)
+{
+	return x->kind == XPORT_RDMA && rdma_ep_lane_up(x->ep);
+}
+
+int xport_read_fault(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+		     uint32_t len, uint64_t cookie)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_read_fault(x->ep, local, lkey, raddr, rkey, len, cookie);
+}
+
 int xport_poll(struct xport *x)
 {
 	if (x->kind != XPORT_RDMA)

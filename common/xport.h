@@ -108,6 +108,12 @@ int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr
 int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 	       uint32_t len, uint64_t cookie);
 uint32_t xport_read_slots(const struct xport *x);
+/* RDMA only: the fault lane (rdma_ep_lane_create() and what follows it in rdma.h). */
+int xport_lane_create(struct xport *x, uint32_t depth, uint32_t *qpn, uint32_t *psn);
+int xport_lane_connect(struct xport *x, uint32_t peer_qpn, uint32_t peer_psn);
+bool xport_lane_up(const struct xport *x);
+int xport_read_fault(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+		     uint32_t len, uint64_t cookie);
 
 /*
  * RDMA only: runs the callbacks of completions already there, without

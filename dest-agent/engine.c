@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
+#include "drainctl.h"
 #include "lazyset.h"
 #include "log.h"
 #include "proctree.h"
@@ -122,14 +123,14 @@ struct engine {
 	struct engine_counters c;
 	uint64_t lazy_pages;
 	uint64_t drain_first_ns;
-	uint64_t last_fault_ns; /* last fault on a lazy page, for drain_quiet_ms */
+	struct drainctl dc; /* the drain's width, from the faults (drain_yields) */
 	uint64_t drain_last_ns;
 	struct latstat lat;
 };
 
 static void engine_pump(struct engine *e);
 
-/* Drain read size while faults are in flight: 64 KiB. */
+/* The drain's smallest read while faults come: 64 KiB. */
 #define DRAIN_FAULTING_PAGES 16
 static void task_install(struct etask *t, struct ereq *r);
 static void task_read_events(struct etask *t);
@@ -709,17 +710,16 @@ static void engine_pump(struct engine *e)
 	if (chunk_pages > staging_slot_size(e->st) / PG)
 		chunk_pages = staging_slot_size(e->st) / PG;
 	/*
-	 * Fetches share one queue to the source, so a fault waits behind every
-	 * drain read already posted: while faults are in flight, keep the
-	 * drain to one small read, and let it run wide again when they stop.
+	 * A fault's READ shares the wire (and, without a fault lane, the queue)
+	 * with every drain READ already posted: the drain narrows while faults
+	 * come and widens when they stop (drainctl.h).
 	 */
 	depth = e->cfg.drain_depth;
-	if (e->cfg.drain_yields && (e->nr_fault_inflight ||
-				    (e->last_fault_ns && now_ns() - e->last_fault_ns <
-							     e->cfg.drain_quiet_ms * 1000000ull))) {
-		depth = 1;
-		if (chunk_pages > DRAIN_FAULTING_PAGES)
-			chunk_pages = DRAIN_FAULTING_PAGES;
+	if (e->cfg.drain_yields) {
+		drainctl_update(&e->dc, now_ns(), e->nr_fault_inflight > 0);
+		depth = e->dc.depth;
+		if (chunk_pages > e->dc.chunk / PG)
+			chunk_pages = e->dc.chunk / PG ? e->dc.chunk / PG : 1;
 	}
 	while (e->finished && !e->aborting && TAILQ_EMPTY(&e->fault_q) &&
 	       e->nr_drain_inflight < depth && !pagesrc_is_gone(e->src)) {
@@ -823,7 +823,7 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 	case LAZY_PENDING:
 		t->c.faults_lazy++;
 		e->c.faults_lazy++;
-		e->last_fault_ns = now;
+		drainctl_fault(&e->dc, now);
 		if (t->state != ENGINE_TASK_ACTIVE)
 			return; /* stopped: the thread stays blocked, never sees a zero page */
 		/*
@@ -856,7 +856,7 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 	case LAZY_INFLIGHT:
 		t->c.faults_lazy++;
 		e->c.faults_lazy++;
-		e->last_fault_ns = now;
+		drainctl_fault(&e->dc, now);
 		log_debug("pid %" PRId32 ": fault %#" PRIx64 ": already in flight", t->pid, addr);
 		task_add_waiter(t, addr, now);
 		break;
@@ -1349,6 +1349,8 @@ int engine_create(struct event_base *base, const struct img_set *imgs, struct pa
 	e->src = src;
 	e->st = st;
 	e->cfg = *cfg;
+	drainctl_init(&e->dc, cfg->drain_depth, cfg->drain_chunk, DRAIN_FAULTING_PAGES * PG,
+		      cfg->drain_quiet_ms, !cfg->fault_lane);
 	if (e->cfg.readahead_pages == 0)
 		e->cfg.readahead_pages = 1;
 	if ((uint64_t)e->cfg.readahead_pages * PG > staging_slot_size(st))
@@ -1449,6 +1451,12 @@ void engine_get_counters(const struct engine *e, struct engine_counters *out)
 	*out = e->c;
 }
 
+void engine_set_fault_lane(struct engine *e, bool on)
+{
+	e->cfg.fault_lane = on;
+	e->dc.shared_queue = !on;
+}
+
 void engine_get_stats(struct engine *e, struct engine_stats *out)
 {
 	struct etask *t;
@@ -1472,6 +1480,10 @@ void engine_get_stats(struct engine *e, struct engine_stats *out)
 	out->fault_p90_ns = latstat_percentile(&e->lat, 90);
 	out->fault_p99_ns = latstat_percentile(&e->lat, 99);
 	out->fault_max_ns = e->lat.max_ns;
+	out->drain_depth = e->cfg.drain_yields ? e->dc.depth : e->cfg.drain_depth;
+	out->drain_chunk = e->cfg.drain_yields ? e->dc.chunk : e->cfg.drain_chunk;
+	out->drain_shrinks = e->cfg.drain_yields ? e->dc.shrinks : 0;
+	out->drain_grows = e->cfg.drain_yields ? e->dc.grows : 0;
 }
 
 void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),

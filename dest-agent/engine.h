@@ -59,18 +59,22 @@ struct engine_config {
 	uint32_t events_budget;	  /* uffd messages per task per wakeup */
 	uint32_t latency_samples; /* kept for exact percentiles, engine-wide */
 	/*
-	 * While faults are in flight, keep the drain to one 64 KiB fetch so
-	 * faults do not queue behind it.  Worth it when a fetch is cheap for
-	 * the source (RDMA READ); over TCP it starves the drain.
+	 * Adapt the drain to the faults (drainctl.h): drain_depth and
+	 * drain_chunk become maxima, halved per fault and grown back when
+	 * faults stop.  Worth it when a fetch is cheap for the source (RDMA
+	 * READ); over TCP it starves the drain.
 	 */
 	bool drain_yields;
 	/*
-	 * With drain_yields: the drain also stays narrow until this long after
-	 * the last fault on a lazy page.  Faults come in bursts; a drain that
-	 * goes wide between two faults of a burst puts megabytes in the
-	 * queue ahead of the next one.
+	 * With drain_yields: how long after the last fault the drain starts
+	 * growing back; 0: adaptive (twice the recent gap between faults).
 	 */
 	uint32_t drain_quiet_ms;
+	/*
+	 * With drain_yields: faults travel on their own queue pair, so a fault
+	 * in flight need not hold the drain at its minimum.
+	 */
+	bool fault_lane;
 	/*
 	 * After posting fault fetches, spin on the page source for up to
 	 * this long until a waiting fault is resolved, instead of sleeping
@@ -160,6 +164,11 @@ struct engine_stats {
 	uint64_t fault_p99_ns;
 	uint64_t fault_max_ns;
 	uint64_t fault_count; /* latency samples: faults resolved by a COPY */
+	/* The drain's width now (drainctl.h) and how often it changed. */
+	uint32_t drain_depth;
+	uint64_t drain_chunk;
+	uint64_t drain_shrinks;
+	uint64_t drain_grows;
 };
 
 /*
@@ -190,6 +199,8 @@ void engine_abort(struct engine *e, const char *reason);
 /* The engine-wide counters alone: cheap, unlike engine_get_stats() (percentiles). */
 void engine_get_counters(const struct engine *e, struct engine_counters *out);
 void engine_get_stats(struct engine *e, struct engine_stats *out);
+/* The page source got (or lost) a separate queue for faults: cfg.fault_lane from now on. */
+void engine_set_fault_lane(struct engine *e, bool on);
 /* Calls fn for each task, in arrival order. */
 void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),
 			  void *arg);

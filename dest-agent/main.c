@@ -82,6 +82,7 @@ struct dest_opts {
 	enum xport_kind kind;
 	bool data_tls; /* --transport tls: TCP inside mutual TLS (--tls-*) */
 	bool verify;
+	bool one_lane;
 	unsigned int connect_timeout_s;
 	unsigned int dead_after_s;
 	uint32_t max_reads;
@@ -164,6 +165,7 @@ enum {
 	OPT_MIGRATION,
 	OPT_SECRET_FILE,
 	OPT_VERIFY,
+	OPT_ONE_LANE,
 	OPT_CONNECT_TIMEOUT,
 	OPT_DEAD_AFTER,
 	OPT_MAX_READS,
@@ -226,9 +228,12 @@ static void dest_usage(FILE *f)
 		"      --drain-depth N    background requests in flight (default 8)\n"
 		"      --drain-chunk SIZE bytes per background request (default 256K)\n"
 		"      --fetch-timeout SEC  stop a process whose pages take longer (default 30)\n"
-		"      --drain-quiet MS   over RDMA, keep the drain to one 64 KiB read until MS\n"
-		"                         after the last fault (default 0: only while faults\n"
-		"                         are in flight); lower fault latency, longer drain\n"
+		"      --drain-quiet MS   over RDMA the drain narrows on faults and widens\n"
+		"                         again after a quiet time that follows the faults'\n"
+		"                         rhythm; MS fixes that time instead (default 0:\n"
+		"                         adaptive)\n"
+		"      --one-lane         over RDMA, ask for no fault lane: faults share the\n"
+		"                         drain's queue pair (as an older destination)\n"
 		"      --fault-poll US    after posting a fault's RDMA READ, poll for its\n"
 		"                         completion for up to US microseconds before\n"
 		"                         sleeping (default 1000; 0: never)\n"
@@ -364,6 +369,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"migration-id", required_argument, NULL, 'm'},
 	    {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"one-lane", no_argument, NULL, OPT_ONE_LANE},
 	    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"max-reads", required_argument, NULL, OPT_MAX_READS},
@@ -535,6 +541,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_VERIFY:
 			o->verify = true;
+			break;
+		case OPT_ONE_LANE:
+			o->one_lane = true;
 			break;
 		case OPT_CONNECT_TIMEOUT:
 		case OPT_DEAD_AFTER:
@@ -740,6 +749,16 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 	c->bytes = s.c.bytes;
 	c->fault_p50_us = s.fault_count ? (int64_t)(s.fault_p50_ns / 1000) : -1;
 	c->fault_p99_us = s.fault_count ? (int64_t)(s.fault_p99_ns / 1000) : -1;
+	c->drain_depth = s.drain_depth;
+	c->drain_chunk = (int64_t)s.drain_chunk;
+	c->fault_lane_reads = -1;
+	if (d->ns) {
+		struct netsrc_stats ns;
+
+		netsrc_get_stats(d->ns, &ns);
+		if (ns.fault_lane)
+			c->fault_lane_reads = (int64_t)ns.lane_reads;
+	}
 	return true;
 }
 
@@ -998,10 +1017,19 @@ static void dest_net_done_acked(void *arg, bool ok, const char *reason)
 	event_base_loopexit(d->base, NULL);
 }
 
+static void dest_net_lane_up(void *arg)
+{
+	struct dest *d = arg;
+
+	if (d->eng)
+		engine_set_fault_lane(d->eng, true);
+}
+
 static const struct netsrc_ops dest_net_ops = {
     .images_ready = dest_net_images_ready,
     .failed = dest_net_failed,
     .done_acked = dest_net_done_acked,
+    .lane_up = dest_net_lane_up,
 };
 
 /* Connects to rdmig-source and waits until the images are here. */
@@ -1017,6 +1045,7 @@ static int dest_fetch_images(struct dest *d)
 	    .connect_timeout_s = d->o.connect_timeout_s,
 	    .dead_after_s = d->o.dead_after_s,
 	    .max_reads = d->o.max_reads,
+	    .one_lane = d->o.one_lane,
 	};
 	int ret;
 
@@ -1263,6 +1292,12 @@ static int dest_setup_loop(struct dest *d)
 		return ret;
 	/* One-sided READs cost the source nothing: let faults overtake the drain there. */
 	d->o.ecfg.drain_yields = !d->o.local && d->o.kind == XPORT_RDMA;
+	if (d->ns) {
+		struct netsrc_stats ns;
+
+		netsrc_get_stats(d->ns, &ns);
+		d->o.ecfg.fault_lane = ns.fault_lane;
+	}
 	ret = engine_create(d->base, d->imgs, d->src, d->st, &d->o.ecfg, &dest_engine_ops, d,
 			    &d->eng);
 	if (ret < 0)
@@ -1333,6 +1368,16 @@ static void dest_summary(struct dest *d, int code)
 		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.bytes, ms, s.c.faults,
 		 s.c.faults_lazy, s.fault_count, s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps,
 		 restore);
+	if (d->ns) {
+		struct netsrc_stats ns;
+
+		netsrc_get_stats(d->ns, &ns);
+		log_info("lanes: fault_lane=%s lane_reads=%" PRIu64 " reads=%" PRIu64
+			 " drain_depth=%" PRIu32 " drain_chunk=%" PRIu64 " drain_shrinks=%" PRIu64
+			 " drain_grows=%" PRIu64,
+			 ns.fault_lane ? "yes" : "no", ns.lane_reads, ns.reads, s.drain_depth,
+			 s.drain_chunk, s.drain_shrinks, s.drain_grows);
+	}
 }
 
 /* --latency-out: the engine's fault latency samples, one per line (ns). */

@@ -76,7 +76,8 @@ struct netsrc {
 	struct staging *staging;
 	struct ibv_mr *staging_mr;
 	struct ns_reqs pending;
-	uint32_t inflight;
+	uint32_t inflight;	/* all requests the source holds */
+	uint32_t lane_inflight; /* of them, READs on the fault lane */
 	uint64_t next_cookie;
 
 	struct netsrc_stats stats;
@@ -177,6 +178,8 @@ static void ns_flush_requests(struct netsrc *ns, int err)
 	while ((req = TAILQ_FIRST(&ns->pending)) != NULL) {
 		TAILQ_REMOVE(&ns->pending, req, src_link);
 		ns->inflight--;
+		if (ns->cfg.kind == XPORT_RDMA && req->src_priv)
+			ns->lane_inflight--;
 		pagesrc_complete(req, err);
 	}
 }
@@ -236,6 +239,8 @@ static void ns_established(struct xport *x, void *arg)
 	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s", ns->id, xport_name(x));
 	log_info("%s: connected over %s", ns->name, xport_kind_str(ns->cfg.kind));
 	h.features = ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
+	if (ns->cfg.kind == XPORT_RDMA && !ns->cfg.one_lane)
+		h.features |= CTRL_FEAT_FAULT_LANE;
 	if (ns->cfg.verify)
 		h.features |= CTRL_FEAT_VERIFY_PAGES;
 	if (auth_nonce(ns->nonce) < 0 || ctrl_msg_hello(&o, &h) < 0 || ns_send(ns, &o) < 0)
@@ -268,6 +273,44 @@ static void on_hello(struct netsrc *ns)
 		ns_fail(ns, -EIO, "cannot send the authentication proof");
 }
 
+/*
+ * Offers our fault lane's QP, now that the channel is sealed.  Failing
+ * here is not fatal: the faults then share the first queue pair.
+ */
+static void ns_offer_lane(struct netsrc *ns)
+{
+	uint32_t qpn, psn;
+	struct ctrl_out o;
+	int ret;
+
+	if (!(ctrl_state_negotiated(&ns->st)->features & CTRL_FEAT_FAULT_LANE))
+		return;
+	ret = xport_lane_create(ns->x, NETSRC_LANE_DEPTH, &qpn, &psn);
+	if (ret < 0) {
+		log_warn("%s: no fault lane (%s); faults share the first queue pair", ns->name,
+			 strerror(-ret));
+		return;
+	}
+	if (ctrl_msg_fault_lane(&o, qpn, psn) == 0)
+		ns_send(ns, &o);
+}
+
+static void on_fault_lane(struct netsrc *ns, const FaultLane *fl)
+{
+	int ret = xport_lane_connect(ns->x, fl->qpn, fl->psn);
+
+	if (ret < 0) {
+		log_warn("%s: cannot connect the fault lane (%s); faults share the first queue "
+			 "pair",
+			 ns->name, strerror(-ret));
+		return;
+	}
+	ns->stats.fault_lane = true;
+	log_info("%s: fault lane up", ns->name);
+	if (ns->ops->lane_up)
+		ns->ops->lane_up(ns->arg);
+}
+
 static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 {
 	struct auth_transcript t;
@@ -292,6 +335,7 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 		return;
 	}
 	log_info("%s: mutual authentication done; receiving images into %s", ns->name, ns->dir);
+	ns_offer_lane(ns);
 }
 
 /* ---- images ---- */
@@ -494,11 +538,19 @@ static void ns_read_done(struct xport *x, uint64_t cookie, int status, void *arg
 	struct netsrc *ns = arg;
 	struct pagesrc_req *req = (struct pagesrc_req *)(uintptr_t)cookie;
 
+	bool lane = req->src_priv != NULL;
+
 	TAILQ_REMOVE(&ns->pending, req, src_link);
 	ns->inflight--;
+	if (lane)
+		ns->lane_inflight--;
 	if (status == 0) {
 		ns->stats.reads++;
 		ns->stats.read_bytes += req->len;
+		if (lane) {
+			ns->stats.lane_reads++;
+			ns->stats.lane_read_bytes += req->len;
+		}
 	}
 	pagesrc_complete(req, status == 0 ? 0 : -EIO);
 }
@@ -557,6 +609,9 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		on_read_resp(ns, m->read_resp);
 		break;
 	case RDMIG_MSG__BODY_KEEPALIVE:
+		break;
+	case RDMIG_MSG__BODY_FAULT_LANE:
+		on_fault_lane(ns, m->fault_lane);
 		break;
 	case RDMIG_MSG__BODY_DONE_ACK:
 		ns->finished = m->done_ack->ok;
@@ -805,9 +860,14 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 	struct ctrl_out o;
 	int ret;
 
+	bool lane;
+
 	if (ns->failed || !ns->x)
 		return -ENOTCONN;
-	if (ns->inflight >= ns->cfg.max_reads)
+	/* A fault on the lane does not count against the drain's READs. */
+	lane =
+	    ns->cfg.kind == XPORT_RDMA && req->prio == PAGESRC_PRIO_FAULT && xport_lane_up(ns->x);
+	if (!lane && ns->inflight - ns->lane_inflight >= ns->cfg.max_reads)
 		return -EAGAIN;
 	r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
 	if (!r) {
@@ -816,9 +876,11 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 		return -ERANGE;
 	}
 	if (ns->cfg.kind == XPORT_RDMA) {
-		ret = xport_read(ns->x, req->dst, ns->staging_mr->lkey,
-				 r->raddr + (req->img_vaddr - r->img_vaddr), r->rkey,
-				 (uint32_t)req->len, (uint64_t)(uintptr_t)req);
+		req->src_priv = lane ? ns : NULL;
+		ret = (lane ? xport_read_fault
+			    : xport_read)(ns->x, req->dst, ns->staging_mr->lkey,
+					  r->raddr + (req->img_vaddr - r->img_vaddr), r->rkey,
+					  (uint32_t)req->len, (uint64_t)(uintptr_t)req);
 	} else {
 		req->src_priv = (void *)(uintptr_t)++ns->next_cookie;
 		ret = ctrl_msg_read_req(&o, ns->next_cookie, req->pid, req->img_vaddr,
@@ -830,6 +892,8 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 		return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
 	TAILQ_INSERT_TAIL(&ns->pending, req, src_link);
 	ns->inflight++;
+	if (lane)
+		ns->lane_inflight++;
 	return 0;
 }
 
@@ -868,6 +932,7 @@ static void nsrc_destroy(void *ctx)
 	/* Forget every request: the engine no longer waits for them. */
 	TAILQ_INIT(&ns->pending);
 	ns->inflight = 0;
+	ns->lane_inflight = 0;
 	ns->src = NULL;
 	/* READs may still target staging: stop the connection first. */
 	if (ns->cfg.kind == XPORT_RDMA)

@@ -12,7 +12,11 @@
  * checks them against the tables (netsrc_check_images), and builds the
  * fault engine on netsrc_pagesrc():
  *  - over RDMA, a fetch is one one-sided READ from (remote_addr, rkey) of
- *    the range into the registered staging slot; the source CPU is idle;
+ *    the range into the registered staging slot; the source CPU is idle.
+ *    With FEAT_FAULT_LANE negotiated, fault requests go on a second queue
+ *    pair (the fault lane) with its own completion queue, so they never
+ *    wait behind the drain's READs; until the source has answered, and
+ *    with an older source, they share the first;
  *  - over TCP, a fetch is a ReadReq answered by a ReadResp.
  * With verification negotiated, every page is checked against the source's
  * XXH3 before it may be installed.
@@ -48,7 +52,11 @@ struct netsrc_config {
 	uint32_t max_reads;		/* RDMA READs / TCP reads in flight */
 	/* TCP inside TLS (xport_params.tls): the client context, borrowed. */
 	struct ssl_ctx_st *tls;
+	bool one_lane;			/* RDMA: ask for no fault lane (as an older dest) */
 };
+
+/* READs outstanding on the fault lane; beyond cfg.max_reads. */
+#define NETSRC_LANE_DEPTH 32
 
 struct netsrc_stats {
 	uint64_t files;
@@ -61,6 +69,9 @@ struct netsrc_stats {
 	uint64_t read_bytes;
 	uint64_t pages_verified;
 	uint64_t verify_failures;
+	bool fault_lane;     /* the fault lane is up */
+	uint64_t lane_reads; /* of reads: fault READs that went on the fault lane */
+	uint64_t lane_read_bytes;
 };
 
 struct netsrc_ops {
@@ -73,6 +84,11 @@ struct netsrc_ops {
 	void (*failed)(void *arg, int err, const char *reason);
 	/* The source answered Done: ok means it released the checkpoint. */
 	void (*done_acked)(void *arg, bool ok, const char *reason);
+	/*
+	 * Optional: the fault lane is up.  It may come before or after
+	 * images_ready (the source answers once its image stream is out).
+	 */
+	void (*lane_up)(void *arg);
 };
 
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,

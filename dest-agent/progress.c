@@ -42,6 +42,9 @@ void progress_msg_init(struct progress_msg *m)
 	m->restore_ms = -1;
 	m->c.fault_p50_us = -1;
 	m->c.fault_p99_us = -1;
+	m->c.drain_depth = -1;
+	m->c.drain_chunk = -1;
+	m->c.fault_lane_reads = -1;
 }
 
 bool progress_state_reportable(enum api_state s)
@@ -154,6 +157,9 @@ int progress_encode(const struct progress_msg *m, char *buf, size_t len)
 			progress_set(o, counter_keys[i], progress_u64(v[i]), &ok);
 		progress_set(o, "fault_p50_us", progress_opt_i64(m->c.fault_p50_us), &ok);
 		progress_set(o, "fault_p99_us", progress_opt_i64(m->c.fault_p99_us), &ok);
+		progress_set(o, "drain_depth", progress_opt_i64(m->c.drain_depth), &ok);
+		progress_set(o, "drain_chunk", progress_opt_i64(m->c.drain_chunk), &ok);
+		progress_set(o, "fault_lane_reads", progress_opt_i64(m->c.fault_lane_reads), &ok);
 	}
 	if (!ok) {
 		ret = -ENOMEM;
@@ -194,8 +200,8 @@ static int progress_get_uint(const json_t *v, int64_t max, int64_t *out)
 	return 0;
 }
 
-/* An optional latency: absent or null is -1. */
-static int progress_get_latency(const json_t *root, const char *key, int64_t *out)
+/* An optional count or latency: absent or null is -1. */
+static int progress_get_opt(const json_t *root, const char *key, int64_t *out)
 {
 	const json_t *v = json_object_get(root, key);
 
@@ -233,9 +239,15 @@ static int progress_decode_counters(const json_t *root, struct progress_msg *out
 	if (out->c.pages_fetched > out->c.pages_total ||
 	    out->c.pages_remaining > out->c.pages_total)
 		return -EINVAL;
-	ret = progress_get_latency(root, "fault_p50_us", &out->c.fault_p50_us);
+	ret = progress_get_opt(root, "fault_p50_us", &out->c.fault_p50_us);
 	if (ret == 0)
-		ret = progress_get_latency(root, "fault_p99_us", &out->c.fault_p99_us);
+		ret = progress_get_opt(root, "fault_p99_us", &out->c.fault_p99_us);
+	if (ret == 0)
+		ret = progress_get_opt(root, "drain_depth", &out->c.drain_depth);
+	if (ret == 0)
+		ret = progress_get_opt(root, "drain_chunk", &out->c.drain_chunk);
+	if (ret == 0)
+		ret = progress_get_opt(root, "fault_lane_reads", &out->c.fault_lane_reads);
 	return ret;
 }
 

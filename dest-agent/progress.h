@@ -14,7 +14,8 @@
  * may report are connecting, receiving, restoring, postcopy, draining,
  * done and failed; "aborted" is the supervisor's own verdict.  The counters
  * are all five counts together (fault_p50_us / fault_p99_us may be absent
- * or null before the first fault).
+ * or null before the first fault; drain_depth, drain_chunk and
+ * fault_lane_reads are absent or null where they do not apply).
  *
  * The decoder treats the line as hostile: the worker runs the fault path
  * and talks to the network, the supervisor must not be confused by it.
@@ -58,6 +59,10 @@ struct progress_counters {
 	uint64_t bytes;
 	int64_t fault_p50_us; /* -1: no sample yet */
 	int64_t fault_p99_us;
+	/* The drain's width now and the fault READs on the fault lane; -1: n/a. */
+	int64_t drain_depth;
+	int64_t drain_chunk; /* bytes */
+	int64_t fault_lane_reads;
 };
 
 struct progress_msg {

@@ -224,6 +224,9 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->bytes = m->c.bytes;
 	v->fault_p50_us = m->c.fault_p50_us;
 	v->fault_p99_us = m->c.fault_p99_us;
+	v->drain_depth = m->c.drain_depth;
+	v->drain_chunk = m->c.drain_chunk;
+	v->fault_lane_reads = m->c.fault_lane_reads;
 	v->created_unix_ms = m->created_unix_ms;
 	v->finished_unix_ms = m->finished_unix_ms;
 	v->total_ms = (int64_t)((end - m->t_accept_ns) / 1000000);
@@ -823,6 +826,9 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	m->received_ms = -1;
 	m->c.fault_p50_us = -1;
 	m->c.fault_p99_us = -1;
+	m->c.drain_depth = -1;
+	m->c.drain_chunk = -1;
+	m->c.fault_lane_reads = -1;
 	m->t_accept_ns = now_ns();
 	m->created_unix_ms = sup_unix_ms();
 	snprintf(m->id, sizeof(m->id), "%s", req->id);

@@ -58,6 +58,8 @@ static void usage(FILE *f)
 		"                             destination must prove it knows the secret\n"
 		"                             (repeat for several migrations)\n"
 		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
+		"      --one-lane             RDMA: offer no fault lane; faults share the\n"
+		"                             drain's queue pair (as an older source)\n"
 		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
 		"                             socket, mode 0600 (conventionally %s)\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
@@ -285,12 +287,14 @@ int main(int argc, char **argv)
 		OPT_SHUTDOWN_TIMEOUT,
 		OPT_ALLOW_DEST,
 		OPT_TEST_SECRET_DELAY,
+		OPT_ONE_LANE,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
 	    {"transport", required_argument, NULL, 't'},
 	    {"migration", required_argument, NULL, 'm'},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"one-lane", no_argument, NULL, OPT_ONE_LANE},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"api-group", required_argument, NULL, OPT_API_GROUP},
@@ -376,6 +380,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_VERIFY:
 			a.verify = true;
+			break;
+		case OPT_ONE_LANE:
+			a.one_lane = true;
 			break;
 		case OPT_API_SOCKET:
 			if (!optarg[0] || optarg[0] != '/') {

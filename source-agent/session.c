@@ -181,8 +181,11 @@ static bool sess_range_known(void *arg, int32_t pid, uint64_t img_vaddr, uint64_
  */
 static uint64_t sess_features(const struct src_session *s)
 {
-	return (s->agent->kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ) |
-	       CTRL_FEAT_VERIFY_PAGES;
+	uint64_t f = CTRL_FEAT_TCP_READ;
+
+	if (s->agent->kind == XPORT_RDMA)
+		f = CTRL_FEAT_RDMA_READ | (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
+	return f | CTRL_FEAT_VERIFY_PAGES;
 }
 
 /*
@@ -779,6 +782,33 @@ static void on_done(struct src_session *s, const Done *d)
 		event_base_loopexit(a->base, NULL);
 }
 
+/*
+ * The destination's fault lane: a second QP in this connection's PD, so the
+ * rkeys already sent work on it.  It exists only from here, after the
+ * proof (the message is illegal before it, and sealed), and it is connected
+ * only to the authenticated peer's QP along this connection's path.  A lane
+ * that cannot be made is not fatal: without the answer the destination
+ * keeps its faults on the first QP.
+ */
+static void on_fault_lane(struct src_session *s, const FaultLane *fl)
+{
+	struct ctrl_out o;
+	uint32_t qpn, psn;
+	int ret;
+
+	/* The source only answers READs on it: one send slot is the minimum a QP takes. */
+	ret = xport_lane_create(s->x, 1, &qpn, &psn);
+	if (ret == 0)
+		ret = xport_lane_connect(s->x, fl->qpn, fl->psn);
+	if (ret < 0) {
+		log_warn("%s: no fault lane (%s); faults share the first queue pair", s->name,
+			 strerror(-ret));
+		return;
+	}
+	if (ctrl_msg_fault_lane(&o, qpn, psn) == 0 && sess_send(s, &o) == 0)
+		log_info("%s: fault lane up (QP %" PRIu32 ")", s->name, qpn);
+}
+
 static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct src_session *s = arg;
@@ -825,6 +855,9 @@ static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		break;
 	case RDMIG_MSG__BODY_DONE:
 		on_done(s, m->done);
+		break;
+	case RDMIG_MSG__BODY_FAULT_LANE:
+		on_fault_lane(s, m->fault_lane);
 		break;
 	case RDMIG_MSG__BODY_ABORT:
 		log_err("%s: the destination aborted: %s (%s); keeping the checkpoint", s->name,

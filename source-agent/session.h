@@ -33,6 +33,7 @@ struct src_agent {
 	struct event_base *base;
 	enum xport_kind kind;
 	bool verify;	     /* offer per-page checksums */
+	bool one_lane;	     /* RDMA: offer no fault lane (as an older source) */
 	bool exit_when_done; /* stop once every migration is done */
 	unsigned int handshake_timeout_s;
 	unsigned int dead_after_s;

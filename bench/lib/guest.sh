@@ -233,6 +233,8 @@ dst_rdmig() {
 		sargs=(--access random --threads "${p[threads]}" --fin-delay 600000)
 	elif [ "${p[faults]}" = 1 ]; then
 		sargs=(--access random --threads "${p[threads]}")
+		# lanes=1: faults share the drain's queue pair, as before the fault lane.
+		[ "${p[lanes]:-}" = 1 ] && dargs=(--one-lane)
 	else
 		sargs=(--touch-after-drain --threads 1)
 	fi

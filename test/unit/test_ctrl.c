@@ -855,6 +855,57 @@ static void test_state_full_session_rdma(void **state)
 	pair_fini(&p);
 }
 
+/*
+ * FaultLane: only with FEAT_FAULT_LANE on both sides, only once both proved
+ * the secret, either way, in images and postcopy; QP numbers are 24 bits.
+ */
+static void test_state_fault_lane(void **state)
+{
+	const uint64_t lane = CTRL_FEAT_RDMA_READ | CTRL_FEAT_FAULT_LANE;
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m = NULL;
+	size_t len;
+
+	pair_init(&p, lane, lane);
+	/* Not before the handshake: no QP toward an unauthenticated peer. */
+	ctrl_msg_fault_lane(&o, 17, 5);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_fault_lane(&o, 17, 5);
+	len = forge(&p.src, &o, 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EPROTO);
+	pair_fini(&p);
+
+	pair_init(&p, lane, lane);
+	handshake(&p);
+	assert_true(ctrl_state_negotiated(&p.src)->features & CTRL_FEAT_FAULT_LANE);
+	ctrl_msg_fault_lane(&o, 17, 5);
+	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
+	assert_int_equal(m->fault_lane->qpn, 17);
+	assert_int_equal(m->fault_lane->psn, 5);
+	ctrl_free(m);
+	ctrl_msg_fault_lane(&o, 0xffffff, 0);
+	pass(&p.src, &p.dst, &o);
+	/* A QP number is 24 bits and never 0; a PSN is 24 bits. */
+	ctrl_msg_fault_lane(&o, 0, 1);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EINVAL);
+	ctrl_out_release(&o);
+	ctrl_msg_fault_lane(&o, 1u << 24, 1);
+	len = forge(&p.src, &o, p.src.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EINVAL);
+	pair_fini(&p);
+
+	/* An older source does not offer the bit: the message is illegal. */
+	pair_init(&p, CTRL_FEAT_RDMA_READ, lane);
+	handshake(&p);
+	assert_false(ctrl_state_negotiated(&p.dst)->features & CTRL_FEAT_FAULT_LANE);
+	ctrl_msg_fault_lane(&o, 17, 5);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	pair_fini(&p);
+}
+
 static void test_state_refuses_before_auth(void **state)
 {
 	struct ctrl_range r = {.img_vaddr = 0x1000, .len = 4096, .xxh3 = 1};
@@ -1525,6 +1576,7 @@ int main(void)
 	    cmocka_unit_test(test_state_data_channel),
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),
+	    cmocka_unit_test(test_state_fault_lane),
 	    cmocka_unit_test(test_names),
 	};
 

@@ -41,6 +41,9 @@ static struct progress_msg counters_msg(void)
 	    .bytes = 429494272,
 	    .fault_p50_us = 14,
 	    .fault_p99_us = 180,
+	    .drain_depth = 4,
+	    .drain_chunk = 131072,
+	    .fault_lane_reads = 77,
 	};
 	return m;
 }
@@ -124,6 +127,10 @@ static void test_counters_round_trip(void **state)
 				    &d),
 			 0);
 	assert_int_equal(d.c.fault_p99_us, -1);
+	/* So are the drain's width and the fault lane's count (TCP, an older worker). */
+	assert_int_equal(d.c.drain_depth, -1);
+	assert_int_equal(d.c.drain_chunk, -1);
+	assert_int_equal(d.c.fault_lane_reads, -1);
 
 	/* State and counters in one line: the worker's verdict. */
 	m = counters_msg();

@@ -2,7 +2,9 @@
 # Post-copy migration of a 64 MiB synthetic process over real soft-RoCE:
 # rdmig-source serves the images, rdmig-dest fetches by one-sided RDMA READ
 # while 4 threads of rdmig-standin fault, with a slowed drain so faults and
-# drain overlap; every byte is verified.  Then the failure cases: a wrong
+# drain overlap; every byte is verified.  Faults go on their own queue pair
+# (the fault lane); a source that offers none (--one-lane, as an older
+# source) still migrates over one.  Then the failure cases: a wrong
 # secret gets no memory, and a source killed mid-migration leaves the
 # process stopped, never running on zero pages.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
@@ -11,7 +13,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/migrate.sh
-tap_plan 18
+tap_plan 26
 
 for b in source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-standin test/rdmig-mkimage; do
 	if [[ ! -x $build/$b ]]; then
@@ -37,6 +39,7 @@ check_ok() {
 tap_run --timeout 400 -- sh -c "$env_common RDMIG_STANDIN_ARGS='--access random' $mig both"
 tap_is "$RUN_STATUS" 0 "one guest: migration over RDMA exits 0"
 check_ok "$RUN_OUT$RUN_ERR" "one guest"
+tap_like "$RUN_OUT$RUN_ERR" 'source .*: fault lane up' "one guest: the faults had their own queue pair"
 tap_diag "$(grep -hE 'summary:|standin: pid' <<<"$RUN_OUT$RUN_ERR")"
 
 # 2. A host pair: the source guest serves, the dest guest restores.
@@ -45,6 +48,7 @@ tap_run --timeout 500 --pair \
 	--dest "$env_common $mig dest"
 tap_is "$RUN_STATUS" 0 "host pair: migration over RDMA exits 0"
 check_ok "$RUN_OUT$RUN_ERR" "host pair"
+tap_like "$RUN_OUT$RUN_ERR" 'source .*: fault lane up' "host pair: the faults had their own queue pair"
 tap_diag "$(grep -hE 'summary:|standin: pid' <<<"$RUN_OUT$RUN_ERR")"
 
 # 3. A wrong secret: refused before any memory region or range is sent.
@@ -72,4 +76,11 @@ tap_like "$RUN_OUT$RUN_ERR" 'source lost|connection to the source lost|silent|go
 	"source killed: rdmig-dest reports the lost source"
 tap_like "$RUN_OUT$RUN_ERR" 'summary: status=failed' "source killed: rdmig-dest ends failed"
 tap_diag "$(grep -hE 'summary:|standin:|error' <<<"$RUN_OUT$RUN_ERR" | tail -n 8)"
+
+# 5. A source without the fault lane (as before FEAT_FAULT_LANE): one queue pair.
+tap_run --timeout 400 -- sh -c "$env_common RDMIG_SOURCE_ARGS='--one-lane' RDMIG_STANDIN_ARGS='--access random' $mig both"
+tap_is "$RUN_STATUS" 0 "one lane: migration over RDMA exits 0"
+check_ok "$RUN_OUT$RUN_ERR" "one lane"
+tap_unlike "$RUN_OUT$RUN_ERR" 'fault lane' "one lane: no fault lane was offered or made"
+tap_diag "$(grep -hE 'summary:|standin: pid' <<<"$RUN_OUT$RUN_ERR")"
 tap_done
