@@ -52,7 +52,7 @@ struct netsrc_config {
 	uint32_t max_reads;		/* RDMA READs / TCP reads in flight */
 	/* TCP inside TLS (xport_params.tls): the client context, borrowed. */
 	struct ssl_ctx_st *tls;
-	bool one_lane;			/* RDMA: ask for no fault lane (as an older dest) */
+	bool one_lane; /* RDMA: ask for no fault lane (as an older dest) */
 };
 
 /* READs outstanding on the fault lane; beyond cfg.max_reads. */
