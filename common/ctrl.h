@@ -59,8 +59,8 @@
 #define CTRL_FEAT_TCP_READ     ((uint64_t)FEATURE__FEAT_TCP_READ)
 #define CTRL_FEAT_VERIFY_PAGES ((uint64_t)FEATURE__FEAT_VERIFY_PAGES)
 /* Lazy dump: TaskTable ranges are staged later (StageRegion), asked for by StageReq. */
-#define CTRL_FEAT_LAZY_DUMP ((uint64_t)FEATURE__FEAT_LAZY_DUMP)
-#define CTRL_FEAT_FAULT_LANE   ((uint64_t)FEATURE__FEAT_FAULT_LANE)
+#define CTRL_FEAT_LAZY_DUMP  ((uint64_t)FEATURE__FEAT_LAZY_DUMP)
+#define CTRL_FEAT_FAULT_LANE ((uint64_t)FEATURE__FEAT_FAULT_LANE)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
