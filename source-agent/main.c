@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "api_glue.h"
+#include "conffile.h"
 #include "log.h"
 #include "offload.h"
 #include "rdmig-config.h"
@@ -50,6 +51,8 @@ static void usage(FILE *f)
 		"                             serve the images in DIR as migration ID; the\n"
 		"                             destination must prove it knows the secret\n"
 		"                             (repeat for several migrations)\n"
+		"      --config FILE          read options from FILE (default\n"
+		"                             " RDMIG_CONFDIR "/rdmig-source.conf)\n"
 		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
 		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
 		"                             socket, mode 0600 (conventionally %s)\n"
@@ -310,7 +313,10 @@ int main(int argc, char **argv)
 	ret = 1;
 	TAILQ_INIT(&a.migrations);
 	LIST_INIT(&a.sessions);
-	while ((c = getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
+	if (conffile_apply("rdmig-source", &argc, &argv, "l:t:m:1o:vhV", opts,
+			   RDMIG_CONFDIR "/rdmig-source.conf", NULL) < 0)
+		return 2;
+	while ((c = conffile_getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			o.listen = optarg;
