@@ -25,6 +25,7 @@
 #include "api.h"
 #include "auth.h"
 #include "log.h"
+#include "promtext.h"
 #include "progress.h"
 #include "proctree.h"
 #include "safepath.h"
@@ -911,12 +912,31 @@ static int sup_api_abort(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
+/* GET /metrics: the workers, and whether a stop waits for them. */
+static int sup_api_metrics(void *agent, struct evbuffer *out)
+{
+	struct sup *s = agent;
+	const char *running[] = {"state", "running", NULL};
+	const char *pending[] = {"state", "pending", NULL};
+
+	if (prom_family(out, "rdmig_dest_workers", PROM_GAUGE,
+			"migration workers: running (pending ones included) and pending") < 0 ||
+	    prom_u64(out, "rdmig_dest_workers", running, s->nr_running) < 0 ||
+	    prom_u64(out, "rdmig_dest_workers", pending, s->nr_pending) < 0 ||
+	    prom_family(out, "rdmig_dest_stopping", PROM_GAUGE,
+			"1 while a stop waits for the workers") < 0 ||
+	    prom_u64(out, "rdmig_dest_stopping", NULL, s->stopping) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 static const struct api_ops sup_api_ops = {
     .start = sup_api_start,
     .get = sup_api_get,
     .list = sup_api_list,
     .abort = sup_api_abort,
     .rollback = NULL, /* nothing to roll back here: the route answers 405 */
+    .metrics = sup_api_metrics,
 };
 
 /* ---- signals ---- */

@@ -21,6 +21,7 @@
 #include "image.h"
 #include "imgname.h"
 #include "log.h"
+#include "promtext.h"
 #include "records.h"
 #include "safepath.h"
 #include "tls.h"
@@ -758,12 +759,33 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
+/* GET /metrics: the data listener's refused peers, and whether SIGTERM's drain runs. */
+static int glue_metrics(void *agent, struct evbuffer *out)
+{
+	struct src_agent *a = agent;
+
+	if (prom_family(out, "rdmig_source_peers_refused_total", PROM_COUNTER,
+			"connections refused at --max-preauth or --max-preauth-per-addr") < 0 ||
+	    prom_u64(out, "rdmig_source_peers_refused_total", NULL, a->peers_refused_total) < 0 ||
+	    prom_family(out, "rdmig_source_peers_unauthenticated_total", PROM_COUNTER,
+			"peers refused because their proof of the migration's secret was wrong") <
+		0 ||
+	    prom_u64(out, "rdmig_source_peers_unauthenticated_total", NULL,
+		     a->peers_unauthenticated_total) < 0 ||
+	    prom_family(out, "rdmig_source_stopping", PROM_GAUGE,
+			"1 while a SIGTERM waits for the migrations in progress") < 0 ||
+	    prom_u64(out, "rdmig_source_stopping", NULL, a->stopping) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 static const struct api_ops glue_ops = {
     .start = glue_start,
     .get = glue_get,
     .list = glue_list,
     .abort = glue_abort,
     .rollback = glue_rollback,
+    .metrics = glue_metrics,
 };
 
 /*
