@@ -26,6 +26,7 @@
 #include "auth.h"
 #include "log.h"
 #include "promtext.h"
+#include "svcmgr.h"
 #include "progress.h"
 #include "proctree.h"
 #include "safepath.h"
@@ -992,6 +993,8 @@ static int sup_setup(struct sup *s)
 	    .allow = tls ? tls->allow : NULL,
 	    .nallow = tls ? tls->nallow : 0,
 	    .insecure_tcp = tls && tls->insecure_api,
+	    /* Socket activation (systemd/rdmig-dest.socket): the API socket, bound by systemd. */
+	    .listen_fd = svcmgr_listen_fd(),
 	};
 	int ret;
 
@@ -1069,6 +1072,8 @@ int sup_run(const struct sup_config *cfg)
 	}
 	log_info("serving migrations: images under %s, at most %u at once", s.work_root,
 		 cfg->max_running);
+	/* Type=notify: the API answers from here on. */
+	svcmgr_notify("READY=1");
 	event_base_dispatch(s.base);
 	code = 0;
 out:

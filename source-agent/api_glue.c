@@ -24,6 +24,7 @@
 #include "promtext.h"
 #include "records.h"
 #include "safepath.h"
+#include "svcmgr.h"
 #include "tls.h"
 #include "util.h"
 
@@ -957,6 +958,8 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    .allow = o->allow,
 	    .nallow = o->nallow,
 	    .insecure_tcp = o->insecure_tcp,
+	    /* Socket activation (systemd/rdmig-source.socket): the same path, bound by systemd. */
+	    .listen_fd = o->socket_path ? svcmgr_listen_fd() : -1,
 	};
 	int ret;
 
@@ -972,7 +975,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 			strerror(-ret));
 		return ret;
 	}
-	if (o->socket_path)
+	if (api_server_socket_path(a->api))
 		log_info("api: serving on %s", api_server_socket_path(a->api));
 	if (o->tcp)
 		log_info("api: serving on TCP port %d (%s)", api_server_tcp_port(a->api),

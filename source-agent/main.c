@@ -20,6 +20,7 @@
 #include "offload.h"
 #include "rdmig-config.h"
 #include "session.h"
+#include "svcmgr.h"
 #include "tls.h"
 #include "util.h"
 #include "xport.h"
@@ -520,6 +521,8 @@ int main(int argc, char **argv)
 		}
 		ret = 1;
 	}
+	/* Type=notify: the listener and the API answer from here on. */
+	svcmgr_notify("READY=1");
 	event_base_dispatch(a.base);
 	ret = src_mig_all_done(&a.migrations) ? 0 : (a.exit_when_done ? 1 : 0);
 out:
