@@ -51,8 +51,7 @@ static const struct am_family am_families[] = {
      "source: the workload frozen by criu dump until its images were on disk"},
     {"rdmig_migration_downtime_seconds", PROM_GAUGE, AM_DOWNTIME,
      "the workload's downtime, from the freeze to running on the destination"},
-    {"rdmig_migration_restore_seconds", PROM_GAUGE, AM_RESTORE,
-     "dest: how long criu restore ran"},
+    {"rdmig_migration_restore_seconds", PROM_GAUGE, AM_RESTORE, "dest: how long criu restore ran"},
     {"rdmig_migration_duration_seconds", PROM_GAUGE, AM_DURATION,
      "from the request to the final state (or to now)"},
 };
@@ -78,12 +77,9 @@ static int am_sample_cb(void *ctx, const struct api_migration_view *v)
 {
 	struct am_ctx *c = ctx;
 	const char *id[] = {"id", v->id, NULL};
-	const char *info[] = {"id",
-			      v->id,
-			      "state",
-			      api_state_str(v->state),
-			      "transport",
-			      api_transport_str(v->transport),
+	const char *info[] = {"id",	   v->id,
+			      "state",	   api_state_str(v->state),
+			      "transport", api_transport_str(v->transport),
 			      NULL};
 
 	switch (c->f->value) {
@@ -124,8 +120,7 @@ static int am_count_cb(void *ctx, const struct api_migration_view *v)
 	return 0;
 }
 
-int apimetrics_write(struct evbuffer *b, enum api_role role, const struct api_ops *ops,
-		     void *agent)
+int apimetrics_write(struct evbuffer *b, enum api_role role, const struct api_ops *ops, void *agent)
 {
 	const char *info[] = {"role", api_role_str(role), "version", RDMIG_VERSION, NULL};
 	struct am_ctx c = {.b = b};
@@ -136,8 +131,8 @@ int apimetrics_write(struct evbuffer *b, enum api_role role, const struct api_op
 		return ret;
 	if (prom_family(b, "rdmig_info", PROM_GAUGE, "the agent's role and version") < 0 ||
 	    prom_u64(b, "rdmig_info", info, 1) < 0 ||
-	    prom_family(b, "rdmig_migrations", PROM_GAUGE,
-			"migrations the agent knows, by state") < 0)
+	    prom_family(b, "rdmig_migrations", PROM_GAUGE, "migrations the agent knows, by state") <
+		0)
 		return -ENOMEM;
 	for (int s = 0; s < API_STATE__COUNT; s++) {
 		const char *st[] = {"state", api_state_str((enum api_state)s), NULL};

@@ -46,7 +46,8 @@ static int prom_name_labels(struct evbuffer *b, const char *name, const char *co
 
 int prom_u64(struct evbuffer *b, const char *name, const char *const *labels, uint64_t v)
 {
-	if (prom_name_labels(b, name, labels) < 0 || evbuffer_add_printf(b, " %" PRIu64 "\n", v) < 0)
+	if (prom_name_labels(b, name, labels) < 0 ||
+	    evbuffer_add_printf(b, " %" PRIu64 "\n", v) < 0)
 		return -ENOMEM;
 	return 0;
 }

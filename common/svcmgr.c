@@ -21,8 +21,8 @@ int svcmgr_listen_fd(void)
 
 	if (!pid || !fds)
 		return -ENOENT;
-	ret = parse_uint(pid, 1, INT32_MAX, &p) < 0 || parse_uint(fds, 0, 1024, &n) < 0 ? -EINVAL
-											: 0;
+	ret =
+	    parse_uint(pid, 1, INT32_MAX, &p) < 0 || parse_uint(fds, 0, 1024, &n) < 0 ? -EINVAL : 0;
 	unsetenv("LISTEN_PID");
 	unsetenv("LISTEN_FDS");
 	unsetenv("LISTEN_FDNAMES");
