@@ -3,10 +3,12 @@
 # promtool during a migration (the destination's restore held) and after
 # it; the moved-bytes series equals the migration's pages x 4096 and its
 # JSON; refused API requests and a peer with a wrong proof are counted; the
-# TCP listener applies the same authorization as the rest of the API.
+# TCP listener applies the same authorization as the rest of the API.  A
+# real Prometheus server scrapes the destination's TCP API: it sees the
+# migration in progress, then answers a query for its moved bytes.
 . "$(dirname "$0")/netlib.sh"
-plan 14
-for t in curl promtool python3; do
+plan 16
+for t in curl promtool prometheus python3; do
 	command -v $t >/dev/null || { echo "1..0 # SKIP $t not found"; exit 0; }
 done
 
@@ -44,6 +46,35 @@ track "$sup_pid"
 wait_log "$T/sup.log" "api: serving on TCP port" >/dev/null
 dport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/sup.log")
 
+# Prometheus scraping the destination agent's TCP API every second.
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$T/prometheus.yml" <<YML
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: rdmig-dest
+    static_configs:
+      - targets: ["127.0.0.1:$dport"]
+YML
+prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/tsdb" \
+	--web.listen-address="127.0.0.1:$pport" >"$T/prometheus.out" 2>&1 &
+track $!
+# pquery EXPR: the value of the first series Prometheus answers for EXPR.
+pquery() {
+	curl -s "http://127.0.0.1:$pport/api/v1/query" --data-urlencode "query=$1" >"$T/pquery.json" &&
+		jget "$T/pquery.json" 'j["data"]["result"][0]["value"][1]'
+}
+# pwait EXPR VALUE: Prometheus answers VALUE for EXPR (60 s at most: it scrapes each second).
+pwait() {
+	for _ in $(seq 300); do
+		[ "$(pquery "$1")" = "$2" ] && return 0
+		sleep 0.2
+	done
+	echo "# Prometheus answers '$(pquery "$1")' for $1, not $2"
+	diag_file "$T/prometheus.out" 10
+	return 1
+}
+
 # A destination with the wrong secret: refused at its proof.
 mkdir "$T/bad"
 # shellcheck disable=SC2046
@@ -68,6 +99,8 @@ check "during: the source serves m1 and has a worker's worth of state" \
 	      [ \"\$(value '$T/dest-during.prom' 'rdmig_dest_workers{state=\"running\"}')\" = 1 ]"
 check "the source counted the peer with the wrong proof" \
 	test "$(value "$T/source-during.prom" rdmig_source_peers_unauthenticated_total)" = 1
+check "Prometheus scraped the destination during the migration (m1 restoring)" \
+	pwait 'rdmig_migrations{job="rdmig-dest",state="restoring"}' 1
 touch "$T/release"
 wait_state m1 done 30
 curl -s --unix-socket "$dsock" http://localhost/v1/migrations/m1 >"$T/m1.json"
@@ -86,6 +119,8 @@ check "after: bytes moved = $total pages x 4096 = the JSON's bytes ($bytes)" \
 check "after: pages moved = pages, none remaining" \
 	eval "[ \"\$(value '$T/dest-after.prom' 'rdmig_migration_pages_moved_total{id=\"m1\"}')\" = '$total' ] &&
 	      [ \"\$(value '$T/dest-after.prom' 'rdmig_migration_pages_remaining{id=\"m1\"}')\" = 0 ]"
+check "Prometheus answers the moved bytes of m1 ($bytes)" \
+	pwait 'rdmig_migration_bytes_moved_total{id="m1"}' "$bytes"
 check "after: the source's m1 moved bytes too" \
 	eval "[ \"\$(value '$T/source-after.prom' 'rdmig_migration_bytes_moved_total{id=\"m1\"}')\" -gt 0 ]"
 
