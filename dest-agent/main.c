@@ -559,8 +559,14 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			return -EINVAL;
 		}
 		if (ret < 0) {
-			fprintf(stderr, "rdmig-dest: %s %s: %s\n", argv[optind - 2], optarg,
-				ret == -ERANGE ? "out of range" : "not a valid value");
+			const char *why = ret == -ERANGE ? "out of range" : "not a valid value";
+
+			/* "--opt=value" (as from a configuration file) is one element. */
+			if (optarg != argv[optind - 1])
+				fprintf(stderr, "rdmig-dest: %s: %s\n", argv[optind - 1], why);
+			else
+				fprintf(stderr, "rdmig-dest: %s %s: %s\n", argv[optind - 2], optarg,
+					why);
 			return -EINVAL;
 		}
 	}

@@ -5,7 +5,7 @@
 # --config file are exit 2 naming the file and line.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 9
+plan 10
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 secret "$T/secret"
@@ -70,6 +70,12 @@ check "a bad value: exit 2, the agent's message, then the file and line 2" \
 bad "verify = yes"
 check "a flag takes true or false: exit 2 naming line 1" \
 	eval "[ $code = 2 ] && grep -qF '$T/bad.conf:1:' '$T/bad.err'"
+printf 'serve = true\n# the limit\nmax-pending = many\n' >"$T/dest.conf"
+"$RDMIG_DEST" --config "$T/dest.conf" --api-socket "$T/run/d.sock" >"$T/bad.err" 2>&1
+code=$?
+check "rdmig-dest: a bad value is exit 2 naming the option, then the file and line 3" \
+	eval "[ $code = 2 ] && grep -q -- '--max-pending=many: not a valid value' '$T/bad.err' &&
+	      grep -qF '(the option above is $T/dest.conf line 3)' '$T/bad.err'"
 "$RDMIG_SOURCE" --config "$T/missing.conf" >"$T/bad.err" 2>&1
 code=$?
 check "a missing --config file: exit 2 naming it" \
