@@ -23,9 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "apimetrics.h"
 #include "auth.h"
 #include "log.h"
 #include "offload.h"
+#include "promtext.h"
 #include "rdmig-config.h"
 #include "tls.h"
 #include "util.h"
@@ -35,6 +37,22 @@
 /* Room for a dest host name or IPv6 literal. */
 #define API_HOST_MAX	253
 #define API_HEADERS_MAX (16 * 1024)
+
+/* Why a request was refused before routing (rdmig_api_requests_refused_total). */
+enum api_refusal {
+	API_REFUSED_UNKNOWN_CALLER,
+	API_REFUSED_UID,
+	API_REFUSED_HOST,
+	API_REFUSED_TLS_PEER,
+	API_REFUSED__COUNT,
+};
+
+static const char *const api_refusal_names[API_REFUSED__COUNT] = {
+    [API_REFUSED_UNKNOWN_CALLER] = "unknown_caller",
+    [API_REFUSED_UID] = "uid",
+    [API_REFUSED_HOST] = "host",
+    [API_REFUSED_TLS_PEER] = "tls_peer",
+};
 
 struct api_server {
 	struct event_base *base;
@@ -60,6 +78,8 @@ struct api_server {
 	struct offload *offload;
 	unsigned int secret_delay_ms; /* testing: api_config.test_secret_delay_ms */
 	bool stopping;		      /* api_server_destroy() under way */
+	uint64_t refused[API_REFUSED__COUNT];
+	uint64_t starts[3]; /* POST /v1/migrations: accepted, busy (503), refused otherwise */
 };
 
 static const char *const state_names[API_STATE__COUNT] = {
@@ -936,6 +956,62 @@ static void api_handle_health(struct api_server *s, struct evhttp_request *req)
 			    "version", RDMIG_VERSION, "migrations", c.total, "active", c.active));
 }
 
+/* The refusals this module counted, then the series of every agent and the agent's own. */
+static int api_metrics_fill(struct api_server *s, struct evbuffer *b)
+{
+	int ret = apimetrics_write(b, s->role, s->ops, s->agent);
+
+	if (!ret && s->ops->metrics)
+		ret = s->ops->metrics(s->agent, b);
+	if (ret)
+		return ret;
+	if (prom_family(b, "rdmig_api_requests_refused_total", PROM_COUNTER,
+			"API requests refused before routing: caller not identified, uid not "
+			"allowed on the UNIX socket, non-loopback Host on loopback TCP, TLS "
+			"certificate not in --allow-peer") < 0)
+		return -ENOMEM;
+	for (int i = 0; i < API_REFUSED__COUNT; i++) {
+		const char *l[] = {"reason", api_refusal_names[i], NULL};
+
+		if (prom_u64(b, "rdmig_api_requests_refused_total", l, s->refused[i]) < 0)
+			return -ENOMEM;
+	}
+	if (prom_family(b, "rdmig_api_migration_starts_total", PROM_COUNTER,
+			"POST /v1/migrations with a valid body: accepted, refused because the "
+			"agent is busy or stopping (503), refused otherwise") < 0)
+		return -ENOMEM;
+	for (int i = 0; i < 3; i++) {
+		static const char *const results[] = {"accepted", "busy", "refused"};
+		const char *l[] = {"result", results[i], NULL};
+
+		if (prom_u64(b, "rdmig_api_migration_starts_total", l, s->starts[i]) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void api_handle_metrics(struct api_server *s, struct evhttp_request *req)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	struct evkeyvalq *hdr = evhttp_request_get_output_headers(req);
+	struct evbuffer *b = evbuffer_new();
+	int ret = b ? api_metrics_fill(s, b) : -ENOMEM;
+
+	if (ret < 0) {
+		if (b)
+			evbuffer_free(b);
+		api_reply_error(req, 500, NULL, "cannot write the metrics: %s", strerror(-ret));
+		return;
+	}
+	evhttp_add_header(hdr, "Content-Type", PROMTEXT_CONTENT_TYPE);
+	evhttp_add_header(hdr, "Cache-Control", "no-store");
+	/* evhttp would send a HEAD response's body too. */
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
+		evbuffer_add_buffer(out, b);
+	evhttp_send_reply(req, 200, "OK", NULL);
+	evbuffer_free(b);
+}
+
 static int api_list_cb(void *ctx, const struct api_migration_view *v)
 {
 	json_t *m = api_migration_to_json(v);
@@ -1154,18 +1230,21 @@ static bool api_authorize_local(struct api_server *s, struct evhttp_request *req
 	char buf[80], hbuf[80];
 
 	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+		s->refused[API_REFUSED_UNKNOWN_CALLER]++;
 		log_warn("api: request refused: cannot tell who sent it");
 		api_reply_error(req, 403, NULL, "cannot identify the caller");
 		return false;
 	}
 	if (ss.ss_family == AF_UNIX) {
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+			s->refused[API_REFUSED_UNKNOWN_CALLER]++;
 			log_warn("api: request refused: SO_PEERCRED: %s", strerror(errno));
 			api_reply_error(req, 403, NULL, "cannot identify the caller");
 			return false;
 		}
 		if (cred.uid == 0 || (s->group_set && api_peer_in_group(fd, &cred, s->gid)))
 			return true;
+		s->refused[API_REFUSED_UID]++;
 		log_warn("api: refused %s %s from uid %u (pid %d): only root%s%s may use this API",
 			 api_method_str(evhttp_request_get_command(req)),
 			 api_safe_name(evhttp_request_get_uri(req), buf, sizeof(buf)),
@@ -1181,6 +1260,7 @@ static bool api_authorize_local(struct api_server *s, struct evhttp_request *req
 	host = evhttp_find_header(evhttp_request_get_input_headers(req), "Host");
 	if (api_host_is_loopback(host))
 		return true;
+	s->refused[API_REFUSED_HOST]++;
 	log_warn("api: refused %s %s on loopback TCP: Host \"%s\" is not a loopback name",
 		 api_method_str(evhttp_request_get_command(req)),
 		 api_safe_name(evhttp_request_get_uri(req), buf, sizeof(buf)),
@@ -1245,6 +1325,7 @@ static void api_start_finish(struct api_server *s, struct evhttp_request *req,
 
 	if (ret == 0)
 		ret = s->ops->start(s->agent, sr, err);
+	s->starts[ret == 0 ? 0 : ret == -EAGAIN ? 1 : 2]++;
 	if (ret < 0) {
 		log_info("api: migration %s not started: %s", sr->id,
 			 err->message[0] ? err->message : strerror(-ret));
@@ -1453,6 +1534,7 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 enum api_route_kind {
 	API_ROUTE_NONE,
 	API_ROUTE_HEALTH,
+	API_ROUTE_METRICS,
 	API_ROUTE_MIGRATIONS,
 	API_ROUTE_MIGRATION,
 	API_ROUTE_ROLLBACK,
@@ -1469,6 +1551,8 @@ static enum api_route_kind api_route(const char *path, char id[API_ID_MAX + 1])
 		return API_ROUTE_NONE;
 	if (strcmp(path, "/v1/health") == 0)
 		return API_ROUTE_HEALTH;
+	if (strcmp(path, "/metrics") == 0)
+		return API_ROUTE_METRICS;
 	if (strncmp(path, coll, sizeof(coll) - 1) != 0)
 		return API_ROUTE_NONE;
 	rest = path + sizeof(coll) - 1;
@@ -1510,6 +1594,12 @@ static void api_request_cb(struct evhttp_request *req, void *arg)
 	case API_ROUTE_HEALTH:
 		if (get)
 			api_handle_health(s, req);
+		else
+			api_method_not_allowed(req, "GET, HEAD");
+		break;
+	case API_ROUTE_METRICS:
+		if (get)
+			api_handle_metrics(s, req);
 		else
 			api_method_not_allowed(req, "GET, HEAD");
 		break;
@@ -1564,6 +1654,7 @@ static void api_tls_request_cb(struct evhttp_request *req, void *arg)
 	if (evcon)
 		evhttp_connection_get_peer(evcon, &addr, &port);
 	tls_peer_name(ssl, name, sizeof(name));
+	s->refused[API_REFUSED_TLS_PEER]++;
 	log_warn("api: refused %s from %s port %u: certificate \"%s\" is not in --allow-peer",
 		 api_method_str(evhttp_request_get_command(req)), addr ? addr : "?", (unsigned)port,
 		 name);

@@ -13,6 +13,7 @@
  * Listeners: a UNIX socket (default API_SOCKET_SOURCE / API_SOCKET_DEST,
  * mode 0600, i.e. root-only; 0660 with api_config.group) or an inherited
  * listening fd (systemd socket activation), plus an optional TCP listener.
+ * GET /metrics answers Prometheus' text format (docs/api.md, "Metrics").
  * Every request on a UNIX socket must come from root or a member of the
  * configured group (403); every POST must be Content-Type application/json
  * (415); a request on a loopback TCP address must name loopback in its
@@ -33,6 +34,8 @@
 #include <sys/types.h>
 
 #include <jansson.h>
+
+struct evbuffer;
 
 #include "util.h"
 
@@ -282,6 +285,13 @@ struct api_ops {
 	 * current state (409).
 	 */
 	int (*rollback)(void *agent, const char *id, struct api_error *err);
+	/*
+	 * GET /metrics: appends the agent's own series (Prometheus text
+	 * format, common/promtext.h) to out, after the ones every agent has
+	 * (common/apimetrics.h); the module adds its refused requests last.
+	 * Families must not repeat those names.  NULL: none of its own.
+	 */
+	int (*metrics)(void *agent, struct evbuffer *out);
 };
 
 struct api_config {

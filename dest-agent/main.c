@@ -32,6 +32,7 @@
 #include "log.h"
 #include "lpsock.h"
 #include "pagesrc.h"
+#include "conffile.h"
 #include "ctrl.h"
 #include "netsrc.h"
 #include "pagesrc_local.h"
@@ -246,6 +247,8 @@ static void dest_usage(FILE *f)
 		"  -V, --version          show the version and exit\n"
 		"\nSERVE OPTIONS\n"
 		"      --serve            serve the API and run one worker per migration\n"
+		"      --config FILE      read options from FILE (default, with --serve\n"
+		"                         only: " RDMIG_CONFDIR "/rdmig-dest.conf)\n"
 		"      --api-socket PATH  the API's UNIX socket (default " API_SOCKET_DEST ")\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
 		"                         with mutual TLS: needs the --tls-* options and\n"
@@ -402,8 +405,12 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	uint64_t v;
 	int c, ret;
 
+	ret = conffile_apply("rdmig-dest", &argc, &argv, ":D:W:do:vhVt:m:", longopts,
+			     RDMIG_CONFDIR "/rdmig-dest.conf", "serve");
+	if (ret < 0)
+		return -EINVAL;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":D:W:do:vhVt:m:", longopts, NULL)) != -1) {
+	while ((c = conffile_getopt_long(argc, argv, ":D:W:do:vhVt:m:", longopts, NULL)) != -1) {
 		ret = 0;
 		if (!o->oneshot_opt && c != ':' && c != '?' && !dest_opt_serve_ok(c))
 			o->oneshot_opt = c;
@@ -579,8 +586,14 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			return -EINVAL;
 		}
 		if (ret < 0) {
-			fprintf(stderr, "rdmig-dest: %s %s: %s\n", argv[optind - 2], optarg,
-				ret == -ERANGE ? "out of range" : "not a valid value");
+			const char *why = ret == -ERANGE ? "out of range" : "not a valid value";
+
+			/* "--opt=value" (as from a configuration file) is one element. */
+			if (optarg != argv[optind - 1])
+				fprintf(stderr, "rdmig-dest: %s: %s\n", argv[optind - 1], why);
+			else
+				fprintf(stderr, "rdmig-dest: %s %s: %s\n", argv[optind - 2], optarg,
+					why);
 			return -EINVAL;
 		}
 	}

@@ -25,6 +25,8 @@
 #include "api.h"
 #include "auth.h"
 #include "log.h"
+#include "promtext.h"
+#include "svcmgr.h"
 #include "progress.h"
 #include "proctree.h"
 #include "safepath.h"
@@ -936,12 +938,31 @@ static int sup_api_abort(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
+/* GET /metrics: the workers, and whether a stop waits for them. */
+static int sup_api_metrics(void *agent, struct evbuffer *out)
+{
+	struct sup *s = agent;
+	const char *running[] = {"state", "running", NULL};
+	const char *pending[] = {"state", "pending", NULL};
+
+	if (prom_family(out, "rdmig_dest_workers", PROM_GAUGE,
+			"migration workers: running (pending ones included) and pending") < 0 ||
+	    prom_u64(out, "rdmig_dest_workers", running, s->nr_running) < 0 ||
+	    prom_u64(out, "rdmig_dest_workers", pending, s->nr_pending) < 0 ||
+	    prom_family(out, "rdmig_dest_stopping", PROM_GAUGE,
+			"1 while a stop waits for the workers") < 0 ||
+	    prom_u64(out, "rdmig_dest_stopping", NULL, s->stopping) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 static const struct api_ops sup_api_ops = {
     .start = sup_api_start,
     .get = sup_api_get,
     .list = sup_api_list,
     .abort = sup_api_abort,
     .rollback = NULL, /* nothing to roll back here: the route answers 405 */
+    .metrics = sup_api_metrics,
 };
 
 /* ---- signals ---- */
@@ -997,6 +1018,8 @@ static int sup_setup(struct sup *s)
 	    .allow = tls ? tls->allow : NULL,
 	    .nallow = tls ? tls->nallow : 0,
 	    .insecure_tcp = tls && tls->insecure_api,
+	    /* Socket activation (systemd/rdmig-dest.socket): the API socket, bound by systemd. */
+	    .listen_fd = svcmgr_listen_fd(),
 	};
 	int ret;
 
@@ -1074,6 +1097,8 @@ int sup_run(const struct sup_config *cfg)
 	}
 	log_info("serving migrations: images under %s, at most %u at once", s.work_root,
 		 cfg->max_running);
+	/* Type=notify: the API answers from here on. */
+	svcmgr_notify("READY=1");
 	event_base_dispatch(s.base);
 	code = 0;
 out:

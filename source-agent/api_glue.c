@@ -21,8 +21,10 @@
 #include "image.h"
 #include "imgname.h"
 #include "log.h"
+#include "promtext.h"
 #include "records.h"
 #include "safepath.h"
+#include "svcmgr.h"
 #include "tls.h"
 #include "util.h"
 
@@ -759,12 +761,33 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
+/* GET /metrics: the data listener's refused peers, and whether SIGTERM's drain runs. */
+static int glue_metrics(void *agent, struct evbuffer *out)
+{
+	struct src_agent *a = agent;
+
+	if (prom_family(out, "rdmig_source_peers_refused_total", PROM_COUNTER,
+			"connections refused at --max-preauth or --max-preauth-per-addr") < 0 ||
+	    prom_u64(out, "rdmig_source_peers_refused_total", NULL, a->peers_refused_total) < 0 ||
+	    prom_family(out, "rdmig_source_peers_unauthenticated_total", PROM_COUNTER,
+			"peers refused because their proof of the migration's secret was wrong") <
+		0 ||
+	    prom_u64(out, "rdmig_source_peers_unauthenticated_total", NULL,
+		     a->peers_unauthenticated_total) < 0 ||
+	    prom_family(out, "rdmig_source_stopping", PROM_GAUGE,
+			"1 while a SIGTERM waits for the migrations in progress") < 0 ||
+	    prom_u64(out, "rdmig_source_stopping", NULL, a->stopping) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 static const struct api_ops glue_ops = {
     .start = glue_start,
     .get = glue_get,
     .list = glue_list,
     .abort = glue_abort,
     .rollback = glue_rollback,
+    .metrics = glue_metrics,
 };
 
 /*
@@ -937,6 +960,8 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    .nallow = o->nallow,
 	    .insecure_tcp = o->insecure_tcp,
 	    .test_secret_delay_ms = o->test_secret_delay_ms,
+	    /* Socket activation (systemd/rdmig-source.socket): the same path, bound by systemd. */
+	    .listen_fd = o->socket_path ? svcmgr_listen_fd() : -1,
 	};
 	int ret;
 
@@ -952,7 +977,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 			strerror(-ret));
 		return ret;
 	}
-	if (o->socket_path)
+	if (api_server_socket_path(a->api))
 		log_info("api: serving on %s", api_server_socket_path(a->api));
 	if (o->tcp)
 		log_info("api: serving on TCP port %d (%s)", api_server_tcp_port(a->api),

@@ -15,10 +15,12 @@
 #include <string.h>
 
 #include "api_glue.h"
+#include "conffile.h"
 #include "log.h"
 #include "offload.h"
 #include "rdmig-config.h"
 #include "session.h"
+#include "svcmgr.h"
 #include "tls.h"
 #include "util.h"
 #include "xport.h"
@@ -57,6 +59,8 @@ static void usage(FILE *f)
 		"                             serve the images in DIR as migration ID; the\n"
 		"                             destination must prove it knows the secret\n"
 		"                             (repeat for several migrations)\n"
+		"      --config FILE          read options from FILE (default\n"
+		"                             " RDMIG_CONFDIR "/rdmig-source.conf)\n"
 		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
 		"      --one-lane             RDMA: offer no fault lane; faults share the\n"
 		"                             drain's queue pair (as an older source)\n"
@@ -349,7 +353,10 @@ int main(int argc, char **argv)
 	ret = 1;
 	TAILQ_INIT(&a.migrations);
 	LIST_INIT(&a.sessions);
-	while ((c = getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
+	if (conffile_apply("rdmig-source", &argc, &argv, "l:t:m:1o:vhV", opts,
+			   RDMIG_CONFDIR "/rdmig-source.conf", NULL) < 0)
+		return 2;
+	while ((c = conffile_getopt_long(argc, argv, "l:t:m:1o:vhV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'l':
 			o.listen = optarg;
@@ -583,6 +590,8 @@ int main(int argc, char **argv)
 		}
 		ret = 1;
 	}
+	/* Type=notify: the listener and the API answer from here on. */
+	svcmgr_notify("READY=1");
 	event_base_dispatch(a.base);
 	ret = src_mig_all_done(&a.migrations) ? 0 : (a.exit_when_done ? 1 : 0);
 out:

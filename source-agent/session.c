@@ -287,6 +287,7 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	if (ret < 0) {
 		/* Nothing about the checkpoint has left this host. */
 		log_warn("%s: the peer's proof is wrong: refusing it", s->name);
+		s->agent->peers_unauthenticated_total++;
 		if (ctrl_msg_auth_result(&o, false, "authentication failed") == 0)
 			sess_send(s, &o);
 		sess_free(s);
@@ -954,6 +955,7 @@ static bool preauth_room(struct src_agent *a, const char *addr)
 		return true;
 	/* A flood must not flood the log too: one line a second. */
 	a->preauth_refused++;
+	a->peers_refused_total++;
 	if (now - a->preauth_log_ns < 1000000000ull)
 		return false;
 	if (all >= a->max_preauth)

@@ -42,6 +42,9 @@ struct src_agent {
 	unsigned int max_preauth_per_addr;
 	uint64_t preauth_log_ns;      /* last refusal logged: at most one a second */
 	unsigned int preauth_refused; /* refused since */
+	/* GET /metrics: connections refused at those limits, and wrong proofs. */
+	uint64_t peers_refused_total;
+	uint64_t peers_unauthenticated_total;
 	/*
 	 * Migrations kept: past it the final one that finished first is
 	 * forgotten, and a start with this many not final is refused.

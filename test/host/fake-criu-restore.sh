@@ -4,10 +4,14 @@
 # plays the restored process and verifies every page it faults in (its
 # output: W/standin.out); returns, like criu restore -d, once it runs.
 # FAKE_CRIU_ARGS: a file to append "cwd=... args=..." to; FAKE_CRIU_DELAY:
-# seconds to take first (default 0).
+# seconds to take first (default 0); FAKE_CRIU_HOLD: a file to wait for
+# first (60 s at most), so a test sees "restoring" for as long as it needs.
 D= W= pidf=
 [ -z "${FAKE_CRIU_ARGS:-}" ] || echo "cwd=$PWD args=$*" >>"$FAKE_CRIU_ARGS"
 sleep "${FAKE_CRIU_DELAY:-0}"
+if [ -n "${FAKE_CRIU_HOLD:-}" ]; then
+	for _ in $(seq 1200); do [ -e "$FAKE_CRIU_HOLD" ] && break; sleep 0.05; done
+fi
 while [ $# -gt 0 ]; do
 	case $1 in
 	-D) D=$2; shift ;;
