@@ -24,6 +24,11 @@
 #define ENGINE_TICK_MS 100
 /* A COPY deferred by EAGAIN waits for the mm-changing thread to run this long. */
 #define ENGINE_RETRY_US 200
+/*
+ * A COPY that finds no VMA waits this long for the remap or unmap event
+ * that explains it before the page counts as dropped.
+ */
+#define ENGINE_ENOENT_WAIT_NS (1000ull * 1000 * 1000)
 /* Per-task latency samples (the engine-wide array is cfg.latency_samples). */
 #define ENGINE_TASK_SAMPLES 4096
 /* Faults remembered for latency; more are counted but not timed. */
@@ -53,6 +58,7 @@ struct ereq {
 	int slot;
 	uint32_t retries;
 	uint64_t start_ns;	 /* of this attempt, for the fetch timeout */
+	uint64_t enoent_ns;	 /* when its COPY first found no VMA; 0: never */
 	TAILQ_ENTRY(ereq) qlink; /* engine fault queue, task parked list, or orphans */
 	TAILQ_ENTRY(ereq) alink; /* engine active list (queued or submitted), oldest first */
 };
@@ -629,8 +635,27 @@ static void task_install(struct etask *t, struct ereq *r)
 				max_len = PG;
 				continue;
 			}
-			log_debug("pid %" PRId32 ": %#" PRIx64 " no longer registered: dropped",
-				  t->pid, run.rt_addr);
+			/*
+			 * The kernel moves or unmaps the VMA before its event can be
+			 * read, and a COPY in between finds nothing here.  Park until
+			 * the events are read: a remap moves the page (installed at
+			 * its new address), an unmap removes it.  Only a page still
+			 * without a VMA after ENGINE_ENOENT_WAIT_NS is dropped.
+			 */
+			if (!r->enoent_ns)
+				r->enoent_ns = now_ns();
+			if (now_ns() - r->enoent_ns < ENGINE_ENOENT_WAIT_NS) {
+				log_debug("pid %" PRId32 ": %#" PRIx64 " has no VMA now: waiting for "
+					  "the event that moved or removed it",
+					  t->pid, run.rt_addr);
+				r->state = ER_PARKED;
+				TAILQ_INSERT_TAIL(&t->parked, r, qlink);
+				engine_schedule_retry(t->eng);
+				return;
+			}
+			log_warn("pid %" PRId32 ": %#" PRIx64 " (image %#" PRIx64 ") has had no "
+				 "VMA for 1 s and no event explained it: dropped",
+				 t->pid, run.rt_addr, run.img_vaddr);
 			lazyset_complete(t->ls, run.img_vaddr, PG);
 			t->c.pages_dropped++;
 			t->eng->c.pages_dropped++;
