@@ -645,7 +645,8 @@ static void task_install(struct etask *t, struct ereq *r)
 			if (!r->enoent_ns)
 				r->enoent_ns = now_ns();
 			if (now_ns() - r->enoent_ns < ENGINE_ENOENT_WAIT_NS) {
-				log_debug("pid %" PRId32 ": %#" PRIx64 " has no VMA now: waiting for "
+				log_debug("pid %" PRId32 ": %#" PRIx64
+					  " has no VMA now: waiting for "
 					  "the event that moved or removed it",
 					  t->pid, run.rt_addr);
 				r->state = ER_PARKED;
