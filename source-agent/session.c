@@ -704,7 +704,12 @@ static void sess_start_stream(struct src_session *s)
 	if (xport_kind(s->x) == XPORT_RDMA) {
 		ret = send_regions(s);
 		if (ret < 0) {
-			sess_abort(s, CTRL_ABORT_READ, "cannot register the checkpoint for RDMA");
+			char why[160];
+
+			/* -EINVAL: no pages file mapped (a checkpoint without lazy pages). */
+			snprintf(why, sizeof(why), "cannot register the checkpoint for RDMA: %s",
+				 ret == -EINVAL ? "no pages file to register" : strerror(-ret));
+			sess_abort(s, CTRL_ABORT_READ, why);
 			return;
 		}
 	}

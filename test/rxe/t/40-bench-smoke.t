@@ -37,8 +37,10 @@ for f in r["fault"]:
     assert f["samples"] > 0 and f["min_us"] <= f["p50_us"] <= f["p99_us"] <= f["p999_us"] <= f["max_us"], f
 for d in r["drain"]:
     assert d["status"] == 0 and d["time_ms"] is not None and d["drain_MBps"] is not None, d
-assert len(r["drain"]) == 4 and len(r["source_cpu"]) == 4
-assert len(r["targets"]) == 7
+# Per transport: no faults, faults; over RDMA also faults on one queue pair (no fault lane).
+assert len(r["drain"]) == 5 and len(r["source_cpu"]) == 5, (len(r["drain"]), len(r["source_cpu"]))
+assert sorted(d["lanes"] or 0 for d in r["drain"] if d["transport"] == "rdma")[0] == 1, r["drain"]
+assert len(r["targets"]) == 8, len(r["targets"])
 assert r["downtime"] == [] and any(n["series"] == "downtime" for n in r["not_measured"])
 assert any(n["series"] == "criu" for n in r["not_measured"])
 assert r["criu_fault"] == [], "no CRIU in the smoke"
