@@ -308,14 +308,7 @@ criu_side() {
 	local t0 t1 t2 t3 t4 dpid lpid st=0 g0 g1=0 cport=$((port + 1)) clevel=${RDMIG_CRIU_LEVEL:-4}
 	rm -rf "$top/cdump" "$top/crestore" "$top/cwork"
 	mkdir -p "$top/cdump" "$top/crestore" "$top/cwork"
-	start_workload || return 1
-	sleep 1
-	ask_check || {
-		stop_workload
-		return 1
-	}
-	g0=$(last_gen)
-	say "before dump: generation $g0"
+	start_checked || return 1
 	t0=$(now)
 	(cd "$top/cdump" && exec criu dump -t "$wpid" -D "$top/cdump" -v"$clevel" -o dump.log \
 		--lazy-pages --address 127.0.0.1 --port "$cport" --status-fd 3 3>"$top/cdump.ready") &
