@@ -15,7 +15,7 @@ mkdir "$T/units" "$T/bin"
 ln -s "$RDMIG_SOURCE" "$T/bin/rdmig-source"
 ln -s "$RDMIG_DEST" "$T/bin/rdmig-dest"
 for u in rdmig-source.service rdmig-dest.service; do
-	sed "s|@BINDIR@|$T/bin|g" "$src/$u.in" >"$T/units/$u"
+	sed "s|@SBINDIR@|$T/bin|g" "$src/$u.in" >"$T/units/$u"
 done
 cp "$src/rdmig-source.socket" "$src/rdmig-dest.socket" "$T/units/"
 
