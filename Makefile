@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 MESON_OPTS ?=
 RESULTS ?= $(BUILD)/results
 
-.PHONY: all deps compile check check-unit check-host check-rxe check-style check-asan demo bench fuzz format clean
+.PHONY: all deps compile deb check check-unit check-host check-rxe check-style check-asan demo bench fuzz format clean
 
 all: compile
 
@@ -16,6 +16,12 @@ $(BUILD)/build.ninja:
 
 compile: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+
+# The Debian package (debian/), built from a copy of the tree in
+# $(DEB_DIR)/src: $(DEB_DIR)/rdmig_VERSION_ARCH.deb.
+DEB_DIR ?= $(BUILD)/deb
+deb:
+	@scripts/build-deb $(DEB_DIR)
 
 # Everything: unit tests, host integration tests, soft-RoCE tests.
 check: deps
