@@ -78,6 +78,29 @@ wait_file() {
 	return 1
 }
 
+# start_workload: rdmig-workload in its own pid namespace; sets wpid.
+start_workload() {
+	local timing=()
+	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$samples")
+	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
+		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
+		</dev/null >/dev/null 2>&1) &
+	wait_file "$top/pid" 60
+	wpid=$(pgrep -x rdmig-workload | head -n 1)
+	[ -n "$wpid" ]
+}
+
+# check_workload: the workload's memory before the dump, its generation
+# for the destination (gen0).
+check_workload() {
+	local st=0
+	sleep 1
+	ask_check || st=1
+	say "before dump: generation $(last_gen)"
+	last_gen >"$shared/gen0"
+	return $st
+}
+
 source_side() {
 	local sock=$top/source.sock spid wpid st=0
 	rm -rf "$top" && mkdir -p "$top"
@@ -87,22 +110,12 @@ source_side() {
 		--api-socket "$sock" --images-root "$top/images" $(tls source) \
 		-o "$top/source.log" &
 	spid=$!
-	local timing=()
-	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$samples")
-	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
-		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
-		</dev/null >/dev/null 2>&1) &
-	wait_file "$top/pid" 60
-	wpid=$(pgrep -x rdmig-workload | head -n 1)
-	if [ -z "$wpid" ] || ! wait_file "$sock" 10; then
+	if ! start_workload || ! wait_file "$sock" 10; then
 		say "the workload or rdmig-source did not start"
 		echo 1 >"$shared/migrated"
 		return 1
 	fi
-	sleep 1
-	ask_check || st=1
-	say "before dump: generation $(last_gen)"
-	last_gen >"$shared/gen0"
+	check_workload || st=1
 	# The destination agent's API must answer (over mutual TLS, as the
 	# source agent) before the migration starts.
 	local dapi=("$ctl" --api "https://$RDMIG_PEER_ADDR:$api_port")
@@ -130,14 +143,11 @@ source_side() {
 	return "$st"
 }
 
-dest_side() {
-	local sock=$top/dest.sock dpid st=0 g0 g1 g2 s
-	rm -rf "$top" && mkdir -p "$top"
-	# shellcheck disable=SC2046 # the options are words
-	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
-		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
-		-o "$top/dest.log" &
-	dpid=$!
+# dest_verify SOCK: follows migration $id on the destination agent at SOCK;
+# the workload verifies its memory as soon as it runs here and after the
+# last page; writes the verdict to "verified".  Returns it.
+dest_verify() {
+	local sock=$1 st=0 g0 g1 g2 s
 	# Verify while pages still move: as soon as the workload runs here.
 	for _ in $(seq 6000); do
 		s=$("$ctl" --socket "$sock" status "$id" --json 2>/dev/null |
@@ -177,6 +187,18 @@ dest_side() {
 	fi
 	"$ctl" --socket "$sock" status "$id" 2>&1 | sed 's/^/handover: dest agent: /'
 	echo "$st" >"$shared/verified"
+	return $st
+}
+
+dest_side() {
+	local sock=$top/dest.sock dpid st=0
+	rm -rf "$top" && mkdir -p "$top"
+	# shellcheck disable=SC2046 # the options are words
+	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
+		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
+		-o "$top/dest.log" &
+	dpid=$!
+	dest_verify "$sock" || st=1
 	kill -TERM "$dpid"
 	wait "$dpid"
 	keep_logs "$top/dest.log" "$top/dest/$id/restore.log"
@@ -185,6 +207,8 @@ dest_side() {
 	return $st
 }
 
+# RDMIG_HANDOVER_LIB=1: only the functions (for package-migrate.sh).
+[ "${RDMIG_HANDOVER_LIB:-0}" = 1 ] && return 0
 case $role in
 source) source_side ;;
 dest) dest_side ;;

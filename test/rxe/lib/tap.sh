@@ -80,6 +80,31 @@ tap_run() {
 	tap_diag "run $args -> status $RUN_STATUS in $RUN_SECS s"
 }
 
+# tap_run_pair ENV SCRIPT: "ENV SCRIPT source" and "ENV SCRIPT dest" in a
+# guest pair (at most 900 s, 60 s of grace for the second), as tap_run.
+tap_run_pair() {
+	tap_run --timeout 900 --grace 60 --pair --source "$1 $2 source" --dest "$1 $2 dest"
+}
+# handover_num NAME: the integer field NAME of the migration's JSON that
+# handover-migrate.sh's source prints last ("[source] handover: json: ").
+handover_num() {
+	grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 |
+		sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+# tap_handover_verified TEXT: two assertions on a handover-migrate.sh run's
+# output TEXT: the workload verified its memory on guest B twice, and no
+# page was ever wrong; a third on RUN_OUT: every page of the 64 MiB moved.
+tap_handover_verified() {
+	local pages fetched bytes
+	tap_like "$1" '^\[dest\] handover: the workload kept rewriting on the destination' \
+		"the workload verified 64 MiB on guest B twice, rewriting it all along"
+	tap_unlike "$1" 'CORRUPT|no report|MISMATCH' "never a wrong page"
+	pages=$(handover_num pages_total)
+	fetched=$(handover_num pages_fetched)
+	bytes=$(handover_num bytes)
+	[[ -n $pages && $pages -ge 16384 && $fetched == "$pages" && ${bytes:-0} -ge 67108864 ]]
+	tap_ok $? "every page moved: $fetched of $pages, $bytes bytes"
+}
 tap_done() {
 	[[ $tap_failed -eq 0 ]]
 }
