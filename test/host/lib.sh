@@ -136,3 +136,46 @@ finish() {
 	[ "$tap_failed" -eq 0 ]
 	exit $?
 }
+
+# conf_wants_tls AGENT CONF ARG...: the agent AGENT, started with --config
+# CONF ARG..., reads CONF to its end (no line refused: exit 2) and stops
+# only at the absent TLS identity /etc/rdmig/tls/agent.pem that CONF names
+# (exit 78).
+conf_wants_tls() {
+	local apid st bin=$1 conf=$2 log=$T/$(basename "$1").log
+	shift 2
+	"$bin" --config "$conf" "$@" >"$log" 2>&1 &
+	apid=$!
+	for _ in $(seq 100); do kill -0 "$apid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$apid" 2>/dev/null && echo "# $bin still running after 10 s"
+	wait "$apid"
+	st=$?
+	[ "$st" = 78 ] && grep -q 'cannot load the certificate (--tls-cert) /etc/rdmig/tls/agent.pem' "$log" || {
+		echo "# exit $st"
+		diag_file "$log"
+		return 1
+	}
+}
+
+# dest_conf_serves DEST CONF CTL: rdmig-dest DEST --serve starts with CONF
+# and rdmigctl CTL gets "ok" from its health; stopped again.
+dest_conf_serves() {
+	local st=0
+	"$1" --serve --config "$2" --api-socket "$T/dest.sock" --work-root "$T/work" \
+		>"$T/dest.log" 2>&1 &
+	dest_pid=$!
+	for _ in $(seq 200); do
+		"$3" --socket "$T/dest.sock" --timeout 2 health >"$T/health.out" 2>&1 && break
+		kill -0 "$dest_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	grep -q '^ok' "$T/health.out" || {
+		diag_file "$T/health.out"
+		diag_file "$T/dest.log"
+		st=1
+	}
+	kill -TERM "$dest_pid" 2>/dev/null
+	wait "$dest_pid"
+	dest_pid=
+	return $st
+}
