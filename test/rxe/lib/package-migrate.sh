@@ -17,6 +17,7 @@
 # The guests' roots are throw-away overlays: the package leaves with them.
 # Environment: that of handover-migrate.sh, and RDMIG_DEB_DIR (the .deb's
 # directory), RDMIG_PKI with ca.pem and node-a/node-b's .pem and .key.
+# shellcheck source-path=SCRIPTDIR
 set -u
 role=${1:?usage: package-migrate.sh source|dest}
 lib=$(cd "$(dirname "$0")" && pwd)
