@@ -97,6 +97,51 @@ static void progress_set(json_t *obj, const char *key, json_t *v, bool *ok)
 		*ok = false;
 }
 
+static json_t *progress_u64(uint64_t v);
+
+/* {"pattern", "sequential", "strided", "random", "tasks": [{"pid", "pattern", "window"}]} */
+static json_t *progress_readahead(const struct progress_counters *c)
+{
+	struct readahead all = {0};
+	json_t *o = json_object(), *tasks = json_array();
+	bool ok = o && tasks;
+	uint32_t i;
+
+	memcpy(all.n, c->ra_faults, sizeof(all.n));
+	if (ok) {
+		progress_set(o, "pattern",
+			     json_string(readahead_pattern_str(readahead_pattern(&all))), &ok);
+		progress_set(o, "sequential", progress_u64(c->ra_faults[RA_SEQUENTIAL]), &ok);
+		progress_set(o, "strided", progress_u64(c->ra_faults[RA_STRIDED]), &ok);
+		progress_set(o, "random", progress_u64(c->ra_faults[RA_RANDOM]), &ok);
+	}
+	for (i = 0; ok && i < c->nr_ra_tasks && i < PROGRESS_RA_TASKS; i++) {
+		json_t *t = json_object();
+
+		ok = t && json_array_append_new(tasks, t) == 0;
+		if (!ok) {
+			json_decref(t);
+			break;
+		}
+		progress_set(t, "pid", json_integer(c->ra_tasks[i].pid), &ok);
+		progress_set(t, "pattern",
+			     json_string(readahead_pattern_str(c->ra_tasks[i].pattern)), &ok);
+		progress_set(t, "window", json_integer(c->ra_tasks[i].window), &ok);
+	}
+	if (!ok) {
+		json_decref(tasks);
+		json_decref(o);
+		return NULL;
+	}
+	/* Takes tasks, even when it fails. */
+	progress_set(o, "tasks", tasks, &ok);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *progress_u64(uint64_t v)
 {
 	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
@@ -160,6 +205,8 @@ int progress_encode(const struct progress_msg *m, char *buf, size_t len)
 		progress_set(o, "drain_depth", progress_opt_i64(m->c.drain_depth), &ok);
 		progress_set(o, "drain_chunk", progress_opt_i64(m->c.drain_chunk), &ok);
 		progress_set(o, "fault_lane_reads", progress_opt_i64(m->c.fault_lane_reads), &ok);
+		if (m->c.nr_ra_tasks)
+			progress_set(o, "readahead", progress_readahead(&m->c), &ok);
 	}
 	if (!ok) {
 		ret = -ENOMEM;

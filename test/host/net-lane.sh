@@ -12,11 +12,7 @@ mkimage "$T/src" --size 32M
 secret "$T/secret"
 
 # lane_reads FILE: fault_lane_reads of the last --progress-fd line ("None": null).
-lane_reads() {
-	python3 -c 'import json,sys
-lines=[l for l in open(sys.argv[1]) if l.strip()]
-print(json.loads(lines[-1]).get("fault_lane_reads"))' "$1" 2>/dev/null
-}
+lane_reads() { progress_last "$1" 'j.get("fault_lane_reads")'; }
 
 # run NAME SOURCE_ARGS DEST_ARGS: one migration, the big drain READs of
 # 1 MiB in flight while 4 threads fault at random.
