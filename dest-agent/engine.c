@@ -1041,6 +1041,13 @@ static void task_read_events(struct etask *t)
 			task_on_msg(t, &msgs[i], now);
 			handled++;
 		}
+		/*
+		 * A short read took every message there was: reading again would
+		 * only return EAGAIN, one syscall per fault; a later message wakes
+		 * the (level-triggered) event again.
+		 */
+		if (n < (ssize_t)sizeof(msgs))
+			return;
 	}
 }
 

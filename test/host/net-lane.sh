@@ -6,7 +6,7 @@
 # --one-lane on either side (as an older peer) there is none and the
 # migration still completes, every page verified.
 . "$(dirname "$0")/netlib.sh"
-plan 13
+plan 16
 
 mkimage "$T/src" --size 32M
 secret "$T/secret"
@@ -26,6 +26,7 @@ run() {
 	start_dest "$T/dest-$name.log" -D "$T/dst-$name" $(net_args m1 "$T/secret") --verify \
 		--drain-depth 4 --drain-chunk 1M --progress-fd 7 $dargs
 	exec 7>&-
+	[ -z "${before_standin:-}" ] || "$before_standin" "$name"
 	timeout 60 "$RDMIG_STANDIN" -D "$T/dst-$name" --threads 4 --access random \
 		>"$T/standin-$name.out" 2>&1
 	rc=$?
@@ -58,6 +59,22 @@ check "... and no more of them than pages faulted" \
 	test "${n:-0}" -le "$(field "$T/dest-lane.log" fault)"
 check "the source admitted the fault connection after its proof" \
 	eval "test \$(grep -c 'connection from' '$T/source-lane.log') -eq 2 && grep -q 'fault connection up' '$T/source-lane.log'"
+
+# cut NAME: destroys the destination's end of the fault connection (the
+# second connection the source accepted) once it is up, before any fault.
+cut() {
+	local port
+	wait_log "$T/source-$1.log" "fault connection up" >/dev/null
+	port=$(sed -n 's/.*info: connection from 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/source-$1.log" | sed -n 2p)
+	ss -K -t src "127.0.0.1:$port" >/dev/null 2>&1
+	wait_log "$T/dest-$1.log" "faults share the control connection" >/dev/null
+}
+
+# Losing the fault connection alone: faults go on the control connection.
+before_standin=cut run cut "" ""
+completed cut
+check "cut: the destination went on without the fault connection" \
+	grep -q "fault connection closed (.*); faults share the control connection" "$T/dest-cut.log"
 
 run dest-one-lane "" --one-lane
 completed dest-one-lane
