@@ -247,6 +247,43 @@ static int progress_get_uint(const json_t *v, int64_t max, int64_t *out)
 	return 0;
 }
 
+/* The "readahead" object, if there is one: whole and in range, or -EINVAL. */
+static int progress_get_readahead(const json_t *ra, struct progress_counters *c)
+{
+	static const char *const counts[] = {"sequential", "strided", "random"};
+	const json_t *tasks, *t;
+	enum ra_pattern p;
+	int64_t v;
+	size_t i;
+
+	if (!ra)
+		return 0;
+	tasks = json_object_get(ra, "tasks");
+	if (!json_is_object(ra) || !json_is_array(tasks) || json_array_size(tasks) == 0 ||
+	    json_array_size(tasks) > PROGRESS_RA_TASKS)
+		return -EINVAL;
+	for (i = 0; i < ARRAY_SIZE(counts); i++) {
+		if (progress_get_uint(json_object_get(ra, counts[i]), INT64_MAX, &v) < 0)
+			return -EINVAL;
+		c->ra_faults[RA_SEQUENTIAL + i] = (uint64_t)v;
+	}
+	json_array_foreach(tasks, i, t)
+	{
+		const json_t *pat = json_object_get(t, "pattern");
+
+		if (progress_get_uint(json_object_get(t, "window"), UINT32_MAX, &v) < 0 ||
+		    !json_is_string(pat) ||
+		    readahead_pattern_parse(json_string_value(pat), &p) < 0 ||
+		    !json_is_integer(json_object_get(t, "pid")))
+			return -EINVAL;
+		c->ra_tasks[i].window = (uint32_t)v;
+		c->ra_tasks[i].pattern = p;
+		c->ra_tasks[i].pid = (int32_t)json_integer_value(json_object_get(t, "pid"));
+	}
+	c->nr_ra_tasks = (uint32_t)json_array_size(tasks);
+	return 0;
+}
+
 /* An optional count or latency: absent or null is -1. */
 static int progress_get_opt(const json_t *root, const char *key, int64_t *out)
 {
@@ -295,6 +332,8 @@ static int progress_decode_counters(const json_t *root, struct progress_msg *out
 		ret = progress_get_opt(root, "drain_chunk", &out->c.drain_chunk);
 	if (ret == 0)
 		ret = progress_get_opt(root, "fault_lane_reads", &out->c.fault_lane_reads);
+	if (ret == 0)
+		ret = progress_get_readahead(json_object_get(root, "readahead"), &out->c);
 	return ret;
 }
 

@@ -69,8 +69,8 @@ struct progress_counters {
 	/*
 	 * Read-ahead (readahead.h): faults per pattern over every task, and
 	 * the pattern and window of the first PROGRESS_RA_TASKS tasks; the
-	 * line's "readahead" object.  nr_ra_tasks 0: none to report.  Encoded
-	 * only: the supervisor does not pass it on to the API yet.
+	 * line's "readahead" object.  nr_ra_tasks 0: none to report.  The
+	 * supervisor sums it up in the API's "readahead" object.
 	 */
 	uint64_t ra_faults[4]; /* by enum ra_pattern */
 	uint32_t nr_ra_tasks;

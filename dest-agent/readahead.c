@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "readahead.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
@@ -112,9 +113,22 @@ enum ra_pattern readahead_pattern(const struct readahead *ra)
 	return best;
 }
 
+static const char *const ra_names[] = {"none", "sequential", "strided", "random"};
+
 const char *readahead_pattern_str(enum ra_pattern p)
 {
-	static const char *const names[] = {"none", "sequential", "strided", "random"};
+	return (unsigned int)p < 4 ? ra_names[p] : "?";
+}
 
-	return (unsigned int)p < 4 ? names[p] : "?";
+int readahead_pattern_parse(const char *s, enum ra_pattern *out)
+{
+	int p;
+
+	for (p = RA_NONE; p <= RA_RANDOM; p++) {
+		if (strcmp(s, ra_names[p]) == 0) {
+			*out = (enum ra_pattern)p;
+			return 0;
+		}
+	}
+	return -EINVAL;
 }

@@ -62,5 +62,7 @@ uint32_t readahead_fault(struct readahead *ra, uint64_t addr);
 enum ra_pattern readahead_pattern(const struct readahead *ra);
 /* "none", "sequential", "strided", "random". */
 const char *readahead_pattern_str(enum ra_pattern p);
+/* The reverse: 0, or -EINVAL for any other string. */
+int readahead_pattern_parse(const char *s, enum ra_pattern *out);
 
 #endif
