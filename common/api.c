@@ -151,6 +151,9 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->drain_depth = -1;
 	v->drain_chunk = -1;
 	v->fault_lane_reads = -1;
+	v->ra_sequential = -1;
+	v->ra_strided = -1;
+	v->ra_random = -1;
 	v->freeze_ms = -1;
 	v->total_ms = -1;
 	v->restore_ms = -1;
@@ -205,8 +208,8 @@ static json_t *api_json_time(int64_t unix_ms)
 json_t *api_migration_to_json(const struct api_migration_view *v)
 {
 	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
-	       *times = json_object(), *drain = json_object();
-	bool ok = m && progress && lat && times && drain;
+	       *times = json_object(), *drain = json_object(), *ra = json_object();
+	bool ok = m && progress && lat && times && drain && ra;
 
 	if (!ok)
 		goto out;
@@ -242,6 +245,13 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "drain", drain, &ok);
 	drain = NULL;
 
+	api_set(ra, "pattern", api_json_str(v->ra_pattern), &ok);
+	api_set(ra, "sequential", api_json_opt_i64(v->ra_sequential), &ok);
+	api_set(ra, "strided", api_json_opt_i64(v->ra_strided), &ok);
+	api_set(ra, "random", api_json_opt_i64(v->ra_random), &ok);
+	api_set(m, "readahead", ra, &ok);
+	ra = NULL;
+
 	api_set(times, "created", api_json_time(v->created_unix_ms), &ok);
 	api_set(times, "finished", api_json_time(v->finished_unix_ms), &ok);
 	api_set(times, "freeze_ms", api_json_opt_i64(v->freeze_ms), &ok);
@@ -258,6 +268,7 @@ out:
 	json_decref(lat);
 	json_decref(times);
 	json_decref(drain);
+	json_decref(ra);
 	if (!ok) {
 		json_decref(m);
 		return NULL;

@@ -129,6 +129,11 @@ struct api_migration_view {
 	int64_t drain_depth;
 	int64_t drain_chunk; /* bytes */
 	int64_t fault_lane_reads;
+	/* dest: the read-ahead's prevailing pattern and faults per pattern; NULL / -1: n/a */
+	const char *ra_pattern;
+	int64_t ra_sequential;
+	int64_t ra_strided;
+	int64_t ra_random;
 	int64_t created_unix_ms;  /* wall clock; 0: unknown */
 	int64_t finished_unix_ms; /* 0: not finished */
 	int64_t freeze_ms; /* source: frozen by criu dump until the images were on disk; -1 */

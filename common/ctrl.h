@@ -61,6 +61,8 @@
 /* Lazy dump: TaskTable ranges are staged later (StageRegion), asked for by StageReq. */
 #define CTRL_FEAT_LAZY_DUMP  ((uint64_t)FEATURE__FEAT_LAZY_DUMP)
 #define CTRL_FEAT_FAULT_LANE ((uint64_t)FEATURE__FEAT_FAULT_LANE)
+/* TCP: a data channel (CTRL_CHANNEL_DATA) of the control connection's peer carries faults. */
+#define CTRL_FEAT_FAULT_CONN ((uint64_t)FEATURE__FEAT_FAULT_CONN)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u

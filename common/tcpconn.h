@@ -14,7 +14,10 @@
  * calls tcpconn_set_trusted(), once the peer has proven who it is; a peer
  * that has proven nothing cannot make the agent hold megabytes.
  *
- * Backpressure: tcpconn_send() queues in user space.  Above
+ * Backpressure: tcpconn_send() queues in user space; only a frame of at
+ * most TCPCONN_DIRECT_MAX bytes, framing included, sent when nothing is
+ * queued on a plain (not TLS) connection goes to the socket at once, which
+ * spares the fault path a loop pass and two epoll_ctl per message.  Above
  * params.send_high_water tcpconn_send_blocked() turns true and the optional
  * writable() callback fires once the queue has drained to half of it;
  * above params.send_max tcpconn_send() refuses with -ENOBUFS.  Senders of
@@ -50,6 +53,9 @@
 #include <stdint.h>
 
 struct ssl_ctx_st;
+
+/* Largest frame, with its 4-byte header, sent without queuing (above). */
+#define TCPCONN_DIRECT_MAX (16u << 10)
 
 /* Largest max_frame accepted. */
 #define TCPCONN_FRAME_LIMIT (16u << 20)

@@ -73,6 +73,7 @@ struct waiter {
 
 struct etask {
 	struct engine *eng;
+	struct readahead ra; /* its faults' pattern and read-ahead window */
 	uint32_t id;
 	uint32_t parent_id;
 	int32_t pid;
@@ -144,7 +145,7 @@ static void task_read_events(struct etask *t);
 void engine_config_default(struct engine_config *cfg)
 {
 	*cfg = (struct engine_config){
-	    .readahead_pages = 16,
+	    .readahead_pages = 64,
 	    .drain_depth = 8,
 	    .drain_chunk = 256 << 10,
 	    .fetch_timeout_ms = 30000,
@@ -857,7 +858,10 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 		 * thread waits for one page's round trip, not for the whole
 		 * window's transfer and COPY.
 		 */
-		lazyset_claim_fault(t->ls, addr, e->cfg.readahead_pages, &run);
+		lazyset_claim_fault(t->ls, addr,
+				    e->cfg.readahead_fixed ? e->cfg.readahead_pages
+							   : readahead_fault(&t->ra, addr),
+				    &run);
 		if (run.len > PG) {
 			struct lazy_run ahead = {
 			    .rt_addr = run.rt_addr + PG,
@@ -1037,6 +1041,13 @@ static void task_read_events(struct etask *t)
 			task_on_msg(t, &msgs[i], now);
 			handled++;
 		}
+		/*
+		 * A short read took every message there was: reading again would
+		 * only return EAGAIN, one syscall per fault; a later message wakes
+		 * the (level-triggered) event again.
+		 */
+		if (n < (ssize_t)sizeof(msgs))
+			return;
 	}
 }
 
@@ -1136,6 +1147,7 @@ static int task_new(struct engine *e, int32_t pid, int uffd, struct etask **out)
 	t->uffd = uffd;
 	t->pidfd = -1;
 	t->state = ENGINE_TASK_ACTIVE;
+	readahead_init(&t->ra, PG, e->cfg.readahead_pages);
 	TAILQ_INIT(&t->parked);
 	ret = latstat_init(&t->lat, ENGINE_TASK_SAMPLES);
 	if (ret < 0) {
@@ -1530,8 +1542,11 @@ void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct e
 		    .c = t->c,
 		    .fault_p50_ns = latstat_percentile(&t->lat, 50),
 		    .fault_p99_ns = latstat_percentile(&t->lat, 99),
+		    .ra_pattern = readahead_pattern(&t->ra),
+		    .ra_window = t->ra.window,
 		};
 
+		memcpy(info.ra_faults, t->ra.n, sizeof(info.ra_faults));
 		fn(arg, &info);
 	}
 }

@@ -46,14 +46,21 @@
 #include "image.h"
 #include "latstat.h"
 #include "pagesrc.h"
+#include "readahead.h"
 #include "staging.h"
 
 struct engine;
 
 struct engine_config {
-	uint32_t readahead_pages; /* pages fetched per fault, the faulting one included */
-	uint32_t drain_depth;	  /* background requests in flight at most */
-	uint64_t drain_chunk;	  /* bytes per background request */
+	/*
+	 * The largest read-ahead window, pages, the faulting one included; the
+	 * window follows each task's fault pattern (readahead.h) unless
+	 * readahead_fixed, when every fault fetches this many.
+	 */
+	uint32_t readahead_pages;
+	bool readahead_fixed;
+	uint32_t drain_depth; /* background requests in flight at most */
+	uint64_t drain_chunk; /* bytes per background request */
 	uint32_t fetch_timeout_ms;
 	uint32_t max_retries;	  /* per request, for -EAGAIN and failed verification */
 	uint32_t events_budget;	  /* uffd messages per task per wakeup */
@@ -147,6 +154,10 @@ struct engine_task_info {
 	struct engine_counters c;
 	uint64_t fault_p50_ns;
 	uint64_t fault_p99_ns;
+	/* Read-ahead: the prevailing pattern, the latest window, faults per pattern. */
+	enum ra_pattern ra_pattern;
+	uint32_t ra_window;
+	uint64_t ra_faults[4]; /* by enum ra_pattern */
 };
 
 struct engine_stats {

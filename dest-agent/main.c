@@ -153,6 +153,7 @@ enum {
 	OPT_STATUS_FD = 256,
 	OPT_PIDFILE,
 	OPT_READAHEAD,
+	OPT_READAHEAD_FIXED,
 	OPT_DRAIN_DEPTH,
 	OPT_DRAIN_CHUNK,
 	OPT_FETCH_TIMEOUT,
@@ -224,8 +225,9 @@ static void dest_usage(FILE *f)
 		"      --criu-opt OPT     one more argument for criu restore (repeatable)\n"
 		"      --criu-log-level N criu restore's -vN, 0..4 (default 2; 4 slows the\n"
 		"                         restore, and so the downtime, several times)\n"
-		"      --readahead PAGES  pages fetched per fault, the faulting one included "
-		"(default 16)\n"
+		"      --readahead PAGES  the largest read-ahead window, the faulting page\n"
+		"                         included; it follows each task's faults (default 64)\n"
+		"      --readahead-fixed  every fault fetches --readahead pages\n"
 		"      --drain-depth N    background requests in flight (default 8)\n"
 		"      --drain-chunk SIZE bytes per background request (default 256K)\n"
 		"      --fetch-timeout SEC  stop a process whose pages take longer (default 30)\n"
@@ -233,8 +235,9 @@ static void dest_usage(FILE *f)
 		"                         again after a quiet time that follows the faults'\n"
 		"                         rhythm; MS fixes that time instead (default 0:\n"
 		"                         adaptive)\n"
-		"      --one-lane         over RDMA, ask for no fault lane: faults share the\n"
-		"                         drain's queue pair (as an older destination)\n"
+		"      --one-lane         ask for no fault lane: faults share the drain's\n"
+		"                         queue pair (RDMA) or connection (TCP), as an\n"
+		"                         older destination\n"
 		"      --fault-poll US    after posting a fault's RDMA READ, poll for its\n"
 		"                         completion for up to US microseconds before\n"
 		"                         sleeping (default 1000; 0: never)\n"
@@ -377,6 +380,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"max-reads", required_argument, NULL, OPT_MAX_READS},
 	    {"readahead", required_argument, NULL, OPT_READAHEAD},
+	    {"readahead-fixed", no_argument, NULL, OPT_READAHEAD_FIXED},
 	    {"drain-depth", required_argument, NULL, OPT_DRAIN_DEPTH},
 	    {"drain-chunk", required_argument, NULL, OPT_DRAIN_CHUNK},
 	    {"fetch-timeout", required_argument, NULL, OPT_FETCH_TIMEOUT},
@@ -445,6 +449,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		case OPT_READAHEAD:
 			ret = parse_uint(optarg, 1, 1024, &v);
 			o->ecfg.readahead_pages = (uint32_t)v;
+			break;
+		case OPT_READAHEAD_FIXED:
+			o->ecfg.readahead_fixed = true;
 			break;
 		case OPT_DRAIN_DEPTH:
 			ret = parse_uint(optarg, 1, 1024, &v);
@@ -675,6 +682,22 @@ static int dest_open_source(struct dest *d)
 
 /* ---- --progress-fd: what the supervisor hears ---- */
 
+/* One task's read-ahead into the progress line's counters. */
+static void dest_ra_task(void *arg, const struct engine_task_info *i)
+{
+	struct progress_counters *c = arg;
+	size_t p;
+
+	for (p = 0; p < ARRAY_SIZE(c->ra_faults); p++)
+		c->ra_faults[p] += i->ra_faults[p];
+	if (c->nr_ra_tasks >= PROGRESS_RA_TASKS)
+		return;
+	c->ra_tasks[c->nr_ra_tasks].pid = i->pid;
+	c->ra_tasks[c->nr_ra_tasks].pattern = i->ra_pattern;
+	c->ra_tasks[c->nr_ra_tasks].window = i->ra_window;
+	c->nr_ra_tasks++;
+}
+
 /* The first cause is what the supervisor reports: later errors are its consequences. */
 __attribute__((format(printf, 2, 3))) static void dest_fail(struct dest *d, const char *fmt, ...)
 {
@@ -765,6 +788,9 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 	c->drain_depth = s.drain_depth;
 	c->drain_chunk = (int64_t)s.drain_chunk;
 	c->fault_lane_reads = -1;
+	c->nr_ra_tasks = 0;
+	memset(c->ra_faults, 0, sizeof(c->ra_faults));
+	engine_for_each_task(d->eng, dest_ra_task, c);
 	if (d->ns) {
 		struct netsrc_stats ns;
 
@@ -1344,11 +1370,14 @@ static void dest_print_task(void *arg, const struct engine_task_info *i)
 	log_info("task %" PRIu32 ": pid %" PRId32 "%s process %d: %s, lazy %" PRIu64
 		 ", fault %" PRIu64 ", drain %" PRIu64 ", zero %" PRIu64 ", dropped %" PRIu64
 		 ", left %" PRIu64 ", faults %" PRIu64 " (lazy %" PRIu64 "), fault p50 %" PRIu64
-		 " us p99 %" PRIu64 " us",
+		 " us p99 %" PRIu64 " us, readahead %s (window %" PRIu32 "; sequential %" PRIu64
+		 ", strided %" PRIu64 ", random %" PRIu64 ")",
 		 i->id, i->pid, forked, (int)i->real_pid, engine_task_state_name(i->state),
 		 i->lazy_pages, i->c.pages_fault, i->c.pages_drain, i->c.zero_pages,
 		 i->c.pages_dropped, i->remaining, i->c.faults, i->c.faults_lazy,
-		 i->fault_p50_ns / 1000, i->fault_p99_ns / 1000);
+		 i->fault_p50_ns / 1000, i->fault_p99_ns / 1000,
+		 readahead_pattern_str(i->ra_pattern), i->ra_window, i->ra_faults[RA_SEQUENTIAL],
+		 i->ra_faults[RA_STRIDED], i->ra_faults[RA_RANDOM]);
 }
 
 static void dest_summary(struct dest *d, int code)

@@ -41,6 +41,24 @@ struct ns_task {
 
 TAILQ_HEAD(ns_reqs, pagesrc_req);
 
+/*
+ * TCP: the fault connection (FEAT_FAULT_CONN), a data channel with its own
+ * handshake and keys, so a fault's ReadResp never waits behind the drain's
+ * megabytes on the control stream.  The cookies of its requests carry
+ * NS_FC_COOKIE, so an answer on the wrong connection is refused.
+ */
+struct ns_fconn {
+	struct xport *x;
+	struct ctrl_state st;
+	uint8_t nonce[AUTH_NONCE_LEN];
+	bool up; /* authenticated both ways: faults go here */
+	uint64_t last_rx_ns;
+	uint64_t ka_seq;
+	char name[192];
+};
+
+#define NS_FC_COOKIE ((uintptr_t)1 << (sizeof(uintptr_t) * 8 - 1))
+
 struct netsrc {
 	struct event_base *base;
 	struct netsrc_config cfg;
@@ -79,11 +97,13 @@ struct netsrc {
 	uint32_t inflight;	/* all requests the source holds */
 	uint32_t lane_inflight; /* of them, READs on the fault lane */
 	uint64_t next_cookie;
+	struct ns_fconn fc;
 
 	struct netsrc_stats stats;
 };
 
 static void ns_connect_now(struct netsrc *ns);
+static void ns_fc_close(struct netsrc *ns);
 
 /*
  * Closing disconnects the queue pair at once, so no READ lands in staging
@@ -153,21 +173,39 @@ static void ns_file_close(struct netsrc *ns)
 	ns->file_fd = -1;
 }
 
-static int ns_send(struct netsrc *ns, struct ctrl_out *o)
+static int ns_send_on(struct xport *x, struct ctrl_state *st, const char *name, struct ctrl_out *o)
 {
 	uint8_t *buf = NULL;
 	size_t len;
 	int ret;
 
-	ret = ctrl_state_encode(&ns->st, &o->msg, &buf, &len);
+	ret = ctrl_state_encode(st, &o->msg, &buf, &len);
 	if (ret == 0)
-		ret = xport_send(ns->x, buf, len);
+		ret = xport_send(x, buf, len);
 	if (ret < 0)
-		log_err("%s: cannot send %s: %s", ns->name, ctrl_msg_type_str(o->msg.body_case),
+		log_err("%s: cannot send %s: %s", name, ctrl_msg_type_str(o->msg.body_case),
 			strerror(-ret));
 	free(buf);
 	ctrl_out_release(o);
 	return ret;
+}
+
+static int ns_send(struct netsrc *ns, struct ctrl_out *o)
+{
+	return ns_send_on(ns->x, &ns->st, ns->name, o);
+}
+
+static int ns_fc_send(struct netsrc *ns, struct ctrl_out *o)
+{
+	return ns_send_on(ns->fc.x, &ns->fc.st, ns->fc.name, o);
+}
+
+/* The request went on the fault lane (RDMA) or the fault connection (TCP). */
+static bool ns_req_lane(const struct netsrc *ns, const struct pagesrc_req *req)
+{
+	if (ns->cfg.kind == XPORT_RDMA)
+		return req->src_priv != NULL;
+	return (uintptr_t)req->src_priv & NS_FC_COOKIE;
 }
 
 /* Completes every request the source still holds, with err. */
@@ -178,7 +216,7 @@ static void ns_flush_requests(struct netsrc *ns, int err)
 	while ((req = TAILQ_FIRST(&ns->pending)) != NULL) {
 		TAILQ_REMOVE(&ns->pending, req, src_link);
 		ns->inflight--;
-		if (ns->cfg.kind == XPORT_RDMA && req->src_priv)
+		if (ns_req_lane(ns, req))
 			ns->lane_inflight--;
 		pagesrc_complete(req, err);
 	}
@@ -195,6 +233,7 @@ static void ns_fail(struct netsrc *ns, int err, const char *reason)
 		log_info("%s: received %" PRIu64 " memory regions and %" PRIu64
 			 " range tables before the failure",
 			 ns->name, ns->stats.regions, ns->stats.tables);
+	ns_fc_close(ns);
 	ns_close_xport(ns);
 	ns_file_close(ns);
 	if (ns->src)
@@ -221,29 +260,88 @@ void netsrc_abort(struct netsrc *ns, uint32_t code, const char *reason)
 
 /* ---- handshake ---- */
 
-static void ns_established(struct xport *x, void *arg)
+/* Hello on the control connection, or on the fault connection (a data channel). */
+static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *st,
+			 const char *name, uint8_t *nonce, enum ctrl_channel channel)
 {
-	struct netsrc *ns = arg;
 	struct ctrl_hello h = {
 	    .role = CTRL_ROLE_DEST,
-	    .channel = CTRL_CHANNEL_CONTROL,
+	    .channel = channel,
 	    .page_size = IMG_PAGE_SIZE,
 	    .migration_id = ns->id,
-	    .nonce = ns->nonce,
+	    .nonce = nonce,
 	    .agent_version = "rdmig-dest " RDMIG_VERSION,
 	};
 	struct ctrl_out o;
+	int ret;
+
+	h.features = ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
+	if (channel == CTRL_CHANNEL_CONTROL && !ns->cfg.one_lane)
+		h.features |=
+		    ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_FAULT_LANE : CTRL_FEAT_FAULT_CONN;
+	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.verify)
+		h.features |= CTRL_FEAT_VERIFY_PAGES;
+	ret = auth_nonce(nonce);
+	if (ret == 0)
+		ret = ctrl_msg_hello(&o, &h);
+	return ret < 0 ? ret : ns_send_on(x, st, name, &o);
+}
+
+/* The destination proves first (protocol.md §6), on either connection. */
+static int ns_send_proof(struct netsrc *ns, struct xport *x, struct ctrl_state *st,
+			 const char *name)
+{
+	uint8_t proof[AUTH_PROOF_LEN];
+	struct auth_transcript t;
+	struct ctrl_out o;
+	int ret;
+
+	ret = ctrl_state_transcript(st, &t);
+	if (ret == 0)
+		ret = auth_proof_compute(ns->cfg.secret, AUTH_ROLE_DEST, &t, proof);
+	if (ret == 0)
+		ret = ctrl_msg_auth_proof(&o, proof);
+	/* The message borrows proof: it goes out before the stack frame does. */
+	return ret < 0 ? ret : ns_send_on(x, st, name, &o);
+}
+
+/*
+ * Checks the source's proof on either connection; right, the connection is
+ * trusted, keyed and confirmed.  -EACCES: wrong (refused to the peer).
+ */
+static int ns_check_proof(struct netsrc *ns, struct xport *x, struct ctrl_state *st,
+			  const char *name, const AuthProof *p)
+{
+	struct auth_transcript t;
+	struct ctrl_out o;
+	int ret;
+
+	if (ctrl_state_transcript(st, &t) < 0 ||
+	    auth_proof_verify(ns->cfg.secret, AUTH_ROLE_SOURCE, &t, p->hmac.data, p->hmac.len) <
+		0) {
+		if (ctrl_msg_auth_result(&o, false, "authentication failed") == 0)
+			ns_send_on(x, st, name, &o);
+		return -EACCES;
+	}
+	ret = xport_set_trusted(x);
+	if (ret < 0)
+		return ret;
+	ctrl_state_set_peer_verified(st);
+	ret = ctrl_state_derive_keys(st, ns->cfg.secret);
+	if (ret == 0)
+		ret = ctrl_msg_auth_result(&o, true, NULL);
+	return ret < 0 ? ret : ns_send_on(x, st, name, &o);
+}
+
+static void ns_established(struct xport *x, void *arg)
+{
+	struct netsrc *ns = arg;
 
 	ns->established = true;
 	ns->last_rx_ns = now_ns();
 	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s", ns->id, xport_name(x));
 	log_info("%s: connected over %s", ns->name, xport_kind_str(ns->cfg.kind));
-	h.features = ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
-	if (ns->cfg.kind == XPORT_RDMA && !ns->cfg.one_lane)
-		h.features |= CTRL_FEAT_FAULT_LANE;
-	if (ns->cfg.verify)
-		h.features |= CTRL_FEAT_VERIFY_PAGES;
-	if (auth_nonce(ns->nonce) < 0 || ctrl_msg_hello(&o, &h) < 0 || ns_send(ns, &o) < 0)
+	if (ns_send_hello(ns, ns->x, &ns->st, ns->name, ns->nonce, CTRL_CHANNEL_CONTROL) < 0)
 		ns_fail(ns, -EIO, "cannot send Hello");
 }
 
@@ -251,9 +349,6 @@ static void on_hello(struct netsrc *ns)
 {
 	const struct ctrl_negotiated *neg = ctrl_state_negotiated(&ns->st);
 	uint64_t want = ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_RDMA_READ : CTRL_FEAT_TCP_READ;
-	uint8_t proof[AUTH_PROOF_LEN];
-	struct auth_transcript t;
-	struct ctrl_out o;
 
 	if (!(neg->features & want)) {
 		ns_abort(ns, CTRL_ABORT_FEATURES,
@@ -267,9 +362,7 @@ static void on_hello(struct netsrc *ns)
 			 "(rdmig-source --verify)");
 		return;
 	}
-	if (ctrl_state_transcript(&ns->st, &t) < 0 ||
-	    auth_proof_compute(ns->cfg.secret, AUTH_ROLE_DEST, &t, proof) < 0 ||
-	    ctrl_msg_auth_proof(&o, proof) < 0 || ns_send(ns, &o) < 0)
+	if (ns_send_proof(ns, ns->x, &ns->st, ns->name) < 0)
 		ns_fail(ns, -EIO, "cannot send the authentication proof");
 }
 
@@ -311,31 +404,23 @@ static void on_fault_lane(struct netsrc *ns, const FaultLane *fl)
 		ns->ops->lane_up(ns->arg);
 }
 
+static void ns_fc_start(struct netsrc *ns);
+
 static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 {
-	struct auth_transcript t;
-	struct ctrl_out o;
+	int ret = ns_check_proof(ns, ns->x, &ns->st, ns->name, p);
 
-	if (ctrl_state_transcript(&ns->st, &t) < 0 ||
-	    auth_proof_verify(ns->cfg.secret, AUTH_ROLE_SOURCE, &t, p->hmac.data, p->hmac.len) <
-		0) {
-		if (ctrl_msg_auth_result(&o, false, "authentication failed") == 0)
-			ns_send(ns, &o);
+	if (ret == -EACCES) {
 		ns_fail(ns, -EACCES, "the source failed to prove it knows the migration's secret");
 		return;
 	}
-	if (xport_set_trusted(ns->x) < 0) {
-		ns_fail(ns, -ENOMEM, "no buffers for the authenticated source");
-		return;
-	}
-	ctrl_state_set_peer_verified(&ns->st);
-	if (ctrl_state_derive_keys(&ns->st, ns->cfg.secret) < 0 ||
-	    ctrl_msg_auth_result(&o, true, NULL) < 0 || ns_send(ns, &o) < 0) {
-		ns_fail(ns, -EIO, "cannot confirm authentication");
+	if (ret < 0) {
+		ns_fail(ns, ret, "cannot confirm authentication");
 		return;
 	}
 	log_info("%s: mutual authentication done; receiving images into %s", ns->name, ns->dir);
 	ns_offer_lane(ns);
+	ns_fc_start(ns);
 }
 
 /* ---- images ---- */
@@ -504,14 +589,15 @@ static void on_images_done(struct netsrc *ns)
 
 /* ---- post-copy ---- */
 
-static void on_read_resp(struct netsrc *ns, const ReadResp *rr)
+/* lane: it came on the fault connection, which answers only what was asked there. */
+static void on_read_resp(struct netsrc *ns, const ReadResp *rr, bool lane)
 {
 	struct pagesrc_req *req;
 
 	TAILQ_FOREACH(req, &ns->pending, src_link)
 	if ((uint64_t)(uintptr_t)req->src_priv == rr->cookie)
 		break;
-	if (!req) {
+	if (!req || ns_req_lane(ns, req) != lane) {
 		ns_abort(ns, CTRL_ABORT_PROTOCOL, "ReadResp for no outstanding request");
 		return;
 	}
@@ -521,10 +607,16 @@ static void on_read_resp(struct netsrc *ns, const ReadResp *rr)
 	}
 	TAILQ_REMOVE(&ns->pending, req, src_link);
 	ns->inflight--;
+	if (lane)
+		ns->lane_inflight--;
 	if (rr->status == 0) {
 		memcpy(req->dst, rr->data.data, req->len);
 		ns->stats.reads++;
 		ns->stats.read_bytes += req->len;
+		if (lane) {
+			ns->stats.lane_reads++;
+			ns->stats.lane_read_bytes += req->len;
+		}
 		pagesrc_complete(req, 0);
 	} else {
 		log_err("%s: the source cannot serve pid %d at 0x%" PRIx64 ": %s", ns->name,
@@ -606,7 +698,7 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		on_images_done(ns);
 		break;
 	case RDMIG_MSG__BODY_READ_RESP:
-		on_read_resp(ns, m->read_resp);
+		on_read_resp(ns, m->read_resp, false);
 		break;
 	case RDMIG_MSG__BODY_KEEPALIVE:
 		break;
@@ -667,19 +759,189 @@ static const struct xport_ops ns_xops = {
     .closed = ns_closed,
 };
 
-static void ns_connect_now(struct netsrc *ns)
+/* ---- the fault connection (TCP, FEAT_FAULT_CONN) ---- */
+
+static void ns_fc_close(struct netsrc *ns)
+{
+	if (ns->fc.x)
+		xport_close(ns->fc.x);
+	ns->fc.x = NULL;
+	ns->fc.up = false;
+}
+
+/*
+ * The fault connection is gone but the control connection is not: its
+ * requests go again on the control connection, where faults went before
+ * it was up, so no fault is lost and the migration goes on.
+ */
+static void ns_fc_lost(struct netsrc *ns, const char *why)
+{
+	struct pagesrc_req *req;
+	struct ctrl_out o;
+	int ret = 0;
+
+	if (!ns->fc.x)
+		return;
+	log_warn("%s: %s; faults share the control connection", ns->fc.name, why);
+	ns_fc_close(ns);
+	if (ns->failed || ns->finished)
+		return;
+	TAILQ_FOREACH(req, &ns->pending, src_link)
+	{
+		if (!ns_req_lane(ns, req))
+			continue;
+		ns->lane_inflight--;
+		req->src_priv = (void *)(uintptr_t)++ns->next_cookie;
+		ret = ctrl_msg_read_req(&o, ns->next_cookie, req->pid, req->img_vaddr,
+					(uint32_t)req->len);
+		if (ret == 0)
+			ret = ns_send(ns, &o);
+		if (ret < 0)
+			break;
+	}
+	if (ret < 0)
+		ns_fail(ns, ret, "cannot ask again for the fault connection's pages");
+}
+
+static void ns_fc_established(struct xport *x, void *arg)
+{
+	struct netsrc *ns = arg;
+
+	ns->fc.last_rx_ns = now_ns();
+	if (ns_send_hello(ns, x, &ns->fc.st, ns->fc.name, ns->fc.nonce, CTRL_CHANNEL_DATA) < 0)
+		ns_fc_lost(ns, "cannot send Hello");
+}
+
+static void ns_fc_recv(struct xport *x, const void *buf, size_t len, void *arg)
+{
+	struct netsrc *ns = arg;
+	RdmigMsg *m = NULL;
+	uint32_t code;
+	int ret;
+
+	ns->fc.last_rx_ns = now_ns();
+	/* A bad message (a failed MAC above all) is as grave here as on the control connection. */
+	if (ctrl_state_recv(&ns->fc.st, buf, len, &m) < 0) {
+		const char *why = ctrl_state_error(&ns->fc.st, &code);
+		char reason[320];
+
+		snprintf(reason, sizeof(reason), "fault connection: %s", why);
+		ns_abort(ns, code, reason);
+		return;
+	}
+	switch (m->body_case) {
+	case RDMIG_MSG__BODY_HELLO:
+		if (ns_send_proof(ns, x, &ns->fc.st, ns->fc.name) < 0)
+			ns_fc_lost(ns, "cannot send the authentication proof");
+		break;
+	case RDMIG_MSG__BODY_AUTH_RESULT:
+		if (!m->auth_result->ok)
+			ns_fc_lost(ns, "the source refused the fault connection's proof");
+		break;
+	case RDMIG_MSG__BODY_AUTH_PROOF:
+		ret = ns_check_proof(ns, x, &ns->fc.st, ns->fc.name, m->auth_proof);
+		if (ret == -EACCES) {
+			ns_fail(ns, -EACCES,
+				"the source failed to prove it knows the migration's secret on the "
+				"fault connection");
+		} else if (ret < 0) {
+			ns_fc_lost(ns, "cannot confirm authentication");
+		} else {
+			ns->fc.up = true;
+			ns->stats.fault_lane = true;
+			log_info("%s: fault connection up", ns->fc.name);
+			if (ns->ops->lane_up)
+				ns->ops->lane_up(ns->arg);
+		}
+		break;
+	case RDMIG_MSG__BODY_READ_RESP:
+		on_read_resp(ns, m->read_resp, true);
+		break;
+	case RDMIG_MSG__BODY_KEEPALIVE:
+		break;
+	case RDMIG_MSG__BODY_ABORT:
+		ns_fc_lost(ns, m->abort->reason ? m->abort->reason : "the source aborted it");
+		break;
+	default:
+		ns_abort(ns, CTRL_ABORT_PROTOCOL, "fault connection: unexpected message");
+		break;
+	}
+	ctrl_free(m);
+}
+
+static void ns_fc_closed(struct xport *x, int reason, void *arg)
+{
+	struct netsrc *ns = arg;
+	char why[96];
+
+	snprintf(why, sizeof(why), "fault connection closed (%s)", strerror(-reason));
+	ns_fc_lost(ns, why);
+}
+
+static const struct xport_ops ns_fc_xops = {
+    .established = ns_fc_established,
+    .recv = ns_fc_recv,
+    .closed = ns_fc_closed,
+};
+
+static int ns_xport_connect(struct netsrc *ns, const struct xport_ops *ops, struct xport **out)
 {
 	struct xport_params xp;
-	int ret;
 
 	xport_params_init(&xp);
 	xp.max_reads = ns->cfg.max_reads;
 	if (ns->cfg.kind == XPORT_TCP)
 		xp.max_msg = 2u << 20;
 	xp.tls = ns->cfg.tls;
+	return xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, ops, ns, out);
+}
+
+/*
+ * Opens the fault connection once the control connection is authenticated
+ * and both sides set FEAT_FAULT_CONN; until it is up (and if it never is)
+ * faults go on the control connection.
+ */
+static void ns_fc_start(struct netsrc *ns)
+{
+	int ret;
+
+	if (ns->cfg.kind != XPORT_TCP ||
+	    !(ctrl_state_negotiated(&ns->st)->features & CTRL_FEAT_FAULT_CONN))
+		return;
+	snprintf(ns->fc.name, sizeof(ns->fc.name), "%s, fault connection", ns->name);
+	ctrl_state_clear(&ns->fc.st);
+	ctrl_state_init(&ns->fc.st, CTRL_ROLE_DEST, ns->fc.name);
+	ret = ns_xport_connect(ns, &ns_fc_xops, &ns->fc.x);
+	if (ret < 0) {
+		ns->fc.x = NULL;
+		log_warn("%s: cannot connect (%s); faults share the control connection",
+			 ns->fc.name, strerror(-ret));
+	}
+}
+
+/* Keepalive and silence on the fault connection, as on the control one. */
+static void ns_fc_tick(struct netsrc *ns, uint64_t now)
+{
+	struct ctrl_out o;
+
+	if (!ns->fc.up)
+		return;
+	if (now - ns->fc.last_rx_ns > (uint64_t)ns->cfg.dead_after_s * 1000000000ull) {
+		ns_fc_lost(ns, "the source fell silent on it");
+		return;
+	}
+	if (ctrl_state_may_send(&ns->fc.st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
+	    ctrl_msg_keepalive(&o, ++ns->fc.ka_seq, now) == 0)
+		ns_fc_send(ns, &o);
+}
+
+static void ns_connect_now(struct netsrc *ns)
+{
+	int ret;
+
 	ctrl_state_clear(&ns->st);
 	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
-	ret = xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, &ns_xops, ns, &ns->x);
+	ret = ns_xport_connect(ns, &ns_xops, &ns->x);
 	if (ret < 0) {
 		ns->x = NULL;
 		ns_fail(ns, ret, "cannot connect to the source");
@@ -718,6 +980,7 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 	if (ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
 	    ctrl_msg_keepalive(&o, ++ns->ka_seq, now) == 0)
 		ns_send(ns, &o);
+	ns_fc_tick(ns, now);
 }
 
 /* The page tags PageHashes carries are keyed with the migration's page key. */
@@ -788,6 +1051,8 @@ void netsrc_free(struct netsrc *ns)
 
 	if (!ns)
 		return;
+	ns_fc_close(ns);
+	ctrl_state_clear(&ns->fc.st);
 	ns_close_xport(ns);
 	ns_file_close(ns);
 	ctrl_state_clear(&ns->st);
@@ -865,8 +1130,9 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 	if (ns->failed || !ns->x)
 		return -ENOTCONN;
 	/* A fault on the lane does not count against the drain's READs. */
-	lane =
-	    ns->cfg.kind == XPORT_RDMA && req->prio == PAGESRC_PRIO_FAULT && xport_lane_up(ns->x);
+	lane = req->prio == PAGESRC_PRIO_FAULT &&
+	       (ns->cfg.kind == XPORT_RDMA ? xport_lane_up(ns->x)
+					   : ns->fc.up && ns->lane_inflight < NETSRC_LANE_DEPTH);
 	if (!lane && ns->inflight - ns->lane_inflight >= ns->cfg.max_reads)
 		return -EAGAIN;
 	r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
@@ -882,11 +1148,12 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 					  r->raddr + (req->img_vaddr - r->img_vaddr), r->rkey,
 					  (uint32_t)req->len, (uint64_t)(uintptr_t)req);
 	} else {
-		req->src_priv = (void *)(uintptr_t)++ns->next_cookie;
-		ret = ctrl_msg_read_req(&o, ns->next_cookie, req->pid, req->img_vaddr,
-					(uint32_t)req->len);
+		uintptr_t cookie = (uintptr_t)++ns->next_cookie | (lane ? NS_FC_COOKIE : 0);
+
+		req->src_priv = (void *)cookie;
+		ret = ctrl_msg_read_req(&o, cookie, req->pid, req->img_vaddr, (uint32_t)req->len);
 		if (ret == 0)
-			ret = ns_send(ns, &o);
+			ret = lane ? ns_fc_send(ns, &o) : ns_send(ns, &o);
 	}
 	if (ret < 0)
 		return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;

@@ -97,6 +97,51 @@ static void progress_set(json_t *obj, const char *key, json_t *v, bool *ok)
 		*ok = false;
 }
 
+static json_t *progress_u64(uint64_t v);
+
+/* {"pattern", "sequential", "strided", "random", "tasks": [{"pid", "pattern", "window"}]} */
+static json_t *progress_readahead(const struct progress_counters *c)
+{
+	struct readahead all = {0};
+	json_t *o = json_object(), *tasks = json_array();
+	bool ok = o && tasks;
+	uint32_t i;
+
+	memcpy(all.n, c->ra_faults, sizeof(all.n));
+	if (ok) {
+		progress_set(o, "pattern",
+			     json_string(readahead_pattern_str(readahead_pattern(&all))), &ok);
+		progress_set(o, "sequential", progress_u64(c->ra_faults[RA_SEQUENTIAL]), &ok);
+		progress_set(o, "strided", progress_u64(c->ra_faults[RA_STRIDED]), &ok);
+		progress_set(o, "random", progress_u64(c->ra_faults[RA_RANDOM]), &ok);
+	}
+	for (i = 0; ok && i < c->nr_ra_tasks && i < PROGRESS_RA_TASKS; i++) {
+		json_t *t = json_object();
+
+		ok = t && json_array_append_new(tasks, t) == 0;
+		if (!ok) {
+			json_decref(t);
+			break;
+		}
+		progress_set(t, "pid", json_integer(c->ra_tasks[i].pid), &ok);
+		progress_set(t, "pattern",
+			     json_string(readahead_pattern_str(c->ra_tasks[i].pattern)), &ok);
+		progress_set(t, "window", json_integer(c->ra_tasks[i].window), &ok);
+	}
+	if (!ok) {
+		json_decref(tasks);
+		json_decref(o);
+		return NULL;
+	}
+	/* Takes tasks, even when it fails. */
+	progress_set(o, "tasks", tasks, &ok);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *progress_u64(uint64_t v)
 {
 	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
@@ -160,6 +205,8 @@ int progress_encode(const struct progress_msg *m, char *buf, size_t len)
 		progress_set(o, "drain_depth", progress_opt_i64(m->c.drain_depth), &ok);
 		progress_set(o, "drain_chunk", progress_opt_i64(m->c.drain_chunk), &ok);
 		progress_set(o, "fault_lane_reads", progress_opt_i64(m->c.fault_lane_reads), &ok);
+		if (m->c.nr_ra_tasks)
+			progress_set(o, "readahead", progress_readahead(&m->c), &ok);
 	}
 	if (!ok) {
 		ret = -ENOMEM;
@@ -197,6 +244,43 @@ static int progress_get_uint(const json_t *v, int64_t max, int64_t *out)
 	if (i < 0 || i > max)
 		return -EINVAL;
 	*out = i;
+	return 0;
+}
+
+/* The "readahead" object, if there is one: whole and in range, or -EINVAL. */
+static int progress_get_readahead(const json_t *ra, struct progress_counters *c)
+{
+	static const char *const counts[] = {"sequential", "strided", "random"};
+	const json_t *tasks, *t;
+	enum ra_pattern p;
+	int64_t v;
+	size_t i;
+
+	if (!ra)
+		return 0;
+	tasks = json_object_get(ra, "tasks");
+	if (!json_is_object(ra) || !json_is_array(tasks) || json_array_size(tasks) == 0 ||
+	    json_array_size(tasks) > PROGRESS_RA_TASKS)
+		return -EINVAL;
+	for (i = 0; i < ARRAY_SIZE(counts); i++) {
+		if (progress_get_uint(json_object_get(ra, counts[i]), INT64_MAX, &v) < 0)
+			return -EINVAL;
+		c->ra_faults[RA_SEQUENTIAL + i] = (uint64_t)v;
+	}
+	json_array_foreach(tasks, i, t)
+	{
+		const json_t *pat = json_object_get(t, "pattern");
+
+		if (progress_get_uint(json_object_get(t, "window"), UINT32_MAX, &v) < 0 ||
+		    !json_is_string(pat) ||
+		    readahead_pattern_parse(json_string_value(pat), &p) < 0 ||
+		    !json_is_integer(json_object_get(t, "pid")))
+			return -EINVAL;
+		c->ra_tasks[i].window = (uint32_t)v;
+		c->ra_tasks[i].pattern = p;
+		c->ra_tasks[i].pid = (int32_t)json_integer_value(json_object_get(t, "pid"));
+	}
+	c->nr_ra_tasks = (uint32_t)json_array_size(tasks);
 	return 0;
 }
 
@@ -248,6 +332,8 @@ static int progress_decode_counters(const json_t *root, struct progress_msg *out
 		ret = progress_get_opt(root, "drain_chunk", &out->c.drain_chunk);
 	if (ret == 0)
 		ret = progress_get_opt(root, "fault_lane_reads", &out->c.fault_lane_reads);
+	if (ret == 0)
+		ret = progress_get_readahead(json_object_get(root, "readahead"), &out->c);
 	return ret;
 }
 

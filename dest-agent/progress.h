@@ -41,11 +41,14 @@
 #include <stdint.h>
 
 #include "api.h"
+#include "readahead.h"
 
 struct event_base;
 
 /* Longest line accepted, newline included. */
 #define PROGRESS_LINE_MAX 4096
+/* Tasks whose read-ahead pattern a line names: the line stays short. */
+#define PROGRESS_RA_TASKS 8
 /* Longest error text, NUL included. */
 #define PROGRESS_ERROR_MAX 256
 /* restore_ms above this (a year) is nonsense, refused. */
@@ -63,6 +66,19 @@ struct progress_counters {
 	int64_t drain_depth;
 	int64_t drain_chunk; /* bytes */
 	int64_t fault_lane_reads;
+	/*
+	 * Read-ahead (readahead.h): faults per pattern over every task, and
+	 * the pattern and window of the first PROGRESS_RA_TASKS tasks; the
+	 * line's "readahead" object.  nr_ra_tasks 0: none to report.  The
+	 * supervisor sums it up in the API's "readahead" object.
+	 */
+	uint64_t ra_faults[4]; /* by enum ra_pattern */
+	uint32_t nr_ra_tasks;
+	struct {
+		int32_t pid;
+		enum ra_pattern pattern;
+		uint32_t window;
+	} ra_tasks[PROGRESS_RA_TASKS];
 };
 
 struct progress_msg {

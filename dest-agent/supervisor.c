@@ -229,6 +229,15 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->drain_depth = m->c.drain_depth;
 	v->drain_chunk = m->c.drain_chunk;
 	v->fault_lane_reads = m->c.fault_lane_reads;
+	if (m->c.nr_ra_tasks) {
+		struct readahead all = {0};
+
+		memcpy(all.n, m->c.ra_faults, sizeof(all.n));
+		v->ra_pattern = readahead_pattern_str(readahead_pattern(&all));
+		v->ra_sequential = (int64_t)m->c.ra_faults[RA_SEQUENTIAL];
+		v->ra_strided = (int64_t)m->c.ra_faults[RA_STRIDED];
+		v->ra_random = (int64_t)m->c.ra_faults[RA_RANDOM];
+	}
 	v->created_unix_ms = m->created_unix_ms;
 	v->finished_unix_ms = m->finished_unix_ms;
 	v->total_ms = (int64_t)((end - m->t_accept_ns) / 1000000);

@@ -58,6 +58,12 @@ struct src_session {
 	/* Owned: a random secret, checked when mig has none; no proof matches it. */
 	struct auth_secret *decoy;
 	bool owner; /* authenticated: holds mig (mig->busy) */
+	/*
+	 * FEAT_FAULT_CONN: the owner's authenticated fault connection, and on
+	 * that one its owner; each clears the other's pointer when freed.
+	 */
+	struct src_session *fault;
+	struct src_session *ctl;
 	uint8_t nonce[AUTH_NONCE_LEN];
 	struct ibv_mr **mrs; /* per imgmap file, RDMA only */
 	size_t nr_mrs;
@@ -87,6 +93,11 @@ static void stream_free(struct src_stream *st);
 
 static void sess_free(struct src_session *s)
 {
+	/* A fault connection lives only as long as the session it serves. */
+	if (s->fault)
+		sess_free(s->fault);
+	if (s->ctl)
+		s->ctl->fault = NULL;
 	if (s->owner) {
 		s->mig->busy = false;
 		/* A destination that reported Done makes it done next, not ready. */
@@ -144,6 +155,9 @@ static void sess_fail_changed(struct src_session *s, const char *why)
 	struct src_migration *m = s->mig;
 	char buf[SRC_MIG_ERROR_MAX];
 
+	/* Seen on the fault connection: the migration's control connection ends too. */
+	if (s->ctl)
+		s = s->ctl;
 	if (!why) {
 		if (imgmap_check(m->map, buf, sizeof(buf)) == 0)
 			snprintf(buf, sizeof(buf), "a pages file in %s shrank while served",
@@ -181,7 +195,7 @@ static bool sess_range_known(void *arg, int32_t pid, uint64_t img_vaddr, uint64_
  */
 static uint64_t sess_features(const struct src_session *s)
 {
-	uint64_t f = CTRL_FEAT_TCP_READ;
+	uint64_t f = CTRL_FEAT_TCP_READ | (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_CONN);
 
 	if (s->agent->kind == XPORT_RDMA)
 		f = CTRL_FEAT_RDMA_READ | (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
@@ -260,6 +274,9 @@ static int on_hello(struct src_session *s, const Hello *h)
 		return ret;
 	}
 	mine.features = sess_features(s);
+	/* A data channel is admitted or refused after the proof, like everything else. */
+	mine.channel =
+	    h->channel == CHANNEL__CHANNEL_DATA ? CTRL_CHANNEL_DATA : CTRL_CHANNEL_CONTROL;
 	mine.migration_id = h->migration_id;
 	mine.nonce = s->nonce;
 	ret = ctrl_msg_hello(&o, &mine);
@@ -270,8 +287,35 @@ static int on_hello(struct src_session *s, const Hello *h)
 	return ret;
 }
 
+/*
+ * The session a data channel would carry faults for (FEAT_FAULT_CONN), or
+ * NULL with why: the one holding the migration, if it negotiated the bit,
+ * has no fault connection yet, and is at the same address, so that another
+ * holder of the secret cannot take the faults over.
+ */
+static struct src_session *sess_fault_owner(struct src_session *s, const char **why)
+{
+	struct src_session *o;
+
+	LIST_FOREACH(o, &s->agent->sessions, link)
+	if (o->owner && o->mig == s->mig)
+		break;
+	*why = NULL;
+	if (!o)
+		*why = "a data connection needs the migration's control connection first";
+	else if (!(ctrl_state_negotiated(&o->st)->features & CTRL_FEAT_FAULT_CONN))
+		*why = "the control connection negotiated no fault connection";
+	else if (o->fault)
+		*why = "the migration has a fault connection already";
+	else if (strcmp(o->addr, s->addr) != 0)
+		*why = "a fault connection must come from the control connection's address";
+	return *why ? NULL : o;
+}
+
 static int on_auth_proof(struct src_session *s, const AuthProof *p)
 {
+	bool data = ctrl_state_negotiated(&s->st)->channel == CTRL_CHANNEL_DATA;
+	struct src_session *ctl = NULL;
 	uint8_t proof[AUTH_PROOF_LEN];
 	struct auth_transcript t;
 	struct ctrl_out o;
@@ -294,7 +338,12 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 		return -EACCES;
 	}
 	/* The state may also have changed during the handshake. */
-	why = sess_refusal(s, &ret);
+	if (data) {
+		ctl = sess_fault_owner(s, &why);
+		ret = -EBUSY;
+	} else {
+		why = sess_refusal(s, &ret);
+	}
 	if (why) {
 		sess_abort(s, CTRL_ABORT_MIGRATION, why);
 		return ret;
@@ -304,9 +353,14 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 		sess_abort(s, CTRL_ABORT_INTERNAL, "no buffers for an authenticated peer");
 		return ret;
 	}
-	s->mig->busy = true;
-	s->owner = true;
-	snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
+	if (ctl) {
+		ctl->fault = s;
+		s->ctl = ctl;
+	} else {
+		s->mig->busy = true;
+		s->owner = true;
+		snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
+	}
 	ctrl_state_set_peer_verified(&s->st);
 	ret = ctrl_state_derive_keys(&s->st, s->mig->secret);
 	if (ret == 0)
@@ -842,7 +896,10 @@ static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 			sess_free(s);
 			break;
 		}
-		sess_start_stream(s);
+		if (s->ctl)
+			log_info("%s: fault connection up", s->name);
+		else
+			sess_start_stream(s);
 		break;
 	case RDMIG_MSG__BODY_READ_REQ:
 		on_read_req(s, m->read_req);
@@ -882,7 +939,11 @@ static void sess_closed(struct xport *x, int reason, void *arg)
 {
 	struct src_session *s = arg;
 
-	if (s->mig && s->mig->state == SRC_MIG_SERVING)
+	if (s->ctl)
+		log_warn("%s: fault connection closed (%s); the destination's faults share "
+			 "its control connection",
+			 s->name, strerror(-reason));
+	else if (s->mig && s->mig->state == SRC_MIG_SERVING)
 		log_err("%s: destination lost (%s); keeping the checkpoint for a retry or a "
 			"rollback",
 			s->name, strerror(-reason));
@@ -950,7 +1011,7 @@ static bool preauth_room(struct src_agent *a, const char *addr)
 
 	LIST_FOREACH(s, &a->sessions, link)
 	{
-		if (s->owner)
+		if (s->owner || s->ctl)
 			continue;
 		all++;
 		if (strcmp(s->addr, addr) == 0)
@@ -1025,7 +1086,7 @@ void src_session_cancel(struct src_agent *a, const struct src_migration *m, cons
 
 	/* Not authenticated yet: told nothing now, refused at the proof like any peer. */
 	LIST_FOREACH(s, &a->sessions, link)
-	if (s->mig == m && !s->owner)
+	if (s->mig == m && !s->owner && !s->ctl)
 		s->mig = NULL;
 	for (;;) {
 		LIST_FOREACH(s, &a->sessions, link)

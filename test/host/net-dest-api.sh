@@ -10,7 +10,7 @@
 # shutdown by SIGTERM, and the secret in no worker's cmdline or environ
 # and in no log.  Needs curl and python3.
 . "$(dirname "$0")/netlib.sh"
-plan 36
+plan 37
 
 mkimage "$T/src" --size 16M
 # A printable secret, so any leak is easy to grep for.
@@ -108,6 +108,9 @@ check "progress: every page fetched ($fetched of $total), none remaining" \
 	eval "test '$total' -gt 0 && test '$fetched' = '$total' && test \"\$(jget '$T/m1.json' 'j[\"progress\"][\"pages_remaining\"]')\" = 0"
 check "... bytes = pages x 4096" \
 	eval "test \"\$(jget '$T/m1.json' 'j[\"progress\"][\"bytes\"]')\" = $((total * 4096))"
+ra=$(jget "$T/m1.json" '(j["readahead"]["pattern"], j["readahead"]["sequential"], j["readahead"]["random"])')
+check "readahead: the stand-in's scan detected as a pattern with its faults counted ($ra)" \
+	eval "jget '$T/m1.json' 'int(j[\"readahead\"][\"pattern\"] in (\"sequential\", \"strided\", \"random\") and j[\"readahead\"][\"sequential\"] + j[\"readahead\"][\"strided\"] + j[\"readahead\"][\"random\"] > 0)' | grep -qx 1"
 times=$(jget "$T/m1.json" '(j["times"]["received_ms"], j["times"]["restore_ms"], j["times"]["resumed_ms"], j["times"]["total_ms"])')
 # resumed_ms ends at the restorer's FIN, restore_ms at criu's exit: each within total_ms;
 # received_ms (images in) comes before the FIN, by at least the fake criu's 1 s.

@@ -11,7 +11,7 @@
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/../lib/pki.sh"
 : "${RDMIG_FLIPPROXY:?}"
-plan 21
+plan 22
 
 P=$T/pki
 pki_ca "$P" &&
@@ -104,6 +104,8 @@ check "... the source acknowledged Done" \
 	grep -q "the source confirmed every page arrived" "$T/dest.log"
 check "the source logged the destination's certificate and the transport" \
 	eval "grep -q 'tls: connection from 127.0.0.1:[0-9]*, certificate \"dest.test\"' '$T/source.log' && grep -q 'sending images over tls' '$T/source.log'"
+check "the fault connection was a second TLS session with the same certificate" \
+	eval "test \$(grep -c 'tls: connection from 127.0.0.1:[0-9]*, certificate \"dest.test\"' '$T/source.log') -eq 2 && grep -q 'fault connection up' '$T/source.log'"
 check "the source's images dir is untouched" test "$(dir_sum "$T/src")" = "$sum0"
 
 # (5) A man in the middle flips one byte of the TLS stream, deep in the

@@ -150,3 +150,12 @@ same_meta() {
 never_wrong() {
 	! grep -q 'MISMATCH\|mismatches [1-9]' "$1"
 }
+
+# progress_last FILE EXPR: EXPR (Python, on the object `j`) of the last
+# --progress-fd line in FILE; "None" for null.
+progress_last() {
+	python3 -c 'import json,sys
+lines=[l for l in open(sys.argv[1]) if l.strip()]
+j=json.loads(lines[-1])
+print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null
+}

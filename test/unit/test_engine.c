@@ -251,6 +251,8 @@ static int fx_setup(void **state)
 	assert_non_null(f->ts.src);
 	engine_config_default(&cfg);
 	cfg.readahead_pages = 4;
+	/* The counts below follow a fixed window; readahead.c has its own test. */
+	cfg.readahead_fixed = true;
 	cfg.drain_depth = 2;
 	cfg.drain_chunk = 16 * PG;
 	cfg.fetch_timeout_ms = 300;

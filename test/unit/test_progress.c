@@ -102,6 +102,46 @@ static void test_failed_and_postcopy_round_trip(void **state)
 	assert_int_equal(d.restore_ms, 812);
 }
 
+static void test_readahead_round_trip(void **state)
+{
+	char line[PROGRESS_LINE_MAX + 1];
+	struct progress_msg m = counters_msg(), d;
+	int n;
+
+	m.c.ra_faults[RA_SEQUENTIAL] = 40;
+	m.c.ra_faults[RA_STRIDED] = 2;
+	m.c.ra_faults[RA_RANDOM] = 7;
+	m.c.nr_ra_tasks = 2;
+	m.c.ra_tasks[0].pid = 42;
+	m.c.ra_tasks[0].pattern = RA_SEQUENTIAL;
+	m.c.ra_tasks[0].window = 64;
+	m.c.ra_tasks[1].pid = 43;
+	m.c.ra_tasks[1].pattern = RA_RANDOM;
+	m.c.ra_tasks[1].window = 1;
+	n = progress_encode(&m, line, sizeof(line));
+	assert_true(n > 0);
+	assert_non_null(strstr(line, "\"readahead\":{\"pattern\":\"sequential\""));
+	assert_int_equal(progress_decode(line, (size_t)n, &d), 0);
+	assert_int_equal(d.c.nr_ra_tasks, 2);
+	assert_int_equal(d.c.ra_faults[RA_SEQUENTIAL], 40);
+	assert_int_equal(d.c.ra_faults[RA_STRIDED], 2);
+	assert_int_equal(d.c.ra_faults[RA_RANDOM], 7);
+	assert_int_equal(d.c.ra_tasks[1].pid, 43);
+	assert_int_equal(d.c.ra_tasks[1].pattern, RA_RANDOM);
+	assert_int_equal(d.c.ra_tasks[0].window, 64);
+	/* Without it: none.  A broken one: the line is refused. */
+	m.c.nr_ra_tasks = 0;
+	n = progress_encode(&m, line, sizeof(line));
+	assert_null(strstr(line, "readahead"));
+	assert_int_equal(progress_decode(line, (size_t)n, &d), 0);
+	assert_int_equal(d.c.nr_ra_tasks, 0);
+	snprintf(line, sizeof(line),
+		 "{\"pages_total\":1,\"pages_fetched\":0,\"pages_remaining\":1,\"faults\":0,"
+		 "\"bytes\":0,\"readahead\":{\"sequential\":1,\"strided\":0,\"random\":0,"
+		 "\"tasks\":[{\"pid\":1,\"pattern\":\"zigzag\",\"window\":1}]}}");
+	assert_int_equal(progress_decode(line, strlen(line), &d), -EINVAL);
+}
+
 static void test_counters_round_trip(void **state)
 {
 	char line[PROGRESS_LINE_MAX + 1];
@@ -392,6 +432,7 @@ int main(void)
 	    cmocka_unit_test(test_states_round_trip),
 	    cmocka_unit_test(test_failed_and_postcopy_round_trip),
 	    cmocka_unit_test(test_counters_round_trip),
+	    cmocka_unit_test(test_readahead_round_trip),
 	    cmocka_unit_test(test_encode_refuses),
 	    cmocka_unit_test(test_decode_truncated),
 	    cmocka_unit_test(test_decode_oversized),
