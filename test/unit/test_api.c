@@ -181,8 +181,9 @@ static int fake_abort(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
-static int fake_rollback(void *agent, const char *id, struct api_error *err)
+static int fake_rollback(void *agent, const struct api_rollback_req *req, struct api_error *err)
 {
+	const char *id = req->id;
 	struct fake_mig *m = fake_find(agent, id);
 
 	if (!m)
@@ -685,9 +686,11 @@ static void test_rollback(void **state)
 
 	json_decref(req_json(e, "POST", "/v1/migrations",
 			     "{\"id\":\"rb\",\"pid\":5,\"dest\":\"h:1\"}", 202, NULL));
-	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true}", 400,
-		     "invalid_request", "no fields");
-	j = req_json(e, "POST", "/v1/migrations/rb/rollback", "{}", 202, NULL);
+	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":1}", 400,
+		     "invalid_request", "one field only");
+	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true,\"x\":1}", 400,
+		     "invalid_request", "one field only");
+	j = req_json(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true}", 202, NULL);
 	assert_string_equal(json_string_value(json_object_get(j, "state")), "rolled_back");
 	json_decref(j);
 	expect_error(e, "POST", "/v1/migrations/rb/rollback", NULL, 409, "conflict",
