@@ -1247,6 +1247,9 @@ static int sup_api_metrics(void *agent, struct evbuffer *out)
 			"migration workers: running (pending ones included) and pending") < 0 ||
 	    prom_u64(out, "rdmig_dest_workers", running, s->nr_running) < 0 ||
 	    prom_u64(out, "rdmig_dest_workers", pending, s->nr_pending) < 0 ||
+	    prom_family(out, "rdmig_dest_reservations", PROM_GAUGE,
+			"reservations holding a slot (POST /v1/reservations)") < 0 ||
+	    prom_u64(out, "rdmig_dest_reservations", NULL, s->nr_resv) < 0 ||
 	    prom_family(out, "rdmig_dest_stopping", PROM_GAUGE,
 			"1 while a stop waits for the workers") < 0 ||
 	    prom_u64(out, "rdmig_dest_stopping", NULL, s->stopping) < 0)

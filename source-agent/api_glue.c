@@ -546,6 +546,18 @@ static int glue_make_room(struct src_agent *a, struct api_error *err)
 	log_info("migration %s (%s) forgotten: the agent keeps at most %u migrations "
 		 "(--max-migrations)",
 		 m->id, src_mig_state_str(m->state), a->max_migrations);
+	if (m->later) {
+		struct api_error gone = {0};
+
+		/* Its rollback waited for the destination agent: answered, not lost. */
+		api_later_answer(m->later,
+				 api_error_set(&gone, -EBUSY,
+					       "migration \"%s\" was forgotten while its rollback "
+					       "waited (--max-migrations)",
+					       m->id),
+				 &gone);
+		m->later = NULL;
+	}
 	src_session_cancel(a, m, "migration forgotten");
 	src_records_forget(a->records, m->id);
 	TAILQ_REMOVE(&a->migrations, m, link);
