@@ -15,11 +15,12 @@
 # 404): the migration freezes without one, with a warning.  (6) Rollback:
 # refused (409) while the destination agent reports the workload running
 # (postcopy), refused when it is unreachable, forced with --force
-# (reported); allowed once the destination's migration failed.
+# (reported); allowed once the destination's migration failed, or was
+# aborted there.
 # Binaries: RDMIG_CTL, RDMIG_FAKEDEST besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 30
+plan 31
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -267,14 +268,30 @@ check "... rolled back; the source logs it as forced" \
 touch "$T/dest-fail"
 start_fakedest fake2 --run "$T/dest-run.sh"
 fport=$fake_port
-workload o2
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id o2 --to "127.0.0.1:$fport" \
-	>"$T/o2.out" 2>&1
-wait_log "$T/source.log" "migration o2: destination agent 127.0.0.1:$fport reports failed" 30 >/dev/null
+# fake_migration ID STATE: a workload migrated to the fake at $fport, until
+# the source mirrors STATE from it.
+fake_migration() {
+	workload "$1"
+	"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id "$1" \
+		--to "127.0.0.1:$fport" >"$T/$1.out" 2>&1
+	wait_log "$T/source.log" "migration $1: destination agent 127.0.0.1:$fport reports $2" 30 \
+		>/dev/null
+}
+fake_migration o2 failed
 "${CTL[@]}" rollback o2 >"$T/o2-rb.out" 2>&1
 rc=$?
 check "rollback once the destination's migration failed: allowed, without force" \
 	eval "test $rc -eq 0 && wait_state o2 rolled_back && grep -q 'migration o2: rollback allowed: destination agent 127.0.0.1:$fport: the migration is failed there' '$T/source.log'"
+
+# An abort on the destination agent stops the workload there: allowed too.
+rm -f "$T/dest-fail"
+fake_migration o3 postcopy
+"${CTL[@]}" rollback o3 >"$T/o3-rb1.out" 2>&1
+rc=$?
+code=$(curl -s -o "$T/o3-del.out" -w '%{http_code}' -X DELETE "http://127.0.0.1:$fport/v1/migrations/o3")
+"${CTL[@]}" rollback o3 >"$T/o3-rb2.out" 2>&1
+check "refused while postcopy there; after an abort on the destination agent: allowed" \
+	eval "test $rc -eq 1 && grep -q 'the migration is postcopy there' '$T/o3-rb1.out' && test $code = 202 && wait_state o3 rolled_back && grep -q 'migration o3: rollback allowed: destination agent 127.0.0.1:$fport: the migration is aborted there' '$T/source.log'"
 touch "$T"/fake*/*/stop 2>/dev/null
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 40
