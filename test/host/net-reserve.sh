@@ -14,13 +14,14 @@
 # (5) An older destination agent (rdmig-fakedest: no /v1/reservations,
 # 404): the migration freezes without one, with a warning.  (6) Rollback:
 # refused (409) while the destination agent reports the workload running
-# (postcopy), refused when it is unreachable, forced with --force
+# (postcopy), also after the source agent restarted (its record keeps the
+# destination agent), refused when it is unreachable, forced with --force
 # (reported); allowed once the destination's migration failed, or was
 # aborted there.
 # Binaries: RDMIG_CTL, RDMIG_FAKEDEST besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 31
+plan 32
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -251,6 +252,17 @@ check "rollback while the destination agent reports the workload running: refuse
 	eval "test $rc -eq 1 && grep -q 'rollback refused: destination agent 127.0.0.1:$fport: the migration is postcopy there and the workload may run there' '$T/o1-rb1.out'"
 check "... the migration and its checkpoint are untouched" \
 	eval "test '$(state o1)' = serving && test -s '$root/o1/pages-1.img'"
+# The source agent restarts: its record names the destination agent, asked again.
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+slog=$T/source2.log
+start_source "$slog" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh"
+wait_log "$slog" "records: migration o1 was ready when the agent stopped" >/dev/null
+wait_state o1 serving >/dev/null
+"${CTL[@]}" rollback o1 >"$T/o1-rb1b.out" 2>&1
+rc=$?
+check "... after a restart of the source agent too: its destination agent is asked again (409)" \
+	eval "test $rc -eq 1 && grep -q 'rollback refused: destination agent 127.0.0.1:$fport: the migration is postcopy there' '$T/o1-rb1b.out'"
 kill -KILL "$fake_pid"
 wait "$fake_pid" 2>/dev/null
 "${CTL[@]}" rollback o1 >"$T/o1-rb2.out" 2>&1
@@ -262,7 +274,7 @@ rc=$?
 check "rollback --force: accepted, and reported as forced" \
 	eval "test $rc -eq 0 && grep -q 'rollback of migration o1 requested, forced' '$T/o1-rb3.out'"
 check "... rolled back; the source logs it as forced" \
-	eval "wait_state o1 rolled_back && grep -q 'migration o1: rollback FORCED through the API' '$T/source.log'"
+	eval "wait_state o1 rolled_back && grep -q 'migration o1: rollback FORCED through the API' '$slog'"
 
 # The destination's migration failed: its processes were stopped there.
 touch "$T/dest-fail"
@@ -274,14 +286,14 @@ fake_migration() {
 	workload "$1"
 	"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id "$1" \
 		--to "127.0.0.1:$fport" >"$T/$1.out" 2>&1
-	wait_log "$T/source.log" "migration $1: destination agent 127.0.0.1:$fport reports $2" 30 \
+	wait_log "$slog" "migration $1: destination agent 127.0.0.1:$fport reports $2" 30 \
 		>/dev/null
 }
 fake_migration o2 failed
 "${CTL[@]}" rollback o2 >"$T/o2-rb.out" 2>&1
 rc=$?
 check "rollback once the destination's migration failed: allowed, without force" \
-	eval "test $rc -eq 0 && wait_state o2 rolled_back && grep -q 'migration o2: rollback allowed: destination agent 127.0.0.1:$fport: the migration is failed there' '$T/source.log'"
+	eval "test $rc -eq 0 && wait_state o2 rolled_back && grep -q 'migration o2: rollback allowed: destination agent 127.0.0.1:$fport: the migration is failed there' '$slog'"
 
 # An abort on the destination agent stops the workload there: allowed too.
 rm -f "$T/dest-fail"
@@ -291,10 +303,11 @@ rc=$?
 code=$(curl -s -o "$T/o3-del.out" -w '%{http_code}' -X DELETE "http://127.0.0.1:$fport/v1/migrations/o3")
 "${CTL[@]}" rollback o3 >"$T/o3-rb2.out" 2>&1
 check "refused while postcopy there; after an abort on the destination agent: allowed" \
-	eval "test $rc -eq 1 && grep -q 'the migration is postcopy there' '$T/o3-rb1.out' && test $code = 202 && wait_state o3 rolled_back && grep -q 'migration o3: rollback allowed: destination agent 127.0.0.1:$fport: the migration is aborted there' '$T/source.log'"
+	eval "test $rc -eq 1 && grep -q 'the migration is postcopy there' '$T/o3-rb1.out' && test $code = 202 && wait_state o3 rolled_back && grep -q 'migration o3: rollback allowed: destination agent 127.0.0.1:$fport: the migration is aborted there' '$slog'"
 touch "$T"/fake*/*/stop 2>/dev/null
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 40
+	diag_file "$T/source2.log" 40
 	diag_file "$T/d4.log" 20
 	for f in "$T"/*.err "$T"/o*-rb*.out; do diag_file "$f" 3; done
 }
