@@ -597,9 +597,12 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 	} else if (ret < 0) {
 		log_err("migration %s: %s; nothing was frozen: process %d runs on untouched", m->id,
 			why, (int)m->pid);
-		/* Busy or unreachable: 503, the caller may retry; the agent's own words. */
+		/*
+		 * Busy or unreachable: 503, the caller may retry; the agent's
+		 * own words last, so that a long one is what a cut shortens.
+		 */
 		ret = api_error_set(&err, ret == -EHOSTUNREACH ? -EAGAIN : ret,
-				    "%s; nothing was frozen", why);
+				    "nothing was frozen: %s", why);
 		goto fail;
 	}
 	if (a->stopping) {

@@ -128,7 +128,7 @@ check "six concurrent migrations into 4 slots: 4 started (exit 0), 2 refused (ex
 	test "${#ok[@]}:${#refused[@]}" = "4:2"
 r1=${refused[0]:-0} r2=${refused[1]:-0}
 check "... the refusals give the destination's reason: no free slot, nothing frozen" \
-	eval "grep -q 'refused the reservation: no free slot: .*--max-migrations.*nothing was frozen' '$T/w$r1.err' && grep -q 'no free slot' '$T/w$r2.err'"
+	eval "grep -q 'nothing was frozen: destination agent 127.0.0.1:$d4 refused the reservation: no free slot: .*--max-migrations' '$T/w$r1.err' && grep -q 'no free slot' '$T/w$r2.err'"
 check "... the refused processes were never frozen and kept running (state, counter)" \
 	eval "untouched w$r1 ${wl[$r1]} && untouched w$r2 ${wl[$r2]}"
 check "... nothing was made for them on the source: no images dir, no migration" \
