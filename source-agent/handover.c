@@ -886,7 +886,9 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
 	snprintf(h->host, sizeof(h->host), "%s", p->host);
 	snprintf(h->name, sizeof(h->name), strchr(h->host, ':') ? "[%s]:%u" : "%s:%u", h->host,
 		 (unsigned)h->port);
-	memcpy(h->secret, p->secret, p->secret_len);
+	/* A handover made again only to ask (after a restart) has no secret. */
+	if (p->secret_len)
+		memcpy(h->secret, p->secret, p->secret_len);
 	h->secret_len = p->secret_len;
 	h->timer = evtimer_new(a->base, ho_tick, h);
 	if (!h->timer)
