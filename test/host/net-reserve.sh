@@ -229,8 +229,9 @@ kill -KILL $dp
 wait $dp
 [ -e "$FAKEDEST_DIR/../../dest-fail" ] && exit 1
 touch "$FAKEDEST_DIR/resumed"
+# Until told, or the test's directory is gone (its cleanup).
 for _ in $(seq 600); do
-	[ -e "$FAKEDEST_DIR/stop" ] && exit 0
+	[ -e "$FAKEDEST_DIR/stop" ] || [ ! -d "$FAKEDEST_DIR" ] && exit 0
 	sleep 0.1
 done
 EOF
