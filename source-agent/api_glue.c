@@ -576,6 +576,13 @@ static void glue_add_dumping(struct src_agent *a, struct src_migration *m)
 	src_handover_prepare(m->handover);
 }
 
+/* m's reservation, given back after a failed start, is answered: m goes. */
+static void glue_released(struct src_migration *m, int ret, const char *why)
+{
+	TAILQ_REMOVE(&m->agent->reserving, m, link);
+	src_mig_destroy(m);
+}
+
 /*
  * The destination agent answered m's reservation: the dump starts now (an
  * agent without reservations: as before, with a warning), or the start
@@ -620,7 +627,11 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 	return;
 fail:
 	api_later_answer(later, ret, &err);
-	/* A reservation granted is released as the handover stops. */
+	/* A reservation granted is given back first: m waits for that answer, unlisted. */
+	if (src_handover_release(m->handover, glue_released) == 0) {
+		TAILQ_INSERT_TAIL(&a->reserving, m, link);
+		return;
+	}
 	src_mig_destroy(m);
 }
 

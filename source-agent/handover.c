@@ -99,7 +99,8 @@ struct src_handover {
 	size_t secret_len;
 	/* The reservation the destination agent granted, "" before or without one. */
 	char reservation[API_ID_MAX + 1];
-	bool released; /* its DELETE was sent (or could not be) */
+	bool released;			   /* its DELETE was sent (or could not be) */
+	src_handover_result_fn release_cb; /* told when that DELETE is answered, or NULL */
 	uint64_t reserve_bytes;
 	src_handover_result_fn reserve_cb;
 	/* The rollback's question (GET of the migration there) in flight, or NULL. */
@@ -1090,7 +1091,10 @@ static void ho_release_done(struct evhttp_request *req, void *arg)
 			 "released (%s): it expires there on its own",
 			 h->m->id, h->reservation, h->name, why);
 	}
-	ho_schedule(h, 0);
+	if (h->release_cb)
+		ho_result(h, h->release_cb, 0, "");
+	else
+		ho_schedule(h, 0);
 }
 
 static void ho_delete_error_cb(enum evhttp_request_error e, void *arg);
@@ -1211,6 +1215,17 @@ int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb)
 			 "workload is stopped there",
 			 h->m->id, h->name);
 	return ret;
+}
+
+int src_handover_release(struct src_handover *h, src_handover_result_fn cb)
+{
+	if (!h || !h->reservation[0] || h->posted || h->released)
+		return -ENOENT;
+	src_handover_stop(h);
+	if (!h->del_req)
+		return -EIO;
+	h->release_cb = cb;
+	return 0;
 }
 
 void src_handover_stop(struct src_handover *h)

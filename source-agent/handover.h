@@ -91,6 +91,14 @@ void src_handover_prepare(struct src_handover *h);
  */
 int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_result_fn cb);
 
+/*
+ * Stops the handover as src_handover_stop() does, releasing its
+ * reservation, and calls cb (ret 0) once that DELETE is answered, however
+ * (the caller may then free the migration).  -ENOENT: no reservation to
+ * release; -EIO: the DELETE could not be sent; cb is not called then.
+ */
+int src_handover_release(struct src_handover *h, src_handover_result_fn cb);
+
 /* The reservation granted, or NULL. */
 const char *src_handover_reservation(const struct src_handover *h);
 

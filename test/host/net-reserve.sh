@@ -21,7 +21,7 @@
 # Binaries: RDMIG_CTL, RDMIG_FAKEDEST besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 32
+plan 34
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -157,6 +157,39 @@ touch "$T/fail-dump-$wl_pid"
 check "a migration whose dump fails: failed on the source" wait_state f1 failed
 check "... its reservation is released at once (DELETE), not left to its TTL" \
 	eval "wait_log '$T/d4.log' 'reservation r-[0-9a-f]* for migration f1 released by its source' >/dev/null && test \$(dapi d4 GET /v1/reservations) = 200 && grep -q '\"reservations\":\[\]' '$T/dapi.out'"
+
+# (2b) Two at once into a source that keeps one migration (--max-migrations
+# 1): the one that finds no room, before or after its reservation, is
+# refused untouched, and no reservation is left behind.
+src_keep=$src_pid
+start_source "$T/source1.log" --api-socket "$T/run/one.sock" --images-root "$root/one" \
+	--criu "$T/criu.sh" --max-migrations 1
+export FAKE_CRIU_DELAY=2
+workload m1
+wm1=$wl_pid
+workload m2
+wm2=$wl_pid
+"$RDMIG_CTL" --socket "$T/run/one.sock" migrate --pid "$wm1" --secret-file "$T/secret" --id m1 \
+	--to "127.0.0.1:$d4" >"$T/m1.out" 2>&1 &
+p1=$!
+"$RDMIG_CTL" --socket "$T/run/one.sock" migrate --pid "$wm2" --secret-file "$T/secret" --id m2 \
+	--to "127.0.0.1:$d4" >"$T/m2.out" 2>&1
+rc2=$?
+wait "$p1"
+rc1=$?
+unset FAKE_CRIU_DELAY
+if [ "$rc1" -eq 0 ]; then lost=m2 lpid=$wm2; else lost=m1 lpid=$wm1; fi
+for _ in $(seq 50); do
+	[ "$(dapi d4 GET /v1/reservations)" = 200 ] && grep -q '"reservations":\[\]' "$T/dapi.out" && break
+	sleep 0.1
+done
+check "two at once into --max-migrations 1: one refused before the freeze (--max-migrations), untouched" \
+	eval "test \"\$((rc1 + rc2))\" = 1 && grep -q 'nothing was frozen\|most this agent keeps' '$T/$lost.out' && untouched $lost $lpid"
+check "... and no reservation is left on the destination (released at once if it had one)" \
+	grep -q '"reservations":\[\]' "$T/dapi.out"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+src_pid=$src_keep
 
 # (3) Too little space for the images: a 1 MiB tmpfs as the work root.
 mkdir -p "$T/small"
