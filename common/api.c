@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -54,6 +55,21 @@ static const char *const api_refusal_names[API_REFUSED__COUNT] = {
     [API_REFUSED_TLS_PEER] = "tls_peer",
 };
 
+enum api_later_kind {
+	API_LATER_START,
+	API_LATER_ROLLBACK,
+};
+
+struct api_later {
+	TAILQ_ENTRY(api_later) link;
+	struct api_server *s; /* NULL once the server is gone */
+	struct evhttp_request *req;
+	enum api_later_kind kind;
+	char id[API_ID_MAX + 1];
+};
+
+TAILQ_HEAD(api_later_list, api_later);
+
 struct api_server {
 	struct event_base *base;
 	struct evhttp *http;
@@ -80,6 +96,7 @@ struct api_server {
 	bool stopping;		      /* api_server_destroy() under way */
 	uint64_t refused[API_REFUSED__COUNT];
 	uint64_t starts[3]; /* POST /v1/migrations: accepted, busy (503), refused otherwise */
+	struct api_later_list laters; /* requests the agent answers later */
 };
 
 static const char *const state_names[API_STATE__COUNT] = {
@@ -296,13 +313,14 @@ struct api_field {
 };
 
 static const struct api_field start_fields[] = {
-    {"id", JSON_STRING, ROLE_ANY},	   {"pid", JSON_INTEGER, ROLE_SRC},
-    {"images_dir", JSON_STRING, ROLE_ANY}, {"dest", JSON_STRING, ROLE_SRC},
-    {"source", JSON_STRING, ROLE_DST},	   {"transport", JSON_STRING, ROLE_ANY},
-    {"secret", JSON_STRING, ROLE_ANY},	   {"secret_file", JSON_STRING, ROLE_ANY},
-    {"verify", JSON_TRUE, ROLE_ANY},	   {"work_dir", JSON_STRING, ROLE_DST},
-    {"restore", JSON_TRUE, ROLE_DST},	   {"criu_opts", JSON_OBJECT, ROLE_ANY},
-    {"advertise", JSON_STRING, ROLE_SRC},  {"dest_images_dir", JSON_STRING, ROLE_SRC},
+    {"id", JSON_STRING, ROLE_ANY},	    {"pid", JSON_INTEGER, ROLE_SRC},
+    {"images_dir", JSON_STRING, ROLE_ANY},  {"dest", JSON_STRING, ROLE_SRC},
+    {"source", JSON_STRING, ROLE_DST},	    {"transport", JSON_STRING, ROLE_ANY},
+    {"secret", JSON_STRING, ROLE_ANY},	    {"secret_file", JSON_STRING, ROLE_ANY},
+    {"verify", JSON_TRUE, ROLE_ANY},	    {"work_dir", JSON_STRING, ROLE_DST},
+    {"restore", JSON_TRUE, ROLE_DST},	    {"criu_opts", JSON_OBJECT, ROLE_ANY},
+    {"advertise", JSON_STRING, ROLE_SRC},   {"dest_images_dir", JSON_STRING, ROLE_SRC},
+    {"reservation", JSON_STRING, ROLE_DST},
 };
 
 static const struct api_field criu_fields[] = {
@@ -395,6 +413,22 @@ static int api_check_path(const char *field, const char *p, struct api_error *er
 					     "field \"%s\" contains a control character", field);
 	}
 	return 0;
+}
+
+/* The optional path field of obj into *out (NULL when absent), checked. */
+static int api_opt_path(const json_t *obj, const char *field, const char **out,
+			struct api_error *err)
+{
+	const json_t *v = json_object_get(obj, field);
+	int ret;
+
+	*out = NULL;
+	if (!v)
+		return 0;
+	ret = api_check_path(field, json_string_value(v), err);
+	if (ret == 0)
+		*out = json_string_value(v);
+	return ret;
 }
 
 /* "host", "host:port", "[v6]" or "[v6]:port"; host into buf, port 0 when absent. */
@@ -637,13 +671,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 		r->peer_host = b->host;
 	}
 
-	v = json_object_get(root, "images_dir");
-	if (v) {
-		ret = api_check_path("images_dir", json_string_value(v), err);
-		if (ret)
-			return ret;
-		r->images_dir = json_string_value(v);
-	}
+	ret = api_opt_path(root, "images_dir", &r->images_dir, err);
+	if (ret)
+		return ret;
 	v = json_object_get(root, "pid");
 	if (v) {
 		json_int_t pid = json_integer_value(v);
@@ -685,21 +715,11 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 		r->dest_images_dir = json_string_value(v);
 	}
 
-	v = json_object_get(root, "work_dir");
-	if (v) {
-		ret = api_check_path("work_dir", json_string_value(v), err);
-		if (ret)
-			return ret;
-		r->work_dir = json_string_value(v);
-	}
-
-	v = json_object_get(root, "secret_file");
-	if (v) {
-		ret = api_check_path("secret_file", json_string_value(v), err);
-		if (ret)
-			return ret;
-		r->secret_file = json_string_value(v);
-	}
+	ret = api_opt_path(root, "work_dir", &r->work_dir, err);
+	if (!ret)
+		ret = api_opt_path(root, "secret_file", &r->secret_file, err);
+	if (ret)
+		return ret;
 	v = json_object_get(root, "secret");
 	if (v) {
 		if (r->secret_file)
@@ -710,6 +730,14 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 		if (ret)
 			return ret;
 		r->secret = b->secret;
+	}
+
+	v = json_object_get(root, "reservation");
+	if (v) {
+		if (!migration_id_valid(json_string_value(v)))
+			return api_error_set(err, -EINVAL,
+					     "field \"reservation\" must be " MIGRATION_ID_RULE);
+		r->reservation = json_string_value(v);
 	}
 
 	r->verify = json_is_true(json_object_get(root, "verify"));
@@ -1329,26 +1357,93 @@ static bool api_require_json(struct evhttp_request *req)
 }
 
 /* Hands a parsed request, its secret in hand, to the agent and answers it. */
-static void api_start_finish(struct api_server *s, struct evhttp_request *req,
-			     const struct api_start_req *sr, int ret, struct api_error *err)
+/* The answer to a start: 202 with the resource and its Location, or the failure. */
+static void api_start_reply(struct api_server *s, struct evhttp_request *req, const char *id,
+			    int ret, const struct api_error *err)
 {
 	char location[sizeof("/v1/migrations/") + API_ID_MAX];
 
-	if (ret == 0)
-		ret = s->ops->start(s->agent, sr, err);
 	s->starts[ret == 0 ? 0 : ret == -EAGAIN ? 1 : 2]++;
 	if (ret < 0) {
-		log_info("api: migration %s not started: %s", sr->id,
+		log_info("api: migration %s not started: %s", id,
 			 err->message[0] ? err->message : strerror(-ret));
-		api_reply_failure(req, ret, err, "start of migration", sr->id);
+		api_reply_failure(req, ret, err, "start of migration", id);
 		return;
 	}
-	log_info("api: migration %s started (%s, transport %s, peer %s)", sr->id,
-		 api_role_str(s->role), api_transport_str(sr->transport),
-		 sr->peer ? sr->peer : "-");
-	snprintf(location, sizeof(location), "/v1/migrations/%s", sr->id);
+	snprintf(location, sizeof(location), "/v1/migrations/%s", id);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
-	api_reply(req, 202, api_resource(s, sr->id));
+	api_reply(req, 202, api_resource(s, id));
+}
+
+static struct api_later *api_later_new(struct api_server *s, struct evhttp_request *req,
+				       enum api_later_kind kind, const char *id)
+{
+	struct api_later *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->s = s;
+	l->req = req;
+	l->kind = kind;
+	snprintf(l->id, sizeof(l->id), "%s", id);
+	TAILQ_INSERT_TAIL(&s->laters, l, link);
+	return l;
+}
+
+/* Forgets l without an answer (the caller gives it). */
+static void api_later_free(struct api_later *l)
+{
+	if (!l)
+		return;
+	if (l->s)
+		TAILQ_REMOVE(&l->s->laters, l, link);
+	free(l);
+}
+
+void api_later_answer(struct api_later *l, int ret, const struct api_error *err)
+{
+	struct api_error none = {0};
+	struct api_server *s = l ? l->s : NULL;
+
+	if (!s) {
+		free(l);
+		return;
+	}
+	if (!err)
+		err = &none;
+	if (l->kind == API_LATER_START) {
+		if (ret == 0)
+			log_info("api: migration %s started (%s)", l->id, api_role_str(s->role));
+		api_start_reply(s, l->req, l->id, ret, err);
+	} else if (ret < 0) {
+		api_reply_failure(l->req, ret, err, "rollback of migration", l->id);
+	} else {
+		log_info("api: rollback of migration %s requested", l->id);
+		api_reply(l->req, 202, api_resource(s, l->id));
+	}
+	api_later_free(l);
+}
+
+static void api_start_finish(struct api_server *s, struct evhttp_request *req,
+			     struct api_start_req *sr, int ret, struct api_error *err)
+{
+	if (ret == 0) {
+		sr->later = api_later_new(s, req, API_LATER_START, sr->id);
+		ret = sr->later ? s->ops->start(s->agent, sr, err)
+				: api_error_set(err, -ENOMEM, "out of memory");
+		if (ret == -EINPROGRESS) {
+			log_info("api: migration %s: the agent answers its start once it can",
+				 sr->id);
+			return;
+		}
+		api_later_free(sr->later);
+		sr->later = NULL;
+	}
+	if (ret == 0)
+		log_info("api: migration %s started (%s, transport %s, peer %s)", sr->id,
+			 api_role_str(s->role), api_transport_str(sr->transport),
+			 sr->peer ? sr->peer : "-");
+	api_start_reply(s, req, sr->id, ret, err);
 }
 
 static void api_start_release(json_t *root, struct api_start_buf *b)
@@ -1510,8 +1605,9 @@ static void api_handle_abort(struct api_server *s, struct evhttp_request *req, c
 
 static void api_handle_rollback(struct api_server *s, struct evhttp_request *req, const char *id)
 {
+	struct api_rollback_req rr = {.id = id};
 	struct api_error err = {0};
-	json_t *root = NULL;
+	json_t *root = NULL, *force;
 	int ret;
 
 	if (!s->ops->rollback) {
@@ -1521,25 +1617,197 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 	}
 	if (!api_require_json(req))
 		return;
-	/* The body is optional; if present it must be an empty object. */
+	/* The body is optional; if present it may only say "force". */
 	if (evbuffer_get_length(evhttp_request_get_input_buffer(req)) > 0) {
 		root = api_read_json(s, req, false);
 		if (!root)
 			return;
-		if (json_object_size(root) > 0) {
+		force = json_object_get(root, "force");
+		if (json_object_size(root) > (force ? 1u : 0u) ||
+		    (force && !json_is_boolean(force))) {
 			json_decref(root);
-			api_reply_error(req, 400, NULL, "rollback takes no fields");
+			api_reply_error(req, 400, NULL,
+					"rollback takes one field only: \"force\", a boolean");
 			return;
 		}
+		rr.force = json_is_true(force);
 		json_decref(root);
 	}
-	ret = s->ops->rollback(s->agent, id, &err);
-	if (ret < 0) {
-		api_reply_failure(req, ret, &err, "rollback of migration", id);
+	rr.later = api_later_new(s, req, API_LATER_ROLLBACK, id);
+	if (!rr.later) {
+		api_reply_error(req, 503, NULL, "out of memory");
 		return;
 	}
-	log_info("api: rollback of migration %s requested", id);
-	api_reply(req, 202, api_resource(s, id));
+	ret = s->ops->rollback(s->agent, &rr, &err);
+	if (ret == -EINPROGRESS) {
+		log_info("api: rollback of migration %s: the agent answers once it can", id);
+		return;
+	}
+	api_later_answer(rr.later, ret, &err);
+}
+
+/* --- Reservations (destination agent) ---------------------------------- */
+
+static const struct api_field reserve_fields[] = {
+    {"migration", JSON_STRING, ROLE_DST},  {"bytes", JSON_INTEGER, ROLE_DST},
+    {"images_dir", JSON_STRING, ROLE_DST}, {"work_dir", JSON_STRING, ROLE_DST},
+    {"ttl_s", JSON_INTEGER, ROLE_DST},
+};
+
+static int api_parse_reserve(const json_t *root, struct api_reserve_req *r, struct api_error *err)
+{
+	const json_t *v;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	r->ttl_s = API_RESERVE_TTL_DEFAULT_S;
+	ret = api_check_fields(root, reserve_fields, ARRAY_SIZE(reserve_fields), API_ROLE_DEST, "",
+			       err);
+	if (ret)
+		return ret;
+	r->migration = json_string_value(json_object_get(root, "migration"));
+	if (!migration_id_valid(r->migration))
+		return api_error_set(err, -EINVAL,
+				     "field \"migration\" is required, " MIGRATION_ID_RULE);
+	v = json_object_get(root, "bytes");
+	if (!v || json_integer_value(v) < 0)
+		return api_error_set(err, -EINVAL,
+				     "field \"bytes\" is required: the images' expected size, "
+				     ">= 0");
+	r->bytes = (uint64_t)json_integer_value(v);
+	v = json_object_get(root, "ttl_s");
+	if (v) {
+		if (json_integer_value(v) < 1 || json_integer_value(v) > API_RESERVE_TTL_MAX_S)
+			return api_error_set(err, -EINVAL, "field \"ttl_s\" must be 1..%d",
+					     API_RESERVE_TTL_MAX_S);
+		r->ttl_s = (unsigned int)json_integer_value(v);
+	}
+	ret = api_opt_path(root, "images_dir", &r->images_dir, err);
+	if (!ret)
+		ret = api_opt_path(root, "work_dir", &r->work_dir, err);
+	return ret;
+}
+
+static json_t *api_reservation_to_json(const struct api_reservation_view *v)
+{
+	json_t *o = json_object();
+	bool ok = o != NULL;
+
+	if (!o)
+		return NULL;
+	api_set(o, "id", api_json_str(v->id), &ok);
+	api_set(o, "migration", api_json_str(v->migration), &ok);
+	api_set(o, "bytes", api_json_u64(v->bytes), &ok);
+	api_set(o, "images_dir", api_json_str(v->images_dir), &ok);
+	api_set(o, "ttl_s", json_integer(v->ttl_s), &ok);
+	api_set(o, "created", api_json_time(v->created_unix_ms), &ok);
+	api_set(o, "expires", api_json_time(v->expires_unix_ms), &ok);
+	api_set(o, "expires_unix_ms", json_integer(v->expires_unix_ms), &ok);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+/* Collects the reservations into an array, or (find set) the one named find. */
+struct api_resv_walk {
+	json_t *arr;
+	const char *find;
+	json_t *found;
+};
+
+static int api_resv_cb(void *ctx, const struct api_reservation_view *v)
+{
+	struct api_resv_walk *w = ctx;
+	json_t *o;
+
+	if (w->find && strcmp(w->find, v->id) != 0)
+		return 0;
+	o = api_reservation_to_json(v);
+	if (!o)
+		return -ENOMEM;
+	if (w->find) {
+		w->found = o;
+		return 1;
+	}
+	return json_array_append_new(w->arr, o) < 0 ? -ENOMEM : 0;
+}
+
+static void api_handle_reserve(struct api_server *s, struct evhttp_request *req)
+{
+	struct api_reservation_view v = {0};
+	struct api_reserve_req rr;
+	struct api_error err = {0};
+	char location[sizeof("/v1/reservations/") + API_ID_MAX];
+	json_t *root;
+	int ret;
+
+	if (!api_require_json(req))
+		return;
+	root = api_read_json(s, req, false);
+	if (!root)
+		return;
+	ret = api_parse_reserve(root, &rr, &err);
+	if (ret == 0)
+		ret = s->ops->reserve(s->agent, &rr, &v, &err);
+	if (ret < 0) {
+		log_info("api: reservation for migration %s refused: %s",
+			 rr.migration ? rr.migration : "?",
+			 err.message[0] ? err.message : strerror(-ret));
+		api_reply_failure(req, ret, &err, "reservation for migration",
+				  rr.migration ? rr.migration : "?");
+	} else {
+		snprintf(location, sizeof(location), "/v1/reservations/%s", v.id);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
+		api_reply(req, 201, api_reservation_to_json(&v));
+	}
+	json_decref(root);
+}
+
+static void api_handle_reservations(struct api_server *s, struct evhttp_request *req,
+				    const char *id)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct api_resv_walk w = {.find = id};
+	struct api_error err = {0};
+	int ret;
+
+	if (!s->ops->reserve || !s->ops->release || !s->ops->list_reservations) {
+		api_reply_error(req, 404, NULL, "no such resource");
+		return;
+	}
+	if (!id && cmd == EVHTTP_REQ_POST) {
+		api_handle_reserve(s, req);
+		return;
+	}
+	if (id && cmd == EVHTTP_REQ_DELETE) {
+		ret = s->ops->release(s->agent, id, &err);
+		if (ret < 0)
+			api_reply_failure(req, ret, &err, "release of reservation", id);
+		else
+			api_reply(req, 200, json_pack("{s:s,s:b}", "id", id, "released", 1));
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		api_method_not_allowed(req, id ? "GET, HEAD, DELETE" : "GET, HEAD, POST");
+		return;
+	}
+	w.arr = json_array();
+	ret = w.arr ? s->ops->list_reservations(s->agent, api_resv_cb, &w) : -ENOMEM;
+	if (ret < 0) {
+		api_reply_error(req, 500, NULL, "cannot list reservations: %s", strerror(-ret));
+	} else if (!id) {
+		api_reply(req, 200, json_pack("{s:O}", "reservations", w.arr));
+	} else if (w.found) {
+		api_reply(req, 200, w.found);
+		w.found = NULL;
+	} else {
+		api_reply_error(req, 404, NULL, "no reservation \"%s\" (released, used or expired)",
+				id);
+	}
+	json_decref(w.found);
+	json_decref(w.arr);
 }
 
 enum api_route_kind {
@@ -1549,13 +1817,16 @@ enum api_route_kind {
 	API_ROUTE_MIGRATIONS,
 	API_ROUTE_MIGRATION,
 	API_ROUTE_ROLLBACK,
+	API_ROUTE_RESERVATIONS,
+	API_ROUTE_RESERVATION,
 };
 
 /* Matches path; for item routes copies the id (already validated) into id. */
 static enum api_route_kind api_route(const char *path, char id[API_ID_MAX + 1])
 {
-	static const char coll[] = "/v1/migrations";
+	static const char coll[] = "/v1/migrations", resv[] = "/v1/reservations";
 	const char *rest, *slash;
+	bool reservations;
 	size_t idlen;
 
 	if (!path)
@@ -1564,11 +1835,12 @@ static enum api_route_kind api_route(const char *path, char id[API_ID_MAX + 1])
 		return API_ROUTE_HEALTH;
 	if (strcmp(path, "/metrics") == 0)
 		return API_ROUTE_METRICS;
-	if (strncmp(path, coll, sizeof(coll) - 1) != 0)
+	reservations = strncmp(path, resv, sizeof(resv) - 1) == 0;
+	if (!reservations && strncmp(path, coll, sizeof(coll) - 1) != 0)
 		return API_ROUTE_NONE;
-	rest = path + sizeof(coll) - 1;
+	rest = path + (reservations ? sizeof(resv) : sizeof(coll)) - 1;
 	if (*rest == '\0')
-		return API_ROUTE_MIGRATIONS;
+		return reservations ? API_ROUTE_RESERVATIONS : API_ROUTE_MIGRATIONS;
 	if (*rest != '/')
 		return API_ROUTE_NONE;
 	rest++;
@@ -1581,6 +1853,8 @@ static enum api_route_kind api_route(const char *path, char id[API_ID_MAX + 1])
 	/* An id that could never be valid names nothing. */
 	if (!migration_id_valid(id))
 		return API_ROUTE_NONE;
+	if (reservations)
+		return slash ? API_ROUTE_NONE : API_ROUTE_RESERVATION;
 	if (!slash)
 		return API_ROUTE_MIGRATION;
 	if (strcmp(slash, "/rollback") == 0)
@@ -1635,6 +1909,12 @@ static void api_request_cb(struct evhttp_request *req, void *arg)
 			api_handle_rollback(s, req, id);
 		else
 			api_method_not_allowed(req, "POST");
+		break;
+	case API_ROUTE_RESERVATIONS:
+		api_handle_reservations(s, req, NULL);
+		break;
+	case API_ROUTE_RESERVATION:
+		api_handle_reservations(s, req, id);
 		break;
 	case API_ROUTE_NONE:
 	default:
@@ -2008,6 +2288,7 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 		ret = -ENOMEM;
 		goto out;
 	}
+	TAILQ_INIT(&s->laters);
 	s->base = base;
 	s->ops = ops;
 	s->agent = agent;
@@ -2071,6 +2352,7 @@ out:
 
 void api_server_destroy(struct api_server *s)
 {
+	struct api_later *l;
 	struct stat st;
 
 	if (!s)
@@ -2078,6 +2360,12 @@ void api_server_destroy(struct api_server *s)
 	/* Pending starts are answered (503) while their connections still exist. */
 	s->stopping = true;
 	offload_free(s->offload);
+	/* The agent still holds its laters: they only free themselves from now on. */
+	while ((l = TAILQ_FIRST(&s->laters)) != NULL) {
+		TAILQ_REMOVE(&s->laters, l, link);
+		l->s = NULL;
+		api_reply_error(l->req, 503, NULL, "the agent is shutting down");
+	}
 	if (s->http)
 		evhttp_free(s->http);
 	if (s->https)

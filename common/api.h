@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 struct evbuffer;
+struct api_error;
 
 #include "util.h"
 
@@ -219,8 +220,67 @@ struct api_start_req {
 	const char *secret_file; /* absolute path it came from, or NULL: inline or none */
 	bool verify;		 /* checksum pages; default false */
 	bool restore;		 /* dest: run criu restore itself; default true */
+	/* dest: the reservation (POST /v1/reservations) this migration uses, or NULL */
+	const char *reservation;
 	struct api_criu_opts criu;
+	/*
+	 * Set by the server for start(): an agent that can only answer later
+	 * keeps it and returns -EINPROGRESS, then calls api_later_answer()
+	 * exactly once.  Any other return: the server answers and frees it.
+	 */
+	struct api_later *later;
 };
+
+/*
+ * A request answered later (a start that waits for a reservation, a
+ * rollback that asks the destination agent first).  Owned by the agent
+ * from the -EINPROGRESS on, until api_later_answer().
+ */
+struct api_later;
+
+/*
+ * Answers l as its callback's own return would have been (0: 202 with
+ * the resource; else the failure from ret and err; err may be NULL) and
+ * frees l.  After api_server_destroy() (which answered 503 already) it
+ * only frees.
+ */
+void api_later_answer(struct api_later *l, int ret, const struct api_error *err);
+
+/* A validated POST /v1/rollback body; borrowed for the rollback() call only. */
+struct api_rollback_req {
+	const char *id;
+	bool force;		 /* "force": true: roll back without the destination's word */
+	struct api_later *later; /* as in api_start_req */
+};
+
+/*
+ * POST /v1/reservations (destination agent): a source reserves a slot and
+ * disk space before it freezes the workload (docs/api.md, "Reservations").
+ * Borrowed for the reserve() call only.
+ */
+#define API_RESERVE_TTL_DEFAULT_S 120
+#define API_RESERVE_TTL_MAX_S	  3600
+struct api_reserve_req {
+	const char *migration;	/* the migration's id, as the handover will name it */
+	uint64_t bytes;		/* the source's estimate of the images' size */
+	const char *images_dir; /* absolute, or NULL: the agent's choice */
+	const char *work_dir;	/* absolute, or NULL */
+	unsigned int ttl_s;	/* 1..API_RESERVE_TTL_MAX_S */
+};
+
+/* A reservation as the API shows it; pointers borrowed as in api_migration_view. */
+struct api_reservation_view {
+	const char *id;
+	const char *migration;
+	uint64_t bytes;
+	const char *images_dir; /* NULL: the agent's choice */
+	unsigned int ttl_s;
+	int64_t created_unix_ms;
+	int64_t expires_unix_ms;
+};
+
+/* Called by list_reservations() once per reservation; non-zero stops the walk. */
+typedef int (*api_emit_resv_fn)(void *ctx, const struct api_reservation_view *v);
 
 /*
  * A failure a callback reports.  The HTTP status derives from the errno the
@@ -287,9 +347,20 @@ struct api_ops {
 	/*
 	 * Source only (NULL on the dest: the route answers 405).  0: rollback
 	 * under way (202).  -ENOENT (404).  -EBUSY: not possible in the
-	 * current state (409).
+	 * current state, or the destination may run the workload (409).
+	 * -EINPROGRESS: req->later is kept and answered later.
 	 */
-	int (*rollback)(void *agent, const char *id, struct api_error *err);
+	int (*rollback)(void *agent, const struct api_rollback_req *req, struct api_error *err);
+	/*
+	 * Destination only (NULL: the routes under /v1/reservations answer
+	 * 404, as an agent without them).  reserve: 0 and *out filled (201);
+	 * -EAGAIN no slot, -ENOSPC no room (503 both), -EEXIST/-EBUSY (409).
+	 * release: 0 (200), -ENOENT (404).
+	 */
+	int (*reserve)(void *agent, const struct api_reserve_req *req,
+		       struct api_reservation_view *out, struct api_error *err);
+	int (*release)(void *agent, const char *id, struct api_error *err);
+	int (*list_reservations)(void *agent, api_emit_resv_fn emit, void *ctx);
 	/*
 	 * GET /metrics: appends the agent's own series (Prometheus text
 	 * format, common/promtext.h) to out, after the ones every agent has

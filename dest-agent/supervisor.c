@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,12 +101,37 @@ struct sup_mig {
 
 TAILQ_HEAD(sup_mig_list, sup_mig);
 
+/*
+ * A reservation: a source's claim on a slot and disk space before it
+ * freezes the workload, until the migration's POST names it, the source
+ * releases it, or its TTL runs out.
+ */
+struct sup_resv {
+	TAILQ_ENTRY(sup_resv) link;
+	struct sup *sup;
+	char id[API_ID_MAX + 1];
+	char migration[API_ID_MAX + 1];
+	char images_dir[PATH_MAX];  /* as asked, or "" */
+	char images_path[PATH_MAX]; /* where the images will go */
+	char work_path[PATH_MAX];   /* "" : the images' */
+	uint64_t bytes;
+	unsigned int ttl_s;
+	int64_t created_unix_ms;
+	int64_t expires_unix_ms;
+	struct event *timer;
+};
+
+TAILQ_HEAD(sup_resv_list, sup_resv);
+
 struct sup {
 	const struct sup_config *cfg;
 	struct event_base *base;
 	struct api_server *api;
 	SSL_CTX *tls; /* the TCP API's, or NULL */
 	struct sup_mig_list migs;
+	struct sup_resv_list resvs;
+	unsigned int nr_resv;
+	uint64_t resv_bytes;	 /* the reservations' estimates, together */
 	unsigned int nr_running; /* workers alive, pending ones included */
 	unsigned int nr_pending;
 	unsigned int nr_final;
@@ -160,11 +187,14 @@ static void sup_mig_free(struct sup_mig *m)
  * a fresh directory, never into one someone else prepared.  Nothing
  * outside the work root is ever named: 403 (400 for a malformed name).
  */
-static int sup_make_dir(const struct sup *s, const char *what, const char *want, const char *id,
-			char *out, size_t len, struct api_error *err)
+/*
+ * The path a request's directory will have (want as in sup_make_dir()),
+ * into out, and *relp its part below the work root; nothing is created.
+ */
+static int sup_dir_path(const struct sup *s, const char *what, const char *want, const char *id,
+			char *out, size_t len, const char **relp, struct api_error *err)
 {
 	const char *rel = want ? want : id;
-	int fd;
 
 	if (want && want[0] == '/' && (!safepath_below(s->work_root, want, &rel) || !*rel))
 		return api_error_set(err, -EACCES,
@@ -178,6 +208,19 @@ static int sup_make_dir(const struct sup *s, const char *what, const char *want,
 				     what, rel, s->work_root);
 	if ((size_t)snprintf(out, len, "%s/%s", s->work_root, rel) >= len)
 		return api_error_set(err, -EINVAL, "%s %s: path too long", what, rel);
+	*relp = rel;
+	return 0;
+}
+
+static int sup_make_dir(const struct sup *s, const char *what, const char *want, const char *id,
+			char *out, size_t len, struct api_error *err)
+{
+	const char *rel;
+	int fd, ret;
+
+	ret = sup_dir_path(s, what, want, id, out, len, &rel, err);
+	if (ret < 0)
+		return ret;
 	fd = safepath_mkdir(s->root_fd, rel, 0700);
 	if (fd >= 0) {
 		close(fd);
@@ -782,6 +825,274 @@ static int sup_check_dirs(struct sup *s, const struct sup_mig *m, struct api_err
 	return 0;
 }
 
+/* ---- reservations ---- */
+
+static void sup_resv_free(struct sup_resv *r)
+{
+	struct sup *s;
+
+	if (!r)
+		return;
+	s = r->sup;
+	TAILQ_REMOVE(&s->resvs, r, link);
+	s->nr_resv--;
+	s->resv_bytes -= r->bytes;
+	if (r->timer)
+		event_free(r->timer);
+	free(r);
+}
+
+static struct sup_resv *sup_resv_find(struct sup *s, const char *id)
+{
+	struct sup_resv *r;
+
+	TAILQ_FOREACH(r, &s->resvs, link)
+	if (strcmp(r->id, id) == 0)
+		return r;
+	return NULL;
+}
+
+static void sup_resv_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct sup_resv *r = arg;
+
+	log_info("reservation %s for migration %s expired after %u s unused: its slot is free",
+		 r->id, r->migration, r->ttl_s);
+	sup_resv_free(r);
+}
+
+static bool sup_same_dir(const char *a, const char *b)
+{
+	return a[0] && b[0] && strcmp(a, b) == 0;
+}
+
+/* The directories r asks for are free: not there yet, and nobody else's. */
+static int sup_resv_check_dirs(struct sup *s, const struct sup_resv *r, const char *rel,
+			       struct api_error *err)
+{
+	const char *work = r->work_path[0] ? r->work_path : r->images_path;
+	const struct sup_resv *o;
+	const struct sup_mig *m;
+	struct stat st;
+
+	if (fstatat(s->root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return api_error_set(err, -EEXIST,
+				     "images_dir %s exists: the agent receives only into a "
+				     "directory it creates",
+				     r->images_path);
+	TAILQ_FOREACH(o, &s->resvs, link)
+	{
+		const char *owork = o->work_path[0] ? o->work_path : o->images_path;
+
+		if (sup_same_dir(o->images_path, r->images_path) || sup_same_dir(owork, work) ||
+		    sup_same_dir(o->images_path, work) || sup_same_dir(owork, r->images_path))
+			return api_error_set(err, -EBUSY,
+					     "reservation %s (migration \"%s\") holds the same "
+					     "directory",
+					     o->id, o->migration);
+	}
+	TAILQ_FOREACH(m, &s->migs, link)
+	if (!m->final &&
+	    (sup_same_dir(m->images_dir, r->images_path) || sup_same_dir(m->work_dir, work)))
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" (running) uses the same directory", m->id);
+	return 0;
+}
+
+/* Room below the work root for bytes more than the reservations hold already. */
+static int sup_resv_check_space(struct sup *s, uint64_t bytes, struct api_error *err)
+{
+	char free_s[32], need_s[32], held_s[32];
+	struct statvfs sv;
+	uint64_t avail;
+
+	if (statvfs(s->work_root, &sv) < 0) {
+		int ret = -errno;
+
+		log_err("work root %s: statvfs: %s", s->work_root, strerror(-ret));
+		return api_error_set(err, -EIO, "cannot tell the free space below %s: %s",
+				     s->work_root, strerror(-ret));
+	}
+	avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+	if (bytes <= avail && s->resv_bytes <= avail - bytes)
+		return 0;
+	fmt_bytes(avail, free_s, sizeof(free_s));
+	fmt_bytes(bytes, need_s, sizeof(need_s));
+	fmt_bytes(s->resv_bytes, held_s, sizeof(held_s));
+	return api_error_set(err, -ENOSPC,
+			     "not enough disk space for the images below %s: %s free, %s needed "
+			     "(the source's estimate), %s held by other reservations",
+			     s->work_root, free_s, need_s, held_s);
+}
+
+static void sup_resv_id(char *buf, size_t len)
+{
+	uint8_t b[6];
+
+	if (getrandom(b, sizeof(b), GRND_NONBLOCK) != (ssize_t)sizeof(b)) {
+		/* Ids must be unique, not secret. */
+		uint64_t x = now_ns();
+
+		memcpy(b, &x, sizeof(b));
+	}
+	snprintf(buf, len, "r-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
+static void sup_resv_view(const struct sup_resv *r, struct api_reservation_view *v)
+{
+	v->id = r->id;
+	v->migration = r->migration;
+	v->bytes = r->bytes;
+	v->images_dir = r->images_path;
+	v->ttl_s = r->ttl_s;
+	v->created_unix_ms = r->created_unix_ms;
+	v->expires_unix_ms = r->expires_unix_ms;
+}
+
+static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
+			   struct api_reservation_view *out, struct api_error *err)
+{
+	struct timeval tv = {.tv_sec = req->ttl_s};
+	struct sup *s = agent;
+	struct sup_resv *r = NULL, *o;
+	const struct sup_mig *m;
+	const char *rel, *wrel;
+	int ret;
+
+	if (s->stopping) {
+		ret = api_error_set(err, -EAGAIN, "the destination agent is shutting down");
+		goto out;
+	}
+	m = sup_find(s, req->migration);
+	if (m && !m->final) {
+		ret = api_error_set(err, -EEXIST, "migration \"%s\" already runs here (%s)",
+				    req->migration, api_state_str(m->state));
+		goto out;
+	}
+	TAILQ_FOREACH(o, &s->resvs, link)
+	if (strcmp(o->migration, req->migration) == 0) {
+		ret = api_error_set(err, -EEXIST, "migration \"%s\" is reserved already (%s)",
+				    req->migration, o->id);
+		goto out;
+	}
+	if (s->nr_running + s->nr_resv >= s->cfg->max_running) {
+		ret = api_error_set(err, -EAGAIN,
+				    "no free slot: %u migrations running and %u reserved, the most "
+				    "this agent runs at once is %u (--max-migrations)",
+				    s->nr_running, s->nr_resv, s->cfg->max_running);
+		goto out;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		ret = api_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r->sup = s;
+	snprintf(r->migration, sizeof(r->migration), "%s", req->migration);
+	ret = sup_dir_path(s, "images_dir", req->images_dir, req->migration, r->images_path,
+			   sizeof(r->images_path), &rel, err);
+	if (ret == 0 && req->work_dir)
+		ret = sup_dir_path(s, "work_dir", req->work_dir, req->migration, r->work_path,
+				   sizeof(r->work_path), &wrel, err);
+	if (ret == 0)
+		ret = sup_resv_check_dirs(s, r, rel, err);
+	if (ret == 0)
+		ret = sup_resv_check_space(s, req->bytes, err);
+	if (ret < 0)
+		goto out;
+	r->timer = evtimer_new(s->base, sup_resv_expired, r);
+	if (!r->timer || evtimer_add(r->timer, &tv) < 0) {
+		ret = api_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	sup_resv_id(r->id, sizeof(r->id));
+	r->bytes = req->bytes;
+	r->ttl_s = req->ttl_s;
+	r->created_unix_ms = sup_unix_ms();
+	r->expires_unix_ms = r->created_unix_ms + (int64_t)req->ttl_s * 1000;
+	TAILQ_INSERT_TAIL(&s->resvs, r, link);
+	s->nr_resv++;
+	s->resv_bytes += r->bytes;
+	log_info("reservation %s for migration %s: a slot and %" PRIu64 " bytes below %s, for %u s",
+		 r->id, r->migration, r->bytes, s->work_root, r->ttl_s);
+	sup_resv_view(r, out);
+	r = NULL;
+	ret = 0;
+out:
+	if (r && r->timer)
+		event_free(r->timer);
+	free(r);
+	return ret;
+}
+
+static int sup_api_release(void *agent, const char *id, struct api_error *err)
+{
+	struct sup_resv *r = sup_resv_find(agent, id);
+
+	if (!r)
+		return api_error_set(err, -ENOENT,
+				     "no reservation \"%s\" (released, used or expired)", id);
+	log_info("reservation %s for migration %s released by its source: its slot is free", r->id,
+		 r->migration);
+	sup_resv_free(r);
+	return 0;
+}
+
+static int sup_api_list_resv(void *agent, api_emit_resv_fn emit, void *ctx)
+{
+	struct sup *s = agent;
+	struct api_reservation_view v;
+	const struct sup_resv *r;
+	int ret;
+
+	TAILQ_FOREACH(r, &s->resvs, link)
+	{
+		memset(&v, 0, sizeof(v));
+		sup_resv_view(r, &v);
+		ret = emit(ctx, &v);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * The slot of a start: the reservation it names, used up now (also if the
+ * start fails later: the slot is free then), or a free one, never one a
+ * reservation holds.
+ */
+static int sup_take_slot(struct sup *s, const struct api_start_req *req, struct api_error *err)
+{
+	struct sup_resv *r = req->reservation ? sup_resv_find(s, req->reservation) : NULL;
+
+	if (r && strcmp(r->migration, req->id) != 0)
+		return api_error_set(err, -EBUSY,
+				     "reservation %s is for migration \"%s\", not \"%s\"", r->id,
+				     r->migration, req->id);
+	if (r) {
+		log_info("migration %s: uses its reservation %s", req->id, r->id);
+		sup_resv_free(r);
+		return 0;
+	}
+	if (req->reservation)
+		log_warn("migration %s: its reservation %s is gone (expired or released): it needs "
+			 "a free slot",
+			 req->id, req->reservation);
+	if (s->nr_running - s->nr_pending + s->nr_resv >= s->cfg->max_running)
+		return api_error_set(err, -EAGAIN,
+				     "%u migrations are running and %u slots reserved, the most "
+				     "this agent runs at once (--max-migrations)",
+				     s->nr_running - s->nr_pending, s->nr_resv);
+	if (s->nr_pending >= s->cfg->max_pending)
+		return api_error_set(
+		    err, -EAGAIN,
+		    "%u migrations are waiting for their source to connect, the most "
+		    "this agent keeps waiting (--max-pending); each waits at most "
+		    "--connect-timeout",
+		    s->nr_pending);
+	return 0;
+}
+
 /* ---- API callbacks ---- */
 
 static int sup_api_start(void *agent, const struct api_start_req *req, struct api_error *err)
@@ -807,22 +1118,9 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 				    "(start it with --tls-cert, --tls-key and --tls-ca)");
 		goto out;
 	}
-	if (s->nr_running - s->nr_pending >= s->cfg->max_running) {
-		ret = api_error_set(err, -EAGAIN,
-				    "%u migrations are running, the most this agent runs at once "
-				    "(--max-migrations)",
-				    s->nr_running - s->nr_pending);
+	ret = sup_take_slot(s, req, err);
+	if (ret < 0)
 		goto out;
-	}
-	if (s->nr_pending >= s->cfg->max_pending) {
-		ret =
-		    api_error_set(err, -EAGAIN,
-				  "%u migrations are waiting for their source to connect, the most "
-				  "this agent keeps waiting (--max-pending); each waits at most "
-				  "--connect-timeout",
-				  s->nr_pending);
-		goto out;
-	}
 	m = calloc(1, sizeof(*m));
 	if (!m) {
 		ret = api_error_set(err, -ENOMEM, "out of memory");
@@ -958,6 +1256,9 @@ static int sup_api_metrics(void *agent, struct evbuffer *out)
 			"migration workers: running (pending ones included) and pending") < 0 ||
 	    prom_u64(out, "rdmig_dest_workers", running, s->nr_running) < 0 ||
 	    prom_u64(out, "rdmig_dest_workers", pending, s->nr_pending) < 0 ||
+	    prom_family(out, "rdmig_dest_reservations", PROM_GAUGE,
+			"reservations holding a slot (POST /v1/reservations)") < 0 ||
+	    prom_u64(out, "rdmig_dest_reservations", NULL, s->nr_resv) < 0 ||
 	    prom_family(out, "rdmig_dest_stopping", PROM_GAUGE,
 			"1 while a stop waits for the workers") < 0 ||
 	    prom_u64(out, "rdmig_dest_stopping", NULL, s->stopping) < 0)
@@ -972,6 +1273,9 @@ static const struct api_ops sup_api_ops = {
     .abort = sup_api_abort,
     .rollback = NULL, /* nothing to roll back here: the route answers 405 */
     .metrics = sup_api_metrics,
+    .reserve = sup_api_reserve,
+    .release = sup_api_release,
+    .list_reservations = sup_api_list_resv,
 };
 
 /* ---- signals ---- */
@@ -1090,6 +1394,7 @@ int sup_run(const struct sup_config *cfg)
 	int ret, code = 1;
 
 	TAILQ_INIT(&s.migs);
+	TAILQ_INIT(&s.resvs);
 	ret = mkdir_private(cfg->work_root);
 	if (ret < 0) {
 		log_err("cannot create directory %s: %s", cfg->work_root, strerror(-ret));
@@ -1112,6 +1417,8 @@ int sup_run(const struct sup_config *cfg)
 	code = 0;
 out:
 	api_server_destroy(s.api);
+	while (!TAILQ_EMPTY(&s.resvs))
+		sup_resv_free(TAILQ_FIRST(&s.resvs));
 	while ((m = TAILQ_FIRST(&s.migs)) != NULL) {
 		TAILQ_REMOVE(&s.migs, m, link);
 		/* Its progress writes now fail with EPIPE; it goes on unreported. */

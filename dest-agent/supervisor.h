@@ -20,6 +20,11 @@
  * the restored processes that still need pages and tells the source, which
  * keeps its checkpoint); the migration is aborted once the worker exited.
  *
+ * Reservations (POST /v1/reservations, docs/api.md §3.7): before it
+ * freezes a workload, a source reserves a slot and disk space (statvfs of
+ * the work root against its estimate) for a TTL; the migration's POST
+ * names the reservation and takes its slot.  They live in memory only.
+ *
  * SIGTERM/SIGINT: new migrations are refused (503), every worker gets
  * SIGTERM, and the supervisor exits once they are gone (bounded); a worker
  * still running then is left to finish its own bounded shutdown, never

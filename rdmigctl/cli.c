@@ -27,11 +27,13 @@ enum {
 	OPT_ADVERTISE,
 	OPT_DEST_IMAGES,
 	OPT_CRIU_LOG_LEVEL,
+	OPT_FORCE,
 };
 
 #define M_GLOBAL   0u /* every command, and before the command */
 #define M_MIGRATE  (1u << CLI_CMD_MIGRATE)
 #define M_STATUS   (1u << CLI_CMD_STATUS)
+#define M_ROLLBACK (1u << CLI_CMD_ROLLBACK)
 #define M_WAITLIKE (M_MIGRATE | M_STATUS)
 
 static const struct option cli_options[] = {
@@ -55,6 +57,7 @@ static const struct option cli_options[] = {
     {"advertise", required_argument, NULL, OPT_ADVERTISE},
     {"dest-images", required_argument, NULL, OPT_DEST_IMAGES},
     {"criu-log-level", required_argument, NULL, OPT_CRIU_LOG_LEVEL},
+    {"force", no_argument, NULL, OPT_FORCE},
     TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
@@ -77,6 +80,8 @@ static unsigned cli_option_mask(int code)
 		return M_MIGRATE;
 	case OPT_WATCH:
 		return M_STATUS;
+	case OPT_FORCE:
+		return M_ROLLBACK;
 	case 'w':
 		return M_WAITLIKE;
 	default:
@@ -185,8 +190,13 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		break;
 	case CLI_CMD_ROLLBACK:
 		fprintf(f,
-			"Usage: rdmigctl [OPTIONS] rollback ID\n"
-			"Roll a migration back on the source agent: the process resumes there.\n%s",
+			"Usage: rdmigctl [OPTIONS] rollback [--force] ID\n"
+			"Roll a migration back on the source agent: the process resumes there.\n"
+			"Refused (exit 1) while the destination may still run the workload: the\n"
+			"source asks the destination agent first.\n\n"
+			"Options:\n"
+			"      --force            roll back without the destination's word (make\n"
+			"                         sure the workload is stopped there first)\n%s",
 			globals);
 		break;
 	case CLI_CMD_NONE:
@@ -345,6 +355,9 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 		break;
 	case OPT_WATCH:
 		a->watch = true;
+		break;
+	case OPT_FORCE:
+		a->force = true;
 		break;
 	case 'w':
 		/* -w is --wait for migrate and --watch for status. */

@@ -55,6 +55,8 @@ struct cli_args {
 	bool wait;
 	/* status */
 	bool watch;
+	/* rollback */
+	bool force;
 };
 
 /*

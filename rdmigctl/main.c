@@ -329,11 +329,15 @@ static int ctl_rollback(struct ctl *c)
 	int status, ret;
 
 	snprintf(path, sizeof(path), "/v1/migrations/%s/rollback", c->a.id);
-	ret = ctl_call(c, "POST", path, NULL, &status, &m);
+	ret = ctl_call(c, "POST", path, c->a.force ? "{\"force\":true}" : NULL, &status, &m);
 	if (ret)
 		return ret;
 	if (c->a.json)
 		ctl_print_json(m);
+	else if (c->a.force)
+		printf("rollback of migration %s requested, forced: the destination was not asked "
+		       "whether the workload still runs there\n",
+		       c->a.id);
 	else
 		printf("rollback of migration %s requested\n", c->a.id);
 	json_decref(m);

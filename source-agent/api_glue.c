@@ -287,43 +287,44 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 	}
 }
 
+/* -EEXIST from making the images dir, as the API says it. */
+static int glue_dir_error(const char *id, const char *dir, int ret, struct api_error *err)
+{
+	log_err("migration %s: cannot create %s: %s", id, dir, strerror(-ret));
+	return api_error_set(err,
+			     ret == -EEXIST  ? -EEXIST
+			     : ret == -EXDEV ? -EINVAL
+					     : -EIO,
+			     "cannot create the images dir %s: %s%s", dir, safepath_strerror(ret),
+			     ret == -EEXIST ? " (an earlier checkpoint; the agent never "
+					      "overwrites one)"
+					    : "");
+}
+
 /*
- * A migration of req->pid: creates <images-root>/<id> and starts criu dump
- * into it; the migration is dumping until glue_dump_exit().  Takes secret.
+ * A migration of req->pid, to dump into <images-root>/<id> (which must
+ * not exist) once glue_dump_run() runs: nothing is made or frozen yet.
+ * Takes secret.
  */
-static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
-			   struct auth_secret *secret, struct src_migration **out,
-			   struct api_error *err)
+static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
+			 struct auth_secret *secret, struct src_migration **out,
+			 struct api_error *err)
 {
 	struct src_migration *m = NULL;
-	struct src_criu_argv av;
 	char dir[API_PATH_MAX + 1];
-	bool made = false;
-	int fd, ret;
+	struct stat st;
+	int ret;
 
 	*out = NULL;
 	if (snprintf(dir, sizeof(dir), "%s/%s", a->images_root_real, req->id) >= (int)sizeof(dir)) {
 		ret = api_error_set(err, -EINVAL, "images root %s: path too long", a->images_root);
 		goto out;
 	}
-	/* Made here, beneath the root's fd: nobody else can have planted anything in it. */
-	fd = safepath_mkdir(a->images_root_fd, req->id, 0700);
-	if (fd < 0) {
-		ret = fd;
-		log_err("migration %s: cannot create %s: %s", req->id, dir, strerror(-ret));
-		ret = api_error_set(err,
-				    ret == -EEXIST  ? -EEXIST
-				    : ret == -EXDEV ? -EINVAL
-						    : -EIO,
-				    "cannot create the images dir %s: %s%s", dir,
-				    safepath_strerror(ret),
-				    ret == -EEXIST ? " (an earlier checkpoint; the agent never "
-						     "overwrites one)"
-						   : "");
+	/* Asked now too, so that a reservation is not made for nothing. */
+	if (fstatat(a->images_root_fd, req->id, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		ret = glue_dir_error(req->id, dir, -EEXIST, err);
 		goto out;
 	}
-	close(fd);
-	made = true;
 	ret = src_mig_new(req->id, dir, secret, req->verify || a->verify, &m);
 	secret = NULL; /* src_mig_new took it */
 	if (ret < 0) {
@@ -333,6 +334,29 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 	}
 	m->pid = req->pid;
 	glue_copy_opts(&req->criu, &m->criu);
+	*out = m;
+	m = NULL;
+	ret = 0;
+out:
+	src_mig_destroy(m);
+	auth_secret_free(secret);
+	return ret;
+}
+
+/*
+ * Creates m's images dir and starts criu dump into it; the migration is
+ * dumping until glue_dump_exit().
+ */
+static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
+{
+	struct src_criu_argv av;
+	int fd, ret;
+
+	/* Made here, beneath the root's fd: nobody else can have planted anything in it. */
+	fd = safepath_mkdir(a->images_root_fd, m->id, 0700);
+	if (fd < 0)
+		return glue_dir_error(m->id, m->dir, fd, err);
+	close(fd);
 	ret =
 	    src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log", &m->criu);
 	/* The workload's downtime starts here: criu freezes it first. */
@@ -341,19 +365,73 @@ static int glue_start_dump(struct src_agent *a, const struct api_start_req *req,
 		ret = src_criu_start(a->base, m->id, &av, m->dir, "dump.log", glue_dump_exit, m,
 				     &m->job);
 	if (ret < 0) {
-		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s dump: %s",
-				    a->criu, strerror(-ret));
-		goto out;
+		rmdir(m->dir);
+		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s dump: %s",
+				     a->criu, strerror(-ret));
 	}
-	*out = m;
-	m = NULL;
-	ret = 0;
-out:
-	if (ret < 0 && made)
-		rmdir(dir);
-	src_mig_destroy(m);
-	auth_secret_free(secret);
-	return ret;
+	return 0;
+}
+
+/* Reads the kB figure of "VmRSS:" in /proc/PID/status; 0 when gone. */
+static uint64_t glue_rss_one(pid_t pid)
+{
+	char path[48], line[128];
+	unsigned long long kb = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+#define GLUE_TREE_MAX 4096
+
+/*
+ * The resident memory of pid and its descendants (every thread's
+ * children), at most GLUE_TREE_MAX processes: what criu dump will write,
+ * roughly.  procfs answers from memory: no blocking read.
+ */
+static uint64_t glue_tree_rss(pid_t pid, unsigned int *seen)
+{
+	char path[64], line[4096], *p, *end;
+	uint64_t sum;
+	struct dirent *de;
+	DIR *d;
+	FILE *f;
+
+	if (++*seen > GLUE_TREE_MAX)
+		return 0;
+	sum = glue_rss_one(pid);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return sum;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/children", (int)pid, de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f))
+			for (p = line; *p && *p != '\n'; p = end) {
+				long child = strtol(p, &end, 10);
+
+				if (end == p)
+					break;
+				if (child > 0)
+					sum += glue_tree_rss((pid_t)child, seen);
+			}
+		fclose(f);
+	}
+	closedir(d);
+	return sum;
 }
 
 /*
@@ -468,11 +546,93 @@ static int glue_make_room(struct src_agent *a, struct api_error *err)
 	log_info("migration %s (%s) forgotten: the agent keeps at most %u migrations "
 		 "(--max-migrations)",
 		 m->id, src_mig_state_str(m->state), a->max_migrations);
+	if (m->later) {
+		struct api_error gone = {0};
+
+		/* Its rollback waited for the destination agent: answered, not lost. */
+		api_later_answer(m->later,
+				 api_error_set(&gone, -EBUSY,
+					       "migration \"%s\" was forgotten while its rollback "
+					       "waited (--max-migrations)",
+					       m->id),
+				 &gone);
+		m->later = NULL;
+	}
 	src_session_cancel(a, m, "migration forgotten");
 	src_records_forget(a->records, m->id);
 	TAILQ_REMOVE(&a->migrations, m, link);
 	src_mig_destroy(m);
 	return 0;
+}
+
+/* A dumping migration joins the list (and the records) and is checked on during the dump. */
+static void glue_add_dumping(struct src_agent *a, struct src_migration *m)
+{
+	TAILQ_INSERT_TAIL(&a->migrations, m, link);
+	m->records = a->records;
+	src_records_save(a->records, m);
+	log_info("migration %s: dumping process %d to %s", m->id, (int)m->pid, m->dir);
+	/* A dump runs: the destination agent's round trip fits in it. */
+	src_handover_prepare(m->handover);
+}
+
+/* m's reservation, given back after a failed start, is answered: m goes. */
+static void glue_released(struct src_migration *m, int ret, const char *why)
+{
+	TAILQ_REMOVE(&m->agent->reserving, m, link);
+	src_mig_destroy(m);
+}
+
+/*
+ * The destination agent answered m's reservation: the dump starts now (an
+ * agent without reservations: as before, with a warning), or the start
+ * is refused with its reason and m goes, nothing frozen, nothing made.
+ */
+static void glue_reserved(struct src_migration *m, int ret, const char *why)
+{
+	struct src_agent *a = m->agent;
+	struct api_later *later = m->later;
+	struct api_error err = {0};
+
+	m->later = NULL;
+	TAILQ_REMOVE(&a->reserving, m, link);
+	if (ret == -EOPNOTSUPP) {
+		log_warn("migration %s: destination agent %s has no reservations (an older "
+			 "agent): freezing without one, so it may still refuse after the dump",
+			 m->id, m->dest);
+		ret = 0;
+	} else if (ret < 0) {
+		log_err("migration %s: %s; nothing was frozen: process %d runs on untouched", m->id,
+			why, (int)m->pid);
+		/*
+		 * Busy or unreachable: 503, the caller may retry; the agent's
+		 * own words last, so that a long one is what a cut shortens.
+		 */
+		ret = api_error_set(&err, ret == -EHOSTUNREACH ? -EAGAIN : ret,
+				    "nothing was frozen: %s", why);
+		goto fail;
+	}
+	if (a->stopping) {
+		ret = api_error_set(&err, -EAGAIN,
+				    "the agent is stopping (it was signalled): nothing was frozen");
+		goto fail;
+	}
+	ret = glue_make_room(a, &err);
+	if (ret == 0)
+		ret = glue_dump_run(a, m, &err);
+	if (ret < 0)
+		goto fail;
+	glue_add_dumping(a, m);
+	api_later_answer(later, 0, NULL);
+	return;
+fail:
+	api_later_answer(later, ret, &err);
+	/* A reservation granted is given back first: m waits for that answer, unlisted. */
+	if (src_handover_release(m->handover, glue_released) == 0) {
+		TAILQ_INSERT_TAIL(&a->reserving, m, link);
+		return;
+	}
+	src_mig_destroy(m);
 }
 
 static int glue_start(void *agent, const struct api_start_req *req, struct api_error *err)
@@ -491,6 +651,13 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 		goto out;
 	}
 	old = src_mig_find(&a->migrations, req->id);
+	if (!old && src_mig_find(&a->reserving, req->id)) {
+		ret = api_error_set(err, -EEXIST,
+				    "migration \"%s\" already exists (reserving on its "
+				    "destination agent)",
+				    req->id);
+		goto out;
+	}
 	if (old) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
 				    api_state_str(glue_state(old)));
@@ -522,8 +689,8 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	if (ret < 0)
 		goto out;
 	if (req->pid > 0) {
-		ret = glue_start_dump(a, req, secret, &m, err);
-		secret = NULL; /* glue_start_dump took it */
+		ret = glue_dump_new(a, req, secret, &m, err);
+		secret = NULL; /* glue_dump_new took it */
 		if (ret < 0)
 			goto out;
 		goto add;
@@ -562,9 +729,31 @@ add:
 					    req->peer, strerror(-ret));
 			goto out;
 		}
-		/* A dump runs: the destination agent's round trip fits in it. */
-		if (req->pid > 0)
-			src_handover_prepare(m->handover);
+	}
+	/* Nothing is frozen before the destination agent reserved the migration. */
+	if (req->pid > 0 && m->handover) {
+		unsigned int seen = 0;
+
+		ret = src_handover_reserve(m->handover, glue_tree_rss(req->pid, &seen),
+					   glue_reserved);
+		if (ret < 0) {
+			ret = api_error_set(err, ret, "dest %s: cannot ask for a reservation: %s",
+					    req->peer, strerror(-ret));
+			goto out;
+		}
+		m->later = req->later;
+		TAILQ_INSERT_TAIL(&a->reserving, m, link);
+		m = NULL;
+		ret = -EINPROGRESS;
+		goto out;
+	}
+	if (req->pid > 0) {
+		ret = glue_dump_run(a, m, err);
+		if (ret < 0)
+			goto out;
+		glue_add_dumping(a, m);
+		m = NULL;
+		goto out;
 	}
 	/* Images given: the destination agent is asked once they are mapped (glue_mapped). */
 	if (req->pid == 0) {
@@ -579,8 +768,6 @@ add:
 	TAILQ_INSERT_TAIL(&a->migrations, m, link);
 	m->records = a->records;
 	src_records_save(a->records, m);
-	if (m->state == SRC_MIG_DUMPING)
-		log_info("migration %s: dumping process %d to %s", m->id, (int)m->pid, m->dir);
 	m = NULL;
 	ret = 0;
 out:
@@ -628,6 +815,11 @@ static int glue_abort(void *agent, const char *id, struct api_error *err)
 		return api_error_set(err, -ENOENT, "no migration \"%s\"", id);
 	if (glue_final(m))
 		return -EALREADY;
+	if (m->later)
+		return api_error_set(err, -EBUSY,
+				     "a rollback of migration \"%s\" waits for its destination "
+				     "agent's answer; retry once it has one",
+				     id);
 	if (m->job)
 		return api_error_set(err, -EBUSY,
 				     "criu %s is running (pid %d): stopping it could leave the "
@@ -724,19 +916,13 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 	return 0;
 }
 
-static int glue_rollback(void *agent, const char *id, struct api_error *err)
+/* Restores m's checkpoint on the source: its state allowed it, and the destination's. */
+static int glue_rollback_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
 {
-	struct src_agent *a = agent;
-	struct src_migration *m = src_mig_find(&a->migrations, id);
 	struct src_criu_argv av;
 	char why[SRC_MIG_ERROR_MAX];
 	int ret;
 
-	if (!m)
-		return api_error_set(err, -ENOENT, "no migration \"%s\"", id);
-	ret = glue_rollback_allowed(m, err);
-	if (ret < 0)
-		return ret;
 	/* Peers still authenticating for it are turned away; so is the destination agent. */
 	src_handover_stop(m->handover);
 	src_session_cancel(a, m, "migration rolled back on the source");
@@ -759,6 +945,105 @@ static int glue_rollback(void *agent, const char *id, struct api_error *err)
 	}
 	log_info("migration %s: rolling back: restoring %s on the source", m->id, m->dir);
 	return 0;
+}
+
+/* The destination agent's word on the workload there: the rollback runs, or 409. */
+static void glue_rollback_answer(struct src_migration *m, int ret, const char *why)
+{
+	struct api_later *later = m->later;
+	struct api_error err = {0};
+
+	/* Gone with the API (the agent stops): nothing is rolled back. */
+	if (!later)
+		return;
+	m->later = NULL;
+	if (ret < 0) {
+		log_warn("migration %s: rollback refused: %s", m->id, why);
+		ret = api_error_set(&err, -EBUSY,
+				    "rollback refused: %s; once it is stopped there, roll back "
+				    "with force",
+				    why);
+	} else {
+		log_info("migration %s: rollback allowed: %s", m->id, why);
+		/* The state may have moved while the answer came. */
+		ret = glue_rollback_allowed(m, &err);
+		if (ret == 0)
+			ret = glue_rollback_run(m->agent, m, &err);
+	}
+	api_later_answer(later, ret, &err);
+}
+
+/* A handover to ask m's destination agent with, made again after a restart. */
+static int glue_asker(struct src_agent *a, struct src_migration *m)
+{
+	struct src_handover_params hp = {.host = NULL};
+	char host[API_HOSTPORT_MAX + 1], port[8];
+	uint64_t p;
+	int ret;
+
+	if (m->handover)
+		return 0;
+	ret = parse_hostport(m->dest, NULL, host, sizeof(host), port, sizeof(port));
+	if (ret == 0)
+		ret = parse_uint(port, 1, 65535, &p);
+	if (ret < 0)
+		return ret;
+	hp.host = host;
+	hp.port = (uint16_t)p;
+	return src_handover_new(a, m, &hp, &m->handover);
+}
+
+/*
+ * Never twice: beyond what its state allows, a rollback runs only when no
+ * destination ever authenticated for the migration (it was never restored
+ * elsewhere), or its destination agent says the migration failed or was
+ * aborted there, or the caller forces it.
+ */
+static int glue_rollback(void *agent, const struct api_rollback_req *rr, struct api_error *err)
+{
+	struct src_agent *a = agent;
+	struct src_migration *m = src_mig_find(&a->migrations, rr->id);
+	int ret;
+
+	if (!m)
+		return api_error_set(err, -ENOENT, "no migration \"%s\"", rr->id);
+	if (m->later)
+		return api_error_set(err, -EBUSY,
+				     "a rollback of migration \"%s\" waits for its destination "
+				     "agent's answer already",
+				     m->id);
+	ret = glue_rollback_allowed(m, err);
+	if (ret < 0)
+		return ret;
+	if (rr->force) {
+		log_warn("migration %s: rollback FORCED through the API: the destination%s%s is "
+			 "not asked whether the workload still runs there",
+			 m->id, m->peer[0] ? " " : "", m->peer);
+		return glue_rollback_run(a, m, err);
+	}
+	if (!m->peer[0]) {
+		log_info("migration %s: rollback: no destination ever authenticated for it, so "
+			 "the workload was never restored elsewhere",
+			 m->id);
+		return glue_rollback_run(a, m, err);
+	}
+	if (!m->dest)
+		return api_error_set(err, -EBUSY,
+				     "destination %s fetched migration \"%s\" and no destination "
+				     "agent can tell whether the workload is stopped there: make "
+				     "sure it is, then roll back with force",
+				     m->peer, m->id);
+	ret = glue_asker(a, m);
+	if (ret == 0)
+		ret = src_handover_ask_stopped(m->handover, glue_rollback_answer);
+	if (ret < 0)
+		return api_error_set(
+		    err, -EBUSY,
+		    "cannot ask destination agent %s whether the workload is "
+		    "stopped there (%s): make sure it is, then roll back with force",
+		    m->dest, strerror(-ret));
+	m->later = rr->later;
+	return -EINPROGRESS;
 }
 
 /* GET /metrics: the data listener's refused peers, and whether SIGTERM's drain runs. */
@@ -991,6 +1276,20 @@ void src_api_stop(struct src_agent *a)
 
 	api_server_destroy(a->api);
 	a->api = NULL;
+	/* Their start requests were answered 503: nothing was frozen for them. */
+	while ((m = TAILQ_FIRST(&a->reserving)) != NULL) {
+		TAILQ_REMOVE(&a->reserving, m, link);
+		api_later_answer(m->later, -ECANCELED, NULL);
+		m->later = NULL;
+		src_mig_destroy(m);
+	}
+	/* A rollback's question still out: dropped, nothing is rolled back. */
+	TAILQ_FOREACH(m, &a->migrations, link)
+	if (m->later) {
+		api_later_answer(m->later, -ECANCELED, NULL);
+		m->later = NULL;
+		src_handover_stop(m->handover);
+	}
 	/* What the shutdown does to them (sessions closed) changes nothing a restart needs. */
 	TAILQ_FOREACH(m, &a->migrations, link)
 	m->records = NULL;

@@ -48,11 +48,12 @@
 #define HO_ENDPOINT_MAX (API_HOSTPORT_MAX + 8)
 
 enum ho_phase {
-	HO_IDLE,   /* the migration does not serve yet */
-	HO_HEALTH, /* GET /v1/health: is it a destination agent? */
-	HO_READY,  /* it is (asked during the dump); the POST waits for the migration to serve */
-	HO_POST,   /* POST /v1/migrations */
-	HO_POLL,   /* accepted: GET /v1/migrations/{id} every HO_POLL_MS */
+	HO_IDLE,    /* the migration does not serve yet (0: a new handover's) */
+	HO_RESERVE, /* POST /v1/reservations: before the freeze */
+	HO_HEALTH,  /* GET /v1/health: is it a destination agent? */
+	HO_READY,   /* it is (asked during the dump); the POST waits for the migration to serve */
+	HO_POST,    /* POST /v1/migrations */
+	HO_POLL,    /* accepted: GET /v1/migrations/{id} every HO_POLL_MS */
 	HO_ENDED,
 };
 
@@ -96,12 +97,45 @@ struct src_handover {
 	char *dest_images_dir;
 	uint8_t secret[AUTH_SECRET_MAX];
 	size_t secret_len;
+	/* The reservation the destination agent granted, "" before or without one. */
+	char reservation[API_ID_MAX + 1];
+	bool released;			   /* its DELETE was sent (or could not be) */
+	src_handover_result_fn release_cb; /* told when that DELETE is answered, or NULL */
+	uint64_t reserve_bytes;
+	src_handover_result_fn reserve_cb;
+	/* The rollback's question (GET of the migration there) in flight, or NULL. */
+	struct evhttp_request *ask_req;
+	bool ask_error;
+	enum evhttp_request_error ask_err;
+	uint64_t ask_sent_ns;
+	src_handover_result_fn ask_cb;
+	/*
+	 * An answer for the migration, given from the timer (never from inside
+	 * a request's callback, the connection still in use): which callback,
+	 * its ret and why.
+	 */
+	src_handover_result_fn result_cb;
+	int result_ret;
+	char result_why[HO_WHY_MAX];
 };
 
 static void ho_wipe_secret(struct src_handover *h)
 {
 	explicit_bzero(h->secret, sizeof(h->secret));
 	h->secret_len = 0;
+}
+
+static void ho_why(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A message into buf, cut if it must be (the agents' texts are bounded, not trusted). */
+static void ho_why(char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, len, fmt, ap);
+	va_end(ap);
 }
 
 static void ho_schedule(struct src_handover *h, int ms)
@@ -252,7 +286,7 @@ static int ho_conn_fresh(struct src_handover *h)
 	if (!h->conn)
 		return ho_connect(h);
 	bev = evhttp_connection_get_bufferevent(h->conn);
-	if (!h->a->tls_client || !h->conn_used || h->req || h->del_req ||
+	if (!h->a->tls_client || !h->conn_used || h->req || h->del_req || h->ask_req ||
 	    bufferevent_getfd(bev) >= 0)
 		return 0;
 	if (h->stale)
@@ -473,7 +507,9 @@ static int ho_post_body(struct src_handover *h, const char *source, char **out)
 				json_string(xport_transport_str(h->a->kind, h->a->data_tls))) < 0 ||
 	    json_object_set_new(j, "verify", json_boolean(m->verify)) < 0 ||
 	    (h->dest_images_dir &&
-	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0))
+	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0) ||
+	    (h->reservation[0] &&
+	     json_object_set_new(j, "reservation", json_string(h->reservation)) < 0))
 		goto out;
 	ret = ho_criu_opts(&m->criu, j);
 	if (ret < 0)
@@ -702,6 +738,70 @@ static void ho_on_poll(struct src_handover *h, struct evhttp_request *req, int s
 	ho_after_poll(h);
 }
 
+/* Hands ret and why to cb from the timer: the request's callback is still on the stack. */
+static void ho_result(struct src_handover *h, src_handover_result_fn cb, int ret, const char *why)
+{
+	h->result_cb = cb;
+	h->result_ret = ret;
+	snprintf(h->result_why, sizeof(h->result_why), "%s", why ? why : "");
+	ho_schedule(h, 0);
+}
+
+/* The HTTP status of a refusal as the errno the source's API answers with. */
+static int ho_status_errno(int status)
+{
+	switch (status) {
+	case 400:
+		return -EINVAL;
+	case 403:
+		return -EACCES;
+	case 409:
+		return -EBUSY;
+	default:
+		return -EAGAIN;
+	}
+}
+
+static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, int status)
+{
+	char why[HO_WHY_MAX], text[HO_WHY_MAX];
+	const char *rid;
+	json_t *j;
+
+	h->phase = HO_IDLE;
+	if (status == 0) {
+		ho_phase_error(h, text, sizeof(text));
+		ho_why(why, sizeof(why), "destination agent %s unreachable: %s", h->name, text);
+		ho_result(h, h->reserve_cb, -EHOSTUNREACH, why);
+		return;
+	}
+	if (status == 404) {
+		/* An agent older than reservations: the route is unknown there. */
+		ho_result(h, h->reserve_cb, -EOPNOTSUPP, "");
+		return;
+	}
+	j = status == 201 ? ho_body_json(req) : NULL;
+	rid = json_string_value(json_object_get(j, "id"));
+	if (status != 201 || !rid || !migration_id_valid(rid)) {
+		if (status == 201)
+			ho_why(text, sizeof(text), "an answer without a reservation id (HTTP 201)");
+		else
+			ho_http_error(req, status, text, sizeof(text));
+		ho_why(why, sizeof(why), "destination agent %s refused the reservation: %s",
+		       h->name, text);
+		json_decref(j);
+		ho_result(h, h->reserve_cb, status == 201 ? -EPROTO : ho_status_errno(status), why);
+		return;
+	}
+	snprintf(h->reservation, sizeof(h->reservation), "%s", rid);
+	log_info("migration %s: destination agent %s reserved a slot and %" PRIu64
+		 " bytes for it (reservation %s, until %s)",
+		 h->m->id, h->name, h->reserve_bytes, rid,
+		 json_string_value(json_object_get(j, "expires")) ?: "?");
+	json_decref(j);
+	ho_result(h, h->reserve_cb, 0, "");
+}
+
 static void ho_done(struct evhttp_request *req, void *arg)
 {
 	struct src_handover *h = arg;
@@ -717,6 +817,9 @@ static void ho_done(struct evhttp_request *req, void *arg)
 		break;
 	case HO_POLL:
 		ho_on_poll(h, req, status);
+		break;
+	case HO_RESERVE:
+		ho_on_reserve(h, req, status);
 		break;
 	case HO_IDLE:
 	case HO_READY:
@@ -741,14 +844,25 @@ static void ho_poll(struct src_handover *h)
 static void ho_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct src_handover *h = arg;
+	src_handover_result_fn cb = h->result_cb;
+	char why[HO_WHY_MAX];
 
 	if (h->stale) {
 		evhttp_connection_free(h->stale);
 		h->stale = NULL;
 	}
+	if (cb) {
+		/* The callback may free h: nothing of it is touched afterwards. */
+		h->result_cb = NULL;
+		snprintf(why, sizeof(why), "%s", h->result_why);
+		if (h->phase == HO_POLL)
+			ho_schedule(h, HO_POLL_MS);
+		cb(h->m, h->result_ret, why);
+		return;
+	}
 	if (h->phase == HO_POLL) {
 		ho_poll(h);
-	} else if (h->phase == HO_ENDED && h->conn && !h->del_req) {
+	} else if (h->phase == HO_ENDED && h->conn && !h->del_req && !h->ask_req) {
 		evhttp_connection_free(h->conn);
 		h->conn = NULL;
 		h->req = NULL;
@@ -773,7 +887,9 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
 	snprintf(h->host, sizeof(h->host), "%s", p->host);
 	snprintf(h->name, sizeof(h->name), strchr(h->host, ':') ? "[%s]:%u" : "%s:%u", h->host,
 		 (unsigned)h->port);
-	memcpy(h->secret, p->secret, p->secret_len);
+	/* A handover made again only to ask (after a restart) has no secret. */
+	if (p->secret_len)
+		memcpy(h->secret, p->secret, p->secret_len);
 	h->secret_len = p->secret_len;
 	h->timer = evtimer_new(a->base, ho_tick, h);
 	if (!h->timer)
@@ -844,13 +960,9 @@ static int ho_connect(struct src_handover *h)
 	return 0;
 }
 
-/* GET /v1/health on a new connection: 0, or a negative errno (nothing sent). */
-static int ho_health(struct src_handover *h)
+/* The agent's asynchronous resolver, made on first use. */
+static void ho_dns(struct src_agent *a)
 {
-	struct src_agent *a = h->a;
-	int ret;
-
-	h->phase = HO_HEALTH;
 	if (!a->dns) {
 		/* Reads resolv.conf and hosts once; lookups then never block the loop. */
 		a->dns = evdns_base_new(a->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
@@ -859,10 +971,69 @@ static int ho_health(struct src_handover *h)
 			log_warn("no asynchronous DNS: destination agents must be given as "
 				 "addresses");
 	}
-	ret = ho_connect(h);
+}
+
+/* GET /v1/health, on the reservation's connection or a new one: 0, or a negative errno. */
+static int ho_health(struct src_handover *h)
+{
+	int ret = 0;
+
+	h->phase = HO_HEALTH;
+	ho_dns(h->a);
+	if (!h->conn)
+		ret = ho_connect(h);
 	if (ret == 0)
 		ret = ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S);
 	return ret;
+}
+
+/* Long enough for the dump and the mapping: 2 min, plus 1 s per 64 MiB to write. */
+static unsigned int ho_reserve_ttl(uint64_t bytes)
+{
+	uint64_t ttl = API_RESERVE_TTL_DEFAULT_S + bytes / (64ull << 20);
+
+	return ttl > API_RESERVE_TTL_MAX_S ? API_RESERVE_TTL_MAX_S : (unsigned int)ttl;
+}
+
+int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_result_fn cb)
+{
+	json_t *j = json_object();
+	char *body = NULL;
+	int ret = -ENOMEM;
+
+	if (!j || json_object_set_new(j, "migration", json_string(h->m->id)) < 0 ||
+	    json_object_set_new(j, "bytes", json_integer((json_int_t)bytes)) < 0 ||
+	    json_object_set_new(j, "ttl_s", json_integer(ho_reserve_ttl(bytes))) < 0 ||
+	    (h->dest_images_dir &&
+	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0))
+		goto out;
+	body = json_dumps(j, JSON_COMPACT);
+	if (!body)
+		goto out;
+	h->phase = HO_RESERVE;
+	h->reserve_cb = cb;
+	h->reserve_bytes = bytes;
+	ho_dns(h->a);
+	ret = h->conn ? 0 : ho_connect(h);
+	if (ret == 0) {
+		ret = ho_request(h, EVHTTP_REQ_POST, "/v1/reservations", body, HO_POST_TIMEOUT_S);
+		body = NULL; /* the request's, whatever happened */
+	}
+	if (ret == 0)
+		log_info("migration %s: reserving a slot and %" PRIu64
+			 " bytes on destination agent %s before the freeze",
+			 h->m->id, bytes, h->name);
+	else
+		h->phase = HO_IDLE;
+out:
+	free(body);
+	json_decref(j);
+	return ret;
+}
+
+const char *src_handover_reservation(const struct src_handover *h)
+{
+	return h && h->reservation[0] ? h->reservation : NULL;
 }
 
 void src_handover_prepare(struct src_handover *h)
@@ -899,6 +1070,164 @@ void src_handover_begin(struct src_handover *h)
 		ho_fail(h, "unreachable: the request could not be sent");
 }
 
+static void ho_release_done(struct evhttp_request *req, void *arg)
+{
+	struct src_handover *h = arg;
+	int status = req ? evhttp_request_get_response_code(req) : 0;
+	char why[HO_WHY_MAX];
+
+	h->del_req = NULL;
+	if (status == HTTP_OK || status == 404) {
+		log_info("migration %s: its reservation %s on destination agent %s is released "
+			 "(HTTP %d)",
+			 h->m->id, h->reservation, h->name, status);
+	} else {
+		if (status == 0)
+			ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S,
+					   h->del_sent_ns, why, sizeof(why));
+		else
+			ho_http_error(req, status, why, sizeof(why));
+		log_warn("migration %s: its reservation %s on destination agent %s is not "
+			 "released (%s): it expires there on its own",
+			 h->m->id, h->reservation, h->name, why);
+	}
+	if (h->release_cb)
+		ho_result(h, h->release_cb, 0, "");
+	else
+		ho_schedule(h, 0);
+}
+
+static void ho_delete_error_cb(enum evhttp_request_error e, void *arg);
+
+/*
+ * A reservation that no POST used is given back at once (best effort,
+ * like the abort's DELETE): the slot need not wait for its TTL.
+ */
+static void ho_release(struct src_handover *h)
+{
+	char path[32 + API_ID_MAX];
+
+	if (!h->reservation[0] || h->posted || h->released || h->del_req)
+		return;
+	snprintf(path, sizeof(path), "/v1/reservations/%s", h->reservation);
+	h->del_error = false;
+	h->del_sent_ns = now_ns();
+	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, HO_ABORT_TIMEOUT_S, ho_release_done,
+		    ho_delete_error_cb, &h->del_req) == 0)
+		log_info("migration %s: releasing its reservation %s on destination agent %s",
+			 h->m->id, h->reservation, h->name);
+	/* Once: a failure is left to the TTL. */
+	h->released = true;
+}
+
+static void ho_ask_error_cb(enum evhttp_request_error e, void *arg)
+{
+	struct src_handover *h = arg;
+
+	h->ask_error = true;
+	h->ask_err = e;
+}
+
+/*
+ * Whether the destination agent's view j (HTTP 200) says the workload
+ * cannot run there: 0 with why, or -EBUSY with why.
+ */
+static int ho_judge_stopped(struct src_handover *h, const json_t *j, char *why, size_t len)
+{
+	const char *st = json_string_value(json_object_get(j, "state"));
+	const char *err = json_string_value(json_object_get(j, "error"));
+	enum api_state s;
+
+	if (!st || api_state_parse(st, &s) < 0) {
+		ho_why(why, len, "destination agent %s reports no state for it", h->name);
+		return -EBUSY;
+	}
+	if (s == API_STATE_FAILED || s == API_STATE_ABORTED) {
+		/* Its worker ended: it stops every process that still needs pages. */
+		ho_why(why, len, "destination agent %s: the migration is %s there%s%.120s", h->name,
+		       st, err ? ": " : "", err ? err : "");
+		return 0;
+	}
+	if (s == API_STATE_DONE) {
+		ho_why(why, len,
+		       "destination agent %s: the migration is done there, the workload runs "
+		       "there",
+		       h->name);
+		return -EBUSY;
+	}
+	ho_why(why, len,
+	       "destination agent %s: the migration is %s there and the workload may run "
+	       "there; abort it there (or wait for it to end)",
+	       h->name, st);
+	return -EBUSY;
+}
+
+static void ho_ask_done(struct evhttp_request *req, void *arg)
+{
+	struct src_handover *h = arg;
+	int status = req ? evhttp_request_get_response_code(req) : 0;
+	char why[HO_WHY_MAX], text[HO_WHY_MAX];
+	json_t *j = status == HTTP_OK ? ho_body_json(req) : NULL;
+	int ret;
+
+	h->ask_req = NULL;
+	if (j && json_is_object(j)) {
+		ret = ho_judge_stopped(h, j, why, sizeof(why));
+	} else if (status == 404) {
+		/* Not "stopped": an agent that restarted forgets, and its workers may still run. */
+		ho_why(why, sizeof(why),
+		       "destination agent %s does not know the migration (restarted, or it "
+		       "forgot it): it cannot confirm that the workload is stopped",
+		       h->name);
+		ret = -EBUSY;
+	} else {
+		if (status == 0)
+			ho_transport_error(h, h->ask_error, h->ask_err, HO_POLL_TIMEOUT_S,
+					   h->ask_sent_ns, text, sizeof(text));
+		else
+			ho_http_error(req, status, text, sizeof(text));
+		ho_why(why, sizeof(why),
+		       "destination agent %s is unreachable (%s): it cannot confirm that the "
+		       "workload is stopped",
+		       h->name, text);
+		ret = -EHOSTUNREACH;
+	}
+	json_decref(j);
+	ho_result(h, h->ask_cb, ret, why);
+}
+
+int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb)
+{
+	char path[32 + API_ID_MAX];
+	int ret;
+
+	if (h->ask_req || h->result_cb)
+		return -EBUSY;
+	ho_dns(h->a);
+	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
+	h->ask_cb = cb;
+	h->ask_error = false;
+	h->ask_sent_ns = now_ns();
+	ret = ho_send(h, EVHTTP_REQ_GET, path, NULL, HO_POLL_TIMEOUT_S, ho_ask_done,
+		      ho_ask_error_cb, &h->ask_req);
+	if (ret == 0)
+		log_info("migration %s: rollback: asking destination agent %s whether the "
+			 "workload is stopped there",
+			 h->m->id, h->name);
+	return ret;
+}
+
+int src_handover_release(struct src_handover *h, src_handover_result_fn cb)
+{
+	if (!h || !h->reservation[0] || h->posted || h->released)
+		return -ENOENT;
+	src_handover_stop(h);
+	if (!h->del_req)
+		return -EIO;
+	h->release_cb = cb;
+	return 0;
+}
+
 void src_handover_stop(struct src_handover *h)
 {
 	if (!h)
@@ -906,6 +1235,8 @@ void src_handover_stop(struct src_handover *h)
 	ho_wipe_secret(h);
 	h->phase = HO_ENDED;
 	evtimer_del(h->timer);
+	h->result_cb = NULL;
+	ho_release(h);
 	/* An abort's DELETE keeps the connection until it is answered (ho_delete_done). */
 	if (h->del_req)
 		return;

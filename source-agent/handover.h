@@ -19,6 +19,13 @@
  * is passed on: DELETE /v1/migrations/{id} to the destination agent once
  * the POST went out (best effort, 5 s, logged), so its side stops too.
  *
+ * Before the freeze (a dumped pid), the source first reserves the
+ * migration there: POST /v1/reservations with the id, the images'
+ * expected size and the images directory; the POST names the reservation
+ * it got; a reservation no POST used is released (DELETE) when the
+ * handover stops.  A rollback first asks the destination agent whether the
+ * workload is stopped there (GET /v1/migrations/{id}).
+ *
  * Everything runs on the agent's event loop through libevent's evhttp
  * client and evdns (no blocking name lookups), with bounded timeouts.  The
  * secret travels in the clear over the destination's TCP API: keep that on
@@ -52,6 +59,14 @@ struct src_handover_params {
 };
 
 /*
+ * The answer to a request made for the migration m: ret 0 or a negative
+ * errno and why (a sentence naming the destination agent; "" when there
+ * is nothing to say).  Called from the handover's timer, never from
+ * inside a request's callback: it may free the handover (the migration).
+ */
+typedef void (*src_handover_result_fn)(struct src_migration *m, int ret, const char *why);
+
+/*
  * Prepares the handover of m (nothing is sent yet) and sets m->dest to the
  * destination agent's "host:port".  Caller (the migration) owns *out.
  */
@@ -66,12 +81,45 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
  */
 void src_handover_prepare(struct src_handover *h);
 
+/*
+ * Before the freeze: POST /v1/reservations for bytes (the images' expected
+ * size), with a TTL long enough for the dump.  cb gets 0 (reserved: the
+ * POST will name it), -EOPNOTSUPP (the agent has no reservations: 404),
+ * -EHOSTUNREACH (no answer) or the refusal as an errno (-EAGAIN for 503,
+ * -EBUSY 409, -EINVAL 400, -EACCES 403), with the agent's reason in why.
+ * 0, or a negative errno when nothing could be sent (cb is not called).
+ */
+int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_result_fn cb);
+
+/*
+ * Stops the handover as src_handover_stop() does, releasing its
+ * reservation, and calls cb (ret 0) once that DELETE is answered, however
+ * (the caller may then free the migration).  -ENOENT: no reservation to
+ * release; -EIO: the DELETE could not be sent; cb is not called then.
+ */
+int src_handover_release(struct src_handover *h, src_handover_result_fn cb);
+
+/* The reservation granted, or NULL. */
+const char *src_handover_reservation(const struct src_handover *h);
+
+/*
+ * A rollback's question: GET /v1/migrations/{id} on the destination
+ * agent.  cb gets 0 when the migration is failed or aborted there (its
+ * worker ended, stopping the processes that still needed pages),
+ * -EBUSY when the workload may run there (done, not final, or not known
+ * there: an agent that restarted forgets), -EHOSTUNREACH when it does not
+ * answer; why says which.  0, or a negative errno (cb is not called).
+ */
+int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb);
+
 /* The migration serves: starts talking to the destination agent (or POSTs, prepared). */
 void src_handover_begin(struct src_handover *h);
 
 /*
  * Stops talking to the destination agent (abort, rollback, a failed dump)
- * and wipes the secret; what was reported so far stays.  Not from inside
+ * and wipes the secret; what was reported so far stays.  A reservation
+ * that no POST used is released (DELETE, best effort, logged).  A
+ * question or result not delivered yet is dropped.  Not from inside
  * the handover's own callbacks.  NULL is fine.
  */
 void src_handover_stop(struct src_handover *h);

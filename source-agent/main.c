@@ -352,6 +352,7 @@ int main(int argc, char **argv)
 	}
 	ret = 1;
 	TAILQ_INIT(&a.migrations);
+	TAILQ_INIT(&a.reserving);
 	LIST_INIT(&a.sessions);
 	if (conffile_apply("rdmig-source", &argc, &argv, "l:t:m:1o:vhV", opts,
 			   RDMIG_CONFDIR "/rdmig-source.conf", NULL) < 0)

@@ -43,6 +43,7 @@ enum src_mig_state {
 
 #define SRC_MIG_ERROR_MAX 512
 
+struct api_later;
 struct src_agent;
 struct src_handover;
 struct src_map_job;
@@ -74,6 +75,11 @@ struct src_migration {
 	struct src_agent *agent; /* borrowed, for the API's callbacks; NULL: --migration */
 	char *dest;		 /* the destination agent's API "host:port" (handover), or NULL */
 	struct src_handover *handover; /* owned; NULL without a destination agent */
+	/*
+	 * The API request answered once the destination agent spoke: the
+	 * start while reserving, a rollback while asking (api.h), or NULL.
+	 */
+	struct api_later *later;
 	struct auth_secret *secret;
 	struct imgmap *map;	     /* NULL until mapped, and once final */
 	struct src_map_job *map_job; /* in flight (the offload's), or NULL */

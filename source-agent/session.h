@@ -51,6 +51,12 @@ struct src_agent {
 	 */
 	unsigned int max_migrations;
 	struct src_mig_list migrations;
+	/*
+	 * Migrations of a pid whose destination agent is asked for a
+	 * reservation before the freeze: not listed, nothing dumped yet,
+	 * their start request still unanswered (api_glue.c).
+	 */
+	struct src_mig_list reserving;
 	LIST_HEAD(, src_session) sessions;
 	struct api_server *api;	 /* NULL: no API */
 	const char *images_root; /* where the agent's dumps go: <root>/<id> */

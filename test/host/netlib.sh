@@ -85,6 +85,24 @@ wait_state() {
 	return 1
 }
 
+# start_fakedest NAME [ARGS...]: rdmig-fakedest (RDMIG_FAKEDEST, a stand-in
+# for the destination agent's API) recording into $T/NAME, its log
+# $T/NAME.log; sets fake_pid and fake_port.
+start_fakedest() {
+	local name=$1
+	shift
+	mkdir -p "$T/$name"
+	"${RDMIG_FAKEDEST:?}" --record "$T/$name" --port-file "$T/$name.port" "$@" \
+		>"$T/$name.log" 2>&1 &
+	fake_pid=$!
+	track "$fake_pid"
+	for _ in $(seq 100); do
+		[ -s "$T/$name.port" ] && break
+		sleep 0.05
+	done
+	fake_port=$(cat "$T/$name.port" 2>/dev/null)
+}
+
 # alive PID: the process runs (and is not a zombie we could reap).
 alive() { kill -0 "$1" 2>/dev/null; }
 

@@ -67,6 +67,13 @@ struct fake_agent {
 	enum api_transport last_transport;
 	struct api_criu_opts last_criu;
 	char last_cgroups[16];
+	char last_reservation[API_ID_MAX + 1];
+	/* The one reservation the fake keeps ("r-1"), as reserve() was asked. */
+	bool reserved;
+	char resv_mig[API_ID_MAX + 1];
+	char resv_images[256];
+	uint64_t resv_bytes;
+	unsigned int resv_ttl;
 };
 
 static struct fake_mig *fake_find(struct fake_agent *a, const char *id)
@@ -104,6 +111,7 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 	a->last_transport = req->transport;
 	a->last_criu = req->criu;
 	fake_copy(a->last_cgroups, sizeof(a->last_cgroups), req->criu.manage_cgroups);
+	fake_copy(a->last_reservation, sizeof(a->last_reservation), req->reservation);
 	if (a->busy)
 		return api_error_set(err, -EAGAIN, "the agent is busy");
 	if (fake_find(a, req->id))
@@ -181,8 +189,9 @@ static int fake_abort(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
-static int fake_rollback(void *agent, const char *id, struct api_error *err)
+static int fake_rollback(void *agent, const struct api_rollback_req *req, struct api_error *err)
 {
+	const char *id = req->id;
 	struct fake_mig *m = fake_find(agent, id);
 
 	if (!m)
@@ -202,11 +211,62 @@ static const struct api_ops fake_ops = {
     .rollback = fake_rollback,
 };
 
+static void fake_resv_view(struct fake_agent *a, struct api_reservation_view *v)
+{
+	v->id = "r-1";
+	v->migration = a->resv_mig;
+	v->bytes = a->resv_bytes;
+	v->images_dir = a->resv_images[0] ? a->resv_images : NULL;
+	v->ttl_s = a->resv_ttl;
+	v->created_unix_ms = 1000;
+	v->expires_unix_ms = 1000 + 1000 * (int64_t)a->resv_ttl;
+}
+
+static int fake_reserve(void *agent, const struct api_reserve_req *req,
+			struct api_reservation_view *out, struct api_error *err)
+{
+	struct fake_agent *a = agent;
+
+	if (a->busy || a->reserved)
+		return api_error_set(err, -EAGAIN, "no free slot");
+	a->reserved = true;
+	fake_copy(a->resv_mig, sizeof(a->resv_mig), req->migration);
+	fake_copy(a->resv_images, sizeof(a->resv_images), req->images_dir);
+	a->resv_bytes = req->bytes;
+	a->resv_ttl = req->ttl_s;
+	fake_resv_view(a, out);
+	return 0;
+}
+
+static int fake_release(void *agent, const char *id, struct api_error *err)
+{
+	struct fake_agent *a = agent;
+
+	if (!a->reserved || strcmp(id, "r-1") != 0)
+		return -ENOENT;
+	a->reserved = false;
+	return 0;
+}
+
+static int fake_list_resv(void *agent, api_emit_resv_fn emit, void *ctx)
+{
+	struct fake_agent *a = agent;
+	struct api_reservation_view v;
+
+	if (!a->reserved)
+		return 0;
+	fake_resv_view(a, &v);
+	return emit(ctx, &v) < 0 ? -ENOMEM : 0;
+}
+
 static const struct api_ops fake_ops_dest = {
     .start = fake_start,
     .get = fake_get,
     .list = fake_list,
     .abort = fake_abort,
+    .reserve = fake_reserve,
+    .release = fake_release,
+    .list_reservations = fake_list_resv,
 };
 
 /* --- A server with its loop in a thread --------------------------------- */
@@ -685,9 +745,11 @@ static void test_rollback(void **state)
 
 	json_decref(req_json(e, "POST", "/v1/migrations",
 			     "{\"id\":\"rb\",\"pid\":5,\"dest\":\"h:1\"}", 202, NULL));
-	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true}", 400,
-		     "invalid_request", "no fields");
-	j = req_json(e, "POST", "/v1/migrations/rb/rollback", "{}", 202, NULL);
+	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":1}", 400,
+		     "invalid_request", "one field only");
+	expect_error(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true,\"x\":1}", 400,
+		     "invalid_request", "one field only");
+	j = req_json(e, "POST", "/v1/migrations/rb/rollback", "{\"force\":true}", 202, NULL);
 	assert_string_equal(json_string_value(json_object_get(j, "state")), "rolled_back");
 	json_decref(j);
 	expect_error(e, "POST", "/v1/migrations/rb/rollback", NULL, 409, "conflict",
@@ -1197,6 +1259,67 @@ static void test_dest_role(void **state)
 	env_stop(e);
 }
 
+/* POST/GET/DELETE /v1/reservations: the dest agent's; 404 on the source. */
+static void test_reservations(void **state)
+{
+	struct env *e = env_start(API_ROLE_DEST, NULL, false);
+	struct fake_agent *a = &e->agent;
+	struct apiclient_resp r;
+	json_t *j;
+
+	expect_error(e, "POST", "/v1/reservations", "{\"bytes\":1}", 400, "invalid_request",
+		     "\"migration\" is required");
+	expect_error(e, "POST", "/v1/reservations", "{\"migration\":\"m1\",\"bytes\":-1}", 400,
+		     "invalid_request", "\"bytes\" is required");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"ttl_s\":0}", 400, "invalid_request",
+		     "1..3600");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"images_dir\":\"rel\"}", 400,
+		     "invalid_request", "absolute");
+	expect_error(e, "POST", "/v1/reservations", "{\"migration\":\"m1\",\"bytes\":1,\"x\":1}",
+		     400, "invalid_request", "unknown field");
+	assert_false(a->reserved);
+	j = req_json(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":4096,\"images_dir\":\"/w/m1\"}", 201, &r);
+	assert_string_equal(r.location, "/v1/reservations/r-1");
+	apiclient_resp_release(&r);
+	assert_string_equal(json_string_value(json_object_get(j, "migration")), "m1");
+	assert_int_equal(json_integer_value(json_object_get(j, "bytes")), 4096);
+	assert_int_equal(json_integer_value(json_object_get(j, "ttl_s")),
+			 API_RESERVE_TTL_DEFAULT_S);
+	assert_string_equal(json_string_value(json_object_get(j, "images_dir")), "/w/m1");
+	json_decref(j);
+	expect_error(e, "POST", "/v1/reservations", "{\"migration\":\"m2\",\"bytes\":0}", 503,
+		     "unavailable", "no free slot");
+	j = req_json(e, "GET", "/v1/reservations", NULL, 200, NULL);
+	assert_int_equal(json_array_size(json_object_get(j, "reservations")), 1);
+	json_decref(j);
+	json_decref(req_json(e, "GET", "/v1/reservations/r-1", NULL, 200, NULL));
+	expect_error(e, "GET", "/v1/reservations/r-2", NULL, 404, "not_found", "no reservation");
+	expect_error(e, "PUT", "/v1/reservations/r-1", NULL, 405, "method_not_allowed", "DELETE");
+	/* A migration names its reservation. */
+	json_decref(req_json(e, "POST", "/v1/migrations",
+			     "{\"id\":\"m1\",\"source\":\"h:1\",\"reservation\":\"r-1\","
+			     "\"secret\":\"base64:" SECRET_B64 "\"}",
+			     202, NULL));
+	assert_string_equal(a->last_reservation, "r-1");
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"id\":\"m9\",\"source\":\"h:1\",\"reservation\":\"../x\"}", 400,
+		     "invalid_request", "\"reservation\" must be");
+	json_decref(req_json(e, "DELETE", "/v1/reservations/r-1", NULL, 200, NULL));
+	expect_error(e, "DELETE", "/v1/reservations/r-1", NULL, 404, "not_found", "r-1");
+	env_stop(e);
+
+	e = env_start(API_ROLE_SOURCE, NULL, false);
+	expect_error(e, "POST", "/v1/reservations", "{\"migration\":\"m1\",\"bytes\":1}", 404,
+		     "not_found", "no such resource");
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"id\":\"m1\",\"pid\":5,\"reservation\":\"r-1\"}", 400, "invalid_request",
+		     "not accepted by the source agent");
+	env_stop(e);
+}
+
 static void test_inherited_fd(void **state)
 {
 	struct env *e = env_start(API_ROLE_SOURCE, NULL, true);
@@ -1367,6 +1490,7 @@ int main(void)
 	    cmocka_unit_test(test_view_json),
 	    cmocka_unit_test(test_socket_lifecycle),
 	    cmocka_unit_test(test_dest_role),
+	    cmocka_unit_test(test_reservations),
 	    cmocka_unit_test(test_inherited_fd),
 	    cmocka_unit_test(test_peer_credentials),
 	    cmocka_unit_test(test_unknown_group),

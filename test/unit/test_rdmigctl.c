@@ -428,7 +428,7 @@ static void test_usage(void **state)
 	static const enum cli_cmd cmds[] = {CLI_CMD_NONE,   CLI_CMD_HEALTH, CLI_CMD_MIGRATE,
 					    CLI_CMD_STATUS, CLI_CMD_ABORT,  CLI_CMD_ROLLBACK};
 	static const char *const says[] = {"COMMAND", "health",	  "--pid PID",
-					   "--watch", "abort ID", "rollback ID"};
+					   "--watch", "abort ID", "rollback [--force] ID"};
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		char *out = NULL;

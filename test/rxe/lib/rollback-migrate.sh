@@ -19,8 +19,9 @@
 #     (if it still runs, it is asked to verify its memory, which reports the
 #     zero pages, and is killed by the script) -> ID.dest
 #   source: the loss must show in its log; state still serving (waiting for
-#     another destination), checkpoint unchanged; after ID.dest,
-#     rdmigctl rollback ID -> rolled_back; the workload verifies all its
+#     another destination), checkpoint unchanged; after ID.dest, a plain
+#     rdmigctl rollback ID is refused (no destination agent to confirm the
+#     workload stopped), rdmigctl rollback --force ID -> rolled_back; the workload verifies all its
 #     memory twice and its generation grows -> ID.finished
 # Prints `rollback-migrate: ...` lines.  Environment: RDMIG_BUILD,
 # RDMIG_SECRET, RDMIG_ADDR, RDMIG_SOURCE_ADDR, RDMIG_SHARED_DIR,
@@ -194,7 +195,12 @@ source_case() {
 		return 1
 	fi
 	say "$id: destination: $(cat "$sh/$id.dest")"
-	"${ctl[@]}" rollback "$id" 2>&1 | sed 's/^/rollback-migrate: /'
+	# Never twice: no destination agent can confirm the workload stopped
+	# there, so a plain rollback is refused; the operator (this script,
+	# told by the destination above) forces it.
+	out=$("${ctl[@]}" rollback "$id" 2>&1)
+	say "$id: rollback without force: status $? ($out)"
+	"${ctl[@]}" rollback --force "$id" 2>&1 | sed 's/^/rollback-migrate: /'
 	if ! wait_state "$id" rolled_back 180; then
 		"${ctl[@]}" status "$id" 2>&1 | sed 's/^/rollback-migrate: /'
 		grep -E 'Error' "$top/images/$id/restore-rollback.log" | tail -n 5

@@ -12,7 +12,9 @@
 # memory (kill: by rdmig-dest's guard process; link: by rdmig-dest once the
 # source fell silent); `rdmigctl rollback` then restores the workload on the
 # source (rolled_back), where it verifies all its memory and keeps
-# rewriting it.
+# rewriting it.  Never twice: without a destination agent to confirm that
+# the workload is stopped there, a plain rollback is refused (409); the
+# script, told by the destination side, rolls back with --force.
 # Guest side: lib/rollback-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -21,7 +23,7 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/rollback-migrate.sh
 size=64
-tap_plan 31
+tap_plan 33
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu ip
@@ -53,7 +55,9 @@ check_case() {
 	tap_like "$src" "rollback-migrate: $id: the checkpoint is unchanged after the loss" "$id: the source keeps its checkpoint unchanged"
 	tap_like "$dst" "rollback-migrate: $id: the restored workload was killed " \
 		"$id: the restored workload on the destination was killed, never ran on with missing pages"
-	tap_like "$src" "rollback-migrate: $id states:.* rolled_back\$" "$id: rdmigctl rollback -> rolled_back"
+	tap_like "$src" "rollback-migrate: $id: rollback without force: status 1 \\(.*no destination agent can tell whether the workload is stopped there" \
+		"$id: after the loss, a rollback without force is refused: no destination agent to confirm"
+	tap_like "$src" "rollback-migrate: $id states:.* rolled_back\$" "$id: rdmigctl rollback --force -> rolled_back"
 	tap_like "$src" "rollback-migrate: $id: the rolled back workload verified its memory and kept rewriting it" \
 		"$id: the rolled back workload verifies $size MiB and its generation advances"
 	tap_like "$src" "source: .*migration $id rolled back: restored from" "$id: the source logs the rollback"

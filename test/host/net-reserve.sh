@@ -1,0 +1,348 @@
+#!/bin/bash
+# Never freeze what cannot land, and never run twice (issue 12, items 5
+# and 4).  rdmig-source dumps real processes (counters in a shell loop)
+# with a criu stand-in that freezes them as criu does (SIGSTOP, then
+# SIGKILL once dumped, every frozen pid written down) and hands them over
+# to rdmig-dest --serve, which is asked for a reservation first.
+# (1) Six concurrent migrations into four slots: four reserve and run to
+# done, two are refused before any freeze (rdmigctl exits 1 with the
+# destination's reason): never frozen, never stopped (ps state), still
+# counting, no images dir.  (2) A failed dump releases its reservation at
+# once.  (3) A destination whose work root has too little space refuses
+# before the freeze (a 1 MiB tmpfs, where a mount is allowed).  (4) A
+# reservation expires and frees its slot; one can be released (API).
+# (5) An older destination agent (rdmig-fakedest: no /v1/reservations,
+# 404): the migration freezes without one, with a warning.  (6) Rollback:
+# refused (409) while the destination agent reports the workload running
+# (postcopy), also after the source agent restarted (its record keeps the
+# destination agent), refused when it is unreachable, forced with --force
+# (reported); allowed once the destination's migration failed, or was
+# aborted there.
+# Binaries: RDMIG_CTL, RDMIG_FAKEDEST besides netlib.sh's.
+. "$(dirname "$0")/netlib.sh"
+: "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
+plan 34
+command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
+
+here=$(cd "$(dirname "$0")" && pwd)
+secret "$T/secret"
+sock=$T/run/source.sock
+root=$T/images
+mkdir -p "$root" "$T/droot"
+CTL=("$RDMIG_CTL" --socket "$sock")
+
+# The criu stand-in: a dump freezes the tree's root like criu (SIGSTOP),
+# writes the images (fake-criu.sh), then kills it; $T/fail-dump-PID makes
+# the dump fail and leaves the process running, as criu does.
+cat >"$T/criu.sh" <<EOF
+#!/bin/bash
+[ "\$1" = dump ] || exec "$here/fake-criu.sh" "\$@"
+prev= pid=
+for a in "\$@"; do [ "\$prev" = -t ] && pid=\$a; prev=\$a; done
+echo "\$pid" >>"$T/frozen"
+kill -STOP "\$pid"
+if [ -e "$T/fail-dump-\$pid" ]; then
+	kill -CONT "\$pid"
+	exit 1
+fi
+"$here/fake-criu.sh" "\$@"
+rc=\$?
+kill -KILL "\$pid"
+exit \$rc
+EOF
+chmod +x "$T/criu.sh"
+touch "$T/frozen"
+
+# workload NAME: a process counting into $T/NAME.count; sets wl_pid.
+workload() {
+	bash -c 'i=0; while :; do i=$((i + 1)); echo $i >"$1"; sleep 0.05; done' wl "$T/$1.count" &
+	wl_pid=$!
+	# Killed by the dump on purpose: no job report for it.
+	disown "$wl_pid"
+	track "$wl_pid"
+}
+# untouched NAME PID: never frozen, not stopped now, and still counting.
+untouched() {
+	local c0 c st
+	! grep -qx "$2" "$T/frozen" || return 1
+	st=$(ps -o stat= -p "$2") || return 1
+	[[ $st != T* ]] || return 1
+	# The loop rewrites the file: a read may find it empty.
+	c0=
+	for _ in $(seq 100); do
+		c=$(cat "$T/$1.count")
+		[ -n "$c" ] && [ -z "$c0" ] && c0=$c
+		[ -n "$c" ] && [ "$c" -gt "$c0" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_dagent NAME ARGS...: rdmig-dest --serve on loopback TCP (plain) and
+# $T/NAME.sock; sets dport.
+start_dagent() {
+	local name=$1
+	shift
+	"$RDMIG_DEST" --serve --api-socket "$T/$name.sock" --api-tcp 127.0.0.1:0 --insecure-api \
+		--criu "$here/fake-criu-restore.sh" -o "$T/$name.log" "$@" &
+	track $!
+	dport=
+	for _ in $(seq 100); do
+		dport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/$name.log" 2>/dev/null)
+		[ -n "$dport" ] && break
+		sleep 0.05
+	done
+}
+# dapi NAME METHOD PATH [BODY]: the destination agent's API; the body to
+# $T/dapi.out, the HTTP status printed.
+dapi() {
+	curl -s -o "$T/dapi.out" -w '%{http_code}' --unix-socket "$T/$1.sock" -X "$2" \
+		${4:+-H 'Content-Type: application/json' -d "$4"} "http://localhost$3"
+}
+
+start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh"
+
+# (1) Six migrations, four slots.
+start_dagent d4 --work-root "$T/droot" --max-migrations 4 --max-pending 4
+d4=$dport
+for i in 1 2 3 4 5 6; do
+	workload "w$i"
+	wl[$i]=$wl_pid
+done
+# The dump takes 3 s: all six ask while the four reserved slots are held.
+export FAKE_CRIU_DELAY=3
+for i in 1 2 3 4 5 6; do
+	"${CTL[@]}" migrate --pid "${wl[$i]}" --secret-file "$T/secret" --id "w$i" \
+		--to "127.0.0.1:$d4" >"$T/w$i.out" 2>"$T/w$i.err" &
+	mig[$i]=$!
+done
+ok=() refused=()
+for i in 1 2 3 4 5 6; do
+	wait "${mig[$i]}"
+	case $? in
+	0) ok+=("$i") ;;
+	1) refused+=("$i") ;;
+	esac
+done
+check "six concurrent migrations into 4 slots: 4 started (exit 0), 2 refused (exit 1)" \
+	test "${#ok[@]}:${#refused[@]}" = "4:2"
+r1=${refused[0]:-0} r2=${refused[1]:-0}
+check "... the refusals give the destination's reason: no free slot, nothing frozen" \
+	eval "grep -q 'nothing was frozen: destination agent 127.0.0.1:$d4 refused the reservation: no free slot: .*--max-migrations' '$T/w$r1.err' && grep -q 'no free slot' '$T/w$r2.err'"
+check "... the refused processes were never frozen and kept running (state, counter)" \
+	eval "untouched w$r1 ${wl[$r1]} && untouched w$r2 ${wl[$r2]}"
+check "... nothing was made for them on the source: no images dir, no migration" \
+	eval "test ! -e '$root/w$r1' && test ! -e '$root/w$r2' && ! '${CTL[0]}' --socket '$sock' status w$r1 >/dev/null 2>&1"
+all_done=0
+for i in "${ok[@]}"; do
+	wait_state "w$i" done 60 && grep -qx "${wl[$i]}" "$T/frozen" && all_done=$((all_done + 1))
+done
+check "... the four that reserved were frozen, dumped and handed over: done" test "$all_done" -eq 4
+check "... each handover named its reservation, which the destination used" \
+	eval "test \$(grep -c 'uses its reservation r-' '$T/d4.log') -eq 4"
+check "the source logs its reservations before the freeze" \
+	eval "test \$(grep -c 'reserved a slot and [0-9]* bytes for it (reservation r-' '$T/source.log') -eq 4"
+check "... the reservation asked for the processes' resident memory (> 1 MiB each)" \
+	eval "sed -n 's/.*reserving a slot and \([0-9]*\) bytes.*/\1/p' '$T/source.log' | awk '\$1 <= 1048576 { bad = 1 } END { exit bad }'"
+code=$(dapi d4 GET /v1/reservations)
+check "... none is left on the destination agent (GET /v1/reservations)" \
+	eval "test $code = 200 && grep -q '\"reservations\":\[\]' '$T/dapi.out'"
+
+# (2) A dump that fails: its reservation is released at once.
+unset FAKE_CRIU_DELAY
+workload f1
+touch "$T/fail-dump-$wl_pid"
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id f1 --to "127.0.0.1:$d4" \
+	>"$T/f1.out" 2>&1
+check "a migration whose dump fails: failed on the source" wait_state f1 failed
+check "... its reservation is released at once (DELETE), not left to its TTL" \
+	eval "wait_log '$T/d4.log' 'reservation r-[0-9a-f]* for migration f1 released by its source' >/dev/null && test \$(dapi d4 GET /v1/reservations) = 200 && grep -q '\"reservations\":\[\]' '$T/dapi.out'"
+
+# (2b) Two at once into a source that keeps one migration (--max-migrations
+# 1): the one that finds no room, before or after its reservation, is
+# refused untouched, and no reservation is left behind.
+src_keep=$src_pid
+start_source "$T/source1.log" --api-socket "$T/run/one.sock" --images-root "$root/one" \
+	--criu "$T/criu.sh" --max-migrations 1
+export FAKE_CRIU_DELAY=2
+workload m1
+wm1=$wl_pid
+workload m2
+wm2=$wl_pid
+"$RDMIG_CTL" --socket "$T/run/one.sock" migrate --pid "$wm1" --secret-file "$T/secret" --id m1 \
+	--to "127.0.0.1:$d4" >"$T/m1.out" 2>&1 &
+p1=$!
+"$RDMIG_CTL" --socket "$T/run/one.sock" migrate --pid "$wm2" --secret-file "$T/secret" --id m2 \
+	--to "127.0.0.1:$d4" >"$T/m2.out" 2>&1
+rc2=$?
+wait "$p1"
+rc1=$?
+unset FAKE_CRIU_DELAY
+if [ "$rc1" -eq 0 ]; then lost=m2 lpid=$wm2; else lost=m1 lpid=$wm1; fi
+for _ in $(seq 50); do
+	[ "$(dapi d4 GET /v1/reservations)" = 200 ] && grep -q '"reservations":\[\]' "$T/dapi.out" && break
+	sleep 0.1
+done
+check "two at once into --max-migrations 1: one refused before the freeze (--max-migrations), untouched" \
+	eval "test \"\$((rc1 + rc2))\" = 1 && grep -q 'nothing was frozen\|most this agent keeps' '$T/$lost.out' && untouched $lost $lpid"
+check "... and no reservation is left on the destination (released at once if it had one)" \
+	grep -q '"reservations":\[\]' "$T/dapi.out"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+src_pid=$src_keep
+
+# (3) Too little space for the images: a 1 MiB tmpfs as the work root.
+mkdir -p "$T/small"
+if mount -t tmpfs -o size=1m,mode=0700 rdmig-test "$T/small" 2>/dev/null; then
+	start_dagent dsmall --work-root "$T/small"
+	workload s1
+	"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id s1 \
+		--to "127.0.0.1:$dport" >"$T/s1.out" 2>"$T/s1.err"
+	rc=$?
+	check "a destination with too little disk space: refused before the freeze (exit 1)" \
+		eval "test $rc -eq 1 && grep -q 'refused the reservation: not enough disk space for the images below $T/small: .* free, .* needed' '$T/s1.err'"
+	check "... the process was never frozen and kept running" untouched s1 "$wl_pid"
+	kill -TERM "$(pgrep -f -- "--api-socket $T/dsmall.sock")" 2>/dev/null
+	sleep 0.2
+	umount -l "$T/small"
+else
+	for d in "a destination with too little disk space: refused before the freeze (exit 1)" \
+		"... the process was never frozen and kept running"; do
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n - $d # SKIP no tmpfs mount here"
+	done
+fi
+
+# (4) The reservations API: one slot, a TTL of 1 s.
+start_dagent d1 --work-root "$T/droot" --max-migrations 1
+code=$(dapi d1 POST /v1/reservations '{"migration":"x1","bytes":4096,"ttl_s":1}')
+rid=$(sed -n 's/.*"id":"\(r-[0-9a-f]*\)".*/\1/p' "$T/dapi.out")
+check "POST /v1/reservations: 201, an id, an expiry" \
+	eval "test $code = 201 && test -n '$rid' && grep -q '\"expires\":\"20' '$T/dapi.out' && grep -q '\"ttl_s\":1' '$T/dapi.out'"
+check "... GET /v1/reservations/ID shows it" eval "test \$(dapi d1 GET /v1/reservations/$rid) = 200"
+code=$(dapi d1 POST /v1/reservations '{"migration":"x2","bytes":0}')
+check "... the only slot is held: a second is refused (503, --max-migrations)" \
+	eval "test $code = 503 && grep -q 'no free slot' '$T/dapi.out'"
+code=$(dapi d1 POST /v1/migrations '{"id":"x3","source":"127.0.0.1:1","secret":"base64:'"$(base64 -w0 "$T/secret")"'"}')
+check "... and so is a migration without a reservation (503)" \
+	eval "test $code = 503 && grep -q 'slots reserved' '$T/dapi.out'"
+expired=1
+for _ in $(seq 100); do
+	[ "$(dapi d1 GET "/v1/reservations/$rid")" = 404 ] && expired=0 && break
+	sleep 0.1
+done
+check "... it expires (404) and says so in the log" \
+	eval "test $expired -eq 0 && grep -q 'reservation $rid for migration x1 expired after 1 s unused' '$T/d1.log'"
+code=$(dapi d1 POST /v1/reservations '{"migration":"x2","bytes":0}')
+rid2=$(sed -n 's/.*"id":"\(r-[0-9a-f]*\)".*/\1/p' "$T/dapi.out")
+check "... its slot is free again: 201" test "$code" = 201
+check "... DELETE releases a reservation (200), then it is gone (404)" \
+	eval "test \$(dapi d1 DELETE /v1/reservations/$rid2) = 200 && test \$(dapi d1 DELETE /v1/reservations/$rid2) = 404"
+code=$(dapi d1 POST /v1/reservations '{"migration":"x4","bytes":-1}')
+check "... a reservation without a usable size: 400" test "$code" = 400
+
+# (5)+(6) rdmig-fakedest: an agent without reservations.  Its migration
+# runs $T/dest-run.sh: rdmig-dest takes the migration from the source
+# (authenticates), is killed once ready, then the fake reports postcopy
+# (the workload "runs" there) until $DIR/stop, or fails at once when
+# $T/dest-fail exists.
+cat >"$T/dest-run.sh" <<'EOF'
+#!/bin/bash
+d=$FAKEDEST_DIR/images
+mkdir -p "$d"
+"$RDMIG_DEST" -D "$d" --source "$FAKEDEST_SOURCE:$FAKEDEST_PORT" -t "$FAKEDEST_TRANSPORT" \
+	-m "$FAKEDEST_ID" --secret-file "$FAKEDEST_SECRET_FILE" --status-fd 3 \
+	3>"$FAKEDEST_DIR/ready" >"$FAKEDEST_DIR/dest.log" 2>&1 &
+dp=$!
+for _ in $(seq 200); do
+	[ -s "$FAKEDEST_DIR/ready" ] && break
+	sleep 0.05
+done
+kill -KILL $dp
+wait $dp
+[ -e "$FAKEDEST_DIR/../../dest-fail" ] && exit 1
+touch "$FAKEDEST_DIR/resumed"
+# Until told, or the test's directory is gone (its cleanup).
+for _ in $(seq 600); do
+	[ -e "$FAKEDEST_DIR/stop" ] || [ ! -d "$FAKEDEST_DIR" ] && exit 0
+	sleep 0.1
+done
+EOF
+chmod +x "$T/dest-run.sh"
+start_fakedest fake --run "$T/dest-run.sh"
+fport=$fake_port
+workload o1
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id o1 --to "127.0.0.1:$fport" \
+	>"$T/o1.out" 2>&1
+check "an older destination agent (no reservations, 404): the migration starts without one" \
+	eval "test $? -eq 0 && wait_log '$T/source.log' 'migration o1: destination agent 127.0.0.1:$fport has no reservations (an older agent): freezing without one' >/dev/null"
+check "... as before: dumped, handed over, fetched (its destination authenticated)" \
+	eval "wait_for_file '$T/fake/o1/resumed' && grep -qx '$wl_pid' '$T/frozen'"
+check "... the destination lost, the source keeps the checkpoint (state serving)" \
+	eval "wait_log '$T/source.log' 'destination lost (.*); keeping the checkpoint' >/dev/null && wait_log '$T/source.log' 'migration o1: destination agent 127.0.0.1:$fport reports postcopy' >/dev/null && test \"\$(state o1)\" = serving"
+"${CTL[@]}" rollback o1 >"$T/o1-rb1.out" 2>&1
+rc=$?
+check "rollback while the destination agent reports the workload running: refused (exit 1, 409)" \
+	eval "test $rc -eq 1 && grep -q 'rollback refused: destination agent 127.0.0.1:$fport: the migration is postcopy there and the workload may run there' '$T/o1-rb1.out'"
+check "... the migration and its checkpoint are untouched" \
+	eval "test '$(state o1)' = serving && test -s '$root/o1/pages-1.img'"
+# The source agent restarts: its record names the destination agent, asked again.
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+slog=$T/source2.log
+start_source "$slog" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh"
+wait_log "$slog" "records: migration o1 was ready when the agent stopped" >/dev/null
+wait_state o1 serving >/dev/null
+"${CTL[@]}" rollback o1 >"$T/o1-rb1b.out" 2>&1
+rc=$?
+check "... after a restart of the source agent too: its destination agent is asked again (409)" \
+	eval "test $rc -eq 1 && grep -q 'rollback refused: destination agent 127.0.0.1:$fport: the migration is postcopy there' '$T/o1-rb1b.out'"
+kill -KILL "$fake_pid"
+wait "$fake_pid" 2>/dev/null
+"${CTL[@]}" rollback o1 >"$T/o1-rb2.out" 2>&1
+rc=$?
+check "... with the destination agent unreachable: refused too, and it says so" \
+	eval "test $rc -eq 1 && grep -q 'destination agent 127.0.0.1:$fport is unreachable (connection refused): it cannot confirm' '$T/o1-rb2.out'"
+"${CTL[@]}" rollback --force o1 >"$T/o1-rb3.out" 2>&1
+rc=$?
+check "rollback --force: accepted, and reported as forced" \
+	eval "test $rc -eq 0 && grep -q 'rollback of migration o1 requested, forced' '$T/o1-rb3.out'"
+check "... rolled back; the source logs it as forced" \
+	eval "wait_state o1 rolled_back && grep -q 'migration o1: rollback FORCED through the API' '$slog'"
+
+# The destination's migration failed: its processes were stopped there.
+touch "$T/dest-fail"
+start_fakedest fake2 --run "$T/dest-run.sh"
+fport=$fake_port
+# fake_migration ID STATE: a workload migrated to the fake at $fport, until
+# the source mirrors STATE from it.
+fake_migration() {
+	workload "$1"
+	"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id "$1" \
+		--to "127.0.0.1:$fport" >"$T/$1.out" 2>&1
+	wait_log "$slog" "migration $1: destination agent 127.0.0.1:$fport reports $2" 30 \
+		>/dev/null
+}
+fake_migration o2 failed
+"${CTL[@]}" rollback o2 >"$T/o2-rb.out" 2>&1
+rc=$?
+check "rollback once the destination's migration failed: allowed, without force" \
+	eval "test $rc -eq 0 && wait_state o2 rolled_back && grep -q 'migration o2: rollback allowed: destination agent 127.0.0.1:$fport: the migration is failed there' '$slog'"
+
+# An abort on the destination agent stops the workload there: allowed too.
+rm -f "$T/dest-fail"
+fake_migration o3 postcopy
+"${CTL[@]}" rollback o3 >"$T/o3-rb1.out" 2>&1
+rc=$?
+code=$(curl -s -o "$T/o3-del.out" -w '%{http_code}' -X DELETE "http://127.0.0.1:$fport/v1/migrations/o3")
+"${CTL[@]}" rollback o3 >"$T/o3-rb2.out" 2>&1
+check "refused while postcopy there; after an abort on the destination agent: allowed" \
+	eval "test $rc -eq 1 && grep -q 'the migration is postcopy there' '$T/o3-rb1.out' && test $code = 202 && wait_state o3 rolled_back && grep -q 'migration o3: rollback allowed: destination agent 127.0.0.1:$fport: the migration is aborted there' '$slog'"
+touch "$T"/fake*/*/stop 2>/dev/null
+[ "$tap_failed" -eq 0 ] || {
+	diag_file "$T/source.log" 40
+	diag_file "$T/source2.log" 40
+	diag_file "$T/d4.log" 20
+	for f in "$T"/*.err "$T"/o*-rb*.out; do diag_file "$f" 3; done
+}
+finish
