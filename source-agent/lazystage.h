@@ -96,6 +96,21 @@ const struct lazystage_unit *lazystage_find(const struct lazystage *ls, int32_t 
 					    uint64_t img_vaddr);
 
 /*
+ * The staged bytes of [img_vaddr, +len) of pid, which must lie inside one
+ * unit: 0 with *data in the area, -EAGAIN when that unit is not staged
+ * yet, -ERANGE when the span is not inside one unit.  data may be NULL
+ * (a check only: then an unstaged unit is 0 too).
+ */
+int lazystage_locate(const struct lazystage *ls, int32_t pid, uint64_t img_vaddr, uint64_t len,
+		     const void **data);
+
+/*
+ * The Done digest over every unit's XXH3 in table order (ctrl.h
+ * ctrl_digest_add()); -EAGAIN while a unit is not staged.
+ */
+int lazystage_digest(const struct lazystage *ls, uint64_t *digest);
+
+/*
  * A fault waits for the unit of pid at img_vaddr: ask for it before any
  * unit not asked for yet.  0 (also when it is already staged or asked),
  * -ENOENT for no such unit, -ESHUTDOWN after a failure or close.
