@@ -31,13 +31,14 @@
 #include <stdint.h>
 
 #include "criupsrv.h"
+#include "ctrl.h"
 #include "image.h"
 
 struct event_base;
 struct lazystage;
 
 /* Largest unit: one TaskTable range under FEAT_LAZY_DUMP (protocol.md §11.2). */
-#define LAZYSTAGE_UNIT (256u << 10)
+#define LAZYSTAGE_UNIT CTRL_STAGE_UNIT
 /* Units asked for at once by the background pull (16 MiB). */
 #define LAZYSTAGE_WINDOW 64u
 
