@@ -6,7 +6,8 @@
 # file named fail-restore.  Every call's arguments go to DIR/fake-criu.args.
 # `dump --lazy-pages --port P --status-fd N` writes --lazy-only images and
 # then serves their pages as the dump's page server (rdmig-fakedump), which
-# hangs up mid-pull when DIR's name is FAKE_CRIU_HANGUP_ID.
+# hangs up mid-pull when DIR's name is FAKE_CRIU_HANGUP_ID, and waits
+# FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set.
 verb=$1
 args="$*"
 dir=
@@ -32,7 +33,7 @@ dump)
 		hangup=
 		[ "$(basename "$dir")" = "${FAKE_CRIU_HANGUP_ID:-}" ] && hangup=--hangup
 		exec "${RDMIG_FAKEDUMP:?}" -D "$dir" --port "$port" --status-fd "$status_fd" \
-			$hangup 2>>"$dir/dump.log"
+			$hangup --delay-ms "${FAKE_CRIU_PSRV_DELAY_MS:-0}" 2>>"$dir/dump.log"
 	fi
 	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M >"$dir/mkimage.out" 2>&1 || exit 1
 	echo "(00.100000) Dumping finished successfully" >"$dir/dump.log"

@@ -8,9 +8,10 @@
 # FEAT_LAZY_DUMP) takes it with the stand-in restore: every page verified,
 # every unit announced by StageRegion and checked by its XXH3, the Done
 # digest over the units accepted; the source's stopped copy is then killed.
-# (2) The page server hangs up mid-pull: the migration fails naming it, the
-# destination gets nothing it could run, the dumped process stays stopped,
-# and a rollback continues it.  (3) A lazy request without pid, or with
+# (2) The page server hangs up in its first reply: the migration fails
+# naming it, the destination fails (before its restore, or after it by
+# stopping its processes: never a wrong or zero byte), the dumped process
+# stays stopped, and a rollback continues it.  (3) A lazy request without pid, or with
 # verify, is refused.  The real criu runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
@@ -21,7 +22,9 @@ secret "$T/secret"
 sock=$T/run/source.sock
 root=$T/images/root
 CTL=("$RDMIG_CTL" --socket "$sock")
-export RDMIG_FAKEDUMP FAKE_CRIU_HANGUP_ID=l2
+# A slow page server (200 ms a reply): the destination runs before every
+# unit is staged and asks for units first (StageReq).
+export RDMIG_FAKEDUMP FAKE_CRIU_HANGUP_ID=l2 FAKE_CRIU_PSRV_DELAY_MS=200
 
 # proc_state PID: its state letter in /proc (T stopped, S sleeping, Z a zombie).
 proc_state() { sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
@@ -49,10 +52,10 @@ check "the destination took l1: every page verified, rdmig-dest exits 0" \
 	eval "test $rc -eq 0 && standin_ok '$T/standin1.out' 1024 && test $code -eq 0"
 wait_state l1 done
 check "l1 is done: the Done digest over the staged units matched" test "$(state l1)" = done
-units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged.* \([0-9]*\) read whole and checked by XXH3.*/\1 \2 \3/p' "$T/dest1.log")
-read -r staged total whole <<<"${units:-0 -1 0}"
-check "every unit was announced (StageRegion), whole ones checked by XXH3 ($units)" \
-	eval "test $staged -eq $total && test $total -ge 16 && test $whole -gt 0"
+units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged, \([0-9]*\) asked for first.* \([0-9]*\) read whole and checked by XXH3.*/\1 \2 \3 \4/p' "$T/dest1.log")
+read -r staged total asked whole <<<"${units:-0 -1 0 0}"
+check "every unit was announced (StageRegion), some asked for first (StageReq), whole ones checked by XXH3 ($units)" \
+	eval "test $staged -eq $total && test $total -ge 16 && test $asked -gt 0 && test $whole -gt 0"
 for _ in $(seq 50); do
 	[ "$(proc_state "$w1")" = Z ] || ! alive "$w1" && break
 	sleep 0.1
@@ -72,10 +75,15 @@ wait_state l2 serving
 mkdir "$T/dst2"
 # shellcheck disable=SC2046
 start_dest "$T/dest2.log" -D "$T/dst2" $(net_args l2 "$T/secret")
-timeout 60 "$RDMIG_STANDIN" -D "$T/dst2" --threads 2 >"$T/standin2.out" 2>&1
-rc=$?
+# The page server hangs up at once: the destination fails before or after
+# its restore; a stand-in that never got a process to run is let go.
+"$RDMIG_STANDIN" -D "$T/dst2" --threads 2 >"$T/standin2.out" 2>&1 &
+spid=$!
+track "$spid"
 wait_dest
 dcode=$code
+wait_pid "$spid" 3
+rc=$code
 wait_state l2 failed
 "${CTL[@]}" status l2 --json >"$T/l2.json" 2>&1
 check "a page server that hangs up fails l2, naming it" \

@@ -4,7 +4,7 @@
  * the host tests of rdmig-source's lazy dump (test/host/fake-criu.sh runs
  * it after writing --lazy-only images with rdmig-mkimage).
  *
- *   rdmig-fakedump -D DIR --port P [--status-fd N] [--hangup]
+ *   rdmig-fakedump -D DIR --port P [--status-fd N] [--hangup] [--delay-ms MS]
  *
  * Reads the PE_LAZY ranges of the images in DIR, listens on 127.0.0.1:P,
  * writes the status byte to fd N (as criu's --status-fd) and serves one
@@ -12,6 +12,8 @@
  * (pattern_fill() per pid), strictly in order, shortened at 819-page
  * buffers, PS_IOV_CLOSE answered with 0.  --hangup closes the connection
  * half-way through its first reply: a page server that dies mid-pull.
+ * --delay-ms waits that long before each reply: a slow dump, so the
+ * destination faults on units not staged yet.
  * Exits 0 when the client ended the session cleanly, 1 otherwise (criu
  * exits 1 when its lazy transfer failed).
  */
@@ -54,6 +56,7 @@ int main(int argc, char **argv)
 	    {"port", required_argument, NULL, 'p'},
 	    {"status-fd", required_argument, NULL, 's'},
 	    {"hangup", no_argument, NULL, 'H'},
+	    {"delay-ms", required_argument, NULL, 'd'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct fake_psrv f = {.chunk = FAKEDUMP_CHUNK};
@@ -76,6 +79,9 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			f.mode = FAKE_HANGUP_MID_DATA;
+			break;
+		case 'd':
+			f.delay_ms = (unsigned int)atoi(optarg);
 			break;
 		default:
 			return 2;
