@@ -242,6 +242,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "pid", v->pid > 0 ? json_integer(v->pid) : json_null(), &ok);
 	api_set(m, "images_dir", api_json_str(v->images_dir), &ok);
 	api_set(m, "verify", json_boolean(v->verify), &ok);
+	api_set(m, "lazy_dump", json_boolean(v->lazy_dump), &ok);
 
 	api_set(progress, "pages_total", api_json_u64(v->pages_total), &ok);
 	api_set(progress, "pages_fetched", api_json_u64(v->pages_fetched), &ok);
@@ -320,7 +321,7 @@ static const struct api_field start_fields[] = {
     {"verify", JSON_TRUE, ROLE_ANY},	    {"work_dir", JSON_STRING, ROLE_DST},
     {"restore", JSON_TRUE, ROLE_DST},	    {"criu_opts", JSON_OBJECT, ROLE_ANY},
     {"advertise", JSON_STRING, ROLE_SRC},   {"dest_images_dir", JSON_STRING, ROLE_SRC},
-    {"reservation", JSON_STRING, ROLE_DST},
+    {"reservation", JSON_STRING, ROLE_DST}, {"lazy_dump", JSON_TRUE, ROLE_SRC},
 };
 
 static const struct api_field criu_fields[] = {
@@ -741,6 +742,11 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 	}
 
 	r->verify = json_is_true(json_object_get(root, "verify"));
+	r->lazy_dump = json_is_true(json_object_get(root, "lazy_dump"));
+	if (r->lazy_dump && r->pid <= 0)
+		return api_error_set(err, -EINVAL,
+				     "\"lazy_dump\" needs \"pid\": only a dump the agent runs "
+				     "can be lazy");
 	v = json_object_get(root, "restore");
 	if (v)
 		r->restore = json_is_true(v);

@@ -119,6 +119,7 @@ struct api_migration_view {
 	pid_t pid;		/* source started from a pid; 0: none */
 	const char *images_dir; /* NULL: none */
 	bool verify;
+	bool lazy_dump; /* source: dumped with criu dump --lazy-pages (design.md §11) */
 	uint64_t pages_total;
 	uint64_t pages_fetched; /* installed on the dest / read from the source */
 	uint64_t pages_remaining;
@@ -219,6 +220,7 @@ struct api_start_req {
 	size_t secret_len;	 /* API_SECRET_MIN..API_SECRET_MAX when set */
 	const char *secret_file; /* absolute path it came from, or NULL: inline or none */
 	bool verify;		 /* checksum pages; default false */
+	bool lazy_dump;		 /* source with pid: criu dump --lazy-pages; default false */
 	bool restore;		 /* dest: run criu restore itself; default true */
 	/* dest: the reservation (POST /v1/reservations) this migration uses, or NULL */
 	const char *reservation;

@@ -195,8 +195,15 @@ int criuproc_spawn(struct event_base *base, const struct criuproc_spec *s, criup
 	if (ret == 0 && (s->flags & CRIUPROC_STDOUT_NULL))
 		ret =
 		    -posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+	/* dup2 onto itself would keep O_CLOEXEC: the caller's fd is never 3 here. */
+	if (ret == 0 && (s->flags & CRIUPROC_PASS_FD) && s->pass_fd == CRIUPROC_PASS_FD_NUM)
+		ret = -EBADF;
+	if (ret == 0 && (s->flags & CRIUPROC_PASS_FD))
+		ret = -posix_spawn_file_actions_adddup2(&fa, s->pass_fd, CRIUPROC_PASS_FD_NUM);
 	if (ret == 0 && (s->flags & CRIUPROC_CLOSE_FDS))
-		ret = -posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1);
+		ret = -posix_spawn_file_actions_addclosefrom_np(&fa, (s->flags & CRIUPROC_PASS_FD)
+									 ? CRIUPROC_PASS_FD_NUM + 1
+									 : STDERR_FILENO + 1);
 	if (ret == 0 && s->cwd)
 		ret = -posix_spawn_file_actions_addchdir_np(&fa, s->cwd);
 	/* The agents ignore SIGPIPE; criu and what it restores must not inherit that. */

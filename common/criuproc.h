@@ -53,6 +53,12 @@ struct criuproc;
  * agent's loop to finish, such as criu restore --lazy-pages.
  */
 #define CRIUPROC_KILL_UNWATCHED (1u << 2)
+/*
+ * criuproc_spec.pass_fd becomes the child's fd 3 (CRIUPROC_PASS_FD_NUM),
+ * also with CRIUPROC_CLOSE_FDS: criu's --status-fd of a lazy dump.
+ */
+#define CRIUPROC_PASS_FD     (1u << 3)
+#define CRIUPROC_PASS_FD_NUM 3
 /* criuproc_spec.flags and criuproc_log_tail() */
 #define CRIUPROC_TAIL_BARE (1u << 8) /* drop criu's "(00.123456) " time stamp */
 #define CRIUPROC_TAIL_ANY  (1u << 9) /* no line with "Error": the last non-empty one */
@@ -63,6 +69,7 @@ struct criuproc_spec {
 	const char *cwd;      /* its working directory, or NULL: the agent's */
 	const char *log_path; /* criu's -o log as the agent reaches it, or NULL */
 	unsigned int flags;   /* CRIUPROC_* */
+	int pass_fd;	      /* with CRIUPROC_PASS_FD: stays the caller's */
 };
 
 #define CRIUPROC_TAIL_MAX 512

@@ -54,6 +54,8 @@
 #define CTRL_VADDR_LIMIT       (1ull << 57)
 #define CTRL_PAGE_SIZE_MIN     4096u
 #define CTRL_PAGE_SIZE_MAX     65536u
+/* FEAT_LAZY_DUMP: lazy ranges are cut into units of this size from their start. */
+#define CTRL_STAGE_UNIT (256u << 10)
 
 #define CTRL_FEAT_RDMA_READ    ((uint64_t)FEATURE__FEAT_RDMA_READ)
 #define CTRL_FEAT_TCP_READ     ((uint64_t)FEATURE__FEAT_TCP_READ)

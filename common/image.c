@@ -921,6 +921,42 @@ out:
 	return ret;
 }
 
+int image_set_cut_lazy(struct img_set *set, uint64_t unit)
+{
+	struct img_lazy_range *cut;
+	size_t i, j, n, k;
+	uint64_t off, len;
+
+	if (unit == 0 || unit % IMG_PAGE_SIZE)
+		return -EINVAL;
+	for (i = 0; i < set->nr_tasks; i++) {
+		struct img_task *t = &set->tasks[i];
+
+		for (j = 0, n = 0; j < t->nr_lazy; j++)
+			n += (t->lazy[j].len + unit - 1) / unit;
+		if (n == t->nr_lazy)
+			continue;
+		cut = calloc(n, sizeof(*cut));
+		if (!cut)
+			return -ENOMEM;
+		for (j = 0, k = 0; j < t->nr_lazy; j++) {
+			for (off = 0; off < t->lazy[j].len; off += len) {
+				len = t->lazy[j].len - off < unit ? t->lazy[j].len - off : unit;
+				cut[k].vaddr = t->lazy[j].vaddr + off;
+				cut[k].len = len;
+				cut[k].pages_off = t->lazy[j].pages_off == IMG_NO_OFFSET
+						       ? IMG_NO_OFFSET
+						       : t->lazy[j].pages_off + off;
+				k++;
+			}
+		}
+		free(t->lazy);
+		t->lazy = cut;
+		t->nr_lazy = n;
+	}
+	return 0;
+}
+
 void image_set_free(struct img_set *set)
 {
 	if (!set)

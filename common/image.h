@@ -168,4 +168,12 @@ int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint3
 /* Frees the arrays the parsers filled in and zeroes them; pid is kept. */
 void image_task_clear(struct img_task *task);
 
+/*
+ * Cuts every lazy range of set into pieces of at most unit bytes (a
+ * multiple of IMG_PAGE_SIZE), each range from its start, the last piece
+ * shorter: the staging units of a lazy dump (protocol.md §11.2), so that
+ * no page request crosses one.  lazy_bytes is unchanged.
+ */
+int image_set_cut_lazy(struct img_set *set, uint64_t unit);
+
 #endif

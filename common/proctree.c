@@ -60,11 +60,11 @@ static int proctree_known(const pid_t *set, size_t n, pid_t pid)
 }
 
 /*
- * SIGSTOPs every descendant of tree[0] found by scanning /proc, each as it
- * is found so it cannot fork past the scan; appends them to tree (room for
- * PROCTREE_MAX).  Returns the new count.
+ * Sends sig to every descendant of tree[0] found by scanning /proc, each as
+ * it is found (SIGSTOP: so it cannot fork past the scan); appends them to
+ * tree (room for PROCTREE_MAX).  Returns the new count.
  */
-static size_t proctree_stop_descendants(pid_t *tree, size_t n)
+static size_t proctree_signal_descendants(pid_t *tree, size_t n, int sig)
 {
 	for (int pass = 0; pass < PROCTREE_PASSES; pass++) {
 		size_t before = n;
@@ -82,7 +82,7 @@ static size_t proctree_stop_descendants(pid_t *tree, size_t n)
 			ppid = proctree_ppid(de->d_name);
 			if (ppid > 0 && proctree_known(tree, n, ppid) &&
 			    !proctree_known(tree, n, child)) {
-				kill(child, SIGSTOP);
+				kill(child, sig);
 				tree[n++] = child;
 			}
 		}
@@ -108,7 +108,7 @@ int proctree_kill(int pidfd, pid_t pid)
 	tree = calloc(PROCTREE_MAX, sizeof(*tree));
 	if (tree) {
 		tree[0] = pid;
-		n = proctree_stop_descendants(tree, n);
+		n = proctree_signal_descendants(tree, n, SIGSTOP);
 	} else {
 		log_warn("pid %d: out of memory: killing it without its descendants", (int)pid);
 	}
@@ -144,7 +144,28 @@ int proctree_stop(int pidfd, pid_t pid)
 		return -ENOMEM;
 	}
 	tree[0] = pid;
-	n = proctree_stop_descendants(tree, 1);
+	n = proctree_signal_descendants(tree, 1, SIGSTOP);
 	free(tree);
+	return (int)n;
+}
+
+int proctree_cont(int pidfd, pid_t pid)
+{
+	pid_t *tree;
+	size_t n;
+	int ret;
+
+	tree = calloc(PROCTREE_MAX, sizeof(*tree));
+	if (!tree)
+		return -ENOMEM;
+	/* Descendants first: a stopped tree cannot fork while it is scanned. */
+	tree[0] = pid;
+	n = proctree_signal_descendants(tree, 1, SIGCONT);
+	free(tree);
+	if (syscall(SYS_pidfd_send_signal, pidfd, SIGCONT, NULL, 0) < 0) {
+		ret = -errno;
+		log_err("pid %d: cannot continue it: %s", (int)pid, strerror(-ret));
+		return ret;
+	}
 	return (int)n;
 }

@@ -37,4 +37,11 @@ int proctree_kill(int pidfd, pid_t pid);
  */
 int proctree_stop(int pidfd, pid_t pid);
 
+/*
+ * SIGCONTs the process behind pidfd and its descendants (the rollback of a
+ * lazy dump's stopped tree).  Returns how many were signalled, or a
+ * negative errno if the root could not be.
+ */
+int proctree_cont(int pidfd, pid_t pid);
+
 #endif

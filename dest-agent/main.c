@@ -1575,7 +1575,11 @@ int main(int argc, char **argv)
 			netsrc_abort(d.ns, CTRL_ABORT_IMAGES, "the received images do not parse");
 			goto out;
 		}
-		ret = netsrc_check_images(d.ns, d.imgs);
+		/* A lazy dump's tables are its staging units: cut the lazy ranges alike. */
+		if (netsrc_lazy_dump(d.ns))
+			ret = image_set_cut_lazy(d.imgs, CTRL_STAGE_UNIT);
+		if (ret == 0)
+			ret = netsrc_check_images(d.ns, d.imgs);
 		if (ret < 0) {
 			dest_fail(&d, "the received images and the source's range tables disagree");
 			netsrc_abort(d.ns, CTRL_ABORT_IMAGES,

@@ -10,6 +10,7 @@
 #include <sys/queue.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
+#include <xxhash.h>
 
 #include "ctrl.h"
 #include "log.h"
@@ -29,6 +30,9 @@ struct ns_range {
 	uint8_t *have_hash; /* per page */
 	uint64_t nr_hashes;
 	uint64_t verified_bytes;
+	/* FEAT_LAZY_DUMP: a unit, readable once its StageRegion came. */
+	bool staged;
+	bool stage_asked; /* our StageReq went out (at most one per unit) */
 };
 
 struct ns_task {
@@ -94,6 +98,13 @@ struct netsrc {
 	struct staging *staging;
 	struct ibv_mr *staging_mr;
 	struct ns_reqs pending;
+	/*
+	 * FEAT_LAZY_DUMP: requests on units not staged yet, accepted and held
+	 * until their StageRegion; drain ones count against max_reads.
+	 */
+	struct ns_reqs parked;
+	uint32_t parked_drain;
+	bool lazy_dump;		/* negotiated */
 	uint32_t inflight;	/* all requests the source holds */
 	uint32_t lane_inflight; /* of them, READs on the fault lane */
 	uint64_t next_cookie;
@@ -129,6 +140,11 @@ const char *netsrc_name(const struct netsrc *ns)
 void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out)
 {
 	*out = ns->stats;
+}
+
+bool netsrc_lazy_dump(const struct netsrc *ns)
+{
+	return ns->lazy_dump;
 }
 
 static struct ns_task *ns_task_find(struct netsrc *ns, int32_t pid)
@@ -220,6 +236,12 @@ static void ns_flush_requests(struct netsrc *ns, int err)
 			ns->lane_inflight--;
 		pagesrc_complete(req, err);
 	}
+	while ((req = TAILQ_FIRST(&ns->parked)) != NULL) {
+		TAILQ_REMOVE(&ns->parked, req, src_link);
+		if (req->prio != PAGESRC_PRIO_FAULT)
+			ns->parked_drain--;
+		pagesrc_complete(req, err);
+	}
 }
 
 /* The connection is over for good: tell the owner once, fail what is in flight. */
@@ -281,6 +303,9 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 		    ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_FAULT_LANE : CTRL_FEAT_FAULT_CONN;
 	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.verify)
 		h.features |= CTRL_FEAT_VERIFY_PAGES;
+	/* A lazy-dump source stages its ranges during post-copy (protocol.md §11.2). */
+	if (channel == CTRL_CHANNEL_CONTROL)
+		h.features |= CTRL_FEAT_LAZY_DUMP;
 	ret = auth_nonce(nonce);
 	if (ret == 0)
 		ret = ctrl_msg_hello(&o, &h);
@@ -356,6 +381,7 @@ static void on_hello(struct netsrc *ns)
 		return;
 	}
 	ns->verify = neg->features & CTRL_FEAT_VERIFY_PAGES;
+	ns->lazy_dump = neg->features & CTRL_FEAT_LAZY_DUMP;
 	if (ns->cfg.verify && !ns->verify) {
 		ns_abort(ns, CTRL_ABORT_FEATURES,
 			 "verification asked for but the source offers no page checksums "
@@ -516,6 +542,7 @@ static int on_task_table(struct netsrc *ns, const TaskTable *tt)
 		r->raddr = lr->has_remote_addr ? lr->remote_addr : 0;
 		r->rkey = lr->has_rkey ? lr->rkey : 0;
 		r->xxh3 = lr->xxh3;
+		r->staged = !ns->lazy_dump;
 		ns->digest = ctrl_digest_add(ns->digest, lr->xxh3);
 		ns->stats.ranges++;
 		ns->stats.lazy_bytes += lr->len;
@@ -625,6 +652,65 @@ static void on_read_resp(struct netsrc *ns, const ReadResp *rr, bool lane)
 	}
 }
 
+static int ns_issue(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r);
+
+/*
+ * A unit of a lazy dump is staged on the source: it may be read now, and
+ * the requests parked on it go out.  Its XXH3 joins the Done digest in
+ * table order (netsrc_send_done()).
+ */
+static void on_stage_region(struct netsrc *ns, const StageRegion *sr)
+{
+	struct ns_range *r = ns_range_find(ns, sr->pid, sr->img_vaddr, sr->len);
+	struct pagesrc_req *req, *next;
+	int ret;
+
+	if (!r || r->img_vaddr != sr->img_vaddr || r->len != sr->len || r->staged) {
+		ns_abort(ns, CTRL_ABORT_PROTOCOL,
+			 "StageRegion for no unit, or for one staged before");
+		return;
+	}
+	r->raddr = sr->has_remote_addr ? sr->remote_addr : 0;
+	r->rkey = sr->has_rkey ? sr->rkey : 0;
+	r->xxh3 = sr->xxh3;
+	r->staged = true;
+	ns->stats.units_staged++;
+	for (req = TAILQ_FIRST(&ns->parked); req; req = next) {
+		next = TAILQ_NEXT(req, src_link);
+		if (req->pid != sr->pid || req->img_vaddr < r->img_vaddr ||
+		    req->img_vaddr - r->img_vaddr >= r->len)
+			continue;
+		TAILQ_REMOVE(&ns->parked, req, src_link);
+		if (req->prio != PAGESRC_PRIO_FAULT)
+			ns->parked_drain--;
+		ret = ns_issue(ns, req, r);
+		/* Not from inside submit(): the engine may take the request back now. */
+		if (ret < 0)
+			pagesrc_complete(req, ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret);
+	}
+}
+
+/* A request on a unit not staged yet waits for its StageRegion; the unit is asked for once. */
+static int ns_park(struct netsrc *ns, struct pagesrc_req *req, struct ns_range *r)
+{
+	struct ctrl_out o;
+	int ret;
+
+	if (!r->stage_asked) {
+		ret = ctrl_msg_stage_req(&o, req->pid, r->img_vaddr);
+		if (ret == 0)
+			ret = ns_send(ns, &o);
+		if (ret < 0)
+			return ret;
+		r->stage_asked = true;
+		ns->stats.stage_reqs++;
+	}
+	TAILQ_INSERT_TAIL(&ns->parked, req, src_link);
+	if (req->prio != PAGESRC_PRIO_FAULT)
+		ns->parked_drain++;
+	return 0;
+}
+
 static void ns_read_done(struct xport *x, uint64_t cookie, int status, void *arg)
 {
 	struct netsrc *ns = arg;
@@ -704,6 +790,9 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		break;
 	case RDMIG_MSG__BODY_FAULT_LANE:
 		on_fault_lane(ns, m->fault_lane);
+		break;
+	case RDMIG_MSG__BODY_STAGE_REGION:
+		on_stage_region(ns, m->stage_region);
 		break;
 	case RDMIG_MSG__BODY_DONE_ACK:
 		ns->finished = m->done_ack->ok;
@@ -1022,6 +1111,7 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		return ret;
 	}
 	TAILQ_INIT(&ns->pending);
+	TAILQ_INIT(&ns->parked);
 	ns->host = strdup(cfg->host);
 	ns->port = strdup(cfg->port);
 	ns->id = strdup(cfg->migration_id);
@@ -1118,22 +1208,30 @@ int netsrc_check_images(struct netsrc *ns, const struct img_set *imgs)
 
 /* ---- the page source ---- */
 
+/*
+ * A fault goes on the lane (the RDMA fault QP, or the TCP fault
+ * connection while it has room) so that it never waits behind the drain.
+ */
+static bool ns_use_lane(const struct netsrc *ns, const struct pagesrc_req *req)
+{
+	if (req->prio != PAGESRC_PRIO_FAULT)
+		return false;
+	return ns->cfg.kind == XPORT_RDMA ? xport_lane_up(ns->x)
+					  : ns->fc.up && ns->lane_inflight < NETSRC_LANE_DEPTH;
+}
+
 static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 {
 	struct netsrc *ns = ctx;
 	struct ns_range *r;
-	struct ctrl_out o;
-	int ret;
-
 	bool lane;
+	int ret;
 
 	if (ns->failed || !ns->x)
 		return -ENOTCONN;
 	/* A fault on the lane does not count against the drain's READs. */
-	lane = req->prio == PAGESRC_PRIO_FAULT &&
-	       (ns->cfg.kind == XPORT_RDMA ? xport_lane_up(ns->x)
-					   : ns->fc.up && ns->lane_inflight < NETSRC_LANE_DEPTH);
-	if (!lane && ns->inflight - ns->lane_inflight >= ns->cfg.max_reads)
+	lane = ns_use_lane(ns, req);
+	if (!lane && ns->inflight - ns->lane_inflight + ns->parked_drain >= ns->cfg.max_reads)
 		return -EAGAIN;
 	r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
 	if (!r) {
@@ -1141,6 +1239,21 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 			ns->name, req->pid, req->img_vaddr, req->len);
 		return -ERANGE;
 	}
+	if (!r->staged)
+		ret = ns_park(ns, req, r);
+	else
+		ret = ns_issue(ns, req, r);
+	return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
+}
+
+/* Reads req from r, a staged range: RDMA READ, or ReadReq over TCP. */
+static int ns_issue(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r)
+{
+	struct ctrl_out o;
+	bool lane;
+	int ret;
+
+	lane = ns_use_lane(ns, req);
 	if (ns->cfg.kind == XPORT_RDMA) {
 		req->src_priv = lane ? ns : NULL;
 		ret = (lane ? xport_read_fault
@@ -1156,11 +1269,39 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 			ret = lane ? ns_fc_send(ns, &o) : ns_send(ns, &o);
 	}
 	if (ret < 0)
-		return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
+		return ret;
 	TAILQ_INSERT_TAIL(&ns->pending, req, src_link);
 	ns->inflight++;
 	if (lane)
 		ns->lane_inflight++;
+	return 0;
+}
+
+/*
+ * A lazy dump's unit read whole is checked against the XXH3 its
+ * StageRegion gave; a part of one (a fault, its read-ahead) cannot be,
+ * and is counted as such.
+ */
+static int ns_verify_unit(struct netsrc *ns, int32_t pid, uint64_t img_vaddr, const void *buf,
+			  uint64_t len)
+{
+	struct ns_range *r = ns_range_find(ns, pid, img_vaddr, len);
+
+	if (!r)
+		return -ERANGE;
+	if (img_vaddr != r->img_vaddr || len != r->len) {
+		ns->stats.unit_parts_unverified++;
+		return 0;
+	}
+	if (XXH3_64bits(buf, len) != r->xxh3) {
+		ns->stats.verify_failures++;
+		log_err("%s: pid %d unit 0x%" PRIx64 "+%" PRIu64
+			" does not match the source's XXH3",
+			ns->name, pid, img_vaddr, len);
+		return -EBADMSG;
+	}
+	r->verified_bytes = len;
+	ns->stats.units_verified++;
 	return 0;
 }
 
@@ -1170,6 +1311,8 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 	struct ns_range *r;
 	uint64_t p, idx, tag;
 
+	if (ns->lazy_dump)
+		return ns_verify_unit(ns, pid, img_vaddr, buf, len);
 	if (!ns->verify)
 		return 0;
 	r = ns_range_find(ns, pid, img_vaddr, len);
@@ -1198,6 +1341,8 @@ static void nsrc_destroy(void *ctx)
 
 	/* Forget every request: the engine no longer waits for them. */
 	TAILQ_INIT(&ns->pending);
+	TAILQ_INIT(&ns->parked);
+	ns->parked_drain = 0;
 	ns->inflight = 0;
 	ns->lane_inflight = 0;
 	ns->src = NULL;
@@ -1257,9 +1402,21 @@ int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes)
 
 	if (!ns->x)
 		return -ENOTCONN;
+	/* A lazy dump's checksums came with the StageRegions, not with the tables. */
+	if (ns->lazy_dump) {
+		log_info("%s: lazy dump: %" PRIu64 " of %" PRIu64 " units staged, %" PRIu64
+			 " asked for first (StageReq), %" PRIu64
+			 " read whole and checked by XXH3, %" PRIu64 " parts read unchecked",
+			 ns->name, ns->stats.units_staged, ns->stats.ranges, ns->stats.stage_reqs,
+			 ns->stats.units_verified, ns->stats.unit_parts_unverified);
+		d.digest = 0;
+		for (i = 0; i < ns->nr_tasks; i++)
+			for (j = 0; j < ns->tasks[i].nr; j++)
+				d.digest = ctrl_digest_add(d.digest, ns->tasks[i].ranges[j].xxh3);
+	}
 	for (i = 0; i < ns->nr_tasks; i++)
 		for (j = 0; j < ns->tasks[i].nr; j++)
-			if (ns->verify &&
+			if ((ns->verify || ns->lazy_dump) &&
 			    ns->tasks[i].ranges[j].verified_bytes >= ns->tasks[i].ranges[j].len)
 				d.ranges_verified++;
 	ret = ctrl_msg_done(&o, &d);

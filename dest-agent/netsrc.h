@@ -72,6 +72,11 @@ struct netsrc_stats {
 	bool fault_lane;     /* the fault lane is up */
 	uint64_t lane_reads; /* of reads: fault READs that went on the fault lane */
 	uint64_t lane_read_bytes;
+	/* FEAT_LAZY_DUMP: units announced, StageReqs sent, units checked by XXH3, parts read */
+	uint64_t units_staged;
+	uint64_t stage_reqs;
+	uint64_t units_verified;
+	uint64_t unit_parts_unverified;
 };
 
 struct netsrc_ops {
@@ -113,6 +118,12 @@ int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes);
 void netsrc_abort(struct netsrc *ns, uint32_t code, const char *reason);
 
 void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out);
+/*
+ * FEAT_LAZY_DUMP is common: the source's tables are staging units, the
+ * images' lazy ranges cut the same way (image_set_cut_lazy()) before
+ * netsrc_check_images().  Valid once the handshake is done.
+ */
+bool netsrc_lazy_dump(const struct netsrc *ns);
 const char *netsrc_name(const struct netsrc *ns);
 
 #endif

@@ -22,6 +22,7 @@ enum {
 	OPT_SECRET_FILE,
 	OPT_ID,
 	OPT_VERIFY,
+	OPT_LAZY_DUMP,
 	OPT_WAIT,
 	OPT_WATCH,
 	OPT_ADVERTISE,
@@ -52,6 +53,7 @@ static const struct option cli_options[] = {
     {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
     {"id", required_argument, NULL, OPT_ID},
     {"verify", no_argument, NULL, OPT_VERIFY},
+    {"lazy-dump", no_argument, NULL, OPT_LAZY_DUMP},
     {"wait", no_argument, NULL, OPT_WAIT},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"advertise", required_argument, NULL, OPT_ADVERTISE},
@@ -73,6 +75,7 @@ static unsigned cli_option_mask(int code)
 	case OPT_SECRET_FILE:
 	case OPT_ID:
 	case OPT_VERIFY:
+	case OPT_LAZY_DUMP:
 	case OPT_WAIT:
 	case OPT_ADVERTISE:
 	case OPT_DEST_IMAGES:
@@ -141,7 +144,7 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			"                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
 			"                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
 			"                [--secret-file FILE] [--id ID] [--verify]\n"
-			"                [--criu-log-level N] [--wait]\n"
+			"                [--lazy-dump] [--criu-log-level N] [--wait]\n"
 			"Start a migration on the source agent.\n\n"
 			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
 			"                         dump) and serves its images\n"
@@ -164,6 +167,9 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			"      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
 			"                         default: chosen by the agent\n"
 			"      --verify           checksum every page\n"
+			"      --lazy-dump        with --pid: criu dump --lazy-pages, the\n"
+			"                         freeze writes no memory; the source pulls it\n"
+			"                         from criu's page server during post-copy\n"
 			"      --criu-log-level N criu's -vN for the dump and the restore, 0..4\n"
 			"                         (default: the agents', 2); 4 makes the freeze\n"
 			"                         several times longer\n"
@@ -345,6 +351,9 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 	case OPT_VERIFY:
 		a->verify = true;
 		break;
+	case OPT_LAZY_DUMP:
+		a->lazy_dump = true;
+		break;
 	case OPT_CRIU_LOG_LEVEL:
 		if (parse_uint(arg, 0, 4, &v) < 0)
 			return cli_bad(err, a->cmd, "--criu-log-level is 0..4, not \"%s\"", arg);
@@ -486,6 +495,8 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 	if (a->cmd == CLI_CMD_MIGRATE) {
 		if (!a->pid == !a->images_dir)
 			return cli_bad(err, a->cmd, "give either --pid or --images");
+		if (a->lazy_dump && !a->pid)
+			return cli_bad(err, a->cmd, "--lazy-dump needs --pid");
 		if ((a->advertise || a->dest_images) && !a->to)
 			return cli_bad(err, a->cmd, "%s needs --to (the destination agent)",
 				       a->advertise ? "--advertise" : "--dest-images");
@@ -559,6 +570,8 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 		}
 	}
 	if (a->verify && json_object_set_new(body, "verify", json_true()) < 0)
+		goto out;
+	if (a->lazy_dump && json_object_set_new(body, "lazy_dump", json_true()) < 0)
 		goto out;
 	if (a->criu_log_level >= 0) {
 		v = json_pack("{s:i}", "log_level", a->criu_log_level);
@@ -778,8 +791,9 @@ void cli_print_report(FILE *f, const json_t *m)
 
 	fprintf(f, "migration %s (%s): %s\n", cli_str(m, NULL, "id"), cli_str(m, NULL, "role"),
 		cli_str(m, NULL, "state"));
-	fprintf(f, "  transport:  %s%s\n", cli_str(m, NULL, "transport"),
-		json_is_true(json_object_get(m, "verify")) ? ", pages verified" : "");
+	fprintf(f, "  transport:  %s%s%s\n", cli_str(m, NULL, "transport"),
+		json_is_true(json_object_get(m, "verify")) ? ", pages verified" : "",
+		json_is_true(json_object_get(m, "lazy_dump")) ? ", lazy dump" : "");
 	fprintf(f, "  source:     %s\n", cli_str(m, NULL, "source"));
 	if (dest_state)
 		fprintf(f, "  dest:       %s (destination agent: %s)\n", cli_str(m, NULL, "dest"),

@@ -51,6 +51,7 @@ struct cli_args {
 	const char *transport;
 	const char *secret_file;
 	bool verify;
+	bool lazy_dump;	    /* migrate --lazy-dump */
 	int criu_log_level; /* --criu-log-level: criu_opts.log_level; < 0: not given */
 	bool wait;
 	/* status */

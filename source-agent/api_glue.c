@@ -17,9 +17,11 @@
 
 #include "api.h"
 #include "auth.h"
+#include "ctrl.h"
 #include "handover.h"
 #include "image.h"
 #include "imgname.h"
+#include "lazydump.h"
 #include "log.h"
 #include "promtext.h"
 #include "records.h"
@@ -102,6 +104,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->images_dir = m->dir;
 	v->freeze_ms = m->freeze_ms;
 	v->verify = m->verify;
+	v->lazy_dump = m->lazy_dump;
 	v->pages_total = m->lazy_bytes / IMG_PAGE_SIZE;
 	v->pages_fetched = glue_max(m->prog_pages, m->bytes_served / IMG_PAGE_SIZE);
 	v->pages_fetched = glue_max_dest(v->pages_fetched, r->pages_fetched);
@@ -255,6 +258,98 @@ static int glue_map(struct src_agent *a, struct src_migration *m)
 	return ret;
 }
 
+/*
+ * A lazy dump's criu ended after its page server was up: its session with
+ * the stage ended, on purpose (done, rollback) or not.  The tree stays
+ * stopped (lazydump.h) until Done kills it or a rollback continues it.
+ */
+static void glue_lazy_dump_exit(struct src_migration *m, const struct criuproc_exit *e)
+{
+	char why[SRC_MIG_ERROR_MAX], st[48];
+	int ret;
+
+	src_criu_status_str(e, st, sizeof(st));
+	log_info("migration %s: criu dump --lazy-pages ended (%s)", m->id, st);
+	if (m->state == SRC_MIG_RESTORING) {
+		ret = src_lazydump_resume(m->lazy);
+		if (ret < 0) {
+			snprintf(why, sizeof(why),
+				 "rollback: cannot continue the stopped process %d: %s",
+				 (int)m->pid, strerror(-ret));
+			src_mig_finish(m, SRC_MIG_FAILED, why);
+			return;
+		}
+		src_mig_finish(m, SRC_MIG_ROLLED_BACK, NULL);
+		return;
+	}
+	if (src_mig_final(m))
+		return;
+	snprintf(why, sizeof(why),
+		 "the lazy dump's page server ended (criu dump %s) before the destination had "
+		 "every page; the source's process %d stays stopped: roll back to continue it",
+		 st, (int)m->pid);
+	src_handover_stop(m->handover);
+	src_session_cancel_code(m->agent, m, CTRL_ABORT_READ, why);
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
+static void glue_dump_exit(void *arg, const struct criuproc_exit *e);
+
+/* The status byte of a lazy dump: the freeze is over, its images are in. */
+static void glue_lazy_ready(struct src_lazydump *ld, void *arg)
+{
+	struct src_migration *m = arg;
+	char why[SRC_MIG_ERROR_MAX];
+	int ret;
+
+	(void)ld;
+	m->freeze_ms = (int64_t)((now_ns() - m->freeze_start_ns) / 1000000);
+	log_info("migration %s: process %d dumped lazily to %s in %" PRId64 " ms (no memory "
+		 "written)",
+		 m->id, (int)m->pid, m->dir, m->freeze_ms);
+	ret = glue_map(m->agent, m);
+	if (ret < 0) {
+		snprintf(
+		    why, sizeof(why),
+		    "criu dump --lazy-pages wrote images in %s that cannot be "
+		    "served: %s; the source's process %d stays stopped: roll back to continue it",
+		    m->dir, strerror(-ret), (int)m->pid);
+		src_handover_stop(m->handover);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+	}
+}
+
+static void glue_lazy_staged(struct src_lazydump *ld, const struct lazystage_unit *u, void *arg)
+{
+	struct src_migration *m = arg;
+
+	(void)ld;
+	src_session_staged(m->agent, m, u);
+}
+
+static void glue_lazy_failed(struct src_lazydump *ld, int err, void *arg)
+{
+	struct src_migration *m = arg;
+	char why[SRC_MIG_ERROR_MAX];
+
+	(void)ld;
+	if (src_mig_final(m) || m->state == SRC_MIG_RESTORING)
+		return;
+	snprintf(why, sizeof(why),
+		 "the lazy dump's page server failed: %s; the source's process %d stays stopped: "
+		 "roll back to continue it",
+		 strerror(-err), (int)m->pid);
+	src_handover_stop(m->handover);
+	src_session_cancel_code(m->agent, m, CTRL_ABORT_READ, why);
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
+static const struct src_lazydump_ops glue_lazy_ops = {
+    .ready = glue_lazy_ready,
+    .staged = glue_lazy_staged,
+    .failed = glue_lazy_failed,
+};
+
 static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 {
 	struct src_migration *m = arg;
@@ -263,6 +358,10 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 
 	criuproc_free(m->job);
 	m->job = NULL;
+	if (m->lazy && src_lazydump_is_ready(m->lazy)) {
+		glue_lazy_dump_exit(m, e);
+		return;
+	}
 	/* CRIU freezes the tree when it starts and leaves it dumped (dead) when it exits. */
 	m->freeze_ms = (int64_t)(e->elapsed_ns / 1000000);
 	if (!e->ok) {
@@ -316,6 +415,14 @@ static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
 	int ret;
 
 	*out = NULL;
+	if (req->lazy_dump && (req->criu.leave_running || req->verify)) {
+		ret = api_error_set(err, -EINVAL, "\"lazy_dump\" cannot go with %s",
+				    req->verify ? "\"verify\" (page tags of a lazy dump are not "
+						  "sent yet)"
+						: "\"leave_running\" (the tree stays stopped "
+						  "until the destination has every page)");
+		goto out;
+	}
 	if (snprintf(dir, sizeof(dir), "%s/%s", a->images_root_real, req->id) >= (int)sizeof(dir)) {
 		ret = api_error_set(err, -EINVAL, "images root %s: path too long", a->images_root);
 		goto out;
@@ -333,6 +440,7 @@ static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
 		goto out;
 	}
 	m->pid = req->pid;
+	m->lazy_dump = req->lazy_dump;
 	glue_copy_opts(&req->criu, &m->criu);
 	*out = m;
 	m = NULL;
@@ -359,11 +467,21 @@ static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct ap
 	close(fd);
 	ret =
 	    src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log", &m->criu);
+	if (ret == 0 && m->lazy_dump) {
+		/* Page tags of a lazy dump would go with each StageRegion: not built. */
+		m->verify = false;
+		ret = src_lazydump_new(a->base, m->pid, &glue_lazy_ops, m, &m->lazy);
+		if (ret == 0)
+			ret = src_criu_argv_lazy(&av, src_lazydump_port(m->lazy));
+	}
 	/* The workload's downtime starts here: criu freezes it first. */
 	m->freeze_start_ns = now_ns();
 	if (ret == 0)
-		ret = src_criu_start(a->base, m->id, &av, m->dir, "dump.log", glue_dump_exit, m,
-				     &m->job);
+		ret = src_criu_start_status(a->base, m->id, &av, m->dir, "dump.log",
+					    m->lazy ? src_lazydump_status_fd(m->lazy) : -1,
+					    glue_dump_exit, m, &m->job);
+	if (ret == 0 && m->lazy)
+		ret = src_lazydump_watch(m->lazy);
 	if (ret < 0) {
 		rmdir(m->dir);
 		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s dump: %s",
@@ -889,6 +1007,14 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 	case SRC_MIG_ABORTED:
 		break;
 	}
+	/* A lazy dump is rolled back by continuing its stopped tree, not by a restore. */
+	if (m->lazy_dump)
+		return m->lazy && src_lazydump_is_ready(m->lazy)
+			   ? 0
+			   : api_error_set(err, -EBUSY,
+					   "migration \"%s\": its lazy dump never had its page "
+					   "server up, so criu left the process running",
+					   m->id);
 	if (m->restore_interrupted)
 		return api_error_set(err, -EBUSY,
 				     "migration \"%s\": the source agent restarted while its "
@@ -916,6 +1042,33 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 	return 0;
 }
 
+/*
+ * A lazy dump's rollback: its tree is stopped on this host with all its
+ * memory.  While criu still holds it (its page server serves), that session
+ * is ended first and glue_lazy_dump_exit() continues the tree.
+ */
+static int glue_rollback_lazy(struct src_migration *m, struct api_error *err)
+{
+	char why[SRC_MIG_ERROR_MAX];
+	int ret;
+
+	if (criuproc_running(m->job)) {
+		log_info("migration %s: rolling back: ending the lazy dump's page server first",
+			 m->id);
+		src_lazydump_end(m->lazy);
+		return 0;
+	}
+	ret = src_lazydump_resume(m->lazy);
+	if (ret < 0) {
+		snprintf(why, sizeof(why), "rollback: cannot continue the stopped process %d: %s",
+			 (int)m->pid, strerror(-ret));
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return api_error_set(err, -EIO, "%s", why);
+	}
+	src_mig_finish(m, SRC_MIG_ROLLED_BACK, NULL);
+	return 0;
+}
+
 /* Restores m's checkpoint on the source: its state allowed it, and the destination's. */
 static int glue_rollback_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
 {
@@ -932,6 +1085,8 @@ static int glue_rollback_run(struct src_agent *a, struct src_migration *m, struc
 	m->error[0] = '\0';
 	m->finished_unix_ms = 0;
 	src_mig_set_state(m, SRC_MIG_RESTORING);
+	if (m->lazy_dump)
+		return glue_rollback_lazy(m, err);
 	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir, "restore-rollback.log",
 				  &m->criu);
 	if (ret == 0)

@@ -60,9 +60,35 @@ int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu
 	return ret ? -E2BIG : 0;
 }
 
+int src_criu_argv_lazy(struct src_criu_argv *a, int port)
+{
+	int ret = 0;
+
+	if (port <= 0 || port > 65535)
+		return -EINVAL;
+	snprintf(a->port, sizeof(a->port), "%d", port);
+	snprintf(a->status_fd, sizeof(a->status_fd), "%d", CRIUPROC_PASS_FD_NUM);
+	ret |= argv_add(a, "--lazy-pages");
+	ret |= argv_add(a, "--leave-stopped");
+	ret |= argv_add(a, "--address");
+	ret |= argv_add(a, "127.0.0.1");
+	ret |= argv_add(a, "--port");
+	ret |= argv_add(a, a->port);
+	ret |= argv_add(a, "--status-fd");
+	ret |= argv_add(a, a->status_fd);
+	return ret ? -E2BIG : 0;
+}
+
 int src_criu_start(struct event_base *base, const char *what, const struct src_criu_argv *av,
 		   const char *dir, const char *log, criuproc_exit_fn cb, void *arg,
 		   struct criuproc **out)
+{
+	return src_criu_start_status(base, what, av, dir, log, -1, cb, arg, out);
+}
+
+int src_criu_start_status(struct event_base *base, const char *what, const struct src_criu_argv *av,
+			  const char *dir, const char *log, int status_fd, criuproc_exit_fn cb,
+			  void *arg, struct criuproc **out)
 {
 	char path[4096];
 	struct criuproc_spec spec = {
@@ -72,9 +98,12 @@ int src_criu_start(struct event_base *base, const char *what, const struct src_c
 	    .log_path = path,
 	    .flags =
 		CRIUPROC_STDOUT_NULL | CRIUPROC_CLOSE_FDS | CRIUPROC_TAIL_BARE | CRIUPROC_TAIL_ANY,
+	    .pass_fd = status_fd,
 	};
 	int ret;
 
+	if (status_fd >= 0)
+		spec.flags |= CRIUPROC_PASS_FD;
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, log) >= sizeof(path))
 		return -ENAMETOOLONG;
 	ret = criuproc_spawn(base, &spec, cb, arg, out);

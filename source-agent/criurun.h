@@ -50,6 +50,8 @@ struct src_criu_argv {
 	char pid[24];
 	char level[16];
 	char cgroups[40];
+	char port[8];
+	char status_fd[8];
 };
 
 /*
@@ -58,6 +60,16 @@ struct src_criu_argv {
  */
 int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu_verb verb,
 			pid_t pid, const char *dir, const char *log, const struct src_criu_opts *o);
+
+/*
+ * Makes the dump of a a lazy one (design.md §11): --lazy-pages with its page
+ * server on 127.0.0.1:port (never a routable address: it serves the frozen
+ * memory to whoever connects first, unauthenticated), --leave-stopped so
+ * a success keeps the tasks for a rollback, and --status-fd on the fd
+ * src_criu_start() passes as CRIUPROC_PASS_FD_NUM: its byte means the
+ * images are written and the server listens.
+ */
+int src_criu_argv_lazy(struct src_criu_argv *a, int port);
 
 /*
  * Starts av with dir as its working directory; log is criu's -o file in
@@ -69,6 +81,10 @@ int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu
 int src_criu_start(struct event_base *base, const char *what, const struct src_criu_argv *av,
 		   const char *dir, const char *log, criuproc_exit_fn cb, void *arg,
 		   struct criuproc **out);
+/* The same, with status_fd (the caller's) as the child's --status-fd. */
+int src_criu_start_status(struct event_base *base, const char *what, const struct src_criu_argv *av,
+			  const char *dir, const char *log, int status_fd, criuproc_exit_fn cb,
+			  void *arg, struct criuproc **out);
 
 /* "exit status N", "killed by signal N" */
 void src_criu_status_str(const struct criuproc_exit *e, char *buf, size_t len);

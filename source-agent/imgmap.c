@@ -242,6 +242,26 @@ static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *id
 	return 0;
 }
 
+/*
+ * A lazy dump's task: its lazy ranges are in the dump's page server, not
+ * in a file; only their sizes are known now (lazystage.h pulls them).
+ */
+static int task_lazy(struct imgmap *map, const struct img_task *t)
+{
+	size_t i;
+
+	for (i = 0; i < t->nr_lazy; i++) {
+		if (t->lazy[i].pages_off != IMG_NO_OFFSET) {
+			log_err("%s: task %d range 0x%" PRIx64 " has its pages in the images: "
+				"not a criu dump --lazy-pages",
+				map->set->dir, t->pid, t->lazy[i].vaddr);
+			return -EBADMSG;
+		}
+		map->lazy_bytes += t->lazy[i].len;
+	}
+	return 0;
+}
+
 static int task_build(struct imgmap *map, const struct img_task *t, struct imgmap_task *mt,
 		      struct msgauth_pages *pages, const atomic_bool *stop)
 {
@@ -254,6 +274,8 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 	mt->pid = t->pid;
 	if (!t->has_memory || t->nr_lazy == 0)
 		return 0;
+	if (map->lazy_dump)
+		return task_lazy(map, t);
 	ret = file_index(map, t, &idx);
 	if (ret < 0)
 		return ret;
@@ -318,8 +340,8 @@ out:
 	return ret;
 }
 
-int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
-		struct imgmap **out)
+static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
+		    bool lazy_dump, struct imgmap **out)
 {
 	struct msgauth_pages pages = {0};
 	struct imgmap *map;
@@ -329,6 +351,7 @@ int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *sto
 	map = calloc(1, sizeof(*map));
 	if (!map)
 		return -ENOMEM;
+	map->lazy_dump = lazy_dump;
 	ret = page_key ? msgauth_pages_init(&pages, page_key) : 0;
 	if (ret == 0)
 		ret = image_set_open(dir, &map->set);
@@ -360,6 +383,17 @@ out:
 	}
 	*out = map;
 	return ret;
+}
+
+int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
+		struct imgmap **out)
+{
+	return map_open(dir, page_key, stop, false, out);
+}
+
+int imgmap_open_lazy(const char *dir, const atomic_bool *stop, struct imgmap **out)
+{
+	return map_open(dir, NULL, stop, true, out);
 }
 
 void imgmap_close(struct imgmap *map)

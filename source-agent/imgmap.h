@@ -72,6 +72,12 @@ struct imgmap {
 	size_t nr_tasks;
 	uint64_t lazy_bytes;
 	uint64_t digest; /* xxh3-64 over every range checksum, in table order */
+	/*
+	 * imgmap_open_lazy(): the images of criu dump --lazy-pages, whose lazy
+	 * pages are only in the dump's page server: no file mapped, no range
+	 * in the tasks (lazystage.h cuts and pulls them), digest 0.
+	 */
+	bool lazy_dump;
 };
 
 /*
@@ -82,6 +88,11 @@ struct imgmap {
  */
 int imgmap_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
 		struct imgmap **out);
+/*
+ * The images of a lazy dump: parsed, lazy_bytes summed, nothing mapped;
+ * -EBADMSG when a lazy range has its pages in the images.
+ */
+int imgmap_open_lazy(const char *dir, const atomic_bool *stop, struct imgmap **out);
 void imgmap_close(struct imgmap *map);
 
 const struct imgmap_task *imgmap_task(const struct imgmap *map, int32_t pid);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ctrl.h"
 #include "log.h"
 
 struct lazystage_task {
@@ -244,7 +245,9 @@ const struct lazystage_unit *lazystage_units(const struct lazystage *ls, size_t 
 	return ls->units;
 }
 
-static struct lazystage_unit *ls_find(const struct lazystage *ls, int32_t pid, uint64_t img_vaddr)
+/* The unit of pid holding img_vaddr, or NULL. */
+static struct lazystage_unit *ls_find_in(const struct lazystage *ls, int32_t pid,
+					 uint64_t img_vaddr)
 {
 	const struct lazystage_task *t = NULL;
 	size_t i, lo, hi, mid;
@@ -260,7 +263,7 @@ static struct lazystage_unit *ls_find(const struct lazystage *ls, int32_t pid, u
 	while (lo < hi) {
 		mid = lo + (hi - lo) / 2;
 		u = &ls->units[mid];
-		if (u->img_vaddr == img_vaddr)
+		if (img_vaddr >= u->img_vaddr && img_vaddr - u->img_vaddr < u->len)
 			return u;
 		if (u->img_vaddr < img_vaddr)
 			lo = mid + 1;
@@ -268,6 +271,42 @@ static struct lazystage_unit *ls_find(const struct lazystage *ls, int32_t pid, u
 			hi = mid;
 	}
 	return NULL;
+}
+
+static struct lazystage_unit *ls_find(const struct lazystage *ls, int32_t pid, uint64_t img_vaddr)
+{
+	struct lazystage_unit *u = ls_find_in(ls, pid, img_vaddr);
+
+	return u && u->img_vaddr == img_vaddr ? u : NULL;
+}
+
+int lazystage_locate(const struct lazystage *ls, int32_t pid, uint64_t img_vaddr, uint64_t len,
+		     const void **data)
+{
+	const struct lazystage_unit *u = ls_find_in(ls, pid, img_vaddr);
+
+	if (!u || len == 0 || len > u->len - (img_vaddr - u->img_vaddr))
+		return -ERANGE;
+	if (!data)
+		return 0;
+	if (u->state != LAZYSTAGE_STAGED)
+		return -EAGAIN;
+	*data = ls->area + u->area_off + (img_vaddr - u->img_vaddr);
+	return 0;
+}
+
+int lazystage_digest(const struct lazystage *ls, uint64_t *digest)
+{
+	uint64_t d = 0;
+	size_t i;
+
+	for (i = 0; i < ls->nr_units; i++) {
+		if (ls->units[i].state != LAZYSTAGE_STAGED)
+			return -EAGAIN;
+		d = ctrl_digest_add(d, ls->units[i].csum);
+	}
+	*digest = d;
+	return 0;
 }
 
 const struct lazystage_unit *lazystage_find(const struct lazystage *ls, int32_t pid,

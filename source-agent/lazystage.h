@@ -31,13 +31,14 @@
 #include <stdint.h>
 
 #include "criupsrv.h"
+#include "ctrl.h"
 #include "image.h"
 
 struct event_base;
 struct lazystage;
 
 /* Largest unit: one TaskTable range under FEAT_LAZY_DUMP (protocol.md §11.2). */
-#define LAZYSTAGE_UNIT (256u << 10)
+#define LAZYSTAGE_UNIT CTRL_STAGE_UNIT
 /* Units asked for at once by the background pull (16 MiB). */
 #define LAZYSTAGE_WINDOW 64u
 
@@ -94,6 +95,21 @@ const struct lazystage_unit *lazystage_units(const struct lazystage *ls, size_t 
  */
 const struct lazystage_unit *lazystage_find(const struct lazystage *ls, int32_t pid,
 					    uint64_t img_vaddr);
+
+/*
+ * The staged bytes of [img_vaddr, +len) of pid, which must lie inside one
+ * unit: 0 with *data in the area, -EAGAIN when that unit is not staged
+ * yet, -ERANGE when the span is not inside one unit.  data may be NULL
+ * (a check only: then an unstaged unit is 0 too).
+ */
+int lazystage_locate(const struct lazystage *ls, int32_t pid, uint64_t img_vaddr, uint64_t len,
+		     const void **data);
+
+/*
+ * The Done digest over every unit's XXH3 in table order (ctrl.h
+ * ctrl_digest_add()); -EAGAIN while a unit is not staged.
+ */
+int lazystage_digest(const struct lazystage *ls, uint64_t *digest);
 
 /*
  * A fault waits for the unit of pid at img_vaddr: ask for it before any

@@ -12,6 +12,7 @@
 
 #include "ctrl.h"
 #include "handover.h"
+#include "lazydump.h"
 #include "log.h"
 #include "records.h"
 #include "util.h"
@@ -166,6 +167,7 @@ struct src_map_job {
 	char id[AUTH_MIGRATION_ID_MAX + 1];
 	char *dir;
 	bool page_hashes;
+	bool lazy_dump;
 	uint8_t page_key[MSGAUTH_PAGE_KEY_LEN];
 	unsigned int delay_ms;
 	/* Worker outputs, read by the loop once the job is back. */
@@ -202,7 +204,8 @@ static int mig_mapped(struct src_migration *m, int ret, struct imgmap *map, uint
 	m->map = map;
 	m->lazy_bytes = map->lazy_bytes;
 	m->digest = map->digest;
-	m->images_complete = true;
+	/* A lazy dump's images lack its memory: never restored from, only continued. */
+	m->images_complete = !map->lazy_dump;
 	src_mig_set_state(m, SRC_MIG_READY);
 	log_info("migration %s: %zu task(s), %s of lazy pages in %s, mapped and checksummed in "
 		 "%.2f s",
@@ -226,7 +229,9 @@ static void map_job_run(struct offload_job *oj)
 		}
 		nanosleep(&step, NULL);
 	}
-	if (j->ret == 0)
+	if (j->ret == 0 && j->lazy_dump)
+		j->ret = imgmap_open_lazy(j->dir, &oj->cancelled, &j->map);
+	else if (j->ret == 0)
 		j->ret = imgmap_open(j->dir, j->page_hashes ? j->page_key : NULL, &oj->cancelled,
 				     &j->map);
 	j->ns = now_ns() - t0;
@@ -277,6 +282,7 @@ int src_mig_map_start(struct src_migration *m, struct offload *o, unsigned int d
 	j->cb = cb;
 	snprintf(j->id, sizeof(j->id), "%s", m->id);
 	j->page_hashes = m->verify;
+	j->lazy_dump = m->lazy_dump;
 	if (m->verify && (ret = msgauth_page_key(m->secret, m->id, j->page_key)) < 0)
 		goto out;
 	j->delay_ms = delay_ms;
@@ -341,6 +347,7 @@ void src_mig_destroy(struct src_migration *m)
 	src_mig_map_cancel(m);
 	src_handover_free(m->handover);
 	criuproc_free(m->job);
+	src_lazydump_free(m->lazy);
 	imgmap_close(m->map);
 	auth_secret_free(m->secret);
 	free(m->dir);

@@ -46,6 +46,7 @@ enum src_mig_state {
 struct api_later;
 struct src_agent;
 struct src_handover;
+struct src_lazydump;
 struct src_map_job;
 struct src_records;
 
@@ -96,7 +97,14 @@ struct src_migration {
 	 * migration reloaded after a restart must map to the same one.
 	 */
 	uint64_t digest;
-	pid_t pid;		   /* dumped by the agent; 0: images given */
+	pid_t pid; /* dumped by the agent; 0: images given */
+	/*
+	 * criu dump --lazy-pages (design.md §11): the tree stays stopped on
+	 * this host with its memory, pulled into lazy's stage during
+	 * post-copy.  lazy is owned; NULL for a plain dump.
+	 */
+	bool lazy_dump;
+	struct src_lazydump *lazy;
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
 	struct criuproc *job;	   /* criu dump or restore running, or NULL */

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctrl.h"
+#include "lazydump.h"
 #include "log.h"
 #include "rdmig-config.h"
 #include "util.h"
@@ -75,6 +76,14 @@ struct src_session {
 	char addr[64]; /* the peer's address without its port */
 	uint8_t *rbuf; /* a ReadResp's data, copied out of the mapping; CTRL_READ_MAX */
 	struct src_stream stream;
+	/*
+	 * A lazy dump's (FEAT_LAZY_DUMP common): the units the peer asked
+	 * for with StageReq (one byte each), and whether the StageRegions of
+	 * the units staged before the tables went out were sent (from then on
+	 * each unit goes as it is staged).
+	 */
+	uint8_t *stage_asked;
+	bool stage_live;
 };
 
 static void sess_release_memory(struct src_session *s)
@@ -106,6 +115,7 @@ static void sess_free(struct src_session *s)
 	}
 	stream_free(&s->stream);
 	sess_release_memory(s);
+	free(s->stage_asked);
 	auth_secret_free(s->decoy);
 	free(s->rbuf);
 	ctrl_state_clear(&s->st);
@@ -180,11 +190,20 @@ static bool sess_images_intact(struct src_session *s)
 	return false;
 }
 
+/* The stage of the session's lazy-dump migration, or NULL. */
+static struct lazystage *sess_stage(const struct src_session *s)
+{
+	return s->mig ? src_lazydump_stage_of(s->mig->lazy) : NULL;
+}
+
 static bool sess_range_known(void *arg, int32_t pid, uint64_t img_vaddr, uint64_t len)
 {
 	struct src_session *s = arg;
 	const void *data;
 
+	if (s->mig && s->mig->lazy_dump)
+		return sess_stage(s) &&
+		       lazystage_locate(sess_stage(s), pid, img_vaddr, len, NULL) == 0;
 	return s->mig && imgmap_locate(s->mig->map, pid, img_vaddr, len, &data) == 0;
 }
 
@@ -199,6 +218,12 @@ static uint64_t sess_features(const struct src_session *s)
 
 	if (s->agent->kind == XPORT_RDMA)
 		f = CTRL_FEAT_RDMA_READ | (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
+	/*
+	 * A lazy dump is only served staged (protocol.md §11.2); offered for
+	 * that migration alone, as an older destination would not set it.
+	 */
+	if (s->mig && s->mig->lazy_dump)
+		return f | CTRL_FEAT_LAZY_DUMP;
 	return f | CTRL_FEAT_VERIFY_PAGES;
 }
 
@@ -228,6 +253,11 @@ static const char *sess_refusal(const struct src_session *s, int *err)
 	if (m->busy) {
 		*err = -EBUSY;
 		return "migration is being served to another peer";
+	}
+	if (m->lazy_dump && !(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_LAZY_DUMP)) {
+		*err = -EPROTONOSUPPORT;
+		return "this migration was dumped with criu dump --lazy-pages and the destination "
+		       "does not take staged ranges (FEAT_LAZY_DUMP): upgrade it";
 	}
 	if ((ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES) && !m->verify) {
 		*err = -EINVAL;
@@ -380,6 +410,32 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	return 0;
 }
 
+/* A lazy dump's one region: its staging area, readable once each unit is announced. */
+static int send_stage_region(struct src_session *s)
+{
+	struct ctrl_region reg;
+	struct ctrl_out o;
+	size_t len;
+	void *base;
+	int ret;
+
+	lazystage_area(sess_stage(s), &base, &len);
+	s->mrs = calloc(1, sizeof(*s->mrs));
+	if (!s->mrs)
+		return -ENOMEM;
+	s->nr_mrs = 1;
+	if (len) {
+		ret = xport_reg(s->x, base, len, IBV_ACCESS_REMOTE_READ, &s->mrs[0]);
+		if (ret < 0)
+			return ret;
+		reg.addr = (uintptr_t)base;
+		reg.len = len;
+		reg.rkey = s->mrs[0]->rkey;
+	}
+	ret = ctrl_msg_mem_regions(&o, &reg, len ? 1 : 0);
+	return ret < 0 ? ret : sess_send(s, &o);
+}
+
 static int send_regions(struct src_session *s)
 {
 	const struct imgmap *map = s->mig->map;
@@ -388,6 +444,8 @@ static int send_regions(struct src_session *s)
 	size_t i, n = 0;
 	int ret;
 
+	if (map->lazy_dump)
+		return send_stage_region(s);
 	if (map->nr_files > CTRL_REGIONS_MAX)
 		return -E2BIG;
 	s->mrs = calloc(map->nr_files ? map->nr_files : 1, sizeof(*s->mrs));
@@ -612,15 +670,101 @@ static void stream_free(struct src_stream *st)
 	st->pump = NULL;
 }
 
+static int send_table(struct src_session *s, int32_t pid, const struct ctrl_range *r, size_t n,
+		      bool last)
+{
+	struct ctrl_out o;
+	int ret = ctrl_msg_task_table(&o, pid, r, n, last);
+
+	return ret < 0 ? ret : sess_send(s, &o);
+}
+
+/*
+ * A lazy dump's tables: its staging units, without an address or a
+ * checksum yet (StageRegion brings both).  Units come in table order.
+ */
+static int send_stage_tables(struct src_session *s, uint32_t *tasks)
+{
+	const struct lazystage_unit *u;
+	struct ctrl_range *r;
+	size_t i, j, k, n;
+	int ret = 0;
+
+	u = lazystage_units(sess_stage(s), &n);
+	s->stage_asked = calloc(n ? n : 1, 1);
+	r = calloc(CTRL_RANGES_MAX, sizeof(*r));
+	if (!r || !s->stage_asked) {
+		free(r);
+		return -ENOMEM;
+	}
+	*tasks = 0;
+	for (i = 0; i < n && ret == 0; i = j) {
+		for (j = i; j < n && u[j].pid == u[i].pid; j++)
+			;
+		for (k = i; k < j && ret == 0;) {
+			size_t m = 0;
+
+			for (; k < j && m < CTRL_RANGES_MAX; k++, m++) {
+				memset(&r[m], 0, sizeof(r[m]));
+				r[m].img_vaddr = u[k].img_vaddr;
+				r[m].len = u[k].len;
+			}
+			ret = send_table(s, u[i].pid, r, m, k == j);
+		}
+		if (ret == 0)
+			(*tasks)++;
+	}
+	free(r);
+	return ret;
+}
+
+static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u)
+{
+	struct ctrl_range r = {
+	    .img_vaddr = u->img_vaddr,
+	    .len = u->len,
+	    .xxh3 = u->csum,
+	};
+	struct ctrl_out o;
+	void *base;
+	size_t len;
+	int ret;
+
+	if (xport_kind(s->x) == XPORT_RDMA) {
+		lazystage_area(sess_stage(s), &base, &len);
+		r.has_remote = true;
+		r.remote_addr = (uintptr_t)base + u->area_off;
+		r.rkey = s->mrs[0]->rkey;
+	}
+	ret = ctrl_msg_stage_region(&o, u->pid, &r);
+	return ret < 0 ? ret : sess_send(s, &o);
+}
+
+/* After ImagesDone: every unit staged so far; the rest as they come (src_session_staged()). */
+static int send_staged_so_far(struct src_session *s)
+{
+	const struct lazystage_unit *u;
+	size_t i, n;
+	int ret = 0;
+
+	u = lazystage_units(sess_stage(s), &n);
+	for (i = 0; i < n && ret == 0; i++)
+		if (u[i].state == LAZYSTAGE_STAGED)
+			ret = send_stage_unit(s, &u[i]);
+	s->stage_live = ret == 0;
+	return ret;
+}
+
 static int send_tables(struct src_session *s, uint32_t *tasks)
 {
 	const struct imgmap *map = s->mig->map;
 	struct ctrl_range *r;
-	struct ctrl_out o;
 	size_t i, j, k, n;
 	bool rdma = xport_kind(s->x) == XPORT_RDMA;
 	int ret = 0;
 
+	if (map->lazy_dump)
+		return send_stage_tables(s, tasks);
 	r = calloc(CTRL_RANGES_MAX, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
@@ -647,9 +791,7 @@ static int send_tables(struct src_session *s, uint32_t *tasks)
 					r[k].rkey = s->mrs[ir->file]->rkey;
 				}
 			}
-			ret = ctrl_msg_task_table(&o, t->pid, r, n, j + n == t->nr_ranges);
-			if (ret == 0)
-				ret = sess_send(s, &o);
+			ret = send_table(s, t->pid, r, n, j + n == t->nr_ranges);
 		}
 		if (ret == 0)
 			(*tasks)++;
@@ -703,6 +845,8 @@ static void stream_finish(struct src_session *s)
 		ret = ctrl_msg_images_done(&o, s->stream.files, tasks, s->mig->map->lazy_bytes);
 	if (ret == 0)
 		ret = sess_send(s, &o);
+	if (ret == 0 && s->mig->map->lazy_dump)
+		ret = send_staged_so_far(s);
 	if (ret < 0) {
 		sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the range tables");
 		return;
@@ -755,6 +899,11 @@ static void sess_start_stream(struct src_session *s)
 	src_mig_set_state(s->mig, SRC_MIG_SERVING);
 	if (!s->mig->started_ns)
 		s->mig->started_ns = now_ns();
+	/* The page server serves one client: the stage outlives sessions, made once. */
+	if (s->mig->lazy_dump && src_lazydump_stage(s->mig->lazy, s->mig->map->set) < 0) {
+		sess_abort(s, CTRL_ABORT_READ, "cannot reach the lazy dump's page server");
+		return;
+	}
 	if (xport_kind(s->x) == XPORT_RDMA) {
 		ret = send_regions(s);
 		if (ret < 0) {
@@ -788,7 +937,12 @@ static int on_read_req(struct src_session *s, const ReadReq *r)
 	struct ctrl_out o;
 	int status, ret;
 
-	status = imgmap_locate(s->mig->map, r->pid, r->img_vaddr, r->len, &data);
+	if (s->mig->lazy_dump)
+		status = sess_stage(s)
+			     ? lazystage_locate(sess_stage(s), r->pid, r->img_vaddr, r->len, &data)
+			     : -EAGAIN;
+	else
+		status = imgmap_locate(s->mig->map, r->pid, r->img_vaddr, r->len, &data);
 	if (status == 0 && !s->rbuf && !(s->rbuf = malloc(CTRL_READ_MAX))) {
 		sess_abort(s, CTRL_ABORT_INTERNAL, "out of memory");
 		return -ENOMEM;
@@ -820,7 +974,13 @@ static void on_done(struct src_session *s, const Done *d)
 	struct ctrl_out o;
 	char sz[32];
 
-	if (d->digest != m->map->digest) {
+	uint64_t digest = m->map->digest;
+
+	if (m->lazy_dump && lazystage_digest(sess_stage(s), &digest) < 0) {
+		sess_abort(s, CTRL_ABORT_VERIFY, "Done before every unit was staged");
+		return;
+	}
+	if (d->digest != digest) {
 		sess_abort(s, CTRL_ABORT_VERIFY,
 			   "Done digest does not match the ranges this source sent");
 		return;
@@ -837,6 +997,9 @@ static void on_done(struct src_session *s, const Done *d)
 		 (double)(m->done_ns - m->started_ns) / 1e9);
 	/* Its regions go with the session; the mapping and the secret at once after. */
 	sess_free(s);
+	/* The destination has every page: the source's stopped copy must never run again. */
+	if (m->lazy)
+		src_lazydump_release(m->lazy);
 	src_mig_finish(m, SRC_MIG_DONE, NULL);
 	if (a->exit_when_done && src_mig_all_done(&a->migrations))
 		event_base_loopexit(a->base, NULL);
@@ -867,6 +1030,30 @@ static void on_fault_lane(struct src_session *s, const FaultLane *fl)
 	}
 	if (ctrl_msg_fault_lane(&o, qpn, psn) == 0 && sess_send(s, &o) == 0)
 		log_info("%s: fault lane up (QP %" PRIu32 ")", s->name, qpn);
+}
+
+/* A fault on the destination waits for this unit: it goes ahead of the pull. */
+static void on_stage_req(struct src_session *s, const StageReq *r)
+{
+	const struct lazystage_unit *u, *units;
+	size_t n;
+	int ret;
+
+	u = sess_stage(s) ? lazystage_find(sess_stage(s), r->pid, r->img_vaddr) : NULL;
+	if (!u || !s->stage_asked) {
+		sess_abort(s, CTRL_ABORT_PROTOCOL, "StageReq for no unit start of the tables");
+		return;
+	}
+	units = lazystage_units(sess_stage(s), &n);
+	if (s->stage_asked[u - units]) {
+		sess_abort(s, CTRL_ABORT_PROTOCOL, "StageReq repeated for one unit");
+		return;
+	}
+	s->stage_asked[u - units] = 1;
+	ret = lazystage_want(sess_stage(s), r->pid, r->img_vaddr);
+	if (ret < 0)
+		log_warn("%s: cannot stage pid %d at 0x%" PRIx64 " first: %s", s->name, r->pid,
+			 r->img_vaddr, strerror(-ret));
 }
 
 static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
@@ -921,6 +1108,9 @@ static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		break;
 	case RDMIG_MSG__BODY_FAULT_LANE:
 		on_fault_lane(s, m->fault_lane);
+		break;
+	case RDMIG_MSG__BODY_STAGE_REQ:
+		on_stage_req(s, m->stage_req);
 		break;
 	case RDMIG_MSG__BODY_ABORT:
 		log_err("%s: the destination aborted: %s (%s); keeping the checkpoint", s->name,
@@ -1080,7 +1270,28 @@ void src_session_close_all(struct src_agent *a)
 		sess_abort(s, CTRL_ABORT_CANCELLED, "source agent shutting down");
 }
 
+void src_session_staged(struct src_agent *a, const struct src_migration *m,
+			const struct lazystage_unit *u)
+{
+	struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig != m || !s->owner || !s->stage_live)
+			continue;
+		if (send_stage_unit(s, u) < 0)
+			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
+		return;
+	}
+}
+
 void src_session_cancel(struct src_agent *a, const struct src_migration *m, const char *reason)
+{
+	src_session_cancel_code(a, m, CTRL_ABORT_CANCELLED, reason);
+}
+
+void src_session_cancel_code(struct src_agent *a, const struct src_migration *m, uint32_t code,
+			     const char *reason)
 {
 	struct src_session *s;
 
@@ -1094,6 +1305,6 @@ void src_session_cancel(struct src_agent *a, const struct src_migration *m, cons
 			break;
 		if (!s)
 			return;
-		sess_abort(s, CTRL_ABORT_CANCELLED, reason);
+		sess_abort(s, code, reason);
 	}
 }

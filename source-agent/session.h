@@ -108,6 +108,16 @@ int src_session_start(struct src_agent *a, struct xport *x);
  * like any other, nothing is said before).  Before m is destroyed.
  */
 void src_session_cancel(struct src_agent *a, const struct src_migration *m, const char *reason);
+/* The same with another Abort code (a lazy dump's page server failing: ABORT_READ). */
+void src_session_cancel_code(struct src_agent *a, const struct src_migration *m, uint32_t code,
+			     const char *reason);
+/*
+ * A lazy dump's unit u of m is staged: announced (StageRegion) to the
+ * session serving m, once its tables are out.
+ */
+struct lazystage_unit;
+void src_session_staged(struct src_agent *a, const struct src_migration *m,
+			const struct lazystage_unit *u);
 /* Ends every session (agent shutdown). */
 void src_session_close_all(struct src_agent *a);
 

@@ -104,6 +104,8 @@ static int fake_serve_get(struct fake_psrv *f, uint64_t nr, uint64_t vaddr, uint
 	if (f->gets < FAKE_LOG_GETS)
 		f->get_vaddr[f->gets] = vaddr;
 	f->gets++;
+	if (f->delay_ms)
+		usleep(f->delay_ms * 1000u);
 	/* The dump only knows PE_LAZY ranges of its own pids. */
 	if (!r || vaddr % PAGE || nr == 0) {
 		f->protocol_error = true;

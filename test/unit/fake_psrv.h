@@ -42,6 +42,7 @@ struct fake_psrv {
 	enum fake_mode mode;
 	const struct fake_range *ranges;
 	size_t nr_ranges;
+	unsigned int delay_ms; /* before each reply: a slow dump */
 	/* Results, read after fake_psrv_join(). */
 	int gets;
 	uint64_t get_vaddr[FAKE_LOG_GETS]; /* the first GETs' addresses, in order */

@@ -455,9 +455,9 @@ static void test_health(void **state)
 static void check_resource_shape(json_t *m)
 {
 	static const char *const keys[] = {
-	    "id",	"role",	      "state",	   "final", "error",	  "source",
-	    "dest",	"dest_state", "transport", "pid",   "images_dir", "verify",
-	    "progress", "latency_us", "times",	   "drain", "readahead"};
+	    "id",	 "role",       "state",	     "final", "error",	    "source",
+	    "dest",	 "dest_state", "transport",  "pid",   "images_dir", "verify",
+	    "lazy_dump", "progress",   "latency_us", "times", "drain",	    "readahead"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
@@ -665,6 +665,10 @@ static void test_start_validation(void **state)
 	     "invalid_request", "soft, full"},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"criu_opts\":[]}", "invalid_request",
 	     "must be an object"},
+	    {"{\"images_dir\":\"/i\",\"dest\":\"h:1\",\"lazy_dump\":true}", "invalid_request",
+	     "\"lazy_dump\" needs \"pid\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"lazy_dump\":1}", "invalid_request",
+	     "must be a boolean"},
 	};
 	struct env *e = *state;
 	int before = e->agent.starts;

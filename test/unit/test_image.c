@@ -275,6 +275,36 @@ static void roundtrip(struct fixture *f, enum imgwrite_encoding enc, uint32_t ve
 	image_set_free(set);
 }
 
+/* A lazy dump's units: each range cut from its start, the last piece shorter. */
+static void test_cut_lazy(void **state)
+{
+	struct img_lazy_range *lazy = calloc(2, sizeof(*lazy));
+	struct img_task task = {.pid = 7, .has_memory = true, .lazy = lazy, .nr_lazy = 2};
+	struct img_set set = {.tasks = &task, .nr_tasks = 1};
+	const uint64_t unit = 256 << 10;
+
+	(void)state;
+	assert_non_null(lazy);
+	lazy[0] = (struct img_lazy_range){.vaddr = 0x10000, .len = 600 << 10, .pages_off = 8192};
+	lazy[1] =
+	    (struct img_lazy_range){.vaddr = 0x400000, .len = unit, .pages_off = IMG_NO_OFFSET};
+	assert_int_equal(image_set_cut_lazy(&set, 4095), -EINVAL);
+	assert_int_equal(image_set_cut_lazy(&set, unit), 0);
+	assert_int_equal(task.nr_lazy, 4);
+	assert_int_equal(task.lazy[0].vaddr, 0x10000);
+	assert_int_equal(task.lazy[0].len, unit);
+	assert_int_equal(task.lazy[1].vaddr, 0x10000 + unit);
+	assert_int_equal(task.lazy[1].pages_off, 8192 + unit);
+	assert_int_equal(task.lazy[2].len, (600 << 10) - 2 * unit);
+	assert_int_equal(task.lazy[3].vaddr, 0x400000);
+	assert_int_equal(task.lazy[3].len, unit);
+	assert_true(task.lazy[3].pages_off == IMG_NO_OFFSET);
+	/* Cut already: nothing changes. */
+	assert_int_equal(image_set_cut_lazy(&set, unit), 0);
+	assert_int_equal(task.nr_lazy, 4);
+	free(task.lazy);
+}
+
 static void test_roundtrip_317(void **state)
 {
 	roundtrip(*state, IMGWRITE_ENC_317, 2, false);
@@ -897,6 +927,7 @@ static void test_pattern(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cut_lazy),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_317, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_42_guard, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_v1_legacy_flags, setup, teardown),

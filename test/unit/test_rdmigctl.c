@@ -178,6 +178,8 @@ static void test_parse_errors(void **state)
 	    {"abort ..", "invalid migration id"},
 	    {"abort .hidden", "invalid migration id"},
 	    {"migrate --pid 3 --id -x", "invalid migration id"},
+	    {"migrate -i imgs --lazy-dump", "--lazy-dump needs --pid"},
+	    {"status --lazy-dump", "lazy-dump"},
 	    {"status a b", "unexpected argument \"b\""},
 	    {"--socket /s --api h:1 health", "exclude each other"},
 	    {"--api localhost health", "--api wants https://HOST:PORT"},
@@ -229,9 +231,11 @@ static void test_migrate_body(void **state)
 	free(body);
 	line_free(&l);
 
-	assert_int_equal(parse(&l, "migrate --pid 77 --to h --id x1 --transport tcp", &a), 0);
+	assert_int_equal(
+	    parse(&l, "migrate --pid 77 --to h --id x1 --transport tcp --lazy-dump", &a), 0);
 	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
 	j = json_loads(body, 0, NULL);
+	assert_true(json_is_true(json_object_get(j, "lazy_dump")));
 	assert_int_equal(json_integer_value(json_object_get(j, "pid")), 77);
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "x1");
 	assert_string_equal(json_string_value(json_object_get(j, "transport")), "tcp");

@@ -23,7 +23,12 @@
 # options, words), RDMIG_FAULT_SAMPLES_OUT (the workload times its first
 # touch of every page after the restore and its samples, ns one a line, are
 # copied there: bench/, section downtime), RDMIG_VERIFY (default 1: the
-# agent and the migration --verify; 0: without, rdmigctl's default).
+# agent and the migration --verify; 0: without, rdmigctl's default),
+# RDMIG_TRANSPORT (rdma, the default, or tcp: rdmig-source's -t and the
+# migration's --transport).
+#   handover-migrate.sh lazyfail   guest A alone: a lazy dump whose criu is
+#       killed while it serves; the workload stays stopped, then a rollback
+#       continues it here.
 set -u
 role=${1:?usage: handover-migrate.sh source|dest}
 B=${RDMIG_BUILD:?}
@@ -41,6 +46,7 @@ ctl=$B/rdmigctl/rdmigctl
 samples=$top/fault-samples
 vflag=--verify
 [ "${RDMIG_VERIFY:-1}" = 0 ] && vflag=
+transport=${RDMIG_TRANSPORT:-rdma}
 
 say() { echo "handover: $*"; }
 # tls NAME: the agent NAME's --tls-cert/--tls-key/--tls-ca.
@@ -101,12 +107,13 @@ check_workload() {
 	return $st
 }
 
-source_side() {
-	local sock=$top/source.sock spid wpid st=0
+# start_source_side: rdmig-source with its API on $sock, the workload in
+# its own pid namespace; sets spid and wpid, checks the workload once.
+start_source_side() {
 	rm -rf "$top" && mkdir -p "$top"
 	# shellcheck disable=SC2046 # the options are words
 	# shellcheck disable=SC2086 # vflag: a word or none
-	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" $vflag \
+	"$B/source-agent/rdmig-source" -t "$transport" -l "$RDMIG_ADDR:7471" $vflag \
 		--api-socket "$sock" --images-root "$top/images" $(tls source) \
 		-o "$top/source.log" &
 	spid=$!
@@ -115,7 +122,67 @@ source_side() {
 		echo 1 >"$shared/migrated"
 		return 1
 	fi
-	check_workload || st=1
+	if ! check_workload; then
+		echo 1 >"$shared/migrated"
+		return 1
+	fi
+}
+
+# src_state: the migration's state on the source agent.
+src_state() {
+	"$ctl" --socket "$sock" status "$id" --json 2>/dev/null | sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p'
+}
+
+# wait_src_state STATE SECS
+wait_src_state() {
+	for _ in $(seq $(($2 * 10))); do
+		[ "$(src_state)" = "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# lazyfail: a lazy dump whose criu (its page server) is killed while it
+# serves: the migration fails, the dumped workload stays stopped, and a
+# rollback continues it on this host, where it verifies all its memory.
+lazyfail_side() {
+	local sock=$top/source.sock spid wpid st=0 cpid g0 g1
+	start_source_side || return 1
+	g0=$(last_gen)
+	head -c 32 /dev/urandom >"$top/secret" && chmod 600 "$top/secret"
+	"$ctl" --socket "$sock" migrate --pid "$wpid" --id "$id" --transport "$transport" \
+		--lazy-dump --secret-file "$top/secret" 2>&1 | sed 's/^/handover: /'
+	wait_src_state serving 300 || st=1
+	cpid=$(pgrep -f "^criu dump -t $wpid " | head -n 1)
+	say "killing criu dump --lazy-pages (pid ${cpid:-none}) while it serves"
+	[ -n "$cpid" ] && kill -KILL "$cpid"
+	wait_src_state failed 60 || st=1
+	say "after its page server died: $(src_state): $("$ctl" --socket "$sock" status "$id" --json |
+		sed -n 's/^  "error": "\(.*\)",$/\1/p')"
+	sleep 1
+	say "the dumped workload: $(ps -o stat= -p "$wpid")"
+	"$ctl" --socket "$sock" rollback "$id" 2>&1 | sed 's/^/handover: /'
+	wait_src_state rolled_back 60 || st=1
+	say "after the rollback: $(src_state)"
+	sleep 1
+	ask_check || st=1
+	g1=$(last_gen)
+	if [ "${g1:-0}" -gt "${g0:-0}" ]; then
+		say "the workload runs on the source again: generation $g0 -> $g1"
+	else
+		say "the workload did not progress: generation $g0 -> ${g1:-?}"
+		st=1
+	fi
+	ask_check exit >/dev/null 2>&1
+	kill -TERM "$spid"
+	wait "$spid"
+	sed 's/^/source: /' "$top/source.log"
+	return "$st"
+}
+
+source_side() {
+	local sock=$top/source.sock spid wpid st=0
+	start_source_side || return 1
 	# The destination agent's API must answer (over mutual TLS, as the
 	# source agent) before the migration starts.
 	local dapi=("$ctl" --api "https://$RDMIG_PEER_ADDR:$api_port")
@@ -129,9 +196,13 @@ source_side() {
 	# --wait: the progress lines, then the report.  No secret: the agent makes one.
 	# shellcheck disable=SC2086 # RDMIG_CTL_ARGS: words; vflag: a word or none
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
-		$vflag ${RDMIG_CTL_ARGS:-} --wait 2>&1 | sed -u 's/^/handover: /'
+		--transport "$transport" $vflag ${RDMIG_CTL_ARGS:-} --wait 2>&1 |
+		sed -u 's/^/handover: /'
 	st=${PIPESTATUS[0]}
 	say "rdmigctl migrate exited $st"
+	# What the freeze wrote: a lazy dump leaves the memory out of the pages files.
+	say "pages files: $(cat "$top/images/$id"/pages-*.img 2>/dev/null | wc -c) bytes"
+	say "source workload after the migration: $(ps -o stat= -p "$wpid" 2>/dev/null || echo gone)"
 	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
 	echo
 	echo "$st" >"$shared/migrated"
@@ -186,6 +257,8 @@ dest_verify() {
 		fi
 	fi
 	"$ctl" --socket "$sock" status "$id" 2>&1 | sed 's/^/handover: dest agent: /'
+	# The migration's worker logs to its own file: its lazy dump summary.
+	grep -h 'lazy dump:' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'
 	echo "$st" >"$shared/verified"
 	return $st
 }
@@ -211,6 +284,7 @@ dest_side() {
 [ "${RDMIG_HANDOVER_LIB:-0}" = 1 ] && return 0
 case $role in
 source) source_side ;;
+lazyfail) lazyfail_side ;;
 dest) dest_side ;;
 *)
 	echo "handover-migrate.sh: unknown role $role" >&2

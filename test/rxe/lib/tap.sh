@@ -156,3 +156,15 @@ rxe_secret() {
 	trap "rm -rf '$secrets'" EXIT
 	head -c 32 /dev/urandom >"$secrets/s" && chmod 600 "$secrets/s"
 }
+
+# rxe_agents_pki TOP: rxe_secret TOP, and the agents' certificates for the
+# pair's addresses in $secrets/pki (test/lib/pki.sh's pki_agents).
+rxe_agents_pki() {
+	rxe_secret "$1"
+	# shellcheck source=../../lib/pki.sh
+	. "$1/test/lib/pki.sh"
+	pki_agents "$secrets/pki" 192.0.2.1 192.0.2.2 || {
+		echo "Bail out! cannot make the test PKI (openssl)"
+		exit 1
+	}
+}

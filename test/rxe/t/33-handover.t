@@ -27,12 +27,7 @@ if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
 fi
 rxe_require_cmds criu
 # The agents' certificates, made here, read by the guests through the share.
-rxe_secret "$top"
-. "$top/test/lib/pki.sh"
-pki_agents "$secrets/pki" 192.0.2.1 192.0.2.2 || {
-	echo "Bail out! cannot make the test PKI (openssl)"
-	exit 1
-}
+rxe_agents_pki "$top"
 env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64"
 
 tap_run_pair "$env_common" "$mig"

@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * lazydump: the source side of a lazy-dump migration (see lazydump.h).
+ */
+#include "lazydump.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "proctree.h"
+
+/* The status pipe's write end is kept above criu's fd 3 (criuproc.h). */
+#define LAZYDUMP_FD_MIN 10
+
+struct src_lazydump {
+	struct event_base *base;
+	const struct src_lazydump_ops *ops;
+	void *arg;
+	pid_t pid;
+	int pidfd;
+	int port;
+	int status_rfd, status_wfd;
+	struct event *status_ev;
+	bool ready;
+	bool released;
+	struct lazystage *stage;
+};
+
+/* A port free on 127.0.0.1 now; the dump binds it a moment later. */
+static int ld_pick_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd, ret;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		ret = -errno;
+	else
+		ret = ntohs(sa.sin_port);
+	close(fd);
+	return ret;
+}
+
+int src_lazydump_new(struct event_base *base, pid_t pid, const struct src_lazydump_ops *ops,
+		     void *arg, struct src_lazydump **out)
+{
+	struct src_lazydump *ld;
+	int p[2], ret;
+
+	*out = NULL;
+	ld = calloc(1, sizeof(*ld));
+	if (!ld)
+		return -ENOMEM;
+	ld->base = base;
+	ld->ops = ops;
+	ld->arg = arg;
+	ld->pid = pid;
+	ld->status_rfd = ld->status_wfd = -1;
+	/* Held from before the freeze: the pid cannot be another process's when signalled. */
+	ld->pidfd = proctree_pidfd_open(pid);
+	if (ld->pidfd < 0) {
+		ret = ld->pidfd;
+		log_err("lazy dump of pid %d: pidfd_open: %s", (int)pid, strerror(-ret));
+		goto out;
+	}
+	ret = ld_pick_port();
+	if (ret < 0) {
+		log_err("lazy dump of pid %d: no free loopback port: %s", (int)pid, strerror(-ret));
+		goto out;
+	}
+	ld->port = ret;
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		ret = -errno;
+		log_err("lazy dump of pid %d: pipe2: %s", (int)pid, strerror(-ret));
+		goto out;
+	}
+	ld->status_rfd = p[0];
+	ld->status_wfd = fcntl(p[1], F_DUPFD_CLOEXEC, LAZYDUMP_FD_MIN);
+	close(p[1]);
+	if (ld->status_wfd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	/* criu writes one byte and may block on nothing else: blocking for it. */
+	fcntl(ld->status_wfd, F_SETFL, 0);
+	*out = ld;
+	ld = NULL;
+	ret = 0;
+out:
+	src_lazydump_free(ld);
+	return ret;
+}
+
+int src_lazydump_port(const struct src_lazydump *ld)
+{
+	return ld->port;
+}
+
+int src_lazydump_status_fd(const struct src_lazydump *ld)
+{
+	return ld->status_wfd;
+}
+
+static void ld_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct src_lazydump *ld = arg;
+	char c;
+	ssize_t n;
+	int ret;
+
+	(void)what;
+	n = read(fd, &c, 1);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	event_del(ld->status_ev);
+	if (n != 1) {
+		/* criu exited or failed before its page server was up: its exit says why. */
+		log_info("lazy dump of pid %d: criu closed its status fd without the byte",
+			 (int)ld->pid);
+		return;
+	}
+	ld->ready = true;
+	ret = proctree_stop(ld->pidfd, ld->pid);
+	if (ret < 0)
+		log_err("lazy dump of pid %d: cannot stop the dumped tree (%s): a failed transfer "
+			"would resume it",
+			(int)ld->pid, strerror(-ret));
+	else
+		log_info("lazy dump of pid %d: images written, page server on 127.0.0.1:%d; %d "
+			 "process(es) stopped",
+			 (int)ld->pid, ld->port, ret);
+	ld->ops->ready(ld, ld->arg);
+}
+
+int src_lazydump_watch(struct src_lazydump *ld)
+{
+	if (ld->status_wfd >= 0)
+		close(ld->status_wfd);
+	ld->status_wfd = -1;
+	ld->status_ev = event_new(ld->base, ld->status_rfd, EV_READ | EV_PERSIST, ld_status_cb, ld);
+	if (!ld->status_ev || event_add(ld->status_ev, NULL) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+bool src_lazydump_is_ready(const struct src_lazydump *ld)
+{
+	return ld->ready;
+}
+
+static void ld_staged(struct lazystage *ls, const struct lazystage_unit *u, void *arg)
+{
+	struct src_lazydump *ld = arg;
+
+	(void)ls;
+	ld->ops->staged(ld, u, ld->arg);
+}
+
+static void ld_failed(struct lazystage *ls, int err, void *arg)
+{
+	struct src_lazydump *ld = arg;
+
+	(void)ls;
+	ld->ops->failed(ld, err, ld->arg);
+}
+
+static void ld_closed(struct lazystage *ls, int status, void *arg)
+{
+	struct src_lazydump *ld = arg;
+
+	(void)ls;
+	if (status != 0)
+		log_warn("lazy dump of pid %d: the page server ended its session with %d",
+			 (int)ld->pid, status);
+}
+
+static const struct lazystage_ops ld_stage_ops = {
+    .staged = ld_staged,
+    .failed = ld_failed,
+    .closed = ld_closed,
+};
+
+int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set)
+{
+	char port[8];
+	int ret;
+
+	if (ld->stage)
+		return 0;
+	snprintf(port, sizeof(port), "%d", ld->port);
+	ret = lazystage_open(ld->base, set, "127.0.0.1", port, &ld_stage_ops, ld, &ld->stage);
+	if (ret < 0)
+		log_err("lazy dump of pid %d: cannot stage from 127.0.0.1:%d: %s", (int)ld->pid,
+			ld->port, strerror(-ret));
+	return ret;
+}
+
+struct lazystage *src_lazydump_stage_of(const struct src_lazydump *ld)
+{
+	return ld ? ld->stage : NULL;
+}
+
+void src_lazydump_end(struct src_lazydump *ld)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ld->port)};
+	int fd;
+
+	if (ld->stage) {
+		lazystage_close(ld->stage);
+		return;
+	}
+	/*
+	 * Never connected: the dump waits in accept().  A connection closed at
+	 * once is a clean end of its session: it exits and leaves the tree
+	 * stopped (--leave-stopped).  A loopback connect does not wait.
+	 */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		log_warn("lazy dump of pid %d: cannot reach its page server to end it: %s",
+			 (int)ld->pid, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+void src_lazydump_release(struct src_lazydump *ld)
+{
+	int ret;
+
+	if (ld->released)
+		return;
+	ld->released = true;
+	if (ld->stage)
+		lazystage_close(ld->stage);
+	ret = proctree_kill(ld->pidfd, ld->pid);
+	if (ret < 0 && ret != -ESRCH)
+		log_err("lazy dump of pid %d: cannot kill the source's stopped copy: %s",
+			(int)ld->pid, strerror(-ret));
+	else
+		log_info("lazy dump of pid %d: the destination has every page; the source's "
+			 "stopped copy is killed",
+			 (int)ld->pid);
+}
+
+int src_lazydump_resume(struct src_lazydump *ld)
+{
+	int ret;
+
+	if (ld->released)
+		return -ESRCH;
+	ret = proctree_cont(ld->pidfd, ld->pid);
+	if (ret >= 0)
+		log_info("lazy dump of pid %d: rolled back: %d process(es) continued", (int)ld->pid,
+			 ret + 1);
+	return ret < 0 ? ret : 0;
+}
+
+void src_lazydump_free(struct src_lazydump *ld)
+{
+	if (!ld)
+		return;
+	lazystage_free(ld->stage);
+	if (ld->status_ev)
+		event_free(ld->status_ev);
+	if (ld->status_rfd >= 0)
+		close(ld->status_rfd);
+	if (ld->status_wfd >= 0)
+		close(ld->status_wfd);
+	if (ld->pidfd >= 0)
+		close(ld->pidfd);
+	free(ld);
+}

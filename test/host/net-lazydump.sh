@@ -1,0 +1,121 @@
+#!/bin/bash
+# rdmig-source's lazy dump (rdmigctl migrate --pid P --lazy-dump) over TCP,
+# with fake-criu.sh standing in for `criu dump --lazy-pages`: --lazy-only
+# images, then rdmig-fakedump serving their pages as the dump's page server
+# (test/unit/fake_psrv.c, CRIU's protocol as docs/protocol.md §11.1 has it).
+# (1) The dump gets the lazy options; at its status byte the dumped process
+# is stopped; the migration serves; rdmig-dest (which offers
+# FEAT_LAZY_DUMP) takes it with the stand-in restore: every page verified,
+# every unit announced by StageRegion and checked by its XXH3, the Done
+# digest over the units accepted; the source's stopped copy is then killed.
+# (2) The page server hangs up in its first reply: the migration fails
+# naming it, the destination fails (before its restore, or after it by
+# stopping its processes: never a wrong or zero byte), the dumped process
+# stays stopped, and a rollback continues it.  (3) A lazy request without pid, or with
+# verify, is refused.  The real criu runs in the guests (test/rxe/t/).
+. "$(dirname "$0")/netlib.sh"
+: "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
+plan 17
+
+fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
+secret "$T/secret"
+sock=$T/run/source.sock
+root=$T/images/root
+CTL=("$RDMIG_CTL" --socket "$sock")
+# A slow page server (200 ms a reply): the destination runs before every
+# unit is staged and asks for units first (StageReq).
+export RDMIG_FAKEDUMP FAKE_CRIU_HANGUP_ID=l2 FAKE_CRIU_PSRV_DELAY_MS=200
+
+# proc_state PID: its state letter in /proc (T stopped, S sleeping, Z a zombie).
+proc_state() { sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
+
+start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake"
+sleep 600 &
+w1=$!
+track "$w1"
+"${CTL[@]}" migrate --pid "$w1" --lazy-dump --secret-file "$T/secret" --id l1 >"$T/l1.out" 2>&1
+check "rdmigctl migrate --pid --lazy-dump exits 0" test $? -eq 0
+wait_state l1 serving
+check "criu dump gets --lazy-pages --leave-stopped, its server on loopback, --status-fd 3" \
+	grep -Eqx "dump -t $w1 -D $root/l1 -v2 -o dump.log --lazy-pages --leave-stopped --address 127.0.0.1 --port [0-9]+ --status-fd 3" "$root/l1/fake-criu.args"
+check "at the status byte the dumped process is stopped" test "$(proc_state "$w1")" = T
+"${CTL[@]}" status l1 --json >"$T/l1.json" 2>&1
+check "the migration reports lazy_dump and a freeze of at least the dump's 1 s" \
+	eval "grep -q '\"lazy_dump\": true' '$T/l1.json' && grep -Eq '\"freeze_ms\": [1-9][0-9]{3}' '$T/l1.json'"
+mkdir "$T/dst1"
+# shellcheck disable=SC2046
+start_dest "$T/dest1.log" -D "$T/dst1" $(net_args l1 "$T/secret")
+timeout 60 "$RDMIG_STANDIN" -D "$T/dst1" --threads 2 >"$T/standin1.out" 2>&1
+rc=$?
+wait_dest
+check "the destination took l1: every page verified, rdmig-dest exits 0" \
+	eval "test $rc -eq 0 && standin_ok '$T/standin1.out' 1024 && test $code -eq 0"
+wait_state l1 done
+check "l1 is done: the Done digest over the staged units matched" test "$(state l1)" = done
+units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged, \([0-9]*\) asked for first.* \([0-9]*\) read whole and checked by XXH3.*/\1 \2 \3 \4/p' "$T/dest1.log")
+read -r staged total asked whole <<<"${units:-0 -1 0 0}"
+check "every unit was announced (StageRegion), some asked for first (StageReq), whole ones checked by XXH3 ($units)" \
+	eval "test $staged -eq $total && test $total -ge 16 && test $asked -gt 0 && test $whole -gt 0"
+for _ in $(seq 50); do
+	[ "$(proc_state "$w1")" = Z ] || ! alive "$w1" && break
+	sleep 0.1
+done
+check "once done, the source's stopped copy is killed" \
+	eval "test \"\$(proc_state $w1)\" = Z || ! alive $w1"
+wait "$w1" 2>/dev/null
+check "criu's page server saw the session closed (PS_IOV_CLOSE)" \
+	grep -q 'close 1, protocol error 0' "$root/l1/dump.log"
+
+# (2) The page server dies mid-pull.
+sleep 600 &
+w2=$!
+track "$w2"
+"${CTL[@]}" migrate --pid "$w2" --lazy-dump --secret-file "$T/secret" --id l2 >/dev/null 2>&1
+wait_state l2 serving
+mkdir "$T/dst2"
+# shellcheck disable=SC2046
+start_dest "$T/dest2.log" -D "$T/dst2" $(net_args l2 "$T/secret")
+# The page server hangs up at once: the destination fails before or after
+# its restore; a stand-in that never got a process to run is let go.
+"$RDMIG_STANDIN" -D "$T/dst2" --threads 2 >"$T/standin2.out" 2>&1 &
+spid=$!
+track "$spid"
+wait_dest
+dcode=$code
+wait_pid "$spid" 3
+rc=$code
+wait_state l2 failed
+"${CTL[@]}" status l2 --json >"$T/l2.json" 2>&1
+check "a page server that hangs up fails l2, naming it" \
+	grep -q "the lazy dump's page server failed" "$T/l2.json"
+check "... the destination fails (rdmig-dest exits 1) and never saw a wrong or zero byte" \
+	eval "test $dcode -eq 1 && test $rc -ne 0 && never_wrong '$T/standin2.out'"
+check "... and the dumped process stays stopped" test "$(proc_state "$w2")" = T
+"${CTL[@]}" rollback l2 >"$T/l2-rb.out" 2>&1
+check "rdmigctl rollback l2 exits 0" test $? -eq 0
+wait_state l2 rolled_back
+check "l2 is rolled back and its process runs again (SIGCONT), not restored by criu" \
+	eval "test \"\$(state l2)\" = rolled_back && test \"\$(proc_state $w2)\" = S && ! grep -q '^restore' '$root/l2/fake-criu.args'"
+kill "$w2"
+wait "$w2" 2>/dev/null
+
+# (3) Refusals.
+"${CTL[@]}" migrate --images "$root/l1" --lazy-dump --secret-file "$T/secret" >"$T/r1.out" 2>&1
+check "--lazy-dump without --pid is refused by rdmigctl" \
+	eval "test $? -ne 0 && grep -q -- '--lazy-dump needs --pid' '$T/r1.out'"
+curl -s --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
+	-d "{\"id\":\"r2\",\"pid\":$$,\"lazy_dump\":true,\"verify\":true,\"secret_file\":\"$T/secret\"}" \
+	-w '%{http_code}' -o "$T/r2.json" http://localhost/v1/migrations >"$T/r2.code"
+check "lazy_dump with verify: 400, saying why" \
+	eval "test \"\$(cat '$T/r2.code')\" = 400 && grep -q 'cannot go with' '$T/r2.json'"
+
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
+[ "$tap_failed" -eq 0 ] || {
+	diag_file "$T/source.log" 60
+	diag_file "$T/dest1.log" 30
+	diag_file "$T/dest2.log" 30
+	for f in "$T"/*.out "$T"/*.json "$root"/l*/dump.log; do diag_file "$f" 10; done
+}
+finish
