@@ -91,8 +91,14 @@ check "a page server that hangs up fails l2, naming it" \
 check "... the destination fails (rdmig-dest exits 1) and never saw a wrong or zero byte" \
 	eval "test $dcode -eq 1 && test $rc -ne 0 && never_wrong '$T/standin2.out'"
 check "... and the dumped process stays stopped" test "$(proc_state "$w2")" = T
+# A destination fetched l2 and no destination agent can say its workload is
+# stopped: the plain rollback is refused (never twice); this test's bare
+# rdmig-dest exited, so the operator forces it.
 "${CTL[@]}" rollback l2 >"$T/l2-rb.out" 2>&1
-check "rdmigctl rollback l2 exits 0" test $? -eq 0
+check "rdmigctl rollback l2 without force is refused (no destination agent to confirm)" \
+	eval "test $? -ne 0 && grep -q 'roll back with force' '$T/l2-rb.out' && test \"\$(proc_state $w2)\" = T"
+"${CTL[@]}" rollback --force l2 >"$T/l2-rb.out" 2>&1
+check "rdmigctl rollback --force l2 exits 0" test $? -eq 0
 wait_state l2 rolled_back
 check "l2 is rolled back and its process runs again (SIGCONT), not restored by criu" \
 	eval "test \"\$(state l2)\" = rolled_back && test \"\$(proc_state $w2)\" = S && ! grep -q '^restore' '$root/l2/fake-criu.args'"
