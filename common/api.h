@@ -65,6 +65,8 @@ struct api_error;
 #define API_ERROR_MSG_MAX 256
 #define API_PATH_MAX	  4095
 #define API_HOSTPORT_MAX  262 /* "[" 253 "]:" 5 */
+/* Buckets of a fault-latency histogram, as dest-agent/latstat.h keeps them. */
+#define API_HIST_BUCKETS 32
 
 enum api_role {
 	API_ROLE_SOURCE = 0,
@@ -127,6 +129,9 @@ struct api_migration_view {
 	uint64_t bytes;	      /* page bytes moved */
 	int64_t fault_p50_us; /* -1: no sample yet */
 	int64_t fault_p99_us;
+	/* dest: every fault's latency, log2-microsecond buckets (dest-agent/latstat.h); sum */
+	uint64_t fault_hist[API_HIST_BUCKETS];
+	uint64_t fault_sum_us;
 	/* dest over RDMA: the adaptive drain's width now, fault READs on the fault lane; -1 */
 	int64_t drain_depth;
 	int64_t drain_chunk; /* bytes */

@@ -17,6 +17,7 @@ enum am_value {
 	AM_FAULTS,
 	AM_FAULT_P50,
 	AM_FAULT_P99,
+	AM_FAULT_HIST,
 	AM_FREEZE,
 	AM_DOWNTIME,
 	AM_RESTORE,
@@ -47,6 +48,9 @@ static const struct am_family am_families[] = {
      "fault resolution latency, median"},
     {"rdmig_migration_fault_latency_p99_seconds", PROM_GAUGE, AM_FAULT_P99,
      "fault resolution latency, 99th percentile"},
+    {"rdmig_migration_fault_latency_seconds", PROM_HISTOGRAM, AM_FAULT_HIST,
+     "dest: every fault's resolution latency (bucket bounds are exclusive powers of two "
+     "microseconds)"},
     {"rdmig_migration_freeze_seconds", PROM_GAUGE, AM_FREEZE,
      "source: the workload frozen by criu dump until its images were on disk"},
     {"rdmig_migration_downtime_seconds", PROM_GAUGE, AM_DOWNTIME,
@@ -71,6 +75,46 @@ static int am_ms(struct am_ctx *c, const char *const *labels, int64_t ms)
 static int am_us(struct am_ctx *c, const char *const *labels, int64_t us)
 {
 	return us < 0 ? 0 : prom_double(c->b, c->f->name, labels, (double)us / 1e6);
+}
+
+/* le of the fault buckets: bucket i holds [2^i, 2^(i+1)) us, bucket 0 all under 2 us. */
+static int am_fault_hist(struct am_ctx *c, const char *const *labels,
+			 const struct api_migration_view *v)
+{
+	double le[API_HIST_BUCKETS - 1];
+	uint64_t any = 0;
+
+	for (size_t i = 0; i < API_HIST_BUCKETS; i++)
+		any |= v->fault_hist[i];
+	if (!any)
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(le); i++)
+		le[i] = (double)(2ull << i) / 1e6;
+	return prom_histogram(c->b, c->f->name, labels, le, v->fault_hist, ARRAY_SIZE(le),
+			      (double)v->fault_sum_us / 1e6);
+}
+
+/* Downtime bounds (s): from a blink to the minutes a large dump can take. */
+static const double am_downtime_le[] = {0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300};
+
+struct am_downtime {
+	uint64_t counts[ARRAY_SIZE(am_downtime_le) + 1];
+	double sum;
+};
+
+static int am_downtime_cb(void *ctx, const struct api_migration_view *v)
+{
+	struct am_downtime *d = ctx;
+	double s = (double)v->downtime_ms / 1000.0;
+	size_t i = 0;
+
+	if (v->downtime_ms < 0)
+		return 0;
+	while (i < ARRAY_SIZE(am_downtime_le) && s > am_downtime_le[i])
+		i++;
+	d->counts[i]++;
+	d->sum += s;
+	return 0;
 }
 
 static int am_sample_cb(void *ctx, const struct api_migration_view *v)
@@ -99,6 +143,8 @@ static int am_sample_cb(void *ctx, const struct api_migration_view *v)
 		return am_us(c, id, v->fault_p50_us);
 	case AM_FAULT_P99:
 		return am_us(c, id, v->fault_p99_us);
+	case AM_FAULT_HIST:
+		return am_fault_hist(c, id, v);
 	case AM_FREEZE:
 		return am_ms(c, id, v->freeze_ms);
 	case AM_DOWNTIME:
@@ -124,6 +170,7 @@ int apimetrics_write(struct evbuffer *b, enum api_role role, const struct api_op
 {
 	const char *info[] = {"role", api_role_str(role), "version", RDMIG_VERSION, NULL};
 	struct am_ctx c = {.b = b};
+	struct am_downtime dt = {0};
 	int ret;
 
 	ret = ops->list(agent, am_count_cb, &c);
@@ -148,5 +195,14 @@ int apimetrics_write(struct evbuffer *b, enum api_role role, const struct api_op
 		if (ret < 0)
 			return ret;
 	}
+	ret = ops->list(agent, am_downtime_cb, &dt);
+	if (ret < 0)
+		return ret;
+	if (prom_family(b, "rdmig_downtime_seconds", PROM_HISTOGRAM,
+			"downtime of the migrations the agent lists (a forgotten one leaves it)") <
+		0 ||
+	    prom_histogram(b, "rdmig_downtime_seconds", NULL, am_downtime_le, dt.counts,
+			   ARRAY_SIZE(am_downtime_le), dt.sum) < 0)
+		return -ENOMEM;
 	return 0;
 }

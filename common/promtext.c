@@ -9,7 +9,9 @@
 int prom_family(struct evbuffer *b, const char *name, enum prom_type type, const char *help)
 {
 	if (evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-				type == PROM_COUNTER ? "counter" : "gauge") < 0)
+				type == PROM_COUNTER ? "counter"
+				: type == PROM_GAUGE ? "gauge"
+						     : "histogram") < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -57,4 +59,39 @@ int prom_double(struct evbuffer *b, const char *name, const char *const *labels,
 	if (prom_name_labels(b, name, labels) < 0 || evbuffer_add_printf(b, " %.6g\n", v) < 0)
 		return -ENOMEM;
 	return 0;
+}
+
+int prom_histogram(struct evbuffer *b, const char *name, const char *const *labels,
+		   const double *le, const uint64_t *counts, size_t n, double sum)
+{
+	/* The caller's labels plus le: at most PROM_HIST_LABELS pairs of them. */
+	const char *with_le[2 * PROM_HIST_LABELS + 3];
+	char bucket[128], tail[128], bound[32];
+	uint64_t cum = 0;
+	size_t k = 0;
+
+	for (; labels && labels[k] && labels[k + 1] && k < 2 * PROM_HIST_LABELS; k += 2) {
+		with_le[k] = labels[k];
+		with_le[k + 1] = labels[k + 1];
+	}
+	with_le[k] = "le";
+	with_le[k + 1] = bound;
+	with_le[k + 2] = NULL;
+	if ((size_t)snprintf(bucket, sizeof(bucket), "%s_bucket", name) >= sizeof(bucket))
+		return -EINVAL;
+	for (size_t i = 0; i <= n; i++) {
+		cum += counts[i];
+		if (i < n)
+			snprintf(bound, sizeof(bound), "%.6g", le[i]);
+		else
+			snprintf(bound, sizeof(bound), "+Inf");
+		if (prom_u64(b, bucket, with_le, cum) < 0)
+			return -ENOMEM;
+	}
+	with_le[k] = NULL;
+	snprintf(tail, sizeof(tail), "%s_sum", name);
+	if (prom_double(b, tail, with_le, sum) < 0)
+		return -ENOMEM;
+	snprintf(tail, sizeof(tail), "%s_count", name);
+	return prom_u64(b, tail, with_le, cum);
 }

@@ -785,6 +785,9 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 	c->bytes = s.c.bytes;
 	c->fault_p50_us = s.fault_count ? (int64_t)(s.fault_p50_ns / 1000) : -1;
 	c->fault_p99_us = s.fault_count ? (int64_t)(s.fault_p99_ns / 1000) : -1;
+	_Static_assert(LATSTAT_BUCKETS == API_HIST_BUCKETS, "one bucket layout");
+	memcpy(c->fault_hist, lat->hist, sizeof(c->fault_hist));
+	c->fault_sum_us = lat->sum_ns / 1000;
 	c->drain_depth = s.drain_depth;
 	c->drain_chunk = (int64_t)s.drain_chunk;
 	c->fault_lane_reads = -1;

@@ -142,6 +142,36 @@ static json_t *progress_readahead(const struct progress_counters *c)
 	return o;
 }
 
+/* {"sum_us":S,"buckets":[...]}, the buckets up to the last non-empty one; NULL: none. */
+static json_t *progress_hist(const struct progress_counters *c)
+{
+	json_t *o, *b;
+	size_t n = API_HIST_BUCKETS;
+	bool ok;
+
+	while (n && !c->fault_hist[n - 1])
+		n--;
+	o = json_object();
+	b = json_array();
+	ok = o && b;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = json_array_append_new(b, progress_u64(c->fault_hist[i])) == 0;
+	if (ok)
+		progress_set(o, "sum_us", progress_u64(c->fault_sum_us), &ok);
+	if (!ok) {
+		json_decref(b);
+		json_decref(o);
+		return NULL;
+	}
+	/* Takes b, even when it fails. */
+	progress_set(o, "buckets", b, &ok);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *progress_u64(uint64_t v)
 {
 	return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v);
@@ -207,6 +237,11 @@ int progress_encode(const struct progress_msg *m, char *buf, size_t len)
 		progress_set(o, "fault_lane_reads", progress_opt_i64(m->c.fault_lane_reads), &ok);
 		if (m->c.nr_ra_tasks)
 			progress_set(o, "readahead", progress_readahead(&m->c), &ok);
+		for (size_t i = 0; i < API_HIST_BUCKETS; i++)
+			if (m->c.fault_hist[i]) {
+				progress_set(o, "fault_hist", progress_hist(&m->c), &ok);
+				break;
+			}
 	}
 	if (!ok) {
 		ret = -ENOMEM;
@@ -285,6 +320,32 @@ static int progress_get_readahead(const json_t *ra, struct progress_counters *c)
 }
 
 /* An optional count or latency: absent or null is -1. */
+static int progress_get_hist(const json_t *h, struct progress_counters *c)
+{
+	const json_t *b, *v;
+	int64_t n;
+	size_t i;
+
+	if (!h)
+		return 0;
+	b = json_object_get(h, "buckets");
+	if (!json_is_object(h) || !json_is_array(b) || json_array_size(b) == 0 ||
+	    json_array_size(b) > API_HIST_BUCKETS ||
+	    progress_get_uint(json_object_get(h, "sum_us"), INT64_MAX, &n) < 0)
+		return -EINVAL;
+	c->fault_sum_us = (uint64_t)n;
+	json_array_foreach(b, i, v)
+	{
+		if (progress_get_uint(v, INT64_MAX, &n) < 0)
+			return -EINVAL;
+		c->fault_hist[i] = (uint64_t)n;
+	}
+	/* Encoded up to its last non-empty bucket, and never all empty. */
+	if (!c->fault_hist[json_array_size(b) - 1])
+		return -EINVAL;
+	return 0;
+}
+
 static int progress_get_opt(const json_t *root, const char *key, int64_t *out)
 {
 	const json_t *v = json_object_get(root, key);
@@ -334,6 +395,8 @@ static int progress_decode_counters(const json_t *root, struct progress_msg *out
 		ret = progress_get_opt(root, "fault_lane_reads", &out->c.fault_lane_reads);
 	if (ret == 0)
 		ret = progress_get_readahead(json_object_get(root, "readahead"), &out->c);
+	if (ret == 0)
+		ret = progress_get_hist(json_object_get(root, "fault_hist"), &out->c);
 	return ret;
 }
 

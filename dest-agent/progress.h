@@ -15,7 +15,9 @@
  * done and failed; "aborted" is the supervisor's own verdict.  The counters
  * are all five counts together (fault_p50_us / fault_p99_us may be absent
  * or null before the first fault; drain_depth, drain_chunk and
- * fault_lane_reads are absent or null where they do not apply).
+ * fault_lane_reads are absent or null where they do not apply;
+ * "fault_hist":{"sum_us":S,"buckets":[...]} is absent before the first
+ * fault and lists the buckets up to the last non-empty one).
  *
  * The decoder treats the line as hostile: the worker runs the fault path
  * and talks to the network, the supervisor must not be confused by it.
@@ -62,6 +64,13 @@ struct progress_counters {
 	uint64_t bytes;
 	int64_t fault_p50_us; /* -1: no sample yet */
 	int64_t fault_p99_us;
+	/*
+	 * Every fault's latency in latstat's log2-microsecond buckets (0: under
+	 * 2 us, i: [2^i, 2^(i+1)) us) and the latencies' sum; all 0 before the
+	 * first fault.  The line's "fault_hist" object; /metrics' histogram.
+	 */
+	uint64_t fault_hist[API_HIST_BUCKETS];
+	uint64_t fault_sum_us;
 	/* The drain's width now and the fault READs on the fault lane; -1: n/a. */
 	int64_t drain_depth;
 	int64_t drain_chunk; /* bytes */

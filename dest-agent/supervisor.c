@@ -269,6 +269,8 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->bytes = m->c.bytes;
 	v->fault_p50_us = m->c.fault_p50_us;
 	v->fault_p99_us = m->c.fault_p99_us;
+	memcpy(v->fault_hist, m->c.fault_hist, sizeof(v->fault_hist));
+	v->fault_sum_us = m->c.fault_sum_us;
 	v->drain_depth = m->c.drain_depth;
 	v->drain_chunk = m->c.drain_chunk;
 	v->fault_lane_reads = m->c.fault_lane_reads;

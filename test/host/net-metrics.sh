@@ -7,7 +7,7 @@
 # real Prometheus server scrapes the destination's TCP API: it sees the
 # migration in progress, then answers a query for its moved bytes.
 . "$(dirname "$0")/netlib.sh"
-plan 16
+plan 18
 for t in curl promtool prometheus python3; do
 	command -v $t >/dev/null || { echo "1..0 # SKIP $t not found"; exit 0; }
 done
@@ -119,6 +119,19 @@ check "after: bytes moved = $total pages x 4096 = the JSON's bytes ($bytes)" \
 check "after: pages moved = pages, none remaining" \
 	eval "[ \"\$(value '$T/dest-after.prom' 'rdmig_migration_pages_moved_total{id=\"m1\"}')\" = '$total' ] &&
 	      [ \"\$(value '$T/dest-after.prom' 'rdmig_migration_pages_remaining{id=\"m1\"}')\" = 0 ]"
+faults=$(jget "$T/m1.json" 'j["progress"]["faults"]')
+hcount=$(value "$T/dest-after.prom" 'rdmig_migration_fault_latency_seconds_count{id="m1"}')
+# Only faults that waited for the network have a latency; the others
+# (a page already there, a zero page) are counted as faults alone.
+check "after: m1's fault-latency histogram holds $hcount of its $faults faults, all under +Inf" \
+	eval "[ '$faults' -gt 0 ] && [ '${hcount:-0}' -gt 0 ] && [ '$hcount' -le '$faults' ] &&
+	      [ \"\$(value '$T/dest-after.prom' 'rdmig_migration_fault_latency_seconds_bucket{id=\"m1\",le=\"+Inf\"}')\" = '$hcount' ] &&
+	      awk '/^rdmig_migration_fault_latency_seconds_sum\{id=\"m1\"\} / { exit !(\$2 > 0) }' '$T/dest-after.prom'"
+# m1 was started by hand on the destination: no freeze, no downtime known.
+check "after: the destination's downtime histogram counts the migrations with a downtime (none)" \
+	eval "[ \"\$(jget '$T/m1.json' 'j[\"times\"][\"downtime_ms\"]')\" = None ] &&
+	      [ \"\$(value '$T/dest-after.prom' rdmig_downtime_seconds_count)\" = 0 ] &&
+	      [ \"\$(value '$T/dest-after.prom' 'rdmig_downtime_seconds_bucket{le=\"+Inf\"}')\" = 0 ]"
 check "Prometheus answers the moved bytes of m1 ($bytes)" \
 	pwait 'rdmig_migration_bytes_moved_total{id="m1"}' "$bytes"
 check "after: the source's m1 moved bytes too" \

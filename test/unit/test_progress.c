@@ -142,6 +142,33 @@ static void test_readahead_round_trip(void **state)
 	assert_int_equal(progress_decode(line, strlen(line), &d), -EINVAL);
 }
 
+static void test_fault_hist_round_trip(void **state)
+{
+	char line[PROGRESS_LINE_MAX + 1];
+	struct progress_msg m = counters_msg(), d;
+	int n;
+
+	m.c.fault_hist[0] = 1;
+	m.c.fault_hist[7] = 300;
+	m.c.fault_hist[API_HIST_BUCKETS - 1] = 2;
+	m.c.fault_sum_us = 123456789;
+	n = progress_encode(&m, line, sizeof(line));
+	assert_true(n > 0);
+	assert_non_null(strstr(line, "\"fault_hist\":{\"sum_us\":123456789,\"buckets\":[1,0,"));
+	assert_int_equal(progress_decode(line, (size_t)n, &d), 0);
+	assert_memory_equal(d.c.fault_hist, m.c.fault_hist, sizeof(m.c.fault_hist));
+	assert_int_equal(d.c.fault_sum_us, 123456789);
+	/* Cut after its last non-empty bucket; none at all: no key. */
+	m.c.fault_hist[API_HIST_BUCKETS - 1] = 0;
+	n = progress_encode(&m, line, sizeof(line));
+	assert_non_null(strstr(line, ",300]}"));
+	memset(m.c.fault_hist, 0, sizeof(m.c.fault_hist));
+	n = progress_encode(&m, line, sizeof(line));
+	assert_null(strstr(line, "fault_hist"));
+	assert_int_equal(progress_decode(line, (size_t)n, &d), 0);
+	assert_int_equal(d.c.fault_hist[7], 0);
+}
+
 static void test_counters_round_trip(void **state)
 {
 	char line[PROGRESS_LINE_MAX + 1];
@@ -292,6 +319,17 @@ static void test_decode_hostile(void **state)
 	    "\"fault_p50_us\":-3}",
 	    "{\"pages_total\":4,\"pages_fetched\":1,\"pages_remaining\":3,\"faults\":0,\"bytes\":0,"
 	    "\"fault_p99_us\":\"fast\"}",
+	    "{\"pages_total\":4,\"pages_fetched\":1,\"pages_remaining\":3,\"faults\":0,\"bytes\":0,"
+	    "\"fault_hist\":{\"sum_us\":1,\"buckets\":[]}}",
+	    "{\"pages_total\":4,\"pages_fetched\":1,\"pages_remaining\":3,\"faults\":0,\"bytes\":0,"
+	    "\"fault_hist\":{\"sum_us\":1,\"buckets\":[1,0]}}",
+	    "{\"pages_total\":4,\"pages_fetched\":1,\"pages_remaining\":3,\"faults\":0,\"bytes\":0,"
+	    "\"fault_hist\":{\"buckets\":[1]}}",
+	    "{\"pages_total\":4,\"pages_fetched\":1,\"pages_remaining\":3,\"faults\":0,\"bytes\":0,"
+	    "\"fault_hist\":{\"sum_us\":1,\"buckets\":[-1,2]}}",
+	    "{\"pages_total\":4,\"pages_fetched\":1,\"pages_remaining\":3,\"faults\":0,\"bytes\":0,"
+	    "\"fault_hist\":{\"sum_us\":1,\"buckets\":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+	    "1,1,1,1,1,1,1,1,1,1,1]}}",
 	    "{\"pages_total\":18446744073709551615,\"pages_fetched\":1,\"pages_remaining\":3,"
 	    "\"faults\":0,\"bytes\":0}",
 	};
@@ -433,6 +471,7 @@ int main(void)
 	    cmocka_unit_test(test_failed_and_postcopy_round_trip),
 	    cmocka_unit_test(test_counters_round_trip),
 	    cmocka_unit_test(test_readahead_round_trip),
+	    cmocka_unit_test(test_fault_hist_round_trip),
 	    cmocka_unit_test(test_encode_refuses),
 	    cmocka_unit_test(test_decode_truncated),
 	    cmocka_unit_test(test_decode_oversized),

@@ -47,10 +47,38 @@ static void test_format(void **state)
 	evbuffer_free(b);
 }
 
+static void test_histogram(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	const char *l1[] = {"id", "m1", NULL};
+	const double le[] = {0.5, 2};
+	const uint64_t counts[] = {3, 0, 4};
+	char *s;
+
+	assert_non_null(b);
+	assert_int_equal(prom_family(b, "rdmig_h_seconds", PROM_HISTOGRAM, "lat"), 0);
+	assert_int_equal(prom_histogram(b, "rdmig_h_seconds", l1, le, counts, 2, 9.25), 0);
+	assert_int_equal(prom_histogram(b, "rdmig_h_seconds", NULL, le, counts, 0, 0), 0);
+	s = text_of(b);
+	assert_string_equal(s, "# HELP rdmig_h_seconds lat\n"
+			       "# TYPE rdmig_h_seconds histogram\n"
+			       "rdmig_h_seconds_bucket{id=\"m1\",le=\"0.5\"} 3\n"
+			       "rdmig_h_seconds_bucket{id=\"m1\",le=\"2\"} 3\n"
+			       "rdmig_h_seconds_bucket{id=\"m1\",le=\"+Inf\"} 7\n"
+			       "rdmig_h_seconds_sum{id=\"m1\"} 9.25\n"
+			       "rdmig_h_seconds_count{id=\"m1\"} 7\n"
+			       "rdmig_h_seconds_bucket{le=\"+Inf\"} 3\n"
+			       "rdmig_h_seconds_sum 0\n"
+			       "rdmig_h_seconds_count 3\n");
+	free(s);
+	evbuffer_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_format),
+	    cmocka_unit_test(test_histogram),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
