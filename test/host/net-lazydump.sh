@@ -15,7 +15,7 @@
 # verify, is refused.  The real criu runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
-plan 17
+plan 18
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
