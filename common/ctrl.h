@@ -61,6 +61,8 @@
 /* Lazy dump: TaskTable ranges are staged later (StageRegion), asked for by StageReq. */
 #define CTRL_FEAT_LAZY_DUMP  ((uint64_t)FEATURE__FEAT_LAZY_DUMP)
 #define CTRL_FEAT_FAULT_LANE ((uint64_t)FEATURE__FEAT_FAULT_LANE)
+/* Post-copy survives a lost connection: the destination reconnects and resumes (Attach). */
+#define CTRL_FEAT_RESUME ((uint64_t)FEATURE__FEAT_RESUME)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
@@ -153,6 +155,7 @@ struct ctrl_out {
 		Done done;
 		DoneAck done_ack;
 		FaultLane fault_lane;
+		Attach attach;
 	} body;
 	void *scratch;
 };
@@ -231,6 +234,8 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
 int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
+/* FEAT_RESUME: resume a paused post-copy (true) or take the images (false). */
+int ctrl_msg_attach(struct ctrl_out *o, bool resume);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

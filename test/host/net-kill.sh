@@ -16,7 +16,7 @@ slow=(--drain-depth 1 --drain-chunk 4K --readahead 1 --verify)
 for how in kill stop; do
 	rm -rf "$T/dst"
 	mkdir "$T/dst"
-	start_source "$T/source-$how.log" -m "m1:$T/src:$T/secret" --verify --once
+	start_source "$T/source-$how.log" -m "m1:$T/src:$T/secret" --verify --once --no-resume
 	extra=()
 	[ $how = stop ] && extra=(--dead-after 2)
 	# shellcheck disable=SC2046
