@@ -156,6 +156,7 @@ struct ctrl_out {
 		DoneAck done_ack;
 		FaultLane fault_lane;
 		Attach attach;
+		Running running;
 	} body;
 	void *scratch;
 };
@@ -236,6 +237,8 @@ int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
 /* FEAT_RESUME: resume a paused post-copy (true) or take the images (false). */
 int ctrl_msg_attach(struct ctrl_out *o, bool resume);
+/* FEAT_RESUME: the destination's workload runs (post-copy proper). */
+int ctrl_msg_running(struct ctrl_out *o);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

@@ -319,7 +319,13 @@ static void ns_expire(struct netsrc *ns)
 
 void netsrc_set_postcopy(struct netsrc *ns)
 {
+	struct ctrl_out o;
+
 	ns->postcopy = true;
+	/* Lost before it arrives, the source is still resumed by our Attach. */
+	if (ns->x && ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_RUNNING) == 0 &&
+	    ctrl_msg_running(&o) == 0)
+		ns_send(ns, &o);
 	if (!ns->peer_resume)
 		log_info("%s: the source does not offer resume: a lost source fails the migration",
 			 ns->name);

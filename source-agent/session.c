@@ -70,7 +70,7 @@ struct src_session {
 	uint8_t *rbuf; /* a ReadResp's data, copied out of the mapping; CTRL_READ_MAX */
 	struct src_stream stream;
 	bool attached; /* FEAT_RESUME: the destination's Attach came */
-	bool streamed; /* ImagesDone went out: the destination may run the workload */
+	bool running;  /* Running came (or a resume): the destination runs the workload */
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
@@ -90,12 +90,12 @@ static void sess_release_memory(struct src_session *s)
 static void stream_free(struct src_stream *st);
 
 /*
- * A lost peer that may run the workload (post-copy: the images went out)
- * and can reconnect (FEAT_RESUME): the migration waits for it, paused.
+ * A lost peer that runs the workload (it said Running, or resumed) and can
+ * reconnect (FEAT_RESUME): the migration waits for it, paused.
  */
 static bool sess_resumable(const struct src_session *s)
 {
-	return s->lost && s->streamed &&
+	return s->lost && s->running &&
 	       (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME);
 }
 
@@ -678,7 +678,6 @@ static void stream_finish(struct src_session *s, bool resume)
 	}
 	log_info("%s: sent %u image files and %u range tables; %s of lazy pages to serve", s->name,
 		 s->stream.files, tasks, fmt_bytes(s->mig->map->lazy_bytes, sz, sizeof(sz)));
-	s->streamed = true;
 	stream_free(&s->stream);
 }
 
@@ -877,6 +876,8 @@ static void on_attach(struct src_session *s, const Attach *at)
 	}
 	s->attached = true;
 	if (at->resume) {
+		/* Its workload runs: losing it again pauses, whatever was resent. */
+		s->running = true;
 		sess_resume(s);
 		return;
 	}
@@ -921,6 +922,11 @@ static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		break;
 	case RDMIG_MSG__BODY_ATTACH:
 		on_attach(s, m->attach);
+		break;
+	case RDMIG_MSG__BODY_RUNNING:
+		s->running = true;
+		log_info("%s: the workload runs on the destination: a loss pauses the migration",
+			 s->name);
 		break;
 	case RDMIG_MSG__BODY_READ_REQ:
 		on_read_req(s, m->read_req);
@@ -1102,8 +1108,19 @@ void src_session_close_all(struct src_agent *a)
 {
 	struct src_session *s;
 
-	while ((s = LIST_FIRST(&a->sessions)) != NULL)
+	while ((s = LIST_FIRST(&a->sessions)) != NULL) {
+		/* A destination that can resume pauses and waits for a restarted agent. */
+		s->lost = "the source agent stopped";
+		if (sess_resumable(s)) {
+			log_warn("%s: closing: the destination pauses until a restarted agent "
+				 "serves the migration again",
+				 s->name);
+			sess_free(s);
+			continue;
+		}
+		s->lost = NULL;
 		sess_abort(s, CTRL_ABORT_CANCELLED, "source agent shutting down");
+	}
 }
 
 void src_session_cancel(struct src_agent *a, const struct src_migration *m, const char *reason)

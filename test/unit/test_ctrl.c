@@ -909,7 +909,8 @@ static void test_state_fault_lane(void **state)
 /*
  * Attach: only with FEAT_RESUME on both sides, only from the destination,
  * only once both proved the secret, in the images phase; a resumed stream
- * has tables and ImagesDone without files.
+ * has tables and ImagesDone without files.  Running: from the destination,
+ * in post-copy.
  */
 static void test_state_attach(void **state)
 {
@@ -945,10 +946,15 @@ static void test_state_attach(void **state)
 	pass(&p.src, &p.dst, &o);
 	ctrl_msg_images_done(&o, 0, 1, 4096);
 	pass(&p.src, &p.dst, &o);
-	/* After the images phase it is illegal. */
+	/* After the images phase it is illegal; Running is legal there, from the dest. */
 	ctrl_msg_attach(&o, true);
 	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
+	ctrl_msg_running(&o);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_running(&o);
+	pass(&p.dst, &p.src, &o);
 	pair_fini(&p);
 
 	/* An older source does not offer the bit: the message is illegal. */
