@@ -3,7 +3,8 @@
 # faults, or stopped (SIGSTOP) until rdmig-dest declares it dead.  The
 # stand-in is killed before it can read a page that never arrived (never a
 # wrong or zero byte), rdmig-dest exits 1 naming the lost source, and the
-# source's checkpoint is untouched.
+# source's checkpoint is untouched.  The source runs with --no-resume (as an
+# older source): with resume the destination pauses instead (net-pause.sh).
 . "$(dirname "$0")/netlib.sh"
 plan 16
 
