@@ -8,11 +8,13 @@
 # (its records bring the migration back, paused until the destination
 # resumes it), rdmig-source SIGSTOPped past the destination's keepalive
 # timeout, and a source gone for good with --pause-limit 3: the processes
-# are stopped (SIGSTOP), not killed, and the state says why.
-# States are read from the source's API and the worker's progress lines.
+# are stopped (SIGSTOP), not killed, and the state says why.  Then through
+# rdmig-dest --serve: its API shows the migration paused, with the reason,
+# and done after the source is back.
+# States are read from the agents' APIs and the worker's progress lines.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 17
+plan 20
 
 secret "$T/secret"
 sec64=$(base64 -w0 "$T/secret")
@@ -166,4 +168,38 @@ wait_dest
 wait_pid "$spid" 20
 check "limit: the stand-in never saw a wrong or zero byte" never_wrong "$T/standin3.out"
 [ "$tap_failed" -eq 0 ] || for f in "$T/source4.log" "$T/dest3.log" "$T/standin3.out" "$T/progress3.jsonl"; do diag_file "$f" 40; done
+
+# 4. rdmig-dest --serve: the source stopped while the (fake) criu restore
+# is held, released, then silent past the worker's --dead-after (10 s).
+dsock=$T/run/dest.sock
+cp "$(dirname "$0")/fake-criu-restore.sh" "$T/criu"
+start_source "$T/source5.log" -m "v4:$T/src2:$T/secret"
+FAKE_CRIU_HOLD=$T/hold "$RDMIG_DEST" --serve --api-socket "$dsock" --work-root "$T/droot" \
+	--criu "$T/criu" -o "$T/sup.log" &
+sup_pid=$!
+track "$sup_pid"
+wait_log "$T/sup.log" "api: serving on $dsock" >/dev/null
+curl -s -o /dev/null --unix-socket "$dsock" -X POST -H 'Content-Type: application/json' \
+	-d "{\"id\":\"v4\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\"}" \
+	http://localhost/v1/migrations
+DCTL=("$RDMIG_CTL" --socket "$dsock")
+dstate() { "${DCTL[@]}" status v4 --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
+for _ in $(seq 200); do [ "$(dstate)" = restoring ] && break; sleep 0.1; done
+kill -STOP "$src_pid"
+touch "$T/hold"
+for _ in $(seq 300); do [ "$(dstate)" = paused ] && break; sleep 0.1; done
+"${DCTL[@]}" status v4 --json >"$T/v4-paused.json" 2>&1
+check "serve: the destination agent's API shows v4 paused, with the reason and since when" \
+	eval "test \"\$(jfield '$T/v4-paused.json' 'j[\"state\"],j[\"pause\"][\"reason\"],j[\"pause\"][\"since\"] is not None,j[\"final\"]')\" = \"('paused', 'the source has been silent for 10 s', True, False)\""
+kill -CONT "$src_pid"
+for _ in $(seq 300); do [ "$(dstate)" = done ] && break; sleep 0.1; done
+"${DCTL[@]}" status v4 --json >"$T/v4.json" 2>&1
+check "serve: once the source runs again v4 resumes and is done, one pause counted" \
+	eval "test \"\$(jfield '$T/v4.json' 'j[\"state\"],j[\"pause\"][\"count\"],j[\"pause\"][\"reason\"],j[\"pause\"][\"total_ms\"] > 0')\" = \"('done', 1, None, True)\""
+check "serve: the restored process verified every page" standin_ok "$T/droot/v4/standin.out" $npages
+kill -TERM "$sup_pid"
+wait_pid "$sup_pid" 20
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+[ "$tap_failed" -eq 0 ] || for f in "$T/source5.log" "$T/sup.log" "$T/droot/v4/rdmig-dest.log" "$T"/v4*.json; do diag_file "$f" 40; done
 finish
