@@ -21,6 +21,11 @@
 /* Reconnecting after a pause: the first try at once, then doubling up to this. */
 #define PAUSE_BACKOFF_FIRST_MS 250
 #define PAUSE_BACKOFF_MAX_MS   4000
+/*
+ * An attempt is given at least this long: after a link comes back the
+ * rdma_cm handshake can wait for a retransmission (seen with rxe).
+ */
+#define PAUSE_ATTEMPT_MIN_S 20
 
 struct ns_range {
 	uint64_t img_vaddr;
@@ -940,6 +945,12 @@ static void ns_retry_cb(evutil_socket_t fd, short what, void *arg)
 	ns_connect_now(arg);
 }
 
+static unsigned int ns_attempt_s(const struct netsrc *ns)
+{
+	return ns->cfg.dead_after_s > PAUSE_ATTEMPT_MIN_S ? ns->cfg.dead_after_s
+							  : PAUSE_ATTEMPT_MIN_S;
+}
+
 static void ns_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct netsrc *ns = arg;
@@ -956,7 +967,7 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		/* An attempt that hangs (no route, a stalled source) is given up and retried. */
-		if (ns->x && now - ns->attempt_ns > (uint64_t)ns->cfg.dead_after_s * 1000000000ull)
+		if (ns->x && now - ns->attempt_ns > (uint64_t)ns_attempt_s(ns) * 1000000000ull)
 			ns_pause(ns, "the reconnection attempt timed out");
 		return;
 	}
