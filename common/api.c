@@ -106,6 +106,7 @@ static const char *const state_names[API_STATE__COUNT] = {
     [API_STATE_POSTCOPY] = "postcopy",	 [API_STATE_DRAINING] = "draining",
     [API_STATE_DONE] = "done",		 [API_STATE_FAILED] = "failed",
     [API_STATE_ABORTED] = "aborted",	 [API_STATE_ROLLED_BACK] = "rolled_back",
+    [API_STATE_PAUSED] = "paused",
 };
 
 const char *api_state_str(enum api_state s)
@@ -225,8 +226,9 @@ static json_t *api_json_time(int64_t unix_ms)
 json_t *api_migration_to_json(const struct api_migration_view *v)
 {
 	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
-	       *times = json_object(), *drain = json_object(), *ra = json_object();
-	bool ok = m && progress && lat && times && drain && ra;
+	       *times = json_object(), *drain = json_object(), *ra = json_object(),
+	       *pause = json_object();
+	bool ok = m && progress && lat && times && drain && ra && pause;
 
 	if (!ok)
 		goto out;
@@ -281,7 +283,15 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(times, "received_ms", api_json_opt_i64(v->received_ms), &ok);
 	api_set(m, "times", times, &ok);
 	times = NULL;
+
+	api_set(pause, "reason", api_json_str(v->pause_reason), &ok);
+	api_set(pause, "since", api_json_time(v->pause_since_unix_ms), &ok);
+	api_set(pause, "count", api_json_u64(v->pauses), &ok);
+	api_set(pause, "total_ms", json_integer(v->paused_ms > 0 ? v->paused_ms : 0), &ok);
+	api_set(m, "pause", pause, &ok);
+	pause = NULL;
 out:
+	json_decref(pause);
 	json_decref(progress);
 	json_decref(lat);
 	json_decref(times);

@@ -93,6 +93,8 @@ enum api_state {
 	API_STATE_FAILED,
 	API_STATE_ABORTED,
 	API_STATE_ROLLED_BACK,
+	/* post-copy without its peer: waiting for the destination to reconnect */
+	API_STATE_PAUSED,
 	API_STATE__COUNT,
 };
 
@@ -162,6 +164,14 @@ struct api_migration_view {
 	 * there), so the hosts' clocks need not agree.  -1: not (yet) known.
 	 */
 	int64_t downtime_ms;
+	/*
+	 * Pauses (state paused): the current one's reason and start (NULL / 0
+	 * when not paused), how many so far, and how long the ended ones took.
+	 */
+	const char *pause_reason;
+	int64_t pause_since_unix_ms;
+	uint64_t pauses;
+	int64_t paused_ms;
 };
 
 /* Fills v with "unknown" values (-1 / 0 / NULL) so agents set only what they know. */

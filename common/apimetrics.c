@@ -22,6 +22,7 @@ enum am_value {
 	AM_DOWNTIME,
 	AM_RESTORE,
 	AM_DURATION,
+	AM_PAUSES,
 };
 
 /* One per-migration family; every sample has the label id. */
@@ -58,6 +59,8 @@ static const struct am_family am_families[] = {
     {"rdmig_migration_restore_seconds", PROM_GAUGE, AM_RESTORE, "dest: how long criu restore ran"},
     {"rdmig_migration_duration_seconds", PROM_GAUGE, AM_DURATION,
      "from the request to the final state (or to now)"},
+    {"rdmig_migration_pauses_total", PROM_COUNTER, AM_PAUSES,
+     "post-copy pauses: the peer lost, waiting for the destination to resume"},
 };
 
 struct am_ctx {
@@ -153,6 +156,8 @@ static int am_sample_cb(void *ctx, const struct api_migration_view *v)
 		return am_ms(c, id, v->restore_ms);
 	case AM_DURATION:
 		return am_ms(c, id, v->total_ms);
+	case AM_PAUSES:
+		return prom_u64(c->b, c->f->name, id, v->pauses);
 	}
 	return 0;
 }

@@ -37,13 +37,16 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_STAGE_REGION] = "StageRegion",
     [RDMIG_MSG__BODY_STAGE_REQ] = "StageReq",
     [RDMIG_MSG__BODY_FAULT_LANE] = "FaultLane",
+    [RDMIG_MSG__BODY_ATTACH] = "Attach",
+    [RDMIG_MSG__BODY_RUNNING] = "Running",
 };
 
 static bool type_known(int type)
 {
 	return (type >= RDMIG_MSG__BODY_HELLO && type <= RDMIG_MSG__BODY_DONE_ACK) ||
 	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ ||
-	       type == RDMIG_MSG__BODY_FAULT_LANE;
+	       type == RDMIG_MSG__BODY_FAULT_LANE || type == RDMIG_MSG__BODY_ATTACH ||
+	       type == RDMIG_MSG__BODY_RUNNING;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -499,6 +502,27 @@ int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn)
 	b->qpn = qpn;
 	b->psn = psn;
 	o->msg.fault_lane = b;
+	return 0;
+}
+
+int ctrl_msg_attach(struct ctrl_out *o, bool resume)
+{
+	Attach *b = &o->body.attach;
+
+	out_reset(o, RDMIG_MSG__BODY_ATTACH);
+	attach__init(b);
+	b->resume = resume;
+	o->msg.attach = b;
+	return 0;
+}
+
+int ctrl_msg_running(struct ctrl_out *o)
+{
+	Running *b = &o->body.running;
+
+	out_reset(o, RDMIG_MSG__BODY_RUNNING);
+	running__init(b);
+	o->msg.running = b;
 	return 0;
 }
 
@@ -1040,6 +1064,8 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 				       m->fault_lane->qpn, m->fault_lane->psn);
 		return 0;
 	case RDMIG_MSG__BODY_IMAGES_DONE:
+	case RDMIG_MSG__BODY_ATTACH:
+	case RDMIG_MSG__BODY_RUNNING:
 	case RDMIG_MSG__BODY_PROGRESS:
 	case RDMIG_MSG__BODY_KEEPALIVE:
 	case RDMIG_MSG__BODY_DONE:
@@ -1086,6 +1112,8 @@ static const struct {
     [RDMIG_MSG__BODY_STAGE_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_LAZY_DUMP, false},
     [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY), PH(IMAGES) | PH(POSTCOPY),
 				    CTRL_FEAT_FAULT_LANE, false},
+    [RDMIG_MSG__BODY_ATTACH] = {0, PH(IMAGES), CTRL_FEAT_RESUME, false},
+    [RDMIG_MSG__BODY_RUNNING] = {0, PH(POSTCOPY), CTRL_FEAT_RESUME, false},
 };
 
 static enum ctrl_role role_other(enum ctrl_role r)

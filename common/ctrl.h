@@ -65,6 +65,8 @@
 #define CTRL_FEAT_FAULT_LANE ((uint64_t)FEATURE__FEAT_FAULT_LANE)
 /* TCP: a data channel (CTRL_CHANNEL_DATA) of the control connection's peer carries faults. */
 #define CTRL_FEAT_FAULT_CONN ((uint64_t)FEATURE__FEAT_FAULT_CONN)
+/* Post-copy survives a lost connection: the destination reconnects and resumes (Attach). */
+#define CTRL_FEAT_RESUME ((uint64_t)FEATURE__FEAT_RESUME)
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
@@ -157,6 +159,8 @@ struct ctrl_out {
 		Done done;
 		DoneAck done_ack;
 		FaultLane fault_lane;
+		Attach attach;
+		Running running;
 	} body;
 	void *scratch;
 };
@@ -235,6 +239,10 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
 int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
+/* FEAT_RESUME: resume a paused post-copy (true) or take the images (false). */
+int ctrl_msg_attach(struct ctrl_out *o, bool resume);
+/* FEAT_RESUME: the destination's workload runs (post-copy proper). */
+int ctrl_msg_running(struct ctrl_out *o);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

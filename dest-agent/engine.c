@@ -122,6 +122,7 @@ struct engine {
 	uint32_t nr_failed;
 	bool finished;
 	bool aborting;
+	bool paused; /* the page source is paused: no fetch times out */
 	bool done_reported;
 	bool in_pump;
 	struct event *tick_ev;
@@ -1316,7 +1317,7 @@ static void engine_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct etask *t, *tmp;
 	struct ereq *r;
 
-	while ((r = TAILQ_FIRST(&e->active)) && now - r->start_ns > limit)
+	while (!e->paused && (r = TAILQ_FIRST(&e->active)) && now - r->start_ns > limit)
 		engine_timeout(e, r, now);
 	/* Stopped processes we could not watch through a pidfd of their own. */
 	TAILQ_FOREACH_SAFE(t, &e->tasks, link, tmp)
@@ -1493,6 +1494,45 @@ void engine_set_fault_lane(struct engine *e, bool on)
 {
 	e->cfg.fault_lane = on;
 	e->dc.shared_queue = !on;
+}
+
+void engine_set_paused(struct engine *e, bool paused)
+{
+	struct ereq *r;
+	uint64_t now = now_ns();
+
+	e->paused = paused;
+	/* Issued again now: the fetch timeout counts from here. */
+	if (!paused)
+		TAILQ_FOREACH(r, &e->active, alink)
+	r->start_ns = now;
+}
+
+int engine_stop_processes(struct engine *e)
+{
+	struct etask *t;
+	int ret, n = 0;
+
+	TAILQ_FOREACH(t, &e->tasks, link)
+	{
+		if (t->state != ENGINE_TASK_ACTIVE)
+			continue;
+		ret = t->pidfd >= 0 ? proctree_stop(t->pidfd, t->real_pid) : -ENOENT;
+		if (ret > 0) {
+			log_warn("pid %" PRId32
+				 ": stopped process %d and %d descendant(s) (SIGSTOP); "
+				 "%" PRIu64 " lazy pages not installed",
+				 t->pid, (int)t->real_pid, ret - 1,
+				 t->ls ? lazyset_remaining(t->ls) : 0);
+			n++;
+		} else if (ret != -ESRCH) {
+			log_err("pid %" PRId32 " (task %" PRIu32 "): its process cannot be stopped "
+				"(%s); its threads that need pages stay blocked",
+				t->pid, t->id,
+				ret == -ENOENT ? "real pid unknown" : strerror(-ret));
+		}
+	}
+	return n;
 }
 
 void engine_get_stats(struct engine *e, struct engine_stats *out)

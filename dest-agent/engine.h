@@ -212,6 +212,17 @@ void engine_get_counters(const struct engine *e, struct engine_counters *out);
 void engine_get_stats(struct engine *e, struct engine_stats *out);
 /* The page source got (or lost) a separate queue for faults: cfg.fault_lane from now on. */
 void engine_set_fault_lane(struct engine *e, bool on);
+/*
+ * The page source paused (true): its requests stay outstanding and none
+ * times out; resumed (false): it issued them again, their timeout restarts.
+ */
+void engine_set_paused(struct engine *e, bool paused);
+/*
+ * SIGSTOPs the process tree of every task that still needs pages, keeping
+ * its userfaultfd: it neither runs nor reads a page it lacks.  Returns
+ * how many were stopped.
+ */
+int engine_stop_processes(struct engine *e);
 /* Calls fn for each task, in arrival order. */
 void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct engine_task_info *),
 			  void *arg);

@@ -86,6 +86,8 @@ struct dest_opts {
 	bool one_lane;
 	unsigned int connect_timeout_s;
 	unsigned int dead_after_s;
+	unsigned int pause_limit_s; /* 0: a pause lasts until the source is back */
+	bool pause_limit_set;
 	uint32_t max_reads;
 	struct engine_config ecfg;
 	/* --restore: run criu restore ourselves */
@@ -170,6 +172,7 @@ enum {
 	OPT_ONE_LANE,
 	OPT_CONNECT_TIMEOUT,
 	OPT_DEAD_AFTER,
+	OPT_PAUSE_LIMIT,
 	OPT_MAX_READS,
 	OPT_LATENCY_OUT,
 	OPT_FAULT_POLL,
@@ -217,6 +220,10 @@ static void dest_usage(FILE *f)
 		"      --verify           check every page against the source's checksum\n"
 		"      --connect-timeout SEC  give up reaching the source after SEC (default 60)\n"
 		"      --dead-after SEC   the source is lost after SEC of silence (default 10)\n"
+		"      --pause-limit SEC  in post-copy a lost source pauses the migration and\n"
+		"                         rdmig-dest reconnects; after SEC paused the processes\n"
+		"                         are stopped (SIGSTOP), not killed (default 600, 0:\n"
+		"                         no limit)\n"
 		"      --max-reads N      reads in flight to the source (default 64)\n"
 		"      --local            serve pages from the images' own pages files\n"
 		"      --restore          once ready, run `criu restore --lazy-pages -d` on the\n"
@@ -309,7 +316,8 @@ static bool dest_opt_serve_ok(int c)
 	case OPT_CRIU:
 	case OPT_CRIU_LOG_LEVEL:
 	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
-	case TLS_OPT_CERT:	  /* the API's, and handed to the workers */
+	case OPT_PAUSE_LIMIT:
+	case TLS_OPT_CERT: /* the API's, and handed to the workers */
 	case TLS_OPT_KEY:
 	case TLS_OPT_CA:
 	case 'o':
@@ -378,6 +386,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"one-lane", no_argument, NULL, OPT_ONE_LANE},
 	    {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
+	    {"pause-limit", required_argument, NULL, OPT_PAUSE_LIMIT},
 	    {"max-reads", required_argument, NULL, OPT_MAX_READS},
 	    {"readahead", required_argument, NULL, OPT_READAHEAD},
 	    {"readahead-fixed", no_argument, NULL, OPT_READAHEAD_FIXED},
@@ -566,6 +575,11 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 				o->connect_timeout_s = (unsigned int)v;
 			else
 				o->dead_after_s = (unsigned int)v;
+			break;
+		case OPT_PAUSE_LIMIT:
+			ret = parse_uint(optarg, 0, 86400 * 365, &v);
+			o->pause_limit_s = (unsigned int)v;
+			o->pause_limit_set = true;
 			break;
 		case OPT_MAX_READS:
 			ret = parse_uint(optarg, 1, 1024, &v);
@@ -910,6 +924,9 @@ static void dest_on_finished(void *arg)
 		d->t_first = now_ns();
 	d->fin_seen = true;
 	engine_restore_finished(d->eng);
+	/* The workload runs here now: losing the source pauses it, no longer fails it. */
+	if (d->ns)
+		netsrc_set_postcopy(d->ns);
 	/*
 	 * CRIU sends FIN once every task is restored, right before it lets them
 	 * run: the downtime ends here, not when criu exits (with -d it still
@@ -975,7 +992,11 @@ static void dest_on_task_failed(void *arg, int32_t pid, pid_t real_pid, int err)
 static void dest_ack_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dest *d = arg;
+	struct timeval tv = {.tv_sec = 10};
 
+	/* Done goes out (again) once the source is back. */
+	if (d->ns && netsrc_pause_reason(d->ns) && evtimer_add(d->ack_ev, &tv) == 0)
+		return;
 	log_err("the source did not acknowledge Done; it keeps its checkpoint");
 	dest_fail(d, "the source did not acknowledge Done; it keeps its checkpoint");
 	event_base_loopexit(d->base, NULL);
@@ -1067,11 +1088,79 @@ static void dest_net_lane_up(void *arg)
 		engine_set_fault_lane(d->eng, true);
 }
 
+/* A paused line carries the reason where a failed one carries the error. */
+static void dest_report_pause(struct dest *d, const char *reason)
+{
+	struct progress_msg m;
+
+	if (!d->pw || d->error[0])
+		return;
+	progress_msg_init(&m);
+	m.has_state = true;
+	m.state = reason ? API_STATE_PAUSED : d->reported;
+	if (reason)
+		snprintf(m.error, sizeof(m.error), "%s", reason);
+	if (d->eng)
+		m.has_counters = dest_counters(d, true, &m.c);
+	progress_writer_send(d->pw, &m);
+}
+
+static void dest_net_paused(void *arg, const char *reason)
+{
+	struct dest *d = arg;
+
+	if (d->eng) {
+		engine_set_paused(d->eng, true);
+		engine_set_fault_lane(d->eng, false);
+	}
+	dest_report_pause(d, reason);
+}
+
+static void dest_net_resumed(void *arg)
+{
+	struct dest *d = arg;
+
+	if (d->eng)
+		engine_set_paused(d->eng, false);
+	dest_report_pause(d, NULL);
+}
+
+/*
+ * Paused too long: the processes are stopped, never killed, and keep their
+ * userfaultfds (so no page reads as zero); the checkpoint stays on the
+ * source.  rdmig-dest stays until it is stopped (SIGTERM, an abort), which
+ * ends them as any failed migration does.
+ */
+static void dest_net_pause_expired(void *arg, const char *reason)
+{
+	struct dest *d = arg;
+	struct progress_msg m;
+	int n = d->eng ? engine_stop_processes(d->eng) : 0;
+
+	dest_fail(d,
+		  "%s; %d process tree(s) stopped (SIGSTOP), the checkpoint stays on the "
+		  "source",
+		  reason, n);
+	log_err("%s", d->error);
+	if (!d->pw)
+		return;
+	progress_msg_init(&m);
+	m.has_state = true;
+	m.state = API_STATE_FAILED;
+	snprintf(m.error, sizeof(m.error), "%s", d->error);
+	if (d->eng)
+		m.has_counters = dest_counters(d, true, &m.c);
+	progress_writer_send(d->pw, &m);
+}
+
 static const struct netsrc_ops dest_net_ops = {
     .images_ready = dest_net_images_ready,
     .failed = dest_net_failed,
     .done_acked = dest_net_done_acked,
     .lane_up = dest_net_lane_up,
+    .paused = dest_net_paused,
+    .resumed = dest_net_resumed,
+    .pause_expired = dest_net_pause_expired,
 };
 
 /* Connects to rdmig-source and waits until the images are here. */
@@ -1086,6 +1175,7 @@ static int dest_fetch_images(struct dest *d)
 	    .verify = d->o.verify,
 	    .connect_timeout_s = d->o.connect_timeout_s,
 	    .dead_after_s = d->o.dead_after_s,
+	    .pause_limit_s = d->o.pause_limit_s,
 	    .max_reads = d->o.max_reads,
 	    .one_lane = d->o.one_lane,
 	};
@@ -1422,6 +1512,8 @@ static void dest_summary(struct dest *d, int code)
 			 " drain_grows=%" PRIu64,
 			 ns.fault_lane ? "yes" : "no", ns.lane_reads, ns.reads, s.drain_depth,
 			 s.drain_chunk, s.drain_shrinks, s.drain_grows);
+		log_info("pauses: count=%" PRIu32 " paused_ms=%" PRIu64, ns.pauses,
+			 ns.paused_ns / 1000000);
 	}
 }
 
@@ -1500,6 +1592,7 @@ int main(int argc, char **argv)
 	d.o.connect_timeout_s = 60;
 	d.o.criu_log_level = -1;
 	d.o.dead_after_s = 10;
+	d.o.pause_limit_s = 600;
 	d.o.max_reads = 64;
 	d.o.sup.work_root = SUP_WORK_ROOT_DEFAULT;
 	d.o.sup.max_running = SUP_MAX_MIGRATIONS_DEFAULT;
@@ -1517,6 +1610,7 @@ int main(int argc, char **argv)
 		d.o.sup.criu = d.o.criu;
 		d.o.sup.criu_log_level = d.o.criu_log_level;
 		d.o.sup.connect_timeout_s = d.o.connect_timeout_s;
+		d.o.sup.pause_limit_s = d.o.pause_limit_set ? (int)d.o.pause_limit_s : -1;
 		return sup_run(&d.o.sup);
 	}
 	if (d.o.progress_fd >= 0) {

@@ -19,6 +19,14 @@
 #include "util.h"
 
 #define TICK_S 1
+/* Reconnecting after a pause: the first try at once, then doubling up to this. */
+#define PAUSE_BACKOFF_FIRST_MS 250
+#define PAUSE_BACKOFF_MAX_MS   4000
+/*
+ * An attempt is given at least this long: after a link comes back the
+ * rdma_cm handshake can wait for a retransmission (seen with rxe).
+ */
+#define PAUSE_ATTEMPT_MIN_S 20
 
 struct ns_range {
 	uint64_t img_vaddr;
@@ -41,6 +49,7 @@ struct ns_task {
 	size_t nr;
 	size_t cap;
 	bool complete;
+	size_t resume_next; /* resuming: the next range the source's table must repeat */
 };
 
 TAILQ_HEAD(ns_reqs, pagesrc_req);
@@ -111,6 +120,18 @@ struct netsrc {
 	struct ns_fconn fc;
 
 	struct netsrc_stats stats;
+
+	/* Pause and resume (FEAT_RESUME, post-copy only). */
+	bool postcopy;	  /* the owner said the workload runs here */
+	bool peer_resume; /* the source offered FEAT_RESUME on the first connection */
+	bool paused;	  /* no usable connection: requests wait */
+	bool expired;	  /* paused past cfg.pause_limit_s: given up, requests held */
+	uint64_t pause_ns;
+	uint64_t attempt_ns; /* the current reconnection attempt began */
+	unsigned int backoff_ms;
+	char pause_reason[192];
+	bool done_pending; /* the engine finished while paused: Done goes out on resume */
+	struct ctrl_done done;
 };
 
 static void ns_connect_now(struct netsrc *ns);
@@ -140,6 +161,8 @@ const char *netsrc_name(const struct netsrc *ns)
 void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out)
 {
 	*out = ns->stats;
+	if (ns->paused)
+		out->paused_ns += now_ns() - ns->pause_ns;
 }
 
 bool netsrc_lazy_dump(const struct netsrc *ns)
@@ -280,6 +303,110 @@ void netsrc_abort(struct netsrc *ns, uint32_t code, const char *reason)
 	ns_abort(ns, code, reason);
 }
 
+/* ---- pause and resume ---- */
+
+static bool ns_may_pause(const struct netsrc *ns)
+{
+	return ns->postcopy && ns->peer_resume && !ns->failed && !ns->finished && !ns->expired;
+}
+
+static void ns_retry_later(struct netsrc *ns)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ns->backoff_ms / 1000;
+	tv.tv_usec = (ns->backoff_ms % 1000) * 1000;
+	event_add(ns->retry, &tv);
+	ns->backoff_ms = ns->backoff_ms ? ns->backoff_ms * 2 : PAUSE_BACKOFF_FIRST_MS;
+	if (ns->backoff_ms > PAUSE_BACKOFF_MAX_MS)
+		ns->backoff_ms = PAUSE_BACKOFF_MAX_MS;
+}
+
+/*
+ * The connection is gone but the workload runs here: keep every request
+ * (none is completed, so the faulting threads wait in the kernel), drop
+ * the connection and try again later.  Also ends a failed reconnection
+ * attempt.
+ */
+static void ns_pause(struct netsrc *ns, const char *reason)
+{
+	struct pagesrc_req *req;
+
+	/* The fault connection dies with its control connection; remade on resume. */
+	ns_fc_close(ns);
+	ns_close_xport(ns);
+	ns_file_close(ns);
+	/*
+	 * Issued again on resume, all on the first queue pair or the control
+	 * connection of the new connection.
+	 */
+	TAILQ_FOREACH(req, &ns->pending, src_link)
+	req->src_priv = NULL;
+	ns->lane_inflight = 0;
+	ns->stats.fault_lane = false;
+	if (ns->paused) {
+		log_info("%s: reconnection attempt failed: %s", ns->name, reason);
+		ns_retry_later(ns);
+		return;
+	}
+	ns->paused = true;
+	ns->pause_ns = now_ns();
+	ns->backoff_ms = 0;
+	ns->stats.pauses++;
+	snprintf(ns->pause_reason, sizeof(ns->pause_reason), "%s", reason);
+	log_warn("%s: %s: migration paused with %" PRIu32
+		 " request(s) outstanding; faulting threads wait; reconnecting",
+		 ns->name, reason, ns->inflight);
+	if (ns->ops->paused)
+		ns->ops->paused(ns->arg, reason);
+	ns_retry_later(ns);
+}
+
+/* The connection failed: a pause when the migration can resume, else the end. */
+static void ns_lost(struct netsrc *ns, int err, const char *reason)
+{
+	if (ns->paused || ns_may_pause(ns))
+		ns_pause(ns, reason);
+	else
+		ns_fail(ns, err, reason);
+}
+
+/* Paused past the limit: stop trying; the requests stay unanswered. */
+static void ns_expire(struct netsrc *ns)
+{
+	char why[320];
+
+	snprintf(why, sizeof(why), "paused for more than %u s (--pause-limit): %s",
+		 ns->cfg.pause_limit_s, ns->pause_reason);
+	ns->expired = true;
+	event_del(ns->retry);
+	ns_close_xport(ns);
+	log_err("%s: %s; giving up, the checkpoint stays on the source", ns->name, why);
+	if (ns->ops->pause_expired)
+		ns->ops->pause_expired(ns->arg, why);
+	else
+		ns_fail(ns, -ETIMEDOUT, why);
+}
+
+void netsrc_set_postcopy(struct netsrc *ns)
+{
+	struct ctrl_out o;
+
+	ns->postcopy = true;
+	/* Lost before it arrives, the source is still resumed by our Attach. */
+	if (ns->x && ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_RUNNING) == 0 &&
+	    ctrl_msg_running(&o) == 0)
+		ns_send(ns, &o);
+	if (!ns->peer_resume)
+		log_info("%s: the source does not offer resume: a lost source fails the migration",
+			 ns->name);
+}
+
+const char *netsrc_pause_reason(const struct netsrc *ns)
+{
+	return ns->paused && !ns->expired ? ns->pause_reason : NULL;
+}
+
 /* ---- handshake ---- */
 
 /* Hello on the control connection, or on the fault connection (a data channel). */
@@ -303,9 +430,12 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 		    ns->cfg.kind == XPORT_RDMA ? CTRL_FEAT_FAULT_LANE : CTRL_FEAT_FAULT_CONN;
 	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.verify)
 		h.features |= CTRL_FEAT_VERIFY_PAGES;
-	/* A lazy-dump source stages its ranges during post-copy (protocol.md §11.2). */
+	/*
+	 * A lazy-dump source stages its ranges during post-copy (protocol.md
+	 * §11.2); a resuming one survives a lost connection (§7.2).
+	 */
 	if (channel == CTRL_CHANNEL_CONTROL)
-		h.features |= CTRL_FEAT_LAZY_DUMP;
+		h.features |= CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_RESUME;
 	ret = auth_nonce(nonce);
 	if (ret == 0)
 		ret = ctrl_msg_hello(&o, &h);
@@ -367,7 +497,7 @@ static void ns_established(struct xport *x, void *arg)
 	snprintf(ns->name, sizeof(ns->name), "migration %s, source %s", ns->id, xport_name(x));
 	log_info("%s: connected over %s", ns->name, xport_kind_str(ns->cfg.kind));
 	if (ns_send_hello(ns, ns->x, &ns->st, ns->name, ns->nonce, CTRL_CHANNEL_CONTROL) < 0)
-		ns_fail(ns, -EIO, "cannot send Hello");
+		ns_lost(ns, -EIO, "cannot send Hello");
 }
 
 static void on_hello(struct netsrc *ns)
@@ -380,6 +510,14 @@ static void on_hello(struct netsrc *ns)
 			 "the source does not serve pages over this transport");
 		return;
 	}
+	if (!ns->paused)
+		ns->peer_resume = neg->features & CTRL_FEAT_RESUME;
+	else if (!(neg->features & CTRL_FEAT_RESUME)) {
+		ns_abort(ns, CTRL_ABORT_FEATURES,
+			 "the source came back without resume (FEAT_RESUME): it cannot serve a "
+			 "paused migration");
+		return;
+	}
 	ns->verify = neg->features & CTRL_FEAT_VERIFY_PAGES;
 	ns->lazy_dump = neg->features & CTRL_FEAT_LAZY_DUMP;
 	if (ns->cfg.verify && !ns->verify) {
@@ -389,7 +527,7 @@ static void on_hello(struct netsrc *ns)
 		return;
 	}
 	if (ns_send_proof(ns, ns->x, &ns->st, ns->name) < 0)
-		ns_fail(ns, -EIO, "cannot send the authentication proof");
+		ns_lost(ns, -EIO, "cannot send the authentication proof");
 }
 
 /*
@@ -435,16 +573,30 @@ static void ns_fc_start(struct netsrc *ns);
 static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 {
 	int ret = ns_check_proof(ns, ns->x, &ns->st, ns->name, p);
+	struct ctrl_out o;
 
 	if (ret == -EACCES) {
 		ns_fail(ns, -EACCES, "the source failed to prove it knows the migration's secret");
 		return;
 	}
 	if (ret < 0) {
-		ns_fail(ns, ret, "cannot confirm authentication");
+		ns_lost(ns, ret, "cannot confirm authentication");
 		return;
 	}
-	log_info("%s: mutual authentication done; receiving images into %s", ns->name, ns->dir);
+	/* FEAT_RESUME: the source streams nothing before it knows what we want. */
+	if ((ctrl_state_negotiated(&ns->st)->features & CTRL_FEAT_RESUME) &&
+	    (ctrl_msg_attach(&o, ns->paused) < 0 || ns_send(ns, &o) < 0)) {
+		ns_lost(ns, -EIO, "cannot send Attach");
+		return;
+	}
+	if (ns->paused) {
+		for (size_t i = 0; i < ns->nr_tasks; i++)
+			ns->tasks[i].resume_next = 0;
+		log_info("%s: mutual authentication done; resuming", ns->name);
+	} else {
+		log_info("%s: mutual authentication done; receiving images into %s", ns->name,
+			 ns->dir);
+	}
 	ns_offer_lane(ns);
 	ns_fc_start(ns);
 }
@@ -554,6 +706,36 @@ static int on_task_table(struct netsrc *ns, const TaskTable *tt)
 	return 0;
 }
 
+/*
+ * Resuming: the source repeats its tables, exactly, with this connection's
+ * remote addresses and rkeys over RDMA.
+ */
+static int on_task_table_resume(struct netsrc *ns, const TaskTable *tt)
+{
+	struct ns_task *t = ns_task_find(ns, tt->pid);
+	size_t i;
+
+	if (!t || t->resume_next + tt->n_ranges > t->nr) {
+		log_err("%s: resuming, the source sent a table for pid %d that differs", ns->name,
+			tt->pid);
+		return -EPROTO;
+	}
+	for (i = 0; i < tt->n_ranges; i++) {
+		const LazyRange *lr = tt->ranges[i];
+		struct ns_range *r = &t->ranges[t->resume_next++];
+
+		if (r->img_vaddr != lr->img_vaddr || r->len != lr->len || r->xxh3 != lr->xxh3) {
+			log_err("%s: resuming, pid %d range 0x%" PRIx64 " differs from the one "
+				"received before",
+				ns->name, tt->pid, lr->img_vaddr);
+			return -EPROTO;
+		}
+		r->raddr = lr->has_remote_addr ? lr->remote_addr : 0;
+		r->rkey = lr->has_rkey ? lr->rkey : 0;
+	}
+	return 0;
+}
+
 static int on_page_hashes(struct netsrc *ns, const PageHashes *ph)
 {
 	size_t i;
@@ -583,6 +765,57 @@ static int on_page_hashes(struct netsrc *ns, const PageHashes *ph)
 	return 0;
 }
 
+static int ns_send_req(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r,
+		       bool lane);
+
+/* Back after a pause: issues every request again, on the new connection. */
+static void ns_resume(struct netsrc *ns)
+{
+	struct pagesrc_req *req;
+	struct ctrl_out o;
+	size_t i;
+	int ret;
+
+	for (i = 0; i < ns->nr_tasks; i++) {
+		if (ns->tasks[i].resume_next != ns->tasks[i].nr) {
+			ns_abort(ns, CTRL_ABORT_IMAGES, "resuming, a range table is incomplete");
+			return;
+		}
+	}
+	if (ns->cfg.kind == XPORT_RDMA && ns->staging && !ns->staging_mr) {
+		ret = xport_reg(ns->x, staging_base(ns->staging), staging_len(ns->staging),
+				IBV_ACCESS_LOCAL_WRITE, &ns->staging_mr);
+		if (ret < 0) {
+			ns_lost(ns, ret,
+				"cannot register the staging region on the new connection");
+			return;
+		}
+	}
+	ns->paused = false;
+	ns->stats.paused_ns += now_ns() - ns->pause_ns;
+	log_info("%s: resumed after %.1f s paused; issuing %" PRIu32 " request(s) again", ns->name,
+		 (double)(now_ns() - ns->pause_ns) / 1e9, ns->inflight);
+	TAILQ_FOREACH(req, &ns->pending, src_link)
+	{
+		const struct ns_range *r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
+
+		ret = r ? ns_send_req(ns, req, r, false) : -ERANGE;
+		if (ret < 0) {
+			ns_lost(ns, ret, "cannot issue the requests again");
+			return;
+		}
+	}
+	if (ns->done_pending) {
+		ns->done_pending = false;
+		if (ctrl_msg_done(&o, &ns->done) < 0 || ns_send(ns, &o) < 0) {
+			ns_lost(ns, -EIO, "cannot send Done");
+			return;
+		}
+	}
+	if (ns->ops->resumed)
+		ns->ops->resumed(ns->arg);
+}
+
 static void on_images_done(struct netsrc *ns)
 {
 	char sz[32], lz[32];
@@ -590,6 +823,10 @@ static void on_images_done(struct netsrc *ns)
 
 	if (ns->file_fd >= 0) {
 		ns_abort(ns, CTRL_ABORT_IMAGES, "ImagesDone with a file still open");
+		return;
+	}
+	if (ns->paused) {
+		ns_resume(ns);
 		return;
 	}
 	if (ns->verify) {
@@ -715,9 +952,16 @@ static void ns_read_done(struct xport *x, uint64_t cookie, int status, void *arg
 {
 	struct netsrc *ns = arg;
 	struct pagesrc_req *req = (struct pagesrc_req *)(uintptr_t)cookie;
+	char why[96];
 
 	bool lane = req->src_priv != NULL;
 
+	/* A READ flushed by a broken connection: kept, and issued again on resume. */
+	if (status != 0 && ns_may_pause(ns)) {
+		snprintf(why, sizeof(why), "an RDMA READ failed (%s)", strerror(-status));
+		ns_pause(ns, why);
+		return;
+	}
 	TAILQ_REMOVE(&ns->pending, req, src_link);
 	ns->inflight--;
 	if (lane)
@@ -754,8 +998,11 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 	case RDMIG_MSG__BODY_AUTH_RESULT:
 		if (!m->auth_result->ok)
 			ns_fail(ns, -EACCES,
-				"the source refused our authentication (wrong secret or migration "
-				"id?)");
+				ns->paused
+				    ? "the source refused our authentication: it no longer "
+				      "serves this migration (aborted or ended there?)"
+				    : "the source refused our authentication (wrong secret or "
+				      "migration id?)");
 		break;
 	case RDMIG_MSG__BODY_AUTH_PROOF:
 		on_auth_proof(ns, m->auth_proof);
@@ -764,6 +1011,16 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		ns->stats.regions += m->mem_regions->n_regions;
 		break;
 	case RDMIG_MSG__BODY_IMAGE_FILE:
+	case RDMIG_MSG__BODY_PAGE_HASHES:
+		if (ns->paused) {
+			ns_abort(ns, CTRL_ABORT_PROTOCOL, "the source streams images to a resume");
+			break;
+		}
+		if (m->body_case == RDMIG_MSG__BODY_PAGE_HASHES) {
+			if (on_page_hashes(ns, m->page_hashes) < 0)
+				ns_abort(ns, CTRL_ABORT_IMAGES, "bad page checksums");
+			break;
+		}
 		ret = on_image_file(ns, m->image_file);
 		if (ret < 0)
 			ns_abort(ns, CTRL_ABORT_IMAGES,
@@ -771,14 +1028,10 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 						: "cannot store the images");
 		break;
 	case RDMIG_MSG__BODY_TASK_TABLE:
-		ret = on_task_table(ns, m->task_table);
+		ret = ns->paused ? on_task_table_resume(ns, m->task_table)
+				 : on_task_table(ns, m->task_table);
 		if (ret < 0)
 			ns_abort(ns, CTRL_ABORT_IMAGES, "bad range table");
-		break;
-	case RDMIG_MSG__BODY_PAGE_HASHES:
-		ret = on_page_hashes(ns, m->page_hashes);
-		if (ret < 0)
-			ns_abort(ns, CTRL_ABORT_IMAGES, "bad page checksums");
 		break;
 	case RDMIG_MSG__BODY_IMAGES_DONE:
 		on_images_done(ns);
@@ -805,7 +1058,11 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		snprintf(reason, sizeof(reason), "the source aborted: %s (%s)",
 			 m->abort->reason ? m->abort->reason : "no reason",
 			 ctrl_abort_str(m->abort->code));
-		ns_fail(ns, -ECONNABORTED, reason);
+		/* Resuming: busy with our old connection, or still mapping: try again. */
+		if (ns->paused && (uint32_t)m->abort->code == CTRL_ABORT_MIGRATION)
+			ns_pause(ns, reason);
+		else
+			ns_fail(ns, -ECONNABORTED, reason);
 		break;
 	}
 	default:
@@ -824,6 +1081,13 @@ static void ns_closed(struct xport *x, int reason, void *arg)
 	if (ns->finished) {
 		/* The source hangs up after DoneAck: the migration is over. */
 		ns_close_xport(ns);
+		return;
+	}
+	if (ns->paused || ns_may_pause(ns)) {
+		snprintf(why, sizeof(why), "%s: %s",
+			 ns->paused ? "cannot reach the source" : "connection to the source lost",
+			 strerror(-reason));
+		ns_pause(ns, why);
 		return;
 	}
 	/* A source still starting up refuses: try again until the deadline. */
@@ -873,7 +1137,8 @@ static void ns_fc_lost(struct netsrc *ns, const char *why)
 		return;
 	log_warn("%s: %s; faults share the control connection", ns->fc.name, why);
 	ns_fc_close(ns);
-	if (ns->failed || ns->finished)
+	/* Paused: every request goes again on resume. */
+	if (ns->failed || ns->finished || ns->paused)
 		return;
 	TAILQ_FOREACH(req, &ns->pending, src_link)
 	{
@@ -889,7 +1154,7 @@ static void ns_fc_lost(struct netsrc *ns, const char *why)
 			break;
 	}
 	if (ret < 0)
-		ns_fail(ns, ret, "cannot ask again for the fault connection's pages");
+		ns_lost(ns, ret, "cannot ask again for the fault connection's pages");
 }
 
 static void ns_fc_established(struct xport *x, void *arg)
@@ -1030,16 +1295,23 @@ static void ns_connect_now(struct netsrc *ns)
 
 	ctrl_state_clear(&ns->st);
 	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
+	ns->attempt_ns = now_ns();
 	ret = ns_xport_connect(ns, &ns_xops, &ns->x);
 	if (ret < 0) {
 		ns->x = NULL;
-		ns_fail(ns, ret, "cannot connect to the source");
+		ns_lost(ns, ret, "cannot connect to the source");
 	}
 }
 
 static void ns_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	ns_connect_now(arg);
+}
+
+static unsigned int ns_attempt_s(const struct netsrc *ns)
+{
+	return ns->cfg.dead_after_s > PAUSE_ATTEMPT_MIN_S ? ns->cfg.dead_after_s
+							  : PAUSE_ATTEMPT_MIN_S;
 }
 
 static void ns_tick(evutil_socket_t fd, short what, void *arg)
@@ -1049,8 +1321,19 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 	struct ctrl_out o;
 	char why[128];
 
-	if (ns->failed)
+	if (ns->failed || ns->expired)
 		return;
+	if (ns->paused) {
+		if (ns->cfg.pause_limit_s &&
+		    now - ns->pause_ns > (uint64_t)ns->cfg.pause_limit_s * 1000000000ull) {
+			ns_expire(ns);
+			return;
+		}
+		/* An attempt that hangs (no route, a stalled source) is given up and retried. */
+		if (ns->x && now - ns->attempt_ns > (uint64_t)ns_attempt_s(ns) * 1000000000ull)
+			ns_pause(ns, "the reconnection attempt timed out");
+		return;
+	}
 	if (!ctrl_state_authenticated(&ns->st)) {
 		if (now - ns->start_ns > (uint64_t)ns->cfg.connect_timeout_s * 1000000000ull) {
 			snprintf(why, sizeof(why),
@@ -1063,7 +1346,7 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 	if (now - ns->last_rx_ns > (uint64_t)ns->cfg.dead_after_s * 1000000000ull) {
 		snprintf(why, sizeof(why), "the source has been silent for %u s",
 			 ns->cfg.dead_after_s);
-		ns_fail(ns, -ETIMEDOUT, why);
+		ns_lost(ns, -ETIMEDOUT, why);
 		return;
 	}
 	if (ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
@@ -1214,7 +1497,7 @@ int netsrc_check_images(struct netsrc *ns, const struct img_set *imgs)
  */
 static bool ns_use_lane(const struct netsrc *ns, const struct pagesrc_req *req)
 {
-	if (req->prio != PAGESRC_PRIO_FAULT)
+	if (ns->paused || req->prio != PAGESRC_PRIO_FAULT)
 		return false;
 	return ns->cfg.kind == XPORT_RDMA ? xport_lane_up(ns->x)
 					  : ns->fc.up && ns->lane_inflight < NETSRC_LANE_DEPTH;
@@ -1225,9 +1508,9 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 	struct netsrc *ns = ctx;
 	struct ns_range *r;
 	bool lane;
-	int ret;
+	int ret = 0;
 
-	if (ns->failed || !ns->x)
+	if (ns->failed || (!ns->x && !ns->paused))
 		return -ENOTCONN;
 	/* A fault on the lane does not count against the drain's READs. */
 	lane = ns_use_lane(ns, req);
@@ -1239,21 +1522,49 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 			ns->name, req->pid, req->img_vaddr, req->len);
 		return -ERANGE;
 	}
-	if (!r->staged)
+	if (!r->staged) {
 		ret = ns_park(ns, req, r);
-	else
-		ret = ns_issue(ns, req, r);
-	return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
+		return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
+	}
+	/* Paused: accepted and held; it goes out once the source is back. */
+	req->src_priv = NULL;
+	if (!ns->paused)
+		ret = ns_send_req(ns, req, r, lane);
+	if (ret == -EAGAIN || ret == -ENOBUFS)
+		return -EAGAIN;
+	if (ret < 0 && !ns_may_pause(ns))
+		return ret;
+	TAILQ_INSERT_TAIL(&ns->pending, req, src_link);
+	ns->inflight++;
+	if (lane && ret == 0)
+		ns->lane_inflight++;
+	if (ret < 0)
+		ns_pause(ns, "cannot send a request to the source");
+	return 0;
 }
 
-/* Reads req from r, a staged range: RDMA READ, or ReadReq over TCP. */
+/* Reads req from r, a staged range (a parked request whose unit came): sent and counted. */
 static int ns_issue(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r)
 {
+	bool lane = ns_use_lane(ns, req);
+	int ret = ns_send_req(ns, req, r, lane);
+
+	if (ret < 0)
+		return ret;
+	TAILQ_INSERT_TAIL(&ns->pending, req, src_link);
+	ns->inflight++;
+	if (lane)
+		ns->lane_inflight++;
+	return 0;
+}
+
+/* Sends req on the wire: an RDMA READ, or a ReadReq with a fresh cookie (no bookkeeping). */
+static int ns_send_req(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r,
+		       bool lane)
+{
 	struct ctrl_out o;
-	bool lane;
 	int ret;
 
-	lane = ns_use_lane(ns, req);
 	if (ns->cfg.kind == XPORT_RDMA) {
 		req->src_priv = lane ? ns : NULL;
 		ret = (lane ? xport_read_fault
@@ -1268,13 +1579,7 @@ static int ns_issue(struct netsrc *ns, struct pagesrc_req *req, const struct ns_
 		if (ret == 0)
 			ret = lane ? ns_fc_send(ns, &o) : ns_send(ns, &o);
 	}
-	if (ret < 0)
-		return ret;
-	TAILQ_INSERT_TAIL(&ns->pending, req, src_link);
-	ns->inflight++;
-	if (lane)
-		ns->lane_inflight++;
-	return 0;
+	return ret;
 }
 
 /*
@@ -1355,7 +1660,9 @@ static int nsrc_poll(void *ctx)
 {
 	struct netsrc *ns = ctx;
 
-	return ns->x ? xport_poll(ns->x) : -ENOTCONN;
+	if (!ns->x)
+		return ns->paused ? 0 : -ENOTCONN;
+	return xport_poll(ns->x);
 }
 
 static const struct pagesrc_ops nsrc_ops = {
@@ -1400,7 +1707,7 @@ int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes)
 	size_t i, j;
 	int ret;
 
-	if (!ns->x)
+	if (!ns->x && !ns->paused)
 		return -ENOTCONN;
 	/* A lazy dump's checksums came with the StageRegions, not with the tables. */
 	if (ns->lazy_dump) {
@@ -1419,6 +1726,11 @@ int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes)
 			if ((ns->verify || ns->lazy_dump) &&
 			    ns->tasks[i].ranges[j].verified_bytes >= ns->tasks[i].ranges[j].len)
 				d.ranges_verified++;
+	if (ns->paused) {
+		ns->done = d;
+		ns->done_pending = true;
+		return 0;
+	}
 	ret = ctrl_msg_done(&o, &d);
 	if (ret == 0)
 		ret = ns_send(ns, &o);

@@ -53,6 +53,12 @@ struct netsrc_config {
 	/* TCP inside TLS (xport_params.tls): the client context, borrowed. */
 	struct ssl_ctx_st *tls;
 	bool one_lane; /* RDMA: ask for no fault lane (as an older dest) */
+	/*
+	 * Post-copy (netsrc_set_postcopy()) with a source that offers
+	 * FEAT_RESUME: how long a pause may last before pause_expired
+	 * (seconds, 0: forever).
+	 */
+	unsigned int pause_limit_s;
 };
 
 /* READs outstanding on the fault lane; beyond cfg.max_reads. */
@@ -77,6 +83,8 @@ struct netsrc_stats {
 	uint64_t stage_reqs;
 	uint64_t units_verified;
 	uint64_t unit_parts_unverified;
+	uint32_t pauses;    /* post-copy pauses (FEAT_RESUME) */
+	uint64_t paused_ns; /* in all, the current one included */
 };
 
 struct netsrc_ops {
@@ -94,6 +102,21 @@ struct netsrc_ops {
 	 * images_ready (the source answers once its image stream is out).
 	 */
 	void (*lane_up)(void *arg);
+	/*
+	 * Optional, post-copy with FEAT_RESUME only: the source is lost
+	 * (reason) and the netsrc reconnects with backoff.  Requests stay
+	 * accepted and unanswered, so faulting threads wait; they are issued
+	 * again once resumed() is called.
+	 */
+	void (*paused)(void *arg, const char *reason);
+	void (*resumed)(void *arg);
+	/*
+	 * Paused for longer than cfg.pause_limit_s: the netsrc stops trying
+	 * and never completes the requests it holds (the processes waiting on
+	 * them must be stopped, not fed zeros).  Without the callback it
+	 * fails instead (failed()).
+	 */
+	void (*pause_expired)(void *arg, const char *reason);
 };
 
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
@@ -124,6 +147,15 @@ void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out);
  * netsrc_check_images().  Valid once the handshake is done.
  */
 bool netsrc_lazy_dump(const struct netsrc *ns);
+
+/*
+ * The workload runs on the destination: from now on a lost or silent
+ * source pauses the migration (with a source that offers FEAT_RESUME)
+ * instead of failing it.
+ */
+void netsrc_set_postcopy(struct netsrc *ns);
+/* Paused now (waiting to resume): the reason, else NULL. */
+const char *netsrc_pause_reason(const struct netsrc *ns);
 const char *netsrc_name(const struct netsrc *ns);
 
 #endif

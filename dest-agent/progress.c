@@ -55,6 +55,7 @@ bool progress_state_reportable(enum api_state s)
 	case API_STATE_RESTORING:
 	case API_STATE_POSTCOPY:
 	case API_STATE_DRAINING:
+	case API_STATE_PAUSED:
 	case API_STATE_DONE:
 	case API_STATE_FAILED:
 		return true;
@@ -75,6 +76,7 @@ int progress_state_rank(enum api_state s)
 	case API_STATE_RESTORING:
 		return 3;
 	case API_STATE_POSTCOPY:
+	case API_STATE_PAUSED: /* entered and left again: see sup_apply_pause() */
 		return 4;
 	case API_STATE_DRAINING:
 		return 5;
@@ -219,7 +221,7 @@ int progress_encode(const struct progress_msg *m, char *buf, size_t len)
 	}
 	if (m->has_state) {
 		progress_set(o, "state", json_string(api_state_str(m->state)), &ok);
-		if (m->state == API_STATE_FAILED && m->error[0])
+		if ((m->state == API_STATE_FAILED || m->state == API_STATE_PAUSED) && m->error[0])
 			progress_set(o, "error", progress_error_json(m->error), &ok);
 	}
 	if (m->restore_ms >= 0)
@@ -427,8 +429,9 @@ int progress_decode(const char *line, size_t len, struct progress_msg *out)
 	}
 	v = json_object_get(root, "error");
 	if (v) {
-		/* An error explains a failure and nothing else. */
-		if (!json_is_string(v) || !out->has_state || out->state != API_STATE_FAILED ||
+		/* An error explains a failure or a pause, and nothing else. */
+		if (!json_is_string(v) || !out->has_state ||
+		    (out->state != API_STATE_FAILED && out->state != API_STATE_PAUSED) ||
 		    json_string_length(v) >= sizeof(out->error) ||
 		    strlen(json_string_value(v)) != json_string_length(v)) {
 			ret = -EINVAL;

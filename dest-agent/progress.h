@@ -9,10 +9,13 @@
  *   {"pages_total":4096,"pages_fetched":1200,"pages_remaining":2896,
  *    "faults":37,"bytes":4915200,"fault_p50_us":95,"fault_p99_us":410}
  *   {"state":"failed","error":"criu restore exited with status 1 ..."}
+ *   {"state":"paused","error":"connection to the source lost: ..."}
  *
  * A line carries a state change, counters, or both.  The states a worker
  * may report are connecting, receiving, restoring, postcopy, draining,
- * done and failed; "aborted" is the supervisor's own verdict.  The counters
+ * paused, done and failed; "aborted" is the supervisor's own verdict.
+ * Only paused goes back: a later postcopy or draining line ends the pause,
+ * and its "error" is the pause's reason.  The counters
  * are all five counts together (fault_p50_us / fault_p99_us may be absent
  * or null before the first fault; drain_depth, drain_chunk and
  * fault_lane_reads are absent or null where they do not apply;

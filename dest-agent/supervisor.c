@@ -75,6 +75,13 @@ struct sup_mig {
 	enum api_state state;
 	bool final;
 	char error[PROGRESS_ERROR_MAX];
+	/* The worker's pauses: the current one's reason and start, how many, how long. */
+	char pause_reason[PROGRESS_ERROR_MAX];
+	int64_t pause_since_unix_ms;
+	uint64_t pause_since_ns;
+	uint64_t pauses;
+	uint64_t paused_ns;
+	enum api_state pre_pause; /* the state the pause interrupted */
 	bool reported_done;
 	bool reported_failed;
 	bool abort_requested;
@@ -289,6 +296,12 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->restore_ms = m->restore_ms;
 	v->resumed_ms = m->resumed_ms;
 	v->received_ms = m->received_ms;
+	if (m->state == API_STATE_PAUSED) {
+		v->pause_reason = m->pause_reason;
+		v->pause_since_unix_ms = m->pause_since_unix_ms;
+	}
+	v->pauses = m->pauses;
+	v->paused_ms = (int64_t)(m->paused_ns / 1000000);
 }
 
 /* ---- progress from the worker ---- */
@@ -301,6 +314,38 @@ static void sup_mig_authenticated(struct sup_mig *m)
 		return;
 	m->pending = false;
 	m->sup->nr_pending--;
+}
+
+/*
+ * Paused (the reason in the line's error) and back: the only way a state
+ * goes back to one it had.  True when p was one of these.
+ */
+static bool sup_apply_pause(struct sup_mig *m, const struct progress_msg *p)
+{
+	struct timespec ts;
+
+	if (p->state == API_STATE_PAUSED) {
+		if (m->state == API_STATE_PAUSED)
+			return true;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		m->pre_pause = m->state;
+		m->state = API_STATE_PAUSED;
+		m->pause_since_unix_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+		m->pause_since_ns = now_ns();
+		m->pauses++;
+		snprintf(m->pause_reason, sizeof(m->pause_reason), "%s", p->error);
+		log_warn("migration %s: paused: %s", m->id, m->pause_reason);
+		return true;
+	}
+	if (m->state != API_STATE_PAUSED ||
+	    (p->state != API_STATE_POSTCOPY && p->state != API_STATE_DRAINING))
+		return false;
+	m->paused_ns += now_ns() - m->pause_since_ns;
+	m->state = progress_state_rank(p->state) > progress_state_rank(m->pre_pause) ? p->state
+										     : m->pre_pause;
+	log_info("migration %s: resumed after %.1f s paused", m->id,
+		 (double)(now_ns() - m->pause_since_ns) / 1e9);
+	return true;
 }
 
 static void sup_apply_state(struct sup_mig *m, const struct progress_msg *p)
@@ -319,7 +364,7 @@ static void sup_apply_state(struct sup_mig *m, const struct progress_msg *p)
 			 m->reported_failed ? m->error : "");
 		return;
 	}
-	if (m->reported_done || m->reported_failed ||
+	if (m->reported_done || m->reported_failed || sup_apply_pause(m, p) ||
 	    progress_state_rank(p->state) <= progress_state_rank(m->state))
 		return;
 	m->state = p->state;
@@ -532,6 +577,7 @@ struct sup_argv {
 	char secret_fd[16];
 	char progress_fd[16];
 	char connect_timeout[16];
+	char pause_limit[16];
 	char cgroups[64];
 	char level[32];
 };
@@ -592,6 +638,11 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 			 s->cfg->connect_timeout_s);
 		sup_arg(a, "--connect-timeout");
 		sup_arg(a, a->connect_timeout);
+	}
+	if (s->cfg->pause_limit_s >= 0) {
+		snprintf(a->pause_limit, sizeof(a->pause_limit), "%d", s->cfg->pause_limit_s);
+		sup_arg(a, "--pause-limit");
+		sup_arg(a, a->pause_limit);
 	}
 	if (s->cfg->verbose)
 		sup_arg(a, "-v");

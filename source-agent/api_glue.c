@@ -49,6 +49,8 @@ static enum api_state glue_state(const struct src_migration *m)
 	case SRC_MIG_READY:
 	case SRC_MIG_SERVING:
 		return API_STATE_SERVING;
+	case SRC_MIG_PAUSED:
+		return API_STATE_PAUSED;
 	case SRC_MIG_RESTORING:
 		return API_STATE_RESTORING;
 	case SRC_MIG_ROLLED_BACK:
@@ -95,6 +97,12 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->role = API_ROLE_SOURCE;
 	v->state = glue_state(m);
 	v->error = m->error[0] ? m->error : NULL;
+	if (m->state == SRC_MIG_PAUSED) {
+		v->pause_reason = m->pause_reason;
+		v->pause_since_unix_ms = m->pause_since_unix_ms;
+	}
+	v->pauses = m->pauses;
+	v->paused_ms = (int64_t)(m->paused_ns / 1000000);
 	v->source = a->endpoint[0] ? a->endpoint : NULL;
 	/* With a destination agent, its API; else the data peer the source saw. */
 	v->dest = m->dest ? m->dest : m->peer[0] ? m->peer : NULL;
@@ -239,6 +247,12 @@ static void glue_mapped(struct src_migration *m, int ret)
 				 m->dir);
 		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	}
+	if (m->pause_when_mapped) {
+		/* Its destination may run the workload: only it may take the pages now. */
+		m->pause_when_mapped = false;
+		src_mig_pause(m, "the source agent restarted while the migration was served");
 		return;
 	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
@@ -994,6 +1008,11 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 				     "destination %s is fetching migration \"%s\" and may run "
 				     "the process already: abort the migration first",
 				     m->peer, m->id);
+	case SRC_MIG_PAUSED:
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" is paused: destination %s runs the process "
+				     "and may resume; abort the migration first",
+				     m->id, m->peer);
 	case SRC_MIG_MAPPING:
 		/* A dump the agent made is complete already: its mapping is let go. */
 		if (m->pid == 0)
@@ -1349,7 +1368,11 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 		return;
 	case SRC_MIG_MAPPING:
 	case SRC_MIG_READY:
+		break;
 	case SRC_MIG_SERVING:
+	case SRC_MIG_PAUSED:
+		/* FEAT_RESUME: a destination in post-copy may come back for the pages. */
+		m->pause_when_mapped = true;
 		break;
 	}
 	if (!m->secret) {

@@ -390,7 +390,7 @@ static void ho_fail(struct src_handover *h, const char *fmt, ...)
 	ho_end(h);
 	if (src_mig_final(m))
 		return;
-	if (m->state == SRC_MIG_SERVING || m->busy) {
+	if (m->state == SRC_MIG_SERVING || m->state == SRC_MIG_PAUSED || m->busy) {
 		log_warn("migration %s: %s; destination %s fetches it already: serving on", m->id,
 			 why, m->peer);
 		return;

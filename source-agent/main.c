@@ -64,6 +64,9 @@ static void usage(FILE *f)
 		"      --verify               offer per-page checksums (rdmig-dest --verify)\n"
 		"      --one-lane             offer no fault lane; faults share the drain's\n"
 		"                             queue pair or TCP connection (as an older source)\n"
+		"      --no-resume            offer no resume (FEAT_RESUME): a destination that\n"
+		"                             loses this source in post-copy fails instead of\n"
+		"                             pausing (as an older source)\n"
 		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
 		"                             socket, mode 0600 (conventionally %s)\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
@@ -125,11 +128,11 @@ static unsigned int migrations_in_progress(struct src_agent *a, bool leaving)
 		n++;
 		if (!leaving)
 			continue;
-		if (m->state == SRC_MIG_SERVING)
+		if (m->state == SRC_MIG_SERVING || m->state == SRC_MIG_PAUSED)
 			log_warn(
-			    "leaving migration %s served: destination %s loses its source, and "
-			    "its processes that still need pages stop; the checkpoint stays in "
-			    "%s",
+			    "leaving migration %s served: destination %s loses its source and "
+			    "pauses until a restarted agent serves it again (an older one stops "
+			    "its processes that still need pages); the checkpoint stays in %s",
 			    m->id, m->peer[0] ? m->peer : "?", m->dir);
 		else
 			log_warn("leaving migration %s %s: criu goes on without the agent; a "
@@ -292,6 +295,7 @@ int main(int argc, char **argv)
 		OPT_ALLOW_DEST,
 		OPT_TEST_SECRET_DELAY,
 		OPT_ONE_LANE,
+		OPT_NO_RESUME,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -299,6 +303,7 @@ int main(int argc, char **argv)
 	    {"migration", required_argument, NULL, 'm'},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"one-lane", no_argument, NULL, OPT_ONE_LANE},
+	    {"no-resume", no_argument, NULL, OPT_NO_RESUME},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"api-group", required_argument, NULL, OPT_API_GROUP},
@@ -391,6 +396,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_ONE_LANE:
 			a.one_lane = true;
+			break;
+		case OPT_NO_RESUME:
+			a.no_resume = true;
 			break;
 		case OPT_API_SOCKET:
 			if (!optarg[0] || optarg[0] != '/') {

@@ -38,6 +38,8 @@ const char *src_mig_state_str(enum src_mig_state st)
 		return "restoring";
 	case SRC_MIG_ROLLED_BACK:
 		return "rolled back";
+	case SRC_MIG_PAUSED:
+		return "paused";
 	}
 	return "?";
 }
@@ -46,7 +48,7 @@ int src_mig_state_parse(const char *s, enum src_mig_state *out)
 {
 	enum src_mig_state st;
 
-	for (st = SRC_MIG_DUMPING; st <= SRC_MIG_ROLLED_BACK; st++)
+	for (st = SRC_MIG_DUMPING; st <= SRC_MIG_PAUSED; st++)
 		if (strcmp(s, src_mig_state_str(st)) == 0) {
 			*out = st;
 			return 0;
@@ -61,18 +63,22 @@ int src_mig_state_parse(const char *s, enum src_mig_state *out)
  * The legal transitions, by state left.  A migration given its images
  * starts "dumping" too (nothing runs) and goes straight to mapping or,
  * mapped at startup (--migration), ready.  Done and rolled back are ends;
- * failed and aborted ones may still be rolled back (restoring).
+ * failed and aborted ones may still be rolled back (restoring).  A
+ * serving migration pauses when its post-copy destination is lost, and a
+ * ready one reloaded after a restart when it served before; a paused one
+ * serves again once that destination resumes, or ends (aborted, failed).
  */
 static const unsigned int mig_next[] = {
     [SRC_MIG_DUMPING] = ST(SRC_MIG_MAPPING) | ST(SRC_MIG_READY) | ST_ENDS,
     [SRC_MIG_MAPPING] = ST(SRC_MIG_READY) | ST(SRC_MIG_RESTORING) | ST_ENDS,
-    [SRC_MIG_READY] = ST(SRC_MIG_SERVING) | ST(SRC_MIG_RESTORING) | ST_ENDS,
-    [SRC_MIG_SERVING] = ST(SRC_MIG_READY) | ST(SRC_MIG_DONE) | ST_ENDS,
+    [SRC_MIG_READY] = ST(SRC_MIG_SERVING) | ST(SRC_MIG_RESTORING) | ST(SRC_MIG_PAUSED) | ST_ENDS,
+    [SRC_MIG_SERVING] = ST(SRC_MIG_READY) | ST(SRC_MIG_DONE) | ST(SRC_MIG_PAUSED) | ST_ENDS,
     [SRC_MIG_DONE] = 0,
     [SRC_MIG_FAILED] = ST(SRC_MIG_RESTORING),
     [SRC_MIG_ABORTED] = ST(SRC_MIG_RESTORING),
     [SRC_MIG_RESTORING] = ST(SRC_MIG_ROLLED_BACK) | ST(SRC_MIG_FAILED),
     [SRC_MIG_ROLLED_BACK] = 0,
+    [SRC_MIG_PAUSED] = ST(SRC_MIG_SERVING) | ST_ENDS,
 };
 
 int src_mig_set_state(struct src_migration *m, enum src_mig_state st)
@@ -84,11 +90,30 @@ int src_mig_set_state(struct src_migration *m, enum src_mig_state st)
 	}
 	log_debug("migration %s: %s -> %s", m->id, src_mig_state_str(m->state),
 		  src_mig_state_str(st));
+	if (m->state == SRC_MIG_PAUSED) {
+		m->paused_ns += now_ns() - m->pause_since_ns;
+		m->pause_since_unix_ms = 0;
+		if (st == SRC_MIG_SERVING)
+			log_info("migration %s resumed after %.1f s paused (%" PRIu32 " pause(s))",
+				 m->id, (double)(now_ns() - m->pause_since_ns) / 1e9, m->pauses);
+	}
 	m->state = st;
 	/* A record that cannot be written is logged there: the migration goes on. */
 	if (m->records)
 		src_records_save(m->records, m);
 	return 0;
+}
+
+void src_mig_pause(struct src_migration *m, const char *why)
+{
+	snprintf(m->pause_reason, sizeof(m->pause_reason), "%s", why);
+	m->pause_since_unix_ms = src_unix_ms();
+	m->pause_since_ns = now_ns();
+	m->pauses++;
+	if (src_mig_set_state(m, SRC_MIG_PAUSED) == 0)
+		log_warn("migration %s paused: %s; the checkpoint stays mapped for its "
+			 "destination to resume",
+			 m->id, why);
 }
 
 int64_t src_unix_ms(void)
@@ -401,7 +426,7 @@ bool src_mig_final(const struct src_migration *m)
 
 bool src_mig_in_progress(const struct src_migration *m)
 {
-	return m->state == SRC_MIG_SERVING ||
+	return m->state == SRC_MIG_SERVING || m->state == SRC_MIG_PAUSED ||
 	       ((m->state == SRC_MIG_DUMPING || m->state == SRC_MIG_RESTORING) && m->job);
 }
 

@@ -39,6 +39,13 @@ enum src_mig_state {
 	SRC_MIG_ABORTED,     /* aborted through the API: unmapped, refused to peers */
 	SRC_MIG_RESTORING,   /* rollback: criu restore runs on the source */
 	SRC_MIG_ROLLED_BACK, /* the workload runs on the source again */
+	/*
+	 * Post-copy, its destination's connection lost (or the agent
+	 * restarted while it served): still mapped, waiting for that
+	 * destination to reconnect and resume (Attach, FEAT_RESUME); no
+	 * fresh destination may take it.
+	 */
+	SRC_MIG_PAUSED,
 };
 
 #define SRC_MIG_ERROR_MAX 512
@@ -128,6 +135,14 @@ struct src_migration {
 	uint64_t prog_pages;
 	uint64_t prog_bytes;
 	uint64_t prog_faults;
+	/* Pauses (SRC_MIG_PAUSED): the last one's reason and start, how many, how long in all. */
+	char pause_reason[256];
+	int64_t pause_since_unix_ms; /* wall clock; 0: not paused now */
+	uint64_t pause_since_ns;     /* monotonic */
+	uint32_t pauses;
+	uint64_t paused_ns; /* ended pauses only */
+	/* Reloaded from a record that served: paused once mapped, for its destination. */
+	bool pause_when_mapped;
 };
 
 TAILQ_HEAD(src_mig_list, src_migration);
@@ -143,6 +158,12 @@ int src_mig_state_parse(const char *s, enum src_mig_state *out);
  * error, times and flags first: the record is written from m as it is.
  */
 int src_mig_set_state(struct src_migration *m, enum src_mig_state st);
+
+/*
+ * Pauses m (serving or, reloaded after a restart, ready) with why: its
+ * destination runs the workload and may reconnect.  Logged, counted.
+ */
+void src_mig_pause(struct src_migration *m, const char *why);
 
 /*
  * Loads a --migration / "secret_file" secret (auth_secret_load_file(): a

@@ -84,6 +84,10 @@ struct src_session {
 	 */
 	uint8_t *stage_asked;
 	bool stage_live;
+	bool attached; /* FEAT_RESUME: the destination's Attach came */
+	bool running;  /* Running came (or a resume): the destination runs the workload */
+	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
+	const char *lost;
 };
 
 static void sess_release_memory(struct src_session *s)
@@ -100,6 +104,16 @@ static void sess_release_memory(struct src_session *s)
 
 static void stream_free(struct src_stream *st);
 
+/*
+ * A lost peer that runs the workload (it said Running, or resumed) and can
+ * reconnect (FEAT_RESUME): the migration waits for it, paused.
+ */
+static bool sess_resumable(const struct src_session *s)
+{
+	return s->lost && s->running &&
+	       (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME);
+}
+
 static void sess_free(struct src_session *s)
 {
 	/* A fault connection lives only as long as the session it serves. */
@@ -110,8 +124,12 @@ static void sess_free(struct src_session *s)
 	if (s->owner) {
 		s->mig->busy = false;
 		/* A destination that reported Done makes it done next, not ready. */
-		if (s->mig->state == SRC_MIG_SERVING && !s->mig->done_ns)
-			src_mig_set_state(s->mig, SRC_MIG_READY);
+		if (s->mig->state == SRC_MIG_SERVING && !s->mig->done_ns) {
+			if (sess_resumable(s))
+				src_mig_pause(s->mig, s->lost);
+			else
+				src_mig_set_state(s->mig, SRC_MIG_READY);
+		}
 	}
 	stream_free(&s->stream);
 	sess_release_memory(s);
@@ -221,10 +239,12 @@ static uint64_t sess_features(const struct src_session *s)
 	/*
 	 * A lazy dump is only served staged (protocol.md §11.2); offered for
 	 * that migration alone, as an older destination would not set it.
+	 * It offers no resume: a reconnected destination would need every
+	 * staged unit announced again with the new rkeys, not built yet.
 	 */
 	if (s->mig && s->mig->lazy_dump)
 		return f | CTRL_FEAT_LAZY_DUMP;
-	return f | CTRL_FEAT_VERIFY_PAGES;
+	return f | CTRL_FEAT_VERIFY_PAGES | (s->agent->no_resume ? 0 : CTRL_FEAT_RESUME);
 }
 
 /*
@@ -245,6 +265,7 @@ static const char *sess_refusal(const struct src_session *s, int *err)
 		return "migration is still being mapped on the source";
 	case SRC_MIG_READY:
 	case SRC_MIG_SERVING:
+	case SRC_MIG_PAUSED: /* a fresh destination is refused at its Attach */
 		break;
 	default:
 		/* A final migration has dropped its secret: no proof gets here. */
@@ -830,7 +851,11 @@ static int send_page_hashes(struct src_session *s)
 	return ret;
 }
 
-static void stream_finish(struct src_session *s)
+/*
+ * The tables (with this connection's rkeys over RDMA), the page checksums
+ * unless resuming (the destination has them), and ImagesDone.
+ */
+static void stream_finish(struct src_session *s, bool resume)
 {
 	const struct ctrl_negotiated *neg = ctrl_state_negotiated(&s->st);
 	struct ctrl_out o;
@@ -839,7 +864,7 @@ static void stream_finish(struct src_session *s)
 	int ret;
 
 	ret = send_tables(s, &tasks);
-	if (ret == 0 && (neg->features & CTRL_FEAT_VERIFY_PAGES))
+	if (ret == 0 && !resume && (neg->features & CTRL_FEAT_VERIFY_PAGES))
 		ret = send_page_hashes(s);
 	if (ret == 0)
 		ret = ctrl_msg_images_done(&o, s->stream.files, tasks, s->mig->map->lazy_bytes);
@@ -869,7 +894,7 @@ static void stream_pump(evutil_socket_t fd, short what, void *arg)
 				sess_abort(s, CTRL_ABORT_IMAGES, "cannot read the images");
 				return;
 			}
-			stream_finish(s);
+			stream_finish(s, false);
 			return;
 		}
 		ret = stream_chunk(s);
@@ -886,15 +911,33 @@ static void stream_pump(evutil_socket_t fd, short what, void *arg)
 	event_add(st->pump, &tv);
 }
 
-/* The peer is authenticated for this migration: now, and only now, expose memory. */
-static void sess_start_stream(struct src_session *s)
+/* Over RDMA, registers the pages files in this connection's PD and sends MemRegions. */
+static int sess_expose(struct src_session *s)
 {
-	struct src_stream *st = &s->stream;
+	char why[160];
 	int ret;
 
+	if (xport_kind(s->x) != XPORT_RDMA)
+		return 0;
+	ret = send_regions(s);
+	if (ret < 0) {
+		/* -EINVAL: no pages file mapped (a checkpoint without lazy pages). */
+		snprintf(why, sizeof(why), "cannot register the checkpoint for RDMA: %s",
+			 ret == -EINVAL ? "no pages file to register" : strerror(-ret));
+		sess_abort(s, CTRL_ABORT_READ, why);
+	}
+	return ret;
+}
+
+/*
+ * The peer is authenticated for this migration: now, and only now, expose
+ * memory.  0, or -1 when the session ended.
+ */
+static int sess_serve(struct src_session *s, const char *what)
+{
 	if (!sess_images_intact(s))
-		return;
-	log_info("%s: destination authenticated; sending images over %s", s->name,
+		return -1;
+	log_info("%s: %s over %s", s->name, what,
 		 xport_transport_str(xport_kind(s->x), s->agent->data_tls));
 	src_mig_set_state(s->mig, SRC_MIG_SERVING);
 	if (!s->mig->started_ns)
@@ -902,20 +945,27 @@ static void sess_start_stream(struct src_session *s)
 	/* The page server serves one client: the stage outlives sessions, made once. */
 	if (s->mig->lazy_dump && src_lazydump_stage(s->mig->lazy, s->mig->map->set) < 0) {
 		sess_abort(s, CTRL_ABORT_READ, "cannot reach the lazy dump's page server");
-		return;
+		return -1;
 	}
-	if (xport_kind(s->x) == XPORT_RDMA) {
-		ret = send_regions(s);
-		if (ret < 0) {
-			char why[160];
+	return sess_expose(s) < 0 ? -1 : 0;
+}
 
-			/* -EINVAL: no pages file mapped (a checkpoint without lazy pages). */
-			snprintf(why, sizeof(why), "cannot register the checkpoint for RDMA: %s",
-				 ret == -EINVAL ? "no pages file to register" : strerror(-ret));
-			sess_abort(s, CTRL_ABORT_READ, why);
-			return;
-		}
-	}
+/*
+ * The destination runs the workload and comes back after a pause: the
+ * same tables (new rkeys over RDMA) without the files, then reads again.
+ */
+static void sess_resume(struct src_session *s)
+{
+	if (sess_serve(s, "the destination resumes post-copy") == 0)
+		stream_finish(s, true);
+}
+
+static void sess_start_stream(struct src_session *s)
+{
+	struct src_stream *st = &s->stream;
+
+	if (sess_serve(s, "destination authenticated; sending images") < 0)
+		return;
 	st->n = scandir(s->mig->dir, &st->ents, NULL, alphasort);
 	if (st->n < 0) {
 		log_err("%s: cannot list %s: %s", s->name, s->mig->dir, strerror(errno));
@@ -1056,6 +1106,32 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 			 r->img_vaddr, strerror(-ret));
 }
 
+/*
+ * FEAT_RESUME: a fresh destination takes the images, one that runs the
+ * workload resumes.  A paused migration is only ever resumed: a second
+ * destination starting it would run the workload twice.
+ */
+static void on_attach(struct src_session *s, const Attach *at)
+{
+	if (s->attached || !s->owner) {
+		sess_abort(s, CTRL_ABORT_PROTOCOL, "Attach out of order");
+		return;
+	}
+	s->attached = true;
+	if (at->resume) {
+		/* Its workload runs: losing it again pauses, whatever was resent. */
+		s->running = true;
+		sess_resume(s);
+		return;
+	}
+	if (s->mig->state == SRC_MIG_PAUSED) {
+		sess_abort(s, CTRL_ABORT_MIGRATION,
+			   "migration is paused: only the destination that runs it may resume it");
+		return;
+	}
+	sess_start_stream(s);
+}
+
 static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct src_session *s = arg;
@@ -1085,8 +1161,17 @@ static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		}
 		if (s->ctl)
 			log_info("%s: fault connection up", s->name);
-		else
+		/* With FEAT_RESUME nothing is streamed before the destination's Attach. */
+		else if (!(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME))
 			sess_start_stream(s);
+		break;
+	case RDMIG_MSG__BODY_ATTACH:
+		on_attach(s, m->attach);
+		break;
+	case RDMIG_MSG__BODY_RUNNING:
+		s->running = true;
+		log_info("%s: the workload runs on the destination: a loss pauses the migration",
+			 s->name);
 		break;
 	case RDMIG_MSG__BODY_READ_REQ:
 		on_read_req(s, m->read_req);
@@ -1139,6 +1224,7 @@ static void sess_closed(struct xport *x, int reason, void *arg)
 			s->name, strerror(-reason));
 	else
 		log_info("%s: connection closed (%s)", s->name, strerror(-reason));
+	s->lost = "the destination's connection was lost";
 	sess_free(s);
 }
 
@@ -1154,6 +1240,14 @@ static void sess_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (now - s->last_rx_ns > (uint64_t)s->agent->dead_after_s * 1000000000ull) {
+		s->lost = "the destination fell silent";
+		/* No Abort to a peer that may resume: a stalled one reconnects when it wakes. */
+		if (sess_resumable(s)) {
+			log_err("%s: %s for %u s: closing its connection", s->name, s->lost,
+				s->agent->dead_after_s);
+			sess_free(s);
+			return;
+		}
 		sess_abort(s, CTRL_ABORT_TIMEOUT, "the destination fell silent");
 		return;
 	}
@@ -1266,8 +1360,19 @@ void src_session_close_all(struct src_agent *a)
 {
 	struct src_session *s;
 
-	while ((s = LIST_FIRST(&a->sessions)) != NULL)
+	while ((s = LIST_FIRST(&a->sessions)) != NULL) {
+		/* A destination that can resume pauses and waits for a restarted agent. */
+		s->lost = "the source agent stopped";
+		if (sess_resumable(s)) {
+			log_warn("%s: closing: the destination pauses until a restarted agent "
+				 "serves the migration again",
+				 s->name);
+			sess_free(s);
+			continue;
+		}
+		s->lost = NULL;
 		sess_abort(s, CTRL_ABORT_CANCELLED, "source agent shutting down");
+	}
 }
 
 void src_session_staged(struct src_agent *a, const struct src_migration *m,

@@ -34,6 +34,7 @@ struct src_agent {
 	enum xport_kind kind;
 	bool verify;	     /* offer per-page checksums */
 	bool one_lane;	     /* RDMA: offer no fault lane (as an older source) */
+	bool no_resume;	     /* offer no FEAT_RESUME (as an older source) */
 	bool exit_when_done; /* stop once every migration is done */
 	unsigned int handshake_timeout_s;
 	unsigned int dead_after_s;

@@ -3,7 +3,8 @@
 # faults, or stopped (SIGSTOP) until rdmig-dest declares it dead.  The
 # stand-in is killed before it can read a page that never arrived (never a
 # wrong or zero byte), rdmig-dest exits 1 naming the lost source, and the
-# source's checkpoint is untouched.
+# source's checkpoint is untouched.  The source runs with --no-resume (as an
+# older source): with resume the destination pauses instead (net-pause.sh).
 . "$(dirname "$0")/netlib.sh"
 plan 16
 
@@ -16,7 +17,7 @@ slow=(--drain-depth 1 --drain-chunk 4K --readahead 1 --verify)
 for how in kill stop; do
 	rm -rf "$T/dst"
 	mkdir "$T/dst"
-	start_source "$T/source-$how.log" -m "m1:$T/src:$T/secret" --verify --once
+	start_source "$T/source-$how.log" -m "m1:$T/src:$T/secret" --verify --once --no-resume
 	extra=()
 	[ $how = stop ] && extra=(--dead-after 2)
 	# shellcheck disable=SC2046

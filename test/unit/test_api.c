@@ -455,9 +455,9 @@ static void test_health(void **state)
 static void check_resource_shape(json_t *m)
 {
 	static const char *const keys[] = {
-	    "id",	 "role",       "state",	     "final", "error",	    "source",
-	    "dest",	 "dest_state", "transport",  "pid",   "images_dir", "verify",
-	    "lazy_dump", "progress",   "latency_us", "times", "drain",	    "readahead"};
+	    "id",	  "role",      "state", "final",      "error",	"source",    "dest",
+	    "dest_state", "transport", "pid",	"images_dir", "verify", "lazy_dump", "progress",
+	    "latency_us", "times",     "drain", "readahead",  "pause"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
@@ -1128,12 +1128,39 @@ static void test_view_json(void **state)
 	    json_integer_value(json_object_get(json_object_get(j, "times"), "freeze_ms")), 0);
 	assert_true(
 	    json_integer_value(json_object_get(json_object_get(j, "progress"), "pages_total")) > 0);
+	/* Never paused: no reason, no start, no pause counted. */
+	assert_true(json_is_null(json_object_get(json_object_get(j, "pause"), "reason")));
+	assert_true(json_is_null(json_object_get(json_object_get(j, "pause"), "since")));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "pause"), "count")),
+			 0);
+	json_decref(j);
+
+	v.state = API_STATE_PAUSED;
+	v.pause_reason = "connection to the source lost";
+	v.pause_since_unix_ms = 1700000000000;
+	v.pauses = 2;
+	v.paused_ms = 1500;
+	j = api_migration_to_json(&v);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "paused");
+	assert_true(json_is_false(json_object_get(j, "final")));
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "pause"), "reason")),
+	    "connection to the source lost");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "pause"), "since")),
+	    "2023-11-14T22:13:20.000Z");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "pause"), "count")),
+			 2);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(j, "pause"), "total_ms")), 1500);
 	json_decref(j);
 
 	for (int s = 0; s < API_STATE__COUNT; s++) {
 		assert_int_equal(api_state_parse(api_state_str(s), &st), 0);
 		assert_int_equal(st, s);
-		assert_int_equal(api_state_is_final(s), s >= API_STATE_DONE);
+		assert_int_equal(api_state_is_final(s),
+				 s >= API_STATE_DONE && s != API_STATE_PAUSED);
 	}
 	assert_int_equal(api_state_parse("running", &st), -EINVAL);
 	assert_string_equal(api_state_str(API_STATE__COUNT), "unknown");

@@ -906,6 +906,66 @@ static void test_state_fault_lane(void **state)
 	pair_fini(&p);
 }
 
+/*
+ * Attach: only with FEAT_RESUME on both sides, only from the destination,
+ * only once both proved the secret, in the images phase; a resumed stream
+ * has tables and ImagesDone without files.  Running: from the destination,
+ * in post-copy.
+ */
+static void test_state_attach(void **state)
+{
+	const uint64_t resume = CTRL_FEAT_TCP_READ | CTRL_FEAT_RESUME;
+	struct ctrl_range r = {.img_vaddr = 0x1000, .len = 4096, .xxh3 = 1};
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m = NULL;
+	size_t len;
+
+	pair_init(&p, resume, resume);
+	ctrl_msg_attach(&o, true);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_attach(&o, true);
+	len = forge(&p.src, &o, 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EPROTO);
+	pair_fini(&p);
+
+	pair_init(&p, resume, resume);
+	handshake(&p);
+	assert_true(ctrl_state_negotiated(&p.src)->features & CTRL_FEAT_RESUME);
+	/* The source never sends it. */
+	ctrl_msg_attach(&o, false);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_attach(&o, true);
+	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
+	assert_true(m->attach->resume);
+	ctrl_free(m);
+	/* Resuming: the same table, no file, then ImagesDone{0 files}. */
+	ctrl_msg_task_table(&o, 7, &r, 1, true);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_images_done(&o, 0, 1, 4096);
+	pass(&p.src, &p.dst, &o);
+	/* After the images phase it is illegal; Running is legal there, from the dest. */
+	ctrl_msg_attach(&o, true);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_running(&o);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_running(&o);
+	pass(&p.dst, &p.src, &o);
+	pair_fini(&p);
+
+	/* An older source does not offer the bit: the message is illegal. */
+	pair_init(&p, CTRL_FEAT_TCP_READ, resume);
+	handshake(&p);
+	ctrl_msg_attach(&o, false);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	pair_fini(&p);
+}
+
 static void test_state_refuses_before_auth(void **state)
 {
 	struct ctrl_range r = {.img_vaddr = 0x1000, .len = 4096, .xxh3 = 1};
@@ -1577,6 +1637,7 @@ int main(void)
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),
 	    cmocka_unit_test(test_state_fault_lane),
+	    cmocka_unit_test(test_state_attach),
 	    cmocka_unit_test(test_names),
 	};
 

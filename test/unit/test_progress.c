@@ -91,6 +91,19 @@ static void test_failed_and_postcopy_round_trip(void **state)
 	assert_int_equal(d.state, API_STATE_FAILED);
 	assert_string_equal(d.error, m.error);
 
+	/* A pause carries its reason the same way (and is the one state that goes back). */
+	assert_true(progress_state_reportable(API_STATE_PAUSED));
+	progress_msg_init(&m);
+	m.has_state = true;
+	m.state = API_STATE_PAUSED;
+	snprintf(m.error, sizeof(m.error), "the source has been silent for 10 s");
+	assert_true(progress_encode(&m, line, sizeof(line)) > 0);
+	assert_string_equal(
+	    line, "{\"state\":\"paused\",\"error\":\"the source has been silent for 10 s\"}\n");
+	assert_int_equal(decode_str(line, &d), 0);
+	assert_int_equal(d.state, API_STATE_PAUSED);
+	assert_string_equal(d.error, m.error);
+
 	progress_msg_init(&m);
 	m.has_state = true;
 	m.state = API_STATE_POSTCOPY;

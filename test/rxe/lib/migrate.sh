@@ -7,7 +7,11 @@
 # RDMIG_TRANSPORT (rdma|tcp, default rdma), RDMIG_PORT (default 7471),
 # RDMIG_ADDR (own address), RDMIG_SOURCE_ADDR (dest side),
 # RDMIG_STANDIN_ARGS, RDMIG_DEST_ARGS, RDMIG_SOURCE_ARGS, RDMIG_MKIMAGE_ARGS
-# (extra options).
+# (extra options).  RDMIG_LINK_DOWN=SECS (dest side): once rdmig-dest reports
+# draining (its --progress-fd lines), take RDMIG_RXE_NETDEV down for SECS,
+# then up again; RDMIG_SOURCE_STOP=SECS (both): once draining, SIGSTOP
+# rdmig-source for SECS, then SIGCONT.  The states rdmig-dest reported are
+# printed at the end (`migrate: states: ...`).
 set -u
 role=${1:?usage: migrate.sh source|dest|both}
 B=${RDMIG_BUILD:?}
@@ -27,14 +31,36 @@ source_side() {
 		-m "m1:$work/src:$secret" --verify --once ${RDMIG_SOURCE_ARGS:-}
 }
 
+# The link goes down in post-copy, or the source stops, and comes back.
+disrupt() {
+	local dev=${RDMIG_RXE_NETDEV:-eth0} i
+	for i in $(seq 1200); do
+		grep -q '"state":"draining"' "$work/progress" 2>/dev/null && break
+		sleep 0.1
+	done
+	if [ -n "${RDMIG_SOURCE_STOP:-}" ]; then
+		pkill -STOP -x rdmig-source && echo "migrate: rdmig-source stopped for $RDMIG_SOURCE_STOP s"
+		sleep "$RDMIG_SOURCE_STOP"
+		pkill -CONT -x rdmig-source && echo "migrate: rdmig-source continued"
+		return
+	fi
+	ip link set "$dev" down && echo "migrate: link $dev down for $RDMIG_LINK_DOWN s"
+	sleep "$RDMIG_LINK_DOWN"
+	ip link set "$dev" up && echo "migrate: link $dev up"
+}
+
 dest_side() {
-	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st i
+	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st i fpid=
 	mkdir -p "$work/dst"
 	# shellcheck disable=SC2086
 	"$B/dest-agent/rdmig-dest" --source "$src:$port" -t "$kind" -m m1 \
 		--secret-file "$secret" --verify -D "$work/dst" --connect-timeout 120 \
-		--status-fd 3 ${RDMIG_DEST_ARGS:-} 3>"$work/ready" &
+		--status-fd 3 --progress-fd 4 ${RDMIG_DEST_ARGS:-} 3>"$work/ready" 4>"$work/progress" &
 	dpid=$!
+	if [ -n "${RDMIG_LINK_DOWN:-}${RDMIG_SOURCE_STOP:-}" ]; then
+		disrupt &
+		fpid=$!
+	fi
 	for i in $(seq 600); do
 		[ -s "$work/ready" ] && break
 		kill -0 "$dpid" 2>/dev/null || break
@@ -49,6 +75,8 @@ dest_side() {
 	"$B/test/rdmig-standin" -D "$work/dst" --threads "$threads" ${RDMIG_STANDIN_ARGS:-}
 	st=$?
 	wait "$dpid" || st=1
+	[ -n "$fpid" ] && wait "$fpid"
+	echo "migrate: states: $(sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p' "$work/progress" | uniq | tr '\n' ' ')"
 	return $st
 }
 

@@ -227,8 +227,10 @@ source_side() {
 	follow "$slog" "source: "
 	# Its stderr, not -o: with -o (freopen of stderr) rdmig-source's log is
 	# block-buffered and shows its lines only in 4 KiB chunks or at exit.
+	# --no-resume: the destination lost in post-copy fails (as with an older
+	# source) instead of pausing, which is what a rollback needs here.
 	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:$port" --verify --api-socket "$sock" \
-		--images-root "$top/images" --dead-after "$dead" 2>>"$slog" &
+		--images-root "$top/images" --dead-after "$dead" --no-resume 2>>"$slog" &
 	spid=$!
 	poll 10 test -S "$sock"
 	for c in $cases; do
