@@ -134,6 +134,16 @@ static int secret_file_check(const char *path, const struct stat *st)
 	return 0;
 }
 
+/* Printable ASCII, tabs and line ends only: what echo or an editor writes. */
+static bool secret_is_text(const uint8_t *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((buf[i] < 0x20 && buf[i] != '\t' && buf[i] != '\n' && buf[i] != '\r') ||
+		    buf[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 int auth_secret_load_file(const char *path, struct auth_secret **out)
 {
 	/* Room for the longest secret, a "\r\n", and one byte to detect excess. */
@@ -168,11 +178,18 @@ int auth_secret_load_file(const char *path, struct auth_secret **out)
 		log_err("cannot read secret file %s: %s", path, strerror(-ret));
 		goto out;
 	}
-	/* Files written by echo or an editor end in a newline that is not part of the secret. */
-	if (len > 0 && buf[len - 1] == '\n')
-		len--;
-	if (len > 0 && buf[len - 1] == '\r')
-		len--;
+	/*
+	 * A text secret written by echo or an editor ends in a newline that is
+	 * not part of it.  A binary one (random bytes) is taken whole: its last
+	 * byte is 0x0a one time in 256, and cutting it would make the file
+	 * disagree with the same secret given as base64.
+	 */
+	if (secret_is_text(buf, len)) {
+		if (len > 0 && buf[len - 1] == '\n')
+			len--;
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+	}
 	if (len < AUTH_SECRET_MIN || len > AUTH_SECRET_MAX) {
 		ret = -EINVAL;
 		log_err("secret file %s: %s secret: it must be %d..%d bytes", path,

@@ -262,6 +262,33 @@ static void test_secret_file(void **state)
 	auth_secret_free(from_buf);
 }
 
+/* Random bytes that happen to end in 0x0a are a secret of their own length. */
+static void test_secret_file_binary_newline(void **state)
+{
+	static const uint8_t bin[32] = {0x91, 0x00, 0x7f, 0xe2, 0x13, 0x37, 0xc0, 0xde,
+					0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08,
+					0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x10, 0x20,
+					0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x0d, 0x0a};
+	struct tmpdir *d = *state;
+	struct auth_secret *from_file = NULL, *whole = NULL, *cut = NULL;
+	struct auth_transcript t = make_transcript(1, 2);
+	uint8_t p1[AUTH_PROOF_LEN], p2[AUTH_PROOF_LEN], p3[AUTH_PROOF_LEN];
+	char err[2048];
+
+	write_file(d->path, (const char *)bin, sizeof(bin), 0600);
+	assert_int_equal(load_capturing(d->path, &from_file, err, sizeof(err)), 0);
+	assert_int_equal(auth_secret_from_buf(bin, sizeof(bin), &whole), 0);
+	assert_int_equal(auth_secret_from_buf(bin, sizeof(bin) - 2, &cut), 0);
+	assert_int_equal(auth_proof_compute(from_file, AUTH_ROLE_DEST, &t, p1), 0);
+	assert_int_equal(auth_proof_compute(whole, AUTH_ROLE_DEST, &t, p2), 0);
+	assert_int_equal(auth_proof_compute(cut, AUTH_ROLE_DEST, &t, p3), 0);
+	assert_memory_equal(p1, p2, AUTH_PROOF_LEN);
+	assert_memory_not_equal(p1, p3, AUTH_PROOF_LEN);
+	auth_secret_free(from_file);
+	auth_secret_free(whole);
+	auth_secret_free(cut);
+}
+
 /* Any group or other bit: refused, never just a warning; the log names file and rule. */
 static void test_secret_file_loose_modes(void **state)
 {
@@ -416,6 +443,8 @@ int main(void)
 	    cmocka_unit_test(test_proof_matches_spec),
 	    cmocka_unit_test(test_nonce),
 	    cmocka_unit_test(test_secret_lengths),
+	    cmocka_unit_test_setup_teardown(test_secret_file_binary_newline, tmp_setup,
+					    tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_secret_file, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_secret_file_rejects, tmp_setup, tmp_teardown),
 	    cmocka_unit_test_setup_teardown(test_secret_file_loose_modes, tmp_setup, tmp_teardown),
