@@ -231,7 +231,7 @@ def main():
                 res["fault"].append(e)
             else:
                 e["faults_running"] = s.get("faults") == "1"
-                # RDMA: 2 = faults on their own queue pair (the fault lane), 1 = shared.
+                # 2 = faults on their own lane (RDMA: a queue pair; TCP: a connection), 1 = shared.
                 lm = re.search(r"lanes: fault_lane=(yes|no) lane_reads=(\d+) reads=(\d+) "
                                r"drain_depth=(\d+) drain_chunk=(\d+) drain_shrinks=(\d+) drain_grows=(\d+)",
                                dest_log or "")
@@ -424,12 +424,15 @@ def main():
                   + " | ".join(fmt(e.get(k)) for k in ("min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"))
                   + " |")
     md.append("")
-    md.append("| drain | transport | faults running | queue pairs | time to fully migrate (ms) | drain MB/s "
+    md.append("| drain | transport | faults running | lanes | time to fully migrate (ms) | drain MB/s "
               "| fault p50 / p99 during the drain (us) | source CPU in drain (s) |")
     md.append("|---|---|---|---|---|---|---|---|")
     for e in res["drain"]:
         c = first(res["source_cpu"], transport=e["transport"], size=e["size"], faults_running=e["faults_running"])
-        lanes = {2: "2 (fault lane)", 1: "1 (shared)"}.get(e.get("lanes"), "-")
+        if e["transport"] == "rdma":
+            lanes = {2: "2 (fault lane QP)", 1: "1 (shared QP)"}.get(e.get("lanes"), "-")
+        else:
+            lanes = {2: "2 (fault connection)", 1: "1 (one stream)"}.get(e.get("lanes"), "-")
         flat = (f"{fmt(e.get('fault_p50_us'))} / {fmt(e.get('fault_p99_us'))}"
                 if e["faults_running"] else "-")
         md.append(f"| {e['size']} | {e['transport']} | {'yes (%d threads)' % e['threads'] if e['faults_running'] else 'no'} | "
