@@ -1726,7 +1726,7 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 static const struct api_field reserve_fields[] = {
     {"migration", JSON_STRING, ROLE_DST},  {"bytes", JSON_INTEGER, ROLE_DST},
     {"images_dir", JSON_STRING, ROLE_DST}, {"work_dir", JSON_STRING, ROLE_DST},
-    {"ttl_s", JSON_INTEGER, ROLE_DST},
+    {"ttl_s", JSON_INTEGER, ROLE_DST},	   {"bundle", JSON_STRING, ROLE_DST},
 };
 
 static int api_parse_reserve(const json_t *root, struct api_reserve_req *r, struct api_error *err)
@@ -1760,6 +1760,8 @@ static int api_parse_reserve(const json_t *root, struct api_reserve_req *r, stru
 	ret = api_opt_path(root, "images_dir", &r->images_dir, err);
 	if (!ret)
 		ret = api_opt_path(root, "work_dir", &r->work_dir, err);
+	if (!ret)
+		ret = api_opt_path(root, "bundle", &r->bundle, err);
 	return ret;
 }
 
@@ -1774,6 +1776,7 @@ static json_t *api_reservation_to_json(const struct api_reservation_view *v)
 	api_set(o, "migration", api_json_str(v->migration), &ok);
 	api_set(o, "bytes", api_json_u64(v->bytes), &ok);
 	api_set(o, "images_dir", api_json_str(v->images_dir), &ok);
+	api_set(o, "bundle", api_json_str(v->bundle), &ok);
 	api_set(o, "ttl_s", json_integer(v->ttl_s), &ok);
 	api_set(o, "created", api_json_time(v->created_unix_ms), &ok);
 	api_set(o, "expires", api_json_time(v->expires_unix_ms), &ok);

@@ -297,7 +297,12 @@ struct api_reserve_req {
 	uint64_t bytes;		/* the source's estimate of the images' size */
 	const char *images_dir; /* absolute, or NULL: the agent's choice */
 	const char *work_dir;	/* absolute, or NULL */
-	unsigned int ttl_s;	/* 1..API_RESERVE_TTL_MAX_S */
+	/*
+	 * absolute, or NULL: a container's bundle, which must exist here
+	 * (config.json and rootfs) below one of the agent's --bundle-root
+	 */
+	const char *bundle;
+	unsigned int ttl_s; /* 1..API_RESERVE_TTL_MAX_S */
 };
 
 /* A reservation as the API shows it; pointers borrowed as in api_migration_view. */
@@ -306,6 +311,7 @@ struct api_reservation_view {
 	const char *migration;
 	uint64_t bytes;
 	const char *images_dir; /* NULL: the agent's choice */
+	const char *bundle;	/* the container's bundle checked, or NULL */
 	unsigned int ttl_s;
 	int64_t created_unix_ms;
 	int64_t expires_unix_ms;

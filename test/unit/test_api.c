@@ -1388,6 +1388,12 @@ static void test_reservations(void **state)
 	expect_error(e, "POST", "/v1/reservations",
 		     "{\"migration\":\"m1\",\"bytes\":1,\"images_dir\":\"rel\"}", 400,
 		     "invalid_request", "absolute");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"bundle\":\"srv/b\"}", 400,
+		     "invalid_request", "\"bundle\" must be an absolute path");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"bundle\":[]}", 400, "invalid_request",
+		     "\"bundle\" must be a string");
 	expect_error(e, "POST", "/v1/reservations", "{\"migration\":\"m1\",\"bytes\":1,\"x\":1}",
 		     400, "invalid_request", "unknown field");
 	assert_false(a->reserved);

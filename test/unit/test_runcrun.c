@@ -77,9 +77,10 @@ static void test_restore(void **state)
 					     "/srv/bundles/c", &o, &why),
 			 0);
 	/* leave_running is the checkpoint's alone. */
-	assert_string_equal(joined(&av, buf, sizeof(buf)),
-			    "runc restore --image-path /i --work-path /i --bundle /srv/bundles/c -d "
-			    "--tcp-established --manage-cgroups-mode strict c");
+	assert_string_equal(
+	    joined(&av, buf, sizeof(buf)),
+	    "runc restore --image-path /i --work-path /i --bundle /srv/bundles/c -d "
+	    "--tcp-established --manage-cgroups-mode strict c");
 	assert_int_equal(
 	    src_runc_argv_build(&av, "runc", SRC_RUNC_RESTORE, NULL, "c", "/i", NULL, &o, &why),
 	    -EINVAL);
@@ -95,27 +96,27 @@ static void test_refused_opts(void **state)
 	(void)state;
 	o = no_opts();
 	o.link_remap = true;
-	assert_int_equal(src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, "c", "/i",
-					     NULL, &o, &why),
-			 -EINVAL);
+	assert_int_equal(
+	    src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, "c", "/i", NULL, &o, &why),
+	    -EINVAL);
 	assert_non_null(strstr(why, "criu_opts.link_remap"));
 	o = no_opts();
 	strcpy(o.manage_cgroups, "ignore");
-	assert_int_equal(src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, "c", "/i",
-					     NULL, &o, &why),
-			 -EINVAL);
+	assert_int_equal(
+	    src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, "c", "/i", NULL, &o, &why),
+	    -EINVAL);
 	assert_non_null(strstr(why, "criu_opts.manage_cgroups \"ignore\""));
 	o = no_opts();
 	o.log_level = 4;
-	assert_int_equal(src_runc_argv_build(&av, "runc", SRC_RUNC_RESTORE, NULL, "c", "/i", "/b",
-					     &o, &why),
-			 -EINVAL);
+	assert_int_equal(
+	    src_runc_argv_build(&av, "runc", SRC_RUNC_RESTORE, NULL, "c", "/i", "/b", &o, &why),
+	    -EINVAL);
 	assert_non_null(strstr(why, "criu_opts.log_level"));
 	assert_int_equal(av.n, 0);
 }
 
 #define STATE_OK                                                                                   \
-	"{\"id\":\"c\",\"init_process_pid\":4242,\"config\":{\"rootfs\":\"/b/rootfs\","           \
+	"{\"id\":\"c\",\"init_process_pid\":4242,\"config\":{\"rootfs\":\"/b/rootfs\","            \
 	"\"labels\":[\"other=1\",\"bundle=/srv/bundles/c\"]}}"
 
 static void test_state(void **state)
