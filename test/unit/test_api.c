@@ -269,7 +269,7 @@ static int fake_release(void *agent, const char *id, struct api_error *err)
 static int fake_list_resv(void *agent, api_emit_resv_fn emit, void *ctx)
 {
 	struct fake_agent *a = agent;
-	struct api_reservation_view v;
+	struct api_reservation_view v = {0};
 
 	if (!a->reserved)
 		return 0;
