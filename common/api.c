@@ -223,6 +223,14 @@ static json_t *api_json_time(int64_t unix_ms)
 	return json_string(buf);
 }
 
+/* {"runtime", "id", "root"} or JSON null without a container; NULL on ENOMEM. */
+static json_t *api_container_to_json(const struct api_container *c)
+{
+	if (!c->runtime)
+		return json_null();
+	return json_pack("{s:s, s:s?, s:s?}", "runtime", c->runtime, "id", c->id, "root", c->root);
+}
+
 json_t *api_migration_to_json(const struct api_migration_view *v)
 {
 	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
@@ -242,6 +250,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "dest_state", api_json_str(v->dest_state), &ok);
 	api_set(m, "transport", json_string(api_transport_str(v->transport)), &ok);
 	api_set(m, "pid", v->pid > 0 ? json_integer(v->pid) : json_null(), &ok);
+	api_set(m, "container", api_container_to_json(&v->container), &ok);
 	api_set(m, "images_dir", api_json_str(v->images_dir), &ok);
 	api_set(m, "verify", json_boolean(v->verify), &ok);
 	api_set(m, "lazy_dump", json_boolean(v->lazy_dump), &ok);
@@ -332,6 +341,13 @@ static const struct api_field start_fields[] = {
     {"restore", JSON_TRUE, ROLE_DST},	    {"criu_opts", JSON_OBJECT, ROLE_ANY},
     {"advertise", JSON_STRING, ROLE_SRC},   {"dest_images_dir", JSON_STRING, ROLE_SRC},
     {"reservation", JSON_STRING, ROLE_DST}, {"lazy_dump", JSON_TRUE, ROLE_SRC},
+    {"container", JSON_OBJECT, ROLE_SRC},
+};
+
+static const struct api_field container_fields[] = {
+    {"runtime", JSON_STRING, ROLE_ANY},
+    {"id", JSON_STRING, ROLE_ANY},
+    {"root", JSON_STRING, ROLE_ANY},
 };
 
 static const struct api_field criu_fields[] = {
@@ -630,6 +646,44 @@ static int api_parse_criu(const json_t *obj, enum api_role role, struct api_criu
 	return 0;
 }
 
+/* Validates "container" into c (zeroed: none); c points into obj. */
+static int api_parse_container(const json_t *obj, enum api_role role, struct api_container *c,
+			       struct api_error *err)
+{
+	const json_t *v;
+	int ret;
+
+	if (!obj)
+		return 0;
+	ret = api_check_fields(obj, container_fields, ARRAY_SIZE(container_fields), role,
+			       "container.", err);
+	if (ret)
+		return ret;
+	v = json_object_get(obj, "runtime");
+	if (!v)
+		return api_error_set(err, -EINVAL, "field \"container.runtime\" is required");
+	if (strcmp(json_string_value(v), API_CONTAINER_RUNTIME) != 0)
+		return api_error_set(err, -EINVAL,
+				     "field \"container.runtime\" must be \"" API_CONTAINER_RUNTIME
+				     "\": the only runtime supported");
+	v = json_object_get(obj, "id");
+	if (!v)
+		return api_error_set(err, -EINVAL, "field \"container.id\" is required");
+	if (!container_id_valid(json_string_value(v)))
+		return api_error_set(err, -EINVAL,
+				     "field \"container.id\" must be " CONTAINER_ID_RULE);
+	c->id = json_string_value(v);
+	v = json_object_get(obj, "root");
+	if (v) {
+		ret = api_check_path("container.root", json_string_value(v), err);
+		if (ret)
+			return ret;
+		c->root = json_string_value(v);
+	}
+	c->runtime = API_CONTAINER_RUNTIME;
+	return 0;
+}
+
 /* Validates a POST /v1/migrations body into r; r points into root and b. */
 static int api_parse_start(enum api_role role, const json_t *root, struct api_start_req *r,
 			   struct api_start_buf *b, struct api_error *err)
@@ -694,9 +748,14 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 					     API_PID_MAX);
 		r->pid = (pid_t)pid;
 	}
-	if (role == API_ROLE_SOURCE && (r->pid > 0) == (r->images_dir != NULL))
+	ret = api_parse_container(json_object_get(root, "container"), role, &r->container, err);
+	if (ret)
+		return ret;
+	if (role == API_ROLE_SOURCE &&
+	    (r->pid > 0) + (r->images_dir != NULL) + (r->container.runtime != NULL) != 1)
 		return api_error_set(err, -EINVAL,
-				     "give exactly one of \"pid\" (dump a running process) or "
+				     "give exactly one of \"pid\" (dump a running process), "
+				     "\"container\" (checkpoint a container) or "
 				     "\"images_dir\" (serve existing images)");
 	/* The source needs no "dest": an orchestrator may start the destination itself. */
 	if (!r->peer && role == API_ROLE_DEST)
@@ -1667,7 +1726,7 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 static const struct api_field reserve_fields[] = {
     {"migration", JSON_STRING, ROLE_DST},  {"bytes", JSON_INTEGER, ROLE_DST},
     {"images_dir", JSON_STRING, ROLE_DST}, {"work_dir", JSON_STRING, ROLE_DST},
-    {"ttl_s", JSON_INTEGER, ROLE_DST},
+    {"ttl_s", JSON_INTEGER, ROLE_DST},	   {"bundle", JSON_STRING, ROLE_DST},
 };
 
 static int api_parse_reserve(const json_t *root, struct api_reserve_req *r, struct api_error *err)
@@ -1701,6 +1760,8 @@ static int api_parse_reserve(const json_t *root, struct api_reserve_req *r, stru
 	ret = api_opt_path(root, "images_dir", &r->images_dir, err);
 	if (!ret)
 		ret = api_opt_path(root, "work_dir", &r->work_dir, err);
+	if (!ret)
+		ret = api_opt_path(root, "bundle", &r->bundle, err);
 	return ret;
 }
 
@@ -1715,6 +1776,7 @@ static json_t *api_reservation_to_json(const struct api_reservation_view *v)
 	api_set(o, "migration", api_json_str(v->migration), &ok);
 	api_set(o, "bytes", api_json_u64(v->bytes), &ok);
 	api_set(o, "images_dir", api_json_str(v->images_dir), &ok);
+	api_set(o, "bundle", api_json_str(v->bundle), &ok);
 	api_set(o, "ttl_s", json_integer(v->ttl_s), &ok);
 	api_set(o, "created", api_json_time(v->created_unix_ms), &ok);
 	api_set(o, "expires", api_json_time(v->expires_unix_ms), &ok);

@@ -106,6 +106,18 @@ const char *api_role_str(enum api_role r);
 const char *api_transport_str(enum api_transport t);
 
 /*
+ * A container the source agent checkpoints with its runtime, instead of a
+ * pid ("container" in a start request, docs/api.md).  Pointers borrowed as
+ * the struct holding it says.  runtime NULL: no container.
+ */
+#define API_CONTAINER_RUNTIME "runc" /* the only runtime supported so far */
+struct api_container {
+	const char *runtime; /* API_CONTAINER_RUNTIME */
+	const char *id;	     /* container_id_valid() (util.h) */
+	const char *root;    /* the runtime's state root (runc --root), absolute; NULL: default */
+};
+
+/*
  * What the agent reports about one migration.  Every pointer is borrowed:
  * it must stay valid until the callback that produced the view returns
  * (the module converts the view at once).  NULL strings and -1 numbers
@@ -120,8 +132,9 @@ struct api_migration_view {
 	const char *dest;	/* source: "host:port" of the destination agent's API, or NULL */
 	const char *dest_state; /* source: the destination agent's state as last seen, or NULL */
 	enum api_transport transport;
-	pid_t pid;		/* source started from a pid; 0: none */
-	const char *images_dir; /* NULL: none */
+	pid_t pid;			/* source started from a pid; 0: none */
+	struct api_container container; /* the container migrated; runtime NULL: none */
+	const char *images_dir;		/* NULL: none */
 	bool verify;
 	bool lazy_dump; /* source: dumped with criu dump --lazy-pages (design.md §11) */
 	uint64_t pages_total;
@@ -222,7 +235,9 @@ struct api_start_req {
 	 */
 	const char *advertise;
 	const char *dest_images_dir;
-	pid_t pid;		/* source: >0, or 0 when images_dir is given */
+	pid_t pid; /* source: >0, or 0 when images_dir or container is given */
+	/* source: the container to checkpoint, instead of pid; runtime NULL: none */
+	struct api_container container;
 	const char *images_dir; /* absolute; source: with pid == 0; dest: NULL = agent's choice */
 	const char *work_dir;	/* dest: absolute or NULL (= images_dir) */
 	/*
@@ -282,7 +297,12 @@ struct api_reserve_req {
 	uint64_t bytes;		/* the source's estimate of the images' size */
 	const char *images_dir; /* absolute, or NULL: the agent's choice */
 	const char *work_dir;	/* absolute, or NULL */
-	unsigned int ttl_s;	/* 1..API_RESERVE_TTL_MAX_S */
+	/*
+	 * absolute, or NULL: a container's bundle, which must exist here
+	 * (config.json and rootfs) below one of the agent's --bundle-root
+	 */
+	const char *bundle;
+	unsigned int ttl_s; /* 1..API_RESERVE_TTL_MAX_S */
 };
 
 /* A reservation as the API shows it; pointers borrowed as in api_migration_view. */
@@ -291,6 +311,7 @@ struct api_reservation_view {
 	const char *migration;
 	uint64_t bytes;
 	const char *images_dir; /* NULL: the agent's choice */
+	const char *bundle;	/* the container's bundle checked, or NULL */
 	unsigned int ttl_s;
 	int64_t created_unix_ms;
 	int64_t expires_unix_ms;

@@ -186,17 +186,27 @@ static bool id_char(char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-bool migration_id_valid(const char *id)
+static bool id_valid(const char *id, size_t max)
 {
-	size_t len = id ? strnlen(id, MIGRATION_ID_MAX + 1) : 0;
+	size_t len = id ? strnlen(id, max + 1) : 0;
 
-	if (len == 0 || len > MIGRATION_ID_MAX || !id_char(id[0]))
+	if (len == 0 || len > max || !id_char(id[0]))
 		return false;
 	for (size_t i = 1; i < len; i++) {
 		if (!id_char(id[i]) && id[i] != '.' && id[i] != '_' && id[i] != '-')
 			return false;
 	}
 	return true;
+}
+
+bool migration_id_valid(const char *id)
+{
+	return id_valid(id, MIGRATION_ID_MAX);
+}
+
+bool container_id_valid(const char *id)
+{
+	return id_valid(id, CONTAINER_ID_MAX);
 }
 
 int opendir_at(int dirfd, DIR **out)

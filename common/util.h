@@ -74,4 +74,12 @@ int proc_harden(bool secrets);
  */
 bool migration_id_valid(const char *id);
 
+/*
+ * A container id as runc names containers, bounded so that it fits a path
+ * component and a log line: same characters as a migration id.
+ */
+#define CONTAINER_ID_MAX  128
+#define CONTAINER_ID_RULE "1..128 characters of [A-Za-z0-9._-], the first a letter or a digit"
+bool container_id_valid(const char *id);
+
 #endif

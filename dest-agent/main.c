@@ -102,6 +102,9 @@ struct dest_opts {
 	/* --serve */
 	bool serve;
 	struct sup_config sup;
+	/* --bundle-root as given, made canonical into sup.bundle_roots by dest_check_serve() */
+	const char *bundle_root_args[SUP_BUNDLE_ROOTS_MAX];
+	char bundle_root_real[SUP_BUNDLE_ROOTS_MAX][PATH_MAX];
 	char api_tcp_buf[300];
 	struct tls_opts tls;
 	int oneshot_opt; /* the first option that --serve does not take, 0: none */
@@ -190,6 +193,7 @@ enum {
 	OPT_WORK_ROOT,
 	OPT_MAX_MIGRATIONS,
 	OPT_MAX_PENDING,
+	OPT_BUNDLE_ROOT,
 };
 
 static void dest_usage(FILE *f)
@@ -275,6 +279,9 @@ static void dest_usage(FILE *f)
 		"      --work-root DIR    every directory a migration writes is made\n"
 		"                         below it, DIR/ID by default (default\n"
 		"                         " SUP_WORK_ROOT_DEFAULT ", root-owned, 0700)\n"
+		"      --bundle-root DIR  a container bundle a reservation names must be\n"
+		"                         below DIR (repeatable; none: every bundle is\n"
+		"                         refused)\n"
 		"      --max-migrations N migrations running at once (default 4)\n"
 		"      --max-pending N    migrations waiting for their source to connect and\n"
 		"                         authenticate (default 4); each waits at most\n"
@@ -304,7 +311,7 @@ static bool dest_opt_serve_only(int c)
 {
 	return c == OPT_SERVE || c == OPT_API_SOCKET || c == OPT_API_TCP || c == OPT_API_GROUP ||
 	       c == OPT_WORK_ROOT || c == OPT_MAX_MIGRATIONS || c == OPT_MAX_PENDING ||
-	       c == TLS_OPT_ALLOW_PEER || c == TLS_OPT_INSECURE_API;
+	       c == OPT_BUNDLE_ROOT || c == TLS_OPT_ALLOW_PEER || c == TLS_OPT_INSECURE_API;
 }
 
 /* Options of both modes, and those of --serve; every other one is the one-shot mode's. */
@@ -355,6 +362,19 @@ static int dest_check_serve(const struct option *longopts, struct dest_opts *o)
 	if (o->sup.work_root[0] != '/') {
 		fprintf(stderr, "rdmig-dest: --work-root wants an absolute path\n");
 		return -EINVAL;
+	}
+	for (unsigned int i = 0; i < o->sup.nbundle_roots; i++) {
+		/* Canonical, so that a bundle's path is compared with what it resolves to. */
+		if (o->bundle_root_args[i][0] != '/' ||
+		    !realpath(o->bundle_root_args[i], o->bundle_root_real[i])) {
+			fprintf(stderr,
+				"rdmig-dest: --bundle-root %s: wants an existing directory, an "
+				"absolute path (%s)\n",
+				o->bundle_root_args[i],
+				o->bundle_root_args[i][0] == '/' ? strerror(errno) : "relative");
+			return -EINVAL;
+		}
+		o->sup.bundle_roots[i] = o->bundle_root_real[i];
 	}
 	if (tls_opts_check(&o->tls, o->sup.api_tcp != NULL, "rdmig-dest") < 0)
 		return -EINVAL;
@@ -408,6 +428,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"api-group", required_argument, NULL, OPT_API_GROUP},
 	    {"work-root", required_argument, NULL, OPT_WORK_ROOT},
+	    {"bundle-root", required_argument, NULL, OPT_BUNDLE_ROOT},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
 	    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
 	    {"help", no_argument, NULL, 'h'},
@@ -553,6 +574,15 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_WORK_ROOT:
 			o->sup.work_root = optarg;
+			break;
+		case OPT_BUNDLE_ROOT:
+			if (o->sup.nbundle_roots == SUP_BUNDLE_ROOTS_MAX) {
+				fprintf(stderr, "rdmig-dest: at most %d --bundle-root\n",
+					SUP_BUNDLE_ROOTS_MAX);
+				ret = -EINVAL;
+				break;
+			}
+			o->bundle_root_args[o->sup.nbundle_roots++] = optarg;
 			break;
 		case OPT_MAX_MIGRATIONS:
 		case OPT_MAX_PENDING:

@@ -121,6 +121,7 @@ struct sup_resv {
 	char images_dir[PATH_MAX];  /* as asked, or "" */
 	char images_path[PATH_MAX]; /* where the images will go */
 	char work_path[PATH_MAX];   /* "" : the images' */
+	char bundle[PATH_MAX];	    /* the container's bundle checked, or "" */
 	uint64_t bytes;
 	unsigned int ttl_s;
 	int64_t created_unix_ms;
@@ -997,9 +998,60 @@ static void sup_resv_view(const struct sup_resv *r, struct api_reservation_view 
 	v->migration = r->migration;
 	v->bytes = r->bytes;
 	v->images_dir = r->images_path;
+	v->bundle = r->bundle[0] ? r->bundle : NULL;
 	v->ttl_s = r->ttl_s;
 	v->created_unix_ms = r->created_unix_ms;
 	v->expires_unix_ms = r->expires_unix_ms;
+}
+
+/*
+ * The bundle contract (design.md §12): a container's bundle must be here
+ * before its source freezes it, below one of the --bundle-root
+ * directories, with no symbolic link on the way out of it, holding
+ * config.json (a file) and rootfs (a directory).
+ */
+static int sup_check_bundle(struct sup *s, const char *bundle, struct api_error *err)
+{
+	const char *rel = NULL;
+	int rootfd = -1, fd = -1, ret;
+	struct stat st;
+	unsigned int i;
+
+	for (i = 0; i < s->cfg->nbundle_roots; i++) {
+		if (safepath_below(s->cfg->bundle_roots[i], bundle, &rel) && rel[0])
+			break;
+	}
+	if (i == s->cfg->nbundle_roots) {
+		ret = api_error_set(err, -EACCES,
+				    "bundle %s: not below a bundle root of this agent "
+				    "(--bundle-root%s)",
+				    bundle, s->cfg->nbundle_roots ? "" : ": it has none");
+		goto out;
+	}
+	rootfd = safepath_open_dir(s->cfg->bundle_roots[i]);
+	fd = rootfd < 0 ? rootfd : safepath_openat(rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd < 0) {
+		ret = api_error_set(err, fd == -ENOENT ? -ENOENT : -EACCES,
+				    "bundle %s: not here: %s (the destination needs the "
+				    "container's bundle at this path)",
+				    bundle, safepath_strerror(fd));
+		goto out;
+	}
+	if (fstatat(fd, "config.json", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode)) {
+		ret = api_error_set(err, -ENOENT, "bundle %s: no config.json file in it", bundle);
+		goto out;
+	}
+	if (fstatat(fd, "rootfs", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode)) {
+		ret = api_error_set(err, -ENOENT, "bundle %s: no rootfs directory in it", bundle);
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rootfd >= 0)
+		close(rootfd);
+	return ret;
 }
 
 static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
@@ -1042,6 +1094,10 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 	}
 	r->sup = s;
 	snprintf(r->migration, sizeof(r->migration), "%s", req->migration);
+	ret = req->bundle ? sup_check_bundle(s, req->bundle, err) : 0;
+	if (ret < 0)
+		goto out;
+	snprintf(r->bundle, sizeof(r->bundle), "%s", req->bundle ? req->bundle : "");
 	ret = sup_dir_path(s, "images_dir", req->images_dir, req->migration, r->images_path,
 			   sizeof(r->images_path), &rel, err);
 	if (ret == 0 && req->work_dir)

@@ -38,6 +38,7 @@
 #define SUP_WORK_ROOT_DEFAULT	   "/run/rdmig/dest"
 #define SUP_MAX_MIGRATIONS_DEFAULT 4
 #define SUP_MAX_PENDING_DEFAULT	   4
+#define SUP_BUNDLE_ROOTS_MAX	   16
 
 /* Borrowed for the lifetime of sup_run(). */
 struct sup_config {
@@ -45,6 +46,13 @@ struct sup_config {
 	const char *api_tcp;	/* "host:port" or NULL: no TCP listener */
 	const char *api_group;	/* --api-group: NULL, the UNIX socket is root's only */
 	const char *work_root;	/* parent of the default images directories */
+	/*
+	 * --bundle-root: the directories a reservation's container bundle
+	 * must be below (canonical, as realpath() gives them); none: every
+	 * bundle is refused.
+	 */
+	const char *bundle_roots[SUP_BUNDLE_ROOTS_MAX];
+	unsigned int nbundle_roots;
 	/*
 	 * Slots: at most max_running workers whose source has authenticated
 	 * (receiving and on), and at most max_pending still connecting to

@@ -29,6 +29,9 @@ enum {
 	OPT_DEST_IMAGES,
 	OPT_CRIU_LOG_LEVEL,
 	OPT_FORCE,
+	OPT_CONTAINER,
+	OPT_RUNTIME,
+	OPT_RUNTIME_ROOT,
 };
 
 #define M_GLOBAL   0u /* every command, and before the command */
@@ -60,6 +63,9 @@ static const struct option cli_options[] = {
     {"dest-images", required_argument, NULL, OPT_DEST_IMAGES},
     {"criu-log-level", required_argument, NULL, OPT_CRIU_LOG_LEVEL},
     {"force", no_argument, NULL, OPT_FORCE},
+    {"container", required_argument, NULL, OPT_CONTAINER},
+    {"runtime", required_argument, NULL, OPT_RUNTIME},
+    {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
     TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
@@ -80,6 +86,9 @@ static unsigned cli_option_mask(int code)
 	case OPT_ADVERTISE:
 	case OPT_DEST_IMAGES:
 	case OPT_CRIU_LOG_LEVEL:
+	case OPT_CONTAINER:
+	case OPT_RUNTIME:
+	case OPT_RUNTIME_ROOT:
 		return M_MIGRATE;
 	case OPT_WATCH:
 		return M_STATUS;
@@ -139,44 +148,52 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 			globals);
 		break;
 	case CLI_CMD_MIGRATE:
-		fprintf(f,
-			"Usage: rdmigctl [OPTIONS] migrate (--pid PID | --images DIR)\n"
-			"                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
-			"                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
-			"                [--secret-file FILE] [--id ID] [--verify]\n"
-			"                [--lazy-dump] [--criu-log-level N] [--wait]\n"
-			"Start a migration on the source agent.\n\n"
-			"  -p, --pid PID          the agent dumps this running process tree (criu\n"
-			"                         dump) and serves its images\n"
-			"  -i, --images DIR       serve images already dumped in DIR instead\n"
-			"                         (below the source agent's --images-root)\n"
-			"      --to HOST[:PORT]   the destination agent's API (port default %d):\n"
-			"                         once the images are served, the source agent\n"
-			"                         hands the migration over to it (with the\n"
-			"                         secret: see rdmigctl(8), SECURITY); without\n"
-			"                         --to, start the destination side yourself\n"
-			"      --advertise H[:P]  where the destination is to connect to the\n"
-			"                         source (default: its listener's address, or\n"
-			"                         its address towards the destination agent)\n"
-			"      --dest-images DIR  the images directory on the destination\n"
-			"                         (absolute, below its --work-root, new;\n"
-			"                         default: its agent chooses)\n"
-			"      --transport T      rdma (default), tcp, or tls (TCP inside mutual\n"
-			"                         TLS); the source agent's own --transport\n"
-			"      --secret-file F    the shared secret file, read by the agent\n"
-			"      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
-			"                         default: chosen by the agent\n"
-			"      --verify           checksum every page\n"
-			"      --lazy-dump        with --pid: criu dump --lazy-pages, the\n"
-			"                         freeze writes no memory; the source pulls it\n"
-			"                         from criu's page server during post-copy\n"
-			"      --criu-log-level N criu's -vN for the dump and the restore, 0..4\n"
-			"                         (default: the agents', 2); 4 makes the freeze\n"
-			"                         several times longer\n"
-			"  -w, --wait             follow the migration, then print its report:\n"
-			"                         downtime, times, pages, faults; exit 1 with\n"
-			"                         the reason unless it ends \"done\"\n%s",
-			API_DEST_PORT_DEFAULT, globals);
+		fprintf(
+		    f,
+		    "Usage: rdmigctl [OPTIONS] migrate (--pid PID | --container ID\n"
+		    "                [--runtime runc] [--runtime-root DIR] | --images DIR)\n"
+		    "                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
+		    "                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
+		    "                [--secret-file FILE] [--id ID] [--verify]\n"
+		    "                [--lazy-dump] [--criu-log-level N] [--wait]\n"
+		    "Start a migration on the source agent.\n\n"
+		    "  -p, --pid PID          the agent dumps this running process tree (criu\n"
+		    "                         dump) and serves its images\n"
+		    "      --container ID     the agent checkpoints this container with its\n"
+		    "                         runtime (runc checkpoint) instead\n"
+		    "      --runtime R        the container's runtime: runc (default, the only\n"
+		    "                         one so far)\n"
+		    "      --runtime-root DIR the runtime's state directory on the source\n"
+		    "                         (runc --root; absolute; default: the runtime's)\n"
+		    "  -i, --images DIR       serve images already dumped in DIR instead\n"
+		    "                         (below the source agent's --images-root)\n"
+		    "      --to HOST[:PORT]   the destination agent's API (port default %d):\n"
+		    "                         once the images are served, the source agent\n"
+		    "                         hands the migration over to it (with the\n"
+		    "                         secret: see rdmigctl(8), SECURITY); without\n"
+		    "                         --to, start the destination side yourself\n"
+		    "      --advertise H[:P]  where the destination is to connect to the\n"
+		    "                         source (default: its listener's address, or\n"
+		    "                         its address towards the destination agent)\n"
+		    "      --dest-images DIR  the images directory on the destination\n"
+		    "                         (absolute, below its --work-root, new;\n"
+		    "                         default: its agent chooses)\n"
+		    "      --transport T      rdma (default), tcp, or tls (TCP inside mutual\n"
+		    "                         TLS); the source agent's own --transport\n"
+		    "      --secret-file F    the shared secret file, read by the agent\n"
+		    "      --id ID            the migration id ([A-Za-z0-9._-], up to 64);\n"
+		    "                         default: chosen by the agent\n"
+		    "      --verify           checksum every page\n"
+		    "      --lazy-dump        with --pid: criu dump --lazy-pages, the\n"
+		    "                         freeze writes no memory; the source pulls it\n"
+		    "                         from criu's page server during post-copy\n"
+		    "      --criu-log-level N criu's -vN for the dump and the restore, 0..4\n"
+		    "                         (default: the agents', 2); 4 makes the freeze\n"
+		    "                         several times longer\n"
+		    "  -w, --wait             follow the migration, then print its report:\n"
+		    "                         downtime, times, pages, faults; exit 1 with\n"
+		    "                         the reason unless it ends \"done\"\n%s",
+		    API_DEST_PORT_DEFAULT, globals);
 		break;
 	case CLI_CMD_STATUS:
 		fprintf(
@@ -303,6 +320,27 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 		if (parse_uint(arg, 1, 4194304, &v) < 0)
 			return cli_bad(err, a->cmd, "--pid wants a process id, not \"%s\"", arg);
 		a->pid = (pid_t)v;
+		break;
+	case OPT_CONTAINER:
+		if (!container_id_valid(arg))
+			return cli_bad(err, a->cmd,
+				       "invalid container id \"%s\" (" CONTAINER_ID_RULE ")", arg);
+		a->container = arg;
+		break;
+	case OPT_RUNTIME:
+		if (strcmp(arg, API_CONTAINER_RUNTIME) != 0)
+			return cli_bad(err, a->cmd,
+				       "--runtime: only " API_CONTAINER_RUNTIME
+				       " is supported, not \"%s\"",
+				       arg);
+		a->runtime = arg;
+		break;
+	case OPT_RUNTIME_ROOT:
+		/* A path on the source agent's host: nothing here can make it absolute. */
+		if (arg[0] != '/')
+			return cli_bad(err, a->cmd,
+				       "--runtime-root wants an absolute path, not \"%s\"", arg);
+		a->runtime_root = arg;
 		break;
 	case 'i':
 		if (!arg[0])
@@ -493,8 +531,11 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 		return cli_bad(err, a->cmd, "invalid migration id \"%s\" (" MIGRATION_ID_RULE ")",
 			       a->id);
 	if (a->cmd == CLI_CMD_MIGRATE) {
-		if (!a->pid == !a->images_dir)
-			return cli_bad(err, a->cmd, "give either --pid or --images");
+		if (!!a->pid + !!a->images_dir + !!a->container != 1)
+			return cli_bad(err, a->cmd, "give one of --pid, --container or --images");
+		if ((a->runtime || a->runtime_root) && !a->container)
+			return cli_bad(err, a->cmd, "%s needs --container",
+				       a->runtime ? "--runtime" : "--runtime-root");
 		if (a->lazy_dump && !a->pid)
 			return cli_bad(err, a->cmd, "--lazy-dump needs --pid");
 		if ((a->advertise || a->dest_images) && !a->to)
@@ -542,6 +583,16 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 		goto out;
 	if (a->pid && json_object_set_new(body, "pid", json_integer(a->pid)) < 0)
 		goto out;
+	if (a->container) {
+		v = json_pack("{s:s, s:s}", "runtime",
+			      a->runtime ? a->runtime : API_CONTAINER_RUNTIME, "id", a->container);
+		if (!v || json_object_set_new(body, "container", v) < 0)
+			goto out;
+		/* Absent, not null: the agent takes only a string. */
+		if (a->runtime_root &&
+		    json_object_set_new(v, "root", json_string(a->runtime_root)) < 0)
+			goto out;
+	}
 	if (a->images_dir) {
 		v = cli_abs_path(a->images_dir);
 		if (!v || json_object_set_new(body, "images_dir", v) < 0) {
@@ -802,6 +853,9 @@ void cli_print_report(FILE *f, const json_t *m)
 		fprintf(f, "  dest:       %s\n", cli_str(m, NULL, "dest"));
 	if (pid > 0)
 		fprintf(f, "  pid:        %lld\n", pid);
+	if (json_is_object(json_object_get(m, "container")))
+		fprintf(f, "  container:  %s (%s)\n", cli_str(m, "container", "id"),
+			cli_str(m, "container", "runtime"));
 	if (json_is_string(json_object_get(m, "images_dir")))
 		fprintf(f, "  images:     %s\n", cli_str(m, NULL, "images_dir"));
 	fprintf(f, "  pages:      %lld of %lld fetched, %lld remaining (%s)\n",

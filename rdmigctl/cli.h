@@ -44,6 +44,9 @@ struct cli_args {
 	/* migrate */
 	const char *id; /* also status/abort/rollback's ID */
 	pid_t pid;
+	const char *container;	  /* --container ID: checkpoint it with its runtime */
+	const char *runtime;	  /* --runtime; NULL: runc */
+	const char *runtime_root; /* --runtime-root: the runtime's state root (absolute) */
 	const char *images_dir;
 	const char *to;		 /* the destination agent's API: the source hands over to it */
 	const char *advertise;	 /* with --to: where the destination connects */

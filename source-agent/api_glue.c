@@ -795,6 +795,14 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    api_state_str(glue_state(old)));
 		goto out;
 	}
+	/* The runtime's checkpoint and restore are not wired in yet (docs/design.md §12). */
+	if (req->container.runtime) {
+		ret = api_error_set(err, -EOPNOTSUPP,
+				    "container %s: this source agent cannot checkpoint containers "
+				    "yet; give \"pid\" (the container's init) instead",
+				    req->container.id);
+		goto out;
+	}
 	ret = glue_make_room(a, err);
 	if (ret < 0)
 		goto out;

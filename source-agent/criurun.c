@@ -8,7 +8,7 @@
 
 #include "log.h"
 
-static int argv_add(struct src_criu_argv *a, const char *s)
+int src_criu_argv_add(struct src_criu_argv *a, const char *s)
 {
 	if (a->n >= SRC_CRIU_ARGV_MAX - 1)
 		return -E2BIG;
@@ -26,37 +26,45 @@ int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu
 	snprintf(a->pid, sizeof(a->pid), "%d", (int)pid);
 	snprintf(a->level, sizeof(a->level), "-v%d",
 		 o->log_level >= 0 ? o->log_level : CRIU_LOG_LEVEL_DEFAULT);
-	ret |= argv_add(a, criu);
+	ret |= src_criu_argv_add(a, criu);
 	if (verb == SRC_CRIU_DUMP) {
-		ret |= argv_add(a, "dump");
-		ret |= argv_add(a, "-t");
-		ret |= argv_add(a, a->pid);
+		ret |= src_criu_argv_add(a, "dump");
+		ret |= src_criu_argv_add(a, "-t");
+		ret |= src_criu_argv_add(a, a->pid);
 	} else {
-		ret |= argv_add(a, "restore");
+		ret |= src_criu_argv_add(a, "restore");
 	}
-	ret |= argv_add(a, "-D");
-	ret |= argv_add(a, dir);
+	ret |= src_criu_argv_add(a, "-D");
+	ret |= src_criu_argv_add(a, dir);
 	if (verb == SRC_CRIU_RESTORE)
-		ret |= argv_add(a, "-d");
-	ret |= argv_add(a, a->level);
-	ret |= argv_add(a, "-o");
-	ret |= argv_add(a, log);
-	if (o->shell_job)
-		ret |= argv_add(a, "--shell-job");
-	if (o->tcp_established)
-		ret |= argv_add(a, "--tcp-established");
-	if (o->ext_unix_sk)
-		ret |= argv_add(a, "--ext-unix-sk");
-	if (o->file_locks)
-		ret |= argv_add(a, "--file-locks");
+		ret |= src_criu_argv_add(a, "-d");
+	ret |= src_criu_argv_add(a, a->level);
+	ret |= src_criu_argv_add(a, "-o");
+	ret |= src_criu_argv_add(a, log);
+	ret |= src_criu_argv_flags(a, o);
 	if (o->link_remap)
-		ret |= argv_add(a, "--link-remap");
+		ret |= src_criu_argv_add(a, "--link-remap");
 	if (o->manage_cgroups[0]) {
 		snprintf(a->cgroups, sizeof(a->cgroups), "--manage-cgroups=%s", o->manage_cgroups);
-		ret |= argv_add(a, a->cgroups);
+		ret |= src_criu_argv_add(a, a->cgroups);
 	}
 	if (verb == SRC_CRIU_DUMP && o->leave_running)
-		ret |= argv_add(a, "--leave-running");
+		ret |= src_criu_argv_add(a, "--leave-running");
+	return ret ? -E2BIG : 0;
+}
+
+int src_criu_argv_flags(struct src_criu_argv *a, const struct src_criu_opts *o)
+{
+	int ret = 0;
+
+	if (o->shell_job)
+		ret |= src_criu_argv_add(a, "--shell-job");
+	if (o->tcp_established)
+		ret |= src_criu_argv_add(a, "--tcp-established");
+	if (o->ext_unix_sk)
+		ret |= src_criu_argv_add(a, "--ext-unix-sk");
+	if (o->file_locks)
+		ret |= src_criu_argv_add(a, "--file-locks");
 	return ret ? -E2BIG : 0;
 }
 
@@ -68,14 +76,14 @@ int src_criu_argv_lazy(struct src_criu_argv *a, int port)
 		return -EINVAL;
 	snprintf(a->port, sizeof(a->port), "%d", port);
 	snprintf(a->status_fd, sizeof(a->status_fd), "%d", CRIUPROC_PASS_FD_NUM);
-	ret |= argv_add(a, "--lazy-pages");
-	ret |= argv_add(a, "--leave-stopped");
-	ret |= argv_add(a, "--address");
-	ret |= argv_add(a, "127.0.0.1");
-	ret |= argv_add(a, "--port");
-	ret |= argv_add(a, a->port);
-	ret |= argv_add(a, "--status-fd");
-	ret |= argv_add(a, a->status_fd);
+	ret |= src_criu_argv_add(a, "--lazy-pages");
+	ret |= src_criu_argv_add(a, "--leave-stopped");
+	ret |= src_criu_argv_add(a, "--address");
+	ret |= src_criu_argv_add(a, "127.0.0.1");
+	ret |= src_criu_argv_add(a, "--port");
+	ret |= src_criu_argv_add(a, a->port);
+	ret |= src_criu_argv_add(a, "--status-fd");
+	ret |= src_criu_argv_add(a, a->status_fd);
 	return ret ? -E2BIG : 0;
 }
 

@@ -61,6 +61,15 @@ struct src_criu_argv {
 int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu_verb verb,
 			pid_t pid, const char *dir, const char *log, const struct src_criu_opts *o);
 
+/* Appends s (borrowed) to a; -E2BIG when full. */
+int src_criu_argv_add(struct src_criu_argv *a, const char *s);
+
+/*
+ * Appends the flags criu and runc spell alike: --shell-job,
+ * --tcp-established, --ext-unix-sk, --file-locks, as o asks.
+ */
+int src_criu_argv_flags(struct src_criu_argv *a, const struct src_criu_opts *o);
+
 /*
  * Makes the dump of a a lazy one (design.md §11): --lazy-pages with its page
  * server on 127.0.0.1:port (never a routable address: it serves the frozen

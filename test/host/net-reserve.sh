@@ -78,28 +78,6 @@ untouched() {
 	return 1
 }
 
-# start_dagent NAME ARGS...: rdmig-dest --serve on loopback TCP (plain) and
-# $T/NAME.sock; sets dport.
-start_dagent() {
-	local name=$1
-	shift
-	"$RDMIG_DEST" --serve --api-socket "$T/$name.sock" --api-tcp 127.0.0.1:0 --insecure-api \
-		--criu "$here/fake-criu-restore.sh" -o "$T/$name.log" "$@" &
-	track $!
-	dport=
-	for _ in $(seq 100); do
-		dport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/$name.log" 2>/dev/null)
-		[ -n "$dport" ] && break
-		sleep 0.05
-	done
-}
-# dapi NAME METHOD PATH [BODY]: the destination agent's API; the body to
-# $T/dapi.out, the HTTP status printed.
-dapi() {
-	curl -s -o "$T/dapi.out" -w '%{http_code}' --unix-socket "$T/$1.sock" -X "$2" \
-		${4:+-H 'Content-Type: application/json' -d "$4"} "http://localhost$3"
-}
-
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh"
 
 # (1) Six migrations, four slots.

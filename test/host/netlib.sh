@@ -11,6 +11,7 @@
 : "${RDMIG_SOURCE:?}"
 
 net_pids=()
+net_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src_pid=
 src_port=
 
@@ -176,4 +177,26 @@ progress_last() {
 lines=[l for l in open(sys.argv[1]) if l.strip()]
 j=json.loads(lines[-1])
 print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null
+}
+
+# start_dagent NAME ARGS...: rdmig-dest --serve on loopback TCP (plain) and
+# $T/NAME.sock; sets dport.
+start_dagent() {
+	local name=$1
+	shift
+	"$RDMIG_DEST" --serve --api-socket "$T/$name.sock" --api-tcp 127.0.0.1:0 --insecure-api \
+		--criu "$net_here/fake-criu-restore.sh" -o "$T/$name.log" "$@" &
+	track $!
+	dport=
+	for _ in $(seq 100); do
+		dport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/$name.log" 2>/dev/null)
+		[ -n "$dport" ] && break
+		sleep 0.05
+	done
+}
+# dapi NAME METHOD PATH [BODY]: the destination agent's API; the body to
+# $T/dapi.out, the HTTP status printed.
+dapi() {
+	curl -s -o "$T/dapi.out" -w '%{http_code}' --unix-socket "$T/$1.sock" -X "$2" \
+		${4:+-H 'Content-Type: application/json' -d "$4"} "http://localhost$3"
 }

@@ -40,12 +40,19 @@
 
 #define FAKE_MAX 32
 
+/* Container ids at and just over CONTAINER_ID_MAX (128). */
+#define LONG_ID64  "c123456789012345678901234567890123456789012345678901234567890123"
+#define LONG_ID128 LONG_ID64 LONG_ID64
+#define LONG_ID129 LONG_ID128 "x"
+
 struct fake_mig {
 	char id[API_ID_MAX + 1];
 	enum api_state state;
 	char peer[API_HOSTPORT_MAX + 1];
 	enum api_transport transport;
 	pid_t pid;
+	char container[CONTAINER_ID_MAX + 1]; /* "": none */
+	char container_root[256];
 };
 
 struct fake_agent {
@@ -58,6 +65,8 @@ struct fake_agent {
 	char last_host[300];
 	uint16_t last_port;
 	pid_t last_pid;
+	char last_container[CONTAINER_ID_MAX + 1];
+	char last_container_root[256];
 	char last_images[256];
 	char last_work[256];
 	char last_secret_file[256];
@@ -99,6 +108,8 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 	fake_copy(a->last_host, sizeof(a->last_host), req->peer_host);
 	a->last_port = req->peer_port;
 	a->last_pid = req->pid;
+	fake_copy(a->last_container, sizeof(a->last_container), req->container.id);
+	fake_copy(a->last_container_root, sizeof(a->last_container_root), req->container.root);
 	fake_copy(a->last_images, sizeof(a->last_images), req->images_dir);
 	fake_copy(a->last_work, sizeof(a->last_work), req->work_dir);
 	fake_copy(a->last_secret_file, sizeof(a->last_secret_file), req->secret_file);
@@ -124,6 +135,8 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 	fake_copy(m->peer, sizeof(m->peer), req->peer);
 	m->transport = req->transport;
 	m->pid = req->pid;
+	fake_copy(m->container, sizeof(m->container), req->container.id);
+	fake_copy(m->container_root, sizeof(m->container_root), req->container.root);
 	m->state = API_STATE_PENDING;
 	return 0;
 }
@@ -140,6 +153,11 @@ static void fake_view(struct fake_agent *a, const struct fake_mig *m, struct api
 		v->source = m->peer;
 	v->transport = m->transport;
 	v->pid = m->pid;
+	if (m->container[0]) {
+		v->container.runtime = API_CONTAINER_RUNTIME;
+		v->container.id = m->container;
+		v->container.root = m->container_root[0] ? m->container_root : NULL;
+	}
 	v->pages_total = 100;
 	v->pages_fetched = 40;
 	v->pages_remaining = 60;
@@ -251,7 +269,7 @@ static int fake_release(void *agent, const char *id, struct api_error *err)
 static int fake_list_resv(void *agent, api_emit_resv_fn emit, void *ctx)
 {
 	struct fake_agent *a = agent;
-	struct api_reservation_view v;
+	struct api_reservation_view v = {0};
 
 	if (!a->reserved)
 		return 0;
@@ -457,7 +475,7 @@ static void check_resource_shape(json_t *m)
 	static const char *const keys[] = {
 	    "id",	  "role",      "state", "final",      "error",	"source",    "dest",
 	    "dest_state", "transport", "pid",	"images_dir", "verify", "lazy_dump", "progress",
-	    "latency_us", "times",     "drain", "readahead",  "pause"};
+	    "latency_us", "times",     "drain", "readahead",  "pause",	"container"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
@@ -669,6 +687,33 @@ static void test_start_validation(void **state)
 	     "\"lazy_dump\" needs \"pid\""},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"lazy_dump\":1}", "invalid_request",
 	     "must be a boolean"},
+	    {"{\"pid\":1,\"container\":{\"runtime\":\"runc\",\"id\":\"c\"}}", "invalid_request",
+	     "exactly one of \"pid\""},
+	    {"{\"images_dir\":\"/i\",\"container\":{\"runtime\":\"runc\",\"id\":\"c\"}}",
+	     "invalid_request", "exactly one of \"pid\""},
+	    {"{\"container\":\"c\"}", "invalid_request", "\"container\" must be an object"},
+	    {"{\"container\":{\"id\":\"c\"}}", "invalid_request",
+	     "\"container.runtime\" is required"},
+	    {"{\"container\":{\"runtime\":\"crun\",\"id\":\"c\"}}", "invalid_request",
+	     "must be \"runc\": the only runtime supported"},
+	    {"{\"container\":{\"runtime\":7,\"id\":\"c\"}}", "invalid_request",
+	     "\"container.runtime\" must be a string"},
+	    {"{\"container\":{\"runtime\":\"runc\"}}", "invalid_request",
+	     "\"container.id\" is required"},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"\"}}", "invalid_request",
+	     "\"container.id\" must be 1..128"},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"../etc\"}}", "invalid_request",
+	     "\"container.id\" must be 1..128"},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"a/b\"}}", "invalid_request",
+	     "\"container.id\" must be 1..128"},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"" LONG_ID129 "\"}}", "invalid_request",
+	     "\"container.id\" must be 1..128"},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\",\"root\":\"run/runc\"}}",
+	     "invalid_request", "\"container.root\" must be an absolute path"},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\",\"bundle\":\"/b\"}}",
+	     "invalid_request", "unknown field \"container.bundle\""},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\"},\"lazy_dump\":true}",
+	     "invalid_request", "\"lazy_dump\" needs \"pid\""},
 	};
 	struct env *e = *state;
 	int before = e->agent.starts;
@@ -682,6 +727,37 @@ static void test_start_validation(void **state)
 	expect_error(e, "POST", "/v1/migrations",
 		     "{\"pid\":1,\"dest\":\"h:1\",\"secret\":hex:" SECRET_HEX "}", 400,
 		     "invalid_json", "line 1");
+}
+
+/* A container instead of a pid: typed for the agent, shown in the resource. */
+static void test_start_container(void **state)
+{
+	struct env *e = *state;
+	json_t *m, *want;
+
+	m = req_json(e, "POST", "/v1/migrations",
+		     "{\"id\":\"ct1\",\"dest\":\"h:1\",\"container\":{\"runtime\":\"runc\","
+		     "\"id\":\"web.1\",\"root\":\"/run/runc-x\"}}",
+		     202, NULL);
+	check_resource_shape(m);
+	assert_true(json_is_null(json_object_get(m, "pid")));
+	want = json_pack("{s:s,s:s,s:s}", "runtime", "runc", "id", "web.1", "root", "/run/runc-x");
+	assert_int_equal(json_equal(json_object_get(m, "container"), want), 1);
+	json_decref(want);
+	json_decref(m);
+	assert_int_equal(e->agent.last_pid, 0);
+	assert_string_equal(e->agent.last_container, "web.1");
+	assert_string_equal(e->agent.last_container_root, "/run/runc-x");
+
+	/* Without a root: null in the resource, NULL for the agent. */
+	m = req_json(e, "POST", "/v1/migrations",
+		     "{\"id\":\"ct2\",\"container\":{\"runtime\":\"runc\",\"id\":\"" LONG_ID128
+		     "\"}}",
+		     202, NULL);
+	assert_true(json_is_null(json_object_get(json_object_get(m, "container"), "root")));
+	assert_string_equal(e->agent.last_container, LONG_ID128);
+	assert_string_equal(e->agent.last_container_root, "");
+	json_decref(m);
 }
 
 static void test_start_conflicts(void **state)
@@ -1276,6 +1352,10 @@ static void test_dest_role(void **state)
 		     "invalid_request", "not accepted by the dest agent");
 	expect_error(e, "POST", "/v1/migrations", "{\"source\":\"h:1\",\"advertise\":\"h:2\"}", 400,
 		     "invalid_request", "not accepted by the dest agent");
+	/* The destination learns of a container from the handover only. */
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"source\":\"h:1\",\"container\":{\"runtime\":\"runc\",\"id\":\"c\"}}", 400,
+		     "invalid_request", "\"container\" is not accepted by the dest agent");
 	expect_error(e, "POST", "/v1/migrations", "{\"images_dir\":\"/i\"}", 400, "invalid_request",
 		     "\"source\" is required");
 	expect_error(e, "POST", "/v1/migrations",
@@ -1308,6 +1388,12 @@ static void test_reservations(void **state)
 	expect_error(e, "POST", "/v1/reservations",
 		     "{\"migration\":\"m1\",\"bytes\":1,\"images_dir\":\"rel\"}", 400,
 		     "invalid_request", "absolute");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"bundle\":\"srv/b\"}", 400,
+		     "invalid_request", "\"bundle\" must be an absolute path");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"bundle\":[]}", 400, "invalid_request",
+		     "\"bundle\" must be a string");
 	expect_error(e, "POST", "/v1/reservations", "{\"migration\":\"m1\",\"bytes\":1,\"x\":1}",
 		     400, "invalid_request", "unknown field");
 	assert_false(a->reserved);
@@ -1503,31 +1589,19 @@ int main(void)
 {
 	/* One group (one TAP plan); the tests after test_head_and_tcp ignore the shared server. */
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_health),
-	    cmocka_unit_test(test_start_202),
-	    cmocka_unit_test(test_start_variants),
-	    cmocka_unit_test(test_start_validation),
-	    cmocka_unit_test(test_start_conflicts),
-	    cmocka_unit_test(test_get_and_list),
-	    cmocka_unit_test(test_abort),
-	    cmocka_unit_test(test_rollback),
-	    cmocka_unit_test(test_method_not_allowed),
-	    cmocka_unit_test(test_not_found_paths),
-	    cmocka_unit_test(test_body_limits),
-	    cmocka_unit_test(test_malformed_http),
-	    cmocka_unit_test(test_head_and_tcp),
-	    cmocka_unit_test(test_content_type),
-	    cmocka_unit_test(test_host_header),
-	    cmocka_unit_test(test_view_json),
-	    cmocka_unit_test(test_socket_lifecycle),
-	    cmocka_unit_test(test_dest_role),
-	    cmocka_unit_test(test_reservations),
-	    cmocka_unit_test(test_inherited_fd),
-	    cmocka_unit_test(test_peer_credentials),
-	    cmocka_unit_test(test_unknown_group),
-	    cmocka_unit_test(test_client_errors),
-	    cmocka_unit_test(test_client_reader),
-	    cmocka_unit_test(test_secret_never_logged),
+	    cmocka_unit_test(test_health),	    cmocka_unit_test(test_start_202),
+	    cmocka_unit_test(test_start_variants),  cmocka_unit_test(test_start_validation),
+	    cmocka_unit_test(test_start_container), cmocka_unit_test(test_start_conflicts),
+	    cmocka_unit_test(test_get_and_list),    cmocka_unit_test(test_abort),
+	    cmocka_unit_test(test_rollback),	    cmocka_unit_test(test_method_not_allowed),
+	    cmocka_unit_test(test_not_found_paths), cmocka_unit_test(test_body_limits),
+	    cmocka_unit_test(test_malformed_http),  cmocka_unit_test(test_head_and_tcp),
+	    cmocka_unit_test(test_content_type),    cmocka_unit_test(test_host_header),
+	    cmocka_unit_test(test_view_json),	    cmocka_unit_test(test_socket_lifecycle),
+	    cmocka_unit_test(test_dest_role),	    cmocka_unit_test(test_reservations),
+	    cmocka_unit_test(test_inherited_fd),    cmocka_unit_test(test_peer_credentials),
+	    cmocka_unit_test(test_unknown_group),   cmocka_unit_test(test_client_errors),
+	    cmocka_unit_test(test_client_reader),   cmocka_unit_test(test_secret_never_logged),
 	};
 	int fails, logfd;
 

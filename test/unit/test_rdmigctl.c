@@ -159,8 +159,16 @@ static void test_parse_errors(void **state)
 	    {"--pid 3 migrate --to h", "belongs after its command"},
 	    {"status --pid 3", "not valid for status"},
 	    {"health -w", "not valid for health"},
-	    {"migrate --to h", "either --pid or --images"},
-	    {"migrate --pid 3 --images /i --to h", "either --pid or --images"},
+	    {"migrate --to h", "one of --pid, --container or --images"},
+	    {"migrate --pid 3 --images /i --to h", "one of --pid, --container or --images"},
+	    {"migrate --pid 3 --container c1 --to h", "one of --pid, --container or --images"},
+	    {"migrate --container ../c --to h", "invalid container id"},
+	    {"migrate --container -c --to h", "invalid container id"},
+	    {"migrate --container c1 --runtime crun --to h", "only runc is supported"},
+	    {"migrate --container c1 --runtime-root rel --to h", "--runtime-root wants an abs"},
+	    {"migrate --pid 3 --runtime runc --to h", "--runtime needs --container"},
+	    {"migrate --pid 3 --runtime-root /r --to h", "--runtime-root needs --container"},
+	    {"status --container c1", "not valid for status"},
 	    {"migrate --pid 0 --to h", "--pid wants a process id"},
 	    {"migrate --pid 12x --to h", "--pid wants a process id"},
 	    {"migrate --pid 3 --to h:99999", "--to wants HOST"},
@@ -204,6 +212,11 @@ static void test_parse_errors(void **state)
 	}
 }
 
+static const char *cli_test_str(const json_t *j, const char *group, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(j, group), key));
+}
+
 static void test_migrate_body(void **state)
 {
 	struct cli_args a;
@@ -240,6 +253,27 @@ static void test_migrate_body(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "x1");
 	assert_string_equal(json_string_value(json_object_get(j, "transport")), "tcp");
 	assert_null(json_object_get(j, "verify"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	/* --container: the runtime defaults to runc; the root only when given. */
+	assert_int_equal(parse(&l, "migrate --container web.1 --to h", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_null(json_object_get(j, "pid"));
+	assert_string_equal(cli_test_str(j, "container", "runtime"), "runc");
+	assert_string_equal(cli_test_str(j, "container", "id"), "web.1");
+	assert_null(json_object_get(json_object_get(j, "container"), "root"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+	assert_int_equal(
+	    parse(&l, "migrate --container c2 --runtime runc --runtime-root /run/r --to h", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_string_equal(cli_test_str(j, "container", "root"), "/run/r");
+	assert_int_equal(json_object_size(json_object_get(j, "container")), 3);
 	json_decref(j);
 	free(body);
 	line_free(&l);
@@ -380,8 +414,12 @@ static void test_format(void **state)
 	assert_non_null(strstr(out, "  restore:    - ("));
 	assert_non_null(strstr(out, "  dest:       10.0.0.2:7471\n"));
 	assert_null(strstr(out, "error:"));
+	assert_null(strstr(out, "container:"));
 	free(out);
+	json_object_set_new(ho, "container",
+			    json_pack("{s:s, s:s, s:n}", "runtime", "runc", "id", "web1", "root"));
 	out = capture(cli_print_report, ho);
+	assert_non_null(strstr(out, "  container:  web1 (runc)\n"));
 	assert_non_null(strstr(out, "migration h1 (source): done\n"));
 	assert_non_null(strstr(out, "  dest:       192.0.2.2:7472 (destination agent: done)\n"));
 	assert_non_null(strstr(out, "  downtime:   1270 ms (frozen on the source until running on "
