@@ -85,11 +85,17 @@ tap_run() {
 tap_run_pair() {
 	tap_run --timeout 900 --grace 60 --pair --source "$1 $2 source" --dest "$1 $2 dest"
 }
-# handover_num NAME: the integer field NAME of the migration's JSON that
-# handover-migrate.sh's source prints last ("[source] handover: json: ").
+# handover_num PATH: the integer at PATH (dotted: times.total_ms) in the
+# migration's JSON that handover-migrate.sh's source side printed last
+# (RUN_OUT); empty when absent or not an integer.
 handover_num() {
 	grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 |
-		sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+		sed 's/^\[source\] handover: json: //' |
+		python3 -c 'import json, sys
+v = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    v = v.get(k) if isinstance(v, dict) else None
+print(v if isinstance(v, int) and not isinstance(v, bool) else "")' "$1" 2>/dev/null
 }
 # tap_handover_verified TEXT: two assertions on a handover-migrate.sh run's
 # output TEXT: the workload verified its memory on guest B twice, and no
@@ -99,9 +105,9 @@ tap_handover_verified() {
 	tap_like "$1" '^\[dest\] handover: the workload kept rewriting on the destination' \
 		"the workload verified 64 MiB on guest B twice, rewriting it all along"
 	tap_unlike "$1" 'CORRUPT|no report|MISMATCH' "never a wrong page"
-	pages=$(handover_num pages_total)
-	fetched=$(handover_num pages_fetched)
-	bytes=$(handover_num bytes)
+	pages=$(handover_num progress.pages_total)
+	fetched=$(handover_num progress.pages_fetched)
+	bytes=$(handover_num progress.bytes)
 	[[ -n $pages && $pages -ge 16384 && $fetched == "$pages" && ${bytes:-0} -ge 67108864 ]]
 	tap_ok $? "every page moved: $fetched of $pages, $bytes bytes"
 }

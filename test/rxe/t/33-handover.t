@@ -49,13 +49,13 @@ tap_like "$out" '^\[dest\] dest: .*migration h1: postcopy' "the workload ran on 
 tap_like "$out" '^\[dest\] handover: verifying (while pages still move|after the last page)' \
 	"the destination agent reported the workload running; it was checked at once"
 tap_diag "$(grep -h '^\[dest\] handover: verifying' <<<"$RUN_OUT")"
-down=$(handover_num downtime_ms)
-freeze=$(handover_num freeze_ms)
-total=$(handover_num total_ms)
-faults=$(handover_num faults)
+down=$(handover_num times.downtime_ms)
+freeze=$(handover_num times.freeze_ms)
+total=$(handover_num times.total_ms)
+faults=$(handover_num progress.faults)
 tap_cmp "${down:-x}" -ge "${freeze:-y}" "downtime_ms ($down) is reported and >= the dump's freeze_ms ($freeze)"
 tap_cmp "${total:-x}" -ge "${down:-y}" "total_ms ($total) >= downtime_ms"
-tap_cmp "$(handover_num pages_total)" -ge 16384 "pages_total covers the 64 MiB"
+tap_cmp "$(handover_num progress.pages_total)" -ge 16384 "pages_total covers the 64 MiB"
 tap_handover_verified "$out"
 tap_like "$out" '^\[source\] handover:   faults: +[0-9]+ \(latency p50 [0-9]+ us, p99 [0-9]+ us\)' \
 	"the report gives the faults and their p50/p99 latency ($faults faults)"
