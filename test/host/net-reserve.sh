@@ -184,10 +184,10 @@ if mount -t tmpfs -o size=1m,mode=0700 rdmig-test "$T/small" 2>/dev/null; then
 	sleep 0.2
 	umount -l "$T/small"
 else
+	# Not a skip counted as a pass: without the mount the case is not shown.
 	for d in "a destination with too little disk space: refused before the freeze (exit 1)" \
 		"... the process was never frozen and kept running"; do
-		tap_n=$((tap_n + 1))
-		echo "ok $tap_n - $d # SKIP no tmpfs mount here"
+		check "$d (no tmpfs could be mounted here: run the host tests as root)" false
 	done
 fi
 
