@@ -1107,7 +1107,8 @@ static const struct {
     [RDMIG_MSG__BODY_PROGRESS] = {0, PH(POSTCOPY), 0, false},
     [RDMIG_MSG__BODY_KEEPALIVE] = {PH_AUTHED, PH_AUTHED, 0, true},
     [RDMIG_MSG__BODY_DONE] = {0, PH(POSTCOPY), 0, false},
-    [RDMIG_MSG__BODY_DONE_ACK] = {PH(DONE), 0, 0, false},
+    /* In the image phase only as the answer to Attach{resume} (state_apply()). */
+    [RDMIG_MSG__BODY_DONE_ACK] = {PH(IMAGES) | PH(DONE), 0, 0, false},
     [RDMIG_MSG__BODY_STAGE_REGION] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_LAZY_DUMP, false},
     [RDMIG_MSG__BODY_STAGE_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_LAZY_DUMP, false},
     [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY), PH(IMAGES) | PH(POSTCOPY),
@@ -1370,9 +1371,21 @@ static int state_apply(struct ctrl_state *st, enum ctrl_role sender, const Rdmig
 			st->phase = st->neg.channel == CTRL_CHANNEL_DATA ? CTRL_PH_POSTCOPY
 									 : CTRL_PH_IMAGES;
 		return 0;
-	case RDMIG_MSG__BODY_ABORT:
 	case RDMIG_MSG__BODY_DONE_ACK:
+		/* The lost-DoneAck case: a resume of a migration the source has finished. */
+		if (st->phase == CTRL_PH_IMAGES &&
+		    (!st->resume_attached || !m->done_ack->ok || st->nr_regions || st->file_open ||
+		     st->files_done || st->table_open || st->tables_done))
+			return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
+				       "DoneAck in the image phase answers only Attach{resume}, "
+				       "before any image, with ok");
 		st->phase = CTRL_PH_CLOSED;
+		return 0;
+	case RDMIG_MSG__BODY_ABORT:
+		st->phase = CTRL_PH_CLOSED;
+		return 0;
+	case RDMIG_MSG__BODY_ATTACH:
+		st->resume_attached = m->attach->resume;
 		return 0;
 	case RDMIG_MSG__BODY_MEM_REGIONS:
 		return apply_regions(st, m->mem_regions, e);

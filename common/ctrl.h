@@ -345,6 +345,8 @@ struct ctrl_state {
 	uint64_t table_next;
 	uint32_t tables_done;
 	uint64_t lazy_bytes;
+	/* Attach{resume} went by: a DoneAck may answer it (a migration already done). */
+	bool resume_attached;
 
 	/* Session keys, from ctrl_state_derive_keys(). */
 	struct msgauth mac;

@@ -131,6 +131,7 @@ struct netsrc {
 	unsigned int backoff_ms;
 	char pause_reason[192];
 	bool done_pending; /* the engine finished while paused: Done goes out on resume */
+	bool done_sent;	   /* Done went out: every page is in, DoneAck awaited */
 	struct ctrl_done done;
 };
 
@@ -344,6 +345,12 @@ static void ns_pause(struct netsrc *ns, const char *reason)
 	req->src_priv = NULL;
 	ns->lane_inflight = 0;
 	ns->stats.fault_lane = false;
+	/*
+	 * Done may have been lost with the connection: said again on resume.
+	 * A source that had it answers our Attach with the DoneAck we missed.
+	 */
+	if (ns->done_sent)
+		ns->done_pending = true;
 	if (ns->paused) {
 		log_info("%s: reconnection attempt failed: %s", ns->name, reason);
 		ns_retry_later(ns);
@@ -811,6 +818,7 @@ static void ns_resume(struct netsrc *ns)
 			ns_lost(ns, -EIO, "cannot send Done");
 			return;
 		}
+		ns->done_sent = true;
 	}
 	if (ns->ops->resumed)
 		ns->ops->resumed(ns->arg);
@@ -977,6 +985,31 @@ static void ns_read_done(struct xport *x, uint64_t cookie, int status, void *arg
 	pagesrc_complete(req, status == 0 ? 0 : -EIO);
 }
 
+/*
+ * Our Attach{resume} answered by DoneAck (ctrl.c allows it there, ok only):
+ * the source had our Done and released its checkpoint, its first DoneAck
+ * was lost.  Believed only after the source proved the secret (this
+ * connection is authenticated both ways by now) and only when our Done
+ * went out: every page is here.
+ */
+static int on_done_ack_resuming(struct netsrc *ns)
+{
+	if (!ns->done_sent) {
+		ns_abort(ns, CTRL_ABORT_PROTOCOL,
+			 "DoneAck for a migration this destination has not finished");
+		return -EPROTO;
+	}
+	ns->paused = false;
+	ns->done_pending = false;
+	ns->stats.paused_ns += now_ns() - ns->pause_ns;
+	log_info("%s: the source had our Done (its DoneAck was lost): the migration is done "
+		 "after %.1f s paused",
+		 ns->name, (double)(now_ns() - ns->pause_ns) / 1e9);
+	if (ns->ops->resumed)
+		ns->ops->resumed(ns->arg);
+	return 0;
+}
+
 static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct netsrc *ns = arg;
@@ -1048,6 +1081,8 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		on_stage_region(ns, m->stage_region);
 		break;
 	case RDMIG_MSG__BODY_DONE_ACK:
+		if (ns->paused && on_done_ack_resuming(ns) < 0)
+			break;
 		ns->finished = m->done_ack->ok;
 		if (ns->ops->done_acked)
 			ns->ops->done_acked(ns->arg, m->done_ack->ok, m->done_ack->reason);
@@ -1726,13 +1761,15 @@ int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes)
 			if ((ns->verify || ns->lazy_dump) &&
 			    ns->tasks[i].ranges[j].verified_bytes >= ns->tasks[i].ranges[j].len)
 				d.ranges_verified++;
+	ns->done = d;
 	if (ns->paused) {
-		ns->done = d;
 		ns->done_pending = true;
 		return 0;
 	}
-	ret = ctrl_msg_done(&o, &d);
+	ret = ctrl_msg_done(&o, &ns->done);
 	if (ret == 0)
 		ret = ns_send(ns, &o);
+	if (ret == 0)
+		ns->done_sent = true;
 	return ret;
 }

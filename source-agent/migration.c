@@ -398,8 +398,15 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 	src_mig_map_cancel(m);
 	imgmap_close(m->map);
 	m->map = NULL;
-	auth_secret_free(m->secret);
-	m->secret = NULL;
+	/*
+	 * A done migration keeps its secret: a destination whose DoneAck was
+	 * lost proves it again and is told the migration is done (session.c).
+	 * With the mapping gone, that answer is all the secret still unlocks.
+	 */
+	if (st != SRC_MIG_DONE) {
+		auth_secret_free(m->secret);
+		m->secret = NULL;
+	}
 	src_mig_set_state(m, st);
 }
 

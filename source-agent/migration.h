@@ -216,7 +216,9 @@ void src_mig_set_aborted(struct src_migration *m, const char *why);
 
 /*
  * Makes m final (failed, rolled back...) with why (NULL: no error), and
- * releases its mapping and secret; the images stay on disk.
+ * releases its mapping and, unless it is done, its secret (a done one
+ * keeps it until m is destroyed: see session.c's sess_answer_done());
+ * the images stay on disk.
  */
 void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *why);
 

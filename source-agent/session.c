@@ -267,8 +267,13 @@ static const char *sess_refusal(const struct src_session *s, int *err)
 	case SRC_MIG_SERVING:
 	case SRC_MIG_PAUSED: /* a fresh destination is refused at its Attach */
 		break;
+	case SRC_MIG_DONE:
+		/* Only its Attach is answered (sess_answer_done()): nothing is mapped. */
+		if (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME)
+			return NULL;
+		return "migration is already done";
 	default:
-		/* A final migration has dropped its secret: no proof gets here. */
+		/* Any other final migration has dropped its secret: no proof gets here. */
 		return "migration is no longer served";
 	}
 	if (m->busy) {
@@ -1111,6 +1116,34 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
  * workload resumes.  A paused migration is only ever resumed: a second
  * destination starting it would run the workload twice.
  */
+/*
+ * The destination of a migration already done comes back: its DoneAck was
+ * lost, so it paused and reconnected.  It proved the secret, and only the
+ * destination that ran the migration has it, so it is told it is done with
+ * the DoneAck it missed (legal in the image phase for this answer alone,
+ * protocol.md §7.3): it sent Done only once every page was in, and this
+ * source released the checkpoint then.  Safer than the destination taking a
+ * refusal as success: a refusal before the proof is not authenticated, and
+ * a destination that only believes it is done must not end while the
+ * source may still roll back.  A fresh destination is refused: the workload
+ * runs elsewhere.
+ */
+static void sess_answer_done(struct src_session *s, bool resume)
+{
+	struct ctrl_out o;
+
+	if (!resume) {
+		sess_abort(s, CTRL_ABORT_MIGRATION, "migration is already done");
+		return;
+	}
+	log_info("%s: the destination reconnected after Done: answering DoneAck again (its "
+		 "first was lost)",
+		 s->name);
+	if (ctrl_msg_done_ack(&o, true, "migration already done") == 0)
+		sess_send(s, &o);
+	sess_free(s);
+}
+
 static void on_attach(struct src_session *s, const Attach *at)
 {
 	if (s->attached || !s->owner) {
@@ -1118,6 +1151,10 @@ static void on_attach(struct src_session *s, const Attach *at)
 		return;
 	}
 	s->attached = true;
+	if (s->mig->state == SRC_MIG_DONE) {
+		sess_answer_done(s, at->resume);
+		return;
+	}
 	if (at->resume) {
 		/* Its workload runs: losing it again pauses, whatever was resent. */
 		s->running = true;

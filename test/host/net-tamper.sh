@@ -15,23 +15,6 @@ mkimage "$T/src" --size 16M
 secret "$T/secret"
 mkdir "$T/dst-file" "$T/dst-page" "$T/dst"
 
-# proxy LOG [args...]: rdmig-flipproxy in front of the running source (sets px_port, px_pid).
-proxy() {
-	local log=$1 i
-	shift
-	px_port=
-	"$RDMIG_FLIPPROXY" --to "127.0.0.1:$src_port" "$@" >"$log" 2>&1 &
-	px_pid=$!
-	track "$px_pid"
-	for i in $(seq 100); do
-		px_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
-		[ -n "$px_port" ] && return 0
-		sleep 0.05
-	done
-	echo "# rdmig-flipproxy did not start"
-	return 1
-}
-
 # dest_args ID: rdmig-dest's options to take migration ID through the proxy.
 dest_args() {
 	echo "--source 127.0.0.1:$px_port -t tcp -m $1 --secret-file $T/secret"

@@ -128,6 +128,23 @@ wait_log() {
 	return 1
 }
 
+# proxy LOG [args...]: rdmig-flipproxy ($RDMIG_FLIPPROXY) in front of the running source (sets px_port, px_pid).
+proxy() {
+	local log=$1 i
+	shift
+	px_port=
+	"$RDMIG_FLIPPROXY" --to "127.0.0.1:$src_port" "$@" >"$log" 2>&1 &
+	px_pid=$!
+	track "$px_pid"
+	for i in $(seq 100); do
+		px_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
+		[ -n "$px_port" ] && return 0
+		sleep 0.05
+	done
+	echo "# rdmig-flipproxy did not start"
+	return 1
+}
+
 # net_args ID SECRET: rdmig-dest's options to take migration ID from the
 # source (its $SRC_TRANSPORT; for tls, $DEST_DATA_TLS gives the --tls-* options).
 net_args() {

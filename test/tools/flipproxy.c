@@ -9,9 +9,13 @@
  * field T (--type T: 7 ImageFile, 12 ReadResp, ...; proto/rdmig.proto).
  * Without either it only forwards: the control case.  A stream whose
  * frames travel inside TLS has no framing to follow: --byte B flips byte B
- * (from 0) of the raw source-to-destination stream instead.
+ * (from 0) of the raw source-to-destination stream instead.  --cut T loses
+ * the first frame of type T in either direction (16 DoneAck, 15 Done):
+ * nothing from its start on is forwarded, both connections close, and the
+ * proxy then forwards one more connection untouched (the reconnection).
  *
- *   rdmig-flipproxy --to HOST:PORT [--frame N | --type T | --byte B] [--offset O]
+ *   rdmig-flipproxy --to HOST:PORT [--frame N | --type T | --byte B | --cut T]
+ *                   [--offset O]
  *
  * It listens on 127.0.0.1, a port the kernel picks, and prints
  * "listening on 127.0.0.1:PORT" then, when it tampers, "flipped frame N
@@ -47,6 +51,8 @@ struct s2d {
 	int64_t want_byte;   /* -1: not by stream position */
 	uint64_t bytes;	     /* stream bytes seen so far */
 	int done;
+	int cut;	    /* --cut: lose the target frame instead of flipping a byte */
+	size_t frame_start; /* in the current buffer, of the current frame (0: before it) */
 };
 
 static int connect_to(const char *hostport)
@@ -126,15 +132,22 @@ static void tamper_raw(struct s2d *s, uint8_t *buf, size_t n)
 	s->bytes += n;
 }
 
-/* Walks the frames of buf[0..n), flipping the chosen byte in place. */
-static void tamper(struct s2d *s, uint8_t *buf, size_t n)
+/*
+ * Walks the frames of buf[0..n), flipping the chosen byte in place.  With
+ * --cut, returns how many bytes to forward before the target frame (the
+ * connection is then closed), else n.
+ */
+static size_t tamper(struct s2d *s, uint8_t *buf, size_t n)
 {
 	if (s->want_byte >= 0) {
 		tamper_raw(s, buf, n);
-		return;
+		return n;
 	}
+	s->frame_start = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (s->hdr_have < 4) {
+			if (s->hdr_have == 0)
+				s->frame_start = i;
 			s->hdr[s->hdr_have++] = buf[i];
 			if (s->hdr_have == 4) {
 				s->len = (uint32_t)s->hdr[0] << 24 | (uint32_t)s->hdr[1] << 16 |
@@ -152,6 +165,12 @@ static void tamper(struct s2d *s, uint8_t *buf, size_t n)
 			if (s->at + 1 == sizeof(s->head) || s->at + 1 == s->len)
 				s->type = body_type(s->head, s->at + 1);
 		}
+		if (s->cut && is_target(s)) {
+			s->done = 1;
+			printf("cut frame %llu (type %d, %u bytes)\n", (unsigned long long)s->frame,
+			       s->type, s->len);
+			return s->frame_start;
+		}
 		if (is_target(s) && s->at == flip_pos(s)) {
 			uint8_t was = buf[i], x = (was ^ 0x20) ? 0x20 : 0x40;
 
@@ -165,6 +184,7 @@ static void tamper(struct s2d *s, uint8_t *buf, size_t n)
 		if (++s->at == s->len)
 			s->hdr_have = 0;
 	}
+	return n;
 }
 
 /* Copies what from has into to; 0 when from closed, -1 on error. */
@@ -172,33 +192,67 @@ static int pump(int from, int to, struct s2d *s)
 {
 	static uint8_t buf[1 << 16];
 	ssize_t n = read(from, buf, sizeof(buf)), w;
-	size_t off = 0;
+	size_t off = 0, keep;
 
 	if (n <= 0)
 		return n == 0 ? 0 : -1;
-	if (s)
-		tamper(s, buf, (size_t)n);
-	while (off < (size_t)n) {
-		w = write(to, buf + off, (size_t)n - off);
+	keep = s ? tamper(s, buf, (size_t)n) : (size_t)n;
+	while (off < keep) {
+		w = write(to, buf + off, keep - off);
 		if (w <= 0)
 			return -1;
 		off += (size_t)w;
 	}
-	return 1;
+	return keep == (size_t)n ? 1 : 0;
+}
+
+/* Forwards between the destination dfd and the source at to until one side closes. */
+static int forward(int dfd, const char *to, struct s2d *s, struct s2d *d2s)
+{
+	int sfd = connect_to(to);
+
+	if (sfd < 0)
+		return 1;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = dfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("flipproxy: poll");
+			return 1;
+		}
+		if (p[0].revents && pump(dfd, sfd, d2s) <= 0)
+			break;
+		if (p[1].revents && pump(sfd, dfd, s) <= 0)
+			break;
+	}
+	if (s->want_byte >= 0)
+		printf("closed after %llu bytes from the source\n", (unsigned long long)s->bytes);
+	else
+		printf("closed after %llu frames from the source\n", (unsigned long long)s->frame);
+	close(dfd);
+	close(sfd);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"to", required_argument, NULL, 't'},   {"frame", required_argument, NULL, 'f'},
-	    {"type", required_argument, NULL, 'y'}, {"offset", required_argument, NULL, 'o'},
-	    {"byte", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
+	    {"to", required_argument, NULL, 't'},
+	    {"frame", required_argument, NULL, 'f'},
+	    {"type", required_argument, NULL, 'y'},
+	    {"offset", required_argument, NULL, 'o'},
+	    {"byte", required_argument, NULL, 'b'},
+	    {"cut", required_argument, NULL, 'c'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct s2d s = {.want_type = -1, .type = -1, .want_byte = -1};
+	struct s2d d2s = {.want_type = -1, .type = -1, .want_byte = -1};
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(sa);
 	const char *to = NULL;
-	int lfd, dfd, sfd, c, one = 1;
+	int lfd, dfd, c, ret, one = 1;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -217,11 +271,16 @@ int main(int argc, char **argv)
 		case 'b':
 			s.want_byte = (int64_t)strtoull(optarg, NULL, 0);
 			break;
+		case 'c':
+			s.want_type = d2s.want_type = atoi(optarg);
+			s.cut = d2s.cut = 1;
+			break;
 		default:
-			fprintf(stderr,
-				"usage: %s --to HOST:PORT [--frame N | --type T | --byte B] "
-				"[--offset O]\n",
-				argv[0]);
+			fprintf(
+			    stderr,
+			    "usage: %s --to HOST:PORT [--frame N | --type T | --byte B | --cut T] "
+			    "[--offset O]\n",
+			    argv[0]);
 			return 2;
 		}
 	}
@@ -241,33 +300,18 @@ int main(int argc, char **argv)
 	}
 	printf("listening on 127.0.0.1:%u\n", ntohs(sa.sin_port));
 	dfd = accept(lfd, NULL, NULL);
-	close(lfd);
 	if (dfd < 0) {
 		perror("flipproxy: accept");
 		return 1;
 	}
-	sfd = connect_to(to);
-	if (sfd < 0)
-		return 1;
-	for (;;) {
-		struct pollfd p[2] = {{.fd = dfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+	ret = forward(dfd, to, &s, s.cut ? &d2s : NULL);
+	/* After a cut, the peer's reconnection goes through untouched. */
+	if (ret == 0 && s.cut) {
+		struct s2d plain = {.want_type = -1, .type = -1, .want_byte = -1};
 
-		if (poll(p, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			perror("flipproxy: poll");
-			return 1;
-		}
-		if (p[0].revents && pump(dfd, sfd, NULL) <= 0)
-			break;
-		if (p[1].revents && pump(sfd, dfd, &s) <= 0)
-			break;
+		dfd = accept(lfd, NULL, NULL);
+		ret = dfd < 0 ? 1 : forward(dfd, to, &plain, NULL);
 	}
-	if (s.want_byte >= 0)
-		printf("closed after %llu bytes from the source\n", (unsigned long long)s.bytes);
-	else
-		printf("closed after %llu frames from the source\n", (unsigned long long)s.frame);
-	close(dfd);
-	close(sfd);
-	return 0;
+	close(lfd);
+	return ret;
 }
