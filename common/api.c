@@ -1682,7 +1682,7 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 {
 	struct api_rollback_req rr = {.id = id};
 	struct api_error err = {0};
-	json_t *root = NULL, *force;
+	json_t *root = NULL;
 	int ret;
 
 	if (!s->ops->rollback) {
@@ -1697,16 +1697,12 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 		root = api_read_json(s, req, false);
 		if (!root)
 			return;
-		force = json_object_get(root, "force");
-		if (json_object_size(root) > (force ? 1u : 0u) ||
-		    (force && !json_is_boolean(force))) {
-			json_decref(root);
-			api_reply_error(req, 400, NULL,
-					"rollback takes one field only: \"force\", a boolean");
+		ret = api_rollback_parse(root, &rr.force, &err);
+		json_decref(root);
+		if (ret < 0) {
+			api_reply_error(req, 400, NULL, "%s", err.message);
 			return;
 		}
-		rr.force = json_is_true(force);
-		json_decref(root);
 	}
 	rr.later = api_later_new(s, req, API_LATER_ROLLBACK, id);
 	if (!rr.later) {
@@ -1721,6 +1717,18 @@ static void api_handle_rollback(struct api_server *s, struct evhttp_request *req
 	api_later_answer(rr.later, ret, &err);
 }
 
+int api_rollback_parse(const json_t *root, bool *force, struct api_error *err)
+{
+	const json_t *f = json_object_get(root, "force");
+
+	if (!json_is_object(root) || json_object_size(root) > (f ? 1u : 0u) ||
+	    (f && !json_is_boolean(f)))
+		return api_error_set(err, -EINVAL,
+				     "rollback takes one field only: \"force\", a boolean");
+	*force = json_is_true(f);
+	return 0;
+}
+
 /* --- Reservations (destination agent) ---------------------------------- */
 
 static const struct api_field reserve_fields[] = {
@@ -1729,7 +1737,7 @@ static const struct api_field reserve_fields[] = {
     {"ttl_s", JSON_INTEGER, ROLE_DST},	   {"bundle", JSON_STRING, ROLE_DST},
 };
 
-static int api_parse_reserve(const json_t *root, struct api_reserve_req *r, struct api_error *err)
+int api_reserve_parse(const json_t *root, struct api_reserve_req *r, struct api_error *err)
 {
 	const json_t *v;
 	int ret;
@@ -1826,7 +1834,7 @@ static void api_handle_reserve(struct api_server *s, struct evhttp_request *req)
 	root = api_read_json(s, req, false);
 	if (!root)
 		return;
-	ret = api_parse_reserve(root, &rr, &err);
+	ret = api_reserve_parse(root, &rr, &err);
 	if (ret == 0)
 		ret = s->ops->reserve(s->agent, &rr, &v, &err);
 	if (ret < 0) {

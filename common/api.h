@@ -346,6 +346,15 @@ int api_start_parse(enum api_role role, const json_t *root, struct api_start_req
 		    struct api_start_buf **buf, struct api_error *err);
 void api_start_buf_free(struct api_start_buf *b);
 
+/*
+ * The parsers of the other request bodies, callable without a request (the
+ * fuzz target): a POST /v1/reservations body into r (pointers borrow from
+ * root), and the optional body of a rollback ({"force": bool}) into force.
+ * Return 0 or -EINVAL with err->message set.
+ */
+int api_reserve_parse(const json_t *root, struct api_reserve_req *r, struct api_error *err);
+int api_rollback_parse(const json_t *root, bool *force, struct api_error *err);
+
 /* Formats e->message and returns neg_errno, for `return api_error_set(err, -EEXIST, ...)`. */
 int api_error_set(struct api_error *e, int neg_errno, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -7,16 +7,20 @@
  * and the source's reader of the destination agent's answers after a
  * handover (source-agent/destreport.c).
  *
- * Input: one selector byte, then the JSON text.  Selector % 7:
+ * Input: one selector byte, then the JSON text.  Selector % 9:
  *   0 a start request to the source agent, 1 to the destination agent,
  *   2 a migration resource as `rdmigctl status` and `--watch` print it,
  *   3 a GET /v1/migrations answer (the table), 4 a /v1/health answer,
  *   5 an error answer (the message rdmigctl prints),
- *   6 the destination agent's resource or error answer, read by the source.
+ *   6 the destination agent's resource or error answer, read by the source,
+ *   7 a POST /v1/reservations body (the destination agent),
+ *   8 a rollback's body (the source agent: "force").
  *
  * Besides crashes, it aborts when an accepted start request breaks what
  * api.h promises the agent (valid id, absolute clean paths, secret length,
- * one of pid / images_dir on the source, a peer on the destination), when
+ * one of pid / images_dir / container on the source, a peer on the
+ * destination; an accepted reservation: valid migration id, clean paths,
+ * ttl in range), when
  * a refusal is not -EINVAL with a printable message, when the message
  * quotes the secret, when rdmigctl would print a control character
  * (other than the newline) that an agent put in its answer, or when the
@@ -69,8 +73,11 @@ static void fuzz_check_start(enum api_role role, const struct api_start_req *r)
 	fuzz_check(!r->secret || (r->secret_len >= API_SECRET_MIN &&
 				  r->secret_len <= API_SECRET_MAX && !r->secret_file));
 	fuzz_check(r->pid >= 0);
+	fuzz_check_path(r->container.root);
+	fuzz_check(!r->container.runtime || (r->container.id && r->container.id[0]));
 	if (role == API_ROLE_SOURCE)
-		fuzz_check((r->pid > 0) != (r->images_dir != NULL));
+		fuzz_check(
+		    (r->pid > 0) + (r->images_dir != NULL) + (r->container.runtime != NULL) == 1);
 	else
 		fuzz_check(r->peer && r->pid == 0 && !r->advertise && !r->dest_images_dir);
 	fuzz_check(!r->peer || (r->peer_host && r->peer_host[0]));
@@ -104,6 +111,39 @@ static void fuzz_start(enum api_role role, const char *text, size_t len)
 		fuzz_check(!strstr(err.message, secret));
 out:
 	api_start_buf_free(buf);
+	json_decref(root);
+}
+
+/* The other request bodies: a reservation (kind 7), a rollback's (kind 8). */
+static void fuzz_other_body(unsigned kind, const char *text, size_t len)
+{
+	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	struct api_error err = {0};
+	struct api_reserve_req r;
+	bool force = false;
+	int ret;
+
+	if (!json_is_object(root))
+		goto out;
+	if (kind == 7) {
+		ret = api_reserve_parse(root, &r, &err);
+		if (ret == 0) {
+			fuzz_check(fuzz_id_ok(r.migration));
+			fuzz_check_path(r.images_dir);
+			fuzz_check_path(r.work_dir);
+			fuzz_check_path(r.bundle);
+			fuzz_check(r.ttl_s >= 1 && r.ttl_s <= API_RESERVE_TTL_MAX_S);
+		}
+	} else {
+		ret = api_rollback_parse(root, &force, &err);
+		fuzz_check(ret < 0 || json_object_size(root) <= 1);
+	}
+	if (ret < 0) {
+		fuzz_check(ret == -EINVAL);
+		fuzz_check(strnlen(err.message, sizeof(err.message)) < sizeof(err.message));
+		fuzz_check_printable(err.message, strlen(err.message), false);
+	}
+out:
 	json_decref(root);
 }
 
@@ -190,9 +230,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	log_set_level(LOG_LVL_ERR);
-	kind = data[0] % 7;
+	kind = data[0] % 9;
 	if (kind < 2)
 		fuzz_start(kind == 0 ? API_ROLE_SOURCE : API_ROLE_DEST, text, size - 1);
+	else if (kind >= 7)
+		fuzz_other_body(kind, text, size - 1);
 	else if (kind == 6)
 		fuzz_dest_report(text, size - 1);
 	else

@@ -261,6 +261,59 @@ static void gen_postcopy(struct gen_sess *s, bool tcp, bool control)
 	gen_send(s, false, &o, ctrl_msg_done_ack(&o, true, NULL));
 }
 
+/*
+ * The messages of the later features: Attach and Running (FEAT_RESUME),
+ * FaultLane (FEAT_FAULT_LANE), StageRegion and StageReq (FEAT_LAZY_DUMP),
+ * and the DoneAck that answers the Attach{resume} of a migration the
+ * source already finished (its first DoneAck lost).
+ */
+static void gen_ctrl_newer(const struct auth_secret *secret)
+{
+	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
+		       verify = CTRL_FEAT_VERIFY_PAGES, resume = CTRL_FEAT_RESUME,
+		       lane = CTRL_FEAT_FAULT_LANE, lazy = CTRL_FEAT_LAZY_DUMP;
+	static const uint8_t page[64] = {0x42};
+	const struct ctrl_range unit = {0x400000, 0x2000, false, 0, 0, 0x1111};
+	const struct ctrl_done d = {.pages = 3, .bytes = 12288, .digest = 0x5eed};
+	struct ctrl_out o;
+	struct gen_sess s;
+
+	gen_sess_init(&s, secret, false);
+	gen_hellos(&s, rdma | verify | resume | lane, rdma | verify | resume | lane,
+		   CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, false);
+	gen_send(&s, true, &o, ctrl_msg_attach(&o, false));
+	gen_send(&s, true, &o, ctrl_msg_fault_lane(&o, 0x11, 0x2345));
+	gen_send(&s, false, &o, ctrl_msg_fault_lane(&o, 0x12, 0x6789));
+	gen_images(&s, true, true);
+	gen_send(&s, true, &o, ctrl_msg_running(&o));
+	gen_postcopy(&s, false, true);
+	gen_write("ctrl", "rdma-resume-lane", s.in.data, s.in.len);
+	gen_sess_fini(&s);
+
+	gen_sess_init(&s, secret, true);
+	gen_hellos(&s, tcp | verify | resume, tcp | verify | resume, CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, false);
+	gen_send(&s, true, &o, ctrl_msg_attach(&o, true));
+	gen_send(&s, false, &o, ctrl_msg_done_ack(&o, true, "migration already done"));
+	gen_write("ctrl", "resume-already-done", s.in.data, s.in.len);
+	gen_sess_fini(&s);
+
+	gen_sess_init(&s, secret, false);
+	gen_hellos(&s, tcp | lazy, tcp | lazy, CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, false);
+	gen_images(&s, false, false);
+	gen_send(&s, true, &o, ctrl_msg_stage_req(&o, 100, 0x400000));
+	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 100, &unit));
+	gen_send(&s, true, &o, ctrl_msg_read_req(&o, 9, 100, 0x400000, 4096));
+	gen_send(&s, false, &o, ctrl_msg_read_resp(&o, 9, 0, page, sizeof(page)));
+	gen_send(&s, true, &o, ctrl_msg_done(&o, &d));
+	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 101, &unit));
+	gen_send(&s, false, &o, ctrl_msg_done_ack(&o, true, NULL));
+	gen_write("ctrl", "lazy-dump-staged", s.in.data, s.in.len);
+	gen_sess_fini(&s);
+}
+
 static void gen_ctrl(void)
 {
 	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
@@ -319,6 +372,8 @@ static void gen_ctrl(void)
 	gen_write("ctrl", "mac-refused", s.in.data, s.in.len);
 	gen_sess_fini(&s);
 
+	gen_ctrl_newer(secret);
+
 	gen_sess_init(&s, secret, false);
 	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
 	gen_auth(&s, true);
@@ -335,9 +390,43 @@ static void gen_ctrl(void)
 
 /* ---- API JSON (fuzz_api_json) ---- */
 
+/*
+ * A request body seed (kinds 0, 1, 7, 8) must reach the parser's end, so the
+ * replay in make check goes through every field it names; unless its name
+ * says it is refused, then it must be.
+ */
+static void gen_json_check_request(const char *name, uint8_t kind, const char *text)
+{
+	json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+	struct api_start_buf *buf = NULL;
+	struct api_error err = {0};
+	struct api_start_req sr;
+	struct api_reserve_req rr;
+	bool force;
+	int ret;
+
+	if (kind < 2)
+		ret = api_start_parse(kind == 0 ? API_ROLE_SOURCE : API_ROLE_DEST, root, &sr, &buf,
+				      &err);
+	else if (kind == 7)
+		ret = api_reserve_parse(root, &rr, &err);
+	else
+		ret = api_rollback_parse(root, &force, &err);
+	api_start_buf_free(buf);
+	json_decref(root);
+	if ((ret == 0) == (strstr(name, "refused") != NULL)) {
+		fprintf(stderr, "fuzz-gen-corpus: seed %s: %s\n", name,
+			ret ? err.message : "accepted");
+		gen_die("a request seed does not do what its name says");
+	}
+}
+
 static void gen_json_input(const char *name, uint8_t kind, const char *text)
 {
 	struct gen_buf b = {.len = 0};
+
+	if (kind < 2 || kind >= 7)
+		gen_json_check_request(name, kind, text);
 
 	gen_byte(&b, kind);
 	gen_put(&b, text, strlen(text));
@@ -426,6 +515,23 @@ static void gen_api_json(void)
 		       "\"restore\":false,\"criu_opts\":{\"manage_cgroups\":\"ignore\","
 		       "\"log_level\":0}}");
 	gen_json_input("start-dest-min", 1, "{\"source\":\"src.example\"}");
+	/* The later fields: lazy_dump, container, reservation, a reservation's bundle, force. */
+	a = (struct cli_args){.pid = 4242, .to = "192.0.2.2:7472", .lazy_dump = true};
+	gen_migrate_body("start-source-lazy-dump", &a);
+	gen_json_input("start-source-container", 0,
+		       "{\"id\":\"web-7\",\"dest\":\"192.0.2.2:7472\",\"transport\":\"rdma\","
+		       "\"container\":{\"runtime\":\"runc\",\"id\":\"web-7\","
+		       "\"root\":\"/run/runc\"}}");
+	gen_json_input("start-dest-reservation", 1,
+		       "{\"id\":\"web-7\",\"source\":\"192.0.2.1:7471\","
+		       "\"reservation\":\"web-7\"}");
+	gen_json_input("reserve-bundle", 7,
+		       "{\"migration\":\"web-7\",\"bytes\":134217728,"
+		       "\"images_dir\":\"/srv/rdmig/in/web-7\",\"ttl_s\":60,"
+		       "\"bundle\":\"/srv/bundles/web-7\"}");
+	gen_json_input("reserve-min", 7, "{\"migration\":\"m1\",\"bytes\":0}");
+	gen_json_input("rollback-force", 8, "{\"force\":true}");
+	gen_json_input("rollback-refused", 8, "{\"force\":1,\"why\":\"x\"}");
 	gen_json_input("start-refused", 0, "{\"pid\":1,\"images_dir\":\"/x\",\"bogus\":1}");
 
 	gen_json_value("resource-source", 2, gen_resource(API_ROLE_SOURCE, API_STATE_POSTCOPY));
