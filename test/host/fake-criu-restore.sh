@@ -5,7 +5,8 @@
 # output: W/standin.out); returns, like criu restore -d, once it runs.
 # FAKE_CRIU_ARGS: a file to append "cwd=... args=..." to; FAKE_CRIU_DELAY:
 # seconds to take first (default 0); FAKE_CRIU_HOLD: a file to wait for
-# first (60 s at most), so a test sees "restoring" for as long as it needs.
+# first (60 s at most), so a test sees "restoring" for as long as it needs;
+# FAKE_STANDIN_ARGS: more options of the stand-in.
 D= W= pidf=
 [ -z "${FAKE_CRIU_ARGS:-}" ] || echo "cwd=$PWD args=$*" >>"$FAKE_CRIU_ARGS"
 sleep "${FAKE_CRIU_DELAY:-0}"
@@ -20,7 +21,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-"${RDMIG_STANDIN:?}" -D "$D" -W "$W" --threads 2 >"$W/standin.out" 2>&1 </dev/null &
+# shellcheck disable=SC2086 # options, split
+"${RDMIG_STANDIN:?}" -D "$D" -W "$W" --threads 2 ${FAKE_STANDIN_ARGS:-} >"$W/standin.out" 2>&1 </dev/null &
 s=$!
 for _ in $(seq 400); do
 	grep -q "restore finished" "$W/standin.out" 2>/dev/null && break

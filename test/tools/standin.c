@@ -91,6 +91,7 @@ struct opts {
 	uint64_t seed;
 	uint32_t fin_delay_ms;
 	bool after_drain;
+	bool fault_before_fin;
 	uint32_t timeout_s;
 };
 
@@ -138,7 +139,8 @@ static void usage(FILE *f)
 		"usage: rdmig-standin -D IMAGES_DIR [-W WORK_DIR] [--threads N]\n"
 		"                     [--access seq|random|mixed] [--fork] [--mremap] [--madvise]\n"
 		"                     [--munmap] [--zombie PID]... [--pid PID] [--seed S]\n"
-		"                     [--fin-delay MS] [--touch-after-drain] [--split]\n"
+		"                     [--fin-delay MS] [--touch-after-drain] [--fault-before-fin]\n"
+		"                     [--split]\n"
 		"                     [--send-pid N] [--timeout SEC]\n"
 		"Stands in for processes restored by `criu restore --lazy-pages`.\n"
 		"  -D, --images-dir DIR  images written by rdmig-mkimage\n"
@@ -156,6 +158,8 @@ static void usage(FILE *f)
 		"  --fin-delay MS        let the processes fault MS before FIN is sent (FIN goes\n"
 		"                        sooner once every process has exited)\n"
 		"  --touch-after-drain   touch nothing until every lazy page is in (drain only)\n"
+		"  --fault-before-fin    each process reads its first lazy page before FIN goes:\n"
+		"                        a fault the destination serves before any drain\n"
 		"  --split               send each pid a byte at a time\n"
 		"  --send-pid N          testing: announce pid N instead of the real one\n"
 		"  --timeout SEC         give up after SEC (default 120)\n");
@@ -175,6 +179,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		O_SEED,
 		O_FIN_DELAY,
 		O_AFTER_DRAIN,
+		O_FAULT_FIRST,
 		O_SPLIT,
 		O_SEND_PID,
 		O_TIMEOUT,
@@ -193,6 +198,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	    {"seed", required_argument, NULL, O_SEED},
 	    {"fin-delay", required_argument, NULL, O_FIN_DELAY},
 	    {"touch-after-drain", no_argument, NULL, O_AFTER_DRAIN},
+	    {"fault-before-fin", no_argument, NULL, O_FAULT_FIRST},
 	    {"split", no_argument, NULL, O_SPLIT},
 	    {"send-pid", required_argument, NULL, O_SEND_PID},
 	    {"timeout", required_argument, NULL, O_TIMEOUT},
@@ -259,6 +265,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_AFTER_DRAIN:
 			o->after_drain = true;
+			break;
+		case O_FAULT_FIRST:
+			o->fault_before_fin = true;
 			break;
 		case O_SPLIT:
 			o->split = true;
@@ -881,8 +890,21 @@ static int verify_all(const struct opts *o, const struct img_task *t, const char
  * The restored task: set up, hand the uffd over, then wait for the go and
  * check everything.  Never returns.
  */
+/*
+ * --fault-before-fin: reads the first lazy page (it blocks until the
+ * destination serves that fault: nothing is drained before FIN), then tells
+ * the parent, which sends FIN once every process did.
+ */
+static void fault_first(const struct img_task *t, int faulted_fd)
+{
+	if (t->nr_lazy)
+		(void)*(const volatile uint8_t *)(uintptr_t)t->lazy[0].vaddr;
+	if (write(faulted_fd, "f", 1) != 1)
+		_exit(EXIT_SETUP);
+}
+
 static void task_main(const struct opts *o, const struct img_set *set, const struct img_task *t,
-		      int sock, int ready_fd, int go_fd)
+		      int sock, int ready_fd, int go_fd, int faulted_fd)
 {
 	struct target tg[3] = {0};
 	struct page_ref *pages;
@@ -922,6 +944,9 @@ static void task_main(const struct opts *o, const struct img_set *set, const str
 	if (read(go_fd, b, 1) < 0)
 		_exit(EXIT_SETUP);
 	close(go_fd);
+	if (o->fault_before_fin)
+		fault_first(t, faulted_fd);
+	close(faulted_fd);
 	if (o->after_drain)
 		wait_drained(t, who);
 	pages = collect_pages(t, tg, 3, &n);
@@ -986,7 +1011,7 @@ int main(int argc, char **argv)
 	struct opts o = {.threads = 4, .timeout_s = 120};
 	const struct img_task **tasks = NULL;
 	struct img_set *set = NULL;
-	int ready[2], go[2], alive[2], sock = -1, code = 0, ret;
+	int ready[2], go[2], alive[2], faulted[2], sock = -1, code = 0, ret;
 	size_t nr = 0;
 	uint32_t fin = FIN;
 
@@ -1024,7 +1049,7 @@ int main(int argc, char **argv)
 	sock = connect_socket(o.work_dir);
 	/* alive: the tasks hold its write end until they exit (EOF: all gone). */
 	if (sock < 0 || pipe2(ready, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0 ||
-	    pipe2(alive, O_CLOEXEC) < 0)
+	    pipe2(alive, O_CLOEXEC) < 0 || pipe2(faulted, O_CLOEXEC) < 0)
 		return EXIT_SETUP;
 	fflush(stdout);
 	/* One task at a time hands its uffd over, as criu's lazy_sock_mutex ensures. */
@@ -1037,7 +1062,8 @@ int main(int argc, char **argv)
 			close(ready[0]);
 			close(go[1]);
 			close(alive[0]);
-			task_main(&o, set, tasks[i], sock, ready[1], go[0]);
+			close(faulted[0]);
+			task_main(&o, set, tasks[i], sock, ready[1], go[0], faulted[1]);
 		}
 		if (pid < 0) {
 			fprintf(stderr, "rdmig-standin: fork: %s\n", strerror(errno));
@@ -1054,6 +1080,15 @@ int main(int argc, char **argv)
 	close(go[0]);
 	close(go[1]); /* go: the tasks run from here on */
 	close(alive[1]);
+	close(faulted[1]);
+	/* One byte from each task with its first fault served (EOF: none will come). */
+	for (size_t i = 0; code == 0 && o.fault_before_fin && i < g_nr_children; i++) {
+		char c;
+
+		if (read(faulted[0], &c, 1) != 1)
+			break;
+	}
+	close(faulted[0]);
 	if (code == 0 && o.fin_delay_ms) {
 		/* Until the delay is over or every task has exited (no more faults). */
 		struct pollfd pfd = {.fd = alive[0], .events = POLLIN};
