@@ -10,8 +10,11 @@
 # (extra options).  RDMIG_LINK_DOWN=SECS (dest side): once rdmig-dest reports
 # draining (its --progress-fd lines), take RDMIG_RXE_NETDEV down for SECS,
 # then up again; RDMIG_SOURCE_STOP=SECS (both): once draining, SIGSTOP
-# rdmig-source for SECS, then SIGCONT.  The states rdmig-dest reported are
-# printed at the end (`migrate: states: ...`).
+# rdmig-source for SECS, then SIGCONT.  RDMIG_PAUSE_EXPIRES=1 (dest side):
+# the migration is expected to end paused past rdmig-dest's --pause-limit;
+# then the state of the stand-in's processes is printed (`migrate: at the
+# pause limit: ...`) before rdmig-dest is stopped with SIGTERM.  The states
+# rdmig-dest reported are printed at the end (`migrate: states: ...`).
 set -u
 role=${1:?usage: migrate.sh source|dest|both}
 B=${RDMIG_BUILD:?}
@@ -49,8 +52,27 @@ disrupt() {
 	ip link set "$dev" up && echo "migrate: link $dev up"
 }
 
+# at_limit DPID SPID: once rdmig-dest reports failed (the pause limit), says
+# whether it still runs and the state letters of the stand-in's processes
+# (T: stopped), then stops rdmig-dest.
+at_limit() {
+	local dpid=$1 spid=$2 i kids letters=
+	for i in $(seq 9000); do
+		grep -q '"state":"failed"' "$work/progress" 2>/dev/null && break
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	sleep 1
+	kids=$(pgrep -P "$spid")
+	for i in $kids; do
+		letters="$letters $(sed -n 's/^[0-9]* ([^)]*) \(.\).*/\1/p' "/proc/$i/stat")"
+	done
+	echo "migrate: at the pause limit: rdmig-dest $(kill -0 "$dpid" 2>/dev/null && echo running || echo gone), processes:${letters:- none}"
+	kill -TERM "$dpid" 2>/dev/null
+}
+
 dest_side() {
-	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st i fpid=
+	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid spid st i fpid=
 	mkdir -p "$work/dst"
 	# shellcheck disable=SC2086
 	"$B/dest-agent/rdmig-dest" --source "$src:$port" -t "$kind" -m m1 \
@@ -72,7 +94,10 @@ dest_side() {
 		return 1
 	fi
 	# shellcheck disable=SC2086
-	"$B/test/rdmig-standin" -D "$work/dst" --threads "$threads" ${RDMIG_STANDIN_ARGS:-}
+	"$B/test/rdmig-standin" -D "$work/dst" --threads "$threads" ${RDMIG_STANDIN_ARGS:-} &
+	spid=$!
+	[ -n "${RDMIG_PAUSE_EXPIRES:-}" ] && at_limit "$dpid" "$spid" &
+	wait "$spid"
 	st=$?
 	wait "$dpid" || st=1
 	[ -n "$fpid" ] && wait "$fpid"
