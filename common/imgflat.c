@@ -54,8 +54,7 @@ static int flat_fill(void *opaque, int32_t pid, uint64_t vaddr, void *page)
 			return -errno;
 		}
 	}
-	n = pread(fs->fds[e->src], page, IMG_PAGE_SIZE,
-		  (off_t)(e->pages_off + (vaddr - e->vaddr)));
+	n = pread(fs->fds[e->src], page, IMG_PAGE_SIZE, (off_t)(e->pages_off + (vaddr - e->vaddr)));
 	if (n < 0)
 		return -errno;
 	return n == IMG_PAGE_SIZE ? 0 : -EBADMSG;

@@ -61,8 +61,8 @@ static int fill_seed(void *opaque, int32_t pid, uint64_t vaddr, void *page)
 	return 0;
 }
 
-void imgchain_write(const char *dir, const struct img_pagemap_entry *e, size_t n,
-			uint32_t *seed, const char *parent)
+void imgchain_write(const char *dir, const struct img_pagemap_entry *e, size_t n, uint32_t *seed,
+		    const char *parent)
 {
 	struct imgwrite_task t = {
 	    .pid = IMGCHAIN_PID,
@@ -104,4 +104,3 @@ void imgchain_rm(const char *dir)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	assert_int_equal(system(cmd), 0);
 }
-

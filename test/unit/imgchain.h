@@ -24,8 +24,8 @@ extern const struct img_pagemap_entry imgchain_flat[6];
 #define IMGCHAIN_NR_FLAT 6
 
 /* Writes one images directory of the chain, with a `parent` link to parent (or none). */
-void imgchain_write(const char *dir, const struct img_pagemap_entry *e, size_t n,
-		    uint32_t *seed, const char *parent);
+void imgchain_write(const char *dir, const struct img_pagemap_entry *e, size_t n, uint32_t *seed,
+		    const char *parent);
 /* Writes the whole chain below root. */
 void imgchain_build(const char *root);
 /* Removes dir and everything below it. */
