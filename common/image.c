@@ -168,7 +168,9 @@ static void *img_array_push(void **arr, size_t *nr, size_t *cap, size_t elem)
 	return memset((char *)*arr + (*nr)++ * elem, 0, elem);
 }
 
-int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uint32_t *img_version)
+/* allow_zero: a pre-dump round's inventory, which criu writes without img_version. */
+static int img_parse_inventory(const void *buf, size_t len, const char *name, bool allow_zero,
+			       uint32_t *img_version)
 {
 	Criuimg__InventoryEntry *inv = NULL;
 	struct img_cursor c;
@@ -190,7 +192,7 @@ int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uin
 		ret = -EBADMSG;
 		goto out;
 	}
-	if (inv->img_version != 1 && inv->img_version != 2) {
+	if (inv->img_version != 1 && inv->img_version != 2 && !(allow_zero && !inv->img_version)) {
 		log_err("%s: offset %zu: images version %" PRIu32
 			" out of range (CRIU uses 1 or 2)",
 			name, rec_off, inv->img_version);
@@ -205,6 +207,11 @@ out:
 	if (inv)
 		criuimg__inventory_entry__free_unpacked(inv, NULL);
 	return ret;
+}
+
+int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uint32_t *img_version)
+{
+	return img_parse_inventory(buf, len, name, false, img_version);
 }
 
 struct img_pid_at {
@@ -439,6 +446,7 @@ struct img_pagemap_state {
 	uint64_t lazy_bytes;
 	uint64_t pages_off;
 	bool v42;
+	bool no_lazy; /* a parent round's: its lazy set is never served, only resolved into */
 };
 
 /* Index of the first VMA that ends after addr, or nr_vmas. */
@@ -588,7 +596,7 @@ static int img_pagemap_add_entry(struct img_pagemap_state *st, const struct img_
 	} else {
 		e.pages_off = IMG_NO_OFFSET;
 	}
-	if (e.flags & IMG_PE_LAZY) {
+	if ((e.flags & IMG_PE_LAZY) && !st->no_lazy) {
 		ret = img_pagemap_add_lazy(st, task, &e, end, name, rec_off);
 		if (ret < 0)
 			goto out;
@@ -606,10 +614,10 @@ out:
 	return ret;
 }
 
-int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
-			    struct img_task *task, bool *v42)
+static int img_parse_pagemap(const void *buf, size_t len, const char *name, uint32_t img_version,
+			     bool lazy, struct img_task *task, bool *v42)
 {
-	struct img_pagemap_state st = {0};
+	struct img_pagemap_state st = {.no_lazy = !lazy};
 	Criuimg__PagemapHead *head = NULL;
 	uint32_t pages_id = 0;
 	struct img_cursor c;
@@ -659,6 +667,12 @@ out:
 	if (head)
 		criuimg__pagemap_head__free_unpacked(head, NULL);
 	return ret;
+}
+
+int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
+			    struct img_task *task, bool *v42)
+{
+	return img_parse_pagemap(buf, len, name, img_version, true, task, v42);
 }
 
 void image_task_clear(struct img_task *task)
@@ -872,7 +886,7 @@ static int img_load_task(struct img_set *set, struct img_task *task)
 	ret = image_parse_mm_buf(mm_buf, mm_len, mm_path, set->img_version, task);
 	if (ret < 0)
 		goto out;
-	ret = image_parse_pagemap_buf(pm_buf, pm_len, pm_path, set->img_version, task, &v42);
+	ret = img_parse_pagemap(pm_buf, pm_len, pm_path, set->img_version, true, task, &v42);
 	if (ret < 0)
 		goto out;
 	task->has_memory = true;
@@ -887,6 +901,69 @@ out:
 }
 
 /* ---- parent chains (criu dump --prev-images-dir) ---- */
+
+/*
+ * One task of a pre-dump round: criu pre-dump writes only pagemap-<pid>.img
+ * and the pages file (no mm, no pstree), and its runs are only resolved
+ * into, so no lazy set is cut (it has no VMAs to cut along).  A task the
+ * round does not have has no memory there.
+ */
+static int img_load_round_task(struct img_set *set, struct img_task *task)
+{
+	char path[PATH_MAX], name[64];
+	void *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	snprintf(name, sizeof(name), "pagemap-%" PRId32 ".img", task->pid);
+	ret = img_path(path, sizeof(path), set->dir, name);
+	if (ret == 0)
+		ret = img_read_file(path, &buf, &len);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret == 0)
+		ret = img_parse_pagemap(buf, len, path, set->img_version, false, task, NULL);
+	free(buf);
+	if (ret < 0)
+		return ret;
+	task->has_memory = true;
+	return img_check_pages_file(set, task);
+}
+
+/*
+ * A pre-dump round below child: its inventory, when there, says its
+ * format unless criu left img_version out (pre-dump does); its tasks are
+ * child's.
+ */
+static int img_load_round(struct img_set *set, const struct img_set *child)
+{
+	char path[PATH_MAX];
+	void *buf = NULL;
+	size_t len = 0;
+	uint32_t ver = 0;
+	int ret;
+
+	ret = img_path(path, sizeof(path), set->dir, "inventory.img");
+	if (ret == 0)
+		ret = img_read_file(path, &buf, &len);
+	if (ret == 0)
+		ret = img_parse_inventory(buf, len, path, true, &ver);
+	free(buf);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	set->img_version = ver ? ver : child->img_version;
+	set->tasks = calloc(child->nr_tasks ? child->nr_tasks : 1, sizeof(*set->tasks));
+	if (!set->tasks)
+		return -ENOMEM;
+	set->nr_tasks = child->nr_tasks;
+	for (size_t i = 0; i < set->nr_tasks; i++) {
+		set->tasks[i].pid = child->tasks[i].pid;
+		ret = img_load_round_task(set, &set->tasks[i]);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
 
 /*
  * Joins the link text target to rel (the linking set's directory relative
@@ -1017,8 +1094,8 @@ struct img_flat_state {
  * only inside the VMAs the restorer registers with userfaultfd: a page the
  * restorer fills itself must reach the destination with the images.
  */
-static int img_flat_push(struct img_flat_state *fs, const struct img_task *t, uint64_t vaddr,
-			 uint64_t end, uint32_t flags, uint32_t src, uint64_t off)
+static int img_flat_push(struct img_flat_state *fs, const struct img_task *t, bool vma_check,
+			 uint64_t vaddr, uint64_t end, uint32_t flags, uint32_t src, uint64_t off)
 {
 	size_t i = img_vma_first_ending_after(t, vaddr);
 	uint64_t cur = vaddr;
@@ -1029,14 +1106,17 @@ static int img_flat_push(struct img_flat_state *fs, const struct img_task *t, ui
 		uint32_t f = flags;
 		struct img_pagemap_entry *slot;
 
-		if (vma && vma->start > cur) {
+		if (!vma_check) {
+			/* A round has no VMAs: its flags stand until the dump resolves it. */
+			vma = NULL;
+		} else if (vma && vma->start > cur) {
 			seg_end = vma->start < end ? vma->start : end;
 			vma = NULL;
 		} else if (vma) {
 			seg_end = vma->end < end ? vma->end : end;
 			i++;
 		}
-		if (!vma || !image_vma_can_be_lazy(vma))
+		if (vma_check && (!vma || !image_vma_can_be_lazy(vma)))
 			f &= ~IMG_PE_LAZY;
 		slot = img_array_push((void **)&fs->e, &fs->nr, &fs->cap, sizeof(*slot));
 		if (!slot)
@@ -1084,7 +1164,7 @@ static int img_flat_parent_run(struct img_flat_state *fs, const struct img_set *
 		}
 		q_end = q->vaddr + q->nr_pages * IMG_PAGE_SIZE;
 		seg_end = q_end < end ? q_end : end;
-		ret = img_flat_push(fs, t, cur, seg_end,
+		ret = img_flat_push(fs, t, set->depth == 0, cur, seg_end,
 				    (q->flags | e->flags) & (IMG_PE_LAZY | IMG_PE_PRESENT),
 				    q->src + 1, q->pages_off + (cur - q->vaddr));
 		if (ret < 0)
@@ -1119,7 +1199,8 @@ static int img_flat_task(const struct img_set *set, struct img_task *t)
 		else
 			*slot = *e;
 	}
-	for (size_t i = 0; i < fs.nr && ret == 0; i++) {
+	/* Only the dump's lazy set is served: a round's is resolved into. */
+	for (size_t i = 0; i < fs.nr && ret == 0 && set->depth == 0; i++) {
 		const struct img_pagemap_entry *e = &fs.e[i];
 
 		if (e->flags & IMG_PE_LAZY)
@@ -1143,7 +1224,7 @@ out:
 }
 
 /* Opens the set in root/rel (rel "" for root itself) and, below it, its chain. */
-static int img_set_open_chain(const char *root, const char *rel, uint32_t depth,
+static int img_set_open_chain(const char *root, const char *rel, const struct img_set *child,
 			      struct img_set **out)
 {
 	char dir[PATH_MAX], prel[PATH_MAX];
@@ -1161,33 +1242,39 @@ static int img_set_open_chain(const char *root, const char *rel, uint32_t depth,
 	set = calloc(1, sizeof(*set));
 	if (!set)
 		return -ENOMEM;
-	set->depth = depth;
+	set->depth = child ? child->depth + 1 : 0;
 	set->dir = strdup(dir);
 	if (!set->dir) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = img_load_inventory(set);
-	if (ret < 0)
-		goto out;
-	ret = img_load_pstree(set);
-	if (ret < 0)
-		goto out;
-	for (size_t i = 0; i < set->nr_tasks; i++) {
-		ret = img_load_task(set, &set->tasks[i]);
+	if (child) {
+		ret = img_load_round(set, child);
 		if (ret < 0)
 			goto out;
+	} else {
+		ret = img_load_inventory(set);
+		if (ret < 0)
+			goto out;
+		ret = img_load_pstree(set);
+		if (ret < 0)
+			goto out;
+		for (size_t i = 0; i < set->nr_tasks; i++) {
+			ret = img_load_task(set, &set->tasks[i]);
+			if (ret < 0)
+				goto out;
+		}
 	}
 	ret = img_chain_parent(root, dir, rel, prel, sizeof(prel));
 	if (ret < 0)
 		goto out;
 	if (ret == 0) {
-		if (depth + 1 >= IMG_CHAIN_MAX) {
+		if (set->depth + 1 >= IMG_CHAIN_MAX) {
 			log_err("%s: more than %d images in the parent chain", root, IMG_CHAIN_MAX);
 			ret = -ELOOP;
 			goto out;
 		}
-		ret = img_set_open_chain(root, prel, depth + 1, &set->parent);
+		ret = img_set_open_chain(root, prel, set, &set->parent);
 		if (ret < 0)
 			goto out;
 		for (size_t i = 0; i < set->nr_tasks; i++) {
@@ -1215,7 +1302,7 @@ out:
 
 int image_set_open(const char *dir, struct img_set **out)
 {
-	return img_set_open_chain(dir, "", 0, out);
+	return img_set_open_chain(dir, "", NULL, out);
 }
 
 const struct img_set *image_set_at(const struct img_set *set, uint32_t depth)

@@ -8,7 +8,9 @@
 # then serves their pages as the dump's page server (rdmig-fakedump), which
 # hangs up mid-pull when DIR's name is FAKE_CRIU_HANGUP_ID, and waits
 # FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set.
-# `pre-dump` writes a round as `dump` does (no delay); with
+# `pre-dump` writes a round as `dump` does (no delay), then leaves only
+# what criu pre-dump writes (pagemaps, pages, an inventory without
+# img_version); with
 # `--prev-images-dir P` (pre-dump or dump) a fraction of the runs
 # (FAKE_CRIU_PARENT_FRAC, default 0.5) is written in-parent, without data,
 # and DIR/parent links to P, as criu does.  Every pre-dump round after the
@@ -49,6 +51,9 @@ pre-dump)
 	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M $(parent_args 1) >"$dir/mkimage.out" 2>&1 ||
 		exit 1
 	link_parent
+	# What criu pre-dump leaves: no pstree or mm image, an inventory without img_version.
+	rm -f "$dir/pstree.img" "$dir"/mm-*.img
+	printf '\x16\x31\x31\x58\x02\x00\x00\x00\x08\x00' >"$dir/inventory.img"
 	echo "(00.100000) Pre-dumping finished successfully" >"$dir/pre-dump.log"
 	;;
 dump)

@@ -8,10 +8,11 @@
 # flat images, verifies every page.  `--precopy auto` stops once a round
 # writes no fewer pages than the one before (3 rounds with the fake).  The
 # rounds are in the migration's JSON; a chain is rolled back with criu
-# restore of the final dump; the refusals say why.
+# restore of the final dump; a restarted source serves the chain again;
+# the refusals say why.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 15
+plan 16
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -41,6 +42,13 @@ check "the JSON has both rounds (pages, bytes, ms, dirty rate) and the final dum
 		.precopy.final_pages > 0 and .precopy.final_pages < .precopy.rounds[0].pages' "$T/p2.json"
 check "the source serves every page of the chain: pages_total is the whole workload's" \
 	json_ok '.progress.pages_total > .precopy.final_pages' "$T/p2.json"
+# A restarted source maps the chain again from the images dir and its record.
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+start_source "$T/source2.log" --api-socket "$sock" --images-root "$root" --criu "$fake"
+wait_state p2 serving
+check "after SIGKILL and a restart the source serves p2's chain again" \
+	eval "test \"\$(state p2)\" = serving && grep -q 'rdmig-flat' '$T/source2.log'"
 # shellcheck disable=SC2046
 start_dest "$T/dest.log" -D "$T/dst" $(net_args p2 "$T/secret")
 timeout 60 "$RDMIG_STANDIN" -D "$T/dst" --threads 2 >"$T/standin.out" 2>&1
@@ -91,6 +99,7 @@ wait_pid "$src_pid" 20
 check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log"
+	diag_file "$T/source2.log"
 	diag_file "$T/dest.log"
 	for f in "$T"/*.out "$T"/*.json; do diag_file "$f" 5; done
 }

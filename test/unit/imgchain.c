@@ -86,14 +86,30 @@ void imgchain_write(const char *dir, const struct img_pagemap_entry *e, size_t n
 
 uint32_t imgchain_seeds[3] = {3, 2, 1};
 
+void imgchain_as_round(const char *dir)
+{
+	struct imgwrite_buf b = {0};
+	char path[PATH_MAX + 16];
+
+	snprintf(path, sizeof(path), "%s/pstree.img", dir);
+	assert_int_equal(unlink(path), 0);
+	snprintf(path, sizeof(path), "%s/mm-%d.img", dir, IMGCHAIN_PID);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(imgwrite_inventory_buf(&b, 0), 0);
+	assert_int_equal(imgwrite_file(dir, "inventory.img", &b), 0);
+	imgwrite_buf_free(&b);
+}
+
 void imgchain_build(const char *root)
 {
 	char d[PATH_MAX];
 
 	snprintf(d, sizeof(d), "%s/round-1", root);
 	imgchain_write(d, chain_r1, 2, &imgchain_seeds[2], NULL);
+	imgchain_as_round(d);
 	snprintf(d, sizeof(d), "%s/round-2", root);
 	imgchain_write(d, chain_r2, 4, &imgchain_seeds[1], "../round-1");
+	imgchain_as_round(d);
 	imgchain_write(root, chain_final, 4, &imgchain_seeds[0], "round-2");
 }
 

@@ -1250,7 +1250,6 @@ static void test_view_json(void **state)
 		v.precopy = API_PRECOPY_OFF;
 	}
 	json_decref(j);
-	j = api_migration_to_json(&v);
 
 	v.state = API_STATE_PAUSED;
 	v.pause_reason = "connection to the source lost";

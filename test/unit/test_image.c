@@ -382,9 +382,11 @@ static void test_chain_reject(void **state)
 		};
 
 		imgchain_write(d, short_r1, 2, &imgchain_seeds[2], NULL);
+		imgchain_as_round(d);
 		assert_int_equal(open_rc(f), -EBADMSG);
 		/* Nor is a page the parent holds no data for (a lazy dump's). */
 		imgchain_write(d, lazy_r1, 2, &imgchain_seeds[2], NULL);
+		imgchain_as_round(d);
 		assert_int_equal(open_rc(f), -EBADMSG);
 	}
 	imgchain_rm(d);
