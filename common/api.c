@@ -173,6 +173,7 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->ra_strided = -1;
 	v->ra_random = -1;
 	v->freeze_ms = -1;
+	v->precopy_final_pages = -1;
 	v->total_ms = -1;
 	v->restore_ms = -1;
 	v->resumed_ms = -1;
@@ -224,6 +225,42 @@ static json_t *api_json_time(int64_t unix_ms)
 }
 
 /* {"runtime", "id", "root"} or JSON null without a container; NULL on ENOMEM. */
+/* The "precopy" object of a view: null when off. */
+static json_t *api_precopy_to_json(const struct api_migration_view *v)
+{
+	json_t *o, *rounds;
+	bool ok = true;
+
+	if (v->precopy == API_PRECOPY_OFF)
+		return json_null();
+	o = json_object();
+	rounds = json_array();
+	if (!o || !rounds) {
+		json_decref(o);
+		json_decref(rounds);
+		return NULL;
+	}
+	for (size_t i = 0; i < v->nr_precopy_rounds; i++) {
+		const struct api_precopy_round *r = &v->precopy_rounds[i];
+		json_t *jr = json_pack("{s:I,s:I,s:I,s:I}", "pages", (json_int_t)r->pages, "bytes",
+				       (json_int_t)r->bytes, "ms", (json_int_t)r->ms,
+				       "dirty_pages_per_s", (json_int_t)r->dirty_rate);
+
+		if (!jr || json_array_append_new(rounds, jr) < 0)
+			ok = false;
+	}
+	api_set(o, "requested",
+		v->precopy == API_PRECOPY_AUTO ? json_string("auto") : json_integer(v->precopy),
+		&ok);
+	api_set(o, "rounds", rounds, &ok);
+	api_set(o, "final_pages", api_json_opt_i64(v->precopy_final_pages), &ok);
+	if (!ok) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
 static json_t *api_container_to_json(const struct api_container *c)
 {
 	if (!c->runtime)
@@ -254,6 +291,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "images_dir", api_json_str(v->images_dir), &ok);
 	api_set(m, "verify", json_boolean(v->verify), &ok);
 	api_set(m, "lazy_dump", json_boolean(v->lazy_dump), &ok);
+	api_set(m, "precopy", api_precopy_to_json(v), &ok);
 
 	api_set(progress, "pages_total", api_json_u64(v->pages_total), &ok);
 	api_set(progress, "pages_fetched", api_json_u64(v->pages_fetched), &ok);
@@ -341,7 +379,7 @@ static const struct api_field start_fields[] = {
     {"restore", JSON_TRUE, ROLE_DST},	    {"criu_opts", JSON_OBJECT, ROLE_ANY},
     {"advertise", JSON_STRING, ROLE_SRC},   {"dest_images_dir", JSON_STRING, ROLE_SRC},
     {"reservation", JSON_STRING, ROLE_DST}, {"lazy_dump", JSON_TRUE, ROLE_SRC},
-    {"container", JSON_OBJECT, ROLE_SRC},
+    {"container", JSON_OBJECT, ROLE_SRC},   {"precopy", JSON_NULL, ROLE_SRC},
 };
 
 static const struct api_field container_fields[] = {
@@ -418,6 +456,9 @@ static int api_check_fields(const json_t *obj, const struct api_field *fields, s
 			return api_error_set(err, -EINVAL,
 					     "field \"%s%s\" is not accepted by the %s agent",
 					     prefix, key, api_role_str(role));
+		/* JSON_NULL: more than one type, checked where the field is parsed. */
+		if (f->type == JSON_NULL)
+			continue;
 		if (f->type == JSON_TRUE ? !json_is_boolean(value) : json_typeof(value) != f->type)
 			return api_error_set(err, -EINVAL, "field \"%s%s\" must be %s", prefix, key,
 					     api_type_name(f->type));
@@ -604,6 +645,33 @@ static void api_generate_id(char *buf, size_t len)
 		memcpy(r, &x, sizeof(r));
 	}
 	snprintf(buf, len, "m-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5]);
+}
+
+/* "precopy": 0..API_PRECOPY_MAX or "auto", with "pid" only, not with "lazy_dump". */
+static int api_parse_precopy(const json_t *v, struct api_start_req *r, struct api_error *err)
+{
+	r->precopy = API_PRECOPY_OFF;
+	if (!v)
+		return 0;
+	if (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0)
+		r->precopy = API_PRECOPY_AUTO;
+	else if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+		 json_integer_value(v) <= API_PRECOPY_MAX)
+		r->precopy = (int)json_integer_value(v);
+	else
+		return api_error_set(
+		    err, -EINVAL, "field \"precopy\" must be an integer from 0 to %d or \"auto\"",
+		    API_PRECOPY_MAX);
+	if (r->precopy != API_PRECOPY_OFF && r->pid <= 0)
+		return api_error_set(err, -EINVAL,
+				     "\"precopy\" needs \"pid\": only a dump the agent runs "
+				     "can have pre-dump rounds");
+	if (r->precopy != API_PRECOPY_OFF && r->lazy_dump)
+		return api_error_set(err, -EINVAL,
+				     "\"precopy\" cannot go with \"lazy_dump\": the final dump of "
+				     "a pre-copy chain writes its dirty pages, and a lazy dump's "
+				     "page server does not serve in-parent ones");
+	return 0;
 }
 
 static int api_parse_criu(const json_t *obj, enum api_role role, struct api_criu_opts *c,
@@ -816,6 +884,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 		return api_error_set(err, -EINVAL,
 				     "\"lazy_dump\" needs \"pid\": only a dump the agent runs "
 				     "can be lazy");
+	ret = api_parse_precopy(json_object_get(root, "precopy"), r, err);
+	if (ret)
+		return ret;
 	v = json_object_get(root, "restore");
 	if (v)
 		r->restore = json_is_true(v);

@@ -117,6 +117,19 @@ struct api_container {
 	const char *root;    /* the runtime's state root (runc --root), absolute; NULL: default */
 };
 
+/* The request's "precopy": off, 1..API_PRECOPY_MAX rounds, or "auto" (design.md §13). */
+#define API_PRECOPY_OFF	 0
+#define API_PRECOPY_AUTO (-1)
+#define API_PRECOPY_MAX	 8
+
+/* One criu pre-dump round, as the source measured it. */
+struct api_precopy_round {
+	uint64_t pages;	     /* pages the round wrote (its pages files' size / 4096) */
+	uint64_t bytes;	     /* those files' bytes */
+	int64_t ms;	     /* how long criu pre-dump ran */
+	uint64_t dirty_rate; /* pages/s dirtied since the previous round started; 0 for the first */
+};
+
 /*
  * What the agent reports about one migration.  Every pointer is borrowed:
  * it must stay valid until the callback that produced the view returns
@@ -137,6 +150,11 @@ struct api_migration_view {
 	const char *images_dir;		/* NULL: none */
 	bool verify;
 	bool lazy_dump; /* source: dumped with criu dump --lazy-pages (design.md §11) */
+	/* source: the request's precopy (0: off, the others null the "precopy" object) */
+	int precopy;
+	const struct api_precopy_round *precopy_rounds; /* the rounds run so far */
+	size_t nr_precopy_rounds;
+	int64_t precopy_final_pages; /* pages the final dump wrote; -1: not dumped yet */
 	uint64_t pages_total;
 	uint64_t pages_fetched; /* installed on the dest / read from the source */
 	uint64_t pages_remaining;
@@ -251,6 +269,7 @@ struct api_start_req {
 	const char *secret_file; /* absolute path it came from, or NULL: inline or none */
 	bool verify;		 /* checksum pages; default false */
 	bool lazy_dump;		 /* source with pid: criu dump --lazy-pages; default false */
+	int precopy;		 /* source with pid: API_PRECOPY_OFF (default), 1..MAX, AUTO */
 	bool restore;		 /* dest: run criu restore itself; default true */
 	/* dest: the reservation (POST /v1/reservations) this migration uses, or NULL */
 	const char *reservation;

@@ -24,6 +24,7 @@
 #include "criu-pagemap.pb-c.h"
 #include "criu-pstree.pb-c.h"
 #include "log.h"
+#include "safepath.h"
 
 #define IMG_PE_ALL (IMG_PE_PARENT | IMG_PE_LAZY | IMG_PE_PRESENT)
 
@@ -167,7 +168,9 @@ static void *img_array_push(void **arr, size_t *nr, size_t *cap, size_t elem)
 	return memset((char *)*arr + (*nr)++ * elem, 0, elem);
 }
 
-int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uint32_t *img_version)
+/* allow_zero: a pre-dump round's inventory, which criu writes without img_version. */
+static int img_parse_inventory(const void *buf, size_t len, const char *name, bool allow_zero,
+			       uint32_t *img_version)
 {
 	Criuimg__InventoryEntry *inv = NULL;
 	struct img_cursor c;
@@ -189,7 +192,7 @@ int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uin
 		ret = -EBADMSG;
 		goto out;
 	}
-	if (inv->img_version != 1 && inv->img_version != 2) {
+	if (inv->img_version != 1 && inv->img_version != 2 && !(allow_zero && !inv->img_version)) {
 		log_err("%s: offset %zu: images version %" PRIu32
 			" out of range (CRIU uses 1 or 2)",
 			name, rec_off, inv->img_version);
@@ -204,6 +207,11 @@ out:
 	if (inv)
 		criuimg__inventory_entry__free_unpacked(inv, NULL);
 	return ret;
+}
+
+int image_parse_inventory_buf(const void *buf, size_t len, const char *name, uint32_t *img_version)
+{
+	return img_parse_inventory(buf, len, name, false, img_version);
 }
 
 struct img_pid_at {
@@ -438,6 +446,7 @@ struct img_pagemap_state {
 	uint64_t lazy_bytes;
 	uint64_t pages_off;
 	bool v42;
+	bool no_lazy; /* a parent round's: its lazy set is never served, only resolved into */
 };
 
 /* Index of the first VMA that ends after addr, or nr_vmas. */
@@ -487,6 +496,7 @@ static int img_pagemap_add_lazy(struct img_pagemap_state *st, const struct img_t
 		lr->len = seg_end - cur;
 		lr->pages_off =
 		    pe->flags & IMG_PE_PRESENT ? pe->pages_off + (cur - pe->vaddr) : IMG_NO_OFFSET;
+		lr->src = pe->src;
 		st->lazy_bytes += lr->len;
 		cur = seg_end;
 		i++;
@@ -586,7 +596,7 @@ static int img_pagemap_add_entry(struct img_pagemap_state *st, const struct img_
 	} else {
 		e.pages_off = IMG_NO_OFFSET;
 	}
-	if (e.flags & IMG_PE_LAZY) {
+	if ((e.flags & IMG_PE_LAZY) && !st->no_lazy) {
 		ret = img_pagemap_add_lazy(st, task, &e, end, name, rec_off);
 		if (ret < 0)
 			goto out;
@@ -604,10 +614,10 @@ out:
 	return ret;
 }
 
-int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
-			    struct img_task *task, bool *v42)
+static int img_parse_pagemap(const void *buf, size_t len, const char *name, uint32_t img_version,
+			     bool lazy, struct img_task *task, bool *v42)
 {
-	struct img_pagemap_state st = {0};
+	struct img_pagemap_state st = {.no_lazy = !lazy};
 	Criuimg__PagemapHead *head = NULL;
 	uint32_t pages_id = 0;
 	struct img_cursor c;
@@ -659,12 +669,19 @@ out:
 	return ret;
 }
 
+int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint32_t img_version,
+			    struct img_task *task, bool *v42)
+{
+	return img_parse_pagemap(buf, len, name, img_version, true, task, v42);
+}
+
 void image_task_clear(struct img_task *task)
 {
 	int32_t pid = task->pid;
 
 	free(task->vmas);
 	free(task->entries);
+	free(task->flat);
 	free(task->lazy);
 	*task = (struct img_task){.pid = pid};
 }
@@ -869,7 +886,7 @@ static int img_load_task(struct img_set *set, struct img_task *task)
 	ret = image_parse_mm_buf(mm_buf, mm_len, mm_path, set->img_version, task);
 	if (ret < 0)
 		goto out;
-	ret = image_parse_pagemap_buf(pm_buf, pm_len, pm_path, set->img_version, task, &v42);
+	ret = img_parse_pagemap(pm_buf, pm_len, pm_path, set->img_version, true, task, &v42);
 	if (ret < 0)
 		goto out;
 	task->has_memory = true;
@@ -883,30 +900,392 @@ out:
 	return ret;
 }
 
-int image_set_open(const char *dir, struct img_set **out)
+/* ---- parent chains (criu dump --prev-images-dir) ---- */
+
+/*
+ * One task of a pre-dump round: criu pre-dump writes only pagemap-<pid>.img
+ * and the pages file (no mm, no pstree), and its runs are only resolved
+ * into, so no lazy set is cut (it has no VMAs to cut along).  A task the
+ * round does not have has no memory there.
+ */
+static int img_load_round_task(struct img_set *set, struct img_task *task)
 {
+	char path[PATH_MAX], name[64];
+	void *buf = NULL;
+	size_t len = 0;
+	int ret;
+
+	snprintf(name, sizeof(name), "pagemap-%" PRId32 ".img", task->pid);
+	ret = img_path(path, sizeof(path), set->dir, name);
+	if (ret == 0)
+		ret = img_read_file(path, &buf, &len);
+	if (ret == -ENOENT)
+		return 0;
+	if (ret == 0)
+		ret = img_parse_pagemap(buf, len, path, set->img_version, false, task, NULL);
+	free(buf);
+	if (ret < 0)
+		return ret;
+	task->has_memory = true;
+	return img_check_pages_file(set, task);
+}
+
+/*
+ * A pre-dump round below child: its inventory, when there, says its
+ * format unless criu left img_version out (pre-dump does); its tasks are
+ * child's.
+ */
+static int img_load_round(struct img_set *set, const struct img_set *child)
+{
+	char path[PATH_MAX];
+	void *buf = NULL;
+	size_t len = 0;
+	uint32_t ver = 0;
+	int ret;
+
+	ret = img_path(path, sizeof(path), set->dir, "inventory.img");
+	if (ret == 0)
+		ret = img_read_file(path, &buf, &len);
+	if (ret == 0)
+		ret = img_parse_inventory(buf, len, path, true, &ver);
+	free(buf);
+	if (ret < 0 && ret != -ENOENT)
+		return ret;
+	set->img_version = ver ? ver : child->img_version;
+	set->tasks = calloc(child->nr_tasks ? child->nr_tasks : 1, sizeof(*set->tasks));
+	if (!set->tasks)
+		return -ENOMEM;
+	set->nr_tasks = child->nr_tasks;
+	for (size_t i = 0; i < set->nr_tasks; i++) {
+		set->tasks[i].pid = child->tasks[i].pid;
+		ret = img_load_round_task(set, &set->tasks[i]);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
+/*
+ * Joins the link text target to rel (the linking set's directory relative
+ * to the chain's root, "" for the root) and normalizes the result
+ * lexically into out: "." dropped, ".." taking back one component.
+ * Leaving the root, an absolute target or an empty result is -EXDEV.
+ */
+static int img_chain_join(const char *rel, const char *target, char *out, size_t len)
+{
+	char buf[PATH_MAX], *save = NULL, *comp;
+	size_t n = 0;
+	int w;
+
+	if (target[0] == '/' || target[0] == '\0')
+		return -EXDEV;
+	w = snprintf(buf, sizeof(buf), "%s/%s", rel, target);
+	if (w < 0 || (size_t)w >= sizeof(buf))
+		return -ENAMETOOLONG;
+	out[0] = '\0';
+	for (comp = strtok_r(buf, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+		if (strcmp(comp, ".") == 0)
+			continue;
+		if (strcmp(comp, "..") == 0) {
+			char *slash;
+
+			if (n == 0)
+				return -EXDEV;
+			slash = strrchr(out, '/');
+			n = slash ? (size_t)(slash - out) : 0;
+			out[n] = '\0';
+			continue;
+		}
+		w = snprintf(out + n, len - n, "%s%s", n ? "/" : "", comp);
+		if (w < 0 || (size_t)w >= len - n)
+			return -ENAMETOOLONG;
+		n += (size_t)w;
+	}
+	return n ? 0 : -EXDEV;
+}
+
+/*
+ * The parent of the set in dir (rel below root), as a path below root in
+ * prel; 0 when there is one, 1 when dir has no `parent` link.
+ */
+static int img_chain_parent(const char *root, const char *dir, const char *rel, char *prel,
+			    size_t len)
+{
+	char link[PATH_MAX], target[PATH_MAX];
+	struct stat st;
+	ssize_t n;
+	int ret, rootfd = -1, fd;
+
+	ret = img_path(link, sizeof(link), dir, "parent");
+	if (ret < 0)
+		return ret;
+	if (lstat(link, &st) < 0) {
+		if (errno == ENOENT)
+			return 1;
+		ret = -errno;
+		log_err("%s: lstat: %s", link, strerror(-ret));
+		return ret;
+	}
+	if (!S_ISLNK(st.st_mode)) {
+		log_err("%s: not the symbolic link criu --prev-images-dir writes", link);
+		return -EBADMSG;
+	}
+	n = readlink(link, target, sizeof(target) - 1);
+	if (n < 0) {
+		ret = -errno;
+		log_err("%s: readlink: %s", link, strerror(-ret));
+		return ret;
+	}
+	target[n] = '\0';
+	ret = img_chain_join(rel, target, prel, len);
+	if (ret < 0) {
+		log_err("%s -> %s: the parent images must be a relative path beneath %s: %s", link,
+			target, root, strerror(-ret));
+		return ret;
+	}
+	/* No link on the way either: the chain never leaves the root. */
+	rootfd = safepath_open_dir(root);
+	if (rootfd < 0) {
+		log_err("%s: open: %s", root, safepath_strerror(rootfd));
+		return rootfd;
+	}
+	fd = safepath_openat(rootfd, prel, O_RDONLY | O_DIRECTORY, 0);
+	close(rootfd);
+	if (fd < 0) {
+		log_err("%s -> %s: cannot open %s/%s as the parent images: %s", link, target, root,
+			prel, safepath_strerror(fd));
+		return fd;
+	}
+	close(fd);
+	return 0;
+}
+
+/* The entries a child resolves its PE_PARENT runs against. */
+static const struct img_pagemap_entry *img_task_resolved(const struct img_task *t, size_t *nr)
+{
+	*nr = t->flat ? t->nr_flat : t->nr_entries;
+	return t->flat ? t->flat : t->entries;
+}
+
+/* Index of the first entry of e[0..n) that ends after addr, or n. */
+static size_t img_entry_first_ending_after(const struct img_pagemap_entry *e, size_t n,
+					   uint64_t addr)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (e[mid].vaddr + e[mid].nr_pages * IMG_PAGE_SIZE <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct img_flat_state {
+	struct img_pagemap_entry *e;
+	size_t nr, cap;
+};
+
+/*
+ * Appends [vaddr, end) with flags and data at (src, off), PE_LAZY kept
+ * only inside the VMAs the restorer registers with userfaultfd: a page the
+ * restorer fills itself must reach the destination with the images.
+ */
+static int img_flat_push(struct img_flat_state *fs, const struct img_task *t, bool vma_check,
+			 uint64_t vaddr, uint64_t end, uint32_t flags, uint32_t src, uint64_t off)
+{
+	size_t i = img_vma_first_ending_after(t, vaddr);
+	uint64_t cur = vaddr;
+
+	while (cur < end) {
+		const struct img_vma *vma = i < t->nr_vmas ? &t->vmas[i] : NULL;
+		uint64_t seg_end = end;
+		uint32_t f = flags;
+		struct img_pagemap_entry *slot;
+
+		if (!vma_check) {
+			/* A round has no VMAs: its flags stand until the dump resolves it. */
+			vma = NULL;
+		} else if (vma && vma->start > cur) {
+			seg_end = vma->start < end ? vma->start : end;
+			vma = NULL;
+		} else if (vma) {
+			seg_end = vma->end < end ? vma->end : end;
+			i++;
+		}
+		if (vma_check && (!vma || !image_vma_can_be_lazy(vma)))
+			f &= ~IMG_PE_LAZY;
+		slot = img_array_push((void **)&fs->e, &fs->nr, &fs->cap, sizeof(*slot));
+		if (!slot)
+			return -ENOMEM;
+		*slot = (struct img_pagemap_entry){
+		    .vaddr = cur,
+		    .nr_pages = (seg_end - cur) / IMG_PAGE_SIZE,
+		    .flags = f,
+		    .pages_off = off == IMG_NO_OFFSET ? IMG_NO_OFFSET : off + (cur - vaddr),
+		    .src = src,
+		};
+		cur = seg_end;
+	}
+	return 0;
+}
+
+/* Resolves one PE_PARENT run of task t (of set) against its parent's task pt. */
+static int img_flat_parent_run(struct img_flat_state *fs, const struct img_set *set,
+			       const struct img_task *t, const struct img_task *pt,
+			       const struct img_pagemap_entry *e)
+{
+	uint64_t end = e->vaddr + e->nr_pages * IMG_PAGE_SIZE, cur = e->vaddr;
+	const struct img_pagemap_entry *pe;
+	size_t n, i;
+	int ret;
+
+	pe = pt ? img_task_resolved(pt, &n) : NULL;
+	i = pe ? img_entry_first_ending_after(pe, n, cur) : 0;
+	while (cur < end) {
+		const struct img_pagemap_entry *q = pe && i < n ? &pe[i] : NULL;
+		uint64_t q_end, seg_end;
+
+		if (!q || q->vaddr > cur) {
+			log_err("%s: task %" PRId32 ": page 0x%" PRIx64
+				" is in the parent images, which do not have it",
+				set->dir, t->pid, cur);
+			return -EBADMSG;
+		}
+		if (!(q->flags & IMG_PE_PRESENT)) {
+			log_err("%s: task %" PRId32 ": page 0x%" PRIx64
+				" is in the parent images %s, which hold no data for it (flags "
+				"0x%" PRIx32 ")",
+				set->dir, t->pid, cur, set->parent->dir, q->flags);
+			return -EBADMSG;
+		}
+		q_end = q->vaddr + q->nr_pages * IMG_PAGE_SIZE;
+		seg_end = q_end < end ? q_end : end;
+		ret = img_flat_push(fs, t, set->depth == 0, cur, seg_end,
+				    (q->flags | e->flags) & (IMG_PE_LAZY | IMG_PE_PRESENT),
+				    q->src + 1, q->pages_off + (cur - q->vaddr));
+		if (ret < 0)
+			return ret;
+		cur = seg_end;
+		i++;
+	}
+	return 0;
+}
+
+/* Fills t->flat and derives t's lazy set from it. */
+static int img_flat_task(const struct img_set *set, struct img_task *t)
+{
+	struct img_flat_state fs = {0};
+	struct img_pagemap_state st = {0};
+	const struct img_task *pt = image_set_task(set->parent, t->pid);
+	int ret = 0;
+
+	if (pt && !pt->has_memory)
+		pt = NULL;
+	for (size_t i = 0; i < t->nr_entries && ret == 0; i++) {
+		const struct img_pagemap_entry *e = &t->entries[i];
+		struct img_pagemap_entry *slot;
+
+		if (e->flags & IMG_PE_PARENT) {
+			ret = img_flat_parent_run(&fs, set, t, pt, e);
+			continue;
+		}
+		slot = img_array_push((void **)&fs.e, &fs.nr, &fs.cap, sizeof(*slot));
+		if (!slot)
+			ret = -ENOMEM;
+		else
+			*slot = *e;
+	}
+	/* Only the dump's lazy set is served: a round's is resolved into. */
+	for (size_t i = 0; i < fs.nr && ret == 0 && set->depth == 0; i++) {
+		const struct img_pagemap_entry *e = &fs.e[i];
+
+		if (e->flags & IMG_PE_LAZY)
+			ret = img_pagemap_add_lazy(
+			    &st, t, e, e->vaddr + e->nr_pages * IMG_PAGE_SIZE, set->dir, 0);
+	}
+	if (ret < 0)
+		goto out;
+	free(t->lazy);
+	t->flat = fs.e;
+	t->nr_flat = fs.nr;
+	t->lazy = st.lazy;
+	t->nr_lazy = st.nr_lazy;
+	t->lazy_bytes = st.lazy_bytes;
+	fs.e = NULL;
+	st.lazy = NULL;
+out:
+	free(fs.e);
+	free(st.lazy);
+	return ret;
+}
+
+/* Opens the set in root/rel (rel "" for root itself) and, below it, its chain. */
+static int img_set_open_chain(const char *root, const char *rel, const struct img_set *child,
+			      struct img_set **out)
+{
+	char dir[PATH_MAX], prel[PATH_MAX];
 	struct img_set *set;
 	int ret;
 
+	if (rel[0])
+		ret = snprintf(dir, sizeof(dir), "%s/%s", root, rel) < (int)sizeof(dir)
+			  ? 0
+			  : -ENAMETOOLONG;
+	else
+		ret = snprintf(dir, sizeof(dir), "%s", root) < (int)sizeof(dir) ? 0 : -ENAMETOOLONG;
+	if (ret < 0)
+		return ret;
 	set = calloc(1, sizeof(*set));
 	if (!set)
 		return -ENOMEM;
+	set->depth = child ? child->depth + 1 : 0;
 	set->dir = strdup(dir);
 	if (!set->dir) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = img_load_inventory(set);
-	if (ret < 0)
-		goto out;
-	ret = img_load_pstree(set);
-	if (ret < 0)
-		goto out;
-	for (size_t i = 0; i < set->nr_tasks; i++) {
-		ret = img_load_task(set, &set->tasks[i]);
+	if (child) {
+		ret = img_load_round(set, child);
 		if (ret < 0)
 			goto out;
+	} else {
+		ret = img_load_inventory(set);
+		if (ret < 0)
+			goto out;
+		ret = img_load_pstree(set);
+		if (ret < 0)
+			goto out;
+		for (size_t i = 0; i < set->nr_tasks; i++) {
+			ret = img_load_task(set, &set->tasks[i]);
+			if (ret < 0)
+				goto out;
+		}
 	}
+	ret = img_chain_parent(root, dir, rel, prel, sizeof(prel));
+	if (ret < 0)
+		goto out;
+	if (ret == 0) {
+		if (set->depth + 1 >= IMG_CHAIN_MAX) {
+			log_err("%s: more than %d images in the parent chain", root, IMG_CHAIN_MAX);
+			ret = -ELOOP;
+			goto out;
+		}
+		ret = img_set_open_chain(root, prel, set, &set->parent);
+		if (ret < 0)
+			goto out;
+		for (size_t i = 0; i < set->nr_tasks; i++) {
+			if (!set->tasks[i].has_memory)
+				continue;
+			ret = img_flat_task(set, &set->tasks[i]);
+			if (ret < 0)
+				goto out;
+		}
+	}
+	ret = 0;
 	for (size_t i = 0; i < set->nr_tasks; i++) {
 		const struct img_task *t = &set->tasks[i];
 
@@ -919,6 +1298,29 @@ int image_set_open(const char *dir, struct img_set **out)
 out:
 	image_set_free(set);
 	return ret;
+}
+
+int image_set_open(const char *dir, struct img_set **out)
+{
+	return img_set_open_chain(dir, "", NULL, out);
+}
+
+const struct img_set *image_set_at(const struct img_set *set, uint32_t depth)
+{
+	while (set && depth--)
+		set = set->parent;
+	return set;
+}
+
+int image_range_pages_path(const struct img_set *set, const struct img_task *task,
+			   const struct img_lazy_range *lr, char *buf, size_t len)
+{
+	const struct img_set *s = image_set_at(set, lr->src);
+	const struct img_task *t = s ? image_set_task(s, task->pid) : NULL;
+
+	if (!t)
+		return -EINVAL;
+	return image_pages_path(s, t, buf, len);
 }
 
 int image_set_cut_lazy(struct img_set *set, uint64_t unit)
@@ -961,6 +1363,7 @@ void image_set_free(struct img_set *set)
 {
 	if (!set)
 		return;
+	image_set_free(set->parent);
 	for (size_t i = 0; i < set->nr_tasks; i++)
 		image_task_clear(&set->tasks[i]);
 	free(set->tasks);

@@ -66,6 +66,7 @@ struct img_pagemap_entry {
 	uint64_t nr_pages;
 	uint32_t flags;
 	uint64_t pages_off; /* byte offset in the pages file; valid iff IMG_PE_PRESENT */
+	uint32_t src;	    /* resolved entries: chain depth of that pages file (0: this set) */
 };
 
 /* One PE_LAZY run inside one VMA: one UFFDIO_COPY never crosses it. */
@@ -73,6 +74,7 @@ struct img_lazy_range {
 	uint64_t vaddr;	    /* dump-time start address */
 	uint64_t len;	    /* bytes, a multiple of IMG_PAGE_SIZE */
 	uint64_t pages_off; /* offset in pages-<pages_id>.img, or IMG_NO_OFFSET */
+	uint32_t src;	    /* chain depth of the images holding the data: 0 this set */
 };
 
 struct img_task {
@@ -87,10 +89,25 @@ struct img_task {
 	size_t nr_lazy;
 	uint64_t lazy_bytes;
 	uint64_t pages_file_size; /* bytes the PE_PRESENT entries need */
+	/*
+	 * Only in a set with a parent: entries with every PE_PARENT run
+	 * resolved down the chain, so none has IMG_PE_PARENT; each names the
+	 * set holding its data (src) and its offset there.  A resolved run is
+	 * PE_LAZY only inside a VMA image_vma_can_be_lazy() accepts.  The lazy
+	 * set is derived from these instead of from entries.
+	 */
+	struct img_pagemap_entry *flat;
+	size_t nr_flat;
 };
 
 struct img_set {
 	char *dir;
+	/*
+	 * The images of the previous pre-dump round, from the `parent` link
+	 * (criu --prev-images-dir), with their own parent; NULL without one.
+	 */
+	struct img_set *parent;
+	uint32_t depth; /* 0 for the set image_set_open() returns */
 	uint32_t img_version;
 	bool pagemap_v42; /* any pagemap used field 5 (CRIU >= 4.2 encoding) */
 	struct img_task *tasks;
@@ -101,6 +118,8 @@ struct img_set {
 #define IMG_MAX_RECORD (16u << 20)
 /* Largest image file read into memory (pages files are never read). */
 #define IMG_MAX_FILE (1ull << 30)
+/* Longest parent chain followed (8 pre-dump rounds and the dump, with room). */
+#define IMG_CHAIN_MAX 16
 /* Largest valid pid: the kernel's PID_MAX_LIMIT on 64-bit. */
 #define IMG_PID_MAX 4194304
 
@@ -111,8 +130,17 @@ struct img_set {
  * pages-<id>.img is not read, only stat()ed: it must exist and hold at least
  * pages_file_size bytes when some entry is PE_PRESENT; when none is (e.g.
  * `criu dump --lazy-pages` of a process with no non-lazy pages) it may be
- * absent.  PE_PARENT data is not followed into parent/ images: such lazy
- * ranges get pages_off == IMG_NO_OFFSET.
+ * absent.
+ *
+ * A `parent` link (written by criu dump --prev-images-dir) is followed, up
+ * to IMG_CHAIN_MAX sets: the link must be relative and resolve, lexically,
+ * to a directory beneath dir itself (the top set's directory is the root of
+ * the whole chain), with no symbolic link on the way; anything else is
+ * -EXDEV or -ELOOP.  Each PE_PARENT run is then resolved page by page down
+ * the chain (img_task.flat); a page missing from the parent, or one the
+ * parent holds no data for, is -EBADMSG: never a zero page.  Without a
+ * `parent` link PE_PARENT runs stay unresolved: their lazy ranges get
+ * pages_off == IMG_NO_OFFSET.
  *
  * Returns 0 and *out (free with image_set_free()), or a negative errno:
  * -ENOENT (missing file), -EBADMSG (corrupt or inconsistent content),
@@ -122,6 +150,15 @@ struct img_set {
 int image_set_open(const char *dir, struct img_set **out);
 /* Frees set and everything it points to; NULL is a no-op. */
 void image_set_free(struct img_set *set);
+/* The set depth links down the chain from set (0: set itself), or NULL. */
+const struct img_set *image_set_at(const struct img_set *set, uint32_t depth);
+/*
+ * Writes the path of the pages file holding lazy range lr of task (a task
+ * of set) into buf: "<dir>/pages-<id>.img" of the set lr->src links down.
+ * Returns 0, -EINVAL (no such set or task), or -ENAMETOOLONG.
+ */
+int image_range_pages_path(const struct img_set *set, const struct img_task *task,
+			   const struct img_lazy_range *lr, char *buf, size_t len);
 /* The task with virtual pid pid, or NULL.  The set owns it. */
 struct img_task *image_set_task(const struct img_set *set, int32_t pid);
 /*

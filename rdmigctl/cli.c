@@ -23,6 +23,7 @@ enum {
 	OPT_ID,
 	OPT_VERIFY,
 	OPT_LAZY_DUMP,
+	OPT_PRECOPY,
 	OPT_WAIT,
 	OPT_WATCH,
 	OPT_ADVERTISE,
@@ -57,6 +58,7 @@ static const struct option cli_options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"lazy-dump", no_argument, NULL, OPT_LAZY_DUMP},
+    {"precopy", required_argument, NULL, OPT_PRECOPY},
     {"wait", no_argument, NULL, OPT_WAIT},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"advertise", required_argument, NULL, OPT_ADVERTISE},
@@ -82,6 +84,7 @@ static unsigned cli_option_mask(int code)
 	case OPT_ID:
 	case OPT_VERIFY:
 	case OPT_LAZY_DUMP:
+	case OPT_PRECOPY:
 	case OPT_WAIT:
 	case OPT_ADVERTISE:
 	case OPT_DEST_IMAGES:
@@ -155,7 +158,8 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
 		    "                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
 		    "                [--secret-file FILE] [--id ID] [--verify]\n"
-		    "                [--lazy-dump] [--criu-log-level N] [--wait]\n"
+		    "                [--lazy-dump | --precopy N|auto] [--criu-log-level N]\n"
+		    "                [--wait]\n"
 		    "Start a migration on the source agent.\n\n"
 		    "  -p, --pid PID          the agent dumps this running process tree (criu\n"
 		    "                         dump) and serves its images\n"
@@ -187,6 +191,10 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "      --lazy-dump        with --pid: criu dump --lazy-pages, the\n"
 		    "                         freeze writes no memory; the source pulls it\n"
 		    "                         from criu's page server during post-copy\n"
+		    "      --precopy N|auto   with --pid: N criu pre-dump rounds (1..8) while\n"
+		    "                         the workload runs, then a dump of what they\n"
+		    "                         did not have; auto: rounds until one writes\n"
+		    "                         less than a fifth fewer pages (at most 8)\n"
 		    "      --criu-log-level N criu's -vN for the dump and the restore, 0..4\n"
 		    "                         (default: the agents', 2); 4 makes the freeze\n"
 		    "                         several times longer\n"
@@ -392,6 +400,15 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 	case OPT_LAZY_DUMP:
 		a->lazy_dump = true;
 		break;
+	case OPT_PRECOPY:
+		if (strcmp(arg, "auto") == 0)
+			a->precopy = API_PRECOPY_AUTO;
+		else if (parse_uint(arg, 0, API_PRECOPY_MAX, &v) == 0)
+			a->precopy = (int)v;
+		else
+			return cli_bad(err, a->cmd, "--precopy is 0..%d or auto, not \"%s\"",
+				       API_PRECOPY_MAX, arg);
+		break;
 	case OPT_CRIU_LOG_LEVEL:
 		if (parse_uint(arg, 0, 4, &v) < 0)
 			return cli_bad(err, a->cmd, "--criu-log-level is 0..4, not \"%s\"", arg);
@@ -538,6 +555,12 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 				       a->runtime ? "--runtime" : "--runtime-root");
 		if (a->lazy_dump && !a->pid)
 			return cli_bad(err, a->cmd, "--lazy-dump needs --pid");
+		if (a->precopy != API_PRECOPY_OFF && !a->pid)
+			return cli_bad(err, a->cmd, "--precopy needs --pid");
+		if (a->precopy != API_PRECOPY_OFF && a->lazy_dump)
+			return cli_bad(err, a->cmd,
+				       "--precopy and --lazy-dump do not go together (a lazy "
+				       "dump's page server does not serve in-parent pages)");
 		if ((a->advertise || a->dest_images) && !a->to)
 			return cli_bad(err, a->cmd, "%s needs --to (the destination agent)",
 				       a->advertise ? "--advertise" : "--dest-images");
@@ -623,6 +646,11 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 	if (a->verify && json_object_set_new(body, "verify", json_true()) < 0)
 		goto out;
 	if (a->lazy_dump && json_object_set_new(body, "lazy_dump", json_true()) < 0)
+		goto out;
+	if (a->precopy != API_PRECOPY_OFF &&
+	    json_object_set_new(body, "precopy",
+				a->precopy == API_PRECOPY_AUTO ? json_string("auto")
+							       : json_integer(a->precopy)) < 0)
 		goto out;
 	if (a->criu_log_level >= 0) {
 		v = json_pack("{s:i}", "log_level", a->criu_log_level);
@@ -832,6 +860,27 @@ void cli_print_table(FILE *f, const json_t *migrations)
 	}
 }
 
+/* One line per pre-dump round, and the final dump's pages; nothing without pre-copy. */
+static void cli_print_precopy(FILE *f, const json_t *pc)
+{
+	const json_t *rounds = json_object_get(pc, "rounds");
+	const json_t *r;
+	size_t i;
+
+	if (!json_is_object(pc))
+		return;
+	json_array_foreach(rounds, i, r)
+	{
+		fprintf(f, "  round %zu:    %lld pages in %lld ms (%lld pages/s dirtied)\n", i + 1,
+			(long long)json_integer_value(json_object_get(r, "pages")),
+			(long long)json_integer_value(json_object_get(r, "ms")),
+			(long long)json_integer_value(json_object_get(r, "dirty_pages_per_s")));
+	}
+	if (json_is_integer(json_object_get(pc, "final_pages")))
+		fprintf(f, "  final dump: %lld pages dirtied since the last round\n",
+			(long long)json_integer_value(json_object_get(pc, "final_pages")));
+}
+
 void cli_print_report(FILE *f, const json_t *m)
 {
 	char pct[16], bytes[32], p50[24], p99[24], down[24], total[24], t[24];
@@ -871,6 +920,8 @@ void cli_print_report(FILE *f, const json_t *m)
 		cli_int(m, "times", "downtime_ms") >= 0 ? " (frozen on the source until running "
 							  "on the destination)"
 							: "");
+	if (source)
+		cli_print_precopy(f, json_object_get(m, "precopy"));
 	if (source)
 		fprintf(f, "  dump:       %s (criu dump; the workload is frozen from its start)\n",
 			cli_ms(cli_int(m, "times", "freeze_ms"), t, sizeof(t)));

@@ -113,6 +113,10 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->freeze_ms = m->freeze_ms;
 	v->verify = m->verify;
 	v->lazy_dump = m->lazy_dump;
+	v->precopy = m->precopy;
+	v->precopy_rounds = m->rounds;
+	v->nr_precopy_rounds = m->nr_rounds;
+	v->precopy_final_pages = m->final_pages;
 	v->pages_total = m->lazy_bytes / IMG_PAGE_SIZE;
 	v->pages_fetched = glue_max(m->prog_pages, m->bytes_served / IMG_PAGE_SIZE);
 	v->pages_fetched = glue_max_dest(v->pages_fetched, r->pages_fetched);
@@ -204,6 +208,25 @@ static void glue_copy_opts(const struct api_criu_opts *in, struct src_criu_opts 
 	snprintf(out->manage_cgroups, sizeof(out->manage_cgroups), "%s",
 		 in->manage_cgroups ? in->manage_cgroups : "");
 	out->log_level = in->log_level;
+}
+
+/* The bytes of dir's pages-*.img files: what a dump or a pre-dump round wrote. */
+static uint64_t glue_pages_bytes(const char *dir)
+{
+	uint64_t sum = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d = opendir(dir);
+
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, "pages-", 6) == 0 &&
+		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode))
+			sum += (uint64_t)st.st_size;
+	}
+	if (d)
+		closedir(d);
+	return sum;
 }
 
 /* why = "WHAT failed (STATUS); see DIR/LOG: LAST ERROR LINE" (at most 319 bytes of it) */
@@ -387,6 +410,8 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 	}
 	log_info("migration %s: process %d dumped to %s in %" PRId64 " ms", m->id, (int)m->pid,
 		 m->dir, m->freeze_ms);
+	if (m->precopy != API_PRECOPY_OFF)
+		m->final_pages = (int64_t)(glue_pages_bytes(m->dir) / IMG_PAGE_SIZE);
 	/* The checkpoint is complete: a rollback can restore it whatever the mapping does. */
 	m->images_complete = true;
 	ret = glue_map(m->agent, m);
@@ -455,6 +480,7 @@ static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
 	}
 	m->pid = req->pid;
 	m->lazy_dump = req->lazy_dump;
+	m->precopy = req->precopy;
 	glue_copy_opts(&req->criu, &m->criu);
 	*out = m;
 	m = NULL;
@@ -466,21 +492,21 @@ out:
 }
 
 /*
- * Creates m's images dir and starts criu dump into it; the migration is
- * dumping until glue_dump_exit().
+ * Starts the final criu dump of m into m->dir; with pre-dump rounds, of
+ * the pages dirtied since the last one (--prev-images-dir round-N).
  */
-static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
+static int glue_dump_start(struct src_agent *a, struct src_migration *m)
 {
 	struct src_criu_argv av;
-	int fd, ret;
+	char prev[32];
+	int ret;
 
-	/* Made here, beneath the root's fd: nobody else can have planted anything in it. */
-	fd = safepath_mkdir(a->images_root_fd, m->id, 0700);
-	if (fd < 0)
-		return glue_dir_error(m->id, m->dir, fd, err);
-	close(fd);
 	ret =
 	    src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log", &m->criu);
+	if (ret == 0 && m->nr_rounds) {
+		snprintf(prev, sizeof(prev), "round-%zu", m->nr_rounds);
+		ret = src_criu_argv_track(&av, prev);
+	}
 	if (ret == 0 && m->lazy_dump) {
 		/* Page tags of a lazy dump would go with each StageRegion: not built. */
 		m->verify = false;
@@ -496,10 +522,117 @@ static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct ap
 					    glue_dump_exit, m, &m->job);
 	if (ret == 0 && m->lazy)
 		ret = src_lazydump_watch(m->lazy);
+	return ret;
+}
+
+static void glue_round_exit(void *arg, const struct criuproc_exit *e);
+
+/*
+ * Starts pre-dump round nr_rounds + 1 into <dir>/round-K, the workload
+ * running on (design.md §13); its own memory tracking (--track-mem) makes
+ * the next round, or the final dump, write only what was dirtied since.
+ */
+static int glue_round_start(struct src_agent *a, struct src_migration *m)
+{
+	size_t k = m->nr_rounds + 1;
+	char rel[API_ID_MAX + 16], dir[PATH_MAX], prev[32];
+	struct src_criu_argv av;
+	int fd, ret;
+
+	snprintf(rel, sizeof(rel), "%s/round-%zu", m->id, k);
+	snprintf(dir, sizeof(dir), "%s/round-%zu", m->dir, k);
+	fd = safepath_mkdir(a->images_root_fd, rel, 0700);
+	if (fd < 0) {
+		log_err("migration %s: cannot create %s: %s", m->id, dir, safepath_strerror(fd));
+		return fd;
+	}
+	close(fd);
+	snprintf(prev, sizeof(prev), "../round-%zu", k - 1);
+	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_PREDUMP, m->pid, dir, "pre-dump.log",
+				  &m->criu);
+	if (ret == 0)
+		ret = src_criu_argv_track(&av, k > 1 ? prev : NULL);
+	m->round_start_ns[k - 1] = now_ns();
+	if (ret == 0)
+		ret = src_criu_start(a->base, m->id, &av, dir, "pre-dump.log", glue_round_exit, m,
+				     &m->job);
+	if (ret < 0)
+		rmdir(dir);
+	return ret;
+}
+
+/* Whether another round is worth it after round k (1-based) of m. */
+static bool glue_round_more(const struct src_migration *m, size_t k)
+{
+	const struct api_precopy_round *r = &m->rounds[k - 1];
+
+	if (m->precopy != API_PRECOPY_AUTO)
+		return k < (size_t)m->precopy;
+	if (k >= API_PRECOPY_MAX || r->pages == 0)
+		return false;
+	/* auto: on while each round writes at least a fifth less than the one before. */
+	return k == 1 || r->pages * 5 <= m->rounds[k - 2].pages * 4;
+}
+
+static void glue_round_exit(void *arg, const struct criuproc_exit *e)
+{
+	struct src_migration *m = arg;
+	size_t k = m->nr_rounds + 1;
+	struct api_precopy_round *r = &m->rounds[k - 1];
+	char why[SRC_MIG_ERROR_MAX], dir[PATH_MAX], log[40];
+	uint64_t since;
+	int ret;
+
+	criuproc_free(m->job);
+	m->job = NULL;
+	snprintf(dir, sizeof(dir), "%s/round-%zu", m->dir, k);
+	if (!e->ok) {
+		/* pre-dump leaves the workload running: nothing is frozen, nothing to undo. */
+		snprintf(log, sizeof(log), "round-%zu/pre-dump.log", k);
+		glue_criu_failure(m, "criu pre-dump", e, log, why, sizeof(why));
+		log_err("migration %s: %s", m->id, why);
+		src_handover_stop(m->handover);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	}
+	m->nr_rounds = k;
+	r->ms = (int64_t)(e->elapsed_ns / 1000000);
+	r->bytes = glue_pages_bytes(dir);
+	r->pages = r->bytes / IMG_PAGE_SIZE;
+	since = k > 1 ? m->round_start_ns[k - 1] - m->round_start_ns[k - 2] : 0;
+	r->dirty_rate = since ? (uint64_t)((double)r->pages * 1e9 / (double)since) : 0;
+	log_info("migration %s: pre-dump round %zu wrote %" PRIu64 " pages in %" PRId64
+		 " ms (%" PRIu64 " pages/s dirtied)",
+		 m->id, k, r->pages, r->ms, r->dirty_rate);
+	ret = glue_round_more(m, k) ? glue_round_start(m->agent, m) : glue_dump_start(m->agent, m);
+	if (ret < 0) {
+		snprintf(why, sizeof(why), "cannot run criu %s after pre-dump round %zu: %s",
+			 glue_round_more(m, k) ? "pre-dump" : "dump", k, strerror(-ret));
+		log_err("migration %s: %s", m->id, why);
+		src_handover_stop(m->handover);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+	}
+}
+
+/*
+ * Creates m's images dir and starts criu dump into it, or the first
+ * pre-dump round; the migration is dumping until glue_dump_exit().
+ */
+static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
+{
+	int fd, ret;
+
+	/* Made here, beneath the root's fd: nobody else can have planted anything in it. */
+	fd = safepath_mkdir(a->images_root_fd, m->id, 0700);
+	if (fd < 0)
+		return glue_dir_error(m->id, m->dir, fd, err);
+	close(fd);
+	ret = m->precopy != API_PRECOPY_OFF ? glue_round_start(a, m) : glue_dump_start(a, m);
 	if (ret < 0) {
 		rmdir(m->dir);
-		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s dump: %s",
-				     a->criu, strerror(-ret));
+		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s %s: %s",
+				     a->criu, m->precopy != API_PRECOPY_OFF ? "pre-dump" : "dump",
+				     strerror(-ret));
 	}
 	return 0;
 }

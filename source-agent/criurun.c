@@ -27,8 +27,8 @@ int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu
 	snprintf(a->level, sizeof(a->level), "-v%d",
 		 o->log_level >= 0 ? o->log_level : CRIU_LOG_LEVEL_DEFAULT);
 	ret |= src_criu_argv_add(a, criu);
-	if (verb == SRC_CRIU_DUMP) {
-		ret |= src_criu_argv_add(a, "dump");
+	if (verb == SRC_CRIU_DUMP || verb == SRC_CRIU_PREDUMP) {
+		ret |= src_criu_argv_add(a, verb == SRC_CRIU_DUMP ? "dump" : "pre-dump");
 		ret |= src_criu_argv_add(a, "-t");
 		ret |= src_criu_argv_add(a, a->pid);
 	} else {
@@ -50,6 +50,17 @@ int src_criu_argv_build(struct src_criu_argv *a, const char *criu, enum src_criu
 	}
 	if (verb == SRC_CRIU_DUMP && o->leave_running)
 		ret |= src_criu_argv_add(a, "--leave-running");
+	return ret ? -E2BIG : 0;
+}
+
+int src_criu_argv_track(struct src_criu_argv *a, const char *prev)
+{
+	int ret = src_criu_argv_add(a, "--track-mem");
+
+	if (prev) {
+		ret |= src_criu_argv_add(a, "--prev-images-dir");
+		ret |= src_criu_argv_add(a, prev);
+	}
 	return ret ? -E2BIG : 0;
 }
 

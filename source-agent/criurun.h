@@ -39,6 +39,7 @@ struct src_criu_opts {
 enum src_criu_verb {
 	SRC_CRIU_DUMP,	  /* criu dump -t PID -D DIR -o LOG */
 	SRC_CRIU_RESTORE, /* criu restore -D DIR -d -o LOG */
+	SRC_CRIU_PREDUMP, /* criu pre-dump -t PID -D DIR -o LOG (design.md §13) */
 };
 
 #define SRC_CRIU_ARGV_MAX 32
@@ -69,6 +70,13 @@ int src_criu_argv_add(struct src_criu_argv *a, const char *s);
  * --tcp-established, --ext-unix-sk, --file-locks, as o asks.
  */
 int src_criu_argv_flags(struct src_criu_argv *a, const struct src_criu_opts *o);
+
+/*
+ * Makes a pre-dump or dump one of a pre-copy chain (design.md §13):
+ * --track-mem, and --prev-images-dir prev (borrowed; relative to the
+ * dump's -D, criu's `parent` link) unless prev is NULL (the first round).
+ */
+int src_criu_argv_track(struct src_criu_argv *a, const char *prev);
 
 /*
  * Makes the dump of a a lazy one (design.md §11): --lazy-pages with its page

@@ -16,6 +16,7 @@
 #include <xxhash.h>
 
 #include "ctrl.h"
+#include "imgflat.h"
 #include "log.h"
 #include "msgauth.h"
 
@@ -208,29 +209,36 @@ static int map_file(struct imgmap_file *f)
 	return 0;
 }
 
-static int file_index(struct imgmap *map, const struct img_task *t, uint32_t *idx)
+/*
+ * The index of the pages file holding lr, mapped on first use.  Files are
+ * told apart by path: every round of a pre-dump chain numbers its pages
+ * files from 1 again.
+ */
+static int file_index(struct imgmap *map, const struct img_task *t, const struct img_lazy_range *lr,
+		      uint32_t *idx)
 {
 	char path[4096];
 	struct imgmap_file *files;
 	size_t i;
 	int ret;
 
+	ret = image_range_pages_path(map->set, t, lr, path, sizeof(path));
+	if (ret < 0)
+		return ret;
 	for (i = 0; i < map->nr_files; i++) {
-		if (map->files[i].pages_id == t->pages_id) {
+		if (strcmp(map->files[i].path, path) == 0) {
 			*idx = (uint32_t)i;
 			return 0;
 		}
 	}
-	ret = image_pages_path(map->set, t, path, sizeof(path));
-	if (ret < 0)
-		return ret;
 	files = realloc(map->files, (map->nr_files + 1) * sizeof(*files));
 	if (!files)
 		return -ENOMEM;
 	map->files = files;
 	memset(&files[map->nr_files], 0, sizeof(*files));
 	files[map->nr_files].fd = -1;
-	files[map->nr_files].pages_id = t->pages_id;
+	files[map->nr_files].pages_id =
+	    image_set_task(image_set_at(map->set, lr->src), t->pid)->pages_id;
 	files[map->nr_files].path = strdup(path);
 	if (!files[map->nr_files].path)
 		return -ENOMEM;
@@ -276,10 +284,6 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		return 0;
 	if (map->lazy_dump)
 		return task_lazy(map, t);
-	ret = file_index(map, t, &idx);
-	if (ret < 0)
-		return ret;
-	f = &map->files[idx];
 	mt->ranges = calloc(t->nr_lazy, sizeof(*mt->ranges));
 	c.st = XXH3_createState();
 	if (!mt->ranges || !c.st) {
@@ -294,13 +298,21 @@ static int task_build(struct imgmap *map, const struct img_task *t, struct imgma
 		if (imgmap_stopped(stop))
 			goto out;
 		if (lr->pages_off == IMG_NO_OFFSET) {
-			/* A dump --lazy-pages image: the pages never reached the disk. */
+			/*
+			 * A dump --lazy-pages image (the pages never reached the
+			 * disk), or an in-parent range without a parent link.
+			 */
 			log_err("%s: task %d range 0x%" PRIx64 "+%" PRIu64
-				" has no data in the images (dumped with --lazy-pages?)",
-				f->path, t->pid, lr->vaddr, lr->len);
+				" has no data in the images (dumped with --lazy-pages, or in a "
+				"parent image that is not linked?)",
+				map->set->dir, t->pid, lr->vaddr, lr->len);
 			ret = -ENODATA;
 			goto out;
 		}
+		ret = file_index(map, t, lr, &idx);
+		if (ret < 0)
+			goto out;
+		f = &map->files[idx];
 		if (lr->pages_off > f->len || lr->len > f->len - lr->pages_off) {
 			log_err("%s: task %d range 0x%" PRIx64 " needs bytes %" PRIu64 "..%" PRIu64
 				" but the file has %zu",
@@ -369,6 +381,11 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		if (ret < 0)
 			goto out;
 	}
+	/* A pre-copy chain: what the destination gets instead of in-parent runs. */
+	if (!lazy_dump)
+		ret = imgflat_write(map->set);
+	if (ret < 0)
+		goto out;
 	/* The same fold the destination computes over the tables it receives. */
 	map->digest = 0;
 	for (i = 0; i < map->nr_tasks; i++)

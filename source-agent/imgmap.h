@@ -6,7 +6,10 @@
  * read-only and private (the mapping ibv_reg_mr accepts for REMOTE_READ on
  * a read-only file), and computes an xxh3-64 checksum of every lazy range
  * and, optionally, of every lazy page, so the destination can verify what
- * it fetched.  The checkpoint is never modified.
+ * it fetched.  The checkpoint is never modified.  A pre-copy chain (a
+ * dump with a `parent` link, image.h) is served from every round's pages
+ * file, each mapped and registered on its own, and its flat images for
+ * the destination are written beside it (imgflat.h).
  *
  * Ownership: imgmap_open() returns a map the caller frees with
  * imgmap_close(); the image set, mappings and tables inside belong to it.

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "api.h"
 #include "auth.h"
 #include "criurun.h"
 #include "imgmap.h"
@@ -112,6 +113,16 @@ struct src_migration {
 	 */
 	bool lazy_dump;
 	struct src_lazydump *lazy;
+	/*
+	 * Pre-copy (design.md §13): the request's precopy (API_PRECOPY_*),
+	 * the criu pre-dump rounds run into <dir>/round-K so far, when each
+	 * started (monotonic), and the pages the final dump wrote (-1: none yet).
+	 */
+	int precopy;
+	struct api_precopy_round rounds[API_PRECOPY_MAX];
+	size_t nr_rounds;
+	uint64_t round_start_ns[API_PRECOPY_MAX];
+	int64_t final_pages;
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
 	struct criuproc *job;	   /* criu dump or restore running, or NULL */

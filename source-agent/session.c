@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctrl.h"
+#include "imgflat.h"
 #include "lazydump.h"
 #include "log.h"
 #include "rdmig-config.h"
@@ -574,6 +575,9 @@ static bool stream_open_next(struct src_session *s)
 			log_warn("%s: not sending %s: %s", s->name, name, e.text);
 			continue;
 		}
+		/* A pre-copy chain's pagemaps and pages go flat: imgflat.h says why. */
+		if (imgflat_ship_path(s->mig->dir, name, path, sizeof(path)) < 0)
+			continue;
 		snprintf(st->name, sizeof(st->name), "%s", name);
 		st->cur = 0;
 		st->hi = 0;

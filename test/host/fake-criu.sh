@@ -8,24 +8,54 @@
 # then serves their pages as the dump's page server (rdmig-fakedump), which
 # hangs up mid-pull when DIR's name is FAKE_CRIU_HANGUP_ID, and waits
 # FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set.
+# `pre-dump` writes a round as `dump` does (no delay), then leaves only
+# what criu pre-dump writes (pagemaps, pages, an inventory without
+# img_version); with
+# `--prev-images-dir P` (pre-dump or dump) a fraction of the runs
+# (FAKE_CRIU_PARENT_FRAC, default 0.5) is written in-parent, without data,
+# and DIR/parent links to P, as criu does.  Every pre-dump round after the
+# first marks the same runs (its page count equals the round before's, so
+# --precopy auto stops after round 3); the final dump marks others.
 verb=$1
 args="$*"
 dir=
 lazy=
 port=
 status_fd=
+prev=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-D) dir=$2 ;;
 	--lazy-pages) lazy=1 ;;
 	--port) port=$2 ;;
 	--status-fd) status_fd=$2 ;;
+	--prev-images-dir) prev=$2 ;;
 	esac
 	shift
 done
 [ -n "$dir" ] || exit 2
 echo "$args" >>"$dir/fake-criu.args"
+# parent_args ROUND: mkimage's in-parent arguments.  The parent link is
+# made after mkimage, which reads its images back with this directory as
+# the root, which a link to a sibling round would leave.
+parent_args() {
+	[ -n "$prev" ] || return 0
+	echo "--in-parent ${FAKE_CRIU_PARENT_FRAC:-0.5} --round $1"
+}
+link_parent() {
+	[ -z "$prev" ] || ln -sfn "$prev" "$dir/parent"
+}
 case $verb in
+pre-dump)
+	# shellcheck disable=SC2046
+	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M $(parent_args 1) >"$dir/mkimage.out" 2>&1 ||
+		exit 1
+	link_parent
+	# What criu pre-dump leaves: no pstree or mm image, an inventory without img_version.
+	rm -f "$dir/pstree.img" "$dir"/mm-*.img
+	printf '\x16\x31\x31\x58\x02\x00\x00\x00\x08\x00' >"$dir/inventory.img"
+	echo "(00.100000) Pre-dumping finished successfully" >"$dir/pre-dump.log"
+	;;
 dump)
 	sleep "${FAKE_CRIU_DELAY:-1}"
 	if [ -n "$lazy" ]; then
@@ -35,7 +65,9 @@ dump)
 		exec "${RDMIG_FAKEDUMP:?}" -D "$dir" --port "$port" --status-fd "$status_fd" \
 			$hangup --delay-ms "${FAKE_CRIU_PSRV_DELAY_MS:-0}" 2>>"$dir/dump.log"
 	fi
-	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M >"$dir/mkimage.out" 2>&1 || exit 1
+	# shellcheck disable=SC2046
+	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M $(parent_args 2) >"$dir/mkimage.out" 2>&1 || exit 1
+	link_parent
 	echo "(00.100000) Dumping finished successfully" >"$dir/dump.log"
 	;;
 restore)

@@ -10,7 +10,10 @@
  * and have no pagemap entry.  Pattern pages are PE_LAZY|PE_PRESENT, except
  * one PE_PRESENT-only page per VMA, the way CRIU keeps the page under each
  * thread's stack pointer out of the lazy set.  --lazy-only writes lazy pages
- * as PE_LAZY without data, as `criu dump --lazy-pages` does.
+ * as PE_LAZY without data, as `criu dump --lazy-pages` does.  --in-parent F
+ * turns a fraction F of the runs (lazy or not) into PE_PARENT runs without
+ * data, as a dump with --prev-images-dir writes pages not dirtied since the
+ * previous round; --round N picks which runs, so rounds differ.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +42,8 @@ struct mk_opts {
 	int32_t pid;
 	uint32_t nr_vmas;
 	double zero_frac;
+	double parent_frac;
+	uint64_t round;
 	bool holes;
 	bool lazy_only;
 	bool guard;
@@ -72,6 +77,7 @@ static void mk_usage(FILE *f)
 		"usage: rdmig-mkimage -D DIR [--size 64M] [--pid N] [--vmas K] [--zero-frac F]\n"
 		"                     [--holes] [--encoding 3.17|4.2] [--lazy-only] [--guard]\n"
 		"                     [--tasks N] [--zombies Z] [--seed S] [--verify]\n"
+		"                     [--in-parent F] [--round N]\n"
 		"Writes a CRIU images directory for a synthetic process.\n"
 		"  -D, --images-dir DIR  output directory (created if needed)\n"
 		"  --size SIZE           mapped bytes per task, split over the VMAs (default 64M)\n"
@@ -87,7 +93,10 @@ static void mk_usage(FILE *f)
 		"  --zombies Z           the last Z tasks are zombies (no memory)\n"
 		"  --seed S              pattern seed for all tasks (default: per pid,\n"
 		"                        pattern_seed_for_pid())\n"
-		"  --verify              read the images back and check every dumped page\n");
+		"  --verify              read the images back and check every dumped page\n"
+		"  --in-parent F         fraction of the runs written PE_PARENT, without data\n"
+		"                        (their data is in the parent images; default 0)\n"
+		"  --round N             which runs --in-parent picks (default 0)\n");
 }
 
 static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
@@ -106,6 +115,8 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 	    {"zombies", required_argument, NULL, 'Z'},
 	    {"seed", required_argument, NULL, 'S'},
 	    {"verify", no_argument, NULL, 'V'},
+	    {"in-parent", required_argument, NULL, 'P'},
+	    {"round", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -138,6 +149,16 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 			break;
 		case 'H':
 			o->holes = true;
+			break;
+		case 'P':
+			errno = 0;
+			o->parent_frac = strtod(optarg, &end);
+			if (errno || *end || end == optarg || !(o->parent_frac >= 0.0) ||
+			    o->parent_frac > 1.0)
+				ret = -EINVAL;
+			break;
+		case 'R':
+			ret = parse_uint(optarg, 0, UINT64_MAX, &o->round);
 			break;
 		case 'e':
 			if (strcmp(optarg, "3.17") == 0)
@@ -279,7 +300,7 @@ static int mk_fill_pagemap(const struct mk_opts *o, struct mk_task *t)
 		uint64_t pages = (v->end - v->start) / IMG_PAGE_SIZE;
 		uint64_t stack_page = v->start + pages * 3 / 4 * IMG_PAGE_SIZE;
 		uint64_t run_left = 0;
-		bool run_zero = false;
+		bool run_zero = false, run_parent = false;
 
 		for (uint64_t a = v->start; ret == 0 && a < v->end; a += IMG_PAGE_SIZE) {
 			enum mk_page_kind kind;
@@ -289,13 +310,17 @@ static int mk_fill_pagemap(const struct mk_opts *o, struct mk_task *t)
 
 				run_left = 1 + h % RUN_MAX_PAGES;
 				run_zero = (double)(h >> 11) * 0x1p-53 < o->zero_frac;
+				h = pattern_word(a, t->seed ^ 0x70726e74ull ^ o->round);
+				run_parent = (double)(h >> 11) * 0x1p-53 < o->parent_frac;
 			}
 			run_left--;
 			if (a == stack_page)
 				kind = MK_NONLAZY;
 			else
 				kind = run_zero ? MK_ZERO : MK_LAZY;
-			if (kind == MK_LAZY)
+			if (kind != MK_ZERO && run_parent)
+				ret = mk_push_page(t, a, IMG_PE_PARENT);
+			else if (kind == MK_LAZY)
 				ret = mk_push_page(t, a, lazy_flags);
 			else if (kind == MK_NONLAZY)
 				ret = mk_push_page(t, a, IMG_PE_PRESENT);

@@ -475,7 +475,7 @@ static void check_resource_shape(json_t *m)
 	static const char *const keys[] = {
 	    "id",	  "role",      "state", "final",      "error",	"source",    "dest",
 	    "dest_state", "transport", "pid",	"images_dir", "verify", "lazy_dump", "progress",
-	    "latency_us", "times",     "drain", "readahead",  "pause",	"container"};
+	    "latency_us", "times",     "drain", "readahead",  "pause",	"container", "precopy"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
@@ -685,6 +685,16 @@ static void test_start_validation(void **state)
 	     "must be an object"},
 	    {"{\"images_dir\":\"/i\",\"dest\":\"h:1\",\"lazy_dump\":true}", "invalid_request",
 	     "\"lazy_dump\" needs \"pid\""},
+	    {"{\"images_dir\":\"/i\",\"dest\":\"h:1\",\"precopy\":2}", "invalid_request",
+	     "\"precopy\" needs \"pid\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"precopy\":9}", "invalid_request",
+	     "an integer from 0 to 8 or \"auto\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"precopy\":\"always\"}", "invalid_request",
+	     "an integer from 0 to 8 or \"auto\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"precopy\":true}", "invalid_request",
+	     "an integer from 0 to 8 or \"auto\""},
+	    {"{\"pid\":1,\"dest\":\"h:1\",\"precopy\":\"auto\",\"lazy_dump\":true}",
+	     "invalid_request", "\"precopy\" cannot go with \"lazy_dump\""},
 	    {"{\"pid\":1,\"dest\":\"h:1\",\"lazy_dump\":1}", "invalid_request",
 	     "must be a boolean"},
 	    {"{\"pid\":1,\"container\":{\"runtime\":\"runc\",\"id\":\"c\"}}", "invalid_request",
@@ -1209,6 +1219,36 @@ static void test_view_json(void **state)
 	assert_true(json_is_null(json_object_get(json_object_get(j, "pause"), "since")));
 	assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "pause"), "count")),
 			 0);
+	json_decref(j);
+
+	/* Pre-copy off: null; on: what was asked, each round, the final dump's pages. */
+	j = api_migration_to_json(&v);
+	assert_true(json_is_null(json_object_get(j, "precopy")));
+	json_decref(j);
+	{
+		const struct api_precopy_round rounds[2] = {
+		    {.pages = 1000, .bytes = 4096000, .ms = 120, .dirty_rate = 0},
+		    {.pages = 300, .bytes = 1228800, .ms = 40, .dirty_rate = 2500},
+		};
+		json_int_t p0, d1, fin;
+		const char *req;
+
+		v.precopy = API_PRECOPY_AUTO;
+		v.precopy_rounds = rounds;
+		v.nr_precopy_rounds = 2;
+		v.precopy_final_pages = 50;
+		j = api_migration_to_json(&v);
+		assert_int_equal(json_unpack(json_object_get(j, "precopy"),
+					     "{s:s,s:[{s:I},{s:I}],s:I}", "requested", &req,
+					     "rounds", "pages", &p0, "dirty_pages_per_s", &d1,
+					     "final_pages", &fin),
+				 0);
+		assert_string_equal(req, "auto");
+		assert_int_equal(p0, 1000);
+		assert_int_equal(d1, 2500);
+		assert_int_equal(fin, 50);
+		v.precopy = API_PRECOPY_OFF;
+	}
 	json_decref(j);
 
 	v.state = API_STATE_PAUSED;

@@ -18,6 +18,7 @@
 
 #include "criu-pagemap.pb-c.h"
 #include "image.h"
+#include "imgchain.h"
 #include "imgwrite.h"
 #include "log.h"
 #include "pattern.h"
@@ -276,6 +277,123 @@ static void roundtrip(struct fixture *f, enum imgwrite_encoding enc, uint32_t ve
 }
 
 /* A lazy dump's units: each range cut from its start, the last piece shorter. */
+
+static void test_chain(void **state)
+{
+	struct fixture *f = *state;
+	struct img_set *set = NULL;
+	const struct img_task *t;
+	uint8_t page[IMG_PAGE_SIZE];
+	char path[PATH_MAX];
+
+	imgchain_build(f->dir);
+	assert_int_equal(image_set_open(f->dir, &set), 0);
+	assert_non_null(set->parent);
+	assert_non_null(set->parent->parent);
+	assert_null(set->parent->parent->parent);
+	assert_int_equal(set->parent->parent->depth, 2);
+	assert_ptr_equal(image_set_at(set, 2), set->parent->parent);
+	assert_null(image_set_at(set, 3));
+	t = image_set_task(set, IMGCHAIN_PID);
+	assert_non_null(t);
+	assert_int_equal(t->nr_flat, 6);
+	for (size_t i = 0; i < 6; i++) {
+		assert_int_equal(t->flat[i].vaddr, imgchain_flat[i].vaddr);
+		assert_int_equal(t->flat[i].nr_pages, imgchain_flat[i].nr_pages);
+		assert_int_equal(t->flat[i].flags, imgchain_flat[i].flags);
+		assert_int_equal(t->flat[i].pages_off, imgchain_flat[i].pages_off);
+		assert_int_equal(t->flat[i].src, imgchain_flat[i].src);
+	}
+	/* Every lazy page is read from the round that wrote it last. */
+	assert_int_equal(t->nr_lazy, 4);
+	assert_int_equal(t->lazy_bytes, 32 * P);
+	for (size_t i = 0; i < t->nr_lazy; i++) {
+		const struct img_lazy_range *lr = &t->lazy[i];
+		int fd;
+
+		assert_int_equal(lr->src, imgchain_flat[i].src);
+		assert_int_equal(image_range_pages_path(set, t, lr, path, sizeof(path)), 0);
+		fd = open(path, O_RDONLY);
+		assert_true(fd >= 0);
+		for (uint64_t o = 0; o < lr->len; o += P) {
+			assert_int_equal(pread(fd, page, P, (off_t)(lr->pages_off + o)),
+					 (ssize_t)P);
+			assert_int_equal(
+			    pattern_check(page, lr->vaddr + o, imgchain_seeds[lr->src], NULL), 0);
+		}
+		close(fd);
+	}
+	image_set_free(set);
+	snprintf(path, sizeof(path), "%s/round-1", f->dir);
+	imgchain_rm(path);
+	snprintf(path, sizeof(path), "%s/round-2", f->dir);
+	imgchain_rm(path);
+}
+
+/* Replaces root's parent link with target. */
+static void chain_relink(const char *dir, const char *target)
+{
+	char link[PATH_MAX + 16];
+
+	snprintf(link, sizeof(link), "%s/parent", dir);
+	unlink(link);
+	assert_int_equal(symlink(target, link), 0);
+}
+
+static void test_chain_reject(void **state)
+{
+	struct fixture *f = *state;
+	char d[PATH_MAX], d2[PATH_MAX];
+
+	imgchain_build(f->dir);
+	/* Out of the root, absolute, or the root itself: never followed. */
+	chain_relink(f->dir, "../");
+	assert_int_equal(open_rc(f), -EXDEV);
+	chain_relink(f->dir, "/tmp");
+	assert_int_equal(open_rc(f), -EXDEV);
+	chain_relink(f->dir, "round-2/..");
+	assert_int_equal(open_rc(f), -EXDEV);
+	chain_relink(f->dir, "missing");
+	assert_int_equal(open_rc(f), -ENOENT);
+	/* A symbolic link on the way out is refused too. */
+	snprintf(d, sizeof(d), "%s/escape", f->dir);
+	assert_int_equal(symlink("/tmp", d), 0);
+	chain_relink(f->dir, "escape");
+	assert_int_equal(open_rc(f), -ELOOP);
+	unlink(d);
+	/* A loop ends at the depth limit. */
+	snprintf(d, sizeof(d), "%s/round-1", f->dir);
+	chain_relink(d, "../round-2");
+	chain_relink(f->dir, "round-2");
+	assert_int_equal(open_rc(f), -ELOOP);
+	chain_relink(d, "../round-3");
+	/* A page the parent does not have is no zero page: an error. */
+	snprintf(d2, sizeof(d2), "%s/round-1", f->dir);
+	imgchain_rm(d2);
+	snprintf(d, sizeof(d), "%s/round-1", f->dir);
+	{
+		static const struct img_pagemap_entry short_r1[] = {
+		    {.vaddr = 0x10000, .nr_pages = 31, .flags = PE_LP},
+		    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+		};
+		static const struct img_pagemap_entry lazy_r1[] = {
+		    {.vaddr = 0x10000, .nr_pages = 32, .flags = IMG_PE_LAZY},
+		    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+		};
+
+		imgchain_write(d, short_r1, 2, &imgchain_seeds[2], NULL);
+		imgchain_as_round(d);
+		assert_int_equal(open_rc(f), -EBADMSG);
+		/* Nor is a page the parent holds no data for (a lazy dump's). */
+		imgchain_write(d, lazy_r1, 2, &imgchain_seeds[2], NULL);
+		imgchain_as_round(d);
+		assert_int_equal(open_rc(f), -EBADMSG);
+	}
+	imgchain_rm(d);
+	snprintf(d, sizeof(d), "%s/round-2", f->dir);
+	imgchain_rm(d);
+}
+
 static void test_cut_lazy(void **state)
 {
 	struct img_lazy_range *lazy = calloc(2, sizeof(*lazy));
@@ -928,6 +1046,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cut_lazy),
+	    cmocka_unit_test_setup_teardown(test_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_chain_reject, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_317, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_42_guard, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_v1_legacy_flags, setup, teardown),

@@ -187,6 +187,10 @@ static void test_parse_errors(void **state)
 	    {"abort .hidden", "invalid migration id"},
 	    {"migrate --pid 3 --id -x", "invalid migration id"},
 	    {"migrate -i imgs --lazy-dump", "--lazy-dump needs --pid"},
+	    {"migrate -i imgs --precopy 2", "--precopy needs --pid"},
+	    {"migrate --pid 1 --precopy 9", "--precopy is 0..8 or auto"},
+	    {"migrate --pid 1 --precopy often", "--precopy is 0..8 or auto"},
+	    {"migrate --pid 1 --precopy 1 --lazy-dump", "do not go together"},
 	    {"status --lazy-dump", "lazy-dump"},
 	    {"status a b", "unexpected argument \"b\""},
 	    {"--socket /s --api h:1 health", "exclude each other"},
@@ -253,6 +257,22 @@ static void test_migrate_body(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "x1");
 	assert_string_equal(json_string_value(json_object_get(j, "transport")), "tcp");
 	assert_null(json_object_get(j, "verify"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	/* --precopy: a number, or the string "auto". */
+	assert_int_equal(parse(&l, "migrate --pid 77 --to h --precopy 3", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_int_equal(json_integer_value(json_object_get(j, "precopy")), 3);
+	json_decref(j);
+	free(body);
+	line_free(&l);
+	assert_int_equal(parse(&l, "migrate --pid 77 --to h --precopy auto", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "precopy")), "auto");
 	json_decref(j);
 	free(body);
 	line_free(&l);

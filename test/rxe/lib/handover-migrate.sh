@@ -25,7 +25,8 @@
 # copied there: bench/, section downtime), RDMIG_VERIFY (default 1: the
 # agent and the migration --verify; 0: without, rdmigctl's default),
 # RDMIG_TRANSPORT (rdma, the default, or tcp: rdmig-source's -t and the
-# migration's --transport).
+# migration's --transport), RDMIG_WL_ARGS (more rdmig-workload options,
+# words, e.g. --delay-us to bound its rewrite rate).
 #   handover-migrate.sh lazyfail   guest A alone: a lazy dump whose criu is
 #       killed while it serves; the workload stays stopped, then a rollback
 #       continues it here.
@@ -88,9 +89,10 @@ wait_file() {
 start_workload() {
 	local timing=()
 	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$samples")
+	# shellcheck disable=SC2086 # RDMIG_WL_ARGS: words
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
-		</dev/null >/dev/null 2>&1) &
+		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
 	wait_file "$top/pid" 60
 	wpid=$(pgrep -x rdmig-workload | head -n 1)
 	[ -n "$wpid" ]

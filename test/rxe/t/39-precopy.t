@@ -1,0 +1,68 @@
+#!/bin/bash
+# Pre-copy rounds through both agents (issue 10 item 3, design.md §13): as
+# 33-handover.t, `rdmigctl migrate --pid P --to 192.0.2.2 --wait` on guest
+# A, with `--precopy 2` and then `--precopy auto`: the source agent runs
+# `criu pre-dump --track-mem` rounds (real CRIU) into the images dir's
+# round-1.., the workload running on, then `criu dump --track-mem
+# --prev-images-dir round-N`; it serves every page from the round that
+# wrote it last, the destination restores from the flat images it gets,
+# and the workload (64 MiB, two threads rewriting it) verifies all its
+# memory on guest B while pages still move and after the last one.  The
+# rounds are in the migration's JSON.  A third run, `--precopy auto` with
+# the workload's rewrites bounded (--delay-us 5000 per page and thread: at
+# most 400 pages/s of 16384), checks what pre-copy is for: the final dump
+# writes fewer pages than the first round.  Over RDMA only (a run takes a
+# minute or two in TCG); guest side: lib/handover-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/handover-migrate.sh
+tap_plan 22
+
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
+rxe_require_cmds criu
+rxe_agents_pki "$top"
+
+for run in 2 auto slow; do
+	pc=${run/slow/auto}
+	lbl="--precopy $pc"
+	[ "$run" = slow ] && lbl="$lbl, rewrites bounded"
+	env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64 RDMIG_ID=p$run"
+	env_common="$env_common RDMIG_VERIFY=0 RDMIG_TRANSPORT=rdma RDMIG_CTL_ARGS=--precopy=$pc"
+	[ "$run" = slow ] && env_common="$env_common RDMIG_WL_ARGS=--delay-us=5000"
+	tap_run --timeout 900 --grace 60 --pair \
+		--source "$env_common $mig source" \
+		--dest "$env_common $mig dest"
+	out="$RUN_OUT$RUN_ERR"
+	tap_is "$RUN_STATUS" 0 "$lbl: rdmigctl migrate --pid --to: the pair run exits 0"
+	tap_like "$out" "^\\[source\\] handover: migration p$run \\(source\\): done$" "$lbl: the report says done"
+	tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
+		"$lbl: the workload verified 64 MiB on guest B twice, rewriting it all along"
+	tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "$lbl: never a wrong page"
+	json=$(grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1)
+	num() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$json"; }
+	pages=$(num pages_total)
+	fetched=$(num pages_fetched)
+	rounds=$(grep -o '"dirty_pages_per_s"' <<<"$json" | wc -l)
+	[[ -n $pages && $pages -ge 16384 && $fetched == "$pages" ]]
+	tap_ok $? "$lbl: every page moved ($fetched of ${pages:-?}), freeze $(num freeze_ms) ms, downtime $(num downtime_ms) ms"
+	if [ "$pc" = auto ]; then
+		[[ $json == *'"requested":"auto"'* && $rounds -ge 2 && $rounds -le 8 ]]
+	else
+		[[ $json == *'"requested":2'* && $rounds -eq 2 ]]
+	fi
+	tap_ok $? "$lbl: $rounds rounds in the JSON"
+	[[ $json =~ \"final_pages\":[0-9]+ ]]
+	tap_ok $? "$lbl: the final dump's pages in the JSON: $(num final_pages)"
+	if [ "$run" = slow ]; then
+		first=$(grep -o '"rounds":\[{"pages":[0-9]*' <<<"$json" | grep -o '[0-9]*$')
+		final=$(num final_pages)
+		[[ -n $first && -n $final && $final -lt $first ]]
+		tap_ok $? "$lbl: the final dump wrote $final pages, round 1 ${first:-?}"
+	fi
+	tap_diag "rounds: $(grep -o '"rounds":\[[^]]*\]' <<<"$json")"
+	tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|total\|faults\|moved\|round [0-9]\|final dump\):' <<<"$RUN_OUT" | sed 's/^\[source\] handover: *//' | tr -s ' ' | paste -sd ';' -)"
+done
+tap_done
