@@ -475,7 +475,7 @@ static void check_resource_shape(json_t *m)
 	static const char *const keys[] = {
 	    "id",	  "role",      "state", "final",      "error",	"source",    "dest",
 	    "dest_state", "transport", "pid",	"images_dir", "verify", "lazy_dump", "progress",
-	    "latency_us", "times",     "drain", "readahead",  "pause",	"container"};
+	    "latency_us", "times",     "drain", "readahead",  "pause",	"container", "takeovers"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
