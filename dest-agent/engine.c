@@ -1304,6 +1304,8 @@ int engine_adopt_task(struct engine *e, const struct engine_task_ref *ref,
 	ret = layout_unknown ? -ENODATA : lazyset_create(img, &t->ls);
 	if (ret == 0)
 		ret = task_replay_layout(t, changes, nr_changes);
+	if (ret == 0)
+		e->c.replayed += nr_changes;
 	if (ret < 0) {
 		/* Never serve it from a lazy set that may be wrong: stop it, keep its uffd. */
 		task_fail(t, ret, 0, "rebuilding its lazy set after a takeover");

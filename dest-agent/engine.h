@@ -155,6 +155,7 @@ struct engine_counters {
 	uint64_t removes;
 	uint64_t unmaps;
 	uint64_t adopted;     /* tasks taken over from an earlier worker */
+	uint64_t replayed;    /* their layout changes replayed on the rebuilt lazy sets */
 	uint64_t pages_exist; /* COPY answered EEXIST: installed already (by an earlier worker) */
 };
 

@@ -1650,15 +1650,15 @@ static void dest_summary(struct dest *d, int code)
 	log_info("summary: status=%s tasks=%" PRIu32 " forks=%" PRIu64 " zombies=%" PRIu32
 		 " failed=%" PRIu32 " lazy=%" PRIu64 " fault=%" PRIu64 " drain=%" PRIu64
 		 " zero=%" PRIu64 " dropped=%" PRIu64 " left=%" PRIu64 " remaps=%" PRIu64
-		 " removes=%" PRIu64 " unmaps=%" PRIu64 " adopted=%" PRIu64 " exist=%" PRIu64
-		 " bytes=%" PRIu64 " time_ms=%" PRIu64 " faults=%" PRIu64 " lazy_faults=%" PRIu64
-		 " timed=%" PRIu64 " fault_p50_us=%" PRIu64 " fault_p99_us=%" PRIu64
-		 " drain_MBps=%.1f%s",
+		 " removes=%" PRIu64 " unmaps=%" PRIu64 " adopted=%" PRIu64 " replayed=%" PRIu64
+		 " exist=%" PRIu64 " bytes=%" PRIu64 " time_ms=%" PRIu64 " faults=%" PRIu64
+		 " lazy_faults=%" PRIu64 " timed=%" PRIu64 " fault_p50_us=%" PRIu64
+		 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f%s",
 		 code == 0 ? "ok" : "failed", s.tasks, s.c.forks, s.zombies, s.tasks_failed,
 		 s.lazy_pages, s.c.pages_fault, s.c.pages_drain, s.c.zero_pages, s.c.pages_dropped,
-		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.adopted, s.c.pages_exist,
-		 s.c.bytes, ms, s.c.faults, s.c.faults_lazy, s.fault_count, s.fault_p50_ns / 1000,
-		 s.fault_p99_ns / 1000, mbps, restore);
+		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.adopted, s.c.replayed,
+		 s.c.pages_exist, s.c.bytes, ms, s.c.faults, s.c.faults_lazy, s.fault_count,
+		 s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps, restore);
 	if (d->ns) {
 		struct netsrc_stats ns;
 

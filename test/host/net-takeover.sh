@@ -59,14 +59,14 @@ start_sup() {
 	wait_log "$T/sup.log" "api: serving on $dsock" >/dev/null
 }
 
-# to_draining ID [SUPERVISOR ARGS...]: migrates ID through a new supervisor
+# to_draining ID [SIZE [SUPERVISOR ARGS...]]: migrates ID (SIZE, 64M by default) through a new supervisor
 # until its worker (w1, its guard: guard) drains, with the source (src_pid)
 # stopped before the restored process faults: its pages stay missing.
 to_draining() {
-	local id=$1
-	shift
+	local id=$1 size=${2:-64M}
+	shift $(($# < 2 ? $# : 2))
 	rm -f "$T/hold"
-	mkimage "$T/src-$id" --size 64M
+	mkimage "$T/src-$id" --size "$size"
 	start_source "$T/source-$id.log" -m "$id:$T/src-$id:$T/secret"
 	start_sup "$@"
 	post "$id"
@@ -119,7 +119,7 @@ wait_pid "$src_pid" 20
 # 2. No worker can take over: the source is gone too, --pause-limit 3.
 kill -TERM "$sup_pid"
 wait_pid "$sup_pid" 20
-to_draining g2 --pause-limit 3
+to_draining g2 64M --pause-limit 3
 kill -KILL "$src_pid"
 kill -KILL "$w1"
 wait_json g2 'j["state"]' failed 30

@@ -69,7 +69,8 @@ static bool wait_stopped(pid_t pid)
 
 static void test_takeover(void **state)
 {
-	struct uffd_layout remap = {.kind = UFFD_EVENT_REMAP, .from = 0x10000, .to = 0x90000, .len = 0x2000};
+	struct uffd_layout remap = {
+	    .kind = UFFD_EVENT_REMAP, .from = 0x10000, .to = 0x90000, .len = 0x2000};
 	struct uffd_layout unmap = {.kind = UFFD_EVENT_UNMAP, .from = 0x90000, .to = 0x91000};
 	struct guard *g = NULL, *g2 = NULL;
 	struct guard_task *tasks = NULL;
@@ -97,10 +98,18 @@ static void test_takeover(void **state)
 
 	assert_int_equal(guard_start(chan[1], 0, &g), 0);
 	close(chan[1]);
-	assert_int_equal(guard_add(g, &(struct guard_add_info){.id = 1, .pid = 100, .real_pid = child, .pidfd_own = true}, pa[0], pidfd), 0);
+	assert_int_equal(guard_add(g,
+				   &(struct guard_add_info){
+				       .id = 1, .pid = 100, .real_pid = child, .pidfd_own = true},
+				   pa[0], pidfd),
+			 0);
 	assert_int_equal(guard_event(g, 1, &remap), 0);
 	/* A fork child: the parent's changes first, then its own. */
-	assert_int_equal(guard_add(g, &(struct guard_add_info){.id = 2, .parent_id = 1, .pid = 100, .real_pid = child}, pb[0], -1), 0);
+	assert_int_equal(
+	    guard_add(
+		g, &(struct guard_add_info){.id = 2, .parent_id = 1, .pid = 100, .real_pid = child},
+		pb[0], -1),
+	    0);
 	assert_int_equal(guard_event(g, 2, &unmap), 0);
 	assert_int_equal(guard_add(g, &(struct guard_add_info){.id = 3, .pid = 101}, pc[0], -1), 0);
 	assert_int_equal(guard_forget(g, 3), 0);
@@ -132,7 +141,11 @@ static void test_takeover(void **state)
 	assert_int_equal(c, 'x');
 
 	/* The new worker re-adds what it adopted (same ids), settles task 2, then dies too. */
-	assert_int_equal(guard_add(g2, &(struct guard_add_info){.id = 1, .pid = 100, .real_pid = child, .pidfd_own = true}, t1->uffd, t1->pidfd), 0);
+	assert_int_equal(guard_add(g2,
+				   &(struct guard_add_info){
+				       .id = 1, .pid = 100, .real_pid = child, .pidfd_own = true},
+				   t1->uffd, t1->pidfd),
+			 0);
 	assert_int_equal(guard_forget(g2, 2), 0);
 	guard_tasks_free(tasks, nr);
 	close(chan[0]); /* the supervisor: no worker will come */
