@@ -180,6 +180,7 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->received_ms = -1;
 	v->handover_ms = -1;
 	v->downtime_ms = -1;
+	v->takeovers = -1;
 }
 
 /* --- JSON builders ------------------------------------------------------- */
@@ -337,6 +338,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(pause, "total_ms", json_integer(v->paused_ms > 0 ? v->paused_ms : 0), &ok);
 	api_set(m, "pause", pause, &ok);
 	pause = NULL;
+	api_set(m, "takeovers", api_json_opt_i64(v->takeovers), &ok);
 out:
 	json_decref(pause);
 	json_decref(progress);

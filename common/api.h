@@ -203,6 +203,12 @@ struct api_migration_view {
 	int64_t pause_since_unix_ms;
 	uint64_t pauses;
 	int64_t paused_ms;
+	/*
+	 * Destination: how many workers took the migration over from the
+	 * guard of one that died in post-copy (design.md §10.2); -1 (null):
+	 * the source, which has none.
+	 */
+	int64_t takeovers;
 };
 
 /* Fills v with "unknown" values (-1 / 0 / NULL) so agents set only what they know. */

@@ -623,8 +623,13 @@ static void task_install(struct etask *t, struct ereq *r)
 			return;
 		}
 		if (ret == -EEXIST) {
-			/* Mapped meanwhile (e.g. a child got it at fork): nothing to install. */
+			/*
+			 * Mapped meanwhile (e.g. a child got it at fork, or an earlier
+			 * worker installed it): nothing to install.
+			 */
 			lazyset_complete(t->ls, run.img_vaddr + copied, PG);
+			t->c.pages_exist++;
+			t->eng->c.pages_exist++;
 			task_resolve_waiters(t, run.rt_addr + copied, PG, now_ns());
 			continue;
 		}
@@ -900,6 +905,32 @@ static void task_on_fault(struct etask *t, uint64_t addr, uint64_t now)
 
 static int task_new(struct engine *e, int32_t pid, int uffd, struct etask **out);
 
+/* The owner hears of every task the engine holds a uffd for (the guard copies it). */
+static void task_report_added(struct etask *t)
+{
+	struct engine_task_ref ref = {
+	    .id = t->id,
+	    .parent_id = t->parent_id,
+	    .pid = t->pid,
+	    .real_pid = t->real_pid,
+	    .uffd = t->uffd,
+	    .pidfd = t->pidfd,
+	    .pidfd_own = t->pidfd_own,
+	};
+
+	if (t->eng->ops.task_added)
+		t->eng->ops.task_added(t->eng->arg, &ref);
+}
+
+static void task_report_layout(struct etask *t, uint32_t kind, uint64_t from, uint64_t to,
+			       uint64_t len)
+{
+	struct uffd_layout l = {.kind = kind, .from = from, .to = to, .len = len};
+
+	if (t->eng->ops.layout_changed)
+		t->eng->ops.layout_changed(t->eng->arg, t->id, &l);
+}
+
 static void task_on_fork(struct etask *t, int child_uffd)
 {
 	struct engine *e = t->eng;
@@ -930,8 +961,7 @@ static void task_on_fork(struct etask *t, int child_uffd)
 	}
 	c->lazy_pages = lazyset_remaining(c->ls);
 	e->lazy_pages += c->lazy_pages;
-	if (e->ops.task_added)
-		e->ops.task_added(e->arg, c->id, c->uffd, c->pidfd, c->real_pid);
+	task_report_added(c);
 	log_info("pid %" PRId32 " (task %" PRIu32 "): fork: child is task %" PRIu32
 		 " (uffd %d), %" PRIu64 " lazy pages to fetch for it",
 		 t->pid, t->id, c->id, child_uffd, c->lazy_pages);
@@ -952,6 +982,7 @@ static void task_on_remap(struct etask *t, uint64_t from, uint64_t to, uint64_t 
 		task_fail(t, ret, from, "remap");
 		return;
 	}
+	task_report_layout(t, UFFD_EVENT_REMAP, from, to, len);
 	task_move_addrs(t, from, to, len);
 }
 
@@ -981,6 +1012,7 @@ static void task_on_remove(struct etask *t, uint64_t start, uint64_t end, bool u
 		task_fail(t, ret, start, unmap ? "unmap" : "remove");
 		return;
 	}
+	task_report_layout(t, unmap ? UFFD_EVENT_UNMAP : UFFD_EVENT_REMOVE, start, end, 0);
 	t->c.pages_dropped += dropped;
 	t->eng->c.pages_dropped += dropped;
 	task_forget_addrs(t, start, end - start);
@@ -1208,8 +1240,7 @@ int engine_add_task(struct engine *e, int32_t pid, int uffd, pid_t sender)
 	}
 	t->lazy_pages = lazyset_total(t->ls);
 	e->lazy_pages += t->lazy_pages;
-	if (e->ops.task_added)
-		e->ops.task_added(e->arg, t->id, t->uffd, t->pidfd, t->real_pid);
+	task_report_added(t);
 	log_info("pid %" PRId32 " (task %" PRIu32 "): %" PRIu64 " lazy pages (%s) in %zu ranges, "
 		 "process %d",
 		 pid, t->id, t->lazy_pages, fmt_bytes(t->lazy_pages * PG, b, sizeof(b)),
@@ -1219,6 +1250,89 @@ int engine_add_task(struct engine *e, int32_t pid, int uffd, pid_t sender)
 	else if (e->aborting)
 		task_fail(t, -ECANCELED, 0, "aborting");
 	return 0;
+}
+
+/* An earlier worker's layout changes, in order, on the lazy set built from the image. */
+static int task_replay_layout(struct etask *t, const struct uffd_layout *l, size_t nr)
+{
+	uint64_t dropped = 0;
+	int ret = 0;
+
+	for (size_t i = 0; i < nr && ret == 0; i++) {
+		if (l[i].kind == UFFD_EVENT_REMAP)
+			ret = lazyset_remap(t->ls, l[i].from, l[i].to, l[i].len);
+		else if (l[i].kind == UFFD_EVENT_REMOVE || l[i].kind == UFFD_EVENT_UNMAP)
+			ret = lazyset_remove(t->ls, l[i].from, l[i].to - l[i].from, &dropped);
+		else
+			ret = -EINVAL;
+	}
+	return ret;
+}
+
+int engine_adopt_task(struct engine *e, const struct engine_task_ref *ref,
+		      const struct uffd_layout *changes, size_t nr_changes, bool layout_unknown)
+{
+	const struct img_task *img = image_set_task(e->imgs, ref->pid);
+	struct etask *t = NULL;
+	int ret;
+
+	if (!img || !img->has_memory) {
+		log_err("pid %" PRId32 " (task %" PRIu32 "): taken over, but no memory images for "
+			"it in %s",
+			ref->pid, ref->id, e->imgs->dir);
+		ret = -ESRCH;
+		goto out_close;
+	}
+	ret = task_new(e, ref->pid, ref->uffd, &t);
+	if (ret < 0)
+		goto out_close;
+	/* It keeps the id the guard knows it by; tasks forked from now on get higher ones. */
+	e->next_id--;
+	if (ref->id > e->next_id)
+		e->next_id = ref->id;
+	t->id = ref->id;
+	t->parent_id = ref->parent_id;
+	t->real_pid = ref->real_pid;
+	t->pidfd = ref->pidfd;
+	t->pidfd_own = ref->pidfd_own;
+	if (t->pidfd >= 0 && t->pidfd_own) {
+		t->pidfd_ev = event_new(e->base, t->pidfd, EV_READ, task_pidfd_cb, t);
+		if (t->pidfd_ev)
+			event_add(t->pidfd_ev, NULL);
+	}
+	e->c.adopted++;
+	ret = layout_unknown ? -ENODATA : lazyset_create(img, &t->ls);
+	if (ret == 0)
+		ret = task_replay_layout(t, changes, nr_changes);
+	if (ret == 0)
+		e->c.replayed += nr_changes;
+	if (ret < 0) {
+		/* Never serve it from a lazy set that may be wrong: stop it, keep its uffd. */
+		task_fail(t, ret, 0, "rebuilding its lazy set after a takeover");
+		return ret;
+	}
+	t->lazy_pages = lazyset_total(t->ls);
+	e->lazy_pages += t->lazy_pages;
+	task_report_added(t);
+	ret = uffd_wake_all(t->uffd);
+	if (ret < 0)
+		log_warn("pid %" PRId32 " (task %" PRIu32 "): UFFDIO_WAKE: %s; a fault the earlier "
+			 "worker read stays blocked until its page is installed by the drain",
+			 t->pid, t->id, strerror(-ret));
+	log_info("pid %" PRId32 " (task %" PRIu32 "): taken over (process %d, %zu layout "
+		 "change(s) replayed): %" PRIu64 " lazy pages to settle, installed ones answer "
+		 "EEXIST",
+		 t->pid, t->id, (int)t->real_pid, nr_changes, t->lazy_pages);
+	if (pagesrc_is_gone(e->src) && t->lazy_pages)
+		task_fail(t, -ENOTCONN, 0, "page source gone");
+	return 0;
+out_close:
+	log_err("pid %" PRId32 " (task %" PRIu32 "): cannot take it over: %s", ref->pid, ref->id,
+		strerror(-ret));
+	close(ref->uffd);
+	if (ref->pidfd >= 0)
+		close(ref->pidfd);
+	return ret;
 }
 
 void engine_add_zombie(struct engine *e, int32_t pid)

@@ -48,6 +48,7 @@
 #include "pagesrc.h"
 #include "readahead.h"
 #include "staging.h"
+#include "uffd.h"
 
 struct engine;
 
@@ -97,6 +98,17 @@ struct engine_config {
  */
 void engine_config_default(struct engine_config *cfg);
 
+/* A task as the guard keeps it (guard.h): what a later worker needs to rebuild it. */
+struct engine_task_ref {
+	uint32_t id;
+	uint32_t parent_id; /* forked from, 0: a restored process */
+	int32_t pid;	    /* image pid its pages come from */
+	pid_t real_pid;	    /* the process (a fork child: its parent's), 0 unknown */
+	int uffd;
+	int pidfd; /* -1: none */
+	bool pidfd_own;
+};
+
 struct engine_ops {
 	/*
 	 * A process could not get its pages and was stopped (killed when its
@@ -110,11 +122,19 @@ struct engine_ops {
 	 */
 	void (*done)(void *arg, int status);
 	/*
-	 * Optional.  A task was taken over (also a forked child): its uffd
-	 * and pidfd (-1: none) are the engine's, valid during the call, for
-	 * the owner to duplicate (the guard holds copies, guard.h).
+	 * Optional.  A task was taken over (also a forked child, or a task
+	 * adopted from an earlier worker): its uffd and pidfd (-1: none) are
+	 * the engine's, valid during the call, for the owner to duplicate
+	 * (the guard holds copies, guard.h).
 	 */
-	void (*task_added)(void *arg, uint32_t id, int uffd, int pidfd, pid_t real_pid);
+	void (*task_added)(void *arg, const struct engine_task_ref *t);
+	/*
+	 * Optional.  Task id's layout changed (kind UFFD_EVENT_REMAP: from ->
+	 * to, len; UFFD_EVENT_REMOVE or UFFD_EVENT_UNMAP: from..to) and its
+	 * lazy set with it: a worker taking over replays these
+	 * (engine_adopt_task()).
+	 */
+	void (*layout_changed)(void *arg, uint32_t id, const struct uffd_layout *l);
 	/* Optional.  Task id has all its pages, or its process is gone. */
 	void (*task_settled)(void *arg, uint32_t id);
 };
@@ -134,6 +154,9 @@ struct engine_counters {
 	uint64_t remaps;
 	uint64_t removes;
 	uint64_t unmaps;
+	uint64_t adopted;     /* tasks taken over from an earlier worker */
+	uint64_t replayed;    /* their layout changes replayed on the rebuilt lazy sets */
+	uint64_t pages_exist; /* COPY answered EEXIST: installed already (by an earlier worker) */
 };
 
 enum engine_task_state {
@@ -198,6 +221,21 @@ void engine_free(struct engine *e);
  */
 int engine_add_task(struct engine *e, int32_t pid, int uffd, pid_t sender);
 void engine_add_zombie(struct engine *e, int32_t pid);
+/*
+ * A task an earlier worker served, handed over by the guard (guard_take()):
+ * its uffd and pidfd become the engine's (closed by it, also on failure).
+ * The lazy set is rebuilt from the image of ref->pid and the layout
+ * changes replayed in order; pages the earlier worker installed are found
+ * by their COPY answering EEXIST (counted as installed, never zero-filled).
+ * Then every thread waiting on the uffd is woken (UFFDIO_WAKE): a fault the
+ * earlier worker read and never answered comes again as a new message.
+ * The task keeps ref->id (later ids are higher).  layout_unknown: a change
+ * was lost, so the lazy set cannot be trusted: the task fails (stopped as
+ * after a fetch failure) instead of being served.  Returns 0 or a negative
+ * errno.
+ */
+int engine_adopt_task(struct engine *e, const struct engine_task_ref *ref,
+		      const struct uffd_layout *changes, size_t nr_changes, bool layout_unknown);
 /* The restorer's FIN: the background drain may start. */
 void engine_restore_finished(struct engine *e);
 /*

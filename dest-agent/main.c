@@ -48,6 +48,8 @@
 #define DEST_FAULT_SLOTS 32
 /* After a stop request, how long killed processes get to disappear. */
 #define DEST_ABORT_GRACE_S 10
+/* --takeover-fd: how long the guard may take to hand its tasks over. */
+#define DEST_TAKE_TIMEOUT_MS 10000
 /* --criu-opt may be given this many times. */
 #define DEST_MAX_CRIU_OPTS 64
 /* After the migration ended, how long a still running criu restore may take. */
@@ -99,6 +101,13 @@ struct dest_opts {
 	/* the worker of a supervisor */
 	int secret_fd;
 	int progress_fd;
+	/*
+	 * --guard-fd: the supervisor's takeover channel, handed to the guard;
+	 * --takeover-fd: the same channel, for a worker that takes over from
+	 * the guard of one that died (design.md §10.2).  -1: none.
+	 */
+	int guard_fd;
+	int takeover_fd;
 	/* --serve */
 	bool serve;
 	struct sup_config sup;
@@ -112,7 +121,11 @@ struct dest_opts {
 };
 
 struct dest {
-	struct guard *guard;	       /* holds uffd duplicates: see guard.h */
+	struct guard *guard; /* holds uffd duplicates: see guard.h */
+	/* --takeover-fd: the tasks the guard handed over, until the engine adopts them */
+	struct guard_task *taken;
+	size_t nr_taken;
+	bool takeover;
 	struct event *src_progress_ev; /* Progress to the source, every second */
 	struct dest_opts o;
 	struct img_set *imgs;
@@ -186,6 +199,8 @@ enum {
 	OPT_CRIU_LOG_LEVEL,
 	OPT_SECRET_FD,
 	OPT_PROGRESS_FD,
+	OPT_GUARD_FD,
+	OPT_TAKEOVER_FD,
 	OPT_SERVE,
 	OPT_API_SOCKET,
 	OPT_API_TCP,
@@ -221,6 +236,11 @@ static void dest_usage(FILE *f)
 		"      --secret-file FILE the migration's secret (16..1024 bytes)\n"
 		"      --secret-fd FD     read the secret from FD to its end, every byte of it\n"
 		"      --progress-fd FD   report progress to FD as JSON lines (for --serve)\n"
+		"      --guard-fd FD      the guard waits on FD for a new worker if this one\n"
+		"                         dies (for --serve)\n"
+		"      --takeover-fd FD   take the userfaultfds of a worker that died from\n"
+		"                         its guard over FD and finish its migration (for\n"
+		"                         --serve)\n"
 		"      --verify           check every page against the source's checksum\n"
 		"      --connect-timeout SEC  give up reaching the source after SEC (default 60)\n"
 		"      --dead-after SEC   the source is lost after SEC of silence (default 10)\n"
@@ -423,6 +443,8 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"criu-log-level", required_argument, NULL, OPT_CRIU_LOG_LEVEL},
 	    {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
 	    {"progress-fd", required_argument, NULL, OPT_PROGRESS_FD},
+	    {"guard-fd", required_argument, NULL, OPT_GUARD_FD},
+	    {"takeover-fd", required_argument, NULL, OPT_TAKEOVER_FD},
 	    {"serve", no_argument, NULL, OPT_SERVE},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
@@ -553,12 +575,18 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_SECRET_FD:
 		case OPT_PROGRESS_FD:
-			/* 0..2 are stdio: a secret or progress there is a mistake. */
+		case OPT_GUARD_FD:
+		case OPT_TAKEOVER_FD:
+			/* 0..2 are stdio: a secret, progress or channel there is a mistake. */
 			ret = parse_uint(optarg, 3, INT32_MAX, &v);
 			if (c == OPT_SECRET_FD)
 				o->secret_fd = (int)v;
-			else
+			else if (c == OPT_PROGRESS_FD)
 				o->progress_fd = (int)v;
+			else if (c == OPT_GUARD_FD)
+				o->guard_fd = (int)v;
+			else
+				o->takeover_fd = (int)v;
 			break;
 		case OPT_SERVE:
 			o->serve = true;
@@ -681,6 +709,12 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		fprintf(stderr,
 			"rdmig-dest: --source needs --migration-id and one of --secret-file "
 			"and --secret-fd\n");
+		return -EINVAL;
+	}
+	if (o->takeover_fd >= 0 && (o->local || o->restore || o->daemon || o->guard_fd >= 0)) {
+		fprintf(stderr, "rdmig-dest: --takeover-fd takes over a migration in post-copy "
+				"from its source: not with --local, --restore, --daemon or "
+				"--guard-fd\n");
 		return -EINVAL;
 	}
 	if (o->progress_fd >= 0 && o->daemon) {
@@ -816,7 +850,8 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 		d->lazy_total = dest_images_lazy_pages(d->imgs);
 	/* Fork children add their copy of the parent's pages to the total. */
 	c->pages_total = s.lazy_pages > d->lazy_total ? s.lazy_pages : d->lazy_total;
-	c->pages_fetched = s.c.pages_fault + s.c.pages_drain;
+	/* Pages an earlier worker installed (EEXIST after a takeover) are in as well. */
+	c->pages_fetched = s.c.pages_fault + s.c.pages_drain + s.c.pages_exist;
 	if (c->pages_fetched > c->pages_total)
 		c->pages_fetched = c->pages_total;
 	/* Before FIN the engine knows only the processes handed over so far. */
@@ -1167,11 +1202,20 @@ static void dest_net_pause_expired(void *arg, const char *reason)
 	struct progress_msg m;
 	int n = d->eng ? engine_stop_processes(d->eng) : 0;
 
-	dest_fail(d,
-		  "%s; %d process tree(s) stopped (SIGSTOP), the checkpoint stays on the "
-		  "source",
-		  reason, n);
+	if (d->takeover && !d->eng)
+		dest_fail(d,
+			  "%s; the guard stops the process tree(s) (SIGSTOP), the checkpoint "
+			  "stays on the source",
+			  reason);
+	else
+		dest_fail(d,
+			  "%s; %d process tree(s) stopped (SIGSTOP), the checkpoint stays on the "
+			  "source",
+			  reason, n);
 	log_err("%s", d->error);
+	/* Taking over, the tables never came: leave; the guard stops the processes. */
+	if (!d->images_ready)
+		event_base_loopbreak(d->base);
 	if (!d->pw)
 		return;
 	progress_msg_init(&m);
@@ -1208,6 +1252,7 @@ static int dest_fetch_images(struct dest *d)
 	    .pause_limit_s = d->o.pause_limit_s,
 	    .max_reads = d->o.max_reads,
 	    .one_lane = d->o.one_lane,
+	    .takeover = d->takeover,
 	};
 	int ret;
 
@@ -1238,12 +1283,25 @@ static int dest_fetch_images(struct dest *d)
 	return 0;
 }
 
-static void dest_on_task_added(void *arg, uint32_t id, int uffd, int pidfd, pid_t real_pid)
+static void dest_on_task_added(void *arg, const struct engine_task_ref *t)
+{
+	struct dest *d = arg;
+	struct guard_add_info a = {.id = t->id,
+				   .parent_id = t->parent_id,
+				   .pid = t->pid,
+				   .real_pid = t->real_pid,
+				   .pidfd_own = t->pidfd_own};
+
+	if (d->guard)
+		guard_add(d->guard, &a, t->uffd, t->pidfd);
+}
+
+static void dest_on_layout_changed(void *arg, uint32_t id, const struct uffd_layout *l)
 {
 	struct dest *d = arg;
 
 	if (d->guard)
-		guard_add(d->guard, id, uffd, pidfd, real_pid);
+		guard_event(d->guard, id, l);
 }
 
 static void dest_on_task_settled(void *arg, uint32_t id)
@@ -1258,6 +1316,7 @@ static const struct engine_ops dest_engine_ops = {
     .task_failed = dest_on_task_failed,
     .done = dest_on_done,
     .task_added = dest_on_task_added,
+    .layout_changed = dest_on_layout_changed,
     .task_settled = dest_on_task_settled,
 };
 
@@ -1338,6 +1397,71 @@ static int dest_start_restore(struct dest *d)
 	};
 
 	return restore_start(d->base, &rc, &dest_restore_ops, d, &d->rs);
+}
+
+/* ---- the guard, and taking over from it ---- */
+
+/*
+ * One-shot or a supervisor's first worker: fork the guard (with the
+ * supervisor's takeover channel, if any).  A worker taking over: receive
+ * the tasks from the guard of the worker that died, which serves us now.
+ */
+static int dest_start_guard(struct dest *d)
+{
+	int ret;
+
+	if (d->takeover) {
+		ret = guard_take(d->o.takeover_fd, DEST_TAKE_TIMEOUT_MS, &d->guard, &d->taken,
+				 &d->nr_taken);
+		close(d->o.takeover_fd);
+		if (ret < 0) {
+			log_err("cannot take over from the guard: %s%s", strerror(-ret),
+				ret == -EBUSY ? " (a worker still serves the migration)" : "");
+			dest_fail(d, "cannot take over from the guard: %s", strerror(-ret));
+			return ret;
+		}
+		log_info("taking over: the guard handed over %zu task(s) of the worker that died",
+			 d->nr_taken);
+		return 0;
+	}
+	ret = guard_start(d->o.guard_fd, d->o.pause_limit_s, &d->guard);
+	if (d->o.guard_fd >= 0)
+		close(d->o.guard_fd);
+	if (ret < 0)
+		log_warn("no guard process (%s): if rdmig-dest dies mid-migration, restored "
+			 "processes read zeros where pages are missing",
+			 strerror(-ret));
+	return 0;
+}
+
+/*
+ * The engine adopts every task handed over (each then wakes its waiting
+ * threads), and the drain starts at once: the workload ran all along.
+ */
+static void dest_adopt(struct dest *d)
+{
+	d->t_first = now_ns();
+	for (size_t i = 0; i < d->nr_taken; i++) {
+		struct guard_task *g = &d->taken[i];
+		struct engine_task_ref ref = {.id = g->id,
+					      .parent_id = g->parent_id,
+					      .pid = g->pid,
+					      .real_pid = g->real_pid,
+					      .uffd = g->uffd,
+					      .pidfd = g->pidfd,
+					      .pidfd_own = g->pidfd_own};
+
+		/* The engine's now, also if it cannot adopt the task. */
+		g->uffd = -1;
+		g->pidfd = -1;
+		engine_adopt_task(d->eng, &ref, g->events, g->nr_events, g->layout_unknown);
+	}
+	guard_tasks_free(d->taken, d->nr_taken);
+	d->taken = NULL;
+	d->nr_taken = 0;
+	d->fin_seen = true;
+	engine_restore_finished(d->eng);
+	dest_report_resumed(d, -1);
 }
 
 /* ---- startup ---- */
@@ -1464,7 +1588,8 @@ static int dest_setup_loop(struct dest *d)
 			    &d->eng);
 	if (ret < 0)
 		return ret;
-	ret = lpsock_start(d->lp, d->base, d->imgs, &dest_lp_ops, d);
+	/* Taking over, the processes are restored already: no lazy-pages socket. */
+	ret = d->lp ? lpsock_start(d->lp, d->base, d->imgs, &dest_lp_ops, d) : 0;
 	if (ret < 0)
 		return ret;
 	for (int i = 0; i < 2; i++) {
@@ -1525,14 +1650,15 @@ static void dest_summary(struct dest *d, int code)
 	log_info("summary: status=%s tasks=%" PRIu32 " forks=%" PRIu64 " zombies=%" PRIu32
 		 " failed=%" PRIu32 " lazy=%" PRIu64 " fault=%" PRIu64 " drain=%" PRIu64
 		 " zero=%" PRIu64 " dropped=%" PRIu64 " left=%" PRIu64 " remaps=%" PRIu64
-		 " removes=%" PRIu64 " unmaps=%" PRIu64 " bytes=%" PRIu64 " time_ms=%" PRIu64
-		 " faults=%" PRIu64 " lazy_faults=%" PRIu64 " timed=%" PRIu64
-		 " fault_p50_us=%" PRIu64 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f%s",
+		 " removes=%" PRIu64 " unmaps=%" PRIu64 " adopted=%" PRIu64 " replayed=%" PRIu64
+		 " exist=%" PRIu64 " bytes=%" PRIu64 " time_ms=%" PRIu64 " faults=%" PRIu64
+		 " lazy_faults=%" PRIu64 " timed=%" PRIu64 " fault_p50_us=%" PRIu64
+		 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f%s",
 		 code == 0 ? "ok" : "failed", s.tasks, s.c.forks, s.zombies, s.tasks_failed,
 		 s.lazy_pages, s.c.pages_fault, s.c.pages_drain, s.c.zero_pages, s.c.pages_dropped,
-		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.bytes, ms, s.c.faults,
-		 s.c.faults_lazy, s.fault_count, s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps,
-		 restore);
+		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.adopted, s.c.replayed,
+		 s.c.pages_exist, s.c.bytes, ms, s.c.faults, s.c.faults_lazy, s.fault_count,
+		 s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps, restore);
 	if (d->ns) {
 		struct netsrc_stats ns;
 
@@ -1599,12 +1725,17 @@ static void dest_cleanup(struct dest *d)
 		event_base_free(d->base);
 	SSL_CTX_free(d->tls);
 	image_set_free(d->imgs);
+	guard_tasks_free(d->taken, d->nr_taken);
 }
 
 int main(int argc, char **argv)
 {
 	struct dest d = {
-	    .o = {.status_fd = -1, .secret_fd = -1, .progress_fd = -1},
+	    .o = {.status_fd = -1,
+		  .secret_fd = -1,
+		  .progress_fd = -1,
+		  .guard_fd = -1,
+		  .takeover_fd = -1},
 	    .done_status = 1,
 	    .reported = API_STATE_PENDING,
 	};
@@ -1631,6 +1762,7 @@ int main(int argc, char **argv)
 	if (ret != 0)
 		return ret > 0 ? 0 : 2;
 	log_set_level(d.o.verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	d.takeover = d.o.takeover_fd >= 0;
 	if (d.o.log_file && (ret = dest_redirect_log(d.o.log_file)) < 0) {
 		fprintf(stderr, "rdmig-dest: log file %s: %s\n", d.o.log_file, strerror(-ret));
 		return 1;
@@ -1664,7 +1796,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	ret = lpsock_listen(d.o.work_dir, &d.lp);
+	ret = d.takeover ? 0 : lpsock_listen(d.o.work_dir, &d.lp);
 	if (ret < 0)
 		goto out;
 	if (d.o.daemon) {
@@ -1679,11 +1811,8 @@ int main(int argc, char **argv)
 			dest_redirect_log("/dev/null");
 	}
 	/* After daemonizing (the guard watches this very process), before any RDMA resource. */
-	ret = guard_start(&d.guard);
-	if (ret < 0)
-		log_warn("no guard process (%s): if rdmig-dest dies mid-migration, restored "
-			 "processes read zeros where pages are missing",
-			 strerror(-ret));
+	if (dest_start_guard(&d) < 0)
+		goto out;
 	if (!d.o.local) {
 		/* After daemonizing: a forked child must not inherit RDMA resources. */
 		if (!d.base)
@@ -1725,6 +1854,10 @@ int main(int argc, char **argv)
 	dest_report_ready(d.o.status_fd, true);
 	dest_report_ready(ready_fd, true);
 	ready_fd = -1;
+	if (d.takeover) {
+		dest_adopt(&d);
+		goto run;
+	}
 	/* Images in, socket listening: the restore runs (ours) or may start (external). */
 	dest_report(&d, API_STATE_RESTORING, -1);
 	if (d.o.restore && (ret = dest_start_restore(&d)) < 0) {
@@ -1735,6 +1868,7 @@ int main(int argc, char **argv)
 				     "criu restore could not be started on the destination");
 		goto out;
 	}
+run:
 	event_base_dispatch(d.base);
 	d.loop_over = true;
 	if (!d.t_done)

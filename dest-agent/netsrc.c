@@ -130,8 +130,9 @@ struct netsrc {
 	uint64_t attempt_ns; /* the current reconnection attempt began */
 	unsigned int backoff_ms;
 	char pause_reason[192];
-	bool done_pending; /* the engine finished while paused: Done goes out on resume */
-	bool done_sent;	   /* Done went out: every page is in, DoneAck awaited */
+	bool done_pending;  /* the engine finished while paused: Done goes out on resume */
+	bool done_sent;	    /* Done went out: every page is in, DoneAck awaited */
+	bool takeover_wait; /* cfg.takeover: the tables are still to come, fresh */
 	struct ctrl_done done;
 };
 
@@ -577,6 +578,25 @@ static void on_fault_lane(struct netsrc *ns, const FaultLane *fl)
 
 static void ns_fc_start(struct netsrc *ns);
 
+/* Forgets every range table received (the page hashes with them). */
+static void ns_tables_clear(struct netsrc *ns)
+{
+	for (size_t i = 0; i < ns->nr_tasks; i++) {
+		for (size_t j = 0; j < ns->tasks[i].nr; j++) {
+			free(ns->tasks[i].ranges[j].hashes);
+			free(ns->tasks[i].ranges[j].have_hash);
+		}
+		free(ns->tasks[i].ranges);
+	}
+	free(ns->tasks);
+	ns->tasks = NULL;
+	ns->nr_tasks = 0;
+	ns->digest = 0;
+	ns->stats.tables = 0;
+	ns->stats.ranges = 0;
+	ns->stats.lazy_bytes = 0;
+}
+
 static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 {
 	int ret = ns_check_proof(ns, ns->x, &ns->st, ns->name, p);
@@ -596,6 +616,8 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 		ns_lost(ns, -EIO, "cannot send Attach");
 		return;
 	}
+	if (ns->takeover_wait)
+		ns_tables_clear(ns); /* a retry: the tables come again, whole */
 	if (ns->paused) {
 		for (size_t i = 0; i < ns->nr_tasks; i++)
 			ns->tasks[i].resume_next = 0;
@@ -722,6 +744,8 @@ static int on_task_table_resume(struct netsrc *ns, const TaskTable *tt)
 	struct ns_task *t = ns_task_find(ns, tt->pid);
 	size_t i;
 
+	if (ns->takeover_wait)
+		return on_task_table(ns, tt);
 	if (!t || t->resume_next + tt->n_ranges > t->nr) {
 		log_err("%s: resuming, the source sent a table for pid %d that differs", ns->name,
 			tt->pid);
@@ -831,6 +855,19 @@ static void on_images_done(struct netsrc *ns)
 
 	if (ns->file_fd >= 0) {
 		ns_abort(ns, CTRL_ABORT_IMAGES, "ImagesDone with a file still open");
+		return;
+	}
+	if (ns->takeover_wait) {
+		/* The tables came whole: they are what a resume compares against from now on. */
+		for (i = 0; i < ns->nr_tasks; i++)
+			ns->tasks[i].resume_next = ns->tasks[i].nr;
+		ns->takeover_wait = false;
+		ns->images_ready = true;
+		log_info("%s: taking over: %" PRIu64 " range tables, %s lazy", ns->name,
+			 ns->stats.tables, fmt_bytes(ns->stats.lazy_bytes, lz, sizeof(lz)));
+		ns_resume(ns);
+		if (!ns->paused && ns->ops->images_ready)
+			ns->ops->images_ready(ns->arg);
 		return;
 	}
 	if (ns->paused) {
@@ -1448,6 +1485,16 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		return -EIO;
 	}
 	ns->start_ns = now_ns();
+	if (cfg->takeover) {
+		/* The workload runs here: a lost source from the start is a pause, not the end. */
+		ns->postcopy = true;
+		ns->peer_resume = true; /* required: on_hello() refuses a source without it */
+		ns->paused = true;
+		ns->takeover_wait = true;
+		ns->pause_ns = ns->start_ns;
+		snprintf(ns->pause_reason, sizeof(ns->pause_reason),
+			 "taking over from a worker that died");
+	}
 	ns_connect_now(ns);
 	*out = ns;
 	return 0;
@@ -1455,8 +1502,6 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 
 void netsrc_free(struct netsrc *ns)
 {
-	size_t i, j;
-
 	if (!ns)
 		return;
 	ns_fc_close(ns);
@@ -1469,14 +1514,7 @@ void netsrc_free(struct netsrc *ns)
 		event_free(ns->tick);
 	if (ns->retry)
 		event_free(ns->retry);
-	for (i = 0; i < ns->nr_tasks; i++) {
-		for (j = 0; j < ns->tasks[i].nr; j++) {
-			free(ns->tasks[i].ranges[j].hashes);
-			free(ns->tasks[i].ranges[j].have_hash);
-		}
-		free(ns->tasks[i].ranges);
-	}
-	free(ns->tasks);
+	ns_tables_clear(ns);
 	free(ns->host);
 	free(ns->port);
 	free(ns->id);
@@ -1656,6 +1694,9 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 	if (!ns->verify)
 		return 0;
 	r = ns_range_find(ns, pid, img_vaddr, len);
+	/* Taken over: a resume sends no PageHashes, only the ranges' XXH3. */
+	if (r && !r->hashes && ns->cfg.takeover)
+		return ns_verify_unit(ns, pid, img_vaddr, buf, len);
 	if (!r || !r->hashes)
 		return -ERANGE;
 	for (p = 0; p < len; p += IMG_PAGE_SIZE) {

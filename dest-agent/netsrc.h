@@ -59,6 +59,17 @@ struct netsrc_config {
 	 * (seconds, 0: forever).
 	 */
 	unsigned int pause_limit_s;
+	/*
+	 * A worker taking over from one that died (design.md §10.2): the
+	 * workload runs here already.  The netsrc starts paused ("taking
+	 * over"), attaches with resume (the source sees a destination back
+	 * from a pause), takes the range tables fresh and no image file (the
+	 * images are in images_dir already); images_ready then means the
+	 * tables are here.  Per-page checksums are not sent on a resume:
+	 * with verify, a request covering a whole range is checked against
+	 * its XXH3 and a part of one is counted unverified.
+	 */
+	bool takeover;
 };
 
 /* READs outstanding on the fault lane; beyond cfg.max_reads. */

@@ -50,10 +50,17 @@ extern char **environ;
 #define SUP_READ_LAST (1024 * 1024)
 /* Malformed progress lines logged per migration; the rest are only counted. */
 #define SUP_BAD_LINES_LOGGED 5
-/* The worker's fds for the progress pipe and the secret pipe. */
+/* The worker's fds for the progress pipe, the secret pipe and the guard's takeover channel. */
 #define SUP_CHILD_PROGRESS_FD 3
 #define SUP_CHILD_SECRET_FD   4
-/* Pipe ends meant for the child are moved above this, clear of 3 and 4. */
+#define SUP_CHILD_GUARD_FD    5
+/*
+ * Workers started for one migration to take over from a dead one's guard:
+ * beyond this, a worker that dies at once each time is not started again
+ * (the guard then stops the processes).
+ */
+#define SUP_TAKEOVERS_MAX 16
+/* Pipe ends meant for the child are moved above this, clear of 3, 4 and 5. */
 #define SUP_FD_FLOOR	      10
 #define SUP_ARGV_MAX	      48
 #define SUP_DATA_PORT_DEFAULT 7471
@@ -104,6 +111,18 @@ struct sup_mig {
 	bool prog_skip; /* dropping the rest of an oversized line */
 	unsigned int bad_lines;
 	bool pending; /* its source has not authenticated yet: counted in nr_pending */
+	/*
+	 * A worker that dies in post-copy is replaced (design.md §10.2): the
+	 * new one is started from what the request gave (source, transport,
+	 * id, directories, the secret, kept in memory here) and takes the
+	 * userfaultfds from the old one's guard over tk_fd, our end of the
+	 * guard's takeover channel (closed once the migration is final: a
+	 * guard still waiting then stops the processes).
+	 */
+	int tk_fd;
+	struct auth_secret *secret;
+	char source_arg[API_HOSTPORT_MAX + 8]; /* the workers' --source */
+	unsigned int takeovers;
 };
 
 TAILQ_HEAD(sup_mig_list, sup_mig);
@@ -143,6 +162,7 @@ struct sup {
 	unsigned int nr_running; /* workers alive, pending ones included */
 	unsigned int nr_pending;
 	unsigned int nr_final;
+	uint64_t takeovers; /* workers started to take over, all migrations */
 	struct event *sig_ev[2];
 	struct event *stop_ev;
 	bool stopping;
@@ -182,6 +202,9 @@ static void sup_mig_free(struct sup_mig *m)
 		close(m->pidfd);
 	if (m->prog_fd >= 0)
 		close(m->prog_fd);
+	if (m->tk_fd >= 0)
+		close(m->tk_fd);
+	auth_secret_free(m->secret);
 	free(m);
 }
 
@@ -303,6 +326,7 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	}
 	v->pauses = m->pauses;
 	v->paused_ms = (int64_t)(m->paused_ns / 1000000);
+	v->takeovers = m->takeovers;
 }
 
 /* ---- progress from the worker ---- */
@@ -475,6 +499,9 @@ static void sup_progress_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the worker's exit ---- */
 
+static int sup_start_worker(struct sup *s, struct sup_mig *m, const struct api_start_req *req,
+			    struct api_error *err);
+
 static void sup_forget_old(struct sup *s)
 {
 	struct sup_mig *m, *next;
@@ -518,6 +545,11 @@ static void sup_verdict(struct sup_mig *m, int wstatus)
 	m->final = true;
 	m->t_final_ns = now_ns();
 	m->finished_unix_ms = sup_unix_ms();
+	/* No worker will take over any more: a guard still holding processes stops them. */
+	if (m->tk_fd >= 0) {
+		close(m->tk_fd);
+		m->tk_fd = -1;
+	}
 	if (m->state == API_STATE_DONE)
 		log_info("migration %s: done in %" PRIu64 " ms (%" PRIu64 " pages, %" PRIu64
 			 " faults); %s",
@@ -526,6 +558,50 @@ static void sup_verdict(struct sup_mig *m, int wstatus)
 	else
 		log_info("migration %s: %s: %s (%s; its log: %s/rdmig-dest.log)", m->id,
 			 api_state_str(m->state), m->error, how, m->work_dir);
+}
+
+/*
+ * The workload runs here and its worker died without a verdict (a crash,
+ * a SIGKILL, an upgrade): a new worker may take over from its guard.
+ */
+static bool sup_may_take_over(const struct sup *s, const struct sup_mig *m)
+{
+	enum api_state st = m->state == API_STATE_PAUSED ? m->pre_pause : m->state;
+
+	return !s->stopping && !m->abort_requested && m->tk_fd >= 0 && !m->reported_done &&
+	       !m->reported_failed && (st == API_STATE_POSTCOPY || st == API_STATE_DRAINING) &&
+	       m->takeovers < SUP_TAKEOVERS_MAX;
+}
+
+/* Starts the worker that takes over; 0, or a negative errno (the verdict follows then). */
+static int sup_take_over(struct sup *s, struct sup_mig *m, int wstatus)
+{
+	struct api_error err = {0};
+	pid_t old = m->pid;
+	int ret;
+
+	event_free(m->exit_ev);
+	m->exit_ev = NULL;
+	event_free(m->prog_ev);
+	m->prog_ev = NULL;
+	evbuffer_free(m->prog_buf);
+	m->prog_buf = NULL;
+	m->prog_skip = false;
+	ret = sup_start_worker(s, m, NULL, &err);
+	if (ret < 0) {
+		log_err("migration %s: worker %d died in post-copy and no worker can take over: "
+			"%s",
+			m->id, (int)old, err.message[0] ? err.message : strerror(-ret));
+		return ret;
+	}
+	m->takeovers++;
+	s->takeovers++;
+	log_warn("migration %s: worker %d died in post-copy (%s %d); worker %d takes over from "
+		 "its guard (takeover %u)",
+		 m->id, (int)old, WIFSIGNALED(wstatus) ? "signal" : "exit status",
+		 WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus), (int)m->pid,
+		 m->takeovers);
+	return 0;
 }
 
 static void sup_exit_cb(evutil_socket_t fd, short what, void *arg)
@@ -555,6 +631,8 @@ static void sup_exit_cb(evutil_socket_t fd, short what, void *arg)
 	m->pidfd = -1;
 	close(m->prog_fd);
 	m->prog_fd = -1;
+	if (sup_may_take_over(s, m) && sup_take_over(s, m, wstatus) == 0)
+		return;
 	sup_verdict(m, wstatus);
 	if (m->pending) {
 		m->pending = false;
@@ -577,6 +655,7 @@ struct sup_argv {
 	char log[PATH_MAX + 32];
 	char secret_fd[16];
 	char progress_fd[16];
+	char guard_fd[16];
 	char connect_timeout[16];
 	char pause_limit[16];
 	char cgroups[64];
@@ -591,21 +670,21 @@ static void sup_arg(struct sup_argv *a, const char *s)
 	a->v[a->n] = NULL;
 }
 
+/* req NULL: the worker takes over from the guard of one that died (no restore then). */
 static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 			  const struct api_start_req *req, struct sup_argv *a)
 {
-	const char *host = req->peer_host;
-	unsigned int port = req->peer_port ? req->peer_port : SUP_DATA_PORT_DEFAULT;
-	const struct api_criu_opts *c = &req->criu;
+	const struct api_criu_opts *c;
 	int level;
 
 	a->n = 0;
 	if ((size_t)snprintf(a->log, sizeof(a->log), "%s/rdmig-dest.log", m->work_dir) >=
 	    sizeof(a->log))
 		return -ENAMETOOLONG;
-	snprintf(a->source, sizeof(a->source), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+	snprintf(a->source, sizeof(a->source), "%s", m->source_arg);
 	snprintf(a->secret_fd, sizeof(a->secret_fd), "%d", SUP_CHILD_SECRET_FD);
 	snprintf(a->progress_fd, sizeof(a->progress_fd), "%d", SUP_CHILD_PROGRESS_FD);
+	snprintf(a->guard_fd, sizeof(a->guard_fd), "%d", SUP_CHILD_GUARD_FD);
 	sup_arg(a, "rdmig-dest");
 	sup_arg(a, "-D");
 	sup_arg(a, m->images_dir);
@@ -630,6 +709,8 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	sup_arg(a, a->secret_fd);
 	sup_arg(a, "--progress-fd");
 	sup_arg(a, a->progress_fd);
+	sup_arg(a, req ? "--guard-fd" : "--takeover-fd");
+	sup_arg(a, a->guard_fd);
 	sup_arg(a, "-o");
 	sup_arg(a, a->log);
 	if (m->verify)
@@ -647,8 +728,9 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	}
 	if (s->cfg->verbose)
 		sup_arg(a, "-v");
-	if (!m->restore)
+	if (!req || !m->restore)
 		return 0;
+	c = &req->criu;
 	sup_arg(a, "--restore");
 	if (s->cfg->criu) {
 		sup_arg(a, "--criu");
@@ -693,11 +775,12 @@ static int sup_fd_high(int *fd)
 
 /*
  * posix_spawn of the worker with fds 0/1 on /dev/null, 2 the agent's log,
- * 3 the progress pipe, 4 the secret pipe, nothing else; default signal
+ * 3 the progress pipe, 4 the secret pipe, 5 the guard's takeover channel,
+ * nothing else; default signal
  * handling; its own process group, so a terminal's ^C reaches the
  * supervisor only, which then stops the workers in order.
  */
-static int sup_spawn(struct sup_mig *m, char *const argv[], int prog_w, int secret_r)
+static int sup_spawn(struct sup_mig *m, char *const argv[], int prog_w, int secret_r, int chan)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -729,7 +812,9 @@ static int sup_spawn(struct sup_mig *m, char *const argv[], int prog_w, int secr
 	if (!ret)
 		ret = posix_spawn_file_actions_adddup2(&fa, secret_r, SUP_CHILD_SECRET_FD);
 	if (!ret)
-		ret = posix_spawn_file_actions_addclosefrom_np(&fa, SUP_CHILD_SECRET_FD + 1);
+		ret = posix_spawn_file_actions_adddup2(&fa, chan, SUP_CHILD_GUARD_FD);
+	if (!ret)
+		ret = posix_spawn_file_actions_addclosefrom_np(&fa, SUP_CHILD_GUARD_FD + 1);
 	if (ret) {
 		ret = -ret;
 		log_err("migration %s: worker spawn setup: %s", m->id, strerror(-ret));
@@ -755,22 +840,27 @@ out:
  * AUTH_SECRET_MAX bytes, which a pipe buffers whole, and the write end is
  * closed at once, so the worker reads it to end of file.
  */
-static int sup_secret_pipe(const struct api_start_req *req, int *read_end, struct api_error *err)
+static int sup_keep_secret(struct sup_mig *m, const struct api_start_req *req,
+			   struct api_error *err)
 {
-	struct auth_secret *secret = NULL;
-	int p[2] = {-1, -1}, ret;
+	int ret;
 
 	/* A secret_file's bytes are in req->secret: the API module read it off the loop. */
 	if (!req->secret)
 		return api_error_set(err, -EINVAL,
 				     "give \"secret\" or \"secret_file\": the destination agent "
 				     "has no default secret");
-	ret = auth_secret_from_buf(req->secret, req->secret_len, &secret);
-	if (ret < 0) {
-		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
-				    "field \"secret\" is not usable: %s", strerror(-ret));
-		goto out;
-	}
+	ret = auth_secret_from_buf(req->secret, req->secret_len, &m->secret);
+	if (ret < 0)
+		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EINVAL,
+				     "field \"secret\" is not usable: %s", strerror(-ret));
+	return 0;
+}
+
+static int sup_secret_pipe(const struct auth_secret *secret, int *read_end, struct api_error *err)
+{
+	int p[2] = {-1, -1}, ret;
+
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		ret = -errno;
 		log_err("secret pipe: %s", strerror(-ret));
@@ -791,23 +881,63 @@ out:
 		close(p[0]);
 	if (p[1] >= 0)
 		close(p[1]);
-	auth_secret_free(secret);
 	return ret;
 }
 
-/* Spawns m's worker and starts watching it; on failure nothing is left running. */
+/*
+ * The guard's takeover channel: our end stays in m, the other goes to the
+ * first worker, which hands it to its guard.  Both above SUP_FD_FLOOR.
+ */
+static int sup_guard_channel(struct sup_mig *m, int *child_end, struct api_error *err)
+{
+	int sv[2], ret;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		ret = -errno;
+		log_err("migration %s: guard channel: %s", m->id, strerror(-ret));
+		return api_error_set(err, -EIO, "cannot create a socket pair: %s", strerror(-ret));
+	}
+	ret = sup_fd_high(&sv[0]);
+	if (ret == 0)
+		ret = sup_fd_high(&sv[1]);
+	if (ret < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return api_error_set(err, -EIO, "cannot move a descriptor: %s", strerror(-ret));
+	}
+	m->tk_fd = sv[0];
+	*child_end = sv[1];
+	return 0;
+}
+
+/*
+ * Spawns m's worker and starts watching it; on failure nothing is left
+ * running.  req NULL: a worker taking over from the guard of one that died.
+ */
 static int sup_start_worker(struct sup *s, struct sup_mig *m, const struct api_start_req *req,
 			    struct api_error *err)
 {
 	struct sup_argv a;
-	int prog[2] = {-1, -1}, secret_r = -1, ret;
+	int prog[2] = {-1, -1}, secret_r = -1, chan = -1, ret;
 
+	if (req) {
+		const char *host = req->peer_host;
+		unsigned int port = req->peer_port ? req->peer_port : SUP_DATA_PORT_DEFAULT;
+
+		snprintf(m->source_arg, sizeof(m->source_arg),
+			 strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+		ret = sup_keep_secret(m, req, err);
+		if (ret == 0)
+			ret = sup_guard_channel(m, &chan, err);
+		if (ret < 0)
+			goto out;
+	}
 	ret = sup_build_argv(s, m, req, &a);
 	if (ret < 0) {
 		ret = api_error_set(err, -EINVAL, "work_dir %s: path too long", m->work_dir);
 		goto out;
 	}
-	ret = sup_secret_pipe(req, &secret_r, err);
+	ret = sup_secret_pipe(m->secret, &secret_r, err);
 	if (ret < 0)
 		goto out;
 	if (pipe2(prog, O_CLOEXEC) < 0 || sup_fd_high(&prog[1]) < 0 ||
@@ -825,7 +955,7 @@ static int sup_start_worker(struct sup *s, struct sup_mig *m, const struct api_s
 	}
 	m->prog_fd = prog[0];
 	prog[0] = -1;
-	ret = sup_spawn(m, a.v, prog[1], secret_r);
+	ret = sup_spawn(m, a.v, prog[1], secret_r, req ? chan : m->tk_fd);
 	if (ret < 0) {
 		ret = api_error_set(err, -EIO, "cannot start a worker: %s", strerror(-ret));
 		goto out;
@@ -856,6 +986,8 @@ out:
 		close(prog[1]);
 	if (secret_r >= 0)
 		close(secret_r);
+	if (chan >= 0)
+		close(chan);
 	return ret;
 }
 
@@ -1238,6 +1370,7 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	m->sup = s;
 	m->pidfd = -1;
 	m->prog_fd = -1;
+	m->tk_fd = -1;
 	m->state = API_STATE_PENDING;
 	m->restore_ms = -1;
 	m->resumed_ms = -1;
@@ -1370,7 +1503,11 @@ static int sup_api_metrics(void *agent, struct evbuffer *out)
 	    prom_u64(out, "rdmig_dest_reservations", NULL, s->nr_resv) < 0 ||
 	    prom_family(out, "rdmig_dest_stopping", PROM_GAUGE,
 			"1 while a stop waits for the workers") < 0 ||
-	    prom_u64(out, "rdmig_dest_stopping", NULL, s->stopping) < 0)
+	    prom_u64(out, "rdmig_dest_stopping", NULL, s->stopping) < 0 ||
+	    prom_family(out, "rdmig_dest_takeovers_total", PROM_COUNTER,
+			"workers started to take a migration over from the guard of one that "
+			"died in post-copy") < 0 ||
+	    prom_u64(out, "rdmig_dest_takeovers_total", NULL, s->takeovers) < 0)
 		return -ENOMEM;
 	return 0;
 }

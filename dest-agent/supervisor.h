@@ -20,6 +20,14 @@
  * the restored processes that still need pages and tells the source, which
  * keeps its checkpoint); the migration is aborted once the worker exited.
  *
+ * A worker that dies in post-copy without a verdict (a crash, SIGKILL, an
+ * upgrade) is replaced: the supervisor keeps the request's source,
+ * transport, directories and secret, and one end of a takeover channel
+ * whose other end the first worker handed to its guard; the new worker
+ * (--takeover-fd) takes the userfaultfds from the guard and finishes.
+ * Once the migration is final the channel closes, and a guard still
+ * holding processes stops them (design.md §10.2).
+ *
  * Reservations (POST /v1/reservations, docs/api.md §3.7): before it
  * freezes a workload, a source reserves a slot and disk space (statvfs of
  * the work root against its estimate) for a TTL; the migration's POST

@@ -61,6 +61,40 @@ int uffd_unregister(int uffd, uint64_t addr, uint64_t len)
 	return 0;
 }
 
+/* mmap_min_addr, page aligned; 64 KiB if it cannot be read. */
+static uint64_t uffd_min_addr(void)
+{
+	unsigned long long v = 65536;
+	FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "re");
+
+	if (f) {
+		if (fscanf(f, "%llu", &v) != 1)
+			v = 65536;
+		fclose(f);
+	}
+	return (v + 4095) & ~4095ull;
+}
+
+int uffd_wake_all(int uffd)
+{
+	/* The largest user address space the kernel accepts: 57, 48, 47 or 39 bits. */
+	static const unsigned int bits[] = {56, 48, 47, 39};
+	uint64_t start = uffd_min_addr();
+	int ret = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+		uint64_t end = (1ull << bits[i]) - 4096;
+		struct uffdio_range r = {.start = start, .len = end - start};
+
+		if (ioctl(uffd, UFFDIO_WAKE, &r) == 0)
+			return 0;
+		ret = -errno;
+		if (ret != -EINVAL)
+			break;
+	}
+	return ret;
+}
+
 int uffd_probe_alive(int uffd)
 {
 	/* Above mmap_min_addr (64 KiB), far below anything a process maps. */

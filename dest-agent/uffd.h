@@ -17,6 +17,19 @@
 #include <stdint.h>
 
 /*
+ * A change of a task's layout (a non-cooperative event) as a worker
+ * applied it: kind UFFD_EVENT_REMAP moves len bytes from -> to;
+ * UFFD_EVENT_REMOVE and UFFD_EVENT_UNMAP drop from..to.  The guard keeps
+ * them for a worker that takes over (guard.h, engine_adopt_task()).
+ */
+struct uffd_layout {
+	uint32_t kind;
+	uint64_t from;
+	uint64_t to;
+	uint64_t len;
+};
+
+/*
  * 0 if fd is a userfaultfd; -ENOTTY if it is something else; -errno on
  * failure.  what (may be NULL) gets what the fd is, e.g. "pipe:[1234]".
  */
@@ -27,6 +40,14 @@ int uffd_copy(int uffd, uint64_t dst, const void *src, uint64_t len, uint64_t *c
 /* UFFDIO_ZEROPAGE of one page at addr. */
 int uffd_zeropage(int uffd, uint64_t addr);
 int uffd_unregister(int uffd, uint64_t addr, uint64_t len);
+/*
+ * UFFDIO_WAKE over the whole user address space (from mmap_min_addr up):
+ * every thread waiting on a fault of this uffd retries its access, and
+ * one whose page is still missing faults again (a new message).  For a
+ * worker taking over uffds whose faults an earlier one read and never
+ * answered.
+ */
+int uffd_wake_all(int uffd);
 /*
  * Whether the process behind uffd still has its mm, without touching its
  * memory: an un-write-protect over an address nothing registers WP on

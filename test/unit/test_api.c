@@ -473,9 +473,10 @@ static void test_health(void **state)
 static void check_resource_shape(json_t *m)
 {
 	static const char *const keys[] = {
-	    "id",	  "role",      "state", "final",      "error",	"source",    "dest",
-	    "dest_state", "transport", "pid",	"images_dir", "verify", "lazy_dump", "progress",
-	    "latency_us", "times",     "drain", "readahead",  "pause",	"container", "precopy"};
+	    "id",	 "role",       "state",	     "final",	 "error",      "source",
+	    "dest",	 "dest_state", "transport",  "pid",	 "images_dir", "verify",
+	    "lazy_dump", "progress",   "latency_us", "times",	 "drain",      "readahead",
+	    "pause",	 "container",  "precopy",    "takeovers"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));

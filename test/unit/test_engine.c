@@ -28,6 +28,7 @@
 #include "pagesrc.h"
 #include "pattern.h"
 #include "staging.h"
+#include "uffd.h"
 
 #define PG     4096u
 #define NPAGES 256
@@ -541,6 +542,97 @@ static void test_abort(void **state)
 	assert_int_equal(f->done_calls, 0);
 }
 
+static void adopt_info(void *arg, const struct engine_task_info *i)
+{
+	*(struct engine_task_info *)arg = *i;
+}
+
+/*
+ * A worker taking over (design.md §10.2): a second engine adopts a uffd
+ * whose pages [0, 32) an earlier "worker" installed and whose lazy pages
+ * [160, 192) it saw unmapped.  The adopted task keeps its id, the unmap is
+ * replayed, the installed pages answer EEXIST (counted, not copied again),
+ * the rest is drained, and every page left mapped holds its content.
+ */
+static void test_adopt(void **state)
+{
+	struct fx *f = *state;
+	struct uffdio_api api = {.api = UFFD_API,
+				 .features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE |
+					     UFFD_FEATURE_EVENT_UNMAP};
+	struct uffdio_register reg = {.mode = UFFDIO_REGISTER_MODE_MISSING};
+	struct img_lazy_range lazy[2];
+	struct img_vma vma;
+	struct img_task task;
+	struct img_set set;
+	struct engine_config cfg;
+	struct engine *e2 = NULL;
+	struct engine_stats st;
+	struct engine_task_info info = {0};
+	uint8_t *mem, page[PG];
+	uint64_t base, copied;
+	int uffd;
+
+	mem = mmap(NULL, NPAGES * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(mem != MAP_FAILED);
+	base = (uint64_t)(uintptr_t)mem;
+	lazy[0] = (struct img_lazy_range){.vaddr = base, .len = 64 * PG};
+	lazy[1] = (struct img_lazy_range){.vaddr = base + 64 * PG, .len = 128 * PG};
+	vma = (struct img_vma){.start = base,
+			       .end = base + NPAGES * PG,
+			       .prot = PROT_READ | PROT_WRITE,
+			       .flags = MAP_PRIVATE | MAP_ANONYMOUS};
+	task = (struct img_task){.pid = 1,
+				 .has_memory = true,
+				 .vmas = &vma,
+				 .nr_vmas = 1,
+				 .lazy = lazy,
+				 .nr_lazy = 2,
+				 .lazy_bytes = 192 * PG};
+	set = (struct img_set){.dir = (char *)"adopt", .tasks = &task, .nr_tasks = 1};
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	assert_true(uffd >= 0);
+	assert_int_equal(ioctl(uffd, UFFDIO_API, &api), 0);
+	reg.range.start = base;
+	reg.range.len = NPAGES * PG;
+	assert_int_equal(ioctl(uffd, UFFDIO_REGISTER, &reg), 0);
+	/* The earlier worker's installs. */
+	for (unsigned p = 0; p < 32; p++) {
+		pattern_fill(page, base + p * PG, SEED);
+		assert_int_equal(uffd_copy(uffd, base + p * PG, page, PG, &copied), 0);
+	}
+
+	engine_config_default(&cfg);
+	cfg.drain_depth = 2;
+	cfg.drain_chunk = 16 * PG;
+	assert_int_equal(engine_create(f->base, &set, f->ts.src, f->st, &cfg, &fx_ops, f, &e2), 0);
+	assert_int_equal(
+	    engine_adopt_task(
+		e2, &(struct engine_task_ref){.id = 5, .pid = 1, .uffd = uffd, .pidfd = -1},
+		&(struct uffd_layout){
+		    .kind = UFFD_EVENT_UNMAP, .from = base + 160 * PG, .to = base + 192 * PG},
+		1, false),
+	    0);
+	engine_restore_finished(e2);
+	for (int i = 0; i < 50 && !f->done_calls; i++)
+		fx_spin(f, 20);
+	assert_int_equal(f->done_calls, 1);
+	assert_int_equal(f->done_status, 0);
+	engine_get_stats(e2, &st);
+	assert_int_equal(st.c.adopted, 1);
+	assert_int_equal(st.c.replayed, 1);
+	assert_int_equal(st.c.pages_exist, 32);
+	assert_int_equal(st.c.pages_drain, 128);
+	assert_int_equal(st.c.zero_pages, 0);
+	engine_for_each_task(e2, adopt_info, &info);
+	assert_int_equal(info.id, 5);
+	assert_int_equal(info.state, ENGINE_TASK_DONE);
+	for (unsigned p = 0; p < 160; p++)
+		assert_int_equal(pattern_check(mem + p * PG, base + p * PG, SEED, NULL), 0);
+	engine_free(e2);
+	munmap(mem, NPAGES * PG);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -552,6 +644,7 @@ int main(void)
 	    T(test_source_failure_keeps_thread_blocked),
 	    T(test_fetch_timeout),
 	    T(test_abort),
+	    T(test_adopt),
 	};
 #undef T
 
