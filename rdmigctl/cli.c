@@ -855,6 +855,7 @@ void cli_print_report(FILE *f, const json_t *m)
 	const char *dest_state = json_string_value(json_object_get(m, "dest_state"));
 	bool source = strcmp(cli_str(m, NULL, "role"), "source") == 0;
 	long long pid = cli_int(m, NULL, "pid");
+	bool ctr = json_is_object(json_object_get(m, "container"));
 
 	fprintf(f, "migration %s (%s): %s\n", cli_str(m, NULL, "id"), cli_str(m, NULL, "role"),
 		cli_str(m, NULL, "state"));
@@ -869,7 +870,7 @@ void cli_print_report(FILE *f, const json_t *m)
 		fprintf(f, "  dest:       %s\n", cli_str(m, NULL, "dest"));
 	if (pid > 0)
 		fprintf(f, "  pid:        %lld\n", pid);
-	if (json_is_object(json_object_get(m, "container")))
+	if (ctr)
 		fprintf(f, "  container:  %s (%s)\n", cli_str(m, "container", "id"),
 			cli_str(m, "container", "runtime"));
 	if (json_is_string(json_object_get(m, "images_dir")))
@@ -888,10 +889,12 @@ void cli_print_report(FILE *f, const json_t *m)
 							  "on the destination)"
 							: "");
 	if (source)
-		fprintf(f, "  dump:       %s (criu dump; the workload is frozen from its start)\n",
-			cli_ms(cli_int(m, "times", "freeze_ms"), t, sizeof(t)));
-	fprintf(f, "  restore:    %s (criu restore on the destination)\n",
-		cli_ms(cli_int(m, "times", "restore_ms"), t, sizeof(t)));
+		fprintf(f, "  dump:       %s (%s; the workload is frozen from its start)\n",
+			cli_ms(cli_int(m, "times", "freeze_ms"), t, sizeof(t)),
+			ctr ? "runc checkpoint" : "criu dump");
+	fprintf(f, "  restore:    %s (%s on the destination)\n",
+		cli_ms(cli_int(m, "times", "restore_ms"), t, sizeof(t)),
+		ctr ? "runc restore" : "criu restore");
 	if (!source)
 		fprintf(f, "  resumed:    %s after the destination took the migration\n",
 			cli_ms(cli_int(m, "times", "resumed_ms"), t, sizeof(t)));

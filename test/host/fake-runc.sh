@@ -21,7 +21,7 @@ if [ "${1:-}" = --root ]; then
 fi
 verb=$1
 shift
-dir= work= bundle= pidf= lazy= id=
+dir="" work="" bundle="" pidf="" lazy="" id=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	--image-path) dir=$2; shift ;;

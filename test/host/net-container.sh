@@ -81,7 +81,6 @@ start_dagent d --work-root "$T/droot" --bundle-root "$b" --runc "$here/fake-runc
 unset FAKE_RUNC_ARGS
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh" \
 	--runc "$here/fake-runc.sh"
-slog=$T/source.log
 
 # (1) All the way.
 container web "$b/web"

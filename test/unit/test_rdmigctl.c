@@ -434,8 +434,9 @@ static void test_format(void **state)
 	assert_non_null(strstr(out, "  dest:       192.0.2.2:7472 (destination agent: done)\n"));
 	assert_non_null(strstr(out, "  downtime:   1270 ms (frozen on the source until running on "
 				    "the destination)\n"));
-	assert_non_null(strstr(out, "  dump:       800 ms (criu dump"));
-	assert_non_null(strstr(out, "  restore:    300 ms (criu restore on the destination)\n"));
+	/* A container's are runc's checkpoint and restore. */
+	assert_non_null(strstr(out, "  dump:       800 ms (runc checkpoint"));
+	assert_non_null(strstr(out, "  restore:    300 ms (runc restore on the destination)\n"));
 	assert_non_null(strstr(out, "  faults:     9 (latency p50 150 us, p99 900 us)\n"));
 	assert_non_null(strstr(out, "  total:      12.3 s\n"));
 	free(out);

@@ -1,0 +1,143 @@
+#!/bin/bash
+# Runs in a soft-RoCE guest pair (test/rxe/t/40-container.t): a runc
+# container moves between the hosts through both agents, with one command.
+#   container-migrate.sh source   guest A: rdmig-source with its API and
+#       --runc; the container rdmig-ctr runs rdmig-workload (RDMIG_SIZE_MB,
+#       2 threads rewriting and verifying it); first a container whose
+#       bundle guest B lacks (rdmig-bad) is refused before its freeze, then
+#       `rdmigctl migrate --container rdmig-ctr --to B --verify --wait`.
+#   container-migrate.sh dest     guest B: `rdmig-dest --serve` with
+#       --bundle-root and --runc (mutual TLS), whose worker runs runc
+#       restore --lazy-pages; the workload verifies its memory as soon as it
+#       runs here (while pages still move) and after the last page.
+# The bundle is made alike, at the same path, in both guests (as
+# lib/runc-migrate.sh makes it) with cgroup limits in config.json: each
+# side prints the container's memory.max and cpu.max and `runc list`.
+# Helpers come from lib/handover-migrate.sh (RDMIG_HANDOVER_LIB=1); prints
+# `handover: ...` lines.  Environment: RDMIG_BUILD, RDMIG_PKI, RDMIG_ADDR,
+# RDMIG_PEER_ADDR, RDMIG_SHARED_DIR, RDMIG_SIZE_MB (default 64).
+# shellcheck source-path=SCRIPTDIR
+set -u
+role=${1:?usage: container-migrate.sh source|dest}
+here=$(cd "$(dirname "$0")" && pwd)
+RDMIG_ID=c1 RDMIG_HANDOVER_LIB=1 . "$here/handover-migrate.sh" "$role"
+# shellcheck source=runc-bundle.sh
+. "$here/runc-bundle.sh"
+size=${RDMIG_SIZE_MB:-64}
+# handover-migrate.sh's paths, moved: the workload's files are in /io.
+top=/tmp/rdmig-ctr
+io=$top/io
+# shellcheck disable=SC2034 # read by handover-migrate.sh's functions
+report=$io/report
+# shellcheck disable=SC2034
+check=$io/check
+bundles=$top/bundles
+ctr=rdmig-ctr
+runc=$(command -v runc)
+# The cgroup limits of the bundle: 256 MiB, half a CPU.
+mem_max=268435456
+cpu_quota=50000
+cpu_period=100000
+
+# The workload's bundle, alike in both guests.
+make_wl_bundle() {
+	runc_workload_bundle "$bundles/wl" "$B/test" "$io" "$size" "$mem_max" "$cpu_quota" "$cpu_period"
+}
+
+cstate() { runc state "$1" 2>/dev/null | sed -n 's/^ *"status": "\([a-z]*\)".*/\1/p'; }
+cpid() { runc state "$1" 2>/dev/null | sed -n 's/^ *"pid": \([0-9]*\).*/\1/p'; }
+# limits ID: the container's memory.max and cpu.max, from its init's cgroup.
+limits() {
+	local p cg
+	p=$(cpid "$1")
+	cg=$(sed -n 's/^0:://p' "/proc/$p/cgroup" 2>/dev/null)
+	echo "memory.max=$(cat "/sys/fs/cgroup$cg/memory.max" 2>/dev/null) cpu.max=$(tr ' ' / <"/sys/fs/cgroup$cg/cpu.max" 2>/dev/null)"
+}
+# runc_list: "ID=STATUS" of every container runc knows here.
+runc_list() { runc list 2>/dev/null | awk 'NR > 1 { printf "%s=%s ", $1, $3 }'; }
+
+# Pipes for the containers' stdio, as lib/runc-migrate.sh (and runc's own
+# checkpoint tests) use; /dev/fd for bash's <(...).
+[ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+exec {in_r}<> <(:)
+exec {out_w}<> <(:)
+# run_ctr ID BUNDLE: runc run -d.
+run_ctr() { (cd "$2" && runc run -d "$1" <&"$in_r" >&"$out_w" 2>&"$out_w"); }
+
+container_source() {
+	local sock=$top/source.sock spid st=0
+	rm -rf "$top" && mkdir -p "$top"
+	if ! make_wl_bundle || ! runc_bundle "$bundles/bad" "$B/test" "$io" '["/usr/bin/sleep", "600"]'; then
+		say "cannot build the bundles"
+		echo 1 >"$shared/migrated"
+		return 1
+	fi
+	# shellcheck disable=SC2046 # the options are words
+	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
+		--api-socket "$sock" --images-root "$top/images" --runc "$runc" $(tls source) \
+		-o "$top/source.log" &
+	spid=$!
+	run_ctr "$ctr" "$bundles/wl" && run_ctr rdmig-bad "$bundles/bad"
+	if ! wait_file "$io/pid" 60 || ! wait_file "$sock" 10 || ! check_workload; then
+		say "the container or rdmig-source did not start"
+		echo 1 >"$shared/migrated"
+		return 1
+	fi
+	say "source: $ctr $(cstate "$ctr") pid $(cpid "$ctr"), limits $(limits "$ctr")"
+	wait_dest_api
+	# A bundle guest B does not have: refused before the freeze.
+	"$ctl" --socket "$sock" migrate --container rdmig-bad --to "$RDMIG_PEER_ADDR" --id bad \
+		--wait >"$top/bad.out" 2>&1
+	say "bad bundle: migrate exited $?: $(tail -n 1 "$top/bad.out")"
+	say "bad bundle: rdmig-bad after the refusal: $(cstate rdmig-bad)"
+	runc kill rdmig-bad KILL >/dev/null 2>&1
+	sleep 0.5
+	runc delete -f rdmig-bad >/dev/null 2>&1
+	"$ctl" --socket "$sock" migrate --container "$ctr" --to "$RDMIG_PEER_ADDR" --id "$id" \
+		--verify --wait 2>&1 | sed -u 's/^/handover: /'
+	st=${PIPESTATUS[0]}
+	say "rdmigctl migrate exited $st"
+	say "source runc list after the migration: $(runc_list)"
+	source_end "$st"
+	grep -h 'Error' "$top/images/$id/dump.log" 2>/dev/null | tail -n 5
+	return "$st"
+}
+
+container_dest() {
+	local sock=$top/dest.sock dpid st=0
+	rm -rf "$top" && mkdir -p "$top"
+	make_wl_bundle || {
+		say "cannot build the bundle"
+		return 1
+	}
+	# shellcheck disable=SC2046 # the options are words
+	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
+		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
+		--bundle-root "$bundles" --runc "$runc" -o "$top/dest.log" &
+	dpid=$!
+	# Once runc restored it: its limits and runc's list, then the checks.
+	for _ in $(seq 6000); do
+		[ "$(cstate "$ctr")" = running ] && break
+		[ -e "$shared/migrated" ] && break
+		sleep 0.1
+	done
+	say "dest: $ctr $(cstate "$ctr") pid $(cpid "$ctr"), limits $(limits "$ctr")"
+	say "dest runc list: $(runc_list)"
+	dest_verify "$sock" || st=1
+	grep -h 'runc restore' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'
+	kill -TERM "$dpid"
+	wait "$dpid"
+	sed 's/^/dest: /' "$top/dest.log"
+	[ $st -eq 0 ] || grep -h 'Error' "$top/dest/$id/restore.log" 2>/dev/null | tail -n 5
+	runc delete -f "$ctr" >/dev/null 2>&1
+	return $st
+}
+
+case $role in
+source) container_source ;;
+dest) container_dest ;;
+*)
+	echo "container-migrate.sh: unknown role $role" >&2
+	exit 2
+	;;
+esac

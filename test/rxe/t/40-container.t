@@ -1,0 +1,65 @@
+#!/bin/bash
+# A runc container between two soft-RoCE hosts through both agents, with
+# one command (issue 13): guest A's rdmig-source (--runc) checkpoints the
+# container rdmig-ctr (rdmig-workload, 64 MiB, two threads rewriting and
+# checking it) with Debian's runc 1.1.5 and criu 3.17 when guest B's
+# rdmig-dest --serve (--bundle-root, --runc) has reserved the migration and
+# found the bundle; B's worker restores it with `runc restore --lazy-pages`
+# under the same id, serving its faults over RDMA.  `rdmigctl migrate
+# --container rdmig-ctr --to 192.0.2.2 --verify --wait`.  The workload
+# verifies all its memory on B while pages still move and after the last
+# one; `runc list` has it running on B only; its cgroup limits
+# (memory.max, cpu.max, from the bundle's config.json) are equal on both
+# sides.  Before that, a container whose bundle B lacks is refused before
+# its freeze and keeps running on A.  Guest side: lib/container-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/container-migrate.sh
+tap_plan 17
+
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
+rxe_require_cmds runc criu python3
+rxe_agents_pki "$top"
+env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64"
+
+tap_run_pair "$env_common" "$mig"
+out="$RUN_OUT$RUN_ERR"
+tap_is "$RUN_STATUS" 0 "rdmigctl migrate --container --to: the pair run exits 0"
+src_lim=$(sed -n 's/^\[source\] handover: source: rdmig-ctr running pid [0-9]*, limits //p' <<<"$RUN_OUT" | head -n 1)
+dst_lim=$(sed -n 's/^\[dest\] handover: dest: rdmig-ctr running pid [0-9]*, limits //p' <<<"$RUN_OUT" | head -n 1)
+tap_is "$src_lim" "memory.max=268435456 cpu.max=50000/100000" \
+	"the container runs on guest A with the bundle's limits"
+tap_like "$out" '^\[source\] handover: bad bundle: migrate exited 1: rdmigctl: nothing was frozen: .*bundle /tmp/rdmig-ctr/bundles/bad: not here' \
+	"a container whose bundle guest B lacks: refused before the freeze, the bundle named"
+tap_like "$out" '^\[source\] handover: bad bundle: rdmig-bad after the refusal: running$' \
+	"... and it still runs on guest A"
+tap_like "$out" '^\[source\] source: .*migration c1: container rdmig-ctr \(init process [0-9]+\) checkpointed to ' \
+	"the source agent checkpointed the container with runc"
+tap_like "$out" '^\[source\] handover: migration c1 \(source\): done$' "the report says done"
+tap_like "$out" '^\[source\] handover:   dest: +192\.0\.2\.2:7472 \(destination agent: done\)' \
+	"... the destination agent on 192.0.2.2:7472 says done too"
+tap_like "$out" '^\[dest\] handover: dest worker: .*runc restore of container rdmig-ctr: .* restore --lazy-pages .*--bundle /tmp/rdmig-ctr/bundles/wl -d .* rdmig-ctr$' \
+	"guest B's worker restored it with runc restore --lazy-pages, same bundle, same id"
+tap_like "$out" '^\[dest\] handover: dest runc list: .*rdmig-ctr=running' "runc list on guest B: running"
+tap_unlike "$(grep -a '^\[source\] handover: source runc list after the migration:' <<<"$RUN_OUT")" 'rdmig-ctr' \
+	"runc list on guest A: gone (never in two places)"
+tap_is "$dst_lim" "$src_lim" "memory.max and cpu.max equal on both sides ($dst_lim)"
+tap_like "$out" '^\[source\] handover: json: .*"container":\{"runtime":"runc","id":"rdmig-ctr",.*"verify":true' \
+	"the source's API reports the container, verified migration"
+tap_diag "$(grep -h '^\[dest\] handover: verifying' <<<"$RUN_OUT")"
+tap_handover_verified "$out"
+down=$(handover_num times.downtime_ms)
+freeze=$(handover_num times.freeze_ms)
+tap_cmp "${down:-x}" -ge "${freeze:-y}" "downtime_ms ($down) is reported and >= the checkpoint's freeze_ms ($freeze)"
+tap_like "$out" '^\[source\] handover:   dump: +[0-9.]+ m?s \(runc checkpoint;' \
+	"the report names runc's checkpoint and restore"
+tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|total\|faults\|moved\):' <<<"$RUN_OUT" | sed 's/^\[source\] handover: *//' | tr -s ' ' | paste -sd ';' -)"
+if [[ $tap_failed -gt 0 ]]; then
+	tap_diag "--- the run's handover lines:" "$(grep -a 'handover: ' <<<"$RUN_OUT" | tail -n 60)"
+	tap_diag "--- the agents' errors:" "$(grep -aE '(source|dest): .* (error|warn): ' <<<"$RUN_OUT" | tail -n 40)"
+	tap_diag "--- stderr:" "$(tail -n 20 <<<"$RUN_ERR")"
+fi
+tap_done
