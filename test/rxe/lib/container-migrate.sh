@@ -10,12 +10,16 @@
 #       --bundle-root and --runc (mutual TLS), whose worker runs runc
 #       restore --lazy-pages; the workload verifies its memory as soon as it
 #       runs here (while pages still move) and after the last page.
+# Before the main migration, the rollback case (rollback_source and
+# rollback_dest): a second container is restored on B by a one-shot
+# rdmig-dest --container that is killed in post-copy, and rolled back on A.
 # The bundle is made alike, at the same path, in both guests (as
 # lib/runc-migrate.sh makes it) with cgroup limits in config.json: each
 # side prints the container's memory.max and cpu.max and `runc list`.
 # Helpers come from lib/handover-migrate.sh (RDMIG_HANDOVER_LIB=1); prints
 # `handover: ...` lines.  Environment: RDMIG_BUILD, RDMIG_PKI, RDMIG_ADDR,
-# RDMIG_PEER_ADDR, RDMIG_SHARED_DIR, RDMIG_SIZE_MB (default 64).
+# RDMIG_PEER_ADDR, RDMIG_SOURCE_ADDR, RDMIG_SHARED_DIR, RDMIG_SECRET (the
+# rollback case's secret file), RDMIG_SIZE_MB (default 64).
 # shellcheck source-path=SCRIPTDIR
 set -u
 role=${1:?usage: container-migrate.sh source|dest}
@@ -39,9 +43,12 @@ mem_max=268435456
 cpu_quota=50000
 cpu_period=100000
 
-# The workload's bundle, alike in both guests.
+# The workloads' bundles, alike in both guests: wl (the main migration,
+# files in $io) and rb (the rollback case, files in $io_rb).
+io_rb=$top/io-rb
 make_wl_bundle() {
-	runc_workload_bundle "$bundles/wl" "$B/test" "$io" "$size" "$mem_max" "$cpu_quota" "$cpu_period"
+	runc_workload_bundle "$bundles/wl" "$B/test" "$io" "$size" "$mem_max" "$cpu_quota" "$cpu_period" &&
+		runc_workload_bundle "$bundles/rb" "$B/test" "$io_rb" "$size"
 }
 
 cstate() { runc state "$1" 2>/dev/null | sed -n 's/^ *"status": "\([a-z]*\)".*/\1/p'; }
@@ -63,6 +70,87 @@ exec {in_r}<> <(:)
 exec {out_w}<> <(:)
 # run_ctr ID BUNDLE: runc run -d.
 run_ctr() { (cd "$2" && runc run -d "$1" <&"$in_r" >&"$out_w" 2>&"$out_w"); }
+
+# rollback_source: the rollback case, guest A.  rdmig-rb is checkpointed
+# without a destination agent; guest B's one-shot rdmig-dest (--container)
+# restores it and is killed during post-copy; once B says no copy runs
+# there (the source paused the migration), `rdmigctl abort` and `rollback
+# --force` restore it here with runc restore,
+# where it verifies its memory and keeps rewriting it.
+rollback_source() {
+	local id=rb report=$io_rb/report check=$io_rb/check g0 g1 out rc
+	run_ctr rdmig-rb "$bundles/rb"
+	if ! wait_file "$io_rb/pid" 60 || ! sleep 1 || ! ask_check; then
+		say "rb: the container did not start"
+		: >"$shared/rb.serving"
+		return 1
+	fi
+	g0=$(last_gen)
+	"$ctl" --socket "$sock" migrate --container rdmig-rb --id rb --secret-file "$RDMIG_SECRET" \
+		--verify >/dev/null 2>&1
+	wait_src_state serving 300
+	say "rb: checkpointed and serving ($(src_state)); runc list on A: $(runc_list)"
+	: >"$shared/rb.serving"
+	wait_file "$shared/rb.dest" 600
+	say "rb: destination: $(cat "$shared/rb.dest" 2>/dev/null)"
+	out=$("$ctl" --socket "$sock" rollback rb 2>&1)
+	say "rb: rollback without force: status $? ($out)"
+	# The source paused it (a destination in post-copy may come back): the
+	# operator, told by B that no copy runs there, aborts it, then forces.
+	out=$("$ctl" --socket "$sock" abort rb 2>&1)
+	say "rb: abort: status $? ($out); state $(src_state)"
+	out=$("$ctl" --socket "$sock" rollback --force rb 2>&1)
+	rc=$?
+	say "rb: rollback --force: status $rc ($out)"
+	wait_src_state rolled_back 120
+	say "rb: after the rollback: $(src_state); rdmig-rb $(cstate rdmig-rb); runc list on A: $(runc_list)"
+	sleep 1
+	ask_check
+	g1=$(last_gen)
+	if [ "${g1:-0}" -gt "${g0:-0}" ]; then
+		say "rb: the rolled back container verified its memory and kept rewriting it: generation $g0 -> $g1"
+	fi
+	ask_check exit >/dev/null
+	sleep 1
+	runc delete -f rdmig-rb >/dev/null 2>&1
+}
+
+# rollback_dest: the rollback case, guest B: restores rdmig-rb with the
+# worker's options by hand (a slowed drain, so pages remain), then kill -9.
+rollback_dest() {
+	local dpid rp log=$top/rb.log verdict
+	wait_file "$shared/rb.serving" 600 || return 1
+	mkdir -p "$top/rb"
+	"$B/dest-agent/rdmig-dest" --source "$RDMIG_SOURCE_ADDR:7471" -t rdma -m rb \
+		--secret-file "$RDMIG_SECRET" --verify -D "$top/rb" --connect-timeout 60 -o "$log" \
+		--restore --container rdmig-rb --bundle "$bundles/rb" --runc "$runc" \
+		--readahead 1 --drain-depth 1 --drain-chunk 4K &
+	dpid=$!
+	for _ in $(seq 3000); do
+		[ "$(cstate rdmig-rb)" = running ] && break
+		kill -0 "$dpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	rp=$(cpid rdmig-rb)
+	say "rb: runc restored rdmig-rb on B: $(cstate rdmig-rb), pid ${rp:-none}"
+	kill -9 "$dpid"
+	wait "$dpid" 2>/dev/null
+	say "rb: killed rdmig-dest (kill -9) in post-copy"
+	for _ in $(seq 300); do
+		kill -0 "$rp" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -n "$rp" ] && ! kill -0 "$rp" 2>/dev/null; then
+		verdict="the restored container was killed, runc state: $(cstate rdmig-rb)"
+	else
+		verdict="the restored container still runs"
+		kill -9 "$rp" 2>/dev/null
+	fi
+	say "rb: $verdict"
+	echo "$verdict" >"$shared/rb.dest"
+	grep -h 'runc restore\|lazy pages not installed\|guard' "$log" 2>/dev/null | sed 's/^/rb: dest: /'
+	runc delete -f rdmig-rb >/dev/null 2>&1
+}
 
 container_source() {
 	local sock=$top/source.sock spid st=0
@@ -93,6 +181,7 @@ container_source() {
 	runc kill rdmig-bad KILL >/dev/null 2>&1
 	sleep 0.5
 	runc delete -f rdmig-bad >/dev/null 2>&1
+	rollback_source
 	"$ctl" --socket "$sock" migrate --container "$ctr" --to "$RDMIG_PEER_ADDR" --id "$id" \
 		--verify --wait 2>&1 | sed -u 's/^/handover: /'
 	st=${PIPESTATUS[0]}
@@ -115,6 +204,7 @@ container_dest() {
 		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
 		--bundle-root "$bundles" --runc "$runc" -o "$top/dest.log" &
 	dpid=$!
+	rollback_dest
 	# Once runc restored it: its limits and runc's list, then the checks.
 	for _ in $(seq 6000); do
 		[ "$(cstate "$ctr")" = running ] && break

@@ -11,19 +11,26 @@
 # one; `runc list` has it running on B only; its cgroup limits
 # (memory.max, cpu.max, from the bundle's config.json) are equal on both
 # sides.  Before that, a container whose bundle B lacks is refused before
-# its freeze and keeps running on A.  Guest side: lib/container-migrate.sh.
+# its freeze and keeps running on A; and a rollback: a second container
+# (rdmig-rb) checkpointed by A's agent without a destination agent is
+# restored on B by a one-shot `rdmig-dest --restore --container` (a slowed
+# drain) that is killed in post-copy: the container on B must be killed,
+# a plain rollback is refused (the source paused it: a destination in
+# post-copy may come back), `rdmigctl abort` and `rollback --force` restore
+# it on A with runc restore, where it verifies its memory and keeps
+# rewriting it.  Guest side: lib/container-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
 top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/container-migrate.sh
-tap_plan 17
+tap_plan 25
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds runc criu python3
 rxe_agents_pki "$top"
-env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64"
+env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=64"
 
 tap_run_pair "$env_common" "$mig"
 out="$RUN_OUT$RUN_ERR"
@@ -36,6 +43,22 @@ tap_like "$out" '^\[source\] handover: bad bundle: migrate exited 1: rdmigctl: n
 	"a container whose bundle guest B lacks: refused before the freeze, the bundle named"
 tap_like "$out" '^\[source\] handover: bad bundle: rdmig-bad after the refusal: running$' \
 	"... and it still runs on guest A"
+tap_like "$out" '^\[source\] handover: rb: checkpointed and serving \(serving\); runc list on A: ' \
+	"rb: checkpointed by the source agent without a destination agent, serving"
+tap_unlike "$(grep -a '^\[source\] handover: rb: checkpointed' <<<"$RUN_OUT")" 'rdmig-rb=' \
+	"rb: gone from runc's list on A once checkpointed"
+tap_like "$out" '^\[dest\] handover: rb: runc restored rdmig-rb on B: running, pid [0-9]+' \
+	"rb: rdmig-dest --restore --container restored it on B with runc restore --lazy-pages"
+tap_like "$out" '^\[dest\] handover: rb: the restored container was killed' \
+	"rb: rdmig-dest killed in post-copy: the container on B was killed, never ran on with missing pages"
+tap_like "$out" '^\[source\] handover: rb: rollback without force: status 1 \(.*is paused' \
+	"rb: a plain rollback is refused: the source paused the migration"
+tap_like "$out" '^\[source\] handover: rb: abort: status 0 .*; state aborted$' \
+	"rb: told by B that no copy runs there, the operator aborts it"
+tap_like "$out" '^\[source\] handover: rb: after the rollback: rolled_back; rdmig-rb running; runc list on A: .*rdmig-rb=running' \
+	"rb: rollback --force: rolled_back, the container runs on A again (runc list)"
+tap_like "$out" '^\[source\] handover: rb: the rolled back container verified its memory and kept rewriting it' \
+	"rb: the rolled back container verified 64 MiB and its generation advanced"
 tap_like "$out" '^\[source\] source: .*migration c1: container rdmig-ctr \(init process [0-9]+\) checkpointed to ' \
 	"the source agent checkpointed the container with runc"
 tap_like "$out" '^\[source\] handover: migration c1 \(source\): done$' "the report says done"
