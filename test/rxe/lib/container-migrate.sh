@@ -22,8 +22,11 @@
 # rollback case's secret file), RDMIG_SIZE_MB (default 64).
 # shellcheck source-path=SCRIPTDIR
 set -u
-role=${1:?usage: container-migrate.sh source|dest}
+role=${1:?usage: container-migrate.sh source|dest|redis-source|redis-dest}
 here=$(cd "$(dirname "$0")" && pwd)
+# redis-migrate.sh's first: handover-migrate.sh's say() and paths win.
+# shellcheck source=redis-migrate.sh
+RDMIG_REDIS_LIB=1 . "$here/redis-migrate.sh" "$role"
 RDMIG_ID=c1 RDMIG_HANDOVER_LIB=1 . "$here/handover-migrate.sh" "$role"
 # shellcheck source=runc-bundle.sh
 . "$here/runc-bundle.sh"
@@ -70,6 +73,26 @@ exec {in_r}<> <(:)
 exec {out_w}<> <(:)
 # run_ctr ID BUNDLE: runc run -d.
 run_ctr() { (cd "$2" && runc run -d "$1" <&"$in_r" >&"$out_w" 2>&"$out_w"); }
+
+# start_src_agent: rdmig-source with its API on the caller's $sock, --runc
+# and TLS; sets the caller's spid.
+start_src_agent() {
+	# shellcheck disable=SC2046 # the options are words
+	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
+		--api-socket "$sock" --images-root "$top/images" --runc "$runc" $(tls source) \
+		-o "$top/source.log" &
+	spid=$!
+}
+
+# start_dest_agent: rdmig-dest --serve on the caller's $sock and TCP (TLS),
+# with --bundle-root and --runc; sets the caller's dpid.
+start_dest_agent() {
+	# shellcheck disable=SC2046 # the options are words
+	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
+		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
+		--bundle-root "$bundles" --runc "$runc" -o "$top/dest.log" &
+	dpid=$!
+}
 
 # rollback_source: the rollback case, guest A.  rdmig-rb is checkpointed
 # without a destination agent; guest B's one-shot rdmig-dest (--container)
@@ -160,11 +183,7 @@ container_source() {
 		echo 1 >"$shared/migrated"
 		return 1
 	fi
-	# shellcheck disable=SC2046 # the options are words
-	"$B/source-agent/rdmig-source" -t rdma -l "$RDMIG_ADDR:7471" --verify \
-		--api-socket "$sock" --images-root "$top/images" --runc "$runc" $(tls source) \
-		-o "$top/source.log" &
-	spid=$!
+	start_src_agent
 	run_ctr "$ctr" "$bundles/wl" && run_ctr rdmig-bad "$bundles/bad"
 	if ! wait_file "$io/pid" 60 || ! wait_file "$sock" 10 || ! check_workload; then
 		say "the container or rdmig-source did not start"
@@ -199,11 +218,7 @@ container_dest() {
 		say "cannot build the bundle"
 		return 1
 	}
-	# shellcheck disable=SC2046 # the options are words
-	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
-		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
-		--bundle-root "$bundles" --runc "$runc" -o "$top/dest.log" &
-	dpid=$!
+	start_dest_agent
 	rollback_dest
 	# Once runc restored it: its limits and runc's list, then the checks.
 	for _ in $(seq 6000); do
@@ -223,9 +238,76 @@ container_dest() {
 	return $st
 }
 
+# The redis case (redis-source, redis-dest): redis-server with known keys
+# in the container rdmig-redis (bundle $bundles/redis, host network, no
+# persistence), migrated as c1 is; B reads every key back while pages
+# still move and after the last one.
+redis_bundle() {
+	runc_bundle "$bundles/redis" "$B/test" "$io" '["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no", "--daemonize", "no", "--enable-debug-command", "yes", "--logfile", ""]'
+}
+
+redis_source() {
+	local sock=$top/source.sock spid st=0 d0 id=r1
+	rm -rf "$top" && mkdir -p "$top"
+	if ! redis_bundle; then
+		echo 1 >"$shared/migrated"
+		return 1
+	fi
+	start_src_agent
+	run_ctr rdmig-redis "$bundles/redis"
+	if ! wait_ping 60 || ! wait_file "$sock" 10; then
+		say "redis: the container or rdmig-source did not start"
+		echo 1 >"$shared/migrated"
+		return 1
+	fi
+	say "redis: loaded: $(gen resp | rcli --pipe 2>&1 | tail -n 1)"
+	d0=$(digest before)
+	say "redis: source dbsize $(rcli DBSIZE), digest $d0"
+	wait_no_clients || say "redis: a client is still connected"
+	wait_dest_api
+	"$ctl" --socket "$sock" migrate --container rdmig-redis --to "$RDMIG_PEER_ADDR" --id "$id" \
+		--verify --wait 2>&1 | sed -u 's/^/handover: /'
+	st=${PIPESTATUS[0]}
+	say "rdmigctl migrate exited $st"
+	say "redis: source runc list after the migration: $(runc_list)"
+	source_end "$st"
+	return "$st"
+}
+
+redis_dest() {
+	local sock=$top/dest.sock dpid st=0 d1 d2 s id=r1
+	rm -rf "$top" && mkdir -p "$top"
+	redis_bundle || return 1
+	start_dest_agent
+	for _ in $(seq 6000); do
+		[ "$(cstate rdmig-redis)" = running ] && break
+		[ -e "$shared/migrated" ] && break
+		sleep 0.1
+	done
+	s=$("$ctl" --socket "$sock" status "$id" --json 2>/dev/null | sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p')
+	say "redis: dest runc list: $(runc_list) (migration $s)"
+	wait_ping 60 || st=1
+	d1=$(digest during) || st=1
+	say "redis: digest at once ($s): $d1"
+	wait_file "$shared/migrated" 900
+	d2=$(digest after) || st=1
+	say "redis: digest after the last page: $d2, dbsize $(rcli DBSIZE)"
+	[ "$d1" = "$RDMIG_REDIS_EXPECT" ] && [ "$d2" = "$RDMIG_REDIS_EXPECT" ] || st=1
+	[ $st -eq 0 ] && say "redis: every key and value read back equal, twice"
+	echo "$st" >"$shared/verified"
+	rcli SHUTDOWN NOSAVE >/dev/null 2>&1
+	kill -TERM "$dpid"
+	wait "$dpid"
+	sed 's/^/dest: /' "$top/dest.log"
+	runc delete -f rdmig-redis >/dev/null 2>&1
+	return $st
+}
+
 case $role in
 source) container_source ;;
 dest) container_dest ;;
+redis-source) redis_source ;;
+redis-dest) redis_dest ;;
 *)
 	echo "container-migrate.sh: unknown role $role" >&2
 	exit 2

@@ -79,10 +79,5 @@ freeze=$(handover_num times.freeze_ms)
 tap_cmp "${down:-x}" -ge "${freeze:-y}" "downtime_ms ($down) is reported and >= the checkpoint's freeze_ms ($freeze)"
 tap_like "$out" '^\[source\] handover:   dump: +[0-9.]+ m?s \(runc checkpoint;' \
 	"the report names runc's checkpoint and restore"
-tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|total\|faults\|moved\):' <<<"$RUN_OUT" | sed 's/^\[source\] handover: *//' | tr -s ' ' | paste -sd ';' -)"
-if [[ $tap_failed -gt 0 ]]; then
-	tap_diag "--- the run's handover lines:" "$(grep -a 'handover: ' <<<"$RUN_OUT" | tail -n 60)"
-	tap_diag "--- the agents' errors:" "$(grep -aE '(source|dest): .* (error|warn): ' <<<"$RUN_OUT" | tail -n 40)"
-	tap_diag "--- stderr:" "$(tail -n 20 <<<"$RUN_ERR")"
-fi
+tap_handover_diag
 tap_done
