@@ -266,7 +266,8 @@ static json_t *api_container_to_json(const struct api_container *c)
 {
 	if (!c->runtime)
 		return json_null();
-	return json_pack("{s:s, s:s?, s:s?}", "runtime", c->runtime, "id", c->id, "root", c->root);
+	return json_pack("{s:s, s:s?, s:s?, s:s?}", "runtime", c->runtime, "id", c->id, "root",
+			 c->root, "bundle", c->bundle);
 }
 
 json_t *api_migration_to_json(const struct api_migration_view *v)
@@ -381,13 +382,14 @@ static const struct api_field start_fields[] = {
     {"restore", JSON_TRUE, ROLE_DST},	    {"criu_opts", JSON_OBJECT, ROLE_ANY},
     {"advertise", JSON_STRING, ROLE_SRC},   {"dest_images_dir", JSON_STRING, ROLE_SRC},
     {"reservation", JSON_STRING, ROLE_DST}, {"lazy_dump", JSON_TRUE, ROLE_SRC},
-    {"container", JSON_OBJECT, ROLE_SRC},   {"precopy", JSON_NULL, ROLE_SRC},
+    {"container", JSON_OBJECT, ROLE_ANY},   {"precopy", JSON_NULL, ROLE_SRC},
 };
 
 static const struct api_field container_fields[] = {
     {"runtime", JSON_STRING, ROLE_ANY},
     {"id", JSON_STRING, ROLE_ANY},
     {"root", JSON_STRING, ROLE_ANY},
+    {"bundle", JSON_STRING, ROLE_ANY},
 };
 
 static const struct api_field criu_fields[] = {
@@ -750,6 +752,16 @@ static int api_parse_container(const json_t *obj, enum api_role role, struct api
 			return ret;
 		c->root = json_string_value(v);
 	}
+	/* The source maps its bundle to this path there; a destination must be told it. */
+	v = json_object_get(obj, "bundle");
+	if (v) {
+		ret = api_check_path("container.bundle", json_string_value(v), err);
+		if (ret)
+			return ret;
+		c->bundle = json_string_value(v);
+	} else if (role == API_ROLE_DEST) {
+		return api_error_set(err, -EINVAL, "field \"container.bundle\" is required");
+	}
 	c->runtime = API_CONTAINER_RUNTIME;
 	return 0;
 }
@@ -892,6 +904,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 	v = json_object_get(root, "restore");
 	if (v)
 		r->restore = json_is_true(v);
+	/* Only the agent's own runc restore brings a container back under its id. */
+	if (r->container.runtime && !r->restore)
+		return api_error_set(err, -EINVAL, "field \"container\" needs \"restore\"");
 	return api_parse_criu(json_object_get(root, "criu_opts"), role, &r->criu, err);
 }
 

@@ -115,6 +115,12 @@ struct api_container {
 	const char *runtime; /* API_CONTAINER_RUNTIME */
 	const char *id;	     /* container_id_valid() (util.h) */
 	const char *root;    /* the runtime's state root (runc --root), absolute; NULL: default */
+	/*
+	 * The bundle on the destination, absolute.  A source request: NULL
+	 * for the container's own path (runc's state), else mapped to this.
+	 * A destination request: required; a view: the bundle used.
+	 */
+	const char *bundle;
 };
 
 /* The request's "precopy": off, 1..API_PRECOPY_MAX rounds, or "auto" (design.md §13). */

@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 uint64_t now_ns(void)
 {
@@ -226,4 +227,56 @@ int opendir_at(int dirfd, DIR **out)
 	rewinddir(d);
 	*out = d;
 	return 0;
+}
+
+int read_fd_whole(int fd, const struct stat *st, char **out, size_t *len)
+{
+	size_t got = 0;
+	char *buf;
+	ssize_t n;
+
+	*out = NULL;
+	*len = 0;
+	buf = malloc((size_t)st->st_size + 1);
+	if (!buf)
+		return -ENOMEM;
+	while (got < (size_t)st->st_size) {
+		n = read(fd, buf + got, (size_t)st->st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			n = -errno;
+			free(buf);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+	return 0;
+}
+
+int read_file_max(const char *path, size_t max, char **out, size_t *len)
+{
+	struct stat st;
+	int fd, ret;
+
+	*out = NULL;
+	*len = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		ret = -errno;
+	else if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max)
+		ret = -EINVAL;
+	else if (st.st_uid != 0 && st.st_uid != geteuid())
+		ret = -EACCES;
+	else
+		ret = read_fd_whole(fd, &st, out, len);
+	close(fd);
+	return ret;
 }

@@ -47,6 +47,22 @@ int fd_set_nonblock(int fd);
 int mkdir_private(const char *path);
 
 /*
+ * The whole of the regular file path (not a symbolic link), owned by root
+ * or by us, at most max bytes, into a NUL-terminated *out the caller
+ * frees; its length in *len.  -EINVAL: not a regular file, or too big;
+ * -EACCES: someone else's.  Returns 0 or a negative errno.
+ */
+int read_file_max(const char *path, size_t max, char **out, size_t *len);
+
+/*
+ * The st_size bytes of fd (read from where it is; st from its fstat()),
+ * into a NUL-terminated *out the caller frees; *len may be less when the
+ * file shrank.  Returns 0 or a negative errno.
+ */
+struct stat;
+int read_fd_whole(int fd, const struct stat *st, char **out, size_t *len);
+
+/*
  * A directory stream over a duplicate of dirfd, from its start (the caller
  * keeps dirfd; closedir() the result).  Returns 0 or a negative errno.
  */

@@ -98,6 +98,11 @@ struct dest_opts {
 	const char *criu_opts[DEST_MAX_CRIU_OPTS];
 	size_t nr_criu_opts;
 	int criu_log_level; /* -1: CRIU_LOG_LEVEL_DEFAULT */
+	/* --container: runc restore of that container instead (restore.h) */
+	const char *runc;
+	const char *container;
+	const char *bundle;
+	const char *runc_root;
 	/* the worker of a supervisor */
 	int secret_fd;
 	int progress_fd;
@@ -209,6 +214,10 @@ enum {
 	OPT_MAX_MIGRATIONS,
 	OPT_MAX_PENDING,
 	OPT_BUNDLE_ROOT,
+	OPT_RUNC,
+	OPT_CONTAINER,
+	OPT_BUNDLE,
+	OPT_RUNC_ROOT,
 };
 
 static void dest_usage(FILE *f)
@@ -256,6 +265,11 @@ static void dest_usage(FILE *f)
 		"      --criu-opt OPT     one more argument for criu restore (repeatable)\n"
 		"      --criu-log-level N criu restore's -vN, 0..4 (default 2; 4 slows the\n"
 		"                         restore, and so the downtime, several times)\n"
+		"      --container ID     --restore runs `runc restore --lazy-pages -d` of\n"
+		"                         container ID instead (--criu-opt: runc's options)\n"
+		"      --bundle DIR       that container's bundle (required with --container)\n"
+		"      --runc PATH        the runc binary (default: runc in PATH)\n"
+		"      --runc-root DIR    runc's --root (default: runc's own)\n"
 		"      --readahead PAGES  the largest read-ahead window, the faulting page\n"
 		"                         included; it follows each task's faults (default 64)\n"
 		"      --readahead-fixed  every fault fetches --readahead pages\n"
@@ -306,7 +320,9 @@ static void dest_usage(FILE *f)
 		"      --max-pending N    migrations waiting for their source to connect and\n"
 		"                         authenticate (default 4); each waits at most\n"
 		"                         --connect-timeout (given to the workers)\n"
-		"      --connect-timeout SEC, --criu PATH, -o FILE, -v  as above, for the\n"
+		"      --connect-timeout SEC, --criu PATH, --runc PATH, -o FILE, -v  as\n"
+		"                         above, for the workers too; --runc restores the\n"
+		"                         containers\n"
 		"                         workers too\n");
 }
 
@@ -341,6 +357,7 @@ static bool dest_opt_serve_ok(int c)
 		return true;
 	switch (c) {
 	case OPT_CRIU:
+	case OPT_RUNC:
 	case OPT_CRIU_LOG_LEVEL:
 	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
 	case OPT_PAUSE_LIMIT:
@@ -441,6 +458,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
 	    {"criu-log-level", required_argument, NULL, OPT_CRIU_LOG_LEVEL},
+	    {"runc", required_argument, NULL, OPT_RUNC},
+	    {"container", required_argument, NULL, OPT_CONTAINER},
+	    {"bundle", required_argument, NULL, OPT_BUNDLE},
+	    {"runc-root", required_argument, NULL, OPT_RUNC_ROOT},
 	    {"secret-fd", required_argument, NULL, OPT_SECRET_FD},
 	    {"progress-fd", required_argument, NULL, OPT_PROGRESS_FD},
 	    {"guard-fd", required_argument, NULL, OPT_GUARD_FD},
@@ -538,6 +559,23 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			break;
 		case OPT_CRIU:
 			o->criu = optarg;
+			break;
+		case OPT_RUNC:
+			o->runc = optarg;
+			break;
+		case OPT_CONTAINER:
+			if (!container_id_valid(optarg)) {
+				fprintf(stderr,
+					"rdmig-dest: --container wants " CONTAINER_ID_RULE "\n");
+				return -EINVAL;
+			}
+			o->container = optarg;
+			break;
+		case OPT_BUNDLE:
+			o->bundle = optarg;
+			break;
+		case OPT_RUNC_ROOT:
+			o->runc_root = optarg;
 			break;
 		case OPT_CRIU_OPT:
 			if (o->nr_criu_opts == DEST_MAX_CRIU_OPTS) {
@@ -725,6 +763,13 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	if ((o->criu || o->nr_criu_opts || o->criu_log_level >= 0) && !o->restore) {
 		fprintf(stderr,
 			"rdmig-dest: --criu, --criu-opt and --criu-log-level need --restore\n");
+		return -EINVAL;
+	}
+	if ((o->container || o->bundle || o->runc_root || o->runc) &&
+	    (!o->restore || !o->container || !o->bundle || o->bundle[0] != '/' ||
+	     (o->runc_root && o->runc_root[0] != '/'))) {
+		fprintf(stderr, "rdmig-dest: --container needs --restore and an absolute "
+				"--bundle; --runc and --runc-root need --container\n");
 		return -EINVAL;
 	}
 	if (tls_opts_check(&o->tls, false, "rdmig-dest") < 0)
@@ -1394,6 +1439,10 @@ static int dest_start_restore(struct dest *d)
 	    .log_level = d->o.criu_log_level,
 	    .extra = d->o.criu_opts,
 	    .nr_extra = d->o.nr_criu_opts,
+	    .runc = d->o.runc,
+	    .container = d->o.container,
+	    .bundle = d->o.bundle,
+	    .runc_root = d->o.runc_root,
 	};
 
 	return restore_start(d->base, &rc, &dest_restore_ops, d, &d->rs);
@@ -1770,6 +1819,7 @@ int main(int argc, char **argv)
 	log_hook_libevent();
 	if (d.o.serve) {
 		d.o.sup.criu = d.o.criu;
+		d.o.sup.runc = d.o.runc;
 		d.o.sup.criu_log_level = d.o.criu_log_level;
 		d.o.sup.connect_timeout_s = d.o.connect_timeout_s;
 		d.o.sup.pause_limit_s = d.o.pause_limit_set ? (int)d.o.pause_limit_s : -1;

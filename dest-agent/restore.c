@@ -19,8 +19,12 @@
 #include "log.h"
 #include "util.h"
 
-/* Fixed arguments: "criu restore -D X -W X --lazy-pages -d -vN -o X --pidfile X" + NULL. */
-#define RESTORE_FIXED_ARGS 14
+/*
+ * Fixed arguments: "criu restore -D X -W X --lazy-pages -d -vN -o X --pidfile X",
+ * or "runc --root X restore --lazy-pages --image-path X --work-path X --bundle X -d
+ * --pid-file X ID", + NULL.
+ */
+#define RESTORE_FIXED_ARGS 17
 
 struct restore {
 	struct criuproc *proc;
@@ -87,6 +91,39 @@ static void restore_exited(void *arg, const struct criuproc_exit *e)
 		r->ops.exited(r->arg, &res);
 }
 
+/* runc's restore of cfg->container into argv; returns the count (no NULL yet). */
+static size_t restore_runc_argv(const char **argv, const struct restore_config *cfg,
+				const char *images, struct restore *r)
+{
+	size_t i = 0;
+
+	argv[i++] = cfg->runc && cfg->runc[0] ? cfg->runc : "runc";
+	if (cfg->runc_root) {
+		argv[i++] = "--root";
+		argv[i++] = cfg->runc_root;
+	}
+	argv[i++] = "restore";
+	argv[i++] = "--lazy-pages";
+	argv[i++] = "--image-path";
+	argv[i++] = images;
+	argv[i++] = "--work-path";
+	argv[i++] = r->work;
+	argv[i++] = "--bundle";
+	argv[i++] = cfg->bundle;
+	argv[i++] = "-d";
+	argv[i++] = "--pid-file";
+	argv[i++] = r->pidfile;
+	for (size_t k = 0; k < cfg->nr_extra; k++)
+		argv[i++] = cfg->extra[k];
+	argv[i++] = cfg->container;
+	log_info("runc restore of container %s: %s%s%s restore --lazy-pages --image-path %s "
+		 "--work-path %s --bundle %s -d --pid-file %s%s %s",
+		 cfg->container, argv[0], cfg->runc_root ? " --root " : "",
+		 cfg->runc_root ? cfg->runc_root : "", images, r->work, cfg->bundle, r->pidfile,
+		 cfg->nr_extra ? " ..." : "", cfg->container);
+	return i;
+}
+
 static int restore_spawn(struct restore *r, struct event_base *base,
 			 const struct restore_config *cfg, const char *criu, const char *images)
 {
@@ -104,6 +141,11 @@ static int restore_spawn(struct restore *r, struct event_base *base,
 	argv = calloc(argc, sizeof(*argv));
 	if (!argv)
 		return -ENOMEM;
+	if (cfg->container) {
+		spec.what = "runc restore";
+		i = restore_runc_argv(argv, cfg, images, r);
+		goto spawn;
+	}
 	argv[i++] = criu;
 	argv[i++] = "restore";
 	argv[i++] = "-D";
@@ -121,10 +163,11 @@ static int restore_spawn(struct restore *r, struct event_base *base,
 	argv[i++] = r->pidfile;
 	for (size_t k = 0; k < cfg->nr_extra; k++)
 		argv[i++] = cfg->extra[k];
+spawn:
 	argv[i] = NULL;
 	spec.argv = (char *const *)argv;
 	ret = criuproc_spawn(base, &spec, restore_exited, r, &r->proc);
-	if (ret < 0)
+	if (ret < 0 || cfg->container)
 		goto out;
 	log_info("criu restore started (pid %d): %s restore -D %s -W %s --lazy-pages -d %s -o %s "
 		 "--pidfile %s%s",

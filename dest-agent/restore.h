@@ -38,6 +38,19 @@ struct restore_config {
 	int log_level;		  /* criu's -v: 0..4; < 0: CRIU_LOG_LEVEL_DEFAULT */
 	const char *const *extra; /* appended to criu's arguments */
 	size_t nr_extra;
+	/*
+	 * A container (design.md §12): container set, the restore is
+	 *   runc [--root R] restore --lazy-pages --image-path IMAGES
+	 *        --work-path WORK --bundle B -d --pid-file WORK/restore.pid
+	 *        [extra options] ID
+	 * runc has criu log to WORK/restore.log and use the lazy-pages socket
+	 * in WORK, as criu restore does; log_level does not apply (runc sets
+	 * criu's), and extra are runc's options.
+	 */
+	const char *runc;      /* a path, or a name looked up in PATH (default "runc") */
+	const char *container; /* its id, or NULL: criu restore */
+	const char *bundle;    /* absolute; required with container */
+	const char *runc_root; /* runc's --root, or NULL: runc's default */
 };
 
 struct restore_result {

@@ -78,6 +78,10 @@ struct sup_mig {
 	enum api_transport transport;
 	bool verify;
 	bool restore;
+	/* A container restored with runc (design.md §12): id "" for a process tree. */
+	char ctr_id[CONTAINER_ID_MAX + 1];
+	char ctr_root[PATH_MAX]; /* runc --root, or "" */
+	char ctr_bundle[PATH_MAX];
 	/* The state the worker reported last; the verdict once it exited. */
 	enum api_state state;
 	bool final;
@@ -292,6 +296,12 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->source = m->source;
 	v->transport = m->transport;
 	v->images_dir = m->images_dir;
+	if (m->ctr_id[0]) {
+		v->container.runtime = API_CONTAINER_RUNTIME;
+		v->container.id = m->ctr_id;
+		v->container.root = m->ctr_root[0] ? m->ctr_root : NULL;
+		v->container.bundle = m->ctr_bundle;
+	}
 	v->verify = m->verify;
 	v->pages_total = m->c.pages_total;
 	v->pages_fetched = m->c.pages_fetched;
@@ -660,6 +670,7 @@ struct sup_argv {
 	char pause_limit[16];
 	char cgroups[64];
 	char level[32];
+	char runc_cgroups[64];
 };
 
 static void sup_arg(struct sup_argv *a, const char *s)
@@ -668,6 +679,50 @@ static void sup_arg(struct sup_argv *a, const char *s)
 	if (a->n < SUP_ARGV_MAX - 1)
 		a->v[a->n++] = (char *)s;
 	a->v[a->n] = NULL;
+}
+
+/*
+ * The criu options criu and runc spell alike.  One argv element each:
+ * "--criu-opt X" would let X be read as an option.
+ */
+static void sup_criu_flags(struct sup_argv *a, const struct api_criu_opts *c)
+{
+	if (c->shell_job)
+		sup_arg(a, "--criu-opt=--shell-job");
+	if (c->tcp_established)
+		sup_arg(a, "--criu-opt=--tcp-established");
+	if (c->ext_unix_sk)
+		sup_arg(a, "--criu-opt=--ext-unix-sk");
+	if (c->file_locks)
+		sup_arg(a, "--criu-opt=--file-locks");
+}
+
+/*
+ * A container's worker restores it with runc: the criu options in runc's
+ * spelling (sup_container() refused those runc has none for).
+ */
+static int sup_build_runc_argv(const struct sup *s, const struct sup_mig *m,
+			       const struct api_criu_opts *c, struct sup_argv *a)
+{
+	if (s->cfg->runc) {
+		sup_arg(a, "--runc");
+		sup_arg(a, s->cfg->runc);
+	}
+	sup_arg(a, "--container");
+	sup_arg(a, m->ctr_id);
+	sup_arg(a, "--bundle");
+	sup_arg(a, m->ctr_bundle);
+	if (m->ctr_root[0]) {
+		sup_arg(a, "--runc-root");
+		sup_arg(a, m->ctr_root);
+	}
+	sup_criu_flags(a, c);
+	if (c->manage_cgroups) {
+		snprintf(a->runc_cgroups, sizeof(a->runc_cgroups),
+			 "--criu-opt=--manage-cgroups-mode=%s", c->manage_cgroups);
+		sup_arg(a, a->runc_cgroups);
+	}
+	return 0;
 }
 
 /* req NULL: the worker takes over from the guard of one that died (no restore then). */
@@ -732,19 +787,13 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 		return 0;
 	c = &req->criu;
 	sup_arg(a, "--restore");
+	if (m->ctr_id[0])
+		return sup_build_runc_argv(s, m, c, a);
 	if (s->cfg->criu) {
 		sup_arg(a, "--criu");
 		sup_arg(a, s->cfg->criu);
 	}
-	/* One argv element each: "--criu-opt X" would let X be read as an option. */
-	if (c->shell_job)
-		sup_arg(a, "--criu-opt=--shell-job");
-	if (c->tcp_established)
-		sup_arg(a, "--criu-opt=--tcp-established");
-	if (c->ext_unix_sk)
-		sup_arg(a, "--criu-opt=--ext-unix-sk");
-	if (c->file_locks)
-		sup_arg(a, "--criu-opt=--file-locks");
+	sup_criu_flags(a, c);
 	if (c->link_remap)
 		sup_arg(a, "--criu-opt=--link-remap");
 	if (c->manage_cgroups) {
@@ -1254,8 +1303,10 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 	TAILQ_INSERT_TAIL(&s->resvs, r, link);
 	s->nr_resv++;
 	s->resv_bytes += r->bytes;
-	log_info("reservation %s for migration %s: a slot and %" PRIu64 " bytes below %s, for %u s",
-		 r->id, r->migration, r->bytes, s->work_root, r->ttl_s);
+	log_info("reservation %s for migration %s: a slot and %" PRIu64
+		 " bytes below %s, for %u s%s%s",
+		 r->id, r->migration, r->bytes, s->work_root, r->ttl_s,
+		 r->bundle[0] ? "; its container's bundle is here: " : "", r->bundle);
 	sup_resv_view(r, out);
 	r = NULL;
 	ret = 0;
@@ -1334,6 +1385,24 @@ static int sup_take_slot(struct sup *s, const struct api_start_req *req, struct 
 	return 0;
 }
 
+/*
+ * A container's start: its bundle here (the contract, checked again: a
+ * POST need not follow a reservation), and only criu options runc can
+ * pass on.
+ */
+static int sup_container(struct sup *s, const struct api_start_req *req, struct api_error *err)
+{
+	if (req->criu.link_remap || req->criu.log_level >= 0 ||
+	    (req->criu.manage_cgroups && strcmp(req->criu.manage_cgroups, "ignore") == 0))
+		return api_error_set(err, -EINVAL,
+				     "container %s: runc restore cannot take criu_opts %s",
+				     req->container.id,
+				     req->criu.link_remap	? "link_remap"
+				     : req->criu.log_level >= 0 ? "log_level"
+								: "manage_cgroups \"ignore\"");
+	return sup_check_bundle(s, req->container.bundle, err);
+}
+
 /* ---- API callbacks ---- */
 
 static int sup_api_start(void *agent, const struct api_start_req *req, struct api_error *err)
@@ -1359,7 +1428,9 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 				    "(start it with --tls-cert, --tls-key and --tls-ca)");
 		goto out;
 	}
-	ret = sup_take_slot(s, req, err);
+	ret = req->container.runtime ? sup_container(s, req, err) : 0;
+	if (ret == 0)
+		ret = sup_take_slot(s, req, err);
 	if (ret < 0)
 		goto out;
 	m = calloc(1, sizeof(*m));
@@ -1387,6 +1458,12 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	m->transport = req->transport;
 	m->verify = req->verify;
 	m->restore = req->restore;
+	if (req->container.runtime) {
+		snprintf(m->ctr_id, sizeof(m->ctr_id), "%s", req->container.id);
+		snprintf(m->ctr_root, sizeof(m->ctr_root), "%s",
+			 req->container.root ? req->container.root : "");
+		snprintf(m->ctr_bundle, sizeof(m->ctr_bundle), "%s", req->container.bundle);
+	}
 
 	ret = sup_make_dir(s, "images_dir", req->images_dir, req->id, m->images_dir,
 			   sizeof(m->images_dir), err);
@@ -1414,7 +1491,10 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	s->nr_pending++;
 	log_info("migration %s: worker %d started: source %s over %s, images %s, work %s%s%s",
 		 m->id, (int)m->pid, m->source, api_transport_str(m->transport), m->images_dir,
-		 m->work_dir, m->restore ? ", running criu restore" : ", for an external restore",
+		 m->work_dir,
+		 m->ctr_id[0] ? ", running runc restore"
+		 : m->restore ? ", running criu restore"
+			      : ", for an external restore",
 		 m->verify ? ", verified" : "");
 	m = NULL;
 	ret = 0;

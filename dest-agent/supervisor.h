@@ -75,6 +75,7 @@ struct sup_config {
 	unsigned int connect_timeout_s; /* handed to the workers; 0: their default */
 	int pause_limit_s;  /* --pause-limit, handed to the workers; -1: their default */
 	const char *criu;   /* handed to workers as --criu; NULL: criu from PATH */
+	const char *runc;   /* handed to containers' workers as --runc; NULL: runc from PATH */
 	int criu_log_level; /* handed to workers unless criu_opts has one; < 0: none */
 	bool verbose;	    /* workers log with -v too */
 	/* The TCP API's TLS options (common/tls.h), or NULL: none. */

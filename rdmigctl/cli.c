@@ -33,6 +33,7 @@ enum {
 	OPT_CONTAINER,
 	OPT_RUNTIME,
 	OPT_RUNTIME_ROOT,
+	OPT_DEST_BUNDLE,
 };
 
 #define M_GLOBAL   0u /* every command, and before the command */
@@ -68,6 +69,7 @@ static const struct option cli_options[] = {
     {"container", required_argument, NULL, OPT_CONTAINER},
     {"runtime", required_argument, NULL, OPT_RUNTIME},
     {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
+    {"dest-bundle", required_argument, NULL, OPT_DEST_BUNDLE},
     TLS_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
@@ -92,6 +94,7 @@ static unsigned cli_option_mask(int code)
 	case OPT_CONTAINER:
 	case OPT_RUNTIME:
 	case OPT_RUNTIME_ROOT:
+	case OPT_DEST_BUNDLE:
 		return M_MIGRATE;
 	case OPT_WATCH:
 		return M_STATUS;
@@ -169,6 +172,8 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "                         one so far)\n"
 		    "      --runtime-root DIR the runtime's state directory on the source\n"
 		    "                         (runc --root; absolute; default: the runtime's)\n"
+		    "      --dest-bundle DIR  the container's bundle on the destination, when\n"
+		    "                         not at its path on the source (absolute)\n"
 		    "  -i, --images DIR       serve images already dumped in DIR instead\n"
 		    "                         (below the source agent's --images-root)\n"
 		    "      --to HOST[:PORT]   the destination agent's API (port default %d):\n"
@@ -349,6 +354,12 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 			return cli_bad(err, a->cmd,
 				       "--runtime-root wants an absolute path, not \"%s\"", arg);
 		a->runtime_root = arg;
+		break;
+	case OPT_DEST_BUNDLE:
+		if (arg[0] != '/')
+			return cli_bad(err, a->cmd,
+				       "--dest-bundle wants an absolute path, not \"%s\"", arg);
+		a->dest_bundle = arg;
 		break;
 	case 'i':
 		if (!arg[0])
@@ -550,9 +561,11 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 	if (a->cmd == CLI_CMD_MIGRATE) {
 		if (!!a->pid + !!a->images_dir + !!a->container != 1)
 			return cli_bad(err, a->cmd, "give one of --pid, --container or --images");
-		if ((a->runtime || a->runtime_root) && !a->container)
+		if ((a->runtime || a->runtime_root || a->dest_bundle) && !a->container)
 			return cli_bad(err, a->cmd, "%s needs --container",
-				       a->runtime ? "--runtime" : "--runtime-root");
+				       a->runtime	 ? "--runtime"
+				       : a->runtime_root ? "--runtime-root"
+							 : "--dest-bundle");
 		if (a->lazy_dump && !a->pid)
 			return cli_bad(err, a->cmd, "--lazy-dump needs --pid");
 		if (a->precopy != API_PRECOPY_OFF && !a->pid)
@@ -614,6 +627,9 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 		/* Absent, not null: the agent takes only a string. */
 		if (a->runtime_root &&
 		    json_object_set_new(v, "root", json_string(a->runtime_root)) < 0)
+			goto out;
+		if (a->dest_bundle &&
+		    json_object_set_new(v, "bundle", json_string(a->dest_bundle)) < 0)
 			goto out;
 	}
 	if (a->images_dir) {
@@ -888,6 +904,7 @@ void cli_print_report(FILE *f, const json_t *m)
 	const char *dest_state = json_string_value(json_object_get(m, "dest_state"));
 	bool source = strcmp(cli_str(m, NULL, "role"), "source") == 0;
 	long long pid = cli_int(m, NULL, "pid");
+	bool ctr = json_is_object(json_object_get(m, "container"));
 
 	fprintf(f, "migration %s (%s): %s\n", cli_str(m, NULL, "id"), cli_str(m, NULL, "role"),
 		cli_str(m, NULL, "state"));
@@ -902,7 +919,7 @@ void cli_print_report(FILE *f, const json_t *m)
 		fprintf(f, "  dest:       %s\n", cli_str(m, NULL, "dest"));
 	if (pid > 0)
 		fprintf(f, "  pid:        %lld\n", pid);
-	if (json_is_object(json_object_get(m, "container")))
+	if (ctr)
 		fprintf(f, "  container:  %s (%s)\n", cli_str(m, "container", "id"),
 			cli_str(m, "container", "runtime"));
 	if (json_is_string(json_object_get(m, "images_dir")))
@@ -923,10 +940,12 @@ void cli_print_report(FILE *f, const json_t *m)
 	if (source)
 		cli_print_precopy(f, json_object_get(m, "precopy"));
 	if (source)
-		fprintf(f, "  dump:       %s (criu dump; the workload is frozen from its start)\n",
-			cli_ms(cli_int(m, "times", "freeze_ms"), t, sizeof(t)));
-	fprintf(f, "  restore:    %s (criu restore on the destination)\n",
-		cli_ms(cli_int(m, "times", "restore_ms"), t, sizeof(t)));
+		fprintf(f, "  dump:       %s (%s; the workload is frozen from its start)\n",
+			cli_ms(cli_int(m, "times", "freeze_ms"), t, sizeof(t)),
+			ctr ? "runc checkpoint" : "criu dump");
+	fprintf(f, "  restore:    %s (%s on the destination)\n",
+		cli_ms(cli_int(m, "times", "restore_ms"), t, sizeof(t)),
+		ctr ? "runc restore" : "criu restore");
 	if (!source)
 		fprintf(f, "  resumed:    %s after the destination took the migration\n",
 			cli_ms(cli_int(m, "times", "resumed_ms"), t, sizeof(t)));

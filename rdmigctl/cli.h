@@ -47,6 +47,7 @@ struct cli_args {
 	const char *container;	  /* --container ID: checkpoint it with its runtime */
 	const char *runtime;	  /* --runtime; NULL: runc */
 	const char *runtime_root; /* --runtime-root: the runtime's state root (absolute) */
+	const char *dest_bundle;  /* --dest-bundle: the bundle's path on the destination */
 	const char *images_dir;
 	const char *to;		 /* the destination agent's API: the source hands over to it */
 	const char *advertise;	 /* with --to: where the destination connects */

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "promtext.h"
 #include "records.h"
+#include "runcrun.h"
 #include "safepath.h"
 #include "svcmgr.h"
 #include "tls.h"
@@ -109,6 +110,12 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->dest_state = r->state[0] ? r->state : NULL;
 	v->transport = glue_transport(a);
 	v->pid = m->pid;
+	if (m->ctr.id[0]) {
+		v->container.runtime = API_CONTAINER_RUNTIME;
+		v->container.id = m->ctr.id;
+		v->container.root = m->ctr.root[0] ? m->ctr.root : NULL;
+		v->container.bundle = m->ctr.bundle;
+	}
 	v->images_dir = m->dir;
 	v->freeze_ms = m->freeze_ms;
 	v->verify = m->verify;
@@ -402,14 +409,20 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 	/* CRIU freezes the tree when it starts and leaves it dumped (dead) when it exits. */
 	m->freeze_ms = (int64_t)(e->elapsed_ns / 1000000);
 	if (!e->ok) {
-		glue_criu_failure(m, "criu dump", e, "dump.log", why, sizeof(why));
+		glue_criu_failure(m, m->ctr.id[0] ? "runc checkpoint" : "criu dump", e, "dump.log",
+				  why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
 		src_handover_stop(m->handover);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
 	}
-	log_info("migration %s: process %d dumped to %s in %" PRId64 " ms", m->id, (int)m->pid,
-		 m->dir, m->freeze_ms);
+	if (m->ctr.id[0])
+		log_info("migration %s: container %s (init process %d) checkpointed to %s in "
+			 "%" PRId64 " ms",
+			 m->id, m->ctr.id, (int)m->pid, m->dir, m->freeze_ms);
+	else
+		log_info("migration %s: process %d dumped to %s in %" PRId64 " ms", m->id,
+			 (int)m->pid, m->dir, m->freeze_ms);
 	if (m->precopy != API_PRECOPY_OFF)
 		m->final_pages = (int64_t)(glue_pages_bytes(m->dir) / IMG_PAGE_SIZE);
 	/* The checkpoint is complete: a rollback can restore it whatever the mapping does. */
@@ -491,6 +504,76 @@ out:
 	return ret;
 }
 
+/* Bytes of a runc state.json the agent reads at most. */
+#define GLUE_RUNC_STATE_MAX (1u << 20)
+
+/*
+ * The container of req into m: its init's pid and its bundle from runc's
+ * <root>/<id>/state.json, and the criu options runc can pass on.  A
+ * container runc does not know is 404, nothing frozen.  The file is on
+ * runc's root, a tmpfs (/run) in practice: read here, on the loop.
+ */
+static int glue_container(const struct api_start_req *req, struct src_migration *m,
+			  struct api_error *err)
+{
+	const char *root = req->container.root ? req->container.root : SRC_RUNC_ROOT_DEFAULT, *why;
+	char path[PATH_MAX], *text = NULL;
+	struct src_criu_argv av;
+	size_t len = 0;
+	int ret;
+
+	snprintf(m->ctr.id, sizeof(m->ctr.id), "%s", req->container.id);
+	snprintf(m->ctr.root, sizeof(m->ctr.root), "%s",
+		 req->container.root ? req->container.root : "");
+	ret = src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, m->ctr.id, m->dir, NULL,
+				  &m->criu, &why);
+	if (ret == -EINVAL)
+		return api_error_set(err, -EINVAL, "container %s: runc cannot take %s", m->ctr.id,
+				     why);
+	if (snprintf(path, sizeof(path), "%s/%s/state.json", root, m->ctr.id) >= (int)sizeof(path))
+		return api_error_set(err, -EINVAL, "container.root %s: path too long", root);
+	ret = read_file_max(path, GLUE_RUNC_STATE_MAX, &text, &len);
+	if (ret < 0) {
+		log_err("migration %s: container %s: cannot read %s: %s", m->id, m->ctr.id, path,
+			strerror(-ret));
+		ret = api_error_set(err, ret == -ENOENT ? -ENOENT : -EIO,
+				    "container %s: not a runc container here (%s: %s)", m->ctr.id,
+				    path, strerror(-ret));
+		goto out;
+	}
+	ret = src_runc_state_parse(text, len, &m->pid, m->ctr.bundle, sizeof(m->ctr.bundle));
+	if (ret < 0)
+		ret = api_error_set(err, -EIO,
+				    "container %s: %s has no init pid or bundle runc would write: "
+				    "%s",
+				    m->ctr.id, path, strerror(-ret));
+out:
+	free(text);
+	return ret;
+}
+
+/* runc's root for m: NULL for runc's default. */
+static const char *glue_runc_root(const struct src_migration *m)
+{
+	return m->ctr.root[0] ? m->ctr.root : NULL;
+}
+
+/*
+ * m's dump: criu dump of its pid, or runc checkpoint of its container
+ * (whose options glue_container() checked already).
+ */
+static int glue_dump_argv(const struct src_agent *a, const struct src_migration *m,
+			  struct src_criu_argv *av)
+{
+	const char *why;
+
+	if (!m->ctr.id[0])
+		return src_criu_argv_build(av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log",
+					   &m->criu);
+	return src_runc_argv_build(av, a->runc, SRC_RUNC_CHECKPOINT, glue_runc_root(m), m->ctr.id,
+				   m->dir, NULL, &m->criu, &why);
+}
+
 /*
  * Starts the final criu dump of m into m->dir; with pre-dump rounds, of
  * the pages dirtied since the last one (--prev-images-dir round-N).
@@ -501,8 +584,7 @@ static int glue_dump_start(struct src_agent *a, struct src_migration *m)
 	char prev[32];
 	int ret;
 
-	ret =
-	    src_criu_argv_build(&av, a->criu, SRC_CRIU_DUMP, m->pid, m->dir, "dump.log", &m->criu);
+	ret = glue_dump_argv(a, m, &av);
 	if (ret == 0 && m->nr_rounds) {
 		snprintf(prev, sizeof(prev), "round-%zu", m->nr_rounds);
 		ret = src_criu_argv_track(&av, prev);
@@ -631,7 +713,10 @@ static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct ap
 	if (ret < 0) {
 		rmdir(m->dir);
 		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "cannot run %s %s: %s",
-				     a->criu, m->precopy != API_PRECOPY_OFF ? "pre-dump" : "dump",
+				     m->ctr.id[0] ? a->runc : a->criu,
+				     m->ctr.id[0]		     ? "checkpoint"
+				     : m->precopy != API_PRECOPY_OFF ? "pre-dump"
+								     : "dump",
 				     strerror(-ret));
 	}
 	return 0;
@@ -907,6 +992,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	struct src_migration *m = NULL, *old;
 	struct glue_secret_bytes bytes = {.len = 0};
 	char real[PATH_MAX];
+	pid_t pid = 0; /* the process to dump: the request's, or the container's init */
 	int ret;
 
 	if (a->stopping) {
@@ -928,12 +1014,10 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    api_state_str(glue_state(old)));
 		goto out;
 	}
-	/* The runtime's checkpoint and restore are not wired in yet (docs/design.md §12). */
-	if (req->container.runtime) {
-		ret = api_error_set(err, -EOPNOTSUPP,
-				    "container %s: this source agent cannot checkpoint containers "
-				    "yet; give \"pid\" (the container's init) instead",
-				    req->container.id);
+	if (req->container.runtime && req->lazy_dump) {
+		ret = api_error_set(err, -EINVAL,
+				    "\"lazy_dump\" cannot go with \"container\" (runc's lazy "
+				    "checkpoint is not wired in)");
 		goto out;
 	}
 	ret = glue_make_room(a, err);
@@ -961,11 +1045,14 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	ret = glue_secret(req, &secret, &bytes, err);
 	if (ret < 0)
 		goto out;
-	if (req->pid > 0) {
+	if (req->pid > 0 || req->container.runtime) {
 		ret = glue_dump_new(a, req, secret, &m, err);
 		secret = NULL; /* glue_dump_new took it */
+		if (ret == 0 && req->container.runtime)
+			ret = glue_container(req, m, err);
 		if (ret < 0)
 			goto out;
+		pid = m->pid;
 		goto add;
 	}
 	/*
@@ -992,6 +1079,10 @@ add:
 		    .port = req->peer_port,
 		    .advertise = req->advertise,
 		    .dest_images_dir = req->dest_images_dir,
+		    /* The bundle contract: the same path there unless the request maps it. */
+		    .dest_bundle = !m->ctr.id[0]	   ? NULL
+				   : req->container.bundle ? req->container.bundle
+							   : m->ctr.bundle,
 		    .secret = bytes.buf,
 		    .secret_len = bytes.len,
 		};
@@ -1004,11 +1095,10 @@ add:
 		}
 	}
 	/* Nothing is frozen before the destination agent reserved the migration. */
-	if (req->pid > 0 && m->handover) {
+	if (pid > 0 && m->handover) {
 		unsigned int seen = 0;
 
-		ret = src_handover_reserve(m->handover, glue_tree_rss(req->pid, &seen),
-					   glue_reserved);
+		ret = src_handover_reserve(m->handover, glue_tree_rss(pid, &seen), glue_reserved);
 		if (ret < 0) {
 			ret = api_error_set(err, ret, "dest %s: cannot ask for a reservation: %s",
 					    req->peer, strerror(-ret));
@@ -1020,7 +1110,7 @@ add:
 		ret = -EINPROGRESS;
 		goto out;
 	}
-	if (req->pid > 0) {
+	if (pid > 0) {
 		ret = glue_dump_run(a, m, err);
 		if (ret < 0)
 			goto out;
@@ -1029,7 +1119,7 @@ add:
 		goto out;
 	}
 	/* Images given: the destination agent is asked once they are mapped (glue_mapped). */
-	if (req->pid == 0) {
+	if (pid == 0) {
 		ret = glue_map(a, m);
 		if (ret < 0) {
 			ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO,
@@ -1106,6 +1196,12 @@ static int glue_abort(void *agent, const char *id, struct api_error *err)
 	return 0;
 }
 
+/* criu's log of a rollback: runc has criu write restore.log in its work path. */
+static const char *glue_rollback_log(const struct src_migration *m)
+{
+	return m->ctr.id[0] ? "restore.log" : "restore-rollback.log";
+}
+
 static void glue_restore_exit(void *arg, const struct criuproc_exit *e)
 {
 	struct src_migration *m = arg;
@@ -1114,8 +1210,9 @@ static void glue_restore_exit(void *arg, const struct criuproc_exit *e)
 	criuproc_free(m->job);
 	m->job = NULL;
 	if (!e->ok) {
-		glue_criu_failure(m, "rollback: criu restore", e, "restore-rollback.log", why,
-				  sizeof(why));
+		glue_criu_failure(
+		    m, m->ctr.id[0] ? "rollback: runc restore" : "rollback: criu restore", e,
+		    glue_rollback_log(m), why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
@@ -1232,6 +1329,7 @@ static int glue_rollback_lazy(struct src_migration *m, struct api_error *err)
 /* Restores m's checkpoint on the source: its state allowed it, and the destination's. */
 static int glue_rollback_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
 {
+	const char *what = NULL;
 	struct src_criu_argv av;
 	char why[SRC_MIG_ERROR_MAX];
 	int ret;
@@ -1247,18 +1345,24 @@ static int glue_rollback_run(struct src_agent *a, struct src_migration *m, struc
 	src_mig_set_state(m, SRC_MIG_RESTORING);
 	if (m->lazy_dump)
 		return glue_rollback_lazy(m, err);
-	ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir, "restore-rollback.log",
-				  &m->criu);
+	/* A container comes back under its id with runc, never with a bare criu restore. */
+	if (m->ctr.id[0])
+		ret = src_runc_argv_build(&av, a->runc, SRC_RUNC_RESTORE, glue_runc_root(m),
+					  m->ctr.id, m->dir, m->ctr.bundle, &m->criu, &what);
+	else
+		ret = src_criu_argv_build(&av, a->criu, SRC_CRIU_RESTORE, 0, m->dir,
+					  glue_rollback_log(m), &m->criu);
 	if (ret == 0)
-		ret = src_criu_start(a->base, m->id, &av, m->dir, "restore-rollback.log",
+		ret = src_criu_start(a->base, m->id, &av, m->dir, glue_rollback_log(m),
 				     glue_restore_exit, m, &m->job);
 	if (ret < 0) {
-		snprintf(why, sizeof(why), "rollback: cannot run %s restore: %s", a->criu,
-			 strerror(-ret));
+		snprintf(why, sizeof(why), "rollback: cannot run %s restore: %s",
+			 av.v[0] ? av.v[0] : "", strerror(-ret));
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EIO, "%s", why);
 	}
-	log_info("migration %s: rolling back: restoring %s on the source", m->id, m->dir);
+	log_info("migration %s: rolling back: restoring %s%s%s on the source", m->id, m->dir,
+		 m->ctr.id[0] ? " as container " : "", m->ctr.id);
 	return 0;
 }
 
@@ -1464,6 +1568,7 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	}
 	m->agent = a;
 	m->pid = rec->pid;
+	m->ctr = rec->ctr;
 	m->criu = rec->criu;
 	m->images_complete = rec->images_complete;
 	m->restore_interrupted = rec->restore_interrupted;

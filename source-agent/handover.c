@@ -95,6 +95,7 @@ struct src_handover {
 	char name[HO_ENDPOINT_MAX]; /* "host:port", "[v6]:port" */
 	char *advertise;
 	char *dest_images_dir;
+	char *dest_bundle; /* a container's bundle there, or NULL */
 	uint8_t secret[AUTH_SECRET_MAX];
 	size_t secret_len;
 	/* The reservation the destination agent granted, "" before or without one. */
@@ -487,6 +488,23 @@ out:
 	return ret;
 }
 
+/* A container's "container": its id, runc root and bundle there. */
+static int ho_container(const struct src_handover *h, json_t *body)
+{
+	const struct src_container *c = &h->m->ctr;
+	json_t *o;
+
+	if (!c->id[0] || !h->dest_bundle)
+		return 0;
+	o = json_pack("{s:s, s:s, s:s}", "runtime", API_CONTAINER_RUNTIME, "id", c->id, "bundle",
+		      h->dest_bundle);
+	if (!o || (c->root[0] && json_object_set_new(o, "root", json_string(c->root)) < 0)) {
+		json_decref(o);
+		return -ENOMEM;
+	}
+	return json_object_set_new(body, "container", o) < 0 ? -ENOMEM : 0;
+}
+
 /*
  * The POST body.  The secret is spliced in as text so that its only copy
  * is this buffer, which the request wipes once sent (jansson would leave
@@ -512,6 +530,8 @@ static int ho_post_body(struct src_handover *h, const char *source, char **out)
 	     json_object_set_new(j, "reservation", json_string(h->reservation)) < 0))
 		goto out;
 	ret = ho_criu_opts(&m->criu, j);
+	if (ret == 0)
+		ret = ho_container(h, j);
 	if (ret < 0)
 		goto out;
 	ret = -ENOMEM;
@@ -755,6 +775,8 @@ static int ho_status_errno(int status)
 		return -EINVAL;
 	case 403:
 		return -EACCES;
+	case 404:
+		return -ENOENT;
 	case 409:
 		return -EBUSY;
 	default:
@@ -775,7 +797,11 @@ static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, in
 		ho_result(h, h->reserve_cb, -EHOSTUNREACH, why);
 		return;
 	}
-	if (status == 404) {
+	/*
+	 * A container's bundle is checked at the reservation: a 404 then is
+	 * the bundle missing there (or an agent that cannot check it), a refusal.
+	 */
+	if (status == 404 && !h->dest_bundle) {
 		/* An agent older than reservations: the route is unknown there. */
 		ho_result(h, h->reserve_cb, -EOPNOTSUPP, "");
 		return;
@@ -898,6 +924,8 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
 		goto out;
 	if (p->dest_images_dir && !(h->dest_images_dir = strdup(p->dest_images_dir)))
 		goto out;
+	if (p->dest_bundle && !(h->dest_bundle = strdup(p->dest_bundle)))
+		goto out;
 	free(m->dest);
 	m->dest = strdup(h->name);
 	if (!m->dest)
@@ -1005,7 +1033,8 @@ int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_re
 	    json_object_set_new(j, "bytes", json_integer((json_int_t)bytes)) < 0 ||
 	    json_object_set_new(j, "ttl_s", json_integer(ho_reserve_ttl(bytes))) < 0 ||
 	    (h->dest_images_dir &&
-	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0))
+	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0) ||
+	    (h->dest_bundle && json_object_set_new(j, "bundle", json_string(h->dest_bundle)) < 0))
 		goto out;
 	body = json_dumps(j, JSON_COMPACT);
 	if (!body)
@@ -1335,5 +1364,6 @@ void src_handover_free(struct src_handover *h)
 		event_free(h->timer);
 	free(h->advertise);
 	free(h->dest_images_dir);
+	free(h->dest_bundle);
 	free(h);
 }

@@ -21,7 +21,8 @@
  *
  * Before the freeze (a dumped pid), the source first reserves the
  * migration there: POST /v1/reservations with the id, the images'
- * expected size and the images directory; the POST names the reservation
+ * expected size, the images directory and a container's bundle (which the
+ * destination agent must have: the bundle contract, design.md §12); the POST names the reservation
  * it got; a reservation no POST used is released (DELETE) when the
  * handover stops.  A rollback first asks the destination agent whether the
  * workload is stopped there (GET /v1/migrations/{id}).
@@ -54,7 +55,12 @@ struct src_handover_params {
 	uint16_t port;		     /* 0: API_DEST_PORT_DEFAULT */
 	const char *advertise;	     /* "host[:port]" for the destination to connect to, or NULL */
 	const char *dest_images_dir; /* or NULL: the destination agent chooses */
-	const uint8_t *secret;	     /* copied */
+	/*
+	 * A container's bundle on the destination (its reservation's
+	 * "bundle", its POST's "container"), or NULL: not a container.
+	 */
+	const char *dest_bundle;
+	const uint8_t *secret; /* copied */
 	size_t secret_len;
 };
 

@@ -88,6 +88,8 @@ static void usage(FILE *f)
 		"                             images_dir may be (default %s, made\n"
 		"                             0700; root-owned, not group/other-writable)\n"
 		"      --criu PATH            the criu binary for dumps and rollbacks (criu)\n"
+		"      --runc PATH            the runc binary for containers' checkpoints\n"
+		"                             and rollbacks (runc)\n"
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
@@ -287,6 +289,7 @@ int main(int argc, char **argv)
 		OPT_API_GROUP,
 		OPT_IMAGES_ROOT,
 		OPT_CRIU,
+		OPT_RUNC,
 		OPT_TEST_MAP_DELAY,
 		OPT_MAX_PREAUTH,
 		OPT_MAX_PREAUTH_PER_ADDR,
@@ -309,6 +312,7 @@ int main(int argc, char **argv)
 	    {"api-group", required_argument, NULL, OPT_API_GROUP},
 	    {"images-root", required_argument, NULL, OPT_IMAGES_ROOT},
 	    {"criu", required_argument, NULL, OPT_CRIU},
+	    {"runc", required_argument, NULL, OPT_RUNC},
 	    {"once", no_argument, NULL, '1'},
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
@@ -336,6 +340,7 @@ int main(int argc, char **argv)
 	    .images_root = DEFAULT_IMAGES_ROOT,
 	    .images_root_fd = -1,
 	    .criu = "criu",
+	    .runc = "runc",
 	};
 	struct src_opts o = {.listen = "0.0.0.0"};
 	enum log_level level = LOG_LVL_INFO;
@@ -433,6 +438,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			a.criu = optarg;
+			break;
+		case OPT_RUNC:
+			if (!optarg[0]) {
+				fprintf(stderr, "rdmig-source: --runc wants a program\n");
+				return 2;
+			}
+			a.runc = optarg;
 			break;
 		case '1':
 			a.exit_when_done = true;

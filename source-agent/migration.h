@@ -20,6 +20,7 @@
 #ifndef RDMIG_SRC_MIGRATION_H
 #define RDMIG_SRC_MIGRATION_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -29,6 +30,7 @@
 #include "criurun.h"
 #include "imgmap.h"
 #include "offload.h"
+#include "util.h"
 
 enum src_mig_state {
 	SRC_MIG_DUMPING, /* the agent's criu dump runs; not mapped yet */
@@ -55,6 +57,13 @@ struct api_later;
 struct src_agent;
 struct src_handover;
 struct src_lazydump;
+
+/* The container of a migration, kept in its record for the rollback. */
+struct src_container {
+	char id[CONTAINER_ID_MAX + 1]; /* "": not a container */
+	char root[PATH_MAX];	       /* runc --root; "": runc's default */
+	char bundle[PATH_MAX];	       /* on this host, from runc's state */
+};
 struct src_map_job;
 struct src_records;
 
@@ -106,6 +115,12 @@ struct src_migration {
 	 */
 	uint64_t digest;
 	pid_t pid; /* dumped by the agent; 0: images given */
+	/*
+	 * A container checkpointed with runc (design.md §12); id "" for a
+	 * pid.  pid is then its init's, so that everything keyed on "dumped
+	 * by the agent" holds; its rollback is a runc restore, never criu's.
+	 */
+	struct src_container ctr;
 	/*
 	 * criu dump --lazy-pages (design.md §11): the tree stays stopped on
 	 * this host with its memory, pulled into lazy's stage during

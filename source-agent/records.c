@@ -127,22 +127,30 @@ static json_t *rec_criu_json(const struct src_criu_opts *c)
 
 static json_t *rec_json(const struct src_migration *m)
 {
-	json_t *j, *criu = rec_criu_json(&m->criu);
+	json_t *j, *ctr, *criu = rec_criu_json(&m->criu);
 	char digest[24];
 
 	if (!criu)
 		return NULL;
 	snprintf(digest, sizeof(digest), "%016" PRIx64, m->digest);
-	j = json_pack(
-	    "{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-	    "s:I, s:I, s:I, s:s}",
-	    "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state), "images_dir",
-	    m->dir, "pid", (json_int_t)m->pid, "dest", m->dest ? json_string(m->dest) : json_null(),
-	    "peer", m->peer, "error", m->error, "images_complete", m->images_complete, "verify",
-	    m->verify, "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
-	    "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
-	    (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms, "handover_ms",
-	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes, "digest", digest);
+	ctr = m->ctr.id[0] ? json_pack("{s:s, s:s, s:s}", "id", m->ctr.id, "root", m->ctr.root,
+				       "bundle", m->ctr.bundle)
+			   : json_null();
+	if (!ctr) {
+		json_decref(criu);
+		return NULL;
+	}
+	j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
+		      "s:I, s:I, s:I, s:s, s:o}",
+		      "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state),
+		      "images_dir", m->dir, "pid", (json_int_t)m->pid, "dest",
+		      m->dest ? json_string(m->dest) : json_null(), "peer", m->peer, "error",
+		      m->error, "images_complete", m->images_complete, "verify", m->verify,
+		      "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
+		      "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
+		      (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms,
+		      "handover_ms", (json_int_t)m->handover_ms, "lazy_bytes",
+		      (json_int_t)m->lazy_bytes, "digest", digest, "container", ctr);
 	return j;
 }
 
@@ -214,9 +222,6 @@ void src_records_forget(struct src_records *r, const char *id)
 static int rec_read(struct src_records *r, const char *name, char **out, size_t *len)
 {
 	struct stat st;
-	char *buf = NULL;
-	ssize_t n;
-	size_t got = 0;
 	int fd, ret;
 
 	*out = NULL;
@@ -235,26 +240,8 @@ static int rec_read(struct src_records *r, const char *name, char **out, size_t 
 		ret = -EACCES;
 		goto out;
 	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		n = read(fd, buf + got, (size_t)st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*out = buf;
-	*len = got;
-	buf = NULL;
-	ret = 0;
+	ret = read_fd_whole(fd, &st, out, len);
 out:
-	free(buf);
 	close(fd);
 	return ret;
 }
@@ -282,6 +269,21 @@ static int rec_parse_criu(json_t *c, struct src_criu_opts *o)
 	return 0;
 }
 
+/* A container migration's {id, root, bundle}: a valid id, absolute bundle. */
+static int rec_parse_container(json_t *c, struct src_container *o)
+{
+	const char *id, *root, *bundle;
+
+	if (json_unpack(c, "{s:s, s:s, s:s}", "id", &id, "root", &root, "bundle", &bundle) < 0 ||
+	    !container_id_valid(id) || bundle[0] != '/' || (root[0] && root[0] != '/') ||
+	    strlen(root) >= sizeof(o->root) || strlen(bundle) >= sizeof(o->bundle))
+		return -EINVAL;
+	snprintf(o->id, sizeof(o->id), "%s", id);
+	snprintf(o->root, sizeof(o->root), "%s", root);
+	snprintf(o->bundle, sizeof(o->bundle), "%s", bundle);
+	return 0;
+}
+
 /* j (the record file name's id) into rec; its strings stay j's. */
 static int rec_parse(json_t *j, const char *id, struct src_record *rec, const char **why)
 {
@@ -289,17 +291,17 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	const char *rid, *state, *dir, *peer, *error, *digest;
 	char *end;
 	int complete, verify, interrupted;
-	json_t *dest, *criu;
+	json_t *dest, *criu, *ctr = NULL;
 
 	if (json_unpack(j,
 			"{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-			"s:I, s:I, s:I, s:s}",
+			"s:I, s:I, s:I, s:s, s?o}",
 			"version", &version, "id", &rid, "state", &state, "images_dir", &dir, "pid",
 			&pid, "dest", &dest, "peer", &peer, "error", &error, "images_complete",
 			&complete, "verify", &verify, "restore_interrupted", &interrupted,
 			"criu_opts", &criu, "created_unix_ms", &created, "finished_unix_ms",
 			&finished, "freeze_ms", &freeze, "handover_ms", &handover, "lazy_bytes",
-			&lazy, "digest", &digest) < 0) {
+			&lazy, "digest", &digest, "container", &ctr) < 0) {
 		*why = "a field is missing or of the wrong type";
 		return -EINVAL;
 	}
@@ -328,6 +330,10 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	}
 	if (rec_parse_criu(criu, &rec->criu) < 0) {
 		*why = "bad criu_opts";
+		return -EINVAL;
+	}
+	if (ctr && !json_is_null(ctr) && rec_parse_container(ctr, &rec->ctr) < 0) {
+		*why = "a bad container";
 		return -EINVAL;
 	}
 	snprintf(rec->id, sizeof(rec->id), "%s", id);

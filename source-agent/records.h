@@ -43,6 +43,7 @@ struct src_record {
 	const char *peer; /* the last authenticated destination, or "" */
 	const char *error;
 	pid_t pid;
+	struct src_container ctr; /* id "": not a container ("container" null or absent) */
 	bool images_complete;
 	bool verify;
 	bool restore_interrupted;

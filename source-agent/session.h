@@ -67,6 +67,7 @@ struct src_agent {
 	/* With the API: the migrations' records below the images root (records.h), owned. */
 	struct src_records *records;
 	const char *criu;      /* the criu binary (PATH searched without a '/') */
+	const char *runc;      /* the runc binary, for containers (likewise) */
 	char endpoint[300];    /* "host:port" destinations connect to */
 	int port;	       /* the data listener's port */
 	char listen_host[256]; /* its address as given ("0.0.0.0": any) */

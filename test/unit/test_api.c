@@ -53,6 +53,7 @@ struct fake_mig {
 	pid_t pid;
 	char container[CONTAINER_ID_MAX + 1]; /* "": none */
 	char container_root[256];
+	char container_bundle[256];
 };
 
 struct fake_agent {
@@ -137,6 +138,7 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 	m->pid = req->pid;
 	fake_copy(m->container, sizeof(m->container), req->container.id);
 	fake_copy(m->container_root, sizeof(m->container_root), req->container.root);
+	fake_copy(m->container_bundle, sizeof(m->container_bundle), req->container.bundle);
 	m->state = API_STATE_PENDING;
 	return 0;
 }
@@ -157,6 +159,7 @@ static void fake_view(struct fake_agent *a, const struct fake_mig *m, struct api
 		v->container.runtime = API_CONTAINER_RUNTIME;
 		v->container.id = m->container;
 		v->container.root = m->container_root[0] ? m->container_root : NULL;
+		v->container.bundle = m->container_bundle[0] ? m->container_bundle : NULL;
 	}
 	v->pages_total = 100;
 	v->pages_fetched = 40;
@@ -721,8 +724,8 @@ static void test_start_validation(void **state)
 	     "\"container.id\" must be 1..128"},
 	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\",\"root\":\"run/runc\"}}",
 	     "invalid_request", "\"container.root\" must be an absolute path"},
-	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\",\"bundle\":\"/b\"}}",
-	     "invalid_request", "unknown field \"container.bundle\""},
+	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\",\"bundle\":\"b\"}}",
+	     "invalid_request", "\"container.bundle\" must be an absolute path"},
 	    {"{\"container\":{\"runtime\":\"runc\",\"id\":\"c\"},\"lazy_dump\":true}",
 	     "invalid_request", "\"lazy_dump\" needs \"pid\""},
 	};
@@ -748,11 +751,12 @@ static void test_start_container(void **state)
 
 	m = req_json(e, "POST", "/v1/migrations",
 		     "{\"id\":\"ct1\",\"dest\":\"h:1\",\"container\":{\"runtime\":\"runc\","
-		     "\"id\":\"web.1\",\"root\":\"/run/runc-x\"}}",
+		     "\"id\":\"web.1\",\"root\":\"/run/runc-x\",\"bundle\":\"/srv/b\"}}",
 		     202, NULL);
 	check_resource_shape(m);
 	assert_true(json_is_null(json_object_get(m, "pid")));
-	want = json_pack("{s:s,s:s,s:s}", "runtime", "runc", "id", "web.1", "root", "/run/runc-x");
+	want = json_pack("{s:s,s:s,s:s,s:s}", "runtime", "runc", "id", "web.1", "root",
+			 "/run/runc-x", "bundle", "/srv/b");
 	assert_int_equal(json_equal(json_object_get(m, "container"), want), 1);
 	json_decref(want);
 	json_decref(m);
@@ -766,6 +770,7 @@ static void test_start_container(void **state)
 		     "\"}}",
 		     202, NULL);
 	assert_true(json_is_null(json_object_get(json_object_get(m, "container"), "root")));
+	assert_true(json_is_null(json_object_get(json_object_get(m, "container"), "bundle")));
 	assert_string_equal(e->agent.last_container, LONG_ID128);
 	assert_string_equal(e->agent.last_container_root, "");
 	json_decref(m);
@@ -1393,10 +1398,14 @@ static void test_dest_role(void **state)
 		     "invalid_request", "not accepted by the dest agent");
 	expect_error(e, "POST", "/v1/migrations", "{\"source\":\"h:1\",\"advertise\":\"h:2\"}", 400,
 		     "invalid_request", "not accepted by the dest agent");
-	/* The destination learns of a container from the handover only. */
+	/* A destination restores a container from its bundle: it must be told where. */
 	expect_error(e, "POST", "/v1/migrations",
 		     "{\"source\":\"h:1\",\"container\":{\"runtime\":\"runc\",\"id\":\"c\"}}", 400,
-		     "invalid_request", "\"container\" is not accepted by the dest agent");
+		     "invalid_request", "\"container.bundle\" is required");
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"source\":\"h:1\",\"restore\":false,\"container\":{\"runtime\":\"runc\","
+		     "\"id\":\"c\",\"bundle\":\"/b\"}}",
+		     400, "invalid_request", "\"container\" needs \"restore\"");
 	expect_error(e, "POST", "/v1/migrations", "{\"images_dir\":\"/i\"}", 400, "invalid_request",
 		     "\"source\" is required");
 	expect_error(e, "POST", "/v1/migrations",

@@ -168,6 +168,8 @@ static void test_parse_errors(void **state)
 	    {"migrate --container c1 --runtime-root rel --to h", "--runtime-root wants an abs"},
 	    {"migrate --pid 3 --runtime runc --to h", "--runtime needs --container"},
 	    {"migrate --pid 3 --runtime-root /r --to h", "--runtime-root needs --container"},
+	    {"migrate --pid 3 --dest-bundle /b --to h", "--dest-bundle needs --container"},
+	    {"migrate --container c1 --dest-bundle b --to h", "--dest-bundle wants an abs"},
 	    {"status --container c1", "not valid for status"},
 	    {"migrate --pid 0 --to h", "--pid wants a process id"},
 	    {"migrate --pid 12x --to h", "--pid wants a process id"},
@@ -294,6 +296,14 @@ static void test_migrate_body(void **state)
 	j = json_loads(body, 0, NULL);
 	assert_string_equal(cli_test_str(j, "container", "root"), "/run/r");
 	assert_int_equal(json_object_size(json_object_get(j, "container")), 3);
+	json_decref(j);
+	free(body);
+	line_free(&l);
+	/* The bundle mapped to another path on the destination. */
+	assert_int_equal(parse(&l, "migrate --container c3 --dest-bundle /srv/b --to h", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_string_equal(cli_test_str(j, "container", "bundle"), "/srv/b");
 	json_decref(j);
 	free(body);
 	line_free(&l);
@@ -444,8 +454,9 @@ static void test_format(void **state)
 	assert_non_null(strstr(out, "  dest:       192.0.2.2:7472 (destination agent: done)\n"));
 	assert_non_null(strstr(out, "  downtime:   1270 ms (frozen on the source until running on "
 				    "the destination)\n"));
-	assert_non_null(strstr(out, "  dump:       800 ms (criu dump"));
-	assert_non_null(strstr(out, "  restore:    300 ms (criu restore on the destination)\n"));
+	/* A container's are runc's checkpoint and restore. */
+	assert_non_null(strstr(out, "  dump:       800 ms (runc checkpoint"));
+	assert_non_null(strstr(out, "  restore:    300 ms (runc restore on the destination)\n"));
 	assert_non_null(strstr(out, "  faults:     9 (latency p50 150 us, p99 900 us)\n"));
 	assert_non_null(strstr(out, "  total:      12.3 s\n"));
 	free(out);

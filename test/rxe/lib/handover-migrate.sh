@@ -130,6 +130,19 @@ start_source_side() {
 	fi
 }
 
+# wait_dest_api: the destination agent's API must answer (over mutual TLS,
+# as the source agent) before the migration starts; says what it answered.
+wait_dest_api() {
+	local dapi=("$ctl" --api "https://$RDMIG_PEER_ADDR:$api_port")
+	# shellcheck disable=SC2207 # the options are words
+	dapi+=($(tls source))
+	for _ in $(seq 1200); do
+		"${dapi[@]}" --timeout 2 health >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	say "destination agent: $("${dapi[@]}" health 2>&1)"
+}
+
 # src_state: the migration's state on the source agent.
 src_state() {
 	"$ctl" --socket "$sock" status "$id" --json 2>/dev/null | sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p'
@@ -182,19 +195,24 @@ lazyfail_side() {
 	return "$st"
 }
 
+# source_end ST: the migration's JSON, ST to "migrated"; once the
+# destination's verdict is in, stops the caller's source agent ($spid,
+# API $sock) and prints its log.
+source_end() {
+	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
+	echo
+	echo "$1" >"$shared/migrated"
+	wait_file "$shared/verified" 600 || say "no verdict from the destination"
+	kill -TERM "$spid"
+	wait "$spid"
+	keep_logs "$top/source.log" "$top/images/$id/dump.log"
+	sed 's/^/source: /' "$top/source.log"
+}
+
 source_side() {
 	local sock=$top/source.sock spid wpid st=0
 	start_source_side || return 1
-	# The destination agent's API must answer (over mutual TLS, as the
-	# source agent) before the migration starts.
-	local dapi=("$ctl" --api "https://$RDMIG_PEER_ADDR:$api_port")
-	# shellcheck disable=SC2207 # the options are words
-	dapi+=($(tls source))
-	for _ in $(seq 1200); do
-		"${dapi[@]}" --timeout 2 health >/dev/null 2>&1 && break
-		sleep 0.1
-	done
-	say "destination agent: $("${dapi[@]}" health 2>&1)"
+	wait_dest_api
 	# --wait: the progress lines, then the report.  No secret: the agent makes one.
 	# shellcheck disable=SC2086 # RDMIG_CTL_ARGS: words; vflag: a word or none
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
@@ -205,14 +223,7 @@ source_side() {
 	# What the freeze wrote: a lazy dump leaves the memory out of the pages files.
 	say "pages files: $(cat "$top/images/$id"/pages-*.img 2>/dev/null | wc -c) bytes"
 	say "source workload after the migration: $(ps -o stat= -p "$wpid" 2>/dev/null || echo gone)"
-	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
-	echo
-	echo "$st" >"$shared/migrated"
-	wait_file "$shared/verified" 600 || say "no verdict from the destination"
-	kill -TERM "$spid"
-	wait "$spid"
-	keep_logs "$top/source.log" "$top/images/$id/dump.log"
-	sed 's/^/source: /' "$top/source.log"
+	source_end "$st"
 	return "$st"
 }
 

@@ -250,6 +250,8 @@ dest_side() {
 	return $st
 }
 
+# RDMIG_REDIS_LIB=1: only the functions (for container-migrate.sh).
+[ "${RDMIG_REDIS_LIB:-0}" = 1 ] && return 0
 case $role in
 source) source_side ;;
 dest) dest_side ;;

@@ -26,6 +26,8 @@
 # 0: neither, so both default to the image directory), RDMIG_DEST_ARGS
 # (more rdmig-dest options).
 set -u
+# shellcheck source=runc-bundle.sh
+. "$(dirname "$0")/runc-bundle.sh"
 B=${RDMIG_BUILD:?}
 : "${RDMIG_SECRET:?}"
 size=${RDMIG_SIZE_MB:-32}
@@ -79,37 +81,8 @@ cleanup() {
 }
 
 make_bundle() {
-	rm -rf "$top" && mkdir -p "$bundle/rootfs" "$io" "$top/dump" "$top/restore" "$top/work" || return 1
-	(
-		cd "$bundle/rootfs" || exit 1
-		mkdir -p usr proc dev sys tmp io rdmig
-		ln -s usr/bin bin && ln -s usr/lib lib && ln -s usr/lib64 lib64 && ln -s usr/sbin sbin
-	) || return 1
-	(cd "$bundle" && runc spec) || return 1
-	# python3: criu depends on it, so it is there wherever criu is.
-	python3 - "$bundle/config.json" "$B/test" "$io" "$size" <<'EOF_PY'
-import json, sys
-path, test, io, size = sys.argv[1:]
-with open(path) as f:
-    c = json.load(f)
-c["process"]["terminal"] = False
-c["process"]["args"] = ["/rdmig/rdmig-workload", "--size", size, "--threads", "2",
-                        "--report", "/io/report", "--check-file", "/io/check",
-                        "--pid-file", "/io/pid"]
-# No network namespace: the workload needs none, so criu has no network
-# namespace (interfaces, routes, firewall rules) to dump and restore.
-c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]
-# "bind", not "rbind": criu cannot dump the submounts of an external bind
-# mount (the guest has its kernel's modules bound at /usr/lib/modules).
-c["mounts"] += [
-    {"destination": "/usr", "type": "bind", "source": "/usr", "options": ["bind", "ro"]},
-    {"destination": "/rdmig", "type": "bind", "source": test, "options": ["bind", "ro"]},
-    {"destination": "/io", "type": "bind", "source": io, "options": ["bind", "rw"]},
-]
-with open(path + ".new", "w") as f:
-    json.dump(c, f, indent=1)
-EOF_PY
-	[ -s "$bundle/config.json.new" ] && mv "$bundle/config.json.new" "$bundle/config.json"
+	rm -rf "$top" && mkdir -p "$top/dump" "$top/restore" "$top/work" || return 1
+	runc_workload_bundle "$bundle" "$B/test" "$io" "$size"
 }
 
 # Pipes for the container's stdio, as runc's own checkpoint tests use

@@ -111,6 +111,16 @@ tap_handover_verified() {
 	[[ -n $pages && $pages -ge 16384 && $fetched == "$pages" && ${bytes:-0} -ge 67108864 ]]
 	tap_ok $? "every page moved: $fetched of $pages, $bytes bytes"
 }
+# tap_handover_diag: the report's figures from a handover run (RUN_OUT),
+# and after a failed assertion its handover lines, the agents' errors and
+# stderr.
+tap_handover_diag() {
+	tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|total\|faults\|moved\):' <<<"$RUN_OUT" | sed 's/^\[source\] handover: *//' | tr -s ' ' | paste -sd ';' -)"
+	[[ $tap_failed -gt 0 ]] || return 0
+	tap_diag "--- the run's handover lines:" "$(grep -a 'handover: ' <<<"$RUN_OUT" | tail -n 60)"
+	tap_diag "--- the agents' errors:" "$(grep -aE '(source|dest): .* (error|warn): ' <<<"$RUN_OUT" | tail -n 40)"
+	tap_diag "--- stderr:" "$(tail -n 20 <<<"$RUN_ERR")"
+}
 tap_done() {
 	[[ $tap_failed -eq 0 ]]
 }
