@@ -505,13 +505,17 @@ int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn)
 	return 0;
 }
 
-int ctrl_msg_attach(struct ctrl_out *o, bool resume)
+int ctrl_msg_attach(struct ctrl_out *o, bool resume, bool page_hashes)
 {
 	Attach *b = &o->body.attach;
 
 	out_reset(o, RDMIG_MSG__BODY_ATTACH);
 	attach__init(b);
 	b->resume = resume;
+	if (page_hashes) {
+		b->has_page_hashes = true;
+		b->page_hashes = true;
+	}
 	o->msg.attach = b;
 	return 0;
 }

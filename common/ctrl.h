@@ -239,8 +239,11 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
 int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
-/* FEAT_RESUME: resume a paused post-copy (true) or take the images (false). */
-int ctrl_msg_attach(struct ctrl_out *o, bool resume);
+/*
+ * FEAT_RESUME: resume a paused post-copy (true) or take the images (false);
+ * page_hashes: on a resume, ask for the PageHashes again (a takeover).
+ */
+int ctrl_msg_attach(struct ctrl_out *o, bool resume, bool page_hashes);
 /* FEAT_RESUME: the destination's workload runs (post-copy proper). */
 int ctrl_msg_running(struct ctrl_out *o);
 

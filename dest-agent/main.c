@@ -1683,12 +1683,20 @@ static void dest_summary(struct dest *d, int code)
 	char hist[512];
 	uint64_t ms = d->t_first && d->t_done > d->t_first ? (d->t_done - d->t_first) / 1000000 : 0;
 	double mbps = 0;
-	char restore[40] = "";
+	char restore[40] = "", verify[80] = "";
+	struct netsrc_stats ns;
 
 	if (!d->eng)
 		return;
 	if (d->o.restore)
 		snprintf(restore, sizeof(restore), " restore_ms=%" PRIu64, d->restore_ms);
+	/* This worker's pages checked by their page tag, and parts it could not check. */
+	if (d->ns && d->o.verify) {
+		netsrc_get_stats(d->ns, &ns);
+		snprintf(verify, sizeof(verify),
+			 " verified=%" PRIu64 " unverified=%" PRIu64 " verify_failures=%" PRIu64,
+			 ns.pages_verified, ns.unit_parts_unverified, ns.verify_failures);
+	}
 	engine_for_each_task(d->eng, dest_print_task, d);
 	engine_get_stats(d->eng, &s);
 	if (s.fault_count)
@@ -1702,15 +1710,13 @@ static void dest_summary(struct dest *d, int code)
 		 " removes=%" PRIu64 " unmaps=%" PRIu64 " adopted=%" PRIu64 " replayed=%" PRIu64
 		 " exist=%" PRIu64 " bytes=%" PRIu64 " time_ms=%" PRIu64 " faults=%" PRIu64
 		 " lazy_faults=%" PRIu64 " timed=%" PRIu64 " fault_p50_us=%" PRIu64
-		 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f%s",
+		 " fault_p99_us=%" PRIu64 " drain_MBps=%.1f%s%s",
 		 code == 0 ? "ok" : "failed", s.tasks, s.c.forks, s.zombies, s.tasks_failed,
 		 s.lazy_pages, s.c.pages_fault, s.c.pages_drain, s.c.zero_pages, s.c.pages_dropped,
 		 s.remaining, s.c.remaps, s.c.removes, s.c.unmaps, s.c.adopted, s.c.replayed,
 		 s.c.pages_exist, s.c.bytes, ms, s.c.faults, s.c.faults_lazy, s.fault_count,
-		 s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps, restore);
+		 s.fault_p50_ns / 1000, s.fault_p99_ns / 1000, mbps, restore, verify);
 	if (d->ns) {
-		struct netsrc_stats ns;
-
 		netsrc_get_stats(d->ns, &ns);
 		log_info("lanes: fault_lane=%s lane_reads=%" PRIu64 " reads=%" PRIu64
 			 " drain_depth=%" PRIu32 " drain_chunk=%" PRIu64 " drain_shrinks=%" PRIu64

@@ -610,9 +610,13 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 		ns_lost(ns, ret, "cannot confirm authentication");
 		return;
 	}
-	/* FEAT_RESUME: the source streams nothing before it knows what we want. */
+	/*
+	 * FEAT_RESUME: the source streams nothing before it knows what we want.
+	 * A worker taking over lost the page tags with the one that died.
+	 */
 	if ((ctrl_state_negotiated(&ns->st)->features & CTRL_FEAT_RESUME) &&
-	    (ctrl_msg_attach(&o, ns->paused) < 0 || ns_send(ns, &o) < 0)) {
+	    (ctrl_msg_attach(&o, ns->paused, ns->takeover_wait && ns->verify) < 0 ||
+	     ns_send(ns, &o) < 0)) {
 		ns_lost(ns, -EIO, "cannot send Attach");
 		return;
 	}
@@ -1082,7 +1086,9 @@ static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 		break;
 	case RDMIG_MSG__BODY_IMAGE_FILE:
 	case RDMIG_MSG__BODY_PAGE_HASHES:
-		if (ns->paused) {
+		/* Only a takeover asked for the page tags again (Attach{page_hashes}). */
+		if (ns->paused && !(ns->takeover_wait && ns->verify &&
+				    m->body_case == RDMIG_MSG__BODY_PAGE_HASHES)) {
 			ns_abort(ns, CTRL_ABORT_PROTOCOL, "the source streams images to a resume");
 			break;
 		}
@@ -1694,7 +1700,7 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 	if (!ns->verify)
 		return 0;
 	r = ns_range_find(ns, pid, img_vaddr, len);
-	/* Taken over: a resume sends no PageHashes, only the ranges' XXH3. */
+	/* Taken over from an older source, which resends no PageHashes: the ranges' XXH3. */
 	if (r && !r->hashes && ns->cfg.takeover)
 		return ns_verify_unit(ns, pid, img_vaddr, buf, len);
 	if (!r || !r->hashes)

@@ -65,9 +65,10 @@ struct netsrc_config {
 	 * over"), attaches with resume (the source sees a destination back
 	 * from a pause), takes the range tables fresh and no image file (the
 	 * images are in images_dir already); images_ready then means the
-	 * tables are here.  Per-page checksums are not sent on a resume:
-	 * with verify, a request covering a whole range is checked against
-	 * its XXH3 and a part of one is counted unverified.
+	 * tables are here.  With verify its Attach asks for the page tags
+	 * again (page_hashes); a source that sends none leaves a request
+	 * covering a whole range checked against its XXH3 and a part of one
+	 * counted unverified.
 	 */
 	bool takeover;
 };

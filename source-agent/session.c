@@ -85,8 +85,9 @@ struct src_session {
 	 */
 	uint8_t *stage_asked;
 	bool stage_live;
-	bool attached; /* FEAT_RESUME: the destination's Attach came */
-	bool running;  /* Running came (or a resume): the destination runs the workload */
+	bool attached;	    /* FEAT_RESUME: the destination's Attach came */
+	bool resend_hashes; /* its Attach{resume} asked for the PageHashes again */
+	bool running;	    /* Running came (or a resume): the destination runs the workload */
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
@@ -862,7 +863,8 @@ static int send_page_hashes(struct src_session *s)
 
 /*
  * The tables (with this connection's rkeys over RDMA), the page checksums
- * unless resuming (the destination has them), and ImagesDone.
+ * unless resuming (a destination back from a pause has them; a worker that
+ * took over asks for them again), and ImagesDone.
  */
 static void stream_finish(struct src_session *s, bool resume)
 {
@@ -873,7 +875,7 @@ static void stream_finish(struct src_session *s, bool resume)
 	int ret;
 
 	ret = send_tables(s, &tasks);
-	if (ret == 0 && !resume && (neg->features & CTRL_FEAT_VERIFY_PAGES))
+	if (ret == 0 && (!resume || s->resend_hashes) && (neg->features & CTRL_FEAT_VERIFY_PAGES))
 		ret = send_page_hashes(s);
 	if (ret == 0)
 		ret = ctrl_msg_images_done(&o, s->stream.files, tasks, s->mig->map->lazy_bytes);
@@ -1162,6 +1164,7 @@ static void on_attach(struct src_session *s, const Attach *at)
 	if (at->resume) {
 		/* Its workload runs: losing it again pauses, whatever was resent. */
 		s->running = true;
+		s->resend_hashes = at->has_page_hashes && at->page_hashes;
 		sess_resume(s);
 		return;
 	}

@@ -282,7 +282,7 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	gen_hellos(&s, rdma | verify | resume | lane, rdma | verify | resume | lane,
 		   CTRL_CHANNEL_CONTROL);
 	gen_auth(&s, false);
-	gen_send(&s, true, &o, ctrl_msg_attach(&o, false));
+	gen_send(&s, true, &o, ctrl_msg_attach(&o, false, false));
 	gen_send(&s, true, &o, ctrl_msg_fault_lane(&o, 0x11, 0x2345));
 	gen_send(&s, false, &o, ctrl_msg_fault_lane(&o, 0x12, 0x6789));
 	gen_images(&s, true, true);
@@ -294,7 +294,7 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	gen_sess_init(&s, secret, true);
 	gen_hellos(&s, tcp | verify | resume, tcp | verify | resume, CTRL_CHANNEL_CONTROL);
 	gen_auth(&s, false);
-	gen_send(&s, true, &o, ctrl_msg_attach(&o, true));
+	gen_send(&s, true, &o, ctrl_msg_attach(&o, true, false));
 	gen_send(&s, false, &o, ctrl_msg_done_ack(&o, true, "migration already done"));
 	gen_write("ctrl", "resume-already-done", s.in.data, s.in.len);
 	gen_sess_fini(&s);

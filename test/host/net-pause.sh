@@ -14,7 +14,7 @@
 # States are read from the agents' APIs and the worker's progress lines.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 20
+plan 21
 
 secret "$T/secret"
 sec64=$(base64 -w0 "$T/secret")
@@ -122,6 +122,8 @@ check "kill: the progress lines go paused, then draining again, then done" \
 	eval "test \"\$(states '$T/progress1.jsonl' | sed -n '/^paused$/,\$p' | uniq | tr '\n' ' ')\" = 'paused draining done '"
 check "kill: the summary counts one pause; every lazy page installed once" \
 	eval "grep -q 'pauses: count=1 ' '$T/dest1.log' && consistent '$T/dest1.log' && test \"\$(field '$T/dest1.log' dropped)\" = 0"
+check "kill: the page tags kept across the pause checked every installed page: none unverified" \
+	eval "l='$T/dest1.log'; test \"\$(field \$l unverified),\$(field \$l verify_failures)\" = 0,0 && test \"\$(field \$l verified)\" -ge \$((\$(field \$l fault) + \$(field \$l drain))) && test \$((\$(field \$l fault) + \$(field \$l drain))) -gt 0"
 check "kill: the images on the source are untouched" test "$(dir_sum "$root/k1")" = "$sum0"
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 20

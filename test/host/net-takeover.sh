@@ -12,7 +12,7 @@
 # States come from the agent's API (rdmigctl status --json, /metrics).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 12
+plan 13
 
 secret "$T/secret"
 sec64=$(base64 -w0 "$T/secret")
@@ -47,11 +47,13 @@ restored() {
 # post ID: starts migration ID from the source on $src_port.
 post() {
 	curl -s -o /dev/null --unix-socket "$dsock" -X POST -H 'Content-Type: application/json' \
-		-d "{\"id\":\"$1\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\"}" \
+		-d "{\"id\":\"$1\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\",\"verify\":true}" \
 		http://localhost/v1/migrations
 }
 # start_sup ARGS...: rdmig-dest --serve with the fake criu (held until $T/hold).
 start_sup() {
+	# A fresh log: the wait below must not find the last supervisor's line.
+	rm -f "$T/sup.log"
 	FAKE_CRIU_HOLD=$T/hold "$RDMIG_DEST" --serve --api-socket "$dsock" --work-root "$T/droot" \
 		--criu "$(dirname "$0")/fake-criu-restore.sh" -o "$T/sup.log" "$@" &
 	sup_pid=$!
@@ -67,7 +69,7 @@ to_draining() {
 	shift $(($# < 2 ? $# : 2))
 	rm -f "$T/hold"
 	mkimage "$T/src-$id" --size "$size"
-	start_source "$T/source-$id.log" -m "$id:$T/src-$id:$T/secret"
+	start_source "$T/source-$id.log" -m "$id:$T/src-$id:$T/secret" --verify
 	start_sup "$@"
 	post "$id"
 	wait_json "$id" 'j["state"]' restoring
@@ -106,6 +108,8 @@ check "the restored process verified every page, none wrong" \
 	standin_ok "$T/droot/t1/standin.out" $npages
 check "the last worker adopted the task, found the first one's pages (EEXIST) and accounted for every lazy page" \
 	eval "l=$T/droot/t1/rdmig-dest.log; test \"\$(field \$l adopted)\" = 1 && test \"\$(field \$l exist)\" -gt 0 && test \$((\$(field \$l fault) + \$(field \$l drain) + \$(field \$l exist) + \$(field \$l dropped))) -eq \$(field \$l lazy) && test \"\$(field \$l left)\" = 0"
+check "the last worker got the page tags again (Attach{page_hashes}): every page it installed or found installed was checked by its tag, none left unverified" \
+	eval "l=$T/droot/t1/rdmig-dest.log; test \"\$(field \$l unverified)\" = 0 && test \"\$(field \$l verify_failures)\" = 0 && test \"\$(field \$l verified)\" -gt 0 && test \"\$(field \$l verified)\" -ge \$((\$(field \$l fault) + \$(field \$l drain)))"
 curl -s --unix-socket "$dsock" http://localhost/metrics >"$T/metrics.txt"
 check "/metrics counts the two takeovers" grep -qx 'rdmig_dest_takeovers_total 2' "$T/metrics.txt"
 check "the source released t1: the destination has every page" \

@@ -922,10 +922,10 @@ static void test_state_attach(void **state)
 	size_t len;
 
 	pair_init(&p, resume, resume);
-	ctrl_msg_attach(&o, true);
+	ctrl_msg_attach(&o, true, false);
 	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
-	ctrl_msg_attach(&o, true);
+	ctrl_msg_attach(&o, true, false);
 	len = forge(&p.src, &o, 1);
 	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EPROTO);
 	pair_fini(&p);
@@ -934,12 +934,13 @@ static void test_state_attach(void **state)
 	handshake(&p);
 	assert_true(ctrl_state_negotiated(&p.src)->features & CTRL_FEAT_RESUME);
 	/* The source never sends it. */
-	ctrl_msg_attach(&o, false);
+	ctrl_msg_attach(&o, false, false);
 	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
-	ctrl_msg_attach(&o, true);
+	ctrl_msg_attach(&o, true, false);
 	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
 	assert_true(m->attach->resume);
+	assert_false(m->attach->has_page_hashes);
 	ctrl_free(m);
 	/* Resuming: the same table, no file, then ImagesDone{0 files}. */
 	ctrl_msg_task_table(&o, 7, &r, 1, true);
@@ -947,7 +948,7 @@ static void test_state_attach(void **state)
 	ctrl_msg_images_done(&o, 0, 1, 4096);
 	pass(&p.src, &p.dst, &o);
 	/* After the images phase it is illegal; Running is legal there, from the dest. */
-	ctrl_msg_attach(&o, true);
+	ctrl_msg_attach(&o, true, false);
 	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
 	ctrl_msg_running(&o);
@@ -957,10 +958,25 @@ static void test_state_attach(void **state)
 	pass(&p.dst, &p.src, &o);
 	pair_fini(&p);
 
+	/* A takeover asks for the page tags again: they come between the table and ImagesDone. */
+	pair_init(&p, resume | CTRL_FEAT_VERIFY_PAGES, resume | CTRL_FEAT_VERIFY_PAGES);
+	handshake(&p);
+	ctrl_msg_attach(&o, true, true);
+	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
+	assert_true(m->attach->resume && m->attach->has_page_hashes && m->attach->page_hashes);
+	ctrl_free(m);
+	ctrl_msg_task_table(&o, 7, &r, 1, true);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_page_hashes(&o, 7, 0x1000, &r.xxh3, 1);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_images_done(&o, 0, 1, 4096);
+	pass(&p.src, &p.dst, &o);
+	pair_fini(&p);
+
 	/* An older source does not offer the bit: the message is illegal. */
 	pair_init(&p, CTRL_FEAT_TCP_READ, resume);
 	handshake(&p);
-	ctrl_msg_attach(&o, false);
+	ctrl_msg_attach(&o, false, false);
 	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
 	pair_fini(&p);
