@@ -1578,6 +1578,10 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	m->handover_ms = rec->handover_ms;
 	m->lazy_bytes = rec->lazy_bytes;
 	m->digest = rec->digest;
+	m->precopy = rec->precopy;
+	memcpy(m->rounds, rec->rounds, sizeof(m->rounds));
+	m->nr_rounds = rec->nr_rounds;
+	m->final_pages = rec->final_pages;
 	snprintf(m->peer, sizeof(m->peer), "%s", rec->peer);
 	snprintf(m->error, sizeof(m->error), "%s", rec->error);
 	if (rec->dest)

@@ -125,9 +125,65 @@ static json_t *rec_criu_json(const struct src_criu_opts *c)
 			 c->log_level);
 }
 
+/* m's pre-copy: the mode, each round's figures, the final dump's pages; null when off. */
+static json_t *rec_precopy_json(const struct src_migration *m)
+{
+	json_t *rounds, *r;
+	size_t i;
+
+	if (m->precopy == API_PRECOPY_OFF)
+		return json_null();
+	rounds = json_array();
+	for (i = 0; rounds && i < m->nr_rounds; i++) {
+		r = json_pack("{s:I, s:I, s:I, s:I}", "pages", (json_int_t)m->rounds[i].pages,
+			      "bytes", (json_int_t)m->rounds[i].bytes, "ms",
+			      (json_int_t)m->rounds[i].ms, "dirty_rate",
+			      (json_int_t)m->rounds[i].dirty_rate);
+		if (!r || json_array_append_new(rounds, r) < 0) {
+			json_decref(rounds);
+			return NULL;
+		}
+	}
+	if (!rounds)
+		return NULL;
+	return json_pack("{s:i, s:o, s:I}", "mode", m->precopy, "rounds", rounds, "final_pages",
+			 (json_int_t)m->final_pages);
+}
+
+/* A record's "precopy" into rec: a mode the API takes, at most API_PRECOPY_MAX rounds. */
+static int rec_parse_precopy(json_t *p, struct src_record *rec)
+{
+	json_int_t mode, final, pages, bytes, ms, rate;
+	json_t *rounds, *r;
+	size_t i;
+
+	if (json_unpack(p, "{s:I, s:o, s:I}", "mode", &mode, "rounds", &rounds, "final_pages",
+			&final) < 0 ||
+	    !json_is_array(rounds) || json_array_size(rounds) > API_PRECOPY_MAX ||
+	    (mode != API_PRECOPY_AUTO && (mode < 1 || mode > API_PRECOPY_MAX)) || final < -1)
+		return -EINVAL;
+	json_array_foreach(rounds, i, r)
+	{
+		if (json_unpack(r, "{s:I, s:I, s:I, s:I}", "pages", &pages, "bytes", &bytes, "ms",
+				&ms, "dirty_rate", &rate) < 0 ||
+		    pages < 0 || bytes < 0 || ms < -1 || rate < 0)
+			return -EINVAL;
+		rec->rounds[i] = (struct api_precopy_round){
+		    .pages = (uint64_t)pages,
+		    .bytes = (uint64_t)bytes,
+		    .ms = ms,
+		    .dirty_rate = (uint64_t)rate,
+		};
+	}
+	rec->precopy = (int)mode;
+	rec->nr_rounds = json_array_size(rounds);
+	rec->final_pages = final;
+	return 0;
+}
+
 static json_t *rec_json(const struct src_migration *m)
 {
-	json_t *j, *ctr, *criu = rec_criu_json(&m->criu);
+	json_t *j, *ctr, *pre, *criu = rec_criu_json(&m->criu);
 	char digest[24];
 
 	if (!criu)
@@ -136,21 +192,24 @@ static json_t *rec_json(const struct src_migration *m)
 	ctr = m->ctr.id[0] ? json_pack("{s:s, s:s, s:s}", "id", m->ctr.id, "root", m->ctr.root,
 				       "bundle", m->ctr.bundle)
 			   : json_null();
-	if (!ctr) {
+	pre = rec_precopy_json(m);
+	if (!ctr || !pre) {
 		json_decref(criu);
+		json_decref(ctr);
+		json_decref(pre);
 		return NULL;
 	}
-	j = json_pack("{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-		      "s:I, s:I, s:I, s:s, s:o}",
-		      "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state),
-		      "images_dir", m->dir, "pid", (json_int_t)m->pid, "dest",
-		      m->dest ? json_string(m->dest) : json_null(), "peer", m->peer, "error",
-		      m->error, "images_complete", m->images_complete, "verify", m->verify,
-		      "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
-		      "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
-		      (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms,
-		      "handover_ms", (json_int_t)m->handover_ms, "lazy_bytes",
-		      (json_int_t)m->lazy_bytes, "digest", digest, "container", ctr);
+	j = json_pack(
+	    "{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
+	    "s:I, s:I, s:I, s:s, s:o, s:o}",
+	    "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state), "images_dir",
+	    m->dir, "pid", (json_int_t)m->pid, "dest", m->dest ? json_string(m->dest) : json_null(),
+	    "peer", m->peer, "error", m->error, "images_complete", m->images_complete, "verify",
+	    m->verify, "restore_interrupted", m->restore_interrupted, "criu_opts", criu,
+	    "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
+	    (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms, "handover_ms",
+	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes, "digest", digest,
+	    "container", ctr, "precopy", pre);
 	return j;
 }
 
@@ -291,17 +350,17 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	const char *rid, *state, *dir, *peer, *error, *digest;
 	char *end;
 	int complete, verify, interrupted;
-	json_t *dest, *criu, *ctr = NULL;
+	json_t *dest, *criu, *ctr = NULL, *pre = NULL;
 
 	if (json_unpack(j,
 			"{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-			"s:I, s:I, s:I, s:s, s?o}",
+			"s:I, s:I, s:I, s:s, s?o, s?o}",
 			"version", &version, "id", &rid, "state", &state, "images_dir", &dir, "pid",
 			&pid, "dest", &dest, "peer", &peer, "error", &error, "images_complete",
 			&complete, "verify", &verify, "restore_interrupted", &interrupted,
 			"criu_opts", &criu, "created_unix_ms", &created, "finished_unix_ms",
 			&finished, "freeze_ms", &freeze, "handover_ms", &handover, "lazy_bytes",
-			&lazy, "digest", &digest, "container", &ctr) < 0) {
+			&lazy, "digest", &digest, "container", &ctr, "precopy", &pre) < 0) {
 		*why = "a field is missing or of the wrong type";
 		return -EINVAL;
 	}
@@ -334,6 +393,11 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	}
 	if (ctr && !json_is_null(ctr) && rec_parse_container(ctr, &rec->ctr) < 0) {
 		*why = "a bad container";
+		return -EINVAL;
+	}
+	rec->final_pages = -1;
+	if (pre && !json_is_null(pre) && rec_parse_precopy(pre, rec) < 0) {
+		*why = "a bad precopy";
 		return -EINVAL;
 	}
 	snprintf(rec->id, sizeof(rec->id), "%s", id);

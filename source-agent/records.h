@@ -54,6 +54,11 @@ struct src_record {
 	int64_t handover_ms;
 	uint64_t lazy_bytes;
 	uint64_t digest; /* 0: never mapped */
+	/* Pre-copy ("precopy", optional: absent or null is off, as before it was kept). */
+	int precopy;
+	struct api_precopy_round rounds[API_PRECOPY_MAX];
+	size_t nr_rounds;
+	int64_t final_pages;
 	/* Its secret, when the record has one (not final); the callee may take it (NULL it). */
 	struct auth_secret *secret;
 };

@@ -12,7 +12,7 @@
 # the refusals say why.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 16
+plan 17
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -49,6 +49,10 @@ start_source "$T/source2.log" --api-socket "$sock" --images-root "$root" --criu 
 wait_state p2 serving
 check "after SIGKILL and a restart the source serves p2's chain again" \
 	eval "test \"\$(state p2)\" = serving && grep -q 'rdmig-flat' '$T/source2.log'"
+"${CTL[@]}" status p2 --json >"$T/p2-restarted.json" 2>&1
+check "after the restart the JSON still has the requested mode, both rounds' figures and the final dump's pages, as before" \
+	eval "json_ok '.precopy.requested == 2 and (.precopy.rounds | length) == 2' '$T/p2-restarted.json' &&
+	test \"\$(jq -c .precopy '$T/p2-restarted.json')\" = \"\$(jq -c .precopy '$T/p2.json')\""
 # shellcheck disable=SC2046
 start_dest "$T/dest.log" -D "$T/dst" $(net_args p2 "$T/secret")
 timeout 60 "$RDMIG_STANDIN" -D "$T/dst" --threads 2 >"$T/standin.out" 2>&1
