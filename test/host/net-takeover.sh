@@ -34,8 +34,20 @@ wait_json() {
 	echo "# $1: $2 is $(jget "$1" "$2"), not $3"
 	return 1
 }
+# child_of PID: PID's first child, waited for up to 10 s (empty if none came:
+# never `pgrep -P ""`, which would match every process).
+child_of() {
+	local c
+	[ -n "$1" ] || return 1
+	for _ in $(seq 100); do
+		c=$(pgrep -P "$1" | head -1)
+		[ -n "$c" ] && echo "$c" && return 0
+		sleep 0.1
+	done
+	return 1
+}
 # worker: the supervisor's only child, the current worker.
-worker() { pgrep -P "$sup_pid" | head -1; }
+worker() { child_of "$sup_pid"; }
 # pstate PID: the process's state letter (T: stopped).
 pstate() { sed -n 's/^[0-9]* ([^)]*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null; }
 # restored ID: the stand-in's restored processes (the children of its main process).
@@ -74,7 +86,12 @@ to_draining() {
 	post "$id"
 	wait_json "$id" 'j["state"]' restoring
 	w1=$(worker)
-	guard=$(pgrep -P "$w1" | head -1)
+	guard=$(child_of "$w1")
+	if [ -z "$w1" ] || [ -z "$guard" ]; then
+		check "$id: the supervisor started a worker and the worker its guard" false
+		diag_file "$T/sup.log" 40
+		finish
+	fi
 	track "$guard"
 	kill -STOP "$src_pid"
 	touch "$T/hold"
