@@ -504,52 +504,56 @@ out:
 	return ret;
 }
 
-/* Bytes of a runc state.json the agent reads at most. */
-#define GLUE_RUNC_STATE_MAX (1u << 20)
-
 /*
  * The container of req into m: its init's pid and its bundle from runc's
- * <root>/<id>/state.json, and the criu options runc can pass on.  A
- * container runc does not know is 404, nothing frozen.  The file is on
- * runc's root, a tmpfs (/run) in practice: read here, on the loop.
+ * <root>/<id>/state.json, and the criu options runc can pass on.  The
+ * root must be one of --runtime-root or below one (403 naming the option
+ * otherwise); a container runc does not know there is 404.  Nothing is
+ * frozen either way.  The file is on runc's root, a tmpfs (/run) in
+ * practice: read here, on the loop.
  */
-static int glue_container(const struct api_start_req *req, struct src_migration *m,
-			  struct api_error *err)
+static int glue_container(const struct src_agent *a, const struct api_start_req *req,
+			  struct src_migration *m, struct api_error *err)
 {
-	const char *root = req->container.root ? req->container.root : SRC_RUNC_ROOT_DEFAULT, *why;
-	char path[PATH_MAX], *text = NULL;
+	const char *root = req->container.root, *rel, *why;
 	struct src_criu_argv av;
-	size_t len = 0;
+	unsigned int i;
 	int ret;
 
 	snprintf(m->ctr.id, sizeof(m->ctr.id), "%s", req->container.id);
-	snprintf(m->ctr.root, sizeof(m->ctr.root), "%s",
-		 req->container.root ? req->container.root : "");
 	ret = src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, m->ctr.id, m->dir, NULL,
 				  &m->criu, &why);
 	if (ret == -EINVAL)
 		return api_error_set(err, -EINVAL, "container %s: runc cannot take %s", m->ctr.id,
 				     why);
-	if (snprintf(path, sizeof(path), "%s/%s/state.json", root, m->ctr.id) >= (int)sizeof(path))
-		return api_error_set(err, -EINVAL, "container.root %s: path too long", root);
-	ret = read_file_max(path, GLUE_RUNC_STATE_MAX, &text, &len);
+	if (src_runc_root_pick(&a->runc_roots, root, &i, &rel) < 0)
+		return api_error_set(err, -EACCES,
+				     "container.root %s: not one of this agent's runc roots "
+				     "(--runtime-root) nor below one",
+				     root);
+	/* No root given: the first allowed one, passed to runc unless it is runc's own default. */
+	if (!root && strcmp(a->runc_roots.dirs[i], SRC_RUNC_ROOT_DEFAULT) != 0)
+		root = a->runc_roots.dirs[i];
+	snprintf(m->ctr.root, sizeof(m->ctr.root), "%s", root ? root : "");
+	ret = src_runc_state_read(a->runc_roots.dirs[i], rel, m->ctr.id, &m->pid, m->ctr.bundle,
+				  sizeof(m->ctr.bundle), &why);
+	if (ret == -ENOENT)
+		return api_error_set(err, -ENOENT, "container %s: not a runc container here (%s)",
+				     m->ctr.id, root ? root : SRC_RUNC_ROOT_DEFAULT);
+	if (ret == -EINVAL)
+		return api_error_set(err, -EIO,
+				     "container %s: its state.json in %s has no init pid or bundle "
+				     "runc would write",
+				     m->ctr.id, root ? root : SRC_RUNC_ROOT_DEFAULT);
 	if (ret < 0) {
-		log_err("migration %s: container %s: cannot read %s: %s", m->id, m->ctr.id, path,
-			strerror(-ret));
-		ret = api_error_set(err, ret == -ENOENT ? -ENOENT : -EIO,
-				    "container %s: not a runc container here (%s: %s)", m->ctr.id,
-				    path, strerror(-ret));
-		goto out;
+		log_err("migration %s: container %s: cannot read its state in %s: %s", m->id,
+			m->ctr.id, root ? root : SRC_RUNC_ROOT_DEFAULT, why ? why : strerror(-ret));
+		return api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EACCES,
+				     "container %s: its runc state in %s is refused: %s", m->ctr.id,
+				     root ? root : SRC_RUNC_ROOT_DEFAULT,
+				     why ? why : strerror(-ret));
 	}
-	ret = src_runc_state_parse(text, len, &m->pid, m->ctr.bundle, sizeof(m->ctr.bundle));
-	if (ret < 0)
-		ret = api_error_set(err, -EIO,
-				    "container %s: %s has no init pid or bundle runc would write: "
-				    "%s",
-				    m->ctr.id, path, strerror(-ret));
-out:
-	free(text);
-	return ret;
+	return 0;
 }
 
 /* runc's root for m: NULL for runc's default. */
@@ -1049,7 +1053,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 		ret = glue_dump_new(a, req, secret, &m, err);
 		secret = NULL; /* glue_dump_new took it */
 		if (ret == 0 && req->container.runtime)
-			ret = glue_container(req, m, err);
+			ret = glue_container(a, req, m, err);
 		if (ret < 0)
 			goto out;
 		pid = m->pid;
