@@ -16,11 +16,15 @@
 # never with a bare criu restore.  (4) Options runc cannot pass: 400.
 # (5) container.root confined to rdmig-source --runtime-root: a root
 # outside it, a symbolic link out of it, "..": 403 naming the option,
-# nothing checkpointed; no root in the request: the first --runtime-root.
+# nothing checkpointed; no root in the request: the first --runtime-root;
+# a FIFO as state.json refused at once.  (6) state.json is read off the
+# loop: on a FUSE mount whose read hangs (test/tools/hangfs.py; skipped
+# where FUSE cannot be mounted), /v1/health answers while the start
+# waits; released, the start fails cleanly (its error, nothing frozen).
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 23
+plan 26
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -193,4 +197,32 @@ check "container.root with .. out of --runtime-root: 403, nothing frozen" \
 post_ctr c10 db2
 check "no container.root: the first --runtime-root is used (404 there, it is not runc's default)" \
 	eval "test $code = 404 && grep -q 'not a runc container here ($T/runc-unused)' '$T/c10.out'"
+mkdir -p "$runc_root/fifo"
+mkfifo "$runc_root/fifo/state.json"
+post_ctr c11 fifo "$runc_root"
+check "a FIFO as state.json: 403 at once (never waited on), nothing checkpointed" \
+	eval "test $code = 403 && grep -q 'state.json is not a regular file' '$T/c11.out' && test ! -e '$root/c11'"
+
+# (6) A runc root whose read hangs.
+hang=$T/hang
+if hang_mount "$hang" hung/state.json; then
+	kill -TERM "$src_pid"
+	wait_pid "$src_pid" 10
+	start_source "$T/source3.log" --api-socket "$sock" --images-root "$root" \
+		--criu "$T/criu.sh" --runc "$here/fake-runc.sh" --runtime-root "$hang/mnt"
+	wait_for_file "$sock"
+	post_ctr c12 hung "$hang/mnt" &
+	post_pid=$!
+	health_while "$sock" "$hang.log" "read of /hung/state.json waits"
+	touch "$hang/release"
+	wait "$post_pid"
+	check "a runc root on a hung FUSE mount: /v1/health answers while the start waits ($health, $pending)" \
+		eval "grep -q 'looking up container hung off the loop' '$T/source3.log' && test '$health $pending' = '200 0'"
+	check "... released, the start fails cleanly naming the container, nothing checkpointed" \
+		eval "grep -q 'container hung: its state.json in $hang/mnt has no init pid' '$T/c12.out' && test ! -e '$root/c12' && alive $src_pid"
+else
+	skip_fuse "a runc root on a hung FUSE mount: /v1/health answers while the start waits" \
+		"... released, the start fails cleanly naming the container, nothing checkpointed"
+fi
+hang_release "$hang"
 finish
