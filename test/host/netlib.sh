@@ -139,6 +139,7 @@ hang_release() {
 # health_while SOCK LOG PATTERN: once LOG has PATTERN (a read under way),
 # GETs /v1/health on the API socket SOCK: sets health (its status) and
 # pending (0: the POST $post_pid still unanswered).
+# shellcheck disable=SC2034 # health and pending are the callers'
 health_while() {
 	wait_log "$2" "$3" 10 >/dev/null
 	health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$1" \
