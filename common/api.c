@@ -93,6 +93,7 @@ struct api_server {
 	/* Reads the start requests' secret files off the loop; made on first use. */
 	struct offload *offload;
 	unsigned int secret_delay_ms; /* testing: api_config.test_secret_delay_ms */
+	const void *prepare_ctx;      /* api_config.prepare_ctx */
 	bool stopping;		      /* api_server_destroy() under way */
 	uint64_t refused[API_REFUSED__COUNT];
 	uint64_t starts[3]; /* POST /v1/migrations: accepted, busy (503), refused otherwise */
@@ -1619,10 +1620,11 @@ static void api_start_release(json_t *root, struct api_start_buf *b)
 }
 
 /*
- * A start request waiting for its secret_file, read on the offload thread.
- * The request, its body and the parse of it live here until done()
- * answers: if the client goes meanwhile, libevent detaches the request from
- * its connection and the late answer only frees it.
+ * A start request waiting for its secret_file, or for the agent's
+ * start_prepare() of its container, run on the offload thread.  The
+ * request, its body and the parse of it live here until done() answers:
+ * if the client goes meanwhile, libevent detaches the request from its
+ * connection and the late answer only frees it.
  */
 struct api_pending {
 	struct offload_job job; /* first: the job is the pending request */
@@ -1631,22 +1633,31 @@ struct api_pending {
 	json_t *root;
 	struct api_start_buf *b;
 	struct api_start_req sr;
-	/* The worker's: its own copy of the path, and what it read. */
+	/* The worker's: its own copy of the path (NULL: no file), and what it read. */
 	char *path;
 	unsigned int delay_ms;
 	struct auth_secret *secret;
 	int ret;
+	/* The worker's too: the agent's preparation, when it has one. */
+	bool prepare;
+	void *prepared;
+	struct api_error prepare_err;
+	int prepare_ret;
 };
 
-/* Offload thread: the read that may block (a hung network or FUSE mount). */
+/* Offload thread: the reads that may block (a hung network or FUSE mount). */
 static void api_pending_run(struct offload_job *j)
 {
 	struct api_pending *p = (struct api_pending *)j;
 	struct timespec ts = {p->delay_ms / 1000, (long)(p->delay_ms % 1000) * 1000000};
 
-	if (p->delay_ms)
+	if (p->path && p->delay_ms)
 		nanosleep(&ts, NULL);
-	p->ret = auth_secret_load_file(p->path, &p->secret);
+	if (p->path)
+		p->ret = auth_secret_load_file(p->path, &p->secret);
+	if (p->ret == 0 && p->prepare)
+		p->prepare_ret = p->s->ops->start_prepare(p->s->prepare_ctx, &p->sr, &p->prepared,
+							  &p->prepare_err);
 }
 
 static void api_pending_done(struct offload_job *j, bool ran)
@@ -1661,20 +1672,36 @@ static void api_pending_done(struct offload_job *j, bool ran)
 	}
 	if (p->ret < 0)
 		ret = api_error_secret_file(&err, p->ret, p->path);
-	else
+	else if (p->path)
 		ret = auth_secret_copy(p->secret, p->b->secret, sizeof(p->b->secret),
 				       &p->sr.secret_len);
-	if (ret == 0)
+	if (ret == 0 && p->path)
 		p->sr.secret = p->b->secret;
+	if (ret == 0 && p->prepare_ret < 0) {
+		ret = p->prepare_ret;
+		err = p->prepare_err;
+	}
+	p->sr.prepared = p->prepared;
 	api_start_finish(p->s, p->req, &p->sr, ret, &err);
 out:
+	if (p->prepared)
+		p->s->ops->prepared_free(p->prepared);
 	auth_secret_free(p->secret);
 	free(p->path);
 	api_start_release(p->root, p->b);
 	free(p);
 }
 
-/* Queues the read of sr's secret_file; on success root and b belong to it. */
+/* Whether the agent prepares sr's start off the loop (a container's lookup). */
+static bool api_start_prepared(const struct api_server *s, const struct api_start_req *sr)
+{
+	return sr->container.runtime && s->ops->start_prepare;
+}
+
+/*
+ * Queues the read of sr's secret_file and the agent's preparation; on
+ * success root and b belong to it.
+ */
 static int api_start_async(struct api_server *s, struct evhttp_request *req, json_t *root,
 			   struct api_start_buf *b, const struct api_start_req *sr)
 {
@@ -1692,11 +1719,12 @@ static int api_start_async(struct api_server *s, struct evhttp_request *req, jso
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return -ENOMEM;
-	p->path = strdup(sr->secret_file);
-	if (!p->path) {
+	p->path = sr->secret_file ? strdup(sr->secret_file) : NULL;
+	if (sr->secret_file && !p->path) {
 		free(p);
 		return -ENOMEM;
 	}
+	p->prepare = api_start_prepared(s, sr);
 	p->job.run = api_pending_run;
 	p->job.done = api_pending_done;
 	p->s = s;
@@ -1711,7 +1739,12 @@ static int api_start_async(struct api_server *s, struct evhttp_request *req, jso
 		free(p);
 		return ret;
 	}
-	log_info("api: migration %s: reading its secret_file %s off the loop", sr->id, p->path);
+	if (p->path)
+		log_info("api: migration %s: reading its secret_file %s off the loop", sr->id,
+			 p->path);
+	if (p->prepare)
+		log_info("api: migration %s: looking up container %s off the loop", sr->id,
+			 sr->container.id);
 	return 0;
 }
 
@@ -1739,11 +1772,12 @@ static void api_handle_start(struct api_server *s, struct evhttp_request *req)
 		api_reply_error(req, 400, NULL, "%s", err.message);
 		goto out;
 	}
-	if (sr.secret_file) {
+	if (sr.secret_file || api_start_prepared(s, &sr)) {
 		ret = api_start_async(s, req, root, b, &sr);
 		if (ret == 0)
 			return;
-		api_reply_error(req, 503, NULL, "cannot read secret_file now: %s", strerror(-ret));
+		api_reply_error(req, 503, NULL, "cannot start reading off the loop now: %s",
+				strerror(-ret));
 		goto out;
 	}
 	api_start_finish(s, req, &sr, 0, &err);
@@ -2470,6 +2504,7 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 	s->tcp_port = -ENOENT;
 	s->max_body = cfg->max_body ? cfg->max_body : API_BODY_MAX_DEFAULT;
 	s->secret_delay_ms = cfg->test_secret_delay_ms;
+	s->prepare_ctx = cfg->prepare_ctx;
 	if (cfg->group) {
 		ret = api_resolve_group(s, cfg->group);
 		if (ret)

@@ -292,6 +292,11 @@ struct api_start_req {
 	 * exactly once.  Any other return: the server answers and frees it.
 	 */
 	struct api_later *later;
+	/*
+	 * With a container and api_ops.start_prepare: what it found off the
+	 * loop (the agent's own type), borrowed for the start() call only.
+	 */
+	const void *prepared;
 };
 
 /*
@@ -413,6 +418,19 @@ struct api_ops {
 	 * the request is valid JSON but unusable here (400).
 	 */
 	int (*start)(void *agent, const struct api_start_req *req, struct api_error *err);
+	/*
+	 * Optional: the part of a start with a "container" that may block
+	 * (the runtime's state on its root, which may hang), run on the
+	 * module's offload thread before start(), as a secret_file's read
+	 * is.  It may use ctx (api_config.prepare_ctx: constant
+	 * configuration) and req, nothing of the agent or the loop.  0: *out
+	 * (may be NULL) goes to start() as req->prepared, then to
+	 * prepared_free(); else the request is answered from ret and err
+	 * (its status from the errno) and start() is not called.
+	 */
+	int (*start_prepare)(const void *ctx, const struct api_start_req *req, void **out,
+			     struct api_error *err);
+	void (*prepared_free)(void *prepared);
 	/* Fills *out (pre-initialised with api_migration_view_init()); -ENOENT when unknown. */
 	int (*get)(void *agent, const char *id, struct api_migration_view *out);
 	/* Calls emit() for every migration the agent still knows, oldest first. */
@@ -489,6 +507,8 @@ struct api_config {
 	unsigned timeout_s; /* idle connection timeout; 0: API_TIMEOUT_DEFAULT_S */
 	/* Testing: each secret_file read waits this long first, as on a slow mount. */
 	unsigned int test_secret_delay_ms;
+	/* Given to api_ops.start_prepare on the offload thread; must not change. */
+	const void *prepare_ctx;
 };
 
 struct api_server;

@@ -504,52 +504,94 @@ out:
 	return ret;
 }
 
-/* Bytes of a runc state.json the agent reads at most. */
-#define GLUE_RUNC_STATE_MAX (1u << 20)
+/* What a container's lookup found off the loop (glue_container_prepare()). */
+struct glue_ctr_found {
+	pid_t pid;	       /* its init */
+	char root[PATH_MAX];   /* runc's --root for it; "": runc's default */
+	char bundle[PATH_MAX]; /* its bundle here, from runc's state */
+};
 
 /*
- * The container of req into m: its init's pid and its bundle from runc's
- * <root>/<id>/state.json, and the criu options runc can pass on.  A
- * container runc does not know is 404, nothing frozen.  The file is on
- * runc's root, a tmpfs (/run) in practice: read here, on the loop.
+ * api_ops.start_prepare, on the API's offload thread: the container of
+ * req in runc's <root>/<id>/state.json.  The root must be one of
+ * --runtime-root (ctx) or below one (403 naming the option otherwise); a
+ * container runc does not know there is 404.  Nothing is frozen either
+ * way.  Off the loop because the root may sit on a mount that hangs.
+ */
+static int glue_container_prepare(const void *ctx, const struct api_start_req *req, void **out,
+				  struct api_error *err)
+{
+	const struct src_runc_roots *roots = ctx;
+	const char *root = req->container.root, *rel, *why, *shown;
+	struct glue_ctr_found *f;
+	unsigned int i;
+	int ret;
+
+	if (src_runc_root_pick(roots, root, &i, &rel) < 0)
+		return api_error_set(err, -EACCES,
+				     "container.root %s: not one of this agent's runc roots "
+				     "(--runtime-root) nor below one",
+				     root);
+	/* No root given: the first allowed one, passed to runc unless it is runc's own default. */
+	if (!root && strcmp(roots->dirs[i], SRC_RUNC_ROOT_DEFAULT) != 0)
+		root = roots->dirs[i];
+	shown = root ? root : SRC_RUNC_ROOT_DEFAULT;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return api_error_set(err, -ENOMEM, "out of memory");
+	snprintf(f->root, sizeof(f->root), "%s", root ? root : "");
+	ret = src_runc_state_read(roots->dirs[i], rel, req->container.id, &f->pid, f->bundle,
+				  sizeof(f->bundle), &why);
+	if (ret == -ENOENT)
+		ret = api_error_set(err, -ENOENT, "container %s: not a runc container here (%s)",
+				    req->container.id, shown);
+	else if (ret == -EINVAL)
+		ret = api_error_set(err, -EIO,
+				    "container %s: its state.json in %s has no init pid or bundle "
+				    "runc would write",
+				    req->container.id, shown);
+	else if (ret < 0)
+		ret = api_error_set(err, ret == -ENOMEM ? -ENOMEM : -EACCES,
+				    "container %s: its runc state in %s is refused: %s",
+				    req->container.id, shown, why ? why : strerror(-ret));
+	if (ret < 0) {
+		log_err("migration %s: %s", req->id, err->message);
+		free(f);
+		return ret;
+	}
+	*out = f;
+	return 0;
+}
+
+static void glue_container_found_free(void *f)
+{
+	free(f);
+}
+
+/*
+ * The container of req into m: what glue_container_prepare() found, and
+ * the criu options runc can pass on.
  */
 static int glue_container(const struct api_start_req *req, struct src_migration *m,
 			  struct api_error *err)
 {
-	const char *root = req->container.root ? req->container.root : SRC_RUNC_ROOT_DEFAULT, *why;
-	char path[PATH_MAX], *text = NULL;
+	const struct glue_ctr_found *f = req->prepared;
 	struct src_criu_argv av;
-	size_t len = 0;
+	const char *why;
 	int ret;
 
 	snprintf(m->ctr.id, sizeof(m->ctr.id), "%s", req->container.id);
-	snprintf(m->ctr.root, sizeof(m->ctr.root), "%s",
-		 req->container.root ? req->container.root : "");
 	ret = src_runc_argv_build(&av, "runc", SRC_RUNC_CHECKPOINT, NULL, m->ctr.id, m->dir, NULL,
 				  &m->criu, &why);
 	if (ret == -EINVAL)
 		return api_error_set(err, -EINVAL, "container %s: runc cannot take %s", m->ctr.id,
 				     why);
-	if (snprintf(path, sizeof(path), "%s/%s/state.json", root, m->ctr.id) >= (int)sizeof(path))
-		return api_error_set(err, -EINVAL, "container.root %s: path too long", root);
-	ret = read_file_max(path, GLUE_RUNC_STATE_MAX, &text, &len);
-	if (ret < 0) {
-		log_err("migration %s: container %s: cannot read %s: %s", m->id, m->ctr.id, path,
-			strerror(-ret));
-		ret = api_error_set(err, ret == -ENOENT ? -ENOENT : -EIO,
-				    "container %s: not a runc container here (%s: %s)", m->ctr.id,
-				    path, strerror(-ret));
-		goto out;
-	}
-	ret = src_runc_state_parse(text, len, &m->pid, m->ctr.bundle, sizeof(m->ctr.bundle));
-	if (ret < 0)
-		ret = api_error_set(err, -EIO,
-				    "container %s: %s has no init pid or bundle runc would write: "
-				    "%s",
-				    m->ctr.id, path, strerror(-ret));
-out:
-	free(text);
-	return ret;
+	if (!f)
+		return api_error_set(err, -EIO, "container %s: not looked up", m->ctr.id);
+	m->pid = f->pid;
+	snprintf(m->ctr.root, sizeof(m->ctr.root), "%s", f->root);
+	snprintf(m->ctr.bundle, sizeof(m->ctr.bundle), "%s", f->bundle);
+	return 0;
 }
 
 /* runc's root for m: NULL for runc's default. */
@@ -1487,6 +1529,8 @@ static int glue_metrics(void *agent, struct evbuffer *out)
 
 static const struct api_ops glue_ops = {
     .start = glue_start,
+    .start_prepare = glue_container_prepare,
+    .prepared_free = glue_container_found_free,
     .get = glue_get,
     .list = glue_list,
     .abort = glue_abort,
@@ -1673,6 +1717,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    .nallow = o->nallow,
 	    .insecure_tcp = o->insecure_tcp,
 	    .test_secret_delay_ms = o->test_secret_delay_ms,
+	    .prepare_ctx = &a->runc_roots,
 	    /* Socket activation (systemd/rdmig-source.socket): the same path, bound by systemd. */
 	    .listen_fd = o->socket_path ? svcmgr_listen_fd() : -1,
 	};

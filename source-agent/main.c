@@ -90,6 +90,12 @@ static void usage(FILE *f)
 		"      --criu PATH            the criu binary for dumps and rollbacks (criu)\n"
 		"      --runc PATH            the runc binary for containers' checkpoints\n"
 		"                             and rollbacks (runc)\n"
+		"      --runtime-root DIR     a runc root (runc --root) an API container\n"
+		"                             may be in: its container.root must be DIR or\n"
+		"                             below it (repeat for several; default\n"
+		"                             " SRC_RUNC_ROOT_DEFAULT
+		"; the first is used when a request\n"
+		"                             names none)\n"
 		"  -1, --once                 exit once every migration is done\n"
 		"      --handshake-timeout S  drop peers that do not authenticate in S s (10)\n"
 		"      --dead-after S         drop a silent destination after S s (10)\n"
@@ -299,6 +305,7 @@ int main(int argc, char **argv)
 		OPT_TEST_SECRET_DELAY,
 		OPT_ONE_LANE,
 		OPT_NO_RESUME,
+		OPT_RUNTIME_ROOT,
 	};
 	static const struct option opts[] = {
 	    {"listen", required_argument, NULL, 'l'},
@@ -313,6 +320,7 @@ int main(int argc, char **argv)
 	    {"images-root", required_argument, NULL, OPT_IMAGES_ROOT},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"runc", required_argument, NULL, OPT_RUNC},
+	    {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
 	    {"once", no_argument, NULL, '1'},
 	    {"handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT},
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
@@ -446,6 +454,17 @@ int main(int argc, char **argv)
 			}
 			a.runc = optarg;
 			break;
+		case OPT_RUNTIME_ROOT:
+			if (src_runc_root_valid(optarg) < 0 ||
+			    a.runc_roots.n == SRC_RUNC_ROOTS_MAX) {
+				fprintf(stderr,
+					"rdmig-source: --runtime-root wants an absolute path "
+					"without \".\", \"..\" or \"//\" (at most %d of them)\n",
+					SRC_RUNC_ROOTS_MAX);
+				return 2;
+			}
+			a.runc_roots.dirs[a.runc_roots.n++] = optarg;
+			break;
 		case '1':
 			a.exit_when_done = true;
 			break;
@@ -516,6 +535,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (a.runc_roots.n == 0)
+		a.runc_roots.dirs[a.runc_roots.n++] = SRC_RUNC_ROOT_DEFAULT;
 	if (optind != argc) {
 		fprintf(stderr, "rdmig-source: unexpected argument '%s' (try --help)\n",
 			argv[optind]);

@@ -12,9 +12,11 @@
  * there, where common/criuproc.h reads a failure's last error line, as for
  * criu run directly.  The commands run through src_criu_start().
  *
- * The state parser is pure (no I/O): the caller reads
- * <root>/<id>/state.json off the loop (offload thread), as the root may
- * sit on a slow mount.
+ * The state parser is pure (no I/O).  src_runc_state_read() opens
+ * <root>/<id>/state.json only beneath a root the operator allowed
+ * (rdmig-source --runtime-root), the way common/safepath.h opens what a
+ * request names: no "..", no symbolic link, trusted directories, a
+ * regular file.  It blocks on a hung root, so it runs off the loop.
  *
  * Functions return 0 or a negative errno.
  */
@@ -28,6 +30,48 @@
 
 /* runc's state root when none is given (runc's default for root). */
 #define SRC_RUNC_ROOT_DEFAULT "/run/runc"
+
+/* Bytes of a runc state.json the agent reads at most. */
+#define SRC_RUNC_STATE_MAX (1u << 20)
+
+/*
+ * rdmig-source --runtime-root (repeatable; none given: /run/runc): the
+ * runc roots a request's container.root may name, as given (absolute,
+ * without ".", ".." or empty components: src_runc_root_valid()).
+ * Parsed configuration, never changed once the agent runs.
+ */
+#define SRC_RUNC_ROOTS_MAX 8
+struct src_runc_roots {
+	const char *dirs[SRC_RUNC_ROOTS_MAX];
+	unsigned int n;
+};
+
+/* 0 when dir can be a --runtime-root (absolute, canonical as written); else -EINVAL. */
+int src_runc_root_valid(const char *dir);
+
+/*
+ * The allowed root a request's container.root lies in: root itself one
+ * of r's or below one (lexically, as written), *i its index and *rel the
+ * part below it ("" for the root itself).  root NULL: the first one.
+ * -EACCES when it lies in none, or has ".", ".." or empty components.
+ * No I/O.
+ */
+int src_runc_root_pick(const struct src_runc_roots *r, const char *root, unsigned int *i,
+		       const char **rel);
+
+/*
+ * What <allowed>/<rel>/<id>/state.json says (src_runc_state_parse()),
+ * opened beneath the directory allowed (an allowed root as configured):
+ * every directory from it down to the container's trusted
+ * (safepath_check_trusted()), no symbolic link on the way, state.json a
+ * regular file, root's (or ours), not group/other-writable, at most
+ * SRC_RUNC_STATE_MAX bytes.  -ENOENT: no such container there (or no
+ * such root); -ELOOP, -EPERM, -EACCES, -EXDEV: refused (*why says why);
+ * -EBADF: not a regular file; -EINVAL from the parser.  Blocks on a hung
+ * root: call it off the loop.
+ */
+int src_runc_state_read(const char *allowed, const char *rel, const char *id, pid_t *pid,
+			char *bundle, size_t blen, const char **why);
 
 enum src_runc_verb {
 	SRC_RUNC_CHECKPOINT, /* runc checkpoint: the container stops (as criu dump) */

@@ -24,6 +24,7 @@
 #include "api.h"
 #include "migration.h"
 #include "offload.h"
+#include "runcrun.h"
 #include "xport.h"
 
 struct src_session;
@@ -71,6 +72,8 @@ struct src_agent {
 	char endpoint[300];    /* "host:port" destinations connect to */
 	int port;	       /* the data listener's port */
 	char listen_host[256]; /* its address as given ("0.0.0.0": any) */
+	/* --runtime-root: the runc roots a request's container.root may be in. */
+	struct src_runc_roots runc_roots;
 	/* Name lookups of the handovers without blocking; made on first use, owned. */
 	struct evdns_base *dns;
 	/* Maps API migrations' images off the loop; made on first use, owned. */

@@ -189,16 +189,14 @@ check "no group was created" eval "! getent group $gid >/dev/null"
 # (its status), pending (0: the POST still unanswered) and post_pid; the
 # POST's status goes to $T/NAME.code.
 read_waits() {
+	# start_source returns once the data listener listens: the API may follow.
+	wait_for_file "$T/run/$1.sock"
 	curl -s -o "$T/$1.resp" -w '%{http_code}' --max-time 30 --unix-socket "$T/run/$1.sock" \
 		-X POST -H 'Content-Type: application/json' \
 		-d "{\"id\":\"$1\",\"images_dir\":\"$T/src\",\"secret_file\":\"$2\"}" \
 		http://localhost/v1/migrations >"$T/$1.code" &
 	post_pid=$!
-	wait_log "$3" "$4" 10 >/dev/null
-	health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$T/run/$1.sock" \
-		http://localhost/v1/health)
-	kill -0 "$post_pid" 2>/dev/null
-	pending=$?
+	health_while "$T/run/$1.sock" "$3" "$4"
 }
 start_source "$T/slow.log" --api-socket "$T/run/slow.sock" --images-root "$T" \
 	--test-secret-delay 5000
@@ -225,16 +223,7 @@ wait_pid "$src_pid" 10
 # returns only once the test releases it (test/tools/hangfs.py; skipped
 # where FUSE cannot be mounted).
 hang=$T/hang
-mkdir -p "$hang/mnt"
-fuse_pid=
-if /usr/bin/python3 -c 'import fusepy' 2>/dev/null; then
-	/usr/bin/python3 "$(dirname "$0")/../tools/hangfs.py" "$hang/mnt" "$hang/release" \
-		>"$hang.log" 2>&1 &
-	fuse_pid=$!
-	track "$fuse_pid"
-	wait_for_file "$hang/mnt/secret"
-fi
-if [ -f "$hang/mnt/secret" ] &&
+if hang_mount "$hang" secret &&
 	start_source "$T/hang-src.log" --api-socket "$T/run/hang.sock" --images-root "$T"; then
 	read_waits hang "$hang/mnt/secret" "$hang.log" "read of /secret waits"
 	touch "$hang/release"
@@ -244,15 +233,10 @@ if [ -f "$hang/mnt/secret" ] &&
 	check "... released, the read ends and the start is answered 202" \
 		eval "test \"\$(cat '$T/hang.code')\" = 202 && grep -q 'api: migration hang started' '$T/hang-src.log'"
 else
-	for d in "a secret_file on a hung FUSE mount: /v1/health answers while its read hangs" \
-		"... released, the read ends and the start is answered 202"; do
-		tap_n=$((tap_n + 1))
-		echo "ok $tap_n - $d # SKIP no FUSE mount here (python3-fusepy, /dev/fuse)"
-	done
+	skip_fuse "a secret_file on a hung FUSE mount: /v1/health answers while its read hangs" \
+		"... released, the read ends and the start is answered 202"
 fi
-touch "$hang/release"
-[ -n "$fuse_pid" ] && kill -TERM "$fuse_pid" 2>/dev/null
-umount -l "$hang/mnt" 2>/dev/null
+hang_release "$hang"
 if alive "$src_pid"; then
 	kill -TERM "$src_pid"
 	wait_pid "$src_pid" 10

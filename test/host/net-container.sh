@@ -14,10 +14,17 @@
 # the container on the source with runc restore (same id, same bundle),
 # also after the source agent restarted (its record keeps the container),
 # never with a bare criu restore.  (4) Options runc cannot pass: 400.
+# (5) container.root confined to rdmig-source --runtime-root: a root
+# outside it, a symbolic link out of it, "..": 403 naming the option,
+# nothing checkpointed; no root in the request: the first --runtime-root;
+# a FIFO as state.json refused at once.  (6) state.json is read off the
+# loop: on a FUSE mount whose read hangs (test/tools/hangfs.py; skipped
+# where FUSE cannot be mounted), /v1/health answers while the start
+# waits; released, the start fails cleanly (its error, nothing frozen).
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 19
+plan 26
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -70,6 +77,16 @@ rolled_back_runc() {
 			"$root/$1/fake-runc.args" &&
 		! grep -q 'criu restore' "$T/criu-direct.args"
 }
+# post_ctr MIG CONTAINER [ROOT]: POSTs a start of CONTAINER (in runc root
+# ROOT, or none given) serving locally; the status in code, the body in
+# $T/MIG.out.
+post_ctr() {
+	local r=${3+",\"root\":\"$3\""}
+	code=$(curl -s -o "$T/$1.out" -w '%{http_code}' --unix-socket "$sock" -X POST \
+		-H 'Content-Type: application/json' \
+		-d "{\"id\":\"$1\",\"secret_file\":\"$T/secret\",\"container\":{\"runtime\":\"runc\",\"id\":\"$2\"$r}}" \
+		http://localhost/v1/migrations)
+}
 # jq_src ID EXPR: EXPR (Python, on the migration `j`) of the source's view.
 jq_src() {
 	"${CTL[@]}" status "$1" --json 2>/dev/null |
@@ -80,7 +97,7 @@ export FAKE_RUNC_ARGS=$T/dest-runc.args
 start_dagent d --work-root "$T/droot" --bundle-root "$b" --runc "$here/fake-runc.sh"
 unset FAKE_RUNC_ARGS
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh" \
-	--runc "$here/fake-runc.sh"
+	--runc "$here/fake-runc.sh" --runtime-root "$T/runc-unused" --runtime-root "$runc_root"
 
 # (1) All the way.
 container web "$b/web"
@@ -135,7 +152,7 @@ check "the record keeps the container" \
 kill -KILL "$src_pid"
 wait "$src_pid" 2>/dev/null
 start_source "$T/source2.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh" \
-	--runc "$here/fake-runc.sh"
+	--runc "$here/fake-runc.sh" --runtime-root "$T/runc-unused" --runtime-root "$runc_root"
 wait_state c4 serving 20
 "${CTL[@]}" rollback c4 >"$T/c4-rb.out" 2>&1
 wait_state c4 rolled_back 20
@@ -152,10 +169,60 @@ code=$(curl -s -o "$T/c5.out" -w '%{http_code}' --unix-socket "$sock" -X POST \
 	http://localhost/v1/migrations)
 check "criu_opts.link_remap with a container: 400, named; nothing checkpointed" \
 	eval "test $code = 400 && grep -q 'link_remap' '$T/c5.out' && test -s '$runc_root/opts/state.json' && test ! -e '$root/c5'"
-code=$(curl -s -o "$T/c6.out" -w '%{http_code}' --unix-socket "$sock" -X POST \
-	-H 'Content-Type: application/json' \
-	-d "{\"id\":\"c6\",\"secret_file\":\"$T/secret\",\"container\":{\"runtime\":\"runc\",\"id\":\"nosuch\",\"root\":\"$runc_root\"}}" \
-	http://localhost/v1/migrations)
+post_ctr c6 nosuch "$runc_root"
 check "a container runc does not know: 404, named" \
 	eval "test $code = 404 && grep -q 'container nosuch: not a runc container here' '$T/c6.out'"
+
+# (5) container.root only in --runtime-root.  A runc root elsewhere, with a
+# container in it, and ways out of the allowed one.
+other=$T/other-runc
+runc_root=$other container far "$b/db"
+ln -s "$other" "$runc_root/link"
+# refused_403 MIG ROOT: POSTed with container far in ROOT: 403 naming
+# --runtime-root, nothing checkpointed (its state still there, its init
+# running, no images directory).
+refused_403() {
+	post_ctr "$1" far "$2"
+	test "$code" = 403 && grep -q -- "$3" "$T/$1.out" && test -s "$other/far/state.json" &&
+		test ! -e "$root/$1" && ! grep -q "$1" "$T/criu-direct.args" &&
+		test "$(ps -o stat= -p "$(sed 's/.*"init_process_pid":\([0-9]*\).*/\1/' "$other/far/state.json")" | cut -c1)" = S
+}
+check "container.root outside every --runtime-root: 403 naming it, nothing frozen" \
+	refused_403 c7 "$other" 'not one of this agent.s runc roots (--runtime-root)'
+check "container.root a symbolic link out of --runtime-root: 403, nothing frozen" \
+	refused_403 c8 "$runc_root/link" 'a symbolic link on the way'
+check "container.root with .. out of --runtime-root: 403, nothing frozen" \
+	refused_403 c9 "$runc_root/../other-runc" 'not one of this agent.s runc roots'
+# No root given: the first --runtime-root ($T/runc-unused here), where no container is.
+post_ctr c10 db2
+check "no container.root: the first --runtime-root is used (404 there, it is not runc's default)" \
+	eval "test $code = 404 && grep -q 'not a runc container here ($T/runc-unused)' '$T/c10.out'"
+mkdir -p "$runc_root/fifo"
+mkfifo "$runc_root/fifo/state.json"
+post_ctr c11 fifo "$runc_root"
+check "a FIFO as state.json: 403 at once (never waited on), nothing checkpointed" \
+	eval "test $code = 403 && grep -q 'state.json is not a regular file' '$T/c11.out' && test ! -e '$root/c11'"
+
+# (6) A runc root whose read hangs.
+hang=$T/hang
+if hang_mount "$hang" hung/state.json; then
+	kill -TERM "$src_pid"
+	wait_pid "$src_pid" 10
+	start_source "$T/source3.log" --api-socket "$sock" --images-root "$root" \
+		--criu "$T/criu.sh" --runc "$here/fake-runc.sh" --runtime-root "$hang/mnt"
+	wait_for_file "$sock"
+	post_ctr c12 hung "$hang/mnt" &
+	post_pid=$!
+	health_while "$sock" "$hang.log" "read of /hung/state.json waits"
+	touch "$hang/release"
+	wait "$post_pid"
+	check "a runc root on a hung FUSE mount: /v1/health answers while the start waits ($health, $pending)" \
+		eval "grep -q 'looking up container hung off the loop' '$T/source3.log' && test '$health $pending' = '200 0'"
+	check "... released, the start fails cleanly naming the container, nothing checkpointed" \
+		eval "grep -q 'container hung: its state.json in $hang/mnt has no init pid' '$T/c12.out' && test ! -e '$root/c12' && alive $src_pid"
+else
+	skip_fuse "a runc root on a hung FUSE mount: /v1/health answers while the start waits" \
+		"... released, the start fails cleanly naming the container, nothing checkpointed"
+fi
+hang_release "$hang"
 finish

@@ -117,6 +117,45 @@ wait_for_file() {
 	return 1
 }
 
+# hang_mount DIR FILE: a FUSE mount at DIR/mnt holding FILE, whose read
+# waits until DIR/release exists (test/tools/hangfs.py, its log in
+# DIR.log); fails where FUSE cannot be mounted (python3-fusepy, /dev/fuse).
+# hang_release DIR undoes it.
+hang_mount() {
+	mkdir -p "$1/mnt"
+	/usr/bin/python3 -c 'import fusepy' 2>/dev/null || return 1
+	/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/../tools/hangfs.py" "$1/mnt" "$1/release" \
+		"$2" >"$1.log" 2>&1 &
+	hang_pid=$!
+	track "$hang_pid"
+	wait_for_file "$1/mnt/$2"
+}
+hang_release() {
+	touch "$1/release"
+	[ -n "${hang_pid:-}" ] && kill -TERM "$hang_pid" 2>/dev/null
+	umount -l "$1/mnt" 2>/dev/null
+	hang_pid=
+}
+# health_while SOCK LOG PATTERN: once LOG has PATTERN (a read under way),
+# GETs /v1/health on the API socket SOCK: sets health (its status) and
+# pending (0: the POST $post_pid still unanswered).
+# shellcheck disable=SC2034 # health and pending are the callers'
+health_while() {
+	wait_log "$2" "$3" 10 >/dev/null
+	health=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --unix-socket "$1" \
+		http://localhost/v1/health)
+	kill -0 "$post_pid" 2>/dev/null
+	pending=$?
+}
+# skip_fuse DESCRIPTION...: one skipped TAP line for each, when hang_mount failed.
+skip_fuse() {
+	local d
+	for d in "$@"; do
+		tap_n=$((tap_n + 1))
+		echo "ok $tap_n - $d # SKIP no FUSE mount here (python3-fusepy, /dev/fuse)"
+	done
+}
+
 # wait_log FILE PATTERN [SECONDS]: waits until FILE has a line matching PATTERN.
 wait_log() {
 	local i

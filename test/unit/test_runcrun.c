@@ -6,12 +6,16 @@
  * pid and the bundle.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -154,13 +158,116 @@ static void test_state(void **state)
 	}
 }
 
+static void test_roots(void **state)
+{
+	struct src_runc_roots r = {.dirs = {"/run/runc", "/srv/runc"}, .n = 2};
+	const char *rel = "x";
+	unsigned int i = 9;
+
+	(void)state;
+	assert_int_equal(src_runc_root_valid("/run/runc"), 0);
+	assert_int_equal(src_runc_root_valid("/"), 0);
+	assert_int_equal(src_runc_root_valid("run/runc"), -EINVAL);
+	assert_int_equal(src_runc_root_valid("/run/runc/"), -EINVAL);
+	assert_int_equal(src_runc_root_valid("/run//runc"), -EINVAL);
+	assert_int_equal(src_runc_root_valid("/run/../etc"), -EINVAL);
+
+	assert_int_equal(src_runc_root_pick(&r, NULL, &i, &rel), 0);
+	assert_int_equal(i, 0);
+	assert_string_equal(rel, "");
+	assert_int_equal(src_runc_root_pick(&r, "/srv/runc", &i, &rel), 0);
+	assert_int_equal(i, 1);
+	assert_string_equal(rel, "");
+	assert_int_equal(src_runc_root_pick(&r, "/srv/runc/k8s.io", &i, &rel), 0);
+	assert_string_equal(rel, "k8s.io");
+	/* Elsewhere, a prefix that is not a directory of it, or a way out: refused. */
+	assert_int_equal(src_runc_root_pick(&r, "/etc", &i, &rel), -EACCES);
+	assert_int_equal(src_runc_root_pick(&r, "/run/runc-x", &i, &rel), -EACCES);
+	assert_int_equal(src_runc_root_pick(&r, "/run/runc/../../etc", &i, &rel), -EACCES);
+	assert_int_equal(src_runc_root_pick(&r, "/run/runc/./a", &i, &rel), -EACCES);
+	assert_int_equal(src_runc_root_pick(&r, "/run/runc//a", &i, &rel), -EACCES);
+}
+
+/* dir/name holding text, mode 0644. */
+static void put(const char *dir, const char *name, const char *text)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	chmod(p, 0644);
+}
+
+static void test_state_read(void **state)
+{
+	char top[] = "/tmp/rdmig-runcroot-XXXXXX", p[512], q[512], bundle[256];
+	const char *st = "{\"init_process_pid\":42,\"config\":{\"labels\":[\"bundle=/b\"]}}";
+	const char *why;
+	pid_t pid = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(top));
+	chmod(top, 0755);
+	snprintf(p, sizeof(p), "%s/root", top);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(q, sizeof(q), "%s/root/c1", top);
+	assert_int_equal(mkdir(q, 0711), 0);
+	put(q, "state.json", st);
+	assert_int_equal(src_runc_state_read(p, "", "c1", &pid, bundle, sizeof(bundle), &why), 0);
+	assert_int_equal(pid, 42);
+	assert_string_equal(bundle, "/b");
+	assert_int_equal(src_runc_state_read(p, "", "c2", &pid, bundle, sizeof(bundle), &why),
+			 -ENOENT);
+	assert_int_equal(src_runc_state_read(p, "nosub", "c1", &pid, bundle, sizeof(bundle), &why),
+			 -ENOENT);
+
+	/* A sub-root below the allowed one; a symbolic link out of it. */
+	snprintf(q, sizeof(q), "%s/root/k8s", top);
+	assert_int_equal(mkdir(q, 0755), 0);
+	snprintf(q, sizeof(q), "%s/root/k8s/c3", top);
+	assert_int_equal(mkdir(q, 0755), 0);
+	put(q, "state.json", st);
+	assert_int_equal(src_runc_state_read(p, "k8s", "c3", &pid, bundle, sizeof(bundle), &why),
+			 0);
+	snprintf(q, sizeof(q), "%s/root/out", top);
+	assert_int_equal(symlink(top, q), 0);
+	assert_int_equal(
+	    src_runc_state_read(p, "out/root", "c1", &pid, bundle, sizeof(bundle), &why), -ELOOP);
+	assert_non_null(why);
+
+	/* Not runc's own file: a FIFO (refused at once, never waited on), group-writable. */
+	snprintf(q, sizeof(q), "%s/root/f", top);
+	assert_int_equal(mkdir(q, 0755), 0);
+	snprintf(q, sizeof(q), "%s/root/f/state.json", top);
+	assert_int_equal(mkfifo(q, 0600), 0);
+	assert_int_equal(src_runc_state_read(p, "", "f", &pid, bundle, sizeof(bundle), &why),
+			 -EBADF);
+	assert_string_equal(why, "state.json is not a regular file");
+	snprintf(q, sizeof(q), "%s/root/c1/state.json", top);
+	chmod(q, 0664);
+	assert_int_equal(src_runc_state_read(p, "", "c1", &pid, bundle, sizeof(bundle), &why),
+			 -EACCES);
+	/* A container directory others may write to: refused too. */
+	chmod(q, 0644);
+	snprintf(q, sizeof(q), "%s/root/c1", top);
+	chmod(q, 0777);
+	assert_int_equal(src_runc_state_read(p, "", "c1", &pid, bundle, sizeof(bundle), &why),
+			 -EACCES);
+
+	snprintf(q, sizeof(q), "rm -rf '%s'", top);
+	assert_int_equal(system(q), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_checkpoint),
-	    cmocka_unit_test(test_restore),
-	    cmocka_unit_test(test_refused_opts),
-	    cmocka_unit_test(test_state),
+	    cmocka_unit_test(test_checkpoint),	 cmocka_unit_test(test_restore),
+	    cmocka_unit_test(test_refused_opts), cmocka_unit_test(test_state),
+	    cmocka_unit_test(test_roots),	 cmocka_unit_test(test_state_read),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,13 +49,31 @@ cpu_period=100000
 # The workloads' bundles, alike in both guests: wl (the main migration,
 # files in $io) and rb (the rollback case, files in $io_rb).
 io_rb=$top/io-rb
+# wl also has a bind mount with shared propagation under its rootfs
+# (/shared, from $propagated): it must come back on B, still shared.
+propagated=$top/propagated
 make_wl_bundle() {
 	runc_workload_bundle "$bundles/wl" "$B/test" "$io" "$size" "$mem_max" "$cpu_quota" "$cpu_period" &&
-		runc_workload_bundle "$bundles/rb" "$B/test" "$io_rb" "$size"
+		runc_workload_bundle "$bundles/rb" "$B/test" "$io_rb" "$size" &&
+		mkdir -p "$propagated" "$bundles/wl/rootfs/shared" &&
+		python3 - "$bundles/wl/config.json" "$propagated" <<'EOF_PY'
+import json, sys
+path, src = sys.argv[1:]
+with open(path) as f:
+    c = json.load(f)
+c["mounts"].append({"destination": "/shared", "type": "bind", "source": src,
+                    "options": ["bind", "rw", "shared"]})
+with open(path, "w") as f:
+    json.dump(c, f, indent=1)
+EOF_PY
+}
+# shared_mnt ID: the container's /shared in its own mountinfo: root, mount
+# point, options and the optional fields (shared:N when shared).
+shared_mnt() {
+	awk '$5 == "/shared" { o = ""; for (i = 7; $i != "-"; i++) o = o " " $i; print $4, $5, $6 o }' \
+		"/proc/$(cpid "$1")/mountinfo" 2>/dev/null
 }
 
-cstate() { runc state "$1" 2>/dev/null | sed -n 's/^ *"status": "\([a-z]*\)".*/\1/p'; }
-cpid() { runc state "$1" 2>/dev/null | sed -n 's/^ *"pid": \([0-9]*\).*/\1/p'; }
 # limits ID: the container's memory.max and cpu.max, from its init's cgroup.
 limits() {
 	local p cg
@@ -191,6 +209,7 @@ container_source() {
 		return 1
 	fi
 	say "source: $ctr $(cstate "$ctr") pid $(cpid "$ctr"), limits $(limits "$ctr")"
+	say "source: $ctr mount: $(shared_mnt "$ctr")"
 	wait_dest_api
 	# A bundle guest B does not have: refused before the freeze.
 	"$ctl" --socket "$sock" migrate --container rdmig-bad --to "$RDMIG_PEER_ADDR" --id bad \
@@ -227,6 +246,7 @@ container_dest() {
 		sleep 0.1
 	done
 	say "dest: $ctr $(cstate "$ctr") pid $(cpid "$ctr"), limits $(limits "$ctr")"
+	say "dest: $ctr mount: $(shared_mnt "$ctr")"
 	say "dest runc list: $(runc_list)"
 	dest_verify "$sock" || st=1
 	grep -h 'runc restore' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'

@@ -9,6 +9,8 @@
 #   python3: no terminal, no network namespace, the process ARGS_JSON (a
 #   JSON array), and with MEM_MAX given the cgroup limits
 #   linux.resources.memory.limit and cpu quota/period.
+# cstate ID, cpid ID: the container's status (running, stopped; empty when
+# gone) and its init's pid, from runc state.
 runc_bundle() {
 	local dir=$1 test=$2 io=$3 args=$4
 	mkdir -p "$dir/rootfs" "$io" || return 1
@@ -51,3 +53,6 @@ EOF_PY
 runc_workload_bundle() {
 	runc_bundle "$1" "$2" "$3" "[\"/rdmig/rdmig-workload\", \"--size\", \"$4\", \"--threads\", \"2\", \"--report\", \"/io/report\", \"--check-file\", \"/io/check\", \"--pid-file\", \"/io/pid\"]" "${@:5}"
 }
+
+cstate() { runc state "$1" 2>/dev/null | sed -n 's/^ *"status": "\([a-z]*\)".*/\1/p'; }
+cpid() { runc state "$1" 2>/dev/null | sed -n 's/^ *"pid": \([0-9]*\).*/\1/p'; }

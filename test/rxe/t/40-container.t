@@ -10,7 +10,8 @@
 # verifies all its memory on B while pages still move and after the last
 # one; `runc list` has it running on B only; its cgroup limits
 # (memory.max, cpu.max, from the bundle's config.json) are equal on both
-# sides.  Before that, a container whose bundle B lacks is refused before
+# sides; its bind mount with shared propagation under the rootfs (/shared)
+# comes back on B, still shared.  Before that, a container whose bundle B lacks is refused before
 # its freeze and keeps running on A; and a rollback: a second container
 # (rdmig-rb) checkpointed by A's agent without a destination agent is
 # restored on B by a one-shot `rdmig-dest --restore --container` (a slowed
@@ -25,7 +26,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/container-migrate.sh
-tap_plan 25
+tap_plan 27
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds runc criu python3
@@ -35,8 +36,13 @@ env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SECRET=$secrets/s RD
 tap_run_pair "$env_common" "$mig"
 out="$RUN_OUT$RUN_ERR"
 tap_is "$RUN_STATUS" 0 "rdmigctl migrate --container --to: the pair run exits 0"
-src_lim=$(sed -n 's/^\[source\] handover: source: rdmig-ctr running pid [0-9]*, limits //p' <<<"$RUN_OUT" | head -n 1)
-dst_lim=$(sed -n 's/^\[dest\] handover: dest: rdmig-ctr running pid [0-9]*, limits //p' <<<"$RUN_OUT" | head -n 1)
+# said SIDE WHAT: the rest of the first line where SIDE (source, dest)
+# said "rdmig-ctr WHAT" of its container (WHAT a sed pattern).
+said() { sed -n "s/^\\[$1\\] handover: $1: rdmig-ctr $2//p" <<<"$RUN_OUT" | head -n 1; }
+src_lim=$(said source 'running pid [0-9]*, limits ')
+dst_lim=$(said dest 'running pid [0-9]*, limits ')
+src_mnt=$(said source 'mount: ')
+dst_mnt=$(said dest 'mount: ')
 tap_is "$src_lim" "memory.max=268435456 cpu.max=50000/100000" \
 	"the container runs on guest A with the bundle's limits"
 tap_like "$out" '^\[source\] handover: bad bundle: migrate exited 1: rdmigctl: nothing was frozen: .*bundle /tmp/rdmig-ctr/bundles/bad: not here' \
@@ -70,6 +76,10 @@ tap_like "$out" '^\[dest\] handover: dest runc list: .*rdmig-ctr=running' "runc 
 tap_unlike "$(grep -a '^\[source\] handover: source runc list after the migration:' <<<"$RUN_OUT")" 'rdmig-ctr' \
 	"runc list on guest A: gone (never in two places)"
 tap_is "$dst_lim" "$src_lim" "memory.max and cpu.max equal on both sides ($dst_lim)"
+tap_like "$src_mnt" '^/[^ ]*/propagated /shared rw[^ ]* .*shared:[0-9]+' \
+	"the container on A has /shared, a bind mount with shared propagation ($src_mnt)"
+tap_like "$dst_mnt" "^${src_mnt%% *} /shared rw[^ ]* .*shared:[0-9]+" \
+	"... it came back on B: same source, same mount point, still shared ($dst_mnt)"
 tap_like "$out" '^\[source\] handover: json: .*"container":\{"runtime":"runc","id":"rdmig-ctr",.*"verify":true' \
 	"the source's API reports the container, verified migration"
 tap_diag "$(grep -h '^\[dest\] handover: verifying' <<<"$RUN_OUT")"
