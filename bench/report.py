@@ -105,6 +105,32 @@ def workload_latency(out, wlat):
     return e, lat
 
 
+def fault_ab_trace(raw, sid, trace, faults):
+    """A traced fault step's profile: syscalls per lazy fault (strace -c),
+    or the guest's top CPU entries (perf report --sort comm,dso,sym)."""
+    out = {}
+    if trace == "strace":
+        calls = {}
+        for line in (read(f"{raw}/{sid}.strace") or "").splitlines():
+            f = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(f) >= 5 and f[-1] != "total" and f[3].isdigit() and re.match(r"[\d.]+$", f[0]):
+                calls[f[-1]] = int(f[3])
+        if calls and faults:
+            out["syscalls_per_fault"] = round(sum(calls.values()) / faults, 2)
+            out["per_fault"] = {k: round(v / faults, 2) for k, v in
+                                sorted(calls.items(), key=lambda kv: -kv[1]) if v / faults >= 0.05}
+    elif trace == "perf":
+        top = []
+        for line in (read(f"{raw}/{sid}.perf") or "").splitlines():
+            m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+(\S+)\s+\[[.k]\]\s+(.+)$", line)
+            if m:
+                top.append({"pct": float(m.group(1)), "comm": m.group(2), "dso": m.group(3),
+                            "sym": m.group(4).strip()})
+        out["perf_top"] = top[:25]
+    return out
+
+
 def summary_fields(text):
     for line in reversed((text or "").splitlines()):
         if "summary:" in line:
@@ -175,7 +201,8 @@ def main():
         if g:
             meta.setdefault("guests", {})[role] = g
     res = {"meta": meta, "perftest": {"read_lat": [], "read_bw": []}, "fault": [], "drain": [],
-           "source_cpu": [], "criu": [], "criu_fault": [], "downtime": [], "not_measured": [], "steps": []}
+           "source_cpu": [], "criu": [], "criu_fault": [], "downtime": [], "fault_ab": [], "not_measured": [],
+           "steps": []}
     samples = {}
     wsamples = {}
 
@@ -227,6 +254,13 @@ def main():
                 if m:
                     v = [float(x) for x in m.group(1).split("/")]
                     e["standin_us"] = dict(zip(("min", "p50", "p90", "p99", "max"), v))
+                if s.get("variant"):
+                    # bench/run --fault-ab: the fault path before/after, apart
+                    # from the series (its traced runs are no latency figure).
+                    e.update(variant=s["variant"], trace=s.get("trace"))
+                    e.update(fault_ab_trace(raw, sid, s.get("trace"), e.get("lazy_faults")))
+                    res["fault_ab"].append(e)
+                    continue
                 samples[(s["transport"], int(s.get("threads", 1)))] = lat
                 res["fault"].append(e)
             else:
@@ -373,6 +407,9 @@ def main():
     write_csv("fault", res["fault"],
               ["transport", "size", "threads", "samples", "min_us", "p50_us", "p90_us", "p99_us", "p999_us",
                "max_us", "mean_us", "faults_per_s", "time_ms", "status"])
+    write_csv("fault_ab", res["fault_ab"],
+              ["variant", "trace", "transport", "size", "threads", "lazy_faults", "samples", "p50_us", "p90_us",
+               "p99_us", "mean_us", "syscalls_per_fault", "status"])
     write_csv("drain", res["drain"],
               ["transport", "size", "size_bytes", "faults_running", "threads", "lanes", "time_ms", "bytes",
                "drain_MBps", "migrate_MBps", "drain", "fault", "fault_p50_us", "fault_p99_us", "lane_reads",
@@ -424,6 +461,23 @@ def main():
                   + " | ".join(fmt(e.get(k)) for k in ("min_us", "p50_us", "p90_us", "p99_us", "p999_us", "max_us"))
                   + " |")
     md.append("")
+    if res["fault_ab"]:
+        md.append("| fault path before/after (us; RDMA, 1 thread, no drain) | variant | trace | faults "
+                  "| p50 | p90 | p99 | syscalls per fault |")
+        md.append("|---|---|---|---|---|---|---|---|")
+        for e in res["fault_ab"]:
+            lat_ok = not e.get("trace")
+            md.append(f"| {e['size']} image, random | {e['variant']} | {e.get('trace') or '-'} | "
+                      f"{fmt(e.get('lazy_faults'))} | "
+                      + " | ".join(fmt(e.get(k)) if lat_ok else "-" for k in ("p50_us", "p90_us", "p99_us"))
+                      + f" | {fmt(e.get('syscalls_per_fault'))} |")
+        for v in ("before", "after"):
+            st = next((e for e in res["fault_ab"] if e["variant"] == v and e.get("per_fault")), None)
+            if st:
+                md.append("")
+                md.append(f"- {v}, syscalls per lazy fault: "
+                          + ", ".join(f"{k} {fmt(x)}" for k, x in st["per_fault"].items()))
+        md.append("")
     md.append("| drain | transport | faults running | lanes | time to fully migrate (ms) | drain MB/s "
               "| fault p50 / p99 during the drain (us) | source CPU in drain (s) |")
     md.append("|---|---|---|---|---|---|---|---|")
