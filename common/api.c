@@ -271,6 +271,32 @@ static json_t *api_container_to_json(const struct api_container *c)
 			 c->root, "bundle", c->bundle);
 }
 
+/* [{"pid", "pattern", "window", "stride"}]: [] on the source and before a fault. */
+static json_t *api_ra_tasks_to_json(const struct api_migration_view *v)
+{
+	json_t *a = json_array();
+	bool ok = a != NULL;
+	size_t i;
+
+	for (i = 0; ok && i < v->nr_ra_tasks && i < API_RA_TASKS; i++) {
+		const struct api_ra_task *r = &v->ra_tasks[i];
+		json_t *t = json_object();
+
+		ok = t && json_array_append_new(a, t) == 0;
+		if (!ok)
+			break;
+		api_set(t, "pid", json_integer(r->pid), &ok);
+		api_set(t, "pattern", api_json_str(r->pattern), &ok);
+		api_set(t, "window", json_integer(r->window), &ok);
+		api_set(t, "stride", json_integer(r->stride), &ok);
+	}
+	if (!ok) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
+}
+
 json_t *api_migration_to_json(const struct api_migration_view *v)
 {
 	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
@@ -319,6 +345,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(ra, "sequential", api_json_opt_i64(v->ra_sequential), &ok);
 	api_set(ra, "strided", api_json_opt_i64(v->ra_strided), &ok);
 	api_set(ra, "random", api_json_opt_i64(v->ra_random), &ok);
+	api_set(ra, "tasks", api_ra_tasks_to_json(v), &ok);
 	api_set(m, "readahead", ra, &ok);
 	ra = NULL;
 

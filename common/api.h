@@ -142,6 +142,15 @@ struct api_precopy_round {
  * (the module converts the view at once).  NULL strings and -1 numbers
  * become JSON null; every key is always present, whatever the role.
  */
+/* The read-ahead of one task of a destination (dest-agent/readahead.h). */
+#define API_RA_TASKS 8
+struct api_ra_task {
+	int32_t pid;
+	const char *pattern; /* static: "sequential", "strided", "random" or "none" */
+	uint32_t window;     /* pages its latest fault fetched */
+	int64_t stride;	     /* pages between its strided faults; 0 unless strided */
+};
+
 struct api_migration_view {
 	const char *id;
 	enum api_role role;
@@ -180,6 +189,9 @@ struct api_migration_view {
 	int64_t ra_sequential;
 	int64_t ra_strided;
 	int64_t ra_random;
+	/* dest: per task (the first API_RA_TASKS): its pattern, window and stride */
+	size_t nr_ra_tasks;
+	struct api_ra_task ra_tasks[API_RA_TASKS];
 	int64_t created_unix_ms;  /* wall clock; 0: unknown */
 	int64_t finished_unix_ms; /* 0: not finished */
 	int64_t freeze_ms; /* source: frozen by criu dump until the images were on disk; -1 */

@@ -87,6 +87,16 @@ struct rdma_ep {
 	uint64_t *lane_cookie;
 	uint32_t *lane_free;
 	uint32_t nr_lane_free;
+	/*
+	 * The lane CQ notifies the channel only when armed, and it is armed
+	 * lazily: a READ posted on an unarmed lane activates lane_arm_ev,
+	 * which runs after the caller's callback and arms only if the READ is
+	 * still in flight.  A caller that polls for its fault's completion
+	 * (rdmig-dest --fault-poll) thus never wakes the loop again for it:
+	 * no channel read, no re-arm, no loop pass per fault.
+	 */
+	bool lane_armed;
+	struct event *lane_arm_ev;
 
 	bool connected;
 	bool closing;
@@ -439,6 +449,8 @@ static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t pee
 	return 0;
 }
 
+static void ep_lane_arm_cb(evutil_socket_t fd, short what, void *arg);
+
 int rdma_ep_lane_create(struct rdma_ep *ep, uint32_t depth, uint32_t *qpn, uint32_t *psn)
 {
 	struct ibv_qp_init_attr qpa = {0};
@@ -455,9 +467,15 @@ int rdma_ep_lane_create(struct rdma_ep *ep, uint32_t depth, uint32_t *qpn, uint3
 		ret = -ENOMEM;
 		goto out;
 	}
+	ep->lane_arm_ev = event_new(ep->base, -1, 0, ep_lane_arm_cb, ep);
+	if (!ep->lane_arm_ev) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	ret = ep_make_cq(ep, (int)depth + 1, " (fault lane)", &ep->lane_cq);
 	if (ret < 0)
 		goto out;
+	ep->lane_armed = true; /* ep_make_cq arms it */
 	qpa.send_cq = ep->lane_cq;
 	qpa.recv_cq = ep->lane_cq;
 	qpa.qp_type = IBV_QPT_RC;
@@ -514,10 +532,37 @@ bool rdma_ep_lane_up(const struct rdma_ep *ep)
 int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
 		       uint32_t rkey, uint32_t len, uint64_t cookie)
 {
+	int ret;
+
 	if (!ep->lane_up)
 		return rdma_ep_read(ep, local, lkey, raddr, rkey, len, cookie);
-	return ep_post_read(ep, ep->lane_qp, WR_KIND_LANE, ep->lane_free, &ep->nr_lane_free,
-			    ep->lane_cookie, local, lkey, raddr, rkey, len, cookie);
+	ret = ep_post_read(ep, ep->lane_qp, WR_KIND_LANE, ep->lane_free, &ep->nr_lane_free,
+			   ep->lane_cookie, local, lkey, raddr, rkey, len, cookie);
+	if (ret == 0 && !ep->lane_armed)
+		event_active(ep->lane_arm_ev, EV_TIMEOUT, 1);
+	return ret;
+}
+
+static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget);
+
+/* Arms the lane CQ while READs are in flight on it; see lane_armed. */
+static void ep_lane_arm(struct rdma_ep *ep)
+{
+	if (ep->lane_armed || ep->nr_lane_free == ep->lane_depth || (ep->closing && !ep->lingering))
+		return;
+	if (ibv_req_notify_cq(ep->lane_cq, 0)) {
+		log_err("ibv_req_notify_cq (fault lane) on %s failed", ep->name);
+		ep_report_closed(ep, -EIO);
+		return;
+	}
+	ep->lane_armed = true;
+	/* A completion that landed before the arm notifies no one: poll for it. */
+	ep_poll_cq(ep, ep->lane_cq, CQ_POLL_BUDGET);
+}
+
+static void ep_lane_arm_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ep_lane_arm(arg);
 }
 
 static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
@@ -598,14 +643,18 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	struct ibv_cq *cq;
 	void *ctx;
 	int budget = CQ_POLL_BUDGET;
+	bool rearm = false;
 	int n;
 
 	/* The channel fd is non-blocking: drain every pending notification. */
 	while (ibv_get_cq_event(ep->comp_ch, &cq, &ctx) == 0) {
-		if (cq == ep->lane_cq)
+		if (cq == ep->lane_cq) {
 			ep->lane_unacked++;
-		else
+			ep->lane_armed = false;
+		} else {
 			ep->cq_unacked++;
+			rearm = true;
+		}
 	}
 	if (ep->cq_unacked >= CQ_ACK_BATCH) {
 		ibv_ack_cq_events(ep->cq, ep->cq_unacked);
@@ -615,8 +664,12 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 		ibv_ack_cq_events(ep->lane_cq, ep->lane_unacked);
 		ep->lane_unacked = 0;
 	}
-	/* Re-arm before polling so a completion landing in between still wakes us. */
-	if (ibv_req_notify_cq(ep->cq, 0) || (ep->lane_cq && ibv_req_notify_cq(ep->lane_cq, 0))) {
+	/*
+	 * Re-arm before polling so a completion landing in between still
+	 * wakes us; only a CQ that notified: the other is still armed.  The
+	 * lane is re-armed below, if READs are still in flight on it.
+	 */
+	if (rearm && ibv_req_notify_cq(ep->cq, 0)) {
 		log_err("ibv_req_notify_cq on %s failed", ep->name);
 		ep_report_closed(ep, -EIO);
 		return;
@@ -632,6 +685,8 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	if (n < 0)
 		return;
 	budget -= n;
+	if (ep->lane_cq)
+		ep_lane_arm(ep);
 	/*
 	 * More may be waiting.  A zero timeout, not event_active(): an event
 	 * re-activated while libevent runs its queue runs again in the same
@@ -834,6 +889,8 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		event_free(ep->comp_ev);
 	if (ep->resume_ev)
 		event_free(ep->resume_ev);
+	if (ep->lane_arm_ev)
+		event_free(ep->lane_arm_ev);
 	if (ep->linger_ev)
 		event_free(ep->linger_ev);
 	if (ep->cq)
@@ -888,6 +945,8 @@ static void ep_finish_close(struct rdma_ep *ep)
 		event_del(ep->comp_ev);
 	if (ep->resume_ev)
 		event_del(ep->resume_ev);
+	if (ep->lane_arm_ev)
+		event_del(ep->lane_arm_ev);
 	if (ep->cm_ev)
 		event_del(ep->cm_ev);
 	/* Stray rdma_cm events for this id must not find the endpoint any more. */

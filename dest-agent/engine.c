@@ -1698,6 +1698,7 @@ void engine_for_each_task(struct engine *e, void (*fn)(void *arg, const struct e
 		    .fault_p99_ns = latstat_percentile(&t->lat, 99),
 		    .ra_pattern = readahead_pattern(&t->ra),
 		    .ra_window = t->ra.window,
+		    .ra_stride = readahead_pattern(&t->ra) == RA_STRIDED ? t->ra.stride : 0,
 		};
 
 		memcpy(info.ra_faults, t->ra.n, sizeof(info.ra_faults));

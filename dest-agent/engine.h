@@ -180,6 +180,7 @@ struct engine_task_info {
 	/* Read-ahead: the prevailing pattern, the latest window, faults per pattern. */
 	enum ra_pattern ra_pattern;
 	uint32_t ra_window;
+	int64_t ra_stride;     /* pages, when ra_pattern is RA_STRIDED; else 0 */
 	uint64_t ra_faults[4]; /* by enum ra_pattern */
 };
 

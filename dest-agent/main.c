@@ -818,6 +818,7 @@ static void dest_ra_task(void *arg, const struct engine_task_info *i)
 	c->ra_tasks[c->nr_ra_tasks].pid = i->pid;
 	c->ra_tasks[c->nr_ra_tasks].pattern = i->ra_pattern;
 	c->ra_tasks[c->nr_ra_tasks].window = i->ra_window;
+	c->ra_tasks[c->nr_ra_tasks].stride = i->ra_stride;
 	c->nr_ra_tasks++;
 }
 

@@ -101,7 +101,10 @@ static void progress_set(json_t *obj, const char *key, json_t *v, bool *ok)
 
 static json_t *progress_u64(uint64_t v);
 
-/* {"pattern", "sequential", "strided", "random", "tasks": [{"pid", "pattern", "window"}]} */
+/*
+ * {"pattern", "sequential", "strided", "random",
+ *  "tasks": [{"pid", "pattern", "window", "stride"}]}
+ */
 static json_t *progress_readahead(const struct progress_counters *c)
 {
 	struct readahead all = {0};
@@ -129,6 +132,7 @@ static json_t *progress_readahead(const struct progress_counters *c)
 		progress_set(t, "pattern",
 			     json_string(readahead_pattern_str(c->ra_tasks[i].pattern)), &ok);
 		progress_set(t, "window", json_integer(c->ra_tasks[i].window), &ok);
+		progress_set(t, "stride", json_integer(c->ra_tasks[i].stride), &ok);
 	}
 	if (!ok) {
 		json_decref(tasks);
@@ -307,12 +311,16 @@ static int progress_get_readahead(const json_t *ra, struct progress_counters *c)
 	json_array_foreach(tasks, i, t)
 	{
 		const json_t *pat = json_object_get(t, "pattern");
+		const json_t *stride = json_object_get(t, "stride");
 
 		if (progress_get_uint(json_object_get(t, "window"), UINT32_MAX, &v) < 0 ||
 		    !json_is_string(pat) ||
 		    readahead_pattern_parse(json_string_value(pat), &p) < 0 ||
-		    !json_is_integer(json_object_get(t, "pid")))
+		    !json_is_integer(json_object_get(t, "pid")) ||
+		    (stride && !json_is_integer(stride)))
 			return -EINVAL;
+		/* Absent in a line from a worker before the stride was reported. */
+		c->ra_tasks[i].stride = stride ? json_integer_value(stride) : 0;
 		c->ra_tasks[i].window = (uint32_t)v;
 		c->ra_tasks[i].pattern = p;
 		c->ra_tasks[i].pid = (int32_t)json_integer_value(json_object_get(t, "pid"));

@@ -90,6 +90,7 @@ struct progress_counters {
 		int32_t pid;
 		enum ra_pattern pattern;
 		uint32_t window;
+		int64_t stride; /* pages, when pattern is RA_STRIDED; else 0 */
 	} ra_tasks[PROGRESS_RA_TASKS];
 };
 

@@ -19,9 +19,32 @@ static uint32_t ra_min(uint64_t a, uint32_t b)
 	return a < b ? (uint32_t)a : b;
 }
 
-/* The stream this fault continues (sequentially or by its stride), or NULL. */
+static uint64_t ra_abs(int64_t d)
+{
+	return d < 0 ? (uint64_t)-d : (uint64_t)d;
+}
+
+/* Whether a fault d pages from a stream of that stride continues it. */
+static bool ra_strided(int64_t stride, int64_t d)
+{
+	if (stride == 0 || d == 0)
+		return false;
+	/* A few strides on: the faults between found their pages already in. */
+	if (d % stride == 0 && d / stride > 0 && d / stride <= READAHEAD_STRIDE_SKIP)
+		return true;
+	/* A fraction of it: the faults that set it skipped one. */
+	return stride % d == 0 && stride / d > 0 && stride / d <= READAHEAD_STRIDE_SKIP;
+}
+
+/*
+ * The stream this fault continues, sequentially or by its stride, or
+ * NULL; of several, the nearest, so threads interleaving their faults do
+ * not take each other's streams.
+ */
 static struct ra_stream *ra_match(struct readahead *ra, uint64_t page, enum ra_pattern *kind)
 {
+	struct ra_stream *best = NULL;
+	uint64_t best_d = UINT64_MAX;
 	size_t i;
 
 	for (i = 0; i < READAHEAD_STREAMS; i++) {
@@ -34,12 +57,38 @@ static struct ra_stream *ra_match(struct readahead *ra, uint64_t page, enum ra_p
 			*kind = RA_SEQUENTIAL;
 			return s;
 		}
-		if (d != 0 && d == s->stride) {
-			*kind = RA_STRIDED;
-			return s;
+		if (ra_strided(s->stride, d) && ra_abs(d) < best_d) {
+			best = s;
+			best_d = ra_abs(d);
 		}
 	}
-	return NULL;
+	if (best) {
+		int64_t d = (int64_t)(page - best->last);
+
+		if (ra_abs(d) < ra_abs(best->stride))
+			best->stride = d;
+		*kind = RA_STRIDED;
+	}
+	return best;
+}
+
+/* The nearest stream that is no scan, within READAHEAD_STRIDE_NEAR pages, or NULL. */
+static struct ra_stream *ra_near(struct readahead *ra, uint64_t page)
+{
+	struct ra_stream *best = NULL;
+	uint64_t best_d = READAHEAD_STRIDE_NEAR + 1;
+	size_t i;
+
+	for (i = 0; i < READAHEAD_STREAMS; i++) {
+		struct ra_stream *s = &ra->s[i];
+		uint64_t d = ra_abs((int64_t)(page - s->last));
+
+		if (s->used && !s->scan && d && d < best_d) {
+			best = s;
+			best_d = d;
+		}
+	}
+	return best;
 }
 
 /* The least recently used stream, to start anew. */
@@ -80,23 +129,31 @@ uint32_t readahead_fault(struct readahead *ra, uint64_t addr)
 		w = s->stride > 0 && (uint64_t)s->stride * 4 <= ra->max_pages
 			? (uint32_t)s->stride * 4
 			: 1;
+	} else if ((s = ra_near(ra, page))) {
+		/* Perhaps a stride from there: a next fault at that distance says so. */
+		s->stride = (int64_t)(page - s->last);
+		w = 1;
 	} else {
 		/*
-		 * A new stream, measured from the latest fault: a second fault at
-		 * the same distance makes it strided.
+		 * A new stream; a later fault near it gives it a stride.  Not
+		 * the distance from the latest fault: that may be another
+		 * thread's.
 		 */
 		prev = ra_latest(ra);
 		s = ra_victim(ra);
-		s->stride = prev ? (int64_t)(page - prev->last) : 0;
+		s->stride = 0;
 		kind = prev ? RA_RANDOM : RA_NONE;
 		w = prev ? 1 : ra_min(READAHEAD_FIRST, ra->max_pages);
 	}
+	s->scan = kind == RA_SEQUENTIAL;
 	ra->faults++;
 	s->last = page;
 	s->window = w;
 	s->used = ra->faults;
 	ra->last = kind;
 	ra->window = w;
+	if (kind == RA_STRIDED)
+		ra->stride = s->stride;
 	ra->n[kind]++;
 	return w;
 }

@@ -8,13 +8,18 @@
  * stream when it lands at most two windows after the stream's last fault
  * (the pages between came with that fault's read-ahead, or from the
  * drain): sequential, and the stream's window doubles, up to max_pages.  A
- * fault at the same distance from the last as the one before (a stride)
- * beyond that is strided: a stride of at most a quarter of max_pages is
- * fetched as a sequential window of four strides, a longer one page by
- * page (the pages between are not wanted).  Anything else is random and
- * fetches one page; it takes the least recently used stream, starting it
- * anew.  The first fault of a stream fetches READAHEAD_FIRST pages (at
- * most max_pages).
+ * fault at the stream's stride from its last, or at up to
+ * READAHEAD_STRIDE_SKIP strides (the faults between found their pages
+ * in), or at a fraction of it (down to 1/READAHEAD_STRIDE_SKIP: the
+ * stride is that finer one), is strided: a stride of at most a quarter of max_pages is fetched
+ * as a sequential window of four strides, a longer one page by page (the
+ * pages between are not wanted).  Anything else is random and fetches one
+ * page.  It retries the nearest stream that is no scan, if one lies within
+ * READAHEAD_STRIDE_NEAR pages, with the distance as its stride (so threads
+ * that each walk their own area by a stride keep their own streams); else
+ * it takes the least recently used stream, starting it anew.  Of several
+ * streams a fault continues, the nearest takes it.  The first fault of a
+ * stream fetches READAHEAD_FIRST pages (at most max_pages).
  *
  * Backward scans count as random: a fault only claims pages after its own.
  * Nothing is allocated; no clock is read.
@@ -22,10 +27,15 @@
 #ifndef RDMIG_READAHEAD_H
 #define RDMIG_READAHEAD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define READAHEAD_STREAMS 4
 #define READAHEAD_FIRST	  4
+/* A fault up to this many strides on still continues a strided stream. */
+#define READAHEAD_STRIDE_SKIP 4
+/* A fault this many pages or fewer from a stream that is no scan retries it with that stride. */
+#define READAHEAD_STRIDE_NEAR 256
 
 enum ra_pattern {
 	RA_NONE, /* no fault yet */
@@ -39,6 +49,7 @@ struct ra_stream {
 	int64_t stride;	 /* pages from the fault before to the last */
 	uint32_t window; /* pages the last fault fetched */
 	uint64_t used;	 /* the fault count when last used, for LRU */
+	bool scan;	 /* its last fault was sequential */
 };
 
 struct readahead {
@@ -47,6 +58,7 @@ struct readahead {
 	struct ra_stream s[READAHEAD_STREAMS];
 	enum ra_pattern last; /* of the latest fault */
 	uint32_t window;      /* of the latest fault */
+	int64_t stride;	      /* pages, of the latest strided fault; 0 before one */
 	uint64_t faults;
 	uint64_t n[4]; /* faults per pattern, by enum ra_pattern */
 };

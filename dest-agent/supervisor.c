@@ -323,6 +323,13 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 		v->ra_sequential = (int64_t)m->c.ra_faults[RA_SEQUENTIAL];
 		v->ra_strided = (int64_t)m->c.ra_faults[RA_STRIDED];
 		v->ra_random = (int64_t)m->c.ra_faults[RA_RANDOM];
+		for (uint32_t i = 0; i < m->c.nr_ra_tasks && i < API_RA_TASKS; i++) {
+			v->ra_tasks[i].pid = m->c.ra_tasks[i].pid;
+			v->ra_tasks[i].pattern = readahead_pattern_str(m->c.ra_tasks[i].pattern);
+			v->ra_tasks[i].window = m->c.ra_tasks[i].window;
+			v->ra_tasks[i].stride = m->c.ra_tasks[i].stride;
+			v->nr_ra_tasks = i + 1;
+		}
 	}
 	v->created_unix_ms = m->created_unix_ms;
 	v->finished_unix_ms = m->finished_unix_ms;

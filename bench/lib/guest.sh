@@ -223,7 +223,7 @@ dst_perftest() {
 
 dst_rdmig() {
 	local id=$1 kind=$2 src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid st i
-	local dargs=() sargs=() vflag=()
+	local dargs=() sargs=() vflag=() wrap=() db=${p[build]:-$B}
 	[ "$verify" = 1 ] && vflag=(--verify)
 	rm -rf "$work/dst" && mkdir -p "$work/dst"
 	if [ "$kind" = fault ]; then
@@ -238,8 +238,14 @@ dst_rdmig() {
 	else
 		sargs=(--touch-after-drain --threads 1)
 	fi
+	# The fault-path profile (bench/run --fault-ab): syscalls of rdmig-dest,
+	# or where the whole guest's CPU goes while it serves the faults.
+	case ${p[trace]:-} in
+	strace) wrap=(strace -f -c -S calls -o "$raw/$id.strace") ;;
+	perf) wrap=(perf record -a -g -e cpu-clock -F 2000 -q -o "$work/perf.data") ;;
+	esac
 	# shellcheck disable=SC2046 # tls_args gives several words
-	"$B/dest-agent/rdmig-dest" --source "$src:$((17500 + id))" -t "${p[transport]}" \
+	"${wrap[@]}" "$db/dest-agent/rdmig-dest" --source "$src:$((17500 + id))" -t "${p[transport]}" \
 		-m "m$id" --secret-file "$secret" "${vflag[@]}" $(tls_args dest) -D "$work/dst" \
 		--connect-timeout 120 --status-fd 3 --latency-out "$raw/$id.lat" "${dargs[@]}" \
 		3>"$work/ready" 2>"$raw/$id.dest" &
@@ -260,6 +266,13 @@ dst_rdmig() {
 	st=$?
 	wait "$dpid" || st=1
 	echo "end $(now_ms)" >>"$raw/$id.times"
+	if [ "${p[trace]:-}" = perf ]; then
+		perf report -i "$work/perf.data" --stdio --no-children --sort comm,dso,sym \
+			-g none --percent-limit 0.5 >"$raw/$id.perf" 2>/dev/null
+		perf report -i "$work/perf.data" --stdio --no-children --comm rdmig-dest \
+			-g caller,0.5,callee --percent-limit 2 >"$raw/$id.perfg" 2>/dev/null
+		rm -f "$work/perf.data"
+	fi
 	rm -f "$work/ready"
 	rm -rf "$work/dst"
 	return $st

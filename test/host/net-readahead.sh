@@ -1,11 +1,13 @@
 #!/bin/bash
 # Read-ahead that follows the workload (dest-agent/readahead.h), over TCP:
 # a sequential scan is detected as "sequential" and fetched in large
-# windows, random access as "random" one page at a time; the progress
-# line's "readahead" object (--progress-fd) names the pattern per task.
-# No drain until FIN is late (--fin-delay), so the faults see the pattern.
+# windows, random access as "random" one page at a time, every 32nd page
+# as "strided" with its stride; the progress line's "readahead" object
+# (--progress-fd) names the pattern, window and stride per task.
+# No drain until the stand-in is done (--fin-delay), so the faults see the
+# pattern.
 . "$(dirname "$0")/netlib.sh"
-plan 8
+plan 13
 
 mkimage "$T/src" --size 16M
 secret "$T/secret"
@@ -13,8 +15,10 @@ secret "$T/secret"
 # ra FILE EXPR: EXPR of the last progress line's "readahead" object `r`.
 ra() { progress_last "$1" "(lambda r: $2)(j.get('readahead'))"; }
 
-# run ACCESS: one migration, the stand-in's one thread reading in that order.
+# run NAME [ACCESS]: one migration, the stand-in's one thread reading in
+# that order (default NAME).
 run() {
+	local access=${2:-$1}
 	mkdir "$T/dst-$1"
 	start_source "$T/source-$1.log" -m "m1:$T/src:$T/secret" --once
 	exec 7>"$T/progress-$1.jsonl"
@@ -22,7 +26,7 @@ run() {
 	start_dest "$T/dest-$1.log" -D "$T/dst-$1" $(net_args m1 "$T/secret") --progress-fd 7 \
 		--drain-depth 1 --drain-chunk 4K
 	exec 7>&-
-	timeout 60 "$RDMIG_STANDIN" -D "$T/dst-$1" --access "$1" >"$T/standin-$1.out" 2>&1
+	timeout 60 "$RDMIG_STANDIN" -D "$T/dst-$1" --access "$access" --fin-delay 600000 >"$T/standin-$1.out" 2>&1
 	rc=$?
 	wait_dest
 	wait_pid "$src_pid" 20
@@ -35,6 +39,8 @@ check "seq: the task's pattern is sequential" \
 	test "$(ra "$T/progress-seq.jsonl" 'r["tasks"][0]["pattern"]')" = sequential
 check "seq: its window grew to the maximum (64 pages)" \
 	test "$(ra "$T/progress-seq.jsonl" 'r["tasks"][0]["window"]')" = 64
+check "seq: no stride" \
+	test "$(ra "$T/progress-seq.jsonl" 'r["tasks"][0]["stride"]')" = 0
 check "seq: most faults sequential" \
 	test "$(ra "$T/progress-seq.jsonl" 'r["sequential"] > r["random"] + r["strided"]')" = True
 
@@ -45,5 +51,13 @@ check "random: one page per fault now" \
 	test "$(ra "$T/progress-random.jsonl" 'r["tasks"][0]["window"]')" = 1
 check "random: far more faults than the scan needed" \
 	test "$(field "$T/dest-random.log" faults)" -gt "$(field "$T/dest-seq.log" faults)"
+
+run stride stride:32
+check "stride: the task's pattern is strided" \
+	test "$(ra "$T/progress-stride.jsonl" 'r["tasks"][0]["pattern"]')" = strided
+check "stride: its stride is 32 pages" \
+	test "$(ra "$T/progress-stride.jsonl" 'r["tasks"][0]["stride"]')" = 32
+check "stride: most faults strided" \
+	test "$(ra "$T/progress-stride.jsonl" 'r["strided"] > r["random"] + r["sequential"]')" = True
 [ "$tap_failed" -eq 0 ] || for f in "$T"/*.log; do diag_file "$f"; done
 finish

@@ -62,6 +62,7 @@ enum access {
 	ACC_SEQ,
 	ACC_RANDOM,
 	ACC_MIXED,
+	ACC_STRIDE, /* every stride-th page, then again one page further, ... */
 };
 
 enum {
@@ -78,6 +79,7 @@ struct opts {
 	const char *work_dir;
 	uint32_t threads;
 	enum access access;
+	uint32_t stride; /* pages, with ACC_STRIDE */
 	bool fork;
 	bool mremap;
 	bool madvise;
@@ -137,7 +139,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rdmig-standin -D IMAGES_DIR [-W WORK_DIR] [--threads N]\n"
-		"                     [--access seq|random|mixed] [--fork] [--mremap] [--madvise]\n"
+		"                     [--access seq|random|mixed|stride:N] [--fork] [--mremap] "
+		"[--madvise]\n"
 		"                     [--munmap] [--zombie PID]... [--pid PID] [--seed S]\n"
 		"                     [--fin-delay MS] [--touch-after-drain] [--fault-before-fin]\n"
 		"                     [--split]\n"
@@ -146,7 +149,8 @@ static void usage(FILE *f)
 		"  -D, --images-dir DIR  images written by rdmig-mkimage\n"
 		"  -W, --work-dir DIR    where lazy-pages.socket is (default: DIR)\n"
 		"  --threads N           reader threads per process (default 4)\n"
-		"  --access A            seq, random or mixed (default seq)\n"
+		"  --access A            seq, random, mixed or stride:N (every Nth page,\n"
+		"                        then the pass again one page on; default seq)\n"
 		"  --fork                fork during post-copy; the child checks every page too\n"
 		"  --mremap              move part of a lazy range, check it at its new place\n"
 		"  --madvise             MADV_DONTNEED part of a lazy range: it must read zero\n"
@@ -228,7 +232,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				o->access = ACC_RANDOM;
 			else if (strcmp(optarg, "mixed") == 0)
 				o->access = ACC_MIXED;
-			else
+			else if (strncmp(optarg, "stride:", 7) == 0 &&
+				 parse_uint(optarg + 7, 1, 1u << 20, &v) == 0) {
+				o->access = ACC_STRIDE;
+				o->stride = (uint32_t)v;
+			} else
 				ret = -EINVAL;
 			break;
 		case O_FORK:
@@ -553,7 +561,14 @@ static void *worker_main(void *arg)
 	size_t n = wk->nr_pages;
 	size_t *order = NULL;
 
-	if (wk->vc->o->access != ACC_SEQ) {
+	if (wk->vc->o->access == ACC_STRIDE) {
+		size_t k = 0, s = wk->vc->o->stride;
+
+		order = malloc((n ? n : 1) * sizeof(*order));
+		for (size_t off = 0; order && off < s; off++)
+			for (size_t i = off; i < n; i += s)
+				order[k++] = i;
+	} else if (wk->vc->o->access != ACC_SEQ) {
 		size_t run = wk->vc->o->access == ACC_MIXED ? MIXED_RUN : 1;
 		size_t blocks = (n + run - 1) / run, k = 0;
 		size_t *perm = malloc((blocks ? blocks : 1) * sizeof(*perm));

@@ -1257,6 +1257,31 @@ static void test_view_json(void **state)
 	}
 	json_decref(j);
 
+	/* Read-ahead per task: none before a fault; then pid, pattern, window, stride. */
+	j = api_migration_to_json(&v);
+	assert_int_equal(json_array_size(json_object_get(json_object_get(j, "readahead"), "tasks")),
+			 0);
+	json_decref(j);
+	{
+		json_int_t pid, window, stride;
+		const char *pat;
+
+		v.nr_ra_tasks = 1;
+		v.ra_tasks[0] = (struct api_ra_task){
+		    .pid = 42, .pattern = "strided", .window = 1, .stride = 32};
+		j = api_migration_to_json(&v);
+		assert_int_equal(json_unpack(json_object_get(j, "readahead"),
+					     "{s:[{s:I,s:s,s:I,s:I}]}", "tasks", "pid", &pid,
+					     "pattern", &pat, "window", &window, "stride", &stride),
+				 0);
+		assert_int_equal(pid, 42);
+		assert_string_equal(pat, "strided");
+		assert_int_equal(window, 1);
+		assert_int_equal(stride, 32);
+		json_decref(j);
+		v.nr_ra_tasks = 0;
+	}
+
 	v.state = API_STATE_PAUSED;
 	v.pause_reason = "connection to the source lost";
 	v.pause_since_unix_ms = 1700000000000;

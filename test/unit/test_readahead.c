@@ -139,6 +139,46 @@ static void test_interleaved_scans_keep_their_streams(void **state)
 	assert_int_equal(readahead_pattern(&ra), RA_SEQUENTIAL);
 }
 
+static void test_interleaved_strides_keep_their_streams(void **state)
+{
+	struct readahead ra;
+	int i, t;
+
+	readahead_init(&ra, PG, 64);
+	/*
+	 * Four threads each read every 32nd page of their own 1024 pages,
+	 * their faults interleaved: the task is strided by 32, not by the
+	 * 1024 between one thread's fault and the next's.
+	 */
+	for (i = 0; i < 32; i++)
+		for (t = 0; t < 4; t++)
+			readahead_fault(&ra, BASE + (uint64_t)(t * 1024 + i * 32) * PG);
+	assert_int_equal(readahead_pattern(&ra), RA_STRIDED);
+	assert_int_equal(ra.stride, 32);
+	assert_true(ra.n[RA_STRIDED] >= 4 * 30);
+}
+
+static void test_stride_with_faults_served_otherwise(void **state)
+{
+	static const int pages[] = {0, 40, 80, 200, 240, 280, 320, 440, 480};
+	struct readahead ra;
+	size_t i;
+
+	readahead_init(&ra, PG, 64);
+	/* Every 40th page, but the drain brought 120, 160, 360 and 400 first. */
+	for (i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+		readahead_fault(&ra, BASE + (uint64_t)pages[i] * PG);
+	assert_int_equal(ra.n[RA_STRIDED], 7);
+	assert_int_equal(ra.stride, 40);
+	/* Started at twice the stride: the finer one replaces it. */
+	readahead_init(&ra, PG, 64);
+	readahead_fault(&ra, BASE);
+	readahead_fault(&ra, BASE + 80 * PG);
+	readahead_fault(&ra, BASE + 120 * PG);
+	assert_int_equal(ra.last, RA_STRIDED);
+	assert_int_equal(ra.stride, 40);
+}
+
 static void test_pattern_change(void **state)
 {
 	struct readahead ra;
@@ -177,6 +217,8 @@ int main(void)
 	    cmocka_unit_test(test_short_stride_fetched_as_a_window),
 	    cmocka_unit_test(test_backward_scan_is_random),
 	    cmocka_unit_test(test_interleaved_scans_keep_their_streams),
+	    cmocka_unit_test(test_interleaved_strides_keep_their_streams),
+	    cmocka_unit_test(test_stride_with_faults_served_otherwise),
 	    cmocka_unit_test(test_pattern_change),
 	    cmocka_unit_test(test_max_one_and_page_size),
 	};
