@@ -13,6 +13,7 @@
 #include <xxhash.h>
 
 #include "ctrl.h"
+#include "ctrlconn.h"
 #include "log.h"
 #include "safepath.h"
 #include "rdmig-config.h"
@@ -216,19 +217,7 @@ static void ns_file_close(struct netsrc *ns)
 
 static int ns_send_on(struct xport *x, struct ctrl_state *st, const char *name, struct ctrl_out *o)
 {
-	uint8_t *buf = NULL;
-	size_t len;
-	int ret;
-
-	ret = ctrl_state_encode(st, &o->msg, &buf, &len);
-	if (ret == 0)
-		ret = xport_send(x, buf, len);
-	if (ret < 0)
-		log_err("%s: cannot send %s: %s", name, ctrl_msg_type_str(o->msg.body_case),
-			strerror(-ret));
-	free(buf);
-	ctrl_out_release(o);
-	return ret;
+	return ctrlconn_send(x, st, name, o);
 }
 
 static int ns_send(struct netsrc *ns, struct ctrl_out *o)
@@ -292,11 +281,7 @@ static void ns_fail(struct netsrc *ns, int err, const char *reason)
 
 static void ns_abort(struct netsrc *ns, uint32_t code, const char *reason)
 {
-	struct ctrl_out o;
-
-	if (ns->x && ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_ABORT) == 0 &&
-	    ctrl_msg_abort(&o, code, reason) == 0)
-		ns_send(ns, &o);
+	ctrlconn_send_abort(ns->x, &ns->st, ns->name, code, reason);
 	ns_fail(ns, -ECONNABORTED, reason);
 }
 
@@ -1051,103 +1036,149 @@ static int on_done_ack_resuming(struct netsrc *ns)
 	return 0;
 }
 
+/* ---- receive on the control connection: one handler per message type (ctrlconn.h) ---- */
+
+static void ns_msg_hello(void *arg, const RdmigMsg *m)
+{
+	on_hello(arg);
+}
+
+static void ns_msg_auth_result(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+
+	if (!m->auth_result->ok)
+		ns_fail(ns, -EACCES,
+			ns->paused ? "the source refused our authentication: it no longer "
+				     "serves this migration (aborted or ended there?)"
+				   : "the source refused our authentication (wrong secret or "
+				     "migration id?)");
+}
+
+static void ns_msg_auth_proof(void *arg, const RdmigMsg *m)
+{
+	on_auth_proof(arg, m->auth_proof);
+}
+
+static void ns_msg_mem_regions(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+
+	ns->stats.regions += m->mem_regions->n_regions;
+}
+
+/* ImageFile and PageHashes. */
+static void ns_msg_image_data(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+	int ret;
+
+	/* Only a takeover asked for the page tags again (Attach{page_hashes}). */
+	if (ns->paused &&
+	    !(ns->takeover_wait && ns->verify && m->body_case == RDMIG_MSG__BODY_PAGE_HASHES)) {
+		ns_abort(ns, CTRL_ABORT_PROTOCOL, "the source streams images to a resume");
+		return;
+	}
+	if (m->body_case == RDMIG_MSG__BODY_PAGE_HASHES) {
+		if (on_page_hashes(ns, m->page_hashes) < 0)
+			ns_abort(ns, CTRL_ABORT_IMAGES, "bad page checksums");
+		return;
+	}
+	ret = on_image_file(ns, m->image_file);
+	if (ret < 0)
+		ns_abort(ns, CTRL_ABORT_IMAGES,
+			 ret == -ENOSPC ? "cannot store the images: no space left"
+					: "cannot store the images");
+}
+
+static void ns_msg_task_table(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+	int ret;
+
+	ret =
+	    ns->paused ? on_task_table_resume(ns, m->task_table) : on_task_table(ns, m->task_table);
+	if (ret < 0)
+		ns_abort(ns, CTRL_ABORT_IMAGES, "bad range table");
+}
+
+static void ns_msg_images_done(void *arg, const RdmigMsg *m)
+{
+	on_images_done(arg);
+}
+
+static void ns_msg_read_resp(void *arg, const RdmigMsg *m)
+{
+	on_read_resp(arg, m->read_resp, false);
+}
+
+static void ns_msg_fault_lane(void *arg, const RdmigMsg *m)
+{
+	on_fault_lane(arg, m->fault_lane);
+}
+
+static void ns_msg_stage_region(void *arg, const RdmigMsg *m)
+{
+	on_stage_region(arg, m->stage_region);
+}
+
+static void ns_msg_done_ack(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+
+	if (ns->paused && on_done_ack_resuming(ns) < 0)
+		return;
+	ns->finished = m->done_ack->ok;
+	if (ns->ops->done_acked)
+		ns->ops->done_acked(ns->arg, m->done_ack->ok, m->done_ack->reason);
+}
+
+static void ns_msg_abort(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+	char reason[320];
+
+	snprintf(reason, sizeof(reason), "the source aborted: %s (%s)",
+		 m->abort->reason ? m->abort->reason : "no reason", ctrl_abort_str(m->abort->code));
+	/* Resuming: busy with our old connection, or still mapping: try again. */
+	if (ns->paused && (uint32_t)m->abort->code == CTRL_ABORT_MIGRATION)
+		ns_pause(ns, reason);
+	else
+		ns_fail(ns, -ECONNABORTED, reason);
+}
+
+static void ns_refused(void *arg, uint32_t code, const char *why)
+{
+	ns_abort(arg, code, why);
+}
+
+static const struct ctrlconn_handlers ns_handlers = {
+    .on =
+	{
+	    [RDMIG_MSG__BODY_HELLO] = ns_msg_hello,
+	    [RDMIG_MSG__BODY_AUTH_RESULT] = ns_msg_auth_result,
+	    [RDMIG_MSG__BODY_AUTH_PROOF] = ns_msg_auth_proof,
+	    [RDMIG_MSG__BODY_MEM_REGIONS] = ns_msg_mem_regions,
+	    [RDMIG_MSG__BODY_IMAGE_FILE] = ns_msg_image_data,
+	    [RDMIG_MSG__BODY_PAGE_HASHES] = ns_msg_image_data,
+	    [RDMIG_MSG__BODY_TASK_TABLE] = ns_msg_task_table,
+	    [RDMIG_MSG__BODY_IMAGES_DONE] = ns_msg_images_done,
+	    [RDMIG_MSG__BODY_READ_RESP] = ns_msg_read_resp,
+	    [RDMIG_MSG__BODY_KEEPALIVE] = ctrlconn_ignore,
+	    [RDMIG_MSG__BODY_FAULT_LANE] = ns_msg_fault_lane,
+	    [RDMIG_MSG__BODY_STAGE_REGION] = ns_msg_stage_region,
+	    [RDMIG_MSG__BODY_DONE_ACK] = ns_msg_done_ack,
+	    [RDMIG_MSG__BODY_ABORT] = ns_msg_abort,
+	},
+    .refused = ns_refused,
+};
+
 static void ns_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct netsrc *ns = arg;
-	RdmigMsg *m = NULL;
-	uint32_t code;
-	const char *why;
-	int ret = 0;
 
 	ns->last_rx_ns = now_ns();
-	if (ctrl_state_recv(&ns->st, buf, len, &m) < 0) {
-		why = ctrl_state_error(&ns->st, &code);
-		ns_abort(ns, code, why);
-		return;
-	}
-	switch (m->body_case) {
-	case RDMIG_MSG__BODY_HELLO:
-		on_hello(ns);
-		break;
-	case RDMIG_MSG__BODY_AUTH_RESULT:
-		if (!m->auth_result->ok)
-			ns_fail(ns, -EACCES,
-				ns->paused
-				    ? "the source refused our authentication: it no longer "
-				      "serves this migration (aborted or ended there?)"
-				    : "the source refused our authentication (wrong secret or "
-				      "migration id?)");
-		break;
-	case RDMIG_MSG__BODY_AUTH_PROOF:
-		on_auth_proof(ns, m->auth_proof);
-		break;
-	case RDMIG_MSG__BODY_MEM_REGIONS:
-		ns->stats.regions += m->mem_regions->n_regions;
-		break;
-	case RDMIG_MSG__BODY_IMAGE_FILE:
-	case RDMIG_MSG__BODY_PAGE_HASHES:
-		/* Only a takeover asked for the page tags again (Attach{page_hashes}). */
-		if (ns->paused && !(ns->takeover_wait && ns->verify &&
-				    m->body_case == RDMIG_MSG__BODY_PAGE_HASHES)) {
-			ns_abort(ns, CTRL_ABORT_PROTOCOL, "the source streams images to a resume");
-			break;
-		}
-		if (m->body_case == RDMIG_MSG__BODY_PAGE_HASHES) {
-			if (on_page_hashes(ns, m->page_hashes) < 0)
-				ns_abort(ns, CTRL_ABORT_IMAGES, "bad page checksums");
-			break;
-		}
-		ret = on_image_file(ns, m->image_file);
-		if (ret < 0)
-			ns_abort(ns, CTRL_ABORT_IMAGES,
-				 ret == -ENOSPC ? "cannot store the images: no space left"
-						: "cannot store the images");
-		break;
-	case RDMIG_MSG__BODY_TASK_TABLE:
-		ret = ns->paused ? on_task_table_resume(ns, m->task_table)
-				 : on_task_table(ns, m->task_table);
-		if (ret < 0)
-			ns_abort(ns, CTRL_ABORT_IMAGES, "bad range table");
-		break;
-	case RDMIG_MSG__BODY_IMAGES_DONE:
-		on_images_done(ns);
-		break;
-	case RDMIG_MSG__BODY_READ_RESP:
-		on_read_resp(ns, m->read_resp, false);
-		break;
-	case RDMIG_MSG__BODY_KEEPALIVE:
-		break;
-	case RDMIG_MSG__BODY_FAULT_LANE:
-		on_fault_lane(ns, m->fault_lane);
-		break;
-	case RDMIG_MSG__BODY_STAGE_REGION:
-		on_stage_region(ns, m->stage_region);
-		break;
-	case RDMIG_MSG__BODY_DONE_ACK:
-		if (ns->paused && on_done_ack_resuming(ns) < 0)
-			break;
-		ns->finished = m->done_ack->ok;
-		if (ns->ops->done_acked)
-			ns->ops->done_acked(ns->arg, m->done_ack->ok, m->done_ack->reason);
-		break;
-	case RDMIG_MSG__BODY_ABORT: {
-		char reason[320];
-
-		snprintf(reason, sizeof(reason), "the source aborted: %s (%s)",
-			 m->abort->reason ? m->abort->reason : "no reason",
-			 ctrl_abort_str(m->abort->code));
-		/* Resuming: busy with our old connection, or still mapping: try again. */
-		if (ns->paused && (uint32_t)m->abort->code == CTRL_ABORT_MIGRATION)
-			ns_pause(ns, reason);
-		else
-			ns_fail(ns, -ECONNABORTED, reason);
-		break;
-	}
-	default:
-		ns_abort(ns, CTRL_ABORT_PROTOCOL, "unexpected message");
-		break;
-	}
-	ctrl_free(m);
+	ctrlconn_recv(&ns->st, buf, len, &ns_handlers, ns);
 }
 
 static void ns_closed(struct xport *x, int reason, void *arg)
@@ -1244,61 +1275,81 @@ static void ns_fc_established(struct xport *x, void *arg)
 		ns_fc_lost(ns, "cannot send Hello");
 }
 
+/* ---- receive on the fault connection ---- */
+
+static void ns_fc_msg_hello(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+
+	if (ns_send_proof(ns, ns->fc.x, &ns->fc.st, ns->fc.name) < 0)
+		ns_fc_lost(ns, "cannot send the authentication proof");
+}
+
+static void ns_fc_msg_auth_result(void *arg, const RdmigMsg *m)
+{
+	if (!m->auth_result->ok)
+		ns_fc_lost(arg, "the source refused the fault connection's proof");
+}
+
+static void ns_fc_msg_auth_proof(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+	int ret;
+
+	ret = ns_check_proof(ns, ns->fc.x, &ns->fc.st, ns->fc.name, m->auth_proof);
+	if (ret == -EACCES) {
+		ns_fail(ns, -EACCES,
+			"the source failed to prove it knows the migration's secret on the "
+			"fault connection");
+	} else if (ret < 0) {
+		ns_fc_lost(ns, "cannot confirm authentication");
+	} else {
+		ns->fc.up = true;
+		ns->stats.fault_lane = true;
+		log_info("%s: fault connection up", ns->fc.name);
+		if (ns->ops->lane_up)
+			ns->ops->lane_up(ns->arg);
+	}
+}
+
+static void ns_fc_msg_read_resp(void *arg, const RdmigMsg *m)
+{
+	on_read_resp(arg, m->read_resp, true);
+}
+
+static void ns_fc_msg_abort(void *arg, const RdmigMsg *m)
+{
+	ns_fc_lost(arg, m->abort->reason ? m->abort->reason : "the source aborted it");
+}
+
+/* A bad message (a failed MAC above all) is as grave here as on the control connection. */
+static void ns_fc_refused(void *arg, uint32_t code, const char *why)
+{
+	char reason[320];
+
+	snprintf(reason, sizeof(reason), "fault connection: %s", why);
+	ns_abort(arg, code, reason);
+}
+
+static const struct ctrlconn_handlers ns_fc_handlers = {
+    .on =
+	{
+	    [RDMIG_MSG__BODY_HELLO] = ns_fc_msg_hello,
+	    [RDMIG_MSG__BODY_AUTH_RESULT] = ns_fc_msg_auth_result,
+	    [RDMIG_MSG__BODY_AUTH_PROOF] = ns_fc_msg_auth_proof,
+	    [RDMIG_MSG__BODY_READ_RESP] = ns_fc_msg_read_resp,
+	    [RDMIG_MSG__BODY_KEEPALIVE] = ctrlconn_ignore,
+	    [RDMIG_MSG__BODY_ABORT] = ns_fc_msg_abort,
+	},
+    .refused = ns_fc_refused,
+};
+
 static void ns_fc_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct netsrc *ns = arg;
-	RdmigMsg *m = NULL;
-	uint32_t code;
-	int ret;
 
 	ns->fc.last_rx_ns = now_ns();
-	/* A bad message (a failed MAC above all) is as grave here as on the control connection. */
-	if (ctrl_state_recv(&ns->fc.st, buf, len, &m) < 0) {
-		const char *why = ctrl_state_error(&ns->fc.st, &code);
-		char reason[320];
-
-		snprintf(reason, sizeof(reason), "fault connection: %s", why);
-		ns_abort(ns, code, reason);
-		return;
-	}
-	switch (m->body_case) {
-	case RDMIG_MSG__BODY_HELLO:
-		if (ns_send_proof(ns, x, &ns->fc.st, ns->fc.name) < 0)
-			ns_fc_lost(ns, "cannot send the authentication proof");
-		break;
-	case RDMIG_MSG__BODY_AUTH_RESULT:
-		if (!m->auth_result->ok)
-			ns_fc_lost(ns, "the source refused the fault connection's proof");
-		break;
-	case RDMIG_MSG__BODY_AUTH_PROOF:
-		ret = ns_check_proof(ns, x, &ns->fc.st, ns->fc.name, m->auth_proof);
-		if (ret == -EACCES) {
-			ns_fail(ns, -EACCES,
-				"the source failed to prove it knows the migration's secret on the "
-				"fault connection");
-		} else if (ret < 0) {
-			ns_fc_lost(ns, "cannot confirm authentication");
-		} else {
-			ns->fc.up = true;
-			ns->stats.fault_lane = true;
-			log_info("%s: fault connection up", ns->fc.name);
-			if (ns->ops->lane_up)
-				ns->ops->lane_up(ns->arg);
-		}
-		break;
-	case RDMIG_MSG__BODY_READ_RESP:
-		on_read_resp(ns, m->read_resp, true);
-		break;
-	case RDMIG_MSG__BODY_KEEPALIVE:
-		break;
-	case RDMIG_MSG__BODY_ABORT:
-		ns_fc_lost(ns, m->abort->reason ? m->abort->reason : "the source aborted it");
-		break;
-	default:
-		ns_abort(ns, CTRL_ABORT_PROTOCOL, "fault connection: unexpected message");
-		break;
-	}
-	ctrl_free(m);
+	ctrlconn_recv(&ns->fc.st, buf, len, &ns_fc_handlers, ns);
 }
 
 static void ns_fc_closed(struct xport *x, int reason, void *arg)
@@ -1354,17 +1405,13 @@ static void ns_fc_start(struct netsrc *ns)
 /* Keepalive and silence on the fault connection, as on the control one. */
 static void ns_fc_tick(struct netsrc *ns, uint64_t now)
 {
-	struct ctrl_out o;
-
 	if (!ns->fc.up)
 		return;
-	if (now - ns->fc.last_rx_ns > (uint64_t)ns->cfg.dead_after_s * 1000000000ull) {
+	if (ctrlconn_silent(ns->fc.last_rx_ns, now, ns->cfg.dead_after_s)) {
 		ns_fc_lost(ns, "the source fell silent on it");
 		return;
 	}
-	if (ctrl_state_may_send(&ns->fc.st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
-	    ctrl_msg_keepalive(&o, ++ns->fc.ka_seq, now) == 0)
-		ns_fc_send(ns, &o);
+	ctrlconn_keepalive(ns->fc.x, &ns->fc.st, ns->fc.name, &ns->fc.ka_seq, now);
 }
 
 static void ns_connect_now(struct netsrc *ns)
@@ -1396,7 +1443,6 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct netsrc *ns = arg;
 	uint64_t now = now_ns();
-	struct ctrl_out o;
 	char why[128];
 
 	if (ns->failed || ns->expired)
@@ -1421,15 +1467,13 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 		}
 		return;
 	}
-	if (now - ns->last_rx_ns > (uint64_t)ns->cfg.dead_after_s * 1000000000ull) {
+	if (ctrlconn_silent(ns->last_rx_ns, now, ns->cfg.dead_after_s)) {
 		snprintf(why, sizeof(why), "the source has been silent for %u s",
 			 ns->cfg.dead_after_s);
 		ns_lost(ns, -ETIMEDOUT, why);
 		return;
 	}
-	if (ctrl_state_may_send(&ns->st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
-	    ctrl_msg_keepalive(&o, ++ns->ka_seq, now) == 0)
-		ns_send(ns, &o);
+	ctrlconn_keepalive(ns->x, &ns->st, ns->name, &ns->ka_seq, now);
 	ns_fc_tick(ns, now);
 }
 

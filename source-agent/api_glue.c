@@ -27,6 +27,7 @@
 #include "records.h"
 #include "runcrun.h"
 #include "safepath.h"
+#include "session.h"
 #include "svcmgr.h"
 #include "tls.h"
 #include "util.h"

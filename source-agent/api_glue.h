@@ -15,7 +15,7 @@
 #ifndef RDMIG_SRC_API_GLUE_H
 #define RDMIG_SRC_API_GLUE_H
 
-#include "session.h"
+#include "agent.h"
 
 struct src_api_opts {
 	const char *socket_path; /* UNIX socket, or NULL */

@@ -29,6 +29,7 @@
 #include "api.h"
 #include "destreport.h"
 #include "log.h"
+#include "session.h"
 #include "tls.h"
 #include "util.h"
 

@@ -46,7 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "session.h"
+#include "agent.h"
 
 struct src_handover;
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctrl.h"
+#include "ctrlconn.h"
 #include "imgflat.h"
 #include "lazydump.h"
 #include "log.h"
@@ -148,30 +149,14 @@ static void sess_free(struct src_session *s)
 
 static int sess_send(struct src_session *s, struct ctrl_out *o)
 {
-	uint8_t *buf = NULL;
-	size_t len;
-	int ret;
-
-	ret = ctrl_state_encode(&s->st, &o->msg, &buf, &len);
-	if (ret == 0)
-		ret = xport_send(s->x, buf, len);
-	if (ret < 0)
-		log_err("%s: cannot send %s: %s", s->name, ctrl_msg_type_str(o->msg.body_case),
-			strerror(-ret));
-	free(buf);
-	ctrl_out_release(o);
-	return ret;
+	return ctrlconn_send(s->x, &s->st, s->name, o);
 }
 
 /* Sends Abort (best effort) and ends the session. */
 static void sess_abort(struct src_session *s, uint32_t code, const char *reason)
 {
-	struct ctrl_out o;
-
 	log_err("%s: aborting: %s (%s)", s->name, reason, ctrl_abort_str(code));
-	if (ctrl_state_may_send(&s->st, RDMIG_MSG__BODY_ABORT) == 0 &&
-	    ctrl_msg_abort(&o, code, reason) == 0)
-		sess_send(s, &o);
+	ctrlconn_send_abort(s->x, &s->st, s->name, code, reason);
 	sess_free(s);
 }
 
@@ -1176,82 +1161,121 @@ static void on_attach(struct src_session *s, const Attach *at)
 	sess_start_stream(s);
 }
 
+/* ---- receive: one handler per message type (ctrlconn.h) ---- */
+
+static void sess_msg_hello(void *arg, const RdmigMsg *m)
+{
+	on_hello(arg, m->hello);
+}
+
+static void sess_msg_auth_proof(void *arg, const RdmigMsg *m)
+{
+	on_auth_proof(arg, m->auth_proof);
+}
+
+static void sess_msg_auth_result(void *arg, const RdmigMsg *m)
+{
+	struct src_session *s = arg;
+
+	if (!m->auth_result->ok) {
+		log_err("%s: the destination refused this source's proof: %s", s->name,
+			m->auth_result->reason ? m->auth_result->reason : "no reason");
+		sess_free(s);
+		return;
+	}
+	if (s->ctl)
+		log_info("%s: fault connection up", s->name);
+	/* With FEAT_RESUME nothing is streamed before the destination's Attach. */
+	else if (!(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME))
+		sess_start_stream(s);
+}
+
+static void sess_msg_attach(void *arg, const RdmigMsg *m)
+{
+	on_attach(arg, m->attach);
+}
+
+static void sess_msg_running(void *arg, const RdmigMsg *m)
+{
+	struct src_session *s = arg;
+
+	s->running = true;
+	log_info("%s: the workload runs on the destination: a loss pauses the migration", s->name);
+}
+
+static void sess_msg_read_req(void *arg, const RdmigMsg *m)
+{
+	on_read_req(arg, m->read_req);
+}
+
+static void sess_msg_progress(void *arg, const RdmigMsg *m)
+{
+	struct src_session *s = arg;
+
+	log_debug("%s: progress %" PRIu64 " pages, %" PRIu64 " faults", s->name, m->progress->pages,
+		  m->progress->faults);
+	if (s->owner) {
+		s->mig->has_progress = true;
+		s->mig->prog_pages = m->progress->pages;
+		s->mig->prog_bytes = m->progress->bytes;
+		s->mig->prog_faults = m->progress->faults;
+	}
+}
+
+static void sess_msg_done(void *arg, const RdmigMsg *m)
+{
+	on_done(arg, m->done);
+}
+
+static void sess_msg_fault_lane(void *arg, const RdmigMsg *m)
+{
+	on_fault_lane(arg, m->fault_lane);
+}
+
+static void sess_msg_stage_req(void *arg, const RdmigMsg *m)
+{
+	on_stage_req(arg, m->stage_req);
+}
+
+static void sess_msg_abort(void *arg, const RdmigMsg *m)
+{
+	struct src_session *s = arg;
+
+	log_err("%s: the destination aborted: %s (%s); keeping the checkpoint", s->name,
+		m->abort->reason ? m->abort->reason : "no reason", ctrl_abort_str(m->abort->code));
+	sess_free(s);
+}
+
+static void sess_refused(void *arg, uint32_t code, const char *why)
+{
+	sess_abort(arg, code, why);
+}
+
+static const struct ctrlconn_handlers sess_handlers = {
+    .on =
+	{
+	    [RDMIG_MSG__BODY_HELLO] = sess_msg_hello,
+	    [RDMIG_MSG__BODY_AUTH_PROOF] = sess_msg_auth_proof,
+	    [RDMIG_MSG__BODY_AUTH_RESULT] = sess_msg_auth_result,
+	    [RDMIG_MSG__BODY_ATTACH] = sess_msg_attach,
+	    [RDMIG_MSG__BODY_RUNNING] = sess_msg_running,
+	    [RDMIG_MSG__BODY_READ_REQ] = sess_msg_read_req,
+	    [RDMIG_MSG__BODY_PROGRESS] = sess_msg_progress,
+	    [RDMIG_MSG__BODY_KEEPALIVE] = ctrlconn_ignore,
+	    [RDMIG_MSG__BODY_DONE] = sess_msg_done,
+	    [RDMIG_MSG__BODY_FAULT_LANE] = sess_msg_fault_lane,
+	    [RDMIG_MSG__BODY_STAGE_REQ] = sess_msg_stage_req,
+	    [RDMIG_MSG__BODY_ABORT] = sess_msg_abort,
+	},
+    .refused = sess_refused,
+};
+
 static void sess_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct src_session *s = arg;
-	RdmigMsg *m = NULL;
-	uint32_t code;
-	const char *why;
 
 	s->last_rx_ns = now_ns();
-	if (ctrl_state_recv(&s->st, buf, len, &m) < 0) {
-		why = ctrl_state_error(&s->st, &code);
-		sess_abort(s, code, why);
-		return;
-	}
-	switch (m->body_case) {
-	case RDMIG_MSG__BODY_HELLO:
-		on_hello(s, m->hello);
-		break;
-	case RDMIG_MSG__BODY_AUTH_PROOF:
-		on_auth_proof(s, m->auth_proof);
-		break;
-	case RDMIG_MSG__BODY_AUTH_RESULT:
-		if (!m->auth_result->ok) {
-			log_err("%s: the destination refused this source's proof: %s", s->name,
-				m->auth_result->reason ? m->auth_result->reason : "no reason");
-			sess_free(s);
-			break;
-		}
-		if (s->ctl)
-			log_info("%s: fault connection up", s->name);
-		/* With FEAT_RESUME nothing is streamed before the destination's Attach. */
-		else if (!(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME))
-			sess_start_stream(s);
-		break;
-	case RDMIG_MSG__BODY_ATTACH:
-		on_attach(s, m->attach);
-		break;
-	case RDMIG_MSG__BODY_RUNNING:
-		s->running = true;
-		log_info("%s: the workload runs on the destination: a loss pauses the migration",
-			 s->name);
-		break;
-	case RDMIG_MSG__BODY_READ_REQ:
-		on_read_req(s, m->read_req);
-		break;
-	case RDMIG_MSG__BODY_PROGRESS:
-		log_debug("%s: progress %" PRIu64 " pages, %" PRIu64 " faults", s->name,
-			  m->progress->pages, m->progress->faults);
-		if (s->owner) {
-			s->mig->has_progress = true;
-			s->mig->prog_pages = m->progress->pages;
-			s->mig->prog_bytes = m->progress->bytes;
-			s->mig->prog_faults = m->progress->faults;
-		}
-		break;
-	case RDMIG_MSG__BODY_KEEPALIVE:
-		break;
-	case RDMIG_MSG__BODY_DONE:
-		on_done(s, m->done);
-		break;
-	case RDMIG_MSG__BODY_FAULT_LANE:
-		on_fault_lane(s, m->fault_lane);
-		break;
-	case RDMIG_MSG__BODY_STAGE_REQ:
-		on_stage_req(s, m->stage_req);
-		break;
-	case RDMIG_MSG__BODY_ABORT:
-		log_err("%s: the destination aborted: %s (%s); keeping the checkpoint", s->name,
-			m->abort->reason ? m->abort->reason : "no reason",
-			ctrl_abort_str(m->abort->code));
-		sess_free(s);
-		break;
-	default:
-		sess_abort(s, CTRL_ABORT_PROTOCOL, "unexpected message");
-		break;
-	}
-	ctrl_free(m);
+	ctrlconn_recv(&s->st, buf, len, &sess_handlers, s);
 }
 
 static void sess_closed(struct xport *x, int reason, void *arg)
@@ -1276,14 +1300,13 @@ static void sess_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct src_session *s = arg;
 	uint64_t now = now_ns();
-	struct ctrl_out o;
 
 	if (!ctrl_state_authenticated(&s->st) &&
 	    now - s->started_ns > (uint64_t)s->agent->handshake_timeout_s * 1000000000ull) {
 		sess_abort(s, CTRL_ABORT_TIMEOUT, "no authentication in time");
 		return;
 	}
-	if (now - s->last_rx_ns > (uint64_t)s->agent->dead_after_s * 1000000000ull) {
+	if (ctrlconn_silent(s->last_rx_ns, now, s->agent->dead_after_s)) {
 		s->lost = "the destination fell silent";
 		/* No Abort to a peer that may resume: a stalled one reconnects when it wakes. */
 		if (sess_resumable(s)) {
@@ -1297,10 +1320,7 @@ static void sess_tick(evutil_socket_t fd, short what, void *arg)
 	}
 	if (!sess_images_intact(s))
 		return;
-	if (ctrl_state_authenticated(&s->st) &&
-	    ctrl_state_may_send(&s->st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
-	    ctrl_msg_keepalive(&o, ++s->ka_seq, now) == 0)
-		sess_send(s, &o);
+	ctrlconn_keepalive(s->x, &s->st, s->name, &s->ka_seq, now);
 }
 
 static const struct xport_ops sess_ops = {

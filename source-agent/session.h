@@ -21,85 +21,11 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "api.h"
+#include "agent.h"
 #include "migration.h"
-#include "offload.h"
-#include "runcrun.h"
 #include "xport.h"
 
 struct src_session;
-
-/* The source agent: parsed configuration plus what it serves. */
-struct src_agent {
-	struct event_base *base;
-	enum xport_kind kind;
-	bool verify;	     /* offer per-page checksums */
-	bool one_lane;	     /* RDMA: offer no fault lane (as an older source) */
-	bool no_resume;	     /* offer no FEAT_RESUME (as an older source) */
-	bool exit_when_done; /* stop once every migration is done */
-	unsigned int handshake_timeout_s;
-	unsigned int dead_after_s;
-	/* Connections that have not proven a secret yet: in all, and per address. */
-	unsigned int max_preauth;
-	unsigned int max_preauth_per_addr;
-	uint64_t preauth_log_ns;      /* last refusal logged: at most one a second */
-	unsigned int preauth_refused; /* refused since */
-	/* GET /metrics: connections refused at those limits, and wrong proofs. */
-	uint64_t peers_refused_total;
-	uint64_t peers_unauthenticated_total;
-	/*
-	 * Migrations kept: past it the final one that finished first is
-	 * forgotten, and a start with this many not final is refused.
-	 */
-	unsigned int max_migrations;
-	struct src_mig_list migrations;
-	/*
-	 * Migrations of a pid whose destination agent is asked for a
-	 * reservation before the freeze: not listed, nothing dumped yet,
-	 * their start request still unanswered (api_glue.c).
-	 */
-	struct src_mig_list reserving;
-	LIST_HEAD(, src_session) sessions;
-	struct api_server *api;	 /* NULL: no API */
-	const char *images_root; /* where the agent's dumps go: <root>/<id> */
-	/* With the API: images_root opened and resolved at start (trusted), owned. */
-	int images_root_fd;
-	char images_root_real[4096];
-	/* With the API: the migrations' records below the images root (records.h), owned. */
-	struct src_records *records;
-	const char *criu;      /* the criu binary (PATH searched without a '/') */
-	const char *runc;      /* the runc binary, for containers (likewise) */
-	char endpoint[300];    /* "host:port" destinations connect to */
-	int port;	       /* the data listener's port */
-	char listen_host[256]; /* its address as given ("0.0.0.0": any) */
-	/* --runtime-root: the runc roots a request's container.root may be in. */
-	struct src_runc_roots runc_roots;
-	/* Name lookups of the handovers without blocking; made on first use, owned. */
-	struct evdns_base *dns;
-	/* Maps API migrations' images off the loop; made on first use, owned. */
-	struct offload *offload;
-	unsigned int map_delay_ms; /* testing: each map job waits this long first */
-	/*
-	 * The handovers' TLS client context (--tls-*), owned; NULL: plain
-	 * HTTP, to loopback destination agents only.
-	 */
-	struct ssl_ctx_st *tls_client;
-	/*
-	 * Stopping (a first SIGTERM/SIGINT): no new migrations; the loop ends
-	 * once none is in progress (src_mig_in_progress()), at a second
-	 * signal, or after shutdown_timeout_s (0: no limit).
-	 */
-	bool stopping;
-	unsigned int shutdown_timeout_s;
-	uint64_t stop_ns;	 /* monotonic, when stopping began */
-	struct event *stop_tick; /* owned; checks the migrations while stopping */
-	/* --transport tls: the data listener is TCP inside mutual TLS. */
-	bool data_tls;
-};
-
-#define SRC_MAX_PREAUTH_DEFAULT		 64
-#define SRC_MAX_PREAUTH_PER_ADDR_DEFAULT 8
-#define SRC_MAX_MIGRATIONS_DEFAULT	 256
 
 /*
  * Takes ownership of x (an accepted connection), or refuses it with -EBUSY

@@ -14,10 +14,7 @@
 
 #include "auth.h"
 #include "ctrl.h"
-
-#define PS 4096u
-
-static uint8_t *wire; /* CTRL_DATA_MSG_MAX bytes, shared by the tests */
+#include "ctrlpair.h"
 
 /* ---- helpers --------------------------------------------------------- */
 
@@ -35,35 +32,6 @@ static RdmigMsg *roundtrip(struct ctrl_out *o)
 	assert_int_equal(m->body_case, o->msg.body_case);
 	ctrl_out_release(o);
 	return m;
-}
-
-/* One message from one state to the other through the codec. */
-static int xfer(struct ctrl_state *from, struct ctrl_state *to, struct ctrl_out *o, RdmigMsg **got)
-{
-	size_t len = 0;
-	int ret;
-
-	uint8_t *buf = NULL;
-
-	*got = NULL;
-	ret = ctrl_state_encode(from, &o->msg, &buf, &len);
-	ctrl_out_release(o);
-	if (ret < 0)
-		return ret;
-	assert_true(len <= CTRL_DATA_MSG_MAX);
-	memcpy(wire, buf, len);
-	free(buf);
-	return ctrl_state_recv(to, wire, len, got);
-}
-
-/* Sends and expects the peer to admit the message; frees it. */
-static void pass(struct ctrl_state *from, struct ctrl_state *to, struct ctrl_out *o)
-{
-	RdmigMsg *m = NULL;
-
-	assert_int_equal(xfer(from, to, o, &m), 0);
-	assert_non_null(m);
-	ctrl_free(m);
 }
 
 /*
@@ -90,111 +58,6 @@ static size_t forge(const struct ctrl_state *to, struct ctrl_out *o, uint64_t se
 	assert_int_equal(ctrl_pack(&o->msg, wire, CTRL_DATA_MSG_MAX, &len), 0);
 	ctrl_out_release(o);
 	return seal_for(to, wire, len);
-}
-
-struct pair {
-	struct ctrl_state src, dst;
-	struct auth_secret *secret;
-	uint8_t nsrc[AUTH_NONCE_LEN], ndst[AUTH_NONCE_LEN];
-	const char *mig_src, *mig_dst;
-	uint64_t feat_src, feat_dst;
-	enum ctrl_channel channel;
-};
-
-static void pair_init(struct pair *p, uint64_t feat_src, uint64_t feat_dst)
-{
-	static const char secret[] = "0123456789abcdef-test-secret";
-
-	memset(p, 0, sizeof(*p));
-	ctrl_state_init(&p->src, CTRL_ROLE_SOURCE, "test-dest");
-	ctrl_state_init(&p->dst, CTRL_ROLE_DEST, "test-source");
-	assert_int_equal(auth_secret_from_buf(secret, strlen(secret), &p->secret), 0);
-	assert_int_equal(auth_nonce(p->nsrc), 0);
-	assert_int_equal(auth_nonce(p->ndst), 0);
-	p->mig_src = p->mig_dst = "mig-1";
-	p->feat_src = feat_src;
-	p->feat_dst = feat_dst;
-	p->channel = CTRL_CHANNEL_CONTROL;
-}
-
-static void pair_fini(struct pair *p)
-{
-	ctrl_state_clear(&p->src);
-	ctrl_state_clear(&p->dst);
-	auth_secret_free(p->secret);
-}
-
-static void hello_of(struct ctrl_out *o, struct pair *p, enum ctrl_role role)
-{
-	struct ctrl_hello h = {
-	    .role = role,
-	    .channel = p->channel,
-	    .features = role == CTRL_ROLE_SOURCE ? p->feat_src : p->feat_dst,
-	    .page_size = PS,
-	    .migration_id = role == CTRL_ROLE_SOURCE ? p->mig_src : p->mig_dst,
-	    .nonce = role == CTRL_ROLE_SOURCE ? p->nsrc : p->ndst,
-	    .agent_version = "rdmig 0.1.0",
-	};
-
-	assert_int_equal(ctrl_msg_hello(o, &h), 0);
-}
-
-static void prove(struct ctrl_state *st, struct auth_secret *s, struct ctrl_out *o)
-{
-	/* Builders borrow: the proof must outlive this function. */
-	static uint8_t proof[AUTH_PROOF_LEN];
-	struct auth_transcript t;
-
-	assert_int_equal(ctrl_state_transcript(st, &t), 0);
-	assert_int_equal(
-	    auth_proof_compute(s, st->self == CTRL_ROLE_SOURCE ? AUTH_ROLE_SOURCE : AUTH_ROLE_DEST,
-			       &t, proof),
-	    0);
-	assert_int_equal(ctrl_msg_auth_proof(o, proof), 0);
-}
-
-static int verify(struct ctrl_state *st, struct auth_secret *s, const RdmigMsg *m)
-{
-	struct auth_transcript t;
-
-	assert_int_equal(ctrl_state_transcript(st, &t), 0);
-	return auth_proof_verify(s,
-				 st->self == CTRL_ROLE_SOURCE ? AUTH_ROLE_DEST : AUTH_ROLE_SOURCE,
-				 &t, m->auth_proof->hmac.data, m->auth_proof->hmac.len);
-}
-
-/* The whole handshake of docs/protocol.md, asserting each step. */
-static void handshake(struct pair *p)
-{
-	struct ctrl_out o;
-	RdmigMsg *m;
-
-	hello_of(&o, p, CTRL_ROLE_DEST);
-	pass(&p->dst, &p->src, &o);
-	hello_of(&o, p, CTRL_ROLE_SOURCE);
-	pass(&p->src, &p->dst, &o);
-	assert_int_equal(p->src.phase, CTRL_PH_DEST_PROOF);
-	assert_int_equal(p->dst.phase, CTRL_PH_DEST_PROOF);
-
-	prove(&p->dst, p->secret, &o);
-	assert_int_equal(xfer(&p->dst, &p->src, &o, &m), 0);
-	assert_int_equal(verify(&p->src, p->secret, m), 0);
-	ctrl_free(m);
-	ctrl_state_set_peer_verified(&p->src);
-	assert_int_equal(ctrl_state_derive_keys(&p->src, p->secret), 0);
-	ctrl_msg_auth_result(&o, true, NULL);
-	pass(&p->src, &p->dst, &o);
-
-	prove(&p->src, p->secret, &o);
-	assert_int_equal(xfer(&p->src, &p->dst, &o, &m), 0);
-	assert_int_equal(verify(&p->dst, p->secret, m), 0);
-	ctrl_free(m);
-	ctrl_state_set_peer_verified(&p->dst);
-	assert_int_equal(ctrl_state_derive_keys(&p->dst, p->secret), 0);
-	ctrl_msg_auth_result(&o, true, NULL);
-	pass(&p->dst, &p->src, &o);
-	assert_true(ctrl_state_authenticated(&p->src));
-	assert_true(ctrl_state_authenticated(&p->dst));
 }
 
 static uint32_t err_code(const struct ctrl_state *st)
@@ -1612,18 +1475,6 @@ static void test_names(void **state)
 	assert_string_equal(ctrl_msg_type_str((RdmigMsg__BodyCase)40), "(unknown type)");
 	assert_string_equal(ctrl_abort_str(1000), "unknown abort code");
 	assert_string_equal(ctrl_phase_str(CTRL_PH_IMAGES), "images");
-}
-
-static int group_setup(void **state)
-{
-	wire = malloc(CTRL_DATA_MSG_MAX);
-	return wire ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-	free(wire);
-	return 0;
 }
 
 int main(void)

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+#include "ctrlconn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+int ctrlconn_send(struct xport *x, struct ctrl_state *st, const char *name, struct ctrl_out *o)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	int ret;
+
+	ret = ctrl_state_encode(st, &o->msg, &buf, &len);
+	if (ret == 0)
+		ret = xport_send(x, buf, len);
+	if (ret < 0)
+		log_err("%s: cannot send %s: %s", name, ctrl_msg_type_str(o->msg.body_case),
+			strerror(-ret));
+	free(buf);
+	ctrl_out_release(o);
+	return ret;
+}
+
+void ctrlconn_send_abort(struct xport *x, struct ctrl_state *st, const char *name, uint32_t code,
+			 const char *reason)
+{
+	struct ctrl_out o;
+
+	if (x && ctrl_state_may_send(st, RDMIG_MSG__BODY_ABORT) == 0 &&
+	    ctrl_msg_abort(&o, code, reason) == 0)
+		ctrlconn_send(x, st, name, &o);
+}
+
+void ctrlconn_keepalive(struct xport *x, struct ctrl_state *st, const char *name, uint64_t *seq,
+			uint64_t now)
+{
+	struct ctrl_out o;
+
+	if (ctrl_state_authenticated(st) &&
+	    ctrl_state_may_send(st, RDMIG_MSG__BODY_KEEPALIVE) == 0 &&
+	    ctrl_msg_keepalive(&o, ++*seq, now) == 0)
+		ctrlconn_send(x, st, name, &o);
+}
+
+bool ctrlconn_silent(uint64_t last_rx_ns, uint64_t now, unsigned int dead_after_s)
+{
+	return now - last_rx_ns > (uint64_t)dead_after_s * 1000000000ull;
+}
+
+void ctrlconn_ignore(void *arg, const RdmigMsg *m)
+{
+}
+
+int ctrlconn_recv(struct ctrl_state *st, const void *buf, size_t len,
+		  const struct ctrlconn_handlers *h, void *arg)
+{
+	RdmigMsg *m = NULL;
+	ctrlconn_msg_fn fn = NULL;
+	uint32_t code;
+	const char *why;
+
+	if (ctrl_state_recv(st, buf, len, &m) < 0) {
+		why = ctrl_state_error(st, &code);
+		h->refused(arg, code, why);
+		return -EPROTO;
+	}
+	if ((unsigned int)m->body_case < CTRLCONN_MSG_TYPES)
+		fn = h->on[m->body_case];
+	if (fn)
+		fn(arg, m);
+	else
+		h->refused(arg, CTRL_ABORT_PROTOCOL, "unexpected message");
+	ctrl_free(m);
+	return fn ? 0 : -EPROTO;
+}

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * common/ctrlconn.c between two authenticated control states (ctrlpair.h)
+ * over a real TCP connection on 127.0.0.1, in one event loop: a keepalive
+ * is sent and counted, silence is told from --dead-after, a message
+ * without a handler and a forged one are refused, and the Abort the
+ * refusing side sends arrives with its code and reason.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ctrlconn.h"
+#include "ctrlpair.h"
+#include "util.h"
+#include "xport.h"
+
+/* One side: its transport and what its handlers saw. */
+struct end {
+	struct xport *x;
+	struct ctrl_state *st;
+	const char *name;
+	bool up;
+	uint64_t last_rx_ns;
+	uint64_t ka_seq;
+	int keepalives;
+	int aborts;
+	uint32_t abort_code;
+	char abort_reason[CTRL_TEXT_MAX + 1];
+	int refusals;
+	uint32_t refused_code;
+	char refused_why[CTRL_TEXT_MAX + 1];
+};
+
+struct ctx {
+	struct event_base *base;
+	struct xport_listener *l;
+	struct pair p;
+	struct end src, dst;
+};
+
+static void on_keepalive(void *arg, const RdmigMsg *m)
+{
+	struct end *e = arg;
+
+	e->keepalives++;
+}
+
+static void on_abort(void *arg, const RdmigMsg *m)
+{
+	struct end *e = arg;
+
+	e->aborts++;
+	e->abort_code = (uint32_t)m->abort->code;
+	snprintf(e->abort_reason, sizeof(e->abort_reason), "%s",
+		 m->abort->reason ? m->abort->reason : "");
+}
+
+static void on_refused(void *arg, uint32_t code, const char *why)
+{
+	struct end *e = arg;
+
+	e->refusals++;
+	e->refused_code = code;
+	snprintf(e->refused_why, sizeof(e->refused_why), "%s", why);
+}
+
+/* Neither table has an ImageFile handler: one is unexpected here. */
+static const struct ctrlconn_handlers handlers = {
+    .on = {[RDMIG_MSG__BODY_KEEPALIVE] = on_keepalive, [RDMIG_MSG__BODY_ABORT] = on_abort},
+    .refused = on_refused,
+};
+
+static void src_recv(struct xport *x, const void *buf, size_t len, void *arg)
+{
+	struct ctx *c = arg;
+
+	c->src.last_rx_ns = now_ns();
+	ctrlconn_recv(c->src.st, buf, len, &handlers, &c->src);
+}
+
+static void dst_recv(struct xport *x, const void *buf, size_t len, void *arg)
+{
+	struct ctx *c = arg;
+
+	c->dst.last_rx_ns = now_ns();
+	ctrlconn_recv(c->dst.st, buf, len, &handlers, &c->dst);
+}
+
+static void dst_established(struct xport *x, void *arg)
+{
+	struct ctx *c = arg;
+
+	c->dst.up = true;
+}
+
+static void closed(struct xport *x, int reason, void *arg)
+{
+}
+
+static const struct xport_ops src_ops = {.recv = src_recv, .closed = closed};
+static const struct xport_ops dst_ops = {
+    .established = dst_established,
+    .recv = dst_recv,
+    .closed = closed,
+};
+
+static int src_accept(struct xport_listener *l, struct xport *x, void *arg)
+{
+	struct ctx *c = arg;
+
+	c->src.x = x;
+	c->src.up = true;
+	xport_set_ops(x, &src_ops, c);
+	return 0;
+}
+
+/* Runs the loop until *count reaches want; a lost message fails the test, not a timer. */
+static void run_until(struct ctx *c, const int *count, int want)
+{
+	for (int i = 0; i < 100000 && *count < want; i++)
+		event_base_loop(c->base, EVLOOP_ONCE);
+	assert_int_equal(*count, want);
+}
+
+static void run_until_up(struct ctx *c)
+{
+	for (int i = 0; i < 100000 && !(c->src.up && c->dst.up); i++)
+		event_base_loop(c->base, EVLOOP_ONCE);
+	assert_true(c->src.up && c->dst.up);
+}
+
+static void test_ctrlconn(void **state)
+{
+	struct ctx c = {0};
+	struct xport_params xp;
+	struct ctrl_out o;
+	char port[16];
+	uint8_t forged[64], data[3] = {1, 2, 3};
+	struct ctrl_file_chunk inv = {
+	    .name = "inventory.img", .total_size = 3, .data = data, .data_len = 3, .last = true};
+	uint64_t t;
+
+	pair_init(&c.p, CTRL_FEAT_RDMA_READ, CTRL_FEAT_RDMA_READ);
+	handshake(&c.p);
+	c.src = (struct end){.st = &c.p.src, .name = "test source"};
+	c.dst = (struct end){.st = &c.p.dst, .name = "test destination"};
+	c.base = event_base_new();
+	assert_non_null(c.base);
+	xport_params_init(&xp);
+	assert_int_equal(
+	    xport_listen(c.base, XPORT_TCP, "127.0.0.1", "0", &xp, src_accept, &c, &c.l), 0);
+	snprintf(port, sizeof(port), "%d", xport_listener_port(c.l));
+	assert_int_equal(
+	    xport_connect(c.base, XPORT_TCP, "127.0.0.1", port, &xp, &dst_ops, &c, &c.dst.x), 0);
+	run_until_up(&c);
+
+	/* Keepalives both ways, numbered from 1, received as such. */
+	ctrlconn_keepalive(c.dst.x, c.dst.st, c.dst.name, &c.dst.ka_seq, now_ns());
+	ctrlconn_keepalive(c.src.x, c.src.st, c.src.name, &c.src.ka_seq, now_ns());
+	assert_int_equal(c.dst.ka_seq, 1);
+	assert_int_equal(c.src.ka_seq, 1);
+	run_until(&c, &c.src.keepalives, 1);
+	run_until(&c, &c.dst.keepalives, 1);
+	assert_int_equal(c.src.refusals + c.dst.refusals, 0);
+
+	/* Silent past --dead-after, and not a nanosecond before. */
+	t = c.src.last_rx_ns;
+	assert_false(ctrlconn_silent(t, t + 10 * 1000000000ull, 10));
+	assert_true(ctrlconn_silent(t, t + 10 * 1000000000ull + 1, 10));
+
+	/* Legal from the source now (the images phase), but without a handler there. */
+	assert_int_equal(ctrl_msg_image_file(&o, &inv), 0);
+	assert_int_equal(ctrlconn_send(c.src.x, c.src.st, c.src.name, &o), 0);
+	run_until(&c, &c.dst.refusals, 1);
+	assert_int_equal(c.dst.refused_code, CTRL_ABORT_PROTOCOL);
+	assert_string_equal(c.dst.refused_why, "unexpected message");
+
+	/* Bytes with no valid MAC: refused by the state, with the code to abort with. */
+	memset(forged, 0x5a, sizeof(forged));
+	assert_int_equal(xport_send(c.src.x, forged, sizeof(forged)), 0);
+	run_until(&c, &c.dst.refusals, 2);
+	assert_int_not_equal(c.dst.refused_code, 0);
+	assert_int_equal(c.src.refusals, 0);
+
+	/* The refusing side aborts as the agents do: the peer gets that code and reason. */
+	ctrlconn_send_abort(c.dst.x, c.dst.st, c.dst.name, c.dst.refused_code, c.dst.refused_why);
+	run_until(&c, &c.src.aborts, 1);
+	assert_int_equal(c.src.abort_code, c.dst.refused_code);
+	assert_string_equal(c.src.abort_reason, c.dst.refused_why);
+	/* No transport: nothing sent, nothing broken. */
+	ctrlconn_send_abort(NULL, c.dst.st, c.dst.name, CTRL_ABORT_CANCELLED, "no connection");
+
+	xport_close(c.dst.x);
+	xport_close(c.src.x);
+	xport_listener_destroy(c.l);
+	xport_drain_closing(c.base, 1000);
+	event_base_free(c.base);
+	pair_fini(&c.p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ctrlconn),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
