@@ -93,8 +93,8 @@ void rcqp_path(const struct rcqp_local *me, const struct rcqp_addr *peer, struct
 	out->gid_index = me->gid_index;
 	memcpy(out->dgid, peer->gid, RCQP_GID_LEN);
 	out->mtu = (enum ibv_mtu)(peer->mtu < me->addr.mtu ? peer->mtu : me->addr.mtu);
-	out->init_depth = clamp_u8(me->init_depth < peer->rd_atomic ? me->init_depth
-								    : (int)peer->rd_atomic);
+	out->init_depth =
+	    clamp_u8(me->init_depth < peer->rd_atomic ? me->init_depth : (int)peer->rd_atomic);
 	out->resp_res = clamp_u8((int)me->addr.rd_atomic);
 }
 
@@ -118,9 +118,8 @@ int rcqp_init(struct ibv_qp *qp, uint8_t port, unsigned int access)
 	    .qp_access_flags = access,
 	};
 
-	return qp_modify(qp, &a,
-			 IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS,
-			 "INIT");
+	return qp_modify(
+	    qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS, "INIT");
 }
 
 int rcqp_rtr(struct ibv_qp *qp, const struct rcqp_path *p, uint32_t peer_qpn, uint32_t peer_psn)

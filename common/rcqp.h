@@ -33,7 +33,7 @@ struct rcqp_addr {
 struct rcqp_local {
 	uint8_t port;
 	uint8_t gid_index;
-	uint8_t init_depth; /* READs it may have outstanding */
+	uint8_t init_depth;    /* READs it may have outstanding */
 	struct rcqp_addr addr; /* qpn and psn are the caller's */
 };
 

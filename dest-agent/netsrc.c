@@ -1427,10 +1427,13 @@ static void ns_side_offer(struct netsrc *ns, const AuthProof *p)
 			"side channel");
 		return;
 	}
+	if (ret < 0) {
+		ns_side_failed(ns, "cannot confirm authentication");
+		return;
+	}
 	xport_params_init(&xp);
 	xp.max_reads = ns->cfg.max_reads;
-	if (ret == 0)
-		ret = xport_rc_make(ns->base, ns->side.x, &xp, &ns->x, &mine);
+	ret = xport_rc_make(ns->base, ns->side.x, &xp, &ns->x, &mine);
 	if (ret < 0) {
 		ns->x = NULL;
 		ns_side_failed(ns, "cannot make a queue pair");

@@ -18,7 +18,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/migrate.sh
-tap_plan 13
+tap_plan 14
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-standin test/rdmig-mkimage
 rxe_secret "$top"
@@ -50,6 +50,8 @@ side_dst=$(grep -c "rdmig-dest.*RC side channel: queue pair to the source's [0-9
 side_src=$(grep -c 'rdmig-source.*made by hand for the resuming destination' <<<"$out")
 [[ $side_dst -ge 1 && $side_src -ge 1 ]]
 tap_ok $? "resumed over queue pairs made by hand via the TCP side channel (dest $side_dst, source $side_src)"
+lanes=$(grep -c 'rdmig-dest.*fault lane up' <<<"$out")
+tap_cmp "$lanes" -ge 2 "the fault lane came up again on the queue pairs made by hand ($lanes times)"
 tap_like "$out" 'pages [0-9]+ verified, mismatches 0' "the stand-in verified its pages"
 tap_unlike "$out" 'MISMATCH|mismatches [1-9]' "no wrong byte reached the stand-in"
 # The source's own lines, in order: the release comes once, after the resume.
@@ -59,7 +61,7 @@ l_rel=$(grep -n 'checkpoint released' <<<"$srclines" | cut -d: -f1)
 [[ -n $l_res && -n $l_rel && $l_rel =~ ^[0-9]+$ && $l_rel -gt $l_res ]]
 tap_ok $? "the source released its checkpoint once, after the resume and the Done (lines ${l_res:-?} < ${l_rel:-?})"
 tap_like "$out" 'linkflap: rdmig-source exit 0' "rdmig-source --once exited 0 by itself: the migration is done there"
-tap_diag "$(grep -hE 'migrate: |paused|resumed|made by hand|side channel|reconnection attempt|summary:|pauses:|linkflap:' <<<"$out" | tail -n 30)"
+tap_diag "$(grep -hE 'migrate: |paused|resumed|made by hand|side channel|fault lane|reconnection attempt|summary:|pauses:|linkflap:' <<<"$out" | tail -n 30)"
 if [[ $tap_failed -gt 0 ]]; then
 	tap_diag "--- the agents' errors:" "$(grep -aE '(error|warn)' <<<"$out" | tail -n 40)"
 fi
