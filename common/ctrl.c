@@ -39,6 +39,7 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_FAULT_LANE] = "FaultLane",
     [RDMIG_MSG__BODY_ATTACH] = "Attach",
     [RDMIG_MSG__BODY_RUNNING] = "Running",
+    [RDMIG_MSG__BODY_RC_CONNECT] = "RcConnect",
 };
 
 static bool type_known(int type)
@@ -46,7 +47,7 @@ static bool type_known(int type)
 	return (type >= RDMIG_MSG__BODY_HELLO && type <= RDMIG_MSG__BODY_DONE_ACK) ||
 	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ ||
 	       type == RDMIG_MSG__BODY_FAULT_LANE || type == RDMIG_MSG__BODY_ATTACH ||
-	       type == RDMIG_MSG__BODY_RUNNING;
+	       type == RDMIG_MSG__BODY_RUNNING || type == RDMIG_MSG__BODY_RC_CONNECT;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -530,6 +531,23 @@ int ctrl_msg_running(struct ctrl_out *o)
 	return 0;
 }
 
+int ctrl_msg_rc_connect(struct ctrl_out *o, uint32_t qpn, uint32_t psn,
+			const uint8_t gid[CTRL_GID_LEN], uint32_t mtu, uint32_t rd_atomic)
+{
+	RcConnect *b = &o->body.rc_connect;
+
+	out_reset(o, RDMIG_MSG__BODY_RC_CONNECT);
+	rc_connect__init(b);
+	b->qpn = qpn;
+	b->psn = psn;
+	b->gid.data = (uint8_t *)gid;
+	b->gid.len = CTRL_GID_LEN;
+	b->mtu = mtu;
+	b->rd_atomic = rd_atomic;
+	o->msg.rc_connect = b;
+	return 0;
+}
+
 int ctrl_msg_keepalive(struct ctrl_out *o, uint64_t seq, uint64_t time_ns)
 {
 	Keepalive *b = &o->body.keepalive;
@@ -709,7 +727,8 @@ int ctrl_validate_hello(const Hello *h, struct ctrl_err *e)
 	if (h->role != ROLE__ROLE_SOURCE && h->role != ROLE__ROLE_DEST)
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "Hello: invalid role %d",
 			       (int)h->role);
-	if (h->channel != CHANNEL__CHANNEL_CONTROL && h->channel != CHANNEL__CHANNEL_DATA)
+	if (h->channel != CHANNEL__CHANNEL_CONTROL && h->channel != CHANNEL__CHANNEL_DATA &&
+	    h->channel != CHANNEL__CHANNEL_RC_SIDE)
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "Hello: invalid channel %d",
 			       (int)h->channel);
 	ret = ctrl_validate_migration_id(h->migration_id, e);
@@ -945,6 +964,29 @@ static int validate_stage_region(const struct ctrl_state *st, const StageRegion 
 	return validate_known(st, r->pid, r->img_vaddr, r->len, "StageRegion", e);
 }
 
+/* Values a queue pair can be moved to RTR/RTS with; the GID is a real address. */
+static int validate_rc_connect(const RcConnect *r, struct ctrl_err *e)
+{
+	static const uint8_t zero[CTRL_GID_LEN];
+
+	if (r->qpn == 0 || r->qpn > 0xffffff || r->psn > 0xffffff)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "RcConnect qpn %" PRIu32 " psn %" PRIu32 " out of range", r->qpn,
+			       r->psn);
+	if (r->gid.len != CTRL_GID_LEN || memcmp(r->gid.data, zero, CTRL_GID_LEN) == 0)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "RcConnect gid of %zu bytes (or zero): want %d", r->gid.len,
+			       CTRL_GID_LEN);
+	if (r->mtu < CTRL_RC_MTU_MIN || r->mtu > CTRL_RC_MTU_MAX)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "RcConnect mtu %" PRIu32 " is no ibv_mtu (%d..%d)", r->mtu,
+			       CTRL_RC_MTU_MIN, CTRL_RC_MTU_MAX);
+	if (r->rd_atomic == 0 || r->rd_atomic > 255)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "RcConnect rd_atomic %" PRIu32 " out of 1..255", r->rd_atomic);
+	return 0;
+}
+
 static int validate_stage_req(const struct ctrl_state *st, const StageReq *r, struct ctrl_err *e)
 {
 	uint32_t ps = st->neg.page_size;
@@ -1067,6 +1109,8 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 				       "FaultLane qpn %" PRIu32 " psn %" PRIu32 " out of range",
 				       m->fault_lane->qpn, m->fault_lane->psn);
 		return 0;
+	case RDMIG_MSG__BODY_RC_CONNECT:
+		return validate_rc_connect(m->rc_connect, e);
 	case RDMIG_MSG__BODY_IMAGES_DONE:
 	case RDMIG_MSG__BODY_ATTACH:
 	case RDMIG_MSG__BODY_RUNNING:
@@ -1090,17 +1134,19 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 
 /*
  * Who may send what in which phase: the table of docs/protocol.md.
- * data: also legal on a data channel (which skips the image phase).
+ * data: also legal on a data channel (which skips the image phase); side:
+ * legal on an RC side channel (which skips it too).
  */
 static const struct {
 	uint16_t source, dest;
 	uint64_t feature; /* required negotiated feature, or 0 */
 	bool data;
+	bool side;
 } legal[] = {
-    [RDMIG_MSG__BODY_HELLO] = {PH(HELLO), PH(HELLO), 0, true},
-    [RDMIG_MSG__BODY_AUTH_PROOF] = {PH(SOURCE_PROOF), PH(DEST_PROOF), 0, true},
-    [RDMIG_MSG__BODY_AUTH_RESULT] = {PH(SOURCE_RESULT), PH(DEST_RESULT), 0, true},
-    [RDMIG_MSG__BODY_ABORT] = {PH_NOT_CLOSE, PH_NOT_CLOSE, 0, true},
+    [RDMIG_MSG__BODY_HELLO] = {PH(HELLO), PH(HELLO), 0, true, true},
+    [RDMIG_MSG__BODY_AUTH_PROOF] = {PH(SOURCE_PROOF), PH(DEST_PROOF), 0, true, true},
+    [RDMIG_MSG__BODY_AUTH_RESULT] = {PH(SOURCE_RESULT), PH(DEST_RESULT), 0, true, true},
+    [RDMIG_MSG__BODY_ABORT] = {PH_NOT_CLOSE, PH_NOT_CLOSE, 0, true, true},
     [RDMIG_MSG__BODY_MEM_REGIONS] = {PH(IMAGES), 0, CTRL_FEAT_RDMA_READ, false},
     [RDMIG_MSG__BODY_IMAGE_FILE] = {PH(IMAGES), 0, 0, false},
     [RDMIG_MSG__BODY_TASK_TABLE] = {PH(IMAGES), 0, 0, false},
@@ -1109,7 +1155,7 @@ static const struct {
     [RDMIG_MSG__BODY_READ_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_TCP_READ, true},
     [RDMIG_MSG__BODY_READ_RESP] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_TCP_READ, true},
     [RDMIG_MSG__BODY_PROGRESS] = {0, PH(POSTCOPY), 0, false},
-    [RDMIG_MSG__BODY_KEEPALIVE] = {PH_AUTHED, PH_AUTHED, 0, true},
+    [RDMIG_MSG__BODY_KEEPALIVE] = {PH_AUTHED, PH_AUTHED, 0, true, true},
     [RDMIG_MSG__BODY_DONE] = {0, PH(POSTCOPY), 0, false},
     /* In the image phase only as the answer to Attach{resume} (state_apply()). */
     [RDMIG_MSG__BODY_DONE_ACK] = {PH(IMAGES) | PH(DONE), 0, 0, false},
@@ -1119,6 +1165,7 @@ static const struct {
 				    CTRL_FEAT_FAULT_LANE, false},
     [RDMIG_MSG__BODY_ATTACH] = {0, PH(IMAGES), CTRL_FEAT_RESUME, false},
     [RDMIG_MSG__BODY_RUNNING] = {0, PH(POSTCOPY), CTRL_FEAT_RESUME, false},
+    [RDMIG_MSG__BODY_RC_CONNECT] = {PH(POSTCOPY), PH(POSTCOPY), CTRL_FEAT_RC_SIDE, false, true},
 };
 
 static enum ctrl_role role_other(enum ctrl_role r)
@@ -1165,6 +1212,13 @@ static int state_legal(const struct ctrl_state *st, enum ctrl_role sender, Rdmig
 	if (st->neg.channel == CTRL_CHANNEL_DATA && !legal[type].data)
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO, "%s is illegal on a data channel",
 			       name);
+	/* An RC side channel says where a queue pair is, and nothing else (§7.4). */
+	if (st->neg.channel == CTRL_CHANNEL_RC_SIDE && !legal[type].side)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
+			       "%s is illegal on an RC side channel", name);
+	if (st->neg.channel != CTRL_CHANNEL_RC_SIDE && type == RDMIG_MSG__BODY_RC_CONNECT)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
+			       "RcConnect is legal only on an RC side channel");
 	return 0;
 }
 
@@ -1372,8 +1426,8 @@ static int state_apply(struct ctrl_state *st, enum ctrl_role sender, const Rdmig
 		else if (st->phase == CTRL_PH_SOURCE_RESULT)
 			st->phase = CTRL_PH_SOURCE_PROOF;
 		else
-			st->phase = st->neg.channel == CTRL_CHANNEL_DATA ? CTRL_PH_POSTCOPY
-									 : CTRL_PH_IMAGES;
+			st->phase = st->neg.channel == CTRL_CHANNEL_CONTROL ? CTRL_PH_IMAGES
+									    : CTRL_PH_POSTCOPY;
 		return 0;
 	case RDMIG_MSG__BODY_DONE_ACK:
 		/* The lost-DoneAck case: a resume of a migration the source has finished. */

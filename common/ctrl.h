@@ -67,6 +67,12 @@
 #define CTRL_FEAT_FAULT_CONN ((uint64_t)FEATURE__FEAT_FAULT_CONN)
 /* Post-copy survives a lost connection: the destination reconnects and resumes (Attach). */
 #define CTRL_FEAT_RESUME ((uint64_t)FEATURE__FEAT_RESUME)
+/* RDMA: a resuming destination's queue pair made by hand, set up over an RC side channel. */
+#define CTRL_FEAT_RC_SIDE ((uint64_t)FEATURE__FEAT_RC_SIDE)
+/* RcConnect: a GID's bytes; the path MTUs of enum ibv_mtu (256 .. 4096 bytes). */
+#define CTRL_GID_LEN	16
+#define CTRL_RC_MTU_MIN 1
+#define CTRL_RC_MTU_MAX 5
 
 #define CTRL_IMAGE_FILE_LAST 1u
 #define CTRL_TASK_TABLE_LAST 1u
@@ -79,6 +85,7 @@ enum ctrl_role {
 enum ctrl_channel {
 	CTRL_CHANNEL_CONTROL = CHANNEL__CHANNEL_CONTROL,
 	CTRL_CHANNEL_DATA = CHANNEL__CHANNEL_DATA,
+	CTRL_CHANNEL_RC_SIDE = CHANNEL__CHANNEL_RC_SIDE,
 };
 
 enum ctrl_abort {
@@ -161,6 +168,7 @@ struct ctrl_out {
 		FaultLane fault_lane;
 		Attach attach;
 		Running running;
+		RcConnect rc_connect;
 	} body;
 	void *scratch;
 };
@@ -246,6 +254,12 @@ int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
 int ctrl_msg_attach(struct ctrl_out *o, bool resume, bool page_hashes);
 /* FEAT_RESUME: the destination's workload runs (post-copy proper). */
 int ctrl_msg_running(struct ctrl_out *o);
+/*
+ * FEAT_RC_SIDE: where the sender's hand-made queue pair is (protocol.md
+ * §7.4).  The message borrows gid: send it before gid goes.
+ */
+int ctrl_msg_rc_connect(struct ctrl_out *o, uint32_t qpn, uint32_t psn,
+			const uint8_t gid[CTRL_GID_LEN], uint32_t mtu, uint32_t rd_atomic);
 
 /* Folds one range checksum into the Done digest; start from 0. */
 uint64_t ctrl_digest_add(uint64_t digest, uint64_t range_xxh3);

@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "log.h"
+#include "rcqp.h"
 #include "util.h"
 
 /* wr_id layout: the kind in the top byte, a slot index below it. */
@@ -50,6 +51,15 @@ struct rdma_ep {
 	struct rdma_event_channel *cm_ch; /* own channel, connecting side only */
 	struct event *cm_ev;
 	struct rdma_cm_id *id;
+	struct ibv_qp *qp; /* id->qp, or the one made by hand (manual) */
+	/*
+	 * Made by hand (rdma_ep_manual()): id is only bound to the local
+	 * address, for its device and port; the QP's path came from the peer.
+	 */
+	bool manual;
+	struct rcqp_local local;
+	struct rcqp_path path;
+	struct event *est_ev; /* reports established once the QP is in RTS */
 	struct ibv_pd *pd;
 	struct ibv_comp_channel *comp_ch;
 	struct event *comp_ev;
@@ -250,7 +260,7 @@ static int ep_post_recv(struct rdma_ep *ep, uint32_t slot)
 	int ret;
 
 	sge.addr = (uintptr_t)bufs_slot(ep, &ep->recv, slot, &sge.lkey);
-	ret = ibv_post_recv(ep->id->qp, &wr, &bad);
+	ret = ibv_post_recv(ep->qp, &wr, &bad);
 	if (ret) {
 		log_err("ibv_post_recv on %s: %s", ep->name, strerror(ret));
 		return -ret;
@@ -274,7 +284,7 @@ static int ep_post_send_slot(struct rdma_ep *ep, uint32_t slot, size_t len)
 	int ret;
 
 	sge.addr = (uintptr_t)bufs_slot(ep, &ep->send, slot, &sge.lkey);
-	ret = ibv_post_send(ep->id->qp, &wr, &bad);
+	ret = ibv_post_send(ep->qp, &wr, &bad);
 	if (ret) {
 		log_err("ibv_post_send (SEND %zu bytes) on %s: %s", len, ep->name, strerror(ret));
 		ep->send_free[ep->nr_send_free++] = slot;
@@ -368,9 +378,8 @@ static int ep_post_read(struct rdma_ep *ep, struct ibv_qp *qp, uint64_t kind, ui
 int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 		 uint32_t len, uint64_t cookie)
 {
-	return ep_post_read(ep, ep->id ? ep->id->qp : NULL, WR_KIND_READ, ep->read_free,
-			    &ep->nr_read_free, ep->read_cookie, local, lkey, raddr, rkey, len,
-			    cookie);
+	return ep_post_read(ep, ep->qp, WR_KIND_READ, ep->read_free, &ep->nr_read_free,
+			    ep->read_cookie, local, lkey, raddr, rkey, len, cookie);
 }
 
 int rdma_ep_reg(struct rdma_ep *ep, void *addr, size_t len, int access, struct ibv_mr **out)
@@ -417,6 +426,14 @@ static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t pee
 	struct ibv_qp_attr a;
 	int mask = 0, ret;
 
+	if (ep->manual) {
+		/* No rdma_cm path: the one the peer's RcConnect gave the first QP. */
+		if (state == IBV_QPS_INIT)
+			return rcqp_init(ep->lane_qp, ep->local.port, IBV_ACCESS_REMOTE_READ);
+		if (state == IBV_QPS_RTR)
+			return rcqp_rtr(ep->lane_qp, &ep->path, peer_qpn, peer_psn);
+		return rcqp_rts(ep->lane_qp, &ep->path, ep->lane_psn);
+	}
 	memset(&a, 0, sizeof(a));
 	a.qp_state = state;
 	if (rdma_init_qp_attr(ep->id, &a, &mask)) {
@@ -751,7 +768,7 @@ int rdma_ep_set_trusted(struct rdma_ep *ep)
 	const struct rdma_ep_params *p = &ep->params;
 	int ret = 0;
 
-	if (ep->trusted || ep->closing || !ep->id || !ep->id->qp)
+	if (ep->trusted || ep->closing || !ep->qp)
 		return ep->trusted ? 0 : -ENOTCONN;
 	ep->trusted = true;
 	if (ep->recv.n0 < p->recv_depth)
@@ -768,6 +785,29 @@ int rdma_ep_set_trusted(struct rdma_ep *ep)
 	return 0;
 }
 
+/* The first QP: rdma_cm's, or by hand in INIT, READs of our memory allowed. */
+static int ep_create_qp(struct rdma_ep *ep, struct ibv_qp_init_attr *qpa)
+{
+	int ret;
+
+	if (!ep->manual) {
+		if (rdma_create_qp(ep->id, ep->pd, qpa)) {
+			ret = -errno;
+			log_err("rdma_create_qp on %s: %s", ep->name, strerror(errno));
+			return ret;
+		}
+		ep->qp = ep->id->qp;
+		return 0;
+	}
+	ep->qp = ibv_create_qp(ep->pd, qpa);
+	if (!ep->qp) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_create_qp on %s: %s", ep->name, strerror(-ret));
+		return ret;
+	}
+	return rcqp_init(ep->qp, ep->local.port, IBV_ACCESS_REMOTE_READ);
+}
+
 static int ep_setup_verbs(struct rdma_ep *ep)
 {
 	struct ibv_qp_init_attr qpa = {0};
@@ -776,7 +816,8 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 	uint32_t i;
 	int ret;
 
-	ep_update_name(ep);
+	if (!ep->manual)
+		ep_update_name(ep);
 	ep->pd = ibv_alloc_pd(verbs);
 	if (!ep->pd) {
 		ret = -(errno ? errno : ENOMEM);
@@ -802,11 +843,9 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 	qpa.cap.max_recv_wr = p->recv_depth;
 	qpa.cap.max_send_sge = 1;
 	qpa.cap.max_recv_sge = 1;
-	if (rdma_create_qp(ep->id, ep->pd, &qpa)) {
-		ret = -errno;
-		log_err("rdma_create_qp on %s: %s", ep->name, strerror(errno));
+	ret = ep_create_qp(ep, &qpa);
+	if (ret < 0)
 		goto out;
-	}
 
 	ep->send_free = calloc(p->send_depth, sizeof(*ep->send_free));
 	ep->read_cookie = calloc(p->max_reads, sizeof(*ep->read_cookie));
@@ -885,6 +924,10 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		ibv_destroy_cq(ep->lane_cq);
 	if (ep->id && ep->id->qp)
 		rdma_destroy_qp(ep->id);
+	else if (ep->qp && ibv_destroy_qp(ep->qp))
+		log_warn("ibv_destroy_qp on %s failed", ep->name);
+	if (ep->est_ev)
+		event_free(ep->est_ev);
 	if (ep->comp_ev)
 		event_free(ep->comp_ev);
 	if (ep->resume_ev)
@@ -931,9 +974,17 @@ static void ep_finish_close(struct rdma_ep *ep)
 	ep->lingering = false;
 	if (ep->linger_ev)
 		event_del(ep->linger_ev);
-	if (ep->connected)
+	if (ep->connected && !ep->manual)
 		rdma_disconnect(ep->id);
+	/* Like a disconnect: a QP made by hand has none (the peer notices silence). */
+	if (ep->manual && ep->qp) {
+		struct ibv_qp_attr err = {.qp_state = IBV_QPS_ERR};
+
+		ibv_modify_qp(ep->qp, &err, IBV_QP_STATE);
+	}
 	ep->connected = false;
+	if (ep->est_ev)
+		event_del(ep->est_ev);
 	/* Like the disconnect for the first QP: no READ lands in local memory from now on. */
 	if (ep->lane_qp) {
 		struct ibv_qp_attr err = {.qp_state = IBV_QPS_ERR};
@@ -1302,4 +1353,93 @@ void rdma_listener_destroy(struct rdma_listener *l)
 	if (l->cm_ch)
 		rdma_destroy_event_channel(l->cm_ch);
 	free(l);
+}
+
+/* ---- endpoints made by hand (no rdma_cm connection) ---- */
+
+static void ep_est_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rdma_ep *ep = arg;
+
+	if (!ep->closing && ep->connected && ep->ops && ep->ops->established)
+		ep->ops->established(ep, ep->arg);
+}
+
+int rdma_ep_manual(struct event_base *base, const struct sockaddr *local, const char *peer_name,
+		   const struct rdma_ep_params *params, struct rdma_ep **out,
+		   struct rcqp_addr *mine)
+{
+	struct sockaddr_storage bind_to;
+	struct rdma_ep *ep;
+	int ret;
+
+	ep = ep_alloc(base, params);
+	if (!ep)
+		return -ENOMEM;
+	ep->manual = true;
+	snprintf(ep->name, sizeof(ep->name), "%s (queue pair by hand)", peer_name);
+	ret = cm_open(ep, &ep->cm_ch, &ep->id);
+	if (ret < 0)
+		goto out;
+	/* Bound, never connected: it names the device and port of the address, no MAD is sent. */
+	memset(&bind_to, 0, sizeof(bind_to));
+	memcpy(&bind_to, local,
+	       local->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+					    : sizeof(struct sockaddr_in));
+	if (bind_to.ss_family == AF_INET)
+		((struct sockaddr_in *)&bind_to)->sin_port = 0;
+	else
+		((struct sockaddr_in6 *)&bind_to)->sin6_port = 0;
+	if (rdma_bind_addr(ep->id, (struct sockaddr *)&bind_to) || !ep->id->verbs) {
+		ret = errno ? -errno : -ENODEV;
+		log_err("rdma_bind_addr for %s: %s (no RDMA device on the side connection's "
+			"address?)",
+			ep->name, strerror(-ret));
+		goto out;
+	}
+	snprintf(ep->name, sizeof(ep->name), "%s (%s, queue pair by hand)", peer_name,
+		 ibv_get_device_name(ep->id->verbs->device));
+	ret = rcqp_local(ep->id->verbs, ep->id->port_num, local, &ep->local);
+	if (ret < 0)
+		goto out;
+	ret = ep_setup_verbs(ep);
+	if (ret < 0)
+		goto out;
+	ep->est_ev = evtimer_new(base, ep_est_cb, ep);
+	if (!ep->est_ev) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ep->local.addr.qpn = ep->qp->qp_num;
+	ep->local.addr.psn = (uint32_t)(now_ns() ^ ((uintptr_t)ep >> 4)) & 0xffffff;
+	*mine = ep->local.addr;
+	*out = ep;
+	ret = 0;
+out:
+	if (ret < 0) {
+		ep->closing = true;
+		ep_free_cb(-1, 0, ep);
+	}
+	return ret;
+}
+
+int rdma_ep_manual_connect(struct rdma_ep *ep, const struct rcqp_addr *peer)
+{
+	static const struct timeval now = {0, 0};
+	int ret;
+
+	if (!ep->manual || ep->connected || ep->closing)
+		return -EINVAL;
+	rcqp_path(&ep->local, peer, &ep->path);
+	ret = rcqp_rtr(ep->qp, &ep->path, peer->qpn, peer->psn);
+	if (ret == 0)
+		ret = rcqp_rts(ep->qp, &ep->path, ep->local.addr.psn);
+	if (ret < 0)
+		return ret;
+	ep->connected = true;
+	log_debug("%s: QP %u in RTS towards peer QP %u (path MTU %d)", ep->name, ep->qp->qp_num,
+		  peer->qpn, 128 << ep->path.mtu);
+	/* From the loop, as rdma_cm's ESTABLISHED: the caller may still be setting up. */
+	event_add(ep->est_ev, &now);
+	return 0;
 }

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct rdma_ep;
 struct rdma_listener;
@@ -144,6 +145,25 @@ uint32_t rdma_ep_read_slots(const struct rdma_ep *ep);
 
 /* "192.0.2.1:7471 (rxe0)" for log messages. */
 const char *rdma_ep_name(const struct rdma_ep *ep);
+
+/*
+ * An endpoint whose queue pair is made and connected by hand, with no
+ * rdma_cm connection (rcqp.h, protocol.md §7.4): where rdma_cm's QP1 does
+ * not work, an authenticated side channel carries each side's struct
+ * rcqp_addr instead.  rdma_ep_manual() makes the endpoint on the RDMA
+ * device of the local address local (its PD, CQ, buffers, a QP in INIT
+ * with receives posted) and fills *mine for the peer; its ops are set with
+ * rdma_ep_set_ops().  rdma_ep_manual_connect() moves the QP to RTR and RTS
+ * towards the peer's; established() follows from the loop.  From then on it
+ * is an endpoint like any other, the fault lane included, except that a
+ * peer's close is not reported: it is noticed by its silence, or a failed
+ * SEND or READ.  The caller owns *out (rdma_ep_close()).
+ */
+struct rcqp_addr;
+int rdma_ep_manual(struct event_base *base, const struct sockaddr *local, const char *peer_name,
+		   const struct rdma_ep_params *params, struct rdma_ep **out,
+		   struct rcqp_addr *mine);
+int rdma_ep_manual_connect(struct rdma_ep *ep, const struct rcqp_addr *peer);
 
 void rdma_ep_close(struct rdma_ep *ep);
 

@@ -112,6 +112,20 @@ bool tcpconn_is_tls(const struct tcpconn *c)
 	return c->params.tls != NULL;
 }
 
+int tcpconn_local_addr(const struct tcpconn *c, struct sockaddr_storage *out)
+{
+	socklen_t len = sizeof(*out);
+	evutil_socket_t fd = c->bev ? bufferevent_getfd(c->bev) : -1;
+
+	if (fd < 0 || !c->connected)
+		return -ENOTCONN;
+	if (getsockname(fd, (struct sockaddr *)out, &len) < 0) {
+		log_err("getsockname on %s: %s", c->name, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
 const char *tcpconn_name(const struct tcpconn *c)
 {
 	return c->name;

@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct ssl_ctx_st;
 
@@ -137,6 +138,9 @@ bool tcpconn_send_blocked(const struct tcpconn *c);
 
 /* Whether c carries TLS (params.tls). */
 bool tcpconn_is_tls(const struct tcpconn *c);
+
+/* The connection's own address (getsockname), once established. */
+int tcpconn_local_addr(const struct tcpconn *c, struct sockaddr_storage *out);
 
 /* "192.0.2.1:7471" for log messages. */
 const char *tcpconn_name(const struct tcpconn *c);

@@ -398,3 +398,41 @@ void xport_drain_closing(struct event_base *base, unsigned int max_ms)
 		event_base_loop(base, EVLOOP_ONCE);
 	event_free(tick);
 }
+
+/* ---- RDMA endpoints made by hand, set up over a TCP side channel ---- */
+
+int xport_rc_make(struct event_base *base, const struct xport *side, const struct xport_params *p,
+		  struct xport **out, struct rcqp_addr *mine)
+{
+	struct sockaddr_storage local;
+	struct rdma_ep_params rp;
+	struct xport *x;
+	int ret;
+
+	if (side->kind != XPORT_TCP)
+		return -EINVAL;
+	ret = tcpconn_local_addr(side->tc, &local);
+	if (ret < 0)
+		return ret;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return -ENOMEM;
+	x->kind = XPORT_RDMA;
+	rdma_params(p, &rp);
+	ret = rdma_ep_manual(base, (const struct sockaddr *)&local, tcpconn_name(side->tc), &rp,
+			     &x->ep, mine);
+	if (ret < 0) {
+		free(x);
+		return ret;
+	}
+	rdma_ep_set_ops(x->ep, &xport_rdma_ops, x);
+	*out = x;
+	return 0;
+}
+
+int xport_rc_connect(struct xport *x, const struct rcqp_addr *peer)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_manual_connect(x->ep, peer);
+}

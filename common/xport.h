@@ -123,6 +123,18 @@ int xport_poll(struct xport *x);
 void xport_close(struct xport *x);
 
 /*
+ * An RDMA connection without rdma_cm (rdma_ep_manual(), protocol.md §7.4):
+ * xport_rc_make() makes its endpoint on the device of side's local address
+ * (side: the authenticated TCP side channel) and fills *mine for the peer;
+ * xport_rc_connect() connects it to the peer's, and established() follows.
+ * The caller sets the ops (xport_set_ops()) and owns *out.
+ */
+struct rcqp_addr;
+int xport_rc_make(struct event_base *base, const struct xport *side, const struct xport_params *p,
+		  struct xport **out, struct rcqp_addr *mine);
+int xport_rc_connect(struct xport *x, const struct rcqp_addr *peer);
+
+/*
  * At exit: runs the loop (at most max_ms) until the connections already
  * closed are released, their queued output (a DoneAck, an Abort) written
  * and the peer's FIN seen; exiting sooner would lose it or send a RST.

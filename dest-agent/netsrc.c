@@ -15,6 +15,7 @@
 #include "ctrl.h"
 #include "ctrlconn.h"
 #include "log.h"
+#include "rcqp.h"
 #include "safepath.h"
 #include "rdmig-config.h"
 #include "util.h"
@@ -119,6 +120,13 @@ struct netsrc {
 	uint32_t lane_inflight; /* of them, READs on the fault lane */
 	uint64_t next_cookie;
 	struct ns_fconn fc;
+	/*
+	 * RDMA with FEAT_RC_SIDE: a reconnection's TCP side channel, which
+	 * sets up the new queue pair by hand (protocol.md §7.4); only while
+	 * an attempt runs.
+	 */
+	struct ns_fconn side;
+	bool peer_rc_side; /* the source offered FEAT_RC_SIDE on the first connection */
 
 	struct netsrc_stats stats;
 
@@ -139,6 +147,7 @@ struct netsrc {
 
 static void ns_connect_now(struct netsrc *ns);
 static void ns_fc_close(struct netsrc *ns);
+static void ns_side_close(struct netsrc *ns);
 
 /*
  * Closing disconnects the queue pair at once, so no READ lands in staging
@@ -321,6 +330,7 @@ static void ns_pause(struct netsrc *ns, const char *reason)
 
 	/* The fault connection dies with its control connection; remade on resume. */
 	ns_fc_close(ns);
+	ns_side_close(ns);
 	ns_close_xport(ns);
 	ns_file_close(ns);
 	/*
@@ -373,6 +383,7 @@ static void ns_expire(struct netsrc *ns)
 		 ns->cfg.pause_limit_s, ns->pause_reason);
 	ns->expired = true;
 	event_del(ns->retry);
+	ns_side_close(ns);
 	ns_close_xport(ns);
 	log_err("%s: %s; giving up, the checkpoint stays on the source", ns->name, why);
 	if (ns->ops->pause_expired)
@@ -429,6 +440,9 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 	 */
 	if (channel == CTRL_CHANNEL_CONTROL)
 		h.features |= CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_RESUME;
+	/* Over RDMA a resume makes its queue pair by hand, set up on a side channel (§7.4). */
+	if (ns->cfg.kind == XPORT_RDMA && channel != CTRL_CHANNEL_DATA)
+		h.features |= CTRL_FEAT_RC_SIDE | CTRL_FEAT_RESUME;
 	ret = auth_nonce(nonce);
 	if (ret == 0)
 		ret = ctrl_msg_hello(&o, &h);
@@ -503,9 +517,10 @@ static void on_hello(struct netsrc *ns)
 			 "the source does not serve pages over this transport");
 		return;
 	}
-	if (!ns->paused)
+	if (!ns->paused) {
 		ns->peer_resume = neg->features & CTRL_FEAT_RESUME;
-	else if (!(neg->features & CTRL_FEAT_RESUME)) {
+		ns->peer_rc_side = neg->features & CTRL_FEAT_RC_SIDE;
+	} else if (!(neg->features & CTRL_FEAT_RESUME)) {
 		ns_abort(ns, CTRL_ABORT_FEATURES,
 			 "the source came back without resume (FEAT_RESUME): it cannot serve a "
 			 "paused migration");
@@ -1414,6 +1429,163 @@ static void ns_fc_tick(struct netsrc *ns, uint64_t now)
 	ctrlconn_keepalive(ns->fc.x, &ns->fc.st, ns->fc.name, &ns->fc.ka_seq, now);
 }
 
+/* ---- the RC side channel (RDMA, FEAT_RC_SIDE): a resume without rdma_cm ---- */
+
+static void ns_side_close(struct netsrc *ns)
+{
+	if (ns->side.x)
+		xport_close(ns->side.x);
+	ns->side.x = NULL;
+}
+
+/* An attempt that failed on the side channel: pause on, try again later. */
+static void ns_side_failed(struct netsrc *ns, const char *why)
+{
+	char reason[320];
+
+	snprintf(reason, sizeof(reason), "RC side channel: %s", why);
+	ns_pause(ns, reason);
+}
+
+static void ns_side_established(struct xport *x, void *arg)
+{
+	struct netsrc *ns = arg;
+
+	if (ns_send_hello(ns, x, &ns->side.st, ns->side.name, ns->side.nonce,
+			  CTRL_CHANNEL_RC_SIDE) < 0)
+		ns_side_failed(ns, "cannot send Hello");
+}
+
+/*
+ * Both proofs are in: make the new endpoint on the device of this
+ * channel's address and tell the source where its queue pair is.
+ */
+static void ns_side_offer(struct netsrc *ns, const AuthProof *p)
+{
+	struct rcqp_addr mine;
+	struct xport_params xp;
+	struct ctrl_out o;
+	int ret;
+
+	ret = ns_check_proof(ns, ns->side.x, &ns->side.st, ns->side.name, p);
+	if (ret == -EACCES) {
+		ns_fail(ns, -EACCES,
+			"the source failed to prove it knows the migration's secret on the RC "
+			"side channel");
+		return;
+	}
+	if (ret < 0) {
+		ns_side_failed(ns, "cannot confirm authentication");
+		return;
+	}
+	xport_params_init(&xp);
+	xp.max_reads = ns->cfg.max_reads;
+	ret = xport_rc_make(ns->base, ns->side.x, &xp, &ns->x, &mine);
+	if (ret < 0) {
+		ns->x = NULL;
+		ns_side_failed(ns, "cannot make a queue pair");
+		return;
+	}
+	xport_set_ops(ns->x, &ns_xops, ns);
+	if (ctrl_msg_rc_connect(&o, mine.qpn, mine.psn, mine.gid, mine.mtu, mine.rd_atomic) < 0 ||
+	    ns_send_on(ns->side.x, &ns->side.st, ns->side.name, &o) < 0)
+		ns_side_failed(ns, "cannot send RcConnect");
+}
+
+/* The source's queue pair: ours goes to RTS; the control protocol starts on it. */
+static void ns_side_connect(struct netsrc *ns, const RcConnect *rc)
+{
+	struct rcqp_addr peer = {
+	    .qpn = rc->qpn, .psn = rc->psn, .mtu = rc->mtu, .rd_atomic = rc->rd_atomic};
+
+	if (!ns->x) {
+		ns_side_failed(ns, "RcConnect out of order");
+		return;
+	}
+	memcpy(peer.gid, rc->gid.data, RCQP_GID_LEN);
+	if (xport_rc_connect(ns->x, &peer) < 0) {
+		ns_side_failed(ns, "cannot connect the queue pair");
+		return;
+	}
+	log_info("%s: queue pair to the source's %" PRIu32 " made by hand; resuming on it",
+		 ns->side.name, rc->qpn);
+	/* Its work is done: the new connection has its own handshake and keepalives. */
+	ns_side_close(ns);
+}
+
+static void ns_side_recv(struct xport *x, const void *buf, size_t len, void *arg)
+{
+	struct netsrc *ns = arg;
+	RdmigMsg *m = NULL;
+	uint32_t code;
+
+	if (ctrl_state_recv(&ns->side.st, buf, len, &m) < 0) {
+		ns_side_failed(ns, ctrl_state_error(&ns->side.st, &code));
+		return;
+	}
+	switch (m->body_case) {
+	case RDMIG_MSG__BODY_HELLO:
+		if (ns_send_proof(ns, x, &ns->side.st, ns->side.name) < 0)
+			ns_side_failed(ns, "cannot send the authentication proof");
+		break;
+	case RDMIG_MSG__BODY_AUTH_RESULT:
+		/* As on a control connection: the source no longer has the migration. */
+		if (!m->auth_result->ok)
+			ns_fail(ns, -EACCES,
+				"the source refused our authentication: it no longer serves this "
+				"migration (aborted or ended there?)");
+		break;
+	case RDMIG_MSG__BODY_AUTH_PROOF:
+		ns_side_offer(ns, m->auth_proof);
+		break;
+	case RDMIG_MSG__BODY_RC_CONNECT:
+		ns_side_connect(ns, m->rc_connect);
+		break;
+	case RDMIG_MSG__BODY_KEEPALIVE:
+		break;
+	case RDMIG_MSG__BODY_ABORT:
+		/* Busy with our old connection, or still mapping: the next attempt may do. */
+		ns_side_failed(ns, m->abort->reason ? m->abort->reason : "the source aborted it");
+		break;
+	default:
+		ns_side_failed(ns, "unexpected message");
+		break;
+	}
+	ctrl_free(m);
+}
+
+static void ns_side_closed(struct xport *x, int reason, void *arg)
+{
+	struct netsrc *ns = arg;
+	char why[96];
+
+	snprintf(why, sizeof(why), "closed (%s)", strerror(-reason));
+	ns_side_failed(ns, why);
+}
+
+static const struct xport_ops ns_side_xops = {
+    .established = ns_side_established,
+    .recv = ns_side_recv,
+    .closed = ns_side_closed,
+};
+
+/*
+ * A reconnection over RDMA without rdma_cm: after a link flap the guests'
+ * kernel drops every rdma_cm MAD for good (docs/testing.md), while queue
+ * pairs connected by hand still work.  Plain TCP to the source's port.
+ */
+static int ns_side_start(struct netsrc *ns)
+{
+	struct xport_params xp;
+
+	snprintf(ns->side.name, sizeof(ns->side.name), "%s, RC side channel", ns->name);
+	ctrl_state_clear(&ns->side.st);
+	ctrl_state_init(&ns->side.st, CTRL_ROLE_DEST, ns->side.name);
+	xport_params_init(&xp);
+	return xport_connect(ns->base, XPORT_TCP, ns->host, ns->port, &xp, &ns_side_xops, ns,
+			     &ns->side.x);
+}
+
 static void ns_connect_now(struct netsrc *ns)
 {
 	int ret;
@@ -1421,6 +1593,19 @@ static void ns_connect_now(struct netsrc *ns)
 	ctrl_state_clear(&ns->st);
 	ctrl_state_init(&ns->st, CTRL_ROLE_DEST, ns->name);
 	ns->attempt_ns = now_ns();
+	if (ns->paused && ns->peer_rc_side && ns->cfg.kind == XPORT_RDMA) {
+		ret = ns_side_start(ns);
+		if (ret < 0) {
+			char why[128];
+
+			ns->side.x = NULL;
+			snprintf(why, sizeof(why),
+				 "cannot connect to the source's side listener: %s",
+				 strerror(-ret));
+			ns_lost(ns, ret, why);
+		}
+		return;
+	}
 	ret = ns_xport_connect(ns, &ns_xops, &ns->x);
 	if (ret < 0) {
 		ns->x = NULL;
@@ -1454,7 +1639,8 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 			return;
 		}
 		/* An attempt that hangs (no route, a stalled source) is given up and retried. */
-		if (ns->x && now - ns->attempt_ns > (uint64_t)ns_attempt_s(ns) * 1000000000ull)
+		if ((ns->x || ns->side.x) &&
+		    now - ns->attempt_ns > (uint64_t)ns_attempt_s(ns) * 1000000000ull)
 			ns_pause(ns, "the reconnection attempt timed out");
 		return;
 	}
@@ -1556,6 +1742,8 @@ void netsrc_free(struct netsrc *ns)
 		return;
 	ns_fc_close(ns);
 	ctrl_state_clear(&ns->fc.st);
+	ns_side_close(ns);
+	ctrl_state_clear(&ns->side.st);
 	ns_close_xport(ns);
 	ns_file_close(ns);
 	ctrl_state_clear(&ns->st);

@@ -41,6 +41,11 @@ struct src_agent {
 	bool verify;	     /* offer per-page checksums */
 	bool one_lane;	     /* RDMA: offer no fault lane (as an older source) */
 	bool no_resume;	     /* offer no FEAT_RESUME (as an older source) */
+	/*
+	 * RDMA: the parameters of the resumed connections made by hand when
+	 * the TCP side listener is up (FEAT_RC_SIDE offered); NULL: not.
+	 */
+	const struct xport_params *rc_side;
 	bool exit_when_done; /* stop once every migration is done */
 	unsigned int handshake_timeout_s;
 	unsigned int dead_after_s;

@@ -217,6 +217,31 @@ static int accept_cb(struct xport_listener *l, struct xport *x, void *arg)
 	return src_session_start(arg, x);
 }
 
+/*
+ * Over RDMA, a TCP listener on the same port number for the RC side
+ * channels of resuming destinations (FEAT_RC_SIDE, protocol.md §7.4),
+ * which need no rdma_cm.  Without it the bit is not offered and they
+ * reconnect over rdma_cm.
+ */
+static void rc_side_listen(struct src_agent *a, const char *host, const struct xport_params *rdma,
+			   struct xport_listener **out)
+{
+	struct xport_params side;
+	char port[16];
+
+	xport_params_init(&side);
+	snprintf(port, sizeof(port), "%d", a->port);
+	if (xport_listen(a->base, XPORT_TCP, host, port, &side, accept_cb, a, out) < 0) {
+		log_warn("no TCP side listener on %s:%s: a paused destination reconnects over "
+			 "rdma_cm only",
+			 host, port);
+		*out = NULL;
+		return;
+	}
+	a->rc_side = rdma;
+	log_info("listening on %s:%s (tcp) for resuming destinations' queue pairs", host, port);
+}
+
 static int add_migration(struct src_agent *a, char *spec, bool verify)
 {
 	char *id = spec, *dir, *secret;
@@ -352,7 +377,7 @@ int main(int argc, char **argv)
 	};
 	struct src_opts o = {.listen = "0.0.0.0"};
 	enum log_level level = LOG_LVL_INFO;
-	struct xport_listener *listener = NULL;
+	struct xport_listener *listener = NULL, *rc_listener = NULL;
 	struct event *sigint = NULL, *sigterm = NULL;
 	struct src_migration *m;
 	struct xport_params xp;
@@ -609,6 +634,8 @@ int main(int argc, char **argv)
 	log_info("listening on %s:%d (%s)", host, xport_listener_port(listener),
 		 xport_transport_str(a.kind, a.data_tls));
 	a.port = xport_listener_port(listener);
+	if (a.kind == XPORT_RDMA && !a.no_resume)
+		rc_side_listen(&a, host, &xp, &rc_listener);
 	snprintf(a.listen_host, sizeof(a.listen_host), "%s", host);
 	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
 		 a.port);
@@ -648,6 +675,8 @@ out:
 	 */
 	event_base_loop(a.base, EVLOOP_NONBLOCK);
 	xport_listener_destroy(listener);
+	if (rc_listener)
+		xport_listener_destroy(rc_listener);
 	while ((m = TAILQ_FIRST(&a.migrations)) != NULL) {
 		TAILQ_REMOVE(&a.migrations, m, link);
 		if (m->state != SRC_MIG_DONE && m->state != SRC_MIG_ABORTED &&

@@ -16,6 +16,7 @@
 #include "imgflat.h"
 #include "lazydump.h"
 #include "log.h"
+#include "rcqp.h"
 #include "rdmig-config.h"
 #include "util.h"
 
@@ -89,6 +90,12 @@ struct src_session {
 	bool attached;	    /* FEAT_RESUME: the destination's Attach came */
 	bool resend_hashes; /* its Attach{resume} asked for the PageHashes again */
 	bool running;	    /* Running came (or a resume): the destination runs the workload */
+	/*
+	 * FEAT_RC_SIDE: an authenticated RC side channel (it holds nothing; it
+	 * only sets up a resumed connection's queue pair), and whether it did.
+	 */
+	bool rc_side;
+	bool rc_made;
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
@@ -231,6 +238,8 @@ static uint64_t sess_features(const struct src_session *s)
 	 */
 	if (s->mig && s->mig->lazy_dump)
 		return f | CTRL_FEAT_LAZY_DUMP;
+	if (s->agent->kind == XPORT_RDMA && s->agent->rc_side && !s->agent->no_resume)
+		f |= CTRL_FEAT_RC_SIDE;
 	return f | CTRL_FEAT_VERIFY_PAGES | (s->agent->no_resume ? 0 : CTRL_FEAT_RESUME);
 }
 
@@ -317,9 +326,10 @@ static int on_hello(struct src_session *s, const Hello *h)
 		return ret;
 	}
 	mine.features = sess_features(s);
-	/* A data channel is admitted or refused after the proof, like everything else. */
-	mine.channel =
-	    h->channel == CHANNEL__CHANNEL_DATA ? CTRL_CHANNEL_DATA : CTRL_CHANNEL_CONTROL;
+	/* A data or side channel is admitted or refused after the proof, like everything else. */
+	mine.channel = h->channel == CHANNEL__CHANNEL_DATA	? CTRL_CHANNEL_DATA
+		       : h->channel == CHANNEL__CHANNEL_RC_SIDE ? CTRL_CHANNEL_RC_SIDE
+								: CTRL_CHANNEL_CONTROL;
 	mine.migration_id = h->migration_id;
 	mine.nonce = s->nonce;
 	ret = ctrl_msg_hello(&o, &mine);
@@ -355,6 +365,21 @@ static struct src_session *sess_fault_owner(struct src_session *s, const char **
 	return *why ? NULL : o;
 }
 
+/*
+ * Why an authenticated RC side channel cannot set up a queue pair for its
+ * migration, or NULL: the refusals of a control connection (protocol.md
+ * §7.4); what the connection it makes may do is decided there, at Attach.
+ */
+static const char *sess_rc_side_refusal(const struct src_session *s, int *err)
+{
+	*err = -EPROTO;
+	if (xport_kind(s->x) != XPORT_TCP || !s->agent->rc_side)
+		return "an RC side channel comes over TCP to a source serving over RDMA";
+	if (!(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RC_SIDE))
+		return "an RC side channel needs FEAT_RC_SIDE";
+	return sess_refusal(s, err);
+}
+
 static int on_auth_proof(struct src_session *s, const AuthProof *p)
 {
 	bool data = ctrl_state_negotiated(&s->st)->channel == CTRL_CHANNEL_DATA;
@@ -384,6 +409,13 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	if (data) {
 		ctl = sess_fault_owner(s, &why);
 		ret = -EBUSY;
+	} else if (ctrl_state_negotiated(&s->st)->channel == CTRL_CHANNEL_RC_SIDE) {
+		why = sess_rc_side_refusal(s, &ret);
+		s->rc_side = !why;
+	} else if (xport_kind(s->x) != s->agent->kind) {
+		/* The RDMA source's TCP listener is there for RC side channels alone. */
+		why = "this listener takes RC side channels only";
+		ret = -EPROTO;
 	} else {
 		why = sess_refusal(s, &ret);
 	}
@@ -399,7 +431,7 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	if (ctl) {
 		ctl->fault = s;
 		s->ctl = ctl;
-	} else {
+	} else if (!s->rc_side) {
 		s->mig->busy = true;
 		s->owner = true;
 		snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
@@ -1161,6 +1193,53 @@ static void on_attach(struct src_session *s, const Attach *at)
 	sess_start_stream(s);
 }
 
+/*
+ * The resuming destination's queue pair (protocol.md §7.4): ours is made
+ * on the device of this side channel's address, connected to the peer's,
+ * and taken as a new incoming control connection, which then runs the
+ * whole handshake again; the side channel only answers where ours is.
+ */
+static void on_rc_connect(struct src_session *s, const RcConnect *rc)
+{
+	struct rcqp_addr peer = {
+	    .qpn = rc->qpn, .psn = rc->psn, .mtu = rc->mtu, .rd_atomic = rc->rd_atomic};
+	struct rcqp_addr mine;
+	struct xport *x = NULL;
+	struct ctrl_out o;
+	const char *why;
+	int ret;
+
+	if (!s->rc_side || s->rc_made) {
+		sess_abort(s, CTRL_ABORT_PROTOCOL, "RcConnect out of order");
+		return;
+	}
+	s->rc_made = true;
+	memcpy(peer.gid, rc->gid.data, RCQP_GID_LEN);
+	/* The migration may have been cancelled, taken or ended since the proof. */
+	why = s->mig ? sess_rc_side_refusal(s, &ret) : "migration is no longer served";
+	if (why) {
+		sess_abort(s, CTRL_ABORT_MIGRATION, why);
+		return;
+	}
+	ret = xport_rc_make(s->agent->base, s->x, s->agent->rc_side, &x, &mine);
+	if (ret == 0)
+		ret = xport_rc_connect(x, &peer);
+	if (ret == 0)
+		ret = src_session_start(s->agent, x);
+	if (ret < 0) {
+		if (x)
+			xport_close(x);
+		sess_abort(s, CTRL_ABORT_INTERNAL,
+			   "cannot make a queue pair for the resumed connection");
+		return;
+	}
+	log_info("%s: queue pair %" PRIu32 " made by hand for the resuming destination's %" PRIu32,
+		 s->name, mine.qpn, peer.qpn);
+	if (ctrl_msg_rc_connect(&o, mine.qpn, mine.psn, mine.gid, mine.mtu, mine.rd_atomic) < 0 ||
+	    sess_send(s, &o) < 0)
+		sess_free(s);
+}
+
 /* ---- receive: one handler per message type (ctrlconn.h) ---- */
 
 static void sess_msg_hello(void *arg, const RdmigMsg *m)
@@ -1185,6 +1264,8 @@ static void sess_msg_auth_result(void *arg, const RdmigMsg *m)
 	}
 	if (s->ctl)
 		log_info("%s: fault connection up", s->name);
+	else if (s->rc_side)
+		log_info("%s: RC side channel up", s->name);
 	/* With FEAT_RESUME nothing is streamed before the destination's Attach. */
 	else if (!(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME))
 		sess_start_stream(s);
@@ -1237,6 +1318,11 @@ static void sess_msg_stage_req(void *arg, const RdmigMsg *m)
 	on_stage_req(arg, m->stage_req);
 }
 
+static void sess_msg_rc_connect(void *arg, const RdmigMsg *m)
+{
+	on_rc_connect(arg, m->rc_connect);
+}
+
 static void sess_msg_abort(void *arg, const RdmigMsg *m)
 {
 	struct src_session *s = arg;
@@ -1265,6 +1351,7 @@ static const struct ctrlconn_handlers sess_handlers = {
 	    [RDMIG_MSG__BODY_DONE] = sess_msg_done,
 	    [RDMIG_MSG__BODY_FAULT_LANE] = sess_msg_fault_lane,
 	    [RDMIG_MSG__BODY_STAGE_REQ] = sess_msg_stage_req,
+	    [RDMIG_MSG__BODY_RC_CONNECT] = sess_msg_rc_connect,
 	    [RDMIG_MSG__BODY_ABORT] = sess_msg_abort,
 	},
     .refused = sess_refused,
@@ -1286,6 +1373,8 @@ static void sess_closed(struct xport *x, int reason, void *arg)
 		log_warn("%s: fault connection closed (%s); the destination's faults share "
 			 "its control connection",
 			 s->name, strerror(-reason));
+	else if (s->rc_side)
+		log_info("%s: RC side channel closed (%s)", s->name, strerror(-reason));
 	else if (s->mig && s->mig->state == SRC_MIG_SERVING)
 		log_err("%s: destination lost (%s); keeping the checkpoint for a retry or a "
 			"rollback",
@@ -1359,7 +1448,7 @@ static bool preauth_room(struct src_agent *a, const char *addr)
 
 	LIST_FOREACH(s, &a->sessions, link)
 	{
-		if (s->owner || s->ctl)
+		if (s->owner || s->ctl || s->rc_side)
 			continue;
 		all++;
 		if (strcmp(s->addr, addr) == 0)

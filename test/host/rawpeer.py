@@ -6,6 +6,11 @@ rawpeer.py PORT CASE           one hostile peer (net-proto.sh's cases); prints
 rawpeer.py PORT resets N       N peers send a Hello, then reset the connection
 rawpeer.py PORT probe ID       a Hello for ID, then a wrong AuthProof; prints
                                the answers (nonces masked) and the time taken
+rawpeer.py PORT side ID SECRET_FILE [wrong]
+                               an RC side channel's handshake (Hello with
+                               channel 2 and FEAT_RC_SIDE, then the proof with
+                               the secret, or a wrong one); prints the answers
+                               and the source's features as JSON
 rawpeer.py PORT flood N HOLD ADDR...
                                opens N unauthenticated connections from the
                                local addresses ADDR... in turn (within 10 s),
@@ -14,6 +19,8 @@ rawpeer.py PORT flood N HOLD ADDR...
                                HOLD seconds; prints JSON counts
 Always to 127.0.0.1.  Messages are hand-encoded protobuf (proto/rdmig.proto).
 """
+import hashlib
+import hmac
 import json
 import os
 import selectors
@@ -192,6 +199,44 @@ def probe(port, mig):
                       "proof_ms": round((t2 - t1) * 1000, 1)}))
 
 
+def transcript(role, mig, src, dst):
+    """T(role) of docs/protocol.md §6: what each proof is an HMAC of."""
+    label = b"rdmig control auth v1"
+    t = bytes([len(label)]) + label + bytes([role, len(mig)]) + mig
+    for h in (src, dst):
+        t += struct.pack(">IIQII", h[1], h[2], h[3], h[7], h.get(9, 0)) + h[6]
+    return t
+
+
+def side(port, mig, secret_file, wrong):
+    """The destination's half of an RC side channel's handshake, as rdmig-dest."""
+    mig = mig.encode()
+    mine = {1: 2, 2: 2, 3: 2 | 64 | 2048, 6: os.urandom(32), 7: 4096, 9: 2}
+    body = (field(1, 0, 2) + field(2, 0, 2) + field(3, 0, mine[3]) + field(4, 0, 2) +
+            field(5, 2, mig) + field(6, 2, mine[6]) + field(7, 0, 4096) + field(9, 0, 2))
+    s = connect(port)
+    s.settimeout(8)
+    s.sendall(frame(msg(1, 2, body)))
+    b = recv_frame(s)
+    if b is None:
+        print(json.dumps({"answers": [], "source_features": None}))
+        return
+    answers = [describe(b)]
+    theirs = dict(fields(dict(fields(b))[2]))
+    with open(secret_file, "rb") as f:
+        key = f.read()
+    if wrong:
+        key = bytes(x ^ 1 for x in key)
+    proof = hmac.new(key, transcript(2, mig, theirs, mine), hashlib.sha256).digest()
+    s.sendall(frame(msg(2, 3, field(1, 2, proof))))
+    while True:
+        b = recv_frame(s)
+        if b is None:
+            break
+        answers.append(describe(b))
+    print(json.dumps({"answers": answers, "source_features": theirs[3]}))
+
+
 def flood(port, n, hold, addrs):
     sel = selectors.DefaultSelector()
     socks = {}
@@ -262,6 +307,8 @@ def main():
         resets(port, int(sys.argv[3]))
     elif case == "probe":
         probe(port, sys.argv[3])
+    elif case == "side":
+        side(port, sys.argv[3], sys.argv[4], len(sys.argv) > 5 and sys.argv[5] == "wrong")
     elif case == "flood":
         flood(port, int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
     else:

@@ -415,7 +415,9 @@ static void test_hello_rules(void **state)
 	b->role = 3;
 	assert_int_equal(ctrl_validate_hello(b, NULL), -EINVAL);
 	b->role = ROLE__ROLE_DEST;
-	b->channel = 2;
+	b->channel = CHANNEL__CHANNEL_RC_SIDE;
+	assert_int_equal(ctrl_validate_hello(b, NULL), 0);
+	b->channel = 3;
 	assert_int_equal(ctrl_validate_hello(b, NULL), -EINVAL);
 	b->channel = CHANNEL__CHANNEL_CONTROL;
 	b->min_version = 2;
@@ -1333,6 +1335,103 @@ static void test_state_data_channel(void **state)
 	pair_fini(&p);
 }
 
+/* A pair through the handshake of an RC side channel, the source offering src. */
+static void rc_side_pair(struct pair *p, uint64_t src)
+{
+	pair_init(p, src, CTRL_FEAT_RDMA_READ | CTRL_FEAT_RC_SIDE | CTRL_FEAT_RESUME);
+	p->channel = CTRL_CHANNEL_RC_SIDE;
+	handshake(p);
+}
+
+/*
+ * An RC side channel (FEAT_RC_SIDE): after its handshake only RcConnect,
+ * Keepalive and Abort; RcConnect nowhere else; every field checked.
+ */
+static void test_state_rc_side(void **state)
+{
+	const uint64_t side = CTRL_FEAT_RDMA_READ | CTRL_FEAT_RC_SIDE | CTRL_FEAT_RESUME;
+	uint8_t gid[CTRL_GID_LEN] = {[10] = 0xff, [11] = 0xff, 192, 0, 2, 1};
+	uint8_t zero[CTRL_GID_LEN] = {0};
+	/* Out of range: QP 0 or above 24 bits, PSN above 24 bits, no GID, no ibv_mtu, depth 0. */
+	static const struct {
+		uint32_t qpn, psn;
+		bool zero_gid;
+		uint32_t mtu, rd_atomic;
+	} bad[] = {
+	    {0, 5, false, 3, 16}, {1u << 24, 5, false, 3, 16}, {17, 1u << 24, false, 3, 16},
+	    {17, 5, true, 3, 16}, {17, 5, false, 0, 16},       {17, 5, false, 6, 16},
+	    {17, 5, false, 3, 0}, {17, 5, false, 3, 256},
+	};
+	struct ctrl_file_chunk fc = {.name = "core-3.img", .total_size = 0, .last = true};
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m = NULL;
+	size_t len, i;
+
+	pair_init(&p, side, side);
+	p.channel = CTRL_CHANNEL_RC_SIDE;
+	/* No queue pair's number before both proofs. */
+	ctrl_msg_rc_connect(&o, 17, 5, gid, 3, 16);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_rc_connect(&o, 17, 5, gid, 3, 16);
+	len = forge(&p.src, &o, 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EPROTO);
+	pair_fini(&p);
+
+	rc_side_pair(&p, side);
+	assert_int_equal(p.src.phase, CTRL_PH_POSTCOPY);
+	assert_int_equal(ctrl_state_negotiated(&p.src)->channel, CTRL_CHANNEL_RC_SIDE);
+	ctrl_msg_rc_connect(&o, 17, 5, gid, 3, 16);
+	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
+	assert_int_equal(m->rc_connect->qpn, 17);
+	assert_int_equal(m->rc_connect->psn, 5);
+	assert_int_equal(m->rc_connect->gid.len, CTRL_GID_LEN);
+	assert_memory_equal(m->rc_connect->gid.data, gid, CTRL_GID_LEN);
+	assert_int_equal(m->rc_connect->mtu, 3);
+	assert_int_equal(m->rc_connect->rd_atomic, 16);
+	ctrl_free(m);
+	ctrl_msg_rc_connect(&o, 0xffffff, 0xffffff, gid, 5, 255);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_keepalive(&o, 1, 2);
+	pass(&p.src, &p.dst, &o);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ctrl_msg_rc_connect(&o, bad[i].qpn, bad[i].psn, bad[i].zero_gid ? zero : gid,
+				    bad[i].mtu, bad[i].rd_atomic);
+		assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EINVAL);
+		ctrl_out_release(&o);
+	}
+	/* Received too, before anything is used: a GID that is not 16 bytes. */
+	ctrl_msg_rc_connect(&o, 17, 5, gid, 3, 16);
+	o.body.rc_connect.gid.len = 4;
+	len = forge(&p.src, &o, p.src.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EINVAL);
+	pair_fini(&p);
+
+	/* Nothing of a migration crosses a side channel. */
+	rc_side_pair(&p, side);
+	ctrl_msg_image_file(&o, &fc);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_read_req(&o, 9, 1, 0, 4096);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	assert_int_equal(ctrl_state_may_send(&p.dst, RDMIG_MSG__BODY_ATTACH), -EPROTO);
+	assert_int_equal(ctrl_state_may_send(&p.dst, RDMIG_MSG__BODY_FAULT_LANE), -EPROTO);
+	pair_fini(&p);
+
+	/* RcConnect is illegal without the bit, and on a control connection. */
+	rc_side_pair(&p, CTRL_FEAT_RDMA_READ);
+	assert_int_equal(ctrl_state_may_send(&p.dst, RDMIG_MSG__BODY_RC_CONNECT), -EPROTO);
+	pair_fini(&p);
+	pair_init(&p, side, side);
+	handshake(&p);
+	stream_images(&p, true);
+	assert_int_equal(ctrl_state_may_send(&p.dst, RDMIG_MSG__BODY_RC_CONNECT), -EPROTO);
+	assert_int_equal(ctrl_state_may_send(&p.src, RDMIG_MSG__BODY_RC_CONNECT), -EPROTO);
+	pair_fini(&p);
+}
+
 /* xorshift64*: deterministic, so a failure reproduces. */
 static uint64_t rnd(uint64_t *x)
 {
@@ -1504,6 +1603,7 @@ int main(void)
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),
 	    cmocka_unit_test(test_state_fault_lane),
+	    cmocka_unit_test(test_state_rc_side),
 	    cmocka_unit_test(test_state_attach),
 	    cmocka_unit_test(test_names),
 	};
