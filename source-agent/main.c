@@ -588,6 +588,10 @@ int main(int argc, char **argv)
 	log_info("listening on %s:%d (%s)", host, xport_listener_port(listener),
 		 xport_transport_str(a.kind, a.data_tls));
 	a.port = xport_listener_port(listener);
+	/* Checkpoints are registered on this device before their destination connects. */
+	a.data_verbs = xport_listener_verbs(listener);
+	if (a.data_verbs)
+		xport_listener_set_pd_cb(listener, src_session_conn_pd, &a);
 	snprintf(a.listen_host, sizeof(a.listen_host), "%s", host);
 	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
 		 a.port);
