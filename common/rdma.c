@@ -253,6 +253,11 @@ const char *rdma_ep_name(const struct rdma_ep *ep)
 	return ep->name;
 }
 
+struct rdma_pd *rdma_ep_shared_pd(const struct rdma_ep *ep)
+{
+	return ep->shared_pd;
+}
+
 struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep)
 {
 	return ep->pd;

@@ -139,6 +139,9 @@ void rdma_ep_set_ops(struct rdma_ep *ep, const struct rdma_ep_ops *ops, void *ar
  */
 int rdma_ep_set_trusted(struct rdma_ep *ep);
 
+/* The shared PD an accepted endpoint is in (rdma_pd_cb), or NULL: its own. */
+struct rdma_pd *rdma_ep_shared_pd(const struct rdma_ep *ep);
+
 /* The endpoint's protection domain, valid once the endpoint exists. */
 struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep);
 

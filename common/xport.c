@@ -330,6 +330,11 @@ int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr
 	return rdma_ep_reg(x->ep, addr, len, access, out);
 }
 
+struct rdma_pd *xport_shared_pd(const struct xport *x)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_shared_pd(x->ep) : NULL;
+}
+
 struct ibv_pd *xport_pd(struct xport *x)
 {
 	return x->kind == XPORT_RDMA ? rdma_ep_pd(x->ep) : NULL;

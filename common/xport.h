@@ -115,6 +115,8 @@ const char *xport_name(const struct xport *x);
 int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr **out);
 /* RDMA only (NULL otherwise): the connection's protection domain (rdma_ep_pd()). */
 struct ibv_pd *xport_pd(struct xport *x);
+/* RDMA only (NULL otherwise): rdma_ep_shared_pd(). */
+struct rdma_pd *xport_shared_pd(const struct xport *x);
 int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 	       uint32_t len, uint64_t cookie);
 uint32_t xport_read_slots(const struct xport *x);

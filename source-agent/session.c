@@ -401,6 +401,15 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	} else {
 		why = sess_refusal(s, &ret);
 	}
+	/*
+	 * A connection accepted into a migration's PD (its connect data named
+	 * it) may only ever serve that one: READ is about to be turned on, and
+	 * that PD holds the checkpoint registered before anyone connected.
+	 */
+	if (!why && xport_shared_pd(s->x) && xport_shared_pd(s->x) != src_prereg_pd(s->mig)) {
+		why = "the connection named another migration in its connect request";
+		ret = -EACCES;
+	}
 	if (why) {
 		sess_abort(s, CTRL_ABORT_MIGRATION, why);
 		return ret;
