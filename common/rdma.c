@@ -61,6 +61,7 @@ struct rdma_ep {
 	struct rcqp_path path;
 	struct event *est_ev; /* reports established once the QP is in RTS */
 	struct ibv_pd *pd;
+	struct rdma_pd *shared_pd; /* a reference, when pd is shared (rdma_pd_cb) */
 	struct ibv_comp_channel *comp_ch;
 	struct event *comp_ev;
 	struct event *resume_ev; /* continues a poll that used up its budget */
@@ -124,8 +125,103 @@ struct rdma_listener {
 	struct rdma_ep_params params;
 	rdma_accept_cb accept_cb;
 	void *arg;
+	rdma_pd_cb pd_cb;
+	void *pd_arg;
 	char name[96];
 };
+
+struct rdma_pd {
+	struct ibv_pd *pd;
+	unsigned int refs;
+};
+
+int rdma_pd_open(struct ibv_context *verbs, struct rdma_pd **out)
+{
+	struct rdma_pd *pd;
+	int ret;
+
+	if (!verbs)
+		return -ENODEV;
+	pd = calloc(1, sizeof(*pd));
+	if (!pd)
+		return -ENOMEM;
+	pd->pd = ibv_alloc_pd(verbs);
+	if (!pd->pd) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_alloc_pd on %s: %s", ibv_get_device_name(verbs->device),
+			strerror(-ret));
+		free(pd);
+		return ret;
+	}
+	pd->refs = 1;
+	*out = pd;
+	return 0;
+}
+
+struct rdma_pd *rdma_pd_ref(struct rdma_pd *pd)
+{
+	pd->refs++;
+	return pd;
+}
+
+void rdma_pd_unref(struct rdma_pd *pd)
+{
+	if (!pd || --pd->refs)
+		return;
+	if (ibv_dealloc_pd(pd->pd))
+		log_warn("ibv_dealloc_pd (shared) on %s failed: memory regions still registered?",
+			 ibv_get_device_name(pd->pd->context->device));
+	free(pd);
+}
+
+struct ibv_pd *rdma_pd_ibv(const struct rdma_pd *pd)
+{
+	return pd->pd;
+}
+
+struct ibv_context *rdma_listener_verbs(const struct rdma_listener *l)
+{
+	struct ibv_context **devs, *one = NULL;
+	int n = 0;
+
+	if (l->id->verbs)
+		return l->id->verbs;
+	/* rdma_cm's own contexts: a PD allocated on one serves its ids' QPs. */
+	devs = rdma_get_devices(&n);
+	if (devs && n == 1)
+		one = devs[0];
+	if (devs)
+		rdma_free_devices(devs);
+	return one;
+}
+
+void rdma_listener_set_pd_cb(struct rdma_listener *l, rdma_pd_cb cb, void *arg)
+{
+	l->pd_cb = cb;
+	l->pd_arg = arg;
+}
+
+/*
+ * In a shared PD the QP's remote access follows trust: none until the peer
+ * has authenticated, then READ (all the peer ever needs of this side).
+ */
+static int ep_set_remote_access(struct rdma_ep *ep, int access)
+{
+	struct ibv_qp_attr a;
+	int ret;
+
+	if (!ep->shared_pd || !ep->id || !ep->id->qp)
+		return 0;
+	memset(&a, 0, sizeof(a));
+	a.qp_access_flags = (unsigned int)access;
+	ret = ibv_modify_qp(ep->id->qp, &a, IBV_QP_ACCESS_FLAGS);
+	if (ret) {
+		log_err("ibv_modify_qp (remote access %#x) on %s: %s", access, ep->name,
+			strerror(ret));
+		return -ret;
+	}
+	return 0;
+}
 
 void rdma_ep_params_init(struct rdma_ep_params *p)
 {
@@ -175,6 +271,11 @@ static void ep_update_name(struct rdma_ep *ep)
 const char *rdma_ep_name(const struct rdma_ep *ep)
 {
 	return ep->name;
+}
+
+struct rdma_pd *rdma_ep_shared_pd(const struct rdma_ep *ep)
+{
+	return ep->shared_pd;
 }
 
 struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep)
@@ -770,6 +871,9 @@ int rdma_ep_set_trusted(struct rdma_ep *ep)
 
 	if (ep->trusted || ep->closing || !ep->qp)
 		return ep->trusted ? 0 : -ENOTCONN;
+	ret = ep_set_remote_access(ep, IBV_ACCESS_REMOTE_READ);
+	if (ret < 0)
+		return ret;
 	ep->trusted = true;
 	if (ep->recv.n0 < p->recv_depth)
 		ret =
@@ -818,7 +922,7 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 
 	if (!ep->manual)
 		ep_update_name(ep);
-	ep->pd = ibv_alloc_pd(verbs);
+	ep->pd = ep->shared_pd ? ep->shared_pd->pd : ibv_alloc_pd(verbs);
 	if (!ep->pd) {
 		ret = -(errno ? errno : ENOMEM);
 		log_err("ibv_alloc_pd on %s: %s", ep->name, strerror(-ret));
@@ -942,7 +1046,9 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		ibv_destroy_comp_channel(ep->comp_ch);
 	bufs_free(&ep->recv);
 	bufs_free(&ep->send);
-	if (ep->pd && ibv_dealloc_pd(ep->pd))
+	if (ep->shared_pd)
+		rdma_pd_unref(ep->shared_pd);
+	else if (ep->pd && ibv_dealloc_pd(ep->pd))
 		log_warn("ibv_dealloc_pd on %s failed: memory regions still registered?", ep->name);
 	if (ep->id)
 		rdma_destroy_id(ep->id);
@@ -1093,6 +1199,10 @@ static void ep_handle_cm(struct rdma_ep *ep, const struct rdma_cm_event *ev)
 		break;
 	case RDMA_CM_EVENT_ROUTE_RESOLVED:
 		ep_conn_param(ep, &cp, NULL);
+		if (ep->params.conn_data_len) {
+			cp.private_data = ep->params.conn_data;
+			cp.private_data_len = ep->params.conn_data_len;
+		}
 		if (rdma_connect(ep->id, &cp)) {
 			ret = -errno;
 			log_err("rdma_connect to %s: %s", ep->name, strerror(errno));
@@ -1225,9 +1335,10 @@ out:
 }
 
 static void listener_handle_request(struct rdma_listener *l, struct rdma_cm_id *id,
-				    const struct rdma_conn_param *req)
+				    const struct rdma_conn_param *req, const void *data, size_t len)
 {
 	struct rdma_conn_param cp;
+	struct rdma_pd *pd;
 	struct rdma_ep *ep;
 	int ret;
 
@@ -1240,6 +1351,9 @@ static void listener_handle_request(struct rdma_listener *l, struct rdma_cm_id *
 	ep->listener = l;
 	ep->id = id;
 	id->context = ep;
+	pd = l->pd_cb ? l->pd_cb(id->verbs, data, len, l->pd_arg) : NULL;
+	if (pd && pd->pd->context == id->verbs)
+		ep->shared_pd = rdma_pd_ref(pd);
 	ret = ep_setup_verbs(ep);
 	if (ret == 0)
 		ret = l->accept_cb(l, ep, l->arg);
@@ -1248,6 +1362,10 @@ static void listener_handle_request(struct rdma_listener *l, struct rdma_cm_id *
 		if (rdma_accept(id, &cp)) {
 			ret = -errno;
 			log_err("rdma_accept from %s: %s", ep->name, strerror(errno));
+		} else if ((ret = ep_set_remote_access(ep, 0)) < 0) {
+			/* Accepted and owned: it ends through its owner. */
+			ep_report_closed(ep, ret);
+			return;
 		}
 	}
 	if (ret < 0) {
@@ -1264,13 +1382,23 @@ static void listener_cm_cb(evutil_socket_t fd, short what, void *arg)
 	struct rdma_listener *l = arg;
 	struct rdma_cm_event *ev, copy;
 	struct rdma_conn_param req;
+	uint8_t data[RDMA_CONN_DATA_MAX];
+	size_t len;
 
 	while (rdma_get_cm_event(l->cm_ch, &ev) == 0) {
 		copy = *ev;
 		req = ev->param.conn;
+		/* The private data lives in the event: copied before the ack. */
+		len = req.private_data && req.private_data_len ? req.private_data_len : 0;
+		if (len > sizeof(data))
+			len = sizeof(data);
+		if (len)
+			memcpy(data, req.private_data, len);
+		req.private_data = NULL;
+		req.private_data_len = 0;
 		rdma_ack_cm_event(ev);
 		if (copy.event == RDMA_CM_EVENT_CONNECT_REQUEST) {
-			listener_handle_request(l, copy.id, &req);
+			listener_handle_request(l, copy.id, &req, data, len);
 		} else if (copy.id == l->id) {
 			log_warn("%s on listener %s", rdma_event_str(copy.event), l->name);
 		} else if (copy.id->context) {

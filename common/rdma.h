@@ -34,6 +34,14 @@
 
 struct rdma_ep;
 struct rdma_listener;
+struct rdma_pd;
+
+/*
+ * Bytes of connection data a connecting side can give the accepting side
+ * in its connect request (rdma_cm private data of an RC connection over
+ * RoCE/IB leaves 56; the rest is reserved).
+ */
+#define RDMA_CONN_DATA_MAX 52
 
 struct rdma_ep_ops {
 	void (*established)(struct rdma_ep *ep, void *arg);
@@ -57,6 +65,12 @@ struct rdma_ep_params {
 	uint32_t preauth_depth;
 	uint32_t max_reads;  /* READs outstanding per endpoint (default 64) */
 	uint32_t timeout_ms; /* address/route resolution timeout (default 5000) */
+	/*
+	 * Connecting side: sent in the connect request, for the listener's
+	 * rdma_pd_cb (0 bytes: none, the default).  Not authenticated.
+	 */
+	uint8_t conn_data[RDMA_CONN_DATA_MAX];
+	uint8_t conn_data_len;
 };
 
 /* Fills p with defaults. */
@@ -73,6 +87,41 @@ typedef int (*rdma_accept_cb)(struct rdma_listener *l, struct rdma_ep *ep, void 
 int rdma_listener_create(struct event_base *base, const char *addr, const char *port,
 			 const struct rdma_ep_params *params, rdma_accept_cb accept_cb, void *arg,
 			 struct rdma_listener **out);
+/*
+ * A protection domain shared by an owner and the endpoints accepted into
+ * it, so memory can be registered before the peer connects.  Reference
+ * counted, on the loop thread only: rdma_pd_open() returns one reference,
+ * each endpoint accepted into it holds one until it is freed, and the last
+ * rdma_pd_unref() deallocates it (every memory region registered in it must
+ * be deregistered by then).  The ibv_pd may be used from any thread while a
+ * reference is held.
+ */
+int rdma_pd_open(struct ibv_context *verbs, struct rdma_pd **out);
+struct rdma_pd *rdma_pd_ref(struct rdma_pd *pd);
+void rdma_pd_unref(struct rdma_pd *pd);
+struct ibv_pd *rdma_pd_ibv(const struct rdma_pd *pd);
+
+/*
+ * The RDMA device the listener is bound to (rdma_cm's context, usable for
+ * rdma_pd_open()), or, bound to a wildcard address, the only RDMA device
+ * there is; NULL when that is not known.
+ */
+struct ibv_context *rdma_listener_verbs(const struct rdma_listener *l);
+
+/*
+ * Chooses the protection domain of a connection being accepted, from the
+ * connect request's data (untrusted: at most len bytes, zero-padded by the
+ * transport) and the device it came in on.  Returns a PD to share
+ * (borrowed: the endpoint takes its own reference) or NULL for a PD of the
+ * endpoint's own.  An endpoint in a shared PD has remote access turned off
+ * on its queue pairs until rdma_ep_set_trusted(), so a peer that has
+ * proven nothing cannot read what the PD's owner registered, even with a
+ * guessed rkey.
+ */
+typedef struct rdma_pd *(*rdma_pd_cb)(struct ibv_context *verbs, const void *data, size_t len,
+				      void *arg);
+void rdma_listener_set_pd_cb(struct rdma_listener *l, rdma_pd_cb cb, void *arg);
+
 /* The bound port, useful with port "0". */
 int rdma_listener_port(const struct rdma_listener *l);
 void rdma_listener_destroy(struct rdma_listener *l);
@@ -86,9 +135,13 @@ void rdma_ep_set_ops(struct rdma_ep *ep, const struct rdma_ep_ops *ops, void *ar
 
 /*
  * The peer has authenticated: registers and posts the rest of the
- * buffers (params.preauth_depth).  Returns 0 or a negative errno.
+ * buffers (params.preauth_depth), and in a shared PD allows the peer's
+ * RDMA READs.  Returns 0 or a negative errno.
  */
 int rdma_ep_set_trusted(struct rdma_ep *ep);
+
+/* The shared PD an accepted endpoint is in (rdma_pd_cb), or NULL: its own. */
+struct rdma_pd *rdma_ep_shared_pd(const struct rdma_ep *ep);
 
 /* The endpoint's protection domain, valid once the endpoint exists. */
 struct ibv_pd *rdma_ep_pd(struct rdma_ep *ep);

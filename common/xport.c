@@ -144,6 +144,8 @@ static void rdma_params(const struct xport_params *p, struct rdma_ep_params *rp)
 		rp->max_reads = p->max_reads;
 		rp->timeout_ms = p->timeout_ms;
 		rp->preauth_depth = p->untrusted ? XPORT_PREAUTH_DEPTH : 0;
+		memcpy(rp->conn_data, p->conn_data, sizeof(rp->conn_data));
+		rp->conn_data_len = p->conn_data_len;
 	}
 }
 
@@ -233,6 +235,17 @@ int xport_listener_port(const struct xport_listener *l)
 	return l->kind == XPORT_RDMA ? rdma_listener_port(l->rl) : tcpconn_listener_port(l->tl);
 }
 
+struct ibv_context *xport_listener_verbs(const struct xport_listener *l)
+{
+	return l->kind == XPORT_RDMA ? rdma_listener_verbs(l->rl) : NULL;
+}
+
+void xport_listener_set_pd_cb(struct xport_listener *l, rdma_pd_cb cb, void *arg)
+{
+	if (l->kind == XPORT_RDMA)
+		rdma_listener_set_pd_cb(l->rl, cb, arg);
+}
+
 void xport_listener_destroy(struct xport_listener *l)
 {
 	if (!l)
@@ -315,6 +328,16 @@ int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr
 	if (x->kind != XPORT_RDMA)
 		return -EOPNOTSUPP;
 	return rdma_ep_reg(x->ep, addr, len, access, out);
+}
+
+struct rdma_pd *xport_shared_pd(const struct xport *x)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_shared_pd(x->ep) : NULL;
+}
+
+struct ibv_pd *xport_pd(struct xport *x)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_pd(x->ep) : NULL;
 }
 
 int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rdma.h"
+
 struct ssl_ctx_st;
 
 enum xport_kind {
@@ -62,6 +64,9 @@ struct xport_params {
 	struct ssl_ctx_st *tls;
 	const char *const *tls_allow;
 	size_t tls_nallow;
+	/* RDMA, connecting: rdma_ep_params.conn_data (at most RDMA_CONN_DATA_MAX bytes). */
+	uint8_t conn_data[RDMA_CONN_DATA_MAX];
+	uint8_t conn_data_len;
 };
 
 typedef int (*xport_accept_cb)(struct xport_listener *l, struct xport *x, void *arg);
@@ -83,6 +88,9 @@ int xport_listen(struct event_base *base, enum xport_kind kind, const char *host
 		 const struct xport_params *p, xport_accept_cb cb, void *arg,
 		 struct xport_listener **out);
 int xport_listener_port(const struct xport_listener *l);
+/* RDMA only (NULL otherwise): rdma_listener_verbs() / rdma_listener_set_pd_cb(). */
+struct ibv_context *xport_listener_verbs(const struct xport_listener *l);
+void xport_listener_set_pd_cb(struct xport_listener *l, rdma_pd_cb cb, void *arg);
 void xport_listener_destroy(struct xport_listener *l);
 
 int xport_connect(struct event_base *base, enum xport_kind kind, const char *host, const char *port,
@@ -105,6 +113,10 @@ const char *xport_name(const struct xport *x);
 
 /* RDMA only (-EOPNOTSUPP otherwise): see rdma_ep_reg() / rdma_ep_read(). */
 int xport_reg(struct xport *x, void *addr, size_t len, int access, struct ibv_mr **out);
+/* RDMA only (NULL otherwise): the connection's protection domain (rdma_ep_pd()). */
+struct ibv_pd *xport_pd(struct xport *x);
+/* RDMA only (NULL otherwise): rdma_ep_shared_pd(). */
+struct rdma_pd *xport_shared_pd(const struct xport *x);
 int xport_read(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 	       uint32_t len, uint64_t cookie);
 uint32_t xport_read_slots(const struct xport *x);

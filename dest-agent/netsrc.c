@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <xxhash.h>
 
+#include "connhint.h"
 #include "ctrl.h"
 #include "ctrlconn.h"
 #include "log.h"
@@ -1391,6 +1392,10 @@ static int ns_xport_connect(struct netsrc *ns, const struct xport_ops *ops, stru
 	if (ns->cfg.kind == XPORT_TCP)
 		xp.max_msg = 2u << 20;
 	xp.tls = ns->cfg.tls;
+	/* Names the migration so the source can use the PD its checkpoint is registered in. */
+	if (ns->cfg.kind == XPORT_RDMA)
+		xp.conn_data_len =
+		    (uint8_t)connhint_make(ns->id, xp.conn_data, sizeof(xp.conn_data));
 	return xport_connect(ns->base, ns->cfg.kind, ns->host, ns->port, &xp, ops, ns, out);
 }
 

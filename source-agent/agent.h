@@ -28,6 +28,7 @@ struct api_server;
 struct evdns_base;
 struct event;
 struct event_base;
+struct ibv_context;
 struct offload;
 struct src_records;
 struct src_session;
@@ -107,6 +108,8 @@ struct src_agent {
 	struct event *stop_tick; /* owned; checks the migrations while stopping */
 	/* --transport tls: the data listener is TCP inside mutual TLS. */
 	bool data_tls;
+	/* RDMA: the data listener's device, where checkpoints are registered early; or NULL. */
+	struct ibv_context *data_verbs;
 };
 
 #define SRC_MAX_PREAUTH_DEFAULT		 64

@@ -22,6 +22,7 @@
 #include "image.h"
 #include "imgname.h"
 #include "lazydump.h"
+#include "prereg.h"
 #include "log.h"
 #include "promtext.h"
 #include "records.h"
@@ -256,6 +257,26 @@ static struct offload *glue_offload(struct src_agent *a)
 	return a->offload;
 }
 
+/* m's checkpoint registration ahead of its destination ended (prereg.h). */
+static void glue_preregistered(struct src_migration *m, int ret)
+{
+	(void)ret; /* a failure was logged; the session registers when it serves */
+	src_session_prereg_done(m->agent, m);
+}
+
+/*
+ * Over RDMA, registers m's checkpoint now, while the destination is asked
+ * and connects, rather than inside the freeze after it authenticated.
+ */
+static void glue_prereg(struct src_agent *a, struct src_migration *m)
+{
+	struct offload *o;
+
+	if (a->kind != XPORT_RDMA || !a->data_verbs || m->lazy_dump || !(o = glue_offload(a)))
+		return;
+	src_prereg_start(m, o, a->data_verbs, glue_preregistered);
+}
+
 /* m's images are mapped (ret 0: it serves now) or cannot be. */
 static void glue_mapped(struct src_migration *m, int ret)
 {
@@ -288,6 +309,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
 		 m->dir, a->endpoint, api_transport_str(glue_transport(a)));
+	glue_prereg(a, m);
 	src_handover_begin(m->handover);
 }
 

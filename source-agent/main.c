@@ -636,6 +636,10 @@ int main(int argc, char **argv)
 	a.port = xport_listener_port(listener);
 	if (a.kind == XPORT_RDMA && !a.no_resume)
 		rc_side_listen(&a, host, &xp, &rc_listener);
+	/* Checkpoints are registered on this device before their destination connects. */
+	a.data_verbs = xport_listener_verbs(listener);
+	if (a.data_verbs)
+		xport_listener_set_pd_cb(listener, src_session_conn_pd, &a);
 	snprintf(a.listen_host, sizeof(a.listen_host), "%s", host);
 	snprintf(a.endpoint, sizeof(a.endpoint), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
 		 a.port);

@@ -13,6 +13,7 @@
 #include "ctrl.h"
 #include "handover.h"
 #include "lazydump.h"
+#include "prereg.h"
 #include "log.h"
 #include "records.h"
 #include "util.h"
@@ -371,6 +372,7 @@ void src_mig_destroy(struct src_migration *m)
 	if (!m)
 		return;
 	src_mig_map_cancel(m);
+	src_prereg_drop(m);
 	src_handover_free(m->handover);
 	criuproc_free(m->job);
 	src_lazydump_free(m->lazy);
@@ -397,6 +399,7 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 	m->finished_unix_ms = src_unix_ms();
 	snprintf(m->error, sizeof(m->error), "%s", why ? why : "");
 	src_mig_map_cancel(m);
+	src_prereg_drop(m);
 	imgmap_close(m->map);
 	m->map = NULL;
 	/*

@@ -101,7 +101,9 @@ struct src_migration {
 	struct auth_secret *secret;
 	struct imgmap *map;	     /* NULL until mapped, and once final */
 	struct src_map_job *map_job; /* in flight (the offload's), or NULL */
-	enum src_mig_state state;    /* written by src_mig_set_state() only */
+	/* The checkpoint registered before a destination connects (prereg.h), or NULL; owned. */
+	struct src_prereg *prereg;
+	enum src_mig_state state; /* written by src_mig_set_state() only */
 	/* Borrowed: where the record is kept (records.h); NULL: not kept (--migration). */
 	struct src_records *records;
 	/*

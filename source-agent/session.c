@@ -11,12 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "connhint.h"
 #include "ctrl.h"
 #include "ctrlconn.h"
 #include "imgflat.h"
 #include "lazydump.h"
 #include "log.h"
 #include "rcqp.h"
+#include "prereg.h"
 #include "rdmig-config.h"
 #include "util.h"
 
@@ -96,17 +98,14 @@ struct src_session {
 	 */
 	bool rc_side;
 	bool rc_made;
+	bool await_prereg;  /* authenticated, waiting for the checkpoint's registration */
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
 
 static void sess_release_memory(struct src_session *s)
 {
-	size_t i;
-
-	for (i = 0; i < s->nr_mrs; i++)
-		if (s->mrs[i] && ibv_dereg_mr(s->mrs[i]))
-			log_warn("%s: ibv_dereg_mr failed", s->name);
+	src_prereg_deregister(s->mrs, s->nr_mrs, s->name);
 	free(s->mrs);
 	s->mrs = NULL;
 	s->nr_mrs = 0;
@@ -419,6 +418,15 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	} else {
 		why = sess_refusal(s, &ret);
 	}
+	/*
+	 * A connection accepted into a migration's PD (its connect data named
+	 * it) may only ever serve that one: READ is about to be turned on, and
+	 * that PD holds the checkpoint registered before anyone connected.
+	 */
+	if (!why && xport_shared_pd(s->x) && xport_shared_pd(s->x) != src_prereg_pd(s->mig)) {
+		why = "the connection named another migration in its connect request";
+		ret = -EACCES;
+	}
 	if (why) {
 		sess_abort(s, CTRL_ABORT_MIGRATION, why);
 		return ret;
@@ -481,6 +489,36 @@ static int send_stage_region(struct src_session *s)
 	return ret < 0 ? ret : sess_send(s, &o);
 }
 
+/*
+ * The checkpoint's regions for this session: the ones registered before the
+ * destination connected when this connection is in their PD and no session
+ * took them yet, else registered now in the connection's PD.
+ */
+static int sess_register(struct src_session *s)
+{
+	const struct imgmap *map = s->mig->map;
+	struct ibv_pd *pd = xport_pd(s->x);
+	uint64_t t0 = now_ns();
+	int ret;
+
+	if (src_prereg_take(s->mig, pd, &s->mrs, &s->nr_mrs) == 0) {
+		log_info("%s: the checkpoint was registered before the destination connected",
+			 s->name);
+		return 0;
+	}
+	if (!pd)
+		return -ENOTCONN;
+	s->mrs = calloc(map->nr_files ? map->nr_files : 1, sizeof(*s->mrs));
+	if (!s->mrs)
+		return -ENOMEM;
+	s->nr_mrs = map->nr_files;
+	ret = src_prereg_register(map->files, map->nr_files, pd, s->mrs);
+	if (ret == 0)
+		log_info("%s: checkpoint registered for RDMA READ in %.2f s", s->name,
+			 (double)(now_ns() - t0) / 1e9);
+	return ret;
+}
+
 static int send_regions(struct src_session *s)
 {
 	const struct imgmap *map = s->mig->map;
@@ -493,18 +531,12 @@ static int send_regions(struct src_session *s)
 		return send_stage_region(s);
 	if (map->nr_files > CTRL_REGIONS_MAX)
 		return -E2BIG;
-	s->mrs = calloc(map->nr_files ? map->nr_files : 1, sizeof(*s->mrs));
-	if (!s->mrs)
-		return -ENOMEM;
-	s->nr_mrs = map->nr_files;
+	ret = sess_register(s);
+	if (ret < 0)
+		return ret;
 	for (i = 0; i < map->nr_files; i++) {
-		if (!map->files[i].base)
+		if (!s->mrs[i])
 			continue;
-		/* Remote read only: the peer can read the checkpoint, nothing else. */
-		ret = xport_reg(s->x, map->files[i].base, map->files[i].len, IBV_ACCESS_REMOTE_READ,
-				&s->mrs[i]);
-		if (ret < 0)
-			return ret;
 		regs[n].addr = (uintptr_t)map->files[i].base;
 		regs[n].len = map->files[i].len;
 		regs[n].rkey = s->mrs[i]->rkey;
@@ -992,6 +1024,13 @@ static void sess_start_stream(struct src_session *s)
 {
 	struct src_stream *st = &s->stream;
 
+	/* Its registration is under way (prereg.h): the stream starts when it ends. */
+	s->await_prereg = xport_kind(s->x) == XPORT_RDMA && src_prereg_pending(s->mig);
+	if (s->await_prereg) {
+		log_info("%s: destination authenticated; waiting for the checkpoint's registration",
+			 s->name);
+		return;
+	}
 	if (sess_serve(s, "destination authenticated; sending images") < 0)
 		return;
 	st->n = scandir(s->mig->dir, &st->ents, NULL, alphasort);
@@ -1507,6 +1546,33 @@ int src_session_start(struct src_agent *a, struct xport *x)
 	xport_set_ops(x, &sess_ops, s);
 	log_info("connection from %s", xport_name(x));
 	return 0;
+}
+
+struct rdma_pd *src_session_conn_pd(struct ibv_context *verbs, const void *data, size_t len,
+				    void *arg)
+{
+	struct src_agent *a = arg;
+	char id[CONNHINT_ID_MAX + 1];
+	struct src_migration *m;
+
+	(void)verbs;
+	if (connhint_parse(data, len, id, sizeof(id)) < 0)
+		return NULL;
+	m = src_mig_find(&a->migrations, id);
+	return m ? src_prereg_pd(m) : NULL;
+}
+
+void src_session_prereg_done(struct src_agent *a, const struct src_migration *m)
+{
+	struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig == m && s->owner && s->await_prereg) {
+			sess_start_stream(s);
+			return;
+		}
+	}
 }
 
 void src_session_close_all(struct src_agent *a)

@@ -3,9 +3,10 @@
  * session: one destination connection on the source.
  *
  * A session authenticates the destination for one migration (HMAC proof of
- * the per-migration secret, docs/protocol.md), and only then registers the
- * checkpoint's pages files in the connection's own protection domain
- * (REMOTE_READ only), streams the image files (lazy ranges as holes), the
+ * the per-migration secret, docs/protocol.md), and only then takes the
+ * checkpoint's pages files registered before it connected (prereg.h) or
+ * registers them in the connection's protection domain (REMOTE_READ only),
+ * sends their rkeys, streams the image files (lazy ranges as holes), the
  * range tables with remote addresses and rkeys, and the page checksums.
  * Over TCP it answers ReadReqs from the mapped files.  On Done with the
  * right digest it marks the migration done and deregisters everything.
@@ -49,6 +50,17 @@ void src_session_cancel_code(struct src_agent *a, const struct src_migration *m,
 struct lazystage_unit;
 void src_session_staged(struct src_agent *a, const struct src_migration *m,
 			const struct lazystage_unit *u);
+/*
+ * m's checkpoint registration ahead of the destination ended (prereg.h):
+ * the session that authenticated meanwhile, if any, starts serving.
+ */
+void src_session_prereg_done(struct src_agent *a, const struct src_migration *m);
+/*
+ * The data listener's rdma_pd_cb: the PD where the migration named in a
+ * connect request (connhint.h) is registered, or NULL.  arg: the agent.
+ */
+struct rdma_pd *src_session_conn_pd(struct ibv_context *verbs, const void *data, size_t len,
+				    void *arg);
 /* Ends every session (agent shutdown). */
 void src_session_close_all(struct src_agent *a);
 

@@ -176,7 +176,19 @@ downtime_env() {
 		"RDMIG_SHARED_DIR=$sync/dt-$1 RDMIG_ID=dt$1 RDMIG_SECRET=$secret" \
 		"RDMIG_PORT=$((17500 + $1)) RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$1" \
 		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat" \
-		"RDMIG_VERIFY=$verify"
+		"RDMIG_VERIFY=$verify" \
+		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}"
+}
+
+# downtime_ctl: the rdmigctl migrate options of a downtime step's flow.
+downtime_ctl() {
+	case ${p[flow]:-plain} in
+	lazy) echo --lazy-dump ;;
+	precopy2) echo --precopy=2 ;;
+	precopyauto) echo --precopy=auto ;;
+	esac
+	# level=4: the rows before criu ran at -v2 (the agents ran it at -v4).
+	[ -n "${p[level]:-}" ] && echo "--criu-log-level ${p[level]}"
 }
 
 src_downtime() {
@@ -187,9 +199,8 @@ src_downtime() {
 		echo 0 >"$raw/$id.src_status"
 		return
 	fi
-	# level=4: the rows before criu ran at -v2 (the agents ran it at -v4).
 	# shellcheck disable=SC2046 # the environment: words
-	env $(downtime_env "$id") RDMIG_CTL_ARGS="${p[level]:+--criu-log-level ${p[level]}}" \
+	env $(downtime_env "$id") RDMIG_CTL_ARGS="$(downtime_ctl | xargs)" \
 		timeout 900 "$top/test/rxe/lib/handover-migrate.sh" source >"$raw/$id.source" 2>&1
 	echo $? >"$raw/$id.src_status"
 }

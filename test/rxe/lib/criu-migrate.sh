@@ -39,6 +39,7 @@
 # /tmp/rdmig-criu: same path in both guests), RDMIG_KEEP_LOGS (a directory
 # to copy the CRIU and agent logs to), RDMIG_VARIANT (above),
 # RDMIG_FAULT_TIMES (default 1; 0: the workload does not time its faults),
+# RDMIG_WL_ARGS (more rdmig-workload options, words, e.g. --delay-us),
 # RDMIG_FAULT_SAMPLES_OUT (a file to copy the workload's fault times to,
 # ns one a line), RDMIG_CRIU_LEVEL (criu's -v in the criu role: default 4).
 # In the criu role the `times:` line's dump, handover and restore are the
@@ -115,9 +116,10 @@ start_workload() {
 	local up timing=()
 	rm -rf "$top/pid" "$samples"
 	[ "${RDMIG_FAULT_TIMES:-1}" = 1 ] && timing=(--time-faults --fault-samples "$samples")
+	# shellcheck disable=SC2086 # RDMIG_WL_ARGS: words
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads "$threads" \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
-		</dev/null >/dev/null 2>&1) &
+		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
 	up=$!
 	for _ in $(seq 600); do
 		[ -s "$top/pid" ] && break

@@ -94,7 +94,7 @@ start_workload() {
 		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
 		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
 	wait_file "$top/pid" 60
-	wpid=$(pgrep -x rdmig-workload | head -n 1)
+	wpid=$(pgrep -n -x rdmig-workload)
 	[ -n "$wpid" ]
 }
 
@@ -224,6 +224,9 @@ source_side() {
 	say "pages files: $(cat "$top/images/$id"/pages-*.img 2>/dev/null | wc -c) bytes"
 	say "source workload after the migration: $(ps -o stat= -p "$wpid" 2>/dev/null || echo gone)"
 	source_end "$st"
+	# A failed lazy dump leaves the workload stopped here: gone before the
+	# next migration in this guest (bench/), whose pgrep must not find it.
+	kill -KILL "$wpid" 2>/dev/null
 	return "$st"
 }
 

@@ -18,7 +18,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 17
+tap_plan 18
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
@@ -45,6 +45,9 @@ tap_like "$out" '^\[source\] handover:   dest: +192\.0\.2\.2:7472 \(destination 
 	"... the destination agent on 192.0.2.2:7472 says done too"
 tap_like "$out" '^\[source\] source: .*handing over to destination agent 192\.0\.2\.2:7472, to connect to 192\.0\.2\.1:7471 \(rdma\)' \
 	"the source told the destination to connect to its RDMA listener"
+tap_like "$out" '^\[source\] source: .*the checkpoint was registered before the destination connected' \
+	"the source registered the checkpoint for RDMA READ before the destination connected (out of the freeze)"
+tap_diag "$(grep -h '^\[source\] source: .*\(checkpoint registered\|destination authenticated\|sent [0-9]* image files\)' <<<"$RUN_OUT")"
 tap_like "$out" '^\[dest\] dest: .*migration h1: postcopy' "the workload ran on guest B while pages moved"
 tap_like "$out" '^\[dest\] handover: verifying (while pages still move|after the last page)' \
 	"the destination agent reported the workload running; it was checked at once"

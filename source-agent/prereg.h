@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * prereg: a migration's checkpoint registered for RDMA READ before its
+ * destination connects (issue 10 item 1; design.md §5).
+ *
+ * Registering the pages files pins every page and costs seconds per
+ * hundred MiB under soft-RoCE; done after the destination authenticated it
+ * sat inside the workload's freeze.  Once the images are mapped, the source
+ * makes a protection domain for the migration on the device of its RDMA
+ * listen address and registers the pages files there (REMOTE_READ only) on
+ * its offload thread, while the handover's POST, the destination worker's
+ * start and the RDMA connection go on.  A destination's connection that
+ * names the migration (connhint.h) gets its queue pairs in that PD, with
+ * remote access off until it has authenticated (rdma.h); then the session
+ * takes the registered regions (src_prereg_take()) and only the tables go
+ * out.  The regions serve one session: any later one (a reconnect, another
+ * destination) registers afresh, in its connection's PD, through
+ * src_prereg_register() like the first one would have, so its rkeys are
+ * new.  No rkey or address leaves before the peer authenticated.
+ *
+ * Ownership: the migration owns its prereg (src_migration.prereg) and
+ * drops it (src_prereg_drop()) when it ends; a session owns the regions it
+ * took.  Everything here runs on the loop thread except the registration
+ * itself, which runs on the offload thread on copies.
+ *
+ * Functions return 0 or a negative errno.
+ */
+#ifndef RDMIG_SRC_PREREG_H
+#define RDMIG_SRC_PREREG_H
+
+#include <infiniband/verbs.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "imgmap.h"
+#include "offload.h"
+#include "rdma.h"
+
+struct src_migration;
+
+/*
+ * Registers each of the n files' mappings in pd, REMOTE_READ only, into
+ * mrs[i] (NULL for an empty file); on failure deregisters what it did.
+ * Any thread.  The one registration of a checkpoint, early or not.
+ */
+int src_prereg_register(const struct imgmap_file *files, size_t n, struct ibv_pd *pd,
+			struct ibv_mr **mrs);
+/* Deregisters mrs[0..n) (NULLs skipped), logging failures with who. */
+void src_prereg_deregister(struct ibv_mr **mrs, size_t n, const char *who);
+
+typedef void (*src_prereg_done_fn)(struct src_migration *m, int ret);
+
+/*
+ * Starts registering m's mapped pages files in a new PD on verbs, on o;
+ * done(m, ret) follows on the loop unless m drops it first.  -EINVAL: m
+ * has no pages file to register (a lazy dump's, or no lazy page).
+ */
+int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
+		     src_prereg_done_fn done);
+/* Registration still running. */
+bool src_prereg_pending(const struct src_migration *m);
+/* The PD for a connection that names m, or NULL. */
+struct rdma_pd *src_prereg_pd(const struct src_migration *m);
+/*
+ * The registered regions (one per m->map file) if they are in pd and no
+ * session took them yet: the caller owns *mrs (n entries) from then.
+ * -ENOENT otherwise.
+ */
+int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv_mr ***mrs,
+		    size_t *n);
+/* Deregisters what no session took and releases the PD; m->prereg is NULL after. */
+void src_prereg_drop(struct src_migration *m);
+
+#endif
