@@ -39,9 +39,9 @@ struct src_agent {
 	struct event_base *base; /* main.c's, owned by main.c */
 	/* Configuration, set by main.c before the loop runs, then read only. */
 	enum xport_kind kind;
-	bool verify;	     /* offer per-page checksums */
-	bool one_lane;	     /* RDMA: offer no fault lane (as an older source) */
-	bool no_resume;	     /* offer no FEAT_RESUME (as an older source) */
+	bool verify;	/* offer per-page checksums */
+	bool one_lane;	/* RDMA: offer no fault lane (as an older source) */
+	bool no_resume; /* offer no FEAT_RESUME (as an older source) */
 	/*
 	 * RDMA: the parameters of the resumed connections made by hand when
 	 * the TCP side listener is up (FEAT_RC_SIDE offered); NULL: not.

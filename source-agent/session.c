@@ -98,7 +98,7 @@ struct src_session {
 	 */
 	bool rc_side;
 	bool rc_made;
-	bool await_prereg;  /* authenticated, waiting for the checkpoint's registration */
+	bool await_prereg; /* authenticated, waiting for the checkpoint's registration */
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
