@@ -1161,7 +1161,8 @@ static const struct {
     [RDMIG_MSG__BODY_DONE_ACK] = {PH(IMAGES) | PH(DONE), 0, 0, false},
     [RDMIG_MSG__BODY_STAGE_REGION] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_LAZY_DUMP, false},
     [RDMIG_MSG__BODY_STAGE_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_LAZY_DUMP, false},
-    [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY), PH(IMAGES) | PH(POSTCOPY),
+    /* The source's answer may cross the destination's Done (a resume with nothing left). */
+    [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY) | PH(DONE), PH(IMAGES) | PH(POSTCOPY),
 				    CTRL_FEAT_FAULT_LANE, false},
     [RDMIG_MSG__BODY_ATTACH] = {0, PH(IMAGES), CTRL_FEAT_RESUME, false},
     [RDMIG_MSG__BODY_RUNNING] = {0, PH(POSTCOPY), CTRL_FEAT_RESUME, false},

@@ -563,8 +563,14 @@ static void ns_offer_lane(struct netsrc *ns)
 
 static void on_fault_lane(struct netsrc *ns, const FaultLane *fl)
 {
-	int ret = xport_lane_connect(ns->x, fl->qpn, fl->psn);
+	int ret;
 
+	/* Every page was in before the source's answer came: no fault is left to carry. */
+	if (ns->st.phase == CTRL_PH_DONE) {
+		log_debug("%s: fault lane offered after Done; not connected", ns->name);
+		return;
+	}
+	ret = xport_lane_connect(ns->x, fl->qpn, fl->psn);
 	if (ret < 0) {
 		log_warn("%s: cannot connect the fault lane (%s); faults share the first queue "
 			 "pair",
