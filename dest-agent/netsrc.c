@@ -1524,45 +1524,67 @@ static void ns_side_connect(struct netsrc *ns, const RcConnect *rc)
 	ns_side_close(ns);
 }
 
+/* ---- the side channel's messages (ctrlconn.h) ---- */
+
+static void ns_side_msg_hello(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+
+	(void)m;
+	if (ns_send_proof(ns, ns->side.x, &ns->side.st, ns->side.name) < 0)
+		ns_side_failed(ns, "cannot send the authentication proof");
+}
+
+static void ns_side_msg_auth_result(void *arg, const RdmigMsg *m)
+{
+	/* As on a control connection: the source no longer has the migration. */
+	if (!m->auth_result->ok)
+		ns_fail(arg, -EACCES,
+			"the source refused our authentication: it no longer serves this "
+			"migration (aborted or ended there?)");
+}
+
+static void ns_side_msg_auth_proof(void *arg, const RdmigMsg *m)
+{
+	ns_side_offer(arg, m->auth_proof);
+}
+
+static void ns_side_msg_rc_connect(void *arg, const RdmigMsg *m)
+{
+	ns_side_connect(arg, m->rc_connect);
+}
+
+static void ns_side_msg_abort(void *arg, const RdmigMsg *m)
+{
+	/* Busy with our old connection, or still mapping: the next attempt may do. */
+	ns_side_failed(arg, m->abort->reason ? m->abort->reason : "the source aborted it");
+}
+
+static void ns_side_refused(void *arg, uint32_t code, const char *why)
+{
+	(void)code;
+	ns_side_failed(arg, why);
+}
+
+static const struct ctrlconn_handlers ns_side_handlers = {
+    .on =
+	{
+	    [RDMIG_MSG__BODY_HELLO] = ns_side_msg_hello,
+	    [RDMIG_MSG__BODY_AUTH_RESULT] = ns_side_msg_auth_result,
+	    [RDMIG_MSG__BODY_AUTH_PROOF] = ns_side_msg_auth_proof,
+	    [RDMIG_MSG__BODY_RC_CONNECT] = ns_side_msg_rc_connect,
+	    [RDMIG_MSG__BODY_KEEPALIVE] = ctrlconn_ignore,
+	    [RDMIG_MSG__BODY_ABORT] = ns_side_msg_abort,
+	},
+    .refused = ns_side_refused,
+};
+
 static void ns_side_recv(struct xport *x, const void *buf, size_t len, void *arg)
 {
 	struct netsrc *ns = arg;
-	RdmigMsg *m = NULL;
-	uint32_t code;
 
-	if (ctrl_state_recv(&ns->side.st, buf, len, &m) < 0) {
-		ns_side_failed(ns, ctrl_state_error(&ns->side.st, &code));
-		return;
-	}
-	switch (m->body_case) {
-	case RDMIG_MSG__BODY_HELLO:
-		if (ns_send_proof(ns, x, &ns->side.st, ns->side.name) < 0)
-			ns_side_failed(ns, "cannot send the authentication proof");
-		break;
-	case RDMIG_MSG__BODY_AUTH_RESULT:
-		/* As on a control connection: the source no longer has the migration. */
-		if (!m->auth_result->ok)
-			ns_fail(ns, -EACCES,
-				"the source refused our authentication: it no longer serves this "
-				"migration (aborted or ended there?)");
-		break;
-	case RDMIG_MSG__BODY_AUTH_PROOF:
-		ns_side_offer(ns, m->auth_proof);
-		break;
-	case RDMIG_MSG__BODY_RC_CONNECT:
-		ns_side_connect(ns, m->rc_connect);
-		break;
-	case RDMIG_MSG__BODY_KEEPALIVE:
-		break;
-	case RDMIG_MSG__BODY_ABORT:
-		/* Busy with our old connection, or still mapping: the next attempt may do. */
-		ns_side_failed(ns, m->abort->reason ? m->abort->reason : "the source aborted it");
-		break;
-	default:
-		ns_side_failed(ns, "unexpected message");
-		break;
-	}
-	ctrl_free(m);
+	(void)x;
+	ctrlconn_recv(&ns->side.st, buf, len, &ns_side_handlers, ns);
 }
 
 static void ns_side_closed(struct xport *x, int reason, void *arg)
