@@ -67,7 +67,7 @@ start_dest() {
 	exec 8<>"$T/status"
 	"$RDMIG_DEST" "$@" --status-fd 9 9>"$T/status" >"$log" 2>&1 &
 	dest_pid=$!
-	byte=$(timeout 20 head -c1 <&8 | od -An -tx1 | tr -d ' ')
+	byte=$(timeout 60 head -c1 <&8 | od -An -tx1 | tr -d ' ')
 	exec 8<&-
 	[ "$byte" = 00 ] || {
 		echo "# rdmig-dest did not report ready (got '$byte')"
@@ -76,16 +76,16 @@ start_dest() {
 	}
 }
 
-# wait_dest: waits (at most 60 s) for rdmig-dest; its exit code goes to
+# wait_dest: waits (at most 120 s) for rdmig-dest; its exit code goes to
 # $code.  Not in a subshell: only this shell can wait for its child.
 wait_dest() {
 	local i
-	for i in $(seq 600); do
+	for i in $(seq 1200); do
 		kill -0 "$dest_pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	if kill -0 "$dest_pid" 2>/dev/null; then
-		echo "# rdmig-dest still running after 60 s: killing it"
+		echo "# rdmig-dest still running after 120 s: killing it"
 		kill -KILL "$dest_pid"
 	fi
 	wait "$dest_pid"

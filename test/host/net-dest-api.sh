@@ -39,12 +39,12 @@ api() {
 jget() {
 	python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null
 }
-# follow ID FILE: polls the migration until it is final (30 s at most),
+# follow ID FILE: polls the migration until it is final (120 s at most),
 # appending every new state seen to FILE; the last JSON is $T/ID.json.
 follow() {
-	local st last
+	local st last end=$((SECONDS + 120))
 	last=$(tail -1 "$2" 2>/dev/null)
-	for _ in $(seq 600); do
+	while [ "$SECONDS" -lt "$end" ]; do
 		curl -s --unix-socket "$sock" "http://localhost/v1/migrations/$1" >"$T/$1.json"
 		st=$(jget "$T/$1.json" 'j["state"]')
 		[ "$st" != "$last" ] && echo "$st" >>"$2" && last=$st
@@ -62,6 +62,11 @@ seen = open(sys.argv[1]).read().split()
 ranks = [order.index(s) for s in seen]
 sys.exit(0 if ranks == sorted(ranks) and len(set(ranks)) == len(ranks) else 1)
 PY
+}
+# restoring ID: the migration's state is restoring ($T/resp holds its JSON).
+restoring() {
+	api GET "/v1/migrations/$1" >/dev/null
+	[ "$(jget "$T/resp" 'j["state"]')" = restoring ]
 }
 # sup_states ID: the states the supervisor logged for ID, on one line.
 sup_states() {
@@ -118,7 +123,7 @@ check "times: received_ms + 1000 <= resumed_ms (to FIN), 1000 <= restore_ms (cri
 	eval "jget '$T/m1.json' 'int(1000 <= j[\"times\"][\"restore_ms\"] <= j[\"times\"][\"total_ms\"] and 1000 <= j[\"times\"][\"resumed_ms\"] <= j[\"times\"][\"total_ms\"] and 0 <= j[\"times\"][\"received_ms\"] <= j[\"times\"][\"resumed_ms\"] - 1000)' | grep -qx 1 && test \"\$(jget '$T/m1.json' 'j[\"times\"][\"finished\"] is not None')\" = True"
 check "the images landed in WORK_ROOT/m1 (mode 0700)" \
 	eval "same_meta '$T/src' '$root/m1' && test \"\$(stat -c %a '$root/m1')\" = 700"
-for _ in $(seq 200); do grep -q "verified, mismatches" "$root/m1/standin.out" 2>/dev/null && break; sleep 0.1; done
+wait_log "$root/m1/standin.out" "verified, mismatches" >/dev/null
 check "the restored process (stand-in) verified every page" \
 	eval "standin_ok '$root/m1/standin.out' 4096 && test \"\$(standin_lazy '$root/m1/standin.out')\" = '$total'"
 check "criu restore got the criu_opts as options (log_level as its -v), in the work dir" \
@@ -155,11 +160,7 @@ check "rollback: 405 on the dest agent" test "$code" = 405
 
 # 3. Abort: a migration waiting for an external restore (restore: false).
 code=$(api POST /v1/migrations "{\"id\":\"m2\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\",\"restore\":false}")
-for _ in $(seq 200); do
-	api GET /v1/migrations/m2 >/dev/null
-	[ "$(jget "$T/resp" 'j["state"]')" = restoring ] && break
-	sleep 0.05
-done
+wait_until 120 restoring m2
 check "m2 started (202) and waits for the restore (restoring)" \
 	eval "test $code = 202 && test \"\$(jget '$T/resp' 'j[\"state\"]')\" = restoring"
 w=$(worker m2)
@@ -199,11 +200,7 @@ check "a migration the source does not serve: failed with the source's reason ($
 
 # 5. SIGTERM: the running worker is stopped, the agent exits 0 and removes its socket.
 code=$(api POST /v1/migrations "{\"id\":\"m3\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret_file\":\"$T/secret\",\"restore\":false}")
-for _ in $(seq 200); do
-	api GET /v1/migrations/m3 >/dev/null
-	[ "$(jget "$T/resp" 'j["state"]')" = restoring ] && break
-	sleep 0.05
-done
+wait_until 120 restoring m3
 w3=$(worker m3)
 track "$w3"
 check "m3 (secret_file) is waiting for its restore" \

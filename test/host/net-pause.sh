@@ -49,9 +49,9 @@ for line in open(sys.argv[1]):
         print(j.get("error"))
         break' "$1" "$2" 2>/dev/null
 }
-# wait_progress FILE STATE [SECS]: waits until a progress line says STATE.
+# wait_progress FILE STATE [SECS]: waits (60 s at most) until a progress line says STATE.
 wait_progress() {
-	for _ in $(seq $((${3:-20} * 10))); do
+	for _ in $(seq $((${3:-60} * 10))); do
 		states "$1" | grep -qx "$2" && return 0
 		sleep 0.1
 	done
@@ -69,7 +69,7 @@ source_on() {
 }
 # drain_with N ID [dest args...]: rdmig-dest (log dest$N.log, progress lines
 # progress$N.jsonl) takes ID into dst$N and the stand-in (pid spid) faults;
-# returns once the drain runs.
+# returns once the worker reports the drain running.
 drain_with() {
 	local n=$1 id=$2
 	shift 2
@@ -81,7 +81,7 @@ drain_with() {
 	spid=$!
 	track "$spid"
 	wait_log "$T/dest$n.log" "restore finished: draining"
-	sleep 0.3
+	wait_progress "$T/progress$n.jsonl" draining
 }
 # pstate PID: the process's state letter (T: stopped).
 pstate() { sed -n 's/^[0-9]* ([^)]*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null; }
@@ -134,7 +134,7 @@ mkimage "$T/src2" --size 64M
 start_source "$T/source3.log" -m "s2:$T/src2:$T/secret" --verify --once
 drain_with 2 s2 --dead-after 2
 kill -STOP "$src_pid"
-wait_progress "$T/progress2.jsonl" paused 10
+wait_progress "$T/progress2.jsonl" paused
 check "stop: the silent source pauses the migration (the reason says so)" \
 	eval "test \"\$(why '$T/progress2.jsonl' paused)\" = 'the source has been silent for 2 s'"
 sleep 3
@@ -156,7 +156,7 @@ start_source "$T/source4.log" -m "g3:$T/src3:$T/secret" --verify --once
 drain_with 3 g3 --pause-limit 3
 kill -KILL "$src_pid"
 wait "$src_pid" 2>/dev/null
-wait_progress "$T/progress3.jsonl" failed 15
+wait_progress "$T/progress3.jsonl" failed
 check "limit: after 3 s paused the worker reports failed, saying why" \
 	eval "why '$T/progress3.jsonl' failed | grep -q '^paused for more than 3 s (--pause-limit): connection to the source lost.*stopped (SIGSTOP)'"
 # The stand-in's restored process is its child.
@@ -186,15 +186,16 @@ curl -s -o /dev/null --unix-socket "$dsock" -X POST -H 'Content-Type: applicatio
 	http://localhost/v1/migrations
 DCTL=("$RDMIG_CTL" --socket "$dsock")
 dstate() { "${DCTL[@]}" status v4 --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
-for _ in $(seq 200); do [ "$(dstate)" = restoring ] && break; sleep 0.1; done
+dstate_is() { [ "$(dstate)" = "$1" ]; }
+wait_until 120 dstate_is restoring
 kill -STOP "$src_pid"
 touch "$T/hold"
-for _ in $(seq 300); do [ "$(dstate)" = paused ] && break; sleep 0.1; done
+wait_until 120 dstate_is paused
 "${DCTL[@]}" status v4 --json >"$T/v4-paused.json" 2>&1
 check "serve: the destination agent's API shows v4 paused, with the reason and since when" \
 	eval "test \"\$(jfield '$T/v4-paused.json' 'j[\"state\"],j[\"pause\"][\"reason\"],j[\"pause\"][\"since\"] is not None,j[\"final\"]')\" = \"('paused', 'the source has been silent for 10 s', True, False)\""
 kill -CONT "$src_pid"
-for _ in $(seq 300); do [ "$(dstate)" = done ] && break; sleep 0.1; done
+wait_until 120 dstate_is done
 "${DCTL[@]}" status v4 --json >"$T/v4.json" 2>&1
 check "serve: once the source runs again v4 resumes and is done, one pause counted" \
 	eval "test \"\$(jfield '$T/v4.json' 'j[\"state\"],j[\"pause\"][\"count\"],j[\"pause\"][\"reason\"],j[\"pause\"][\"total_ms\"] > 0')\" = \"('done', 1, None, True)\""

@@ -33,7 +33,10 @@ CTL=("$RDMIG_CTL" --socket "$sock")
 
 # The criu stand-in: a dump freezes the tree's root like criu (SIGSTOP),
 # writes the images (fake-criu.sh), then kills it; $T/fail-dump-PID makes
-# the dump fail and leaves the process running, as criu does.
+# the dump fail and leaves the process running, as criu does.  A frozen
+# dump waits for the gate $T/dump-go (open unless a case closes it), so a
+# case can hold migrations in their dump for as long as it needs, however
+# slow the machine; the bound is for a test gone wrong.
 cat >"$T/criu.sh" <<EOF
 #!/bin/bash
 [ "\$1" = dump ] || exec "$here/fake-criu.sh" "\$@"
@@ -41,6 +44,7 @@ prev= pid=
 for a in "\$@"; do [ "\$prev" = -t ] && pid=\$a; prev=\$a; done
 echo "\$pid" >>"$T/frozen"
 kill -STOP "\$pid"
+for _ in \$(seq 1200); do [ -e "$T/dump-go" ] && break; sleep 0.1; done
 if [ -e "$T/fail-dump-\$pid" ]; then
 	kill -CONT "\$pid"
 	exit 1
@@ -51,7 +55,7 @@ kill -KILL "\$pid"
 exit \$rc
 EOF
 chmod +x "$T/criu.sh"
-touch "$T/frozen"
+touch "$T/frozen" "$T/dump-go"
 
 # workload NAME: a process counting into $T/NAME.count; sets wl_pid.
 workload() {
@@ -69,7 +73,7 @@ untouched() {
 	[[ $st != T* ]] || return 1
 	# The loop rewrites the file: a read may find it empty.
 	c0=
-	for _ in $(seq 100); do
+	for _ in $(seq 300); do
 		c=$(cat "$T/$1.count")
 		[ -n "$c" ] && [ -z "$c0" ] && c0=$c
 		[ -n "$c" ] && [ "$c" -gt "$c0" ] && return 0
@@ -87,8 +91,8 @@ for i in 1 2 3 4 5 6; do
 	workload "w$i"
 	wl[$i]=$wl_pid
 done
-# The dump takes 3 s: all six ask while the four reserved slots are held.
-export FAKE_CRIU_DELAY=3
+# The dumps wait at the gate: all six ask while the four reserved slots are held.
+rm "$T/dump-go"
 for i in 1 2 3 4 5 6; do
 	"${CTL[@]}" migrate --pid "${wl[$i]}" --secret-file "$T/secret" --id "w$i" \
 		--to "127.0.0.1:$d4" >"$T/w$i.out" 2>"$T/w$i.err" &
@@ -102,6 +106,7 @@ for i in 1 2 3 4 5 6; do
 	1) refused+=("$i") ;;
 	esac
 done
+touch "$T/dump-go"
 check "six concurrent migrations into 4 slots: 4 started (exit 0), 2 refused (exit 1)" \
 	test "${#ok[@]}:${#refused[@]}" = "4:2"
 r1=${refused[0]:-0} r2=${refused[1]:-0}
@@ -127,7 +132,6 @@ check "... none is left on the destination agent (GET /v1/reservations)" \
 	eval "test $code = 200 && grep -q '\"reservations\":\[\]' '$T/dapi.out'"
 
 # (2) A dump that fails: its reservation is released at once.
-unset FAKE_CRIU_DELAY
 workload f1
 touch "$T/fail-dump-$wl_pid"
 "${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id f1 --to "127.0.0.1:$d4" \
@@ -142,7 +146,7 @@ check "... its reservation is released at once (DELETE), not left to its TTL" \
 src_keep=$src_pid
 start_source "$T/source1.log" --api-socket "$T/run/one.sock" --images-root "$root/one" \
 	--criu "$T/criu.sh" --max-migrations 1
-export FAKE_CRIU_DELAY=2
+rm "$T/dump-go"
 workload m1
 wm1=$wl_pid
 workload m2
@@ -155,9 +159,9 @@ p1=$!
 rc2=$?
 wait "$p1"
 rc1=$?
-unset FAKE_CRIU_DELAY
+touch "$T/dump-go"
 if [ "$rc1" -eq 0 ]; then lost=m2 lpid=$wm2; else lost=m1 lpid=$wm1; fi
-for _ in $(seq 50); do
+for _ in $(seq 300); do
 	[ "$(dapi d4 GET /v1/reservations)" = 200 ] && grep -q '"reservations":\[\]' "$T/dapi.out" && break
 	sleep 0.1
 done
@@ -191,12 +195,14 @@ else
 	done
 fi
 
-# (4) The reservations API: one slot, a TTL of 1 s.
+# (4) The reservations API: one slot.  The one held while other requests
+# are refused has a TTL of 600 s, so a slow machine cannot expire it
+# early; expiry is shown by a second one with a TTL of 1 s.
 start_dagent d1 --work-root "$T/droot" --max-migrations 1
-code=$(dapi d1 POST /v1/reservations '{"migration":"x1","bytes":4096,"ttl_s":1}')
+code=$(dapi d1 POST /v1/reservations '{"migration":"x1","bytes":4096,"ttl_s":600}')
 rid=$(sed -n 's/.*"id":"\(r-[0-9a-f]*\)".*/\1/p' "$T/dapi.out")
 check "POST /v1/reservations: 201, an id, an expiry" \
-	eval "test $code = 201 && test -n '$rid' && grep -q '\"expires\":\"20' '$T/dapi.out' && grep -q '\"ttl_s\":1' '$T/dapi.out'"
+	eval "test $code = 201 && test -n '$rid' && grep -q '\"expires\":\"20' '$T/dapi.out' && grep -q '\"ttl_s\":600' '$T/dapi.out'"
 check "... GET /v1/reservations/ID shows it" eval "test \$(dapi d1 GET /v1/reservations/$rid) = 200"
 code=$(dapi d1 POST /v1/reservations '{"migration":"x2","bytes":0}')
 check "... the only slot is held: a second is refused (503, --max-migrations)" \
@@ -204,13 +210,16 @@ check "... the only slot is held: a second is refused (503, --max-migrations)" \
 code=$(dapi d1 POST /v1/migrations '{"id":"x3","source":"127.0.0.1:1","secret":"base64:'"$(base64 -w0 "$T/secret")"'"}')
 check "... and so is a migration without a reservation (503)" \
 	eval "test $code = 503 && grep -q 'slots reserved' '$T/dapi.out'"
+dapi d1 DELETE "/v1/reservations/$rid" >/dev/null
+code=$(dapi d1 POST /v1/reservations '{"migration":"x1","bytes":4096,"ttl_s":1}')
+rid=$(sed -n 's/.*"id":"\(r-[0-9a-f]*\)".*/\1/p' "$T/dapi.out")
 expired=1
-for _ in $(seq 100); do
+for _ in $(seq 300); do
 	[ "$(dapi d1 GET "/v1/reservations/$rid")" = 404 ] && expired=0 && break
 	sleep 0.1
 done
-check "... it expires (404) and says so in the log" \
-	eval "test $expired -eq 0 && grep -q 'reservation $rid for migration x1 expired after 1 s unused' '$T/d1.log'"
+check "... one with a TTL of 1 s expires (404) and says so in the log" \
+	eval "test $code = 201 && test $expired -eq 0 && grep -q 'reservation $rid for migration x1 expired after 1 s unused' '$T/d1.log'"
 code=$(dapi d1 POST /v1/reservations '{"migration":"x2","bytes":0}')
 rid2=$(sed -n 's/.*"id":"\(r-[0-9a-f]*\)".*/\1/p' "$T/dapi.out")
 check "... its slot is free again: 201" test "$code" = 201
@@ -232,7 +241,7 @@ mkdir -p "$d"
 	-m "$FAKEDEST_ID" --secret-file "$FAKEDEST_SECRET_FILE" --status-fd 3 \
 	3>"$FAKEDEST_DIR/ready" >"$FAKEDEST_DIR/dest.log" 2>&1 &
 dp=$!
-for _ in $(seq 200); do
+for _ in $(seq 1200); do
 	[ -s "$FAKEDEST_DIR/ready" ] && break
 	sleep 0.05
 done
@@ -241,7 +250,7 @@ wait $dp
 [ -e "$FAKEDEST_DIR/../../dest-fail" ] && exit 1
 touch "$FAKEDEST_DIR/resumed"
 # Until told, or the test's directory is gone (its cleanup).
-for _ in $(seq 600); do
+for _ in $(seq 6000); do
 	[ -e "$FAKEDEST_DIR/stop" ] || [ ! -d "$FAKEDEST_DIR" ] && exit 0
 	sleep 0.1
 done

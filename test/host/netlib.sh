@@ -45,7 +45,7 @@ start_source() {
 	"$RDMIG_SOURCE" -t "${SRC_TRANSPORT:-tcp}" -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
 	src_pid=$!
 	track "$src_pid"
-	for i in $(seq 200); do
+	for i in $(seq 1200); do
 		src_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\) (t[cl][ps]).*/\1/p' "$log" 2>/dev/null)
 		[ -n "$src_port" ] && return 0
 		kill -0 "$src_pid" 2>/dev/null || break
@@ -76,9 +76,9 @@ wait_pid() {
 # rdmigctl and its --socket).
 state() { "${CTL[@]}" status "$1" --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
 
-# wait_state ID STATE [SECS]: waits up to SECS (20) seconds for that state.
+# wait_state ID STATE [SECS]: waits up to SECS (60) seconds for that state.
 wait_state() {
-	for _ in $(seq $((${3:-20} * 10))); do
+	for _ in $(seq $((${3:-60} * 10))); do
 		[ "$(state "$1")" = "$2" ] && return 0
 		sleep 0.1
 	done
@@ -97,20 +97,32 @@ start_fakedest() {
 		>"$T/$name.log" 2>&1 &
 	fake_pid=$!
 	track "$fake_pid"
-	for _ in $(seq 100); do
+	for _ in $(seq 1200); do
 		[ -s "$T/$name.port" ] && break
 		sleep 0.05
 	done
 	fake_port=$(cat "$T/$name.port" 2>/dev/null)
 }
 
+# wait_until SECS CMD...: runs CMD every 0.1 s until it succeeds; fails
+# after SECS seconds.  For waiting on an event: SECS only bounds a test
+# gone wrong, so it is generous, never a guess at how long the event takes.
+wait_until() {
+	local end=$((SECONDS + $1))
+	shift
+	until "$@"; do
+		[ "$SECONDS" -lt "$end" ] || return 1
+		sleep 0.1
+	done
+}
+
 # alive PID: the process runs (and is not a zombie we could reap).
 alive() { kill -0 "$1" 2>/dev/null; }
 
-# wait_for_file FILE [SECONDS]: waits (5 s by default) until FILE exists.
+# wait_for_file FILE [SECONDS]: waits (30 s by default) until FILE exists.
 wait_for_file() {
 	local i
-	for i in $(seq $((${2:-5} * 20))); do
+	for i in $(seq $((${2:-30} * 20))); do
 		[ -e "$1" ] && return 0
 		sleep 0.05
 	done
@@ -159,11 +171,11 @@ skip_fuse() {
 # wait_log FILE PATTERN [SECONDS]: waits until FILE has a line matching PATTERN.
 wait_log() {
 	local i
-	for i in $(seq $((${3:-10} * 20))); do
+	for i in $(seq $((${3:-60} * 20))); do
 		grep -q -- "$2" "$1" 2>/dev/null && return 0
 		sleep 0.05
 	done
-	echo "# '$2' not in $1 after ${3:-10} s"
+	echo "# '$2' not in $1 after ${3:-60} s"
 	return 1
 }
 
@@ -244,7 +256,7 @@ start_dagent() {
 		--criu "$net_here/fake-criu-restore.sh" -o "$T/$name.log" "$@" &
 	track $!
 	dport=
-	for _ in $(seq 100); do
+	for _ in $(seq 1200); do
 		dport=$(sed -n 's/.*api: serving on TCP port \([0-9]*\).*/\1/p' "$T/$name.log" 2>/dev/null)
 		[ -n "$dport" ] && break
 		sleep 0.05

@@ -11,12 +11,14 @@ rawpeer.py PORT side ID SECRET_FILE [wrong]
                                channel 2 and FEAT_RC_SIDE, then the proof with
                                the secret, or a wrong one); prints the answers
                                and the source's features as JSON
-rawpeer.py PORT flood N HOLD ADDR...
+rawpeer.py PORT flood N PER TOTAL ADDR...
                                opens N unauthenticated connections from the
-                               local addresses ADDR... in turn (within 10 s),
-                               every tenth starting a 1 MiB frame, the others
-                               60 KiB of a 64 KiB frame; holds them
-                               HOLD seconds; prints JSON counts
+                               local addresses ADDR... in turn, every tenth
+                               starting a 1 MiB frame, the others 60 KiB of a
+                               64 KiB frame; then holds them until the source
+                               has settled them (every 1 MiB one closed, at
+                               most PER open per address and TOTAL in all) or
+                               60 s passed; prints JSON counts
 Always to 127.0.0.1.  Messages are hand-encoded protobuf (proto/rdmig.proto).
 """
 import hashlib
@@ -237,13 +239,20 @@ def side(port, mig, secret_file, wrong):
     print(json.dumps({"answers": answers, "source_features": theirs[3]}))
 
 
-def flood(port, n, hold, addrs):
+def flood_settled(socks, per, total):
+    held = {}
+    for v in socks.values():
+        if v["big"] and not v["closed"]:
+            return False
+        if not v["closed"]:
+            held[v["addr"]] = held.get(v["addr"], 0) + 1
+    return sum(held.values()) <= total and max(held.values(), default=0) <= per
+
+
+def flood(port, n, per, total, addrs):
     sel = selectors.DefaultSelector()
     socks = {}
-    end = time.monotonic() + 10
     for i in range(n):
-        if time.monotonic() > end:
-            break
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.bind((addrs[i % len(addrs)], 0))
         s.setblocking(False)
@@ -255,8 +264,10 @@ def flood(port, n, hold, addrs):
         # Let the agent accept as we go: a full backlog only delays connects.
         for key, ev in sel.select(0):
             pump(sel, key.fileobj, socks[key.fileobj], ev)
-    deadline = time.monotonic() + hold
-    while time.monotonic() < deadline:
+    # Open connections only ever close: once settled, the counts are final.
+    # The bound is for a source that never settles, however slow the machine.
+    deadline = time.monotonic() + 60
+    while not flood_settled(socks, per, total) and time.monotonic() < deadline:
         for key, ev in sel.select(0.05):
             pump(sel, key.fileobj, socks[key.fileobj], ev)
     st = socks.values()
@@ -310,7 +321,7 @@ def main():
     elif case == "side":
         side(port, sys.argv[3], sys.argv[4], len(sys.argv) > 5 and sys.argv[5] == "wrong")
     elif case == "flood":
-        flood(port, int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:])
+        flood(port, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
     else:
         hostile(port, case)
 
