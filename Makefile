@@ -57,7 +57,7 @@ bench: deps
 # libFuzzer targets (clang), each run for FUZZ_SECONDS (default 60); FUZZ_TARGETS picks some.
 # Only the targets are built: the rest of the tree is gcc's business.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= image ctrl api_json lpsock progress
+FUZZ_TARGETS ?= image ctrl api_json lpsock progress connhint
 fuzz:
 	@test -f build-fuzz/build.ninja || CC=clang meson setup build-fuzz -Dfuzz=true -Db_lundef=false
 	ninja -C build-fuzz $(addprefix test/fuzz/fuzz_,$(FUZZ_TARGETS))

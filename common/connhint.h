@@ -21,12 +21,17 @@
 
 #define CONNHINT_ID_MAX 46
 
-/* Writes the hint for id into buf (at least 6 + CONNHINT_ID_MAX bytes): its length, or 0. */
+/*
+ * Writes the hint for id into buf (at least 6 + CONNHINT_ID_MAX bytes): its
+ * length, or 0 when id is no migration id (migration_id_valid()) or too long.
+ */
 size_t connhint_make(const char *id, uint8_t *buf, size_t size);
 
 /*
  * The id named in data (len bytes, trailing zero padding allowed) into id
- * (at least CONNHINT_ID_MAX + 1 bytes): 0, or -EINVAL when data is no hint.
+ * (at least CONNHINT_ID_MAX + 1 bytes): 0, or -EINVAL when data is no hint
+ * (another layout or version, a bad length, bytes other than zeros after
+ * the id, an id that is no migration id); id is then undefined.
  */
 int connhint_parse(const void *data, size_t len, char *id, size_t size);
 

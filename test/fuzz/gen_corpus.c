@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * Writes the seed corpora of fuzz_ctrl, fuzz_api_json, fuzz_lpsock and
- * fuzz_progress (test/fuzz/corpus/<target>/) with the project's own
- * encoders: whole control sessions built with the ctrl_msg_*() builders and
- * checked by both peers' ctrl_state, request bodies from rdmigctl's
- * cli_migrate_body(), resources from api_migration_to_json(), progress lines
- * from progress_encode(), lazy-pages records as criu writes them.  Each
+ * Writes the seed corpora of fuzz_ctrl, fuzz_api_json, fuzz_lpsock,
+ * fuzz_progress and fuzz_connhint (test/fuzz/corpus/<target>/) with the
+ * project's own encoders: whole control sessions built with the
+ * ctrl_msg_*() builders and checked by both peers' ctrl_state, request
+ * bodies from rdmigctl's cli_migrate_body(), resources from
+ * api_migration_to_json(), progress lines from progress_encode(),
+ * lazy-pages records as criu writes them, connect data from
+ * connhint_make() and cut or altered from it.  Each
  * input's format is described at the top of its target.  Usage:
  *     BUILD/test/fuzz/fuzz-gen-corpus test/fuzz/corpus
  * The files it names are overwritten; others (crash-*, regress-*, the
@@ -20,11 +22,13 @@
 
 #include "api.h"
 #include "cli.h"
+#include "connhint.h"
 #include "ctrl.h"
 #include "fuzz.h"
 #include "log.h"
 #include "lpsock.h"
 #include "progress.h"
+#include "rdma.h"
 
 static const char *gen_top;
 
@@ -106,19 +110,26 @@ static void gen_frame(struct gen_sess *s, uint8_t sel, const uint8_t *msg, size_
 }
 
 /*
- * Records o from the source as a frame with the extra selector bits sel
- * (SEL_RAW, SEL_TAMPER: the receiver must refuse it) without sending it;
- * o stays built, for gen_send().
+ * Records o from the source (the destination with from_dest) as a frame
+ * with the extra selector bits sel (SEL_RAW, SEL_TAMPER, or none for a
+ * message out of range: the receiver must refuse it), of its first cut
+ * bytes when cut is not 0 (all but the last with GEN_CUT_LAST), without
+ * sending it; o stays built, for gen_send().
  */
-static void gen_refused(struct gen_sess *s, uint8_t sel, struct ctrl_out *o)
+#define GEN_CUT_LAST ((size_t)-1)
+static void gen_refused(struct gen_sess *s, bool from_dest, uint8_t sel, struct ctrl_out *o,
+			size_t cut)
 {
+	const struct ctrl_state *snd = from_dest ? &s->dst : &s->src;
 	uint8_t *buf = NULL;
 	size_t len;
 
-	o->msg.seq = s->src.send_seq + 1;
+	o->msg.seq = snd->send_seq + 1;
 	if (ctrl_pack_alloc(&o->msg, &buf, &len) < 0)
 		gen_die("cannot pack a message");
-	gen_frame(s, sel, buf, len);
+	if (cut == GEN_CUT_LAST)
+		cut = len - 1;
+	gen_frame(s, sel | (from_dest ? SEL_FROM_DEST : 0), buf, cut && cut < len ? cut : len);
 	free(buf);
 }
 
@@ -314,6 +325,71 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	gen_sess_fini(&s);
 }
 
+/* An RcConnect the receiver must refuse: one field out of range, or cut short. */
+struct gen_rc_bad {
+	const char *name;
+	uint32_t qpn, psn, mtu, rd_atomic;
+	size_t gid_len; /* 0: a GID of zeros */
+	size_t cut;	/* bytes of the packed message kept, 0: all */
+};
+
+/*
+ * RcConnect on an RC side channel (FEAT_RC_SIDE, protocol.md §7.4): the
+ * destination's offer and the source's answer; then, one session each, an
+ * offer with one field out of range or cut short, refused, before the
+ * valid one.
+ */
+static void gen_ctrl_rc_connect(const struct auth_secret *secret)
+{
+	const uint64_t feat = CTRL_FEAT_RDMA_READ | CTRL_FEAT_RC_SIDE;
+	/* ::ffff:192.0.2.2 and ::ffff:192.0.2.1, RoCE v2 GIDs of IPv4 addresses. */
+	static const uint8_t gid_d[CTRL_GID_LEN] = {[10] = 0xff, 0xff, 192, 0, 2, 2};
+	static const uint8_t gid_s[CTRL_GID_LEN] = {[10] = 0xff, 0xff, 192, 0, 2, 1};
+	static const struct gen_rc_bad bad[] = {
+	    {"qpn-zero", 0, 1, 5, 16, CTRL_GID_LEN, 0},
+	    {"qpn-25-bits", 1u << 24, 1, 5, 16, CTRL_GID_LEN, 0},
+	    {"psn-25-bits", 0x11, 1u << 24, 5, 16, CTRL_GID_LEN, 0},
+	    {"gid-15-bytes", 0x11, 1, 5, 16, CTRL_GID_LEN - 1, 0},
+	    {"gid-17-bytes", 0x11, 1, 5, 16, CTRL_GID_LEN + 1, 0},
+	    {"gid-zero", 0x11, 1, 5, 16, 0, 0},
+	    {"mtu-zero", 0x11, 1, 0, 16, CTRL_GID_LEN, 0},
+	    {"mtu-6", 0x11, 1, CTRL_RC_MTU_MAX + 1, 16, CTRL_GID_LEN, 0},
+	    {"rd-atomic-zero", 0x11, 1, 5, 0, CTRL_GID_LEN, 0},
+	    {"rd-atomic-256", 0x11, 1, 5, 256, CTRL_GID_LEN, 0},
+	    {"truncated-header", 0x11, 1, 5, 16, CTRL_GID_LEN, 4},
+	    {"truncated-gid", 0x11, 1, 5, 16, CTRL_GID_LEN, 20},
+	    {"truncated-last-byte", 0x11, 1, 5, 16, CTRL_GID_LEN, GEN_CUT_LAST},
+	};
+	uint8_t gid[CTRL_GID_LEN + 1];
+	struct ctrl_out o;
+	struct gen_sess s;
+	char name[64];
+
+	for (size_t i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+		const struct gen_rc_bad *b = i < sizeof(bad) / sizeof(bad[0]) ? &bad[i] : NULL;
+
+		gen_sess_init(&s, secret, false);
+		gen_hellos(&s, feat, feat, CTRL_CHANNEL_RC_SIDE);
+		gen_auth(&s, false);
+		if (b) {
+			memset(gid, 0, sizeof(gid));
+			if (b->gid_len)
+				memcpy(gid, gid_d, CTRL_GID_LEN);
+			ctrl_msg_rc_connect(&o, b->qpn, b->psn, gid, b->mtu, b->rd_atomic);
+			o.body.rc_connect.gid.len = b->gid_len ? b->gid_len : CTRL_GID_LEN;
+			gen_refused(&s, true, 0, &o, b->cut);
+			ctrl_out_release(&o);
+		}
+		gen_send(&s, true, &o, ctrl_msg_rc_connect(&o, 0x11, 0x123456, gid_d, 5, 16));
+		gen_send(&s, false, &o, ctrl_msg_rc_connect(&o, 0x12, 0x654321, gid_s, 3, 255));
+		gen_send(&s, true, &o, ctrl_msg_keepalive(&o, 1, 123456789));
+		snprintf(name, sizeof(name), "rc-connect%s%s", b ? "-refused-" : "",
+			 b ? b->name : "");
+		gen_write("ctrl", name, s.in.data, s.in.len);
+		gen_sess_fini(&s);
+	}
+}
+
 static void gen_ctrl(void)
 {
 	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
@@ -366,13 +442,14 @@ static void gen_ctrl(void)
 	gen_auth(&s, false);
 	if (ctrl_msg_image_file(&o, &c) < 0)
 		gen_die("cannot build an ImageFile");
-	gen_refused(&s, SEL_RAW, &o);
-	gen_refused(&s, SEL_TAMPER, &o);
+	gen_refused(&s, false, SEL_RAW, &o, 0);
+	gen_refused(&s, false, SEL_TAMPER, &o, 0);
 	gen_send(&s, false, &o, 0);
 	gen_write("ctrl", "mac-refused", s.in.data, s.in.len);
 	gen_sess_fini(&s);
 
 	gen_ctrl_newer(secret);
+	gen_ctrl_rc_connect(secret);
 
 	gen_sess_init(&s, secret, false);
 	gen_hellos(&s, tcp, tcp, CTRL_CHANNEL_CONTROL);
@@ -661,6 +738,65 @@ static void gen_progress(void)
 	gen_write("progress", "session", all.data, all.len);
 }
 
+/* ---- connect data (fuzz_connhint) ---- */
+
+/*
+ * One input: the first len bytes of the hint for id (RDMA_CONN_DATA_MAX,
+ * zero-padded, when len is 0) with byte at set to val when at is not 0;
+ * the generator fails unless connhint_parse() refuses it exactly when its
+ * name says so.
+ */
+static void gen_hint(const char *name, const char *id, size_t len, size_t at, uint8_t val)
+{
+	uint8_t buf[RDMA_CONN_DATA_MAX + 4] = {0};
+	char back[CONNHINT_ID_MAX + 1];
+	bool refused;
+
+	if (connhint_make(id, buf, RDMA_CONN_DATA_MAX) == 0)
+		gen_die("connhint_make refused a seed's id");
+	if (at)
+		buf[at] = val;
+	if (!len)
+		len = RDMA_CONN_DATA_MAX;
+	refused = connhint_parse(buf, len, back, sizeof(back)) < 0;
+	if (refused != (strstr(name, "refused") != NULL)) {
+		fprintf(stderr, "fuzz-gen-corpus: seed %s: %s\n", name,
+			refused ? "refused" : "accepted");
+		gen_die("a connect data seed does not do what its name says");
+	}
+	gen_write("connhint", name, buf, len);
+}
+
+static void gen_connhint(void)
+{
+	char longest[CONNHINT_ID_MAX + 1];
+	size_t n = CONNHINT_ID_MAX;
+
+	memset(longest, 'a', n);
+	longest[n] = '\0';
+	gen_hint("short-exact", "web-7", 6 + 5, 0, 0);
+	gen_hint("short-padded", "web-7", 0, 0, 0);
+	gen_hint("rdma-cm-area", "m.2_x-Z9", RDMA_CONN_DATA_MAX + 4, 0, 0);
+	gen_hint("longest", longest, 0, 0, 0);
+	gen_hint("refused-empty", "web-7", 1, 0, 0);
+	gen_hint("refused-magic-only", "web-7", 4, 0, 0);
+	gen_hint("refused-no-length", "web-7", 5, 0, 0);
+	gen_hint("refused-header-only", "web-7", 6, 0, 0);
+	gen_hint("refused-cut-in-id", "web-7", 6 + 4, 0, 0);
+	gen_hint("refused-longest-cut", longest, 6 + n - 1, 0, 0);
+	gen_hint("refused-magic", "web-7", 0, 3, 'X');
+	gen_hint("refused-version-0", "web-7", 0, 4, 0);
+	gen_hint("refused-version-2", "web-7", 0, 4, 2);
+	gen_hint("refused-length-0", "web-7", 0, 5, 0);
+	gen_hint("refused-length-47", longest, 0, 5, CONNHINT_ID_MAX + 1);
+	gen_hint("refused-length-255", "web-7", 0, 5, 255);
+	gen_hint("refused-nul-in-id", "web-7", 0, 8, 0);
+	gen_hint("refused-newline-in-id", "web-7", 0, 8, '\n');
+	gen_hint("refused-dot-first", "web-7", 0, 6, '.');
+	gen_hint("refused-after-id", "web-7", 0, 6 + 5, 'x');
+	gen_hint("refused-last-byte", "web-7", 0, RDMA_CONN_DATA_MAX - 1, 1);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -673,5 +809,6 @@ int main(int argc, char **argv)
 	gen_api_json();
 	gen_lpsock();
 	gen_progress();
+	gen_connhint();
 	return 0;
 }

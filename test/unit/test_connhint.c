@@ -2,8 +2,9 @@
 /*
  * connhint: the migration id a destination names in its RDMA connect
  * request survives the round trip with the transport's zero padding; what
- * is not a hint (another layout, a bad length, an embedded NUL, an id too
- * long to name) gives nothing, so the source falls back to a PD of the
+ * is not a hint (another layout, a bad length, an embedded NUL, bytes
+ * other than zeros after the id, no migration id, an id too long to name)
+ * gives nothing, so the source falls back to a PD of the
  * connection's own.
  */
 #include <errno.h>
@@ -69,6 +70,20 @@ static void test_not_a_hint(void **state)
 	assert_int_equal(connhint_parse(buf, n, id, sizeof(id)), 0);
 	memcpy(buf, "RDMX", 4);
 	assert_int_equal(connhint_parse(buf, n, id, sizeof(id)), -EINVAL);
+	memcpy(buf, "RDMG", 4);
+	/* Zeros may follow the id, nothing else. */
+	assert_int_equal(connhint_parse(buf, sizeof(buf), id, sizeof(id)), 0);
+	buf[sizeof(buf) - 1] = 1;
+	assert_int_equal(connhint_parse(buf, sizeof(buf), id, sizeof(id)), -EINVAL);
+	buf[sizeof(buf) - 1] = 0;
+	/* Only a migration id is named, both ways. */
+	buf[6] = '.';
+	assert_int_equal(connhint_parse(buf, n, id, sizeof(id)), -EINVAL);
+	buf[6] = 'a';
+	buf[7] = '\n';
+	assert_int_equal(connhint_parse(buf, n, id, sizeof(id)), -EINVAL);
+	assert_int_equal(connhint_make("../x", buf, sizeof(buf)), 0);
+	assert_int_equal(connhint_make("a b", buf, sizeof(buf)), 0);
 }
 
 int main(void)
