@@ -2,10 +2,18 @@
 #include "ctrlconn.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
+
+struct ctrlconn_tick {
+	struct event *ev;
+	const struct ctrlconn_tick_ops *ops;
+	void *arg;
+};
 
 int ctrlconn_send(struct xport *x, struct ctrl_state *st, const char *name, struct ctrl_out *o)
 {
@@ -48,6 +56,59 @@ void ctrlconn_keepalive(struct xport *x, struct ctrl_state *st, const char *name
 bool ctrlconn_silent(uint64_t last_rx_ns, uint64_t now, unsigned int dead_after_s)
 {
 	return now - last_rx_ns > (uint64_t)dead_after_s * 1000000000ull;
+}
+
+void ctrlconn_tick_run(struct ctrlconn_tick *t, uint64_t now)
+{
+	/* Copied first: any callback may free t with its owner. */
+	const struct ctrlconn_tick_ops *ops = t->ops;
+	void *arg = t->arg;
+	struct ctrlconn_peer p;
+
+	if (!ops->check(arg, now, &p))
+		return;
+	if (ctrlconn_silent(p.last_rx_ns, now, p.dead_after_s)) {
+		ops->silent(arg);
+		return;
+	}
+	if (ops->alive && !ops->alive(arg, now))
+		return;
+	ctrlconn_keepalive(p.x, p.st, p.name, p.ka_seq, now);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	ctrlconn_tick_run(arg, now_ns());
+}
+
+int ctrlconn_tick_new(struct event_base *base, const struct ctrlconn_tick_ops *ops, void *arg,
+		      struct ctrlconn_tick **out)
+{
+	struct timeval tv = {CTRLCONN_TICK_S, 0};
+	struct ctrlconn_tick *t;
+
+	*out = NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->ops = ops;
+	t->arg = arg;
+	t->ev = event_new(base, -1, EV_PERSIST, tick_cb, t);
+	if (!t->ev || event_add(t->ev, &tv) < 0) {
+		ctrlconn_tick_free(t);
+		return -ENOMEM;
+	}
+	*out = t;
+	return 0;
+}
+
+void ctrlconn_tick_free(struct ctrlconn_tick *t)
+{
+	if (!t)
+		return;
+	if (t->ev)
+		event_free(t->ev);
+	free(t);
 }
 
 void ctrlconn_ignore(void *arg, const RdmigMsg *m)

@@ -7,13 +7,14 @@
  *  - send a message: seal and encode it (ctrl_state_encode()), queue it on
  *    the transport, release it, log a failure naming the connection;
  *  - send Abort, best effort, before the owner closes the connection;
- *  - the once-a-second tick's two checks: the peer silent for longer than
- *    --dead-after, and the keepalive that keeps us from looking silent;
+ *  - the once-a-second tick (struct ctrlconn_tick, one per owner): the
+ *    owner's own deadlines first, then the peer silent for longer than
+ *    --dead-after, then the keepalive that keeps us from looking silent;
  *  - receive: ctrl_state_recv() (MAC, decode, sequence, phase, validation),
  *    then the owner's handler for that message type from its table.
  *
- * The owner keeps its own xport, ctrl_state, name and timer: the functions
- * borrow them for the call.  What to do after an Abort, a refusal or a
+ * The owner keeps its own xport, ctrl_state and name: the functions borrow
+ * them for the call.  What to do after an Abort, a refusal or a
  * silent peer (close, pause, fail) stays the owner's.  Functions return 0
  * or a negative errno.  Loop thread only.
  */
@@ -26,6 +27,8 @@
 
 #include "ctrl.h"
 #include "xport.h"
+
+struct event_base;
 
 /*
  * Encodes o with st (sequence number, MAC), queues it on x and releases o
@@ -49,6 +52,56 @@ void ctrlconn_keepalive(struct xport *x, struct ctrl_state *st, const char *name
 
 /* The tick's dead-peer check: nothing received since last_rx_ns for over dead_after_s. */
 bool ctrlconn_silent(uint64_t last_rx_ns, uint64_t now, unsigned int dead_after_s);
+
+/* Seconds between two ticks. */
+#define CTRLCONN_TICK_S 1
+
+/* The connection a tick checks, as its owner has it now (borrowed for the tick). */
+struct ctrlconn_peer {
+	struct xport *x;
+	struct ctrl_state *st;
+	const char *name;
+	uint64_t *ka_seq;	   /* the keepalive's counter */
+	uint64_t last_rx_ns;	   /* when the peer last sent anything */
+	unsigned int dead_after_s; /* --dead-after */
+};
+
+/* What a tick asks of its owner; arg is the owner's, given to ctrlconn_tick_new(). */
+struct ctrlconn_tick_ops {
+	/*
+	 * First, each tick: the owner's own deadlines (a handshake or a
+	 * pause too long).  Fills *p and returns true when the connection is
+	 * to be checked now; false when not (none, not authenticated,
+	 * paused), or when the owner closed it or freed itself (and the tick
+	 * with it).
+	 */
+	bool (*check)(void *arg, uint64_t now, struct ctrlconn_peer *p);
+	/* The peer sent nothing for longer than p->dead_after_s: the owner closes, pauses or fails.
+	 */
+	void (*silent)(void *arg);
+	/*
+	 * Optional, the peer not silent: what else the owner checks each tick
+	 * before the keepalive goes out.  false: no keepalive this time (the
+	 * owner may have freed itself).
+	 */
+	bool (*alive)(void *arg, uint64_t now);
+};
+
+struct ctrlconn_tick;
+
+/*
+ * A timer on base that runs ctrlconn_tick_run() every CTRLCONN_TICK_S
+ * seconds for its owner (arg) until ctrlconn_tick_free().  ops must
+ * outlive it.  0 or -ENOMEM.
+ */
+int ctrlconn_tick_new(struct event_base *base, const struct ctrlconn_tick_ops *ops, void *arg,
+		      struct ctrlconn_tick **out);
+
+/* Stops and frees t (NULL is fine); safe from the owner's callbacks. */
+void ctrlconn_tick_free(struct ctrlconn_tick *t);
+
+/* One tick at now (monotonic ns): check, then silent, or alive and the keepalive. */
+void ctrlconn_tick_run(struct ctrlconn_tick *t, uint64_t now);
 
 /* Body cases a dispatch table covers (RdmigMsg__BodyCase values below this). */
 #define CTRLCONN_MSG_TYPES 128

@@ -21,7 +21,6 @@
 #include "rdmig-config.h"
 #include "util.h"
 
-#define TICK_S 1
 /* Reconnecting after a pause: the first try at once, then doubling up to this. */
 #define PAUSE_BACKOFF_FIRST_MS 250
 #define PAUSE_BACKOFF_MAX_MS   4000
@@ -86,7 +85,7 @@ struct netsrc {
 	struct ctrl_state st;
 	uint8_t nonce[AUTH_NONCE_LEN];
 	char name[160];
-	struct event *tick;
+	struct ctrlconn_tick *tick;
 	struct event *retry;
 	uint64_t start_ns;
 	uint64_t last_rx_ns;
@@ -1657,25 +1656,26 @@ static unsigned int ns_attempt_s(const struct netsrc *ns)
 							  : PAUSE_ATTEMPT_MIN_S;
 }
 
-static void ns_tick(evutil_socket_t fd, short what, void *arg)
+/* The tick (common/ctrlconn.c): a pause's deadlines, the connect timeout, then the source's
+ * silence. */
+static bool ns_tick_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 {
 	struct netsrc *ns = arg;
-	uint64_t now = now_ns();
 	char why[128];
 
 	if (ns->failed || ns->expired)
-		return;
+		return false;
 	if (ns->paused) {
 		if (ns->cfg.pause_limit_s &&
 		    now - ns->pause_ns > (uint64_t)ns->cfg.pause_limit_s * 1000000000ull) {
 			ns_expire(ns);
-			return;
+			return false;
 		}
 		/* An attempt that hangs (no route, a stalled source) is given up and retried. */
 		if ((ns->x || ns->side.x) &&
 		    now - ns->attempt_ns > (uint64_t)ns_attempt_s(ns) * 1000000000ull)
 			ns_pause(ns, "the reconnection attempt timed out");
-		return;
+		return false;
 	}
 	if (!ctrl_state_authenticated(&ns->st)) {
 		if (now - ns->start_ns > (uint64_t)ns->cfg.connect_timeout_s * 1000000000ull) {
@@ -1684,17 +1684,34 @@ static void ns_tick(evutil_socket_t fd, short what, void *arg)
 				 ns->cfg.connect_timeout_s);
 			ns_fail(ns, -ETIMEDOUT, why);
 		}
-		return;
+		return false;
 	}
-	if (ctrlconn_silent(ns->last_rx_ns, now, ns->cfg.dead_after_s)) {
-		snprintf(why, sizeof(why), "the source has been silent for %u s",
-			 ns->cfg.dead_after_s);
-		ns_lost(ns, -ETIMEDOUT, why);
-		return;
-	}
-	ctrlconn_keepalive(ns->x, &ns->st, ns->name, &ns->ka_seq, now);
-	ns_fc_tick(ns, now);
+	*p = (struct ctrlconn_peer){ns->x,	 &ns->st,	 ns->name,
+				    &ns->ka_seq, ns->last_rx_ns, ns->cfg.dead_after_s};
+	return true;
 }
+
+static void ns_tick_silent(void *arg)
+{
+	struct netsrc *ns = arg;
+	char why[128];
+
+	snprintf(why, sizeof(why), "the source has been silent for %u s", ns->cfg.dead_after_s);
+	ns_lost(ns, -ETIMEDOUT, why);
+}
+
+/* The fault connection's own silence and keepalive, in the same tick. */
+static bool ns_tick_alive(void *arg, uint64_t now)
+{
+	ns_fc_tick(arg, now);
+	return true;
+}
+
+static const struct ctrlconn_tick_ops ns_tick_ops = {
+    .check = ns_tick_check,
+    .silent = ns_tick_silent,
+    .alive = ns_tick_alive,
+};
 
 /* The page tags PageHashes carries are keyed with the migration's page key. */
 static int netsrc_pages_init(struct netsrc *ns)
@@ -1714,7 +1731,6 @@ static int netsrc_pages_init(struct netsrc *ns)
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		   const struct netsrc_ops *ops, void *arg, struct netsrc **out)
 {
-	struct timeval tv = {TICK_S, 0};
 	struct netsrc *ns;
 
 	ns = calloc(1, sizeof(*ns));
@@ -1740,10 +1756,9 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	ns->port = strdup(cfg->port);
 	ns->id = strdup(cfg->migration_id);
 	ns->dir = strdup(cfg->images_dir);
-	ns->tick = event_new(base, -1, EV_PERSIST, ns_tick, ns);
 	ns->retry = evtimer_new(base, ns_retry_cb, ns);
-	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->tick || !ns->retry ||
-	    event_add(ns->tick, &tv) < 0) {
+	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->retry ||
+	    ctrlconn_tick_new(base, &ns_tick_ops, ns, &ns->tick) < 0) {
 		netsrc_free(ns);
 		return -ENOMEM;
 	}
@@ -1781,8 +1796,7 @@ void netsrc_free(struct netsrc *ns)
 	ns_file_close(ns);
 	ctrl_state_clear(&ns->st);
 	msgauth_pages_free(&ns->pages);
-	if (ns->tick)
-		event_free(ns->tick);
+	ctrlconn_tick_free(ns->tick);
 	if (ns->retry)
 		event_free(ns->retry);
 	ns_tables_clear(ns);

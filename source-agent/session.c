@@ -22,8 +22,6 @@
 #include "rdmig-config.h"
 #include "util.h"
 
-#define KEEPALIVE_S 1
-
 /* Bytes the transport may hold before the image stream waits. */
 #define STREAM_HIGH_WATER (4u << 20)
 
@@ -73,7 +71,7 @@ struct src_session {
 	uint8_t nonce[AUTH_NONCE_LEN];
 	struct ibv_mr **mrs; /* per imgmap file, RDMA only */
 	size_t nr_mrs;
-	struct event *tick;
+	struct ctrlconn_tick *tick;
 	uint64_t started_ns;
 	uint64_t last_rx_ns;
 	uint64_t ka_seq;
@@ -146,8 +144,7 @@ static void sess_free(struct src_session *s)
 	auth_secret_free(s->decoy);
 	free(s->rbuf);
 	ctrl_state_clear(&s->st);
-	if (s->tick)
-		event_free(s->tick);
+	ctrlconn_tick_free(s->tick);
 	xport_close(s->x);
 	LIST_REMOVE(s, link);
 	free(s);
@@ -1424,32 +1421,46 @@ static void sess_closed(struct xport *x, int reason, void *arg)
 	sess_free(s);
 }
 
-static void sess_tick(evutil_socket_t fd, short what, void *arg)
+/* The tick (common/ctrlconn.c): the handshake's deadline, then the peer's silence. */
+static bool sess_tick_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 {
 	struct src_session *s = arg;
-	uint64_t now = now_ns();
 
 	if (!ctrl_state_authenticated(&s->st) &&
 	    now - s->started_ns > (uint64_t)s->agent->handshake_timeout_s * 1000000000ull) {
 		sess_abort(s, CTRL_ABORT_TIMEOUT, "no authentication in time");
-		return;
+		return false;
 	}
-	if (ctrlconn_silent(s->last_rx_ns, now, s->agent->dead_after_s)) {
-		s->lost = "the destination fell silent";
-		/* No Abort to a peer that may resume: a stalled one reconnects when it wakes. */
-		if (sess_resumable(s)) {
-			log_err("%s: %s for %u s: closing its connection", s->name, s->lost,
-				s->agent->dead_after_s);
-			sess_free(s);
-			return;
-		}
-		sess_abort(s, CTRL_ABORT_TIMEOUT, "the destination fell silent");
-		return;
-	}
-	if (!sess_images_intact(s))
-		return;
-	ctrlconn_keepalive(s->x, &s->st, s->name, &s->ka_seq, now);
+	*p = (struct ctrlconn_peer){s->x,	&s->st,	       s->name,
+				    &s->ka_seq, s->last_rx_ns, s->agent->dead_after_s};
+	return true;
 }
+
+static void sess_tick_silent(void *arg)
+{
+	struct src_session *s = arg;
+
+	s->lost = "the destination fell silent";
+	/* No Abort to a peer that may resume: a stalled one reconnects when it wakes. */
+	if (sess_resumable(s)) {
+		log_err("%s: %s for %u s: closing its connection", s->name, s->lost,
+			s->agent->dead_after_s);
+		sess_free(s);
+		return;
+	}
+	sess_abort(s, CTRL_ABORT_TIMEOUT, "the destination fell silent");
+}
+
+static bool sess_tick_alive(void *arg, uint64_t now)
+{
+	return sess_images_intact(arg);
+}
+
+static const struct ctrlconn_tick_ops sess_tick_ops = {
+    .check = sess_tick_check,
+    .silent = sess_tick_silent,
+    .alive = sess_tick_alive,
+};
 
 static const struct xport_ops sess_ops = {
     .recv = sess_recv,
@@ -1516,7 +1527,6 @@ static bool preauth_room(struct src_agent *a, const char *addr)
 
 int src_session_start(struct src_agent *a, struct xport *x)
 {
-	struct timeval tv = {KEEPALIVE_S, 0};
 	struct src_session *s;
 	char addr[64];
 
@@ -1535,10 +1545,7 @@ int src_session_start(struct src_agent *a, struct xport *x)
 	snprintf(s->name, sizeof(s->name), "peer %s", xport_name(x));
 	ctrl_state_init(&s->st, CTRL_ROLE_SOURCE, s->name);
 	ctrl_state_set_range_check(&s->st, sess_range_known, s);
-	s->tick = event_new(a->base, -1, EV_PERSIST, sess_tick, s);
-	if (!s->tick || event_add(s->tick, &tv) < 0) {
-		if (s->tick)
-			event_free(s->tick);
+	if (ctrlconn_tick_new(a->base, &sess_tick_ops, s, &s->tick) < 0) {
 		free(s);
 		return -ENOMEM;
 	}

@@ -4,7 +4,9 @@
  * over a real TCP connection on 127.0.0.1, in one event loop: a keepalive
  * is sent and counted, silence is told from --dead-after, a message
  * without a handler and a forged one are refused, and the Abort the
- * refusing side sends arrives with its code and reason.
+ * refusing side sends arrives with its code and reason.  The tick, run
+ * at chosen times (no timer waited for): the owner's check first, then
+ * silence past --dead-after or the owner's alive and a keepalive.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -138,30 +140,47 @@ static void run_until_up(struct ctx *c)
 	assert_true(c->src.up && c->dst.up);
 }
 
+/* Two authenticated ends connected over TCP on 127.0.0.1. */
+static void ctx_open(struct ctx *c)
+{
+	struct xport_params xp;
+	char port[16];
+
+	pair_init(&c->p, CTRL_FEAT_RDMA_READ, CTRL_FEAT_RDMA_READ);
+	handshake(&c->p);
+	c->src = (struct end){.st = &c->p.src, .name = "test source"};
+	c->dst = (struct end){.st = &c->p.dst, .name = "test destination"};
+	c->base = event_base_new();
+	assert_non_null(c->base);
+	xport_params_init(&xp);
+	assert_int_equal(
+	    xport_listen(c->base, XPORT_TCP, "127.0.0.1", "0", &xp, src_accept, c, &c->l), 0);
+	snprintf(port, sizeof(port), "%d", xport_listener_port(c->l));
+	assert_int_equal(
+	    xport_connect(c->base, XPORT_TCP, "127.0.0.1", port, &xp, &dst_ops, c, &c->dst.x), 0);
+	run_until_up(c);
+}
+
+static void ctx_close(struct ctx *c)
+{
+	xport_close(c->dst.x);
+	xport_close(c->src.x);
+	xport_listener_destroy(c->l);
+	xport_drain_closing(c->base, 1000);
+	event_base_free(c->base);
+	pair_fini(&c->p);
+}
+
 static void test_ctrlconn(void **state)
 {
 	struct ctx c = {0};
-	struct xport_params xp;
 	struct ctrl_out o;
-	char port[16];
 	uint8_t forged[64], data[3] = {1, 2, 3};
 	struct ctrl_file_chunk inv = {
 	    .name = "inventory.img", .total_size = 3, .data = data, .data_len = 3, .last = true};
 	uint64_t t;
 
-	pair_init(&c.p, CTRL_FEAT_RDMA_READ, CTRL_FEAT_RDMA_READ);
-	handshake(&c.p);
-	c.src = (struct end){.st = &c.p.src, .name = "test source"};
-	c.dst = (struct end){.st = &c.p.dst, .name = "test destination"};
-	c.base = event_base_new();
-	assert_non_null(c.base);
-	xport_params_init(&xp);
-	assert_int_equal(
-	    xport_listen(c.base, XPORT_TCP, "127.0.0.1", "0", &xp, src_accept, &c, &c.l), 0);
-	snprintf(port, sizeof(port), "%d", xport_listener_port(c.l));
-	assert_int_equal(
-	    xport_connect(c.base, XPORT_TCP, "127.0.0.1", port, &xp, &dst_ops, &c, &c.dst.x), 0);
-	run_until_up(&c);
+	ctx_open(&c);
 
 	/* Keepalives both ways, numbered from 1, received as such. */
 	ctrlconn_keepalive(c.dst.x, c.dst.st, c.dst.name, &c.dst.ka_seq, now_ns());
@@ -198,19 +217,97 @@ static void test_ctrlconn(void **state)
 	assert_string_equal(c.src.abort_reason, c.dst.refused_why);
 	/* No transport: nothing sent, nothing broken. */
 	ctrlconn_send_abort(NULL, c.dst.st, c.dst.name, CTRL_ABORT_CANCELLED, "no connection");
+	ctx_close(&c);
+}
 
-	xport_close(c.dst.x);
-	xport_close(c.src.x);
-	xport_listener_destroy(c.l);
-	xport_drain_closing(c.base, 1000);
-	event_base_free(c.base);
-	pair_fini(&c.p);
+/* A tick's owner: the destination end, and what the tick asked of it. */
+struct owner {
+	struct end *e;
+	bool check_ok; /* what check() answers */
+	bool alive_ok; /* what alive() answers */
+	int checks, silents, alives;
+};
+
+static bool own_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
+{
+	struct owner *o = arg;
+
+	o->checks++;
+	*p = (struct ctrlconn_peer){o->e->x,	   o->e->st,	     o->e->name,
+				    &o->e->ka_seq, o->e->last_rx_ns, 10};
+	return o->check_ok;
+}
+
+static void own_silent(void *arg)
+{
+	struct owner *o = arg;
+
+	o->silents++;
+}
+
+static bool own_alive(void *arg, uint64_t now)
+{
+	struct owner *o = arg;
+
+	o->alives++;
+	return o->alive_ok;
+}
+
+static const struct ctrlconn_tick_ops own_ops = {
+    .check = own_check,
+    .silent = own_silent,
+    .alive = own_alive,
+};
+
+static void test_tick(void **state)
+{
+	struct ctx c = {0};
+	struct owner o = {.e = &c.dst};
+	struct ctrlconn_tick *t;
+	uint64_t t0, dead = 10 * 1000000000ull;
+
+	ctx_open(&c);
+	assert_int_equal(ctrlconn_tick_new(c.base, &own_ops, &o, &t), 0);
+	t0 = c.dst.last_rx_ns = now_ns();
+
+	/* The owner says not now: nothing else is asked, nothing sent. */
+	ctrlconn_tick_run(t, t0 + 2 * dead);
+	assert_int_equal(o.checks, 1);
+	assert_int_equal(o.silents + o.alives, 0);
+	assert_int_equal(c.dst.ka_seq, 0);
+
+	/* At --dead-after exactly: not silent; alive, then a keepalive the peer gets. */
+	o.check_ok = o.alive_ok = true;
+	ctrlconn_tick_run(t, t0 + dead);
+	assert_int_equal(o.silents, 0);
+	assert_int_equal(o.alives, 1);
+	assert_int_equal(c.dst.ka_seq, 1);
+	run_until(&c, &c.src.keepalives, 1);
+
+	/* alive says no: no keepalive this time. */
+	o.alive_ok = false;
+	ctrlconn_tick_run(t, t0 + dead);
+	assert_int_equal(o.alives, 2);
+	assert_int_equal(c.dst.ka_seq, 1);
+
+	/* A nanosecond later: silent, and neither alive nor a keepalive. */
+	o.alive_ok = true;
+	ctrlconn_tick_run(t, t0 + dead + 1);
+	assert_int_equal(o.silents, 1);
+	assert_int_equal(o.alives, 2);
+	assert_int_equal(c.dst.ka_seq, 1);
+	assert_int_equal(c.src.refusals + c.dst.refusals, 0);
+
+	ctrlconn_tick_free(t);
+	ctrlconn_tick_free(NULL);
+	ctx_close(&c);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ctrlconn),
+	    cmocka_unit_test(test_tick),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
