@@ -27,6 +27,10 @@ root=$T/root
 # --pidfile and exits once FIN is sent, as criu restore -d does.
 cp "$(dirname "$0")/fake-criu-restore.sh" "$T/criu"
 export FAKE_CRIU_ARGS=$T/criu.args FAKE_CRIU_DELAY=1
+# Each process faults its first page before FIN, when no drain runs yet: the
+# read-ahead check below has faults to count even when a loaded machine lets
+# the drain install every page before the stand-in's scan touches one.
+export FAKE_STANDIN_ARGS=--fault-before-fin
 
 # api METHOD PATH [BODY]: the body goes to $T/resp, the HTTP status to stdout.
 api() {
