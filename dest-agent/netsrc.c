@@ -1656,8 +1656,7 @@ static unsigned int ns_attempt_s(const struct netsrc *ns)
 							  : PAUSE_ATTEMPT_MIN_S;
 }
 
-/* The tick (common/ctrlconn.c): a pause's deadlines, the connect timeout, then the source's
- * silence. */
+/* The tick (common/ctrlconn.c) first: a pause's deadlines, the connect timeout. */
 static bool ns_tick_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 {
 	struct netsrc *ns = arg;
@@ -1686,8 +1685,12 @@ static bool ns_tick_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 		}
 		return false;
 	}
-	*p = (struct ctrlconn_peer){ns->x,	 &ns->st,	 ns->name,
-				    &ns->ka_seq, ns->last_rx_ns, ns->cfg.dead_after_s};
+	*p = (struct ctrlconn_peer){.x = ns->x,
+				    .st = &ns->st,
+				    .name = ns->name,
+				    .ka_seq = &ns->ka_seq,
+				    .last_rx_ns = ns->last_rx_ns,
+				    .dead_after_s = ns->cfg.dead_after_s};
 	return true;
 }
 

@@ -1431,8 +1431,12 @@ static bool sess_tick_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 		sess_abort(s, CTRL_ABORT_TIMEOUT, "no authentication in time");
 		return false;
 	}
-	*p = (struct ctrlconn_peer){s->x,	&s->st,	       s->name,
-				    &s->ka_seq, s->last_rx_ns, s->agent->dead_after_s};
+	*p = (struct ctrlconn_peer){.x = s->x,
+				    .st = &s->st,
+				    .name = s->name,
+				    .ka_seq = &s->ka_seq,
+				    .last_rx_ns = s->last_rx_ns,
+				    .dead_after_s = s->agent->dead_after_s};
 	return true;
 }
 

@@ -233,8 +233,12 @@ static bool own_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 	struct owner *o = arg;
 
 	o->checks++;
-	*p = (struct ctrlconn_peer){o->e->x,	   o->e->st,	     o->e->name,
-				    &o->e->ka_seq, o->e->last_rx_ns, 10};
+	*p = (struct ctrlconn_peer){.x = o->e->x,
+				    .st = o->e->st,
+				    .name = o->e->name,
+				    .ka_seq = &o->e->ka_seq,
+				    .last_rx_ns = o->e->last_rx_ns,
+				    .dead_after_s = 10};
 	return o->check_ok;
 }
 
