@@ -239,8 +239,14 @@ src_slots() {
 	# started again, as an operator would, once slots are free.
 	if [ ${#waiting[@]} -gt 0 ]; then
 		for c in "${started[@]}"; do wait_final "$ssock" "$c" 300 >/dev/null; done
+		# A slot frees when the destination's worker has exited, a moment
+		# after the source saw done: a refusal then is asked again.
 		for c in "${waiting[@]}"; do
-			migrate "$c" "${pid[$c]}" || st=1
+			for _ in $(seq 30); do
+				migrate "$c" "${pid[$c]}" && continue 2
+				sleep 2
+			done
+			st=1
 		done
 	fi
 	for c in $slot_ids; do src_end "$c" "$st" "${pid[$c]}" || st=1; done
