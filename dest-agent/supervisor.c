@@ -172,6 +172,8 @@ struct sup {
 	bool stopping;
 	char work_root[PATH_MAX];
 	int root_fd; /* work_root, trusted: every directory is made beneath it */
+	/* This binary's path at start, for the takeover workers; "" unknown. */
+	char exe[PATH_MAX];
 };
 
 static int64_t sup_unix_ms(void)
@@ -578,6 +580,21 @@ static void sup_verdict(struct sup_mig *m, int wstatus)
 }
 
 /*
+ * A migration's first worker runs this very binary (/proc/self/exe, even if
+ * the file was replaced since): it speaks the argv and pipes of the
+ * supervisor that starts it.  A worker taking over runs the file at this
+ * binary's path as it is now: the takeover is how a binary upgraded under
+ * a running migration comes into use (design.md §10.2); the file gone, this
+ * binary again.
+ */
+static const char *sup_worker_exe(const struct sup *s, bool takeover)
+{
+	if (takeover && s->exe[0] && access(s->exe, X_OK) == 0)
+		return s->exe;
+	return "/proc/self/exe";
+}
+
+/*
  * The workload runs here and its worker died without a verdict (a crash,
  * a SIGKILL, an upgrade): a new worker may take over from its guard.
  */
@@ -613,11 +630,11 @@ static int sup_take_over(struct sup *s, struct sup_mig *m, int wstatus)
 	}
 	m->takeovers++;
 	s->takeovers++;
-	log_warn("migration %s: worker %d died in post-copy (%s %d); worker %d takes over from "
-		 "its guard (takeover %u)",
+	log_warn("migration %s: worker %d died in post-copy (%s %d); worker %d (%s) takes over "
+		 "from its guard (takeover %u)",
 		 m->id, (int)old, WIFSIGNALED(wstatus) ? "signal" : "exit status",
 		 WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus), (int)m->pid,
-		 m->takeovers);
+		 sup_worker_exe(s, true), m->takeovers);
 	return 0;
 }
 
@@ -836,7 +853,8 @@ static int sup_fd_high(int *fd)
  * handling; its own process group, so a terminal's ^C reaches the
  * supervisor only, which then stops the workers in order.
  */
-static int sup_spawn(struct sup_mig *m, char *const argv[], int prog_w, int secret_r, int chan)
+static int sup_spawn(struct sup_mig *m, const char *exe, char *const argv[], int prog_w,
+		     int secret_r, int chan)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -876,13 +894,11 @@ static int sup_spawn(struct sup_mig *m, char *const argv[], int prog_w, int secr
 		log_err("migration %s: worker spawn setup: %s", m->id, strerror(-ret));
 		goto out;
 	}
-	/* /proc/self/exe: this very binary, even if the file was replaced since. */
-	ret = posix_spawn(&m->pid, "/proc/self/exe", &fa, &attr, argv, environ);
+	ret = posix_spawn(&m->pid, exe, &fa, &attr, argv, environ);
 	if (ret) {
 		ret = -ret;
 		m->pid = 0;
-		log_err("migration %s: cannot start a worker (/proc/self/exe): %s", m->id,
-			strerror(-ret));
+		log_err("migration %s: cannot start a worker (%s): %s", m->id, exe, strerror(-ret));
 		goto out;
 	}
 out:
@@ -1011,7 +1027,8 @@ static int sup_start_worker(struct sup *s, struct sup_mig *m, const struct api_s
 	}
 	m->prog_fd = prog[0];
 	prog[0] = -1;
-	ret = sup_spawn(m, a.v, prog[1], secret_r, req ? chan : m->tk_fd);
+	ret = sup_spawn(m, sup_worker_exe(s, req == NULL), a.v, prog[1], secret_r,
+			req ? chan : m->tk_fd);
 	if (ret < 0) {
 		ret = api_error_set(err, -EIO, "cannot start a worker: %s", strerror(-ret));
 		goto out;
@@ -1728,6 +1745,15 @@ int sup_run(const struct sup_config *cfg)
 
 	TAILQ_INIT(&s.migs);
 	TAILQ_INIT(&s.resvs);
+	/* Read now: once the file is replaced, the link names it "(deleted)". */
+	ret = (int)readlink("/proc/self/exe", s.exe, sizeof(s.exe) - 1);
+	if (ret <= 0 || (size_t)ret >= sizeof(s.exe) - 1) {
+		log_warn("cannot read this binary's path (/proc/self/exe): %s; a worker taking "
+			 "over runs this binary, not an upgraded one",
+			 ret < 0 ? strerror(errno) : "too long");
+		ret = 0;
+	}
+	s.exe[ret] = '\0';
 	ret = mkdir_private(cfg->work_root);
 	if (ret < 0) {
 		log_err("cannot create directory %s: %s", cfg->work_root, strerror(-ret));

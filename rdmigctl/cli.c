@@ -897,6 +897,23 @@ static void cli_print_precopy(FILE *f, const json_t *pc)
 			(long long)json_integer_value(json_object_get(pc, "final_pages")));
 }
 
+/* How often post-copy paused and for how long; a destination's takeovers. */
+static void cli_print_pauses(FILE *f, const json_t *m)
+{
+	const json_t *p = json_object_get(m, "pause");
+	const char *reason = json_string_value(json_object_get(p, "reason"));
+	char t[24];
+
+	if (!json_is_object(p))
+		return; /* an agent older than pauses */
+	fprintf(f, "  pauses:     %lld (%s in all)%s%s\n", cli_int(m, "pause", "count"),
+		cli_ms(cli_int(m, "pause", "total_ms"), t, sizeof(t)),
+		reason ? "; paused now: " : "", reason ? reason : "");
+	if (json_is_integer(json_object_get(m, "takeovers")))
+		fprintf(f, "  takeovers:  %lld (workers that took over from a dead one's guard)\n",
+			cli_int(m, NULL, "takeovers"));
+}
+
 void cli_print_report(FILE *f, const json_t *m)
 {
 	char pct[16], bytes[32], p50[24], p99[24], down[24], total[24], t[24];
@@ -949,6 +966,7 @@ void cli_print_report(FILE *f, const json_t *m)
 	if (!source)
 		fprintf(f, "  resumed:    %s after the destination took the migration\n",
 			cli_ms(cli_int(m, "times", "resumed_ms"), t, sizeof(t)));
+	cli_print_pauses(f, m);
 	fprintf(f, "  total:      %s\n",
 		cli_ms(cli_int(m, "times", "total_ms"), total, sizeof(total)));
 	fprintf(f, "  created:    %s\n", cli_str(m, "times", "created"));

@@ -129,7 +129,11 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->pages_total = m->lazy_bytes / IMG_PAGE_SIZE;
 	v->pages_fetched = glue_max(m->prog_pages, m->bytes_served / IMG_PAGE_SIZE);
 	v->pages_fetched = glue_max_dest(v->pages_fetched, r->pages_fetched);
-	if (v->pages_fetched > v->pages_total)
+	/*
+	 * Done is the destination's word that it has every page; an agent
+	 * restarted in post-copy saw none of the READs before, nor Progress.
+	 */
+	if (m->state == SRC_MIG_DONE || v->pages_fetched > v->pages_total)
 		v->pages_fetched = v->pages_total;
 	v->pages_remaining = v->pages_total - v->pages_fetched;
 	v->faults = glue_max_dest(m->prog_faults, r->faults);

@@ -8,11 +8,13 @@
 # Attach{resume:true}, rebuilds the lazy sets (installed pages answer EEXIST)
 # and finishes; the stand-in verifies every page.  Then the case where no
 # worker can take over (the source gone for good, --pause-limit 3): the
-# processes end stopped (state T), never killed.
+# processes end stopped (state T), never killed.  Last, an upgrade: the
+# supervisor's binary replaced on disk, the worker killed: the new worker
+# runs the new file.
 # States come from the agent's API (rdmigctl status --json, /metrics).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 13
+plan 16
 
 secret "$T/secret"
 sec64=$(base64 -w0 "$T/secret")
@@ -163,4 +165,34 @@ check "the guard exits once its processes are gone" eval "! alive '$guard'"
 kill -TERM "$sup_pid"
 wait_pid "$sup_pid" 20
 [ "$tap_failed" -eq 0 ] || for f in "$T/source-g2.log" "$T/sup.log" "$T/droot/g2/rdmig-dest.log"; do diag_file "$f" 60; done
+
+# 3. An upgrade under a running migration: the supervisor runs from a copy,
+# which is replaced by a new file (a new inode, as a package upgrade
+# renames one over it) before the worker is killed: the worker taking over
+# runs the new file, the supervisor its old image.
+mkdir -p "$T/bin"
+cp "$RDMIG_DEST" "$T/bin/rdmig-dest"
+RDMIG_DEST=$T/bin/rdmig-dest to_draining u3 16M
+cp "$RDMIG_DEST" "$T/bin/rdmig-dest.new" && mv -f "$T/bin/rdmig-dest.new" "$T/bin/rdmig-dest"
+kill -KILL "$w1"
+wait_json u3 'j["takeovers"]' 1
+w2=$(worker)
+ino() { stat -L -c %i "$1" 2>/dev/null; }
+for _ in $(seq 50); do
+	[ -n "$w2" ] && [ "$(ino "/proc/$w2/exe")" = "$(ino "$T/bin/rdmig-dest")" ] && break
+	sleep 0.1
+done
+check "the worker taking over runs the replaced file, the supervisor still its old binary" \
+	eval "test -n '$w2' && test \"\$(ino /proc/$w2/exe)\" = \"\$(ino '$T/bin/rdmig-dest')\" && test \"\$(ino /proc/$sup_pid/exe)\" != \"\$(ino '$T/bin/rdmig-dest')\""
+check "... and the supervisor's log names it" \
+	grep -q "migration u3: worker $w1 died in post-copy (signal 9); worker $w2 ($T/bin/rdmig-dest) takes over" "$T/sup.log"
+kill -CONT "$src_pid"
+wait_json u3 'j["state"]' done 60
+check "u3 is done after the upgrade, every page verified by the restored process" \
+	eval "test \"\$(jget u3 'j[\"state\"],j[\"takeovers\"]')\" = \"('done', 1)\" && standin_ok '$T/droot/u3/standin.out' 4096"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+kill -TERM "$sup_pid"
+wait_pid "$sup_pid" 20
+[ "$tap_failed" -eq 0 ] || for f in "$T/source-u3.log" "$T/sup.log" "$T/droot/u3/rdmig-dest.log"; do diag_file "$f" 60; done
 finish

@@ -378,6 +378,8 @@ static json_t *sample(const char *id, enum api_state st, const char *error)
 	v.fault_p50_us = 12;
 	v.total_ms = 3200;
 	v.freeze_ms = 85;
+	v.pauses = 2;
+	v.paused_ms = 12300;
 	return api_migration_to_json(&v);
 }
 
@@ -443,6 +445,8 @@ static void test_format(void **state)
 	assert_non_null(strstr(out, "  dump:       85 ms (criu dump"));
 	assert_non_null(strstr(out, "  restore:    - ("));
 	assert_non_null(strstr(out, "  dest:       10.0.0.2:7471\n"));
+	assert_non_null(strstr(out, "  pauses:     2 (12.3 s in all)\n"));
+	assert_null(strstr(out, "takeovers:"));
 	assert_null(strstr(out, "error:"));
 	assert_null(strstr(out, "container:"));
 	free(out);

@@ -17,14 +17,17 @@ tap_diag() {
 }
 
 # tap_ok STATUS DESCRIPTION: pass when STATUS (of a command run just before)
-# is 0.
+# is 0.  While TAP_TODO is set (to why), the assertion is marked "# TODO
+# why": what is not built yet, asserted as it should be; it fails nothing
+# and test/rxe/check counts it apart, never as passed.
 tap_ok() {
 	tap_n=$((tap_n + 1))
+	local todo=${TAP_TODO:+ # TODO $TAP_TODO}
 	if [[ $1 -eq 0 ]]; then
-		echo "ok $tap_n - $2"
+		echo "ok $tap_n - $2$todo"
 	else
-		echo "not ok $tap_n - $2"
-		tap_failed=$((tap_failed + 1))
+		echo "not ok $tap_n - $2$todo"
+		[[ -n $todo ]] || tap_failed=$((tap_failed + 1))
 	fi
 }
 

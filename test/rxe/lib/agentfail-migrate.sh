@@ -1,0 +1,379 @@
+#!/bin/bash
+# shellcheck disable=SC2034 # GUEST_TAG, size: read by guest.sh
+# Runs in a soft-RoCE guest pair (test/rxe/t/41-agentfail-*.t): the agent
+# part of issue 12's failure matrix.  Migrations go through both agents as
+# in handover-migrate.sh (`rdmigctl migrate --pid P --to B`, RDMA, --verify,
+# mutual TLS), each of a real rdmig-workload that verifies all its memory
+# on the destination while pages move (across the failure: its faulting
+# threads wait in the kernel through a pause) and again after the last
+# page; one agent is hurt in post-copy, and the migration must still end
+# done.  The cases, RDMIG_CASES (words, run in that order in one boot):
+#   srckill  rdmig-source SIGKILLed once the destination read 30% of the
+#            pages, started again 5 s later with the same options: it
+#            reloads its record, the destination resumes, done;
+#   srcterm  rdmig-source SIGTERMed at 30%: it keeps serving until done,
+#            then exits 0 by itself (its record says done);
+#   wkill    the destination worker SIGKILLed at 50%: `rdmig-dest --serve`
+#            starts a new worker that takes the userfaultfds from the guard;
+#   binswap  the destination agent runs from a copy of rdmig-dest in
+#            $top/bin (in every case); here that file is replaced by a new
+#            copy (a new inode, as a package upgrade does) at 50% and the
+#            worker SIGKILLed: the new worker must run the new file;
+#   slots    six 16 MiB workloads migrated at once into a destination agent
+#            with --max-migrations 4 (RDMIG_DEST_ARGS): four migrate, the
+#            others must wait untouched on the source (running, not frozen:
+#            /proc/PID/status State, generation advancing), then migrate.
+# Prints `agentfail: ...` lines; machine-readable ones are
+# `agentfail: json CASE WHAT {...}` (one JSON object: WHAT is source or dest,
+# the agent's migration resource when final; at, the progress when the
+# failure was made; verdict, the destination's checks; exe, the binaries;
+# untouched, a waiting workload).  The guests meet in RDMIG_SHARED_DIR:
+# CASE.gen0 (the workload's generation before the dump), CASE.migrated (the
+# source side's status), CASE.verified (the destination's verdict).
+# Environment: RDMIG_BUILD, RDMIG_PKI (test/lib/pki.sh's pki_agents),
+# RDMIG_CASES, RDMIG_SIZE_MB (default 32; slots: 16), RDMIG_DEST_ARGS,
+# RDMIG_SOURCE_ARGS (more options of each agent, words).
+set -u
+role=${1:?usage: agentfail-migrate.sh source|dest}
+cases=${RDMIG_CASES:?}
+# The same paths in both guests: the restored workload reopens them by name.
+top=/tmp/rdmig-agentfail
+GUEST_TAG=agentfail
+# shellcheck source=guest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/guest.sh"
+: "${B:?}" "${pki:?}" "${shared:?}"
+slot_ids="s1 s2 s3 s4 s5 s6"
+
+# wait_final SOCK ID SECS: until the migration is final; prints its state.
+wait_final() {
+	local s=''
+	for _ in $(seq $(($3 * 10))); do
+		s=$(mig_get "$2" 'if .final then .state else empty end' "$1")
+		[ -n "$s" ] && break
+		sleep 0.1
+	done
+	echo "${s:-none}"
+	[ -n "$s" ]
+}
+# wait_fraction SOCK ID PCT SECS: until PCT% of the pages moved (or the
+# migration is final); prints `{"state","fetched","total"}` then.
+wait_fraction() {
+	local j=
+	for _ in $(seq $(($4 * 20))); do
+		j=$(mig_json "$2" "$1" | jq -c '{state, final, fetched: .progress.pages_fetched, total: .progress.pages_total}' 2>/dev/null)
+		if [ -n "$j" ] && jq -e --argjson p "$3" \
+			'.final or ((.total // 0) > 0 and (.fetched // 0) * 100 >= $p * .total)' \
+			<<<"$j" >/dev/null 2>&1; then
+			break
+		fi
+		sleep 0.05
+	done
+	[ -n "$j" ] || j='{}'
+	echo "$j"
+}
+
+# The workload of case C lives in $top/wl-C; use C points guest.sh's
+# report and check files there.
+use() {
+	report=$top/wl-$1/report
+	check=$top/wl-$1/check
+}
+# ask_start C [REQ]: asks C's workload for a check (or REQ), not waiting.
+ask_start() {
+	use "$1"
+	rm -f "$report"
+	echo "${2:-check}" >"$check"
+}
+# ask_wait C: waits for its verdict (as guest.sh's ask_check); 0 if OK.
+ask_wait() {
+	use "$1"
+	wait_file "$report" 180 && for _ in $(seq 20); do
+		[ -s "$report" ] && break
+		sleep 0.1
+	done
+	[ -s "$report" ] || {
+		say "$1: no report from the workload"
+		return 1
+	}
+	say "$1: $(cat "$report")"
+	grep -q '^workload: OK' "$report"
+}
+# ask C [REQ]: ask_check of C's workload.
+ask() {
+	use "$1"
+	ask_check "${2:-check}"
+}
+gen() {
+	use "$1"
+	last_gen
+}
+
+# start_case_workload C MIB: C's workload started (guest.sh); sets wpid.
+start_case_workload() {
+	rm -rf "$top/wl-$1" "$top/pid" && mkdir -p "$top/wl-$1"
+	use "$1"
+	size=$2 start_workload
+}
+
+# --- source side --------------------------------------------------------
+
+ssock=$top/source.sock
+nsrc=0
+# start_source: rdmig-source with its API, the same options every time
+# (a restart); the log of each start kept as $top/source-N.log; sets spid.
+start_source() {
+	nsrc=$((nsrc + 1))
+	[ -f "$top/source.log" ] && mv "$top/source.log" "$top/source-$((nsrc - 1)).log"
+	# shellcheck disable=SC2086 # RDMIG_SOURCE_ARGS: words
+	start_source_agent "$ssock" --verify ${RDMIG_SOURCE_ARGS:-}
+	# A socket left by a killed agent is there at once: ask for health.
+	for _ in $(seq 100); do
+		"$ctl" --socket "$ssock" --timeout 2 health >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	say "rdmig-source did not start"
+	return 1
+}
+
+# prepare C MIB: the workload of C started and checked; its generation to C.gen0.
+prepare() {
+	start_case_workload "$1" "$2" || {
+		say "$1: the workload did not start"
+		return 1
+	}
+	sleep 1
+	ask "$1" || return 1
+	gen "$1" >"$shared/$1.gen0"
+	say "$1: before the dump: generation $(cat "$shared/$1.gen0")"
+}
+
+# migrate C PID: rdmigctl migrate --pid PID --to the peer, id C; its exit status.
+migrate() {
+	"$ctl" --socket "$ssock" migrate --pid "$2" --to "$RDMIG_PEER_ADDR" --id "$1" \
+		--transport rdma --verify >"$top/$1.migrate" 2>&1
+	local rc=$?
+	say "$1: rdmigctl migrate exited $rc: $(tr '\n' ' ' <"$top/$1.migrate")"
+	return $rc
+}
+
+# src_end C ST PID: the source's resource and what became of the
+# workload PID here, ST to C.migrated, then the destination's verdict
+# awaited; 0 if it is 0.
+src_end() {
+	local s stt
+	s=$(wait_final "$ssock" "$1" 300)
+	say "$1: the source agent: $s"
+	say "json $1 source $(mig_json "$1" "$ssock")"
+	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$3/status" 2>/dev/null)
+	say "json $1 srcwl {\"pid\":$3,\"state\":\"${stt:-gone}\"}"
+	"$ctl" --socket "$ssock" status "$1" 2>&1 | sed "s/^/agentfail: $1: report: /"
+	echo "$2" >"$shared/$1.migrated"
+	wait_file "$shared/$1.verified" 600 || say "$1: no verdict from the destination"
+	[ "$(cat "$shared/$1.verified" 2>/dev/null)" = 0 ]
+}
+
+# src_case C: one migration of a workload, hurt as C says on this side.
+src_case() {
+	local c=$1 st=0 at rc
+	prepare "$c" "$size" || st=1
+	migrate "$c" "$wpid" || st=1
+	case $c in
+	srckill)
+		at=$(wait_fraction "$ssock" "$c" 30 300)
+		kill -KILL "$spid"
+		wait "$spid" 2>/dev/null
+		say "json $c at $at"
+		say "$c: rdmig-source SIGKILLed; starting it again in 5 s"
+		sleep 5
+		start_source || st=1
+		;;
+	srcterm)
+		at=$(wait_fraction "$ssock" "$c" 30 300)
+		kill -TERM "$spid"
+		say "json $c at $at"
+		wait "$spid"
+		rc=$?
+		say "$c: rdmig-source exited $rc after SIGTERM; its record: $(jq -c '{state}' "$top/images/.records/$c.json" 2>&1)"
+		say "json $c term {\"exit\":$rc,\"record\":$(jq -c . "$top/images/.records/$c.json" 2>/dev/null || echo null)}"
+		# The next case, and the final JSON, from a new agent (the record again).
+		start_source || st=1
+		;;
+	esac
+	src_end "$c" "$st" "$wpid"
+}
+
+# untouched C PID: a waiting workload: its State and generation, twice.
+untouched() {
+	local stt g0 g1
+	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
+	ask "$1" >/dev/null
+	g0=$(gen "$1")
+	sleep 1
+	ask "$1" >/dev/null
+	g1=$(gen "$1")
+	say "json $1 untouched {\"pid\":$2,\"state\":\"${stt:-gone}\",\"gen0\":${g0:-0},\"gen1\":${g1:-0},\"frozen\":$([ -e "$top/images/$1" ] && echo true || echo false)}"
+}
+
+# slots: six at once into four destination slots.
+src_slots() {
+	local c st=0 waiting=() started=()
+	declare -A pid mpid
+	for c in $slot_ids; do
+		prepare "$c" "${RDMIG_SIZE_MB:-16}" || st=1
+		pid[$c]=$wpid
+	done
+	for c in $slot_ids; do
+		migrate "$c" "${pid[$c]}" &
+		mpid[$c]=$!
+	done
+	for c in $slot_ids; do
+		if wait "${mpid[$c]}"; then started+=("$c"); else waiting+=("$c"); fi
+	done
+	say "slots: started at once: ${started[*]}; refused: ${waiting[*]:-none}"
+	# Waiting, they must be untouched: look while the others migrate.
+	for c in $slot_ids; do
+		case $(mig_state "$c" "$ssock") in queued | "") untouched "$c" "${pid[$c]}" ;; esac
+	done
+	say "json slots queue {\"started\":${#started[@]},\"refused\":${#waiting[@]},\"queued\":[$(for c in $slot_ids; do mig_json "$c" "$ssock" | jq -c 'select(.state == "queued") | {id, queue}'; done | paste -sd, -)]}"
+	# No queue on the source yet (issue 12 item 5): the refused ones are
+	# started again, as an operator would, once slots are free.
+	if [ ${#waiting[@]} -gt 0 ]; then
+		for c in "${started[@]}"; do wait_final "$ssock" "$c" 300 >/dev/null; done
+		# A slot frees when the destination's worker has exited, a moment
+		# after the source saw done: a refusal then is asked again.
+		for c in "${waiting[@]}"; do
+			for _ in $(seq 30); do
+				migrate "$c" "${pid[$c]}" && continue 2
+				sleep 2
+			done
+			st=1
+		done
+	fi
+	for c in $slot_ids; do src_end "$c" "$st" "${pid[$c]}" || st=1; done
+	return $st
+}
+
+source_side() {
+	local c st=0
+	rm -rf "$top" && mkdir -p "$top"
+	start_source || {
+		for c in $cases; do echo 1 >"$shared/$c.migrated"; done
+		return 1
+	}
+	wait_dest_api
+	for c in $cases; do
+		if [ "$c" = slots ]; then src_slots || st=1; else src_case "$c" || st=1; fi
+	done
+	kill -TERM "$spid"
+	wait "$spid"
+	mv "$top/source.log" "$top/source-$nsrc.log"
+	for f in "$top"/source-*.log; do sed "s/^/$(basename "$f" .log): /" "$f"; done
+	return $st
+}
+
+# --- destination side ---------------------------------------------------
+
+dsock=$top/dest.sock
+# worker: the supervisor's child (one migration at a time): the worker.
+worker() { pgrep -P "$dpid" | head -n 1; }
+ino() { stat -L -c %i "$1" 2>/dev/null; }
+
+# hurt C: at 50%, the worker killed (binswap: after its file is replaced).
+hurt() {
+	local c=$1 at w1 w2='' wi binf=$top/bin/rdmig-dest
+	at=$(wait_fraction "$dsock" "$c" 50 300)
+	w1=$(worker)
+	if [ "$c" = binswap ]; then
+		cp "$B/dest-agent/rdmig-dest" "$binf.new" && mv -f "$binf.new" "$binf"
+	fi
+	[ -n "$w1" ] && kill -KILL "$w1"
+	say "json $c at $at"
+	say "$c: worker ${w1:-none} SIGKILLed"
+	for _ in $(seq 200); do
+		w2=$(worker)
+		[ -n "$w2" ] && [ "$w2" != "$w1" ] && break
+		w2=
+		sleep 0.05
+	done
+	# The new worker's binary, once it has exec'd (not the supervisor's image).
+	for _ in $(seq 40); do
+		[ -n "$w2" ] && [ "$(ino "/proc/$w2/exe")" = "$(ino "$binf")" ] && break
+		sleep 0.05
+	done
+	wi=$([ -n "$w2" ] && ino "/proc/$w2/exe")
+	say "json $c exe {\"new_worker\":${w2:-0},\"worker_ino\":${wi:-0},\"file_ino\":$(ino "$binf"),\"supervisor_ino\":$(ino "/proc/$dpid/exe")}"
+}
+
+# dst_case C: follows C on the destination agent; the workload verifies
+# as soon as it runs here, and after the last page; C.verified.
+dst_case() {
+	local c=$1 st=0 s g0 g1 g2 ok1=false ok2=false wp stt
+	# The restored workload reopens its report and check files by name.
+	mkdir -p "$top/wl-$c"
+	for _ in $(seq 6000); do
+		s=$(mig_state "$c" "$dsock")
+		case $s in postcopy | draining | paused | done | failed | aborted) break ;; esac
+		[ -e "$shared/$c.migrated" ] && break
+		sleep 0.1
+	done
+	say "$c: the destination agent's state: ${s:-none}"
+	case $s in
+	postcopy | draining | paused | done)
+		ask_start "$c"
+		case $c in wkill | binswap) hurt "$c" ;; esac
+		ask_wait "$c" && ok1=true
+		g1=$(gen "$c")
+		;;
+	esac
+	wait_file "$shared/$c.migrated" 900 || say "$c: no word from the source"
+	[ "$(cat "$shared/$c.migrated" 2>/dev/null)" = 0 ] || st=1
+	s=$(wait_final "$dsock" "$c" 300)
+	say "$c: the destination agent: $s"
+	say "json $c dest $(mig_json "$c" "$dsock")"
+	"$ctl" --socket "$dsock" status "$c" 2>&1 | sed "s/^/agentfail: $c: dest report: /"
+	grep -h 'summary:\|pauses:\|taking over\|paused\|resumed' "$top/dest/$c/rdmig-dest.log" 2>/dev/null |
+		sed "s/^/agentfail: $c: worker: /"
+	wp=$(pgrep -f "rdmig-workload .*--report $top/wl-$c/report" | head -n 1)
+	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/${wp:-0}/status" 2>/dev/null)
+	g0=$(cat "$shared/$c.gen0" 2>/dev/null || echo 0)
+	sleep 1
+	ask "$c" exit && ok2=true
+	g2=$(gen "$c")
+	say "json $c verdict {\"during\":$ok1,\"after\":$ok2,\"gen0\":${g0:-0},\"gen1\":${g1:-0},\"gen2\":${g2:-0},\"pid\":${wp:-0},\"state\":\"${stt:-gone}\"}"
+	$ok1 && $ok2 || st=1
+	[ "${g2:-0}" -gt "${g0:-0}" ] || st=1
+	echo "$st" >"$shared/$c.verified"
+	return $st
+}
+
+dest_side() {
+	local c s st=0
+	rm -rf "$top" && mkdir -p "$top/bin"
+	# The agent runs from a copy, which binswap replaces.
+	cp "$B/dest-agent/rdmig-dest" "$top/bin/rdmig-dest"
+	# shellcheck disable=SC2046,SC2086 # the options are words
+	"$top/bin/rdmig-dest" --serve --api-socket "$dsock" --api-tcp "0.0.0.0:$api_port" \
+		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
+		${RDMIG_DEST_ARGS:-} -o "$top/dest.log" &
+	dpid=$!
+	for c in $cases; do
+		if [ "$c" = slots ]; then
+			for s in $slot_ids; do dst_case "$s" || st=1; done
+		else
+			dst_case "$c" || st=1
+		fi
+	done
+	kill -TERM "$dpid"
+	wait "$dpid"
+	sed 's/^/dest: /' "$top/dest.log"
+	return $st
+}
+
+case $role in
+source) source_side ;;
+dest) dest_side ;;
+*)
+	echo "agentfail-migrate.sh: unknown role $role" >&2
+	exit 2
+	;;
+esac

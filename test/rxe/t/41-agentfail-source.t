@@ -1,0 +1,33 @@
+#!/bin/bash
+# The source agent hurt in post-copy (issue 12's Tests), a soft-RoCE guest
+# pair, both agents as in t/33-handover.t (`rdmigctl migrate --pid --to`,
+# RDMA, --verify, mutual TLS), a 32 MiB rdmig-workload verifying all its
+# memory on the destination while pages move and after the last one.
+#   srckill: rdmig-source SIGKILLed once 30% of the pages moved and started
+#     again 5 s later with the same options: it reloads its record, the
+#     destination (paused meanwhile, its faults waiting) resumes; done.
+#   srcterm: rdmig-source SIGTERMed at 30%: it keeps serving until the
+#     destination has every page, then exits 0 by itself.
+# Guest side: lib/agentfail-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+# shellcheck source=../lib/agentfail-tap.sh
+. "$(dirname "$0")/../lib/agentfail-tap.sh"
+tap_plan 18
+af_setup
+af_run RDMIG_CASES="'srckill srcterm'"
+tap_is "$RUN_STATUS" 0 "the pair run exits 0"
+
+af_true srckill at '.total > 0 and .fetched < .total and (.final | not)' \
+	"srckill: rdmig-source SIGKILLed in post-copy with pages left: $(af_json srckill at)"
+af_ends srckill
+af_paused srckill
+
+af_true srcterm at '.total > 0 and .fetched < .total and (.final | not)' \
+	"srcterm: rdmig-source SIGTERMed in post-copy with pages left: $(af_json srcterm at)"
+af_true srcterm term '.exit == 0 and .record.state == "done"' \
+	"srcterm: it served until done, then exited 0 by itself; its record says done"
+af_ends srcterm
+af_true srcterm dest '.pause.count == 0' "srcterm: the destination never had to pause"
+af_diag
+tap_done
