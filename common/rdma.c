@@ -635,9 +635,9 @@ int rdma_ep_drain_create(struct rdma_ep *ep, unsigned int index, uint32_t *qpn, 
 		return -ENOTCONN;
 	if (index == 0 || index >= RDMA_DRAIN_QPS_MAX || ep->dqp[index])
 		return -EINVAL;
-	/* The read slots are one pool: any QP may hold all of them. */
-	ret = xqp_create(ep, ep->cq, ep->params.max_reads, "drain QP", &ep->dqp[index],
-			 &ep->dpsn[index]);
+	/* The read slots are one pool: any QP may hold all of them (a QP takes one at least). */
+	ret = xqp_create(ep, ep->cq, ep->params.max_reads ? ep->params.max_reads : 1, "drain QP",
+			 &ep->dqp[index], &ep->dpsn[index]);
 	if (ret == 0) {
 		*qpn = ep->dqp[index]->qp_num;
 		*psn = ep->dpsn[index];
