@@ -90,7 +90,7 @@ struct rdma_ep {
 	 */
 	struct ibv_qp *dqp[RDMA_DRAIN_QPS_MAX]; /* [0]: unused, the first QP is qp */
 	uint32_t dpsn[RDMA_DRAIN_QPS_MAX];
-	bool dup[RDMA_DRAIN_QPS_MAX];	   /* connected; [0] always */
+	bool dup[RDMA_DRAIN_QPS_MAX];	   /* connected; [0] unused: qpick_least() counts it up */
 	uint32_t dout[RDMA_DRAIN_QPS_MAX]; /* READs outstanding on each */
 	unsigned int dnext;		   /* qpick_least()'s round-robin */
 	unsigned int nr_dup;		   /* extra QPs connected */
