@@ -76,8 +76,12 @@
 #define ZERO_MIB 1
 /* How long the parent waits for the fork child's verdict. */
 #define FORK_WAIT_MS (900 * 1000)
-/* Longer between two looks of a thread: it may have been frozen for a dump. */
-#define RESTORE_GAP_NS (200 * 1000 * 1000ull)
+/*
+ * Longer between two looks of a thread: it may have been frozen for a dump.
+ * A dump and a restore take seconds; a loaded host stalls a thread for a
+ * few hundred ms now and then, and each such look is a read of /proc.
+ */
+#define RESTORE_GAP_NS (1000 * 1000 * 1000ull)
 /* A verdict: a worker's description and some words around it. */
 #define MSG_LEN 384
 
