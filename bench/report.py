@@ -273,6 +273,10 @@ def main():
                 if lm:
                     e.update(lane_reads=int(lm.group(2)), drain_shrinks=int(lm.group(6)),
                              drain_grows=int(lm.group(7)))
+                # The queue pairs the drain used (rdmig-dest --drain-qps; absent before it).
+                qm = re.search(r"lanes: .* drain_qps=(\d+)", dest_log or "")
+                e["drain_qps"] = int(qm.group(1)) if qm else None
+                e["drain_qps_asked"] = int(s["qps"]) if s.get("qps") else None
                 if e.get("bytes") and e.get("time_ms"):
                     e["migrate_MBps"] = round(e["bytes"] / 1e6 / (e["time_ms"] / 1000), 1)
                 res["drain"].append(e)
@@ -447,7 +451,7 @@ def main():
     write_csv("drain", res["drain"],
               ["transport", "size", "size_bytes", "faults_running", "threads", "lanes", "time_ms", "bytes",
                "drain_MBps", "migrate_MBps", "drain", "fault", "fault_p50_us", "fault_p99_us", "lane_reads",
-               "drain_shrinks", "drain_grows", "wall_ms", "status"])
+               "drain_shrinks", "drain_grows", "drain_qps_asked", "drain_qps", "wall_ms", "status"])
     write_csv("source_cpu", res["source_cpu"],
               ["transport", "size", "faults_running", "drain_cpu_s", "drain_wall_s", "drain_cpu_pct",
                "host_busy_pct", "total_cpu_s"])
@@ -512,9 +516,9 @@ def main():
                 md.append(f"- {v}, syscalls per lazy fault: "
                           + ", ".join(f"{k} {fmt(x)}" for k, x in st["per_fault"].items()))
         md.append("")
-    md.append("| drain | transport | faults running | lanes | time to fully migrate (ms) | drain MB/s "
-              "| fault p50 / p99 during the drain (us) | source CPU in drain (s) |")
-    md.append("|---|---|---|---|---|---|---|---|")
+    md.append("| drain | transport | faults running | lanes | drain QPs | time to fully migrate (ms) "
+              "| drain MB/s | fault p50 / p99 during the drain (us) | source CPU in drain (s) |")
+    md.append("|---|---|---|---|---|---|---|---|---|")
     for e in res["drain"]:
         c = first(res["source_cpu"], transport=e["transport"], size=e["size"], faults_running=e["faults_running"])
         if e["transport"] == "rdma":
@@ -524,7 +528,7 @@ def main():
         flat = (f"{fmt(e.get('fault_p50_us'))} / {fmt(e.get('fault_p99_us'))}"
                 if e["faults_running"] else "-")
         md.append(f"| {e['size']} | {e['transport']} | {'yes (%d threads)' % e['threads'] if e['faults_running'] else 'no'} | "
-                  f"{lanes} | {fmt(e.get('time_ms'))} | {fmt(e.get('drain_MBps'))} | {flat} | "
+                  f"{lanes} | {fmt(e.get('drain_qps'))} | {fmt(e.get('time_ms'))} | {fmt(e.get('drain_MBps'))} | {flat} | "
                   f"{fmt(c and c.get('drain_cpu_s'))} |")
     md.append("")
     if res["criu"]:
@@ -609,6 +613,12 @@ def dt_name(mode, level, flow=None):
         f" (criu -v{level}, as before)" if level else "")
 
 
+def fail_why(raw, sid):
+    """Why bench/lib/guest.sh ended a downtime step early (an agent's final state), or ''."""
+    why = (read(f"{raw}/{sid}.fail") or "").strip()
+    return f": ended early, {why}" if why else ""
+
+
 def downtime_row(raw, sid, s, st):
     """One downtime step: the freeze's parts in seconds, or why not."""
     level = s.get("level")
@@ -627,7 +637,7 @@ def downtime_row(raw, sid, s, st):
                 k, v = kv.split("=", 1)
                 t[k] = num(v)
         if st != 0 or t.get("restore") is None:
-            e["not_measured"] = "criu-migrate.sh failed (status %s)" % st
+            e["not_measured"] = "criu-migrate.sh failed (status %s)%s" % (st, fail_why(raw, sid))
             return e
         e.update(dump_s=t["dump"], handover_s=t["handover"], restore_s=t["restore"],
                  criu_restore_s=t["restore"], faults=e["workload_faults"])
@@ -646,8 +656,8 @@ def downtime_row(raw, sid, s, st):
     tm = (j or {}).get("times") or {}
     need = ("freeze_ms", "handover_ms", "received_ms", "resumed_ms", "downtime_ms")
     if st != 0 or sst != "0" or any(not isinstance(tm.get(k), int) for k in need):
-        e["not_measured"] = "migration failed (dest status %s, source status %s)%s" % (
-            st, sst or "?", "" if j else ", no status JSON")
+        e["not_measured"] = "migration failed (dest status %s, source status %s)%s%s" % (
+            st, sst or "?", "" if j else ", no status JSON", fail_why(raw, sid))
         return e
     ms = lambda v: None if v is None else round(v / 1000, 2)
     e.update(downtime_s=ms(tm["downtime_ms"]), dump_s=ms(tm["freeze_ms"]),

@@ -40,6 +40,7 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_ATTACH] = "Attach",
     [RDMIG_MSG__BODY_RUNNING] = "Running",
     [RDMIG_MSG__BODY_RC_CONNECT] = "RcConnect",
+    [RDMIG_MSG__BODY_DRAIN_LANE] = "DrainLane",
 };
 
 static bool type_known(int type)
@@ -47,7 +48,8 @@ static bool type_known(int type)
 	return (type >= RDMIG_MSG__BODY_HELLO && type <= RDMIG_MSG__BODY_DONE_ACK) ||
 	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ ||
 	       type == RDMIG_MSG__BODY_FAULT_LANE || type == RDMIG_MSG__BODY_ATTACH ||
-	       type == RDMIG_MSG__BODY_RUNNING || type == RDMIG_MSG__BODY_RC_CONNECT;
+	       type == RDMIG_MSG__BODY_RUNNING || type == RDMIG_MSG__BODY_RC_CONNECT ||
+	       type == RDMIG_MSG__BODY_DRAIN_LANE;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -503,6 +505,19 @@ int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn)
 	b->qpn = qpn;
 	b->psn = psn;
 	o->msg.fault_lane = b;
+	return 0;
+}
+
+int ctrl_msg_drain_lane(struct ctrl_out *o, uint32_t index, uint32_t qpn, uint32_t psn)
+{
+	DrainLane *b = &o->body.drain_lane;
+
+	out_reset(o, RDMIG_MSG__BODY_DRAIN_LANE);
+	drain_lane__init(b);
+	b->index = index;
+	b->qpn = qpn;
+	b->psn = psn;
+	o->msg.drain_lane = b;
 	return 0;
 }
 
@@ -1109,6 +1124,16 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 				       "FaultLane qpn %" PRIu32 " psn %" PRIu32 " out of range",
 				       m->fault_lane->qpn, m->fault_lane->psn);
 		return 0;
+	case RDMIG_MSG__BODY_DRAIN_LANE:
+		if (m->drain_lane->index == 0 || m->drain_lane->index >= CTRL_DRAIN_QPS_MAX ||
+		    m->drain_lane->qpn == 0 || m->drain_lane->qpn > 0xffffff ||
+		    m->drain_lane->psn > 0xffffff)
+			return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+				       "DrainLane index %" PRIu32 " qpn %" PRIu32 " psn %" PRIu32
+				       " out of range",
+				       m->drain_lane->index, m->drain_lane->qpn,
+				       m->drain_lane->psn);
+		return 0;
 	case RDMIG_MSG__BODY_RC_CONNECT:
 		return validate_rc_connect(m->rc_connect, e);
 	case RDMIG_MSG__BODY_IMAGES_DONE:
@@ -1167,6 +1192,9 @@ static const struct {
     [RDMIG_MSG__BODY_ATTACH] = {0, PH(IMAGES), CTRL_FEAT_RESUME, false},
     [RDMIG_MSG__BODY_RUNNING] = {0, PH(POSTCOPY), CTRL_FEAT_RESUME, false},
     [RDMIG_MSG__BODY_RC_CONNECT] = {PH(POSTCOPY), PH(POSTCOPY), CTRL_FEAT_RC_SIDE, false, true},
+    /* Like FaultLane: the answer may cross the destination's Done. */
+    [RDMIG_MSG__BODY_DRAIN_LANE] = {PH(IMAGES) | PH(POSTCOPY) | PH(DONE), PH(IMAGES) | PH(POSTCOPY),
+				    CTRL_FEAT_DRAIN_QPS, false},
 };
 
 static enum ctrl_role role_other(enum ctrl_role r)

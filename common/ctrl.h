@@ -69,6 +69,10 @@
 #define CTRL_FEAT_RESUME ((uint64_t)FEATURE__FEAT_RESUME)
 /* RDMA: a resuming destination's queue pair made by hand, set up over an RC side channel. */
 #define CTRL_FEAT_RC_SIDE ((uint64_t)FEATURE__FEAT_RC_SIDE)
+/* RDMA: the drain over extra queue pairs (DrainLane). */
+#define CTRL_FEAT_DRAIN_QPS ((uint64_t)FEATURE__FEAT_DRAIN_QPS)
+/* Queue pairs the drain may use in all (the first QP and DrainLane's). */
+#define CTRL_DRAIN_QPS_MAX 4
 /* RcConnect: a GID's bytes; the path MTUs of enum ibv_mtu (256 .. 4096 bytes). */
 #define CTRL_GID_LEN	16
 #define CTRL_RC_MTU_MIN 1
@@ -169,6 +173,7 @@ struct ctrl_out {
 		Attach attach;
 		Running running;
 		RcConnect rc_connect;
+		DrainLane drain_lane;
 	} body;
 	void *scratch;
 };
@@ -247,6 +252,8 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
 int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
+/* FEAT_DRAIN_QPS: extra drain QP index (1..CTRL_DRAIN_QPS_MAX-1). */
+int ctrl_msg_drain_lane(struct ctrl_out *o, uint32_t index, uint32_t qpn, uint32_t psn);
 /*
  * FEAT_RESUME: resume a paused post-copy (true) or take the images (false);
  * page_hashes: on a resume, ask for the PageHashes again (a takeover).

@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "log.h"
+#include "qpick.h"
 #include "rcqp.h"
 #include "util.h"
 
@@ -82,6 +83,18 @@ struct rdma_ep {
 	uint64_t *read_cookie; /* per read slot */
 	uint32_t *read_free;   /* stack of free read slots */
 	uint32_t nr_read_free;
+	/*
+	 * The drain's extra QPs (rdma_ep_drain_create()): rdma_ep_read()'s
+	 * READs spread over the first QP (index 0) and these, in the same PD
+	 * and on the first QP's CQ, so the read slots above stay one pool.
+	 */
+	struct ibv_qp *dqp[RDMA_DRAIN_QPS_MAX]; /* [0]: unused, the first QP is qp */
+	uint32_t dpsn[RDMA_DRAIN_QPS_MAX];
+	bool dup[RDMA_DRAIN_QPS_MAX];	   /* connected; [0] unused: qpick_least() counts it up */
+	uint32_t dout[RDMA_DRAIN_QPS_MAX]; /* READs outstanding on each */
+	unsigned int dnext;		   /* qpick_least()'s round-robin */
+	unsigned int nr_dup;		   /* extra QPs connected */
+	uint8_t *read_qp;		   /* per read slot: the QP it went on */
 
 	/*
 	 * The fault lane: a second RC QP in the same PD with its own CQ (on
@@ -441,7 +454,8 @@ static void ep_flush_send_queue(struct rdma_ep *ep)
 /* One signalled READ on qp, its cookie kept in a slot taken from the given pool. */
 static int ep_post_read(struct rdma_ep *ep, struct ibv_qp *qp, uint64_t kind, uint32_t *pool,
 			uint32_t *nr_free, uint64_t *cookies, void *local, uint32_t lkey,
-			uint64_t raddr, uint32_t rkey, uint32_t len, uint64_t cookie)
+			uint64_t raddr, uint32_t rkey, uint32_t len, uint64_t cookie,
+			uint32_t *slot_out)
 {
 	struct ibv_sge sge = {.addr = (uintptr_t)local, .length = len, .lkey = lkey};
 	struct ibv_send_wr wr = {
@@ -473,14 +487,27 @@ static int ep_post_read(struct rdma_ep *ep, struct ibv_qp *qp, uint64_t kind, ui
 		pool[(*nr_free)++] = slot;
 		return -ret;
 	}
+	*slot_out = slot;
 	return 0;
 }
 
 int rdma_ep_read(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 		 uint32_t len, uint64_t cookie)
 {
-	return ep_post_read(ep, ep->qp, WR_KIND_READ, ep->read_free, &ep->nr_read_free,
-			    ep->read_cookie, local, lkey, raddr, rkey, len, cookie);
+	unsigned int q = 0;
+	uint32_t slot;
+	int ret;
+
+	if (ep->nr_dup)
+		q = qpick_least(ep->dout, ep->dup, RDMA_DRAIN_QPS_MAX, &ep->dnext);
+	ret = ep_post_read(ep, q ? ep->dqp[q] : ep->qp, WR_KIND_READ, ep->read_free,
+			   &ep->nr_read_free, ep->read_cookie, local, lkey, raddr, rkey, len,
+			   cookie, &slot);
+	if (ret == 0) {
+		ep->read_qp[slot] = (uint8_t)q;
+		ep->dout[q]++;
+	}
+	return ret;
 }
 
 int rdma_ep_reg(struct rdma_ep *ep, void *addr, size_t len, int access, struct ibv_mr **out)
@@ -520,9 +547,12 @@ static int ep_make_cq(struct rdma_ep *ep, int cqe, const char *what, struct ibv_
 	return 0;
 }
 
-/* Moves the lane QP to state, with the attributes rdma_cm computed for the first QP. */
-static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t peer_qpn,
-		       uint32_t peer_psn)
+/*
+ * Moves an extra QP (the fault lane's, a drain QP) to state, with the
+ * attributes rdma_cm computed for the first QP; psn: its first send PSN.
+ */
+static int xqp_modify(struct rdma_ep *ep, struct ibv_qp *qp, uint32_t psn, const char *what,
+		      enum ibv_qp_state state, uint32_t peer_qpn, uint32_t peer_psn)
 {
 	struct ibv_qp_attr a;
 	int mask = 0, ret;
@@ -530,16 +560,16 @@ static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t pee
 	if (ep->manual) {
 		/* No rdma_cm path: the one the peer's RcConnect gave the first QP. */
 		if (state == IBV_QPS_INIT)
-			return rcqp_init(ep->lane_qp, ep->local.port, IBV_ACCESS_REMOTE_READ);
+			return rcqp_init(qp, ep->local.port, IBV_ACCESS_REMOTE_READ);
 		if (state == IBV_QPS_RTR)
-			return rcqp_rtr(ep->lane_qp, &ep->path, peer_qpn, peer_psn);
-		return rcqp_rts(ep->lane_qp, &ep->path, ep->lane_psn);
+			return rcqp_rtr(qp, &ep->path, peer_qpn, peer_psn);
+		return rcqp_rts(qp, &ep->path, psn);
 	}
 	memset(&a, 0, sizeof(a));
 	a.qp_state = state;
 	if (rdma_init_qp_attr(ep->id, &a, &mask)) {
 		ret = -errno;
-		log_err("rdma_init_qp_attr (fault lane, state %d) on %s: %s", state, ep->name,
+		log_err("rdma_init_qp_attr (%s, state %d) on %s: %s", what, state, ep->name,
 			strerror(errno));
 		return ret;
 	}
@@ -553,25 +583,101 @@ static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t pee
 		a.rq_psn = peer_psn;
 		break;
 	case IBV_QPS_RTS:
-		a.sq_psn = ep->lane_psn;
+		a.sq_psn = psn;
 		break;
 	default:
 		break;
 	}
-	ret = ibv_modify_qp(ep->lane_qp, &a, mask);
+	ret = ibv_modify_qp(qp, &a, mask);
 	if (ret) {
-		log_err("ibv_modify_qp (fault lane to state %d) on %s: %s", state, ep->name,
+		log_err("ibv_modify_qp (%s to state %d) on %s: %s", what, state, ep->name,
 			strerror(ret));
 		return -ret;
 	}
 	return 0;
 }
 
+static int lane_modify(struct rdma_ep *ep, enum ibv_qp_state state, uint32_t peer_qpn,
+		       uint32_t peer_psn)
+{
+	return xqp_modify(ep, ep->lane_qp, ep->lane_psn, "fault lane", state, peer_qpn, peer_psn);
+}
+
+/* An RC QP for READs only on cq, in INIT; *psn its first send PSN. */
+static int xqp_create(struct rdma_ep *ep, struct ibv_cq *cq, uint32_t depth, const char *what,
+		      struct ibv_qp **out, uint32_t *psn)
+{
+	struct ibv_qp_init_attr qpa = {0};
+	int ret;
+
+	qpa.send_cq = cq;
+	qpa.recv_cq = cq;
+	qpa.qp_type = IBV_QPT_RC;
+	qpa.cap.max_send_wr = depth;
+	qpa.cap.max_recv_wr = 1;
+	qpa.cap.max_send_sge = 1;
+	qpa.cap.max_recv_sge = 1;
+	*out = ibv_create_qp(ep->pd, &qpa);
+	if (!*out) {
+		ret = -(errno ? errno : ENOMEM);
+		log_err("ibv_create_qp (%s) on %s: %s", what, ep->name, strerror(-ret));
+		return ret;
+	}
+	*psn = (uint32_t)(now_ns() ^ (uintptr_t)*out) & 0xffffff;
+	return xqp_modify(ep, *out, *psn, what, IBV_QPS_INIT, 0, 0);
+}
+
+int rdma_ep_drain_create(struct rdma_ep *ep, unsigned int index, uint32_t *qpn, uint32_t *psn)
+{
+	int ret;
+
+	if (!ep->connected || ep->closing || !ep->pd)
+		return -ENOTCONN;
+	if (index == 0 || index >= RDMA_DRAIN_QPS_MAX || ep->dqp[index])
+		return -EINVAL;
+	/* The read slots are one pool: any QP may hold all of them (a QP takes one at least). */
+	ret = xqp_create(ep, ep->cq, ep->params.max_reads ? ep->params.max_reads : 1, "drain QP",
+			 &ep->dqp[index], &ep->dpsn[index]);
+	if (ret == 0) {
+		*qpn = ep->dqp[index]->qp_num;
+		*psn = ep->dpsn[index];
+	}
+	/* A half-made QP is released with the endpoint; it is never used. */
+	return ret;
+}
+
+int rdma_ep_drain_connect(struct rdma_ep *ep, unsigned int index, uint32_t peer_qpn,
+			  uint32_t peer_psn)
+{
+	int ret;
+
+	if (!ep->connected || ep->closing)
+		return -ENOTCONN;
+	if (index == 0 || index >= RDMA_DRAIN_QPS_MAX || !ep->dqp[index] || ep->dup[index])
+		return -EINVAL;
+	ret = xqp_modify(ep, ep->dqp[index], ep->dpsn[index], "drain QP", IBV_QPS_RTR,
+			 peer_qpn & 0xffffff, peer_psn & 0xffffff);
+	if (ret == 0)
+		ret =
+		    xqp_modify(ep, ep->dqp[index], ep->dpsn[index], "drain QP", IBV_QPS_RTS, 0, 0);
+	if (ret == 0) {
+		ep->dup[index] = true;
+		ep->nr_dup++;
+		log_debug("%s: drain QP %u up (QP %u to peer QP %u)", ep->name, index,
+			  ep->dqp[index]->qp_num, peer_qpn);
+	}
+	return ret;
+}
+
+unsigned int rdma_ep_drain_qps(const struct rdma_ep *ep)
+{
+	return ep->connected && !ep->closing ? 1 + ep->nr_dup : 0;
+}
+
 static void ep_lane_arm_cb(evutil_socket_t fd, short what, void *arg);
 
 int rdma_ep_lane_create(struct rdma_ep *ep, uint32_t depth, uint32_t *qpn, uint32_t *psn)
 {
-	struct ibv_qp_init_attr qpa = {0};
 	uint32_t i;
 	int ret;
 
@@ -594,23 +700,9 @@ int rdma_ep_lane_create(struct rdma_ep *ep, uint32_t depth, uint32_t *qpn, uint3
 	if (ret < 0)
 		goto out;
 	ep->lane_armed = true; /* ep_make_cq arms it */
-	qpa.send_cq = ep->lane_cq;
-	qpa.recv_cq = ep->lane_cq;
-	qpa.qp_type = IBV_QPT_RC;
-	qpa.cap.max_send_wr = depth;
-	qpa.cap.max_recv_wr = 1;
-	qpa.cap.max_send_sge = 1;
-	qpa.cap.max_recv_sge = 1;
-	ep->lane_qp = ibv_create_qp(ep->pd, &qpa);
-	if (!ep->lane_qp) {
-		ret = -(errno ? errno : ENOMEM);
-		log_err("ibv_create_qp (fault lane) on %s: %s", ep->name, strerror(-ret));
-		goto out;
-	}
-	ret = lane_modify(ep, IBV_QPS_INIT, 0, 0);
+	ret = xqp_create(ep, ep->lane_cq, depth, "fault lane", &ep->lane_qp, &ep->lane_psn);
 	if (ret < 0)
 		goto out;
-	ep->lane_psn = (uint32_t)(now_ns() ^ (uintptr_t)ep) & 0xffffff;
 	for (i = 0; i < depth; i++)
 		ep->lane_free[i] = depth - 1 - i;
 	ep->nr_lane_free = depth;
@@ -654,8 +746,10 @@ int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t 
 
 	if (!ep->lane_up)
 		return rdma_ep_read(ep, local, lkey, raddr, rkey, len, cookie);
+	uint32_t slot;
+
 	ret = ep_post_read(ep, ep->lane_qp, WR_KIND_LANE, ep->lane_free, &ep->nr_lane_free,
-			   ep->lane_cookie, local, lkey, raddr, rkey, len, cookie);
+			   ep->lane_cookie, local, lkey, raddr, rkey, len, cookie, &slot);
 	if (ret == 0 && !ep->lane_armed)
 		event_active(ep->lane_arm_ev, EV_TIMEOUT, 1);
 	return ret;
@@ -715,6 +809,7 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 			ep_finish_close(ep);
 		break;
 	case WR_KIND_READ:
+		ep->dout[ep->read_qp[slot]]--;
 		ep->read_free[ep->nr_read_free++] = slot;
 		if (ep->ops && ep->ops->read_done)
 			ep->ops->read_done(ep, ep->read_cookie[slot], status, ep->arg);
@@ -954,7 +1049,8 @@ static int ep_setup_verbs(struct rdma_ep *ep)
 	ep->send_free = calloc(p->send_depth, sizeof(*ep->send_free));
 	ep->read_cookie = calloc(p->max_reads, sizeof(*ep->read_cookie));
 	ep->read_free = calloc(p->max_reads, sizeof(*ep->read_free));
-	if (!ep->send_free || !ep->read_cookie || !ep->read_free) {
+	ep->read_qp = calloc(p->max_reads, sizeof(*ep->read_qp));
+	if (!ep->send_free || !ep->read_cookie || !ep->read_free || !ep->read_qp) {
 		ret = -ENOMEM;
 		log_err("out of memory for %s buffers", ep->name);
 		goto out;
@@ -1017,6 +1113,7 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rdma_ep *ep = arg;
 	struct pending_send *ps;
+	unsigned int i;
 
 	if (ep->cq_unacked)
 		ibv_ack_cq_events(ep->cq, ep->cq_unacked);
@@ -1026,6 +1123,9 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 		log_warn("ibv_destroy_qp (fault lane) on %s failed", ep->name);
 	if (ep->lane_cq)
 		ibv_destroy_cq(ep->lane_cq);
+	for (i = 1; i < RDMA_DRAIN_QPS_MAX; i++)
+		if (ep->dqp[i] && ibv_destroy_qp(ep->dqp[i]))
+			log_warn("ibv_destroy_qp (drain QP %u) on %s failed", i, ep->name);
 	if (ep->id && ep->id->qp)
 		rdma_destroy_qp(ep->id);
 	else if (ep->qp && ibv_destroy_qp(ep->qp))
@@ -1063,6 +1163,7 @@ static void ep_free_cb(evutil_socket_t fd, short what, void *arg)
 	free(ep->send_free);
 	free(ep->read_cookie);
 	free(ep->read_free);
+	free(ep->read_qp);
 	free(ep->lane_cookie);
 	free(ep->lane_free);
 	free(ep);
@@ -1098,6 +1199,14 @@ static void ep_finish_close(struct rdma_ep *ep)
 		ibv_modify_qp(ep->lane_qp, &err, IBV_QP_STATE);
 		ep->lane_up = false;
 	}
+	for (unsigned int i = 1; i < RDMA_DRAIN_QPS_MAX; i++) {
+		struct ibv_qp_attr err = {.qp_state = IBV_QPS_ERR};
+
+		if (ep->dqp[i])
+			ibv_modify_qp(ep->dqp[i], &err, IBV_QP_STATE);
+		ep->dup[i] = false;
+	}
+	ep->nr_dup = 0;
 	if (ep->comp_ev)
 		event_del(ep->comp_ev);
 	if (ep->resume_ev)

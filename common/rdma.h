@@ -178,6 +178,21 @@ bool rdma_ep_lane_up(const struct rdma_ep *ep);
  * rdma_ep_read() on the fault lane once it is up (-EAGAIN when its depth is
  * used up); on the first QP before that.  Completions reach read_done.
  */
+/*
+ * The drain's extra queue pairs (protocol.md, DrainLane): up to
+ * RDMA_DRAIN_QPS_MAX - 1 more RC QPs in the endpoint's PD, on the first
+ * QP's completion queue, made and connected like the fault lane (index
+ * 1..RDMA_DRAIN_QPS_MAX-1).  Once one is up, rdma_ep_read() puts each READ
+ * on the QP with the fewest outstanding (qpick_least()), the first QP
+ * included; max_reads still bounds them all.  The endpoint owns them; they
+ * go to the error state at close.  0 or a negative errno.
+ */
+#define RDMA_DRAIN_QPS_MAX 4
+int rdma_ep_drain_create(struct rdma_ep *ep, unsigned int index, uint32_t *qpn, uint32_t *psn);
+int rdma_ep_drain_connect(struct rdma_ep *ep, unsigned int index, uint32_t peer_qpn,
+			  uint32_t peer_psn);
+/* The QPs rdma_ep_read() spreads over now: 1 + the extra ones up (0 when closed). */
+unsigned int rdma_ep_drain_qps(const struct rdma_ep *ep);
 int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t raddr,
 		       uint32_t rkey, uint32_t len, uint64_t cookie);
 

@@ -367,6 +367,25 @@ bool xport_lane_up(const struct xport *x)
 	return x->kind == XPORT_RDMA && rdma_ep_lane_up(x->ep);
 }
 
+int xport_drain_create(struct xport *x, unsigned int index, uint32_t *qpn, uint32_t *psn)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_drain_create(x->ep, index, qpn, psn);
+}
+
+int xport_drain_connect(struct xport *x, unsigned int index, uint32_t peer_qpn, uint32_t peer_psn)
+{
+	if (x->kind != XPORT_RDMA)
+		return -EOPNOTSUPP;
+	return rdma_ep_drain_connect(x->ep, index, peer_qpn, peer_psn);
+}
+
+unsigned int xport_drain_qps(const struct xport *x)
+{
+	return x->kind == XPORT_RDMA ? rdma_ep_drain_qps(x->ep) : 1;
+}
+
 int xport_read_fault(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 		     uint32_t len, uint64_t cookie)
 {

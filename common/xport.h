@@ -124,6 +124,11 @@ uint32_t xport_read_slots(const struct xport *x);
 int xport_lane_create(struct xport *x, uint32_t depth, uint32_t *qpn, uint32_t *psn);
 int xport_lane_connect(struct xport *x, uint32_t peer_qpn, uint32_t peer_psn);
 bool xport_lane_up(const struct xport *x);
+/* RDMA only: the drain's extra QPs (rdma_ep_drain_create() and what follows it). */
+int xport_drain_create(struct xport *x, unsigned int index, uint32_t *qpn, uint32_t *psn);
+int xport_drain_connect(struct xport *x, unsigned int index, uint32_t peer_qpn, uint32_t peer_psn);
+/* The QPs the drain's READs spread over now: 1 over TCP. */
+unsigned int xport_drain_qps(const struct xport *x);
 int xport_read_fault(struct xport *x, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
 		     uint32_t len, uint64_t cookie);
 

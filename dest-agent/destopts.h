@@ -50,6 +50,7 @@ struct dest_opts {
 	unsigned int pause_limit_s; /* 0: a pause lasts until the source is back */
 	bool pause_limit_set;
 	uint32_t max_reads;
+	unsigned int drain_qps; /* --drain-qps: RDMA queue pairs for the drain */
 	struct engine_config ecfg;
 	/* --restore: run criu restore ourselves */
 	bool restore;

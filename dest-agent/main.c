@@ -57,6 +57,7 @@ enum {
 	OPT_DEAD_AFTER,
 	OPT_PAUSE_LIMIT,
 	OPT_MAX_READS,
+	OPT_DRAIN_QPS,
 	OPT_LATENCY_OUT,
 	OPT_FAULT_POLL,
 	OPT_DRAIN_QUIET,
@@ -145,6 +146,8 @@ static void dest_usage(FILE *f)
 		"      --one-lane         ask for no fault lane: faults share the drain's\n"
 		"                         queue pair (RDMA) or connection (TCP), as an\n"
 		"                         older destination\n"
+		"      --drain-qps N      RDMA: spread the drain's reads over N queue pairs\n"
+		"                         (1-4, default 1) if the source can\n"
 		"      --fault-poll US    after posting a fault's RDMA READ, poll for its\n"
 		"                         completion for up to US microseconds before\n"
 		"                         sleeping (default 1000; 0: never)\n"
@@ -307,6 +310,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"pause-limit", required_argument, NULL, OPT_PAUSE_LIMIT},
 	    {"max-reads", required_argument, NULL, OPT_MAX_READS},
+	    {"drain-qps", required_argument, NULL, OPT_DRAIN_QPS},
 	    {"readahead", required_argument, NULL, OPT_READAHEAD},
 	    {"readahead-fixed", no_argument, NULL, OPT_READAHEAD_FIXED},
 	    {"drain-depth", required_argument, NULL, OPT_DRAIN_DEPTH},
@@ -543,6 +547,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			ret = parse_uint(optarg, 1, 1024, &v);
 			o->max_reads = (uint32_t)v;
 			break;
+		case OPT_DRAIN_QPS:
+			ret = parse_uint(optarg, 1, RDMA_DRAIN_QPS_MAX, &v);
+			o->drain_qps = (unsigned int)v;
+			break;
 		case 'h':
 			dest_usage(stdout);
 			return 1;
@@ -667,6 +675,7 @@ int main(int argc, char **argv)
 	o.dead_after_s = 10;
 	o.pause_limit_s = 600;
 	o.max_reads = 64;
+	o.drain_qps = 1;
 	o.sup.work_root = SUP_WORK_ROOT_DEFAULT;
 	o.sup.max_running = SUP_MAX_MIGRATIONS_DEFAULT;
 	o.sup.max_pending = SUP_MAX_PENDING_DEFAULT;

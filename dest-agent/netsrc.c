@@ -443,6 +443,8 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 	/* Over RDMA a resume makes its queue pair by hand, set up on a side channel (§7.4). */
 	if (ns->cfg.kind == XPORT_RDMA && channel != CTRL_CHANNEL_DATA)
 		h.features |= CTRL_FEAT_RC_SIDE | CTRL_FEAT_RESUME;
+	if (ns->cfg.kind == XPORT_RDMA && channel != CTRL_CHANNEL_DATA && ns->cfg.drain_qps > 1)
+		h.features |= CTRL_FEAT_DRAIN_QPS;
 	ret = auth_nonce(nonce);
 	if (ret == 0)
 		ret = ctrl_msg_hello(&o, &h);
@@ -560,6 +562,51 @@ static void ns_offer_lane(struct netsrc *ns)
 		ns_send(ns, &o);
 }
 
+/*
+ * Offers the drain's extra QPs (FEAT_DRAIN_QPS), each like the fault lane.
+ * One that cannot be made or connected leaves the drain on the QPs it has.
+ */
+static void ns_offer_drain(struct netsrc *ns)
+{
+	_Static_assert(CTRL_DRAIN_QPS_MAX == RDMA_DRAIN_QPS_MAX, "one limit");
+	uint32_t qpn, psn;
+	struct ctrl_out o;
+	int ret;
+
+	if (!(ctrl_state_negotiated(&ns->st)->features & CTRL_FEAT_DRAIN_QPS)) {
+		if (ns->cfg.drain_qps > 1 && ns->cfg.kind == XPORT_RDMA)
+			log_info("%s: the source offers no extra drain QPs (FEAT_DRAIN_QPS): the "
+				 "drain uses one",
+				 ns->name);
+		return;
+	}
+	for (unsigned int i = 1; i < ns->cfg.drain_qps && i < CTRL_DRAIN_QPS_MAX; i++) {
+		ret = xport_drain_create(ns->x, i, &qpn, &psn);
+		if (ret < 0) {
+			log_warn("%s: no drain QP %u (%s)", ns->name, i, strerror(-ret));
+			return;
+		}
+		if (ctrl_msg_drain_lane(&o, i, qpn, psn) == 0)
+			ns_send(ns, &o);
+	}
+}
+
+static void on_drain_lane(struct netsrc *ns, const DrainLane *dl)
+{
+	int ret;
+
+	if (ns->st.phase == CTRL_PH_DONE)
+		return;
+	ret = xport_drain_connect(ns->x, dl->index, dl->qpn, dl->psn);
+	if (ret < 0) {
+		log_warn("%s: cannot connect drain QP %" PRIu32 " (%s)", ns->name, dl->index,
+			 strerror(-ret));
+		return;
+	}
+	ns->stats.drain_qps = xport_drain_qps(ns->x);
+	log_info("%s: the drain over %u queue pairs", ns->name, ns->stats.drain_qps);
+}
+
 static void on_fault_lane(struct netsrc *ns, const FaultLane *fl)
 {
 	int ret;
@@ -637,6 +684,7 @@ static void on_auth_proof(struct netsrc *ns, const AuthProof *p)
 			 ns->dir);
 	}
 	ns_offer_lane(ns);
+	ns_offer_drain(ns);
 	ns_fc_start(ns);
 }
 
@@ -1138,6 +1186,11 @@ static void ns_msg_fault_lane(void *arg, const RdmigMsg *m)
 	on_fault_lane(arg, m->fault_lane);
 }
 
+static void ns_msg_drain_lane(void *arg, const RdmigMsg *m)
+{
+	on_drain_lane(arg, m->drain_lane);
+}
+
 static void ns_msg_stage_region(void *arg, const RdmigMsg *m)
 {
 	on_stage_region(arg, m->stage_region);
@@ -1187,6 +1240,7 @@ static const struct ctrlconn_handlers ns_handlers = {
 	    [RDMIG_MSG__BODY_READ_RESP] = ns_msg_read_resp,
 	    [RDMIG_MSG__BODY_KEEPALIVE] = ctrlconn_ignore,
 	    [RDMIG_MSG__BODY_FAULT_LANE] = ns_msg_fault_lane,
+	    [RDMIG_MSG__BODY_DRAIN_LANE] = ns_msg_drain_lane,
 	    [RDMIG_MSG__BODY_STAGE_REGION] = ns_msg_stage_region,
 	    [RDMIG_MSG__BODY_DONE_ACK] = ns_msg_done_ack,
 	    [RDMIG_MSG__BODY_ABORT] = ns_msg_abort,
@@ -1741,6 +1795,7 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		return -ENOMEM;
 	ns->base = base;
 	ns->cfg = *cfg;
+	ns->stats.drain_qps = 1;
 	ns->ops = ops;
 	ns->arg = arg;
 	ns->file_fd = -1;

@@ -54,6 +54,12 @@ struct netsrc_config {
 	struct ssl_ctx_st *tls;
 	bool one_lane; /* RDMA: ask for no fault lane (as an older dest) */
 	/*
+	 * RDMA: queue pairs for the drain's READs, the first one included
+	 * (1..CTRL_DRAIN_QPS_MAX; 0 counts as 1); more than one only with a
+	 * source that offers FEAT_DRAIN_QPS.
+	 */
+	unsigned int drain_qps;
+	/*
 	 * Post-copy (netsrc_set_postcopy()) with a source that offers
 	 * FEAT_RESUME: how long a pause may last before pause_expired
 	 * (seconds, 0: forever).
@@ -87,8 +93,9 @@ struct netsrc_stats {
 	uint64_t read_bytes;
 	uint64_t pages_verified;
 	uint64_t verify_failures;
-	bool fault_lane;     /* the fault lane is up */
-	uint64_t lane_reads; /* of reads: fault READs that went on the fault lane */
+	bool fault_lane;	/* the fault lane is up */
+	unsigned int drain_qps; /* the most QPs the drain's READs spread over (1 over TCP) */
+	uint64_t lane_reads;	/* of reads: fault READs that went on the fault lane */
 	uint64_t lane_read_bytes;
 	/* FEAT_LAZY_DUMP: units announced, StageReqs sent, units checked by XXH3, parts read */
 	uint64_t units_staged;

@@ -665,6 +665,7 @@ static int dest_fetch_images(struct dest *d)
 	    .pause_limit_s = d->o.pause_limit_s,
 	    .max_reads = d->o.max_reads,
 	    .one_lane = d->o.one_lane,
+	    .drain_qps = d->o.drain_qps,
 	    .takeover = d->takeover,
 	};
 	int ret;
@@ -1009,9 +1010,9 @@ static void dest_summary(struct dest *d, int code)
 		netsrc_get_stats(d->ns, &ns);
 		log_info("lanes: fault_lane=%s lane_reads=%" PRIu64 " reads=%" PRIu64
 			 " drain_depth=%" PRIu32 " drain_chunk=%" PRIu64 " drain_shrinks=%" PRIu64
-			 " drain_grows=%" PRIu64,
+			 " drain_grows=%" PRIu64 " drain_qps=%u",
 			 ns.fault_lane ? "yes" : "no", ns.lane_reads, ns.reads, s.drain_depth,
-			 s.drain_chunk, s.drain_shrinks, s.drain_grows);
+			 s.drain_chunk, s.drain_shrinks, s.drain_grows, ns.drain_qps);
 		log_info("pauses: count=%" PRIu32 " paused_ms=%" PRIu64, ns.pauses,
 			 ns.paused_ns / 1000000);
 	}

@@ -225,7 +225,8 @@ static uint64_t sess_features(const struct src_session *s)
 	uint64_t f = CTRL_FEAT_TCP_READ | (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_CONN);
 
 	if (s->agent->kind == XPORT_RDMA)
-		f = CTRL_FEAT_RDMA_READ | (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
+		f = CTRL_FEAT_RDMA_READ | CTRL_FEAT_DRAIN_QPS |
+		    (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
 	/*
 	 * A lazy dump is only served staged (protocol.md §11.2); offered for
 	 * that migration alone, as an older destination would not set it.
@@ -1146,6 +1147,28 @@ static void on_fault_lane(struct src_session *s, const FaultLane *fl)
 		log_info("%s: fault lane up (QP %" PRIu32 ")", s->name, qpn);
 }
 
+/*
+ * One of the destination's extra drain QPs (FEAT_DRAIN_QPS): made and
+ * answered like the fault lane; one that cannot be made leaves the
+ * destination's drain on the QPs it has.
+ */
+static void on_drain_lane(struct src_session *s, const DrainLane *dl)
+{
+	struct ctrl_out o;
+	uint32_t qpn, psn;
+	int ret;
+
+	ret = xport_drain_create(s->x, dl->index, &qpn, &psn);
+	if (ret == 0)
+		ret = xport_drain_connect(s->x, dl->index, dl->qpn, dl->psn);
+	if (ret < 0) {
+		log_warn("%s: no drain QP %" PRIu32 " (%s)", s->name, dl->index, strerror(-ret));
+		return;
+	}
+	if (ctrl_msg_drain_lane(&o, dl->index, qpn, psn) == 0 && sess_send(s, &o) == 0)
+		log_info("%s: drain QP %" PRIu32 " up (QP %" PRIu32 ")", s->name, dl->index, qpn);
+}
+
 /* A fault on the destination waits for this unit: it goes ahead of the pull. */
 static void on_stage_req(struct src_session *s, const StageReq *r)
 {
@@ -1349,6 +1372,11 @@ static void sess_msg_fault_lane(void *arg, const RdmigMsg *m)
 	on_fault_lane(arg, m->fault_lane);
 }
 
+static void sess_msg_drain_lane(void *arg, const RdmigMsg *m)
+{
+	on_drain_lane(arg, m->drain_lane);
+}
+
 static void sess_msg_stage_req(void *arg, const RdmigMsg *m)
 {
 	on_stage_req(arg, m->stage_req);
@@ -1386,6 +1414,7 @@ static const struct ctrlconn_handlers sess_handlers = {
 	    [RDMIG_MSG__BODY_KEEPALIVE] = ctrlconn_ignore,
 	    [RDMIG_MSG__BODY_DONE] = sess_msg_done,
 	    [RDMIG_MSG__BODY_FAULT_LANE] = sess_msg_fault_lane,
+	    [RDMIG_MSG__BODY_DRAIN_LANE] = sess_msg_drain_lane,
 	    [RDMIG_MSG__BODY_STAGE_REQ] = sess_msg_stage_req,
 	    [RDMIG_MSG__BODY_RC_CONNECT] = sess_msg_rc_connect,
 	    [RDMIG_MSG__BODY_ABORT] = sess_msg_abort,

@@ -191,6 +191,55 @@ downtime_ctl() {
 	[ -n "${p[level]:-}" ] && echo "--criu-log-level ${p[level]}"
 }
 
+# watched ID SOCK CMD...: runs CMD (a downtime step's script, which starts
+# an agent with its API on SOCK) and ends it as soon as that agent reports
+# the migration dt<ID> failed, aborted or rolled back (its status JSON), or
+# the other guest's agent did ($sync/fail.ID), instead of waiting out the
+# script's own 900 s: a failed destination leaves the source agent waiting
+# for it.  The reason goes to $raw/ID.fail and the step's status is 3.
+watched() {
+	local id=$1 sock=$2 pid st s why=
+	shift 2
+	# Its own process group: the agents and rdmigctl it started end with it.
+	setsid "$@" &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		if [ -s "$sync/fail.$id" ]; then
+			why="the other guest: $(cat "$sync/fail.$id")"
+			break
+		fi
+		s=$("$B/rdmigctl/rdmigctl" --socket "$sock" status "dt$id" --json 2>/dev/null |
+			python3 -c 'import json, sys
+j = json.load(sys.stdin)
+if j.get("state") in ("failed", "aborted", "rolled_back"):
+    e = j.get("error")
+    print(j["state"], (e.get("message") if isinstance(e, dict) else e) or "")' 2>/dev/null)
+		if [ -n "$s" ]; then
+			why="$role agent: migration dt$id $s"
+			echo "$why" >"$sync/fail.$id"
+			break
+		fi
+	done
+	if [ -n "$why" ]; then
+		say "step $id: $why; ending the step"
+		echo "$why" >"$raw/$id.fail"
+		# The script's last words (status, logs) first, if it ends on its own.
+		for _ in $(seq 10); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 1
+		done
+		kill -TERM -- "-$pid" 2>/dev/null
+		sleep 1
+		kill -KILL -- "-$pid" 2>/dev/null
+		wait "$pid"
+		return 3
+	fi
+	wait "$pid"
+	st=$?
+	return $st
+}
+
 src_downtime() {
 	local id=$1
 	mkdir -p "$sync/dt-$id"
@@ -200,7 +249,8 @@ src_downtime() {
 		return
 	fi
 	# shellcheck disable=SC2046 # the environment: words
-	env $(downtime_env "$id") RDMIG_CTL_ARGS="$(downtime_ctl | xargs)" \
+	watched "$id" /tmp/rdmig-handover/source.sock env $(downtime_env "$id") \
+		RDMIG_CTL_ARGS="$(downtime_ctl | xargs)" \
 		timeout 900 "$top/test/rxe/lib/handover-migrate.sh" source >"$raw/$id.source" 2>&1
 	echo $? >"$raw/$id.src_status"
 }
@@ -249,6 +299,8 @@ dst_rdmig() {
 	else
 		sargs=(--touch-after-drain --threads 1)
 	fi
+	# bench/run --drain-qps: the drain's READs over that many queue pairs.
+	[ -n "${p[qps]:-}" ] && dargs+=(--drain-qps "${p[qps]}")
 	# The fault-path profile (bench/run --fault-ab): syscalls of rdmig-dest,
 	# or where the whole guest's CPU goes while it serves the faults.
 	case ${p[trace]:-} in
@@ -311,7 +363,8 @@ dst_downtime() {
 	mkdir -p "$sync/dt-$id"
 	[ "${p[mode]}" = rdmig ] || script=criu-migrate.sh role=criu
 	# shellcheck disable=SC2046 # the environment: words
-	env $(downtime_env "$id") timeout 900 "$top/test/rxe/lib/$script" $role >"$raw/$id.out" 2>&1
+	watched "$id" /tmp/rdmig-handover/dest.sock env $(downtime_env "$id") \
+		timeout 900 "$top/test/rxe/lib/$script" $role >"$raw/$id.out" 2>&1
 }
 
 dest_step() {

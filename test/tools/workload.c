@@ -39,8 +39,10 @@
  * shows whether pages were still moving.
  *
  * --time-faults: once a restore is noticed (a new boot id or process start
- * time in /proc, looked at by the main thread every 10 ms and by a worker
- * whose clock jumped between two pages, as after a freeze), whichever
+ * time in /proc, looked at only after a thread saw its monotonic or wall
+ * clock jump, as across a freeze: the main thread looks every 10 ms, a
+ * worker between two pages; CRIU cannot dump an open /proc/self/stat, so
+ * the process never reads it where a dump may freeze it), whichever
  * thread touches a page first times that touch, until every page was
  * touched; the first verdict after that (a check touches every page) has a
  * line with min/p50/p90/p99/max over the touches of pages that mincore()
@@ -74,8 +76,12 @@
 #define ZERO_MIB 1
 /* How long the parent waits for the fork child's verdict. */
 #define FORK_WAIT_MS (900 * 1000)
-/* Longer between two pages of a worker: it may have been frozen for a dump. */
-#define RESTORE_GAP_NS (200 * 1000 * 1000ull)
+/*
+ * Longer between two looks of a thread: it may have been frozen for a dump.
+ * A dump and a restore take seconds; a loaded host stalls a thread for a
+ * few hundred ms now and then, and each such look is a read of /proc.
+ */
+#define RESTORE_GAP_NS (1000 * 1000 * 1000ull)
 /* A verdict: a worker's description and some words around it. */
 #define MSG_LEN 384
 
@@ -129,6 +135,13 @@ static char identity[96]; /* boot id and start time: a restore changes it */
  * tflag[i]: page i was touched since (or left out); guarded like page i.
  */
 static atomic_bool armed;
+/* A thread saw its clock jump since /proc was last looked at for a restore. */
+static atomic_bool clock_jumped;
+
+/* A thread's last look at the clocks, for watch_restore (ns; 0: none yet). */
+struct clock_marks {
+	uint64_t mono, wall;
+};
 static uint8_t *tflag;
 static struct timing main_tm;
 static bool timing_reported;
@@ -233,11 +246,16 @@ static bool restored_since_start(void)
 	return identity[0] && read_identity(now, sizeof(now)) == 0 && strcmp(now, identity) != 0;
 }
 
-static uint64_t ns_now(void)
+static uint64_t ns_clock(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t ns_now(void)
+{
+	return ns_clock(CLOCK_MONOTONIC);
 }
 
 /*
@@ -283,7 +301,11 @@ static void timing_exclude(size_t first, size_t count)
 
 /*
  * Arms the first-touch timing once a restore is noticed (by any thread: the
- * first to see it may be a worker about to fault); 0 or -ENOMEM.
+ * first to see it may be a worker about to fault); 0 or -ENOMEM.  /proc is
+ * read only after a thread saw a clock jump (clock_jumped): a dump freezes
+ * the process at any instruction, and one landing between the open and the
+ * close of /proc/self/stat fails the dump, so before any freeze the process
+ * keeps out of /proc; after one, the next freeze is a dump round away.
  */
 static int timing_arm(void)
 {
@@ -292,7 +314,8 @@ static int timing_arm(void)
 	int ret = 0;
 
 	pthread_mutex_lock(&arm_lock);
-	if (failed || atomic_load(&armed) || !restored_since_start())
+	if (failed || atomic_load(&armed) || !atomic_exchange(&clock_jumped, false) ||
+	    !restored_since_start())
 		goto out;
 	tflag = calloc(npages, 1);
 	main_tm.ns = calloc(npages, sizeof(*main_tm.ns));
@@ -315,26 +338,37 @@ out:
 	return ret;
 }
 
+static bool clock_gap(clockid_t id, uint64_t *last)
+{
+	uint64_t now = ns_clock(id), was = *last;
+	*last = now;
+	return was && (now < was || now - was > RESTORE_GAP_NS);
+}
+
 /*
- * A worker's clock jumping between two pages means it was frozen (a dump)
+ * A thread's clock jumping between two looks means it was frozen (a dump)
  * or moved to another machine: worth a look at /proc for a restore, before
- * its next touch, which may be the first fault.
+ * its next touch, which may be the first fault.  Both clocks: the monotonic
+ * one of another machine may by chance be close to ours; the wall clocks of
+ * two machines agree, and a dump and a restore take longer than the gap.
  */
-static void watch_restore(uint64_t *last)
+static void watch_restore(struct clock_marks *m)
 {
 	if (!opt.time_faults || atomic_load_explicit(&armed, memory_order_acquire))
 		return;
-	uint64_t now = ns_now();
-	if (*last && (now < *last || now - *last > RESTORE_GAP_NS))
+	bool mono = clock_gap(CLOCK_MONOTONIC, &m->mono);
+	bool wall = clock_gap(CLOCK_REALTIME, &m->wall);
+	if (mono || wall) {
+		atomic_store(&clock_jumped, true);
 		timing_arm();
-	*last = now;
+	}
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *wk = arg;
 	char msg[sizeof(corrupt_msg)];
-	uint64_t last = 0;
+	struct clock_marks last = {0, 0};
 
 	for (;;) {
 		for (size_t i = wk->first; i < wk->first + wk->count; i++) {
@@ -978,13 +1012,14 @@ int main(int argc, char **argv)
 	fprintf(stderr, "workload: pid %d, %zu MiB, %u threads, report %s\n", (int)getpid(),
 		opt.mib, opt.threads, opt.report);
 
+	struct clock_marks marks = {0, 0};
 	for (;;) {
 		/* Until a restore is noticed, look often: its first faults are the news. */
 		bool watch = opt.time_faults && !atomic_load(&armed);
 		struct timespec ts = {0, (watch ? 10 : 50) * 1000 * 1000};
 		nanosleep(&ts, NULL);
 		if (watch)
-			timing_arm();
+			watch_restore(&marks);
 		enum req r = REQ_CHECK;
 		bool go = check_req;
 		if (!go && check) {

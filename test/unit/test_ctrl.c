@@ -772,6 +772,60 @@ static void test_state_fault_lane(void **state)
 }
 
 /*
+ * DrainLane: only with FEAT_DRAIN_QPS on both sides (an older source
+ * without the bit never sees one), after the proofs, either way; index
+ * 1..CTRL_DRAIN_QPS_MAX-1, QP numbers 24 bits.
+ */
+static void test_state_drain_lane(void **state)
+{
+	const uint64_t qps = CTRL_FEAT_RDMA_READ | CTRL_FEAT_DRAIN_QPS;
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m = NULL;
+	size_t len;
+
+	pair_init(&p, qps, qps);
+	ctrl_msg_drain_lane(&o, 1, 17, 5);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	pair_fini(&p);
+
+	pair_init(&p, qps, qps);
+	handshake(&p);
+	assert_true(ctrl_state_negotiated(&p.dst)->features & CTRL_FEAT_DRAIN_QPS);
+	ctrl_msg_drain_lane(&o, 3, 17, 5);
+	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
+	assert_int_equal(m->drain_lane->index, 3);
+	assert_int_equal(m->drain_lane->qpn, 17);
+	assert_int_equal(m->drain_lane->psn, 5);
+	ctrl_free(m);
+	ctrl_msg_drain_lane(&o, 1, 0xffffff, 0);
+	pass(&p.src, &p.dst, &o);
+	/* Index 0 is the first QP, made by rdma_cm; 4 is past the limit. */
+	ctrl_msg_drain_lane(&o, 0, 17, 5);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EINVAL);
+	ctrl_out_release(&o);
+	ctrl_msg_drain_lane(&o, CTRL_DRAIN_QPS_MAX, 17, 5);
+	len = forge(&p.src, &o, p.src.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EINVAL);
+	pair_fini(&p);
+
+	pair_init(&p, qps, qps);
+	handshake(&p);
+	ctrl_msg_drain_lane(&o, 2, 1u << 24, 5);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EINVAL);
+	ctrl_out_release(&o);
+	pair_fini(&p);
+
+	/* An older source does not offer the bit: the destination may not ask. */
+	pair_init(&p, CTRL_FEAT_RDMA_READ | CTRL_FEAT_FAULT_LANE, qps);
+	handshake(&p);
+	assert_false(ctrl_state_negotiated(&p.dst)->features & CTRL_FEAT_DRAIN_QPS);
+	assert_int_equal(ctrl_state_may_send(&p.dst, RDMIG_MSG__BODY_DRAIN_LANE), -EPROTO);
+	pair_fini(&p);
+}
+
+/*
  * Attach: only with FEAT_RESUME on both sides, only from the destination,
  * only once both proved the secret, in the images phase; a resumed stream
  * has tables and ImagesDone without files.  Running: from the destination,
@@ -1603,6 +1657,7 @@ int main(void)
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),
 	    cmocka_unit_test(test_state_fault_lane),
+	    cmocka_unit_test(test_state_drain_lane),
 	    cmocka_unit_test(test_state_rc_side),
 	    cmocka_unit_test(test_state_attach),
 	    cmocka_unit_test(test_names),
