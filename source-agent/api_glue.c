@@ -311,6 +311,14 @@ static void glue_mapped(struct src_migration *m, int ret)
 		src_mig_pause(m, "the source agent restarted while the migration was served");
 		return;
 	}
+	/* Whatever the rounds registered is served only if it is still what they wrote. */
+	ret = glue_offload(a) ? src_prereg_rounds_settle(m, a->offload, why, sizeof(why)) : 0;
+	if (ret < 0) {
+		log_err("migration %s: %s: not served", m->id, why);
+		src_handover_stop(m->handover);
+		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
+	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
 		 m->dir, a->endpoint, api_transport_str(glue_transport(a)));
 	glue_prereg(a, m);
@@ -725,6 +733,63 @@ static bool glue_round_more(const struct src_migration *m, size_t k)
 	return k == 1 || r->pages * 5 <= m->rounds[k - 2].pages * 4;
 }
 
+/* m fails with the workload running: nothing was frozen. */
+static void glue_round_fail(struct src_migration *m, const char *why)
+{
+	log_err("migration %s: %s; nothing was frozen", m->id, why);
+	src_handover_stop(m->handover);
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
+/*
+ * The final dump of a pre-copy migration, once every round's pages are
+ * mapped (and registered) and still what the rounds wrote: the freeze
+ * then registers the final dump's own pages alone.  A round's file that
+ * vanished or changed fails the migration here, before the freeze.
+ */
+static void glue_final_dump(struct src_migration *m)
+{
+	char why[SRC_MIG_ERROR_MAX];
+	int ret;
+
+	m->dump_waits = src_prereg_rounds_pending(m);
+	if (m->dump_waits) {
+		log_info("migration %s: the final dump waits for the last round's registration "
+			 "(the workload runs)",
+			 m->id);
+		return;
+	}
+	ret = src_prereg_rounds_check(m, why, sizeof(why));
+	if (ret == 0) {
+		ret = glue_dump_start(m->agent, m);
+		if (ret < 0)
+			snprintf(why, sizeof(why),
+				 "cannot run criu dump after pre-dump round %zu: %s", m->nr_rounds,
+				 strerror(-ret));
+	}
+	if (ret < 0)
+		glue_round_fail(m, why);
+}
+
+/* A round's pages are mapped (and registered), or cannot be (prereg.h). */
+static void glue_round_mapped(struct src_migration *m, int ret)
+{
+	(void)ret; /* kept by the prereg: the next round's end or the final dump fails on it */
+	if (m->dump_waits && !src_prereg_rounds_pending(m))
+		glue_final_dump(m);
+}
+
+/* Maps round dir's pages files, and over RDMA registers them, while the workload runs. */
+static void glue_round_prereg(struct src_agent *a, struct src_migration *m, const char *dir)
+{
+	struct offload *o = glue_offload(a);
+	struct ibv_context *verbs = a->kind == XPORT_RDMA ? a->data_verbs : NULL;
+
+	/* Not mapped now, mapped with the final dump: only the freeze is longer. */
+	if (o)
+		src_prereg_round(m, o, verbs, dir, glue_round_mapped);
+}
+
 static void glue_round_exit(void *arg, const struct criuproc_exit *e)
 {
 	struct src_migration *m = arg;
@@ -755,14 +820,20 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
 	log_info("migration %s: pre-dump round %zu wrote %" PRIu64 " pages in %" PRId64
 		 " ms (%" PRIu64 " pages/s dirtied)",
 		 m->id, k, r->pages, r->ms, r->dirty_rate);
-	ret = glue_round_more(m, k) ? glue_round_start(m->agent, m) : glue_dump_start(m->agent, m);
-	if (ret < 0) {
-		snprintf(why, sizeof(why), "cannot run criu %s after pre-dump round %zu: %s",
-			 glue_round_more(m, k) ? "pre-dump" : "dump", k, strerror(-ret));
-		log_err("migration %s: %s", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+	glue_round_prereg(m->agent, m, dir);
+	if (!glue_round_more(m, k)) {
+		glue_final_dump(m);
+		return;
 	}
+	ret = src_prereg_rounds_check(m, why, sizeof(why));
+	if (ret == 0) {
+		ret = glue_round_start(m->agent, m);
+		if (ret < 0)
+			snprintf(why, sizeof(why), "cannot run criu pre-dump after round %zu: %s",
+				 k, strerror(-ret));
+	}
+	if (ret < 0)
+		glue_round_fail(m, why);
 }
 
 /*

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 #include "imgmap.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -19,6 +21,7 @@
 #include "imgflat.h"
 #include "log.h"
 #include "msgauth.h"
+#include "util.h"
 
 /*
  * Pages files that change while they are served.
@@ -166,6 +169,7 @@ static int csum_fn(void *arg)
 	return 0;
 }
 
+/* Opens and maps f->path into f (fd -1 and base NULL on entry). */
 static int map_file(struct imgmap_file *f)
 {
 	struct stat st;
@@ -205,6 +209,126 @@ static int map_file(struct imgmap_file *f)
 		f->base = NULL;
 		log_err("cannot map %s (%zu bytes): %s", f->path, f->len, strerror(errno));
 		return ret;
+	}
+	return 0;
+}
+
+int imgmap_file_open(const char *path, struct imgmap_file *f)
+{
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	f->path = strdup(path);
+	return f->path ? map_file(f) : -ENOMEM;
+}
+
+void imgmap_file_close(struct imgmap_file *f)
+{
+	if (f->base)
+		munmap(f->base, f->len);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->path);
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+bool imgmap_file_same(const struct imgmap_file *a, const struct imgmap_file *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->len == b->len &&
+	       same_time(&a->mtime, &b->mtime);
+}
+
+const char *imgmap_file_changed(const struct imgmap_file *f)
+{
+	struct stat st;
+
+	if (fstat(f->fd, &st) < 0)
+		return strerror(errno);
+	if ((size_t)st.st_size != f->len)
+		return "its size changed";
+	if (!same_time(&st.st_mtim, &f->mtime))
+		return "rewritten";
+	if (lstat(f->path, &st) < 0)
+		return errno == ENOENT ? "removed" : strerror(errno);
+	if (st.st_dev != f->dev || st.st_ino != f->ino)
+		return "replaced by another file";
+	return NULL;
+}
+
+void imgmap_files_free(struct imgmap_file *files, size_t n)
+{
+	size_t i;
+
+	for (i = 0; files && i < n; i++)
+		imgmap_file_close(&files[i]);
+	free(files);
+}
+
+int imgmap_round_open(const char *dir, struct imgmap_file **out, size_t *nr)
+{
+	struct imgmap_file *files = NULL, *more;
+	char path[PATH_MAX];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+	int ret = 0;
+
+	d = opendir(dir);
+	if (!d) {
+		ret = -errno;
+		log_err("cannot open the pre-dump round %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "pages-", 6) != 0 || !strstr(de->d_name, ".img"))
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path)) {
+			ret = -ENAMETOOLONG;
+			break;
+		}
+		more = realloc(files, (n + 1) * sizeof(*files));
+		if (!more) {
+			ret = -ENOMEM;
+			break;
+		}
+		files = more;
+		ret = imgmap_file_open(path, &files[n]);
+		n++;
+		if (ret < 0)
+			break;
+	}
+	closedir(d);
+	if (ret < 0) {
+		imgmap_files_free(files, n);
+		return ret;
+	}
+	*out = files;
+	*nr = n;
+	return 0;
+}
+
+int imgmap_match(const struct imgmap *map, const struct imgmap_file *pre, size_t n, ssize_t *idx)
+{
+	size_t i, j;
+
+	for (j = 0; j < n; j++) {
+		idx[j] = -1;
+		for (i = 0; i < map->nr_files; i++) {
+			if (strcmp(map->files[i].path, pre[j].path) != 0)
+				continue;
+			if (!imgmap_file_same(&map->files[i], &pre[j])) {
+				log_err("%s: changed since its pre-dump round ended (not the file "
+					"mapped then): not served",
+					pre[j].path);
+				return -ESTALE;
+			}
+			idx[j] = (ssize_t)i;
+		}
 	}
 	return 0;
 }
@@ -356,6 +480,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		    bool lazy_dump, struct imgmap **out)
 {
 	struct msgauth_pages pages = {0};
+	uint64_t t0 = now_ns(), t1 = 0, t2 = 0;
 	struct imgmap *map;
 	size_t i, j;
 	int ret;
@@ -369,6 +494,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		ret = image_set_open(dir, &map->set);
 	if (ret < 0)
 		goto out;
+	t1 = now_ns();
 	map->tasks = calloc(map->set->nr_tasks ? map->set->nr_tasks : 1, sizeof(*map->tasks));
 	if (!map->tasks) {
 		ret = -ENOMEM;
@@ -381,11 +507,17 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		if (ret < 0)
 			goto out;
 	}
+	t2 = now_ns();
 	/* A pre-copy chain: what the destination gets instead of in-parent runs. */
 	if (!lazy_dump)
 		ret = imgflat_write(map->set);
 	if (ret < 0)
 		goto out;
+	/* The parts of a mapping inside a freeze, for its profile (performance.md). */
+	log_info("%s: images read and resolved in %.3f s, %zu pages files mapped and %" PRIu64
+		 " lazy bytes checksummed in %.3f s, flat images in %.3f s",
+		 dir, (double)(t1 - t0) / 1e9, map->nr_files, map->lazy_bytes,
+		 (double)(t2 - t1) / 1e9, (double)(now_ns() - t2) / 1e9);
 	/* The same fold the destination computes over the tables it receives. */
 	map->digest = 0;
 	for (i = 0; i < map->nr_tasks; i++)
@@ -425,14 +557,7 @@ void imgmap_close(struct imgmap *map)
 		free(map->tasks[i].ranges);
 	}
 	free(map->tasks);
-	for (i = 0; i < map->nr_files; i++) {
-		if (map->files[i].base)
-			munmap(map->files[i].base, map->files[i].len);
-		if (map->files[i].fd >= 0)
-			close(map->files[i].fd);
-		free(map->files[i].path);
-	}
-	free(map->files);
+	imgmap_files_free(map->files, map->nr_files);
 	image_set_free(map->set);
 	free(map);
 }
@@ -480,33 +605,15 @@ int imgmap_locate(const struct imgmap *map, int32_t pid, uint64_t img_vaddr, uin
 	return 0;
 }
 
-static bool same_time(const struct timespec *a, const struct timespec *b)
-{
-	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
-}
-
 int imgmap_check(const struct imgmap *map, char *why, size_t len)
 {
-	const struct imgmap_file *f;
 	const char *what = NULL;
-	struct stat st;
 	size_t i;
 
-	for (i = 0; i < map->nr_files && !what; i++) {
-		f = &map->files[i];
-		if (fstat(f->fd, &st) < 0)
-			what = strerror(errno);
-		else if ((size_t)st.st_size != f->len)
-			what = "its size changed";
-		else if (!same_time(&st.st_mtim, &f->mtime))
-			what = "rewritten";
-		else if (lstat(f->path, &st) < 0)
-			what = errno == ENOENT ? "removed" : strerror(errno);
-		else if (st.st_dev != f->dev || st.st_ino != f->ino)
-			what = "replaced by another file";
-	}
+	for (i = 0; i < map->nr_files && !what; i++)
+		what = imgmap_file_changed(&map->files[i]);
 	if (!what)
 		return 0;
-	snprintf(why, len, "pages file %s changed while served (%s)", f->path, what);
+	snprintf(why, len, "pages file %s changed while served (%s)", map->files[i - 1].path, what);
 	return -ESTALE;
 }

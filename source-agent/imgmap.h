@@ -121,4 +121,32 @@ int imgmap_copy(void *dst, const void *src, size_t len);
  */
 int imgmap_check(const struct imgmap *map, char *why, size_t len);
 
+/*
+ * One pages file on its own: a pre-copy round's, mapped when the round
+ * ended so that its registration is out of the freeze (prereg.h).
+ * imgmap_file_open() maps path into f as imgmap_open() maps each of its
+ * files (regular, not world-writable, no symbolic link); f is the
+ * caller's, imgmap_file_close() releases it (also after a failed open).
+ */
+int imgmap_file_open(const char *path, struct imgmap_file *f);
+void imgmap_file_close(struct imgmap_file *f);
+/* Whether a and b were mapped from the same file as it was then (inode, size, mtime). */
+bool imgmap_file_same(const struct imgmap_file *a, const struct imgmap_file *b);
+/* NULL while f's path still names the file mapped, unchanged; else what changed. */
+const char *imgmap_file_changed(const struct imgmap_file *f);
+/*
+ * Maps every pages-*.img of the pre-dump round in dir: *files (*n of
+ * them) are the caller's, released with imgmap_files_free().
+ */
+int imgmap_round_open(const char *dir, struct imgmap_file **files, size_t *n);
+void imgmap_files_free(struct imgmap_file *files, size_t n);
+/*
+ * Which of map's files each of the n files pre is (same path): idx[j] is
+ * its index in map->files, or -1 when the chain no longer needs it (a
+ * round whose pages later rounds all rewrote).  -ESTALE, logged, when a
+ * path names another file than pre's now: a round's file must not change
+ * once its round ended.
+ */
+int imgmap_match(const struct imgmap *map, const struct imgmap_file *pre, size_t n, ssize_t *idx);
+
 #endif

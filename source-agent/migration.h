@@ -140,6 +140,8 @@ struct src_migration {
 	size_t nr_rounds;
 	uint64_t round_start_ns[API_PRECOPY_MAX];
 	int64_t final_pages;
+	/* The rounds are done; the final dump waits for their mapping (prereg.h). */
+	bool dump_waits;
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
 	struct criuproc *job;	   /* criu dump or restore running, or NULL */

@@ -4,18 +4,35 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/types.h>
 
 #include "log.h"
 #include "migration.h"
 #include "util.h"
 
 struct prereg_job;
+struct round_job;
 
 struct src_prereg {
-	struct rdma_pd *pd;	/* a reference */
+	struct rdma_pd *pd;	/* a reference; NULL: rounds mapped, nothing registered */
 	struct prereg_job *job; /* in flight, or NULL */
 	struct ibv_mr **mrs;	/* per map file once registered; NULL once taken */
 	size_t nr_mrs;
+	/*
+	 * The pre-copy rounds' pages files, mapped (rfiles) and registered
+	 * (rmrs[i], or NULL) when each round ended; an entry's region moves to
+	 * mrs when the final map uses its file.  The mappings stay until the
+	 * migration drops its prereg.
+	 */
+	struct imgmap_file *rfiles;
+	struct ibv_mr **rmrs;
+	size_t nr_r;
+	TAILQ_HEAD(, round_job) rjobs; /* rounds in flight */
+	int round_err;		       /* the first round that could not be mapped */
+	/* Regions adopted from the rounds for the job in flight, per map file. */
+	struct ibv_mr **adopted;
+	size_t nr_adopted;
 };
 
 /* A registration on the offload thread: copies only, the migration may go. */
@@ -69,6 +86,16 @@ void src_prereg_deregister(struct ibv_mr **mrs, size_t n, const char *who)
 	}
 }
 
+/* Deregisters the regions adopted from the rounds that no registration took. */
+static void prereg_adopted_free(struct src_prereg *p)
+{
+	if (p->adopted)
+		src_prereg_deregister(p->adopted, p->nr_adopted, "rounds");
+	free(p->adopted);
+	p->adopted = NULL;
+	p->nr_adopted = 0;
+}
+
 static struct prereg_job *job_of(struct offload_job *oj)
 {
 	return (struct prereg_job *)((char *)oj - offsetof(struct prereg_job, job));
@@ -113,6 +140,11 @@ static void job_done(struct offload_job *oj, bool ran)
 			 "(%s): it is registered once the destination authenticated",
 			 m->id, strerror(-ret));
 	} else {
+		for (size_t i = 0; m->prereg->adopted && i < j->nr_files; i++) {
+			if (!j->mrs[i])
+				j->mrs[i] = m->prereg->adopted[i];
+			m->prereg->adopted[i] = NULL;
+		}
 		m->prereg->mrs = j->mrs;
 		m->prereg->nr_mrs = j->nr_files;
 		j->mrs = NULL;
@@ -120,9 +152,275 @@ static void job_done(struct offload_job *oj, bool ran)
 			 "destination connected",
 			 m->id, (double)j->ns / 1e9);
 	}
+	prereg_adopted_free(m->prereg);
 	j->done(m, ret);
 out:
 	job_free(j);
+}
+
+/* m's prereg, made empty on first use (the first round, or the final map). */
+static struct src_prereg *prereg_get(struct src_migration *m)
+{
+	if (!m->prereg) {
+		m->prereg = calloc(1, sizeof(*m->prereg));
+		if (m->prereg)
+			TAILQ_INIT(&m->prereg->rjobs);
+	}
+	return m->prereg;
+}
+
+/* A round's pages files: mapped, and registered with a PD, on the offload thread. */
+struct round_job {
+	struct offload_job job;
+	TAILQ_ENTRY(round_job) link;
+	/* Loop side. */
+	struct src_migration *m; /* NULL once the migration let the job go */
+	src_prereg_round_fn done;
+	char id[AUTH_MIGRATION_ID_MAX + 1];
+	/* Worker inputs: dir NULL for a release of files and mrs. */
+	char *dir;
+	struct rdma_pd *pd; /* the job's own reference, or NULL */
+	/* Worker outputs (a release's inputs). */
+	struct imgmap_file *files;
+	struct ibv_mr **mrs;
+	size_t nr_files;
+	size_t bytes;
+	int ret;     /* mapping */
+	int reg_ret; /* registration: its files are then registered with the final dump's */
+	uint64_t ns;
+};
+
+static struct round_job *round_of(struct offload_job *oj)
+{
+	return (struct round_job *)((char *)oj - offsetof(struct round_job, job));
+}
+
+static void round_run(struct offload_job *oj)
+{
+	struct round_job *j = round_of(oj);
+	uint64_t t0 = now_ns();
+	size_t i;
+
+	if (!j->dir) {
+		/* A release: regions first, then the mappings under them. */
+		src_prereg_deregister(j->mrs, j->nr_files, j->id);
+		imgmap_files_free(j->files, j->nr_files);
+		j->files = NULL;
+		return;
+	}
+	j->ret = offload_job_cancelled(oj) ? -ECANCELED
+					   : imgmap_round_open(j->dir, &j->files, &j->nr_files);
+	if (j->ret < 0 || !j->pd || !j->nr_files)
+		goto out;
+	j->mrs = calloc(j->nr_files, sizeof(*j->mrs));
+	j->reg_ret = j->mrs ? src_prereg_register(j->files, j->nr_files, rdma_pd_ibv(j->pd), j->mrs)
+			    : -ENOMEM;
+out:
+	for (i = 0; j->ret == 0 && i < j->nr_files; i++)
+		j->bytes += j->files[i].len;
+	j->ns = now_ns() - t0;
+}
+
+static void round_free(struct round_job *j)
+{
+	if (j->mrs)
+		src_prereg_deregister(j->mrs, j->nr_files, j->id);
+	free(j->mrs);
+	imgmap_files_free(j->files, j->nr_files);
+	rdma_pd_unref(j->pd);
+	free(j->dir);
+	free(j);
+}
+
+/* Appends j's files (and regions) to p's rounds; j keeps nothing. */
+static int round_keep(struct src_prereg *p, struct round_job *j)
+{
+	size_t n = p->nr_r + j->nr_files, i;
+	struct imgmap_file *f = realloc(p->rfiles, (n ? n : 1) * sizeof(*f));
+	struct ibv_mr **mrs;
+
+	if (f)
+		p->rfiles = f;
+	mrs = f ? realloc(p->rmrs, (n ? n : 1) * sizeof(*mrs)) : NULL;
+	if (!mrs)
+		return -ENOMEM;
+	p->rmrs = mrs;
+	for (i = 0; i < j->nr_files; i++) {
+		p->rfiles[p->nr_r + i] = j->files[i];
+		p->rmrs[p->nr_r + i] = j->mrs ? j->mrs[i] : NULL;
+	}
+	p->nr_r = n;
+	free(j->files);
+	free(j->mrs);
+	j->files = NULL;
+	j->mrs = NULL;
+	j->nr_files = 0;
+	return 0;
+}
+
+static void round_done(struct offload_job *oj, bool ran)
+{
+	struct round_job *j = round_of(oj);
+	struct src_migration *m = j->m;
+	int ret = ran ? j->ret : -ECANCELED;
+	char sz[32];
+
+	if (!j->dir || !m)
+		goto out;
+	TAILQ_REMOVE(&m->prereg->rjobs, j, link);
+	if (ret == 0)
+		ret = round_keep(m->prereg, j);
+	if (ret < 0) {
+		log_err("migration %s: the pre-dump round in %s cannot be mapped: %s", m->id,
+			j->dir, strerror(-ret));
+		if (!m->prereg->round_err)
+			m->prereg->round_err = ret;
+	} else if (j->pd && j->reg_ret == 0) {
+		log_info("migration %s: pre-dump round %s (%s) mapped and registered for RDMA READ "
+			 "in %.2f s, while the workload runs",
+			 m->id, j->dir, fmt_bytes(j->bytes, sz, sizeof(sz)), (double)j->ns / 1e9);
+	} else if (!j->pd) {
+		log_info("migration %s: pre-dump round %s (%s) mapped in %.2f s, while the "
+			 "workload runs",
+			 m->id, j->dir, fmt_bytes(j->bytes, sz, sizeof(sz)), (double)j->ns / 1e9);
+	} else {
+		log_warn("migration %s: pre-dump round %s cannot be registered ahead (%s): it is "
+			 "registered with the final dump's pages",
+			 m->id, j->dir, strerror(-j->reg_ret));
+	}
+	j->done(m, ret);
+out:
+	round_free(j);
+}
+
+int src_prereg_round(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
+		     const char *dir, src_prereg_round_fn done)
+{
+	struct round_job *j = calloc(1, sizeof(*j));
+	struct src_prereg *p = prereg_get(m);
+	int ret;
+
+	if (!j || !p || !(j->dir = strdup(dir))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* The PD the destination's connection will be put in (connhint.h), made once. */
+	if (verbs && !p->pd && rdma_pd_open(verbs, &p->pd) < 0)
+		log_warn("migration %s: no protection domain for its rounds: they are registered "
+			 "with the final dump's pages",
+			 m->id);
+	j->pd = p->pd ? rdma_pd_ref(p->pd) : NULL;
+	j->m = m;
+	j->done = done;
+	snprintf(j->id, sizeof(j->id), "%s", m->id);
+	j->job.run = round_run;
+	j->job.done = round_done;
+	ret = offload_submit(o, &j->job);
+	if (ret < 0)
+		goto out;
+	TAILQ_INSERT_TAIL(&p->rjobs, j, link);
+	j = NULL;
+out:
+	if (j)
+		round_free(j);
+	if (ret < 0)
+		log_err("migration %s: cannot map pre-dump round %s: %s", m->id, dir,
+			strerror(-ret));
+	return ret;
+}
+
+bool src_prereg_rounds_pending(const struct src_migration *m)
+{
+	return m->prereg && !TAILQ_EMPTY(&m->prereg->rjobs);
+}
+
+int src_prereg_rounds_check(const struct src_migration *m, char *why, size_t len)
+{
+	const struct src_prereg *p = m->prereg;
+	const char *what = NULL;
+	size_t i;
+
+	if (p && p->round_err) {
+		snprintf(why, len, "a pre-dump round's pages cannot be mapped: %s",
+			 strerror(-p->round_err));
+		return p->round_err;
+	}
+	for (i = 0; p && i < p->nr_r && !what; i++)
+		what = imgmap_file_changed(&p->rfiles[i]);
+	if (!what)
+		return 0;
+	snprintf(why, len, "pages file %s changed after its pre-dump round (%s)",
+		 p->rfiles[i - 1].path, what);
+	return -ESTALE;
+}
+
+int src_prereg_rounds_settle(struct src_migration *m, struct offload *o, char *why, size_t len)
+{
+	struct src_prereg *p = m->prereg;
+	const struct imgmap *map = m->map;
+	struct round_job *rel = NULL;
+	size_t j, used = 0, n = 0;
+	ssize_t *idx = NULL;
+	int ret;
+
+	ret = src_prereg_rounds_check(m, why, len);
+	if (ret < 0 || !p || !p->nr_r || !map || p->adopted)
+		return ret;
+	idx = calloc(p->nr_r, sizeof(*idx));
+	p->adopted = calloc(map->nr_files ? map->nr_files : 1, sizeof(*p->adopted));
+	p->nr_adopted = p->adopted ? map->nr_files : 0;
+	rel = calloc(1, sizeof(*rel));
+	if (rel) {
+		rel->files = calloc(p->nr_r, sizeof(*rel->files));
+		rel->mrs = calloc(p->nr_r, sizeof(*rel->mrs));
+	}
+	ret = -ENOMEM;
+	if (!idx || !p->adopted || !rel || !rel->files || !rel->mrs)
+		goto out;
+	ret = imgmap_match(map, p->rfiles, p->nr_r, idx);
+	if (ret < 0)
+		goto out;
+	for (j = 0; j < p->nr_r; j++) {
+		if (idx[j] >= 0) {
+			p->adopted[idx[j]] = p->rmrs[j];
+			used += p->rmrs[j] != NULL;
+			p->rfiles[n] = p->rfiles[j];
+			p->rmrs[n++] = NULL;
+			continue;
+		}
+		/* Superseded: every page of it was written again by a later round. */
+		log_info("migration %s: %s is not needed any more (later rounds wrote its pages "
+			 "again): released",
+			 m->id, p->rfiles[j].path);
+		rel->files[rel->nr_files] = p->rfiles[j];
+		rel->mrs[rel->nr_files++] = p->rmrs[j];
+	}
+	p->nr_r = n;
+	if (p->pd)
+		log_info("migration %s: %zu of its %zu pages files were registered when their "
+			 "rounds ended",
+			 m->id, used, map->nr_files);
+	snprintf(rel->id, sizeof(rel->id), "%s", m->id);
+	rel->job.run = round_run;
+	rel->job.done = round_done;
+	if (!rel->nr_files || offload_submit(o, &rel->job) < 0)
+		round_free(rel); /* nothing to release, or released here */
+	rel = NULL;
+	ret = 0;
+out:
+	if (rel) {
+		free(rel->files);
+		free(rel->mrs);
+		free(rel);
+	}
+	free(idx);
+	if (ret == -ESTALE)
+		snprintf(why, len, "a pre-dump round's pages file changed since its round ended");
+	else if (ret < 0)
+		snprintf(why, len, "cannot match the rounds' pages files: %s", strerror(-ret));
+	if (ret < 0)
+		prereg_adopted_free(p);
+	return ret;
 }
 
 int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
@@ -134,19 +432,19 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 	size_t i, used = 0;
 	int ret;
 
-	if (m->prereg)
+	if (m->prereg && (m->prereg->job || m->prereg->mrs))
 		return -EALREADY;
 	for (i = 0; map && !map->lazy_dump && i < map->nr_files; i++)
 		used += map->files[i].base != NULL;
 	if (!used)
 		return -EINVAL;
-	p = calloc(1, sizeof(*p));
+	p = prereg_get(m);
 	j = calloc(1, sizeof(*j));
 	if (!p || !j) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = rdma_pd_open(verbs, &p->pd);
+	ret = p->pd ? 0 : rdma_pd_open(verbs, &p->pd);
 	if (ret < 0)
 		goto out;
 	j->files = calloc(map->nr_files, sizeof(*j->files));
@@ -155,9 +453,12 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 		ret = -ENOMEM;
 		goto out;
 	}
-	/* The mapping, not its path or fd: the worker reads nothing else of the map. */
+	/*
+	 * The mapping, not its path or fd: the worker reads nothing else of
+	 * the map, and skips the files whose round registered them already.
+	 */
 	for (i = 0; i < map->nr_files; i++) {
-		j->files[i].base = map->files[i].base;
+		j->files[i].base = p->adopted && p->adopted[i] ? NULL : map->files[i].base;
 		j->files[i].len = map->files[i].len;
 		j->files[i].path = j->id;
 	}
@@ -172,16 +473,12 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 	if (ret < 0)
 		goto out;
 	p->job = j;
-	m->prereg = p;
-	p = NULL;
 	j = NULL;
 out:
 	if (j)
 		job_free(j);
-	if (p) {
-		rdma_pd_unref(p->pd);
-		free(p);
-	}
+	if (ret < 0 && p)
+		prereg_adopted_free(p);
 	if (ret < 0)
 		log_warn(
 		    "migration %s: cannot register its checkpoint ahead of the destination: %s",
@@ -204,7 +501,7 @@ int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv
 {
 	struct src_prereg *p = m->prereg;
 
-	if (!p || !p->mrs || !pd || rdma_pd_ibv(p->pd) != pd || !m->map ||
+	if (!p || !p->mrs || !pd || !p->pd || rdma_pd_ibv(p->pd) != pd || !m->map ||
 	    p->nr_mrs != m->map->nr_files)
 		return -ENOENT;
 	*mrs = p->mrs;
@@ -217,6 +514,7 @@ int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv
 void src_prereg_drop(struct src_migration *m)
 {
 	struct src_prereg *p = m->prereg;
+	struct round_job *r;
 
 	if (!p)
 		return;
@@ -224,9 +522,19 @@ void src_prereg_drop(struct src_migration *m)
 		p->job->m = NULL;
 		offload_cancel(&p->job->job);
 	}
+	while ((r = TAILQ_FIRST(&p->rjobs))) {
+		TAILQ_REMOVE(&p->rjobs, r, link);
+		r->m = NULL;
+		offload_cancel(&r->job);
+	}
 	if (p->mrs)
 		src_prereg_deregister(p->mrs, p->nr_mrs, m->id);
 	free(p->mrs);
+	prereg_adopted_free(p);
+	/* Regions before the mappings under them. */
+	src_prereg_deregister(p->rmrs, p->nr_r, m->id);
+	free(p->rmrs);
+	imgmap_files_free(p->rfiles, p->nr_r);
 	rdma_pd_unref(p->pd);
 	free(p);
 	m->prereg = NULL;

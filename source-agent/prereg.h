@@ -18,6 +18,20 @@
  * src_prereg_register() like the first one would have, so its rkeys are
  * new.  No rkey or address leaves before the peer authenticated.
  *
+ * With pre-copy (design.md §13) most pages are in rounds written while the
+ * workload still ran, so each round's pages files are mapped, and over
+ * RDMA registered in the migration's PD, on the offload thread as soon as
+ * the round ends (src_prereg_round()), while the next round or the
+ * workload runs; the final dump starts once they are.  When the final
+ * dump's chain is mapped, src_prereg_rounds_settle() keeps the regions of
+ * the rounds' files the chain still reads (same path, same file as mapped
+ * then: a file changed since its round fails the migration, -ESTALE) and
+ * releases those of rounds whose pages later rounds all wrote again;
+ * src_prereg_start() then registers only the rest, in practice the final dump's own pages file:
+ * the only registration left in the freeze.  A region registered over a
+ * round's mapping has its own addresses: the session advertises each
+ * region's ibv_mr.addr, not the map's mapping of the same file.
+ *
  * Ownership: the migration owns its prereg (src_migration.prereg) and
  * drops it (src_prereg_drop()) when it ends; a session owns the regions it
  * took.  Everything here runs on the loop thread except the registration
@@ -51,12 +65,43 @@ void src_prereg_deregister(struct ibv_mr **mrs, size_t n, const char *who);
 typedef void (*src_prereg_done_fn)(struct src_migration *m, int ret);
 
 /*
- * Starts registering m's mapped pages files in a new PD on verbs, on o;
- * done(m, ret) follows on the loop unless m drops it first.  -EINVAL: m
- * has no pages file to register (a lazy dump's, or no lazy page).
+ * Starts registering m's mapped pages files in m's PD (made on verbs if
+ * no round made it), on o, all but those whose rounds registered them
+ * already; done(m, ret) follows on the loop unless m drops it first.
+ * -EINVAL: m has no pages file to register (a lazy dump's, or no lazy
+ * page).
  */
 int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
 		     src_prereg_done_fn done);
+typedef void (*src_prereg_round_fn)(struct src_migration *m, int ret);
+
+/*
+ * Maps every pages file of m's pre-dump round in dir on o and, with verbs
+ * (NULL: TCP, mapped only), registers them REMOTE_READ in m's PD, made on
+ * the first round; done(m, ret) follows on the loop unless m drops it
+ * first.  ret < 0: the round's files cannot be mapped (logged; also kept
+ * for src_prereg_rounds_check()).  A failed registration is only logged:
+ * those files are registered with the final dump's.
+ */
+int src_prereg_round(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
+		     const char *dir, src_prereg_round_fn done);
+/* A round's mapping still running. */
+bool src_prereg_rounds_pending(const struct src_migration *m);
+/*
+ * 0 when every round mapped so far could be, and each of its files is
+ * still the file mapped then (imgmap_file_changed()); otherwise the error
+ * (-ESTALE for a change), and why, naming the file.
+ */
+int src_prereg_rounds_check(const struct src_migration *m, char *why, size_t len);
+
+/*
+ * Once m's chain is mapped (m->map): src_prereg_rounds_check(), then the
+ * rounds' files are matched to the map's (imgmap_match()): the regions of
+ * those it reads wait for src_prereg_start(), those it no longer reads
+ * (superseded) are released on o.  -ESTALE with why when a file changed.
+ */
+int src_prereg_rounds_settle(struct src_migration *m, struct offload *o, char *why, size_t len);
+
 /* Registration still running. */
 bool src_prereg_pending(const struct src_migration *m);
 /* The PD for a connection that names m, or NULL. */

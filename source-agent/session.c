@@ -535,7 +535,8 @@ static int send_regions(struct src_session *s)
 	for (i = 0; i < map->nr_files; i++) {
 		if (!s->mrs[i])
 			continue;
-		regs[n].addr = (uintptr_t)map->files[i].base;
+		/* A round's region maps its file at its own address (prereg.h). */
+		regs[n].addr = (uintptr_t)s->mrs[i]->addr;
 		regs[n].len = map->files[i].len;
 		regs[n].rkey = s->mrs[i]->rkey;
 		n++;
@@ -865,7 +866,7 @@ static int send_tables(struct src_session *s, uint32_t *tasks)
 				r[k].has_remote = rdma;
 				if (rdma) {
 					r[k].remote_addr =
-					    (uintptr_t)map->files[ir->file].base + ir->offset;
+					    (uintptr_t)s->mrs[ir->file]->addr + ir->offset;
 					r[k].rkey = s->mrs[ir->file]->rkey;
 				}
 			}

@@ -16,6 +16,11 @@
 # and DIR/parent links to P, as criu does.  Every pre-dump round after the
 # first marks the same runs (its page count equals the round before's, so
 # --precopy auto stops after round 3); the final dump marks others.
+# FAKE_CRIU_PREDUMP_PARENT_FRAC, when set, is the fraction for pre-dump
+# alone (0: a round rewrites every page, so the round before is
+# superseded).  FAKE_CRIU_HOOK, when set, is run by bash with VERB and DIR
+# in its environment after a pre-dump wrote its round and before a dump
+# writes anything, so a test can change the rounds at those points.
 verb=$1
 args="$*"
 dir=
@@ -40,10 +45,15 @@ echo "$args" >>"$dir/fake-criu.args"
 # the root, which a link to a sibling round would leave.
 parent_args() {
 	[ -n "$prev" ] || return 0
-	echo "--in-parent ${FAKE_CRIU_PARENT_FRAC:-0.5} --round $1"
+	local frac=${FAKE_CRIU_PARENT_FRAC:-0.5}
+	[ "$verb" != pre-dump ] || frac=${FAKE_CRIU_PREDUMP_PARENT_FRAC:-$frac}
+	echo "--in-parent $frac --round $1"
 }
 link_parent() {
 	[ -z "$prev" ] || ln -sfn "$prev" "$dir/parent"
+}
+hook() {
+	[ -z "${FAKE_CRIU_HOOK:-}" ] || VERB=$verb DIR=$dir bash -c "$FAKE_CRIU_HOOK"
 }
 case $verb in
 pre-dump)
@@ -55,8 +65,10 @@ pre-dump)
 	rm -f "$dir/pstree.img" "$dir"/mm-*.img
 	printf '\x16\x31\x31\x58\x02\x00\x00\x00\x08\x00' >"$dir/inventory.img"
 	echo "(00.100000) Pre-dumping finished successfully" >"$dir/pre-dump.log"
+	hook
 	;;
 dump)
+	hook
 	sleep "${FAKE_CRIU_DELAY:-1}"
 	if [ -n "$lazy" ]; then
 		"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M --lazy-only >"$dir/mkimage.out" 2>&1 || exit 1

@@ -2,7 +2,9 @@
 /*
  * imgmap_copy(): a mapping whose file shrank is an -EFAULT, not a SIGBUS.
  * A pre-copy chain: every lazy page served from the round holding it, and
- * the flat images for the destination.
+ * the flat images for the destination.  A round's pages files mapped when
+ * the round ended: matched to the final map's files, or superseded, and a
+ * file changed or removed since its round is noticed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -145,11 +149,97 @@ static void test_chain(void **state)
 	imgchain_rm(root);
 }
 
+/* Round 2 rewrites every page of round 1: the chain reads nothing of round 1. */
+static const struct img_pagemap_entry r2_full[] = {
+    {.vaddr = 0x10000, .nr_pages = 32, .flags = IMG_PE_LAZY | IMG_PE_PRESENT},
+    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+};
+
+static void test_rounds(void **state)
+{
+	char root[] = "/tmp/test_imgmap_rounds.XXXXXX", dir[1024], path[1100];
+	struct imgmap_file *r1 = NULL, *r2 = NULL, f;
+	struct imgmap *map = NULL;
+	size_t n1 = 0, n2 = 0;
+	ssize_t idx[2];
+	int fd;
+
+	assert_non_null(mkdtemp(root));
+	imgchain_build(root);
+	/* Each round mapped as it ended: its one pages file. */
+	snprintf(dir, sizeof(dir), "%s/round-1", root);
+	assert_int_equal(imgmap_round_open(dir, &r1, &n1), 0);
+	assert_int_equal(n1, 1);
+	snprintf(dir, sizeof(dir), "%s/round-2", root);
+	assert_int_equal(imgmap_round_open(dir, &r2, &n2), 0);
+	assert_int_equal(n2, 1);
+	assert_null(imgmap_file_changed(&r1[0]));
+	/* The final map reads both rounds: each round's file is one of the map's, the same file. */
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_int_equal(imgmap_match(map, r1, 1, &idx[0]), 0);
+	assert_int_equal(imgmap_match(map, r2, 1, &idx[1]), 0);
+	assert_true(idx[0] >= 0 && idx[1] >= 0 && idx[0] != idx[1]);
+	assert_true(imgmap_file_same(&map->files[idx[0]], &r1[0]));
+	assert_string_equal(map->files[idx[1]].path, r2[0].path);
+	imgmap_close(map);
+	map = NULL;
+
+	/* Round 2 superseded round 1 entirely: round 1's file is not needed any more. */
+	imgmap_files_free(r2, n2);
+	imgchain_write(dir, r2_full, 2, &imgchain_seeds[1], "../round-1");
+	imgchain_as_round(dir);
+	assert_int_equal(imgmap_round_open(dir, &r2, &n2), 0);
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_int_equal(imgmap_match(map, r1, 1, &idx[0]), 0);
+	assert_int_equal(imgmap_match(map, r2, 1, &idx[1]), 0);
+	assert_int_equal(idx[0], -1);
+	assert_true(idx[1] >= 0);
+	imgmap_close(map);
+	map = NULL;
+
+	/* A round's file rewritten since its round: noticed, and the final map refuses it. */
+	snprintf(path, sizeof(path), "%s/pages-1.img", dir);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, "x", 1, 4096), 1);
+	close(fd);
+	assert_int_equal(utimensat(AT_FDCWD, path, (const struct timespec[2]){{0, 0}, {1, 0}}, 0),
+			 0);
+	assert_string_equal(imgmap_file_changed(&r2[0]), "rewritten");
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_int_equal(imgmap_match(map, r2, 1, &idx[1]), -ESTALE);
+	imgmap_close(map);
+	map = NULL;
+	/* Replaced by another file, then removed: each noticed, by what it is. */
+	assert_int_equal(imgmap_file_open(path, &f), 0);
+	snprintf(dir, sizeof(dir), "%.1000s.new", path);
+	fd = open(dir, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)f.len), 0);
+	close(fd);
+	assert_int_equal(rename(dir, path), 0);
+	assert_string_equal(imgmap_file_changed(&f), "replaced by another file");
+	assert_int_equal(unlink(path), 0);
+	assert_string_equal(imgmap_file_changed(&f), "removed");
+	imgmap_file_close(&f);
+	imgmap_files_free(r2, n2);
+	/* A round whose pages file anyone may write is not mapped: -EPERM, nothing left open. */
+	snprintf(dir, sizeof(dir), "%s/round-1/pages-1.img", root);
+	assert_int_equal(chmod(dir, 0602), 0);
+	snprintf(dir, sizeof(dir), "%s/round-1", root);
+	r2 = NULL;
+	assert_int_equal(imgmap_round_open(dir, &r2, &n2), -EPERM);
+	assert_null(r2);
+	imgmap_files_free(r1, n1);
+	imgchain_rm(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_copy_truncated),
 	    cmocka_unit_test(test_chain),
+	    cmocka_unit_test(test_rounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,7 +11,11 @@
 # rounds are in the migration's JSON.  A third run, `--precopy auto` with
 # the workload's rewrites bounded (--delay-us 5000 per page and thread: at
 # most 400 pages/s of 16384), checks what pre-copy is for: the final dump
-# writes fewer pages than the first round.  Over RDMA only (a run takes a
+# writes fewer pages than the first round.  Each round's pages files are
+# registered for RDMA READ when the round ends, not in the freeze
+# (design.md §5): the source's log says so for every round, and, in the
+# bounded run, that the chain's files from the rounds were registered
+# before the freeze.  Over RDMA only (a run takes a
 # minute or two in TCG); guest side: lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -19,7 +23,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 22
+tap_plan 25
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -56,6 +60,15 @@ for run in 2 auto slow; do
 	tap_ok $? "$lbl: $rounds rounds in the JSON"
 	[[ $json =~ \"final_pages\":[0-9]+ ]]
 	tap_ok $? "$lbl: the final dump's pages in the JSON: $(num final_pages)"
+	reg=$(grep -c "migration p$run: pre-dump round .* mapped and registered for RDMA READ" <<<"$RUN_OUT")
+	early=$(sed -n "s/.*migration p$run: \([0-9]*\) of its [0-9]* pages files were registered when their rounds ended.*/\1/p" <<<"$RUN_OUT" | tail -n 1)
+	if [ "$run" = slow ]; then
+		[[ $reg -eq $rounds && ${early:-0} -ge 1 ]]
+	else
+		# The whole memory rewritten: the final dump may supersede every round.
+		[[ $reg -eq $rounds && -n $early ]]
+	fi
+	tap_ok $? "$lbl: $reg of $rounds rounds registered when they ended; ${early:-?} of the chain's files were, so not in the freeze"
 	if [ "$run" = slow ]; then
 		first=$(grep -o '"rounds":\[{"pages":[0-9]*' <<<"$json" | grep -o '[0-9]*$')
 		final=$(num final_pages)
