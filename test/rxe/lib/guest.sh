@@ -1,0 +1,222 @@
+# shellcheck shell=bash
+# The guest scripts' shared library (test/rxe/lib/*-migrate.sh, sourced in
+# a soft-RoCE guest): the self-checking workload, the two agents with their
+# APIs over mutual TLS, and JSON queries of a migration (jq).  Sourcing it
+# defines functions only; names and meanings stay stable (other scripts
+# build on them): add, do not rename.
+#
+# The caller sets, before calling (the defaults below otherwise):
+#   B       the build directory (RDMIG_BUILD)
+#   pki     the agents' certificates (RDMIG_PKI: test/lib/pki.sh's
+#           pki_agents, "source" and "dest")
+#   shared  RDMIG_SHARED_DIR, where the two guests meet
+#   top     this script's directory in the guest, the same path in both
+#           guests (a restored workload reopens its files by name)
+#   size    the workload's MiB;  report, check: its report and check files
+#   api     where wait_state, mig_json... ask by default: a UNIX socket
+#           path, or https://HOST:PORT (asked as the "source" certificate)
+#   GUEST_TAG  the prefix of say's lines (default "guest")
+: "${B:=${RDMIG_BUILD:-}}"
+: "${pki:=${RDMIG_PKI:-}}"
+: "${shared:=${RDMIG_SHARED_DIR:-}}"
+: "${top:=/tmp/rdmig-guest}"
+: "${size:=${RDMIG_SIZE_MB:-32}}"
+: "${report:=$top/report}"
+: "${check:=$top/check}"
+: "${GUEST_TAG:=guest}"
+wl=$B/test/rdmig-workload
+ctl=$B/rdmigctl/rdmigctl
+# The destination agent's TCP API port (mutual TLS).
+api_port=${api_port:-7472}
+
+say() { echo "$GUEST_TAG: $*"; }
+
+# tls NAME: the agent NAME's --tls-cert/--tls-key/--tls-ca.
+tls() { echo "--tls-cert $pki/$1.pem --tls-key $pki/$1.key --tls-ca $pki/ca.pem"; }
+
+# wait_file FILE SECS: FILE exists within SECS.
+wait_file() {
+	local _
+	for _ in $(seq $(($2 * 10))); do
+		[ -e "$1" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# keep_logs FILE...: copies them to RDMIG_KEEP_LOGS when set.
+keep_logs() {
+	[ -n "${RDMIG_KEEP_LOGS:-}" ] || return 0
+	mkdir -p "$RDMIG_KEEP_LOGS" && cp -f "$@" "$RDMIG_KEEP_LOGS"/ 2>/dev/null
+	return 0
+}
+
+# --- the workload (test/tools/workload.c) ---
+
+# shellcheck disable=SC2120 # callers pass exit
+# ask_check [check|exit]: the workload verifies all its memory (and exits
+# after, with "exit"); prints its verdict, 0 when it is OK.
+ask_check() {
+	local _
+	rm -f "$report"
+	echo "${1:-check}" >"$check"
+	for _ in $(seq 1200); do
+		[ -s "$report" ] && break
+		sleep 0.1
+	done
+	[ -s "$report" ] || {
+		say "no report from the workload"
+		return 1
+	}
+	say "$(cat "$report")"
+	grep -q '^workload: OK' "$report"
+}
+
+# last_gen: the generation in the workload's last report.
+last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
+
+# start_workload: rdmig-workload ($size MiB, 2 threads) in its own pid
+# namespace, in the background; sets wpid.  RDMIG_WL_ARGS: more options;
+# RDMIG_FAULT_SAMPLES_OUT: it times its first touches ($top/fault-samples).
+start_workload() {
+	local timing=()
+	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$top/fault-samples")
+	# shellcheck disable=SC2086 # RDMIG_WL_ARGS: words
+	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
+		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
+		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
+	wait_file "$top/pid" 60
+	wpid=$(pgrep -n -x rdmig-workload)
+	[ -n "$wpid" ]
+}
+
+# check_workload: the workload verifies its memory before the dump; its
+# generation goes to "gen0" in the shared directory, for the destination.
+check_workload() {
+	local st=0
+	sleep 1
+	# shellcheck disable=SC2119 # a plain check
+	ask_check || st=1
+	say "before dump: generation $(last_gen)"
+	last_gen >"$shared/gen0"
+	return $st
+}
+
+# workloads_here: how many rdmig-workload processes run in this guest.
+workloads_here() { pgrep -c -x rdmig-workload; }
+
+# --- the agents ---
+
+# start_source_agent SOCK [OPTION...]: rdmig-source with its API on SOCK,
+# RDMA READ (RDMIG_TRANSPORT) on RDMIG_ADDR:7471, TLS as "source", images
+# under $top/images, log $top/source.log; sets spid; 0 once SOCK is there.
+start_source_agent() {
+	local sock=$1
+	shift
+	# shellcheck disable=SC2046 # the options are words
+	"$B/source-agent/rdmig-source" -t "${RDMIG_TRANSPORT:-rdma}" -l "$RDMIG_ADDR:7471" \
+		--api-socket "$sock" --images-root "$top/images" $(tls source) \
+		-o "$top/source.log" "$@" &
+	# shellcheck disable=SC2034 # the caller's
+	spid=$!
+	wait_file "$sock" 10
+}
+
+# start_dest_agent SOCK [OPTION...]: `rdmig-dest --serve` with its API on
+# SOCK and on 0.0.0.0:$api_port (mutual TLS as "dest", the source agent's
+# certificate allowed), work under $top/dest, log $top/dest.log; sets dpid;
+# 0 once SOCK is there.
+start_dest_agent() {
+	local sock=$1
+	shift
+	# shellcheck disable=SC2046 # the options are words
+	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
+		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
+		-o "$top/dest.log" "$@" &
+	# shellcheck disable=SC2034 # the caller's
+	dpid=$!
+	wait_file "$sock" 10
+}
+
+# ctl_at API ARG...: rdmigctl ARG... against API (a socket path, or an
+# https:// URL asked with the source agent's certificate).
+ctl_at() {
+	local where=$1
+	shift
+	case $where in
+	https://*)
+		# shellcheck disable=SC2046 # the options are words
+		"$ctl" --api "$where" $(tls source) "$@"
+		;;
+	*) "$ctl" --socket "$where" "$@" ;;
+	esac
+}
+
+# dest_api_url: the peer's destination agent API, seen from the source guest.
+dest_api_url() { echo "https://$RDMIG_PEER_ADDR:$api_port"; }
+
+# wait_dest_api: the destination agent's API must answer (over mutual TLS,
+# as the source agent) before the migration starts; says what it answered.
+wait_dest_api() {
+	local u _
+	u=$(dest_api_url)
+	for _ in $(seq 1200); do
+		ctl_at "$u" --timeout 2 health >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	say "destination agent: $(ctl_at "$u" health 2>&1)"
+}
+
+# --- a migration's JSON (docs/api.md §4) ---
+
+# mig_json ID [API]: the migration's resource, on one line; empty when
+# the agent does not answer or does not know ID.
+mig_json() {
+	ctl_at "${2:-$api}" status "$1" --json 2>/dev/null | jq -c . 2>/dev/null
+}
+
+# mig_get ID FILTER [API]: a jq FILTER (e.g. .pause.count) on the
+# migration's JSON, raw; empty when absent.
+mig_get() {
+	mig_json "$1" "${3:-}" | jq -r "$2 // empty" 2>/dev/null
+}
+
+# mig_state ID [API]: the migration's state.
+mig_state() { mig_get "$1" .state "${2:-}"; }
+
+# wait_state ID STATES SECS [API]: waits until the migration's state is
+# one of STATES (words separated by "|"), at most SECS; prints the states
+# seen in order ("states: a b c").  Non-zero on time-out, or when it ends
+# in another final state.
+wait_state() {
+	local id=$1 want="|$2|" secs=$3 where=${4:-} s last='' seen='' _
+	for _ in $(seq $((secs * 10))); do
+		s=$(mig_state "$id" "$where")
+		if [ -n "$s" ] && [ "$s" != "$last" ]; then
+			seen="$seen $s"
+			last=$s
+		fi
+		case $want in *"|$s|"*) [ -n "$s" ] && break ;; esac
+		case $s in done | failed | aborted | rolled_back) break ;; esac
+		sleep 0.1
+	done
+	say "states of $id:${seen:- none}"
+	case $want in *"|$last|"*) [ -n "$last" ] ;; *) false ;; esac
+}
+
+# pause_info ID [API]: "count=N total_ms=M reason=R" of the migration's
+# pauses (reason "-" when not paused).
+pause_info() {
+	mig_json "$1" "${2:-}" |
+		jq -r '.pause | "count=\(.count) total_ms=\(.total_ms) reason=\(.reason // "-")"' 2>/dev/null
+}
+
+# pages_info ID [API]: "total=N fetched=N remaining=N faults=N bytes=N".
+pages_info() {
+	mig_json "$1" "${2:-}" |
+		jq -r '.progress | "total=\(.pages_total) fetched=\(.pages_fetched) remaining=\(.pages_remaining) faults=\(.faults) bytes=\(.bytes)"' 2>/dev/null
+}
+
+# say_json ROLE ID [API]: one line "ROLE json: {...}" for the .t file to
+# read (tap.sh's guest_json).
+say_json() { say "$1 json: $(mig_json "$2" "${3:-}")"; }
