@@ -223,6 +223,9 @@ static bool dest_opt_serve_ok(int c)
 	case OPT_CRIU_LOG_LEVEL:
 	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
 	case OPT_PAUSE_LIMIT:
+	case OPT_DEAD_AFTER:
+	case OPT_DRAIN_DEPTH:
+	case OPT_DRAIN_CHUNK:
 	case TLS_OPT_CERT: /* the API's, and handed to the workers */
 	case TLS_OPT_KEY:
 	case TLS_OPT_CA:
