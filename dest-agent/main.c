@@ -185,10 +185,10 @@ static void dest_usage(FILE *f)
 		"      --max-pending N    migrations waiting for their source to connect and\n"
 		"                         authenticate (default 4); each waits at most\n"
 		"                         --connect-timeout (given to the workers)\n"
-		"      --connect-timeout SEC, --criu PATH, --runc PATH, -o FILE, -v  as\n"
-		"                         above, for the workers too; --runc restores the\n"
-		"                         containers\n"
-		"                         workers too\n");
+		"      --connect-timeout SEC, --dead-after SEC, --pause-limit SEC,\n"
+		"      --drain-depth N, --drain-chunk SIZE, --criu PATH, --runc PATH,\n"
+		"      -o FILE, -v        as above, for the workers too; --runc restores\n"
+		"                         the containers\n");
 }
 
 /* "PORT" means 127.0.0.1:PORT: the API is unauthenticated. */
@@ -226,6 +226,9 @@ static bool dest_opt_serve_ok(int c)
 	case OPT_CRIU_LOG_LEVEL:
 	case OPT_CONNECT_TIMEOUT: /* handed to the workers */
 	case OPT_PAUSE_LIMIT:
+	case OPT_DEAD_AFTER:
+	case OPT_DRAIN_DEPTH:
+	case OPT_DRAIN_CHUNK:
 	case TLS_OPT_CERT: /* the API's, and handed to the workers */
 	case TLS_OPT_KEY:
 	case TLS_OPT_CA:
@@ -694,6 +697,9 @@ int main(int argc, char **argv)
 		o.sup.criu_log_level = o.criu_log_level;
 		o.sup.connect_timeout_s = o.connect_timeout_s;
 		o.sup.pause_limit_s = o.pause_limit_set ? (int)o.pause_limit_s : -1;
+		o.sup.dead_after_s = o.dead_after_s;
+		o.sup.drain_depth = o.ecfg.drain_depth;
+		o.sup.drain_chunk = o.ecfg.drain_chunk;
 		return sup_run(&o.sup);
 	}
 	return worker_run(&o);

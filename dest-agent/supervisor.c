@@ -692,6 +692,9 @@ struct sup_argv {
 	char guard_fd[16];
 	char connect_timeout[16];
 	char pause_limit[16];
+	char dead_after[16];
+	char drain_depth[16];
+	char drain_chunk[24];
 	char cgroups[64];
 	char level[32];
 	char runc_cgroups[64];
@@ -719,6 +722,26 @@ static void sup_criu_flags(struct sup_argv *a, const struct api_criu_opts *c)
 		sup_arg(a, "--criu-opt=--ext-unix-sk");
 	if (c->file_locks)
 		sup_arg(a, "--criu-opt=--file-locks");
+}
+
+/* The options the agent was given for its workers' connection and drain. */
+static void sup_tuning_args(const struct sup_config *cfg, struct sup_argv *a)
+{
+	if (cfg->dead_after_s) {
+		snprintf(a->dead_after, sizeof(a->dead_after), "%u", cfg->dead_after_s);
+		sup_arg(a, "--dead-after");
+		sup_arg(a, a->dead_after);
+	}
+	if (cfg->drain_depth) {
+		snprintf(a->drain_depth, sizeof(a->drain_depth), "%u", cfg->drain_depth);
+		sup_arg(a, "--drain-depth");
+		sup_arg(a, a->drain_depth);
+	}
+	if (cfg->drain_chunk) {
+		snprintf(a->drain_chunk, sizeof(a->drain_chunk), "%" PRIu64, cfg->drain_chunk);
+		sup_arg(a, "--drain-chunk");
+		sup_arg(a, a->drain_chunk);
+	}
 }
 
 /*
@@ -805,6 +828,7 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 		sup_arg(a, "--pause-limit");
 		sup_arg(a, a->pause_limit);
 	}
+	sup_tuning_args(s->cfg, a);
 	if (s->cfg->verbose)
 		sup_arg(a, "-v");
 	if (!req || !m->restore)

@@ -42,6 +42,7 @@
 #define RDMIG_SUPERVISOR_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #define SUP_WORK_ROOT_DEFAULT	   "/run/rdmig/dest"
 #define SUP_MAX_MIGRATIONS_DEFAULT 4
@@ -73,7 +74,15 @@ struct sup_config {
 	unsigned int max_running;
 	unsigned int max_pending;
 	unsigned int connect_timeout_s; /* handed to the workers; 0: their default */
-	int pause_limit_s;  /* --pause-limit, handed to the workers; -1: their default */
+	int pause_limit_s; /* --pause-limit, handed to the workers; -1: their default */
+	/*
+	 * --dead-after, --drain-depth, --drain-chunk: handed to the workers
+	 * as given (tests slow the drain to keep a migration in post-copy);
+	 * 0: the workers' defaults.
+	 */
+	unsigned int dead_after_s;
+	unsigned int drain_depth;
+	uint64_t drain_chunk;
 	const char *criu;   /* handed to workers as --criu; NULL: criu from PATH */
 	const char *runc;   /* handed to containers' workers as --runc; NULL: runc from PATH */
 	int criu_log_level; /* handed to workers unless criu_opts has one; < 0: none */

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2034 # B, pki, size, report, check, GUEST_TAG: read by guest.sh
 # Runs in a soft-RoCE guest pair (test/rxe/t/33-handover.t, make demo): one
 # command migrates a running process between the hosts, the source agent
 # handing the migration over to the destination agent's API.
@@ -37,89 +38,24 @@ pki=${RDMIG_PKI:?}
 shared=${RDMIG_SHARED_DIR:?}
 size=${RDMIG_SIZE_MB:-64}
 id=${RDMIG_ID:-h1}
-api_port=7472
 # The same paths in both guests: the restored workload reopens them by name.
 top=/tmp/rdmig-handover
-wl=$B/test/rdmig-workload
 report=$top/report
 check=$top/check
-ctl=$B/rdmigctl/rdmigctl
 samples=$top/fault-samples
+GUEST_TAG=handover
+# shellcheck source=guest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/guest.sh"
 vflag=--verify
 [ "${RDMIG_VERIFY:-1}" = 0 ] && vflag=
 transport=${RDMIG_TRANSPORT:-rdma}
-
-say() { echo "handover: $*"; }
-# tls NAME: the agent NAME's --tls-cert/--tls-key/--tls-ca.
-tls() { echo "--tls-cert $pki/$1.pem --tls-key $pki/$1.key --tls-ca $pki/ca.pem"; }
-
-keep_logs() {
-	[ -n "${RDMIG_KEEP_LOGS:-}" ] || return 0
-	mkdir -p "$RDMIG_KEEP_LOGS" && cp -f "$@" "$RDMIG_KEEP_LOGS"/ 2>/dev/null
-	return 0
-}
-
-# ask_check [exit]: the workload verifies all its memory; prints its verdict.
-ask_check() {
-	rm -f "$report"
-	echo "${1:-check}" >"$check"
-	for _ in $(seq 1200); do
-		[ -s "$report" ] && break
-		sleep 0.1
-	done
-	[ -s "$report" ] || {
-		say "no report from the workload"
-		return 1
-	}
-	say "$(cat "$report")"
-	grep -q '^workload: OK' "$report"
-}
-last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
-
-# wait_file FILE SECS
-wait_file() {
-	for _ in $(seq $(($2 * 10))); do
-		[ -e "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-# start_workload: rdmig-workload in its own pid namespace; sets wpid.
-start_workload() {
-	local timing=()
-	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$samples")
-	# shellcheck disable=SC2086 # RDMIG_WL_ARGS: words
-	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
-		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
-		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
-	wait_file "$top/pid" 60
-	wpid=$(pgrep -n -x rdmig-workload)
-	[ -n "$wpid" ]
-}
-
-# check_workload: the workload's memory before the dump, its generation
-# for the destination (gen0).
-check_workload() {
-	local st=0
-	sleep 1
-	ask_check || st=1
-	say "before dump: generation $(last_gen)"
-	last_gen >"$shared/gen0"
-	return $st
-}
 
 # start_source_side: rdmig-source with its API on $sock, the workload in
 # its own pid namespace; sets spid and wpid, checks the workload once.
 start_source_side() {
 	rm -rf "$top" && mkdir -p "$top"
-	# shellcheck disable=SC2046 # the options are words
 	# shellcheck disable=SC2086 # vflag: a word or none
-	"$B/source-agent/rdmig-source" -t "$transport" -l "$RDMIG_ADDR:7471" $vflag \
-		--api-socket "$sock" --images-root "$top/images" $(tls source) \
-		-o "$top/source.log" &
-	spid=$!
-	if ! start_workload || ! wait_file "$sock" 10; then
+	if ! start_source_agent "$sock" $vflag || ! start_workload; then
 		say "the workload or rdmig-source did not start"
 		echo 1 >"$shared/migrated"
 		return 1
@@ -130,32 +66,11 @@ start_source_side() {
 	fi
 }
 
-# wait_dest_api: the destination agent's API must answer (over mutual TLS,
-# as the source agent) before the migration starts; says what it answered.
-wait_dest_api() {
-	local dapi=("$ctl" --api "https://$RDMIG_PEER_ADDR:$api_port")
-	# shellcheck disable=SC2207 # the options are words
-	dapi+=($(tls source))
-	for _ in $(seq 1200); do
-		"${dapi[@]}" --timeout 2 health >/dev/null 2>&1 && break
-		sleep 0.1
-	done
-	say "destination agent: $("${dapi[@]}" health 2>&1)"
-}
-
 # src_state: the migration's state on the source agent.
-src_state() {
-	"$ctl" --socket "$sock" status "$id" --json 2>/dev/null | sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p'
-}
+src_state() { mig_state "$id" "$sock"; }
 
 # wait_src_state STATE SECS
-wait_src_state() {
-	for _ in $(seq $(($2 * 10))); do
-		[ "$(src_state)" = "$1" ] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+wait_src_state() { wait_state "$id" "$1" "$2" "$sock" >/dev/null; }
 
 # lazyfail: a lazy dump whose criu (its page server) is killed while it
 # serves: the migration fails, the dumped workload stays stopped, and a
@@ -172,8 +87,7 @@ lazyfail_side() {
 	say "killing criu dump --lazy-pages (pid ${cpid:-none}) while it serves"
 	[ -n "$cpid" ] && kill -KILL "$cpid"
 	wait_src_state failed 60 || st=1
-	say "after its page server died: $(src_state): $("$ctl" --socket "$sock" status "$id" --json |
-		sed -n 's/^  "error": "\(.*\)",$/\1/p')"
+	say "after its page server died: $(src_state): $(mig_get "$id" .error "$sock")"
 	sleep 1
 	say "the dumped workload: $(ps -o stat= -p "$wpid")"
 	"$ctl" --socket "$sock" rollback "$id" 2>&1 | sed 's/^/handover: /'
@@ -199,8 +113,7 @@ lazyfail_side() {
 # destination's verdict is in, stops the caller's source agent ($spid,
 # API $sock) and prints its log.
 source_end() {
-	"$ctl" --socket "$sock" status "$id" --json | tr -d ' \n' | sed 's/^/handover: json: /'
-	echo
+	say "json: $(mig_json "$id" "$sock")"
 	echo "$1" >"$shared/migrated"
 	wait_file "$shared/verified" 600 || say "no verdict from the destination"
 	kill -TERM "$spid"
@@ -237,8 +150,7 @@ dest_verify() {
 	local sock=$1 st=0 g0 g1 g2 s
 	# Verify while pages still move: as soon as the workload runs here.
 	for _ in $(seq 6000); do
-		s=$("$ctl" --socket "$sock" status "$id" --json 2>/dev/null |
-			sed -n 's/^  "state": "\([a-z_]*\)".*/\1/p')
+		s=$(mig_state "$id" "$sock")
 		case $s in postcopy | draining | done | failed | aborted) break ;; esac
 		[ -e "$shared/migrated" ] && break
 		sleep 0.1
@@ -282,11 +194,7 @@ dest_verify() {
 dest_side() {
 	local sock=$top/dest.sock dpid st=0
 	rm -rf "$top" && mkdir -p "$top"
-	# shellcheck disable=SC2046 # the options are words
-	"$B/dest-agent/rdmig-dest" --serve --api-socket "$sock" --api-tcp "0.0.0.0:$api_port" \
-		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
-		-o "$top/dest.log" &
-	dpid=$!
+	start_dest_agent "$sock"
 	dest_verify "$sock" || st=1
 	kill -TERM "$dpid"
 	wait "$dpid"

@@ -13,8 +13,10 @@
 # rdmig-source for SECS, then SIGCONT.  RDMIG_PAUSE_EXPIRES=1 (dest side):
 # the migration is expected to end paused past rdmig-dest's --pause-limit;
 # then the state of the stand-in's processes is printed (`migrate: at the
-# pause limit: ...`) before rdmig-dest is stopped with SIGTERM.  The states
-# rdmig-dest reported are printed at the end (`migrate: states: ...`).
+# pause limit: ...`) before rdmig-dest is stopped with SIGTERM.  What
+# rdmig-dest reported on --progress-fd (JSON) is printed at the end:
+# `migrate: states: ...`, `migrate: pauses: N`, `migrate: pages: total T
+# fetched F remaining R`.
 set -u
 role=${1:?usage: migrate.sh source|dest|both}
 B=${RDMIG_BUILD:?}
@@ -71,6 +73,18 @@ at_limit() {
 	kill -TERM "$dpid" 2>/dev/null
 }
 
+# progress_end: what rdmig-dest's --progress-fd JSON lines said: the states
+# in order, the pauses (entries into paused, as rdmig-dest --serve counts
+# them) and the last page counters.
+progress_end() {
+	local states
+	states=$(jq -r '.state // empty' "$work/progress" | uniq | tr '\n' ' ')
+	echo "migrate: states: $states"
+	echo "migrate: pauses: $(grep -o paused <<<"$states" | wc -l)"
+	echo "migrate: pages: $(jq -sr 'map(select(.pages_total != null)) | last // {} |
+		"total \(.pages_total) fetched \(.pages_fetched) remaining \(.pages_remaining)"' "$work/progress")"
+}
+
 dest_side() {
 	local src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR} dpid spid st i fpid=
 	mkdir -p "$work/dst"
@@ -101,7 +115,7 @@ dest_side() {
 	st=$?
 	wait "$dpid" || st=1
 	[ -n "$fpid" ] && wait "$fpid"
-	echo "migrate: states: $(sed -n 's/.*"state":"\([a-z_]*\)".*/\1/p' "$work/progress" | uniq | tr '\n' ' ')"
+	progress_end
 	return $st
 }
 

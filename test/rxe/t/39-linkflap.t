@@ -18,7 +18,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/migrate.sh
-tap_plan 14
+tap_plan 15
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-standin test/rdmig-mkimage
 rxe_secret "$top"
@@ -41,8 +41,13 @@ tap_like "$out" 'migrate: link eth0 up' "... and up again"
 tap_is "$RUN_STATUS" 0 "the migration survives the link flap (rdmig-dest and the stand-in exit 0)"
 tap_like "$out" 'migrate: states: .*draining paused (postcopy |draining )+done' \
 	"rdmig-dest reported paused, then draining again, then done"
-tap_like "$out" 'summary: status=ok .*dropped=0 left=0' "rdmig-dest installed every page, dropped none"
-tap_like "$out" 'pauses: count=[1-9]' "rdmig-dest's summary counts the pause"
+# rdmig-dest's --progress-fd JSON (lib/migrate.sh's progress_end).
+pages=$(sed -n 's/.*migrate: pages: total \([0-9]*\) fetched \([0-9]*\) remaining \([0-9]*\)$/\1 \2 \3/p' <<<"$out" | tail -n 1)
+read -r p_total p_fetched p_left <<<"$pages"
+[[ -n $p_total && $p_total -gt 0 && $p_fetched == "$p_total" && $p_left == 0 ]]
+tap_ok $? "rdmig-dest's JSON: every page installed (${p_fetched:-?} of ${p_total:-?}, ${p_left:-?} left)"
+tap_like "$out" 'summary: status=ok .*dropped=0 ' "... and its summary: none dropped (no JSON says it)"
+tap_like "$out" 'migrate: pauses: [1-9]' "rdmig-dest's JSON reported the pause (paused, then running again)"
 tap_like "$out" 'rdmig-source.*migration m1 paused: ' "the source paused the migration too"
 n_src=$(sed -n 's/.*migration m1 resumed after .* (\([0-9]*\) pause(s)).*/\1/p' <<<"$out" | tail -n 1)
 tap_cmp "${n_src:-0}" -ge 1 "the source resumed it and counts its pause (${n_src:-none})"
@@ -61,7 +66,7 @@ l_rel=$(grep -n 'checkpoint released' <<<"$srclines" | cut -d: -f1)
 [[ -n $l_res && -n $l_rel && $l_rel =~ ^[0-9]+$ && $l_rel -gt $l_res ]]
 tap_ok $? "the source released its checkpoint once, after the resume and the Done (lines ${l_res:-?} < ${l_rel:-?})"
 tap_like "$out" 'linkflap: rdmig-source exit 0' "rdmig-source --once exited 0 by itself: the migration is done there"
-tap_diag "$(grep -hE 'migrate: |paused|resumed|made by hand|side channel|fault lane|reconnection attempt|summary:|pauses:|linkflap:' <<<"$out" | tail -n 30)"
+tap_diag "$(grep -hE 'migrate: |paused|resumed|made by hand|side channel|fault lane|reconnection attempt|summary:|pauses:|pages:|linkflap:' <<<"$out" | tail -n 30)"
 if [[ $tap_failed -gt 0 ]]; then
 	tap_diag "--- the agents' errors:" "$(grep -aE '(error|warn)' <<<"$out" | tail -n 40)"
 fi

@@ -16,7 +16,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/migrate.sh
-tap_plan 9
+tap_plan 10
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-standin test/rdmig-mkimage
 rxe_secret "$top"
@@ -30,8 +30,13 @@ tap_is "$RUN_STATUS" 0 "the migration survives the stopped source (exit 0)"
 tap_like "$out" 'migrate: rdmig-source stopped for 12 s' "rdmig-source was stopped in post-copy"
 tap_like "$out" 'migrate: states: .*draining paused (postcopy |draining )+done' \
 	"rdmig-dest reported paused, then draining again, then done"
-tap_like "$out" 'summary: status=ok .*dropped=0 left=0' "rdmig-dest installed every page, dropped none"
-tap_like "$out" 'pauses: count=[1-9]' "rdmig-dest's summary counts the pause"
+# rdmig-dest's --progress-fd JSON (lib/migrate.sh's progress_end).
+pages=$(sed -n 's/.*migrate: pages: total \([0-9]*\) fetched \([0-9]*\) remaining \([0-9]*\)$/\1 \2 \3/p' <<<"$out" | tail -n 1)
+read -r p_total p_fetched p_left <<<"$pages"
+[[ -n $p_total && $p_total -gt 0 && $p_fetched == "$p_total" && $p_left == 0 ]]
+tap_ok $? "rdmig-dest's JSON: every page installed (${p_fetched:-?} of ${p_total:-?}, ${p_left:-?} left)"
+tap_like "$out" 'summary: status=ok .*dropped=0 ' "... and its summary: none dropped (no JSON says it)"
+tap_like "$out" 'migrate: pauses: [1-9]' "rdmig-dest's JSON reported the pause (paused, then running again)"
 tap_like "$out" 'pages [0-9]+ verified, mismatches 0' "the stand-in verified its pages"
 tap_unlike "$out" 'MISMATCH|mismatches [1-9]' "no wrong byte"
 tap_like "$out" 'resumes post-copy over rdma' "the source registered its pages again for the resumed connection"
@@ -39,7 +44,7 @@ tap_like "$out" 'resumes post-copy over rdma' "the source registered its pages a
 # depend on which side's log line won the race with the last page.
 lanes=$(grep -c 'rdmig-source.*fault lane up' <<<"$out")
 tap_cmp "$lanes" -ge 2 "the fault lane came up again on the resumed connection ($lanes times)"
-tap_diag "$(grep -hE 'migrate: (rdmig-source|link|states)|paused|resumed|summary:|pauses:|fault lane' <<<"$out" | tail -n 20)"
+tap_diag "$(grep -hE 'migrate: (rdmig-source|link|states)|paused|resumed|summary:|pauses:|pages:|fault lane' <<<"$out" | tail -n 20)"
 if [[ $tap_failed -gt 0 ]]; then
 	tap_diag "--- the agents' errors:" "$(grep -aE '(error|warn)' <<<"$out" | tail -n 40)"
 fi
