@@ -401,6 +401,8 @@ int src_prereg_rounds_settle(struct src_migration *m, struct offload *o, char *w
 			 "rounds ended",
 			 m->id, used, map->nr_files);
 	snprintf(rel->id, sizeof(rel->id), "%s", m->id);
+	/* Its regions' PD lives until they are deregistered, whenever the migration ends. */
+	rel->pd = p->pd ? rdma_pd_ref(p->pd) : NULL;
 	rel->job.run = round_run;
 	rel->job.done = round_done;
 	if (!rel->nr_files || offload_submit(o, &rel->job) < 0)
