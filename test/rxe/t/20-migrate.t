@@ -4,7 +4,8 @@
 # while 4 threads of rdmig-standin fault, with a slowed drain so faults and
 # drain overlap; every byte is verified.  Faults go on their own queue pair
 # (the fault lane); a source that offers none (--one-lane, as an older
-# source) still migrates over one.  Then the failure cases: a wrong
+# source) still migrates over one.  The host pair's drain runs over four
+# queue pairs (--drain-qps 4, FEAT_DRAIN_QPS).  Then the failure cases: a wrong
 # secret gets no memory, and a source killed mid-migration leaves the
 # process stopped, never running on zero pages.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
@@ -13,7 +14,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/migrate.sh
-tap_plan 26
+tap_plan 28
 
 for b in source-agent/rdmig-source dest-agent/rdmig-dest test/rdmig-standin test/rdmig-mkimage; do
 	if [[ ! -x $build/$b ]]; then
@@ -42,13 +43,16 @@ check_ok "$RUN_OUT$RUN_ERR" "one guest"
 tap_like "$RUN_OUT$RUN_ERR" 'source .*: fault lane up' "one guest: the faults had their own queue pair"
 tap_diag "$(grep -hE 'summary:|standin: pid' <<<"$RUN_OUT$RUN_ERR")"
 
-# 2. A host pair: the source guest serves, the dest guest restores.
+# 2. A host pair: the source guest serves, the dest guest restores, the
+# drain over four queue pairs.
 tap_run --timeout 500 --pair \
 	--source "$env_common $mig source" \
-	--dest "$env_common $mig dest"
+	--dest "RDMIG_BUILD=$build RDMIG_SECRET=$secrets/good RDMIG_DEST_ARGS='--drain-depth 2 --drain-chunk 64K --drain-qps 4' $mig dest"
 tap_is "$RUN_STATUS" 0 "host pair: migration over RDMA exits 0"
 check_ok "$RUN_OUT$RUN_ERR" "host pair"
 tap_like "$RUN_OUT$RUN_ERR" 'source .*: fault lane up' "host pair: the faults had their own queue pair"
+tap_like "$RUN_OUT$RUN_ERR" 'source .*: drain QP 3 up' "host pair: the source made the third extra drain QP"
+tap_like "$RUN_OUT$RUN_ERR" 'lanes: .* drain_qps=4' "host pair: the drain's READs went over four queue pairs"
 tap_diag "$(grep -hE 'summary:|standin: pid' <<<"$RUN_OUT$RUN_ERR")"
 
 # 3. A wrong secret: refused before any memory region or range is sent.
