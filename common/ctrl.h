@@ -69,6 +69,12 @@
 #define CTRL_FEAT_RESUME ((uint64_t)FEATURE__FEAT_RESUME)
 /* RDMA: a resuming destination's queue pair made by hand, set up over an RC side channel. */
 #define CTRL_FEAT_RC_SIDE ((uint64_t)FEATURE__FEAT_RC_SIDE)
+/*
+ * A destination started at its reservation connects while the checkpoint
+ * is still being made: the source authenticates it and holds it, sending
+ * keepalives only, until the migration serves (design.md §10.3).
+ */
+#define CTRL_FEAT_EARLY ((uint64_t)FEATURE__FEAT_EARLY)
 /* RcConnect: a GID's bytes; the path MTUs of enum ibv_mtu (256 .. 4096 bytes). */
 #define CTRL_GID_LEN	16
 #define CTRL_RC_MTU_MIN 1

@@ -134,19 +134,20 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 	size_t i, used = 0;
 	int ret;
 
-	if (m->prereg)
+	/* Its PD opened ahead (src_prereg_open()) is the one to register in. */
+	if (m->prereg && (m->prereg->job || m->prereg->mrs))
 		return -EALREADY;
 	for (i = 0; map && !map->lazy_dump && i < map->nr_files; i++)
 		used += map->files[i].base != NULL;
 	if (!used)
 		return -EINVAL;
-	p = calloc(1, sizeof(*p));
+	p = m->prereg ? m->prereg : calloc(1, sizeof(*p));
 	j = calloc(1, sizeof(*j));
 	if (!p || !j) {
 		ret = -ENOMEM;
 		goto out;
 	}
-	ret = rdma_pd_open(verbs, &p->pd);
+	ret = p->pd ? 0 : rdma_pd_open(verbs, &p->pd);
 	if (ret < 0)
 		goto out;
 	j->files = calloc(map->nr_files, sizeof(*j->files));
@@ -178,7 +179,7 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 out:
 	if (j)
 		job_free(j);
-	if (p) {
+	if (p && p != m->prereg) {
 		rdma_pd_unref(p->pd);
 		free(p);
 	}
@@ -187,6 +188,28 @@ out:
 		    "migration %s: cannot register its checkpoint ahead of the destination: %s",
 		    m->id, strerror(-ret));
 	return ret;
+}
+
+int src_prereg_open(struct src_migration *m, struct ibv_context *verbs)
+{
+	struct src_prereg *p;
+	int ret;
+
+	if (m->prereg)
+		return -EALREADY;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	ret = rdma_pd_open(verbs, &p->pd);
+	if (ret < 0) {
+		log_warn("migration %s: no protection domain for a destination connecting during "
+			 "the dump: %s",
+			 m->id, strerror(-ret));
+		free(p);
+		return ret;
+	}
+	m->prereg = p;
+	return 0;
 }
 
 bool src_prereg_pending(const struct src_migration *m)

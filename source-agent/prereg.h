@@ -57,6 +57,13 @@ typedef void (*src_prereg_done_fn)(struct src_migration *m, int ret);
  */
 int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
 		     src_prereg_done_fn done);
+/*
+ * Opens m's PD on verbs before its checkpoint exists, so that a destination
+ * connecting during the dump (FEAT_EARLY, design.md §10.3) gets its queue
+ * pairs there and src_prereg_start() later registers in it.  -EALREADY: m
+ * has one.
+ */
+int src_prereg_open(struct src_migration *m, struct ibv_context *verbs);
 /* Registration still running. */
 bool src_prereg_pending(const struct src_migration *m);
 /* The PD for a connection that names m, or NULL. */

@@ -26,7 +26,8 @@
 # agent and the migration --verify; 0: without, rdmigctl's default),
 # RDMIG_TRANSPORT (rdma, the default, or tcp: rdmig-source's -t and the
 # migration's --transport), RDMIG_WL_ARGS (more rdmig-workload options,
-# words, e.g. --delay-us to bound its rewrite rate).
+# words, e.g. --delay-us to bound its rewrite rate), RDMIG_SOURCE_ARGS (more
+# rdmig-source options, words, e.g. --no-early).
 #   handover-migrate.sh lazyfail   guest A alone: a lazy dump whose criu is
 #       killed while it serves; the workload stays stopped, then a rollback
 #       continues it here.
@@ -116,7 +117,7 @@ start_source_side() {
 	# shellcheck disable=SC2046 # the options are words
 	# shellcheck disable=SC2086 # vflag: a word or none
 	"$B/source-agent/rdmig-source" -t "$transport" -l "$RDMIG_ADDR:7471" $vflag \
-		--api-socket "$sock" --images-root "$top/images" $(tls source) \
+		--api-socket "$sock" --images-root "$top/images" $(tls source) ${RDMIG_SOURCE_ARGS:-} \
 		-o "$top/source.log" &
 	spid=$!
 	if ! start_workload || ! wait_file "$sock" 10; then
