@@ -1187,7 +1187,8 @@ static void api_handle_health(struct api_server *s, struct evhttp_request *req)
 	api_reply(req, 200,
 		  json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "status", "ok", "role",
 			    api_role_str(s->role), "version", RDMIG_VERSION, "migrations", c.total,
-			    "active", c.active, "reservation_start", s->ops->reserve != NULL));
+			    "active", c.active, "reservation_start",
+			    s->role == API_ROLE_DEST && s->ops->reserve != NULL));
 }
 
 /* The refusals this module counted, then the series of every agent and the agent's own. */
