@@ -768,6 +768,19 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
  * Creates m's images dir and starts criu dump into it, or the first
  * pre-dump round; the migration is dumping until glue_dump_exit().
  */
+/*
+ * A destination connecting during the dump (FEAT_EARLY) lands in the PD its
+ * checkpoint will be registered in (prereg.h): opened before the
+ * reservation is asked for, whose worker may connect at once, or at the
+ * dump's start without one.
+ */
+static void glue_early_pd(struct src_agent *a, struct src_migration *m)
+{
+	if (a->kind == XPORT_RDMA && a->data_verbs && !m->lazy_dump && !a->no_early &&
+	    m->precopy == API_PRECOPY_OFF && !src_prereg_pd(m))
+		src_prereg_open(m, a->data_verbs);
+}
+
 static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
 {
 	int fd, ret;
@@ -777,10 +790,7 @@ static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct ap
 	if (fd < 0)
 		return glue_dir_error(m->id, m->dir, fd, err);
 	close(fd);
-	/* A destination connecting during the dump lands in the PD its checkpoint will be in. */
-	if (a->kind == XPORT_RDMA && a->data_verbs && !m->lazy_dump && !a->no_early &&
-	    m->precopy == API_PRECOPY_OFF)
-		src_prereg_open(m, a->data_verbs);
+	glue_early_pd(a, m);
 	ret = m->precopy != API_PRECOPY_OFF ? glue_round_start(a, m) : glue_dump_start(a, m);
 	if (ret < 0) {
 		rmdir(m->dir);
@@ -1181,6 +1191,7 @@ add:
 	if (pid > 0 && m->handover) {
 		unsigned int seen = 0;
 
+		glue_early_pd(a, m);
 		ret = src_handover_reserve(m->handover, glue_tree_rss(pid, &seen), glue_reserved);
 		if (ret < 0) {
 			ret = api_error_set(err, ret, "dest %s: cannot ask for a reservation: %s",
