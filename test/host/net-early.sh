@@ -127,12 +127,13 @@ code=$(dapi d1 POST /v1/reservations '{"migration":"x4","bytes":0}')
 check "... and the slot is free again (201)" test "$code" = 201
 
 # (5) A dump that fails: the held worker is told and exits.
+# The migration first: a worker that came before it would be refused (unknown id).
+workload
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id f1 >"$T/f1.out" 2>&1
 mkdir -p "$T/f1d"
 "$RDMIG_DEST" -D "$T/f1d" $(net_args f1 "$T/secret") --early >"$T/f1.log" 2>&1 &
 f1_pid=$!
 track "$f1_pid"
-workload
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id f1 >"$T/f1.out" 2>&1
 check "an early worker (rdmig-dest --early) is held while the source dumps" wait_early f1
 touch "$T/fail-f1" "$T/go-f1"
 wait_pid "$f1_pid" 30
@@ -142,13 +143,13 @@ check "... the dump fails: Abort(CANCELLED) to it, and it exits 1 saying so" \
 # (6) A source without FEAT_EARLY: the worker waits for SIGUSR1.
 start_source "$T/old.log" --api-socket "$T/run/old.sock" --images-root "$root/old" \
 	--criu "$T/criu.sh" --no-early
+workload
+"$RDMIG_CTL" --socket "$T/run/old.sock" migrate --pid "$wl_pid" --secret-file "$T/secret" \
+	--id o1 >"$T/o1.out" 2>&1
 mkdir -p "$T/o1d"
 "$RDMIG_DEST" -D "$T/o1d" $(net_args o1 "$T/secret") --early >"$T/o1.log" 2>&1 &
 o1_pid=$!
 track "$o1_pid"
-workload
-"$RDMIG_CTL" --socket "$T/run/old.sock" migrate --pid "$wl_pid" --secret-file "$T/secret" \
-	--id o1 >"$T/o1.out" 2>&1
 check "a source with --no-early: the early worker leaves before its proof and waits" \
 	eval "wait_log '$T/o1.log' 'the source holds no early connection' >/dev/null && ! grep -q 'migration o1, .*destination authenticated' '$T/old.log'"
 touch "$T/go-o1"
