@@ -1677,8 +1677,16 @@ static int sup_adopt(struct sup *s, struct sup_resv *r, const struct api_start_r
 		 m->id, r->id, (int)m->pid);
 	sup_resv_free(r);
 	m->early = false;
-	/* resumed_ms and received_ms count from the POST, as for any worker. */
+	/*
+	 * received_ms and resumed_ms count from the POST, as for any worker
+	 * (the source adds them to its own freeze-to-POST time); a part the
+	 * worker finished before the POST came counts 0.
+	 */
 	m->t_accept_ns = now_ns();
+	if (m->received_ms >= 0)
+		m->received_ms = 0;
+	if (m->resumed_ms >= 0)
+		m->resumed_ms = 0;
 	return 0;
 }
 
