@@ -7,7 +7,9 @@
  * hundred MiB under soft-RoCE; done after the destination authenticated it
  * sat inside the workload's freeze.  Once the images are mapped, the source
  * makes a protection domain for the migration on the device of its RDMA
- * listen address and registers the pages files there (REMOTE_READ only) on
+ * listen address (or uses the one src_prereg_open() made before the dump,
+ * for a destination that connects during it: design.md §10.3) and
+ * registers the pages files there (REMOTE_READ only) on
  * its offload thread, while the handover's POST, the destination worker's
  * start and the RDMA connection go on.  A destination's connection that
  * names the migration (connhint.h) gets its queue pairs in that PD, with
