@@ -1610,6 +1610,9 @@ struct rdma_pd *src_session_conn_pd(struct ibv_context *verbs, const void *data,
 	if (connhint_parse(data, len, id, sizeof(id)) < 0)
 		return NULL;
 	m = src_mig_find(&a->migrations, id);
+	/* A worker started at the reservation may come before its answer (on_hello()). */
+	if (!m)
+		m = src_mig_find(&a->reserving, id);
 	return m ? src_prereg_pd(m) : NULL;
 }
 
