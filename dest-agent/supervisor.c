@@ -1658,11 +1658,14 @@ static int sup_adopt(struct sup *s, struct sup_resv *r, const struct api_start_r
 		log_warn("migration %s: its POST differs from reservation %s's start in \"%s\": "
 			 "stopping the worker started then",
 			 req->id, r->id, field);
+		/* The answer first: the reservation goes with its worker. */
+		api_error_set(
+		    err, -EBUSY,
+		    "field \"%s\" differs from the \"start\" of reservation %s: its worker "
+		    "is stopped; reserve again",
+		    field, r->id);
 		sup_resv_end(r, "refused");
-		return api_error_set(err, -EBUSY,
-				     "field \"%s\" differs from the \"start\" of reservation %s: "
-				     "its worker is stopped; reserve again",
-				     field, r->id);
+		return -EBUSY;
 	}
 	if (kill(m->pid, SIGUSR1) < 0) {
 		int ret = -errno;
