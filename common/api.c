@@ -180,6 +180,7 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->resumed_ms = -1;
 	v->received_ms = -1;
 	v->handover_ms = -1;
+	v->early_dest_ms = -1;
 	v->downtime_ms = -1;
 	v->takeovers = -1;
 }
@@ -357,6 +358,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(times, "resumed_ms", api_json_opt_i64(v->resumed_ms), &ok);
 	api_set(times, "downtime_ms", api_json_opt_i64(v->downtime_ms), &ok);
 	api_set(times, "handover_ms", api_json_opt_i64(v->handover_ms), &ok);
+	api_set(times, "early_dest_ms", api_json_opt_i64(v->early_dest_ms), &ok);
 	api_set(times, "received_ms", api_json_opt_i64(v->received_ms), &ok);
 	api_set(m, "times", times, &ok);
 	times = NULL;
@@ -1181,9 +1183,12 @@ static void api_handle_health(struct api_server *s, struct evhttp_request *req)
 		api_reply_error(req, 500, NULL, "cannot list migrations: %s", strerror(-ret));
 		return;
 	}
+	/* A destination with reservations takes their "start" (design.md §10.3). */
 	api_reply(req, 200,
-		  json_pack("{s:s,s:s,s:s,s:I,s:I}", "status", "ok", "role", api_role_str(s->role),
-			    "version", RDMIG_VERSION, "migrations", c.total, "active", c.active));
+		  json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "status", "ok", "role",
+			    api_role_str(s->role), "version", RDMIG_VERSION, "migrations", c.total,
+			    "active", c.active, "reservation_start",
+			    s->role == API_ROLE_DEST && s->ops->reserve != NULL));
 }
 
 /* The refusals this module counted, then the series of every agent and the agent's own. */
@@ -1884,7 +1889,57 @@ static const struct api_field reserve_fields[] = {
     {"migration", JSON_STRING, ROLE_DST},  {"bytes", JSON_INTEGER, ROLE_DST},
     {"images_dir", JSON_STRING, ROLE_DST}, {"work_dir", JSON_STRING, ROLE_DST},
     {"ttl_s", JSON_INTEGER, ROLE_DST},	   {"bundle", JSON_STRING, ROLE_DST},
+    {"start", JSON_OBJECT, ROLE_DST},
 };
+
+/*
+ * What a reservation's "start" may hold: the POST's fields but those the
+ * reservation itself gives (id, directories) and a secret_file, which
+ * would be read off the loop.
+ */
+static const struct api_field reserve_start_fields[] = {
+    {"source", JSON_STRING, ROLE_DST},	  {"transport", JSON_STRING, ROLE_DST},
+    {"secret", JSON_STRING, ROLE_DST},	  {"verify", JSON_TRUE, ROLE_DST},
+    {"restore", JSON_TRUE, ROLE_DST},	  {"criu_opts", JSON_OBJECT, ROLE_DST},
+    {"container", JSON_OBJECT, ROLE_DST},
+};
+
+/* "start" into r->start_req, as a POST naming the reservation would be parsed. */
+static int api_reserve_start_parse(const json_t *obj, struct api_reserve_req *r,
+				   struct api_error *err)
+{
+	struct api_start_req *sr = &r->start_req;
+	int ret;
+
+	ret = api_check_fields(obj, reserve_start_fields, ARRAY_SIZE(reserve_start_fields),
+			       API_ROLE_DEST, "start.", err);
+	if (ret)
+		return ret;
+	if (!json_object_get(obj, "secret"))
+		return api_error_set(err, -EINVAL,
+				     "field \"start.secret\" is required: the worker started now "
+				     "proves it to the source");
+	r->start_buf = calloc(1, sizeof(*r->start_buf));
+	if (!r->start_buf)
+		return api_error_set(err, -ENOMEM, "out of memory");
+	ret = api_parse_start(API_ROLE_DEST, obj, sr, r->start_buf, err);
+	if (ret)
+		return ret;
+	/* The reservation names the migration: the worker's id is that one. */
+	snprintf(r->start_buf->id, sizeof(r->start_buf->id), "%s", r->migration);
+	sr->id_generated = false;
+	sr->images_dir = r->images_dir;
+	sr->work_dir = r->work_dir;
+	r->start = sr;
+	return 0;
+}
+
+void api_reserve_req_clear(struct api_reserve_req *r)
+{
+	api_start_buf_free(r->start_buf);
+	r->start_buf = NULL;
+	r->start = NULL;
+}
 
 int api_reserve_parse(const json_t *root, struct api_reserve_req *r, struct api_error *err)
 {
@@ -1919,6 +1974,9 @@ int api_reserve_parse(const json_t *root, struct api_reserve_req *r, struct api_
 		ret = api_opt_path(root, "work_dir", &r->work_dir, err);
 	if (!ret)
 		ret = api_opt_path(root, "bundle", &r->bundle, err);
+	v = json_object_get(root, "start");
+	if (!ret && v)
+		ret = api_reserve_start_parse(v, r, err);
 	return ret;
 }
 
@@ -1938,6 +1996,8 @@ static json_t *api_reservation_to_json(const struct api_reservation_view *v)
 	api_set(o, "created", api_json_time(v->created_unix_ms), &ok);
 	api_set(o, "expires", api_json_time(v->expires_unix_ms), &ok);
 	api_set(o, "expires_unix_ms", json_integer(v->expires_unix_ms), &ok);
+	if (v->worker_started)
+		api_set(o, "worker", json_string("started"), &ok);
 	if (!ok) {
 		json_decref(o);
 		return NULL;
@@ -1980,7 +2040,8 @@ static void api_handle_reserve(struct api_server *s, struct evhttp_request *req)
 
 	if (!api_require_json(req))
 		return;
-	root = api_read_json(s, req, false);
+	/* A "start" holds the secret: the body is wiped as a POST's is. */
+	root = api_read_json(s, req, true);
 	if (!root)
 		return;
 	ret = api_reserve_parse(root, &rr, &err);
@@ -1997,6 +2058,8 @@ static void api_handle_reserve(struct api_server *s, struct evhttp_request *req)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Location", location);
 		api_reply(req, 201, api_reservation_to_json(&v));
 	}
+	api_reserve_req_clear(&rr);
+	api_wipe_secret(json_object_get(root, "start"));
 	json_decref(root);
 }
 

@@ -207,6 +207,12 @@ struct api_migration_view {
 	/* source: from the freeze to sending the handover request; -1 */
 	int64_t handover_ms;
 	/*
+	 * source: from the freeze to a destination authenticating while the
+	 * checkpoint was still being made (FEAT_EARLY, design.md §10.3); 0:
+	 * before the freeze; -1: none
+	 */
+	int64_t early_dest_ms;
+	/*
 	 * source with a destination agent: the workload's downtime, from the
 	 * freeze to running on the destination.  Summed from durations each
 	 * host measures itself (freeze to handover here, request to resume
@@ -351,6 +357,16 @@ struct api_reserve_req {
 	 */
 	const char *bundle;
 	unsigned int ttl_s; /* 1..API_RESERVE_TTL_MAX_S */
+	/*
+	 * "start" (design.md §10.3), or NULL: the POST's fields for the
+	 * worker started at once (source, transport, secret inline, verify,
+	 * restore, criu_opts, container), checked by the POST's own parser;
+	 * its id is the migration's.  Points into start_req and start_buf,
+	 * which api_reserve_req_clear() wipes and frees.
+	 */
+	const struct api_start_req *start;
+	struct api_start_req start_req;
+	struct api_start_buf *start_buf;
 };
 
 /* A reservation as the API shows it; pointers borrowed as in api_migration_view. */
@@ -363,6 +379,7 @@ struct api_reservation_view {
 	unsigned int ttl_s;
 	int64_t created_unix_ms;
 	int64_t expires_unix_ms;
+	bool worker_started; /* "worker": "started": its "start" spawned the worker */
 };
 
 /* Called by list_reservations() once per reservation; non-zero stops the walk. */
@@ -401,6 +418,8 @@ void api_start_buf_free(struct api_start_buf *b);
  * Return 0 or -EINVAL with err->message set.
  */
 int api_reserve_parse(const json_t *root, struct api_reserve_req *r, struct api_error *err);
+/* Releases what api_reserve_parse() kept for r's "start" (the secret wiped); r may be unparsed. */
+void api_reserve_req_clear(struct api_reserve_req *r);
 int api_rollback_parse(const json_t *root, bool *force, struct api_error *err);
 
 /* Formats e->message and returns neg_errno, for `return api_error_set(err, -EEXIST, ...)`. */

@@ -251,6 +251,11 @@ int auth_secret_write_fd(const struct auth_secret *s, int fd)
 	return 0;
 }
 
+bool auth_secret_same(const struct auth_secret *a, const struct auth_secret *b)
+{
+	return a && b && a->len == b->len && CRYPTO_memcmp(a->buf, b->buf, a->len) == 0;
+}
+
 int auth_secret_copy(const struct auth_secret *s, uint8_t *buf, size_t cap, size_t *len)
 {
 	if (cap < s->len)

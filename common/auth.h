@@ -90,6 +90,9 @@ int auth_secret_write_fd(const struct auth_secret *s, int fd);
  */
 int auth_secret_copy(const struct auth_secret *s, uint8_t *buf, size_t cap, size_t *len);
 
+/* The same bytes (in constant time for equal lengths); NULL equals nothing. */
+bool auth_secret_same(const struct auth_secret *a, const struct auth_secret *b);
+
 /*
  * Cleanses and frees; NULL is fine.  Every secret is held in memory kept
  * out of core dumps (MADV_DONTDUMP) and, when RLIMIT_MEMLOCK allows, out

@@ -73,6 +73,12 @@
 #define CTRL_FEAT_DRAIN_QPS ((uint64_t)FEATURE__FEAT_DRAIN_QPS)
 /* Queue pairs the drain may use in all (the first QP and DrainLane's). */
 #define CTRL_DRAIN_QPS_MAX 4
+/*
+ * A destination started at its reservation connects while the checkpoint
+ * is still being made: the source authenticates it and holds it, sending
+ * keepalives only, until the migration serves (design.md §10.3).
+ */
+#define CTRL_FEAT_EARLY ((uint64_t)FEATURE__FEAT_EARLY)
 /* RcConnect: a GID's bytes; the path MTUs of enum ibv_mtu (256 .. 4096 bytes). */
 #define CTRL_GID_LEN	16
 #define CTRL_RC_MTU_MIN 1

@@ -73,6 +73,11 @@ struct dest_opts {
 	 */
 	int guard_fd;
 	int takeover_fd;
+	/*
+	 * --early: started at the reservation (design.md §10.3); SIGUSR1 says
+	 * the handover's POST adopted it (netsrc_release()).
+	 */
+	bool early;
 	/* --serve */
 	bool serve;
 	struct sup_config sup;

@@ -69,6 +69,7 @@ enum {
 	OPT_PROGRESS_FD,
 	OPT_GUARD_FD,
 	OPT_TAKEOVER_FD,
+	OPT_EARLY,
 	OPT_SERVE,
 	OPT_API_SOCKET,
 	OPT_API_TCP,
@@ -113,6 +114,9 @@ static void dest_usage(FILE *f)
 		"      --takeover-fd FD   take the userfaultfds of a worker that died from\n"
 		"                         its guard over FD and finish its migration (for\n"
 		"                         --serve)\n"
+		"      --early            started before the source's dump ends (for --serve):\n"
+		"                         wait for the checkpoint; a source that cannot hold\n"
+		"                         the connection is connected to again at SIGUSR1\n"
 		"      --verify           check every page against the source's checksum\n"
 		"      --connect-timeout SEC  give up reaching the source after SEC (default 60)\n"
 		"      --dead-after SEC   the source is lost after SEC of silence (default 10)\n"
@@ -335,6 +339,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"progress-fd", required_argument, NULL, OPT_PROGRESS_FD},
 	    {"guard-fd", required_argument, NULL, OPT_GUARD_FD},
 	    {"takeover-fd", required_argument, NULL, OPT_TAKEOVER_FD},
+	    {"early", no_argument, NULL, OPT_EARLY},
 	    {"serve", no_argument, NULL, OPT_SERVE},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
@@ -495,6 +500,9 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 			else
 				o->takeover_fd = (int)v;
 			break;
+		case OPT_EARLY:
+			o->early = true;
+			break;
 		case OPT_SERVE:
 			o->serve = true;
 			break;
@@ -626,6 +634,11 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		fprintf(stderr, "rdmig-dest: --takeover-fd takes over a migration in post-copy "
 				"from its source: not with --local, --restore, --daemon or "
 				"--guard-fd\n");
+		return -EINVAL;
+	}
+	if (o->early && (o->takeover_fd >= 0 || o->local || !o->src_host[0])) {
+		fprintf(stderr, "rdmig-dest: --early is for a worker that fetches from --source, "
+				"not with --local or --takeover-fd\n");
 		return -EINVAL;
 	}
 	if (o->progress_fd >= 0 && o->daemon) {

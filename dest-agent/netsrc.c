@@ -142,6 +142,8 @@ struct netsrc {
 	bool done_pending;  /* the engine finished while paused: Done goes out on resume */
 	bool done_sent;	    /* Done went out: every page is in, DoneAck awaited */
 	bool takeover_wait; /* cfg.takeover: the tables are still to come, fresh */
+	bool held;	    /* cfg.early, a source without FEAT_EARLY: waiting for release */
+	bool released;	    /* cfg.early: netsrc_release() came, the checkpoint exists */
 	struct ctrl_done done;
 };
 
@@ -440,6 +442,8 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 	 */
 	if (channel == CTRL_CHANNEL_CONTROL)
 		h.features |= CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_RESUME;
+	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.early)
+		h.features |= CTRL_FEAT_EARLY;
 	/* Over RDMA a resume makes its queue pair by hand, set up on a side channel (§7.4). */
 	if (ns->cfg.kind == XPORT_RDMA && channel != CTRL_CHANNEL_DATA)
 		h.features |= CTRL_FEAT_RC_SIDE | CTRL_FEAT_RESUME;
@@ -526,6 +530,18 @@ static void on_hello(struct netsrc *ns)
 		ns_abort(ns, CTRL_ABORT_FEATURES,
 			 "the source came back without resume (FEAT_RESUME): it cannot serve a "
 			 "paused migration");
+		return;
+	}
+	/*
+	 * Our proof would only be refused while the checkpoint is being made
+	 * ("still being dumped"): leave before it and come back when released.
+	 */
+	if (ns->cfg.early && !ns->released && !(neg->features & CTRL_FEAT_EARLY)) {
+		log_info("%s: the source holds no early connection (no FEAT_EARLY): connecting "
+			 "again when the handover's POST comes",
+			 ns->name);
+		ns_close_xport(ns);
+		ns->held = true;
 		return;
 	}
 	ns->verify = neg->features & CTRL_FEAT_VERIFY_PAGES;
@@ -1730,6 +1746,8 @@ static bool ns_tick_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 			ns_pause(ns, "the reconnection attempt timed out");
 		return false;
 	}
+	if (ns->held)
+		return false;
 	if (!ctrl_state_authenticated(&ns->st)) {
 		if (now - ns->start_ns > (uint64_t)ns->cfg.connect_timeout_s * 1000000000ull) {
 			snprintf(why, sizeof(why),
@@ -1840,6 +1858,23 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	ns_connect_now(ns);
 	*out = ns;
 	return 0;
+}
+
+void netsrc_release(struct netsrc *ns)
+{
+	ns->released = true;
+	if (!ns->held)
+		return;
+	ns->held = false;
+	/* The connect timeout runs from now, as for a worker started by the POST. */
+	ns->start_ns = now_ns();
+	log_info("%s: the handover's POST came: connecting", ns->name);
+	ns_connect_now(ns);
+}
+
+bool netsrc_held(const struct netsrc *ns)
+{
+	return ns->held;
 }
 
 void netsrc_free(struct netsrc *ns)

@@ -77,6 +77,13 @@ struct netsrc_config {
 	 * counted unverified.
 	 */
 	bool takeover;
+	/*
+	 * A worker started at its reservation (design.md §10.3): Hello offers
+	 * FEAT_EARLY.  A source that does not offer it (an older one, which
+	 * would refuse a migration still being dumped) is left before the
+	 * proof, and connected to again at netsrc_release().
+	 */
+	bool early;
 };
 
 /* READs outstanding on the fault lane; beyond cfg.max_reads. */
@@ -141,6 +148,14 @@ struct netsrc_ops {
 int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 		   const struct netsrc_ops *ops, void *arg, struct netsrc **out);
 void netsrc_free(struct netsrc *ns);
+/*
+ * cfg.early: the handover's POST adopted this worker, so the checkpoint
+ * exists; a netsrc waiting for it (its source lacks FEAT_EARLY) connects
+ * now.  Nothing otherwise.
+ */
+void netsrc_release(struct netsrc *ns);
+/* cfg.early and waiting for netsrc_release(): not connected on purpose. */
+bool netsrc_held(const struct netsrc *ns);
 
 /*
  * Refuses images whose lazy ranges differ from the tables the source sent:

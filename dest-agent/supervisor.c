@@ -127,6 +127,15 @@ struct sup_mig {
 	struct auth_secret *secret;
 	char source_arg[API_HOSTPORT_MAX + 8]; /* the workers' --source */
 	unsigned int takeovers;
+	/*
+	 * Started at its reservation (design.md §10.3): resv is that
+	 * reservation until the POST adopts the worker (or it is released,
+	 * expires, or the worker ends); early stays set until the adoption.
+	 * criu is the start's, compared with the POST's.
+	 */
+	struct sup_resv *resv;
+	bool early;
+	struct api_criu_opts criu;
 };
 
 TAILQ_HEAD(sup_mig_list, sup_mig);
@@ -150,6 +159,8 @@ struct sup_resv {
 	int64_t created_unix_ms;
 	int64_t expires_unix_ms;
 	struct event *timer;
+	/* Its "start"'s worker, which holds the slot from then on (nr_running), or NULL. */
+	struct sup_mig *early;
 };
 
 TAILQ_HEAD(sup_resv_list, sup_resv);
@@ -520,6 +531,7 @@ static void sup_progress_cb(evutil_socket_t fd, short what, void *arg)
 
 static int sup_start_worker(struct sup *s, struct sup_mig *m, const struct api_start_req *req,
 			    struct api_error *err);
+static void sup_resv_free(struct sup_resv *r);
 
 static void sup_forget_old(struct sup *s)
 {
@@ -668,6 +680,11 @@ static void sup_exit_cb(evutil_socket_t fd, short what, void *arg)
 	if (sup_may_take_over(s, m) && sup_take_over(s, m, wstatus) == 0)
 		return;
 	sup_verdict(m, wstatus);
+	if (m->resv) {
+		log_info("reservation %s for migration %s ends with its worker", m->resv->id,
+			 m->id);
+		sup_resv_free(m->resv);
+	}
 	if (m->pending) {
 		m->pending = false;
 		s->nr_pending--;
@@ -817,6 +834,8 @@ static int sup_build_argv(const struct sup *s, const struct sup_mig *m,
 	sup_arg(a, a->log);
 	if (m->verify)
 		sup_arg(a, "--verify");
+	if (m->early && req)
+		sup_arg(a, "--early");
 	if (s->cfg->connect_timeout_s) {
 		snprintf(a->connect_timeout, sizeof(a->connect_timeout), "%u",
 			 s->cfg->connect_timeout_s);
@@ -886,6 +905,12 @@ static int sup_spawn(struct sup_mig *m, const char *exe, char *const argv[], int
 	int ret;
 
 	sigemptyset(&none);
+	/*
+	 * An early worker gets SIGUSR1 (adopted) blocked: one sent before it
+	 * set its handler up stays pending instead of killing it.
+	 */
+	if (m->early)
+		sigaddset(&none, SIGUSR1);
 	sigemptyset(&dfl);
 	sigaddset(&dfl, SIGPIPE);
 	sigaddset(&dfl, SIGTERM);
@@ -1118,7 +1143,11 @@ static void sup_resv_free(struct sup_resv *r)
 		return;
 	s = r->sup;
 	TAILQ_REMOVE(&s->resvs, r, link);
-	s->nr_resv--;
+	/* With a worker, the slot is the worker's: freed when its pidfd fires. */
+	if (r->early)
+		r->early->resv = NULL;
+	else
+		s->nr_resv--;
 	s->resv_bytes -= r->bytes;
 	if (r->timer)
 		event_free(r->timer);
@@ -1135,13 +1164,30 @@ static struct sup_resv *sup_resv_find(struct sup *s, const char *id)
 	return NULL;
 }
 
+static int sup_stop_worker(struct sup_mig *m, bool shutdown);
+
+/* A reservation ends unused: its early worker, which restored nothing, is stopped. */
+static void sup_resv_end(struct sup_resv *r, const char *how)
+{
+	if (r->early) {
+		log_info("reservation %s for migration %s %s: stopping its worker %d; the slot is "
+			 "free once it exited",
+			 r->id, r->migration, how, (int)r->early->pid);
+		sup_stop_worker(r->early, false);
+	} else {
+		log_info("reservation %s for migration %s %s: its slot is free", r->id,
+			 r->migration, how);
+	}
+	sup_resv_free(r);
+}
+
 static void sup_resv_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct sup_resv *r = arg;
+	char how[64];
 
-	log_info("reservation %s for migration %s expired after %u s unused: its slot is free",
-		 r->id, r->migration, r->ttl_s);
-	sup_resv_free(r);
+	snprintf(how, sizeof(how), "expired after %u s unused", r->ttl_s);
+	sup_resv_end(r, how);
 }
 
 static bool sup_same_dir(const char *a, const char *b)
@@ -1231,6 +1277,7 @@ static void sup_resv_view(const struct sup_resv *r, struct api_reservation_view 
 	v->ttl_s = r->ttl_s;
 	v->created_unix_ms = r->created_unix_ms;
 	v->expires_unix_ms = r->expires_unix_ms;
+	v->worker_started = r->early != NULL;
 }
 
 /*
@@ -1281,6 +1328,28 @@ out:
 	if (rootfd >= 0)
 		close(rootfd);
 	return ret;
+}
+
+static int sup_check_start(struct sup *s, const struct api_start_req *req, struct api_error *err);
+static int sup_launch(struct sup *s, const struct api_start_req *req, bool early,
+		      struct sup_mig **out, struct api_error *err);
+
+/*
+ * The worker of a reservation's "start", spawned now: connected and
+ * authenticated while the source dumps; it takes r's slot over.
+ */
+static int sup_resv_start(struct sup *s, struct sup_resv *r, const struct api_start_req *req,
+			  struct api_error *err)
+{
+	struct sup_mig *m;
+	int ret = sup_launch(s, req, true, &m, err);
+
+	if (ret < 0)
+		return ret;
+	r->early = m;
+	m->resv = r;
+	s->nr_resv--;
+	return 0;
 }
 
 static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
@@ -1336,6 +1405,8 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 		ret = sup_resv_check_dirs(s, r, rel, err);
 	if (ret == 0)
 		ret = sup_resv_check_space(s, req->bytes, err);
+	if (ret == 0 && req->start)
+		ret = sup_check_start(s, req->start, err);
 	if (ret < 0)
 		goto out;
 	r->timer = evtimer_new(s->base, sup_resv_expired, r);
@@ -1355,6 +1426,14 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 		 " bytes below %s, for %u s%s%s",
 		 r->id, r->migration, r->bytes, s->work_root, r->ttl_s,
 		 r->bundle[0] ? "; its container's bundle is here: " : "", r->bundle);
+	if (req->start) {
+		ret = sup_resv_start(s, r, req->start, err);
+		if (ret < 0) {
+			sup_resv_free(r);
+			r = NULL;
+			goto out;
+		}
+	}
 	sup_resv_view(r, out);
 	r = NULL;
 	ret = 0;
@@ -1372,9 +1451,7 @@ static int sup_api_release(void *agent, const char *id, struct api_error *err)
 	if (!r)
 		return api_error_set(err, -ENOENT,
 				     "no reservation \"%s\" (released, used or expired)", id);
-	log_info("reservation %s for migration %s released by its source: its slot is free", r->id,
-		 r->migration);
-	sup_resv_free(r);
+	sup_resv_end(r, "released by its source");
 	return 0;
 }
 
@@ -1453,34 +1530,28 @@ static int sup_container(struct sup *s, const struct api_start_req *req, struct 
 
 /* ---- API callbacks ---- */
 
-static int sup_api_start(void *agent, const struct api_start_req *req, struct api_error *err)
+/* What a start needs of this agent whether it spawns its worker now or adopts one. */
+static int sup_check_start(struct sup *s, const struct api_start_req *req, struct api_error *err)
 {
-	struct sup *s = agent;
-	struct sup_mig *m = NULL, *old;
+	if (req->transport == API_TRANSPORT_TLS && !(s->cfg->tls && tls_opts_any(s->cfg->tls)))
+		return api_error_set(err, -EINVAL,
+				     "transport \"tls\": this destination agent has no certificate "
+				     "(start it with --tls-cert, --tls-key and --tls-ca)");
+	return req->container.runtime ? sup_container(s, req, err) : 0;
+}
+
+/*
+ * Makes the migration's directories and spawns its worker (early: at its
+ * reservation, --early); the slot was taken by the caller.  *out is the
+ * migration, in the list and counted as running.
+ */
+static int sup_launch(struct sup *s, const struct api_start_req *req, bool early,
+		      struct sup_mig **out, struct api_error *err)
+{
+	struct sup_mig *m = NULL;
 	bool made_images = false, made_work = false;
 	int ret;
 
-	if (s->stopping) {
-		ret = api_error_set(err, -EAGAIN, "the destination agent is shutting down");
-		goto out;
-	}
-	old = sup_find(s, req->id);
-	if (old) {
-		ret = api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
-				    api_state_str(old->state));
-		goto out;
-	}
-	if (req->transport == API_TRANSPORT_TLS && !(s->cfg->tls && tls_opts_any(s->cfg->tls))) {
-		ret = api_error_set(err, -EINVAL,
-				    "transport \"tls\": this destination agent has no certificate "
-				    "(start it with --tls-cert, --tls-key and --tls-ca)");
-		goto out;
-	}
-	ret = req->container.runtime ? sup_container(s, req, err) : 0;
-	if (ret == 0)
-		ret = sup_take_slot(s, req, err);
-	if (ret < 0)
-		goto out;
 	m = calloc(1, sizeof(*m));
 	if (!m) {
 		ret = api_error_set(err, -ENOMEM, "out of memory");
@@ -1506,6 +1577,8 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	m->transport = req->transport;
 	m->verify = req->verify;
 	m->restore = req->restore;
+	m->early = early;
+	m->criu = req->criu;
 	if (req->container.runtime) {
 		snprintf(m->ctr_id, sizeof(m->ctr_id), "%s", req->container.id);
 		snprintf(m->ctr_root, sizeof(m->ctr_root), "%s",
@@ -1535,15 +1608,18 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 		goto out;
 	TAILQ_INSERT_TAIL(&s->migs, m, link);
 	s->nr_running++;
-	m->pending = true;
-	s->nr_pending++;
-	log_info("migration %s: worker %d started: source %s over %s, images %s, work %s%s%s",
-		 m->id, (int)m->pid, m->source, api_transport_str(m->transport), m->images_dir,
-		 m->work_dir,
+	/* An early worker holds its reservation's slot: it is not waiting for one. */
+	m->pending = !early;
+	if (m->pending)
+		s->nr_pending++;
+	log_info("migration %s: worker %d started%s: source %s over %s, images %s, work %s%s%s",
+		 m->id, (int)m->pid, early ? " at its reservation" : "", m->source,
+		 api_transport_str(m->transport), m->images_dir, m->work_dir,
 		 m->ctr_id[0] ? ", running runc restore"
 		 : m->restore ? ", running criu restore"
 			      : ", for an external restore",
 		 m->verify ? ", verified" : "");
+	*out = m;
 	m = NULL;
 	ret = 0;
 out:
@@ -1553,6 +1629,135 @@ out:
 		rmdir(m->images_dir);
 	sup_mig_free(m);
 	return ret;
+}
+
+static bool sup_same_str(const char *a, const char *b)
+{
+	return strcmp(a ? a : "", b ? b : "") == 0;
+}
+
+/*
+ * The first field in which a POST differs from the "start" its early
+ * worker was spawned with, or NULL: the same migration, asked alike.
+ */
+static const char *sup_start_differs(const struct sup *s, const struct sup_mig *m,
+				     const struct api_start_req *req)
+{
+	const struct api_criu_opts *a = &m->criu, *b = &req->criu;
+	char path[PATH_MAX];
+	struct auth_secret *sec = NULL;
+	const char *rel;
+	struct api_error e;
+	bool same;
+
+	if (strcmp(m->source, req->peer) != 0)
+		return "source";
+	if (m->transport != req->transport)
+		return "transport";
+	if (m->verify != req->verify)
+		return "verify";
+	if (m->restore != req->restore)
+		return "restore";
+	if (a->shell_job != b->shell_job || a->tcp_established != b->tcp_established ||
+	    a->ext_unix_sk != b->ext_unix_sk || a->file_locks != b->file_locks ||
+	    a->link_remap != b->link_remap || a->log_level != b->log_level ||
+	    !sup_same_str(a->manage_cgroups, b->manage_cgroups))
+		return "criu_opts";
+	if (!sup_same_str(m->ctr_id[0] ? m->ctr_id : NULL, req->container.id) ||
+	    !sup_same_str(m->ctr_root[0] ? m->ctr_root : NULL, req->container.root) ||
+	    !sup_same_str(m->ctr_bundle[0] ? m->ctr_bundle : NULL, req->container.bundle))
+		return "container";
+	if (req->images_dir && (sup_dir_path(s, "images_dir", req->images_dir, req->id, path,
+					     sizeof(path), &rel, &e) < 0 ||
+				strcmp(path, m->images_dir) != 0))
+		return "images_dir";
+	if (req->work_dir && (sup_dir_path(s, "work_dir", req->work_dir, req->id, path,
+					   sizeof(path), &rel, &e) < 0 ||
+			      strcmp(path, m->work_dir) != 0))
+		return "work_dir";
+	/* The secret: a secret_file's bytes were read into req->secret by the API module. */
+	if (!req->secret || auth_secret_from_buf(req->secret, req->secret_len, &sec) < 0)
+		return "secret";
+	same = auth_secret_same(sec, m->secret);
+	auth_secret_free(sec);
+	return same ? NULL : "secret";
+}
+
+/*
+ * The POST of a migration whose worker its reservation started: adopted
+ * (told by SIGUSR1) when asked alike, else 409 and that worker stopped.
+ */
+static int sup_adopt(struct sup *s, struct sup_resv *r, const struct api_start_req *req,
+		     struct api_error *err)
+{
+	struct sup_mig *m = r->early;
+	const char *field = strcmp(r->migration, req->id) != 0 ? "id" : NULL;
+
+	if (!field)
+		field = sup_start_differs(s, m, req);
+	if (field) {
+		log_warn("migration %s: its POST differs from reservation %s's start in \"%s\": "
+			 "stopping the worker started then",
+			 req->id, r->id, field);
+		/* The answer first: the reservation goes with its worker. */
+		api_error_set(
+		    err, -EBUSY,
+		    "field \"%s\" differs from the \"start\" of reservation %s: its worker "
+		    "is stopped; reserve again",
+		    field, r->id);
+		sup_resv_end(r, "refused");
+		return -EBUSY;
+	}
+	if (kill(m->pid, SIGUSR1) < 0) {
+		int ret = -errno;
+
+		log_err("migration %s: cannot signal its worker %d: %s", m->id, (int)m->pid,
+			strerror(-ret));
+		return api_error_set(err, -EIO,
+				     "cannot reach the worker started at the "
+				     "reservation");
+	}
+	log_info("migration %s: uses its reservation %s: its POST adopts worker %d, started then",
+		 m->id, r->id, (int)m->pid);
+	sup_resv_free(r);
+	m->early = false;
+	/*
+	 * received_ms and resumed_ms count from the POST, as for any worker
+	 * (the source adds them to its own freeze-to-POST time); a part the
+	 * worker finished before the POST came counts 0.
+	 */
+	m->t_accept_ns = now_ns();
+	if (m->received_ms >= 0)
+		m->received_ms = 0;
+	if (m->resumed_ms >= 0)
+		m->resumed_ms = 0;
+	return 0;
+}
+
+static int sup_api_start(void *agent, const struct api_start_req *req, struct api_error *err)
+{
+	struct sup *s = agent;
+	struct sup_resv *r = req->reservation ? sup_resv_find(s, req->reservation) : NULL;
+	struct sup_mig *m, *old;
+	int ret;
+
+	if (s->stopping)
+		return api_error_set(err, -EAGAIN, "the destination agent is shutting down");
+	if (r && r->early)
+		return sup_adopt(s, r, req, err);
+	old = sup_find(s, req->id);
+	if (old && old->final && old->early)
+		return api_error_set(err, -EEXIST,
+				     "the worker started at the reservation of migration \"%s\" "
+				     "ended before its POST (%s): %s",
+				     req->id, api_state_str(old->state), old->error);
+	if (old)
+		return api_error_set(err, -EEXIST, "migration \"%s\" already exists (%s)", req->id,
+				     api_state_str(old->state));
+	ret = sup_check_start(s, req, err);
+	if (ret == 0)
+		ret = sup_take_slot(s, req, err);
+	return ret < 0 ? ret : sup_launch(s, req, false, &m, err);
 }
 
 static int sup_api_get(void *agent, const char *id, struct api_migration_view *out)

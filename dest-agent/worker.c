@@ -74,6 +74,8 @@ struct dest {
 	struct engine *eng;
 	struct lpsock *lp;
 	struct event *sig_ev[2];
+	struct event *usr1_ev;	 /* --early: the POST adopted us */
+	bool released;		 /* SIGUSR1 came (before the netsrc, possibly) */
 	struct event *images_ev; /* the images are in: the rest of the setup, from the loop */
 	int ready_fd;		 /* -d: the parent waits for the readiness byte here; -1 */
 	struct event *abort_ev;
@@ -667,6 +669,7 @@ static int dest_fetch_images(struct dest *d)
 	    .one_lane = d->o.one_lane,
 	    .drain_qps = d->o.drain_qps,
 	    .takeover = d->takeover,
+	    .early = d->o.early,
 	};
 	int ret;
 
@@ -691,7 +694,10 @@ static int dest_fetch_images(struct dest *d)
 	d->images_ev = event_new(d->base, -1, 0, dest_images_in_cb, d);
 	if (!d->images_ev)
 		return -ENOMEM;
-	return netsrc_connect(d->base, &nc, &dest_net_ops, d, &d->ns);
+	ret = netsrc_connect(d->base, &nc, &dest_net_ops, d, &d->ns);
+	if (ret == 0 && d->released)
+		netsrc_release(d->ns);
+	return ret;
 }
 
 static void dest_on_task_added(void *arg, const struct engine_task_ref *t)
@@ -1062,6 +1068,8 @@ static void dest_cleanup(struct dest *d)
 	for (int i = 0; i < 2; i++)
 		if (d->sig_ev[i])
 			event_free(d->sig_ev[i]);
+	if (d->usr1_ev)
+		event_free(d->usr1_ev);
 	if (d->abort_ev)
 		event_free(d->abort_ev);
 	if (d->images_ev)
@@ -1075,17 +1083,39 @@ static void dest_cleanup(struct dest *d)
 	guard_tasks_free(d->taken, d->nr_taken);
 }
 
-/* SIGINT and SIGTERM as loop events, for the whole run (the images' arrival included). */
+static void dest_release_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct dest *d = arg;
+
+	log_info("the handover's POST adopted this worker: the checkpoint exists");
+	d->released = true;
+	if (d->ns)
+		netsrc_release(d->ns);
+}
+
+/*
+ * SIGINT and SIGTERM as loop events, for the whole run (the images' arrival
+ * included); with --early SIGUSR1 too, which the supervisor spawned us with
+ * blocked so that one sent before this point waits, pending, until now.
+ */
 static int dest_catch_signals(struct dest *d)
 {
 	static const int sigs[2] = {SIGINT, SIGTERM};
+	sigset_t usr1;
 
 	for (int i = 0; i < 2; i++) {
 		d->sig_ev[i] = evsignal_new(d->base, sigs[i], dest_signal_cb, d);
 		if (!d->sig_ev[i] || event_add(d->sig_ev[i], NULL) < 0)
 			return -ENOMEM;
 	}
-	return 0;
+	if (!d->o.early)
+		return 0;
+	d->usr1_ev = evsignal_new(d->base, SIGUSR1, dest_release_cb, d);
+	if (!d->usr1_ev || event_add(d->usr1_ev, NULL) < 0)
+		return -ENOMEM;
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	return sigprocmask(SIG_UNBLOCK, &usr1, NULL) < 0 ? -errno : 0;
 }
 
 /*

@@ -43,6 +43,11 @@ struct src_agent {
 	bool one_lane;	/* RDMA: offer no fault lane (as an older source) */
 	bool no_resume; /* offer no FEAT_RESUME (as an older source) */
 	/*
+	 * Offer no FEAT_EARLY and ask destination agents for no worker at the
+	 * reservation (as an older source; design.md §10.3).
+	 */
+	bool no_early;
+	/*
 	 * RDMA: the parameters of the resumed connections made by hand when
 	 * the TCP side listener is up (FEAT_RC_SIDE offered); NULL: not.
 	 */

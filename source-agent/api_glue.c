@@ -144,6 +144,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->resumed_ms = r->resumed_ms;
 	v->received_ms = r->received_ms;
 	v->handover_ms = m->handover_ms;
+	v->early_dest_ms = m->early_dest_ms;
 	/* Each host measured its own part: no clock needs to agree. */
 	if (m->handover_ms >= 0 && r->resumed_ms >= 0)
 		v->downtime_ms = m->handover_ms + r->resumed_ms;
@@ -322,6 +323,8 @@ static void glue_mapped(struct src_migration *m, int ret)
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
 		 m->dir, a->endpoint, api_transport_str(glue_transport(a)));
 	glue_prereg(a, m);
+	/* A destination that connected during the dump (FEAT_EARLY) is served now. */
+	src_session_served(a, m);
 	src_handover_begin(m->handover);
 }
 
@@ -840,6 +843,19 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
  * Creates m's images dir and starts criu dump into it, or the first
  * pre-dump round; the migration is dumping until glue_dump_exit().
  */
+/*
+ * A destination connecting during the dump (FEAT_EARLY) lands in the PD its
+ * checkpoint will be registered in (prereg.h): opened before the
+ * reservation is asked for, whose worker may connect at once, or at the
+ * dump's start without one.
+ */
+static void glue_early_pd(struct src_agent *a, struct src_migration *m)
+{
+	if (a->kind == XPORT_RDMA && a->data_verbs && !m->lazy_dump && !a->no_early &&
+	    m->precopy == API_PRECOPY_OFF && !src_prereg_pd(m))
+		src_prereg_open(m, a->data_verbs);
+}
+
 static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
 {
 	int fd, ret;
@@ -849,6 +865,7 @@ static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct ap
 	if (fd < 0)
 		return glue_dir_error(m->id, m->dir, fd, err);
 	close(fd);
+	glue_early_pd(a, m);
 	ret = m->precopy != API_PRECOPY_OFF ? glue_round_start(a, m) : glue_dump_start(a, m);
 	if (ret < 0) {
 		rmdir(m->dir);
@@ -1066,11 +1083,21 @@ static void glue_add_dumping(struct src_agent *a, struct src_migration *m)
 	src_handover_prepare(m->handover);
 }
 
+/*
+ * A migration that never started (reserving) goes: a destination worker
+ * started at its reservation may hold a session for it (FEAT_EARLY).
+ */
+static void glue_destroy_unstarted(struct src_migration *m)
+{
+	src_session_cancel(m->agent, m, "migration not started on the source: nothing was frozen");
+	src_mig_destroy(m);
+}
+
 /* m's reservation, given back after a failed start, is answered: m goes. */
 static void glue_released(struct src_migration *m, int ret, const char *why)
 {
 	TAILQ_REMOVE(&m->agent->reserving, m, link);
-	src_mig_destroy(m);
+	glue_destroy_unstarted(m);
 }
 
 /*
@@ -1122,7 +1149,7 @@ fail:
 		TAILQ_INSERT_TAIL(&a->reserving, m, link);
 		return;
 	}
-	src_mig_destroy(m);
+	glue_destroy_unstarted(m);
 }
 
 static int glue_start(void *agent, const struct api_start_req *req, struct api_error *err)
@@ -1225,6 +1252,7 @@ add:
 							   : m->ctr.bundle,
 		    .secret = bytes.buf,
 		    .secret_len = bytes.len,
+		    .no_early = a->no_early,
 		};
 
 		ret = src_handover_new(a, m, &hp, &m->handover);
@@ -1238,6 +1266,7 @@ add:
 	if (pid > 0 && m->handover) {
 		unsigned int seen = 0;
 
+		glue_early_pd(a, m);
 		ret = src_handover_reserve(m->handover, glue_tree_rss(pid, &seen), glue_reserved);
 		if (ret < 0) {
 			ret = api_error_set(err, ret, "dest %s: cannot ask for a reservation: %s",
@@ -1852,7 +1881,7 @@ void src_api_stop(struct src_agent *a)
 		TAILQ_REMOVE(&a->reserving, m, link);
 		api_later_answer(m->later, -ECANCELED, NULL);
 		m->later = NULL;
-		src_mig_destroy(m);
+		glue_destroy_unstarted(m);
 	}
 	/* A rollback's question still out: dropped, nothing is rolled back. */
 	TAILQ_FOREACH(m, &a->migrations, link)

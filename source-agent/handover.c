@@ -49,12 +49,13 @@
 #define HO_ENDPOINT_MAX (API_HOSTPORT_MAX + 8)
 
 enum ho_phase {
-	HO_IDLE,    /* the migration does not serve yet (0: a new handover's) */
-	HO_RESERVE, /* POST /v1/reservations: before the freeze */
-	HO_HEALTH,  /* GET /v1/health: is it a destination agent? */
-	HO_READY,   /* it is (asked during the dump); the POST waits for the migration to serve */
-	HO_POST,    /* POST /v1/migrations */
-	HO_POLL,    /* accepted: GET /v1/migrations/{id} every HO_POLL_MS */
+	HO_IDLE,	/* the migration does not serve yet (0: a new handover's) */
+	HO_RESERVE_ASK, /* GET /v1/health before the reservation: does it take "start"? */
+	HO_RESERVE,	/* POST /v1/reservations: before the freeze */
+	HO_HEALTH,	/* GET /v1/health: is it a destination agent? */
+	HO_READY, /* it is (asked during the dump); the POST waits for the migration to serve */
+	HO_POST,  /* POST /v1/migrations */
+	HO_POLL,  /* accepted: GET /v1/migrations/{id} every HO_POLL_MS */
 	HO_ENDED,
 };
 
@@ -105,6 +106,14 @@ struct src_handover {
 	src_handover_result_fn release_cb; /* told when that DELETE is answered, or NULL */
 	uint64_t reserve_bytes;
 	src_handover_result_fn reserve_cb;
+	/*
+	 * The reservation's "start" (design.md §10.3): wanted unless turned
+	 * off, sent when the agent's health says it takes one; the endpoint
+	 * it named, which the POST then names alike.
+	 */
+	bool early;
+	bool early_sent;
+	char early_source[HO_ENDPOINT_MAX];
 	/* The rollback's question (GET of the migration there) in flight, or NULL. */
 	struct evhttp_request *ask_req;
 	bool ask_error;
@@ -511,7 +520,7 @@ static int ho_container(const struct src_handover *h, json_t *body)
  * is this buffer, which the request wipes once sent (jansson would leave
  * freed copies behind).
  */
-static int ho_post_body(struct src_handover *h, const char *source, char **out)
+static int ho_post_body(struct src_handover *h, const char *source, bool start, char **out)
 {
 	struct src_migration *m = h->m;
 	json_t *j = json_object();
@@ -520,14 +529,15 @@ static int ho_post_body(struct src_handover *h, const char *source, char **out)
 	int ret = -ENOMEM;
 
 	*out = NULL;
-	if (!j || json_object_set_new(j, "id", json_string(m->id)) < 0 ||
+	/* A reservation's "start" has the POST's fields but those the reservation gives. */
+	if (!j || (!start && json_object_set_new(j, "id", json_string(m->id)) < 0) ||
 	    json_object_set_new(j, "source", json_string(source)) < 0 ||
 	    json_object_set_new(j, "transport",
 				json_string(xport_transport_str(h->a->kind, h->a->data_tls))) < 0 ||
 	    json_object_set_new(j, "verify", json_boolean(m->verify)) < 0 ||
-	    (h->dest_images_dir &&
+	    (!start && h->dest_images_dir &&
 	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0) ||
-	    (h->reservation[0] &&
+	    (!start && h->reservation[0] &&
 	     json_object_set_new(j, "reservation", json_string(h->reservation)) < 0))
 		goto out;
 	ret = ho_criu_opts(&m->criu, j);
@@ -625,17 +635,21 @@ static void ho_post(struct src_handover *h)
 {
 	struct src_migration *m = h->m;
 	char source[HO_ENDPOINT_MAX], *body = NULL;
-	int ret;
+	int ret = 0;
 
-	ret = ho_source_endpoint(h, source, sizeof(source));
-	if (ret < 0) {
+	/* The worker started at the reservation was told an endpoint: the same one. */
+	if (h->early_sent)
+		snprintf(source, sizeof(source), "%s", h->early_source);
+	else
+		ret = ho_source_endpoint(h, source, sizeof(source));
+	if (!h->early_sent && ret < 0) {
 		ho_fail(h,
 			"cannot be told where to connect: no local address (%s); give "
 			"\"advertise\"",
 			strerror(-ret));
 		return;
 	}
-	ret = ho_post_body(h, source, &body);
+	ret = ho_post_body(h, source, false, &body);
 	ho_wipe_secret(h);
 	if (ret < 0) {
 		ho_fail(h, "cannot be asked: %s", strerror(-ret));
@@ -788,10 +802,12 @@ static int ho_status_errno(int status)
 static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, int status)
 {
 	char why[HO_WHY_MAX], text[HO_WHY_MAX];
+	bool early = h->early_sent;
 	const char *rid;
 	json_t *j;
 
 	h->phase = HO_IDLE;
+	h->early_sent = false; /* until the agent granted it */
 	if (status == 0) {
 		ho_phase_error(h, text, sizeof(text));
 		ho_why(why, sizeof(why), "destination agent %s unreachable: %s", h->name, text);
@@ -821,12 +837,36 @@ static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, in
 		return;
 	}
 	snprintf(h->reservation, sizeof(h->reservation), "%s", rid);
+	h->early_sent = early;
 	log_info("migration %s: destination agent %s reserved a slot and %" PRIu64
 		 " bytes for it (reservation %s, until %s)",
 		 h->m->id, h->name, h->reserve_bytes, rid,
 		 json_string_value(json_object_get(j, "expires")) ?: "?");
 	json_decref(j);
 	ho_result(h, h->reserve_cb, 0, "");
+}
+
+static int ho_reserve_send(struct src_handover *h);
+
+/*
+ * The health answer before a reservation: an agent that takes a "start"
+ * says so (reservation_start); any other answer, even none, leaves the
+ * reservation as it was before, which judges the agent itself.
+ */
+static void ho_on_reserve_ask(struct src_handover *h, struct evhttp_request *req, int status)
+{
+	json_t *j = status == HTTP_OK ? ho_body_json(req) : NULL;
+
+	h->early = json_is_true(json_object_get(j, "reservation_start"));
+	json_decref(j);
+	if (!h->early)
+		log_info("migration %s: destination agent %s starts no worker at the reservation: "
+			 "it starts one at the POST",
+			 h->m->id, h->name);
+	if (ho_reserve_send(h) < 0) {
+		h->phase = HO_IDLE;
+		ho_result(h, h->reserve_cb, -EHOSTUNREACH, "the reservation could not be sent");
+	}
 }
 
 static void ho_done(struct evhttp_request *req, void *arg)
@@ -844,6 +884,9 @@ static void ho_done(struct evhttp_request *req, void *arg)
 		break;
 	case HO_POLL:
 		ho_on_poll(h, req, status);
+		break;
+	case HO_RESERVE_ASK:
+		ho_on_reserve_ask(h, req, status);
 		break;
 	case HO_RESERVE:
 		ho_on_reserve(h, req, status);
@@ -911,6 +954,7 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
 	h->a = a;
 	h->m = m;
 	h->port = p->port ? p->port : API_DEST_PORT_DEFAULT;
+	h->early = !p->no_early;
 	snprintf(h->host, sizeof(h->host), "%s", p->host);
 	snprintf(h->name, sizeof(h->name), strchr(h->host, ':') ? "[%s]:%u" : "%s:%u", h->host,
 		 (unsigned)h->port);
@@ -1024,10 +1068,79 @@ static unsigned int ho_reserve_ttl(uint64_t bytes)
 	return ttl > API_RESERVE_TTL_MAX_S ? API_RESERVE_TTL_MAX_S : (unsigned int)ttl;
 }
 
+/*
+ * The reservation's body with its "start", the POST's fields as text
+ * spliced in (ho_post_body() says why); NULL start: none.
+ */
+static int ho_reserve_body(json_t *j, const char *start, char **out)
+{
+	char *rest = json_dumps(j, JSON_COMPACT), *body;
+	size_t len;
+
+	*out = NULL;
+	if (!rest || rest[0] != '{') {
+		free(rest);
+		return -ENOMEM;
+	}
+	if (!start) {
+		*out = rest;
+		return 0;
+	}
+	len = strlen(rest) + strlen(",\"start\":") + strlen(start);
+	body = malloc(len + 1);
+	if (body) {
+		rest[strlen(rest) - 1] = '\0'; /* its closing brace */
+		snprintf(body, len + 1, "%s,\"start\":%s}", rest, start);
+	}
+	free(rest);
+	*out = body;
+	return body ? 0 : -ENOMEM;
+}
+
+/* The reservation's "start" body, or NULL without one (nothing to say then). */
+static char *ho_start_body(struct src_handover *h)
+{
+	char *start = NULL;
+	int ret;
+
+	if (!h->early || !h->secret_len)
+		return NULL;
+	ret = ho_source_endpoint(h, h->early_source, sizeof(h->early_source));
+	if (ret == 0)
+		ret = ho_post_body(h, h->early_source, true, &start);
+	if (ret < 0) {
+		log_warn("migration %s: no worker started at the reservation (%s): destination "
+			 "agent %s starts one at the POST",
+			 h->m->id, strerror(-ret), h->name);
+		return NULL;
+	}
+	return start;
+}
+
 int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_result_fn cb)
 {
+	int ret;
+
+	h->reserve_cb = cb;
+	h->reserve_bytes = bytes;
+	ho_dns(h->a);
+	ret = h->conn ? 0 : ho_connect(h);
+	if (ret < 0)
+		return ret;
+	if (!h->early)
+		return ho_reserve_send(h);
+	h->phase = HO_RESERVE_ASK;
+	ret = ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S);
+	if (ret < 0)
+		h->phase = HO_IDLE;
+	return ret;
+}
+
+static int ho_reserve_send(struct src_handover *h)
+{
+	uint64_t bytes = h->reserve_bytes;
 	json_t *j = json_object();
-	char *body = NULL;
+	char *body = NULL, *start = NULL;
 	int ret = -ENOMEM;
 
 	if (!j || json_object_set_new(j, "migration", json_string(h->m->id)) < 0 ||
@@ -1037,26 +1150,26 @@ int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_re
 	     json_object_set_new(j, "images_dir", json_string(h->dest_images_dir)) < 0) ||
 	    (h->dest_bundle && json_object_set_new(j, "bundle", json_string(h->dest_bundle)) < 0))
 		goto out;
-	body = json_dumps(j, JSON_COMPACT);
-	if (!body)
+	start = ho_start_body(h);
+	ret = ho_reserve_body(j, start, &body);
+	if (ret < 0)
 		goto out;
+	h->early_sent = start != NULL;
 	h->phase = HO_RESERVE;
-	h->reserve_cb = cb;
-	h->reserve_bytes = bytes;
-	ho_dns(h->a);
-	ret = h->conn ? 0 : ho_connect(h);
-	if (ret == 0) {
-		ret = ho_request(h, EVHTTP_REQ_POST, "/v1/reservations", body, HO_POST_TIMEOUT_S);
-		body = NULL; /* the request's, whatever happened */
-	}
+	ret = ho_request(h, EVHTTP_REQ_POST, "/v1/reservations", body, HO_POST_TIMEOUT_S);
+	body = NULL; /* the request's, whatever happened */
 	if (ret == 0)
 		log_info("migration %s: reserving a slot and %" PRIu64
-			 " bytes on destination agent %s before the freeze",
-			 h->m->id, bytes, h->name);
+			 " bytes on destination agent %s before the freeze%s",
+			 h->m->id, bytes, h->name,
+			 h->early_sent ? ", its worker started at once" : "");
 	else
 		h->phase = HO_IDLE;
 out:
-	free(body);
+	if (start)
+		ho_body_cleanup(start, strlen(start), NULL);
+	if (body)
+		ho_body_cleanup(body, strlen(body), NULL);
 	json_decref(j);
 	return ret;
 }

@@ -62,6 +62,11 @@ struct src_handover_params {
 	const char *dest_bundle;
 	const uint8_t *secret; /* copied */
 	size_t secret_len;
+	/*
+	 * Never ask for a worker started at the reservation (its "start",
+	 * design.md §10.3), even from an agent that takes one.
+	 */
+	bool no_early;
 };
 
 /*

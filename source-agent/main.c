@@ -67,6 +67,10 @@ static void usage(FILE *f)
 		"      --no-resume            offer no resume (FEAT_RESUME): a destination that\n"
 		"                             loses this source in post-copy fails instead of\n"
 		"                             pausing (as an older source)\n"
+		"      --no-early             hold no destination that connects during the dump\n"
+		"                             (FEAT_EARLY) and ask destination agents to start\n"
+		"                             their worker at the POST, not at the reservation\n"
+		"                             (as an older source)\n"
 		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
 		"                             socket, mode 0600 (conventionally %s)\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
@@ -330,6 +334,7 @@ int main(int argc, char **argv)
 		OPT_TEST_SECRET_DELAY,
 		OPT_ONE_LANE,
 		OPT_NO_RESUME,
+		OPT_NO_EARLY,
 		OPT_RUNTIME_ROOT,
 	};
 	static const struct option opts[] = {
@@ -339,6 +344,7 @@ int main(int argc, char **argv)
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"one-lane", no_argument, NULL, OPT_ONE_LANE},
 	    {"no-resume", no_argument, NULL, OPT_NO_RESUME},
+	    {"no-early", no_argument, NULL, OPT_NO_EARLY},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"api-group", required_argument, NULL, OPT_API_GROUP},
@@ -437,6 +443,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_NO_RESUME:
 			a.no_resume = true;
+			break;
+		case OPT_NO_EARLY:
+			a.no_early = true;
 			break;
 		case OPT_API_SOCKET:
 			if (!optarg[0] || optarg[0] != '/') {

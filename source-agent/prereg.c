@@ -434,6 +434,7 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 	size_t i, used = 0;
 	int ret;
 
+	/* Its PD opened ahead (src_prereg_open()) is the one to register in. */
 	if (m->prereg && (m->prereg->job || m->prereg->mrs))
 		return -EALREADY;
 	for (i = 0; map && !map->lazy_dump && i < map->nr_files; i++)
@@ -485,6 +486,25 @@ out:
 		log_warn(
 		    "migration %s: cannot register its checkpoint ahead of the destination: %s",
 		    m->id, strerror(-ret));
+	return ret;
+}
+
+int src_prereg_open(struct src_migration *m, struct ibv_context *verbs)
+{
+	struct src_prereg *p;
+	int ret;
+
+	if (m->prereg)
+		return -EALREADY;
+	p = prereg_get(m);
+	if (!p)
+		return -ENOMEM;
+	/* On failure p stays without a PD: src_prereg_start() opens one. */
+	ret = rdma_pd_open(verbs, &p->pd);
+	if (ret < 0)
+		log_warn("migration %s: no protection domain for a destination connecting during "
+			 "the dump: %s",
+			 m->id, strerror(-ret));
 	return ret;
 }
 

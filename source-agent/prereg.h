@@ -7,7 +7,9 @@
  * hundred MiB under soft-RoCE; done after the destination authenticated it
  * sat inside the workload's freeze.  Once the images are mapped, the source
  * makes a protection domain for the migration on the device of its RDMA
- * listen address and registers the pages files there (REMOTE_READ only) on
+ * listen address (or uses the one src_prereg_open() made before the dump,
+ * for a destination that connects during it: design.md §10.3) and
+ * registers the pages files there (REMOTE_READ only) on
  * its offload thread, while the handover's POST, the destination worker's
  * start and the RDMA connection go on.  A destination's connection that
  * names the migration (connhint.h) gets its queue pairs in that PD, with
@@ -102,6 +104,13 @@ int src_prereg_rounds_check(const struct src_migration *m, char *why, size_t len
  */
 int src_prereg_rounds_settle(struct src_migration *m, struct offload *o, char *why, size_t len);
 
+/*
+ * Opens m's PD on verbs before its checkpoint exists, so that a destination
+ * connecting during the dump (FEAT_EARLY, design.md §10.3) gets its queue
+ * pairs there and src_prereg_start() later registers in it.  -EALREADY: m
+ * has one.
+ */
+int src_prereg_open(struct src_migration *m, struct ibv_context *verbs);
 /* Registration still running. */
 bool src_prereg_pending(const struct src_migration *m);
 /* The PD for a connection that names m, or NULL. */

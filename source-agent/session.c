@@ -97,6 +97,12 @@ struct src_session {
 	bool rc_side;
 	bool rc_made;
 	bool await_prereg; /* authenticated, waiting for the checkpoint's registration */
+	/*
+	 * FEAT_EARLY: authenticated and attached while the checkpoint is still
+	 * being made; held (keepalives only) until the migration serves
+	 * (src_session_served()) or ends (sess_tick()).
+	 */
+	bool await_served;
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
@@ -233,11 +239,27 @@ static uint64_t sess_features(const struct src_session *s)
 	 * It offers no resume: a reconnected destination would need every
 	 * staged unit announced again with the new rkeys, not built yet.
 	 */
+	if (!s->agent->no_early)
+		f |= CTRL_FEAT_EARLY;
 	if (s->mig && s->mig->lazy_dump)
 		return f | CTRL_FEAT_LAZY_DUMP;
 	if (s->agent->kind == XPORT_RDMA && s->agent->rc_side && !s->agent->no_resume)
 		f |= CTRL_FEAT_RC_SIDE;
 	return f | CTRL_FEAT_VERIFY_PAGES | (s->agent->no_resume ? 0 : CTRL_FEAT_RESUME);
+}
+
+/* The control connection of a destination that may wait for the checkpoint (FEAT_EARLY). */
+static bool sess_early(const struct src_session *s)
+{
+	const struct ctrl_negotiated *neg = ctrl_state_negotiated(&s->st);
+
+	return (neg->features & CTRL_FEAT_EARLY) && neg->channel == CTRL_CHANNEL_CONTROL;
+}
+
+/* The checkpoint is not made (or not mapped) yet: nothing of it may go out. */
+static bool sess_not_served_yet(const struct src_session *s)
+{
+	return s->mig->state == SRC_MIG_DUMPING || s->mig->state == SRC_MIG_MAPPING;
 }
 
 /*
@@ -251,11 +273,14 @@ static const char *sess_refusal(const struct src_session *s, int *err)
 	*err = -ECANCELED;
 	switch (m->state) {
 	case SRC_MIG_DUMPING:
-		*err = -EAGAIN;
-		return "migration is still being dumped on the source";
 	case SRC_MIG_MAPPING:
+		/* A destination started at its reservation waits here for the checkpoint. */
+		if (sess_early(s))
+			break;
 		*err = -EAGAIN;
-		return "migration is still being mapped on the source";
+		return m->state == SRC_MIG_DUMPING
+			   ? "migration is still being dumped on the source"
+			   : "migration is still being mapped on the source";
 	case SRC_MIG_READY:
 	case SRC_MIG_SERVING:
 	case SRC_MIG_PAUSED: /* a fresh destination is refused at its Attach */
@@ -309,6 +334,12 @@ static int on_hello(struct src_session *s, const Hello *h)
 
 	/* The migration is claimed only once the peer has proven the secret. */
 	s->mig = src_mig_find(&s->agent->migrations, h->migration_id);
+	/*
+	 * A destination worker started at the reservation can come before its
+	 * answer: the migration, not listed yet, is held like a dumping one.
+	 */
+	if (!s->mig)
+		s->mig = src_mig_find(&s->agent->reserving, h->migration_id);
 	snprintf(s->name, sizeof(s->name), "migration %s, peer %s", h->migration_id,
 		 xport_name(s->x));
 	/* Made for every id alike, so that no answer comes sooner for some. */
@@ -441,6 +472,12 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 		s->mig->busy = true;
 		s->owner = true;
 		snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
+		/* 0: before the freeze (the reservation's answer still on its way). */
+		if (sess_not_served_yet(s))
+			s->mig->early_dest_ms =
+			    s->mig->freeze_start_ns
+				? (int64_t)((now_ns() - s->mig->freeze_start_ns) / 1000000)
+				: 0;
 	}
 	ctrl_state_set_peer_verified(&s->st);
 	ret = ctrl_state_derive_keys(&s->st, s->mig->secret);
@@ -1023,6 +1060,14 @@ static void sess_start_stream(struct src_session *s)
 {
 	struct src_stream *st = &s->stream;
 
+	/* FEAT_EARLY: no rkey, address or image before the checkpoint exists. */
+	s->await_served = sess_not_served_yet(s);
+	if (s->await_served) {
+		log_info("%s: destination authenticated before the checkpoint exists: held until "
+			 "the migration serves",
+			 s->name);
+		return;
+	}
 	/* Its registration is under way (prereg.h): the stream starts when it ends. */
 	s->await_prereg = xport_kind(s->x) == XPORT_RDMA && src_prereg_pending(s->mig);
 	if (s->await_prereg) {
@@ -1487,7 +1532,16 @@ static void sess_tick_silent(void *arg)
 
 static bool sess_tick_alive(void *arg, uint64_t now)
 {
-	return sess_images_intact(arg);
+	struct src_session *s = arg;
+
+	(void)now;
+	/* A dump that failed or was aborted: the held destination is told and exits. */
+	if (s->await_served && src_mig_final(s->mig)) {
+		sess_abort(s, CTRL_ABORT_CANCELLED,
+			   "the migration ended on the source before its checkpoint served");
+		return false;
+	}
+	return sess_images_intact(s);
 }
 
 static const struct ctrlconn_tick_ops sess_tick_ops = {
@@ -1600,6 +1654,9 @@ struct rdma_pd *src_session_conn_pd(struct ibv_context *verbs, const void *data,
 	if (connhint_parse(data, len, id, sizeof(id)) < 0)
 		return NULL;
 	m = src_mig_find(&a->migrations, id);
+	/* A worker started at the reservation may come before its answer (on_hello()). */
+	if (!m)
+		m = src_mig_find(&a->reserving, id);
 	return m ? src_prereg_pd(m) : NULL;
 }
 
@@ -1610,6 +1667,20 @@ void src_session_prereg_done(struct src_agent *a, const struct src_migration *m)
 	LIST_FOREACH(s, &a->sessions, link)
 	{
 		if (s->mig == m && s->owner && s->await_prereg) {
+			sess_start_stream(s);
+			return;
+		}
+	}
+}
+
+void src_session_served(struct src_agent *a, const struct src_migration *m)
+{
+	struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig == m && s->owner && s->await_served) {
+			s->await_served = false;
 			sess_start_stream(s);
 			return;
 		}

@@ -56,6 +56,11 @@ void src_session_staged(struct src_agent *a, const struct src_migration *m,
  */
 void src_session_prereg_done(struct src_agent *a, const struct src_migration *m);
 /*
+ * m's checkpoint is mapped and serves: a destination that authenticated
+ * while it was being made (FEAT_EARLY) gets the images now.
+ */
+void src_session_served(struct src_agent *a, const struct src_migration *m);
+/*
  * The data listener's rdma_pd_cb: the PD where the migration named in a
  * connect request (connhint.h) is registered, or NULL.  arg: the agent.
  */

@@ -177,7 +177,8 @@ downtime_env() {
 		"RDMIG_PORT=$((17500 + $1)) RDMIG_CRIU_DIR=/tmp/rdmig-bench-criu.$1" \
 		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat" \
 		"RDMIG_VERIFY=$verify" \
-		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}"
+		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}" \
+		"$([ "${p[flow]:-}" = noearly ] && echo RDMIG_SOURCE_ARGS=--no-early)"
 }
 
 # downtime_ctl: the rdmigctl migrate options of a downtime step's flow.

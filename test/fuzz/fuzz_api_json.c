@@ -133,7 +133,9 @@ static void fuzz_other_body(unsigned kind, const char *text, size_t len)
 			fuzz_check_path(r.work_dir);
 			fuzz_check_path(r.bundle);
 			fuzz_check(r.ttl_s >= 1 && r.ttl_s <= API_RESERVE_TTL_MAX_S);
+			fuzz_check(!r.start || strcmp(r.start->id, r.migration) == 0);
 		}
+		api_reserve_req_clear(&r);
 	} else {
 		ret = api_rollback_parse(root, &force, &err);
 		fuzz_check(ret < 0 || json_object_size(root) <= 1);

@@ -485,9 +485,10 @@ static void gen_json_check_request(const char *name, uint8_t kind, const char *t
 	if (kind < 2)
 		ret = api_start_parse(kind == 0 ? API_ROLE_SOURCE : API_ROLE_DEST, root, &sr, &buf,
 				      &err);
-	else if (kind == 7)
+	else if (kind == 7) {
 		ret = api_reserve_parse(root, &rr, &err);
-	else
+		api_reserve_req_clear(&rr);
+	} else
 		ret = api_rollback_parse(root, &force, &err);
 	api_start_buf_free(buf);
 	json_decref(root);
@@ -607,6 +608,14 @@ static void gen_api_json(void)
 		       "\"images_dir\":\"/srv/rdmig/in/web-7\",\"ttl_s\":60,"
 		       "\"bundle\":\"/srv/bundles/web-7\"}");
 	gen_json_input("reserve-min", 7, "{\"migration\":\"m1\",\"bytes\":0}");
+	/* A reservation whose "start" spawns the worker at once (design.md §10.3). */
+	gen_json_input("reserve-start", 7,
+		       "{\"migration\":\"web-7\",\"bytes\":4096,\"start\":{\"source\":"
+		       "\"192.0.2.1:7471\",\"transport\":\"tcp\",\"verify\":true,\"secret\":"
+		       "\"base64:MDEyMzQ1Njc4OWFiY2RlZg==\",\"criu_opts\":{\"shell_job\":true}}}");
+	gen_json_input("reserve-start-refused", 7,
+		       "{\"migration\":\"web-7\",\"bytes\":0,\"start\":{\"source\":"
+		       "\"192.0.2.1\",\"secret_file\":\"/etc/rdmig/web-7.secret\"}}");
 	gen_json_input("rollback-force", 8, "{\"force\":true}");
 	gen_json_input("rollback-refused", 8, "{\"force\":1,\"why\":\"x\"}");
 	gen_json_input("start-refused", 0, "{\"pid\":1,\"images_dir\":\"/x\",\"bogus\":1}");

@@ -84,6 +84,9 @@ struct fake_agent {
 	char resv_images[256];
 	uint64_t resv_bytes;
 	unsigned int resv_ttl;
+	/* The reservation's "start" as reserve() saw it: "" without one, else "ID SOURCE VERIFY".
+	 */
+	char resv_start[256];
 };
 
 static struct fake_mig *fake_find(struct fake_agent *a, const char *id)
@@ -255,7 +258,12 @@ static int fake_reserve(void *agent, const struct api_reserve_req *req,
 	fake_copy(a->resv_images, sizeof(a->resv_images), req->images_dir);
 	a->resv_bytes = req->bytes;
 	a->resv_ttl = req->ttl_s;
+	a->resv_start[0] = '\0';
+	if (req->start)
+		snprintf(a->resv_start, sizeof(a->resv_start), "%s %s %d %zu", req->start->id,
+			 req->start->peer, req->start->verify, req->start->secret_len);
 	fake_resv_view(a, out);
+	out->worker_started = req->start != NULL;
 	return 0;
 }
 
@@ -1512,6 +1520,55 @@ static void test_reservations(void **state)
 	env_stop(e);
 }
 
+/* A reservation's "start" (design.md §10.3): the POST's fields, checked by its parser. */
+static void test_reservation_start(void **state)
+{
+	struct env *e = env_start(API_ROLE_DEST, NULL, false);
+	struct fake_agent *a = &e->agent;
+	json_t *j;
+
+	j = req_json(e, "GET", "/v1/health", NULL, 200, NULL);
+	assert_true(json_is_true(json_object_get(j, "reservation_start")));
+	json_decref(j);
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":{\"source\":\"h:1\"}}", 400,
+		     "invalid_request", "\"start.secret\" is required");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":{\"source\":\"h:1\","
+		     "\"secret_file\":\"/s\"}}",
+		     400, "invalid_request", "start.secret_file");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":{\"source\":\"h:1\","
+		     "\"id\":\"m1\",\"secret\":\"base64:" SECRET_B64 "\"}}",
+		     400, "invalid_request", "start.id");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":{\"secret\":\"base64:" SECRET_B64
+		     "\"}}",
+		     400, "invalid_request", "\"source\" is required");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":{\"source\":\"h:1\","
+		     "\"transport\":\"x\",\"secret\":\"base64:" SECRET_B64 "\"}}",
+		     400, "invalid_request", "\"transport\" must be");
+	expect_error(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":[]}", 400, "invalid_request",
+		     "\"start\" must be an object");
+	assert_false(a->reserved);
+	j = req_json(e, "POST", "/v1/reservations",
+		     "{\"migration\":\"m1\",\"bytes\":1,\"start\":{\"source\":\"h:1\","
+		     "\"verify\":true,\"secret\":\"base64:" SECRET_B64 "\"}}",
+		     201, NULL);
+	assert_string_equal(json_string_value(json_object_get(j, "worker")), "started");
+	json_decref(j);
+	assert_string_equal(a->resv_start, "m1 h:1 1 29");
+	env_stop(e);
+
+	e = env_start(API_ROLE_SOURCE, NULL, false);
+	j = req_json(e, "GET", "/v1/health", NULL, 200, NULL);
+	assert_true(json_is_false(json_object_get(j, "reservation_start")));
+	json_decref(j);
+	env_stop(e);
+}
+
 static void test_inherited_fd(void **state)
 {
 	struct env *e = env_start(API_ROLE_SOURCE, NULL, true);
@@ -1664,19 +1721,33 @@ int main(void)
 {
 	/* One group (one TAP plan); the tests after test_head_and_tcp ignore the shared server. */
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_health),	    cmocka_unit_test(test_start_202),
-	    cmocka_unit_test(test_start_variants),  cmocka_unit_test(test_start_validation),
-	    cmocka_unit_test(test_start_container), cmocka_unit_test(test_start_conflicts),
-	    cmocka_unit_test(test_get_and_list),    cmocka_unit_test(test_abort),
-	    cmocka_unit_test(test_rollback),	    cmocka_unit_test(test_method_not_allowed),
-	    cmocka_unit_test(test_not_found_paths), cmocka_unit_test(test_body_limits),
-	    cmocka_unit_test(test_malformed_http),  cmocka_unit_test(test_head_and_tcp),
-	    cmocka_unit_test(test_content_type),    cmocka_unit_test(test_host_header),
-	    cmocka_unit_test(test_view_json),	    cmocka_unit_test(test_socket_lifecycle),
-	    cmocka_unit_test(test_dest_role),	    cmocka_unit_test(test_reservations),
-	    cmocka_unit_test(test_inherited_fd),    cmocka_unit_test(test_peer_credentials),
-	    cmocka_unit_test(test_unknown_group),   cmocka_unit_test(test_client_errors),
-	    cmocka_unit_test(test_client_reader),   cmocka_unit_test(test_secret_never_logged),
+	    cmocka_unit_test(test_health),
+	    cmocka_unit_test(test_start_202),
+	    cmocka_unit_test(test_start_variants),
+	    cmocka_unit_test(test_start_validation),
+	    cmocka_unit_test(test_start_container),
+	    cmocka_unit_test(test_start_conflicts),
+	    cmocka_unit_test(test_get_and_list),
+	    cmocka_unit_test(test_abort),
+	    cmocka_unit_test(test_rollback),
+	    cmocka_unit_test(test_method_not_allowed),
+	    cmocka_unit_test(test_not_found_paths),
+	    cmocka_unit_test(test_body_limits),
+	    cmocka_unit_test(test_malformed_http),
+	    cmocka_unit_test(test_head_and_tcp),
+	    cmocka_unit_test(test_content_type),
+	    cmocka_unit_test(test_host_header),
+	    cmocka_unit_test(test_view_json),
+	    cmocka_unit_test(test_socket_lifecycle),
+	    cmocka_unit_test(test_dest_role),
+	    cmocka_unit_test(test_reservations),
+	    cmocka_unit_test(test_reservation_start),
+	    cmocka_unit_test(test_inherited_fd),
+	    cmocka_unit_test(test_peer_credentials),
+	    cmocka_unit_test(test_unknown_group),
+	    cmocka_unit_test(test_client_errors),
+	    cmocka_unit_test(test_client_reader),
+	    cmocka_unit_test(test_secret_never_logged),
 	};
 	int fails, logfd;
 

@@ -27,7 +27,8 @@
 # agent and the migration --verify; 0: without, rdmigctl's default),
 # RDMIG_TRANSPORT (rdma, the default, or tcp: rdmig-source's -t and the
 # migration's --transport), RDMIG_WL_ARGS (more rdmig-workload options,
-# words, e.g. --delay-us to bound its rewrite rate).
+# words, e.g. --delay-us to bound its rewrite rate), RDMIG_SOURCE_ARGS (more
+# rdmig-source options, words, e.g. --no-early).
 #   handover-migrate.sh lazyfail   guest A alone: a lazy dump whose criu is
 #       killed while it serves; the workload stays stopped, then a rollback
 #       continues it here.
@@ -55,7 +56,7 @@ transport=${RDMIG_TRANSPORT:-rdma}
 start_source_side() {
 	rm -rf "$top" && mkdir -p "$top"
 	# shellcheck disable=SC2086 # vflag: a word or none
-	if ! start_source_agent "$sock" $vflag || ! start_workload; then
+	if ! start_source_agent "$sock" $vflag ${RDMIG_SOURCE_ARGS:-} || ! start_workload; then
 		say "the workload or rdmig-source did not start"
 		echo 1 >"$shared/migrated"
 		return 1
