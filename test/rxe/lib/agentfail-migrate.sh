@@ -8,11 +8,13 @@
 # threads wait in the kernel through a pause) and again after the last
 # page; one agent is hurt in post-copy, and the migration must still end
 # done.  The cases, RDMIG_CASES (words, run in that order in one boot):
-#   srckill  rdmig-source SIGKILLed once the destination read 30% of the
-#            pages, started again 5 s later with the same options: it
+#   srckill  rdmig-source SIGKILLed once the destination agent reports 30%
+#            of the pages in (its word through the shared directory: the
+#            source's mirror of the progress lags), started again 5 s later with the same options: it
 #            reloads its record, the destination resumes, done;
-#   srcterm  rdmig-source SIGTERMed at 30%: it keeps serving until done,
-#            then exits 0 by itself (its record says done);
+#   srcterm  rdmig-source SIGTERMed at 30% (likewise): it is still there a
+#            second later, keeps serving until done, then exits 0 by itself
+#            (its record says done);
 #   wkill    the destination worker SIGKILLed at 50%: `rdmig-dest --serve`
 #            starts a new worker that takes the userfaultfds from the guard;
 #   binswap  the destination agent runs from a copy of rdmig-dest in
@@ -28,7 +30,8 @@
 # the agent's migration resource when final; at, the progress when the
 # failure was made; verdict, the destination's checks; exe, the binaries;
 # untouched, a waiting workload).  The guests meet in RDMIG_SHARED_DIR:
-# CASE.gen0 (the workload's generation before the dump), CASE.migrated (the
+# CASE.gen0 (the workload's generation before the dump), CASE.go (srckill,
+# srcterm: the share of pages is in, the progress then), CASE.migrated (the
 # source side's status), CASE.verified (the destination's verdict).
 # Environment: RDMIG_BUILD, RDMIG_PKI (test/lib/pki.sh's pki_agents),
 # RDMIG_CASES, RDMIG_SIZE_MB (default 32; slots: 16), RDMIG_DEST_ARGS,
@@ -172,14 +175,22 @@ src_end() {
 	[ "$(cat "$shared/$1.verified" 2>/dev/null)" = 0 ]
 }
 
+# wait_go C: the destination's word that C's share of pages moved (its
+# agent's progress is fresh there; the source's mirror of it lags by a
+# poll); prints the progress it saw.
+wait_go() {
+	wait_file "$shared/$1.go" 300 || say "$1: no word from the destination"
+	cat "$shared/$1.go" 2>/dev/null || echo '{}'
+}
+
 # src_case C: one migration of a workload, hurt as C says on this side.
 src_case() {
-	local c=$1 st=0 at rc
+	local c=$1 st=0 at rc alive
 	prepare "$c" "$size" || st=1
 	migrate "$c" "$wpid" || st=1
 	case $c in
 	srckill)
-		at=$(wait_fraction "$ssock" "$c" 30 300)
+		at=$(wait_go "$c")
 		kill -KILL "$spid"
 		wait "$spid" 2>/dev/null
 		say "json $c at $at"
@@ -188,13 +199,15 @@ src_case() {
 		start_source || st=1
 		;;
 	srcterm)
-		at=$(wait_fraction "$ssock" "$c" 30 300)
+		at=$(wait_go "$c")
 		kill -TERM "$spid"
 		say "json $c at $at"
+		sleep 1
+		kill -0 "$spid" 2>/dev/null && alive=true || alive=false
 		wait "$spid"
 		rc=$?
 		say "$c: rdmig-source exited $rc after SIGTERM; its record: $(jq -c '{state}' "$top/images/.records/$c.json" 2>&1)"
-		say "json $c term {\"exit\":$rc,\"record\":$(jq -c . "$top/images/.records/$c.json" 2>/dev/null || echo null)}"
+		say "json $c term {\"alive_after_1s\":$alive,\"exit\":$rc,\"record\":$(jq -c . "$top/images/.records/$c.json" 2>/dev/null || echo null)}"
 		# The next case, and the final JSON, from a new agent (the record again).
 		start_source || st=1
 		;;
@@ -320,7 +333,13 @@ dst_case() {
 	case $s in
 	postcopy | draining | paused | done)
 		ask_start "$c"
-		case $c in wkill | binswap) hurt "$c" ;; esac
+		case $c in
+		wkill | binswap) hurt "$c" ;;
+		srckill | srcterm)
+			wait_fraction "$dsock" "$c" 30 300 >"$shared/$c.go.tmp"
+			mv "$shared/$c.go.tmp" "$shared/$c.go"
+			;;
+		esac
 		ask_wait "$c" && ok1=true
 		g1=$(gen "$c")
 		;;
