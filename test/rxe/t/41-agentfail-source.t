@@ -3,10 +3,11 @@
 # pair, both agents as in t/33-handover.t (`rdmigctl migrate --pid --to`,
 # RDMA, --verify, mutual TLS), a 32 MiB rdmig-workload verifying all its
 # memory on the destination while pages move and after the last one.
-#   srckill: rdmig-source SIGKILLed once 30% of the pages moved and started
+#   srckill: rdmig-source SIGKILLed once 10% of the pages are in (the
+#     destination agent's word, through the shared directory) and started
 #     again 5 s later with the same options: it reloads its record, the
 #     destination (paused meanwhile, its faults waiting) resumes; done.
-#   srcterm: rdmig-source SIGTERMed at 30%: it keeps serving until the
+#   srcterm: rdmig-source SIGTERMed likewise: it keeps serving until the
 #     destination has every page, then exits 0 by itself.
 # Guest side: lib/agentfail-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
