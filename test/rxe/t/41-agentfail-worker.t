@@ -4,11 +4,11 @@
 # --to`, RDMA, --verify, mutual TLS), a 32 MiB rdmig-workload verifying all
 # its memory on the destination while pages move and after the last one.
 # The destination agent runs from a copy of rdmig-dest in a temp dir.
-#   wkill: the worker SIGKILLed once 50% of the pages are in: `rdmig-dest
+#   wkill: the worker SIGKILLed once 20% of the pages are in: `rdmig-dest
 #     --serve` starts a new worker that takes the userfaultfds from the
 #     guard (the workload's faults wait in the kernel meanwhile); done.
 #   binswap: that copy replaced by a new file (a new inode, as a package
-#     upgrade does), then the worker SIGKILLed at 50%: the worker taking
+#     upgrade does), then the worker SIGKILLed at 20%: the worker taking
 #     over runs the new file; done.
 # Guest side: lib/agentfail-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
