@@ -16,6 +16,9 @@
 #   api     where wait_state, mig_json... ask by default: a UNIX socket
 #           path, or https://HOST:PORT (asked as the "source" certificate)
 #   GUEST_TAG  the prefix of say's lines (default "guest")
+# It sets wl and ctl (the workload's and rdmigctl's paths) and api_port;
+# start_workload sets wpid, start_source_agent spid, start_dest_agent dpid:
+# a caller's local of one of these names would hide it from the functions.
 : "${B:=${RDMIG_BUILD:-}}"
 : "${pki:=${RDMIG_PKI:-}}"
 : "${shared:=${RDMIG_SHARED_DIR:-}}"
