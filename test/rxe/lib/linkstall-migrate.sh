@@ -1,7 +1,7 @@
 #!/bin/bash
 # shellcheck disable=SC2034 # B, pki, size, report, check, GUEST_TAG: read by guest.sh
 # shellcheck source-path=SCRIPTDIR
-# Runs in a soft-RoCE guest pair (test/rxe/t/41-linkdown.t, 42-flapstop.t):
+# Runs in a soft-RoCE guest pair (test/rxe/matrix/41-linkdown.t, 42-flapstop.t):
 # the link/stall part of issue 12's failure matrix, through both agents
 # (`rdmigctl migrate --pid P --to B --verify --wait` on A, `rdmig-dest
 # --serve` on B, mutual TLS, RDMA transport), one migration per case, the
