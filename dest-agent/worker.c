@@ -531,7 +531,13 @@ static void dest_net_failed(void *arg, int err, const char *reason)
 	else
 		dest_fail(d, "%s", reason);
 	if (worker_images_awaited(d)) {
+		/*
+		 * A connect that fails at once does so before the loop runs, and a
+		 * loop starting clears the break flag; the exit is an event, so it
+		 * ends a loop that has not started yet.
+		 */
 		event_base_loopbreak(d->base);
+		event_base_loopexit(d->base, NULL);
 		return;
 	}
 	/* The page source reported itself gone: the engine stops what still needs pages. */
