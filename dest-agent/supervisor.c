@@ -1734,6 +1734,26 @@ static int sup_adopt(struct sup *s, struct sup_resv *r, const struct api_start_r
 	return 0;
 }
 
+/*
+ * The source lets a held early worker go once its checkpoint serves, before
+ * its POST goes out: a small migration can be done before the POST comes.
+ * The POST then takes that result, as it would a running worker.
+ */
+static int sup_adopt_finished(struct sup_mig *m)
+{
+	log_info("migration %s: its worker, started at the reservation, was done before the POST; "
+		 "the POST takes its result",
+		 m->id);
+	m->early = false;
+	/* Counted from the POST, as in sup_adopt(): what was done before it counts 0. */
+	m->t_accept_ns = m->t_final_ns;
+	if (m->received_ms >= 0)
+		m->received_ms = 0;
+	if (m->resumed_ms >= 0)
+		m->resumed_ms = 0;
+	return 0;
+}
+
 static int sup_api_start(void *agent, const struct api_start_req *req, struct api_error *err)
 {
 	struct sup *s = agent;
@@ -1746,6 +1766,9 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	if (r && r->early)
 		return sup_adopt(s, r, req, err);
 	old = sup_find(s, req->id);
+	if (old && old->final && old->early && old->state == API_STATE_DONE &&
+	    !sup_start_differs(s, old, req))
+		return sup_adopt_finished(old);
 	if (old && old->final && old->early)
 		return api_error_set(err, -EEXIST,
 				     "the worker started at the reservation of migration \"%s\" "
