@@ -51,7 +51,7 @@ tap_run --timeout 500 --pair \
 tap_is "$RUN_STATUS" 0 "host pair: migration over RDMA exits 0"
 check_ok "$RUN_OUT$RUN_ERR" "host pair"
 tap_like "$RUN_OUT$RUN_ERR" 'source .*: fault lane up' "host pair: the faults had their own queue pair"
-tap_like "$RUN_OUT$RUN_ERR" 'source .*: drain QP 3 up' "host pair: the source made the third extra drain QP"
+tap_unlike "$RUN_OUT$RUN_ERR" 'no drain QP|cannot connect drain QP' "host pair: every extra drain QP was made"
 tap_like "$RUN_OUT$RUN_ERR" 'lanes: .* drain_qps=4' "host pair: the drain's READs went over four queue pairs"
 tap_diag "$(grep -hE 'summary:|standin: pid' <<<"$RUN_OUT$RUN_ERR")"
 
