@@ -2,7 +2,9 @@
 # Faults over TCP on a connection of their own (FEAT_FAULT_CONN,
 # docs/protocol.md §7.2): with both agents offering it, the faults' reads go
 # on the fault connection while the drain's go on the control connection
-# (drain.fault_lane_reads in the progress JSON counts them); with
+# (drain.fault_lane_reads in the progress JSON counts them; the stand-in
+# faults a page before its FIN, so a drain that wins the race with its
+# threads cannot leave the fault connection unused); with
 # --one-lane on either side (as an older peer) there is none and the
 # migration still completes, every page verified.
 . "$(dirname "$0")/netlib.sh"
@@ -27,7 +29,7 @@ run() {
 		--drain-depth 4 --drain-chunk 1M --progress-fd 7 $dargs
 	exec 7>&-
 	[ -z "${before_standin:-}" ] || "$before_standin" "$name"
-	timeout 60 "$RDMIG_STANDIN" -D "$T/dst-$name" --threads 4 --access random \
+	timeout 60 "$RDMIG_STANDIN" -D "$T/dst-$name" --threads 4 --access random --fault-before-fin \
 		>"$T/standin-$name.out" 2>&1
 	rc=$?
 	wait_dest
