@@ -10,6 +10,9 @@
 #   binswap: that copy replaced by a new file (a new inode, as a package
 #     upgrade does), then the worker SIGKILLed at 20%: the worker taking
 #     over runs the new file; done.
+# The destination agent drains one 4 KiB page at a time (agentfail-migrate.sh's
+# RDMIG_DRAIN_ARGS) and the workload rewrites about 100 pages/s, so 20% is
+# seen with most pages left.
 # Guest side: lib/agentfail-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
