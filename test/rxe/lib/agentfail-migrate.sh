@@ -400,6 +400,9 @@ dest_side() {
 	dpid=$!
 	for c in $cases; do
 		if [ "$c" = slots ]; then
+			# Restored while the first is followed: their files' directory
+			# must be there already.
+			for s in $slot_ids; do mkdir -p "$top/wl-$s"; done
 			for s in $slot_ids; do dst_case "$s" || st=1; done
 		else
 			dst_case "$c" || st=1

@@ -62,10 +62,13 @@ af_ends() {
 	af_true "$c" srcwl '.state == "gone"' "$c: ... and not on the source"
 }
 
-# af_paused CASE: the failure made the destination pause, in its report.
+# af_paused CASE [WHO]: the failure made the agent WHO (dest, or source)
+# pause, in its report.  A worker's death pauses the source (its peer
+# gone) while the destination agent's state stays postcopy/draining
+# through the takeover (docs/api.md), which counts in "takeovers".
 af_paused() {
-	af_true "$1" dest '.pause.count >= 1 and .pause.total_ms > 0 and .pause.reason == null' \
-		"$1: the destination's report shows the pause(s): $(af_json "$1" dest | jq -c .pause 2>/dev/null)"
+	af_true "$1" "${2:-dest}" '.pause.count >= 1 and .pause.total_ms > 0 and .pause.reason == null' \
+		"$1: the ${2:-dest} agent's report shows the pause(s): $(af_json "$1" "${2:-dest}" | jq -c .pause 2>/dev/null)"
 }
 
 # af_diag: the run's agentfail lines, and after a failed assertion the

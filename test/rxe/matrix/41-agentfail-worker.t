@@ -28,7 +28,7 @@ for c in wkill binswap; do
 		"$c: the destination worker SIGKILLed in post-copy with pages left: $(af_json $c at)"
 	af_true $c exe '.new_worker > 0' "$c: rdmig-dest --serve started a new worker"
 	af_ends $c
-	af_paused $c
+	af_paused $c source
 	af_true $c dest '.takeovers == 1' "$c: the destination agent counts one takeover"
 done
 af_true binswap exe '.worker_ino == .file_ino and .worker_ino != .supervisor_ino' \
