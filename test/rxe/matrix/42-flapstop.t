@@ -38,9 +38,12 @@ env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS
 env="$env RDMIG_WL_ARGS='--delay-us 50000'"
 env="$env RDMIG_CASES='stop:stop:30:redis flap:flaps:20x2:wl'"
 tap_run --timeout 900 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
+# An agent bug (not the set-up's) ends the stop case: see TAP_TODO.
+TAP_TODO="rdmig-dest's worker, SIGSTOPped 30 s in post-copy, fails its fetch in flight on --fetch-timeout (30 s, counting the time it was stopped) before its dead-peer tick pauses it, and kills the restored process (issue 12 item 1: pause, never give up on a timer)"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 # The stopped worker cannot notice anything: the source pauses.
 ls_case stop 1 1/0 26000 redis
+TAP_TODO=
 ls_case flap 20 1/1 1000 wl
 tap_linkstall_diag
 tap_done

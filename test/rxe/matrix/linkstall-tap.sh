@@ -8,17 +8,20 @@
 # the REMOVE/UNMAP events.
 
 # ls_pages ID WL: every page moved, from the destination's JSON and its
-# worker's summary: nothing left to move, every lazy page either installed
-# or freed by the workload (none dropped without an event, none left when a
-# process went away), and the source's JSON agreeing; for the workload
-# (wl), which frees nothing, every page installed.
+# worker's summary: done, the worker's verdict ok with no process failed
+# (a process killed or gone has its missing pages counted as dropped too),
+# nothing left to move, every lazy page either installed or freed by the
+# workload (none dropped without an event), and the source's JSON
+# agreeing; for the workload (wl), which frees nothing, every page
+# installed.
 ls_pages() {
 	local id=$1 wl=$2 d s sum ok=0
 	d=$(grep -a " $id dest json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $id dest json: //")
 	s=$(grep -a " $id source json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $id source json: //")
 	sum=$(grep -a " $id dest summary json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $id dest summary json: //")
 	jq -e -n --argjson d "${d:-null}" --argjson s "${s:-null}" --argjson m "${sum:-null}" --arg wl "$wl" '
-		$d.progress as $p | $p.pages_total >= 1024 and $p.pages_remaining == 0 and
+		$d.progress as $p | $d.state == "done" and $m.status == "ok" and $m.failed == 0 and
+		$p.pages_total >= 1024 and $p.pages_remaining == 0 and
 		$p.pages_fetched + $m.dropped == $p.pages_total and $m.lazy == $p.pages_total and
 		$m.dropped_no_vma == 0 and $m.left == 0 and
 		($m.dropped == 0 or $m.removes + $m.unmaps > 0) and
@@ -26,7 +29,7 @@ ls_pages() {
 		$s.progress.pages_total == $p.pages_total and
 		$s.progress.pages_fetched == $p.pages_fetched' >/dev/null 2>&1 || ok=1
 	tap_ok $ok "$id: every page moved: $(jq -r -n --argjson d "${d:-null}" --argjson m "${sum:-null}" \
-		'"\($d.progress.pages_fetched) installed + \($m.dropped) freed by the workload of \($d.progress.pages_total), \($d.progress.pages_remaining) remaining, \($m.dropped_no_vma) dropped without an event"' 2>/dev/null)"
+		'"\($d.progress.pages_fetched) installed + \($m.dropped) freed by the workload of \($d.progress.pages_total), \($d.progress.pages_remaining) remaining, \($m.dropped_no_vma) dropped without an event, worker \($m.status), \($m.failed) process(es) failed"' 2>/dev/null)"
 	[[ $ok -eq 0 ]] || tap_diag "dest progress: $(jq -c .progress <<<"${d:-null}" 2>/dev/null)" \
 		"source progress: $(jq -c .progress <<<"${s:-null}" 2>/dev/null)" "worker summary: $sum"
 }
