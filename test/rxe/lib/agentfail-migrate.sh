@@ -9,9 +9,12 @@
 # page; one agent is hurt in post-copy, and the migration must still end
 # done.  The cases, RDMIG_CASES (words, run in that order in one boot):
 #   srckill  rdmig-source SIGKILLed once the destination agent reports 10%
-#            of the pages in (RDMIG_HURT_SRC_PCT) (its word through the shared directory: the
-#            source's mirror of the progress lags), started again 5 s later with the same options: it
-#            reloads its record, the destination resumes, done;
+#            of the pages in (RDMIG_HURT_SRC_PCT; its word through the
+#            shared directory: the source's mirror of the progress lags),
+#            started again 5 s later with the same options: it reloads its
+#            record, the destination resumes, done; once it is killed the
+#            destination samples its progress (pages must be left) and
+#            only then starts its check;
 #   srcterm  rdmig-source SIGTERMed at 10% (likewise): it is still there a
 #            second later, keeps serving until done, then exits 0 by itself
 #            (its record says done);
@@ -29,13 +32,19 @@
 # `agentfail: json CASE WHAT {...}` (one JSON object: WHAT is source or dest,
 # the agent's migration resource when final; at, the progress when the
 # failure was made; verdict, the destination's checks; exe, the binaries;
-# untouched, a waiting workload).  The guests meet in RDMIG_SHARED_DIR:
+# untouched, a waiting workload; hurt, the destination's progress just
+# after the source agent was hurt).  The guests meet in RDMIG_SHARED_DIR:
 # CASE.gen0 (the workload's generation before the dump), CASE.go (srckill,
-# srcterm: the share of pages is in, the progress then), CASE.migrated (the
-# source side's status), CASE.verified (the destination's verdict).
+# srcterm: the share of pages is in, the progress then), CASE.hurt (the
+# source agent was killed or terminated), CASE.migrated (the source side's
+# status), CASE.verified (the destination's verdict).
 # Environment: RDMIG_BUILD, RDMIG_PKI (test/lib/pki.sh's pki_agents),
 # RDMIG_CASES, RDMIG_SIZE_MB (default 32; slots: 16), RDMIG_DEST_ARGS,
-# RDMIG_SOURCE_ARGS (more options of each agent, words).
+# RDMIG_SOURCE_ARGS (more options of each agent, words), RDMIG_DRAIN_ARGS
+# (the destination agent's drain, handed to its workers; default
+# --drain-depth 1 --drain-chunk 4K: one 4 KiB read at a time, so 32 MiB
+# take 20 s or more and the failure surely comes in post-copy; the default
+# drain moved them in 5-10 s, before a poll from here saw the share).
 set -u
 role=${1:?usage: agentfail-migrate.sh source|dest}
 cases=${RDMIG_CASES:?}
@@ -48,9 +57,7 @@ GUEST_TAG=agentfail
 slot_ids="s1 s2 s3 s4 s5 s6"
 # The share of pages in when the destination hurts its worker, and when it
 # tells the source to be hurt (lower: the word takes a moment to get
-# there).  Under TCG 32 MiB drains in 5-10 s and a poll from a script takes
-# a good part of a second: a later share was often missed (the migration
-# done before the poll saw it).
+# there).  A poll from a script takes a good part of a second under TCG.
 dst_pct=${RDMIG_HURT_PCT:-20}
 src_pct=${RDMIG_HURT_SRC_PCT:-10}
 
@@ -200,6 +207,7 @@ src_case() {
 		at=$(wait_go "$c")
 		kill -KILL "$spid"
 		wait "$spid" 2>/dev/null
+		: >"$shared/$c.hurt"
 		say "json $c at $at"
 		say "$c: rdmig-source SIGKILLed; starting it again in 5 s"
 		sleep 5
@@ -208,6 +216,7 @@ src_case() {
 	srcterm)
 		at=$(wait_go "$c")
 		kill -TERM "$spid"
+		: >"$shared/$c.hurt"
 		say "json $c at $at"
 		sleep 1
 		kill -0 "$spid" 2>/dev/null && alive=true || alive=false
@@ -294,15 +303,16 @@ source_side() {
 # --- destination side ---------------------------------------------------
 
 dsock=$top/dest.sock
-# worker: the supervisor's child (one migration at a time): the worker.
-worker() { pgrep -P "$dpid" | head -n 1; }
+# worker C: C's worker, the supervisor's child (`rdmig-dest -D DIR ... -m C
+# ...`; its guard, the worker's child, has the same command line).
+worker() { pgrep -P "$dpid" -f -- " -m $1( |\$)" | head -n 1; }
 ino() { stat -L -c %i "$1" 2>/dev/null; }
 
 # hurt C: at $dst_pct%, the worker killed (binswap: after its file is replaced).
 hurt() {
 	local c=$1 at w1 w2='' wi binf=$top/bin/rdmig-dest
 	at=$(wait_fraction "$dsock" "$c" "$dst_pct" 300)
-	w1=$(worker)
+	w1=$(worker "$c")
 	if [ "$c" = binswap ]; then
 		cp "$B/dest-agent/rdmig-dest" "$binf.new" && mv -f "$binf.new" "$binf"
 	fi
@@ -310,7 +320,7 @@ hurt() {
 	say "json $c at $at"
 	say "$c: worker ${w1:-none} SIGKILLed"
 	for _ in $(seq 200); do
-		w2=$(worker)
+		w2=$(worker "$c")
 		[ -n "$w2" ] && [ "$w2" != "$w1" ] && break
 		w2=
 		sleep 0.05
@@ -346,6 +356,10 @@ dst_case() {
 		srckill | srcterm)
 			wait_fraction "$dsock" "$c" "$src_pct" 300 >"$shared/$c.go.tmp"
 			mv "$shared/$c.go.tmp" "$shared/$c.go"
+			# The progress once the source agent was hurt: pages must be
+			# left then (the word above is from before).
+			wait_file "$shared/$c.hurt" 300 || say "$c: no word that the source agent was hurt"
+			say "json $c hurt $(mig_json "$c" "$dsock" | jq -c '{state, final, fetched: .progress.pages_fetched, total: .progress.pages_total}' 2>/dev/null)"
 			;;
 		esac
 		ask_start "$c"
@@ -382,10 +396,13 @@ dest_side() {
 	# shellcheck disable=SC2046,SC2086 # the options are words
 	"$top/bin/rdmig-dest" --serve --api-socket "$dsock" --api-tcp "0.0.0.0:$api_port" \
 		$(tls dest) --allow-peer source.rdmig.test --work-root "$top/dest" \
-		${RDMIG_DEST_ARGS:-} -o "$top/dest.log" &
+		${RDMIG_DRAIN_ARGS---drain-depth 1 --drain-chunk 4K} ${RDMIG_DEST_ARGS:-} -o "$top/dest.log" &
 	dpid=$!
 	for c in $cases; do
 		if [ "$c" = slots ]; then
+			# Restored while the first is followed: their files' directory
+			# must be there already.
+			for s in $slot_ids; do mkdir -p "$top/wl-$s"; done
 			for s in $slot_ids; do dst_case "$s" || st=1; done
 		else
 			dst_case "$c" || st=1

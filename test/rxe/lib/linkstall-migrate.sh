@@ -18,17 +18,28 @@
 #         stop:S             the migration's worker SIGSTOPped S s
 #       then the workload verifies all its memory (while pages still move,
 #       or after the last one when done came first) and again after done.
+#       From its agent's start until the trouble is over B's eth0 delays
+#       every packet it sends RDMIG_LINK_DELAY_MS (default 30; tc netem):
+#       each 4 KiB drain read then takes a round trip of that much, so the
+#       migration stays in post-copy through every outage, flap or stop
+#       (without it the drain and the workload's own faults brought every
+#       page before the third outage of 41-linkdown.t and before the fifth
+#       flap of 42-flapstop.t); the rest then drains at full speed.
 # RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD (WORKLOAD: wl or redis),
 # the same in both guests.  Both agents run with --dead-after
 # RDMIG_DEAD_AFTER (default 3).  The guests meet per case in
 # RDMIG_SHARED_DIR/ID: "gen0", "migrated", "verified".  Prints `linkstall:
 # ID ...` lines; "ID source json: {...}" and "ID dest json: {...}" are the
-# migration's resource on each agent at the end (docs/api.md §4); "ID event
-# N: ..." one line per outage, flap or stop.  Environment: RDMIG_BUILD,
-# RDMIG_PKI, RDMIG_ADDR, RDMIG_PEER_ADDR, RDMIG_SHARED_DIR, RDMIG_SIZE_MB
-# (default 32), RDMIG_WL_ARGS (default --delay-us 20000: about 100 pages/s
-# rewritten; at 2000 the workload's own faults brought every page within
-# two outages), RDMIG_KEEP_LOGS.
+# migration's resource on each agent at the end (docs/api.md §4); "ID dest
+# summary json: {...}" the worker's summary line (key=value) as JSON, with
+# "dropped_no_vma", its warnings of pages dropped without an event (the
+# summary's "dropped" counts as well the pages the workload freed: REMOVE
+# and UNMAP events); "ID event N: ..." one line per outage, flap or stop.
+# Environment: RDMIG_BUILD, RDMIG_PKI, RDMIG_ADDR, RDMIG_PEER_ADDR,
+# RDMIG_SHARED_DIR, RDMIG_SIZE_MB (default 32), RDMIG_WL_ARGS (default
+# --delay-us 20000: about 100 pages/s rewritten; at 2000 the workload's own
+# faults brought every page within two outages), RDMIG_LINK_DELAY_MS,
+# RDMIG_KEEP_LOGS.
 # Why the link goes down here and not the source's: docs/testing.md, "Link
 # down over RDMA" (after a flap the 6.1 kernel's rxe of the guest whose link
 # went down answers no rdma_cm again, so a case with flaps comes last).
@@ -48,6 +59,28 @@ RDMIG_REDIS_LIB=1 RDMIG_CRIU_DIR=$base/redis . "$here/redis-migrate.sh" "$role"
 # shellcheck source=guest.sh
 . "$here/guest.sh"
 dev=${RDMIG_RXE_NETDEV:-eth0}
+link_delay=${RDMIG_LINK_DELAY_MS:-30}
+
+# slow_link on|off: B's eth0 delays what it sends link_delay ms, or no more.
+slow_link() {
+	if [ "$1" = off ]; then
+		tc qdisc del dev "$dev" root 2>/dev/null
+		return 0
+	fi
+	[ "$link_delay" -gt 0 ] || return 0
+	modprobe sch_netem && tc qdisc replace dev "$dev" root netem delay "${link_delay}ms" &&
+		say "$id: $dev delays what it sends $link_delay ms until the trouble is over"
+}
+
+# summary_json LOG: the worker's last summary line as one JSON object
+# (numbers as numbers), and its warnings of pages dropped with no event.
+summary_json() {
+	local n
+	n=$(grep -c 'has had no VMA for 1 s and no event explained it' "$1" 2>/dev/null)
+	sed -n 's/.* info: summary: //p' "$1" 2>/dev/null | tail -n 1 | tr ' ' '\n' |
+		jq -R 'select(test("=")) | capture("(?<k>[^=]+)=(?<v>.*)") | {(.k): (.v | tonumber? // .)}' |
+		jq -c -s --argjson n "${n:-0}" 'add + {dropped_no_vma: $n}'
+}
 
 # case_paths ID: this case's directories (the same paths in both guests).
 case_paths() {
@@ -204,14 +237,19 @@ dest_case() {
 		echo 1 >"$shared/verified"
 		return 1
 	}
+	slow_link on || {
+		say "$id: cannot delay $dev (tc netem)"
+		st=1
+	}
 	# The workload runs here, or the source gave up before.
 	for _ in $(seq 6000); do
 		case $(mig_state "$id" "$dsock") in postcopy | draining | done | failed | aborted) break ;; esac
 		[ -e "$shared/migrated" ] && break
 		sleep 0.1
 	done
-	if wait_state "$id" "postcopy|draining" 1 "$dsock"; then
+	if [ $st -eq 0 ] && wait_state "$id" "postcopy|draining" 1 "$dsock"; then
 		disrupt "$kind" "$arg"
+		slow_link off
 		s=$(mig_state "$id" "$dsock")
 		if [ "$load" = redis ]; then
 			redis_verify "after the trouble ($s)" moving || st=1
@@ -238,7 +276,9 @@ dest_case() {
 		g0=$(cat "$shared/gen0" 2>/dev/null || echo 0)
 		say "$id: generations $g0 -> ${g1:-?} -> ${g2:-?}"
 	fi
+	slow_link off
 	say_json "$id dest" "$id" "$dsock"
+	say "$id dest summary json: $(summary_json "$top/dest/$id/rdmig-dest.log")"
 	say "$id: dest pauses: $(pause_info "$id" "$dsock"), takeovers $(mig_get "$id" .takeovers "$dsock")"
 	# The verdict once this agent is gone: the next case's source must not
 	# find it still answering.

