@@ -195,46 +195,6 @@ guest_json() {
 		jq -r "$2 // empty" 2>/dev/null
 }
 
-# tap_linkstall_case ID EVENTS PAUSES PAUSED WL: the assertions on one case of
-# lib/linkstall-migrate.sh (RUN_OUT): EVENTS outages, flaps or stops each
-# started in post-copy and ended with the migration running again; done on
-# both agents (JSON) with every page moved; each agent's JSON counts at
-# least PAUSES pauses (a word: "N" for both, or "SRC/DEST") lasting at
-# least PAUSED ms in all on the side that paused most; the workload WL (wl
-# or redis) verified after the trouble and after the last page; it runs on
-# the destination only.
-tap_linkstall_case() {
-	local id=$1 events=$2 pauses=$3 paused=$4 wl=$5 n bad=0 who st tot c pt pf
-	for n in $(seq "$events"); do
-		grep -qaE "linkstall: $id: event $n: .*: before (postcopy|draining), at its end [a-z]+, then .*(postcopy|draining|done), pauses count=" <<<"$RUN_OUT" || bad=$((bad + 1))
-	done
-	tap_is "$bad" 0 "$id: each of the $events events started in post-copy and the migration ran again after it"
-	[[ $bad -eq 0 ]] || tap_diag "$(grep -a "linkstall: $id: event" <<<"$RUN_OUT")"
-	tap_like "$RUN_OUT" "linkstall: $id: rdmigctl migrate exited 0" "$id: rdmigctl migrate --wait exited 0"
-	tot=0
-	for who in source dest; do
-		st=$(guest_json "$id $who" .state)
-		tap_is "$st" "done" "$id: the $who agent's JSON says done"
-		pt=$(guest_json "$id $who" .progress.pages_total)
-		pf=$(guest_json "$id $who" .progress.pages_fetched)
-		[[ -n $pt && $pt -ge 1024 && $pf == "$pt" ]]
-		tap_ok $? "$id: the $who agent's JSON: every page moved ($pf of $pt)"
-		c=$(guest_json "$id $who" .pause.count)
-		if [[ $who == source ]]; then n=${pauses%/*}; else n=${pauses#*/}; fi
-		tap_cmp "${c:-x}" -ge "$n" "$id: the $who agent's JSON counts the pauses: ${c:-none} (total $(guest_json "$id $who" .pause.total_ms) ms), at least $n"
-		pt=$(guest_json "$id $who" .pause.total_ms)
-		[[ ${pt:-0} -gt $tot ]] && tot=$pt
-	done
-	tap_cmp "$tot" -ge "$paused" "$id: the pauses' total time in the JSON covers the trouble ($tot ms, at least $paused)"
-	tap_like "$RUN_OUT" "linkstall: $id: verified after the trouble \([a-z]+\): OK" \
-		"$id: the $wl workload verified all its memory on the destination after the trouble"
-	tap_like "$RUN_OUT" "linkstall: $id: verified after the last page: OK" "$id: ... and after the last page"
-	tap_unlike "$RUN_OUT" "linkstall: $id: .*(CORRUPT|MISMATCH|no report)" "$id: never a wrong page"
-	[[ $(grep -a "linkstall: $id: left on the source: " <<<"$RUN_OUT" | sed 's/.*: //') == 0 &&
-		$(grep -a "linkstall: $id: running on the destination: " <<<"$RUN_OUT" | sed 's/.*: //') == 1 ]]
-	tap_ok $? "$id: the workload runs on the destination only (none left on the source)"
-}
-
 # tap_linkstall_diag: the events and pauses of a linkstall run, and after
 # a failed assertion the agents' errors and stderr.
 tap_linkstall_diag() {

@@ -1,9 +1,8 @@
 # shellcheck shell=bash
 # The assertions of matrix/41-linkdown.t and 42-flapstop.t on a run of
-# lib/linkstall-migrate.sh (RUN_OUT).  Source it after tap.sh.  In place of
-# tap.sh's tap_linkstall_case, whose "every page moved" (pages_fetched ==
-# pages_total) does not hold for a workload that frees memory in post-copy:
-# redis's freed pages are never fetched (docs/api.md: pages_fetched counts
+# lib/linkstall-migrate.sh (RUN_OUT).  Source it after tap.sh.  "Every
+# page moved" is not pages_fetched == pages_total here, which does not hold
+# for a workload that frees memory in post-copy: redis's freed pages are never fetched (docs/api.md: pages_fetched counts
 # pages installed), and the worker drops them from what is left to move on
 # the REMOVE/UNMAP events.
 
