@@ -274,7 +274,8 @@ static void gen_postcopy(struct gen_sess *s, bool tcp, bool control)
 
 /*
  * The messages of the later features: Attach and Running (FEAT_RESUME),
- * FaultLane (FEAT_FAULT_LANE), StageRegion and StageReq (FEAT_LAZY_DUMP),
+ * FaultLane (FEAT_FAULT_LANE), DrainLane (FEAT_DRAIN_QPS), StageRegion and
+ * StageReq (FEAT_LAZY_DUMP),
  * and the DoneAck that answers the Attach{resume} of a migration the
  * source already finished (its first DoneAck lost).
  */
@@ -282,7 +283,8 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 {
 	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
 		       verify = CTRL_FEAT_VERIFY_PAGES, resume = CTRL_FEAT_RESUME,
-		       lane = CTRL_FEAT_FAULT_LANE, lazy = CTRL_FEAT_LAZY_DUMP;
+		       lane = CTRL_FEAT_FAULT_LANE | CTRL_FEAT_DRAIN_QPS,
+		       lazy = CTRL_FEAT_LAZY_DUMP;
 	static const uint8_t page[64] = {0x42};
 	const struct ctrl_range unit = {0x400000, 0x2000, false, 0, 0, 0x1111};
 	const struct ctrl_done d = {.pages = 3, .bytes = 12288, .digest = 0x5eed};
@@ -296,6 +298,8 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	gen_send(&s, true, &o, ctrl_msg_attach(&o, false, false));
 	gen_send(&s, true, &o, ctrl_msg_fault_lane(&o, 0x11, 0x2345));
 	gen_send(&s, false, &o, ctrl_msg_fault_lane(&o, 0x12, 0x6789));
+	gen_send(&s, true, &o, ctrl_msg_drain_lane(&o, 1, 0x13, 0x2346));
+	gen_send(&s, false, &o, ctrl_msg_drain_lane(&o, 1, 0x14, 0x678a));
 	gen_images(&s, true, true);
 	gen_send(&s, true, &o, ctrl_msg_running(&o));
 	gen_postcopy(&s, false, true);
