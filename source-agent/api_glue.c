@@ -32,6 +32,7 @@
 #include "session.h"
 #include "svcmgr.h"
 #include "tls.h"
+#include "waitq.h"
 #include "util.h"
 
 /* The transport this source serves, as the API names it. */
@@ -109,7 +110,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	}
 	v->pauses = m->pauses;
 	v->paused_ms = (int64_t)(m->paused_ns / 1000000);
-	v->queue_position = src_mig_queue_position(&a->migrations, m);
+	v->queue_position = src_queue_position(&a->migrations, m);
 	if (v->queue_position) {
 		v->queue_since_unix_ms = m->queue_since_unix_ms;
 		v->queue_reason = src_queue_reason_str(m->queue_reason);
@@ -1148,11 +1149,6 @@ static unsigned int glue_slots_taken(const struct src_agent *a)
 	return n;
 }
 
-static bool glue_same_dest(const struct src_migration *x, const struct src_migration *y)
-{
-	return strcmp(x->dest ? x->dest : "", y->dest ? y->dest : "") == 0;
-}
-
 /* This agent's migrations to m's destination that hold a slot there (started, not final). */
 static unsigned int glue_dest_busy(const struct src_agent *a, const struct src_migration *m)
 {
@@ -1160,32 +1156,7 @@ static unsigned int glue_dest_busy(const struct src_agent *a, const struct src_m
 	unsigned int n = 0;
 
 	TAILQ_FOREACH(o, &a->migrations, link)
-	n += o != m && o->state != SRC_MIG_QUEUED && !src_mig_final(o) && glue_same_dest(o, m);
-	return n;
-}
-
-/*
- * Queued migrations, all of them (what = NULL), or those before m in its
- * destination's line (waiting for a slot, FIFO), or waiting for a dump slot.
- */
-static unsigned int glue_queued(const struct src_agent *a, const struct src_migration *m, bool dump)
-{
-	const struct src_migration *o;
-	unsigned int n = 0;
-
-	TAILQ_FOREACH(o, &a->migrations, link)
-	{
-		if (o == m)
-			break;
-		if (o->state != SRC_MIG_QUEUED)
-			continue;
-		if (!m)
-			n++;
-		else if (dump)
-			n += o->queue_reason == SRC_QUEUE_DUMP;
-		else
-			n += o->queue_reason != SRC_QUEUE_DUMP && glue_same_dest(o, m);
-	}
+	n += o != m && o->state != SRC_MIG_QUEUED && !src_mig_final(o) && src_queue_same_dest(o, m);
 	return n;
 }
 
@@ -1205,7 +1176,7 @@ static void glue_queue_add(struct src_agent *a, struct src_migration *m, enum sr
 		 why == SRC_QUEUE_DUMP	 ? "a dump slot (--max-dumps)"
 		 : why == SRC_QUEUE_SLOT ? "a slot on its destination agent"
 					 : "a slot on this agent (--max-migrations)",
-		 src_mig_queue_position(&a->migrations, m), (int)m->pid);
+		 src_queue_position(&a->migrations, m), (int)m->pid);
 }
 
 /* A queued m refused a slot again: asked again after a longer wait, or once one frees. */
@@ -1227,7 +1198,7 @@ static int glue_begin_dump(struct src_agent *a, struct src_migration *m, struct 
 	int ret;
 
 	if (glue_dumps_running(a) >= a->max_dumps ||
-	    glue_queued(a, m->state == SRC_MIG_QUEUED ? m : NULL, true) > 0) {
+	    src_queue_ahead(&a->migrations, m->state == SRC_MIG_QUEUED ? m : NULL, true) > 0) {
 		if (m->state != SRC_MIG_QUEUED || m->queue_reason != SRC_QUEUE_DUMP)
 			glue_queue_add(a, m, SRC_QUEUE_DUMP);
 		return 0;
@@ -1321,13 +1292,14 @@ static bool glue_queue_step(struct src_agent *a)
 			return true;
 		}
 		if (m->queue_reason == SRC_QUEUE_DUMP) {
-			if (glue_dumps_running(a) >= a->max_dumps || glue_queued(a, m, true))
+			if (glue_dumps_running(a) >= a->max_dumps ||
+			    src_queue_ahead(&a->migrations, m, true))
 				continue;
 			if (glue_begin_dump(a, m, &err) < 0)
 				glue_queue_fail(m, SRC_MIG_FAILED, err.message);
 			return true;
 		}
-		if (glue_queued(a, m, false) ||
+		if (src_queue_ahead(&a->migrations, m, false) ||
 		    (now < m->queue_retry_ns && glue_dest_busy(a, m) >= m->queue_dest_busy))
 			continue;
 		if (glue_slots_taken(a) >= a->max_migrations) {
@@ -1371,7 +1343,7 @@ static bool glue_queue_first(struct src_agent *a, struct src_migration *m,
 		return true;
 	}
 	*why = SRC_QUEUE_SLOT;
-	return m->handover && glue_queued(a, m, false) > 0;
+	return m->handover && src_queue_ahead(&a->migrations, m, false) > 0;
 }
 
 /*
@@ -1461,11 +1433,11 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 		goto out;
 	}
 	if ((req->pid > 0 || req->container.runtime) && req->queue &&
-	    glue_queued(a, NULL, false) >= a->max_migrations) {
+	    src_queue_ahead(&a->migrations, NULL, false) >= a->max_migrations) {
 		ret = api_error_set(err, -EAGAIN,
 				    "%u migrations are queued, the most this agent keeps waiting "
 				    "(--max-migrations)",
-				    glue_queued(a, NULL, false));
+				    src_queue_ahead(&a->migrations, NULL, false));
 		goto out;
 	}
 	if (req->container.runtime && req->lazy_dump) {

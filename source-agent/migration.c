@@ -50,53 +50,6 @@ const char *src_mig_state_str(enum src_mig_state st)
 	return "?";
 }
 
-const char *src_queue_reason_str(enum src_queue_reason r)
-{
-	switch (r) {
-	case SRC_QUEUE_SLOT:
-		return "slot";
-	case SRC_QUEUE_SOURCE:
-		return "source";
-	case SRC_QUEUE_DUMP:
-		return "dump";
-	}
-	return "?";
-}
-
-/* Whether queued a and b wait in the same line: a dump slot, or the same destination's. */
-static bool mig_same_line(const struct src_migration *a, const struct src_migration *b)
-{
-	if ((a->queue_reason == SRC_QUEUE_DUMP) != (b->queue_reason == SRC_QUEUE_DUMP))
-		return false;
-	if (a->queue_reason == SRC_QUEUE_DUMP)
-		return true;
-	return strcmp(a->dest ? a->dest : "", b->dest ? b->dest : "") == 0;
-}
-
-unsigned int src_mig_queue_position(const struct src_mig_list *list, const struct src_migration *m)
-{
-	const struct src_migration *o;
-	unsigned int pos = 1;
-
-	if (m->state != SRC_MIG_QUEUED)
-		return 0;
-	TAILQ_FOREACH(o, list, link)
-	{
-		if (o == m)
-			return pos;
-		if (o->state == SRC_MIG_QUEUED && mig_same_line(o, m))
-			pos++;
-	}
-	return 0;
-}
-
-unsigned int src_queue_backoff_next(unsigned int cur_ms, unsigned int max_ms)
-{
-	unsigned int next = cur_ms ? (cur_ms > max_ms / 2 ? max_ms : cur_ms * 2) : 1000;
-
-	return next > max_ms ? max_ms : next;
-}
-
 int src_mig_state_parse(const char *s, enum src_mig_state *out)
 {
 	enum src_mig_state st;

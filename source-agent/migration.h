@@ -210,16 +210,6 @@ struct src_migration {
 TAILQ_HEAD(src_mig_list, src_migration);
 
 const char *src_mig_state_str(enum src_mig_state st);
-/* "slot", "source", "dump": the API's queue.reason. */
-const char *src_queue_reason_str(enum src_queue_reason r);
-/*
- * m's place (1-based) among the queued migrations of list waiting for the
- * same thing: a slot on the same destination agent (or in this agent), or
- * a dump slot; 0 when m is not queued.
- */
-unsigned int src_mig_queue_position(const struct src_mig_list *list, const struct src_migration *m);
-/* The next wait of a queued migration refused again: doubled, from 1 s up to max_ms. */
-unsigned int src_queue_backoff_next(unsigned int cur_ms, unsigned int max_ms);
 /* The state named s (src_mig_state_str()'s words): 0, or -EINVAL. */
 int src_mig_state_parse(const char *s, enum src_mig_state *out);
 
