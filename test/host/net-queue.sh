@@ -11,12 +11,14 @@
 # before the queue.  (3) A fourth queued then DELETEd: aborted, untouched,
 # nothing made, and the others move up.  (4) Once the gate opens each
 # migrates in turn (frozen in the order they were started), all done.
+# (4b) The destination's refusal for want of a slot is coded no_slot; a
+# queued migration is dropped by a restart of the source agent.
 # (5) --max-dumps 1: a second dump waits queued (reason dump) before its
 # freeze, then runs.  Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/freezelib.sh"
 : "${RDMIG_CTL:?}"
-plan 16
+plan 18
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 command -v jq >/dev/null || { echo "1..0 # SKIP jq not found"; exit 0; }
 
@@ -104,6 +106,25 @@ check "... frozen in the order they were started, each once" \
 code=$(dapi d1 GET /v1/reservations)
 check "... no reservation is left on the destination agent" \
 	eval "test $code = 200 && jq -e '.reservations == []' '$T/dapi.out' >/dev/null"
+
+# (4b) A restart drops the queue (design.md §7.1): d1's only slot held by
+# a reservation made through its API, whose refusal of another is coded.
+code=$(dapi d1 POST /v1/reservations '{"migration":"hold","bytes":0,"ttl_s":600}')
+rid=$(jq -r .id "$T/dapi.out")
+code2=$(dapi d1 POST /v1/reservations '{"migration":"x2","bytes":0}')
+check "the destination agent's refusal for want of a slot: 503 with error.code no_slot" \
+	eval "test $code = 201 && test $code2 = 503 && test \"\$(jq -r .error.code '$T/dapi.out')\" = no_slot"
+workload r1
+wl[5]=$wl_pid
+"${CTL[@]}" migrate --pid "${wl[5]}" --secret-file "$T/secret" --id r1 --to "127.0.0.1:$d1" \
+	>"$T/r1.out" 2>&1
+before=$(queue_of r1)
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+start_source "$T/source1b.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh"
+check "a restart of the source agent drops a queued migration: unknown after it (404), untouched" \
+	eval "test '$before' = 'queued 1 slot' && test \$(sapi GET /v1/migrations/r1) = 404 && untouched r1 ${wl[5]} && test ! -e '$root/r1'"
+dapi d1 DELETE "/v1/reservations/$rid" >/dev/null
 
 # (5) One dump at a time.
 kill -TERM "$src_pid"
