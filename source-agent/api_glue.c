@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1214,8 +1215,7 @@ static int glue_begin_dump(struct src_agent *a, struct src_migration *m, struct 
 /* A queued m ends with why, nothing frozen; a reservation it holds is released. */
 static void glue_queue_fail(struct src_migration *m, enum src_mig_state st, const char *why)
 {
-	log_err("migration %s: %s; nothing was frozen: process %d runs on untouched", m->id, why,
-		(int)m->pid);
+	log_err("migration %s: %s; nothing was frozen (process %d)", m->id, why, (int)m->pid);
 	src_handover_stop(m->handover);
 	src_session_cancel(m->agent, m, "migration not started on the source: nothing was frozen");
 	src_mig_finish(m, st, why);
@@ -1258,6 +1258,7 @@ static void glue_queue_ask(struct src_agent *a, struct src_migration *m)
 	int ret;
 
 	m->queue_asking = true;
+	m->queue_reason = SRC_QUEUE_SLOT;
 	glue_early_pd(a, m);
 	ret = src_handover_reserve(m->handover, glue_tree_rss(m->pid, &seen), glue_queue_answer);
 	if (ret < 0) {
@@ -1277,6 +1278,7 @@ static void glue_queue_ask(struct src_agent *a, struct src_migration *m)
  */
 static bool glue_queue_step(struct src_agent *a)
 {
+	char why[SRC_MIG_ERROR_MAX];
 	struct api_error err = {0};
 	struct src_migration *m;
 	uint64_t now = now_ns();
@@ -1289,6 +1291,13 @@ static bool glue_queue_step(struct src_agent *a)
 			glue_queue_fail(m, SRC_MIG_ABORTED,
 					"the agent is stopping (it was signalled) while the "
 					"migration was queued");
+			return true;
+		}
+		/* Nothing to freeze any more: no reservation is asked for it. */
+		if (kill(m->pid, 0) < 0 && errno == ESRCH) {
+			snprintf(why, sizeof(why),
+				 "process %d exited while the migration was queued", (int)m->pid);
+			glue_queue_fail(m, SRC_MIG_FAILED, why);
 			return true;
 		}
 		if (m->queue_reason == SRC_QUEUE_DUMP) {

@@ -12,13 +12,14 @@
 # nothing made, and the others move up.  (4) Once the gate opens each
 # migrates in turn (frozen in the order they were started), all done.
 # (4b) The destination's refusal for want of a slot is coded no_slot; a
-# queued migration is dropped by a restart of the source agent.
+# queued migration whose process exits fails; one still queued is dropped
+# by a restart of the source agent.
 # (5) --max-dumps 1: a second dump waits queued (reason dump) before its
 # freeze, then runs.  Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/freezelib.sh"
 : "${RDMIG_CTL:?}"
-plan 18
+plan 19
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 command -v jq >/dev/null || { echo "1..0 # SKIP jq not found"; exit 0; }
 
@@ -119,6 +120,13 @@ wl[5]=$wl_pid
 "${CTL[@]}" migrate --pid "${wl[5]}" --secret-file "$T/secret" --id r1 --to "127.0.0.1:$d1" \
 	>"$T/r1.out" 2>&1
 before=$(queue_of r1)
+workload r2
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id r2 --to "127.0.0.1:$d1" \
+	>"$T/r2.out" 2>&1
+before2=$(queue_of r2)
+kill -KILL "$wl_pid"
+check "a queued migration whose process exits fails, with nothing asked for it" \
+	eval "test '$before2' = 'queued 2 slot' && wait_state r2 failed 10 && \"\${CTL[@]}\" status r2 --json | jq -e '.error | test(\"exited while the migration was queued\")' >/dev/null"
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
 start_source "$T/source1b.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh"
