@@ -264,6 +264,21 @@ static void glue_criu_failure(const struct src_migration *m, const char *what,
 		 e->log_tail[0] ? e->log_tail : "(no log written)");
 }
 
+/*
+ * m fails before it served: its destination agent is no longer talked to,
+ * and a destination started at its reservation (FEAT_EARLY), still proving
+ * the secret or held for the checkpoint, is turned away rather than served
+ * a migration that ended.
+ */
+static void glue_fail_unserved(struct src_migration *m, const char *why)
+{
+	src_handover_stop(m->handover);
+	/* The words a held destination hears at its tick too (session.c). */
+	src_session_cancel(m->agent, m,
+			   "the migration ended on the source before its checkpoint served");
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
 /* The offload thread, started with the first migration that needs it. */
 static struct offload *glue_offload(struct src_agent *a)
 {
@@ -312,8 +327,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 				 "the images in %s changed while the agent was stopped (not the "
 				 "digest its record has): not served",
 				 m->dir);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	if (m->pause_when_mapped) {
@@ -326,8 +340,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 	ret = glue_offload(a) ? src_prereg_rounds_settle(m, a->offload, why, sizeof(why)) : 0;
 	if (ret < 0) {
 		log_err("migration %s: %s: not served", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
@@ -406,8 +419,7 @@ static void glue_lazy_ready(struct src_lazydump *ld, void *arg)
 		    "criu dump --lazy-pages wrote images in %s that cannot be "
 		    "served: %s; the source's process %d stays stopped: roll back to continue it",
 		    m->dir, strerror(-ret), (int)m->pid);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 	}
 }
 
@@ -460,8 +472,7 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 		glue_criu_failure(m, m->ctr.id[0] ? "runc checkpoint" : "criu dump", e, "dump.log",
 				  why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	if (m->ctr.id[0])
@@ -481,8 +492,7 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 			 "criu dump succeeded but its images in %s cannot be "
 			 "served: %s",
 			 m->dir, strerror(-ret));
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 	}
 }
 
@@ -750,8 +760,7 @@ static bool glue_round_more(const struct src_migration *m, size_t k)
 static void glue_round_fail(struct src_migration *m, const char *why)
 {
 	log_err("migration %s: %s; nothing was frozen", m->id, why);
-	src_handover_stop(m->handover);
-	src_mig_finish(m, SRC_MIG_FAILED, why);
+	glue_fail_unserved(m, why);
 }
 
 /*
@@ -820,8 +829,7 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
 		snprintf(log, sizeof(log), "round-%zu/pre-dump.log", k);
 		glue_criu_failure(m, "criu pre-dump", e, log, why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	m->nr_rounds = k;
