@@ -107,7 +107,7 @@ static const char *const state_names[API_STATE__COUNT] = {
     [API_STATE_POSTCOPY] = "postcopy",	 [API_STATE_DRAINING] = "draining",
     [API_STATE_DONE] = "done",		 [API_STATE_FAILED] = "failed",
     [API_STATE_ABORTED] = "aborted",	 [API_STATE_ROLLED_BACK] = "rolled_back",
-    [API_STATE_PAUSED] = "paused",
+    [API_STATE_PAUSED] = "paused",	 [API_STATE_QUEUED] = "queued",
 };
 
 const char *api_state_str(enum api_state s)
@@ -302,7 +302,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 {
 	json_t *m = json_object(), *progress = json_object(), *lat = json_object(),
 	       *times = json_object(), *drain = json_object(), *ra = json_object(),
-	       *pause = json_object();
+	       *pause = json_object(), *queue = NULL;
 	bool ok = m && progress && lat && times && drain && ra && pause;
 
 	if (!ok)
@@ -370,7 +370,19 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(m, "pause", pause, &ok);
 	pause = NULL;
 	api_set(m, "takeovers", api_json_opt_i64(v->takeovers), &ok);
+	if (v->queue_position) {
+		queue = json_object();
+		ok = ok && queue;
+		if (!ok)
+			goto out;
+		api_set(queue, "position", api_json_u64(v->queue_position), &ok);
+		api_set(queue, "since", api_json_time(v->queue_since_unix_ms), &ok);
+		api_set(queue, "reason", api_json_str(v->queue_reason), &ok);
+	}
+	api_set(m, "queue", queue ? queue : json_null(), &ok);
+	queue = NULL;
 out:
+	json_decref(queue);
 	json_decref(pause);
 	json_decref(progress);
 	json_decref(lat);
@@ -413,6 +425,7 @@ static const struct api_field start_fields[] = {
     {"advertise", JSON_STRING, ROLE_SRC},   {"dest_images_dir", JSON_STRING, ROLE_SRC},
     {"reservation", JSON_STRING, ROLE_DST}, {"lazy_dump", JSON_TRUE, ROLE_SRC},
     {"container", JSON_OBJECT, ROLE_ANY},   {"precopy", JSON_NULL, ROLE_SRC},
+    {"queue", JSON_TRUE, ROLE_SRC},
 };
 
 static const struct api_field container_fields[] = {
@@ -807,6 +820,7 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 	memset(r, 0, sizeof(*r));
 	r->role = role;
 	r->restore = true;
+	r->queue = true;
 	ret = api_check_fields(root, start_fields, ARRAY_SIZE(start_fields), role, "", err);
 	if (ret)
 		return ret;
@@ -934,6 +948,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 	v = json_object_get(root, "restore");
 	if (v)
 		r->restore = json_is_true(v);
+	v = json_object_get(root, "queue");
+	if (v)
+		r->queue = json_is_true(v);
 	/* Only the agent's own runc restore brings a container back under its id. */
 	if (r->container.runtime && !r->restore)
 		return api_error_set(err, -EINVAL, "field \"container\" needs \"restore\"");
@@ -1035,6 +1052,7 @@ static int api_status_from_errno(int neg_errno)
 	case -EOPNOTSUPP:
 		return 501;
 	case -EAGAIN:
+	case -EUSERS:
 	case -ENOSPC:
 	case -ENOMEM:
 	case -EMFILE:
@@ -1120,11 +1138,13 @@ static void api_reply_failure(struct evhttp_request *req, int ret, const struct 
 			      const char *what, const char *id)
 {
 	int status = err->status ? err->status : api_status_from_errno(ret);
+	/* No free slot, unlike other 503s: waiting for a migration to end cures it. */
+	const char *code = ret == -EUSERS ? API_CODE_NO_SLOT : NULL;
 
 	if (status < 400 || status > 599)
 		status = 500;
 	if (err->message[0])
-		api_reply_error(req, status, NULL, "%s", err->message);
+		api_reply_error(req, status, code, "%s", err->message);
 	else if (ret == -ENOENT)
 		api_reply_error(req, status, NULL, "no migration \"%s\"", id);
 	else if (ret == -EEXIST)
@@ -1559,7 +1579,7 @@ static void api_start_reply(struct api_server *s, struct evhttp_request *req, co
 {
 	char location[sizeof("/v1/migrations/") + API_ID_MAX];
 
-	s->starts[ret == 0 ? 0 : ret == -EAGAIN ? 1 : 2]++;
+	s->starts[ret == 0 ? 0 : ret == -EAGAIN || ret == -EUSERS ? 1 : 2]++;
 	if (ret < 0) {
 		log_info("api: migration %s not started: %s", id,
 			 err->message[0] ? err->message : strerror(-ret));

@@ -95,6 +95,8 @@ enum api_state {
 	API_STATE_ROLLED_BACK,
 	/* post-copy without its peer: waiting for the destination to reconnect */
 	API_STATE_PAUSED,
+	/* source: waiting in its queue for a slot (design.md §7.1): nothing frozen, nothing run */
+	API_STATE_QUEUED,
 	API_STATE__COUNT,
 };
 
@@ -233,6 +235,15 @@ struct api_migration_view {
 	 * the source, which has none.
 	 */
 	int64_t takeovers;
+	/*
+	 * source, state queued: its place among the migrations queued for the
+	 * same destination (1: next), since when it waits, and why ("slot":
+	 * the destination's --max-migrations, "source": this agent's own,
+	 * "dump": a dump slot, --max-dumps); position 0: not queued (null).
+	 */
+	unsigned int queue_position;
+	int64_t queue_since_unix_ms;
+	const char *queue_reason;
 };
 
 /* Fills v with "unknown" values (-1 / 0 / NULL) so agents set only what they know. */
@@ -301,6 +312,11 @@ struct api_start_req {
 	bool lazy_dump;		 /* source with pid: criu dump --lazy-pages; default false */
 	int precopy;		 /* source with pid: API_PRECOPY_OFF (default), 1..MAX, AUTO */
 	bool restore;		 /* dest: run criu restore itself; default true */
+	/*
+	 * source with pid or container: wait in the agent's queue when no
+	 * slot is free (default true); false: refused at once (503) instead.
+	 */
+	bool queue;
 	/* dest: the reservation (POST /v1/reservations) this migration uses, or NULL */
 	const char *reservation;
 	struct api_criu_opts criu;
@@ -392,6 +408,13 @@ typedef int (*api_emit_resv_fn)(void *ctx, const struct api_reservation_view *v)
  *   -EOPNOTSUPP 501, -EAGAIN/-ENOSPC/-ENOMEM/-EMFILE/-ENFILE 503, others 500.
  * message is shown to the client; never put a secret in it.
  */
+/*
+ * The "code" of a 503 whose cause is a full --max-migrations (the errno
+ * -EUSERS): a slot frees when a migration there ends, so a source queues
+ * a start refused so rather than failing it.
+ */
+#define API_CODE_NO_SLOT "no_slot"
+
 struct api_error {
 	int status;
 	char message[API_ERROR_MSG_MAX];

@@ -1379,7 +1379,8 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 		goto out;
 	}
 	if (s->nr_running + s->nr_resv >= s->cfg->max_running) {
-		ret = api_error_set(err, -EAGAIN,
+		/* -EUSERS: code no_slot, which a source waits for in its queue. */
+		ret = api_error_set(err, -EUSERS,
 				    "no free slot: %u migrations running and %u reserved, the most "
 				    "this agent runs at once is %u (--max-migrations)",
 				    s->nr_running, s->nr_resv, s->cfg->max_running);
@@ -1496,7 +1497,7 @@ static int sup_take_slot(struct sup *s, const struct api_start_req *req, struct 
 			 "a free slot",
 			 req->id, req->reservation);
 	if (s->nr_running - s->nr_pending + s->nr_resv >= s->cfg->max_running)
-		return api_error_set(err, -EAGAIN,
+		return api_error_set(err, -EUSERS,
 				     "%u migrations are running and %u slots reserved, the most "
 				     "this agent runs at once (--max-migrations)",
 				     s->nr_running - s->nr_pending, s->nr_resv);

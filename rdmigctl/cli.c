@@ -23,6 +23,7 @@ enum {
 	OPT_ID,
 	OPT_VERIFY,
 	OPT_LAZY_DUMP,
+	OPT_NO_QUEUE,
 	OPT_PRECOPY,
 	OPT_WAIT,
 	OPT_WATCH,
@@ -59,6 +60,7 @@ static const struct option cli_options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"lazy-dump", no_argument, NULL, OPT_LAZY_DUMP},
+    {"no-queue", no_argument, NULL, OPT_NO_QUEUE},
     {"precopy", required_argument, NULL, OPT_PRECOPY},
     {"wait", no_argument, NULL, OPT_WAIT},
     {"watch", no_argument, NULL, OPT_WATCH},
@@ -86,6 +88,7 @@ static unsigned cli_option_mask(int code)
 	case OPT_ID:
 	case OPT_VERIFY:
 	case OPT_LAZY_DUMP:
+	case OPT_NO_QUEUE:
 	case OPT_PRECOPY:
 	case OPT_WAIT:
 	case OPT_ADVERTISE:
@@ -162,7 +165,7 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
 		    "                [--secret-file FILE] [--id ID] [--verify]\n"
 		    "                [--lazy-dump | --precopy N|auto] [--criu-log-level N]\n"
-		    "                [--wait]\n"
+		    "                [--no-queue] [--wait]\n"
 		    "Start a migration on the source agent.\n\n"
 		    "  -p, --pid PID          the agent dumps this running process tree (criu\n"
 		    "                         dump) and serves its images\n"
@@ -203,7 +206,11 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "      --criu-log-level N criu's -vN for the dump and the restore, 0..4\n"
 		    "                         (default: the agents', 2); 4 makes the freeze\n"
 		    "                         several times longer\n"
-		    "  -w, --wait             follow the migration, then print its report:\n"
+		    "      --no-queue         with --pid or --container: refused (exit 1)\n"
+		    "                         when no slot is free, instead of waiting in\n"
+		    "                         the source agent's queue (state queued)\n"
+		    "  -w, --wait             follow the migration (its place while it is\n"
+		    "                         queued), then print its report:\n"
 		    "                         downtime, times, pages, faults; exit 1 with\n"
 		    "                         the reason unless it ends \"done\"\n%s",
 		    API_DEST_PORT_DEFAULT, globals);
@@ -411,6 +418,9 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 	case OPT_LAZY_DUMP:
 		a->lazy_dump = true;
 		break;
+	case OPT_NO_QUEUE:
+		a->no_queue = true;
+		break;
 	case OPT_PRECOPY:
 		if (strcmp(arg, "auto") == 0)
 			a->precopy = API_PRECOPY_AUTO;
@@ -568,6 +578,8 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 							 : "--dest-bundle");
 		if (a->lazy_dump && !a->pid)
 			return cli_bad(err, a->cmd, "--lazy-dump needs --pid");
+		if (a->no_queue && !a->pid && !a->container)
+			return cli_bad(err, a->cmd, "--no-queue needs --pid or --container");
 		if (a->precopy != API_PRECOPY_OFF && !a->pid)
 			return cli_bad(err, a->cmd, "--precopy needs --pid");
 		if (a->precopy != API_PRECOPY_OFF && a->lazy_dump)
@@ -662,6 +674,8 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 	if (a->verify && json_object_set_new(body, "verify", json_true()) < 0)
 		goto out;
 	if (a->lazy_dump && json_object_set_new(body, "lazy_dump", json_true()) < 0)
+		goto out;
+	if (a->no_queue && json_object_set_new(body, "queue", json_false()) < 0)
 		goto out;
 	if (a->precopy != API_PRECOPY_OFF &&
 	    json_object_set_new(body, "precopy",
@@ -821,6 +835,9 @@ const char *cli_format_progress(const json_t *m, char *buf, size_t len)
 		     cli_ms(cli_int(m, "times", "total_ms"), total, sizeof(total)));
 	if (dest_state && n > 0 && (size_t)n < len)
 		n += snprintf(buf + n, len - (size_t)n, "  dest %s", dest_state);
+	if (json_is_object(json_object_get(m, "queue")) && n > 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, "  queued: position %lld (%s)",
+			      cli_int(m, "queue", "position"), cli_str(m, "queue", "reason"));
 	if (err && n > 0 && (size_t)n < len)
 		snprintf(buf + n, len - (size_t)n, "  (%s)", err);
 	return buf;
@@ -967,6 +984,10 @@ void cli_print_report(FILE *f, const json_t *m)
 		fprintf(f, "  resumed:    %s after the destination took the migration\n",
 			cli_ms(cli_int(m, "times", "resumed_ms"), t, sizeof(t)));
 	cli_print_pauses(f, m);
+	if (json_is_object(json_object_get(m, "queue")))
+		fprintf(f, "  queue:      position %lld, waiting for %s since %s\n",
+			cli_int(m, "queue", "position"), cli_str(m, "queue", "reason"),
+			cli_str(m, "queue", "since"));
 	fprintf(f, "  total:      %s\n",
 		cli_ms(cli_int(m, "times", "total_ms"), total, sizeof(total)));
 	fprintf(f, "  created:    %s\n", cli_str(m, "times", "created"));

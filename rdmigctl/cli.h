@@ -56,6 +56,7 @@ struct cli_args {
 	const char *secret_file;
 	bool verify;
 	bool lazy_dump;	    /* migrate --lazy-dump */
+	bool no_queue;	    /* migrate --no-queue: "queue": false */
 	int precopy;	    /* migrate --precopy: API_PRECOPY_OFF (0), 1..MAX, AUTO */
 	int criu_log_level; /* --criu-log-level: criu_opts.log_level; < 0: not given */
 	bool wait;

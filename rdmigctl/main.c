@@ -229,6 +229,12 @@ static int ctl_migrate(struct ctl *c)
 	} else {
 		printf("migration %s started (%s)\n", id,
 		       json_string_value(json_object_get(m, "state")));
+		if (json_is_object(json_object_get(m, "queue")))
+			printf("queued: position %lld, waiting for %s\n",
+			       (long long)json_integer_value(
+				   json_object_get(json_object_get(m, "queue"), "position")),
+			       json_string_value(
+				   json_object_get(json_object_get(m, "queue"), "reason")));
 	}
 	json_decref(m);
 	return ret;

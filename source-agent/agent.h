@@ -68,6 +68,18 @@ struct src_agent {
 	 * forgotten, and a start with this many not final is refused.
 	 */
 	unsigned int max_migrations;
+	/*
+	 * criu dumps and pre-dumps run at once at most; more wait queued
+	 * before their freeze (api_glue.c): concurrent freezes share the CPU
+	 * and criu gives up freezing a tree after its own --timeout.
+	 */
+	unsigned int max_dumps;
+	/*
+	 * The queue's tick (api_glue.c): asks for the queued migrations'
+	 * reservations again and starts their dumps; owned, NULL before the
+	 * first queued migration.
+	 */
+	struct event *queue_tick;
 	/* The agent's migrations: the list owns them (migration.h); main.c destroys them. */
 	struct src_mig_list migrations;
 	/*
@@ -120,5 +132,6 @@ struct src_agent {
 #define SRC_MAX_PREAUTH_DEFAULT		 64
 #define SRC_MAX_PREAUTH_PER_ADDR_DEFAULT 8
 #define SRC_MAX_MIGRATIONS_DEFAULT	 256
+#define SRC_MAX_DUMPS_DEFAULT		 2
 
 #endif

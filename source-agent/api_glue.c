@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <openssl/rand.h>
 
 #include "api.h"
@@ -31,6 +33,7 @@
 #include "session.h"
 #include "svcmgr.h"
 #include "tls.h"
+#include "waitq.h"
 #include "util.h"
 
 /* The transport this source serves, as the API names it. */
@@ -54,6 +57,8 @@ static enum api_state glue_state(const struct src_migration *m)
 		return API_STATE_SERVING;
 	case SRC_MIG_PAUSED:
 		return API_STATE_PAUSED;
+	case SRC_MIG_QUEUED:
+		return API_STATE_QUEUED;
 	case SRC_MIG_RESTORING:
 		return API_STATE_RESTORING;
 	case SRC_MIG_ROLLED_BACK:
@@ -106,6 +111,11 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	}
 	v->pauses = m->pauses;
 	v->paused_ms = (int64_t)(m->paused_ns / 1000000);
+	v->queue_position = src_queue_position(&a->migrations, m);
+	if (v->queue_position) {
+		v->queue_since_unix_ms = m->queue_since_unix_ms;
+		v->queue_reason = src_queue_reason_str(m->queue_reason);
+	}
 	v->source = a->endpoint[0] ? a->endpoint : NULL;
 	/* With a destination agent, its API; else the data peer the source saw. */
 	v->dest = m->dest ? m->dest : m->peer[0] ? m->peer : NULL;
@@ -254,6 +264,21 @@ static void glue_criu_failure(const struct src_migration *m, const char *what,
 		 e->log_tail[0] ? e->log_tail : "(no log written)");
 }
 
+/*
+ * m fails before it served: its destination agent is no longer talked to,
+ * and a destination started at its reservation (FEAT_EARLY), still proving
+ * the secret or held for the checkpoint, is turned away rather than served
+ * a migration that ended.
+ */
+static void glue_fail_unserved(struct src_migration *m, const char *why)
+{
+	src_handover_stop(m->handover);
+	/* The words a held destination hears at its tick too (session.c). */
+	src_session_cancel(m->agent, m,
+			   "the migration ended on the source before its checkpoint served");
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
 /* The offload thread, started with the first migration that needs it. */
 static struct offload *glue_offload(struct src_agent *a)
 {
@@ -302,8 +327,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 				 "the images in %s changed while the agent was stopped (not the "
 				 "digest its record has): not served",
 				 m->dir);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	if (m->pause_when_mapped) {
@@ -316,8 +340,7 @@ static void glue_mapped(struct src_migration *m, int ret)
 	ret = glue_offload(a) ? src_prereg_rounds_settle(m, a->offload, why, sizeof(why)) : 0;
 	if (ret < 0) {
 		log_err("migration %s: %s: not served", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	log_info("migration %s: serving %s to a destination that connects to %s (%s)", m->id,
@@ -396,8 +419,7 @@ static void glue_lazy_ready(struct src_lazydump *ld, void *arg)
 		    "criu dump --lazy-pages wrote images in %s that cannot be "
 		    "served: %s; the source's process %d stays stopped: roll back to continue it",
 		    m->dir, strerror(-ret), (int)m->pid);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 	}
 }
 
@@ -450,8 +472,7 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 		glue_criu_failure(m, m->ctr.id[0] ? "runc checkpoint" : "criu dump", e, "dump.log",
 				  why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	if (m->ctr.id[0])
@@ -471,8 +492,7 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 			 "criu dump succeeded but its images in %s cannot be "
 			 "served: %s",
 			 m->dir, strerror(-ret));
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 	}
 }
 
@@ -740,8 +760,7 @@ static bool glue_round_more(const struct src_migration *m, size_t k)
 static void glue_round_fail(struct src_migration *m, const char *why)
 {
 	log_err("migration %s: %s; nothing was frozen", m->id, why);
-	src_handover_stop(m->handover);
-	src_mig_finish(m, SRC_MIG_FAILED, why);
+	glue_fail_unserved(m, why);
 }
 
 /*
@@ -810,8 +829,7 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
 		snprintf(log, sizeof(log), "round-%zu/pre-dump.log", k);
 		glue_criu_failure(m, "criu pre-dump", e, log, why, sizeof(why));
 		log_err("migration %s: %s", m->id, why);
-		src_handover_stop(m->handover);
-		src_mig_finish(m, SRC_MIG_FAILED, why);
+		glue_fail_unserved(m, why);
 		return;
 	}
 	m->nr_rounds = k;
@@ -1040,8 +1058,9 @@ static int glue_make_room(struct src_agent *a, struct api_error *err)
 	struct src_migration *m;
 	unsigned int n = 0;
 
+	/* The queued ones wait outside that count (glue_queue_*()). */
 	TAILQ_FOREACH(m, &a->migrations, link)
-	n++;
+	n += m->state != SRC_MIG_QUEUED;
 	if (n < a->max_migrations)
 		return 0;
 	m = src_mig_oldest_final(&a->migrations);
@@ -1075,7 +1094,13 @@ static int glue_make_room(struct src_agent *a, struct api_error *err)
 /* A dumping migration joins the list (and the records) and is checked on during the dump. */
 static void glue_add_dumping(struct src_agent *a, struct src_migration *m)
 {
-	TAILQ_INSERT_TAIL(&a->migrations, m, link);
+	if (m->state == SRC_MIG_QUEUED) {
+		log_info("migration %s: its turn after %.1f s queued", m->id,
+			 (double)(src_unix_ms() - m->queue_since_unix_ms) / 1e3);
+		src_mig_set_state(m, SRC_MIG_DUMPING);
+	} else {
+		TAILQ_INSERT_TAIL(&a->migrations, m, link);
+	}
 	m->records = a->records;
 	src_records_save(a->records, m);
 	log_info("migration %s: dumping process %d to %s", m->id, (int)m->pid, m->dir);
@@ -1100,6 +1125,244 @@ static void glue_released(struct src_migration *m, int ret, const char *why)
 	glue_destroy_unstarted(m);
 }
 
+/* The longest wait between two reservations asked for a queued migration. */
+#define GLUE_QUEUE_BACKOFF_MAX_MS 10000
+/* How often the queue looks, besides at once when a migration ends or a dump does. */
+#define GLUE_QUEUE_TICK_MS 500
+
+/* criu dumps or pre-dump rounds running: each freezes or walks a tree. */
+static unsigned int glue_dumps_running(const struct src_agent *a)
+{
+	const struct src_migration *m;
+	unsigned int n = 0;
+
+	TAILQ_FOREACH(m, &a->migrations, link)
+	n += m->state == SRC_MIG_DUMPING && m->job;
+	return n;
+}
+
+/*
+ * The --max-migrations slots taken: migrations not final that are not
+ * waiting unasked in the queue, and starts asking for their reservation.
+ */
+static unsigned int glue_slots_taken(const struct src_agent *a)
+{
+	const struct src_migration *m;
+	unsigned int n = 0;
+
+	TAILQ_FOREACH(m, &a->migrations, link)
+	n += !src_mig_final(m) &&
+	     (m->state != SRC_MIG_QUEUED || m->queue_asking || m->queue_reason == SRC_QUEUE_DUMP);
+	TAILQ_FOREACH(m, &a->reserving, link)
+	n++;
+	return n;
+}
+
+/* This agent's migrations to m's destination that hold a slot there (started, not final). */
+static unsigned int glue_dest_busy(const struct src_agent *a, const struct src_migration *m)
+{
+	const struct src_migration *o;
+	unsigned int n = 0;
+
+	TAILQ_FOREACH(o, &a->migrations, link)
+	n += o != m && o->state != SRC_MIG_QUEUED && !src_mig_final(o) && src_queue_same_dest(o, m);
+	return n;
+}
+
+/*
+ * m waits, listed in state queued, for why; nothing was frozen or made for
+ * it, and it keeps no record (a restart drops it: design.md §7.1).
+ */
+static void glue_queue_add(struct src_agent *a, struct src_migration *m, enum src_queue_reason why)
+{
+	m->queue_reason = why;
+	if (m->state != SRC_MIG_QUEUED) {
+		m->queue_since_unix_ms = src_unix_ms();
+		TAILQ_INSERT_TAIL(&a->migrations, m, link);
+		src_mig_set_state(m, SRC_MIG_QUEUED);
+	}
+	log_info("migration %s queued for %s (position %u): process %d runs on untouched", m->id,
+		 why == SRC_QUEUE_DUMP	 ? "a dump slot (--max-dumps)"
+		 : why == SRC_QUEUE_SLOT ? "a slot on its destination agent"
+					 : "a slot on this agent (--max-migrations)",
+		 src_queue_position(&a->migrations, m), (int)m->pid);
+}
+
+/* A queued m refused a slot again: asked again after a longer wait, or once one frees. */
+static void glue_queue_backoff(struct src_agent *a, struct src_migration *m)
+{
+	m->queue_reason = SRC_QUEUE_SLOT;
+	m->queue_backoff_ms =
+	    src_queue_backoff_next(m->queue_backoff_ms, GLUE_QUEUE_BACKOFF_MAX_MS);
+	m->queue_retry_ns = now_ns() + (uint64_t)m->queue_backoff_ms * 1000000u;
+	m->queue_dest_busy = glue_dest_busy(a, m);
+}
+
+/*
+ * m has its reservation (or needs none): its dump starts, or, with
+ * --max-dumps dumps running or others waiting for one, it waits queued.
+ */
+static int glue_begin_dump(struct src_agent *a, struct src_migration *m, struct api_error *err)
+{
+	int ret;
+
+	if (glue_dumps_running(a) >= a->max_dumps ||
+	    src_queue_ahead(&a->migrations, m->state == SRC_MIG_QUEUED ? m : NULL, true) > 0) {
+		if (m->state != SRC_MIG_QUEUED || m->queue_reason != SRC_QUEUE_DUMP)
+			glue_queue_add(a, m, SRC_QUEUE_DUMP);
+		return 0;
+	}
+	ret = glue_make_room(a, err);
+	if (ret == 0)
+		ret = glue_dump_run(a, m, err);
+	if (ret == 0)
+		glue_add_dumping(a, m);
+	return ret;
+}
+
+/* A queued m ends with why, nothing frozen; a reservation it holds is released. */
+static void glue_queue_fail(struct src_migration *m, enum src_mig_state st, const char *why)
+{
+	log_err("migration %s: %s; nothing was frozen (process %d)", m->id, why, (int)m->pid);
+	src_handover_stop(m->handover);
+	src_session_cancel(m->agent, m, "migration not started on the source: nothing was frozen");
+	src_mig_finish(m, st, why);
+}
+
+static void glue_queue_pump(struct src_agent *a);
+
+/* The destination agent answered a queued m's reservation. */
+static void glue_queue_answer(struct src_migration *m, int ret, const char *why)
+{
+	struct src_agent *a = m->agent;
+	struct api_error err = {0};
+	char text[SRC_MIG_ERROR_MAX];
+
+	m->queue_asking = false;
+	if (m->state != SRC_MIG_QUEUED)
+		return;
+	if (ret == -EUSERS) {
+		glue_queue_backoff(a, m);
+		log_info("migration %s: still queued: %s; asking again in %u ms or once a "
+			 "migration there ends",
+			 m->id, why, m->queue_backoff_ms);
+		return;
+	}
+	if (ret == -EOPNOTSUPP)
+		ret = 0;
+	if (ret < 0) {
+		snprintf(text, sizeof(text), "nothing was frozen: %s", why);
+		glue_queue_fail(m, SRC_MIG_FAILED, text);
+	} else if (glue_begin_dump(a, m, &err) < 0) {
+		glue_queue_fail(m, SRC_MIG_FAILED, err.message);
+	}
+	glue_queue_pump(a);
+}
+
+/* Asks m's destination agent for its reservation again. */
+static void glue_queue_ask(struct src_agent *a, struct src_migration *m)
+{
+	unsigned int seen = 0;
+	int ret;
+
+	m->queue_asking = true;
+	m->queue_reason = SRC_QUEUE_SLOT;
+	glue_early_pd(a, m);
+	ret = src_handover_reserve(m->handover, glue_tree_rss(m->pid, &seen), glue_queue_answer);
+	if (ret < 0) {
+		m->queue_asking = false;
+		glue_queue_backoff(a, m);
+		log_warn("migration %s: cannot ask destination agent %s for a reservation: %s; "
+			 "again in %u ms",
+			 m->id, m->dest, strerror(-ret), m->queue_backoff_ms);
+	}
+}
+
+/*
+ * One step of the queue, in the order the migrations were started: a
+ * dump that may start now, or the first of a destination's line whose
+ * wait is over (or one of whose migrations there ended since it was
+ * refused).  True when it did something: the list may have changed.
+ */
+static bool glue_queue_step(struct src_agent *a)
+{
+	char why[SRC_MIG_ERROR_MAX];
+	struct api_error err = {0};
+	struct src_migration *m;
+	uint64_t now = now_ns();
+
+	TAILQ_FOREACH(m, &a->migrations, link)
+	{
+		if (m->state != SRC_MIG_QUEUED || m->queue_asking)
+			continue;
+		if (a->stopping) {
+			glue_queue_fail(m, SRC_MIG_ABORTED,
+					"the agent is stopping (it was signalled) while the "
+					"migration was queued");
+			return true;
+		}
+		/* Nothing to freeze any more: no reservation is asked for it. */
+		if (kill(m->pid, 0) < 0 && errno == ESRCH) {
+			snprintf(why, sizeof(why),
+				 "process %d exited while the migration was queued", (int)m->pid);
+			glue_queue_fail(m, SRC_MIG_FAILED, why);
+			return true;
+		}
+		if (m->queue_reason == SRC_QUEUE_DUMP) {
+			if (glue_dumps_running(a) >= a->max_dumps ||
+			    src_queue_ahead(&a->migrations, m, true))
+				continue;
+			if (glue_begin_dump(a, m, &err) < 0)
+				glue_queue_fail(m, SRC_MIG_FAILED, err.message);
+			return true;
+		}
+		if (src_queue_ahead(&a->migrations, m, false) ||
+		    (now < m->queue_retry_ns && glue_dest_busy(a, m) >= m->queue_dest_busy))
+			continue;
+		if (glue_slots_taken(a) >= a->max_migrations) {
+			m->queue_reason = SRC_QUEUE_SOURCE;
+			continue;
+		}
+		if (!m->handover) {
+			/* No destination agent to ask: straight to a dump slot. */
+			m->queue_reason = SRC_QUEUE_DUMP;
+			return true;
+		}
+		glue_queue_ask(a, m);
+		return true;
+	}
+	return false;
+}
+
+static void glue_queue_pump(struct src_agent *a)
+{
+	while (glue_queue_step(a))
+		;
+}
+
+static void glue_queue_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	glue_queue_pump(arg);
+}
+
+/*
+ * Whether a start of m, which may wait (its "queue"), is queued at once:
+ * this agent's slots are taken, or others wait for m's destination
+ * before it (FIFO).  Else it asks for its reservation now.
+ */
+static bool glue_queue_first(struct src_agent *a, struct src_migration *m,
+			     enum src_queue_reason *why)
+{
+	if (glue_slots_taken(a) >= a->max_migrations) {
+		*why = SRC_QUEUE_SOURCE;
+		return true;
+	}
+	*why = SRC_QUEUE_SLOT;
+	return m->handover && src_queue_ahead(&a->migrations, m, false) > 0;
+}
+
 /*
  * The destination agent answered m's reservation: the dump starts now (an
  * agent without reservations: as before, with a warning), or the start
@@ -1113,6 +1376,13 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 
 	m->later = NULL;
 	TAILQ_REMOVE(&a->reserving, m, link);
+	if (ret == -EUSERS && m->queue_ok && !a->stopping) {
+		/* Accepted: it waits for a slot there, listed, nothing frozen. */
+		glue_queue_add(a, m, SRC_QUEUE_SLOT);
+		glue_queue_backoff(a, m);
+		api_later_answer(later, 0, NULL);
+		return;
+	}
 	if (ret == -EOPNOTSUPP) {
 		log_warn("migration %s: destination agent %s has no reservations (an older "
 			 "agent): freezing without one, so it may still refuse after the dump",
@@ -1134,12 +1404,9 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 				    "the agent is stopping (it was signalled): nothing was frozen");
 		goto fail;
 	}
-	ret = glue_make_room(a, &err);
-	if (ret == 0)
-		ret = glue_dump_run(a, m, &err);
+	ret = glue_begin_dump(a, m, &err);
 	if (ret < 0)
 		goto fail;
-	glue_add_dumping(a, m);
 	api_later_answer(later, 0, NULL);
 	return;
 fail:
@@ -1160,6 +1427,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 	struct glue_secret_bytes bytes = {.len = 0};
 	char real[PATH_MAX];
 	pid_t pid = 0; /* the process to dump: the request's, or the container's init */
+	enum src_queue_reason why;
 	int ret;
 
 	if (a->stopping) {
@@ -1181,13 +1449,22 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    api_state_str(glue_state(old)));
 		goto out;
 	}
+	if ((req->pid > 0 || req->container.runtime) && req->queue &&
+	    src_queue_ahead(&a->migrations, NULL, false) >= a->max_migrations) {
+		ret = api_error_set(err, -EAGAIN,
+				    "%u migrations are queued, the most this agent keeps waiting "
+				    "(--max-migrations)",
+				    src_queue_ahead(&a->migrations, NULL, false));
+		goto out;
+	}
 	if (req->container.runtime && req->lazy_dump) {
 		ret = api_error_set(err, -EINVAL,
 				    "\"lazy_dump\" cannot go with \"container\" (runc's lazy "
 				    "checkpoint is not wired in)");
 		goto out;
 	}
-	ret = glue_make_room(a, err);
+	/* A dump that may wait is queued instead (glue_queue_first()). */
+	ret = req->queue && (req->pid > 0 || req->container.runtime) ? 0 : glue_make_room(a, err);
 	if (ret < 0)
 		goto out;
 	if (req->transport_set && req->transport != glue_transport(a)) {
@@ -1262,6 +1539,13 @@ add:
 			goto out;
 		}
 	}
+	m->queue_ok = req->queue;
+	if (pid > 0 && req->queue && glue_queue_first(a, m, &why)) {
+		/* Asked once those before it are gone: no backoff yet. */
+		glue_queue_add(a, m, why);
+		m = NULL;
+		goto out;
+	}
 	/* Nothing is frozen before the destination agent reserved the migration. */
 	if (pid > 0 && m->handover) {
 		unsigned int seen = 0;
@@ -1280,10 +1564,9 @@ add:
 		goto out;
 	}
 	if (pid > 0) {
-		ret = glue_dump_run(a, m, err);
+		ret = glue_begin_dump(a, m, err);
 		if (ret < 0)
 			goto out;
-		glue_add_dumping(a, m);
 		m = NULL;
 		goto out;
 	}
@@ -1420,6 +1703,11 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 				     "migration \"%s\" is paused: destination %s runs the process "
 				     "and may resume; abort the migration first",
 				     m->id, m->peer);
+	case SRC_MIG_QUEUED:
+		return api_error_set(err, -EBUSY,
+				     "migration \"%s\" is queued: nothing was frozen, nothing to "
+				     "roll back; abort it to leave the queue",
+				     m->id);
 	case SRC_MIG_MAPPING:
 		/* A dump the agent made is complete already: its mapping is let go. */
 		if (m->pid == 0)
@@ -1787,6 +2075,13 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 			       "the source agent restarted while the rollback's criu restore ran: "
 			       "see restore-rollback.log");
 		return;
+	case SRC_MIG_QUEUED:
+		/* Never written (a queued migration keeps no record): dropped as documented. */
+		src_mig_reloaded(m, SRC_MIG_QUEUED);
+		src_mig_finish(m, SRC_MIG_ABORTED,
+			       "the source agent restarted while the migration was queued: nothing "
+			       "was frozen; start it again");
+		return;
 	case SRC_MIG_MAPPING:
 	case SRC_MIG_READY:
 		break;
@@ -1848,6 +2143,7 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 	    /* Socket activation (systemd/rdmig-source.socket): the same path, bound by systemd. */
 	    .listen_fd = o->socket_path ? svcmgr_listen_fd() : -1,
 	};
+	const struct timeval tick = {.tv_sec = 0, .tv_usec = GLUE_QUEUE_TICK_MS * 1000};
 	int ret;
 
 	ret = glue_open_root(a);
@@ -1855,6 +2151,9 @@ int src_api_start(struct src_agent *a, const struct src_api_opts *o)
 		ret = glue_reload(a);
 	if (ret < 0)
 		return ret;
+	a->queue_tick = event_new(a->base, -1, EV_PERSIST, glue_queue_tick, a);
+	if (!a->queue_tick || event_add(a->queue_tick, &tick) < 0)
+		return -ENOMEM;
 	ret = api_server_create(a->base, &cfg, &glue_ops, a, &a->api);
 	if (ret < 0) {
 		log_err("api: cannot serve on %s%s%s: %s", o->socket_path ? o->socket_path : "",
@@ -1876,6 +2175,9 @@ void src_api_stop(struct src_agent *a)
 
 	api_server_destroy(a->api);
 	a->api = NULL;
+	if (a->queue_tick)
+		event_free(a->queue_tick);
+	a->queue_tick = NULL;
 	/* Their start requests were answered 503: nothing was frozen for them. */
 	while ((m = TAILQ_FIRST(&a->reserving)) != NULL) {
 		TAILQ_REMOVE(&a->reserving, m, link);

@@ -805,6 +805,7 @@ static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, in
 	bool early = h->early_sent;
 	const char *rid;
 	json_t *j;
+	int ret;
 
 	h->phase = HO_IDLE;
 	h->early_sent = false; /* until the agent granted it */
@@ -823,8 +824,8 @@ static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, in
 		ho_result(h, h->reserve_cb, -EOPNOTSUPP, "");
 		return;
 	}
-	j = status == 201 ? ho_body_json(req) : NULL;
-	rid = json_string_value(json_object_get(j, "id"));
+	j = ho_body_json(req);
+	rid = status == 201 ? json_string_value(json_object_get(j, "id")) : NULL;
 	if (status != 201 || !rid || !migration_id_valid(rid)) {
 		if (status == 201)
 			ho_why(text, sizeof(text), "an answer without a reservation id (HTTP 201)");
@@ -832,8 +833,16 @@ static void ho_on_reserve(struct src_handover *h, struct evhttp_request *req, in
 			ho_http_error(req, status, text, sizeof(text));
 		ho_why(why, sizeof(why), "destination agent %s refused the reservation: %s",
 		       h->name, text);
+		ret = status == 201 ? -EPROTO : ho_status_errno(status);
+		/* Its slots are full: one frees when a migration there ends (the source's queue).
+		 */
+		if (status == 503 &&
+		    json_is_string(json_object_get(json_object_get(j, "error"), "code")) &&
+		    strcmp(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+			   API_CODE_NO_SLOT) == 0)
+			ret = -EUSERS;
 		json_decref(j);
-		ho_result(h, h->reserve_cb, status == 201 ? -EPROTO : ho_status_errno(status), why);
+		ho_result(h, h->reserve_cb, ret, why);
 		return;
 	}
 	snprintf(h->reservation, sizeof(h->reservation), "%s", rid);

@@ -96,7 +96,8 @@ void src_handover_prepare(struct src_handover *h);
  * Before the freeze: POST /v1/reservations for bytes (the images' expected
  * size), with a TTL long enough for the dump.  cb gets 0 (reserved: the
  * POST will name it), -EOPNOTSUPP (the agent has no reservations: 404),
- * -EHOSTUNREACH (no answer) or the refusal as an errno (-EAGAIN for 503,
+ * -EHOSTUNREACH (no answer) or the refusal as an errno (-EUSERS for a
+ * 503 coded no_slot: its --max-migrations is full; -EAGAIN another 503,
  * -EBUSY 409, -EINVAL 400, -EACCES 403), with the agent's reason in why.
  * 0, or a negative errno when nothing could be sent (cb is not called).
  */

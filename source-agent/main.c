@@ -111,7 +111,10 @@ static void usage(FILE *f)
 		"                             at most N of them from one address (%d)\n"
 		"      --max-migrations N     keep at most N migrations: the oldest final one\n"
 		"                             is forgotten, a start with N not final is\n"
-		"                             refused (%d)\n"
+		"                             queued (%d)\n"
+		"      --max-dumps N          at most N criu dumps (or pre-dumps) at once;\n"
+		"                             the others wait in the queue before any\n"
+		"                             freeze (%d)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
 		"      --test-secret-delay MS testing: each API secret_file read waits MS ms\n"
@@ -122,7 +125,8 @@ static void usage(FILE *f)
 		"  -V, --version              show the version and exit\n"
 		"With an API, --migration is optional: migrations can be started later.\n",
 		DEFAULT_PORT, API_SOCKET_SOURCE, DEFAULT_IMAGES_ROOT, SRC_MAX_PREAUTH_DEFAULT,
-		SRC_MAX_PREAUTH_PER_ADDR_DEFAULT, SRC_MAX_MIGRATIONS_DEFAULT);
+		SRC_MAX_PREAUTH_PER_ADDR_DEFAULT, SRC_MAX_MIGRATIONS_DEFAULT,
+		SRC_MAX_DUMPS_DEFAULT);
 }
 
 #define STOP_TICK_MS 500
@@ -329,6 +333,7 @@ int main(int argc, char **argv)
 		OPT_MAX_PREAUTH,
 		OPT_MAX_PREAUTH_PER_ADDR,
 		OPT_MAX_MIGRATIONS,
+		OPT_MAX_DUMPS,
 		OPT_SHUTDOWN_TIMEOUT,
 		OPT_ALLOW_DEST,
 		OPT_TEST_SECRET_DELAY,
@@ -361,6 +366,7 @@ int main(int argc, char **argv)
 	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
+	    {"max-dumps", required_argument, NULL, OPT_MAX_DUMPS},
 	    {"allow-dest", required_argument, NULL, OPT_ALLOW_DEST},
 	    {"log-file", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -376,6 +382,7 @@ int main(int argc, char **argv)
 	    .max_preauth = SRC_MAX_PREAUTH_DEFAULT,
 	    .max_preauth_per_addr = SRC_MAX_PREAUTH_PER_ADDR_DEFAULT,
 	    .max_migrations = SRC_MAX_MIGRATIONS_DEFAULT,
+	    .max_dumps = SRC_MAX_DUMPS_DEFAULT,
 	    .images_root = DEFAULT_IMAGES_ROOT,
 	    .images_root_fd = -1,
 	    .criu = "criu",
@@ -525,6 +532,7 @@ int main(int argc, char **argv)
 		case OPT_MAX_PREAUTH:
 		case OPT_MAX_PREAUTH_PER_ADDR:
 		case OPT_MAX_MIGRATIONS:
+		case OPT_MAX_DUMPS:
 			if (parse_uint(optarg, 1, 100000, &v) < 0) {
 				fprintf(stderr, "rdmig-source: bad number '%s'\n", optarg);
 				return 2;
@@ -533,6 +541,8 @@ int main(int argc, char **argv)
 				a.max_preauth = (unsigned int)v;
 			else if (c == OPT_MAX_PREAUTH_PER_ADDR)
 				a.max_preauth_per_addr = (unsigned int)v;
+			else if (c == OPT_MAX_DUMPS)
+				a.max_dumps = (unsigned int)v;
 			else
 				a.max_migrations = (unsigned int)v;
 			break;

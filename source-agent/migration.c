@@ -10,7 +10,10 @@
 #include <openssl/crypto.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "ctrl.h"
+#include "agent.h"
 #include "handover.h"
 #include "lazydump.h"
 #include "prereg.h"
@@ -41,6 +44,8 @@ const char *src_mig_state_str(enum src_mig_state st)
 		return "rolled back";
 	case SRC_MIG_PAUSED:
 		return "paused";
+	case SRC_MIG_QUEUED:
+		return "queued";
 	}
 	return "?";
 }
@@ -49,7 +54,7 @@ int src_mig_state_parse(const char *s, enum src_mig_state *out)
 {
 	enum src_mig_state st;
 
-	for (st = SRC_MIG_DUMPING; st <= SRC_MIG_PAUSED; st++)
+	for (st = SRC_MIG_DUMPING; st <= SRC_MIG_QUEUED; st++)
 		if (strcmp(s, src_mig_state_str(st)) == 0) {
 			*out = st;
 			return 0;
@@ -68,9 +73,12 @@ int src_mig_state_parse(const char *s, enum src_mig_state *out)
  * serving migration pauses when its post-copy destination is lost, and a
  * ready one reloaded after a restart when it served before; a paused one
  * serves again once that destination resumes, or ends (aborted, failed).
+ * A dump that must wait for a slot is queued before anything runs, and
+ * dumps once its turn comes; a queued one aborted or refused for good
+ * ends with nothing to roll back.
  */
 static const unsigned int mig_next[] = {
-    [SRC_MIG_DUMPING] = ST(SRC_MIG_MAPPING) | ST(SRC_MIG_READY) | ST_ENDS,
+    [SRC_MIG_DUMPING] = ST(SRC_MIG_MAPPING) | ST(SRC_MIG_READY) | ST(SRC_MIG_QUEUED) | ST_ENDS,
     [SRC_MIG_MAPPING] = ST(SRC_MIG_READY) | ST(SRC_MIG_RESTORING) | ST_ENDS,
     [SRC_MIG_READY] = ST(SRC_MIG_SERVING) | ST(SRC_MIG_RESTORING) | ST(SRC_MIG_PAUSED) | ST_ENDS,
     [SRC_MIG_SERVING] = ST(SRC_MIG_READY) | ST(SRC_MIG_DONE) | ST(SRC_MIG_PAUSED) | ST_ENDS,
@@ -80,6 +88,7 @@ static const unsigned int mig_next[] = {
     [SRC_MIG_RESTORING] = ST(SRC_MIG_ROLLED_BACK) | ST(SRC_MIG_FAILED),
     [SRC_MIG_ROLLED_BACK] = 0,
     [SRC_MIG_PAUSED] = ST(SRC_MIG_SERVING) | ST_ENDS,
+    [SRC_MIG_QUEUED] = ST(SRC_MIG_DUMPING) | ST_ENDS,
 };
 
 int src_mig_set_state(struct src_migration *m, enum src_mig_state st)
@@ -98,6 +107,10 @@ int src_mig_set_state(struct src_migration *m, enum src_mig_state st)
 			log_info("migration %s resumed after %.1f s paused (%" PRIu32 " pause(s))",
 				 m->id, (double)(now_ns() - m->pause_since_ns) / 1e9, m->pauses);
 	}
+	/* A dump slot or a destination's slot may have freed: the queue looks now. */
+	if (m->agent && m->agent->queue_tick &&
+	    (m->state == SRC_MIG_DUMPING || src_mig_final_state(st)))
+		event_active(m->agent->queue_tick, EV_TIMEOUT, 1);
 	m->state = st;
 	/* A record that cannot be written is logged there: the migration goes on. */
 	if (m->records)

@@ -49,6 +49,20 @@ enum src_mig_state {
 	 * fresh destination may take it.
 	 */
 	SRC_MIG_PAUSED,
+	/*
+	 * Waiting in the agent's queue (design.md §7.1): for a slot on its
+	 * destination agent or in this agent (--max-migrations), or, its
+	 * reservation granted, for a dump slot (--max-dumps).  Nothing is
+	 * frozen, nothing runs, nothing is on disk for it.
+	 */
+	SRC_MIG_QUEUED,
+};
+
+/* Why a queued migration waits (its status JSON's queue.reason). */
+enum src_queue_reason {
+	SRC_QUEUE_SLOT,	  /* its destination agent's --max-migrations is full */
+	SRC_QUEUE_SOURCE, /* this agent's --max-migrations is full */
+	SRC_QUEUE_DUMP,	  /* reserved there; --max-dumps dumps run here */
 };
 
 #define SRC_MIG_ERROR_MAX 512
@@ -174,6 +188,23 @@ struct src_migration {
 	uint64_t paused_ns; /* ended pauses only */
 	/* Reloaded from a record that served: paused once mapped, for its destination. */
 	bool pause_when_mapped;
+	/*
+	 * Queued (SRC_MIG_QUEUED): why, since when (wall clock), whether its
+	 * reservation is being asked for now, and when it may be asked again
+	 * (monotonic) after backoff_ms.  FIFO: the agent's list keeps the
+	 * order the migrations were started in.
+	 */
+	enum src_queue_reason queue_reason;
+	int64_t queue_since_unix_ms;
+	bool queue_asking;
+	uint64_t queue_retry_ns;
+	unsigned int queue_backoff_ms;
+	/*
+	 * At its last refusal, this agent's migrations to the same
+	 * destination that held a slot there: one fewer, and it asks at once.
+	 */
+	unsigned int queue_dest_busy;
+	bool queue_ok; /* the request's "queue": it may wait rather than be refused */
 };
 
 TAILQ_HEAD(src_mig_list, src_migration);

@@ -259,7 +259,8 @@ static bool sess_early(const struct src_session *s)
 /* The checkpoint is not made (or not mapped) yet: nothing of it may go out. */
 static bool sess_not_served_yet(const struct src_session *s)
 {
-	return s->mig->state == SRC_MIG_DUMPING || s->mig->state == SRC_MIG_MAPPING;
+	return s->mig->state == SRC_MIG_DUMPING || s->mig->state == SRC_MIG_MAPPING ||
+	       s->mig->state == SRC_MIG_QUEUED;
 }
 
 /*
@@ -273,12 +274,13 @@ static const char *sess_refusal(const struct src_session *s, int *err)
 	*err = -ECANCELED;
 	switch (m->state) {
 	case SRC_MIG_DUMPING:
+	case SRC_MIG_QUEUED: /* reserved, waiting for a dump slot (--max-dumps) */
 	case SRC_MIG_MAPPING:
 		/* A destination started at its reservation waits here for the checkpoint. */
 		if (sess_early(s))
 			break;
 		*err = -EAGAIN;
-		return m->state == SRC_MIG_DUMPING
+		return m->state != SRC_MIG_MAPPING
 			   ? "migration is still being dumped on the source"
 			   : "migration is still being mapped on the source";
 	case SRC_MIG_READY:

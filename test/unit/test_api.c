@@ -73,7 +73,7 @@ struct fake_agent {
 	char last_secret_file[256];
 	uint8_t last_secret[API_SECRET_MAX];
 	size_t last_secret_len;
-	bool last_verify, last_restore, last_id_generated;
+	bool last_verify, last_restore, last_id_generated, last_queue;
 	enum api_transport last_transport;
 	struct api_criu_opts last_criu;
 	char last_cgroups[16];
@@ -122,6 +122,7 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 		memcpy(a->last_secret, req->secret, req->secret_len);
 	a->last_verify = req->verify;
 	a->last_restore = req->restore;
+	a->last_queue = req->queue;
 	a->last_id_generated = req->id_generated;
 	a->last_transport = req->transport;
 	a->last_criu = req->criu;
@@ -484,10 +485,10 @@ static void test_health(void **state)
 static void check_resource_shape(json_t *m)
 {
 	static const char *const keys[] = {
-	    "id",	 "role",       "state",	     "final",	 "error",      "source",
-	    "dest",	 "dest_state", "transport",  "pid",	 "images_dir", "verify",
-	    "lazy_dump", "progress",   "latency_us", "times",	 "drain",      "readahead",
-	    "pause",	 "container",  "precopy",    "takeovers"};
+	    "id",	 "role",       "state",	     "final",	  "error",	"source",
+	    "dest",	 "dest_state", "transport",  "pid",	  "images_dir", "verify",
+	    "lazy_dump", "progress",   "latency_us", "times",	  "drain",	"readahead",
+	    "pause",	 "container",  "precopy",    "takeovers", "queue"};
 	json_int_t total = -1, fetched = -1, remaining = -1, faults = -1, bytes = -1;
 
 	assert_true(json_is_object(m));
@@ -601,6 +602,17 @@ static void test_start_variants(void **state)
 	assert_int_equal(e->agent.last_secret_len, strlen(SECRET_RAW));
 	assert_memory_equal(e->agent.last_secret, SECRET_RAW, strlen(SECRET_RAW));
 	assert_string_equal(e->agent.last_host, "node-b.example");
+	/* Without "queue" a start may wait in the source's queue; "queue": false refuses. */
+	assert_true(e->agent.last_queue);
+	snprintf(body, sizeof(body),
+		 "{\"id\":\"m.noq\",\"pid\":1,\"dest\":\"h:1\",\"queue\":false,"
+		 "\"secret_file\":\"%s\"}",
+		 e->secret_file);
+	json_decref(req_json(e, "POST", "/v1/migrations", body, 202, NULL));
+	assert_false(e->agent.last_queue);
+	expect_error(e, "POST", "/v1/migrations",
+		     "{\"id\":\"m.noq2\",\"pid\":1,\"dest\":\"h:1\",\"queue\":0}", 400,
+		     "invalid_request", "\"queue\"");
 
 	/* One that cannot be read: 400, one message, and the agent never called. */
 	n = e->agent.n;
@@ -1235,6 +1247,30 @@ static void test_view_json(void **state)
 			 0);
 	json_decref(j);
 
+	/* Not queued: null; queued: its place, since when and why. */
+	j = api_migration_to_json(&v);
+	assert_true(json_is_null(json_object_get(j, "queue")));
+	json_decref(j);
+	v.state = API_STATE_QUEUED;
+	v.queue_position = 2;
+	v.queue_since_unix_ms = 1000;
+	v.queue_reason = "slot";
+	j = api_migration_to_json(&v);
+	assert_string_equal(json_string_value(json_object_get(j, "state")), "queued");
+	assert_true(json_is_false(json_object_get(j, "final")));
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(j, "queue"), "position")), 2);
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "queue"), "reason")), "slot");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "queue"), "since")),
+	    "1970-01-01T00:00:01.000Z");
+	assert_int_equal(api_state_parse("queued", &st), 0);
+	assert_int_equal(st, API_STATE_QUEUED);
+	json_decref(j);
+	v.state = API_STATE_ROLLED_BACK;
+	v.queue_position = 0;
+
 	/* Pre-copy off: null; on: what was asked, each round, the final dump's pages. */
 	j = api_migration_to_json(&v);
 	assert_true(json_is_null(json_object_get(j, "precopy")));
@@ -1314,8 +1350,9 @@ static void test_view_json(void **state)
 	for (int s = 0; s < API_STATE__COUNT; s++) {
 		assert_int_equal(api_state_parse(api_state_str(s), &st), 0);
 		assert_int_equal(st, s);
-		assert_int_equal(api_state_is_final(s),
-				 s >= API_STATE_DONE && s != API_STATE_PAUSED);
+		assert_int_equal(api_state_is_final(s), s >= API_STATE_DONE &&
+							    s != API_STATE_PAUSED &&
+							    s != API_STATE_QUEUED);
 	}
 	assert_int_equal(api_state_parse("running", &st), -EINVAL);
 	assert_string_equal(api_state_str(API_STATE__COUNT), "unknown");

@@ -189,6 +189,7 @@ static void test_parse_errors(void **state)
 	    {"abort .hidden", "invalid migration id"},
 	    {"migrate --pid 3 --id -x", "invalid migration id"},
 	    {"migrate -i imgs --lazy-dump", "--lazy-dump needs --pid"},
+	    {"migrate -i imgs --no-queue", "--no-queue needs --pid or --container"},
 	    {"migrate -i imgs --precopy 2", "--precopy needs --pid"},
 	    {"migrate --pid 1 --precopy 9", "--precopy is 0..8 or auto"},
 	    {"migrate --pid 1 --precopy often", "--precopy is 0..8 or auto"},
@@ -259,6 +260,16 @@ static void test_migrate_body(void **state)
 	assert_string_equal(json_string_value(json_object_get(j, "id")), "x1");
 	assert_string_equal(json_string_value(json_object_get(j, "transport")), "tcp");
 	assert_null(json_object_get(j, "verify"));
+	/* Without --no-queue the agent's default (wait in its queue) holds. */
+	assert_null(json_object_get(j, "queue"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	assert_int_equal(parse(&l, "migrate --pid 77 --to h --no-queue", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_true(json_is_false(json_object_get(j, "queue")));
 	json_decref(j);
 	free(body);
 	line_free(&l);
@@ -449,7 +460,19 @@ static void test_format(void **state)
 	assert_null(strstr(out, "takeovers:"));
 	assert_null(strstr(out, "error:"));
 	assert_null(strstr(out, "container:"));
+	assert_null(strstr(out, "queue:"));
 	free(out);
+	/* Queued: its place on the progress line and in the report. */
+	json_object_set_new(m, "queue",
+			    json_pack("{s:i, s:s, s:s}", "position", 2, "since",
+				      "2026-12-04T17:00:00.000Z", "reason", "slot"));
+	assert_non_null(
+	    strstr(cli_format_progress(m, line, sizeof(line)), "  queued: position 2 (slot)"));
+	out = capture(cli_print_report, m);
+	assert_non_null(strstr(
+	    out, "  queue:      position 2, waiting for slot since 2026-12-04T17:00:00.000Z\n"));
+	free(out);
+	json_object_del(m, "queue");
 	json_object_set_new(ho, "container",
 			    json_pack("{s:s, s:s, s:n}", "runtime", "runc", "id", "web1", "root"));
 	out = capture(cli_print_report, ho);

@@ -25,8 +25,9 @@
 #            copy (a new inode, as a package upgrade does) at 20% and the
 #            worker SIGKILLed: the new worker must run the new file;
 #   slots    six 16 MiB workloads migrated at once into a destination agent
-#            with --max-migrations 4 (RDMIG_DEST_ARGS): four migrate, the
-#            others must wait untouched on the source (running, not frozen:
+#            with --max-migrations 4 (RDMIG_DEST_ARGS): all six accepted,
+#            four reserve, the two others wait in the source agent's queue
+#            (queued, reason slot) untouched (running, not frozen:
 #            /proc/PID/status State, generation advancing), then migrate.
 # Prints `agentfail: ...` lines; machine-readable ones are
 # `agentfail: json CASE WHAT {...}` (one JSON object: WHAT is source or dest,
@@ -259,17 +260,21 @@ src_slots() {
 		if wait "${mpid[$c]}"; then started+=("$c"); else waiting+=("$c"); fi
 	done
 	say "slots: started at once: ${started[*]}; refused: ${waiting[*]:-none}"
-	# Waiting, they must be untouched: look while the others migrate.
+	# The queue as the API shows it now: those waiting for a destination
+	# slot (reason slot), and those reserved but waiting for a dump slot
+	# (--max-dumps, reason dump), which may start their dump any moment.
+	local q
+	q="[$(for c in $slot_ids; do mig_json "$c" "$ssock" | jq -c 'select(.state == "queued") | {id, queue}'; done | paste -sd, -)]"
+	say "json slots queue $(jq -c --argjson s ${#started[@]} --argjson r ${#waiting[@]} \
+		'{started: $s, refused: $r, queued: map(select(.queue.reason == "slot")), dump_waits: (map(select(.queue.reason == "dump")) | length)}' <<<"$q")"
+	# Waiting for a slot there, they must be untouched: look while the others migrate.
 	for c in $slot_ids; do
-		case $(mig_state "$c" "$ssock") in queued | "") untouched "$c" "${pid[$c]}" ;; esac
+		jq -e --arg c "$c" 'any(.[]; .id == $c and .queue.reason == "slot")' <<<"$q" >/dev/null &&
+			untouched "$c" "${pid[$c]}"
 	done
-	say "json slots queue {\"started\":${#started[@]},\"refused\":${#waiting[@]},\"queued\":[$(for c in $slot_ids; do mig_json "$c" "$ssock" | jq -c 'select(.state == "queued") | {id, queue}'; done | paste -sd, -)]}"
-	# No queue on the source yet (issue 12 item 5): the refused ones are
-	# started again, as an operator would, once slots are free.
+	# A start refused (no queue on an older source) is started again once slots are free.
 	if [ ${#waiting[@]} -gt 0 ]; then
 		for c in "${started[@]}"; do wait_final "$ssock" "$c" 300 >/dev/null; done
-		# A slot frees when the destination's worker has exited, a moment
-		# after the source saw done: a refusal then is asked again.
 		for c in "${waiting[@]}"; do
 			for _ in $(seq 30); do
 				migrate "$c" "${pid[$c]}" && continue 2
