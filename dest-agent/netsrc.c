@@ -18,6 +18,7 @@
 #include "log.h"
 #include "rcqp.h"
 #include "safepath.h"
+#include "tickclock.h"
 #include "rdmig-config.h"
 #include "util.h"
 
@@ -1782,10 +1783,26 @@ static bool ns_tick_alive(void *arg, uint64_t now)
 	return true;
 }
 
+/*
+ * We were stopped: the source's silence, a connection or an attempt that
+ * seems to hang are judged from when we run again.  The pause limit is
+ * not moved: the workload waited all along.
+ */
+static void ns_tick_late(void *arg, uint64_t now, uint64_t gap)
+{
+	struct netsrc *ns = arg;
+
+	ns->last_rx_ns = tickclock_shift(ns->last_rx_ns, gap, now);
+	ns->fc.last_rx_ns = tickclock_shift(ns->fc.last_rx_ns, gap, now);
+	ns->attempt_ns = tickclock_shift(ns->attempt_ns, gap, now);
+	ns->start_ns = tickclock_shift(ns->start_ns, gap, now);
+}
+
 static const struct ctrlconn_tick_ops ns_tick_ops = {
     .check = ns_tick_check,
     .silent = ns_tick_silent,
     .alive = ns_tick_alive,
+    .late = ns_tick_late,
 };
 
 /* The page tags PageHashes carries are keyed with the migration's page key. */
@@ -1834,7 +1851,7 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	ns->dir = strdup(cfg->images_dir);
 	ns->retry = evtimer_new(base, ns_retry_cb, ns);
 	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->retry ||
-	    ctrlconn_tick_new(base, &ns_tick_ops, ns, &ns->tick) < 0) {
+	    ctrlconn_tick_new(base, ns->name, &ns_tick_ops, ns, &ns->tick) < 0) {
 		netsrc_free(ns);
 		return -ENOMEM;
 	}

@@ -271,7 +271,7 @@ static void test_tick(void **state)
 	uint64_t t0, dead = 10 * 1000000000ull;
 
 	ctx_open(&c);
-	assert_int_equal(ctrlconn_tick_new(c.base, &own_ops, &o, &t), 0);
+	assert_int_equal(ctrlconn_tick_new(c.base, "owner", &own_ops, &o, &t), 0);
 	t0 = c.dst.last_rx_ns = now_ns();
 
 	/* The owner says not now: nothing else is asked, nothing sent. */
