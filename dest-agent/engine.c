@@ -1403,6 +1403,16 @@ static void engine_timeout(struct engine *e, struct ereq *r, uint64_t now)
 
 	snprintf(what, sizeof(what), "fetch of %" PRIu64 " bytes not done after %" PRIu64 " ms",
 		 r->pr.len, (now - r->start_ns) / 1000000);
+	/*
+	 * A source that can resume rebuilds its connection and issues every
+	 * request again: their timeouts restart (engine_set_paused() moves
+	 * them again on the resume), and --pause-limit alone ends the wait.
+	 */
+	if (t->state == ENGINE_TASK_ACTIVE && pagesrc_stalled(e->src, what) == 0) {
+		TAILQ_FOREACH(r, &e->active, alink)
+		r->start_ns = now;
+		return;
+	}
 	if (t->state == ENGINE_TASK_ACTIVE) {
 		/* Failing the task takes r off the active list with its other requests. */
 		task_fail(t, -ETIMEDOUT, r->pr.img_vaddr, what);

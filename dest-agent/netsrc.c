@@ -2078,6 +2078,24 @@ static int ns_verify_unit(struct netsrc *ns, int32_t pid, uint64_t img_vaddr, co
 	return 0;
 }
 
+/*
+ * A request the source did not answer in time, in post-copy with resume:
+ * whatever holds it (a lost READ, a stalled source or link the dead-peer
+ * tick has not judged yet) a new connection clears, and the pause limit
+ * bounds the wait, so no process dies of it.
+ */
+static int nsrc_stalled(void *ctx, const char *why)
+{
+	struct netsrc *ns = ctx;
+
+	if (ns->paused && !ns->expired)
+		return 0;
+	if (!ns_may_pause(ns))
+		return -EOPNOTSUPP;
+	ns_pause(ns, why);
+	return 0;
+}
+
 static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *buf, uint64_t len)
 {
 	struct netsrc *ns = ctx;
@@ -2140,6 +2158,7 @@ static const struct pagesrc_ops nsrc_ops = {
     .name = "network",
     .submit = nsrc_submit,
     .poll = nsrc_poll,
+    .stalled = nsrc_stalled,
     .verify = nsrc_verify,
     .destroy = nsrc_destroy,
 };
