@@ -7,10 +7,13 @@
 #include <string.h>
 
 #include "log.h"
+#include "tickclock.h"
 #include "util.h"
 
 struct ctrlconn_tick {
 	struct event *ev;
+	struct tickclock clk;
+	const char *name;
 	const struct ctrlconn_tick_ops *ops;
 	void *arg;
 };
@@ -78,11 +81,17 @@ void ctrlconn_tick_run(struct ctrlconn_tick *t, uint64_t now)
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	ctrlconn_tick_run(arg, now_ns());
+	struct ctrlconn_tick *t = arg;
+	uint64_t now = now_ns(), gap = tickclock_gap(&t->clk, now, t->name);
+
+	/* Before the deadlines are judged: the time we did not run is not the peer's silence. */
+	if (gap && t->ops->late)
+		t->ops->late(t->arg, now, gap);
+	ctrlconn_tick_run(t, now);
 }
 
-int ctrlconn_tick_new(struct event_base *base, const struct ctrlconn_tick_ops *ops, void *arg,
-		      struct ctrlconn_tick **out)
+int ctrlconn_tick_new(struct event_base *base, const char *name,
+		      const struct ctrlconn_tick_ops *ops, void *arg, struct ctrlconn_tick **out)
 {
 	struct timeval tv = {CTRLCONN_TICK_S, 0};
 	struct ctrlconn_tick *t;
@@ -93,6 +102,8 @@ int ctrlconn_tick_new(struct event_base *base, const struct ctrlconn_tick_ops *o
 		return -ENOMEM;
 	t->ops = ops;
 	t->arg = arg;
+	t->name = name;
+	tickclock_init(&t->clk, CTRLCONN_TICK_S * 1000000000ull, now_ns());
 	t->ev = event_new(base, -1, EV_PERSIST, tick_cb, t);
 	if (!t->ev || event_add(t->ev, &tv) < 0) {
 		ctrlconn_tick_free(t);

@@ -7,9 +7,10 @@
  *  - send a message: seal and encode it (ctrl_state_encode()), queue it on
  *    the transport, release it, log a failure naming the connection;
  *  - send Abort, best effort, before the owner closes the connection;
- *  - the once-a-second tick (struct ctrlconn_tick, one per owner): the
- *    owner's own deadlines first, then the peer silent for longer than
- *    --dead-after, then the keepalive that keeps us from looking silent;
+ *  - the once-a-second tick (struct ctrlconn_tick, one per owner): time
+ *    we were stopped forgiven first, then the owner's own deadlines, then
+ *    the peer silent for longer than --dead-after, then the keepalive that
+ *    keeps us from looking silent;
  *  - receive: ctrl_state_recv() (MAC, decode, sequence, phase, validation),
  *    then the owner's handler for that message type from its table.
  *
@@ -85,17 +86,26 @@ struct ctrlconn_tick_ops {
 	 * owner may have freed itself).
 	 */
 	bool (*alive)(void *arg, uint64_t now);
+	/*
+	 * Optional, before check: the tick at now ran gap_ns later than due
+	 * (this process was stopped or starved, common/tickclock.h).  The
+	 * owner moves what it judges by elapsed time (last_rx_ns, its own
+	 * deadlines) forward by gap_ns (tickclock_shift()): we did not listen,
+	 * so the peer was not silent.
+	 */
+	void (*late)(void *arg, uint64_t now, uint64_t gap_ns);
 };
 
 struct ctrlconn_tick;
 
 /*
  * A timer on base that runs ctrlconn_tick_run() every CTRLCONN_TICK_S
- * seconds for its owner (arg) until ctrlconn_tick_free().  ops must
- * outlive it.  0 or -ENOMEM.
+ * seconds for its owner (arg) until ctrlconn_tick_free(), after ops->late
+ * when it ran late (logged with name).  ops and name must outlive it.
+ * 0 or -ENOMEM.
  */
-int ctrlconn_tick_new(struct event_base *base, const struct ctrlconn_tick_ops *ops, void *arg,
-		      struct ctrlconn_tick **out);
+int ctrlconn_tick_new(struct event_base *base, const char *name,
+		      const struct ctrlconn_tick_ops *ops, void *arg, struct ctrlconn_tick **out);
 
 /* Stops and frees t (NULL is fine); safe from the owner's callbacks. */
 void ctrlconn_tick_free(struct ctrlconn_tick *t);

@@ -16,6 +16,7 @@
 #include "lazyset.h"
 #include "log.h"
 #include "proctree.h"
+#include "tickclock.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -126,6 +127,7 @@ struct engine {
 	bool done_reported;
 	bool in_pump;
 	struct event *tick_ev;
+	struct tickclock tick_clk; /* the tick's lateness: our own stall times out nothing */
 	struct event *retry_ev;
 	struct event *check_ev;
 	struct engine_counters c;
@@ -1401,6 +1403,16 @@ static void engine_timeout(struct engine *e, struct ereq *r, uint64_t now)
 
 	snprintf(what, sizeof(what), "fetch of %" PRIu64 " bytes not done after %" PRIu64 " ms",
 		 r->pr.len, (now - r->start_ns) / 1000000);
+	/*
+	 * A source that can resume rebuilds its connection and issues every
+	 * request again: their timeouts restart (engine_set_paused() moves
+	 * them again on the resume), and --pause-limit alone ends the wait.
+	 */
+	if (t->state == ENGINE_TASK_ACTIVE && pagesrc_stalled(e->src, what) == 0) {
+		TAILQ_FOREACH(r, &e->active, alink)
+		r->start_ns = now;
+		return;
+	}
 	if (t->state == ENGINE_TASK_ACTIVE) {
 		/* Failing the task takes r off the active list with its other requests. */
 		task_fail(t, -ETIMEDOUT, r->pr.img_vaddr, what);
@@ -1428,9 +1440,14 @@ static void engine_tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct engine *e = arg;
 	uint64_t now = now_ns(), limit = (uint64_t)e->cfg.fetch_timeout_ms * 1000000;
+	uint64_t gap = tickclock_gap(&e->tick_clk, now, "fault engine");
 	struct etask *t, *tmp;
 	struct ereq *r;
 
+	/* Stopped or starved ourselves: the source had no chance to answer meanwhile. */
+	if (gap)
+		TAILQ_FOREACH(r, &e->active, alink)
+	r->start_ns = tickclock_shift(r->start_ns, gap, now);
 	while (!e->paused && (r = TAILQ_FIRST(&e->active)) && now - r->start_ns > limit)
 		engine_timeout(e, r, now);
 	/* Stopped processes we could not watch through a pidfd of their own. */
@@ -1518,6 +1535,7 @@ int engine_create(struct event_base *base, const struct img_set *imgs, struct pa
 	ret = latstat_init(&e->lat, cfg->latency_samples);
 	if (ret < 0)
 		goto out;
+	tickclock_init(&e->tick_clk, (uint64_t)ENGINE_TICK_MS * 1000000, now_ns());
 	e->tick_ev = event_new(base, -1, EV_PERSIST, engine_tick_cb, e);
 	e->retry_ev = evtimer_new(base, engine_retry_cb, e);
 	e->check_ev = event_new(base, -1, 0, engine_check_cb, e);

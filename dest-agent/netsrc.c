@@ -18,6 +18,7 @@
 #include "log.h"
 #include "rcqp.h"
 #include "safepath.h"
+#include "tickclock.h"
 #include "rdmig-config.h"
 #include "util.h"
 
@@ -1782,10 +1783,26 @@ static bool ns_tick_alive(void *arg, uint64_t now)
 	return true;
 }
 
+/*
+ * We were stopped: the source's silence, a connection or an attempt that
+ * seems to hang are judged from when we run again.  The pause limit is
+ * not moved: the workload waited all along.
+ */
+static void ns_tick_late(void *arg, uint64_t now, uint64_t gap)
+{
+	struct netsrc *ns = arg;
+
+	ns->last_rx_ns = tickclock_shift(ns->last_rx_ns, gap, now);
+	ns->fc.last_rx_ns = tickclock_shift(ns->fc.last_rx_ns, gap, now);
+	ns->attempt_ns = tickclock_shift(ns->attempt_ns, gap, now);
+	ns->start_ns = tickclock_shift(ns->start_ns, gap, now);
+}
+
 static const struct ctrlconn_tick_ops ns_tick_ops = {
     .check = ns_tick_check,
     .silent = ns_tick_silent,
     .alive = ns_tick_alive,
+    .late = ns_tick_late,
 };
 
 /* The page tags PageHashes carries are keyed with the migration's page key. */
@@ -1834,7 +1851,7 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	ns->dir = strdup(cfg->images_dir);
 	ns->retry = evtimer_new(base, ns_retry_cb, ns);
 	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->retry ||
-	    ctrlconn_tick_new(base, &ns_tick_ops, ns, &ns->tick) < 0) {
+	    ctrlconn_tick_new(base, ns->name, &ns_tick_ops, ns, &ns->tick) < 0) {
 		netsrc_free(ns);
 		return -ENOMEM;
 	}
@@ -2061,6 +2078,24 @@ static int ns_verify_unit(struct netsrc *ns, int32_t pid, uint64_t img_vaddr, co
 	return 0;
 }
 
+/*
+ * A request the source did not answer in time, in post-copy with resume:
+ * whatever holds it (a lost READ, a stalled source or link the dead-peer
+ * tick has not judged yet) a new connection clears, and the pause limit
+ * bounds the wait, so no process dies of it.
+ */
+static int nsrc_stalled(void *ctx, const char *why)
+{
+	struct netsrc *ns = ctx;
+
+	if (ns->paused && !ns->expired)
+		return 0;
+	if (!ns_may_pause(ns))
+		return -EOPNOTSUPP;
+	ns_pause(ns, why);
+	return 0;
+}
+
 static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *buf, uint64_t len)
 {
 	struct netsrc *ns = ctx;
@@ -2123,6 +2158,7 @@ static const struct pagesrc_ops nsrc_ops = {
     .name = "network",
     .submit = nsrc_submit,
     .poll = nsrc_poll,
+    .stalled = nsrc_stalled,
     .verify = nsrc_verify,
     .destroy = nsrc_destroy,
 };

@@ -78,6 +78,13 @@ int pagesrc_verify(const struct pagesrc_req *req, const void *buf, uint64_t len)
 	return req->src->ops->verify(req->src->ctx, req->pid, req->img_vaddr, buf, len);
 }
 
+int pagesrc_stalled(struct pagesrc *src, const char *why)
+{
+	if (!src->ops->stalled || src->gone_err)
+		return -EOPNOTSUPP;
+	return src->ops->stalled(src->ctx, why);
+}
+
 bool pagesrc_is_gone(const struct pagesrc *src)
 {
 	return src->gone_err != 0;

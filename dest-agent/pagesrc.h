@@ -74,6 +74,14 @@ struct pagesrc_ops {
 	 * writes to req->dst).  -EBUSY: too late, the completion will come.
 	 */
 	int (*cancel)(void *ctx, struct pagesrc_req *req);
+	/*
+	 * Optional.  A request outlived the engine's fetch timeout (why says
+	 * which): 0 when the source treats it as a lost connection, keeping
+	 * every request it holds unanswered and issuing them all again once
+	 * it has a new one (it may be paused already); a negative errno when
+	 * it cannot, and the engine fails the task.
+	 */
+	int (*stalled)(void *ctx, const char *why);
 	/* Optional.  0 if buf holds the right data for (pid, img_vaddr, len). */
 	int (*verify)(void *ctx, int32_t pid, uint64_t img_vaddr, const void *buf, uint64_t len);
 	/*
@@ -99,6 +107,8 @@ int pagesrc_submit(struct pagesrc *src, struct pagesrc_req *req);
 /* Returns -ENOTSUP when the source cannot cancel. */
 int pagesrc_cancel(struct pagesrc_req *req);
 int pagesrc_verify(const struct pagesrc_req *req, const void *buf, uint64_t len);
+/* ops->stalled, or -EOPNOTSUPP when the source has none or is gone. */
+int pagesrc_stalled(struct pagesrc *src, const char *why);
 bool pagesrc_is_gone(const struct pagesrc *src);
 /* ops->poll, or -EOPNOTSUPP when the source has none. */
 int pagesrc_poll(struct pagesrc *src);

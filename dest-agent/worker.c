@@ -37,6 +37,7 @@
 #include "progress.h"
 #include "restore.h"
 #include "staging.h"
+#include "tickclock.h"
 #include "tls.h"
 #include "util.h"
 
@@ -44,6 +45,8 @@
 #define DEST_FAULT_SLOTS 32
 /* After a stop request, how long killed processes get to disappear. */
 #define DEST_ABORT_GRACE_S 10
+/* How long the source has to acknowledge Done (again after each pause). */
+#define DEST_ACK_WAIT_NS (10ull * 1000 * 1000 * 1000)
 /* --takeover-fd: how long the guard may take to hand its tasks over. */
 #define DEST_TAKE_TIMEOUT_MS 10000
 /* After the migration ended, how long a still running criu restore may take. */
@@ -89,6 +92,7 @@ struct dest {
 	SSL_CTX *tls; /* --transport tls: the data connection's client context */
 	struct auth_secret *secret;
 	struct event *ack_ev;
+	struct tickclock ack_clk; /* the DoneAck wait: time we were stopped is not the source's */
 	bool net_failed;
 	bool done_acked;
 	/* --restore */
@@ -462,13 +466,26 @@ static void dest_on_task_failed(void *arg, int32_t pid, pid_t real_pid, int err)
 		  pid, strerror(-err));
 }
 
+/* The source has wait_ns more to acknowledge Done. */
+static int dest_ack_wait(struct dest *d, uint64_t wait_ns)
+{
+	struct timeval tv = {.tv_sec = (time_t)(wait_ns / 1000000000ull),
+			     .tv_usec = (suseconds_t)(wait_ns % 1000000000ull / 1000)};
+
+	tickclock_init(&d->ack_clk, wait_ns, now_ns());
+	return evtimer_add(d->ack_ev, &tv);
+}
+
 static void dest_ack_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct dest *d = arg;
-	struct timeval tv = {.tv_sec = 10};
+	uint64_t gap = tickclock_gap(&d->ack_clk, now_ns(), "waiting for the source's DoneAck");
 
+	/* Stopped meanwhile: the DoneAck may be waiting unread; the wait goes on as long. */
+	if (gap && dest_ack_wait(d, gap) == 0)
+		return;
 	/* Done goes out (again) once the source is back. */
-	if (d->ns && netsrc_pause_reason(d->ns) && evtimer_add(d->ack_ev, &tv) == 0)
+	if (d->ns && netsrc_pause_reason(d->ns) && dest_ack_wait(d, DEST_ACK_WAIT_NS) == 0)
 		return;
 	log_err("the source did not acknowledge Done; it keeps its checkpoint");
 	dest_fail(d, "the source did not acknowledge Done; it keeps its checkpoint");
@@ -479,7 +496,6 @@ static void dest_on_done(void *arg, int status)
 {
 	struct dest *d = arg;
 	struct engine_stats s;
-	struct timeval tv = {.tv_sec = 10};
 
 	d->done_status = status;
 	d->t_done = now_ns();
@@ -506,7 +522,7 @@ static void dest_on_done(void *arg, int status)
 		return;
 	}
 	d->ack_ev = evtimer_new(d->base, dest_ack_timeout_cb, d);
-	if (!d->ack_ev || evtimer_add(d->ack_ev, &tv) < 0)
+	if (!d->ack_ev || dest_ack_wait(d, DEST_ACK_WAIT_NS) < 0)
 		event_base_loopexit(d->base, NULL);
 }
 

@@ -20,6 +20,7 @@
 #include "rcqp.h"
 #include "prereg.h"
 #include "rdmig-config.h"
+#include "tickclock.h"
 #include "util.h"
 
 /* Bytes the transport may hold before the image stream waits. */
@@ -1546,10 +1547,20 @@ static bool sess_tick_alive(void *arg, uint64_t now)
 	return sess_images_intact(s);
 }
 
+/* We were stopped: the destination's silence and the handshake are judged from now. */
+static void sess_tick_late(void *arg, uint64_t now, uint64_t gap)
+{
+	struct src_session *s = arg;
+
+	s->last_rx_ns = tickclock_shift(s->last_rx_ns, gap, now);
+	s->started_ns = tickclock_shift(s->started_ns, gap, now);
+}
+
 static const struct ctrlconn_tick_ops sess_tick_ops = {
     .check = sess_tick_check,
     .silent = sess_tick_silent,
     .alive = sess_tick_alive,
+    .late = sess_tick_late,
 };
 
 static const struct xport_ops sess_ops = {
@@ -1635,7 +1646,7 @@ int src_session_start(struct src_agent *a, struct xport *x)
 	snprintf(s->name, sizeof(s->name), "peer %s", xport_name(x));
 	ctrl_state_init(&s->st, CTRL_ROLE_SOURCE, s->name);
 	ctrl_state_set_range_check(&s->st, sess_range_known, s);
-	if (ctrlconn_tick_new(a->base, &sess_tick_ops, s, &s->tick) < 0) {
+	if (ctrlconn_tick_new(a->base, s->name, &sess_tick_ops, s, &s->tick) < 0) {
 		free(s);
 		return -ENOMEM;
 	}

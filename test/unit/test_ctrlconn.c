@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -220,12 +221,13 @@ static void test_ctrlconn(void **state)
 	ctx_close(&c);
 }
 
-/* A tick's owner: the destination end, and what the tick asked of it. */
+/* A tick's owner: the destination end (none: never checked), and what the tick asked of it. */
 struct owner {
 	struct end *e;
 	bool check_ok; /* what check() answers */
 	bool alive_ok; /* what alive() answers */
-	int checks, silents, alives;
+	int checks, silents, alives, lates;
+	uint64_t late_gap; /* the last late()'s */
 };
 
 static bool own_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
@@ -233,6 +235,8 @@ static bool own_check(void *arg, uint64_t now, struct ctrlconn_peer *p)
 	struct owner *o = arg;
 
 	o->checks++;
+	if (!o->e)
+		return false;
 	*p = (struct ctrlconn_peer){.x = o->e->x,
 				    .st = o->e->st,
 				    .name = o->e->name,
@@ -257,10 +261,19 @@ static bool own_alive(void *arg, uint64_t now)
 	return o->alive_ok;
 }
 
+static void own_late(void *arg, uint64_t now, uint64_t gap)
+{
+	struct owner *o = arg;
+
+	o->lates++;
+	o->late_gap = gap;
+}
+
 static const struct ctrlconn_tick_ops own_ops = {
     .check = own_check,
     .silent = own_silent,
     .alive = own_alive,
+    .late = own_late,
 };
 
 static void test_tick(void **state)
@@ -271,7 +284,7 @@ static void test_tick(void **state)
 	uint64_t t0, dead = 10 * 1000000000ull;
 
 	ctx_open(&c);
-	assert_int_equal(ctrlconn_tick_new(c.base, &own_ops, &o, &t), 0);
+	assert_int_equal(ctrlconn_tick_new(c.base, "owner", &own_ops, &o, &t), 0);
 	t0 = c.dst.last_rx_ns = now_ns();
 
 	/* The owner says not now: nothing else is asked, nothing sent. */
@@ -307,11 +320,47 @@ static void test_tick(void **state)
 	ctx_close(&c);
 }
 
+/* Blocks the loop thread, as a stopped or starved process would be. */
+static void starve_cb(evutil_socket_t fd, short what, void *arg)
+{
+	usleep(3 * 1000 * 1000);
+}
+
+static void stop_loop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(arg);
+}
+
+/*
+ * The timer's tick runs 3 s late (its loop blocked): late() hears of the
+ * gap, beyond the 1 s period, before check(); a tick on time does not.
+ */
+static void test_tick_late(void **state)
+{
+	struct event_base *base = event_base_new();
+	struct owner o = {0};
+	struct ctrlconn_tick *t;
+	struct timeval starve = {0, 500000}, end = {5, 0};
+
+	assert_non_null(base);
+	assert_int_equal(ctrlconn_tick_new(base, "owner", &own_ops, &o, &t), 0);
+	event_base_once(base, -1, EV_TIMEOUT, starve_cb, NULL, &starve);
+	event_base_once(base, -1, EV_TIMEOUT, stop_loop_cb, base, &end);
+	event_base_dispatch(base);
+	/* Ticks once late by about 2.5 s (3.5 s after it was due), then on time. */
+	assert_int_equal(o.lates, 1);
+	assert_in_range(o.late_gap, 1500ull * 1000 * 1000, 3500ull * 1000 * 1000);
+	assert_in_range(o.checks, 1, 2);
+	ctrlconn_tick_free(t);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ctrlconn),
 	    cmocka_unit_test(test_tick),
+	    cmocka_unit_test(test_tick_late),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -44,7 +44,9 @@ struct tsrc {
 	bool hold;	     /* keep completions until released */
 	uint64_t fail_vaddr; /* a request covering it completes with fail_status */
 	int fail_status;
-	bool never; /* accept and never complete */
+	bool never;   /* accept and never complete */
+	bool resumes; /* a stalled request is a lost connection: reissued, then answered */
+	int stalls;
 	int submits;
 	int fault_submits;
 	int drain_inflight;
@@ -107,6 +109,19 @@ static int tsrc_submit(void *ctx, struct pagesrc_req *req)
 	return 0;
 }
 
+/* Like netsrc with FEAT_RESUME: a new connection, every held request answered. */
+static int tsrc_stalled(void *ctx, const char *why)
+{
+	struct tsrc *ts = ctx;
+
+	if (!ts->resumes)
+		return -EOPNOTSUPP;
+	ts->stalls++;
+	ts->hold = false;
+	event_active(ts->ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
 static void tsrc_destroy(void *ctx)
 {
 	struct tsrc *ts = ctx;
@@ -117,6 +132,7 @@ static void tsrc_destroy(void *ctx)
 static const struct pagesrc_ops tsrc_ops = {
     .name = "test source",
     .submit = tsrc_submit,
+    .stalled = tsrc_stalled,
     .destroy = tsrc_destroy,
 };
 
@@ -522,6 +538,20 @@ static void test_fetch_timeout(void **state)
 	assert_int_equal(atomic_load(&f->app_progress), 1);
 }
 
+/* A source that can resume: the timed-out fetch is reissued, never failed. */
+static void test_fetch_timeout_resumes(void **state)
+{
+	struct fx *f = *state;
+
+	f->ts.hold = true;
+	f->ts.resumes = true;
+	fx_run(f, app_touch_failing, 2000);
+	assert_int_equal(f->ts.stalls, 1);
+	assert_int_equal(f->failed_calls, 0);
+	assert_int_equal(atomic_load(&f->app_progress), 2);
+	assert_int_equal(check_page(addr_of(f, 10), addr_of(f, 10), false), 0);
+}
+
 static void app_nothing(struct fx *f)
 {
 	fx_send(f, 'f');
@@ -643,6 +673,7 @@ int main(void)
 	    T(test_remove),
 	    T(test_source_failure_keeps_thread_blocked),
 	    T(test_fetch_timeout),
+	    T(test_fetch_timeout_resumes),
 	    T(test_abort),
 	    T(test_adopt),
 	};

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "tickclock.h"
 #include "util.h"
 
 static void test_parse_size(void **state)
@@ -118,12 +119,41 @@ static void test_migration_id_valid(void **state)
 	assert_false(migration_id_valid(id));
 }
 
+static void test_tickclock(void **state)
+{
+	const uint64_t ms = 1000000, s = 1000 * ms;
+	struct tickclock c;
+
+	/* A 100 ms tick: on time, a little late, then 1 s beyond its period is still no gap. */
+	tickclock_init(&c, 100 * ms, 10 * s);
+	assert_int_equal(tickclock_gap(&c, 10 * s + 100 * ms, "t"), 0);
+	assert_int_equal(tickclock_gap(&c, 10 * s + 450 * ms, "t"), 0);
+	assert_int_equal(tickclock_gap(&c, 11 * s + 550 * ms, "t"), 0);
+	/* Stopped 30 s: the gap is what lay beyond the period. */
+	assert_int_equal(tickclock_gap(&c, 41 * s + 550 * ms, "t"), 30 * s - 100 * ms);
+	assert_int_equal(tickclock_gap(&c, 41 * s + 650 * ms, "t"), 0);
+	/* A clock that went back is no gap, and the next tick counts from it. */
+	assert_int_equal(tickclock_gap(&c, 40 * s, "t"), 0);
+	assert_int_equal(tickclock_gap(&c, 40 * s + 100 * ms, "t"), 0);
+
+	/* A 1 s tick forgives up to one more period, not 2 s. */
+	tickclock_init(&c, s, 0);
+	assert_int_equal(tickclock_gap(&c, 2 * s, "t"), 0);
+	assert_int_equal(tickclock_gap(&c, 4 * s + 1, "t"), s + 1);
+
+	/* Shifted reference times never pass now and keep their order. */
+	assert_int_equal(tickclock_shift(5 * s, 30 * s, 40 * s), 35 * s);
+	assert_int_equal(tickclock_shift(12 * s, 30 * s, 40 * s), 40 * s);
+	assert_int_equal(tickclock_shift(40 * s, 30 * s, 40 * s), 40 * s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_size),	   cmocka_unit_test(test_parse_uint),
 	    cmocka_unit_test(test_parse_hostport), cmocka_unit_test(test_fmt_bytes),
 	    cmocka_unit_test(test_proc_harden),	   cmocka_unit_test(test_migration_id_valid),
+	    cmocka_unit_test(test_tickclock),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

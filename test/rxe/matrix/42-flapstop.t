@@ -5,8 +5,10 @@
 # rdmig-dest --serve draining one 4 KiB page at a time; both --dead-after
 # 3; B's eth0 delaying what it sends 30 ms until the trouble is over):
 #   stop  redis-server with known keys (lib/redis-migrate.sh's data set);
-#         once it runs on B, the migration's worker is SIGSTOPped 30 s: the
-#         source pauses, the worker resumes when continued;
+#         once it runs on B, the migration's worker is SIGSTOPped 30 s
+#         (past its --fetch-timeout 30 and --dead-after 3): the source
+#         pauses; continued, the worker forgives itself the stop, finds the
+#         connection closed, pauses and resumes;
 #   flap  the 32 MiB self-checking rdmig-workload; once it runs on B, B's
 #         eth0 goes down 2 s and comes back 20 times, each time until the
 #         migration runs again.  Last: after a flap the 6.1 kernel's rxe of
@@ -38,12 +40,14 @@ env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS
 env="$env RDMIG_WL_ARGS='--delay-us 50000'"
 env="$env RDMIG_CASES='stop:stop:30:redis flap:flaps:20x2:wl'"
 tap_run --timeout 900 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
-# An agent bug (not the set-up's) ends the stop case: see TAP_TODO.
-TAP_TODO="rdmig-dest's worker, SIGSTOPped 30 s in post-copy, fails its fetch in flight on --fetch-timeout (30 s, counting the time it was stopped) before its dead-peer tick pauses it, and kills the restored process (issue 12 item 1: pause, never give up on a timer)"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
-# The stopped worker cannot notice anything: the source pauses.
-ls_case stop 1 1/0 26000 redis
-TAP_TODO=
+# The source pauses while the worker is stopped; the worker, continued,
+# finds its connection closed and pauses too (until it has a new one).
+# Known: once done the source reports every page fetched, the destination
+# the pages installed, which differ by the pages redis freed.
+LS_PAGES_TODO="rdmig-source reports pages_fetched = pages_total once done (source-agent/api_glue.c), docs/api.md the pages the destination installed: redis's freed pages make them differ"
+ls_case stop 1 1/1 26000 redis
+LS_PAGES_TODO=
 ls_case flap 20 1/1 1000 wl
 tap_linkstall_diag
 tap_done
