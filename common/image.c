@@ -868,9 +868,12 @@ static int img_load_task(struct img_set *set, struct img_task *task)
 	mm_ret = img_read_file(mm_path, &mm_buf, &mm_len);
 	pm_ret = img_read_file(pm_path, &pm_buf, &pm_len);
 	if (mm_ret == -ENOENT && pm_ret == -ENOENT) {
-		/* Zombies have no memory; restore announces them with -pid. */
-		log_debug("%s: task %" PRId32 " has no mm or pagemap image: no memory", set->dir,
-			  task->pid);
+		/*
+		 * Zombies have no memory; restore announces them with -pid.  Said
+		 * at info: a live task read so has no lazy page either.
+		 */
+		log_info("%s: task %" PRId32 " has no mm or pagemap image: no memory", set->dir,
+			 task->pid);
 		ret = 0;
 		goto out;
 	}

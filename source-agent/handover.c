@@ -963,13 +963,7 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
 	h->a = a;
 	h->m = m;
 	h->port = p->port ? p->port : API_DEST_PORT_DEFAULT;
-	/*
-	 * A container's checkpoint (runc) does not go through the early session:
-	 * with it the session found no pages file to register when the
-	 * migration served (40-container.t over soft-RoCE); its worker starts
-	 * at the POST as before until that is understood.
-	 */
-	h->early = !p->no_early && !p->dest_bundle;
+	h->early = !p->no_early;
 	snprintf(h->host, sizeof(h->host), "%s", p->host);
 	snprintf(h->name, sizeof(h->name), strchr(h->host, ':') ? "[%s]:%u" : "%s:%u", h->host,
 		 (unsigned)h->port);

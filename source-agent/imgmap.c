@@ -518,6 +518,19 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		 " lazy bytes checksummed in %.3f s, flat images in %.3f s",
 		 dir, (double)(t1 - t0) / 1e9, map->nr_files, map->lazy_bytes,
 		 (double)(t2 - t1) / 1e9, (double)(now_ns() - t2) / 1e9);
+	/*
+	 * Nothing to serve from a dump is rare enough to say what each task
+	 * had: its memory images not found, or a pagemap without a lazy run.
+	 */
+	for (i = 0; !lazy_dump && !map->lazy_bytes && i < map->set->nr_tasks; i++) {
+		const struct img_task *t = &map->set->tasks[i];
+
+		log_warn("%s: no lazy pages: task %" PRId32 " %s, %zu VMAs, %zu pagemap entries, "
+			 "%" PRIu64 " bytes of pages",
+			 dir, t->pid,
+			 t->has_memory ? "has memory images" : "has no mm or pagemap image",
+			 t->nr_vmas, t->nr_entries, t->pages_file_size);
+	}
 	/* The same fold the destination computes over the tables it receives. */
 	map->digest = 0;
 	for (i = 0; i < map->nr_tasks; i++)

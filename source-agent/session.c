@@ -569,6 +569,9 @@ static int send_regions(struct src_session *s)
 		return send_stage_region(s);
 	if (map->nr_files > CTRL_REGIONS_MAX)
 		return -E2BIG;
+	/* MemRegions lists one region at least: a checkpoint without lazy pages has none. */
+	if (!map->lazy_bytes)
+		return -ENODATA;
 	ret = sess_register(s);
 	if (ret < 0)
 		return ret;
@@ -1013,18 +1016,22 @@ static void stream_pump(evutil_socket_t fd, short what, void *arg)
 /* Over RDMA, registers the pages files in this connection's PD and sends MemRegions. */
 static int sess_expose(struct src_session *s)
 {
-	char why[160];
+	char why[SRC_MIG_ERROR_MAX];
 	int ret;
 
 	if (xport_kind(s->x) != XPORT_RDMA)
 		return 0;
 	ret = send_regions(s);
-	if (ret < 0) {
-		/* -EINVAL: no pages file mapped (a checkpoint without lazy pages). */
+	if (ret == -ENODATA)
+		snprintf(why, sizeof(why),
+			 "cannot register the checkpoint for RDMA: %s has no lazy pages (%zu "
+			 "task(s), %zu pages files)",
+			 s->mig->dir, s->mig->map->nr_tasks, s->mig->map->nr_files);
+	else if (ret < 0)
 		snprintf(why, sizeof(why), "cannot register the checkpoint for RDMA: %s",
-			 ret == -EINVAL ? "no pages file to register" : strerror(-ret));
+			 strerror(-ret));
+	if (ret < 0)
 		sess_abort(s, CTRL_ABORT_READ, why);
-	}
 	return ret;
 }
 

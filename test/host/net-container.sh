@@ -24,7 +24,7 @@
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 26
+plan 28
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -121,6 +121,10 @@ check "the source's API reports the container (id, root, bundle)" \
 code=$(dapi d GET /v1/migrations/c1)
 check "the destination's API reports it too, done" \
 	eval "test $code = 200 && python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); c=j[\"container\"]; sys.exit(not (j[\"state\"] == \"done\" and c[\"id\"] == \"web\" and c[\"bundle\"] == \"$b/web\"))' '$T/dapi.out'"
+check "its worker started at the reservation (FEAT_EARLY) and proved itself before the checkpoint served" \
+	eval "test \"\$(jq_src c1 'j[\"times\"][\"early_dest_ms\"] is not None')\" = True && grep -q 'migration c1: uses its reservation r-[0-9a-f]*: its POST adopts worker' '$T/d.log'"
+check "... and that worker moved every lazy page: the destination's pages_total > 0, all fetched" \
+	python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["progress"]; sys.exit(not (p["pages_total"] > 0 and p["pages_fetched"] == p["pages_total"] and p["bytes"] > 0))' "$T/dapi.out"
 
 # (2) The bundle is not on the destination: refused before the freeze.
 container gone "$b/missing"

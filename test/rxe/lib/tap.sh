@@ -76,6 +76,11 @@ tap_run() {
 	# shellcheck disable=SC2034
 
 	RUN_ERR=$(<"$e")
+	# RDMIG_RXE_KEEP_OUT=DIR keeps each run's whole output (the agents' logs) there.
+	if [[ -n ${RDMIG_RXE_KEEP_OUT:-} ]] && mkdir -p "$RDMIG_RXE_KEEP_OUT"; then
+		cp -f "$o" "$RDMIG_RXE_KEEP_OUT/$(basename "$0" .t)-$t.out"
+		cp -f "$e" "$RDMIG_RXE_KEEP_OUT/$(basename "$0" .t)-$t.err"
+	fi
 	rm -f "$o" "$e"
 	local args="$*"
 	args=$(tr -s '\n\t ' '   ' <<<"$args")
