@@ -140,12 +140,17 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->pages_fetched = glue_max(m->prog_pages, m->bytes_served / IMG_PAGE_SIZE);
 	v->pages_fetched = glue_max_dest(v->pages_fetched, r->pages_fetched);
 	/*
-	 * Done is the destination's word that it has every page; an agent
-	 * restarted in post-copy saw none of the READs before, nor Progress.
+	 * Done is the destination's word that it has every page, and its count
+	 * of the pages it installed (fewer than the total when the workload
+	 * freed some); an agent restarted after it has only the total.
 	 */
-	if (m->state == SRC_MIG_DONE || v->pages_fetched > v->pages_total)
+	if (m->state == SRC_MIG_DONE && m->done_ns)
+		v->pages_fetched = m->prog_pages;
+	else if (m->state == SRC_MIG_DONE)
 		v->pages_fetched = v->pages_total;
-	v->pages_remaining = v->pages_total - v->pages_fetched;
+	if (v->pages_fetched > v->pages_total)
+		v->pages_fetched = v->pages_total;
+	v->pages_remaining = m->state == SRC_MIG_DONE ? 0 : v->pages_total - v->pages_fetched;
 	v->faults = glue_max_dest(m->prog_faults, r->faults);
 	v->bytes = glue_max_dest(glue_max(m->prog_bytes, m->bytes_served), r->bytes);
 	v->fault_p50_us = r->fault_p50_us;

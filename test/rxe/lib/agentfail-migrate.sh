@@ -1,6 +1,6 @@
 #!/bin/bash
 # shellcheck disable=SC2034 # GUEST_TAG, size: read by guest.sh
-# Runs in a soft-RoCE guest pair (test/rxe/matrix/41-agentfail-*.t): the agent
+# Runs in a soft-RoCE guest pair (test/rxe/t/41-agentfail-*.t): the agent
 # part of issue 12's failure matrix.  Migrations go through both agents as
 # in handover-migrate.sh (`rdmigctl migrate --pid P --to B`, RDMA, --verify,
 # mutual TLS), each of a real rdmig-workload that verifies all its memory

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The matrix/41-agentfail-*.t files' side (host) of lib/agentfail-migrate.sh:
+# The t/41-agentfail-*.t files' side (host) of lib/agentfail-migrate.sh:
 # the pair run and the assertions on its JSON lines (`agentfail: json CASE
 # WHAT {...}`, last of each in RUN_OUT).  Source it after tap.sh.
 top=$(cd "$(dirname "$0")/../../.." && pwd)

@@ -12,10 +12,9 @@
 # nothing left to move, every lazy page either installed or freed by the
 # workload (none dropped without an event), and the source's JSON
 # agreeing; for the workload (wl), which frees nothing, every page
-# installed.  LS_PAGES_TODO, when set, marks this one assertion TODO (why).
+# installed.
 ls_pages() {
 	local id=$1 wl=$2 d s sum ok=0
-	local TAP_TODO=${LS_PAGES_TODO:-${TAP_TODO:-}}
 	d=$(grep -a " $id dest json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $id dest json: //")
 	s=$(grep -a " $id source json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $id source json: //")
 	sum=$(grep -a " $id dest summary json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $id dest summary json: //")
