@@ -524,12 +524,21 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 	 */
 	for (i = 0; !lazy_dump && !map->lazy_bytes && i < map->set->nr_tasks; i++) {
 		const struct img_task *t = &map->set->tasks[i];
+		size_t k, anon = 0, locked = 0;
 
-		log_warn("%s: no lazy pages: task %" PRId32 " %s, %zu VMAs, %zu pagemap entries, "
-			 "%" PRIu64 " bytes of pages",
+		/* criu marks no page of a locked VMA lazy (vma_entry_can_be_lazy). */
+		for (k = 0; k < t->nr_vmas; k++) {
+			if ((t->vmas[k].flags & (MAP_ANONYMOUS | MAP_PRIVATE)) ==
+			    (MAP_ANONYMOUS | MAP_PRIVATE))
+				anon++;
+			if (t->vmas[k].flags & MAP_LOCKED)
+				locked++;
+		}
+		log_warn("%s: no lazy pages: task %" PRId32 " %s, %zu VMAs (%zu anonymous "
+			 "private, %zu locked), %zu pagemap entries, %" PRIu64 " bytes of pages",
 			 dir, t->pid,
 			 t->has_memory ? "has memory images" : "has no mm or pagemap image",
-			 t->nr_vmas, t->nr_entries, t->pages_file_size);
+			 t->nr_vmas, anon, locked, t->nr_entries, t->pages_file_size);
 	}
 	/* The same fold the destination computes over the tables it receives. */
 	map->digest = 0;

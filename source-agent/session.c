@@ -1022,16 +1022,22 @@ static int sess_expose(struct src_session *s)
 	if (xport_kind(s->x) != XPORT_RDMA)
 		return 0;
 	ret = send_regions(s);
-	if (ret == -ENODATA)
-		snprintf(why, sizeof(why),
-			 "cannot register the checkpoint for RDMA: %s has no lazy pages (%zu "
-			 "task(s), %zu pages files)",
-			 s->mig->dir, s->mig->map->nr_tasks, s->mig->map->nr_files);
-	else if (ret < 0)
+	if (ret == -ENODATA) {
+		/*
+		 * criu marked no page lazy (every VMA locked, say): nothing to
+		 * READ, so no region; the pages files go whole with the images
+		 * and the restore installs every page before the workload runs.
+		 */
+		log_warn("%s: %s has no lazy pages (%zu task(s)): every page goes with the "
+			 "images, none by RDMA READ",
+			 s->name, s->mig->dir, s->mig->map->nr_tasks);
+		return 0;
+	}
+	if (ret < 0) {
 		snprintf(why, sizeof(why), "cannot register the checkpoint for RDMA: %s",
 			 strerror(-ret));
-	if (ret < 0)
 		sess_abort(s, CTRL_ABORT_READ, why);
+	}
 	return ret;
 }
 
