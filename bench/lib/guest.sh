@@ -178,7 +178,8 @@ downtime_env() {
 		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat" \
 		"RDMIG_VERIFY=$verify" \
 		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}" \
-		"$([ "${p[flow]:-}" = noearly ] && echo RDMIG_SOURCE_ARGS=--no-early)"
+		"$([ "${p[flow]:-}" = noearly ] && echo RDMIG_SOURCE_ARGS=--no-early)" \
+		"$([ "${p[flow]:-}" = early ] && echo RDMIG_SOURCE_ARGS=--early)"
 }
 
 # downtime_ctl: the rdmigctl migrate options of a downtime step's flow.

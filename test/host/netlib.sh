@@ -42,7 +42,9 @@ start_source() {
 	local log=$1 i
 	shift
 	src_port=
-	"$RDMIG_SOURCE" -t "${SRC_TRANSPORT:-tcp}" -l 127.0.0.1:0 "$@" >"$log" 2>&1 &
+	# --early: the host tests cover the worker at the reservation, opt-in
+	# (the guests' tests the default); a later --no-early wins.
+	"$RDMIG_SOURCE" -t "${SRC_TRANSPORT:-tcp}" -l 127.0.0.1:0 --early "$@" >"$log" 2>&1 &
 	src_pid=$!
 	track "$src_pid"
 	for i in $(seq 1200); do
