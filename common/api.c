@@ -181,6 +181,7 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->received_ms = -1;
 	v->handover_ms = -1;
 	v->early_dest_ms = -1;
+	v->register_ms = -1;
 	v->downtime_ms = -1;
 	v->takeovers = -1;
 }
@@ -359,6 +360,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(times, "downtime_ms", api_json_opt_i64(v->downtime_ms), &ok);
 	api_set(times, "handover_ms", api_json_opt_i64(v->handover_ms), &ok);
 	api_set(times, "early_dest_ms", api_json_opt_i64(v->early_dest_ms), &ok);
+	api_set(times, "register_ms", api_json_opt_i64(v->register_ms), &ok);
 	api_set(times, "received_ms", api_json_opt_i64(v->received_ms), &ok);
 	api_set(m, "times", times, &ok);
 	times = NULL;

@@ -215,6 +215,12 @@ struct api_migration_view {
 	 */
 	int64_t early_dest_ms;
 	/*
+	 * source over RDMA: what the serving session spent registering the
+	 * checkpoint after its destination's proof (0: it took the regions
+	 * registered ahead, prereg.h); -1: no session served it yet
+	 */
+	int64_t register_ms;
+	/*
 	 * source with a destination agent: the workload's downtime, from the
 	 * freeze to running on the destination.  Summed from durations each
 	 * host measures itself (freeze to handover here, request to resume

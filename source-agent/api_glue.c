@@ -160,6 +160,7 @@ static void glue_view(const struct src_agent *a, const struct src_migration *m,
 	v->received_ms = r->received_ms;
 	v->handover_ms = m->handover_ms;
 	v->early_dest_ms = m->early_dest_ms;
+	v->register_ms = m->register_ms;
 	/* Each host measured its own part: no clock needs to agree. */
 	if (m->handover_ms >= 0 && r->resumed_ms >= 0)
 		v->downtime_ms = m->handover_ms + r->resumed_ms;
@@ -870,12 +871,15 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
  * A destination connecting during the dump (FEAT_EARLY) lands in the PD its
  * checkpoint will be registered in (prereg.h): opened before the
  * reservation is asked for, whose worker may connect at once, or at the
- * dump's start without one.
+ * dump's start without one.  Pre-copy rounds register in it too: a worker
+ * that connected during the first round, before any round had a PD, would
+ * otherwise get a PD of its own and register the whole chain again after
+ * its proof, inside the freeze.
  */
 static void glue_early_pd(struct src_agent *a, struct src_migration *m)
 {
 	if (a->kind == XPORT_RDMA && a->data_verbs && !m->lazy_dump && !a->no_early &&
-	    m->precopy == API_PRECOPY_OFF && !src_prereg_pd(m))
+	    !src_prereg_pd(m))
 		src_prereg_open(m, a->data_verbs);
 }
 

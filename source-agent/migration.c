@@ -177,6 +177,7 @@ int src_mig_new(const char *id, const char *dir, struct auth_secret *secret, boo
 	m->final_pages = -1;
 	m->handover_ms = -1;
 	m->early_dest_ms = -1;
+	m->register_ms = -1;
 	m->dr.pages_total = m->dr.pages_fetched = m->dr.bytes = m->dr.faults = -1;
 	m->dr.fault_p50_us = m->dr.fault_p99_us = m->dr.restore_ms = m->dr.resumed_ms =
 	    m->dr.received_ms = -1;

@@ -163,6 +163,7 @@ struct src_migration {
 	uint64_t freeze_start_ns;  /* monotonic, when criu dump started; 0: no dump */
 	int64_t handover_ms;	   /* from the freeze to the handover request; -1 */
 	int64_t early_dest_ms;	   /* from the freeze to an early destination's proof; -1 */
+	int64_t register_ms;	   /* the serving session's own registration (0: ahead); -1 */
 	struct src_dest_report dr; /* the destination agent's view */
 	bool busy;		   /* a session holds it */
 	bool verify;		   /* page checksums computed: offered to destinations */

@@ -542,6 +542,7 @@ static int sess_register(struct src_session *s)
 	if (src_prereg_take(s->mig, pd, &s->mrs, &s->nr_mrs) == 0) {
 		log_info("%s: the checkpoint was registered before the destination connected",
 			 s->name);
+		s->mig->register_ms = 0;
 		return 0;
 	}
 	if (!pd)
@@ -551,9 +552,11 @@ static int sess_register(struct src_session *s)
 		return -ENOMEM;
 	s->nr_mrs = map->nr_files;
 	ret = src_prereg_register(map->files, map->nr_files, pd, s->mrs);
-	if (ret == 0)
+	if (ret == 0) {
+		s->mig->register_ms = (int64_t)((now_ns() - t0) / 1000000);
 		log_info("%s: checkpoint registered for RDMA READ in %.2f s", s->name,
 			 (double)(now_ns() - t0) / 1e9);
+	}
 	return ret;
 }
 

@@ -513,6 +513,7 @@ static void check_resource_shape(json_t *m)
 	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "resumed_ms")));
 	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "received_ms")));
 	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "handover_ms")));
+	assert_true(json_is_null(json_object_get(json_object_get(m, "times"), "register_ms")));
 	assert_true(json_is_null(json_object_get(m, "dest_state")));
 	assert_string_equal(
 	    json_string_value(json_object_get(json_object_get(m, "times"), "created")),

@@ -15,7 +15,9 @@
 # registered for RDMA READ when the round ends, not in the freeze
 # (design.md §5): the source's log says so for every round, and, in the
 # bounded run, that the chain's files from the rounds were registered
-# before the freeze.  Over RDMA only (a run takes a
+# before the freeze, and the source's JSON that the serving session took
+# them (times.register_ms 0): the destination's connection, made during
+# the rounds, is in the PD they were registered in.  Over RDMA only (a run takes a
 # minute or two in TCG); guest side: lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -23,7 +25,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 25
+tap_plan 28
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -69,6 +71,10 @@ for run in 2 auto slow; do
 		[[ $reg -eq $rounds && -n $early ]]
 	fi
 	tap_ok $? "$lbl: $reg of $rounds rounds registered when they ended; ${early:-?} of the chain's files were, so not in the freeze"
+	# The destination's connection is in the PD the rounds registered in: its session takes them.
+	regms=$(num register_ms)
+	[[ $regms == 0 ]]
+	tap_ok $? "$lbl: the session registered nothing after the destination's proof (times.register_ms ${regms:-null})"
 	if [ "$run" = slow ]; then
 		first=$(grep -o '"rounds":\[{"pages":[0-9]*' <<<"$json" | grep -o '[0-9]*$')
 		final=$(num final_pages)
