@@ -96,7 +96,10 @@ touch "$T/go-e1"
 check "... the dump ends: the migration is done" wait_state e1 done 60
 check "... the POST adopted the early worker: one worker for the migration" \
 	eval "grep -q 'migration e1: uses its reservation r-[0-9a-f]*: its POST adopts worker' '$T/d.log' && test \$(grep -c 'migration e1: worker [0-9]* started' '$T/d.log') = 1"
-check "... done on the destination too" eval "test \$(djson d /v1/migrations/e1 'j[\"state\"]') = done"
+# The source's done comes from the worker's Done; the destination agent
+# learns it when the worker reports: wait for that, not a race with it.
+d_done() { test "$(djson d /v1/migrations/e1 'j["state"]')" = done; }
+check "... done on the destination too" wait_until 30 d_done
 
 # (2) A POST unlike the reservation's start: 409, the worker stopped.
 start='"start":{"source":"127.0.0.1:1","transport":"tcp","secret":"base64:'$b64'"}'

@@ -111,9 +111,14 @@ check "the first worker installed pages, and some are missing" \
 	eval "test \"\$(jget t1 'j[\"progress\"][\"pages_remaining\"] > 0')\" = True"
 kill -KILL "$w1"
 wait_json t1 'j["takeovers"]' 1
-w2=$(worker)
+# The new worker: a child of the supervisor that is neither the killed one
+# (a zombie until reaped) nor its guard (the supervisor may adopt it).
+w2_up() {
+	w2=$(pgrep -P "$sup_pid" | grep -vx -e "$w1" -e "$guard" | head -1)
+	test -n "$w2" && alive "$guard" && test -n "$(restored t1)"
+}
 check "killed in post-copy, the worker is replaced; the stand-in and the guard live on" \
-	eval "test -n '$w2' && test '$w2' != '$w1' && alive '$guard' && test -n \"\$(restored t1)\""
+	wait_until 20 w2_up
 # The second one dies while it still waits for the stopped source.
 wait_log "$T/droot/t1/rdmig-dest.log" "taking over: the guard handed over 1 task" >/dev/null
 kill -KILL "$w2"
