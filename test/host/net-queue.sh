@@ -40,14 +40,22 @@ queue_of() {
 		jq -r '"\(.state) \(.queue.position // "-") \(.queue.reason // "-")"'
 }
 
+# migrate_to ID PID PORT [ARGS...]: rdmigctl migrate of PID as ID to the
+# destination agent on PORT, its output in $T/ID.out; returns its exit.
+migrate_to() {
+	local id=$1 pid=$2 port=$3
+	shift 3
+	"${CTL[@]}" migrate --pid "$pid" --secret-file "$T/secret" --id "$id" \
+		--to "127.0.0.1:$port" "$@" >"$T/$id.out" 2>&1
+}
+
 # start_each PREFIX N PORT: N workloads PREFIX1..N, each migrated in turn to
 # the destination agent on PORT; their pids in wl[], rdmigctl's exits in rc[].
 start_each() {
 	for i in $(seq "$2"); do
 		workload "$1$i"
 		wl[$i]=$wl_pid
-		"${CTL[@]}" migrate --pid "${wl[$i]}" --secret-file "$T/secret" --id "$1$i" \
-			--to "127.0.0.1:$3" >"$T/$1$i.out" 2>&1
+		migrate_to "$1$i" "${wl[$i]}" "$3"
 		rc[$i]=$?
 	done
 }
@@ -75,8 +83,7 @@ check "rdmigctl status shows the place in the queue" \
 
 # (2) The old behaviour, asked for.
 workload n1
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id n1 --to "127.0.0.1:$d1" \
-	--no-queue >"$T/n1.out" 2>&1
+migrate_to n1 "$wl_pid" "$d1" --no-queue
 rc_n=$?
 check "--no-queue: refused before any freeze (exit 1, no free slot, 503)" \
 	eval "test $rc_n -eq 1 && grep -q 'HTTP 503' '$T/n1.out' && grep -q 'no free slot' '$T/n1.out'"
@@ -86,8 +93,7 @@ check "... untouched, and not listed" \
 # (3) A queued migration deleted.
 workload q4
 wl[4]=$wl_pid
-"${CTL[@]}" migrate --pid "${wl[4]}" --secret-file "$T/secret" --id q4 --to "127.0.0.1:$d1" \
-	>"$T/q4.out" 2>&1
+migrate_to q4 "${wl[4]}" "$d1"
 before=$(queue_of q4)
 code=$(sapi DELETE /v1/migrations/q4)
 check "DELETE of a queued migration (position 3): accepted, aborted, nothing to roll back" \
@@ -117,12 +123,10 @@ check "the destination agent's refusal for want of a slot: 503 with error.code n
 	eval "test $code = 201 && test $code2 = 503 && test \"\$(jq -r .error.code '$T/dapi.out')\" = no_slot"
 workload r1
 wl[5]=$wl_pid
-"${CTL[@]}" migrate --pid "${wl[5]}" --secret-file "$T/secret" --id r1 --to "127.0.0.1:$d1" \
-	>"$T/r1.out" 2>&1
+migrate_to r1 "${wl[5]}" "$d1"
 before=$(queue_of r1)
 workload r2
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id r2 --to "127.0.0.1:$d1" \
-	>"$T/r2.out" 2>&1
+migrate_to r2 "$wl_pid" "$d1"
 before2=$(queue_of r2)
 kill -KILL "$wl_pid"
 check "a queued migration whose process exits fails, with nothing asked for it" \
