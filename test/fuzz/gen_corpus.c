@@ -623,9 +623,14 @@ static void gen_api_json(void)
 	gen_json_input("rollback-force", 8, "{\"force\":true}");
 	gen_json_input("rollback-refused", 8, "{\"force\":1,\"why\":\"x\"}");
 	gen_json_input("start-refused", 0, "{\"pid\":1,\"images_dir\":\"/x\",\"bogus\":1}");
+	/* The queue (design.md §7.1): a start that asks for the old 503 instead. */
+	gen_json_input(
+	    "start-source-no-queue", 0,
+	    "{\"id\":\"web-7\",\"pid\":4242,\"dest\":\"192.0.2.2:7472\",\"queue\":false}");
 
 	gen_json_value("resource-source", 2, gen_resource(API_ROLE_SOURCE, API_STATE_POSTCOPY));
 	gen_json_value("resource-dest-failed", 2, gen_resource(API_ROLE_DEST, API_STATE_FAILED));
+	gen_json_value("resource-queued", 2, gen_resource(API_ROLE_SOURCE, API_STATE_QUEUED));
 	list = json_pack("{s:[o,o]}", "migrations", gen_resource(API_ROLE_SOURCE, API_STATE_DONE),
 			 gen_resource(API_ROLE_DEST, API_STATE_DRAINING));
 	gen_json_value("list", 3, list);
