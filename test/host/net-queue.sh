@@ -105,9 +105,9 @@ check "... its process untouched, no images dir, q3 still second" \
 touch "$T/dump-go"
 all_done=0
 for i in 1 2 3; do
-	wait_state "q$i" done 60 && all_done=$((all_done + 1))
+	wait_state "q$i" done 60 && wait_until 30 dest_is d1 "q$i" done && all_done=$((all_done + 1))
 done
-check "q1, q2 and q3 migrate one after the other: all done" test "$all_done" -eq 3
+check "q1, q2 and q3 migrate one after the other: all done (on both agents)" test "$all_done" -eq 3
 check "... frozen in the order they were started, each once" \
 	eval "test \"\$(tr '\n' ' ' <'$T/frozen')\" = '${wl[1]} ${wl[2]} ${wl[3]} '"
 code=$(dapi d1 GET /v1/reservations)
@@ -121,6 +121,7 @@ rid=$(jq -r .id "$T/dapi.out")
 code2=$(dapi d1 POST /v1/reservations '{"migration":"x2","bytes":0}')
 check "the destination agent's refusal for want of a slot: 503 with error.code no_slot" \
 	eval "test $code = 201 && test $code2 = 503 && test \"\$(jq -r .error.code '$T/dapi.out')\" = no_slot"
+[ "$code:$code2" = 201:503 ] || echo "# the hold: HTTP $code, then x2: HTTP $code2 $(cat "$T/dapi.out")"
 workload r1
 wl[5]=$wl_pid
 migrate_to r1 "${wl[5]}" "$d1"

@@ -270,3 +270,11 @@ dapi() {
 	curl -s -o "$T/dapi.out" -w '%{http_code}' --unix-socket "$T/$1.sock" -X "$2" \
 		${4:+-H 'Content-Type: application/json' -d "$4"} "http://localhost$3"
 }
+# dest_is NAME ID STATE: the destination agent NAME has migration ID in
+# STATE.  The source's done comes first, from the worker's Done; the
+# destination agent's slot is free only once its worker reported: a test
+# that next needs the slot waits for this (wait_until), not for the source.
+dest_is() {
+	dapi "$1" GET "/v1/migrations/$2" >/dev/null &&
+		[ "$(jq -r '.state // empty' "$T/dapi.out" 2>/dev/null)" = "$3" ]
+}
