@@ -4,7 +4,7 @@ ASAN_BUILD ?= build-asan
 MESON_OPTS ?=
 RESULTS ?= $(BUILD)/results
 
-.PHONY: all deps compile deb check check-unit check-host check-rxe check-matrix check-style check-asan demo bench fuzz format clean
+.PHONY: all deps compile deb check check-unit check-host check-rxe check-style check-asan demo bench fuzz format clean
 
 all: compile
 
@@ -36,11 +36,6 @@ check-host: compile
 
 check-rxe: compile
 	@scripts/check rxe
-
-# Issue 12's link cases over soft-RoCE (test/rxe/matrix/): long outages by
-# design, kept out of make check for CI's time (docs/testing.md).
-check-matrix: compile
-	@RDMIG_RXE_SUITE=matrix test/rxe/check
 
 check-style:
 	@scripts/check style

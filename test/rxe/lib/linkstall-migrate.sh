@@ -1,7 +1,7 @@
 #!/bin/bash
 # shellcheck disable=SC2034 # B, pki, size, report, check, GUEST_TAG: read by guest.sh
 # shellcheck source-path=SCRIPTDIR
-# Runs in a soft-RoCE guest pair (test/rxe/matrix/41-linkdown.t, 42-flapstop.t):
+# Runs in a soft-RoCE guest pair (test/rxe/t/42-linkdown.t, 43-linkflaps.t):
 # the link/stall part of issue 12's failure matrix, through both agents
 # (`rdmigctl migrate --pid P --to B --verify --wait` on A, `rdmig-dest
 # --serve` on B, mutual TLS, RDMA transport), one migration per case, the
@@ -23,8 +23,8 @@
 #       each 4 KiB drain read then takes a round trip of that much, so the
 #       migration stays in post-copy through every outage, flap or stop
 #       (without it the drain and the workload's own faults brought every
-#       page before the third outage of 41-linkdown.t and before the fifth
-#       flap of 42-flapstop.t); the rest then drains at full speed.
+#       page before the third outage of the link-down case and before the fifth
+#       flap of the flap case); the rest then drains at full speed.
 # RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD (WORKLOAD: wl or redis),
 # the same in both guests.  Both agents run with --dead-after
 # RDMIG_DEAD_AFTER (default 3).  The guests meet per case in

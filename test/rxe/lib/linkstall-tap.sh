@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The assertions of matrix/41-linkdown.t and 42-flapstop.t on a run of
+# The assertions of t/42-linkdown.t and t/43-linkflaps.t on a run of
 # lib/linkstall-migrate.sh (RUN_OUT).  Source it after tap.sh.  "Every
 # page moved" is not pages_fetched == pages_total here, which does not hold
 # for a workload that frees memory in post-copy: redis's freed pages are never fetched (docs/api.md: pages_fetched counts

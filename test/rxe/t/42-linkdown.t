@@ -1,0 +1,52 @@
+#!/bin/bash
+# Issue 12's stall and link-loss cases through both agents (Tests), in one
+# guest pair, one migration each over RDMA: guest A's rdmig-source with its
+# API, `rdmigctl migrate --pid P --to 192.0.2.2 --verify --wait`; guest B's
+# rdmig-dest --serve draining one 4 KiB page at a time (--drain-depth 1
+# --drain-chunk 4K, handed to its workers); both --dead-after 3; B's eth0
+# delays what it sends 30 ms until the trouble is over (tc netem: each
+# drain read a round trip of 30 ms), so the workload runs on B on pages
+# still missing when:
+#   stop  redis-server with known keys (lib/redis-migrate.sh's data set);
+#         the migration's worker is SIGSTOPped 30 s (past its
+#         --fetch-timeout 30 and --dead-after 3): the source pauses;
+#         continued, the worker forgives itself the stop, finds the
+#         connection closed, pauses and resumes;
+#   down  the 32 MiB self-checking rdmig-workload; B's eth0 goes down 5 s,
+#         comes back until the migration runs again, goes down 30 s, then
+#         120 s.  It comes after `stop`: once B's link has been down, the
+#         6.1 kernel's rxe of guest B answers no rdma_cm again (the agents
+#         resume over their side channel), so no later migration could
+#         start in this boot (docs/testing.md).
+# Asserted per case (lib/linkstall-tap.sh's ls_case) on the agents' JSON and
+# the workload's verdicts: every event began in post-copy and the
+# migration ran again after it, done on both agents with every page moved
+# (installed, or freed by redis: none left, none dropped without an
+# event), the pauses counted and timed, every key and value (redis) or all
+# the memory (workload) verified on B after the trouble and after the last
+# page, the workload on B only.  About 6 minutes.  Guest side:
+# lib/linkstall-migrate.sh.
+# shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
+. "$(dirname "$0")/../lib/tap.sh"
+# shellcheck source=../lib/linkstall-tap.sh
+. "$(dirname "$0")/../lib/linkstall-tap.sh"
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/linkstall-migrate.sh
+tap_plan 25
+
+rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
+rxe_require_cmds criu jq redis-server redis-cli
+rxe_agents_pki "$top"
+env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS=8000"
+env="$env RDMIG_CASES='stop:stop:30:redis down:outages:5,30,120:wl'"
+tap_run --timeout 1200 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
+tap_is "$RUN_STATUS" 0 "the pair run exits 0"
+# The source pauses while the worker is stopped; the worker, continued,
+# finds its connection closed and pauses too (until it has a new one).
+ls_case stop 1 1/1 26000 redis
+# At least 143 s paused: each outage less the 4 s it takes to notice.
+ls_case down 3 3/3 143000 wl
+tap_linkstall_diag
+tap_done
