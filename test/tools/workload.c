@@ -108,6 +108,7 @@ static struct {
 	char samples[PATH_MAX];
 	bool exit_after_check;
 	bool time_faults;
+	bool mlock;
 	unsigned int delay_us; /* per page, to slow the writers down */
 } opt = {.mib = 64, .threads = 2};
 
@@ -881,12 +882,14 @@ static void usage(FILE *f)
 	    "      --time-faults      time the first touch of every page in the first pass\n"
 	    "                         after a restore; report min/p50/p90/p99/max\n"
 	    "      --fault-samples FILE  with --time-faults: every fault's time (ns) to FILE\n"
+	    "      --mlock            lock all its memory (mlockall, on fault): CRIU then marks\n"
+	    "                         no page lazy, and the dump carries every page\n"
 	    "  -h, --help             show this help\n");
 }
 
 int main(int argc, char **argv)
 {
-	enum { O_DELAY = 256, O_TIME, O_SAMPLES };
+	enum { O_DELAY = 256, O_TIME, O_SAMPLES, O_MLOCK };
 	static const struct option lo[] = {
 	    {"size", required_argument, NULL, 's'},
 	    {"threads", required_argument, NULL, 'T'},
@@ -897,6 +900,7 @@ int main(int argc, char **argv)
 	    {"exit-after-check", no_argument, NULL, 'x'},
 	    {"time-faults", no_argument, NULL, O_TIME},
 	    {"fault-samples", required_argument, NULL, O_SAMPLES},
+	    {"mlock", no_argument, NULL, O_MLOCK},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -943,6 +947,9 @@ int main(int argc, char **argv)
 		case O_SAMPLES:
 			samples = optarg;
 			break;
+		case O_MLOCK:
+			opt.mlock = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -966,6 +973,15 @@ int main(int argc, char **argv)
 		opt.time_faults = false;
 	}
 
+	/*
+	 * Every VMA locked, without populating the never-written ones (on
+	 * fault): CRIU marks no page of a locked VMA lazy, so this is how a
+	 * test gets a checkpoint with no lazy page at all.
+	 */
+	if (opt.mlock && mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0) {
+		perror("workload: mlockall");
+		return 3;
+	}
 	npages = opt.mib * (1u << 20) / PG;
 	if (opt.threads > npages)
 		opt.threads = (unsigned int)npages;
