@@ -58,8 +58,14 @@ struct src_agent {
 	/* Connections that have not proven a secret yet: in all, and per address. */
 	unsigned int max_preauth;
 	unsigned int max_preauth_per_addr;
-	uint64_t preauth_log_ns;      /* session.c: last refusal logged: at most one a second */
-	unsigned int preauth_refused; /* session.c: refused since */
+	/*
+	 * session.c: the last refusal logged and the refusals since, for the
+	 * global cap [0] and the per-address one [1]: at most a line a second
+	 * each, so a flood from one address never hides that the cap of all
+	 * was reached.
+	 */
+	uint64_t preauth_log_ns[2];
+	unsigned int preauth_refused[2];
 	/* GET /metrics: connections refused at those limits, and wrong proofs (session.c). */
 	uint64_t peers_refused_total;
 	uint64_t peers_unauthenticated_total;

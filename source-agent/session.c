@@ -1610,7 +1610,7 @@ static void peer_addr(const char *name, char *out, size_t len)
 static bool preauth_room(struct src_agent *a, const char *addr)
 {
 	const struct src_session *s;
-	unsigned int all = 0, same = 0;
+	unsigned int all = 0, same = 0, cap;
 	uint64_t now = now_ns();
 
 	LIST_FOREACH(s, &a->sessions, link)
@@ -1623,22 +1623,23 @@ static bool preauth_room(struct src_agent *a, const char *addr)
 	}
 	if (all < a->max_preauth && same < a->max_preauth_per_addr)
 		return true;
-	/* A flood must not flood the log too: one line a second. */
-	a->preauth_refused++;
+	/* A flood must not flood the log too: one line a second per cap. */
+	cap = all >= a->max_preauth ? 0 : 1;
+	a->preauth_refused[cap]++;
 	a->peers_refused_total++;
-	if (now - a->preauth_log_ns < 1000000000ull)
+	if (a->preauth_log_ns[cap] && now - a->preauth_log_ns[cap] < 1000000000ull)
 		return false;
-	if (all >= a->max_preauth)
+	if (cap == 0)
 		log_warn("connection from %s refused: %u connections are authenticating "
 			 "(--max-preauth); %u refused since the last such line",
-			 addr, all, a->preauth_refused);
+			 addr, all, a->preauth_refused[cap]);
 	else
 		log_warn("connection from %s refused: %u connections from that address are "
 			 "authenticating (--max-preauth-per-addr); %u refused since the last "
 			 "such line",
-			 addr, same, a->preauth_refused);
-	a->preauth_log_ns = now;
-	a->preauth_refused = 0;
+			 addr, same, a->preauth_refused[cap]);
+	a->preauth_log_ns[cap] = now;
+	a->preauth_refused[cap] = 0;
 	return false;
 }
 
