@@ -1222,6 +1222,19 @@ void src_handover_begin(struct src_handover *h)
 		ho_fail(h, "unreachable: the request could not be sent");
 }
 
+void src_handover_follow(struct src_handover *h)
+{
+	if (!h || h->phase != HO_IDLE)
+		return;
+	h->serving = true;
+	h->posted = true;
+	h->phase = HO_POLL;
+	ho_dns(h->a);
+	log_info("migration %s: following destination agent %s again after the restart", h->m->id,
+		 h->name);
+	ho_schedule(h, 0);
+}
+
 static void ho_release_done(struct evhttp_request *req, void *arg)
 {
 	struct src_handover *h = arg;

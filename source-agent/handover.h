@@ -124,6 +124,14 @@ const char *src_handover_reservation(const struct src_handover *h);
  */
 int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb);
 
+/*
+ * A migration reloaded after a restart in post-copy, whose POST the
+ * destination agent took before: polls it again as after its 202 (the
+ * migration's dest_state, a destination that gave up), and passes an
+ * abort on to it.  Nothing else is sent (no secret is kept).
+ */
+void src_handover_follow(struct src_handover *h);
+
 /* The migration serves: starts talking to the destination agent (or POSTs, prepared). */
 void src_handover_begin(struct src_handover *h);
 
