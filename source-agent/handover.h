@@ -28,7 +28,9 @@
  * workload is stopped there (GET /v1/migrations/{id}).
  *
  * Everything runs on the agent's event loop through libevent's evhttp
- * client and evdns (no blocking name lookups), with bounded timeouts.  The
+ * client and evdns (no blocking name lookups), with bounded timeouts
+ * that do not count time the source itself did not run (stopped,
+ * starved: common/tickclock.h).  The
  * secret travels in the clear over the destination's TCP API: keep that on
  * a management network, behind a firewall or in an SSH tunnel.  No rkey or
  * address leaves with it: the data connection still authenticates first.
