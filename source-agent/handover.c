@@ -721,6 +721,30 @@ static bool ho_dest_final(const char *st)
 	return api_state_parse(st, &s) == 0 && api_state_is_final(s);
 }
 
+/*
+ * The watch's lateness, asked by its tick and by whatever judges a
+ * deadline first (an answer read in the same wakeup as the late tick):
+ * the time lost moves every request's start, the last answer's time and
+ * the polling's end forward.  Nothing while the watch is off (its clock
+ * is stale then, and no deadline runs).
+ */
+static void ho_catch_up(struct src_handover *h, uint64_t now)
+{
+	uint64_t gap;
+
+	if (!evtimer_pending(h->watch, NULL))
+		return;
+	gap = tickclock_gap(&h->watch_clk, now, h->watch_name);
+	if (!gap)
+		return;
+	h->req_sent_ns = tickclock_shift(h->req_sent_ns, gap, now);
+	h->del_sent_ns = tickclock_shift(h->del_sent_ns, gap, now);
+	h->ask_sent_ns = tickclock_shift(h->ask_sent_ns, gap, now);
+	h->answered_ns = tickclock_shift(h->answered_ns, gap, now);
+	if (h->source_final_ns)
+		h->source_final_ns = tickclock_shift(h->source_final_ns, gap, now);
+}
+
 /* After a poll: go on, end, or fail the source when the destination gave up before fetching. */
 static void ho_after_poll(struct src_handover *h)
 {
@@ -729,6 +753,8 @@ static void ho_after_poll(struct src_handover *h)
 	uint64_t now = now_ns();
 	char why[SRC_MIG_ERROR_MAX];
 
+	/* Before the linger is judged: a late tick may not have run yet. */
+	ho_catch_up(h, now);
 	if (src_mig_final(m) && !h->source_final_ns)
 		h->source_final_ns = now;
 	if (!h->unreachable && ho_dest_final(r->state)) {
@@ -1550,7 +1576,7 @@ void src_handover_abort(struct src_handover *h)
 static void ho_watch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct src_handover *h = arg;
-	uint64_t now = now_ns(), gap = tickclock_gap(&h->watch_clk, now, h->watch_name), start;
+	uint64_t now = now_ns(), start;
 	struct ho_call calls[] = {
 	    {&h->req, &h->req_error, &h->req_err, &h->req_sent_ns, h->req_timeout_s, ho_done},
 	    {&h->del_req, &h->del_error, &h->del_err, &h->del_sent_ns, HO_ABORT_TIMEOUT_S,
@@ -1562,13 +1588,7 @@ static void ho_watch_cb(evutil_socket_t fd, short what, void *arg)
 	struct evhttp_request *req;
 	size_t i;
 
-	if (gap) {
-		for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
-			*calls[i].sent_ns = tickclock_shift(*calls[i].sent_ns, gap, now);
-		h->answered_ns = tickclock_shift(h->answered_ns, gap, now);
-		if (h->source_final_ns)
-			h->source_final_ns = tickclock_shift(h->source_final_ns, gap, now);
-	}
+	ho_catch_up(h, now);
 	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
 		if (*calls[i].req && (!c || *calls[i].sent_ns < *c->sent_ns))
 			c = &calls[i];
