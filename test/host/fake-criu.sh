@@ -2,8 +2,7 @@
 # A stand-in for criu in the host tests of rdmig-source's own dump and
 # rollback: `dump ... -D DIR` writes a synthetic checkpoint there with
 # rdmig-mkimage (after FAKE_CRIU_DELAY seconds, default 1, so the test sees
-# the migration dumping), FAKE_CRIU_SIZE of memory (default 4M);
-# `restore ... -D DIR` succeeds unless DIR holds a
+# the migration dumping); `restore ... -D DIR` succeeds unless DIR holds a
 # file named fail-restore.  Every call's arguments go to DIR/fake-criu.args.
 # `dump --lazy-pages --port P --status-fd N` writes --lazy-only images and
 # then serves their pages as the dump's page server (rdmig-fakedump), which
@@ -79,8 +78,7 @@ dump)
 			$hangup --delay-ms "${FAKE_CRIU_PSRV_DELAY_MS:-0}" 2>>"$dir/dump.log"
 	fi
 	# shellcheck disable=SC2046
-	"${RDMIG_MKIMAGE:?}" -D "$dir" --size "${FAKE_CRIU_SIZE:-4M}" $(parent_args 2) \
-		>"$dir/mkimage.out" 2>&1 || exit 1
+	"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M $(parent_args 2) >"$dir/mkimage.out" 2>&1 || exit 1
 	link_parent
 	echo "(00.100000) Dumping finished successfully" >"$dir/dump.log"
 	;;
