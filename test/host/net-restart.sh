@@ -10,7 +10,7 @@
 # fake-criu.sh stands in for criu, as in net-criu.sh.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 21
+plan 23
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -143,7 +143,10 @@ wait_pid "$src_pid" 20
 # on its port: the reloaded p1 is the same pause going on (its count, its
 # start) and follows the destination agent again (its dest_state); the
 # worker continued, p1 resumes and ends done on both agents, the pause's
-# time counted from its start before the restart.
+# time counted from its start before the restart.  p2, held beside it the
+# same way, is aborted on the restarted source: the abort is passed on to
+# the destination agent (aborted there, not failed), and a rollback,
+# asking it, runs.
 sock4=$T/run/source4.sock
 root4=$T/images/root4
 CTL=("$RDMIG_CTL" --socket "$sock4")
@@ -163,19 +166,23 @@ FAKE_CRIU_DELAY=0 start_source "$T/source4.log" "${src4[@]}"
 port4=$src_port
 wait_log "$T/source4.log" "api: serving on" >/dev/null
 FAKE_CRIU_HOLD=$T/hold4 start_dagent pc --work-root "$T/droot" --dead-after 10
-sleep 1000 &
-wl_pid=$!
-track "$wl_pid"
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id p1 --to "127.0.0.1:$dport" \
-	>"$T/p1.out" 2>&1
-wait_until 120 is djson p1 .state '"restoring"'
+for id in p1 p2; do
+	sleep 1000 &
+	track $!
+	"${CTL[@]}" migrate --pid $! --secret-file "$T/secret" --id $id --to "127.0.0.1:$dport" \
+		>"$T/$id.out" 2>&1
+	wait_until 120 is djson $id .state '"restoring"'
+done
 w=$(sed -n 's/.*migration p1: worker \([0-9]*\) started.*/\1/p' "$T/pc.log" | head -1)
+w2=$(sed -n 's/.*migration p2: worker \([0-9]*\) started.*/\1/p' "$T/pc.log" | head -1)
 kill -STOP "$src_pid"
 touch "$T/hold4"
 wait_until 120 is djson p1 .state '"paused"'
-kill -STOP "$w"
+wait_until 120 is djson p2 .state '"paused"'
+kill -STOP "$w" "$w2"
 kill -CONT "$src_pid"
 wait_until 60 is sjson p1 '[.state, .pause.count]' '["paused",1]'
+wait_until 60 is sjson p2 '[.state, .pause.count]' '["paused",1]'
 since0=$(sjson p1 .pause.since)
 # The pause lasts a while before the kill: its time must not start again at the restart.
 sleep 2
@@ -194,6 +201,17 @@ check "restarted: p1 is the same pause going on: count 1, the same start" \
 	eval "test \"\$(sjson p1 '[.state, .pause.count, .pause.since]')\" = '[\"paused\",1,$since0]'"
 check "... and it follows the destination agent again: dest_state is that agent's state" \
 	eval "wait_until 30 followed p1 && is sjson p1 .dest_state '\"paused\"'"
+wait_until 120 is sjson p2 .state '"paused"'
+"${CTL[@]}" abort p2 >"$T/p2-abort.out" 2>&1
+# The DELETE reached the agent (it signals the stopped worker): the worker may go on.
+wait_log "$T/source5.log" "migration p2: destination agent .* aborts it too" >/dev/null
+kill -CONT "$w2"
+wait_until 60 is djson p2 '.final' true
+check "p2 aborted on the restarted source: the abort passed on, aborted there (not failed)" \
+	eval "is sjson p2 .state '\"aborted\"' && is djson p2 .state '\"aborted\"'"
+"${CTL[@]}" rollback p2 >"$T/p2-rb.out" 2>&1
+check "... and a rollback asks that agent and runs: rolled back" \
+	eval "test $? -eq 0 && wait_until 60 is sjson p2 .state '\"rolled_back\"'"
 kill -CONT "$w"
 wait_until 120 is djson p1 .state '"done"'
 check "the worker continued: p1 resumed and is done on the destination agent, every page verified" \
