@@ -10,7 +10,7 @@
 # fake-criu.sh stands in for criu, as in net-criu.sh.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 23
+plan 24
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -63,6 +63,11 @@ chmod 600 "$rec/bad.json"
 sed -e 's/"s1"/"x1"/' -e "s#$root/given#/etc#" "$rec/s1.json" >"$rec/x1.json"
 cp -p "$rec/s1.secret" "$rec/x1.secret"
 chmod 600 "$rec/x1.json"
+# s2: s1's images and secret, recorded as serving with two pauses behind it.
+jq '.id = "s2" | .state = "serving" | .pause = {"count": 2, "total_ms": 1500, "since_unix_ms": 0}' \
+	"$rec/s1.json" >"$rec/s2.json"
+chmod 600 "$rec/s2.json"
+cp -p "$rec/s1.secret" "$rec/s2.secret"
 # a1's record as an agent before pauses were recorded wrote it: no "pause".
 jq 'del(.pause)' "$rec/a1.json" >"$rec/a1.old" && cat "$rec/a1.old" >"$rec/a1.json" && rm "$rec/a1.old"
 kill -KILL "$src_pid"
@@ -76,8 +81,8 @@ wait_log "$root/d1/dump.log" "Dumping finished successfully" 10 >/dev/null
 start_source "$T/source2.log" "${src_args[@]}"
 wait_log "$T/source2.log" "api: serving on" >/dev/null
 "${CTL[@]}" status --json >"$T/list.json" 2>&1
-check "after SIGKILL and a restart: s1, c1, a1 and d1 are known again, nothing else" \
-	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'c1', 'd1', 's1']\""
+check "after SIGKILL and a restart: s1, s2, c1, a1 and d1 are known again, nothing else" \
+	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'c1', 'd1', 's1', 's2']\""
 wait_state c1 failed
 "${CTL[@]}" status c1 --json >"$T/c1.json" 2>&1
 check "c1, whose pages changed while the agent was down, fails: not served" \
@@ -89,6 +94,11 @@ wait_state s1 serving
 "${CTL[@]}" status a1 --json >"$T/a1.json" 2>&1
 check "a1 (a record without \"pause\") is still aborted, with its error, no pause" \
 	eval "test \"\$(jfield '$T/a1.json' 'j[\"state\"],j[\"error\"],j[\"pause\"][\"count\"]')\" = \"('aborted', 'aborted through the API', 0)\""
+wait_state s2 paused
+"${CTL[@]}" status s2 --json >"$T/s2.json" 2>&1
+check "s2, served when the agent stopped, is paused: a third pause, the time of the two before kept" \
+	eval "test \"\$(jfield '$T/s2.json' 'j[\"pause\"][\"count\"],j[\"pause\"][\"total_ms\"],j[\"pause\"][\"reason\"]')\" = \"(3, 1500, 'the source agent restarted while the migration was served')\""
+"${CTL[@]}" abort s2 >/dev/null 2>&1
 "${CTL[@]}" status d1 --json >"$T/d1.json" 2>&1
 check "d1, cut short in criu dump, is failed and says the checkpoint is complete" \
 	eval "test \"\$(jfield '$T/d1.json' 'j[\"state\"]')\" = failed && grep -q 'restarted while criu dump ran; the checkpoint in $root/d1 is complete' '$T/d1.json'"
@@ -128,8 +138,8 @@ wait_log "$T/source3.log" "api: serving on" >/dev/null
 check "a rollback whose restore was cut short is not run twice (409, says why)" \
 	eval "test $? -eq 1 && grep -q 'restarted while its rollback.s criu restore ran' '$T/r1-rb.out'"
 "${CTL[@]}" status --json >"$T/list3.json" 2>&1
-check "a third start: s1 done, d1 rolled back, a1 aborted, c1 and r1 failed" \
-	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('c1', 'failed'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done')]\""
+check "a third start: s1 done, d1 rolled back, a1 and s2 aborted, c1 and r1 failed" \
+	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('c1', 'failed'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done'), ('s2', 'aborted')]\""
 check "no secret is left on disk for a final migration" \
 	eval "! ls '$rec'/*.secret 2>/dev/null | grep -v x1.secret | grep -q ."
 kill -TERM "$src_pid"
