@@ -45,7 +45,11 @@ workload() {
 }
 
 # -v: the debug line that says the health check during the dump was answered.
-start_source "$T/source.log" --api-socket "$sock" --images-root "$T/images" --criu "$T/criu.sh" -v
+# --no-early: the worker starts at the POST, so nothing but the source's
+# stop holds the migration (an early worker would be served the images
+# at once and could finish before the stop, then wait in vain for DoneAck).
+start_source "$T/source.log" --api-socket "$sock" --images-root "$T/images" --criu "$T/criu.sh" -v \
+	--no-early
 wait_log "$T/source.log" "api: serving on" >/dev/null
 # The worker's own timers are not under test: the source's stop is within them.
 start_dagent d --work-root "$T/droot" --dead-after 60
@@ -82,6 +86,8 @@ workload
 dname=d2
 wait_until 60 is djson h2 .state '"restoring"'
 "${CTL[@]}" abort h2 >"$T/h2-abort.out" 2>&1
+# The worker told to stop ends sooner once its restore is not held.
+touch "$T/hold"
 wait_until 60 is djson h2 .state '"aborted"'
 check "h2 aborted on the source, and on the destination agent" \
 	eval "is sjson h2 .state '\"aborted\"' && is djson h2 .state '\"aborted\"'"
@@ -98,7 +104,6 @@ wait_pid "$rb_pid" 60
 check "rollback: the destination agent's answer (aborted there) is read: exit 0" \
 	test "$code" -eq 0
 check "... and h2 is rolled back" wait_until 60 is sjson h2 .state '"rolled_back"'
-touch "$T/hold"
 [ "$tap_failed" -eq 0 ] || {
 	for f in "$T/source.log" "$T/d.log" "$T/d2.log"; do diag_file "$f" 40; done
 	for f in "$T"/*.out; do diag_file "$f" 5; done
