@@ -339,7 +339,13 @@ static void glue_mapped(struct src_migration *m, int ret)
 	if (m->pause_when_mapped) {
 		/* Its destination may run the workload: only it may take the pages now. */
 		m->pause_when_mapped = false;
-		src_mig_pause(m, "the source agent restarted while the migration was served");
+		src_mig_pause_since(
+		    m,
+		    m->pause_resume_unix_ms
+			? "the source agent restarted while the migration was paused"
+			: "the source agent restarted while the migration was served",
+		    m->pause_resume_unix_ms);
+		m->pause_resume_unix_ms = 0;
 		return;
 	}
 	/* Whatever the rounds registered is served only if it is still what they wrote. */
@@ -1879,6 +1885,24 @@ static int glue_asker(struct src_agent *a, struct src_migration *m)
 }
 
 /*
+ * A migration reloaded in post-copy whose destination agent took it
+ * before the restart: that agent is polled again, as after its 202, so
+ * the migration knows its destination's state (a rollback, an abort
+ * passed on, a destination that gave up).
+ */
+static void glue_follow(struct src_agent *a, struct src_migration *m)
+{
+	int ret = glue_asker(a, m);
+
+	if (ret < 0) {
+		log_warn("migration %s: cannot follow destination agent %s again: %s", m->id,
+			 m->dest, strerror(-ret));
+		return;
+	}
+	src_handover_follow(m->handover);
+}
+
+/*
  * Never twice: beyond what its state allows, a rollback runs only when no
  * destination ever authenticated for the migration (it was never restored
  * elsewhere), or its destination agent says the migration failed or was
@@ -2050,6 +2074,8 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	memcpy(m->rounds, rec->rounds, sizeof(m->rounds));
 	m->nr_rounds = rec->nr_rounds;
 	m->final_pages = rec->final_pages;
+	m->pauses = rec->pauses;
+	m->paused_ns = (uint64_t)rec->paused_ms * 1000000;
 	snprintf(m->peer, sizeof(m->peer), "%s", rec->peer);
 	snprintf(m->error, sizeof(m->error), "%s", rec->error);
 	if (rec->dest)
@@ -2098,6 +2124,9 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	case SRC_MIG_PAUSED:
 		/* FEAT_RESUME: a destination in post-copy may come back for the pages. */
 		m->pause_when_mapped = true;
+		/* A record of an older agent has no count: its pause is a new one. */
+		if (rec->state == SRC_MIG_PAUSED && rec->pauses)
+			m->pause_resume_unix_ms = rec->pause_since_unix_ms;
 		break;
 	}
 	if (!m->secret) {
@@ -2113,7 +2142,10 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 		snprintf(why, sizeof(why), "after a restart: cannot have %s mapped again: %s",
 			 m->dir, strerror(-ret));
 		src_mig_finish(m, SRC_MIG_FAILED, why);
+		return;
 	}
+	if (m->pause_when_mapped && m->dest)
+		glue_follow(a, m);
 }
 
 /* The records below the root: opened, and every migration they keep known again. */

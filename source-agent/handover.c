@@ -30,12 +30,21 @@
 #include "destreport.h"
 #include "log.h"
 #include "session.h"
+#include "tickclock.h"
 #include "tls.h"
 #include "util.h"
 
 #define HO_POLL_MS	  500
 #define HO_POST_TIMEOUT_S 10
 #define HO_POLL_TIMEOUT_S 5
+/*
+ * The requests' timeouts are judged by the handover's own tick, every
+ * HO_WATCH_MS, which forgives the time this process did not run
+ * (common/tickclock.h); libevent's own timeout on the connection is only
+ * a backstop, for a stop longer than this.
+ */
+#define HO_WATCH_MS	      500
+#define HO_BACKSTOP_TIMEOUT_S 3600
 /* An abort is best effort: the source's own state is final already. */
 #define HO_ABORT_TIMEOUT_S 5
 /*
@@ -73,6 +82,17 @@ struct src_handover {
 	bool serving;		    /* src_handover_begin() was called */
 	struct evhttp_request *req; /* in flight, or NULL */
 	struct event *timer;	    /* the next poll, or the deferred close */
+	/*
+	 * The requests' deadlines, checked while one is in flight or the
+	 * migration is followed (HO_POLL); its clock tells a tick that ran
+	 * late, whose delay is nobody's but ours.
+	 */
+	struct event *watch;
+	struct tickclock watch_clk;
+	char watch_name[API_ID_MAX + HO_ENDPOINT_MAX + 48];
+	/* When the last answer (or failure) on the connection came: the next request's turn. */
+	uint64_t answered_ns;
+	int req_timeout_s;
 	enum ho_phase phase;
 	/*
 	 * What the request's error callback said; it is not called when the
@@ -250,9 +270,7 @@ static void ho_transport_error(struct src_handover *h, bool seen, enum evhttp_re
 /* The same for the request of the current phase. */
 static void ho_phase_error(struct src_handover *h, char *buf, size_t len)
 {
-	ho_transport_error(h, h->req_error, h->req_err,
-			   h->phase == HO_POLL ? HO_POLL_TIMEOUT_S : HO_POST_TIMEOUT_S,
-			   h->req_sent_ns, buf, len);
+	ho_transport_error(h, h->req_error, h->req_err, h->req_timeout_s, h->req_sent_ns, buf, len);
 }
 
 static void ho_mirror(struct src_handover *h, const json_t *j)
@@ -308,13 +326,16 @@ static int ho_conn_fresh(struct src_handover *h)
 	return ho_connect(h);
 }
 
+static void ho_watch_arm(struct src_handover *h);
+
 /*
  * Sends a request on h->conn, queued behind any request in flight there;
  * body (owned, wiped and freed whatever happens) may be NULL.  cb and
- * errcb get h; *sent is the request until its cb runs.
+ * errcb get h; *sent is the request until its cb runs.  Its timeout is
+ * judged by the watch (ho_watch_cb()), from the time the caller records.
  */
 static int ho_send(struct src_handover *h, enum evhttp_cmd_type type, const char *path, char *body,
-		   int timeout_s, void (*cb)(struct evhttp_request *, void *),
+		   void (*cb)(struct evhttp_request *, void *),
 		   void (*errcb)(enum evhttp_request_error, void *), struct evhttp_request **sent)
 {
 	struct evhttp_request *req;
@@ -346,7 +367,6 @@ static int ho_send(struct src_handover *h, enum evhttp_cmd_type type, const char
 	ret = ho_conn_fresh(h);
 	if (ret < 0)
 		goto out;
-	evhttp_connection_set_timeout(h->conn, timeout_s);
 	h->conn_used = true;
 	if (evhttp_make_request(h->conn, req, type, path) < 0) {
 		/* libevent released the request. */
@@ -356,6 +376,7 @@ static int ho_send(struct src_handover *h, enum evhttp_cmd_type type, const char
 	}
 	*sent = req;
 	req = NULL;
+	ho_watch_arm(h);
 	ret = 0;
 out:
 	if (req)
@@ -374,7 +395,8 @@ static int ho_request(struct src_handover *h, enum evhttp_cmd_type type, const c
 {
 	h->req_error = false;
 	h->req_sent_ns = now_ns();
-	return ho_send(h, type, path, body, timeout_s, ho_done, ho_error_cb, &h->req);
+	h->req_timeout_s = timeout_s;
+	return ho_send(h, type, path, body, ho_done, ho_error_cb, &h->req);
 }
 
 static void ho_fail(struct src_handover *h, const char *fmt, ...)
@@ -699,6 +721,30 @@ static bool ho_dest_final(const char *st)
 	return api_state_parse(st, &s) == 0 && api_state_is_final(s);
 }
 
+/*
+ * The watch's lateness, asked by its tick and by whatever judges a
+ * deadline first (an answer read in the same wakeup as the late tick):
+ * the time lost moves every request's start, the last answer's time and
+ * the polling's end forward.  Nothing while the watch is off (its clock
+ * is stale then, and no deadline runs).
+ */
+static void ho_catch_up(struct src_handover *h, uint64_t now)
+{
+	uint64_t gap;
+
+	if (!evtimer_pending(h->watch, NULL))
+		return;
+	gap = tickclock_gap(&h->watch_clk, now, h->watch_name);
+	if (!gap)
+		return;
+	h->req_sent_ns = tickclock_shift(h->req_sent_ns, gap, now);
+	h->del_sent_ns = tickclock_shift(h->del_sent_ns, gap, now);
+	h->ask_sent_ns = tickclock_shift(h->ask_sent_ns, gap, now);
+	h->answered_ns = tickclock_shift(h->answered_ns, gap, now);
+	if (h->source_final_ns)
+		h->source_final_ns = tickclock_shift(h->source_final_ns, gap, now);
+}
+
 /* After a poll: go on, end, or fail the source when the destination gave up before fetching. */
 static void ho_after_poll(struct src_handover *h)
 {
@@ -707,6 +753,8 @@ static void ho_after_poll(struct src_handover *h)
 	uint64_t now = now_ns();
 	char why[SRC_MIG_ERROR_MAX];
 
+	/* Before the linger is judged: a late tick may not have run yet. */
+	ho_catch_up(h, now);
 	if (src_mig_final(m) && !h->source_final_ns)
 		h->source_final_ns = now;
 	if (!h->unreachable && ho_dest_final(r->state)) {
@@ -884,6 +932,7 @@ static void ho_done(struct evhttp_request *req, void *arg)
 	int status = req ? evhttp_request_get_response_code(req) : 0;
 
 	h->req = NULL;
+	h->answered_ns = now_ns();
 	switch (h->phase) {
 	case HO_HEALTH:
 		ho_on_health(h, req, status);
@@ -948,6 +997,29 @@ static void ho_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* A request in flight on the connection, as the watch judges it. */
+struct ho_call {
+	struct evhttp_request **req;
+	bool *error;
+	enum evhttp_request_error *err;
+	uint64_t *sent_ns;
+	int timeout_s;
+	void (*done)(struct evhttp_request *, void *);
+};
+
+static void ho_watch_arm(struct src_handover *h)
+{
+	struct timeval tv = {HO_WATCH_MS / 1000, (HO_WATCH_MS % 1000) * 1000};
+
+	if (evtimer_pending(h->watch, NULL))
+		return;
+	tickclock_init(&h->watch_clk, HO_WATCH_MS * 1000000ull, now_ns());
+	if (evtimer_add(h->watch, &tv) < 0)
+		log_err("%s: cannot watch the requests' timeouts", h->watch_name);
+}
+
+static void ho_watch_cb(evutil_socket_t fd, short what, void *arg);
+
 int src_handover_new(struct src_agent *a, struct src_migration *m,
 		     const struct src_handover_params *p, struct src_handover **out)
 {
@@ -971,8 +1043,11 @@ int src_handover_new(struct src_agent *a, struct src_migration *m,
 	if (p->secret_len)
 		memcpy(h->secret, p->secret, p->secret_len);
 	h->secret_len = p->secret_len;
+	snprintf(h->watch_name, sizeof(h->watch_name), "migration %s: destination agent %s", m->id,
+		 h->name);
 	h->timer = evtimer_new(a->base, ho_tick, h);
-	if (!h->timer)
+	h->watch = event_new(a->base, -1, EV_PERSIST, ho_watch_cb, h);
+	if (!h->timer || !h->watch)
 		goto out;
 	if (p->advertise && !(h->advertise = strdup(p->advertise)))
 		goto out;
@@ -1036,6 +1111,7 @@ static int ho_connect(struct src_handover *h)
 		ret = -ENOMEM;
 	if (ret < 0)
 		return ret;
+	evhttp_connection_set_timeout(h->conn, HO_BACKSTOP_TIMEOUT_S);
 	evhttp_connection_set_max_body_size(h->conn, HO_BODY_MAX);
 	evhttp_connection_set_max_headers_size(h->conn, HO_HEADERS_MAX);
 	evhttp_connection_set_retries(h->conn, 0);
@@ -1222,6 +1298,19 @@ void src_handover_begin(struct src_handover *h)
 		ho_fail(h, "unreachable: the request could not be sent");
 }
 
+void src_handover_follow(struct src_handover *h)
+{
+	if (!h || h->phase != HO_IDLE)
+		return;
+	h->serving = true;
+	h->posted = true;
+	h->phase = HO_POLL;
+	ho_dns(h->a);
+	log_info("migration %s: following destination agent %s again after the restart", h->m->id,
+		 h->name);
+	ho_schedule(h, 0);
+}
+
 static void ho_release_done(struct evhttp_request *req, void *arg)
 {
 	struct src_handover *h = arg;
@@ -1229,6 +1318,7 @@ static void ho_release_done(struct evhttp_request *req, void *arg)
 	char why[HO_WHY_MAX];
 
 	h->del_req = NULL;
+	h->answered_ns = now_ns();
 	if (status == HTTP_OK || status == 404) {
 		log_info("migration %s: its reservation %s on destination agent %s is released "
 			 "(HTTP %d)",
@@ -1264,8 +1354,8 @@ static void ho_release(struct src_handover *h)
 	snprintf(path, sizeof(path), "/v1/reservations/%s", h->reservation);
 	h->del_error = false;
 	h->del_sent_ns = now_ns();
-	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, HO_ABORT_TIMEOUT_S, ho_release_done,
-		    ho_delete_error_cb, &h->del_req) == 0)
+	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, ho_release_done, ho_delete_error_cb,
+		    &h->del_req) == 0)
 		log_info("migration %s: releasing its reservation %s on destination agent %s",
 			 h->m->id, h->reservation, h->name);
 	/* Once: a failure is left to the TTL. */
@@ -1323,6 +1413,7 @@ static void ho_ask_done(struct evhttp_request *req, void *arg)
 	int ret;
 
 	h->ask_req = NULL;
+	h->answered_ns = now_ns();
 	if (j && json_is_object(j)) {
 		ret = ho_judge_stopped(h, j, why, sizeof(why));
 	} else if (status == 404) {
@@ -1360,8 +1451,7 @@ int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb)
 	h->ask_cb = cb;
 	h->ask_error = false;
 	h->ask_sent_ns = now_ns();
-	ret = ho_send(h, EVHTTP_REQ_GET, path, NULL, HO_POLL_TIMEOUT_S, ho_ask_done,
-		      ho_ask_error_cb, &h->ask_req);
+	ret = ho_send(h, EVHTTP_REQ_GET, path, NULL, ho_ask_done, ho_ask_error_cb, &h->ask_req);
 	if (ret == 0)
 		log_info("migration %s: rollback: asking destination agent %s whether the "
 			 "workload is stopped there",
@@ -1397,6 +1487,7 @@ void src_handover_stop(struct src_handover *h)
 		evhttp_connection_free(h->conn);
 	h->conn = NULL;
 	h->req = NULL;
+	h->ask_req = NULL;
 	if (h->stale)
 		evhttp_connection_free(h->stale);
 	h->stale = NULL;
@@ -1418,6 +1509,7 @@ static void ho_delete_done(struct evhttp_request *req, void *arg)
 	char why[HO_WHY_MAX];
 
 	h->del_req = NULL;
+	h->answered_ns = now_ns();
 	if (status == 0) {
 		ho_transport_error(h, h->del_error, h->del_err, HO_ABORT_TIMEOUT_S, h->del_sent_ns,
 				   why, sizeof(why));
@@ -1464,12 +1556,56 @@ void src_handover_abort(struct src_handover *h)
 	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
 	h->del_error = false;
 	h->del_sent_ns = now_ns();
-	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, HO_ABORT_TIMEOUT_S, ho_delete_done,
-		    ho_delete_error_cb, &h->del_req) < 0) {
+	if (ho_send(h, EVHTTP_REQ_DELETE, path, NULL, ho_delete_done, ho_delete_error_cb,
+		    &h->del_req) < 0) {
 		src_handover_stop(h);
 		return;
 	}
 	log_info("migration %s: telling destination agent %s to abort it too", h->m->id, h->name);
+}
+
+/*
+ * Every HO_WATCH_MS while a request is in flight or the migration is
+ * followed.  A tick that ran late (we were stopped or starved) first
+ * moves every deadline forward by the time lost: the destination agent's
+ * answer may be waiting in our socket.  Then the request the connection
+ * waits for (answered in order: the one sent first, its turn from the
+ * previous answer on) gets its answer within its timeout, or it is
+ * cancelled and fails as a timeout.
+ */
+static void ho_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct src_handover *h = arg;
+	uint64_t now = now_ns(), start;
+	struct ho_call calls[] = {
+	    {&h->req, &h->req_error, &h->req_err, &h->req_sent_ns, h->req_timeout_s, ho_done},
+	    {&h->del_req, &h->del_error, &h->del_err, &h->del_sent_ns, HO_ABORT_TIMEOUT_S,
+	     h->posted ? ho_delete_done : ho_release_done},
+	    {&h->ask_req, &h->ask_error, &h->ask_err, &h->ask_sent_ns, HO_POLL_TIMEOUT_S,
+	     ho_ask_done},
+	};
+	struct ho_call *c = NULL;
+	struct evhttp_request *req;
+	size_t i;
+
+	ho_catch_up(h, now);
+	for (i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+		if (*calls[i].req && (!c || *calls[i].sent_ns < *c->sent_ns))
+			c = &calls[i];
+	if (!c) {
+		if (h->phase != HO_POLL)
+			evtimer_del(h->watch);
+		return;
+	}
+	start = *c->sent_ns > h->answered_ns ? *c->sent_ns : h->answered_ns;
+	if (now - start <= (uint64_t)c->timeout_s * 1000000000ull)
+		return;
+	/* libevent calls the error callback (cancelled), never the answer's: that is ours. */
+	req = *c->req;
+	evhttp_cancel_request(req);
+	*c->error = true;
+	*c->err = EVREQ_HTTP_TIMEOUT;
+	c->done(NULL, h);
 }
 
 void src_handover_free(struct src_handover *h)
@@ -1485,6 +1621,8 @@ void src_handover_free(struct src_handover *h)
 	src_handover_stop(h);
 	if (h->timer)
 		event_free(h->timer);
+	if (h->watch)
+		event_free(h->watch);
 	free(h->advertise);
 	free(h->dest_images_dir);
 	free(h->dest_bundle);

@@ -28,7 +28,9 @@
  * workload is stopped there (GET /v1/migrations/{id}).
  *
  * Everything runs on the agent's event loop through libevent's evhttp
- * client and evdns (no blocking name lookups), with bounded timeouts.  The
+ * client and evdns (no blocking name lookups), with bounded timeouts
+ * that do not count time the source itself did not run (stopped,
+ * starved: common/tickclock.h).  The
  * secret travels in the clear over the destination's TCP API: keep that on
  * a management network, behind a firewall or in an SSH tunnel.  No rkey or
  * address leaves with it: the data connection still authenticates first.
@@ -123,6 +125,14 @@ const char *src_handover_reservation(const struct src_handover *h);
  * answer; why says which.  0, or a negative errno (cb is not called).
  */
 int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb);
+
+/*
+ * A migration reloaded after a restart in post-copy, whose POST the
+ * destination agent took before: polls it again as after its 202 (the
+ * migration's dest_state, a destination that gave up), and passes an
+ * abort on to it.  Nothing else is sent (no secret is kept).
+ */
+void src_handover_follow(struct src_handover *h);
 
 /* The migration serves: starts talking to the destination agent (or POSTs, prepared). */
 void src_handover_begin(struct src_handover *h);

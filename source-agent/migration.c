@@ -120,10 +120,25 @@ int src_mig_set_state(struct src_migration *m, enum src_mig_state st)
 
 void src_mig_pause(struct src_migration *m, const char *why)
 {
+	src_mig_pause_since(m, why, 0);
+}
+
+void src_mig_pause_since(struct src_migration *m, const char *why, int64_t since_unix_ms)
+{
+	int64_t now_ms = src_unix_ms();
+	uint64_t now = now_ns(), ago;
+
 	snprintf(m->pause_reason, sizeof(m->pause_reason), "%s", why);
-	m->pause_since_unix_ms = src_unix_ms();
-	m->pause_since_ns = now_ns();
-	m->pauses++;
+	if (since_unix_ms > 0 && since_unix_ms <= now_ms) {
+		/* The monotonic clock restarted with the host perhaps: the wall clock's age. */
+		ago = (uint64_t)(now_ms - since_unix_ms) * 1000000;
+		m->pause_since_unix_ms = since_unix_ms;
+		m->pause_since_ns = ago < now ? now - ago : 0;
+	} else {
+		m->pause_since_unix_ms = now_ms;
+		m->pause_since_ns = now;
+		m->pauses++;
+	}
 	if (src_mig_set_state(m, SRC_MIG_PAUSED) == 0)
 		log_warn("migration %s paused: %s; the checkpoint stays mapped for its "
 			 "destination to resume",

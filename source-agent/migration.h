@@ -190,6 +190,11 @@ struct src_migration {
 	/* Reloaded from a record that served: paused once mapped, for its destination. */
 	bool pause_when_mapped;
 	/*
+	 * Reloaded from a record that was paused (wall clock; 0: not): that
+	 * pause goes on once mapped, counted once and timed from its start.
+	 */
+	int64_t pause_resume_unix_ms;
+	/*
 	 * Queued (SRC_MIG_QUEUED): why, since when (wall clock), whether its
 	 * reservation is being asked for now, and when it may be asked again
 	 * (monotonic) after backoff_ms.  FIFO: the agent's list keeps the
@@ -227,6 +232,14 @@ int src_mig_set_state(struct src_migration *m, enum src_mig_state st);
  * destination runs the workload and may reconnect.  Logged, counted.
  */
 void src_mig_pause(struct src_migration *m, const char *why);
+
+/*
+ * src_mig_pause() for a migration whose record was paused since
+ * since_unix_ms (wall clock) when the agent stopped: the same pause goes
+ * on, not counted again, its time counted from since_unix_ms.  0 (an
+ * older record, or one not paused): a new pause, as src_mig_pause().
+ */
+void src_mig_pause_since(struct src_migration *m, const char *why, int64_t since_unix_ms);
 
 /*
  * Loads a --migration / "secret_file" secret (auth_secret_load_file(): a

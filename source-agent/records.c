@@ -201,7 +201,7 @@ static json_t *rec_json(const struct src_migration *m)
 	}
 	j = json_pack(
 	    "{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-	    "s:I, s:I, s:I, s:s, s:o, s:o}",
+	    "s:I, s:I, s:I, s:s, s:o, s:o, s:{s:I, s:I, s:I}}",
 	    "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state), "images_dir",
 	    m->dir, "pid", (json_int_t)m->pid, "dest", m->dest ? json_string(m->dest) : json_null(),
 	    "peer", m->peer, "error", m->error, "images_complete", m->images_complete, "verify",
@@ -209,7 +209,9 @@ static json_t *rec_json(const struct src_migration *m)
 	    "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
 	    (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms, "handover_ms",
 	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes, "digest", digest,
-	    "container", ctr, "precopy", pre);
+	    "container", ctr, "precopy", pre, "pause", "count", (json_int_t)m->pauses, "total_ms",
+	    (json_int_t)(m->paused_ns / 1000000), "since_unix_ms",
+	    (json_int_t)m->pause_since_unix_ms);
 	return j;
 }
 
@@ -343,6 +345,21 @@ static int rec_parse_container(json_t *c, struct src_container *o)
 	return 0;
 }
 
+/* A record's "pause" into rec (absent in records written before it was kept). */
+static int rec_parse_pause(json_t *p, struct src_record *rec)
+{
+	json_int_t count, total, since;
+
+	if (json_unpack(p, "{s:I, s:I, s:I}", "count", &count, "total_ms", &total, "since_unix_ms",
+			&since) < 0 ||
+	    count < 0 || count > UINT32_MAX || total < 0 || since < 0)
+		return -EINVAL;
+	rec->pauses = (uint32_t)count;
+	rec->paused_ms = total;
+	rec->pause_since_unix_ms = since;
+	return 0;
+}
+
 /* j (the record file name's id) into rec; its strings stay j's. */
 static int rec_parse(json_t *j, const char *id, struct src_record *rec, const char **why)
 {
@@ -350,17 +367,18 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	const char *rid, *state, *dir, *peer, *error, *digest;
 	char *end;
 	int complete, verify, interrupted;
-	json_t *dest, *criu, *ctr = NULL, *pre = NULL;
+	json_t *dest, *criu, *ctr = NULL, *pre = NULL, *pause = NULL;
 
 	if (json_unpack(j,
 			"{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-			"s:I, s:I, s:I, s:s, s?o, s?o}",
+			"s:I, s:I, s:I, s:s, s?o, s?o, s?o}",
 			"version", &version, "id", &rid, "state", &state, "images_dir", &dir, "pid",
 			&pid, "dest", &dest, "peer", &peer, "error", &error, "images_complete",
 			&complete, "verify", &verify, "restore_interrupted", &interrupted,
 			"criu_opts", &criu, "created_unix_ms", &created, "finished_unix_ms",
 			&finished, "freeze_ms", &freeze, "handover_ms", &handover, "lazy_bytes",
-			&lazy, "digest", &digest, "container", &ctr, "precopy", &pre) < 0) {
+			&lazy, "digest", &digest, "container", &ctr, "precopy", &pre, "pause",
+			&pause) < 0) {
 		*why = "a field is missing or of the wrong type";
 		return -EINVAL;
 	}
@@ -398,6 +416,10 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	rec->final_pages = -1;
 	if (pre && !json_is_null(pre) && rec_parse_precopy(pre, rec) < 0) {
 		*why = "a bad precopy";
+		return -EINVAL;
+	}
+	if (pause && !json_is_null(pause) && rec_parse_pause(pause, rec) < 0) {
+		*why = "a bad pause";
 		return -EINVAL;
 	}
 	snprintf(rec->id, sizeof(rec->id), "%s", id);

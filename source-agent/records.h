@@ -59,6 +59,13 @@ struct src_record {
 	struct api_precopy_round rounds[API_PRECOPY_MAX];
 	size_t nr_rounds;
 	int64_t final_pages;
+	/*
+	 * Its pauses (optional, 0 when absent: older records): how many, the
+	 * ended ones' time, and the wall-clock start of one going on (0: none).
+	 */
+	uint32_t pauses;
+	int64_t paused_ms;
+	int64_t pause_since_unix_ms;
 	/* Its secret, when the record has one (not final); the callee may take it (NULL it). */
 	struct auth_secret *secret;
 };

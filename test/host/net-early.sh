@@ -20,7 +20,6 @@
 plan 18
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
-here=$(cd "$(dirname "$0")" && pwd)
 secret "$T/secret"
 sock=$T/run/source.sock
 root=$T/images
@@ -29,17 +28,7 @@ CTL=("$RDMIG_CTL" --socket "$sock")
 # A secret for the API-only cases, whose workers never reach a source.
 b64=$(head -c 32 /dev/urandom | base64 -w0)
 
-cat >"$T/criu.sh" <<EOF
-#!/bin/bash
-[ "\$1" = dump ] || exec "$here/fake-criu.sh" "\$@"
-dir= prev=
-for a in "\$@"; do [ "\$prev" = -D ] && dir=\$a; prev=\$a; done
-id=\$(basename "\$dir")
-while [ ! -e "$T/go-\$id" ]; do sleep 0.05; done
-[ -e "$T/fail-\$id" ] && exit 1
-exec "$here/fake-criu.sh" "\$@"
-EOF
-chmod +x "$T/criu.sh"
+held_criu "$T/criu.sh"
 export FAKE_CRIU_DELAY=0
 
 # sjson ID EXPR: EXPR (Python, on the object j) of the source's JSON for ID.

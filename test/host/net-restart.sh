@@ -10,7 +10,7 @@
 # fake-criu.sh stands in for criu, as in net-criu.sh.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 16
+plan 24
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -63,6 +63,13 @@ chmod 600 "$rec/bad.json"
 sed -e 's/"s1"/"x1"/' -e "s#$root/given#/etc#" "$rec/s1.json" >"$rec/x1.json"
 cp -p "$rec/s1.secret" "$rec/x1.secret"
 chmod 600 "$rec/x1.json"
+# s2: s1's images and secret, recorded as serving with two pauses behind it.
+jq '.id = "s2" | .state = "serving" | .pause = {"count": 2, "total_ms": 1500, "since_unix_ms": 0}' \
+	"$rec/s1.json" >"$rec/s2.json"
+chmod 600 "$rec/s2.json"
+cp -p "$rec/s1.secret" "$rec/s2.secret"
+# a1's record as an agent before pauses were recorded wrote it: no "pause".
+jq 'del(.pause)' "$rec/a1.json" >"$rec/a1.old" && cat "$rec/a1.old" >"$rec/a1.json" && rm "$rec/a1.old"
 kill -KILL "$src_pid"
 wait "$src_pid" 2>/dev/null
 # c1's pages change while no agent runs: its digest no longer matches the record.
@@ -74,8 +81,8 @@ wait_log "$root/d1/dump.log" "Dumping finished successfully" 10 >/dev/null
 start_source "$T/source2.log" "${src_args[@]}"
 wait_log "$T/source2.log" "api: serving on" >/dev/null
 "${CTL[@]}" status --json >"$T/list.json" 2>&1
-check "after SIGKILL and a restart: s1, c1, a1 and d1 are known again, nothing else" \
-	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'c1', 'd1', 's1']\""
+check "after SIGKILL and a restart: s1, s2, c1, a1 and d1 are known again, nothing else" \
+	eval "test \"\$(jfield '$T/list.json' 'sorted(m[\"id\"] for m in j[\"migrations\"])')\" = \"['a1', 'c1', 'd1', 's1', 's2']\""
 wait_state c1 failed
 "${CTL[@]}" status c1 --json >"$T/c1.json" 2>&1
 check "c1, whose pages changed while the agent was down, fails: not served" \
@@ -85,8 +92,13 @@ check "... the corrupt record and the one outside the root are skipped, named" \
 	      grep -q 'records: migration x1 skipped: its images dir /etc is not below' '$T/source2.log'"
 wait_state s1 serving
 "${CTL[@]}" status a1 --json >"$T/a1.json" 2>&1
-check "a1 is still aborted, with its error" \
-	eval "test \"\$(jfield '$T/a1.json' 'j[\"state\"],j[\"error\"]')\" = \"('aborted', 'aborted through the API')\""
+check "a1 (a record without \"pause\") is still aborted, with its error, no pause" \
+	eval "test \"\$(jfield '$T/a1.json' 'j[\"state\"],j[\"error\"],j[\"pause\"][\"count\"]')\" = \"('aborted', 'aborted through the API', 0)\""
+wait_state s2 paused
+"${CTL[@]}" status s2 --json >"$T/s2.json" 2>&1
+check "s2, served when the agent stopped, is paused: a third pause, the time of the two before kept" \
+	eval "test \"\$(jfield '$T/s2.json' 'j[\"pause\"][\"count\"],j[\"pause\"][\"total_ms\"],j[\"pause\"][\"reason\"]')\" = \"(3, 1500, 'the source agent restarted while the migration was served')\""
+"${CTL[@]}" abort s2 >/dev/null 2>&1
 "${CTL[@]}" status d1 --json >"$T/d1.json" 2>&1
 check "d1, cut short in criu dump, is failed and says the checkpoint is complete" \
 	eval "test \"\$(jfield '$T/d1.json' 'j[\"state\"]')\" = failed && grep -q 'restarted while criu dump ran; the checkpoint in $root/d1 is complete' '$T/d1.json'"
@@ -126,14 +138,100 @@ wait_log "$T/source3.log" "api: serving on" >/dev/null
 check "a rollback whose restore was cut short is not run twice (409, says why)" \
 	eval "test $? -eq 1 && grep -q 'restarted while its rollback.s criu restore ran' '$T/r1-rb.out'"
 "${CTL[@]}" status --json >"$T/list3.json" 2>&1
-check "a third start: s1 done, d1 rolled back, a1 aborted, c1 and r1 failed" \
-	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('c1', 'failed'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done')]\""
+check "a third start: s1 done, d1 rolled back, a1 and s2 aborted, c1 and r1 failed" \
+	eval "test \"\$(jfield '$T/list3.json' 'sorted((m[\"id\"], m[\"state\"]) for m in j[\"migrations\"])')\" = \"[('a1', 'aborted'), ('c1', 'failed'), ('d1', 'rolled_back'), ('r1', 'failed'), ('s1', 'done'), ('s2', 'aborted')]\""
 check "no secret is left on disk for a final migration" \
 	eval "! ls '$rec'/*.secret 2>/dev/null | grep -v x1.secret | grep -q ."
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
+
+# p1: handed over to a destination agent (rdmig-dest --serve), held in
+# post-copy: rdmig-source stopped while the (fake) criu restore is held,
+# the restore released, the worker pauses on the silent source (its
+# --dead-after 10) and is stopped itself.  The source, continued, pauses
+# too (one pause, recorded).  Then rdmig-source SIGKILLed and started again
+# on its port: the reloaded p1 is the same pause going on (its count, its
+# start) and follows the destination agent again (its dest_state); the
+# worker continued, p1 resumes and ends done on both agents, the pause's
+# time counted from its start before the restart.  p2, held beside it the
+# same way, is aborted on the restarted source: the abort is passed on to
+# the destination agent (aborted there, not failed), and a rollback,
+# asking it, runs.
+sock4=$T/run/source4.sock
+root4=$T/images/root4
+CTL=("$RDMIG_CTL" --socket "$sock4")
+src4=(--api-socket "$sock4" --images-root "$root4" --criu "$fake")
+# sjson ID EXPR / djson ID EXPR: EXPR (jq) of the source's / the destination agent's JSON.
+sjson() { "${CTL[@]}" status "$1" --json 2>/dev/null | jq -c "$2" 2>/dev/null; }
+djson() {
+	dapi pc GET "/v1/migrations/$1" >/dev/null
+	jq -c "$2" "$T/dapi.out" 2>/dev/null
+}
+# is FN ID EXPR VALUE: FN (sjson or djson) ID EXPR prints VALUE.
+is() { [ "$("$1" "$2" "$3")" = "$4" ]; }
+# followed ID: the source's dest_state is the destination agent's state.
+followed() { [ "$(sjson "$1" .dest_state)" = "$(djson "$1" .state)" ]; }
+mkdir -p "$T/droot"
+FAKE_CRIU_DELAY=0 start_source "$T/source4.log" "${src4[@]}"
+port4=$src_port
+wait_log "$T/source4.log" "api: serving on" >/dev/null
+FAKE_CRIU_HOLD=$T/hold4 start_dagent pc --work-root "$T/droot" --dead-after 10
+for id in p1 p2; do
+	sleep 1000 &
+	track $!
+	"${CTL[@]}" migrate --pid $! --secret-file "$T/secret" --id $id --to "127.0.0.1:$dport" \
+		>"$T/$id.out" 2>&1
+	wait_until 120 is djson $id .state '"restoring"'
+done
+w=$(sed -n 's/.*migration p1: worker \([0-9]*\) started.*/\1/p' "$T/pc.log" | head -1)
+w2=$(sed -n 's/.*migration p2: worker \([0-9]*\) started.*/\1/p' "$T/pc.log" | head -1)
+kill -STOP "$src_pid"
+touch "$T/hold4"
+wait_until 120 is djson p1 .state '"paused"'
+wait_until 120 is djson p2 .state '"paused"'
+kill -STOP "$w" "$w2"
+kill -CONT "$src_pid"
+wait_until 60 is sjson p1 '[.state, .pause.count]' '["paused",1]'
+wait_until 60 is sjson p2 '[.state, .pause.count]' '["paused",1]'
+since0=$(sjson p1 .pause.since)
+# The pause lasts a while before the kill: its time must not start again at the restart.
+sleep 2
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+check "p1 paused in post-copy: its record counts the pause and its start" \
+	eval "test \"\$(jq -c '[.state, .pause.count, .pause.since_unix_ms > 0]' '$root4/.records/p1.json')\" = '[\"paused\",1,true]'"
+rec_since=$(jq '.pause.since_unix_ms' "$root4/.records/p1.json")
+"$RDMIG_SOURCE" -t tcp -l "127.0.0.1:$port4" --early "${src4[@]}" >"$T/source5.log" 2>&1 &
+src_pid=$!
+track "$src_pid"
+wait_log "$T/source5.log" "api: serving on" >/dev/null
+wait_until 120 is sjson p1 .state '"paused"'
+seen_ms=$(date +%s%3N)
+check "restarted: p1 is the same pause going on: count 1, the same start" \
+	eval "test \"\$(sjson p1 '[.state, .pause.count, .pause.since]')\" = '[\"paused\",1,$since0]'"
+check "... and it follows the destination agent again: dest_state is that agent's state" \
+	eval "wait_until 30 followed p1 && is sjson p1 .dest_state '\"paused\"'"
+wait_until 120 is sjson p2 .state '"paused"'
+"${CTL[@]}" abort p2 >"$T/p2-abort.out" 2>&1
+# The DELETE reached the agent (it signals the stopped worker): the worker may go on.
+wait_log "$T/source5.log" "migration p2: destination agent .* aborts it too" >/dev/null
+kill -CONT "$w2"
+wait_until 60 is djson p2 '.final' true
+check "p2 aborted on the restarted source: the abort passed on, aborted there (not failed)" \
+	eval "is sjson p2 .state '\"aborted\"' && is djson p2 .state '\"aborted\"'"
+"${CTL[@]}" rollback p2 >"$T/p2-rb.out" 2>&1
+check "... and a rollback asks that agent and runs: rolled back" \
+	eval "test $? -eq 0 && wait_until 60 is sjson p2 .state '\"rolled_back\"'"
+kill -CONT "$w"
+wait_until 120 is djson p1 .state '"done"'
+check "the worker continued: p1 resumed and is done on the destination agent, every page verified" \
+	eval "is djson p1 .state '\"done\"' && standin_ok '$T/droot/p1/standin.out' 1024"
+check "... and on the source: one pause, timed from its start before the restart, done followed" \
+	eval "wait_until 60 is sjson p1 '[.state, .dest_state, .pause.count, .pause.reason]' '[\"done\",\"done\",1,null]' && test \"\$(sjson p1 .pause.total_ms)\" -ge $((seen_ms - rec_since))"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
 [ "$tap_failed" -eq 0 ] || {
-	for f in "$T"/source*.log "$T/dest.log"; do diag_file "$f" 30; done
+	for f in "$T"/source*.log "$T/dest.log" "$T/pc.log"; do diag_file "$f" 30; done
 	for f in "$T"/*.out "$T"/*.json "$T"/*.post; do diag_file "$f" 5; done
 }
 finish

@@ -9,15 +9,19 @@
 #     issues every request again and finishes;
 #  2. the source agent stopped (the mirror): the destination pauses (the
 #     source silent, or a fetch not done in time: either pauses), resumes
-#     once the source runs again, and finishes.
-# Both end done on both agents, every page checked by its tag (--verify)
+#     once the source runs again, and finishes;
+#  3. the source agent stopped 5 s, past --fetch-timeout 2 but within
+#     --dead-after 30: the connection stays up and the source is not
+#     judged silent, so the pause is the fetch not done in time; the
+#     worker resumes once the source runs again, and finishes.
+# Each ends done on both agents, every page checked by its tag (--verify)
 # and by the stand-in, the pause counted in the source's status JSON, in
 # the worker's progress lines and in its summary.  To stop the worker
 # while its fetches are surely outstanding, the source is frozen a moment
 # first (0.2 s: below the ticks' lateness threshold, forgiven by nobody).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 20
+plan 25
 
 secret "$T/secret"
 sec64=$(base64 -w0 "$T/secret")
@@ -48,11 +52,13 @@ sjson() { "${CTL[@]}" status "$1" --json 2>/dev/null | jq -c "$2" 2>/dev/null; }
 start_source "$T/source.log" "${src_args[@]}"
 wait_log "$T/source.log" "api: serving on" >/dev/null
 
-# run_case N ID WHO: migration ID through the source's API; once the drain
-# runs, WHO (dest or source) is stopped for $stop_s s, then continued.
-# Leaves dcode (rdmig-dest's exit) and scode (the stand-in's).
+# run_case N ID WHO [DEST ARGS...]: migration ID through the source's API
+# (rdmig-dest with dest_args, then DEST ARGS); once the drain runs, WHO
+# (dest or source) is stopped for $stop_s s, then continued.  Leaves dcode
+# (rdmig-dest's exit) and scode (the stand-in's).
 run_case() {
 	local n=$1 id=$2 who=$3
+	shift 3
 	mkdir -p "$root/$id" "$T/dst$n"
 	mkimage "$root/$id" --size 128M
 	curl -s -o /dev/null --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
@@ -61,7 +67,7 @@ run_case() {
 	wait_state "$id" serving
 	# shellcheck disable=SC2046
 	start_dest "$T/dest$n.log" -D "$T/dst$n" $(net_args "$id" "$T/secret") "${dest_args[@]}" \
-		--progress-fd 3 3>"$T/progress$n.jsonl"
+		"$@" --progress-fd 3 3>"$T/progress$n.jsonl"
 	"$RDMIG_STANDIN" -D "$T/dst$n" --threads 4 --access random >"$T/standin$n.out" 2>&1 &
 	spid=$!
 	track "$spid"
@@ -125,10 +131,26 @@ check "source stopped: the paused time covers the stop" \
 	eval "test \"\$(grep -o 'pauses: count=[0-9]* paused_ms=[0-9]*' '$T/dest2.log' | sed 's/.*paused_ms=//')\" -ge $(((stop_s - 3) * 1000))"
 [ "$tap_failed" -eq "$failed0" ] || for f in "$T/source.log" "$T/dest2.log" "$T/standin2.out" "$T/progress2.jsonl"; do diag_file "$f" 60; done
 
-# Both: the source agent itself still serves (no session left behind).
+# 3. The source stopped past the fetch timeout, within --dead-after.
+failed0=$tap_failed
+stop_s=5
+run_case 3 f3 source --fetch-timeout 2 --dead-after 30
+check "fetch timeout: rdmig-dest finishes (exit 0), the stand-in verified every page" \
+	eval "test $dcode -eq 0 && test $scode -eq 0 && standin_ok '$T/standin3.out' $npages"
+check "fetch timeout: it was stopped with pages missing" \
+	eval "test \"\$(remaining '$T/progress3.jsonl')\" -gt 0"
+check "fetch timeout: the worker paused on the fetch not done in time, the connection up" \
+	eval "why '$T/progress3.jsonl' paused | grep -Eq '^fetch of [0-9]+ bytes not done after [0-9]+ ms\$'"
+check "fetch timeout: no progress line says failed; paused, then draining, then done" \
+	eval "test \"\$(states '$T/progress3.jsonl' | sed -n '/^paused$/,\$p' | uniq | tr '\n' ' ')\" = 'paused draining done ' && ! states '$T/progress3.jsonl' | grep -qx failed"
+check "fetch timeout: the source's status: done, the pause counted" \
+	eval "test \"\$(sjson f3 '[.state, .pause.count >= 1, .pause.total_ms > 0, .pause.reason]')\" = '[\"done\",true,true,null]'"
+[ "$tap_failed" -eq "$failed0" ] || for f in "$T/source.log" "$T/dest3.log" "$T/standin3.out" "$T/progress3.jsonl"; do diag_file "$f" 60; done
+
+# All: the source agent itself still serves (no session left behind).
 check "the source agent is still up and answers its API" eval "\"\${CTL[@]}\" status w1 --json >/dev/null"
-check "both migrations final and done on the source, no error" \
-	eval "test \"\$(sjson w1 '[.final, .error]')\$(sjson s2 '[.final, .error]')\" = '[true,null][true,null]'"
+check "the migrations final and done on the source, no error" \
+	eval "test \"\$(sjson w1 '[.final, .error]')\$(sjson s2 '[.final, .error]')\$(sjson f3 '[.final, .error]')\" = '[true,null][true,null][true,null]'"
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
 check "the source agent exits 0 on SIGTERM" test "$code" -eq 0

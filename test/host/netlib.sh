@@ -250,12 +250,13 @@ print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null
 }
 
 # start_dagent NAME ARGS...: rdmig-dest --serve on loopback TCP (plain) and
-# $T/NAME.sock; sets dport.
+# $T/NAME.sock; sets dport and dagent_pid.
 start_dagent() {
 	local name=$1
 	shift
 	"$RDMIG_DEST" --serve --api-socket "$T/$name.sock" --api-tcp 127.0.0.1:0 --insecure-api \
 		--criu "$net_here/fake-criu-restore.sh" -o "$T/$name.log" "$@" &
+	dagent_pid=$!
 	track $!
 	dport=
 	for _ in $(seq 1200); do
@@ -277,4 +278,21 @@ dapi() {
 dest_is() {
 	dapi "$1" GET "/v1/migrations/$2" >/dev/null &&
 		[ "$(jq -r '.state // empty' "$T/dapi.out" 2>/dev/null)" = "$3" ]
+}
+
+# held_criu FILE: a criu stand-in at FILE whose dump into DIR waits for
+# $T/go-ID (ID: DIR's name), then fails if $T/fail-ID exists, else is
+# fake-criu.sh's, as is everything else; so "while it dumps" is a state.
+held_criu() {
+	cat >"$1" <<EOF
+#!/bin/bash
+[ "\$1" = dump ] || exec "$net_here/fake-criu.sh" "\$@"
+dir= prev=
+for a in "\$@"; do [ "\$prev" = -D ] && dir=\$a; prev=\$a; done
+id=\$(basename "\$dir")
+while [ ! -e "$T/go-\$id" ]; do sleep 0.05; done
+[ -e "$T/fail-\$id" ] && exit 1
+exec "$net_here/fake-criu.sh" "\$@"
+EOF
+	chmod +x "$1"
 }
