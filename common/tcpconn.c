@@ -25,6 +25,8 @@
 
 /* After EMFILE/ENFILE the listener pauses this long instead of spinning. */
 #define ACCEPT_BACKOFF_MS 1000
+/* listen(2)'s backlog of every TCP listener. */
+#define TCPCONN_BACKLOG 512
 
 struct tcpconn {
 	struct event_base *base;
@@ -792,10 +794,15 @@ int tcpconn_listen(struct event_base *base, const char *host, const char *port,
 		ret = -ENOMEM;
 		goto out;
 	}
+	/*
+	 * A backlog that outlasts a burst: connections the kernel queues are
+	 * the agent's to admit or refuse (and count), where a short queue had
+	 * the kernel drop or reset them unseen, a real peer's among them.
+	 */
 	l->lev = evconnlistener_new_bind(base, listener_accept_cb, l,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
 					     LEV_OPT_REUSEABLE,
-					 16, res->ai_addr, (int)res->ai_addrlen);
+					 TCPCONN_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
 	if (!l->lev) {
 		ret = -sock_errno();
 		log_err("cannot listen on %s: %s", l->name, strerror(-ret));
