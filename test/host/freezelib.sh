@@ -37,6 +37,9 @@ workload() {
 	# Killed by the dump on purpose: no job report for it.
 	disown "$wl_pid"
 	track "$wl_pid"
+	# Running, not still being exec'd: the source reads its resident memory
+	# for the reservation (under 1 MiB once, read that early).
+	wait_for_file "$T/$1.count" 30
 }
 
 # untouched NAME PID: never frozen, not stopped now (/proc/PID/status), and still counting.
