@@ -293,3 +293,14 @@ say_ctl() {
 	rm -f "$err"
 	return "$rc"
 }
+
+# summary_json LOG: rdmig-dest's last summary line in LOG (`info: summary:
+# key=value ...`) as one JSON object (numbers as numbers), with
+# "dropped_no_vma": its warnings of pages dropped with no event.
+summary_json() {
+	local n
+	n=$(grep -c 'has had no VMA for 1 s and no event explained it' "$1" 2>/dev/null)
+	sed -n 's/.* info: summary: //p' "$1" 2>/dev/null | tail -n 1 | tr ' ' '\n' |
+		jq -R 'select(test("=")) | capture("(?<k>[^=]+)=(?<v>.*)") | {(.k): (.v | tonumber? // .)}' |
+		jq -c -s --argjson n "${n:-0}" 'add + {dropped_no_vma: $n}'
+}
