@@ -108,6 +108,58 @@ check_workload() {
 # workloads_here: how many rdmig-workload processes run in this guest.
 workloads_here() { pgrep -c -x rdmig-workload; }
 
+# live PID: PID runs and is not a zombie (a restored workload that exited
+# stays one: the guest's init does not reap it).
+live() { [ -n "$1" ] && grep -q '^State:[[:space:]]*[^Z]' "/proc/$1/status" 2>/dev/null; }
+
+# gone PID SECS: PID no longer runs (live) within SECS, by the clock: under
+# TCG a round of a polling loop costs much more than its sleep.
+gone() {
+	local end=$((SECONDS + $2))
+	while live "$1"; do
+		[ "$SECONDS" -ge "$end" ] && return 1
+		sleep 0.1
+	done
+}
+
+# live_workloads: the rdmig-workload processes that run (not zombies),
+# one pid a line.
+live_workloads() {
+	local p
+	for p in $(pgrep -x rdmig-workload); do
+		live "$p" && echo "$p"
+	done
+}
+
+# say_gone WHO PID SECS: one line "WHO json: {"pid", "gone"}": whether PID
+# stopped running within SECS (gone); 0 if it did.
+say_gone() {
+	local g=false
+	gone "$2" "$3" && g=true
+	say "$1 json: $(jq -nc --argjson p "${2:-null}" --argjson g "$g" '{pid: $p, gone: $g}')"
+	[ "$g" = true ]
+}
+
+# say_twice WHO GEN0: the workload, sampled a second apart, verifies all its
+# memory and then exits (ask_check, then ask_check exit); one line "WHO
+# json: {"check1", "check2", "gen0", "gen1", "gen2"}": both verdicts
+# (true: OK) and the generations before (GEN0, the caller's) and at each;
+# 0 when both are OK and the generation kept growing.
+say_twice() {
+	local c1=false c2=false g1 g2
+	sleep 1
+	# shellcheck disable=SC2119 # a plain check
+	ask_check && c1=true
+	g1=$(last_gen)
+	sleep 1
+	ask_check exit && c2=true
+	g2=$(last_gen)
+	say "$1 json: $(jq -nc --argjson c1 "$c1" --argjson c2 "$c2" --argjson g0 "${2:-null}" \
+		--argjson g1 "${g1:-null}" --argjson g2 "${g2:-null}" \
+		'{check1: $c1, check2: $c2, gen0: $g0, gen1: $g1, gen2: $g2}')"
+	[ "$c1" = true ] && [ "$c2" = true ] && [ "${g1:-0}" -ge "${2:-0}" ] && [ "${g2:-0}" -gt "${g1:-0}" ]
+}
+
 # --- the agents ---
 
 # start_source_agent SOCK [OPTION...]: rdmig-source with its API on SOCK,
@@ -223,3 +275,32 @@ pages_info() {
 # say_json ROLE ID [API]: one line "ROLE json: {...}" for the .t file to
 # read (tap.sh's guest_json).
 say_json() { say "$1 json: $(mig_json "$2" "${3:-}")"; }
+
+# say_ctl WHO API ARG...: `rdmigctl --json ARG...` against API; one line
+# "WHO json: {"exit", "json", "error"}": its exit status, the JSON it
+# printed (the API's answer; null when none, as on a refusal) and what it
+# wrote to stderr (the API's error message on a refusal; null when
+# nothing).  Returns its exit status.
+say_ctl() {
+	local who=$1 where=$2 out err rc
+	shift 2
+	err=$(mktemp)
+	out=$(ctl_at "$where" --json "$@" 2>"$err")
+	rc=$?
+	say "$who json: $(jq -nc --argjson rc "$rc" --arg out "$out" --rawfile err "$err" \
+		'{exit: $rc, json: ($out | fromjson? // null),
+		  error: ($err | rtrimstr("\n") | if . == "" then null else . end)}')"
+	rm -f "$err"
+	return "$rc"
+}
+
+# summary_json LOG: rdmig-dest's last summary line in LOG (`info: summary:
+# key=value ...`) as one JSON object (numbers as numbers), with
+# "dropped_no_vma": its warnings of pages dropped with no event.
+summary_json() {
+	local n
+	n=$(grep -c 'has had no VMA for 1 s and no event explained it' "$1" 2>/dev/null)
+	sed -n 's/.* info: summary: //p' "$1" 2>/dev/null | tail -n 1 | tr ' ' '\n' |
+		jq -R 'select(test("=")) | capture("(?<k>[^=]+)=(?<v>.*)") | {(.k): (.v | tonumber? // .)}' |
+		jq -c -s --argjson n "${n:-0}" 'add + {dropped_no_vma: $n}'
+}

@@ -72,16 +72,6 @@ slow_link() {
 		say "$id: $dev delays what it sends $link_delay ms until the trouble is over"
 }
 
-# summary_json LOG: the worker's last summary line as one JSON object
-# (numbers as numbers), and its warnings of pages dropped with no event.
-summary_json() {
-	local n
-	n=$(grep -c 'has had no VMA for 1 s and no event explained it' "$1" 2>/dev/null)
-	sed -n 's/.* info: summary: //p' "$1" 2>/dev/null | tail -n 1 | tr ' ' '\n' |
-		jq -R 'select(test("=")) | capture("(?<k>[^=]+)=(?<v>.*)") | {(.k): (.v | tonumber? // .)}' |
-		jq -c -s --argjson n "${n:-0}" 'add + {dropped_no_vma: $n}'
-}
-
 # case_paths ID: this case's directories (the same paths in both guests).
 case_paths() {
 	top=$base/$1

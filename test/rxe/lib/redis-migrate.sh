@@ -17,7 +17,18 @@
 #   rdmig-dest exited (every page in); DEBUG DIGEST and DBSIZE too.
 # The digest: sha256 of the sorted key list followed by the values in that
 # order, one per line (redis-cli --scan, then MGET in batches of 500).
-# Prints `redis-migrate: ...` lines.  Environment: RDMIG_BUILD, RDMIG_SECRET,
+# Prints `redis-migrate: ...` lines (test/rxe/lib/guest.sh's say).  The
+# machine-readable ones (tap.sh's guest_json WHO): "redis source json:
+# {...}" (the source's dbsize, digest, debug_digest, dump (criu dump's exit
+# status), times), "redis served json: {"exit"}" (rdmig-source's exit
+# status), "redis dest json: {...}" (restore: criu restore's exit status,
+# pid, ping, dest_running_at_start: rdmig-dest still moving pages when the
+# first full read began, digest_moving, digest_after, dbsize,
+# debug_digest, set, dest_exit: rdmig-dest's exit status, source_exit),
+# "redis summary json: {...}" (rdmig-dest's summary line, guest.sh's
+# summary_json).  RDMIG_REDIS_LIB=1: only the functions; the caller
+# sources guest.sh (live, say) after this file.
+# Environment: RDMIG_BUILD, RDMIG_SECRET,
 # RDMIG_ADDR, RDMIG_SOURCE_ADDR (dest), RDMIG_SHARED_DIR (pair), RDMIG_PORT
 # (7471), RDMIG_REDIS_PORT (6379), RDMIG_REDIS_KEYS (20000),
 # RDMIG_REDIS_EXPECT (the expected digest, from `expect`), RDMIG_DEST_ARGS
@@ -30,7 +41,6 @@ rport=${RDMIG_REDIS_PORT:-6379}
 port=${RDMIG_PORT:-7471}
 top=${RDMIG_CRIU_DIR:-/tmp/rdmig-redis}
 
-say() { echo "redis-migrate: $*"; }
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 rcli() { redis-cli -h 127.0.0.1 -p "$rport" "$@"; }
@@ -72,8 +82,8 @@ digest() {
 	} | sha256sum | cut -d' ' -f1
 }
 
-# The pid of the running (not zombie) redis-server, or nothing.
-live() { [ -n "$1" ] && grep -q '^State:[[:space:]]*[^Z]' "/proc/$1/status" 2>/dev/null; }
+# The pid of the running (not zombie: guest.sh's live) redis-server, or
+# nothing.
 redis_pid() {
 	local p
 	for p in $(pgrep -x redis-server); do
@@ -146,6 +156,9 @@ source_side() {
 	criu dump -t "$rpid" -D "$top/dump" -v4 -o dump.log
 	st=$?
 	t1=$(now)
+	say "redis source json: $(jq -nc --arg n "$n" --arg d "$d0" --arg dd "$dd0" --argjson st "$st" \
+		--argjson s "$(secs "$t0" "$t1")" \
+		'{dbsize: ($n | tonumber? // $n), digest: $d, debug_digest: $dd, dump: $st, dump_s: $s}')"
 	if [ $st -ne 0 ]; then
 		say "criu dump failed ($st)"
 		grep -E 'Error|error' "$top/dump/dump.log" | tail -n 8
@@ -156,13 +169,27 @@ source_side() {
 		-m "m1:$top/dump:$secret" --verify --once 2>&1 | sed -u 's/^/source: /'
 	st=${PIPESTATUS[0]}
 	share source-status "$st"
+	say "redis served json: {\"exit\":$st}"
 	return "$st"
+}
+
+# dest_json: "redis dest json" of what dest_side found so far (its locals).
+dest_json() {
+	say "redis dest json: $(jq -nc --argjson restore "${rst:-null}" --argjson pid "${rpid:-null}" \
+		--arg ping "${ping:-}" --argjson a0 "${alive0:-false}" --argjson a1 "${alive1:-false}" \
+		--arg d1 "${d1:-}" --arg d2 "${d2:-}" --arg n "${n:-}" --arg dd "${dd:-}" \
+		--arg set "${setget:-}" --argjson dx "${dexit:-null}" --arg sx "${sexit:-}" \
+		'def s: if . == "" then null else . end;
+		{restore: $restore, pid: $pid, ping: ($ping | s), dest_running_at_start: $a0,
+		 dest_running_at_end: $a1, digest_moving: ($d1 | s), digest_after: ($d2 | s),
+		 dbsize: ($n | s | tonumber? // .), debug_digest: ($dd | s), set: ($set | s),
+		 dest_exit: $dx, source_exit: ($sx | s | tonumber? // .)}')"
 }
 
 dest_side() {
 	local B=${RDMIG_BUILD:?} secret=${RDMIG_SECRET:?} src=${RDMIG_SOURCE_ADDR:-$RDMIG_ADDR}
-	local sh=${RDMIG_SHARED_DIR:?} dpid rpid st=0 t0 t1 t2 t3 d1 d2 dd n alive0 alive1 rss0 rss1
-	local want
+	local sh=${RDMIG_SHARED_DIR:?} dpid rpid='' rst='' dexit='' t0 t1 t2 t3 d1='' d2='' dd='' n=''
+	local alive0=false alive1=false rss0 rss1 ping='' setget='' sexit='' want
 	rm -rf "$top" && mkdir -p "$top/restore" "$top/work"
 	t0=$(now)
 	# shellcheck disable=SC2086
@@ -179,32 +206,35 @@ dest_side() {
 	if [ ! -s "$top/work/ready" ]; then
 		say "rdmig-dest never became ready"
 		wait "$dpid"
+		dexit=$?
 		sed 's/^/dest: /' "$top/work/rdmig-dest.log"
+		dest_json
 		return 1
 	fi
 	say "rdmig-dest ready: $(find "$top/restore" -type f | wc -l) image files received"
 	(cd "$top/work" && criu restore -D "$top/restore" -W "$top/work" --lazy-pages -d \
 		-v4 -o restore.log)
-	st=$?
+	rst=$?
 	t2=$(now)
-	if [ $st -ne 0 ]; then
-		say "criu restore failed ($st)"
+	if [ $rst -ne 0 ]; then
+		say "criu restore failed ($rst)"
 		grep -E 'Error|error' "$top/work/restore.log" | tail -n 8
 		kill "$dpid" 2>/dev/null
 		wait "$dpid"
+		dexit=$?
 		sed 's/^/dest: /' "$top/work/rdmig-dest.log"
+		dest_json
 		return 1
 	fi
 	rpid=$(redis_pid)
 	say "restored in $(secs "$t1" "$t2") s: redis-server pid $rpid"
 	# While pages still move: every value read faults in what is missing.
-	alive0=no
-	kill -0 "$dpid" 2>/dev/null && alive0=yes
+	kill -0 "$dpid" 2>/dev/null && alive0=true
 	rss0=$(rss_mib "$rpid")
-	say "ping after restore: $(rcli PING 2>&1)"
+	ping=$(rcli PING 2>&1)
+	say "ping after restore: $ping"
 	d1=$(digest during) || d1=none
-	alive1=no
-	kill -0 "$dpid" 2>/dev/null && alive1=yes
+	kill -0 "$dpid" 2>/dev/null && alive1=true
 	rss1=$(rss_mib "$rpid")
 	say "digest while pages move: $d1 (rdmig-dest running at start: $alive0, at end: $alive1;" \
 		"redis rss $rss0 -> $rss1 MiB; $(secs "$t2" "$(now)") s)"
@@ -217,10 +247,11 @@ dest_side() {
 		kill "$dpid"
 	fi
 	wait "$dpid"
-	st=$?
+	dexit=$?
 	t3=$(now)
 	sed 's/^/dest: /' "$top/work/rdmig-dest.log"
-	if [ $st -eq 0 ]; then say "rdmig-dest exited 0"; else say "rdmig-dest failed ($st)"; fi
+	say "redis summary json: $(summary_json "$top/work/rdmig-dest.log")"
+	say "rdmig-dest exited $dexit"
 	say "ping after the drain: $(rcli PING 2>&1)"
 	n=$(rcli DBSIZE 2>&1)
 	d2=$(digest after) || d2=none
@@ -229,29 +260,29 @@ dest_side() {
 	say "digest after the drain: $d2"
 	say "dest debug digest $dd"
 	want=${RDMIG_REDIS_EXPECT:-}
-	say "expected digest ${want:-?}"
-	[ -s "$sh/digest0" ] || say "no digest from the source"
-	[ "$n" = "$(cat "$sh/dbsize0" 2>/dev/null)" ] && say "dbsize matches the source: $n"
-	[ "$d1" = "$(cat "$sh/digest0" 2>/dev/null)" ] && [ "$d1" = "$want" ] &&
-		say "digest while pages moved matches the source and the expected data"
-	[ "$d2" = "$(cat "$sh/digest0" 2>/dev/null)" ] && [ "$d2" = "$want" ] &&
-		say "digest after the drain matches the source and the expected data"
-	[ "$dd" = "$(cat "$sh/debugdigest0" 2>/dev/null)" ] && say "DEBUG DIGEST matches the source"
+	say "expected digest ${want:-?}, the source's $(cat "$sh/digest0" 2>/dev/null || echo '?')"
 	# Still a working server: a write and a read back.
-	say "set after migration: $(rcli SET migrated yes 2>&1) $(rcli GET migrated 2>&1)"
+	setget="$(rcli SET migrated yes 2>&1) $(rcli GET migrated 2>&1)"
+	say "set after migration: $setget"
 	say "times: restore=$(secs "$t1" "$t2") all_pages=$(secs "$t1" "$t3") (s, from restore start)"
 	# The source command ends once it saw Done; give it a moment to say so.
 	for _ in $(seq 300); do
 		[ -s "$sh/source-status" ] && break
 		sleep 0.1
 	done
-	say "source agent exit status: $(cat "$sh/source-status" 2>/dev/null || echo '?')"
+	sexit=$(cat "$sh/source-status" 2>/dev/null)
+	say "source agent exit status: ${sexit:-?}"
+	dest_json
 	rcli SHUTDOWN NOSAVE >/dev/null 2>&1
-	return $st
+	return "$dexit"
 }
 
-# RDMIG_REDIS_LIB=1: only the functions (for container-migrate.sh).
+# RDMIG_REDIS_LIB=1: only the functions (for container-migrate.sh and
+# linkstall-migrate.sh, which source guest.sh themselves).
 [ "${RDMIG_REDIS_LIB:-0}" = 1 ] && return 0
+GUEST_TAG=redis-migrate
+# shellcheck source=guest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/guest.sh"
 case $role in
 source) source_side ;;
 dest) dest_side ;;

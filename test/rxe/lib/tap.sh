@@ -193,11 +193,28 @@ rxe_agents_pki() {
 	}
 }
 
+# guest_obj WHO: the JSON of the last "WHO json: {...}" line in RUN_OUT
+# (guest.sh's say_json, say_ctl...); {} when absent.
+guest_obj() {
+	local j
+	j=$(grep -a " $1 json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $1 json: //")
+	echo "${j:-{\}}"
+}
+
 # guest_json WHO FILTER: jq FILTER on the JSON of the last "WHO json: {...}"
 # line in RUN_OUT (guest.sh's say_json), raw; empty when absent.
 guest_json() {
-	grep -a " $1 json: " <<<"$RUN_OUT" | tail -n 1 | sed "s/.* $1 json: //" |
-		jq -r "$2 // empty" 2>/dev/null
+	guest_obj "$1" | jq -r "$2 // empty" 2>/dev/null
+}
+
+# tap_json WHO FILTER DESCRIPTION: jq's FILTER holds (jq -e) on that JSON.
+tap_json() {
+	local j st
+	j=$(guest_obj "$1")
+	jq -e "$2" >/dev/null 2>&1 <<<"$j"
+	st=$?
+	tap_ok $st "$3"
+	[[ $st -eq 0 ]] || tap_diag "$1: $j" "wanted: $2"
 }
 
 # tap_linkstall_diag: the events and pauses of a linkstall run, and after

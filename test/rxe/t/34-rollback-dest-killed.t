@@ -14,7 +14,12 @@
 # source (rolled_back), where it verifies all its memory and keeps
 # rewriting it.  Never twice: without a destination agent to confirm that
 # the workload is stopped there, a plain rollback is refused (409); the
-# script, told by the destination side, rolls back with --force.
+# script, told by the destination side, rolls back with --force.  The
+# assertions read the guests' JSON lines (`rollback-migrate: ID WHAT json:
+# {...}`: the migration's resource from the source agent, rdmigctl --json's
+# answers, the scripts' measures and verdicts); the agents' logs only for
+# what their JSON does not carry: why the source lost its destination, and
+# what `rdmig-dest --restore` (no API) noticed and did.
 # Guest side: lib/rollback-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -23,12 +28,12 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/rollback-migrate.sh
 size=64
-tap_plan 33
+tap_plan 37
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
-rxe_require_cmds criu ip
-rxe_secret "$top"
-env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=$size RDMIG_DEAD_AFTER=5"
+rxe_require_cmds criu ip jq
+rxe_agents_pki "$top"
+env_common="RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=$size RDMIG_DEAD_AFTER=5"
 
 tap_run --timeout 540 --grace 120 --pair \
 	--source "$env_common $mig source" \
@@ -40,26 +45,29 @@ tap_is "$RUN_STATUS" 0 "host pair: both sides of both cases run to their end (ex
 
 # check_case ID: the assertions both cases share.
 check_case() {
-	local id=$1 rss
-	tap_like "$src" "rollback-migrate: migration $id started \\(dumping\\)" "$id: migrate --pid: the agent dumps"
-	tap_like "$src" "rollback-migrate: $id states:.* serving\$" "$id: dumping -> serving"
-	tap_like "$dst" "rollback-migrate: $id: criu restore done in [0-9]+ ms: restored root pid [0-9]+" \
+	local id=$1
+	tap_json "$id migrate" '.exit == 0 and .json.state == "dumping"' "$id: migrate --pid: the agent dumps"
+	tap_json "$id serving" '.state == "serving" and .error == null' "$id: dumping -> serving"
+	tap_json "$id dest" '.restored and .root_pid > 0' \
 		"$id: rdmig-dest --restore restored the workload on the destination"
-	tap_like "$src" "rollback-migrate: $id: rollback while the destination fetches: status 1 \\(.*is fetching" \
+	tap_json "$id fetching rollback" '.exit == 1 and .json == null and (.error | test("is fetching"))' \
 		"$id: a rollback while the destination fetches is refused"
-	rss=$(sed -n "s/.*rollback-migrate: $id: .* with the workload at \\([0-9]*\\) of $size MiB resident.*/\\1/p" <<<"$dst" | head -n 1)
-	tap_cmp "${rss:-999}" -lt "$size" "$id: the destination was lost with pages still remaining (${rss:-?} of $size MiB resident)"
-	tap_like "$src" "rollback-migrate: $id: the source noticed the loss " "$id: the source noticed the lost destination"
-	tap_like "$src" "rollback-migrate: $id: after the loss: state serving, error null," \
+	tap_json "$id fetching" '.state == "serving" and .error == null' "$id: ... and changes nothing (serving)"
+	tap_json "$id dest" '.rss_mib != null and .rss_mib < .size_mib' \
+		"$id: the destination was lost with pages still remaining ($(guest_json "$id dest" .rss_mib) of $size MiB resident)"
+	tap_json "$id noticed" '.noticed' "$id: the source noticed the lost destination ($(guest_json "$id noticed" .after_s) s)"
+	tap_json "$id lost" '.state == "serving" and .error == null' \
 		"$id: the source keeps the migration (state serving, no error) for a retry or a rollback"
-	tap_like "$src" "rollback-migrate: $id: the checkpoint is unchanged after the loss" "$id: the source keeps its checkpoint unchanged"
-	tap_like "$dst" "rollback-migrate: $id: the restored workload was killed " \
+	tap_json "$id checkpoint" '.files > 0 and .unchanged' "$id: the source keeps its checkpoint unchanged"
+	tap_json "$id dest" '.killed and (.left | not)' \
 		"$id: the restored workload on the destination was killed, never ran on with missing pages"
-	tap_like "$src" "rollback-migrate: $id: rollback without force: status 1 \\(.*no destination agent can tell whether the workload is stopped there" \
+	tap_json "$id plain rollback" '.exit == 1 and .json == null and
+		(.error | test("no destination agent can tell whether the workload is stopped there"))' \
 		"$id: after the loss, a rollback without force is refused: no destination agent to confirm"
-	tap_like "$src" "rollback-migrate: $id states:.* rolled_back\$" "$id: rdmigctl rollback --force -> rolled_back"
-	tap_like "$src" "rollback-migrate: $id: the rolled back workload verified its memory and kept rewriting it" \
-		"$id: the rolled back workload verifies $size MiB and its generation advances"
+	tap_json "$id forced rollback" ".exit == 0 and .json.id == \"$id\"" "$id: rdmigctl rollback --force is accepted"
+	tap_json "$id final" '.state == "rolled_back" and .error == null' "$id: ... -> rolled_back"
+	tap_json "$id verdict" '.check1 and .check2 and .gen1 >= .gen0 and .gen2 > .gen1' \
+		"$id: the rolled back workload verifies $size MiB twice and its generation advances: $(guest_obj "$id verdict")"
 	tap_like "$src" "source: .*migration $id rolled back: restored from" "$id: the source logs the rollback"
 }
 
@@ -71,11 +79,14 @@ tap_like "$src" 'source: .*the destination fell silent' "r-link: the source's ke
 tap_like "$dst" 'dest: .*the source has been silent for [0-9]+ s|dest: .*connection to the source lost' \
 	"r-link: rdmig-dest noticed the lost source"
 tap_like "$dst" 'dest: .*lazy pages not installed: stopping the process' "r-link: rdmig-dest stopped the process that still needed pages"
-tap_like "$dst" 'rollback-migrate: r-link: rdmig-dest exited with status 1$' "r-link: rdmig-dest exits 1"
-tap_unlike "$src" '^\[source\] rollback-migrate: r-[a-z]+: (workload: CORRUPT|no report|FAILED)' \
+tap_json "r-link dest" '.dest_exit == 1' "r-link: rdmig-dest exits 1"
+tap_unlike "$src" '^\[source\] rollback-migrate: (workload: CORRUPT|no report|r-[a-z]+: FAILED)' \
 	"the source: never a wrong page, every step ran"
 
-tap_diag "$(grep -hE 'rollback-migrate: r-[a-z]+: (killed|link|the source noticed|after the loss|the restored workload|the rolled back)' <<<"$RUN_OUT")"
+tap_diag "$(grep -haE 'rollback-migrate: r-[a-z]+ (dest|noticed|verdict) json: ' <<<"$RUN_OUT")"
+for id in r-kill r-link; do
+	tap_diag "$id: the source after the loss: $(guest_json "$id lost" '"\(.state), \(.progress.pages_remaining) of \(.progress.pages_total) pages remaining"')"
+done
 if [[ $tap_failed -gt 0 ]]; then
 	tap_diag "--- the failed run, rollback-migrate lines:" "$(grep -a 'rollback-migrate: ' <<<"$RUN_OUT")"
 	tap_diag "--- the agents' errors:" "$(grep -aE '(source|dest): .* (error|warn): ' <<<"$RUN_OUT" | tail -n 40)"
