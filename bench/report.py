@@ -277,6 +277,8 @@ def main():
                 qm = re.search(r"lanes: .* drain_qps=(\d+)", dest_log or "")
                 e["drain_qps"] = int(qm.group(1)) if qm else None
                 e["drain_qps_asked"] = int(s["qps"]) if s.get("qps") else None
+                # bench/run --drain-floor: rdmig-dest --drain-floor N (None: its default).
+                e["drain_floor"] = int(s["floor"]) if s.get("floor") else None
                 if e.get("bytes") and e.get("time_ms"):
                     e["migrate_MBps"] = round(e["bytes"] / 1e6 / (e["time_ms"] / 1000), 1)
                 res["drain"].append(e)
@@ -455,7 +457,7 @@ def main():
     write_csv("drain", res["drain"],
               ["transport", "size", "size_bytes", "faults_running", "threads", "lanes", "time_ms", "bytes",
                "drain_MBps", "migrate_MBps", "drain", "fault", "fault_p50_us", "fault_p99_us", "lane_reads",
-               "drain_shrinks", "drain_grows", "drain_qps_asked", "drain_qps", "wall_ms", "status"])
+               "drain_shrinks", "drain_grows", "drain_qps_asked", "drain_qps", "drain_floor", "wall_ms", "status"])
     write_csv("source_cpu", res["source_cpu"],
               ["transport", "size", "faults_running", "drain_cpu_s", "drain_wall_s", "drain_cpu_pct",
                "host_busy_pct", "total_cpu_s"])
@@ -529,6 +531,8 @@ def main():
             lanes = {2: "2 (fault lane QP)", 1: "1 (shared QP)"}.get(e.get("lanes"), "-")
         else:
             lanes = {2: "2 (fault connection)", 1: "1 (one stream)"}.get(e.get("lanes"), "-")
+        if e.get("drain_floor") is not None:
+            lanes += f", --drain-floor {e['drain_floor']}"
         flat = (f"{fmt(e.get('fault_p50_us'))} / {fmt(e.get('fault_p99_us'))}"
                 if e["faults_running"] else "-")
         md.append(f"| {e['size']} | {e['transport']} | {'yes (%d threads)' % e['threads'] if e['faults_running'] else 'no'} | "

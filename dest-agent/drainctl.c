@@ -44,6 +44,11 @@ static void set_size(struct drainctl *dc, uint32_t depth, uint64_t chunk, uint64
 	dc->last_change_ns = now;
 }
 
+void drainctl_set_floor(struct drainctl *dc, uint32_t depth)
+{
+	dc->floor_depth = depth < dc->max_depth ? depth : dc->max_depth;
+}
+
 void drainctl_fault(struct drainctl *dc, uint64_t now)
 {
 	uint64_t chunk = dc->chunk / 2;
@@ -58,6 +63,10 @@ void drainctl_fault(struct drainctl *dc, uint64_t now)
 		dc->gap_ns = dc->gap_ns ? (3 * dc->gap_ns + gap) / 4 : gap;
 	}
 	dc->last_fault_ns = now;
+	if (dc->floor_depth && !dc->shared_queue) {
+		set_size(dc, depth > dc->floor_depth ? depth : dc->floor_depth, dc->max_chunk, now);
+		return;
+	}
 	set_size(dc, depth ? depth : 1, chunk > dc->min_chunk ? chunk : dc->min_chunk, now);
 }
 

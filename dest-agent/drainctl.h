@@ -17,6 +17,12 @@
  * the drain also stays at its minimum while faults are in flight: every
  * READ posted then is one more the fault's READ may have to wait behind.
  *
+ * With a floor (rdmig-dest --drain-floor N) and a fault lane, faults halve
+ * the depth down to N requests of the full chunk, never below: the faults'
+ * READs have their own queue pair, and a drain narrowed to one 64 KiB
+ * request moves a few MB/s while threads fault (performance.md).  Without
+ * a fault lane the floor does not apply.
+ *
  * No clock is read here: callers pass now (ns); nothing is allocated.
  */
 #ifndef RDMIG_DRAINCTL_H
@@ -37,6 +43,7 @@ struct drainctl {
 	uint64_t min_chunk; /* bytes, <= max_chunk */
 	uint32_t quiet_ms;  /* 0: adaptive */
 	bool shared_queue;
+	uint32_t floor_depth; /* 0: none (drainctl_set_floor) */
 	/* State: what the drain may use now. */
 	uint32_t depth;
 	uint64_t chunk;
@@ -50,6 +57,8 @@ struct drainctl {
 /* Starts wide open: no fault has been seen. */
 void drainctl_init(struct drainctl *dc, uint32_t max_depth, uint64_t max_chunk, uint64_t min_chunk,
 		   uint32_t quiet_ms, bool shared_queue);
+/* Faults leave at least depth requests of max_chunk (with a fault lane); 0: none. */
+void drainctl_set_floor(struct drainctl *dc, uint32_t depth);
 /* A fault on a lazy page arrived at now. */
 void drainctl_fault(struct drainctl *dc, uint64_t now);
 /*

@@ -1521,6 +1521,7 @@ int engine_create(struct event_base *base, const struct img_set *imgs, struct pa
 	e->cfg = *cfg;
 	drainctl_init(&e->dc, cfg->drain_depth, cfg->drain_chunk, DRAIN_FAULTING_PAGES * PG,
 		      cfg->drain_quiet_ms, !cfg->fault_lane);
+	drainctl_set_floor(&e->dc, cfg->drain_floor);
 	if (e->cfg.readahead_pages == 0)
 		e->cfg.readahead_pages = 1;
 	if ((uint64_t)e->cfg.readahead_pages * PG > staging_slot_size(st))

@@ -79,6 +79,12 @@ struct engine_config {
 	 */
 	uint32_t drain_quiet_ms;
 	/*
+	 * With drain_yields and a fault lane: faults narrow the drain to this
+	 * many requests of drain_chunk at least (drainctl_set_floor); 0: down
+	 * to one small request.
+	 */
+	uint32_t drain_floor;
+	/*
 	 * With drain_yields: faults travel on their own queue pair, so a fault
 	 * in flight need not hold the drain at its minimum.
 	 */

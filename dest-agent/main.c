@@ -61,6 +61,7 @@ enum {
 	OPT_LATENCY_OUT,
 	OPT_FAULT_POLL,
 	OPT_DRAIN_QUIET,
+	OPT_DRAIN_FLOOR,
 	OPT_RESTORE,
 	OPT_CRIU,
 	OPT_CRIU_OPT,
@@ -148,6 +149,9 @@ static void dest_usage(FILE *f)
 		"                         again after a quiet time that follows the faults'\n"
 		"                         rhythm; MS fixes that time instead (default 0:\n"
 		"                         adaptive)\n"
+		"      --drain-floor N    with a fault lane, faults narrow the drain to no\n"
+		"                         fewer than N requests of --drain-chunk (default 0:\n"
+		"                         down to one 64 KiB request)\n"
 		"      --one-lane         ask for no fault lane: faults share the drain's\n"
 		"                         queue pair (RDMA) or connection (TCP), as an\n"
 		"                         older destination\n"
@@ -328,6 +332,7 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 	    {"latency-out", required_argument, NULL, OPT_LATENCY_OUT},
 	    {"fault-poll", required_argument, NULL, OPT_FAULT_POLL},
 	    {"drain-quiet", required_argument, NULL, OPT_DRAIN_QUIET},
+	    {"drain-floor", required_argument, NULL, OPT_DRAIN_FLOOR},
 	    {"restore", no_argument, NULL, OPT_RESTORE},
 	    {"criu", required_argument, NULL, OPT_CRIU},
 	    {"criu-opt", required_argument, NULL, OPT_CRIU_OPT},
@@ -421,6 +426,10 @@ static int dest_parse_opts(int argc, char **argv, struct dest_opts *o)
 		case OPT_DRAIN_QUIET:
 			ret = parse_uint(optarg, 0, 60000, &v);
 			o->ecfg.drain_quiet_ms = (uint32_t)v;
+			break;
+		case OPT_DRAIN_FLOOR:
+			ret = parse_uint(optarg, 0, 1024, &v);
+			o->ecfg.drain_floor = (uint32_t)v;
 			break;
 		case OPT_FAULT_POLL:
 			ret = parse_uint(optarg, 0, 100000, &v);

@@ -303,6 +303,8 @@ dst_rdmig() {
 	fi
 	# bench/run --drain-qps: the drain's READs over that many queue pairs.
 	[ -n "${p[qps]:-}" ] && dargs+=(--drain-qps "${p[qps]}")
+	# bench/run --drain-floor: how narrow faults may make the drain.
+	[ -n "${p[floor]:-}" ] && dargs+=(--drain-floor "${p[floor]}")
 	# The fault-path profile (bench/run --fault-ab): syscalls of rdmig-dest,
 	# or where the whole guest's CPU goes while it serves the faults.
 	case ${p[trace]:-} in

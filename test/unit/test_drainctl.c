@@ -151,6 +151,41 @@ static void test_small_maximum(void **state)
 	assert_int_equal(dc.chunk, 16 * KIB);
 }
 
+static void test_floor_with_a_fault_lane(void **state)
+{
+	struct drainctl dc;
+
+	/* Faults halve the depth to the floor and leave the chunk whole. */
+	make(&dc, 0, false);
+	drainctl_set_floor(&dc, 2);
+	drainctl_fault(&dc, T0);
+	assert_int_equal(dc.depth, 4);
+	assert_int_equal(dc.chunk, 256 * KIB);
+	drainctl_fault(&dc, T0 + 100000);
+	drainctl_fault(&dc, T0 + 200000);
+	drainctl_fault(&dc, T0 + 300000);
+	assert_int_equal(dc.depth, 2);
+	assert_int_equal(dc.chunk, 256 * KIB);
+	/* It grows back as without a floor. */
+	drainctl_update(&dc, T0 + 300 * MS, false);
+	assert_int_equal(dc.depth, 4);
+	/* A floor above --drain-depth is --drain-depth: faults change nothing. */
+	make(&dc, 0, false);
+	drainctl_set_floor(&dc, 16);
+	drainctl_fault(&dc, T0);
+	assert_int_equal(dc.depth, 8);
+	assert_int_equal(dc.chunk, 256 * KIB);
+	assert_int_equal(dc.shrinks, 0);
+	/* Faults on the drain's own queue pair: the floor does not apply. */
+	make(&dc, 0, true);
+	drainctl_set_floor(&dc, 2);
+	drainctl_fault(&dc, T0);
+	drainctl_fault(&dc, T0 + 100000);
+	drainctl_fault(&dc, T0 + 200000);
+	assert_int_equal(dc.depth, 1);
+	assert_int_equal(dc.chunk, 64 * KIB);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +196,7 @@ int main(void)
 	    cmocka_unit_test(test_operator_quiet_overrides),
 	    cmocka_unit_test(test_shared_queue_floor_while_faulting),
 	    cmocka_unit_test(test_small_maximum),
+	    cmocka_unit_test(test_floor_with_a_fault_lane),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
