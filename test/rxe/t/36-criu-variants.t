@@ -33,11 +33,14 @@ rxe_secret "$top"
 # Each side runs the variants in turn.  A variant's files on the shared
 # directory (generation, dump time) are its own: the source may start the
 # next one before the dest has read them.  A slow drain (one 16 KiB READ
-# at a time) so that the variant surely happens while pages still move.
+# at a time) and read-ahead windows of 4 pages at most so that the variant
+# surely happens while pages still move: with the adaptive read-ahead (64
+# pages) the workload's sequential rewrite once pulled every page within
+# seconds of the restore, before its fork.
 side() {
 	cat <<EOF
 export RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=32
-export RDMIG_DEST_ARGS='--drain-depth 1 --drain-chunk 16K'
+export RDMIG_DEST_ARGS='--drain-depth 1 --drain-chunk 16K --readahead 4'
 port=7520
 for v in $variants; do
 	port=\$((port + 1))
