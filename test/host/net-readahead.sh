@@ -47,8 +47,10 @@ check "seq: most faults sequential" \
 run random
 check "random: the task's pattern is random" \
 	test "$(ra "$T/progress-random.jsonl" 'r["tasks"][0]["pattern"]')" = random
-check "random: one page per fault now" \
-	test "$(ra "$T/progress-random.jsonl" 'r["tasks"][0]["window"]')" = 1
+# Not the last window: a random fault now and then lands where a stream
+# or a stride would go next, and takes a larger window for that one fault.
+check "random: nearly every fault took a one-page window (>= 95%)" \
+	test "$(ra "$T/progress-random.jsonl" 'r["random"] >= 0.95 * (r["random"] + r["sequential"] + r["strided"])')" = True
 check "random: far more faults than the scan needed" \
 	test "$(field "$T/dest-random.log" faults)" -gt "$(field "$T/dest-seq.log" faults)"
 
