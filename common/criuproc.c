@@ -50,6 +50,17 @@ static void tail_copy(const char *s, const char *e, unsigned int flags, char *bu
 	snprintf(buf, len, "%.*s", (int)(e - s), s);
 }
 
+/* Whether [s, e) is criu's closing line: "... FAILED." (dump, restore, pre-dump). */
+static bool tail_is_summary(const char *s, const char *e)
+{
+	static const char tail[] = "FAILED.";
+	size_t n = sizeof(tail) - 1;
+
+	while (e > s && (e[-1] == ' ' || e[-1] == '\r'))
+		e--;
+	return (size_t)(e - s) >= n && memcmp(e - n, tail, n) == 0;
+}
+
 int criuproc_log_tail(const char *path, unsigned int flags, char *buf, size_t len)
 {
 	char *data = NULL, *s, *e, *last = NULL, *last_e = NULL;
@@ -90,7 +101,12 @@ int criuproc_log_tail(const char *path, unsigned int flags, char *buf, size_t le
 		if (e == s)
 			continue;
 		if (memmem(s, (size_t)(e - s), "Error", 5)) {
-			tail_copy(s, e, flags, buf, len);
+			/*
+			 * criu closes with "Error (cr-dump.c:N): Dumping FAILED.",
+			 * which says nothing of why: an error before it wins.
+			 */
+			if (!found || !tail_is_summary(s, e))
+				tail_copy(s, e, flags, buf, len);
 			found = true;
 		} else {
 			last = s;

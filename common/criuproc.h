@@ -139,7 +139,8 @@ void criuproc_free(struct criuproc *p);
 
 /*
  * The last line of the file at path that contains "Error", from its last
- * 64 KiB, into buf ("" when there is none); flags CRIUPROC_TAIL_*.
+ * 64 KiB, into buf ("" when there is none), passing over criu's closing
+ * "... FAILED." line when an error came before it; flags CRIUPROC_TAIL_*.
  * Returns 0, or a negative errno when the file cannot be read.
  */
 int criuproc_log_tail(const char *path, unsigned int flags, char *buf, size_t len);

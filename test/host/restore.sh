@@ -58,8 +58,8 @@ start_dest "$T/d2.log" -D "$T/img" -W "$T/w2" --local --restore --criu "$T/criu"
 	--criu-opt --fake=fail
 wait_dest
 check "failing criu: rdmig-dest exits 1" test "$code" -eq 1
-check "failing criu: the last Error line of restore.log is quoted" \
-	grep -q "restore failed: criu restore exited with status 1 .*; see $T/w2/restore.log: (00.002) Error (criu/cr-restore.c:2500): fake: Restoring FAILED." "$T/d2.log"
+check "failing criu: the last Error line of restore.log before criu's closing FAILED. is quoted" \
+	grep -q "restore failed: criu restore exited with status 1 .*; see $T/w2/restore.log: (00.001) Error (criu/files.c:10): fake: first error" "$T/d2.log"
 check "failing criu: run in the work dir with the fixed options (-v2 by default)" \
 	grep -q "^cwd=$T/w2 args=restore -D $T/img -W $T/w2 --lazy-pages -d -v2 -o $T/w2/restore.log --pidfile $T/w2/restore.pid --fake=fail\$" "$T/criu.args"
 

@@ -143,6 +143,21 @@ static void test_exit_status_and_log(void **state)
 	assert_string_equal(x.e.log_tail, "Error (a.c:1): only");
 	ctx_free(&x);
 
+	/* criu's closing line says nothing of why: the error before it does. */
+	ctx_init(&x);
+	run_sh(&x,
+	       "printf '(00.001) Error (mem.c:9): cannot dump vma\\n"
+	       "(00.002) Error (cr-dump.c:2053): Dumping FAILED.\\n' >log; exit 1",
+	       CRIUPROC_TAIL_BARE | CRIUPROC_TAIL_ANY);
+	assert_string_equal(x.e.log_tail, "Error (mem.c:9): cannot dump vma");
+	ctx_free(&x);
+
+	ctx_init(&x);
+	run_sh(&x, "printf '(00.002) Error (cr-dump.c:2053): Dumping FAILED.\\n' >log; exit 1",
+	       CRIUPROC_TAIL_BARE | CRIUPROC_TAIL_ANY);
+	assert_string_equal(x.e.log_tail, "Error (cr-dump.c:2053): Dumping FAILED.");
+	ctx_free(&x);
+
 	ctx_init(&x);
 	run_sh(&x, "printf '(00.001) Dumping\\n(00.002) Dumping FAILED\\n\\n' >log; exit 1",
 	       CRIUPROC_TAIL_BARE | CRIUPROC_TAIL_ANY);
