@@ -750,7 +750,7 @@ static void engine_pump(struct engine *e)
 	 * come and widens when they stop (drainctl.h).
 	 */
 	depth = e->cfg.drain_depth;
-	if (e->cfg.drain_yields) {
+	if (e->cfg.drain_yields && (e->cfg.fault_lane || !e->cfg.yield_lane_only)) {
 		drainctl_update(&e->dc, now_ns(), e->nr_fault_inflight > 0);
 		depth = e->dc.depth;
 		if (chunk_pages > e->dc.chunk / PG)

@@ -70,9 +70,12 @@ struct engine_config {
 	 * Adapt the drain to the faults (drainctl.h): drain_depth and
 	 * drain_chunk become maxima, halved per fault and grown back when
 	 * faults stop.  Worth it when a fetch is cheap for the source (RDMA
-	 * READ); over TCP it starves the drain.
+	 * READ); over TCP, narrowed to one small request, it starves the
+	 * drain: there it needs drain_floor and a fault lane (lane_only).
 	 */
 	bool drain_yields;
+	/* With drain_yields: only while faults have a lane of their own. */
+	bool yield_lane_only;
 	/*
 	 * With drain_yields: how long after the last fault the drain starts
 	 * growing back; 0: adaptive (twice the recent gap between faults).

@@ -948,8 +948,16 @@ static int dest_setup_loop(struct dest *d)
 	ret = dest_open_source(d);
 	if (ret < 0)
 		return ret;
-	/* One-sided READs cost the source nothing: let faults overtake the drain there. */
-	d->o.ecfg.drain_yields = !d->o.local && d->o.kind == XPORT_RDMA;
+	/*
+	 * One-sided READs cost the source nothing: let faults overtake the
+	 * drain there.  Over TCP every request costs the source's CPU, and a
+	 * drain narrowed to one small request starved (performance.md): only
+	 * down to --drain-floor full requests, and only with a fault lane.
+	 */
+	d->o.ecfg.drain_yields =
+	    !d->o.local &&
+	    (d->o.kind == XPORT_RDMA || (d->o.kind == XPORT_TCP && d->o.ecfg.drain_floor > 0));
+	d->o.ecfg.yield_lane_only = d->o.kind == XPORT_TCP;
 	if (d->ns) {
 		struct netsrc_stats ns;
 

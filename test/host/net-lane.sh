@@ -6,12 +6,17 @@
 # faults a page before its FIN, so a drain that wins the race with its
 # threads cannot leave the fault connection unused); with
 # --one-lane on either side (as an older peer) there is none and the
-# migration still completes, every page verified.
+# migration still completes, every page verified.  Over TCP the drain keeps
+# its depth while faults come, unless --drain-floor N lets them narrow it
+# down to N full requests (never below).
 . "$(dirname "$0")/netlib.sh"
-plan 16
+plan 21
 
 mkimage "$T/src" --size 32M
 secret "$T/secret"
+
+# lanes FILE KEY: KEY's value in rdmig-dest's "lanes:" line.
+lanes() { grep -o "lanes: .*" "$1" | tr ' ' '\n' | sed -n "s/^$2=//p" | tail -1; }
 
 # lane_reads FILE: fault_lane_reads of the last --progress-fd line ("None": null).
 lane_reads() { progress_last "$1" 'j.get("fault_lane_reads")'; }
@@ -61,6 +66,20 @@ check "... and no more of them than pages faulted" \
 	test "${n:-0}" -le "$(field "$T/dest-lane.log" fault)"
 check "the source admitted the fault connection after its proof" \
 	eval "test \$(grep -c 'connection from' '$T/source-lane.log') -eq 2 && grep -q 'fault connection up' '$T/source-lane.log'"
+check "no --drain-floor: the TCP drain kept its depth under faults (drain_shrinks=0)" \
+	test "$(lanes "$T/dest-lane.log" drain_shrinks)" = 0
+
+# With a floor: faults narrow the TCP drain, to 2 requests of 1 MiB at least.
+run floor "" "--drain-floor 2"
+completed floor
+check "floor: faults narrowed the TCP drain (drain_shrinks > 0)" \
+	test "$(lanes "$T/dest-floor.log" drain_shrinks)" -gt 0
+check "floor: never below 2 requests of the full chunk (every progress line)" \
+	test "$(python3 -c 'import json,sys
+l=[json.loads(x) for x in open(sys.argv[1]) if x.strip()]
+d=[x.get("drain_depth") for x in l if x.get("drain_depth") is not None]
+c=[x.get("drain_chunk") for x in l if x.get("drain_chunk") is not None]
+print(bool(d) and min(d) >= 2 and min(c or [1 << 20]) == 1 << 20)' "$T/progress-floor.jsonl")" = True
 
 # cut NAME: destroys the destination's end of the fault connection (the
 # second connection the source accepted) once it is up, before any fault.
