@@ -182,6 +182,11 @@ src_end() {
 	s=$(wait_final "$ssock" "$1" 300)
 	say "$1: the source agent: $s"
 	say "json $1 source $(mig_json "$1" "$ssock")"
+	# criu's errors, when its dump failed: the API's error has one line.
+	case $s in failed | aborted)
+		grep -a 'Error\|Warn' "$top/images/$1/dump.log" 2>/dev/null | tail -n 20 |
+			sed "s|^|agentfail: $1: criu: |" ;;
+	esac
 	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$3/status" 2>/dev/null)
 	say "json $1 srcwl {\"pid\":$3,\"state\":\"${stt:-gone}\"}"
 	"$ctl" --socket "$ssock" status "$1" 2>&1 | sed "s/^/agentfail: $1: report: /"
@@ -232,15 +237,27 @@ src_case() {
 	src_end "$c" "$st" "$wpid"
 }
 
+# ask_within C SEC: C's workload verifies its memory, within SEC seconds.
+ask_within() {
+	local end=$((SECONDS + $2))
+	use "$1"
+	rm -f "$report"
+	echo check >"$check"
+	while [ ! -s "$report" ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
+	[ -s "$report" ] && grep -q '^workload: OK' "$report"
+}
+
 # untouched C PID: a waiting workload: its State and generation, twice.
 untouched() {
 	local stt g0 g1
 	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
-	ask "$1" >/dev/null
-	g0=$(gen "$1")
-	sleep 1
-	ask "$1" >/dev/null
-	g1=$(gen "$1")
+	# A workload frozen or dumped already answers no check: no asking, and
+	# one frozen meanwhile (a slot freed) is given 20 s, not ask's minutes.
+	if [ -n "$stt" ] && [ "$stt" != T ]; then
+		ask_within "$1" 20 && g0=$(gen "$1")
+		sleep 1
+		ask_within "$1" 20 && g1=$(gen "$1")
+	fi
 	say "json $1 untouched {\"pid\":$2,\"state\":\"${stt:-gone}\",\"gen0\":${g0:-0},\"gen1\":${g1:-0},\"frozen\":$([ -e "$top/images/$1" ] && echo true || echo false)}"
 }
 
@@ -264,7 +281,10 @@ src_slots() {
 	# slot (reason slot), and those reserved but waiting for a dump slot
 	# (--max-dumps, reason dump), which may start their dump any moment.
 	local q
-	q="[$(for c in $slot_ids; do mig_json "$c" "$ssock" | jq -c 'select(.state == "queued") | {id, queue}'; done | paste -sd, -)]"
+	# One listing: the positions of one moment.
+	q=$("$ctl" --socket "$ssock" status --json 2>/dev/null |
+		jq -c '[.migrations[] | select(.state == "queued") | {id, queue}]' 2>/dev/null)
+	q=${q:-[]}
 	say "json slots queue $(jq -c --argjson s ${#started[@]} --argjson r ${#waiting[@]} \
 		'{started: $s, refused: $r, queued: map(select(.queue.reason == "slot")), dump_waits: (map(select(.queue.reason == "dump")) | length)}' <<<"$q")"
 	# Waiting for a slot there, they must be untouched: look while the others migrate.
