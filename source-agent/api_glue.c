@@ -466,6 +466,45 @@ static const struct src_lazydump_ops glue_lazy_ops = {
     .failed = glue_lazy_failed,
 };
 
+static int glue_dump_start(struct src_agent *a, struct src_migration *m);
+
+/*
+ * When /proc is not of a task's own pid namespace, criu's parasite mounts
+ * one on "proc.crtools" in the task's working directory.  Two dumps at
+ * once of such tasks sharing that directory (a daemon's "/") collide on
+ * it, and the one that loses fails ("Can't get proc fd") before it dumped
+ * anything, its tasks resumed.  A plain dump that failed so is run again,
+ * at most GLUE_DUMP_RETRIES times; the failed run's log is kept beside.
+ * Not a pre-copy's final dump (its memory tracking may be spent), a lazy
+ * dump or a runtime's checkpoint: those fail as they did.  0 when it runs
+ * again.
+ */
+#define GLUE_DUMP_RETRIES 2
+static int glue_dump_retry(struct src_agent *a, struct src_migration *m,
+			   const struct criuproc_exit *e)
+{
+	char from[API_ID_MAX + 16], to[API_ID_MAX + 32];
+	int ret;
+
+	if (!strstr(e->log_tail, "Can't get proc fd") || m->lazy_dump || m->ctr.id[0] ||
+	    m->precopy != API_PRECOPY_OFF || m->dump_retries >= GLUE_DUMP_RETRIES || a->stopping)
+		return -EAGAIN;
+	m->dump_retries++;
+	snprintf(from, sizeof(from), "%s/dump.log", m->id);
+	snprintf(to, sizeof(to), "%s/dump-failed-%u.log", m->id, m->dump_retries);
+	if (renameat(a->images_root_fd, from, a->images_root_fd, to) < 0)
+		log_warn("migration %s: cannot keep %s/dump.log as %s: %s", m->id, m->dir, to,
+			 strerror(errno));
+	log_warn("migration %s: criu dump failed before it dumped anything (%s): another dump's "
+		 "parasite held its proc directory in the same working directory; process %d "
+		 "runs on, dumping it again (%u of %u)",
+		 m->id, e->log_tail, (int)m->pid, m->dump_retries, GLUE_DUMP_RETRIES);
+	ret = glue_dump_start(a, m);
+	if (ret < 0)
+		log_err("migration %s: cannot run criu dump again: %s", m->id, strerror(-ret));
+	return ret;
+}
+
 static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 {
 	struct src_migration *m = arg;
@@ -480,6 +519,8 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e)
 	}
 	/* CRIU freezes the tree when it starts and leaves it dumped (dead) when it exits. */
 	m->freeze_ms = (int64_t)(e->elapsed_ns / 1000000);
+	if (!e->ok && glue_dump_retry(m->agent, m, e) == 0)
+		return;
 	if (!e->ok) {
 		glue_criu_failure(m, m->ctr.id[0] ? "runc checkpoint" : "criu dump", e, "dump.log",
 				  why, sizeof(why));

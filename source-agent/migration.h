@@ -210,7 +210,8 @@ struct src_migration {
 	 * destination that held a slot there: one fewer, and it asks at once.
 	 */
 	unsigned int queue_dest_busy;
-	bool queue_ok; /* the request's "queue": it may wait rather than be refused */
+	bool queue_ok;		   /* the request's "queue": it may wait rather than be refused */
+	unsigned int dump_retries; /* criu dumps run again after a collision (api_glue.c) */
 };
 
 TAILQ_HEAD(src_mig_list, src_migration);

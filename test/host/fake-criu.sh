@@ -21,6 +21,9 @@
 # superseded).  FAKE_CRIU_HOOK, when set, is run by bash with VERB and DIR
 # in its environment after a pre-dump wrote its round and before a dump
 # writes anything, so a test can change the rounds at those points.
+# FAKE_CRIU_PROCFD_FAILS=N: the first N dumps into a directory fail as
+# criu's parasite does when another dump holds "proc.crtools" in the same
+# working directory ("Can't get proc fd"), writing nothing else.
 verb=$1
 args="$*"
 dir=
@@ -70,6 +73,17 @@ pre-dump)
 dump)
 	hook
 	sleep "${FAKE_CRIU_DELAY:-1}"
+	if [ "${FAKE_CRIU_PROCFD_FAILS:-0}" -gt 0 ]; then
+		n=$(($(cat "$dir/fake-criu.procfd" 2>/dev/null || echo 0) + 1))
+		echo "$n" >"$dir/fake-criu.procfd"
+		if [ "$n" -le "$FAKE_CRIU_PROCFD_FAILS" ]; then
+			printf '%s\n' '(00.010000) pie: 1: Error (criu/pie/parasite.c:550): Can'"'"'t create a directory (-17)' \
+				'(00.010100) Error (criu/cr-dump.c:1584): Can'"'"'t get proc fd (pid: 1)' \
+				'(00.010200) Unfreezing tasks into 1' \
+				'(00.010300) Error (criu/cr-dump.c:2053): Dumping FAILED.' >"$dir/dump.log"
+			exit 1
+		fi
+	fi
 	if [ -n "$lazy" ]; then
 		"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M --lazy-only >"$dir/mkimage.out" 2>&1 || exit 1
 		hangup=

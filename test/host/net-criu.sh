@@ -4,10 +4,12 @@
 # migration is dumping, then serving its images to a destination (every
 # page verified); another is rolled back (rolled_back), and a rollback whose
 # restore fails ends failed naming the log.  A source with --criu /bin/false
-# reports the failed dump.  The real criu runs in test/rxe/t/31-agent.t.
+# reports the failed dump.  A dump that fails as criu's parasite does when
+# another dump holds its proc directory ("Can't get proc fd") is run again,
+# at most twice, its log kept.  The real criu runs in test/rxe/t/31-agent.t.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 16
+plan 21
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -89,9 +91,44 @@ check "... and it cannot be rolled back (409: no complete checkpoint)" \
 	eval "test $? -eq 1 && grep -q 'no complete checkpoint' '$T/f1-rb.out'"
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
+
+# The parasite's collision: once (run again, then serving), then every time.
+sock3=$T/run/source3.sock
+FAKE_CRIU_PROCFD_FAILS=1 start_source "$T/source3.log" --api-socket "$sock3" --images-root "$root" \
+	--criu "$fake"
+"$RDMIG_CTL" --socket "$sock3" migrate --pid $$ --secret-file "$T/secret" --id p1 >/dev/null 2>&1
+for _ in $(seq 200); do
+	"$RDMIG_CTL" --socket "$sock3" status p1 --json >"$T/p1.json" 2>&1
+	grep -q '"state": "\(serving\|failed\)"' "$T/p1.json" && break
+	sleep 0.1
+done
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+FAKE_CRIU_PROCFD_FAILS=9 start_source "$T/source4.log" --api-socket "$sock3" --images-root "$root" \
+	--criu "$fake"
+"$RDMIG_CTL" --socket "$sock3" migrate --pid $$ --secret-file "$T/secret" --id p3 >/dev/null 2>&1
+for _ in $(seq 200); do
+	"$RDMIG_CTL" --socket "$sock3" status p3 --json >"$T/p3.json" 2>&1
+	grep -q '"state": "failed"' "$T/p3.json" && break
+	sleep 0.1
+done
+check "proc fd collision once: dumped again, the failed run's log kept" \
+	eval "test \$(grep -c '^dump ' '$root/p1/fake-criu.args') -eq 2 && grep -q \"Can't get proc fd\" '$root/p1/dump-failed-1.log'"
+check "... and the second run's images are served (serving)" \
+	eval "grep -q '\"state\": \"serving\"' '$T/p1.json' && grep -q 'migration p1: process $$ dumped to $root/p1' '$T/source3.log'"
+check "... the log says why it ran again" \
+	grep -q "migration p1: criu dump failed before it dumped anything (Error (criu/cr-dump.c:1584): Can't get proc fd (pid: 1)).*dumping it again (1 of 2)" "$T/source3.log"
+check "every time: three runs in all, then failed" \
+	eval "test \$(grep -c '^dump ' '$root/p3/fake-criu.args') -eq 3 && grep -q '\"state\": \"failed\"' '$T/p3.json'"
+check "... naming criu's error, not its closing line" \
+	grep -q "criu dump failed (exit status 1); see $root/p3/dump.log: Error (criu/cr-dump.c:1584): Can't get proc fd (pid: 1)" "$T/p3.json"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log"
 	diag_file "$T/source2.log"
+	diag_file "$T/source3.log"
+	diag_file "$T/source4.log"
 	diag_file "$T/dest.log"
 	for f in "$T"/*.out "$T"/*.json; do diag_file "$f" 5; done
 }
