@@ -394,6 +394,14 @@ dst_case() {
 	esac
 	wait_file "$shared/$c.migrated" 900 || say "$c: no word from the source"
 	[ "$(cat "$shared/$c.migrated" 2>/dev/null)" = 0 ] || st=1
+	# Failed on the source before it reached this agent (its dump failed):
+	# nothing here to wait for, nor a workload to ask (minutes each in TCG).
+	if [ $st -ne 0 ] && [ -z "$(mig_state "$c" "$dsock")" ]; then
+		say "$c: never reached the destination agent"
+		say "json $c verdict {\"during\":false,\"after\":false,\"gen0\":0,\"gen1\":0,\"gen2\":0,\"pid\":0,\"state\":\"gone\"}"
+		echo 1 >"$shared/$c.verified"
+		return 1
+	fi
 	s=$(wait_final "$dsock" "$c" 300)
 	say "$c: the destination agent: $s"
 	say "json $c dest $(mig_json "$c" "$dsock")"
