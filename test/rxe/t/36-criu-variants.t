@@ -32,15 +32,17 @@ rxe_secret "$top"
 
 # Each side runs the variants in turn.  A variant's files on the shared
 # directory (generation, dump time) are its own: the source may start the
-# next one before the dest has read them.  A slow drain (one 16 KiB READ
-# at a time) and read-ahead windows of 4 pages at most so that the variant
-# surely happens while pages still move: with the adaptive read-ahead (64
-# pages) the workload's sequential rewrite once pulled every page within
-# seconds of the restore, before its fork.
+# next one before the dest has read them.  The variant must happen while
+# pages still move, so nothing may bring them all in first: the drain
+# moves one page per READ, one READ at a time, each fault fetches its own
+# page only, and the workload pauses 2 ms after each page it rewrites.
+# With 16 KiB drain READs and 4-page read-ahead, a CI rehearsal saw the fork and
+# the mremap find every page in: the two rewriting threads had pulled the
+# rest by their own faults before the script asked for the variant.
 side() {
 	cat <<EOF
 export RDMIG_BUILD=$build RDMIG_SECRET=$secrets/s RDMIG_SIZE_MB=32
-export RDMIG_DEST_ARGS='--drain-depth 1 --drain-chunk 16K --readahead 4'
+export RDMIG_DEST_ARGS='--drain-depth 1 --drain-chunk 4K --readahead 1' RDMIG_WL_ARGS='--delay-us 2000'
 port=7520
 for v in $variants; do
 	port=\$((port + 1))
