@@ -61,8 +61,12 @@ check "... it is pending while its images are mapped, then serving ($s0 -> $s1)"
 	test "$s0 $s1" = "pending serving"
 n=$(wc -l <"$T/health.out")
 slow=$(awk '$1 != 200 || $2 >= 0.5' "$T/health.out" | wc -l)
-check "GET /v1/health answered all the while: $n polls, $slow late or failed" \
-	eval "test '$n' -ge 10 && test '$slow' -eq 0"
+# A loop blocked by the 2 s mapping fails every poll for 2 s: 3 or more in
+# a row at 0.5 s each.  One late poll on a loaded host (ASan, guests) is no
+# block.
+run=$(awk '{ if ($1 != 200 || $2 >= 0.5) { r++; if (r > m) m = r } else r = 0 } END { print m + 0 }' "$T/health.out")
+check "GET /v1/health answered all the while: $n polls, $slow late or failed, at most $run in a row" \
+	eval "test '$n' -ge 10 && test '$run' -le 1 && test '$slow' -le 2"
 map_s=$(sed -n 's/.*migration m1: .* mapped and checksummed in \([0-9.]*\) s.*/\1/p' "$T/source.log")
 check "... while the mapping ran (${map_s} s, 256 MiB with page checksums)" \
 	eval "test -n '$map_s' && ! fast '$map_s' 2.0 && grep -q 'migration m1: 1 task(s), 2[0-9.]* MiB of lazy pages' '$T/source.log'"
