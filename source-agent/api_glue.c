@@ -486,8 +486,9 @@ static int glue_dump_retry(struct src_agent *a, struct src_migration *m,
 	char from[API_ID_MAX + 16], to[API_ID_MAX + 32];
 	int ret;
 
-	if (!strstr(e->log_tail, "Can't get proc fd") || m->lazy_dump || m->ctr.id[0] ||
-	    m->precopy != API_PRECOPY_OFF || m->dump_retries >= GLUE_DUMP_RETRIES || a->stopping)
+	if (m->state != SRC_MIG_DUMPING || !strstr(e->log_tail, "Can't get proc fd") ||
+	    m->lazy_dump || m->ctr.id[0] || m->precopy != API_PRECOPY_OFF ||
+	    m->dump_retries >= GLUE_DUMP_RETRIES || a->stopping)
 		return -EAGAIN;
 	m->dump_retries++;
 	snprintf(from, sizeof(from), "%s/dump.log", m->id);
