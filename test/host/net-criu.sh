@@ -96,6 +96,7 @@ wait_pid "$src_pid" 20
 sock3=$T/run/source3.sock
 FAKE_CRIU_PROCFD_FAILS=1 start_source "$T/source3.log" --api-socket "$sock3" --images-root "$root" \
 	--criu "$fake"
+wait_log "$T/source3.log" "api: serving on $sock3" >/dev/null
 "$RDMIG_CTL" --socket "$sock3" migrate --pid $$ --secret-file "$T/secret" --id p1 >/dev/null 2>&1
 for _ in $(seq 200); do
 	"$RDMIG_CTL" --socket "$sock3" status p1 --json >"$T/p1.json" 2>&1
@@ -106,6 +107,8 @@ kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
 FAKE_CRIU_PROCFD_FAILS=9 start_source "$T/source4.log" --api-socket "$sock3" --images-root "$root" \
 	--criu "$fake"
+# Its API comes up after its records are read: the same socket, not the last agent's.
+wait_log "$T/source4.log" "api: serving on $sock3" >/dev/null
 "$RDMIG_CTL" --socket "$sock3" migrate --pid $$ --secret-file "$T/secret" --id p3 >/dev/null 2>&1
 for _ in $(seq 200); do
 	"$RDMIG_CTL" --socket "$sock3" status p3 --json >"$T/p3.json" 2>&1
