@@ -78,12 +78,10 @@ check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 # A criu that fails at once.
 sock2=$T/run/source2.sock
 start_source "$T/source2.log" --api-socket "$sock2" --images-root "$root" --criu /bin/false
-"$RDMIG_CTL" --socket "$sock2" migrate --pid $$ --secret-file "$T/secret" --id f1 >/dev/null 2>&1
-for _ in $(seq 100); do
-	"$RDMIG_CTL" --socket "$sock2" status f1 --json >"$T/f1.json" 2>&1
-	grep -q '"state": "failed"' "$T/f1.json" && break
-	sleep 0.1
-done
+CTL=("$RDMIG_CTL" --socket "$sock2")
+"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id f1 >/dev/null 2>&1
+wait_state f1 failed 10
+"${CTL[@]}" status f1 --json >"$T/f1.json" 2>&1
 check "--criu /bin/false: failed, naming the exit status and dump.log" \
 	grep -q "criu dump failed (exit status 1); see $root/f1/dump.log: (no log written)" "$T/f1.json"
 "$RDMIG_CTL" --socket "$sock2" rollback f1 >"$T/f1-rb.out" 2>&1
@@ -97,24 +95,19 @@ sock3=$T/run/source3.sock
 FAKE_CRIU_PROCFD_FAILS=1 start_source "$T/source3.log" --api-socket "$sock3" --images-root "$root" \
 	--criu "$fake"
 wait_log "$T/source3.log" "api: serving on $sock3" >/dev/null
-"$RDMIG_CTL" --socket "$sock3" migrate --pid $$ --secret-file "$T/secret" --id p1 >/dev/null 2>&1
-for _ in $(seq 200); do
-	"$RDMIG_CTL" --socket "$sock3" status p1 --json >"$T/p1.json" 2>&1
-	grep -q '"state": "\(serving\|failed\)"' "$T/p1.json" && break
-	sleep 0.1
-done
+CTL=("$RDMIG_CTL" --socket "$sock3")
+"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id p1 >/dev/null 2>&1
+wait_state p1 serving 20
+"${CTL[@]}" status p1 --json >"$T/p1.json" 2>&1
 kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
 FAKE_CRIU_PROCFD_FAILS=9 start_source "$T/source4.log" --api-socket "$sock3" --images-root "$root" \
 	--criu "$fake"
 # Its API comes up after its records are read: the same socket, not the last agent's.
 wait_log "$T/source4.log" "api: serving on $sock3" >/dev/null
-"$RDMIG_CTL" --socket "$sock3" migrate --pid $$ --secret-file "$T/secret" --id p3 >/dev/null 2>&1
-for _ in $(seq 200); do
-	"$RDMIG_CTL" --socket "$sock3" status p3 --json >"$T/p3.json" 2>&1
-	grep -q '"state": "failed"' "$T/p3.json" && break
-	sleep 0.1
-done
+"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id p3 >/dev/null 2>&1
+wait_state p3 failed 20
+"${CTL[@]}" status p3 --json >"$T/p3.json" 2>&1
 check "proc fd collision once: dumped again, the failed run's log kept" \
 	eval "test \$(grep -c '^dump ' '$root/p1/fake-criu.args') -eq 2 && grep -q \"Can't get proc fd\" '$root/p1/dump-failed-1.log'"
 check "... and the second run's images are served (serving)" \
