@@ -95,11 +95,32 @@ use() {
 	check=$top/$1/check
 }
 
-# follow LOG PREFIX: copy LOG's lines to stdout as they come; sets fpid.
+# follow LOG PREFIX: copy LOG's lines to stdout as they come; sets fpid
+# (sed's) and flog.  tail's pid goes to LOG.tail, and sed also writes what
+# it copied to LOG.copied, for unfollow.  (A pipe, not a process
+# substitution: the guests' devtmpfs has no /dev/fd.)
 follow() {
 	touch "$1"
-	tail -n +1 -F "$1" 2>/dev/null | sed -u "s/^/$2/" &
-	fpid=$!
+	: >"$1.copied"
+	{
+		tail -n +1 -F "$1" 2>/dev/null &
+		echo $! >"$1.tail"
+		wait
+	} | sed -u "s/^/$2/w $1.copied" &
+	fpid=$! flog=$1
+}
+
+# unfollow: stop follow once every line of its log is copied (at most
+# 10 s).  A one-vCPU TCG guest may not run tail and sed for a second while
+# an agent writes its last lines and exits; a fixed sleep lost them.
+unfollow() {
+	local end=$((SECONDS + 10))
+	while [ "$(wc -l <"$flog")" -gt "$(wc -l <"$flog.copied")" ] && [ $SECONDS -lt $end ]; do
+		sleep 0.1
+	done
+	# tail's end ends sed, which writes its last lines first.
+	kill "$(cat "$flog.tail" 2>/dev/null)" 2>/dev/null
+	wait "$fpid" 2>/dev/null
 }
 
 # ---- source guest -------------------------------------------------------
@@ -205,7 +226,7 @@ source_side() {
 	# source) instead of pausing, which is what a rollback needs here.
 	start_source_agent "$sock" --verify --dead-after "$dead" --no-resume || {
 		say "rdmig-source did not start"
-		kill "$fpid"
+		unfollow
 		echo 1 >"$sh/source.end"
 		return 1
 	}
@@ -219,8 +240,7 @@ source_side() {
 	done
 	kill -TERM "$spid"
 	wait "$spid"
-	sleep 0.5
-	kill "$fpid"
+	unfollow
 	echo "$st" >"$sh/source.end"
 	return $st
 }
@@ -267,8 +287,7 @@ dest_case() {
 		say "$id dest json: $(jq -nc --arg h "$how" '{how: $h, restored: false}')"
 		kill "$rdest" 2>/dev/null
 		wait "$rdest"
-		sleep 0.5
-		kill "$fpid"
+		unfollow
 		echo "restore failed" >"$sh/$id.dest"
 		poll 60 test -e "$sh/$id.finished"
 		return 1
@@ -302,8 +321,7 @@ dest_case() {
 		wait "$rdest"
 		dexit=$?
 	fi
-	sleep 0.5
-	kill "$fpid"
+	unfollow
 	[ -n "$(live_workloads)" ] && left=true
 	say "$id dest json: $(jq -nc --arg h "$how" --argjson rp "${rp:-null}" --argjson rss "${rss:-null}" \
 		--argjson sz "$size" --argjson k "$killed" --argjson a "$(secs "$t0" "$t1")" \
