@@ -302,15 +302,24 @@ static void glue_preregistered(struct src_migration *m, int ret)
 
 /*
  * Over RDMA, registers m's checkpoint now, while the destination is asked
- * and connects, rather than inside the freeze after it authenticated.
+ * and connects, rather than inside the freeze after it authenticated; for
+ * a lazy dump, the staging area its pages will be pulled into.
  */
 static void glue_prereg(struct src_agent *a, struct src_migration *m)
 {
 	struct offload *o;
+	size_t len;
+	void *base;
 
-	if (a->kind != XPORT_RDMA || !a->data_verbs || m->lazy_dump || !(o = glue_offload(a)))
+	if (a->kind != XPORT_RDMA || !a->data_verbs || !(o = glue_offload(a)))
 		return;
-	src_prereg_start(m, o, a->data_verbs, glue_preregistered);
+	if (!m->lazy_dump) {
+		src_prereg_start(m, o, a->data_verbs, glue_preregistered);
+		return;
+	}
+	/* A failure is logged; the session then registers the area when it serves. */
+	if (m->lazy && m->map && src_lazydump_area(m->lazy, m->map->set, &base, &len) == 0 && len)
+		src_prereg_start_area(m, o, a->data_verbs, base, len, glue_preregistered);
 }
 
 /* m's images are mapped (ret 0: it serves now) or cannot be. */
@@ -926,8 +935,7 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
  */
 static void glue_early_pd(struct src_agent *a, struct src_migration *m)
 {
-	if (a->kind == XPORT_RDMA && a->data_verbs && !m->lazy_dump && !a->no_early &&
-	    !src_prereg_pd(m))
+	if (a->kind == XPORT_RDMA && a->data_verbs && !a->no_early && !src_prereg_pd(m))
 		src_prereg_open(m, a->data_verbs);
 }
 

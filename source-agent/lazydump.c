@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,6 +35,8 @@ struct src_lazydump {
 	bool ready;
 	bool released;
 	struct lazystage *stage;
+	void *area; /* the stage's area, made ahead by src_lazydump_area() */
+	size_t area_len;
 };
 
 /* A port free on 127.0.0.1 now; the dump binds it a moment later. */
@@ -202,11 +206,35 @@ int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set)
 	if (ld->stage)
 		return 0;
 	snprintf(port, sizeof(port), "%d", ld->port);
-	ret = lazystage_open(ld->base, set, "127.0.0.1", port, &ld_stage_ops, ld, &ld->stage);
+	ret = lazystage_open(ld->base, set, ld->area, "127.0.0.1", port, &ld_stage_ops, ld,
+			     &ld->stage);
 	if (ret < 0)
 		log_err("lazy dump of pid %d: cannot stage from 127.0.0.1:%d: %s", (int)ld->pid,
 			ld->port, strerror(-ret));
 	return ret;
+}
+
+int src_lazydump_area(struct src_lazydump *ld, const struct img_set *set, void **base, size_t *len)
+{
+	uint64_t n = lazystage_area_len(set);
+	void *a;
+
+	if (ld->stage)
+		return -EALREADY;
+	if (!ld->area && n) {
+		a = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (a == MAP_FAILED) {
+			log_err("lazy dump of pid %d: cannot map a %" PRIu64
+				"-byte staging area: %s",
+				(int)ld->pid, n, strerror(errno));
+			return -ENOMEM;
+		}
+		ld->area = a;
+		ld->area_len = n;
+	}
+	*base = ld->area;
+	*len = ld->area_len;
+	return 0;
 }
 
 struct lazystage *src_lazydump_stage_of(const struct src_lazydump *ld)
@@ -274,6 +302,8 @@ void src_lazydump_free(struct src_lazydump *ld)
 	if (!ld)
 		return;
 	lazystage_free(ld->stage);
+	if (ld->area)
+		munmap(ld->area, ld->area_len);
 	if (ld->status_ev)
 		event_free(ld->status_ev);
 	if (ld->status_rfd >= 0)

@@ -16,9 +16,10 @@
  * inside a src_lazydump_*() call.
  *
  * Ownership: the migration owns its lazydump (src_migration.lazy); the
- * stage and its area are the lazydump's until src_lazydump_free()
- * (sessions deregister the area before).  Functions return 0 or a negative
- * errno.
+ * stage and its area (mapped by src_lazydump_area() and lent to the stage,
+ * or the stage's own) are the lazydump's until src_lazydump_free()
+ * (sessions and the migration's prereg deregister the area before).  Functions return 0 or a
+ * negative errno.
  */
 #ifndef RDMIG_SRC_LAZYDUMP_H
 #define RDMIG_SRC_LAZYDUMP_H
@@ -69,6 +70,13 @@ bool src_lazydump_is_ready(const struct src_lazydump *ld);
  * server; set must outlive the stage.  Once only: later calls return 0.
  */
 int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set);
+
+/*
+ * The staging area for set, mapped now (once) so that it can be registered
+ * for RDMA READ before a destination connects (prereg.h); the stage then
+ * fills it.  *len 0: nothing is lazy.  -EALREADY once the stage exists.
+ */
+int src_lazydump_area(struct src_lazydump *ld, const struct img_set *set, void **base, size_t *len);
 
 /* The stage, or NULL before src_lazydump_stage(). */
 struct lazystage *src_lazydump_stage_of(const struct src_lazydump *ld);

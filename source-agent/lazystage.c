@@ -32,6 +32,7 @@ struct lazystage {
 	size_t nr_tasks;
 	uint8_t *area;
 	size_t area_len;
+	bool area_lent;	 /* the caller's (lazystage_open()): not unmapped here */
 	size_t next;	 /* the background pull's next unit */
 	size_t bg_asked; /* background units asked for, not staged yet */
 	size_t staged;
@@ -40,8 +41,22 @@ struct lazystage {
 
 static void ls_unit_done(struct criupsrv_req *r, int status, void *arg);
 
-/* Cuts every lazy range of set into units; lays them out in the area. */
-static int ls_build(struct lazystage *ls, const struct img_set *set)
+uint64_t lazystage_area_len(const struct img_set *set)
+{
+	uint64_t len = 0;
+	size_t i, j;
+
+	for (i = 0; i < set->nr_tasks; i++)
+		for (j = 0; j < set->tasks[i].nr_lazy; j++)
+			len += set->tasks[i].lazy[j].len;
+	return len;
+}
+
+/*
+ * Cuts every lazy range of set into units; lays them out in the area,
+ * area if not NULL (lazystage_area_len() bytes), else one mapped here.
+ */
+static int ls_build(struct lazystage *ls, const struct img_set *set, void *area_in)
 {
 	const struct img_task *t;
 	struct lazystage_unit *u;
@@ -82,8 +97,14 @@ static int ls_build(struct lazystage *ls, const struct img_set *set)
 	ls->nr_tasks = set->nr_tasks;
 	if (!area)
 		return 0;
-	/* Touched only as replies land: a lazy set's worth of RSS at most. */
-	ls->area = mmap(NULL, area, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area_in) {
+		ls->area = area_in;
+		ls->area_lent = true;
+	} else {
+		/* Touched only as replies land: a lazy set's worth of RSS at most. */
+		ls->area =
+		    mmap(NULL, area, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	}
 	if (ls->area == MAP_FAILED) {
 		ls->area = NULL;
 		log_err("lazy dump: cannot map a %" PRIu64 "-byte staging area: %s", area,
@@ -165,7 +186,7 @@ static void ls_closed(struct criupsrv *ps, int status, void *arg)
 
 static const struct criupsrv_ops ls_psrv_ops = {.failed = ls_failed, .closed = ls_closed};
 
-static int ls_new(const struct img_set *set, const struct lazystage_ops *ops, void *arg,
+static int ls_new(const struct img_set *set, void *area, const struct lazystage_ops *ops, void *arg,
 		  struct lazystage **out)
 {
 	struct lazystage *ls;
@@ -177,7 +198,7 @@ static int ls_new(const struct img_set *set, const struct lazystage_ops *ops, vo
 		return -ENOMEM;
 	ls->ops = ops;
 	ls->arg = arg;
-	ret = ls_build(ls, set);
+	ret = ls_build(ls, set, area);
 	if (ret < 0) {
 		lazystage_free(ls);
 		return ret;
@@ -191,14 +212,14 @@ static enum criupsrv_wire ls_wire(const struct img_set *set)
 	return set->pagemap_v42 ? CRIUPSRV_WIRE_42 : CRIUPSRV_WIRE_317;
 }
 
-int lazystage_open(struct event_base *base, const struct img_set *set, const char *host,
+int lazystage_open(struct event_base *base, const struct img_set *set, void *area, const char *host,
 		   const char *port, const struct lazystage_ops *ops, void *arg,
 		   struct lazystage **out)
 {
 	struct lazystage *ls;
 	int ret;
 
-	ret = ls_new(set, ops, arg, &ls);
+	ret = ls_new(set, area, ops, arg, &ls);
 	if (ret < 0)
 		return ret;
 	ret = criupsrv_connect(base, host, port, ls_wire(set), &ls_psrv_ops, ls, &ls->ps);
@@ -211,14 +232,14 @@ int lazystage_open(struct event_base *base, const struct img_set *set, const cha
 	return 0;
 }
 
-int lazystage_open_fd(struct event_base *base, const struct img_set *set, int fd,
+int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area, int fd,
 		      const struct lazystage_ops *ops, void *arg, struct lazystage **out)
 {
 	struct lazystage *ls;
 	int ret;
 
 	*out = NULL;
-	ret = ls_new(set, ops, arg, &ls);
+	ret = ls_new(set, area, ops, arg, &ls);
 	if (ret < 0) {
 		close(fd);
 		return ret;
@@ -355,7 +376,7 @@ void lazystage_free(struct lazystage *ls)
 	if (!ls)
 		return;
 	criupsrv_free(ls->ps);
-	if (ls->area)
+	if (ls->area && !ls->area_lent)
 		munmap(ls->area, ls->area_len);
 	free(ls->units);
 	free(ls->tasks);

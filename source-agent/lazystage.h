@@ -19,9 +19,9 @@
  * lazystage_want() and lazystage_close(); failed() and closed() may free.
  *
  * Ownership: lazystage_open() keeps a pointer to set, which must outlive
- * the stage; the area and the units are the stage's, valid until
- * lazystage_free() (deregister the area before).  Functions return 0 or a
- * negative errno.
+ * the stage; the units, and the area unless the caller lent it, are the
+ * stage's, valid until lazystage_free() (deregister the area before).
+ * Functions return 0 or a negative errno.
  */
 #ifndef RDMIG_SRC_LAZYSTAGE_H
 #define RDMIG_SRC_LAZYSTAGE_H
@@ -68,11 +68,17 @@ struct lazystage_ops {
 	void (*closed)(struct lazystage *ls, int status, void *arg);
 };
 
+/* The area's length for set: the sum of its lazy ranges. */
+uint64_t lazystage_area_len(const struct img_set *set);
+
 /*
  * Builds the units of set's lazy ranges and the area, and connects to the
  * dump's page server at host:port (numeric).  The pull starts at once.
+ * area: NULL, the stage maps its own; else lazystage_area_len(set) bytes
+ * of anonymous memory the caller mapped (and registered, maybe) before,
+ * which stays the caller's to unmap after lazystage_free().
  */
-int lazystage_open(struct event_base *base, const struct img_set *set, const char *host,
+int lazystage_open(struct event_base *base, const struct img_set *set, void *area, const char *host,
 		   const char *port, const struct lazystage_ops *ops, void *arg,
 		   struct lazystage **out);
 
@@ -80,7 +86,7 @@ int lazystage_open(struct event_base *base, const struct img_set *set, const cha
  * The same over an already connected socket fd (owned by the stage from
  * the call on, even on failure); for tests.
  */
-int lazystage_open_fd(struct event_base *base, const struct img_set *set, int fd,
+int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area, int fd,
 		      const struct lazystage_ops *ops, void *arg, struct lazystage **out);
 
 /* The area to register: base and length (0 when nothing is lazy). */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 
@@ -19,6 +20,7 @@ struct src_prereg {
 	struct prereg_job *job; /* in flight, or NULL */
 	struct ibv_mr **mrs;	/* per map file once registered; NULL once taken */
 	size_t nr_mrs;
+	bool area; /* mrs is a lazy dump's staging area, one region */
 	/*
 	 * The pre-copy rounds' pages files, mapped (rfiles) and registered
 	 * (rmrs[i], or NULL) when each round ended; an entry's region moves to
@@ -46,6 +48,8 @@ struct prereg_job {
 	struct rdma_pd *pd; /* the job's own reference */
 	struct imgmap_file *files;
 	size_t nr_files;
+	bool touch;    /* fault in files[0] writable first: a fresh staging area */
+	int touch_err; /* its errno, or 0 */
 	/* Worker outputs. */
 	struct ibv_mr **mrs;
 	int ret;
@@ -106,6 +110,25 @@ static void job_run(struct offload_job *oj)
 	struct prereg_job *j = job_of(oj);
 	uint64_t t0 = now_ns();
 
+	/*
+	 * A REMOTE_READ region is pinned read-only, and a page of a fresh
+	 * anonymous area not written yet may be the shared zero page (with THP
+	 * the huge one): whether a read-only pin gets a page of its own then
+	 * depends on the kernel.  Faulted in writable first, every page is the
+	 * area's own on any kernel, and in 2 MiB pages where THP allows it: 512
+	 * times fewer faults for what the registration would clear anyway.
+	 * madvise, not stores: the area is the migration's, which may unmap it
+	 * meanwhile (offload.h), and madvise then fails where a store would
+	 * fault.
+	 */
+	if (j->touch && !offload_job_cancelled(oj)) {
+		(void)madvise(j->files[0].base, j->files[0].len, MADV_HUGEPAGE);
+		if (madvise(j->files[0].base, j->files[0].len, MADV_POPULATE_WRITE) < 0) {
+			/* An older kernel (before 5.14): as the session would, in small pages. */
+			j->touch_err = errno;
+			(void)madvise(j->files[0].base, j->files[0].len, MADV_NOHUGEPAGE);
+		}
+	}
 	j->ret = offload_job_cancelled(oj)
 		     ? -ECANCELED
 		     : src_prereg_register(j->files, j->nr_files, rdma_pd_ibv(j->pd), j->mrs);
@@ -136,9 +159,10 @@ static void job_done(struct offload_job *oj, bool ran)
 	}
 	m->prereg->job = NULL;
 	if (ret < 0) {
-		log_warn("migration %s: cannot register the checkpoint ahead of the destination "
+		log_warn("migration %s: cannot register the %s ahead of the destination "
 			 "(%s): it is registered once the destination authenticated",
-			 m->id, strerror(-ret));
+			 m->id, m->prereg->area ? "staging area" : "checkpoint", strerror(-ret));
+		m->prereg->area = false;
 	} else {
 		for (size_t i = 0; m->prereg->adopted && i < j->nr_files; i++) {
 			if (!j->mrs[i])
@@ -148,9 +172,14 @@ static void job_done(struct offload_job *oj, bool ran)
 		m->prereg->mrs = j->mrs;
 		m->prereg->nr_mrs = j->nr_files;
 		j->mrs = NULL;
-		log_info("migration %s: checkpoint registered for RDMA READ in %.2f s, before the "
+		if (j->touch_err)
+			log_info("migration %s: its staging area was registered without being "
+				 "faulted in first (madvise MADV_POPULATE_WRITE: %s)",
+				 m->id, strerror(j->touch_err));
+		log_info("migration %s: %s registered for RDMA READ in %.2f s, before the "
 			 "destination connected",
-			 m->id, (double)j->ns / 1e9);
+			 m->id, m->prereg->area ? "staging area" : "checkpoint",
+			 (double)j->ns / 1e9);
 	}
 	prereg_adopted_free(m->prereg);
 	j->done(m, ret);
@@ -425,12 +454,49 @@ out:
 	return ret;
 }
 
+/*
+ * A job for n regions of m (files and mrs allocated, files to fill), in
+ * m's PD, opened now if no round or early connection opened it.
+ */
+static int prereg_job_new(struct src_migration *m, struct ibv_context *verbs, size_t n,
+			  src_prereg_done_fn done, struct prereg_job **out)
+{
+	struct src_prereg *p = prereg_get(m);
+	struct prereg_job *j = calloc(1, sizeof(*j));
+	int ret = -ENOMEM;
+
+	*out = NULL;
+	if (!p || !j)
+		goto out;
+	ret = p->pd ? 0 : rdma_pd_open(verbs, &p->pd);
+	if (ret < 0)
+		goto out;
+	j->files = calloc(n, sizeof(*j->files));
+	j->mrs = calloc(n, sizeof(*j->mrs));
+	if (!j->files || !j->mrs) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	j->nr_files = n;
+	j->pd = rdma_pd_ref(p->pd);
+	j->m = m;
+	j->done = done;
+	snprintf(j->id, sizeof(j->id), "%s", m->id);
+	j->job.run = job_run;
+	j->job.done = job_done;
+	*out = j;
+	j = NULL;
+out:
+	if (j)
+		job_free(j);
+	return ret;
+}
+
 int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
 		     src_prereg_done_fn done)
 {
 	const struct imgmap *map = m->map;
 	struct prereg_job *j = NULL;
-	struct src_prereg *p;
 	size_t i, used = 0;
 	int ret;
 
@@ -441,51 +507,66 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 		used += map->files[i].base != NULL;
 	if (!used)
 		return -EINVAL;
-	p = prereg_get(m);
-	j = calloc(1, sizeof(*j));
-	if (!p || !j) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	ret = p->pd ? 0 : rdma_pd_open(verbs, &p->pd);
+	ret = prereg_job_new(m, verbs, map->nr_files, done, &j);
 	if (ret < 0)
 		goto out;
-	j->files = calloc(map->nr_files, sizeof(*j->files));
-	j->mrs = calloc(map->nr_files, sizeof(*j->mrs));
-	if (!j->files || !j->mrs) {
-		ret = -ENOMEM;
-		goto out;
-	}
 	/*
 	 * The mapping, not its path or fd: the worker reads nothing else of
 	 * the map, and skips the files whose round registered them already.
 	 */
 	for (i = 0; i < map->nr_files; i++) {
-		j->files[i].base = p->adopted && p->adopted[i] ? NULL : map->files[i].base;
+		j->files[i].base =
+		    m->prereg->adopted && m->prereg->adopted[i] ? NULL : map->files[i].base;
 		j->files[i].len = map->files[i].len;
 		j->files[i].path = j->id;
 	}
-	j->nr_files = map->nr_files;
-	j->pd = rdma_pd_ref(p->pd);
-	j->m = m;
-	j->done = done;
-	snprintf(j->id, sizeof(j->id), "%s", m->id);
-	j->job.run = job_run;
-	j->job.done = job_done;
 	ret = offload_submit(o, &j->job);
 	if (ret < 0)
 		goto out;
-	p->job = j;
+	m->prereg->job = j;
 	j = NULL;
 out:
 	if (j)
 		job_free(j);
-	if (ret < 0 && p)
-		prereg_adopted_free(p);
+	if (ret < 0 && m->prereg)
+		prereg_adopted_free(m->prereg);
 	if (ret < 0)
 		log_warn(
 		    "migration %s: cannot register its checkpoint ahead of the destination: %s",
 		    m->id, strerror(-ret));
+	return ret;
+}
+
+int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
+			  void *base, size_t len, src_prereg_done_fn done)
+{
+	struct prereg_job *j = NULL;
+	int ret;
+
+	if (m->prereg && (m->prereg->job || m->prereg->mrs))
+		return -EALREADY;
+	if (!base || !len)
+		return -EINVAL;
+	ret = prereg_job_new(m, verbs, 1, done, &j);
+	if (ret < 0)
+		goto out;
+	j->files[0].base = base;
+	j->files[0].len = len;
+	j->files[0].path = j->id;
+	j->touch = true;
+	ret = offload_submit(o, &j->job);
+	if (ret < 0)
+		goto out;
+	m->prereg->job = j;
+	m->prereg->area = true;
+	j = NULL;
+out:
+	if (j)
+		job_free(j);
+	if (ret < 0)
+		log_warn("migration %s: cannot register its staging area ahead of the "
+			 "destination: %s",
+			 m->id, strerror(-ret));
 	return ret;
 }
 
@@ -524,7 +605,7 @@ int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv
 	struct src_prereg *p = m->prereg;
 
 	if (!p || !p->mrs || !pd || !p->pd || rdma_pd_ibv(p->pd) != pd || !m->map ||
-	    p->nr_mrs != m->map->nr_files)
+	    p->nr_mrs != (p->area ? 1 : m->map->nr_files))
 		return -ENOENT;
 	*mrs = p->mrs;
 	*n = p->nr_mrs;

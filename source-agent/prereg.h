@@ -75,6 +75,16 @@ typedef void (*src_prereg_done_fn)(struct src_migration *m, int ret);
  */
 int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
 		     src_prereg_done_fn done);
+/*
+ * A lazy dump's staging area (lazydump.h src_lazydump_area(): mapped, not
+ * filled yet) registered the same way, one region: the registration, which
+ * pins and clears every page of it, leaves the freeze too.  The area must
+ * stay mapped until the region is deregistered (src_prereg_drop(), or the
+ * session that took it).
+ */
+int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
+			  void *base, size_t len, src_prereg_done_fn done);
+
 typedef void (*src_prereg_round_fn)(struct src_migration *m, int ret);
 
 /*
@@ -116,9 +126,9 @@ bool src_prereg_pending(const struct src_migration *m);
 /* The PD for a connection that names m, or NULL. */
 struct rdma_pd *src_prereg_pd(const struct src_migration *m);
 /*
- * The registered regions (one per m->map file) if they are in pd and no
- * session took them yet: the caller owns *mrs (n entries) from then.
- * -ENOENT otherwise.
+ * The registered regions (one per m->map file, or the one of a lazy dump's
+ * area) if they are in pd and no session took them yet: the caller owns
+ * *mrs (n entries) from then.  -ENOENT otherwise.
  */
 int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv_mr ***mrs,
 		    size_t *n);

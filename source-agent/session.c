@@ -511,14 +511,34 @@ static int send_stage_region(struct src_session *s)
 	int ret;
 
 	lazystage_area(sess_stage(s), &base, &len);
+	/* Registered while the destination was asked and connected (prereg.h), if in its PD. */
+	if (len && src_prereg_take(s->mig, xport_pd(s->x), &s->mrs, &s->nr_mrs) == 0) {
+		if (s->mrs[0] && s->mrs[0]->addr == base && s->mrs[0]->length == len) {
+			log_info("%s: the staging area was registered before the destination "
+				 "connected",
+				 s->name);
+			s->mig->register_ms = 0;
+			goto send;
+		}
+		src_prereg_deregister(s->mrs, s->nr_mrs, s->name);
+		free(s->mrs);
+	}
 	s->mrs = calloc(1, sizeof(*s->mrs));
 	if (!s->mrs)
 		return -ENOMEM;
 	s->nr_mrs = 1;
 	if (len) {
+		uint64_t t0 = now_ns();
+
 		ret = xport_reg(s->x, base, len, IBV_ACCESS_REMOTE_READ, &s->mrs[0]);
 		if (ret < 0)
 			return ret;
+		s->mig->register_ms = (int64_t)((now_ns() - t0) / 1000000);
+		log_info("%s: staging area registered for RDMA READ in %.2f s", s->name,
+			 (double)(now_ns() - t0) / 1e9);
+	}
+send:
+	if (len) {
 		reg.addr = (uintptr_t)base;
 		reg.len = len;
 		reg.rkey = s->mrs[0]->rkey;

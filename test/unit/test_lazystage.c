@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -85,8 +86,11 @@ static void t_closed(struct lazystage *ls, int status, void *arg)
 static const struct lazystage_ops t_ops = {
     .staged = t_staged, .failed = t_failed, .closed = t_closed};
 
-/* An image set whose lazy ranges are franges, and the fake serving them. */
-static void start(struct tctx *x, struct fake_psrv *f, enum fake_mode mode)
+/*
+ * An image set whose lazy ranges are franges, and the fake serving them;
+ * area: the caller's, or NULL.
+ */
+static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, void *area)
 {
 	size_t i;
 	int fd;
@@ -119,7 +123,12 @@ static void start(struct tctx *x, struct fake_psrv *f, enum fake_mode mode)
 	x->base = event_base_new();
 	x->end.base = x->base;
 	assert_non_null(x->base);
-	assert_int_equal(lazystage_open_fd(x->base, &x->set, fd, &t_ops, x, &x->ls), 0);
+	assert_int_equal(lazystage_open_fd(x->base, &x->set, area, fd, &t_ops, x, &x->ls), 0);
+}
+
+static void start(struct tctx *x, struct fake_psrv *f, enum fake_mode mode)
+{
+	start_in(x, f, mode, NULL);
 }
 
 static void finish(struct tctx *x, struct fake_psrv *f)
@@ -178,6 +187,42 @@ static void test_units_and_pull(void **state)
 	assert_false(f.protocol_error);
 }
 
+/*
+ * An area the caller mapped ahead (to register it before the stage
+ * exists): the stage fills it and leaves it mapped.
+ */
+static void test_lent_area(void **state)
+{
+	struct fake_psrv f;
+	struct tctx x;
+	uint64_t off;
+	uint8_t *area;
+	size_t len;
+	void *base;
+
+	(void)state;
+	area = mmap(NULL, 2410 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(area != MAP_FAILED);
+	start_in(&x, &f, FAKE_GOOD, area);
+	assert_int_equal(lazystage_area_len(&x.set), 2410 * PAGE);
+	lazystage_area(x.ls, &base, &len);
+	assert_ptr_equal(base, area);
+	assert_int_equal(len, 2410 * PAGE);
+	x.close_when_done = true;
+	event_base_dispatch(x.base);
+	assert_int_equal(x.end.closed_status, 0);
+	assert_int_equal(x.staged_calls, NR_UNITS);
+	assert_false(x.bad_csum);
+	assert_false(x.bad_pages);
+	finish(&x, &f);
+	/* Freed, the stage left the caller's area mapped, with the first range's pages at 0. */
+	for (off = 0; off < franges[0].nr * PAGE; off += PAGE)
+		assert_int_equal(pattern_check(area + off, franges[0].vaddr + off,
+					       pattern_seed_for_pid(franges[0].pid), NULL),
+				 0);
+	assert_int_equal(munmap(area, 2410 * PAGE), 0);
+}
+
 /* A fault's unit is the first the dump is asked for, and staged first. */
 static void test_want_first(void **state)
 {
@@ -223,6 +268,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_units_and_pull),
+	    cmocka_unit_test(test_lent_area),
 	    cmocka_unit_test(test_want_first),
 	    cmocka_unit_test(test_page_server_dies),
 	};

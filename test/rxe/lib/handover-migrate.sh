@@ -28,7 +28,8 @@
 # RDMIG_TRANSPORT (rdma, the default, or tcp: rdmig-source's -t and the
 # migration's --transport), RDMIG_WL_ARGS (more rdmig-workload options,
 # words, e.g. --delay-us to bound its rewrite rate), RDMIG_SOURCE_ARGS (more
-# rdmig-source options, words, e.g. --no-early).
+# rdmig-source options, words, e.g. --no-early), RDMIG_WORKER_LOG (1: the
+# destination worker's whole log in the output).
 #   handover-migrate.sh lazyfail   guest A alone: a lazy dump whose criu is
 #       killed while it serves; the workload stays stopped, then a rollback
 #       continues it here.
@@ -186,8 +187,13 @@ dest_verify() {
 		fi
 	fi
 	"$ctl" --socket "$sock" status "$id" 2>&1 | sed 's/^/handover: dest agent: /'
-	# The migration's worker logs to its own file: its lazy dump summary.
-	grep -h 'lazy dump:' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'
+	# The migration's worker logs to its own file: its lazy dump summary, or
+	# all of it with RDMIG_WORKER_LOG=1 (where the freeze went, seen from B).
+	if [ "${RDMIG_WORKER_LOG:-0}" = 1 ]; then
+		sed 's/^/handover: dest worker: /' "$top/dest/$id/rdmig-dest.log" 2>/dev/null
+	else
+		grep -h 'lazy dump:' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'
+	fi
 	echo "$st" >"$shared/verified"
 	return $st
 }

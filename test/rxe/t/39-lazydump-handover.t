@@ -4,7 +4,8 @@
 # --wait` on guest A, but the source agent runs `criu dump --lazy-pages`
 # (real CRIU): the freeze writes no memory, the source stops the dumped
 # workload, pulls its pages from criu's page server into its staging area
-# and announces each unit (StageRegion); guest B's agent restores it and
+# and announces each unit (StageRegion; over RDMA the area registered
+# before the destination connected); guest B's agent restores it and
 # serves its faults from the staged units (StageReq for a unit not staged
 # yet).  The workload (64 MiB, two threads rewriting it) verifies all its
 # memory on B while pages still move and after the last one.  Once per
@@ -21,7 +22,7 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
 transports=${RDMIG_LAZY_TRANSPORTS:-rdma tcp}
-tap_plan $((9 * $(wc -w <<<"$transports") + 6))
+tap_plan $((10 * $(wc -w <<<"$transports") + 6))
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -50,6 +51,16 @@ for tr in $transports; do
 	fetched=$(num pages_fetched)
 	[[ -n $pages && $pages -ge 16384 && $fetched == "$pages" && $json == *'"lazy_dump":true'* ]]
 	tap_ok $? "$tr: the API report: lazy_dump, every page moved ($fetched of ${pages:-?}), freeze $(num freeze_ms) ms, downtime $(num downtime_ms) ms"
+	# RDMA: the staging area was registered while the destination was asked
+	# and connected, and its session took it (0 ms after the proof); TCP
+	# registers nothing (null).
+	if [[ $tr == rdma ]]; then
+		[[ $(num register_ms) == 0 ]]
+		tap_ok $? "$tr: the staging area was registered ahead of the destination (register_ms $(num register_ms))"
+	else
+		[[ $json == *'"register_ms":null'* ]]
+		tap_ok $? "$tr: nothing registered (register_ms null)"
+	fi
 	pf=$(sed -n 's/^\[source\] handover: pages files: \([0-9]*\) bytes/\1/p' <<<"$RUN_OUT" | tail -n 1)
 	tap_cmp "${pf:-x}" -lt 4194304 "$tr: the dump wrote no memory: pages files hold $pf bytes of 64 MiB"
 	tap_like "$out" '^\[source\] handover: source workload after the migration: gone' \
