@@ -18,8 +18,8 @@
  * Ownership: the migration owns its lazydump (src_migration.lazy); the
  * stage and its area (mapped by src_lazydump_area() and lent to the stage,
  * or the stage's own) are the lazydump's until src_lazydump_free()
- * (sessions and the migration's prereg deregister the area before).  Functions return 0 or a
- * negative errno.
+ * (sessions and the migration's prereg deregister the area before).
+ * Functions return 0 or a negative errno.
  */
 #ifndef RDMIG_SRC_LAZYDUMP_H
 #define RDMIG_SRC_LAZYDUMP_H

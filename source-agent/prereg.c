@@ -117,9 +117,9 @@ static void job_run(struct offload_job *oj)
 	 * Faulted in writable first, every page is the area's own on any
 	 * kernel; the registration would fault them in anyway.  madvise, not
 	 * stores: the area is the migration's, which may unmap it meanwhile
-	 * (offload.h), and madvise then fails where a store would fault.  (In
-	 * 2 MiB pages, MADV_HUGEPAGE, the registration took 2.7x as long in
-	 * the guests.)
+	 * (offload.h), and madvise then fails where a store would fault.  In
+	 * 2 MiB pages (MADV_HUGEPAGE) it was no faster in the guests
+	 * (performance.md), so the area keeps the kernel's default.
 	 */
 	if (j->touch && !offload_job_cancelled(oj) &&
 	    madvise(j->files[0].base, j->files[0].len, MADV_POPULATE_WRITE) < 0)
