@@ -179,13 +179,13 @@ downtime_env() {
 		"RDMIG_VERIFY=$verify" \
 		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}" \
 		"$([ "${p[flow]:-}" = noearly ] && echo RDMIG_SOURCE_ARGS=--no-early)" \
-		"$([ "${p[flow]:-}" = early ] && echo RDMIG_SOURCE_ARGS=--early)"
+		"$(case ${p[flow]:-} in early | lazyearly) echo RDMIG_SOURCE_ARGS=--early ;; esac)"
 }
 
 # downtime_ctl: the rdmigctl migrate options of a downtime step's flow.
 downtime_ctl() {
 	case ${p[flow]:-plain} in
-	lazy) echo --lazy-dump ;;
+	lazy | lazyearly) echo --lazy-dump ;;
 	precopy2) echo --precopy=2 ;;
 	precopyauto) echo --precopy=auto ;;
 	esac
