@@ -20,7 +20,6 @@ struct src_prereg {
 	struct prereg_job *job; /* in flight, or NULL */
 	struct ibv_mr **mrs;	/* per map file once registered; NULL once taken */
 	size_t nr_mrs;
-	bool area; /* mrs is a lazy dump's staging area, one region */
 	/*
 	 * The pre-copy rounds' pages files, mapped (rfiles) and registered
 	 * (rmrs[i], or NULL) when each round ended; an entry's region moves to
@@ -70,8 +69,11 @@ int src_prereg_register(const struct imgmap_file *files, size_t n, struct ibv_pd
 		mrs[i] = ibv_reg_mr(pd, files[i].base, files[i].len, IBV_ACCESS_REMOTE_READ);
 		if (!mrs[i]) {
 			ret = -(errno ? errno : ENOMEM);
-			log_err("ibv_reg_mr of %s (%zu bytes, REMOTE_READ): %s", files[i].path,
-				files[i].len, strerror(-ret));
+			log_err("ibv_reg_mr of %s (%zu bytes, REMOTE_READ): %s%s", files[i].path,
+				files[i].len, strerror(-ret),
+				ret == -ENOMEM || ret == -EPERM
+				    ? " (check RLIMIT_MEMLOCK: ulimit -l)"
+				    : "");
 			src_prereg_deregister(mrs, i, files[i].path);
 			return ret;
 		}
@@ -156,8 +158,7 @@ static void job_done(struct offload_job *oj, bool ran)
 	if (ret < 0) {
 		log_warn("migration %s: cannot register the %s ahead of the destination "
 			 "(%s): it is registered once the destination authenticated",
-			 m->id, m->prereg->area ? "staging area" : "checkpoint", strerror(-ret));
-		m->prereg->area = false;
+			 m->id, m->lazy_dump ? "staging area" : "checkpoint", strerror(-ret));
 	} else {
 		for (size_t i = 0; m->prereg->adopted && i < j->nr_files; i++) {
 			if (!j->mrs[i])
@@ -173,8 +174,7 @@ static void job_done(struct offload_job *oj, bool ran)
 				 m->id, strerror(j->touch_err));
 		log_info("migration %s: %s registered for RDMA READ in %.2f s, before the "
 			 "destination connected",
-			 m->id, m->prereg->area ? "staging area" : "checkpoint",
-			 (double)j->ns / 1e9);
+			 m->id, m->lazy_dump ? "staging area" : "checkpoint", (double)j->ns / 1e9);
 	}
 	prereg_adopted_free(m->prereg);
 	j->done(m, ret);
@@ -553,7 +553,6 @@ int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv
 	if (ret < 0)
 		goto out;
 	m->prereg->job = j;
-	m->prereg->area = true;
 	j = NULL;
 out:
 	if (j)
@@ -600,7 +599,7 @@ int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv
 	struct src_prereg *p = m->prereg;
 
 	if (!p || !p->mrs || !pd || !p->pd || rdma_pd_ibv(p->pd) != pd || !m->map ||
-	    p->nr_mrs != (p->area ? 1 : m->map->nr_files))
+	    p->nr_mrs != (m->lazy_dump ? 1 : m->map->nr_files))
 		return -ENOENT;
 	*mrs = p->mrs;
 	*n = p->nr_mrs;

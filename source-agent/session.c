@@ -501,83 +501,60 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 	return 0;
 }
 
-/* A lazy dump's one region: its staging area, readable once each unit is announced. */
-static int send_stage_region(struct src_session *s)
-{
-	struct ctrl_region reg;
-	struct ctrl_out o;
-	size_t len;
-	void *base;
-	int ret;
-
-	lazystage_area(sess_stage(s), &base, &len);
-	/* Registered while the destination was asked and connected (prereg.h), if in its PD. */
-	if (len && src_prereg_take(s->mig, xport_pd(s->x), &s->mrs, &s->nr_mrs) == 0) {
-		if (s->mrs[0] && s->mrs[0]->addr == base && s->mrs[0]->length == len) {
-			log_info("%s: the staging area was registered before the destination "
-				 "connected",
-				 s->name);
-			s->mig->register_ms = 0;
-			goto send;
-		}
-		src_prereg_deregister(s->mrs, s->nr_mrs, s->name);
-		free(s->mrs);
-	}
-	s->mrs = calloc(1, sizeof(*s->mrs));
-	if (!s->mrs)
-		return -ENOMEM;
-	s->nr_mrs = 1;
-	if (len) {
-		uint64_t t0 = now_ns();
-
-		ret = xport_reg(s->x, base, len, IBV_ACCESS_REMOTE_READ, &s->mrs[0]);
-		if (ret < 0)
-			return ret;
-		s->mig->register_ms = (int64_t)((now_ns() - t0) / 1000000);
-		log_info("%s: staging area registered for RDMA READ in %.2f s", s->name,
-			 (double)(now_ns() - t0) / 1e9);
-	}
-send:
-	if (len) {
-		reg.addr = (uintptr_t)base;
-		reg.len = len;
-		reg.rkey = s->mrs[0]->rkey;
-	}
-	ret = ctrl_msg_mem_regions(&o, &reg, len ? 1 : 0);
-	return ret < 0 ? ret : sess_send(s, &o);
-}
-
 /*
- * The checkpoint's regions for this session: the ones registered before the
- * destination connected when this connection is in their PD and no session
- * took them yet, else registered now in the connection's PD.
+ * This session's regions over n files (the checkpoint's pages files, or a
+ * lazy dump's staging area as one), what naming them in the log: the ones
+ * registered before the destination connected when this connection is in
+ * their PD and no session took them yet, else registered now in the
+ * connection's PD.
  */
-static int sess_register(struct src_session *s)
+static int sess_register(struct src_session *s, const struct imgmap_file *files, size_t n,
+			 const char *what)
 {
-	const struct imgmap *map = s->mig->map;
 	struct ibv_pd *pd = xport_pd(s->x);
 	uint64_t t0 = now_ns();
 	int ret;
 
 	if (src_prereg_take(s->mig, pd, &s->mrs, &s->nr_mrs) == 0) {
-		log_info("%s: the checkpoint was registered before the destination connected",
-			 s->name);
+		log_info("%s: the %s was registered before the destination connected", s->name,
+			 what);
 		s->mig->register_ms = 0;
 		return 0;
 	}
 	if (!pd)
 		return -ENOTCONN;
-	s->mrs = calloc(map->nr_files ? map->nr_files : 1, sizeof(*s->mrs));
+	s->mrs = calloc(n ? n : 1, sizeof(*s->mrs));
 	if (!s->mrs)
 		return -ENOMEM;
-	s->nr_mrs = map->nr_files;
-	ret = src_prereg_register(map->files, map->nr_files, pd, s->mrs);
+	s->nr_mrs = n;
+	ret = src_prereg_register(files, n, pd, s->mrs);
 	if (ret == 0) {
 		s->mig->register_ms = (int64_t)((now_ns() - t0) / 1000000);
-		log_info("%s: checkpoint registered for RDMA READ in %.2f s", s->name,
+		log_info("%s: %s registered for RDMA READ in %.2f s", s->name, what,
 			 (double)(now_ns() - t0) / 1e9);
 	}
 	return ret;
+}
+
+/* A lazy dump's one region: its staging area, readable once each unit is announced. */
+static int send_stage_region(struct src_session *s)
+{
+	struct imgmap_file area = {.path = s->name, .fd = -1};
+	struct ctrl_region reg;
+	struct ctrl_out o;
+	int ret;
+
+	lazystage_area(sess_stage(s), &area.base, &area.len);
+	if (area.len) {
+		ret = sess_register(s, &area, 1, "staging area");
+		if (ret < 0)
+			return ret;
+		reg.addr = (uintptr_t)area.base;
+		reg.len = area.len;
+		reg.rkey = s->mrs[0]->rkey;
+	}
+	ret = ctrl_msg_mem_regions(&o, &reg, area.len ? 1 : 0);
+	return ret < 0 ? ret : sess_send(s, &o);
 }
 
 static int send_regions(struct src_session *s)
@@ -595,7 +572,7 @@ static int send_regions(struct src_session *s)
 	/* MemRegions lists one region at least: a checkpoint without lazy pages has none. */
 	if (!map->lazy_bytes)
 		return -ENODATA;
-	ret = sess_register(s);
+	ret = sess_register(s, map->files, map->nr_files, "checkpoint");
 	if (ret < 0)
 		return ret;
 	for (i = 0; i < map->nr_files; i++) {
