@@ -601,12 +601,17 @@ int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason)
 	return 0;
 }
 
-int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r)
+int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r,
+			  const uint64_t *tags, size_t n_tags)
 {
 	StageRegion *b = &o->body.stage_region;
 
 	out_reset(o, RDMIG_MSG__BODY_STAGE_REGION);
+	if (n_tags > CTRL_STAGE_UNIT / CTRL_PAGE_SIZE_MIN || (n_tags && !tags))
+		return -EINVAL;
 	stage_region__init(b);
+	b->n_page_tags = n_tags;
+	b->page_tags = (uint64_t *)tags;
 	b->pid = pid;
 	b->img_vaddr = r->img_vaddr;
 	b->len = r->len;
@@ -959,6 +964,7 @@ static int validate_stage_region(const struct ctrl_state *st, const StageRegion 
 {
 	LazyRange g = LAZY_RANGE__INIT;
 	LazyRange *gp = &g;
+	uint64_t want;
 	int ret;
 
 	ret = validate_pid(r->pid, "StageRegion", e);
@@ -976,6 +982,13 @@ static int validate_stage_region(const struct ctrl_state *st, const StageRegion 
 				 st->regions, st->nr_regions, e);
 	if (ret < 0)
 		return ret;
+	/* A tag per page with page tags, none without (len is page aligned by now). */
+	want = st->neg.features & CTRL_FEAT_VERIFY_PAGES ? r->len / st->neg.page_size : 0;
+	if (r->n_page_tags != want)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+			       "StageRegion pid %" PRId32 " at 0x%" PRIx64
+			       ": %zu page tags, want %" PRIu64,
+			       r->pid, r->img_vaddr, r->n_page_tags, want);
 	return validate_known(st, r->pid, r->img_vaddr, r->len, "StageRegion", e);
 }
 

@@ -254,8 +254,13 @@ int ctrl_msg_progress(struct ctrl_out *o, uint64_t pages, uint64_t bytes, uint64
 int ctrl_msg_keepalive(struct ctrl_out *o, uint64_t seq, uint64_t time_ns);
 int ctrl_msg_done(struct ctrl_out *o, const struct ctrl_done *d);
 int ctrl_msg_done_ack(struct ctrl_out *o, bool ok, const char *reason);
-/* FEAT_LAZY_DUMP: r is one TaskTable range, now staged (has_remote over RDMA). */
-int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r);
+/*
+ * FEAT_LAZY_DUMP: r is one TaskTable range, now staged (has_remote over
+ * RDMA); with FEAT_VERIFY_PAGES, tags holds its r->len / page size page
+ * tags (borrowed until the message is sent), else NULL and 0.
+ */
+int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_range *r,
+			  const uint64_t *tags, size_t n_tags);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
 /* FEAT_DRAIN_QPS: extra drain QP index (1..CTRL_DRAIN_QPS_MAX-1). */

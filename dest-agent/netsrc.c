@@ -41,9 +41,13 @@ struct ns_range {
 	uint8_t *have_hash; /* per page */
 	uint64_t nr_hashes;
 	uint64_t verified_bytes;
-	/* FEAT_LAZY_DUMP: a unit, readable once its StageRegion came. */
+	/*
+	 * FEAT_LAZY_DUMP: a unit, readable once its StageRegion came on this
+	 * connection (a resumed one announces every unit again, new rkey).
+	 */
 	bool staged;
-	bool stage_asked; /* our StageReq went out (at most one per unit) */
+	bool stage_asked; /* our StageReq went out on this connection (at most one) */
+	bool announced;	  /* a StageRegion came on any connection: xxh3 is its */
 };
 
 struct ns_task {
@@ -830,7 +834,9 @@ static int on_task_table_resume(struct netsrc *ns, const TaskTable *tt)
 		const LazyRange *lr = tt->ranges[i];
 		struct ns_range *r = &t->ranges[t->resume_next++];
 
-		if (r->img_vaddr != lr->img_vaddr || r->len != lr->len || r->xxh3 != lr->xxh3) {
+		/* A lazy dump's tables carry no checksum: its units' come with StageRegion. */
+		if (r->img_vaddr != lr->img_vaddr || r->len != lr->len ||
+		    (!ns->lazy_dump && r->xxh3 != lr->xxh3)) {
 			log_err("%s: resuming, pid %d range 0x%" PRIx64 " differs from the one "
 				"received before",
 				ns->name, tt->pid, lr->img_vaddr);
@@ -838,6 +844,11 @@ static int on_task_table_resume(struct netsrc *ns, const TaskTable *tt)
 		}
 		r->raddr = lr->has_remote_addr ? lr->remote_addr : 0;
 		r->rkey = lr->has_rkey ? lr->rkey : 0;
+		/* Readable again once this connection announces it, and asked for again. */
+		if (ns->lazy_dump) {
+			r->staged = false;
+			r->stage_asked = false;
+		}
 	}
 	return 0;
 }
@@ -873,6 +884,7 @@ static int on_page_hashes(struct netsrc *ns, const PageHashes *ph)
 
 static int ns_send_req(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r,
 		       bool lane);
+static int ns_park_all(struct netsrc *ns);
 
 /* Back after a pause: issues every request again, on the new connection. */
 static void ns_resume(struct netsrc *ns)
@@ -901,6 +913,13 @@ static void ns_resume(struct netsrc *ns)
 	ns->stats.paused_ns += now_ns() - ns->pause_ns;
 	log_info("%s: resumed after %.1f s paused; issuing %" PRIu32 " request(s) again", ns->name,
 		 (double)(now_ns() - ns->pause_ns) / 1e9, ns->inflight);
+	if (ns->lazy_dump) {
+		ret = ns_park_all(ns);
+		if (ret < 0) {
+			ns_lost(ns, ret, "cannot ask for the units the requests wait for");
+			return;
+		}
+	}
 	TAILQ_FOREACH(req, &ns->pending, src_link)
 	{
 		const struct ns_range *r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
@@ -949,7 +968,8 @@ static void on_images_done(struct netsrc *ns)
 		ns_resume(ns);
 		return;
 	}
-	if (ns->verify) {
+	/* A lazy dump's tags come with each unit's StageRegion. */
+	if (ns->verify && !ns->lazy_dump) {
 		for (i = 0; i < ns->nr_tasks; i++) {
 			for (j = 0; j < ns->tasks[i].nr; j++) {
 				const struct ns_range *r = &ns->tasks[i].ranges[j];
@@ -1011,6 +1031,25 @@ static void on_read_resp(struct netsrc *ns, const ReadResp *rr, bool lane)
 
 static int ns_issue(struct netsrc *ns, struct pagesrc_req *req, const struct ns_range *r);
 
+/* A staged unit's page tags (ctrl checked there is one per page); kept across a resume. */
+static int ns_stage_tags(struct ns_range *r, const StageRegion *sr)
+{
+	uint64_t n = r->len / IMG_PAGE_SIZE;
+
+	if (sr->n_page_tags != n)
+		return -EPROTO;
+	if (!r->hashes) {
+		r->hashes = calloc(n, sizeof(*r->hashes));
+		r->have_hash = calloc(n, 1);
+		if (!r->hashes || !r->have_hash)
+			return -ENOMEM;
+	}
+	memcpy(r->hashes, sr->page_tags, n * sizeof(*r->hashes));
+	memset(r->have_hash, 1, n);
+	r->nr_hashes = n;
+	return 0;
+}
+
 /*
  * A unit of a lazy dump is staged on the source: it may be read now, and
  * the requests parked on it go out.  Its XXH3 joins the Done digest in
@@ -1027,11 +1066,23 @@ static void on_stage_region(struct netsrc *ns, const StageRegion *sr)
 			 "StageRegion for no unit, or for one staged before");
 		return;
 	}
+	/* Announced again after a resume: the same bytes, or the Done digest would lie. */
+	if (r->announced && r->xxh3 != sr->xxh3) {
+		ns_abort(ns, CTRL_ABORT_VERIFY,
+			 "a unit announced again after a resume has another checksum");
+		return;
+	}
+	if (ns->verify && ns_stage_tags(r, sr) < 0) {
+		ns_abort(ns, CTRL_ABORT_INTERNAL, "out of memory");
+		return;
+	}
 	r->raddr = sr->has_remote_addr ? sr->remote_addr : 0;
 	r->rkey = sr->has_rkey ? sr->rkey : 0;
 	r->xxh3 = sr->xxh3;
 	r->staged = true;
-	ns->stats.units_staged++;
+	if (!r->announced)
+		ns->stats.units_staged++;
+	r->announced = true;
 	for (req = TAILQ_FIRST(&ns->parked); req; req = next) {
 		next = TAILQ_NEXT(req, src_link);
 		if (req->pid != sr->pid || req->img_vaddr < r->img_vaddr ||
@@ -1047,24 +1098,81 @@ static void on_stage_region(struct netsrc *ns, const StageRegion *sr)
 	}
 }
 
-/* A request on a unit not staged yet waits for its StageRegion; the unit is asked for once. */
-static int ns_park(struct netsrc *ns, struct pagesrc_req *req, struct ns_range *r)
+/* StageReq for unit r of pid, once per connection. */
+static int ns_ask_stage(struct netsrc *ns, int32_t pid, struct ns_range *r)
 {
 	struct ctrl_out o;
 	int ret;
 
-	if (!r->stage_asked) {
-		ret = ctrl_msg_stage_req(&o, req->pid, r->img_vaddr);
-		if (ret == 0)
-			ret = ns_send(ns, &o);
+	if (r->stage_asked)
+		return 0;
+	ret = ctrl_msg_stage_req(&o, pid, r->img_vaddr);
+	if (ret == 0)
+		ret = ns_send(ns, &o);
+	if (ret < 0)
+		return ret;
+	r->stage_asked = true;
+	ns->stats.stage_reqs++;
+	return 0;
+}
+
+/*
+ * A request on a unit not staged yet waits for its StageRegion; the unit
+ * is asked for once, or on resume when paused (ns_park_all()).
+ */
+static int ns_park(struct netsrc *ns, struct pagesrc_req *req, struct ns_range *r)
+{
+	int ret;
+
+	if (!ns->paused) {
+		ret = ns_ask_stage(ns, req->pid, r);
 		if (ret < 0)
 			return ret;
-		r->stage_asked = true;
-		ns->stats.stage_reqs++;
 	}
 	TAILQ_INSERT_TAIL(&ns->parked, req, src_link);
 	if (req->prio != PAGESRC_PRIO_FAULT)
 		ns->parked_drain++;
+	return 0;
+}
+
+/*
+ * A lazy dump resumes: the units' remote addresses and rkeys come again
+ * with the new connection's StageRegions, so every request waits parked
+ * for its unit's, and each unit a request waits for is asked for again
+ * (the new session knows none of the old one's StageReqs).  A unit the
+ * source has staged is announced anyway; asking for it costs one message.
+ */
+static int ns_park_all(struct netsrc *ns)
+{
+	struct pagesrc_req *req;
+	struct ns_range *r;
+	uint64_t asked = ns->stats.stage_reqs;
+	uint32_t n = 0;
+	int ret;
+
+	while ((req = TAILQ_FIRST(&ns->pending)) != NULL) {
+		TAILQ_REMOVE(&ns->pending, req, src_link);
+		ns->inflight--;
+		req->src_priv = NULL;
+		TAILQ_INSERT_TAIL(&ns->parked, req, src_link);
+		if (req->prio != PAGESRC_PRIO_FAULT)
+			ns->parked_drain++;
+	}
+	TAILQ_FOREACH(req, &ns->parked, src_link)
+	{
+		r = ns_range_find(ns, req->pid, req->img_vaddr, req->len);
+		if (!r)
+			return -ERANGE;
+		if (!r->staged) {
+			ret = ns_ask_stage(ns, req->pid, r);
+			if (ret < 0)
+				return ret;
+		}
+		n++;
+	}
+	log_info("%s: resuming a lazy dump: %" PRIu32 " request(s) wait for their units' "
+		 "StageRegion again, %" PRIu64 " unit(s) asked for again",
+		 ns->name, n, ns->stats.stage_reqs - asked);
 	return 0;
 }
 
@@ -2102,7 +2210,8 @@ static int nsrc_verify(void *ctx, int32_t pid, uint64_t img_vaddr, const void *b
 	struct ns_range *r;
 	uint64_t p, idx, tag;
 
-	if (ns->lazy_dump)
+	/* A lazy dump verified by page tags checks every page as a plain one does. */
+	if (ns->lazy_dump && !ns->verify)
 		return ns_verify_unit(ns, pid, img_vaddr, buf, len);
 	if (!ns->verify)
 		return 0;
@@ -2201,11 +2310,19 @@ int netsrc_send_done(struct netsrc *ns, uint64_t pages, uint64_t bytes)
 		return -ENOTCONN;
 	/* A lazy dump's checksums came with the StageRegions, not with the tables. */
 	if (ns->lazy_dump) {
-		log_info("%s: lazy dump: %" PRIu64 " of %" PRIu64 " units staged, %" PRIu64
-			 " asked for first (StageReq), %" PRIu64
-			 " read whole and checked by XXH3, %" PRIu64 " parts read unchecked",
-			 ns->name, ns->stats.units_staged, ns->stats.ranges, ns->stats.stage_reqs,
-			 ns->stats.units_verified, ns->stats.unit_parts_unverified);
+		if (ns->verify)
+			log_info("%s: lazy dump: %" PRIu64 " of %" PRIu64 " units staged, %" PRIu64
+				 " asked for first (StageReq), every page read checked by its tag",
+				 ns->name, ns->stats.units_staged, ns->stats.ranges,
+				 ns->stats.stage_reqs);
+		else
+			log_info("%s: lazy dump: %" PRIu64 " of %" PRIu64 " units staged, %" PRIu64
+				 " asked for first (StageReq), %" PRIu64
+				 " read whole and checked by XXH3, %" PRIu64
+				 " parts read unchecked",
+				 ns->name, ns->stats.units_staged, ns->stats.ranges,
+				 ns->stats.stage_reqs, ns->stats.units_verified,
+				 ns->stats.unit_parts_unverified);
 		d.digest = 0;
 		for (i = 0; i < ns->nr_tasks; i++)
 			for (j = 0; j < ns->tasks[i].nr; j++)

@@ -588,12 +588,11 @@ static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
 	int ret;
 
 	*out = NULL;
-	if (req->lazy_dump && (req->criu.leave_running || req->verify)) {
-		ret = api_error_set(err, -EINVAL, "\"lazy_dump\" cannot go with %s",
-				    req->verify ? "\"verify\" (page tags of a lazy dump are not "
-						  "sent yet)"
-						: "\"leave_running\" (the tree stays stopped "
-						  "until the destination has every page)");
+	if (req->lazy_dump && req->criu.leave_running) {
+		ret =
+		    api_error_set(err, -EINVAL,
+				  "\"lazy_dump\" cannot go with \"leave_running\" (the tree stays "
+				  "stopped until the destination has every page)");
 		goto out;
 	}
 	if (snprintf(dir, sizeof(dir), "%s/%s", a->images_root_real, req->id) >= (int)sizeof(dir)) {
@@ -753,8 +752,6 @@ static int glue_dump_start(struct src_agent *a, struct src_migration *m)
 		ret = src_criu_argv_track(&av, prev);
 	}
 	if (ret == 0 && m->lazy_dump) {
-		/* Page tags of a lazy dump would go with each StageRegion: not built. */
-		m->verify = false;
 		ret = src_lazydump_new(a->base, m->pid, &glue_lazy_ops, m, &m->lazy);
 		if (ret == 0)
 			ret = src_criu_argv_lazy(&av, src_lazydump_port(m->lazy));

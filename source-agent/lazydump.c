@@ -198,7 +198,7 @@ static const struct lazystage_ops ld_stage_ops = {
     .closed = ld_closed,
 };
 
-int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set)
+int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set, const uint8_t *page_key)
 {
 	char port[8];
 	int ret;
@@ -206,8 +206,8 @@ int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set)
 	if (ld->stage)
 		return 0;
 	snprintf(port, sizeof(port), "%d", ld->port);
-	ret = lazystage_open(ld->base, set, ld->area, "127.0.0.1", port, &ld_stage_ops, ld,
-			     &ld->stage);
+	ret = lazystage_open(ld->base, set, ld->area, page_key, "127.0.0.1", port, &ld_stage_ops,
+			     ld, &ld->stage);
 	if (ret < 0)
 		log_err("lazy dump of pid %d: cannot stage from 127.0.0.1:%d: %s", (int)ld->pid,
 			ld->port, strerror(-ret));

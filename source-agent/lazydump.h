@@ -67,9 +67,11 @@ bool src_lazydump_is_ready(const struct src_lazydump *ld);
 
 /*
  * Builds the staging area of set's lazy ranges and connects to the page
- * server; set must outlive the stage.  Once only: later calls return 0.
+ * server; set must outlive the stage.  page_key: NULL, or the migration's
+ * page key (copied) for page tags with every unit.  Once only: later
+ * calls return 0.
  */
-int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set);
+int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set, const uint8_t *page_key);
 
 /*
  * The staging area for set, mapped now (once) so that it can be registered

@@ -15,6 +15,7 @@
 
 #include "ctrl.h"
 #include "log.h"
+#include "msgauth.h"
 
 struct lazystage_task {
 	int32_t pid;
@@ -32,7 +33,10 @@ struct lazystage {
 	size_t nr_tasks;
 	uint8_t *area;
 	size_t area_len;
-	bool area_lent;	 /* the caller's (lazystage_open()): not unmapped here */
+	bool area_lent; /* the caller's (lazystage_open()): not unmapped here */
+	/* With a page key: every unit's page tags, LAZYSTAGE_UNIT_PAGES a unit. */
+	struct msgauth_pages pages;
+	uint64_t *tags;
 	size_t next;	 /* the background pull's next unit */
 	size_t bg_asked; /* background units asked for, not staged yet */
 	size_t staged;
@@ -146,6 +150,21 @@ static void ls_pump(struct lazystage *ls)
 	}
 }
 
+/* The page tags of u's pages (FEAT_VERIFY_PAGES), now that they are in. */
+static int ls_tag_unit(struct lazystage *ls, struct lazystage_unit *u)
+{
+	uint64_t p;
+	int ret;
+
+	for (p = 0; p < u->len / IMG_PAGE_SIZE; p++) {
+		ret = msgauth_page_tag(&ls->pages, ls->area + u->area_off + p * IMG_PAGE_SIZE,
+				       IMG_PAGE_SIZE, &u->tags[p]);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 static void ls_unit_done(struct criupsrv_req *r, int status, void *arg)
 {
 	struct lazystage_unit *u =
@@ -155,6 +174,13 @@ static void ls_unit_done(struct criupsrv_req *r, int status, void *arg)
 	/* A failure is reported once, by the session's failed(). */
 	if (status < 0)
 		return;
+	if (u->tags && ls_tag_unit(ls, u) < 0) {
+		ls->dead = true;
+		log_err("lazy dump: cannot compute the page tags of pid %d at %#" PRIx64, u->pid,
+			u->img_vaddr);
+		ls->ops->failed(ls, -EIO, ls->arg);
+		return;
+	}
 	u->csum = XXH3_64bits(ls->area + u->area_off, u->len);
 	u->state = LAZYSTAGE_STAGED;
 	ls->staged++;
@@ -186,8 +212,26 @@ static void ls_closed(struct criupsrv *ps, int status, void *arg)
 
 static const struct criupsrv_ops ls_psrv_ops = {.failed = ls_failed, .closed = ls_closed};
 
-static int ls_new(const struct img_set *set, void *area, const struct lazystage_ops *ops, void *arg,
-		  struct lazystage **out)
+/* Page tags for every unit, keyed with page_key. */
+static int ls_init_tags(struct lazystage *ls, const uint8_t *page_key)
+{
+	size_t i;
+	int ret;
+
+	ret = msgauth_pages_init(&ls->pages, page_key);
+	if (ret < 0)
+		return ret;
+	ls->tags =
+	    calloc(ls->nr_units ? ls->nr_units * LAZYSTAGE_UNIT_PAGES : 1, sizeof(*ls->tags));
+	if (!ls->tags)
+		return -ENOMEM;
+	for (i = 0; i < ls->nr_units; i++)
+		ls->units[i].tags = ls->tags + i * LAZYSTAGE_UNIT_PAGES;
+	return 0;
+}
+
+static int ls_new(const struct img_set *set, void *area, const uint8_t *page_key,
+		  const struct lazystage_ops *ops, void *arg, struct lazystage **out)
 {
 	struct lazystage *ls;
 	int ret;
@@ -199,6 +243,8 @@ static int ls_new(const struct img_set *set, void *area, const struct lazystage_
 	ls->ops = ops;
 	ls->arg = arg;
 	ret = ls_build(ls, set, area);
+	if (ret == 0 && page_key)
+		ret = ls_init_tags(ls, page_key);
 	if (ret < 0) {
 		lazystage_free(ls);
 		return ret;
@@ -212,14 +258,14 @@ static enum criupsrv_wire ls_wire(const struct img_set *set)
 	return set->pagemap_v42 ? CRIUPSRV_WIRE_42 : CRIUPSRV_WIRE_317;
 }
 
-int lazystage_open(struct event_base *base, const struct img_set *set, void *area, const char *host,
-		   const char *port, const struct lazystage_ops *ops, void *arg,
-		   struct lazystage **out)
+int lazystage_open(struct event_base *base, const struct img_set *set, void *area,
+		   const uint8_t *page_key, const char *host, const char *port,
+		   const struct lazystage_ops *ops, void *arg, struct lazystage **out)
 {
 	struct lazystage *ls;
 	int ret;
 
-	ret = ls_new(set, area, ops, arg, &ls);
+	ret = ls_new(set, area, page_key, ops, arg, &ls);
 	if (ret < 0)
 		return ret;
 	ret = criupsrv_connect(base, host, port, ls_wire(set), &ls_psrv_ops, ls, &ls->ps);
@@ -232,14 +278,15 @@ int lazystage_open(struct event_base *base, const struct img_set *set, void *are
 	return 0;
 }
 
-int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area, int fd,
-		      const struct lazystage_ops *ops, void *arg, struct lazystage **out)
+int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area,
+		      const uint8_t *page_key, int fd, const struct lazystage_ops *ops, void *arg,
+		      struct lazystage **out)
 {
 	struct lazystage *ls;
 	int ret;
 
 	*out = NULL;
-	ret = ls_new(set, area, ops, arg, &ls);
+	ret = ls_new(set, area, page_key, ops, arg, &ls);
 	if (ret < 0) {
 		close(fd);
 		return ret;
@@ -380,5 +427,7 @@ void lazystage_free(struct lazystage *ls)
 		munmap(ls->area, ls->area_len);
 	free(ls->units);
 	free(ls->tasks);
+	free(ls->tags);
+	msgauth_pages_free(&ls->pages);
 	free(ls);
 }

@@ -11,7 +11,8 @@
  * LAZYSTAGE_WINDOW of them asked for at a time, so that a unit a
  * destination fault waits for (lazystage_want()) overtakes the background
  * pull after at most a window's worth of replies already in the pipe.
- * Each unit, once all its pages are in, gets its XXH3-64 and is reported
+ * Each unit, once all its pages are in, gets its XXH3-64 (and its page
+ * tags, with a page key) and is reported
  * through staged(); the destination may READ it from then on, not before.
  *
  * Event loop: everything on the caller's loop (criupsrv is non-blocking);
@@ -38,7 +39,8 @@ struct event_base;
 struct lazystage;
 
 /* Largest unit: one TaskTable range under FEAT_LAZY_DUMP (protocol.md §11.2). */
-#define LAZYSTAGE_UNIT CTRL_STAGE_UNIT
+#define LAZYSTAGE_UNIT	     CTRL_STAGE_UNIT
+#define LAZYSTAGE_UNIT_PAGES (LAZYSTAGE_UNIT / IMG_PAGE_SIZE)
 /* Units asked for at once by the background pull (16 MiB). */
 #define LAZYSTAGE_WINDOW 64u
 
@@ -54,6 +56,7 @@ struct lazystage_unit {
 	uint64_t len;
 	uint64_t area_off; /* where its bytes are in the area */
 	uint64_t csum;	   /* XXH3-64, once staged */
+	uint64_t *tags;	   /* with a page key: len / IMG_PAGE_SIZE page tags, once staged */
 	enum lazystage_state state;
 	bool wanted; /* asked for by a fault, ahead of the pull */
 	struct criupsrv_req req;
@@ -77,17 +80,20 @@ uint64_t lazystage_area_len(const struct img_set *set);
  * area: NULL, the stage maps its own; else lazystage_area_len(set) bytes
  * of anonymous memory the caller mapped (and registered, maybe) before,
  * which stays the caller's to unmap after lazystage_free().
+ * page_key: NULL, or the migration's MSGAUTH_PAGE_KEY_LEN-byte page key
+ * (copied): each staged unit then has its page tags (u->tags).
  */
-int lazystage_open(struct event_base *base, const struct img_set *set, void *area, const char *host,
-		   const char *port, const struct lazystage_ops *ops, void *arg,
-		   struct lazystage **out);
+int lazystage_open(struct event_base *base, const struct img_set *set, void *area,
+		   const uint8_t *page_key, const char *host, const char *port,
+		   const struct lazystage_ops *ops, void *arg, struct lazystage **out);
 
 /*
  * The same over an already connected socket fd (owned by the stage from
  * the call on, even on failure); for tests.
  */
-int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area, int fd,
-		      const struct lazystage_ops *ops, void *arg, struct lazystage **out);
+int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area,
+		      const uint8_t *page_key, int fd, const struct lazystage_ops *ops, void *arg,
+		      struct lazystage **out);
 
 /* The area to register: base and length (0 when nothing is lazy). */
 void lazystage_area(const struct lazystage *ls, void **base, size_t *len);

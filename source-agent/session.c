@@ -17,6 +17,7 @@
 #include "imgflat.h"
 #include "lazydump.h"
 #include "log.h"
+#include "msgauth.h"
 #include "rcqp.h"
 #include "prereg.h"
 #include "rdmig-config.h"
@@ -234,16 +235,17 @@ static uint64_t sess_features(const struct src_session *s)
 	if (s->agent->kind == XPORT_RDMA)
 		f = CTRL_FEAT_RDMA_READ | CTRL_FEAT_DRAIN_QPS |
 		    (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
+	if (!s->agent->no_early)
+		f |= CTRL_FEAT_EARLY;
 	/*
 	 * A lazy dump is only served staged (protocol.md §11.2); offered for
 	 * that migration alone, as an older destination would not set it.
-	 * It offers no resume: a reconnected destination would need every
-	 * staged unit announced again with the new rkeys, not built yet.
+	 * Its page tags go with each unit's StageRegion.  A resumed
+	 * connection gets every staged unit announced again, with its own
+	 * rkey (send_staged_so_far()).
 	 */
-	if (!s->agent->no_early)
-		f |= CTRL_FEAT_EARLY;
 	if (s->mig && s->mig->lazy_dump)
-		return f | CTRL_FEAT_LAZY_DUMP;
+		f |= CTRL_FEAT_LAZY_DUMP;
 	if (s->agent->kind == XPORT_RDMA && s->agent->rc_side && !s->agent->no_resume)
 		f |= CTRL_FEAT_RC_SIDE;
 	return f | CTRL_FEAT_VERIFY_PAGES | (s->agent->no_resume ? 0 : CTRL_FEAT_RESUME);
@@ -301,6 +303,12 @@ static const char *sess_refusal(const struct src_session *s, int *err)
 		*err = -EBUSY;
 		return "migration is being served to another peer";
 	}
+	/*
+	 * What the peer takes is the control connection's to say: an RC side
+	 * channel only makes a queue pair for it, and offers none of this.
+	 */
+	if (ctrl_state_negotiated(&s->st)->channel != CTRL_CHANNEL_CONTROL)
+		return NULL;
 	if (m->lazy_dump && !(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_LAZY_DUMP)) {
 		*err = -EPROTONOSUPPORT;
 		return "this migration was dumped with criu dump --lazy-pages and the destination "
@@ -858,7 +866,12 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 		r.remote_addr = (uintptr_t)base + u->area_off;
 		r.rkey = s->mrs[0]->rkey;
 	}
-	ret = ctrl_msg_stage_region(&o, u->pid, &r);
+	/* Page tags go to a destination that verifies (sess_refusal(): the migration has them). */
+	if (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES)
+		ret = ctrl_msg_stage_region(&o, u->pid, &r, u->tags,
+					    u->tags ? u->len / IMG_PAGE_SIZE : 0);
+	else
+		ret = ctrl_msg_stage_region(&o, u->pid, &r, NULL, 0);
 	return ret < 0 ? ret : sess_send(s, &o);
 }
 
@@ -955,7 +968,8 @@ static int send_page_hashes(struct src_session *s)
 /*
  * The tables (with this connection's rkeys over RDMA), the page checksums
  * unless resuming (a destination back from a pause has them; a worker that
- * took over asks for them again), and ImagesDone.
+ * took over asks for them again), and ImagesDone; a lazy dump's staged
+ * units then, each with its tags.
  */
 static void stream_finish(struct src_session *s, bool resume)
 {
@@ -966,7 +980,9 @@ static void stream_finish(struct src_session *s, bool resume)
 	int ret;
 
 	ret = send_tables(s, &tasks);
-	if (ret == 0 && (!resume || s->resend_hashes) && (neg->features & CTRL_FEAT_VERIFY_PAGES))
+	/* A lazy dump's tags go with its StageRegions. */
+	if (ret == 0 && (!resume || s->resend_hashes) && (neg->features & CTRL_FEAT_VERIFY_PAGES) &&
+	    !s->mig->map->lazy_dump)
 		ret = send_page_hashes(s);
 	if (ret == 0)
 		ret = ctrl_msg_images_done(&o, s->stream.files, tasks, s->mig->map->lazy_bytes);
@@ -1042,6 +1058,28 @@ static int sess_expose(struct src_session *s)
 }
 
 /*
+ * A lazy dump's stage, made at its first serving session; with the
+ * migration's page tags (verify), computed as each unit is staged.
+ */
+static int sess_open_stage(struct src_session *s)
+{
+	struct src_migration *m = s->mig;
+	uint8_t key[MSGAUTH_PAGE_KEY_LEN];
+	int ret;
+
+	if (src_lazydump_stage_of(m->lazy))
+		return 0;
+	if (m->verify) {
+		ret = msgauth_page_key(m->secret, m->id, key);
+		if (ret < 0)
+			return ret;
+	}
+	ret = src_lazydump_stage(m->lazy, m->map->set, m->verify ? key : NULL);
+	explicit_bzero(key, sizeof(key));
+	return ret;
+}
+
+/*
  * The peer is authenticated for this migration: now, and only now, expose
  * memory.  0, or -1 when the session ended.
  */
@@ -1055,7 +1093,7 @@ static int sess_serve(struct src_session *s, const char *what)
 	if (!s->mig->started_ns)
 		s->mig->started_ns = now_ns();
 	/* The page server serves one client: the stage outlives sessions, made once. */
-	if (s->mig->lazy_dump && src_lazydump_stage(s->mig->lazy, s->mig->map->set) < 0) {
+	if (s->mig->lazy_dump && sess_open_stage(s) < 0) {
 		sess_abort(s, CTRL_ABORT_READ, "cannot reach the lazy dump's page server");
 		return -1;
 	}

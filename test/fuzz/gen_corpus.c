@@ -319,11 +319,11 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	gen_auth(&s, false);
 	gen_images(&s, false, false);
 	gen_send(&s, true, &o, ctrl_msg_stage_req(&o, 100, 0x400000));
-	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 100, &unit));
+	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 100, &unit, NULL, 0));
 	gen_send(&s, true, &o, ctrl_msg_read_req(&o, 9, 100, 0x400000, 4096));
 	gen_send(&s, false, &o, ctrl_msg_read_resp(&o, 9, 0, page, sizeof(page)));
 	gen_send(&s, true, &o, ctrl_msg_done(&o, &d));
-	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 101, &unit));
+	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 101, &unit, NULL, 0));
 	gen_send(&s, false, &o, ctrl_msg_done_ack(&o, true, NULL));
 	gen_write("ctrl", "lazy-dump-staged", s.in.data, s.in.len);
 	gen_sess_fini(&s);

@@ -12,10 +12,12 @@
 # naming it, the destination fails (before its restore, or after it by
 # stopping its processes: never a wrong or zero byte), the dumped process
 # stays stopped, and a rollback continues it.  (3) A lazy request without pid, or with
-# verify, is refused.  The real criu runs in the guests (test/rxe/t/).
+# leave_running, is refused.  (4) With --verify on both agents, rdmig-source
+# stopped mid-migration: the lazy migration pauses and resumes, the units
+# announced again with their page tags, every page read checked by its tag.  The real criu runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
-plan 18
+plan 25
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -105,14 +107,57 @@ check "l2 is rolled back and its process runs again (SIGCONT), not restored by c
 kill "$w2"
 wait "$w2" 2>/dev/null
 
+# (4) A lazy dump pauses and resumes: rdmig-source is stopped past the
+# destination's --dead-after while units are still being staged and
+# requests wait for them; continued, the destination reconnects, its
+# Attach{resume} gets every staged unit announced again and it asks again
+# for the units its requests wait for.
+sleep 600 &
+w4=$!
+track "$w4"
+"${CTL[@]}" migrate --pid "$w4" --lazy-dump --verify --secret-file "$T/secret" --id l4 >/dev/null 2>&1
+wait_state l4 serving
+mkdir "$T/dst4"
+# shellcheck disable=SC2046
+start_dest "$T/dest4.log" -D "$T/dst4" $(net_args l4 "$T/secret") --dead-after 2 \
+	--drain-depth 1 --drain-chunk 4K --readahead 1 --verify
+"$RDMIG_STANDIN" -D "$T/dst4" --threads 2 --access random >"$T/standin4.out" 2>&1 &
+spid=$!
+track "$spid"
+wait_log "$T/dest4.log" "restore finished: draining" >/dev/null
+kill -STOP "$src_pid"
+wait_log "$T/dest4.log" "migration paused" 20 >/dev/null
+check "pause: the silent source pauses the lazy migration; rdmig-dest and the stand-in wait" \
+	eval "alive $dest_pid && alive $spid"
+sleep 1
+kill -CONT "$src_pid"
+wait_dest
+dcode=$code
+wait_pid "$spid" 30
+check "pause: after SIGCONT rdmig-dest resumes and finishes: every page verified, exit 0" \
+	eval "test $dcode -eq 0 && test $code -eq 0 && standin_ok '$T/standin4.out' 1024"
+wait_state l4 done
+check "pause: l4 is done: the Done digest over the units announced twice matched" \
+	test "$(state l4)" = done
+check "pause: the source paused l4 and the destination resumed it" \
+	eval "grep -q 'migration l4 paused' '$T/source.log' && grep -q 'resumed after' '$T/dest4.log'"
+units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged.*/\1 \2/p' "$T/dest4.log")
+read -r staged total <<<"${units:-0 -1}"
+check "pause: every unit announced, none twice in the count ($units)" \
+	eval "test $staged -eq $total && test $total -ge 16"
+check "pause: on resume the waiting requests were parked and their units asked for again" \
+	grep -Eq 'resuming a lazy dump: [0-9]+ request\(s\) wait for their units' "$T/dest4.log"
+check "pause: with --verify every page read was checked by the tag its StageRegion brought" \
+	eval "l='$T/dest4.log'; grep -q 'every page read checked by its tag' \$l && test \"\$(field \$l unverified),\$(field \$l verify_failures)\" = 0,0 && test \"\$(field \$l verified)\" -ge \$((\$(field \$l fault) + \$(field \$l drain))) && test \$((\$(field \$l fault) + \$(field \$l drain))) -gt 0"
+
 # (3) Refusals.
 "${CTL[@]}" migrate --images "$root/l1" --lazy-dump --secret-file "$T/secret" >"$T/r1.out" 2>&1
 check "--lazy-dump without --pid is refused by rdmigctl" \
 	eval "test $? -ne 0 && grep -q -- '--lazy-dump needs --pid' '$T/r1.out'"
 curl -s --unix-socket "$sock" -X POST -H 'Content-Type: application/json' \
-	-d "{\"id\":\"r2\",\"pid\":$$,\"lazy_dump\":true,\"verify\":true,\"secret_file\":\"$T/secret\"}" \
+	-d "{\"id\":\"r2\",\"pid\":$$,\"lazy_dump\":true,\"criu_opts\":{\"leave_running\":true},\"secret_file\":\"$T/secret\"}" \
 	-w '%{http_code}' -o "$T/r2.json" http://localhost/v1/migrations >"$T/r2.code"
-check "lazy_dump with verify: 400, saying why" \
+check "lazy_dump with leave_running: 400, saying why" \
 	eval "test \"\$(cat '$T/r2.code')\" = 400 && grep -q 'cannot go with' '$T/r2.json'"
 
 kill -TERM "$src_pid"
@@ -122,6 +167,7 @@ check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 	diag_file "$T/source.log" 60
 	diag_file "$T/dest1.log" 30
 	diag_file "$T/dest2.log" 30
+	diag_file "$T/dest4.log" 40
 	for f in "$T"/*.out "$T"/*.json "$root"/l*/dump.log; do diag_file "$f" 10; done
 }
 finish

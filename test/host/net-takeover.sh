@@ -10,11 +10,12 @@
 # worker can take over (the source gone for good, --pause-limit 3): the
 # processes end stopped (state T), never killed.  Last, an upgrade: the
 # supervisor's binary replaced on disk, the worker killed: the new worker
-# runs the new file.
+# runs the new file.  Last, a lazy dump (fake-criu.sh's page server)
+# taken over the same way.
 # States come from the agent's API (rdmigctl status --json, /metrics).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 16
+plan 19
 
 secret "$T/secret"
 sec64=$(base64 -w0 "$T/secret")
@@ -58,10 +59,11 @@ restored() {
 	main=$(pgrep -f "rdmig-standin -D $T/droot/$1" | head -1)
 	[ -n "$main" ] && cat /proc/"$main"/task/*/children 2>/dev/null
 }
-# post ID: starts migration ID from the source on $src_port.
+# post ID [VERIFY]: starts migration ID from the source on $src_port
+# (VERIFY: true, or false for a lazy dump, which has no page tags).
 post() {
 	curl -s -o /dev/null --unix-socket "$dsock" -X POST -H 'Content-Type: application/json' \
-		-d "{\"id\":\"$1\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\",\"verify\":true}" \
+		-d "{\"id\":\"$1\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\",\"verify\":${2:-true}}" \
 		http://localhost/v1/migrations
 }
 # start_sup ARGS...: rdmig-dest --serve with the fake criu (held until $T/hold).
@@ -200,4 +202,47 @@ wait_pid "$src_pid" 20
 kill -TERM "$sup_pid"
 wait_pid "$sup_pid" 20
 [ "$tap_failed" -eq 0 ] || for f in "$T/source-u3.log" "$T/sup.log" "$T/droot/u3/rdmig-dest.log"; do diag_file "$f" 60; done
+
+# 4. A lazy dump taken over: rdmig-source dumps a process with
+# fake-criu.sh (`--lazy-dump`: its page server answers every 200 ms, so
+# units are still being staged); the worker is killed in post-copy with
+# pages missing, the source stopped; the new worker resumes the source,
+# which announces every staged unit again; the restored process verifies
+# every page.
+lsock=$T/run/source-z4.sock
+rm -f "$T/hold"
+FAKE_CRIU_PSRV_DELAY_MS=200 start_source "$T/source-z4.log" --api-socket "$lsock" \
+	--images-root "$T/images/root" --criu "$(dirname "$0")/fake-criu.sh"
+sleep 600 &
+w4=$!
+track "$w4"
+"$RDMIG_CTL" --socket "$lsock" migrate --pid "$w4" --lazy-dump --secret-file "$T/secret" \
+	--id z4 >"$T/z4.out" 2>&1
+zstate() { "$RDMIG_CTL" --socket "$lsock" status z4 --json 2>/dev/null | sed -n 's/.*"state": "\([a-z_]*\)".*/\1/p'; }
+zstate_is() { [ "$(zstate)" = "$1" ]; }
+wait_until 60 zstate_is serving
+start_sup
+post z4 false
+wait_json z4 'j["state"]' restoring
+w1=$(worker)
+guard=$(child_of "$w1")
+track "$guard"
+touch "$T/hold"
+wait_json z4 'j["state"]' draining
+kill -STOP "$src_pid"
+check "z4 (a lazy dump) drains with pages missing when its worker is killed" \
+	eval "test \"\$(jget z4 'j[\"progress\"][\"pages_remaining\"] > 0')\" = True"
+kill -KILL "$w1"
+wait_json z4 'j["takeovers"]' 1
+kill -CONT "$src_pid"
+wait_json z4 'j["state"]' done 60
+check "z4 is done after the takeover, every page verified by the restored process" \
+	eval "test \"\$(jget z4 'j[\"state\"],j[\"takeovers\"]')\" = \"('done', 1)\" && standin_ok '$T/droot/z4/standin.out' 1024"
+check "the worker taking over waited for the units' StageRegion again; the source's digest matched (done)" \
+	eval "grep -q 'resuming a lazy dump' '$T/droot/z4/rdmig-dest.log' && wait_until 20 zstate_is done"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+kill -TERM "$sup_pid"
+wait_pid "$sup_pid" 20
+[ "$tap_failed" -eq 0 ] || for f in "$T/source-z4.log" "$T/z4.out" "$T/sup.log" "$T/droot/z4/rdmig-dest.log"; do diag_file "$f" 60; done
 finish

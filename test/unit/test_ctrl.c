@@ -1227,6 +1227,7 @@ static void test_state_lazy_dump(void **state)
 	struct ctrl_region reg = {0x10000000, 1u << 20, 0x77};
 	struct ctrl_range r = {.img_vaddr = 0x10000, .len = 8192, .xxh3 = 5};
 	struct ctrl_range staged = r;
+	const uint64_t tags[2] = {0x1111, 0x2222};
 	struct pair p;
 	struct ctrl_out o;
 	RdmigMsg *m;
@@ -1246,7 +1247,7 @@ static void test_state_lazy_dump(void **state)
 	ctrl_msg_task_table(&o, 7, &r, 1, true);
 	pass(&p.src, &p.dst, &o);
 	/* Not in postcopy yet. */
-	ctrl_msg_stage_region(&o, 7, &r);
+	ctrl_msg_stage_region(&o, 7, &r, NULL, 0);
 	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
 	ctrl_msg_images_done(&o, 0, 1, 8192);
@@ -1257,7 +1258,7 @@ static void test_state_lazy_dump(void **state)
 	staged.has_remote = true;
 	staged.remote_addr = 0x10000000;
 	staged.rkey = 0x77;
-	ctrl_msg_stage_region(&o, 7, &staged);
+	ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
 	assert_int_equal(xfer(&p.src, &p.dst, &o, &m), 0);
 	assert_int_equal(m->stage_region->remote_addr, 0x10000000);
 	assert_int_equal(m->stage_region->xxh3, 5);
@@ -1266,20 +1267,20 @@ static void test_state_lazy_dump(void **state)
 	ctrl_msg_stage_req(&o, 7, 0x10000);
 	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
-	ctrl_msg_stage_region(&o, 7, &staged);
+	ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
 	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
 	/* Received: outside every region, without remote, unknown range, unaligned. */
 	staged.remote_addr = 0x10100000 - 4096;
-	ctrl_msg_stage_region(&o, 7, &staged);
+	ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
 	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
 	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -ERANGE);
-	ctrl_msg_stage_region(&o, 7, &r);
+	ctrl_msg_stage_region(&o, 7, &r, NULL, 0);
 	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
 	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
 	staged.remote_addr = 0x10000000;
 	staged.img_vaddr = 0x30000;
-	ctrl_msg_stage_region(&o, 7, &staged);
+	ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
 	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
 	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -ESRCH);
 	ctrl_msg_stage_req(&o, 7, 0x10010);
@@ -1288,6 +1289,37 @@ static void test_state_lazy_dump(void **state)
 	ctrl_msg_stage_req(&o, 8, 0x10000);
 	len = forge(&p.src, &o, p.src.recv_seq + 1);
 	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -ESRCH);
+	/* Page tags without FEAT_VERIFY_PAGES. */
+	staged.img_vaddr = 0x10000;
+	ctrl_msg_stage_region(&o, 7, &staged, tags, 2);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	pair_fini(&p);
+
+	/* With FEAT_VERIFY_PAGES: one tag per page of the unit, no fewer. */
+	pair_init(&p, CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_VERIFY_PAGES,
+		  CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_VERIFY_PAGES);
+	ctrl_state_set_range_check(&p.src, only_pid_7, &calls);
+	ctrl_state_set_range_check(&p.dst, only_pid_7, &calls);
+	handshake(&p);
+	ctrl_msg_mem_regions(&o, &reg, 1);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_task_table(&o, 7, &r, 1, true);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_images_done(&o, 0, 1, 8192);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_stage_region(&o, 7, &staged, tags, 2);
+	assert_int_equal(xfer(&p.src, &p.dst, &o, &m), 0);
+	assert_int_equal(m->stage_region->n_page_tags, 2);
+	assert_int_equal(m->stage_region->page_tags[1], tags[1]);
+	ctrl_free(m);
+	ctrl_msg_stage_region(&o, 7, &staged, tags, 1);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	assert_int_equal(ctrl_msg_stage_region(&o, 7, &staged, NULL, 3), -EINVAL);
 	pair_fini(&p);
 
 	/* An old peer: no FEAT_LAZY_DUMP in common. */

@@ -21,6 +21,7 @@
 
 #include "fake_psrv.h"
 #include "image.h"
+#include "msgauth.h"
 #include "pattern.h"
 #include "source-agent/lazystage.h"
 #include "util.h"
@@ -88,9 +89,10 @@ static const struct lazystage_ops t_ops = {
 
 /*
  * An image set whose lazy ranges are franges, and the fake serving them;
- * area: the caller's, or NULL.
+ * area: the caller's, or NULL; page_key: page tags with every unit, or NULL.
  */
-static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, void *area)
+static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, void *area,
+		     const uint8_t *page_key)
 {
 	size_t i;
 	int fd;
@@ -123,12 +125,13 @@ static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, v
 	x->base = event_base_new();
 	x->end.base = x->base;
 	assert_non_null(x->base);
-	assert_int_equal(lazystage_open_fd(x->base, &x->set, area, fd, &t_ops, x, &x->ls), 0);
+	assert_int_equal(lazystage_open_fd(x->base, &x->set, area, page_key, fd, &t_ops, x, &x->ls),
+			 0);
 }
 
 static void start(struct tctx *x, struct fake_psrv *f, enum fake_mode mode)
 {
-	start_in(x, f, mode, NULL);
+	start_in(x, f, mode, NULL, NULL);
 }
 
 static void finish(struct tctx *x, struct fake_psrv *f)
@@ -203,7 +206,7 @@ static void test_lent_area(void **state)
 	(void)state;
 	area = mmap(NULL, 2410 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	assert_true(area != MAP_FAILED);
-	start_in(&x, &f, FAKE_GOOD, area);
+	start_in(&x, &f, FAKE_GOOD, area, NULL);
 	assert_int_equal(lazystage_area_len(&x.set), 2410 * PAGE);
 	lazystage_area(x.ls, &base, &len);
 	assert_ptr_equal(base, area);
@@ -221,6 +224,55 @@ static void test_lent_area(void **state)
 					       pattern_seed_for_pid(franges[0].pid), NULL),
 				 0);
 	assert_int_equal(munmap(area, 2410 * PAGE), 0);
+}
+
+/*
+ * With the migration's page key every staged unit carries the page tags
+ * of its bytes, one per page (what StageRegion sends under
+ * FEAT_VERIFY_PAGES); without one it carries none.
+ */
+static void test_page_tags(void **state)
+{
+	const struct lazystage_unit *u;
+	struct msgauth_pages mp = {0};
+	uint8_t key[MSGAUTH_PAGE_KEY_LEN];
+	struct fake_psrv f;
+	struct tctx x;
+	uint64_t tag;
+	size_t n, i, p, len;
+	void *base;
+
+	(void)state;
+	memset(key, 0x5a, sizeof(key));
+	assert_int_equal(msgauth_pages_init(&mp, key), 0);
+	start_in(&x, &f, FAKE_GOOD, NULL, key);
+	x.close_when_done = true;
+	event_base_dispatch(x.base);
+	assert_int_equal(x.staged_calls, NR_UNITS);
+	u = lazystage_units(x.ls, &n);
+	lazystage_area(x.ls, &base, &len);
+	for (i = 0; i < n; i++) {
+		assert_non_null(u[i].tags);
+		for (p = 0; p < u[i].len / PAGE; p++) {
+			assert_int_equal(
+			    msgauth_page_tag(&mp, (uint8_t *)base + u[i].area_off + p * PAGE, PAGE,
+					     &tag),
+			    0);
+			assert_int_equal(tag, u[i].tags[p]);
+		}
+	}
+	/* Different pages, different tags: the tags are of the bytes. */
+	assert_true(u[0].tags[0] != u[0].tags[1]);
+	finish(&x, &f);
+	msgauth_pages_free(&mp);
+
+	start(&x, &f, FAKE_GOOD);
+	x.close_when_done = true;
+	event_base_dispatch(x.base);
+	u = lazystage_units(x.ls, &n);
+	for (i = 0; i < n; i++)
+		assert_null(u[i].tags);
+	finish(&x, &f);
 }
 
 /* A fault's unit is the first the dump is asked for, and staged first. */
@@ -267,9 +319,8 @@ static void test_page_server_dies(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_units_and_pull),
-	    cmocka_unit_test(test_lent_area),
-	    cmocka_unit_test(test_want_first),
+	    cmocka_unit_test(test_units_and_pull),   cmocka_unit_test(test_lent_area),
+	    cmocka_unit_test(test_page_tags),	     cmocka_unit_test(test_want_first),
 	    cmocka_unit_test(test_page_server_dies),
 	};
 

@@ -25,8 +25,8 @@
 #       (without it the drain and the workload's own faults brought every
 #       page before the third outage of the link-down case and before the fifth
 #       flap of the flap case); the rest then drains at full speed.
-# RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD (WORKLOAD: wl or redis),
-# the same in both guests.  Both agents run with --dead-after
+# RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD[:lazy] (WORKLOAD: wl or
+# redis; lazy: `--lazy-dump` too), the same in both guests.  Both agents run with --dead-after
 # RDMIG_DEAD_AFTER (default 3).  The guests meet per case in
 # RDMIG_SHARED_DIR/ID: "gen0", "migrated", "verified".  Prints `linkstall:
 # ID ...` lines; "ID source json: {...}" and "ID dest json: {...}" are the
@@ -127,7 +127,8 @@ running_here() {
 }
 
 source_case() {
-	local id=$1 load=$2 sock st
+	local id=$1 load=$2 mode=$3 sock st how=(--verify)
+	[ "$mode" = lazy ] && how=(--lazy-dump --verify)
 	case_paths "$id"
 	sock=$top/source.sock
 	spid=
@@ -149,7 +150,7 @@ source_case() {
 	}
 	wait_dest_api
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
-		--transport "${RDMIG_TRANSPORT:-rdma}" --verify --wait 2>&1 | sed -u "s/^/linkstall: $id: /"
+		--transport "${RDMIG_TRANSPORT:-rdma}" "${how[@]}" --wait 2>&1 | sed -u "s/^/linkstall: $id: /"
 	st=${PIPESTATUS[0]}
 	say "$id: rdmigctl migrate exited $st"
 	say_json "$id source" "$id" "$sock"
@@ -276,17 +277,17 @@ dest_case() {
 	wait "$dpid"
 	echo "$st" >"$shared/verified"
 	keep_logs "$top/dest.log" "$top/dest/$id/rdmig-dest.log"
-	grep -ahE ' (error|warn): |paused|resumed|made by hand' "$top/dest.log" "$top/dest/$id/rdmig-dest.log" 2>/dev/null |
+	grep -ahE ' (error|warn): |paused|resumed|resuming a lazy dump|units staged|made by hand' "$top/dest.log" "$top/dest/$id/rdmig-dest.log" 2>/dev/null |
 		tail -n 40 | sed "s/^/linkstall: $id: dest: /"
 	return $st
 }
 
 all_cases() {
-	local c st=0 id kind arg load
+	local c st=0 id kind arg load mode
 	for c in ${RDMIG_CASES:?}; do
-		IFS=: read -r id kind arg load <<<"$c"
+		IFS=: read -r id kind arg load mode <<<"$c"
 		if [ "$role" = source ]; then
-			source_case "$id" "${load:-wl}" || st=1
+			source_case "$id" "${load:-wl}" "${mode:-}" || st=1
 		else
 			dest_case "$id" "$kind" "$arg" "${load:-wl}" || st=1
 		fi

@@ -12,6 +12,13 @@
 #         --fetch-timeout 30 and --dead-after 3): the source pauses;
 #         continued, the worker forgives itself the stop, finds the
 #         connection closed, pauses and resumes;
+#   lazy  the 32 MiB self-checking rdmig-workload, dumped with
+#         `--lazy-dump --verify` (criu's page server feeds the source's
+#         staging area; each unit's page tags go with its StageRegion); the
+#         worker SIGSTOPped 10 s (past --dead-after 3): both agents pause;
+#         continued, the worker reconnects (over the RC side channel) and
+#         every staged unit is announced again with the new connection's
+#         rkey;
 #   down  the 32 MiB self-checking rdmig-workload; B's eth0 goes down 5 s,
 #         comes back until the migration runs again, goes down 30 s, then
 #         120 s.  It comes after `stop`: once B's link has been down, the
@@ -24,7 +31,7 @@
 # (installed, or freed by redis: none left, none dropped without an
 # event), the pauses counted and timed, every key and value (redis) or all
 # the memory (workload) verified on B after the trouble and after the last
-# page, the workload on B only.  About 6 minutes.  Guest side:
+# page, the workload on B only.  About 7 minutes.  Guest side:
 # lib/linkstall-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -34,18 +41,24 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/linkstall-migrate.sh
-tap_plan 25
+tap_plan 39
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu jq redis-server redis-cli
 rxe_agents_pki "$top"
 env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS=8000"
-env="$env RDMIG_CASES='stop:stop:30:redis down:outages:5,30,120:wl'"
+env="$env RDMIG_CASES='stop:stop:30:redis lazy:stop:10:wl:lazy down:outages:5,30,120:wl'"
 tap_run --timeout 1200 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 # The source pauses while the worker is stopped; the worker, continued,
 # finds its connection closed and pauses too (until it has a new one).
 ls_case stop 1 1/1 26000 redis
+# The source notices after 3 s of the 10 s stop; the worker's pause is short.
+ls_case lazy 1 1/1 6000 wl
+tap_like "$RUN_OUT" "linkstall: lazy: dest: .*resuming a lazy dump: [0-9]+ request" \
+	"lazy: on resume the destination waited for every unit's StageRegion again"
+tap_like "$RUN_OUT" "linkstall: lazy: dest: .*lazy dump: [0-9]+ of [0-9]+ units staged, .*every page read checked by its tag" \
+	"lazy: the destination checked every page it read by the tag its StageRegion brought"
 # At least 143 s paused: each outage less the 4 s it takes to notice.
 ls_case down 3 3/3 143000 wl
 tap_linkstall_diag
