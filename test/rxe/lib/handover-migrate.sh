@@ -33,6 +33,9 @@
 #   handover-migrate.sh lazyfail   guest A alone: a lazy dump whose criu is
 #       killed while it serves; the workload stays stopped, then a rollback
 #       continues it here.
+#   handover-migrate.sh lazypost / lazypostdest   guests A / B: a lazy dump
+#       handed over to B, its criu killed once the workload runs on B with
+#       pages missing: B stops its copy, a rollback continues A's.
 set -u
 role=${1:?usage: handover-migrate.sh source|dest}
 B=${RDMIG_BUILD:?}
@@ -109,6 +112,84 @@ lazyfail_side() {
 	wait "$spid"
 	sed 's/^/source: /' "$top/source.log"
 	return "$st"
+}
+
+# lazypost: a lazy dump handed over to B, whose criu (its page server) is
+# killed once the workload runs on B with pages still missing: the
+# migration fails here naming the page server, the dumped workload stays
+# stopped, B stops its copy (never a zero page), and a rollback continues
+# the workload here, where it verifies all its memory.
+lazypost_side() {
+	local sock=$top/source.sock spid wpid st=0 cpid g0 g1 d
+	start_source_side || return 1
+	g0=$(last_gen)
+	echo "$g0" >"$shared/gen0"
+	wait_dest_api
+	# shellcheck disable=SC2086 # vflag: a word or none
+	"$ctl" --socket "$sock" migrate --pid "$wpid" --to "$RDMIG_PEER_ADDR" --id "$id" \
+		--transport "$transport" --lazy-dump $vflag 2>&1 | sed 's/^/handover: /'
+	# The workload runs on B: the destination agent says so to the source.
+	for _ in $(seq 3000); do
+		d=$(mig_get "$id" .dest_state "$sock")
+		case $d in postcopy | draining | done | failed) break ;; esac
+		sleep 0.1
+	done
+	say "the destination's state before the kill: ${d:-none}"
+	[ "$d" = postcopy ] || [ "$d" = draining ] || st=1
+	cpid=$(pgrep -f "^criu dump -t $wpid " | head -n 1)
+	say "killing criu dump --lazy-pages (pid ${cpid:-none}) in post-copy"
+	[ -n "$cpid" ] && kill -KILL "$cpid"
+	wait_src_state failed 60 || st=1
+	say "after its page server died: $(src_state): $(mig_get "$id" .error "$sock")"
+	sleep 1
+	say "the dumped workload: $(ps -o stat= -p "$wpid")"
+	# B's verdict first: its copy must be gone before this one runs again.
+	echo 0 >"$shared/migrated"
+	wait_file "$shared/verified" 300 || say "no verdict from the destination"
+	"$ctl" --socket "$sock" rollback "$id" 2>&1 | sed 's/^/handover: /'
+	wait_src_state rolled_back 120 || st=1
+	say "after the rollback: $(src_state)"
+	echo done >"$shared/rolled"
+	sleep 1
+	ask_check || st=1
+	g1=$(last_gen)
+	if [ "${g1:-0}" -gt "${g0:-0}" ]; then
+		say "the workload runs on the source again: generation $g0 -> $g1"
+	else
+		say "the workload did not progress: generation $g0 -> ${g1:-?}"
+		st=1
+	fi
+	ask_check exit >/dev/null 2>&1
+	kill -TERM "$spid"
+	wait "$spid"
+	keep_logs "$top/source.log"
+	grep -aE ' (error|warn): |page server|rolled back|rolling back' "$top/source.log" |
+		tail -n 30 | sed 's/^/source: /'
+	return "$st"
+}
+
+# lazypostdest: B's side of lazypost: rdmig-dest --serve draining one 4 KiB
+# page at a time (pages stay missing); once its migration runs the
+# workload, waits for it to fail and says what is left here.
+lazypostdest_side() {
+	local sock=$top/dest.sock dpid st=0 s
+	rm -rf "$top" && mkdir -p "$top"
+	start_dest_agent "$sock" --drain-depth 1 --drain-chunk 4K
+	wait_state "$id" "failed|done" 600 "$sock" >/dev/null
+	s=$(mig_state "$id" "$sock")
+	say "the destination agent's state: ${s:-none}: $(mig_get "$id" .error "$sock")"
+	sleep 2
+	say "running on the destination: $(workloads_here)"
+	say "dest summary: $(grep -ah 'summary: ' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | tail -n 1 | sed 's/.*summary: //')"
+	grep -ahE ' (error|warn): ' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | tail -n 10 |
+		sed 's/^/handover: dest worker: /'
+	[ "$s" = failed ] || st=1
+	echo "$st" >"$shared/verified"
+	wait_file "$shared/rolled" 300 >/dev/null 2>&1
+	kill -TERM "$dpid"
+	wait "$dpid"
+	keep_logs "$top/dest.log" "$top/dest/$id/rdmig-dest.log"
+	return $st
 }
 
 # source_end ST: the migration's JSON, ST to "migrated"; once the
@@ -216,6 +297,8 @@ dest_side() {
 case $role in
 source) source_side ;;
 lazyfail) lazyfail_side ;;
+lazypost) lazypost_side ;;
+lazypostdest) lazypostdest_side ;;
 dest) dest_side ;;
 *)
 	echo "handover-migrate.sh: unknown role $role" >&2

@@ -14,6 +14,12 @@
 # server serves: the migration fails naming it, the dumped workload stays
 # stopped (the SIGSTOP sent at the status byte outlives criu's hold on it),
 # and a rollback continues it on A, where it verifies all its memory.
+# Last, criu killed in post-copy, with --verify: the workload runs on B
+# with pages missing (B drains one page at a time); the migration fails on
+# both agents, B stops its copy (never a zero page: the processes missing
+# pages are stopped), the dumped workload stayed stopped on A, and a
+# rollback without --force (B's agent confirms) continues it on A, where
+# it verifies all its memory.
 # Guest side: lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -22,7 +28,7 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
 transports=${RDMIG_LAZY_TRANSPORTS:-rdma tcp}
-tap_plan $((10 * $(wc -w <<<"$transports") + 6))
+tap_plan $((10 * $(wc -w <<<"$transports") + 16))
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -79,5 +85,28 @@ tap_like "$out" "^\\[source\\] handover: after its page server died: failed: the
 tap_like "$out" '^\[source\] handover: the dumped workload: T' "... and the dumped workload stayed stopped"
 tap_like "$out" '^\[source\] handover: the workload runs on the source again: generation' \
 	"a rollback continued it: it runs on the source and verified all its memory"
+tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "never a wrong page"
+
+# criu's page server killed in post-copy: the workload runs on B with pages
+# missing (B drains one 4 KiB page at a time), --verify on both agents.
+env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64 RDMIG_ID=l3"
+tap_run --timeout 600 --grace 60 --pair --source "$env_common $mig lazypost" \
+	--dest "$env_common $mig lazypostdest"
+out="$RUN_OUT$RUN_ERR"
+tap_is "$RUN_STATUS" 0 "page server killed in post-copy: the run exits 0"
+tap_like "$out" '^\[source\] handover: the destination.s state before the kill: (postcopy|draining)' \
+	"... criu was killed while the workload ran on the destination"
+tap_like "$out" '^\[source\] handover: after its page server died: failed: the lazy dump.s page server' \
+	"... the migration failed on the source, naming the page server"
+tap_like "$out" '^\[dest\] handover: the destination agent.s state: failed: ' \
+	"... and on the destination"
+tap_like "$out" '^\[dest\] handover: dest summary: status=[a-z]+ .*failed=[1-9]' \
+	"... which stopped the processes that still missed pages (never a zero page)"
+tap_like "$out" '^\[dest\] handover: running on the destination: 0$' "... none of them left on the destination"
+tap_like "$out" '^\[source\] handover: the dumped workload: T' "the dumped workload stayed stopped on the source"
+tap_like "$out" '^\[source\] handover: after the rollback: rolled_back' \
+	"rdmigctl rollback (no --force: the destination agent confirmed) rolled it back"
+tap_like "$out" '^\[source\] handover: the workload runs on the source again: generation' \
+	"... the workload runs on the source again and verified all its memory"
 tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "never a wrong page"
 tap_done
