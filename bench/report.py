@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 
@@ -429,7 +430,8 @@ def main():
            ratio(cpu_r and cpu_r.get("drain_cpu_s"), cpu_t and cpu_t.get("drain_cpu_s")), "<=", 0.05,
            "source CPU figures missing (or the TCP drain used no measurable CPU)",
            "process utime+stime, %s, no faults" % (dr["size"] if dr else "?"))
-    dt_targets(res["downtime"], target, ratio)
+    res["downtime_median"] = dt_medians(res["downtime"])
+    dt_targets(res["downtime_median"], target, ratio)
     res["targets"] = targets
 
     with open(f"{d}/results.json", "w") as f:
@@ -469,7 +471,12 @@ def main():
                "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "samples", "status", "drain"])
     write_csv("downtime", res["downtime"],
               ["name", "mode", "flow", "delay_us", "criu_level", "size_mb", "downtime_s", "dump_s", "handover_s", "restore_s",
-               "source_prep_s", "receive_s", "criu_restore_s", "faults", "workload_faults", "all_pages_s", "status", "not_measured"])
+               "source_prep_s", "receive_s", "criu_restore_s", "faults", "workload_faults", "all_pages_s", "status", "not_measured",
+               "rep"])
+    write_csv("downtime_median", res["downtime_median"],
+              ["name", "mode", "flow", "size_mb", "runs", "runs_failed", "downtime_s", "downtime_min_s", "downtime_max_s",
+               "dump_s", "handover_s", "restore_s", "source_prep_s", "receive_s", "criu_restore_s", "faults",
+               "workload_faults", "all_pages_s", "not_measured"])
     write_csv("targets", targets, ["name", "transport", "ratio", "op", "goal", "met", "basis", "note"])
 
     # ---- markdown ----
@@ -575,15 +582,20 @@ def main():
                           f"p99 {fmt(ratio(wr.get('p99_us'), wc.get('p99_us')))}.")
         md.append("")
     if res["downtime"]:
+        reps = max(e["rep"] for e in res["downtime"])
         md.append("| downtime (s) | MiB | downtime | dump | handover | restore (to running) | "
                   "faults after the resume | freeze to every page in |")
         md.append("|---|---|---|---|---|---|---|---|")
-        for e in res["downtime"]:
-            if e.get("not_measured"):
+        for e in res["downtime_median"]:
+            if not e.get("runs"):
                 md.append(f"| {e['name']} | {e['size_mb']} | not measured: {e['not_measured']} | - | - | - | - | - |")
                 continue
-            md.append(f"| {e['name']} | {e['size_mb']} | "
-                      + " | ".join(fmt(e.get(k)) for k in ("downtime_s", "dump_s", "handover_s", "restore_s"))
+            spread = ""
+            if reps > 1:
+                spread = (f" ({fmt(e['downtime_min_s'])}-{fmt(e['downtime_max_s'])}, {e['runs']} of "
+                          f"{e['runs'] + e['runs_failed']} runs)")
+            md.append(f"| {e['name']} | {e['size_mb']} | {fmt(e.get('downtime_s'))}{spread} | "
+                      + " | ".join(fmt(e.get(k)) for k in ("dump_s", "handover_s", "restore_s"))
                       + f" | {fmt(e.get('workload_faults'))}"
                       + (f" ({fmt(e.get('faults'))} userfaultfd)" if e["mode"] == "rdmig" else "")
                       + f" | {fmt(e.get('all_pages_s'))} |")
@@ -593,7 +605,10 @@ def main():
                   "the restorer's FIN). Faults: pages the workload found missing (mincore) at its first touch "
                   "after the resume; for rdmig also the destination's userfaultfd faults (read-ahead "
                   "makes one fault bring 16 pages). Every row's workload rewrites the same share of its memory per "
-                  "second (bench/run --downtime-rate; its --delay-us in downtime.csv).")
+                  "second (bench/run --downtime-rate; its --delay-us in downtime.csv)."
+                  + (f" Each row is the median of its runs (bench/run --downtime-repeat {reps}: the whole "
+                     "matrix once per round; every run in downtime.csv), the downtime's range and the runs "
+                     "measured in brackets; the targets are judged on the medians." if reps > 1 else ""))
         md.append("")
     for nm in res["not_measured"]:
         md.append(f"Not measured: {nm['series']}: {nm['reason']}.")
@@ -633,7 +648,7 @@ def downtime_row(raw, sid, s, st):
     flow = s.get("flow") or ("plain" if s["mode"] == "rdmig" else None)
     e = {"mode": s["mode"], "criu_level": int(level) if level else None, "size_mb": int(s["size_mb"]),
          "flow": flow, "delay_us": num(s["delay_us"]) if s.get("delay_us") else None,
-         "status": st, "name": dt_name(s["mode"], level, flow)}
+         "status": st, "name": dt_name(s["mode"], level, flow), "rep": int(s.get("rep", 1))}
     out = read(f"{raw}/{sid}.out") or ""
     wl, _ = workload_latency(out, read(f"{raw}/{sid}.wlat"))
     e["workload_faults"] = wl["faults"] if wl else None
@@ -675,6 +690,40 @@ def downtime_row(raw, sid, s, st):
              source_prep_s=ms(tm["handover_ms"] - tm["freeze_ms"]), receive_s=ms(tm["received_ms"]),
              faults=(j.get("progress") or {}).get("faults"), all_pages_s=ms(tm.get("total_ms")))
     return e
+
+
+DT_PARTS = ("downtime_s", "dump_s", "handover_s", "restore_s", "source_prep_s", "receive_s",
+            "criu_restore_s", "faults", "workload_faults", "all_pages_s")
+
+
+def dt_medians(rows):
+    """Each downtime row (flow and size) over its repeats (bench/run --downtime-repeat): the
+    median of every part, the number of runs measured, and the downtime's spread.  A row with
+    no run measured keeps the last run's reason."""
+    groups = {}
+    for e in rows:
+        groups.setdefault((e["name"], e["size_mb"]), []).append(e)
+    out = []
+    for (name, mb), rs in groups.items():
+        ok = [e for e in rs if not e.get("not_measured")]
+        if not ok:
+            m = dict(rs[-1])
+            m["runs"], m["runs_failed"] = 0, len(rs)
+            out.append(m)
+            continue
+        m = {k: v for k, v in ok[0].items() if k not in DT_PARTS and k != "rep"}
+        for k in DT_PARTS:
+            vals = [e[k] for e in ok if e.get(k) is not None]
+            if not vals:
+                m[k] = None
+            elif all(isinstance(v, int) for v in vals):
+                m[k] = statistics.median_low(vals)  # a count stays a count
+            else:
+                m[k] = round(statistics.median(vals), 2)
+        d = [e["downtime_s"] for e in ok]
+        m.update(runs=len(ok), runs_failed=len(rs) - len(ok), downtime_min_s=min(d), downtime_max_s=max(d))
+        out.append(m)
+    return out
 
 
 def dt_targets(rows, target, ratio):
@@ -836,8 +885,8 @@ def plots(d, res, samples, lat, bw64, wsamples):
                            "set label 'no samples (CRIU not measured)' at graph 0.3,0.5\nset xrange [1:1000]\n")
     # The downtime against the workload's size, one line per flow.
     dl = []
-    for name in dict.fromkeys(e["name"] for e in res["downtime"]):
-        rows = sorted((e["size_mb"], e["downtime_s"]) for e in res["downtime"]
+    for name in dict.fromkeys(e["name"] for e in res["downtime_median"]):
+        rows = sorted((e["size_mb"], e["downtime_s"]) for e in res["downtime_median"]
                       if e["name"] == name and e.get("downtime_s") is not None)
         if rows:
             fn = f"{pd}/downtime_{len(dl)}.dat"
