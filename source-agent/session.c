@@ -855,6 +855,7 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 	    .len = u->len,
 	    .xxh3 = u->csum,
 	};
+	const uint64_t *tags;
 	struct ctrl_out o;
 	void *base;
 	size_t len;
@@ -867,11 +868,8 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 		r.rkey = s->mrs[0]->rkey;
 	}
 	/* Page tags go to a destination that verifies (sess_refusal(): the migration has them). */
-	if (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES)
-		ret = ctrl_msg_stage_region(&o, u->pid, &r, u->tags,
-					    u->tags ? u->len / IMG_PAGE_SIZE : 0);
-	else
-		ret = ctrl_msg_stage_region(&o, u->pid, &r, NULL, 0);
+	tags = (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES) ? u->tags : NULL;
+	ret = ctrl_msg_stage_region(&o, u->pid, &r, tags, tags ? u->len / IMG_PAGE_SIZE : 0);
 	return ret < 0 ? ret : sess_send(s, &o);
 }
 

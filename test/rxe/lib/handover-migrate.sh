@@ -77,37 +77,55 @@ src_state() { mig_state "$id" "$sock"; }
 # wait_src_state STATE SECS
 wait_src_state() { wait_state "$id" "$1" "$2" "$sock" >/dev/null; }
 
+# kill_lazy_dump WHEN: SIGKILL of the migration's `criu dump --lazy-pages`
+# (its page server; the caller's $wpid, $sock, $id); waits for the
+# migration to fail and says how the dumped workload was left.
+kill_lazy_dump() {
+	local cpid st=0
+	cpid=$(pgrep -f "^criu dump -t $wpid " | head -n 1)
+	say "killing criu dump --lazy-pages (pid ${cpid:-none}) $1"
+	[ -n "$cpid" ] && kill -KILL "$cpid"
+	wait_src_state failed 60 || st=1
+	say "after its page server died: $(src_state): $(mig_get "$id" .error "$sock")"
+	sleep 1
+	say "the dumped workload: $(ps -o stat= -p "$wpid")"
+	return $st
+}
+
+# rollback_runs G0 SECS: rdmigctl rollback (rolled back within SECS); the
+# workload then verifies all its memory here and has moved past
+# generation G0; it is told to exit after.
+rollback_runs() {
+	local st=0 g1
+	"$ctl" --socket "$sock" rollback "$id" 2>&1 | sed 's/^/handover: /'
+	wait_src_state rolled_back "$2" || st=1
+	say "after the rollback: $(src_state)"
+	sleep 1
+	ask_check || st=1
+	g1=$(last_gen)
+	if [ "${g1:-0}" -gt "${1:-0}" ]; then
+		say "the workload runs on the source again: generation $1 -> $g1"
+	else
+		say "the workload did not progress: generation $1 -> ${g1:-?}"
+		st=1
+	fi
+	ask_check exit >/dev/null 2>&1
+	return $st
+}
+
 # lazyfail: a lazy dump whose criu (its page server) is killed while it
 # serves: the migration fails, the dumped workload stays stopped, and a
 # rollback continues it on this host, where it verifies all its memory.
 lazyfail_side() {
-	local sock=$top/source.sock spid wpid st=0 cpid g0 g1
+	local sock=$top/source.sock spid wpid st=0 g0
 	start_source_side || return 1
 	g0=$(last_gen)
 	head -c 32 /dev/urandom >"$top/secret" && chmod 600 "$top/secret"
 	"$ctl" --socket "$sock" migrate --pid "$wpid" --id "$id" --transport "$transport" \
 		--lazy-dump --secret-file "$top/secret" 2>&1 | sed 's/^/handover: /'
 	wait_src_state serving 300 || st=1
-	cpid=$(pgrep -f "^criu dump -t $wpid " | head -n 1)
-	say "killing criu dump --lazy-pages (pid ${cpid:-none}) while it serves"
-	[ -n "$cpid" ] && kill -KILL "$cpid"
-	wait_src_state failed 60 || st=1
-	say "after its page server died: $(src_state): $(mig_get "$id" .error "$sock")"
-	sleep 1
-	say "the dumped workload: $(ps -o stat= -p "$wpid")"
-	"$ctl" --socket "$sock" rollback "$id" 2>&1 | sed 's/^/handover: /'
-	wait_src_state rolled_back 60 || st=1
-	say "after the rollback: $(src_state)"
-	sleep 1
-	ask_check || st=1
-	g1=$(last_gen)
-	if [ "${g1:-0}" -gt "${g0:-0}" ]; then
-		say "the workload runs on the source again: generation $g0 -> $g1"
-	else
-		say "the workload did not progress: generation $g0 -> ${g1:-?}"
-		st=1
-	fi
-	ask_check exit >/dev/null 2>&1
+	kill_lazy_dump "while it serves" || st=1
+	rollback_runs "$g0" 60 || st=1
 	kill -TERM "$spid"
 	wait "$spid"
 	sed 's/^/source: /' "$top/source.log"
@@ -120,7 +138,7 @@ lazyfail_side() {
 # stopped, B stops its copy (never a zero page), and a rollback continues
 # the workload here, where it verifies all its memory.
 lazypost_side() {
-	local sock=$top/source.sock spid wpid st=0 cpid g0 g1 d
+	local sock=$top/source.sock spid wpid st=0 g0 d
 	start_source_side || return 1
 	g0=$(last_gen)
 	echo "$g0" >"$shared/gen0"
@@ -136,30 +154,12 @@ lazypost_side() {
 	done
 	say "the destination's state before the kill: ${d:-none}"
 	[ "$d" = postcopy ] || [ "$d" = draining ] || st=1
-	cpid=$(pgrep -f "^criu dump -t $wpid " | head -n 1)
-	say "killing criu dump --lazy-pages (pid ${cpid:-none}) in post-copy"
-	[ -n "$cpid" ] && kill -KILL "$cpid"
-	wait_src_state failed 60 || st=1
-	say "after its page server died: $(src_state): $(mig_get "$id" .error "$sock")"
-	sleep 1
-	say "the dumped workload: $(ps -o stat= -p "$wpid")"
+	kill_lazy_dump "in post-copy" || st=1
 	# B's verdict first: its copy must be gone before this one runs again.
 	echo 0 >"$shared/migrated"
 	wait_file "$shared/verified" 300 || say "no verdict from the destination"
-	"$ctl" --socket "$sock" rollback "$id" 2>&1 | sed 's/^/handover: /'
-	wait_src_state rolled_back 120 || st=1
-	say "after the rollback: $(src_state)"
+	rollback_runs "$g0" 120 || st=1
 	echo done >"$shared/rolled"
-	sleep 1
-	ask_check || st=1
-	g1=$(last_gen)
-	if [ "${g1:-0}" -gt "${g0:-0}" ]; then
-		say "the workload runs on the source again: generation $g0 -> $g1"
-	else
-		say "the workload did not progress: generation $g0 -> ${g1:-?}"
-		st=1
-	fi
-	ask_check exit >/dev/null 2>&1
 	kill -TERM "$spid"
 	wait "$spid"
 	keep_logs "$top/source.log"
