@@ -27,28 +27,48 @@ int proctree_pidfd_open(pid_t pid)
 	return (int)fd;
 }
 
-/* Parent pid from /proc/<pid>/stat, or -1. */
-static pid_t proctree_ppid(const char *pid)
+/*
+ * From /proc/<pid>/stat: the state letter, the parent and the start time
+ * (clock ticks after boot); any of them may be NULL.
+ */
+static int proctree_stat(const char *pid, char *state, pid_t *ppid, uint64_t *start)
 {
-	char path[64], buf[512], *p;
+	char path[64], buf[1024], *p, st;
+	unsigned long long ticks;
 	ssize_t n;
-	int fd;
-	int ppid;
+	int fd, pp;
 
 	snprintf(path, sizeof(path), "/proc/%s/stat", pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return -1;
+		return -EIO;
 	buf[n] = '\0';
 	/* comm may hold spaces and parentheses: the state follows the last ')'. */
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %d", &ppid) != 1)
-		return -1;
-	return (pid_t)ppid;
+	if (!p || sscanf(p + 1,
+			 " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d "
+			 "%*d %llu",
+			 &st, &pp, &ticks) != 3)
+		return -EIO;
+	if (state)
+		*state = st;
+	if (ppid)
+		*ppid = (pid_t)pp;
+	if (start)
+		*start = ticks;
+	return 0;
+}
+
+/* Parent pid from /proc/<pid>/stat, or -1. */
+static pid_t proctree_ppid(const char *pid)
+{
+	pid_t ppid;
+
+	return proctree_stat(pid, NULL, &ppid, NULL) < 0 ? -1 : ppid;
 }
 
 static int proctree_known(const pid_t *set, size_t n, pid_t pid)
@@ -60,9 +80,9 @@ static int proctree_known(const pid_t *set, size_t n, pid_t pid)
 }
 
 /*
- * Sends sig to every descendant of tree[0] found by scanning /proc, each as
- * it is found (SIGSTOP: so it cannot fork past the scan); appends them to
- * tree (room for PROCTREE_MAX).  Returns the new count.
+ * Sends sig (0: none) to every descendant of tree[0] found by scanning
+ * /proc, each as it is found (SIGSTOP: so it cannot fork past the scan);
+ * appends them to tree (room for PROCTREE_MAX).  Returns the new count.
  */
 static size_t proctree_signal_descendants(pid_t *tree, size_t n, int sig)
 {
@@ -82,7 +102,8 @@ static size_t proctree_signal_descendants(pid_t *tree, size_t n, int sig)
 			ppid = proctree_ppid(de->d_name);
 			if (ppid > 0 && proctree_known(tree, n, ppid) &&
 			    !proctree_known(tree, n, child)) {
-				kill(child, sig);
+				if (sig)
+					kill(child, sig);
 				tree[n++] = child;
 			}
 		}
@@ -168,4 +189,83 @@ int proctree_cont(int pidfd, pid_t pid)
 		return ret;
 	}
 	return (int)n;
+}
+
+int proctree_start_time(pid_t pid, uint64_t *ticks)
+{
+	char name[16];
+
+	snprintf(name, sizeof(name), "%d", (int)pid);
+	return proctree_stat(name, NULL, NULL, ticks);
+}
+
+/* The last pid of /proc/<pid>/status's NSpid: pid in its innermost namespace. */
+static int proctree_nspid(pid_t pid, pid_t *vpid)
+{
+	char path[64], line[256], *p, *end;
+	int ret = -ENOENT;
+	long v;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "NSpid:", 6))
+			continue;
+		for (p = line + 6;; p = end) {
+			v = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			*vpid = (pid_t)v;
+			ret = 0;
+		}
+		break;
+	}
+	fclose(f);
+	return ret;
+}
+
+int proctree_members(pid_t pid, struct proctree_member **out)
+{
+	struct proctree_member *m = NULL;
+	char name[16];
+	pid_t *tree;
+	size_t n, i;
+	int ret;
+
+	*out = NULL;
+	tree = calloc(PROCTREE_MAX, sizeof(*tree));
+	if (!tree)
+		return -ENOMEM;
+	tree[0] = pid;
+	n = proctree_signal_descendants(tree, 1, 0);
+	m = calloc(n, sizeof(*m));
+	if (!m) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		m[i].pid = tree[i];
+		snprintf(name, sizeof(name), "%d", (int)tree[i]);
+		ret = proctree_stat(name, &m[i].state, NULL, NULL);
+		if (ret == 0)
+			ret = proctree_nspid(tree[i], &m[i].vpid);
+		if (ret < 0) {
+			/* The root gone is an error; a descendant that exited meanwhile is not one.
+			 */
+			if (i == 0)
+				goto out;
+			m[i].state = 'X';
+			m[i].vpid = 0;
+		}
+	}
+	*out = m;
+	m = NULL;
+	ret = (int)n;
+out:
+	free(m);
+	free(tree);
+	return ret;
 }

@@ -14,6 +14,7 @@
 #ifndef RDMIG_PROCTREE_H
 #define RDMIG_PROCTREE_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 /* A pidfd for pid (O_CLOEXEC), or a negative errno. */
@@ -43,5 +44,25 @@ int proctree_stop(int pidfd, pid_t pid);
  * negative errno if the root could not be.
  */
 int proctree_cont(int pidfd, pid_t pid);
+
+/* One process of a tree, as proctree_members() found it. */
+struct proctree_member {
+	pid_t pid;  /* in the agent's pid namespace */
+	pid_t vpid; /* in its innermost one (NSpid's last): the pid CRIU's images name */
+	char state; /* /proc/PID/stat's letter (T stopped, t traced); X: gone meanwhile */
+};
+
+/*
+ * pid's start time, in clock ticks after boot (/proc/PID/stat): with the
+ * pid it names one process for good, across a restart of the agent.
+ */
+int proctree_start_time(pid_t pid, uint64_t *ticks);
+
+/*
+ * pid and its descendants, found by scanning /proc as proctree_kill()
+ * does, none signalled; pid is the first.  *out is the caller's to free.
+ * Returns how many, or a negative errno (-ENOENT: no pid).
+ */
+int proctree_members(pid_t pid, struct proctree_member **out);
 
 #endif

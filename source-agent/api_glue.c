@@ -326,7 +326,7 @@ static void glue_prereg(struct src_agent *a, struct src_migration *m)
 static void glue_mapped(struct src_migration *m, int ret)
 {
 	struct src_agent *a = m->agent;
-	char why[SRC_MIG_ERROR_MAX];
+	char why[SRC_MIG_ERROR_MAX], bind[SRC_MIG_ERROR_MAX / 2];
 
 	if (ret < 0) {
 		if (m->pid > 0)
@@ -342,6 +342,14 @@ static void glue_mapped(struct src_migration *m, int ret)
 				 "the images in %s changed while the agent was stopped (not the "
 				 "digest its record has): not served",
 				 m->dir);
+		glue_fail_unserved(m, why);
+		return;
+	}
+	if (m->lazy && src_lazydump_bind(m->lazy, m->map->set, bind, sizeof(bind)) < 0) {
+		snprintf(why, sizeof(why),
+			 "after a restart of the source agent, the lazy dump's stopped tree cannot "
+			 "be served: %s",
+			 bind);
 		glue_fail_unserved(m, why);
 		return;
 	}
@@ -753,8 +761,11 @@ static int glue_dump_start(struct src_agent *a, struct src_migration *m)
 	}
 	if (ret == 0 && m->lazy_dump) {
 		ret = src_lazydump_new(a->base, m->pid, &glue_lazy_ops, m, &m->lazy);
-		if (ret == 0)
-			ret = src_criu_argv_lazy(&av, src_lazydump_port(m->lazy));
+		if (ret == 0) {
+			m->lazy_tree_start = src_lazydump_tree_start(m->lazy);
+			m->lazy_port = src_lazydump_port(m->lazy);
+			ret = src_criu_argv_lazy(&av, m->lazy_port);
+		}
 	}
 	/* The workload's downtime starts here: criu freezes it first. */
 	m->freeze_start_ns = now_ns();
@@ -1788,8 +1799,10 @@ static int glue_rollback_allowed(const struct src_migration *m, struct api_error
 		return m->lazy && src_lazydump_is_ready(m->lazy)
 			   ? 0
 			   : api_error_set(err, -EBUSY,
-					   "migration \"%s\": its lazy dump never had its page "
-					   "server up, so criu left the process running",
+					   "migration \"%s\": this agent holds no stopped tree of "
+					   "its lazy dump (its page server never came up, so criu "
+					   "left the process running; or, after a restart, the "
+					   "tree was gone or running: see the agent's log)",
 					   m->id);
 	if (m->restore_interrupted)
 		return api_error_set(err, -EBUSY,
@@ -2082,6 +2095,26 @@ static bool glue_dump_log_ok(const char *dir)
  * served is mapped again and serves, so a destination can reconnect and
  * a rollback works.
  */
+/*
+ * After a restart: m's lazy dump left its tree stopped and criu is gone;
+ * the tree is taken again (its memory is staged from it, or a rollback
+ * continues it) only if it is the same and still stopped.
+ */
+static int glue_adopt_lazy(struct src_agent *a, struct src_migration *m, char *why, size_t why_len)
+{
+	char what[SRC_MIG_ERROR_MAX / 2];
+	int ret;
+
+	ret = src_lazydump_adopt(a->base, m->pid, m->lazy_tree_start, m->lazy_port, &glue_lazy_ops,
+				 m, &m->lazy, what, sizeof(what));
+	if (ret < 0)
+		snprintf(why, why_len,
+			 "the source agent restarted and cannot take this lazy dump's stopped "
+			 "tree again: %s",
+			 what);
+	return ret;
+}
+
 static void glue_reload_one(void *arg, struct src_record *rec)
 {
 	struct src_agent *a = arg;
@@ -2116,6 +2149,9 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	m->freeze_ms = rec->freeze_ms;
 	m->handover_ms = rec->handover_ms;
 	m->lazy_bytes = rec->lazy_bytes;
+	m->lazy_dump = rec->lazy_dump;
+	m->lazy_tree_start = rec->lazy_tree_start;
+	m->lazy_port = rec->lazy_port;
 	m->digest = rec->digest;
 	m->precopy = rec->precopy;
 	memcpy(m->rounds, rec->rounds, sizeof(m->rounds));
@@ -2132,9 +2168,14 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	log_info("records: migration %s was %s when the agent stopped (images %s)", m->id,
 		 src_mig_state_str(rec->state), m->dir);
 	switch (rec->state) {
-	case SRC_MIG_DONE:
 	case SRC_MIG_FAILED:
 	case SRC_MIG_ABORTED:
+		/* A lazy dump's stopped tree, taken again, can still be rolled back. */
+		if (m->lazy_dump && glue_adopt_lazy(a, m, why, sizeof(why)) < 0)
+			log_info("migration %s: no rollback by continuing its tree: %s", m->id,
+				 why);
+		/* fall through */
+	case SRC_MIG_DONE:
 	case SRC_MIG_ROLLED_BACK:
 		src_mig_reloaded(m, rec->state);
 		return;
@@ -2180,6 +2221,10 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 		src_mig_finish(m, SRC_MIG_FAILED,
 			       "the source agent restarted and this migration's secret is gone "
 			       "from its records: no destination can prove it");
+		return;
+	}
+	if (m->lazy_dump && glue_adopt_lazy(a, m, why, sizeof(why)) < 0) {
+		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
 	}
 	/* "dumping" (nothing runs) -> mapping -> ready, as a migration of given images. */

@@ -34,6 +34,14 @@ struct src_lazydump {
 	struct event *status_ev;
 	bool ready;
 	bool released;
+	uint64_t tree_start; /* the root's start time (proctree_start_time()) */
+	/*
+	 * Taken again after a restart of the agent (src_lazydump_adopt()):
+	 * no criu, the stage reads the stopped tree; host_pids per task of the
+	 * images, from src_lazydump_bind().
+	 */
+	bool adopted;
+	pid_t *host_pids;
 	struct lazystage *stage;
 	void *area; /* the stage's area, made ahead by src_lazydump_area() */
 	size_t area_len;
@@ -59,6 +67,22 @@ static int ld_pick_port(void)
 	return ret;
 }
 
+/* A lazydump of pid with no fd yet. */
+static struct src_lazydump *ld_alloc(struct event_base *base, pid_t pid,
+				     const struct src_lazydump_ops *ops, void *arg)
+{
+	struct src_lazydump *ld = calloc(1, sizeof(*ld));
+
+	if (!ld)
+		return NULL;
+	ld->base = base;
+	ld->ops = ops;
+	ld->arg = arg;
+	ld->pid = pid;
+	ld->status_rfd = ld->status_wfd = ld->pidfd = -1;
+	return ld;
+}
+
 int src_lazydump_new(struct event_base *base, pid_t pid, const struct src_lazydump_ops *ops,
 		     void *arg, struct src_lazydump **out)
 {
@@ -66,19 +90,20 @@ int src_lazydump_new(struct event_base *base, pid_t pid, const struct src_lazydu
 	int p[2], ret;
 
 	*out = NULL;
-	ld = calloc(1, sizeof(*ld));
+	ld = ld_alloc(base, pid, ops, arg);
 	if (!ld)
 		return -ENOMEM;
-	ld->base = base;
-	ld->ops = ops;
-	ld->arg = arg;
-	ld->pid = pid;
-	ld->status_rfd = ld->status_wfd = -1;
 	/* Held from before the freeze: the pid cannot be another process's when signalled. */
 	ld->pidfd = proctree_pidfd_open(pid);
 	if (ld->pidfd < 0) {
 		ret = ld->pidfd;
 		log_err("lazy dump of pid %d: pidfd_open: %s", (int)pid, strerror(-ret));
+		goto out;
+	}
+	ret = proctree_start_time(pid, &ld->tree_start);
+	if (ret < 0) {
+		log_err("lazy dump of pid %d: cannot read its start time: %s", (int)pid,
+			strerror(-ret));
 		goto out;
 	}
 	ret = ld_pick_port();
@@ -112,6 +137,142 @@ out:
 int src_lazydump_port(const struct src_lazydump *ld)
 {
 	return ld->port;
+}
+
+uint64_t src_lazydump_tree_start(const struct src_lazydump *ld)
+{
+	return ld->tree_start;
+}
+
+/* A state letter of a process that cannot run: stopped, traced, a zombie, gone. */
+static bool ld_held(char state)
+{
+	return state == 'T' || state == 't' || state == 'Z' || state == 'X';
+}
+
+/*
+ * Ends the session of a dump's page server that may still wait for its
+ * client on port: a connection closed at once is a clean end, criu then
+ * exits and leaves the tree stopped.  Nothing listening is fine.
+ */
+static void ld_end_port(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		log_info("lazy dump: ended the session of a page server still waiting on "
+			 "127.0.0.1:%d",
+			 port);
+	close(fd);
+}
+
+int src_lazydump_adopt(struct event_base *base, pid_t pid, uint64_t tree_start, int port,
+		       const struct src_lazydump_ops *ops, void *arg, struct src_lazydump **out,
+		       char *why, size_t why_len)
+{
+	struct proctree_member *mem = NULL;
+	struct src_lazydump *ld;
+	uint64_t start;
+	int n, i, ret;
+
+	*out = NULL;
+	ld = ld_alloc(base, pid, ops, arg);
+	if (!ld)
+		return -ENOMEM;
+	ld->tree_start = tree_start;
+	ld->ready = ld->adopted = true;
+	ret = -ESRCH;
+	if (pid <= 0 || !tree_start) {
+		snprintf(why, why_len, "its record does not say which process was dumped");
+		goto out;
+	}
+	/* Held first: the start time read next is then surely this process's. */
+	ld->pidfd = proctree_pidfd_open(pid);
+	if (ld->pidfd < 0 || proctree_start_time(pid, &start) < 0) {
+		ret = ld->pidfd < 0 ? ld->pidfd : -ESRCH;
+		snprintf(why, why_len, "the dumped process %d is gone", (int)pid);
+		goto out;
+	}
+	if (start != tree_start) {
+		snprintf(why, why_len,
+			 "pid %d is another process now (started at tick %" PRIu64
+			 ", the dumped one at %" PRIu64 ")",
+			 (int)pid, start, tree_start);
+		goto out;
+	}
+	if (port > 0)
+		ld_end_port(port);
+	n = proctree_members(pid, &mem);
+	if (n < 0) {
+		ret = n;
+		snprintf(why, why_len, "cannot list the dumped tree of %d: %s", (int)pid,
+			 strerror(-n));
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (ld_held(mem[i].state))
+			continue;
+		ret = -EBUSY;
+		snprintf(why, why_len,
+			 "process %d of the dumped tree of %d runs (state %c): it was continued, "
+			 "its memory may have changed",
+			 (int)mem[i].pid, (int)pid, mem[i].state);
+		goto out;
+	}
+	log_info("lazy dump of pid %d: its stopped tree taken again (%d process(es))", (int)pid, n);
+	*out = ld;
+	ld = NULL;
+	ret = 0;
+out:
+	free(mem);
+	src_lazydump_free(ld);
+	return ret;
+}
+
+int src_lazydump_bind(struct src_lazydump *ld, const struct img_set *set, char *why, size_t why_len)
+{
+	struct proctree_member *mem = NULL;
+	pid_t *host = NULL;
+	size_t t;
+	int n, i, ret;
+
+	if (!ld->adopted || ld->host_pids)
+		return 0;
+	n = proctree_members(ld->pid, &mem);
+	if (n < 0) {
+		snprintf(why, why_len, "cannot list the dumped tree of %d: %s", (int)ld->pid,
+			 strerror(-n));
+		return n;
+	}
+	host = calloc(set->nr_tasks ? set->nr_tasks : 1, sizeof(*host));
+	ret = host ? 0 : -ENOMEM;
+	for (t = 0; ret == 0 && t < set->nr_tasks; t++) {
+		if (!set->tasks[t].nr_lazy)
+			continue;
+		for (i = 0; i < n && !host[t]; i++)
+			if (mem[i].vpid == set->tasks[t].pid && ld_held(mem[i].state) &&
+			    mem[i].state != 'X')
+				host[t] = mem[i].pid;
+		if (!host[t]) {
+			ret = -ESRCH;
+			snprintf(why, why_len,
+				 "process %d of the images (lazy pages) is not in the stopped tree "
+				 "of %d any more",
+				 set->tasks[t].pid, (int)ld->pid);
+		}
+	}
+	free(mem);
+	if (ret < 0) {
+		free(host);
+		return ret;
+	}
+	ld->host_pids = host;
+	return 0;
 }
 
 int src_lazydump_status_fd(const struct src_lazydump *ld)
@@ -205,6 +366,20 @@ int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set, const
 
 	if (ld->stage)
 		return 0;
+	if (ld->adopted) {
+		if (!ld->host_pids)
+			return -ENXIO;
+		ret = lazystage_open_proc(ld->base, set, ld->area, page_key, ld->host_pids,
+					  &ld_stage_ops, ld, &ld->stage);
+		if (ret < 0)
+			log_err("lazy dump of pid %d: cannot stage from its stopped tree: %s",
+				(int)ld->pid, strerror(-ret));
+		else
+			log_info(
+			    "lazy dump of pid %d: staging from its stopped tree (criu is gone)",
+			    (int)ld->pid);
+		return ret;
+	}
 	snprintf(port, sizeof(port), "%d", ld->port);
 	ret = lazystage_open(ld->base, set, ld->area, page_key, "127.0.0.1", port, &ld_stage_ops,
 			     ld, &ld->stage);
@@ -251,6 +426,8 @@ void src_lazydump_end(struct src_lazydump *ld)
 		lazystage_close(ld->stage);
 		return;
 	}
+	if (ld->adopted)
+		return;
 	/*
 	 * Never connected: the dump waits in accept().  A connection closed at
 	 * once is a clean end of its session: it exits and leaves the tree
@@ -312,5 +489,6 @@ void src_lazydump_free(struct src_lazydump *ld)
 		close(ld->status_wfd);
 	if (ld->pidfd >= 0)
 		close(ld->pidfd);
+	free(ld->host_pids);
 	free(ld);
 }

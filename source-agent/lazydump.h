@@ -53,6 +53,30 @@ int src_lazydump_new(struct event_base *base, pid_t pid, const struct src_lazydu
 /* The page server's port (for src_criu_argv_lazy()). */
 int src_lazydump_port(const struct src_lazydump *ld);
 
+/* The dumped tree's root start time (proctree_start_time()), for the record. */
+uint64_t src_lazydump_tree_start(const struct src_lazydump *ld);
+
+/*
+ * After a restart of the agent: takes again the tree a lazy dump left
+ * stopped (design.md §11), criu gone.  pid must still be the process that
+ * started at tree_start, and no process of its tree may run (a continued
+ * tree's memory may have changed).  A page server still waiting on port
+ * (> 0: the dump's, from the record) has its session ended first.  On
+ * failure why says which check failed.  The result is ready: a rollback
+ * continues the tree, Done kills it; src_lazydump_bind() before the stage.
+ */
+int src_lazydump_adopt(struct event_base *base, pid_t pid, uint64_t tree_start, int port,
+		       const struct src_lazydump_ops *ops, void *arg, struct src_lazydump **out,
+		       char *why, size_t why_len);
+
+/*
+ * An adopted tree's images are mapped: finds, for every task of set with
+ * lazy pages, its process in the stopped tree (its pid in its own
+ * namespace, NSpid, is the images' pid).  0 for a dump not adopted.
+ */
+int src_lazydump_bind(struct src_lazydump *ld, const struct img_set *set, char *why,
+		      size_t why_len);
+
 /* The write end of the status pipe, for criu's --status-fd. */
 int src_lazydump_status_fd(const struct src_lazydump *ld);
 

@@ -6,10 +6,12 @@
 #include "lazystage.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -17,14 +19,25 @@
 #include "log.h"
 #include "msgauth.h"
 
+/* Units read from a stopped tree in one pass of the loop (1 MiB). */
+#define LAZYSTAGE_PROC_BATCH 4u
+
 struct lazystage_task {
 	int32_t pid;
+	pid_t host;   /* from a stopped tree: its pid here */
 	size_t first; /* its units: [first, first + n) */
 	size_t n;
 };
 
 struct lazystage {
 	struct criupsrv *ps;
+	/*
+	 * From a stopped tree instead (lazystage_open_proc()): units read on
+	 * proc_ev's passes, the wanted ones (wantq) first.
+	 */
+	struct event *proc_ev;
+	size_t *wantq;
+	size_t want_head, want_tail;
 	const struct lazystage_ops *ops;
 	void *arg;
 	struct lazystage_unit *units;
@@ -139,6 +152,8 @@ static void ls_pump(struct lazystage *ls)
 {
 	struct lazystage_unit *u;
 
+	if (ls->proc_ev)
+		return;
 	while (!ls->dead && !ls->closing && ls->bg_asked < LAZYSTAGE_WINDOW &&
 	       ls->next < ls->nr_units) {
 		u = &ls->units[ls->next++];
@@ -165,6 +180,26 @@ static int ls_tag_unit(struct lazystage *ls, struct lazystage_unit *u)
 	return 0;
 }
 
+/*
+ * u's bytes are in the area: its tags and XXH3, staged, reported.  False
+ * when the stage failed on it (reported too).
+ */
+static bool ls_unit_in(struct lazystage *ls, struct lazystage_unit *u)
+{
+	if (u->tags && ls_tag_unit(ls, u) < 0) {
+		ls->dead = true;
+		log_err("lazy dump: cannot compute the page tags of pid %d at %#" PRIx64, u->pid,
+			u->img_vaddr);
+		ls->ops->failed(ls, -EIO, ls->arg);
+		return false;
+	}
+	u->csum = XXH3_64bits(ls->area + u->area_off, u->len);
+	u->state = LAZYSTAGE_STAGED;
+	ls->staged++;
+	ls->ops->staged(ls, u, ls->arg);
+	return true;
+}
+
 static void ls_unit_done(struct criupsrv_req *r, int status, void *arg)
 {
 	struct lazystage_unit *u =
@@ -174,20 +209,10 @@ static void ls_unit_done(struct criupsrv_req *r, int status, void *arg)
 	/* A failure is reported once, by the session's failed(). */
 	if (status < 0)
 		return;
-	if (u->tags && ls_tag_unit(ls, u) < 0) {
-		ls->dead = true;
-		log_err("lazy dump: cannot compute the page tags of pid %d at %#" PRIx64, u->pid,
-			u->img_vaddr);
-		ls->ops->failed(ls, -EIO, ls->arg);
-		return;
-	}
-	u->csum = XXH3_64bits(ls->area + u->area_off, u->len);
-	u->state = LAZYSTAGE_STAGED;
-	ls->staged++;
 	if (!u->wanted)
 		ls->bg_asked--;
-	ls->ops->staged(ls, u, ls->arg);
-	ls_pump(ls);
+	if (ls_unit_in(ls, u))
+		ls_pump(ls);
 }
 
 static void ls_failed(struct criupsrv *ps, int err, void *arg)
@@ -301,6 +326,115 @@ int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *
 	return 0;
 }
 
+/* The task unit i belongs to. */
+static const struct lazystage_task *ls_task_of(const struct lazystage *ls, size_t i)
+{
+	size_t k;
+
+	for (k = 0; k < ls->nr_tasks; k++)
+		if (i >= ls->tasks[k].first && i - ls->tasks[k].first < ls->tasks[k].n)
+			return &ls->tasks[k];
+	return NULL;
+}
+
+/* Copies unit i's pages out of its stopped task into the area. */
+static int ls_proc_read(struct lazystage *ls, size_t i)
+{
+	const struct lazystage_task *t = ls_task_of(ls, i);
+	struct lazystage_unit *u = &ls->units[i];
+	struct iovec local = {.iov_base = ls->area + u->area_off, .iov_len = u->len};
+	struct iovec remote = {.iov_base = (void *)(uintptr_t)u->img_vaddr, .iov_len = u->len};
+	ssize_t n;
+	int ret;
+
+	if (!t || t->host <= 0)
+		return -ESRCH;
+	n = process_vm_readv(t->host, &local, 1, &remote, 1, 0);
+	if (n == (ssize_t)u->len)
+		return 0;
+	/* Short: a page of the range is not mapped there any more. */
+	ret = n < 0 ? -errno : -EFAULT;
+	log_err("lazy dump: cannot read %" PRIu64 " bytes at %#" PRIx64
+		" of the stopped process %d (pid %d in its images): %s",
+		u->len, u->img_vaddr, (int)t->host, u->pid, strerror(-ret));
+	return ret;
+}
+
+/* The next unit to read: one a destination waits for, else the next in order. */
+static bool ls_proc_next(struct lazystage *ls, size_t *i)
+{
+	if (ls->want_head < ls->want_tail) {
+		*i = ls->wantq[ls->want_head++];
+		return true;
+	}
+	while (ls->next < ls->nr_units && ls->units[ls->next].state != LAZYSTAGE_NOT_ASKED)
+		ls->next++;
+	if (ls->next == ls->nr_units)
+		return false;
+	*i = ls->next++;
+	return true;
+}
+
+/*
+ * One pass: a few units read and reported; another pass is queued while
+ * any is left, so the loop serves other events between them.
+ */
+static void ls_proc_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct lazystage *ls = arg;
+	unsigned int k;
+	size_t i;
+	int ret;
+
+	(void)fd;
+	(void)what;
+	for (k = 0; k < LAZYSTAGE_PROC_BATCH && !ls->dead && !ls->closing; k++) {
+		if (!ls_proc_next(ls, &i))
+			break;
+		ret = ls_proc_read(ls, i);
+		if (ret < 0) {
+			ls->dead = true;
+			ls->ops->failed(ls, ret, ls->arg);
+			return;
+		}
+		if (!ls_unit_in(ls, &ls->units[i]))
+			return;
+	}
+	if (ls->dead)
+		return;
+	if (ls->closing) {
+		ls->dead = true;
+		ls->ops->closed(ls, 0, ls->arg);
+		return;
+	}
+	if (ls->staged < ls->nr_units)
+		event_active(ls->proc_ev, EV_TIMEOUT, 0);
+}
+
+int lazystage_open_proc(struct event_base *base, const struct img_set *set, void *area,
+			const uint8_t *page_key, const pid_t *host_pids,
+			const struct lazystage_ops *ops, void *arg, struct lazystage **out)
+{
+	struct lazystage *ls;
+	size_t i;
+	int ret;
+
+	ret = ls_new(set, area, page_key, ops, arg, &ls);
+	if (ret < 0)
+		return ret;
+	for (i = 0; i < ls->nr_tasks; i++)
+		ls->tasks[i].host = host_pids[i];
+	ls->wantq = calloc(ls->nr_units ? ls->nr_units : 1, sizeof(*ls->wantq));
+	ls->proc_ev = event_new(base, -1, 0, ls_proc_cb, ls);
+	if (!ls->wantq || !ls->proc_ev) {
+		lazystage_free(ls);
+		return -ENOMEM;
+	}
+	event_active(ls->proc_ev, EV_TIMEOUT, 0);
+	*out = ls;
+	return 0;
+}
+
 void lazystage_area(const struct lazystage *ls, void **base, size_t *len)
 {
 	*base = ls->area;
@@ -394,6 +528,15 @@ int lazystage_want(struct lazystage *ls, int32_t pid, uint64_t img_vaddr)
 		return -ESHUTDOWN;
 	if (u->state == LAZYSTAGE_STAGED)
 		return 0;
+	if (ls->proc_ev) {
+		if (u->state == LAZYSTAGE_NOT_ASKED) {
+			u->state = LAZYSTAGE_ASKED;
+			u->wanted = true;
+			ls->wantq[ls->want_tail++] = (size_t)(u - ls->units);
+			event_active(ls->proc_ev, EV_TIMEOUT, 0);
+		}
+		return 0;
+	}
 	if (u->state == LAZYSTAGE_NOT_ASKED) {
 		ret = ls_ask(ls, u);
 		if (ret < 0)
@@ -415,6 +558,10 @@ int lazystage_close(struct lazystage *ls)
 	if (ls->dead || ls->closing)
 		return -ESHUTDOWN;
 	ls->closing = true;
+	if (ls->proc_ev) {
+		event_active(ls->proc_ev, EV_TIMEOUT, 0);
+		return 0;
+	}
 	return criupsrv_close(ls->ps);
 }
 
@@ -423,6 +570,9 @@ void lazystage_free(struct lazystage *ls)
 	if (!ls)
 		return;
 	criupsrv_free(ls->ps);
+	if (ls->proc_ev)
+		event_free(ls->proc_ev);
+	free(ls->wantq);
 	if (ls->area && !ls->area_lent)
 		munmap(ls->area, ls->area_len);
 	free(ls->units);

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "criupsrv.h"
 #include "ctrl.h"
@@ -94,6 +95,18 @@ int lazystage_open(struct event_base *base, const struct img_set *set, void *are
 int lazystage_open_fd(struct event_base *base, const struct img_set *set, void *area,
 		      const uint8_t *page_key, int fd, const struct lazystage_ops *ops, void *arg,
 		      struct lazystage **out);
+
+/*
+ * The same, read from the dumped tree itself instead of a page server: the
+ * dump's criu is gone, its tasks stay stopped with their memory (a restart
+ * of rdmig-source, design.md §11).  host_pids[i] is set->tasks[i]'s pid in
+ * the agent's namespace (0: none, for a task without lazy ranges).  Units
+ * are read with process_vm_readv(), a few a pass of the loop, wanted ones
+ * first; one no longer mapped there fails the stage.  closed() gets 0.
+ */
+int lazystage_open_proc(struct event_base *base, const struct img_set *set, void *area,
+			const uint8_t *page_key, const pid_t *host_pids,
+			const struct lazystage_ops *ops, void *arg, struct lazystage **out);
 
 /* The area to register: base and length (0 when nothing is lazy). */
 void lazystage_area(const struct lazystage *ls, void **base, size_t *len);

@@ -140,10 +140,15 @@ struct src_migration {
 	/*
 	 * criu dump --lazy-pages (design.md §11): the tree stays stopped on
 	 * this host with its memory, pulled into lazy's stage during
-	 * post-copy.  lazy is owned; NULL for a plain dump.
+	 * post-copy.  lazy is owned; NULL for a plain dump.  The tree's root
+	 * start time (proctree_start_time()) and the page server's port go
+	 * into the record: a restarted agent takes the stopped tree again
+	 * only if the pid still names that process (src_lazydump_adopt()).
 	 */
 	bool lazy_dump;
 	struct src_lazydump *lazy;
+	uint64_t lazy_tree_start;
+	int lazy_port;
 	/*
 	 * Pre-copy (design.md §13): the request's precopy (API_PRECOPY_*),
 	 * the criu pre-dump rounds run into <dir>/round-K so far, when each

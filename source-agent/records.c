@@ -181,9 +181,32 @@ static int rec_parse_precopy(json_t *p, struct src_record *rec)
 	return 0;
 }
 
+/* A lazy dump's tree and page server, or null. */
+static json_t *rec_lazy_json(const struct src_migration *m)
+{
+	if (!m->lazy_dump)
+		return json_null();
+	return json_pack("{s:I, s:i}", "tree_start", (json_int_t)m->lazy_tree_start, "port",
+			 m->lazy_port);
+}
+
+static int rec_parse_lazy(json_t *l, struct src_record *rec)
+{
+	json_int_t start;
+	int port;
+
+	if (json_unpack(l, "{s:I, s:i}", "tree_start", &start, "port", &port) < 0 || start < 0 ||
+	    port < 0 || port > 65535)
+		return -EINVAL;
+	rec->lazy_dump = true;
+	rec->lazy_tree_start = (uint64_t)start;
+	rec->lazy_port = port;
+	return 0;
+}
+
 static json_t *rec_json(const struct src_migration *m)
 {
-	json_t *j, *ctr, *pre, *criu = rec_criu_json(&m->criu);
+	json_t *j, *ctr, *pre, *lazy, *criu = rec_criu_json(&m->criu);
 	char digest[24];
 
 	if (!criu)
@@ -193,15 +216,17 @@ static json_t *rec_json(const struct src_migration *m)
 				       "bundle", m->ctr.bundle)
 			   : json_null();
 	pre = rec_precopy_json(m);
-	if (!ctr || !pre) {
+	lazy = rec_lazy_json(m);
+	if (!ctr || !pre || !lazy) {
 		json_decref(criu);
 		json_decref(ctr);
 		json_decref(pre);
+		json_decref(lazy);
 		return NULL;
 	}
 	j = json_pack(
 	    "{s:i, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-	    "s:I, s:I, s:I, s:s, s:o, s:o, s:{s:I, s:I, s:I}}",
+	    "s:I, s:I, s:I, s:s, s:o, s:o, s:o, s:{s:I, s:I, s:I}}",
 	    "version", REC_VERSION, "id", m->id, "state", src_mig_state_str(m->state), "images_dir",
 	    m->dir, "pid", (json_int_t)m->pid, "dest", m->dest ? json_string(m->dest) : json_null(),
 	    "peer", m->peer, "error", m->error, "images_complete", m->images_complete, "verify",
@@ -209,9 +234,9 @@ static json_t *rec_json(const struct src_migration *m)
 	    "created_unix_ms", (json_int_t)m->created_unix_ms, "finished_unix_ms",
 	    (json_int_t)m->finished_unix_ms, "freeze_ms", (json_int_t)m->freeze_ms, "handover_ms",
 	    (json_int_t)m->handover_ms, "lazy_bytes", (json_int_t)m->lazy_bytes, "digest", digest,
-	    "container", ctr, "precopy", pre, "pause", "count", (json_int_t)m->pauses, "total_ms",
-	    (json_int_t)(m->paused_ns / 1000000), "since_unix_ms",
-	    (json_int_t)m->pause_since_unix_ms);
+	    "container", ctr, "precopy", pre, "lazy_dump", lazy, "pause", "count",
+	    (json_int_t)m->pauses, "total_ms", (json_int_t)(m->paused_ns / 1000000),
+	    "since_unix_ms", (json_int_t)m->pause_since_unix_ms);
 	return j;
 }
 
@@ -367,18 +392,18 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	const char *rid, *state, *dir, *peer, *error, *digest;
 	char *end;
 	int complete, verify, interrupted;
-	json_t *dest, *criu, *ctr = NULL, *pre = NULL, *pause = NULL;
+	json_t *dest, *criu, *ctr = NULL, *pre = NULL, *pause = NULL, *lz = NULL;
 
 	if (json_unpack(j,
 			"{s:I, s:s, s:s, s:s, s:I, s:o, s:s, s:s, s:b, s:b, s:b, s:o, s:I, s:I, "
-			"s:I, s:I, s:I, s:s, s?o, s?o, s?o}",
+			"s:I, s:I, s:I, s:s, s?o, s?o, s?o, s?o}",
 			"version", &version, "id", &rid, "state", &state, "images_dir", &dir, "pid",
 			&pid, "dest", &dest, "peer", &peer, "error", &error, "images_complete",
 			&complete, "verify", &verify, "restore_interrupted", &interrupted,
 			"criu_opts", &criu, "created_unix_ms", &created, "finished_unix_ms",
 			&finished, "freeze_ms", &freeze, "handover_ms", &handover, "lazy_bytes",
 			&lazy, "digest", &digest, "container", &ctr, "precopy", &pre, "pause",
-			&pause) < 0) {
+			&pause, "lazy_dump", &lz) < 0) {
 		*why = "a field is missing or of the wrong type";
 		return -EINVAL;
 	}
@@ -420,6 +445,10 @@ static int rec_parse(json_t *j, const char *id, struct src_record *rec, const ch
 	}
 	if (pause && !json_is_null(pause) && rec_parse_pause(pause, rec) < 0) {
 		*why = "a bad pause";
+		return -EINVAL;
+	}
+	if (lz && !json_is_null(lz) && rec_parse_lazy(lz, rec) < 0) {
+		*why = "a bad lazy_dump";
 		return -EINVAL;
 	}
 	snprintf(rec->id, sizeof(rec->id), "%s", id);

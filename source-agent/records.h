@@ -54,6 +54,13 @@ struct src_record {
 	int64_t handover_ms;
 	uint64_t lazy_bytes;
 	uint64_t digest; /* 0: never mapped */
+	/*
+	 * A lazy dump ("lazy_dump", optional: absent or null is a plain dump):
+	 * its tree's root start time and its page server's loopback port.
+	 */
+	bool lazy_dump;
+	uint64_t lazy_tree_start;
+	int lazy_port;
 	/* Pre-copy ("precopy", optional: absent or null is off, as before it was kept). */
 	int precopy;
 	struct api_precopy_round rounds[API_PRECOPY_MAX];

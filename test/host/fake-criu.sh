@@ -7,7 +7,9 @@
 # `dump --lazy-pages --port P --status-fd N` writes --lazy-only images and
 # then serves their pages as the dump's page server (rdmig-fakedump), which
 # hangs up mid-pull when DIR's name is FAKE_CRIU_HANGUP_ID, and waits
-# FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set.
+# FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set; its images'
+# pid is the dumped one (-t), so a `rdmig-mkimage --hold` process dumped
+# holds the very pages they describe.
 # `pre-dump` writes a round as `dump` does (no delay), then leaves only
 # what criu pre-dump writes (pagemaps, pages, an inventory without
 # img_version); with
@@ -27,6 +29,7 @@
 verb=$1
 args="$*"
 dir=
+tpid=
 lazy=
 port=
 status_fd=
@@ -34,6 +37,7 @@ prev=
 while [ $# -gt 0 ]; do
 	case $1 in
 	-D) dir=$2 ;;
+	-t) tpid=$2 ;;
 	--lazy-pages) lazy=1 ;;
 	--port) port=$2 ;;
 	--status-fd) status_fd=$2 ;;
@@ -85,7 +89,9 @@ dump)
 		fi
 	fi
 	if [ -n "$lazy" ]; then
-		"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M --lazy-only >"$dir/mkimage.out" 2>&1 || exit 1
+		# The dumped pid's own images: a `rdmig-mkimage --hold` process
+		# dumped so holds these very pages.
+		"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M --lazy-only --pid "$tpid" >"$dir/mkimage.out" 2>&1 || exit 1
 		hangup=
 		[ "$(basename "$dir")" = "${FAKE_CRIU_HANGUP_ID:-}" ] && hangup=--hangup
 		exec "${RDMIG_FAKEDUMP:?}" -D "$dir" --port "$port" --status-fd "$status_fd" \

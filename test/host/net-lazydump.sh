@@ -14,10 +14,15 @@
 # stays stopped, and a rollback continues it.  (3) A lazy request without pid, or with
 # leave_running, is refused.  (4) With --verify on both agents, rdmig-source
 # stopped mid-migration: the lazy migration pauses and resumes, the units
-# announced again with their page tags, every page read checked by its tag.  The real criu runs in the guests (test/rxe/t/).
+# announced again with their page tags, every page read checked by its tag.
+# (5) rdmig-source SIGKILLed in post-copy and started again: it takes the
+# stopped tree again and stages the rest from it; done, every page
+# verified.  (6) The same, the dumped tree continued meanwhile: the
+# restarted agent does not take it again, the migration fails, never a wrong
+# byte.  The real criu runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
-plan 25
+plan 34
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -30,6 +35,38 @@ export RDMIG_FAKEDUMP FAKE_CRIU_HANGUP_ID=l2 FAKE_CRIU_PSRV_DELAY_MS=200
 
 # proc_state PID: its state letter in /proc (T stopped, S sleeping, Z a zombie).
 proc_state() { sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
+
+# held_migration N [--verify]: a `rdmig-mkimage --hold` process (w: it
+# holds the very pages fake-criu.sh's images of it describe) dumped lazily
+# as lN, taken by rdmig-dest (draining one 4 KiB page at a time) and the
+# stand-in (spid), until the restore is done.
+held_migration() {
+	local n=$1
+	shift
+	"$RDMIG_MKIMAGE" --hold --size 4M >"$T/hold$n.out" 2>&1 &
+	w=$!
+	track "$w"
+	wait_log "$T/hold$n.out" "holding $w" >/dev/null
+	"${CTL[@]}" migrate --pid "$w" --lazy-dump "$@" --secret-file "$T/secret" --id "l$n" \
+		>/dev/null 2>&1
+	wait_state "l$n" serving
+	mkdir "$T/dst$n"
+	# shellcheck disable=SC2046
+	start_dest "$T/dest$n.log" -D "$T/dst$n" $(net_args "l$n" "$T/secret") --dead-after 2 \
+		--drain-depth 1 --drain-chunk 4K --readahead 1 "$@"
+	"$RDMIG_STANDIN" -D "$T/dst$n" --threads 2 --access random >"$T/standin$n.out" 2>&1 &
+	spid=$!
+	track "$spid"
+	wait_log "$T/dest$n.log" "restore finished: draining" >/dev/null
+}
+
+# restart_source LOG: rdmig-source started again on its port, as before.
+restart_source() {
+	"$RDMIG_SOURCE" -t tcp -l "127.0.0.1:$src_port" --early --api-socket "$sock" \
+		--images-root "$root" --criu "$fake" >"$1" 2>&1 &
+	src_pid=$!
+	track "$src_pid"
+}
 
 start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$fake"
 sleep 600 &
@@ -150,6 +187,70 @@ check "pause: on resume the waiting requests were parked and their units asked f
 check "pause: with --verify every page read was checked by the tag its StageRegion brought" \
 	eval "l='$T/dest4.log'; grep -q 'every page read checked by its tag' \$l && test \"\$(field \$l unverified),\$(field \$l verify_failures)\" = 0,0 && test \"\$(field \$l verified)\" -ge \$((\$(field \$l fault) + \$(field \$l drain))) && test \$((\$(field \$l fault) + \$(field \$l drain))) -gt 0"
 
+# (5) rdmig-source SIGKILLed in post-copy and started again on its port:
+# criu's page server (the fake) lost its client; the restarted agent
+# reloads l5's record, takes the dumped tree again (the same process, still
+# stopped) and stages the units left from the tree itself
+# (process_vm_readv), the ones staged before announced again with the same
+# XXH3.  The dumped process is `rdmig-mkimage --hold`: it holds the very
+# pages its images (fake-criu.sh's) describe.
+held_migration 5 --verify
+w5=$w
+check "restart: l5's record names its stopped tree (start time) and its page server's port" \
+	jq -e '.lazy_dump.tree_start > 0 and .lazy_dump.port > 0' "$root/.records/l5.json"
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+wait_log "$T/dest5.log" "migration paused" 20 >/dev/null
+restart_source "$T/source5.log"
+wait_dest
+dcode=$code
+wait_pid "$spid" 30
+check "restart: rdmig-dest paused, resumed with the restarted agent and finished: every page verified" \
+	eval "test $dcode -eq 0 && test $code -eq 0 && standin_ok '$T/standin5.out' 1024 && grep -q 'resumed after' '$T/dest5.log'"
+wait_state l5 done
+check "restart: l5 is done on the restarted agent: the Done digest matched" \
+	test "$(state l5)" = done
+check "restart: the restarted agent took the stopped tree again and staged from it, criu gone" \
+	eval "grep -q 'lazy dump of pid $w5: its stopped tree taken again (1 process' '$T/source5.log' && grep -q 'lazy dump of pid $w5: staging from its stopped tree' '$T/source5.log'"
+units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged.*/\1 \2/p' "$T/dest5.log")
+read -r staged total <<<"${units:-0 -1}"
+check "restart: every unit announced, none counted twice, every page read checked by its tag ($units)" \
+	eval "test $staged -eq $total && test $total -ge 16 && grep -q 'every page read checked by its tag' '$T/dest5.log' && test \"\$(field '$T/dest5.log' verify_failures)\" = 0"
+for _ in $(seq 50); do
+	[ "$(proc_state "$w5")" = Z ] || ! alive "$w5" && break
+	sleep 0.1
+done
+check "restart: once done, the source's stopped copy is killed" \
+	eval "test \"\$(proc_state $w5)\" = Z || ! alive $w5"
+wait "$w5" 2>/dev/null
+
+# (6) The same kill, but the dumped tree is continued (SIGCONT) while the
+# agent is down: its memory may have changed, so the restarted agent does
+# not take it again: l6 fails saying why, the destination's resume is
+# refused and it fails without a wrong or zero byte, and no rollback can
+# claim the running tree.
+held_migration 6
+w6=$w
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+kill -CONT "$w6"
+wait_log "$T/dest6.log" "migration paused" 20 >/dev/null
+restart_source "$T/source6.log"
+wait_state l6 failed
+"${CTL[@]}" status l6 --json >"$T/l6.json" 2>&1
+check "continued: the restarted agent fails l6: its tree runs, its memory may have changed" \
+	grep -q "cannot take this lazy dump's stopped tree again: process $w6 .* runs" "$T/l6.json"
+wait_dest
+dcode=$code
+wait_pid "$spid" 5
+check "continued: the destination fails (rdmig-dest exits 1), never a wrong or zero byte" \
+	eval "test $dcode -eq 1 && never_wrong '$T/standin6.out'"
+"${CTL[@]}" rollback --force l6 >"$T/l6-rb.out" 2>&1
+check "continued: a rollback is refused: the agent holds no stopped tree of it" \
+	eval "test $? -ne 0 && grep -q 'holds no stopped tree' '$T/l6-rb.out' && test \"\$(state l6)\" = failed"
+kill "$w6"
+wait "$w6" 2>/dev/null
+
 # (3) Refusals.
 "${CTL[@]}" migrate --images "$root/l1" --lazy-dump --secret-file "$T/secret" >"$T/r1.out" 2>&1
 check "--lazy-dump without --pid is refused by rdmigctl" \
@@ -168,6 +269,10 @@ check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 	diag_file "$T/dest1.log" 30
 	diag_file "$T/dest2.log" 30
 	diag_file "$T/dest4.log" 40
+	diag_file "$T/source5.log" 40
+	diag_file "$T/dest5.log" 40
+	diag_file "$T/source6.log" 30
+	diag_file "$T/dest6.log" 30
 	for f in "$T"/*.out "$T"/*.json "$root"/l*/dump.log; do diag_file "$f" 10; done
 }
 finish

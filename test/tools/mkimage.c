@@ -48,6 +48,7 @@ struct mk_opts {
 	bool lazy_only;
 	bool guard;
 	bool verify;
+	bool hold;
 	uint32_t nr_tasks;
 	uint32_t nr_zombies;
 	bool fixed_seed;
@@ -78,6 +79,7 @@ static void mk_usage(FILE *f)
 		"                     [--holes] [--encoding 3.17|4.2] [--lazy-only] [--guard]\n"
 		"                     [--tasks N] [--zombies Z] [--seed S] [--verify]\n"
 		"                     [--in-parent F] [--round N]\n"
+		"       rdmig-mkimage --hold [--size 64M] [--vmas K] [--zero-frac F] [--holes]\n"
 		"Writes a CRIU images directory for a synthetic process.\n"
 		"  -D, --images-dir DIR  output directory (created if needed)\n"
 		"  --size SIZE           mapped bytes per task, split over the VMAs (default 64M)\n"
@@ -96,7 +98,11 @@ static void mk_usage(FILE *f)
 		"  --verify              read the images back and check every dumped page\n"
 		"  --in-parent F         fraction of the runs written PE_PARENT, without data\n"
 		"                        (their data is in the parent images; default 0)\n"
-		"  --round N             which runs --in-parent picks (default 0)\n");
+		"  --round N             which runs --in-parent picks (default 0)\n"
+		"  --hold                write no images: be the process they would describe\n"
+		"                        with --pid of this process's own pid (its pages mapped\n"
+		"                        at their addresses with their pattern); prints\n"
+		"                        \"holding PID\" and waits for a signal\n");
 }
 
 static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
@@ -117,6 +123,7 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 	    {"verify", no_argument, NULL, 'V'},
 	    {"in-parent", required_argument, NULL, 'P'},
 	    {"round", required_argument, NULL, 'R'},
+	    {"hold", no_argument, NULL, 'O'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -189,6 +196,9 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 		case 'V':
 			o->verify = true;
 			break;
+		case 'O':
+			o->hold = true;
+			break;
 		case 'h':
 			mk_usage(stdout);
 			exit(0);
@@ -201,7 +211,7 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 	}
 	if (ret < 0)
 		return ret;
-	if (optind != argc || !o->dir) {
+	if (optind != argc || (!o->dir && !o->hold)) {
 		mk_usage(stderr);
 		return -EINVAL;
 	}
@@ -418,6 +428,41 @@ out:
 	return ret;
 }
 
+/*
+ * --hold: the pages t's images would hold, mapped at their addresses with
+ * their pattern, in this process (a lazy dump's stopped task, for the
+ * tests of a source agent that stages from it); never returns but on error.
+ */
+static int mk_hold(const struct mk_task *t)
+{
+	const struct img_pagemap_entry *e;
+	uint64_t p;
+	size_t i;
+	void *a;
+
+	for (i = 0; i < t->nr_vmas; i++) {
+		a = mmap((void *)(uintptr_t)t->vmas[i].start, t->vmas[i].end - t->vmas[i].start,
+			 PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+			 -1, 0);
+		if (a != (void *)(uintptr_t)t->vmas[i].start) {
+			log_err("--hold: cannot map %#" PRIx64 "-%#" PRIx64 ": %s",
+				t->vmas[i].start, t->vmas[i].end,
+				a == MAP_FAILED ? strerror(errno) : "elsewhere");
+			return -EEXIST;
+		}
+	}
+	for (i = 0; i < t->nr_entries; i++) {
+		e = &t->entries[i];
+		for (p = 0; p < e->nr_pages; p++)
+			pattern_fill((void *)(uintptr_t)(e->vaddr + p * IMG_PAGE_SIZE),
+				     e->vaddr + p * IMG_PAGE_SIZE, t->seed);
+	}
+	printf("holding %d\n", (int)getpid());
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
 	struct mk_opts o = {
@@ -438,6 +483,11 @@ int main(int argc, char **argv)
 	if (ret < 0)
 		return 2;
 	wo.encoding = o.encoding;
+	if (o.hold) {
+		o.pid = (int32_t)getpid();
+		o.nr_tasks = 1;
+		o.nr_zombies = 0;
+	}
 	wt = calloc(o.nr_tasks, sizeof(*wt));
 	mt = calloc(o.nr_tasks, sizeof(*mt));
 	if (!wt || !mt) {
@@ -463,6 +513,10 @@ int main(int argc, char **argv)
 			ret = mk_fill_pagemap(&o, &mt[i]);
 		if (ret < 0)
 			goto out;
+		if (o.hold) {
+			ret = mk_hold(&mt[i]);
+			goto out;
+		}
 		wt[i].vmas = mt[i].vmas;
 		wt[i].nr_vmas = mt[i].nr_vmas;
 		wt[i].guards = o.guard ? &mt[i].guard : NULL;
@@ -481,6 +535,6 @@ out:
 	free(mt);
 	free(wt);
 	if (ret < 0)
-		log_err("%s: %s", o.dir, strerror(-ret));
+		log_err("%s: %s", o.dir ? o.dir : "--hold", strerror(-ret));
 	return ret < 0 ? 1 : 0;
 }

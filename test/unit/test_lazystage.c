@@ -4,7 +4,10 @@
  * an image set are cut into units that never cross a range, laid out in
  * one area, pulled and reported staged with the XXH3 of their bytes; a
  * unit a fault wants goes out before the background pull; a failing page
- * server stops staging and is reported once.
+ * server stops staging and is reported once.  From a stopped tree
+ * (lazystage_open_proc(), a restarted agent's) the same units are read out
+ * of a child holding the pages at their addresses; one unmapped there
+ * fails the stage.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -13,7 +16,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -91,11 +97,10 @@ static const struct lazystage_ops t_ops = {
  * An image set whose lazy ranges are franges, and the fake serving them;
  * area: the caller's, or NULL; page_key: page tags with every unit, or NULL.
  */
-static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, void *area,
-		     const uint8_t *page_key)
+/* x's image set: its lazy ranges are franges. */
+static void set_up(struct tctx *x)
 {
 	size_t i;
-	int fd;
 
 	memset(x, 0, sizeof(*x));
 	for (i = 0; i < ARRAY_SIZE(franges); i++) {
@@ -115,6 +120,14 @@ static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, v
 					.lazy_bytes = 2100 * PAGE};
 	x->set.tasks = x->tasks;
 	x->set.nr_tasks = 2;
+}
+
+static void start_in(struct tctx *x, struct fake_psrv *f, enum fake_mode mode, void *area,
+		     const uint8_t *page_key)
+{
+	int fd;
+
+	set_up(x);
 	memset(f, 0, sizeof(*f));
 	/* A multiple of the unit: no short reply reorders the pull (criupsrv tests those). */
 	f->chunk = 1024;
@@ -316,12 +329,133 @@ static void test_page_server_dies(void **state)
 	finish(&x, &f);
 }
 
+/*
+ * A child holding franges' pages at their addresses (what a dumped task
+ * has), less its last hole_pages pages; it waits to be killed.
+ */
+static pid_t holder(size_t hole_pages)
+{
+	uint64_t off, len;
+	int p[2], ok = 1;
+	pid_t child;
+	size_t i;
+	char c;
+	void *a;
+
+	assert_int_equal(pipe(p), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		close(p[0]);
+		for (i = 0; i < ARRAY_SIZE(franges) && ok; i++) {
+			len = franges[i].nr * PAGE;
+			a = mmap((void *)(uintptr_t)franges[i].vaddr, len, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+			ok = a == (void *)(uintptr_t)franges[i].vaddr;
+			for (off = 0; ok && off < len; off += PAGE)
+				pattern_fill((uint8_t *)a + off, franges[i].vaddr + off,
+					     pattern_seed_for_pid(franges[i].pid));
+		}
+		if (ok && hole_pages)
+			ok = munmap((void *)(uintptr_t)(franges[2].vaddr +
+							(franges[2].nr - hole_pages) * PAGE),
+				    hole_pages * PAGE) == 0;
+		c = ok ? 'y' : 'n';
+		if (write(p[1], &c, 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	close(p[0]);
+	assert_int_equal(c, 'y');
+	return child;
+}
+
+static void holder_end(pid_t child)
+{
+	kill(child, SIGKILL);
+	waitpid(child, NULL, 0);
+}
+
+/* A stage of franges read from a holder() child (returned) less hole_pages. */
+static pid_t start_proc(struct tctx *x, size_t hole_pages)
+{
+	pid_t hosts[2], child = holder(hole_pages);
+
+	set_up(x);
+	x->base = event_base_new();
+	assert_non_null(x->base);
+	x->end.base = x->base;
+	hosts[0] = hosts[1] = child;
+	assert_int_equal(lazystage_open_proc(x->base, &x->set, NULL, NULL, hosts, &t_ops, x, &x->ls),
+			 0);
+	return child;
+}
+
+/* From a stopped tree: every unit read out of it, a wanted one first, then closed. */
+static void test_proc(void **state)
+{
+	uint64_t last = 0x7f0000000000ull + 2048ull * PAGE;
+	const struct lazystage_unit *u;
+	struct tctx x;
+	size_t n, i;
+	pid_t child;
+
+	(void)state;
+	child = start_proc(&x, 0);
+	assert_int_equal(lazystage_want(x.ls, 101, last), 0);
+	assert_int_equal(lazystage_want(x.ls, 101, last + PAGE), -ENOENT);
+	/* Nothing runs inside a call: no unit is staged before the loop. */
+	assert_int_equal(x.staged_calls, 0);
+	x.close_when_done = true;
+	event_base_dispatch(x.base);
+	assert_int_equal(x.end.failed_calls, 0);
+	assert_int_equal(x.end.closed_calls, 1);
+	assert_int_equal(x.end.closed_status, 0);
+	assert_int_equal(x.staged_calls, NR_UNITS);
+	assert_false(x.bad_csum);
+	assert_false(x.bad_pages);
+	assert_int_equal(x.order[0], last);
+	/* Then table order, the wanted one skipped. */
+	u = lazystage_units(x.ls, &n);
+	for (i = 1; i < n && u[i - 1].img_vaddr != last; i++)
+		assert_int_equal(x.order[i], u[i - 1].img_vaddr);
+	assert_int_equal(lazystage_want(x.ls, 100, 0x10000000ull), -ESHUTDOWN);
+	lazystage_free(x.ls);
+	event_base_free(x.base);
+	holder_end(child);
+}
+
+/* A unit no longer mapped in the tree fails the stage, once, naming no unit staged past it. */
+static void test_proc_unmapped(void **state)
+{
+	struct tctx x;
+	pid_t child;
+
+	(void)state;
+	child = start_proc(&x, 16);
+	event_base_dispatch(x.base);
+	assert_int_equal(x.end.failed_calls, 1);
+	assert_int_equal(x.end.failed_err, -EFAULT);
+	assert_int_equal(x.end.closed_calls, 0);
+	/* Every unit before the last one (52 pages, 16 of them unmapped). */
+	assert_int_equal(x.staged_calls, NR_UNITS - 1);
+	assert_false(x.bad_pages);
+	assert_int_equal(lazystage_close(x.ls), -ESHUTDOWN);
+	lazystage_free(x.ls);
+	event_base_free(x.base);
+	holder_end(child);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_units_and_pull),   cmocka_unit_test(test_lent_area),
 	    cmocka_unit_test(test_page_tags),	     cmocka_unit_test(test_want_first),
-	    cmocka_unit_test(test_page_server_dies),
+	    cmocka_unit_test(test_page_server_dies), cmocka_unit_test(test_proc),
+	    cmocka_unit_test(test_proc_unmapped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -58,6 +59,9 @@ static void test_stop_then_kill_tree(void **state)
 {
 	int fds[2], pidfd, status;
 	pid_t child, grandchild = 0;
+	struct proctree_member *mem;
+	uint64_t t1, t2;
+	int n;
 
 	(void)state;
 	/* The grandchild is reparented to us when its parent dies: we reap it. */
@@ -87,13 +91,32 @@ static void test_stop_then_kill_tree(void **state)
 	assert_int_equal(wait_state(child, 'T'), 'T');
 	assert_int_equal(wait_state(grandchild, 'T'), 'T');
 
+	/* What a restarted agent checks before taking a stopped tree again. */
+	n = proctree_members(child, &mem);
+	assert_int_equal(n, 2);
+	assert_int_equal(mem[0].pid, child);
+	assert_int_equal(mem[1].pid, grandchild);
+	for (int i = 0; i < n; i++) {
+		/* No pid namespace of their own: the images' pid is the same. */
+		assert_int_equal(mem[i].vpid, mem[i].pid);
+		assert_int_equal(mem[i].state, 'T');
+	}
+	free(mem);
+	assert_int_equal(proctree_start_time(child, &t1), 0);
+	assert_int_equal(proctree_start_time(child, &t2), 0);
+	assert_true(t1 > 0 && t1 == t2);
+	assert_int_equal(proctree_start_time(getpid(), &t2), 0);
+	assert_true(t2 <= t1);
+
 	assert_int_equal(proctree_kill(pidfd, child), 2);
 	assert_int_equal(waitpid(child, &status, 0), child);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
 	assert_int_equal(waitpid(grandchild, &status, 0), grandchild);
 	assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-	/* Gone: nothing to stop any more. */
+	/* Gone: nothing to stop any more, nor to take again. */
 	assert_int_equal(proctree_stop(pidfd, child), -ESRCH);
+	assert_true(proctree_members(child, &mem) < 0);
+	assert_true(proctree_start_time(child, &t1) < 0);
 	close(pidfd);
 }
 

@@ -15,6 +15,10 @@
 #            record, the destination resumes, done; once it is killed the
 #            destination samples its progress (pages must be left) and
 #            only then starts its check;
+#   lazykill srckill's kill and restart, the workload dumped with
+#            --lazy-dump: criu's page server loses its client and exits, the
+#            tree stays stopped; the restarted agent takes it again and
+#            stages the pages left from it (process_vm_readv);
 #   srcterm  rdmig-source SIGTERMed at 10% (likewise): it is still there a
 #            second later, keeps serving until done, then exits 0 by itself
 #            (its record says done);
@@ -36,7 +40,7 @@
 # untouched, a waiting workload; hurt, the destination's progress just
 # after the source agent was hurt).  The guests meet in RDMIG_SHARED_DIR:
 # CASE.gen0 (the workload's generation before the dump), CASE.go (srckill,
-# srcterm: the share of pages is in, the progress then), CASE.hurt (the
+# lazykill, srcterm: the share of pages is in, the progress then), CASE.hurt (the
 # source agent was killed or terminated), CASE.migrated (the source side's
 # status), CASE.verified (the destination's verdict).
 # Environment: RDMIG_BUILD, RDMIG_PKI (test/lib/pki.sh's pki_agents),
@@ -167,8 +171,11 @@ prepare() {
 
 # migrate C PID: rdmigctl migrate --pid PID --to the peer, id C; its exit status.
 migrate() {
+	local lazy=
+	[ "$1" = lazykill ] && lazy=--lazy-dump
+	# shellcheck disable=SC2086 # lazy: one word or none
 	"$ctl" --socket "$ssock" migrate --pid "$2" --to "$RDMIG_PEER_ADDR" --id "$1" \
-		--transport rdma --verify >"$top/$1.migrate" 2>&1
+		--transport rdma --verify $lazy >"$top/$1.migrate" 2>&1
 	local rc=$?
 	say "$1: rdmigctl migrate exited $rc: $(tr '\n' ' ' <"$top/$1.migrate")"
 	return $rc
@@ -209,7 +216,7 @@ src_case() {
 	prepare "$c" "$size" || st=1
 	migrate "$c" "$wpid" || st=1
 	case $c in
-	srckill)
+	srckill | lazykill)
 		at=$(wait_go "$c")
 		kill -KILL "$spid"
 		wait "$spid" 2>/dev/null
@@ -235,6 +242,14 @@ src_case() {
 		;;
 	esac
 	src_end "$c" "$st" "$wpid"
+	st=$?
+	[ "$c" = lazykill ] && say "json $c adopt {\"taken\":$(src_said "lazy dump of pid $wpid: its stopped tree taken again"),\"from_tree\":$(src_said "lazy dump of pid $wpid: staging from its stopped tree")}"
+	return $st
+}
+
+# src_said TEXT: true if the running rdmig-source logged TEXT, else false.
+src_said() {
+	grep -q -- "$1" "$top/source.log" 2>/dev/null && echo true || echo false
 }
 
 # ask_within C SEC: C's workload verifies its memory, within SEC seconds.
@@ -378,7 +393,7 @@ dst_case() {
 		# in before a poll from here sees the share.
 		case $c in
 		wkill | binswap) hurt "$c" ;;
-		srckill | srcterm)
+		srckill | lazykill | srcterm)
 			wait_fraction "$dsock" "$c" "$src_pct" 300 >"$shared/$c.go.tmp"
 			mv "$shared/$c.go.tmp" "$shared/$c.go"
 			# The progress once the source agent was hurt: pages must be

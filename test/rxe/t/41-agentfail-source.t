@@ -9,6 +9,10 @@
 #     destination (paused meanwhile, its faults waiting) resumes; done.
 #     Pages must be left in the destination's progress sampled just after
 #     the kill (the share above is read before it).
+#   lazykill: srckill's kill and restart, the workload dumped with
+#     --lazy-dump (the real criu's page server feeding the staging area):
+#     the restarted agent takes the dumped tree again (the same process,
+#     still stopped) and stages the pages left from it; done.
 #   srcterm: rdmig-source SIGTERMed likewise: it keeps serving until the
 #     destination has every page, then exits 0 by itself.
 # The destination agent drains one 4 KiB page at a time (agentfail-migrate.sh's
@@ -18,15 +22,22 @@
 . "$(dirname "$0")/../lib/tap.sh"
 # shellcheck source=../lib/agentfail-tap.sh
 . "$(dirname "$0")/../lib/agentfail-tap.sh"
-tap_plan 18
+tap_plan 27
 af_setup
-af_run RDMIG_CASES="'srckill srcterm'"
+af_run RDMIG_CASES="'srckill lazykill srcterm'"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 
 af_true srckill hurt '.total > 0 and .fetched < .total and (.final | not)' \
 	"srckill: rdmig-source SIGKILLed in post-copy with pages left (the destination's progress just after): $(af_json srckill hurt)"
 af_ends srckill
 af_paused srckill
+
+af_true lazykill hurt '.total > 0 and .fetched < .total and (.final | not)' \
+	"lazykill: rdmig-source SIGKILLed in post-copy of a lazy dump with pages left: $(af_json lazykill hurt)"
+af_true lazykill adopt '.taken and .from_tree' \
+	"lazykill: the restarted agent took the dumped tree again and staged from it, criu gone"
+af_ends lazykill
+af_paused lazykill
 
 af_true srcterm hurt '.total > 0 and .fetched < .total and (.final | not)' \
 	"srcterm: rdmig-source SIGTERMed in post-copy with pages left (the destination's progress just after): $(af_json srcterm hurt)"
