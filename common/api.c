@@ -76,6 +76,7 @@ struct api_server {
 	const struct api_ops *ops;
 	void *agent;
 	enum api_role role;
+	bool lazy_dump; /* api_config's, said by the health answer */
 	size_t max_body;
 	char *sock_path; /* set only for a socket this server bound */
 	dev_t sock_dev;
@@ -1207,10 +1208,11 @@ static void api_handle_health(struct api_server *s, struct evhttp_request *req)
 	}
 	/* A destination with reservations takes their "start" (design.md §10.3). */
 	api_reply(req, 200,
-		  json_pack("{s:s,s:s,s:s,s:I,s:I,s:b}", "status", "ok", "role",
+		  json_pack("{s:s,s:s,s:s,s:I,s:I,s:b,s:b}", "status", "ok", "role",
 			    api_role_str(s->role), "version", RDMIG_VERSION, "migrations", c.total,
 			    "active", c.active, "reservation_start",
-			    s->role == API_ROLE_DEST && s->ops->reserve != NULL));
+			    s->role == API_ROLE_DEST && s->ops->reserve != NULL, "lazy_dump",
+			    s->role == API_ROLE_DEST && s->lazy_dump));
 }
 
 /* The refusals this module counted, then the series of every agent and the agent's own. */
@@ -2613,6 +2615,7 @@ int api_server_create(struct event_base *base, const struct api_config *cfg,
 	s->ops = ops;
 	s->agent = agent;
 	s->role = cfg->role;
+	s->lazy_dump = cfg->lazy_dump;
 	s->tcp_port = -ENOENT;
 	s->max_body = cfg->max_body ? cfg->max_body : API_BODY_MAX_DEFAULT;
 	s->secret_delay_ms = cfg->test_secret_delay_ms;

@@ -569,6 +569,12 @@ struct api_config {
 	unsigned int test_secret_delay_ms;
 	/* Given to api_ops.start_prepare on the offload thread; must not change. */
 	const void *prepare_ctx;
+	/*
+	 * A destination agent whose workers take a lazy dump (FEAT_LAZY_DUMP):
+	 * said in GET /v1/health, so a source can dump plainly for one that
+	 * does not before it freezes anything.
+	 */
+	bool lazy_dump;
 };
 
 struct api_server;

@@ -1934,6 +1934,8 @@ static int sup_setup(struct sup *s)
 	    .allow = tls ? tls->allow : NULL,
 	    .nallow = tls ? tls->nallow : 0,
 	    .insecure_tcp = tls && tls->insecure_api,
+	    /* Its workers offer FEAT_LAZY_DUMP (netsrc.c). */
+	    .lazy_dump = true,
 	    /* Socket activation (systemd/rdmig-dest.socket): the API socket, bound by systemd. */
 	    .listen_fd = svcmgr_listen_fd(),
 	};

@@ -1477,6 +1477,13 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 				    "the agent is stopping (it was signalled): nothing was frozen");
 		goto fail;
 	}
+	if (m->lazy_dump && !src_handover_takes_lazy(m->handover)) {
+		/* It would refuse the staged ranges after the freeze: a plain dump it takes. */
+		log_warn("migration %s: destination agent %s does not take a lazy dump (an older "
+			 "agent): a plain dump instead",
+			 m->id, m->dest);
+		m->lazy_dump = false;
+	}
 	ret = glue_begin_dump(a, m, &err);
 	if (ret < 0)
 		goto fail;

@@ -133,6 +133,8 @@ struct src_handover {
 	 */
 	bool early;
 	bool early_sent;
+	/* The agent's health said it takes a lazy dump (asked for one that is). */
+	bool dest_lazy;
 	char early_source[HO_ENDPOINT_MAX];
 	/* The rollback's question (GET of the migration there) in flight, or NULL. */
 	struct evhttp_request *ask_req;
@@ -914,7 +916,8 @@ static void ho_on_reserve_ask(struct src_handover *h, struct evhttp_request *req
 {
 	json_t *j = status == HTTP_OK ? ho_body_json(req) : NULL;
 
-	h->early = json_is_true(json_object_get(j, "reservation_start"));
+	h->early = h->early && json_is_true(json_object_get(j, "reservation_start"));
+	h->dest_lazy = json_is_true(json_object_get(j, "lazy_dump"));
 	json_decref(j);
 	if (!h->early)
 		log_info("migration %s: destination agent %s starts no worker at the reservation: "
@@ -1212,13 +1215,19 @@ int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_re
 	ret = h->conn ? 0 : ho_connect(h);
 	if (ret < 0)
 		return ret;
-	if (!h->early)
+	/* Its health tells whether it takes a start, and a lazy dump. */
+	if (!h->early && !h->m->lazy_dump)
 		return ho_reserve_send(h);
 	h->phase = HO_RESERVE_ASK;
 	ret = ho_request(h, EVHTTP_REQ_GET, "/v1/health", NULL, HO_POST_TIMEOUT_S);
 	if (ret < 0)
 		h->phase = HO_IDLE;
 	return ret;
+}
+
+bool src_handover_takes_lazy(const struct src_handover *h)
+{
+	return h->dest_lazy;
 }
 
 static int ho_reserve_send(struct src_handover *h)

@@ -106,6 +106,12 @@ void src_handover_prepare(struct src_handover *h);
 int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_result_fn cb);
 
 /*
+ * After the reservation's answer: the agent's health said it takes a lazy
+ * dump (asked only for a lazy-dump migration; an older agent says nothing).
+ */
+bool src_handover_takes_lazy(const struct src_handover *h);
+
+/*
  * Stops the handover as src_handover_stop() does, releasing its
  * reservation, and calls cb (ret 0) once that DELETE is answered, however
  * (the caller may then free the migration).  -ENOENT: no reservation to

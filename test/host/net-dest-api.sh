@@ -90,7 +90,7 @@ wait_log "$T/sup.log" "api: serving on $sock" >/dev/null
 check "rdmig-dest --serve listens on its socket (0600), work root made 0700" \
 	eval "test \"\$(stat -c %a '$sock')\" = 600 && test \"\$(stat -c %a '$root')\" = 700"
 code=$(api GET /v1/health)
-check "health: 200, role dest" eval "test $code = 200 && test \"\$(jget '$T/resp' 'j[\"role\"]')\" = dest"
+check "health: 200, role dest, takes a lazy dump" eval "test $code = 200 && test \"\$(jget '$T/resp' 'j[\"role\"]')\" = dest && test \"\$(jget '$T/resp' 'j[\"lazy_dump\"]')\" = True"
 
 # 1. A migration with criu restore run by the worker.
 body="{\"id\":\"m1\",\"source\":\"127.0.0.1:$src_port\",\"transport\":\"tcp\",\"secret\":\"base64:$sec64\",\"restore\":true,\"criu_opts\":{\"shell_job\":true,\"tcp_established\":true,\"ext_unix_sk\":true,\"file_locks\":true,\"link_remap\":true,\"manage_cgroups\":\"soft\",\"log_level\":3}}"

@@ -18,12 +18,13 @@
 # (postcopy), also after the source agent restarted (its record keeps the
 # destination agent), refused when it is unreachable, forced with --force
 # (reported); allowed once the destination's migration failed, or was
-# aborted there.
+# aborted there.  (7) --lazy-dump to an agent whose health does not say it
+# takes one: a plain dump instead, with a warning.
 # Binaries: RDMIG_CTL, RDMIG_FAKEDEST besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/freezelib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 34
+plan 36
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 command -v jq >/dev/null || { echo "1..0 # SKIP jq not found"; exit 0; }
 
@@ -284,6 +285,16 @@ code=$(curl -s -o "$T/o3-del.out" -w '%{http_code}' -X DELETE "http://127.0.0.1:
 "${CTL[@]}" rollback o3 >"$T/o3-rb2.out" 2>&1
 check "refused while postcopy there; after an abort on the destination agent: allowed" \
 	eval "test $rc -eq 1 && grep -q 'the migration is postcopy there' '$T/o3-rb1.out' && test $code = 202 && wait_state o3 rolled_back && grep -q 'migration o3: rollback allowed: destination agent 127.0.0.1:$fport: the migration is aborted there' '$slog'"
+# (7) --lazy-dump to a destination agent whose health does not say it
+# takes one (rdmig-fakedest, as an older agent): a plain dump instead, said
+# before anything is frozen, rather than a refusal after the freeze.
+workload o4
+"${CTL[@]}" migrate --pid "$wl_pid" --lazy-dump --secret-file "$T/secret" --id o4 \
+	--to "127.0.0.1:$fport" >"$T/o4.out" 2>&1
+check "--lazy-dump to an agent that takes none: accepted, a plain dump instead, said first" \
+	eval "test $? -eq 0 && wait_log '$slog' 'migration o4: destination agent 127.0.0.1:$fport does not take a lazy dump (an older agent): a plain dump instead' >/dev/null && wait_until 30 test -s '$root/o4/fake-criu.args' && ! grep -q -- '--lazy-pages' '$root/o4/fake-criu.args'"
+check "... its status says lazy_dump false" \
+	eval "\"\${CTL[@]}\" status o4 --json | jq -e '.lazy_dump == false' >/dev/null"
 touch "$T"/fake*/*/stop 2>/dev/null
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 40
