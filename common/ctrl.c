@@ -1185,7 +1185,8 @@ static const struct {
     [RDMIG_MSG__BODY_AUTH_PROOF] = {PH(SOURCE_PROOF), PH(DEST_PROOF), 0, true, true},
     [RDMIG_MSG__BODY_AUTH_RESULT] = {PH(SOURCE_RESULT), PH(DEST_RESULT), 0, true, true},
     [RDMIG_MSG__BODY_ABORT] = {PH_NOT_CLOSE, PH_NOT_CLOSE, 0, true, true},
-    [RDMIG_MSG__BODY_MEM_REGIONS] = {PH(IMAGES), 0, CTRL_FEAT_RDMA_READ, false},
+    /* In post-copy only with FEAT_LATE_REGIONS (state_legal()). */
+    [RDMIG_MSG__BODY_MEM_REGIONS] = {PH(IMAGES) | PH(POSTCOPY), 0, CTRL_FEAT_RDMA_READ, false},
     [RDMIG_MSG__BODY_IMAGE_FILE] = {PH(IMAGES), 0, 0, false},
     [RDMIG_MSG__BODY_TASK_TABLE] = {PH(IMAGES), 0, 0, false},
     [RDMIG_MSG__BODY_PAGE_HASHES] = {PH(IMAGES), 0, CTRL_FEAT_VERIFY_PAGES, false},
@@ -1261,6 +1262,11 @@ static int state_legal(const struct ctrl_state *st, enum ctrl_role sender, Rdmig
 	if (st->neg.channel != CTRL_CHANNEL_RC_SIDE && type == RDMIG_MSG__BODY_RC_CONNECT)
 		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
 			       "RcConnect is legal only on an RC side channel");
+	if (type == RDMIG_MSG__BODY_MEM_REGIONS && st->phase == CTRL_PH_POSTCOPY &&
+	    (st->neg.features & (CTRL_FEAT_LATE_REGIONS | CTRL_FEAT_LAZY_DUMP)) !=
+		(CTRL_FEAT_LATE_REGIONS | CTRL_FEAT_LAZY_DUMP))
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
+			       "MemRegions in post-copy needs FEAT_LATE_REGIONS with a lazy dump");
 	return 0;
 }
 

@@ -79,6 +79,12 @@
  * keepalives only, until the migration serves (design.md §10.3).
  */
 #define CTRL_FEAT_EARLY ((uint64_t)FEATURE__FEAT_EARLY)
+/*
+ * With FEAT_LAZY_DUMP over RDMA: MemRegions may also come in post-copy
+ * (before the StageRegions that name it), so ImagesDone and the restore
+ * need not wait for the staging area's registration (protocol.md §11.2).
+ */
+#define CTRL_FEAT_LATE_REGIONS ((uint64_t)FEATURE__FEAT_LATE_REGIONS)
 /* RcConnect: a GID's bytes; the path MTUs of enum ibv_mtu (256 .. 4096 bytes). */
 #define CTRL_GID_LEN	16
 #define CTRL_RC_MTU_MIN 1

@@ -446,7 +446,7 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 	 * §11.2); a resuming one survives a lost connection (§7.2).
 	 */
 	if (channel == CTRL_CHANNEL_CONTROL)
-		h.features |= CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_RESUME;
+		h.features |= CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_RESUME | CTRL_FEAT_LATE_REGIONS;
 	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.early)
 		h.features |= CTRL_FEAT_EARLY;
 	/* Over RDMA a resume makes its queue pair by hand, set up on a side channel (§7.4). */

@@ -89,6 +89,14 @@ struct src_session {
 	 */
 	uint8_t *stage_asked;
 	bool stage_live;
+	/*
+	 * FEAT_LATE_REGIONS: the staging area's registration was still under
+	 * way when the images went out; its MemRegions (then the StageRegions)
+	 * follow when it ends (src_session_prereg_done()).  images_done: the
+	 * ImagesDone was sent.
+	 */
+	bool regions_late;
+	bool images_done;
 	bool attached;	    /* FEAT_RESUME: the destination's Attach came */
 	bool resend_hashes; /* its Attach{resume} asked for the PageHashes again */
 	bool running;	    /* Running came (or a resume): the destination runs the workload */
@@ -246,6 +254,9 @@ static uint64_t sess_features(const struct src_session *s)
 	 */
 	if (s->mig && s->mig->lazy_dump)
 		f |= CTRL_FEAT_LAZY_DUMP;
+	/* Its staging area's MemRegions may follow ImagesDone (sess_regions_late()). */
+	if (s->mig && s->mig->lazy_dump && s->agent->kind == XPORT_RDMA)
+		f |= CTRL_FEAT_LATE_REGIONS;
 	if (s->agent->kind == XPORT_RDMA && s->agent->rc_side && !s->agent->no_resume)
 		f |= CTRL_FEAT_RC_SIDE;
 	return f | CTRL_FEAT_VERIFY_PAGES | (s->agent->no_resume ? 0 : CTRL_FEAT_RESUME);
@@ -553,6 +564,8 @@ static int send_stage_region(struct src_session *s)
 	int ret;
 
 	lazystage_area(sess_stage(s), &area.base, &area.len);
+	if (area.len && s->regions_late)
+		return 0;
 	if (area.len) {
 		ret = sess_register(s, &area, 1, "staging area");
 		if (ret < 0)
@@ -986,7 +999,8 @@ static void stream_finish(struct src_session *s, bool resume)
 		ret = ctrl_msg_images_done(&o, s->stream.files, tasks, s->mig->map->lazy_bytes);
 	if (ret == 0)
 		ret = sess_send(s, &o);
-	if (ret == 0 && s->mig->map->lazy_dump)
+	s->images_done = ret == 0;
+	if (ret == 0 && s->mig->map->lazy_dump && !s->regions_late)
 		ret = send_staged_so_far(s);
 	if (ret < 0) {
 		sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the range tables");
@@ -1108,6 +1122,40 @@ static void sess_resume(struct src_session *s)
 		stream_finish(s, true);
 }
 
+/*
+ * A lazy dump's staging area still being registered (prereg.h), for a
+ * destination that takes its MemRegions after ImagesDone: its restore
+ * need not wait for the registration, which grows with the lazy set.
+ */
+static bool sess_regions_late(const struct src_session *s)
+{
+	return xport_kind(s->x) == XPORT_RDMA && s->mig->lazy_dump &&
+	       (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_LATE_REGIONS) &&
+	       src_prereg_pending(s->mig);
+}
+
+/*
+ * The late registration ended: the staging area's MemRegions now (taken
+ * from prereg, or registered here if it failed), then, once ImagesDone
+ * went, every unit staged so far.
+ */
+static void sess_send_late_regions(struct src_session *s)
+{
+	int ret;
+
+	s->regions_late = false;
+	ret = send_stage_region(s);
+	if (ret == 0 && s->images_done)
+		ret = send_staged_so_far(s);
+	if (ret < 0) {
+		char why[SRC_MIG_ERROR_MAX];
+
+		snprintf(why, sizeof(why), "cannot register the staging area for RDMA: %s",
+			 strerror(-ret));
+		sess_abort(s, CTRL_ABORT_READ, why);
+	}
+}
+
 static void sess_start_stream(struct src_session *s)
 {
 	struct src_stream *st = &s->stream;
@@ -1120,8 +1168,17 @@ static void sess_start_stream(struct src_session *s)
 			 s->name);
 		return;
 	}
-	/* Its registration is under way (prereg.h): the stream starts when it ends. */
-	s->await_prereg = xport_kind(s->x) == XPORT_RDMA && src_prereg_pending(s->mig);
+	/*
+	 * Its registration is under way (prereg.h): the stream starts when it
+	 * ends, or, for a lazy dump's staging area, goes on without it.
+	 */
+	s->regions_late = sess_regions_late(s);
+	s->await_prereg =
+	    !s->regions_late && xport_kind(s->x) == XPORT_RDMA && src_prereg_pending(s->mig);
+	if (s->regions_late)
+		log_info("%s: destination authenticated; the staging area's registration goes on "
+			 "while the images go out",
+			 s->name);
 	if (s->await_prereg) {
 		log_info("%s: destination authenticated; waiting for the checkpoint's registration",
 			 s->name);
@@ -1729,6 +1786,10 @@ void src_session_prereg_done(struct src_agent *a, const struct src_migration *m)
 
 	LIST_FOREACH(s, &a->sessions, link)
 	{
+		if (s->mig == m && s->owner && s->regions_late) {
+			sess_send_late_regions(s);
+			return;
+		}
 		if (s->mig == m && s->owner && s->await_prereg) {
 			sess_start_stream(s);
 			return;

@@ -1335,6 +1335,68 @@ static void test_state_lazy_dump(void **state)
 }
 
 /*
+ * FEAT_LATE_REGIONS with a lazy dump: the staging area's MemRegions may
+ * come after ImagesDone, and a StageRegion naming it only after them;
+ * without the feature (or without a lazy dump) MemRegions stays an
+ * image-phase message.
+ */
+static void test_state_late_regions(void **state)
+{
+	const uint64_t both = CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_LATE_REGIONS;
+	const uint64_t peers[3][2] = {
+	    {both, both},
+	    {both, CTRL_FEAT_RDMA_READ | CTRL_FEAT_LAZY_DUMP},
+	    {CTRL_FEAT_RDMA_READ | CTRL_FEAT_LATE_REGIONS,
+	     CTRL_FEAT_RDMA_READ | CTRL_FEAT_LATE_REGIONS},
+	};
+	struct ctrl_region reg = {0x10000000, 1u << 20, 0x77};
+	struct ctrl_range r = {.img_vaddr = 0x10000, .len = 8192, .xxh3 = 5};
+	struct ctrl_range staged = r;
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m;
+	size_t len;
+	int calls = 0;
+
+	(void)state;
+	staged.has_remote = true;
+	staged.remote_addr = 0x10000000;
+	staged.rkey = 0x77;
+	for (int i = 0; i < 3; i++) {
+		pair_init(&p, peers[i][0], peers[i][1]);
+		ctrl_state_set_range_check(&p.src, only_pid_7, &calls);
+		ctrl_state_set_range_check(&p.dst, only_pid_7, &calls);
+		handshake(&p);
+		/* Without a lazy dump, no table: its ranges would need a region first. */
+		if (i != 2) {
+			ctrl_msg_task_table(&o, 7, &r, 1, true);
+			pass(&p.src, &p.dst, &o);
+		}
+		ctrl_msg_images_done(&o, 0, i != 2, i != 2 ? 8192 : 0);
+		pass(&p.src, &p.dst, &o);
+		if (i == 0) {
+			/* A StageRegion before its MemRegions names no region. */
+			ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
+			len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+			assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -ERANGE);
+			ctrl_msg_mem_regions(&o, &reg, 1);
+			pass(&p.src, &p.dst, &o);
+			ctrl_msg_stage_region(&o, 7, &staged, NULL, 0);
+			assert_int_equal(xfer(&p.src, &p.dst, &o, &m), 0);
+			ctrl_free(m);
+		} else {
+			ctrl_msg_mem_regions(&o, &reg, 1);
+			assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+			ctrl_out_release(&o);
+			ctrl_msg_mem_regions(&o, &reg, 1);
+			len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+			assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EPROTO);
+		}
+		pair_fini(&p);
+	}
+}
+
+/*
  * After the handshake every message carries a MAC: a flipped byte, a
  * missing MAC, a replay or a message reflected to its sender is refused
  * with ABORT_AUTH before it is decoded, and leaves the state as it was.
@@ -1685,6 +1747,7 @@ int main(void)
 	    cmocka_unit_test(test_state_stream_rules),
 	    cmocka_unit_test(test_state_read_checks),
 	    cmocka_unit_test(test_state_lazy_dump),
+	    cmocka_unit_test(test_state_late_regions),
 	    cmocka_unit_test(test_state_data_channel),
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),
