@@ -389,8 +389,8 @@ static pid_t start_proc(struct tctx *x, size_t hole_pages)
 	assert_non_null(x->base);
 	x->end.base = x->base;
 	hosts[0] = hosts[1] = child;
-	assert_int_equal(lazystage_open_proc(x->base, &x->set, NULL, NULL, hosts, &t_ops, x, &x->ls),
-			 0);
+	assert_int_equal(
+	    lazystage_open_proc(x->base, &x->set, NULL, NULL, hosts, &t_ops, x, &x->ls), 0);
 	return child;
 }
 
