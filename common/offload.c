@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 TAILQ_HEAD(offload_list, offload_job);
 
@@ -167,6 +169,19 @@ void offload_cancel(struct offload_job *j)
 bool offload_job_cancelled(const struct offload_job *j)
 {
 	return atomic_load(&j->cancelled);
+}
+
+int offload_job_sleep(const struct offload_job *j, unsigned int ms)
+{
+	struct timespec step = {0, 10 * 1000 * 1000};
+	uint64_t t0 = now_ns();
+
+	while (now_ns() - t0 < (uint64_t)ms * 1000000u) {
+		if (offload_job_cancelled(j))
+			return -ECANCELED;
+		nanosleep(&step, NULL);
+	}
+	return 0;
 }
 
 void offload_free(struct offload *o)

@@ -69,6 +69,12 @@ void offload_cancel(struct offload_job *j);
 bool offload_job_cancelled(const struct offload_job *j);
 
 /*
+ * From run(): waits ms milliseconds (a test's delay), or less once the job
+ * is cancelled: then -ECANCELED, else 0.
+ */
+int offload_job_sleep(const struct offload_job *j, unsigned int ms);
+
+/*
  * Cancels every job, waits for the worker to finish the one it runs (a
  * run() that polls offload_job_cancelled() returns at once), joins it, and
  * calls done() for every job not delivered yet.  NULL is fine.

@@ -115,6 +115,8 @@ struct src_agent {
 	/* Maps API migrations' images off the loop; made on first use, owned. */
 	struct offload *offload;
 	unsigned int map_delay_ms; /* testing: each map job waits this long first */
+	/* Testing: a lazy dump's staging area registration ahead waits this long first. */
+	unsigned int prereg_delay_ms;
 	/*
 	 * The handovers' TLS client context (--tls-*), owned; NULL: plain
 	 * HTTP, to loopback destination agents only.

@@ -319,7 +319,8 @@ static void glue_prereg(struct src_agent *a, struct src_migration *m)
 	}
 	/* A failure is logged; the session then registers the area when it serves. */
 	if (m->lazy && m->map && src_lazydump_area(m->lazy, m->map->set, &base, &len) == 0 && len)
-		src_prereg_start_area(m, o, a->data_verbs, base, len, glue_preregistered);
+		src_prereg_start_area(m, o, a->data_verbs, base, len, a->prereg_delay_ms,
+				      glue_preregistered);
 }
 
 /* m's images are mapped (ret 0: it serves now) or cannot be. */

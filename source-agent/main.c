@@ -119,6 +119,8 @@ static void usage(FILE *f)
 		"                             freeze (%d)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
+		"      --test-prereg-delay MS testing: a lazy dump's staging area, registered\n"
+		"                             ahead of the destination, waits MS ms first\n"
 		"      --test-secret-delay MS testing: each API secret_file read waits MS ms\n"
 		"                             first (as on a slow mount), off the loop\n"
 		"  -o, --log-file FILE        log to FILE instead of stderr\n"
@@ -332,6 +334,7 @@ int main(int argc, char **argv)
 		OPT_CRIU,
 		OPT_RUNC,
 		OPT_TEST_MAP_DELAY,
+		OPT_TEST_PREREG_DELAY,
 		OPT_MAX_PREAUTH,
 		OPT_MAX_PREAUTH_PER_ADDR,
 		OPT_MAX_MIGRATIONS,
@@ -366,6 +369,7 @@ int main(int argc, char **argv)
 	    {"dead-after", required_argument, NULL, OPT_DEAD_AFTER},
 	    {"shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT},
 	    {"test-map-delay", required_argument, NULL, OPT_TEST_MAP_DELAY},
+	    {"test-prereg-delay", required_argument, NULL, OPT_TEST_PREREG_DELAY},
 	    {"test-secret-delay", required_argument, NULL, OPT_TEST_SECRET_DELAY},
 	    {"max-preauth", required_argument, NULL, OPT_MAX_PREAUTH},
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
@@ -559,6 +563,7 @@ int main(int argc, char **argv)
 				a.max_migrations = (unsigned int)v;
 			break;
 		case OPT_TEST_MAP_DELAY:
+		case OPT_TEST_PREREG_DELAY:
 		case OPT_TEST_SECRET_DELAY:
 			if (parse_uint(optarg, 0, 600000, &v) < 0) {
 				fprintf(stderr, "rdmig-source: bad number of ms '%s'\n", optarg);
@@ -566,6 +571,8 @@ int main(int argc, char **argv)
 			}
 			if (c == OPT_TEST_MAP_DELAY)
 				a.map_delay_ms = (unsigned int)v;
+			else if (c == OPT_TEST_PREREG_DELAY)
+				a.prereg_delay_ms = (unsigned int)v;
 			else
 				o.secret_delay_ms = (unsigned int)v;
 			break;

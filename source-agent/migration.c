@@ -275,17 +275,9 @@ static int mig_mapped(struct src_migration *m, int ret, struct imgmap *map, uint
 static void map_job_run(struct offload_job *oj)
 {
 	struct src_map_job *j = map_job_of(oj);
-	struct timespec step = {0, 10 * 1000 * 1000};
 	uint64_t t0 = now_ns();
 
-	j->ret = 0;
-	while (now_ns() - t0 < (uint64_t)j->delay_ms * 1000000u) {
-		if (offload_job_cancelled(oj)) {
-			j->ret = -ECANCELED;
-			break;
-		}
-		nanosleep(&step, NULL);
-	}
+	j->ret = offload_job_sleep(oj, j->delay_ms);
 	if (j->ret == 0 && j->lazy_dump)
 		j->ret = imgmap_open_lazy(j->dir, &oj->cancelled, &j->map);
 	else if (j->ret == 0)

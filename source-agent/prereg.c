@@ -47,8 +47,9 @@ struct prereg_job {
 	struct rdma_pd *pd; /* the job's own reference */
 	struct imgmap_file *files;
 	size_t nr_files;
-	bool touch;    /* fault in files[0] writable first: a fresh staging area */
-	int touch_err; /* its errno, or 0 */
+	bool touch;	       /* fault in files[0] writable first: a fresh staging area */
+	unsigned int delay_ms; /* testing: waits this long first (--test-prereg-delay) */
+	int touch_err;	       /* its errno, or 0 */
 	/* Worker outputs. */
 	struct ibv_mr **mrs;
 	int ret;
@@ -123,6 +124,10 @@ static void job_run(struct offload_job *oj)
 	 * 2 MiB pages (MADV_HUGEPAGE) it was no faster in the guests
 	 * (performance.md), so the area keeps the kernel's default.
 	 */
+	if (offload_job_sleep(oj, j->delay_ms) < 0) {
+		j->ret = -ECANCELED;
+		return;
+	}
 	if (j->touch && !offload_job_cancelled(oj) &&
 	    madvise(j->files[0].base, j->files[0].len, MADV_POPULATE_WRITE) < 0)
 		j->touch_err = errno; /* before Linux 5.14: registered as the session would */
@@ -533,7 +538,7 @@ out:
 }
 
 int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-			  void *base, size_t len, src_prereg_done_fn done)
+			  void *base, size_t len, unsigned int delay_ms, src_prereg_done_fn done)
 {
 	struct prereg_job *j = NULL;
 	int ret;
@@ -549,6 +554,7 @@ int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv
 	j->files[0].len = len;
 	j->files[0].path = j->id;
 	j->touch = true;
+	j->delay_ms = delay_ms;
 	ret = offload_submit(o, &j->job);
 	if (ret < 0)
 		goto out;

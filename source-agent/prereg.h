@@ -80,10 +80,11 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
  * filled yet) registered the same way, one region: the registration, which
  * pins and clears every page of it, leaves the freeze too.  The area must
  * stay mapped until the region is deregistered (src_prereg_drop(), or the
- * session that took it).
+ * session that took it).  delay_ms: a test's wait before it starts
+ * (rdmig-source --test-prereg-delay), 0 otherwise.
  */
 int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-			  void *base, size_t len, src_prereg_done_fn done);
+			  void *base, size_t len, unsigned int delay_ms, src_prereg_done_fn done);
 
 typedef void (*src_prereg_round_fn)(struct src_migration *m, int ret);
 

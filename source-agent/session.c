@@ -535,8 +535,11 @@ static int sess_register(struct src_session *s, const struct imgmap_file *files,
 	int ret;
 
 	if (src_prereg_take(s->mig, pd, &s->mrs, &s->nr_mrs) == 0) {
-		log_info("%s: the %s was registered before the destination connected", s->name,
-			 what);
+		/* FEAT_LATE_REGIONS: it ended after the images went out, the restore under way. */
+		log_info("%s: the %s was registered %s", s->name, what,
+			 s->images_done ? "off the loop while the images went out and the "
+					  "destination restored: its MemRegions follow ImagesDone"
+					: "before the destination connected");
 		s->mig->register_ms = 0;
 		return 0;
 	}

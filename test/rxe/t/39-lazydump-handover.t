@@ -4,8 +4,10 @@
 # --wait` on guest A, but the source agent runs `criu dump --lazy-pages`
 # (real CRIU): the freeze writes no memory, the source stops the dumped
 # workload, pulls its pages from criu's page server into its staging area
-# and announces each unit (StageRegion; over RDMA the area registered
-# before the destination connected); guest B's agent restores it and
+# and announces each unit (StageRegion; over RDMA the area's registration
+# starts before the destination connects, here held 3 s so that the images
+# and ImagesDone go first and its MemRegions follow: FEAT_LATE_REGIONS);
+# guest B's agent restores it and
 # serves its faults from the staged units (StageReq for a unit not staged
 # yet).  The workload (64 MiB, two threads rewriting it) verifies all its
 # memory on B while pages still move and after the last one.  Once per
@@ -28,7 +30,8 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
 transports=${RDMIG_LAZY_TRANSPORTS:-rdma tcp}
-tap_plan $((10 * $(wc -w <<<"$transports") + 16))
+# RDMA's two more: the registration that ends after ImagesDone.
+tap_plan $((10 * $(wc -w <<<"$transports") + 16 + 2 * $(grep -cw rdma <<<"$transports")))
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -37,6 +40,9 @@ rxe_agents_pki "$top"
 for tr in $transports; do
 	env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64 RDMIG_ID=l1"
 	env_common="$env_common RDMIG_VERIFY=0 RDMIG_TRANSPORT=$tr RDMIG_CTL_ARGS=--lazy-dump"
+	# RDMA: the staging area's registration held 3 s, so that the images
+	# surely go before it ends (FEAT_LATE_REGIONS).
+	[[ $tr == rdma ]] && env_common="$env_common RDMIG_SOURCE_ARGS='--test-prereg-delay 3000'"
 	tap_run --timeout 900 --grace 60 --pair \
 		--source "$env_common $mig source" \
 		--dest "$env_common $mig dest"
@@ -63,6 +69,10 @@ for tr in $transports; do
 	if [[ $tr == rdma ]]; then
 		[[ $(num register_ms) == 0 ]]
 		tap_ok $? "$tr: the staging area was registered ahead of the destination (register_ms $(num register_ms))"
+		tap_like "$out" "^\\[source\\] source: .*the staging area's registration goes on while the images go out" \
+			"$tr: its registration held 3 s, the images and ImagesDone went first (FEAT_LATE_REGIONS)"
+		tap_like "$out" "^\\[source\\] source: .*the staging area was registered off the loop while the images went out and the destination restored" \
+			"$tr: ... its MemRegions followed ImagesDone, the restore did not wait for them"
 	else
 		[[ $json == *'"register_ms":null'* ]]
 		tap_ok $? "$tr: nothing registered (register_ms null)"
