@@ -19,10 +19,12 @@
 # stopped tree again and stages the rest from it; done, every page
 # verified.  (6) The same, the dumped tree continued meanwhile: the
 # restarted agent does not take it again, the migration fails, never a wrong
-# byte.  The real criu runs in the guests (test/rxe/t/).
+# byte.  (7) A lazy dump no destination took, rdmig-source killed and
+# started again: a rollback continues the stopped tree.  The real criu
+# runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
-plan 34
+plan 37
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -251,6 +253,31 @@ check "continued: a rollback is refused: the agent holds no stopped tree of it" 
 kill "$w6"
 wait "$w6" 2>/dev/null
 
+# (7) A lazy dump no destination ever took, rdmig-source SIGKILLed and
+# started again: the restarted agent takes the stopped tree again and
+# serves it (no destination ever ran it), so once aborted a rollback still
+# continues it (no destination authenticated: no --force).
+sleep 600 &
+w7=$!
+track "$w7"
+"${CTL[@]}" migrate --pid "$w7" --lazy-dump --secret-file "$T/secret" --id l7 >/dev/null 2>&1
+wait_state l7 serving
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+restart_source "$T/source7.log"
+wait_state l7 serving
+check "rollback after a restart: l7 served again, its stopped tree taken again" \
+	eval "test \"\$(proc_state $w7)\" = T && grep -q 'lazy dump of pid $w7: its stopped tree taken again' '$T/source7.log'"
+"${CTL[@]}" abort l7 >/dev/null 2>&1
+wait_state l7 aborted
+"${CTL[@]}" rollback l7 >"$T/l7-rb.out" 2>&1
+check "... rdmigctl rollback l7 (no --force) exits 0" test $? -eq 0
+wait_state l7 rolled_back
+check "... rolled back: its process runs again (SIGCONT), no criu restore" \
+	eval "test \"\$(proc_state $w7)\" = S && ! grep -q '^restore' '$root/l7/fake-criu.args'"
+kill "$w7"
+wait "$w7" 2>/dev/null
+
 # (3) Refusals.
 "${CTL[@]}" migrate --images "$root/l1" --lazy-dump --secret-file "$T/secret" >"$T/r1.out" 2>&1
 check "--lazy-dump without --pid is refused by rdmigctl" \
@@ -273,6 +300,7 @@ check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 	diag_file "$T/dest5.log" 40
 	diag_file "$T/source6.log" 30
 	diag_file "$T/dest6.log" 30
+	diag_file "$T/source7.log" 30
 	for f in "$T"/*.out "$T"/*.json "$root"/l*/dump.log; do diag_file "$f" 10; done
 }
 finish
