@@ -2106,15 +2106,17 @@ static bool glue_dump_log_ok(const char *dir)
 /*
  * After a restart: m's lazy dump left its tree stopped and criu is gone;
  * the tree is taken again (its memory is staged from it, or a rollback
- * continues it) only if it is the same and still stopped.
+ * continues it) only if it is the same and still stopped.  live: m is
+ * still served (its page server may still wait for a first client).
  */
-static int glue_adopt_lazy(struct src_agent *a, struct src_migration *m, char *why, size_t why_len)
+static int glue_adopt_lazy(struct src_agent *a, struct src_migration *m, bool live, char *why,
+			   size_t why_len)
 {
 	char what[SRC_MIG_ERROR_MAX / 2];
 	int ret;
 
-	ret = src_lazydump_adopt(a->base, m->pid, m->lazy_tree_start, m->lazy_port, &glue_lazy_ops,
-				 m, &m->lazy, what, sizeof(what));
+	ret = src_lazydump_adopt(a->base, m->pid, m->lazy_tree_start, live ? m->lazy_port : 0,
+				 &glue_lazy_ops, m, &m->lazy, what, sizeof(what));
 	if (ret < 0)
 		snprintf(why, why_len,
 			 "the source agent restarted and cannot take this lazy dump's stopped "
@@ -2179,7 +2181,7 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	case SRC_MIG_FAILED:
 	case SRC_MIG_ABORTED:
 		/* A lazy dump's stopped tree, taken again, can still be rolled back. */
-		if (m->lazy_dump && glue_adopt_lazy(a, m, why, sizeof(why)) < 0)
+		if (m->lazy_dump && glue_adopt_lazy(a, m, false, why, sizeof(why)) < 0)
 			log_info("migration %s: no rollback by continuing its tree: %s", m->id,
 				 why);
 		/* fall through */
@@ -2231,7 +2233,7 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 			       "from its records: no destination can prove it");
 		return;
 	}
-	if (m->lazy_dump && glue_adopt_lazy(a, m, why, sizeof(why)) < 0) {
+	if (m->lazy_dump && glue_adopt_lazy(a, m, true, why, sizeof(why)) < 0) {
 		src_mig_finish(m, SRC_MIG_FAILED, why);
 		return;
 	}

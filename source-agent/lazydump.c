@@ -255,8 +255,9 @@ int src_lazydump_bind(struct src_lazydump *ld, const struct img_set *set, char *
 		if (!set->tasks[t].nr_lazy)
 			continue;
 		for (i = 0; i < n && !host[t]; i++)
-			if (mem[i].vpid == set->tasks[t].pid && ld_held(mem[i].state) &&
-			    mem[i].state != 'X')
+			/* Stopped or traced: a zombie or a gone one holds no memory. */
+			if (mem[i].vpid == set->tasks[t].pid &&
+			    (mem[i].state == 'T' || mem[i].state == 't'))
 				host[t] = mem[i].pid;
 		if (!host[t]) {
 			ret = -ESRCH;
