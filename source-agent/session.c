@@ -567,17 +567,18 @@ static int send_stage_region(struct src_session *s)
 	int ret;
 
 	lazystage_area(sess_stage(s), &area.base, &area.len);
-	if (area.len && s->regions_late)
+	/* No lazy page (every VMA locked, say): no region, as for a plain dump. */
+	if (!area.len)
+		return -ENODATA;
+	if (s->regions_late)
 		return 0;
-	if (area.len) {
-		ret = sess_register(s, &area, 1, "staging area");
-		if (ret < 0)
-			return ret;
-		reg.addr = (uintptr_t)area.base;
-		reg.len = area.len;
-		reg.rkey = s->mrs[0]->rkey;
-	}
-	ret = ctrl_msg_mem_regions(&o, &reg, area.len ? 1 : 0);
+	ret = sess_register(s, &area, 1, "staging area");
+	if (ret < 0)
+		return ret;
+	reg.addr = (uintptr_t)area.base;
+	reg.len = area.len;
+	reg.rkey = s->mrs[0]->rkey;
+	ret = ctrl_msg_mem_regions(&o, &reg, 1);
 	return ret < 0 ? ret : sess_send(s, &o);
 }
 
@@ -1148,6 +1149,8 @@ static void sess_send_late_regions(struct src_session *s)
 
 	s->regions_late = false;
 	ret = send_stage_region(s);
+	if (ret == -ENODATA) /* nothing lazy: nothing to read (sess_expose()) */
+		ret = 0;
 	if (ret == 0 && s->images_done)
 		ret = send_staged_so_far(s);
 	if (ret < 0) {
