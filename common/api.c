@@ -716,7 +716,7 @@ static int api_parse_precopy(const json_t *v, struct api_start_req *r, struct ap
 		return api_error_set(err, -EINVAL,
 				     "\"precopy\" needs \"pid\": only a dump the agent runs "
 				     "can have pre-dump rounds");
-	if (r->precopy != API_PRECOPY_OFF && r->lazy_dump)
+	if (r->precopy != API_PRECOPY_OFF && r->lazy_dump == API_LAZY_YES)
 		return api_error_set(err, -EINVAL,
 				     "\"precopy\" cannot go with \"lazy_dump\": the final dump of "
 				     "a pre-copy chain writes its dirty pages, and a lazy dump's "
@@ -940,8 +940,9 @@ static int api_parse_start(enum api_role role, const json_t *root, struct api_st
 	}
 
 	r->verify = json_is_true(json_object_get(root, "verify"));
-	r->lazy_dump = json_is_true(json_object_get(root, "lazy_dump"));
-	if (r->lazy_dump && r->pid <= 0)
+	v = json_object_get(root, "lazy_dump");
+	r->lazy_dump = !v ? API_LAZY_AUTO : json_is_true(v) ? API_LAZY_YES : API_LAZY_NO;
+	if (r->lazy_dump == API_LAZY_YES && r->pid <= 0)
 		return api_error_set(err, -EINVAL,
 				     "\"lazy_dump\" needs \"pid\": only a dump the agent runs "
 				     "can be lazy");

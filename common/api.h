@@ -275,6 +275,13 @@ struct api_criu_opts {
  * duration of api_ops.start() only: copy what the migration keeps.  The
  * inline secret is wiped by the module when start() returns.
  */
+/* A start's "lazy_dump": absent, false or true. */
+enum api_lazy_dump {
+	API_LAZY_AUTO = 0, /* absent: the source agent decides (design.md §11, "The default") */
+	API_LAZY_NO,
+	API_LAZY_YES,
+};
+
 struct api_start_req {
 	enum api_role role;
 	const char *id; /* always set: from the body, or generated ("m-" + 12 hex) */
@@ -315,9 +322,13 @@ struct api_start_req {
 	size_t secret_len;	 /* API_SECRET_MIN..API_SECRET_MAX when set */
 	const char *secret_file; /* absolute path it came from, or NULL: inline or none */
 	bool verify;		 /* checksum pages; default false */
-	bool lazy_dump;		 /* source with pid: criu dump --lazy-pages; default false */
-	int precopy;		 /* source with pid: API_PRECOPY_OFF (default), 1..MAX, AUTO */
-	bool restore;		 /* dest: run criu restore itself; default true */
+	/*
+	 * source with pid: criu dump --lazy-pages.  Absent (API_LAZY_AUTO):
+	 * lazy when the agent may choose it (api_glue's glue_lazy_wanted()).
+	 */
+	enum api_lazy_dump lazy_dump;
+	int precopy;  /* source with pid: API_PRECOPY_OFF (default), 1..MAX, AUTO */
+	bool restore; /* dest: run criu restore itself; default true */
 	/*
 	 * source with pid or container: wait in the agent's queue when no
 	 * slot is free (default true); false: refused at once (503) instead.

@@ -23,6 +23,7 @@ enum {
 	OPT_ID,
 	OPT_VERIFY,
 	OPT_LAZY_DUMP,
+	OPT_NO_LAZY_DUMP,
 	OPT_NO_QUEUE,
 	OPT_PRECOPY,
 	OPT_WAIT,
@@ -60,6 +61,7 @@ static const struct option cli_options[] = {
     {"id", required_argument, NULL, OPT_ID},
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"lazy-dump", no_argument, NULL, OPT_LAZY_DUMP},
+    {"no-lazy-dump", no_argument, NULL, OPT_NO_LAZY_DUMP},
     {"no-queue", no_argument, NULL, OPT_NO_QUEUE},
     {"precopy", required_argument, NULL, OPT_PRECOPY},
     {"wait", no_argument, NULL, OPT_WAIT},
@@ -88,6 +90,7 @@ static unsigned cli_option_mask(int code)
 	case OPT_ID:
 	case OPT_VERIFY:
 	case OPT_LAZY_DUMP:
+	case OPT_NO_LAZY_DUMP:
 	case OPT_NO_QUEUE:
 	case OPT_PRECOPY:
 	case OPT_WAIT:
@@ -164,7 +167,8 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "                [--to HOST[:PORT] [--advertise HOST[:PORT]]\n"
 		    "                [--dest-images DIR]] [--transport rdma|tcp|tls]\n"
 		    "                [--secret-file FILE] [--id ID] [--verify]\n"
-		    "                [--lazy-dump | --precopy N|auto] [--criu-log-level N]\n"
+		    "                [--lazy-dump | --no-lazy-dump | --precopy N|auto]\n"
+		    "                [--criu-log-level N]"
 		    "                [--no-queue] [--wait]\n"
 		    "Start a migration on the source agent.\n\n"
 		    "  -p, --pid PID          the agent dumps this running process tree (criu\n"
@@ -199,6 +203,11 @@ void cli_usage(FILE *f, enum cli_cmd cmd)
 		    "      --lazy-dump        with --pid: criu dump --lazy-pages, the\n"
 		    "                         freeze writes no memory; the source pulls it\n"
 		    "                         from criu's page server during post-copy\n"
+		    "                         (the default with --to a destination agent\n"
+		    "                         that takes one, unless the source agent runs\n"
+		    "                         with --no-lazy-dump)\n"
+		    "      --no-lazy-dump     with --pid: a plain dump, every page written\n"
+		    "                         while the workload is frozen\n"
 		    "      --precopy N|auto   with --pid: N criu pre-dump rounds (1..8) while\n"
 		    "                         the workload runs, then a dump of what they\n"
 		    "                         did not have; auto: rounds until one writes\n"
@@ -416,7 +425,10 @@ static int cli_apply(struct cli_args *a, int c, const char *arg, const char *nam
 		a->verify = true;
 		break;
 	case OPT_LAZY_DUMP:
-		a->lazy_dump = true;
+		a->lazy_dump = API_LAZY_YES;
+		break;
+	case OPT_NO_LAZY_DUMP:
+		a->lazy_dump = API_LAZY_NO;
 		break;
 	case OPT_NO_QUEUE:
 		a->no_queue = true;
@@ -576,13 +588,15 @@ int cli_parse(int argc, char **argv, struct cli_args *a, FILE *err)
 				       a->runtime	 ? "--runtime"
 				       : a->runtime_root ? "--runtime-root"
 							 : "--dest-bundle");
-		if (a->lazy_dump && !a->pid)
-			return cli_bad(err, a->cmd, "--lazy-dump needs --pid");
+		if (a->lazy_dump != API_LAZY_AUTO && !a->pid)
+			return cli_bad(err, a->cmd, "%s needs --pid",
+				       a->lazy_dump == API_LAZY_YES ? "--lazy-dump"
+								    : "--no-lazy-dump");
 		if (a->no_queue && !a->pid && !a->container)
 			return cli_bad(err, a->cmd, "--no-queue needs --pid or --container");
 		if (a->precopy != API_PRECOPY_OFF && !a->pid)
 			return cli_bad(err, a->cmd, "--precopy needs --pid");
-		if (a->precopy != API_PRECOPY_OFF && a->lazy_dump)
+		if (a->precopy != API_PRECOPY_OFF && a->lazy_dump == API_LAZY_YES)
 			return cli_bad(err, a->cmd,
 				       "--precopy and --lazy-dump do not go together (a lazy "
 				       "dump's page server does not serve in-parent pages)");
@@ -673,7 +687,8 @@ int cli_migrate_body(const struct cli_args *a, char **out, char *errbuf, size_t 
 	}
 	if (a->verify && json_object_set_new(body, "verify", json_true()) < 0)
 		goto out;
-	if (a->lazy_dump && json_object_set_new(body, "lazy_dump", json_true()) < 0)
+	if (a->lazy_dump != API_LAZY_AUTO &&
+	    json_object_set_new(body, "lazy_dump", json_boolean(a->lazy_dump == API_LAZY_YES)) < 0)
 		goto out;
 	if (a->no_queue && json_object_set_new(body, "queue", json_false()) < 0)
 		goto out;

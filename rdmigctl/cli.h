@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "api.h"
 #include "tls.h"
 
 #define CLI_EXIT_OK	 0
@@ -55,10 +56,10 @@ struct cli_args {
 	const char *transport;
 	const char *secret_file;
 	bool verify;
-	bool lazy_dump;	    /* migrate --lazy-dump */
-	bool no_queue;	    /* migrate --no-queue: "queue": false */
-	int precopy;	    /* migrate --precopy: API_PRECOPY_OFF (0), 1..MAX, AUTO */
-	int criu_log_level; /* --criu-log-level: criu_opts.log_level; < 0: not given */
+	enum api_lazy_dump lazy_dump; /* migrate --lazy-dump, --no-lazy-dump, or neither */
+	bool no_queue;		      /* migrate --no-queue: "queue": false */
+	int precopy;		      /* migrate --precopy: API_PRECOPY_OFF (0), 1..MAX, AUTO */
+	int criu_log_level;	      /* --criu-log-level: criu_opts.log_level; < 0: not given */
 	bool wait;
 	/* status */
 	bool watch;

@@ -47,6 +47,8 @@ struct src_agent {
 	 * reservation (as an older source; design.md §10.3).
 	 */
 	bool no_early;
+	/* A dump whose request says no "lazy_dump" is plain (design.md §11, "The default"). */
+	bool no_lazy_dump;
 	/*
 	 * RDMA: the parameters of the resumed connections made by hand when
 	 * the TCP side listener is up (FEAT_RC_SIDE offered); NULL: not.

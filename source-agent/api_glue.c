@@ -583,6 +583,22 @@ static int glue_dir_error(const char *id, const char *dir, int ret, struct api_e
 }
 
 /*
+ * Whether a dump of req->pid is lazy.  Asked for, or absent and nothing
+ * refuses it: only a destination agent named by the request (--to) is
+ * asked before the freeze whether it takes one (glue_reserved() dumps
+ * plainly when it does not); a destination that connects by itself would
+ * be refused after the dump.  A container's or a pre-copy chain's dump
+ * cannot be lazy, and leave_running keeps no stopped tree to stage from.
+ */
+static bool glue_lazy_wanted(const struct src_agent *a, const struct api_start_req *req)
+{
+	if (req->lazy_dump != API_LAZY_AUTO)
+		return req->lazy_dump == API_LAZY_YES;
+	return !a->no_lazy_dump && req->pid > 0 && !req->container.runtime &&
+	       req->precopy == API_PRECOPY_OFF && !req->criu.leave_running && req->peer;
+}
+
+/*
  * A migration of req->pid, to dump into <images-root>/<id> (which must
  * not exist) once glue_dump_run() runs: nothing is made or frozen yet.
  * Takes secret.
@@ -597,7 +613,7 @@ static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
 	int ret;
 
 	*out = NULL;
-	if (req->lazy_dump && req->criu.leave_running) {
+	if (req->lazy_dump == API_LAZY_YES && req->criu.leave_running) {
 		ret =
 		    api_error_set(err, -EINVAL,
 				  "\"lazy_dump\" cannot go with \"leave_running\" (the tree stays "
@@ -621,7 +637,8 @@ static int glue_dump_new(struct src_agent *a, const struct api_start_req *req,
 		goto out;
 	}
 	m->pid = req->pid;
-	m->lazy_dump = req->lazy_dump;
+	m->lazy_dump = glue_lazy_wanted(a, req);
+	m->lazy_auto = req->lazy_dump == API_LAZY_AUTO;
 	m->precopy = req->precopy;
 	glue_copy_opts(&req->criu, &m->criu);
 	*out = m;
@@ -1480,9 +1497,14 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 	}
 	if (m->lazy_dump && !src_handover_takes_lazy(m->handover)) {
 		/* It would refuse the staged ranges after the freeze: a plain dump it takes. */
-		log_warn("migration %s: destination agent %s does not take a lazy dump (an older "
-			 "agent): a plain dump instead",
-			 m->id, m->dest);
+		if (m->lazy_auto)
+			log_info("migration %s: destination agent %s does not take a lazy dump (an "
+				 "older agent): a plain dump",
+				 m->id, m->dest);
+		else
+			log_warn("migration %s: destination agent %s does not take a lazy dump (an "
+				 "older agent): a plain dump instead",
+				 m->id, m->dest);
 		m->lazy_dump = false;
 	}
 	ret = glue_begin_dump(a, m, &err);
@@ -1538,7 +1560,7 @@ static int glue_start(void *agent, const struct api_start_req *req, struct api_e
 				    src_queue_ahead(&a->migrations, NULL, false));
 		goto out;
 	}
-	if (req->container.runtime && req->lazy_dump) {
+	if (req->container.runtime && req->lazy_dump == API_LAZY_YES) {
 		ret = api_error_set(err, -EINVAL,
 				    "\"lazy_dump\" cannot go with \"container\" (runc's lazy "
 				    "checkpoint is not wired in)");

@@ -73,6 +73,9 @@ static void usage(FILE *f)
 		"      --no-early             the worker at the POST, not at the reservation\n"
 		"                             (the default)\n"
 		"                             (as an older source)\n"
+		"      --no-lazy-dump         dump plainly unless a migration asks for a lazy\n"
+		"                             dump (by default a --pid migration to a\n"
+		"                             destination agent that takes one is lazy)\n"
 		"      --api-socket PATH      serve the HTTP/JSON API (rdmigctl) on this UNIX\n"
 		"                             socket, mode 0600 (conventionally %s)\n"
 		"      --api-tcp [HOST:]PORT  also serve it over TCP (host default 127.0.0.1),\n"
@@ -346,6 +349,7 @@ int main(int argc, char **argv)
 		OPT_NO_RESUME,
 		OPT_NO_EARLY,
 		OPT_EARLY,
+		OPT_NO_LAZY_DUMP,
 		OPT_RUNTIME_ROOT,
 	};
 	static const struct option opts[] = {
@@ -357,6 +361,7 @@ int main(int argc, char **argv)
 	    {"no-resume", no_argument, NULL, OPT_NO_RESUME},
 	    {"no-early", no_argument, NULL, OPT_NO_EARLY},
 	    {"early", no_argument, NULL, OPT_EARLY},
+	    {"no-lazy-dump", no_argument, NULL, OPT_NO_LAZY_DUMP},
 	    {"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	    {"api-tcp", required_argument, NULL, OPT_API_TCP},
 	    {"api-group", required_argument, NULL, OPT_API_GROUP},
@@ -469,6 +474,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_EARLY:
 			a.no_early = false;
+			break;
+		case OPT_NO_LAZY_DUMP:
+			a.no_lazy_dump = true;
 			break;
 		case OPT_API_SOCKET:
 			if (!optarg[0] || optarg[0] != '/') {

@@ -146,6 +146,7 @@ struct src_migration {
 	 * only if the pid still names that process (src_lazydump_adopt()).
 	 */
 	bool lazy_dump;
+	bool lazy_auto; /* lazy_dump was the agent's choice, not the request's */
 	struct src_lazydump *lazy;
 	uint64_t lazy_tree_start;
 	int lazy_port;

@@ -185,6 +185,7 @@ downtime_env() {
 # downtime_ctl: the rdmigctl migrate options of a downtime step's flow.
 downtime_ctl() {
 	case ${p[flow]:-plain} in
+	plain | early | noearly) echo --no-lazy-dump ;;
 	lazy | lazyearly) echo --lazy-dump ;;
 	precopy2) echo --precopy=2 ;;
 	precopyauto) echo --precopy=auto ;;

@@ -56,7 +56,7 @@ start_dagent d --work-root "$T/droot" --dead-after 60
 
 # 1. The POST.
 workload
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id h1 \
+"${CTL[@]}" migrate --pid "$wl_pid" --no-lazy-dump --secret-file "$T/secret" --id h1 \
 	--to "127.0.0.1:$dport" >"$T/h1.out" 2>&1
 # Its health, asked during the dump, answered: the POST goes out as the migration serves.
 wait_log "$T/source.log" "migration h1: destination agent .* answers; the POST waits" >/dev/null
@@ -81,7 +81,7 @@ start_dagent d2 --work-root "$T/droot2" --dead-after 60
 unset FAKE_CRIU_HOLD
 touch "$T/go-h2"
 workload
-"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id h2 \
+"${CTL[@]}" migrate --pid "$wl_pid" --no-lazy-dump --secret-file "$T/secret" --id h2 \
 	--to "127.0.0.1:$dport" >"$T/h2.out" 2>&1
 dname=d2
 wait_until 60 is djson h2 .state '"restoring"'

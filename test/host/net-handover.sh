@@ -100,7 +100,8 @@ start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "
 # (1) All the way, from a pid.
 start_fake ok --run "$T/dest-run.sh" --faults 3 --latency 11,99
 ok_port=$fake_port
-"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h1 --to "127.0.0.1:$ok_port" \
+# --no-lazy-dump: the pid dumped is this shell, which a lazy dump would keep stopped.
+"${CTL[@]}" migrate --pid $$ --no-lazy-dump --secret-file "$T/secret" --id h1 --to "127.0.0.1:$ok_port" \
 	--dest-images /srv/rdmig/h1 --wait >"$T/h1.out" 2>"$T/h1.err"
 rc=$?
 check "migrate --pid --to --wait exits 0: the migration is done" \
@@ -135,7 +136,7 @@ start_fake gone
 dead_port=$fake_port
 kill -KILL "$fake_pid"
 wait "$fake_pid" 2>/dev/null
-"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h2 --to "127.0.0.1:$dead_port" \
+"${CTL[@]}" migrate --pid $$ --no-lazy-dump --secret-file "$T/secret" --id h2 --to "127.0.0.1:$dead_port" \
 	--wait >"$T/h2.out" 2>"$T/h2.err"
 rc=$?
 check "a destination agent that is down: exit 1 before any freeze, one line saying why" \
@@ -278,7 +279,7 @@ if "$RDMIG_DEST" --help 2>&1 | grep -q -- '--serve'; then
 		[ -n "$dport" ] && break
 		sleep 0.05
 	done
-	"${CTL[@]}" migrate --pid $$ --secret-file "$T/secret" --id h10 --to "127.0.0.1:$dport" \
+	"${CTL[@]}" migrate --pid $$ --no-lazy-dump --secret-file "$T/secret" --id h10 --to "127.0.0.1:$dport" \
 		--wait >"$T/h10.out" 2>"$T/h10.err"
 	rc=$?
 	check "rdmig-dest --serve takes the handover: done" \

@@ -19,12 +19,14 @@
 # destination agent), refused when it is unreachable, forced with --force
 # (reported); allowed once the destination's migration failed, or was
 # aborted there.  (7) --lazy-dump to an agent whose health does not say it
-# takes one: a plain dump instead, with a warning.
+# takes one: a plain dump instead, with a warning.  (8) No "lazy_dump"
+# asked: lazy to rdmig-dest, plain to an agent that takes none, with
+# --no-lazy-dump, or from an agent started with --no-lazy-dump.
 # Binaries: RDMIG_CTL, RDMIG_FAKEDEST besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/freezelib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDEST:?}"
-plan 36
+plan 40
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 command -v jq >/dev/null || { echo "1..0 # SKIP jq not found"; exit 0; }
 
@@ -295,10 +297,42 @@ check "--lazy-dump to an agent that takes none: accepted, a plain dump instead, 
 	eval "test $? -eq 0 && wait_log '$slog' 'migration o4: destination agent 127.0.0.1:$fport does not take a lazy dump (an older agent): a plain dump instead' >/dev/null && wait_until 30 test -s '$root/o4/fake-criu.args' && ! grep -q -- '--lazy-pages' '$root/o4/fake-criu.args'"
 check "... its status says lazy_dump false" \
 	eval "\"\${CTL[@]}\" status o4 --json | jq -e '.lazy_dump == false' >/dev/null"
+
+# (8) No "lazy_dump" in the request: the agent chooses.  To rdmig-dest,
+# whose health says it takes one, a lazy dump; to an agent that does not
+# say so, a plain dump, said at info (nobody asked for the lazy one);
+# --no-lazy-dump, and an agent started with --no-lazy-dump: plain dumps.
+args_of() { wait_until 30 test -s "$root/$1/fake-criu.args" && cat "$root/$1/fake-criu.args"; }
+lazy_is() { "${CTL[@]}" status "$1" --json | jq -e ".lazy_dump == $2" >/dev/null; }
+workload o5
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id o5 \
+	--to "127.0.0.1:$d4" >"$T/o5.out" 2>&1
+check "no --lazy-dump, to rdmig-dest (its health says lazy_dump): a lazy dump, status lazy_dump true" \
+	eval "test $? -eq 0 && args_of o5 | grep -q -- '--lazy-pages' && lazy_is o5 true"
+workload o6
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id o6 \
+	--to "127.0.0.1:$fport" >"$T/o6.out" 2>&1
+check "no --lazy-dump, to an agent that takes none: a plain dump, said without a warning" \
+	eval "test $? -eq 0 && wait_log '$slog' 'info: migration o6: destination agent 127.0.0.1:$fport does not take a lazy dump (an older agent): a plain dump\$' >/dev/null && ! args_of o6 | grep -q -- '--lazy-pages' && lazy_is o6 false"
+workload o7
+"${CTL[@]}" migrate --pid "$wl_pid" --no-lazy-dump --secret-file "$T/secret" --id o7 \
+	--to "127.0.0.1:$d4" >"$T/o7.out" 2>&1
+check "--no-lazy-dump to rdmig-dest: a plain dump, status lazy_dump false" \
+	eval "test $? -eq 0 && ! args_of o7 | grep -q -- '--lazy-pages' && lazy_is o7 false"
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+slog=$T/source3.log
+start_source "$slog" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh" --no-lazy-dump
+workload o8
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id o8 \
+	--to "127.0.0.1:$d4" >"$T/o8.out" 2>&1
+check "rdmig-source --no-lazy-dump: no --lazy-dump asked, to rdmig-dest: a plain dump" \
+	eval "test $? -eq 0 && ! args_of o8 | grep -q -- '--lazy-pages' && lazy_is o8 false"
 touch "$T"/fake*/*/stop 2>/dev/null
 [ "$tap_failed" -eq 0 ] || {
 	diag_file "$T/source.log" 40
 	diag_file "$T/source2.log" 40
+	diag_file "$T/source3.log" 40
 	diag_file "$T/d4.log" 20
 	for f in "$T"/*.err "$T"/o*-rb*.out; do diag_file "$f" 3; done
 }

@@ -179,7 +179,7 @@ FAKE_CRIU_HOLD=$T/hold4 start_dagent pc --work-root "$T/droot" --dead-after 10
 for id in p1 p2; do
 	sleep 1000 &
 	track $!
-	"${CTL[@]}" migrate --pid $! --secret-file "$T/secret" --id $id --to "127.0.0.1:$dport" \
+	"${CTL[@]}" migrate --pid $! --no-lazy-dump --secret-file "$T/secret" --id $id --to "127.0.0.1:$dport" \
 		>"$T/$id.out" 2>&1
 	wait_until 120 is djson $id .state '"restoring"'
 done

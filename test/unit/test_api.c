@@ -74,6 +74,7 @@ struct fake_agent {
 	uint8_t last_secret[API_SECRET_MAX];
 	size_t last_secret_len;
 	bool last_verify, last_restore, last_id_generated, last_queue;
+	enum api_lazy_dump last_lazy;
 	enum api_transport last_transport;
 	struct api_criu_opts last_criu;
 	char last_cgroups[16];
@@ -123,6 +124,7 @@ static int fake_start(void *agent, const struct api_start_req *req, struct api_e
 	a->last_verify = req->verify;
 	a->last_restore = req->restore;
 	a->last_queue = req->queue;
+	a->last_lazy = req->lazy_dump;
 	a->last_id_generated = req->id_generated;
 	a->last_transport = req->transport;
 	a->last_criu = req->criu;
@@ -614,6 +616,17 @@ static void test_start_variants(void **state)
 	expect_error(e, "POST", "/v1/migrations",
 		     "{\"id\":\"m.noq2\",\"pid\":1,\"dest\":\"h:1\",\"queue\":0}", 400,
 		     "invalid_request", "\"queue\"");
+
+	/* "lazy_dump": absent leaves the choice to the agent; false and true are kept. */
+	assert_int_equal(e->agent.last_lazy, API_LAZY_AUTO);
+	for (int i = 0; i < 2; i++) {
+		snprintf(body, sizeof(body),
+			 "{\"id\":\"m.lazy%d\",\"pid\":1,\"dest\":\"h:1\",\"lazy_dump\":%s,"
+			 "\"secret_file\":\"%s\"}",
+			 i, i ? "true" : "false", e->secret_file);
+		json_decref(req_json(e, "POST", "/v1/migrations", body, 202, NULL));
+		assert_int_equal(e->agent.last_lazy, i ? API_LAZY_YES : API_LAZY_NO);
+	}
 
 	/* One that cannot be read: 400, one message, and the agent never called. */
 	n = e->agent.n;

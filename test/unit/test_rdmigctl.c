@@ -189,6 +189,7 @@ static void test_parse_errors(void **state)
 	    {"abort .hidden", "invalid migration id"},
 	    {"migrate --pid 3 --id -x", "invalid migration id"},
 	    {"migrate -i imgs --lazy-dump", "--lazy-dump needs --pid"},
+	    {"migrate -i imgs --no-lazy-dump", "--no-lazy-dump needs --pid"},
 	    {"migrate -i imgs --no-queue", "--no-queue needs --pid or --container"},
 	    {"migrate -i imgs --precopy 2", "--precopy needs --pid"},
 	    {"migrate --pid 1 --precopy 9", "--precopy is 0..8 or auto"},
@@ -262,6 +263,22 @@ static void test_migrate_body(void **state)
 	assert_null(json_object_get(j, "verify"));
 	/* Without --no-queue the agent's default (wait in its queue) holds. */
 	assert_null(json_object_get(j, "queue"));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+
+	/* --no-lazy-dump says false; neither leaves the choice to the agent. */
+	assert_int_equal(parse(&l, "migrate --pid 77 --to h --no-lazy-dump", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_true(json_is_false(json_object_get(j, "lazy_dump")));
+	json_decref(j);
+	free(body);
+	line_free(&l);
+	assert_int_equal(parse(&l, "migrate --pid 77 --to h", &a), 0);
+	assert_int_equal(cli_migrate_body(&a, &body, err, sizeof(err)), 0);
+	j = json_loads(body, 0, NULL);
+	assert_null(json_object_get(j, "lazy_dump"));
 	json_decref(j);
 	free(body);
 	line_free(&l);

@@ -26,7 +26,7 @@
 #       page before the third outage of the link-down case and before the fifth
 #       flap of the flap case); the rest then drains at full speed.
 # RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD[:lazy] (WORKLOAD: wl or
-# redis; lazy: `--lazy-dump` too), the same in both guests.  Both agents run with --dead-after
+# redis; lazy: `--lazy-dump`, else `--no-lazy-dump`), the same in both guests.  Both agents run with --dead-after
 # RDMIG_DEAD_AFTER (default 3).  The guests meet per case in
 # RDMIG_SHARED_DIR/ID: "gen0", "migrated", "verified".  Prints `linkstall:
 # ID ...` lines; "ID source json: {...}" and "ID dest json: {...}" are the
@@ -127,7 +127,7 @@ running_here() {
 }
 
 source_case() {
-	local id=$1 load=$2 mode=$3 sock st how=(--verify)
+	local id=$1 load=$2 mode=$3 sock st how=(--no-lazy-dump --verify)
 	[ "$mode" = lazy ] && how=(--lazy-dump --verify)
 	case_paths "$id"
 	sock=$top/source.sock

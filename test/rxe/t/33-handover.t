@@ -5,14 +5,18 @@
 # --api-tcp 0.0.0.0:7472` with mutual TLS (certificates made here).
 # `rdmigctl migrate --pid P --to 192.0.2.2 --wait` (no secret file: the
 # source agent makes the secret and hands it over inside TLS)
-# on A: the source agent dumps the workload (real CRIU), serves it for RDMA
-# READ and hands the migration over to B's API, which restores it with
-# criu restore --lazy-pages and serves its faults.  The workload verifies
+# on A: the source agent dumps the workload (real CRIU; lazily, the default
+# for --pid --to an agent that takes a lazy dump: criu dump --lazy-pages
+# writes no memory and the agent pulls it from criu's page server), serves
+# it for RDMA READ and hands the migration over to B's API, which restores
+# it with criu restore --lazy-pages and serves its faults.  The workload verifies
 # all its memory on B as soon as B's agent reports it running (usually
 # while pages still move) and after the last one; the report gives the
 # downtime, total time, pages, bytes and faults.  Then a second migration,
 # of a 16 MiB workload that locks all its memory (--mlock): criu marks no
-# page lazy, and every page goes with the images.  Guest side:
+# page lazy, and every page goes with the images (a lazy dump with nothing
+# to stage).  The plain dump's flow (--no-lazy-dump) is 41-*.t's and
+# 42-linkdown.t's.  Guest side:
 # lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -20,7 +24,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 23
+tap_plan 25
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
@@ -47,9 +51,11 @@ tap_like "$out" '^\[source\] handover:   dest: +192\.0\.2\.2:7472 \(destination 
 	"... the destination agent on 192.0.2.2:7472 says done too"
 tap_like "$out" '^\[source\] source: .*handing over to destination agent 192\.0\.2\.2:7472, to connect to 192\.0\.2\.1:7471 \(rdma\)' \
 	"the source told the destination to connect to its RDMA listener"
-tap_like "$out" '^\[source\] source: .*the checkpoint was registered before the destination connected' \
-	"the source registered the checkpoint for RDMA READ before the destination connected (out of the freeze)"
-tap_diag "$(grep -h '^\[source\] source: .*\(checkpoint registered\|destination authenticated\|sent [0-9]* image files\)' <<<"$RUN_OUT")"
+tap_like "$out" "^\\[source\\] source: .*lazy dump of pid [0-9]+: images written, page server on 127\\.0\\.0\\.1:[0-9]+" \
+	"no --lazy-dump asked: the agent dumped lazily (B's agent takes one), criu's page server kept the memory"
+tap_like "$out" '^\[source\] source: .*the staging area was registered (before the destination connected|off the loop)' \
+	"the source registered its staging area for RDMA READ out of the freeze"
+tap_diag "$(grep -h '^\[source\] source: .*\(registered\|destination authenticated\|sent [0-9]* image files\)' <<<"$RUN_OUT")"
 tap_like "$out" '^\[dest\] dest: .*migration h1: postcopy' "the workload ran on guest B while pages moved"
 tap_like "$out" '^\[dest\] handover: verifying (while pages still move|after the last page)' \
 	"the destination agent reported the workload running; it was checked at once"
@@ -61,6 +67,10 @@ faults=$(handover_num progress.faults)
 tap_cmp "${down:-x}" -ge "${freeze:-y}" "downtime_ms ($down) is reported and >= the dump's freeze_ms ($freeze)"
 tap_cmp "${total:-x}" -ge "${down:-y}" "total_ms ($total) >= downtime_ms"
 tap_cmp "$(handover_num progress.pages_total)" -ge 16384 "pages_total covers the 64 MiB"
+pf=$(sed -n 's/^\[source\] handover: pages files: \([0-9]*\) bytes/\1/p' <<<"$RUN_OUT" | tail -n 1)
+j=$(grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 | sed 's/^\[source\] handover: json: //')
+[[ $(jq -r .lazy_dump <<<"${j:-null}" 2>/dev/null) == true && -n $pf && $pf -lt 4194304 ]]
+tap_ok $? "the status says lazy_dump; the freeze wrote ${pf:-?} bytes of pages files, not the 64 MiB"
 tap_handover_verified "$out"
 tap_like "$out" '^\[source\] handover:   faults: +[0-9]+ \(latency p50 [0-9]+ us, p99 [0-9]+ us\)' \
 	"the report gives the faults and their p50/p99 latency ($faults faults)"
@@ -74,8 +84,8 @@ tap_run_pair "$env_common RDMIG_SIZE_MB=16 RDMIG_WL_ARGS=--mlock RDMIG_ID=h2" "$
 out="$RUN_OUT$RUN_ERR"
 tap_is "$RUN_STATUS" 0 "a workload with all its memory locked (16 MiB): the pair run exits 0"
 j=$(grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 | sed 's/^\[source\] handover: json: //')
-tap_is "$(jq -r '"\(.state) \(.dest_state)"' <<<"${j:-null}" 2>/dev/null)" "done done" \
-	"... done on both agents (the source's JSON)"
+tap_is "$(jq -r '"\(.state) \(.dest_state) \(.lazy_dump)"' <<<"${j:-null}" 2>/dev/null)" "done done true" \
+	"... done on both agents, a lazy dump (the source's JSON)"
 tap_is "$(jq -r '"\(.progress.pages_total) \(.progress.pages_remaining)"' <<<"${j:-null}" 2>/dev/null)" "0 0" \
 	"... with no page to serve by RDMA READ (pages_total 0): criu marked none lazy"
 tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
