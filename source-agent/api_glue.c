@@ -2147,6 +2147,32 @@ static int glue_adopt_lazy(struct src_agent *a, struct src_migration *m, bool li
 	return ret;
 }
 
+/*
+ * The agent died while criu dump --lazy-pages ran.  Nothing reached a
+ * destination (the images were never served), so the migration fails.
+ * Once past its status byte criu's page server waits for a client with
+ * the tree frozen, for ever: its session is ended (src_lazydump_adopt()),
+ * so criu exits leaving the tree stopped with its memory (--leave-stopped),
+ * and the tree is taken again, so that a rollback continues it.  A dump
+ * still running when the agent died ends by itself: criu's status byte
+ * finds no reader and, as a failed dump, continues the tree (untested
+ * with the real criu).
+ */
+static void glue_reload_lazy_dumping(struct src_agent *a, struct src_migration *m)
+{
+	char why[SRC_MIG_ERROR_MAX];
+
+	log_warn("migration %s: the agent stopped while criu dump --lazy-pages ran: nothing "
+		 "reached a destination; the migration fails",
+		 m->id);
+	if (glue_adopt_lazy(a, m, true, why, sizeof(why)) == 0)
+		snprintf(why, sizeof(why),
+			 "the source agent restarted while criu dump --lazy-pages ran; nothing "
+			 "reached a destination, and the dumped tree is held stopped: roll back "
+			 "to continue it here");
+	src_mig_finish(m, SRC_MIG_FAILED, why);
+}
+
 static void glue_reload_one(void *arg, struct src_record *rec)
 {
 	struct src_agent *a = arg;
@@ -2212,6 +2238,10 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 		src_mig_reloaded(m, rec->state);
 		return;
 	case SRC_MIG_DUMPING:
+		if (m->lazy_dump) {
+			glue_reload_lazy_dumping(a, m);
+			return;
+		}
 		/* criu is not the agent's child any more: its log tells how it ended. */
 		m->images_complete = m->pid > 0 && glue_dump_log_ok(m->dir);
 		snprintf(why, sizeof(why),

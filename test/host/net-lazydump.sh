@@ -20,11 +20,14 @@
 # verified.  (6) The same, the dumped tree continued meanwhile: the
 # restarted agent does not take it again, the migration fails, never a wrong
 # byte.  (7) A lazy dump no destination took, rdmig-source killed and
-# started again: a rollback continues the stopped tree.  The real criu
+# started again: a rollback continues the stopped tree.  (8) rdmig-source
+# killed in the dump, criu's page server up and waiting: the restarted
+# agent ends its wait, fails the migration, and a rollback continues the
+# stopped tree.  The real criu
 # runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
-plan 37
+plan 41
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -278,6 +281,46 @@ check "... rolled back: its process runs again (SIGCONT), no criu restore" \
 kill "$w7"
 wait "$w7" 2>/dev/null
 
+# (8) rdmig-source dies in the dump after criu's status byte, before it
+# read it (held in the dump by FAKE_CRIU_HOOK, SIGSTOPped, the byte
+# written, then SIGKILLed): criu's page server waits for a client, the
+# tree frozen (SIGSTOPped here, as criu keeps it).  The restarted agent
+# ends that wait (the stand-in exits, as criu then does), fails the
+# migration (nothing reached a destination) and takes the tree again: a
+# rollback continues it.
+listening() { grep -q "^ *[0-9]*: 0100007F:$(printf %04X "$1") 00000000:0000 0A" /proc/net/tcp; }
+kill -TERM "$src_pid"
+wait_pid "$src_pid" 20
+export FAKE_CRIU_HOOK="touch '$T/hook8-in'; until [ -e '$T/hook8-go' ]; do sleep 0.05; done"
+start_source "$T/source8a.log" --api-socket "$sock" --images-root "$root" --criu "$fake"
+unset FAKE_CRIU_HOOK
+sleep 600 &
+w8=$!
+track "$w8"
+"${CTL[@]}" migrate --pid "$w8" --lazy-dump --secret-file "$T/secret" --id l8 >/dev/null 2>&1
+wait_until 30 test -e "$T/hook8-in"
+kill -STOP "$src_pid" "$w8"
+touch "$T/hook8-go"
+port8=$(sed -n 's/.* --port \([0-9]*\) .*/\1/p' "$root/l8/fake-criu.args")
+wait_until 30 listening "${port8:-0}"
+check "the dump's page server listens, its status byte unread, the agent stopped" \
+	eval "listening '${port8:-0}' && test \"\$(proc_state $src_pid)\" = T"
+kill -KILL "$src_pid"
+wait "$src_pid" 2>/dev/null
+psrv8=$(pgrep -f "rdmig-fakedump -D $root/l8 ")
+restart_source "$T/source8.log"
+wait_state l8 failed
+check "restarted: l8 failed, nothing reached a destination; the page server's wait ended" \
+	eval "\"\${CTL[@]}\" status l8 --json | jq -r .error | grep -q 'restarted while criu dump --lazy-pages ran; nothing reached a destination, and the dumped tree is held stopped' && grep -q 'ended the session of a page server still waiting on 127.0.0.1:$port8' '$T/source8.log' && wait_until 20 test ! -e /proc/${psrv8:-0}"
+check "... the tree taken again, still stopped" \
+	eval "grep -q 'lazy dump of pid $w8: its stopped tree taken again' '$T/source8.log' && test \"\$(proc_state $w8)\" = T"
+"${CTL[@]}" rollback l8 >"$T/l8-rb.out" 2>&1
+wait_state l8 rolled_back
+check "... a rollback continues it (SIGCONT), no criu restore" \
+	eval "test \"\$(proc_state $w8)\" = S && ! grep -q '^restore' '$root/l8/fake-criu.args'"
+kill "$w8"
+wait "$w8" 2>/dev/null
+
 # (3) Refusals.
 "${CTL[@]}" migrate --images "$root/l1" --lazy-dump --secret-file "$T/secret" >"$T/r1.out" 2>&1
 check "--lazy-dump without --pid is refused by rdmigctl" \
@@ -301,6 +344,8 @@ check "rdmig-source stops on SIGTERM (exit 0)" test "$code" -eq 0
 	diag_file "$T/source6.log" 30
 	diag_file "$T/dest6.log" 30
 	diag_file "$T/source7.log" 30
+	diag_file "$T/source8a.log" 30
+	diag_file "$T/source8.log" 30
 	for f in "$T"/*.out "$T"/*.json "$root"/l*/dump.log; do diag_file "$f" 10; done
 }
 finish
