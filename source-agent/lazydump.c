@@ -153,22 +153,22 @@ static bool ld_held(char state)
 /*
  * Ends the session of a dump's page server that may still wait for its
  * client on port: a connection closed at once is a clean end, criu then
- * exits and leaves the tree stopped.  Nothing listening is fine.
+ * exits and leaves the tree stopped (--leave-stopped).  A loopback connect
+ * does not wait.  0, or a negative errno (-ECONNREFUSED: nothing listens).
  */
-static void ld_end_port(int port)
+static int ld_end_port(int port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	int fd;
+	int fd, ret = 0;
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-		log_info("lazy dump: ended the session of a page server still waiting on "
-			 "127.0.0.1:%d",
-			 port);
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		ret = -errno;
 	close(fd);
+	return ret;
 }
 
 int src_lazydump_adopt(struct event_base *base, pid_t pid, uint64_t tree_start, int port,
@@ -205,8 +205,10 @@ int src_lazydump_adopt(struct event_base *base, pid_t pid, uint64_t tree_start, 
 			 (int)pid, start, tree_start);
 		goto out;
 	}
-	if (port > 0)
-		ld_end_port(port);
+	if (port > 0 && ld_end_port(port) == 0)
+		log_info("lazy dump: ended the session of a page server still waiting on "
+			 "127.0.0.1:%d",
+			 port);
 	n = proctree_members(pid, &mem);
 	if (n < 0) {
 		ret = n;
@@ -420,8 +422,7 @@ struct lazystage *src_lazydump_stage_of(const struct src_lazydump *ld)
 
 void src_lazydump_end(struct src_lazydump *ld)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ld->port)};
-	int fd;
+	int ret;
 
 	if (ld->stage) {
 		lazystage_close(ld->stage);
@@ -429,18 +430,11 @@ void src_lazydump_end(struct src_lazydump *ld)
 	}
 	if (ld->adopted)
 		return;
-	/*
-	 * Never connected: the dump waits in accept().  A connection closed at
-	 * once is a clean end of its session: it exits and leaves the tree
-	 * stopped (--leave-stopped).  A loopback connect does not wait.
-	 */
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+	/* Never connected: the dump waits in accept(). */
+	ret = ld_end_port(ld->port);
+	if (ret < 0)
 		log_warn("lazy dump of pid %d: cannot reach its page server to end it: %s",
-			 (int)ld->pid, strerror(errno));
-	if (fd >= 0)
-		close(fd);
+			 (int)ld->pid, strerror(-ret));
 }
 
 void src_lazydump_release(struct src_lazydump *ld)

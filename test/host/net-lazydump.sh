@@ -65,6 +65,22 @@ held_migration() {
 	wait_log "$T/dest$n.log" "restore finished: draining" >/dev/null
 }
 
+# copy_killed PID: the dumped process, once the destination has every
+# page, is killed (a zombie or gone within 5 s).
+copy_killed() {
+	for _ in $(seq 50); do
+		[ "$(proc_state "$1")" = Z ] || ! alive "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# kill_source: rdmig-source SIGKILLed, as a crash.
+kill_source() {
+	kill -KILL "$src_pid"
+	wait "$src_pid" 2>/dev/null
+}
+
 # restart_source LOG: rdmig-source started again on its port, as before.
 restart_source() {
 	"$RDMIG_SOURCE" -t tcp -l "127.0.0.1:$src_port" --early --api-socket "$sock" \
@@ -100,12 +116,7 @@ units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged, \([0-9]*\)
 read -r staged total asked whole <<<"${units:-0 -1 0 0}"
 check "every unit was announced (StageRegion), some asked for first (StageReq), whole ones checked by XXH3 ($units)" \
 	eval "test $staged -eq $total && test $total -ge 16 && test $asked -gt 0 && test $whole -gt 0"
-for _ in $(seq 50); do
-	[ "$(proc_state "$w1")" = Z ] || ! alive "$w1" && break
-	sleep 0.1
-done
-check "once done, the source's stopped copy is killed" \
-	eval "test \"\$(proc_state $w1)\" = Z || ! alive $w1"
+check "once done, the source's stopped copy is killed" copy_killed "$w1"
 wait "$w1" 2>/dev/null
 check "criu's page server saw the session closed (PS_IOV_CLOSE)" \
 	grep -q 'close 1, protocol error 0' "$root/l1/dump.log"
@@ -203,8 +214,7 @@ held_migration 5 --verify
 w5=$w
 check "restart: l5's record names its stopped tree (start time) and its page server's port" \
 	jq -e '.lazy_dump.tree_start > 0 and .lazy_dump.port > 0' "$root/.records/l5.json"
-kill -KILL "$src_pid"
-wait "$src_pid" 2>/dev/null
+kill_source
 wait_log "$T/dest5.log" "migration paused" 20 >/dev/null
 restart_source "$T/source5.log"
 wait_dest
@@ -221,12 +231,7 @@ units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged.*/\1 \2/p' 
 read -r staged total <<<"${units:-0 -1}"
 check "restart: every unit announced, none counted twice, every page read checked by its tag ($units)" \
 	eval "test $staged -eq $total && test $total -ge 16 && grep -q 'every page read checked by its tag' '$T/dest5.log' && test \"\$(field '$T/dest5.log' verify_failures)\" = 0"
-for _ in $(seq 50); do
-	[ "$(proc_state "$w5")" = Z ] || ! alive "$w5" && break
-	sleep 0.1
-done
-check "restart: once done, the source's stopped copy is killed" \
-	eval "test \"\$(proc_state $w5)\" = Z || ! alive $w5"
+check "restart: once done, the source's stopped copy is killed" copy_killed "$w5"
 wait "$w5" 2>/dev/null
 
 # (6) The same kill, but the dumped tree is continued (SIGCONT) while the
@@ -236,8 +241,7 @@ wait "$w5" 2>/dev/null
 # claim the running tree.
 held_migration 6
 w6=$w
-kill -KILL "$src_pid"
-wait "$src_pid" 2>/dev/null
+kill_source
 kill -CONT "$w6"
 wait_log "$T/dest6.log" "migration paused" 20 >/dev/null
 restart_source "$T/source6.log"
@@ -265,8 +269,7 @@ w7=$!
 track "$w7"
 "${CTL[@]}" migrate --pid "$w7" --lazy-dump --secret-file "$T/secret" --id l7 >/dev/null 2>&1
 wait_state l7 serving
-kill -KILL "$src_pid"
-wait "$src_pid" 2>/dev/null
+kill_source
 restart_source "$T/source7.log"
 wait_state l7 serving
 check "rollback after a restart: l7 served again, its stopped tree taken again" \
@@ -305,8 +308,7 @@ port8=$(sed -n 's/.* --port \([0-9]*\) .*/\1/p' "$root/l8/fake-criu.args")
 wait_until 30 listening "${port8:-0}"
 check "the dump's page server listens, its status byte unread, the agent stopped" \
 	eval "listening '${port8:-0}' && test \"\$(proc_state $src_pid)\" = T"
-kill -KILL "$src_pid"
-wait "$src_pid" 2>/dev/null
+kill_source
 psrv8=$(pgrep -f "rdmig-fakedump -D $root/l8 ")
 restart_source "$T/source8.log"
 wait_state l8 failed

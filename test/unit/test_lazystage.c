@@ -154,6 +154,18 @@ static void finish(struct tctx *x, struct fake_psrv *f)
 	event_base_free(x->base);
 }
 
+/* The loop ran to the end: every unit staged once, right, then the stage closed cleanly. */
+static void assert_all_staged(const struct tctx *x)
+{
+	assert_int_equal(x->end.failed_calls, 0);
+	assert_int_equal(x->end.closed_calls, 1);
+	assert_int_equal(x->end.closed_status, 0);
+	assert_int_equal(x->staged_calls, NR_UNITS);
+	assert_int_equal(lazystage_staged(x->ls), NR_UNITS);
+	assert_false(x->bad_csum);
+	assert_false(x->bad_pages);
+}
+
 static void test_units_and_pull(void **state)
 {
 	const struct lazystage_unit *u;
@@ -186,13 +198,7 @@ static void test_units_and_pull(void **state)
 
 	x.close_when_done = true;
 	event_base_dispatch(x.base);
-	assert_int_equal(x.end.failed_calls, 0);
-	assert_int_equal(x.end.closed_calls, 1);
-	assert_int_equal(x.end.closed_status, 0);
-	assert_int_equal(x.staged_calls, NR_UNITS);
-	assert_int_equal(lazystage_staged(x.ls), NR_UNITS);
-	assert_false(x.bad_csum);
-	assert_false(x.bad_pages);
+	assert_all_staged(&x);
 	/* The background pull goes in table order. */
 	for (i = 0; i < n; i++)
 		assert_int_equal(x.order[i], u[i].img_vaddr);
@@ -226,10 +232,7 @@ static void test_lent_area(void **state)
 	assert_int_equal(len, 2410 * PAGE);
 	x.close_when_done = true;
 	event_base_dispatch(x.base);
-	assert_int_equal(x.end.closed_status, 0);
-	assert_int_equal(x.staged_calls, NR_UNITS);
-	assert_false(x.bad_csum);
-	assert_false(x.bad_pages);
+	assert_all_staged(&x);
 	finish(&x, &f);
 	/* Freed, the stage left the caller's area mapped, with the first range's pages at 0. */
 	for (off = 0; off < franges[0].nr * PAGE; off += PAGE)
@@ -302,10 +305,8 @@ static void test_want_first(void **state)
 	assert_int_equal(lazystage_want(x.ls, 7, last), -ENOENT);
 	x.close_when_done = true;
 	event_base_dispatch(x.base);
-	assert_int_equal(x.end.closed_status, 0);
-	assert_int_equal(x.staged_calls, NR_UNITS);
+	assert_all_staged(&x);
 	assert_int_equal(x.order[0], last);
-	assert_false(x.bad_pages);
 	/* Staged already: nothing to do. */
 	finish(&x, &f);
 	assert_int_equal(f.get_vaddr[0], last);
@@ -411,12 +412,7 @@ static void test_proc(void **state)
 	assert_int_equal(x.staged_calls, 0);
 	x.close_when_done = true;
 	event_base_dispatch(x.base);
-	assert_int_equal(x.end.failed_calls, 0);
-	assert_int_equal(x.end.closed_calls, 1);
-	assert_int_equal(x.end.closed_status, 0);
-	assert_int_equal(x.staged_calls, NR_UNITS);
-	assert_false(x.bad_csum);
-	assert_false(x.bad_pages);
+	assert_all_staged(&x);
 	assert_int_equal(x.order[0], last);
 	/* Then table order, the wanted one skipped. */
 	u = lazystage_units(x.ls, &n);
