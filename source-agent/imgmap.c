@@ -522,7 +522,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 	 * Nothing to serve from a dump is rare enough to say what each task
 	 * had: its memory images not found, or a pagemap without a lazy run.
 	 */
-	for (i = 0; !lazy_dump && !map->lazy_bytes && i < map->set->nr_tasks; i++) {
+	for (i = 0; !map->lazy_bytes && i < map->set->nr_tasks; i++) {
 		const struct img_task *t = &map->set->tasks[i];
 		size_t k, anon = 0, locked = 0;
 

@@ -82,12 +82,13 @@ struct src_session {
 	uint8_t *rbuf; /* a ReadResp's data, copied out of the mapping; CTRL_READ_MAX */
 	struct src_stream stream;
 	/*
-	 * A lazy dump's (FEAT_LAZY_DUMP common): the units the peer asked
-	 * for with StageReq (one byte each), and whether the StageRegions of
-	 * the units staged before the tables went out were sent (from then on
-	 * each unit goes as it is staged).
+	 * A lazy dump's (FEAT_LAZY_DUMP common): per unit, whether the peer
+	 * asked for it with StageReq and whether its StageRegion went
+	 * (STAGE_ASKED, STAGE_SENT), and whether the StageRegions of the units
+	 * staged before the tables went out were sent (from then on each unit
+	 * goes as it is staged, sess_announce()).
 	 */
-	uint8_t *stage_asked;
+	uint8_t *stage_flags;
 	bool stage_live;
 	/*
 	 * FEAT_LATE_REGIONS: the staging area's registration was still under
@@ -156,7 +157,7 @@ static void sess_free(struct src_session *s)
 	}
 	stream_free(&s->stream);
 	sess_release_memory(s);
-	free(s->stage_asked);
+	free(s->stage_flags);
 	auth_secret_free(s->decoy);
 	free(s->rbuf);
 	ctrl_state_clear(&s->st);
@@ -838,9 +839,9 @@ static int send_stage_tables(struct src_session *s, uint32_t *tasks)
 	int ret = 0;
 
 	u = lazystage_units(sess_stage(s), &n);
-	s->stage_asked = calloc(n ? n : 1, 1);
+	s->stage_flags = calloc(n ? n : 1, 1);
 	r = calloc(CTRL_RANGES_MAX, sizeof(*r));
-	if (!r || !s->stage_asked) {
+	if (!r || !s->stage_flags) {
 		free(r);
 		return -ENOMEM;
 	}
@@ -864,6 +865,10 @@ static int send_stage_tables(struct src_session *s, uint32_t *tasks)
 	free(r);
 	return ret;
 }
+
+/* A unit's stage_flags. */
+#define STAGE_ASKED 1u /* the destination asked for it (StageReq) */
+#define STAGE_SENT  2u /* its StageRegion went on this connection */
 
 static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u)
 {
@@ -890,6 +895,36 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 	return ret < 0 ? ret : sess_send(s, &o);
 }
 
+/*
+ * A fresh destination restores before its workload runs, on a host whose
+ * CPU the restore needs: while it does (until its Running, FEAT_RESUME),
+ * only the units it asked for are announced, the rest once it runs.  In
+ * the guests the stream of StageRegions slowed criu restore's own steps
+ * (performance.md "The lazy dump as the default").
+ */
+static bool sess_stage_quiet(const struct src_session *s)
+{
+	return !s->running && (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME);
+}
+
+/* u's StageRegion, once, unless the destination restores and did not ask for it. */
+static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
+{
+	const struct lazystage_unit *units;
+	uint8_t *f;
+	size_t n;
+	int ret;
+
+	units = lazystage_units(sess_stage(s), &n);
+	f = &s->stage_flags[u - units];
+	if ((*f & STAGE_SENT) || (sess_stage_quiet(s) && !(*f & STAGE_ASKED)))
+		return 0;
+	ret = send_stage_unit(s, u);
+	if (ret == 0)
+		*f |= STAGE_SENT;
+	return ret;
+}
+
 /* After ImagesDone: every unit staged so far; the rest as they come (src_session_staged()). */
 static int send_staged_so_far(struct src_session *s)
 {
@@ -900,7 +935,7 @@ static int send_staged_so_far(struct src_session *s)
 	u = lazystage_units(sess_stage(s), &n);
 	for (i = 0; i < n && ret == 0; i++)
 		if (u[i].state == LAZYSTAGE_STAGED)
-			ret = send_stage_unit(s, &u[i]);
+			ret = sess_announce(s, &u[i]);
 	s->stage_live = ret == 0;
 	return ret;
 }
@@ -1338,16 +1373,22 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 	int ret;
 
 	u = sess_stage(s) ? lazystage_find(sess_stage(s), r->pid, r->img_vaddr) : NULL;
-	if (!u || !s->stage_asked) {
+	if (!u || !s->stage_flags) {
 		sess_abort(s, CTRL_ABORT_PROTOCOL, "StageReq for no unit start of the tables");
 		return;
 	}
 	units = lazystage_units(sess_stage(s), &n);
-	if (s->stage_asked[u - units]) {
+	if (s->stage_flags[u - units] & STAGE_ASKED) {
 		sess_abort(s, CTRL_ABORT_PROTOCOL, "StageReq repeated for one unit");
 		return;
 	}
-	s->stage_asked[u - units] = 1;
+	s->stage_flags[u - units] |= STAGE_ASKED;
+	/* Staged already but held back while the destination restores (sess_stage_quiet()). */
+	if (u->state == LAZYSTAGE_STAGED) {
+		if (s->stage_live && sess_announce(s, u) < 0)
+			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
+		return;
+	}
 	ret = lazystage_want(sess_stage(s), r->pid, r->img_vaddr);
 	if (ret < 0)
 		log_warn("%s: cannot stage pid %d at 0x%" PRIx64 " first: %s", s->name, r->pid,
@@ -1496,12 +1537,32 @@ static void sess_msg_attach(void *arg, const RdmigMsg *m)
 	on_attach(arg, m->attach);
 }
 
+/* The destination runs the workload: the units held back while it restored go now. */
+static void sess_announce_held(struct src_session *s)
+{
+	const struct lazystage_unit *u;
+	size_t i, n, held = 0;
+
+	u = lazystage_units(sess_stage(s), &n);
+	for (i = 0; i < n; i++)
+		held += u[i].state == LAZYSTAGE_STAGED && !(s->stage_flags[i] & STAGE_SENT);
+	if (held)
+		log_info("%s: %zu staged unit(s) held back while the destination restored: "
+			 "announced now",
+			 s->name, held);
+	if (send_staged_so_far(s) < 0)
+		sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce the staged units");
+}
+
 static void sess_msg_running(void *arg, const RdmigMsg *m)
 {
 	struct src_session *s = arg;
 
 	s->running = true;
 	log_info("%s: the workload runs on the destination: a loss pauses the migration", s->name);
+	/* The units held back while it restored (sess_stage_quiet()). */
+	if (s->stage_live)
+		sess_announce_held(s);
 }
 
 static void sess_msg_read_req(void *arg, const RdmigMsg *m)
@@ -1845,7 +1906,7 @@ void src_session_staged(struct src_agent *a, const struct src_migration *m,
 	{
 		if (s->mig != m || !s->owner || !s->stage_live)
 			continue;
-		if (send_stage_unit(s, u) < 0)
+		if (sess_announce(s, u) < 0)
 			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
 		return;
 	}
