@@ -900,7 +900,7 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
  * CPU the restore needs: while it does (until its Running, FEAT_RESUME),
  * only the units it asked for are announced, the rest once it runs.  In
  * the guests the stream of StageRegions slowed criu restore's own steps
- * (performance.md "The lazy dump as the default").
+ * (performance.md "No StageRegions while the destination restores").
  */
 static bool sess_stage_quiet(const struct src_session *s)
 {
