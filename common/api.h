@@ -270,11 +270,6 @@ struct api_criu_opts {
 	int log_level;		    /* 0..4, -1: criu's default */
 };
 
-/*
- * A validated POST /v1/migrations body.  Everything is borrowed for the
- * duration of api_ops.start() only: copy what the migration keeps.  The
- * inline secret is wiped by the module when start() returns.
- */
 /* A start's "lazy_dump": absent, false or true. */
 enum api_lazy_dump {
 	API_LAZY_AUTO = 0, /* absent: the source agent decides (design.md §11, "The default") */
@@ -282,6 +277,11 @@ enum api_lazy_dump {
 	API_LAZY_YES,
 };
 
+/*
+ * A validated POST /v1/migrations body.  Everything is borrowed for the
+ * duration of api_ops.start() only: copy what the migration keeps.  The
+ * inline secret is wiped by the module when start() returns.
+ */
 struct api_start_req {
 	enum api_role role;
 	const char *id; /* always set: from the body, or generated ("m-" + 12 hex) */

@@ -1497,14 +1497,11 @@ static void glue_reserved(struct src_migration *m, int ret, const char *why)
 	}
 	if (m->lazy_dump && !src_handover_takes_lazy(m->handover)) {
 		/* It would refuse the staged ranges after the freeze: a plain dump it takes. */
-		if (m->lazy_auto)
-			log_info("migration %s: destination agent %s does not take a lazy dump (an "
-				 "older agent): a plain dump",
-				 m->id, m->dest);
-		else
-			log_warn("migration %s: destination agent %s does not take a lazy dump (an "
-				 "older agent): a plain dump instead",
-				 m->id, m->dest);
+		/* A warning only for a lazy dump that was asked for. */
+		log_msg(m->lazy_auto ? LOG_LVL_INFO : LOG_LVL_WARN,
+			"migration %s: destination agent %s does not take a lazy dump (an older "
+			"agent): a plain dump%s",
+			m->id, m->dest, m->lazy_auto ? "" : " instead");
 		m->lazy_dump = false;
 	}
 	ret = glue_begin_dump(a, m, &err);
