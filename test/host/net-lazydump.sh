@@ -297,6 +297,8 @@ wait_pid "$src_pid" 20
 export FAKE_CRIU_HOOK="touch '$T/hook8-in'; until [ -e '$T/hook8-go' ]; do sleep 0.05; done"
 start_source "$T/source8a.log" --api-socket "$sock" --images-root "$root" --criu "$fake"
 unset FAKE_CRIU_HOOK
+# start_source waits for the data listener; the API socket comes a moment later.
+wait_log "$T/source8a.log" "api: serving on $sock" >/dev/null
 sleep 600 &
 w8=$!
 track "$w8"

@@ -323,6 +323,8 @@ kill -TERM "$src_pid"
 wait_pid "$src_pid" 20
 slog=$T/source3.log
 start_source "$slog" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh" --no-lazy-dump
+# start_source waits for the data listener; the API socket comes a moment later.
+wait_log "$slog" "api: serving on $sock" >/dev/null
 workload o8
 "${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id o8 \
 	--to "127.0.0.1:$d4" >"$T/o8.out" 2>&1
