@@ -26,6 +26,7 @@
 
 #include "api.h"
 #include "auth.h"
+#include "criucheck.h"
 #include "log.h"
 #include "promtext.h"
 #include "svcmgr.h"
@@ -185,6 +186,7 @@ struct sup {
 	int root_fd; /* work_root, trusted: every directory is made beneath it */
 	/* This binary's path at start, for the takeover workers; "" unknown. */
 	char exe[PATH_MAX];
+	struct criucheck *criu_check; /* the `criu check` made at start, owned; or NULL */
 };
 
 static int64_t sup_unix_ms(void)
@@ -1992,6 +1994,16 @@ out:
 	return ret;
 }
 
+/* Workers restore with criu (also under runc): its kernel probe now, not in the first freeze. */
+static void sup_criu_check_start(struct sup *s)
+{
+	char log_path[PATH_MAX + 32];
+
+	snprintf(log_path, sizeof(log_path), "%s/.criu-check.log", s->work_root);
+	criucheck_start(s->base, s->cfg->criu ? s->cfg->criu : "criu", log_path,
+			CRIUCHECK_KDAT_PATH, &s->criu_check);
+}
+
 int sup_run(const struct sup_config *cfg)
 {
 	struct sup s = {.cfg = cfg, .root_fd = -1};
@@ -2025,12 +2037,14 @@ int sup_run(const struct sup_config *cfg)
 	}
 	log_info("serving migrations: images under %s, at most %u at once", s.work_root,
 		 cfg->max_running);
+	sup_criu_check_start(&s);
 	/* Type=notify: the API answers from here on. */
 	svcmgr_notify("READY=1");
 	event_base_dispatch(s.base);
 	code = 0;
 out:
 	api_server_destroy(s.api);
+	criucheck_free(s.criu_check);
 	while (!TAILQ_EMPTY(&s.resvs))
 		sup_resv_free(TAILQ_FIRST(&s.resvs));
 	while ((m = TAILQ_FIRST(&s.migs)) != NULL) {

@@ -25,6 +25,7 @@
 #include "xport.h"
 
 struct api_server;
+struct criucheck;
 struct evdns_base;
 struct event;
 struct event_base;
@@ -105,6 +106,8 @@ struct src_agent {
 	char images_root_real[4096];
 	/* With the API: the migrations' records below the images root (records.h), owned. */
 	struct src_records *records;
+	/* With the API: the `criu check` made at start (criucheck.h), owned; or NULL. */
+	struct criucheck *criu_check;
 	const char *criu;      /* the criu binary (PATH searched without a '/'); borrowed */
 	const char *runc;      /* the runc binary, for containers (likewise) */
 	char endpoint[300];    /* "host:port" destinations connect to */

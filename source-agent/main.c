@@ -16,6 +16,7 @@
 
 #include "api_glue.h"
 #include "conffile.h"
+#include "criucheck.h"
 #include "log.h"
 #include "offload.h"
 #include "rdmig-config.h"
@@ -322,6 +323,15 @@ static int check_data_tls(const struct src_agent *a, const struct src_opts *o)
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* An agent with the API dumps: criu's kernel probe now, not in the first freeze. */
+static void criu_check_start(struct src_agent *a)
+{
+	char log_path[4200];
+
+	snprintf(log_path, sizeof(log_path), "%s/.criu-check.log", a->images_root_real);
+	criucheck_start(a->base, a->criu, log_path, CRIUCHECK_KDAT_PATH, &a->criu_check);
 }
 
 int main(int argc, char **argv)
@@ -708,6 +718,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		ret = 1;
+		criu_check_start(&a);
 	}
 	/* Type=notify: the listener and the API answer from here on. */
 	svcmgr_notify("READY=1");
@@ -735,6 +746,7 @@ out:
 				 m->dir);
 		src_mig_destroy(m);
 	}
+	criucheck_free(a.criu_check);
 	/* After the migrations let their map jobs go: those are released here. */
 	offload_free(a.offload);
 	/* After the migrations: their handovers' connections may use it. */

@@ -7,6 +7,8 @@
 # seconds to take first (default 0); FAKE_CRIU_HOLD: a file to wait for
 # first (60 s at most), so a test sees "restoring" for as long as it needs;
 # FAKE_STANDIN_ARGS: more options of the stand-in.
+# `check`: each agent runs it at its start (common/criucheck.h).
+[ "${1:-}" = check ] && exec "$(dirname "$0")/fake-criu-check.sh" "$@"
 D= W= pidf=
 [ -z "${FAKE_CRIU_ARGS:-}" ] || echo "cwd=$PWD args=$*" >>"$FAKE_CRIU_ARGS"
 sleep "${FAKE_CRIU_DELAY:-0}"

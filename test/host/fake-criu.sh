@@ -26,6 +26,8 @@
 # FAKE_CRIU_PROCFD_FAILS=N: the first N dumps into a directory fail as
 # criu's parasite does when another dump holds "proc.crtools" in the same
 # working directory ("Can't get proc fd"), writing nothing else.
+# `check`: each agent runs it at its start (common/criucheck.h).
+[ "${1:-}" = check ] && exec "$(dirname "$0")/fake-criu-check.sh" "$@"
 verb=$1
 args="$*"
 dir=
