@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bounce.h"
 #include "connhint.h"
 #include "ctrl.h"
 #include "ctrlconn.h"
@@ -98,6 +99,14 @@ struct src_session {
 	 */
 	bool regions_late;
 	bool images_done;
+	/*
+	 * While regions_late: the units the destination asks for are announced
+	 * from a small region of their own (bounce.h), whose MemRegions goes
+	 * first (bounce_told); bounce_failed: it could not be made, they wait.
+	 */
+	struct bounce *bounce;
+	bool bounce_told;
+	bool bounce_failed;
 	bool attached;	    /* FEAT_RESUME: the destination's Attach came */
 	bool resend_hashes; /* its Attach{resume} asked for the PageHashes again */
 	bool running;	    /* Running came (or a resume): the destination runs the workload */
@@ -120,6 +129,8 @@ struct src_session {
 
 static void sess_release_memory(struct src_session *s)
 {
+	bounce_close(s->bounce);
+	s->bounce = NULL;
 	src_prereg_deregister(s->mrs, s->nr_mrs, s->name);
 	free(s->mrs);
 	s->mrs = NULL;
@@ -869,8 +880,16 @@ static int send_stage_tables(struct src_session *s, uint32_t *tasks)
 /* A unit's stage_flags. */
 #define STAGE_ASKED 1u /* the destination asked for it (StageReq) */
 #define STAGE_SENT  2u /* its StageRegion went on this connection */
+/*
+ * Units the first units' region holds (bounce.h): 8 MiB.  A restore asks
+ * for a handful (each thread's rseq area, its stack's top); the workload's
+ * first faults take the rest.
+ */
+#define SESS_BOUNCE_SLOTS 32u
 
-static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u)
+/* u's StageRegion; over RDMA readable at addr/rkey, or in the staging area when addr is 0. */
+static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u, uint64_t addr,
+			   uint32_t rkey)
 {
 	struct ctrl_range r = {
 	    .img_vaddr = u->img_vaddr,
@@ -886,8 +905,8 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 	if (xport_kind(s->x) == XPORT_RDMA) {
 		lazystage_area(sess_stage(s), &base, &len);
 		r.has_remote = true;
-		r.remote_addr = (uintptr_t)base + u->area_off;
-		r.rkey = s->mrs[0]->rkey;
+		r.remote_addr = addr ? addr : (uintptr_t)base + u->area_off;
+		r.rkey = addr ? rkey : s->mrs[0]->rkey;
 	}
 	/* Page tags go to a destination that verifies (sess_refusal(): the migration has them). */
 	tags = (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES) ? u->tags : NULL;
@@ -919,7 +938,60 @@ static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
 	f = &s->stage_flags[u - units];
 	if ((*f & STAGE_SENT) || (sess_stage_quiet(s) && !(*f & STAGE_ASKED)))
 		return 0;
-	ret = send_stage_unit(s, u);
+	ret = send_stage_unit(s, u, 0, 0);
+	if (ret == 0)
+		*f |= STAGE_SENT;
+	return ret;
+}
+
+/*
+ * A unit the destination asked for while the staging area is still being
+ * registered (regions_late, after ImagesDone): announced from a slot of
+ * the session's first units' region, made at the first one, whose
+ * MemRegions goes before it.  When the region cannot be made or is full
+ * the unit waits for the area, as every unit did before.
+ */
+static int sess_announce_early(struct src_session *s, const struct lazystage_unit *u)
+{
+	const struct lazystage_unit *units;
+	struct ctrl_region reg;
+	struct ctrl_out o;
+	uint64_t addr;
+	uint32_t rkey;
+	uint8_t *f;
+	void *base;
+	size_t n, len;
+	int ret;
+
+	units = lazystage_units(sess_stage(s), &n);
+	f = &s->stage_flags[u - units];
+	if ((*f & STAGE_SENT) || s->bounce_failed)
+		return 0;
+	if (!s->bounce) {
+		ret = bounce_open(xport_pd(s->x), SESS_BOUNCE_SLOTS, LAZYSTAGE_UNIT, &s->bounce);
+		if (ret < 0) {
+			log_warn("%s: units asked for wait for the staging area's registration",
+				 s->name);
+			s->bounce_failed = true;
+			return 0;
+		}
+		log_info("%s: the staging area is still being registered: the units the "
+			 "destination asks for are announced from a region of %u of their own",
+			 s->name, SESS_BOUNCE_SLOTS);
+	}
+	if (!s->bounce_told) {
+		bounce_region(s->bounce, &reg.addr, &reg.len, &reg.rkey);
+		ret = ctrl_msg_mem_regions(&o, &reg, 1);
+		if (ret == 0)
+			ret = sess_send(s, &o);
+		if (ret < 0)
+			return ret;
+		s->bounce_told = true;
+	}
+	lazystage_area(sess_stage(s), &base, &len);
+	if (bounce_put(s->bounce, (uint8_t *)base + u->area_off, u->len, &addr, &rkey) < 0)
+		return 0;
+	ret = send_stage_unit(s, u, addr, rkey);
 	if (ret == 0)
 		*f |= STAGE_SENT;
 	return ret;
@@ -1183,6 +1255,10 @@ static void sess_send_late_regions(struct src_session *s)
 	int ret;
 
 	s->regions_late = false;
+	if (bounce_used(s->bounce))
+		log_info("%s: %u unit(s) asked for while the staging area was registered were "
+			 "announced from their own region",
+			 s->name, bounce_used(s->bounce));
 	ret = send_stage_region(s);
 	if (ret == -ENODATA) /* nothing lazy: nothing to read (sess_expose()) */
 		ret = 0;
@@ -1366,6 +1442,20 @@ static void on_drain_lane(struct src_session *s, const DrainLane *dl)
 }
 
 /* A fault on the destination waits for this unit: it goes ahead of the pull. */
+/*
+ * A staged unit the destination asked for: announced now, from the
+ * staging area once its StageRegions flow (stage_live), or from the first
+ * units' region while the area is still being registered.
+ */
+static int sess_announce_asked(struct src_session *s, const struct lazystage_unit *u)
+{
+	if (s->stage_live)
+		return sess_announce(s, u);
+	if (s->regions_late && s->images_done)
+		return sess_announce_early(s, u);
+	return 0;
+}
+
 static void on_stage_req(struct src_session *s, const StageReq *r)
 {
 	const struct lazystage_unit *u, *units;
@@ -1385,7 +1475,7 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 	s->stage_flags[u - units] |= STAGE_ASKED;
 	/* Staged already but held back while the destination restores (sess_stage_quiet()). */
 	if (u->state == LAZYSTAGE_STAGED) {
-		if (s->stage_live && sess_announce(s, u) < 0)
+		if (sess_announce_asked(s, u) < 0)
 			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
 		return;
 	}
@@ -1902,10 +1992,24 @@ void src_session_staged(struct src_agent *a, const struct src_migration *m,
 {
 	struct src_session *s;
 
+	const struct lazystage_unit *units;
+	size_t n;
+
 	LIST_FOREACH(s, &a->sessions, link)
 	{
-		if (s->mig != m || !s->owner || !s->stage_live)
+		if (s->mig != m || !s->owner || !s->stage_flags)
 			continue;
+		if (!s->stage_live) {
+			/* Asked for while the staging area is still being registered. */
+			units = lazystage_units(sess_stage(s), &n);
+			if ((s->stage_flags[u - units] & STAGE_ASKED) &&
+			    sess_announce_asked(s, u) < 0) {
+				/* Frees s: the loop ends here. */
+				sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
+				return;
+			}
+			continue;
+		}
 		if (sess_announce(s, u) < 0)
 			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
 		return;
