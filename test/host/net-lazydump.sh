@@ -213,7 +213,7 @@ check "pause: with --verify every page read was checked by the tag its StageRegi
 held_migration 5 --verify
 w5=$w
 check "restart: l5's record names its stopped tree (start time) and its page server's port" \
-	jq -e '.lazy_dump.tree_start > 0 and .lazy_dump.port > 0' "$root/.records/l5.json"
+	eval "jq -e '.lazy_dump.tree_start > 0 and .lazy_dump.port > 0' '$root/.records/l5.json' >/dev/null"
 kill_source
 wait_log "$T/dest5.log" "migration paused" 20 >/dev/null
 restart_source "$T/source5.log"
