@@ -626,7 +626,7 @@ def main():
     plots(d, res, samples, lat, bw64, wsamples)
 
 
-DT_FLOWS = {"plain": "", "early": ", rdmig-source --early", "noearly": ", rdmig-source --no-early", "lazy": ", --lazy-dump", "lazyearly": ", --lazy-dump, rdmig-source --early", "precopy2": ", --precopy 2", "precopyauto": ", --precopy auto"}
+DT_FLOWS = {"plain": "", "early": ", rdmig-source --early", "noearly": ", rdmig-source --no-early", "lazy": ", --lazy-dump", "lazyearly": ", --lazy-dump, rdmig-source --early", "lazynoearly": ", --lazy-dump, rdmig-source --no-early", "precopy2": ", --precopy 2", "precopyauto": ", --precopy auto"}
 
 
 def dt_name(mode, level, flow=None):

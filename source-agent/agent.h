@@ -44,10 +44,12 @@ struct src_agent {
 	bool one_lane;	/* RDMA: offer no fault lane (as an older source) */
 	bool no_resume; /* offer no FEAT_RESUME (as an older source) */
 	/*
-	 * Offer no FEAT_EARLY and ask destination agents for no worker at the
-	 * reservation (as an older source; design.md §10.3).
+	 * Whom destination agents are asked to start a worker for at the
+	 * reservation (FEAT_EARLY, design.md §10.3): a lazy dump's migrations
+	 * (the default), every migration (--early), or none, FEAT_EARLY not
+	 * offered either (--no-early, as an older source).
 	 */
-	bool no_early;
+	enum src_early { SRC_EARLY_LAZY, SRC_EARLY_ALL, SRC_EARLY_NONE } early;
 	/* A dump whose request says no "lazy_dump" is plain (design.md §11, "The default"). */
 	bool no_lazy_dump;
 	/*

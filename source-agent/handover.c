@@ -1230,6 +1230,11 @@ bool src_handover_takes_lazy(const struct src_handover *h)
 	return h->dest_lazy;
 }
 
+bool src_handover_early_sent(const struct src_handover *h)
+{
+	return h && h->early_sent;
+}
+
 static int ho_reserve_send(struct src_handover *h)
 {
 	uint64_t bytes = h->reserve_bytes;

@@ -112,6 +112,12 @@ int src_handover_reserve(struct src_handover *h, uint64_t bytes, src_handover_re
 bool src_handover_takes_lazy(const struct src_handover *h);
 
 /*
+ * Whether the last reservation asked for went with a "start": its agent
+ * starts the migration's worker at once (FEAT_EARLY, design.md §10.3).
+ */
+bool src_handover_early_sent(const struct src_handover *h);
+
+/*
  * Stops the handover as src_handover_stop() does, releasing its
  * reservation, and calls cb (ret 0) once that DELETE is answered, however
  * (the caller may then free the migration).  -ENOENT: no reservation to

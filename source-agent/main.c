@@ -70,10 +70,10 @@ static void usage(FILE *f)
 		"                             pausing (as an older source)\n"
 		"      --early                ask destination agents to start their worker at the\n"
 		"                             reservation and hold a destination that connects\n"
-		"                             during the dump (FEAT_EARLY); off by default\n"
-		"      --no-early             the worker at the POST, not at the reservation\n"
-		"                             (the default)\n"
-		"                             (as an older source)\n"
+		"                             during the dump (FEAT_EARLY) for every migration,\n"
+		"                             not only for a lazy dump's (the default)\n"
+		"      --no-early             the worker at the POST, not at the reservation,\n"
+		"                             for every migration (as an older source)\n"
 		"      --no-lazy-dump         dump plainly unless a migration asks for a lazy\n"
 		"                             dump (by default a --pid migration to a\n"
 		"                             destination agent that takes one is lazy)\n"
@@ -405,11 +405,8 @@ int main(int argc, char **argv)
 	    .max_preauth = SRC_MAX_PREAUTH_DEFAULT,
 	    .max_preauth_per_addr = SRC_MAX_PREAUTH_PER_ADDR_DEFAULT,
 	    .max_migrations = SRC_MAX_MIGRATIONS_DEFAULT,
-	    /*
-	     * The worker at the reservation is opt-in: two of some forty migrations
-	     * through it met a criu dump with no lazy page (design.md §10.3).
-	     */
-	    .no_early = true,
+	    /* The worker at the reservation for a lazy dump (design.md §10.3). */
+	    .early = SRC_EARLY_LAZY,
 	    .max_dumps = SRC_MAX_DUMPS_DEFAULT,
 	    .images_root = DEFAULT_IMAGES_ROOT,
 	    .images_root_fd = -1,
@@ -480,10 +477,10 @@ int main(int argc, char **argv)
 			a.no_resume = true;
 			break;
 		case OPT_NO_EARLY:
-			a.no_early = true;
+			a.early = SRC_EARLY_NONE;
 			break;
 		case OPT_EARLY:
-			a.no_early = false;
+			a.early = SRC_EARLY_ALL;
 			break;
 		case OPT_NO_LAZY_DUMP:
 			a.no_lazy_dump = true;

@@ -395,6 +395,8 @@ void src_mig_destroy(struct src_migration *m)
 		return;
 	src_mig_map_cancel(m);
 	src_prereg_drop(m);
+	if (m->early_wait)
+		event_free(m->early_wait);
 	src_handover_free(m->handover);
 	criuproc_free(m->job);
 	src_lazydump_free(m->lazy);

@@ -171,11 +171,18 @@ struct src_migration {
 	int64_t early_dest_ms;	   /* from the freeze to an early destination's proof; -1 */
 	int64_t register_ms;	   /* the serving session's own registration (0: ahead); -1 */
 	struct src_dest_report dr; /* the destination agent's view */
-	bool busy;		   /* a session holds it */
-	bool verify;		   /* page checksums computed: offered to destinations */
-	uint64_t lazy_bytes;	   /* the map's, kept after it is released */
-	uint64_t reads_served;	   /* TCP ReadReqs answered */
-	uint64_t bytes_served;	   /* by ReadResp */
+	/*
+	 * Reserved, its destination's worker started at the reservation: the
+	 * tick that waits, unfrozen, for it to authenticate before the dump
+	 * (api_glue.c); NULL otherwise.  Owned.
+	 */
+	struct event *early_wait;
+	uint64_t early_wait_ns; /* when that wait began (monotonic) */
+	bool busy;		/* a session holds it */
+	bool verify;		/* page checksums computed: offered to destinations */
+	uint64_t lazy_bytes;	/* the map's, kept after it is released */
+	uint64_t reads_served;	/* TCP ReadReqs answered */
+	uint64_t bytes_served;	/* by ReadResp */
 	uint64_t started_ns;
 	uint64_t done_ns;
 	int64_t created_unix_ms;  /* wall clock */

@@ -255,7 +255,8 @@ static uint64_t sess_features(const struct src_session *s)
 	if (s->agent->kind == XPORT_RDMA)
 		f = CTRL_FEAT_RDMA_READ | CTRL_FEAT_DRAIN_QPS |
 		    (s->agent->one_lane ? 0 : CTRL_FEAT_FAULT_LANE);
-	if (!s->agent->no_early)
+	/* Which migrations' destinations connect early is the handover's choice. */
+	if (s->agent->early != SRC_EARLY_NONE)
 		f |= CTRL_FEAT_EARLY;
 	/*
 	 * A lazy dump is only served staged (protocol.md §11.2); offered for

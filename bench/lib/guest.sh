@@ -178,7 +178,7 @@ downtime_env() {
 		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat" \
 		"RDMIG_VERIFY=$verify" \
 		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}" \
-		"$([ "${p[flow]:-}" = noearly ] && echo RDMIG_SOURCE_ARGS=--no-early)" \
+		"$(case ${p[flow]:-} in noearly | lazynoearly) echo RDMIG_SOURCE_ARGS=--no-early ;; esac)" \
 		"$(case ${p[flow]:-} in early | lazyearly) echo RDMIG_SOURCE_ARGS=--early ;; esac)"
 }
 
@@ -186,7 +186,7 @@ downtime_env() {
 downtime_ctl() {
 	case ${p[flow]:-plain} in
 	plain | early | noearly) echo --no-lazy-dump ;;
-	lazy | lazyearly) echo --lazy-dump ;;
+	lazy | lazyearly | lazynoearly) echo --lazy-dump ;;
 	precopy2) echo --precopy=2 ;;
 	precopyauto) echo --precopy=auto ;;
 	esac

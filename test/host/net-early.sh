@@ -5,8 +5,9 @@
 # every "while it dumps" below is a state, not a race.  (1) rdmigctl
 # migrate --to: the reservation carries "start", the destination agent
 # spawns the worker at once, which authenticates while the source is still
-# dumping (the source's JSON: state dumping, times.early_dest_ms set); the
-# POST adopts it (one worker for the migration) and the migration is done.
+# dumping (the source's JSON: state dumping, times.early_dest_ms set: 0, as
+# the source waited for its proof before the freeze); the POST adopts it
+# (one worker for the migration) and the migration is done.
 # (2) A POST that differs from the reservation's start: 409, and the early
 # worker is stopped.  (3) A reservation's expiry and (4) its DELETE stop
 # the early worker; the slot is free once it exited.  (5) A dump that
@@ -17,7 +18,7 @@
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 18
+plan 19
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 secret "$T/secret"
@@ -79,6 +80,8 @@ check "migrate --to: the reservation started the worker (worker: started)" \
 	eval "test \$(djson d /v1/reservations 'j[\"reservations\"][0][\"worker\"]') = started"
 check "... which authenticated while the source still dumps (state, times.early_dest_ms)" \
 	eval "wait_early e1 && test \$(sjson e1 'j[\"state\"]') = dumping"
+check "... the source waited for it before the freeze: early_dest_ms 0, and said so" \
+	eval "test \$(sjson e1 'j[\"times\"][\"early_dest_ms\"]') = 0 && grep -q \"migration e1: its destination's worker authenticated [0-9]* ms after the reservation, before the freeze\" '$T/source.log'"
 check "... and the source holds it: nothing of the checkpoint went out yet" \
 	eval "grep -q 'migration e1, .*held until the migration serves' '$T/source.log' && ! grep -q 'migration e1, .*sending images' '$T/source.log'"
 touch "$T/go-e1"

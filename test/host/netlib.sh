@@ -42,8 +42,9 @@ start_source() {
 	local log=$1 i
 	shift
 	src_port=
-	# --early: the host tests cover the worker at the reservation, opt-in
-	# (the guests' tests the default); a later --no-early wins.
+	# --early: the host tests cover the worker at the reservation for
+	# every migration (by default a lazy dump's only); a later --no-early
+	# wins.
 	"$RDMIG_SOURCE" -t "${SRC_TRANSPORT:-tcp}" -l 127.0.0.1:0 --early "$@" >"$log" 2>&1 &
 	src_pid=$!
 	track "$src_pid"
