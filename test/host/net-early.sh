@@ -12,13 +12,14 @@
 # worker is stopped.  (3) A reservation's expiry and (4) its DELETE stop
 # the early worker; the slot is free once it exited.  (5) A dump that
 # fails: the early worker held by the source is told Abort(CANCELLED) and
-# exits.  (6) A source without FEAT_EARLY (--no-early): the early worker
+# exits.  (7) A worker that never authenticates: the source dumps after
+# waiting 5 s for it.  (6) A source without FEAT_EARLY (--no-early): the early worker
 # leaves before its proof and connects at SIGUSR1 (the POST's adoption),
 # then gets the images.
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 19
+plan 20
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 secret "$T/secret"
@@ -92,6 +93,17 @@ check "... the POST adopted the early worker: one worker for the migration" \
 # learns it when the worker reports: wait for that, not a race with it.
 d_done() { test "$(djson d /v1/migrations/e1 'j["state"]')" = done; }
 check "... done on the destination too" wait_until 30 d_done
+
+# (7) A worker that cannot reach the source (advertised a closed port):
+# the source waits for it at most 5 s, unfrozen, then dumps all the same.
+workload
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id w1 \
+	--to "127.0.0.1:$dport" --advertise 127.0.0.1:1 >"$T/w1.out" 2>&1
+check "a worker that never authenticates: the dump begins after 5 s, with a warning" \
+	eval "wait_log '$T/source.log' 'migration w1: its destination.s worker did not authenticate within 5000 ms of the reservation: dumping all the same' 20 >/dev/null && test \$(sjson w1 'j[\"state\"]') = dumping"
+# Its dump fails, which gives the reservation (and the worker) back.
+touch "$T/fail-w1" "$T/go-w1"
+wait_state w1 failed 30 >/dev/null
 
 # (2) A POST unlike the reservation's start: 409, the worker stopped.
 start='"start":{"source":"127.0.0.1:1","transport":"tcp","secret":"base64:'$b64'"}'
