@@ -947,19 +947,6 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
 }
 
 /*
- * Creates m's images dir and starts criu dump into it, or the first
- * pre-dump round; the migration is dumping until glue_dump_exit().
- */
-/*
- * A destination connecting during the dump (FEAT_EARLY) lands in the PD its
- * checkpoint will be registered in (prereg.h): opened before the
- * reservation is asked for, whose worker may connect at once, or at the
- * dump's start without one.  Pre-copy rounds register in it too: a worker
- * that connected during the first round, before any round had a PD, would
- * otherwise get a PD of its own and register the whole chain again after
- * its proof, inside the freeze.
- */
-/*
  * Whether m's destination agent is asked for a worker at the reservation:
  * by default for a lazy dump (design.md §10.3), whose handover then costs
  * the freeze least.
@@ -969,12 +956,25 @@ static bool glue_early(const struct src_agent *a, const struct src_migration *m)
 	return a->early == SRC_EARLY_ALL || (a->early == SRC_EARLY_LAZY && m->lazy_dump);
 }
 
+/*
+ * A destination connecting during the dump (FEAT_EARLY) lands in the PD its
+ * checkpoint will be registered in (prereg.h): opened before the
+ * reservation is asked for, whose worker may connect at once, or at the
+ * dump's start without one.  Pre-copy rounds register in it too: a worker
+ * that connected during the first round, before any round had a PD, would
+ * otherwise get a PD of its own and register the whole chain again after
+ * its proof, inside the freeze.
+ */
 static void glue_early_pd(struct src_agent *a, struct src_migration *m)
 {
 	if (a->kind == XPORT_RDMA && a->data_verbs && glue_early(a, m) && !src_prereg_pd(m))
 		src_prereg_open(m, a->data_verbs);
 }
 
+/*
+ * Creates m's images dir and starts criu dump into it, or the first
+ * pre-dump round; the migration is dumping until glue_dump_exit().
+ */
 static int glue_dump_run(struct src_agent *a, struct src_migration *m, struct api_error *err)
 {
 	int fd, ret;
@@ -1464,11 +1464,6 @@ static bool glue_queue_first(struct src_agent *a, struct src_migration *m,
 	return m->handover && src_queue_ahead(&a->migrations, m, false) > 0;
 }
 
-/*
- * The destination agent answered m's reservation: the dump starts now (an
- * agent without reservations: as before, with a warning), or the start
- * is refused with its reason and m goes, nothing frozen, nothing made.
- */
 /* A reserved start that cannot go on: answered, its reservation given back, m gone. */
 static void glue_reserved_fail(struct src_agent *a, struct src_migration *m,
 			       struct api_later *later, int ret, const struct api_error *err)
@@ -1566,6 +1561,11 @@ static bool glue_early_wait(struct src_agent *a, struct src_migration *m)
 	return true;
 }
 
+/*
+ * The destination agent answered m's reservation: the dump starts now (an
+ * agent without reservations: as before, with a warning), or the start
+ * is refused with its reason and m goes, nothing frozen, nothing made.
+ */
 static void glue_reserved(struct src_migration *m, int ret, const char *why)
 {
 	struct src_agent *a = m->agent;

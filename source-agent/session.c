@@ -888,6 +888,14 @@ static int send_stage_tables(struct src_session *s, uint32_t *tasks)
  */
 #define SESS_BOUNCE_SLOTS 32u
 
+/* u's stage_flags on this connection. */
+static uint8_t *sess_unit_flags(const struct src_session *s, const struct lazystage_unit *u)
+{
+	size_t n;
+
+	return &s->stage_flags[u - lazystage_units(sess_stage(s), &n)];
+}
+
 /* u's StageRegion; over RDMA readable at addr/rkey, or in the staging area when addr is 0. */
 static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u, uint64_t addr,
 			   uint32_t rkey)
@@ -930,13 +938,9 @@ static bool sess_stage_quiet(const struct src_session *s)
 /* u's StageRegion, once, unless the destination restores and did not ask for it. */
 static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
 {
-	const struct lazystage_unit *units;
-	uint8_t *f;
-	size_t n;
+	uint8_t *f = sess_unit_flags(s, u);
 	int ret;
 
-	units = lazystage_units(sess_stage(s), &n);
-	f = &s->stage_flags[u - units];
 	if ((*f & STAGE_SENT) || (sess_stage_quiet(s) && !(*f & STAGE_ASKED)))
 		return 0;
 	ret = send_stage_unit(s, u, 0, 0);
@@ -954,18 +958,15 @@ static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
  */
 static int sess_announce_early(struct src_session *s, const struct lazystage_unit *u)
 {
-	const struct lazystage_unit *units;
+	uint8_t *f = sess_unit_flags(s, u);
 	struct ctrl_region reg;
 	struct ctrl_out o;
 	uint64_t addr;
 	uint32_t rkey;
-	uint8_t *f;
 	void *base;
-	size_t n, len;
+	size_t len;
 	int ret;
 
-	units = lazystage_units(sess_stage(s), &n);
-	f = &s->stage_flags[u - units];
 	if ((*f & STAGE_SENT) || s->bounce_failed)
 		return 0;
 	if (!s->bounce) {
@@ -1442,7 +1443,6 @@ static void on_drain_lane(struct src_session *s, const DrainLane *dl)
 		log_info("%s: drain QP %" PRIu32 " up (QP %" PRIu32 ")", s->name, dl->index, qpn);
 }
 
-/* A fault on the destination waits for this unit: it goes ahead of the pull. */
 /*
  * A staged unit the destination asked for: announced now, from the
  * staging area once its StageRegions flow (stage_live), or from the first
@@ -1457,10 +1457,10 @@ static int sess_announce_asked(struct src_session *s, const struct lazystage_uni
 	return 0;
 }
 
+/* A fault on the destination waits for this unit: it goes ahead of the pull. */
 static void on_stage_req(struct src_session *s, const StageReq *r)
 {
-	const struct lazystage_unit *u, *units;
-	size_t n;
+	const struct lazystage_unit *u;
 	int ret;
 
 	u = sess_stage(s) ? lazystage_find(sess_stage(s), r->pid, r->img_vaddr) : NULL;
@@ -1468,12 +1468,11 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 		sess_abort(s, CTRL_ABORT_PROTOCOL, "StageReq for no unit start of the tables");
 		return;
 	}
-	units = lazystage_units(sess_stage(s), &n);
-	if (s->stage_flags[u - units] & STAGE_ASKED) {
+	if (*sess_unit_flags(s, u) & STAGE_ASKED) {
 		sess_abort(s, CTRL_ABORT_PROTOCOL, "StageReq repeated for one unit");
 		return;
 	}
-	s->stage_flags[u - units] |= STAGE_ASKED;
+	*sess_unit_flags(s, u) |= STAGE_ASKED;
 	/* Staged already but held back while the destination restores (sess_stage_quiet()). */
 	if (u->state == LAZYSTAGE_STAGED) {
 		if (sess_announce_asked(s, u) < 0)
@@ -1993,27 +1992,20 @@ void src_session_staged(struct src_agent *a, const struct src_migration *m,
 {
 	struct src_session *s;
 
-	const struct lazystage_unit *units;
-	size_t n;
-
 	LIST_FOREACH(s, &a->sessions, link)
 	{
 		if (s->mig != m || !s->owner || !s->stage_flags)
 			continue;
-		if (!s->stage_live) {
-			/* Asked for while the staging area is still being registered. */
-			units = lazystage_units(sess_stage(s), &n);
-			if ((s->stage_flags[u - units] & STAGE_ASKED) &&
-			    sess_announce_asked(s, u) < 0) {
-				/* Frees s: the loop ends here. */
-				sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
-				return;
-			}
+		/* Before its StageRegions flow a session announces only a unit asked for. */
+		if (!s->stage_live && !(*sess_unit_flags(s, u) & STAGE_ASKED))
 			continue;
-		}
-		if (sess_announce(s, u) < 0)
+		if (sess_announce_asked(s, u) < 0) {
+			/* Frees s: the loop ends here. */
 			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce a staged unit");
-		return;
+			return;
+		}
+		if (s->stage_live)
+			return;
 	}
 }
 
