@@ -300,6 +300,12 @@ static void glue_preregistered(struct src_migration *m, int ret)
 	src_session_prereg_done(m->agent, m);
 }
 
+/* A chunk of m's staging area is registered: its staged units may go (session.c). */
+static void glue_area_chunk(struct src_migration *m, unsigned int idx)
+{
+	src_session_area_chunk(m->agent, m, idx);
+}
+
 /*
  * Over RDMA, registers m's checkpoint now, while the destination is asked
  * and connects, rather than inside the freeze after it authenticated; for
@@ -319,8 +325,8 @@ static void glue_prereg(struct src_agent *a, struct src_migration *m)
 	}
 	/* A failure is logged; the session then registers the area when it serves. */
 	if (m->lazy && m->map && src_lazydump_area(m->lazy, m->map->set, &base, &len) == 0 && len)
-		src_prereg_start_area(m, o, a->data_verbs, base, len, a->prereg_delay_ms,
-				      glue_preregistered);
+		src_prereg_start_area(m, o, a->data_verbs, base, len, LAZYSTAGE_UNIT,
+				      a->prereg_delay_ms, glue_preregistered, glue_area_chunk);
 }
 
 /* m's images are mapped (ret 0: it serves now) or cannot be. */

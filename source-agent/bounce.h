@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
  * bounce: a small region registered for RDMA READ that carries the first
- * units of a lazy dump a destination asks for while the staging area's own
- * registration is still under way (FEAT_LATE_REGIONS, prereg.h).
+ * units of a lazy dump a destination asks for while their chunk of the
+ * staging area is still being registered (FEAT_LATE_REGIONS, prereg.h).
  *
  * Registering a staging area of hundreds of MiB takes seconds on soft-RoCE,
  * and with the destination's worker started at the reservation (design.md
@@ -12,7 +12,7 @@
  * in the guests.  A unit asked for then is copied from the area into one
  * of this region's slots and announced from there; the destination reads
  * it from the slot for as long as the connection lasts.  Slots are never
- * reused, so a full region only means that later units wait for the area.
+ * reused, so a full region only means that later units wait for their chunk.
  *
  * Ownership: the caller owns the bounce from bounce_open() and closes it
  * after the connection whose peer may read it (the region is deregistered

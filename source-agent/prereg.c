@@ -35,6 +35,26 @@ struct src_prereg {
 	/* Regions adopted from the rounds for the job in flight, per map file. */
 	struct ibv_mr **adopted;
 	size_t nr_adopted;
+	/* A lazy dump's staging area, registered a chunk at a time; or NULL. */
+	struct prereg_area *area;
+};
+
+/* src_prereg_start_area()'s chunks; the job in flight registers one of them. */
+struct prereg_area {
+	struct offload *o;
+	uint8_t *base;
+	size_t len;
+	size_t chunk;	     /* bytes from one chunk's start to the next's */
+	size_t overlap;	     /* each chunk's region runs this far into the next */
+	unsigned int nr;     /* chunks */
+	uint64_t registered; /* bit i: mrs[i] is chunk i's region */
+	uint64_t wanted;     /* bit i: a destination waits for a unit of chunk i */
+	int failed;	     /* the failure that ended it, or 0 */
+	unsigned int delay_ms;
+	uint64_t t0;
+	src_prereg_done_fn done;
+	src_prereg_chunk_fn chunk_done;
+	struct ibv_mr *mrs[SRC_PREREG_AREA_CHUNKS_MAX];
 };
 
 /* A registration on the offload thread: copies only, the migration may go. */
@@ -53,6 +73,7 @@ struct prereg_job {
 	size_t nr_files;
 	bool touch;	       /* fault in files[0] writable first: a fresh staging area */
 	unsigned int delay_ms; /* testing: waits this long first (--test-prereg-delay) */
+	int chunk;	       /* the staging area's chunk it registers, or -1 */
 	int touch_err;	       /* its errno, or 0 */
 	/* Worker outputs. */
 	struct ibv_mr **mrs;
@@ -174,12 +195,18 @@ static void job_free(struct prereg_job *j)
 	free(j);
 }
 
+static void area_chunk_done(struct prereg_job *j, int ret);
+
 static void job_done(struct offload_job *oj, bool ran)
 {
 	struct prereg_job *j = job_of(oj);
 	struct src_migration *m = j->m;
 	int ret = ran ? j->ret : -ECANCELED;
 
+	if (m && j->chunk >= 0) {
+		area_chunk_done(j, ret);
+		return;
+	}
 	if (!m) {
 		log_info("migration %s: it ended while its checkpoint was being registered: "
 			 "registration released",
@@ -505,6 +532,7 @@ static int prereg_job_new(struct src_migration *m, struct ibv_context *verbs, si
 		goto out;
 	}
 	j->nr_files = n;
+	j->chunk = -1;
 	j->pd = rdma_pd_ref(p->pd);
 	j->m = m;
 	j->done = done;
@@ -564,37 +592,182 @@ out:
 	return ret;
 }
 
-int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-			  void *base, size_t len, unsigned int delay_ms, src_prereg_done_fn done)
+/*
+ * The chunk to register next: one a destination waits for, else the first
+ * left; -1 when every chunk is.
+ */
+static int area_next(const struct prereg_area *a)
 {
+	uint64_t all = a->nr == 64 ? ~0ull : (1ull << a->nr) - 1;
+	uint64_t left = all & ~a->registered;
+
+	if (!left)
+		return -1;
+	if (left & a->wanted)
+		left &= a->wanted;
+	return __builtin_ctzll(left);
+}
+
+/* Submits the job for chunk idx of m's area. */
+static int area_submit(struct src_migration *m, unsigned int idx)
+{
+	struct prereg_area *a = m->prereg->area;
 	struct prereg_job *j = NULL;
+	size_t off = (size_t)idx * a->chunk;
 	int ret;
 
-	if (m->prereg && (m->prereg->job || m->prereg->mrs))
+	ret = prereg_job_new(m, NULL, 1, a->done, &j);
+	if (ret < 0)
+		return ret;
+	j->files[0].base = a->base + off;
+	j->files[0].len = a->len - off;
+	if (j->files[0].len > a->chunk + a->overlap)
+		j->files[0].len = a->chunk + a->overlap;
+	j->files[0].path = j->id;
+	/* Overlap included: a read-only pin of a page never written may be the zero page. */
+	j->touch = true;
+	j->chunk = (int)idx;
+	j->delay_ms = a->registered ? 0 : a->delay_ms;
+	a->delay_ms = 0;
+	ret = offload_submit(a->o, &j->job);
+	if (ret < 0) {
+		job_free(j);
+		return ret;
+	}
+	m->prereg->job = j;
+	return 0;
+}
+
+/*
+ * A chunk's job ended: its region is kept, the next chunk submitted, and
+ * the session told, last: chunk() or done() may end m.
+ */
+static void area_chunk_done(struct prereg_job *j, int ret)
+{
+	struct src_migration *m = j->m;
+	struct src_prereg *p = m->prereg;
+	struct prereg_area *a = p->area;
+	unsigned int idx = (unsigned int)j->chunk;
+	int next = -1;
+
+	p->job = NULL;
+	if (ret == 0) {
+		a->mrs[idx] = j->mrs[0];
+		j->mrs[0] = NULL;
+		a->registered |= 1ull << idx;
+		if (j->touch_err)
+			log_info("migration %s: its staging area's chunk %u was registered "
+				 "without being faulted in first (madvise MADV_POPULATE_WRITE: %s)",
+				 m->id, idx, strerror(j->touch_err));
+		next = area_next(a);
+		ret = next < 0 ? 0 : area_submit(m, (unsigned int)next);
+		if (ret < 0)
+			idx = (unsigned int)next;
+	}
+	job_free(j);
+	if (ret < 0) {
+		a->failed = ret;
+		log_warn("migration %s: cannot register chunk %u of the staging area ahead of "
+			 "the destination (%s): the area is registered whole once the destination "
+			 "authenticated; the %d chunk(s) registered before stay readable",
+			 m->id, idx, strerror(-ret), __builtin_popcountll(a->registered));
+		a->done(m, ret);
+		return;
+	}
+	if (next >= 0) {
+		log_debug("migration %s: staging area chunk %u of %u registered", m->id, idx,
+			  a->nr);
+		a->chunk_done(m, idx);
+		return;
+	}
+	/* Every chunk: the regions are the migration's to give, in chunk order. */
+	p->mrs = calloc(a->nr, sizeof(*p->mrs));
+	if (!p->mrs) {
+		a->failed = -ENOMEM;
+		a->done(m, -ENOMEM);
+		return;
+	}
+	memcpy(p->mrs, a->mrs, a->nr * sizeof(*p->mrs));
+	memset(a->mrs, 0, sizeof(a->mrs));
+	p->nr_mrs = a->nr;
+	log_info("migration %s: staging area registered for RDMA READ in %u chunk(s) of %zu "
+		 "KiB in %.2f s, before the destination read it",
+		 m->id, a->nr, a->chunk >> 10, (double)(now_ns() - a->t0) / 1e9);
+	a->done(m, 0);
+}
+
+int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
+			  void *base, size_t len, size_t overlap, unsigned int delay_ms,
+			  src_prereg_done_fn done, src_prereg_chunk_fn chunk)
+{
+	struct src_prereg *p;
+	struct prereg_area *a = NULL;
+	size_t per;
+	int ret;
+
+	if (m->prereg && (m->prereg->job || m->prereg->mrs || m->prereg->area))
 		return -EALREADY;
 	if (!base || !len)
 		return -EINVAL;
-	ret = prereg_job_new(m, verbs, 1, done, &j);
+	p = prereg_get(m);
+	a = calloc(1, sizeof(*a));
+	ret = -ENOMEM;
+	if (!p || !a)
+		goto out;
+	ret = p->pd ? 0 : rdma_pd_open(verbs, &p->pd);
 	if (ret < 0)
 		goto out;
-	j->files[0].base = base;
-	j->files[0].len = len;
-	j->files[0].path = j->id;
-	j->touch = true;
-	j->delay_ms = delay_ms;
-	ret = offload_submit(o, &j->job);
+	/* Chunks of 2 MiB multiples, at most SRC_PREREG_AREA_CHUNKS_MAX of them. */
+	per = (len + SRC_PREREG_AREA_CHUNKS_MAX - 1) / SRC_PREREG_AREA_CHUNKS_MAX;
+	per = (per + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
+	a->chunk = per < SRC_PREREG_AREA_CHUNK_MIN ? SRC_PREREG_AREA_CHUNK_MIN : per;
+	a->nr = (unsigned int)((len + a->chunk - 1) / a->chunk);
+	a->o = o;
+	a->base = base;
+	a->len = len;
+	a->overlap = overlap;
+	a->delay_ms = delay_ms;
+	a->done = done;
+	a->chunk_done = chunk;
+	a->t0 = now_ns();
+	p->area = a;
+	ret = area_submit(m, 0);
 	if (ret < 0)
-		goto out;
-	m->prereg->job = j;
-	j = NULL;
+		p->area = NULL;
+	else
+		a = NULL;
 out:
-	if (j)
-		job_free(j);
+	free(a);
 	if (ret < 0)
 		log_warn("migration %s: cannot register its staging area ahead of the "
 			 "destination: %s",
 			 m->id, strerror(-ret));
 	return ret;
+}
+
+int src_prereg_area_find(struct src_migration *m, const struct ibv_pd *pd, const void *addr,
+			 size_t len, bool want, unsigned int *idx, struct ibv_mr **mr)
+{
+	struct src_prereg *p = m->prereg;
+	struct prereg_area *a = p ? p->area : NULL;
+	size_t off;
+	unsigned int i;
+
+	if (!a || a->failed || !p->pd || rdma_pd_ibv(p->pd) != pd ||
+	    (const uint8_t *)addr < a->base || (size_t)((const uint8_t *)addr - a->base) >= a->len)
+		return -ENOENT;
+	off = (size_t)((const uint8_t *)addr - a->base);
+	i = (unsigned int)(off / a->chunk);
+	if (len > a->len - off || off + len > (size_t)i * a->chunk + a->chunk + a->overlap)
+		return -ENOENT;
+	if (!(a->registered & (1ull << i))) {
+		if (want)
+			a->wanted |= 1ull << i;
+		return -EAGAIN;
+	}
+	*idx = i;
+	*mr = a->mrs[i];
+	return 0;
 }
 
 int src_prereg_open(struct src_migration *m, struct ibv_context *verbs)
@@ -632,7 +805,7 @@ int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv
 	struct src_prereg *p = m->prereg;
 
 	if (!p || !p->mrs || !pd || !p->pd || rdma_pd_ibv(p->pd) != pd || !m->map ||
-	    p->nr_mrs != (m->lazy_dump ? 1 : m->map->nr_files))
+	    p->nr_mrs != (m->lazy_dump ? (p->area ? p->area->nr : 0) : m->map->nr_files))
 		return -ENOENT;
 	*mrs = p->mrs;
 	*n = p->nr_mrs;
@@ -660,6 +833,9 @@ void src_prereg_drop(struct src_migration *m)
 	if (p->mrs)
 		src_prereg_deregister(p->mrs, p->nr_mrs, m->id);
 	free(p->mrs);
+	if (p->area)
+		src_prereg_deregister(p->area->mrs, p->area->nr, m->id);
+	free(p->area);
 	prereg_adopted_free(p);
 	/* Regions before the mappings under them. */
 	src_prereg_deregister(p->rmrs, p->nr_r, m->id);

@@ -75,16 +75,43 @@ typedef void (*src_prereg_done_fn)(struct src_migration *m, int ret);
  */
 int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
 		     src_prereg_done_fn done);
+/* Chunks a staging area is registered in, at most: one bit each in a uint64_t. */
+#define SRC_PREREG_AREA_CHUNKS_MAX 64u
+/* The smallest chunk: one takes about 0.1 s to register in the guests. */
+#define SRC_PREREG_AREA_CHUNK_MIN (8u << 20)
+
+/* Chunk idx of m's staging area is registered (src_prereg_area_find() finds it now). */
+typedef void (*src_prereg_chunk_fn)(struct src_migration *m, unsigned int idx);
+
 /*
  * A lazy dump's staging area (lazydump.h src_lazydump_area(): mapped, not
- * filled yet) registered the same way, one region: the registration, which
- * pins and clears every page of it, leaves the freeze too.  The area must
- * stay mapped until the region is deregistered (src_prereg_drop(), or the
- * session that took it).  delay_ms: a test's wait before it starts
- * (rdmig-source --test-prereg-delay), 0 otherwise.
+ * filled yet) registered the same way, in chunks of at least
+ * SRC_PREREG_AREA_CHUNK_MIN, one after the other on o: the registration,
+ * which pins and clears every page of it, leaves the freeze too, and a
+ * destination reads the units of a chunk as soon as that chunk is in
+ * rather than after the whole area (seconds at hundreds of MiB on
+ * soft-RoCE).  Chunk i's region is [i * chunk, (i + 1) * chunk + overlap)
+ * of the area, so a unit of at most overlap bytes that starts in chunk i
+ * lies in its region whole.  chunk(m, i) follows each chunk but the last;
+ * done(m, ret) follows the last, or the first failure (the chunks
+ * registered before it stay readable until src_prereg_drop()).  The area
+ * must stay mapped until every region is deregistered (src_prereg_drop(),
+ * or the session that took them).  delay_ms: a test's wait before it
+ * starts (rdmig-source --test-prereg-delay), 0 otherwise.
  */
 int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-			  void *base, size_t len, unsigned int delay_ms, src_prereg_done_fn done);
+			  void *base, size_t len, size_t overlap, unsigned int delay_ms,
+			  src_prereg_done_fn done, src_prereg_chunk_fn chunk);
+/*
+ * While m's staging area is registered: the chunk whose region holds
+ * [addr, +len) of the area, if that chunk is registered in pd: 0 with its
+ * index and region (still prereg's: valid until src_prereg_drop() or
+ * src_prereg_take()).  -EAGAIN while it is not, and then with want the
+ * chunk is registered next (a destination waits for a unit in it).
+ * -ENOENT: no such area or chunk, another PD, or a failed registration.
+ */
+int src_prereg_area_find(struct src_migration *m, const struct ibv_pd *pd, const void *addr,
+			 size_t len, bool want, unsigned int *idx, struct ibv_mr **mr);
 
 typedef void (*src_prereg_round_fn)(struct src_migration *m, int ret);
 
@@ -127,9 +154,9 @@ bool src_prereg_pending(const struct src_migration *m);
 /* The PD for a connection that names m, or NULL. */
 struct rdma_pd *src_prereg_pd(const struct src_migration *m);
 /*
- * The registered regions (one per m->map file, or the one of a lazy dump's
- * area) if they are in pd and no session took them yet: the caller owns
- * *mrs (n entries) from then.  -ENOENT otherwise.
+ * The registered regions (one per m->map file, or one per chunk of a lazy
+ * dump's area, in chunk order) if they are in pd and no session took them
+ * yet: the caller owns *mrs (n entries) from then.  -ENOENT otherwise.
  */
 int src_prereg_take(struct src_migration *m, const struct ibv_pd *pd, struct ibv_mr ***mrs,
 		    size_t *n);

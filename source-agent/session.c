@@ -72,8 +72,15 @@ struct src_session {
 	struct src_session *fault;
 	struct src_session *ctl;
 	uint8_t nonce[AUTH_NONCE_LEN];
-	struct ibv_mr **mrs; /* per imgmap file, RDMA only */
+	/* Per imgmap file, or per chunk of a lazy dump's staging area; RDMA only. */
+	struct ibv_mr **mrs;
 	size_t nr_mrs;
+	/*
+	 * A lazy dump's: bit i, the MemRegions of the staging area's region i
+	 * (its chunk i while prereg registers it, prereg.h; mrs[i] after) went
+	 * on this connection.
+	 */
+	uint64_t regions_told;
 	struct ctrlconn_tick *tick;
 	uint64_t started_ns;
 	uint64_t last_rx_ns;
@@ -93,9 +100,10 @@ struct src_session {
 	bool stage_live;
 	/*
 	 * FEAT_LATE_REGIONS: the staging area's registration was still under
-	 * way when the images went out; its MemRegions (then the StageRegions)
-	 * follow when it ends (src_session_prereg_done()).  images_done: the
-	 * ImagesDone was sent.
+	 * way when the images went out; each chunk's MemRegions goes when a
+	 * unit of it is first announced, once that chunk is registered
+	 * (src_session_area_chunk()), until the whole area is
+	 * (src_session_prereg_done()).  images_done: the ImagesDone was sent.
 	 */
 	bool regions_late;
 	bool images_done;
@@ -558,6 +566,8 @@ static int sess_register(struct src_session *s, const struct imgmap_file *files,
 	}
 	if (!pd)
 		return -ENOTCONN;
+	/* Regions of its own, told afresh (chunks told before stay readable: prereg's). */
+	s->regions_told = 0;
 	s->mrs = calloc(n ? n : 1, sizeof(*s->mrs));
 	if (!s->mrs)
 		return -ENOMEM;
@@ -571,12 +581,17 @@ static int sess_register(struct src_session *s, const struct imgmap_file *files,
 	return ret;
 }
 
-/* A lazy dump's one region: its staging area, readable once each unit is announced. */
+/*
+ * A lazy dump's regions: its staging area, whole or in the chunks prereg
+ * registered, each readable only where a unit is announced; those not
+ * told yet go now.
+ */
 static int send_stage_region(struct src_session *s)
 {
 	struct imgmap_file area = {.path = s->name, .fd = -1};
-	struct ctrl_region reg;
+	struct ctrl_region reg[SRC_PREREG_AREA_CHUNKS_MAX];
 	struct ctrl_out o;
+	size_t i, n = 0;
 	int ret;
 
 	lazystage_area(sess_stage(s), &area.base, &area.len);
@@ -588,11 +603,24 @@ static int send_stage_region(struct src_session *s)
 	ret = sess_register(s, &area, 1, "staging area");
 	if (ret < 0)
 		return ret;
-	reg.addr = (uintptr_t)area.base;
-	reg.len = area.len;
-	reg.rkey = s->mrs[0]->rkey;
-	ret = ctrl_msg_mem_regions(&o, &reg, 1);
-	return ret < 0 ? ret : sess_send(s, &o);
+	if (s->nr_mrs > SRC_PREREG_AREA_CHUNKS_MAX)
+		return -E2BIG;
+	for (i = 0; i < s->nr_mrs; i++) {
+		if (s->regions_told & (1ull << i))
+			continue;
+		reg[n].addr = (uintptr_t)s->mrs[i]->addr;
+		reg[n].len = s->mrs[i]->length;
+		reg[n].rkey = s->mrs[i]->rkey;
+		n++;
+	}
+	if (!n)
+		return 0;
+	ret = ctrl_msg_mem_regions(&o, reg, n);
+	if (ret == 0)
+		ret = sess_send(s, &o);
+	if (ret == 0)
+		s->regions_told |= s->nr_mrs == 64 ? ~0ull : (1ull << s->nr_mrs) - 1;
+	return ret;
 }
 
 static int send_regions(struct src_session *s)
@@ -896,7 +924,7 @@ static uint8_t *sess_unit_flags(const struct src_session *s, const struct lazyst
 	return &s->stage_flags[u - lazystage_units(sess_stage(s), &n)];
 }
 
-/* u's StageRegion; over RDMA readable at addr/rkey, or in the staging area when addr is 0. */
+/* u's StageRegion; over RDMA readable at addr (0: its place in the staging area) with rkey. */
 static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u, uint64_t addr,
 			   uint32_t rkey)
 {
@@ -915,7 +943,7 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 		lazystage_area(sess_stage(s), &base, &len);
 		r.has_remote = true;
 		r.remote_addr = addr ? addr : (uintptr_t)base + u->area_off;
-		r.rkey = addr ? rkey : s->mrs[0]->rkey;
+		r.rkey = rkey;
 	}
 	/* Page tags go to a destination that verifies (sess_refusal(): the migration has them). */
 	tags = (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_VERIFY_PAGES) ? u->tags : NULL;
@@ -935,28 +963,93 @@ static bool sess_stage_quiet(const struct src_session *s)
 	return !s->running && (ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_RESUME);
 }
 
-/* u's StageRegion, once, unless the destination restores and did not ask for it. */
+/*
+ * Over RDMA, the rkey of the staging area's region that holds u, that
+ * region told first (MemRegions) if it was not on this connection.
+ * -EAGAIN while u's chunk is still being registered (regions_late; with
+ * want, that chunk goes next: a fault waits for u).
+ */
+static int sess_unit_rkey(struct src_session *s, const struct lazystage_unit *u, bool want,
+			  uint32_t *rkey)
+{
+	struct ibv_mr *mr = NULL;
+	struct ctrl_region reg;
+	struct ctrl_out o;
+	unsigned int idx = 0;
+	uint8_t *p;
+	void *base;
+	size_t len, i;
+	int ret;
+
+	*rkey = 0;
+	if (xport_kind(s->x) != XPORT_RDMA)
+		return 0;
+	lazystage_area(sess_stage(s), &base, &len);
+	p = (uint8_t *)base + u->area_off;
+	if (s->regions_late) {
+		if (src_prereg_area_find(s->mig, xport_pd(s->x), p, u->len, want, &idx, &mr) < 0)
+			return -EAGAIN;
+	} else {
+		for (i = 0; i < s->nr_mrs && !mr; i++)
+			if (p >= (uint8_t *)s->mrs[i]->addr &&
+			    (size_t)(p - (uint8_t *)s->mrs[i]->addr) < s->mrs[i]->length &&
+			    u->len <=
+				s->mrs[i]->length - (size_t)(p - (uint8_t *)s->mrs[i]->addr)) {
+				mr = s->mrs[i];
+				idx = (unsigned int)i;
+			}
+		if (!mr)
+			return -ENOENT;
+	}
+	if (!(s->regions_told & (1ull << idx))) {
+		reg.addr = (uintptr_t)mr->addr;
+		reg.len = mr->length;
+		reg.rkey = mr->rkey;
+		ret = ctrl_msg_mem_regions(&o, &reg, 1);
+		if (ret == 0)
+			ret = sess_send(s, &o);
+		if (ret < 0)
+			return ret;
+		s->regions_told |= 1ull << idx;
+	}
+	*rkey = mr->rkey;
+	return 0;
+}
+
+static int sess_announce_bounce(struct src_session *s, const struct lazystage_unit *u);
+
+/*
+ * u's StageRegion, once, unless the destination restores and did not ask
+ * for it, or its chunk of the staging area is not registered yet (it goes
+ * then, src_session_area_chunk(), or from the first units' region if it
+ * was asked for).
+ */
 static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
 {
 	uint8_t *f = sess_unit_flags(s, u);
+	uint32_t rkey;
 	int ret;
 
 	if ((*f & STAGE_SENT) || (sess_stage_quiet(s) && !(*f & STAGE_ASKED)))
 		return 0;
-	ret = send_stage_unit(s, u, 0, 0);
+	ret = sess_unit_rkey(s, u, *f & STAGE_ASKED, &rkey);
+	if (ret == -EAGAIN)
+		return (*f & STAGE_ASKED) ? sess_announce_bounce(s, u) : 0;
+	if (ret == 0)
+		ret = send_stage_unit(s, u, 0, rkey);
 	if (ret == 0)
 		*f |= STAGE_SENT;
 	return ret;
 }
 
 /*
- * A unit the destination asked for while the staging area is still being
- * registered (regions_late, after ImagesDone): announced from a slot of
- * the session's first units' region, made at the first one, whose
- * MemRegions goes before it.  When the region cannot be made or is full
- * the unit waits for the area, as every unit did before.
+ * A unit the destination asked for while its chunk of the staging area is
+ * still being registered (regions_late): announced from a slot of the
+ * session's first units' region, made at the first one, whose MemRegions
+ * goes before it.  When the region cannot be made or is full the unit
+ * waits for its chunk, which is registered next.
  */
-static int sess_announce_early(struct src_session *s, const struct lazystage_unit *u)
+static int sess_announce_bounce(struct src_session *s, const struct lazystage_unit *u)
 {
 	uint8_t *f = sess_unit_flags(s, u);
 	struct ctrl_region reg;
@@ -967,7 +1060,7 @@ static int sess_announce_early(struct src_session *s, const struct lazystage_uni
 	size_t len;
 	int ret;
 
-	if ((*f & STAGE_SENT) || s->bounce_failed)
+	if (s->bounce_failed)
 		return 0;
 	if (!s->bounce) {
 		ret = bounce_open(xport_pd(s->x), SESS_BOUNCE_SLOTS, LAZYSTAGE_UNIT, &s->bounce);
@@ -1113,7 +1206,8 @@ static void stream_finish(struct src_session *s, bool resume)
 	if (ret == 0)
 		ret = sess_send(s, &o);
 	s->images_done = ret == 0;
-	if (ret == 0 && s->mig->map->lazy_dump && !s->regions_late)
+	/* While regions_late, the units of chunks not registered yet go as they are. */
+	if (ret == 0 && s->mig->map->lazy_dump)
 		ret = send_staged_so_far(s);
 	if (ret < 0) {
 		sess_abort(s, CTRL_ABORT_IMAGES, "cannot send the range tables");
@@ -1248,15 +1342,19 @@ static bool sess_regions_late(const struct src_session *s)
 }
 
 /*
- * The late registration ended: the staging area's MemRegions now (taken
- * from prereg, or registered here if it failed), then, once ImagesDone
- * went, every unit staged so far.
+ * The late registration ended: the staging area's regions not told yet
+ * now (taken from prereg, or registered here whole if it failed), then,
+ * once ImagesDone went, every unit staged so far.
  */
 static void sess_send_late_regions(struct src_session *s)
 {
 	int ret;
 
 	s->regions_late = false;
+	if (s->regions_told)
+		log_info("%s: the units of %d chunk(s) of the staging area were announced before "
+			 "the whole area was registered",
+			 s->name, __builtin_popcountll(s->regions_told));
 	if (bounce_used(s->bounce))
 		log_info("%s: %u unit(s) asked for while the staging area was registered were "
 			 "announced from their own region",
@@ -1443,18 +1541,10 @@ static void on_drain_lane(struct src_session *s, const DrainLane *dl)
 		log_info("%s: drain QP %" PRIu32 " up (QP %" PRIu32 ")", s->name, dl->index, qpn);
 }
 
-/*
- * A staged unit the destination asked for: announced now, from the
- * staging area once its StageRegions flow (stage_live), or from the first
- * units' region while the area is still being registered.
- */
+/* A staged unit the destination asked for: announced once StageRegions flow (stage_live). */
 static int sess_announce_asked(struct src_session *s, const struct lazystage_unit *u)
 {
-	if (s->stage_live)
-		return sess_announce(s, u);
-	if (s->regions_late && s->images_done)
-		return sess_announce_early(s, u);
-	return 0;
+	return s->stage_live ? sess_announce(s, u) : 0;
 }
 
 /* A fault on the destination waits for this unit: it goes ahead of the pull. */
@@ -1483,6 +1573,17 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 	if (ret < 0)
 		log_warn("%s: cannot stage pid %d at 0x%" PRIx64 " first: %s", s->name, r->pid,
 			 r->img_vaddr, strerror(-ret));
+	/* Its chunk of the staging area is registered next, while the unit is pulled. */
+	if (s->regions_late && xport_kind(s->x) == XPORT_RDMA) {
+		struct ibv_mr *mr;
+		unsigned int idx;
+		void *base;
+		size_t len;
+
+		lazystage_area(sess_stage(s), &base, &len);
+		(void)src_prereg_area_find(s->mig, xport_pd(s->x), (uint8_t *)base + u->area_off,
+					   u->len, true, &idx, &mr);
+	}
 }
 
 /*
@@ -1951,6 +2052,22 @@ void src_session_prereg_done(struct src_agent *a, const struct src_migration *m)
 			sess_start_stream(s);
 			return;
 		}
+	}
+}
+
+void src_session_area_chunk(struct src_agent *a, struct src_migration *m, unsigned int idx)
+{
+	struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig != m || !s->owner || !s->regions_late || !s->stage_live)
+			continue;
+		log_debug("%s: staging area chunk %u registered: its staged units go", s->name,
+			  idx);
+		if (send_staged_so_far(s) < 0)
+			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce the staged units");
+		return;
 	}
 }
 

@@ -56,6 +56,11 @@ void src_session_staged(struct src_agent *a, const struct src_migration *m,
  */
 void src_session_prereg_done(struct src_agent *a, const struct src_migration *m);
 /*
+ * Chunk idx of m's staging area is registered while the rest is not
+ * (prereg.h): its staged units go to the session serving m.
+ */
+void src_session_area_chunk(struct src_agent *a, struct src_migration *m, unsigned int idx);
+/*
  * m's checkpoint is mapped and serves: a destination that authenticated
  * while it was being made (FEAT_EARLY) gets the images now.
  */

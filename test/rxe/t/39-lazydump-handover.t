@@ -8,7 +8,8 @@
 # starts before the destination connects, here held 3 s so that the images
 # and ImagesDone go first and its MemRegions follow: FEAT_LATE_REGIONS;
 # the units the restore asks for meanwhile go from a region of their own,
-# so the workload runs before the registration ends);
+# so the workload runs before the registration ends, and the area goes in
+# chunks, each readable once it is registered);
 # guest B's agent restores it and
 # serves its faults from the staged units (StageReq for a unit not staged
 # yet).  The workload (64 MiB, two threads rewriting it) verifies all its
@@ -32,8 +33,8 @@ build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
 transports=${RDMIG_LAZY_TRANSPORTS:-rdma tcp}
-# RDMA's three more: the registration that ends after ImagesDone.
-tap_plan $((10 * $(wc -w <<<"$transports") + 16 + 3 * $(grep -cw rdma <<<"$transports")))
+# RDMA's four more: the registration that ends after ImagesDone.
+tap_plan $((10 * $(wc -w <<<"$transports") + 16 + 4 * $(grep -cw rdma <<<"$transports")))
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -84,6 +85,13 @@ for tr in $transports; do
 		[[ -n $ran && -n $reg && $ran -lt $reg ]] &&
 			grep -q 'unit(s) asked for while the staging area was registered were announced from their own region' <<<"$src_log"
 		tap_ok $? "$tr: ... the units the restore asked for went from their own region: the workload ran before the registration ended (source log lines ${ran:-?} < ${reg:-?})"
+		# The area goes in chunks of 8 MiB (9 for the workload's 64 MiB and
+		# the rest): the held one first, the workload already running, so
+		# its units were announced before the rest was registered.
+		nchunks=$(sed -n 's/.*staging area registered for RDMA READ in \([0-9]*\) chunk(s) of 8192 KiB.*/\1/p' <<<"$src_log" | head -n 1)
+		chunks=$(sed -n 's/.*: the units of \([0-9]*\) chunk(s) of the staging area were announced before the whole area was registered.*/\1/p' <<<"$src_log" | head -n 1)
+		[[ -n $nchunks && $nchunks -ge 8 && -n $chunks && $chunks -ge 1 ]]
+		tap_ok $? "$tr: ... registered in ${nchunks:-?} chunks, and the units of ${chunks:-no} chunk(s) were announced before the whole area was registered"
 	else
 		[[ $json == *'"register_ms":null'* ]]
 		tap_ok $? "$tr: nothing registered (register_ms null)"
