@@ -324,9 +324,19 @@ static void glue_prereg(struct src_agent *a, struct src_migration *m)
 		return;
 	}
 	/* A failure is logged; the session then registers the area when it serves. */
-	if (m->lazy && m->map && src_lazydump_area(m->lazy, m->map->set, &base, &len) == 0 && len)
-		src_prereg_start_area(m, o, a->data_verbs, base, len, LAZYSTAGE_UNIT,
-				      a->prereg_delay_ms, glue_preregistered, glue_area_chunk);
+	if (m->lazy && m->map && src_lazydump_area(m->lazy, m->map->set, &base, &len) == 0 && len) {
+		struct src_prereg_area_spec spec = {
+		    .base = base,
+		    .len = len,
+		    .overlap = LAZYSTAGE_UNIT,
+		    .delay_ms = a->prereg_delay_ms,
+		    .evbase = a->base,
+		    .done = glue_preregistered,
+		    .chunk = glue_area_chunk,
+		};
+
+		src_prereg_start_area(m, o, a->data_verbs, &spec);
+	}
 }
 
 /* m's images are mapped (ret 0: it serves now) or cannot be. */

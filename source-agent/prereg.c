@@ -50,7 +50,7 @@ struct prereg_area {
 	uint64_t registered; /* bit i: mrs[i] is chunk i's region */
 	uint64_t wanted;     /* bit i: a destination waits for a unit of chunk i */
 	int failed;	     /* the failure that ended it, or 0 */
-	unsigned int delay_ms;
+	struct event *hold;  /* --test-prereg-delay: the first chunk's wait, or NULL */
 	uint64_t t0;
 	src_prereg_done_fn done;
 	src_prereg_chunk_fn chunk_done;
@@ -71,10 +71,9 @@ struct prereg_job {
 	struct rdma_pd *pd; /* the job's own reference */
 	struct imgmap_file *files;
 	size_t nr_files;
-	bool touch;	       /* fault in files[0] writable first: a fresh staging area */
-	unsigned int delay_ms; /* testing: waits this long first (--test-prereg-delay) */
-	int chunk;	       /* the staging area's chunk it registers, or -1 */
-	int touch_err;	       /* its errno, or 0 */
+	bool touch;    /* fault in files[0] writable first: a fresh staging area */
+	int chunk;     /* the staging area's chunk it registers, or -1 */
+	int touch_err; /* its errno, or 0 */
 	/* Worker outputs. */
 	struct ibv_mr **mrs;
 	int ret;
@@ -173,10 +172,6 @@ static void job_run(struct offload_job *oj)
 	 * 2 MiB pages (MADV_HUGEPAGE) it was no faster in the guests
 	 * (performance.md), so the area keeps the kernel's default.
 	 */
-	if (offload_job_sleep(oj, j->delay_ms) < 0) {
-		j->ret = -ECANCELED;
-		return;
-	}
 	if (j->touch)
 		prereg_touch(oj, j);
 	j->ret = offload_job_cancelled(oj)
@@ -627,8 +622,6 @@ static int area_submit(struct src_migration *m, unsigned int idx)
 	/* Overlap included: a read-only pin of a page never written may be the zero page. */
 	j->touch = true;
 	j->chunk = (int)idx;
-	j->delay_ms = a->registered ? 0 : a->delay_ms;
-	a->delay_ms = 0;
 	ret = offload_submit(a->o, &j->job);
 	if (ret < 0) {
 		job_free(j);
@@ -696,18 +689,39 @@ static void area_chunk_done(struct prereg_job *j, int ret)
 	a->done(m, 0);
 }
 
+/* The test's hold on the first chunk ended (--test-prereg-delay). */
+static void area_hold_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct src_migration *m = arg;
+	struct prereg_area *a = m->prereg->area;
+	int ret;
+
+	(void)fd;
+	(void)what;
+	event_free(a->hold);
+	a->hold = NULL;
+	ret = area_submit(m, 0);
+	if (ret < 0) {
+		a->failed = ret;
+		log_warn("migration %s: cannot register its staging area ahead of the "
+			 "destination: %s",
+			 m->id, strerror(-ret));
+		a->done(m, ret);
+	}
+}
+
 int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-			  void *base, size_t len, size_t overlap, unsigned int delay_ms,
-			  src_prereg_done_fn done, src_prereg_chunk_fn chunk)
+			  const struct src_prereg_area_spec *spec)
 {
 	struct src_prereg *p;
 	struct prereg_area *a = NULL;
+	struct timeval tv;
 	size_t per;
 	int ret;
 
 	if (m->prereg && (m->prereg->job || m->prereg->mrs || m->prereg->area))
 		return -EALREADY;
-	if (!base || !len)
+	if (!spec->base || !spec->len || (spec->delay_ms && !spec->evbase))
 		return -EINVAL;
 	p = prereg_get(m);
 	a = calloc(1, sizeof(*a));
@@ -718,18 +732,30 @@ int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv
 	if (ret < 0)
 		goto out;
 	/* Chunks of 2 MiB multiples, at most SRC_PREREG_AREA_CHUNKS_MAX of them. */
-	per = (len + SRC_PREREG_AREA_CHUNKS_MAX - 1) / SRC_PREREG_AREA_CHUNKS_MAX;
+	per = (spec->len + SRC_PREREG_AREA_CHUNKS_MAX - 1) / SRC_PREREG_AREA_CHUNKS_MAX;
 	per = (per + (2u << 20) - 1) & ~(size_t)((2u << 20) - 1);
 	a->chunk = per < SRC_PREREG_AREA_CHUNK_MIN ? SRC_PREREG_AREA_CHUNK_MIN : per;
-	a->nr = (unsigned int)((len + a->chunk - 1) / a->chunk);
+	a->nr = (unsigned int)((spec->len + a->chunk - 1) / a->chunk);
 	a->o = o;
-	a->base = base;
-	a->len = len;
-	a->overlap = overlap;
-	a->delay_ms = delay_ms;
-	a->done = done;
-	a->chunk_done = chunk;
+	a->base = spec->base;
+	a->len = spec->len;
+	a->overlap = spec->overlap;
+	a->done = spec->done;
+	a->chunk_done = spec->chunk;
 	a->t0 = now_ns();
+	if (spec->delay_ms) {
+		a->hold = evtimer_new(spec->evbase, area_hold_done, m);
+		tv.tv_sec = spec->delay_ms / 1000;
+		tv.tv_usec = (spec->delay_ms % 1000) * 1000;
+		ret = a->hold ? evtimer_add(a->hold, &tv) : -ENOMEM;
+		if (ret != 0) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		p->area = a;
+		a = NULL;
+		goto out;
+	}
 	p->area = a;
 	ret = area_submit(m, 0);
 	if (ret < 0)
@@ -737,6 +763,8 @@ int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv
 	else
 		a = NULL;
 out:
+	if (a && a->hold)
+		event_free(a->hold);
 	free(a);
 	if (ret < 0)
 		log_warn("migration %s: cannot register its staging area ahead of the "
@@ -791,7 +819,7 @@ int src_prereg_open(struct src_migration *m, struct ibv_context *verbs)
 
 bool src_prereg_pending(const struct src_migration *m)
 {
-	return m->prereg && m->prereg->job;
+	return m->prereg && (m->prereg->job || (m->prereg->area && m->prereg->area->hold));
 }
 
 struct rdma_pd *src_prereg_pd(const struct src_migration *m)
@@ -833,8 +861,11 @@ void src_prereg_drop(struct src_migration *m)
 	if (p->mrs)
 		src_prereg_deregister(p->mrs, p->nr_mrs, m->id);
 	free(p->mrs);
-	if (p->area)
+	if (p->area) {
+		if (p->area->hold)
+			event_free(p->area->hold);
 		src_prereg_deregister(p->area->mrs, p->area->nr, m->id);
+	}
 	free(p->area);
 	prereg_adopted_free(p);
 	/* Regions before the mappings under them. */

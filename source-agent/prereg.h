@@ -44,6 +44,7 @@
 #ifndef RDMIG_SRC_PREREG_H
 #define RDMIG_SRC_PREREG_H
 
+#include <event2/event.h>
 #include <infiniband/verbs.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -83,25 +84,38 @@ int src_prereg_start(struct src_migration *m, struct offload *o, struct ibv_cont
 /* Chunk idx of m's staging area is registered (src_prereg_area_find() finds it now). */
 typedef void (*src_prereg_chunk_fn)(struct src_migration *m, unsigned int idx);
 
+/* A staging area to register (src_prereg_start_area()). */
+struct src_prereg_area_spec {
+	void *base; /* lazydump.h src_lazydump_area(): mapped, not filled yet */
+	size_t len;
+	size_t overlap; /* the largest unit */
+	/*
+	 * Testing (rdmig-source --test-prereg-delay): the first chunk waits
+	 * this long, on evbase's timer so that the offload thread stays free;
+	 * 0 otherwise.
+	 */
+	unsigned int delay_ms;
+	struct event_base *evbase;
+	src_prereg_done_fn done;
+	src_prereg_chunk_fn chunk;
+};
+
 /*
- * A lazy dump's staging area (lazydump.h src_lazydump_area(): mapped, not
- * filled yet) registered the same way, in chunks of at least
- * SRC_PREREG_AREA_CHUNK_MIN, one after the other on o: the registration,
- * which pins and clears every page of it, leaves the freeze too, and a
- * destination reads the units of a chunk as soon as that chunk is in
- * rather than after the whole area (seconds at hundreds of MiB on
+ * A lazy dump's staging area registered the same way, in chunks of at
+ * least SRC_PREREG_AREA_CHUNK_MIN, one after the other on o: the
+ * registration, which pins and clears every page of it, leaves the freeze
+ * too, and a destination reads the units of a chunk as soon as that chunk
+ * is in rather than after the whole area (seconds at hundreds of MiB on
  * soft-RoCE).  Chunk i's region is [i * chunk, (i + 1) * chunk + overlap)
  * of the area, so a unit of at most overlap bytes that starts in chunk i
  * lies in its region whole.  chunk(m, i) follows each chunk but the last;
  * done(m, ret) follows the last, or the first failure (the chunks
  * registered before it stay readable until src_prereg_drop()).  The area
  * must stay mapped until every region is deregistered (src_prereg_drop(),
- * or the session that took them).  delay_ms: a test's wait before it
- * starts (rdmig-source --test-prereg-delay), 0 otherwise.
+ * or the session that took them).
  */
 int src_prereg_start_area(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-			  void *base, size_t len, size_t overlap, unsigned int delay_ms,
-			  src_prereg_done_fn done, src_prereg_chunk_fn chunk);
+			  const struct src_prereg_area_spec *spec);
 /*
  * While m's staging area is registered: the chunk whose region holds
  * [addr, +len) of the area, if that chunk is registered in pd: 0 with its
@@ -149,7 +163,7 @@ int src_prereg_rounds_settle(struct src_migration *m, struct offload *o, char *w
  * has one.
  */
 int src_prereg_open(struct src_migration *m, struct ibv_context *verbs);
-/* Registration still running. */
+/* Registration still running (or, for a staging area, held: --test-prereg-delay). */
 bool src_prereg_pending(const struct src_migration *m);
 /* The PD for a connection that names m, or NULL. */
 struct rdma_pd *src_prereg_pd(const struct src_migration *m);
