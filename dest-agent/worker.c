@@ -931,18 +931,31 @@ static void dest_src_progress_cb(evutil_socket_t fd, short what, void *arg)
 	netsrc_send_progress(d->ns, c.pages_fault + c.pages_drain, c.bytes, c.faults_lazy);
 }
 
-static int dest_setup_loop(struct dest *d)
+/*
+ * The READ buffers (staging.h), made before the images arrive: faulting in
+ * 10 MiB took 0.28 s of a TCG guest's restore path, which for a worker
+ * started at the reservation now falls before the freeze.
+ */
+static int dest_staging_make(struct dest *d)
 {
 	uint64_t slot = d->o.ecfg.drain_chunk;
+
+	if (d->st)
+		return 0;
+	if ((uint64_t)d->o.ecfg.readahead_pages * IMG_PAGE_SIZE > slot)
+		slot = (uint64_t)d->o.ecfg.readahead_pages * IMG_PAGE_SIZE;
+	return staging_create(slot, d->o.ecfg.drain_depth + DEST_FAULT_SLOTS, &d->st);
+}
+
+static int dest_setup_loop(struct dest *d)
+{
 	int ret;
 
 	if (!d->base)
 		d->base = event_base_new();
 	if (!d->base)
 		return -ENOMEM;
-	if ((uint64_t)d->o.ecfg.readahead_pages * IMG_PAGE_SIZE > slot)
-		slot = (uint64_t)d->o.ecfg.readahead_pages * IMG_PAGE_SIZE;
-	ret = staging_create(slot, d->o.ecfg.drain_depth + DEST_FAULT_SLOTS, &d->st);
+	ret = dest_staging_make(d);
 	if (ret < 0)
 		return ret;
 	ret = dest_open_source(d);
@@ -1278,6 +1291,12 @@ int worker_run(const struct dest_opts *o)
 	if (!d.base || (ret = dest_catch_signals(&d)) < 0) {
 		log_err("setup: %s", strerror(ENOMEM));
 		dest_fail(&d, "setup: %s", strerror(ENOMEM));
+		goto out;
+	}
+	ret = dest_staging_make(&d);
+	if (ret < 0) {
+		log_err("staging buffers: %s", strerror(-ret));
+		dest_fail(&d, "staging buffers: %s", strerror(-ret));
 		goto out;
 	}
 	if (d.o.local) {
