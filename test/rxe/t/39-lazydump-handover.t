@@ -85,12 +85,12 @@ for tr in $transports; do
 		[[ -n $ran && -n $reg && $ran -lt $reg ]] &&
 			grep -q 'unit(s) asked for while the staging area was registered were announced from their own region' <<<"$src_log"
 		tap_ok $? "$tr: ... the units the restore asked for went from their own region: the workload ran before the registration ended (source log lines ${ran:-?} < ${reg:-?})"
-		# The area goes in chunks of 8 MiB (9 for the workload's 64 MiB and
+		# The area goes in chunks of 2 MiB (33 for the workload's 64 MiB and
 		# the rest): the held one first, the workload already running, so
 		# its units were announced before the rest was registered.
-		nchunks=$(sed -n 's/.*staging area registered for RDMA READ in \([0-9]*\) chunk(s) of 8192 KiB.*/\1/p' <<<"$src_log" | head -n 1)
+		nchunks=$(sed -n 's/.*staging area registered for RDMA READ in \([0-9]*\) chunk(s) of 2048 KiB.*/\1/p' <<<"$src_log" | head -n 1)
 		chunks=$(sed -n 's/.*: the units of \([0-9]*\) chunk(s) of the staging area were announced before the whole area was registered.*/\1/p' <<<"$src_log" | head -n 1)
-		[[ -n $nchunks && $nchunks -ge 8 && -n $chunks && $chunks -ge 1 ]]
+		[[ -n $nchunks && $nchunks -ge 32 && -n $chunks && $chunks -ge 1 ]]
 		tap_ok $? "$tr: ... registered in ${nchunks:-?} chunks, and the units of ${chunks:-no} chunk(s) were announced before the whole area was registered"
 	else
 		[[ $json == *'"register_ms":null'* ]]
