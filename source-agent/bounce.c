@@ -38,7 +38,7 @@ struct bounce_job {
 	int ret;
 };
 
-/* base, len set; NULL base on failure. */
+/* A bounce whose region is mapped, not registered yet. */
 static int bounce_map(unsigned int nr_slots, size_t slot_len, struct bounce **out)
 {
 	struct bounce *b;
