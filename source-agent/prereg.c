@@ -210,9 +210,9 @@ static void job_done(struct offload_job *oj, bool ran)
 	}
 	m->prereg->job = NULL;
 	if (ret < 0) {
-		log_warn("migration %s: cannot register the %s ahead of the destination "
+		log_warn("migration %s: cannot register the checkpoint ahead of the destination "
 			 "(%s): it is registered once the destination authenticated",
-			 m->id, m->lazy_dump ? "staging area" : "checkpoint", strerror(-ret));
+			 m->id, strerror(-ret));
 	} else {
 		for (size_t i = 0; m->prereg->adopted && i < j->nr_files; i++) {
 			if (!j->mrs[i])
@@ -222,13 +222,9 @@ static void job_done(struct offload_job *oj, bool ran)
 		m->prereg->mrs = j->mrs;
 		m->prereg->nr_mrs = j->nr_files;
 		j->mrs = NULL;
-		if (j->touch_err)
-			log_info("migration %s: its staging area was registered without being "
-				 "faulted in first (madvise MADV_POPULATE_WRITE: %s)",
-				 m->id, strerror(j->touch_err));
-		log_info("migration %s: %s registered for RDMA READ in %.2f s, before the "
+		log_info("migration %s: checkpoint registered for RDMA READ in %.2f s, before the "
 			 "destination connected",
-			 m->id, m->lazy_dump ? "staging area" : "checkpoint", (double)j->ns / 1e9);
+			 m->id, (double)j->ns / 1e9);
 	}
 	prereg_adopted_free(m->prereg);
 	j->done(m, ret);

@@ -924,6 +924,16 @@ static uint8_t *sess_unit_flags(const struct src_session *s, const struct lazyst
 	return &s->stage_flags[u - lazystage_units(sess_stage(s), &n)];
 }
 
+/* u's bytes in the staging area. */
+static uint8_t *sess_unit_bytes(const struct src_session *s, const struct lazystage_unit *u)
+{
+	void *base;
+	size_t len;
+
+	lazystage_area(sess_stage(s), &base, &len);
+	return (uint8_t *)base + u->area_off;
+}
+
 /* u's StageRegion; over RDMA readable at addr (0: its place in the staging area) with rkey. */
 static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u, uint64_t addr,
 			   uint32_t rkey)
@@ -935,14 +945,11 @@ static int send_stage_unit(struct src_session *s, const struct lazystage_unit *u
 	};
 	const uint64_t *tags;
 	struct ctrl_out o;
-	void *base;
-	size_t len;
 	int ret;
 
 	if (xport_kind(s->x) == XPORT_RDMA) {
-		lazystage_area(sess_stage(s), &base, &len);
 		r.has_remote = true;
-		r.remote_addr = addr ? addr : (uintptr_t)base + u->area_off;
+		r.remote_addr = addr ? addr : (uintptr_t)sess_unit_bytes(s, u);
 		r.rkey = rkey;
 	}
 	/* Page tags go to a destination that verifies (sess_refusal(): the migration has them). */
@@ -977,15 +984,13 @@ static int sess_unit_rkey(struct src_session *s, const struct lazystage_unit *u,
 	struct ctrl_out o;
 	unsigned int idx = 0;
 	uint8_t *p;
-	void *base;
-	size_t len, i;
+	size_t i;
 	int ret;
 
 	*rkey = 0;
 	if (xport_kind(s->x) != XPORT_RDMA)
 		return 0;
-	lazystage_area(sess_stage(s), &base, &len);
-	p = (uint8_t *)base + u->area_off;
+	p = sess_unit_bytes(s, u);
 	if (s->regions_late) {
 		if (src_prereg_area_find(s->mig, xport_pd(s->x), p, u->len, want, &idx, &mr) < 0)
 			return -EAGAIN;
@@ -1058,8 +1063,6 @@ static int sess_announce_bounce(struct src_session *s, const struct lazystage_un
 	struct ctrl_out o;
 	uint64_t addr;
 	uint32_t rkey;
-	void *base;
-	size_t len;
 	int ret;
 
 	if (s->bounce_failed)
@@ -1087,8 +1090,7 @@ static int sess_announce_bounce(struct src_session *s, const struct lazystage_un
 			return ret;
 		s->bounce_told = true;
 	}
-	lazystage_area(sess_stage(s), &base, &len);
-	if (bounce_put(s->bounce, (uint8_t *)base + u->area_off, u->len, &addr, &rkey) < 0)
+	if (bounce_put(s->bounce, sess_unit_bytes(s, u), u->len, &addr, &rkey) < 0)
 		return 0;
 	ret = send_stage_unit(s, u, addr, rkey);
 	if (ret == 0)
@@ -1622,12 +1624,9 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 	if (s->regions_late && xport_kind(s->x) == XPORT_RDMA) {
 		struct ibv_mr *mr;
 		unsigned int idx;
-		void *base;
-		size_t len;
 
-		lazystage_area(sess_stage(s), &base, &len);
-		(void)src_prereg_area_find(s->mig, xport_pd(s->x), (uint8_t *)base + u->area_off,
-					   u->len, true, &idx, &mr);
+		(void)src_prereg_area_find(s->mig, xport_pd(s->x), sess_unit_bytes(s, u), u->len,
+					   true, &idx, &mr);
 	}
 }
 
