@@ -8,9 +8,9 @@
  * across a VMA), allocates one anonymous area of their total size (the
  * caller registers it for REMOTE_READ: lazystage_area()), and fills it
  * from the page server through criupsrv: units in table order, at most
- * LAZYSTAGE_WINDOW of them asked for at a time, so that a unit a
- * destination fault waits for (lazystage_want()) overtakes the background
- * pull after at most a window's worth of replies already in the pipe.
+ * LAZYSTAGE_WINDOW of them asked for at a time; a unit a destination
+ * fault waits for (lazystage_want()) overtakes them all but the few
+ * criupsrv already sent (CRIUPSRV_MAX_INFLIGHT).
  * Each unit, once all its pages are in, gets its XXH3-64 (and its page
  * tags, with a page key) and is reported
  * through staged(); the destination may READ it from then on, not before.
