@@ -212,12 +212,14 @@ watched() {
 			why="the other guest: $(cat "$sync/fail.$id")"
 			break
 		fi
-		s=$("$B/rdmigctl/rdmigctl" --socket "$sock" status "dt$id" --json 2>/dev/null |
-			python3 -c 'import json, sys
+		# python3 only once it failed: a run a second would take a good
+		# share of the guest's one vCPU from the migration it measures.
+		s=$("$B/rdmigctl/rdmigctl" --socket "$sock" status "dt$id" --json 2>/dev/null)
+		[[ $s =~ \"state\":\"(failed|aborted|rolled_back)\" ]] || s=
+		[ -n "$s" ] && s=$(python3 -c 'import json, sys
 j = json.load(sys.stdin)
-if j.get("state") in ("failed", "aborted", "rolled_back"):
-    e = j.get("error")
-    print(j["state"], (e.get("message") if isinstance(e, dict) else e) or "")' 2>/dev/null)
+e = j.get("error")
+print(j["state"], (e.get("message") if isinstance(e, dict) else e) or "")' <<<"$s" 2>/dev/null)
 		if [ -n "$s" ]; then
 			why="$role agent: migration dt$id $s"
 			echo "$why" >"$sync/fail.$id"
