@@ -1044,6 +1044,9 @@ static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
 		ret = send_stage_unit(s, u, 0, rkey);
 	if (ret == 0)
 		*f |= STAGE_SENT;
+	if (ret == 0 && (*f & STAGE_ASKED))
+		log_debug("%s: pid %d at 0x%" PRIx64 ", asked for, announced", s->name, u->pid,
+			  u->img_vaddr);
 	return ret;
 }
 
@@ -1095,6 +1098,10 @@ static int sess_announce_bounce(struct src_session *s, const struct lazystage_un
 	ret = send_stage_unit(s, u, addr, rkey);
 	if (ret == 0)
 		*f |= STAGE_SENT;
+	if (ret == 0)
+		log_debug("%s: pid %d at 0x%" PRIx64 ", asked for, announced from the first units' "
+			  "region",
+			  s->name, u->pid, u->img_vaddr);
 	return ret;
 }
 
@@ -1610,6 +1617,10 @@ static void on_stage_req(struct src_session *s, const StageReq *r)
 		return;
 	}
 	*sess_unit_flags(s, u) |= STAGE_ASKED;
+	log_debug("%s: StageReq for pid %d at 0x%" PRIx64 ": %s", s->name, r->pid, r->img_vaddr,
+		  u->state == LAZYSTAGE_STAGED	? "staged already"
+		  : u->state == LAZYSTAGE_ASKED ? "asked of the page server already"
+						: "asked of the page server now");
 	/* Staged already but held back while the destination restores (sess_stage_quiet()). */
 	if (u->state == LAZYSTAGE_STAGED) {
 		if (sess_announce_asked(s, u) < 0)
