@@ -28,6 +28,12 @@
 /* Completions handled per wakeup, so one busy endpoint cannot starve the loop. */
 #define CQ_POLL_BUDGET 64
 #define CQ_ACK_BATCH   32
+/*
+ * And the time one wakeup may take: a drain READ's completion installs
+ * 256 KiB (UFFDIO_COPY), 10-20 ms under TCG, so 64 of them held the loop
+ * for 1.3 s while the workload's new faults waited unread in its uffd.
+ */
+#define CQ_POLL_SLICE_NS (2ull * 1000 * 1000)
 
 struct pending_send {
 	STAILQ_ENTRY(pending_send) link;
@@ -755,7 +761,7 @@ int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t 
 	return ret;
 }
 
-static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget);
+static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until);
 
 /* Arms the lane CQ while READs are in flight on it; see lane_armed. */
 static void ep_lane_arm(struct rdma_ep *ep)
@@ -769,7 +775,7 @@ static void ep_lane_arm(struct rdma_ep *ep)
 	}
 	ep->lane_armed = true;
 	/* A completion that landed before the arm notifies no one: poll for it. */
-	ep_poll_cq(ep, ep->lane_cq, CQ_POLL_BUDGET);
+	ep_poll_cq(ep, ep->lane_cq, CQ_POLL_BUDGET, 0);
 }
 
 static void ep_lane_arm_cb(evutil_socket_t fd, short what, void *arg)
@@ -828,13 +834,19 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 		ep_report_closed(ep, -EIO);
 }
 
-/* Polls cq for at most budget completions; returns how many ran, or -EIO. */
-static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget)
+/*
+ * Polls cq for at most budget completions, and until the monotonic time
+ * until (0: no limit) once one batch ran; returns how many ran, or -EIO.
+ * Small batches: each completion may cost a UFFDIO_COPY.
+ */
+static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until)
 {
-	struct ibv_wc wc[16];
+	struct ibv_wc wc[4];
 	int done = 0, n, i;
 
 	while (done < budget && (!ep->closing || ep->lingering)) {
+		if (done && until && now_ns() >= until)
+			break;
 		n = ibv_poll_cq(cq, (int)ARRAY_SIZE(wc), wc);
 		if (n < 0) {
 			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
@@ -856,6 +868,7 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	struct ibv_cq *cq;
 	void *ctx;
 	int budget = CQ_POLL_BUDGET;
+	uint64_t until = now_ns() + CQ_POLL_SLICE_NS;
 	bool rearm = false;
 	int n;
 
@@ -889,15 +902,21 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* The fault lane first: its completions are what a stopped thread waits for. */
 	if (ep->lane_cq) {
-		n = ep_poll_cq(ep, ep->lane_cq, budget);
+		n = ep_poll_cq(ep, ep->lane_cq, budget, until);
 		if (n < 0)
 			return;
 		budget -= n;
 	}
-	n = ep_poll_cq(ep, ep->cq, budget);
-	if (n < 0)
-		return;
-	budget -= n;
+	if (now_ns() >= until) {
+		budget = 0;
+	} else {
+		n = ep_poll_cq(ep, ep->cq, budget, until);
+		if (n < 0)
+			return;
+		budget -= n;
+		if (now_ns() >= until)
+			budget = 0;
+	}
 	if (ep->lane_cq)
 		ep_lane_arm(ep);
 	/*
@@ -922,11 +941,11 @@ int rdma_ep_poll(struct rdma_ep *ep)
 	if (!ep->cq)
 		return -ENOTCONN;
 	if (ep->lane_cq) {
-		n = ep_poll_cq(ep, ep->lane_cq, 16);
+		n = ep_poll_cq(ep, ep->lane_cq, 16, 0);
 		if (n != 0)
 			return n;
 	}
-	return ep_poll_cq(ep, ep->cq, 16);
+	return ep_poll_cq(ep, ep->cq, 16, 0);
 }
 
 static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
