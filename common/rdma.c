@@ -836,18 +836,18 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 
 /*
  * Polls cq for at most budget completions, and until the monotonic time
- * until (0: no limit) once one batch ran; returns how many ran, or -EIO.
- * Small batches: each completion may cost a UFFDIO_COPY.
+ * until (0: no limit) once one ran; returns how many ran, or -EIO.  With
+ * a limit one at a time: each completion may cost a UFFDIO_COPY.
  */
 static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until)
 {
-	struct ibv_wc wc[4];
+	struct ibv_wc wc[16];
 	int done = 0, n, i;
 
 	while (done < budget && (!ep->closing || ep->lingering)) {
 		if (done && until && now_ns() >= until)
 			break;
-		n = ibv_poll_cq(cq, (int)ARRAY_SIZE(wc), wc);
+		n = ibv_poll_cq(cq, until ? 1 : (int)ARRAY_SIZE(wc), wc);
 		if (n < 0) {
 			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
 			ep_report_closed(ep, -EIO);
@@ -945,7 +945,8 @@ int rdma_ep_poll(struct rdma_ep *ep)
 		if (n != 0)
 			return n;
 	}
-	return ep_poll_cq(ep, ep->cq, 16, 0);
+	/* A fault may wait for a drain READ in flight; the spin must stay short all the same. */
+	return ep_poll_cq(ep, ep->cq, 16, now_ns() + CQ_POLL_SLICE_NS);
 }
 
 static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
