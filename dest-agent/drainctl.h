@@ -3,9 +3,11 @@
  * drainctl: how wide the background drain may run, as a pure function of
  * the faults seen so far and the clock.
  *
- * Every fault on a lazy page halves the drain's depth and chunk (down to
- * one request of min_chunk): a thread is waiting, and each drain READ on
- * the wire delays its page.  When the faults stop for a quiet time the
+ * Every fault on a lazy page that needs a READ of its own halves the
+ * drain's depth and chunk (down to one request of min_chunk): a thread is
+ * waiting, and each drain READ on the wire delays its page.  A fault on a
+ * page already in flight does not: its READ is on the wire, and the
+ * engine installs that page first when it arrives.  When the faults stop for a quiet time the
  * drain doubles them back, one step per quarter of that time, up to the
  * configured maximum.  The quiet time follows the workload: twice the
  * smoothed gap between faults, kept within 1..100 ms, so a burst does not
