@@ -761,7 +761,7 @@ int rdma_ep_read_fault(struct rdma_ep *ep, void *local, uint32_t lkey, uint64_t 
 	return ret;
 }
 
-static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until);
+static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until, int batch);
 
 /* Arms the lane CQ while READs are in flight on it; see lane_armed. */
 static void ep_lane_arm(struct rdma_ep *ep)
@@ -775,7 +775,7 @@ static void ep_lane_arm(struct rdma_ep *ep)
 	}
 	ep->lane_armed = true;
 	/* A completion that landed before the arm notifies no one: poll for it. */
-	ep_poll_cq(ep, ep->lane_cq, CQ_POLL_BUDGET, 0);
+	ep_poll_cq(ep, ep->lane_cq, CQ_POLL_BUDGET, 0, 16);
 }
 
 static void ep_lane_arm_cb(evutil_socket_t fd, short what, void *arg)
@@ -835,11 +835,12 @@ static void ep_handle_wc(struct rdma_ep *ep, const struct ibv_wc *wc)
 }
 
 /*
- * Polls cq for at most budget completions, and until the monotonic time
- * until (0: no limit) once one ran; returns how many ran, or -EIO.  With
- * a limit one at a time: each completion may cost a UFFDIO_COPY.
+ * Polls cq for at most budget completions, batch (1..16) at a time, and
+ * once one batch ran only until the monotonic time until (0: no limit);
+ * returns how many ran, or -EIO.  Each completion may cost a UFFDIO_COPY:
+ * the time is looked at between batches.
  */
-static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until)
+static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_t until, int batch)
 {
 	struct ibv_wc wc[16];
 	int done = 0, n, i;
@@ -847,7 +848,7 @@ static int ep_poll_cq(struct rdma_ep *ep, struct ibv_cq *cq, int budget, uint64_
 	while (done < budget && (!ep->closing || ep->lingering)) {
 		if (done && until && now_ns() >= until)
 			break;
-		n = ibv_poll_cq(cq, until ? 1 : (int)ARRAY_SIZE(wc), wc);
+		n = ibv_poll_cq(cq, batch, wc);
 		if (n < 0) {
 			log_err("ibv_poll_cq on %s failed: %d", ep->name, n);
 			ep_report_closed(ep, -EIO);
@@ -902,7 +903,7 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	/* The fault lane first: its completions are what a stopped thread waits for. */
 	if (ep->lane_cq) {
-		n = ep_poll_cq(ep, ep->lane_cq, budget, until);
+		n = ep_poll_cq(ep, ep->lane_cq, budget, until, 4);
 		if (n < 0)
 			return;
 		budget -= n;
@@ -910,7 +911,7 @@ static void ep_comp_cb(evutil_socket_t fd, short what, void *arg)
 	if (now_ns() >= until) {
 		budget = 0;
 	} else {
-		n = ep_poll_cq(ep, ep->cq, budget, until);
+		n = ep_poll_cq(ep, ep->cq, budget, until, 4);
 		if (n < 0)
 			return;
 		budget -= n;
@@ -941,12 +942,15 @@ int rdma_ep_poll(struct rdma_ep *ep)
 	if (!ep->cq)
 		return -ENOTCONN;
 	if (ep->lane_cq) {
-		n = ep_poll_cq(ep, ep->lane_cq, 16, 0);
+		n = ep_poll_cq(ep, ep->lane_cq, 16, 0, 16);
 		if (n != 0)
 			return n;
 	}
-	/* A fault may wait for a drain READ in flight; the spin must stay short all the same. */
-	return ep_poll_cq(ep, ep->cq, 16, now_ns() + CQ_POLL_SLICE_NS);
+	/*
+	 * A fault may wait for a drain READ in flight; the spin must stay
+	 * short all the same: one at a time, for at most the slice.
+	 */
+	return ep_poll_cq(ep, ep->cq, 16, now_ns() + CQ_POLL_SLICE_NS, 1);
 }
 
 static void ep_resume_cb(evutil_socket_t fd, short what, void *arg)
