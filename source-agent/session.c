@@ -1119,8 +1119,8 @@ static void sess_bounce_ready(struct bounce *b, int ret, void *arg)
 		s->bounce_failed = true;
 		return;
 	}
-	log_info("%s: the first units' region is registered: up to %u units the destination "
-		 "asks for before their chunk of the staging area is in are announced from it",
+	log_info("%s: the staging area is still being registered: the units the destination "
+		 "asks for are announced from a region of %u of their own, registered meanwhile",
 		 s->name, SESS_BOUNCE_SLOTS);
 	if (s->stage_live && s->regions_late && send_staged_so_far(s) < 0)
 		sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce the staged units");
@@ -1128,11 +1128,10 @@ static void sess_bounce_ready(struct bounce *b, int ret, void *arg)
 
 /*
  * The staging area is registered while the destination restores: the
- * first units' region is registered on the offload thread, in the
- * migration's PD, before the freeze for a destination worker that came
- * early, else when the session starts serving, so that the restore's
- * first request does not wait for it on the loop (0.1-0.25 s in the
- * guests).  On failure it is made at that request, as before.
+ * first units' region is registered now on the offload thread, in the
+ * migration's PD, so that the restore's first request does not wait for
+ * it on the loop (0.1-0.25 s in the guests).  On failure it is made at
+ * that request, as before.
  */
 static void sess_bounce_prepare(struct src_session *s)
 {
@@ -1436,15 +1435,6 @@ static void sess_start_stream(struct src_session *s)
 		log_info("%s: destination authenticated before the checkpoint exists: held until "
 			 "the migration serves",
 			 s->name);
-		/*
-		 * A lazy dump's restore asks for units before their chunks of the
-		 * staging area are in: their region is made now, while the
-		 * workload still runs, not while the restore waits (registered
-		 * after the dump, behind the area's first chunks and beside the
-		 * pull, it took 0.5-0.8 s on a guest's one vCPU).
-		 */
-		if (s->mig->lazy_dump && xport_kind(s->x) == XPORT_RDMA)
-			sess_bounce_prepare(s);
 		return;
 	}
 	/*
