@@ -1042,11 +1042,12 @@ static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
 		return (*f & STAGE_ASKED) ? sess_announce_bounce(s, u) : 0;
 	if (ret == 0)
 		ret = send_stage_unit(s, u, 0, rkey);
-	if (ret == 0)
+	if (ret == 0) {
 		*f |= STAGE_SENT;
-	if (ret == 0 && (*f & STAGE_ASKED))
-		log_debug("%s: pid %d at 0x%" PRIx64 ", asked for, announced", s->name, u->pid,
-			  u->img_vaddr);
+		if (*f & STAGE_ASKED)
+			log_debug("%s: pid %d at 0x%" PRIx64 ", asked for, announced", s->name,
+				  u->pid, u->img_vaddr);
+	}
 	return ret;
 }
 
@@ -1096,12 +1097,12 @@ static int sess_announce_bounce(struct src_session *s, const struct lazystage_un
 	if (bounce_put(s->bounce, sess_unit_bytes(s, u), u->len, &addr, &rkey) < 0)
 		return 0;
 	ret = send_stage_unit(s, u, addr, rkey);
-	if (ret == 0)
+	if (ret == 0) {
 		*f |= STAGE_SENT;
-	if (ret == 0)
 		log_debug("%s: pid %d at 0x%" PRIx64 ", asked for, announced from the first units' "
 			  "region",
 			  s->name, u->pid, u->img_vaddr);
+	}
 	return ret;
 }
 
