@@ -18,7 +18,9 @@
 #   lazykill srckill's kill and restart, the workload dumped with
 #            --lazy-dump: criu's page server loses its client and exits, the
 #            tree stays stopped; the restarted agent takes it again and
-#            stages the pages left from it (process_vm_readv);
+#            stages the pages left from it (process_vm_readv); a dump
+#            that came with no lazy page is migrated to the end and the
+#            case run again once as lazykill2 (no_lazy(), C.redo);
 #   srcterm  rdmig-source SIGTERMed at 10% (likewise): it is still there a
 #            second later, keeps serving until done, then exits 0 by itself
 #            (its record says done);
@@ -174,7 +176,7 @@ migrate() {
 	# A plain dump unless the case is about a lazy one (the agent's default
 	# with --to): what the cases assert of a restart is a plain dump's.
 	local lazy=--no-lazy-dump
-	[ "$1" = lazykill ] && lazy=--lazy-dump
+	case $1 in lazykill*) lazy=--lazy-dump ;; esac
 	"$ctl" --socket "$ssock" migrate --pid "$2" --to "$RDMIG_PEER_ADDR" --id "$1" \
 		--transport rdma --verify "$lazy" >"$top/$1.migrate" 2>&1
 	local rc=$?
@@ -211,21 +213,41 @@ wait_go() {
 	cat "$shared/$1.go" 2>/dev/null || echo '{}'
 }
 
+# no_lazy C AT: C's lazy dump came with no lazy page (criu wrote every
+# page into the images; rare, its cause not found yet): what criu and the
+# agent said of it, for whoever looks next.
+no_lazy() {
+	say "$1: criu's lazy dump marked no page lazy (the destination's progress: $2); the case again as ${1}2"
+	say "json $1 nolazy {\"at\":$2,\"source\":$(mig_json "$1" "$ssock" | jq -c '{lazy_dump, state}' 2>/dev/null || echo null)}"
+	grep -a 'Pagemap generated\|lazy\|Lazy\|page.server\|page-server' "$top/images/$1/dump.log" 2>/dev/null |
+		head -n 20 | sed "s|^|agentfail: $1: criu: |"
+	grep -a "migration $1\b.*\(criu\|lazy\)" "$top/source.log" 2>/dev/null | head -n 10 |
+		sed "s|^|agentfail: $1: agent: |"
+}
+
 # src_case C: one migration of a workload, hurt as C says on this side.
+# lazykill whose dump had no lazy page (nothing to hurt in post-copy) is
+# migrated to the end and run again once, as lazykill2.
 src_case() {
-	local c=$1 st=0 at rc alive
+	local c=$1 st=0 at rc alive redo=
 	prepare "$c" "$size" || st=1
 	migrate "$c" "$wpid" || st=1
 	case $c in
-	srckill | lazykill)
+	lazykill)
 		at=$(wait_go "$c")
-		kill -KILL "$spid"
-		wait "$spid" 2>/dev/null
-		: >"$shared/$c.hurt"
-		say "json $c at $at"
-		say "$c: rdmig-source SIGKILLed; starting it again in 5 s"
-		sleep 5
-		start_source || st=1
+		if jq -e '(.total // 0) == 0' <<<"$at" >/dev/null 2>&1; then
+			no_lazy "$c" "$at"
+			redo=${c}2
+			# The destination looks for the word once it hears of the (no) hurt.
+			echo "$redo" >"$shared/$c.redo"
+			: >"$shared/$c.hurt"
+		else
+			src_hurt_kill "$c" "$at" || st=1
+		fi
+		;;
+	srckill | lazykill2)
+		at=$(wait_go "$c")
+		src_hurt_kill "$c" "$at" || st=1
 		;;
 	srcterm)
 		at=$(wait_go "$c")
@@ -244,8 +266,23 @@ src_case() {
 	esac
 	src_end "$c" "$st" "$wpid"
 	st=$?
-	[ "$c" = lazykill ] && say "json $c adopt {\"taken\":$(src_said "lazy dump of pid $wpid: its stopped tree taken again"),\"from_tree\":$(src_said "lazy dump of pid $wpid: staging from its stopped tree")}"
+	case $c in lazykill*) say "json $c adopt {\"taken\":$(src_said "lazy dump of pid $wpid: its stopped tree taken again"),\"from_tree\":$(src_said "lazy dump of pid $wpid: staging from its stopped tree")}" ;; esac
+	if [ -n "$redo" ]; then
+		src_case "$redo" || st=1
+	fi
 	return $st
+}
+
+# src_hurt_kill C AT: rdmig-source SIGKILLed with C in post-copy (AT, the
+# destination's progress then) and started again 5 s later.
+src_hurt_kill() {
+	kill -KILL "$spid"
+	wait "$spid" 2>/dev/null
+	: >"$shared/$1.hurt"
+	say "json $1 at $2"
+	say "$1: rdmig-source SIGKILLed; starting it again in 5 s"
+	sleep 5
+	start_source
 }
 
 # src_said TEXT: true if the running rdmig-source logged TEXT, else false.
@@ -263,9 +300,13 @@ ask_within() {
 	[ -s "$report" ] && grep -q '^workload: OK' "$report"
 }
 
-# untouched C PID: a waiting workload: its State and generation, twice.
+# untouched C PID: a waiting workload: its State and generation, twice;
+# then whether its images directory exists and, after that, its state in
+# the API.  A slot may free meanwhile and its dump start (the directory is
+# made in the same step of the agent's loop that ends its queued state):
+# images with the state still queued are what must never be.
 untouched() {
-	local stt g0 g1
+	local stt g0 g1 fz q
 	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
 	# A workload frozen or dumped already answers no check: no asking, and
 	# one frozen meanwhile (a slot freed) is given 20 s, not ask's minutes.
@@ -274,7 +315,9 @@ untouched() {
 		sleep 1
 		ask_within "$1" 20 && g1=$(gen "$1")
 	fi
-	say "json $1 untouched {\"pid\":$2,\"state\":\"${stt:-gone}\",\"gen0\":${g0:-0},\"gen1\":${g1:-0},\"frozen\":$([ -e "$top/images/$1" ] && echo true || echo false)}"
+	fz=$([ -e "$top/images/$1" ] && echo true || echo false)
+	q=$(mig_state "$1" "$ssock")
+	say "json $1 untouched {\"pid\":$2,\"state\":\"${stt:-gone}\",\"gen0\":${g0:-0},\"gen1\":${g1:-0},\"frozen\":$fz,\"after\":\"${q:-none}\"}"
 }
 
 # slots: six at once into four destination slots.
@@ -303,11 +346,17 @@ src_slots() {
 	q=${q:-[]}
 	say "json slots queue $(jq -c --argjson s ${#started[@]} --argjson r ${#waiting[@]} \
 		'{started: $s, refused: $r, queued: map(select(.queue.reason == "slot")), dump_waits: (map(select(.queue.reason == "dump")) | length)}' <<<"$q")"
-	# Waiting for a slot there, they must be untouched: look while the others migrate.
+	# Waiting for a slot there, they must be untouched: look while the
+	# others migrate, at all of them at once (one after the other, the
+	# last was looked at seconds later, its slot often free by then).
+	local looks=()
 	for c in $slot_ids; do
-		jq -e --arg c "$c" 'any(.[]; .id == $c and .queue.reason == "slot")' <<<"$q" >/dev/null &&
-			untouched "$c" "${pid[$c]}"
+		if jq -e --arg c "$c" 'any(.[]; .id == $c and .queue.reason == "slot")' <<<"$q" >/dev/null; then
+			untouched "$c" "${pid[$c]}" &
+			looks+=($!)
+		fi
 	done
+	[ ${#looks[@]} -eq 0 ] || wait "${looks[@]}"
 	# A start refused (no queue on an older source) is started again once slots are free.
 	if [ ${#waiting[@]} -gt 0 ]; then
 		for c in "${started[@]}"; do wait_final "$ssock" "$c" 300 >/dev/null; done
@@ -394,7 +443,7 @@ dst_case() {
 		# in before a poll from here sees the share.
 		case $c in
 		wkill | binswap) hurt "$c" ;;
-		srckill | lazykill | srcterm)
+		srckill | lazykill | lazykill2 | srcterm)
 			wait_fraction "$dsock" "$c" "$src_pct" 300 >"$shared/$c.go.tmp"
 			mv "$shared/$c.go.tmp" "$shared/$c.go"
 			# The progress once the source agent was hurt: pages must be
@@ -455,6 +504,10 @@ dest_side() {
 			for s in $slot_ids; do dst_case "$s" || st=1; done
 		else
 			dst_case "$c" || st=1
+			# The source side's word to follow the case again (no_lazy()).
+			if [ -s "$shared/$c.redo" ]; then
+				dst_case "$(cat "$shared/$c.redo")" || st=1
+			fi
 		fi
 	done
 	kill -TERM "$dpid"

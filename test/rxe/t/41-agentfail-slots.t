@@ -28,8 +28,8 @@ tap_is "$(wc -w <<<"$waiting")" 2 "two wait: $(tr '\n' ' ' <<<"$waiting")"
 # shellcheck disable=SC2086 # the ids: words
 set -- $waiting
 for c in "${1:-none}" "${2:-none}"; do
-	af_true "$c" untouched '(.state == "R" or .state == "S") and .gen1 > .gen0 and (.frozen | not)' \
-		"$c: while it waits its workload runs untouched on the source (not stopped, generation advancing, no images)"
+	af_true "$c" untouched '(.state == "R" or .state == "S") and .gen1 > .gen0 and ((.frozen | not) or .after != "queued")' \
+		"$c: while it waits its workload runs untouched on the source (not stopped, generation advancing, no images while queued)"
 done
 af_true slots queue '[.queued[].queue.position] | sort == [1, 2]' \
 	"the two waiting for a slot are listed as queued, positions 1 and 2 in the API"
