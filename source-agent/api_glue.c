@@ -983,8 +983,15 @@ static bool glue_early(const struct src_agent *a, const struct src_migration *m)
  */
 static void glue_early_pd(struct src_agent *a, struct src_migration *m)
 {
-	if (a->kind == XPORT_RDMA && a->data_verbs && glue_early(a, m) && !src_prereg_pd(m))
+	if (a->kind == XPORT_RDMA && a->data_verbs && glue_early(a, m) && !src_prereg_pd(m)) {
 		src_prereg_open(m, a->data_verbs);
+		/*
+		 * A lazy dump's early session registers its first units'
+		 * region on the offload thread before the freeze: started now.
+		 */
+		if (m->lazy_dump)
+			glue_offload(a);
+	}
 }
 
 /*
@@ -1533,15 +1540,19 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
 	uint64_t waited_ms = (now_ns() - m->early_wait_ns) / 1000000;
 	struct api_later *later;
 
-	if (!m->busy && !a->stopping && waited_ms < GLUE_EARLY_WAIT_MS)
+	if ((!m->busy || src_session_early_pending(a, m)) && !a->stopping &&
+	    waited_ms < GLUE_EARLY_WAIT_MS)
 		return;
 	event_free(m->early_wait);
 	m->early_wait = NULL;
 	TAILQ_REMOVE(&a->reserving, m, link);
 	if (m->busy)
 		log_info("migration %s: its destination's worker authenticated %" PRIu64
-			 " ms after the reservation, before the freeze",
-			 m->id, waited_ms);
+			 " ms after the reservation, before the freeze%s",
+			 m->id, waited_ms,
+			 src_session_early_pending(a, m)
+			     ? " (its first units' region still being registered)"
+			     : "");
 	else if (!a->stopping)
 		log_warn("migration %s: its destination's worker did not authenticate within "
 			 "%u ms of the reservation: dumping all the same (it may connect during "
@@ -1561,7 +1572,7 @@ static bool glue_early_wait(struct src_agent *a, struct src_migration *m)
 {
 	struct timeval tv = {0, GLUE_EARLY_LOOK_MS * 1000};
 
-	if (m->busy || !src_handover_early_sent(m->handover))
+	if ((m->busy && !src_session_early_pending(a, m)) || !src_handover_early_sent(m->handover))
 		return false;
 	m->early_wait = event_new(a->base, -1, EV_PERSIST, glue_early_look, m);
 	if (!m->early_wait || event_add(m->early_wait, &tv) < 0) {

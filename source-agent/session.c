@@ -292,6 +292,8 @@ static bool sess_early(const struct src_session *s)
 }
 
 /* The checkpoint is not made (or not mapped) yet: nothing of it may go out. */
+static void sess_bounce_prepare(struct src_session *s);
+
 static bool sess_not_served_yet(const struct src_session *s)
 {
 	return s->mig->state == SRC_MIG_DUMPING || s->mig->state == SRC_MIG_MAPPING ||
@@ -521,6 +523,15 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 			    s->mig->freeze_start_ns
 				? (int64_t)((now_ns() - s->mig->freeze_start_ns) / 1000000)
 				: 0;
+		/*
+		 * Before the freeze, a lazy dump's first units' region is
+		 * registered now, while the workload still runs, and the dump
+		 * waits for it (src_session_early_pending()): registered after
+		 * the dump it came behind the staging area's first chunk, on
+		 * the source's CPU with the restore's first faults waiting.
+		 */
+		if (s->mig->lazy_dump && !s->mig->freeze_start_ns && sess_not_served_yet(s))
+			sess_bounce_prepare(s);
 	}
 	ctrl_state_set_peer_verified(&s->st);
 	ret = ctrl_state_derive_keys(&s->st, s->mig->secret);
@@ -1120,9 +1131,15 @@ static void sess_bounce_ready(struct bounce *b, int ret, void *arg)
 		s->bounce_failed = true;
 		return;
 	}
-	log_info("%s: the staging area is still being registered: the units the destination "
-		 "asks for are announced from a region of %u of their own, registered meanwhile",
-		 s->name, SESS_BOUNCE_SLOTS);
+	if (sess_not_served_yet(s))
+		log_info("%s: a region for the first %u units the destination asks for is "
+			 "registered before the dump",
+			 s->name, SESS_BOUNCE_SLOTS);
+	else
+		log_info("%s: the staging area is still being registered: the units the "
+			 "destination asks for are announced from a region of %u of their own, "
+			 "registered meanwhile",
+			 s->name, SESS_BOUNCE_SLOTS);
 	if (s->stage_live && s->regions_late && send_staged_so_far(s) < 0)
 		sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce the staged units");
 }
@@ -2125,6 +2142,16 @@ void src_session_area_chunk(struct src_agent *a, struct src_migration *m, unsign
 			sess_abort(s, CTRL_ABORT_INTERNAL, "cannot announce the staged units");
 		return;
 	}
+}
+
+bool src_session_early_pending(struct src_agent *a, const struct src_migration *m)
+{
+	struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	if (s->mig == m && s->owner)
+		return s->bounce && !s->bounce_failed && !bounce_ready(s->bounce);
+	return false;
 }
 
 void src_session_served(struct src_agent *a, const struct src_migration *m)

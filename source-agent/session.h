@@ -61,6 +61,11 @@ void src_session_prereg_done(struct src_agent *a, const struct src_migration *m)
  */
 void src_session_area_chunk(struct src_agent *a, struct src_migration *m, unsigned int idx);
 /*
+ * Whether the session that authenticated for m before its freeze still
+ * registers a lazy dump's first units' region (the dump waits for it).
+ */
+bool src_session_early_pending(struct src_agent *a, const struct src_migration *m);
+/*
  * m's checkpoint is mapped and serves: a destination that authenticated
  * while it was being made (FEAT_EARLY) gets the images now.
  */
