@@ -32,6 +32,8 @@
 #define ENGINE_ENOENT_WAIT_NS (1000ull * 1000 * 1000)
 /* Per-task latency samples (the engine-wide array is cfg.latency_samples). */
 #define ENGINE_TASK_SAMPLES 4096
+/* A resolved fault that waited this long is logged (debug). */
+#define ENGINE_SLOW_FAULT_NS (100ull * 1000 * 1000)
 /* Faults remembered for latency; more are counted but not timed. */
 #define ENGINE_MAX_WAITERS 4096
 
@@ -211,6 +213,11 @@ static void task_resolve_waiters(struct etask *t, uint64_t addr, uint64_t len, u
 		if (w->addr >= addr && w->addr < addr + len) {
 			latstat_add(&t->lat, now - w->t0);
 			latstat_add(&t->eng->lat, now - w->t0);
+			/* The tail of the latency figures, each one placed in the log's timeline.
+			 */
+			if (now - w->t0 >= ENGINE_SLOW_FAULT_NS)
+				log_debug("pid %" PRId32 ": fault %#" PRIx64 " waited %.1f ms",
+					  t->pid, w->addr, (double)(now - w->t0) / 1e6);
 			*w = t->waiters[--t->nr_waiters];
 		} else {
 			i++;
