@@ -291,9 +291,9 @@ static bool sess_early(const struct src_session *s)
 	return (neg->features & CTRL_FEAT_EARLY) && neg->channel == CTRL_CHANNEL_CONTROL;
 }
 
-/* The checkpoint is not made (or not mapped) yet: nothing of it may go out. */
 static void sess_bounce_prepare(struct src_session *s);
 
+/* The checkpoint is not made (or not mapped) yet: nothing of it may go out. */
 static bool sess_not_served_yet(const struct src_session *s)
 {
 	return s->mig->state == SRC_MIG_DUMPING || s->mig->state == SRC_MIG_MAPPING ||
