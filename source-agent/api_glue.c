@@ -1538,10 +1538,10 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
 	struct src_migration *m = arg;
 	struct src_agent *a = m->agent;
 	uint64_t waited_ms = (now_ns() - m->early_wait_ns) / 1000000;
+	bool pending = src_session_early_pending(a, m);
 	struct api_later *later;
 
-	if ((!m->busy || src_session_early_pending(a, m)) && !a->stopping &&
-	    waited_ms < GLUE_EARLY_WAIT_MS)
+	if ((!m->busy || pending) && !a->stopping && waited_ms < GLUE_EARLY_WAIT_MS)
 		return;
 	event_free(m->early_wait);
 	m->early_wait = NULL;
@@ -1550,9 +1550,7 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
 		log_info("migration %s: its destination's worker authenticated %" PRIu64
 			 " ms after the reservation, before the freeze%s",
 			 m->id, waited_ms,
-			 src_session_early_pending(a, m)
-			     ? " (its first units' region still being registered)"
-			     : "");
+			 pending ? " (its first units' region still being registered)" : "");
 	else if (!a->stopping)
 		log_warn("migration %s: its destination's worker did not authenticate within "
 			 "%u ms of the reservation: dumping all the same (it may connect during "

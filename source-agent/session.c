@@ -518,20 +518,22 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 		s->owner = true;
 		snprintf(s->mig->peer, sizeof(s->mig->peer), "%s", xport_name(s->x));
 		/* 0: before the freeze (the reservation's answer still on its way). */
-		if (sess_not_served_yet(s))
+		if (sess_not_served_yet(s)) {
 			s->mig->early_dest_ms =
 			    s->mig->freeze_start_ns
 				? (int64_t)((now_ns() - s->mig->freeze_start_ns) / 1000000)
 				: 0;
-		/*
-		 * Before the freeze, a lazy dump's first units' region is
-		 * registered now, while the workload still runs, and the dump
-		 * waits for it (src_session_early_pending()): registered after
-		 * the dump it came behind the staging area's first chunk, on
-		 * the source's CPU with the restore's first faults waiting.
-		 */
-		if (s->mig->lazy_dump && !s->mig->freeze_start_ns && sess_not_served_yet(s))
-			sess_bounce_prepare(s);
+			/*
+			 * Before the freeze, a lazy dump's first units' region
+			 * is registered now, while the workload still runs, and
+			 * the dump waits for it (src_session_early_pending()):
+			 * registered after the dump it came behind the staging
+			 * area's first chunk, on the source's CPU with the
+			 * restore's first faults waiting.
+			 */
+			if (s->mig->lazy_dump && !s->mig->freeze_start_ns)
+				sess_bounce_prepare(s);
+		}
 	}
 	ctrl_state_set_peer_verified(&s->st);
 	ret = ctrl_state_derive_keys(&s->st, s->mig->secret);
