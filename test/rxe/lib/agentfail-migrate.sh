@@ -233,9 +233,9 @@ src_case() {
 	prepare "$c" "$size" || st=1
 	migrate "$c" "$wpid" || st=1
 	case $c in
-	lazykill)
+	srckill | lazykill | lazykill2)
 		at=$(wait_go "$c")
-		if jq -e '(.total // 0) == 0' <<<"$at" >/dev/null 2>&1; then
+		if [ "$c" = lazykill ] && jq -e '(.total // 0) == 0' <<<"$at" >/dev/null 2>&1; then
 			no_lazy "$c" "$at"
 			redo=${c}2
 			# The destination looks for the word once it hears of the (no) hurt.
@@ -244,10 +244,6 @@ src_case() {
 		else
 			src_hurt_kill "$c" "$at" || st=1
 		fi
-		;;
-	srckill | lazykill2)
-		at=$(wait_go "$c")
-		src_hurt_kill "$c" "$at" || st=1
 		;;
 	srcterm)
 		at=$(wait_go "$c")
