@@ -868,6 +868,30 @@ static void glue_round_fail(struct src_migration *m, const char *why)
 	glue_fail_unserved(m, why);
 }
 
+static void glue_final_dump(struct src_migration *m);
+
+/* The destination agent's word before the final dump: on with it, or fail unfrozen. */
+static void glue_final_checked(struct src_migration *m, int ret, const char *why)
+{
+	char text[SRC_MIG_ERROR_MAX];
+
+	m->final_asked = false;
+	if (ret == -EOPNOTSUPP) {
+		log_warn("migration %s: destination agent %s has no reservations now (an older "
+			 "agent): the final dump goes on without one",
+			 m->id, m->dest);
+		ret = 0;
+	}
+	if (ret < 0) {
+		snprintf(text, sizeof(text), "before the final dump: %s",
+			 why && why[0] ? why : strerror(-ret));
+		glue_round_fail(m, text);
+		return;
+	}
+	m->final_checked = true;
+	glue_final_dump(m);
+}
+
 /*
  * The final dump of a pre-copy migration, once every round's pages are
  * mapped (and registered) and still what the rounds wrote: the freeze
@@ -879,11 +903,33 @@ static void glue_final_dump(struct src_migration *m)
 	char why[SRC_MIG_ERROR_MAX];
 	int ret;
 
+	/* Aborted while a round's registration or the recheck was awaited. */
+	if (m->state != SRC_MIG_DUMPING || m->job)
+		return;
 	m->dump_waits = src_prereg_rounds_pending(m);
 	if (m->dump_waits) {
 		log_info("migration %s: the final dump waits for the last round's registration "
 			 "(the workload runs)",
 			 m->id);
+		return;
+	}
+	/*
+	 * The rounds may have outlived the reservation, or the destination
+	 * agent: asked again now, so that no freeze starts for a handover
+	 * that cannot happen.
+	 */
+	if (m->handover && !m->final_checked) {
+		if (m->final_asked)
+			return;
+		ret = src_handover_recheck(m->handover, glue_final_checked);
+		if (ret == 0) {
+			m->final_asked = true;
+			return;
+		}
+		snprintf(why, sizeof(why),
+			 "cannot ask destination agent %s before the final dump: %s", m->dest,
+			 strerror(-ret));
+		glue_round_fail(m, why);
 		return;
 	}
 	ret = src_prereg_rounds_check(m, why, sizeof(why));
@@ -2227,6 +2273,17 @@ static int glue_open_root(struct src_agent *a)
 }
 
 /* criu's dump.log in dir ends with its success line: the checkpoint is complete. */
+/* Whether dir has a dump.log (anything but "no such file" counts as yes). */
+static bool glue_dump_log_exists(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "%s/dump.log", dir) >= (int)sizeof(path))
+		return true;
+	return lstat(path, &st) == 0 || errno != ENOENT;
+}
+
 static bool glue_dump_log_ok(const char *dir)
 {
 	char path[PATH_MAX], line[512], last[512] = "";
@@ -2366,6 +2423,21 @@ static void glue_reload_one(void *arg, struct src_record *rec)
 	case SRC_MIG_DUMPING:
 		if (m->lazy_dump) {
 			glue_reload_lazy_dumping(a, m);
+			return;
+		}
+		/*
+		 * Cut short in its pre-copy rounds: a round's criu pre-dump may
+		 * have finished on its own, but only the agent starts the final
+		 * dump, whose log criu opens first.
+		 */
+		if (m->precopy != API_PRECOPY_OFF && !glue_dump_log_exists(m->dir)) {
+			snprintf(
+			    why, sizeof(why),
+			    "the source agent restarted during the pre-copy rounds, before the "
+			    "final dump (no dump.log in %s): criu pre-dump leaves the process "
+			    "running, nothing was frozen; start the migration again",
+			    m->dir);
+			src_mig_finish(m, SRC_MIG_FAILED, why);
 			return;
 		}
 		/* criu is not the agent's child any more: its log tells how it ended. */

@@ -142,6 +142,9 @@ struct src_handover {
 	enum evhttp_request_error ask_err;
 	uint64_t ask_sent_ns;
 	src_handover_result_fn ask_cb;
+	/* That question's answer: the rollback's, or the recheck's before a final dump. */
+	void (*ask_done)(struct evhttp_request *, void *);
+	bool recheck_wait; /* the recheck waits for the health check in flight */
 	/*
 	 * An answer for the migration, given from the timer (never from inside
 	 * a request's callback, the connection still in use): which callback,
@@ -595,6 +598,16 @@ static void ho_post(struct src_handover *h);
  * or (whatever went wrong) back to idle, for src_handover_begin() to ask
  * again and fail the migration if it must.
  */
+static int ho_recheck_send(struct src_handover *h);
+static void ho_result(struct src_handover *h, src_handover_result_fn cb, int ret, const char *why);
+
+/* A recheck that waited for the health check goes now. */
+static void ho_recheck_after(struct src_handover *h)
+{
+	if (h->recheck_wait && ho_recheck_send(h) < 0)
+		ho_result(h, h->ask_cb, -EIO, "the question could not be sent");
+}
+
 static void ho_on_early_health(struct src_handover *h, struct evhttp_request *req, int status)
 {
 	json_t *j = status == HTTP_OK ? ho_body_json(req) : NULL;
@@ -606,6 +619,7 @@ static void ho_on_early_health(struct src_handover *h, struct evhttp_request *re
 		h->phase = HO_READY;
 		log_debug("migration %s: destination agent %s answers; the POST waits for the dump",
 			  h->m->id, h->name);
+		ho_recheck_after(h);
 		return;
 	}
 	log_info("migration %s: destination agent %s did not answer its health check during the "
@@ -618,6 +632,7 @@ static void ho_on_early_health(struct src_handover *h, struct evhttp_request *re
 	h->conn = NULL;
 	h->phase = HO_IDLE;
 	ho_schedule(h, 0);
+	ho_recheck_after(h);
 }
 
 static void ho_on_health(struct src_handover *h, struct evhttp_request *req, int status)
@@ -1453,6 +1468,17 @@ static void ho_ask_done(struct evhttp_request *req, void *arg)
 	ho_result(h, h->ask_cb, ret, why);
 }
 
+/* One question (GET path) outside the phases: its answer goes to done, within HO_POLL_TIMEOUT_S. */
+static int ho_ask(struct src_handover *h, const char *path,
+		  void (*done)(struct evhttp_request *, void *))
+{
+	ho_dns(h->a);
+	h->ask_done = done;
+	h->ask_error = false;
+	h->ask_sent_ns = now_ns();
+	return ho_send(h, EVHTTP_REQ_GET, path, NULL, done, ho_ask_error_cb, &h->ask_req);
+}
+
 int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb)
 {
 	char path[32 + API_ID_MAX];
@@ -1460,17 +1486,97 @@ int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb)
 
 	if (h->ask_req || h->result_cb)
 		return -EBUSY;
-	ho_dns(h->a);
 	snprintf(path, sizeof(path), "/v1/migrations/%s", h->m->id);
 	h->ask_cb = cb;
-	h->ask_error = false;
-	h->ask_sent_ns = now_ns();
-	ret = ho_send(h, EVHTTP_REQ_GET, path, NULL, ho_ask_done, ho_ask_error_cb, &h->ask_req);
+	ret = ho_ask(h, path, ho_ask_done);
 	if (ret == 0)
 		log_info("migration %s: rollback: asking destination agent %s whether the "
 			 "workload is stopped there",
 			 h->m->id, h->name);
 	return ret;
+}
+
+/*
+ * The answer to the recheck before a final dump: the reservation held (200),
+ * gone (404: reserved again), or the agent unreachable or refusing.
+ */
+static void ho_recheck_done(struct evhttp_request *req, void *arg)
+{
+	struct src_handover *h = arg;
+	int status = req ? evhttp_request_get_response_code(req) : 0;
+	char why[HO_WHY_MAX], text[HO_WHY_MAX];
+
+	h->ask_req = NULL;
+	h->answered_ns = now_ns();
+	if (status == HTTP_OK) {
+		log_info("migration %s: destination agent %s still holds %s%s before the final "
+			 "dump",
+			 h->m->id, h->name, h->reservation[0] ? "reservation " : "its place",
+			 h->reservation);
+		ho_result(h, h->ask_cb, 0, "");
+		return;
+	}
+	if (status == 404 && h->reservation[0]) {
+		log_warn("migration %s: destination agent %s no longer holds reservation %s "
+			 "(expired, released, or the agent restarted): reserving again before "
+			 "the final dump",
+			 h->m->id, h->name, h->reservation);
+		h->reservation[0] = '\0';
+		h->reserve_cb = h->ask_cb;
+		/* The connection serves one request at a time: the health check's has ended. */
+		if (h->req)
+			ho_result(h, h->ask_cb, -EBUSY, "another request to it is in flight");
+		else if (ho_reserve_send(h) < 0)
+			ho_result(h, h->ask_cb, -EHOSTUNREACH,
+				  "the new reservation could not be sent");
+		return;
+	}
+	if (status == 0) {
+		ho_transport_error(h, h->ask_error, h->ask_err, HO_POLL_TIMEOUT_S, h->ask_sent_ns,
+				   text, sizeof(text));
+		ho_why(why, sizeof(why), "destination agent %s is unreachable (%s)", h->name, text);
+	} else {
+		ho_http_error(req, status, text, sizeof(text));
+		ho_why(why, sizeof(why), "destination agent %s answered: %s", h->name, text);
+	}
+	ho_result(h, h->ask_cb, status == 0 ? -EHOSTUNREACH : ho_status_errno(status), why);
+}
+
+static int ho_recheck_send(struct src_handover *h)
+{
+	char path[32 + API_ID_MAX];
+	int ret;
+
+	h->recheck_wait = false;
+	/* An agent without reservations: its health says whether it is there. */
+	if (h->reservation[0])
+		snprintf(path, sizeof(path), "/v1/reservations/%s", h->reservation);
+	else
+		snprintf(path, sizeof(path), "/v1/health");
+	ret = ho_ask(h, path, ho_recheck_done);
+	if (ret == 0)
+		log_info("migration %s: asking destination agent %s whether it still holds %s%s "
+			 "before the final dump (the workload runs)",
+			 h->m->id, h->name, h->reservation[0] ? "reservation " : "its place",
+			 h->reservation);
+	return ret;
+}
+
+int src_handover_recheck(struct src_handover *h, src_handover_result_fn cb)
+{
+	if (!h || h->ask_req || h->recheck_wait || h->result_cb || h->serving ||
+	    h->phase == HO_RESERVE_ASK || h->phase == HO_RESERVE)
+		return -EBUSY;
+	h->ask_cb = cb;
+	/*
+	 * The health check made during the rounds (prepare()) may be in
+	 * flight, and may replace the connection when it fails: asked after it.
+	 */
+	if (h->req) {
+		h->recheck_wait = true;
+		return 0;
+	}
+	return ho_recheck_send(h);
 }
 
 int src_handover_release(struct src_handover *h, src_handover_result_fn cb)
@@ -1596,7 +1702,7 @@ static void ho_watch_cb(evutil_socket_t fd, short what, void *arg)
 	    {&h->del_req, &h->del_error, &h->del_err, &h->del_sent_ns, HO_ABORT_TIMEOUT_S,
 	     h->posted ? ho_delete_done : ho_release_done},
 	    {&h->ask_req, &h->ask_error, &h->ask_err, &h->ask_sent_ns, HO_POLL_TIMEOUT_S,
-	     ho_ask_done},
+	     h->ask_done},
 	};
 	struct ho_call *c = NULL;
 	struct evhttp_request *req;

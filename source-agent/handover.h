@@ -139,6 +139,18 @@ const char *src_handover_reservation(const struct src_handover *h);
 int src_handover_ask_stopped(struct src_handover *h, src_handover_result_fn cb);
 
 /*
+ * Before a pre-copy's final dump (design.md §13), which may come long after
+ * the reservation: GET /v1/reservations/{id} (GET /v1/health for an agent
+ * without reservations).  cb gets 0 when it still holds it; when it is gone
+ * (expired, released, the agent restarted) a new one is asked for and cb
+ * gets that answer, as src_handover_reserve()'s; -EHOSTUNREACH when the
+ * agent does not answer, or its refusal as an errno, with why.  0, or a
+ * negative errno (cb is not called): -EBUSY while another request of the
+ * handover is in flight.
+ */
+int src_handover_recheck(struct src_handover *h, src_handover_result_fn cb);
+
+/*
  * A migration reloaded after a restart in post-copy, whose POST the
  * destination agent took before: polls it again as after its 202 (the
  * migration's dest_state, a destination that gave up), and passes an

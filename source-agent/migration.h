@@ -162,6 +162,12 @@ struct src_migration {
 	int64_t final_pages;
 	/* The rounds are done; the final dump waits for their mapping (prereg.h). */
 	bool dump_waits;
+	/*
+	 * The final dump waits for the destination agent's word that it still
+	 * holds the reservation (asked), or has it (checked).
+	 */
+	bool final_asked;
+	bool final_checked;
 	bool images_complete;	   /* a plain dump that succeeded (or images given) */
 	struct src_criu_opts criu; /* for the dump and a rollback's restore */
 	struct criuproc *job;	   /* criu dump or restore running, or NULL */

@@ -17,7 +17,9 @@
 # bounded run, that the chain's files from the rounds were registered
 # before the freeze, and the source's JSON that the serving session took
 # them (times.register_ms 0): the destination's connection, made during
-# the rounds, is in the PD they were registered in.  Over RDMA only (a run takes a
+# the rounds, is in the PD they were registered in; before each final
+# dump the source asked the destination agent whether it still holds the
+# reservation (design.md §13).  Over RDMA only (a run takes a
 # minute or two in TCG); guest side: lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -25,7 +27,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 28
+tap_plan 31
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -71,6 +73,8 @@ for run in 2 auto slow; do
 		[[ $reg -eq $rounds && -n $early ]]
 	fi
 	tap_ok $? "$lbl: $reg of $rounds rounds registered when they ended; ${early:-?} of the chain's files were, so not in the freeze"
+	tap_like "$RUN_OUT" "migration p$run: destination agent [^ ]+ still holds reservation r-[0-9a-f]+ before the final dump" \
+		"$lbl: before the final dump the source asked its destination agent, which still held the reservation"
 	# The destination's connection is in the PD the rounds registered in: its session takes them.
 	regms=$(num register_ms)
 	[[ $regms == 0 ]]
