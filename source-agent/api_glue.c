@@ -876,6 +876,8 @@ static void glue_final_checked(struct src_migration *m, int ret, const char *why
 	char text[SRC_MIG_ERROR_MAX];
 
 	m->final_asked = false;
+	if (m->state != SRC_MIG_DUMPING)
+		return;
 	if (ret == -EOPNOTSUPP) {
 		log_warn("migration %s: destination agent %s has no reservations now (an older "
 			 "agent): the final dump goes on without one",

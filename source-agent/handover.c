@@ -1508,6 +1508,9 @@ static void ho_recheck_done(struct evhttp_request *req, void *arg)
 
 	h->ask_req = NULL;
 	h->answered_ns = now_ns();
+	/* Stopped meanwhile (an abort): its release's DELETE kept the connection. */
+	if (h->phase == HO_ENDED)
+		return;
 	if (status == HTTP_OK) {
 		log_info("migration %s: destination agent %s still holds %s%s before the final "
 			 "dump",

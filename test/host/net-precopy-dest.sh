@@ -11,14 +11,16 @@
 # (2) Its reservation released during round 1 (as when it expires, or the
 # agent restarted): the source finds it gone, reserves again, and the
 # migration goes on to done on the new reservation.
-# (3) The source agent SIGKILLed during round 1 and restarted after the
+# (3) An abort while that question waits (the destination agent stopped):
+# aborted, and the late answer changes nothing.
+# (4) The source agent SIGKILLed during round 1 and restarted after the
 # round ended on its own: the migration fails saying nothing was frozen,
 # no final dump ran, the process runs on, and a rollback is refused.
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 . "$(dirname "$0")/freezelib.sh"
 : "${RDMIG_CTL:?}"
-plan 12
+plan 15
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 command -v jq >/dev/null || { echo "1..0 # SKIP jq not found"; exit 0; }
 
@@ -73,7 +75,7 @@ check "... no final dump ran: the process was never frozen, and runs on counting
 
 # (2) The reservation gone while round 1 runs.
 start_dagent d2 --work-root "$T/droot"
-d2=$dport
+d2=$dport d2_pid=$dagent_pid
 precopy r1 "$d2"
 check "a second --precopy 2: started, round 1 runs" test $? -eq 0
 r1=$wl_pid
@@ -91,9 +93,29 @@ check "... then dumps, hands over and ends done" \
 check "... the handover named the new reservation, which the destination used" \
 	eval "grep -q 'uses its reservation r-' '$T/d2.log' && ! grep -q 'uses its reservation $rid' '$T/d2.log'"
 
-# (3) The source agent killed during round 1, restarted once the round ended.
-precopy s1 "$d2"
+# (3) An abort while the question before the final dump waits for its
+# answer: the destination agent stopped (SIGSTOP) until the abort is in.
+precopy a1 "$d2"
 check "a third --precopy 2: started, round 1 runs" test $? -eq 0
+a1=$wl_pid
+kill -STOP "$d2_pid"
+touch "$T/round-go-a1"
+wait_log "$T/source.log" "migration a1: asking destination agent 127.0.0.1:$d2 whether it still holds reservation" >/dev/null
+"${CTL[@]}" abort a1 >"$T/a1-abort.out" 2>&1
+rc=$?
+kill -CONT "$d2_pid"
+check "an abort while that question waits: accepted, the migration aborted" \
+	eval "test $rc -eq 0 && wait_state a1 aborted 20"
+# The late answer (and the release's DELETE) come once the agent runs again.
+wait_log "$T/d2.log" "reservation r-[0-9a-f]* for migration a1 released" >/dev/null
+sleep 1
+check "... the late answer changes nothing: still aborted, no final dump, the process untouched" \
+	eval "test \"\$(state a1)\" = aborted && test ! -e '$root/a1/fake-criu.args' &&
+	! grep -q 'migration a1: before the final dump' '$T/source.log' && untouched a1 $a1"
+
+# (4) The source agent killed during round 1, restarted once the round ended.
+precopy s1 "$d2"
+check "a fourth --precopy 2: started, round 1 runs" test $? -eq 0
 s1=$wl_pid
 kill -KILL "$src_pid"
 wait "$src_pid" 2>/dev/null
