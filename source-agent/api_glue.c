@@ -2274,7 +2274,6 @@ static int glue_open_root(struct src_agent *a)
 	return 0;
 }
 
-/* criu's dump.log in dir ends with its success line: the checkpoint is complete. */
 /* Whether dir has a dump.log (anything but "no such file" counts as yes). */
 static bool glue_dump_log_exists(const char *dir)
 {
@@ -2286,6 +2285,7 @@ static bool glue_dump_log_exists(const char *dir)
 	return lstat(path, &st) == 0 || errno != ENOENT;
 }
 
+/* criu's dump.log in dir ends with its success line: the checkpoint is complete. */
 static bool glue_dump_log_ok(const char *dir)
 {
 	char path[PATH_MAX], line[512], last[512] = "";
