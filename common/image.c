@@ -1178,11 +1178,41 @@ static int img_flat_parent_run(struct img_flat_state *fs, const struct img_set *
 	return 0;
 }
 
+/*
+ * Makes fs's entries t's flat ones (fs keeps nothing) and, with lazy, t's
+ * lazy set the PE_LAZY runs among them; without, t has none.
+ */
+static int img_task_take_flat(const struct img_set *set, struct img_task *t,
+			      struct img_flat_state *fs, bool lazy)
+{
+	struct img_pagemap_state st = {0};
+	int ret = 0;
+
+	for (size_t i = 0; lazy && i < fs->nr && ret == 0; i++)
+		if (fs->e[i].flags & IMG_PE_LAZY)
+			ret = img_pagemap_add_lazy(
+			    &st, t, &fs->e[i], fs->e[i].vaddr + fs->e[i].nr_pages * IMG_PAGE_SIZE,
+			    set->dir, 0);
+	if (ret < 0) {
+		free(st.lazy);
+		return ret;
+	}
+	free(t->flat);
+	free(t->lazy);
+	t->flat = fs->e;
+	t->nr_flat = fs->nr;
+	t->lazy = st.lazy;
+	t->nr_lazy = st.nr_lazy;
+	t->lazy_bytes = st.lazy_bytes;
+	fs->e = NULL;
+	fs->nr = fs->cap = 0;
+	return 0;
+}
+
 /* Fills t->flat and derives t's lazy set from it. */
 static int img_flat_task(const struct img_set *set, struct img_task *t)
 {
 	struct img_flat_state fs = {0};
-	struct img_pagemap_state st = {0};
 	const struct img_task *pt = image_set_task(set->parent, t->pid);
 	int ret = 0;
 
@@ -1203,26 +1233,9 @@ static int img_flat_task(const struct img_set *set, struct img_task *t)
 			*slot = *e;
 	}
 	/* Only the dump's lazy set is served: a round's is resolved into. */
-	for (size_t i = 0; i < fs.nr && ret == 0 && set->depth == 0; i++) {
-		const struct img_pagemap_entry *e = &fs.e[i];
-
-		if (e->flags & IMG_PE_LAZY)
-			ret = img_pagemap_add_lazy(
-			    &st, t, e, e->vaddr + e->nr_pages * IMG_PAGE_SIZE, set->dir, 0);
-	}
-	if (ret < 0)
-		goto out;
-	free(t->lazy);
-	t->flat = fs.e;
-	t->nr_flat = fs.nr;
-	t->lazy = st.lazy;
-	t->nr_lazy = st.nr_lazy;
-	t->lazy_bytes = st.lazy_bytes;
-	fs.e = NULL;
-	st.lazy = NULL;
-out:
+	if (ret == 0)
+		ret = img_task_take_flat(set, t, &fs, set->depth == 0);
 	free(fs.e);
-	free(st.lazy);
 	return ret;
 }
 
@@ -1324,6 +1337,78 @@ int image_range_pages_path(const struct img_set *set, const struct img_task *tas
 	if (!t)
 		return -EINVAL;
 	return image_pages_path(s, t, buf, len);
+}
+
+/* Pages of [vaddr, end) that lie in VMAs of t the restorer registers with userfaultfd. */
+static uint64_t img_lazyable_pages(const struct img_task *t, uint64_t vaddr, uint64_t end)
+{
+	uint64_t n = 0;
+
+	for (size_t i = img_vma_first_ending_after(t, vaddr);
+	     i < t->nr_vmas && t->vmas[i].start < end; i++) {
+		uint64_t s = t->vmas[i].start > vaddr ? t->vmas[i].start : vaddr;
+		uint64_t e = t->vmas[i].end < end ? t->vmas[i].end : end;
+
+		if (image_vma_can_be_lazy(&t->vmas[i]))
+			n += (e - s) / IMG_PAGE_SIZE;
+	}
+	return n;
+}
+
+/* image_set_relazy() for one task of the top set. */
+static int img_relazy_task(const struct img_set *set, struct img_task *t, uint64_t *pages)
+{
+	struct img_flat_state fs = {0};
+	const struct img_pagemap_entry *e;
+	uint64_t n = 0;
+	size_t nr;
+	int ret = 0;
+
+	e = img_task_resolved(t, &nr);
+	for (size_t i = 0; i < nr; i++)
+		if ((e[i].flags & (IMG_PE_PRESENT | IMG_PE_LAZY)) == IMG_PE_PRESENT)
+			n += img_lazyable_pages(t, e[i].vaddr,
+						e[i].vaddr + e[i].nr_pages * IMG_PAGE_SIZE);
+	if (n == 0)
+		return 0;
+	/* img_flat_push() drops PE_LAZY again outside the VMAs that can be lazy. */
+	for (size_t i = 0; i < nr && ret == 0; i++) {
+		uint32_t f = e[i].flags & IMG_PE_PRESENT ? e[i].flags | IMG_PE_LAZY : e[i].flags;
+
+		ret = img_flat_push(&fs, t, true, e[i].vaddr,
+				    e[i].vaddr + e[i].nr_pages * IMG_PAGE_SIZE, f, e[i].src,
+				    e[i].pages_off);
+	}
+	if (ret == 0)
+		ret = img_task_take_flat(set, t, &fs, true);
+	if (ret < 0)
+		goto out;
+	*pages += n;
+	log_warn("%s: task %" PRId32 ": criu marked %" PRIu64
+		 " pages present but not lazy in memory it serves lazily (it does so for all "
+		 "of a task it stopped with a thread's stack pointer on a page boundary); "
+		 "they are served lazily, as criu marks them in any other dump",
+		 set->dir, t->pid, n);
+out:
+	free(fs.e);
+	return ret;
+}
+
+int image_set_relazy(struct img_set *set, uint64_t *pages)
+{
+	int ret;
+
+	*pages = 0;
+	for (size_t i = 0; i < set->nr_tasks; i++) {
+		if (!set->tasks[i].has_memory)
+			continue;
+		ret = img_relazy_task(set, &set->tasks[i], pages);
+		if (ret < 0)
+			return ret;
+	}
+	if (*pages)
+		set->relazied = true;
+	return 0;
 }
 
 int image_set_cut_lazy(struct img_set *set, uint64_t unit)

@@ -90,7 +90,8 @@ struct img_task {
 	uint64_t lazy_bytes;
 	uint64_t pages_file_size; /* bytes the PE_PRESENT entries need */
 	/*
-	 * Only in a set with a parent: entries with every PE_PARENT run
+	 * Only in a set with a parent, or one image_set_relazy() changed:
+	 * entries with every PE_PARENT run
 	 * resolved down the chain, so none has IMG_PE_PARENT; each names the
 	 * set holding its data (src) and its offset there.  A resolved run is
 	 * PE_LAZY only inside a VMA image_vma_can_be_lazy() accepts.  The lazy
@@ -110,6 +111,8 @@ struct img_set {
 	uint32_t depth; /* 0 for the set image_set_open() returns */
 	uint32_t img_version;
 	bool pagemap_v42; /* any pagemap used field 5 (CRIU >= 4.2 encoding) */
+	/* image_set_relazy() rebuilt some task's flat entries and lazy set. */
+	bool relazied;
 	struct img_task *tasks;
 	size_t nr_tasks;
 };
@@ -204,6 +207,23 @@ int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint3
 			    struct img_task *task, bool *v42);
 /* Frees the arrays the parsers filled in and zeroes them; pid is kept. */
 void image_task_clear(struct img_task *task);
+
+/*
+ * Marks PE_LAZY every page of the top set that criu wrote PE_PRESENT
+ * without PE_LAZY inside a VMA image_vma_can_be_lazy() accepts, which
+ * criu dump (3.13 on) does for every page of a task one of whose threads
+ * it stopped with its stack pointer on a page boundary: is_stack() in
+ * criu/mem.c compares the offset in the page where it means the page.
+ * No other cause leaves such a page: criu marks every other page of those
+ * VMAs lazy.  A task with one gets flat entries and a lazy set rebuilt
+ * from them, its data where criu wrote it (pages_off), set->relazied set
+ * and a warning; imgflat_write() then writes what its destination gets.
+ * Never for a `criu dump --lazy-pages` set: its lazy pages are the page
+ * server's, and these are in the pages files.  *pages counts the pages
+ * made lazy.  Returns 0 or -ENOMEM (some tasks may then be changed: free
+ * the set).
+ */
+int image_set_relazy(struct img_set *set, uint64_t *pages);
 
 /*
  * Cuts every lazy range of set into pieces of at most unit bytes (a

@@ -111,7 +111,7 @@ int imgflat_write(const struct img_set *set)
 	char dir[PATH_MAX];
 	int ret = 0;
 
-	if (!set->parent)
+	if (!set->parent && !set->relazied)
 		return 0;
 	if (snprintf(dir, sizeof(dir), "%s/%s", set->dir, IMGFLAT_DIR) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;

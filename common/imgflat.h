@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /*
- * imgflat: the images a destination gets from a pre-copy chain.
+ * imgflat: the images a destination gets from a pre-copy chain, or from a
+ * dump whose lazy flags image_set_relazy() mended.
  *
  * A dump taken with --prev-images-dir leaves PE_PARENT runs whose data is
  * in earlier rounds' pages files (image.h resolves them).  criu restore
@@ -14,7 +15,9 @@
  * memory): a few pages per task, not the workload's memory.  The
  * destination's lazy set, parsed from the flat pagemap, is the source's,
  * range for range.  The chain itself is never modified: a rollback
- * restores from it.
+ * restores from it.  A dump image_set_relazy() changed goes flat the same
+ * way, its lazy runs without data, so the destination's criu restore
+ * leaves them to the faults as the source's lazy set says.
  *
  * Threading: blocking file I/O; the source agent runs it on its offload
  * thread.  Errors are logged with the file involved.
@@ -29,9 +32,9 @@
 
 /*
  * Writes "<set->dir>/IMGFLAT_DIR/pagemap-<pid>.img" and "pages-<id>.img"
- * for every task of set with memory; a set without a parent needs none
- * and gets nothing (0).  Replaces files left by an earlier call.  Returns
- * 0 or a negative errno.
+ * for every task of set with memory; a set without a parent that
+ * image_set_relazy() left as criu wrote it needs none and gets nothing (0).  Replaces files left by
+ * an earlier call.  Returns 0 or a negative errno.
  */
 int imgflat_write(const struct img_set *set);
 

@@ -480,7 +480,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		    bool lazy_dump, struct imgmap **out)
 {
 	struct msgauth_pages pages = {0};
-	uint64_t t0 = now_ns(), t1 = 0, t2 = 0;
+	uint64_t t0 = now_ns(), t1 = 0, t2 = 0, relazied = 0;
 	struct imgmap *map;
 	size_t i, j;
 	int ret;
@@ -492,6 +492,9 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 	ret = page_key ? msgauth_pages_init(&pages, page_key) : 0;
 	if (ret == 0)
 		ret = image_set_open(dir, &map->set);
+	/* A lazy dump's lazy pages are its page server's; the files hold the rest. */
+	if (ret == 0 && !lazy_dump)
+		ret = image_set_relazy(map->set, &relazied);
 	if (ret < 0)
 		goto out;
 	t1 = now_ns();
@@ -508,7 +511,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 			goto out;
 	}
 	t2 = now_ns();
-	/* A pre-copy chain: what the destination gets instead of in-parent runs. */
+	/* What the destination gets instead of in-parent runs or criu's lazy flags. */
 	if (!lazy_dump)
 		ret = imgflat_write(map->set);
 	if (ret < 0)

@@ -66,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +110,7 @@ static struct {
 	bool exit_after_check;
 	bool time_faults;
 	bool mlock;
+	bool sp_page_aligned;
 	unsigned int delay_us; /* per page, to slow the writers down */
 } opt = {.mib = 64, .threads = 2};
 
@@ -864,6 +866,53 @@ static int abs_path(const char *arg, char *out)
 	return 0;
 }
 
+/* The stack of --sp-page-aligned's thread: its pointer sits at the end. */
+#define SP_STACK_SIZE (4 * PG)
+
+#if defined(__x86_64__)
+/*
+ * Waits in pause(2), every signal blocked, with %rsp on a page boundary,
+ * forever.  criu dump's is_stack() masks the offset in the page, not the
+ * page, so one thread stopped with such a stack pointer makes it mark no
+ * page of the process lazy: this is how a test gets that checkpoint.
+ */
+static void *sp_page_aligned_main(void *arg)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	__asm__ volatile("mov %0, %%rsp\n"
+			 "1: mov %1, %%eax\n"
+			 "syscall\n"
+			 "jmp 1b\n"
+			 :
+			 : "r"((uint8_t *)arg + SP_STACK_SIZE), "i"(SYS_pause)
+			 : "rax", "rcx", "r11", "memory");
+	__builtin_unreachable();
+}
+
+static int start_sp_page_aligned(void)
+{
+	pthread_t tid;
+	void *stk =
+	    mmap(NULL, SP_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (stk == MAP_FAILED)
+		return -errno;
+	memset(stk, 0x5a, SP_STACK_SIZE);
+	if (pthread_create(&tid, NULL, sp_page_aligned_main, stk))
+		return -EAGAIN;
+	return pthread_detach(tid) ? -EINVAL : 0;
+}
+#else
+static int start_sp_page_aligned(void)
+{
+	fprintf(stderr, "workload: --sp-page-aligned is x86-64 only\n");
+	return -ENOTSUP;
+}
+#endif
+
 static void usage(FILE *f)
 {
 	fprintf(
@@ -884,12 +933,14 @@ static void usage(FILE *f)
 	    "      --fault-samples FILE  with --time-faults: every fault's time (ns) to FILE\n"
 	    "      --mlock            lock all its memory (mlockall, on fault): CRIU then marks\n"
 	    "                         no page lazy, and the dump carries every page\n"
+	    "      --sp-page-aligned  one more thread, idle, its stack pointer on a page\n"
+	    "                         boundary (x86-64): criu dump then marks no page lazy\n"
 	    "  -h, --help             show this help\n");
 }
 
 int main(int argc, char **argv)
 {
-	enum { O_DELAY = 256, O_TIME, O_SAMPLES, O_MLOCK };
+	enum { O_DELAY = 256, O_TIME, O_SAMPLES, O_MLOCK, O_SP };
 	static const struct option lo[] = {
 	    {"size", required_argument, NULL, 's'},
 	    {"threads", required_argument, NULL, 'T'},
@@ -901,6 +952,7 @@ int main(int argc, char **argv)
 	    {"time-faults", no_argument, NULL, O_TIME},
 	    {"fault-samples", required_argument, NULL, O_SAMPLES},
 	    {"mlock", no_argument, NULL, O_MLOCK},
+	    {"sp-page-aligned", no_argument, NULL, O_SP},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -949,6 +1001,9 @@ int main(int argc, char **argv)
 			break;
 		case O_MLOCK:
 			opt.mlock = true;
+			break;
+		case O_SP:
+			opt.sp_page_aligned = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1019,6 +1074,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, "workload: cannot start threads\n");
 			return 3;
 		}
+	}
+	if (opt.sp_page_aligned && start_sp_page_aligned() < 0) {
+		fprintf(stderr, "workload: cannot start the thread of --sp-page-aligned\n");
+		return 3;
 	}
 	if (pidf) {
 		char line[32];

@@ -72,6 +72,33 @@ static void *slurp(const char *path, size_t *len)
 	return buf;
 }
 
+/*
+ * Parses root's flat pagemap of t's task into ft (free its entries and
+ * lazy set): it must give the destination t's lazy set, range for range,
+ * each without data.
+ */
+static void parse_flat(const char *root, const struct img_task *t, struct img_task *ft)
+{
+	char path[PATH_MAX];
+	size_t len;
+	void *buf;
+
+	snprintf(path, sizeof(path), "%s/%s/pagemap-%d.img", root, IMGFLAT_DIR, IMGCHAIN_PID);
+	buf = slurp(path, &len);
+	ft->vmas = t->vmas;
+	ft->nr_vmas = t->nr_vmas;
+	assert_int_equal(image_parse_pagemap_buf(buf, len, path, 2, ft, NULL), 0);
+	free(buf);
+	ft->vmas = NULL;
+	assert_int_equal(ft->nr_lazy, t->nr_lazy);
+	assert_int_equal(ft->lazy_bytes, t->lazy_bytes);
+	for (size_t i = 0; i < ft->nr_lazy; i++) {
+		assert_int_equal(ft->lazy[i].vaddr, t->lazy[i].vaddr);
+		assert_int_equal(ft->lazy[i].len, t->lazy[i].len);
+		assert_int_equal(ft->lazy[i].pages_off, IMG_NO_OFFSET);
+	}
+}
+
 static void test_chain(void **state)
 {
 	char root[] = "/tmp/test_imgmap_chain.XXXXXX", path[PATH_MAX];
@@ -81,8 +108,7 @@ static void test_chain(void **state)
 	struct imgmap *map = NULL;
 	uint8_t page[4096];
 	const void *data;
-	size_t len, np = 0;
-	void *buf;
+	size_t np = 0;
 	int fd;
 
 	assert_non_null(mkdtemp(root));
@@ -108,19 +134,7 @@ static void test_chain(void **state)
 		}
 	}
 	/* The flat pagemap gives the destination the same lazy set, no parent run. */
-	snprintf(path, sizeof(path), "%s/%s/pagemap-%d.img", root, IMGFLAT_DIR, IMGCHAIN_PID);
-	buf = slurp(path, &len);
-	ft.vmas = t->vmas;
-	ft.nr_vmas = t->nr_vmas;
-	assert_int_equal(image_parse_pagemap_buf(buf, len, path, 2, &ft, NULL), 0);
-	free(buf);
-	ft.vmas = NULL;
-	assert_int_equal(ft.nr_lazy, t->nr_lazy);
-	for (size_t i = 0; i < ft.nr_lazy; i++) {
-		assert_int_equal(ft.lazy[i].vaddr, t->lazy[i].vaddr);
-		assert_int_equal(ft.lazy[i].len, t->lazy[i].len);
-		assert_int_equal(ft.lazy[i].pages_off, IMG_NO_OFFSET);
-	}
+	parse_flat(root, t, &ft);
 	/* Its pages file holds the non-lazy pages, each from the round that wrote it last. */
 	snprintf(path, sizeof(path), "%s/%s/pages-1.img", root, IMGFLAT_DIR);
 	fd = open(path, O_RDONLY);
@@ -145,6 +159,139 @@ static void test_chain(void **state)
 	assert_non_null(strstr(path, IMGFLAT_DIR));
 	assert_int_equal(imgflat_ship_path(root, "mm-20.img", path, sizeof(path)), 0);
 	assert_null(strstr(path, IMGFLAT_DIR));
+	imgmap_close(map);
+	imgchain_rm(root);
+}
+
+#define PE_LP (IMG_PE_LAZY | IMG_PE_PRESENT)
+
+/* Every page present, none lazy: criu's dump of a task with a page-aligned SP. */
+static const struct img_pagemap_entry no_lazy[] = {
+    {.vaddr = 0x10000, .nr_pages = 32, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+};
+/* As criu marked them otherwise (the shared VMA's pages cannot be lazy). */
+static const struct img_pagemap_entry as_criu[] = {
+    {.vaddr = 0x10000, .nr_pages = 32, .flags = PE_LP},
+    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+};
+/* Two pages not lazy, the rest lazy (criu before 3.13 kept a stack page so). */
+static const struct img_pagemap_entry some_lazy[] = {
+    {.vaddr = 0x10000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x12000, .nr_pages = 30, .flags = PE_LP},
+    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+};
+/* The chain's final dump with its own pages not lazy. */
+static const struct img_pagemap_entry final_no_lazy[] = {
+    {.vaddr = 0x10000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x12000, .nr_pages = 30, .flags = IMG_PE_PARENT},
+    {.vaddr = 0x40000, .nr_pages = 1, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x41000, .nr_pages = 1, .flags = IMG_PE_PARENT},
+};
+
+/*
+ * Opens root (a plain dump) and checks what a destination would get: the
+ * lazy set is 0x10000-0x30000 with the pages of seed, the flat pagemap
+ * (when relazied) gives the same lazy set and carries the two shared pages.
+ */
+static void check_relazied(const char *root, bool relazied, uint32_t seed)
+{
+	struct img_task ft = {.pid = IMGCHAIN_PID};
+	const struct imgmap_task *mt;
+	const struct img_task *t;
+	struct imgmap *map = NULL;
+	char path[PATH_MAX], ship[PATH_MAX];
+	uint8_t page[4096];
+	const void *data;
+	struct stat sb;
+	int fd;
+
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_int_equal(map->set->relazied, relazied);
+	assert_int_equal(map->lazy_bytes, 32 * 4096);
+	mt = imgmap_task(map, IMGCHAIN_PID);
+	t = image_set_task(map->set, IMGCHAIN_PID);
+	assert_non_null(mt);
+	for (uint64_t a = 0x10000; a < 0x30000; a += 4096) {
+		assert_int_equal(imgmap_locate(map, IMGCHAIN_PID, a, 4096, &data), 0);
+		assert_int_equal(imgmap_copy(page, data, 4096), 0);
+		assert_int_equal(pattern_check(page, a, seed, NULL), 0);
+	}
+	assert_int_equal(imgmap_locate(map, IMGCHAIN_PID, 0x40000, 4096, &data), -ERANGE);
+	snprintf(path, sizeof(path), "%s/%s/pagemap-%d.img", root, IMGFLAT_DIR, IMGCHAIN_PID);
+	if (!relazied) {
+		assert_int_equal(stat(path, &sb), -1);
+		imgmap_close(map);
+		return;
+	}
+	assert_int_equal(imgflat_ship_path(root, "pagemap-20.img", ship, sizeof(ship)), 0);
+	assert_string_equal(ship, path);
+	parse_flat(root, t, &ft);
+	/* The flat pages file: the shared VMA's two pages, no more. */
+	assert_int_equal(ft.pages_file_size, 2 * 4096);
+	snprintf(path, sizeof(path), "%s/%s/pages-1.img", root, IMGFLAT_DIR);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &sb), 0);
+	assert_int_equal(sb.st_size, 2 * 4096);
+	for (uint64_t a = 0x40000; a < 0x42000; a += 4096) {
+		assert_int_equal(pread(fd, page, 4096, (off_t)(a - 0x40000)), 4096);
+		assert_int_equal(pattern_check(page, a, seed, NULL), 0);
+	}
+	close(fd);
+	free(ft.entries);
+	free(ft.lazy);
+	imgmap_close(map);
+}
+
+/*
+ * criu dump marks no page lazy when it stopped a thread with its stack
+ * pointer on a page boundary: the source serves them lazily all the same,
+ * as criu marks them in any other dump.  A lazy dump's map is left alone.
+ */
+static void test_relazy(void **state)
+{
+	char root[] = "/tmp/test_imgmap_relazy.XXXXXX", path[PATH_MAX];
+	struct imgmap *map = NULL;
+	uint32_t seed = 7;
+
+	assert_non_null(mkdtemp(root));
+	imgchain_write(root, as_criu, 2, &seed, NULL);
+	check_relazied(root, false, seed);
+	imgchain_write(root, no_lazy, 2, &seed, NULL);
+	check_relazied(root, true, seed);
+	imgchain_write(root, some_lazy, 3, &seed, NULL);
+	check_relazied(root, true, seed);
+	/* A lazy dump's: its lazy pages are the page server's; nothing is rewritten. */
+	imgchain_rm(root);
+	assert_int_equal(mkdir(root, 0700), 0);
+	imgchain_write(root, no_lazy, 2, &seed, NULL);
+	assert_int_equal(imgmap_open_lazy(root, NULL, &map), 0);
+	assert_false(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 0);
+	snprintf(path, sizeof(path), "%s/%s", root, IMGFLAT_DIR);
+	assert_int_equal(access(path, F_OK), -1);
+	imgmap_close(map);
+	imgchain_rm(root);
+}
+
+/* A pre-copy chain whose final dump marked its own pages not lazy: they are made lazy. */
+static void test_relazy_chain(void **state)
+{
+	char root[] = "/tmp/test_imgmap_relazy_chain.XXXXXX";
+	const struct imgmap_task *mt;
+	struct imgmap *map = NULL;
+
+	assert_non_null(mkdtemp(root));
+	imgchain_build(root);
+	imgchain_write(root, final_no_lazy, 4, &imgchain_seeds[0], "round-2");
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_true(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 32 * 4096);
+	mt = imgmap_task(map, IMGCHAIN_PID);
+	assert_non_null(mt);
+	assert_int_equal(mt->ranges[0].img_vaddr, 0x10000);
+	assert_int_equal(mt->ranges[0].len, 2 * 4096);
 	imgmap_close(map);
 	imgchain_rm(root);
 }
@@ -237,9 +384,9 @@ static void test_rounds(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_copy_truncated),
-	    cmocka_unit_test(test_chain),
-	    cmocka_unit_test(test_rounds),
+	    cmocka_unit_test(test_copy_truncated), cmocka_unit_test(test_chain),
+	    cmocka_unit_test(test_rounds),	   cmocka_unit_test(test_relazy),
+	    cmocka_unit_test(test_relazy_chain),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -93,12 +93,16 @@ tap_run() {
 tap_run_pair() {
 	tap_run --timeout 900 --grace 60 --pair --source "$1 $2 source" --dest "$1 $2 dest"
 }
-# handover_num PATH: the integer at PATH (dotted: times.total_ms) in the
-# migration's JSON that handover-migrate.sh's source side printed last
-# (RUN_OUT); empty when absent or not an integer.
-handover_num() {
+# handover_json: the migration's JSON that handover-migrate.sh's source
+# side printed last (RUN_OUT); empty without one.
+handover_json() {
 	grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 |
-		sed 's/^\[source\] handover: json: //' |
+		sed 's/^\[source\] handover: json: //'
+}
+# handover_num PATH: the integer at PATH (dotted: times.total_ms) in
+# handover_json; empty when absent or not an integer.
+handover_num() {
+	handover_json |
 		python3 -c 'import json, sys
 v = json.load(sys.stdin)
 for k in sys.argv[1].split("."):

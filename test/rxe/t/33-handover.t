@@ -15,8 +15,11 @@
 # downtime, total time, pages, bytes and faults.  Then a second migration,
 # of a 16 MiB workload that locks all its memory (--mlock): criu marks no
 # page lazy, and every page goes with the images (a lazy dump with nothing
-# to stage).  The plain dump's flow (--no-lazy-dump) is 41-*.t's and
-# 42-linkdown.t's.  Guest side:
+# to stage).  A third, plain (--no-lazy-dump), of a 16 MiB workload with a
+# thread stopped with its stack pointer on a page boundary
+# (--sp-page-aligned): criu marks none of its pages lazy, and the source
+# serves them lazily all the same.  The plain dump's other flows are
+# 41-*.t's and 42-linkdown.t's.  Guest side:
 # lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -24,7 +27,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 25
+tap_plan 31
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
@@ -68,7 +71,7 @@ tap_cmp "${down:-x}" -ge "${freeze:-y}" "downtime_ms ($down) is reported and >= 
 tap_cmp "${total:-x}" -ge "${down:-y}" "total_ms ($total) >= downtime_ms"
 tap_cmp "$(handover_num progress.pages_total)" -ge 16384 "pages_total covers the 64 MiB"
 pf=$(sed -n 's/^\[source\] handover: pages files: \([0-9]*\) bytes/\1/p' <<<"$RUN_OUT" | tail -n 1)
-j=$(grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 | sed 's/^\[source\] handover: json: //')
+j=$(handover_json)
 [[ $(jq -r .lazy_dump <<<"${j:-null}" 2>/dev/null) == true && -n $pf && $pf -lt 4194304 ]]
 tap_ok $? "the status says lazy_dump; the freeze wrote ${pf:-?} bytes of pages files, not the 64 MiB"
 tap_handover_verified "$out"
@@ -83,12 +86,34 @@ tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|
 tap_run_pair "$env_common RDMIG_SIZE_MB=16 RDMIG_WL_ARGS=--mlock RDMIG_ID=h2" "$mig"
 out="$RUN_OUT$RUN_ERR"
 tap_is "$RUN_STATUS" 0 "a workload with all its memory locked (16 MiB): the pair run exits 0"
-j=$(grep -h '^\[source\] handover: json: ' <<<"$RUN_OUT" | tail -n 1 | sed 's/^\[source\] handover: json: //')
+j=$(handover_json)
 tap_is "$(jq -r '"\(.state) \(.dest_state) \(.lazy_dump)"' <<<"${j:-null}" 2>/dev/null)" "done done true" \
 	"... done on both agents, a lazy dump (the source's JSON)"
 tap_is "$(jq -r '"\(.progress.pages_total) \(.progress.pages_remaining)"' <<<"${j:-null}" 2>/dev/null)" "0 0" \
 	"... with no page to serve by RDMA READ (pages_total 0): criu marked none lazy"
 tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
 	"... the workload verified its 16 MiB on guest B twice: every page came with the images"
+tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "... never a wrong page"
+
+# criu dump's is_stack() (criu/mem.c) tests the offset of a thread's stack
+# pointer in its page where it means the page: a thread stopped with it on
+# a page boundary makes criu write every page present and none lazy.  The
+# source marks lazy what criu marks in any other dump, so the memory moves
+# by RDMA READ after the restore, not all of it with the images before.
+tap_run_pair "$env_common RDMIG_SIZE_MB=16 RDMIG_WL_ARGS=--sp-page-aligned RDMIG_CTL_ARGS=--no-lazy-dump RDMIG_ID=h3" "$mig"
+out="$RUN_OUT$RUN_ERR"
+tap_is "$RUN_STATUS" 0 "a thread with its stack pointer on a page boundary, a plain dump: the pair run exits 0"
+j=$(handover_json)
+tap_is "$(jq -r '"\(.state) \(.dest_state) \(.lazy_dump)"' <<<"${j:-null}" 2>/dev/null)" "done done false" \
+	"... done on both agents, a plain dump (the source's JSON)"
+pt=$(jq -r '.progress.pages_total // 0' <<<"${j:-null}" 2>/dev/null)
+pf=$(jq -r '.progress.pages_fetched // -1' <<<"${j:-null}" 2>/dev/null)
+[[ ${pt:-0} -ge 4096 && $pf == "$pt" ]]
+tap_ok $? "... its 16 MiB served by RDMA READ after the restore: $pf of ${pt:-?} pages, not sent with the images"
+tap_like "$out" '^\[source\] source: .*task [0-9]+: criu marked [0-9]+ pages present but not lazy' \
+	"... criu marked them not lazy, and the source agent says it serves them lazily"
+tap_diag "$(grep -h '^\[source\] source: .*\(criu marked\|no lazy pages\)' <<<"$RUN_OUT" | head -n 3)"
+tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
+	"... the workload verified its 16 MiB on guest B twice"
 tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "... never a wrong page"
 tap_done
