@@ -136,6 +136,7 @@ struct sup_mig {
 	 */
 	struct sup_resv *resv;
 	bool early;
+	bool resv_ended; /* stopped because its reservation was released or expired */
 	struct api_criu_opts criu;
 };
 
@@ -1175,12 +1176,115 @@ static void sup_resv_end(struct sup_resv *r, const char *how)
 		log_info("reservation %s for migration %s %s: stopping its worker %d; the slot is "
 			 "free once it exited",
 			 r->id, r->migration, how, (int)r->early->pid);
+		r->early->resv_ended = true;
 		sup_stop_worker(r->early, false);
 	} else {
 		log_info("reservation %s for migration %s %s: its slot is free", r->id,
 			 r->migration, how);
 	}
 	sup_resv_free(r);
+}
+
+/*
+ * A worker its reservation started, stopped because the reservation was
+ * released or expired before any POST, and which never got as far as a
+ * restore: the workload never ran here, and the source still holds the
+ * whole checkpoint.  A new reservation or POST for the same migration
+ * replaces its record and directories instead of being refused (409)
+ * until an operator removed them, as a pre-copy's second reservation
+ * needs (design.md §13).
+ */
+static bool sup_unused_early(const struct sup_mig *m)
+{
+	return m->final && m->early && m->resv_ended && m->received_ms < 0 && m->restore_ms < 0 &&
+	       m->resumed_ms < 0;
+}
+
+/*
+ * Removes path, a directory below the work root that the agent made, and
+ * the files in it (a worker's log, socket, images received in part); one
+ * holding a directory is left whole: -ENOTEMPTY.  Gone already is 0.
+ */
+static int sup_remove_dir(const struct sup *s, const char *path)
+{
+	char parent[PATH_MAX];
+	const char *rel, *base;
+	struct dirent *de;
+	int fd, pfd = -1, ret = 0;
+	struct stat st;
+	DIR *d;
+
+	if (!safepath_below(s->work_root, path, &rel) || !*rel)
+		return -EXDEV;
+	fd = safepath_openat(s->root_fd, rel, O_RDONLY | O_DIRECTORY, 0);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0)
+		return fd;
+	d = fdopendir(fd);
+	if (!d) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	while (ret == 0 && (de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			ret = -errno;
+		else if (S_ISDIR(st.st_mode))
+			ret = -ENOTEMPTY;
+		else if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+			ret = -errno;
+	}
+	closedir(d);
+	if (ret < 0)
+		return ret;
+	base = strrchr(rel, '/');
+	if (base) {
+		snprintf(parent, sizeof(parent), "%.*s", (int)(base - rel), rel);
+		pfd = safepath_openat(s->root_fd, parent, O_RDONLY | O_DIRECTORY, 0);
+		if (pfd < 0)
+			return pfd;
+		base++;
+	} else {
+		base = rel;
+	}
+	if (unlinkat(pfd >= 0 ? pfd : s->root_fd, base, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		ret = -errno;
+	if (pfd >= 0)
+		close(pfd);
+	return ret;
+}
+
+/* Drops m (sup_unused_early()) and its directories for a new request (what). */
+static int sup_drop_unused(struct sup *s, struct sup_mig *m, const char *what,
+			   struct api_error *err)
+{
+	const char *dir = m->images_dir;
+	int ret;
+
+	ret = sup_remove_dir(s, dir);
+	if (ret == 0 && strcmp(m->work_dir, m->images_dir) != 0) {
+		dir = m->work_dir;
+		ret = sup_remove_dir(s, dir);
+	}
+	if (ret < 0) {
+		log_err("migration %s: cannot remove %s of its unused worker: %s", m->id, dir,
+			safepath_strerror(ret));
+		return api_error_set(err, -EEXIST,
+				     "the worker of migration \"%s\" started at an earlier "
+				     "reservation ended unused, but its directory %s cannot be "
+				     "removed: %s",
+				     m->id, dir, safepath_strerror(ret));
+	}
+	log_info("migration %s: the worker started at its earlier reservation ended unused "
+		 "(%s, nothing received): its record and %s go for the %s",
+		 m->id, api_state_str(m->state), m->images_dir, what);
+	TAILQ_REMOVE(&s->migs, m, link);
+	s->nr_final--;
+	sup_mig_free(m);
+	return 0;
 }
 
 static void sup_resv_expired(evutil_socket_t fd, short what, void *arg)
@@ -1360,7 +1464,7 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 	struct timeval tv = {.tv_sec = req->ttl_s};
 	struct sup *s = agent;
 	struct sup_resv *r = NULL, *o;
-	const struct sup_mig *m;
+	struct sup_mig *m;
 	const char *rel, *wrel;
 	int ret;
 
@@ -1369,6 +1473,12 @@ static int sup_api_reserve(void *agent, const struct api_reserve_req *req,
 		goto out;
 	}
 	m = sup_find(s, req->migration);
+	if (m && sup_unused_early(m)) {
+		ret = sup_drop_unused(s, m, "new reservation", err);
+		if (ret < 0)
+			goto out;
+		m = NULL;
+	}
 	if (m && !m->final) {
 		ret = api_error_set(err, -EEXIST, "migration \"%s\" already runs here (%s)",
 				    req->migration, api_state_str(m->state));
@@ -1769,6 +1879,12 @@ static int sup_api_start(void *agent, const struct api_start_req *req, struct ap
 	if (r && r->early)
 		return sup_adopt(s, r, req, err);
 	old = sup_find(s, req->id);
+	if (old && sup_unused_early(old)) {
+		ret = sup_drop_unused(s, old, "POST", err);
+		if (ret < 0)
+			return ret;
+		old = NULL;
+	}
 	if (old && old->final && old->early && old->state == API_STATE_DONE &&
 	    !sup_start_differs(s, old, req))
 		return sup_adopt_finished(old);

@@ -10,7 +10,9 @@
 # (one worker for the migration) and the migration is done.
 # (2) A POST that differs from the reservation's start: 409, and the early
 # worker is stopped.  (3) A reservation's expiry and (4) its DELETE stop
-# the early worker; the slot is free once it exited.  (5) A dump that
+# the early worker; the slot is free once it exited, and a new reservation
+# for the same migration replaces the record and directory of a worker so
+# stopped, which received nothing (before: 409).  (5) A dump that
 # fails: the early worker held by the source is told Abort(CANCELLED) and
 # exits.  (7) A worker that never authenticates: the source dumps after
 # waiting 5 s for it.  (6) A source without FEAT_EARLY (--no-early): the early worker
@@ -19,7 +21,7 @@
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 20
+plan 22
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 secret "$T/secret"
@@ -130,6 +132,15 @@ check "... and the slot is free once it exited (201)" test "$code" = 201
 code=$(dapi d1 DELETE "/v1/reservations/$rid")
 check "DELETE of a reservation with start: 200, its worker stopped" \
 	eval "test $code = 200 && wait_dstate d1 x3 aborted"
+# A pre-copy's source reserves again when its first reservation is gone.
+wait_until 20 eval "test \$(djson d1 /v1/migrations/x3 'j[\"final\"]') = True"
+code=$(dapi d1 POST /v1/reservations '{"migration":"x3","bytes":0,'"$start"'}')
+rid=$(sed -n 's/.*"id":"\(r-[0-9a-f]*\)".*/\1/p' "$T/dapi.out")
+check "... a new reservation with start for the same migration: 201, the unused worker's record and directory replaced" \
+	eval "test $code = 201 && grep -q 'migration x3: the worker started at its earlier reservation ended unused (aborted, nothing received): its record and $T/droot1/x3 go for the new reservation' '$T/d1.log' &&
+	test \$(djson d1 /v1/migrations/x3 'j[\"final\"]') = False && test -d '$T/droot1/x3'"
+code=$(dapi d1 DELETE "/v1/reservations/$rid")
+check "... which DELETE stops in turn (200)" eval "test $code = 200 && wait_dstate d1 x3 aborted"
 code=$(dapi d1 POST /v1/reservations '{"migration":"x4","bytes":0}')
 check "... and the slot is free again (201)" test "$code" = 201
 
