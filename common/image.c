@@ -1355,26 +1355,62 @@ static uint64_t img_lazyable_pages(const struct img_task *t, uint64_t vaddr, uin
 	return n;
 }
 
+/*
+ * For each images set src down the chain, whether criu marked none of
+ * the pages t resolves into it lazy while some lie in memory it serves
+ * lazily (misfired[src]); returns how many such pages there are in all.
+ */
+static uint64_t img_task_misfired(const struct img_task *t, bool misfired[IMG_CHAIN_MAX])
+{
+	uint64_t unlazy[IMG_CHAIN_MAX] = {0}, n = 0;
+	bool lazy[IMG_CHAIN_MAX] = {0};
+	const struct img_pagemap_entry *e;
+	size_t nr;
+
+	e = img_task_resolved(t, &nr);
+	for (size_t i = 0; i < nr; i++) {
+		if (e[i].src >= IMG_CHAIN_MAX)
+			continue;
+		if (e[i].flags & IMG_PE_LAZY)
+			lazy[e[i].src] = true;
+		else if (e[i].flags & IMG_PE_PRESENT)
+			unlazy[e[i].src] += img_lazyable_pages(
+			    t, e[i].vaddr, e[i].vaddr + e[i].nr_pages * IMG_PAGE_SIZE);
+	}
+	for (size_t d = 0; d < IMG_CHAIN_MAX; d++) {
+		misfired[d] = unlazy[d] && !lazy[d];
+		if (misfired[d])
+			n += unlazy[d];
+	}
+	return n;
+}
+
+uint64_t image_task_unlazy_pages(const struct img_task *t)
+{
+	bool misfired[IMG_CHAIN_MAX];
+
+	return img_task_misfired(t, misfired);
+}
+
 /* image_set_relazy() for one task of the top set. */
 static int img_relazy_task(const struct img_set *set, struct img_task *t, uint64_t *pages)
 {
 	struct img_flat_state fs = {0};
 	const struct img_pagemap_entry *e;
-	uint64_t n = 0;
+	bool misfired[IMG_CHAIN_MAX];
+	uint64_t n = img_task_misfired(t, misfired);
 	size_t nr;
 	int ret = 0;
 
-	e = img_task_resolved(t, &nr);
-	for (size_t i = 0; i < nr; i++)
-		if ((e[i].flags & (IMG_PE_PRESENT | IMG_PE_LAZY)) == IMG_PE_PRESENT)
-			n += img_lazyable_pages(t, e[i].vaddr,
-						e[i].vaddr + e[i].nr_pages * IMG_PAGE_SIZE);
 	if (n == 0)
 		return 0;
+	e = img_task_resolved(t, &nr);
 	/* img_flat_push() drops PE_LAZY again outside the VMAs that can be lazy. */
 	for (size_t i = 0; i < nr && ret == 0; i++) {
-		uint32_t f = e[i].flags & IMG_PE_PRESENT ? e[i].flags | IMG_PE_LAZY : e[i].flags;
+		uint32_t f = e[i].flags;
 
+		if ((f & IMG_PE_PRESENT) && e[i].src < IMG_CHAIN_MAX && misfired[e[i].src])
+			f |= IMG_PE_LAZY;
 		ret = img_flat_push(&fs, t, true, e[i].vaddr,
 				    e[i].vaddr + e[i].nr_pages * IMG_PAGE_SIZE, f, e[i].src,
 				    e[i].pages_off);
@@ -1384,10 +1420,10 @@ static int img_relazy_task(const struct img_set *set, struct img_task *t, uint64
 	if (ret < 0)
 		goto out;
 	*pages += n;
-	log_warn("%s: task %" PRId32 ": criu marked %" PRIu64
-		 " pages present but not lazy in memory it serves lazily (it does so for all "
-		 "of a task it stopped with a thread's stack pointer on a page boundary); "
-		 "they are served lazily, as criu marks them in any other dump",
+	log_warn("%s: task %" PRId32 ": criu marked none of the %" PRIu64
+		 " pages it could serve lazily as lazy (as it does when it stops a thread with its "
+		 "stack pointer on a page boundary); they are served lazily, as criu marks them in "
+		 "any other dump",
 		 set->dir, t->pid, n);
 out:
 	free(fs.e);

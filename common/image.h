@@ -209,21 +209,25 @@ int image_parse_pagemap_buf(const void *buf, size_t len, const char *name, uint3
 void image_task_clear(struct img_task *task);
 
 /*
- * Marks PE_LAZY every page of the top set that criu wrote PE_PRESENT
- * without PE_LAZY inside a VMA image_vma_can_be_lazy() accepts, which
- * criu dump (3.13 on) does for every page of a task one of whose threads
- * it stopped with its stack pointer on a page boundary: is_stack() in
- * criu/mem.c compares the offset in the page where it means the page.
- * No other cause leaves such a page: criu marks every other page of those
- * VMAs lazy.  A task with one gets flat entries and a lazy set rebuilt
- * from them, its data where criu wrote it (pages_off), set->relazied set
- * and a warning; imgflat_write() then writes what its destination gets.
- * Never for a `criu dump --lazy-pages` set: its lazy pages are the page
- * server's, and these are in the pages files.  *pages counts the pages
- * made lazy.  Returns 0 or -ENOMEM (some tasks may then be changed: free
- * the set).
+ * Undoes criu dump's misfire on laziness: since 3.13 its is_stack()
+ * (criu/mem.c) compares the offset of each thread's stack pointer in its
+ * page where it means the page, so one thread stopped with it on a page
+ * boundary makes criu write every page of the task PE_PRESENT and none
+ * PE_LAZY; otherwise it marks every page of the VMAs
+ * image_vma_can_be_lazy() accepts lazy.  For each task of the top set,
+ * and each set down the chain its resolved entries take pages from, that
+ * has such pages and not one PE_LAZY (the misfire's mark), those pages
+ * are marked PE_LAZY: the task gets flat entries and a lazy set rebuilt
+ * from them, its data where criu wrote it (pages_off), set->relazied is
+ * set, and a warning says so; imgflat_write() then writes what its
+ * destination gets.  Never for a `criu dump --lazy-pages` set: its lazy
+ * pages are the page server's, and these are in the pages files.  *pages
+ * counts the pages made lazy.  Returns 0 or -ENOMEM (some tasks may then
+ * be changed: free the set).
  */
 int image_set_relazy(struct img_set *set, uint64_t *pages);
+/* The pages of t image_set_relazy() would mark lazy: 0 in any dump but those. */
+uint64_t image_task_unlazy_pages(const struct img_task *t);
 
 /*
  * Cuts every lazy range of set into pieces of at most unit bytes (a

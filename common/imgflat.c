@@ -102,6 +102,33 @@ static int flat_task(const struct img_set *set, const struct img_task *t, const 
 	return ret;
 }
 
+/*
+ * A set that needs no flat images: ones left in dir (say by a dump into the
+ * same directory that did) would be shipped in place of its own.
+ */
+static int flat_remove(const struct img_set *set, const char *dir)
+{
+	char name[PATH_MAX + 32];
+	int ret = 0;
+
+	for (size_t i = 0; i < set->nr_tasks && ret == 0; i++) {
+		const struct img_task *t = &set->tasks[i];
+
+		snprintf(name, sizeof(name), "%s/pagemap-%" PRId32 ".img", dir, t->pid);
+		if (unlink(name) < 0 && errno != ENOENT)
+			ret = -errno;
+		snprintf(name, sizeof(name), "%s/pages-%" PRIu32 ".img", dir, t->pages_id);
+		if (ret == 0 && t->has_memory && unlink(name) < 0 && errno != ENOENT)
+			ret = -errno;
+	}
+	if (ret == 0 && rmdir(dir) < 0 && errno != ENOENT)
+		ret = -errno;
+	if (ret < 0)
+		log_err("%s: cannot remove the flat images an earlier mapping left: %s", dir,
+			strerror(-ret));
+	return ret;
+}
+
 int imgflat_write(const struct img_set *set)
 {
 	struct imgwrite_opts o = {
@@ -111,10 +138,10 @@ int imgflat_write(const struct img_set *set)
 	char dir[PATH_MAX];
 	int ret = 0;
 
-	if (!set->parent && !set->relazied)
-		return 0;
 	if (snprintf(dir, sizeof(dir), "%s/%s", set->dir, IMGFLAT_DIR) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
+	if (!set->parent && !set->relazied)
+		return flat_remove(set, dir);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		ret = -errno;
 		log_err("%s: mkdir: %s", dir, strerror(-ret));

@@ -33,7 +33,8 @@
 /*
  * Writes "<set->dir>/IMGFLAT_DIR/pagemap-<pid>.img" and "pages-<id>.img"
  * for every task of set with memory; a set without a parent that
- * image_set_relazy() left as criu wrote it needs none and gets nothing (0).  Replaces files left by
+ * image_set_relazy() left as criu wrote it needs none: flat images an
+ * earlier call left for it are removed (an error: -errno), else nothing.  Replaces files left by
  * an earlier call.  Returns 0 or a negative errno.
  */
 int imgflat_write(const struct img_set *set);

@@ -476,11 +476,38 @@ out:
 	return ret;
 }
 
+/*
+ * Pages criu did not mark lazy by mistake are served lazily
+ * (image_set_relazy()), which needs the flat images the destination gets
+ * in their stead: written here for a dump without a parent (a chain's
+ * are written below), and when they cannot be (an images directory the
+ * agent may not write to), the set is read again as criu wrote it and
+ * those pages go with the images, as before.
+ */
+static int map_relazy(struct imgmap *map, const char *dir)
+{
+	uint64_t n = 0;
+	int ret;
+
+	ret = image_set_relazy(map->set, &n);
+	if (ret < 0 || map->set->parent)
+		return ret;
+	ret = imgflat_write(map->set);
+	if (ret == 0 || !n)
+		return ret;
+	log_warn("%s: cannot write the images a destination gets with those %" PRIu64
+		 " pages lazy (%s): they go with the images instead",
+		 dir, n, strerror(-ret));
+	image_set_free(map->set);
+	map->set = NULL;
+	return image_set_open(dir, &map->set);
+}
+
 static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool *stop,
 		    bool lazy_dump, struct imgmap **out)
 {
 	struct msgauth_pages pages = {0};
-	uint64_t t0 = now_ns(), t1 = 0, t2 = 0, relazied = 0;
+	uint64_t t0 = now_ns(), t1 = 0, t2 = 0;
 	struct imgmap *map;
 	size_t i, j;
 	int ret;
@@ -494,7 +521,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		ret = image_set_open(dir, &map->set);
 	/* A lazy dump's lazy pages are its page server's; the files hold the rest. */
 	if (ret == 0 && !lazy_dump)
-		ret = image_set_relazy(map->set, &relazied);
+		ret = map_relazy(map, dir);
 	if (ret < 0)
 		goto out;
 	t1 = now_ns();
@@ -511,8 +538,8 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 			goto out;
 	}
 	t2 = now_ns();
-	/* What the destination gets instead of in-parent runs or criu's lazy flags. */
-	if (!lazy_dump)
+	/* A pre-copy chain: what the destination gets instead of in-parent runs. */
+	if (!lazy_dump && map->set->parent)
 		ret = imgflat_write(map->set);
 	if (ret < 0)
 		goto out;
@@ -537,11 +564,17 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 			if (t->vmas[k].flags & MAP_LOCKED)
 				locked++;
 		}
-		log_warn("%s: no lazy pages: task %" PRId32 " %s, %zu VMAs (%zu anonymous "
-			 "private, %zu locked), %zu pagemap entries, %" PRIu64 " bytes of pages",
-			 dir, t->pid,
-			 t->has_memory ? "has memory images" : "has no mm or pagemap image",
-			 t->nr_vmas, anon, locked, t->nr_entries, t->pages_file_size);
+		log_warn(
+		    "%s: no lazy pages: task %" PRId32 " %s, %zu VMAs (%zu anonymous "
+		    "private, %zu locked), %zu pagemap entries, %" PRIu64 " bytes of pages%s",
+		    dir, t->pid, t->has_memory ? "has memory images" : "has no mm or pagemap image",
+		    t->nr_vmas, anon, locked, t->nr_entries, t->pages_file_size,
+		    /* A plain dump's were made lazy above: only a lazy dump's are left. */
+		    t->has_memory && image_task_unlazy_pages(t)
+			? "; criu marked none lazy in memory it serves lazily, as it does when "
+			  "it stops a thread with its stack pointer on a page boundary: a lazy "
+			  "dump's pages then go with the images (design.md §10.3)"
+			: "");
 	}
 	/* The same fold the destination computes over the tables it receives. */
 	map->digest = 0;

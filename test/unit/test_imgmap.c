@@ -175,7 +175,7 @@ static const struct img_pagemap_entry as_criu[] = {
     {.vaddr = 0x10000, .nr_pages = 32, .flags = PE_LP},
     {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
 };
-/* Two pages not lazy, the rest lazy (criu before 3.13 kept a stack page so). */
+/* Two pages not lazy, the rest lazy (criu before 3.13 kept a stack page so): left. */
 static const struct img_pagemap_entry some_lazy[] = {
     {.vaddr = 0x10000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
     {.vaddr = 0x12000, .nr_pages = 30, .flags = PE_LP},
@@ -184,6 +184,18 @@ static const struct img_pagemap_entry some_lazy[] = {
 /* The chain's final dump with its own pages not lazy. */
 static const struct img_pagemap_entry final_no_lazy[] = {
     {.vaddr = 0x10000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x12000, .nr_pages = 30, .flags = IMG_PE_PARENT},
+    {.vaddr = 0x40000, .nr_pages = 1, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x41000, .nr_pages = 1, .flags = IMG_PE_PARENT},
+};
+
+/* Round 1 of the chain as a pre-dump that misfired, and the final dump as it is. */
+static const struct img_pagemap_entry r1_no_lazy[] = {
+    {.vaddr = 0x10000, .nr_pages = 32, .flags = IMG_PE_PRESENT},
+    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+};
+static const struct img_pagemap_entry chain_final_lazy[] = {
+    {.vaddr = 0x10000, .nr_pages = 2, .flags = PE_LP},
     {.vaddr = 0x12000, .nr_pages = 30, .flags = IMG_PE_PARENT},
     {.vaddr = 0x40000, .nr_pages = 1, .flags = IMG_PE_PRESENT},
     {.vaddr = 0x41000, .nr_pages = 1, .flags = IMG_PE_PARENT},
@@ -260,8 +272,15 @@ static void test_relazy(void **state)
 	check_relazied(root, false, seed);
 	imgchain_write(root, no_lazy, 2, &seed, NULL);
 	check_relazied(root, true, seed);
+	/* Not the misfire's mark: left as criu wrote it, the flat images above removed. */
 	imgchain_write(root, some_lazy, 3, &seed, NULL);
-	check_relazied(root, true, seed);
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_false(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 30 * 4096);
+	snprintf(path, sizeof(path), "%s/%s", root, IMGFLAT_DIR);
+	assert_int_equal(access(path, F_OK), -1);
+	imgmap_close(map);
+	map = NULL;
 	/* A lazy dump's: its lazy pages are the page server's; nothing is rewritten. */
 	imgchain_rm(root);
 	assert_int_equal(mkdir(root, 0700), 0);
@@ -278,7 +297,7 @@ static void test_relazy(void **state)
 /* A pre-copy chain whose final dump marked its own pages not lazy: they are made lazy. */
 static void test_relazy_chain(void **state)
 {
-	char root[] = "/tmp/test_imgmap_relazy_chain.XXXXXX";
+	char root[] = "/tmp/test_imgmap_relazy_chain.XXXXXX", dir[PATH_MAX];
 	const struct imgmap_task *mt;
 	struct imgmap *map = NULL;
 
@@ -292,6 +311,24 @@ static void test_relazy_chain(void **state)
 	assert_non_null(mt);
 	assert_int_equal(mt->ranges[0].img_vaddr, 0x10000);
 	assert_int_equal(mt->ranges[0].len, 2 * 4096);
+	imgmap_close(map);
+	map = NULL;
+	/* Round 1 misfired too (a pre-dump marks pages the same way): its pages as well. */
+	snprintf(dir, sizeof(dir), "%s/round-1", root);
+	imgchain_write(dir, r1_no_lazy, 2, &imgchain_seeds[2], NULL);
+	imgchain_as_round(dir);
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_true(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 32 * 4096);
+	mt = imgmap_task(map, IMGCHAIN_PID);
+	assert_int_equal(mt->nr_ranges, 4);
+	imgmap_close(map);
+	map = NULL;
+	/* Only round 1 misfired: the final dump's own pages are lazy, round 1's made so. */
+	imgchain_write(root, chain_final_lazy, 4, &imgchain_seeds[0], "round-2");
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_true(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 32 * 4096);
 	imgmap_close(map);
 	imgchain_rm(root);
 }

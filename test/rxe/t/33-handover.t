@@ -110,7 +110,7 @@ pt=$(jq -r '.progress.pages_total // 0' <<<"${j:-null}" 2>/dev/null)
 pf=$(jq -r '.progress.pages_fetched // -1' <<<"${j:-null}" 2>/dev/null)
 [[ ${pt:-0} -ge 4096 && $pf == "$pt" ]]
 tap_ok $? "... its 16 MiB served by RDMA READ after the restore: $pf of ${pt:-?} pages, not sent with the images"
-tap_like "$out" '^\[source\] source: .*task [0-9]+: criu marked [0-9]+ pages present but not lazy' \
+tap_like "$out" '^\[source\] source: .*task [0-9]+: criu marked none of the [0-9]+ pages it could serve lazily as lazy' \
 	"... criu marked them not lazy, and the source agent says it serves them lazily"
 tap_diag "$(grep -h '^\[source\] source: .*\(criu marked\|no lazy pages\)' <<<"$RUN_OUT" | head -n 3)"
 tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
