@@ -281,6 +281,17 @@ static void test_relazy(void **state)
 	assert_int_equal(access(path, F_OK), -1);
 	imgmap_close(map);
 	map = NULL;
+	/* Where the flat images cannot be written: criu's flags kept, the pages with the images. */
+	imgchain_rm(root);
+	assert_int_equal(mkdir(root, 0700), 0);
+	imgchain_write(root, no_lazy, 2, &seed, NULL);
+	snprintf(path, sizeof(path), "%s/%s", root, IMGFLAT_DIR);
+	fclose(fopen(path, "w"));
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_false(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 0);
+	imgmap_close(map);
+	map = NULL;
 	/* A lazy dump's: its lazy pages are the page server's; nothing is rewritten. */
 	imgchain_rm(root);
 	assert_int_equal(mkdir(root, 0700), 0);
