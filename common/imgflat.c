@@ -21,27 +21,39 @@ struct flat_src {
 	int fds[IMG_CHAIN_MAX];
 };
 
+/*
+ * t's resolved entries: its flat ones, or in a set without a parent, for a
+ * task image_set_relazy() left alone, those criu wrote (all from src 0).
+ */
+static const struct img_pagemap_entry *flat_entries(const struct img_task *t, size_t *n)
+{
+	*n = t->flat ? t->nr_flat : t->nr_entries;
+	return t->flat ? t->flat : t->entries;
+}
+
 /* imgwrite_fill_fn: one non-lazy page, from the round that holds it. */
 static int flat_fill(void *opaque, int32_t pid, uint64_t vaddr, void *page)
 {
 	struct flat_src *fs = opaque;
 	const struct img_task *t = fs->task;
-	const struct img_pagemap_entry *e = NULL;
+	const struct img_pagemap_entry *e = NULL, *fe;
 	struct img_lazy_range lr;
 	char path[PATH_MAX];
-	size_t lo = 0, hi = t->nr_flat;
+	size_t lo = 0, hi, nr;
 	ssize_t n;
 
+	fe = flat_entries(t, &nr);
+	hi = nr;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (t->flat[mid].vaddr + t->flat[mid].nr_pages * IMG_PAGE_SIZE <= vaddr)
+		if (fe[mid].vaddr + fe[mid].nr_pages * IMG_PAGE_SIZE <= vaddr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo < t->nr_flat && t->flat[lo].vaddr <= vaddr)
-		e = &t->flat[lo];
+	if (lo < nr && fe[lo].vaddr <= vaddr)
+		e = &fe[lo];
 	if (!e || !(e->flags & IMG_PE_PRESENT) || e->src >= IMG_CHAIN_MAX)
 		return -EINVAL;
 	if (fs->fds[e->src] < 0) {
@@ -64,26 +76,29 @@ static int flat_task(const struct img_set *set, const struct img_task *t, const 
 		     const struct imgwrite_opts *o)
 {
 	struct flat_src fs = {.set = set, .task = t};
+	const struct img_pagemap_entry *fe;
 	struct img_pagemap_entry *e = NULL;
 	struct imgwrite_buf b = {0};
 	struct imgwrite_task wt;
 	char name[64];
+	size_t nr;
 	int ret;
 
 	for (size_t i = 0; i < IMG_CHAIN_MAX; i++)
 		fs.fds[i] = -1;
-	e = calloc(t->nr_flat ? t->nr_flat : 1, sizeof(*e));
+	fe = flat_entries(t, &nr);
+	e = calloc(nr ? nr : 1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
-	for (size_t i = 0; i < t->nr_flat; i++) {
-		e[i] = t->flat[i];
-		e[i].flags = t->flat[i].flags & IMG_PE_LAZY ? IMG_PE_LAZY : IMG_PE_PRESENT;
+	for (size_t i = 0; i < nr; i++) {
+		e[i] = fe[i];
+		e[i].flags = fe[i].flags & IMG_PE_LAZY ? IMG_PE_LAZY : IMG_PE_PRESENT;
 	}
 	wt = (struct imgwrite_task){
 	    .pid = t->pid,
 	    .pages_id = t->pages_id,
 	    .entries = e,
-	    .nr_entries = t->nr_flat,
+	    .nr_entries = nr,
 	    .fill = flat_fill,
 	    .opaque = &fs,
 	};

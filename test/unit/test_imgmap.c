@@ -25,6 +25,7 @@
 
 #include "imgchain.h"
 #include "imgflat.h"
+#include "imgwrite.h"
 #include "pattern.h"
 #include "source-agent/imgmap.h"
 
@@ -83,7 +84,7 @@ static void parse_flat(const char *root, const struct img_task *t, struct img_ta
 	size_t len;
 	void *buf;
 
-	snprintf(path, sizeof(path), "%s/%s/pagemap-%d.img", root, IMGFLAT_DIR, IMGCHAIN_PID);
+	snprintf(path, sizeof(path), "%s/%s/pagemap-%d.img", root, IMGFLAT_DIR, t->pid);
 	buf = slurp(path, &len);
 	ft->vmas = t->vmas;
 	ft->nr_vmas = t->nr_vmas;
@@ -305,6 +306,65 @@ static void test_relazy(void **state)
 	imgchain_rm(root);
 }
 
+static int fill_seed(void *opaque, int32_t pid, uint64_t vaddr, void *page)
+{
+	pattern_fill(page, vaddr, *(const uint32_t *)opaque);
+	return 0;
+}
+
+/*
+ * Two tasks, one misfired: both reach the destination's flat pagemaps with
+ * their whole lazy sets, the one criu marked right as it marked it.
+ */
+static void test_relazy_two_tasks(void **state)
+{
+	static const struct img_vma vmas[] = {
+	    {.start = 0x10000, .end = 0x30000, .flags = MAP_PRIVATE | MAP_ANONYMOUS},
+	    {.start = 0x40000, .end = 0x42000, .flags = MAP_SHARED | MAP_ANONYMOUS},
+	};
+	char root[] = "/tmp/test_imgmap_relazy2.XXXXXX";
+	uint32_t seed = 9;
+	struct imgwrite_task wt[2] = {
+	    {.pid = 20,
+	     .pages_id = 1,
+	     .vmas = vmas,
+	     .nr_vmas = 2,
+	     .entries = no_lazy,
+	     .nr_entries = 2,
+	     .fill = fill_seed,
+	     .opaque = &seed},
+	    {.pid = 21,
+	     .ppid = 20,
+	     .pages_id = 2,
+	     .vmas = vmas,
+	     .nr_vmas = 2,
+	     .entries = as_criu,
+	     .nr_entries = 2,
+	     .fill = fill_seed,
+	     .opaque = &seed},
+	};
+	struct imgmap *map = NULL;
+
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(imgwrite_dir(root, NULL, wt, 2), 0);
+	assert_int_equal(imgmap_open(root, NULL, NULL, &map), 0);
+	assert_true(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 64 * 4096);
+	for (size_t i = 0; i < 2; i++) {
+		const struct img_task *t = image_set_task(map->set, wt[i].pid);
+		struct img_task ft = {.pid = wt[i].pid};
+
+		assert_non_null(t);
+		assert_int_equal(t->lazy_bytes, 32 * 4096);
+		parse_flat(root, t, &ft);
+		assert_int_equal(ft.pages_file_size, 2 * 4096);
+		free(ft.entries);
+		free(ft.lazy);
+	}
+	imgmap_close(map);
+	imgchain_rm(root);
+}
+
 /* A pre-copy chain whose final dump marked its own pages not lazy: they are made lazy. */
 static void test_relazy_chain(void **state)
 {
@@ -434,7 +494,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_copy_truncated), cmocka_unit_test(test_chain),
 	    cmocka_unit_test(test_rounds),	   cmocka_unit_test(test_relazy),
-	    cmocka_unit_test(test_relazy_chain),
+	    cmocka_unit_test(test_relazy_chain),   cmocka_unit_test(test_relazy_two_tasks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
