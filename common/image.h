@@ -220,9 +220,10 @@ void image_task_clear(struct img_task *task);
  * are marked PE_LAZY: the task gets flat entries and a lazy set rebuilt
  * from them, its data where criu wrote it (pages_off), set->relazied is
  * set, and a warning says so; imgflat_write() then writes what its
- * destination gets.  Never for a `criu dump --lazy-pages` set: its lazy
- * pages are the page server's, and these are in the pages files.  *pages
- * counts the pages made lazy.  Returns 0 or -ENOMEM (some tasks may then
+ * destination gets.  In a `criu dump --lazy-pages` set those ranges keep
+ * their pages_off (criu wrote them into the pages files) while the others
+ * have none: criu's page server holds none of them.  *pages counts the
+ * pages made lazy.  Returns 0 or -ENOMEM (some tasks may then
  * be changed: free the set).
  */
 int image_set_relazy(struct img_set *set, uint64_t *pages);

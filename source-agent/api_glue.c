@@ -435,6 +435,11 @@ static void glue_lazy_dump_exit(struct src_migration *m, const struct criuproc_e
 	}
 	if (src_mig_final(m))
 		return;
+	if (src_lazydump_from_tree(m->lazy)) {
+		log_info("migration %s: its stopped tree serves the pages criu did not mark lazy",
+			 m->id);
+		return;
+	}
 	snprintf(why, sizeof(why),
 		 "the lazy dump's page server ended (criu dump %s) before the destination had "
 		 "every page; the source's process %d stays stopped: roll back to continue it",

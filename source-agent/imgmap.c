@@ -383,7 +383,8 @@ static int task_lazy(struct imgmap *map, const struct img_task *t)
 	size_t i;
 
 	for (i = 0; i < t->nr_lazy; i++) {
-		if (t->lazy[i].pages_off != IMG_NO_OFFSET) {
+		/* Pages criu did not mark lazy: the stopped tree serves them (lazydump.h). */
+		if (t->lazy[i].pages_off != IMG_NO_OFFSET && !map->set->relazied) {
 			log_err("%s: task %d range 0x%" PRIx64 " has its pages in the images: "
 				"not a criu dump --lazy-pages",
 				map->set->dir, t->pid, t->lazy[i].vaddr);
@@ -478,8 +479,9 @@ out:
 
 /*
  * Pages criu did not mark lazy by mistake are served lazily
- * (image_set_relazy()), which needs the flat images the destination gets
- * in their stead: written here for a dump without a parent (a chain's
+ * (image_set_relazy()): a plain dump's from its pages files, a lazy
+ * dump's from its stopped tree (lazydump.h).  The destination then needs
+ * the flat images: written here for a dump without a parent (a chain's
  * are written below), and when they cannot be (an images directory the
  * agent may not write to), the set is read again as criu wrote it and
  * those pages go with the images, as before.
@@ -519,8 +521,7 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 	ret = page_key ? msgauth_pages_init(&pages, page_key) : 0;
 	if (ret == 0)
 		ret = image_set_open(dir, &map->set);
-	/* A lazy dump's lazy pages are its page server's; the files hold the rest. */
-	if (ret == 0 && !lazy_dump)
+	if (ret == 0)
 		ret = map_relazy(map, dir);
 	if (ret < 0)
 		goto out;
@@ -569,11 +570,11 @@ static int map_open(const char *dir, const uint8_t *page_key, const atomic_bool 
 		    "private, %zu locked), %zu pagemap entries, %" PRIu64 " bytes of pages%s",
 		    dir, t->pid, t->has_memory ? "has memory images" : "has no mm or pagemap image",
 		    t->nr_vmas, anon, locked, t->nr_entries, t->pages_file_size,
-		    /* A plain dump's were made lazy above: only a lazy dump's are left. */
+		    /* Made lazy above, unless the flat images could not be written. */
 		    t->has_memory && image_task_unlazy_pages(t)
 			? "; criu marked none lazy in memory it serves lazily, as it does when "
-			  "it stops a thread with its stack pointer on a page boundary: a lazy "
-			  "dump's pages then go with the images (design.md §10.3)"
+			  "it stops a thread with its stack pointer on a page boundary "
+			  "(design.md §10.3), and they could not be made lazy here"
 			: "");
 	}
 	/* The same fold the destination computes over the tables it receives. */

@@ -41,6 +41,12 @@ struct src_lazydump {
 	 * images, from src_lazydump_bind().
 	 */
 	bool adopted;
+	/*
+	 * criu marked pages lazy-able not lazy (image_set_relazy()): its page
+	 * server holds none of them, so its session was ended and the stopped
+	 * tree serves every page, as for an adopted one.
+	 */
+	bool from_tree;
 	pid_t *host_pids;
 	struct lazystage *stage;
 	void *area; /* the stage's area, made ahead by src_lazydump_area() */
@@ -236,14 +242,15 @@ out:
 	return ret;
 }
 
-int src_lazydump_bind(struct src_lazydump *ld, const struct img_set *set, char *why, size_t why_len)
+/* Finds the stopped tree's process of every task of set with lazy pages. */
+static int ld_bind(struct src_lazydump *ld, const struct img_set *set, char *why, size_t why_len)
 {
 	struct proctree_member *mem = NULL;
 	pid_t *host = NULL;
 	size_t t;
 	int n, i, ret;
 
-	if (!ld->adopted || ld->host_pids)
+	if (ld->host_pids)
 		return 0;
 	n = proctree_members(ld->pid, &mem);
 	if (n < 0) {
@@ -276,6 +283,11 @@ int src_lazydump_bind(struct src_lazydump *ld, const struct img_set *set, char *
 	}
 	ld->host_pids = host;
 	return 0;
+}
+
+int src_lazydump_bind(struct src_lazydump *ld, const struct img_set *set, char *why, size_t why_len)
+{
+	return ld->adopted ? ld_bind(ld, set, why, why_len) : 0;
 }
 
 int src_lazydump_status_fd(const struct src_lazydump *ld)
@@ -369,7 +381,30 @@ int src_lazydump_stage(struct src_lazydump *ld, const struct img_set *set, const
 
 	if (ld->stage)
 		return 0;
-	if (ld->adopted) {
+	if (!ld->adopted && set->relazied) {
+		ret = ld_end_port(ld->port);
+		if (ret < 0) {
+			log_err(
+			    "lazy dump of pid %d: criu marked no page lazy, and its page server "
+			    "cannot be reached to end its session: %s",
+			    (int)ld->pid, strerror(-ret));
+			return ret;
+		}
+		ld->from_tree = true;
+		log_info("lazy dump of pid %d: criu marked no page lazy (design.md §10.3): its "
+			 "page server holds none, its session ended; the stopped tree serves them",
+			 (int)ld->pid);
+	}
+	if (ld->from_tree) {
+		char why[256];
+
+		ret = ld_bind(ld, set, why, sizeof(why));
+		if (ret < 0) {
+			log_err("lazy dump of pid %d: %s", (int)ld->pid, why);
+			return ret;
+		}
+	}
+	if (ld->adopted || ld->from_tree) {
 		if (!ld->host_pids)
 			return -ENXIO;
 		ret = lazystage_open_proc(ld->base, set, ld->area, page_key, ld->host_pids,
@@ -415,6 +450,11 @@ int src_lazydump_area(struct src_lazydump *ld, const struct img_set *set, void *
 	return 0;
 }
 
+bool src_lazydump_from_tree(const struct src_lazydump *ld)
+{
+	return ld && ld->from_tree;
+}
+
 struct lazystage *src_lazydump_stage_of(const struct src_lazydump *ld)
 {
 	return ld ? ld->stage : NULL;
@@ -428,7 +468,7 @@ void src_lazydump_end(struct src_lazydump *ld)
 		lazystage_close(ld->stage);
 		return;
 	}
-	if (ld->adopted)
+	if (ld->adopted || ld->from_tree)
 		return;
 	/* Never connected: the dump waits in accept(). */
 	ret = ld_end_port(ld->port);

@@ -50,6 +50,13 @@ struct src_lazydump_ops {
 int src_lazydump_new(struct event_base *base, pid_t pid, const struct src_lazydump_ops *ops,
 		     void *arg, struct src_lazydump **out);
 
+/*
+ * Whether src_lazydump_stage() ended criu's page server session on
+ * purpose, a dump criu marked no page lazy of (image_set_relazy()): its
+ * stopped tree serves them, and criu's exit then ends nothing.
+ */
+bool src_lazydump_from_tree(const struct src_lazydump *ld);
+
 /* The page server's port (for src_criu_argv_lazy()). */
 int src_lazydump_port(const struct src_lazydump *ld);
 

@@ -7,7 +7,9 @@
 # `dump --lazy-pages --port P --status-fd N` writes --lazy-only images and
 # then serves their pages as the dump's page server (rdmig-fakedump), which
 # hangs up mid-pull when DIR's name is FAKE_CRIU_HANGUP_ID, and waits
-# FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set; its images'
+# FAKE_CRIU_PSRV_DELAY_MS before each reply when that is set, and marks
+# no page lazy (every one in the pages files, as criu's is_stack() misfire
+# does: design.md §10.3) when DIR's name is FAKE_CRIU_NONE_LAZY_ID; its images'
 # pid is the dumped one (-t), so a `rdmig-mkimage --hold` process dumped
 # holds the very pages they describe.
 # `pre-dump` writes a round as `dump` does (no delay), then leaves only
@@ -93,7 +95,10 @@ dump)
 	if [ -n "$lazy" ]; then
 		# The dumped pid's own images: a `rdmig-mkimage --hold` process
 		# dumped so holds these very pages.
-		"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M --lazy-only --pid "$tpid" >"$dir/mkimage.out" 2>&1 || exit 1
+		none=
+		[ "$(basename "$dir")" = "${FAKE_CRIU_NONE_LAZY_ID:-}" ] && none=--none-lazy
+		# shellcheck disable=SC2086 # none: a word or none
+		"${RDMIG_MKIMAGE:?}" -D "$dir" --size 4M --lazy-only $none --pid "$tpid" >"$dir/mkimage.out" 2>&1 || exit 1
 		hangup=
 		[ "$(basename "$dir")" = "${FAKE_CRIU_HANGUP_ID:-}" ] && hangup=--hangup
 		exec "${RDMIG_FAKEDUMP:?}" -D "$dir" --port "$port" --status-fd "$status_fd" \

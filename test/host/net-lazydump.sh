@@ -23,11 +23,12 @@
 # started again: a rollback continues the stopped tree.  (8) rdmig-source
 # killed in the dump, criu's page server up and waiting: the restarted
 # agent ends its wait, fails the migration, and a rollback continues the
-# stopped tree.  The real criu
+# stopped tree.  (9) criu marked no page lazy: the source stages every
+# page from the stopped tree.  The real criu
 # runs in the guests (test/rxe/t/).
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}" "${RDMIG_FAKEDUMP:?}"
-plan 41
+plan 45
 
 fake=$(cd "$(dirname "$0")" && pwd)/fake-criu.sh
 secret "$T/secret"
@@ -36,7 +37,7 @@ root=$T/images/root
 CTL=("$RDMIG_CTL" --socket "$sock")
 # A slow page server (200 ms a reply): the destination runs before every
 # unit is staged and asks for units first (StageReq).
-export RDMIG_FAKEDUMP FAKE_CRIU_HANGUP_ID=l2 FAKE_CRIU_PSRV_DELAY_MS=200
+export RDMIG_FAKEDUMP FAKE_CRIU_HANGUP_ID=l2 FAKE_CRIU_PSRV_DELAY_MS=200 FAKE_CRIU_NONE_LAZY_ID=l9
 
 # proc_state PID: its state letter in /proc (T stopped, S sleeping, Z a zombie).
 proc_state() { sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null; }
@@ -324,6 +325,30 @@ check "... a rollback continues it (SIGCONT), no criu restore" \
 	eval "test \"\$(proc_state $w8)\" = S && ! grep -q '^restore' '$root/l8/fake-criu.args'"
 kill "$w8"
 wait "$w8" 2>/dev/null
+
+# (9) criu marked no page lazy (its is_stack() misfire, design.md §10.3):
+# every page went into the pages files and none is in its page server.
+# The source makes them lazy, ends the page server's session at once and
+# stages every unit from the stopped tree; the destination gets the flat
+# images (those pages lazy, without data) and verifies every page.
+held_migration 9
+w9=$w
+wait_dest
+dcode=$code
+wait_pid "$spid" 30
+check "none lazy: every page verified on the destination, rdmig-dest exits 0" \
+	eval "test $dcode -eq 0 && test $code -eq 0 && standin_ok '$T/standin9.out' 1024"
+wait_state l9 done
+check "none lazy: l9 is done; the source made the pages lazy, ended the page server's session and staged from the stopped tree" \
+	eval "test \"\$(state l9)\" = done && grep -q 'task [0-9]*: criu marked none of the [0-9]* pages it could serve lazily as lazy' '$T/source8.log' &&
+	grep -q 'lazy dump of pid $w9: criu marked no page lazy' '$T/source8.log' && grep -q 'lazy dump of pid $w9: staging from its stopped tree' '$T/source8.log'"
+units=$(sed -n 's/.*lazy dump: \([0-9]*\) of \([0-9]*\) units staged.*/\1 \2/p' "$T/dest9.log")
+read -r staged total <<<"${units:-0 -1}"
+pf=$(cat "$T/dst9"/pages-*.img 2>/dev/null | wc -c)
+check "none lazy: every unit announced ($units); the images brought $pf bytes of pages, not the 4 MiB" \
+	eval "test $staged -eq $total && test $total -ge 16 && test $pf -lt 262144"
+check "none lazy: once done, the source's stopped copy is killed" copy_killed "$w9"
+wait "$w9" 2>/dev/null
 
 # (3) Refusals.
 "${CTL[@]}" migrate --images "$root/l1" --lazy-dump --secret-file "$T/secret" >"$T/r1.out" 2>&1

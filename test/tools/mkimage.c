@@ -10,7 +10,10 @@
  * and have no pagemap entry.  Pattern pages are PE_LAZY|PE_PRESENT, except
  * one PE_PRESENT-only page per VMA, the way CRIU keeps the page under each
  * thread's stack pointer out of the lazy set.  --lazy-only writes lazy pages
- * as PE_LAZY without data, as `criu dump --lazy-pages` does.  --in-parent F
+ * as PE_LAZY without data, as `criu dump --lazy-pages` does; --none-lazy
+ * writes every page PE_PRESENT alone, as criu does (lazy dump or not) for a
+ * task it stopped with a thread's stack pointer on a page boundary
+ * (design.md §10.3).  --in-parent F
  * turns a fraction F of the runs (lazy or not) into PE_PARENT runs without
  * data, as a dump with --prev-images-dir writes pages not dirtied since the
  * previous round; --round N picks which runs, so rounds differ.
@@ -46,6 +49,7 @@ struct mk_opts {
 	uint64_t round;
 	bool holes;
 	bool lazy_only;
+	bool none_lazy;
 	bool guard;
 	bool verify;
 	bool hold;
@@ -76,7 +80,8 @@ static void mk_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: rdmig-mkimage -D DIR [--size 64M] [--pid N] [--vmas K] [--zero-frac F]\n"
-		"                     [--holes] [--encoding 3.17|4.2] [--lazy-only] [--guard]\n"
+		"                     [--holes] [--encoding 3.17|4.2] [--lazy-only] [--none-lazy] "
+		"[--guard]\n"
 		"                     [--tasks N] [--zombies Z] [--seed S] [--verify]\n"
 		"                     [--in-parent F] [--round N]\n"
 		"       rdmig-mkimage --hold [--size 64M] [--vmas K] [--zero-frac F] [--holes]\n"
@@ -89,6 +94,8 @@ static void mk_usage(FILE *f)
 		"  --holes               leave unmapped gaps between VMAs (default: adjacent)\n"
 		"  --encoding E          pagemap page count encoding, 3.17 or 4.2 (default 4.2)\n"
 		"  --lazy-only           lazy pages without data, as `criu dump --lazy-pages`\n"
+		"  --none-lazy           no page lazy, every one with data (criu's is_stack()\n"
+		"                        misfire; overrides --lazy-only)\n"
 		"  --guard               append a CRIU 4.2 guard VMA to each mm image\n"
 		"  --tasks N             number of processes, pids pid..pid+N-1, children of the\n"
 		"                        first (default 1)\n"
@@ -116,6 +123,7 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 	    {"holes", no_argument, NULL, 'H'},
 	    {"encoding", required_argument, NULL, 'e'},
 	    {"lazy-only", no_argument, NULL, 'l'},
+	    {"none-lazy", no_argument, NULL, 'N'},
 	    {"guard", no_argument, NULL, 'g'},
 	    {"tasks", required_argument, NULL, 't'},
 	    {"zombies", required_argument, NULL, 'Z'},
@@ -177,6 +185,9 @@ static int mk_parse_opts(int argc, char **argv, struct mk_opts *o)
 			break;
 		case 'l':
 			o->lazy_only = true;
+			break;
+		case 'N':
+			o->none_lazy = true;
 			break;
 		case 'g':
 			o->guard = true;
@@ -302,7 +313,9 @@ static int mk_push_page(struct mk_task *t, uint64_t vaddr, uint32_t flags)
  */
 static int mk_fill_pagemap(const struct mk_opts *o, struct mk_task *t)
 {
-	uint32_t lazy_flags = o->lazy_only ? IMG_PE_LAZY : IMG_PE_LAZY | IMG_PE_PRESENT;
+	uint32_t lazy_flags = o->none_lazy   ? IMG_PE_PRESENT
+			      : o->lazy_only ? IMG_PE_LAZY
+					     : IMG_PE_LAZY | IMG_PE_PRESENT;
 	int ret = 0;
 
 	for (size_t i = 0; ret == 0 && i < t->nr_vmas; i++) {

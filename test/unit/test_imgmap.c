@@ -176,6 +176,11 @@ static const struct img_pagemap_entry as_criu[] = {
     {.vaddr = 0x10000, .nr_pages = 32, .flags = PE_LP},
     {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
 };
+/* A lazy dump as criu marks it: the lazy pages in its page server, not in the files. */
+static const struct img_pagemap_entry lazy_dump_as_criu[] = {
+    {.vaddr = 0x10000, .nr_pages = 32, .flags = IMG_PE_LAZY},
+    {.vaddr = 0x40000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
+};
 /* Two pages not lazy, the rest lazy (criu before 3.13 kept a stack page so): left. */
 static const struct img_pagemap_entry some_lazy[] = {
     {.vaddr = 0x10000, .nr_pages = 2, .flags = IMG_PE_PRESENT},
@@ -293,14 +298,25 @@ static void test_relazy(void **state)
 	assert_int_equal(map->lazy_bytes, 0);
 	imgmap_close(map);
 	map = NULL;
-	/* A lazy dump's: its lazy pages are the page server's; nothing is rewritten. */
+	/*
+	 * A lazy dump's: made lazy too (its stopped tree serves them, not its
+	 * page server), with the same flat images; a lazy dump as criu marks it
+	 * (lazy runs without data) is left alone.
+	 */
 	imgchain_rm(root);
 	assert_int_equal(mkdir(root, 0700), 0);
 	imgchain_write(root, no_lazy, 2, &seed, NULL);
 	assert_int_equal(imgmap_open_lazy(root, NULL, &map), 0);
+	assert_true(map->set->relazied);
+	assert_int_equal(map->lazy_bytes, 32 * 4096);
+	snprintf(path, sizeof(path), "%s/%s/pagemap-%d.img", root, IMGFLAT_DIR, IMGCHAIN_PID);
+	assert_int_equal(access(path, F_OK), 0);
+	imgmap_close(map);
+	map = NULL;
+	imgchain_write(root, lazy_dump_as_criu, 2, &seed, NULL);
+	assert_int_equal(imgmap_open_lazy(root, NULL, &map), 0);
 	assert_false(map->set->relazied);
-	assert_int_equal(map->lazy_bytes, 0);
-	snprintf(path, sizeof(path), "%s/%s", root, IMGFLAT_DIR);
+	assert_int_equal(map->lazy_bytes, 32 * 4096);
 	assert_int_equal(access(path, F_OK), -1);
 	imgmap_close(map);
 	imgchain_rm(root);

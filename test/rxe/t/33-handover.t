@@ -18,7 +18,8 @@
 # to stage).  A third, plain (--no-lazy-dump), of a 16 MiB workload with a
 # thread stopped with its stack pointer on a page boundary
 # (--sp-page-aligned): criu marks none of its pages lazy, and the source
-# serves them lazily all the same.  The plain dump's other flows are
+# serves them lazily all the same; a fourth, the same dumped lazily: the
+# source stages every page from the stopped tree.  The plain dump's other flows are
 # 41-*.t's and 42-linkdown.t's.  Guest side:
 # lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
@@ -27,7 +28,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 31
+tap_plan 37
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 if ! "$build/dest-agent/rdmig-dest" --help 2>&1 | grep -q -- --serve; then
@@ -100,20 +101,33 @@ tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "... never a wrong page"
 # a page boundary makes criu write every page present and none lazy.  The
 # source marks lazy what criu marks in any other dump, so the memory moves
 # by RDMA READ after the restore, not all of it with the images before.
-tap_run_pair "$env_common RDMIG_SIZE_MB=16 RDMIG_WL_ARGS=--sp-page-aligned RDMIG_CTL_ARGS=--no-lazy-dump RDMIG_ID=h3" "$mig"
-out="$RUN_OUT$RUN_ERR"
-tap_is "$RUN_STATUS" 0 "a thread with its stack pointer on a page boundary, a plain dump: the pair run exits 0"
-j=$(handover_json)
-tap_is "$(jq -r '"\(.state) \(.dest_state) \(.lazy_dump)"' <<<"${j:-null}" 2>/dev/null)" "done done false" \
-	"... done on both agents, a plain dump (the source's JSON)"
-pt=$(jq -r '.progress.pages_total // 0' <<<"${j:-null}" 2>/dev/null)
-pf=$(jq -r '.progress.pages_fetched // -1' <<<"${j:-null}" 2>/dev/null)
-[[ ${pt:-0} -ge 4096 && $pf == "$pt" ]]
-tap_ok $? "... its 16 MiB served by RDMA READ after the restore: $pf of ${pt:-?} pages, not sent with the images"
+# misfired ID LAZY [CTL_ARGS]: a 16 MiB --sp-page-aligned workload migrated
+# as ID: done on both agents (lazy_dump LAZY), every page read after the
+# restore, verified twice on guest B (five assertions).
+misfired() {
+	local j pt pf
+	tap_run_pair "$env_common RDMIG_SIZE_MB=16 RDMIG_WL_ARGS=--sp-page-aligned ${3:+RDMIG_CTL_ARGS=$3} RDMIG_ID=$1" "$mig"
+	out="$RUN_OUT$RUN_ERR"
+	tap_is "$RUN_STATUS" 0 "$1: a thread with its stack pointer on a page boundary, lazy_dump $2: the pair run exits 0"
+	j=$(handover_json)
+	tap_is "$(jq -r '"\(.state) \(.dest_state) \(.lazy_dump)"' <<<"${j:-null}" 2>/dev/null)" "done done $2" \
+		"... done on both agents, lazy_dump $2 (the source's JSON)"
+	pt=$(jq -r '.progress.pages_total // 0' <<<"${j:-null}" 2>/dev/null)
+	pf=$(jq -r '.progress.pages_fetched // -1' <<<"${j:-null}" 2>/dev/null)
+	[[ ${pt:-0} -ge 4096 && $pf == "$pt" ]]
+	tap_ok $? "... its 16 MiB served by RDMA READ after the restore: $pf of ${pt:-?} pages, not sent with the images"
+	tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
+		"... the workload verified its 16 MiB on guest B twice"
+	tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "... never a wrong page"
+	tap_diag "$(grep -h '^\[source\] source: .*\(criu marked\|no lazy pages\|stopped tree\|criu dump --lazy-pages ended\)' <<<"$RUN_OUT" | head -n 5)"
+}
+misfired h3 false --no-lazy-dump
 tap_like "$out" '^\[source\] source: .*task [0-9]+: criu marked none of the [0-9]+ pages it could serve lazily as lazy' \
-	"... criu marked them not lazy, and the source agent says it serves them lazily"
-tap_diag "$(grep -h '^\[source\] source: .*\(criu marked\|no lazy pages\)' <<<"$RUN_OUT" | head -n 3)"
-tap_like "$out" '^\[dest\] handover: the workload kept rewriting on the destination' \
-	"... the workload verified its 16 MiB on guest B twice"
-tap_unlike "$out" 'CORRUPT|no report|MISMATCH' "... never a wrong page"
+	"h3: criu marked them not lazy, and the source agent says it serves them lazily"
+# Dumped lazily (the default): criu wrote every page into its pages files
+# during the freeze and its page server holds none.  The source ends that
+# server's session and stages every page from the stopped tree.
+misfired h4 true
+tap_like "$out" '^\[source\] source: .*lazy dump of pid [0-9]+: criu marked no page lazy .*the stopped tree serves them' \
+	"h4: the source ended criu's page server session and staged from the stopped tree"
 tap_done
