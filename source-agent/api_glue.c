@@ -455,14 +455,16 @@ static void glue_dump_exit(void *arg, const struct criuproc_exit *e);
 static void glue_lazy_ready(struct src_lazydump *ld, void *arg)
 {
 	struct src_migration *m = arg;
-	char why[SRC_MIG_ERROR_MAX];
+	char why[SRC_MIG_ERROR_MAX], sz[32];
 	int ret;
 
 	(void)ld;
 	m->freeze_ms = (int64_t)((now_ns() - m->freeze_start_ns) / 1000000);
-	log_info("migration %s: process %d dumped lazily to %s in %" PRId64 " ms (no memory "
-		 "written)",
-		 m->id, (int)m->pid, m->dir, m->freeze_ms);
+	/* A few pages, or all of them when criu marked none lazy (design.md §10.3). */
+	log_info("migration %s: process %d dumped lazily to %s in %" PRId64
+		 " ms (%s of pages written)",
+		 m->id, (int)m->pid, m->dir, m->freeze_ms,
+		 fmt_bytes(glue_pages_bytes(m->dir), sz, sizeof(sz)));
 	ret = glue_map(m->agent, m);
 	if (ret < 0) {
 		snprintf(
