@@ -1357,6 +1357,13 @@ static void ep_handle_cm(struct rdma_ep *ep, const struct rdma_cm_event *ev)
 			break;
 		}
 		log_info("peer %s disconnected", ep->name);
+		/*
+		 * What the peer sent before it left is in the CQ, whose channel
+		 * may be read after this one: its last word (a refusal, an
+		 * Abort) goes to the owner before the loss does.
+		 */
+		if (ep->cq && !ep->closing && !ep->closed_reported)
+			ep_poll_cq(ep, ep->cq, CQ_POLL_BUDGET, 0, 16);
 		ep_report_closed(ep, -ECONNRESET);
 		break;
 	case RDMA_CM_EVENT_TIMEWAIT_EXIT:

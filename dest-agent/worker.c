@@ -1111,8 +1111,19 @@ static void dest_cleanup(struct dest *d)
 	for (int i = 0; i < 2; i++)
 		if (d->sig_ev[i])
 			event_free(d->sig_ev[i]);
-	if (d->usr1_ev)
+	if (d->usr1_ev) {
+		sigset_t usr1;
+
+		/*
+		 * The POST's adoption may come after we are done (a small
+		 * migration served before it): freeing the event restores
+		 * SIGUSR1's default action, which would kill us at our end.
+		 */
+		sigemptyset(&usr1);
+		sigaddset(&usr1, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &usr1, NULL);
 		event_free(d->usr1_ev);
+	}
 	if (d->abort_ev)
 		event_free(d->abort_ev);
 	if (d->images_ev)
