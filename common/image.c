@@ -1063,8 +1063,7 @@ static int img_chain_parent(const char *root, const char *dir, const char *rel, 
 	return 0;
 }
 
-/* The entries a child resolves its PE_PARENT runs against. */
-static const struct img_pagemap_entry *img_task_resolved(const struct img_task *t, size_t *nr)
+const struct img_pagemap_entry *image_task_resolved(const struct img_task *t, size_t *nr)
 {
 	*nr = t->flat ? t->nr_flat : t->nr_entries;
 	return t->flat ? t->flat : t->entries;
@@ -1146,7 +1145,7 @@ static int img_flat_parent_run(struct img_flat_state *fs, const struct img_set *
 	size_t n, i;
 	int ret;
 
-	pe = pt ? img_task_resolved(pt, &n) : NULL;
+	pe = pt ? image_task_resolved(pt, &n) : NULL;
 	i = pe ? img_entry_first_ending_after(pe, n, cur) : 0;
 	while (cur < end) {
 		const struct img_pagemap_entry *q = pe && i < n ? &pe[i] : NULL;
@@ -1367,7 +1366,7 @@ static uint64_t img_task_misfired(const struct img_task *t, bool misfired[IMG_CH
 	const struct img_pagemap_entry *e;
 	size_t nr;
 
-	e = img_task_resolved(t, &nr);
+	e = image_task_resolved(t, &nr);
 	for (size_t i = 0; i < nr; i++) {
 		if (e[i].src >= IMG_CHAIN_MAX)
 			continue;
@@ -1404,7 +1403,7 @@ static int img_relazy_task(const struct img_set *set, struct img_task *t, uint64
 
 	if (n == 0)
 		return 0;
-	e = img_task_resolved(t, &nr);
+	e = image_task_resolved(t, &nr);
 	/* img_flat_push() drops PE_LAZY again outside the VMAs that can be lazy. */
 	for (size_t i = 0; i < nr && ret == 0; i++) {
 		uint32_t f = e[i].flags;

@@ -227,6 +227,12 @@ void image_task_clear(struct img_task *task);
  * be changed: free the set).
  */
 int image_set_relazy(struct img_set *set, uint64_t *pages);
+/*
+ * t's entries with every PE_PARENT run resolved: its flat ones when it has
+ * them (a chain, or image_set_relazy() changed it), else those criu wrote
+ * (all from src 0).  What a child resolves against and imgflat writes.
+ */
+const struct img_pagemap_entry *image_task_resolved(const struct img_task *t, size_t *nr);
 /* The pages of t image_set_relazy() would mark lazy: 0 in any dump but those. */
 uint64_t image_task_unlazy_pages(const struct img_task *t);
 

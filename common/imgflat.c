@@ -21,16 +21,6 @@ struct flat_src {
 	int fds[IMG_CHAIN_MAX];
 };
 
-/*
- * t's resolved entries: its flat ones, or in a set without a parent, for a
- * task image_set_relazy() left alone, those criu wrote (all from src 0).
- */
-static const struct img_pagemap_entry *flat_entries(const struct img_task *t, size_t *n)
-{
-	*n = t->flat ? t->nr_flat : t->nr_entries;
-	return t->flat ? t->flat : t->entries;
-}
-
 /* imgwrite_fill_fn: one non-lazy page, from the round that holds it. */
 static int flat_fill(void *opaque, int32_t pid, uint64_t vaddr, void *page)
 {
@@ -42,7 +32,7 @@ static int flat_fill(void *opaque, int32_t pid, uint64_t vaddr, void *page)
 	size_t lo = 0, hi, nr;
 	ssize_t n;
 
-	fe = flat_entries(t, &nr);
+	fe = image_task_resolved(t, &nr);
 	hi = nr;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
@@ -86,7 +76,7 @@ static int flat_task(const struct img_set *set, const struct img_task *t, const 
 
 	for (size_t i = 0; i < IMG_CHAIN_MAX; i++)
 		fs.fds[i] = -1;
-	fe = flat_entries(t, &nr);
+	fe = image_task_resolved(t, &nr);
 	e = calloc(nr ? nr : 1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;

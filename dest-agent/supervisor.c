@@ -1221,12 +1221,10 @@ static int sup_remove_dir(const struct sup *s, const char *path)
 		return 0;
 	if (fd < 0)
 		return fd;
-	d = fdopendir(fd);
-	if (!d) {
-		ret = -errno;
-		close(fd);
+	ret = opendir_at(fd, &d);
+	close(fd);
+	if (ret < 0)
 		return ret;
-	}
 	while (ret == 0 && (de = readdir(d))) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
