@@ -1330,8 +1330,8 @@ static unsigned int glue_slots_taken(const struct src_agent *a)
 	unsigned int n = 0;
 
 	TAILQ_FOREACH(m, &a->migrations, link)
-	n += !src_mig_final(m) &&
-	     (m->state != SRC_MIG_QUEUED || m->queue_asking || m->queue_reason == SRC_QUEUE_DUMP);
+	n += !src_mig_final(m) && (m->state != SRC_MIG_QUEUED || m->queue_asking ||
+				   m->queue_reason == SRC_QUEUE_DUMP || m->early_wait);
 	TAILQ_FOREACH(m, &a->reserving, link)
 	n++;
 	return n;
@@ -1409,12 +1409,25 @@ static void glue_queue_fail(struct src_migration *m, enum src_mig_state st, cons
 }
 
 static void glue_queue_pump(struct src_agent *a);
+static bool glue_early_wait(struct src_agent *a, struct src_migration *m);
+
+/* A queued m, reserved (and its early worker waited for), starts its dump. */
+static void glue_queue_go(struct src_agent *a, struct src_migration *m)
+{
+	struct api_error err = {0};
+
+	if (a->stopping)
+		glue_queue_fail(m, SRC_MIG_ABORTED,
+				"the agent is stopping (it was signalled) while the migration was "
+				"queued");
+	else if (glue_begin_dump(a, m, &err) < 0)
+		glue_queue_fail(m, SRC_MIG_FAILED, err.message);
+}
 
 /* The destination agent answered a queued m's reservation. */
 static void glue_queue_answer(struct src_migration *m, int ret, const char *why)
 {
 	struct src_agent *a = m->agent;
-	struct api_error err = {0};
 	char text[SRC_MIG_ERROR_MAX];
 
 	m->queue_asking = false;
@@ -1432,8 +1445,9 @@ static void glue_queue_answer(struct src_migration *m, int ret, const char *why)
 	if (ret < 0) {
 		snprintf(text, sizeof(text), "nothing was frozen: %s", why);
 		glue_queue_fail(m, SRC_MIG_FAILED, text);
-	} else if (glue_begin_dump(a, m, &err) < 0) {
-		glue_queue_fail(m, SRC_MIG_FAILED, err.message);
+	} else if (!glue_early_wait(a, m)) {
+		/* Waiting, it stays queued; glue_early_look() starts it. */
+		glue_queue_go(a, m);
 	}
 	glue_queue_pump(a);
 }
@@ -1472,7 +1486,7 @@ static bool glue_queue_step(struct src_agent *a)
 
 	TAILQ_FOREACH(m, &a->migrations, link)
 	{
-		if (m->state != SRC_MIG_QUEUED || m->queue_asking)
+		if (m->state != SRC_MIG_QUEUED || m->queue_asking || m->early_wait)
 			continue;
 		if (a->stopping) {
 			glue_queue_fail(m, SRC_MIG_ABORTED,
@@ -1594,13 +1608,16 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
 	struct src_agent *a = m->agent;
 	uint64_t waited_ms = (now_ns() - m->early_wait_ns) / 1000000;
 	bool pending = src_session_early_pending(a, m);
+	/* Reserved from the queue (listed) or at its start (reserving). */
+	bool queued = m->state == SRC_MIG_QUEUED;
 	struct api_later *later;
 
 	if ((!m->busy || pending) && !a->stopping && waited_ms < GLUE_EARLY_WAIT_MS)
 		return;
 	event_free(m->early_wait);
 	m->early_wait = NULL;
-	TAILQ_REMOVE(&a->reserving, m, link);
+	if (!queued)
+		TAILQ_REMOVE(&a->reserving, m, link);
 	if (m->busy)
 		log_info("migration %s: its destination's worker authenticated %" PRIu64
 			 " ms after the reservation, before the freeze%s",
@@ -1611,6 +1628,11 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
 			 "%u ms of the reservation: dumping all the same (it may connect during "
 			 "the dump)",
 			 m->id, GLUE_EARLY_WAIT_MS);
+	if (queued) {
+		glue_queue_go(a, m);
+		glue_queue_pump(a);
+		return;
+	}
 	later = m->later;
 	m->later = NULL;
 	glue_dump_reserved(a, m, later);

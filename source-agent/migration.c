@@ -422,6 +422,11 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 	}
 	m->finished_unix_ms = src_unix_ms();
 	snprintf(m->error, sizeof(m->error), "%s", why ? why : "");
+	/* Ended while it waited, queued, for its early worker: nothing to start. */
+	if (m->early_wait && m->state == SRC_MIG_QUEUED) {
+		event_free(m->early_wait);
+		m->early_wait = NULL;
+	}
 	src_mig_map_cancel(m);
 	src_prereg_drop(m);
 	imgmap_close(m->map);

@@ -15,13 +15,15 @@
 # stopped, which received nothing (before: 409).  (5) A dump that
 # fails: the early worker held by the source is told Abort(CANCELLED) and
 # exits.  (7) A worker that never authenticates: the source dumps after
-# waiting 5 s for it.  (6) A source without FEAT_EARLY (--no-early): the early worker
+# waiting 5 s for it.  (8) A start queued for a slot on its destination
+# agent waits the same way for the worker its reservation started once
+# it has that slot (before: it froze at once).  (6) A source without FEAT_EARLY (--no-early): the early worker
 # leaves before its proof and connects at SIGUSR1 (the POST's adoption),
 # then gets the images.
 # Binaries: RDMIG_CTL besides netlib.sh's.
 . "$(dirname "$0")/netlib.sh"
 : "${RDMIG_CTL:?}"
-plan 22
+plan 25
 command -v curl >/dev/null || { echo "1..0 # SKIP curl not found"; exit 0; }
 
 secret "$T/secret"
@@ -106,6 +108,27 @@ check "a worker that never authenticates: the dump begins after 5 s, with a warn
 # Its dump fails, which gives the reservation (and the worker) back.
 touch "$T/fail-w1" "$T/go-w1"
 wait_state w1 failed 30 >/dev/null
+
+# (8) A start queued for a slot on its destination agent, once reserved
+# there, waits unfrozen for the worker that reservation started, as a
+# start reserved at once does.
+mkdir -p "$T/droot3"
+start_dagent d3 --work-root "$T/droot3" --max-migrations 1
+workload
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id q1 \
+	--to "127.0.0.1:$dport" >"$T/q1.out" 2>&1
+wait_early q1 >/dev/null
+workload
+"${CTL[@]}" migrate --pid "$wl_pid" --secret-file "$T/secret" --id q2 \
+	--to "127.0.0.1:$dport" >"$T/q2.out" 2>&1
+check "a start to a destination agent whose one slot a dump holds is queued" \
+	eval "test \$(sjson q2 'j[\"state\"]') = queued"
+touch "$T/go-q1"
+check "... reserved once that migration is done, it waits for its early worker before the freeze (early_dest_ms 0)" \
+	eval "wait_state q2 dumping 60 && wait_early q2 && test \$(sjson q2 'j[\"times\"][\"early_dest_ms\"]') = 0 &&
+	grep -q \"migration q2: its destination's worker authenticated [0-9]* ms after the reservation, before the freeze\" '$T/source.log'"
+touch "$T/go-q2"
+check "... and it is done" wait_state q2 done 60
 
 # (2) A POST unlike the reservation's start: 409, the worker stopped.
 start='"start":{"source":"127.0.0.1:1","transport":"tcp","secret":"base64:'$b64'"}'
