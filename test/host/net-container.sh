@@ -37,6 +37,8 @@ mkdir -p "$root" "$T/droot" "$runc_root" "$b/web/rootfs" "$b/db/rootfs" "$b/far/
 touch "$b/web/config.json" "$b/db/config.json" "$b/far/config.json"
 CTL=("$RDMIG_CTL" --socket "$sock")
 # criu run directly by the source agent is written down: a container never is.
+# Looked for by the migration's images directory, never by its id alone: $T
+# is a random name that may hold any id ("rdmig-host.VDaoc1" holds "c1").
 cat >"$T/criu.sh" <<EOF
 #!/bin/bash
 echo "criu \$*" >>"$T/criu-direct.args"
@@ -108,7 +110,7 @@ check "the source checkpointed it with runc checkpoint (root, image and work pat
 	grep -qx "runc --root $runc_root checkpoint --image-path $root/c1 --work-path $root/c1 web" \
 	"$root/c1/fake-runc.args"
 check "... and no bare criu dump; runc's state of the container is gone" \
-	eval "! grep -q c1 '$T/criu-direct.args' && test ! -e '$runc_root/web'"
+	eval "! grep -qF -- '$root/c1' '$T/criu-direct.args' && test ! -e '$runc_root/web'"
 check "the reservation named the bundle, before the freeze" \
 	grep -q "reservation r-.* for migration c1: .*; its container's bundle is here: $b/web\$" "$T/d.log"
 check "the destination's worker ran runc restore --lazy-pages with the bundle, under the same id" \
@@ -188,7 +190,7 @@ ln -s "$other" "$runc_root/link"
 refused_403() {
 	post_ctr "$1" far "$2"
 	test "$code" = 403 && grep -q -- "$3" "$T/$1.out" && test -s "$other/far/state.json" &&
-		test ! -e "$root/$1" && ! grep -q "$1" "$T/criu-direct.args" &&
+		test ! -e "$root/$1" && ! grep -qF -- "$root/$1" "$T/criu-direct.args" &&
 		test "$(ps -o stat= -p "$(sed 's/.*"init_process_pid":\([0-9]*\).*/\1/' "$other/far/state.json")" | cut -c1)" = S
 }
 check "container.root outside every --runtime-root: 403 naming it, nothing frozen" \
