@@ -1330,8 +1330,8 @@ static unsigned int glue_slots_taken(const struct src_agent *a)
 	unsigned int n = 0;
 
 	TAILQ_FOREACH(m, &a->migrations, link)
-	n += !src_mig_final(m) && (m->state != SRC_MIG_QUEUED || m->queue_asking ||
-				   m->queue_reason == SRC_QUEUE_DUMP || m->early_wait);
+	n += !src_mig_final(m) &&
+	     (m->state != SRC_MIG_QUEUED || m->queue_asking || m->queue_reason == SRC_QUEUE_DUMP);
 	TAILQ_FOREACH(m, &a->reserving, link)
 	n++;
 	return n;
@@ -1411,23 +1411,11 @@ static void glue_queue_fail(struct src_migration *m, enum src_mig_state st, cons
 static void glue_queue_pump(struct src_agent *a);
 static bool glue_early_wait(struct src_agent *a, struct src_migration *m);
 
-/* A queued m, reserved (and its early worker waited for), starts its dump. */
-static void glue_queue_go(struct src_agent *a, struct src_migration *m)
-{
-	struct api_error err = {0};
-
-	if (a->stopping)
-		glue_queue_fail(m, SRC_MIG_ABORTED,
-				"the agent is stopping (it was signalled) while the migration was "
-				"queued");
-	else if (glue_begin_dump(a, m, &err) < 0)
-		glue_queue_fail(m, SRC_MIG_FAILED, err.message);
-}
-
 /* The destination agent answered a queued m's reservation. */
 static void glue_queue_answer(struct src_migration *m, int ret, const char *why)
 {
 	struct src_agent *a = m->agent;
+	struct api_error err = {0};
 	char text[SRC_MIG_ERROR_MAX];
 
 	m->queue_asking = false;
@@ -1445,9 +1433,14 @@ static void glue_queue_answer(struct src_migration *m, int ret, const char *why)
 	if (ret < 0) {
 		snprintf(text, sizeof(text), "nothing was frozen: %s", why);
 		glue_queue_fail(m, SRC_MIG_FAILED, text);
-	} else if (!glue_early_wait(a, m)) {
-		/* Waiting, it stays queued; glue_early_look() starts it. */
-		glue_queue_go(a, m);
+	} else if (glue_early_wait(a, m)) {
+		/*
+		 * Reserved, it holds its slots, queued for its dump, which the
+		 * queue's step starts once glue_early_look() ended the wait.
+		 */
+		m->queue_reason = SRC_QUEUE_DUMP;
+	} else if (glue_begin_dump(a, m, &err) < 0) {
+		glue_queue_fail(m, SRC_MIG_FAILED, err.message);
 	}
 	glue_queue_pump(a);
 }
@@ -1629,7 +1622,7 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
 			 "the dump)",
 			 m->id, GLUE_EARLY_WAIT_MS);
 	if (queued) {
-		glue_queue_go(a, m);
+		/* The step dumps it, or fails it if the agent stops or its process exited. */
 		glue_queue_pump(a);
 		return;
 	}
