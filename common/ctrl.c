@@ -36,6 +36,8 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_DONE_ACK] = "DoneAck",
     [RDMIG_MSG__BODY_STAGE_REGION] = "StageRegion",
     [RDMIG_MSG__BODY_STAGE_REQ] = "StageReq",
+    [RDMIG_MSG__BODY_ROUND_PAGES] = "RoundPages",
+    [RDMIG_MSG__BODY_ROUNDS_COPIED] = "RoundsCopied",
     [RDMIG_MSG__BODY_FAULT_LANE] = "FaultLane",
     [RDMIG_MSG__BODY_ATTACH] = "Attach",
     [RDMIG_MSG__BODY_RUNNING] = "Running",
@@ -49,7 +51,8 @@ static bool type_known(int type)
 	       type == RDMIG_MSG__BODY_STAGE_REGION || type == RDMIG_MSG__BODY_STAGE_REQ ||
 	       type == RDMIG_MSG__BODY_FAULT_LANE || type == RDMIG_MSG__BODY_ATTACH ||
 	       type == RDMIG_MSG__BODY_RUNNING || type == RDMIG_MSG__BODY_RC_CONNECT ||
-	       type == RDMIG_MSG__BODY_DRAIN_LANE;
+	       type == RDMIG_MSG__BODY_DRAIN_LANE || type == RDMIG_MSG__BODY_ROUND_PAGES ||
+	       type == RDMIG_MSG__BODY_ROUNDS_COPIED;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -303,31 +306,72 @@ int ctrl_msg_abort(struct ctrl_out *o, uint32_t code, const char *reason)
 	return 0;
 }
 
-int ctrl_msg_mem_regions(struct ctrl_out *o, const struct ctrl_region *r, size_t n)
+/* n regions of r as MemRegion items of o: the array, or NULL (-ENOMEM, -E2BIG, -EINVAL in *ret). */
+static MemRegion **out_regions(struct ctrl_out *o, const struct ctrl_region *r, size_t n, int *ret)
 {
-	MemRegions *b = &o->body.mem_regions;
 	MemRegion *items;
 	void **ptrs;
 
-	out_reset(o, RDMIG_MSG__BODY_MEM_REGIONS);
-	if (n > CTRL_REGIONS_MAX)
-		return -E2BIG;
-	if (n == 0 || !r)
-		return -EINVAL;
+	*ret = n > CTRL_REGIONS_MAX ? -E2BIG : n == 0 || !r ? -EINVAL : 0;
+	if (*ret < 0)
+		return NULL;
 	items = out_array(o, n, sizeof(*items), &ptrs);
-	if (!items)
-		return -ENOMEM;
-	mem_regions__init(b);
+	if (!items) {
+		*ret = -ENOMEM;
+		return NULL;
+	}
 	for (size_t i = 0; i < n; i++) {
 		mem_region__init(&items[i]);
 		items[i].addr = r[i].addr;
 		items[i].len = r[i].len;
 		items[i].rkey = r[i].rkey;
+		items[i].has_xxh3 = r[i].has_xxh3;
+		items[i].xxh3 = r[i].xxh3;
 		ptrs[i] = &items[i];
 	}
+	return (MemRegion **)ptrs;
+}
+
+int ctrl_msg_mem_regions(struct ctrl_out *o, const struct ctrl_region *r, size_t n)
+{
+	MemRegions *b = &o->body.mem_regions;
+	int ret;
+
+	out_reset(o, RDMIG_MSG__BODY_MEM_REGIONS);
+	mem_regions__init(b);
+	b->regions = out_regions(o, r, n, &ret);
+	if (!b->regions)
+		return ret;
 	b->n_regions = n;
-	b->regions = (MemRegion **)ptrs;
 	o->msg.mem_regions = b;
+	return 0;
+}
+
+int ctrl_msg_round_pages(struct ctrl_out *o, uint32_t round, const struct ctrl_region *r, size_t n)
+{
+	RoundPages *b = &o->body.round_pages;
+	int ret;
+
+	out_reset(o, RDMIG_MSG__BODY_ROUND_PAGES);
+	round_pages__init(b);
+	b->regions = out_regions(o, r, n, &ret);
+	if (!b->regions)
+		return ret;
+	b->round = round;
+	b->n_regions = n;
+	o->msg.round_pages = b;
+	return 0;
+}
+
+int ctrl_msg_rounds_copied(struct ctrl_out *o, uint32_t round, uint64_t bytes)
+{
+	RoundsCopied *b = &o->body.rounds_copied;
+
+	out_reset(o, RDMIG_MSG__BODY_ROUNDS_COPIED);
+	rounds_copied__init(b);
+	b->round = round;
+	b->bytes = bytes;
+	o->msg.rounds_copied = b;
 	return 0;
 }
 
@@ -846,6 +890,24 @@ int ctrl_validate_regions(const MemRegions *r, struct ctrl_err *e)
 	return 0;
 }
 
+/* FEAT_ROUNDS: the regions' own rules, each with its XXH3, a round counted from 1. */
+static int validate_round_pages(const RoundPages *rp, struct ctrl_err *e)
+{
+	MemRegions as = MEM_REGIONS__INIT;
+	int ret;
+
+	if (rp->round == 0)
+		return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "RoundPages: round 0");
+	as.n_regions = rp->n_regions;
+	as.regions = rp->regions;
+	ret = ctrl_validate_regions(&as, e);
+	for (size_t i = 0; ret == 0 && i < rp->n_regions; i++)
+		if (!rp->regions[i]->has_xxh3)
+			ret = err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL,
+				      "RoundPages: region %zu without its XXH3", i);
+	return ret;
+}
+
 static bool region_contains(const struct ctrl_region *regions, size_t n, uint32_t rkey,
 			    uint64_t addr, uint64_t len)
 {
@@ -1114,6 +1176,12 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 		return ctrl_validate_text(m->abort->reason, CTRL_TEXT_MAX, "Abort.reason", e);
 	case RDMIG_MSG__BODY_MEM_REGIONS:
 		return ctrl_validate_regions(m->mem_regions, e);
+	case RDMIG_MSG__BODY_ROUND_PAGES:
+		return validate_round_pages(m->round_pages, e);
+	case RDMIG_MSG__BODY_ROUNDS_COPIED:
+		if (m->rounds_copied->round == 0)
+			return err_set(e, CTRL_ABORT_PROTOCOL, -EINVAL, "RoundsCopied: round 0");
+		return 0;
 	case RDMIG_MSG__BODY_IMAGE_FILE:
 		return ctrl_validate_image_file(m->image_file, st->neg.page_size, e);
 	case RDMIG_MSG__BODY_TASK_TABLE:
@@ -1200,6 +1268,10 @@ static const struct {
     [RDMIG_MSG__BODY_DONE_ACK] = {PH(IMAGES) | PH(DONE), 0, 0, false},
     [RDMIG_MSG__BODY_STAGE_REGION] = {PH(POSTCOPY) | PH(DONE), 0, CTRL_FEAT_LAZY_DUMP, false},
     [RDMIG_MSG__BODY_STAGE_REQ] = {0, PH(POSTCOPY), CTRL_FEAT_LAZY_DUMP, false},
+    /* Only before the first image or region (state_apply()): the session is held. */
+    [RDMIG_MSG__BODY_ROUND_PAGES] = {PH(IMAGES), 0, CTRL_FEAT_ROUNDS, false},
+    /* Sent in the image phase; it may cross the source's ImagesDone. */
+    [RDMIG_MSG__BODY_ROUNDS_COPIED] = {0, PH(IMAGES) | PH(POSTCOPY), CTRL_FEAT_ROUNDS, false},
     /* The source's answer may cross the destination's Done (a resume with nothing left). */
     [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY) | PH(DONE), PH(IMAGES) | PH(POSTCOPY),
 				    CTRL_FEAT_FAULT_LANE, false},
@@ -1495,6 +1567,12 @@ static int state_apply(struct ctrl_state *st, enum ctrl_role sender, const Rdmig
 		return 0;
 	case RDMIG_MSG__BODY_MEM_REGIONS:
 		return apply_regions(st, m->mem_regions, e);
+	case RDMIG_MSG__BODY_ROUND_PAGES:
+		if (st->nr_regions || st->file_open || st->files_done || st->table_open ||
+		    st->tables_done)
+			return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
+				       "RoundPages after the checkpoint's images began");
+		return 0;
 	case RDMIG_MSG__BODY_IMAGE_FILE:
 		return apply_image_file(st, m->image_file, e);
 	case RDMIG_MSG__BODY_TASK_TABLE:

@@ -85,6 +85,12 @@
  * need not wait for the staging area's registration (protocol.md §11.2).
  */
 #define CTRL_FEAT_LATE_REGIONS ((uint64_t)FEATURE__FEAT_LATE_REGIONS)
+/*
+ * RDMA, with FEAT_EARLY: the held session announces each pre-copy round's
+ * registered pages files (RoundPages) so the destination copies them while
+ * the workload still runs (design.md §13, protocol.md §11.4).
+ */
+#define CTRL_FEAT_ROUNDS ((uint64_t)FEATURE__FEAT_ROUNDS)
 /* RcConnect: a GID's bytes; the path MTUs of enum ibv_mtu (256 .. 4096 bytes). */
 #define CTRL_GID_LEN	16
 #define CTRL_RC_MTU_MIN 1
@@ -169,6 +175,8 @@ struct ctrl_out {
 		AuthResult auth_result;
 		Abort abort;
 		MemRegions mem_regions;
+		RoundPages round_pages;
+		RoundsCopied rounds_copied;
 		ImageFile image_file;
 		TaskTable task_table;
 		PageHashes page_hashes;
@@ -222,6 +230,8 @@ struct ctrl_region {
 	uint64_t addr;
 	uint64_t len;
 	uint32_t rkey;
+	bool has_xxh3; /* FEAT_ROUNDS: a round's region, xxh3 of its bytes */
+	uint64_t xxh3;
 };
 
 struct ctrl_range {
@@ -269,6 +279,10 @@ int ctrl_msg_stage_region(struct ctrl_out *o, int32_t pid, const struct ctrl_ran
 			  const uint64_t *tags, size_t n_tags);
 int ctrl_msg_stage_req(struct ctrl_out *o, int32_t pid, uint64_t img_vaddr);
 int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
+/* FEAT_ROUNDS: round's regions (1..CTRL_REGIONS_MAX), each with has_xxh3. */
+int ctrl_msg_round_pages(struct ctrl_out *o, uint32_t round, const struct ctrl_region *r, size_t n);
+/* FEAT_ROUNDS: copying every round up to round (>= 1) ended; bytes kept. */
+int ctrl_msg_rounds_copied(struct ctrl_out *o, uint32_t round, uint64_t bytes);
 /* FEAT_DRAIN_QPS: extra drain QP index (1..CTRL_DRAIN_QPS_MAX-1). */
 int ctrl_msg_drain_lane(struct ctrl_out *o, uint32_t index, uint32_t qpn, uint32_t psn);
 /*

@@ -602,7 +602,7 @@ static int sess_register(struct src_session *s, const struct imgmap_file *files,
 static int send_stage_region(struct src_session *s)
 {
 	struct imgmap_file area = {.path = s->name, .fd = -1};
-	struct ctrl_region reg[SRC_PREREG_AREA_CHUNKS_MAX];
+	struct ctrl_region reg[SRC_PREREG_AREA_CHUNKS_MAX] = {0};
 	struct ctrl_out o;
 	size_t i, n = 0;
 	int ret;
@@ -661,6 +661,7 @@ static int send_regions(struct src_session *s)
 		regs[n].addr = (uintptr_t)s->mrs[i]->addr;
 		regs[n].len = map->files[i].len;
 		regs[n].rkey = s->mrs[i]->rkey;
+		regs[n].has_xxh3 = false;
 		n++;
 	}
 	ret = ctrl_msg_mem_regions(&o, regs, n);
@@ -993,7 +994,7 @@ static int sess_unit_rkey(struct src_session *s, const struct lazystage_unit *u,
 			  uint32_t *rkey)
 {
 	struct ibv_mr *mr = NULL;
-	struct ctrl_region reg;
+	struct ctrl_region reg = {0};
 	struct ctrl_out o;
 	unsigned int idx = 0;
 	uint8_t *p;
@@ -1076,7 +1077,7 @@ static int sess_announce(struct src_session *s, const struct lazystage_unit *u)
 static int sess_announce_bounce(struct src_session *s, const struct lazystage_unit *u)
 {
 	uint8_t *f = sess_unit_flags(s, u);
-	struct ctrl_region reg;
+	struct ctrl_region reg = {0};
 	struct ctrl_out o;
 	uint64_t addr;
 	uint32_t rkey;

@@ -1397,6 +1397,89 @@ static void test_state_late_regions(void **state)
 }
 
 /*
+ * FEAT_ROUNDS: RoundPages goes from the source on a held session, before
+ * the checkpoint's first region or image, every region with its XXH3,
+ * RoundsCopied from the destination; MemRegion's xxh3 goes through the
+ * codec.  Refused without the feature,
+ * after the images began, from the destination, as round 0 or without a
+ * region's XXH3.
+ */
+static void test_state_round_pages(void **state)
+{
+	const uint64_t f = CTRL_FEAT_RDMA_READ | CTRL_FEAT_EARLY | CTRL_FEAT_ROUNDS;
+	struct ctrl_region g[2] = {{0x10000000, 1u << 20, 0x77, true, 0xabc},
+				   {0x20000000, 8192, 0x78, true, 0xdef}};
+	struct pair p;
+	struct ctrl_out o;
+	RdmigMsg *m;
+	size_t len;
+
+	(void)state;
+	pair_init(&p, f, f);
+	handshake(&p);
+	ctrl_msg_round_pages(&o, 1, g, 2);
+	assert_int_equal(xfer(&p.src, &p.dst, &o, &m), 0);
+	assert_int_equal(m->body_case, RDMIG_MSG__BODY_ROUND_PAGES);
+	assert_int_equal(m->round_pages->round, 1);
+	assert_int_equal(m->round_pages->n_regions, 2);
+	assert_true(m->round_pages->regions[1]->has_xxh3);
+	assert_int_equal(m->round_pages->regions[1]->xxh3, 0xdef);
+	ctrl_free(m);
+	ctrl_msg_round_pages(&o, 2, g, 1);
+	pass(&p.src, &p.dst, &o);
+	/* The destination's word that its copying ended: its own, never round 0. */
+	ctrl_msg_rounds_copied(&o, 2, 1u << 20);
+	assert_int_equal(xfer(&p.dst, &p.src, &o, &m), 0);
+	assert_int_equal(m->rounds_copied->round, 2);
+	assert_int_equal(m->rounds_copied->bytes, 1u << 20);
+	ctrl_free(m);
+	ctrl_msg_rounds_copied(&o, 2, 0);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_rounds_copied(&o, 0, 0);
+	len = forge(&p.src, &o, p.src.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EINVAL);
+	/* Round 0, or a region without its XXH3. */
+	ctrl_msg_round_pages(&o, 0, g, 1);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	g[0].has_xxh3 = false;
+	ctrl_msg_round_pages(&o, 3, g, 2);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EINVAL);
+	/* The final MemRegions carries the XXH3 of a round's region. */
+	g[0].has_xxh3 = true;
+	ctrl_msg_mem_regions(&o, g, 2);
+	assert_int_equal(xfer(&p.src, &p.dst, &o, &m), 0);
+	assert_true(m->mem_regions->regions[0]->has_xxh3);
+	assert_int_equal(m->mem_regions->regions[0]->xxh3, 0xabc);
+	ctrl_free(m);
+	/* The checkpoint's images began: no more rounds. */
+	ctrl_msg_round_pages(&o, 3, g, 1);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_round_pages(&o, 3, g, 1);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EPROTO);
+	/* Never from the destination. */
+	ctrl_msg_round_pages(&o, 3, g, 1);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	pair_fini(&p);
+
+	/* Not negotiated: the destination did not offer it. */
+	pair_init(&p, f, CTRL_FEAT_RDMA_READ | CTRL_FEAT_EARLY);
+	handshake(&p);
+	ctrl_msg_round_pages(&o, 1, g, 1);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_round_pages(&o, 1, g, 1);
+	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+	assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -EPROTO);
+	pair_fini(&p);
+}
+
+/*
  * After the handshake every message carries a MAC: a flipped byte, a
  * missing MAC, a replay or a message reflected to its sender is refused
  * with ABORT_AUTH before it is decoded, and leaves the state as it was.
@@ -1748,6 +1831,7 @@ int main(void)
 	    cmocka_unit_test(test_state_read_checks),
 	    cmocka_unit_test(test_state_lazy_dump),
 	    cmocka_unit_test(test_state_late_regions),
+	    cmocka_unit_test(test_state_round_pages),
 	    cmocka_unit_test(test_state_data_channel),
 	    cmocka_unit_test(test_mutated_messages),
 	    cmocka_unit_test(test_digest),
