@@ -171,6 +171,7 @@ void api_migration_view_init(struct api_migration_view *v)
 	v->drain_depth = -1;
 	v->drain_chunk = -1;
 	v->fault_lane_reads = -1;
+	v->pages_local = -1;
 	v->ra_sequential = -1;
 	v->ra_strided = -1;
 	v->ra_random = -1;
@@ -330,6 +331,7 @@ json_t *api_migration_to_json(const struct api_migration_view *v)
 	api_set(progress, "pages_remaining", api_json_u64(v->pages_remaining), &ok);
 	api_set(progress, "faults", api_json_u64(v->faults), &ok);
 	api_set(progress, "bytes", api_json_u64(v->bytes), &ok);
+	api_set(progress, "pages_local", api_json_opt_i64(v->pages_local), &ok);
 	api_set(m, "progress", progress, &ok);
 	progress = NULL;
 

@@ -175,7 +175,9 @@ struct api_migration_view {
 	uint64_t pages_total;
 	uint64_t pages_fetched; /* installed on the dest / read from the source */
 	uint64_t pages_remaining;
-	uint64_t faults;      /* userfaultfd faults resolved remotely */
+	uint64_t faults; /* userfaultfd faults resolved remotely */
+	/* dest: pages read from the pre-copy rounds' copies made before the freeze; -1: n/a */
+	int64_t pages_local;
 	uint64_t bytes;	      /* page bytes moved */
 	int64_t fault_p50_us; /* -1: no sample yet */
 	int64_t fault_p99_us;

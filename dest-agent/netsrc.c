@@ -17,6 +17,7 @@
 #include "ctrlconn.h"
 #include "log.h"
 #include "rcqp.h"
+#include "roundcopy.h"
 #include "safepath.h"
 #include "tickclock.h"
 #include "rdmig-config.h"
@@ -150,6 +151,16 @@ struct netsrc {
 	bool held;	    /* cfg.early, a source without FEAT_EARLY: waiting for release */
 	bool released;	    /* cfg.early: netsrc_release() came, the checkpoint exists */
 	struct ctrl_done done;
+	/*
+	 * FEAT_ROUNDS: the pre-copy rounds copied ahead on the held session
+	 * (roundcopy.h), made at the first RoundPages; requests inside an
+	 * adopted copy are read from it and completed from local_ev.
+	 */
+	struct roundcopy *rounds;
+	bool rounds_stopped;	  /* the checkpoint's images began: no more copying */
+	uint32_t rounds_reported; /* the last round a RoundsCopied told the source of */
+	struct ns_reqs local;
+	struct event *local_ev;
 };
 
 static void ns_connect_now(struct netsrc *ns);
@@ -166,6 +177,11 @@ static void ns_close_xport(struct netsrc *ns)
 		xport_close(ns->x);
 		ns->x = NULL;
 	}
+	/* Its READs are gone with the QP; a new connection's MemRegions adopt again. */
+	if (ns->rounds) {
+		roundcopy_stop(ns->rounds, true);
+		roundcopy_unadopt_all(ns->rounds);
+	}
 	if (ns->staging_mr) {
 		ibv_dereg_mr(ns->staging_mr);
 		ns->staging_mr = NULL;
@@ -179,9 +195,16 @@ const char *netsrc_name(const struct netsrc *ns)
 
 void netsrc_get_stats(const struct netsrc *ns, struct netsrc_stats *out)
 {
+	struct roundcopy_stats rs = {0};
+
 	*out = ns->stats;
 	if (ns->paused)
 		out->paused_ns += now_ns() - ns->pause_ns;
+	if (ns->rounds)
+		roundcopy_get_stats(ns->rounds, &rs);
+	out->round_bytes = rs.bytes_copied;
+	out->round_regions = rs.regions_kept;
+	out->round_regions_used = rs.regions_used;
 }
 
 bool netsrc_lazy_dump(const struct netsrc *ns)
@@ -271,6 +294,11 @@ static void ns_flush_requests(struct netsrc *ns, int err)
 		if (req->prio != PAGESRC_PRIO_FAULT)
 			ns->parked_drain--;
 		pagesrc_complete(req, err);
+	}
+	/* Read from a round's copy already: the bytes are in, the request is good. */
+	while ((req = TAILQ_FIRST(&ns->local)) != NULL) {
+		TAILQ_REMOVE(&ns->local, req, src_link);
+		pagesrc_complete(req, 0);
 	}
 }
 
@@ -449,6 +477,9 @@ static int ns_send_hello(struct netsrc *ns, struct xport *x, struct ctrl_state *
 		h.features |= CTRL_FEAT_LAZY_DUMP | CTRL_FEAT_RESUME | CTRL_FEAT_LATE_REGIONS;
 	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.early)
 		h.features |= CTRL_FEAT_EARLY;
+	/* Held early over RDMA, the pre-copy rounds can be copied before the freeze. */
+	if (channel == CTRL_CHANNEL_CONTROL && ns->cfg.early && ns->cfg.kind == XPORT_RDMA)
+		h.features |= CTRL_FEAT_ROUNDS;
 	/* Over RDMA a resume makes its queue pair by hand, set up on a side channel (§7.4). */
 	if (ns->cfg.kind == XPORT_RDMA && channel != CTRL_CHANNEL_DATA)
 		h.features |= CTRL_FEAT_RC_SIDE | CTRL_FEAT_RESUME;
@@ -1176,13 +1207,22 @@ static int ns_park_all(struct netsrc *ns)
 	return 0;
 }
 
+static void ns_rounds_report(struct netsrc *ns);
+
 static void ns_read_done(struct xport *x, uint64_t cookie, int status, void *arg)
 {
 	struct netsrc *ns = arg;
 	struct pagesrc_req *req = (struct pagesrc_req *)(uintptr_t)cookie;
 	char why[96];
+	bool lane;
 
-	bool lane = req->src_priv != NULL;
+	if (roundcopy_cookie(cookie)) {
+		if (ns->rounds)
+			roundcopy_read_done(ns->rounds, cookie, status);
+		ns_rounds_report(ns);
+		return;
+	}
+	lane = req->src_priv != NULL;
 
 	/* A READ flushed by a broken connection: kept, and issued again on resume. */
 	if (status != 0 && ns_may_pause(ns)) {
@@ -1254,11 +1294,110 @@ static void ns_msg_auth_proof(void *arg, const RdmigMsg *m)
 	on_auth_proof(arg, m->auth_proof);
 }
 
+/* The checkpoint's images began: copying the rounds ends, the copies made stay. */
+static void ns_rounds_served(struct netsrc *ns)
+{
+	if (!ns->rounds || ns->rounds_stopped)
+		return;
+	ns->rounds_stopped = true;
+	roundcopy_stop(ns->rounds, false);
+}
+
 static void ns_msg_mem_regions(void *arg, const RdmigMsg *m)
 {
 	struct netsrc *ns = arg;
+	const MemRegions *mr = m->mem_regions;
 
-	ns->stats.regions += m->mem_regions->n_regions;
+	ns->stats.regions += mr->n_regions;
+	ns_rounds_served(ns);
+	for (size_t i = 0; ns->rounds && i < mr->n_regions; i++) {
+		const MemRegion *g = mr->regions[i];
+		struct ctrl_region r = {g->addr, g->len, g->rkey, g->has_xxh3, g->xxh3};
+		char sz[32];
+
+		if (roundcopy_adopt(ns->rounds, &r))
+			log_info("%s: region 0x%" PRIx64 " (%s) is served from its copy made "
+				 "before the freeze",
+				 ns->name, r.addr, fmt_bytes(r.len, sz, sizeof(sz)));
+	}
+}
+
+/*
+ * Copying every round announced so far ended: the source, which may hold
+ * its final dump for it, is told (RoundsCopied), once per round.
+ */
+static void ns_rounds_report(struct netsrc *ns)
+{
+	uint32_t round = ns->rounds && !ns->rounds_stopped ? roundcopy_idle_round(ns->rounds) : 0;
+	struct roundcopy_stats rs;
+	struct ctrl_out o;
+	char sz[32];
+
+	if (!round || round <= ns->rounds_reported || !ns->x)
+		return;
+	ns->rounds_reported = round;
+	roundcopy_get_stats(ns->rounds, &rs);
+	log_info("%s: pre-copy rounds up to %" PRIu32 " copied: %" PRIu64 " region(s), %s kept "
+		 "in %.2f s",
+		 ns->name, round, rs.regions_kept, fmt_bytes(rs.bytes_copied, sz, sizeof(sz)),
+		 (double)rs.copy_ns / 1e9);
+	if (ctrl_msg_rounds_copied(&o, round, rs.bytes_copied) == 0)
+		ns_send(ns, &o);
+}
+
+static int ns_rounds_reg(void *arg, void *buf, size_t len, struct ibv_mr **out)
+{
+	struct netsrc *ns = arg;
+
+	return ns->x ? xport_reg(ns->x, buf, len, IBV_ACCESS_LOCAL_WRITE, out) : -ENOTCONN;
+}
+
+static int ns_rounds_read(void *arg, void *local, uint32_t lkey, uint64_t raddr, uint32_t rkey,
+			  uint32_t len, uint64_t cookie)
+{
+	struct netsrc *ns = arg;
+
+	return ns->x ? xport_read(ns->x, local, lkey, raddr, rkey, len, cookie) : -ENOTCONN;
+}
+
+static void ns_rounds_dereg(void *arg, struct ibv_mr *mr)
+{
+	ibv_dereg_mr(mr);
+}
+
+static const struct roundcopy_ops ns_rounds_ops = {ns_rounds_reg, ns_rounds_read, ns_rounds_dereg};
+
+/* FEAT_ROUNDS: a round registered on the source, copied now, while the workload runs there. */
+static void ns_msg_round_pages(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+	const RoundPages *rp = m->round_pages;
+	struct ctrl_region r[CTRL_REGIONS_MAX];
+	uint64_t bytes = 0;
+	char sz[32];
+	int ret;
+
+	for (size_t i = 0; i < rp->n_regions; i++) {
+		const MemRegion *g = rp->regions[i];
+
+		r[i] = (struct ctrl_region){g->addr, g->len, g->rkey, true, g->xxh3};
+		bytes += g->len;
+	}
+	if (!ns->rounds &&
+	    roundcopy_new(ns->dir_fd, ns->name, &ns_rounds_ops, ns, &ns->rounds) < 0) {
+		log_warn("%s: pre-copy round %" PRIu32 " not copied ahead: out of memory", ns->name,
+			 rp->round);
+		return;
+	}
+	log_info("%s: pre-copy round %" PRIu32 ": %zu region(s), %s, copied while the workload "
+		 "runs on the source",
+		 ns->name, rp->round, rp->n_regions, fmt_bytes(bytes, sz, sizeof(sz)));
+	ret = roundcopy_add(ns->rounds, rp->round, r, rp->n_regions);
+	if (ret < 0)
+		log_warn("%s: pre-copy round %" PRIu32 " not copied ahead: %s", ns->name, rp->round,
+			 strerror(-ret));
+	/* It may have ended at once (no file, no buffer). */
+	ns_rounds_report(ns);
 }
 
 /* ImageFile and PageHashes. */
@@ -1267,6 +1406,7 @@ static void ns_msg_image_data(void *arg, const RdmigMsg *m)
 	struct netsrc *ns = arg;
 	int ret;
 
+	ns_rounds_served(ns);
 	/* Only a takeover asked for the page tags again (Attach{page_hashes}). */
 	if (ns->paused &&
 	    !(ns->takeover_wait && ns->verify && m->body_case == RDMIG_MSG__BODY_PAGE_HASHES)) {
@@ -1358,6 +1498,7 @@ static const struct ctrlconn_handlers ns_handlers = {
 	    [RDMIG_MSG__BODY_AUTH_RESULT] = ns_msg_auth_result,
 	    [RDMIG_MSG__BODY_AUTH_PROOF] = ns_msg_auth_proof,
 	    [RDMIG_MSG__BODY_MEM_REGIONS] = ns_msg_mem_regions,
+	    [RDMIG_MSG__BODY_ROUND_PAGES] = ns_msg_round_pages,
 	    [RDMIG_MSG__BODY_IMAGE_FILE] = ns_msg_image_data,
 	    [RDMIG_MSG__BODY_PAGE_HASHES] = ns_msg_image_data,
 	    [RDMIG_MSG__BODY_TASK_TABLE] = ns_msg_task_table,
@@ -1914,6 +2055,20 @@ static const struct ctrlconn_tick_ops ns_tick_ops = {
 };
 
 /* The page tags PageHashes carries are keyed with the migration's page key. */
+/* Requests read from the rounds' copies (nsrc_submit()): complete, never from inside submit. */
+static void ns_local_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct netsrc *ns = arg;
+	struct pagesrc_req *req;
+
+	while ((req = TAILQ_FIRST(&ns->local)) != NULL) {
+		TAILQ_REMOVE(&ns->local, req, src_link);
+		ns->stats.local_reads++;
+		ns->stats.local_bytes += req->len;
+		pagesrc_complete(req, 0);
+	}
+}
+
 static int netsrc_pages_init(struct netsrc *ns)
 {
 	uint8_t key[MSGAUTH_PAGE_KEY_LEN];
@@ -1953,12 +2108,14 @@ int netsrc_connect(struct event_base *base, const struct netsrc_config *cfg,
 	}
 	TAILQ_INIT(&ns->pending);
 	TAILQ_INIT(&ns->parked);
+	TAILQ_INIT(&ns->local);
+	ns->local_ev = event_new(base, -1, 0, ns_local_cb, ns);
 	ns->host = strdup(cfg->host);
 	ns->port = strdup(cfg->port);
 	ns->id = strdup(cfg->migration_id);
 	ns->dir = strdup(cfg->images_dir);
 	ns->retry = evtimer_new(base, ns_retry_cb, ns);
-	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->retry ||
+	if (!ns->host || !ns->port || !ns->id || !ns->dir || !ns->retry || !ns->local_ev ||
 	    ctrlconn_tick_new(base, ns->name, &ns_tick_ops, ns, &ns->tick) < 0) {
 		netsrc_free(ns);
 		return -ENOMEM;
@@ -2017,6 +2174,10 @@ void netsrc_free(struct netsrc *ns)
 	ctrlconn_tick_free(ns->tick);
 	if (ns->retry)
 		event_free(ns->retry);
+	if (ns->local_ev)
+		event_free(ns->local_ev);
+	/* After the connection: no READ of a copy lands any more. */
+	roundcopy_free(ns->rounds);
 	ns_tables_clear(ns);
 	free(ns->host);
 	free(ns->port);
@@ -2101,6 +2262,14 @@ static int nsrc_submit(void *ctx, struct pagesrc_req *req)
 	if (!r->staged) {
 		ret = ns_park(ns, req, r);
 		return ret == -EAGAIN || ret == -ENOBUFS ? -EAGAIN : ret;
+	}
+	/* Inside a round copied before the freeze: read here, completed from the loop. */
+	if (ns->rounds && ns->cfg.kind == XPORT_RDMA &&
+	    roundcopy_pread(ns->rounds, r->raddr + (req->img_vaddr - r->img_vaddr), r->rkey,
+			    req->dst, req->len) == 0) {
+		TAILQ_INSERT_TAIL(&ns->local, req, src_link);
+		event_active(ns->local_ev, EV_TIMEOUT, 0);
+		return 0;
 	}
 	/* Paused: accepted and held; it goes out once the source is back. */
 	req->src_priv = NULL;
@@ -2245,6 +2414,7 @@ static void nsrc_destroy(void *ctx)
 	/* Forget every request: the engine no longer waits for them. */
 	TAILQ_INIT(&ns->pending);
 	TAILQ_INIT(&ns->parked);
+	TAILQ_INIT(&ns->local);
 	ns->parked_drain = 0;
 	ns->inflight = 0;
 	ns->lane_inflight = 0;

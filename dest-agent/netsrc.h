@@ -109,6 +109,16 @@ struct netsrc_stats {
 	uint64_t stage_reqs;
 	uint64_t units_verified;
 	uint64_t unit_parts_unverified;
+	/*
+	 * FEAT_ROUNDS: bytes and regions of the pre-copy rounds copied before
+	 * the freeze (kept: verified), the final regions served from them, and
+	 * the requests and bytes read from them instead of the network.
+	 */
+	uint64_t round_bytes;
+	uint64_t round_regions;
+	uint64_t round_regions_used;
+	uint64_t local_reads;
+	uint64_t local_bytes;
 	uint32_t pauses;    /* post-copy pauses (FEAT_RESUME) */
 	uint64_t paused_ns; /* in all, the current one included */
 };

@@ -45,6 +45,7 @@ void progress_msg_init(struct progress_msg *m)
 	m->c.drain_depth = -1;
 	m->c.drain_chunk = -1;
 	m->c.fault_lane_reads = -1;
+	m->c.pages_local = -1;
 }
 
 bool progress_state_reportable(enum api_state s)
@@ -241,6 +242,7 @@ int progress_encode(const struct progress_msg *m, char *buf, size_t len)
 		progress_set(o, "drain_depth", progress_opt_i64(m->c.drain_depth), &ok);
 		progress_set(o, "drain_chunk", progress_opt_i64(m->c.drain_chunk), &ok);
 		progress_set(o, "fault_lane_reads", progress_opt_i64(m->c.fault_lane_reads), &ok);
+		progress_set(o, "pages_local", progress_opt_i64(m->c.pages_local), &ok);
 		if (m->c.nr_ra_tasks)
 			progress_set(o, "readahead", progress_readahead(&m->c), &ok);
 		for (size_t i = 0; i < API_HIST_BUCKETS; i++)
@@ -403,6 +405,8 @@ static int progress_decode_counters(const json_t *root, struct progress_msg *out
 		ret = progress_get_opt(root, "drain_chunk", &out->c.drain_chunk);
 	if (ret == 0)
 		ret = progress_get_opt(root, "fault_lane_reads", &out->c.fault_lane_reads);
+	if (ret == 0)
+		ret = progress_get_opt(root, "pages_local", &out->c.pages_local);
 	if (ret == 0)
 		ret = progress_get_readahead(json_object_get(root, "readahead"), &out->c);
 	if (ret == 0)

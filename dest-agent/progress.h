@@ -78,6 +78,9 @@ struct progress_counters {
 	int64_t drain_depth;
 	int64_t drain_chunk; /* bytes */
 	int64_t fault_lane_reads;
+	/* Pages read from the pre-copy rounds' copies made before the freeze (roundcopy.h); -1:
+	 * n/a. */
+	int64_t pages_local;
 	/*
 	 * Read-ahead (readahead.h): faults per pattern over every task, and
 	 * the pattern and window of the first PROGRESS_RA_TASKS tasks; the

@@ -227,7 +227,12 @@ static void rc_pump(struct roundcopy *rc)
 		}
 		rc->t0 = now_ns();
 	}
-	while (rc->inflight < ROUNDCOPY_SLOTS) {
+	/*
+	 * Into the ring's next slot only once it is free: a later chunk done
+	 * first (READs spread over queue pairs) keeps its slot until the ones
+	 * before it are written, so "fewer in flight" is not "a slot free".
+	 */
+	while (rc->slot[rc->tail].state == SLOT_FREE) {
 		struct rc_copy *c;
 		struct rc_slot *s;
 

@@ -331,6 +331,7 @@ static void sup_view(const struct sup_mig *m, struct api_migration_view *v)
 	v->drain_depth = m->c.drain_depth;
 	v->drain_chunk = m->c.drain_chunk;
 	v->fault_lane_reads = m->c.fault_lane_reads;
+	v->pages_local = m->c.pages_local;
 	if (m->c.nr_ra_tasks) {
 		struct readahead all = {0};
 
@@ -1681,6 +1682,7 @@ static int sup_launch(struct sup *s, const struct api_start_req *req, bool early
 	m->c.drain_depth = -1;
 	m->c.drain_chunk = -1;
 	m->c.fault_lane_reads = -1;
+	m->c.pages_local = -1;
 	m->t_accept_ns = now_ns();
 	m->created_unix_ms = sup_unix_ms();
 	snprintf(m->id, sizeof(m->id), "%s", req->id);

@@ -281,6 +281,7 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 	c->drain_depth = s.drain_depth;
 	c->drain_chunk = (int64_t)s.drain_chunk;
 	c->fault_lane_reads = -1;
+	c->pages_local = -1;
 	c->nr_ra_tasks = 0;
 	memset(c->ra_faults, 0, sizeof(c->ra_faults));
 	engine_for_each_task(d->eng, dest_ra_task, c);
@@ -290,6 +291,8 @@ static bool dest_counters(struct dest *d, bool force, struct progress_counters *
 		netsrc_get_stats(d->ns, &ns);
 		if (ns.fault_lane)
 			c->fault_lane_reads = (int64_t)ns.lane_reads;
+		if (ns.round_regions)
+			c->pages_local = (int64_t)(ns.local_bytes / IMG_PAGE_SIZE);
 	}
 	return true;
 }

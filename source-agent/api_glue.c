@@ -877,6 +877,72 @@ static void glue_round_fail(struct src_migration *m, const char *why)
 
 static void glue_final_dump(struct src_migration *m);
 
+/*
+ * How long a final dump waits, the workload running, for a destination
+ * copying the rounds ahead (FEAT_ROUNDS), and how often it looks.  Pages
+ * it has not copied by then are read in post-copy as without it.
+ */
+#define GLUE_ROUNDS_WAIT_MS 30000
+#define GLUE_ROUNDS_LOOK_MS 50
+
+static void glue_rounds_look(evutil_socket_t fd, short what, void *arg)
+{
+	struct src_migration *m = arg;
+	uint64_t waited_ms = (now_ns() - m->rounds_wait_ns) / 1000000;
+	bool copying = src_session_rounds_copying(m->agent, m);
+
+	if (copying && m->state == SRC_MIG_DUMPING && !m->agent->stopping &&
+	    waited_ms < GLUE_ROUNDS_WAIT_MS)
+		return;
+	event_free(m->rounds_wait);
+	m->rounds_wait = NULL;
+	m->rounds_waited = true;
+	if (copying)
+		log_warn("migration %s: its destination did not finish copying the pre-copy rounds "
+			 "within %u ms: the final dump goes on (the rest is read in post-copy)",
+			 m->id, GLUE_ROUNDS_WAIT_MS);
+	else
+		log_info("migration %s: the final dump waited %" PRIu64 " ms for its destination "
+			 "to copy the pre-copy rounds",
+			 m->id, waited_ms);
+	glue_final_dump(m);
+}
+
+/* A tick of m's every ms milliseconds into *ev, and when it began into *t0: 0 or -ENOMEM. */
+static int glue_tick(struct src_migration *m, event_callback_fn cb, unsigned int ms,
+		     struct event **ev, uint64_t *t0)
+{
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	*ev = event_new(m->agent->base, -1, EV_PERSIST, cb, m);
+	if (!*ev || event_add(*ev, &tv) < 0) {
+		if (*ev)
+			event_free(*ev);
+		*ev = NULL;
+		return -ENOMEM;
+	}
+	*t0 = now_ns();
+	return 0;
+}
+
+/* Whether the final dump waits for the destination's copies of the rounds (and starts to). */
+static bool glue_rounds_wait(struct src_migration *m)
+{
+	if (m->rounds_wait)
+		return true;
+	if (m->rounds_waited || !m->agent || !src_session_rounds_copying(m->agent, m))
+		return false;
+	if (glue_tick(m, glue_rounds_look, GLUE_ROUNDS_LOOK_MS, &m->rounds_wait,
+		      &m->rounds_wait_ns) < 0) {
+		m->rounds_waited = true;
+		return false;
+	}
+	log_info("migration %s: the final dump waits for its destination to copy the pre-copy "
+		 "rounds (the workload runs; at most %u ms)",
+		 m->id, GLUE_ROUNDS_WAIT_MS);
+	return true;
+}
+
 /* The destination agent's word before the final dump: on with it, or fail unfrozen. */
 static void glue_final_checked(struct src_migration *m, int ret, const char *why)
 {
@@ -922,6 +988,9 @@ static void glue_final_dump(struct src_migration *m)
 			 m->id);
 		return;
 	}
+	/* What the destination copies before the freeze is not read after it. */
+	if (glue_rounds_wait(m))
+		return;
 	/*
 	 * The rounds may have outlived the reservation, or the destination
 	 * agent: asked again now, so that no freeze starts for a handover
@@ -956,20 +1025,29 @@ static void glue_final_dump(struct src_migration *m)
 /* A round's pages are mapped (and registered), or cannot be (prereg.h). */
 static void glue_round_mapped(struct src_migration *m, int ret)
 {
-	(void)ret; /* kept by the prereg: the next round's end or the final dump fails on it */
+	/* A failure is kept by the prereg: the next round's end or the final dump fails on it. */
+	if (ret == 0 && m->agent)
+		src_session_rounds(m->agent, m);
 	if (m->dump_waits && !src_prereg_rounds_pending(m))
 		glue_final_dump(m);
 }
 
 /* Maps round dir's pages files, and over RDMA registers them, while the workload runs. */
-static void glue_round_prereg(struct src_agent *a, struct src_migration *m, const char *dir)
+static bool glue_early(const struct src_agent *a, const struct src_migration *m);
+
+static void glue_round_prereg(struct src_agent *a, struct src_migration *m, const char *dir,
+			      size_t round)
 {
 	struct offload *o = glue_offload(a);
 	struct ibv_context *verbs = a->kind == XPORT_RDMA ? a->data_verbs : NULL;
 
-	/* Not mapped now, mapped with the final dump: only the freeze is longer. */
+	/*
+	 * Not mapped now, mapped with the final dump: only the freeze is
+	 * longer.  Hashed for a destination held early, which copies it ahead.
+	 */
 	if (o)
-		src_prereg_round(m, o, verbs, dir, glue_round_mapped);
+		src_prereg_round(m, o, verbs, dir, (uint32_t)round, verbs && glue_early(a, m),
+				 glue_round_mapped);
 }
 
 static void glue_round_exit(void *arg, const struct criuproc_exit *e)
@@ -1001,7 +1079,7 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
 	log_info("migration %s: pre-dump round %zu wrote %" PRIu64 " pages in %" PRId64
 		 " ms (%" PRIu64 " pages/s dirtied)",
 		 m->id, k, r->pages, r->ms, r->dirty_rate);
-	glue_round_prereg(m->agent, m, dir);
+	glue_round_prereg(m->agent, m, dir, k);
 	if (!glue_round_more(m, k)) {
 		glue_final_dump(m);
 		return;
@@ -1024,7 +1102,12 @@ static void glue_round_exit(void *arg, const struct criuproc_exit *e)
  */
 static bool glue_early(const struct src_agent *a, const struct src_migration *m)
 {
-	return a->early == SRC_EARLY_ALL || (a->early == SRC_EARLY_LAZY && m->lazy_dump);
+	/*
+	 * By default where the worker gains most: a lazy dump's handover, and
+	 * a pre-copy's rounds, which it copies before the freeze (FEAT_ROUNDS).
+	 */
+	return a->early == SRC_EARLY_ALL ||
+	       (a->early == SRC_EARLY_LAZY && (m->lazy_dump || m->precopy != API_PRECOPY_OFF));
 }
 
 /*
@@ -1638,18 +1721,11 @@ static void glue_early_look(evutil_socket_t fd, short what, void *arg)
  */
 static bool glue_early_wait(struct src_agent *a, struct src_migration *m)
 {
-	struct timeval tv = {0, GLUE_EARLY_LOOK_MS * 1000};
-
 	if ((m->busy && !src_session_early_pending(a, m)) || !src_handover_early_sent(m->handover))
 		return false;
-	m->early_wait = event_new(a->base, -1, EV_PERSIST, glue_early_look, m);
-	if (!m->early_wait || event_add(m->early_wait, &tv) < 0) {
-		if (m->early_wait)
-			event_free(m->early_wait);
-		m->early_wait = NULL;
+	if (glue_tick(m, glue_early_look, GLUE_EARLY_LOOK_MS, &m->early_wait, &m->early_wait_ns) <
+	    0)
 		return false;
-	}
-	m->early_wait_ns = now_ns();
 	log_info("migration %s: waiting, before the freeze, for its destination's worker to "
 		 "authenticate (at most %u ms)",
 		 m->id, GLUE_EARLY_WAIT_MS);

@@ -397,6 +397,8 @@ void src_mig_destroy(struct src_migration *m)
 	src_prereg_drop(m);
 	if (m->early_wait)
 		event_free(m->early_wait);
+	if (m->rounds_wait)
+		event_free(m->rounds_wait);
 	src_handover_free(m->handover);
 	criuproc_free(m->job);
 	src_lazydump_free(m->lazy);
@@ -426,6 +428,10 @@ void src_mig_finish(struct src_migration *m, enum src_mig_state st, const char *
 	if (m->early_wait && m->state == SRC_MIG_QUEUED) {
 		event_free(m->early_wait);
 		m->early_wait = NULL;
+	}
+	if (m->rounds_wait) {
+		event_free(m->rounds_wait);
+		m->rounds_wait = NULL;
 	}
 	src_mig_map_cancel(m);
 	src_prereg_drop(m);

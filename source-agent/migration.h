@@ -184,11 +184,19 @@ struct src_migration {
 	 */
 	struct event *early_wait;
 	uint64_t early_wait_ns; /* when that wait began (monotonic) */
-	bool busy;		/* a session holds it */
-	bool verify;		/* page checksums computed: offered to destinations */
-	uint64_t lazy_bytes;	/* the map's, kept after it is released */
-	uint64_t reads_served;	/* TCP ReadReqs answered */
-	uint64_t bytes_served;	/* by ReadResp */
+	/*
+	 * Pre-copy: the tick that holds the final dump, unfrozen, while the
+	 * held destination copies the rounds (FEAT_ROUNDS); rounds_waited once
+	 * that wait is over.  Owned.
+	 */
+	struct event *rounds_wait;
+	uint64_t rounds_wait_ns;
+	bool rounds_waited;
+	bool busy;	       /* a session holds it */
+	bool verify;	       /* page checksums computed: offered to destinations */
+	uint64_t lazy_bytes;   /* the map's, kept after it is released */
+	uint64_t reads_served; /* TCP ReadReqs answered */
+	uint64_t bytes_served; /* by ReadResp */
 	uint64_t started_ns;
 	uint64_t done_ns;
 	int64_t created_unix_ms;  /* wall clock */

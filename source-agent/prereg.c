@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/queue.h>
 #include <sys/types.h>
+#include <xxhash.h>
 
 #include "log.h"
 #include "migration.h"
@@ -37,6 +38,14 @@ struct src_prereg {
 	size_t nr_adopted;
 	/* A lazy dump's staging area, registered a chunk at a time; or NULL. */
 	struct prereg_area *area;
+	/*
+	 * Each round's registered pages files, as announced to a held early
+	 * destination (RoundPages) and named again in the final MemRegions:
+	 * in round order, never reordered (a session counts what it sent);
+	 * gone once the file was released as superseded.
+	 */
+	struct src_round_region *rsum;
+	size_t nr_rsum;
 };
 
 /* src_prereg_start_area()'s chunks; the job in flight registers one of them. */
@@ -259,6 +268,9 @@ struct round_job {
 	struct ibv_mr **mrs;
 	size_t nr_files;
 	size_t bytes;
+	uint32_t round; /* 1, 2, ...; 0 for a release */
+	bool hash;	/* XXH3 of each registered file, for a destination copying ahead */
+	uint64_t *xxh3;
 	int ret;     /* mapping */
 	int reg_ret; /* registration: its files are then registered with the final dump's */
 	uint64_t ns;
@@ -289,6 +301,10 @@ static void round_run(struct offload_job *oj)
 	j->mrs = calloc(j->nr_files, sizeof(*j->mrs));
 	j->reg_ret = j->mrs ? src_prereg_register(j->files, j->nr_files, rdma_pd_ibv(j->pd), j->mrs)
 			    : -ENOMEM;
+	/* Here, off the loop and before the freeze: the destination verifies its copy by it. */
+	if (j->reg_ret == 0 && j->hash && (j->xxh3 = calloc(j->nr_files, sizeof(*j->xxh3))))
+		for (i = 0; i < j->nr_files; i++)
+			j->xxh3[i] = XXH3_64bits(j->files[i].base, j->files[i].len);
 out:
 	for (i = 0; j->ret == 0 && i < j->nr_files; i++)
 		j->bytes += j->files[i].len;
@@ -302,8 +318,34 @@ static void round_free(struct round_job *j)
 	free(j->mrs);
 	imgmap_files_free(j->files, j->nr_files);
 	rdma_pd_unref(j->pd);
+	free(j->xxh3);
 	free(j->dir);
 	free(j);
+}
+
+/* j's hashed regions, for the destination (src_prereg_round_region()). */
+static int round_sums_keep(struct src_prereg *p, const struct round_job *j)
+{
+	size_t i, n = p->nr_rsum + j->nr_files;
+	struct src_round_region *r;
+
+	if (!j->xxh3 || !j->mrs)
+		return 0;
+	r = realloc(p->rsum, n * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	p->rsum = r;
+	for (i = 0; i < j->nr_files; i++) {
+		r = &p->rsum[p->nr_rsum++];
+		r->round = j->round;
+		r->g.addr = (uintptr_t)j->mrs[i]->addr;
+		r->g.len = j->files[i].len;
+		r->g.rkey = j->mrs[i]->rkey;
+		r->g.has_xxh3 = true;
+		r->g.xxh3 = j->xxh3[i];
+		r->gone = false;
+	}
+	return 0;
 }
 
 /* Appends j's files (and regions) to p's rounds; j keeps nothing. */
@@ -316,7 +358,7 @@ static int round_keep(struct src_prereg *p, struct round_job *j)
 	if (f)
 		p->rfiles = f;
 	mrs = f ? realloc(p->rmrs, (n ? n : 1) * sizeof(*mrs)) : NULL;
-	if (!mrs)
+	if (!mrs || round_sums_keep(p, j) < 0)
 		return -ENOMEM;
 	p->rmrs = mrs;
 	for (i = 0; i < j->nr_files; i++) {
@@ -368,7 +410,7 @@ out:
 }
 
 int src_prereg_round(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-		     const char *dir, src_prereg_round_fn done)
+		     const char *dir, uint32_t round, bool hash, src_prereg_round_fn done)
 {
 	struct round_job *j = calloc(1, sizeof(*j));
 	struct src_prereg *p = prereg_get(m);
@@ -386,6 +428,8 @@ int src_prereg_round(struct src_migration *m, struct offload *o, struct ibv_cont
 	j->pd = p->pd ? rdma_pd_ref(p->pd) : NULL;
 	j->m = m;
 	j->done = done;
+	j->round = round;
+	j->hash = hash;
 	snprintf(j->id, sizeof(j->id), "%s", m->id);
 	j->job.run = round_run;
 	j->job.done = round_done;
@@ -401,6 +445,33 @@ out:
 		log_err("migration %s: cannot map pre-dump round %s: %s", m->id, dir,
 			strerror(-ret));
 	return ret;
+}
+
+size_t src_prereg_round_regions(const struct src_migration *m)
+{
+	return m->prereg ? m->prereg->nr_rsum : 0;
+}
+
+const struct src_round_region *src_prereg_round_region(const struct src_migration *m, size_t i)
+{
+	return m->prereg && i < m->prereg->nr_rsum ? &m->prereg->rsum[i] : NULL;
+}
+
+bool src_prereg_region_xxh3(const struct src_migration *m, const struct ibv_mr *mr, size_t len,
+			    uint64_t *xxh3)
+{
+	const struct src_prereg *p = m->prereg;
+
+	for (size_t i = 0; p && mr && i < p->nr_rsum; i++) {
+		const struct src_round_region *r = &p->rsum[i];
+
+		if (!r->gone && r->g.addr == (uintptr_t)mr->addr && r->g.len == len &&
+		    r->g.rkey == mr->rkey) {
+			*xxh3 = r->g.xxh3;
+			return true;
+		}
+	}
+	return false;
 }
 
 bool src_prereg_rounds_pending(const struct src_migration *m)
@@ -463,6 +534,9 @@ int src_prereg_rounds_settle(struct src_migration *m, struct offload *o, char *w
 			continue;
 		}
 		/* Superseded: every page of it was written again by a later round. */
+		for (size_t k = 0; k < p->nr_rsum; k++)
+			if (p->rsum[k].g.addr == (uintptr_t)p->rfiles[j].base)
+				p->rsum[k].gone = true;
 		log_info("migration %s: %s is not needed any more (later rounds wrote its pages "
 			 "again): released",
 			 m->id, p->rfiles[j].path);
@@ -869,6 +943,7 @@ void src_prereg_drop(struct src_migration *m)
 	free(p->rmrs);
 	imgmap_files_free(p->rfiles, p->nr_r);
 	rdma_pd_unref(p->pd);
+	free(p->rsum);
 	free(p);
 	m->prereg = NULL;
 }

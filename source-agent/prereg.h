@@ -49,6 +49,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ctrl.h"
 #include "imgmap.h"
 #include "offload.h"
 #include "rdma.h"
@@ -135,10 +136,36 @@ typedef void (*src_prereg_round_fn)(struct src_migration *m, int ret);
  * the first round; done(m, ret) follows on the loop unless m drops it
  * first.  ret < 0: the round's files cannot be mapped (logged; also kept
  * for src_prereg_rounds_check()).  A failed registration is only logged:
- * those files are registered with the final dump's.
+ * those files are registered with the final dump's.  hash: also the XXH3
+ * of each registered file, on o, for a destination that copies the round
+ * ahead (FEAT_ROUNDS, below).
  */
 int src_prereg_round(struct src_migration *m, struct offload *o, struct ibv_context *verbs,
-		     const char *dir, src_prereg_round_fn done);
+		     const char *dir, uint32_t round, bool hash, src_prereg_round_fn done);
+
+/*
+ * A round's registered pages file as a held early destination hears of it
+ * (RoundPages): its region (g.has_xxh3 always) and round.  gone: released
+ * as superseded before the final dump; not to be announced any more.
+ */
+struct src_round_region {
+	struct ctrl_region g;
+	uint32_t round;
+	bool gone;
+};
+
+/*
+ * The hashed round regions so far, in round order (entries are only ever
+ * appended: a session counts how many it sent), and entry i, or NULL.
+ */
+size_t src_prereg_round_regions(const struct src_migration *m);
+const struct src_round_region *src_prereg_round_region(const struct src_migration *m, size_t i);
+/*
+ * mr, a region of the final mapping of len bytes, is a round's region the
+ * destination may hold a copy of: its XXH3 into *xxh3.
+ */
+bool src_prereg_region_xxh3(const struct src_migration *m, const struct ibv_mr *mr, size_t len,
+			    uint64_t *xxh3);
 /* A round's mapping still running. */
 bool src_prereg_rounds_pending(const struct src_migration *m);
 /*

@@ -131,6 +131,14 @@ struct src_session {
 	 * (src_session_served()) or ends (sess_tick()).
 	 */
 	bool await_served;
+	/*
+	 * FEAT_ROUNDS: the round regions announced so far (an index into
+	 * src_prereg_round_region()), the last round announced, and the last
+	 * round the destination said its copying of ended (RoundsCopied).
+	 */
+	size_t rounds_sent;
+	uint32_t rounds_last;
+	uint32_t rounds_copied;
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
@@ -280,6 +288,10 @@ static uint64_t sess_features(const struct src_session *s)
 		f |= CTRL_FEAT_LATE_REGIONS;
 	if (s->agent->kind == XPORT_RDMA && s->agent->rc_side && !s->agent->no_resume)
 		f |= CTRL_FEAT_RC_SIDE;
+	/* Its rounds may be copied by a destination held before the freeze (sess_send_rounds()). */
+	if (s->agent->kind == XPORT_RDMA && s->agent->early != SRC_EARLY_NONE && s->mig &&
+	    s->mig->precopy != API_PRECOPY_OFF)
+		f |= CTRL_FEAT_ROUNDS;
 	return f | CTRL_FEAT_VERIFY_PAGES | (s->agent->no_resume ? 0 : CTRL_FEAT_RESUME);
 }
 
@@ -661,7 +673,9 @@ static int send_regions(struct src_session *s)
 		regs[n].addr = (uintptr_t)s->mrs[i]->addr;
 		regs[n].len = map->files[i].len;
 		regs[n].rkey = s->mrs[i]->rkey;
-		regs[n].has_xxh3 = false;
+		/* The round's own region, which a destination may have copied ahead. */
+		regs[n].has_xxh3 =
+		    src_prereg_region_xxh3(s->mig, s->mrs[i], map->files[i].len, &regs[n].xxh3);
 		n++;
 	}
 	ret = ctrl_msg_mem_regions(&o, regs, n);
@@ -1446,6 +1460,84 @@ static void sess_send_late_regions(struct src_session *s)
 	}
 }
 
+/*
+ * FEAT_ROUNDS: the round regions registered since the last call, one
+ * RoundPages per round, to the held destination.  Only in the PD the
+ * rounds are registered in: an rkey of another PD would break its QP.
+ */
+static void sess_send_rounds(struct src_session *s)
+{
+	size_t n = src_prereg_round_regions(s->mig), i = s->rounds_sent;
+	struct ctrl_region regs[CTRL_REGIONS_MAX];
+	uint64_t bytes = 0;
+	struct ctrl_out o;
+	char sz[32];
+
+	if (!s->owner || !s->await_served || xport_kind(s->x) != XPORT_RDMA ||
+	    !(ctrl_state_negotiated(&s->st)->features & CTRL_FEAT_ROUNDS))
+		return;
+	if (!src_prereg_pd(s->mig) || xport_shared_pd(s->x) != src_prereg_pd(s->mig)) {
+		if (i < n)
+			log_warn(
+			    "%s: the destination's connection is not in the rounds' protection "
+			    "domain: their pages are read in post-copy",
+			    s->name);
+		s->rounds_sent = n;
+		return;
+	}
+	while (i < n) {
+		const struct src_round_region *r = src_prereg_round_region(s->mig, i);
+		uint32_t round = r->round;
+		size_t k = 0;
+
+		for (; i < n && k < CTRL_REGIONS_MAX; i++) {
+			r = src_prereg_round_region(s->mig, i);
+			if (r->round != round)
+				break;
+			if (r->gone)
+				continue;
+			regs[k++] = r->g;
+			bytes += r->g.len;
+		}
+		if (k && (ctrl_msg_round_pages(&o, round, regs, k) < 0 || sess_send(s, &o) < 0)) {
+			/* Only the copies are lost: every page is still read in post-copy. */
+			log_warn("%s: cannot announce pre-copy round %" PRIu32, s->name, round);
+			break;
+		}
+		if (k) {
+			s->rounds_last = round;
+			log_info("%s: pre-copy round %" PRIu32 " announced to the destination: %zu "
+				 "region(s), %s",
+				 s->name, round, k, fmt_bytes(bytes, sz, sizeof(sz)));
+		}
+		bytes = 0;
+	}
+	s->rounds_sent = n;
+}
+
+bool src_session_rounds_copying(const struct src_agent *a, const struct src_migration *m)
+{
+	const struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig == m && s->owner && s->await_served && s->rounds_last > s->rounds_copied)
+			return true;
+	}
+	return false;
+}
+
+void src_session_rounds(struct src_agent *a, const struct src_migration *m)
+{
+	struct src_session *s;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig == m && s->owner && s->await_served)
+			sess_send_rounds(s);
+	}
+}
+
 static void sess_start_stream(struct src_session *s)
 {
 	struct src_stream *st = &s->stream;
@@ -1456,6 +1548,7 @@ static void sess_start_stream(struct src_session *s)
 		log_info("%s: destination authenticated before the checkpoint exists: held until "
 			 "the migration serves",
 			 s->name);
+		sess_send_rounds(s);
 		return;
 	}
 	/*
@@ -1871,6 +1964,22 @@ static void sess_msg_stage_req(void *arg, const RdmigMsg *m)
 	on_stage_req(arg, m->stage_req);
 }
 
+/* FEAT_ROUNDS: the destination's copying of the rounds announced up to one ended. */
+static void sess_msg_rounds_copied(void *arg, const RdmigMsg *m)
+{
+	struct src_session *s = arg;
+	const RoundsCopied *rc = m->rounds_copied;
+	char sz[32];
+
+	if (rc->round > s->rounds_last || rc->round <= s->rounds_copied) {
+		sess_abort(s, CTRL_ABORT_PROTOCOL, "RoundsCopied for no round announced since");
+		return;
+	}
+	s->rounds_copied = rc->round;
+	log_info("%s: the destination copied the pre-copy rounds up to %" PRIu32 " (%s kept)",
+		 s->name, rc->round, fmt_bytes(rc->bytes, sz, sizeof(sz)));
+}
+
 static void sess_msg_rc_connect(void *arg, const RdmigMsg *m)
 {
 	on_rc_connect(arg, m->rc_connect);
@@ -1905,6 +2014,7 @@ static const struct ctrlconn_handlers sess_handlers = {
 	    [RDMIG_MSG__BODY_FAULT_LANE] = sess_msg_fault_lane,
 	    [RDMIG_MSG__BODY_DRAIN_LANE] = sess_msg_drain_lane,
 	    [RDMIG_MSG__BODY_STAGE_REQ] = sess_msg_stage_req,
+	    [RDMIG_MSG__BODY_ROUNDS_COPIED] = sess_msg_rounds_copied,
 	    [RDMIG_MSG__BODY_RC_CONNECT] = sess_msg_rc_connect,
 	    [RDMIG_MSG__BODY_ABORT] = sess_msg_abort,
 	},

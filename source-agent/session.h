@@ -56,6 +56,17 @@ void src_session_staged(struct src_agent *a, const struct src_migration *m,
  */
 void src_session_prereg_done(struct src_agent *a, const struct src_migration *m);
 /*
+ * A pre-copy round of m was registered and hashed: a destination held
+ * early with FEAT_ROUNDS hears of it (RoundPages) and copies it ahead.
+ */
+void src_session_rounds(struct src_agent *a, const struct src_migration *m);
+/*
+ * A held destination still copies rounds announced to it (no RoundsCopied
+ * for the last one yet): the final dump may wait for it, the workload
+ * running (api_glue.c).
+ */
+bool src_session_rounds_copying(const struct src_agent *a, const struct src_migration *m);
+/*
  * Chunk idx of m's staging area is registered while the rest is not
  * (prereg.h): its staged units go to the session serving m.
  */

@@ -39,9 +39,10 @@ pre-dump:*/round-1)
 	for _ in \$(seq 1200); do [ -e "$T/round-go-\$id" ] && break; sleep 0.1; done ;;
 esac
 HOOK
-# --no-early: a pre-copy migration's default, its worker started at the POST;
-# run again with --early (the argument), a worker at each reservation: the
-# one its released reservation stopped is replaced at the second.
+# --no-early: the worker started at the POST (a pre-copy's default until
+# 2026-12-07, kept covered); run again with --early (the argument), a worker
+# at each reservation, a pre-copy's default now: the one its released
+# reservation stopped is replaced at the second.
 early=${1:---no-early}
 FAKE_CRIU_HOOK=". $T/hook.sh" \
 	start_source "$T/source.log" --api-socket "$sock" --images-root "$root" --criu "$T/criu.sh" \

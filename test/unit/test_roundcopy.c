@@ -185,6 +185,46 @@ static void test_copies_verify_and_serve(void **state)
 	free(b);
 }
 
+/*
+ * READs that complete out of order (the drain's queue pairs) never get a
+ * slot reused before its own READ is in: a later chunk done first posts
+ * nothing, and the copy still comes out whole.
+ */
+static void test_out_of_order_keeps_slots(void **state)
+{
+	struct fake *f = *state;
+	size_t len = 7 * ROUNDCOPY_CHUNK_BYTES;
+	uint8_t *a = pattern(len, 9), *out = malloc(len);
+	struct ctrl_region r = region(a, len, XXH3_64bits(a, len));
+	struct roundcopy_stats st;
+	struct roundcopy *rc;
+
+	assert_non_null(out);
+	assert_int_equal(roundcopy_new(f->dir_fd, "test", &ops, f, &rc), 0);
+	assert_int_equal(roundcopy_add(rc, 1, &r, 1), 0);
+	assert_int_equal(f->n, ROUNDCOPY_SLOTS);
+	/* The second chunk first: its slot waits for the first, nothing is posted. */
+	complete(rc, f, 1, 0);
+	assert_int_equal(f->n, ROUNDCOPY_SLOTS - 1);
+	/* Then the first: both written, two slots free, two READs posted. */
+	complete(rc, f, 0, 0);
+	assert_int_equal(f->n, ROUNDCOPY_SLOTS);
+	while (f->n) {
+		/* Always the newest first. */
+		complete(rc, f, f->n - 1, 0);
+	}
+	roundcopy_get_stats(rc, &st);
+	assert_int_equal(st.regions_kept, 1);
+	assert_int_equal(st.regions_bad, 0);
+	assert_true(roundcopy_adopt(rc, &r));
+	assert_int_equal(roundcopy_pread(rc, r.addr, r.rkey, out, len), 0);
+	assert_memory_equal(out, a, len);
+	roundcopy_stop(rc, false);
+	roundcopy_free(rc);
+	free(out);
+	free(a);
+}
+
 static void test_wrong_hash_is_never_used(void **state)
 {
 	struct fake *f = *state;
@@ -295,6 +335,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_copies_verify_and_serve, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_order_keeps_slots, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_hash_is_never_used, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop_when_served_drops_the_rest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_read_stops_copying, setup, teardown),

@@ -268,12 +268,15 @@ dest_verify() {
 		fi
 	fi
 	"$ctl" --socket "$sock" status "$id" 2>&1 | sed 's/^/handover: dest agent: /'
-	# The migration's worker logs to its own file: its lazy dump summary, or
-	# all of it with RDMIG_WORKER_LOG=1 (where the freeze went, seen from B).
+	say "dest json: $(mig_json "$id" "$sock")"
+	# The migration's worker logs to its own file: its lazy dump summary and
+	# what it did with a pre-copy's rounds, or all of it with
+	# RDMIG_WORKER_LOG=1 (where the freeze went, seen from B).
 	if [ "${RDMIG_WORKER_LOG:-0}" = 1 ]; then
 		sed 's/^/handover: dest worker: /' "$top/dest/$id/rdmig-dest.log" 2>/dev/null
 	else
-		grep -h 'lazy dump:' "$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'
+		grep -h 'lazy dump:\|pre-copy round\|copied ahead\|from its copy\|rounds stopped' \
+			"$top/dest/$id/rdmig-dest.log" 2>/dev/null | sed 's/^/handover: dest worker: /'
 	fi
 	echo "$st" >"$shared/verified"
 	return $st

@@ -19,7 +19,13 @@
 # them (times.register_ms 0): the destination's connection, made during
 # the rounds, is in the PD they were registered in; before each final
 # dump the source asked the destination agent whether it still holds the
-# reservation (design.md §13).  Over RDMA only (a run takes a
+# reservation (design.md §13).  The destination's worker, started at the
+# reservation (a pre-copy asks for it by default), is held during the
+# rounds and copies each one as it ends (FEAT_ROUNDS): the source
+# announces every round, the worker verifies its copies by their XXH3, and
+# in the bounded run, whose rounds the final dump does not supersede, it
+# reads pages from those copies instead of the network (the destination's
+# progress.pages_local).  Over RDMA only (a run takes a
 # minute or two in TCG); guest side: lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -27,7 +33,7 @@ top=$(cd "$(dirname "$0")/../../.." && pwd)
 build=${BUILD:-$top/build}
 case $build in /*) ;; *) build=$top/$build ;; esac
 mig=$top/test/rxe/lib/handover-migrate.sh
-tap_plan 31
+tap_plan 38
 
 rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
 rxe_require_cmds criu
@@ -85,6 +91,20 @@ for run in 2 auto slow; do
 		[[ -n $first && -n $final && $final -lt $first ]]
 		tap_ok $? "$lbl: the final dump wrote $final pages, round 1 ${first:-?}"
 	fi
+	# FEAT_ROUNDS: each round announced on the held session and copied by the worker.
+	ann=$(grep -c "pre-copy round [0-9]* announced to the destination" <<<"$RUN_OUT")
+	[[ $ann -ge 1 ]]
+	tap_ok $? "$lbl: the source announced $ann round(s) to the destination held early"
+	kept=$(grep -c "^\[dest\] handover: dest worker: .*round [0-9]*'s region .* copied ahead and verified" <<<"$RUN_OUT")
+	[[ $kept -ge 1 ]]
+	tap_ok $? "$lbl: the destination copied $kept round region(s) before the freeze, each verified by its XXH3"
+	djson=$(grep -h '^\[dest\] handover: dest json: ' <<<"$RUN_OUT" | tail -n 1)
+	local_pages=$(sed -n 's/.*"pages_local":\([0-9]*\).*/\1/p' <<<"$djson")
+	if [ "$run" = slow ]; then
+		[[ -n $local_pages && $local_pages -gt 0 && $local_pages -le ${pages:-0} ]]
+		tap_ok $? "$lbl: $local_pages of ${pages:-?} pages read from those copies, not the network (progress.pages_local)"
+	fi
+	tap_diag "destination: pages_local ${local_pages:-null}; $(grep -h '^\[dest\] handover: dest worker: ' <<<"$RUN_OUT" | grep -c 'from its copy') region(s) served from copies"
 	tap_diag "rounds: $(grep -o '"rounds":\[[^]]*\]' <<<"$json")"
 	tap_diag "report: $(grep -h '^\[source\] handover:   \(downtime\|dump\|restore\|total\|faults\|moved\|round [0-9]\|final dump\):' <<<"$RUN_OUT" | sed 's/^\[source\] handover: *//' | tr -s ' ' | paste -sd ';' -)"
 done
