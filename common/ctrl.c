@@ -38,6 +38,7 @@ static const char *const type_names[] = {
     [RDMIG_MSG__BODY_STAGE_REQ] = "StageReq",
     [RDMIG_MSG__BODY_ROUND_PAGES] = "RoundPages",
     [RDMIG_MSG__BODY_ROUNDS_COPIED] = "RoundsCopied",
+    [RDMIG_MSG__BODY_ROUNDS_STOP] = "RoundsStop",
     [RDMIG_MSG__BODY_FAULT_LANE] = "FaultLane",
     [RDMIG_MSG__BODY_ATTACH] = "Attach",
     [RDMIG_MSG__BODY_RUNNING] = "Running",
@@ -52,7 +53,7 @@ static bool type_known(int type)
 	       type == RDMIG_MSG__BODY_FAULT_LANE || type == RDMIG_MSG__BODY_ATTACH ||
 	       type == RDMIG_MSG__BODY_RUNNING || type == RDMIG_MSG__BODY_RC_CONNECT ||
 	       type == RDMIG_MSG__BODY_DRAIN_LANE || type == RDMIG_MSG__BODY_ROUND_PAGES ||
-	       type == RDMIG_MSG__BODY_ROUNDS_COPIED;
+	       type == RDMIG_MSG__BODY_ROUNDS_COPIED || type == RDMIG_MSG__BODY_ROUNDS_STOP;
 }
 
 const char *ctrl_msg_type_str(RdmigMsg__BodyCase type)
@@ -372,6 +373,16 @@ int ctrl_msg_rounds_copied(struct ctrl_out *o, uint32_t round, uint64_t bytes)
 	b->round = round;
 	b->bytes = bytes;
 	o->msg.rounds_copied = b;
+	return 0;
+}
+
+int ctrl_msg_rounds_stop(struct ctrl_out *o)
+{
+	RoundsStop *b = &o->body.rounds_stop;
+
+	out_reset(o, RDMIG_MSG__BODY_ROUNDS_STOP);
+	rounds_stop__init(b);
+	o->msg.rounds_stop = b;
 	return 0;
 }
 
@@ -1218,6 +1229,7 @@ int ctrl_validate(const struct ctrl_state *st, const RdmigMsg *m, struct ctrl_er
 	case RDMIG_MSG__BODY_RC_CONNECT:
 		return validate_rc_connect(m->rc_connect, e);
 	case RDMIG_MSG__BODY_IMAGES_DONE:
+	case RDMIG_MSG__BODY_ROUNDS_STOP:
 	case RDMIG_MSG__BODY_ATTACH:
 	case RDMIG_MSG__BODY_RUNNING:
 	case RDMIG_MSG__BODY_PROGRESS:
@@ -1272,6 +1284,8 @@ static const struct {
     [RDMIG_MSG__BODY_ROUND_PAGES] = {PH(IMAGES), 0, CTRL_FEAT_ROUNDS, false},
     /* Sent in the image phase; it may cross the source's ImagesDone. */
     [RDMIG_MSG__BODY_ROUNDS_COPIED] = {0, PH(IMAGES) | PH(POSTCOPY), CTRL_FEAT_ROUNDS, false},
+    /* Like RoundPages: only on a held session (state_apply()). */
+    [RDMIG_MSG__BODY_ROUNDS_STOP] = {PH(IMAGES), 0, CTRL_FEAT_ROUNDS, false},
     /* The source's answer may cross the destination's Done (a resume with nothing left). */
     [RDMIG_MSG__BODY_FAULT_LANE] = {PH(IMAGES) | PH(POSTCOPY) | PH(DONE), PH(IMAGES) | PH(POSTCOPY),
 				    CTRL_FEAT_FAULT_LANE, false},
@@ -1568,10 +1582,12 @@ static int state_apply(struct ctrl_state *st, enum ctrl_role sender, const Rdmig
 	case RDMIG_MSG__BODY_MEM_REGIONS:
 		return apply_regions(st, m->mem_regions, e);
 	case RDMIG_MSG__BODY_ROUND_PAGES:
+	case RDMIG_MSG__BODY_ROUNDS_STOP:
 		if (st->nr_regions || st->file_open || st->files_done || st->table_open ||
 		    st->tables_done)
 			return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
-				       "RoundPages after the checkpoint's images began");
+				       "%s after the checkpoint's images began",
+				       ctrl_msg_type_str(m->body_case));
 		return 0;
 	case RDMIG_MSG__BODY_IMAGE_FILE:
 		return apply_image_file(st, m->image_file, e);

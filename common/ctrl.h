@@ -177,6 +177,7 @@ struct ctrl_out {
 		MemRegions mem_regions;
 		RoundPages round_pages;
 		RoundsCopied rounds_copied;
+		RoundsStop rounds_stop;
 		ImageFile image_file;
 		TaskTable task_table;
 		PageHashes page_hashes;
@@ -283,6 +284,8 @@ int ctrl_msg_fault_lane(struct ctrl_out *o, uint32_t qpn, uint32_t psn);
 int ctrl_msg_round_pages(struct ctrl_out *o, uint32_t round, const struct ctrl_region *r, size_t n);
 /* FEAT_ROUNDS: copying every round up to round (>= 1) ended; bytes kept. */
 int ctrl_msg_rounds_copied(struct ctrl_out *o, uint32_t round, uint64_t bytes);
+/* FEAT_ROUNDS: stop copying; the answer is RoundsCopied, with no READ in flight. */
+int ctrl_msg_rounds_stop(struct ctrl_out *o);
 /* FEAT_DRAIN_QPS: extra drain QP index (1..CTRL_DRAIN_QPS_MAX-1). */
 int ctrl_msg_drain_lane(struct ctrl_out *o, uint32_t index, uint32_t qpn, uint32_t psn);
 /*

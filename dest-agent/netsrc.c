@@ -159,6 +159,7 @@ struct netsrc {
 	struct roundcopy *rounds;
 	bool rounds_stopped;	  /* the checkpoint's images began: no more copying */
 	uint32_t rounds_reported; /* the last round a RoundsCopied told the source of */
+	uint32_t rounds_seen;	  /* the last round a RoundPages announced */
 	struct ns_reqs local;
 	struct event *local_ev;
 };
@@ -1329,20 +1330,44 @@ static void ns_msg_mem_regions(void *arg, const RdmigMsg *m)
 static void ns_rounds_report(struct netsrc *ns)
 {
 	uint32_t round = ns->rounds && !ns->rounds_stopped ? roundcopy_idle_round(ns->rounds) : 0;
-	struct roundcopy_stats rs;
+	struct roundcopy_stats rs = {0};
 	struct ctrl_out o;
 	char sz[32];
 
 	if (!round || round <= ns->rounds_reported || !ns->x)
 		return;
 	ns->rounds_reported = round;
-	roundcopy_get_stats(ns->rounds, &rs);
+	if (ns->rounds)
+		roundcopy_get_stats(ns->rounds, &rs);
 	log_info("%s: pre-copy rounds up to %" PRIu32 " copied: %" PRIu64 " region(s), %s kept "
 		 "in %.2f s",
 		 ns->name, round, rs.regions_kept, fmt_bytes(rs.bytes_copied, sz, sizeof(sz)),
 		 (double)rs.copy_ns / 1e9);
 	if (ctrl_msg_rounds_copied(&o, round, rs.bytes_copied) == 0)
 		ns_send(ns, &o);
+}
+
+/*
+ * FEAT_ROUNDS: the source is about to freeze and may then release a
+ * round's registration: no READ of ours may be in flight by then.  The
+ * answer (RoundsCopied) goes once the last one is in.
+ */
+static void ns_msg_rounds_stop(void *arg, const RdmigMsg *m)
+{
+	struct netsrc *ns = arg;
+	struct ctrl_out o;
+
+	if (!ns->rounds) {
+		/* Nothing was ever copied (no memory for it): nothing in flight either. */
+		if (ns->rounds_seen > ns->rounds_reported &&
+		    ctrl_msg_rounds_copied(&o, ns->rounds_seen, 0) == 0) {
+			ns->rounds_reported = ns->rounds_seen;
+			ns_send(ns, &o);
+		}
+		return;
+	}
+	roundcopy_stop(ns->rounds, false);
+	ns_rounds_report(ns);
 }
 
 static int ns_rounds_reg(void *arg, void *buf, size_t len, struct ibv_mr **out)
@@ -1377,6 +1402,8 @@ static void ns_msg_round_pages(void *arg, const RdmigMsg *m)
 	char sz[32];
 	int ret;
 
+	if (rp->round > ns->rounds_seen)
+		ns->rounds_seen = rp->round;
 	for (size_t i = 0; i < rp->n_regions; i++) {
 		const MemRegion *g = rp->regions[i];
 
@@ -1499,6 +1526,7 @@ static const struct ctrlconn_handlers ns_handlers = {
 	    [RDMIG_MSG__BODY_AUTH_PROOF] = ns_msg_auth_proof,
 	    [RDMIG_MSG__BODY_MEM_REGIONS] = ns_msg_mem_regions,
 	    [RDMIG_MSG__BODY_ROUND_PAGES] = ns_msg_round_pages,
+	    [RDMIG_MSG__BODY_ROUNDS_STOP] = ns_msg_rounds_stop,
 	    [RDMIG_MSG__BODY_IMAGE_FILE] = ns_msg_image_data,
 	    [RDMIG_MSG__BODY_PAGE_HASHES] = ns_msg_image_data,
 	    [RDMIG_MSG__BODY_TASK_TABLE] = ns_msg_task_table,

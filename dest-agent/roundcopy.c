@@ -370,7 +370,8 @@ void roundcopy_stop(struct roundcopy *rc, bool connection_closed)
 		log_info("%s: %" PRIu64 " region(s) of the pre-copy rounds not copied ahead "
 			 "(%s): read from the source in post-copy",
 			 rc->name, rc->stats.regions_left,
-			 connection_closed ? "connection closed" : "the checkpoint is served");
+			 connection_closed ? "connection closed"
+					   : "stopped before the checkpoint served");
 	}
 	rc->stopped = true;
 	rc->cur = rc->n;

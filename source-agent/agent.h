@@ -86,6 +86,13 @@ struct src_agent {
 	 */
 	unsigned int max_dumps;
 	/*
+	 * Pre-copy: how long a final dump waits, unfrozen, for the held
+	 * destination to finish copying the rounds (FEAT_ROUNDS), in ms; -1:
+	 * as long as the workload takes to dirty a tenth of its memory more
+	 * (api_glue.c, glue_rounds_wait_max()).
+	 */
+	int rounds_wait_ms;
+	/*
 	 * The queue's tick (api_glue.c): asks for the queued migrations'
 	 * reservations again and starts their dumps; owned, NULL before the
 	 * first queued migration.

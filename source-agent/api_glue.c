@@ -878,29 +878,73 @@ static void glue_round_fail(struct src_migration *m, const char *why)
 static void glue_final_dump(struct src_migration *m);
 
 /*
- * How long a final dump waits, the workload running, for a destination
- * copying the rounds ahead (FEAT_ROUNDS), and how often it looks.  Pages
- * it has not copied by then are read in post-copy as without it.
+ * A final dump waits, the workload running, for a destination copying the
+ * rounds ahead (FEAT_ROUNDS): at most GLUE_ROUNDS_WAIT_MS, looking every
+ * GLUE_ROUNDS_LOOK_MS.  Pages it has not copied by then are read in
+ * post-copy as without it.
  */
 #define GLUE_ROUNDS_WAIT_MS 30000
 #define GLUE_ROUNDS_LOOK_MS 50
+/* After RoundsStop, how long its RoundsCopied may take (READs in flight land). */
+#define GLUE_ROUNDS_STOP_MS 5000
+/*
+ * By default (--rounds-wait auto) only while the workload dirties this
+ * fraction of its memory more (1/N), at its last round's rate: what it
+ * dirties meanwhile the final dump writes in the freeze, so a copy slower
+ * than the workload's writes would lengthen the freeze for little.  One
+ * round has no rate: then GLUE_ROUNDS_WAIT_ONE_MS.
+ */
+#define GLUE_ROUNDS_WAIT_DIRTY_DIV 10
+#define GLUE_ROUNDS_WAIT_ONE_MS	   1000
 
+static uint64_t glue_rounds_wait_max(const struct src_migration *m)
+{
+	const struct api_precopy_round *last = m->nr_rounds ? &m->rounds[m->nr_rounds - 1] : NULL;
+	uint64_t ms;
+
+	if (m->agent->rounds_wait_ms >= 0)
+		return (uint64_t)m->agent->rounds_wait_ms;
+	if (!last || !last->dirty_rate)
+		return GLUE_ROUNDS_WAIT_ONE_MS;
+	/* The first round wrote the workload's memory; the last one's rate in pages/s. */
+	ms = m->rounds[0].pages * 1000 / (GLUE_ROUNDS_WAIT_DIRTY_DIV * last->dirty_rate);
+	return ms < GLUE_ROUNDS_WAIT_MS ? ms : GLUE_ROUNDS_WAIT_MS;
+}
+
+/*
+ * The wait's tick: the copies whole, or the budget spent and the
+ * destination asked to stop (RoundsStop), or its answer overdue.  Only
+ * once the destination said RoundsCopied may the final mapping release a
+ * superseded round's registration: a READ of it still in flight would
+ * break the destination's queue pair.
+ */
 static void glue_rounds_look(evutil_socket_t fd, short what, void *arg)
 {
 	struct src_migration *m = arg;
-	uint64_t waited_ms = (now_ns() - m->rounds_wait_ns) / 1000000;
+	uint64_t now = now_ns(), waited_ms = (now - m->rounds_wait_ns) / 1000000;
 	bool copying = src_session_rounds_copying(m->agent, m);
+	bool going = copying && m->state == SRC_MIG_DUMPING && !m->agent->stopping;
 
-	if (copying && m->state == SRC_MIG_DUMPING && !m->agent->stopping &&
-	    waited_ms < GLUE_ROUNDS_WAIT_MS)
+	if (going && !m->rounds_stop_ns) {
+		if (waited_ms < m->rounds_wait_max_ms)
+			return;
+		src_session_rounds_stop(m->agent, m);
+		m->rounds_stop_ns = now;
+		return;
+	}
+	if (going && (now - m->rounds_stop_ns) / 1000000 < GLUE_ROUNDS_STOP_MS)
 		return;
 	event_free(m->rounds_wait);
 	m->rounds_wait = NULL;
 	m->rounds_waited = true;
 	if (copying)
-		log_warn("migration %s: its destination did not finish copying the pre-copy rounds "
-			 "within %u ms: the final dump goes on (the rest is read in post-copy)",
-			 m->id, GLUE_ROUNDS_WAIT_MS);
+		log_warn("migration %s: its destination did not answer RoundsStop within %u ms: "
+			 "the final dump goes on",
+			 m->id, GLUE_ROUNDS_STOP_MS);
+	else if (m->rounds_stop_ns)
+		log_info("migration %s: its destination stopped copying the pre-copy rounds after "
+			 "%" PRIu64 " ms (at most %" PRIu64 " ms): the rest is read in post-copy",
+			 m->id, waited_ms, m->rounds_wait_max_ms);
 	else
 		log_info("migration %s: the final dump waited %" PRIu64 " ms for its destination "
 			 "to copy the pre-copy rounds",
@@ -932,14 +976,17 @@ static bool glue_rounds_wait(struct src_migration *m)
 		return true;
 	if (m->rounds_waited || !m->agent || !src_session_rounds_copying(m->agent, m))
 		return false;
+	/* No budget (--rounds-wait 0): the tick's first look asks it to stop. */
+	m->rounds_wait_max_ms = glue_rounds_wait_max(m);
 	if (glue_tick(m, glue_rounds_look, GLUE_ROUNDS_LOOK_MS, &m->rounds_wait,
 		      &m->rounds_wait_ns) < 0) {
 		m->rounds_waited = true;
 		return false;
 	}
 	log_info("migration %s: the final dump waits for its destination to copy the pre-copy "
-		 "rounds (the workload runs; at most %u ms)",
-		 m->id, GLUE_ROUNDS_WAIT_MS);
+		 "rounds (the workload runs; at most %" PRIu64 " ms%s)",
+		 m->id, m->rounds_wait_max_ms,
+		 m->agent->rounds_wait_ms < 0 ? ", while it dirties a tenth of its memory" : "");
 	return true;
 }
 

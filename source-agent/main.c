@@ -122,6 +122,11 @@ static void usage(FILE *f)
 		"      --max-dumps N          at most N criu dumps (or pre-dumps) at once;\n"
 		"                             the others wait in the queue before any\n"
 		"                             freeze (%d)\n"
+		"      --rounds-wait MS|auto  pre-copy: the final dump waits at most MS ms,\n"
+		"                             the workload running, for a destination\n"
+		"                             copying the rounds ahead (auto: while the\n"
+		"                             workload dirties a tenth of its memory more,\n"
+		"                             at its last round's rate; 0: no wait)\n"
 		"      --test-map-delay MS    testing: the background mapping of each API\n"
 		"                             migration waits MS ms before it starts\n"
 		"      --test-prereg-delay MS testing: a lazy dump's staging area, registered\n"
@@ -347,6 +352,7 @@ int main(int argc, char **argv)
 		OPT_IMAGES_ROOT,
 		OPT_CRIU,
 		OPT_RUNC,
+		OPT_ROUNDS_WAIT,
 		OPT_TEST_MAP_DELAY,
 		OPT_TEST_PREREG_DELAY,
 		OPT_MAX_PREAUTH,
@@ -391,6 +397,7 @@ int main(int argc, char **argv)
 	    {"max-preauth-per-addr", required_argument, NULL, OPT_MAX_PREAUTH_PER_ADDR},
 	    {"max-migrations", required_argument, NULL, OPT_MAX_MIGRATIONS},
 	    {"max-dumps", required_argument, NULL, OPT_MAX_DUMPS},
+	    {"rounds-wait", required_argument, NULL, OPT_ROUNDS_WAIT},
 	    {"allow-dest", required_argument, NULL, OPT_ALLOW_DEST},
 	    {"log-file", required_argument, NULL, 'o'},
 	    {"verbose", no_argument, NULL, 'v'},
@@ -409,6 +416,7 @@ int main(int argc, char **argv)
 	    /* The worker at the reservation for a lazy dump (design.md §10.3). */
 	    .early = SRC_EARLY_LAZY,
 	    .max_dumps = SRC_MAX_DUMPS_DEFAULT,
+	    .rounds_wait_ms = -1,
 	    .images_root = DEFAULT_IMAGES_ROOT,
 	    .images_root_fd = -1,
 	    .criu = "criu",
@@ -577,6 +585,19 @@ int main(int argc, char **argv)
 				a.max_dumps = (unsigned int)v;
 			else
 				a.max_migrations = (unsigned int)v;
+			break;
+		case OPT_ROUNDS_WAIT:
+			if (strcmp(optarg, "auto") == 0) {
+				a.rounds_wait_ms = -1;
+				break;
+			}
+			if (parse_uint(optarg, 0, 600000, &v) < 0) {
+				fprintf(stderr,
+					"rdmig-source: bad --rounds-wait '%s' (ms or auto)\n",
+					optarg);
+				return 2;
+			}
+			a.rounds_wait_ms = (int)v;
 			break;
 		case OPT_TEST_MAP_DELAY:
 		case OPT_TEST_PREREG_DELAY:

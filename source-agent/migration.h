@@ -191,6 +191,8 @@ struct src_migration {
 	 */
 	struct event *rounds_wait;
 	uint64_t rounds_wait_ns;
+	uint64_t rounds_wait_max_ms;
+	uint64_t rounds_stop_ns; /* RoundsStop sent (monotonic), 0 before */
 	bool rounds_waited;
 	bool busy;	       /* a session holds it */
 	bool verify;	       /* page checksums computed: offered to destinations */

@@ -139,6 +139,7 @@ struct src_session {
 	size_t rounds_sent;
 	uint32_t rounds_last;
 	uint32_t rounds_copied;
+	bool rounds_stop_sent; /* RoundsStop went: RoundsCopied comes once no READ is in flight */
 	/* Why the peer is gone (connection lost, silent); NULL: ended on purpose. */
 	const char *lost;
 };
@@ -1525,6 +1526,26 @@ bool src_session_rounds_copying(const struct src_agent *a, const struct src_migr
 			return true;
 	}
 	return false;
+}
+
+void src_session_rounds_stop(struct src_agent *a, const struct src_migration *m)
+{
+	struct src_session *s;
+	struct ctrl_out o;
+
+	LIST_FOREACH(s, &a->sessions, link)
+	{
+		if (s->mig != m || !s->owner || !s->await_served || s->rounds_stop_sent ||
+		    s->rounds_last <= s->rounds_copied)
+			continue;
+		s->rounds_stop_sent = true;
+		log_info("%s: asking the destination to stop copying the pre-copy rounds before "
+			 "the freeze",
+			 s->name);
+		/* A send that fails has lost the connection: its close ends the wait. */
+		if (ctrl_msg_rounds_stop(&o) == 0 && sess_send(s, &o) < 0)
+			log_warn("%s: cannot send RoundsStop", s->name);
+	}
 }
 
 void src_session_rounds(struct src_agent *a, const struct src_migration *m)

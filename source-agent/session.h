@@ -67,6 +67,12 @@ void src_session_rounds(struct src_agent *a, const struct src_migration *m);
  */
 bool src_session_rounds_copying(const struct src_agent *a, const struct src_migration *m);
 /*
+ * Asks such a destination to stop copying (RoundsStop): its RoundsCopied
+ * then says no READ of a round is in flight, so the final mapping may
+ * release a superseded round's registration.
+ */
+void src_session_rounds_stop(struct src_agent *a, const struct src_migration *m);
+/*
  * Chunk idx of m's staging area is registered while the rest is not
  * (prereg.h): its staged units go to the session serving m.
  */

@@ -1399,7 +1399,7 @@ static void test_state_late_regions(void **state)
 /*
  * FEAT_ROUNDS: RoundPages goes from the source on a held session, before
  * the checkpoint's first region or image, every region with its XXH3,
- * RoundsCopied from the destination; MemRegion's xxh3 goes through the
+ * and RoundsStop likewise, RoundsCopied from the destination; MemRegion's xxh3 goes through the
  * codec.  Refused without the feature,
  * after the images began, from the destination, as round 0 or without a
  * region's XXH3.
@@ -1439,6 +1439,12 @@ static void test_state_round_pages(void **state)
 	ctrl_msg_rounds_copied(&o, 0, 0);
 	len = forge(&p.src, &o, p.src.recv_seq + 1);
 	assert_int_equal(ctrl_state_recv(&p.src, wire, len, &m), -EINVAL);
+	/* The source's RoundsStop, never the destination's. */
+	ctrl_msg_rounds_stop(&o);
+	pass(&p.src, &p.dst, &o);
+	ctrl_msg_rounds_stop(&o);
+	assert_int_equal(ctrl_state_send(&p.dst, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
 	/* Round 0, or a region without its XXH3. */
 	ctrl_msg_round_pages(&o, 0, g, 1);
 	len = forge(&p.dst, &o, p.dst.recv_seq + 1);
@@ -1454,8 +1460,11 @@ static void test_state_round_pages(void **state)
 	assert_true(m->mem_regions->regions[0]->has_xxh3);
 	assert_int_equal(m->mem_regions->regions[0]->xxh3, 0xabc);
 	ctrl_free(m);
-	/* The checkpoint's images began: no more rounds. */
+	/* The checkpoint's images began: no more rounds, nothing to stop. */
 	ctrl_msg_round_pages(&o, 3, g, 1);
+	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
+	ctrl_out_release(&o);
+	ctrl_msg_rounds_stop(&o);
 	assert_int_equal(ctrl_state_send(&p.src, &o.msg), -EPROTO);
 	ctrl_out_release(&o);
 	ctrl_msg_round_pages(&o, 3, g, 1);
