@@ -471,12 +471,12 @@ def main():
                "p90_us", "p99_us", "p999_us", "max_us", "mean_us", "samples", "status", "drain"])
     write_csv("downtime", res["downtime"],
               ["name", "mode", "flow", "delay_us", "criu_level", "size_mb", "downtime_s", "dump_s", "handover_s", "restore_s",
-               "source_prep_s", "receive_s", "criu_restore_s", "faults", "workload_faults", "all_pages_s", "status", "not_measured",
-               "rep"])
+               "source_prep_s", "receive_s", "criu_restore_s", "faults", "workload_faults", "all_pages_s", "pages_local",
+               "status", "not_measured", "rep"])
     write_csv("downtime_median", res["downtime_median"],
               ["name", "mode", "flow", "size_mb", "runs", "runs_failed", "downtime_s", "downtime_min_s", "downtime_max_s",
                "dump_s", "handover_s", "restore_s", "source_prep_s", "receive_s", "criu_restore_s", "faults",
-               "workload_faults", "all_pages_s", "not_measured"])
+               "workload_faults", "all_pages_s", "pages_local", "not_measured"])
     write_csv("targets", targets, ["name", "transport", "ratio", "op", "goal", "met", "basis", "note"])
 
     # ---- markdown ----
@@ -598,6 +598,8 @@ def main():
                       + " | ".join(fmt(e.get(k)) for k in ("dump_s", "handover_s", "restore_s"))
                       + f" | {fmt(e.get('workload_faults'))}"
                       + (f" ({fmt(e.get('faults'))} userfaultfd)" if e["mode"] == "rdmig" else "")
+                      + (f"; {fmt(e.get('pages_local'))} pages from the rounds' copies"
+                         if e.get("pages_local") is not None else "")
                       + f" | {fmt(e.get('all_pages_s'))} |")
         md.append("")
         md.append("Dump: freeze to the dump's end (CRIU lazy: its page server up); handover: images to the "
@@ -626,7 +628,7 @@ def main():
     plots(d, res, samples, lat, bw64, wsamples)
 
 
-DT_FLOWS = {"plain": "", "early": ", rdmig-source --early", "noearly": ", rdmig-source --no-early", "lazy": ", --lazy-dump", "lazyearly": ", --lazy-dump, rdmig-source --early", "lazynoearly": ", --lazy-dump, rdmig-source --no-early", "precopy2": ", --precopy 2", "precopyauto": ", --precopy auto"}
+DT_FLOWS = {"plain": "", "early": ", rdmig-source --early", "noearly": ", rdmig-source --no-early", "lazy": ", --lazy-dump", "lazyearly": ", --lazy-dump, rdmig-source --early", "lazynoearly": ", --lazy-dump, rdmig-source --no-early", "precopy2": ", --precopy 2", "precopy2noearly": ", --precopy 2, rdmig-source --no-early (no rounds copied ahead)", "precopy2wait": ", --precopy 2, rdmig-source --rounds-wait 30000", "precopyauto": ", --precopy auto"}
 
 
 def dt_name(mode, level, flow=None):
@@ -689,11 +691,18 @@ def downtime_row(raw, sid, s, st):
              # The handover's two halves: the source's (mapping, checksums, the POST), the destination's.
              source_prep_s=ms(tm["handover_ms"] - tm["freeze_ms"]), receive_s=ms(tm["received_ms"]),
              faults=(j.get("progress") or {}).get("faults"), all_pages_s=ms(tm.get("total_ms")))
+    # The destination's own JSON: pages read from its copies of the rounds (FEAT_ROUNDS).
+    djs = [x.split("handover: dest json: ", 1)[1] for x in out.splitlines() if "handover: dest json: " in x]
+    try:
+        dj = json.loads(djs[-1]) if djs else None
+    except ValueError:
+        dj = None
+    e["pages_local"] = ((dj or {}).get("progress") or {}).get("pages_local")
     return e
 
 
 DT_PARTS = ("downtime_s", "dump_s", "handover_s", "restore_s", "source_prep_s", "receive_s",
-            "criu_restore_s", "faults", "workload_faults", "all_pages_s")
+            "criu_restore_s", "faults", "workload_faults", "all_pages_s", "pages_local")
 
 
 def dt_medians(rows):

@@ -178,8 +178,8 @@ downtime_env() {
 		"RDMIG_CRIU_LEVEL=${p[level]:-2} RDMIG_FAULT_SAMPLES_OUT=$raw/$1.wlat" \
 		"RDMIG_VERIFY=$verify" \
 		"${p[delay_us]:+RDMIG_WL_ARGS=--delay-us=${p[delay_us]}}" \
-		"$(case ${p[flow]:-} in noearly | lazynoearly) echo RDMIG_SOURCE_ARGS=--no-early ;; esac)" \
-		"$(case ${p[flow]:-} in early | lazyearly) echo RDMIG_SOURCE_ARGS=--early ;; esac)"
+		"$(case ${p[flow]:-} in noearly | lazynoearly | precopy2noearly) echo RDMIG_SOURCE_ARGS=--no-early ;; esac)" \
+		"$(case ${p[flow]:-} in early | lazyearly) echo RDMIG_SOURCE_ARGS=--early ;; precopy2wait) echo RDMIG_SOURCE_ARGS=--rounds-wait=30000 ;; esac)"
 }
 
 # downtime_ctl: the rdmigctl migrate options of a downtime step's flow.
@@ -187,7 +187,7 @@ downtime_ctl() {
 	case ${p[flow]:-plain} in
 	plain | early | noearly) echo --no-lazy-dump ;;
 	lazy | lazyearly | lazynoearly) echo --lazy-dump ;;
-	precopy2) echo --precopy=2 ;;
+	precopy2 | precopy2noearly | precopy2wait) echo --precopy=2 ;;
 	precopyauto) echo --precopy=auto ;;
 	esac
 	# level=4: the rows before criu ran at -v2 (the agents ran it at -v4).
