@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <infiniband/verbs.h>
 #include <xxhash.h>
@@ -168,18 +169,43 @@ static int rc_file(struct roundcopy *rc, size_t i)
 	return fd;
 }
 
+/*
+ * Copies are only an optimisation: one that would leave the images'
+ * filesystem with less than ROUNDCOPY_FREE_MIN bytes, or a twentieth of
+ * it, free is not made (the checkpoint's own images still need room).
+ */
+static int rc_room(const struct roundcopy *rc, uint64_t len)
+{
+	struct statvfs v;
+	uint64_t avail, keep;
+
+	if (fstatvfs(rc->dir_fd, &v) < 0)
+		return -errno;
+	/* A filesystem that reports no size (ramfs, the guests' rootfs): nothing to go by. */
+	if (!v.f_blocks)
+		return 0;
+	avail = (uint64_t)v.f_bavail * v.f_frsize;
+	keep = (uint64_t)v.f_blocks * v.f_frsize / 20;
+	if (keep < ROUNDCOPY_FREE_MIN)
+		keep = ROUNDCOPY_FREE_MIN;
+	return avail > keep && avail - keep >= len ? 0 : -ENOSPC;
+}
+
 static int rc_begin(struct roundcopy *rc, struct rc_copy *c)
 {
+	int ret;
+
 	c->started = true;
+	ret = rc_room(rc, c->len);
+	if (ret < 0)
+		return ret;
 	c->fd = rc_file(rc, (size_t)(c - rc->c));
 	if (c->fd < 0)
 		return c->fd;
 	/* Its size at once: a full disk shows here, not halfway. */
 	if (posix_fallocate(c->fd, 0, (off_t)c->len) != 0 || XXH3_64bits_reset(rc->hs) != XXH_OK) {
-		int ret = -ENOSPC;
-
 		rc_drop(c);
-		return ret;
+		return -ENOSPC;
 	}
 	rc->next_off = 0;
 	return 0;

@@ -7,7 +7,10 @@
  * buffer into an unnamed file beneath the images directory (O_TMPFILE: a
  * large workload is not held twice in memory, and nothing is left behind
  * whatever way the worker ends), hashed as it arrives, and kept only when
- * its XXH3 is the one the source announced.
+ * its XXH3 is the one the source announced.  A copy that would leave the
+ * filesystem with little room (ROUNDCOPY_FREE_MIN) is not made: copies are
+ * an optimisation, never a reason for the checkpoint's images to find the
+ * disk full.
  *
  * At serve, a final MemRegion with the same address, length and XXH3 as a
  * kept copy makes that copy the region's local stand-in: requests inside
@@ -33,6 +36,8 @@
 /* The bounce buffer: this many READs of at most this many bytes in flight. */
 #define ROUNDCOPY_SLOTS	      4
 #define ROUNDCOPY_CHUNK_BYTES (1u << 20)
+/* Free space a copy must leave on the images' filesystem (or 1/20 of it). */
+#define ROUNDCOPY_FREE_MIN (256ull << 20)
 
 struct ibv_mr;
 

@@ -904,8 +904,11 @@ static uint64_t glue_rounds_wait_max(const struct src_migration *m)
 
 	if (m->agent->rounds_wait_ms >= 0)
 		return (uint64_t)m->agent->rounds_wait_ms;
-	if (!last || !last->dirty_rate)
+	/* The first round's rate is not measured (0); a later round's 0: nothing dirtied. */
+	if (m->nr_rounds < 2)
 		return GLUE_ROUNDS_WAIT_ONE_MS;
+	if (!last->dirty_rate)
+		return GLUE_ROUNDS_WAIT_MS;
 	/* The first round wrote the workload's memory; the last one's rate in pages/s. */
 	ms = m->rounds[0].pages * 1000 / (GLUE_ROUNDS_WAIT_DIRTY_DIV * last->dirty_rate);
 	return ms < GLUE_ROUNDS_WAIT_MS ? ms : GLUE_ROUNDS_WAIT_MS;
@@ -986,7 +989,9 @@ static bool glue_rounds_wait(struct src_migration *m)
 	log_info("migration %s: the final dump waits for its destination to copy the pre-copy "
 		 "rounds (the workload runs; at most %" PRIu64 " ms%s)",
 		 m->id, m->rounds_wait_max_ms,
-		 m->agent->rounds_wait_ms < 0 ? ", while it dirties a tenth of its memory" : "");
+		 m->agent->rounds_wait_ms >= 0 ? ""
+		 : m->nr_rounds >= 2	       ? ", while it dirties a tenth of its memory"
+					       : ", the default after one round");
 	return true;
 }
 

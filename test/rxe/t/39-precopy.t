@@ -1,7 +1,7 @@
 #!/bin/bash
 # Pre-copy rounds through both agents (issue 10 item 3, design.md §13): as
 # 33-handover.t, `rdmigctl migrate --pid P --to 192.0.2.2 --wait` on guest
-# A, with `--precopy 2` and then `--precopy auto`: the source agent runs
+# A, with `--precopy 1` and `--precopy 3`: the source agent runs
 # `criu pre-dump --track-mem` rounds (real CRIU) into the images dir's
 # round-1.., the workload running on, then `criu dump --track-mem
 # --prev-images-dir round-N`; it serves every page from the round that
@@ -25,10 +25,10 @@
 # announces every round, the worker verifies its copies by their XXH3, and
 # in the bounded run, whose rounds the final dump does not supersede, it
 # reads pages from those copies instead of the network (the destination's
-# progress.pages_local).  The last two runs let the final dump wait for the
-# copies (rdmig-source --rounds-wait 30000: in TCG a 64 MiB round takes
-# seconds to copy); the first keeps the default, which waits only while
-# the workload dirties a tenth of its memory more.  Over RDMA only (a run takes a
+# progress.pages_local).  The last two runs let the final dump wait for
+# the copies (rdmig-source --rounds-wait 30000: in TCG a 64 MiB round takes
+# seconds to copy); the first keeps the default, which after one round
+# waits at most 1 s, then stops the copies (RoundsStop).  Over RDMA only (a run takes a
 # minute or two in TCG); guest side: lib/handover-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
@@ -42,14 +42,14 @@ rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmig
 rxe_require_cmds criu
 rxe_agents_pki "$top"
 
-for run in 2 auto slow; do
+for run in 1 3 slow; do
 	pc=${run/slow/auto}
 	lbl="--precopy $pc"
 	[ "$run" = slow ] && lbl="$lbl, rewrites bounded"
 	env_common="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=64 RDMIG_ID=p$run"
 	env_common="$env_common RDMIG_VERIFY=0 RDMIG_TRANSPORT=rdma RDMIG_CTL_ARGS=--precopy=$pc"
 	[ "$run" = slow ] && env_common="$env_common RDMIG_WL_ARGS=--delay-us=5000"
-	[ "$run" != 2 ] && env_common="$env_common RDMIG_SOURCE_ARGS=--rounds-wait=30000"
+	[ "$run" != 1 ] && env_common="$env_common RDMIG_SOURCE_ARGS=--rounds-wait=30000"
 	tap_run --timeout 900 --grace 60 --pair \
 		--source "$env_common $mig source" \
 		--dest "$env_common $mig dest"
@@ -69,7 +69,7 @@ for run in 2 auto slow; do
 	if [ "$pc" = auto ]; then
 		[[ $json == *'"requested":"auto"'* && $rounds -ge 2 && $rounds -le 8 ]]
 	else
-		[[ $json == *'"requested":2'* && $rounds -eq 2 ]]
+		[[ $json == *"\"requested\":$pc"* && $rounds -eq $pc ]]
 	fi
 	tap_ok $? "$lbl: $rounds rounds in the JSON"
 	[[ $json =~ \"final_pages\":[0-9]+ ]]
@@ -101,11 +101,11 @@ for run in 2 auto slow; do
 	tap_ok $? "$lbl: the source announced $ann round(s) to the destination held early"
 	kept=$(grep -c "^\[dest\] handover: dest worker: .*round [0-9]*'s region .* copied ahead and verified" <<<"$RUN_OUT")
 	waits=$(grep -c "migration p$run: the final dump waits for its destination to copy" <<<"$RUN_OUT")
-	if [ "$run" = 2 ]; then
-		# The default: a wait, if any, bounded by the workload's dirty rate.
-		auto=$(grep -c "migration p$run: the final dump waits for its destination to copy .*while it dirties a tenth of its memory" <<<"$RUN_OUT")
+	if [ "$run" = 1 ]; then
+		# The default: a wait, if any, bounded (1 s after one round, else by the dirty rate).
+		auto=$(grep -c "migration p$run: the final dump waits for its destination to copy .*\(while it dirties a tenth of its memory\|the default after one round\)" <<<"$RUN_OUT")
 		[[ $waits -eq $auto ]]
-		tap_ok $? "$lbl: the final dump's wait for the copies ($waits) was bounded by the dirty rate ($auto); $kept region(s) copied"
+		tap_ok $? "$lbl: the final dump's wait for the copies ($waits) was the default's, bounded ($auto); $kept region(s) copied"
 	else
 		[[ $kept -ge 1 ]]
 		tap_ok $? "$lbl: the destination copied $kept round region(s) before the freeze, each verified by its XXH3"
