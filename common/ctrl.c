@@ -1588,6 +1588,12 @@ static int state_apply(struct ctrl_state *st, enum ctrl_role sender, const Rdmig
 			return err_set(e, CTRL_ABORT_PROTOCOL, -EPROTO,
 				       "%s after the checkpoint's images began",
 				       ctrl_msg_type_str(m->body_case));
+		if (m->body_case != RDMIG_MSG__BODY_ROUND_PAGES)
+			return 0;
+		if (m->round_pages->n_regions > CTRL_REGIONS_MAX - st->nr_round_regions)
+			return err_set(e, CTRL_ABORT_PROTOCOL, -ERANGE,
+				       "more than %d round regions announced", CTRL_REGIONS_MAX);
+		st->nr_round_regions += m->round_pages->n_regions;
 		return 0;
 	case RDMIG_MSG__BODY_IMAGE_FILE:
 		return apply_image_file(st, m->image_file, e);

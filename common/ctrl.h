@@ -389,6 +389,12 @@ struct ctrl_state {
 	/* Regions announced by MemRegions: every TaskTable range must lie in one. */
 	struct ctrl_region regions[CTRL_REGIONS_MAX];
 	size_t nr_regions;
+	/*
+	 * RoundPages regions so far: at most CTRL_REGIONS_MAX per connection,
+	 * as MemRegions (the final regions could name no more), so a peer
+	 * cannot make the destination hold copies without bound.
+	 */
+	size_t nr_round_regions;
 	ctrl_range_known_fn range_known;
 	void *range_arg;
 

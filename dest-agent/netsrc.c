@@ -1324,12 +1324,15 @@ static void ns_msg_mem_regions(void *arg, const RdmigMsg *m)
 }
 
 /*
- * Copying every round announced so far ended: the source, which may hold
- * its final dump for it, is told (RoundsCopied), once per round.
+ * Copying every round announced so far ended (or, without a copier, never
+ * began: asked by RoundsStop): the source, which may hold its final dump
+ * for it, is told (RoundsCopied), once per round.
  */
 static void ns_rounds_report(struct netsrc *ns)
 {
-	uint32_t round = ns->rounds && !ns->rounds_stopped ? roundcopy_idle_round(ns->rounds) : 0;
+	uint32_t round = ns->rounds_stopped ? 0
+			 : ns->rounds	    ? roundcopy_idle_round(ns->rounds)
+					    : ns->rounds_seen;
 	struct roundcopy_stats rs = {0};
 	struct ctrl_out o;
 	char sz[32];
@@ -1355,18 +1358,9 @@ static void ns_rounds_report(struct netsrc *ns)
 static void ns_msg_rounds_stop(void *arg, const RdmigMsg *m)
 {
 	struct netsrc *ns = arg;
-	struct ctrl_out o;
 
-	if (!ns->rounds) {
-		/* Nothing was ever copied (no memory for it): nothing in flight either. */
-		if (ns->rounds_seen > ns->rounds_reported &&
-		    ctrl_msg_rounds_copied(&o, ns->rounds_seen, 0) == 0) {
-			ns->rounds_reported = ns->rounds_seen;
-			ns_send(ns, &o);
-		}
-		return;
-	}
-	roundcopy_stop(ns->rounds, false);
+	if (ns->rounds)
+		roundcopy_stop(ns->rounds, false);
 	ns_rounds_report(ns);
 }
 

@@ -1476,6 +1476,27 @@ static void test_state_round_pages(void **state)
 	ctrl_out_release(&o);
 	pair_fini(&p);
 
+	/* At most CTRL_REGIONS_MAX round regions on one connection. */
+	pair_init(&p, f, f);
+	handshake(&p);
+	{
+		static struct ctrl_region many[CTRL_REGIONS_MAX];
+
+		for (size_t i = 0; i < CTRL_REGIONS_MAX; i++)
+			many[i] = (struct ctrl_region){0x10000000 + i * 8192, 4096, 7, true, i};
+		ctrl_msg_round_pages(&o, 1, many, CTRL_REGIONS_MAX - 1);
+		pass(&p.src, &p.dst, &o);
+		ctrl_msg_round_pages(&o, 2, many, 2);
+		assert_int_equal(ctrl_state_send(&p.src, &o.msg), -ERANGE);
+		ctrl_out_release(&o);
+		ctrl_msg_round_pages(&o, 2, many, 2);
+		len = forge(&p.dst, &o, p.dst.recv_seq + 1);
+		assert_int_equal(ctrl_state_recv(&p.dst, wire, len, &m), -ERANGE);
+		ctrl_msg_round_pages(&o, 2, many, 1);
+		pass(&p.src, &p.dst, &o);
+	}
+	pair_fini(&p);
+
 	/* Not negotiated: the destination did not offer it. */
 	pair_init(&p, f, CTRL_FEAT_RDMA_READ | CTRL_FEAT_EARLY);
 	handshake(&p);
