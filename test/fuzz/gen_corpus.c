@@ -275,8 +275,8 @@ static void gen_postcopy(struct gen_sess *s, bool tcp, bool control)
 /*
  * The messages of the later features: Attach and Running (FEAT_RESUME),
  * FaultLane (FEAT_FAULT_LANE), DrainLane (FEAT_DRAIN_QPS), StageRegion and
- * StageReq (FEAT_LAZY_DUMP),
- * and the DoneAck that answers the Attach{resume} of a migration the
+ * StageReq (FEAT_LAZY_DUMP), RoundPages, RoundsStop and RoundsCopied
+ * (FEAT_ROUNDS), and the DoneAck that answers the Attach{resume} of a migration the
  * source already finished (its first DoneAck lost).
  */
 static void gen_ctrl_newer(const struct auth_secret *secret)
@@ -284,7 +284,10 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	const uint64_t tcp = CTRL_FEAT_TCP_READ, rdma = CTRL_FEAT_RDMA_READ,
 		       verify = CTRL_FEAT_VERIFY_PAGES, resume = CTRL_FEAT_RESUME,
 		       lane = CTRL_FEAT_FAULT_LANE | CTRL_FEAT_DRAIN_QPS,
-		       lazy = CTRL_FEAT_LAZY_DUMP;
+		       lazy = CTRL_FEAT_LAZY_DUMP, early = CTRL_FEAT_EARLY,
+		       rounds = CTRL_FEAT_ROUNDS;
+	const struct ctrl_region round_regs[] = {{0x20000000, 0x200000, 0x77, true, 0xabcd},
+						 {0x30000000, 0x1000, 0x78, true, 0xef01}};
 	static const uint8_t page[64] = {0x42};
 	const struct ctrl_range unit = {0x400000, 0x2000, false, 0, 0, 0x1111};
 	const struct ctrl_done d = {.pages = 3, .bytes = 12288, .digest = 0x5eed};
@@ -326,6 +329,19 @@ static void gen_ctrl_newer(const struct auth_secret *secret)
 	gen_send(&s, false, &o, ctrl_msg_stage_region(&o, 101, &unit, NULL, 0));
 	gen_send(&s, false, &o, ctrl_msg_done_ack(&o, true, NULL));
 	gen_write("ctrl", "lazy-dump-staged", s.in.data, s.in.len);
+	gen_sess_fini(&s);
+
+	/* FEAT_ROUNDS on a held early session: two rounds, a stop, the answer, then the images. */
+	gen_sess_init(&s, secret, false);
+	gen_hellos(&s, rdma | early | rounds, rdma | early | rounds, CTRL_CHANNEL_CONTROL);
+	gen_auth(&s, false);
+	gen_send(&s, false, &o, ctrl_msg_round_pages(&o, 1, round_regs, 2));
+	gen_send(&s, false, &o, ctrl_msg_round_pages(&o, 2, round_regs + 1, 1));
+	gen_send(&s, true, &o, ctrl_msg_rounds_copied(&o, 1, 0x200000));
+	gen_send(&s, false, &o, ctrl_msg_rounds_stop(&o));
+	gen_send(&s, true, &o, ctrl_msg_rounds_copied(&o, 2, 0x200000));
+	gen_images(&s, true, false);
+	gen_write("ctrl", "rdma-early-rounds", s.in.data, s.in.len);
 	gen_sess_fini(&s);
 }
 
