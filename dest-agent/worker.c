@@ -1067,6 +1067,13 @@ static void dest_summary(struct dest *d, int code)
 			 s.drain_chunk, s.drain_shrinks, s.drain_grows, ns.drain_qps);
 		log_info("pauses: count=%" PRIu32 " paused_ms=%" PRIu64, ns.pauses,
 			 ns.paused_ns / 1000000);
+		/* FEAT_ROUNDS: what was copied before the freeze, and what it served. */
+		if (ns.round_regions)
+			log_info("rounds: copied_regions=%" PRIu64 " copied_bytes=%" PRIu64
+				 " used_regions=%" PRIu64 " local_reads=%" PRIu64
+				 " local_bytes=%" PRIu64,
+				 ns.round_regions, ns.round_bytes, ns.round_regions_used,
+				 ns.local_reads, ns.local_bytes);
 	}
 }
 
