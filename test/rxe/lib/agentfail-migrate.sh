@@ -197,7 +197,7 @@ src_end() {
 		grep -a 'Error\|Warn' "$top/images/$1/dump.log" 2>/dev/null | tail -n 20 |
 			sed "s|^|agentfail: $1: criu: |" ;;
 	esac
-	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$3/status" 2>/dev/null)
+	stt=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/$3/status" 2>/dev/null)
 	say "json $1 srcwl {\"pid\":$3,\"state\":\"${stt:-gone}\"}"
 	"$ctl" --socket "$ssock" status "$1" 2>&1 | sed "s/^/agentfail: $1: report: /"
 	echo "$2" >"$shared/$1.migrated"
@@ -300,13 +300,16 @@ ask_within() {
 # then whether its images directory exists and, after that, its state in
 # the API.  A slot may free meanwhile and its dump start (the directory is
 # made in the same step of the agent's loop that ends its queued state):
-# images with the state still queued are what must never be.
+# only a look that ends with the state still queued was made entirely
+# while it waited, and images with the state still queued are what must
+# never be.  The State letter as the kernel gives it ("t" is CRIU's
+# ptrace stop).
 untouched() {
 	local stt g0 g1 fz q
-	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
+	stt=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/$2/status" 2>/dev/null)
 	# A workload frozen or dumped already answers no check: no asking, and
 	# one frozen meanwhile (a slot freed) is given 20 s, not ask's minutes.
-	if [ -n "$stt" ] && [ "$stt" != T ]; then
+	if [ "$stt" = R ] || [ "$stt" = S ]; then
 		ask_within "$1" 20 && g0=$(gen "$1")
 		sleep 1
 		ask_within "$1" 20 && g1=$(gen "$1")
@@ -470,7 +473,7 @@ dst_case() {
 	grep -h 'summary:\|pauses:\|taking over\|paused\|resumed' "$top/dest/$c/rdmig-dest.log" 2>/dev/null |
 		sed "s/^/agentfail: $c: worker: /"
 	wp=$(pgrep -f "rdmig-workload .*--report $top/wl-$c/report" | head -n 1)
-	stt=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/${wp:-0}/status" 2>/dev/null)
+	stt=$(sed -n 's/^State:[[:space:]]*\([A-Za-z]\).*/\1/p' "/proc/${wp:-0}/status" 2>/dev/null)
 	g0=$(cat "$shared/$c.gen0" 2>/dev/null || echo 0)
 	sleep 1
 	ask "$c" exit && ok2=true

@@ -7,14 +7,15 @@
 # time); the two others wait in the source agent's queue, queued with
 # positions 1 and 2 (reason slot) in the API, their workloads running
 # untouched on the source (never frozen: /proc/PID/status State, the
-# generation advancing), then migrate; all six end done, every page
-# verified on the destination.
+# generation advancing; a look that a freed slot's dump interrupts proves
+# nothing, and at least one look ends while still queued), then migrate;
+# all six end done, every page verified on the destination.
 # Guest side: lib/agentfail-migrate.sh.
 # shellcheck source-path=SCRIPTDIR source=../lib/tap.sh
 . "$(dirname "$0")/../lib/tap.sh"
 # shellcheck source=../lib/agentfail-tap.sh
 . "$(dirname "$0")/../lib/agentfail-tap.sh"
-tap_plan 36
+tap_plan 37
 af_setup
 # No failure to time here: the destination's drain at its default speed.
 af_run RDMIG_CASES=slots RDMIG_SIZE_MB=16 RDMIG_DEST_ARGS="'--max-migrations 4'" RDMIG_DRAIN_ARGS="''"
@@ -27,10 +28,19 @@ waiting=$(grep -a '^\[source\] agentfail: json s[1-6] untouched ' <<<"$RUN_OUT" 
 tap_is "$(wc -w <<<"$waiting")" 2 "two wait: $(tr '\n' ' ' <<<"$waiting")"
 # shellcheck disable=SC2086 # the ids: words
 set -- $waiting
+# A look ended by its slot freeing (its dump began) proves nothing of the
+# wait; the last in the queue waits for two slots, so at least one look is
+# made entirely while queued.
 for c in "${1:-none}" "${2:-none}"; do
-	af_true "$c" untouched '(.state == "R" or .state == "S") and .gen1 > .gen0 and ((.frozen | not) or .after != "queued")' \
+	af_true "$c" untouched '.pid != null and (.after != "queued" or ((.state == "R" or .state == "S") and .gen1 > .gen0 and (.frozen | not)))' \
 		"$c: while it waits its workload runs untouched on the source (not stopped, generation advancing, no images while queued)"
 done
+conclusive=0
+for c in "${1:-none}" "${2:-none}"; do
+	[ "$(af_json "$c" untouched | jq -r '.after' 2>/dev/null)" = queued ] && conclusive=$((conclusive + 1))
+done
+tap_ok "$([ "$conclusive" -ge 1 ] && echo 0 || echo 1)" \
+	"at least one of them was looked at entirely while it waited ($conclusive of 2; a look its slot's freeing ended proves nothing)"
 af_true slots queue '[.queued[].queue.position] | sort == [1, 2]' \
 	"the two waiting for a slot are listed as queued, positions 1 and 2 in the API"
 for c in s1 s2 s3 s4 s5 s6; do
