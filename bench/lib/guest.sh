@@ -28,6 +28,9 @@ sync=${BENCH_SYNC:?}
 B=${BENCH_BUILD:?}
 secret=${BENCH_SECRET:?}
 verify=${BENCH_VERIFY:-0}
+# The tests pace their workloads (test/rxe/lib/guest.sh, RDMIG_WL_PACE_US); the
+# bench's run at full speed, or at the rate a step names (delay_us).
+export RDMIG_WL_PACE_US=0
 pki=${BENCH_PKI:-}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 dev=${RDMIG_RXE_DEV:-}

@@ -40,6 +40,8 @@
 # to copy the CRIU and agent logs to), RDMIG_VARIANT (above),
 # RDMIG_FAULT_TIMES (default 1; 0: the workload does not time its faults),
 # RDMIG_WL_ARGS (more rdmig-workload options, words, e.g. --delay-us),
+# RDMIG_WL_PACE_US (the workload's --delay-us unless RDMIG_WL_ARGS gives
+# one: default 1000, 0 full speed; guest.sh says why, above start_workload),
 # RDMIG_FAULT_SAMPLES_OUT (a file to copy the workload's fault times to,
 # ns one a line), RDMIG_CRIU_LEVEL (criu's -v in the criu role: default 4).
 # In the criu role the `times:` line's dump, handover and restore are the
@@ -119,7 +121,7 @@ start_workload() {
 	# shellcheck disable=SC2086 # RDMIG_WL_ARGS: words
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads "$threads" \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
-		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
+		--delay-us "${RDMIG_WL_PACE_US:-1000}" ${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
 	up=$!
 	for _ in $(seq 600); do
 		[ -s "$top/pid" ] && break

@@ -78,16 +78,27 @@ ask_check() {
 # last_gen: the generation in the workload's last report.
 last_gen() { sed -n 's/.*generation \([0-9]*\).*/\1/p' "$report"; }
 
+# The workloads' pace: their pause after each page they rewrite, per thread
+# (RDMIG_WL_PACE_US, default 1000 us: at most 2000 pages/s, 8 MB/s).  At
+# full speed two writer threads keep a one-vCPU TCG guest busy whatever
+# else it has to do: the agents, criu and the test's own steps then wait
+# for it, and a pair of such guests takes a whole host core each.  The
+# paced workload still rewrites and faults all along (a 64 MiB one touches
+# every page in 8 s).  0 is full speed, as the bench runs it; a --delay-us
+# in RDMIG_WL_ARGS comes after and wins.
+
 # start_workload: rdmig-workload ($size MiB, 2 threads) in its own pid
 # namespace, in the background; sets wpid.  RDMIG_WL_ARGS: more options;
 # RDMIG_FAULT_SAMPLES_OUT: it times its first touches ($top/fault-samples).
+# RDMIG_WL_PACE_US: its --delay-us unless RDMIG_WL_ARGS gives one (the
+# pace, above).
 start_workload() {
 	local timing=()
 	[ -n "${RDMIG_FAULT_SAMPLES_OUT:-}" ] && timing=(--time-faults --fault-samples "$top/fault-samples")
 	# shellcheck disable=SC2086 # RDMIG_WL_ARGS: words
 	(cd / && exec unshare -p -f setsid "$wl" --size "$size" --threads 2 \
 		--report "$report" --check-file "$check" --pid-file "$top/pid" "${timing[@]}" \
-		${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
+		--delay-us "${RDMIG_WL_PACE_US:-1000}" ${RDMIG_WL_ARGS:-} </dev/null >/dev/null 2>&1) &
 	wait_file "$top/pid" 60
 	wpid=$(pgrep -n -x rdmig-workload)
 	[ -n "$wpid" ]

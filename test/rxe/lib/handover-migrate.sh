@@ -159,7 +159,7 @@ lazypost_side() {
 	echo 0 >"$shared/migrated"
 	wait_file "$shared/verified" 300 || say "no verdict from the destination"
 	rollback_runs "$g0" 120 || st=1
-	echo done >"$shared/rolled"
+	echo "done" >"$shared/rolled"
 	kill -TERM "$spid"
 	wait "$spid"
 	keep_logs "$top/source.log"
