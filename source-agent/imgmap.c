@@ -269,6 +269,21 @@ void imgmap_files_free(struct imgmap_file *files, size_t n)
 	free(files);
 }
 
+int imgmap_file_xxh3(const struct imgmap_file *f, uint64_t *xxh3)
+{
+	struct csum_args c = {.data = f->base, .len = f->len, .csum = xxh3};
+	int ret;
+
+	c.st = XXH3_createState();
+	if (!c.st)
+		return -ENOMEM;
+	ret = guarded(csum_fn, &c);
+	if (ret == -EFAULT)
+		log_err("%s: changed while being read (truncated?): no checksum of it", f->path);
+	XXH3_freeState(c.st);
+	return ret;
+}
+
 int imgmap_round_open(const char *dir, struct imgmap_file **out, size_t *nr)
 {
 	struct imgmap_file *files = NULL, *more;

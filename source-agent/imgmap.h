@@ -18,9 +18,9 @@
  *
  * Pages files that change while served (truncated, rewritten, replaced,
  * turned into a FIFO) must not kill the agent: every CPU read of a mapping
- * goes through imgmap_copy() or the checksumming in imgmap_open(), which
- * turn the SIGBUS of a truncated file into -EFAULT, and imgmap_check()
- * notices any other change.  The migration then fails; the agent lives.
+ * goes through imgmap_copy() or the checksumming in imgmap_open() and
+ * imgmap_file_xxh3(), which turn the SIGBUS of a truncated file into
+ * -EFAULT, and imgmap_check() notices any other change.  The migration then fails; the agent lives.
  * See the comment at the top of imgmap.c for why this way.
  *
  * Threading: imgmap_open() reads every byte of the lazy ranges, which
@@ -140,6 +140,11 @@ const char *imgmap_file_changed(const struct imgmap_file *f);
  */
 int imgmap_round_open(const char *dir, struct imgmap_file **files, size_t *n);
 void imgmap_files_free(struct imgmap_file *files, size_t n);
+/*
+ * The XXH3-64 of all of f's mapped bytes, read under the SIGBUS guard:
+ * -EFAULT (logged) when the file shrank under the mapping.  Any thread.
+ */
+int imgmap_file_xxh3(const struct imgmap_file *f, uint64_t *xxh3);
 /*
  * Which of map's files each of the n files pre is (same path): idx[j] is
  * its index in map->files, or -1 when the chain no longer needs it (a

@@ -8,7 +8,6 @@
 #include <sys/mman.h>
 #include <sys/queue.h>
 #include <sys/types.h>
-#include <xxhash.h>
 
 #include "log.h"
 #include "migration.h"
@@ -301,10 +300,18 @@ static void round_run(struct offload_job *oj)
 	j->mrs = calloc(j->nr_files, sizeof(*j->mrs));
 	j->reg_ret = j->mrs ? src_prereg_register(j->files, j->nr_files, rdma_pd_ibv(j->pd), j->mrs)
 			    : -ENOMEM;
-	/* Here, off the loop and before the freeze: the destination verifies its copy by it. */
+	/*
+	 * Here, off the loop and before the freeze: the destination verifies
+	 * its copy by it.  A file that cannot be read whole leaves the round
+	 * unannounced; the final dump's check then refuses the changed file.
+	 */
 	if (j->reg_ret == 0 && j->hash && (j->xxh3 = calloc(j->nr_files, sizeof(*j->xxh3))))
 		for (i = 0; i < j->nr_files; i++)
-			j->xxh3[i] = XXH3_64bits(j->files[i].base, j->files[i].len);
+			if (imgmap_file_xxh3(&j->files[i], &j->xxh3[i]) < 0) {
+				free(j->xxh3);
+				j->xxh3 = NULL;
+				break;
+			}
 out:
 	for (i = 0; j->ret == 0 && i < j->nr_files; i++)
 		j->bytes += j->files[i].len;
