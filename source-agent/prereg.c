@@ -295,6 +295,13 @@ static void round_run(struct offload_job *oj)
 	}
 	j->ret = offload_job_cancelled(oj) ? -ECANCELED
 					   : imgmap_round_open(j->dir, &j->files, &j->nr_files);
+	/*
+	 * criu writes a pages file for every task it dumps, even an empty
+	 * one: none means they went before the round could be mapped, and
+	 * the final dump must not run on a chain without them.
+	 */
+	if (j->ret == 0 && !j->nr_files)
+		j->ret = -ENOENT;
 	if (j->ret < 0 || !j->pd || !j->nr_files)
 		goto out;
 	j->mrs = calloc(j->nr_files, sizeof(*j->mrs));
