@@ -46,7 +46,7 @@
 # source agent was killed or terminated), CASE.migrated (the source side's
 # status), CASE.verified (the destination's verdict).
 # Environment: RDMIG_BUILD, RDMIG_PKI (test/lib/pki.sh's pki_agents),
-# RDMIG_CASES, RDMIG_SIZE_MB (default 32; slots: 16), RDMIG_DEST_ARGS,
+# RDMIG_CASES, RDMIG_SIZE_MB (default 32; the .t files give 16), RDMIG_DEST_ARGS,
 # RDMIG_SOURCE_ARGS (more options of each agent, words), RDMIG_DRAIN_ARGS
 # (the destination agent's drain, handed to its workers; default
 # --drain-depth 1 --drain-chunk 4K: one 4 KiB read at a time, so 32 MiB

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The source agent hurt in post-copy (issue 12's Tests), a soft-RoCE guest
 # pair, both agents as in t/33-handover.t (`rdmigctl migrate --pid --to`,
-# RDMA, --verify, mutual TLS), a 32 MiB rdmig-workload verifying all its
+# RDMA, --verify, mutual TLS), a 16 MiB rdmig-workload verifying all its
 # memory on the destination while pages move and after the last one.
 #   srckill: rdmig-source SIGKILLed once 10% of the pages are in (the
 #     destination agent's word, through the shared directory) and started
@@ -27,7 +27,7 @@
 . "$(dirname "$0")/../lib/agentfail-tap.sh"
 tap_plan 27
 af_setup
-af_run RDMIG_CASES="'srckill lazykill srcterm'"
+af_run RDMIG_SIZE_MB=16 RDMIG_CASES="'srckill lazykill srcterm'"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 
 af_true srckill hurt '.total > 0 and .fetched < .total and (.final | not)' \

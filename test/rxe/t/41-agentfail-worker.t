@@ -1,7 +1,7 @@
 #!/bin/bash
 # The destination worker hurt in post-copy (issue 12's Tests), a soft-RoCE
 # guest pair, both agents as in t/33-handover.t (`rdmigctl migrate --pid
-# --to`, RDMA, --verify, mutual TLS), a 32 MiB rdmig-workload verifying all
+# --to`, RDMA, --verify, mutual TLS), a 16 MiB rdmig-workload verifying all
 # its memory on the destination while pages move and after the last one.
 # The destination agent runs from a copy of rdmig-dest in a temp dir.
 #   wkill: the worker SIGKILLed once 20% of the pages are in: `rdmig-dest
@@ -20,7 +20,7 @@
 . "$(dirname "$0")/../lib/agentfail-tap.sh"
 tap_plan 22
 af_setup
-af_run RDMIG_CASES="'wkill binswap'"
+af_run RDMIG_SIZE_MB=16 RDMIG_CASES="'wkill binswap'"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 
 for c in wkill binswap; do
