@@ -1,10 +1,35 @@
 # shellcheck shell=bash
-# The assertions of t/42-linkdown.t and t/43-linkflaps.t on a run of
-# lib/linkstall-migrate.sh (RUN_OUT).  Source it after tap.sh.  "Every
+# The t/42-linkdown.t, 43-linkflaps.t and 44-precopy-linkdown.t files'
+# side (host) of lib/linkstall-migrate.sh: the pair run and the assertions
+# on its output (RUN_OUT).  Source it after tap.sh.  "Every
 # page moved" is not pages_fetched == pages_total here, which does not hold
 # for a workload that frees memory in post-copy: redis's freed pages are never fetched (docs/api.md: pages_fetched counts
 # pages installed), and the worker drops them from what is left to move on
 # the REMOVE/UNMAP events.
+
+top=$(cd "$(dirname "$0")/../../.." && pwd)
+build=${BUILD:-$top/build}
+case $build in /*) ;; *) build=$top/$build ;; esac
+mig=$top/test/rxe/lib/linkstall-migrate.sh
+
+# ls_setup [CMD...]: bails out without the binaries, criu, jq or CMDs;
+# makes the agents' certificates.
+ls_setup() {
+	rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest \
+		rdmigctl/rdmigctl test/rdmig-workload
+	rxe_require_cmds criu jq "$@"
+	rxe_agents_pki "$top"
+}
+
+# ls_run SECS ENV...: the pair run of the cases in ENV (RDMIG_CASES, words
+# as the guests' shell reads them), at most SECS.
+# shellcheck disable=SC2154 # secrets: rxe_agents_pki's
+ls_run() {
+	local secs=$1 env
+	shift
+	env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki $*"
+	tap_run --timeout "$secs" --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
+}
 
 # ls_pages ID WL: every page moved, from the destination's JSON and its
 # worker's summary: done, the worker's verdict ok with no process failed

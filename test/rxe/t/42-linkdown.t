@@ -37,18 +37,11 @@
 . "$(dirname "$0")/../lib/tap.sh"
 # shellcheck source=../lib/linkstall-tap.sh
 . "$(dirname "$0")/../lib/linkstall-tap.sh"
-top=$(cd "$(dirname "$0")/../../.." && pwd)
-build=${BUILD:-$top/build}
-case $build in /*) ;; *) build=$top/$build ;; esac
-mig=$top/test/rxe/lib/linkstall-migrate.sh
 tap_plan 39
 
-rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
-rxe_require_cmds criu jq redis-server redis-cli
-rxe_agents_pki "$top"
-env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS=8000"
-env="$env RDMIG_CASES='stop:stop:30:redis lazy:stop:10:wl:lazy down:outages:5,30,120:wl'"
-tap_run --timeout 1200 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
+ls_setup redis-server redis-cli
+ls_run 1200 RDMIG_SIZE_MB=32 RDMIG_REDIS_KEYS=8000 \
+	"RDMIG_CASES='stop:stop:30:redis lazy:stop:10:wl:lazy down:outages:5,30,120:wl'"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 # The source pauses while the worker is stopped; the worker, continued,
 # finds its connection closed and pauses too (until it has a new one).

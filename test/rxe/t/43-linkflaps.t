@@ -19,22 +19,14 @@
 . "$(dirname "$0")/../lib/tap.sh"
 # shellcheck source=../lib/linkstall-tap.sh
 . "$(dirname "$0")/../lib/linkstall-tap.sh"
-top=$(cd "$(dirname "$0")/../../.." && pwd)
-build=${BUILD:-$top/build}
-case $build in /*) ;; *) build=$top/$build ;; esac
-mig=$top/test/rxe/lib/linkstall-migrate.sh
 tap_plan 13
 
-rxe_require_built "$build" source-agent/rdmig-source dest-agent/rdmig-dest rdmigctl/rdmigctl test/rdmig-workload
-rxe_require_cmds criu jq
-rxe_agents_pki "$top"
-env="RDMIG_BUILD=$build RDMIG_PKI=$secrets/pki RDMIG_SIZE_MB=32"
+# shellcheck disable=SC2119 # no commands beyond criu and jq
+ls_setup
 # The workload rewrites about 40 pages/s: the 20 flaps keep the link
 # unusable a third of the time at most, and at 100 pages/s its own faults
 # could bring every page before the last flap.
-env="$env RDMIG_WL_ARGS='--delay-us 50000'"
-env="$env RDMIG_CASES='flap:flaps:20x2:wl'"
-tap_run --timeout 900 --grace 60 --pair --source "$env $mig source" --dest "$env $mig dest"
+ls_run 900 RDMIG_SIZE_MB=32 "RDMIG_WL_ARGS='--delay-us 50000'" "RDMIG_CASES='flap:flaps:20x2:wl'"
 tap_is "$RUN_STATUS" 0 "the pair run exits 0"
 ls_case flap 20 1/1 1000 wl
 tap_linkstall_diag
