@@ -49,6 +49,7 @@ struct rc_copy {
 	bool started; /* its file was made: never copied twice */
 	bool kept;    /* copied whole and XXH3 equal */
 	bool adopted; /* a final MemRegion named it: serves with serve_rkey */
+	bool used;    /* adopted once: counted in regions_used, not again on a resume */
 	uint32_t serve_rkey;
 };
 
@@ -423,9 +424,9 @@ bool roundcopy_adopt(struct roundcopy *rc, const struct ctrl_region *g)
 
 		if (!c->kept || c->addr != g->addr || c->len != g->len || c->xxh3 != g->xxh3)
 			continue;
-		if (!c->adopted)
+		if (!c->used)
 			rc->stats.regions_used++;
-		c->adopted = true;
+		c->used = c->adopted = true;
 		c->serve_rkey = g->rkey;
 		return true;
 	}

@@ -471,6 +471,16 @@ const struct src_round_region *src_prereg_round_region(const struct src_migratio
 	return m->prereg && i < m->prereg->nr_rsum ? &m->prereg->rsum[i] : NULL;
 }
 
+void *src_prereg_round_base(const struct src_migration *m, const struct imgmap_file *f)
+{
+	const struct src_prereg *p = m->prereg;
+
+	for (size_t i = 0; p && i < p->nr_r; i++)
+		if (p->rfiles[i].base && imgmap_file_same(&p->rfiles[i], f))
+			return p->rfiles[i].base;
+	return NULL;
+}
+
 bool src_prereg_region_xxh3(const struct src_migration *m, const struct ibv_mr *mr, size_t len,
 			    uint64_t *xxh3)
 {
@@ -479,8 +489,12 @@ bool src_prereg_region_xxh3(const struct src_migration *m, const struct ibv_mr *
 	for (size_t i = 0; p && mr && i < p->nr_rsum; i++) {
 		const struct src_round_region *r = &p->rsum[i];
 
-		if (!r->gone && r->g.addr == (uintptr_t)mr->addr && r->g.len == len &&
-		    r->g.rkey == mr->rkey) {
+		/*
+		 * The mapping, not the registration: a resumed session registers
+		 * the same mapping again in its own PD, with another rkey.  Only
+		 * a released (gone) round's address can map other bytes.
+		 */
+		if (!r->gone && r->g.addr == (uintptr_t)mr->addr && r->g.len == len) {
 			*xxh3 = r->g.xxh3;
 			return true;
 		}

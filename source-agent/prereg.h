@@ -161,9 +161,18 @@ struct src_round_region {
 size_t src_prereg_round_regions(const struct src_migration *m);
 const struct src_round_region *src_prereg_round_region(const struct src_migration *m, size_t i);
 /*
- * mr, a region of the final mapping of len bytes, is a round's region the
- * destination may hold a copy of: its XXH3 into *xxh3.
+ * mr, a region of the final mapping of len bytes registered by any
+ * session (the first, or a resumed one with its own rkey), maps a round's
+ * file the destination may hold a copy of: its XXH3 into *xxh3.
  */
+/*
+ * Where f's pages file is mapped by its pre-copy round, when f (a file of
+ * the final mapping) is a round's file still in the chain; NULL otherwise.
+ * A session that registers the checkpoint itself (a resumed one, in its
+ * own PD) registers that mapping, so that its regions keep the addresses
+ * the destination's copies were announced at.  Owned by prereg.
+ */
+void *src_prereg_round_base(const struct src_migration *m, const struct imgmap_file *f);
 bool src_prereg_region_xxh3(const struct src_migration *m, const struct ibv_mr *mr, size_t len,
 			    uint64_t *xxh3);
 /* A round's mapping still running. */

@@ -568,6 +568,35 @@ static int on_auth_proof(struct src_session *s, const AuthProof *p)
 }
 
 /*
+ * Registers n files into s->mrs in pd; a round's file where its round
+ * mapped it (src_prereg_round_base()): the destination's copy of it is
+ * named by that address.
+ */
+static int sess_register_files(struct src_session *s, const struct imgmap_file *files, size_t n,
+			       struct ibv_pd *pd)
+{
+	const struct imgmap *map = s->mig->map;
+	struct imgmap_file *at;
+	int ret;
+
+	if (!map || files != map->files)
+		return src_prereg_register(files, n, pd, s->mrs);
+	at = malloc((n ? n : 1) * sizeof(*at));
+	if (!at)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		void *base = src_prereg_round_base(s->mig, &files[i]);
+
+		at[i] = files[i];
+		if (base)
+			at[i].base = base;
+	}
+	ret = src_prereg_register(at, n, pd, s->mrs);
+	free(at);
+	return ret;
+}
+
+/*
  * This session's regions over n files (the checkpoint's pages files, or a
  * lazy dump's staging area as one), what naming them in the log: the ones
  * registered before the destination connected when this connection is in
@@ -598,7 +627,7 @@ static int sess_register(struct src_session *s, const struct imgmap_file *files,
 	if (!s->mrs)
 		return -ENOMEM;
 	s->nr_mrs = n;
-	ret = src_prereg_register(files, n, pd, s->mrs);
+	ret = sess_register_files(s, files, n, pd);
 	if (ret == 0) {
 		s->mig->register_ms = (int64_t)((now_ns() - t0) / 1000000);
 		log_info("%s: %s registered for RDMA READ in %.2f s", s->name, what,

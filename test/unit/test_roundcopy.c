@@ -172,9 +172,17 @@ static void test_copies_verify_and_serve(void **state)
 	roundcopy_get_stats(rc, &st);
 	assert_int_equal(st.regions_used, 1);
 	assert_int_equal(st.bytes_local, 8192);
-	/* A new connection's regions adopt again. */
+	/* A new connection's regions adopt again, with its rkey; still one region used. */
 	roundcopy_unadopt_all(rc);
 	assert_int_equal(roundcopy_pread(rc, (uintptr_t)a + la - 8192, 0x99, out, 8192), -ENOENT);
+	fin.has_xxh3 = true;
+	fin.rkey = 0x77;
+	assert_true(roundcopy_adopt(rc, &fin));
+	assert_int_equal(roundcopy_pread(rc, (uintptr_t)a + la - 8192, 0x99, out, 8192), -ENOENT);
+	assert_int_equal(roundcopy_pread(rc, (uintptr_t)a + la - 8192, 0x77, out, 8192), 0);
+	roundcopy_get_stats(rc, &st);
+	assert_int_equal(st.regions_used, 1);
+	roundcopy_unadopt_all(rc);
 
 	roundcopy_stop(rc, false);
 	assert_int_equal(f->deregs, 1);

@@ -25,8 +25,12 @@
 #       (without it the drain and the workload's own faults brought every
 #       page before the third outage of the link-down case and before the fifth
 #       flap of the flap case); the rest then drains at full speed.
-# RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD[:lazy] (WORKLOAD: wl or
-# redis; lazy: `--lazy-dump`, else `--no-lazy-dump`), the same in both guests.  Both agents run with --dead-after
+# RDMIG_CASES: the cases, words ID:KIND:ARG:WORKLOAD[:lazy|precopy] (WORKLOAD:
+# wl or redis; lazy: `--lazy-dump`, else `--no-lazy-dump`; precopy: also
+# `--precopy 1`, rdmig-source --rounds-wait 30000, so that B reads the
+# pages the final dump did not rewrite from its copy of the round; each
+# outage's event line gives progress.pages_local as the link went down
+# and as it came back), the same in both guests.  Both agents run with --dead-after
 # RDMIG_DEAD_AFTER (default 3).  The guests meet per case in
 # RDMIG_SHARED_DIR/ID: "gen0", "migrated", "verified".  Prints `linkstall:
 # ID ...` lines; "ID source json: {...}" and "ID dest json: {...}" are the
@@ -127,13 +131,15 @@ running_here() {
 }
 
 source_case() {
-	local id=$1 load=$2 mode=$3 sock st how=(--no-lazy-dump --verify)
+	local id=$1 load=$2 mode=$3 sock st how=(--no-lazy-dump --verify) more=()
 	[ "$mode" = lazy ] && how=(--lazy-dump --verify)
+	# One round, its copy on B made whole before the freeze (TCG copies slowly).
+	[ "$mode" = precopy ] && how=(--no-lazy-dump --verify --precopy 1) more=(--rounds-wait 30000)
 	case_paths "$id"
 	sock=$top/source.sock
 	spid=
 	wpid=
-	if ! start_source_agent "$sock" --verify --dead-after "$dead"; then
+	if ! start_source_agent "$sock" --verify --dead-after "$dead" "${more[@]}"; then
 		say "$id: rdmig-source did not start"
 		echo 1 >"$shared/migrated"
 		return 1
@@ -175,17 +181,22 @@ source_case() {
 event_end() {
 	local seen
 	seen=$(wait_state "$id" "postcopy|draining|done" 180 "$dsock" | sed 's/.*states of [^:]*: *//')
-	say "$id: event $1: $2: before $3, at its end $4, then $seen, pauses $(pause_info "$id" "$dsock")"
+	say "$id: event $1: $2: before $3, at its end $4, then $seen, pauses $(pause_info "$id" "$dsock")${5:+, $5}"
 }
 
+# link_out N SECS: B's eth0 down SECS s.  The pages read from the copies of
+# pre-copy rounds (progress.pages_local) as it goes down and as it comes
+# back: what was served while the source could not be reached.
 link_out() {
-	local n=$1 secs=$2 before during
+	local n=$1 secs=$2 before during l0 l1
 	before=$(mig_state "$id" "$dsock")
+	l0=$(mig_get "$id" .progress.pages_local "$dsock")
 	ip link set "$dev" down
 	sleep "$secs"
 	during=$(mig_state "$id" "$dsock")
+	l1=$(mig_get "$id" .progress.pages_local "$dsock")
 	ip link set "$dev" up
-	event_end "$n" "link $dev down $secs s" "$before" "$during"
+	event_end "$n" "link $dev down $secs s" "$before" "$during" "local pages ${l0:-null} -> ${l1:-null}"
 }
 
 # worker_pid ID: the migration's worker (the supervisor execs it as
@@ -277,7 +288,7 @@ dest_case() {
 	wait "$dpid"
 	echo "$st" >"$shared/verified"
 	keep_logs "$top/dest.log" "$top/dest/$id/rdmig-dest.log"
-	grep -ahE ' (error|warn): |paused|resumed|resuming a lazy dump|units staged|made by hand' "$top/dest.log" "$top/dest/$id/rdmig-dest.log" 2>/dev/null |
+	grep -ahE ' (error|warn): |paused|resumed|resuming a lazy dump|units staged|made by hand|copied ahead|from its copy|rounds: ' "$top/dest.log" "$top/dest/$id/rdmig-dest.log" 2>/dev/null |
 		tail -n 40 | sed "s/^/linkstall: $id: dest: /"
 	return $st
 }
