@@ -258,6 +258,21 @@ mig_state() {
 	return 0
 }
 
+# wait_runs_here ID API: until migration ID's workload runs here
+# (postcopy, draining or done), it ended otherwise (failed, aborted), or
+# the source side wrote "migrated" in $shared; 600 s at most.  Prints the
+# state last seen.
+wait_runs_here() {
+	local s=''
+	for _ in $(seq 6000); do
+		s=$(mig_state "$1" "$2")
+		case $s in postcopy | draining | done | failed | aborted) break ;; esac
+		[ -e "$shared/migrated" ] && break
+		sleep 0.1
+	done
+	echo "$s"
+}
+
 # wait_state ID STATES SECS [API]: waits until the migration's state is
 # one of STATES (words separated by "|"), at most SECS; prints the states
 # seen in order ("states: a b c").  Non-zero on time-out, or when it ends

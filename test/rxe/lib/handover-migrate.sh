@@ -232,12 +232,7 @@ source_side() {
 dest_verify() {
 	local sock=$1 st=0 g0 g1 g2 s
 	# Verify while pages still move: as soon as the workload runs here.
-	for _ in $(seq 6000); do
-		s=$(mig_state "$id" "$sock")
-		case $s in postcopy | draining | done | failed | aborted) break ;; esac
-		[ -e "$shared/migrated" ] && break
-		sleep 0.1
-	done
+	s=$(wait_runs_here "$id" "$sock")
 	say "the destination agent's state: ${s:-none}"
 	if [ "$s" = postcopy ] || [ "$s" = draining ] || [ "$s" = "done" ]; then
 		if [ "$s" = "done" ]; then

@@ -37,11 +37,7 @@ source_side() {
 		echo 1 >"$shared/migrated"
 		return 1
 	fi
-	(cd / && exec unshare -p -f setsid redis-server --bind 127.0.0.1 --port "$rport" \
-		--save '' --appendonly no --daemonize no --enable-debug-command yes \
-		--logfile '' </dev/null >/dev/null 2>&1) &
-	if ! wait_ping 60; then
-		say "redis-server does not answer PING"
+	if ! redis_launch; then
 		echo 1 >"$shared/migrated"
 		return 1
 	fi
@@ -76,12 +72,7 @@ dest_side() {
 		echo 1 >"$shared/verified"
 		return 1
 	fi
-	for _ in $(seq 6000); do
-		s=$(mig_state "$id" "$sock")
-		case $s in postcopy | draining | done | failed | aborted) break ;; esac
-		[ -e "$shared/migrated" ] && break
-		sleep 0.1
-	done
+	s=$(wait_runs_here "$id" "$sock")
 	say "the destination agent's state: ${s:-none}"
 	if wait_ping 60; then
 		d1=$(digest during) || st=1

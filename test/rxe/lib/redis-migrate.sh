@@ -112,6 +112,18 @@ wait_no_clients() {
 
 share() { [ -n "${RDMIG_SHARED_DIR:-}" ] && printf '%s\n' "$2" >"$RDMIG_SHARED_DIR/$1"; }
 
+# redis_launch: redis-server (no persistence, 127.0.0.1:$rport, DEBUG
+# allowed) in its own pid namespace, in the background; 0 once it answers
+# PING (60 s at most), else 1 with a line saying so.
+redis_launch() {
+	(cd / && exec unshare -p -f setsid redis-server --bind 127.0.0.1 --port "$rport" \
+		--save '' --appendonly no --daemonize no --enable-debug-command yes \
+		--logfile '' </dev/null >/dev/null 2>&1) &
+	wait_ping 60 && return 0
+	say "redis-server does not answer PING"
+	return 1
+}
+
 source_side() {
 	local B=${RDMIG_BUILD:?} secret=${RDMIG_SECRET:?} rpid t0 t1 d0 dd0 n st piped
 	rm -rf "$top" && mkdir -p "$top/dump"
@@ -119,13 +131,7 @@ source_side() {
 		say "redis-server or redis-cli is missing (scripts/install-deps)"
 		return 1
 	fi
-	(cd / && exec unshare -p -f setsid redis-server --bind 127.0.0.1 --port "$rport" \
-		--save '' --appendonly no --daemonize no --enable-debug-command yes \
-		--logfile '' </dev/null >/dev/null 2>&1) &
-	if ! wait_ping 60; then
-		say "redis-server does not answer PING"
-		return 1
-	fi
+	redis_launch || return 1
 	rpid=$(redis_pid)
 	say "redis-server pid $rpid (1 in its namespace), $(redis-server --version | cut -d' ' -f1-3)"
 	t0=$(now)
